@@ -1,0 +1,55 @@
+// swift-tools-version:6.1
+// Spool: a distributed video transcoding system. This manifest builds the runtime
+// (CShims/CURing, BufferPool, Ring) and the `spool` executable. Benchmarks live in
+// their own package under Benchmarks/ so the product never depends on a harness.
+import PackageDescription
+
+let package = Package(
+    name: "Spool",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "spool", targets: ["SpoolCLI"]),
+        .library(name: "BufferPool", targets: ["BufferPool"]),
+        .library(name: "Ring", targets: ["Ring"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // The only door to liburing. Its public header includes nothing but <stdint.h>,
+        // <stddef.h> and <sys/types.h>, so it never clashes with Glibc/Foundation/swift-system.
+        .target(
+            name: "CURing",
+            path: "CShims/CURing",
+            cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        // Linux headers the epoll fallback needs that Glibc's Swift module leaves out.
+        .target(name: "CEpoll", path: "CShims/CEpoll"),
+        .target(
+            name: "BufferPool",
+            path: "Sources/BufferPool"
+        ),
+        .target(
+            name: "Ring",
+            dependencies: [
+                "CURing", "CEpoll", "BufferPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Ring"
+        ),
+        .executableTarget(
+            name: "SpoolCLI",
+            dependencies: [
+                "Ring", "BufferPool",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/SpoolCLI"
+        ),
+        .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
+        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

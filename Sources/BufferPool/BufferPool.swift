@@ -1,0 +1,367 @@
+// BufferPool: a fixed, mmap'd arena of equal-sized I/O buffers with a hard byte cap.
+//
+// Goals: zero heap allocation after init; O(1) acquire and release; buffers handed out as
+// move-only (`~Copyable`) handles so a buffer has exactly one owner at a time (the user,
+// an in-flight kernel operation, or the kernel's provided-buffer ring); exhaustion is an
+// explicit outcome (`tryAcquire` returns nil, `acquire` waits), never growth or a crash;
+// an accounting check that every handle is back at quiescence.
+// Non-goals: growing the arena at run time; sharing one pool between threads. A pool
+// belongs to one event loop thread; the arena can be carved into one pool per loop.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Sizing of a buffer arena, derived from a byte cap.
+public struct BufferPoolConfiguration: Sendable, Equatable {
+    /// Bytes in one buffer (a multiple of the page size is best for fixed-buffer I/O).
+    public var bufferSizeBytes: Int
+    /// Hard cap on the arena: the pool never maps more than this.
+    public var memoryCapBytes: Int
+
+    public init(bufferSizeBytes: Int = 16 * 1024, memoryCapBytes: Int = 64 * 1024 * 1024) {
+        self.bufferSizeBytes = bufferSizeBytes
+        self.memoryCapBytes = memoryCapBytes
+    }
+
+    /// How many buffers fit under the cap.
+    public var bufferCount: Int { bufferSizeBytes > 0 ? memoryCapBytes / bufferSizeBytes : 0 }
+
+    /// Throws a readable error when the configuration cannot work.
+    public func validate() throws(BufferPoolError) {
+        guard bufferSizeBytes >= 512, bufferSizeBytes <= 16 * 1024 * 1024 else {
+            throw BufferPoolError(.invalidConfiguration("buffer size \(bufferSizeBytes) bytes is outside 512 B ... 16 MiB"))
+        }
+        guard bufferCount >= 2 else {
+            throw BufferPoolError(.invalidConfiguration("memory cap \(memoryCapBytes) bytes holds fewer than 2 buffers of \(bufferSizeBytes) bytes"))
+        }
+        // Buffer ids travel in 16-bit fields (io_uring buffer ids and fixed-buffer indexes).
+        guard bufferCount <= 65_536 else {
+            throw BufferPoolError(.invalidConfiguration("\(bufferCount) buffers exceed the 65,536 a pool can address; raise the buffer size or lower the cap"))
+        }
+    }
+}
+
+public struct BufferPoolError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case invalidConfiguration(String)
+        case mapFailed(errno: Int32)
+    }
+    public let kind: Kind
+    public init(_ kind: Kind) { self.kind = kind }
+    public var description: String {
+        switch kind {
+        case .invalidConfiguration(let why): return "invalid buffer pool configuration: \(why)"
+        case .mapFailed(let e): return "could not map the buffer arena: errno \(e)"
+        }
+    }
+}
+
+/// One mmap'd region. Pools are carved out of it; it is unmapped when the last pool goes.
+public final class BufferArena: @unchecked Sendable {
+    // @unchecked: the arena's fields are immutable after init; the memory itself is
+    // partitioned into disjoint pools, each touched by one thread only.
+    public let base: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    public init(byteCount: Int) throws(BufferPoolError) {
+        let p = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else { throw BufferPoolError(.mapFailed(errno: errno)) }
+        self.base = p
+        self.byteCount = byteCount
+    }
+
+    deinit { munmap(base, byteCount) }
+}
+
+/// A fixed set of buffers owned by one thread (one event loop).
+public final class BufferPool {
+    public enum Owner: UInt8 { case free = 0, user = 1, kernel = 2 }
+
+    public let bufferSizeBytes: Int
+    public let bufferCount: Int
+    public let arena: BufferArena
+    /// First byte of this pool's region of the arena.
+    public let base: UnsafeMutableRawPointer
+
+    private let freeStack: UnsafeMutablePointer<UInt32>
+    private var freeCount: Int
+    private let generations: UnsafeMutablePointer<UInt32>
+    private let owners: UnsafeMutablePointer<UInt8>
+    private var userCount = 0
+    private var kernelCount = 0
+    private var waiters = WaiterQueue()
+
+    /// Lowest number of free buffers seen, and how often a caller found the pool empty.
+    public private(set) var freeLowWater: Int
+    public private(set) var exhaustedCount = 0
+
+    /// Called when a buffer comes back and no `acquire` is waiting for it. The event loop
+    /// uses it to refill the kernel's provided-buffer ring. Return true to keep the buffer
+    /// (it is then owned by the kernel: `owner(of:) == .kernel`).
+    public var releaseHook: ((UInt32) -> Bool)?
+
+    /// A pool over its own arena.
+    public convenience init(_ config: BufferPoolConfiguration) throws(BufferPoolError) {
+        try config.validate()
+        let arena = try BufferArena(byteCount: config.bufferCount * config.bufferSizeBytes)
+        self.init(arena: arena, offset: 0, bufferSizeBytes: config.bufferSizeBytes, bufferCount: config.bufferCount)
+    }
+
+    /// A pool over `bufferCount` buffers of `arena` starting at `offset` bytes.
+    public init(arena: BufferArena, offset: Int, bufferSizeBytes: Int, bufferCount: Int) {
+        precondition(offset >= 0 && offset + bufferSizeBytes * bufferCount <= arena.byteCount, "pool exceeds its arena")
+        precondition(bufferCount > 0 && bufferCount <= 65_536)
+        self.arena = arena
+        self.base = arena.base + offset
+        self.bufferSizeBytes = bufferSizeBytes
+        self.bufferCount = bufferCount
+        freeStack = .allocate(capacity: bufferCount)
+        generations = .allocate(capacity: bufferCount)
+        owners = .allocate(capacity: bufferCount)
+        generations.initialize(repeating: 1, count: bufferCount)
+        owners.initialize(repeating: Owner.free.rawValue, count: bufferCount)
+        // Highest index at the bottom, so index 0 is handed out first.
+        for i in 0..<bufferCount { freeStack[i] = UInt32(bufferCount - 1 - i) }
+        freeCount = bufferCount
+        freeLowWater = bufferCount
+    }
+
+    deinit {
+        // A handle outliving its pool would write freed memory: crash loudly instead.
+        precondition(userCount == 0, "BufferPool deinit with \(userCount) buffers still held by users")
+        freeStack.deallocate()
+        generations.deallocate()
+        owners.deallocate()
+    }
+
+    // MARK: Accounting
+
+    public var freeBuffers: Int { freeCount }
+    public var userHeldBuffers: Int { userCount }
+    public var kernelHeldBuffers: Int { kernelCount }
+    public var waitingAcquirers: Int { waiters.count }
+    public var capacityBytes: Int { bufferCount * bufferSizeBytes }
+
+    /// True when no buffer is held by a user or an operation: every buffer is free or lent
+    /// to the kernel's provided-buffer ring (where it is still the pool's).
+    public var isQuiescent: Bool { userCount == 0 && freeCount + kernelCount == bufferCount }
+
+    public func owner(of index: UInt32) -> Owner { Owner(rawValue: owners[Int(index)])! }
+
+    /// Address of buffer `index`. Stable for the pool's lifetime.
+    @inline(__always)
+    public func address(of index: UInt32) -> UnsafeMutableRawPointer {
+        base + Int(index) * bufferSizeBytes
+    }
+
+    // MARK: Acquire and release
+
+    /// A buffer, or nil when every buffer is in use (the caller applies backpressure).
+    public func tryAcquire() -> PooledBuffer? {
+        guard let index = takeFree(as: .user) else { return nil }
+        return PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
+    }
+
+    /// A buffer; suspends while the pool is exhausted, resumed in FIFO order as buffers return.
+    public func acquire() async -> PooledBuffer {
+        if let index = takeFree(as: .user) {
+            return PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
+        }
+        let index: UInt32 = await withUnsafeContinuation { waiters.append($0) }
+        return PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
+    }
+
+    private func takeFree(as owner: Owner) -> UInt32? {
+        guard freeCount > 0 else {
+            exhaustedCount &+= 1
+            return nil
+        }
+        freeCount -= 1
+        let index = freeStack[freeCount]
+        if freeCount < freeLowWater { freeLowWater = freeCount }
+        owners[Int(index)] = owner.rawValue
+        if owner == .user { userCount += 1 } else { kernelCount += 1 }
+        return index
+    }
+
+    /// Called from `PooledBuffer.deinit`.
+    @usableFromInline
+    func release(index: UInt32, generation: UInt32) {
+        let i = Int(index)
+        precondition(owners[i] == Owner.user.rawValue && generations[i] == generation,
+                     "stale or double release of buffer \(index)")
+        generations[i] &+= 1
+        if generations[i] == 0 { generations[i] = 1 }
+        userCount -= 1
+        owners[i] = Owner.free.rawValue
+        giveBack(index)
+    }
+
+    private func giveBack(_ index: UInt32) {
+        let i = Int(index)
+        if let waiter = waiters.popFirst() {
+            owners[i] = Owner.user.rawValue
+            userCount += 1
+            waiter.resume(returning: index)
+            return
+        }
+        if let hook = releaseHook {
+            owners[i] = Owner.kernel.rawValue
+            kernelCount += 1
+            if hook(index) { return }
+            owners[i] = Owner.free.rawValue
+            kernelCount -= 1
+        }
+        freeStack[freeCount] = index
+        freeCount += 1
+    }
+
+    // MARK: Lending to the kernel (used by the event loop only)
+
+    /// Moves a free buffer into kernel ownership (a provided-buffer ring, or an emulated
+    /// one in the epoll backend). Nil when none is free.
+    public func lendToKernel() -> UInt32? { takeFree(as: .kernel) }
+
+    /// The kernel filled buffer `index` with `count` bytes: the caller becomes its owner.
+    public func adoptFromKernel(index: UInt32, count: Int) -> PooledBuffer {
+        let i = Int(index)
+        precondition(owners[i] == Owner.kernel.rawValue, "buffer \(index) adopted but not lent to the kernel")
+        precondition(count >= 0 && count <= bufferSizeBytes)
+        owners[i] = Owner.user.rawValue
+        kernelCount -= 1
+        userCount += 1
+        var b = PooledBuffer(pool: self, index: index, generation: generations[i])
+        b.count = count
+        return b
+    }
+
+    /// A kernel-owned buffer comes back unused (ring teardown, or the epoll emulation
+    /// found no data). It goes to waiters or the free list, never back through the hook.
+    public func reclaimFromKernel(index: UInt32) {
+        let i = Int(index)
+        precondition(owners[i] == Owner.kernel.rawValue, "buffer \(index) reclaimed but not lent to the kernel")
+        kernelCount -= 1
+        owners[i] = Owner.free.rawValue
+        if let waiter = waiters.popFirst() {
+            owners[i] = Owner.user.rawValue
+            userCount += 1
+            waiter.resume(returning: index)
+            return
+        }
+        freeStack[freeCount] = index
+        freeCount += 1
+    }
+
+    /// Every buffer currently lent to the kernel, for teardown.
+    public func kernelOwnedIndexes() -> [UInt32] {
+        (0..<bufferCount).compactMap { owners[$0] == Owner.kernel.rawValue ? UInt32($0) : nil }
+    }
+
+    /// Takes a handle apart so an in-flight operation can carry it as plain integers.
+    /// Rebuild it with `reassemble` when the operation completes; until then the buffer
+    /// stays `.user`-owned and counted, so accounting sees it as in use.
+    public func disassemble(_ buffer: consuming PooledBuffer) -> PooledBuffer.Parts {
+        let parts = PooledBuffer.Parts(index: buffer.index, generation: buffer.generation, count: buffer.count)
+        buffer.forget()
+        return parts
+    }
+
+    public func reassemble(_ parts: PooledBuffer.Parts) -> PooledBuffer {
+        let i = Int(parts.index)
+        precondition(owners[i] == Owner.user.rawValue && generations[i] == parts.generation, "reassembled a stale buffer")
+        var b = PooledBuffer(pool: self, index: parts.index, generation: parts.generation)
+        b.count = parts.count
+        return b
+    }
+}
+
+/// A pooled buffer with exactly one owner. Dropping it returns it to its pool.
+///
+/// - warning: Not thread-safe: use and drop it on the pool's thread.
+public struct PooledBuffer: ~Copyable {
+    public struct Parts: Sendable, Equatable {
+        public let index: UInt32
+        public let generation: UInt32
+        public var count: Int
+    }
+
+    // Unmanaged keeps the handle trivially destructible (so `discard self` works) and
+    // free of reference counting; the pool's deinit traps if any handle is still out.
+    @usableFromInline let _pool: Unmanaged<BufferPool>
+    @usableFromInline var pool: BufferPool { _pool.takeUnretainedValue() }
+    public let index: UInt32
+    @usableFromInline let generation: UInt32
+    /// Number of initialized (valid) bytes, from the start of the buffer.
+    public var count: Int = 0
+
+    init(pool: BufferPool, index: UInt32, generation: UInt32) {
+        self._pool = Unmanaged.passUnretained(pool)
+        self.index = index
+        self.generation = generation
+    }
+
+    deinit { pool.release(index: index, generation: generation) }
+
+    /// Ends the handle without releasing the buffer (used by `BufferPool.disassemble`).
+    consuming func forget() { discard self }
+
+    public var capacity: Int { pool.bufferSizeBytes }
+    public var isEmpty: Bool { count == 0 }
+
+    /// The first `count` bytes.
+    /// - warning: Do not let the pointer escape the closure.
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: pool.address(of: index), count: count))
+    }
+
+    /// All `capacity` bytes, writable; set `count` afterwards.
+    /// - warning: Do not let the pointer escape the closure.
+    public mutating func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeMutableRawBufferPointer(start: pool.address(of: index), count: pool.bufferSizeBytes))
+    }
+
+    /// Appends bytes from `source` up to the capacity; returns how many were copied.
+    @discardableResult
+    public mutating func append(contentsOf source: UnsafeRawBufferPointer) -> Int {
+        let n = min(source.count, capacity - count)
+        if n > 0, let s = source.baseAddress {
+            (pool.address(of: index) + count).copyMemory(from: s, byteCount: n)
+            count += n
+        }
+        return n
+    }
+
+    /// A copy of the valid bytes (for tests and small control messages, not the data path).
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+}
+
+/// FIFO of suspended `acquire` callers without per-waiter heap allocation once grown.
+struct WaiterQueue {
+    private var items: [UnsafeContinuation<UInt32, Never>?] = []
+    private var head = 0
+    private(set) var count = 0
+
+    mutating func append(_ c: UnsafeContinuation<UInt32, Never>) {
+        if head > 0 && head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        items.append(c)
+        count += 1
+    }
+
+    mutating func popFirst() -> UnsafeContinuation<UInt32, Never>? {
+        guard count > 0 else { return nil }
+        let c = items[head]
+        items[head] = nil
+        head += 1
+        count -= 1
+        if count == 0 {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return c
+    }
+}

@@ -1,0 +1,426 @@
+// EpollBackend: the io_uring-shaped IOBackend for kernels or sandboxes without io_uring.
+//
+// Goals: the same completion semantics as URingBackend, so the loop and everything above
+// it cannot tell the difference: socket operations are tried at once (non-blocking) and
+// parked on edge-triggered epoll readiness when they would block; multishot accept and
+// provided-buffer recv are emulated (buffers come from the pool; none free => -ENOBUFS,
+// as the kernel does); timeouts and linked timeouts live in a timer heap; file operations
+// run synchronously (regular files never report "would block").
+// Non-goals: matching io_uring's speed; offloading file I/O to threads.
+import BufferPool
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CEpoll
+
+final class EpollBackend: IOBackend {
+    let kind = IOBackendKind.epoll
+    let supportsMultishotRecv = true
+    let usesFixedBuffers = false
+    let summary: String
+    private let epfd: Int32
+    private let pool: BufferPool
+
+    private enum Parked {
+        case accept(multishot: Bool)
+        case recvSelect(multishot: Bool)
+        case recv(UnsafeMutableRawPointer, Int)
+        case send(UnsafeRawPointer, Int)
+        case connect
+        case wakeup(UnsafeMutableRawPointer)
+    }
+
+    private struct Waiter {
+        var ud: UInt64
+        var op: Parked
+    }
+
+    private struct FDState {
+        var registered = false
+        var reader: Waiter?
+        var writer: Waiter?
+    }
+
+    private var fds: [FDState] = []
+    private var ready: [Completion] = []
+    private var readyHead = 0
+    /// `ud` of a parked socket op -> fd, so cancel can find it.
+    private var parkedFD: [UInt64: Int32] = [:]
+    private var timers = TimerHeap()
+    private let events: UnsafeMutablePointer<epoll_event>
+    private let eventsMax = 256
+
+    init(pool: BufferPool) throws(RingError) {
+        let e = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard e >= 0 else { throw RingError(errno: errno, operation: "epoll_create1") }
+        epfd = e
+        self.pool = pool
+        events = .allocate(capacity: eventsMax)
+        summary = "epoll (io_uring semantics emulated: multishot accept/recv, provided buffers, timer heap)"
+    }
+
+    func shutdownBackend() {
+        Glibc.close(epfd)
+        events.deallocate()
+    }
+
+    func offerBuffer(_ index: UInt32) -> Bool { false }
+
+    func forget(fd: Int32) {
+        let i = Int(fd)
+        guard i < fds.count else { return }
+        if fds[i].registered { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
+        if let r = fds[i].reader { parkedFD[r.ud] = nil }
+        if let w = fds[i].writer { parkedFD[w.ud] = nil }
+        fds[i] = FDState()
+    }
+
+    // MARK: Helpers
+
+    private func complete(_ ud: UInt64, _ res: Int32, _ flags: UInt32 = 0) {
+        ready.append(Completion(user_data: ud, res: res, flags: flags))
+    }
+
+    private func state(_ fd: Int32) -> Int {
+        let i = Int(fd)
+        if i >= fds.count { fds.append(contentsOf: repeatElement(FDState(), count: i - fds.count + 64)) }
+        if !fds[i].registered {
+            var ev = epoll_event()
+            ev.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+            ev.data.fd = fd
+            if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST {
+                fds[i].registered = true
+            }
+        }
+        return i
+    }
+
+    private func park(fd: Int32, reading: Bool, _ w: Waiter, timeoutNs: Int64) {
+        let i = state(fd)
+        if reading {
+            precondition(fds[i].reader == nil, "two concurrent reads on fd \(fd)")
+            fds[i].reader = w
+        } else {
+            precondition(fds[i].writer == nil, "two concurrent writes on fd \(fd)")
+            fds[i].writer = w
+        }
+        parkedFD[w.ud] = fd
+        if timeoutNs >= 0 { timers.push(deadline: monotonicNanos() &+ timeoutNs, ud: w.ud, cancelsTarget: true) }
+    }
+
+    /// Runs one attempt of a parked op. Returns true when the op is finished (completed).
+    private func attempt(fd: Int32, _ w: Waiter) -> Bool {
+        switch w.op {
+        case .accept(let multishot):
+            while true {
+                let c = cepoll_accept4_nonblock(fd)
+                if c >= 0 {
+                    complete(w.ud, c, multishot ? CQEFlag.more : 0)
+                    if !multishot { return true }
+                    continue
+                }
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { return false }
+                if e == EINTR || e == ECONNABORTED { continue }
+                complete(w.ud, -e)
+                return true
+            }
+        case .recvSelect(let multishot):
+            while true {
+                guard let index = pool.lendToKernel() else {
+                    complete(w.ud, -ENOBUFS)
+                    return true
+                }
+                let n = Glibc.recv(fd, pool.address(of: index), pool.bufferSizeBytes, Int32(MSG_DONTWAIT))
+                if n > 0 {
+                    let flags = CQEFlag.buffer | (UInt32(index) << CQEFlag.bufferShift) | (multishot ? CQEFlag.more : 0)
+                    complete(w.ud, Int32(n), flags)
+                    if !multishot { return true }
+                    continue
+                }
+                let e = errno
+                pool.reclaimFromKernel(index: index)
+                if n == 0 { complete(w.ud, 0); return true }
+                if e == EAGAIN || e == EWOULDBLOCK { return false }
+                if e == EINTR { continue }
+                complete(w.ud, -e)
+                return true
+            }
+        case .recv(let p, let count):
+            while true {
+                let n = Glibc.recv(fd, p, count, Int32(MSG_DONTWAIT))
+                if n >= 0 { complete(w.ud, Int32(n)); return true }
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { return false }
+                if e == EINTR { continue }
+                complete(w.ud, -e)
+                return true
+            }
+        case .send(let p, let count):
+            while true {
+                let n = Glibc.send(fd, p, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                if n >= 0 { complete(w.ud, Int32(n)); return true }
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { return false }
+                if e == EINTR { continue }
+                complete(w.ud, -e)
+                return true
+            }
+        case .connect:
+            var err: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+            complete(w.ud, -err)
+            return true
+        case .wakeup(let storage):
+            _ = Glibc.read(fd, storage, 8)
+            complete(w.ud, 8)
+            return false
+        }
+    }
+
+    private func submitParked(fd: Int32, reading: Bool, _ w: Waiter, timeoutNs: Int64 = -1) -> Int32 {
+        if !attempt(fd: fd, w) {
+            park(fd: fd, reading: reading, w, timeoutNs: timeoutNs)
+        }
+        return 0
+    }
+
+    private func setNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 && flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    // MARK: Operations
+
+    func nop(_ ud: UInt64) -> Int32 { complete(ud, 0); return 0 }
+
+    func accept(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32 {
+        setNonBlocking(fd)
+        return submitParked(fd: fd, reading: true, Waiter(ud: ud, op: .accept(multishot: multishot)))
+    }
+
+    func recvSelect(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32 {
+        setNonBlocking(fd)
+        return submitParked(fd: fd, reading: true, Waiter(ud: ud, op: .recvSelect(multishot: multishot)))
+    }
+
+    func recv(fd: Int32, into: UnsafeMutableRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
+        submitParked(fd: fd, reading: true, Waiter(ud: ud, op: .recv(into, count)), timeoutNs: timeout == nil ? -1 : timeoutNs)
+    }
+
+    func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
+        submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .send(from, count)), timeoutNs: timeout == nil ? -1 : timeoutNs)
+    }
+
+    func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
+        setNonBlocking(fd)
+        let rc = Glibc.connect(fd, address.assumingMemoryBound(to: sockaddr.self), length)
+        if rc == 0 { complete(ud, 0); return 0 }
+        let e = errno
+        guard e == EINPROGRESS || e == EINTR else { complete(ud, -e); return 0 }
+        park(fd: fd, reading: false, Waiter(ud: ud, op: .connect), timeoutNs: timeout == nil ? -1 : timeoutNs)
+        return 0
+    }
+
+    func shutdown(fd: Int32, how: Int32, _ ud: UInt64) -> Int32 {
+        complete(ud, Glibc.shutdown(fd, how) == 0 ? 0 : -errno)
+        return 0
+    }
+
+    func close(fd: Int32, _ ud: UInt64) -> Int32 {
+        forget(fd: fd)
+        complete(ud, Glibc.close(fd) == 0 ? 0 : -errno)
+        return 0
+    }
+
+    func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32 {
+        let fd = Glibc.openat(AT_FDCWD, path, flags | O_CLOEXEC, mode)
+        complete(ud, fd >= 0 ? fd : -errno)
+        return 0
+    }
+
+    func read(fd: Int32, into: UnsafeMutableRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
+        var n: Int
+        repeat { n = pread(fd, into, count, off_t(offset)) } while n < 0 && errno == EINTR
+        complete(ud, n >= 0 ? Int32(n) : -errno)
+        return 0
+    }
+
+    func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
+        var n: Int
+        repeat { n = pwrite(fd, from, count, off_t(offset)) } while n < 0 && errno == EINTR
+        complete(ud, n >= 0 ? Int32(n) : -errno)
+        return 0
+    }
+
+    func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 {
+        complete(ud, (dataOnly ? fdatasync(fd) : Glibc.fsync(fd)) == 0 ? 0 : -errno)
+        return 0
+    }
+
+    func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ ud: UInt64) -> Int32 {
+        complete(ud, Glibc.rename(from, to) == 0 ? 0 : -errno)
+        return 0
+    }
+
+    func unlink(path: UnsafePointer<CChar>, directory: Bool, _ ud: UInt64) -> Int32 {
+        complete(ud, unlinkat(AT_FDCWD, path, directory ? AT_REMOVEDIR : 0) == 0 ? 0 : -errno)
+        return 0
+    }
+
+    func statx(path: UnsafePointer<CChar>, into: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
+        complete(ud, cepoll_statx(AT_FDCWD, path, 0, 0x7ff, into))
+        return 0
+    }
+
+    func timeout(nanoseconds: Int64, storage: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
+        timers.push(deadline: monotonicNanos() &+ max(0, nanoseconds), ud: ud, cancelsTarget: false)
+        return 0
+    }
+
+    func cancel(_ target: UInt64) -> Int32 {
+        if let fd = parkedFD.removeValue(forKey: target) {
+            let i = Int(fd)
+            if fds[i].reader?.ud == target { fds[i].reader = nil }
+            if fds[i].writer?.ud == target { fds[i].writer = nil }
+            timers.remove(ud: target)
+            complete(target, -ECANCELED)
+        } else if timers.remove(ud: target) {
+            // A pending plain timeout, cancelled as io_uring does: -ECANCELED.
+            complete(target, -ECANCELED)
+        }
+        return 0
+    }
+
+    func armWakeup(fd: Int32, storage: UnsafeMutableRawPointer) -> Int32 {
+        let i = state(fd)
+        if fds[i].reader == nil { fds[i].reader = Waiter(ud: ReservedUserData.wakeup, op: .wakeup(storage)) }
+        return 0
+    }
+
+    // MARK: Completion
+
+    func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
+        if readyHead == ready.count {
+            var waitMs: Int32 = wait ? -1 : 0
+            if wait {
+                var ns = timeoutNs
+                if let next = timers.nextDeadline {
+                    let untilTimer = Swift.max(0, next - monotonicNanos())
+                    ns = ns < 0 ? untilTimer : Swift.min(ns, untilTimer)
+                }
+                if ns >= 0 { waitMs = Int32(clamping: (ns + 999_999) / 1_000_000) }
+            }
+            let n = epoll_wait(epfd, events, Int32(eventsMax), waitMs)
+            if n > 0 {
+                for k in 0..<Int(n) {
+                    let fd = events[k].data.fd
+                    let ev = events[k].events
+                    let i = Int(fd)
+                    guard i < fds.count else { continue }
+                    let readable = ev & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0
+                    let writable = ev & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
+                    if readable, let w = fds[i].reader, attempt(fd: fd, w) {
+                        fds[i].reader = nil
+                        parkedFD[w.ud] = nil
+                        timers.remove(ud: w.ud)
+                    }
+                    if writable, i < fds.count, let w = fds[i].writer, attempt(fd: fd, w) {
+                        fds[i].writer = nil
+                        parkedFD[w.ud] = nil
+                        timers.remove(ud: w.ud)
+                    }
+                }
+            }
+            fireTimers()
+        }
+        var count = 0
+        while count < max && readyHead < ready.count {
+            out[count] = ready[readyHead]
+            count += 1
+            readyHead += 1
+        }
+        if readyHead == ready.count {
+            ready.removeAll(keepingCapacity: true)
+            readyHead = 0
+        }
+        return count
+    }
+
+    private func fireTimers() {
+        let now = monotonicNanos()
+        while let t = timers.popExpired(now: now) {
+            if t.cancelsTarget {
+                _ = cancel(t.ud)   // a linked timeout: the op completes with -ECANCELED
+            } else {
+                complete(t.ud, -ETIME)
+            }
+        }
+    }
+}
+
+/// Monotonic clock in nanoseconds.
+@inline(__always)
+func monotonicNanos() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+/// A binary min-heap of deadlines with lazy removal.
+struct TimerHeap {
+    struct Entry { var deadline: Int64; var ud: UInt64; var cancelsTarget: Bool }
+    private var heap: [Entry] = []
+    private var live: [UInt64: Bool] = [:]   // ud -> cancelsTarget, for entries not removed
+
+    mutating func push(deadline: Int64, ud: UInt64, cancelsTarget: Bool) {
+        live[ud] = cancelsTarget
+        heap.append(Entry(deadline: deadline, ud: ud, cancelsTarget: cancelsTarget))
+        var i = heap.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            if heap[p].deadline <= heap[i].deadline { break }
+            heap.swapAt(p, i)
+            i = p
+        }
+    }
+
+    @discardableResult
+    mutating func remove(ud: UInt64) -> Bool { live.removeValue(forKey: ud) != nil }
+
+    var nextDeadline: Int64? {
+        mutating get {
+            dropDead()
+            return heap.first?.deadline
+        }
+    }
+
+    private mutating func dropDead() {
+        while let top = heap.first, live[top.ud] != top.cancelsTarget { popTop() }
+    }
+
+    mutating func popExpired(now: Int64) -> Entry? {
+        dropDead()
+        guard let top = heap.first, top.deadline <= now else { return nil }
+        popTop()
+        live[top.ud] = nil
+        return top
+    }
+
+    private mutating func popTop() {
+        let last = heap.removeLast()
+        guard !heap.isEmpty else { return }
+        heap[0] = last
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < heap.count && heap[l].deadline < heap[m].deadline { m = l }
+            if r < heap.count && heap[r].deadline < heap[m].deadline { m = r }
+            if m == i { break }
+            heap.swapAt(i, m)
+            i = m
+        }
+    }
+}

@@ -1,0 +1,233 @@
+// Files on the event loop: open/read/write at offsets (fixed buffers when registered),
+// fsync/fdatasync, rename, unlink, statx through the ring; mmap helpers for large files.
+// On the epoll backend the same calls run synchronously (regular files never block on
+// readiness), so callers need not care which backend runs.
+import BufferPool
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CEpoll
+
+public final class File {
+    public let fd: Int32
+    public let path: String
+    public let loop: EventLoop
+    private var closed = false
+    private var pool: BufferPool { loop.pool }
+
+    public struct Mode: Sendable {
+        let flags: Int32
+        public static let read = Mode(flags: O_RDONLY)
+        public static let readWrite = Mode(flags: O_RDWR)
+        /// Create or truncate for writing.
+        public static let createTruncate = Mode(flags: O_WRONLY | O_CREAT | O_TRUNC)
+        /// Create, failing if it exists (for temp files of atomic writes).
+        public static let createExclusive = Mode(flags: O_WRONLY | O_CREAT | O_EXCL)
+        public static let append = Mode(flags: O_WRONLY | O_CREAT | O_APPEND)
+    }
+
+    private init(fd: Int32, path: String, loop: EventLoop) {
+        self.fd = fd
+        self.path = path
+        self.loop = loop
+    }
+
+    deinit {
+        if !closed { Glibc.close(fd) }
+    }
+
+    public static func open(_ path: String, _ mode: Mode, permissions: UInt32 = 0o644) async throws(RingError) -> File {
+        let loop = try currentLoop("open \(path)")
+        let r = await strdup(path)!.asOwnedPath { p in
+            await loop.perform { ud, _ in loop.backend.openat(path: p, flags: mode.flags, mode: permissions, ud) }
+        }
+        guard r.res >= 0 else { throw RingError(errno: -r.res, operation: "open \(path)") }
+        return File(fd: r.res, path: path, loop: loop)
+    }
+
+    /// Reads up to the buffer's capacity at `offset`; the buffer's count becomes the bytes read.
+    public func read(into buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
+        let parts = pool.disassemble(buffer)
+        let dst = pool.address(of: parts.index)
+        let cap = pool.bufferSizeBytes
+        let r = await loop.perform { ud, _ in
+            loop.backend.read(fd: fd, into: dst, count: cap, offset: offset, bufferIndex: Int32(parts.index), ud)
+        }
+        var back = pool.reassemble(parts)
+        if r.res >= 0 {
+            back.count = Int(r.res)
+            return IOCompletion(result: .success(Int(r.res)), buffer: back)
+        }
+        return IOCompletion(result: .failure(RingError(errno: -r.res, operation: "read \(path)")), buffer: back)
+    }
+
+    /// Writes all valid bytes of `buffer` at `offset` (short writes are continued).
+    public func write(_ buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
+        let parts = pool.disassemble(buffer)
+        let src = pool.address(of: parts.index)
+        var done = 0
+        var failure: RingError?
+        while done < parts.count {
+            let r = await loop.perform { ud, _ in
+                loop.backend.write(fd: fd, from: src + done, count: parts.count - done, offset: offset + UInt64(done),
+                                   bufferIndex: done == 0 ? Int32(parts.index) : -1, ud)
+            }
+            if r.res <= 0 {
+                failure = r.res == 0 ? RingError(.noSpace, operation: "write \(path)") : RingError(errno: -r.res, operation: "write \(path)")
+                break
+            }
+            done += Int(r.res)
+        }
+        let back = pool.reassemble(parts)
+        if let failure { return IOCompletion(result: .failure(failure), buffer: back) }
+        return IOCompletion(result: .success(done), buffer: back)
+    }
+
+    /// fsync (or fdatasync with `dataOnly`).
+    public func sync(dataOnly: Bool = false) async throws(RingError) {
+        let r = await loop.perform { ud, _ in loop.backend.fsync(fd: fd, dataOnly: dataOnly, ud) }
+        if r.res < 0 { throw RingError(errno: -r.res, operation: "fsync \(path)") }
+    }
+
+    public func close() async throws(RingError) {
+        guard !closed else { return }
+        closed = true
+        let r = await loop.perform { ud, _ in loop.backend.close(fd: fd, ud) }
+        if r.res < 0 { throw RingError(errno: -r.res, operation: "close \(path)") }
+    }
+
+    public var size: Int {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+    }
+}
+
+public struct FileStatus: Sendable, Equatable {
+    public var size: UInt64
+    public var mode: UInt32
+    public var modifiedSeconds: Int64
+    public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+}
+
+/// Path operations through the ring.
+public enum FileSystem {
+    public static func rename(_ from: String, to: String) async throws(RingError) {
+        let loop = try currentLoop("rename \(from)")
+        let r = await strdup(from)!.asOwnedPath { a in
+            await strdup(to)!.asOwnedPath { b in
+                await loop.perform { ud, _ in loop.backend.rename(from: a, to: b, ud) }
+            }
+        }
+        if r.res < 0 { throw RingError(errno: -r.res, operation: "rename \(from) -> \(to)") }
+    }
+
+    public static func remove(_ path: String, directory: Bool = false) async throws(RingError) {
+        let loop = try currentLoop("unlink \(path)")
+        let r = await strdup(path)!.asOwnedPath { p in
+            await loop.perform { ud, _ in loop.backend.unlink(path: p, directory: directory, ud) }
+        }
+        if r.res < 0 { throw RingError(errno: -r.res, operation: "unlink \(path)") }
+    }
+
+    public static func status(_ path: String) async throws(RingError) -> FileStatus {
+        let loop = try currentLoop("statx \(path)")
+        // The kernel writes the statx record until the completion: give it memory this
+        // call owns (not slot scratch, which is reused as soon as the slot is freed).
+        let sx = UnsafeMutableRawPointer.allocate(byteCount: Int(CEPOLL_STATX_SIZE), alignment: 16)
+        defer { sx.deallocate() }
+        let r = await strdup(path)!.asOwnedPath { p in
+            await loop.perform { ud, _ in loop.backend.statx(path: p, into: sx, ud) }
+        }
+        if r.res < 0 { throw RingError(errno: -r.res, operation: "statx \(path)") }
+        var status = FileStatus(size: 0, mode: 0, modifiedSeconds: 0)
+        cepoll_statx_fields(sx, &status.size, &status.mode, &status.modifiedSeconds)
+        return status
+    }
+
+    /// Makes a rename or create in `directory` durable (fsync of the directory).
+    public static func syncDirectory(_ directory: String) async throws(RingError) {
+        let d = try await File.open(directory, File.Mode(flags: O_RDONLY | O_DIRECTORY))
+        try await d.sync()
+        try await d.close()
+    }
+
+}
+
+func currentLoop(_ op: String) throws(RingError) -> EventLoop {
+    guard let loop = EventLoop.current else {
+        throw RingError(.invalidArgument("no event loop: call from a task on a loop"), operation: op)
+    }
+    return loop
+}
+
+extension UnsafeMutablePointer where Pointee == CChar {
+    /// Runs `body` with this strdup'd path and frees it afterwards (it must outlive the await).
+    func asOwnedPath<R>(_ body: (UnsafePointer<CChar>) async -> R) async -> R {
+        defer { free(self) }
+        return await body(UnsafePointer(self))
+    }
+}
+
+/// A read-only or read-write memory mapping of a whole file.
+public final class MappedFile {
+    public let count: Int
+    private let base: UnsafeMutableRawPointer?
+    private let writable: Bool
+
+    /// Maps `path` read-only (sequential read-ahead advised).
+    public init(readingFrom path: String) throws(RingError) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RingError(errno: errno, operation: "open \(path)") }
+        defer { Glibc.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw RingError(errno: errno, operation: "fstat \(path)") }
+        count = Int(st.st_size)
+        writable = false
+        if count == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let p, p != MAP_FAILED else { throw RingError(errno: errno, operation: "mmap \(path)") }
+        madvise(p, count, MADV_SEQUENTIAL)
+        base = p
+    }
+
+    /// Creates (or truncates) `path` with `size` bytes and maps it read-write; `sync()`
+    /// flushes it to disk.
+    public init(creating path: String, size: Int, permissions: UInt32 = 0o644) throws(RingError) {
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(permissions))
+        guard fd >= 0 else { throw RingError(errno: errno, operation: "open \(path)") }
+        defer { Glibc.close(fd) }
+        guard ftruncate(fd, off_t(size)) == 0 else { throw RingError(errno: errno, operation: "ftruncate \(path)") }
+        count = size
+        writable = true
+        if size == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else { throw RingError(errno: errno, operation: "mmap \(path)") }
+        base = p
+    }
+
+    deinit {
+        if let base { munmap(base, count) }
+    }
+
+    /// - warning: Do not let the pointer escape the closure.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: base == nil ? 0 : count))
+    }
+
+    /// - warning: Do not let the pointer escape the closure.
+    public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        precondition(writable, "mapping is read-only")
+        return try body(UnsafeMutableRawBufferPointer(start: base, count: base == nil ? 0 : count))
+    }
+
+    public func sync() throws(RingError) {
+        guard let base, writable else { return }
+        if msync(base, count, MS_SYNC) != 0 { throw RingError(errno: errno, operation: "msync") }
+    }
+}

@@ -1,0 +1,78 @@
+// IOBackend: the completion-based interface both backends implement.
+//
+// The event loop speaks io_uring's language to both: it prepares operations tagged with a
+// 64-bit `user_data`, and later reaps completions `(user_data, res, flags)`. The io_uring
+// backend maps each call to one SQE. The epoll backend emulates the same semantics with
+// readiness plus non-blocking syscalls (multishot accept/recv included, provided buffers
+// taken from the pool), so everything above this file is backend-agnostic.
+// Non-goals: exposing backend specifics above the loop.
+internal import CURing
+
+public enum IOBackendKind: String, Sendable, CustomStringConvertible {
+    case uring
+    case epoll
+    public var description: String { rawValue }
+}
+
+/// A completion as the loop sees it (layout-compatible with `curing_cqe`).
+typealias Completion = curing_cqe
+
+enum CQEFlag {
+    static let buffer = UInt32(CURING_CQE_F_BUFFER)
+    static let more = UInt32(CURING_CQE_F_MORE)
+    static let bufferShift = UInt32(CURING_CQE_BUFFER_SHIFT)
+}
+
+/// Reserved `user_data` values for completions the loop consumes itself.
+enum ReservedUserData {
+    /// Linked timeouts and cancel requests: their completions carry nothing we need.
+    static let ignored: UInt64 = .max
+    /// The cross-thread wakeup read on the eventfd.
+    static let wakeup: UInt64 = .max - 1
+}
+
+protocol IOBackend: AnyObject {
+    var kind: IOBackendKind { get }
+    /// Human-readable facts for the one startup log line (flags, features).
+    var summary: String { get }
+    /// True when `recvSelect(multishot: true)` keeps delivering until disarmed.
+    var supportsMultishotRecv: Bool { get }
+    /// True when pool buffers are registered as fixed buffers (READ_FIXED/WRITE_FIXED).
+    var usesFixedBuffers: Bool { get }
+
+    // Each prep returns 0, or a negative errno when the operation could not be queued.
+    func nop(_ ud: UInt64) -> Int32
+    func accept(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32
+    /// Receive into a pool buffer chosen when data arrives (provided buffers).
+    func recvSelect(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32
+    func recv(fd: Int32, into: UnsafeMutableRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32
+    func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32
+    func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32
+    func shutdown(fd: Int32, how: Int32, _ ud: UInt64) -> Int32
+    func close(fd: Int32, _ ud: UInt64) -> Int32
+    func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32
+    func read(fd: Int32, into: UnsafeMutableRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32
+    func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32
+    func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32
+    func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ ud: UInt64) -> Int32
+    func unlink(path: UnsafePointer<CChar>, directory: Bool, _ ud: UInt64) -> Int32
+    func statx(path: UnsafePointer<CChar>, into: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32
+    /// `storage` is 16 bytes owned by the operation's slot.
+    func timeout(nanoseconds: Int64, storage: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32
+    func cancel(_ target: UInt64) -> Int32
+
+    /// Arms (or re-arms after its completion) a read of the loop's eventfd that completes
+    /// with `ReservedUserData.wakeup`. `storage` is 8 bytes owned by the loop.
+    func armWakeup(fd: Int32, storage: UnsafeMutableRawPointer) -> Int32
+
+    /// A buffer the pool handed back: lend it to the kernel (returns true) or not.
+    func offerBuffer(_ index: UInt32) -> Bool
+    /// The fd is being closed by the loop: forget any per-fd state.
+    func forget(fd: Int32)
+
+    /// Submits queued work; waits for at least one completion when `wait` is true (for at
+    /// most `timeoutNs`, negative: no limit); copies up to `max` completions to `out`.
+    func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int
+
+    func shutdownBackend()
+}

@@ -1,0 +1,63 @@
+// Parker: one suspended task per owner object (a listener or connection), woken by the
+// loop when a multishot completion arrives, by an optional deadline, or by cancellation.
+// Non-goals: several waiters on one object (each socket has one reader at a time).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Carries a loop-confined reference through a `@Sendable` closure. Only dereference
+/// `value` on the owning loop's thread.
+struct LoopBound<T: AnyObject>: @unchecked Sendable {
+    let value: T
+}
+
+enum WakeReason: Equatable {
+    case signalled, cancelled, timedOut
+}
+
+final class Parker {
+    private var continuation: UnsafeContinuation<WakeReason, Never>?
+    private var generation: UInt64 = 0
+    private var timerUD: UInt64?
+    var isWaiting: Bool { continuation != nil }
+
+    /// Suspends until `wake`, the deadline, or (if `cancellable`) task cancellation.
+    func wait(loop: EventLoop, timeoutNs: Int64? = nil, cancellable: Bool = true) async -> WakeReason {
+        loop.assertInLoop()
+        precondition(continuation == nil, "two tasks waiting on one socket")
+        if cancellable && Task.isCancelled { return .cancelled }
+        generation &+= 1
+        let gen = generation
+        let box = LoopBound(value: self)
+        let body: () async -> WakeReason = {
+            await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
+                self.continuation = k
+                if let t = timeoutNs {
+                    self.timerUD = loop.submit({ [self] _ in
+                        if self.generation == gen {
+                            self.timerUD = nil
+                            self.wake(.timedOut)
+                        }
+                    }) { ud, slot in loop.backend.timeout(nanoseconds: t, storage: loop.timeoutScratch(slot), ud) }
+                }
+            }
+        }
+        guard cancellable else { return await body() }
+        return await withTaskCancellationHandler(operation: body) {
+            loop.execute {
+                if box.value.generation == gen { box.value.wake(.cancelled) }
+            }
+        }
+    }
+
+    /// Resumes the waiting task, if any.
+    func wake(_ reason: WakeReason = .signalled, loop: EventLoop? = nil) {
+        guard let k = continuation else { return }
+        continuation = nil
+        if let t = timerUD {
+            timerUD = nil
+            (loop ?? EventLoop.current)?.requestCancel(t)
+        }
+        k.resume(returning: reason)
+    }
+}

@@ -1,0 +1,220 @@
+// URingBackend: IOBackend over one io_uring instance (through CShims/CURing).
+//
+// Goals: one SQE per operation, linked timeouts for deadlines, multishot accept/recv with
+// a provided-buffer ring fed from the BufferPool, pool buffers registered as fixed buffers.
+// Non-goals: SQPOLL (it burns a core, and we have two).
+internal import CURing
+import BufferPool
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class URingBackend: IOBackend {
+    let kind = IOBackendKind.uring
+    private let ring: OpaquePointer
+    private let pool: BufferPool
+    let setupFlags: UInt32
+    private(set) var supportsMultishotRecv: Bool
+    private(set) var usesFixedBuffers: Bool
+    private var bufRingEntries = 0
+    private var bufRingTarget = 0
+    private var lentToRing = 0
+    let summary: String
+
+    struct SetupFailure: Error {
+        let errno: Int32
+        let step: String
+    }
+
+    /// Creates the ring on the calling thread (SINGLE_ISSUER binds it to this thread).
+    init(entries: UInt32, pool: BufferPool, kernel: KernelVersion, recvBuffersMax: Int) throws(SetupFailure) {
+        var got: UInt32 = 0
+        var err: Int32 = 0
+        let wanted = UInt32(CURING_SETUP_COOP_TASKRUN | CURING_SETUP_SINGLE_ISSUER | CURING_SETUP_DEFER_TASKRUN | CURING_SETUP_SUBMIT_ALL)
+        guard let r = curing_ring_create(entries, wanted, &got, &err) else {
+            throw SetupFailure(errno: err, step: "io_uring_setup")
+        }
+        ring = r
+        self.pool = pool
+        setupFlags = got
+
+        // Required opcodes: without them the epoll backend serves better than a half ring.
+        var supported = [UInt8](repeating: 0, count: Int(CURING_OP_COUNT_.rawValue))
+        if curing_probe(r, &supported) == 0 {
+            for op in 0..<Int(CURING_OP_COUNT_.rawValue) where supported[op] == 0 && curing_opcode_optional(Int32(op)) == 0 {
+                curing_ring_destroy(r)
+                throw SetupFailure(errno: EOPNOTSUPP, step: "opcode \(String(cString: curing_opcode_name(Int32(op)))) (needs Linux \(String(cString: curing_opcode_min_kernel(Int32(op)))))")
+            }
+        }
+
+        // Fixed buffers: the whole pool, if the kernel and RLIMIT_MEMLOCK allow it.
+        usesFixedBuffers = false
+        if pool.bufferCount <= 16_384, supported[Int(CURING_OP_READ_FIXED.rawValue)] == 1 {
+            usesFixedBuffers = curing_register_buffers(r, pool.base, pool.bufferSizeBytes, UInt32(pool.bufferCount)) == 0
+        }
+
+        // Provided-buffer ring (5.19+). Without it there is no way to receive into pool
+        // buffers chosen at arrival time, so we refuse and let the epoll backend run.
+        let wantedEntries = max(1, min(recvBuffersMax, pool.bufferCount, 32_768))
+        var entriesPow2 = 1
+        while entriesPow2 < wantedEntries { entriesPow2 <<= 1 }
+        let brc = curing_buf_ring_setup(r, UInt32(entriesPow2), 0)
+        guard brc == 0 else {
+            curing_ring_destroy(r)
+            throw SetupFailure(errno: -brc, step: "IORING_REGISTER_PBUF_RING (needs Linux 5.19)")
+        }
+        bufRingEntries = entriesPow2
+        bufRingTarget = wantedEntries
+        supportsMultishotRecv = kernel >= KernelVersion(6, 0)
+
+        var flags: [String] = []
+        if got & UInt32(CURING_SETUP_COOP_TASKRUN) != 0 { flags.append("COOP_TASKRUN") }
+        if got & UInt32(CURING_SETUP_SINGLE_ISSUER) != 0 { flags.append("SINGLE_ISSUER") }
+        if got & UInt32(CURING_SETUP_DEFER_TASKRUN) != 0 { flags.append("DEFER_TASKRUN") }
+        if got & UInt32(CURING_SETUP_SUBMIT_ALL) != 0 { flags.append("SUBMIT_ALL") }
+        summary = "io_uring \(entries) entries, flags [\(flags.joined(separator: ","))], "
+            + "fixed buffers \(usesFixedBuffers ? "\(pool.bufferCount)" : "off"), "
+            + "provided-buffer ring \(entriesPow2) (\(supportsMultishotRecv ? "multishot" : "single-shot") recv)"
+
+        // Fill the provided-buffer ring from the pool.
+        while lentToRing < bufRingTarget, let index = pool.lendToKernel() {
+            addToRing(index)
+        }
+        curing_buf_ring_publish(ring)
+    }
+
+    private func addToRing(_ index: UInt32) {
+        curing_buf_ring_add(ring, pool.address(of: index), UInt32(pool.bufferSizeBytes), UInt16(truncatingIfNeeded: index))
+        lentToRing += 1
+    }
+
+    func offerBuffer(_ index: UInt32) -> Bool {
+        guard lentToRing < bufRingTarget else { return false }
+        addToRing(index)
+        return true
+    }
+
+    /// The kernel picked buffer `index` for a completion: it is no longer in the ring.
+    func bufferLeftRing() { lentToRing -= 1 }
+
+    func forget(fd: Int32) {}
+
+    func shutdownBackend() {
+        curing_ring_destroy(ring)
+        // Buffers that were in the provided-buffer ring belong to the pool again.
+        for index in pool.kernelOwnedIndexes() { pool.reclaimFromKernel(index: index) }
+        lentToRing = 0
+    }
+
+    // MARK: Preparation
+
+    func nop(_ ud: UInt64) -> Int32 { curing_prep_nop(ring, ud) }
+
+    func accept(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32 {
+        curing_prep_accept(ring, fd, multishot ? 1 : 0, ud)
+    }
+
+    func recvSelect(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32 {
+        curing_prep_recv_select(ring, fd, (multishot && supportsMultishotRecv) ? 1 : 0, ud)
+    }
+
+    /// Makes room for an op plus its linked timeout, so the pair is never split.
+    private func reserveLinked(_ timeout: UnsafeMutableRawPointer?) -> UInt32 {
+        guard timeout != nil else { return 0 }
+        if curing_sq_space_left(ring) < 2 { _ = curing_submit_and_wait(ring, 0, 0) }
+        return UInt32(CURING_SQE_IO_LINK)
+    }
+
+    private func linkTimeout(_ timeout: UnsafeMutableRawPointer?, _ ns: Int64, _ rc: Int32) -> Int32 {
+        guard rc == 0, let timeout else { return rc }
+        return curing_prep_link_timeout(ring, timeout, ns, ReservedUserData.ignored)
+    }
+
+    func recv(fd: Int32, into: UnsafeMutableRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
+        let f = reserveLinked(timeout)
+        return linkTimeout(timeout, timeoutNs, curing_prep_recv(ring, fd, into, count, 0, ud, f))
+    }
+
+    func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
+        let f = reserveLinked(timeout)
+        return linkTimeout(timeout, timeoutNs, curing_prep_send(ring, fd, from, count, 0, ud, f))
+    }
+
+    func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
+        let f = reserveLinked(timeout)
+        return linkTimeout(timeout, timeoutNs, curing_prep_connect(ring, fd, address, length, ud, f))
+    }
+
+    func shutdown(fd: Int32, how: Int32, _ ud: UInt64) -> Int32 { curing_prep_shutdown(ring, fd, how, ud) }
+    func close(fd: Int32, _ ud: UInt64) -> Int32 { curing_prep_close(ring, fd, ud) }
+
+    // Path operations: the kernel copies the path when it consumes the SQE, so submit now,
+    // while the caller's C string is still alive.
+    private func submitNow(_ rc: Int32) -> Int32 {
+        guard rc == 0 else { return rc }
+        let s = curing_submit_and_wait(ring, 0, 0)
+        return s < 0 ? s : 0
+    }
+
+    func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32 {
+        submitNow(curing_prep_openat(ring, AT_FDCWD, path, flags, mode, ud))
+    }
+
+    func read(fd: Int32, into: UnsafeMutableRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
+        curing_prep_read(ring, fd, into, UInt32(count), offset, usesFixedBuffers ? bufferIndex : -1, ud, 0)
+    }
+
+    func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
+        curing_prep_write(ring, fd, from, UInt32(count), offset, usesFixedBuffers ? bufferIndex : -1, ud, 0)
+    }
+
+    func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 { curing_prep_fsync(ring, fd, dataOnly ? 1 : 0, ud) }
+
+    func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ ud: UInt64) -> Int32 {
+        submitNow(curing_prep_renameat(ring, AT_FDCWD, from, AT_FDCWD, to, ud))
+    }
+
+    func unlink(path: UnsafePointer<CChar>, directory: Bool, _ ud: UInt64) -> Int32 {
+        submitNow(curing_prep_unlinkat(ring, AT_FDCWD, path, directory ? AT_REMOVEDIR : 0, ud))
+    }
+
+    func statx(path: UnsafePointer<CChar>, into: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
+        submitNow(curing_prep_statx(ring, AT_FDCWD, path, 0, 0x7ff /* STATX_BASIC_STATS */, into, ud))
+    }
+
+    func timeout(nanoseconds: Int64, storage: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
+        curing_prep_timeout(ring, storage, nanoseconds, ud)
+    }
+
+    func cancel(_ target: UInt64) -> Int32 { curing_prep_cancel(ring, target, ReservedUserData.ignored) }
+
+    func armWakeup(fd: Int32, storage: UnsafeMutableRawPointer) -> Int32 {
+        curing_prep_read(ring, fd, storage, 8, 0, -1, ReservedUserData.wakeup, 0)
+    }
+
+    // MARK: Completion
+
+    func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
+        curing_buf_ring_publish(ring)
+        // Reap what is already there before sleeping: never block with completions pending.
+        var n = Int(curing_reap(ring, out, UInt32(max)))
+        if n > 0 {
+            _ = curing_submit_and_wait(ring, 0, 0)
+        } else {
+            let rc = curing_submit_and_wait(ring, wait ? 1 : 0, wait ? timeoutNs : 0)
+            if rc < 0 { checkFatalEnter(rc) }
+            n = Int(curing_reap(ring, out, UInt32(max)))
+        }
+        for i in 0..<n where out[i].flags & CQEFlag.buffer != 0 {
+            bufferLeftRing()
+        }
+        return n
+    }
+
+    private func checkFatalEnter(_ rc: Int32) {
+        // EEXIST: the ring was created on another thread (SINGLE_ISSUER); that is our bug.
+        if rc == -EEXIST || rc == -EBADF || rc == -EFAULT {
+            preconditionFailure("io_uring_enter failed with errno \(-rc): ring used from the wrong thread or corrupted")
+        }
+    }
+}
