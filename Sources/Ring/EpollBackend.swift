@@ -37,8 +37,10 @@ final class EpollBackend: IOBackend {
 
     private struct FDState {
         var registered = false
-        var reader: Waiter?
-        var writer: Waiter?
+        // io_uring allows several operations per fd (an armed multishot receive plus a
+        // single-shot one, say), so each direction keeps a list, served in order.
+        var readers: [Waiter] = []
+        var writers: [Waiter] = []
     }
 
     private var fds: [FDState] = []
@@ -66,12 +68,14 @@ final class EpollBackend: IOBackend {
 
     func offerBuffer(_ index: UInt32) -> Bool { false }
 
+    var receiveBuffersAvailable: Int { pool.freeBuffers }
+
     func forget(fd: Int32) {
         let i = Int(fd)
         guard i < fds.count else { return }
         if fds[i].registered { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
-        if let r = fds[i].reader { parkedFD[r.ud] = nil }
-        if let w = fds[i].writer { parkedFD[w.ud] = nil }
+        for r in fds[i].readers { parkedFD[r.ud] = nil; timers.remove(ud: r.ud) }
+        for w in fds[i].writers { parkedFD[w.ud] = nil; timers.remove(ud: w.ud) }
         fds[i] = FDState()
     }
 
@@ -97,13 +101,7 @@ final class EpollBackend: IOBackend {
 
     private func park(fd: Int32, reading: Bool, _ w: Waiter, timeoutNs: Int64) {
         let i = state(fd)
-        if reading {
-            precondition(fds[i].reader == nil, "two concurrent reads on fd \(fd)")
-            fds[i].reader = w
-        } else {
-            precondition(fds[i].writer == nil, "two concurrent writes on fd \(fd)")
-            fds[i].writer = w
-        }
+        if reading { fds[i].readers.append(w) } else { fds[i].writers.append(w) }
         parkedFD[w.ud] = fd
         if timeoutNs >= 0 { timers.push(deadline: monotonicNanos() &+ timeoutNs, ud: w.ud, cancelsTarget: true) }
     }
@@ -139,7 +137,9 @@ final class EpollBackend: IOBackend {
                     continue
                 }
                 let e = errno
-                pool.reclaimFromKernel(index: index)
+                // Give the buffer back as a release (not a silent reclaim) so the loop's
+                // release hook wakes a receiver that is starved for buffers.
+                _ = pool.adoptFromKernel(index: index, count: 0)
                 if n == 0 { complete(w.ud, 0); return true }
                 if e == EAGAIN || e == EWOULDBLOCK { return false }
                 if e == EINTR { continue }
@@ -282,8 +282,8 @@ final class EpollBackend: IOBackend {
     func cancel(_ target: UInt64) -> Int32 {
         if let fd = parkedFD.removeValue(forKey: target) {
             let i = Int(fd)
-            if fds[i].reader?.ud == target { fds[i].reader = nil }
-            if fds[i].writer?.ud == target { fds[i].writer = nil }
+            fds[i].readers.removeAll { $0.ud == target }
+            fds[i].writers.removeAll { $0.ud == target }
             timers.remove(ud: target)
             complete(target, -ECANCELED)
         } else if timers.remove(ud: target) {
@@ -295,7 +295,9 @@ final class EpollBackend: IOBackend {
 
     func armWakeup(fd: Int32, storage: UnsafeMutableRawPointer) -> Int32 {
         let i = state(fd)
-        if fds[i].reader == nil { fds[i].reader = Waiter(ud: ReservedUserData.wakeup, op: .wakeup(storage)) }
+        if !fds[i].readers.contains(where: { $0.ud == ReservedUserData.wakeup }) {
+            fds[i].readers.append(Waiter(ud: ReservedUserData.wakeup, op: .wakeup(storage)))
+        }
         return 0
     }
 
@@ -321,16 +323,8 @@ final class EpollBackend: IOBackend {
                     guard i < fds.count else { continue }
                     let readable = ev & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0
                     let writable = ev & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
-                    if readable, let w = fds[i].reader, attempt(fd: fd, w) {
-                        fds[i].reader = nil
-                        parkedFD[w.ud] = nil
-                        timers.remove(ud: w.ud)
-                    }
-                    if writable, i < fds.count, let w = fds[i].writer, attempt(fd: fd, w) {
-                        fds[i].writer = nil
-                        parkedFD[w.ud] = nil
-                        timers.remove(ud: w.ud)
-                    }
+                    if readable { serve(fd: fd, reading: true) }
+                    if writable { serve(fd: fd, reading: false) }
                 }
             }
             fireTimers()
@@ -346,6 +340,25 @@ final class EpollBackend: IOBackend {
             readyHead = 0
         }
         return count
+    }
+
+    /// Attempts every parked op of one direction in order; finished ones leave the list.
+    private func serve(fd: Int32, reading: Bool) {
+        let i = Int(fd)
+        let list = reading ? fds[i].readers : fds[i].writers
+        guard !list.isEmpty else { return }
+        var keep: [Waiter] = []
+        for w in list {
+            // An earlier attempt may have cancelled or closed this one.
+            guard w.ud == ReservedUserData.wakeup || parkedFD[w.ud] != nil else { continue }
+            if attempt(fd: fd, w) {
+                parkedFD[w.ud] = nil
+                timers.remove(ud: w.ud)
+            } else {
+                keep.append(w)
+            }
+        }
+        if reading { fds[i].readers = keep } else { fds[i].writers = keep }
     }
 
     private func fireTimers() {

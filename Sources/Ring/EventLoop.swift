@@ -45,7 +45,8 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         /// Operations in flight at once on this loop (each takes one slot).
         public var slotsMax: Int = 8192
         public var pool = BufferPoolConfiguration()
-        /// Pool buffers kept in the kernel's provided-buffer ring for receives.
+        /// Pool buffers kept in the kernel's provided-buffer ring for receives (io_uring;
+        /// capped at half the pool so other users can always get buffers).
         public var recvBuffersMax: Int = 1024
         public init() {}
     }
@@ -498,6 +499,29 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     // MARK: Buffers
+
+    /// How often a receive found no pool buffer (and waited for one): backpressure events.
+    public private(set) var receiveStarvations = 0
+
+    /// A receive found no buffer to receive into: queue it, move free pool buffers into
+    /// the kernel's ring (up to its target), and wake as many queued receivers as there
+    /// are buffers they could use now. The ENOBUFS may be stale (buffers came back while
+    /// its completion waited in the batch), so this never waits for another release.
+    func receiveStarved(_ who: any RecvStarved) {
+        receiveStarvations += 1
+        recvStarved.append(who)
+        while let index = pool.lendToKernel() {
+            if !backend.offerBuffer(index) {
+                pool.reclaimFromKernel(index: index)
+                break
+            }
+        }
+        var usable = backend.receiveBuffersAvailable
+        while usable > 0, let next = recvStarved.popFirst() {
+            next.bufferAvailable(loop: self)
+            usable -= 1
+        }
+    }
 
     /// The pool hands back a buffer nobody waits for: lend it to the kernel's ring (io_uring)
     /// and wake one receiver that found the pool empty.

@@ -67,6 +67,9 @@ protocol IOBackend: AnyObject {
 
     /// A buffer the pool handed back: lend it to the kernel (returns true) or not.
     func offerBuffer(_ index: UInt32) -> Bool
+    /// Buffers a provided-buffer receive could take right now (io_uring: in the ring;
+    /// epoll: free in the pool).
+    var receiveBuffersAvailable: Int { get }
     /// The fd is being closed by the loop: forget any per-fd state.
     func forget(fd: Int32)
 

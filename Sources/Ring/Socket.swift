@@ -224,7 +224,8 @@ public final class TCPListener: MultishotSink {
         accepted.removeAll()
         acceptedHead = 0
         _ = await loop.perform { ud, _ in loop.backend.close(fd: fd, ud) }
-        loop.backend.forget(fd: fd)
+        // No forget(fd:) here: the backend forgets before closing, and after the close
+        // the number may already belong to a newly accepted socket.
     }
 }
 
@@ -344,7 +345,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         } else if res == -ENOBUFS {
             if !starved && !closed {
                 starved = true
-                loop.recvStarved.append(self)
+                loop.receiveStarved(self)
             }
         } else if res < 0 && res != -ECANCELED {
             recvFailure = RingError(errno: -res, operation: "recv")
@@ -392,9 +393,12 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         while !rest.isEmpty {
             var b = await pool.acquire()
             let n = min(b.capacity, rest.count)
+            let chunk = rest.prefix(n)
             b.withUnsafeMutableBytes { dst in
-                var i = 0
-                for byte in rest.prefix(n) { dst[i] = byte; i += 1 }
+                let copied = chunk.withContiguousStorageIfAvailable { src in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(src))
+                }
+                if copied == nil { _ = dst.initializeMemory(as: UInt8.self, from: chunk) }
             }
             b.count = n
             rest = rest.dropFirst(n)
@@ -449,7 +453,8 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         received.removeAll()
         receivedHead = 0
         _ = await loop.perform { ud, _ in loop.backend.close(fd: fd, ud) }
-        loop.backend.forget(fd: fd)
+        // No forget(fd:) here: the backend forgets before closing, and after the close
+        // the number may already belong to a newly accepted socket.
     }
 }
 

@@ -55,7 +55,8 @@ final class URingBackend: IOBackend {
 
         // Provided-buffer ring (5.19+). Without it there is no way to receive into pool
         // buffers chosen at arrival time, so we refuse and let the epoll backend run.
-        let wantedEntries = max(1, min(recvBuffersMax, pool.bufferCount, 32_768))
+        // At most half the pool goes to the ring, so sends and file I/O can always acquire.
+        let wantedEntries = max(1, min(recvBuffersMax, pool.bufferCount / 2, 32_768))
         var entriesPow2 = 1
         while entriesPow2 < wantedEntries { entriesPow2 <<= 1 }
         let brc = curing_buf_ring_setup(r, UInt32(entriesPow2), 0)
@@ -98,6 +99,8 @@ final class URingBackend: IOBackend {
     func bufferLeftRing() { lentToRing -= 1 }
 
     func forget(fd: Int32) {}
+
+    var receiveBuffersAvailable: Int { lentToRing }
 
     func shutdownBackend() {
         curing_ring_destroy(ring)

@@ -1,0 +1,154 @@
+// Files through the ring: a 256 MiB write in pool-buffer chunks, fsync, rename, read back
+// through mmap and through ring reads (fixed buffers on io_uring); errors for bad paths.
+import BufferPool
+import Foundation
+@testable import Ring
+import XCTest
+
+final class FileTests: XCTestCase {
+    var dir: String!
+
+    override func setUp() {
+        dir = NSTemporaryDirectory() + "spool-file-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// Fills `count` bytes with words derived from (chunk, word) and folds them into a checksum.
+    static func fill(_ p: UnsafeMutableRawBufferPointer, chunk: Int) -> UInt64 {
+        let words = p.count / 8
+        var h: UInt64 = 0
+        let base = UInt64(chunk) << 32
+        for j in 0..<words {
+            var z = (base | UInt64(j)) &* 0x9E37_79B9_7F4A_7C15
+            z ^= z >> 29
+            p.storeBytes(of: z, toByteOffset: j * 8, as: UInt64.self)
+            h = (h ^ z) &* 0x100_0000_01B3 &+ UInt64(j)
+        }
+        return h
+    }
+
+    static func checksum(_ p: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0
+        for j in 0..<(p.count / 8) {
+            h = (h ^ p.load(fromByteOffset: j * 8, as: UInt64.self)) &* 0x100_0000_01B3 &+ UInt64(j)
+        }
+        return h
+    }
+
+    func testWrite256MiBFsyncRenameReadBack() async throws {
+        let dirPath: String = self.dir
+        let chunk = 256 * 1024
+        let chunks = 1024                    // 256 MiB
+        let loop = try EventLoop.start(configuration: loopConfiguration(bufferSize: chunk, cap: 64 * chunk))
+        defer { loop.shutdown() }
+        let tmp = dir + "/video.tmp", final = dir + "/video.mp4"
+        let (written, sums) = try await loop.run { () -> (Int, [UInt64]) in
+            let file = try await File.open(tmp, .createExclusive)
+            let f = Unchecked(file)
+            var sums = [UInt64](repeating: 0, count: chunks)
+            let s = Unchecked(UnsafeMutableBufferPointer<UInt64>.allocate(capacity: chunks))
+            defer { s.value.deallocate() }
+            // Eight writers keep eight writes in flight.
+            var writers: [Task<Int, any Error>] = []
+            for w in 0..<8 {
+                writers.append(loop.spawn {
+                    var n = 0
+                    for k in stride(from: w, to: chunks, by: 8) {
+                        var b = await loop.pool.acquire()
+                        s.value[k] = b.withUnsafeMutableBytes { FileTests.fill($0, chunk: k) }
+                        b.count = chunk
+                        let r = await f.value.write(b, at: UInt64(k * chunk))
+                        n += try r.result.get()
+                    }
+                    return n
+                })
+            }
+            var total = 0
+            for t in writers { total += try await t.value }
+            try await file.sync()
+            try await file.close()
+            try await FileSystem.rename(tmp, to: final)
+            try await FileSystem.syncDirectory(dirPath)
+            for k in 0..<chunks { sums[k] = s.value[k] }
+            return (total, sums)
+        }
+        XCTAssertEqual(written, chunks * chunk)
+
+        let status = try await loop.run { try await FileSystem.status(final) }
+        XCTAssertEqual(status.size, UInt64(chunks * chunk))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp))
+
+        // Read back through mmap.
+        let mapped = try MappedFile(readingFrom: final)
+        XCTAssertEqual(mapped.count, chunks * chunk)
+        let mmapSums = mapped.withUnsafeBytes { all in
+            (0..<chunks).map { k in FileTests.checksum(UnsafeRawBufferPointer(rebasing: all[(k * chunk)..<((k + 1) * chunk)])) }
+        }
+        XCTAssertEqual(mmapSums, sums)
+
+        // And through ring reads into pool buffers (READ_FIXED when registered).
+        let ringSums = try await loop.run { () -> [UInt64] in
+            let file = try await File.open(final, .read)
+            var out: [UInt64] = []
+            for k in 0..<chunks {
+                let b = await loop.pool.acquire()
+                let r = await file.read(into: b, at: UInt64(k * chunk))
+                XCTAssertEqual(try r.result.get(), chunk)
+                out.append(r.buffer.withUnsafeBytes { FileTests.checksum($0) })
+            }
+            // Past the end: a read of 0 bytes, not an error.
+            let b = await loop.pool.acquire()
+            let end = await file.read(into: b, at: UInt64(chunks * chunk))
+            XCTAssertEqual(try end.result.get(), 0)
+            try await file.close()
+            return out
+        }
+        XCTAssertEqual(ringSums, sums)
+        try await FileSystemCheck.remove(final, on: loop)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: final))
+        try await assertQuiescent(loop)
+    }
+
+    func testFileErrorsAreTyped() async throws {
+        let dirPath: String = self.dir
+        let loop = try EventLoop.start(configuration: loopConfiguration())
+        defer { loop.shutdown() }
+        let outcomes = try await loop.run { () -> [String] in
+            var out: [String] = []
+            do { _ = try await File.open(dirPath + "/missing/x", .read) } catch let e as RingError { out.append("\(e.code)") }
+            do { try await FileSystem.rename(dirPath + "/nope", to: dirPath + "/nope2") } catch let e as RingError { out.append("\(e.code)") }
+            do { _ = try await FileSystem.status(dirPath + "/nope") } catch let e as RingError { out.append("\(e.code)") }
+            let f = try await File.open(dirPath + "/a", .createExclusive)
+            try await f.close()
+            do { _ = try await File.open(dirPath + "/a", .createExclusive) } catch let e as RingError { out.append("\(e.code)") }
+            return out
+        }
+        XCTAssertEqual(outcomes, ["notFound", "notFound", "notFound", "exists"])
+        try await assertQuiescent(loop)
+    }
+
+    func testMappedFileCreateAndSync() throws {
+        let path = dir + "/mapped.bin"
+        let m = try MappedFile(creating: path, size: 1 << 20)
+        m.withUnsafeMutableBytes { p in for i in 0..<p.count { p[i] = UInt8(truncatingIfNeeded: i * 31) } }
+        try m.sync()
+        let r = try MappedFile(readingFrom: path)
+        r.withUnsafeBytes { p in
+            XCTAssertEqual(p.count, 1 << 20)
+            XCTAssertEqual(p[12345], UInt8(truncatingIfNeeded: 12345 * 31))
+        }
+        let empty = dir + "/empty.bin"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        XCTAssertEqual(try MappedFile(readingFrom: empty).count, 0)
+    }
+}
+
+enum FileSystemCheck {
+    static func remove(_ path: String, on loop: EventLoop) async throws {
+        try await loop.run { try await FileSystem.remove(path) }
+    }
+}

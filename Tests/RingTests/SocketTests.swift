@@ -1,0 +1,373 @@
+// Socket behaviour over loopback, on whichever backend SPOOL_IO_BACKEND selects
+// (make test runs this suite on io_uring, on epoll, and under a seccomp filter).
+import BufferPool
+import Foundation
+@testable import Ring
+import XCTest
+
+final class SocketTests: XCTestCase {
+    var server: EventLoop!
+    var client: EventLoop!
+
+    override func setUp() async throws {
+        raiseFileLimit()
+        server = try EventLoop.start(id: 1, configuration: loopConfiguration())
+        client = try EventLoop.start(id: 2, configuration: loopConfiguration())
+    }
+
+    override func tearDown() async throws {
+        server?.shutdown()
+        client?.shutdown()
+    }
+
+    func testBackendMatchesRequest() throws {
+        switch requestedBackend {
+        case "epoll": XCTAssertEqual(server.backendKind, .epoll)
+        case "uring": XCTAssertEqual(server.backendKind, .uring)
+        default: break
+        }
+    }
+
+    /// 1,000 concurrent connections each send 64 KiB in random-sized chunks and get every
+    /// byte back in order.
+    func testEchoThousandConnections() async throws {
+        let clientLoop = self.client!, serverLoop = self.server!
+        _ = (clientLoop, serverLoop)
+        let fdsBefore = openFDCount()
+        let echo = EchoServer(loop: server)
+        try await echo.start()
+        let addr = echo.address!
+        let connections = 1000
+        let bytesEach = 64 * 1024
+        let client = self.client!
+        let ok = Counter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<connections {
+                group.addTask {
+                    let good = try await client.run { () -> Bool in
+                        let data = pattern(seed: UInt64(i), count: bytesEach)
+                        let conn = try await TCPConnection.connect(to: addr)
+                        let c = Unchecked(conn)
+                        let writer = client.spawn {
+                            var rng = SplitMix(seed: UInt64(i) &* 7919)
+                            var off = 0
+                            while off < data.count {
+                                let n = Int.random(in: 1...9000, using: &rng)
+                                let end = min(off + n, data.count)
+                                try await c.value.send(data[off..<end])
+                                off = end
+                            }
+                        }
+                        var got: [UInt8] = []
+                        got.reserveCapacity(bytesEach)
+                        while got.count < bytesEach {
+                            guard let b = try await conn.receive(timeout: .seconds(30)) else { break }
+                            b.withUnsafeBytes { got.append(contentsOf: $0) }
+                        }
+                        try await writer.value
+                        await conn.close()
+                        return got == data
+                    }
+                    if good { ok.add() }
+                }
+            }
+            try await group.waitForAll()
+        }
+        XCTAssertEqual(ok.value, connections)
+        let settled = try await eventually(on: server) { echo.served.value == connections }
+        XCTAssertTrue(settled)
+        try await echo.stop()
+        try await assertQuiescent(server)
+        try await assertQuiescent(client)
+        XCTAssertEqual(openFDCount(), fdsBefore, "file descriptors leaked")
+    }
+
+    /// The peer resets the connection while the server waits in receive.
+    func testPeerResetMidReceive() async throws {
+        let clientLoop = self.client!, serverLoop = self.server!
+        _ = (clientLoop, serverLoop)
+        let fdsBefore = openFDCount()
+        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            return (Unchecked(l), l.localAddress)
+        }
+        let serverSide = server.spawn { () -> String in
+            let conn = try await l.value.accept()
+            var total = 0
+            do {
+                while let b = try await conn.receive() { total += b.count }
+                await conn.close()
+                return "eof after \(total)"
+            } catch let e as RingError {
+                await conn.close()
+                return e.code == .connectionReset ? "reset after \(total)" : "other \(e)"
+            }
+        }
+        try await client.run {
+            let conn = try await TCPConnection.connect(to: addr)
+            try await conn.send(Array(repeating: UInt8(7), count: 1000))
+            try await clientLoop.sleep(for: .milliseconds(50))
+            conn.setResetOnClose()
+            await conn.close()
+        }
+        let outcome = try await serverSide.value
+        XCTAssertTrue(outcome.hasPrefix("reset after"), outcome)
+        try await server.run { await l.value.close() }
+        try await assertQuiescent(server)
+        try await assertQuiescent(client)
+        XCTAssertEqual(openFDCount(), fdsBefore)
+    }
+
+    /// Half-close: the client sends and shuts down its write side; the server reads to
+    /// end of stream, answers, and closes; the client reads the answer and then EOF.
+    func testHalfClose() async throws {
+        let clientLoop = self.client!, serverLoop = self.server!
+        _ = (clientLoop, serverLoop)
+        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            return (Unchecked(l), l.localAddress)
+        }
+        let serverSide = server.spawn { () -> Int in
+            let conn = try await l.value.accept()
+            var total = 0
+            while let b = try await conn.receive() { total += b.count }
+            try await conn.send(Array("received \(total)".utf8))
+            await conn.close()
+            return total
+        }
+        let reply = try await client.run { () -> String in
+            let conn = try await TCPConnection.connect(to: addr)
+            try await conn.send(Array(repeating: UInt8(1), count: 100_000))
+            try await conn.shutdown(.write)
+            var got: [UInt8] = []
+            while let b = try await conn.receive(timeout: .seconds(10)) { got += b.bytes }
+            await conn.close()
+            return String(decoding: got, as: UTF8.self)
+        }
+        let total = try await serverSide.value
+        XCTAssertEqual(total, 100_000)
+        XCTAssertEqual(reply, "received 100000")
+        try await server.run { await l.value.close() }
+        try await assertQuiescent(server)
+        try await assertQuiescent(client)
+    }
+
+    /// A client that never reads: the server's sends block, then time out; nothing leaks.
+    func testSendBackpressureTimesOut() async throws {
+        let clientLoop = self.client!, serverLoop = self.server!
+        _ = (clientLoop, serverLoop)
+        let fdsBefore = openFDCount()
+        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            return (Unchecked(l), l.localAddress)
+        }
+        let serverSide = server.spawn { () -> (Int, String) in
+            let conn = try await l.value.accept()
+            var sent = 0
+            var outcome = "never blocked"
+            // Bounded: 4096 x 16 KiB = 64 MiB, far beyond loopback socket buffers.
+            for _ in 0..<4096 {
+                var b = await serverLoop.pool.acquire()
+                b.count = b.capacity
+                do {
+                    try await conn.send(b, timeout: .milliseconds(300))
+                    sent += 1
+                } catch let e as RingError {
+                    outcome = e.code == .timedOut ? "timed out" : "\(e)"
+                    break
+                }
+            }
+            await conn.close()
+            return (sent, outcome)
+        }
+        let holder = try await client.run { () -> Unchecked<TCPConnection> in
+            Unchecked(try await TCPConnection.connect(to: addr))
+        }
+        let (sent, outcome) = try await serverSide.value
+        XCTAssertEqual(outcome, "timed out")
+        XCTAssertGreaterThan(sent, 0)
+        try await client.run { await holder.value.close() }
+        try await server.run { await l.value.close() }
+        try await assertQuiescent(server)
+        try await assertQuiescent(client)
+        XCTAssertEqual(openFDCount(), fdsBefore)
+    }
+
+    /// Deadlines fire: receive (multishot wait), receive(into:) (linked timeout), sleep.
+    func testTimeoutsFire() async throws {
+        let clientLoop = self.client!, serverLoop = self.server!
+        _ = (clientLoop, serverLoop)
+        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            return (Unchecked(l), l.localAddress)
+        }
+        let accepted = server.spawn { Unchecked(try await l.value.accept()) }
+        let results = try await client.run { () -> [String] in
+            let conn = try await TCPConnection.connect(to: addr)
+            var out: [String] = []
+            let t0 = ContinuousClock.now
+            do { _ = try await conn.receive(timeout: .milliseconds(60)); out.append("no timeout") } catch { out.append("\(error)") }
+            out.append(ContinuousClock.now - t0 >= .milliseconds(50) ? "waited" : "too early")
+            let buf = await clientLoop.pool.acquire()
+            let r = await conn.receive(into: buf, timeout: .milliseconds(60))
+            switch r.result {
+            case .success(let n): out.append("got \(n)")
+            case .failure(let e): out.append("\(e)")
+            }
+            let t1 = ContinuousClock.now
+            try await clientLoop.sleep(for: .milliseconds(40))
+            out.append(ContinuousClock.now - t1 >= .milliseconds(35) ? "slept" : "woke early")
+            await conn.close()
+            return out
+        }
+        XCTAssertEqual(results, ["recv: timed out", "waited", "recv: timed out", "slept"])
+        let c = try await accepted.value
+        try await server.run { await c.value.close(); await l.value.close() }
+        try await assertQuiescent(server)
+        try await assertQuiescent(client)
+    }
+
+    /// 1,000 in-flight receives of each kind are cancelled through task cancellation; every
+    /// buffer comes back, every fd is closed, no operation is left in flight.
+    func testCancelThousandInFlightReceives() async throws {
+        let clientLoop = self.client!, serverLoop = self.server!
+        _ = (clientLoop, serverLoop)
+        let fdsBefore = openFDCount()
+        let n = 1000
+        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            return (Unchecked(l), l.localAddress)
+        }
+        let held = server.spawn { () -> Unchecked<[TCPConnection]> in
+            var conns: [TCPConnection] = []
+            for _ in 0..<(2 * n) { conns.append(try await l.value.accept()) }
+            return Unchecked(conns)
+        }
+        let conns = try await client.run { () -> Unchecked<[TCPConnection]> in
+            var conns: [TCPConnection] = []
+            for _ in 0..<(2 * n) { conns.append(try await TCPConnection.connect(to: addr)) }
+            return Unchecked(conns)
+        }
+        let serverConns = try await held.value
+        let client = self.client!
+        var tasks: [Task<String, any Error>] = []
+        for i in 0..<(2 * n) {
+            let c = Unchecked(conns.value[i])
+            if i % 2 == 0 {
+                tasks.append(client.spawn { () -> String in
+                    let buf = await client.pool.acquire()
+                    let r = await c.value.receive(into: buf)
+                    if case .failure(let e) = r.result { return e.code == .cancelled ? "cancelled" : "\(e)" }
+                    return "completed"
+                })
+            } else {
+                tasks.append(client.spawn { () -> String in
+                    do { _ = try await c.value.receive(); return "completed" } catch let e as RingError {
+                        return e.code == .cancelled ? "cancelled" : "\(e)"
+                    }
+                })
+            }
+        }
+        // Every single-shot receive is in the kernel, every multishot one armed.
+        let settled = try await eventually(on: client) { client.operationsInFlight >= 2 * n }
+        XCTAssertTrue(settled)
+        for t in tasks { t.cancel() }
+        var outcomes: [String: Int] = [:]
+        for t in tasks { outcomes[try await t.value, default: 0] += 1 }
+        XCTAssertEqual(outcomes, ["cancelled": 2 * n])
+        try await client.run { for c in conns.value { await c.close() } }
+        try await server.run {
+            for c in serverConns.value { await c.close() }
+            await l.value.close()
+        }
+        try await assertQuiescent(server)
+        try await assertQuiescent(client)
+        XCTAssertEqual(openFDCount(), fdsBefore)
+    }
+
+    /// A tiny pool (32 x 4 KiB) serves 10,000 connections slowly but correctly: receives
+    /// wait for buffers instead of growing memory, and the pool hits empty on the way.
+    func testPoolExhaustionServesTenThousandConnections() async throws {
+        let clientLoop = self.client!, serverLoop = self.server!
+        _ = (clientLoop, serverLoop)
+        let limit = raiseFileLimit()
+        let tiny = try EventLoop.start(id: 3, configuration: loopConfiguration(bufferSize: 4096, cap: 32 * 4096, recvBuffers: 16, slots: 32768))
+        defer { tiny.shutdown() }
+        let rssBefore = residentBytes()
+        let echo = EchoServer(loop: tiny)
+        try await echo.start()
+        let addr = echo.address!
+        let total = 10_000
+        // Client and server fds share this process's RLIMIT_NOFILE; keep a window open.
+        let window = min(4000, max(100, (limit - openFDCount() - 200) / 2))
+        let client = self.client!
+        let ok = Counter()
+        let watchdog = Task.detached {
+            try await Task.sleep(for: .seconds(20))
+            let s = try await tiny.run { "tiny: starved=\(tiny.recvStarved.count) free=\(tiny.pool.freeBuffers) user=\(tiny.pool.userHeldBuffers) kernel=\(tiny.pool.kernelHeldBuffers) ops=\(tiny.operationsInFlight) waiters=\(tiny.pool.waitingAcquirers)" }
+            let c = try await client.run { "client: ops=\(client.operationsInFlight) free=\(client.pool.freeBuffers)" }
+            FileHandle.standardError.write("WATCHDOG ok=\(ok.value) served=\(echo.served.value) \(s) \(c)\n".data(using: .utf8)!)
+        }
+        defer { watchdog.cancel() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func launch(_ i: Int) {
+                group.addTask {
+                    let good = try await client.run { () -> Bool in
+                        let msg = pattern(seed: UInt64(i) | 1 << 40, count: 1500)
+                        let conn = try await TCPConnection.connect(to: addr)
+                        try await conn.send(msg)
+                        var got: [UInt8] = []
+                        while got.count < msg.count, let b = try await conn.receive(timeout: .seconds(60)) { got += b.bytes }
+                        await conn.close()
+                        return got == msg
+                    }
+                    if good { ok.add() }
+                }
+            }
+            while next < min(window, total) { launch(next); next += 1 }
+            while try await group.next() != nil {
+                if next < total { launch(next); next += 1 }
+            }
+        }
+        XCTAssertEqual(ok.value, total)
+        try await echo.stop()
+        let stats = try await tiny.run { (tiny.pool.capacityBytes, tiny.pool.freeLowWater, tiny.receiveStarvations) }
+        XCTAssertEqual(stats.0, 32 * 4096, "the pool never grows past its cap")
+        XCTAssertEqual(stats.1, 0, "the pool should have run dry under this load")
+        XCTAssertGreaterThan(stats.2, 0, "receives should have waited for buffers")
+        try await assertQuiescent(tiny)
+        try await assertQuiescent(client)
+        let growth = residentBytes() - rssBefore
+        // Bound: the pool is 128 KiB; the rest is task and socket bookkeeping for the
+        // window of connections, well under this generous cap.
+        XCTAssertLessThan(growth, 256 << 20, "RSS grew by \(growth >> 20) MiB")
+    }
+
+    func testAcceptAfterCloseAndBadAddresses() async throws {
+        let clientLoop = self.client!, serverLoop = self.server!
+        _ = (clientLoop, serverLoop)
+        XCTAssertThrowsError(try SocketAddress("nonsense")) { e in
+            XCTAssertTrue("\(e)".contains("HOST:PORT"), "\(e)")
+        }
+        XCTAssertThrowsError(try SocketAddress("example.com:80"))
+        XCTAssertEqual(try SocketAddress("[::1]:8080").description, "[::1]:8080")
+        XCTAssertEqual(try SocketAddress("localhost:81").description, "127.0.0.1:81")
+        let outcome = try await server.run { () -> String in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            await l.close()
+            do { _ = try await l.accept(); return "accepted" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(outcome, "accept: socket is closed")
+        // Nothing listens on this port (we just closed it): connection refused, not a hang.
+        let refused = try await client.run { () -> String in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            let addr = l.localAddress
+            await l.close()
+            do { _ = try await TCPConnection.connect(to: addr, timeout: .seconds(5)); return "connected" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(refused.contains("refused"), refused)
+        try await assertQuiescent(server)
+        try await assertQuiescent(client)
+    }
+}

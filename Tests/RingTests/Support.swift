@@ -1,0 +1,144 @@
+// Test support: start loops, run bodies on them, and check that nothing leaked (fds,
+// in-flight operations, pool buffers) once the work is done.
+import BufferPool
+import Foundation
+@testable import Ring
+import XCTest
+
+/// Moves loop-confined values into tasks on the same loop. Tests only.
+struct Unchecked<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+func openFDCount() -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+}
+
+func residentBytes() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let parts = s.split(separator: " ")
+    return (Int(parts[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Raises RLIMIT_NOFILE to its hard limit and returns the new soft limit.
+@discardableResult
+func raiseFileLimit() -> Int {
+    var rl = rlimit()
+    getrlimit(RLIMIT_NOFILE_CONST, &rl)
+    rl.rlim_cur = rl.rlim_max
+    setrlimit(RLIMIT_NOFILE_CONST, &rl)
+    getrlimit(RLIMIT_NOFILE_CONST, &rl)
+    return Int(rl.rlim_cur)
+}
+
+#if canImport(Glibc)
+let RLIMIT_NOFILE_CONST = __rlimit_resource_t(7)   // RLIMIT_NOFILE on Linux
+#endif
+
+/// Which backend the suite is meant to run on (make test runs it with both).
+var requestedBackend: String { ProcessInfo.processInfo.environment["SPOOL_IO_BACKEND"] ?? "auto" }
+
+func loopConfiguration(bufferSize: Int = 16 * 1024, cap: Int = 64 * 1024 * 1024, recvBuffers: Int = 1024, slots: Int = 8192) -> EventLoop.Configuration {
+    var c = EventLoop.Configuration()
+    c.pool = BufferPoolConfiguration(bufferSizeBytes: bufferSize, memoryCapBytes: cap)
+    c.recvBuffersMax = recvBuffers
+    c.slotsMax = slots
+    return c
+}
+
+/// Waits (bounded) until `condition` holds on the loop thread.
+func eventually(on loop: EventLoop, timeout: Duration = .seconds(10), _ condition: @escaping @Sendable () -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await loop.run({ condition() }) { return true }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    return false
+}
+
+/// Asserts that `loop` has no operation in flight and its pool is back to baseline.
+func assertQuiescent(_ loop: EventLoop, file: StaticString = #filePath, line: UInt = #line) async throws {
+    let ok = try await eventually(on: loop) { loop.operationsInFlight == 0 && loop.pool.isQuiescent }
+    let state = try await loop.run { "ops=\(loop.operationsInFlight) free=\(loop.pool.freeBuffers) user=\(loop.pool.userHeldBuffers) kernel=\(loop.pool.kernelHeldBuffers) of \(loop.pool.bufferCount)" }
+    XCTAssertTrue(ok, "loop \(loop.id) not quiescent: \(state)", file: file, line: line)
+}
+
+/// A deterministic pseudo-random generator (SplitMix64) so failures reproduce.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func pattern(seed: UInt64, count: Int) -> [UInt8] {
+    var g = SplitMix(seed: seed)
+    var out = [UInt8](repeating: 0, count: count)
+    var i = 0
+    while i < count {
+        let v = g.next()
+        for k in 0..<8 where i + k < count { out[i + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(k))) }
+        i += 8
+    }
+    return out
+}
+
+/// An echo server on `loop`: every connection gets its bytes back, buffer for buffer.
+final class EchoServer: @unchecked Sendable {
+    let loop: EventLoop
+    private(set) var address: SocketAddress!
+    private var acceptTask: Task<Void, any Error>?
+    private var listener: Unchecked<TCPListener>?
+    let served = Counter()
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func start() async throws {
+        let (l, addr) = try await loop.run { () -> (Unchecked<TCPListener>, SocketAddress) in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            return (Unchecked(l), l.localAddress)
+        }
+        listener = l
+        address = addr
+        let served = self.served
+        let loop = self.loop
+        acceptTask = loop.spawn {
+            let listener = l.value
+            while true {
+                let conn: TCPConnection
+                do { conn = try await listener.accept() } catch { return }
+                let c = Unchecked(conn)
+                loop.spawn {
+                    let conn = c.value
+                    do {
+                        while let buf = try await conn.receive() {
+                            try await conn.send(buf)
+                        }
+                    } catch {}
+                    await conn.close()
+                    served.add()
+                }
+            }
+        }
+    }
+
+    func stop() async throws {
+        guard let l = listener else { return }
+        try await loop.run { await l.value.close() }
+        _ = try? await acceptTask?.value
+        listener = nil
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add(_ k: Int = 1) { lock.lock(); n += k; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+}
