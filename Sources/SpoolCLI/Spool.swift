@@ -1,6 +1,7 @@
 // The `spool` executable: one binary for every role. This issue gives it `version` and
 // `kernel-check`; serve, engine, up, transcode and submit arrive with their issues.
 import ArgumentParser
+import BufferPool
 import Ring
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,7 @@ struct Spool: ParsableCommand {
         commandName: "spool",
         abstract: "Spool: a distributed video transcoding system on io_uring.",
         version: SpoolVersion.string,
-        subcommands: [Version.self, KernelCheck.self]
+        subcommands: [Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
     )
 }
 
@@ -70,4 +71,104 @@ struct KernelCheck: ParsableCommand {
         }
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
     }
+}
+
+/// `spool run-without-io-uring -- CMD ARGS...`: runs a command under a seccomp filter that
+/// makes io_uring_setup/enter/register fail with EPERM, as Docker's default profile does.
+/// `make test` runs the runtime suite this way to prove the automatic fallback.
+struct RunWithoutIOURing: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run-without-io-uring",
+        abstract: "Run a command with io_uring blocked by seccomp (to test the epoll fallback)."
+    )
+
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
+    var command: [String] = []
+
+    func run() throws {
+        var argv = command
+        if argv.first == "--" { argv.removeFirst() }
+        guard let program = argv.first else {
+            throw ValidationError("name a command to run, e.g. spool run-without-io-uring -- swift test")
+        }
+        try KernelReport.denyIOUringWithSeccomp()
+        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+        cargs.append(nil)
+        execvp(program, &cargs)
+        let e = errno
+        throw ValidationError("could not run \(program): \(String(cString: strerror(e)))")
+    }
+}
+
+/// `spool echo --listen HOST:PORT`: a diagnostic TCP echo server on the Spool runtime,
+/// used by the benchmarks (against a C liburing yardstick) and for smoke tests.
+struct EchoServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "echo",
+        abstract: "Run a TCP echo server on the Spool runtime (diagnostics and benchmarks)."
+    )
+
+    @Option(help: "Address to listen on.")
+    var listen = "127.0.0.1:7000"
+
+    @Option(help: "Event loops (threads), each with its own SO_REUSEPORT listener.")
+    var loops = 1
+
+    @Option(help: "Buffer pool cap per loop, in MiB.")
+    var poolMiB = 64
+
+    func validate() throws {
+        guard loops >= 1 && loops <= 256 else { throw ValidationError("--loops must be 1...256") }
+        guard poolMiB >= 1 else { throw ValidationError("--pool-mib must be at least 1") }
+    }
+
+    func run() throws {
+        let address = try SocketAddress(listen)
+        var config = EventLoop.Configuration()
+        config.pool = BufferPoolConfiguration(bufferSizeBytes: 16 * 1024, memoryCapBytes: poolMiB << 20)
+        var started: [EventLoop] = []
+        for i in 0..<loops {
+            let loop = try EventLoop.start(id: i, configuration: config)
+            started.append(loop)
+            let ready = DispatchSemaphoreLite()
+            loop.spawn {
+                let listener: TCPListener
+                do { listener = try TCPListener(address: address) } catch {
+                    print("echo: \(error)")
+                    Glibc.exit(1)
+                }
+                ready.signal()
+                while true {
+                    guard let conn = try? await listener.accept() else { continue }
+                    let c = SendableBox(conn)
+                    loop.spawn {
+                        let conn = c.value
+                        while let b = try? await conn.receive() {
+                            do { try await conn.send(b) } catch { break }
+                        }
+                        await conn.close()
+                    }
+                }
+            }
+            ready.wait()
+        }
+        print("echo: listening on \(address) with \(loops) loop(s), backend \(started[0].backendKind)")
+        fflush(nil)
+        while true { pause() }
+    }
+}
+
+/// Hands a loop-confined object to a task on the same loop.
+struct SendableBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// A one-shot semaphore over a pipe (no Foundation needed).
+final class DispatchSemaphoreLite: @unchecked Sendable {
+    private var fds: [Int32] = [0, 0]
+    init() { _ = pipe(&fds) }
+    deinit { close(fds[0]); close(fds[1]) }
+    func signal() { var b: UInt8 = 1; _ = write(fds[1], &b, 1) }
+    func wait() { var b: UInt8 = 0; _ = read(fds[0], &b, 1) }
 }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# run.sh: Spool's benchmarks, each printed as a ratio against a peer measured in the same run.
+#  1. NOP round trips through the loop: async/await API vs the callback API (same ring).
+#  2. Loopback TCP echo: `spool echo` (Spool runtime) vs echo_uring.c, a minimal C liburing
+#     echo server compiled here; the same C load generator drives both, pinned to the other
+#     core; rounds alternate A B A B and medians are compared.
+# Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
+set -euo pipefail
+cd "$(dirname "$0")"
+here=$(pwd)
+work="$here/.work"
+mkdir -p "$work"
+smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
+
+echo "== building (release)"
+(cd .. && swift build -c release --product spool >/dev/null)
+swift build -c release --product RingBench >/dev/null
+cc -O2 -Wall -o "$work/echo_uring" yardstick/echo_uring.c -luring
+cc -O2 -Wall -o "$work/echo_load" yardstick/echo_load.c
+spool="$here/../.build/release/spool"
+ringbench="$(swift build -c release --show-bin-path)/RingBench"
+
+if [ $smoke = 1 ]; then ops=20000; rounds=1; secs=1; echo_rounds=1; else ops=1000000; rounds=5; secs=5; echo_rounds=3; fi
+
+echo
+echo "== 1. NOP round trips: async API vs callback API"
+echo "command: RingBench nop --ops $ops --rounds $rounds --inflight 64"
+taskset -c 0 "$ringbench" nop --ops $ops --rounds $rounds --inflight 64 2>/dev/null
+
+echo
+echo "== 2. Loopback echo: spool echo vs C liburing yardstick (64 connections, 4 KiB messages, ${secs}s per round)"
+tck=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "server on port $1 did not start"; return 1; }
+
+round() {  # name port cmd... -> prints "name trips bytes seconds cpu_seconds"
+    local name=$1 port=$2; shift 2
+    taskset -c 0 "$@" >/dev/null 2>&1 &
+    local pid=$!
+    wait_port "$port"
+    local c0; c0=$(cpu_ticks $pid)
+    local out; out=$(taskset -c 1 "$work/echo_load" "$port" 64 4096 "$secs")
+    local c1; c1=$(cpu_ticks $pid)
+    kill $pid; wait $pid 2>/dev/null || true
+    local trips bytes s
+    trips=$(echo "$out" | sed -E 's/.*round_trips=([0-9]+).*/\1/')
+    s=$(echo "$out" | sed -E 's/.*seconds=([0-9.]+).*/\1/')
+    echo "$name $trips $s $(echo "($c1 - $c0) / $tck" | bc -l)"
+}
+
+results="$work/echo-results.txt"; : > "$results"
+port=17100
+for r in $(seq 1 $echo_rounds); do
+    port=$((port + 2))
+    round spool $port "$spool" echo --listen 127.0.0.1:$port | tee -a "$results"
+    round c-liburing $((port + 1)) "$work/echo_uring" $((port + 1)) | tee -a "$results"
+done
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+def stats(name):
+    rs = [r for r in rows if r[0] == name]
+    rate = statistics.median(int(r[1]) / float(r[2]) for r in rs)
+    cpu = statistics.median(int(r[1]) / max(float(r[3]), 1e-9) for r in rs)
+    return rate, cpu
+s_rate, s_cpu = stats("spool"); c_rate, c_cpu = stats("c-liburing")
+print(f"spool echo:        {s_rate:10.0f} round trips/s, {s_cpu:10.0f} round trips per server CPU-second")
+print(f"C liburing echo:   {c_rate:10.0f} round trips/s, {c_cpu:10.0f} round trips per server CPU-second")
+print(f"spool / C yardstick: throughput {s_rate / c_rate:.2f}x, per server CPU-second {s_cpu / c_cpu:.2f}x")
+PY
