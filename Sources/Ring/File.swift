@@ -39,7 +39,7 @@ public final class File {
     public static func open(_ path: String, _ mode: Mode, permissions: UInt32 = 0o644) async throws(RingError) -> File {
         let loop = try currentLoop("open \(path)")
         let r = await strdup(path)!.asOwnedPath { p in
-            await loop.perform { ud, _ in loop.backend.openat(path: p, flags: mode.flags, mode: permissions, ud) }
+            await loop.perform(cancellable: false) { ud, _ in loop.backend.openat(path: p, flags: mode.flags, mode: permissions, ud) }
         }
         guard r.res >= 0 else { throw RingError(errno: -r.res, operation: "open \(path)") }
         return File(fd: r.res, path: path, loop: loop)
@@ -50,7 +50,7 @@ public final class File {
         let parts = pool.disassemble(buffer)
         let dst = pool.address(of: parts.index)
         let cap = pool.bufferSizeBytes
-        let r = await loop.perform { ud, _ in
+        let r = await loop.perform(cancellable: false) { ud, _ in
             loop.backend.read(fd: fd, into: dst, count: cap, offset: offset, bufferIndex: Int32(parts.index), ud)
         }
         var back = pool.reassemble(parts)
@@ -68,7 +68,7 @@ public final class File {
         var done = 0
         var failure: RingError?
         while done < parts.count {
-            let r = await loop.perform { ud, _ in
+            let r = await loop.perform(cancellable: false) { ud, _ in
                 loop.backend.write(fd: fd, from: src + done, count: parts.count - done, offset: offset + UInt64(done),
                                    bufferIndex: done == 0 ? Int32(parts.index) : -1, ud)
             }
@@ -85,14 +85,14 @@ public final class File {
 
     /// fsync (or fdatasync with `dataOnly`).
     public func sync(dataOnly: Bool = false) async throws(RingError) {
-        let r = await loop.perform { ud, _ in loop.backend.fsync(fd: fd, dataOnly: dataOnly, ud) }
+        let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.fsync(fd: fd, dataOnly: dataOnly, ud) }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "fsync \(path)") }
     }
 
     public func close() async throws(RingError) {
         guard !closed else { return }
         closed = true
-        let r = await loop.perform { ud, _ in loop.backend.close(fd: fd, ud) }
+        let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "close \(path)") }
     }
 
@@ -115,7 +115,7 @@ public enum FileSystem {
         let loop = try currentLoop("rename \(from)")
         let r = await strdup(from)!.asOwnedPath { a in
             await strdup(to)!.asOwnedPath { b in
-                await loop.perform { ud, _ in loop.backend.rename(from: a, to: b, ud) }
+                await loop.perform(cancellable: false) { ud, _ in loop.backend.rename(from: a, to: b, ud) }
             }
         }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "rename \(from) -> \(to)") }
@@ -124,7 +124,7 @@ public enum FileSystem {
     public static func remove(_ path: String, directory: Bool = false) async throws(RingError) {
         let loop = try currentLoop("unlink \(path)")
         let r = await strdup(path)!.asOwnedPath { p in
-            await loop.perform { ud, _ in loop.backend.unlink(path: p, directory: directory, ud) }
+            await loop.perform(cancellable: false) { ud, _ in loop.backend.unlink(path: p, directory: directory, ud) }
         }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "unlink \(path)") }
     }
@@ -136,7 +136,7 @@ public enum FileSystem {
         let sx = UnsafeMutableRawPointer.allocate(byteCount: Int(CEPOLL_STATX_SIZE), alignment: 16)
         defer { sx.deallocate() }
         let r = await strdup(path)!.asOwnedPath { p in
-            await loop.perform { ud, _ in loop.backend.statx(path: p, into: sx, ud) }
+            await loop.perform(cancellable: false) { ud, _ in loop.backend.statx(path: p, into: sx, ud) }
         }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "statx \(path)") }
         var status = FileStatus(size: 0, mode: 0, modifiedSeconds: 0)

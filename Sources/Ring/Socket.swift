@@ -223,7 +223,7 @@ public final class TCPListener: MultishotSink {
         }
         accepted.removeAll()
         acceptedHead = 0
-        _ = await loop.perform { ud, _ in loop.backend.close(fd: fd, ud) }
+        _ = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
         // No forget(fd:) here: the backend forgets before closing, and after the close
         // the number may already belong to a newly accepted socket.
     }
@@ -427,7 +427,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     /// Half-closes the connection (`.write` sends FIN and keeps receiving).
     public func shutdown(_ how: ShutdownHow = .write) async throws(RingError) {
-        let r = await loop.perform { ud, _ in loop.backend.shutdown(fd: fd, how: how.rawValue, ud) }
+        let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.shutdown(fd: fd, how: how.rawValue, ud) }
         if r.res < 0 && r.res != -ENOTCONN { throw RingError(errno: -r.res, operation: "shutdown") }
     }
 
@@ -452,7 +452,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         }
         received.removeAll()
         receivedHead = 0
-        _ = await loop.perform { ud, _ in loop.backend.close(fd: fd, ud) }
+        _ = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
         // No forget(fd:) here: the backend forgets before closing, and after the close
         // the number may already belong to a newly accepted socket.
     }

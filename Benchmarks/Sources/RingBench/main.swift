@@ -57,7 +57,7 @@ func callbackRound(_ loop: EventLoop, ops: Int, inflight: Int) -> Double {
 }
 
 /// `inflight` tasks awaiting NOPs; returns seconds.
-func asyncRound(_ loop: EventLoop, ops: Int, inflight: Int) -> Double {
+func asyncRound(_ loop: EventLoop, ops: Int, inflight: Int, cancellable: Bool = false) -> Double {
     let gate = Gate()
     let t0 = now()
     let per = ops / inflight
@@ -67,7 +67,7 @@ func asyncRound(_ loop: EventLoop, ops: Int, inflight: Int) -> Double {
                 group.addTask {
                     var bad = 0
                     for _ in 0..<per {
-                        let r = await loop.nop()
+                        let r = await loop.nop(cancellable: cancellable)
                         if r.res != 0 { bad += 1 }
                     }
                     return bad
@@ -107,13 +107,22 @@ for inflight in [1, option("--inflight", 64)] {
     // Warm up both paths (and check they complete) before timing.
     _ = callbackRound(loop, ops: inflight * 1000, inflight: inflight)
     _ = asyncRound(loop, ops: inflight * 1000, inflight: inflight)
-    var a: [Double] = [], c: [Double] = []
+    var a: [Double] = [], c: [Double] = [], ac: [Double] = []
     for _ in 0..<rounds {
         c.append(Double(ops) / callbackRound(loop, ops: ops, inflight: inflight))
         a.append(Double(ops) / asyncRound(loop, ops: ops, inflight: inflight))
+        ac.append(Double(ops) / asyncRound(loop, ops: ops, inflight: inflight, cancellable: true))
     }
-    let ma = median(a), mc = median(c)
-    print(String(format: "nop round trips, %3d in flight: async %.0f ops/s (%.0f ns/op), callback %.0f ops/s (%.0f ns/op), async/callback = %.2fx",
-                 inflight, ma, 1e9 / ma, mc, 1e9 / mc, ma / mc))
+    let ma = median(a), mc = median(c), mac = median(ac)
+    let jobs0 = loop.jobsRun
+    _ = asyncRound(loop, ops: 100_000, inflight: inflight)
+    let jobsPerOp = Double(loop.jobsRun - jobs0) / 100_000
+    print("  jobs per async nop: \(jobsPerOp)")
+    let ratio: Double = ma / mc
+    let line = "nop round trips, \(inflight) in flight: async \(Int(ma)) ops/s (\(Int(1e9 / ma)) ns/op), "
+        + "callback \(Int(mc)) ops/s (\(Int(1e9 / mc)) ns/op), async/callback = \(Double(Int(ratio * 100)) / 100)x"
+    print(line)
+    let ratioCancellable: Double = mac / mc
+    print("  async with a task-cancellation handler (the path of receives, sends, timers): \(Int(mac)) ops/s (\(Int(1e9 / mac)) ns/op), async/callback = \(Double(Int(ratioCancellable * 100)) / 100)x")
 }
 loop.shutdown()
