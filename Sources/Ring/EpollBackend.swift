@@ -74,8 +74,13 @@ final class EpollBackend: IOBackend {
         let i = Int(fd)
         guard i < fds.count else { return }
         if fds[i].registered { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
-        for r in fds[i].readers { parkedFD[r.ud] = nil; timers.remove(ud: r.ud) }
-        for w in fds[i].writers { parkedFD[w.ud] = nil; timers.remove(ud: w.ud) }
+        // Operations still parked on a closing fd complete as cancelled, never silently
+        // vanish (their owners would wait forever).
+        for w in fds[i].readers + fds[i].writers where w.ud != ReservedUserData.wakeup {
+            parkedFD[w.ud] = nil
+            timers.remove(ud: w.ud)
+            complete(w.ud, -ECANCELED)
+        }
         fds[i] = FDState()
     }
 

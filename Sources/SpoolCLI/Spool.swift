@@ -143,6 +143,7 @@ struct EchoServerCommand: ParsableCommand {
                     let c = SendableBox(conn)
                     loop.spawn {
                         let conn = c.value
+                        conn.followsTaskCancellation = false   // ended by close, not by task cancellation
                         while let b = try? await conn.receive() {
                             do { try await conn.send(b) } catch { break }
                         }

@@ -11,6 +11,9 @@ final class SocketTests: XCTestCase {
 
     override func setUp() async throws {
         raiseFileLimit()
+        // libdispatch opens its timer/epoll descriptors on first use; do that before tests
+        // count descriptors.
+        try await Task.sleep(for: .milliseconds(1))
         server = try EventLoop.start(id: 1, configuration: loopConfiguration())
         client = try EventLoop.start(id: 2, configuration: loopConfiguration())
     }
@@ -369,5 +372,58 @@ final class SocketTests: XCTestCase {
         XCTAssertTrue(refused.contains("refused"), refused)
         try await assertQuiescent(server)
         try await assertQuiescent(client)
+    }
+}
+
+extension SocketTests {
+    /// With task cancellation off, close() from another task ends a waiting receive and a
+    /// send blocked on a peer that does not read; nothing leaks.
+    func testCloseEndsWaitsWhenTaskCancellationIsOff() async throws {
+        let fdsBefore = openFDCount()
+        let serverLoop = self.server!, clientLoop = self.client!
+        let (l, addr) = try await serverLoop.run { () -> (Unchecked<TCPListener>, SocketAddress) in
+            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            return (Unchecked(l), l.localAddress)
+        }
+        let accepted = serverLoop.spawn { () -> Unchecked<[TCPConnection]> in
+            Unchecked([try await l.value.accept(), try await l.value.accept()])
+        }
+        let clients = try await clientLoop.run { () -> Unchecked<[TCPConnection]> in
+            Unchecked([try await TCPConnection.connect(to: addr), try await TCPConnection.connect(to: addr)])
+        }
+        let conns = try await accepted.value
+        let outcomes = try await serverLoop.run { () -> [String] in
+            let reader = conns.value[0], writer = conns.value[1]
+            reader.followsTaskCancellation = false
+            writer.followsTaskCancellation = false
+            let r = Unchecked(reader), w = Unchecked(writer)
+            let recvTask = serverLoop.spawn { () -> String in
+                do { _ = try await r.value.receive(); return "returned" } catch { return "\(error)" }
+            }
+            let sendTask = serverLoop.spawn { () -> String in
+                do {
+                    for _ in 0..<4096 {   // bounded: 64 MiB, far past the socket buffers
+                        var b = await serverLoop.pool.acquire()
+                        b.count = b.capacity
+                        try await w.value.send(b)
+                    }
+                    return "never blocked"
+                } catch { return "send failed" }
+            }
+            try await serverLoop.sleep(for: .milliseconds(200))
+            // Task cancellation alone does not end them now.
+            recvTask.cancel()
+            try await serverLoop.sleep(for: .milliseconds(50))
+            await reader.close()
+            await writer.close()
+            return [try await recvTask.value, try await sendTask.value]
+        }
+        XCTAssertEqual(outcomes, ["recv: cancelled", "send failed"])
+        try await clientLoop.run { for c in clients.value { await c.close() } }
+        try await serverLoop.run { await l.value.close() }
+        try await assertQuiescent(serverLoop)
+        try await assertQuiescent(clientLoop)
+        if openFDCount() != fdsBefore { system("ls -l /proc/\(getpid())/fd >&2") }
+        XCTAssertEqual(openFDCount(), fdsBefore)
     }
 }
