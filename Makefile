@@ -55,7 +55,10 @@ test: build
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \
 	[ $$fail = 0 ] && [ $$failed = 0 ]
 
+# Benchmarks also want perf (malloc counting) and taskset (util-linux, always present).
 bench: deps
+	@dpkg-query -W -f='$${Status}' linux-perf 2>/dev/null | grep -q "install ok installed" || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf) || true
 	cd Benchmarks && ./run.sh
 
 demo: release

@@ -28,6 +28,17 @@ echo "command: RingBench nop --ops $ops --rounds $rounds --inflight 64"
 taskset -c 0 "$ringbench" nop --ops $ops --rounds $rounds --inflight 64 2>/dev/null
 
 echo
+echo "== 1b. Heap allocations on the async await path (perf uprobe on libc malloc)"
+probe_ok() { perf stat -e probe_libc:malloc true >/dev/null 2>&1; }
+if command -v perf >/dev/null && { probe_ok || { perf probe -q -x "$(ldconfig -p | awk '/libc.so.6 .*x86-64/{print $NF; exit}')" malloc >/dev/null 2>&1; probe_ok; }; }; then
+    count() { perf stat -x, -e probe_libc:malloc "$ringbench" nop --only async --ops "$1" 2>&1 >/dev/null | grep malloc | cut -d, -f1; }
+    small=$(count 64000); large=$(count 640000)
+    echo "mallocs: $small for 64,000 async NOPs, $large for 640,000: $(python3 -c "print(round(($large - $small) / 576000, 4))") per operation"
+else
+    echo "skipped: perf with uprobes is not available here"
+fi
+
+echo
 echo "== 2. Loopback echo: spool echo vs C liburing yardstick (64 connections, 4 KiB messages, ${secs}s per round)"
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -45,7 +56,7 @@ round() {  # name port cmd... -> prints "name trips bytes seconds cpu_seconds"
     local trips bytes s
     trips=$(echo "$out" | sed -E 's/.*round_trips=([0-9]+).*/\1/')
     s=$(echo "$out" | sed -E 's/.*seconds=([0-9.]+).*/\1/')
-    echo "$name $trips $s $(echo "($c1 - $c0) / $tck" | bc -l)"
+    echo "$name $trips $s $(awk -v a="$c0" -v b="$c1" -v t="$tck" 'BEGIN{printf "%.2f", (b - a) / t}')"
 }
 
 results="$work/echo-results.txt"; : > "$results"

@@ -28,6 +28,9 @@ final class Gate: @unchecked Sendable {
 final class Chain {
     var left: Int
     var failures = 0
+    /// Built once per chain, so resubmitting allocates nothing (a fresh closure per
+    /// submission would allocate its context every time).
+    var step: EventLoop.Callback?
     init(_ n: Int) { left = n }
 }
 
@@ -39,17 +42,18 @@ func callbackRound(_ loop: EventLoop, ops: Int, inflight: Int) -> Double {
         let chains = (0..<inflight).map { _ in Chain(ops / inflight) }
         var running = inflight
         for chain in chains {
-            func step(_ r: OpResult) {
+            chain.step = { r in   // a cycle, broken when the chain ends
                 if r.res != 0 { chain.failures += 1 }
                 chain.left -= 1
                 if chain.left > 0 {
-                    loop.submitNop(step)
+                    loop.submitNop(chain.step!)
                 } else {
+                    chain.step = nil
                     running -= 1
                     if running == 0 { gate.signal() }
                 }
             }
-            loop.submitNop(step)
+            loop.submitNop(chain.step!)
         }
     }
     gate.wait()
@@ -100,6 +104,15 @@ guard mode == "nop" else {
     exit(2)
 }
 let ops = option("--ops", 1_000_000)
+// `--only async|callback N`: run one path for N ops and exit (for malloc counting with
+// `perf stat -e probe_libc:malloc`).
+if let i = CommandLine.arguments.firstIndex(of: "--only"), i + 1 < CommandLine.arguments.count {
+    let l = try EventLoop.start()
+    let which = CommandLine.arguments[i + 1]
+    _ = which == "async" ? asyncRound(l, ops: ops, inflight: 64) : callbackRound(l, ops: ops, inflight: 64)
+    l.shutdown()
+    exit(0)
+}
 let rounds = option("--rounds", 5)
 let loop = try EventLoop.start()
 print("backend: \(loop.backendKind) (\(loop.backendSummary))")
