@@ -17,18 +17,7 @@ final class BenchmarkSmokeTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(at: work) }
 
     @discardableResult
-    func run(_ exe: String, _ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ exe: String, _ args: [String]) throws -> (Int32, String) { try runProcess(exe, args) }
 
     func freePort() -> Int {
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

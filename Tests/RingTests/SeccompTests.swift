@@ -14,20 +14,10 @@ final class SeccompTests: XCTestCase {
     }
 
     func run(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try spoolBinary())
-        p.arguments = args
         var e = ProcessInfo.processInfo.environment
         e.removeValue(forKey: "SPOOL_IO_BACKEND")
         for (k, v) in env { e[k] = v }
-        p.environment = e
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        return try runProcess(try spoolBinary(), args, environment: e)
     }
 
     func testKernelCheckUnderSeccompFallsBackToEpoll() throws {

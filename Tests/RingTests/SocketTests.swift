@@ -90,10 +90,7 @@ final class SocketTests: XCTestCase {
         let clientLoop = self.client!, serverLoop = self.server!
         _ = (clientLoop, serverLoop)
         let fdsBefore = openFDCount()
-        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
-            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
-            return (Unchecked(l), l.localAddress)
-        }
+        let (l, addr) = try await listen(on: server)
         let serverSide = server.spawn { () -> String in
             let conn = try await l.value.accept()
             var total = 0
@@ -126,10 +123,7 @@ final class SocketTests: XCTestCase {
     func testHalfClose() async throws {
         let clientLoop = self.client!, serverLoop = self.server!
         _ = (clientLoop, serverLoop)
-        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
-            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
-            return (Unchecked(l), l.localAddress)
-        }
+        let (l, addr) = try await listen(on: server)
         let serverSide = server.spawn { () -> Int in
             let conn = try await l.value.accept()
             var total = 0
@@ -160,10 +154,7 @@ final class SocketTests: XCTestCase {
         let clientLoop = self.client!, serverLoop = self.server!
         _ = (clientLoop, serverLoop)
         let fdsBefore = openFDCount()
-        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
-            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
-            return (Unchecked(l), l.localAddress)
-        }
+        let (l, addr) = try await listen(on: server)
         let serverSide = server.spawn { () -> (Int, String) in
             let conn = try await l.value.accept()
             var sent = 0
@@ -200,10 +191,7 @@ final class SocketTests: XCTestCase {
     func testTimeoutsFire() async throws {
         let clientLoop = self.client!, serverLoop = self.server!
         _ = (clientLoop, serverLoop)
-        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
-            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
-            return (Unchecked(l), l.localAddress)
-        }
+        let (l, addr) = try await listen(on: server)
         let accepted = server.spawn { Unchecked(try await l.value.accept()) }
         let results = try await client.run { () -> [String] in
             let conn = try await TCPConnection.connect(to: addr)
@@ -237,10 +225,7 @@ final class SocketTests: XCTestCase {
         _ = (clientLoop, serverLoop)
         let fdsBefore = openFDCount()
         let n = 1000
-        let (l, addr) = try await server.run { () -> (Unchecked<TCPListener>, SocketAddress) in
-            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
-            return (Unchecked(l), l.localAddress)
-        }
+        let (l, addr) = try await listen(on: server)
         let held = server.spawn { () -> Unchecked<[TCPConnection]> in
             var conns: [TCPConnection] = []
             for _ in 0..<(2 * n) { conns.append(try await l.value.accept()) }
@@ -381,10 +366,7 @@ extension SocketTests {
     func testCloseEndsWaitsWhenTaskCancellationIsOff() async throws {
         let fdsBefore = openFDCount()
         let serverLoop = self.server!, clientLoop = self.client!
-        let (l, addr) = try await serverLoop.run { () -> (Unchecked<TCPListener>, SocketAddress) in
-            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
-            return (Unchecked(l), l.localAddress)
-        }
+        let (l, addr) = try await listen(on: serverLoop)
         let accepted = serverLoop.spawn { () -> Unchecked<[TCPConnection]> in
             Unchecked([try await l.value.accept(), try await l.value.accept()])
         }

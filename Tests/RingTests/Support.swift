@@ -100,10 +100,7 @@ final class EchoServer: @unchecked Sendable {
     init(loop: EventLoop) { self.loop = loop }
 
     func start() async throws {
-        let (l, addr) = try await loop.run { () -> (Unchecked<TCPListener>, SocketAddress) in
-            let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
-            return (Unchecked(l), l.localAddress)
-        }
+        let (l, addr) = try await listen(on: loop)
         listener = l
         address = addr
         let served = self.served
@@ -141,4 +138,28 @@ final class Counter: @unchecked Sendable {
     private var n = 0
     func add(_ k: Int = 1) { lock.lock(); n += k; lock.unlock() }
     var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+}
+
+/// A listener on 127.0.0.1 (a free port) owned by `loop`, and its address.
+func listen(on loop: EventLoop) async throws -> (Unchecked<TCPListener>, SocketAddress) {
+    try await loop.run { () -> (Unchecked<TCPListener>, SocketAddress) in
+        let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+        return (Unchecked(l), l.localAddress)
+    }
+}
+
+/// Runs a program to completion and returns its exit status and combined output.
+@discardableResult
+func runProcess(_ exe: String, _ args: [String], environment: [String: String]? = nil) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: exe)
+    p.arguments = args
+    if let environment { p.environment = environment }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
