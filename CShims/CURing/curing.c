@@ -89,7 +89,7 @@ static const struct { int kernel_op; const char *name; const char *since; int op
     [CURING_OP_ACCEPT] = {IORING_OP_ACCEPT, "ACCEPT", "5.5", 0},
     [CURING_OP_RECV] = {IORING_OP_RECV, "RECV", "5.6", 0},
     [CURING_OP_SEND] = {IORING_OP_SEND, "SEND", "5.6", 0},
-    [CURING_OP_SENDMSG] = {IORING_OP_SENDMSG, "SENDMSG", "5.3", 1},
+    [CURING_OP_SENDMSG] = {IORING_OP_SENDMSG, "SENDMSG", "5.3", 0},
     [CURING_OP_CONNECT] = {IORING_OP_CONNECT, "CONNECT", "5.5", 0},
     [CURING_OP_SHUTDOWN] = {IORING_OP_SHUTDOWN, "SHUTDOWN", "5.11", 0},
     [CURING_OP_CLOSE] = {IORING_OP_CLOSE, "CLOSE", "5.6", 0},
@@ -217,6 +217,14 @@ int curing_prep_recv(curing_ring *r, int fd, void *buf, size_t len, int flags, u
 int curing_prep_send(curing_ring *r, int fd, const void *buf, size_t len, int flags, uint64_t ud, unsigned f) {
     GET_SQE_OR_BUSY(sqe);
     io_uring_prep_send(sqe, fd, buf, len, flags | MSG_NOSIGNAL);
+    apply_flags(sqe, f);
+    io_uring_sqe_set_data64(sqe, ud);
+    return 0;
+}
+
+int curing_prep_sendmsg(curing_ring *r, int fd, const void *msg, uint64_t ud, unsigned f) {
+    GET_SQE_OR_BUSY(sqe);
+    io_uring_prep_sendmsg(sqe, fd, (const struct msghdr *)msg, MSG_NOSIGNAL);
     apply_flags(sqe, f);
     io_uring_sqe_set_data64(sqe, ud);
     return 0;

@@ -337,6 +337,33 @@ public struct PooledBuffer: ~Copyable {
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 }
 
+/// Several pooled buffers sent or written as one (a response head plus body chunks).
+/// Move-only like its buffers; dropping it returns every buffer to the pool.
+public struct PooledBufferList: ~Copyable {
+    private var pool: BufferPool?
+    public private(set) var parts: [PooledBuffer.Parts] = []
+
+    public init() {}
+
+    public mutating func append(_ buffer: consuming PooledBuffer) {
+        let owner = buffer.pool
+        precondition(pool == nil || pool === owner, "a list holds buffers of one pool")
+        pool = owner
+        parts.append(owner.disassemble(buffer))
+    }
+
+    public var count: Int { parts.count }
+    /// Valid bytes across all buffers.
+    public var byteCount: Int { parts.reduce(0) { $0 + $1.count } }
+
+    /// Address of part `i`'s first byte (valid while the list lives).
+    public func address(of i: Int) -> UnsafeMutableRawPointer { pool!.address(of: parts[i].index) }
+
+    deinit {
+        if let pool { for p in parts { _ = pool.reassemble(p) } }
+    }
+}
+
 /// FIFO of suspended `acquire` callers without per-waiter heap allocation once grown.
 struct WaiterQueue {
     private var items: [UnsafeContinuation<UInt32, Never>?] = []

@@ -26,6 +26,7 @@ final class EpollBackend: IOBackend {
         case recvSelect(multishot: Bool)
         case recv(UnsafeMutableRawPointer, Int)
         case send(UnsafeRawPointer, Int)
+        case sendmsg(UnsafeRawPointer)
         case connect
         case wakeup(UnsafeMutableRawPointer)
     }
@@ -171,6 +172,16 @@ final class EpollBackend: IOBackend {
                 complete(w.ud, -e)
                 return true
             }
+        case .sendmsg(let msg):
+            while true {
+                let n = Glibc.sendmsg(fd, msg.assumingMemoryBound(to: msghdr.self), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                if n >= 0 { complete(w.ud, Int32(n)); return true }
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { return false }
+                if e == EINTR { continue }
+                complete(w.ud, -e)
+                return true
+            }
         case .connect:
             var err: Int32 = 0
             var len = socklen_t(MemoryLayout<Int32>.size)
@@ -216,6 +227,10 @@ final class EpollBackend: IOBackend {
 
     func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
         submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .send(from, count)), timeoutNs: timeout == nil ? -1 : timeoutNs)
+    }
+
+    func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
+        submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .sendmsg(message)), timeoutNs: timeout == nil ? -1 : timeoutNs)
     }
 
     func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {

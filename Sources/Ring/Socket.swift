@@ -396,6 +396,57 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         try await sendAll(pool.address(of: parts.index), count: parts.count, timeoutNs: timeout?.nanoseconds)
     }
 
+    /// Most buffers one vectored send carries (the iovecs live in the operation's scratch).
+    public static let vectorMax = 8
+
+    /// Sends the valid bytes of every buffer in `list`, in order, with one sendmsg per
+    /// attempt over up to `vectorMax` buffers; short sends continue where they stopped.
+    public func send(_ list: consuming PooledBufferList, timeout: Duration? = nil) async throws(RingError) {
+        if closed { throw RingError(.closed, operation: "sendmsg") }
+        sendsInFlight += 1
+        defer {
+            sendsInFlight -= 1
+            if sendsInFlight == 0 { closeParker.wake(loop: loop) }
+        }
+        let tns = timeout?.nanoseconds
+        var part = 0, offset = 0
+        while part < list.count {
+            if list.parts[part].count - offset == 0 { part += 1; offset = 0; continue }
+            let first = part, firstOffset = offset
+            let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
+                // msghdr at scratch+0, iovecs at scratch+64 (8 x 16 bytes).
+                let scratch = loop.scratch(slot)
+                let iov = (scratch + 64).bindMemory(to: iovec.self, capacity: Self.vectorMax)
+                var n = 0
+                var i = first
+                while i < list.count && n < Self.vectorMax {
+                    let skip = i == first ? firstOffset : 0
+                    let len = list.parts[i].count - skip
+                    if len > 0 {
+                        iov[n] = iovec(iov_base: list.address(of: i) + skip, iov_len: len)
+                        n += 1
+                    }
+                    i += 1
+                }
+                let msg = scratch.bindMemory(to: msghdr.self, capacity: 1)
+                msg.initialize(to: msghdr())
+                msg.pointee.msg_iov = iov
+                msg.pointee.msg_iovlen = n
+                return loop.backend.sendmsg(fd: fd, message: scratch, ud,
+                                            timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
+            }
+            if r.res <= 0 {
+                throw r.res == 0 ? RingError(.brokenPipe, operation: "sendmsg") : timeoutAware(r.res, "sendmsg", hadTimeout: tns != nil)
+            }
+            // Advance past what the kernel took.
+            var sent = Int(r.res)
+            while sent > 0 {
+                let left = list.parts[part].count - offset
+                if sent >= left { sent -= left; part += 1; offset = 0 } else { offset += sent; sent = 0 }
+            }
+        }
+    }
+
     /// Sends a copy of `bytes`, through pool buffers.
     public func send(_ bytes: some Collection<UInt8>, timeout: Duration? = nil) async throws(RingError) {
         var rest = bytes[...]

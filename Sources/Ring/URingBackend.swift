@@ -143,6 +143,11 @@ final class URingBackend: IOBackend {
         return linkTimeout(timeout, timeoutNs, curing_prep_send(ring, fd, from, count, 0, ud, f))
     }
 
+    func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
+        let f = reserveLinked(timeout)
+        return linkTimeout(timeout, timeoutNs, curing_prep_sendmsg(ring, fd, message, ud, f))
+    }
+
     func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
         let f = reserveLinked(timeout)
         return linkTimeout(timeout, timeoutNs, curing_prep_connect(ring, fd, address, length, ud, f))

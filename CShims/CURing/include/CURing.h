@@ -109,6 +109,8 @@ int curing_prep_recv_select(curing_ring *r, int fd, int multishot, uint64_t ud);
 /// Receive into caller memory. The memory must stay valid until the completion.
 int curing_prep_recv(curing_ring *r, int fd, void *buf, size_t len, int flags, uint64_t ud, unsigned sqe_flags);
 int curing_prep_send(curing_ring *r, int fd, const void *buf, size_t len, int flags, uint64_t ud, unsigned sqe_flags);
+/// `msg` points at a `struct msghdr` (and its iovecs) that live until the completion.
+int curing_prep_sendmsg(curing_ring *r, int fd, const void *msg, uint64_t ud, unsigned sqe_flags);
 int curing_prep_connect(curing_ring *r, int fd, const void *addr, uint32_t addrlen, uint64_t ud, unsigned sqe_flags);
 int curing_prep_shutdown(curing_ring *r, int fd, int how, uint64_t ud);
 int curing_prep_close(curing_ring *r, int fd, uint64_t ud);
