@@ -10,7 +10,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: deps build release test test-uring test-epoll test-seccomp bench demo clean kernel-check
+.PHONY: deps build release test bench demo clean kernel-check fuzz fuzz-smoke
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -52,10 +52,27 @@ test: build
 	  if [ -z "$$n" ] || [ -z "$$f" ]; then echo "pass $$mode: no XCTest summary"; n=0; f=1; fail=1; fi; \
 	  k=$${k:-0}; passed=$$((passed + n - f - k)); failed=$$((failed + f)); skipped=$$((skipped + k)); \
 	done; \
+	echo "=== fuzz: HTTP1 (20 s)"; \
+	if $(MAKE) --no-print-directory fuzz-smoke; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \
 	[ $$fail = 0 ] && [ $$failed = 0 ]
 
 # Benchmarks also want perf (malloc counting) and taskset (util-linux, always present).
+# libFuzzer targets (swiftc -sanitize=fuzzer,address) for the pure parsers. The corpus is
+# generated under .build/; crashers are written to .build/fuzz-crashes/ (replay them with
+# the same binary and the file as argument).
+FUZZ_BIN := .build/fuzz-http1
+$(FUZZ_BIN): Fuzz/FuzzHTTP1/main.swift $(wildcard Sources/HTTP1/*.swift)
+	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzHTTP1 $^ -o $@
+
+fuzz-smoke: $(FUZZ_BIN)
+	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-crashes
+	$(FUZZ_BIN) -max_total_time=20 -max_len=1024 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1 2>&1 | tail -2
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-crashes
+	$(FUZZ_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1
+
 bench: deps
 	@dpkg-query -W -f='$${Status}' linux-perf 2>/dev/null | grep -q "install ok installed" || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf) || true

@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "spool", targets: ["SpoolCLI"]),
         .library(name: "BufferPool", targets: ["BufferPool"]),
         .library(name: "Ring", targets: ["Ring"]),
+        .library(name: "HTTP1", targets: ["HTTP1"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,6 +32,9 @@ let package = Package(
             name: "BufferPool",
             path: "Sources/BufferPool"
         ),
+        // Pure: bytes in, request heads and body framing out; serializer. Imports nothing
+        // above the standard library, so it is easy to fuzz and benchmark.
+        .target(name: "HTTP1", path: "Sources/HTTP1"),
         .target(
             name: "Ring",
             dependencies: [
@@ -49,6 +53,7 @@ let package = Package(
             path: "Sources/SpoolCLI"
         ),
         .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing"]),
     ],
     swiftLanguageModes: [.v6]
