@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "BufferPool", targets: ["BufferPool"]),
         .library(name: "Ring", targets: ["Ring"]),
         .library(name: "HTTP1", targets: ["HTTP1"]),
+        .library(name: "Web", targets: ["Web"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -43,10 +44,19 @@ let package = Package(
             ],
             path: "Sources/Ring"
         ),
+        // HTTP/1.1 server (router, standard errors) on Ring, parsing with HTTP1.
+        .target(
+            name: "Web",
+            dependencies: [
+                "Ring", "BufferPool", "HTTP1",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Web"
+        ),
         .executableTarget(
             name: "SpoolCLI",
             dependencies: [
-                "Ring", "BufferPool",
+                "Ring", "BufferPool", "Web",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -54,6 +64,7 @@ let package = Package(
         ),
         .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing"]),
     ],
     swiftLanguageModes: [.v6]

@@ -3,17 +3,18 @@
 import ArgumentParser
 import BufferPool
 import Ring
+import Web
 #if canImport(Glibc)
 import Glibc
 #endif
 
 @main
-struct Spool: ParsableCommand {
+struct Spool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool",
         abstract: "Spool: a distributed video transcoding system on io_uring.",
         version: SpoolVersion.string,
-        subcommands: [Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
+        subcommands: [Serve.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
     )
 }
 
@@ -172,4 +173,52 @@ final class DispatchSemaphoreLite: @unchecked Sendable {
     deinit { close(fds[0]); close(fds[1]) }
     func signal() { var b: UInt8 = 1; _ = write(fds[1], &b, 1) }
     func wait() { var b: UInt8 = 0; _ = read(fds[0], &b, 1) }
+}
+
+/// `spool serve --listen HOST:PORT --data-dir DIR`: the dispatch server. For now it serves
+/// `GET /api/v1/health` and `GET /api/v1/version`; everything else gets the standard 404.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the dispatch server (HTTP API under /api/v1).")
+
+    @Option(help: "Address to listen on (HOST:PORT; IPv6 as [::1]:PORT).")
+    var listen = "127.0.0.1:8080"
+
+    @Option(help: "Directory for Spool's data (created if missing).")
+    var dataDir: String
+
+    @Option(help: "Event loops (default: one per core).")
+    var loops: Int?
+
+    func validate() throws {
+        if let loops, !(1...256).contains(loops) { throw ValidationError("--loops must be 1...256") }
+        if dataDir.isEmpty { throw ValidationError("--data-dir must name a directory") }
+    }
+
+    func run() async throws {
+        let address: SocketAddress
+        do { address = try SocketAddress(listen) } catch { throw ValidationError("--listen: \(error)") }
+        if mkdir(dataDir, 0o750) != 0 && errno != EEXIST {
+            throw ValidationError("--data-dir \(dataDir): \(String(cString: strerror(errno)))")
+        }
+        guard access(dataDir, W_OK) == 0 else { throw ValidationError("--data-dir \(dataDir) is not writable") }
+        var config = HTTPServerConfiguration(listen: address)
+        config.loops = loops ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let started = ContinuousClock.now
+        let router = Router { r in
+            r.group("/api/v1") { v1 in
+                v1.get("health") { _ in
+                    let up = ContinuousClock.now - started
+                    return .json(200, "{\"status\":\"ok\",\"uptime_seconds\":\(up.components.seconds)}")
+                }
+                v1.get("version") { _ in
+                    .json(200, "{\"version\":\"\(SpoolVersion.string)\",\"api\":\"v1\"}")
+                }
+            }
+        }
+        let server = HTTPServer(configuration: config, router: router)
+        try await server.start()
+        print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(config.loops) loop(s); data in \(dataDir)")
+        fflush(nil)
+        while true { try await Task.sleep(for: .seconds(3600)) }
+    }
 }

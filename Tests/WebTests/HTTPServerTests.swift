@@ -1,0 +1,210 @@
+// The HTTP server over real loopback sockets: routes, standard errors, HEAD, pipelining,
+// strict framing with close, body limits, chunked uploads, slowloris deadlines, and real
+// clients (curl, Python requests) talking to `spool serve`.
+import Foundation
+import HTTP1
+import Ring
+@testable import Web
+import XCTest
+
+struct Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+final class HTTPServerTests: XCTestCase {
+    var server: HTTPServer!
+    var client: EventLoop!
+    var address: SocketAddress!
+
+    override func setUp() async throws {
+        var config = HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0"))
+        config.headTimeout = .milliseconds(400)
+        config.idleTimeout = .seconds(5)
+        config.bodyBytesMax = 64 * 1024
+        let router = Router { r in
+            r.group("/api/v1") { v1 in
+                v1.get("health") { _ in .json(200, "{\"status\":\"ok\"}") }
+                v1.get("items/:id") { req in .json(200, "{\"id\":\"\(req.pathParameters["id"] ?? "")\"}") }
+                v1.post("echo") { req in Response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: req.body) }
+                v1.get("boom") { _ in throw CancellationError() }
+            }
+        }
+        server = HTTPServer(configuration: config, router: router)
+        try await server.start()
+        address = server.localAddress
+        client = try EventLoop.start(id: 9)
+    }
+
+    override func tearDown() async throws {
+        await server.stop(grace: .milliseconds(50))
+        client.shutdown()
+    }
+
+    /// Sends `request` on a new connection and reads until the server closes or `until`
+    /// says the response is complete.
+    func exchange(_ request: [UInt8], chunks: [[UInt8]] = [], pause: Duration = .zero) async throws -> String {
+        try await httpExchange(address!, client!, request, chunks: chunks, pause: pause)
+    }
+}
+
+func httpExchange(_ addr: SocketAddress, _ loop: EventLoop, _ request: [UInt8], chunks: [[UInt8]] = [], pause: Duration = .zero) async throws -> String {
+        let bytes = try await loop.run { () -> [UInt8] in
+            let conn = try await TCPConnection.connect(to: addr)
+            try await conn.send(request)
+            do {
+                for c in chunks {
+                    try await loop.sleep(for: pause)
+                    try await conn.send(c)
+                }
+            } catch {}   // the server may close first (408, 413): read what it said
+            var got: [UInt8] = []
+            do {
+                while let b = try await conn.receive(timeout: .seconds(10)) { got += b.bytes }
+            } catch {}
+            await conn.close()
+            return got
+        }
+        return String(decoding: bytes, as: UTF8.self)
+}
+
+extension HTTPServerTests {
+
+    func testHealthAndParametersAndHead() async throws {
+        let r = try await exchange(Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(r.hasPrefix("HTTP/1.1 200 OK\r\n"), r)
+        XCTAssertTrue(r.contains("Content-Type: application/json\r\n"), r)
+        XCTAssertTrue(r.hasSuffix("\r\n\r\n{\"status\":\"ok\"}"), r)
+        let p = try await exchange(Array("GET /api/v1/items/42 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(p.hasSuffix("{\"id\":\"42\"}"), p)
+        let h = try await exchange(Array("HEAD /api/v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(h.contains("Content-Length: 15\r\n"), h)
+        XCTAssertTrue(h.hasSuffix("\r\n\r\n"), "HEAD has no body: \(h)")
+    }
+
+    func testStandardErrors() async throws {
+        let nf = try await exchange(Array("GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(nf.hasPrefix("HTTP/1.1 404 Not Found"), nf)
+        XCTAssertTrue(nf.hasSuffix("{\"error\":{\"code\":\"not_found\",\"message\":\"no route for /nope\",\"details\":{}}}"), nf)
+        let na = try await exchange(Array("DELETE /api/v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(na.hasPrefix("HTTP/1.1 405"), na)
+        XCTAssertTrue(na.contains("Allow: GET, HEAD\r\n"), na)
+        let boom = try await exchange(Array("GET /api/v1/boom HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(boom.hasPrefix("HTTP/1.1 500"), boom)
+        XCTAssertTrue(boom.contains("\"code\":\"internal\",\"message\":\"internal error\""), boom)
+        XCTAssertFalse(boom.contains("CancellationError"), "internals leaked: \(boom)")
+    }
+
+    func testSmugglingIsRefusedAndTheConnectionClosed() async throws {
+        // The second request must never be answered: the first one is refused and closes.
+        let r = try await exchange(Array("POST /api/v1/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
+        XCTAssertTrue(r.hasPrefix("HTTP/1.1 400 Bad Request"), r)
+        XCTAssertTrue(r.contains("Connection: close"), r)
+        XCTAssertEqual(r.components(separatedBy: "HTTP/1.1 ").count - 1, 1, "only one response: \(r)")
+        let long = try await exchange(Array("GET /\(String(repeating: "a", count: 9000)) HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
+        XCTAssertTrue(long.hasPrefix("HTTP/1.1 414"), long)
+        XCTAssertTrue(long.contains("\"code\":\"uri_too_long\""), long)
+        let junk = try await exchange(Array("\u{1}\u{2}\u{3} garbage\r\n\r\n".utf8))
+        XCTAssertTrue(junk.hasPrefix("HTTP/1.1 400"), junk)
+    }
+
+    func testBodiesContentLengthChunkedAndTooLarge() async throws {
+        let cl = try await exchange(Array("POST /api/v1/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello".utf8),
+                                    chunks: [Array(" world".utf8)], pause: .milliseconds(20))
+        XCTAssertTrue(cl.hasSuffix("\r\n\r\nhello world"), cl)
+        let ch = try await exchange(Array("POST /api/v1/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhel".utf8),
+                                    chunks: [Array("lo\r\n6;x=y\r\n world\r\n0\r\n\r\n".utf8)], pause: .milliseconds(20))
+        XCTAssertTrue(ch.hasSuffix("\r\n\r\nhello world"), ch)
+        let big = try await exchange(Array("POST /api/v1/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n".utf8))
+        XCTAssertTrue(big.hasPrefix("HTTP/1.1 413"), big)
+        let cont = try await exchange(Array("POST /api/v1/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n".utf8),
+                                      chunks: [Array("ok".utf8)], pause: .milliseconds(50))
+        XCTAssertTrue(cont.hasPrefix("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"), cont)
+    }
+
+    /// 1,000 pipelined requests on one connection are answered in order.
+    func testThousandPipelinedRequestsInOrder() async throws {
+        var all: [UInt8] = []
+        for i in 0..<1000 { all += Array("GET /api/v1/items/\(i) HTTP/1.1\r\nHost: t\r\n\r\n".utf8) }
+        all += Array("GET /api/v1/items/last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8)
+        let r = try await exchange(all)
+        var ids: [String] = []
+        var rest = Substring(r)
+        while let range = rest.range(of: "{\"id\":\"") {
+            let after = rest[range.upperBound...]
+            guard let end = after.firstIndex(of: "\"") else { break }
+            ids.append(String(after[..<end]))
+            rest = after[end...]
+        }
+        XCTAssertEqual(ids, (0..<1000).map(String.init) + ["last"])
+    }
+
+    /// A slowloris client is cut off with 408 at the head deadline while another client is
+    /// served meanwhile.
+    func testSlowlorisIsCutOffWhileOthersAreServed() async throws {
+        let addr = address!, loop = client!
+        let slowTask = Task {
+            try await httpExchange(addr, loop, Array("GET /api/v1/health HTTP/1.1\r\n".utf8),
+                               chunks: (0..<20).map { _ in Array("X-A: b\r\n".utf8) }, pause: .milliseconds(100))
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let t0 = ContinuousClock.now
+        let fast = try await exchange(Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(fast.hasPrefix("HTTP/1.1 200"), fast)
+        XCTAssertLessThan(ContinuousClock.now - t0, .seconds(2), "the healthy client waited on the slow one")
+        let slow = try await slowTask.value
+        XCTAssertTrue(slow.hasPrefix("HTTP/1.1 408"), slow)
+        XCTAssertTrue(slow.contains("\"code\":\"request_timeout\""), slow)
+    }
+}
+
+/// Real clients against the real binary: curl (HEAD, keep-alive) and Python requests.
+final class ServeCommandTests: XCTestCase {
+    func testCurlAndPythonRequestsTalkToSpoolServe() throws {
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("spool").path
+        guard FileManager.default.isExecutableFile(atPath: bin) else { throw XCTSkip("spool not built next to the tests") }
+        let dir = NSTemporaryDirectory() + "spool-serve-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = 20000 + Int(getpid() % 20000)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dir, "--loops", "1"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { p.terminate(); p.waitUntilExit() }
+        func run(_ exe: String, _ args: [String]) throws -> String {
+            let q = Process()
+            q.executableURL = URL(fileURLWithPath: exe)
+            q.arguments = args
+            let out = Pipe()
+            q.standardOutput = out
+            q.standardError = out
+            try q.run()
+            let d = out.fileHandleForReading.readDataToEndOfFile()
+            q.waitUntilExit()
+            return String(decoding: d, as: UTF8.self)
+        }
+        var up = ""
+        for _ in 0..<100 where !up.contains("ok") {
+            up = try run("/usr/bin/curl", ["-s", "--max-time", "2", "http://127.0.0.1:\(port)/api/v1/health"])
+            if !up.contains("ok") { usleep(50_000) }
+        }
+        XCTAssertTrue(up.contains("\"status\":\"ok\""), up)
+        let head = try run("/usr/bin/curl", ["-s", "-I", "--max-time", "5", "http://127.0.0.1:\(port)/api/v1/version"])
+        XCTAssertTrue(head.hasPrefix("HTTP/1.1 200"), head)
+        XCTAssertTrue(head.lowercased().contains("content-length:"), head)
+        // Two requests on one curl invocation reuse the connection (keep-alive).
+        let twice = try run("/usr/bin/curl", ["-s", "-v", "--max-time", "5", "http://127.0.0.1:\(port)/api/v1/version", "http://127.0.0.1:\(port)/api/v1/health"])
+        XCTAssertTrue(twice.contains("Re-using existing connection") || twice.contains("Reusing existing connection"), twice)
+        let py = try run("/usr/bin/env", ["python3", "-c", """
+            import requests
+            s = requests.Session()
+            r = s.get('http://127.0.0.1:\(port)/api/v1/version', timeout=5)
+            h = s.head('http://127.0.0.1:\(port)/api/v1/health', timeout=5)
+            n = s.get('http://127.0.0.1:\(port)/api/v1/missing', timeout=5)
+            print(r.status_code, r.json()['api'], h.status_code, h.text == '', n.status_code, n.json()['error']['code'])
+            """])
+        XCTAssertEqual(py.trimmingCharacters(in: .whitespacesAndNewlines), "200 v1 200 True 404 not_found")
+    }
+}
