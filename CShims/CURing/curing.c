@@ -417,6 +417,8 @@ int curing_deny_io_uring_seccomp(void) {
     };
     struct sock_fprog prog = {.len = (unsigned short)(sizeof filter / sizeof filter[0]), .filter = filter};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) return -errno;
+    // TSYNC: every thread of the process gets the filter, not only the caller (Swift's
+    // async main runs commands on a pool thread).
+    if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0) return -errno;
     return 0;
 }

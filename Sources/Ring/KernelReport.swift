@@ -30,7 +30,8 @@ public struct KernelFacts: Sendable {
     public static func collect() -> KernelFacts {
         let disabled = readFile("/proc/sys/kernel/io_uring_disabled").flatMap { Int($0.trimmingWhitespace()) }
         var seccomp = 0
-        if let status = readFile("/proc/self/status") {
+        // This thread's view: a seccomp filter may be installed per thread.
+        if let status = readFile("/proc/thread-self/status") ?? readFile("/proc/self/status") {
             for line in status.split(separator: "\n") where line.hasPrefix("Seccomp:") {
                 seccomp = Int(line.dropFirst("Seccomp:".count).trimmingWhitespace()) ?? 0
             }
