@@ -76,12 +76,12 @@ public final class HTTPServer: Sendable {
         for i in 0..<configuration.loops {
             let loop = try EventLoop.start(id: i, configuration: configuration.loop, logger: logger)
             let bound = address
-            let (listener, actual) = try await loop.run { () -> (LoopRef<TCPListener>, SocketAddress) in
+            let (listener, registry, actual) = try await loop.run { () -> (LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, SocketAddress) in
                 let l = try TCPListener(address: bound)
-                return (LoopRef(l), l.localAddress)
+                return (LoopRef(l), LoopRef(ConnectionRegistry()), l.localAddress)
             }
             address = actual        // the other loops share the port chosen by the first
-            state.add(loop: loop, listener: listener, address: actual)
+            state.add(loop: loop, listener: listener, registry: registry, address: actual)
             let server = self
             loop.spawn {
                 let l = listener.value
@@ -89,31 +89,43 @@ public final class HTTPServer: Sendable {
                     let conn: TCPConnection
                     do { conn = try await l.accept() } catch { return }
                     let c = LoopRef(conn)
-                    loop.spawn { await server.serve(c.value, loop: loop) }
+                    loop.spawn { await server.serve(c.value, loop: loop, registry: registry.value) }
                 }
             }
         }
     }
 
-    /// Stops accepting and closes the listeners, then stops the loops after `grace`.
-    public func stop(grace: Duration = .milliseconds(200)) async {
-        for (loop, listener) in state.takeAll() {
-            _ = try? await loop.run { await listener.value.close() }
-            try? await Task.sleep(for: grace)
+    /// Graceful shutdown: stop accepting, close idle keep-alive connections, let requests
+    /// in flight finish (their responses carry `Connection: close`), and after `grace`
+    /// close whatever is left; then stop the loops.
+    public func stop(grace: Duration = .seconds(5)) async {
+        for (loop, listener, registry) in state.takeAll() {
+            _ = try? await loop.run {
+                await listener.value.close()
+                for c in registry.value.drain() { await c.close() }
+                let deadline = ContinuousClock.now + grace
+                while !registry.value.connections.isEmpty && ContinuousClock.now < deadline {
+                    try? await loop.sleep(for: .milliseconds(10))
+                }
+                for (c, _) in registry.value.connections.values { await c.close() }
+            }
             loop.shutdown()
         }
     }
 
     // MARK: Connection
 
-    func serve(_ conn: TCPConnection, loop: EventLoop) async {
+    func serve(_ conn: TCPConnection, loop: EventLoop, registry: ConnectionRegistry) async {
         conn.followsTaskCancellation = false
+        registry.add(conn)
+        defer { registry.remove(conn) }
         var buffer: [UInt8] = []
         var parser = RequestHeadParser(limits: configuration.limits)
         var headStarted: ContinuousClock.Instant?
         connection: while true {
             // Answer every complete request already buffered (pipelining), in order.
             while !buffer.isEmpty {
+                registry.setIdle(conn, false)
                 if headStarted == nil { headStarted = .now }
                 let parsed: RequestHead?
                 do {
@@ -142,14 +154,16 @@ public final class HTTPServer: Sendable {
                 }
                 buffer.removeFirst(head.headLength)   // readBody already removed the body bytes
                 var response = await router.respond(to: request)
-                if !head.keepAlive { response.headers.append(("Connection", "close")) }
+                let closing = !head.keepAlive || registry.draining
+                if closing { response.headers.append(("Connection", "close")) }
                 do {
                     try await send(response, head: request.method == "HEAD", on: conn)
                 } catch {
                     break connection
                 }
-                if !head.keepAlive { break connection }
+                if closing { break connection }
             }
+            registry.setIdle(conn, buffer.isEmpty)
             // Wait for more bytes: the rest of the head's deadline, or the idle timeout.
             let timeout: Duration
             if let started = headStarted, !buffer.isEmpty {
@@ -254,6 +268,22 @@ extension APIError {
     }
 }
 
+/// The connections one loop is serving, for graceful shutdown. Loop-confined.
+final class ConnectionRegistry {
+    private(set) var connections: [ObjectIdentifier: (conn: TCPConnection, idle: Bool)] = [:]
+    private(set) var draining = false
+
+    func add(_ c: TCPConnection) { connections[ObjectIdentifier(c)] = (c, true) }
+    func remove(_ c: TCPConnection) { connections[ObjectIdentifier(c)] = nil }
+    func setIdle(_ c: TCPConnection, _ idle: Bool) { connections[ObjectIdentifier(c)]?.idle = idle }
+
+    /// Stop taking requests: returns the idle connections (to close now).
+    func drain() -> [TCPConnection] {
+        draining = true
+        return connections.values.filter(\.idle).map(\.conn)
+    }
+}
+
 /// A loop-confined object carried into a task on the same loop.
 struct LoopRef<T>: @unchecked Sendable {
     let value: T
@@ -262,18 +292,18 @@ struct LoopRef<T>: @unchecked Sendable {
 
 final class ServerState: Sendable {
     private struct Inner: @unchecked Sendable {   // listeners are only used on their loops
-        var loops: [(EventLoop, LoopRef<TCPListener>)] = []
+        var loops: [(EventLoop, LoopRef<TCPListener>, LoopRef<ConnectionRegistry>)] = []
         var bound: SocketAddress?
     }
     private let inner = Mutex(Inner())
 
-    func add(loop: EventLoop, listener: LoopRef<TCPListener>, address: SocketAddress) {
-        inner.withLock { $0.loops.append((loop, listener)); $0.bound = address }
+    func add(loop: EventLoop, listener: LoopRef<TCPListener>, registry: LoopRef<ConnectionRegistry>, address: SocketAddress) {
+        inner.withLock { $0.loops.append((loop, listener, registry)); $0.bound = address }
     }
 
     var address: SocketAddress? { inner.withLock { $0.bound } }
 
-    func takeAll() -> [(EventLoop, LoopRef<TCPListener>)] {
+    func takeAll() -> [(EventLoop, LoopRef<TCPListener>, LoopRef<ConnectionRegistry>)] {
         inner.withLock { i in
             defer { i.loops = [] }
             return i.loops

@@ -28,6 +28,10 @@ final class HTTPServerTests: XCTestCase {
                 v1.get("items/:id") { req in .json(200, "{\"id\":\"\(req.pathParameters["id"] ?? "")\"}") }
                 v1.post("echo") { req in Response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: req.body) }
                 v1.get("boom") { _ in throw CancellationError() }
+                v1.get("slow") { _ in
+                    try await Task.sleep(for: .milliseconds(300))
+                    return .json(200, "{\"slow\":true}")
+                }
             }
         }
         server = HTTPServer(configuration: config, router: router)
@@ -206,5 +210,37 @@ final class ServeCommandTests: XCTestCase {
             print(r.status_code, r.json()['api'], h.status_code, h.text == '', n.status_code, n.json()['error']['code'])
             """])
         XCTAssertEqual(py.trimmingCharacters(in: .whitespacesAndNewlines), "200 v1 200 True 404 not_found")
+    }
+}
+
+extension HTTPServerTests {
+    /// Graceful stop: a request in flight gets its answer (with Connection: close), an idle
+    /// keep-alive connection is closed, and new connections are refused.
+    func testGracefulStop() async throws {
+        let addr = address!, loop = client!
+        let slow = Task { try await httpExchange(addr, loop, Array("GET /api/v1/slow HTTP/1.1\r\nHost: t\r\n\r\n".utf8)) }
+        // An idle keep-alive connection: one request answered, then it waits.
+        let idle = Task {
+            try await loop.run { () -> String in
+                let c = try await TCPConnection.connect(to: addr)
+                try await c.send(Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
+                var got: [UInt8] = []
+                while let b = try await c.receive(timeout: .seconds(10)) { got += b.bytes }   // ends when the server closes
+                await c.close()
+                return String(decoding: got, as: UTF8.self)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        await server.stop(grace: .seconds(3))
+        let slowAnswer = try await slow.value
+        XCTAssertTrue(slowAnswer.hasPrefix("HTTP/1.1 200"), slowAnswer)
+        XCTAssertTrue(slowAnswer.contains("Connection: close"), slowAnswer)
+        XCTAssertTrue(slowAnswer.hasSuffix("{\"slow\":true}"), slowAnswer)
+        let idleAnswer = try await idle.value
+        XCTAssertEqual(idleAnswer.components(separatedBy: "HTTP/1.1 200").count - 1, 1, idleAnswer)
+        let refused = try await loop.run { () -> Bool in
+            do { _ = try await TCPConnection.connect(to: addr, timeout: .seconds(2)); return false } catch { return true }
+        }
+        XCTAssertTrue(refused, "new connections must be refused after stop")
     }
 }
