@@ -69,7 +69,7 @@ final class EpollBackend: IOBackend {
 
     func offerBuffer(_ index: UInt32) -> Bool { false }
 
-    var receiveBuffersAvailable: Int { pool.freeBuffers }
+    var receiveBuffersAvailable: Int { max(0, pool.freeBuffers - pool.bufferCount / 2) }
 
     func forget(fd: Int32) {
         let i = Int(fd)
@@ -131,7 +131,9 @@ final class EpollBackend: IOBackend {
             }
         case .recvSelect(let multishot):
             while true {
-                guard let index = pool.lendToKernel() else {
+                // Receives may use at most half the pool (as the io_uring ring does), so
+                // sends and file I/O can always get buffers.
+                guard pool.freeBuffers > pool.bufferCount / 2, let index = pool.lendToKernel() else {
                     complete(w.ud, -ENOBUFS)
                     return true
                 }

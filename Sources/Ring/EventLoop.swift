@@ -452,20 +452,24 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         }
         guard cancellable else { return await park(slot: slot, ud: ud, prepare) }
         return await withTaskCancellationHandler {
-            await park(slot: slot, ud: ud, prepare)
+            await park(slot: slot, ud: ud, recheckCancellation: true, prepare)
         } onCancel: {
             self.requestCancel(ud)
         }
     }
 
     @inline(__always)
-    private func park(slot: Int, ud: UInt64, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
+    private func park(slot: Int, ud: UInt64, recheckCancellation: Bool = false, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
         await withUnsafeContinuation { (k: UnsafeContinuation<OpResult, Never>) in
             slots[slot].handler = .continuation(k)
             let rc = prepare(ud, slot)
             if rc < 0 {
                 freeSlot(slot)
                 k.resume(returning: OpResult(res: rc))
+            } else if recheckCancellation && Task.isCancelled {
+                // Cancelled between the entry check and the handler's installation: the
+                // handler ran while the slot was still free and did nothing.
+                _ = backend.cancel(ud)
             }
         }
     }
@@ -535,7 +539,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     func receiveStarved(_ who: any RecvStarved) {
         receiveStarvations += 1
         recvStarved.append(who)
-        while let index = pool.lendToKernel() {
+        while pool.freeBuffers > pool.bufferCount / 2, let index = pool.lendToKernel() {
             if !backend.offerBuffer(index) {
                 pool.reclaimFromKernel(index: index)
                 break
@@ -543,8 +547,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         }
         var usable = backend.receiveBuffersAvailable
         while usable > 0, let next = recvStarved.popFirst() {
-            next.bufferAvailable(loop: self)
-            usable -= 1
+            if next.bufferAvailable(loop: self) { usable -= 1 }
         }
     }
 
@@ -552,9 +555,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     /// and wake one receiver that found the pool empty.
     private func bufferReturned(_ index: UInt32) -> Bool {
         let kept = backend.offerBuffer(index)
-        if let starved = recvStarved.popFirst() {
-            starved.bufferAvailable(loop: self)
-        }
+        while let starved = recvStarved.popFirst(), !starved.bufferAvailable(loop: self) {}
         return kept
     }
 }
@@ -597,7 +598,9 @@ struct JobQueue {
 
 /// Something waiting for a pool buffer to receive into.
 protocol RecvStarved: AnyObject {
-    func bufferAvailable(loop: EventLoop)
+    /// Returns false when the receiver no longer wants a buffer (closed): the wake-up
+    /// goes to the next one.
+    func bufferAvailable(loop: EventLoop) -> Bool
 }
 
 struct StarvedQueue {

@@ -47,6 +47,7 @@ public final class File {
 
     /// Reads up to the buffer's capacity at `offset`; the buffer's count becomes the bytes read.
     public func read(into buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
+        if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "read \(path)")), buffer: buffer) }
         let parts = pool.disassemble(buffer)
         let dst = pool.address(of: parts.index)
         let cap = pool.bufferSizeBytes
@@ -63,6 +64,7 @@ public final class File {
 
     /// Writes all valid bytes of `buffer` at `offset` (short writes are continued).
     public func write(_ buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
+        if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "write \(path)")), buffer: buffer) }
         let parts = pool.disassemble(buffer)
         let src = pool.address(of: parts.index)
         var done = 0
@@ -85,6 +87,7 @@ public final class File {
 
     /// fsync (or fdatasync with `dataOnly`).
     public func sync(dataOnly: Bool = false) async throws(RingError) {
+        if closed { throw RingError(.closed, operation: "fsync \(path)") }
         let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.fsync(fd: fd, dataOnly: dataOnly, ud) }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "fsync \(path)") }
     }
@@ -93,6 +96,11 @@ public final class File {
         guard !closed else { return }
         closed = true
         let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
+        if r.res == -EAGAIN || r.res == -EBUSY {
+            // No slot or SQ space for the close: do it synchronously rather than leak the fd.
+            if Glibc.close(fd) != 0 { throw RingError(errno: errno, operation: "close \(path)") }
+            return
+        }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "close \(path)") }
     }
 

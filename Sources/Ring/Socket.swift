@@ -223,7 +223,12 @@ public final class TCPListener: MultishotSink {
         }
         accepted.removeAll()
         acceptedHead = 0
-        _ = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
+        let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
+        if r.res == -EAGAIN || r.res == -EBUSY {
+            // No slot or SQ space for the close: do it synchronously rather than leak the fd.
+            loop.backend.forget(fd: fd)
+            Glibc.close(fd)
+        }
         // No forget(fd:) here: the backend forgets before closing, and after the close
         // the number may already belong to a newly accepted socket.
     }
@@ -248,7 +253,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     private var recvFailure: RingError?
     private var starved = false
     private var closed = false
-    private var sendsInFlight = 0
+    private var opsInFlight = 0
     private let parker = Parker()
     private let closeParker = Parker()
 
@@ -348,7 +353,13 @@ public final class TCPConnection: MultishotSink, RecvStarved {
             let buffer = pool.adoptFromKernel(index: flags >> CQEFlag.bufferShift, count: max(0, Int(res)))
             if res > 0 && !closed {
                 received.append(pool.disassemble(buffer))
+                // Bound what one connection can hold unread: past the cap, stop receiving
+                // (the socket's own buffer then pushes back on the peer); receive() re-arms.
+                if received.count - receivedHead >= Self.receivedMax, let ud = recvUD { loop.requestCancel(ud) }
             }
+        }
+        if res > 0 {
+            // Data: handled above.
         } else if res == 0 {
             recvEOF = true
         } else if res == -ENOBUFS {
@@ -363,14 +374,25 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         parker.wake(loop: loop)
     }
 
-    func bufferAvailable(loop: EventLoop) {
+    func bufferAvailable(loop: EventLoop) -> Bool {
         starved = false
+        guard !closed else { return false }
         parker.wake(loop: loop)
+        return true
     }
+
+    /// Received buffers one connection may hold before it stops receiving.
+    static let receivedMax = 16
 
     /// Receives once into `buffer` after its first `count` bytes (a plain recv, not a
     /// provided buffer). The buffer comes back with the result whatever happens.
     public func receive(into buffer: consuming PooledBuffer, timeout: Duration? = nil) async -> IOCompletion {
+        if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "recv")), buffer: buffer) }
+        opsInFlight += 1
+        defer {
+            opsInFlight -= 1
+            if opsInFlight == 0 { closeParker.wake(loop: loop) }
+        }
         let parts = pool.disassemble(buffer)
         let tns = timeout?.nanoseconds
         let space = pool.bufferSizeBytes - parts.count
@@ -403,10 +425,10 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// attempt over up to `vectorMax` buffers; short sends continue where they stopped.
     public func send(_ list: consuming PooledBufferList, timeout: Duration? = nil) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "sendmsg") }
-        sendsInFlight += 1
+        opsInFlight += 1
         defer {
-            sendsInFlight -= 1
-            if sendsInFlight == 0 { closeParker.wake(loop: loop) }
+            opsInFlight -= 1
+            if opsInFlight == 0 { closeParker.wake(loop: loop) }
         }
         let tns = timeout?.nanoseconds
         var part = 0, offset = 0
@@ -468,10 +490,10 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     private func sendAll(_ base: UnsafeMutableRawPointer, count: Int, timeoutNs: Int64?) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "send") }
-        sendsInFlight += 1
+        opsInFlight += 1
         defer {
-            sendsInFlight -= 1
-            if sendsInFlight == 0 { closeParker.wake(loop: loop) }
+            opsInFlight -= 1
+            if opsInFlight == 0 { closeParker.wake(loop: loop) }
         }
         var sent = 0
         while sent < count {
@@ -492,6 +514,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     /// Half-closes the connection (`.write` sends FIN and keeps receiving).
     public func shutdown(_ how: ShutdownHow = .write) async throws(RingError) {
+        if closed { throw RingError(.closed, operation: "shutdown") }
         let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.shutdown(fd: fd, how: how.rawValue, ud) }
         if r.res < 0 && r.res != -ENOTCONN { throw RingError(errno: -r.res, operation: "shutdown") }
     }
@@ -507,11 +530,11 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         guard !closed else { return }
         closed = true
         parker.wake(.cancelled, loop: loop)
-        // A send blocked on a peer that does not read would keep the fd busy: shut the
-        // socket down so the kernel completes it (with EPIPE) before we close.
-        if sendsInFlight > 0 {
+        // A send blocked on a peer that does not read, or a receive(into:) on a quiet peer,
+        // would keep the fd busy: shut the socket down so the kernel completes them first.
+        if opsInFlight > 0 {
             _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
-            while sendsInFlight > 0 { _ = await closeParker.wait(loop: loop, cancellable: false) }
+            while opsInFlight > 0 { _ = await closeParker.wait(loop: loop, cancellable: false) }
         }
         if let ud = recvUD {
             loop.requestCancel(ud)
@@ -523,7 +546,12 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         }
         received.removeAll()
         receivedHead = 0
-        _ = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
+        let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
+        if r.res == -EAGAIN || r.res == -EBUSY {
+            // No slot or SQ space for the close: do it synchronously rather than leak the fd.
+            loop.backend.forget(fd: fd)
+            Glibc.close(fd)
+        }
         // No forget(fd:) here: the backend forgets before closing, and after the close
         // the number may already belong to a newly accepted socket.
     }

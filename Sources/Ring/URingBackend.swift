@@ -122,9 +122,12 @@ final class URingBackend: IOBackend {
     }
 
     /// Makes room for an op plus its linked timeout, so the pair is never split.
-    private func reserveLinked(_ timeout: UnsafeMutableRawPointer?) -> UInt32 {
+    /// Returns the SQE flags for the op, or nil when the pair cannot be queued whole (the
+    /// caller then fails the op before preparing anything).
+    private func reserveLinked(_ timeout: UnsafeMutableRawPointer?) -> UInt32? {
         guard timeout != nil else { return 0 }
         if curing_sq_space_left(ring) < 2 { _ = curing_submit_and_wait(ring, 0, 0) }
+        guard curing_sq_space_left(ring) >= 2 else { return nil }
         return UInt32(CURING_SQE_IO_LINK)
     }
 
@@ -134,22 +137,22 @@ final class URingBackend: IOBackend {
     }
 
     func recv(fd: Int32, into: UnsafeMutableRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        let f = reserveLinked(timeout)
+        guard let f = reserveLinked(timeout) else { return -EBUSY }
         return linkTimeout(timeout, timeoutNs, curing_prep_recv(ring, fd, into, count, 0, ud, f))
     }
 
     func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        let f = reserveLinked(timeout)
+        guard let f = reserveLinked(timeout) else { return -EBUSY }
         return linkTimeout(timeout, timeoutNs, curing_prep_send(ring, fd, from, count, 0, ud, f))
     }
 
     func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        let f = reserveLinked(timeout)
+        guard let f = reserveLinked(timeout) else { return -EBUSY }
         return linkTimeout(timeout, timeoutNs, curing_prep_sendmsg(ring, fd, message, ud, f))
     }
 
     func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        let f = reserveLinked(timeout)
+        guard let f = reserveLinked(timeout) else { return -EBUSY }
         return linkTimeout(timeout, timeoutNs, curing_prep_connect(ring, fd, address, length, ud, f))
     }
 
@@ -160,8 +163,11 @@ final class URingBackend: IOBackend {
     // while the caller's C string is still alive.
     private func submitNow(_ rc: Int32) -> Int32 {
         guard rc == 0 else { return rc }
-        let s = curing_submit_and_wait(ring, 0, 0)
-        return s < 0 ? s : 0
+        // Once prepared, the op will complete whatever this submit says: report success so
+        // the caller keeps the slot (and the path) until the completion arrives. A failed
+        // submit here is retried by the loop's next submit.
+        _ = curing_submit_and_wait(ring, 0, 0)
+        return 0
     }
 
     func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32 {
