@@ -78,9 +78,14 @@ public struct RequestHeadParser: Sendable {
     /// next call may pass the same bytes plus more. Throws the status to answer with.
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) throws(HTTPParseError) -> RequestHead? {
         let n = bytes.count
+        // RFC 9112 §2.2: ignore empty lines before the request line (some clients send a
+        // CRLF after a POST body). Bounded like a request line.
+        var lead = 0
+        while lead + 1 < n && bytes[lead] == 0x0D && bytes[lead + 1] == 0x0A { lead += 2 }
+        if lead > limits.requestLineMax { throw .bad("too many empty lines before the request line") }
         // Find CRLF CRLF, resuming the scan; enforce the request-line and head limits on
         // incomplete input too, so a client cannot make us buffer without bound.
-        var i = max(0, scanned - 3)
+        var i = max(lead, scanned - 3)
         var end = -1
         while i + 3 < n {
             if bytes[i] == 0x0D && bytes[i + 1] == 0x0A && bytes[i + 2] == 0x0D && bytes[i + 3] == 0x0A {
@@ -91,14 +96,14 @@ public struct RequestHeadParser: Sendable {
         }
         if end < 0 {
             scanned = n
-            try checkIncomplete(bytes)
+            try checkIncomplete(UnsafeRawBufferPointer(rebasing: bytes[lead...]))
             return nil
         }
         scanned = 0
         if end > limits.headBytesMax + 4 {
             throw HTTPParseError(status: 431, "request head is larger than \(limits.headBytesMax) bytes")
         }
-        return try parseComplete(bytes, headLength: end)
+        return try parseComplete(bytes, from: lead, headLength: end)
     }
 
     private func checkIncomplete(_ b: UnsafeRawBufferPointer) throws(HTTPParseError) {
@@ -115,13 +120,13 @@ public struct RequestHeadParser: Sendable {
             throw HTTPParseError(status: 431, "request head is larger than \(limits.headBytesMax) bytes")
         }
         // Fail early on bytes that can never become valid (saves waiting for a deadline).
-        if let first = b.first, !isTChar(first) {
+        if let first = b.first, !isTChar(first), !(first == 0x0D && b.count == 1) {
             throw .bad("request line does not start with a method")
         }
     }
 
-    private func parseComplete(_ b: UnsafeRawBufferPointer, headLength: Int) throws(HTTPParseError) -> RequestHead {
-        var p = 0
+    private func parseComplete(_ b: UnsafeRawBufferPointer, from lead: Int, headLength: Int) throws(HTTPParseError) -> RequestHead {
+        var p = lead
         // request-line = method SP request-target SP HTTP-version CRLF
         let methodStart = p
         while p < headLength && isTChar(b[p]) { p += 1 }

@@ -112,6 +112,12 @@ final class RequestHeadTests: XCTestCase {
         XCTAssertEqual(head("PUT /f HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n")?.0.expectsContinue, true)
     }
 
+    func testEmptyLinesBeforeTheRequestLineAreIgnored() throws {
+        let (h, b) = try XCTUnwrap(head("\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n"))
+        b.withUnsafeBytes { XCTAssertEqual(h.string(h.target, in: $0), "/x") }
+        XCTAssertEqual(h.headLength, b.count)
+    }
+
     func testValuesAreTrimmedAndObsTextAllowed() throws {
         let (h, b) = try XCTUnwrap(head("GET / HTTP/1.1\r\nHost:  \t a b \t \r\nX-Name: caf\u{e9}\r\nEmpty:\r\n\r\n"))
         b.withUnsafeBytes { raw in
@@ -163,7 +169,7 @@ final class RequestHeadTests: XCTestCase {
             ("HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
             ("missing Host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"),
             ("two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-            ("leading empty line", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            ("bare LF before the request line", "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
         ]
         for (name, text) in cases {
             XCTAssertEqual(status(text), 400, name)

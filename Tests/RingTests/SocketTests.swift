@@ -482,3 +482,40 @@ extension SocketTests {
         try await assertQuiescent(clientLoop)
     }
 }
+
+extension SocketTests {
+    /// close() from another task ends a receive(into:) blocked on a quiet peer, and calls
+    /// on a closed connection fail with `.closed` instead of touching a reused fd.
+    func testCloseEndsReceiveIntoAndRefusesLaterCalls() async throws {
+        let serverLoop = self.server!, clientLoop = self.client!
+        let (l, addr) = try await listen(on: serverLoop)
+        let accepted = serverLoop.spawn { Unchecked(try await l.value.accept()) }
+        let outcome = try await clientLoop.run { () -> [String] in
+            let conn = try await TCPConnection.connect(to: addr)
+            let c = Unchecked(conn)
+            let reader = clientLoop.spawn { () -> String in
+                let b = await clientLoop.pool.acquire()
+                let r = await c.value.receive(into: b)
+                switch r.result {
+                case .success(let n): return "got \(n)"
+                case .failure(let e): return "\(e.code)"
+                }
+            }
+            try await clientLoop.sleep(for: .milliseconds(100))
+            await conn.close()
+            var out = [try await reader.value]
+            let b = await clientLoop.pool.acquire()
+            if case .failure(let e) = await conn.receive(into: b).result { out.append("\(e.code)") }
+            do { try await conn.send([1, 2, 3]) } catch let e as RingError { out.append("\(e.code)") }
+            do { try await conn.shutdown() } catch let e as RingError { out.append("\(e.code)") }
+            return out
+        }
+        // The blocked receive ends (EOF after the shutdown, or cancelled); later calls say closed.
+        XCTAssertTrue(["got 0", "cancelled"].contains(outcome[0]), "\(outcome)")
+        XCTAssertEqual(Array(outcome.dropFirst()), ["closed", "closed", "closed"])
+        let s = try await accepted.value
+        try await serverLoop.run { await s.value.close(); await l.value.close() }
+        try await assertQuiescent(serverLoop)
+        try await assertQuiescent(clientLoop)
+    }
+}
