@@ -78,9 +78,22 @@ bench: deps
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf) || true
 	cd Benchmarks && ./run.sh
 
+# The demo grows with the product: today it checks the kernel, starts the API server on
+# the embedded defaults, asks it for health and version, and stops it with SIGTERM.
+DEMO_ADDR ?= 127.0.0.1:8089
 demo: release
-	./kernel-check.sh --start-loop; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || [ $$rc = 1 ]
-	.build/release/spool version
+	@./kernel-check.sh --start-loop; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || [ $$rc = 1 ]
+	@.build/release/spool version
+	@mkdir -p .build/demo-data; \
+	.build/release/spool serve --listen $(DEMO_ADDR) --data-dir .build/demo-data & pid=$$!; \
+	ok=0; for i in $$(seq 1 50); do curl -sf http://$(DEMO_ADDR)/api/v1/health >/dev/null && { ok=1; break; }; sleep 0.1; done; \
+	if [ $$ok = 1 ]; then \
+	  echo "GET /api/v1/health  -> $$(curl -s http://$(DEMO_ADDR)/api/v1/health)"; \
+	  echo "GET /api/v1/version -> $$(curl -s http://$(DEMO_ADDR)/api/v1/version)"; \
+	  echo "GET /api/v1/nope    -> $$(curl -s http://$(DEMO_ADDR)/api/v1/nope)"; \
+	fi; \
+	kill -TERM $$pid; wait $$pid; rc=$$?; \
+	[ $$ok = 1 ] && [ $$rc = 0 ] && echo "demo: ok" || { echo "demo: FAILED"; exit 1; }
 
 clean:
 	rm -rf .build Benchmarks/.build Benchmarks/.work

@@ -1,6 +1,7 @@
 // The `spool` executable: one binary for every role. This issue gives it `version` and
 // `kernel-check`; serve, engine, up, transcode and submit arrive with their issues.
 import ArgumentParser
+import Dispatch
 import BufferPool
 import Ring
 import Web
@@ -219,6 +220,45 @@ struct Serve: AsyncParsableCommand {
         try await server.start()
         print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(config.loops) loop(s); data in \(dataDir)")
         fflush(nil)
-        while true { try await Task.sleep(for: .seconds(3600)) }
+        let signal = await ShutdownSignal.wait()
+        print("spool: \(signal) received: draining (a second signal stops at once)")
+        fflush(nil)
+        await server.stop(grace: .seconds(10))
+        print("spool: stopped")
+    }
+}
+
+/// SIGTERM/SIGINT as an async event: the first one starts a graceful stop, a second one
+/// ends the process at once (exit 130).
+enum ShutdownSignal {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    static func wait() async -> String {
+        await withCheckedContinuation { (k: CheckedContinuation<String, Never>) in
+            let once = OnceFlag()
+            for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+                signal(sig, SIG_IGN)
+                let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                src.setEventHandler {
+                    if once.take() { k.resume(returning: name) } else { _exit(130) }
+                }
+                src.resume()
+                sources.append(src)
+            }
+        }
+    }
+}
+
+final class OnceFlag: @unchecked Sendable {
+    private var taken = false
+    private var lock = pthread_mutex_t()
+    init() { pthread_mutex_init(&lock, nil) }
+    /// True the first time only.
+    func take() -> Bool {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        if taken { return false }
+        taken = true
+        return true
     }
 }

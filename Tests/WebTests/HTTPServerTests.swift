@@ -176,7 +176,7 @@ final class ServeCommandTests: XCTestCase {
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        defer { p.terminate(); p.waitUntilExit() }
+        defer { if p.isRunning { p.terminate(); p.waitUntilExit() } }
         func run(_ exe: String, _ args: [String]) throws -> String {
             let q = Process()
             q.executableURL = URL(fileURLWithPath: exe)
@@ -210,6 +210,12 @@ final class ServeCommandTests: XCTestCase {
             print(r.status_code, r.json()['api'], h.status_code, h.text == '', n.status_code, n.json()['error']['code'])
             """])
         XCTAssertEqual(py.trimmingCharacters(in: .whitespacesAndNewlines), "200 v1 200 True 404 not_found")
+        // SIGTERM drains and exits 0 (bounded wait).
+        p.terminate()
+        let deadline = Date().addingTimeInterval(15)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        XCTAssertFalse(p.isRunning, "spool serve did not stop on SIGTERM")
+        if !p.isRunning { XCTAssertEqual(p.terminationStatus, 0) }
     }
 }
 
