@@ -311,6 +311,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             jobsSinceIO = 0
             if stopRequested.load(ordering: .sequentiallyConsistent) && jobs.isEmpty { break }
 
+            if recvStarved.count > 0 && jobs.isEmpty { wakeStarvedReceivers() }
             var mayBlock = jobs.isEmpty
             if mayBlock {
                 sleeping.store(true, ordering: .sequentiallyConsistent)
@@ -545,6 +546,13 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
                 break
             }
         }
+        wakeStarvedReceivers()
+    }
+
+    /// Wakes as many receivers that found no buffer as there are buffers they could take
+    /// now. Also run before the loop blocks, so a wake-up lost to a receiver that was busy
+    /// elsewhere (or closed) can never leave buffers idle while receivers wait.
+    private func wakeStarvedReceivers() {
         var usable = backend.receiveBuffersAvailable
         while usable > 0, let next = recvStarved.popFirst() {
             if next.bufferAvailable(loop: self) { usable -= 1 }
