@@ -155,35 +155,11 @@ final class EpollBackend: IOBackend {
                 return true
             }
         case .recv(let p, let count):
-            while true {
-                let n = Glibc.recv(fd, p, count, Int32(MSG_DONTWAIT))
-                if n >= 0 { complete(w.ud, Int32(n)); return true }
-                let e = errno
-                if e == EAGAIN || e == EWOULDBLOCK { return false }
-                if e == EINTR { continue }
-                complete(w.ud, -e)
-                return true
-            }
+            return attemptSyscall(w.ud) { Glibc.recv(fd, p, count, Int32(MSG_DONTWAIT)) }
         case .send(let p, let count):
-            while true {
-                let n = Glibc.send(fd, p, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-                if n >= 0 { complete(w.ud, Int32(n)); return true }
-                let e = errno
-                if e == EAGAIN || e == EWOULDBLOCK { return false }
-                if e == EINTR { continue }
-                complete(w.ud, -e)
-                return true
-            }
+            return attemptSyscall(w.ud) { Glibc.send(fd, p, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
         case .sendmsg(let msg):
-            while true {
-                let n = Glibc.sendmsg(fd, msg.assumingMemoryBound(to: msghdr.self), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-                if n >= 0 { complete(w.ud, Int32(n)); return true }
-                let e = errno
-                if e == EAGAIN || e == EWOULDBLOCK { return false }
-                if e == EINTR { continue }
-                complete(w.ud, -e)
-                return true
-            }
+            return attemptSyscall(w.ud) { Glibc.sendmsg(fd, msg.assumingMemoryBound(to: msghdr.self), Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
         case .connect:
             var err: Int32 = 0
             var len = socklen_t(MemoryLayout<Int32>.size)
@@ -194,6 +170,20 @@ final class EpollBackend: IOBackend {
             _ = Glibc.read(fd, storage, 8)
             complete(w.ud, 8)
             return false
+        }
+    }
+
+    /// Runs a non-blocking socket call: completes `ud` with its result (or -errno) and
+    /// returns true, or returns false on EAGAIN so the op stays parked. EINTR retries.
+    private func attemptSyscall(_ ud: UInt64, _ call: () -> Int) -> Bool {
+        while true {
+            let n = call()
+            if n >= 0 { complete(ud, Int32(n)); return true }
+            let e = errno
+            if e == EAGAIN || e == EWOULDBLOCK { return false }
+            if e == EINTR { continue }
+            complete(ud, -e)
+            return true
         }
     }
 

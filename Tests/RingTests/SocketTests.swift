@@ -320,10 +320,9 @@ final class SocketTests: XCTestCase {
         }
         XCTAssertEqual(ok.value, total)
         try await echo.stop()
-        let stats = try await tiny.run { (tiny.pool.capacityBytes, tiny.pool.freeLowWater, tiny.receiveStarvations) }
+        let stats = try await tiny.run { (tiny.pool.capacityBytes, tiny.receiveStarvations) }
         XCTAssertEqual(stats.0, 32 * 4096, "the pool never grows past its cap")
-        _ = stats.1
-        XCTAssertGreaterThan(stats.2, 0, "receives should have waited for buffers")
+        XCTAssertGreaterThan(stats.1, 0, "receives should have waited for buffers")
         try await assertQuiescent(tiny)
         try await assertQuiescent(client)
         let growth = residentBytes() - rssBefore
