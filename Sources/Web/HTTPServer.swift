@@ -154,6 +154,7 @@ public final class HTTPServer: Sendable {
                 }
                 buffer.removeFirst(head.headLength)   // readBody already removed the body bytes
                 var response = await router.respond(to: request)
+                Conditional.apply(request, &response)
                 let closing = !head.keepAlive || registry.draining
                 if closing { response.headers.append(("Connection", "close")) }
                 do {
@@ -242,7 +243,9 @@ public final class HTTPServer: Sendable {
 
     private func send(_ response: Response, head isHead: Bool, on conn: TCPConnection) async throws {
         var headers = response.headers
-        headers.append(("Content-Length", String(response.body.count)))
+        // 1xx, 204 and 304 carry no content and no Content-Length (RFC 9110 §8.6).
+        let contentless = response.status < 200 || response.status == 204 || response.status == 304
+        if !contentless { headers.append(("Content-Length", String(response.body.count))) }
         var out: [UInt8] = []
         ResponseHead(status: response.status, headers: headers).serialize(into: &out)
         if !isHead { out.append(contentsOf: response.body) }

@@ -25,6 +25,9 @@ final class HTTPServerTests: XCTestCase {
         let router = Router { r in
             r.group("/api/v1") { v1 in
                 v1.get("health") { _ in .json(200, "{\"status\":\"ok\"}") }
+                v1.get("dated") { _ in
+                    Response(status: 200, headers: [("Last-Modified", HTTPDate.format(784_111_777))], body: Array("v1".utf8))
+                }
                 v1.get("items/:id") { req in .json(200, "{\"id\":\"\(req.pathParameters["id"] ?? "")\"}") }
                 v1.post("echo") { req in Response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: req.body) }
                 v1.get("boom") { _ in throw CancellationError() }
@@ -248,5 +251,51 @@ extension HTTPServerTests {
             do { _ = try await TCPConnection.connect(to: addr, timeout: .seconds(2)); return false } catch { return true }
         }
         XCTAssertTrue(refused, "new connections must be refused after stop")
+    }
+}
+
+extension HTTPServerTests {
+    func header(_ response: String, _ name: String) -> String? {
+        for line in response.components(separatedBy: "\r\n") where line.lowercased().hasPrefix(name.lowercased() + ":") {
+            return String(line.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces)
+        }
+        return nil
+    }
+
+    func testETagsAndConditionalGets() async throws {
+        let first = try await exchange(Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        let tag = try XCTUnwrap(header(first, "ETag"), first)
+        XCTAssertEqual(tag, entityTag(of: Array("{\"status\":\"ok\"}".utf8)))
+        for condition in [tag, "W/\(tag)", "\"other\", \(tag)", "*"] {
+            let r = try await exchange(Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\nIf-None-Match: \(condition)\r\nConnection: close\r\n\r\n".utf8))
+            XCTAssertTrue(r.hasPrefix("HTTP/1.1 304 Not Modified\r\n"), "\(condition): \(r)")
+            XCTAssertEqual(header(r, "ETag"), tag)
+            XCTAssertNil(header(r, "Content-Length"), r)
+            XCTAssertTrue(r.hasSuffix("\r\n\r\n"), "no body: \(r)")
+        }
+        let changed = try await exchange(Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"stale\"\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(changed.hasPrefix("HTTP/1.1 200"), changed)
+        let head = try await exchange(Array("HEAD /api/v1/health HTTP/1.1\r\nHost: t\r\nIf-None-Match: \(tag)\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(head.hasPrefix("HTTP/1.1 304"), head)
+        // If-Modified-Since, consulted when there is no If-None-Match.
+        let later = HTTPDate.format(784_111_777 + 60), earlier = HTTPDate.format(784_111_777 - 60)
+        let fresh = try await exchange(Array("GET /api/v1/dated HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: \(later)\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(fresh.hasPrefix("HTTP/1.1 304"), fresh)
+        let stale = try await exchange(Array("GET /api/v1/dated HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: \(earlier)\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(stale.hasPrefix("HTTP/1.1 200") && stale.hasSuffix("v1"), stale)
+        let garbage = try await exchange(Array("GET /api/v1/dated HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: yesterday\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(garbage.hasPrefix("HTTP/1.1 200"), garbage)
+    }
+
+    func testHTTPDates() {
+        XCTAssertEqual(HTTPDate.format(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT")
+        XCTAssertEqual(HTTPDate.format(0), "Thu, 01 Jan 1970 00:00:00 GMT")
+        XCTAssertEqual(HTTPDate.format(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT")
+        for t: Int64 in [0, 784_111_777, 951_782_400, 1_700_000_000, 4_102_444_799] {
+            XCTAssertEqual(HTTPDate.parse(HTTPDate.format(t)), t)
+        }
+        for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT"] {
+            XCTAssertNil(HTTPDate.parse(bad), bad)
+        }
     }
 }

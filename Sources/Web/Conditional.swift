@@ -1,0 +1,117 @@
+// Web.Conditional: ETag / If-None-Match and Last-Modified / If-Modified-Since (RFC 9110
+// §13). A 200 answer to GET or HEAD gets a strong ETag (a hash of its body) unless the
+// handler set one; a request whose If-None-Match matches (weak comparison, or "*") gets
+// 304 with the validators and no body. If-Modified-Since is consulted only when there is
+// no If-None-Match, as the RFC orders.
+
+/// A strong entity tag for `body`: 64-bit FNV-1a, quoted.
+public func entityTag(of body: [UInt8]) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in body {
+        h ^= UInt64(b)
+        h = h &* 0x100_0000_01b3
+    }
+    let hex = String(h, radix: 16)
+    return "\"" + String(repeating: "0", count: 16 - hex.count) + hex + "\""
+}
+
+enum Conditional {
+    /// Adds validators to a successful GET/HEAD response and turns it into 304 when the
+    /// request's preconditions say the client's copy is current.
+    static func apply(_ request: Request, _ response: inout Response) {
+        guard request.method == "GET" || request.method == "HEAD", response.status == 200 else { return }
+        var tag = response.headers.first { $0.name.lowercased() == "etag" }?.value
+        if tag == nil {
+            let t = entityTag(of: response.body)
+            response.headers.append(("ETag", t))
+            tag = t
+        }
+        let lastModified = response.headers.first { $0.name.lowercased() == "last-modified" }.flatMap { HTTPDate.parse($0.value) }
+        let notModified: Bool
+        if let inm = request.header("If-None-Match") {
+            notModified = matches(inm, tag!)
+        } else if let ims = request.header("If-Modified-Since").flatMap(HTTPDate.parse), let lm = lastModified {
+            notModified = lm <= ims
+        } else {
+            notModified = false
+        }
+        if notModified {
+            response.status = 304
+            response.body = []
+            response.headers.removeAll { $0.name.lowercased() == "content-type" }
+        }
+    }
+
+    /// If-None-Match uses the weak comparison: W/"x" matches "x".
+    static func matches(_ header: String, _ tag: String) -> Bool {
+        let opaque = { (t: Substring) -> Substring in t.hasPrefix("W/") ? t.dropFirst(2) : t }
+        let mine = opaque(Substring(tag))
+        for item in header.split(separator: ",") {
+            let t = item.trimmingSpaces
+            if t == "*" || opaque(t) == mine { return true }
+        }
+        return false
+    }
+}
+
+extension Substring {
+    var trimmingSpaces: Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+}
+
+/// IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), the HTTP date format, as Unix seconds.
+public enum HTTPDate {
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    public static func format(_ seconds: Int64) -> String {
+        let dayCount = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secs = seconds - dayCount * 86_400
+        let (y, m, d) = civil(fromDays: dayCount)
+        let weekday = Int((dayCount % 7 + 11) % 7)   // 1970-01-01 was a Thursday
+        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(days[weekday]), \(two(d)) \(months[Int(m) - 1]) \(y) \(two(secs / 3600)):\(two(secs / 60 % 60)):\(two(secs % 60)) GMT"
+    }
+
+    /// Parses IMF-fixdate only (RFC 9110 recipients may accept obsolete forms; we do not
+    /// need them for conditional requests: an unparsable date just means "no condition").
+    public static func parse(_ text: String) -> Int64? {
+        let parts = text.split(separator: " ")
+        guard parts.count == 6, parts[0].count == 4, parts[0].hasSuffix(","), days.contains(String(parts[0].dropLast())),
+              parts[5] == "GMT", let d = Int64(parts[1]), parts[1].count == 2,
+              let m = months.firstIndex(of: String(parts[2])), let y = Int64(parts[3]), parts[3].count == 4
+        else { return nil }
+        let hms = parts[4].split(separator: ":")
+        guard hms.count == 3, hms.allSatisfy({ $0.count == 2 }), let h = Int64(hms[0]), let mi = Int64(hms[1]), let s = Int64(hms[2]),
+              (1...31).contains(d), h < 24, mi < 60, s < 61
+        else { return nil }
+        return days(fromCivil: y, Int64(m + 1), d) * 86_400 + h * 3600 + mi * 60 + s
+    }
+
+    // Howard Hinnant's days-from-civil and its inverse (proleptic Gregorian calendar).
+    private static func days(fromCivil y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    private static func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+}
