@@ -67,7 +67,7 @@ $(FUZZ_BIN): Fuzz/FuzzHTTP1/main.swift $(wildcard Sources/HTTP1/*.swift)
 
 fuzz-smoke: $(FUZZ_BIN)
 	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-crashes
-	$(FUZZ_BIN) -seed=1 -max_total_time=20 -max_len=1024 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1 2>&1 | tail -2
+	set -o pipefail; $(FUZZ_BIN) -seed=1 -max_total_time=20 -max_len=1024 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1 2>&1 | tail -2
 
 fuzz: $(FUZZ_BIN)
 	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-crashes
