@@ -62,10 +62,12 @@ let package = Package(
             ],
             path: "Sources/SpoolCLI"
         ),
+        // Helpers shared by the test targets (seeded randomness, subprocesses).
+        .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
         .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
-        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1"]),
-        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing"]),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
+        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),
+        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

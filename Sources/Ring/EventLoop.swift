@@ -253,9 +253,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         if inLoop {
             jobs.append(unowned)
         } else {
-            remote.withLock { $0.jobs.append(unowned) }
-            remotePending.store(true, ordering: .sequentiallyConsistent)
-            wake()
+            pushRemote { $0.jobs.append(unowned) }
         }
     }
 
@@ -272,7 +270,12 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     /// Runs a closure on the loop thread soon (from any thread).
     public func execute(_ work: @escaping @Sendable () -> Void) {
-        remote.withLock { $0.closures.append(work) }
+        pushRemote { $0.closures.append(work) }
+    }
+
+    /// Hands work to the loop from another thread: queue it, flag it, wake the loop.
+    private func pushRemote(_ change: (inout RemoteQueue) -> Void) {
+        remote.withLock { change(&$0) }
         remotePending.store(true, ordering: .sequentiallyConsistent)
         wake()
     }
@@ -425,9 +428,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         if inLoop {
             cancelIfLive(ud)
         } else {
-            remote.withLock { $0.cancels.append(ud) }
-            remotePending.store(true, ordering: .sequentiallyConsistent)
-            wake()
+            pushRemote { $0.cancels.append(ud) }
         }
     }
 

@@ -223,12 +223,7 @@ public final class TCPListener: MultishotSink {
         }
         accepted.removeAll()
         acceptedHead = 0
-        let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
-        if r.res == -EAGAIN || r.res == -EBUSY {
-            // No slot or SQ space for the close: do it synchronously rather than leak the fd.
-            loop.backend.forget(fd: fd)
-            Glibc.close(fd)
-        }
+        await closeDescriptor(fd, on: loop)
         // No forget(fd:) here: the backend forgets before closing, and after the close
         // the number may already belong to a newly accepted socket.
     }
@@ -381,6 +376,12 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         return true
     }
 
+    /// A send or receive(into:) finished: let a waiting close() proceed when none is left.
+    private func operationEnded() {
+        opsInFlight -= 1
+        if opsInFlight == 0 { closeParker.wake(loop: loop) }
+    }
+
     /// Received buffers one connection may hold before it stops receiving.
     static let receivedMax = 16
 
@@ -389,10 +390,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     public func receive(into buffer: consuming PooledBuffer, timeout: Duration? = nil) async -> IOCompletion {
         if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "recv")), buffer: buffer) }
         opsInFlight += 1
-        defer {
-            opsInFlight -= 1
-            if opsInFlight == 0 { closeParker.wake(loop: loop) }
-        }
+        defer { operationEnded() }
         let parts = pool.disassemble(buffer)
         let tns = timeout?.nanoseconds
         let space = pool.bufferSizeBytes - parts.count
@@ -426,10 +424,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     public func send(_ list: consuming PooledBufferList, timeout: Duration? = nil) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "sendmsg") }
         opsInFlight += 1
-        defer {
-            opsInFlight -= 1
-            if opsInFlight == 0 { closeParker.wake(loop: loop) }
-        }
+        defer { operationEnded() }
         let tns = timeout?.nanoseconds
         var part = 0, offset = 0
         while part < list.count {
@@ -491,10 +486,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     private func sendAll(_ base: UnsafeMutableRawPointer, count: Int, timeoutNs: Int64?) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "send") }
         opsInFlight += 1
-        defer {
-            opsInFlight -= 1
-            if opsInFlight == 0 { closeParker.wake(loop: loop) }
-        }
+        defer { operationEnded() }
         var sent = 0
         while sent < count {
             let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
@@ -546,14 +538,19 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         }
         received.removeAll()
         receivedHead = 0
-        let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
-        if r.res == -EAGAIN || r.res == -EBUSY {
-            // No slot or SQ space for the close: do it synchronously rather than leak the fd.
-            loop.backend.forget(fd: fd)
-            Glibc.close(fd)
-        }
+        await closeDescriptor(fd, on: loop)
         // No forget(fd:) here: the backend forgets before closing, and after the close
         // the number may already belong to a newly accepted socket.
+    }
+}
+
+/// Closes `fd` through the loop; if the close cannot even be queued (no slot, SQ full),
+/// closes it synchronously rather than leak it.
+func closeDescriptor(_ fd: Int32, on loop: EventLoop) async {
+    let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
+    if r.res == -EAGAIN || r.res == -EBUSY {
+        loop.backend.forget(fd: fd)
+        Glibc.close(fd)
     }
 }
 

@@ -2,6 +2,7 @@
 // point, one byte at a time, and ending against a PROT_NONE guard page. Every way must
 // give the same result. Smuggling shapes are all refused with 400.
 @testable import HTTP1
+import SpoolTestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -198,7 +199,7 @@ final class RequestHeadTests: XCTestCase {
     /// Random bytes and random mutations of valid heads never crash the parser, and every
     /// way of feeding them agrees (bounded: 600 inputs from a fixed seed).
     func testRandomInputsAgreeAcrossFeedings() {
-        var g = SystemRandomNumberGeneratorSeeded(seed: 7)
+        var g = SplitMix(seed: 7)
         let seeds = ["GET / HTTP/1.1\r\nHost: a\r\n\r\n", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n",
                      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"].map { Array($0.utf8) }
         let alphabet: [UInt8] = Array("GETPOST /HTP1.0\r\n:;,aA-\t \u{0}".utf8) + [0x80, 0xFF]
@@ -216,18 +217,5 @@ final class RequestHeadTests: XCTestCase {
             if input.isEmpty { continue }
             _ = parseAllWays(input)
         }
-    }
-}
-
-/// SplitMix64, so random tests reproduce.
-struct SystemRandomNumberGeneratorSeeded: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

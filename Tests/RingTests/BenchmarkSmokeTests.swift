@@ -3,6 +3,7 @@
 // each. echo_load checks every connection's first echo byte for byte before it counts.
 // No timing is asserted here; Benchmarks/run.sh does the measuring.
 import Foundation
+import SpoolTestSupport
 import XCTest
 
 final class BenchmarkSmokeTests: XCTestCase {

@@ -3,6 +3,7 @@
 import BufferPool
 import Foundation
 @testable import Ring
+import SpoolTestSupport
 import XCTest
 
 final class FileTests: XCTestCase {

@@ -2,6 +2,7 @@
 // says so and exits 1, the automatic choice falls back to epoll, and SPOOL_IO_BACKEND=uring
 // refuses to start with a clear message. Runs the real `spool` binary as a child process.
 import Foundation
+import SpoolTestSupport
 import XCTest
 
 final class SeccompTests: XCTestCase {

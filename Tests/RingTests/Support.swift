@@ -3,6 +3,7 @@
 import BufferPool
 import Foundation
 @testable import Ring
+import SpoolTestSupport
 import XCTest
 
 /// Moves loop-confined values into tasks on the same loop. Tests only.
@@ -64,31 +65,6 @@ func assertQuiescent(_ loop: EventLoop, file: StaticString = #filePath, line: UI
     XCTAssertTrue(ok, "loop \(loop.id) not quiescent: \(state)", file: file, line: line)
 }
 
-/// A deterministic pseudo-random generator (SplitMix64) so failures reproduce.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-func pattern(seed: UInt64, count: Int) -> [UInt8] {
-    var g = SplitMix(seed: seed)
-    var out = [UInt8](repeating: 0, count: count)
-    var i = 0
-    while i < count {
-        let v = g.next()
-        for k in 0..<8 where i + k < count { out[i + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(k))) }
-        i += 8
-    }
-    return out
-}
-
 /// An echo server on `loop`: every connection gets its bytes back, buffer for buffer.
 final class EchoServer: @unchecked Sendable {
     let loop: EventLoop
@@ -146,20 +122,4 @@ func listen(on loop: EventLoop) async throws -> (Unchecked<TCPListener>, SocketA
         let l = try TCPListener(address: SocketAddress("127.0.0.1:0"))
         return (Unchecked(l), l.localAddress)
     }
-}
-
-/// Runs a program to completion and returns its exit status and combined output.
-@discardableResult
-func runProcess(_ exe: String, _ args: [String], environment: [String: String]? = nil) throws -> (Int32, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: exe)
-    p.arguments = args
-    if let environment { p.environment = environment }
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }

@@ -5,6 +5,7 @@ import Foundation
 import HTTP1
 import Ring
 @testable import Web
+import SpoolTestSupport
 import XCTest
 
 struct Box<T>: @unchecked Sendable {
@@ -172,26 +173,26 @@ final class ServeCommandTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: bin) else { throw XCTSkip("spool not built next to the tests") }
         let dir = NSTemporaryDirectory() + "spool-serve-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = 20000 + Int(getpid() % 20000)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dir, "--loops", "1"]
-        p.standardOutput = FileHandle.nullDevice
+        // Port 0: the server picks a free port and prints it; a fixed guess can collide
+        // with an ephemeral port in use.
+        p.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--loops", "1"]
+        let out = Pipe()
+        p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         try p.run()
-        defer { if p.isRunning { p.terminate(); p.waitUntilExit() } }
-        func run(_ exe: String, _ args: [String]) throws -> String {
-            let q = Process()
-            q.executableURL = URL(fileURLWithPath: exe)
-            q.arguments = args
-            let out = Pipe()
-            q.standardOutput = out
-            q.standardError = out
-            try q.run()
-            let d = out.fileHandleForReading.readDataToEndOfFile()
-            q.waitUntilExit()
-            return String(decoding: d, as: UTF8.self)
+        var banner = ""
+        let deadline0 = Date().addingTimeInterval(10)
+        while !banner.contains("/api/v1 with") && Date() < deadline0 && p.isRunning {
+            banner += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
         }
+        guard let range = banner.range(of: "http://127.0.0.1:"),
+              let port = Int(banner[range.upperBound...].prefix { $0.isNumber }) else {
+            return XCTFail("spool serve did not report its address: \(banner)")
+        }
+        defer { if p.isRunning { p.terminate(); p.waitUntilExit() } }
+        func run(_ exe: String, _ args: [String]) throws -> String { try runProcess(exe, args).1 }
         var up = ""
         for _ in 0..<100 where !up.contains("ok") {
             up = try run("/usr/bin/curl", ["-s", "--max-time", "2", "http://127.0.0.1:\(port)/api/v1/health"])
