@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Ring", targets: ["Ring"]),
         .library(name: "HTTP1", targets: ["HTTP1"]),
         .library(name: "Web", targets: ["Web"]),
+        .library(name: "JSON", targets: ["JSON"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,6 +37,9 @@ let package = Package(
         // Pure: bytes in, request heads and body framing out; serializer. Imports nothing
         // above the standard library, so it is easy to fuzz and benchmark.
         .target(name: "HTTP1", path: "Sources/HTTP1"),
+        // Pure: simdjson-style JSON (SIMD structural index, on-demand reading, strict
+        // RFC 8259), a writer into any byte sink, and a typed layer. Standard library only.
+        .target(name: "JSON", path: "Sources/JSON"),
         .target(
             name: "Ring",
             dependencies: [
@@ -48,7 +52,7 @@ let package = Package(
         .target(
             name: "Web",
             dependencies: [
-                "Ring", "BufferPool", "HTTP1",
+                "Ring", "BufferPool", "HTTP1", "JSON",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Web"
@@ -66,6 +70,7 @@ let package = Package(
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
         .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
+        .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
         .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "SpoolTestSupport"]),
     ],

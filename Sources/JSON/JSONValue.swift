@@ -1,0 +1,306 @@
+// JSON.JSONValue: on-demand reading of one value of a parsed document. Nothing is
+// converted until asked: `string()` unescapes (or, without escapes, decodes the bytes in
+// place), `int64()`/`uint64()` parse exactly with overflow errors, `double()` is correctly
+// rounded (an exact fast path for up to 19 digits and small exponents, otherwise the
+// C library's correctly rounded conversion through the standard library). Object lookup
+// compares raw key bytes against the query, unescaping only keys that hold escapes.
+
+public enum JSONKind: String, Sendable, Equatable {
+    case object, array, string, number, bool, null
+}
+
+public struct JSONValue: Sendable {
+    public let document: JSONDocument
+    let index: Int
+
+    init(document: JSONDocument, index: Int) {
+        self.document = document
+        self.index = index
+    }
+
+    @inline(__always) var node: JSONDocument.Node { document.nodes[index] }
+
+    public var kind: JSONKind {
+        switch node.kind {
+        case .object: return .object
+        case .array: return .array
+        case .string: return .string
+        case .number: return .number
+        case .true, .false: return .bool
+        case .null: return .null
+        }
+    }
+
+    /// JSON Pointer of this value within its document ("" for the root).
+    public var pointer: String { document.pointer(of: index) }
+
+    public var isNull: Bool { node.kind == .null }
+
+    /// Members of an object or elements of an array; 0 for scalars.
+    public var count: Int { Int(node.count) }
+
+    /// The value's source text, exactly as it appeared (strings with their quotes).
+    public var rawText: String {
+        let n = node
+        let range: Range<Int>
+        switch n.kind {
+        case .string: range = Int(n.start) - 1..<Int(n.end) + 1
+        case .object, .array:
+            // The closing bracket of a container is the last byte before the next value's
+            // start, or the last non-whitespace byte of the input.
+            var e = document.bytes.count
+            let nextNode = Int(n.end)
+            if nextNode < document.nodes.count { e = Int(document.nodes[nextNode].start) }
+            let closer: UInt8 = n.kind == .object ? 0x7D : 0x5D
+            while e > Int(n.start), document.bytes[e - 1] != closer { e -= 1 }
+            range = Int(n.start)..<e
+        default: range = Int(n.start)..<Int(n.end)
+        }
+        return String(decoding: document.bytes[range], as: UTF8.self)
+    }
+
+    // MARK: Containers
+
+    /// The member named `key` of an object; nil when absent or when this is not an object.
+    public subscript(key: String) -> JSONValue? {
+        var k = key
+        return k.withUTF8 { q in member(q) }
+    }
+
+    func member(_ query: UnsafeBufferPointer<UInt8>) -> JSONValue? {
+        let doc = document
+        return doc.nodes.withUnsafeBufferPointer { nodes -> JSONValue? in
+            let n = nodes[index]
+            guard n.kind == .object else { return nil }
+            return doc.bytes.withUnsafeBufferPointer { bytes -> JSONValue? in
+                var c = index + 1
+                let end = Int(n.end)
+                while c < end {
+                    let k = nodes[c]
+                    let v = c + 1
+                    if !k.flag {
+                        let len = Int(k.end - k.start)
+                        if len == query.count && (len == 0 || memcmpEqual(bytes.baseAddress! + Int(k.start), query.baseAddress!, len)) {
+                            return JSONValue(document: doc, index: v)
+                        }
+                    } else if Escapes.unescape(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[Int(k.start)..<Int(k.end)]))).elementsEqual(query) {
+                        return JSONValue(document: doc, index: v)
+                    }
+                    let vn = nodes[v]
+                    c = vn.kind == .object || vn.kind == .array ? Int(vn.end) : v + 1
+                }
+                return nil
+            }
+        }
+    }
+
+    /// Element `i` of an array; nil when out of range or when this is not an array.
+    public subscript(i: Int) -> JSONValue? {
+        guard node.kind == .array, i >= 0, i < count else { return nil }
+        var c = index + 1
+        for _ in 0..<i { c = document.next(after: c) }
+        return JSONValue(document: document, index: c)
+    }
+
+    /// The elements of an array (empty for anything else).
+    public var elements: Elements { Elements(value: self) }
+
+    /// The members of an object in document order (empty for anything else).
+    public var members: Members { Members(value: self) }
+
+    public struct Elements: Sequence, Sendable {
+        let value: JSONValue
+        public func makeIterator() -> Iterator {
+            let n = value.node
+            return Iterator(document: value.document, at: value.index + 1, end: n.kind == .array ? Int(n.end) : value.index + 1)
+        }
+        public struct Iterator: IteratorProtocol {
+            let document: JSONDocument
+            var at: Int
+            let end: Int
+            public mutating func next() -> JSONValue? {
+                guard at < end else { return nil }
+                defer { at = document.next(after: at) }
+                return JSONValue(document: document, index: at)
+            }
+        }
+    }
+
+    public struct Members: Sequence, Sendable {
+        let value: JSONValue
+        public func makeIterator() -> Iterator {
+            let n = value.node
+            return Iterator(document: value.document, at: value.index + 1, end: n.kind == .object ? Int(n.end) : value.index + 1)
+        }
+        public struct Iterator: IteratorProtocol {
+            let document: JSONDocument
+            var at: Int
+            let end: Int
+            public mutating func next() -> (key: String, value: JSONValue)? {
+                guard at < end else { return nil }
+                let key = JSONValue(document: document, index: at).unescapedKey
+                let v = JSONValue(document: document, index: at + 1)
+                at = document.next(after: at + 1)
+                return (key, v)
+            }
+        }
+    }
+
+    // MARK: Scalars
+
+    var unescapedKey: String { (try? string()) ?? "" }
+
+    /// The unescaped string.
+    public func string() throws(JSONError) -> String {
+        let n = node
+        guard n.kind == .string else { throw mismatch("string") }
+        let range = Int(n.start)..<Int(n.end)
+        if !n.flag { return String(decoding: document.bytes[range], as: UTF8.self) }
+        let bytes = document.bytes.withUnsafeBytes { Escapes.unescape(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The string's UTF-8 bytes, unescaped, passed to `body` without building a String
+    /// when the string has no escapes. Do not let the pointer escape.
+    public func withUTF8<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) throws -> R {
+        let n = node
+        guard n.kind == .string else { throw mismatch("string") }
+        let range = Int(n.start)..<Int(n.end)
+        if !n.flag { return try document.bytes.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[range])) } }
+        let bytes = document.bytes.withUnsafeBytes { Escapes.unescape(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        return try bytes.withUnsafeBufferPointer(body)
+    }
+
+    public func bool() throws(JSONError) -> Bool {
+        switch node.kind {
+        case .true: return true
+        case .false: return false
+        default: throw mismatch("boolean")
+        }
+    }
+
+    /// An integer that fits Int64 exactly (no fraction, no exponent).
+    public func int64() throws(JSONError) -> Int64 {
+        let (negative, magnitude) = try integerParts()
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { throw outOfRange("Int64") }
+            return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
+        }
+        guard magnitude <= UInt64(Int64.max) else { throw outOfRange("Int64") }
+        return Int64(magnitude)
+    }
+
+    /// A non-negative integer that fits UInt64 exactly ("-0" is 0).
+    public func uint64() throws(JSONError) -> UInt64 {
+        let (negative, magnitude) = try integerParts()
+        if negative && magnitude != 0 { throw outOfRange("UInt64") }
+        return magnitude
+    }
+
+    public func int() throws(JSONError) -> Int { Int(try int64()) }
+
+    private func integerParts() throws(JSONError) -> (Bool, UInt64) {
+        let n = node
+        guard n.kind == .number else { throw mismatch("integer") }
+        guard n.flag else { throw JSONError(.typeMismatch, pointer: pointer, detail: "expected an integer, found \(rawText)") }
+        return try document.bytes.withUnsafeBufferPointer { b throws(JSONError) in
+            var p = Int(n.start)
+            let negative = b[p] == 0x2D
+            if negative { p += 1 }
+            var v: UInt64 = 0
+            while p < Int(n.end) {
+                let (m, o1) = v.multipliedReportingOverflow(by: 10)
+                let (s, o2) = m.addingReportingOverflow(UInt64(b[p] &- 0x30))
+                if o1 || o2 { throw outOfRange(negative ? "Int64" : "UInt64") }
+                v = s
+                p += 1
+            }
+            return (negative, v)
+        }
+    }
+
+    /// The number as the nearest Double (correctly rounded). Overflow to infinity is an
+    /// error; underflow gives zero of the right sign.
+    public func double() throws(JSONError) -> Double {
+        let n = node
+        guard n.kind == .number else { throw mismatch("number") }
+        let d = document.bytes.withUnsafeBufferPointer { NumberParser.double(UnsafeBufferPointer(rebasing: $0[Int(n.start)..<Int(n.end)])) }
+        guard d.isFinite else { throw outOfRange("Double") }
+        return d
+    }
+
+    func mismatch(_ expected: String) -> JSONError {
+        JSONError(.typeMismatch, pointer: pointer, detail: "expected \(expected), found \(kind.rawValue)")
+    }
+
+    func outOfRange(_ type: String) -> JSONError {
+        JSONError(.numberOutOfRange, pointer: pointer, detail: "\(rawText) does not fit \(type)")
+    }
+}
+
+@inline(__always)
+func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+    var k = 0
+    while k + 8 <= n {
+        if UnsafeRawPointer(a + k).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(b + k).loadUnaligned(as: UInt64.self) { return false }
+        k += 8
+    }
+    while k < n {
+        if a[k] != b[k] { return false }
+        k += 1
+    }
+    return true
+}
+
+/// Text to Double, correctly rounded.
+enum NumberParser {
+    private static let powersOfTen: [Double] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ]
+
+    /// `text` is a validated JSON number.
+    static func double(_ text: UnsafeBufferPointer<UInt8>) -> Double {
+        // Exact fast path (Clinger): a mantissa below 2^53 and |exponent| <= 22 give an
+        // exact product or quotient of two exactly representable doubles.
+        var p = 0
+        let end = text.count
+        let negative = text[0] == 0x2D
+        if negative { p = 1 }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var exponent = 0
+        while p < end, text[p] &- 0x30 < 10 {
+            if digits < 19 { mantissa = mantissa * 10 + UInt64(text[p] &- 0x30); if mantissa != 0 { digits += 1 } } else { exponent += 1; digits += 1 }
+            p += 1
+        }
+        if p < end && text[p] == 0x2E {
+            p += 1
+            while p < end, text[p] &- 0x30 < 10 {
+                if digits < 19 { mantissa = mantissa * 10 + UInt64(text[p] &- 0x30); exponent -= 1; if mantissa != 0 { digits += 1 } } else { digits += 1 }
+                p += 1
+            }
+        }
+        var exact = digits <= 19
+        if p < end {   // exponent part
+            p += 1
+            var expNegative = false
+            if text[p] == 0x2B || text[p] == 0x2D { expNegative = text[p] == 0x2D; p += 1 }
+            var e = 0
+            while p < end {
+                if e < 100_000 { e = e * 10 + Int(text[p] &- 0x30) } else { exact = false }
+                p += 1
+            }
+            exponent += expNegative ? -e : e
+        }
+        if exact && mantissa <= 1 << 53 && exponent >= -22 && exponent <= 22 {
+            var d = Double(mantissa)
+            if exponent < 0 { d /= powersOfTen[-exponent] } else { d *= powersOfTen[exponent] }
+            return negative ? -d : d
+        }
+        if mantissa == 0 && exact { return negative ? -0.0 : 0.0 }
+        // Slow path: strtod through the standard library (correctly rounded).
+        let s = String(decoding: text, as: UTF8.self)
+        return Double(s) ?? .nan
+    }
+}

@@ -1,0 +1,224 @@
+// JSON.StructuralIndex: stage 1 of the parser, simdjson-style. One pass over the input in
+// 64-byte blocks classifies every byte (quote, backslash, whitespace, operator, control,
+// non-ASCII) into 64-bit masks, works out which bytes are inside strings (escapes resolved,
+// quotes prefix-XORed), and records the offsets of the structural bytes: the six operators
+// outside strings, both quotes of every string, and the first byte of every bare scalar
+// (number or literal). It also validates UTF-8 over the whole input and rejects control
+// characters inside strings.
+//
+// Two classifiers produce the masks: `simd` uses Swift SIMD types on whole blocks, `scalar`
+// tests byte by byte. Everything after classification is shared, so the two paths give
+// identical results by construction, and the tests and the fuzz target check that anyway.
+// Non-goals: validating the grammar (stage 2 does that, see JSONDocument).
+
+/// Which classifier stage 1 uses. `.simd` is the default; `.scalar` is the reference.
+public enum JSONScanKernel: Sendable, Equatable {
+    case simd
+    case scalar
+}
+
+/// Per-block classification masks; bit i describes byte i of the block.
+struct BlockMasks: Equatable {
+    var quote: UInt64 = 0
+    var backslash: UInt64 = 0
+    var whitespace: UInt64 = 0
+    var op: UInt64 = 0
+    var control: UInt64 = 0
+    var nonASCII: Bool = false
+}
+
+/// The result of stage 1: structural offsets (ascending) and the backslash bitmap that
+/// stage 2 uses to learn, without rescanning, whether a string holds escapes.
+struct StructuralIndex {
+    var positions: [UInt32] = []
+    /// Bit i of word i/64: byte i is an (unescaped or escaped) backslash.
+    var backslashWords: [UInt64] = []
+
+    /// True when some byte in `range` is a backslash.
+    func hasBackslash(in range: Range<Int>) -> Bool {
+        guard !range.isEmpty else { return false }
+        var w = range.lowerBound >> 6
+        let lastWord = (range.upperBound - 1) >> 6
+        while w <= lastWord {
+            var bits = backslashWords[w]
+            if w == range.lowerBound >> 6 { bits &= ~0 << UInt64(range.lowerBound & 63) }
+            if w == lastWord {
+                let hi = (range.upperBound - 1) & 63
+                if hi < 63 { bits &= (1 << UInt64(hi + 1)) - 1 }
+            }
+            if bits != 0 { return true }
+            w += 1
+        }
+        return false
+    }
+}
+
+enum Stage1 {
+    /// Builds the structural index of `input`, or throws the first stage-1 error.
+    static func index(_ input: UnsafeRawBufferPointer, kernel: JSONScanKernel) throws(JSONError) -> StructuralIndex {
+        precondition(input.count < Int(UInt32.max), "JSON input must be smaller than 4 GiB")
+        var out = StructuralIndex()
+        let blocks = (input.count + 63) / 64
+        out.positions.reserveCapacity(input.count / 6 + 8)
+        out.backslashWords = [UInt64](repeating: 0, count: blocks)
+        var utf8 = UTF8Validator()
+        var escapeCarry = false      // the first byte of the next block is escaped
+        var inStringCarry = false    // the next block starts inside a string
+        var scalarCarry = false      // the previous block ended inside a bare scalar
+        var tail = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        let base = input.baseAddress
+        for block in 0..<blocks {
+            let start = block * 64
+            let count = min(64, input.count - start)
+            var m: BlockMasks
+            if count == 64 {
+                let p = base! + start
+                m = kernel == .simd ? classifySIMD(p) : classifyScalar(UnsafeRawBufferPointer(start: p, count: 64))
+            } else {
+                // Pad the last partial block with spaces in a stack copy (never read past
+                // the caller's buffer).
+                m = withUnsafeMutableBytes(of: &tail) { t in
+                    t.initializeMemory(as: UInt8.self, repeating: 0x20)
+                    if count > 0 { t.copyMemory(from: UnsafeRawBufferPointer(start: base! + start, count: count)) }
+                    return kernel == .simd ? classifySIMD(UnsafeRawPointer(t.baseAddress!)) : classifyScalar(UnsafeRawBufferPointer(t))
+                }
+            }
+            out.backslashWords[block] = m.backslash
+
+            // Escapes: walk the (rare) backslashes in order. A backslash that is not itself
+            // escaped escapes the next byte.
+            var escaped: UInt64 = escapeCarry ? 1 : 0
+            escapeCarry = false
+            var bs = m.backslash
+            while bs != 0 {
+                let p = bs.trailingZeroBitCount
+                bs &= bs &- 1
+                if escaped & (1 << UInt64(p)) != 0 { continue }
+                if p == 63 { escapeCarry = true } else { escaped |= 1 << UInt64(p + 1) }
+            }
+            let quotes = m.quote & ~escaped
+            // Inside-string mask: prefix XOR of the real quotes (opening quote set, closing
+            // quote clear), flipped when the block starts inside a string.
+            var inString = prefixXOR(quotes)
+            if inStringCarry { inString = ~inString }
+            inStringCarry = (inString >> 63) & 1 == 1
+
+            if m.control & inString != 0 {
+                let at = start + (m.control & inString).trailingZeroBitCount
+                throw JSONError(.controlCharacterInString, at: at)
+            }
+            if m.nonASCII {
+                try utf8.validate(UnsafeRawBufferPointer(start: base! + start, count: count), offset: start)
+            } else if utf8.pending {
+                throw JSONError(.invalidUTF8, at: start)
+            }
+
+            // Structurals: operators outside strings, every real quote, and the first byte
+            // of each bare scalar run (not whitespace, operator, quote or string content).
+            let ops = m.op & ~inString
+            let scalar = ~(m.whitespace | m.op | quotes | inString)
+            let scalarStart = scalar & ~((scalar << 1) | (scalarCarry ? 1 : 0))
+            scalarCarry = (scalar >> 63) & 1 == 1
+            var structural = ops | quotes | scalarStart
+            if count < 64 { structural &= (1 << UInt64(count)) - 1 }
+            while structural != 0 {
+                out.positions.append(UInt32(start + structural.trailingZeroBitCount))
+                structural &= structural &- 1
+            }
+        }
+        if utf8.pending { throw JSONError(.invalidUTF8, at: input.count) }
+        if inStringCarry { throw JSONError(.unterminatedString, at: input.count) }
+        return out
+    }
+
+    @inline(__always)
+    static func prefixXOR(_ x: UInt64) -> UInt64 {
+        var v = x
+        v ^= v << 1
+        v ^= v << 2
+        v ^= v << 4
+        v ^= v << 8
+        v ^= v << 16
+        v ^= v << 32
+        return v
+    }
+
+    /// The reference classifier: one byte at a time.
+    static func classifyScalar(_ b: UnsafeRawBufferPointer) -> BlockMasks {
+        var m = BlockMasks()
+        for i in 0..<64 {
+            let c = b[i]
+            let bit: UInt64 = 1 << UInt64(i)
+            switch c {
+            case 0x22: m.quote |= bit
+            case 0x5C: m.backslash |= bit
+            case 0x20, 0x09, 0x0A, 0x0D: m.whitespace |= bit
+            case 0x7B, 0x7D, 0x5B, 0x5D, 0x3A, 0x2C: m.op |= bit
+            default: break
+            }
+            if c < 0x20 { m.control |= bit }
+            if c >= 0x80 { m.nonASCII = true }
+        }
+        return m
+    }
+
+    /// The vector classifier: the whole block as one SIMD64<UInt8>.
+    @inline(__always)
+    static func classifySIMD(_ p: UnsafeRawPointer) -> BlockMasks {
+        let v = p.loadUnaligned(as: SIMD64<UInt8>.self)
+        var m = BlockMasks()
+        m.quote = bits(v .== 0x22)
+        m.backslash = bits(v .== 0x5C)
+        m.whitespace = bits((v .== 0x20) .| (v .== 0x0A) .| (v .== 0x0D) .| (v .== 0x09))
+        let folded = v | 0x20          // '[' -> '{', ']' -> '}'
+        m.op = bits((folded .== 0x7B) .| (folded .== 0x7D) .| (v .== 0x3A) .| (v .== 0x2C))
+        m.control = bits(v .< 0x20)
+        m.nonASCII = any(v .>= 0x80)
+        return m
+    }
+
+    /// Packs a 64-lane mask into a UInt64 (bit i = lane i). Each group of eight lanes is
+    /// one UInt64 with 0x01 bytes; a multiply gathers the eight low bits into the top byte,
+    /// and the eight top bytes, narrowed, are the result in lane order (little-endian).
+    @inline(__always)
+    static func bits(_ mask: SIMDMask<SIMD64<Int8>>) -> UInt64 {
+        let ones = SIMD64<UInt8>(repeating: 0).replacing(with: 1, where: mask)
+        let words = unsafeBitCast(ones, to: SIMD8<UInt64>.self)
+        let packed = (words &* 0x0102_0408_1020_4080) &>> 56
+        return unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: packed), to: UInt64.self)
+    }
+}
+
+/// A UTF-8 validator (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF) that
+/// carries an incomplete sequence from one block to the next.
+struct UTF8Validator {
+    private var need = 0
+    private var lo: UInt8 = 0x80
+    private var hi: UInt8 = 0xBF
+
+    var pending: Bool { need != 0 }
+
+    mutating func validate(_ bytes: UnsafeRawBufferPointer, offset: Int) throws(JSONError) {
+        for i in 0..<bytes.count {
+            let b = bytes[i]
+            if need == 0 {
+                if b < 0x80 { continue }
+                switch b {
+                case 0xC2...0xDF: need = 1; lo = 0x80; hi = 0xBF
+                case 0xE0: need = 2; lo = 0xA0; hi = 0xBF
+                case 0xE1...0xEC, 0xEE, 0xEF: need = 2; lo = 0x80; hi = 0xBF
+                case 0xED: need = 2; lo = 0x80; hi = 0x9F
+                case 0xF0: need = 3; lo = 0x90; hi = 0xBF
+                case 0xF1...0xF3: need = 3; lo = 0x80; hi = 0xBF
+                case 0xF4: need = 3; lo = 0x80; hi = 0x8F
+                default: throw JSONError(.invalidUTF8, at: offset + i)
+                }
+            } else {
+                guard b >= lo && b <= hi else { throw JSONError(.invalidUTF8, at: offset + i) }
+                need -= 1
+                lo = 0x80
+                hi = 0xBF
+            }
+        }
+    }
+}

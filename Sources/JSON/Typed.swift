@@ -1,0 +1,169 @@
+// JSON.Typed: the typed layer API code uses instead of Foundation's JSONDecoder. A type
+// reads itself from a JSONValue (`JSONDecodable`) and writes itself to a JSONWriter
+// (`JSONEncodable`); field helpers report missing or mistyped fields with the JSON
+// Pointer of the offending value, which the API turns into a 422 `validation_failed`.
+// `JSONTree` is a plain value form of any document (numbers kept as their exact text),
+// for code that needs to hold or rebuild arbitrary JSON.
+
+public protocol JSONDecodable {
+    init(json: JSONValue) throws(JSONError)
+}
+
+public protocol JSONEncodable {
+    func encode<S: JSONSink>(to writer: inout JSONWriter<S>)
+}
+
+extension JSONEncodable {
+    /// Compact JSON bytes of this value.
+    public var jsonBytes: [UInt8] {
+        var w = JSONWriter()
+        encode(to: &w)
+        return w.bytes
+    }
+    public var jsonText: String { String(decoding: jsonBytes, as: UTF8.self) }
+}
+
+extension JSONDocument {
+    /// Parses `bytes` and decodes the root as `T`.
+    public static func decode<T: JSONDecodable>(_ type: T.Type, from bytes: [UInt8], options: Options = Options()) throws(JSONError) -> T {
+        try T(json: JSONDocument(parsing: bytes, options: options).root)
+    }
+}
+
+extension JSONValue {
+    public func decode<T: JSONDecodable>(_ type: T.Type = T.self) throws(JSONError) -> T { try T(json: self) }
+
+    /// A required member of this object.
+    public func field<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T {
+        guard kind == .object else { throw mismatch("object") }
+        guard let v = self[key] else { throw JSONError(.missingField, pointer: pointer + "/" + key, detail: "\"\(key)\" is required") }
+        return try T(json: v)
+    }
+
+    /// An optional member: nil when absent or null.
+    public func optionalField<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T? {
+        guard kind == .object else { throw mismatch("object") }
+        guard let v = self[key], !v.isNull else { return nil }
+        return try T(json: v)
+    }
+
+    /// Refuses members other than `allowed` (catches typos in API requests).
+    public func rejectUnknownKeys(_ allowed: Set<String>) throws(JSONError) {
+        guard kind == .object else { throw mismatch("object") }
+        for (k, v) in members where !allowed.contains(k) {
+            throw JSONError(.invalidValue, pointer: v.pointer, detail: "unknown field \"\(k)\"")
+        }
+    }
+
+    /// A typed-read error at this value, for validation beyond types ("must be > 0").
+    public func invalid(_ detail: String) -> JSONError { JSONError(.invalidValue, pointer: pointer, detail: detail) }
+}
+
+extension String: JSONDecodable, JSONEncodable {
+    public init(json: JSONValue) throws(JSONError) { self = try json.string() }
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.string(self) }
+}
+extension Bool: JSONDecodable, JSONEncodable {
+    public init(json: JSONValue) throws(JSONError) { self = try json.bool() }
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.bool(self) }
+}
+extension Int64: JSONDecodable, JSONEncodable {
+    public init(json: JSONValue) throws(JSONError) { self = try json.int64() }
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
+}
+extension Int: JSONDecodable, JSONEncodable {
+    public init(json: JSONValue) throws(JSONError) { self = try json.int() }
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
+}
+extension Int32: JSONDecodable, JSONEncodable {
+    public init(json: JSONValue) throws(JSONError) {
+        let v = try json.int64()
+        guard let x = Int32(exactly: v) else { throw json.outOfRange("Int32") }
+        self = x
+    }
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
+}
+extension UInt64: JSONDecodable, JSONEncodable {
+    public init(json: JSONValue) throws(JSONError) { self = try json.uint64() }
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
+}
+extension Double: JSONDecodable, JSONEncodable {
+    public init(json: JSONValue) throws(JSONError) { self = try json.double() }
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.double(self) }
+}
+extension Array: JSONDecodable where Element: JSONDecodable {
+    public init(json: JSONValue) throws(JSONError) {
+        guard json.kind == .array else { throw json.mismatch("array") }
+        var out: [Element] = []
+        out.reserveCapacity(json.count)
+        for e in json.elements { out.append(try Element(json: e)) }
+        self = out
+    }
+}
+extension Array: JSONEncodable where Element: JSONEncodable {
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
+        w.beginArray()
+        for e in self { e.encode(to: &w) }
+        w.endArray()
+    }
+}
+extension Optional: JSONEncodable where Wrapped: JSONEncodable {
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
+        if let v = self { v.encode(to: &w) } else { w.null() }
+    }
+}
+
+/// Any JSON value as a plain Swift value. Numbers keep their exact source text, so a
+/// tree writes back exactly what was read; objects keep member order.
+public indirect enum JSONTree: Equatable, Sendable, JSONDecodable, JSONEncodable {
+    case null
+    case bool(Bool)
+    case number(String)
+    case string(String)
+    case array([JSONTree])
+    case object([(key: String, value: JSONTree)])
+
+    public init(json: JSONValue) throws(JSONError) {
+        switch json.kind {
+        case .null: self = .null
+        case .bool: self = .bool(try json.bool())
+        case .number: self = .number(json.rawText)
+        case .string: self = .string(try json.string())
+        case .array: self = .array(try json.elements.map { e throws(JSONError) in try JSONTree(json: e) })
+        case .object:
+            var members: [(key: String, value: JSONTree)] = []
+            for (k, v) in json.members { members.append((k, try JSONTree(json: v))) }
+            self = .object(members)
+        }
+    }
+
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
+        switch self {
+        case .null: w.null()
+        case .bool(let b): w.bool(b)
+        case .number(let t): w.rawJSON(t)
+        case .string(let s): w.string(s)
+        case .array(let a):
+            w.beginArray()
+            for e in a { e.encode(to: &w) }
+            w.endArray()
+        case .object(let m):
+            w.beginObject()
+            for (k, v) in m { w.key(k); v.encode(to: &w) }
+            w.endObject()
+        }
+    }
+
+    public static func == (a: JSONTree, b: JSONTree) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case let (.bool(x), .bool(y)): return x == y
+        case let (.number(x), .number(y)): return x == y
+        case let (.string(x), .string(y)): return x.unicodeScalars.elementsEqual(y.unicodeScalars)
+        case let (.array(x), .array(y)): return x == y
+        case let (.object(x), .object(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.key.unicodeScalars.elementsEqual($1.key.unicodeScalars) && $0.value == $1.value }
+        default: return false
+        }
+    }
+}
