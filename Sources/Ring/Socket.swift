@@ -100,6 +100,13 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
         let rc = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         return rc == 0 ? SocketAddress(storage: ss, length: len) : nil
     }
+
+    static func peer(of fd: Int32) -> SocketAddress? {
+        var ss = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) } }
+        return rc == 0 ? SocketAddress(storage: ss, length: len) : nil
+    }
 }
 
 private func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) {
@@ -235,6 +242,9 @@ public final class TCPListener: MultishotSink {
 public struct IOCompletion: ~Copyable {
     public let result: Result<Int, RingError>
     public var buffer: PooledBuffer
+
+    /// Ends the completion, keeping its buffer.
+    public consuming func takeBuffer() -> PooledBuffer { buffer }
 }
 
 public final class TCPConnection: MultishotSink, RecvStarved {
@@ -278,6 +288,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     }
 
     public var localAddress: SocketAddress? { SocketAddress.local(of: fd) }
+    public var remoteAddress: SocketAddress? { SocketAddress.peer(of: fd) }
 
     /// Connects to `address` from the current loop, optionally binding a local address
     /// first (tests use 127.x.y.z sources to spread ephemeral ports).

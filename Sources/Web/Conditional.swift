@@ -19,9 +19,9 @@ enum Conditional {
     /// Adds validators to a successful GET/HEAD response and turns it into 304 when the
     /// request's preconditions say the client's copy is current.
     static func apply(_ request: Request, _ response: inout Response) {
-        guard request.method == "GET" || request.method == "HEAD", response.status == 200 else { return }
+        guard request.method == "GET" || request.method == "HEAD", response.status == 200 || response.status == 206 else { return }
         var tag = response.headers.first { $0.name.lowercased() == "etag" }?.value
-        if tag == nil {
+        if tag == nil && response.stream == nil {
             let t = entityTag(of: response.body)
             response.headers.append(("ETag", t))
             tag = t
@@ -29,7 +29,7 @@ enum Conditional {
         let lastModified = response.headers.first { $0.name.lowercased() == "last-modified" }.flatMap { HTTPDate.parse($0.value) }
         let notModified: Bool
         if let inm = request.header("If-None-Match") {
-            notModified = matches(inm, tag!)
+            notModified = tag.map { matches(inm, $0) } ?? false
         } else if let ims = request.header("If-Modified-Since").flatMap(HTTPDate.parse), let lm = lastModified {
             notModified = lm <= ims
         } else {
@@ -38,7 +38,8 @@ enum Conditional {
         if notModified {
             response.status = 304
             response.body = []
-            response.headers.removeAll { $0.name.lowercased() == "content-type" }
+            response.stream = nil
+            response.headers.removeAll { ["content-type", "content-range"].contains($0.name.lowercased()) }
         }
     }
 

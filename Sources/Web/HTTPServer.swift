@@ -4,7 +4,9 @@
 // order, and enforces a whole-head deadline (slowloris: 408 and close) and an idle
 // keep-alive timeout. HEAD is answered for every GET route (same headers, no body).
 // Every failure leaves as the standard error body (see APIError).
-// Non-goals here: streaming bodies to handlers, TLS (nginx terminates it).
+// Routes choose buffered bodies (with a limit, 413 before reading) or streamed ones
+// (RequestBody); responses are bytes, chunked streams (SSE) or file ranges.
+// Non-goals here: TLS (nginx terminates it), HTTP/2.
 import BufferPool
 import HTTP1
 import Logging
@@ -19,40 +21,15 @@ public struct HTTPServerConfiguration: Sendable {
     public var headTimeout: Duration = .seconds(10)
     /// An idle keep-alive connection is closed after this.
     public var idleTimeout: Duration = .seconds(60)
-    /// Default body limit for routes that do not set one.
+    /// Default body limit for buffering routes that do not set one.
     public var bodyBytesMax: UInt64 = 1 << 20
+    /// Longest wait for the next piece of a request body.
+    public var bodyTimeout: Duration = .seconds(30)
+    /// Longest wait for a client to take a piece of the response.
+    public var sendTimeout: Duration = .seconds(30)
     public var loop = EventLoop.Configuration()
 
     public init(listen: SocketAddress) { self.listen = listen }
-}
-
-public struct Request: Sendable {
-    public var method: String
-    public var target: String
-    public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "" }
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
-    public var pathParameters: [String: String] = [:]
-
-    public func header(_ name: String) -> String? {
-        headers.first { $0.name.lowercased() == name.lowercased() }?.value
-    }
-}
-
-public struct Response: Sendable {
-    public var status: Int
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
-
-    public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
-        self.status = status
-        self.headers = headers
-        self.body = body
-    }
-
-    public static func json(_ status: Int = 200, _ text: String) -> Response {
-        Response(status: status, headers: [("Content-Type", "application/json")], body: Array(text.utf8))
-    }
 }
 
 public final class HTTPServer: Sendable {
@@ -119,17 +96,18 @@ public final class HTTPServer: Sendable {
         conn.followsTaskCancellation = false
         registry.add(conn)
         defer { registry.remove(conn) }
-        var buffer: [UInt8] = []
+        let input = ConnectionInput(conn: conn)
+        let peer = conn.remoteAddress?.description
         var parser = RequestHeadParser(limits: configuration.limits)
         var headStarted: ContinuousClock.Instant?
         connection: while true {
             // Answer every complete request already buffered (pipelining), in order.
-            while !buffer.isEmpty {
+            while !input.pending.isEmpty {
                 registry.setIdle(conn, false)
                 if headStarted == nil { headStarted = .now }
                 let parsed: RequestHead?
                 do {
-                    parsed = try buffer.withUnsafeBytes { raw throws(HTTPParseError) in try parser.parse(raw) }
+                    parsed = try input.pending.withUnsafeBytes { raw throws(HTTPParseError) in try parser.parse(raw) }
                 } catch let error as HTTPParseError {
                     await respondAndClose(conn, APIError(error))
                     return
@@ -139,44 +117,74 @@ public final class HTTPServer: Sendable {
                 }
                 guard let head = parsed else { break }
                 parser.reset()
-                // Read the body (limits checked before reading it).
-                let body: [UInt8]
-                switch await readBody(head, conn: conn, buffer: &buffer) {
-                case .success(let b): body = b
-                case .failure(let e):
-                    await respondAndClose(conn, e)
+                headStarted = nil
+                var request = input.pending.withUnsafeBytes { raw in
+                    Request(method: head.string(head.method, in: raw), target: head.string(head.target, in: raw),
+                            headers: head.fields.map { (head.string($0.name, in: raw), head.string($0.value, in: raw)) })
+                }
+                input.pending.removeFirst(head.headLength)
+                request.remoteAddress = peer
+
+                // The route decides how the body is taken; a declared length over its
+                // limit is refused before any of the body is read.
+                let (route, params, allowed) = router.resolve(method: request.method, path: request.path)
+                let mode = route?.body ?? .buffered(max: nil)
+                let limit: UInt64
+                switch mode {
+                case .buffered(let max): limit = max ?? configuration.bodyBytesMax
+                case .streaming(let max): limit = max
+                }
+                if case .contentLength(let n) = head.framing, n > limit {
+                    await respondAndClose(conn, .payloadTooLarge(n, limit))
                     return
                 }
-                headStarted = nil
-                let request = buffer.withUnsafeBytes { raw in
-                    Request(method: head.string(head.method, in: raw), target: head.string(head.target, in: raw),
-                            headers: head.fields.map { (head.string($0.name, in: raw), head.string($0.value, in: raw)) }, body: body)
+                let body = RequestBody(input: input, framing: head.framing, expectsContinue: head.expectsContinue,
+                                       limit: limit, timeout: configuration.bodyTimeout)
+                request.bodyStream = body
+                if route != nil, case .buffered = mode {
+                    do {
+                        request.body = try await body.collect(upTo: Int(clamping: limit))
+                    } catch {
+                        await respondAndClose(conn, error as? APIError ?? APIError(status: 400, code: "bad_request", message: "malformed body"))
+                        return
+                    }
                 }
-                buffer.removeFirst(head.headLength)   // readBody already removed the body bytes
-                var response = await router.respond(to: request)
+
+                var response = await router.respond(to: request, route: route, params: params, allowed: allowed)
                 Conditional.apply(request, &response)
-                let closing = !head.keepAlive || registry.draining
+                var closing = !head.keepAlive || registry.draining
+                // A body the handler left unread: drop a small rest, otherwise close.
+                if !body.isComplete {
+                    if let declared = body.declaredLength, declared - body.bytesRead <= Self.drainMax {
+                        do { try await body.discard() } catch { closing = true }
+                    } else {
+                        closing = true
+                    }
+                }
                 if closing { response.headers.append(("Connection", "close")) }
                 do {
-                    try await send(response, head: request.method == "HEAD", on: conn)
+                    try await send(response, to: request, http10: head.version == .http1_0, on: conn)
                 } catch {
                     break connection
                 }
-                if closing { break connection }
+                if closing {
+                    if !body.isComplete { await lingerAndClose(conn) ; return }
+                    break connection
+                }
             }
-            registry.setIdle(conn, buffer.isEmpty)
+            registry.setIdle(conn, input.pending.isEmpty)
             // Wait for more bytes: the rest of the head's deadline, or the idle timeout.
             let timeout: Duration
-            if let started = headStarted, !buffer.isEmpty {
+            if let started = headStarted, !input.pending.isEmpty {
                 timeout = max(.zero, configuration.headTimeout - (ContinuousClock.now - started))
             } else {
                 timeout = configuration.idleTimeout
             }
             do {
                 guard let chunk = try await conn.receive(timeout: timeout) else { break connection }
-                chunk.withUnsafeBytes { buffer.append(contentsOf: $0) }
+                chunk.withUnsafeBytes { input.pending.append(contentsOf: $0) }
             } catch let e as RingError where e.code == .timedOut {
-                if !buffer.isEmpty {
+                if !input.pending.isEmpty {
                     await respondAndClose(conn, APIError(status: 408, code: "request_timeout", message: "the request head did not arrive in time"))
                     return
                 }
@@ -188,77 +196,89 @@ public final class HTTPServer: Sendable {
         await conn.close()
     }
 
-    /// Reads the body that follows `head` in `buffer` (receiving more as needed) and
-    /// removes the consumed body bytes from the buffer, leaving the head in place.
-    private func readBody(_ head: RequestHead, conn: TCPConnection, buffer: inout [UInt8]) async -> Result<[UInt8], APIError> {
-        let max = configuration.bodyBytesMax
-        switch head.framing {
-        case .none:
-            return .success([])
-        case .contentLength(let n):
-            guard n <= max else {
-                return .failure(APIError(status: 413, code: "payload_too_large", message: "request body of \(n) bytes exceeds the limit of \(max) bytes"))
-            }
-            if head.expectsContinue && buffer.count < head.headLength + Int(n) {
-                try? await conn.send(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
-            }
-            while buffer.count < head.headLength + Int(n) {
-                guard let chunk = try? await conn.receive(timeout: configuration.headTimeout) else {
-                    return .failure(APIError(status: 400, code: "bad_request", message: "the request body ended early"))
-                }
-                chunk.withUnsafeBytes { buffer.append(contentsOf: $0) }
-            }
-            let body = Array(buffer[head.headLength..<(head.headLength + Int(n))])
-            buffer.removeSubrange(head.headLength..<(head.headLength + Int(n)))
-            return .success(body)
-        case .chunked:
-            if head.expectsContinue { try? await conn.send(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) }
-            var decoder = ChunkedDecoder(bodyBytesMax: max)
-            var body: [UInt8] = []
-            var at = head.headLength
-            while true {
-                var events: [ChunkedDecoder.Event] = []
-                let used: Int
-                do {
-                    used = try buffer[at...].withUnsafeBytes { raw throws(HTTPParseError) in try decoder.decode(raw, into: &events) }
-                } catch let error as HTTPParseError {
-                    return .failure(APIError(error))
-                } catch {
-                    return .failure(APIError(status: 400, code: "bad_request", message: "malformed chunked body"))
-                }
-                for e in events {
-                    if case .data(let r) = e { body.append(contentsOf: buffer[(at + r.lowerBound)..<(at + r.upperBound)]) }
-                }
-                at += used
-                if decoder.isComplete { break }
-                guard let chunk = try? await conn.receive(timeout: configuration.headTimeout) else {
-                    return .failure(APIError(status: 400, code: "bad_request", message: "the chunked body ended early"))
-                }
-                chunk.withUnsafeBytes { buffer.append(contentsOf: $0) }
-            }
-            buffer.removeSubrange(head.headLength..<at)
-            return .success(body)
-        }
-    }
+    /// Unread body bytes the server drops itself to keep a connection alive.
+    static let drainMax: UInt64 = 64 * 1024
 
-    private func send(_ response: Response, head isHead: Bool, on conn: TCPConnection) async throws {
+    private func send(_ response: Response, to request: Request, http10: Bool, on conn: TCPConnection) async throws {
+        let isHead = request.method == "HEAD"
         var headers = response.headers
         // 1xx, 204 and 304 carry no content and no Content-Length (RFC 9110 §8.6).
         let contentless = response.status < 200 || response.status == 204 || response.status == 304
-        if !contentless { headers.append(("Content-Length", String(response.body.count))) }
-        var out: [UInt8] = []
-        ResponseHead(status: response.status, headers: headers).serialize(into: &out)
-        if !isHead { out.append(contentsOf: response.body) }
-        try await conn.send(out)
+        switch response.stream {
+        case nil:
+            if !contentless { headers.append(("Content-Length", String(response.body.count))) }
+            var out: [UInt8] = []
+            ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+            if !isHead && !contentless { out.append(contentsOf: response.body) }
+            try await conn.send(out, timeout: configuration.sendTimeout)
+
+        case .chunked(let producer):
+            // HTTP/1.0 has no chunked coding: the body runs to the end of the connection.
+            if http10 {
+                headers.removeAll { $0.name.lowercased() == "connection" }
+                headers.append(("Connection", "close"))
+            } else {
+                headers.append(("Transfer-Encoding", "chunked"))
+            }
+            var out: [UInt8] = []
+            ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+            try await conn.send(out, timeout: configuration.sendTimeout)
+            guard !isHead && !contentless else { return }
+            let writer = ResponseWriter(conn: conn, timeout: configuration.sendTimeout, chunked: !http10)
+            do {
+                try await producer(writer)
+            } catch {
+                // The status is already sent: the only honest signal left is to end the
+                // connection without the last chunk, so the client sees a truncated body.
+                logger.warning("streaming response failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
+                throw error
+            }
+            if http10 { throw RingError(.closed, operation: "end of HTTP/1.0 stream") }
+            try await conn.send(ChunkedEncoding.lastChunk, timeout: configuration.sendTimeout)
+
+        case .file(let path, let range):
+            let file = try await File.open(path, .read)
+            do {
+                let size = UInt64(max(0, file.size))
+                let r = range ?? 0..<size
+                headers.append(("Content-Length", String(r.count)))
+                var out: [UInt8] = []
+                ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+                try await conn.send(out, timeout: configuration.sendTimeout)
+                if !isHead && !contentless {
+                    var at = r.lowerBound
+                    while at < r.upperBound {
+                        var buffer = await conn.loop.pool.acquire()
+                        buffer.count = 0
+                        let want = Int(min(UInt64(buffer.capacity), r.upperBound - at))
+                        let done = await file.read(into: buffer, at: at)
+                        let n = try done.result.get()
+                        var b = done.takeBuffer()
+                        guard n > 0 else { throw RingError(.closed, operation: "file shrank while being sent") }
+                        b.count = min(n, want)
+                        at += UInt64(b.count)
+                        try await conn.send(b, timeout: configuration.sendTimeout)
+                    }
+                }
+            } catch {
+                try? await file.close()
+                throw error
+            }
+            try? await file.close()
+        }
     }
 
     private func respondAndClose(_ conn: TCPConnection, _ error: APIError) async {
         var r = error.response
         r.headers.append(("Connection", "close"))
-        try? await send(r, head: false, on: conn)
+        try? await send(r, to: Request(method: "GET", target: "/"), http10: false, on: conn)
+        await lingerAndClose(conn)
+    }
+
+    /// Lingering close: closing with unread input would send RST, and the peer could
+    /// lose our response. Drain (bounded in time and bytes) until it closes too.
+    private func lingerAndClose(_ conn: TCPConnection) async {
         try? await conn.shutdown(.write)
-        // Lingering close: closing with unread input would send RST, and the peer could
-        // lose our error response. Drain (bounded in time and bytes) until it closes too.
         var drained = 0
         while drained < 1 << 20, let b = try? await conn.receive(timeout: .milliseconds(500)) { drained += b.count }
         await conn.close()

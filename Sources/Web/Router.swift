@@ -1,60 +1,115 @@
 // Web.Router: method + path matching with `:name` parameters, route groups (so /api/v2 can
-// sit beside /api/v1), automatic HEAD for GET routes, 405 with Allow, and the standard
-// error body for everything that is not found or fails.
+// sit beside /api/v1), middleware, per-route body handling (buffered with a limit, or
+// streamed to the handler), automatic HEAD for GET routes, 405 with Allow, and the
+// standard error body for everything that is not found or fails.
+//
+// Middleware registered on the root builder wraps every request, including 404 and 405
+// answers (request id, access log); middleware registered in a group wraps only that
+// group's routes (authentication for /api/v1 but not for health checks, for example).
+// Errors are mapped in one place, innermost: APIError as is, JSONError as 400/422,
+// anything else as a 500 whose detail stays in the server log.
+import JSON
+import Logging
 
 public typealias RouteHandler = @Sendable (Request) async throws -> Response
+public typealias Middleware = @Sendable (Request, _ next: @Sendable (Request) async -> Response) async -> Response
+
+/// How a route takes its request body.
+public enum BodyMode: Sendable, Equatable {
+    /// Read into `Request.body` before the handler runs; over `max` bytes is a 413
+    /// (decided from Content-Length before reading, when it is given). nil: the server's default.
+    case buffered(max: UInt64?)
+    /// Left to the handler, which reads `Request.bodyStream` (up to `max` bytes).
+    case streaming(max: UInt64)
+}
 
 public final class Router: Sendable {
     struct Route: Sendable {
         let method: String
         let segments: [Substring]
         let handler: RouteHandler
+        let middleware: [Middleware]
+        let body: BodyMode
     }
 
     private let routes: [Route]
+    private let global: [Middleware]
+    let logger: Logger
 
-    public init(_ build: (inout RouteBuilder) -> Void) {
-        var b = RouteBuilder(prefix: "")
+    public init(logger: Logger = Logger(label: "spool.http"), _ build: (inout RouteBuilder) -> Void) {
+        var b = RouteBuilder(prefix: "", middleware: [])
         build(&b)
         routes = b.routes
+        global = b.rootMiddleware
+        self.logger = logger
     }
 
-    /// Finds the route for `request` and runs it; maps failures to standard errors.
-    public func respond(to request: Request) async -> Response {
-        let path = request.path.split(separator: "/", omittingEmptySubsequences: true)
+    /// The route `method path` resolves to (HEAD finds GET), with its parameters; or the
+    /// methods the path allows when only the method is wrong.
+    func resolve(method: String, path: Substring) -> (route: Route?, params: [String: String], allowed: Set<String>) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         var allowed: Set<String> = []
+        let wanted = method == "HEAD" ? "GET" : method
         for route in routes {
-            guard let params = match(route.segments, path) else { continue }
-            let wanted = request.method == "HEAD" ? "GET" : request.method
+            guard let params = match(route.segments, parts) else { continue }
             guard route.method == wanted else {
                 allowed.insert(route.method)
                 if route.method == "GET" { allowed.insert("HEAD") }
                 continue
             }
-            var req = request
+            return (route, params, allowed)
+        }
+        return (nil, [:], allowed)
+    }
+
+    /// Finds the route for `request` and runs it through the middleware; maps failures to
+    /// standard errors. The request's body must already be read for buffering routes.
+    public func respond(to request: Request) async -> Response {
+        let (route, params, allowed) = resolve(method: request.method, path: request.path)
+        return await respond(to: request, route: route, params: params, allowed: allowed)
+    }
+
+    func respond(to request: Request, route: Route?, params: [String: String], allowed: Set<String>) async -> Response {
+        let logger = self.logger
+        let inner: @Sendable (Request) async -> Response = { req in
+            guard let route else {
+                if !allowed.isEmpty {
+                    var r = APIError(status: 405, code: "method_not_allowed", message: "\(req.method) is not allowed on \(req.path)").response
+                    r.headers.append(("Allow", allowed.sorted().joined(separator: ", ")))
+                    return r
+                }
+                return APIError(status: 404, code: "not_found", message: "no route for \(req.path)").response
+            }
+            var req = req
             req.pathParameters = params
-            do {
-                return try await route.handler(req)
-            } catch let e as APIError {
-                return e.response
-            } catch {
-                // Never leak internals: log-worthy detail stays on the server.
-                return APIError(status: 500, code: "internal", message: "internal error").response
+            return await Router.chain(route.middleware, req) { req in
+                do {
+                    return try await route.handler(req)
+                } catch let e as APIError {
+                    return e.response
+                } catch let e as JSONError {
+                    return APIError(e).response
+                } catch {
+                    // Never leak internals: the detail stays in the server log.
+                    logger.error("handler failed", metadata: ["path": "\(req.path)", "error": "\(error)", "request_id": "\(req.requestID ?? "-")"])
+                    return APIError(status: 500, code: "internal", message: "internal error").response
+                }
             }
         }
-        if !allowed.isEmpty {
-            var r = APIError(status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)").response
-            r.headers.append(("Allow", allowed.sorted().joined(separator: ", ")))
-            return r
-        }
-        return APIError(status: 404, code: "not_found", message: "no route for \(request.path)").response
+        return await Router.chain(global, request, inner)
+    }
+
+    static func chain(_ middleware: [Middleware], _ request: Request, _ end: @escaping @Sendable (Request) async -> Response) async -> Response {
+        guard let first = middleware.first else { return await end(request) }
+        let rest = Array(middleware.dropFirst())
+        return await first(request) { req in await chain(rest, req, end) }
     }
 
     private func match(_ pattern: [Substring], _ path: [Substring]) -> [String: String]? {
         guard pattern.count == path.count else { return nil }
         var params: [String: String] = [:]
         for (p, s) in zip(pattern, path) {
-            if p.hasPrefix(":") { params[String(p.dropFirst())] = String(s) } else if p != s { return nil }
+            if p.hasPrefix(":") { params[String(p.dropFirst())] = percentDecode(s) } else if p != s { return nil }
         }
         return params
     }
@@ -62,21 +117,37 @@ public final class Router: Sendable {
 
 public struct RouteBuilder {
     let prefix: String
+    var middleware: [Middleware]
     var routes: [Router.Route] = []
+    var rootMiddleware: [Middleware] = []
 
-    init(prefix: String) { self.prefix = prefix }
+    init(prefix: String, middleware: [Middleware]) {
+        self.prefix = prefix
+        self.middleware = middleware
+    }
 
-    public mutating func on(_ method: String, _ path: String, _ handler: @escaping RouteHandler) {
+    /// Adds middleware: at the root it wraps every request; in a group, the group's routes
+    /// added after this call. The first added runs outermost.
+    public mutating func use(_ m: @escaping Middleware) {
+        if isRoot { rootMiddleware.append(m) } else { middleware.append(m) }
+    }
+
+    private var isRoot = true
+
+    public mutating func on(_ method: String, _ path: String, body: BodyMode = .buffered(max: nil), _ handler: @escaping RouteHandler) {
         let full = (prefix + "/" + path).split(separator: "/", omittingEmptySubsequences: true)
-        routes.append(.init(method: method.uppercased(), segments: full, handler: handler))
+        routes.append(.init(method: method.uppercased(), segments: full, handler: handler, middleware: middleware, body: body))
     }
 
     public mutating func get(_ path: String, _ handler: @escaping RouteHandler) { on("GET", path, handler) }
-    public mutating func post(_ path: String, _ handler: @escaping RouteHandler) { on("POST", path, handler) }
+    public mutating func post(_ path: String, body: BodyMode = .buffered(max: nil), _ handler: @escaping RouteHandler) { on("POST", path, body: body, handler) }
+    public mutating func put(_ path: String, body: BodyMode = .buffered(max: nil), _ handler: @escaping RouteHandler) { on("PUT", path, body: body, handler) }
+    public mutating func delete(_ path: String, _ handler: @escaping RouteHandler) { on("DELETE", path, handler) }
 
     /// Routes under a common prefix, e.g. `group("/api/v1") { ... }`.
     public mutating func group(_ prefix: String, _ build: (inout RouteBuilder) -> Void) {
-        var g = RouteBuilder(prefix: self.prefix + prefix)
+        var g = RouteBuilder(prefix: self.prefix + prefix, middleware: middleware)
+        g.isRoot = false
         build(&g)
         routes += g.routes
     }
@@ -115,27 +186,21 @@ public struct APIError: Error, Sendable {
     }
 
     public var response: Response {
-        let detailText = details.map { "\(jsonString($0.0)):\(jsonString($0.1))" }.joined(separator: ",")
-        return .json(status, "{\"error\":{\"code\":\(jsonString(code)),\"message\":\(jsonString(message)),\"details\":{\(detailText)}}}")
+        var r = Response.json(status) { w in
+            w.beginObject()
+            w.key("error")
+            w.beginObject()
+            w.field("code", code)
+            w.field("message", message)
+            w.key("details")
+            w.beginObject()
+            for (k, v) in details { w.field(k, v) }
+            w.endObject()
+            w.endObject()
+            w.endObject()
+        }
+        if status == 401 { r.headers.append(("WWW-Authenticate", "Bearer")) }
+        return r
     }
 }
 
-/// A JSON string literal for `s` (escapes quotes, backslashes and control characters).
-/// Stand-in until the JSON module's writer lands.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20:
-            let hex = String(u.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
-}

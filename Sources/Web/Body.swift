@@ -1,0 +1,294 @@
+// Web.Body: request bodies streamed to handlers and response bodies streamed to clients.
+//
+// A request body is pulled: each `read` takes what is already buffered or receives once
+// from the socket, decodes the framing (Content-Length or chunked) in place, and hands
+// the payload bytes to the caller without copying them. Nothing is received until the
+// handler asks, so a slow consumer pushes back on the client through TCP (backpressure),
+// and memory stays bounded by the connection's receive cap in the buffer pool.
+//
+// A response body is bytes, a chunked stream written by a producer (which may send
+// Server-Sent Events), or a file range read through the ring.
+import BufferPool
+import HTTP1
+import JSON
+import Ring
+
+/// The bytes received on a connection but not consumed yet (the next head, or body bytes
+/// that arrived with it). Loop-confined.
+final class ConnectionInput {
+    let conn: TCPConnection
+    var pending: [UInt8] = []
+    init(conn: TCPConnection) { self.conn = conn }
+}
+
+/// A request body, read chunk by chunk by the handler (or buffered by the server for
+/// routes that do not stream).
+///
+/// - warning: Loop-confined: use it only from the handler's own task, and only until the
+///   handler returns.
+public final class RequestBody: @unchecked Sendable {
+    enum Framing {
+        case length(remaining: UInt64)
+        case chunked(ChunkedDecoder)
+    }
+
+    private let input: ConnectionInput?
+    private var framing: Framing
+    private var continueOwed: Bool
+    private let timeout: Duration
+    /// The body limit of the route; exceeding it is a 413.
+    public let limit: UInt64
+    /// The declared length (Content-Length), if any.
+    public let declaredLength: UInt64?
+    public private(set) var bytesRead: UInt64 = 0
+    public private(set) var isComplete: Bool
+
+    init(input: ConnectionInput, framing: BodyFraming, expectsContinue: Bool, limit: UInt64, timeout: Duration) {
+        self.input = input
+        self.limit = limit
+        self.timeout = timeout
+        switch framing {
+        case .none:
+            self.framing = .length(remaining: 0)
+            declaredLength = 0
+            isComplete = true
+        case .contentLength(let n):
+            self.framing = .length(remaining: n)
+            declaredLength = n
+            isComplete = n == 0
+        case .chunked:
+            self.framing = .chunked(ChunkedDecoder(bodyBytesMax: limit))
+            declaredLength = nil
+            isComplete = false
+        }
+        continueOwed = expectsContinue && !isComplete
+    }
+
+    /// An already complete body (tests, internal requests).
+    init(complete: Void) {
+        input = nil
+        framing = .length(remaining: 0)
+        continueOwed = false
+        timeout = .seconds(1)
+        limit = 0
+        declaredLength = 0
+        isComplete = true
+    }
+
+    /// Reads the next piece of the body and passes its bytes to `consume` (which must not
+    /// keep the pointer). Returns false once the body has ended. A piece may be empty
+    /// (only framing arrived). Throws an APIError: 400 for a malformed or truncated body,
+    /// 413 over the limit, 408 when the client stops sending.
+    public func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
+        guard !isComplete, let input else { return false }
+        if continueOwed {
+            continueOwed = false
+            try? await input.conn.send(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+        }
+        if !input.pending.isEmpty {
+            let pending = input.pending
+            let used = try pending.withUnsafeBytes { raw in try decode(raw, consume) }
+            input.pending.removeFirst(used)
+            return true
+        }
+        let chunk: PooledBuffer?
+        do {
+            chunk = try await input.conn.receive(timeout: timeout)
+        } catch let e where e.code == .timedOut {
+            throw APIError(status: 408, code: "request_timeout", message: "the request body stopped arriving")
+        } catch {
+            throw APIError(status: 400, code: "bad_request", message: "the connection failed while reading the body")
+        }
+        guard let chunk else {
+            throw APIError(status: 400, code: "bad_request", message: "the request body ended early (\(bytesRead) bytes read)")
+        }
+        try chunk.withUnsafeBytes { raw in
+            let used = try decode(raw, consume)
+            if used < raw.count { input.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[used...])) }
+        }
+        return true
+    }
+
+    /// Decodes framing in `raw`, passing payload bytes on; returns the bytes consumed.
+    private func decode(_ raw: UnsafeRawBufferPointer, _ consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        switch framing {
+        case .length(let remaining):
+            let n = Int(min(UInt64(raw.count), remaining))
+            if n > 0 { try consume(UnsafeRawBufferPointer(rebasing: raw[..<n])) }
+            bytesRead += UInt64(n)
+            framing = .length(remaining: remaining - UInt64(n))
+            if remaining == UInt64(n) { isComplete = true }
+            return n
+        case .chunked(var decoder):
+            var events: [ChunkedDecoder.Event] = []
+            let used: Int
+            do {
+                used = try decoder.decode(raw, into: &events)
+            } catch let e as HTTPParseError {
+                throw APIError(e)
+            }
+            framing = .chunked(decoder)
+            for case .data(let r) in events {
+                bytesRead += UInt64(r.count)
+                try consume(UnsafeRawBufferPointer(rebasing: raw[r]))
+            }
+            if decoder.isComplete { isComplete = true }
+            return used
+        }
+    }
+
+    /// Reads the whole body into memory (at most `limit` bytes, or the route limit).
+    public func collect(upTo max: Int? = nil) async throws -> [UInt8] {
+        let cap = UInt64(max ?? Int(clamping: limit))
+        var out: [UInt8] = []
+        if let n = declaredLength {
+            guard n <= cap else { throw APIError.payloadTooLarge(n, cap) }
+            out.reserveCapacity(Int(n))
+        }
+        while try await read({ bytes in
+            guard UInt64(out.count + bytes.count) <= cap else { throw APIError.payloadTooLarge(UInt64(out.count + bytes.count), cap) }
+            out.append(contentsOf: bytes)
+        }) {}
+        return out
+    }
+
+    /// Reads and drops the rest of the body (bounded by the route limit).
+    public func discard() async throws {
+        while try await read({ _ in }) {}
+    }
+}
+
+extension APIError {
+    static func payloadTooLarge(_ n: UInt64, _ max: UInt64) -> APIError {
+        APIError(status: 413, code: "payload_too_large", message: "request body of \(n) bytes exceeds the limit of \(max) bytes")
+    }
+}
+
+// MARK: Responses
+
+/// How a response's content is produced when it is not a plain byte array.
+public enum ResponseStream: Sendable {
+    /// Written by `producer` with chunked transfer coding (unknown length), e.g. SSE.
+    case chunked(@Sendable (ResponseWriter) async throws -> Void)
+    /// Bytes `range` of the file at `path` (the whole file when nil), with a known length.
+    case file(path: String, range: Range<UInt64>?)
+}
+
+/// What a streaming response producer writes to. Each write is one chunk on the wire and
+/// waits until the socket accepted it (backpressure from a slow client).
+///
+/// - warning: Loop-confined: use it only inside the producer.
+public final class ResponseWriter: @unchecked Sendable {
+    let conn: TCPConnection
+    let timeout: Duration
+    /// False for HTTP/1.0 clients: raw bytes, the end of the connection ends the body.
+    let chunked: Bool
+    public private(set) var bytesWritten: Int = 0
+
+    init(conn: TCPConnection, timeout: Duration, chunked: Bool = true) {
+        self.conn = conn
+        self.timeout = timeout
+        self.chunked = chunked
+    }
+
+    public func write(_ bytes: [UInt8]) async throws {
+        guard !bytes.isEmpty else { return }   // an empty chunk would end the body
+        if chunked {
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count + 16)
+            ChunkedEncoding.chunk(bytes, into: &out)
+            try await conn.send(out, timeout: timeout)
+        } else {
+            try await conn.send(bytes, timeout: timeout)
+        }
+        bytesWritten += bytes.count
+    }
+
+    public func write(_ text: String) async throws { try await write(Array(text.utf8)) }
+
+    public func send(_ event: ServerSentEvent) async throws {
+        var out: [UInt8] = []
+        event.serialize(into: &out)
+        try await write(out)
+    }
+
+    /// Writes one JSON value produced by `build`, serialized straight into pool buffers
+    /// and sent as one chunk with a vectored send.
+    public func writeJSON(_ build: (inout JSONWriter<PooledByteSink>) -> Void) async throws {
+        var w = JSONWriter(into: PooledByteSink(pool: conn.loop.pool))
+        build(&w)
+        let sink = w.sink
+        let count = sink.byteCount
+        guard count > 0 else { return }
+        if chunked {
+            var prefix: [UInt8] = []
+            ChunkedEncoding.chunkPrefix(count, into: &prefix)
+            try await conn.send(prefix, timeout: timeout)
+        }
+        try await sink.send(on: conn, timeout: timeout)
+        if chunked { try await conn.send(ChunkedEncoding.chunkSuffix, timeout: timeout) }
+        bytesWritten += count
+    }
+}
+
+/// A JSON sink that fills pool buffers (the loop's, not the heap) and sends them with
+/// sendmsg. Falls back to a heap array only when the pool has no free buffer.
+///
+/// - warning: Loop-confined.
+public final class PooledByteSink: JSONSink {
+    private let pool: BufferPool
+    private var parts: [PooledBuffer.Parts] = []
+    private var overflow: [UInt8] = []
+    public private(set) var byteCount = 0
+
+    init(pool: BufferPool) { self.pool = pool }
+
+    deinit { for p in parts { _ = pool.reassemble(p) } }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        var rest = bytes
+        byteCount += bytes.count
+        while !rest.isEmpty {
+            if !overflow.isEmpty { overflow.append(contentsOf: rest); return }
+            if let last = parts.last, last.count < pool.bufferSizeBytes {
+                var b = pool.reassemble(parts.removeLast())
+                let n = b.append(contentsOf: rest)
+                parts.append(pool.disassemble(b))
+                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            } else if let b = pool.tryAcquire() {
+                parts.append(pool.disassemble(b))
+            } else {
+                overflow.append(contentsOf: rest)
+                return
+            }
+        }
+    }
+
+    public func write(byte: UInt8) {
+        withUnsafeBytes(of: byte) { write($0) }
+    }
+
+    /// Sends every byte (in order) and returns the buffers to the pool.
+    func send(on conn: TCPConnection, timeout: Duration) async throws {
+        while !parts.isEmpty {
+            var list = PooledBufferList()
+            let n = min(TCPConnection.vectorMax, parts.count)
+            for p in parts.prefix(n) { list.append(pool.reassemble(p)) }
+            parts.removeFirst(n)
+            try await conn.send(list, timeout: timeout)
+        }
+        if !overflow.isEmpty {
+            try await conn.send(overflow, timeout: timeout)
+            overflow = []
+        }
+    }
+
+    /// A copy of everything written (tests).
+    var bytes: [UInt8] {
+        var out: [UInt8] = []
+        for p in parts {
+            out.append(contentsOf: UnsafeRawBufferPointer(start: pool.address(of: p.index), count: p.count))
+        }
+        return out + overflow
+    }
+}

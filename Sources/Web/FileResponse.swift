@@ -1,0 +1,81 @@
+// Web.FileResponse: a file as a response, read through the ring in pool buffers, with
+// validators (ETag from size and modification time, Last-Modified) and single byte
+// ranges (RFC 9110 §14): `bytes=a-b`, `bytes=a-`, `bytes=-n` give 206 with Content-Range;
+// a range past the end gives 416 with `Content-Range: bytes */size`; several ranges or a
+// malformed header are ignored (the whole file, 200), as the RFC allows. If-Range with a
+// validator that no longer matches also gives the whole file.
+import Ring
+
+extension Response {
+    /// Serves the file at `path` for `request`. A missing file is the standard 404.
+    public static func file(_ path: String, for request: Request, contentType: String = "application/octet-stream") async throws -> Response {
+        let status: FileStatus
+        do {
+            status = try await FileSystem.status(path)
+        } catch {
+            throw APIError(status: 404, code: "not_found", message: "no such file")
+        }
+        guard !status.isDirectory else { throw APIError(status: 404, code: "not_found", message: "no such file") }
+        let size = status.size
+        let etag = "\"\(String(size, radix: 16))-\(String(status.modifiedSeconds, radix: 16))\""
+        var r = Response(status: 200, headers: [
+            ("Content-Type", contentType), ("Accept-Ranges", "bytes"),
+            ("ETag", etag), ("Last-Modified", HTTPDate.format(status.modifiedSeconds)),
+        ])
+        var range: Range<UInt64>? = nil
+        if let header = request.header("Range"), request.method == "GET" || request.method == "HEAD" {
+            let ifRangeOK = request.header("If-Range").map { $0 == etag || HTTPDate.parse($0) == status.modifiedSeconds } ?? true
+            if ifRangeOK {
+                switch ByteRange.parse(header, size: size) {
+                case .none: break
+                case .unsatisfiable:
+                    var e = APIError(status: 416, code: "range_not_satisfiable", message: "the range is outside the file's \(size) bytes").response
+                    e.headers.append(("Content-Range", "bytes */\(size)"))
+                    return e
+                case .range(let rr):
+                    range = rr
+                    r.status = 206
+                    r.headers.append(("Content-Range", "bytes \(rr.lowerBound)-\(rr.upperBound - 1)/\(size)"))
+                }
+            }
+        }
+        r.stream = .file(path: path, range: range ?? 0..<size)
+        return r
+    }
+}
+
+/// Parsing of a `Range` header for one byte range.
+public enum ByteRange: Equatable, Sendable {
+    /// No usable range: serve the whole representation.
+    case none
+    case unsatisfiable
+    case range(Range<UInt64>)
+
+    public static func parse(_ header: String, size: UInt64) -> ByteRange {
+        let h = Substring(header).trimmingSpaces
+        guard h.hasPrefix("bytes="), !h.contains(",") else { return .none }
+        let spec = h.dropFirst(6).trimmingSpaces
+        guard let dash = spec.firstIndex(of: "-") else { return .none }
+        let first = spec[..<dash], last = spec[spec.index(after: dash)...]
+        func number(_ s: Substring) -> UInt64? {
+            guard !s.isEmpty, s.utf8.count <= 19, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+            return UInt64(s)
+        }
+        if first.isEmpty {
+            guard let n = number(last) else { return .none }
+            guard n > 0, size > 0 else { return .unsatisfiable }
+            return .range((size - min(n, size))..<size)
+        }
+        guard let a = number(first) else { return .none }
+        var b: UInt64
+        if last.isEmpty {
+            b = size &- 1
+        } else {
+            guard let v = number(last), v >= a else { return .none }
+            b = v
+        }
+        guard a < size else { return .unsatisfiable }
+        b = min(b, size - 1)
+        return .range(a..<(b + 1))
+    }
+}

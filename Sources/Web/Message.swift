@@ -1,0 +1,155 @@
+// Web.Message: the request a handler sees and the response it returns.
+import JSON
+
+public struct Request: Sendable {
+    public var method: String
+    /// The request target as sent (path and query).
+    public var target: String
+    public var headers: [(name: String, value: String)]
+    /// The whole body, for routes that buffer (the default). Empty on streaming routes:
+    /// read `bodyStream` there.
+    public var body: [UInt8]
+    /// The body as a stream; on buffering routes it is already complete.
+    public var bodyStream: RequestBody
+    public var pathParameters: [String: String] = [:]
+    /// Set by the request-id middleware (taken from X-Request-Id or generated).
+    public var requestID: String?
+    /// Set by the authentication middleware: who is calling.
+    public var principal: String?
+    /// The peer's address, "host:port".
+    public var remoteAddress: String?
+
+    public init(method: String, target: String, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.bodyStream = RequestBody(complete: ())
+    }
+
+    /// The path without the query.
+    public var path: Substring {
+        target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+    }
+
+    /// The first query parameter named `name` (percent-decoded), if any.
+    public func query(_ name: String) -> String? {
+        guard let q = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+        for pair in q.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if percentDecode(kv[0]) == name { return kv.count > 1 ? percentDecode(kv[1]) : "" }
+        }
+        return nil
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.lowercased() == name.lowercased() }?.value
+    }
+
+    /// The body parsed as JSON; malformed JSON is a 400 `invalid_json` with the offset.
+    public func json() throws -> JSONDocument {
+        do {
+            return try JSONDocument(parsing: body)
+        } catch {
+            throw APIError(error)
+        }
+    }
+
+    /// The body decoded as `T`: 400 `invalid_json` for syntax, 422 `validation_failed`
+    /// (with the JSON Pointer of the field) for a missing or mistyped field.
+    public func decode<T: JSONDecodable>(_ type: T.Type) throws -> T {
+        let doc = try json()
+        do {
+            return try T(json: doc.root)
+        } catch {
+            throw APIError(error)
+        }
+    }
+}
+
+func percentDecode(_ s: Substring) -> String {
+    var out: [UInt8] = []
+    var it = Array(s.utf8)[...]
+    while let c = it.popFirst() {
+        if c == 0x25, it.count >= 2, let h = hexDigit(it[it.startIndex]), let l = hexDigit(it[it.startIndex + 1]) {
+            out.append(h << 4 | l)
+            it = it.dropFirst(2)
+        } else if c == 0x2B {
+            out.append(0x20)
+        } else {
+            out.append(c)
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+private func hexDigit(_ c: UInt8) -> UInt8? {
+    switch c {
+    case 0x30...0x39: return c - 0x30
+    case 0x41...0x46: return c - 0x41 + 10
+    case 0x61...0x66: return c - 0x61 + 10
+    default: return nil
+    }
+}
+
+public struct Response: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// When set, the content comes from here and `body` is ignored.
+    public var stream: ResponseStream?
+
+    public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.lowercased() == name.lowercased() }?.value
+    }
+
+    public static func json(_ status: Int = 200, _ text: String) -> Response {
+        Response(status: status, headers: [("Content-Type", "application/json")], body: Array(text.utf8))
+    }
+
+    /// A JSON response written by `build` with the JSON writer.
+    public static func json(_ status: Int = 200, _ build: (inout JSONWriter<[UInt8]>) -> Void) -> Response {
+        var w = JSONWriter()
+        build(&w)
+        return Response(status: status, headers: [("Content-Type", "application/json")], body: w.bytes)
+    }
+
+    /// `value` encoded as JSON.
+    public static func json(_ status: Int = 200, encoding value: some JSONEncodable) -> Response {
+        Response(status: status, headers: [("Content-Type", "application/json")], body: value.jsonBytes)
+    }
+
+    /// A chunked response written by `producer`.
+    public static func streaming(status: Int = 200, contentType: String, _ producer: @escaping @Sendable (ResponseWriter) async throws -> Void) -> Response {
+        var r = Response(status: status, headers: [("Content-Type", contentType)])
+        r.stream = .chunked(producer)
+        return r
+    }
+
+    /// A Server-Sent Events stream (text/event-stream, not cached).
+    public static func events(_ producer: @escaping @Sendable (ResponseWriter) async throws -> Void) -> Response {
+        var r = streaming(contentType: "text/event-stream", producer)
+        r.headers.append(("Cache-Control", "no-cache"))
+        return r
+    }
+}
+
+extension APIError {
+    /// JSON errors as API errors: syntax is 400 `invalid_json`; a typed read that failed
+    /// is 422 `validation_failed` with the pointer and the reason in `details`.
+    public init(_ e: JSONError) {
+        if e.isSyntaxError {
+            self.init(status: 400, code: "invalid_json", message: "the request body is not valid JSON: \(e.description)",
+                      details: [("offset", String(e.offset)), ("reason", e.kind.rawValue)])
+        } else {
+            self.init(status: 422, code: "validation_failed", message: e.description,
+                      details: [("field", e.pointer), ("reason", e.detail.isEmpty ? e.kind.rawValue : e.detail)])
+        }
+    }
+}

@@ -1,0 +1,77 @@
+// Web.Middleware: the standard middleware. Request id (kept from X-Request-Id when it is
+// sane, generated otherwise, echoed on the response), the access log (one swift-log line
+// per request with method, path, status, bytes, duration, request id and peer), and an
+// authentication hook (the hook decides; a refusal is the standard 401 error).
+import Logging
+
+public enum StandardMiddleware {
+    /// Gives every request an id: the client's X-Request-Id if it is 1–128 visible ASCII
+    /// characters, else 16 random bytes in hex. The response carries it back.
+    public static func requestID() -> Middleware {
+        return { request, next in
+            var req = request
+            let id: String
+            if let given = request.header("X-Request-Id"), !given.isEmpty, given.utf8.count <= 128,
+               given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+                id = given
+            } else {
+                var g = SystemRandomNumberGenerator()
+                let a = g.next() as UInt64, b = g.next() as UInt64
+                id = hex16(a) + hex16(b)
+            }
+            req.requestID = id
+            var response = await next(req)
+            response.headers.removeAll { $0.name.lowercased() == "x-request-id" }
+            response.headers.append(("X-Request-Id", id))
+            return response
+        }
+    }
+
+    /// One log line per request at `level` (server errors at error).
+    public static func accessLog(_ logger: Logger, level: Logger.Level = .info) -> Middleware {
+        return { request, next in
+            let started = ContinuousClock.now
+            let response = await next(request)
+            let elapsed = ContinuousClock.now - started
+            let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+            let bytes = response.stream == nil ? String(response.body.count) : "stream"
+            logger.log(level: response.status >= 500 ? .error : level, "\(request.method) \(request.path) \(response.status)", metadata: [
+                "status": "\(response.status)", "bytes": "\(bytes)", "duration_us": "\(micros)",
+                "request_id": "\(request.requestID ?? "-")", "peer": "\(request.remoteAddress ?? "-")",
+            ])
+            return response
+        }
+    }
+
+    /// Authentication: `hook` returns the principal (who is calling) or nil to refuse with
+    /// 401 `unauthorized`. The principal is set on the request for the handler.
+    public static func authenticate(_ hook: @escaping @Sendable (Request) async -> String?) -> Middleware {
+        return { request, next in
+            guard let principal = await hook(request) else {
+                return APIError(status: 401, code: "unauthorized", message: "missing or invalid credentials").response
+            }
+            var req = request
+            req.principal = principal
+            return await next(req)
+        }
+    }
+
+    /// A bearer-token hook: `Authorization: Bearer <token>` checked by `validate`, which
+    /// returns the principal for a good token.
+    public static func bearerToken(_ validate: @escaping @Sendable (String) async -> String?) -> Middleware {
+        authenticate { request in
+            guard let auth = request.header("Authorization"), auth.count > 7,
+                  auth.prefix(7).lowercased() == "bearer " else { return nil }
+            return await validate(String(auth.dropFirst(7)).trimmingCharactersSpace())
+        }
+    }
+}
+
+private func hex16(_ v: UInt64) -> String {
+    let h = String(v, radix: 16)
+    return String(repeating: "0", count: 16 - h.count) + h
+}
+
+extension String {
+    func trimmingCharactersSpace() -> String { String(Substring(self).trimmingSpaces) }
+}
