@@ -34,6 +34,8 @@ cpu_ticks() {
     done
     echo $total
 }
+# Steal ticks of the server core (time the hypervisor ran something else): shows noisy rounds.
+steal_ticks() { awk '$1 == "cpu1" {print $9}' /proc/stat; }
 children() { pgrep -P "$1" | sort -n | tr '\n' ' ' || true; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "server on port $1 did not start"; return 1; }
 
@@ -117,12 +119,12 @@ echo "command: taskset -c 0 wrk -t1 -c64 -d${secs}s --latency URL"
 # wrk run against one server; fails on errors; with a tag, appends a result row.
 # Row: name round requests requests_per_s p50_ms cpu_seconds
 measure() {
-    local name=$1 d=$2 tag=$3 pid url k0 k1 c0 c1 out file
+    local name=$1 d=$2 tag=$3 pid url k0 k1 c0 c1 s0 s1 out file
     pid=$(pid_of "$name"); url=$(url_of "$name")
     kill -0 "$pid" 2>/dev/null || { echo "$name server (pid $pid) is gone"; exit 1; }
-    k0=$(children "$pid"); c0=$(cpu_ticks "$pid")
+    k0=$(children "$pid"); c0=$(cpu_ticks "$pid"); s0=$(steal_ticks)
     out=$(taskset -c 0 wrk -t1 -c64 -d"${d}s" --latency "$url")
-    c1=$(cpu_ticks "$pid"); k1=$(children "$pid")
+    c1=$(cpu_ticks "$pid"); s1=$(steal_ticks); k1=$(children "$pid")
     file="$work/wrk-$name-$tag.txt"
     echo "$out" >"$file"
     [ "$k0" = "$k1" ] || { echo "$name: child processes changed during the run ($k0-> $k1); CPU figure would be wrong"; exit 1; }
@@ -132,9 +134,9 @@ measure() {
     if grep -q "Socket errors" <<<"$out" && grep "Socket errors" <<<"$out" | grep -qE '[1-9]'; then
         echo "$name: FAILED, wrk reports socket errors:"; grep "Socket errors" <<<"$out"; echo "$out"; exit 1
     fi
-    python3 - "$name" "$tag" "$file" "$c0" "$c1" "$tck" <<'PY'
+    python3 - "$name" "$tag" "$file" "$c0" "$c1" "$tck" "$((s1 - s0))" <<'PY'
 import re, sys
-name, tag, path, c0, c1, tck = sys.argv[1:]
+name, tag, path, c0, c1, tck, steal = sys.argv[1:]
 text = open(path).read()
 m = re.search(r"(\d+) requests in ([0-9.]+)(us|ms|s|m)", text)
 rps = re.search(r"Requests/sec:\s*([0-9.]+)", text)
@@ -152,7 +154,8 @@ if tag == "warmup":
     sys.exit(0)
 per_cpu = requests / max(cpu, 1e-9)
 print(f"  round {tag} {name:5s}: {float(rps.group(1)):9.0f} req/s, p50 {p50_ms:7.3f} ms, "
-      f"{requests:9d} requests, server CPU {cpu:6.2f} s, {per_cpu:9.0f} requests per server CPU-second")
+      f"{requests:9d} requests, server CPU {cpu:6.2f} s, {per_cpu:9.0f} requests per server CPU-second"
+      f" (core 1 steal {int(steal) / int(tck):.2f} s)")
 with open(path.rsplit("/", 1)[0] + "/http-results.txt", "a") as f:
     f.write(f"{name} {tag} {requests} {rps.group(1)} {p50_ms} {cpu}\n")
 PY

@@ -84,7 +84,7 @@ public struct JSONWriter<Sink: JSONSink> {
     public mutating func field(_ k: String, _ v: some BinaryInteger) { key(k); int(v) }
     public mutating func field(_ k: String, _ v: Double) { key(k); double(v) }
     public mutating func field(_ k: String, _ v: Bool) { key(k); bool(v) }
-    public mutating func field(_ k: String, _ v: some JSONEncodable) { key(k); v.encode(to: &self) }
+    public mutating func field(_ k: String, encoding v: some JSONEncodable) { key(k); v.encode(to: &self) }
 
     private mutating func raw(_ s: String) {
         var s = s

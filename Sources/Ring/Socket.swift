@@ -66,6 +66,39 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
         self.length = length
     }
 
+    /// Addresses for `host`: numeric hosts and "localhost" directly; names through
+    /// getaddrinfo, which blocks, so it runs off the loop (on the global pool) and the
+    /// caller awaits the result.
+    public static func resolve(_ host: String, port: UInt16) async throws(RingError) -> [SocketAddress] {
+        if host == "localhost" { return [try SocketAddress(host: "127.0.0.1", port: port)] }
+        if let numeric = try? SocketAddress(host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host, port: port) {
+            return [numeric]
+        }
+        let result = await Task.detached { () -> Result<[SocketAddress], RingError> in
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_family = AF_UNSPEC
+            var list: UnsafeMutablePointer<addrinfo>?
+            let rc = getaddrinfo(host, String(port), &hints, &list)
+            guard rc == 0, let first = list else {
+                return .failure(RingError(.invalidArgument("cannot resolve \"\(host)\": \(String(cString: gai_strerror(rc)))"), operation: "resolve"))
+            }
+            defer { freeaddrinfo(list) }
+            var out: [SocketAddress] = []
+            var p: UnsafeMutablePointer<addrinfo>? = first
+            while let ai = p {
+                if let sa = ai.pointee.ai_addr, ai.pointee.ai_family == AF_INET || ai.pointee.ai_family == AF_INET6 {
+                    var ss = sockaddr_storage()
+                    withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(ai.pointee.ai_addrlen))) }
+                    out.append(SocketAddress(storage: ss, length: ai.pointee.ai_addrlen))
+                }
+                p = ai.pointee.ai_next
+            }
+            return out.isEmpty ? .failure(RingError(.invalidArgument("no address for \"\(host)\""), operation: "resolve")) : .success(out)
+        }.value
+        return try result.get()
+    }
+
     private static func bad(_ text: String) -> RingError {
         RingError(.invalidArgument("\"\(text)\" is not HOST:PORT (IPv6 as [::1]:PORT)"), operation: "parse address")
     }
