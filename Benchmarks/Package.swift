@@ -19,6 +19,11 @@ let package = Package(
             ],
             path: "Sources/RingBench"
         ),
+        .executableTarget(
+            name: "JSONBench",
+            dependencies: [.product(name: "JSON", package: "Spool")],
+            path: "Sources/JSONBench"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -48,8 +48,19 @@ public final class JSONDocument: Sendable {
         let result = bytes.withUnsafeBytes { raw -> Result<[Node], JSONError> in
             do throws(JSONError) {
                 let index = try Stage1.index(raw, kernel: options.kernel)
-                var builder = TreeBuilder(input: raw, index: index, maxDepth: options.maxDepth)
-                return .success(try builder.build())
+                // A value needs at least one structural, so their count bounds the nodes.
+                var failure: JSONError?
+                let nodes = [Node](unsafeUninitializedCapacity: max(1, index.positions.count)) { buffer, written in
+                    var builder = TreeBuilder(input: raw, index: index, maxDepth: options.maxDepth, nodes: buffer.baseAddress!)
+                    do throws(JSONError) {
+                        written = try builder.build()
+                    } catch {
+                        failure = error
+                        written = 0
+                    }
+                }
+                if let failure { throw failure }
+                return .success(nodes)
             } catch {
                 return .failure(error)
             }
@@ -129,12 +140,14 @@ private extension String {
 struct TreeBuilder {
     typealias Node = JSONDocument.Node
 
+    /// An open container. Plain data, so the stack never retains or releases.
     private struct Frame {
         var node: Int
         var isObject: Bool
         var count: UInt32 = 0
         var keysStart: Int
-        var keySet: Set<[UInt8]>? = nil
+        /// Index into `keySets` once the object has many keys, else -1.
+        var keySet: Int = -1
     }
 
     private enum State { case value, afterValue, objectFirst, objectKey, arrayFirst }
@@ -142,21 +155,36 @@ struct TreeBuilder {
     let input: UnsafeRawBufferPointer
     let index: StructuralIndex
     let maxDepth: Int
-    private var nodes: [Node] = []
+    /// Output storage, sized by the caller to the structural count (the bound on nodes).
+    private let nodes: UnsafeMutablePointer<Node>
+    private var nodeCount = 0
     private var stack: [Frame] = []
-    private var keys: [Int] = []     // key node indices of the open objects, by frame
+    /// Keys of the open objects, by frame: node index and a fingerprint (length and up to
+    /// 16 bytes) that settles almost every comparison without touching the bytes again.
+    private var keys: [(node: Int, print: UInt64)] = []
+    private var keySets: [Set<[UInt8]>] = []
 
-    init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int) {
+    init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int, nodes: UnsafeMutablePointer<Node>) {
         self.input = input
         self.index = index
         self.maxDepth = maxDepth
+        self.nodes = nodes
     }
 
-    mutating func build() throws(JSONError) -> [Node] {
-        let pos = index.positions
-        let n = pos.count
+    @inline(__always)
+    private mutating func append(_ node: Node) {
+        (nodes + nodeCount).initialize(to: node)
+        nodeCount += 1
+    }
+
+    /// Builds the nodes; returns how many were written.
+    mutating func build() throws(JSONError) -> Int {
+        let n = index.positions.count
         guard n > 0 else { throw JSONError(.empty, at: 0) }
-        nodes.reserveCapacity(n)
+        return try index.positions.withUnsafeBufferPointer { pos throws(JSONError) in try build(pos, n) }
+    }
+
+    private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
         var i = 0
         var state = State.value
         while true {
@@ -171,8 +199,8 @@ struct TreeBuilder {
                         throw JSONError(.tooDeep, at: p, detail: "the limit is \(maxDepth)")
                     }
                     let isObject = input[p] == 0x7B
-                    stack.append(Frame(node: nodes.count, isObject: isObject, keysStart: keys.count))
-                    nodes.append(Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
+                    stack.append(Frame(node: nodeCount, isObject: isObject, keysStart: keys.count))
+                    append(Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
                     i += 1
                     state = isObject ? .objectFirst : .arrayFirst
                     continue
@@ -191,7 +219,7 @@ struct TreeBuilder {
             case .afterValue:
                 guard let top = stack.last else {
                     if i < n { throw JSONError(.trailingContent, at: Int(pos[i])) }
-                    return nodes
+                    return nodeCount
                 }
                 guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
                 let p = Int(pos[i])
@@ -225,7 +253,7 @@ struct TreeBuilder {
                     throw JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a string key"))
                 }
                 try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
-                try checkDuplicate(nodes.count - 1)
+                try checkDuplicate(nodeCount - 1)
                 i += 2
                 guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
                 let q = Int(pos[i])
@@ -240,9 +268,10 @@ struct TreeBuilder {
 
     private mutating func close() {
         let f = stack.removeLast()
-        nodes[f.node].end = UInt32(nodes.count)
+        nodes[f.node].end = UInt32(nodeCount)
         nodes[f.node].count = f.count
         keys.removeSubrange(f.keysStart...)
+        if f.keySet >= 0 { keySets.removeLast() }
     }
 
     private func describe(_ c: UInt8, expected: String) -> String {
@@ -266,7 +295,7 @@ struct TreeBuilder {
         guard p + len <= input.count, isDelimiter(p + len) else { throw JSONError(.invalidLiteral, at: p) }
         let w = word.utf8Start
         for k in 0..<len where input[p + k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
-        nodes.append(Node(start: UInt32(p), end: UInt32(p + len), count: 0, kind: kind, flag: false))
+        append(Node(start: UInt32(p), end: UInt32(p + len), count: 0, kind: kind, flag: false))
     }
 
     private mutating func number(_ p: Int) throws(JSONError) {
@@ -300,14 +329,14 @@ struct TreeBuilder {
         guard isDelimiter(q) else {
             throw JSONError(.invalidNumber, at: p, detail: "unexpected character in a number")
         }
-        nodes.append(Node(start: UInt32(p), end: UInt32(q), count: 0, kind: .number, flag: integer))
+        append(Node(start: UInt32(p), end: UInt32(q), count: 0, kind: .number, flag: integer))
     }
 
     private mutating func appendString(openQuote: Int, closeQuote: Int) throws(JSONError) {
         let start = openQuote + 1
         let escaped = index.hasBackslash(in: start..<closeQuote)
         if escaped { try validateEscapes(start, closeQuote) }
-        nodes.append(Node(start: UInt32(start), end: UInt32(closeQuote), count: 0, kind: .string, flag: escaped))
+        append(Node(start: UInt32(start), end: UInt32(closeQuote), count: 0, kind: .string, flag: escaped))
     }
 
     private func validateEscapes(_ start: Int, _ end: Int) throws(JSONError) {
@@ -344,42 +373,71 @@ struct TreeBuilder {
     private mutating func checkDuplicate(_ key: Int) throws(JSONError) {
         let f = stack.count - 1
         let first = stack[f].keysStart
-        if stack[f].keySet == nil {
+        let k = nodes[key]
+        if stack[f].keySet < 0 {
+            let input = self.input
+            let print = TreeBuilder.fingerprint(k, input)
             if keys.count - first < 32 {
-                let k = nodes[key]
-                for other in keys[first...] where keysEqual(nodes[other], k) {
-                    throw JSONError(.duplicateKey, at: Int(k.start) - 1, detail: "\"\(String(decoding: keyBytes(k), as: UTF8.self))\"")
+                let nodes = self.nodes
+                let clash = keys.withUnsafeBufferPointer { ks in
+                    for j in first..<ks.count where ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) { return true }
+                    return false
                 }
-                keys.append(key)
+                if clash { throw duplicate(k) }
+                keys.append((key, print))
                 return
             }
-            // Large object: switch to a hash set of the unescaped keys so far.
+            // Large object: switch to a hash set of the unescaped keys (no quadratic scan).
             var set = Set<[UInt8]>()
-            for other in keys[first...] { set.insert(keyBytes(nodes[other])) }
-            stack[f].keySet = set
+            for j in first..<keys.count { set.insert(keyBytes(nodes[keys[j].node])) }
+            stack[f].keySet = keySets.count
+            keySets.append(set)
         }
-        let bytes = keyBytes(nodes[key])
-        guard stack[f].keySet!.insert(bytes).inserted else {
-            throw JSONError(.duplicateKey, at: Int(nodes[key].start) - 1, detail: "\"\(String(decoding: bytes, as: UTF8.self))\"")
-        }
-        keys.append(key)
+        guard keySets[stack[f].keySet].insert(keyBytes(k)).inserted else { throw duplicate(k) }
+        keys.append((key, 0))
     }
 
-    private func keysEqual(_ a: Node, _ b: Node) -> Bool {
+    private func duplicate(_ k: Node) -> JSONError {
+        JSONError(.duplicateKey, at: Int(k.start) - 1, detail: "\"\(String(decoding: keyBytes(k), as: UTF8.self))\"")
+    }
+
+    /// Length plus the first and last eight bytes (escaped keys: of the unescaped form, so
+    /// "a" and "\u0061" print alike).
+    @inline(__always)
+    private static func fingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
+        if k.flag { return keyBytes(k, input).withUnsafeBytes { fingerprint($0) } }
+        return fingerprint(UnsafeRawBufferPointer(rebasing: input[Int(k.start)..<Int(k.end)]))
+    }
+
+    @inline(__always)
+    static func fingerprint(_ b: UnsafeRawBufferPointer) -> UInt64 {
+        let len = b.count
+        var h = UInt64(len) &* 0x9E37_79B9_7F4A_7C15
+        if len >= 8 {
+            let a = b.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+            let z = b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self)
+            h ^= a &* 0xBF58_476D_1CE4_E5B9 ^ (z &<< 1 | z &>> 63)
+        } else {
+            var a: UInt64 = 0
+            for j in 0..<len { a = a << 8 | UInt64(b[j]) }
+            h ^= a &* 0xBF58_476D_1CE4_E5B9
+        }
+        return h
+    }
+
+    private static func keysEqual(_ a: Node, _ b: Node, _ input: UnsafeRawBufferPointer) -> Bool {
         if !a.flag && !b.flag {
             let n = Int(a.end - a.start)
             guard n == Int(b.end - b.start) else { return false }
-            return memEqual(Int(a.start), Int(b.start), n)
+            for k in 0..<n where input[Int(a.start) + k] != input[Int(b.start) + k] { return false }
+            return true
         }
-        return keyBytes(a) == keyBytes(b)
+        return keyBytes(a, input) == keyBytes(b, input)
     }
 
-    private func memEqual(_ a: Int, _ b: Int, _ n: Int) -> Bool {
-        for k in 0..<n where input[a + k] != input[b + k] { return false }
-        return true
-    }
+    private func keyBytes(_ k: Node) -> [UInt8] { TreeBuilder.keyBytes(k, input) }
 
-    private func keyBytes(_ k: Node) -> [UInt8] {
+    private static func keyBytes(_ k: Node, _ input: UnsafeRawBufferPointer) -> [UInt8] {
         let raw = UnsafeRawBufferPointer(rebasing: input[Int(k.start)..<Int(k.end)])
         return k.flag ? Escapes.unescape(raw) : Array(raw)
     }

@@ -59,8 +59,28 @@ enum Stage1 {
         precondition(input.count < Int(UInt32.max), "JSON input must be smaller than 4 GiB")
         var out = StructuralIndex()
         let blocks = (input.count + 63) / 64
-        out.positions.reserveCapacity(input.count / 6 + 8)
         out.backslashWords = [UInt64](repeating: 0, count: blocks)
+        var failure: JSONError?
+        // Every byte can be structural at most once: write offsets through a pointer into
+        // storage of that bound, with no per-append checks.
+        out.positions = [UInt32](unsafeUninitializedCapacity: input.count + 1) { positions, written in
+            written = 0
+            do throws(JSONError) {
+                try out.backslashWords.withUnsafeMutableBufferPointer { words throws(JSONError) in
+                    written = try scan(input, kernel: kernel, blocks: blocks, positions: positions.baseAddress!, backslashWords: words.baseAddress!)
+                }
+            } catch {
+                failure = error
+                written = 0
+            }
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    private static func scan(_ input: UnsafeRawBufferPointer, kernel: JSONScanKernel, blocks: Int,
+                             positions: UnsafeMutablePointer<UInt32>, backslashWords: UnsafeMutablePointer<UInt64>) throws(JSONError) -> Int {
+        var written = 0
         var utf8 = UTF8Validator()
         var escapeCarry = false      // the first byte of the next block is escaped
         var inStringCarry = false    // the next block starts inside a string
@@ -83,7 +103,7 @@ enum Stage1 {
                     return kernel == .simd ? classifySIMD(UnsafeRawPointer(t.baseAddress!)) : classifyScalar(UnsafeRawBufferPointer(t))
                 }
             }
-            out.backslashWords[block] = m.backslash
+            backslashWords[block] = m.backslash
 
             // Escapes: walk the (rare) backslashes in order. A backslash that is not itself
             // escaped escapes the next byte.
@@ -122,13 +142,14 @@ enum Stage1 {
             var structural = ops | quotes | scalarStart
             if count < 64 { structural &= (1 << UInt64(count)) - 1 }
             while structural != 0 {
-                out.positions.append(UInt32(start + structural.trailingZeroBitCount))
+                positions[written] = UInt32(start + structural.trailingZeroBitCount)
+                written += 1
                 structural &= structural &- 1
             }
         }
         if utf8.pending { throw JSONError(.invalidUTF8, at: input.count) }
         if inStringCarry { throw JSONError(.unterminatedString, at: input.count) }
-        return out
+        return written
     }
 
     @inline(__always)
@@ -162,30 +183,46 @@ enum Stage1 {
         return m
     }
 
-    /// The vector classifier: the whole block as one SIMD64<UInt8>.
+    /// The vector classifier: the whole block as one SIMD64<UInt8>. Only operations that
+    /// the standard library lowers to vector instructions for SIMD64 are used (measured:
+    /// lane-wise compare and wrapping add are; `|`, `&` and the SIMDMask helpers are
+    /// lane-by-lane loops at this width). Compare results are reinterpreted as 0x00/0xFF
+    /// bytes, and masks of mutually exclusive bytes are combined with `&+`, which equals
+    /// OR when no lane is set twice.
     @inline(__always)
     static func classifySIMD(_ p: UnsafeRawPointer) -> BlockMasks {
         let v = p.loadUnaligned(as: SIMD64<UInt8>.self)
         var m = BlockMasks()
-        m.quote = bits(v .== 0x22)
-        m.backslash = bits(v .== 0x5C)
-        m.whitespace = bits((v .== 0x20) .| (v .== 0x0A) .| (v .== 0x0D) .| (v .== 0x09))
-        let folded = v | 0x20          // '[' -> '{', ']' -> '}'
-        m.op = bits((folded .== 0x7B) .| (folded .== 0x7D) .| (v .== 0x3A) .| (v .== 0x2C))
-        m.control = bits(v .< 0x20)
-        m.nonASCII = any(v .>= 0x80)
+        m.quote = bits(eq(v, 0x22))
+        m.backslash = bits(eq(v, 0x5C))
+        m.whitespace = bits(eq(v, 0x20) &+ eq(v, 0x0A) &+ eq(v, 0x0D) &+ eq(v, 0x09))
+        m.op = bits(eq(v, 0x7B) &+ eq(v, 0x7D) &+ eq(v, 0x5B) &+ eq(v, 0x5D) &+ eq(v, 0x3A) &+ eq(v, 0x2C))
+        // Control bytes (< 0x20): shift the range by 0x80 and compare signed, which lowers
+        // to one instruction per 16 lanes; the unsigned compare did not, in context.
+        let shifted = unsafeBitCast(v &+ SIMD64<UInt8>(repeating: 0x80), to: SIMD64<Int8>.self)
+        m.control = ~bits(unsafeBitCast(shifted .>= SIMD64<Int8>(repeating: -96), to: SIMD64<UInt8>.self))
+        // Any byte with its top bit set: OR the block down to one word.
+        let w = unsafeBitCast(v, to: SIMD8<UInt64>.self)
+        let any = (w[0] | w[1] | w[2] | w[3]) | (w[4] | w[5] | w[6] | w[7])
+        m.nonASCII = any & 0x8080_8080_8080_8080 != 0
         return m
     }
 
-    /// Packs a 64-lane mask into a UInt64 (bit i = lane i). Each group of eight lanes is
-    /// one UInt64 with 0x01 bytes; a multiply gathers the eight low bits into the top byte,
-    /// and the eight top bytes, narrowed, are the result in lane order (little-endian).
     @inline(__always)
-    static func bits(_ mask: SIMDMask<SIMD64<Int8>>) -> UInt64 {
-        let ones = SIMD64<UInt8>(repeating: 0).replacing(with: 1, where: mask)
-        let words = unsafeBitCast(ones, to: SIMD8<UInt64>.self)
-        let packed = (words &* 0x0102_0408_1020_4080) &>> 56
-        return unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: packed), to: UInt64.self)
+    static func eq(_ v: SIMD64<UInt8>, _ c: UInt8) -> SIMD64<UInt8> {
+        unsafeBitCast(v .== SIMD64<UInt8>(repeating: c), to: SIMD64<UInt8>.self)
+    }
+
+    /// Packs 64 lanes of 0x00/0xFF into a UInt64 (bit i = lane i): per eight lanes, keep
+    /// each byte's top bit and let one multiply gather the eight bits into the top byte.
+    @inline(__always)
+    static func bits(_ lanes: SIMD64<UInt8>) -> UInt64 {
+        let w = unsafeBitCast(lanes, to: SIMD8<UInt64>.self)
+        @inline(__always) func gather(_ x: UInt64) -> UInt64 {
+            ((x & 0x8080_8080_8080_8080) &* 0x0002_0408_1020_4081) >> 56
+        }
+        return gather(w[0]) | gather(w[1]) << 8 | gather(w[2]) << 16 | gather(w[3]) << 24
+            | gather(w[4]) << 32 | gather(w[5]) << 40 | gather(w[6]) << 48 | gather(w[7]) << 56
     }
 }
 

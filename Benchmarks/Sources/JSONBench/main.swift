@@ -1,0 +1,103 @@
+// JSONBench: parse a ~1 MB array of job records and read the same fields from every
+// record with Spool's JSON module and with Foundation's JSONDecoder (Codable), in the same
+// process, rounds interleaved. Both must produce the checksum gen_jobs.py printed (the
+// result is checked before anything is timed). The simdjson side is a C++ harness
+// (yardstick/simdjson_bench.cpp) run by run.sh on the same file.
+//
+// Usage: JSONBench FILE EXPECTED_CHECKSUM [ITERATIONS]
+import Foundation
+import JSON
+
+@main
+struct JSONBench {
+    struct Output: Decodable { let width: Int64; let height: Int64 }
+    struct Input: Decodable { let bytes: UInt64 }
+    struct Job: Decodable {
+        let id: String
+        let priority: Int64
+        let progress: Double
+        let input: Input
+        let outputs: [Output]
+    }
+
+    /// Spool: parse (stage 1 + stage 2, full validation), then read fields on demand.
+    static func spool(_ bytes: [UInt8]) throws -> (UInt64, Double) {
+        let doc = try JSONDocument(parsing: bytes)
+        var sum: UInt64 = 0
+        var progress = 0.0
+        for job in doc.root.elements {
+            guard let id = job["id"], let pr = job["priority"], let pg = job["progress"],
+                  let input = job["input"], let b = input["bytes"], let outs = job["outputs"] else { throw JSONError(.missingField, pointer: job.pointer) }
+            sum &+= UInt64(try id.withUTF8 { $0.count })
+            sum &+= UInt64(bitPattern: try pr.int64())
+            progress += try pg.double()
+            sum &+= try b.uint64()
+            for o in outs.elements {
+                guard let w = o["width"], let h = o["height"] else { throw JSONError(.missingField, pointer: o.pointer) }
+                sum &+= UInt64(bitPattern: try w.int64()) &+ UInt64(bitPattern: try h.int64())
+            }
+        }
+        return (sum, progress)
+    }
+
+    static func foundation(_ data: Data) throws -> (UInt64, Double) {
+        let jobs = try JSONDecoder().decode([Job].self, from: data)
+        var sum: UInt64 = 0
+        var progress = 0.0
+        for j in jobs {
+            sum &+= UInt64(j.id.utf8.count)
+            sum &+= UInt64(bitPattern: j.priority)
+            progress += j.progress
+            sum &+= j.input.bytes
+            for o in j.outputs { sum &+= UInt64(bitPattern: o.width) &+ UInt64(bitPattern: o.height) }
+        }
+        return (sum, progress)
+    }
+
+    static func time(_ body: () throws -> Void) rethrows -> Double {
+        let t0 = ContinuousClock.now
+        try body()
+        let d = ContinuousClock.now - t0
+        return Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) / 1e12
+    }
+
+    static func main() throws {
+        let args = CommandLine.arguments
+        guard args.count >= 3, let expected = UInt64(args[2]) else {
+            FileHandle.standardError.write("usage: JSONBench FILE EXPECTED_CHECKSUM [ITERATIONS]\n".data(using: .utf8)!)
+            exit(2)
+        }
+        let iterations = args.count > 3 ? Int(args[3]) ?? 200 : 200
+        let data = try Data(contentsOf: URL(fileURLWithPath: args[1]))
+        let bytes = [UInt8](data)
+        // Check results before timing.
+        let (s1, _) = try spool(bytes)
+        let (s2, _) = try foundation(data)
+        guard s1 == expected, s2 == expected else {
+            print("checksum mismatch: spool \(s1), foundation \(s2), expected \(expected)")
+            exit(1)
+        }
+        var spoolTimes: [Double] = [], foundationTimes: [Double] = [], scalarTimes: [Double] = []
+        var scalarOptions = JSONDocument.Options()
+        scalarOptions.kernel = .scalar
+        var sink = 0.0
+        // Foundation is much slower: run it a tenth as often, interleaved.
+        for i in 0..<iterations {
+            spoolTimes.append(try time { sink += try spool(bytes).1 })
+            if i % 10 == 0 {
+                foundationTimes.append(try time { sink += try foundation(data).1 })
+                scalarTimes.append(try time { _ = try JSONDocument(parsing: bytes, options: scalarOptions) })
+            }
+        }
+        let stage1Only = try (0..<max(10, iterations / 4)).map { _ in try time { _ = try JSONDocument(parsing: bytes) } }
+        func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+        let mb = Double(bytes.count) / 1e6
+        let sp = median(spoolTimes), fd = median(foundationTimes)
+        print(String(format: "spool JSON (parse + read fields): median %.1f us, %.0f MB/s", sp, mb / (sp / 1e6)))
+        print(String(format: "spool JSON parse only (SIMD):     median %.1f us, %.0f MB/s", median(stage1Only), mb / (median(stage1Only) / 1e6)))
+        print(String(format: "spool JSON parse only (scalar):   median %.1f us, %.0f MB/s", median(scalarTimes), mb / (median(scalarTimes) / 1e6)))
+        print(String(format: "Foundation JSONDecoder (Codable): median %.1f us, %.0f MB/s", fd, mb / (fd / 1e6)))
+        print(String(format: "spool / JSONDecoder: %.1fx", fd / sp))
+        print("spool_median_us=\(String(format: "%.1f", sp)) checksum=\(s1) sink=\(sink > 0)")
+    }
+}
