@@ -22,7 +22,8 @@ public struct ResponseHead: Sendable, Equatable {
 
     /// "HTTP/1.1 200 OK\r\nName: value\r\n...\r\n"
     public func serialize(into out: inout [UInt8]) {
-        out.append(contentsOf: "HTTP/1.1 \(status) ".utf8)
+        out.append(contentsOf: [0x48, 0x54, 0x54, 0x50, 0x2F, 0x31, 0x2E, 0x31, 0x20,
+                                UInt8(0x30 + status / 100), UInt8(0x30 + status / 10 % 10), UInt8(0x30 + status % 10), 0x20])
         for c in reason.utf8 { precondition(c == 0x09 || c >= 0x20 && c != 0x7F, "control character in reason phrase") }
         out.append(contentsOf: reason.utf8)
         out.append(0x0D); out.append(0x0A)

@@ -18,6 +18,8 @@ import Ring
 final class ConnectionInput {
     let conn: TCPConnection
     var pending: [UInt8] = []
+    /// Between requests with nothing buffered (graceful stop closes these at once).
+    var idle = true
     init(conn: TCPConnection) { self.conn = conn }
 }
 

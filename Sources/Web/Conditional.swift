@@ -11,8 +11,10 @@ public func entityTag(of body: [UInt8]) -> String {
         h ^= UInt64(b)
         h = h &* 0x100_0000_01b3
     }
-    let hex = String(h, radix: 16)
-    return "\"" + String(repeating: "0", count: 16 - hex.count) + hex + "\""
+    var text = [UInt8](repeating: 0x22, count: 18)
+    let digits: StaticString = "0123456789abcdef"
+    for i in 0..<16 { text[16 - i] = digits.utf8Start[Int(h >> (4 * UInt64(i)) & 15)] }
+    return String(decoding: text, as: UTF8.self)
 }
 
 enum Conditional {
@@ -20,13 +22,13 @@ enum Conditional {
     /// request's preconditions say the client's copy is current.
     static func apply(_ request: Request, _ response: inout Response) {
         guard request.method == "GET" || request.method == "HEAD", response.status == 200 || response.status == 206 else { return }
-        var tag = response.headers.first { $0.name.lowercased() == "etag" }?.value
+        var tag = response.headers.value(of: "ETag")
         if tag == nil && response.stream == nil {
             let t = entityTag(of: response.body)
             response.headers.append(("ETag", t))
             tag = t
         }
-        let lastModified = response.headers.first { $0.name.lowercased() == "last-modified" }.flatMap { HTTPDate.parse($0.value) }
+        let lastModified = response.headers.value(of: "Last-Modified").flatMap { HTTPDate.parse($0) }
         let notModified: Bool
         if let inm = request.header("If-None-Match") {
             notModified = tag.map { matches(inm, $0) } ?? false
@@ -39,7 +41,7 @@ enum Conditional {
             response.status = 304
             response.body = []
             response.stream = nil
-            response.headers.removeAll { ["content-type", "content-range"].contains($0.name.lowercased()) }
+            response.headers.removeAll { $0.name.equalsIgnoringCase("Content-Type") || $0.name.equalsIgnoringCase("Content-Range") }
         }
     }
 

@@ -68,18 +68,14 @@ public struct ClientRequest: Sendable {
 public struct ClientResponseHead: Sendable {
     public var status: Int
     public var headers: [(name: String, value: String)]
-    public func header(_ name: String) -> String? {
-        headers.first { $0.name.lowercased() == name.lowercased() }?.value
-    }
+    public func header(_ name: String) -> String? { headers.value(of: name) }
 }
 
 public struct ClientResponse: Sendable {
     public var status: Int
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
-    public func header(_ name: String) -> String? {
-        headers.first { $0.name.lowercased() == name.lowercased() }?.value
-    }
+    public func header(_ name: String) -> String? { headers.value(of: name) }
 }
 
 /// Writes a streamed request body (each write is one chunk).

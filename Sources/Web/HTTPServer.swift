@@ -84,7 +84,7 @@ public final class HTTPServer: Sendable {
                 while !registry.value.connections.isEmpty && ContinuousClock.now < deadline {
                     try? await loop.sleep(for: .milliseconds(10))
                 }
-                for (c, _) in registry.value.connections.values { await c.close() }
+                for c in registry.value.connections.values { await c.conn.close() }
             }
             loop.shutdown()
         }
@@ -94,16 +94,16 @@ public final class HTTPServer: Sendable {
 
     func serve(_ conn: TCPConnection, loop: EventLoop, registry: ConnectionRegistry) async {
         conn.followsTaskCancellation = false
-        registry.add(conn)
-        defer { registry.remove(conn) }
         let input = ConnectionInput(conn: conn)
+        registry.add(input)
+        defer { registry.remove(input) }
         let peer = conn.remoteAddress?.description
         var parser = RequestHeadParser(limits: configuration.limits)
         var headStarted: ContinuousClock.Instant?
         connection: while true {
             // Answer every complete request already buffered (pipelining), in order.
             while !input.pending.isEmpty {
-                registry.setIdle(conn, false)
+                input.idle = false
                 if headStarted == nil { headStarted = .now }
                 let parsed: RequestHead?
                 do {
@@ -172,7 +172,7 @@ public final class HTTPServer: Sendable {
                     break connection
                 }
             }
-            registry.setIdle(conn, input.pending.isEmpty)
+            input.idle = input.pending.isEmpty
             // Wait for more bytes: the rest of the head's deadline, or the idle timeout.
             let timeout: Duration
             if let started = headStarted, !input.pending.isEmpty {
@@ -215,7 +215,7 @@ public final class HTTPServer: Sendable {
         case .chunked(let producer):
             // HTTP/1.0 has no chunked coding: the body runs to the end of the connection.
             if http10 {
-                headers.removeAll { $0.name.lowercased() == "connection" }
+                headers.removeAll(named: "Connection")
                 headers.append(("Connection", "close"))
             } else {
                 headers.append(("Transfer-Encoding", "chunked"))
@@ -293,12 +293,11 @@ extension APIError {
 
 /// The connections one loop is serving, for graceful shutdown. Loop-confined.
 final class ConnectionRegistry {
-    private(set) var connections: [ObjectIdentifier: (conn: TCPConnection, idle: Bool)] = [:]
+    private(set) var connections: [ObjectIdentifier: ConnectionInput] = [:]
     private(set) var draining = false
 
-    func add(_ c: TCPConnection) { connections[ObjectIdentifier(c)] = (c, true) }
-    func remove(_ c: TCPConnection) { connections[ObjectIdentifier(c)] = nil }
-    func setIdle(_ c: TCPConnection, _ idle: Bool) { connections[ObjectIdentifier(c)]?.idle = idle }
+    func add(_ c: ConnectionInput) { connections[ObjectIdentifier(c)] = c }
+    func remove(_ c: ConnectionInput) { connections[ObjectIdentifier(c)] = nil }
 
     /// Stop taking requests: returns the idle connections (to close now).
     func drain() -> [TCPConnection] {

@@ -29,7 +29,8 @@ public struct Request: Sendable {
 
     /// The path without the query.
     public var path: Substring {
-        target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        guard let q = target.utf8.firstIndex(of: 0x3F) else { return target[...] }
+        return target[..<q]
     }
 
     /// The first query parameter named `name` (percent-decoded), if any.
@@ -42,9 +43,7 @@ public struct Request: Sendable {
         return nil
     }
 
-    public func header(_ name: String) -> String? {
-        headers.first { $0.name.lowercased() == name.lowercased() }?.value
-    }
+    public func header(_ name: String) -> String? { headers.value(of: name) }
 
     /// The body parsed as JSON; malformed JSON is a 400 `invalid_json` with the offset.
     public func json() throws -> JSONDocument {
@@ -105,9 +104,7 @@ public struct Response: Sendable {
         self.body = body
     }
 
-    public func header(_ name: String) -> String? {
-        headers.first { $0.name.lowercased() == name.lowercased() }?.value
-    }
+    public func header(_ name: String) -> String? { headers.value(of: name) }
 
     public static func json(_ status: Int = 200, _ text: String) -> Response {
         Response(status: status, headers: [("Content-Type", "application/json")], body: Array(text.utf8))
@@ -151,5 +148,36 @@ extension APIError {
             self.init(status: 422, code: "validation_failed", message: e.description,
                       details: [("field", e.pointer), ("reason", e.detail.isEmpty ? e.kind.rawValue : e.detail)])
         }
+    }
+}
+
+extension String {
+    /// ASCII case-insensitive equality, without allocating (header names are ASCII).
+    @inline(__always)
+    func equalsIgnoringCase(_ other: String) -> Bool {
+        var a = self.utf8.makeIterator(), b = other.utf8.makeIterator()
+        while true {
+            switch (a.next(), b.next()) {
+            case (nil, nil): return true
+            case let (x?, y?):
+                if x != y {
+                    let lx = x | 0x20
+                    guard lx == y | 0x20, lx >= 0x61, lx <= 0x7A else { return false }
+                }
+            default: return false
+            }
+        }
+    }
+}
+
+extension Array where Element == (name: String, value: String) {
+    /// The value of the first field named `name` (ASCII case-insensitive).
+    func value(of name: String) -> String? {
+        for f in self where f.name.utf8.count == name.utf8.count && f.name.equalsIgnoringCase(name) { return f.value }
+        return nil
+    }
+
+    mutating func removeAll(named name: String) {
+        removeAll { $0.name.equalsIgnoringCase(name) }
     }
 }

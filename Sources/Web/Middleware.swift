@@ -21,7 +21,7 @@ public enum StandardMiddleware {
             }
             req.requestID = id
             var response = await next(req)
-            response.headers.removeAll { $0.name.lowercased() == "x-request-id" }
+            response.headers.removeAll(named: "X-Request-Id")
             response.headers.append(("X-Request-Id", id))
             return response
         }
