@@ -4,6 +4,11 @@
 #  2. Loopback TCP echo: `spool echo` (Spool runtime) vs echo_uring.c, a minimal C liburing
 #     echo server compiled here; the same C load generator drives both, pinned to the other
 #     core; rounds alternate A B A B and medians are compared.
+#  3. HTTP: `spool serve` vs nginx (1 worker, `return 200` with the same body), wrk -c64
+#     pinned to the other core; requests per server CPU-second (http_vs_nginx.sh).
+#  4. JSON: a ~1 MB array of job records (gen_jobs.py), parse + read the same fields with
+#     Spool's JSON module, Foundation's JSONDecoder (JSONBench) and simdjson On-Demand
+#     (yardstick/simdjson_bench.cpp, Debian's libsimdjson-dev); checksums checked first.
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,10 +20,13 @@ smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
 echo "== building (release)"
 (cd .. && swift build -c release --product spool >/dev/null)
 swift build -c release --product RingBench >/dev/null
+swift build -c release --product JSONBench >/dev/null
 cc -O2 -Wall -o "$work/echo_uring" yardstick/echo_uring.c -luring
 cc -O2 -Wall -o "$work/echo_load" yardstick/echo_load.c
 spool="$here/../.build/release/spool"
 ringbench="$(swift build -c release --show-bin-path)/RingBench"
+jsonbench="$(swift build -c release --show-bin-path)/JSONBench"
+g++ -O3 -std=c++17 -o "$work/simdjson_bench" yardstick/simdjson_bench.cpp -lsimdjson
 
 if [ $smoke = 1 ]; then ops=20000; rounds=1; secs=1; echo_rounds=1; else ops=1000000; rounds=5; secs=5; echo_rounds=3; fi
 
@@ -78,4 +86,28 @@ s_rate, s_cpu = stats("spool"); c_rate, c_cpu = stats("c-liburing")
 print(f"spool echo:        {s_rate:10.0f} round trips/s, {s_cpu:10.0f} round trips per server CPU-second")
 print(f"C liburing echo:   {c_rate:10.0f} round trips/s, {c_cpu:10.0f} round trips per server CPU-second")
 print(f"spool / C yardstick: throughput {s_rate / c_rate:.2f}x, per server CPU-second {s_cpu / c_cpu:.2f}x")
+PY
+
+echo
+echo "== 3. HTTP: spool serve vs nginx, requests per server CPU-second"
+if [ $smoke = 1 ]; then SPOOL="$spool" ./http_vs_nginx.sh --smoke; else SPOOL="$spool" ./http_vs_nginx.sh; fi
+
+echo
+echo "== 4. JSON: 1 MB of job records; Spool vs Foundation JSONDecoder vs simdjson On-Demand"
+gen=$(python3 yardstick/gen_jobs.py "$work/jobs.json")
+echo "$gen"
+checksum=$(echo "$gen" | sed -E 's/.*checksum=([0-9]+).*/\1/')
+if [ $smoke = 1 ]; then iters=20; else iters=300; fi
+echo "command: JSONBench $work/jobs.json $checksum $iters; simdjson_bench $work/jobs.json $iters (both on core 0)"
+spool_out=$(taskset -c 0 "$jsonbench" "$work/jobs.json" "$checksum" $iters)
+echo "$spool_out"
+simd_out=$(taskset -c 0 "$work/simdjson_bench" "$work/jobs.json" $iters 2>/dev/null)
+echo "simdjson On-Demand: $simd_out"
+simd_ck=$(echo "$simd_out" | sed -E 's/.*checksum=([0-9]+).*/\1/')
+[ "$simd_ck" = "$checksum" ] || { echo "simdjson checksum $simd_ck != $checksum"; exit 1; }
+python3 - "$spool_out" "$simd_out" <<'PY'
+import re, sys
+spool = float(re.search(r"spool_median_us=([0-9.]+)", sys.argv[1]).group(1))
+simd = float(re.search(r"median_us=([0-9.]+)", sys.argv[2].split("best_us")[1]).group(1))
+print(f"spool / simdjson On-Demand: {simd / spool:.2f}x (goal >= 0.5x)")
 PY
