@@ -66,8 +66,11 @@ public final class RequestBody: @unchecked Sendable {
         continueOwed = expectsContinue && !isComplete
     }
 
+    /// The body of every request without one: complete, so never mutated, so shareable.
+    static let empty = RequestBody(complete: ())
+
     /// An already complete body (tests, internal requests).
-    init(complete: Void) {
+    private init(complete: Void) {
         input = nil
         framing = .length(remaining: 0)
         continueOwed = false

@@ -138,8 +138,9 @@ public final class HTTPServer: Sendable {
                     await respondAndClose(conn, .payloadTooLarge(n, limit))
                     return
                 }
-                let body = RequestBody(input: input, framing: head.framing, expectsContinue: head.expectsContinue,
-                                       limit: limit, timeout: configuration.bodyTimeout)
+                let body = head.framing == .none ? RequestBody.empty
+                    : RequestBody(input: input, framing: head.framing, expectsContinue: head.expectsContinue,
+                                  limit: limit, timeout: configuration.bodyTimeout)
                 request.bodyStream = body
                 if route != nil, case .buffered = mode {
                     do {

@@ -24,7 +24,7 @@ public struct Request: Sendable {
         self.target = target
         self.headers = headers
         self.body = body
-        self.bodyStream = RequestBody(complete: ())
+        self.bodyStream = RequestBody.empty
     }
 
     /// The path without the query.

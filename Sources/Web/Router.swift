@@ -47,11 +47,10 @@ public final class Router: Sendable {
     /// The route `method path` resolves to (HEAD finds GET), with its parameters; or the
     /// methods the path allows when only the method is wrong.
     func resolve(method: String, path: Substring) -> (route: Route?, params: [String: String], allowed: Set<String>) {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         var allowed: Set<String> = []
         let wanted = method == "HEAD" ? "GET" : method
         for route in routes {
-            guard let params = match(route.segments, parts) else { continue }
+            guard let params = match(route.segments, path) else { continue }
             guard route.method == wanted else {
                 allowed.insert(route.method)
                 if route.method == "GET" { allowed.insert("HEAD") }
@@ -70,6 +69,12 @@ public final class Router: Sendable {
     }
 
     func respond(to request: Request, route: Route?, params: [String: String], allowed: Set<String>) async -> Response {
+        // The common case, no middleware anywhere: no closures to build.
+        if global.isEmpty, let route, route.middleware.isEmpty {
+            var req = request
+            req.pathParameters = params
+            return await Router.run(route.handler, req, logger)
+        }
         let logger = self.logger
         let inner: @Sendable (Request) async -> Response = { req in
             guard let route else {
@@ -82,21 +87,24 @@ public final class Router: Sendable {
             }
             var req = req
             req.pathParameters = params
-            return await Router.chain(route.middleware, req) { req in
-                do {
-                    return try await route.handler(req)
-                } catch let e as APIError {
-                    return e.response
-                } catch let e as JSONError {
-                    return APIError(e).response
-                } catch {
-                    // Never leak internals: the detail stays in the server log.
-                    logger.error("handler failed", metadata: ["path": "\(req.path)", "error": "\(error)", "request_id": "\(req.requestID ?? "-")"])
-                    return APIError(status: 500, code: "internal", message: "internal error").response
-                }
-            }
+            return await Router.chain(route.middleware, req) { req in await Router.run(route.handler, req, logger) }
         }
         return await Router.chain(global, request, inner)
+    }
+
+    /// Runs a handler and maps what it throws to the standard errors.
+    static func run(_ handler: RouteHandler, _ req: Request, _ logger: Logger) async -> Response {
+        do {
+            return try await handler(req)
+        } catch let e as APIError {
+            return e.response
+        } catch let e as JSONError {
+            return APIError(e).response
+        } catch {
+            // Never leak internals: the detail stays in the server log.
+            logger.error("handler failed", metadata: ["path": "\(req.path)", "error": "\(error)", "request_id": "\(req.requestID ?? "-")"])
+            return APIError(status: 500, code: "internal", message: "internal error").response
+        }
     }
 
     static func chain(_ middleware: [Middleware], _ request: Request, _ end: @escaping @Sendable (Request) async -> Response) async -> Response {
@@ -105,13 +113,28 @@ public final class Router: Sendable {
         return await first(request) { req in await chain(rest, req, end) }
     }
 
-    private func match(_ pattern: [Substring], _ path: [Substring]) -> [String: String]? {
-        guard pattern.count == path.count else { return nil }
+    /// Matches `path` segment by segment (empty segments ignored) without splitting it.
+    private func match(_ pattern: [Substring], _ path: Substring) -> [String: String]? {
         var params: [String: String] = [:]
-        for (p, s) in zip(pattern, path) {
-            if p.hasPrefix(":") { params[String(p.dropFirst())] = percentDecode(s) } else if p != s { return nil }
+        let u = path.utf8
+        var i = u.startIndex
+        var k = 0
+        while true {
+            while i < u.endIndex && u[i] == 0x2F { i = u.index(after: i) }
+            if i == u.endIndex { return k == pattern.count ? params : nil }
+            guard k < pattern.count else { return nil }
+            var j = i
+            while j < u.endIndex && u[j] != 0x2F { j = u.index(after: j) }
+            let segment = path[i..<j]
+            let p = pattern[k]
+            if p.utf8.first == 0x3A {
+                params[String(p.dropFirst())] = percentDecode(segment)
+            } else if !p.utf8.elementsEqual(segment.utf8) {
+                return nil
+            }
+            k += 1
+            i = j
         }
-        return params
     }
 }
 
