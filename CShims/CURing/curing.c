@@ -222,6 +222,10 @@ int curing_prep_send(curing_ring *r, int fd, const void *buf, size_t len, int fl
     return 0;
 }
 
+int curing_prep_send_now(curing_ring *r, int fd, const void *buf, size_t len, uint64_t ud) {
+    return curing_prep_send(r, fd, buf, len, MSG_DONTWAIT, ud, 0);
+}
+
 int curing_prep_sendmsg(curing_ring *r, int fd, const void *msg, uint64_t ud, unsigned f) {
     GET_SQE_OR_BUSY(sqe);
     io_uring_prep_sendmsg(sqe, fd, (const struct msghdr *)msg, MSG_NOSIGNAL);

@@ -221,6 +221,12 @@ final class EpollBackend: IOBackend {
         submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .send(from, count)), timeoutNs: timeout == nil ? -1 : timeoutNs)
     }
 
+    func sendNow(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64) -> Int32 {
+        let n = Glibc.send(fd, from, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+        complete(ud, n >= 0 ? Int32(n) : -errno)
+        return 0
+    }
+
     func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
         submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .sendmsg(message)), timeoutNs: timeout == nil ? -1 : timeoutNs)
     }

@@ -47,6 +47,9 @@ protocol IOBackend: AnyObject {
     func recvSelect(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32
     func recv(fd: Int32, into: UnsafeMutableRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32
     func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32
+    /// One send attempt that never waits for socket space: -EAGAIN when there is none.
+    /// Lets a timed send skip arming its timer when the socket takes the bytes at once.
+    func sendNow(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64) -> Int32
     /// `message` is a `struct msghdr` with its iovecs, alive until the completion.
     func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32
     func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32

@@ -532,6 +532,16 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         opsInFlight += 1
         defer { operationEnded() }
         var sent = 0
+        if timeoutNs != nil {
+            // Optimistic first attempt without a timer: a response that fits in the socket
+            // buffer (the common case) never arms and cancels a linked timeout.
+            let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.sendNow(fd: fd, from: base, count: count, ud) }
+            if r.res > 0 {
+                sent = Int(r.res)
+            } else if r.res != -EAGAIN && r.res != -EWOULDBLOCK {
+                throw r.res == 0 ? RingError(.brokenPipe, operation: "send") : RingError(errno: -r.res, operation: "send")
+            }
+        }
         while sent < count {
             let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
                 loop.backend.send(fd: fd, from: base + sent, count: count - sent, ud,

@@ -146,6 +146,10 @@ final class URingBackend: IOBackend {
         return linkTimeout(timeout, timeoutNs, curing_prep_send(ring, fd, from, count, 0, ud, f))
     }
 
+    func sendNow(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64) -> Int32 {
+        curing_prep_send_now(ring, fd, from, count, ud)
+    }
+
     func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
         guard let f = reserveLinked(timeout) else { return -EBUSY }
         return linkTimeout(timeout, timeoutNs, curing_prep_sendmsg(ring, fd, message, ud, f))

@@ -110,6 +110,8 @@ int curing_prep_recv_select(curing_ring *r, int fd, int multishot, uint64_t ud);
 int curing_prep_recv(curing_ring *r, int fd, void *buf, size_t len, int flags, uint64_t ud, unsigned sqe_flags);
 int curing_prep_send(curing_ring *r, int fd, const void *buf, size_t len, int flags, uint64_t ud, unsigned sqe_flags);
 /// `msg` points at a `struct msghdr` (and its iovecs) that live until the completion.
+/* One attempt with MSG_DONTWAIT: -EAGAIN when the socket has no room (no poll is armed). */
+int curing_prep_send_now(curing_ring *r, int fd, const void *buf, size_t len, uint64_t ud);
 int curing_prep_sendmsg(curing_ring *r, int fd, const void *msg, uint64_t ud, unsigned sqe_flags);
 int curing_prep_connect(curing_ring *r, int fd, const void *addr, uint32_t addrlen, uint64_t ud, unsigned sqe_flags);
 int curing_prep_shutdown(curing_ring *r, int fd, int how, uint64_t ud);
