@@ -5,7 +5,8 @@
 #   make bench   run the benchmarks in Benchmarks/ (ratios against peers in the same run)
 SHELL := /bin/bash
 DEB_PACKAGES := liburing-dev libsqlite3-dev libssl-dev libavformat-dev libavcodec-dev \
-	libswscale-dev libswresample-dev libavutil-dev pkg-config
+	libswscale-dev libswresample-dev libavutil-dev pkg-config curl python3 python3-requests
+BENCH_PACKAGES := wrk nginx-light libsimdjson-dev g++ linux-perf
 SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
@@ -74,8 +75,10 @@ fuzz: $(FUZZ_BIN)
 	$(FUZZ_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1
 
 bench: deps
-	@dpkg-query -W -f='$${Status}' linux-perf 2>/dev/null | grep -q "install ok installed" || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf) || true
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	cd Benchmarks && ./run.sh
 
 # The demo grows with the product: today it checks the kernel, starts the API server on
