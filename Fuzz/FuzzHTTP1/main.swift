@@ -1,4 +1,4 @@
-// libFuzzer target for HTTP1: request heads and chunked bodies. Beyond "never crash", it
+// libFuzzer target for HTTP1: request heads, response heads and chunked bodies. Beyond "never crash", it
 // checks that feeding the same bytes in two pieces gives the same result as feeding them
 // whole, and traps if not. Built by `make fuzz` / `make fuzz-smoke` with -sanitize=fuzzer.
 
@@ -23,6 +23,28 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         case (.success(let x), .success(let y)) where x == y: break
         case (.failure(let x), .failure(let y)) where x.status == y.status: break
         default: fatalError("split \(split): \(a) vs \(b)")
+        }
+    }
+
+    // Response head (the client side): whole vs prefix-then-whole.
+    var rWhole = ResponseHeadParser()
+    let ra = Result { () throws(HTTPParseError) -> ParsedResponseHead? in try rWhole.parse(bytes, requestMethod: "GET") }
+    var rPieces = ResponseHeadParser()
+    let rPrefix = Result { () throws(HTTPParseError) -> ParsedResponseHead? in
+        try rPieces.parse(UnsafeRawBufferPointer(rebasing: bytes[..<split]), requestMethod: "GET")
+    }
+    switch rPrefix {
+    case .failure:
+        // A prefix may only fail early on its size; then the whole must fail too.
+        guard case .failure = ra else { fatalError("response prefix failed but whole gives \(ra)") }
+    case .success(.some(let h)):
+        guard case .success(.some(let w)) = ra, w == h else { fatalError("response prefix head differs from whole") }
+    case .success(.none):
+        let rb = Result { () throws(HTTPParseError) -> ParsedResponseHead? in try rPieces.parse(bytes, requestMethod: "GET") }
+        switch (ra, rb) {
+        case (.success(let x), .success(let y)) where x == y: break
+        case (.failure, .failure): break
+        default: fatalError("response split \(split): \(ra) vs \(rb)")
         }
     }
 
