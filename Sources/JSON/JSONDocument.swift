@@ -406,23 +406,30 @@ struct TreeBuilder {
     @inline(__always)
     private static func fingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
         if k.flag { return keyBytes(k, input).withUnsafeBytes { fingerprint($0) } }
-        return fingerprint(UnsafeRawBufferPointer(rebasing: input[Int(k.start)..<Int(k.end)]))
+        let start = Int(k.start), len = Int(k.end - k.start)
+        if len < 8 && start + 8 <= input.count {
+            // Short key: one load (in bounds: the input goes on) masked to the key's bytes.
+            let a = input.loadUnaligned(fromByteOffset: start, as: UInt64.self) & ((1 << (8 * UInt64(len))) &- 1)
+            return mix(len, a, 0)
+        }
+        return fingerprint(UnsafeRawBufferPointer(rebasing: input[start..<(start + len)]))
+    }
+
+    /// Length plus the first and last eight bytes (little-endian); shorter keys are their
+    /// bytes. Must give the same value as the short-key load above for the same bytes.
+    static func fingerprint(_ b: UnsafeRawBufferPointer) -> UInt64 {
+        let len = b.count
+        if len >= 8 {
+            return mix(len, b.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self))
+        }
+        var a: UInt64 = 0
+        for j in 0..<len { a |= UInt64(b[j]) << (8 * UInt64(j)) }
+        return mix(len, a, 0)
     }
 
     @inline(__always)
-    static func fingerprint(_ b: UnsafeRawBufferPointer) -> UInt64 {
-        let len = b.count
-        var h = UInt64(len) &* 0x9E37_79B9_7F4A_7C15
-        if len >= 8 {
-            let a = b.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
-            let z = b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self)
-            h ^= a &* 0xBF58_476D_1CE4_E5B9 ^ (z &<< 1 | z &>> 63)
-        } else {
-            var a: UInt64 = 0
-            for j in 0..<len { a = a << 8 | UInt64(b[j]) }
-            h ^= a &* 0xBF58_476D_1CE4_E5B9
-        }
-        return h
+    private static func mix(_ len: Int, _ a: UInt64, _ z: UInt64) -> UInt64 {
+        (UInt64(len) &* 0x9E37_79B9_7F4A_7C15) ^ (a &* 0xBF58_476D_1CE4_E5B9) ^ (z &<< 1 | z &>> 63)
     }
 
     private static func keysEqual(_ a: Node, _ b: Node, _ input: UnsafeRawBufferPointer) -> Bool {
