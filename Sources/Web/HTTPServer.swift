@@ -209,6 +209,7 @@ public final class HTTPServer: Sendable {
         case nil:
             if !contentless { headers.append(("Content-Length", String(response.body.count))) }
             var out: [UInt8] = []
+            out.reserveCapacity(256 + response.body.count)
             ResponseHead(status: response.status, headers: headers).serialize(into: &out)
             if !isHead && !contentless { out.append(contentsOf: response.body) }
             try await conn.send(out, timeout: configuration.sendTimeout)
