@@ -11,7 +11,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: deps build release test bench demo clean kernel-check fuzz fuzz-smoke
+.PHONY: deps build release test bench demo clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -54,7 +54,9 @@ test: build
 	  k=$${k:-0}; passed=$$((passed + n - f - k)); failed=$$((failed + f)); skipped=$$((skipped + k)); \
 	done; \
 	echo "=== fuzz: HTTP1 (20 s)"; \
-	if $(MAKE) --no-print-directory fuzz-smoke; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
+	if $(MAKE) --no-print-directory fuzz-smoke-http1; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
+	echo "=== fuzz: JSON (20 s)"; \
+	if $(MAKE) --no-print-directory fuzz-smoke-json; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \
 	[ $$fail = 0 ] && [ $$failed = 0 ]
 
@@ -62,17 +64,35 @@ test: build
 # libFuzzer targets (swiftc -sanitize=fuzzer,address) for the pure parsers. The corpus is
 # generated under .build/; crashers are written to .build/fuzz-crashes/ (replay them with
 # the same binary and the file as argument).
+# FuzzJSON compiles the JSON sources into its own module (internal API visible) and uses
+# a token dictionary (Fuzz/FuzzJSON/json.dict).
 FUZZ_BIN := .build/fuzz-http1
+FUZZ_JSON_BIN := .build/fuzz-json
+FUZZ_JSON_DICT := Fuzz/FuzzJSON/json.dict
 $(FUZZ_BIN): Fuzz/FuzzHTTP1/main.swift $(wildcard Sources/HTTP1/*.swift)
 	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzHTTP1 $^ -o $@
 
-fuzz-smoke: $(FUZZ_BIN)
+$(FUZZ_JSON_BIN): Fuzz/FuzzJSON/main.swift $(wildcard Sources/JSON/*.swift)
+	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzJSON $^ -o $@
+
+# Both fuzzers, 20 s each with a fixed seed.
+fuzz-smoke: fuzz-smoke-http1 fuzz-smoke-json
+
+fuzz-smoke-http1: $(FUZZ_BIN)
 	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-crashes
 	set -o pipefail; $(FUZZ_BIN) -seed=1 -max_total_time=20 -max_len=1024 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1 2>&1 | tail -2
 
-fuzz: $(FUZZ_BIN)
-	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-crashes
-	$(FUZZ_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1
+fuzz-smoke-json: $(FUZZ_JSON_BIN)
+	@mkdir -p .build/fuzz-corpus-json .build/fuzz-crashes
+	set -o pipefail; $(FUZZ_JSON_BIN) -seed=1 -max_total_time=20 -max_len=1024 -dict=$(FUZZ_JSON_DICT) -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-json 2>&1 | tail -2
+
+# Both fuzzers, FUZZ_SECONDS each (default 600), random seeds; fails if either fails.
+fuzz: $(FUZZ_BIN) $(FUZZ_JSON_BIN)
+	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-corpus-json .build/fuzz-crashes
+	@rc=0; \
+	$(FUZZ_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1 || rc=1; \
+	$(FUZZ_JSON_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -dict=$(FUZZ_JSON_DICT) -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-json || rc=1; \
+	exit $$rc
 
 bench: deps
 	@missing=""; for p in $(BENCH_PACKAGES); do \

@@ -107,7 +107,7 @@ public final class JSONDocument: Sendable {
                     let e = next(after: v)
                     if target >= c && target < e {
                         let key = JSONValue(document: self, index: c).unescapedKey
-                        path += "/" + key.replacingEscapes()
+                        path += "/" + key.escapedAsPointerToken()
                         at = target == c ? c : v
                         if target == c { return path }
                         found = true
@@ -122,8 +122,9 @@ public final class JSONDocument: Sendable {
     }
 }
 
-private extension String {
-    func replacingEscapes() -> String {
+extension String {
+    /// This string as one JSON Pointer reference token (RFC 6901: "~" -> "~0", "/" -> "~1").
+    func escapedAsPointerToken() -> String {
         var s = ""
         for ch in self {
             switch ch {

@@ -46,14 +46,31 @@ public struct JSONValue: Sendable {
         switch n.kind {
         case .string: range = Int(n.start) - 1..<Int(n.end) + 1
         case .object, .array:
-            // The closing bracket of a container is the last byte before the next value's
-            // start, or the last non-whitespace byte of the input.
-            var e = document.bytes.count
-            let nextNode = Int(n.end)
-            if nextNode < document.nodes.count { e = Int(document.nodes[nextNode].start) }
-            let closer: UInt8 = n.kind == .object ? 0x7D : 0x5D
-            while e > Int(n.start), document.bytes[e - 1] != closer { e -= 1 }
-            range = Int(n.start)..<e
+            // Nodes do not record where a container closes. Scanning back from the next
+            // value for the last closer is wrong when the container is the last member of
+            // its parent ("[[1]]": the inner array would end at the outer bracket), so
+            // scan forward to the matching closer, skipping strings. The document is
+            // valid, so brackets balance; the cost is linear in the text being copied.
+            let end = document.bytes.withUnsafeBufferPointer { b -> Int in
+                var depth = 0
+                var p = Int(n.start)
+                var inString = false
+                while true {
+                    let c = b[p]
+                    if inString {
+                        if c == 0x5C { p += 1 } else if c == 0x22 { inString = false }
+                    } else if c == 0x22 {
+                        inString = true
+                    } else if c == 0x5B || c == 0x7B {
+                        depth += 1
+                    } else if c == 0x5D || c == 0x7D {
+                        depth -= 1
+                        if depth == 0 { return p + 1 }
+                    }
+                    p += 1
+                }
+            }
+            range = Int(n.start)..<end
         default: range = Int(n.start)..<Int(n.end)
         }
         return String(decoding: document.bytes[range], as: UTF8.self)

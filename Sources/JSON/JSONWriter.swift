@@ -84,7 +84,11 @@ public struct JSONWriter<Sink: JSONSink> {
     public mutating func field(_ k: String, _ v: some BinaryInteger) { key(k); int(v) }
     public mutating func field(_ k: String, _ v: Double) { key(k); double(v) }
     public mutating func field(_ k: String, _ v: Bool) { key(k); bool(v) }
-    public mutating func field(_ k: String, encoding v: some JSONEncodable) { key(k); v.encode(to: &self) }
+    // Disfavoured: Int, Int64, UInt64 and Int32 are both BinaryInteger and JSONEncodable, and
+    // two equally generic overloads made `field("width", 1920)` ambiguous (a compile error).
+    // Both overloads write the same bytes for them.
+    @_disfavoredOverload
+    public mutating func field(_ k: String, _ v: some JSONEncodable) { key(k); v.encode(to: &self) }
 
     private mutating func raw(_ s: String) {
         var s = s

@@ -36,7 +36,10 @@ extension JSONValue {
     /// A required member of this object.
     public func field<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T {
         guard kind == .object else { throw mismatch("object") }
-        guard let v = self[key] else { throw JSONError(.missingField, pointer: pointer + "/" + key, detail: "\"\(key)\" is required") }
+        guard let v = self[key] else {
+            // The pointer names the member that should be there, escaped like any other.
+            throw JSONError(.missingField, pointer: pointer + "/" + key.escapedAsPointerToken(), detail: "\"\(key)\" is required")
+        }
         return try T(json: v)
     }
 

@@ -1,0 +1,194 @@
+// Numbers on read: exact Int64/UInt64 with their bounds, integers only from integer
+// syntax, and doubles correctly rounded: checked against the compiler's own conversion of
+// the same text as a literal (independent of the runtime) for hand-picked hard cases, and
+// against the standard library's Double(String) for seeded random decimal strings.
+import JSON
+import SpoolTestSupport
+import XCTest
+
+final class NumberTests: XCTestCase {
+    func value(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> JSONValue? {
+        do {
+            return try JSONDocument(parsing: text).root
+        } catch {
+            XCTFail("\(text) does not parse: \(error)", file: file, line: line)
+            return nil
+        }
+    }
+
+    func assertError<T>(_ kind: JSONError.Kind, _ body: @autoclosure () throws -> T, pointer: String = "",
+                        file: StaticString = #filePath, line: UInt = #line) {
+        do {
+            let v = try body()
+            XCTFail("expected \(kind), got \(v)", file: file, line: line)
+        } catch let e as JSONError {
+            XCTAssertEqual(e.kind, kind, "\(e)", file: file, line: line)
+            XCTAssertEqual(e.pointer, pointer, "\(e)", file: file, line: line)
+            XCTAssertFalse(e.isSyntaxError, file: file, line: line)
+        } catch {
+            XCTFail("unexpected \(error)", file: file, line: line)
+        }
+    }
+
+    func testInt64Bounds() throws {
+        XCTAssertEqual(try value("9223372036854775807")?.int64(), Int64.max)
+        XCTAssertEqual(try value("-9223372036854775808")?.int64(), Int64.min)
+        XCTAssertEqual(try value("-9223372036854775807")?.int64(), Int64.min + 1)
+        XCTAssertEqual(try value("0")?.int64(), 0)
+        XCTAssertEqual(try value("-0")?.int64(), 0)
+        XCTAssertEqual(try value("-1")?.int64(), -1)
+        XCTAssertEqual(try value("9223372036854775807")?.int(), Int.max)
+        assertError(.numberOutOfRange, try self.value("9223372036854775808")?.int64())
+        assertError(.numberOutOfRange, try self.value("-9223372036854775809")?.int64())
+        assertError(.numberOutOfRange, try self.value("18446744073709551615")?.int64())
+        assertError(.numberOutOfRange, try self.value("18446744073709551616")?.int64())
+        assertError(.numberOutOfRange, try self.value("-18446744073709551616")?.int64())
+        assertError(.numberOutOfRange, try self.value("123456789012345678901234567890")?.int64())
+        assertError(.numberOutOfRange, try self.value("9223372036854775808")?.int())
+    }
+
+    func testUInt64Bounds() throws {
+        XCTAssertEqual(try value("18446744073709551615")?.uint64(), UInt64.max)
+        XCTAssertEqual(try value("18446744073709551614")?.uint64(), UInt64.max - 1)
+        XCTAssertEqual(try value("0")?.uint64(), 0)
+        XCTAssertEqual(try value("-0")?.uint64(), 0)
+        XCTAssertEqual(try value("9223372036854775808")?.uint64(), 1 << 63)
+        assertError(.numberOutOfRange, try self.value("18446744073709551616")?.uint64())
+        assertError(.numberOutOfRange, try self.value("184467440737095516150")?.uint64())
+        assertError(.numberOutOfRange, try self.value("-1")?.uint64())
+        assertError(.numberOutOfRange, try self.value("-18446744073709551615")?.uint64())
+    }
+
+    func testIntegersNeedIntegerSyntax() throws {
+        assertError(.typeMismatch, try self.value("1.0")?.int64())
+        assertError(.typeMismatch, try self.value("1.0")?.int())
+        assertError(.typeMismatch, try self.value("1.0")?.uint64())
+        assertError(.typeMismatch, try self.value("1e2")?.int64())
+        assertError(.typeMismatch, try self.value("0E0")?.uint64())
+        assertError(.typeMismatch, try self.value("\"1\"")?.int64())
+        assertError(.typeMismatch, try self.value("true")?.int64())
+        assertError(.typeMismatch, try self.value("null")?.double())
+        assertError(.typeMismatch, try self.value("\"1.5\"")?.double())
+        // Integer syntax still reads as a double.
+        XCTAssertEqual(try value("42")?.double(), 42)
+        XCTAssertEqual(try value("-9223372036854775808")?.double(), -9223372036854775808.0)
+    }
+
+    func testErrorsCarryThePointer() throws {
+        let doc = try JSONDocument(parsing: #"{"a":[0,9223372036854775808,1.5,1e400],"b/c":{"~":-1}}"#)
+        let a = try XCTUnwrap(doc.root["a"])
+        assertError(.numberOutOfRange, try a[1]?.int64(), pointer: "/a/1")
+        assertError(.typeMismatch, try a[2]?.int64(), pointer: "/a/2")
+        assertError(.numberOutOfRange, try a[3]?.double(), pointer: "/a/3")
+        assertError(.numberOutOfRange, try doc.root["b/c"]?["~"]?.uint64(), pointer: "/b~1c/~0")
+        assertError(.typeMismatch, try doc.root.int64(), pointer: "")
+        // Int32 through the typed layer.
+        XCTAssertEqual(try JSONDocument(parsing: "-2147483648").root.decode(Int32.self), Int32.min)
+        assertError(.numberOutOfRange, try JSONDocument(parsing: "[2147483648]").root[0]!.decode(Int32.self), pointer: "/0")
+    }
+
+    /// Cases where a naive conversion goes wrong. The expected value is the same text as a
+    /// Swift literal, converted by the compiler.
+    func testHardDoubles() throws {
+        let cases: [(String, Double)] = [
+            ("0.1", 0.1),
+            ("0.2", 0.2),
+            ("0.30000000000000004", 0.30000000000000004),
+            ("1e23", 1e23),
+            ("100000000000000000000000", 1e23),
+            ("8.98846567431158e307", 8.98846567431158e307),
+            ("1.7976931348623157e308", 1.7976931348623157e308),
+            ("1.7976931348623158e308", 1.7976931348623157e308),     // rounds down to the largest
+            ("2.2250738585072011e-308", Double.leastNormalMagnitude.nextDown),   // largest subnormal
+            ("2.2250738585072012e-308", Double.leastNormalMagnitude),   // just past the midpoint
+            ("2.2250738585072014e-308", 2.2250738585072014e-308),   // smallest normal
+            ("4.9e-324", Double.leastNonzeroMagnitude),
+            ("5e-324", Double.leastNonzeroMagnitude),
+            ("2.4703282292062328e-324", Double.leastNonzeroMagnitude),   // just above half the smallest subnormal
+            ("2.4703282292062327e-324", 0),        // just below: rounds to zero
+            ("9007199254740993", 9007199254740992.0), // halfway, ties to even (down)
+            ("9007199254740995", 9007199254740996.0), // halfway, ties to even (up)
+            ("9007199254740992e22", 9007199254740992e22),
+            ("1.00000000000000011102230246251565404236316680908203125", 1.0),      // exact tie -> even
+            ("1.00000000000000011102230246251565404236316680908203126", 1.0000000000000002),
+            ("123456789012345678901234567890", 123456789012345678901234567890.0),
+            ("1e22", 1e22),
+            ("1e-22", 1e-22),
+            ("7.038531e-26", 7.038531e-26),
+            ("3.4028235677973366e38", 3.4028235677973366e38),
+            ("-123.456e-7", -123.456e-7),
+            ("0.0000000000000000000000000000000000000000000001", 1e-46),
+            ("1.5e300", 1.5e300),
+            ("1e-400", 0),
+            ("1e-99999999999999999999", 0),
+            ("0e99999999999999999999", 0),
+            ("1" + String(repeating: "0", count: 400) + "e-400", 1),
+            ("0." + String(repeating: "0", count: 399) + "1e400", 1),
+            ("0." + String(repeating: "0", count: 30) + "123456789012345678901234567", 1.23456789012345678901234567e-31),
+        ]
+        for (text, want) in cases {
+            let got = try XCTUnwrap(value(text)).double()
+            XCTAssertEqual(got.bitPattern, want.bitPattern, "\(text): got \(got), want \(want)")
+            XCTAssertEqual(got.bitPattern, Double(text)?.bitPattern, "\(text): differs from Double(String)")
+        }
+        // Signs of zero survive.
+        XCTAssertEqual(try value("-0")?.double().bitPattern, (-0.0).bitPattern)
+        XCTAssertEqual(try value("-0.0e5")?.double().bitPattern, (-0.0).bitPattern)
+        XCTAssertEqual(try value("-1e-400")?.double().bitPattern, (-0.0).bitPattern)
+        XCTAssertEqual(try value("0")?.double().bitPattern, 0.0.bitPattern)
+    }
+
+    func testOverflowIsAnError() throws {
+        for text in ["1e400", "-1e400", "1.7976931348623159e308", "1e99999999999999999999",
+                     "1" + String(repeating: "0", count: 400)] {
+            assertError(.numberOutOfRange, try self.value(text)?.double())
+        }
+    }
+
+    /// Random decimal strings (1 to 25 significant digits, a decimal point anywhere or
+    /// none, exponents -350...350) against Double(String).
+    func testRandomDecimalsMatchTheStandardLibrary() throws {
+        var rng = SplitMix(seed: 0xD0_0B1E)
+        var checked = 0
+        for _ in 0..<4000 {
+            let nDigits = Int.random(in: 1...25, using: &rng)
+            var digits = (0..<nDigits).map { _ in Character(Unicode.Scalar(UInt8.random(in: 0x30...0x39, using: &rng))) }
+            if digits.count > 1 && digits[0] == "0" { digits[0] = "1" }
+            var text = Bool.random(using: &rng) ? "-" : ""
+            let point = Int.random(in: 0...nDigits, using: &rng)
+            if point == 0 || point == nDigits {
+                text += String(digits)
+            } else {
+                text += String(digits[..<point]) + "." + String(digits[point...])
+            }
+            if Int.random(in: 0...3, using: &rng) > 0 {
+                text += ["e", "E", "e+", "e-"][Int.random(in: 0...3, using: &rng)]
+                let e = Int.random(in: -350...350, using: &rng)
+                text += text.hasSuffix("-") || text.hasSuffix("+") ? String(abs(e)) : String(e)
+            }
+            let reference = try XCTUnwrap(Double(text), text)
+            let v = try XCTUnwrap(value(text))
+            if reference.isFinite {
+                let got = try v.double()
+                XCTAssertEqual(got.bitPattern, reference.bitPattern, "\(text): got \(got), want \(reference)")
+            } else {
+                assertError(.numberOutOfRange, try v.double())
+            }
+            checked += 1
+        }
+        XCTAssertEqual(checked, 4000)
+    }
+
+    /// Short decimals with small exponents take the exact fast path; make sure it agrees
+    /// everywhere near its limits (2^53 mantissas, exponents up to +-22).
+    func testFastPathLimits() throws {
+        var rng = SplitMix(seed: 42)
+        for _ in 0..<2000 {
+            let m = UInt64.random(in: 0...(1 << 54), using: &rng)
+            let e = Int.random(in: -24...24, using: &rng)
+            let text = "\(m)e\(e)"
+            let want = try XCTUnwrap(Double(text))
+            XCTAssertEqual(try value(text)?.double().bitPattern, want.bitPattern, text)
+        }
+    }
+}
