@@ -509,6 +509,22 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     }
 
     /// Sends a copy of `bytes`, through pool buffers.
+    /// Sends `bytes` (copied into pool buffers). The concrete overload spares callers in
+    /// other modules the unspecialized generic path.
+    public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws(RingError) {
+        var at = 0
+        while at < bytes.count {
+            var b = await pool.acquire()
+            let n = min(b.capacity, bytes.count - at)
+            b.withUnsafeMutableBytes { dst in
+                bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[at..<(at + n)])) }
+            }
+            b.count = n
+            at += n
+            try await send(b, timeout: timeout)
+        }
+    }
+
     public func send(_ bytes: some Collection<UInt8>, timeout: Duration? = nil) async throws(RingError) {
         var rest = bytes[...]
         while !rest.isEmpty {
