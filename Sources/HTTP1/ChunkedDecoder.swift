@@ -32,8 +32,13 @@ public struct ChunkedDecoder: Sendable {
     public private(set) var bodyBytes: UInt64 = 0
     public let bodyBytesMax: UInt64
     public let trailerLineMax: Int
+    /// Chunk-extension and trailer bytes allowed over the whole message: they carry no
+    /// body, so without a cap a client could keep a "body" flowing for ever under the limit.
+    public let overheadBytesMax: Int
+    private var overheadBytes = 0
 
-    public init(bodyBytesMax: UInt64 = .max, trailerLineMax: Int = 8 * 1024) {
+    public init(bodyBytesMax: UInt64 = .max, trailerLineMax: Int = 8 * 1024, overheadBytesMax: Int = 64 * 1024) {
+        self.overheadBytesMax = overheadBytesMax
         self.bodyBytesMax = bodyBytesMax
         self.trailerLineMax = trailerLineMax
     }
@@ -48,6 +53,14 @@ public struct ChunkedDecoder: Sendable {
         let n = input.count
         while i < n {
             let c = input[i]
+            switch state {
+            case .extensions, .trailerLineStart, .trailerName, .trailerLine:
+                overheadBytes += 1
+                if overheadBytes > overheadBytesMax {
+                    throw HTTPParseError(status: 431, "chunk extensions and trailers exceed \(overheadBytesMax) bytes")
+                }
+            default: break
+            }
             switch state {
             case .size(let value, let digits):
                 if let d = hexValue(c) {

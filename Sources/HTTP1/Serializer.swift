@@ -38,6 +38,12 @@ public struct ResponseHead: Sendable, Equatable {
         out.append(0x0D); out.append(0x0A)
     }
 
+    /// Whether `serialize` accepts this field: a token name, a value without CR, LF, NUL or
+    /// other control characters (tab allowed).
+    public static func isValidField(name: String, value: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy(isTChar) && value.utf8.allSatisfy { $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }
+    }
+
     public var bytes: [UInt8] {
         var out: [UInt8] = []
         serialize(into: &out)

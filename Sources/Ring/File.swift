@@ -115,6 +115,7 @@ public struct FileStatus: Sendable, Equatable {
     public var mode: UInt32
     public var modifiedSeconds: Int64
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+    public var isRegularFile: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
 }
 
 /// Path operations through the ring.

@@ -514,7 +514,17 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws(RingError) {
         var at = 0
         while at < bytes.count {
-            var b = await pool.acquire()
+            guard var b = pool.tryAcquire() else {
+                // The pool is empty: send the rest from a heap copy rather than wait. Waiting
+                // could deadlock a loop whose buffers are held by connections that are
+                // themselves waiting to send.
+                let n = bytes.count - at
+                let heap = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 16)
+                defer { heap.deallocate() }
+                bytes.withUnsafeBytes { heap.copyMemory(from: $0.baseAddress! + at, byteCount: n) }
+                try await sendAll(heap, count: n, timeoutNs: timeout?.nanoseconds)
+                return
+            }
             let n = min(b.capacity, bytes.count - at)
             b.withUnsafeMutableBytes { dst in
                 bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[at..<(at + n)])) }
@@ -558,10 +568,20 @@ public final class TCPConnection: MultishotSink, RecvStarved {
                 throw r.res == 0 ? RingError(.brokenPipe, operation: "send") : RingError(errno: -r.res, operation: "send")
             }
         }
+        // The deadline covers the whole send: a reader taking a few bytes at a time must not
+        // restart it with every partial send.
+        let deadline = timeoutNs.map { ContinuousClock.now + .nanoseconds($0) }
         while sent < count {
+            var leftNs: Int64? = nil
+            if let deadline {
+                let left = deadline - ContinuousClock.now
+                guard left > .zero else { throw RingError(.timedOut, operation: "send") }
+                leftNs = max(1, left.nanoseconds)
+            }
+            let tns = leftNs
             let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
                 loop.backend.send(fd: fd, from: base + sent, count: count - sent, ud,
-                                  timeout: timeoutNs == nil ? nil : loop.timeoutScratch(slot), timeoutNs: timeoutNs ?? -1)
+                                  timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
             }
             if r.res <= 0 {
                 throw r.res == 0 ? RingError(.brokenPipe, operation: "send") : timeoutAware(r.res, "send", hadTimeout: timeoutNs != nil)

@@ -44,6 +44,9 @@ public final class RequestBody: @unchecked Sendable {
     public let declaredLength: UInt64?
     public private(set) var bytesRead: UInt64 = 0
     public private(set) var isComplete: Bool
+    /// A read failed part-way (bad framing, or the handler's consumer threw): where the
+    /// body ends is no longer known, so the connection must close after the response.
+    private(set) var isPoisoned = false
 
     init(input: ConnectionInput, framing: BodyFraming, expectsContinue: Bool, limit: UInt64, timeout: Duration) {
         self.input = input
@@ -85,14 +88,22 @@ public final class RequestBody: @unchecked Sendable {
     /// (only framing arrived). Throws an APIError: 400 for a malformed or truncated body,
     /// 413 over the limit, 408 when the client stops sending.
     public func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
+        guard !isPoisoned else {
+            throw APIError(status: 400, code: "bad_request", message: "the request body can no longer be read")
+        }
         guard !isComplete, let input else { return false }
         if continueOwed {
             continueOwed = false
             try? await input.conn.send(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
         }
         if !input.pending.isEmpty {
-            let pending = input.pending
-            let used = try pending.withUnsafeBytes { raw in try decode(raw, consume) }
+            let used: Int
+            do {
+                used = try input.pending.withUnsafeBytes { raw in try decode(raw, consume) }
+            } catch {
+                isPoisoned = true
+                throw error
+            }
             input.pending.removeFirst(used)
             return true
         }
@@ -107,9 +118,14 @@ public final class RequestBody: @unchecked Sendable {
         guard let chunk else {
             throw APIError(status: 400, code: "bad_request", message: "the request body ended early (\(bytesRead) bytes read)")
         }
-        try chunk.withUnsafeBytes { raw in
-            let used = try decode(raw, consume)
-            if used < raw.count { input.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[used...])) }
+        do {
+            try chunk.withUnsafeBytes { raw in
+                let used = try decode(raw, consume)
+                if used < raw.count { input.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[used...])) }
+            }
+        } catch {
+            isPoisoned = true
+            throw error
         }
         return true
     }
@@ -118,26 +134,26 @@ public final class RequestBody: @unchecked Sendable {
     private func decode(_ raw: UnsafeRawBufferPointer, _ consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         switch framing {
         case .length(let remaining):
+            // State first, then the consumer: what was taken from the wire is accounted
+            // for even if the consumer throws.
             let n = Int(min(UInt64(raw.count), remaining))
-            if n > 0 { try consume(UnsafeRawBufferPointer(rebasing: raw[..<n])) }
             bytesRead += UInt64(n)
             framing = .length(remaining: remaining - UInt64(n))
             if remaining == UInt64(n) { isComplete = true }
+            if n > 0 { try consume(UnsafeRawBufferPointer(rebasing: raw[..<n])) }
             return n
         case .chunked(var decoder):
             var events: [ChunkedDecoder.Event] = []
             let used: Int
             do {
                 used = try decoder.decode(raw, into: &events)
-            } catch let e as HTTPParseError {
-                throw APIError(e)
+            } catch {
+                throw APIError(error)
             }
             framing = .chunked(decoder)
-            for case .data(let r) in events {
-                bytesRead += UInt64(r.count)
-                try consume(UnsafeRawBufferPointer(rebasing: raw[r]))
-            }
             if decoder.isComplete { isComplete = true }
+            for case .data(let r) in events { bytesRead += UInt64(r.count) }
+            for case .data(let r) in events { try consume(UnsafeRawBufferPointer(rebasing: raw[r])) }
             return used
         }
     }
@@ -246,6 +262,10 @@ public final class PooledByteSink: JSONSink {
     private var overflow: [UInt8] = []
     public private(set) var byteCount = 0
 
+    /// Pool buffers one sink may hold (the rest spills to the heap), so one large document
+    /// to a slow reader cannot take the whole pool.
+    static let buffersMax = 64
+
     init(pool: BufferPool) { self.pool = pool }
 
     deinit { for p in parts { _ = pool.reassemble(p) } }
@@ -260,7 +280,7 @@ public final class PooledByteSink: JSONSink {
                 let n = b.append(contentsOf: rest)
                 parts.append(pool.disassemble(b))
                 rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-            } else if let b = pool.tryAcquire() {
+            } else if parts.count < Self.buffersMax, let b = pool.tryAcquire() {
                 parts.append(pool.disassemble(b))
             } else {
                 overflow.append(contentsOf: rest)

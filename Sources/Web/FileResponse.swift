@@ -7,7 +7,19 @@
 import Ring
 
 extension Response {
-    /// Serves the file at `path` for `request`. A missing file is the standard 404.
+    /// Serves `name` from the directory `root`, where `name` usually comes from the request
+    /// (a path parameter): it must be one plain file name, so nothing outside `root` can be
+    /// reached ("..", "/", NUL and names starting with "." are refused with 404).
+    public static func file(root: String, name: String, for request: Request, contentType: String = "application/octet-stream") async throws -> Response {
+        guard !name.isEmpty, !name.hasPrefix("."), !name.utf8.contains(where: { $0 == 0x2F || $0 == 0 }) else {
+            throw APIError(status: 404, code: "not_found", message: "no such file")
+        }
+        return try await file(root + "/" + name, for: request, contentType: contentType)
+    }
+
+    /// Serves the file at `path` (trusted: never a path taken from a request as is; see
+    /// `file(root:name:for:)`). A missing file is the standard 404; only regular files are
+    /// served (not devices, FIFOs or directories).
     public static func file(_ path: String, for request: Request, contentType: String = "application/octet-stream") async throws -> Response {
         let status: FileStatus
         do {
@@ -15,7 +27,7 @@ extension Response {
         } catch {
             throw APIError(status: 404, code: "not_found", message: "no such file")
         }
-        guard !status.isDirectory else { throw APIError(status: 404, code: "not_found", message: "no such file") }
+        guard status.isRegularFile else { throw APIError(status: 404, code: "not_found", message: "no such file") }
         let size = status.size
         let etag = "\"\(String(size, radix: 16))-\(String(status.modifiedSeconds, radix: 16))\""
         var r = Response(status: 200, headers: [
@@ -23,7 +35,8 @@ extension Response {
             ("ETag", etag), ("Last-Modified", HTTPDate.format(status.modifiedSeconds)),
         ])
         var range: Range<UInt64>? = nil
-        if let header = request.header("Range"), request.method == "GET" || request.method == "HEAD" {
+        // Range applies to GET only (RFC 9110 §14.2: ignored for HEAD and other methods).
+        if let header = request.header("Range"), request.method == "GET" {
             let ifRangeOK = request.header("If-Range").map { $0 == etag || HTTPDate.parse($0) == status.modifiedSeconds } ?? true
             if ifRangeOK {
                 switch ByteRange.parse(header, size: size) {
@@ -53,7 +66,7 @@ public enum ByteRange: Equatable, Sendable {
 
     public static func parse(_ header: String, size: UInt64) -> ByteRange {
         let h = Substring(header).trimmingSpaces
-        guard h.hasPrefix("bytes="), !h.contains(",") else { return .none }
+        guard h.count > 6, h.prefix(6).lowercased() == "bytes=", !h.contains(",") else { return .none }
         let spec = h.dropFirst(6).trimmingSpaces
         guard let dash = spec.firstIndex(of: "-") else { return .none }
         let first = spec[..<dash], last = spec[spec.index(after: dash)...]

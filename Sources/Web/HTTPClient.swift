@@ -33,7 +33,7 @@ public struct HTTPClientConfiguration: Sendable {
 
 public struct HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Kind: Equatable, Sendable {
-        case invalidURL, connectFailed, timedOut, connectionClosed, malformedResponse, bodyTooLarge, tooManyRedirects
+        case invalidURL, invalidRequest, connectFailed, timedOut, connectionClosed, malformedResponse, bodyTooLarge, tooManyRedirects
     }
     public var kind: Kind
     public var message: String
@@ -56,12 +56,15 @@ public struct ClientRequest: Sendable {
     public var url: String
     public var headers: [(name: String, value: String)]
     public var body: ClientBody
+    /// This request's total deadline (the client's `totalTimeout` when nil).
+    public var timeout: Duration?
 
-    public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: ClientBody = .none) {
+    public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: ClientBody = .none, timeout: Duration? = nil) {
         self.method = method.uppercased()
         self.url = url
         self.headers = headers
         self.body = body
+        self.timeout = timeout
     }
 }
 
@@ -151,10 +154,16 @@ public final class HTTPClient: @unchecked Sendable {
         let conn: TCPConnection
         let since: ContinuousClock.Instant
     }
+    /// A request waiting for a connection slot. Resumed with true when a finishing request
+    /// hands its slot over, with false when its deadline passes first.
+    private final class Waiter {
+        var continuation: UnsafeContinuation<Bool, Never>?
+    }
     private final class OriginPool {
         var idle: [Idle] = []
+        /// Requests holding a slot (at most maxConnectionsPerOrigin).
         var active = 0
-        var waiters: [UnsafeContinuation<Void, Never>] = []
+        var waiters: [Waiter] = []
     }
     private var pools: [Origin: OriginPool] = [:]
     /// Connections opened over the client's life (tests check reuse with it).
@@ -196,7 +205,7 @@ public final class HTTPClient: @unchecked Sendable {
     /// Sends `request` and streams the response body to `onBody` as it arrives (the
     /// pointer is valid only during the call). Returns the response head.
     public func execute(_ request: ClientRequest, onBody: (UnsafeRawBufferPointer) throws -> Void) async throws -> ClientResponseHead {
-        let deadline = ContinuousClock.now + configuration.totalTimeout
+        let deadline = ContinuousClock.now + (request.timeout ?? configuration.totalTimeout)
         var req = request
         var redirects = 0
         while true {
@@ -210,6 +219,10 @@ public final class HTTPClient: @unchecked Sendable {
                 throw HTTPClientError(.tooManyRedirects, "more than \(configuration.maxRedirects) redirects")
             }
             req.url = location.hasPrefix("/") ? "http://\(url.hostHeader)\(location)" : location
+            // Credentials stay with the origin they were meant for.
+            if (try? ParsedURL(req.url))?.origin != url.origin {
+                req.headers.removeAll { ["authorization", "proxy-authorization", "cookie"].contains($0.name.lowercased()) }
+            }
             if head.status == 303 || ((head.status == 301 || head.status == 302) && req.method == "POST") {
                 req.method = "GET"
                 req.body = .none
@@ -221,7 +234,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     private func remaining(_ deadline: ContinuousClock.Instant, _ cap: Duration) throws(HTTPClientError) -> Duration {
         let left = deadline - ContinuousClock.now
-        guard left > .zero else { throw HTTPClientError(.timedOut, "the request took longer than \(configuration.totalTimeout)") }
+        guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
         return min(left, cap)
     }
 
@@ -240,7 +253,9 @@ public final class HTTPClient: @unchecked Sendable {
             } catch let e as StaleConnection {
                 _ = e
                 await checkin(url.origin, conn, keep: false)
-                if reused && tries == 1 && req.body.replayable { continue }
+                // Only idempotent requests are sent again: a POST may have been processed
+                // before the connection died.
+                if reused && tries == 1 && req.body.replayable && Self.idempotentMethods.contains(req.method) { continue }
                 throw HTTPClientError(.connectionClosed, "the server closed the connection before responding")
             } catch {
                 await checkin(url.origin, conn, keep: false)
@@ -254,6 +269,7 @@ public final class HTTPClient: @unchecked Sendable {
     }
 
     private struct StaleConnection: Error {}
+    static let idempotentMethods: Set<String> = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
 
     private struct Exchange {
         var head: ClientResponseHead
@@ -281,11 +297,14 @@ public final class HTTPClient: @unchecked Sendable {
         case .bytes(let b): head.append(("Content-Length", String(b.count)))
         case .stream: head.append(("Transfer-Encoding", "chunked"))
         }
+        guard !req.method.isEmpty, req.method.utf8.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x2D }) else {
+            throw HTTPClientError(.invalidRequest, "\(req.method.debugDescription) is not a method")
+        }
         var out: [UInt8] = Array("\(req.method) \(url.target) HTTP/1.1\r\n".utf8)
         for (n, v) in head {
             guard !n.utf8.contains(where: { $0 <= 0x20 || $0 == 0x3A || $0 >= 0x7F }),
                   !v.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else {
-                throw HTTPClientError(.invalidURL, "header \"\(n)\" is not a valid field")
+                throw HTTPClientError(.invalidRequest, "header \"\(n)\" is not a valid field")
             }
             out += Array("\(n): \(v)\r\n".utf8)
         }
@@ -328,10 +347,17 @@ public final class HTTPClient: @unchecked Sendable {
                                     String(decoding: UnsafeRawBufferPointer(rebasing: raw[$0.value]), as: UTF8.self)) }
                 }
                 buffer.removeFirst(p.headLength)
-                if p.status < 200 && p.status != 101 { continue }   // 100 Continue and friends
+                if p.status == 101 { throw HTTPClientError(.malformedResponse, "protocol switches (101) are not supported") }
+                if p.status < 200 { continue }   // 100 Continue and friends
                 let responseHead = ClientResponseHead(status: p.status, headers: fields)
-                let keep = try await readBody(p.framing, conn: conn, buffer: &buffer, deadline: deadline, onBody: onBody)
                 let location = responseHead.header("Location")
+                // A redirect that will be followed: its body is not the caller's.
+                let keep: Bool
+                if configuration.followRedirects && location != nil && [301, 302, 303, 307, 308].contains(p.status) {
+                    keep = try await readBody(p.framing, conn: conn, buffer: &buffer, deadline: deadline, onBody: { _ in })
+                } else {
+                    keep = try await readBody(p.framing, conn: conn, buffer: &buffer, deadline: deadline, onBody: onBody)
+                }
                 return Exchange(head: responseHead, location: location, keepAlive: keep && p.keepAlive && buffer.isEmpty)
             }
             do {
@@ -411,19 +437,36 @@ public final class HTTPClient: @unchecked Sendable {
 
     private func checkout(_ origin: Origin, deadline: ContinuousClock.Instant) async throws -> (TCPConnection, Bool) {
         let pool = pools[origin] ?? { let p = OriginPool(); pools[origin] = p; return p }()
-        while true {
-            while let idle = pool.idle.popLast() {
-                if ContinuousClock.now - idle.since < configuration.idleTimeout {
-                    pool.active += 1
-                    return (idle.conn, true)
-                }
-                await idle.conn.close()
+        // First a slot: a free one, or one handed over (in FIFO order) by a finishing request.
+        if pool.active < configuration.maxConnectionsPerOrigin {
+            pool.active += 1
+        } else {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
+            let w = Waiter()
+            let refs = LoopRef((w, pool))
+            let loop = self.loop
+            loop.spawn {
+                try? await loop.sleep(for: left)
+                let (w, pool) = refs.value
+                guard let c = w.continuation else { return }
+                w.continuation = nil
+                pool.waiters.removeAll { $0 === w }
+                c.resume(returning: false)
             }
-            if pool.active < configuration.maxConnectionsPerOrigin { break }
-            await withUnsafeContinuation { pool.waiters.append($0) }
-            _ = try remaining(deadline, configuration.connectTimeout)
+            let handedOver = await withUnsafeContinuation { (c: UnsafeContinuation<Bool, Never>) in
+                w.continuation = c
+                pool.waiters.append(w)
+            }
+            guard handedOver else {
+                throw HTTPClientError(.timedOut, "no connection to \(origin.host):\(origin.port) became free before the request's deadline")
+            }
         }
-        pool.active += 1
+        // Then a connection: an idle one still fresh, or a new one.
+        while let idle = pool.idle.popLast() {
+            if ContinuousClock.now - idle.since < configuration.idleTimeout { return (idle.conn, true) }
+            await idle.conn.close()
+        }
         do {
             let addresses: [SocketAddress]
             do {
@@ -458,8 +501,16 @@ public final class HTTPClient: @unchecked Sendable {
         if pool.idle.count > configuration.maxIdlePerOrigin { await pool.idle.removeFirst().conn.close() }
     }
 
+    /// Gives up a slot: straight to the first waiter still waiting, else back to the pool.
     private func release(_ pool: OriginPool) {
+        while !pool.waiters.isEmpty {
+            let w = pool.waiters.removeFirst()
+            if let c = w.continuation {
+                w.continuation = nil
+                c.resume(returning: true)   // the slot moves to the waiter: `active` is unchanged
+                return
+            }
+        }
         pool.active -= 1
-        if !pool.waiters.isEmpty { pool.waiters.removeFirst().resume() }
     }
 }

@@ -64,7 +64,17 @@ public final class HTTPServer: Sendable {
                 let l = listener.value
                 while true {
                     let conn: TCPConnection
-                    do { conn = try await l.accept() } catch { return }
+                    do {
+                        conn = try await l.accept()
+                    } catch let e as RingError where e.code == .closed || e.code == .cancelled {
+                        return
+                    } catch {
+                        // EMFILE, ENFILE, ENOMEM...: the listener must keep accepting once
+                        // the pressure passes, so back off briefly and try again.
+                        server.logger.warning("accept failed; retrying", metadata: ["error": "\(error)"])
+                        try? await loop.sleep(for: .milliseconds(50))
+                        continue
+                    }
                     let c = LoopRef(conn)
                     loop.spawn { await server.serve(c.value, loop: loop, registry: registry.value) }
                 }
@@ -154,22 +164,33 @@ public final class HTTPServer: Sendable {
                 var response = await router.respond(to: request, route: route, params: params, allowed: allowed)
                 Conditional.apply(request, &response)
                 var closing = !head.keepAlive || registry.draining
-                // A body the handler left unread: drop a small rest, otherwise close.
-                if !body.isComplete {
+                // A body the handler left unread: drop a small rest, otherwise close. A body
+                // whose reading failed part-way has no known end: always close.
+                if body.isPoisoned {
+                    closing = true
+                } else if !body.isComplete {
                     if let declared = body.declaredLength, declared - body.bytesRead <= Self.drainMax {
                         do { try await body.discard() } catch { closing = true }
                     } else {
                         closing = true
                     }
                 }
-                if closing { response.headers.append(("Connection", "close")) }
+                if let problem = Self.invalidHeader(response.headers) {
+                    logger.error("handler produced an invalid header; answering 500", metadata: ["path": "\(request.path)", "problem": "\(problem)"])
+                    response = APIError(status: 500, code: "internal", message: "internal error").response
+                }
+                if closing {
+                    response.headers.append(("Connection", "close"))
+                } else if head.version == .http1_0 {
+                    response.headers.append(("Connection", "keep-alive"))
+                }
                 do {
                     try await send(response, to: request, http10: head.version == .http1_0, on: conn)
                 } catch {
                     break connection
                 }
                 if closing {
-                    if !body.isComplete { await lingerAndClose(conn) ; return }
+                    if !body.isComplete || body.isPoisoned { await lingerAndClose(conn); return }
                     break connection
                 }
             }
@@ -200,9 +221,21 @@ public final class HTTPServer: Sendable {
     /// Unread body bytes the server drops itself to keep a connection alive.
     static let drainMax: UInt64 = 64 * 1024
 
+    /// A header the serializer must not write (a handler echoing a decoded CR/LF or NUL
+    /// from a path, say): reported so the request gets a 500 instead of a crash.
+    static func invalidHeader(_ headers: [(name: String, value: String)]) -> String? {
+        for (n, v) in headers where !ResponseHead.isValidField(name: n, value: v) {
+            return "invalid header field \(n.debugDescription)"
+        }
+        return nil
+    }
+
     private func send(_ response: Response, to request: Request, http10: Bool, on conn: TCPConnection) async throws {
         let isHead = request.method == "HEAD"
+        // Framing is the server's: whatever a handler set (a proxied response's headers,
+        // say) would contradict what is actually sent.
         var headers = response.headers
+        headers.removeAll { $0.name.equalsIgnoringCase("Content-Length") || $0.name.equalsIgnoringCase("Transfer-Encoding") }
         // 1xx, 204 and 304 carry no content and no Content-Length (RFC 9110 §8.6).
         let contentless = response.status < 200 || response.status == 204 || response.status == 304
         switch response.stream {
@@ -216,7 +249,9 @@ public final class HTTPServer: Sendable {
 
         case .chunked(let producer):
             // HTTP/1.0 has no chunked coding: the body runs to the end of the connection.
-            if http10 {
+            if contentless {
+                // 1xx/204/304 carry no content: neither a transfer coding nor a producer.
+            } else if http10 {
                 headers.removeAll(named: "Connection")
                 headers.append(("Connection", "close"))
             } else {
@@ -243,7 +278,7 @@ public final class HTTPServer: Sendable {
             do {
                 let size = UInt64(max(0, file.size))
                 let r = range ?? 0..<size
-                headers.append(("Content-Length", String(r.count)))
+                if !contentless { headers.append(("Content-Length", String(r.count))) }
                 var out: [UInt8] = []
                 ResponseHead(status: response.status, headers: headers).serialize(into: &out)
                 try await conn.send(out, timeout: configuration.sendTimeout)
@@ -282,7 +317,11 @@ public final class HTTPServer: Sendable {
     private func lingerAndClose(_ conn: TCPConnection) async {
         try? await conn.shutdown(.write)
         var drained = 0
-        while drained < 1 << 20, let b = try? await conn.receive(timeout: .milliseconds(500)) { drained += b.count }
+        let deadline = ContinuousClock.now + .seconds(3)
+        while drained < 1 << 20, ContinuousClock.now < deadline,
+              let b = try? await conn.receive(timeout: min(.milliseconds(500), deadline - ContinuousClock.now)) {
+            drained += b.count
+        }
         await conn.close()
     }
 }

@@ -137,3 +137,28 @@ final class ChunkedAndSerializerTests: XCTestCase {
                        + "data: line1\ndata: line2\ndata: line3\ndata: line4\n\n")
     }
 }
+
+final class ChunkedOverheadTests: XCTestCase {
+    /// Extensions and trailers carry no body: a stream of them is cut off at the overhead cap
+    /// instead of flowing for ever under the body limit.
+    func testExtensionsAndTrailersAreCapped() {
+        var d = ChunkedDecoder(bodyBytesMax: 1 << 20, overheadBytesMax: 1000)
+        var events: [ChunkedDecoder.Event] = []
+        let chunk = Array("1;name=\(String(repeating: "v", count: 90))\r\nx\r\n".utf8)
+        var failure: HTTPParseError?
+        for _ in 0..<20 where failure == nil {
+            do {
+                _ = try chunk.withUnsafeBytes { try d.decode($0, into: &events) }
+            } catch {
+                failure = error as? HTTPParseError
+            }
+        }
+        XCTAssertEqual(failure?.status, 431)
+        var t = ChunkedDecoder(bodyBytesMax: 1 << 20, overheadBytesMax: 1000)
+        let trailers = Array(("0\r\n" + String(repeating: "X-T: 123456789012345678901234567890\r\n", count: 40) + "\r\n").utf8)
+        XCTAssertThrowsError(try trailers.withUnsafeBytes { try t.decode($0, into: &events) })
+        var ok = ChunkedDecoder(bodyBytesMax: 1 << 20)
+        XCTAssertNoThrow(try trailers.withUnsafeBytes { try ok.decode($0, into: &events) })
+        XCTAssertTrue(ok.isComplete)
+    }
+}

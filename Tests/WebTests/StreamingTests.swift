@@ -109,13 +109,29 @@ final class StreamingTests: XCTestCase {
                     }
                 }
                 v1.get("files/:name") { req in
-                    try await Response.file(dir + "/" + (req.pathParameters["name"] ?? ""), for: req)
+                    try await Response.file(root: dir, name: req.pathParameters["name"] ?? "", for: req)
                 }
                 v1.get("sleep") { req in
                     try await Task.sleep(for: .milliseconds(Int(req.query("ms") ?? "0") ?? 0))
                     return .json(200, "{\"slept\":true}")
                 }
                 v1.get("redirect") { _ in Response(status: 302, headers: [("Location", "/api/v1/sleep?ms=0")]) }
+                v1.get("redirect-with-body") { _ in
+                    Response(status: 307, headers: [("Location", "/api/v1/sleep?ms=0"), ("Content-Type", "text/plain")], body: Array("moved, see Location".utf8))
+                }
+                v1.get("located/:x") { req in
+                    // Echoes a decoded path parameter into a header: CR/LF must not crash the server.
+                    Response(status: 201, headers: [("Location", "/jobs/" + (req.pathParameters["x"] ?? ""))])
+                }
+                v1.post("picky", body: .streaming(max: 1 << 20)) { req in
+                    // Refuses the body on its first byte, from inside the consumer.
+                    while try await req.bodyStream.read({ bytes in
+                        if bytes.first.map({ $0 != 0x4D }) ?? false {
+                            throw APIError(status: 415, code: "unsupported_media_type", message: "not a media file")
+                        }
+                    }) {}
+                    return .json(200, "{\"ok\":true}")
+                }
                 v1.group("/secure") { s in
                     s.use(StandardMiddleware.bearerToken { token in token == "s3cret" ? "alice" : nil })
                     s.get("whoami") { req in .json(200, "{\"principal\":\"\(req.principal ?? "")\"}") }
@@ -290,6 +306,8 @@ final class StreamingTests: XCTestCase {
             out.append(try await c.get("\(base)/api/v1/files/clip.bin", headers: [("Range", "bytes=100000-")]))
             out.append(try await c.get("\(base)/api/v1/files/clip.bin", headers: [("Range", "bytes=0-1,5-6")]))
             out.append(try await c.get("\(base)/api/v1/files/missing.bin"))
+            out.append(try await c.get("\(base)/api/v1/files/..%2F..%2F..%2F..%2Fetc%2Fpasswd"))
+            out.append(try await c.get("\(base)/api/v1/files/clip.bin", headers: [("Range", "BYTES=0-1")]))
             return out
         }
         XCTAssertEqual(rs[0].status, 200)
@@ -306,6 +324,8 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(rs[5].status, 200, "several ranges: the whole file")
         XCTAssertEqual(rs[5].body.count, 100_000)
         XCTAssertEqual(rs[6].status, 404)
+        XCTAssertEqual(rs[7].status, 404, "a decoded path must not leave the served directory")
+        XCTAssertEqual(rs[8].status, 206, "the range unit is case-insensitive")
         let tag = try XCTUnwrap(rs[0].header("ETag"))
         let cached = try await withClient { c in try await c.get("\(base)/api/v1/files/clip.bin", headers: [("If-None-Match", tag)]) }
         XCTAssertEqual(cached.status, 304)
@@ -374,7 +394,58 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(unknown, 422)
     }
 
+    /// A consumer that throws part-way leaves the body's end unknown: the connection closes
+    /// after the error, and body bytes are never parsed as a request.
+    func testThrowingConsumerClosesTheConnection() async throws {
+        var body = [UInt8](repeating: 0x58, count: 20_000)
+        // Inside the body, something shaped like a request: it must never be answered.
+        body.replaceSubrange(16_000..<16_040, with: Array("GET /api/v1/sleep?ms=0 HTTP/1.1\r\nHost: t\r\n\r\n".utf8.prefix(40)))
+        let next = Array("GET /api/v1/sleep?ms=0 HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+        let r = try await httpExchange(server.localAddress!, client, Array("POST /api/v1/picky HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n".utf8),
+                                       chunks: [body + next], pause: .milliseconds(50))
+        XCTAssertTrue(r.hasPrefix("HTTP/1.1 415"), r)
+        XCTAssertTrue(r.contains("Connection: close"), r)
+        XCTAssertEqual(r.components(separatedBy: "HTTP/1.1 ").count - 1, 1, "only the 415: \(r)")
+    }
+
+    func testInvalidHandlerHeaderIsA500NotACrash() async throws {
+        let base = self.base!
+        let (bad, good) = try await withClient { c in
+            (try await c.get("\(base)/api/v1/located/a%0D%0ASet-Cookie:%20x=1"), try await c.get("\(base)/api/v1/located/42"))
+        }
+        XCTAssertEqual(bad.status, 500)
+        XCTAssertNil(bad.header("Set-Cookie"))
+        XCTAssertEqual(good.status, 201)
+        XCTAssertEqual(good.header("Location"), "/jobs/42")
+    }
+
     // MARK: Client
+
+    /// With one connection allowed, a waiter whose deadline passes gives up without
+    /// stranding the next waiter, which gets the slot when the first request ends.
+    func testClientWaitersHonourDeadlinesAndHandOverSlots() async throws {
+        let base = self.base!
+        var config = HTTPClientConfiguration()
+        config.maxConnectionsPerOrigin = 1
+        let outcome = try await withClient(config) { c -> [String] in
+            try await withThrowingTaskGroup(of: (Int, String).self) { g in
+                g.addTask { (0, "\(try await c.get("\(base)/api/v1/sleep?ms=600").status)") }
+                try await EventLoop.current!.sleep(for: .milliseconds(50))
+                g.addTask {
+                    // B: waits, but only 200 ms in total.
+                    do {
+                        _ = try await c.execute(ClientRequest(url: "\(base)/api/v1/sleep?ms=0", timeout: .milliseconds(200)))
+                        return (1, "served")
+                    } catch let e as HTTPClientError { return (1, "\(e.kind)") }
+                }
+                g.addTask { (2, "\(try await c.get("\(base)/api/v1/sleep?ms=0").status)") }
+                var out = ["", "", ""]
+                for try await (i, v) in g { out[i] = v }
+                return out
+            }
+        }
+        XCTAssertEqual(outcome, ["200", "timedOut", "200"])
+    }
 
     func testClientReusesConnectionsAndRecoversFromStaleOnes() async throws {
         let base = self.base!
@@ -445,6 +516,8 @@ final class StreamingTests: XCTestCase {
         let followed = try await withClient(follow) { c in try await c.get("\(base)/api/v1/redirect") }
         XCTAssertEqual(followed.status, 200)
         XCTAssertEqual(String(decoding: followed.body, as: UTF8.self), "{\"slept\":true}")
+        let followedWithBody = try await withClient(follow) { c in try await c.get("\(base)/api/v1/redirect-with-body") }
+        XCTAssertEqual(String(decoding: followedWithBody.body, as: UTF8.self), "{\"slept\":true}", "the redirect's own body is not part of the result")
         var small = HTTPClientConfiguration()
         small.responseBodyMax = 10
         let tooBig = try await withClient(small) { c -> HTTPClientError? in
