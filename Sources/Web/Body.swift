@@ -17,7 +17,32 @@ import Ring
 /// that arrived with it). Loop-confined.
 final class ConnectionInput {
     let conn: TCPConnection
-    var pending: [UInt8] = []
+    /// Unconsumed bytes are `storage[start...]`. Consuming advances `start`; the storage is
+    /// compacted only when it empties or the consumed prefix is large, so many pipelined
+    /// requests in one receive cost linear, not quadratic, copying.
+    private var storage: [UInt8] = []
+    private var start = 0
+
+    var isEmpty: Bool { start == storage.count }
+
+    /// The unconsumed bytes (offset 0 is the first unconsumed byte).
+    func withPending<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try storage.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start...])) }
+    }
+
+    func consume(_ n: Int) {
+        start += n
+        if start == storage.count {
+            storage.removeAll(keepingCapacity: true)
+            start = 0
+        } else if start >= 32 * 1024 {
+            storage.removeFirst(start)
+            start = 0
+        }
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) { storage.append(contentsOf: bytes) }
+
     /// Between requests with nothing buffered (graceful stop closes these at once).
     var idle = true
     init(conn: TCPConnection) { self.conn = conn }
@@ -96,15 +121,15 @@ public final class RequestBody: @unchecked Sendable {
             continueOwed = false
             try? await input.conn.send(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
         }
-        if !input.pending.isEmpty {
+        if !input.isEmpty {
             let used: Int
             do {
-                used = try input.pending.withUnsafeBytes { raw in try decode(raw, consume) }
+                used = try input.withPending { raw in try decode(raw, consume) }
             } catch {
                 isPoisoned = true
                 throw error
             }
-            input.pending.removeFirst(used)
+            input.consume(used)
             return true
         }
         let chunk: PooledBuffer?
@@ -121,7 +146,7 @@ public final class RequestBody: @unchecked Sendable {
         do {
             try chunk.withUnsafeBytes { raw in
                 let used = try decode(raw, consume)
-                if used < raw.count { input.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[used...])) }
+                if used < raw.count { input.append(UnsafeRawBufferPointer(rebasing: raw[used...])) }
             }
         } catch {
             isPoisoned = true

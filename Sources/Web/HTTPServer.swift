@@ -112,12 +112,12 @@ public final class HTTPServer: Sendable {
         var headStarted: ContinuousClock.Instant?
         connection: while true {
             // Answer every complete request already buffered (pipelining), in order.
-            while !input.pending.isEmpty {
+            while !input.isEmpty {
                 input.idle = false
                 if headStarted == nil { headStarted = .now }
                 let parsed: RequestHead?
                 do {
-                    parsed = try input.pending.withUnsafeBytes { raw throws(HTTPParseError) in try parser.parse(raw) }
+                    parsed = try input.withPending { raw in try parser.parse(raw) }
                 } catch let error as HTTPParseError {
                     await respondAndClose(conn, APIError(error))
                     return
@@ -128,11 +128,11 @@ public final class HTTPServer: Sendable {
                 guard let head = parsed else { break }
                 parser.reset()
                 headStarted = nil
-                var request = input.pending.withUnsafeBytes { raw in
+                var request = input.withPending { raw in
                     Request(method: head.string(head.method, in: raw), target: head.string(head.target, in: raw),
                             headers: head.fields.map { (head.string($0.name, in: raw), head.string($0.value, in: raw)) })
                 }
-                input.pending.removeFirst(head.headLength)
+                input.consume(head.headLength)
                 request.remoteAddress = peer
 
                 // The route decides how the body is taken; a declared length over its
@@ -194,19 +194,19 @@ public final class HTTPServer: Sendable {
                     break connection
                 }
             }
-            input.idle = input.pending.isEmpty
+            input.idle = input.isEmpty
             // Wait for more bytes: the rest of the head's deadline, or the idle timeout.
             let timeout: Duration
-            if let started = headStarted, !input.pending.isEmpty {
+            if let started = headStarted, !input.isEmpty {
                 timeout = max(.zero, configuration.headTimeout - (ContinuousClock.now - started))
             } else {
                 timeout = configuration.idleTimeout
             }
             do {
                 guard let chunk = try await conn.receive(timeout: timeout) else { break connection }
-                chunk.withUnsafeBytes { input.pending.append(contentsOf: $0) }
+                chunk.withUnsafeBytes { input.append($0) }
             } catch let e as RingError where e.code == .timedOut {
-                if !input.pending.isEmpty {
+                if !input.isEmpty {
                     await respondAndClose(conn, APIError(status: 408, code: "request_timeout", message: "the request head did not arrive in time"))
                     return
                 }
