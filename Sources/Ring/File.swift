@@ -240,3 +240,11 @@ public final class MappedFile {
         if msync(base, count, MS_SYNC) != 0 { throw RingError(errno: errno, operation: "msync") }
     }
 }
+
+/// Wall-clock time (CLOCK_REALTIME) in whole seconds since the Unix epoch, for protocol
+/// dates (HTTP `Date`, `Last-Modified`); never for measuring intervals.
+public func wallClockSeconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec)
+}

@@ -27,6 +27,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var bodyTimeout: Duration = .seconds(30)
     /// Longest wait for a client to take a piece of the response.
     public var sendTimeout: Duration = .seconds(30)
+    /// Connections one loop serves at once; more are closed as they arrive.
+    public var connectionsMaxPerLoop = 10_000
     public var loop = EventLoop.Configuration()
 
     public init(listen: SocketAddress) { self.listen = listen }
@@ -73,6 +75,13 @@ public final class HTTPServer: Sendable {
                         // the pressure passes, so back off briefly and try again.
                         server.logger.warning("accept failed; retrying", metadata: ["error": "\(error)"])
                         try? await loop.sleep(for: .milliseconds(50))
+                        continue
+                    }
+                    // Past the per-loop cap, new connections are closed at once (RST): the
+                    // loop's fds and pool stay for the connections it already serves.
+                    if registry.value.connections.count >= server.configuration.connectionsMaxPerLoop {
+                        conn.setResetOnClose()
+                        await conn.close()
                         continue
                     }
                     let c = LoopRef(conn)
@@ -184,6 +193,7 @@ public final class HTTPServer: Sendable {
                 } else if head.version == .http1_0 {
                     response.headers.append(("Connection", "keep-alive"))
                 }
+                response.headers.append(("Date", registry.date))
                 do {
                     try await send(response, to: request, http10: head.version == .http1_0, on: conn)
                 } catch {
@@ -336,6 +346,18 @@ extension APIError {
 final class ConnectionRegistry {
     private(set) var connections: [ObjectIdentifier: ConnectionInput] = [:]
     private(set) var draining = false
+    private var dateSecond: Int64 = -1
+    private var dateText = ""
+
+    /// The HTTP `Date` value for now, formatted once per second per loop.
+    var date: String {
+        let now = wallClockSeconds()
+        if now != dateSecond {
+            dateSecond = now
+            dateText = HTTPDate.format(now)
+        }
+        return dateText
+    }
 
     func add(_ c: ConnectionInput) { connections[ObjectIdentifier(c)] = c }
     func remove(_ c: ConnectionInput) { connections[ObjectIdentifier(c)] = nil }

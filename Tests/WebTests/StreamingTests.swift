@@ -355,6 +355,8 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(rs[2].status, 200)
         XCTAssertEqual(String(decoding: rs[2].body, as: UTF8.self), "{\"principal\":\"alice\"}")
         XCTAssertEqual(rs[2].header("X-Request-Id"), "req-42")
+        let date = try XCTUnwrap(rs[2].header("Date").flatMap(HTTPDate.parse), "responses carry Date (RFC 9110 §6.6.1)")
+        XCTAssertLessThan(abs(date - Int64(Date().timeIntervalSince1970)), 5)
         let generated = try XCTUnwrap(rs[0].header("X-Request-Id"))
         XCTAssertEqual(generated.count, 32)
         XCTAssertNotEqual(generated, rs[1].header("X-Request-Id"))
