@@ -1,5 +1,8 @@
 // Parker: one suspended task per owner object (a listener or connection), woken by the
 // loop when a multishot completion arrives, by an optional deadline, or by cancellation.
+// Deadlines cost no kernel timer: the loop keeps them in a heap and bounds its own wait
+// by the earliest one (EventLoop.scheduleDeadline), so an idle keep-alive wait that ends
+// with data (the common case) never arms and cancels a timeout.
 // Non-goals: several waiters on one object (each socket has one reader at a time).
 #if canImport(Glibc)
 import Glibc
@@ -18,7 +21,10 @@ enum WakeReason: Equatable {
 final class Parker {
     private var continuation: UnsafeContinuation<WakeReason, Never>?
     private var generation: UInt64 = 0
-    private var timerUD: UInt64?
+    /// Monotonic deadline of the current wait, if it has one.
+    var deadline: Int64?
+    /// Earliest entry this parker has in its loop's deadline heap (nil: none).
+    var heapAt: Int64?
     var isWaiting: Bool { continuation != nil }
 
     /// Suspends until `wake`, the deadline, or (if `cancellable`) task cancellation.
@@ -33,12 +39,12 @@ final class Parker {
             await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
                 self.continuation = k
                 if let t = timeoutNs {
-                    self.timerUD = loop.submit({ [self] _ in
-                        if self.generation == gen {
-                            self.timerUD = nil
-                            self.wake(.timedOut)
-                        }
-                    }) { ud, slot in loop.backend.timeout(nanoseconds: t, storage: loop.timeoutScratch(slot), ud) }
+                    let d = monotonicNanos() &+ Swift.max(0, t)
+                    self.deadline = d
+                    if self.heapAt.map({ d < $0 }) ?? true {
+                        self.heapAt = d
+                        loop.scheduleDeadline(d, self)
+                    }
                 }
             }
         }
@@ -54,10 +60,7 @@ final class Parker {
     func wake(_ reason: WakeReason = .signalled, loop: EventLoop? = nil) {
         guard let k = continuation else { return }
         continuation = nil
-        if let t = timerUD {
-            timerUD = nil
-            (loop ?? EventLoop.current)?.requestCancel(t)
-        }
+        deadline = nil
         k.resume(returning: reason)
     }
 }
