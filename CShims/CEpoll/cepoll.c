@@ -14,6 +14,12 @@ int cepoll_statx(int dirfd, const char *path, int flags, unsigned mask, void *bu
     return statx(dirfd, path, flags, mask, (struct statx *)buf) == 0 ? 0 : -errno;
 }
 
+void cepoll_statx_identity(const void *buf, uint32_t *mtime_nsec, uint64_t *inode) {
+    const struct statx *sx = (const struct statx *)buf;
+    *mtime_nsec = sx->stx_mtime.tv_nsec;
+    *inode = sx->stx_ino;
+}
+
 void cepoll_statx_fields(const void *buf, uint64_t *size, uint32_t *mode, int64_t *mtime_sec) {
     const struct statx *s = buf;
     *size = s->stx_size;

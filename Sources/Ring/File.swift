@@ -114,6 +114,9 @@ public struct FileStatus: Sendable, Equatable {
     public var size: UInt64
     public var mode: UInt32
     public var modifiedSeconds: Int64
+    /// Nanoseconds within `modifiedSeconds`.
+    public var modifiedNanoseconds: UInt32 = 0
+    public var inode: UInt64 = 0
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
     public var isRegularFile: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
 }
@@ -150,6 +153,7 @@ public enum FileSystem {
         if r.res < 0 { throw RingError(errno: -r.res, operation: "statx \(path)") }
         var status = FileStatus(size: 0, mode: 0, modifiedSeconds: 0)
         cepoll_statx_fields(sx, &status.size, &status.mode, &status.modifiedSeconds)
+        cepoll_statx_identity(sx, &status.modifiedNanoseconds, &status.inode)
         return status
     }
 

@@ -29,7 +29,9 @@ extension Response {
         }
         guard status.isRegularFile else { throw APIError(status: 404, code: "not_found", message: "no such file") }
         let size = status.size
-        let etag = "\"\(String(size, radix: 16))-\(String(status.modifiedSeconds, radix: 16))\""
+        // Inode, size and the modification time to the nanosecond: a file rewritten in place
+        // or replaced by rename gets a new tag.
+        let etag = "\"\(String(status.inode, radix: 16))-\(String(size, radix: 16))-\(String(status.modifiedSeconds, radix: 16)).\(String(status.modifiedNanoseconds, radix: 16))\""
         var r = Response(status: 200, headers: [
             ("Content-Type", contentType), ("Accept-Ranges", "bytes"),
             ("ETag", etag), ("Last-Modified", HTTPDate.format(status.modifiedSeconds)),
@@ -37,7 +39,10 @@ extension Response {
         var range: Range<UInt64>? = nil
         // Range applies to GET only (RFC 9110 §14.2: ignored for HEAD and other methods).
         if let header = request.header("Range"), request.method == "GET" {
-            let ifRangeOK = request.header("If-Range").map { $0 == etag || HTTPDate.parse($0) == status.modifiedSeconds } ?? true
+            // If-Range: the strong tag, or the date only when it is a strong validator (the
+            // file last changed at least a second before now, RFC 9110 §13.1.5).
+            let dateIsStrong = wallClockSeconds() - status.modifiedSeconds >= 1
+            let ifRangeOK = request.header("If-Range").map { $0 == etag || (dateIsStrong && HTTPDate.parse($0) == status.modifiedSeconds) } ?? true
             if ifRangeOK {
                 switch ByteRange.parse(header, size: size) {
                 case .none: break

@@ -330,6 +330,13 @@ final class StreamingTests: XCTestCase {
         let cached = try await withClient { c in try await c.get("\(base)/api/v1/files/clip.bin", headers: [("If-None-Match", tag)]) }
         XCTAssertEqual(cached.status, 304)
         XCTAssertTrue(cached.body.isEmpty)
+        let (current, stale) = try await withClient { c in
+            (try await c.get("\(base)/api/v1/files/clip.bin", headers: [("Range", "bytes=0-9"), ("If-Range", tag)]),
+             try await c.get("\(base)/api/v1/files/clip.bin", headers: [("Range", "bytes=0-9"), ("If-Range", "\"other\"")]))
+        }
+        XCTAssertEqual(current.status, 206, "If-Range with the current tag: the range")
+        XCTAssertEqual(stale.status, 200, "If-Range with another tag: the whole file")
+        XCTAssertEqual(stale.body.count, 100_000)
         XCTAssertEqual(ByteRange.parse("bytes=5-2", size: 10), ByteRange.none)
         XCTAssertEqual(ByteRange.parse("bytes=-0", size: 10), .unsatisfiable)
         XCTAssertEqual(ByteRange.parse("bytes=3-99", size: 10), .range(3..<10))

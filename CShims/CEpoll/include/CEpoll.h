@@ -29,4 +29,6 @@ enum { CEPOLL_STATX_SIZE = 256 };
 int cepoll_statx(int dirfd, const char *path, int flags, unsigned mask, void *buf);
 /// Reads the fields Spool uses from a filled statx buffer.
 void cepoll_statx_fields(const void *buf, uint64_t *size, uint32_t *mode, int64_t *mtime_sec);
+/// The nanoseconds of the modification time and the inode number.
+void cepoll_statx_identity(const void *buf, uint32_t *mtime_nsec, uint64_t *inode);
 #endif
