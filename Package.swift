@@ -30,6 +30,17 @@ let package = Package(
         ),
         // Linux headers the epoll fallback needs that Glibc's Swift module leaves out.
         .target(name: "CEpoll", path: "CShims/CEpoll"),
+        // The only door to FFmpeg 5.1 (libavformat, libavcodec, libavutil, libswscale,
+        // libswresample): macro wrappers, AVIO and log trampolines. Only Media imports it.
+        // pkg-config's include dir (/usr/include/x86_64-linux-gnu) is on clang's multiarch path.
+        .target(
+            name: "CLibAV",
+            path: "CShims/CLibAV",
+            linkerSettings: [
+                .linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("avutil"),
+                .linkedLibrary("swscale"), .linkedLibrary("swresample"),
+            ]
+        ),
         .target(
             name: "BufferPool",
             path: "Sources/BufferPool"
