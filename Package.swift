@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "HTTP1", targets: ["HTTP1"]),
         .library(name: "Web", targets: ["Web"]),
         .library(name: "JSON", targets: ["JSON"]),
+        .library(name: "Media", targets: ["Media"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -68,10 +69,19 @@ let package = Package(
             ],
             path: "Sources/Web"
         ),
+        // Safe Swift over libav: probe, synthesize test media, transcode (files), presets.
+        .target(
+            name: "Media",
+            dependencies: [
+                "CLibAV", "JSON",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Media"
+        ),
         .executableTarget(
             name: "SpoolCLI",
             dependencies: [
-                "Ring", "BufferPool", "Web",
+                "Ring", "BufferPool", "Web", "Media", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,6 +93,7 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
         .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),
+        .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolTestSupport"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,85 @@
+// Media.Muxer: an output file. The container is chosen from the extension and must be
+// one Spool writes (MP4 with faststart, MPEG-TS, Matroska/WebM). The file is opened with
+// `protocol_whitelist=file`; a name is always given as "file:PATH" so libav never treats
+// part of it as a protocol. Timestamps are rescaled from the encoder's time base to the
+// stream's (muxers pick their own time base in avformat_write_header).
+import CLibAV
+
+final class Muxer {
+    let ctx: UnsafeMutablePointer<AVFormatContext>
+    let path: String
+    let formatName: String
+    private var encoderTimeBases: [AVRational] = []
+    private var headerWritten = false
+    private var finished = false
+
+    static let allowedMuxers = ["mp4", "mpegts", "matroska", "webm", "mov"]
+
+    init(path: String, formatName: String? = nil) throws(MediaError) {
+        self.path = path
+        var p: UnsafeMutablePointer<AVFormatContext>? = nil
+        let rc = avformat_alloc_output_context2(&p, nil, formatName, path)
+        guard rc >= 0, let c = p else {
+            throw .outputUnwritable(path: path, reason: "no container for this file name (use .mp4, .ts, .mkv or .webm)")
+        }
+        ctx = c
+        LibAVObjects.retain()
+        self.formatName = String(cString: c.pointee.oformat.pointee.name)
+        guard Muxer.allowedMuxers.contains(self.formatName) else {
+            throw .outputUnwritable(path: path, reason: "container \(self.formatName) is not supported; use .mp4, .ts, .mkv or .webm")
+        }
+    }
+
+    deinit {
+        if ctx.pointee.pb != nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+            avio_closep(&ctx.pointee.pb)
+        }
+        avformat_free_context(ctx)
+        LibAVObjects.release()
+    }
+
+    /// Whether encoders must put codec headers in extradata for this container.
+    var needsGlobalHeader: Bool { (ctx.pointee.oformat.pointee.flags & AVFMT_GLOBALHEADER) != 0 }
+
+    /// Adds a stream carrying `encoder`'s output; returns its index.
+    func addStream(for encoder: Encoder) throws(MediaError) -> Int {
+        guard let st = avformat_new_stream(ctx, nil) else { throw outOfMemory("adding an output stream") }
+        try check(avcodec_parameters_from_context(st.pointee.codecpar, encoder.ctx), "describing the output stream")
+        st.pointee.time_base = encoder.timeBase
+        if encoder.ctx.pointee.codec_type == AVMEDIA_TYPE_VIDEO {
+            st.pointee.avg_frame_rate = encoder.ctx.pointee.framerate
+        }
+        encoderTimeBases.append(encoder.timeBase)
+        return Int(st.pointee.index)
+    }
+
+    /// Opens the file and writes the header. MP4 outputs get `+faststart` (moov first).
+    func writeHeader() throws(MediaError) {
+        if (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+            let opts = Options([("protocol_whitelist", "file")])
+            let rc = avio_open2(&ctx.pointee.pb, "file:" + path, AVIO_FLAG_WRITE, nil, &opts.ptr)
+            if rc < 0 { throw .outputUnwritable(path: path, reason: libavErrorString(rc)) }
+        }
+        let opts = Options()
+        if formatName == "mp4" || formatName == "mov" { opts.set("movflags", "+faststart") }
+        try check(avformat_write_header(ctx, &opts.ptr), "writing the \(formatName) header to \(path)")
+        headerWritten = true
+    }
+
+    /// Writes an encoded packet produced by the encoder of stream `index`.
+    func write(_ packet: Packet, stream index: Int) throws(MediaError) {
+        packet.ptr.pointee.stream_index = Int32(index)
+        av_packet_rescale_ts(packet.ptr, encoderTimeBases[index], ctx.pointee.streams[index]!.pointee.time_base)
+        try check(av_interleaved_write_frame(ctx, packet.ptr), "writing to \(path)")
+    }
+
+    /// Writes the trailer (and, for faststart MP4, moves the index to the front).
+    func finish() throws(MediaError) {
+        guard headerWritten, !finished else { return }
+        finished = true
+        try check(av_write_trailer(ctx), "finishing \(path)")
+        if (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+            try check(avio_closep(&ctx.pointee.pb), "closing \(path)")
+        }
+    }
+}

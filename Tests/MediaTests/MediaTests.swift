@@ -1,0 +1,268 @@
+// MediaTests: synthesize → probe → transcode with each preset → check with ffprobe;
+// hostile inputs end in typed errors quickly; cancellation frees every libav object.
+import Foundation
+import JSON
+import Media
+import SpoolTestSupport
+import XCTest
+
+final class SynthesisAndProbeTests: XCTestCase {
+    func testSynthesizedMP4HasTheRequestedStreams() throws {
+        let path = try Clips.mp4()
+        let streams = try ffprobeStreams(path)
+        let v = try XCTUnwrap(streams.first { $0.type == "video" })
+        XCTAssertEqual(v.codec, "h264")
+        XCTAssertEqual(v.width, 320)
+        XCTAssertEqual(v.height, 240)
+        XCTAssertEqual(v.frames, 50)
+        let a = try XCTUnwrap(streams.first { $0.type == "audio" })
+        XCTAssertEqual(a.codec, "aac")
+        XCTAssertEqual(a.sampleRate, 48000)
+        XCTAssertEqual(a.channels, 2)
+    }
+
+    func testProbeReportsStreamsAsJSON() throws {
+        let path = try Clips.mp4()
+        let r = try MediaProbe.probe(path)
+        XCTAssertTrue(r.format.contains("mp4"), r.format)
+        XCTAssertEqual(r.streams.count, 2)
+        let v = try XCTUnwrap(r.streams.first { $0.type == "video" })
+        XCTAssertEqual(v.codec, "h264")
+        XCTAssertEqual(v.width, 320)
+        XCTAssertEqual(v.height, 240)
+        XCTAssertEqual(v.fps, 25)
+        let a = try XCTUnwrap(r.streams.first { $0.type == "audio" })
+        XCTAssertEqual(a.codec, "aac")
+        XCTAssertEqual(a.sampleRate, 48000)
+        XCTAssertEqual(a.channels, 2)
+        XCTAssertEqual(a.channelLayout, "stereo")
+        XCTAssertEqual(try XCTUnwrap(r.durationSeconds), 2.0, accuracy: 0.1)
+
+        // The JSON (written by Spool's JSONWriter) reads back with an independent parser.
+        let obj = try JSONSerialization.jsonObject(with: Data(r.json.utf8)) as! [String: Any]
+        let js = obj["streams"] as! [[String: Any]]
+        XCTAssertEqual(js.count, 2)
+        XCTAssertEqual(js[0]["codec"] as? String, "h264")
+        XCTAssertEqual(js[0]["width"] as? Int, 320)
+        XCTAssertEqual(js[1]["sample_rate"] as? Int, 48000)
+    }
+
+    func testSynthesizedMPEGTSProbes() throws {
+        let path = try Clips.ts()
+        let r = try MediaProbe.probe(path)
+        XCTAssertEqual(r.format, "mpegts")
+        XCTAssertEqual(Set(r.streams.map(\.codec)), ["h264", "aac"])
+    }
+
+    func testProbeRefusesPicturesOverTheLimit() throws {
+        let path = try Clips.mp4()
+        var limits = MediaLimits()
+        limits.maxWidth = 160
+        limits.maxHeight = 120
+        let baseline = LibAVObjects.live
+        let e = expectMediaError { _ = try MediaProbe.probe(path, limits: limits) }
+        XCTAssertEqual(e?.code, "limit_exceeded")
+        XCTAssertEqual(e?.description, "input is 320×240; the limit is 160×120")
+        XCTAssertEqual(LibAVObjects.live, baseline, "the demuxer opened before the refusal was not freed")
+        let out = Scratch.path("over-limit.mp4")
+        var request = TranscodeRequest(input: path, output: out, preset: .h264_360p)
+        request.limits = limits
+        XCTAssertEqual(expectMediaError { _ = try Transcoder.transcodeBlocking(request) }?.code, "limit_exceeded")
+        XCTAssertEqual(LibAVObjects.live, baseline)
+    }
+}
+
+final class TranscodeTests: XCTestCase {
+    private func transcodeAndCheck(preset: TranscodePreset, input: String, output: String,
+                                   width: Int, height: Int, frames: Int = 50) throws {
+        let log = ProgressLog()
+        let summary = try Transcoder.transcodeBlocking(
+            TranscodeRequest(input: input, output: output, preset: preset), progress: { log.add($0) })
+        XCTAssertEqual(summary.videoFrames, frames)
+        XCTAssertEqual(Int(summary.width), width)
+        XCTAssertEqual(Int(summary.height), height)
+        XCTAssertGreaterThan(summary.outputBytes, 1000)
+        XCTAssertFalse(log.all.isEmpty, "no progress reported")
+        XCTAssertEqual(log.all.last?.videoFrames, frames)
+
+        let streams = try ffprobeStreams(output)
+        let v = try XCTUnwrap(streams.first { $0.type == "video" })
+        XCTAssertEqual(v.codec, "h264")
+        XCTAssertEqual(v.width, width)
+        XCTAssertEqual(v.height, height)
+        let n = try XCTUnwrap(v.frames)
+        XCTAssertLessThanOrEqual(abs(n - frames), 1, "frame count \(n)")
+        if let d = v.duration { XCTAssertEqual(d, Double(frames) / 25, accuracy: 0.041) }
+        let a = try XCTUnwrap(streams.first { $0.type == "audio" })
+        XCTAssertEqual(a.codec, "aac")
+        XCTAssertEqual(a.channels, 2)
+        // The file starts with its index (faststart) when it is MP4.
+        if output.hasSuffix(".mp4") {
+            let head = try FileHandle(forReadingFrom: URL(fileURLWithPath: output)).readData(ofLength: 64 * 1024)
+            let moov = head.range(of: Data("moov".utf8)), mdat = head.range(of: Data("mdat".utf8))
+            XCTAssertNotNil(moov)
+            if let moov, let mdat { XCTAssertLessThan(moov.lowerBound, mdat.lowerBound) }
+        }
+    }
+
+    func testPresetH264_720p() throws {
+        try transcodeAndCheck(preset: .h264_720p, input: try Clips.mp4(), output: Scratch.path("out-720p.mp4"),
+                              width: 960, height: 720)
+    }
+
+    func testPresetH264_360p() throws {
+        try transcodeAndCheck(preset: .h264_360p, input: try Clips.mp4(), output: Scratch.path("out-360p.mp4"),
+                              width: 480, height: 360)
+    }
+
+    func testCustomBitrateFromMPEGTSIntoMPEGTS() throws {
+        let p = try TranscodePreset.custom(width: 160, height: 120, bitrateKbps: 300, gopSeconds: 1, speed: "ultrafast")
+        try transcodeAndCheck(preset: p, input: try Clips.ts(), output: Scratch.path("out-custom.ts"),
+                              width: 160, height: 120)
+    }
+
+    func testAsyncTranscodeRunsOffTheCallersThread() async throws {
+        let out = Scratch.path("out-async.mp4")
+        let summary = try await Transcoder.transcode(TranscodeRequest(input: try Clips.mp4(), output: out, preset: .h264_360p))
+        XCTAssertEqual(summary.videoFrames, 50)
+        XCTAssertEqual(summary.mediaSeconds, 2.0, accuracy: 0.05)
+    }
+
+    func testCancellationStopsTheJobFreesEverythingAndRemovesTheOutput() async throws {
+        var spec = TestClipSpec()
+        spec.seconds = 8
+        let input = try Clips.clip("long.mp4", spec: spec)
+        let out = Scratch.path("out-cancelled.mp4")
+        let baseline = LibAVObjects.live
+        let flag = CancellationFlag()
+        let log = ProgressLog()
+        log.onReport = { p in if p.videoFrames >= 10 { flag.cancel() } }
+        var request = TranscodeRequest(input: input, output: out, preset: .h264_720p)
+        request.progressInterval = 0
+        do {
+            _ = try await Transcoder.transcode(request, cancel: flag, progress: { log.add($0) })
+            XCTFail("the transcode finished although it was cancelled")
+        } catch {
+            XCTAssertEqual(error, .cancelled)
+        }
+        XCTAssertLessThan(log.all.last?.videoFrames ?? 0, 200, "stopped long after cancellation")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "partial output left behind")
+        XCTAssertEqual(LibAVObjects.live, baseline, "libav objects still alive after cancellation")
+    }
+
+    func testTaskCancellationCancelsTheJob() async throws {
+        var spec = TestClipSpec()
+        spec.seconds = 8
+        let input = try Clips.clip("long.mp4", spec: spec)
+        let out = Scratch.path("out-task-cancelled.mp4")
+        let task = Task { try await Transcoder.transcode(TranscodeRequest(input: input, output: out, preset: .h264_720p)) }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        let result = await task.result
+        switch result {
+        case .success: XCTFail("finished despite cancellation")
+        case .failure(let e): XCTAssertEqual(e as? MediaError, .cancelled)
+        }
+    }
+
+    func testOutputOntoTheInputIsRefused() throws {
+        let copy = Scratch.path("self.mp4")
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: try Clips.mp4(), toPath: copy)
+        let before = try Data(contentsOf: URL(fileURLWithPath: copy))
+        let e = expectMediaError {
+            _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: copy, output: Scratch.dir + "/./self.mp4", preset: .h264_360p))
+        }
+        XCTAssertEqual(e?.code, "invalid_settings")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: copy)), before)
+    }
+
+    func testPresetsAreValidatedBeforeWork() {
+        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.named("h264-4k") }?.code, "invalid_settings")
+        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(crf: 60) }?.code, "invalid_settings")
+        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(width: 641) }?.code, "invalid_settings")
+        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(crf: 20, bitrateKbps: 500) }?.code, "invalid_settings")
+        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(codec: "mpeg2") }?.code, "invalid_settings")
+        for p in TranscodePreset.all { XCTAssertNoThrow(try p.validate(), p.name) }
+    }
+}
+
+final class HostileInputTests: XCTestCase {
+    private func write(_ name: String, _ bytes: [UInt8]) -> String {
+        let p = Scratch.path(name)
+        FileManager.default.createFile(atPath: p, contents: Data(bytes))
+        return p
+    }
+
+    /// Both probing and transcoding must end with a typed error within 2 s.
+    private func assertRefused(_ path: String, codes: Set<String>, file: StaticString = #filePath, line: UInt = #line) {
+        let baseline = LibAVObjects.live
+        let e1 = expectMediaError(file: file, line: line) { _ = try MediaProbe.probe(path) }
+        let out = path + ".out.mp4"
+        let e2 = expectMediaError(file: file, line: line) {
+            _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: path, output: out, preset: .h264_360p))
+        }
+        for e in [e1, e2] {
+            if let e { XCTAssertTrue(codes.contains(e.code), "\(e.code): \(e)", file: file, line: line) }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "output left behind", file: file, line: line)
+        XCTAssertEqual(LibAVObjects.live, baseline, "libav objects leaked", file: file, line: line)
+    }
+
+    func testZeroLengthFile() {
+        let p = write("empty.mp4", [])
+        assertRefused(p, codes: ["empty_input"])
+    }
+
+    func testMissingFile() {
+        assertRefused(Scratch.path("does-not-exist.mp4"), codes: ["input_unreadable"])
+    }
+
+    func testRandomBytes() {
+        for seed: UInt64 in [1, 2, 3] {
+            assertRefused(write("random-\(seed).mp4", pattern(seed: seed, count: 64 * 1024)),
+                          codes: ["unrecognized_format", "invalid_data"])
+        }
+    }
+
+    func testPlaylistPointingAtEtcPasswdIsRefusedByName() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nfile:///etc/passwd\n#EXTINF:10.0,\n/etc/passwd\n#EXT-X-ENDLIST\n"
+        let p = write("evil.m3u8", Array(text.utf8))
+        assertRefused(p, codes: ["format_not_allowed"])
+        do {
+            _ = try MediaProbe.probe(p)
+        } catch {
+            XCTAssertEqual(error.description, "input format \"hls\" is not allowed; allowed formats: mov, mp4, m4a, matroska, webm, mpegts")
+        }
+    }
+
+    func testTruncatedFiles() throws {
+        let whole = try Array(Data(contentsOf: URL(fileURLWithPath: try Clips.mp4())))
+        // Cut inside the index, and inside the media data after a complete index.
+        assertRefused(write("cut-header.mp4", Array(whole.prefix(600))), codes: ["invalid_data", "unrecognized_format", "libav_error"])
+        let cutData = write("cut-data.mp4", Array(whole.prefix(whole.count * 6 / 10)))
+        let e = expectMediaError {
+            _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: cutData, output: cutData + ".out.mp4", preset: .h264_360p))
+        }
+        XCTAssertEqual(e?.code, "invalid_data", e?.description ?? "")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cutData + ".out.mp4"))
+    }
+
+    func testCorruptedMediaDataDoesNotCrash() throws {
+        // Flip bytes all over the media data (not the header): decoding may complain or
+        // succeed, but the process must survive and end either way.
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: try Clips.ts())))
+        var g = SplitMix(seed: 42)
+        for _ in 0..<400 {
+            let i = 4096 + Int(g.next() % UInt64(bytes.count - 4096))
+            bytes[i] = UInt8(truncatingIfNeeded: g.next())
+        }
+        let p = write("corrupt.ts", bytes)
+        let out = Scratch.path("corrupt-out.mp4")
+        do {
+            _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: p, output: out, preset: .h264_360p))
+        } catch {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        }
+    }
+}
