@@ -266,3 +266,35 @@ final class HostileInputTests: XCTestCase {
         }
     }
 }
+
+/// The `spool` binary's media commands, when it has been built (swift build --build-tests
+/// builds it alongside the tests).
+final class CLITests: XCTestCase {
+    private var spool: String? {
+        let exe = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/spool").path
+        return FileManager.default.isExecutableFile(atPath: exe) ? exe : nil
+    }
+
+    func testProbePrintsJSONAndTranscodePrintsPlainProgressWhenNotATerminal() throws {
+        guard let spool else { throw XCTSkip(".build/debug/spool not built") }
+        let clip = try Clips.mp4()
+        let (rc, out) = try runProcess(spool, ["probe", clip])
+        XCTAssertEqual(rc, 0, out)
+        let json = out.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? ""
+        let obj = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        XCTAssertEqual((obj?["streams"] as? [Any])?.count, 2, out)
+
+        let dest = Scratch.path("cli-out.mp4")
+        let (rc2, out2) = try runProcess(spool, ["transcode", clip, dest, "--preset", "h264-360p"])
+        XCTAssertEqual(rc2, 0, out2)
+        XCTAssertTrue(out2.contains("progress: frames="), out2)
+        XCTAssertFalse(out2.contains("\r"), "a bar was drawn although stdout is a pipe")
+        XCTAssertTrue(out2.contains("done: 2.00 s of media"), out2)
+        XCTAssertTrue(out2.contains("480×360, 50 frames"), out2)
+
+        let (rc3, out3) = try runProcess(spool, ["transcode", clip, dest, "--preset", "h264-9000p"])
+        XCTAssertNotEqual(rc3, 0)
+        XCTAssertTrue(out3.contains("unknown preset"), out3)
+    }
+}
