@@ -18,19 +18,67 @@ final class InputFile {
     let interrupt: InterruptState
     private(set) var packetsRead = 0
 
+    /// The custom AVIOContext of a streamed input (nil for files). Released after the
+    /// format context is closed (stored properties outlive deinit's body).
+    let io: CustomIO?
+
+    /// Opens a local file.
     init(path: String, limits: MediaLimits, cancel: CancellationFlag?) throws(MediaError) {
         LibAVLogging.ensureInstalled()
         self.path = path
         self.limits = limits
+        self.io = nil
         let format = try InputFile.detectFormat(path: path, limits: limits)
-
         interrupt = InterruptState(cancel: cancel)
-        guard let c = avformat_alloc_context() else {
-            throw outOfMemory("allocating a demuxer")
+        // "file:" keeps a name with a colon from being read as a protocol.
+        ctx = try InputFile.openContext(url: "file:" + path, format: format, io: nil, limits: limits, interrupt: interrupt, label: path)
+        LibAVObjects.retain()
+        try finishOpening()
+    }
+
+    /// Opens a streamed input (a pipe, a socket, memory) read through a custom AVIOContext.
+    /// The stream must not need seeking: MPEG-TS, Matroska, fragmented or faststart MP4.
+    init(source: any ByteSource, name: String, limits: MediaLimits, cancel: CancellationFlag?) throws(MediaError) {
+        LibAVLogging.ensureInstalled()
+        self.path = name
+        self.limits = limits
+        let interrupt = InterruptState(cancel: cancel)
+        self.interrupt = interrupt
+        let io = try CustomIO(source: source, interrupt: interrupt)
+        self.io = io
+        interrupt.arm(seconds: limits.openTimeoutSeconds)
+        var probed: UnsafePointer<AVInputFormat>? = nil
+        let score = av_probe_input_buffer2(io.ctx, &probed, name, nil, 0, UInt32(min(max(limits.probeBytes, 2048), 1 << 20)))
+        if score < 0 || probed == nil {
+            if let f = io.failure { throw f }
+            if interrupt.cancel?.isCancelled == true { throw .cancelled }
+            if io.bytesRead == 0 { throw .emptyInput(path: name) }
+            throw .unrecognizedFormat(path: name)
         }
+        let format = probed!
+        let formatName = String(cString: format.pointee.name)
+        guard limits.allows(demuxer: formatName) else {
+            throw .demuxerNotAllowed(name: formatName, allowed: limits.allowedDemuxers)
+        }
+        do {
+            ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: name)
+        } catch {
+            throw io.failure ?? error
+        }
+        LibAVObjects.retain()
+        try finishOpening()
+    }
+
+    private static func openContext(url: String, format: UnsafePointer<AVInputFormat>, io: CustomIO?, limits: MediaLimits,
+                             interrupt: InterruptState, label: String) throws(MediaError) -> UnsafeMutablePointer<AVFormatContext> {
+        guard let c = avformat_alloc_context() else { throw outOfMemory("allocating a demuxer") }
         c.pointee.interrupt_callback = interrupt.callback
+        if let io {
+            c.pointee.pb = io.ctx
+            c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
+        }
         let opts = Options([
-            ("protocol_whitelist", "file"),
+            ("protocol_whitelist", io == nil ? "file" : "none"),   // a stream opens nothing else
             ("format_whitelist", limits.allowedDemuxers.joined(separator: ",")),
             ("probesize", String(limits.probeBytes)),
             ("analyzeduration", String(limits.analyzeMicroseconds)),
@@ -38,17 +86,18 @@ final class InputFile {
         ])
         interrupt.arm(seconds: limits.openTimeoutSeconds)
         var p: UnsafeMutablePointer<AVFormatContext>? = c
-        // "file:" keeps a name with a colon from being read as a protocol.
-        let rc = avformat_open_input(&p, "file:" + path, format, &opts.ptr)
+        let rc = avformat_open_input(&p, url, format, &opts.ptr)
         guard rc >= 0, let opened = p else {
-            // avformat_open_input frees the context on failure.
-            throw InputFile.openError(rc, interrupt: interrupt, phase: "opening \(path)")
+            // avformat_open_input frees the context on failure (not a custom pb).
+            throw InputFile.openError(rc, interrupt: interrupt, phase: "opening \(label)")
         }
-        ctx = opened
-        LibAVObjects.retain()
+        return opened
+    }
 
+    private func finishOpening() throws(MediaError) {
         let info = avformat_find_stream_info(ctx, nil)
         if info < 0 {
+            if let f = io?.failure { throw f }
             throw InputFile.openError(info, interrupt: interrupt, phase: "reading stream information from \(path)")
         }
         if interrupt.expired {
@@ -154,6 +203,7 @@ final class InputFile {
         if rc == AVCode.eof { return false }
         if rc < 0 {
             if interrupt.cancel?.isCancelled == true { throw .cancelled }
+            if let f = io?.failure { throw f }
             throw mediaError(rc, "reading \(path)")
         }
         packetsRead += 1

@@ -15,8 +15,23 @@ final class Muxer {
 
     static let allowedMuxers = ["mp4", "mpegts", "matroska", "webm", "mov"]
 
-    init(path: String, formatName: String? = nil) throws(MediaError) {
+    /// The custom AVIOContext of a streamed output (nil for files).
+    let io: CustomIO?
+
+    /// A streamed output (a pipe, a socket, memory) in `formatName` ("mpegts", "mp4" or
+    /// "matroska"). MP4 is written fragmented (empty moov, a fragment per keyframe), since
+    /// a stream cannot be rewritten for faststart.
+    convenience init(sink: any ByteSink, formatName: String, name: String = "stream") throws(MediaError) {
+        try self.init(path: name, formatName: formatName, io: try CustomIO(sink: sink, interrupt: nil))
+    }
+
+    convenience init(path: String) throws(MediaError) {
+        try self.init(path: path, formatName: nil, io: nil)
+    }
+
+    private init(path: String, formatName: String?, io: CustomIO?) throws(MediaError) {
         self.path = path
+        self.io = io
         var p: UnsafeMutablePointer<AVFormatContext>? = nil
         let rc = avformat_alloc_output_context2(&p, nil, formatName, path)
         guard rc >= 0, let c = p else {
@@ -28,12 +43,20 @@ final class Muxer {
         guard Muxer.allowedMuxers.contains(self.formatName) else {
             throw .outputUnwritable(path: path, reason: "container \(self.formatName) is not supported; use .mp4, .ts, .mkv or .webm")
         }
+        if let io {
+            c.pointee.pb = io.ctx
+            c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
+        }
     }
 
+    var isStreamed: Bool { io != nil }
+    var bytesWritten: Int64 { io?.bytesWritten ?? 0 }
+
     deinit {
-        if ctx.pointee.pb != nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+        if io == nil && ctx.pointee.pb != nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
             avio_closep(&ctx.pointee.pb)
         }
+        ctx.pointee.pb = nil   // a custom pb is freed by its owner, `io`
         avformat_free_context(ctx)
         LibAVObjects.release()
     }
@@ -55,14 +78,18 @@ final class Muxer {
 
     /// Opens the file and writes the header. MP4 outputs get `+faststart` (moov first).
     func writeHeader() throws(MediaError) {
-        if (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+        if io == nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
             let opts = Options([("protocol_whitelist", "file")])
             let rc = avio_open2(&ctx.pointee.pb, "file:" + path, AVIO_FLAG_WRITE, nil, &opts.ptr)
             if rc < 0 { throw .outputUnwritable(path: path, reason: libavErrorString(rc)) }
         }
         let opts = Options()
-        if formatName == "mp4" || formatName == "mov" { opts.set("movflags", "+faststart") }
-        try check(avformat_write_header(ctx, &opts.ptr), "writing the \(formatName) header to \(path)")
+        if formatName == "mp4" || formatName == "mov" {
+            opts.set("movflags", io == nil ? "+faststart" : "+frag_keyframe+empty_moov+default_base_moof")
+        }
+        let rc = avformat_write_header(ctx, &opts.ptr)
+        if rc < 0, let f = io?.failure { throw f }
+        try check(rc, "writing the \(formatName) header to \(path)")
         headerWritten = true
     }
 
@@ -70,15 +97,22 @@ final class Muxer {
     func write(_ packet: Packet, stream index: Int) throws(MediaError) {
         packet.ptr.pointee.stream_index = Int32(index)
         av_packet_rescale_ts(packet.ptr, encoderTimeBases[index], ctx.pointee.streams[index]!.pointee.time_base)
-        try check(av_interleaved_write_frame(ctx, packet.ptr), "writing to \(path)")
+        let rc = av_interleaved_write_frame(ctx, packet.ptr)
+        if rc < 0, let f = io?.failure { throw f }
+        try check(rc, "writing to \(path)")
     }
 
     /// Writes the trailer (and, for faststart MP4, moves the index to the front).
     func finish() throws(MediaError) {
         guard headerWritten, !finished else { return }
         finished = true
-        try check(av_write_trailer(ctx), "finishing \(path)")
-        if (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+        let rc = av_write_trailer(ctx)
+        if rc < 0, let f = io?.failure { throw f }
+        try check(rc, "finishing \(path)")
+        if let io {
+            avio_flush(io.ctx)
+            if let f = io.failure { throw f }
+        } else if (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
             try check(avio_closep(&ctx.pointee.pb), "closing \(path)")
         }
     }

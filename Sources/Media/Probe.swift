@@ -64,7 +64,17 @@ public struct ProbeResult: Sendable, Equatable {
 public enum MediaProbe {
     public static func probe(_ path: String, limits: MediaLimits = MediaLimits(),
                              cancel: CancellationFlag? = nil) throws(MediaError) -> ProbeResult {
-        let input = try InputFile(path: path, limits: limits, cancel: cancel)
+        describe(try InputFile(path: path, limits: limits, cancel: cancel))
+    }
+
+    /// Probes a streamed input (pipe, socket, memory); `name` labels it in the result.
+    public static func probe(source: any ByteSource, name: String = "-", limits: MediaLimits = MediaLimits(),
+                             cancel: CancellationFlag? = nil) throws(MediaError) -> ProbeResult {
+        describe(try InputFile(source: source, name: name, limits: limits, cancel: cancel))
+    }
+
+    private static func describe(_ input: InputFile) -> ProbeResult {
+        let path = input.path
         var streams: [StreamInfo] = []
         for i in 0..<input.streamCount {
             let st = input.stream(i)

@@ -25,6 +25,16 @@ public struct TranscodeRequest: Sendable {
     /// Seconds between progress reports (at most; a report comes at the first frame after).
     public var progressInterval: Double
 
+    /// Streamed input (pipe mode): read from here instead of the file `input`, which then
+    /// only names the stream in messages.
+    public var inputStream: (any ByteSource)?
+    /// Streamed output (pipe mode): written here instead of the file `output`, in
+    /// `outputFormat` ("mpegts", "mp4" (fragmented) or "matroska").
+    public var outputStream: (any ByteSink)?
+    public var outputFormat: String?
+
+    public static let streamFormats = ["mpegts", "mp4", "matroska"]
+
     public init(input: String, output: String, preset: TranscodePreset, limits: MediaLimits = MediaLimits(),
                 threads: Int32 = 0, progressInterval: Double = 0.5) {
         self.input = input; self.output = output; self.preset = preset; self.limits = limits
@@ -92,8 +102,13 @@ public enum Transcoder {
                                          progress: (@Sendable (TranscodeProgress) -> Void)? = nil) throws(MediaError) -> TranscodeSummary {
         LibAVLogging.ensureInstalled()
         try request.preset.validate()
+        if request.outputStream != nil {
+            guard let f = request.outputFormat, TranscodeRequest.streamFormats.contains(f) else {
+                throw .invalidSettings(reason: "a streamed output needs a format: \(TranscodeRequest.streamFormats.joined(separator: ", "))")
+            }
+        }
         var a = stat(), b = stat()
-        if stat(request.input, &a) == 0 && stat(request.output, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino {
+        if request.inputStream == nil && request.outputStream == nil && stat(request.input, &a) == 0 && stat(request.output, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino {
             throw .invalidSettings(reason: "the output \(request.output) is the input file")
         }
         var createdOutput = false
@@ -175,8 +190,16 @@ final class TranscodeSession {
         self.request = request
         self.cancel = cancel
         self.progress = progress
-        input = try InputFile(path: request.input, limits: request.limits, cancel: cancel)
-        muxer = try Muxer(path: request.output)
+        if let source = request.inputStream {
+            input = try InputFile(source: source, name: request.input, limits: request.limits, cancel: cancel)
+        } else {
+            input = try InputFile(path: request.input, limits: request.limits, cancel: cancel)
+        }
+        if let sink = request.outputStream {
+            muxer = try Muxer(sink: sink, formatName: request.outputFormat ?? "mpegts", name: request.output)
+        } else {
+            muxer = try Muxer(path: request.output)
+        }
         packet = try Packet()
         outPacket = try Packet()
         decoded = try Frame()
@@ -225,7 +248,7 @@ final class TranscodeSession {
     }
 
     func run(createdOutput: inout Bool) throws(MediaError) -> TranscodeSummary {
-        createdOutput = true
+        createdOutput = !muxer.isStreamed
         try muxer.writeHeader()
         let maxTs = request.limits.maxDurationSeconds
         while try input.read(into: packet) {
@@ -269,7 +292,7 @@ final class TranscodeSession {
         let elapsed = Double(monotonicNanos() - startNanos) / 1e9
         let media = mediaSeconds
         var st = stat()
-        let size: Int64 = stat(request.output, &st) == 0 ? Int64(st.st_size) : 0
+        let size: Int64 = muxer.isStreamed ? muxer.bytesWritten : (stat(request.output, &st) == 0 ? Int64(st.st_size) : 0)
         return TranscodeSummary(
             input: request.input, output: request.output, preset: request.preset.name,
             mediaSeconds: media, elapsedSeconds: elapsed, videoFrames: videoFrames, audioSamples: Int(audioSamples),

@@ -11,12 +11,14 @@ import Glibc
 struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the streams of a media file as JSON.")
 
-    @Argument(help: "The media file to inspect.")
+    @Argument(help: "The media file to inspect ('-' reads stdin).")
     var input: String
 
     func run() throws {
         do {
-            let result = try MediaProbe.probe(input)
+            let result = input == "-"
+                ? try MediaProbe.probe(source: FileDescriptorSource(fd: STDIN_FILENO), name: "-")
+                : try MediaProbe.probe(input)
             print(result.json)
         } catch {
             printError("spool probe: \(error)")
@@ -35,6 +37,8 @@ struct Transcode: AsyncParsableCommand {
           custom: --codec h264 with --width/--height (a bounding box), --crf or --bitrate, \
         --speed, --gop, --profile.
         The output container follows the extension: .mp4 (faststart), .ts, .mkv.
+        '-' as INPUT reads stdin (MPEG-TS, Matroska or faststart/fragmented MP4); '-' as OUTPUT writes \
+        stdout in --format (mpegts, mp4 (fragmented) or matroska), with progress on stderr.
         Progress is a bar on a terminal and plain lines otherwise; Ctrl-C cancels and removes the partial output.
         """
     )
@@ -42,8 +46,11 @@ struct Transcode: AsyncParsableCommand {
     @Argument(help: "Input media file.")
     var input: String
 
-    @Argument(help: "Output file (.mp4, .ts or .mkv).")
+    @Argument(help: "Output file (.mp4, .ts or .mkv), or '-' for stdout.")
     var output: String
+
+    @Option(help: "Container when OUTPUT is '-': mpegts, mp4 (fragmented) or matroska.")
+    var format: String = "mpegts"
 
     @Option(help: "Preset name (see below), or 'custom'.")
     var preset: String = "h264-720p"
@@ -74,19 +81,30 @@ struct Transcode: AsyncParsableCommand {
 
     func run() async throws {
         let chosen = try resolvePreset()
-        let tty = isatty(STDOUT_FILENO) == 1
+        let toStdout = output == "-"
+        if toStdout && !TranscodeRequest.streamFormats.contains(format) {
+            throw ValidationError("--format must be one of \(TranscodeRequest.streamFormats.joined(separator: ", "))")
+        }
+        // Reports go where the media does not.
+        let reportFD = toStdout ? STDERR_FILENO : STDOUT_FILENO
+        let tty = isatty(reportFD) == 1
         let flag = CancellationFlag()
         let signals = CancelOnSignals(flag)
         defer { signals.stop() }
-        let request = TranscodeRequest(input: input, output: output, preset: chosen, threads: threads,
-                                       progressInterval: tty ? 0.25 : 1.0)
-        let printer = ProgressPrinter(tty: tty)
+        var request = TranscodeRequest(input: input == "-" ? "stdin" : input, output: toStdout ? "stdout" : output,
+                                       preset: chosen, threads: threads, progressInterval: tty ? 0.25 : 1.0)
+        if input == "-" { request.inputStream = FileDescriptorSource(fd: STDIN_FILENO) }
+        if toStdout {
+            request.outputStream = FileDescriptorSink(fd: STDOUT_FILENO)
+            request.outputFormat = format
+        }
+        let printer = ProgressPrinter(tty: tty, fd: reportFD)
         do {
             let s = try await Transcoder.transcode(request, cancel: flag, progress: { printer.show($0) })
             printer.finish()
-            print("done: \(fmt(s.mediaSeconds)) s of media in \(fmt(s.elapsedSeconds)) s "
+            printer.line("done: \(fmt(s.mediaSeconds)) s of media in \(fmt(s.elapsedSeconds)) s "
                   + "(\(fmt(s.fps)) fps, \(fmt(s.speed))× real time)")
-            print("output: \(s.output) (\(bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
+            printer.line("output: \(s.output) (\(bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")
@@ -125,10 +143,25 @@ struct Synthesize: ParsableCommand {
 /// Progress as a redrawn bar on a terminal, as one line per report otherwise.
 final class ProgressPrinter: @unchecked Sendable {
     private let tty: Bool
+    private let fd: Int32
     private var drewBar = false
     private var lock = pthread_mutex_t()
 
-    init(tty: Bool) { self.tty = tty; pthread_mutex_init(&lock, nil) }
+    init(tty: Bool, fd: Int32) { self.tty = tty; self.fd = fd; pthread_mutex_init(&lock, nil) }
+
+    func line(_ s: String) { emit(s + "\n") }
+
+    private func emit(_ s: String) {
+        var s = s
+        s.withUTF8 { b in
+            var off = 0
+            while off < b.count {
+                let n = write(fd, b.baseAddress! + off, b.count - off)
+                if n <= 0 { if errno == EINTR { continue }; return }
+                off += n
+            }
+        }
+    }
 
     func show(_ p: TranscodeProgress) {
         pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
@@ -139,17 +172,16 @@ final class ProgressPrinter: @unchecked Sendable {
             let filled = Int((p.fraction ?? 0) * Double(width))
             let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
             let pct = p.fraction.map { "\(Int($0 * 100))%" } ?? "--"
-            print("\r[\(bar)] \(pct) \(fmt(p.mediaSeconds))\(total) s  \(p.videoFrames) frames  \(fmt(p.fps)) fps  \(fmt(p.speed))×  ETA \(eta)   ", terminator: "")
+            emit("\r[\(bar)] \(pct) \(fmt(p.mediaSeconds))\(total) s  \(p.videoFrames) frames  \(fmt(p.fps)) fps  \(fmt(p.speed))×  ETA \(eta)   ")
             drewBar = true
         } else {
-            print("progress: frames=\(p.videoFrames) time=\(fmt(p.mediaSeconds))\(total)s fps=\(fmt(p.fps)) speed=\(fmt(p.speed))x eta=\(eta)")
+            emit("progress: frames=\(p.videoFrames) time=\(fmt(p.mediaSeconds))\(total)s fps=\(fmt(p.fps)) speed=\(fmt(p.speed))x eta=\(eta)\n")
         }
-        fflush(nil)
     }
 
     func finish() {
         pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        if drewBar { print(""); drewBar = false }
+        if drewBar { emit("\n"); drewBar = false }
     }
 }
 

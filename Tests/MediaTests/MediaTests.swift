@@ -293,6 +293,15 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(out2.contains("done: 2.00 s of media"), out2)
         XCTAssertTrue(out2.contains("480×360, 50 frames"), out2)
 
+        // Pipe mode: stdin to stdout, reports on stderr.
+        let piped = Scratch.path("cli-piped.mp4")
+        let (rc4, out4) = try runProcess("/bin/sh", ["-c", "'\(spool)' transcode - - --preset h264-360p --format mp4 < '\(try Clips.ts())' > '\(piped)'"])
+        XCTAssertEqual(rc4, 0, out4)
+        XCTAssertTrue(out4.contains("output: stdout"), out4)
+        let v = try ffprobeStreams(piped).first { $0.type == "video" }
+        XCTAssertEqual(v?.frames, 50)
+        XCTAssertEqual(v?.height, 360)
+
         let (rc3, out3) = try runProcess(spool, ["transcode", clip, dest, "--preset", "h264-9000p"])
         XCTAssertNotEqual(rc3, 0)
         XCTAssertTrue(out3.contains("unknown preset"), out3)

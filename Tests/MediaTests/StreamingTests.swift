@@ -1,0 +1,104 @@
+// Pipe mode: input read through a custom AVIOContext from a byte source that trickles,
+// output written through one to a sink; results match file mode.
+import Foundation
+import Media
+import SpoolTestSupport
+import XCTest
+
+/// Fails after handing out `limit` bytes (a peer that disconnects).
+final class FailingSource: ByteSource, @unchecked Sendable {
+    let inner: MemorySource
+    var left: Int
+    init(_ bytes: [UInt8], failAfter limit: Int) { inner = MemorySource(bytes, chunk: 4096); left = limit }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard left > 0 else { throw MediaError.inputUnreadable(path: "peer", reason: "connection reset") }
+        let n = try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, left)]))
+        left -= n
+        return n
+    }
+}
+
+final class FailingSink: ByteSink, @unchecked Sendable {
+    var left: Int
+    init(failAfter: Int) { left = failAfter }
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        left -= bytes.count
+        if left < 0 { throw MediaError.outputUnwritable(path: "peer", reason: "broken pipe") }
+    }
+}
+
+final class StreamingTests: XCTestCase {
+    private func bytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+
+    func testProbeFromATricklingStream() throws {
+        let source = MemorySource(try bytes(try Clips.ts()), chunk: 100)
+        let r = try MediaProbe.probe(source: source, name: "trickle")
+        XCTAssertEqual(r.format, "mpegts")
+        XCTAssertEqual(Set(r.streams.map(\.codec)), ["h264", "aac"])
+    }
+
+    func testStreamedTranscodeIsIdenticalToFileMode() throws {
+        let preset = try TranscodePreset.custom(width: 160, height: 120, crf: 28, speed: "ultrafast")
+        let clip = try Clips.ts()
+        let fileOut = Scratch.path("file-mode.ts")
+        var fileRequest = TranscodeRequest(input: clip, output: fileOut, preset: preset, threads: 1)
+        fileRequest.progressInterval = 10
+        _ = try Transcoder.transcodeBlocking(fileRequest)
+
+        let sink = MemorySink()
+        var streamRequest = TranscodeRequest(input: "trickle", output: "memory", preset: preset, threads: 1)
+        streamRequest.inputStream = MemorySource(try bytes(clip), chunk: 1000)
+        streamRequest.outputStream = sink
+        streamRequest.outputFormat = "mpegts"
+        let baseline = LibAVObjects.live
+        let summary = try Transcoder.transcodeBlocking(streamRequest)
+        XCTAssertEqual(LibAVObjects.live, baseline)
+        XCTAssertEqual(summary.videoFrames, 50)
+        XCTAssertEqual(summary.outputBytes, Int64(sink.bytes.count))
+        XCTAssertEqual(sink.bytes, try bytes(fileOut), "streamed output differs from file mode")
+    }
+
+    func testStreamedFragmentedMP4Output() throws {
+        let sink = MemorySink()
+        var request = TranscodeRequest(input: "pipe", output: "memory", preset: .h264_360p)
+        request.inputStream = MemorySource(try bytes(try Clips.mp4()), chunk: 4096)   // faststart MP4 streams
+        request.outputStream = sink
+        request.outputFormat = "mp4"
+        _ = try Transcoder.transcodeBlocking(request)
+        let out = Scratch.path("fragmented.mp4")
+        FileManager.default.createFile(atPath: out, contents: Data(sink.bytes))
+        XCTAssertNotNil(Data(sink.bytes.prefix(4096)).range(of: Data("moof".utf8)), "not fragmented")
+        let streams = try ffprobeStreams(out)
+        let v = try XCTUnwrap(streams.first { $0.type == "video" })
+        XCTAssertEqual(v.codec, "h264")
+        XCTAssertEqual(v.width, 480)
+        XCTAssertEqual(v.frames, 50)
+        XCTAssertEqual(streams.first { $0.type == "audio" }?.codec, "aac")
+    }
+
+    func testHostileStreamsEndInTypedErrors() throws {
+        let baseline = LibAVObjects.live
+        let playlist = Array("#EXTM3U\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n".utf8)
+        let cases: [(String, any ByteSource, Set<String>)] = [
+            ("empty", MemorySource([]), ["empty_input"]),
+            ("random", MemorySource(pattern(seed: 9, count: 256 * 1024), chunk: 777), ["unrecognized_format", "invalid_data"]),
+            ("playlist", MemorySource(playlist), ["format_not_allowed", "unrecognized_format"]),
+            ("reset", FailingSource(try bytes(try Clips.ts()), failAfter: 30_000), ["input_unreadable"]),
+        ]
+        for (name, source, codes) in cases {
+            var request = TranscodeRequest(input: name, output: "memory", preset: .h264_360p)
+            request.inputStream = source
+            request.outputStream = MemorySink()
+            request.outputFormat = "mpegts"
+            let e = expectMediaError { _ = try Transcoder.transcodeBlocking(request) }
+            XCTAssertTrue(e.map { codes.contains($0.code) } ?? false, "\(name): \(String(describing: e))")
+        }
+        var request = TranscodeRequest(input: "ok", output: "peer", preset: .h264_360p)
+        request.inputStream = MemorySource(try bytes(try Clips.ts()))
+        request.outputStream = FailingSink(failAfter: 20_000)
+        request.outputFormat = "mpegts"
+        let e = expectMediaError { _ = try Transcoder.transcodeBlocking(request) }
+        XCTAssertEqual(e?.code, "output_unwritable", String(describing: e))
+        XCTAssertEqual(LibAVObjects.live, baseline)
+    }
+}
