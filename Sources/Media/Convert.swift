@@ -167,10 +167,15 @@ final class AudioFIFO {
         if n < samples { throw mediaError(n < 0 ? n : clibav_averror(12), "buffering audio") }
     }
 
-    /// Moves `samples` samples into a fresh buffer of `frame` (format/layout preset).
-    func read(into frame: Frame, samples: Int32) throws(MediaError) {
-        frame.ptr.pointee.nb_samples = samples
+    /// Moves `samples` samples into a fresh buffer of `frame` (format/layout preset); with
+    /// `padTo`, the frame holds that many samples and the rest is silence.
+    func read(into frame: Frame, samples: Int32, padTo: Int32? = nil) throws(MediaError) {
+        frame.ptr.pointee.nb_samples = max(samples, padTo ?? 0)
         try check(av_frame_get_buffer(frame.ptr, 0), "allocating an audio frame")
+        if let padTo, padTo > samples {
+            av_samples_set_silence(clibav_frame_extended_data(frame.ptr), samples, padTo - samples,
+                                   frame.ptr.pointee.ch_layout.nb_channels, AVSampleFormat(rawValue: frame.format))
+        }
         let planes = UnsafeMutableRawPointer(clibav_frame_extended_data(frame.ptr))?
             .assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
         let n = av_audio_fifo_read(fifo, planes, samples)

@@ -9,6 +9,7 @@ enum Encoders {
         var priv: [(String, String)] = [("preset", settings.speed)]
         if let p = settings.profile { priv.append(("profile", p)) }
         if case .crf(let c) = settings.rateControl { priv.append(("crf", String(c))) }
+        if settings.fixedGOP { priv.append(("x264-params", "scenecut=0:open-gop=0")) }
         let gop = max(1, Int32((settings.gopSeconds * frameRate.double).rounded()))
         return try Encoder(encoderName: "libx264", globalHeader: globalHeader, privateOptions: priv) { c throws(MediaError) in
             c.pointee.width = width
@@ -20,6 +21,10 @@ enum Encoders {
             c.pointee.gop_size = gop
             c.pointee.keyint_min = gop
             c.pointee.thread_count = threads
+            if case .crf = settings.rateControl, let cap = settings.maxBitrateKbps {
+                c.pointee.rc_max_rate = Int64(cap) * 1000
+                c.pointee.rc_buffer_size = Int32(cap) * 2000
+            }
             if case .bitrate(let kbps) = settings.rateControl {
                 c.pointee.bit_rate = Int64(kbps) * 1000
                 c.pointee.rc_max_rate = Int64(kbps) * 1500

@@ -13,7 +13,7 @@ final class Muxer {
     private var headerWritten = false
     private var finished = false
 
-    static let allowedMuxers = ["mp4", "mpegts", "matroska", "webm", "mov"]
+    static let allowedMuxers = ["mp4", "mpegts", "matroska", "webm", "mov", "hls"]
 
     /// The custom AVIOContext of a streamed output (nil for files).
     let io: CustomIO?
@@ -25,9 +25,12 @@ final class Muxer {
         try self.init(path: name, formatName: formatName, io: try CustomIO(sink: sink, interrupt: nil))
     }
 
-    convenience init(path: String) throws(MediaError) {
-        try self.init(path: path, formatName: nil, io: nil)
+    convenience init(path: String, formatName: String? = nil) throws(MediaError) {
+        try self.init(path: path, formatName: formatName, io: nil)
     }
+
+    /// Extra muxer options for avformat_write_header (e.g. HLS segmenting).
+    var headerOptions: [(String, String)] = []
 
     private init(path: String, formatName: String?, io: CustomIO?) throws(MediaError) {
         self.path = path
@@ -83,7 +86,7 @@ final class Muxer {
             let rc = avio_open2(&ctx.pointee.pb, "file:" + path, AVIO_FLAG_WRITE, nil, &opts.ptr)
             if rc < 0 { throw .outputUnwritable(path: path, reason: libavErrorString(rc)) }
         }
-        let opts = Options()
+        let opts = Options(headerOptions)
         if formatName == "mp4" || formatName == "mov" {
             opts.set("movflags", io == nil ? "+faststart" : "+frag_keyframe+empty_moov+default_base_moof")
         }

@@ -24,6 +24,12 @@ public struct VideoSettings: Sendable, Equatable {
     /// Keyframe interval in seconds.
     public var gopSeconds: Double = 2
     public var profile: String? = "high"
+    /// With CRF: a VBV cap in kb/s (buffer twice that), so a rung of a ladder stays
+    /// within its advertised bandwidth.
+    public var maxBitrateKbps: Int?
+    /// Keyframes only every GOP (no scene-cut keyframes), so segments of every rendition
+    /// start at the same instants.
+    public var fixedGOP = false
 
     public init() {}
 }
@@ -66,7 +72,8 @@ public struct TranscodePreset: Sendable, Equatable {
 
     public static func named(_ name: String) throws(MediaError) -> TranscodePreset {
         guard let p = all.first(where: { $0.name == name }) else {
-            throw .invalidSettings(reason: "unknown preset \"\(name)\"; presets: \(all.map(\.name).joined(separator: ", "))")
+            let names = all.map(\.name) + LadderPreset.all.map(\.name)
+            throw .invalidSettings(reason: "unknown preset \"\(name)\"; presets: \(names.joined(separator: ", "))")
         }
         return p
     }
@@ -115,6 +122,9 @@ public struct TranscodePreset: Sendable, Equatable {
         }
         if let p = video.profile, !TranscodePreset.h264Profiles.contains(p) {
             throw .invalidSettings(reason: "H.264 profile \"\(p)\" must be one of \(TranscodePreset.h264Profiles.joined(separator: ", "))")
+        }
+        if let m = video.maxBitrateKbps, !(50...100_000).contains(m) {
+            throw .invalidSettings(reason: "maximum video bitrate \(m) kb/s must be in 50...100000")
         }
         guard video.gopSeconds > 0, video.gopSeconds <= 20 else {
             throw .invalidSettings(reason: "GOP \(video.gopSeconds) s must be in (0, 20]")

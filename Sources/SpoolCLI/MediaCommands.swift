@@ -34,6 +34,7 @@ struct Transcode: AsyncParsableCommand {
         discussion: """
         Presets:
         \(TranscodePreset.all.map { "  \($0.name): \($0.summary)" }.joined(separator: "\n"))
+        \(LadderPreset.all.map { "  \($0.name): \($0.summary); OUTPUT is a new directory (master.m3u8 + one directory per rendition)" }.joined(separator: "\n"))
           custom: --codec h264 with --width/--height (a bounding box), --crf or --bitrate, \
         --speed, --gop, --profile.
         The output container follows the extension: .mp4 (faststart), .ts, .mkv.
@@ -80,6 +81,10 @@ struct Transcode: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let ladder = LadderPreset.all.first(where: { $0.name == preset }) {
+            try await runLadder(ladder)
+            return
+        }
         let chosen = try resolvePreset()
         let toStdout = output == "-"
         if toStdout && !TranscodeRequest.streamFormats.contains(format) {
@@ -105,6 +110,36 @@ struct Transcode: AsyncParsableCommand {
             printer.line("done: \(fmt(s.mediaSeconds)) s of media in \(fmt(s.elapsedSeconds)) s "
                   + "(\(fmt(s.fps)) fps, \(fmt(s.speed))× real time)")
             printer.line("output: \(s.output) (\(bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
+        } catch {
+            printer.finish()
+            printError("spool transcode: \(error)")
+            throw ExitCode(error == .cancelled ? 130 : 1)
+        }
+    }
+}
+
+extension Transcode {
+    /// A decode-once ladder into an HLS directory.
+    func runLadder(_ ladder: LadderPreset) async throws {
+        guard output != "-" else { throw ValidationError("\(ladder.name) writes a directory; give one as OUTPUT") }
+        let tty = isatty(STDOUT_FILENO) == 1
+        let flag = CancellationFlag()
+        let signals = CancelOnSignals(flag)
+        defer { signals.stop() }
+        var request = LadderRequest(input: input == "-" ? "stdin" : input, outputDirectory: output, preset: ladder,
+                                    threads: threads, progressInterval: tty ? 0.25 : 1.0)
+        if input == "-" { request.inputStream = FileDescriptorSource(fd: STDIN_FILENO) }
+        let printer = ProgressPrinter(tty: tty, fd: STDOUT_FILENO)
+        do {
+            let s = try await Transcoder.transcodeLadder(request, cancel: flag, progress: { printer.show($0) })
+            printer.finish()
+            printer.line("done: \(fmt(s.mediaSeconds)) s of media in \(fmt(s.elapsedSeconds)) s "
+                         + "(\(fmt(s.fps)) source fps, \(fmt(s.speed))× real time), \(s.renditions.count) renditions")
+            for r in s.renditions {
+                printer.line("  \(r.name): \(r.width)×\(r.height), \(r.frames) frames, \(r.segments) segments, "
+                             + "peak \(r.bandwidth / 1000) kb/s, \(bytes(r.bytes)), \(r.codecs)")
+            }
+            printer.line("output: \(s.master) (\(bytes(s.outputBytes)))")
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")

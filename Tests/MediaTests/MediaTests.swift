@@ -302,6 +302,13 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(v?.frames, 50)
         XCTAssertEqual(v?.height, 360)
 
+        // The ladder preset writes a directory with a master playlist.
+        let ladderDir = Scratch.path("cli-ladder-\(UUID().uuidString)")
+        let (rc5, out5) = try runProcess(spool, ["transcode", clip, ladderDir, "--preset", "hls-ladder-h264"])
+        XCTAssertEqual(rc5, 0, out5)
+        XCTAssertTrue(out5.contains("1 renditions") && out5.contains("360p: 480×360"), out5)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ladderDir + "/master.m3u8"))
+
         let (rc3, out3) = try runProcess(spool, ["transcode", clip, dest, "--preset", "h264-9000p"])
         XCTAssertNotEqual(rc3, 0)
         XCTAssertTrue(out3.contains("unknown preset"), out3)

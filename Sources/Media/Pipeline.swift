@@ -1,0 +1,423 @@
+// Media.Pipeline: decode once, encode one or more video renditions and one audio track,
+// write one or more containers.
+//
+//   demux → decode (libav threads) ─┬→ scale → x264 → target(s)      (one per rendition)
+//                                   └→ resample → FIFO → AAC → every target (packets shared)
+//
+// Scalers are built from the first decoded frame (validated format and size) and rebuilt
+// if the decoder's output changes. Timestamps are taken from the decoder, made relative to
+// the container's start and kept strictly increasing. Cancellation is checked before every
+// packet and frame; every libav object has an owner, so throwing frees everything.
+import CLibAV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One container the pipeline writes.
+enum TargetPlan {
+    case file(path: String)
+    case stream(sink: any ByteSink, format: String, name: String)
+    /// HLS with fMP4 segments: the media playlist path, segment file pattern, init name.
+    case hls(playlist: String, segmentPattern: String, initName: String, segmentSeconds: Double)
+}
+
+struct RenditionPlan {
+    var name: String
+    var video: VideoSettings
+    /// Index into PipelinePlan.targets.
+    var target: Int
+}
+
+struct PipelinePlan {
+    var input: String
+    var inputStream: (any ByteSource)?
+    var targets: [TargetPlan]
+    var renditions: [RenditionPlan]
+    var audio: AudioSettings?
+    var limits: MediaLimits
+    var threads: Int32
+    var progressInterval: Double
+    /// Drop renditions whose box is larger than the source in both directions (keeping at
+    /// least the smallest), as ladders do.
+    var skipUpscaled: Bool
+}
+
+struct PipelineResult {
+    struct Rendition { var name: String; var width: Int32; var height: Int32; var frames: Int; var target: Int; var codecs: String }
+    var renditions: [Rendition]
+    var sourceFrames: Int
+    var mediaSeconds: Double
+    var elapsedSeconds: Double
+    var audioSamples: Int64
+    var fps: Double
+    var speed: Double
+    var bytesWritten: Int64
+    var hasAudio: Bool
+}
+
+final class Target {
+    let muxer: Muxer
+    var videoStream: Int?
+    var audioStream: Int?
+    init(muxer: Muxer) { self.muxer = muxer }
+}
+
+final class Rendition {
+    let name: String
+    let encoder: Encoder
+    let target: Target
+    let targetIndex: Int
+    let width: Int32, height: Int32
+    var scaler: VideoScaler?
+    let scaled: Frame
+    var frames = 0
+
+    init(name: String, encoder: Encoder, target: Target, targetIndex: Int, width: Int32, height: Int32) throws(MediaError) {
+        self.name = name; self.encoder = encoder; self.target = target; self.targetIndex = targetIndex
+        self.width = width; self.height = height
+        scaled = try Frame()
+    }
+}
+
+final class Pipeline {
+    let plan: PipelinePlan
+    let cancel: CancellationFlag
+    let progress: (@Sendable (TranscodeProgress) -> Void)?
+    let input: InputFile
+    private(set) var targets: [Int: Target] = [:]
+    private(set) var renditions: [Rendition] = []
+
+    // Video
+    var videoIn: Int?
+    var videoDecoder: Decoder?
+    var videoTimeBase = AVRational(num: 1, den: 25)
+    var videoOrigin: Int64 = 0
+    var lastVideoPts: Int64 = -1
+    var sourceFrames = 0
+
+    // Audio
+    var audioIn: Int?
+    var audioDecoder: Decoder?
+    var audioEncoder: Encoder?
+    var resampler: AudioResampler?
+    var fifo: AudioFIFO?
+    var audioSamples: Int64 = 0
+    var audioStarted = false
+
+    // Scratch objects reused across frames
+    let packet: Packet
+    let outPacket: Packet
+    let sharedPacket: Packet
+    let decoded: Frame
+    let audioFrame: Frame
+
+    var packetsPerStream: [Int: Int] = [:]
+    var lastPacketCorrupt = false
+    let startNanos = monotonicNanos()
+    var lastReportNanos: UInt64 = 0
+    var origin: Int64 = 0   // container start, AV_TIME_BASE units
+
+    init(plan: PipelinePlan, cancel: CancellationFlag, progress: (@Sendable (TranscodeProgress) -> Void)?) throws(MediaError) {
+        self.plan = plan
+        self.cancel = cancel
+        self.progress = progress
+        if let source = plan.inputStream {
+            input = try InputFile(source: source, name: plan.input, limits: plan.limits, cancel: cancel)
+        } else {
+            input = try InputFile(path: plan.input, limits: plan.limits, cancel: cancel)
+        }
+        packet = try Packet()
+        outPacket = try Packet()
+        sharedPacket = try Packet()
+        decoded = try Frame()
+        audioFrame = try Frame()
+        let st = input.ctx.pointee.start_time
+        origin = st == AVCode.noPTS ? 0 : st
+        try setUpVideo()
+        try setUpAudio()
+        if renditions.isEmpty && audioEncoder == nil { throw .noUsableStreams(path: plan.input) }
+    }
+
+    private func target(_ index: Int) throws(MediaError) -> Target {
+        if let t = targets[index] { return t }
+        let muxer: Muxer
+        switch plan.targets[index] {
+        case .file(let path):
+            muxer = try Muxer(path: path)
+        case .stream(let sink, let format, let name):
+            muxer = try Muxer(sink: sink, formatName: format, name: name)
+        case .hls(let playlist, let pattern, let initName, let seconds):
+            muxer = try Muxer(path: playlist, formatName: "hls")
+            muxer.headerOptions = [
+                ("hls_time", String(seconds)), ("hls_playlist_type", "vod"), ("hls_segment_type", "fmp4"),
+                ("hls_segment_filename", pattern), ("hls_fmp4_init_filename", initName),
+                ("hls_flags", "independent_segments"), ("protocol_whitelist", "file"),
+            ]
+        }
+        let t = Target(muxer: muxer)
+        targets[index] = t
+        return t
+    }
+
+    private func setUpVideo() throws(MediaError) {
+        guard !plan.renditions.isEmpty,
+              let v = input.bestStream(AVMEDIA_TYPE_VIDEO),
+              (input.stream(v).pointee.disposition & AV_DISPOSITION_ATTACHED_PIC) == 0 else { return }
+        let st = input.stream(v)
+        let par = st.pointee.codecpar.pointee
+        try plan.limits.checkPicture(width: par.width, height: par.height)
+        let dec = try Decoder(stream: st, threads: plan.threads)
+        var rate = st.pointee.avg_frame_rate
+        if !rate.isValid || rate.double > 240 { rate = st.pointee.r_frame_rate }
+        if !rate.isValid || rate.double > 240 || rate.double < 1 { rate = AVRational(num: 25, den: 1) }
+        videoTimeBase = av_inv_q(rate)
+        let sar = par.sample_aspect_ratio
+
+        var chosen = plan.renditions
+        if plan.skipUpscaled {
+            let fits = chosen.filter { r in
+                (r.video.maxHeight.map { $0 <= par.height } ?? true) || (r.video.maxWidth.map { $0 <= par.width } ?? true)
+            }
+            let smallest = chosen.min { ($0.video.maxHeight ?? .max) < ($1.video.maxHeight ?? .max) }
+            chosen = fits.isEmpty ? (smallest.map { [$0] } ?? []) : fits
+        }
+        for r in chosen {
+            let preset = TranscodePreset(name: r.name, summary: "", video: r.video, audio: AudioSettings())
+            let (w, h) = preset.outputSize(sourceWidth: par.width, sourceHeight: par.height, sampleAspect: (sar.num, sar.den))
+            let t = try target(r.target)
+            let enc = try Encoders.h264(width: w, height: h, frameRate: rate, settings: r.video,
+                                        globalHeader: t.muxer.needsGlobalHeader, threads: plan.threads)
+            guard t.videoStream == nil else {
+                throw .invalidSettings(reason: "two renditions write to the same output")
+            }
+            t.videoStream = try t.muxer.addStream(for: enc)
+            renditions.append(try Rendition(name: r.name, encoder: enc, target: t, targetIndex: r.target, width: w, height: h))
+        }
+        videoIn = v
+        videoDecoder = dec
+    }
+
+    private func setUpAudio() throws(MediaError) {
+        guard let settings = plan.audio, let a = input.bestStream(AVMEDIA_TYPE_AUDIO) else { return }
+        // Audio goes to every output that has video (or to every planned output if none has).
+        if targets.isEmpty { for i in plan.targets.indices { _ = try target(i) } }
+        let st = input.stream(a)
+        let par = st.pointee.codecpar.pointee
+        let dec = try Decoder(stream: st, threads: plan.threads)
+        let channels = min(max(1, par.ch_layout.nb_channels), settings.maxChannels)
+        let global = targets.values.contains { $0.muxer.needsGlobalHeader }
+        let enc = try Encoders.aac(sampleRate: par.sample_rate > 0 ? par.sample_rate : 48000, channels: channels,
+                                   bitrateKbps: settings.bitrateKbps, globalHeader: global)
+        for t in targets.values { t.audioStream = try t.muxer.addStream(for: enc) }
+        audioIn = a; audioDecoder = dec; audioEncoder = enc
+        fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
+    }
+
+    @inline(__always)
+    private func checkCancelled() throws(MediaError) {
+        if cancel.isCancelled { throw .cancelled }
+    }
+
+    func run() throws(MediaError) -> PipelineResult {
+        let ordered = targets.keys.sorted().map { targets[$0]! }
+        for t in ordered { try t.muxer.writeHeader() }
+        let maxTs = plan.limits.maxDurationSeconds
+        while try input.read(into: packet) {
+            try checkCancelled()
+            let idx = Int(packet.ptr.pointee.stream_index)
+            guard idx == videoIn || idx == audioIn else { continue }
+            packetsPerStream[idx, default: 0] += 1
+            lastPacketCorrupt = (packet.ptr.pointee.flags & AV_PKT_FLAG_CORRUPT) != 0
+            let pts = packet.ptr.pointee.pts
+            if pts != AVCode.noPTS {
+                let secs = Double(pts) * input.stream(idx).pointee.time_base.double - Double(origin) / Double(AV_TIME_BASE)
+                if secs > maxTs { try plan.limits.checkDuration(secs) }
+            }
+            if idx == videoIn, let dec = videoDecoder {
+                try dec.send(packet)
+                while try dec.receive(into: decoded) { try videoFrame(decoded) }
+            } else if idx == audioIn, let dec = audioDecoder {
+                try dec.send(packet)
+                while try dec.receive(into: decoded) { try audioFrame(decoded) }
+            }
+        }
+        try checkComplete()
+        // End of input: drain decoders, resampler, FIFO and encoders.
+        if let dec = videoDecoder {
+            try dec.send(nil)
+            while try dec.receive(into: decoded) { try videoFrame(decoded) }
+        }
+        if let dec = audioDecoder {
+            try dec.send(nil)
+            while try dec.receive(into: decoded) { try audioFrame(decoded) }
+            try finishAudio()
+        }
+        for r in renditions {
+            try r.encoder.send(nil)
+            try drain(r)
+        }
+        for t in ordered { try t.muxer.finish() }
+        report(force: true)
+
+        let elapsed = Double(monotonicNanos() - startNanos) / 1e9
+        let media = mediaSeconds
+        return PipelineResult(
+            renditions: renditions.map {
+                .init(name: $0.name, width: $0.width, height: $0.height, frames: $0.frames, target: $0.targetIndex,
+                      codecs: HLSCodecs.h264(extradata: $0.encoder.ctx))
+            },
+            sourceFrames: sourceFrames, mediaSeconds: media, elapsedSeconds: elapsed, audioSamples: audioSamples,
+            fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0, speed: elapsed > 0 ? media / elapsed : 0,
+            bytesWritten: ordered.reduce(0) { $0 + $1.muxer.bytesWritten }, hasAudio: audioEncoder != nil)
+    }
+
+    /// A file that ends early is refused: containers with an index (MP4) say how many
+    /// packets each stream has, and libav flags a packet cut short by the end of the file.
+    private func checkComplete() throws(MediaError) {
+        if lastPacketCorrupt {
+            throw .invalidData(reason: "\(plan.input) ends in the middle of a packet (truncated?)")
+        }
+        for idx in [videoIn, audioIn].compactMap({ $0 }) {
+            let declared = input.stream(idx).pointee.nb_frames
+            let read = packetsPerStream[idx, default: 0]
+            if declared > 0 && Int64(read) < declared {
+                throw .invalidData(reason: "\(plan.input) ends early: stream \(idx) has \(read) of \(declared) packets (truncated?)")
+            }
+        }
+    }
+
+    private func drain(_ r: Rendition) throws(MediaError) {
+        while try r.encoder.receive(into: outPacket) {
+            try r.target.muxer.write(outPacket, stream: r.target.videoStream!)
+        }
+    }
+
+    // MARK: video
+
+    private func videoFrame(_ frame: Frame) throws(MediaError) {
+        try checkCancelled()
+        guard let vi = videoIn else { return }
+        let tb = videoTimeBase
+        var pts: Int64
+        let ts = frame.ptr.pointee.best_effort_timestamp
+        if ts != AVCode.noPTS {
+            pts = av_rescale_q(ts, input.stream(vi).pointee.time_base, tb) - av_rescale_q(origin, clibav_time_base_q(), tb)
+            if lastVideoPts < 0 { videoOrigin = min(0, pts) }
+            pts -= videoOrigin
+        } else {
+            pts = lastVideoPts + 1
+        }
+        if pts <= lastVideoPts { pts = lastVideoPts + 1 }
+        lastVideoPts = pts
+        for r in renditions {
+            try checkCancelled()
+            if r.scaler == nil || !r.scaler!.matches(frame) {
+                r.scaler = try VideoScaler(srcWidth: frame.width, srcHeight: frame.height, srcFormat: frame.format,
+                                           dstWidth: r.width, dstHeight: r.height, dstFormat: AV_PIX_FMT_YUV420P,
+                                           limits: plan.limits)
+            }
+            try r.scaler!.scale(frame, into: r.scaled)
+            r.scaled.pts = pts
+            try r.encoder.send(r.scaled)
+            try drain(r)
+            r.frames += 1
+        }
+        sourceFrames += 1
+        report(force: false)
+    }
+
+    // MARK: audio
+
+    private func audioFrame(_ frame: Frame) throws(MediaError) {
+        try checkCancelled()
+        guard let enc = audioEncoder, let fifo, let ai = audioIn else { return }
+        if !audioStarted {
+            audioStarted = true
+            let ts = frame.ptr.pointee.best_effort_timestamp
+            if ts != AVCode.noPTS {
+                let rateTB = AVRational(num: 1, den: enc.ctx.pointee.sample_rate)
+                let start = av_rescale_q(ts, input.stream(ai).pointee.time_base, rateTB) - av_rescale_q(origin, clibav_time_base_q(), rateTB)
+                audioSamples = max(0, min(start, Int64(enc.ctx.pointee.sample_rate) * 10))
+            }
+        }
+        if let r = resampler, !r.matches(frame) {
+            try r.convert(nil, into: fifo, scratch: audioFrame)
+            resampler = nil
+        }
+        if resampler == nil { resampler = try AudioResampler(from: frame, to: enc) }
+        try resampler!.convert(frame, into: fifo, scratch: audioFrame)
+        try encodeFIFO(final: false)
+        if renditions.isEmpty { report(force: false) }
+    }
+
+    /// Writes every packet the audio encoder has ready to every target (a reference each).
+    private func drainAudio(_ enc: Encoder) throws(MediaError) {
+        while try enc.receive(into: outPacket) {
+            let audioTargets = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
+            for (i, t) in audioTargets.enumerated() {
+                if i == audioTargets.count - 1 {
+                    try t.muxer.write(outPacket, stream: t.audioStream!)
+                } else {
+                    sharedPacket.unref()
+                    try check(av_packet_ref(sharedPacket.ptr, outPacket.ptr), "sharing an audio packet")
+                    try t.muxer.write(sharedPacket, stream: t.audioStream!)
+                }
+            }
+        }
+    }
+
+    private func encodeFIFO(final: Bool) throws(MediaError) {
+        guard let enc = audioEncoder, let fifo else { return }
+        let frameSize = enc.frameSize > 0 ? enc.frameSize : 1024
+        let padLast = !Encoders.acceptsSmallLastFrame(enc)
+        while fifo.count >= frameSize || (final && fifo.count > 0) {
+            let n = min(frameSize, fifo.count)
+            audioFrame.unref()
+            audioFrame.ptr.pointee.format = enc.ctx.pointee.sample_fmt.rawValue
+            audioFrame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
+            _ = clibav_channel_layout_copy(&audioFrame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
+            if n < frameSize && padLast {
+                // Encoders that need full frames get the last one padded with silence.
+                try fifo.read(into: audioFrame, samples: n, padTo: frameSize)
+            } else {
+                try fifo.read(into: audioFrame, samples: n)
+            }
+            audioFrame.pts = audioSamples
+            audioSamples += Int64(n)
+            try enc.send(audioFrame)
+            try drainAudio(enc)
+        }
+    }
+
+    private func finishAudio() throws(MediaError) {
+        guard let enc = audioEncoder, let fifo else { return }
+        if let r = resampler { try r.convert(nil, into: fifo, scratch: audioFrame) }
+        try encodeFIFO(final: true)
+        try enc.send(nil)
+        try drainAudio(enc)
+    }
+
+    // MARK: progress
+
+    var mediaSeconds: Double {
+        if !renditions.isEmpty, lastVideoPts >= 0 { return Double(lastVideoPts + 1) * videoTimeBase.double }
+        if let enc = audioEncoder { return Double(audioSamples) / Double(enc.ctx.pointee.sample_rate) }
+        return 0
+    }
+
+    private func report(force: Bool) {
+        guard let progress else { return }
+        let now = monotonicNanos()
+        if !force && Double(now &- lastReportNanos) / 1e9 < plan.progressInterval { return }
+        lastReportNanos = now
+        let elapsed = Double(now - startNanos) / 1e9
+        let media = mediaSeconds
+        let total = input.durationSeconds
+        let speed = elapsed > 0 ? media / elapsed : 0
+        var eta: Double? = nil
+        if total > 0 && speed > 0 { eta = max(0, (total - media) / speed) }
+        progress(TranscodeProgress(videoFrames: sourceFrames, mediaSeconds: media, totalSeconds: total,
+                                   elapsedSeconds: elapsed, fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0,
+                                   speed: speed, etaSeconds: eta))
+    }
+}
