@@ -95,6 +95,9 @@ final class InputFile {
     }
 
     private func finishOpening() throws(MediaError) {
+        // The container's declared values first: probing stream info may replace absurd
+        // ones with 0×0 (the decoder refuses to open), which would hide the reason.
+        try checkLimits()
         let info = avformat_find_stream_info(ctx, nil)
         if info < 0 {
             if let f = io?.failure { throw f }

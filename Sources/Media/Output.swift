@@ -79,6 +79,9 @@ final class Muxer {
         return Int(st.pointee.index)
     }
 
+    /// Records the time base of a stream added directly with avformat_new_stream.
+    func registerRawStream(timeBase: AVRational) { encoderTimeBases.append(timeBase) }
+
     /// Opens the file and writes the header. MP4 outputs get `+faststart` (moov first).
     func writeHeader() throws(MediaError) {
         if io == nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {

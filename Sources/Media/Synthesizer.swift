@@ -149,3 +149,35 @@ public enum TestMedia {
         }
     }
 }
+
+extension TestMedia {
+    /// Writes a Matroska file whose header declares an MPEG-2 video stream of `width`×`height`
+    /// followed by one packet of junk: a well-formed container with absurd dimensions,
+    /// for testing the limits. Nothing is encoded.
+    public static func synthesizeHeaderOnly(to path: String, width: Int32, height: Int32) throws(MediaError) {
+        LibAVLogging.ensureInstalled()
+        let muxer = try Muxer(path: path, formatName: "matroska")
+        guard let st = avformat_new_stream(muxer.ctx, nil) else { throw outOfMemory("adding a stream") }
+        let par = st.pointee.codecpar!
+        par.pointee.codec_type = AVMEDIA_TYPE_VIDEO
+        par.pointee.codec_id = AV_CODEC_ID_MPEG2VIDEO
+        par.pointee.width = width
+        par.pointee.height = height
+        st.pointee.time_base = AVRational(num: 1, den: 1000)
+        muxer.registerRawStream(timeBase: st.pointee.time_base)
+        do {
+            try muxer.writeHeader()
+            let packet = try Packet()
+            try check(av_new_packet(packet.ptr, 64), "allocating a packet")
+            for i in 0..<64 { packet.ptr.pointee.data[i] = UInt8(truncatingIfNeeded: i &* 37) }
+            packet.ptr.pointee.pts = 0
+            packet.ptr.pointee.dts = 0
+            packet.ptr.pointee.flags |= AV_PKT_FLAG_KEY
+            try muxer.write(packet, stream: 0)
+            try muxer.finish()
+        } catch {
+            unlink(path)
+            throw error
+        }
+    }
+}

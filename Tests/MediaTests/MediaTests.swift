@@ -248,6 +248,17 @@ final class HostileInputTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: cutData + ".out.mp4"))
     }
 
+    func testValidHeaderWithAbsurdDimensions() throws {
+        let p = Scratch.path("absurd.mkv")
+        try TestMedia.synthesizeHeaderOnly(to: p, width: 100_000, height: 100_000)
+        assertRefused(p, codes: ["limit_exceeded"])
+        do {
+            _ = try MediaProbe.probe(p)
+        } catch {
+            XCTAssertEqual(error.description, "input is 100000×100000; the limit is 8192×8192")
+        }
+    }
+
     func testCorruptedMediaDataDoesNotCrash() throws {
         // Flip bytes all over the media data (not the header): decoding may complain or
         // succeed, but the process must survive and end either way.
