@@ -28,8 +28,22 @@ public enum LibAVLogging {
         if !done { install() }
     }
 
+    /// While > 0, libav errors are logged at debug level: probing for hardware devices
+    /// makes libav complain about every device that is absent, which is expected.
+    private static let expectingFailures = Atomic<Int>(0)
+
+    static func whileExpectingFailures<T>(_ body: () -> T) -> T {
+        expectingFailures.add(1, ordering: .relaxed)
+        defer { expectingFailures.subtract(1, ordering: .relaxed) }
+        return body()
+    }
+
     static func forward(level: Int32, _ text: String) {
         guard let logger = target.withLock({ $0 }) else { return }
+        if expectingFailures.load(ordering: .relaxed) > 0 {
+            logger.log(level: .debug, "\(text)")
+            return
+        }
         let l: Logger.Level
         switch level {
         case ...AV_LOG_ERROR: l = .error

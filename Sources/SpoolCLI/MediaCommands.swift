@@ -2,6 +2,7 @@
 // Media module (libav in-process; no ffmpeg command line anywhere).
 import ArgumentParser
 import Dispatch
+import JSON
 import Media
 #if canImport(Glibc)
 import Glibc
@@ -145,6 +146,29 @@ extension Transcode {
             printError("spool transcode: \(error)")
             throw ExitCode(error == .cancelled ? 130 : 1)
         }
+    }
+}
+
+/// `spool capabilities`: what the built-in libav plugin can do on this machine, as JSON.
+struct Capabilities: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the libav plugin's capabilities (probed from the linked libav) and a resource sample as JSON.")
+
+    func run() throws {
+        let caps = LibAVTranscoderPlugin().capabilities()
+        let r = ProcResourceMonitor().sample()
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("transcoder"); caps.write(to: &w)
+        w.key("resources")
+        w.beginObject()
+        w.field("cpus", r.cpus)
+        w.field("load_1m", r.loadAverage1m)
+        w.field("memory_total_bytes", r.memoryTotalBytes)
+        w.field("memory_available_bytes", r.memoryAvailableBytes)
+        w.endObject()
+        w.endObject()
+        print(w.text)
     }
 }
 

@@ -15,7 +15,7 @@ struct Spool: AsyncParsableCommand {
         commandName: "spool",
         abstract: "Spool: a distributed video transcoding system on io_uring.",
         version: SpoolVersion.string,
-        subcommands: [Serve.self, Transcode.self, Probe.self, Synthesize.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
+        subcommands: [Serve.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
     )
 }
 
