@@ -27,6 +27,26 @@ final class Decoder {
         try check(avcodec_open2(c, codec, nil), "opening the decoder for stream \(streamIndex) (\(name))")
     }
 
+    /// A decoder for what `encoder` produces (same codec, its extradata), single-threaded.
+    init(matching encoder: Encoder) throws(MediaError) {
+        let id = encoder.ctx.pointee.codec_id
+        let name = cString(avcodec_get_name(id)) ?? "unknown"
+        codecName = name
+        streamIndex = -1
+        guard let codec = avcodec_find_decoder(id) else { throw .decoderUnavailable(codec: name) }
+        guard let c = avcodec_alloc_context3(codec) else { throw outOfMemory("allocating a decoder") }
+        ctx = c
+        LibAVObjects.retain()
+        guard let par = avcodec_parameters_alloc() else { throw outOfMemory("allocating codec parameters") }
+        var p: UnsafeMutablePointer<AVCodecParameters>? = par
+        defer { avcodec_parameters_free(&p) }
+        try check(avcodec_parameters_from_context(par, encoder.ctx), "reading the \(encoder.codecName) parameters")
+        try check(avcodec_parameters_to_context(c, par), "configuring a \(name) decoder")
+        c.pointee.pkt_timebase = encoder.timeBase
+        c.pointee.thread_count = 1
+        try check(avcodec_open2(c, codec, nil), "opening a \(name) decoder for the rendition")
+    }
+
     deinit {
         var p: UnsafeMutablePointer<AVCodecContext>? = ctx
         avcodec_free_context(&p)

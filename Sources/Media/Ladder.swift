@@ -82,6 +82,8 @@ public struct LadderRequest: Sendable {
     public var threads: Int32
     public var progressInterval: Double
     public var inputStream: (any ByteSource)?
+    /// Also report PSNR and SSIM of every rendition against its scaled source.
+    public var measureQuality = false
 
     public init(input: String, outputDirectory: String, preset: LadderPreset, limits: MediaLimits = MediaLimits(),
                 threads: Int32 = 0, progressInterval: Double = 0.5) {
@@ -102,6 +104,7 @@ public struct RenditionSummary: Sendable {
     public var averageBandwidth: Int
     public var codecs: String
     public var bytes: Int64
+    public var quality: QualityReport?
 }
 
 public struct LadderSummary: Sendable {
@@ -174,7 +177,8 @@ extension Transcoder {
         do {
             let plan = PipelinePlan(input: request.input, inputStream: request.inputStream, targets: plans, renditions: rungs,
                                     audio: preset.audio, limits: request.limits, threads: request.threads,
-                                    progressInterval: request.progressInterval, skipUpscaled: true)
+                                    progressInterval: request.progressInterval, skipUpscaled: true,
+                                    measureQuality: request.measureQuality)
             let pipeline = try Pipeline(plan: plan, cancel: cancel, progress: progress)
             let result = try pipeline.run()
             // Rungs skipped as upscales leave empty directories: remove them.
@@ -246,7 +250,7 @@ enum HLSPlaylists {
         let codecs = audio ? "\(r.codecs),mp4a.40.2" : r.codecs
         return RenditionSummary(name: r.name, width: r.width, height: r.height, frames: r.frames, playlist: playlist,
                                 segments: segments, bandwidth: Int(peak.rounded(.up)), averageBandwidth: Int(average.rounded(.up)),
-                                codecs: codecs, bytes: bytes)
+                                codecs: codecs, bytes: bytes, quality: r.quality)
     }
 
     static func writeMaster(path: String, renditions: [RenditionSummary], frameRate: Double) throws(MediaError) {

@@ -40,10 +40,15 @@ struct PipelinePlan {
     /// Drop renditions whose box is larger than the source in both directions (keeping at
     /// least the smallest), as ladders do.
     var skipUpscaled: Bool
+    /// Decode each rendition again while encoding and compare with the scaled source.
+    var measureQuality = false
 }
 
 struct PipelineResult {
-    struct Rendition { var name: String; var width: Int32; var height: Int32; var frames: Int; var target: Int; var codecs: String }
+    struct Rendition {
+        var name: String; var width: Int32; var height: Int32; var frames: Int; var target: Int; var codecs: String
+        var quality: QualityReport?
+    }
     var renditions: [Rendition]
     var sourceFrames: Int
     var mediaSeconds: Double
@@ -71,6 +76,8 @@ final class Rendition {
     var scaler: VideoScaler?
     let scaled: Frame
     var frames = 0
+    var quality: QualityMeter?
+    var qualityReport: QualityReport?
 
     init(name: String, encoder: Encoder, target: Target, targetIndex: Int, width: Int32, height: Int32) throws(MediaError) {
         self.name = name; self.encoder = encoder; self.target = target; self.targetIndex = targetIndex
@@ -191,7 +198,9 @@ final class Pipeline {
                 throw .invalidSettings(reason: "two renditions write to the same output")
             }
             t.videoStream = try t.muxer.addStream(for: enc)
-            renditions.append(try Rendition(name: r.name, encoder: enc, target: t, targetIndex: r.target, width: w, height: h))
+            let rendition = try Rendition(name: r.name, encoder: enc, target: t, targetIndex: r.target, width: w, height: h)
+            if plan.measureQuality { rendition.quality = try QualityMeter(encoder: enc) }
+            renditions.append(rendition)
         }
         videoIn = v
         videoDecoder = dec
@@ -255,6 +264,8 @@ final class Pipeline {
         for r in renditions {
             try r.encoder.send(nil)
             try drain(r)
+            r.qualityReport = try r.quality?.finish()
+            r.quality = nil
         }
         for t in ordered { try t.muxer.finish() }
         report(force: true)
@@ -264,7 +275,7 @@ final class Pipeline {
         return PipelineResult(
             renditions: renditions.map {
                 .init(name: $0.name, width: $0.width, height: $0.height, frames: $0.frames, target: $0.targetIndex,
-                      codecs: HLSCodecs.h264(extradata: $0.encoder.ctx))
+                      codecs: HLSCodecs.h264(extradata: $0.encoder.ctx), quality: $0.qualityReport)
             },
             sourceFrames: sourceFrames, mediaSeconds: media, elapsedSeconds: elapsed, audioSamples: audioSamples,
             fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0, speed: elapsed > 0 ? media / elapsed : 0,
@@ -288,6 +299,7 @@ final class Pipeline {
 
     private func drain(_ r: Rendition) throws(MediaError) {
         while try r.encoder.receive(into: outPacket) {
+            try r.quality?.feed(outPacket)
             try r.target.muxer.write(outPacket, stream: r.target.videoStream!)
         }
     }
@@ -318,6 +330,7 @@ final class Pipeline {
             }
             try r.scaler!.scale(frame, into: r.scaled)
             r.scaled.pts = pts
+            try r.quality?.remember(r.scaled)
             try r.encoder.send(r.scaled)
             try drain(r)
             r.frames += 1

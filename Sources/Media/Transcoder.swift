@@ -33,6 +33,8 @@ public struct TranscodeRequest: Sendable {
     /// `outputFormat` ("mpegts", "mp4" (fragmented) or "matroska").
     public var outputStream: (any ByteSink)?
     public var outputFormat: String?
+    /// Also report PSNR and SSIM against the scaled source (decodes the output again).
+    public var measureQuality = false
 
     public static let streamFormats = ["mpegts", "mp4", "matroska"]
 
@@ -73,6 +75,7 @@ public struct TranscodeSummary: Sendable {
     public var fps: Double
     public var speed: Double
     public var outputBytes: Int64
+    public var quality: QualityReport?
 }
 
 public enum Transcoder {
@@ -119,7 +122,7 @@ public enum Transcoder {
             input: request.input, inputStream: request.inputStream, targets: [target],
             renditions: [RenditionPlan(name: request.preset.name, video: request.preset.video, target: 0)],
             audio: request.preset.audio, limits: request.limits, threads: request.threads,
-            progressInterval: request.progressInterval, skipUpscaled: false)
+            progressInterval: request.progressInterval, skipUpscaled: false, measureQuality: request.measureQuality)
         var createdOutput = false
         do {
             let pipeline = try Pipeline(plan: plan, cancel: cancel, progress: progress)
@@ -133,7 +136,7 @@ public enum Transcoder {
                 input: request.input, output: request.output, preset: request.preset.name,
                 mediaSeconds: r.mediaSeconds, elapsedSeconds: r.elapsedSeconds, videoFrames: v?.frames ?? 0,
                 audioSamples: Int(r.audioSamples), width: v?.width ?? 0, height: v?.height ?? 0,
-                fps: r.fps, speed: r.speed, outputBytes: size)
+                fps: r.fps, speed: r.speed, outputBytes: size, quality: v?.quality)
         } catch {
             if createdOutput { unlink(request.output) }
             throw error

@@ -66,6 +66,7 @@ struct Transcode: AsyncParsableCommand {
     @Option(help: "custom: keyframe interval in seconds.") var gop: Double = 2
     @Option(help: "custom: H.264 profile (baseline, main, high).") var profile: String?
     @Option(help: "Codec threads (0 = automatic).") var threads: Int32 = 0
+    @Flag(help: "Also measure PSNR and SSIM of the output against the scaled source.") var quality = false
 
     func resolvePreset() throws -> TranscodePreset {
         let customFlags = width != nil || height != nil || crf != nil || bitrate != nil || profile != nil
@@ -99,6 +100,7 @@ struct Transcode: AsyncParsableCommand {
         defer { signals.stop() }
         var request = TranscodeRequest(input: input == "-" ? "stdin" : input, output: toStdout ? "stdout" : output,
                                        preset: chosen, threads: threads, progressInterval: tty ? 0.25 : 1.0)
+        request.measureQuality = quality
         if input == "-" { request.inputStream = FileDescriptorSource(fd: STDIN_FILENO) }
         if toStdout {
             request.outputStream = FileDescriptorSink(fd: STDOUT_FILENO)
@@ -111,6 +113,7 @@ struct Transcode: AsyncParsableCommand {
             printer.line("done: \(fmt(s.mediaSeconds)) s of media in \(fmt(s.elapsedSeconds)) s "
                   + "(\(fmt(s.fps)) fps, \(fmt(s.speed))× real time)")
             printer.line("output: \(s.output) (\(bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
+            if let q = s.quality { printer.line("quality: \(describe(q))") }
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")
@@ -129,6 +132,7 @@ extension Transcode {
         defer { signals.stop() }
         var request = LadderRequest(input: input == "-" ? "stdin" : input, outputDirectory: output, preset: ladder,
                                     threads: threads, progressInterval: tty ? 0.25 : 1.0)
+        request.measureQuality = quality
         if input == "-" { request.inputStream = FileDescriptorSource(fd: STDIN_FILENO) }
         let printer = ProgressPrinter(tty: tty, fd: STDOUT_FILENO)
         do {
@@ -138,7 +142,8 @@ extension Transcode {
                          + "(\(fmt(s.fps)) source fps, \(fmt(s.speed))× real time), \(s.renditions.count) renditions")
             for r in s.renditions {
                 printer.line("  \(r.name): \(r.width)×\(r.height), \(r.frames) frames, \(r.segments) segments, "
-                             + "peak \(r.bandwidth / 1000) kb/s, \(bytes(r.bytes)), \(r.codecs)")
+                             + "peak \(r.bandwidth / 1000) kb/s, \(bytes(r.bytes)), \(r.codecs)"
+                             + (r.quality.map { "; \(describe($0))" } ?? ""))
             }
             printer.line("output: \(s.master) (\(bytes(s.outputBytes)))")
         } catch {
@@ -259,6 +264,17 @@ final class CancelOnSignals: @unchecked Sendable {
     }
 
     func stop() { for s in sources { s.cancel() } }
+}
+
+func describe(_ q: QualityReport) -> String {
+    "PSNR Y \(fmt(q.psnrY)) dB (all planes \(fmt(q.psnrAverage)) dB), SSIM Y \(fmt3(q.ssimY)) (worst frame \(fmt3(q.ssimYWorstFrame))) over \(q.frames) frames"
+}
+
+func fmt3(_ v: Double) -> String {
+    guard v.isFinite else { return "?" }
+    let t = Int((v * 1000).rounded())
+    let frac = abs(t % 1000)
+    return "\(t / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
 }
 
 func fmt(_ v: Double) -> String {
