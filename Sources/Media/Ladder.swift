@@ -69,6 +69,9 @@ public struct LadderPreset: Sendable, Equatable {
             guard ok else { throw .invalidSettings(reason: "rung name \"\(r.name)\" must be 1-32 letters, digits, '-' or '_'") }
             guard seen.insert(r.name).inserted else { throw .invalidSettings(reason: "rung name \"\(r.name)\" is used twice") }
             try TranscodePreset(name: r.name, summary: "", video: r.video, audio: audio).validate()
+            guard r.video.codec == "h264", audio.codec == "aac" else {
+                throw .invalidSettings(reason: "ladders are H.264 + AAC for now (rung \(r.name) asks for \(r.video.codec) + \(audio.codec))")
+            }
         }
     }
 }

@@ -67,11 +67,29 @@ final class Muxer {
     /// Whether encoders must put codec headers in extradata for this container.
     var needsGlobalHeader: Bool { (ctx.pointee.oformat.pointee.flags & AVFMT_GLOBALHEADER) != 0 }
 
+    /// Refuses, before any work, a codec this container cannot carry (asked of libav).
+    func checkCarries(_ id: AVCodecID, name: String) throws(MediaError) {
+        let inner = formatName == "hls" ? "mp4" : formatName
+        guard let fmt = av_guess_format(inner, nil, nil) else { return }
+        let answer = avformat_query_codec(fmt, id, FF_COMPLIANCE_NORMAL)
+        // Muxers without a codec table (MPEG-TS) answer "don't know": Spool's own list then.
+        let carries = answer >= 0 ? answer == 1
+            : inner != "mpegts" || [AV_CODEC_ID_H264, AV_CODEC_ID_HEVC, AV_CODEC_ID_AAC, AV_CODEC_ID_OPUS].contains(id)
+        if !carries {
+            throw .invalidSettings(reason: "the \(formatName) container cannot carry \(name)")
+        }
+    }
+
     /// Adds a stream carrying `encoder`'s output; returns its index.
     func addStream(for encoder: Encoder) throws(MediaError) -> Int {
         guard let st = avformat_new_stream(ctx, nil) else { throw outOfMemory("adding an output stream") }
         try check(avcodec_parameters_from_context(st.pointee.codecpar, encoder.ctx), "describing the output stream")
         st.pointee.time_base = encoder.timeBase
+        if encoder.ctx.pointee.codec_id == AV_CODEC_ID_HEVC && (formatName == "mp4" || formatName == "mov") {
+            // 'hvc1' (parameter sets in the sample entry) is what Apple players require.
+            st.pointee.codecpar.pointee.codec_tag = UInt32(UInt8(ascii: "h")) | UInt32(UInt8(ascii: "v")) << 8
+                | UInt32(UInt8(ascii: "c")) << 16 | UInt32(UInt8(ascii: "1")) << 24
+        }
         if encoder.ctx.pointee.codec_type == AVMEDIA_TYPE_VIDEO {
             st.pointee.avg_frame_rate = encoder.ctx.pointee.framerate
         }

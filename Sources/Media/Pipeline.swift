@@ -192,8 +192,9 @@ final class Pipeline {
             let preset = TranscodePreset(name: r.name, summary: "", video: r.video, audio: AudioSettings())
             let (w, h) = preset.outputSize(sourceWidth: par.width, sourceHeight: par.height, sampleAspect: (sar.num, sar.den))
             let t = try target(r.target)
-            let enc = try Encoders.h264(width: w, height: h, frameRate: rate, settings: r.video,
-                                        globalHeader: t.muxer.needsGlobalHeader, threads: plan.threads)
+            try t.muxer.checkCarries(VideoCodec(rawValue: r.video.codec)?.codecID ?? AV_CODEC_ID_NONE, name: r.video.codec)
+            let enc = try Encoders.video(width: w, height: h, frameRate: rate, settings: r.video,
+                                         globalHeader: t.muxer.needsGlobalHeader, threads: plan.threads)
             guard t.videoStream == nil else {
                 throw .invalidSettings(reason: "two renditions write to the same output")
             }
@@ -215,8 +216,11 @@ final class Pipeline {
         let dec = try Decoder(stream: st, threads: plan.threads)
         let channels = min(max(1, par.ch_layout.nb_channels), settings.maxChannels)
         let global = targets.values.contains { $0.muxer.needsGlobalHeader }
-        let enc = try Encoders.aac(sampleRate: par.sample_rate > 0 ? par.sample_rate : 48000, channels: channels,
-                                   bitrateKbps: settings.bitrateKbps, globalHeader: global)
+        for t in targets.values {
+            try t.muxer.checkCarries(AudioCodec(rawValue: settings.codec)?.codecID ?? AV_CODEC_ID_NONE, name: settings.codec)
+        }
+        let enc = try Encoders.audio(settings.codec, sampleRate: par.sample_rate > 0 ? par.sample_rate : 48000, channels: channels,
+                                     bitrateKbps: settings.bitrateKbps, globalHeader: global)
         for t in targets.values { t.audioStream = try t.muxer.addStream(for: enc) }
         audioIn = a; audioDecoder = dec; audioEncoder = enc
         fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)

@@ -122,9 +122,9 @@ public final class LibAVTranscoderPlugin: TranscoderPlugin {
 
 enum LibAVCapabilities {
     /// Encoders Spool drives today.
-    static let driven = ["libx264", "aac"]
-    /// Encoders issue 4 names that Spool does not drive yet (reported when present).
-    static let known = ["libx265", "libvpx-vp9", "libsvtav1", "libaom-av1", "libopus"]
+    static let driven = VideoCodec.allCases.map(\.encoderName) + AudioCodec.allCases.map(\.encoderName)
+    /// Encoders Spool knows of but does not drive (reported when present).
+    static let known = ["libaom-av1", "libvpx", "h264_vaapi", "hevc_vaapi", "h264_nvenc", "hevc_nvenc"]
 
     static let cached = probe()
 

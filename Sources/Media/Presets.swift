@@ -5,9 +5,15 @@
 //   h264-360p  H.264 Main, fits 640×360, CRF 23, x264 medium, keyframe every 2 s,
 //              AAC-LC 96 kb/s stereo.
 //
-// Custom: codec (h264 only in this build of Spool), a bounding box (width and/or height),
+//   hevc-1080p H.265 Main, fits 1920×1080, CRF 26, x265 fast; AAC 128 kb/s.
+//   vp9-720p   VP9, fits 1280×720, constant quality, cpu-used 5; Opus 96 kb/s (WebM).
+//   av1-720p   AV1 (SVT-AV1 preset 8), fits 1280×720; Opus 96 kb/s.
+//
+// Custom: codec (h264, hevc, vp9, av1), a bounding box (width and/or height),
 // CRF (0...51) or a bitrate, optional GOP and profile. Everything is validated before a
 // file is opened, so a bad combination fails at once with a readable reason.
+import CLibAV
+
 public struct VideoSettings: Sendable, Equatable {
     public enum RateControl: Sendable, Equatable {
         case crf(Int)
@@ -68,7 +74,30 @@ public struct TranscodePreset: Sendable, Equatable {
                                video: v, audio: a)
     }()
 
-    public static let all: [TranscodePreset] = [h264_720p, h264_360p]
+    public static let hevc_1080p: TranscodePreset = {
+        var v = VideoSettings()
+        v.codec = "hevc"; v.maxWidth = 1920; v.maxHeight = 1080; v.rateControl = .crf(26); v.speed = "fast"; v.profile = "main"
+        return TranscodePreset(name: "hevc-1080p", summary: "H.265 Main in 1920×1080, CRF 26, x265 fast, GOP 2 s; AAC 128 kb/s",
+                               video: v, audio: AudioSettings())
+    }()
+
+    public static let vp9_720p: TranscodePreset = {
+        var v = VideoSettings()
+        v.codec = "vp9"; v.maxWidth = 1280; v.maxHeight = 720; v.rateControl = .crf(32); v.speed = "faster"; v.profile = nil
+        var a = AudioSettings(); a.codec = "opus"; a.bitrateKbps = 96
+        return TranscodePreset(name: "vp9-720p", summary: "VP9 in 1280×720, constant quality (CRF 32 → libvpx 40), cpu-used 5, GOP 2 s; Opus 96 kb/s (use .webm or .mkv)",
+                               video: v, audio: a)
+    }()
+
+    public static let av1_720p: TranscodePreset = {
+        var v = VideoSettings()
+        v.codec = "av1"; v.maxWidth = 1280; v.maxHeight = 720; v.rateControl = .crf(30); v.speed = "fast"; v.profile = nil
+        var a = AudioSettings(); a.codec = "opus"; a.bitrateKbps = 96
+        return TranscodePreset(name: "av1-720p", summary: "AV1 (SVT-AV1 preset 8) in 1280×720, CRF 30 → 37, GOP 2 s; Opus 96 kb/s (.webm, .mkv or .mp4)",
+                               video: v, audio: a)
+    }()
+
+    public static let all: [TranscodePreset] = [h264_720p, h264_360p, hevc_1080p, vp9_720p, av1_720p]
 
     public static func named(_ name: String) throws(MediaError) -> TranscodePreset {
         guard let p = all.first(where: { $0.name == name }) else {
@@ -82,7 +111,7 @@ public struct TranscodePreset: Sendable, Equatable {
     public static func custom(codec: String = "h264", width: Int32? = nil, height: Int32? = nil,
                               crf: Int? = nil, bitrateKbps: Int? = nil, gopSeconds: Double = 2,
                               speed: String = "veryfast", profile: String? = nil,
-                              audioBitrateKbps: Int = 128) throws(MediaError) -> TranscodePreset {
+                              audioCodec: String = "aac", audioBitrateKbps: Int = 128) throws(MediaError) -> TranscodePreset {
         var v = VideoSettings()
         v.codec = codec; v.maxWidth = width; v.maxHeight = height
         v.gopSeconds = gopSeconds; v.speed = speed; v.profile = profile
@@ -92,19 +121,19 @@ public struct TranscodePreset: Sendable, Equatable {
         case (nil, nil): v.rateControl = .crf(23)
         case (_?, _?): throw .invalidSettings(reason: "give either a CRF or a bitrate, not both")
         }
-        var a = AudioSettings(); a.bitrateKbps = audioBitrateKbps
+        var a = AudioSettings(); a.bitrateKbps = audioBitrateKbps; a.codec = audioCodec
         let p = TranscodePreset(name: "custom", summary: "custom \(codec)", video: v, audio: a)
         try p.validate()
         return p
     }
 
-    static let x264Speeds = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
-    static let h264Profiles = ["baseline", "main", "high"]
+    static let x264Speeds = Encoders.speeds
 
     public func validate() throws(MediaError) {
-        guard video.codec == "h264" else {
-            throw .invalidSettings(reason: "video codec \"\(video.codec)\" is not supported yet; use h264")
+        guard let codec = VideoCodec(rawValue: video.codec) else {
+            throw .invalidSettings(reason: "video codec \"\(video.codec)\" is not supported; use \(VideoCodec.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        guard avcodec_find_encoder_by_name(codec.encoderName) != nil else { throw .encoderUnavailable(codec: codec.encoderName) }
         for (label, d) in [("width", video.maxWidth), ("height", video.maxHeight)] {
             if let d, !(16...8192).contains(d) || d % 2 != 0 {
                 throw .invalidSettings(reason: "\(label) \(d) must be an even number in 16...8192")
@@ -120,8 +149,9 @@ public struct TranscodePreset: Sendable, Equatable {
         guard TranscodePreset.x264Speeds.contains(video.speed) else {
             throw .invalidSettings(reason: "speed \"\(video.speed)\" must be one of \(TranscodePreset.x264Speeds.joined(separator: ", "))")
         }
-        if let p = video.profile, !TranscodePreset.h264Profiles.contains(p) {
-            throw .invalidSettings(reason: "H.264 profile \"\(p)\" must be one of \(TranscodePreset.h264Profiles.joined(separator: ", "))")
+        if let p = video.profile, !codec.profiles.contains(p) {
+            throw .invalidSettings(reason: codec.profiles.isEmpty ? "\(codec.rawValue) takes no profile setting"
+                : "\(codec.rawValue) profile \"\(p)\" must be one of \(codec.profiles.joined(separator: ", "))")
         }
         if let m = video.maxBitrateKbps, !(50...100_000).contains(m) {
             throw .invalidSettings(reason: "maximum video bitrate \(m) kb/s must be in 50...100000")
@@ -129,7 +159,10 @@ public struct TranscodePreset: Sendable, Equatable {
         guard video.gopSeconds > 0, video.gopSeconds <= 20 else {
             throw .invalidSettings(reason: "GOP \(video.gopSeconds) s must be in (0, 20]")
         }
-        guard audio.codec == "aac" else { throw .invalidSettings(reason: "audio codec \"\(audio.codec)\" is not supported yet; use aac") }
+        guard let audioCodec = AudioCodec(rawValue: audio.codec) else {
+            throw .invalidSettings(reason: "audio codec \"\(audio.codec)\" is not supported; use aac or opus")
+        }
+        guard avcodec_find_encoder_by_name(audioCodec.encoderName) != nil else { throw .encoderUnavailable(codec: audioCodec.encoderName) }
         guard (16...512).contains(audio.bitrateKbps) else {
             throw .invalidSettings(reason: "audio bitrate \(audio.bitrateKbps) kb/s must be in 16...512")
         }

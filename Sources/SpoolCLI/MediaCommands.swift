@@ -36,9 +36,10 @@ struct Transcode: AsyncParsableCommand {
         Presets:
         \(TranscodePreset.all.map { "  \($0.name): \($0.summary)" }.joined(separator: "\n"))
         \(LadderPreset.all.map { "  \($0.name): \($0.summary); OUTPUT is a new directory (master.m3u8 + one directory per rendition)" }.joined(separator: "\n"))
-          custom: --codec h264 with --width/--height (a bounding box), --crf or --bitrate, \
-        --speed, --gop, --profile.
-        The output container follows the extension: .mp4 (faststart), .ts, .mkv.
+          custom: --codec h264|hevc|vp9|av1 with --width/--height (a bounding box), --crf or --bitrate, \
+        --speed, --gop, --profile, --audio-codec aac|opus.
+        The output container follows the extension: .mp4 (faststart), .ts, .mkv, .webm; a codec the \
+        container cannot carry is refused before any work.
         '-' as INPUT reads stdin (MPEG-TS, Matroska or faststart/fragmented MP4); '-' as OUTPUT writes \
         stdout in --format (mpegts, mp4 (fragmented) or matroska), with progress on stderr.
         Progress is a bar on a terminal and plain lines otherwise; Ctrl-C cancels and removes the partial output.
@@ -57,7 +58,8 @@ struct Transcode: AsyncParsableCommand {
     @Option(help: "Preset name (see below), or 'custom'.")
     var preset: String = "h264-720p"
 
-    @Option(help: "custom: video codec.") var codec: String = "h264"
+    @Option(help: "custom: video codec (h264, hevc, vp9, av1).") var codec: String = "h264"
+    @Option(help: "custom: audio codec (aac, opus).") var audioCodec: String = "aac"
     @Option(help: "custom: maximum output width (even).") var width: Int32?
     @Option(help: "custom: maximum output height (even).") var height: Int32?
     @Option(help: "custom: constant rate factor 0...51.") var crf: Int?
@@ -73,7 +75,7 @@ struct Transcode: AsyncParsableCommand {
         do {
             if preset == "custom" {
                 return try TranscodePreset.custom(codec: codec, width: width, height: height, crf: crf, bitrateKbps: bitrate,
-                                                  gopSeconds: gop, speed: speed, profile: profile)
+                                                  gopSeconds: gop, speed: speed, profile: profile, audioCodec: audioCodec)
             }
             if customFlags { throw ValidationError("--width/--height/--crf/--bitrate/--profile need --preset custom") }
             return try TranscodePreset.named(preset)

@@ -184,6 +184,7 @@ final class TranscodeTests: XCTestCase {
         XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(crf: 20, bitrateKbps: 500) }?.code, "invalid_settings")
         XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(codec: "mpeg2") }?.code, "invalid_settings")
         for p in TranscodePreset.all { XCTAssertNoThrow(try p.validate(), p.name) }
+        XCTAssertEqual(TranscodePreset.all.map(\.name), ["h264-720p", "h264-360p", "hevc-1080p", "vp9-720p", "av1-720p"])
     }
 }
 
