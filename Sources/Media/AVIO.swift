@@ -16,6 +16,8 @@ import Glibc
 /// and returns how many it put in `buffer`; 0 means the end of the input.
 public protocol ByteSource: AnyObject, Sendable {
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    /// Wakes a reader blocked in `read` so it throws `.cancelled` (called on cancellation).
+    func stopReading()
 }
 
 /// Where a streamed output goes. `write` takes every byte or throws.

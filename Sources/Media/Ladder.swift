@@ -136,6 +136,7 @@ extension Transcoder {
                 }
             } onCancel: {
                 cancel.cancel()
+                request.inputStream?.stopReading()
             }
         } catch let e as MediaError {
             throw e

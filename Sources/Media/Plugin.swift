@@ -91,7 +91,7 @@ public protocol ResourceMonitorPlugin: Sendable {
 /// The built-in plugin: libav in-process.
 public final class LibAVTranscoderPlugin: TranscoderPlugin {
     public let name = "libav"
-    private let running = Mutex<[String: CancellationFlag]>([:])
+    private let running = Mutex<[String: (flag: CancellationFlag, source: (any ByteSource)?)]>([:])
 
     public init() {}
 
@@ -102,7 +102,10 @@ public final class LibAVTranscoderPlugin: TranscoderPlugin {
         let flag = CancellationFlag()
         let duplicate = running.withLock { jobs -> Bool in
             if jobs[job.id] != nil { return true }
-            jobs[job.id] = flag
+            switch job.kind {
+            case .single(let r): jobs[job.id] = (flag, r.inputStream)
+            case .ladder(let r): jobs[job.id] = (flag, r.inputStream)
+            }
             return false
         }
         if duplicate { throw .invalidSettings(reason: "job \(job.id) is already running") }
@@ -114,7 +117,9 @@ public final class LibAVTranscoderPlugin: TranscoderPlugin {
     }
 
     public func cancel(jobID: String) {
-        running.withLock { $0[jobID] }?.cancel()
+        guard let job = running.withLock({ $0[jobID] }) else { return }
+        job.flag.cancel()
+        job.source?.stopReading()
     }
 
     public var runningJobs: [String] { running.withLock { Array($0.keys).sorted() } }

@@ -93,6 +93,7 @@ public enum Transcoder {
                 }
             } onCancel: {
                 cancel.cancel()
+                request.inputStream?.stopReading()
             }
         } catch let e as MediaError {
             throw e

@@ -102,3 +102,77 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(LibAVObjects.live, baseline)
     }
 }
+
+/// An async producer (as a socket reader would be) feeding a transcode through ByteChannel.
+final class ByteChannelTests: XCTestCase {
+    private func bytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+
+    func testAsyncProducerFeedsATranscodeWithBackpressure() async throws {
+        let clip = try Clips.ts()
+        let input = try bytes(clip)
+        let preset = try TranscodePreset.custom(width: 160, height: 120, crf: 28, speed: "ultrafast")
+        let fileOut = Scratch.path("channel-file-mode.ts")
+        _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: clip, output: fileOut, preset: preset, threads: 1))
+
+        let channel = ByteChannel(capacity: 8 * 1024)   // far smaller than the input: the producer must wait
+        let sink = MemorySink()
+        var request = TranscodeRequest(input: "socket", output: "memory", preset: preset, threads: 1)
+        request.inputStream = channel
+        request.outputStream = sink
+        request.outputFormat = "mpegts"
+        let producer = Task {
+            var i = 0
+            while i < input.count {
+                let end = min(input.count, i + 1316)
+                try await channel.send(Array(input[i..<end]))
+                i = end
+                if i % (1316 * 16) == 0 { try await Task.sleep(for: .milliseconds(1)) }
+            }
+            channel.finish()
+        }
+        let summary = try await Transcoder.transcode(request)
+        try await producer.value
+        XCTAssertEqual(summary.videoFrames, 50)
+        XCTAssertEqual(sink.bytes, try bytes(fileOut), "output from an async producer differs from file mode")
+    }
+
+    func testCancellingWhileTheProducerStallsEndsPromptly() async throws {
+        let input = try bytes(try Clips.ts())
+        let channel = ByteChannel(capacity: 64 * 1024)
+        var request = TranscodeRequest(input: "stalled", output: "memory", preset: .h264_360p)
+        request.inputStream = channel
+        request.outputStream = MemorySink()
+        request.outputFormat = "mpegts"
+        try await channel.send(Array(input.prefix(input.count / 3)))   // then nothing more, never finished
+        let baseline = LibAVObjects.live
+        let task = Task { try await Transcoder.transcode(request) }
+        try await Task.sleep(for: .milliseconds(300))
+        let start = ContinuousClock.now
+        task.cancel()
+        let result = await task.result
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(2))
+        switch result {
+        case .success: XCTFail("finished without input")
+        case .failure(let e): XCTAssertEqual(e as? MediaError, .cancelled)
+        }
+        XCTAssertEqual(LibAVObjects.live, baseline)
+        do { try await channel.send([1, 2, 3]); XCTFail("send after the reader stopped") } catch {}
+    }
+
+    func testProducerFailureReachesTheTranscode() async throws {
+        let input = try bytes(try Clips.ts())
+        let channel = ByteChannel()
+        var request = TranscodeRequest(input: "peer", output: "memory", preset: .h264_360p)
+        request.inputStream = channel
+        request.outputStream = MemorySink()
+        request.outputFormat = "mpegts"
+        try await channel.send(Array(input.prefix(40_000)))
+        channel.fail(.inputUnreadable(path: "peer", reason: "connection reset"))
+        do {
+            _ = try await Transcoder.transcode(request)
+            XCTFail("succeeded on a failed stream")
+        } catch {
+            XCTAssertEqual(error, .inputUnreadable(path: "peer", reason: "connection reset"))
+        }
+    }
+}
