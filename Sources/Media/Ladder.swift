@@ -195,7 +195,7 @@ extension Transcoder {
             }
             let master = dir + "/master.m3u8"
             try HLSPlaylists.writeMaster(path: master, renditions: summaries,
-                                         frameRate: pipeline.videoTimeBase.double > 0 ? 1 / pipeline.videoTimeBase.double : 0)
+                                         frameRates: Dictionary(uniqueKeysWithValues: result.renditions.map { ($0.name, $0.frameRate) }))
             return LadderSummary(master: master, renditions: summaries, mediaSeconds: result.mediaSeconds,
                                  elapsedSeconds: result.elapsedSeconds, sourceFrames: result.sourceFrames,
                                  fps: result.fps, speed: result.speed)
@@ -257,11 +257,11 @@ enum HLSPlaylists {
                                 codecs: codecs, bytes: bytes, quality: r.quality)
     }
 
-    static func writeMaster(path: String, renditions: [RenditionSummary], frameRate: Double) throws(MediaError) {
+    static func writeMaster(path: String, renditions: [RenditionSummary], frameRates: [String: Double]) throws(MediaError) {
         var text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"
         for r in renditions.sorted(by: { $0.bandwidth > $1.bandwidth }) {
             var attrs = "BANDWIDTH=\(r.bandwidth),AVERAGE-BANDWIDTH=\(r.averageBandwidth),RESOLUTION=\(r.width)x\(r.height)"
-            if frameRate > 0 { attrs += ",FRAME-RATE=" + String(format: "%.3f", frameRate) }
+            if let frameRate = frameRates[r.name], frameRate > 0 { attrs += ",FRAME-RATE=" + String(format: "%.3f", frameRate) }
             attrs += ",CODECS=\"\(r.codecs)\""
             text += "#EXT-X-STREAM-INF:\(attrs)\n\(r.name)/index.m3u8\n"
         }

@@ -48,6 +48,7 @@ struct PipelineResult {
     struct Rendition {
         var name: String; var width: Int32; var height: Int32; var frames: Int; var target: Int; var codecs: String
         var quality: QualityReport?
+        var frameRate: Double
     }
     var renditions: [Rendition]
     var sourceFrames: Int
@@ -73,6 +74,9 @@ final class Rendition {
     let target: Target
     let targetIndex: Int
     let width: Int32, height: Int32
+    /// The encoder's time base (1/output frame rate) and the last timestamp sent.
+    let timeBase: AVRational
+    var lastPts: Int64 = -1
     var scaler: VideoScaler?
     let scaled: Frame
     var frames = 0
@@ -82,6 +86,7 @@ final class Rendition {
     init(name: String, encoder: Encoder, target: Target, targetIndex: Int, width: Int32, height: Int32) throws(MediaError) {
         self.name = name; self.encoder = encoder; self.target = target; self.targetIndex = targetIndex
         self.width = width; self.height = height
+        timeBase = encoder.timeBase
         scaled = try Frame()
     }
 }
@@ -193,7 +198,9 @@ final class Pipeline {
             let (w, h) = preset.outputSize(sourceWidth: par.width, sourceHeight: par.height, sampleAspect: (sar.num, sar.den))
             let t = try target(r.target)
             try t.muxer.checkCarries(VideoCodec(rawValue: r.video.codec)?.codecID ?? AV_CODEC_ID_NONE, name: r.video.codec)
-            let enc = try Encoders.video(width: w, height: h, frameRate: rate, settings: r.video,
+            var outRate = rate
+            if let m = r.video.maxFrameRate, rate.double > Double(m) + 0.001 { outRate = AVRational(num: Int32(m), den: 1) }
+            let enc = try Encoders.video(width: w, height: h, frameRate: outRate, settings: r.video,
                                          globalHeader: t.muxer.needsGlobalHeader, threads: plan.threads)
             guard t.videoStream == nil else {
                 throw .invalidSettings(reason: "two renditions write to the same output")
@@ -279,7 +286,8 @@ final class Pipeline {
         return PipelineResult(
             renditions: renditions.map {
                 .init(name: $0.name, width: $0.width, height: $0.height, frames: $0.frames, target: $0.targetIndex,
-                      codecs: HLSCodecs.h264(extradata: $0.encoder.ctx), quality: $0.qualityReport)
+                      codecs: HLSCodecs.h264(extradata: $0.encoder.ctx), quality: $0.qualityReport,
+                      frameRate: $0.timeBase.num > 0 ? Double($0.timeBase.den) / Double($0.timeBase.num) : 0)
             },
             sourceFrames: sourceFrames, mediaSeconds: media, elapsedSeconds: elapsed, audioSamples: audioSamples,
             fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0, speed: elapsed > 0 ? media / elapsed : 0,
@@ -327,13 +335,24 @@ final class Pipeline {
         lastVideoPts = pts
         for r in renditions {
             try checkCancelled()
+            // On the rendition's own time grid: a slower output drops the frames that
+            // land on a slot already taken.
+            let decimating = av_cmp_q(r.timeBase, tb) > 0
+            // Flooring keeps frame k of a 2× faster source only when k is even, so 100
+            // frames at 50 fps give exactly 50 at 25 fps.
+            var rpts = decimating ? av_rescale_q_rnd(pts, tb, r.timeBase, AV_ROUND_DOWN) : av_rescale_q(pts, tb, r.timeBase)
+            if rpts <= r.lastPts {
+                if decimating { continue }
+                rpts = r.lastPts + 1
+            }
+            r.lastPts = rpts
             if r.scaler == nil || !r.scaler!.matches(frame) {
                 r.scaler = try VideoScaler(srcWidth: frame.width, srcHeight: frame.height, srcFormat: frame.format,
                                            dstWidth: r.width, dstHeight: r.height, dstFormat: AV_PIX_FMT_YUV420P,
                                            limits: plan.limits)
             }
             try r.scaler!.scale(frame, into: r.scaled)
-            r.scaled.pts = pts
+            r.scaled.pts = rpts
             try r.quality?.remember(r.scaled)
             try r.encoder.send(r.scaled)
             try drain(r)

@@ -36,6 +36,9 @@ public struct VideoSettings: Sendable, Equatable {
     /// Keyframes only every GOP (no scene-cut keyframes), so segments of every rendition
     /// start at the same instants.
     public var fixedGOP = false
+    /// Frames per second at most: faster sources are decimated (frames dropped on the
+    /// output's time grid), slower ones keep their rate.
+    public var maxFrameRate: Int?
 
     public init() {}
 }
@@ -111,10 +114,11 @@ public struct TranscodePreset: Sendable, Equatable {
     public static func custom(codec: String = "h264", width: Int32? = nil, height: Int32? = nil,
                               crf: Int? = nil, bitrateKbps: Int? = nil, gopSeconds: Double = 2,
                               speed: String = "veryfast", profile: String? = nil,
-                              audioCodec: String = "aac", audioBitrateKbps: Int = 128) throws(MediaError) -> TranscodePreset {
+                              audioCodec: String = "aac", audioBitrateKbps: Int = 128,
+                              maxFrameRate: Int? = nil) throws(MediaError) -> TranscodePreset {
         var v = VideoSettings()
         v.codec = codec; v.maxWidth = width; v.maxHeight = height
-        v.gopSeconds = gopSeconds; v.speed = speed; v.profile = profile
+        v.gopSeconds = gopSeconds; v.speed = speed; v.profile = profile; v.maxFrameRate = maxFrameRate
         switch (crf, bitrateKbps) {
         case (let c?, nil): v.rateControl = .crf(c)
         case (nil, let b?): v.rateControl = .bitrate(kbps: b)
@@ -155,6 +159,9 @@ public struct TranscodePreset: Sendable, Equatable {
         }
         if let m = video.maxBitrateKbps, !(50...100_000).contains(m) {
             throw .invalidSettings(reason: "maximum video bitrate \(m) kb/s must be in 50...100000")
+        }
+        if let f = video.maxFrameRate, !(1...240).contains(f) {
+            throw .invalidSettings(reason: "maximum frame rate \(f) must be in 1...240")
         }
         guard video.gopSeconds > 0, video.gopSeconds <= 20 else {
             throw .invalidSettings(reason: "GOP \(video.gopSeconds) s must be in (0, 20]")

@@ -67,15 +67,17 @@ struct Transcode: AsyncParsableCommand {
     @Option(help: "custom: x264 speed preset.") var speed: String = "veryfast"
     @Option(help: "custom: keyframe interval in seconds.") var gop: Double = 2
     @Option(help: "custom: H.264 profile (baseline, main, high).") var profile: String?
+    @Option(help: "custom: at most this many frames per second (faster sources are decimated).") var maxFps: Int?
     @Option(help: "Codec threads (0 = automatic).") var threads: Int32 = 0
     @Flag(help: "Also measure PSNR and SSIM of the output against the scaled source.") var quality = false
 
     func resolvePreset() throws -> TranscodePreset {
-        let customFlags = width != nil || height != nil || crf != nil || bitrate != nil || profile != nil
+        let customFlags = width != nil || height != nil || crf != nil || bitrate != nil || profile != nil || maxFps != nil
         do {
             if preset == "custom" {
                 return try TranscodePreset.custom(codec: codec, width: width, height: height, crf: crf, bitrateKbps: bitrate,
-                                                  gopSeconds: gop, speed: speed, profile: profile, audioCodec: audioCodec)
+                                                  gopSeconds: gop, speed: speed, profile: profile, audioCodec: audioCodec,
+                                                  maxFrameRate: maxFps)
             }
             if customFlags { throw ValidationError("--width/--height/--crf/--bitrate/--profile need --preset custom") }
             return try TranscodePreset.named(preset)

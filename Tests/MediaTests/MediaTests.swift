@@ -121,6 +121,23 @@ final class TranscodeTests: XCTestCase {
                               width: 160, height: 120)
     }
 
+    func testFrameRateCapDecimatesFasterSources() throws {
+        var spec = TestClipSpec()
+        spec.fps = 50
+        let input = try Clips.clip("clip50.mp4", spec: spec)
+        let preset = try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast", maxFrameRate: 25)
+        let out = Scratch.path("out-25fps.mp4")
+        let s = try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: out, preset: preset))
+        XCTAssertEqual(s.videoFrames, 50, "100 frames at 50 fps become 50 at 25 fps")
+        let v = try XCTUnwrap(try ffprobeStreams(out).first { $0.type == "video" })
+        XCTAssertEqual(v.frames, 50)
+        XCTAssertEqual(try XCTUnwrap(v.duration), 2.0, accuracy: 0.041)
+        // A slower source keeps its own rate.
+        let same = try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.mp4(), output: Scratch.path("out-cap-noop.mp4"),
+                                                                     preset: try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast", maxFrameRate: 30)))
+        XCTAssertEqual(same.videoFrames, 50)
+    }
+
     func testAsyncTranscodeRunsOffTheCallersThread() async throws {
         let out = Scratch.path("out-async.mp4")
         let summary = try await Transcoder.transcode(TranscodeRequest(input: try Clips.mp4(), output: out, preset: .h264_360p))
