@@ -80,6 +80,16 @@ final class Muxer {
         }
     }
 
+    /// Adds a stream whose packets are copied from an input stream; returns its index.
+    func addStream(copying par: UnsafePointer<AVCodecParameters>, timeBase: AVRational) throws(MediaError) -> Int {
+        guard let st = avformat_new_stream(ctx, nil) else { throw outOfMemory("adding an output stream") }
+        try check(avcodec_parameters_copy(st.pointee.codecpar, par), "describing a copied stream")
+        st.pointee.codecpar.pointee.codec_tag = 0   // the input container's tag may mean nothing here
+        st.pointee.time_base = timeBase
+        encoderTimeBases.append(timeBase)
+        return Int(st.pointee.index)
+    }
+
     /// Adds a stream carrying `encoder`'s output; returns its index.
     func addStream(for encoder: Encoder) throws(MediaError) -> Int {
         guard let st = avformat_new_stream(ctx, nil) else { throw outOfMemory("adding an output stream") }

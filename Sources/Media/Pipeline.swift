@@ -59,6 +59,7 @@ struct PipelineResult {
     var speed: Double
     var bytesWritten: Int64
     var hasAudio: Bool
+    var audioCopied: Bool
 }
 
 final class Target {
@@ -115,6 +116,9 @@ final class Pipeline {
     var fifo: AudioFIFO?
     var audioSamples: Int64 = 0
     var audioStarted = false
+    /// Audio stream copy: packets go to the outputs without decoding.
+    var audioCopy = false
+    var copiedAudioEnd: Double = 0
 
     // Scratch objects reused across frames
     let packet: Packet
@@ -147,7 +151,7 @@ final class Pipeline {
         origin = st == AVCode.noPTS ? 0 : st
         try setUpVideo()
         try setUpAudio()
-        if renditions.isEmpty && audioEncoder == nil { throw .noUsableStreams(path: plan.input) }
+        if renditions.isEmpty && audioEncoder == nil && !audioCopy { throw .noUsableStreams(path: plan.input) }
     }
 
     private func target(_ index: Int) throws(MediaError) -> Target {
@@ -220,6 +224,7 @@ final class Pipeline {
         if targets.isEmpty { for i in plan.targets.indices { _ = try target(i) } }
         let st = input.stream(a)
         let par = st.pointee.codecpar.pointee
+        if try setUpAudioCopy(index: a, settings: settings) { return }
         let dec = try Decoder(stream: st, threads: plan.threads)
         let channels = min(max(1, par.ch_layout.nb_channels), settings.maxChannels)
         let global = targets.values.contains { $0.muxer.needsGlobalHeader }
@@ -231,6 +236,50 @@ final class Pipeline {
         for t in targets.values { t.audioStream = try t.muxer.addStream(for: enc) }
         audioIn = a; audioDecoder = dec; audioEncoder = enc
         fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
+    }
+
+    /// Sets up stream copy when the input's audio already is what the settings ask for.
+    private func setUpAudioCopy(index a: Int, settings: AudioSettings) throws(MediaError) -> Bool {
+        let st = input.stream(a)
+        let par = st.pointee.codecpar.pointee
+        guard settings.copyIfCompatible, let wanted = AudioCodec(rawValue: settings.codec), par.codec_id == wanted.codecID,
+              par.ch_layout.nb_channels >= 1, par.ch_layout.nb_channels <= settings.maxChannels,
+              par.sample_rate > 0, par.bit_rate > 0, par.bit_rate <= Int64(settings.bitrateKbps) * 1250,
+              wanted != .aac || par.profile == FF_PROFILE_AAC_LOW else { return false }   // playlists say AAC-LC
+        for t in targets.values {
+            guard (try? t.muxer.checkCarries(par.codec_id, name: settings.codec)) != nil else { return false }
+            // ADTS AAC (from MPEG-TS) has no AudioSpecificConfig; MP4-family outputs that
+            // write their header first (fragmented, HLS) need one: re-encode instead.
+            if par.extradata_size == 0 && t.muxer.formatName != "mpegts" { return false }
+        }
+        for t in targets.values {
+            t.audioStream = try t.muxer.addStream(copying: st.pointee.codecpar, timeBase: st.pointee.time_base)
+        }
+        audioIn = a
+        audioCopy = true
+        return true
+    }
+
+    /// Writes a copied audio packet to every output, timestamps made relative to the start.
+    private func copyAudio(_ packet: Packet) throws(MediaError) {
+        let tb = input.stream(audioIn!).pointee.time_base
+        let shift = av_rescale_q(origin, clibav_time_base_q(), tb)
+        if packet.ptr.pointee.pts != AVCode.noPTS { packet.ptr.pointee.pts -= shift }
+        if packet.ptr.pointee.dts != AVCode.noPTS { packet.ptr.pointee.dts -= shift }
+        if packet.ptr.pointee.pts != AVCode.noPTS {
+            copiedAudioEnd = max(copiedAudioEnd, Double(packet.ptr.pointee.pts + packet.ptr.pointee.duration) * tb.double)
+        }
+        packet.ptr.pointee.pos = -1
+        let outs = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
+        for (i, t) in outs.enumerated() {
+            if i == outs.count - 1 {
+                try t.muxer.write(packet, stream: t.audioStream!)
+            } else {
+                sharedPacket.unref()
+                try check(av_packet_ref(sharedPacket.ptr, packet.ptr), "sharing an audio packet")
+                try t.muxer.write(sharedPacket, stream: t.audioStream!)
+            }
+        }
     }
 
     @inline(__always)
@@ -256,6 +305,9 @@ final class Pipeline {
             if idx == videoIn, let dec = videoDecoder {
                 try dec.send(packet)
                 while try dec.receive(into: decoded) { try videoFrame(decoded) }
+            } else if idx == audioIn && audioCopy {
+                try copyAudio(packet)
+                if renditions.isEmpty { report(force: false) }
             } else if idx == audioIn, let dec = audioDecoder {
                 try dec.send(packet)
                 while try dec.receive(into: decoded) { try audioFrame(decoded) }
@@ -291,7 +343,8 @@ final class Pipeline {
             },
             sourceFrames: sourceFrames, mediaSeconds: media, elapsedSeconds: elapsed, audioSamples: audioSamples,
             fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0, speed: elapsed > 0 ? media / elapsed : 0,
-            bytesWritten: ordered.reduce(0) { $0 + $1.muxer.bytesWritten }, hasAudio: audioEncoder != nil)
+            bytesWritten: ordered.reduce(0) { $0 + $1.muxer.bytesWritten }, hasAudio: audioEncoder != nil || audioCopy,
+            audioCopied: audioCopy)
     }
 
     /// A file that ends early is refused: containers with an index (MP4) say how many
@@ -438,7 +491,7 @@ final class Pipeline {
     var mediaSeconds: Double {
         if !renditions.isEmpty, lastVideoPts >= 0 { return Double(lastVideoPts + 1) * videoTimeBase.double }
         if let enc = audioEncoder { return Double(audioSamples) / Double(enc.ctx.pointee.sample_rate) }
-        return 0
+        return copiedAudioEnd
     }
 
     private func report(force: Bool) {

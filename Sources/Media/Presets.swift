@@ -48,6 +48,9 @@ public struct AudioSettings: Sendable, Equatable {
     public var bitrateKbps: Int = 128
     /// At most this many channels (downmixed by the resampler).
     public var maxChannels: Int32 = 2
+    /// Copy the input's audio packets untouched when they already match: same codec, at
+    /// most `maxChannels`, a known bitrate no higher than 1.25 × `bitrateKbps`.
+    public var copyIfCompatible = true
 
     public init() {}
 }

@@ -76,6 +76,8 @@ public struct TranscodeSummary: Sendable {
     public var speed: Double
     public var outputBytes: Int64
     public var quality: QualityReport?
+    /// True when the audio packets were copied rather than re-encoded.
+    public var audioCopied: Bool = false
 }
 
 public enum Transcoder {
@@ -137,7 +139,7 @@ public enum Transcoder {
                 input: request.input, output: request.output, preset: request.preset.name,
                 mediaSeconds: r.mediaSeconds, elapsedSeconds: r.elapsedSeconds, videoFrames: v?.frames ?? 0,
                 audioSamples: Int(r.audioSamples), width: v?.width ?? 0, height: v?.height ?? 0,
-                fps: r.fps, speed: r.speed, outputBytes: size, quality: v?.quality)
+                fps: r.fps, speed: r.speed, outputBytes: size, quality: v?.quality, audioCopied: r.audioCopied)
         } catch {
             if createdOutput { unlink(request.output) }
             throw error

@@ -138,6 +138,31 @@ final class TranscodeTests: XCTestCase {
         XCTAssertEqual(same.videoFrames, 50)
     }
 
+    func testMatchingAudioIsCopiedNotReencoded() throws {
+        // The clips carry stereo AAC-LC at 96 kb/s; h264-360p asks for AAC 96 kb/s stereo.
+        for (input, ext) in [(try Clips.mp4(), "mp4"), (try Clips.ts(), "ts"), (try Clips.mp4(), "ts")] {
+            let out = Scratch.path("copy-audio-\(input.hasSuffix(".ts") ? "ts" : "mp4").\(ext)")
+            let s = try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: out, preset: .h264_360p))
+            XCTAssertTrue(s.audioCopied, input)
+            let streams = try ffprobeStreams(out)
+            let a = try XCTUnwrap(streams.first { $0.type == "audio" })
+            XCTAssertEqual(a.codec, "aac")
+            XCTAssertEqual(a.channels, 2)
+            XCTAssertEqual(try XCTUnwrap(a.duration), 2.0, accuracy: 0.05)
+            XCTAssertEqual(streams.first { $0.type == "video" }?.frames, 50)
+        }
+        // Asked not to, or asked for a different codec: re-encoded.
+        var preset = TranscodePreset.h264_360p
+        preset.audio.copyIfCompatible = false
+        let s = try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.mp4(), output: Scratch.path("no-copy.mp4"), preset: preset))
+        XCTAssertFalse(s.audioCopied)
+        var low = TranscodePreset.h264_360p
+        low.audio.bitrateKbps = 48   // the input's 96 kb/s is too rich: re-encode
+        XCTAssertFalse(try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.mp4(), output: Scratch.path("low.mp4"), preset: low)).audioCopied)
+        // ADTS AAC (MPEG-TS) has no AudioSpecificConfig for an MP4 header: re-encoded.
+        XCTAssertFalse(try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.ts(), output: Scratch.path("ts-to-mp4.mp4"), preset: .h264_360p)).audioCopied)
+    }
+
     func testAsyncTranscodeRunsOffTheCallersThread() async throws {
         let out = Scratch.path("out-async.mp4")
         let summary = try await Transcoder.transcode(TranscodeRequest(input: try Clips.mp4(), output: out, preset: .h264_360p))
