@@ -56,6 +56,12 @@ final class Muxer {
     var bytesWritten: Int64 { io?.bytesWritten ?? 0 }
 
     deinit {
+        // FFmpeg 5.1's HLS muxer frees its fMP4 init buffers and inner contexts only in
+        // av_write_trailer (its deinit leaks them, found with LeakSanitizer): an aborted
+        // HLS output is closed with the trailer too; the caller deletes what it wrote.
+        if headerWritten && !finished && formatName == "hls" {
+            _ = av_write_trailer(ctx)
+        }
         if io == nil && ctx.pointee.pb != nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
             avio_closep(&ctx.pointee.pb)
         }
