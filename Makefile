@@ -11,7 +11,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: deps build release test bench demo media-demo clean kernel-check fuzz fuzz-smoke
+.PHONY: deps build release test bench demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -112,6 +112,10 @@ media-demo:
 	  && test -s $(MEDIA_DEMO_DIR)/hls/master.m3u8 \
 	  && echo "media demo: ok; play $(MEDIA_DEMO_DIR)/hls/master.m3u8 (renditions in $(MEDIA_DEMO_DIR)/hls/*/)" \
 	  || { echo "media demo: FAILED"; exit 1; }
+
+# MediaTests under ASan + LeakSanitizer; fails on any leak through Media or libav.
+media-leakcheck:
+	SWIFT="$(SWIFT)" ./.ci/media-leakcheck.sh
 
 clean:
 	rm -rf .build Benchmarks/.build Benchmarks/.work
