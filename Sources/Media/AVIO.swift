@@ -39,14 +39,21 @@ public final class FileDescriptorSource: ByteSource {
     }
 }
 
-/// Writes a file descriptor (stdout, a pipe, a socket).
+/// Writes a file descriptor (stdout, a pipe, a socket). On a socket it sends with
+/// MSG_NOSIGNAL, so a peer that goes away is an error, not a SIGPIPE for the process.
 public final class FileDescriptorSink: ByteSink {
     public let fd: Int32
-    public init(fd: Int32) { self.fd = fd }
+    private let isSocket: Bool
+    public init(fd: Int32) {
+        self.fd = fd
+        var st = stat()
+        isSocket = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+    }
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         var off = 0
         while off < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            let n = isSocket ? send(fd, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL))
+                : Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw MediaError.outputUnwritable(path: "fd \(fd)", reason: String(cString: strerror(errno))) }
             off += n

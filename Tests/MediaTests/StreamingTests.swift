@@ -176,3 +176,70 @@ final class ByteChannelTests: XCTestCase {
         }
     }
 }
+
+/// Real sockets: a peer trickles the input into one socket, another peer reads the output
+/// from a second one, while the transcode reads and writes the other ends.
+final class SocketStreamingTests: XCTestCase {
+    func testSocketToSocketMatchesFileMode() throws {
+        let clip = try Clips.ts()
+        let input = Array(try Data(contentsOf: URL(fileURLWithPath: clip)))
+        let preset = try TranscodePreset.custom(width: 160, height: 120, crf: 28, speed: "ultrafast")
+        let fileOut = Scratch.path("socket-file-mode.ts")
+        _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: clip, output: fileOut, preset: preset, threads: 1))
+
+        var inPair: [Int32] = [0, 0], outPair: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &inPair), 0)
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &outPair), 0)
+        let writerFD = inPair[1], readerFD = outPair[1]
+        let writer = Thread {
+            var i = 0
+            var chunks = 0
+            while i < input.count {
+                let n = min(1316, input.count - i)
+                let w = input.withUnsafeBytes { write(writerFD, $0.baseAddress! + i, n) }
+                if w <= 0 { break }
+                i += w
+                chunks += 1
+                if chunks % 8 == 0 { usleep(500) }   // trickle
+            }
+            close(writerFD)
+        }
+        let received = MemorySink()
+        let done = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buf.withUnsafeMutableBytes { read(readerFD, $0.baseAddress, 4096) }
+                if n <= 0 { break }
+                buf.withUnsafeBytes { try? received.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            }
+            close(readerFD)
+            done.signal()
+        }
+        writer.start()
+        reader.start()
+        var request = TranscodeRequest(input: "socket", output: "socket", preset: preset, threads: 1)
+        request.inputStream = FileDescriptorSource(fd: inPair[0])
+        request.outputStream = FileDescriptorSink(fd: outPair[0])
+        request.outputFormat = "mpegts"
+        let summary = try Transcoder.transcodeBlocking(request)
+        close(inPair[0])
+        close(outPair[0])
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(summary.videoFrames, 50)
+        XCTAssertEqual(received.bytes, Array(try Data(contentsOf: URL(fileURLWithPath: fileOut))),
+                       "output read from the socket differs from file mode")
+    }
+
+    func testAPeerThatHangsUpIsAnErrorNotASIGPIPE() throws {
+        var outPair: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &outPair), 0)
+        close(outPair[1])   // the reader is gone before anything is written
+        defer { close(outPair[0]) }
+        var request = TranscodeRequest(input: try Clips.ts(), output: "socket", preset: .h264_360p)
+        request.outputStream = FileDescriptorSink(fd: outPair[0])
+        request.outputFormat = "mpegts"
+        let e = expectMediaError { _ = try Transcoder.transcodeBlocking(request) }
+        XCTAssertEqual(e?.code, "output_unwritable", String(describing: e))
+    }
+}
