@@ -7,7 +7,14 @@ import XCTest
 
 enum Scratch {
     static let dir: String = {
-        let d = NSTemporaryDirectory() + "spool-media-tests-\(getpid())"
+        // Remove the scratch directories of earlier runs whose process is gone.
+        let tmp = NSTemporaryDirectory()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [] where name.hasPrefix("spool-media-tests-") {
+            if let pid = Int32(name.dropFirst("spool-media-tests-".count)), kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: tmp + name)
+            }
+        }
+        let d = tmp + "spool-media-tests-\(getpid())"
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }()
