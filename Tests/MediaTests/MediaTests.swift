@@ -47,6 +47,37 @@ final class SynthesisAndProbeTests: XCTestCase {
         XCTAssertEqual(js[1]["sample_rate"] as? Int, 48000)
     }
 
+    func testDurationStreamAndPacketCaps() throws {
+        var limits = MediaLimits()
+        limits.maxDurationSeconds = 1
+        let e1 = expectMediaError { _ = try MediaProbe.probe(try Clips.mp4(), limits: limits) }
+        XCTAssertEqual(e1?.description, "input lasts 2 s; the limit is 1 s")
+
+        limits = MediaLimits()
+        limits.maxStreams = 1
+        XCTAssertEqual(expectMediaError { _ = try MediaProbe.probe(try Clips.mp4(), limits: limits) }?.description,
+                       "input has 2 streams; the limit is 1")
+
+        limits = MediaLimits()
+        limits.maxPackets = 20
+        var request = TranscodeRequest(input: try Clips.mp4(), output: Scratch.path("packet-cap.mp4"), preset: .h264_360p)
+        request.limits = limits
+        let e3 = expectMediaError { _ = try Transcoder.transcodeBlocking(request) }
+        XCTAssertEqual(e3?.code, "limit_exceeded")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: Scratch.path("packet-cap.mp4")))
+
+        // A stream without a duration in its header (MPEG-TS from a pipe) is capped by its timestamps.
+        limits = MediaLimits()
+        limits.maxDurationSeconds = 1
+        var streamed = TranscodeRequest(input: "pipe", output: "memory", preset: .h264_360p)
+        streamed.limits = limits
+        streamed.inputStream = MemorySource(Array(try Data(contentsOf: URL(fileURLWithPath: try Clips.ts()))))
+        streamed.outputStream = MemorySink()
+        streamed.outputFormat = "mpegts"
+        let e4 = expectMediaError { _ = try Transcoder.transcodeBlocking(streamed) }
+        XCTAssertEqual(e4?.code, "limit_exceeded", String(describing: e4))
+    }
+
     func testSynthesizedMPEGTSProbes() throws {
         let path = try Clips.ts()
         let r = try MediaProbe.probe(path)
