@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "HTTP1", targets: ["HTTP1"]),
         .library(name: "Web", targets: ["Web"]),
         .library(name: "JSON", targets: ["JSON"]),
+        .library(name: "Media", targets: ["Media"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,6 +31,17 @@ let package = Package(
         ),
         // Linux headers the epoll fallback needs that Glibc's Swift module leaves out.
         .target(name: "CEpoll", path: "CShims/CEpoll"),
+        // The only door to FFmpeg 5.1 (libavformat, libavcodec, libavutil, libswscale,
+        // libswresample): macro wrappers, AVIO and log trampolines. Only Media imports it.
+        // pkg-config's include dir (/usr/include/x86_64-linux-gnu) is on clang's multiarch path.
+        .target(
+            name: "CLibAV",
+            path: "CShims/CLibAV",
+            linkerSettings: [
+                .linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("avutil"),
+                .linkedLibrary("swscale"), .linkedLibrary("swresample"),
+            ]
+        ),
         .target(
             name: "BufferPool",
             path: "Sources/BufferPool"
@@ -57,10 +69,19 @@ let package = Package(
             ],
             path: "Sources/Web"
         ),
+        // Safe Swift over libav: probe, synthesize test media, transcode (files), presets.
+        .target(
+            name: "Media",
+            dependencies: [
+                "CLibAV", "JSON",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Media"
+        ),
         .executableTarget(
             name: "SpoolCLI",
             dependencies: [
-                "Ring", "BufferPool", "Web",
+                "Ring", "BufferPool", "Web", "Media", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -72,6 +93,7 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
         .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),
+        .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolTestSupport"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

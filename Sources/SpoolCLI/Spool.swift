@@ -1,5 +1,5 @@
-// The `spool` executable: one binary for every role. This issue gives it `version` and
-// `kernel-check`; serve, engine, up, transcode and submit arrive with their issues.
+// The `spool` executable: one binary for every role: version, kernel-check, serve, and the
+// local media commands (transcode, probe, synthesize); engine, up and submit arrive with their issues.
 import ArgumentParser
 import Dispatch
 import BufferPool
@@ -15,7 +15,7 @@ struct Spool: AsyncParsableCommand {
         commandName: "spool",
         abstract: "Spool: a distributed video transcoding system on io_uring.",
         version: SpoolVersion.string,
-        subcommands: [Serve.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
+        subcommands: [Serve.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
     )
 }
 

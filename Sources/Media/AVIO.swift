@@ -1,0 +1,160 @@
+// Media.AVIO: libav reading from and writing to Swift byte streams through a custom
+// AVIOContext, so a transcode can take its input from a pipe or socket and write its
+// output to one without touching disk.
+//
+// The C shim owns the callback trampolines (CLibAV.h); here a Swift object is passed as
+// the opaque pointer (unretained: the owner below outlives the AVIOContext) and the
+// @convention(c) callbacks forward to it. The owner frees the context with
+// clibav_avio_free, which frees the buffer libav currently holds (probing can replace it).
+// The streams are blocking: they are called on the transcode thread, never on a loop.
+import CLibAV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a streamed input comes from. `read` blocks until at least one byte is available
+/// and returns how many it put in `buffer`; 0 means the end of the input.
+public protocol ByteSource: AnyObject, Sendable {
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    /// Wakes a reader blocked in `read` so it throws `.cancelled` (called on cancellation).
+    func stopReading()
+}
+
+/// Where a streamed output goes. `write` takes every byte or throws.
+public protocol ByteSink: AnyObject, Sendable {
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+}
+
+/// Reads a file descriptor (stdin, a pipe, a socket).
+public final class FileDescriptorSource: ByteSource {
+    public let fd: Int32
+    public init(fd: Int32) { self.fd = fd }
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw MediaError.inputUnreadable(path: "fd \(fd)", reason: String(cString: strerror(errno)))
+        }
+    }
+}
+
+/// Writes a file descriptor (stdout, a pipe, a socket). On a socket it sends with
+/// MSG_NOSIGNAL, so a peer that goes away is an error, not a SIGPIPE for the process.
+public final class FileDescriptorSink: ByteSink {
+    public let fd: Int32
+    private let isSocket: Bool
+    public init(fd: Int32) {
+        self.fd = fd
+        var st = stat()
+        isSocket = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+    }
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = isSocket ? send(fd, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL))
+                : Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw MediaError.outputUnwritable(path: "fd \(fd)", reason: String(cString: strerror(errno))) }
+            off += n
+        }
+    }
+}
+
+/// Bytes in memory, handed out at most `chunk` at a time (a trickling peer, in tests).
+public final class MemorySource: ByteSource, @unchecked Sendable {
+    private let bytes: [UInt8]
+    private let chunk: Int
+    private var offset = 0
+    public init(_ bytes: [UInt8], chunk: Int = 64 * 1024) { self.bytes = bytes; self.chunk = max(1, chunk) }
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = min(buffer.count, chunk, bytes.count - offset)
+        guard n > 0 else { return 0 }
+        bytes.withUnsafeBytes { src in
+            buffer.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+        }
+        offset += n
+        return n
+    }
+}
+
+/// Collects written bytes (tests, small outputs).
+public final class MemorySink: ByteSink, @unchecked Sendable {
+    private var storage: [UInt8] = []
+    private var lock = pthread_mutex_t()
+    public init() { pthread_mutex_init(&lock, nil) }
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        storage.append(contentsOf: bytes)
+    }
+    public var bytes: [UInt8] {
+        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        return storage
+    }
+}
+
+/// Owns an AVIOContext bridged to a ByteSource or ByteSink.
+final class CustomIO {
+    private(set) var ctx: UnsafeMutablePointer<AVIOContext>?
+    let source: (any ByteSource)?
+    let sink: (any ByteSink)?
+    let interrupt: InterruptState?
+    /// The first error the stream threw (reported instead of libav's generic code).
+    var failure: MediaError?
+    private(set) var bytesWritten: Int64 = 0
+    private(set) var bytesRead: Int64 = 0
+
+    static let bufferSize: Int32 = 64 * 1024
+
+    init(source: any ByteSource, interrupt: InterruptState?) throws(MediaError) {
+        self.source = source; self.sink = nil; self.interrupt = interrupt
+        ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
+            let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
+            return io.readCallback(buf, size)
+        }, nil, nil)
+        guard ctx != nil else { throw outOfMemory("allocating a custom input") }
+        LibAVObjects.retain()
+    }
+
+    init(sink: any ByteSink, interrupt: InterruptState?) throws(MediaError) {
+        self.source = nil; self.sink = sink; self.interrupt = interrupt
+        ctx = clibav_avio_alloc(CustomIO.bufferSize, 1, Unmanaged.passUnretained(self).toOpaque(), nil, { opaque, buf, size in
+            let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
+            return io.writeCallback(buf, size)
+        }, nil)
+        guard ctx != nil else { throw outOfMemory("allocating a custom output") }
+        LibAVObjects.retain()
+    }
+
+    deinit {
+        clibav_avio_free(&ctx)
+        LibAVObjects.release()
+    }
+
+    private func readCallback(_ buf: UnsafeMutablePointer<UInt8>?, _ size: Int32) -> Int32 {
+        if interrupt?.shouldInterrupt == true { return AVCode.exit }
+        guard let buf, size > 0, let source else { return clibav_averror(EINVAL) }
+        do {
+            let n = try source.read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(size)))
+            if n == 0 { return AVCode.eof }
+            bytesRead += Int64(n)
+            return Int32(n)
+        } catch {
+            failure = (error as? MediaError) ?? .inputUnreadable(path: "stream", reason: "\(error)")
+            return clibav_averror(EIO)
+        }
+    }
+
+    private func writeCallback(_ buf: UnsafePointer<UInt8>?, _ size: Int32) -> Int32 {
+        if interrupt?.shouldInterrupt == true { return AVCode.exit }
+        guard let buf, size >= 0, let sink else { return clibav_averror(EINVAL) }
+        do {
+            try sink.write(UnsafeRawBufferPointer(start: buf, count: Int(size)))
+            bytesWritten += Int64(size)
+            return size
+        } catch {
+            failure = (error as? MediaError) ?? .outputUnwritable(path: "stream", reason: "\(error)")
+            return clibav_averror(EIO)
+        }
+    }
+}

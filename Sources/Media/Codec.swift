@@ -1,0 +1,123 @@
+// Media.Codec: decoders and encoders (AVCodecContext owners) with the send/receive loop
+// reduced to "send, then drain": receive returns nil when libav wants more input or has
+// finished, so callers never handle EAGAIN themselves.
+import CLibAV
+
+final class Decoder {
+    let ctx: UnsafeMutablePointer<AVCodecContext>
+    let streamIndex: Int
+    let codecName: String
+
+    /// Opens a decoder for an input stream; `threads` 0 lets libav choose (frame + slice).
+    init(stream: UnsafeMutablePointer<AVStream>, threads: Int32 = 0) throws(MediaError) {
+        let par = stream.pointee.codecpar!
+        let name = cString(avcodec_get_name(par.pointee.codec_id)) ?? "unknown"
+        codecName = name
+        streamIndex = Int(stream.pointee.index)
+        guard let codec = avcodec_find_decoder(par.pointee.codec_id) else { throw .decoderUnavailable(codec: name) }
+        guard let c = avcodec_alloc_context3(codec) else {
+            throw outOfMemory("allocating a decoder")
+        }
+        ctx = c
+        LibAVObjects.retain()
+        try check(avcodec_parameters_to_context(c, par), "reading parameters of stream \(streamIndex) (\(name))")
+        c.pointee.pkt_timebase = stream.pointee.time_base
+        c.pointee.thread_count = threads
+        c.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
+        try check(avcodec_open2(c, codec, nil), "opening the decoder for stream \(streamIndex) (\(name))")
+    }
+
+    /// A decoder for what `encoder` produces (same codec, its extradata), single-threaded.
+    init(matching encoder: Encoder) throws(MediaError) {
+        let id = encoder.ctx.pointee.codec_id
+        let name = cString(avcodec_get_name(id)) ?? "unknown"
+        codecName = name
+        streamIndex = -1
+        guard let codec = avcodec_find_decoder(id) else { throw .decoderUnavailable(codec: name) }
+        guard let c = avcodec_alloc_context3(codec) else { throw outOfMemory("allocating a decoder") }
+        ctx = c
+        LibAVObjects.retain()
+        guard let par = avcodec_parameters_alloc() else { throw outOfMemory("allocating codec parameters") }
+        var p: UnsafeMutablePointer<AVCodecParameters>? = par
+        defer { avcodec_parameters_free(&p) }
+        try check(avcodec_parameters_from_context(par, encoder.ctx), "reading the \(encoder.codecName) parameters")
+        try check(avcodec_parameters_to_context(c, par), "configuring a \(name) decoder")
+        c.pointee.pkt_timebase = encoder.timeBase
+        c.pointee.thread_count = 1
+        try check(avcodec_open2(c, codec, nil), "opening a \(name) decoder for the rendition")
+    }
+
+    deinit {
+        var p: UnsafeMutablePointer<AVCodecContext>? = ctx
+        avcodec_free_context(&p)
+        LibAVObjects.release()
+    }
+
+    /// Sends a packet (nil = end of stream). Corrupt packets are skipped, not fatal:
+    /// decoders resynchronise on the next keyframe.
+    func send(_ packet: Packet?) throws(MediaError) {
+        let rc = avcodec_send_packet(ctx, packet?.ptr)
+        if rc == AVCode.invalidData || rc == AVCode.eof { return }
+        try check(rc, "decoding stream \(streamIndex) (\(codecName))")
+    }
+
+    /// The next decoded frame into `frame`, or false when the decoder needs more input.
+    func receive(into frame: Frame) throws(MediaError) -> Bool {
+        frame.unref()
+        let rc = avcodec_receive_frame(ctx, frame.ptr)
+        if rc == AVCode.eagain || rc == AVCode.eof { return false }
+        if rc == AVCode.invalidData { return false }
+        try check(rc, "decoding stream \(streamIndex) (\(codecName))")
+        return true
+    }
+}
+
+final class Encoder {
+    let ctx: UnsafeMutablePointer<AVCodecContext>
+    let codecName: String
+
+    /// Allocates an encoder context; `configure` sets it up before it is opened.
+    init(encoderName: String, globalHeader: Bool, privateOptions: [(String, String)],
+         configure: (UnsafeMutablePointer<AVCodecContext>) throws(MediaError) -> Void) throws(MediaError) {
+        codecName = encoderName
+        guard let codec = avcodec_find_encoder_by_name(encoderName) else { throw .encoderUnavailable(codec: encoderName) }
+        guard let c = avcodec_alloc_context3(codec) else {
+            throw outOfMemory("allocating an encoder")
+        }
+        ctx = c
+        LibAVObjects.retain()
+        try configure(c)
+        if globalHeader { c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
+        let opts = Options(privateOptions)
+        try check(avcodec_open2(c, codec, &opts.ptr), "opening the \(encoderName) encoder")
+        let unused = opts.remainingKeys
+        if !unused.isEmpty {
+            throw .invalidSettings(reason: "\(encoderName) does not take option(s) \(unused.joined(separator: ", "))")
+        }
+    }
+
+    deinit {
+        var p: UnsafeMutablePointer<AVCodecContext>? = ctx
+        avcodec_free_context(&p)
+        LibAVObjects.release()
+    }
+
+    var timeBase: AVRational { ctx.pointee.time_base }
+    var frameSize: Int32 { ctx.pointee.frame_size }
+
+    /// Sends a frame (nil = flush).
+    func send(_ frame: Frame?) throws(MediaError) {
+        let rc = avcodec_send_frame(ctx, frame?.ptr)
+        if rc == AVCode.eof { return }
+        try check(rc, "encoding with \(codecName)")
+    }
+
+    /// The next encoded packet, or false when the encoder needs more input (or is done).
+    func receive(into packet: Packet) throws(MediaError) -> Bool {
+        packet.unref()
+        let rc = avcodec_receive_packet(ctx, packet.ptr)
+        if rc == AVCode.eagain || rc == AVCode.eof { return false }
+        try check(rc, "encoding with \(codecName)")
+        return true
+    }
+}

@@ -1,0 +1,218 @@
+// Media.InputFile: an opened, probed, limit-checked demuxer over a local file.
+//
+// Opening is done in two steps so refusals are readable: Spool reads the first bytes
+// itself and asks libav which demuxer would take them (av_probe_input_format3); if that
+// demuxer is not on the allow-list the file is refused by name ("hls is not allowed")
+// before libav opens anything. Then the file is opened with that demuxer forced, with
+// `protocol_whitelist=file` and `format_whitelist` as a second fence, and an interrupt
+// callback that enforces the open deadline and cancellation.
+import CLibAV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class InputFile {
+    let ctx: UnsafeMutablePointer<AVFormatContext>
+    let path: String
+    let limits: MediaLimits
+    let interrupt: InterruptState
+    private(set) var packetsRead = 0
+
+    /// The custom AVIOContext of a streamed input (nil for files). Released after the
+    /// format context is closed (stored properties outlive deinit's body).
+    let io: CustomIO?
+
+    /// Opens a local file.
+    init(path: String, limits: MediaLimits, cancel: CancellationFlag?) throws(MediaError) {
+        LibAVLogging.ensureInstalled()
+        self.path = path
+        self.limits = limits
+        self.io = nil
+        let format = try InputFile.detectFormat(path: path, limits: limits)
+        interrupt = InterruptState(cancel: cancel)
+        // "file:" keeps a name with a colon from being read as a protocol.
+        ctx = try InputFile.openContext(url: "file:" + path, format: format, io: nil, limits: limits, interrupt: interrupt, label: path)
+        LibAVObjects.retain()
+        try finishOpening()
+    }
+
+    /// Opens a streamed input (a pipe, a socket, memory) read through a custom AVIOContext.
+    /// The stream must not need seeking: MPEG-TS, Matroska, fragmented or faststart MP4.
+    init(source: any ByteSource, name: String, limits: MediaLimits, cancel: CancellationFlag?) throws(MediaError) {
+        LibAVLogging.ensureInstalled()
+        self.path = name
+        self.limits = limits
+        let interrupt = InterruptState(cancel: cancel)
+        self.interrupt = interrupt
+        let io = try CustomIO(source: source, interrupt: interrupt)
+        self.io = io
+        interrupt.arm(seconds: limits.openTimeoutSeconds)
+        var probed: UnsafePointer<AVInputFormat>? = nil
+        let score = av_probe_input_buffer2(io.ctx, &probed, name, nil, 0, UInt32(min(max(limits.probeBytes, 2048), 1 << 20)))
+        if score < 0 || probed == nil {
+            if let f = io.failure { throw f }
+            if interrupt.cancel?.isCancelled == true { throw .cancelled }
+            if io.bytesRead == 0 { throw .emptyInput(path: name) }
+            throw .unrecognizedFormat(path: name)
+        }
+        let format = probed!
+        let formatName = String(cString: format.pointee.name)
+        guard limits.allows(demuxer: formatName) else {
+            throw .demuxerNotAllowed(name: formatName, allowed: limits.allowedDemuxers)
+        }
+        do {
+            ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: name)
+        } catch {
+            throw io.failure ?? error
+        }
+        LibAVObjects.retain()
+        try finishOpening()
+    }
+
+    private static func openContext(url: String, format: UnsafePointer<AVInputFormat>, io: CustomIO?, limits: MediaLimits,
+                             interrupt: InterruptState, label: String) throws(MediaError) -> UnsafeMutablePointer<AVFormatContext> {
+        guard let c = avformat_alloc_context() else { throw outOfMemory("allocating a demuxer") }
+        c.pointee.interrupt_callback = interrupt.callback
+        if let io {
+            c.pointee.pb = io.ctx
+            c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
+        }
+        let opts = Options([
+            ("protocol_whitelist", io == nil ? "file" : "none"),   // a stream opens nothing else
+            ("format_whitelist", limits.allowedDemuxers.joined(separator: ",")),
+            ("probesize", String(limits.probeBytes)),
+            ("analyzeduration", String(limits.analyzeMicroseconds)),
+            ("max_streams", String(max(1, limits.maxStreams) * 4)),
+        ])
+        interrupt.arm(seconds: limits.openTimeoutSeconds)
+        var p: UnsafeMutablePointer<AVFormatContext>? = c
+        let rc = avformat_open_input(&p, url, format, &opts.ptr)
+        guard rc >= 0, let opened = p else {
+            // avformat_open_input frees the context on failure (not a custom pb).
+            throw InputFile.openError(rc, interrupt: interrupt, phase: "opening \(label)")
+        }
+        return opened
+    }
+
+    private func finishOpening() throws(MediaError) {
+        // The container's declared values first: probing stream info may replace absurd
+        // ones with 0×0 (the decoder refuses to open), which would hide the reason.
+        try checkLimits()
+        let info = avformat_find_stream_info(ctx, nil)
+        if info < 0 {
+            if let f = io?.failure { throw f }
+            throw InputFile.openError(info, interrupt: interrupt, phase: "reading stream information from \(path)")
+        }
+        if interrupt.expired {
+            throw .timedOut(phase: "opening \(path)", seconds: limits.openTimeoutSeconds)
+        }
+        interrupt.disarm()
+        try checkLimits()
+    }
+
+    deinit {
+        var p: UnsafeMutablePointer<AVFormatContext>? = ctx
+        avformat_close_input(&p)
+        LibAVObjects.release()
+    }
+
+    private static func openError(_ rc: Int32, interrupt: InterruptState, phase: String) -> MediaError {
+        if interrupt.cancel?.isCancelled == true { return .cancelled }
+        if interrupt.expired { return .timedOut(phase: phase, seconds: interrupt.deadlineSeconds) }
+        if rc == AVCode.eof { return .invalidData(reason: "\(phase): the file ends before any media") }
+        return mediaError(rc, phase)
+    }
+
+    /// Reads the start of the file and names the demuxer libav would use; refuses empty
+    /// files, non-regular files, unknown formats and demuxers not on the allow-list.
+    private static func detectFormat(path: String, limits: MediaLimits) throws(MediaError) -> UnsafePointer<AVInputFormat> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .inputUnreadable(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .inputUnreadable(path: path, reason: String(cString: strerror(errno))) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .inputUnreadable(path: path, reason: "not a regular file") }
+        guard st.st_size > 0 else { throw .emptyInput(path: path) }
+
+        let want = Int(min(Int64(1 << 20), Int64(st.st_size)))
+        let padding = Int(clibav_probe_padding_size())
+        var buf = [UInt8](repeating: 0, count: want + padding)
+        var got = 0
+        while got < want {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, want - got) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            got += n
+        }
+        guard got > 0 else { throw .inputUnreadable(path: path, reason: "read failed") }
+
+        var score: Int32 = 0
+        let format: UnsafePointer<AVInputFormat>? = path.withCString { name in
+            buf.withUnsafeMutableBytes { raw in
+                var pd = AVProbeData()
+                pd.filename = name
+                pd.buf = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                pd.buf_size = Int32(got)
+                return av_probe_input_format3(&pd, 1, &score)
+            }
+        }
+        guard let format else { throw .unrecognizedFormat(path: path) }
+        let name = String(cString: format.pointee.name)
+        guard limits.allows(demuxer: name) else {
+            throw .demuxerNotAllowed(name: name, allowed: limits.allowedDemuxers)
+        }
+        return format
+    }
+
+    private func checkLimits() throws(MediaError) {
+        let n = Int(ctx.pointee.nb_streams)
+        if n > limits.maxStreams {
+            throw .limitExceeded(reason: "input has \(n) streams; the limit is \(limits.maxStreams)")
+        }
+        for i in 0..<n {
+            let par = stream(i).pointee.codecpar.pointee
+            if par.codec_type == AVMEDIA_TYPE_VIDEO && (par.width != 0 || par.height != 0) {
+                try limits.checkPicture(width: par.width, height: par.height)
+            }
+        }
+        if durationSeconds > 0 { try limits.checkDuration(durationSeconds) }
+    }
+
+    var streamCount: Int { Int(ctx.pointee.nb_streams) }
+
+    func stream(_ i: Int) -> UnsafeMutablePointer<AVStream> { ctx.pointee.streams[i]! }
+
+    /// Container duration in seconds (0 when unknown).
+    var durationSeconds: Double {
+        let d = ctx.pointee.duration
+        guard d != AVCode.noPTS, d > 0 else { return 0 }
+        return Double(d) / Double(AV_TIME_BASE)
+    }
+
+    var formatName: String { String(cString: ctx.pointee.iformat.pointee.name) }
+    var formatLongName: String { cString(ctx.pointee.iformat.pointee.long_name) ?? formatName }
+
+    /// The best stream of a type, or nil.
+    func bestStream(_ type: AVMediaType) -> Int? {
+        let i = av_find_best_stream(ctx, type, -1, -1, nil, 0)
+        return i >= 0 ? Int(i) : nil
+    }
+
+    /// Reads the next packet into `packet`; false at the end of the input. Enforces the
+    /// packet-count cap and turns interrupts into cancellation.
+    func read(into packet: Packet) throws(MediaError) -> Bool {
+        packet.unref()
+        let rc = av_read_frame(ctx, packet.ptr)
+        if rc == AVCode.eof { return false }
+        if rc < 0 {
+            if interrupt.cancel?.isCancelled == true { throw .cancelled }
+            if let f = io?.failure { throw f }
+            throw mediaError(rc, "reading \(path)")
+        }
+        packetsRead += 1
+        if packetsRead > limits.maxPackets {
+            throw .limitExceeded(reason: "input has more than \(limits.maxPackets) packets; the limit is \(limits.maxPackets)")
+        }
+        return true
+    }
+}

@@ -1,0 +1,277 @@
+// Media.Ladder: decode once, encode several renditions, write them as HLS with fMP4
+// (CMAF-style) segments and a master playlist.
+//
+//   OUTPUT_DIR/master.m3u8           lists every rendition (bandwidth, resolution, codecs)
+//   OUTPUT_DIR/<rung>/index.m3u8     VOD media playlist (libavformat's hls muxer)
+//   OUTPUT_DIR/<rung>/init.mp4       fMP4 initialization segment
+//   OUTPUT_DIR/<rung>/seg_000.m4s …  media segments of segmentSeconds each
+//
+// Every rung has a fixed GOP equal to the segment length and no scene-cut keyframes, so
+// segments of all renditions start at the same instants and players can switch between
+// them. Rungs larger than the source are skipped (never upscale a ladder).
+import CLibAV
+import Foundation
+
+public struct LadderRung: Sendable, Equatable {
+    /// Directory name of the rendition ("720p"): letters, digits, '-' and '_'.
+    public var name: String
+    public var video: VideoSettings
+    public init(name: String, video: VideoSettings) { self.name = name; self.video = video }
+}
+
+public struct LadderPreset: Sendable, Equatable {
+    public var name: String
+    public var summary: String
+    public var rungs: [LadderRung]
+    public var audio: AudioSettings
+    public var segmentSeconds: Double
+
+    public init(name: String, summary: String, rungs: [LadderRung], audio: AudioSettings = AudioSettings(), segmentSeconds: Double = 4) {
+        self.name = name; self.summary = summary; self.rungs = rungs; self.audio = audio; self.segmentSeconds = segmentSeconds
+    }
+
+    /// A rung fitting `width`×`height`, x264 veryfast at CRF 23 capped at `maxKbps`.
+    public static func rung(_ name: String, width: Int32, height: Int32, maxKbps: Int, profile: String = "high") -> LadderRung {
+        var v = VideoSettings()
+        v.maxWidth = width; v.maxHeight = height; v.rateControl = .crf(23); v.speed = "veryfast"
+        v.profile = profile; v.maxBitrateKbps = maxKbps; v.fixedGOP = true
+        return LadderRung(name: name, video: v)
+    }
+
+    /// hls-ladder-h264: 1080p (≤ 6 Mb/s), 720p (≤ 3 Mb/s), 360p (≤ 800 kb/s, Main), 4 s
+    /// fMP4 segments, AAC 128 kb/s shared by every rendition.
+    public static let hlsLadderH264 = LadderPreset(
+        name: "hls-ladder-h264",
+        summary: "HLS (fMP4) ladder: H.264 1080p/720p/360p, CRF 23 capped at 6000/3000/800 kb/s, 4 s segments; AAC 128 kb/s",
+        rungs: [rung("1080p", width: 1920, height: 1080, maxKbps: 6000),
+                rung("720p", width: 1280, height: 720, maxKbps: 3000),
+                rung("360p", width: 640, height: 360, maxKbps: 800, profile: "main")])
+
+    public static let all: [LadderPreset] = [hlsLadderH264]
+
+    public static func named(_ name: String) throws(MediaError) -> LadderPreset {
+        guard let p = all.first(where: { $0.name == name }) else {
+            throw .invalidSettings(reason: "unknown ladder preset \"\(name)\"; ladders: \(all.map(\.name).joined(separator: ", "))")
+        }
+        return p
+    }
+
+    public func validate() throws(MediaError) {
+        guard !rungs.isEmpty, rungs.count <= 8 else { throw .invalidSettings(reason: "a ladder needs 1...8 rungs") }
+        guard segmentSeconds >= 1, segmentSeconds <= 10 else {
+            throw .invalidSettings(reason: "segment length \(segmentSeconds) s must be in 1...10")
+        }
+        var seen = Set<String>()
+        for r in rungs {
+            let ok = !r.name.isEmpty && r.name.count <= 32 && r.name.utf8.allSatisfy {
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F
+            }
+            guard ok else { throw .invalidSettings(reason: "rung name \"\(r.name)\" must be 1-32 letters, digits, '-' or '_'") }
+            guard seen.insert(r.name).inserted else { throw .invalidSettings(reason: "rung name \"\(r.name)\" is used twice") }
+            try TranscodePreset(name: r.name, summary: "", video: r.video, audio: audio).validate()
+            guard r.video.codec == "h264", audio.codec == "aac" else {
+                throw .invalidSettings(reason: "ladders are H.264 + AAC for now (rung \(r.name) asks for \(r.video.codec) + \(audio.codec))")
+            }
+        }
+    }
+}
+
+public struct LadderRequest: Sendable {
+    public var input: String
+    /// Created by the transcode; must not exist or be empty.
+    public var outputDirectory: String
+    public var preset: LadderPreset
+    public var limits: MediaLimits
+    public var threads: Int32
+    public var progressInterval: Double
+    public var inputStream: (any ByteSource)?
+    /// Also report PSNR and SSIM of every rendition against its scaled source.
+    public var measureQuality = false
+
+    public init(input: String, outputDirectory: String, preset: LadderPreset, limits: MediaLimits = MediaLimits(),
+                threads: Int32 = 0, progressInterval: Double = 0.5) {
+        self.input = input; self.outputDirectory = outputDirectory; self.preset = preset; self.limits = limits
+        self.threads = threads; self.progressInterval = progressInterval
+    }
+}
+
+public struct RenditionSummary: Sendable {
+    public var name: String
+    public var width: Int32
+    public var height: Int32
+    public var frames: Int
+    public var playlist: String
+    public var segments: Int
+    /// Peak segment bitrate, bits per second (HLS BANDWIDTH).
+    public var bandwidth: Int
+    public var averageBandwidth: Int
+    public var codecs: String
+    public var bytes: Int64
+    public var quality: QualityReport?
+}
+
+public struct LadderSummary: Sendable {
+    public var master: String
+    public var renditions: [RenditionSummary]
+    public var mediaSeconds: Double
+    public var elapsedSeconds: Double
+    public var sourceFrames: Int
+    public var fps: Double
+    public var speed: Double
+    public var outputBytes: Int64 { renditions.reduce(0) { $0 + $1.bytes } }
+}
+
+extension Transcoder {
+    /// Runs a ladder on its own thread; cancelling the calling task cancels the job.
+    public static func transcodeLadder(_ request: LadderRequest, cancel: CancellationFlag = CancellationFlag(),
+                                       progress: (@Sendable (TranscodeProgress) -> Void)? = nil) async throws(MediaError) -> LadderSummary {
+        do {
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (k: CheckedContinuation<LadderSummary, any Error>) in
+                    let started = DedicatedThread.start {
+                        do { k.resume(returning: try transcodeLadderBlocking(request, cancel: cancel, progress: progress)) }
+                        catch { k.resume(throwing: error) }
+                    }
+                    if !started { k.resume(throwing: MediaError.libav(operation: "starting a transcode thread", code: clibav_averror(EAGAIN), message: "no thread")) }
+                }
+            } onCancel: {
+                cancel.cancel()
+                request.inputStream?.stopReading()
+            }
+        } catch let e as MediaError {
+            throw e
+        } catch {
+            throw .libav(operation: "transcoding", code: 0, message: "\(error)")
+        }
+    }
+
+    /// Runs a ladder on the calling thread (which must be allowed to block).
+    public static func transcodeLadderBlocking(_ request: LadderRequest, cancel: CancellationFlag = CancellationFlag(),
+                                               progress: (@Sendable (TranscodeProgress) -> Void)? = nil) throws(MediaError) -> LadderSummary {
+        LibAVLogging.ensureInstalled()
+        let preset = request.preset
+        try preset.validate()
+        let fm = FileManager.default
+        let dir = request.outputDirectory
+        guard !dir.contains(":") else {
+            throw .invalidSettings(reason: "output directory \(dir) must not contain ':' (libav would read a protocol)")
+        }
+        if fm.fileExists(atPath: dir) {
+            let contents = (try? fm.contentsOfDirectory(atPath: dir)) ?? ["?"]
+            guard contents.isEmpty else { throw .outputUnwritable(path: dir, reason: "the directory exists and is not empty") }
+        }
+        var plans: [TargetPlan] = []
+        var rungs: [RenditionPlan] = []
+        do {
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for (i, r) in preset.rungs.enumerated() {
+                let sub = dir + "/" + r.name
+                try fm.createDirectory(atPath: sub, withIntermediateDirectories: false)
+                plans.append(.hls(playlist: sub + "/index.m3u8", segmentPattern: sub + "/seg_%03d.m4s",
+                                  initName: "init.mp4", segmentSeconds: preset.segmentSeconds))
+                var video = r.video
+                video.gopSeconds = preset.segmentSeconds
+                video.fixedGOP = true
+                rungs.append(RenditionPlan(name: r.name, video: video, target: i))
+            }
+        } catch {
+            try? fm.removeItem(atPath: dir)
+            throw .outputUnwritable(path: dir, reason: "\(error)")
+        }
+        do {
+            let plan = PipelinePlan(input: request.input, inputStream: request.inputStream, targets: plans, renditions: rungs,
+                                    audio: preset.audio, limits: request.limits, threads: request.threads,
+                                    progressInterval: request.progressInterval, skipUpscaled: true,
+                                    measureQuality: request.measureQuality)
+            let pipeline = try Pipeline(plan: plan, cancel: cancel, progress: progress)
+            let result = try pipeline.run()
+            // Rungs skipped as upscales leave empty directories: remove them.
+            let kept = Set(result.renditions.map(\.name))
+            for r in preset.rungs where !kept.contains(r.name) { try? fm.removeItem(atPath: dir + "/" + r.name) }
+            var summaries: [RenditionSummary] = []
+            for r in result.renditions {
+                summaries.append(try HLSPlaylists.measure(directory: dir + "/" + r.name, rendition: r,
+                                                          audio: result.hasAudio))
+            }
+            let master = dir + "/master.m3u8"
+            try HLSPlaylists.writeMaster(path: master, renditions: summaries,
+                                         frameRates: Dictionary(uniqueKeysWithValues: result.renditions.map { ($0.name, $0.frameRate) }))
+            return LadderSummary(master: master, renditions: summaries, mediaSeconds: result.mediaSeconds,
+                                 elapsedSeconds: result.elapsedSeconds, sourceFrames: result.sourceFrames,
+                                 fps: result.fps, speed: result.speed)
+        } catch {
+            try? fm.removeItem(atPath: dir)
+            throw error
+        }
+    }
+}
+
+enum HLSCodecs {
+    /// RFC 6381 codec string ("avc1.64001f") from the SPS in the encoder's extradata
+    /// (Annex B with global headers, or avcC); High 3.1 if there is none.
+    static func h264(extradata ctx: UnsafeMutablePointer<AVCodecContext>) -> String {
+        let fallback = "avc1.64001f"
+        guard let p = ctx.pointee.extradata, ctx.pointee.extradata_size > 4 else { return fallback }
+        let n = Int(ctx.pointee.extradata_size)
+        func hex(_ b: UInt8) -> String { let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s }
+        if p[0] == 1 && n >= 4 {   // avcC: version, profile, compatibility, level
+            return "avc1." + hex(p[1]) + hex(p[2]) + hex(p[3])
+        }
+        var i = 0
+        while i + 6 < n {
+            if p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1 && (p[i + 3] & 0x1F) == 7 {
+                return "avc1." + hex(p[i + 4]) + hex(p[i + 5]) + hex(p[i + 6])
+            }
+            i += 1
+        }
+        return fallback
+    }
+}
+
+enum HLSPlaylists {
+    /// Reads a media playlist written by libav and measures its segments.
+    static func measure(directory: String, rendition r: PipelineResult.Rendition, audio: Bool) throws(MediaError) -> RenditionSummary {
+        let playlist = directory + "/index.m3u8"
+        guard let text = try? String(contentsOfFile: playlist, encoding: .utf8) else {
+            throw .outputUnwritable(path: playlist, reason: "the media playlist was not written")
+        }
+        var duration: Double? = nil
+        var total = 0.0, peak = 0.0, bytes: Int64 = 0, segments = 0
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("#EXTINF:") {
+                duration = Double(line.dropFirst(8).prefix { $0 != "," })
+            } else if !line.hasPrefix("#"), let d = duration {
+                let size = fileSize(directory + "/" + line)
+                bytes += size
+                total += d
+                segments += 1
+                if d > 0 { peak = max(peak, Double(size) * 8 / d) }
+                duration = nil
+            }
+        }
+        let average = total > 0 ? Double(bytes) * 8 / total : 0   // media segments only, like the peak
+        bytes += fileSize(directory + "/init.mp4")
+        let codecs = audio ? "\(r.codecs),mp4a.40.2" : r.codecs
+        return RenditionSummary(name: r.name, width: r.width, height: r.height, frames: r.frames, playlist: playlist,
+                                segments: segments, bandwidth: Int(peak.rounded(.up)), averageBandwidth: Int(average.rounded(.up)),
+                                codecs: codecs, bytes: bytes, quality: r.quality)
+    }
+
+    static func writeMaster(path: String, renditions: [RenditionSummary], frameRates: [String: Double]) throws(MediaError) {
+        var text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+        for r in renditions.sorted(by: { $0.bandwidth > $1.bandwidth }) {
+            var attrs = "BANDWIDTH=\(r.bandwidth),AVERAGE-BANDWIDTH=\(r.averageBandwidth),RESOLUTION=\(r.width)x\(r.height)"
+            if let frameRate = frameRates[r.name], frameRate > 0 { attrs += ",FRAME-RATE=" + String(format: "%.3f", frameRate) }
+            attrs += ",CODECS=\"\(r.codecs)\""
+            text += "#EXT-X-STREAM-INF:\(attrs)\n\(r.name)/index.m3u8\n"
+        }
+        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw .outputUnwritable(path: path, reason: "\(error)")
+        }
+    }
+
+    private static func fileSize(_ path: String) -> Int64 {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int64(st.st_size) : 0
+    }
+}

@@ -1,0 +1,159 @@
+// Media.Muxer: an output file. The container is chosen from the extension and must be
+// one Spool writes (MP4 with faststart, MPEG-TS, Matroska/WebM). The file is opened with
+// `protocol_whitelist=file`; a name is always given as "file:PATH" so libav never treats
+// part of it as a protocol. Timestamps are rescaled from the encoder's time base to the
+// stream's (muxers pick their own time base in avformat_write_header).
+import CLibAV
+
+final class Muxer {
+    let ctx: UnsafeMutablePointer<AVFormatContext>
+    let path: String
+    let formatName: String
+    private var encoderTimeBases: [AVRational] = []
+    private var headerWritten = false
+    private var finished = false
+
+    static let allowedMuxers = ["mp4", "mpegts", "matroska", "webm", "mov", "hls"]
+
+    /// The custom AVIOContext of a streamed output (nil for files).
+    let io: CustomIO?
+
+    /// A streamed output (a pipe, a socket, memory) in `formatName` ("mpegts", "mp4" or
+    /// "matroska"). MP4 is written fragmented (empty moov, a fragment per keyframe), since
+    /// a stream cannot be rewritten for faststart.
+    convenience init(sink: any ByteSink, formatName: String, name: String = "stream") throws(MediaError) {
+        try self.init(path: name, formatName: formatName, io: try CustomIO(sink: sink, interrupt: nil))
+    }
+
+    convenience init(path: String, formatName: String? = nil) throws(MediaError) {
+        try self.init(path: path, formatName: formatName, io: nil)
+    }
+
+    /// Extra muxer options for avformat_write_header (e.g. HLS segmenting).
+    var headerOptions: [(String, String)] = []
+
+    private init(path: String, formatName: String?, io: CustomIO?) throws(MediaError) {
+        self.path = path
+        self.io = io
+        var p: UnsafeMutablePointer<AVFormatContext>? = nil
+        let rc = avformat_alloc_output_context2(&p, nil, formatName, path)
+        guard rc >= 0, let c = p else {
+            throw .outputUnwritable(path: path, reason: "no container for this file name (use .mp4, .ts, .mkv or .webm)")
+        }
+        ctx = c
+        LibAVObjects.retain()
+        self.formatName = String(cString: c.pointee.oformat.pointee.name)
+        guard Muxer.allowedMuxers.contains(self.formatName) else {
+            throw .outputUnwritable(path: path, reason: "container \(self.formatName) is not supported; use .mp4, .ts, .mkv or .webm")
+        }
+        if let io {
+            c.pointee.pb = io.ctx
+            c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
+        }
+    }
+
+    var isStreamed: Bool { io != nil }
+    var bytesWritten: Int64 { io?.bytesWritten ?? 0 }
+
+    deinit {
+        // FFmpeg 5.1's HLS muxer frees its fMP4 init buffers and inner contexts only in
+        // av_write_trailer (its deinit leaks them, found with LeakSanitizer): an aborted
+        // HLS output is closed with the trailer too; the caller deletes what it wrote.
+        if headerWritten && !finished && formatName == "hls" {
+            _ = av_write_trailer(ctx)
+        }
+        if io == nil && ctx.pointee.pb != nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+            avio_closep(&ctx.pointee.pb)
+        }
+        ctx.pointee.pb = nil   // a custom pb is freed by its owner, `io`
+        avformat_free_context(ctx)
+        LibAVObjects.release()
+    }
+
+    /// Whether encoders must put codec headers in extradata for this container.
+    var needsGlobalHeader: Bool { (ctx.pointee.oformat.pointee.flags & AVFMT_GLOBALHEADER) != 0 }
+
+    /// Refuses, before any work, a codec this container cannot carry (asked of libav).
+    func checkCarries(_ id: AVCodecID, name: String) throws(MediaError) {
+        let inner = formatName == "hls" ? "mp4" : formatName
+        guard let fmt = av_guess_format(inner, nil, nil) else { return }
+        let answer = avformat_query_codec(fmt, id, FF_COMPLIANCE_NORMAL)
+        // Muxers without a codec table (MPEG-TS) answer "don't know": Spool's own list then.
+        let carries = answer >= 0 ? answer == 1
+            : inner != "mpegts" || [AV_CODEC_ID_H264, AV_CODEC_ID_HEVC, AV_CODEC_ID_AAC, AV_CODEC_ID_OPUS].contains(id)
+        if !carries {
+            throw .invalidSettings(reason: "the \(formatName) container cannot carry \(name)")
+        }
+    }
+
+    /// Adds a stream whose packets are copied from an input stream; returns its index.
+    func addStream(copying par: UnsafePointer<AVCodecParameters>, timeBase: AVRational) throws(MediaError) -> Int {
+        guard let st = avformat_new_stream(ctx, nil) else { throw outOfMemory("adding an output stream") }
+        try check(avcodec_parameters_copy(st.pointee.codecpar, par), "describing a copied stream")
+        st.pointee.codecpar.pointee.codec_tag = 0   // the input container's tag may mean nothing here
+        st.pointee.time_base = timeBase
+        encoderTimeBases.append(timeBase)
+        return Int(st.pointee.index)
+    }
+
+    /// Adds a stream carrying `encoder`'s output; returns its index.
+    func addStream(for encoder: Encoder) throws(MediaError) -> Int {
+        guard let st = avformat_new_stream(ctx, nil) else { throw outOfMemory("adding an output stream") }
+        try check(avcodec_parameters_from_context(st.pointee.codecpar, encoder.ctx), "describing the output stream")
+        st.pointee.time_base = encoder.timeBase
+        if encoder.ctx.pointee.codec_id == AV_CODEC_ID_HEVC && (formatName == "mp4" || formatName == "mov") {
+            // 'hvc1' (parameter sets in the sample entry) is what Apple players require.
+            st.pointee.codecpar.pointee.codec_tag = UInt32(UInt8(ascii: "h")) | UInt32(UInt8(ascii: "v")) << 8
+                | UInt32(UInt8(ascii: "c")) << 16 | UInt32(UInt8(ascii: "1")) << 24
+        }
+        if encoder.ctx.pointee.codec_type == AVMEDIA_TYPE_VIDEO {
+            st.pointee.avg_frame_rate = encoder.ctx.pointee.framerate
+        }
+        encoderTimeBases.append(encoder.timeBase)
+        return Int(st.pointee.index)
+    }
+
+    /// Records the time base of a stream added directly with avformat_new_stream.
+    func registerRawStream(timeBase: AVRational) { encoderTimeBases.append(timeBase) }
+
+    /// Opens the file and writes the header. MP4 outputs get `+faststart` (moov first).
+    func writeHeader() throws(MediaError) {
+        if io == nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+            let opts = Options([("protocol_whitelist", "file")])
+            let rc = avio_open2(&ctx.pointee.pb, "file:" + path, AVIO_FLAG_WRITE, nil, &opts.ptr)
+            if rc < 0 { throw .outputUnwritable(path: path, reason: libavErrorString(rc)) }
+        }
+        let opts = Options(headerOptions)
+        if formatName == "mp4" || formatName == "mov" {
+            opts.set("movflags", io == nil ? "+faststart" : "+frag_keyframe+empty_moov+default_base_moof")
+        }
+        let rc = avformat_write_header(ctx, &opts.ptr)
+        if rc < 0, let f = io?.failure { throw f }
+        try check(rc, "writing the \(formatName) header to \(path)")
+        headerWritten = true
+    }
+
+    /// Writes an encoded packet produced by the encoder of stream `index`.
+    func write(_ packet: Packet, stream index: Int) throws(MediaError) {
+        packet.ptr.pointee.stream_index = Int32(index)
+        av_packet_rescale_ts(packet.ptr, encoderTimeBases[index], ctx.pointee.streams[index]!.pointee.time_base)
+        let rc = av_interleaved_write_frame(ctx, packet.ptr)
+        if rc < 0, let f = io?.failure { throw f }
+        try check(rc, "writing to \(path)")
+    }
+
+    /// Writes the trailer (and, for faststart MP4, moves the index to the front).
+    func finish() throws(MediaError) {
+        guard headerWritten, !finished else { return }
+        finished = true
+        let rc = av_write_trailer(ctx)
+        if rc < 0, let f = io?.failure { throw f }
+        try check(rc, "finishing \(path)")
+        if let io {
+            avio_flush(io.ctx)
+            if let f = io.failure { throw f }
+        } else if (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
+            try check(avio_closep(&ctx.pointee.pb), "closing \(path)")
+        }
+    }
+}

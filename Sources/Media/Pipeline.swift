@@ -1,0 +1,512 @@
+// Media.Pipeline: decode once, encode one or more video renditions and one audio track,
+// write one or more containers.
+//
+//   demux → decode (libav threads) ─┬→ scale → x264 → target(s)      (one per rendition)
+//                                   └→ resample → FIFO → AAC → every target (packets shared)
+//
+// Scalers are built from the first decoded frame (validated format and size) and rebuilt
+// if the decoder's output changes. Timestamps are taken from the decoder, made relative to
+// the container's start and kept strictly increasing. Cancellation is checked before every
+// packet and frame; every libav object has an owner, so throwing frees everything.
+import CLibAV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One container the pipeline writes.
+enum TargetPlan {
+    case file(path: String)
+    case stream(sink: any ByteSink, format: String, name: String)
+    /// HLS with fMP4 segments: the media playlist path, segment file pattern, init name.
+    case hls(playlist: String, segmentPattern: String, initName: String, segmentSeconds: Double)
+}
+
+struct RenditionPlan {
+    var name: String
+    var video: VideoSettings
+    /// Index into PipelinePlan.targets.
+    var target: Int
+}
+
+struct PipelinePlan {
+    var input: String
+    var inputStream: (any ByteSource)?
+    var targets: [TargetPlan]
+    var renditions: [RenditionPlan]
+    var audio: AudioSettings?
+    var limits: MediaLimits
+    var threads: Int32
+    var progressInterval: Double
+    /// Drop renditions whose box is larger than the source in both directions (keeping at
+    /// least the smallest), as ladders do.
+    var skipUpscaled: Bool
+    /// Decode each rendition again while encoding and compare with the scaled source.
+    var measureQuality = false
+}
+
+struct PipelineResult {
+    struct Rendition {
+        var name: String; var width: Int32; var height: Int32; var frames: Int; var target: Int; var codecs: String
+        var quality: QualityReport?
+        var frameRate: Double
+    }
+    var renditions: [Rendition]
+    var sourceFrames: Int
+    var mediaSeconds: Double
+    var elapsedSeconds: Double
+    var audioSamples: Int64
+    var fps: Double
+    var speed: Double
+    var bytesWritten: Int64
+    var hasAudio: Bool
+    var audioCopied: Bool
+}
+
+final class Target {
+    let muxer: Muxer
+    var videoStream: Int?
+    var audioStream: Int?
+    init(muxer: Muxer) { self.muxer = muxer }
+}
+
+final class Rendition {
+    let name: String
+    let encoder: Encoder
+    let target: Target
+    let targetIndex: Int
+    let width: Int32, height: Int32
+    /// The encoder's time base (1/output frame rate) and the last timestamp sent.
+    let timeBase: AVRational
+    var lastPts: Int64 = -1
+    var scaler: VideoScaler?
+    let scaled: Frame
+    var frames = 0
+    var quality: QualityMeter?
+    var qualityReport: QualityReport?
+
+    init(name: String, encoder: Encoder, target: Target, targetIndex: Int, width: Int32, height: Int32) throws(MediaError) {
+        self.name = name; self.encoder = encoder; self.target = target; self.targetIndex = targetIndex
+        self.width = width; self.height = height
+        timeBase = encoder.timeBase
+        scaled = try Frame()
+    }
+}
+
+final class Pipeline {
+    let plan: PipelinePlan
+    let cancel: CancellationFlag
+    let progress: (@Sendable (TranscodeProgress) -> Void)?
+    let input: InputFile
+    private(set) var targets: [Int: Target] = [:]
+    private(set) var renditions: [Rendition] = []
+
+    // Video
+    var videoIn: Int?
+    var videoDecoder: Decoder?
+    var videoTimeBase = AVRational(num: 1, den: 25)
+    var videoOrigin: Int64 = 0
+    var lastVideoPts: Int64 = -1
+    var sourceFrames = 0
+
+    // Audio
+    var audioIn: Int?
+    var audioDecoder: Decoder?
+    var audioEncoder: Encoder?
+    var resampler: AudioResampler?
+    var fifo: AudioFIFO?
+    var audioSamples: Int64 = 0
+    var audioStarted = false
+    /// Audio stream copy: packets go to the outputs without decoding.
+    var audioCopy = false
+    var copiedAudioEnd: Double = 0
+
+    // Scratch objects reused across frames
+    let packet: Packet
+    let outPacket: Packet
+    let sharedPacket: Packet
+    let decoded: Frame
+    let audioFrame: Frame
+
+    var packetsPerStream: [Int: Int] = [:]
+    var lastPacketCorrupt = false
+    let startNanos = monotonicNanos()
+    var lastReportNanos: UInt64 = 0
+    var origin: Int64 = 0   // container start, AV_TIME_BASE units
+
+    init(plan: PipelinePlan, cancel: CancellationFlag, progress: (@Sendable (TranscodeProgress) -> Void)?) throws(MediaError) {
+        self.plan = plan
+        self.cancel = cancel
+        self.progress = progress
+        if let source = plan.inputStream {
+            input = try InputFile(source: source, name: plan.input, limits: plan.limits, cancel: cancel)
+        } else {
+            input = try InputFile(path: plan.input, limits: plan.limits, cancel: cancel)
+        }
+        packet = try Packet()
+        outPacket = try Packet()
+        sharedPacket = try Packet()
+        decoded = try Frame()
+        audioFrame = try Frame()
+        let st = input.ctx.pointee.start_time
+        origin = st == AVCode.noPTS ? 0 : st
+        try setUpVideo()
+        try setUpAudio()
+        if renditions.isEmpty && audioEncoder == nil && !audioCopy { throw .noUsableStreams(path: plan.input) }
+    }
+
+    private func target(_ index: Int) throws(MediaError) -> Target {
+        if let t = targets[index] { return t }
+        let muxer: Muxer
+        switch plan.targets[index] {
+        case .file(let path):
+            muxer = try Muxer(path: path)
+        case .stream(let sink, let format, let name):
+            muxer = try Muxer(sink: sink, formatName: format, name: name)
+        case .hls(let playlist, let pattern, let initName, let seconds):
+            muxer = try Muxer(path: playlist, formatName: "hls")
+            muxer.headerOptions = [
+                ("hls_time", String(seconds)), ("hls_playlist_type", "vod"), ("hls_segment_type", "fmp4"),
+                ("hls_segment_filename", pattern), ("hls_fmp4_init_filename", initName),
+                ("hls_flags", "independent_segments"), ("protocol_whitelist", "file"),
+            ]
+        }
+        let t = Target(muxer: muxer)
+        targets[index] = t
+        return t
+    }
+
+    private func setUpVideo() throws(MediaError) {
+        guard !plan.renditions.isEmpty,
+              let v = input.bestStream(AVMEDIA_TYPE_VIDEO),
+              (input.stream(v).pointee.disposition & AV_DISPOSITION_ATTACHED_PIC) == 0 else { return }
+        let st = input.stream(v)
+        let par = st.pointee.codecpar.pointee
+        try plan.limits.checkPicture(width: par.width, height: par.height)
+        let dec = try Decoder(stream: st, threads: plan.threads)
+        var rate = st.pointee.avg_frame_rate
+        if !rate.isValid || rate.double > 240 { rate = st.pointee.r_frame_rate }
+        if !rate.isValid || rate.double > 240 || rate.double < 1 { rate = AVRational(num: 25, den: 1) }
+        videoTimeBase = av_inv_q(rate)
+        let sar = par.sample_aspect_ratio
+
+        var chosen = plan.renditions
+        if plan.skipUpscaled {
+            let fits = chosen.filter { r in
+                (r.video.maxHeight.map { $0 <= par.height } ?? true) || (r.video.maxWidth.map { $0 <= par.width } ?? true)
+            }
+            let smallest = chosen.min { ($0.video.maxHeight ?? .max) < ($1.video.maxHeight ?? .max) }
+            chosen = fits.isEmpty ? (smallest.map { [$0] } ?? []) : fits
+        }
+        for r in chosen {
+            let preset = TranscodePreset(name: r.name, summary: "", video: r.video, audio: AudioSettings())
+            let (w, h) = preset.outputSize(sourceWidth: par.width, sourceHeight: par.height, sampleAspect: (sar.num, sar.den))
+            let t = try target(r.target)
+            try t.muxer.checkCarries(VideoCodec(rawValue: r.video.codec)?.codecID ?? AV_CODEC_ID_NONE, name: r.video.codec)
+            var outRate = rate
+            if let m = r.video.maxFrameRate, rate.double > Double(m) + 0.001 { outRate = AVRational(num: Int32(m), den: 1) }
+            let enc = try Encoders.video(width: w, height: h, frameRate: outRate, settings: r.video,
+                                         globalHeader: t.muxer.needsGlobalHeader, threads: plan.threads)
+            guard t.videoStream == nil else {
+                throw .invalidSettings(reason: "two renditions write to the same output")
+            }
+            t.videoStream = try t.muxer.addStream(for: enc)
+            let rendition = try Rendition(name: r.name, encoder: enc, target: t, targetIndex: r.target, width: w, height: h)
+            if plan.measureQuality { rendition.quality = try QualityMeter(encoder: enc) }
+            renditions.append(rendition)
+        }
+        videoIn = v
+        videoDecoder = dec
+    }
+
+    private func setUpAudio() throws(MediaError) {
+        guard let settings = plan.audio, let a = input.bestStream(AVMEDIA_TYPE_AUDIO) else { return }
+        // Audio goes to every output that has video (or to every planned output if none has).
+        if targets.isEmpty { for i in plan.targets.indices { _ = try target(i) } }
+        let st = input.stream(a)
+        let par = st.pointee.codecpar.pointee
+        if try setUpAudioCopy(index: a, settings: settings) { return }
+        let dec = try Decoder(stream: st, threads: plan.threads)
+        let channels = min(max(1, par.ch_layout.nb_channels), settings.maxChannels)
+        let global = targets.values.contains { $0.muxer.needsGlobalHeader }
+        for t in targets.values {
+            try t.muxer.checkCarries(AudioCodec(rawValue: settings.codec)?.codecID ?? AV_CODEC_ID_NONE, name: settings.codec)
+        }
+        let enc = try Encoders.audio(settings.codec, sampleRate: par.sample_rate > 0 ? par.sample_rate : 48000, channels: channels,
+                                     bitrateKbps: settings.bitrateKbps, globalHeader: global)
+        for t in targets.values { t.audioStream = try t.muxer.addStream(for: enc) }
+        audioIn = a; audioDecoder = dec; audioEncoder = enc
+        fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
+    }
+
+    /// Sets up stream copy when the input's audio already is what the settings ask for.
+    private func setUpAudioCopy(index a: Int, settings: AudioSettings) throws(MediaError) -> Bool {
+        let st = input.stream(a)
+        let par = st.pointee.codecpar.pointee
+        guard settings.copyIfCompatible, let wanted = AudioCodec(rawValue: settings.codec), par.codec_id == wanted.codecID,
+              par.ch_layout.nb_channels >= 1, par.ch_layout.nb_channels <= settings.maxChannels,
+              par.sample_rate > 0, par.bit_rate > 0, par.bit_rate <= Int64(settings.bitrateKbps) * 1250,
+              wanted != .aac || par.profile == FF_PROFILE_AAC_LOW else { return false }   // playlists say AAC-LC
+        for t in targets.values {
+            guard (try? t.muxer.checkCarries(par.codec_id, name: settings.codec)) != nil else { return false }
+            // ADTS AAC (from MPEG-TS) has no AudioSpecificConfig; MP4-family outputs that
+            // write their header first (fragmented, HLS) need one: re-encode instead.
+            if par.extradata_size == 0 && t.muxer.formatName != "mpegts" { return false }
+        }
+        for t in targets.values {
+            t.audioStream = try t.muxer.addStream(copying: st.pointee.codecpar, timeBase: st.pointee.time_base)
+        }
+        audioIn = a
+        audioCopy = true
+        return true
+    }
+
+    /// Writes a copied audio packet to every output, timestamps made relative to the start.
+    private func copyAudio(_ packet: Packet) throws(MediaError) {
+        let tb = input.stream(audioIn!).pointee.time_base
+        let shift = av_rescale_q(origin, clibav_time_base_q(), tb)
+        if packet.ptr.pointee.pts != AVCode.noPTS { packet.ptr.pointee.pts -= shift }
+        if packet.ptr.pointee.dts != AVCode.noPTS { packet.ptr.pointee.dts -= shift }
+        if packet.ptr.pointee.pts != AVCode.noPTS {
+            copiedAudioEnd = max(copiedAudioEnd, Double(packet.ptr.pointee.pts + packet.ptr.pointee.duration) * tb.double)
+        }
+        packet.ptr.pointee.pos = -1
+        let outs = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
+        for (i, t) in outs.enumerated() {
+            if i == outs.count - 1 {
+                try t.muxer.write(packet, stream: t.audioStream!)
+            } else {
+                sharedPacket.unref()
+                try check(av_packet_ref(sharedPacket.ptr, packet.ptr), "sharing an audio packet")
+                try t.muxer.write(sharedPacket, stream: t.audioStream!)
+            }
+        }
+    }
+
+    @inline(__always)
+    private func checkCancelled() throws(MediaError) {
+        if cancel.isCancelled { throw .cancelled }
+    }
+
+    func run() throws(MediaError) -> PipelineResult {
+        let ordered = targets.keys.sorted().map { targets[$0]! }
+        for t in ordered { try t.muxer.writeHeader() }
+        let maxTs = plan.limits.maxDurationSeconds
+        while try input.read(into: packet) {
+            try checkCancelled()
+            let idx = Int(packet.ptr.pointee.stream_index)
+            guard idx == videoIn || idx == audioIn else { continue }
+            packetsPerStream[idx, default: 0] += 1
+            lastPacketCorrupt = (packet.ptr.pointee.flags & AV_PKT_FLAG_CORRUPT) != 0
+            let pts = packet.ptr.pointee.pts
+            if pts != AVCode.noPTS {
+                let secs = Double(pts) * input.stream(idx).pointee.time_base.double - Double(origin) / Double(AV_TIME_BASE)
+                if secs > maxTs { try plan.limits.checkDuration(secs) }
+            }
+            if idx == videoIn, let dec = videoDecoder {
+                try dec.send(packet)
+                while try dec.receive(into: decoded) { try videoFrame(decoded) }
+            } else if idx == audioIn && audioCopy {
+                try copyAudio(packet)
+                if renditions.isEmpty { report(force: false) }
+            } else if idx == audioIn, let dec = audioDecoder {
+                try dec.send(packet)
+                while try dec.receive(into: decoded) { try audioFrame(decoded) }
+            }
+        }
+        try checkComplete()
+        // End of input: drain decoders, resampler, FIFO and encoders.
+        if let dec = videoDecoder {
+            try dec.send(nil)
+            while try dec.receive(into: decoded) { try videoFrame(decoded) }
+        }
+        if let dec = audioDecoder {
+            try dec.send(nil)
+            while try dec.receive(into: decoded) { try audioFrame(decoded) }
+            try finishAudio()
+        }
+        for r in renditions {
+            try r.encoder.send(nil)
+            try drain(r)
+            r.qualityReport = try r.quality?.finish()
+            r.quality = nil
+        }
+        for t in ordered { try t.muxer.finish() }
+        report(force: true)
+
+        let elapsed = Double(monotonicNanos() - startNanos) / 1e9
+        let media = mediaSeconds
+        return PipelineResult(
+            renditions: renditions.map {
+                .init(name: $0.name, width: $0.width, height: $0.height, frames: $0.frames, target: $0.targetIndex,
+                      codecs: HLSCodecs.h264(extradata: $0.encoder.ctx), quality: $0.qualityReport,
+                      frameRate: $0.timeBase.num > 0 ? Double($0.timeBase.den) / Double($0.timeBase.num) : 0)
+            },
+            sourceFrames: sourceFrames, mediaSeconds: media, elapsedSeconds: elapsed, audioSamples: audioSamples,
+            fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0, speed: elapsed > 0 ? media / elapsed : 0,
+            bytesWritten: ordered.reduce(0) { $0 + $1.muxer.bytesWritten }, hasAudio: audioEncoder != nil || audioCopy,
+            audioCopied: audioCopy)
+    }
+
+    /// A file that ends early is refused: containers with an index (MP4) say how many
+    /// packets each stream has, and libav flags a packet cut short by the end of the file.
+    private func checkComplete() throws(MediaError) {
+        if lastPacketCorrupt {
+            throw .invalidData(reason: "\(plan.input) ends in the middle of a packet (truncated?)")
+        }
+        for idx in [videoIn, audioIn].compactMap({ $0 }) {
+            let declared = input.stream(idx).pointee.nb_frames
+            let read = packetsPerStream[idx, default: 0]
+            if declared > 0 && Int64(read) < declared {
+                throw .invalidData(reason: "\(plan.input) ends early: stream \(idx) has \(read) of \(declared) packets (truncated?)")
+            }
+        }
+    }
+
+    private func drain(_ r: Rendition) throws(MediaError) {
+        while try r.encoder.receive(into: outPacket) {
+            try r.quality?.feed(outPacket)
+            try r.target.muxer.write(outPacket, stream: r.target.videoStream!)
+        }
+    }
+
+    // MARK: video
+
+    private func videoFrame(_ frame: Frame) throws(MediaError) {
+        try checkCancelled()
+        guard let vi = videoIn else { return }
+        let tb = videoTimeBase
+        var pts: Int64
+        let ts = frame.ptr.pointee.best_effort_timestamp
+        if ts != AVCode.noPTS {
+            pts = av_rescale_q(ts, input.stream(vi).pointee.time_base, tb) - av_rescale_q(origin, clibav_time_base_q(), tb)
+            if lastVideoPts < 0 { videoOrigin = min(0, pts) }
+            pts -= videoOrigin
+        } else {
+            pts = lastVideoPts + 1
+        }
+        if pts <= lastVideoPts { pts = lastVideoPts + 1 }
+        lastVideoPts = pts
+        for r in renditions {
+            try checkCancelled()
+            // On the rendition's own time grid: a slower output drops the frames that
+            // land on a slot already taken.
+            let decimating = av_cmp_q(r.timeBase, tb) > 0
+            // Flooring keeps frame k of a 2× faster source only when k is even, so 100
+            // frames at 50 fps give exactly 50 at 25 fps.
+            var rpts = decimating ? av_rescale_q_rnd(pts, tb, r.timeBase, AV_ROUND_DOWN) : av_rescale_q(pts, tb, r.timeBase)
+            if rpts <= r.lastPts {
+                if decimating { continue }
+                rpts = r.lastPts + 1
+            }
+            r.lastPts = rpts
+            if r.scaler == nil || !r.scaler!.matches(frame) {
+                r.scaler = try VideoScaler(srcWidth: frame.width, srcHeight: frame.height, srcFormat: frame.format,
+                                           dstWidth: r.width, dstHeight: r.height, dstFormat: AV_PIX_FMT_YUV420P,
+                                           limits: plan.limits)
+            }
+            try r.scaler!.scale(frame, into: r.scaled)
+            r.scaled.pts = rpts
+            try r.quality?.remember(r.scaled)
+            try r.encoder.send(r.scaled)
+            try drain(r)
+            r.frames += 1
+        }
+        sourceFrames += 1
+        report(force: false)
+    }
+
+    // MARK: audio
+
+    private func audioFrame(_ frame: Frame) throws(MediaError) {
+        try checkCancelled()
+        guard let enc = audioEncoder, let fifo, let ai = audioIn else { return }
+        if !audioStarted {
+            audioStarted = true
+            let ts = frame.ptr.pointee.best_effort_timestamp
+            if ts != AVCode.noPTS {
+                let rateTB = AVRational(num: 1, den: enc.ctx.pointee.sample_rate)
+                let start = av_rescale_q(ts, input.stream(ai).pointee.time_base, rateTB) - av_rescale_q(origin, clibav_time_base_q(), rateTB)
+                audioSamples = max(0, min(start, Int64(enc.ctx.pointee.sample_rate) * 10))
+            }
+        }
+        if let r = resampler, !r.matches(frame) {
+            try r.convert(nil, into: fifo, scratch: audioFrame)
+            resampler = nil
+        }
+        if resampler == nil { resampler = try AudioResampler(from: frame, to: enc) }
+        try resampler!.convert(frame, into: fifo, scratch: audioFrame)
+        try encodeFIFO(final: false)
+        if renditions.isEmpty { report(force: false) }
+    }
+
+    /// Writes every packet the audio encoder has ready to every target (a reference each).
+    private func drainAudio(_ enc: Encoder) throws(MediaError) {
+        while try enc.receive(into: outPacket) {
+            let audioTargets = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
+            for (i, t) in audioTargets.enumerated() {
+                if i == audioTargets.count - 1 {
+                    try t.muxer.write(outPacket, stream: t.audioStream!)
+                } else {
+                    sharedPacket.unref()
+                    try check(av_packet_ref(sharedPacket.ptr, outPacket.ptr), "sharing an audio packet")
+                    try t.muxer.write(sharedPacket, stream: t.audioStream!)
+                }
+            }
+        }
+    }
+
+    private func encodeFIFO(final: Bool) throws(MediaError) {
+        guard let enc = audioEncoder, let fifo else { return }
+        let frameSize = enc.frameSize > 0 ? enc.frameSize : 1024
+        let padLast = !Encoders.acceptsSmallLastFrame(enc)
+        while fifo.count >= frameSize || (final && fifo.count > 0) {
+            let n = min(frameSize, fifo.count)
+            audioFrame.unref()
+            audioFrame.ptr.pointee.format = enc.ctx.pointee.sample_fmt.rawValue
+            audioFrame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
+            _ = clibav_channel_layout_copy(&audioFrame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
+            if n < frameSize && padLast {
+                // Encoders that need full frames get the last one padded with silence.
+                try fifo.read(into: audioFrame, samples: n, padTo: frameSize)
+            } else {
+                try fifo.read(into: audioFrame, samples: n)
+            }
+            audioFrame.pts = audioSamples
+            audioSamples += Int64(n)
+            try enc.send(audioFrame)
+            try drainAudio(enc)
+        }
+    }
+
+    private func finishAudio() throws(MediaError) {
+        guard let enc = audioEncoder, let fifo else { return }
+        if let r = resampler { try r.convert(nil, into: fifo, scratch: audioFrame) }
+        try encodeFIFO(final: true)
+        try enc.send(nil)
+        try drainAudio(enc)
+    }
+
+    // MARK: progress
+
+    var mediaSeconds: Double {
+        if !renditions.isEmpty, lastVideoPts >= 0 { return Double(lastVideoPts + 1) * videoTimeBase.double }
+        if let enc = audioEncoder { return Double(audioSamples) / Double(enc.ctx.pointee.sample_rate) }
+        return copiedAudioEnd
+    }
+
+    private func report(force: Bool) {
+        guard let progress else { return }
+        let now = monotonicNanos()
+        if !force && Double(now &- lastReportNanos) / 1e9 < plan.progressInterval { return }
+        lastReportNanos = now
+        let elapsed = Double(now - startNanos) / 1e9
+        let media = mediaSeconds
+        let total = input.durationSeconds
+        let speed = elapsed > 0 ? media / elapsed : 0
+        var eta: Double? = nil
+        if total > 0 && speed > 0 { eta = max(0, (total - media) / speed) }
+        progress(TranscodeProgress(videoFrames: sourceFrames, mediaSeconds: media, totalSeconds: total,
+                                   elapsedSeconds: elapsed, fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0,
+                                   speed: speed, etaSeconds: eta))
+    }
+}

@@ -1,0 +1,171 @@
+// Media.Transcoder: one transcode (file or stream in, file or stream out) on the shared
+// Pipeline (Pipeline.swift), which also drives ladders (Ladder.swift).
+//
+//   demux → decode (libav threads) → scale (libswscale, built from the first decoded frame)
+//         → libx264 → mux (MP4 +faststart / MPEG-TS / Matroska)
+//         → decode → resample (libswresample) → FIFO (encoder frame size) → AAC → mux
+//
+// The pipeline is synchronous and runs on a dedicated thread; `Transcoder.transcode` is
+// the async front that starts that thread and resumes the caller when it ends, so no
+// libav call ever blocks an event loop or the cooperative pool. Cancellation is a flag
+// checked before every packet and every frame, and by libav's interrupt callback; when
+// it fires the pipeline throws `.cancelled`, every owner frees its libav object, and the
+// partial output file is removed.
+import CLibAV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct TranscodeRequest: Sendable {
+    public var input: String
+    public var output: String
+    public var preset: TranscodePreset
+    public var limits: MediaLimits
+    /// Codec threads (0 = libav decides).
+    public var threads: Int32
+    /// Seconds between progress reports (at most; a report comes at the first frame after).
+    public var progressInterval: Double
+
+    /// Streamed input (pipe mode): read from here instead of the file `input`, which then
+    /// only names the stream in messages.
+    public var inputStream: (any ByteSource)?
+    /// Streamed output (pipe mode): written here instead of the file `output`, in
+    /// `outputFormat` ("mpegts", "mp4" (fragmented) or "matroska").
+    public var outputStream: (any ByteSink)?
+    public var outputFormat: String?
+    /// Also report PSNR and SSIM against the scaled source (decodes the output again).
+    public var measureQuality = false
+
+    public static let streamFormats = ["mpegts", "mp4", "matroska"]
+
+    public init(input: String, output: String, preset: TranscodePreset, limits: MediaLimits = MediaLimits(),
+                threads: Int32 = 0, progressInterval: Double = 0.5) {
+        self.input = input; self.output = output; self.preset = preset; self.limits = limits
+        self.threads = threads; self.progressInterval = progressInterval
+    }
+}
+
+public struct TranscodeProgress: Sendable {
+    public var videoFrames: Int
+    /// Output media time written so far, seconds.
+    public var mediaSeconds: Double
+    /// Input duration, seconds (0 when the container does not say).
+    public var totalSeconds: Double
+    public var elapsedSeconds: Double
+    /// Video frames per second of wall time.
+    public var fps: Double
+    /// Media seconds per wall second (× real time).
+    public var speed: Double
+    /// Estimated seconds left, when the total is known and work has started.
+    public var etaSeconds: Double?
+    /// 0...1 when the total is known.
+    public var fraction: Double? { totalSeconds > 0 ? min(1, mediaSeconds / totalSeconds) : nil }
+}
+
+public struct TranscodeSummary: Sendable {
+    public var input: String
+    public var output: String
+    public var preset: String
+    public var mediaSeconds: Double
+    public var elapsedSeconds: Double
+    public var videoFrames: Int
+    public var audioSamples: Int
+    public var width: Int32
+    public var height: Int32
+    public var fps: Double
+    public var speed: Double
+    public var outputBytes: Int64
+    public var quality: QualityReport?
+    /// True when the audio packets were copied rather than re-encoded.
+    public var audioCopied: Bool = false
+}
+
+public enum Transcoder {
+    /// Runs a transcode on its own thread; cancelling the calling task cancels the job.
+    public static func transcode(_ request: TranscodeRequest, cancel: CancellationFlag = CancellationFlag(),
+                                 progress: (@Sendable (TranscodeProgress) -> Void)? = nil) async throws(MediaError) -> TranscodeSummary {
+        do {
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (k: CheckedContinuation<TranscodeSummary, any Error>) in
+                    let started = DedicatedThread.start {
+                        do { k.resume(returning: try transcodeBlocking(request, cancel: cancel, progress: progress)) }
+                        catch { k.resume(throwing: error) }
+                    }
+                    if !started { k.resume(throwing: MediaError.libav(operation: "starting a transcode thread", code: clibav_averror(EAGAIN), message: "no thread")) }
+                }
+            } onCancel: {
+                cancel.cancel()
+                request.inputStream?.stopReading()
+            }
+        } catch let e as MediaError {
+            throw e
+        } catch {
+            throw .libav(operation: "transcoding", code: 0, message: "\(error)")
+        }
+    }
+
+    /// Runs a transcode on the calling thread (which must be allowed to block).
+    public static func transcodeBlocking(_ request: TranscodeRequest, cancel: CancellationFlag = CancellationFlag(),
+                                         progress: (@Sendable (TranscodeProgress) -> Void)? = nil) throws(MediaError) -> TranscodeSummary {
+        LibAVLogging.ensureInstalled()
+        try request.preset.validate()
+        if request.outputStream != nil {
+            guard let f = request.outputFormat, TranscodeRequest.streamFormats.contains(f) else {
+                throw .invalidSettings(reason: "a streamed output needs a format: \(TranscodeRequest.streamFormats.joined(separator: ", "))")
+            }
+        }
+        var a = stat(), b = stat()
+        if request.inputStream == nil && request.outputStream == nil && stat(request.input, &a) == 0 && stat(request.output, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino {
+            throw .invalidSettings(reason: "the output \(request.output) is the input file")
+        }
+        let target: TargetPlan = request.outputStream.map {
+            .stream(sink: $0, format: request.outputFormat ?? "mpegts", name: request.output)
+        } ?? .file(path: request.output)
+        let plan = PipelinePlan(
+            input: request.input, inputStream: request.inputStream, targets: [target],
+            renditions: [RenditionPlan(name: request.preset.name, video: request.preset.video, target: 0)],
+            audio: request.preset.audio, limits: request.limits, threads: request.threads,
+            progressInterval: request.progressInterval, skipUpscaled: false, measureQuality: request.measureQuality)
+        var createdOutput = false
+        do {
+            let pipeline = try Pipeline(plan: plan, cancel: cancel, progress: progress)
+            createdOutput = request.outputStream == nil
+            let r = try pipeline.run()
+            let v = r.renditions.first
+            var st = stat()
+            let size: Int64 = request.outputStream != nil ? r.bytesWritten
+                : (stat(request.output, &st) == 0 ? Int64(st.st_size) : 0)
+            return TranscodeSummary(
+                input: request.input, output: request.output, preset: request.preset.name,
+                mediaSeconds: r.mediaSeconds, elapsedSeconds: r.elapsedSeconds, videoFrames: v?.frames ?? 0,
+                audioSamples: Int(r.audioSamples), width: v?.width ?? 0, height: v?.height ?? 0,
+                fps: r.fps, speed: r.speed, outputBytes: size, quality: v?.quality, audioCopied: r.audioCopied)
+        } catch {
+            if createdOutput { unlink(request.output) }
+            throw error
+        }
+    }
+}
+
+/// Runs a closure on a new detached pthread (so blocking libav work stays off the pools).
+enum DedicatedThread {
+    private final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
+
+    static func start(_ body: @escaping @Sendable () -> Void) -> Bool {
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        defer { pthread_attr_destroy(&attr) }
+        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        pthread_attr_setstacksize(&attr, 8 << 20)
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, &attr, { arg in
+            let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            b.body()
+            return nil
+        }, box)
+        if rc != 0 { Unmanaged<Box>.fromOpaque(box).release(); return false }
+        return true
+    }
+}
+

@@ -1,0 +1,300 @@
+// `spool probe`, `spool transcode` and `spool synthesize`: local media commands on the
+// Media module (libav in-process; no ffmpeg command line anywhere).
+import ArgumentParser
+import Dispatch
+import JSON
+import Media
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `spool probe INPUT`: the input's streams as JSON on stdout.
+struct Probe: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the streams of a media file as JSON.")
+
+    @Argument(help: "The media file to inspect ('-' reads stdin).")
+    var input: String
+
+    func run() throws {
+        do {
+            let result = input == "-"
+                ? try MediaProbe.probe(source: FileDescriptorSource(fd: STDIN_FILENO), name: "-")
+                : try MediaProbe.probe(input)
+            print(result.json)
+        } catch {
+            printError("spool probe: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// `spool transcode INPUT OUTPUT --preset NAME`: one local transcode.
+struct Transcode: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Transcode a file locally (libav in-process).",
+        discussion: """
+        Presets:
+        \(TranscodePreset.all.map { "  \($0.name): \($0.summary)" }.joined(separator: "\n"))
+        \(LadderPreset.all.map { "  \($0.name): \($0.summary); OUTPUT is a new directory (master.m3u8 + one directory per rendition)" }.joined(separator: "\n"))
+          custom: --codec h264|hevc|vp9|av1 with --width/--height (a bounding box), --crf or --bitrate, \
+        --speed, --gop, --profile, --audio-codec aac|opus.
+        The output container follows the extension: .mp4 (faststart), .ts, .mkv, .webm; a codec the \
+        container cannot carry is refused before any work.
+        '-' as INPUT reads stdin (MPEG-TS, Matroska or faststart/fragmented MP4); '-' as OUTPUT writes \
+        stdout in --format (mpegts, mp4 (fragmented) or matroska), with progress on stderr.
+        Progress is a bar on a terminal and plain lines otherwise; Ctrl-C cancels and removes the partial output.
+        """
+    )
+
+    @Argument(help: "Input media file.")
+    var input: String
+
+    @Argument(help: "Output file (.mp4, .ts or .mkv), or '-' for stdout.")
+    var output: String
+
+    @Option(help: "Container when OUTPUT is '-': mpegts, mp4 (fragmented) or matroska.")
+    var format: String = "mpegts"
+
+    @Option(help: "Preset name (see below), or 'custom'.")
+    var preset: String = "h264-720p"
+
+    @Option(help: "custom: video codec (h264, hevc, vp9, av1).") var codec: String = "h264"
+    @Option(help: "custom: audio codec (aac, opus).") var audioCodec: String = "aac"
+    @Option(help: "custom: maximum output width (even).") var width: Int32?
+    @Option(help: "custom: maximum output height (even).") var height: Int32?
+    @Option(help: "custom: constant rate factor 0...51.") var crf: Int?
+    @Option(help: "custom: video bitrate in kb/s (instead of CRF).") var bitrate: Int?
+    @Option(help: "custom: x264 speed preset.") var speed: String = "veryfast"
+    @Option(help: "custom: keyframe interval in seconds.") var gop: Double = 2
+    @Option(help: "custom: H.264 profile (baseline, main, high).") var profile: String?
+    @Option(help: "custom: at most this many frames per second (faster sources are decimated).") var maxFps: Int?
+    @Option(help: "Codec threads (0 = automatic).") var threads: Int32 = 0
+    @Flag(help: "Also measure PSNR and SSIM of the output against the scaled source.") var quality = false
+
+    func resolvePreset() throws -> TranscodePreset {
+        let customFlags = width != nil || height != nil || crf != nil || bitrate != nil || profile != nil || maxFps != nil
+        do {
+            if preset == "custom" {
+                return try TranscodePreset.custom(codec: codec, width: width, height: height, crf: crf, bitrateKbps: bitrate,
+                                                  gopSeconds: gop, speed: speed, profile: profile, audioCodec: audioCodec,
+                                                  maxFrameRate: maxFps)
+            }
+            if customFlags { throw ValidationError("--width/--height/--crf/--bitrate/--profile need --preset custom") }
+            return try TranscodePreset.named(preset)
+        } catch let e as MediaError {
+            throw ValidationError(e.description)
+        }
+    }
+
+    func run() async throws {
+        if let ladder = LadderPreset.all.first(where: { $0.name == preset }) {
+            try await runLadder(ladder)
+            return
+        }
+        let chosen = try resolvePreset()
+        let toStdout = output == "-"
+        if toStdout && !TranscodeRequest.streamFormats.contains(format) {
+            throw ValidationError("--format must be one of \(TranscodeRequest.streamFormats.joined(separator: ", "))")
+        }
+        // Reports go where the media does not.
+        let reportFD = toStdout ? STDERR_FILENO : STDOUT_FILENO
+        let tty = isatty(reportFD) == 1
+        let flag = CancellationFlag()
+        let signals = CancelOnSignals(flag)
+        defer { signals.stop() }
+        var request = TranscodeRequest(input: input == "-" ? "stdin" : input, output: toStdout ? "stdout" : output,
+                                       preset: chosen, threads: threads, progressInterval: tty ? 0.25 : 1.0)
+        request.measureQuality = quality
+        if input == "-" { request.inputStream = FileDescriptorSource(fd: STDIN_FILENO) }
+        if toStdout {
+            request.outputStream = FileDescriptorSink(fd: STDOUT_FILENO)
+            request.outputFormat = format
+        }
+        let printer = ProgressPrinter(tty: tty, fd: reportFD)
+        do {
+            let s = try await Transcoder.transcode(request, cancel: flag, progress: { printer.show($0) })
+            printer.finish()
+            printer.line("done: \(fmt(s.mediaSeconds)) s of media in \(fmt(s.elapsedSeconds)) s "
+                  + "(\(fmt(s.fps)) fps, \(fmt(s.speed))× real time)")
+            printer.line("output: \(s.output) (\(bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
+            if let q = s.quality { printer.line("quality: \(describe(q))") }
+        } catch {
+            printer.finish()
+            printError("spool transcode: \(error)")
+            throw ExitCode(error == .cancelled ? 130 : 1)
+        }
+    }
+}
+
+extension Transcode {
+    /// A decode-once ladder into an HLS directory.
+    func runLadder(_ ladder: LadderPreset) async throws {
+        guard output != "-" else { throw ValidationError("\(ladder.name) writes a directory; give one as OUTPUT") }
+        let tty = isatty(STDOUT_FILENO) == 1
+        let flag = CancellationFlag()
+        let signals = CancelOnSignals(flag)
+        defer { signals.stop() }
+        var request = LadderRequest(input: input == "-" ? "stdin" : input, outputDirectory: output, preset: ladder,
+                                    threads: threads, progressInterval: tty ? 0.25 : 1.0)
+        request.measureQuality = quality
+        if input == "-" { request.inputStream = FileDescriptorSource(fd: STDIN_FILENO) }
+        let printer = ProgressPrinter(tty: tty, fd: STDOUT_FILENO)
+        do {
+            let s = try await Transcoder.transcodeLadder(request, cancel: flag, progress: { printer.show($0) })
+            printer.finish()
+            printer.line("done: \(fmt(s.mediaSeconds)) s of media in \(fmt(s.elapsedSeconds)) s "
+                         + "(\(fmt(s.fps)) source fps, \(fmt(s.speed))× real time), \(s.renditions.count) renditions")
+            for r in s.renditions {
+                printer.line("  \(r.name): \(r.width)×\(r.height), \(r.frames) frames, \(r.segments) segments, "
+                             + "peak \(r.bandwidth / 1000) kb/s, \(bytes(r.bytes)), \(r.codecs)"
+                             + (r.quality.map { "; \(describe($0))" } ?? ""))
+            }
+            printer.line("output: \(s.master) (\(bytes(s.outputBytes)))")
+        } catch {
+            printer.finish()
+            printError("spool transcode: \(error)")
+            throw ExitCode(error == .cancelled ? 130 : 1)
+        }
+    }
+}
+
+/// `spool capabilities`: what the built-in libav plugin can do on this machine, as JSON.
+struct Capabilities: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the libav plugin's capabilities (probed from the linked libav) and a resource sample as JSON.")
+
+    func run() throws {
+        let caps = LibAVTranscoderPlugin().capabilities()
+        let r = ProcResourceMonitor().sample()
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("transcoder"); caps.write(to: &w)
+        w.key("resources")
+        w.beginObject()
+        w.field("cpus", r.cpus)
+        w.field("load_1m", r.loadAverage1m)
+        w.field("memory_total_bytes", r.memoryTotalBytes)
+        w.field("memory_available_bytes", r.memoryAvailableBytes)
+        w.endObject()
+        w.endObject()
+        print(w.text)
+    }
+}
+
+/// `spool synthesize OUTPUT`: writes a generated test clip (moving gradient + tone).
+struct Synthesize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a synthetic test clip (x264 + AAC; .mp4, .ts or .mkv) for demos and tests.")
+
+    @Argument(help: "Output file.") var output: String
+    @Option(help: "Seconds.") var seconds: Double = 2
+    @Option(help: "Width.") var width: Int32 = 320
+    @Option(help: "Height.") var height: Int32 = 240
+    @Option(help: "Frames per second.") var fps: Int32 = 25
+
+    func validate() throws {
+        guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
+        guard (1...120).contains(fps) else { throw ValidationError("--fps must be 1...120") }
+    }
+
+    func run() throws {
+        var spec = TestClipSpec()
+        spec.seconds = seconds; spec.width = width; spec.height = height; spec.fps = fps
+        do { try TestMedia.synthesize(to: output, spec: spec) } catch {
+            printError("spool synthesize: \(error)")
+            throw ExitCode(1)
+        }
+        print("wrote \(output): \(width)×\(height) @ \(fps) fps, \(fmt(seconds)) s, with a stereo tone")
+    }
+}
+
+/// Progress as a redrawn bar on a terminal, as one line per report otherwise.
+final class ProgressPrinter: @unchecked Sendable {
+    private let tty: Bool
+    private let fd: Int32
+    private var drewBar = false
+    private var lock = pthread_mutex_t()
+
+    init(tty: Bool, fd: Int32) { self.tty = tty; self.fd = fd; pthread_mutex_init(&lock, nil) }
+
+    func line(_ s: String) { emit(s + "\n") }
+
+    private func emit(_ s: String) {
+        var s = s
+        s.withUTF8 { b in
+            var off = 0
+            while off < b.count {
+                let n = write(fd, b.baseAddress! + off, b.count - off)
+                if n <= 0 { if errno == EINTR { continue }; return }
+                off += n
+            }
+        }
+    }
+
+    func show(_ p: TranscodeProgress) {
+        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        let eta = p.etaSeconds.map { "\(fmt($0)) s" } ?? "?"
+        let total = p.totalSeconds > 0 ? "/\(fmt(p.totalSeconds))" : ""
+        if tty {
+            let width = 30
+            let filled = Int((p.fraction ?? 0) * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            let pct = p.fraction.map { "\(Int($0 * 100))%" } ?? "--"
+            emit("\r[\(bar)] \(pct) \(fmt(p.mediaSeconds))\(total) s  \(p.videoFrames) frames  \(fmt(p.fps)) fps  \(fmt(p.speed))×  ETA \(eta)   ")
+            drewBar = true
+        } else {
+            emit("progress: frames=\(p.videoFrames) time=\(fmt(p.mediaSeconds))\(total)s fps=\(fmt(p.fps)) speed=\(fmt(p.speed))x eta=\(eta)\n")
+        }
+    }
+
+    func finish() {
+        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        if drewBar { emit("\n"); drewBar = false }
+    }
+}
+
+/// SIGINT/SIGTERM cancel the job (which then removes its partial output).
+final class CancelOnSignals: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+
+    init(_ flag: CancellationFlag) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler { flag.cancel() }
+            src.resume()
+            sources.append(src)
+        }
+    }
+
+    func stop() { for s in sources { s.cancel() } }
+}
+
+func describe(_ q: QualityReport) -> String {
+    "PSNR Y \(fmt(q.psnrY)) dB (all planes \(fmt(q.psnrAverage)) dB), SSIM Y \(fmt3(q.ssimY)) (worst frame \(fmt3(q.ssimYWorstFrame))) over \(q.frames) frames"
+}
+
+func fmt3(_ v: Double) -> String {
+    guard v.isFinite else { return "?" }
+    let t = Int((v * 1000).rounded())
+    let frac = abs(t % 1000)
+    return "\(t / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
+}
+
+func fmt(_ v: Double) -> String {
+    guard v.isFinite else { return "?" }
+    let hundredths = Int((v * 100).rounded())
+    let frac = abs(hundredths % 100)
+    return "\(hundredths / 100).\(frac < 10 ? "0" : "")\(frac)"
+}
+
+func bytes(_ n: Int64) -> String {
+    if n >= 1 << 20 { return "\(fmt(Double(n) / 1048576)) MiB" }
+    if n >= 1 << 10 { return "\(fmt(Double(n) / 1024)) KiB" }
+    return "\(n) B"
+}
+
+func printError(_ s: String) {
+    var line = s + "\n"
+    line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
