@@ -5,7 +5,7 @@
 #   make bench   run the benchmarks in Benchmarks/ (ratios against peers in the same run)
 SHELL := /bin/bash
 DEB_PACKAGES := liburing-dev libsqlite3-dev libssl-dev libavformat-dev libavcodec-dev \
-	libswscale-dev libswresample-dev libavutil-dev pkg-config curl python3 python3-requests
+	libswscale-dev libswresample-dev libavutil-dev pkg-config curl python3 python3-requests ffmpeg
 BENCH_PACKAGES := wrk nginx-light libsimdjson-dev g++ linux-perf
 SWIFT ?= swift
 SPOOL := .build/debug/spool
