@@ -9,6 +9,9 @@
 #  4. JSON: a ~1 MB array of job records (gen_jobs.py), parse + read the same fields with
 #     Spool's JSON module, Foundation's JSONDecoder (JSONBench) and simdjson On-Demand
 #     (yardstick/simdjson_bench.cpp, Debian's libsimdjson-dev); checksums checked first.
+#  5. Transcoding: `spool transcode` vs the ffmpeg CLI with the same settings on a synthesized
+#     1080p30 clip (720p x264 veryfast CRF 23 + AAC, one and automatic threads; a 3-rendition
+#     ladder vs one ffmpeg with split=3): fps and peak RSS (transcode_vs_ffmpeg.sh).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -111,3 +114,7 @@ spool = float(re.search(r"spool_median_us=([0-9.]+)", sys.argv[1]).group(1))
 simd = float(re.search(r"median_us=([0-9.]+)", sys.argv[2].split("best_us")[1]).group(1))
 print(f"spool / simdjson On-Demand: {simd / spool:.2f}x (goal >= 0.5x)")
 PY
+
+echo
+echo "== 5. Transcoding: spool transcode vs the ffmpeg CLI, same settings"
+if [ $smoke = 1 ]; then SPOOL="$spool" ./transcode_vs_ffmpeg.sh --smoke; else SPOOL="$spool" ./transcode_vs_ffmpeg.sh; fi
