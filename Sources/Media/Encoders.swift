@@ -40,6 +40,18 @@ public enum VideoCodec: String, Sendable, CaseIterable {
         case .vp9, .av1: return []
         }
     }
+
+    /// The libav profile numbers a stream may carry to satisfy a requested profile name
+    /// (constrained baseline is baseline).
+    func profileIDs(_ name: String) -> [Int32] {
+        switch (self, name) {
+        case (.h264, "baseline"): return [FF_PROFILE_H264_BASELINE, FF_PROFILE_H264_CONSTRAINED_BASELINE]
+        case (.h264, "main"): return [FF_PROFILE_H264_MAIN]
+        case (.h264, "high"): return [FF_PROFILE_H264_HIGH]
+        case (.hevc, "main"): return [FF_PROFILE_HEVC_MAIN]
+        default: return []
+        }
+    }
 }
 
 public enum AudioCodec: String, Sendable, CaseIterable {

@@ -35,6 +35,7 @@ public struct LadderPreset: Sendable, Equatable {
         var v = VideoSettings()
         v.maxWidth = width; v.maxHeight = height; v.rateControl = .crf(23); v.speed = "veryfast"
         v.profile = profile; v.maxBitrateKbps = maxKbps; v.fixedGOP = true
+        v.copyWhenMatching = false
         return LadderRung(name: name, video: v)
     }
 

@@ -60,6 +60,7 @@ struct PipelineResult {
     var bytesWritten: Int64
     var hasAudio: Bool
     var audioCopied: Bool
+    var videoCopied: Bool
 }
 
 final class Target {
@@ -92,6 +93,21 @@ final class Rendition {
     }
 }
 
+/// Video stream copy: the input's packets remuxed into one target, never decoded.
+final class VideoCopy {
+    let name: String
+    let target: Target
+    let targetIndex: Int
+    let width: Int32, height: Int32
+    let frameRate: Double
+    let codecs: String
+    var frames = 0
+    init(name: String, target: Target, targetIndex: Int, width: Int32, height: Int32, frameRate: Double, codecs: String) {
+        self.name = name; self.target = target; self.targetIndex = targetIndex
+        self.width = width; self.height = height; self.frameRate = frameRate; self.codecs = codecs
+    }
+}
+
 final class Pipeline {
     let plan: PipelinePlan
     let cancel: CancellationFlag
@@ -107,6 +123,9 @@ final class Pipeline {
     var videoOrigin: Int64 = 0
     var lastVideoPts: Int64 = -1
     var sourceFrames = 0
+    /// Video stream copy (nil when the video is decoded and encoded).
+    var videoCopy: VideoCopy?
+    var copiedVideoEnd: Double = 0
 
     // Audio
     var audioIn: Int?
@@ -151,7 +170,7 @@ final class Pipeline {
         origin = st == AVCode.noPTS ? 0 : st
         try setUpVideo()
         try setUpAudio()
-        if renditions.isEmpty && audioEncoder == nil && !audioCopy { throw .noUsableStreams(path: plan.input) }
+        if renditions.isEmpty && videoCopy == nil && audioEncoder == nil && !audioCopy { throw .noUsableStreams(path: plan.input) }
     }
 
     private func target(_ index: Int) throws(MediaError) -> Target {
@@ -182,12 +201,13 @@ final class Pipeline {
         let st = input.stream(v)
         let par = st.pointee.codecpar.pointee
         try plan.limits.checkPicture(width: par.width, height: par.height)
-        let dec = try Decoder(stream: st, threads: plan.threads)
         var rate = st.pointee.avg_frame_rate
         if !rate.isValid || rate.double > 240 { rate = st.pointee.r_frame_rate }
         if !rate.isValid || rate.double > 240 || rate.double < 1 { rate = AVRational(num: 25, den: 1) }
         videoTimeBase = av_inv_q(rate)
         let sar = par.sample_aspect_ratio
+        if try setUpVideoCopy(index: v, rate: rate) { return }
+        let dec = try Decoder(stream: st, threads: plan.threads)
 
         var chosen = plan.renditions
         if plan.skipUpscaled {
@@ -236,6 +256,59 @@ final class Pipeline {
         for t in targets.values { t.audioStream = try t.muxer.addStream(for: enc) }
         audioIn = a; audioDecoder = dec; audioEncoder = enc
         fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
+    }
+
+    /// Sets up video stream copy when the single requested rendition is satisfied by the
+    /// input stream as it is: same codec (and profile, if one is asked), a yuv420p picture
+    /// with square pixels inside the box (nothing to scale), within the frame-rate cap and
+    /// any bitrate asked, no quality report, a container that carries it. MP4-family
+    /// outputs need the codec headers as extradata (MPEG-TS input has none): re-encode then.
+    private func setUpVideoCopy(index v: Int, rate: AVRational) throws(MediaError) -> Bool {
+        guard plan.renditions.count == 1, !plan.skipUpscaled, !plan.measureQuality else { return false }
+        let r = plan.renditions[0]
+        let s = r.video
+        let st = input.stream(v)
+        let par = st.pointee.codecpar.pointee
+        guard s.copyWhenMatching, !s.fixedGOP, let wanted = VideoCodec(rawValue: s.codec), par.codec_id == wanted.codecID,
+              par.format == AV_PIX_FMT_YUV420P.rawValue,
+              par.width > 0, par.height > 0, par.width % 2 == 0, par.height % 2 == 0,
+              s.maxWidth.map({ par.width <= $0 }) ?? true, s.maxHeight.map({ par.height <= $0 }) ?? true else { return false }
+        let sar = par.sample_aspect_ratio
+        if sar.num > 0 && sar.den > 0 && sar.num != sar.den { return false }   // encoding would make square pixels
+        if let m = s.maxFrameRate, rate.double > Double(m) + 0.001 { return false }
+        if let p = s.profile, !wanted.profileIDs(p).contains(par.profile) { return false }
+        var capKbps = s.maxBitrateKbps
+        if case .bitrate(let kbps) = s.rateControl { capKbps = min(kbps, capKbps ?? .max) }
+        if let cap = capKbps, !(par.bit_rate > 0 && par.bit_rate <= Int64(cap) * 1250) { return false }
+        let t = try target(r.target)
+        guard (try? t.muxer.checkCarries(par.codec_id, name: s.codec)) != nil else { return false }
+        if par.extradata_size == 0 && t.muxer.formatName != "mpegts" { return false }
+        guard t.videoStream == nil else { throw .invalidSettings(reason: "two renditions write to the same output") }
+        let index = try t.muxer.addStream(copying: st.pointee.codecpar, timeBase: st.pointee.time_base)
+        t.muxer.ctx.pointee.streams[index]!.pointee.avg_frame_rate = rate
+        t.videoStream = index
+        videoIn = v
+        videoTimeBase = av_inv_q(rate)
+        videoCopy = VideoCopy(name: r.name, target: t, targetIndex: r.target, width: par.width, height: par.height,
+                              frameRate: rate.double, codecs: wanted.rawValue)
+        return true
+    }
+
+    /// Writes a copied video packet: timestamps made relative to the start, keyframe
+    /// flags kept; the muxer rescales from the input stream's time base.
+    private func copyVideo(_ packet: Packet, into copy: VideoCopy) throws(MediaError) {
+        let tb = input.stream(videoIn!).pointee.time_base
+        let shift = av_rescale_q(origin, clibav_time_base_q(), tb)
+        if packet.ptr.pointee.pts != AVCode.noPTS { packet.ptr.pointee.pts -= shift }
+        if packet.ptr.pointee.dts != AVCode.noPTS { packet.ptr.pointee.dts -= shift }
+        if packet.ptr.pointee.pts != AVCode.noPTS {
+            copiedVideoEnd = max(copiedVideoEnd, Double(packet.ptr.pointee.pts + packet.ptr.pointee.duration) * tb.double)
+        }
+        packet.ptr.pointee.pos = -1
+        try copy.target.muxer.write(packet, stream: copy.target.videoStream!)
+        copy.frames += 1
+        sourceFrames += 1
+        report(force: false)
     }
 
     /// Sets up stream copy when the input's audio already is what the settings ask for.
@@ -302,7 +375,9 @@ final class Pipeline {
                 let secs = Double(pts) * input.stream(idx).pointee.time_base.double - Double(origin) / Double(AV_TIME_BASE)
                 if secs > maxTs { try plan.limits.checkDuration(secs) }
             }
-            if idx == videoIn, let dec = videoDecoder {
+            if idx == videoIn, let copy = videoCopy {
+                try copyVideo(packet, into: copy)
+            } else if idx == videoIn, let dec = videoDecoder {
                 try dec.send(packet)
                 while try dec.receive(into: decoded) { try videoFrame(decoded) }
             } else if idx == audioIn && audioCopy {
@@ -340,11 +415,14 @@ final class Pipeline {
                 .init(name: $0.name, width: $0.width, height: $0.height, frames: $0.frames, target: $0.targetIndex,
                       codecs: HLSCodecs.h264(extradata: $0.encoder.ctx), quality: $0.qualityReport,
                       frameRate: $0.timeBase.num > 0 ? Double($0.timeBase.den) / Double($0.timeBase.num) : 0)
-            },
+            } + (videoCopy.map { c in
+                [.init(name: c.name, width: c.width, height: c.height, frames: c.frames, target: c.targetIndex,
+                       codecs: c.codecs, quality: nil, frameRate: c.frameRate)]
+            } ?? []),
             sourceFrames: sourceFrames, mediaSeconds: media, elapsedSeconds: elapsed, audioSamples: audioSamples,
             fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0, speed: elapsed > 0 ? media / elapsed : 0,
             bytesWritten: ordered.reduce(0) { $0 + $1.muxer.bytesWritten }, hasAudio: audioEncoder != nil || audioCopy,
-            audioCopied: audioCopy)
+            audioCopied: audioCopy, videoCopied: videoCopy != nil)
     }
 
     /// A file that ends early is refused: containers with an index (MP4) say how many
@@ -489,6 +567,7 @@ final class Pipeline {
     // MARK: progress
 
     var mediaSeconds: Double {
+        if videoCopy != nil { return copiedVideoEnd }
         if !renditions.isEmpty, lastVideoPts >= 0 { return Double(lastVideoPts + 1) * videoTimeBase.double }
         if let enc = audioEncoder { return Double(audioSamples) / Double(enc.ctx.pointee.sample_rate) }
         return copiedAudioEnd

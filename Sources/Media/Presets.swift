@@ -39,6 +39,11 @@ public struct VideoSettings: Sendable, Equatable {
     /// Frames per second at most: faster sources are decimated (frames dropped on the
     /// output's time grid), slower ones keep their rate.
     public var maxFrameRate: Int?
+    /// Remux the input's video packets instead of re-encoding when the input already is
+    /// what these settings ask for (same codec, requested profile, within the box without
+    /// scaling, within the frame-rate cap). Only single-rendition transcodes copy; ladder
+    /// rungs set this to false (they need fixed GOPs).
+    public var copyWhenMatching = true
 
     public init() {}
 }

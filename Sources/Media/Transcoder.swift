@@ -78,6 +78,8 @@ public struct TranscodeSummary: Sendable {
     public var quality: QualityReport?
     /// True when the audio packets were copied rather than re-encoded.
     public var audioCopied: Bool = false
+    /// True when the video packets were remuxed (the encoder was never opened).
+    public var videoCopied: Bool = false
 }
 
 public enum Transcoder {
@@ -139,7 +141,8 @@ public enum Transcoder {
                 input: request.input, output: request.output, preset: request.preset.name,
                 mediaSeconds: r.mediaSeconds, elapsedSeconds: r.elapsedSeconds, videoFrames: v?.frames ?? 0,
                 audioSamples: Int(r.audioSamples), width: v?.width ?? 0, height: v?.height ?? 0,
-                fps: r.fps, speed: r.speed, outputBytes: size, quality: v?.quality, audioCopied: r.audioCopied)
+                fps: r.fps, speed: r.speed, outputBytes: size, quality: v?.quality, audioCopied: r.audioCopied,
+                videoCopied: r.videoCopied)
         } catch {
             if createdOutput { unlink(request.output) }
             throw error

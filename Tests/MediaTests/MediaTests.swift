@@ -194,6 +194,57 @@ final class TranscodeTests: XCTestCase {
         XCTAssertFalse(try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.ts(), output: Scratch.path("ts-to-mp4.mp4"), preset: .h264_360p)).audioCopied)
     }
 
+    func testMatchingVideoIsCopiedNotReencoded() throws {
+        // The clip is H.264 320×240 at 25 fps; asking for H.264 within 640×480 is met as is.
+        let input = try Clips.mp4()
+        let preset = try TranscodePreset.custom(width: 640, height: 480, speed: "ultrafast")
+        for ext in ["mp4", "ts", "mkv"] {
+            let out = Scratch.path("copy-video.\(ext)")
+            let s = try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: out, preset: preset))
+            XCTAssertTrue(s.videoCopied, ext)
+            XCTAssertEqual(s.videoFrames, 50, ext)
+            XCTAssertEqual(s.width, 320)
+            XCTAssertEqual(s.height, 240)
+            XCTAssertEqual(s.mediaSeconds, 2.0, accuracy: 0.05, ext)
+            let src = try XCTUnwrap(try ffprobeStreams(input).first { $0.type == "video" })
+            let v = try XCTUnwrap(try ffprobeStreams(out).first { $0.type == "video" }, ext)
+            XCTAssertEqual(v.codec, "h264")
+            XCTAssertEqual(v.width, 320)
+            XCTAssertEqual(v.height, 240)
+            XCTAssertEqual(v.packets, src.packets, "packet count changed (\(ext))")
+            XCTAssertEqual(v.frames, 50, "the copied video decodes to every frame (\(ext))")
+            if let d = v.duration { XCTAssertEqual(d, 2.0, accuracy: 0.05, ext) }
+        }
+        // With the copy turned off, the same settings re-encode.
+        var encode = preset
+        encode.video.copyWhenMatching = false
+        let e = try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: Scratch.path("no-copy-video.mp4"), preset: encode))
+        XCTAssertFalse(e.videoCopied)
+        XCTAssertEqual(e.width, 640, "re-encoding fits the box")
+    }
+
+    func testMismatchedVideoIsReencoded() throws {
+        let input = try Clips.mp4()
+        // Smaller than the source: scaled and encoded.
+        let small = try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: Scratch.path("mismatch-size.mp4"),
+                                                                      preset: try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast")))
+        XCTAssertFalse(small.videoCopied)
+        XCTAssertEqual(small.width, 160)
+        XCTAssertEqual(try ffprobeStreams(Scratch.path("mismatch-size.mp4")).first { $0.type == "video" }?.width, 160)
+        // Another codec, a profile the source does not have, a frame-rate cap below the
+        // source's, or a quality report: encoded.
+        let hevc = try TranscodePreset.custom(codec: "hevc", width: 640, height: 480, speed: "ultrafast")
+        XCTAssertFalse(try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: Scratch.path("mismatch-codec.mkv"), preset: hevc)).videoCopied)
+        let high = try TranscodePreset.custom(width: 640, height: 480, speed: "ultrafast", profile: "high")
+        XCTAssertFalse(try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: Scratch.path("mismatch-profile.mp4"), preset: high)).videoCopied)
+        let slow = try TranscodePreset.custom(width: 640, height: 480, speed: "ultrafast", maxFrameRate: 15)
+        XCTAssertFalse(try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: Scratch.path("mismatch-fps.mp4"), preset: slow)).videoCopied)
+        var q = TranscodeRequest(input: input, output: Scratch.path("mismatch-quality.mp4"),
+                                 preset: try TranscodePreset.custom(width: 640, height: 480, speed: "ultrafast"))
+        q.measureQuality = true
+        XCTAssertFalse(try Transcoder.transcodeBlocking(q).videoCopied)
+    }
+
     func testAsyncTranscodeRunsOffTheCallersThread() async throws {
         let out = Scratch.path("out-async.mp4")
         let summary = try await Transcoder.transcode(TranscodeRequest(input: try Clips.mp4(), output: out, preset: .h264_360p))

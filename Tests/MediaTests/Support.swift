@@ -48,14 +48,16 @@ struct FFStream {
     var width: Int?
     var height: Int?
     var frames: Int?
+    var packets: Int?
     var duration: Double?
     var sampleRate: Int?
     var channels: Int?
 }
 
-/// `ffprobe -v error -count_frames -show_streams -of json FILE`.
+/// `ffprobe -v error -count_frames -count_packets -show_streams -of json FILE` (any
+/// decoding error ends up in the output and fails the JSON parse).
 func ffprobeStreams(_ path: String) throws -> [FFStream] {
-    let (rc, out) = try runProcess("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-show_streams", "-of", "json", path])
+    let (rc, out) = try runProcess("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-count_packets", "-show_streams", "-of", "json", path])
     guard rc == 0 else { throw NSError(domain: "ffprobe", code: Int(rc), userInfo: [NSLocalizedDescriptionKey: out]) }
     let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
     let streams = obj["streams"] as? [[String: Any]] ?? []
@@ -63,6 +65,7 @@ func ffprobeStreams(_ path: String) throws -> [FFStream] {
         FFStream(codec: s["codec_name"] as? String ?? "", type: s["codec_type"] as? String ?? "",
                  width: s["width"] as? Int, height: s["height"] as? Int,
                  frames: (s["nb_read_frames"] as? String).flatMap(Int.init),
+                 packets: (s["nb_read_packets"] as? String).flatMap(Int.init),
                  duration: (s["duration"] as? String).flatMap(Double.init),
                  sampleRate: (s["sample_rate"] as? String).flatMap(Int.init),
                  channels: s["channels"] as? Int)
