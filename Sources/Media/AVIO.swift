@@ -98,6 +98,9 @@ final class CustomIO {
     private(set) var ctx: UnsafeMutablePointer<AVIOContext>?
     let source: (any ByteSource)?
     let sink: (any ByteSink)?
+    /// A mapped file read (and seeked) in place of a stream.
+    let mapped: MappedFile?
+    private var position = 0
     let interrupt: InterruptState?
     /// The first error the stream threw (reported instead of libav's generic code).
     var failure: MediaError?
@@ -107,7 +110,7 @@ final class CustomIO {
     static let bufferSize: Int32 = 64 * 1024
 
     init(source: any ByteSource, interrupt: InterruptState?) throws(MediaError) {
-        self.source = source; self.sink = nil; self.interrupt = interrupt
+        self.source = source; self.sink = nil; self.mapped = nil; self.interrupt = interrupt
         ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
             let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
             return io.readCallback(buf, size)
@@ -117,12 +120,26 @@ final class CustomIO {
     }
 
     init(sink: any ByteSink, interrupt: InterruptState?) throws(MediaError) {
-        self.source = nil; self.sink = sink; self.interrupt = interrupt
+        self.source = nil; self.sink = sink; self.mapped = nil; self.interrupt = interrupt
         ctx = clibav_avio_alloc(CustomIO.bufferSize, 1, Unmanaged.passUnretained(self).toOpaque(), nil, { opaque, buf, size in
             let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
             return io.writeCallback(buf, size)
         }, nil)
         guard ctx != nil else { throw outOfMemory("allocating a custom output") }
+        LibAVObjects.retain()
+    }
+
+    /// Reads a mapped file, with seeking (and AVSEEK_SIZE).
+    init(mapped: MappedFile, interrupt: InterruptState?) throws(MediaError) {
+        self.source = nil; self.sink = nil; self.mapped = mapped; self.interrupt = interrupt
+        ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
+            let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
+            return io.mappedRead(buf, size)
+        }, nil, { opaque, offset, whence in
+            let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
+            return io.mappedSeek(offset, whence)
+        })
+        guard ctx != nil else { throw outOfMemory("allocating a file input") }
         LibAVObjects.retain()
     }
 
@@ -143,6 +160,35 @@ final class CustomIO {
             failure = (error as? MediaError) ?? .inputUnreadable(path: "stream", reason: "\(error)")
             return clibav_averror(EIO)
         }
+    }
+
+    private func mappedRead(_ buf: UnsafeMutablePointer<UInt8>?, _ size: Int32) -> Int32 {
+        if interrupt?.shouldInterrupt == true { return AVCode.exit }
+        guard let buf, size > 0, let mapped else { return clibav_averror(EINVAL) }
+        let n = min(Int(size), mapped.size - position)
+        if n <= 0 { return AVCode.eof }
+        UnsafeMutableRawPointer(buf).copyMemory(from: mapped.base + position, byteCount: n)
+        position += n
+        bytesRead += Int64(n)
+        return Int32(n)
+    }
+
+    private func mappedSeek(_ offset: Int64, _ whence: Int32) -> Int64 {
+        guard let mapped else { return Int64(clibav_averror(ESPIPE)) }
+        let how = whence & ~AVSEEK_FORCE
+        if how == clibav_avseek_size() { return Int64(mapped.size) }
+        let from: Int64
+        switch how {
+        case SEEK_SET: from = 0
+        case SEEK_CUR: from = Int64(position)
+        case SEEK_END: from = Int64(mapped.size)
+        default: return Int64(clibav_averror(EINVAL))
+        }
+        let (target, overflow) = from.addingReportingOverflow(offset)
+        // Past the end is allowed (reads there are EOF), before the start is not.
+        guard !overflow, target >= 0 else { return Int64(clibav_averror(EINVAL)) }
+        position = Int(min(target, Int64(mapped.size)))
+        return target
     }
 
     private func writeCallback(_ buf: UnsafePointer<UInt8>?, _ size: Int32) -> Int32 {

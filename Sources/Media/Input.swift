@@ -1,10 +1,11 @@
 // Media.InputFile: an opened, probed, limit-checked demuxer over a local file.
 //
-// Opening is done in two steps so refusals are readable: Spool reads the first bytes
-// itself and asks libav which demuxer would take them (av_probe_input_format3); if that
-// demuxer is not on the allow-list the file is refused by name ("hls is not allowed")
-// before libav opens anything. Then the file is opened with that demuxer forced, with
-// `protocol_whitelist=file` and `format_whitelist` as a second fence, and an interrupt
+// Opening is done in two steps so refusals are readable: Spool maps the file (MappedFile)
+// and asks libav which demuxer would take its first bytes (av_probe_input_format3); if
+// that demuxer is not on the allow-list the file is refused by name ("hls is not
+// allowed") before libav opens anything. Then the demuxer is opened, forced, over a custom
+// AVIOContext reading the mapping (no libav file protocol), with
+// `protocol_whitelist=none` and `format_whitelist` as a second fence, and an interrupt
 // callback that enforces the open deadline and cancellation.
 import CLibAV
 #if canImport(Glibc)
@@ -22,16 +23,19 @@ final class InputFile {
     /// format context is closed (stored properties outlive deinit's body).
     let io: CustomIO?
 
-    /// Opens a local file.
+    /// Opens a local file: mapped read-only and read through a custom AVIOContext, so
+    /// the demuxer opens nothing by name (protocol_whitelist=none, as for streams).
     init(path: String, limits: MediaLimits, cancel: CancellationFlag?) throws(MediaError) {
         LibAVLogging.ensureInstalled()
         self.path = path
         self.limits = limits
-        self.io = nil
-        let format = try InputFile.detectFormat(path: path, limits: limits)
-        interrupt = InterruptState(cancel: cancel)
-        // "file:" keeps a name with a colon from being read as a protocol.
-        ctx = try InputFile.openContext(url: "file:" + path, format: format, io: nil, limits: limits, interrupt: interrupt, label: path)
+        let mapped = try MappedFile(path: path)
+        let format = try InputFile.detectFormat(mapped, limits: limits)
+        let interrupt = InterruptState(cancel: cancel)
+        self.interrupt = interrupt
+        let io = try CustomIO(mapped: mapped, interrupt: interrupt)
+        self.io = io
+        ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: path)
         LibAVObjects.retain()
         try finishOpening()
     }
@@ -78,7 +82,7 @@ final class InputFile {
             c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
         }
         let opts = Options([
-            ("protocol_whitelist", io == nil ? "file" : "none"),   // a stream opens nothing else
+            ("protocol_whitelist", "none"),   // files and streams come through `io`; nothing else is opened
             ("format_whitelist", limits.allowedDemuxers.joined(separator: ",")),
             ("probesize", String(limits.probeBytes)),
             ("analyzeduration", String(limits.analyzeMicroseconds)),
@@ -123,28 +127,16 @@ final class InputFile {
         return mediaError(rc, phase)
     }
 
-    /// Reads the start of the file and names the demuxer libav would use; refuses empty
-    /// files, non-regular files, unknown formats and demuxers not on the allow-list.
-    private static func detectFormat(path: String, limits: MediaLimits) throws(MediaError) -> UnsafePointer<AVInputFormat> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .inputUnreadable(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .inputUnreadable(path: path, reason: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .inputUnreadable(path: path, reason: "not a regular file") }
-        guard st.st_size > 0 else { throw .emptyInput(path: path) }
-
-        let want = Int(min(Int64(1 << 20), Int64(st.st_size)))
+    /// Looks at the start of the mapped file and names the demuxer libav would use;
+    /// refuses unknown formats and demuxers not on the allow-list. (Empty and non-regular
+    /// files were refused when mapping.)
+    private static func detectFormat(_ file: MappedFile, limits: MediaLimits) throws(MediaError) -> UnsafePointer<AVInputFormat> {
+        let path = file.path
+        let got = min(1 << 20, file.size)
         let padding = Int(clibav_probe_padding_size())
-        var buf = [UInt8](repeating: 0, count: want + padding)
-        var got = 0
-        while got < want {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, want - got) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            got += n
-        }
-        guard got > 0 else { throw .inputUnreadable(path: path, reason: "read failed") }
+        // Probing needs zeroed padding after the bytes: a copy of the start.
+        var buf = [UInt8](repeating: 0, count: got + padding)
+        buf.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: file.base, byteCount: got) }
 
         var score: Int32 = 0
         let format: UnsafePointer<AVInputFormat>? = path.withCString { name in

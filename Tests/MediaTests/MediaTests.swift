@@ -245,6 +245,29 @@ final class TranscodeTests: XCTestCase {
         XCTAssertFalse(try Transcoder.transcodeBlocking(q).videoCopied)
     }
 
+    func testFileInputIsReadThroughOneMappingUnmappedAtClose() throws {
+        // MP4 (the demuxer seeks between the index and the samples, asks the size) and
+        // Matroska (seeks to its cues), each mapped once while working, unmapped after.
+        for input in [try Clips.mp4(), try Clips.clip("clip.mkv")] {
+            let baseline = LibAVObjects.live
+            XCTAssertEqual(MappedFiles.live, 0)
+            let seen = ProgressLog()
+            let mappedDuring = ManagedAtomicMax()
+            seen.onReport = { _ in mappedDuring.record(MappedFiles.live) }
+            let out = Scratch.path("mapped-\((input as NSString).lastPathComponent).ts")
+            let s = try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: out,
+                                                                      preset: try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast")),
+                                                     progress: { seen.add($0) })
+            XCTAssertEqual(s.videoFrames, 50, input)
+            XCTAssertEqual(mappedDuring.value, 1, "the input is read from one mapping while transcoding (\(input))")
+            XCTAssertEqual(MappedFiles.live, 0, "unmapped when the input closed")
+            XCTAssertEqual(LibAVObjects.live, baseline)
+            let r = try MediaProbe.probe(input)
+            XCTAssertEqual(r.streams.count, 2)
+            XCTAssertEqual(MappedFiles.live, 0)
+        }
+    }
+
     func testAsyncTranscodeRunsOffTheCallersThread() async throws {
         let out = Scratch.path("out-async.mp4")
         let summary = try await Transcoder.transcode(TranscodeRequest(input: try Clips.mp4(), output: out, preset: .h264_360p))
@@ -332,6 +355,11 @@ final class HostileInputTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "output left behind", file: file, line: line)
         XCTAssertEqual(LibAVObjects.live, baseline, "libav objects leaked", file: file, line: line)
+        XCTAssertEqual(MappedFiles.live, 0, "an input mapping was not unmapped", file: file, line: line)
+    }
+
+    func testDirectoryIsNotARegularFile() {
+        assertRefused(Scratch.dir, codes: ["input_unreadable"])
     }
 
     func testZeroLengthFile() {

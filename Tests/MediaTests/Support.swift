@@ -100,3 +100,11 @@ final class ProgressLog: @unchecked Sendable {
     }
     var all: [TranscodeProgress] { lock.lock(); defer { lock.unlock() }; return items }
 }
+
+/// The largest value recorded (from any thread).
+final class ManagedAtomicMax: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = 0
+    func record(_ x: Int) { lock.lock(); v = max(v, x); lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return v }
+}
