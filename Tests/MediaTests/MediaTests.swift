@@ -266,6 +266,20 @@ final class TranscodeTests: XCTestCase {
             XCTAssertEqual(r.streams.count, 2)
             XCTAssertEqual(MappedFiles.live, 0)
         }
+        // A fragmented MP4 file: the demuxer asks the size and seeks to its end for the
+        // fragment index, then back.
+        var toMemory = TranscodeRequest(input: try Clips.mp4(), output: "memory",
+                                        preset: try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast"))
+        let sink = MemorySink()
+        toMemory.outputStream = sink
+        toMemory.outputFormat = "mp4"
+        _ = try Transcoder.transcodeBlocking(toMemory)
+        let fragmented = Scratch.path("fragmented.mp4")
+        XCTAssertTrue(FileManager.default.createFile(atPath: fragmented, contents: Data(sink.bytes)))
+        let again = try Transcoder.transcodeBlocking(TranscodeRequest(input: fragmented, output: Scratch.path("from-fragmented.ts"),
+                                                                      preset: try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast")))
+        XCTAssertEqual(again.videoFrames, 50)
+        XCTAssertEqual(MappedFiles.live, 0)
     }
 
     func testAsyncTranscodeRunsOffTheCallersThread() async throws {
