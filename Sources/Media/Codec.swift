@@ -27,6 +27,14 @@ final class Decoder {
         try check(avcodec_open2(c, codec, nil), "opening the decoder for stream \(streamIndex) (\(name))")
     }
 
+    /// Decoded frames this decoder may hold at once besides its references: one per
+    /// frame-decoding thread (libav resolves 0 threads to a count when opening), plus the
+    /// reorder delay, plus the frame handed out.
+    var framesInFlight: Int {
+        let threads = (ctx.pointee.active_thread_type & FF_THREAD_FRAME) != 0 ? max(1, Int(ctx.pointee.thread_count)) : 1
+        return threads + max(0, Int(ctx.pointee.has_b_frames)) + 1
+    }
+
     /// A decoder for what `encoder` produces (same codec, its extradata), single-threaded.
     init(matching encoder: Encoder) throws(MediaError) {
         let id = encoder.ctx.pointee.codec_id

@@ -208,6 +208,8 @@ final class Pipeline {
         let sar = par.sample_aspect_ratio
         if try setUpVideoCopy(index: v, rate: rate) { return }
         let dec = try Decoder(stream: st, threads: plan.threads)
+        try plan.limits.checkDecodedFrameMemory(width: dec.ctx.pointee.width, height: dec.ctx.pointee.height,
+                                                pixelFormat: dec.ctx.pointee.pix_fmt.rawValue, framesInFlight: dec.framesInFlight)
 
         var chosen = plan.renditions
         if plan.skipUpscaled {
@@ -478,6 +480,10 @@ final class Pipeline {
             }
             r.lastPts = rpts
             if r.scaler == nil || !r.scaler!.matches(frame) {
+                if let dec = videoDecoder {
+                    try plan.limits.checkDecodedFrameMemory(width: frame.width, height: frame.height, pixelFormat: frame.format,
+                                                            framesInFlight: dec.framesInFlight)
+                }
                 r.scaler = try VideoScaler(srcWidth: frame.width, srcHeight: frame.height, srcFormat: frame.format,
                                            dstWidth: r.width, dstHeight: r.height, dstFormat: AV_PIX_FMT_YUV420P,
                                            limits: plan.limits)

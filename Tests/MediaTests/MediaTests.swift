@@ -372,6 +372,31 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(MappedFiles.live, 0, "an input mapping was not unmapped", file: file, line: line)
     }
 
+    func testDecodedFrameMemoryCap() throws {
+        // 320×240 yuv420p is 115200 bytes a frame; one decoding thread holds 2 in flight
+        // (the one being decoded and the one handed out; the clip has no B-frames).
+        let input = try Clips.mp4()
+        let preset = try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast")   // scaled: decoded, not copied
+        let baseline = LibAVObjects.live
+        let out = Scratch.path("frame-memory.mp4")
+        var request = TranscodeRequest(input: input, output: out, preset: preset)
+        request.threads = 1
+        request.limits.maxDecodedFrameBytes = 200_000
+        let e = expectMediaError { _ = try Transcoder.transcodeBlocking(request) }
+        XCTAssertEqual(e?.code, "limit_exceeded")
+        XCTAssertEqual(e?.description, "decoding 320×240 yuv420p with 2 frames in flight needs 225 KiB of decoded frames; the limit is 195.3 KiB")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        XCTAssertEqual(LibAVObjects.live, baseline)
+
+        request.limits.maxDecodedFrameBytes = 300_000
+        XCTAssertEqual(try Transcoder.transcodeBlocking(request).videoFrames, 50)
+        // More decoding threads hold more frames: four frame threads and the one handed out.
+        request.threads = 4
+        let e4 = expectMediaError { _ = try Transcoder.transcodeBlocking(request) }
+        XCTAssertEqual(e4?.description, "decoding 320×240 yuv420p with 5 frames in flight needs 562.5 KiB of decoded frames; the limit is 293 KiB")
+        XCTAssertEqual(LibAVObjects.live, baseline)
+    }
+
     func testDirectoryIsNotARegularFile() {
         assertRefused(Scratch.dir, codes: ["input_unreadable"])
     }
