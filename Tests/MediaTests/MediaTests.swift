@@ -223,6 +223,27 @@ final class TranscodeTests: XCTestCase {
         XCTAssertEqual(e.width, 640, "re-encoding fits the box")
     }
 
+    func testCopiedVideoWithBFramesAndFromMPEGTS() throws {
+        // x264 medium makes B-frames (decode order differs from display order; timestamps
+        // start negative); MPEG-TS input carries Annex B H.264, rewritten by MP4 and Matroska.
+        let bframes = Scratch.path("bframes.mp4")
+        let made = try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.mp4(), output: bframes,
+                                                                     preset: try TranscodePreset.custom(width: 320, height: 240, speed: "medium", profile: "high")))
+        XCTAssertFalse(made.videoCopied, "the clip is baseline; high was asked")
+        let copy = try TranscodePreset.custom(width: 640, height: 480, speed: "ultrafast", profile: "high")
+        for (input, ext) in [(bframes, "mp4"), (bframes, "ts"), (bframes, "mkv"), (try Clips.ts(), "mp4"), (try Clips.ts(), "mkv")] {
+            let out = Scratch.path("copy-\((input as NSString).lastPathComponent).\(ext)")
+            let preset = input == bframes ? copy : try TranscodePreset.custom(width: 640, height: 480, speed: "ultrafast")
+            let s = try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: out, preset: preset))
+            XCTAssertTrue(s.videoCopied, out)
+            let v = try XCTUnwrap(try ffprobeStreams(out).first { $0.type == "video" }, out)
+            let src = try XCTUnwrap(try ffprobeStreams(input).first { $0.type == "video" })
+            XCTAssertEqual(v.packets, src.packets, out)
+            XCTAssertEqual(v.frames, 50, out)
+            if let d = v.duration { XCTAssertEqual(d, 2.0, accuracy: 0.05, out) }
+        }
+    }
+
     func testMismatchedVideoIsReencoded() throws {
         let input = try Clips.mp4()
         // Smaller than the source: scaled and encoded.
