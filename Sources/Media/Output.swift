@@ -86,6 +86,9 @@ final class Muxer {
         }
     }
 
+    static let hvc1Tag = UInt32(UInt8(ascii: "h")) | UInt32(UInt8(ascii: "v")) << 8
+        | UInt32(UInt8(ascii: "c")) << 16 | UInt32(UInt8(ascii: "1")) << 24
+
     /// Adds a stream whose packets are copied from an input stream; returns its index.
     func addStream(copying par: UnsafePointer<AVCodecParameters>, timeBase: AVRational) throws(MediaError) -> Int {
         guard let st = avformat_new_stream(ctx, nil) else { throw outOfMemory("adding an output stream") }
@@ -103,8 +106,7 @@ final class Muxer {
         st.pointee.time_base = encoder.timeBase
         if encoder.ctx.pointee.codec_id == AV_CODEC_ID_HEVC && (formatName == "mp4" || formatName == "mov") {
             // 'hvc1' (parameter sets in the sample entry) is what Apple players require.
-            st.pointee.codecpar.pointee.codec_tag = UInt32(UInt8(ascii: "h")) | UInt32(UInt8(ascii: "v")) << 8
-                | UInt32(UInt8(ascii: "c")) << 16 | UInt32(UInt8(ascii: "1")) << 24
+            st.pointee.codecpar.pointee.codec_tag = Muxer.hvc1Tag
         }
         if encoder.ctx.pointee.codec_type == AVMEDIA_TYPE_VIDEO {
             st.pointee.avg_frame_rate = encoder.ctx.pointee.framerate

@@ -287,7 +287,13 @@ final class Pipeline {
         if par.extradata_size == 0 && t.muxer.formatName != "mpegts" { return false }
         guard t.videoStream == nil else { throw .invalidSettings(reason: "two renditions write to the same output") }
         let index = try t.muxer.addStream(copying: st.pointee.codecpar, timeBase: st.pointee.time_base)
-        t.muxer.ctx.pointee.streams[index]!.pointee.avg_frame_rate = rate
+        let out = t.muxer.ctx.pointee.streams[index]!
+        out.pointee.avg_frame_rate = rate
+        if par.codec_id == AV_CODEC_ID_HEVC && (t.muxer.formatName == "mp4" || t.muxer.formatName == "mov"),
+           let ex = par.extradata, ex[0] == 1 {
+            // Parameter sets in an hvcC record: 'hvc1', as the encode path writes.
+            out.pointee.codecpar.pointee.codec_tag = Muxer.hvc1Tag
+        }
         t.videoStream = index
         videoIn = v
         videoTimeBase = av_inv_q(rate)

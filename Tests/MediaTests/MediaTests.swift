@@ -244,6 +244,21 @@ final class TranscodeTests: XCTestCase {
         }
     }
 
+    func testCopiedHEVCInMP4IsTaggedHvc1() throws {
+        let hevc = Scratch.path("hevc-source.mkv")
+        _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.mp4(), output: hevc,
+                                                              preset: try TranscodePreset.custom(codec: "hevc", width: 160, height: 120, speed: "ultrafast")))
+        let out = Scratch.path("hevc-copy.mp4")
+        let s = try Transcoder.transcodeBlocking(TranscodeRequest(input: hevc, output: out,
+                                                                  preset: try TranscodePreset.custom(codec: "hevc", width: 320, height: 240, speed: "ultrafast")))
+        XCTAssertTrue(s.videoCopied)
+        let (rc, tags) = try runProcess("/usr/bin/ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_tag_string",
+                                                             "-of", "csv=p=0", out])
+        XCTAssertEqual(rc, 0)
+        XCTAssertEqual(tags.trimmingCharacters(in: .whitespacesAndNewlines), "hvc1")
+        XCTAssertEqual(try ffprobeStreams(out).first { $0.type == "video" }?.frames, 50)
+    }
+
     func testMismatchedVideoIsReencoded() throws {
         let input = try Clips.mp4()
         // Smaller than the source: scaled and encoded.
