@@ -126,23 +126,8 @@ extension Transcoder {
     /// Runs a ladder on its own thread; cancelling the calling task cancels the job.
     public static func transcodeLadder(_ request: LadderRequest, cancel: CancellationFlag = CancellationFlag(),
                                        progress: (@Sendable (TranscodeProgress) -> Void)? = nil) async throws(MediaError) -> LadderSummary {
-        do {
-            return try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (k: CheckedContinuation<LadderSummary, any Error>) in
-                    let started = DedicatedThread.start {
-                        do { k.resume(returning: try transcodeLadderBlocking(request, cancel: cancel, progress: progress)) }
-                        catch { k.resume(throwing: error) }
-                    }
-                    if !started { k.resume(throwing: MediaError.libav(operation: "starting a transcode thread", code: clibav_averror(EAGAIN), message: "no thread")) }
-                }
-            } onCancel: {
-                cancel.cancel()
-                request.inputStream?.stopReading()
-            }
-        } catch let e as MediaError {
-            throw e
-        } catch {
-            throw .libav(operation: "transcoding", code: 0, message: "\(error)")
+        try await DedicatedThread.run(cancel: cancel, input: request.inputStream) { () throws(MediaError) in
+            try transcodeLadderBlocking(request, cancel: cancel, progress: progress)
         }
     }
 

@@ -86,23 +86,8 @@ public enum Transcoder {
     /// Runs a transcode on its own thread; cancelling the calling task cancels the job.
     public static func transcode(_ request: TranscodeRequest, cancel: CancellationFlag = CancellationFlag(),
                                  progress: (@Sendable (TranscodeProgress) -> Void)? = nil) async throws(MediaError) -> TranscodeSummary {
-        do {
-            return try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (k: CheckedContinuation<TranscodeSummary, any Error>) in
-                    let started = DedicatedThread.start {
-                        do { k.resume(returning: try transcodeBlocking(request, cancel: cancel, progress: progress)) }
-                        catch { k.resume(throwing: error) }
-                    }
-                    if !started { k.resume(throwing: MediaError.libav(operation: "starting a transcode thread", code: clibav_averror(EAGAIN), message: "no thread")) }
-                }
-            } onCancel: {
-                cancel.cancel()
-                request.inputStream?.stopReading()
-            }
-        } catch let e as MediaError {
-            throw e
-        } catch {
-            throw .libav(operation: "transcoding", code: 0, message: "\(error)")
+        try await DedicatedThread.run(cancel: cancel, input: request.inputStream) { () throws(MediaError) in
+            try transcodeBlocking(request, cancel: cancel, progress: progress)
         }
     }
 
@@ -169,6 +154,29 @@ enum DedicatedThread {
         }, box)
         if rc != 0 { Unmanaged<Box>.fromOpaque(box).release(); return false }
         return true
+    }
+
+    /// Runs blocking `work` on a dedicated thread and awaits its result; cancelling the
+    /// calling task sets `cancel` and stops the input stream, so the work ends within a frame.
+    static func run<T: Sendable>(cancel: CancellationFlag, input: (any ByteSource)?,
+                                 _ work: @escaping @Sendable () throws(MediaError) -> T) async throws(MediaError) -> T {
+        do {
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (k: CheckedContinuation<T, any Error>) in
+                    let started = start {
+                        do { k.resume(returning: try work()) } catch { k.resume(throwing: error) }
+                    }
+                    if !started { k.resume(throwing: MediaError.libav(operation: "starting a transcode thread", code: clibav_averror(EAGAIN), message: "no thread")) }
+                }
+            } onCancel: {
+                cancel.cancel()
+                input?.stopReading()
+            }
+        } catch let e as MediaError {
+            throw e
+        } catch {
+            throw .libav(operation: "transcoding", code: 0, message: "\(error)")
+        }
     }
 }
 

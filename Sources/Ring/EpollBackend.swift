@@ -402,19 +402,12 @@ func monotonicNanos() -> Int64 {
 /// A binary min-heap of deadlines with lazy removal.
 struct TimerHeap {
     struct Entry { var deadline: Int64; var ud: UInt64; var cancelsTarget: Bool }
-    private var heap: [Entry] = []
+    private var heap = DeadlineHeap<Entry>()
     private var live: [UInt64: Bool] = [:]   // ud -> cancelsTarget, for entries not removed
 
     mutating func push(deadline: Int64, ud: UInt64, cancelsTarget: Bool) {
         live[ud] = cancelsTarget
-        heap.append(Entry(deadline: deadline, ud: ud, cancelsTarget: cancelsTarget))
-        var i = heap.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            if heap[p].deadline <= heap[i].deadline { break }
-            heap.swapAt(p, i)
-            i = p
-        }
+        heap.push(at: deadline, Entry(deadline: deadline, ud: ud, cancelsTarget: cancelsTarget))
     }
 
     @discardableResult
@@ -423,35 +416,19 @@ struct TimerHeap {
     var nextDeadline: Int64? {
         mutating get {
             dropDead()
-            return heap.first?.deadline
+            return heap.first?.at
         }
     }
 
     private mutating func dropDead() {
-        while let top = heap.first, live[top.ud] != top.cancelsTarget { popTop() }
+        while let top = heap.first?.payload, live[top.ud] != top.cancelsTarget { heap.popFirst() }
     }
 
     mutating func popExpired(now: Int64) -> Entry? {
         dropDead()
-        guard let top = heap.first, top.deadline <= now else { return nil }
-        popTop()
-        live[top.ud] = nil
-        return top
-    }
-
-    private mutating func popTop() {
-        let last = heap.removeLast()
-        guard !heap.isEmpty else { return }
-        heap[0] = last
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < heap.count && heap[l].deadline < heap[m].deadline { m = l }
-            if r < heap.count && heap[r].deadline < heap[m].deadline { m = r }
-            if m == i { break }
-            heap.swapAt(i, m)
-            i = m
-        }
+        guard let top = heap.first, top.at <= now else { return nil }
+        heap.popFirst()
+        live[top.payload.ud] = nil
+        return top.payload
     }
 }

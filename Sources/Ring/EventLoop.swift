@@ -341,53 +341,23 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     // MARK: Deadlines of parked waits
 
-    private struct Deadline {
-        let at: Int64
-        let parker: Parker
-    }
-
-    /// A binary min-heap on `at`. An entry may outlive its wait (woken early, or a later
+    /// Parked waits by deadline. An entry may outlive its wait (woken early, or a later
     /// wait with a later deadline): expiry checks the parker's current deadline, so stale
     /// entries cost one pop and never wake anything.
-    private var deadlines: [Deadline] = []
+    private var deadlines = DeadlineHeap<Parker>()
 
     /// Wakes `parker` with `.timedOut` at `at` (monotonic ns) if it is still waiting with
     /// that deadline then.
     func scheduleDeadline(_ at: Int64, _ parker: Parker) {
-        deadlines.append(Deadline(at: at, parker: parker))
-        var i = deadlines.count - 1
-        while i > 0 {
-            let up = (i - 1) / 2
-            guard deadlines[up].at > deadlines[i].at else { break }
-            deadlines.swapAt(up, i)
-            i = up
-        }
-    }
-
-    private func popDeadline() -> Deadline {
-        let top = deadlines[0]
-        let last = deadlines.removeLast()
-        if !deadlines.isEmpty {
-            deadlines[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < deadlines.count && deadlines[l].at < deadlines[m].at { m = l }
-                if r < deadlines.count && deadlines[r].at < deadlines[m].at { m = r }
-                if m == i { break }
-                deadlines.swapAt(i, m)
-                i = m
-            }
-        }
-        return top
+        deadlines.push(at: at, parker)
     }
 
     private func expireDeadlines() {
         let now = monotonicNanos()
         while let first = deadlines.first, first.at <= now {
-            let e = popDeadline()
-            let p = e.parker
+            deadlines.popFirst()
+            let e = first
+            let p = e.payload
             if p.heapAt == e.at { p.heapAt = nil }
             guard let d = p.deadline else { continue }
             if d <= now {
