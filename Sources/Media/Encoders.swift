@@ -95,9 +95,7 @@ enum Encoders {
             priv.append(("row-mt", "1"))
             if let crf { priv.append(("crf", String(min(63, (crf * 63 + 25) / 51)))) }
         case .av1:
-            // SVT-AV1 logs to stderr itself (not through av_log); keep it to warnings
-            // unless the user asked for something else.
-            setenv("SVT_LOG", "2", 0)
+            // SVT_LOG is set once by LibAVLogging.install (see there).
             // SVT-AV1 presets 0 (slowest) ... 13 (fastest); CRF on its 0...63 scale.
             priv.append(("preset", String([12, 11, 10, 9, 8, 6, 4, 3, 2][speedIndex])))
             if let crf { priv.append(("crf", String(min(63, (crf * 63 + 25) / 51)))) }

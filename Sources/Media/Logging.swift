@@ -5,6 +5,9 @@
 import CLibAV
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum LibAVLogging {
     private static let target = Mutex<Logger?>(nil)
@@ -14,6 +17,10 @@ public enum LibAVLogging {
     /// to `logger`. Calling it again replaces the logger.
     public static func install(logger: Logger = Logger(label: "spool.libav"), maxLevel: Int32 = AV_LOG_WARNING) {
         target.withLock { $0 = logger }
+        // SVT-AV1 logs to stderr itself (not through av_log): keep it to warnings unless the
+        // user set SVT_LOG. Set here, once per process (setenv is not safe while other
+        // threads read the environment, so never per job).
+        setenv("SVT_LOG", "2", 0)
         clibav_set_log_callback({ level, line in
             guard let line else { return }
             let text = String(cString: line)

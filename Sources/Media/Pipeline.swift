@@ -168,6 +168,11 @@ final class Pipeline {
         audioFrame = try Frame()
         let st = input.ctx.pointee.start_time
         origin = st == AVCode.noPTS ? 0 : st
+        // A start time beyond ±100 years is a broken file, and would make every later
+        // timestamp subtraction overflow.
+        guard origin.magnitude < 3_155_760_000 * UInt64(AV_TIME_BASE) else {
+            throw .invalidData(reason: "the start time \(origin) µs is out of range")
+        }
         try setUpVideo()
         try setUpAudio()
         if renditions.isEmpty && videoCopy == nil && audioEncoder == nil && !audioCopy { throw .noUsableStreams(path: plan.input) }
@@ -302,6 +307,26 @@ final class Pipeline {
         return true
     }
 
+    /// Packet timestamps and durations come from the file: past the duration limit they are
+    /// a limit error, and wildly out of range (either way) they are invalid data, so no
+    /// later timestamp arithmetic can overflow.
+    private func checkTimestamps(_ packet: Packet, stream idx: Int, maxSeconds: Double) throws(MediaError) {
+        let tb = input.stream(idx).pointee.time_base.double
+        let start = Double(origin) / Double(AV_TIME_BASE)
+        let bound = maxSeconds + 3600
+        for t in [packet.ptr.pointee.pts, packet.ptr.pointee.dts] where t != AVCode.noPTS {
+            let secs = Double(t) * tb - start
+            if secs > maxSeconds { try plan.limits.checkDuration(secs) }
+            guard secs > -bound && secs < bound else {
+                throw .invalidData(reason: "a packet timestamp (\(t) × \(tb) s) is far outside the media")
+            }
+        }
+        let d = packet.ptr.pointee.duration
+        guard d >= 0 && Double(d) * tb < bound else {
+            throw .invalidData(reason: "a packet duration (\(d) × \(tb) s) is out of range")
+        }
+    }
+
     /// Writes a copied video packet: timestamps made relative to the start, keyframe
     /// flags kept; the muxer rescales from the input stream's time base.
     private func copyVideo(_ packet: Packet, into copy: VideoCopy) throws(MediaError) {
@@ -378,11 +403,7 @@ final class Pipeline {
             guard idx == videoIn || idx == audioIn else { continue }
             packetsPerStream[idx, default: 0] += 1
             lastPacketCorrupt = (packet.ptr.pointee.flags & AV_PKT_FLAG_CORRUPT) != 0
-            let pts = packet.ptr.pointee.pts
-            if pts != AVCode.noPTS {
-                let secs = Double(pts) * input.stream(idx).pointee.time_base.double - Double(origin) / Double(AV_TIME_BASE)
-                if secs > maxTs { try plan.limits.checkDuration(secs) }
-            }
+            try checkTimestamps(packet, stream: idx, maxSeconds: maxTs)
             if idx == videoIn, let copy = videoCopy {
                 try copyVideo(packet, into: copy)
             } else if idx == videoIn, let dec = videoDecoder {

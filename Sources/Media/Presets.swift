@@ -189,12 +189,20 @@ public struct TranscodePreset: Sendable, Equatable {
     func outputSize(sourceWidth w: Int32, sourceHeight h: Int32, sampleAspect: (Int32, Int32)) -> (Int32, Int32) {
         var dw = Double(w)
         let dh = Double(h)
-        if sampleAspect.0 > 0 && sampleAspect.1 > 0 { dw = dw * Double(sampleAspect.0) / Double(sampleAspect.1) }
+        // The sample aspect ratio comes from the bitstream: anything outside 1:16...16:1 is
+        // treated as square rather than trusted.
+        if sampleAspect.0 > 0 && sampleAspect.1 > 0 {
+            let sar = Double(sampleAspect.0) / Double(sampleAspect.1)
+            if sar >= 1.0 / 16 && sar <= 16 { dw *= sar }
+        }
         var scale = 1.0
         if let mw = video.maxWidth { scale = Double(mw) / dw }
         if let mh = video.maxHeight { scale = min(video.maxWidth == nil ? .infinity : scale, Double(mh) / dh) }
         if video.maxWidth == nil && video.maxHeight == nil { scale = 1 }
-        func even(_ v: Double) -> Int32 { max(2, Int32((v / 2).rounded()) * 2) }
+        func even(_ v: Double) -> Int32 {
+            let c = v.isFinite ? min(max(v, 2), 16384) : 2   // never trap on a hostile size
+            return max(2, Int32((c / 2).rounded()) * 2)
+        }
         return (even(dw * scale), even(dh * scale))
     }
 }

@@ -164,6 +164,9 @@ enum DedicatedThread {
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (k: CheckedContinuation<T, any Error>) in
                     let started = start {
+                        // However the work ends, a producer feeding the input must not stay
+                        // suspended on a full channel.
+                        defer { input?.stopReading() }
                         do { k.resume(returning: try work()) } catch { k.resume(throwing: error) }
                     }
                     if !started { k.resume(throwing: MediaError.libav(operation: "starting a transcode thread", code: clibav_averror(EAGAIN), message: "no thread")) }
