@@ -70,6 +70,13 @@ public struct TranscodePreset: Sendable, Equatable {
         self.name = name; self.summary = summary; self.video = video; self.audio = audio
     }
 
+    public static let h264_1080p: TranscodePreset = {
+        var v = VideoSettings()
+        v.maxWidth = 1920; v.maxHeight = 1080; v.rateControl = .crf(23); v.speed = "veryfast"; v.profile = "high"
+        return TranscodePreset(name: "h264-1080p", summary: "H.264 High in 1920×1080, CRF 23, veryfast, GOP 2 s; AAC 128 kb/s",
+                               video: v, audio: AudioSettings())
+    }()
+
     public static let h264_720p: TranscodePreset = {
         var v = VideoSettings()
         v.maxWidth = 1280; v.maxHeight = 720; v.rateControl = .crf(23); v.speed = "veryfast"; v.profile = "high"
@@ -108,7 +115,7 @@ public struct TranscodePreset: Sendable, Equatable {
                                video: v, audio: a)
     }()
 
-    public static let all: [TranscodePreset] = [h264_720p, h264_360p, hevc_1080p, vp9_720p, av1_720p]
+    public static let all: [TranscodePreset] = [h264_1080p, h264_720p, h264_360p, hevc_1080p, vp9_720p, av1_720p]
 
     public static func named(_ name: String) throws(MediaError) -> TranscodePreset {
         guard let p = all.first(where: { $0.name == name }) else {

@@ -136,6 +136,11 @@ final class TranscodeTests: XCTestCase {
         }
     }
 
+    func testPresetH264_1080p() throws {
+        try transcodeAndCheck(preset: .h264_1080p, input: try Clips.mp4(), output: Scratch.path("out-1080p.mp4"),
+                              width: 1440, height: 1080)
+    }
+
     func testPresetH264_720p() throws {
         try transcodeAndCheck(preset: .h264_720p, input: try Clips.mp4(), output: Scratch.path("out-720p.mp4"),
                               width: 960, height: 720)
@@ -381,7 +386,7 @@ final class TranscodeTests: XCTestCase {
         XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(crf: 20, bitrateKbps: 500) }?.code, "invalid_settings")
         XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(codec: "mpeg2") }?.code, "invalid_settings")
         for p in TranscodePreset.all { XCTAssertNoThrow(try p.validate(), p.name) }
-        XCTAssertEqual(TranscodePreset.all.map(\.name), ["h264-720p", "h264-360p", "hevc-1080p", "vp9-720p", "av1-720p"])
+        XCTAssertEqual(TranscodePreset.all.map(\.name), ["h264-1080p", "h264-720p", "h264-360p", "hevc-1080p", "vp9-720p", "av1-720p"])
     }
 }
 
