@@ -1,4 +1,4 @@
-// JSON.Typed: the typed layer API code uses instead of Foundation's JSONDecoder. A type
+// JSON.Typed: the typed layer API code uses instead of Foundation's Codable decoding. A type
 // reads itself from a JSONValue (`JSONDecodable`) and writes itself to a JSONWriter
 // (`JSONEncodable`); field helpers report missing or mistyped fields with the JSON
 // Pointer of the offending value, which the API turns into a 422 `validation_failed`.

@@ -327,17 +327,23 @@ final class Pipeline {
         }
     }
 
+    /// Makes a copied packet's timestamps relative to the start (checkTimestamps has
+    /// bounded them, so this cannot overflow) and returns where it ends, in seconds.
+    private func rebaseCopied(_ packet: Packet, stream: Int) -> Double? {
+        let tb = input.stream(stream).pointee.time_base
+        let shift = av_rescale_q(origin, clibav_time_base_q(), tb)
+        let p = packet.ptr
+        if p.pointee.dts != AVCode.noPTS { p.pointee.dts -= shift }
+        p.pointee.pos = -1
+        guard p.pointee.pts != AVCode.noPTS else { return nil }
+        p.pointee.pts -= shift
+        return Double(p.pointee.pts + p.pointee.duration) * tb.double
+    }
+
     /// Writes a copied video packet: timestamps made relative to the start, keyframe
     /// flags kept; the muxer rescales from the input stream's time base.
     private func copyVideo(_ packet: Packet, into copy: VideoCopy) throws(MediaError) {
-        let tb = input.stream(videoIn!).pointee.time_base
-        let shift = av_rescale_q(origin, clibav_time_base_q(), tb)
-        if packet.ptr.pointee.pts != AVCode.noPTS { packet.ptr.pointee.pts -= shift }
-        if packet.ptr.pointee.dts != AVCode.noPTS { packet.ptr.pointee.dts -= shift }
-        if packet.ptr.pointee.pts != AVCode.noPTS {
-            copiedVideoEnd = max(copiedVideoEnd, Double(packet.ptr.pointee.pts + packet.ptr.pointee.duration) * tb.double)
-        }
-        packet.ptr.pointee.pos = -1
+        if let end = rebaseCopied(packet, stream: videoIn!) { copiedVideoEnd = max(copiedVideoEnd, end) }
         try copy.target.muxer.write(packet, stream: copy.target.videoStream!)
         copy.frames += 1
         sourceFrames += 1
@@ -368,14 +374,7 @@ final class Pipeline {
 
     /// Writes a copied audio packet to every output, timestamps made relative to the start.
     private func copyAudio(_ packet: Packet) throws(MediaError) {
-        let tb = input.stream(audioIn!).pointee.time_base
-        let shift = av_rescale_q(origin, clibav_time_base_q(), tb)
-        if packet.ptr.pointee.pts != AVCode.noPTS { packet.ptr.pointee.pts -= shift }
-        if packet.ptr.pointee.dts != AVCode.noPTS { packet.ptr.pointee.dts -= shift }
-        if packet.ptr.pointee.pts != AVCode.noPTS {
-            copiedAudioEnd = max(copiedAudioEnd, Double(packet.ptr.pointee.pts + packet.ptr.pointee.duration) * tb.double)
-        }
-        packet.ptr.pointee.pos = -1
+        if let end = rebaseCopied(packet, stream: audioIn!) { copiedAudioEnd = max(copiedAudioEnd, end) }
         let outs = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
         for (i, t) in outs.enumerated() {
             if i == outs.count - 1 {
