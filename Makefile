@@ -11,7 +11,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: deps build release test bench demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
+.PHONY: deps build release spool-debug test bench demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -27,6 +27,9 @@ build: deps
 
 release: deps
 	$(SWIFT) build -c release --product spool
+
+spool-debug: deps
+	$(SWIFT) build --product spool
 
 kernel-check: build
 	./kernel-check.sh
@@ -122,9 +125,11 @@ demo: release
 
 # libav in-process: synthesize a 6 s 1280x720 clip (moving pattern + tone), then decode it
 # once into an HLS ladder (720p + 360p H.264, fMP4 segments, master playlist) with PSNR/SSIM.
+# Standalone (`make media-demo`) it builds the debug binary first; `make demo` passes its
+# release binary in SPOOL_BIN.
 SPOOL_BIN ?= $(SPOOL)
 MEDIA_DEMO_DIR := .build/demo-media
-media-demo:
+media-demo: $(if $(filter $(SPOOL),$(SPOOL_BIN)),spool-debug)
 	@rm -rf $(MEDIA_DEMO_DIR); mkdir -p $(MEDIA_DEMO_DIR)
 	@$(SPOOL_BIN) synthesize $(MEDIA_DEMO_DIR)/source.mp4 --width 1280 --height 720 --seconds 6 --fps 30
 	@$(SPOOL_BIN) probe $(MEDIA_DEMO_DIR)/source.mp4

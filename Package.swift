@@ -29,6 +29,9 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("uring")]
         ),
+        // The process's first act (a constructor, before main and before any thread):
+        // descriptors 0-2 open, SIGTERM/SIGINT/SIGHUP blocked for Lifecycle, SIGPIPE ignored.
+        .target(name: "CProcessStart", path: "CShims/CProcessStart"),
         // Linux headers the epoll fallback needs that Glibc's Swift module leaves out.
         .target(name: "CEpoll", path: "CShims/CEpoll"),
         // The only door to FFmpeg 5.1 (libavformat, libavcodec, libavutil, libswscale,
@@ -42,6 +45,9 @@ let package = Package(
                 .linkedLibrary("swscale"), .linkedLibrary("swresample"),
             ]
         ),
+        // How a process starts and stops: one thread takes the stop signals (graceful
+        // first, immediate second) for every long-running command.
+        .target(name: "Lifecycle", dependencies: ["CProcessStart"], path: "Sources/Lifecycle"),
         .target(
             name: "BufferPool",
             path: "Sources/BufferPool"
@@ -81,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "SpoolCLI",
             dependencies: [
-                "Ring", "BufferPool", "Web", "Media", "JSON",
+                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -94,6 +100,8 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
         .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolTestSupport"]),
+        // The real `spool` binary driven from /bin/sh: signals, exit statuses, descriptors.
+        .testTarget(name: "CLITests", dependencies: ["SpoolTestSupport"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

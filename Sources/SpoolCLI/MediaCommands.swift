@@ -3,6 +3,7 @@
 import ArgumentParser
 import Dispatch
 import JSON
+import Lifecycle
 import Media
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +30,7 @@ struct Probe: ParsableCommand {
 }
 
 /// `spool transcode INPUT OUTPUT --preset NAME`: one local transcode.
-struct Transcode: AsyncParsableCommand {
+struct Transcode: AsyncParsableCommand, StopsGracefully {
     static let configuration = CommandConfiguration(
         abstract: "Transcode a file locally (libav in-process).",
         discussion: """
@@ -42,7 +43,10 @@ struct Transcode: AsyncParsableCommand {
         container cannot carry is refused before any work.
         '-' as INPUT reads stdin (MPEG-TS, Matroska or faststart/fragmented MP4); '-' as OUTPUT writes \
         stdout in --format (mpegts, mp4 (fragmented) or matroska), with progress on stderr.
-        Progress is a bar on a terminal and plain lines otherwise; Ctrl-C cancels and removes the partial output.
+        Progress is a bar on a terminal and plain lines otherwise.
+        SIGINT (Ctrl-C), SIGTERM or SIGHUP cancels the job and removes the partial output; the exit status \
+        is then 128 + the signal's number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). A second \
+        signal ends the process at once. Other failures exit 1.
         """
     )
 
@@ -100,8 +104,8 @@ struct Transcode: AsyncParsableCommand {
         let reportFD = toStdout ? STDERR_FILENO : STDOUT_FILENO
         let tty = isatty(reportFD) == 1
         let flag = CancellationFlag()
-        let signals = CancelOnSignals(flag)
-        defer { signals.stop() }
+        let shutdown = ShutdownSignal.install()
+        shutdown.onSignal { _ in flag.cancel() }
         var request = TranscodeRequest(input: input == "-" ? "stdin" : input, output: toStdout ? "stdout" : output,
                                        preset: chosen, threads: threads, progressInterval: tty ? 0.25 : 1.0)
         request.measureQuality = quality
@@ -121,7 +125,7 @@ struct Transcode: AsyncParsableCommand {
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")
-            throw ExitCode(error == .cancelled ? 130 : 1)
+            throw ExitCode(cancelledExitStatus(error == .cancelled, shutdown))
         }
     }
 }
@@ -132,8 +136,8 @@ extension Transcode {
         guard output != "-" else { throw ValidationError("\(ladder.name) writes a directory; give one as OUTPUT") }
         let tty = isatty(STDOUT_FILENO) == 1
         let flag = CancellationFlag()
-        let signals = CancelOnSignals(flag)
-        defer { signals.stop() }
+        let shutdown = ShutdownSignal.install()
+        shutdown.onSignal { _ in flag.cancel() }
         var request = LadderRequest(input: input == "-" ? "stdin" : input, outputDirectory: output, preset: ladder,
                                     threads: threads, progressInterval: tty ? 0.25 : 1.0)
         request.measureQuality = quality
@@ -153,7 +157,7 @@ extension Transcode {
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")
-            throw ExitCode(error == .cancelled ? 130 : 1)
+            throw ExitCode(cancelledExitStatus(error == .cancelled, shutdown))
         }
     }
 }
@@ -253,21 +257,10 @@ final class ProgressPrinter: @unchecked Sendable {
     }
 }
 
-/// SIGINT/SIGTERM cancel the job (which then removes its partial output).
-final class CancelOnSignals: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-
-    init(_ flag: CancellationFlag) {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler { flag.cancel() }
-            src.resume()
-            sources.append(src)
-        }
-    }
-
-    func stop() { for s in sources { s.cancel() } }
+/// 128 + the signal's number when a stop signal cancelled the job, 1 for any other failure.
+func cancelledExitStatus(_ cancelled: Bool, _ shutdown: ShutdownSignal) -> Int32 {
+    guard cancelled, let signal = shutdown.received else { return 1 }
+    return 128 + signal
 }
 
 func describe(_ q: QualityReport) -> String {
@@ -295,6 +288,5 @@ func bytes(_ n: Int64) -> String {
 }
 
 func printError(_ s: String) {
-    var line = s + "\n"
-    line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    StandardError.write(s + "\n")
 }

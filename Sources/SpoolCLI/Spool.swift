@@ -3,6 +3,8 @@
 import ArgumentParser
 import Dispatch
 import BufferPool
+import JSON
+import Lifecycle
 import Ring
 import Web
 #if canImport(Glibc)
@@ -17,7 +19,30 @@ struct Spool: AsyncParsableCommand {
         version: SpoolVersion.string,
         subcommands: [Serve.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
     )
+
+    /// Parses, settles what signals do for the chosen command, then runs it. SIGTERM,
+    /// SIGINT and SIGHUP have been caught since before main (CProcessStart), so one that
+    /// arrives while parsing or starting up waits: a `StopsGracefully` command takes it
+    /// on its signal thread; any other command gets the start-up dispositions back
+    /// (the signal then acts as it would have).
+    nonisolated static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if !(command is StopsGracefully) { ProcessSignals.restoreDefaults() }
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
+
+/// A long-running command that takes SIGTERM/SIGINT/SIGHUP itself (ShutdownSignal.install()
+/// first thing in run): a graceful stop on the first, an immediate one on the second.
+protocol StopsGracefully: SendableMetatype {}
 
 enum SpoolVersion {
     static let string = "0.1.0"
@@ -32,7 +57,12 @@ struct Version: ParsableCommand {
     func run() throws {
         let release = KernelFacts.release
         if json {
-            print("{\"version\":\"\(SpoolVersion.string)\",\"kernel\":\"\(release)\"}")
+            var w = JSONWriter()
+            w.beginObject()
+            w.field("version", SpoolVersion.string)
+            w.field("kernel", release)
+            w.endObject()
+            print(w.text)
         } else {
             print("spool \(SpoolVersion.string) (kernel \(release))")
         }
@@ -104,7 +134,7 @@ struct RunWithoutIOURing: ParsableCommand {
 
 /// `spool echo --listen HOST:PORT`: a diagnostic TCP echo server on the Spool runtime,
 /// used by the benchmarks (against a C liburing yardstick) and for smoke tests.
-struct EchoServerCommand: ParsableCommand {
+struct EchoServerCommand: ParsableCommand, StopsGracefully {
     static let configuration = CommandConfiguration(
         commandName: "echo",
         abstract: "Run a TCP echo server on the Spool runtime (diagnostics and benchmarks)."
@@ -125,6 +155,7 @@ struct EchoServerCommand: ParsableCommand {
     }
 
     func run() throws {
+        let shutdown = ShutdownSignal.install()
         let address = try SocketAddress(listen)
         var config = EventLoop.Configuration()
         config.pool = BufferPoolConfiguration(bufferSizeBytes: 16 * 1024, memoryCapBytes: poolMiB << 20)
@@ -157,7 +188,12 @@ struct EchoServerCommand: ParsableCommand {
         }
         print("echo: listening on \(address) with \(loops) loop(s), backend \(started[0].backendKind)")
         fflush(nil)
-        while true { pause() }
+        let stopped = DispatchSemaphoreLite()
+        shutdown.onSignal { _ in stopped.signal() }
+        stopped.wait()
+        print("echo: \(ProcessSignals.name(shutdown.received ?? SIGTERM)) received: stopped")
+        fflush(nil)
+        // Connections are dropped with the process: an echo server has nothing to drain.
     }
 }
 
@@ -178,7 +214,7 @@ final class DispatchSemaphoreLite: @unchecked Sendable {
 
 /// `spool serve --listen HOST:PORT --data-dir DIR`: the dispatch server. For now it serves
 /// `GET /api/v1/health` and `GET /api/v1/version`; everything else gets the standard 404.
-struct Serve: AsyncParsableCommand {
+struct Serve: AsyncParsableCommand, StopsGracefully {
     static let configuration = CommandConfiguration(abstract: "Run the dispatch server (HTTP API under /api/v1).")
 
     @Option(help: "Address to listen on (HOST:PORT; IPv6 as [::1]:PORT).")
@@ -196,10 +232,17 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // First, before any socket listens: a stop signal from now on (or one pending
+        // since start) gives a graceful stop once the server is up.
+        let shutdown = ShutdownSignal.install()
         let address: SocketAddress
         do { address = try SocketAddress(listen) } catch { throw ValidationError("--listen: \(error)") }
         if mkdir(dataDir, 0o750) != 0 && errno != EEXIST {
             throw ValidationError("--data-dir \(dataDir): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard stat(dataDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw ValidationError("--data-dir \(dataDir) exists and is not a directory")
         }
         guard access(dataDir, W_OK) == 0 else { throw ValidationError("--data-dir \(dataDir) is not writable") }
         var config = HTTPServerConfiguration(listen: address)
@@ -209,10 +252,20 @@ struct Serve: AsyncParsableCommand {
             r.group("/api/v1") { v1 in
                 v1.get("health") { _ in
                     let up = ContinuousClock.now - started
-                    return .json(200, "{\"status\":\"ok\",\"uptime_seconds\":\(up.components.seconds)}")
+                    var w = JSONWriter()
+                    w.beginObject()
+                    w.field("status", "ok")
+                    w.field("uptime_seconds", up.components.seconds)
+                    w.endObject()
+                    return .json(200, w.text)
                 }
                 v1.get("version") { _ in
-                    .json(200, "{\"version\":\"\(SpoolVersion.string)\",\"api\":\"v1\"}")
+                    var w = JSONWriter()
+                    w.beginObject()
+                    w.field("version", SpoolVersion.string)
+                    w.field("api", "v1")
+                    w.endObject()
+                    return .json(200, w.text)
                 }
             }
         }
@@ -220,45 +273,11 @@ struct Serve: AsyncParsableCommand {
         try await server.start()
         print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(config.loops) loop(s); data in \(dataDir)")
         fflush(nil)
-        let signal = await ShutdownSignal.wait()
-        print("spool: \(signal) received: draining (a second signal stops at once)")
+        let signal = await shutdown.wait()
+        print("spool: \(ProcessSignals.name(signal)) received: draining (a second signal stops at once)")
         fflush(nil)
         await server.stop(grace: .seconds(10))
         print("spool: stopped")
-    }
-}
-
-/// SIGTERM/SIGINT as an async event: the first one starts a graceful stop, a second one
-/// ends the process at once (exit 130).
-enum ShutdownSignal {
-    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
-
-    static func wait() async -> String {
-        await withCheckedContinuation { (k: CheckedContinuation<String, Never>) in
-            let once = OnceFlag()
-            for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-                signal(sig, SIG_IGN)
-                let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                src.setEventHandler {
-                    if once.take() { k.resume(returning: name) } else { _exit(130) }
-                }
-                src.resume()
-                sources.append(src)
-            }
-        }
-    }
-}
-
-final class OnceFlag: @unchecked Sendable {
-    private var taken = false
-    private var lock = pthread_mutex_t()
-    init() { pthread_mutex_init(&lock, nil) }
-    /// True the first time only.
-    func take() -> Bool {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        if taken { return false }
-        taken = true
-        return true
+        fflush(nil)
     }
 }

@@ -1,0 +1,149 @@
+// Lifecycle: how a Spool process starts and stops. Before main, the CProcessStart
+// constructor has opened descriptors 0–2, ignored SIGPIPE, and caught SIGTERM, SIGINT and
+// SIGHUP into a pipe; this module decides, once per process, what becomes of them: a
+// command that stops gracefully reads them on one dedicated thread (ShutdownSignal),
+// every other command gets the dispositions it was started with back (restoreDefaults).
+// No signal can arrive unhandled or be lost in between: until one of the two happens it
+// waits in the pipe.
+import CProcessStart
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum ProcessSignals {
+    /// True when the start-up constructor ran (it always does in a binary that links it).
+    public static var settledAtStart: Bool { spool_process_started() == 1 }
+
+    /// Descriptors among 0...2 that were closed at start and now point at /dev/null.
+    public static var reopenedStandardDescriptors: [Int32] {
+        let bits = spool_process_reopened_std()
+        return (0..<3).filter { bits & (1 << $0) != 0 }
+    }
+
+    /// For commands that do not stop gracefully, and in a child before exec: the
+    /// dispositions the process was started with (signals caught since start are raised
+    /// again now, with their original action). Not to be mixed with `ShutdownSignal.install`.
+    public static func restoreDefaults() {
+        spool_process_restore()
+    }
+
+    /// "SIGTERM", "SIGINT", "SIGHUP", or "signal N".
+    public static func name(_ signal: Int32) -> String {
+        switch signal {
+        case SIGTERM: return "SIGTERM"
+        case SIGINT: return "SIGINT"
+        case SIGHUP: return "SIGHUP"
+        default: return "signal \(signal)"
+        }
+    }
+}
+
+/// The first SIGTERM, SIGINT or SIGHUP asks a long-running command to stop gracefully
+/// (a server drains, a transcode cancels and removes its partial output); a second one
+/// ends the process at once by that signal. One instance per process, taken with
+/// `install()` as the first thing a long-running command does; a signal that arrived
+/// earlier, even before main, is not lost: it waited in the pipe and is taken now.
+public final class ShutdownSignal: Sendable {
+    private struct State {
+        var received: Int32?
+        var waiters: [CheckedContinuation<Int32, Never>] = []
+        var observers: [@Sendable (Int32) -> Void] = []
+    }
+
+    private let state = Mutex(State())
+    private static let shared = Mutex<ShutdownSignal?>(nil)
+
+    private init() {}
+
+    /// Starts the one thread that takes the process's stop signals (once per process;
+    /// later calls return the same instance).
+    public static func install() -> ShutdownSignal {
+        shared.withLock { current in
+            if let current { return current }
+            let s = ShutdownSignal()
+            current = s
+            SignalThread.start { signal in s.deliver(signal) }
+            return s
+        }
+    }
+
+    /// The first signal received, if any.
+    public var received: Int32? { state.withLock { $0.received } }
+
+    /// Suspends until the first signal (returns at once if it already came).
+    public func wait() async -> Int32 {
+        await withCheckedContinuation { (k: CheckedContinuation<Int32, Never>) in
+            let now: Int32? = state.withLock { s in
+                if let r = s.received { return r }
+                s.waiters.append(k)
+                return nil
+            }
+            if let now { k.resume(returning: now) }
+        }
+    }
+
+    /// Calls `body` on the signal thread when the first signal comes (at once, on the
+    /// caller's thread, if it already came). Keep it short: set a flag, cancel a job.
+    public func onSignal(_ body: @escaping @Sendable (Int32) -> Void) {
+        let now: Int32? = state.withLock { s in
+            if let r = s.received { return r }
+            s.observers.append(body)
+            return nil
+        }
+        if let now { body(now) }
+    }
+
+    private func deliver(_ signal: Int32) {
+        let first: (waiters: [CheckedContinuation<Int32, Never>], observers: [@Sendable (Int32) -> Void])? =
+            state.withLock { s in
+                guard s.received == nil else { return nil }
+                s.received = signal
+                defer { s.waiters = []; s.observers = [] }
+                return (s.waiters, s.observers)
+            }
+        guard let first else {
+            StandardError.write("spool: second signal (\(ProcessSignals.name(signal))): stopping at once\n")
+            spool_signal_die(signal)
+        }
+        for o in first.observers { o(signal) }
+        for w in first.waiters { w.resume(returning: signal) }
+    }
+}
+
+/// The dedicated thread that reads the caught stop signals from the start-up pipe.
+private enum SignalThread {
+    final class Context: Sendable {
+        let deliver: @Sendable (Int32) -> Void
+        init(_ deliver: @escaping @Sendable (Int32) -> Void) { self.deliver = deliver }
+    }
+
+    static func start(_ deliver: @escaping @Sendable (Int32) -> Void) {
+        let context = Unmanaged.passRetained(Context(deliver)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            let context = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
+            while true { context.deliver(spool_signal_wait()) }
+        }, context)
+        precondition(rc == 0, "spool: could not start the signal thread (error \(rc))")
+        pthread_detach(thread)
+    }
+}
+
+/// Unbuffered writes to descriptor 2 (safe from any thread, no stdio locks).
+public enum StandardError {
+    public static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { b in
+            guard var p = b.baseAddress else { return }
+            var left = b.count
+            while left > 0 {
+                let n = Glibc.write(STDERR_FILENO, p, left)
+                if n < 0 { if errno == EINTR { continue }; return }
+                p += n
+                left -= n
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+// The real `spool` binary started by /bin/sh, as make, CI and init scripts start it: stop
+// signals at any moment of start-up give a graceful stop, never a death by the default
+// action and never a hang; a cancelled transcode leaves nothing behind; a process started
+// with closed standard descriptors or a vanished reader fails cleanly.
+import Foundation
+import SpoolTestSupport
+import XCTest
+
+final class SignalTests: XCTestCase {
+    /// `spool` beside the test bundle (both are built into .build/debug).
+    private func spoolBinary() throws -> String {
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("spool").path
+        guard FileManager.default.isExecutableFile(atPath: bin) else { throw XCTSkip("spool not built next to the tests") }
+        return bin
+    }
+
+    private func scratch(_ name: String) throws -> String {
+        let dir = NSTemporaryDirectory() + "spool-cli-\(name)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
+    /// Starts `spool serve` RUNS times as a background job of a non-interactive /bin/sh
+    /// and sends SIG the moment MODE says: `health` (the first answered health check) or
+    /// `masked` (as soon as /proc/PID/status shows the signal blocked or caught by the
+    /// spool image, usually long before it listens). Every run must exit 0 having printed
+    /// "spool: stopped"; a run still alive 15 s after the signal counts as hung (killed).
+    private func serveAndSignal(mode: String, signal: String, runs: Int) throws {
+        let spool = try spoolBinary()
+        let dir = try scratch("\(mode)-\(signal)")
+        let script = #"""
+        spool="$1"; dir="$2"; mode="$3"; sig="$4"; n="$5"
+        spool_real=$(readlink -f "$spool")
+        case "$sig" in INT) bit=2 ;; TERM) bit=16384 ;; HUP) bit=1 ;; esac
+        exited() { s=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null); [ -z "$s" ] || [ "$s" = Z ]; }
+        i=0; fails=0
+        while [ $i -lt "$n" ]; do
+          i=$((i + 1)); log="$dir/serve-$i.log"
+          "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --loops 1 >"$log" 2>&1 &
+          pid=$!
+          t=0; ready=0
+          while [ $t -lt 1000 ] && ! exited $pid; do
+            if [ "$mode" = health ]; then
+              port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/api/v1.*|\1|p' "$log")
+              if [ -n "$port" ] && curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/api/v1/health"; then ready=1; break; fi
+            elif [ "$(readlink /proc/$pid/exe 2>/dev/null)" = "$spool_real" ]; then
+              blk=$(sed -n 's/^SigBlk:[[:space:]]*//p' /proc/$pid/status 2>/dev/null)
+              cgt=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$pid/status 2>/dev/null)
+              if [ -n "$blk" ] && [ -n "$cgt" ] && [ $(( (0x$blk | 0x$cgt) & bit )) -ne 0 ]; then ready=1; break; fi
+            fi
+            sleep 0.01; t=$((t + 1))
+          done
+          kill -s "$sig" $pid 2>/dev/null
+          t=0
+          while ! exited $pid && [ $t -lt 1500 ]; do sleep 0.01; t=$((t + 1)); done
+          if ! exited $pid; then
+            kill -9 $pid; wait $pid
+            echo "run $i: HUNG 15 s after SIG$sig: $(tr '\n' ' ' < "$log")"; fails=$((fails + 1)); continue
+          fi
+          wait $pid; rc=$?
+          if [ $ready = 1 ] && [ $rc = 0 ] && grep -q '^spool: stopped' "$log"; then :; else
+            echo "run $i: ready=$ready exit=$rc: $(tr '\n' ' ' < "$log")"; fails=$((fails + 1))
+          fi
+        done
+        echo "runs=$n failures=$fails"
+        """#
+        let (status, output) = try runProcess("/bin/sh", ["-c", script, "sh", spool, dir, mode, signal, String(runs)])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("runs=\(runs) failures=0"), output)
+    }
+
+    func testSIGTERMAsSoonAsHealthAnswersDrainsAndExitsZero() throws {
+        try serveAndSignal(mode: "health", signal: "TERM", runs: 50)
+    }
+
+    func testSIGTERMAsSoonAsTheSignalIsCaughtStillStopsGracefully() throws {
+        try serveAndSignal(mode: "masked", signal: "TERM", runs: 50)
+    }
+
+    /// A non-interactive shell starts background jobs with SIGINT ignored; the server
+    /// handles it regardless (as nginx and PostgreSQL do).
+    func testSIGINTFromABackgroundJobOfAShellIsHandled() throws {
+        try serveAndSignal(mode: "health", signal: "INT", runs: 50)
+    }
+
+    func testSIGINTAsSoonAsTheSignalIsCaughtStillStopsGracefully() throws {
+        try serveAndSignal(mode: "masked", signal: "INT", runs: 50)
+    }
+
+    func testSIGHUPStopsTheServerGracefully() throws {
+        try serveAndSignal(mode: "health", signal: "HUP", runs: 3)
+    }
+
+    /// A transcode cancelled by SIGTERM (or SIGINT) mid-job exits 128 + the signal's
+    /// number and leaves nothing in the output directory but the input.
+    func testTranscodeCancelledBySignalExitsWithItsStatusAndRemovesPartialOutput() throws {
+        let spool = try spoolBinary()
+        let dir = try scratch("transcode")
+        let input = dir + "/in.mp4"
+        let (synth, synthOut) = try runProcess(spool, ["synthesize", input, "--seconds", "30", "--width", "640", "--height", "360", "--fps", "25"])
+        XCTAssertEqual(synth, 0, synthOut)
+        // HEVC at a slow speed keeps the job running well past the first progress line.
+        let script = #"""
+        spool="$1"; dir="$2"; sig="$3"
+        mkdir -p "$dir/out"
+        "$spool" transcode "$dir/in.mp4" "$dir/out/result.mp4" --preset custom --codec hevc --speed medium --threads 1 >"$dir/log" 2>&1 &
+        pid=$!
+        t=0
+        while [ $t -lt 2000 ] && ! grep -q '^progress:' "$dir/log"; do sleep 0.01; t=$((t + 1)); done
+        kill -s "$sig" $pid
+        t=0
+        while [ "$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null)" != Z ] && [ -e /proc/$pid ] && [ $t -lt 2000 ]; do sleep 0.01; t=$((t + 1)); done
+        wait $pid; echo "exit=$?"
+        echo "left=$(ls -A "$dir/out" | tr '\n' ' ')"
+        cat "$dir/log"
+        """#
+        for (signal, status) in [("TERM", 143), ("INT", 130)] {
+            let (_, output) = try runProcess("/bin/sh", ["-c", script, "sh", spool, dir, signal])
+            XCTAssertTrue(output.contains("exit=\(status)\n"), "SIG\(signal): \(output)")
+            XCTAssertTrue(output.contains("left=\n"), "SIG\(signal) left files behind: \(output)")
+            XCTAssertTrue(output.contains("cancelled"), "SIG\(signal): no word of the cancellation: \(output)")
+        }
+    }
+
+    /// Started with stdout closed, a transcode to '-' must not write media into whatever
+    /// descriptor happens to be 1 (before the fix: libdispatch's epoll descriptor). Media
+    /// goes to /dev/null and the command succeeds.
+    func testClosedStandardDescriptorsAreReopenedOnDevNull() throws {
+        let spool = try spoolBinary()
+        let dir = try scratch("closedfd")
+        let input = dir + "/in.ts"
+        let (synth, synthOut) = try runProcess(spool, ["synthesize", input, "--seconds", "1"])
+        XCTAssertEqual(synth, 0, synthOut)
+        let (status, output) = try runProcess("/bin/sh", ["-c",
+            #""$1" transcode "$2" - --format mpegts >&- 2>"$3/err"; echo "exit=$?"; cat "$3/err""#,
+            "sh", spool, input, dir])
+        XCTAssertEqual(status, 0)
+        XCTAssertTrue(output.hasPrefix("exit=0\n"), output)
+        // Every descriptor closed: version still runs and exits 0.
+        let (v, vOut) = try runProcess("/bin/sh", ["-c", #""$1" version <&- >&- 2>&-; echo "exit=$?""#, "sh", spool])
+        XCTAssertEqual(v, 0)
+        XCTAssertEqual(vOut, "exit=0\n")
+    }
+
+    /// A reader that goes away is a broken-pipe error with a message and exit 1, never a
+    /// silent death by SIGPIPE (141).
+    func testClosedOutputPipeIsAnErrorNotSIGPIPE() throws {
+        let spool = try spoolBinary()
+        let dir = try scratch("epipe")
+        let input = dir + "/in.ts"
+        let (synth, synthOut) = try runProcess(spool, ["synthesize", input, "--seconds", "4"])
+        XCTAssertEqual(synth, 0, synthOut)
+        let (_, output) = try runProcess("/bin/bash", ["-c",
+            #""$1" transcode "$2" - --format mpegts 2>"$3/err" | head -c 1000 >/dev/null; echo "exit=${PIPESTATUS[0]}"; cat "$3/err""#,
+            "bash", spool, input, dir])
+        XCTAssertTrue(output.hasPrefix("exit=1\n"), output)
+        XCTAssertTrue(output.contains("spool transcode:"), output)
+    }
+}
