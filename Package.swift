@@ -93,9 +93,14 @@ let package = Package(
             ],
             path: "Sources/SpoolCLI"
         ),
+        // The domain model every service shares: ids, job states and their transition
+        // table, error codes. Pure Swift: no libav, no runtime.
+        .target(name: "SpoolModel", path: "Sources/SpoolModel"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
         .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
+        // Imports the model and not Media: proves a dispatcher can do without libav.
+        .testTarget(name: "SpoolModelTests", dependencies: ["SpoolModel", "SpoolTestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
         .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),

@@ -1,0 +1,88 @@
+// SpoolModel.Identifiers: ids for jobs, files, engines and tenants. An id is a prefix and
+// 26 characters of Crockford base32 over 128 bits: 48 bits of milliseconds, then 80 random
+// bits (the ULID layout), so ids sort by creation time (stable pagination cursors) and
+// never collide in practice. Parsing is strict: an id from a URL path is either exactly
+// this shape or refused, so no user-chosen string ever reaches a query or a file name.
+public struct EntityID<Kind: EntityKind>: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The full text, prefix included ("job_01J…").
+    public let text: String
+
+    /// Parses `text`, refusing anything that is not `Kind.prefix` + 26 base32 characters.
+    public init?(_ text: String) {
+        let utf8 = Array(text.utf8)
+        let prefix = Array(Kind.prefix.utf8)
+        guard utf8.count == prefix.count + 26, utf8.starts(with: prefix) else { return nil }
+        for b in utf8[prefix.count...] where Crockford.value(of: b) == nil { return nil }
+        // The first character carries only 3 of the 128 bits (48-bit time: 10 chars = 50 bits).
+        guard let first = Crockford.value(of: utf8[prefix.count]), first < 8 else { return nil }
+        self.text = text
+    }
+
+    /// A new id for `milliseconds` since the Unix epoch and 80 random bits from `rng`.
+    public static func generate<R: RandomNumberGenerator>(milliseconds: UInt64, using rng: inout R) -> EntityID {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let ms = milliseconds & 0xFFFF_FFFF_FFFF
+        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: ms >> (8 * UInt64(5 - i))) }
+        let a = rng.next(), b = rng.next()
+        for i in 0..<8 { bytes[6 + i] = UInt8(truncatingIfNeeded: a >> (8 * UInt64(i))) }
+        for i in 0..<2 { bytes[14 + i] = UInt8(truncatingIfNeeded: b >> (8 * UInt64(i))) }
+        return EntityID(unchecked: Kind.prefix + Crockford.encode128(bytes))
+    }
+
+    private init(unchecked text: String) { self.text = text }
+
+    /// Milliseconds since the Unix epoch when the id was generated.
+    public var milliseconds: UInt64 {
+        let body = Array(text.utf8.dropFirst(Kind.prefix.utf8.count))
+        var ms: UInt64 = 0
+        for b in body.prefix(10) { ms = ms << 5 | UInt64(Crockford.value(of: b)!) }
+        return ms
+    }
+
+    public var description: String { text }
+    public static func < (a: EntityID, b: EntityID) -> Bool { a.text < b.text }
+}
+
+public protocol EntityKind: Sendable { static var prefix: String { get } }
+public enum JobKind: EntityKind { public static let prefix = "job_" }
+public enum FileKind: EntityKind { public static let prefix = "file_" }
+public enum EngineKind: EntityKind { public static let prefix = "eng_" }
+public enum TenantKind: EntityKind { public static let prefix = "ten_" }
+
+public typealias JobID = EntityID<JobKind>
+public typealias FileID = EntityID<FileKind>
+public typealias EngineID = EntityID<EngineKind>
+public typealias TenantID = EntityID<TenantKind>
+
+/// Crockford's base32 (no I, L, O, U), upper case only: one spelling per id.
+enum Crockford {
+    static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+
+    static func value(of b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): return letter(b)
+        default: return nil
+        }
+    }
+
+    private static func letter(_ upper: UInt8) -> UInt8? {
+        guard let i = alphabet.firstIndex(of: upper) else { return nil }
+        return UInt8(i)
+    }
+
+    /// 16 bytes as 26 characters (the top 2 bits of the first character are zero).
+    static func encode128(_ bytes: [UInt8]) -> String {
+        precondition(bytes.count == 16)
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        for i in 0..<8 { hi = hi << 8 | UInt64(bytes[i]) }
+        for i in 8..<16 { lo = lo << 8 | UInt64(bytes[i]) }
+        var out = [UInt8](repeating: 0, count: 26)
+        for i in (0..<26).reversed() {
+            out[i] = alphabet[Int(lo & 31)]
+            lo = lo >> 5 | (hi & 31) << 59
+            hi >>= 5
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
