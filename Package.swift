@@ -47,7 +47,10 @@ let package = Package(
         ),
         // How a process starts and stops: one thread takes the stop signals (graceful
         // first, immediate second) for every long-running command.
-        .target(name: "Lifecycle", dependencies: ["CProcessStart"], path: "Sources/Lifecycle"),
+        .target(name: "Lifecycle", dependencies: ["CProcessStart", "Threads"], path: "Sources/Lifecycle"),
+        // OS threads: one spawn primitive, a condition lock, and the bounded blocking pool
+        // every blocking call goes through (DNS, epoll-backend file I/O, databases).
+        .target(name: "Threads", path: "Sources/Threads"),
         .target(
             name: "BufferPool",
             path: "Sources/BufferPool"
@@ -61,7 +64,7 @@ let package = Package(
         .target(
             name: "Ring",
             dependencies: [
-                "CURing", "CEpoll", "BufferPool",
+                "CURing", "CEpoll", "BufferPool", "Threads",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Ring"
@@ -107,7 +110,7 @@ let package = Package(
         .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolTestSupport"]),
         // The real `spool` binary driven from /bin/sh: signals, exit statuses, descriptors.
         .testTarget(name: "CLITests", dependencies: ["SpoolTestSupport"]),
-        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "SpoolTestSupport"]),
+        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,6 +7,7 @@
 // waits in the pipe.
 import CProcessStart
 import Synchronization
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -113,21 +114,11 @@ public final class ShutdownSignal: Sendable {
 
 /// The dedicated thread that reads the caught stop signals from the start-up pipe.
 private enum SignalThread {
-    final class Context: Sendable {
-        let deliver: @Sendable (Int32) -> Void
-        init(_ deliver: @escaping @Sendable (Int32) -> Void) { self.deliver = deliver }
-    }
-
     static func start(_ deliver: @escaping @Sendable (Int32) -> Void) {
-        let context = Unmanaged.passRetained(Context(deliver)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            let context = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
-            while true { context.deliver(spool_signal_wait()) }
-        }, context)
-        precondition(rc == 0, "spool: could not start the signal thread (error \(rc))")
-        pthread_detach(thread)
+        let started = OSThread.spawn(stackBytes: 256 << 10) {
+            while true { deliver(spool_signal_wait()) }
+        }
+        precondition(started, "spool: could not start the signal thread")
     }
 }
 

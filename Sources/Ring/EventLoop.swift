@@ -184,6 +184,13 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             backendKind = kind
             backendSummary = chosen.backend.summary
             pool.releaseHook = { [unowned self] index in self.bufferReturned(index) }
+            if let epoll = chosen.backend as? EpollBackend {
+                // File operations finish on the blocking pool; their results hop back here.
+                let bound = LoopBound(value: epoll)
+                epoll.postCompletion = { [weak self] ud, res in
+                    self?.execute { bound.value.completeOffloaded(ud, res) }
+                }
+            }
         } catch let error as RingError {
             readyCondition.signal(ready) { $0 = .failed(error) }
             return

@@ -6,6 +6,7 @@
 // when bytes land, so an idle connection holds no buffer; when the pool is empty the
 // receive waits for a buffer (backpressure) instead of growing memory.
 import BufferPool
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -67,14 +68,14 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
     }
 
     /// Addresses for `host`: numeric hosts and "localhost" directly; names through
-    /// getaddrinfo, which blocks, so it runs off the loop (on the global pool) and the
-    /// caller awaits the result.
+    /// getaddrinfo, which blocks, so it runs on the blocking pool and the caller awaits
+    /// the result (resumed on its own executor).
     public static func resolve(_ host: String, port: UInt16) async throws(RingError) -> [SocketAddress] {
         if host == "localhost" { return [try SocketAddress(host: "127.0.0.1", port: port)] }
         if let numeric = try? SocketAddress(host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host, port: port) {
             return [numeric]
         }
-        let result = await Task.detached { () -> Result<[SocketAddress], RingError> in
+        let result = (try? await BlockingPool.shared.run { () -> Result<[SocketAddress], RingError> in
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             hints.ai_family = AF_UNSPEC
@@ -95,7 +96,7 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
                 p = ai.pointee.ai_next
             }
             return out.isEmpty ? .failure(RingError(.invalidArgument("no address for \"\(host)\""), operation: "resolve")) : .success(out)
-        }.value
+        }) ?? .failure(RingError(.invalidArgument("cannot resolve \"\(host)\": the blocking pool is full"), operation: "resolve"))
         return try result.get()
     }
 
