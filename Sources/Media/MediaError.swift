@@ -12,6 +12,8 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
     case inputUnreadable(path: String, reason: String)
     /// The input has no bytes.
     case emptyInput(path: String)
+    /// The input file became shorter than it was when opened (another process truncated it).
+    case inputTruncated(path: String, openedBytes: Int64, nowBytes: Int64)
     /// No allowed demuxer recognises the bytes.
     case unrecognizedFormat(path: String)
     /// A demuxer recognised the input but is not on the allow-list (e.g. playlists).
@@ -41,6 +43,8 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .inputUnreadable(let path, let reason): return "cannot read \(path): \(reason)"
         case .emptyInput(let path): return "\(path) is empty (0 bytes)"
+        case .inputTruncated(let path, let opened, let now):
+            return "\(path) was truncated while being read: it had \(opened) bytes when opened and now has \(now)"
         case .unrecognizedFormat(let path): return "\(path) is not a recognised media file"
         case .demuxerNotAllowed(let name, let allowed):
             return "input format \"\(name)\" is not allowed; allowed formats: \(allowed.joined(separator: ", "))"
@@ -62,6 +66,7 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .inputUnreadable: return "input_unreadable"
         case .emptyInput: return "empty_input"
+        case .inputTruncated: return "input_truncated"
         case .unrecognizedFormat: return "unrecognized_format"
         case .demuxerNotAllowed: return "format_not_allowed"
         case .invalidData: return "invalid_data"

@@ -159,7 +159,7 @@ final class Pipeline {
         if let source = plan.inputStream {
             input = try InputFile(source: source, name: plan.input, limits: plan.limits, cancel: cancel)
         } else {
-            input = try InputFile(path: plan.input, limits: plan.limits, cancel: cancel)
+            input = try InputFile(path: MediaPath(plan.input), limits: plan.limits, cancel: cancel)
         }
         packet = try Packet()
         outPacket = try Packet()

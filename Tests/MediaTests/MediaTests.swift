@@ -286,26 +286,28 @@ final class TranscodeTests: XCTestCase {
         XCTAssertFalse(try Transcoder.transcodeBlocking(q).videoCopied)
     }
 
-    func testFileInputIsReadThroughOneMappingUnmappedAtClose() throws {
+    func testFileInputIsReadThroughOneDescriptorClosedAtClose() throws {
         // MP4 (the demuxer seeks between the index and the samples, asks the size) and
-        // Matroska (seeks to its cues), each mapped once while working, unmapped after.
+        // Matroska (seeks to its cues), each opened once while working, closed after.
         for input in [try Clips.mp4(), try Clips.clip("clip.mkv")] {
             let baseline = LibAVObjects.live
-            XCTAssertEqual(MappedFiles.live, 0)
+            XCTAssertEqual(OpenInputFiles.live, 0)
+            let fdsBefore = openDescriptorCount()
             let seen = ProgressLog()
-            let mappedDuring = ManagedAtomicMax()
-            seen.onReport = { _ in mappedDuring.record(MappedFiles.live) }
-            let out = Scratch.path("mapped-\((input as NSString).lastPathComponent).ts")
+            let openDuring = ManagedAtomicMax()
+            seen.onReport = { _ in openDuring.record(OpenInputFiles.live) }
+            let out = Scratch.path("pread-\((input as NSString).lastPathComponent).ts")
             let s = try Transcoder.transcodeBlocking(TranscodeRequest(input: input, output: out,
                                                                       preset: try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast")),
                                                      progress: { seen.add($0) })
             XCTAssertEqual(s.videoFrames, 50, input)
-            XCTAssertEqual(mappedDuring.value, 1, "the input is read from one mapping while transcoding (\(input))")
-            XCTAssertEqual(MappedFiles.live, 0, "unmapped when the input closed")
+            XCTAssertEqual(openDuring.value, 1, "the input is read through one descriptor while transcoding (\(input))")
+            XCTAssertEqual(OpenInputFiles.live, 0, "closed when the input closed")
             XCTAssertEqual(LibAVObjects.live, baseline)
             let r = try MediaProbe.probe(input)
             XCTAssertEqual(r.streams.count, 2)
-            XCTAssertEqual(MappedFiles.live, 0)
+            XCTAssertEqual(OpenInputFiles.live, 0)
+            XCTAssertEqual(openDescriptorCount(), fdsBefore, "a descriptor leaked")
         }
         // A fragmented MP4 file: the demuxer asks the size and seeks to its end for the
         // fragment index, then back.
@@ -320,7 +322,7 @@ final class TranscodeTests: XCTestCase {
         let again = try Transcoder.transcodeBlocking(TranscodeRequest(input: fragmented, output: Scratch.path("from-fragmented.ts"),
                                                                       preset: try TranscodePreset.custom(width: 160, height: 120, speed: "ultrafast")))
         XCTAssertEqual(again.videoFrames, 50)
-        XCTAssertEqual(MappedFiles.live, 0)
+        XCTAssertEqual(OpenInputFiles.live, 0)
     }
 
     func testAsyncTranscodeRunsOffTheCallersThread() async throws {
@@ -410,7 +412,7 @@ final class HostileInputTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "output left behind", file: file, line: line)
         XCTAssertEqual(LibAVObjects.live, baseline, "libav objects leaked", file: file, line: line)
-        XCTAssertEqual(MappedFiles.live, 0, "an input mapping was not unmapped", file: file, line: line)
+        XCTAssertEqual(OpenInputFiles.live, 0, "an input file was not closed", file: file, line: line)
     }
 
     func testDecodedFrameMemoryCap() throws {
