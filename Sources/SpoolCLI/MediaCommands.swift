@@ -118,6 +118,7 @@ struct Transcode: AsyncParsableCommand {
                   + "(\(fmt(s.fps)) fps, \(fmt(s.speed))× real time)")
             printer.line("output: \(s.output) (\(bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
             if let q = s.quality { printer.line("quality: \(describe(q))") }
+            if s.decodeErrors > 0 { printer.line("skipped: \(s.decodeErrors) undecodable packets") }
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")
@@ -150,6 +151,7 @@ extension Transcode {
                              + (r.quality.map { "; \(describe($0))" } ?? ""))
             }
             printer.line("output: \(s.master) (\(bytes(s.outputBytes)))")
+            if s.decodeErrors > 0 { printer.line("skipped: \(s.decodeErrors) undecodable packets") }
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")
