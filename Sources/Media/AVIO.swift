@@ -55,7 +55,12 @@ public final class FileDescriptorSink: ByteSink {
             let n = isSocket ? send(fd, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL))
                 : Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw MediaError.outputUnwritable(path: "fd \(fd)", reason: String(cString: strerror(errno))) }
+            guard n > 0 else {
+                // With SIGPIPE ignored (or MSG_NOSIGNAL) a reader that went away is EPIPE.
+                let reason = n < 0 && errno == EPIPE ? "the reader closed the pipe (broken pipe)"
+                    : n == 0 ? "the write made no progress" : errnoText()
+                throw MediaError.outputUnwritable(path: "fd \(fd)", reason: reason)
+            }
             off += n
         }
     }
@@ -98,9 +103,9 @@ final class CustomIO {
     private(set) var ctx: UnsafeMutablePointer<AVIOContext>?
     let source: (any ByteSource)?
     let sink: (any ByteSink)?
-    /// A mapped file read (and seeked) in place of a stream.
-    let mapped: MappedFile?
-    private var position = 0
+    /// A local file read (and seeked) with pread in place of a stream.
+    let file: FileInput?
+    private var position: Int64 = 0
     let interrupt: InterruptState?
     /// The first error the stream threw (reported instead of libav's generic code).
     var failure: MediaError?
@@ -110,7 +115,7 @@ final class CustomIO {
     static let bufferSize: Int32 = 64 * 1024
 
     init(source: any ByteSource, interrupt: InterruptState?) throws(MediaError) {
-        self.source = source; self.sink = nil; self.mapped = nil; self.interrupt = interrupt
+        self.source = source; self.sink = nil; self.file = nil; self.interrupt = interrupt
         ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
             let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
             return io.readCallback(buf, size)
@@ -120,7 +125,7 @@ final class CustomIO {
     }
 
     init(sink: any ByteSink, interrupt: InterruptState?) throws(MediaError) {
-        self.source = nil; self.sink = sink; self.mapped = nil; self.interrupt = interrupt
+        self.source = nil; self.sink = sink; self.file = nil; self.interrupt = interrupt
         ctx = clibav_avio_alloc(CustomIO.bufferSize, 1, Unmanaged.passUnretained(self).toOpaque(), nil, { opaque, buf, size in
             let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
             return io.writeCallback(buf, size)
@@ -129,15 +134,15 @@ final class CustomIO {
         LibAVObjects.retain()
     }
 
-    /// Reads a mapped file, with seeking (and AVSEEK_SIZE).
-    init(mapped: MappedFile, interrupt: InterruptState?) throws(MediaError) {
-        self.source = nil; self.sink = nil; self.mapped = mapped; self.interrupt = interrupt
+    /// Reads a local file, with seeking (and AVSEEK_SIZE).
+    init(file: FileInput, interrupt: InterruptState?) throws(MediaError) {
+        self.source = nil; self.sink = nil; self.file = file; self.interrupt = interrupt
         ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
             let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
-            return io.mappedRead(buf, size)
+            return io.fileRead(buf, size)
         }, nil, { opaque, offset, whence in
             let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
-            return io.mappedSeek(offset, whence)
+            return io.fileSeek(offset, whence)
         })
         guard ctx != nil else { throw outOfMemory("allocating a file input") }
         LibAVObjects.retain()
@@ -162,32 +167,39 @@ final class CustomIO {
         }
     }
 
-    private func mappedRead(_ buf: UnsafeMutablePointer<UInt8>?, _ size: Int32) -> Int32 {
+    /// A positional read at `position`; libav sees EOF at the size the file had when it
+    /// was opened, and an error (the typed one kept in `failure`) if it became shorter.
+    private func fileRead(_ buf: UnsafeMutablePointer<UInt8>?, _ size: Int32) -> Int32 {
         if interrupt?.shouldInterrupt == true { return AVCode.exit }
-        guard let buf, size > 0, let mapped else { return clibav_averror(EINVAL) }
-        let n = min(Int(size), mapped.size - position)
-        if n <= 0 { return AVCode.eof }
-        UnsafeMutableRawPointer(buf).copyMemory(from: mapped.base + position, byteCount: n)
-        position += n
-        bytesRead += Int64(n)
-        return Int32(n)
+        guard let buf, size > 0, let file else { return clibav_averror(EINVAL) }
+        if failure != nil { return clibav_averror(EIO) }
+        do {
+            let n = try file.read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(size)), at: position)
+            if n == 0 { return AVCode.eof }
+            position += Int64(n)
+            bytesRead += Int64(n)
+            return Int32(n)
+        } catch {
+            failure = error
+            return clibav_averror(EIO)
+        }
     }
 
-    private func mappedSeek(_ offset: Int64, _ whence: Int32) -> Int64 {
-        guard let mapped else { return Int64(clibav_averror(ESPIPE)) }
+    private func fileSeek(_ offset: Int64, _ whence: Int32) -> Int64 {
+        guard let file else { return Int64(clibav_averror(ESPIPE)) }
         let how = whence & ~AVSEEK_FORCE
-        if how == clibav_avseek_size() { return Int64(mapped.size) }
+        if how == clibav_avseek_size() { return file.size }
         let from: Int64
         switch how {
         case SEEK_SET: from = 0
-        case SEEK_CUR: from = Int64(position)
-        case SEEK_END: from = Int64(mapped.size)
+        case SEEK_CUR: from = position
+        case SEEK_END: from = file.size
         default: return Int64(clibav_averror(EINVAL))
         }
         let (target, overflow) = from.addingReportingOverflow(offset)
         // Past the end is allowed (reads there are EOF), before the start is not.
         guard !overflow, target >= 0 else { return Int64(clibav_averror(EINVAL)) }
-        position = Int(min(target, Int64(mapped.size)))
+        position = min(target, file.size)
         return target
     }
 

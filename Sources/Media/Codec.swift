@@ -14,6 +14,7 @@ final class Decoder {
         let name = cString(avcodec_get_name(par.pointee.codec_id)) ?? "unknown"
         codecName = name
         streamIndex = Int(stream.pointee.index)
+        skipsErrors = true
         guard let codec = avcodec_find_decoder(par.pointee.codec_id) else { throw .decoderUnavailable(codec: name) }
         guard let c = avcodec_alloc_context3(codec) else {
             throw outOfMemory("allocating a decoder")
@@ -41,6 +42,7 @@ final class Decoder {
         let name = cString(avcodec_get_name(id)) ?? "unknown"
         codecName = name
         streamIndex = -1
+        skipsErrors = false
         guard let codec = avcodec_find_decoder(id) else { throw .decoderUnavailable(codec: name) }
         guard let c = avcodec_alloc_context3(codec) else { throw outOfMemory("allocating a decoder") }
         ctx = c
@@ -61,22 +63,40 @@ final class Decoder {
         LibAVObjects.release()
     }
 
-    /// Sends a packet (nil = end of stream). Corrupt packets are skipped, not fatal:
-    /// decoders resynchronise on the next keyframe.
+    /// Whether undecodable packets are counted and skipped (input streams) rather than
+    /// thrown (a decoder checking Spool's own output).
+    private let skipsErrors: Bool
+    /// Packets or frames the decoder refused so far, and the last refusal.
+    private(set) var errors = 0
+    private(set) var lastError: Int32 = 0
+
+    /// Sends a packet (nil = end of stream). A packet the decoder cannot decode is skipped
+    /// and counted, as ffmpeg does (decoders resynchronise on the next keyframe); the
+    /// pipeline fails the job when the count passes the error budget.
     func send(_ packet: Packet?) throws(MediaError) {
         let rc = avcodec_send_packet(ctx, packet?.ptr)
-        if rc == AVCode.invalidData || rc == AVCode.eof { return }
-        try check(rc, "decoding stream \(streamIndex) (\(codecName))")
+        if rc >= 0 || rc == AVCode.eof { return }
+        try refuse(rc)
     }
 
-    /// The next decoded frame into `frame`, or false when the decoder needs more input.
+    /// The next decoded frame into `frame`, or false when the decoder needs more input
+    /// (or refused what it had: counted like a refused packet).
     func receive(into frame: Frame) throws(MediaError) -> Bool {
         frame.unref()
         let rc = avcodec_receive_frame(ctx, frame.ptr)
         if rc == AVCode.eagain || rc == AVCode.eof { return false }
-        if rc == AVCode.invalidData { return false }
-        try check(rc, "decoding stream \(streamIndex) (\(codecName))")
+        if rc < 0 { try refuse(rc); return false }
         return true
+    }
+
+    /// Counts a decoding error, or throws it when it is not about the data (out of
+    /// memory, interrupted) or this decoder does not skip errors.
+    private func refuse(_ rc: Int32) throws(MediaError) {
+        guard skipsErrors, rc != clibav_averror(ENOMEM), rc != AVCode.exit else {
+            throw mediaError(rc, "decoding stream \(streamIndex) (\(codecName))")
+        }
+        errors += 1
+        lastError = rc
     }
 }
 

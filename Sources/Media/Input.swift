@@ -1,10 +1,10 @@
 // Media.InputFile: an opened, probed, limit-checked demuxer over a local file.
 //
-// Opening is done in two steps so refusals are readable: Spool maps the file (MappedFile)
+// Opening is done in two steps so refusals are readable: Spool opens the file (FileInput)
 // and asks libav which demuxer would take its first bytes (av_probe_input_format3); if
 // that demuxer is not on the allow-list the file is refused by name ("hls is not
 // allowed") before libav opens anything. Then the demuxer is opened, forced, over a custom
-// AVIOContext reading the mapping (no libav file protocol), with
+// AVIOContext reading it with pread (no libav file protocol), with
 // `protocol_whitelist=none` and `format_whitelist` as a second fence, and an interrupt
 // callback that enforces the open deadline and cancellation.
 import CLibAV
@@ -23,19 +23,23 @@ final class InputFile {
     /// format context is closed (stored properties outlive deinit's body).
     let io: CustomIO?
 
-    /// Opens a local file: mapped read-only and read through a custom AVIOContext, so
-    /// the demuxer opens nothing by name (protocol_whitelist=none, as for streams).
-    init(path: String, limits: MediaLimits, cancel: CancellationFlag?) throws(MediaError) {
+    /// Opens a local file read with pread through a custom AVIOContext, so the demuxer
+    /// opens nothing by name (protocol_whitelist=none, as for streams).
+    init(path: MediaPath, limits: MediaLimits, cancel: CancellationFlag?) throws(MediaError) {
         LibAVLogging.ensureInstalled()
-        self.path = path
+        self.path = path.description
         self.limits = limits
-        let mapped = try MappedFile(path: path)
-        let format = try InputFile.detectFormat(mapped, limits: limits)
+        let file = try FileInput(path: path)
+        let format = try InputFile.detectFormat(file, limits: limits)
         let interrupt = InterruptState(cancel: cancel)
         self.interrupt = interrupt
-        let io = try CustomIO(mapped: mapped, interrupt: interrupt)
+        let io = try CustomIO(file: file, interrupt: interrupt)
         self.io = io
-        ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: path)
+        do {
+            ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: self.path)
+        } catch {
+            throw io.failure ?? error
+        }
         LibAVObjects.retain()
         try finishOpening()
     }
@@ -107,6 +111,7 @@ final class InputFile {
             if let f = io?.failure { throw f }
             throw InputFile.openError(info, interrupt: interrupt, phase: "reading stream information from \(path)")
         }
+        if let f = io?.failure { throw f }
         if interrupt.expired {
             throw .timedOut(phase: "opening \(path)", seconds: limits.openTimeoutSeconds)
         }
@@ -127,16 +132,24 @@ final class InputFile {
         return mediaError(rc, phase)
     }
 
-    /// Looks at the start of the mapped file and names the demuxer libav would use;
-    /// refuses unknown formats and demuxers not on the allow-list. (Empty and non-regular
-    /// files were refused when mapping.)
-    private static func detectFormat(_ file: MappedFile, limits: MediaLimits) throws(MediaError) -> UnsafePointer<AVInputFormat> {
-        let path = file.path
-        let got = min(1 << 20, file.size)
+    /// Looks at the start of the file and names the demuxer libav would use; refuses
+    /// unknown formats and demuxers not on the allow-list. (Empty and non-regular files
+    /// were refused when opening.)
+    private static func detectFormat(_ file: FileInput, limits: MediaLimits) throws(MediaError) -> UnsafePointer<AVInputFormat> {
+        let path = file.label
+        let want = Int(min(1 << 20, file.size))
         let padding = Int(clibav_probe_padding_size())
-        // Probing needs zeroed padding after the bytes: a copy of the start.
-        var buf = [UInt8](repeating: 0, count: got + padding)
-        buf.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: file.base, byteCount: got) }
+        // Probing needs zeroed padding after the bytes.
+        var buf = [UInt8](repeating: 0, count: want + padding)
+        var got = 0
+        while got < want {
+            let n: Result<Int, MediaError> = buf.withUnsafeMutableBytes { raw in
+                Result { () throws(MediaError) in
+                    try file.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[got..<want]), at: Int64(got))
+                }
+            }
+            got += try n.get()
+        }
 
         var score: Int32 = 0
         let format: UnsafePointer<AVInputFormat>? = path.withCString { name in
@@ -195,7 +208,11 @@ final class InputFile {
     func read(into packet: Packet) throws(MediaError) -> Bool {
         packet.unref()
         let rc = av_read_frame(ctx, packet.ptr)
-        if rc == AVCode.eof { return false }
+        if rc == AVCode.eof {
+            // A read error can end a demuxer's input like EOF does: the typed reason wins.
+            if let f = io?.failure { throw f }
+            return false
+        }
         if rc < 0 {
             if interrupt.cancel?.isCancelled == true { throw .cancelled }
             if let f = io?.failure { throw f }

@@ -119,6 +119,8 @@ public struct LadderSummary: Sendable {
     public var sourceFrames: Int
     public var fps: Double
     public var speed: Double
+    /// Undecodable packets skipped (within MediaLimits' decode error budget).
+    public var decodeErrors: Int = 0
     public var outputBytes: Int64 { renditions.reduce(0) { $0 + $1.bytes } }
 }
 
@@ -184,7 +186,7 @@ extension Transcoder {
                                          frameRates: Dictionary(uniqueKeysWithValues: result.renditions.map { ($0.name, $0.frameRate) }))
             return LadderSummary(master: master, renditions: summaries, mediaSeconds: result.mediaSeconds,
                                  elapsedSeconds: result.elapsedSeconds, sourceFrames: result.sourceFrames,
-                                 fps: result.fps, speed: result.speed)
+                                 fps: result.fps, speed: result.speed, decodeErrors: result.decodeErrors)
         } catch {
             try? fm.removeItem(atPath: dir)
             throw error

@@ -27,6 +27,11 @@ public struct MediaLimits: Sendable, Equatable {
     /// and again if the decoded pictures change size or format. Frames a decoder keeps
     /// only as references are not counted (their number is known only while decoding).
     public var maxDecodedFrameBytes: Int = 2 << 30
+    /// Undecodable packets are skipped and counted, as ffmpeg does; a job fails when more
+    /// than this fraction of the packets it decoded (at least `decodeErrorAllowance`)
+    /// could not be decoded.
+    public var maxDecodeErrorFraction: Double = 0.05
+    public var decodeErrorAllowance: Int = 5
 
     public init() {}
 
@@ -49,6 +54,12 @@ public struct MediaLimits: Sendable, Equatable {
             let name = desc.flatMap { cString($0.pointee.name) } ?? "unknown format"
             throw .limitExceeded(reason: "decoding \(width)×\(height) \(name) with \(framesInFlight) frames in flight needs \(overflow ? "more than \(formatBytes(Int.max))" : formatBytes(total)) of decoded frames; the limit is \(formatBytes(maxDecodedFrameBytes))")
         }
+    }
+
+    /// How many decoding errors `packets` decoded packets may have.
+    func decodeErrorBudget(packets: Int) -> Int {
+        let fraction = maxDecodeErrorFraction.isFinite ? min(max(maxDecodeErrorFraction, 0), 1) : 0
+        return max(decodeErrorAllowance, Int(fraction * Double(max(0, packets))))
     }
 
     func checkDuration(_ seconds: Double) throws(MediaError) {

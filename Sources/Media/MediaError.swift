@@ -12,6 +12,8 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
     case inputUnreadable(path: String, reason: String)
     /// The input has no bytes.
     case emptyInput(path: String)
+    /// The input file became shorter than it was when opened (another process truncated it).
+    case inputTruncated(path: String, openedBytes: Int64, nowBytes: Int64)
     /// No allowed demuxer recognises the bytes.
     case unrecognizedFormat(path: String)
     /// A demuxer recognised the input but is not on the allow-list (e.g. playlists).
@@ -34,6 +36,13 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
     case cancelled
     /// A phase took longer than its limit (e.g. opening and probing the input).
     case timedOut(phase: String, seconds: Double)
+    /// More packets could not be decoded than the error budget allows (MediaLimits).
+    /// `packets` were sent to the decoders so far, of `total` (declared, or all read).
+    case tooManyDecodeErrors(path: String, errors: Int, packets: Int, total: Int, allowed: Int, lastError: String)
+    /// The input has a video stream and video was asked for, but no frame came out of it.
+    case noVideoFrames(path: String)
+    /// The input has an audio stream and audio was asked for, but no sample came out of it.
+    case noAudioFrames(path: String)
     /// Any other libav failure: what we were doing, the code and libav's text.
     case libav(operation: String, code: Int32, message: String)
 
@@ -41,6 +50,8 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .inputUnreadable(let path, let reason): return "cannot read \(path): \(reason)"
         case .emptyInput(let path): return "\(path) is empty (0 bytes)"
+        case .inputTruncated(let path, let opened, let now):
+            return "\(path) was truncated while being read: it had \(opened) bytes when opened and now has \(now)"
         case .unrecognizedFormat(let path): return "\(path) is not a recognised media file"
         case .demuxerNotAllowed(let name, let allowed):
             return "input format \"\(name)\" is not allowed; allowed formats: \(allowed.joined(separator: ", "))"
@@ -53,7 +64,13 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         case .outputUnwritable(let path, let reason): return "cannot write \(path): \(reason)"
         case .cancelled: return "cancelled"
         case .timedOut(let phase, let seconds): return "\(phase) took longer than \(formatSeconds(seconds)) s"
-        case .libav(let op, let code, let message): return "\(op) failed: \(message) (libav error \(code))"
+        case .tooManyDecodeErrors(let path, let errors, let packets, let total, let allowed, let last):
+            let read = packets == total ? "\(packets) packets" : "the first \(packets) packets"
+            return "\(path): \(errors) of \(read) could not be decoded; at most \(allowed) of \(total) may be skipped; last error: \(last)"
+        case .noVideoFrames(let path): return "\(path) has a video stream but no frame could be decoded"
+        case .noAudioFrames(let path): return "\(path) has an audio stream but no sample could be decoded"
+        case .libav(let op, let code, let message):
+            return code == -1 ? "\(op) failed: libav error -1 (generic error)" : "\(op) failed: \(message) (libav error \(code))"
         }
     }
 
@@ -62,6 +79,7 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .inputUnreadable: return "input_unreadable"
         case .emptyInput: return "empty_input"
+        case .inputTruncated: return "input_truncated"
         case .unrecognizedFormat: return "unrecognized_format"
         case .demuxerNotAllowed: return "format_not_allowed"
         case .invalidData: return "invalid_data"
@@ -73,6 +91,9 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         case .outputUnwritable: return "output_unwritable"
         case .cancelled: return "cancelled"
         case .timedOut: return "timed_out"
+        case .tooManyDecodeErrors: return "too_many_decode_errors"
+        case .noVideoFrames: return "no_video_frames"
+        case .noAudioFrames: return "no_audio_frames"
         case .libav: return "libav_error"
         }
     }
@@ -92,11 +113,20 @@ extension String {
     }
 }
 
-/// libav's text for an error code.
+/// libav's text for an error code. libav's own codes (FFERRTAG) have their text; -1 is
+/// the generic failure many decoders return, not AVERROR(EPERM), so it is never shown as
+/// "Operation not permitted"; other small negative codes are AVERROR(errno).
 func libavErrorString(_ code: Int32) -> String {
+    if code == -1 { return "generic error" }
     var buf = [CChar](repeating: 0, count: 256)
     _ = clibav_strerror(code, &buf, buf.count)
     return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}
+
+/// "Invalid data found when processing input (libav error -1094995529)"; "libav error -1
+/// (generic error)".
+func libavErrorText(_ code: Int32) -> String {
+    code == -1 ? "libav error -1 (generic error)" : "\(libavErrorString(code)) (libav error \(code))"
 }
 
 enum AVCode {

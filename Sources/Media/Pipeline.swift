@@ -61,6 +61,8 @@ struct PipelineResult {
     var hasAudio: Bool
     var audioCopied: Bool
     var videoCopied: Bool
+    /// Packets (or frames) the decoders could not decode and skipped.
+    var decodeErrors: Int
 }
 
 final class Target {
@@ -147,6 +149,8 @@ final class Pipeline {
     let audioFrame: Frame
 
     var packetsPerStream: [Int: Int] = [:]
+    /// Audio frames decoded, and audio packets copied (to tell "no audio came out").
+    var audioFramesOut = 0
     var lastPacketCorrupt = false
     let startNanos = monotonicNanos()
     var lastReportNanos: UInt64 = 0
@@ -159,7 +163,7 @@ final class Pipeline {
         if let source = plan.inputStream {
             input = try InputFile(source: source, name: plan.input, limits: plan.limits, cancel: cancel)
         } else {
-            input = try InputFile(path: plan.input, limits: plan.limits, cancel: cancel)
+            input = try InputFile(path: MediaPath(plan.input), limits: plan.limits, cancel: cancel)
         }
         packet = try Packet()
         outPacket = try Packet()
@@ -178,7 +182,7 @@ final class Pipeline {
         if renditions.isEmpty && videoCopy == nil && audioEncoder == nil && !audioCopy { throw .noUsableStreams(path: plan.input) }
     }
 
-    private func target(_ index: Int) throws(MediaError) -> Target {
+    func target(_ index: Int) throws(MediaError) -> Target {
         if let t = targets[index] { return t }
         let muxer: Muxer
         switch plan.targets[index] {
@@ -265,52 +269,10 @@ final class Pipeline {
         fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
     }
 
-    /// Sets up video stream copy when the single requested rendition is satisfied by the
-    /// input stream as it is: same codec (and profile, if one is asked), a yuv420p picture
-    /// with square pixels inside the box (nothing to scale), within the frame-rate cap and
-    /// any bitrate asked, no quality report, a container that carries it. MP4-family
-    /// outputs need the codec headers as extradata (MPEG-TS input has none): re-encode then.
-    private func setUpVideoCopy(index v: Int, rate: AVRational) throws(MediaError) -> Bool {
-        guard plan.renditions.count == 1, !plan.skipUpscaled, !plan.measureQuality else { return false }
-        let r = plan.renditions[0]
-        let s = r.video
-        let st = input.stream(v)
-        let par = st.pointee.codecpar.pointee
-        guard s.copyWhenMatching, !s.fixedGOP, let wanted = VideoCodec(rawValue: s.codec), par.codec_id == wanted.codecID,
-              par.format == AV_PIX_FMT_YUV420P.rawValue,
-              par.width > 0, par.height > 0, par.width % 2 == 0, par.height % 2 == 0,
-              s.maxWidth.map({ par.width <= $0 }) ?? true, s.maxHeight.map({ par.height <= $0 }) ?? true else { return false }
-        let sar = par.sample_aspect_ratio
-        if sar.num > 0 && sar.den > 0 && sar.num != sar.den { return false }   // encoding would make square pixels
-        if let m = s.maxFrameRate, rate.double > Double(m) + 0.001 { return false }
-        if let p = s.profile, !wanted.profileIDs(p).contains(par.profile) { return false }
-        var capKbps = s.maxBitrateKbps
-        if case .bitrate(let kbps) = s.rateControl { capKbps = min(kbps, capKbps ?? .max) }
-        if let cap = capKbps, !(par.bit_rate > 0 && par.bit_rate <= Int64(cap) * 1250) { return false }
-        let t = try target(r.target)
-        guard (try? t.muxer.checkCarries(par.codec_id, name: s.codec)) != nil else { return false }
-        if par.extradata_size == 0 && t.muxer.formatName != "mpegts" { return false }
-        guard t.videoStream == nil else { throw .invalidSettings(reason: "two renditions write to the same output") }
-        let index = try t.muxer.addStream(copying: st.pointee.codecpar, timeBase: st.pointee.time_base)
-        let out = t.muxer.ctx.pointee.streams[index]!
-        out.pointee.avg_frame_rate = rate
-        if par.codec_id == AV_CODEC_ID_HEVC && (t.muxer.formatName == "mp4" || t.muxer.formatName == "mov"),
-           let ex = par.extradata, ex[0] == 1 {
-            // Parameter sets in an hvcC record: 'hvc1', as the encode path writes.
-            out.pointee.codecpar.pointee.codec_tag = Muxer.hvc1Tag
-        }
-        t.videoStream = index
-        videoIn = v
-        videoTimeBase = av_inv_q(rate)
-        videoCopy = VideoCopy(name: r.name, target: t, targetIndex: r.target, width: par.width, height: par.height,
-                              frameRate: rate.double, codecs: wanted.rawValue)
-        return true
-    }
-
     /// Packet timestamps and durations come from the file: past the duration limit they are
     /// a limit error, and wildly out of range (either way) they are invalid data, so no
     /// later timestamp arithmetic can overflow.
-    private func checkTimestamps(_ packet: Packet, stream idx: Int, maxSeconds: Double) throws(MediaError) {
+    func checkTimestamps(_ packet: Packet, stream idx: Int, maxSeconds: Double) throws(MediaError) {
         let tb = input.stream(idx).pointee.time_base.double
         let start = Double(origin) / Double(AV_TIME_BASE)
         let bound = maxSeconds + 3600
@@ -327,68 +289,8 @@ final class Pipeline {
         }
     }
 
-    /// Makes a copied packet's timestamps relative to the start (checkTimestamps has
-    /// bounded them, so this cannot overflow) and returns where it ends, in seconds.
-    private func rebaseCopied(_ packet: Packet, stream: Int) -> Double? {
-        let tb = input.stream(stream).pointee.time_base
-        let shift = av_rescale_q(origin, clibav_time_base_q(), tb)
-        let p = packet.ptr
-        if p.pointee.dts != AVCode.noPTS { p.pointee.dts -= shift }
-        p.pointee.pos = -1
-        guard p.pointee.pts != AVCode.noPTS else { return nil }
-        p.pointee.pts -= shift
-        return Double(p.pointee.pts + p.pointee.duration) * tb.double
-    }
-
-    /// Writes a copied video packet: timestamps made relative to the start, keyframe
-    /// flags kept; the muxer rescales from the input stream's time base.
-    private func copyVideo(_ packet: Packet, into copy: VideoCopy) throws(MediaError) {
-        if let end = rebaseCopied(packet, stream: videoIn!) { copiedVideoEnd = max(copiedVideoEnd, end) }
-        try copy.target.muxer.write(packet, stream: copy.target.videoStream!)
-        copy.frames += 1
-        sourceFrames += 1
-        report(force: false)
-    }
-
-    /// Sets up stream copy when the input's audio already is what the settings ask for.
-    private func setUpAudioCopy(index a: Int, settings: AudioSettings) throws(MediaError) -> Bool {
-        let st = input.stream(a)
-        let par = st.pointee.codecpar.pointee
-        guard settings.copyIfCompatible, let wanted = AudioCodec(rawValue: settings.codec), par.codec_id == wanted.codecID,
-              par.ch_layout.nb_channels >= 1, par.ch_layout.nb_channels <= settings.maxChannels,
-              par.sample_rate > 0, par.bit_rate > 0, par.bit_rate <= Int64(settings.bitrateKbps) * 1250,
-              wanted != .aac || par.profile == FF_PROFILE_AAC_LOW else { return false }   // playlists say AAC-LC
-        for t in targets.values {
-            guard (try? t.muxer.checkCarries(par.codec_id, name: settings.codec)) != nil else { return false }
-            // ADTS AAC (from MPEG-TS) has no AudioSpecificConfig; MP4-family outputs that
-            // write their header first (fragmented, HLS) need one: re-encode instead.
-            if par.extradata_size == 0 && t.muxer.formatName != "mpegts" { return false }
-        }
-        for t in targets.values {
-            t.audioStream = try t.muxer.addStream(copying: st.pointee.codecpar, timeBase: st.pointee.time_base)
-        }
-        audioIn = a
-        audioCopy = true
-        return true
-    }
-
-    /// Writes a copied audio packet to every output, timestamps made relative to the start.
-    private func copyAudio(_ packet: Packet) throws(MediaError) {
-        if let end = rebaseCopied(packet, stream: audioIn!) { copiedAudioEnd = max(copiedAudioEnd, end) }
-        let outs = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
-        for (i, t) in outs.enumerated() {
-            if i == outs.count - 1 {
-                try t.muxer.write(packet, stream: t.audioStream!)
-            } else {
-                sharedPacket.unref()
-                try check(av_packet_ref(sharedPacket.ptr, packet.ptr), "sharing an audio packet")
-                try t.muxer.write(sharedPacket, stream: t.audioStream!)
-            }
-        }
-    }
-
     @inline(__always)
-    private func checkCancelled() throws(MediaError) {
+    func checkCancelled() throws(MediaError) {
         if cancel.isCancelled { throw .cancelled }
     }
 
@@ -408,12 +310,14 @@ final class Pipeline {
             } else if idx == videoIn, let dec = videoDecoder {
                 try dec.send(packet)
                 while try dec.receive(into: decoded) { try videoFrame(decoded) }
+                try checkDecodeErrors(final: false)
             } else if idx == audioIn && audioCopy {
                 try copyAudio(packet)
                 if renditions.isEmpty { report(force: false) }
             } else if idx == audioIn, let dec = audioDecoder {
                 try dec.send(packet)
                 while try dec.receive(into: decoded) { try audioFrame(decoded) }
+                try checkDecodeErrors(final: false)
             }
         }
         try checkComplete()
@@ -427,6 +331,8 @@ final class Pipeline {
             while try dec.receive(into: decoded) { try audioFrame(decoded) }
             try finishAudio()
         }
+        try checkDecodeErrors(final: true)
+        try checkSomethingCameOut()
         for r in renditions {
             try r.encoder.send(nil)
             try drain(r)
@@ -450,7 +356,7 @@ final class Pipeline {
             sourceFrames: sourceFrames, mediaSeconds: media, elapsedSeconds: elapsed, audioSamples: audioSamples,
             fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0, speed: elapsed > 0 ? media / elapsed : 0,
             bytesWritten: ordered.reduce(0) { $0 + $1.muxer.bytesWritten }, hasAudio: audioEncoder != nil || audioCopy,
-            audioCopied: audioCopy, videoCopied: videoCopy != nil)
+            audioCopied: audioCopy, videoCopied: videoCopy != nil, decodeErrors: decodeErrors)
     }
 
     /// A file that ends early is refused: containers with an index (MP4) say how many
@@ -525,77 +431,6 @@ final class Pipeline {
         report(force: false)
     }
 
-    // MARK: audio
-
-    private func audioFrame(_ frame: Frame) throws(MediaError) {
-        try checkCancelled()
-        guard let enc = audioEncoder, let fifo, let ai = audioIn else { return }
-        if !audioStarted {
-            audioStarted = true
-            let ts = frame.ptr.pointee.best_effort_timestamp
-            if ts != AVCode.noPTS {
-                let rateTB = AVRational(num: 1, den: enc.ctx.pointee.sample_rate)
-                let start = av_rescale_q(ts, input.stream(ai).pointee.time_base, rateTB) - av_rescale_q(origin, clibav_time_base_q(), rateTB)
-                audioSamples = max(0, min(start, Int64(enc.ctx.pointee.sample_rate) * 10))
-            }
-        }
-        if let r = resampler, !r.matches(frame) {
-            try r.convert(nil, into: fifo, scratch: audioFrame)
-            resampler = nil
-        }
-        if resampler == nil { resampler = try AudioResampler(from: frame, to: enc) }
-        try resampler!.convert(frame, into: fifo, scratch: audioFrame)
-        try encodeFIFO(final: false)
-        if renditions.isEmpty { report(force: false) }
-    }
-
-    /// Writes every packet the audio encoder has ready to every target (a reference each).
-    private func drainAudio(_ enc: Encoder) throws(MediaError) {
-        while try enc.receive(into: outPacket) {
-            let audioTargets = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
-            for (i, t) in audioTargets.enumerated() {
-                if i == audioTargets.count - 1 {
-                    try t.muxer.write(outPacket, stream: t.audioStream!)
-                } else {
-                    sharedPacket.unref()
-                    try check(av_packet_ref(sharedPacket.ptr, outPacket.ptr), "sharing an audio packet")
-                    try t.muxer.write(sharedPacket, stream: t.audioStream!)
-                }
-            }
-        }
-    }
-
-    private func encodeFIFO(final: Bool) throws(MediaError) {
-        guard let enc = audioEncoder, let fifo else { return }
-        let frameSize = enc.frameSize > 0 ? enc.frameSize : 1024
-        let padLast = !Encoders.acceptsSmallLastFrame(enc)
-        while fifo.count >= frameSize || (final && fifo.count > 0) {
-            let n = min(frameSize, fifo.count)
-            audioFrame.unref()
-            audioFrame.ptr.pointee.format = enc.ctx.pointee.sample_fmt.rawValue
-            audioFrame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
-            _ = clibav_channel_layout_copy(&audioFrame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
-            if n < frameSize && padLast {
-                // Encoders that need full frames get the last one padded with silence.
-                try fifo.read(into: audioFrame, samples: n, padTo: frameSize)
-            } else {
-                try fifo.read(into: audioFrame, samples: n)
-            }
-            audioFrame.pts = audioSamples
-            audioSamples += Int64(n)
-            try enc.send(audioFrame)
-            try drainAudio(enc)
-        }
-    }
-
-    private func finishAudio() throws(MediaError) {
-        guard let enc = audioEncoder, let fifo else { return }
-        if let r = resampler { try r.convert(nil, into: fifo, scratch: audioFrame) }
-        try encodeFIFO(final: true)
-        try enc.send(nil)
-        try drainAudio(enc)
-    }
-
     // MARK: progress
 
     var mediaSeconds: Double {
@@ -605,7 +440,7 @@ final class Pipeline {
         return copiedAudioEnd
     }
 
-    private func report(force: Bool) {
+    func report(force: Bool) {
         guard let progress else { return }
         let now = monotonicNanos()
         if !force && Double(now &- lastReportNanos) / 1e9 < plan.progressInterval { return }

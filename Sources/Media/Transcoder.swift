@@ -80,6 +80,8 @@ public struct TranscodeSummary: Sendable {
     public var audioCopied: Bool = false
     /// True when the video packets were remuxed (the encoder was never opened).
     public var videoCopied: Bool = false
+    /// Undecodable packets skipped (within MediaLimits' decode error budget).
+    public var decodeErrors: Int = 0
 }
 
 public enum Transcoder {
@@ -127,7 +129,7 @@ public enum Transcoder {
                 mediaSeconds: r.mediaSeconds, elapsedSeconds: r.elapsedSeconds, videoFrames: v?.frames ?? 0,
                 audioSamples: Int(r.audioSamples), width: v?.width ?? 0, height: v?.height ?? 0,
                 fps: r.fps, speed: r.speed, outputBytes: size, quality: v?.quality, audioCopied: r.audioCopied,
-                videoCopied: r.videoCopied)
+                videoCopied: r.videoCopied, decodeErrors: r.decodeErrors)
         } catch {
             if createdOutput { unlink(request.output) }
             throw error

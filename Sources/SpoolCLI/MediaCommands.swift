@@ -64,16 +64,29 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
 
     @Option(help: "custom: video codec (h264, hevc, vp9, av1).") var codec: String = "h264"
     @Option(help: "custom: audio codec (aac, opus).") var audioCodec: String = "aac"
-    @Option(help: "custom: maximum output width (even).") var width: Int32?
-    @Option(help: "custom: maximum output height (even).") var height: Int32?
-    @Option(help: "custom: constant rate factor 0...51.") var crf: Int?
-    @Option(help: "custom: video bitrate in kb/s (instead of CRF).") var bitrate: Int?
+    // Numeric options take their value unconditionally, so "--crf -5" reaches validate()
+    // ("--crf must be 0...51") instead of being read as an unknown flag "-5".
+    @Option(parsing: .unconditional, help: "custom: maximum output width (even).") var width: Int32?
+    @Option(parsing: .unconditional, help: "custom: maximum output height (even).") var height: Int32?
+    @Option(parsing: .unconditional, help: "custom: constant rate factor 0...51.") var crf: Int?
+    @Option(parsing: .unconditional, help: "custom: video bitrate in kb/s (instead of CRF).") var bitrate: Int?
     @Option(help: "custom: x264 speed preset.") var speed: String = "veryfast"
-    @Option(help: "custom: keyframe interval in seconds.") var gop: Double = 2
+    @Option(parsing: .unconditional, help: "custom: keyframe interval in seconds.") var gop: Double = 2
     @Option(help: "custom: H.264 profile (baseline, main, high).") var profile: String?
-    @Option(help: "custom: at most this many frames per second (faster sources are decimated).") var maxFps: Int?
-    @Option(help: "Codec threads (0 = automatic).") var threads: Int32 = 0
+    @Option(parsing: .unconditional, help: "custom: at most this many frames per second (faster sources are decimated).") var maxFps: Int?
+    @Option(parsing: .unconditional, help: "Codec threads (0 = automatic).") var threads: Int32 = 0
     @Flag(help: "Also measure PSNR and SSIM of the output against the scaled source.") var quality = false
+
+    func validate() throws {
+        for (name, v) in [("--width", width), ("--height", height)] {
+            if let v, !(16...8192).contains(v) || v % 2 != 0 { throw ValidationError("\(name) must be an even number in 16...8192") }
+        }
+        if let crf, !(0...51).contains(crf) { throw ValidationError("--crf must be 0...51") }
+        if let bitrate, !(50...100_000).contains(bitrate) { throw ValidationError("--bitrate must be 50...100000 (kb/s)") }
+        guard gop > 0 && gop <= 20 else { throw ValidationError("--gop must be more than 0 and at most 20 (seconds)") }
+        if let maxFps, !(1...240).contains(maxFps) { throw ValidationError("--max-fps must be 1...240") }
+        guard (0...256).contains(threads) else { throw ValidationError("--threads must be 0...256 (0 = automatic)") }
+    }
 
     func resolvePreset() throws -> TranscodePreset {
         let customFlags = width != nil || height != nil || crf != nil || bitrate != nil || profile != nil || maxFps != nil
@@ -122,6 +135,7 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
                   + "(\(fmt(s.fps)) fps, \(fmt(s.speed))× real time)")
             printer.line("output: \(s.output) (\(bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
             if let q = s.quality { printer.line("quality: \(describe(q))") }
+            if s.decodeErrors > 0 { printer.line("skipped: \(s.decodeErrors) undecodable packets") }
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")
@@ -154,6 +168,7 @@ extension Transcode {
                              + (r.quality.map { "; \(describe($0))" } ?? ""))
             }
             printer.line("output: \(s.master) (\(bytes(s.outputBytes)))")
+            if s.decodeErrors > 0 { printer.line("skipped: \(s.decodeErrors) undecodable packets") }
         } catch {
             printer.finish()
             printError("spool transcode: \(error)")

@@ -108,3 +108,16 @@ final class ManagedAtomicMax: @unchecked Sendable {
     func record(_ x: Int) { lock.lock(); v = max(v, x); lock.unlock() }
     var value: Int { lock.lock(); defer { lock.unlock() }; return v }
 }
+
+/// Descriptors open in this process (/proc/self/fd), for leak checks.
+func openDescriptorCount() -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
+}
+
+/// Runs `body` on a new thread and waits at most `seconds` for it; false if it did not
+/// finish (the thread is left running: the caller must unblock it).
+func finishes(within seconds: Double, _ body: @escaping @Sendable () -> Void) -> Bool {
+    let done = DispatchSemaphore(value: 0)
+    Thread { body(); done.signal() }.start()
+    return done.wait(timeout: .now() + seconds) == .success
+}

@@ -1,0 +1,66 @@
+// The `spool` binary's media commands (skipped when .build/debug/spool is not built).
+import Foundation
+import Media
+import SpoolTestSupport
+import XCTest
+
+/// The `spool` binary's media commands, when it has been built (swift build --build-tests
+/// builds it alongside the tests).
+final class CLITests: XCTestCase {
+    private var spool: String? {
+        let exe = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/spool").path
+        return FileManager.default.isExecutableFile(atPath: exe) ? exe : nil
+    }
+
+    func testProbePrintsJSONAndTranscodePrintsPlainProgressWhenNotATerminal() throws {
+        guard let spool else { throw XCTSkip(".build/debug/spool not built") }
+        let clip = try Clips.mp4()
+        let (rc, out) = try runProcess(spool, ["probe", clip])
+        XCTAssertEqual(rc, 0, out)
+        let json = out.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? ""
+        let obj = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        XCTAssertEqual((obj?["streams"] as? [Any])?.count, 2, out)
+
+        let dest = Scratch.path("cli-out.mp4")
+        let (rc2, out2) = try runProcess(spool, ["transcode", clip, dest, "--preset", "h264-360p"])
+        XCTAssertEqual(rc2, 0, out2)
+        XCTAssertTrue(out2.contains("progress: frames="), out2)
+        XCTAssertFalse(out2.contains("\r"), "a bar was drawn although stdout is a pipe")
+        XCTAssertTrue(out2.contains("done: 2.00 s of media"), out2)
+        XCTAssertTrue(out2.contains("480×360, 50 frames"), out2)
+
+        // Pipe mode: stdin to stdout, reports on stderr.
+        let piped = Scratch.path("cli-piped.mp4")
+        let (rc4, out4) = try runProcess("/bin/sh", ["-c", "'\(spool)' transcode - - --preset h264-360p --format mp4 < '\(try Clips.ts())' > '\(piped)'"])
+        XCTAssertEqual(rc4, 0, out4)
+        XCTAssertTrue(out4.contains("output: stdout"), out4)
+        let v = try ffprobeStreams(piped).first { $0.type == "video" }
+        XCTAssertEqual(v?.frames, 50)
+        XCTAssertEqual(v?.height, 360)
+
+        // The ladder preset writes a directory with a master playlist.
+        let ladderDir = Scratch.path("cli-ladder-\(UUID().uuidString)")
+        let (rc5, out5) = try runProcess(spool, ["transcode", clip, ladderDir, "--preset", "hls-ladder-h264"])
+        XCTAssertEqual(rc5, 0, out5)
+        XCTAssertTrue(out5.contains("1 renditions") && out5.contains("360p: 480×360"), out5)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ladderDir + "/master.m3u8"))
+
+        let (rc3, out3) = try runProcess(spool, ["transcode", clip, dest, "--preset", "h264-9000p"])
+        XCTAssertNotEqual(rc3, 0)
+        XCTAssertTrue(out3.contains("unknown preset"), out3)
+    }
+
+    func testNegativeNumbersReachValidation() throws {
+        guard let spool else { throw XCTSkip(".build/debug/spool not built") }
+        let clip = try Clips.mp4()
+        for (flag, value, message) in [("--crf", "-5", "--crf must be 0...51"), ("--width", "-640", "--width must be an even number in 16...8192"),
+                                       ("--bitrate", "-1", "--bitrate must be 50...100000"), ("--threads", "-2", "--threads must be 0...256")] {
+            let (rc, out) = try runProcess(spool, ["transcode", clip, Scratch.path("negative.mp4"), "--preset", "custom", flag, value])
+            XCTAssertEqual(rc, 64, out)   // ArgumentParser's usage error
+            XCTAssertTrue(out.contains(message), "\(flag) \(value): \(out)")
+            XCTAssertFalse(out.contains("Missing value"), out)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: Scratch.path("negative.mp4")))
+    }
+}
