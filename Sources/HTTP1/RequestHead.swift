@@ -8,7 +8,8 @@
 // Content-Length, duplicate or malformed Content-Length, a transfer coding other than a
 // final "chunked", obsolete line folding, bare CR or LF, whitespace before the colon,
 // invalid token characters: all 400. Limits carry their own status (414, 431).
-// Non-goals: HTTP/2; absolute-form targets beyond syntax checks; decoding the target.
+// Absolute-form targets (`http://host/path`) are split into authority and origin form.
+// Non-goals: HTTP/2; decoding or normalizing the target (the server does that).
 
 /// Size limits for a request head, each with the status a violation gets.
 public struct HTTPLimits: Sendable, Equatable {
@@ -54,7 +55,12 @@ public struct RequestHead: Equatable, Sendable {
     }
 
     public var method: Range<Int>
+    /// The target in origin form (path and query). For an absolute-form target
+    /// (`http://host/path?q`) it is the part after the authority, which may be empty
+    /// (`http://host` means `/`): use `originForm(in:)` for the string.
     public var target: Range<Int>
+    /// The authority of an absolute-form target (RFC 9112 §3.2.2: it replaces Host).
+    public var authority: Range<Int>?
     public var version: HTTPVersion
     public var fields: [Field]
     public var framing: BodyFraming
@@ -71,6 +77,9 @@ public struct RequestHeadParser: Sendable {
 
     public init(limits: HTTPLimits = HTTPLimits()) { self.limits = limits }
 
+    /// Empty lines (CRLF) accepted before a request line; one more is a 400.
+    public static let emptyLinesMax = 4
+
     /// Forget progress (after a request is consumed from the buffer).
     public mutating func reset() { scanned = 0 }
 
@@ -79,18 +88,34 @@ public struct RequestHeadParser: Sendable {
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) throws(HTTPParseError) -> RequestHead? {
         let n = bytes.count
         // RFC 9112 §2.2: ignore empty lines before the request line (some clients send a
-        // CRLF after a POST body). Bounded like a request line.
+        // CRLF after a POST body), but only a few: a stream of them is not a client.
         var lead = 0
-        while lead + 1 < n && bytes[lead] == 0x0D && bytes[lead + 1] == 0x0A { lead += 2 }
-        if lead > limits.requestLineMax { throw .bad("too many empty lines before the request line") }
+        var emptyLines = 0
+        while lead + 1 < n && bytes[lead] == 0x0D && bytes[lead + 1] == 0x0A {
+            lead += 2
+            emptyLines += 1
+            if emptyLines > Self.emptyLinesMax { throw .bad("too many empty lines before the request line") }
+        }
         // Find CRLF CRLF, resuming the scan; enforce the request-line and head limits on
-        // incomplete input too, so a client cannot make us buffer without bound.
-        var i = max(lead, scanned - 3)
+        // incomplete input too, so a client cannot make us buffer without bound. A bare LF
+        // or CR can never become valid: refuse it as soon as it arrives (after the limits
+        // the bytes before it already break, so every way of feeding agrees).
+        var i = max(lead, scanned - 1)
         var end = -1
-        while i + 3 < n {
-            if bytes[i] == 0x0D && bytes[i + 1] == 0x0A && bytes[i + 2] == 0x0D && bytes[i + 3] == 0x0A {
-                end = i + 4
-                break
+        while i < n {
+            let c = bytes[i]
+            if c == 0x0A {
+                guard i > lead && bytes[i - 1] == 0x0D else {
+                    try checkIncomplete(UnsafeRawBufferPointer(rebasing: bytes[lead..<i]))
+                    throw .bad("bare LF in the request head (lines end with CRLF)")
+                }
+                if i - 3 >= lead && bytes[i - 2] == 0x0A && bytes[i - 3] == 0x0D {
+                    end = i + 1
+                    break
+                }
+            } else if c == 0x0D && i + 1 < n && bytes[i + 1] != 0x0A {
+                try checkIncomplete(UnsafeRawBufferPointer(rebasing: bytes[lead...i]))
+                throw .bad("bare CR in the request head")
             }
             i += 1
         }
@@ -136,7 +161,8 @@ public struct RequestHeadParser: Sendable {
         let targetStart = p
         while p < headLength && b[p] > 0x20 && b[p] < 0x7F { p += 1 }
         guard p > targetStart, p < headLength, b[p] == 0x20 else { throw .bad("malformed request target") }
-        let target = targetStart..<p
+        var target = targetStart..<p
+        let authority = try splitAbsoluteForm(b, &target)
         p += 1
         guard p + 10 <= headLength,
               b[p] == 0x48, b[p + 1] == 0x54, b[p + 2] == 0x54, b[p + 3] == 0x50, b[p + 4] == 0x2F,   // "HTTP/"
@@ -235,8 +261,30 @@ public struct RequestHeadParser: Sendable {
         }
         let framing: BodyFraming = chunked ? .chunked : contentLength.map { $0 == 0 ? .none : .contentLength($0) } ?? .none
         let keepAlive = version == .http1_1 ? !connectionClose : (connectionKeepAlive && !connectionClose)
-        return RequestHead(method: method, target: target, version: version, fields: fields, framing: framing,
+        return RequestHead(method: method, target: target, authority: authority, version: version, fields: fields, framing: framing,
                            keepAlive: keepAlive, expectsContinue: expectsContinue && version == .http1_1, headLength: headLength)
+    }
+
+    /// Absolute form (RFC 9112 §3.2.2): `http://` or `https://`, an authority without
+    /// userinfo, then the path and query. Narrows `target` to the path and query and returns
+    /// the authority; nil for every other form (origin, asterisk, authority form).
+    private func splitAbsoluteForm(_ b: UnsafeRawBufferPointer, _ target: inout Range<Int>) throws(HTTPParseError) -> Range<Int>? {
+        let t = target
+        guard t.count > 0, b[t.lowerBound] != 0x2F, let colon = t.firstIndex(where: { b[$0] == 0x3A }),
+              colon + 2 < t.upperBound, b[colon + 1] == 0x2F, b[colon + 2] == 0x2F else { return nil }
+        let scheme = t.lowerBound..<colon
+        guard equalsIgnoringCase(b, scheme, "http") || equalsIgnoringCase(b, scheme, "https") else {
+            throw .bad("unsupported scheme in an absolute-form request target")
+        }
+        let hostStart = colon + 3
+        var q = hostStart
+        while q < t.upperBound && b[q] != 0x2F && b[q] != 0x3F && b[q] != 0x23 {
+            if b[q] == 0x40 { throw .bad("userinfo in a request target") }
+            q += 1
+        }
+        guard q > hostStart else { throw .bad("empty authority in an absolute-form request target") }
+        target = q..<t.upperBound
+        return hostStart..<q
     }
 
     private func parseContentLength(_ b: UnsafeRawBufferPointer, _ r: Range<Int>) throws(HTTPParseError) -> UInt64 {
@@ -300,6 +348,12 @@ extension RequestHead {
             return String(decoding: UnsafeRawBufferPointer(rebasing: b[f.value]), as: UTF8.self)
         }
         return nil
+    }
+
+    /// The target in origin form: the path (at least `/`) and query.
+    public func originForm(in b: UnsafeRawBufferPointer) -> String {
+        let t = string(target, in: b)
+        return t.utf8.first == 0x2F || (authority == nil && !t.isEmpty) ? t : "/" + t
     }
 
     public func string(_ r: Range<Int>, in b: UnsafeRawBufferPointer) -> String {

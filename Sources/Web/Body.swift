@@ -62,7 +62,10 @@ public final class RequestBody: @unchecked Sendable {
     private let input: ConnectionInput?
     private var framing: Framing
     private var continueOwed: Bool
-    private let timeout: Duration
+    /// Time limits for receiving (see BodyTimeLimits), from `started` (the end of the head).
+    let time: BodyTimeLimits
+    let started: ContinuousClock.Instant
+    var meter = BodyRateMeter()
     /// The body limit of the route; exceeding it is a 413.
     public let limit: UInt64
     /// The declared length (Content-Length), if any.
@@ -73,10 +76,11 @@ public final class RequestBody: @unchecked Sendable {
     /// body ends is no longer known, so the connection must close after the response.
     private(set) var isPoisoned = false
 
-    init(input: ConnectionInput, framing: BodyFraming, expectsContinue: Bool, limit: UInt64, timeout: Duration) {
+    init(input: ConnectionInput, framing: BodyFraming, expectsContinue: Bool, limit: UInt64, time: BodyTimeLimits) {
         self.input = input
         self.limit = limit
-        self.timeout = timeout
+        self.time = time
+        started = .now
         switch framing {
         case .none:
             self.framing = .length(remaining: 0)
@@ -102,7 +106,8 @@ public final class RequestBody: @unchecked Sendable {
         input = nil
         framing = .length(remaining: 0)
         continueOwed = false
-        timeout = .seconds(1)
+        time = BodyTimeLimits()
+        started = .now
         limit = 0
         declaredLength = 0
         isComplete = true
@@ -111,7 +116,7 @@ public final class RequestBody: @unchecked Sendable {
     /// Reads the next piece of the body and passes its bytes to `consume` (which must not
     /// keep the pointer). Returns false once the body has ended. A piece may be empty
     /// (only framing arrived). Throws an APIError: 400 for a malformed or truncated body,
-    /// 413 over the limit, 408 when the client stops sending.
+    /// 413 over the limit, 408 when the client is too slow (see BodyTimeLimits).
     public func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
         guard !isPoisoned else {
             throw APIError(status: 400, code: "bad_request", message: "the request body can no longer be read")
@@ -132,14 +137,7 @@ public final class RequestBody: @unchecked Sendable {
             input.consume(used)
             return true
         }
-        let chunk: PooledBuffer?
-        do {
-            chunk = try await input.conn.receive(timeout: timeout)
-        } catch let e where e.code == .timedOut {
-            throw APIError(status: 408, code: "request_timeout", message: "the request body stopped arriving")
-        } catch {
-            throw APIError(status: 400, code: "bad_request", message: "the connection failed while reading the body")
-        }
+        let chunk = try await receivePiece(input.conn)
         guard let chunk else {
             throw APIError(status: 400, code: "bad_request", message: "the request body ended early (\(bytesRead) bytes read)")
         }

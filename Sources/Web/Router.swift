@@ -30,6 +30,8 @@ public final class Router: Sendable {
         let handler: RouteHandler
         let middleware: [Middleware]
         let body: BodyMode
+        /// Overrides the server's BodyTimeLimits for this route (an upload route, say).
+        let timeLimits: BodyTimeLimits?
     }
 
     private let routes: [Route]
@@ -64,6 +66,13 @@ public final class Router: Sendable {
     /// Finds the route for `request` and runs it through the middleware; maps failures to
     /// standard errors. The request's body must already be read for buffering routes.
     public func respond(to request: Request) async -> Response {
+        var request = request
+        if request.target != "*" {
+            guard let target = PathNormalization.normalize(request.target) else {
+                return APIError(status: 400, code: "bad_request", message: "the request path climbs above the root").response
+            }
+            request.target = target
+        }
         let (route, params, allowed) = resolve(method: request.method, path: request.path)
         return await respond(to: request, route: route, params: params, allowed: allowed)
     }
@@ -73,7 +82,7 @@ public final class Router: Sendable {
         if global.isEmpty, let route, route.middleware.isEmpty {
             var req = request
             req.pathParameters = params
-            return await Router.run(route.handler, req, logger)
+            return await Router.run(route, req, logger)
         }
         let logger = self.logger
         let inner: @Sendable (Request) async -> Response = { req in
@@ -87,15 +96,21 @@ public final class Router: Sendable {
             }
             var req = req
             req.pathParameters = params
-            return await Router.chain(route.middleware, req) { req in await Router.run(route.handler, req, logger) }
+            return await Router.chain(route.middleware, req) { req in await Router.run(route, req, logger) }
         }
         return await Router.chain(global, request, inner)
     }
 
-    /// Runs a handler and maps what it throws to the standard errors.
-    static func run(_ handler: RouteHandler, _ req: Request, _ logger: Logger) async -> Response {
+    /// Runs a route's handler and maps what it throws to the standard errors. A buffering
+    /// route's body is read here, after every middleware let the request through: a request
+    /// refused by middleware (401, say) never waits for its body.
+    static func run(_ route: Route, _ request: Request, _ logger: Logger) async -> Response {
+        var req = request
         do {
-            return try await handler(req)
+            if case .buffered = route.body, req.body.isEmpty, !req.bodyStream.isComplete {
+                req.body = try await req.bodyStream.collect()
+            }
+            return try await route.handler(req)
         } catch let e as APIError {
             return e.response
         } catch let e as JSONError {
@@ -157,14 +172,21 @@ public struct RouteBuilder {
 
     private var isRoot = true
 
-    public mutating func on(_ method: String, _ path: String, body: BodyMode = .buffered(max: nil), _ handler: @escaping RouteHandler) {
+    /// Adds a route. `timeLimits` overrides the server's body time limits for it.
+    public mutating func on(_ method: String, _ path: String, body: BodyMode = .buffered(max: nil),
+                            timeLimits: BodyTimeLimits? = nil, _ handler: @escaping RouteHandler) {
         let full = (prefix + "/" + path).split(separator: "/", omittingEmptySubsequences: true)
-        routes.append(.init(method: method.uppercased(), segments: full, handler: handler, middleware: middleware, body: body))
+        routes.append(.init(method: method.uppercased(), segments: full, handler: handler, middleware: middleware,
+                            body: body, timeLimits: timeLimits))
     }
 
     public mutating func get(_ path: String, _ handler: @escaping RouteHandler) { on("GET", path, handler) }
-    public mutating func post(_ path: String, body: BodyMode = .buffered(max: nil), _ handler: @escaping RouteHandler) { on("POST", path, body: body, handler) }
-    public mutating func put(_ path: String, body: BodyMode = .buffered(max: nil), _ handler: @escaping RouteHandler) { on("PUT", path, body: body, handler) }
+    public mutating func post(_ path: String, body: BodyMode = .buffered(max: nil), timeLimits: BodyTimeLimits? = nil, _ handler: @escaping RouteHandler) {
+        on("POST", path, body: body, timeLimits: timeLimits, handler)
+    }
+    public mutating func put(_ path: String, body: BodyMode = .buffered(max: nil), timeLimits: BodyTimeLimits? = nil, _ handler: @escaping RouteHandler) {
+        on("PUT", path, body: body, timeLimits: timeLimits, handler)
+    }
     public mutating func delete(_ path: String, _ handler: @escaping RouteHandler) { on("DELETE", path, handler) }
 
     /// Routes under a common prefix, e.g. `group("/api/v1") { ... }`.

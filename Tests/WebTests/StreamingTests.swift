@@ -82,7 +82,8 @@ final class StreamingTests: XCTestCase {
             r.use(StandardMiddleware.requestID())
             r.use(StandardMiddleware.accessLog(logger))
             r.group("/api/v1") { v1 in
-                v1.post("upload", body: .streaming(max: 8 << 30)) { req in try await StreamingTests.receiveUpload(req) }
+                // Large uploads: no whole-body deadline, only the rate floor.
+                v1.post("upload", body: .streaming(max: 8 << 30), timeLimits: BodyTimeLimits(deadline: nil)) { req in try await StreamingTests.receiveUpload(req) }
                 v1.post("slow-upload", body: .streaming(max: 1 << 30)) { req in
                     var n = 0
                     _ = try await req.bodyStream.read { n += $0.count }

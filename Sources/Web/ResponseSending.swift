@@ -1,0 +1,119 @@
+// Web.HTTPServer, sending: responses (bytes, chunked streams, file ranges) with the
+// server's framing, the 500 for an invalid handler header, and the lingering close after a
+// refusal (bounded in bytes and time: a refused body is never read just to be dropped).
+import BufferPool
+import HTTP1
+import Ring
+
+extension HTTPServer {
+    /// Bytes and time a lingering close drains at most before closing anyway.
+    static let lingerBytesMax = 256 * 1024
+    static let lingerTimeMax: Duration = .seconds(2)
+
+    /// Unread body bytes the server drops itself to keep a connection alive.
+    static let drainMax: UInt64 = 64 * 1024
+
+    /// A header the serializer must not write (a handler echoing a decoded CR/LF or NUL
+    /// from a path, say): reported so the request gets a 500 instead of a crash.
+    static func invalidHeader(_ headers: [(name: String, value: String)]) -> String? {
+        for (n, v) in headers where !ResponseHead.isValidField(name: n, value: v) {
+            return "invalid header field \(n.debugDescription)"
+        }
+        return nil
+    }
+
+    func send(_ response: Response, to request: Request, http10: Bool, on conn: TCPConnection) async throws {
+        let isHead = request.method == "HEAD"
+        // Framing is the server's: whatever a handler set (a proxied response's headers,
+        // say) would contradict what is actually sent.
+        var headers = response.headers
+        headers.removeAll { $0.name.equalsIgnoringCase("Content-Length") || $0.name.equalsIgnoringCase("Transfer-Encoding") }
+        // 1xx, 204 and 304 carry no content and no Content-Length (RFC 9110 §8.6).
+        let contentless = response.status < 200 || response.status == 204 || response.status == 304
+        switch response.stream {
+        case nil:
+            if !contentless { headers.append(("Content-Length", String(response.body.count))) }
+            var out: [UInt8] = []
+            out.reserveCapacity(256 + response.body.count)
+            ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+            if !isHead && !contentless { out.append(contentsOf: response.body) }
+            try await conn.send(out, timeout: configuration.sendTimeout)
+
+        case .chunked(let producer):
+            // HTTP/1.0 has no chunked coding: the body runs to the end of the connection.
+            if contentless {
+                // 1xx/204/304 carry no content: neither a transfer coding nor a producer.
+            } else if http10 {
+                headers.removeAll(named: "Connection")
+                headers.append(("Connection", "close"))
+            } else {
+                headers.append(("Transfer-Encoding", "chunked"))
+            }
+            var out: [UInt8] = []
+            ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+            try await conn.send(out, timeout: configuration.sendTimeout)
+            guard !isHead && !contentless else { return }
+            let writer = ResponseWriter(conn: conn, timeout: configuration.sendTimeout, chunked: !http10)
+            do {
+                try await producer(writer)
+            } catch {
+                // The status is already sent: the only honest signal left is to end the
+                // connection without the last chunk, so the client sees a truncated body.
+                logger.warning("streaming response failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
+                throw error
+            }
+            if http10 { throw RingError(.closed, operation: "end of HTTP/1.0 stream") }
+            try await conn.send(ChunkedEncoding.lastChunk, timeout: configuration.sendTimeout)
+
+        case .file(let path, let range):
+            let file = try await File.open(path, .read)
+            do {
+                let size = UInt64(max(0, file.size))
+                let r = range ?? 0..<size
+                if !contentless { headers.append(("Content-Length", String(r.count))) }
+                var out: [UInt8] = []
+                ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+                try await conn.send(out, timeout: configuration.sendTimeout)
+                if !isHead && !contentless {
+                    var at = r.lowerBound
+                    while at < r.upperBound {
+                        var buffer = await conn.loop.pool.acquire()
+                        buffer.count = 0
+                        let want = Int(min(UInt64(buffer.capacity), r.upperBound - at))
+                        let done = await file.read(into: buffer, at: at)
+                        let n = try done.result.get()
+                        var b = done.takeBuffer()
+                        guard n > 0 else { throw RingError(.closed, operation: "file shrank while being sent") }
+                        b.count = min(n, want)
+                        at += UInt64(b.count)
+                        try await conn.send(b, timeout: configuration.sendTimeout)
+                    }
+                }
+            } catch {
+                try? await file.close()
+                throw error
+            }
+            try? await file.close()
+        }
+    }
+
+    func respondAndClose(_ conn: TCPConnection, _ error: APIError) async {
+        var r = error.response
+        r.headers.append(("Connection", "close"))
+        try? await send(r, to: Request(method: "GET", target: "/"), http10: false, on: conn)
+        await lingerAndClose(conn)
+    }
+
+    /// Lingering close: closing with unread input would send RST, and the peer could
+    /// lose our response. Drain (bounded in time and bytes) until it closes too.
+    func lingerAndClose(_ conn: TCPConnection) async {
+        try? await conn.shutdown(.write)
+        var drained = 0
+        let deadline = ContinuousClock.now + Self.lingerTimeMax
+        while drained < Self.lingerBytesMax, ContinuousClock.now < deadline,
+              let b = try? await conn.receive(timeout: min(.milliseconds(500), deadline - ContinuousClock.now)) {
+            drained += b.count
+        }
+        await conn.close()
+    }
+}
