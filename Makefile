@@ -11,7 +11,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: deps build release spool-debug test bench demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
+.PHONY: deps build release spool-debug test bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -60,6 +60,13 @@ test: build
 	if $(MAKE) --no-print-directory fuzz-smoke-http1; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "=== fuzz: JSON (20 s)"; \
 	if $(MAKE) --no-print-directory fuzz-smoke-json; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
+	echo "=== fuzz: committed corpora replayed"; \
+	if $(MAKE) --no-print-directory fuzz-replay; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
+	echo "=== benchmarks: smoke (debug builds, checksums)"; \
+	if $(MAKE) --no-print-directory bench-smoke > .build/bench-smoke.log 2>&1; then passed=$$((passed + 1)); tail -3 .build/bench-smoke.log; \
+	else failed=$$((failed + 1)); fail=1; tail -40 .build/bench-smoke.log; fi; \
+	echo "=== MediaTests under ASan + LeakSanitizer"; \
+	if $(MAKE) --no-print-directory media-leakcheck; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \
 	[ $$fail = 0 ] && [ $$failed = 0 ]
 
@@ -81,13 +88,34 @@ $(FUZZ_JSON_BIN): Fuzz/FuzzJSON/main.swift $(wildcard Sources/JSON/*.swift)
 # Both fuzzers, 20 s each with a fixed seed.
 fuzz-smoke: fuzz-smoke-http1 fuzz-smoke-json
 
+# New inputs go to .build/fuzz-corpus-*; the committed corpus (Fuzz/corpus/*) seeds them.
 fuzz-smoke-http1: $(FUZZ_BIN)
 	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-crashes
-	set -o pipefail; $(FUZZ_BIN) -seed=1 -max_total_time=20 -max_len=1024 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1 2>&1 | tail -2
+	set -o pipefail; $(FUZZ_BIN) -seed=1 -max_total_time=20 -max_len=1024 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1 Fuzz/corpus/http1 2>&1 | tail -2
 
 fuzz-smoke-json: $(FUZZ_JSON_BIN)
 	@mkdir -p .build/fuzz-corpus-json .build/fuzz-crashes
-	set -o pipefail; $(FUZZ_JSON_BIN) -seed=1 -max_total_time=20 -max_len=1024 -dict=$(FUZZ_JSON_DICT) -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-json 2>&1 | tail -2
+	set -o pipefail; $(FUZZ_JSON_BIN) -seed=1 -max_total_time=20 -max_len=1024 -dict=$(FUZZ_JSON_DICT) -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-json Fuzz/corpus/json 2>&1 | tail -2
+
+# Every input of the committed corpora run once through both targets (a regression that
+# crashes on a known input fails here without luck). Part of make test.
+fuzz-replay: $(FUZZ_BIN) $(FUZZ_JSON_BIN)
+	@mkdir -p .build/fuzz-crashes
+	set -o pipefail; $(FUZZ_BIN) -runs=0 -artifact_prefix=.build/fuzz-crashes/ Fuzz/corpus/http1 2>&1 | tail -1
+	set -o pipefail; $(FUZZ_JSON_BIN) -runs=0 -artifact_prefix=.build/fuzz-crashes/ Fuzz/corpus/json 2>&1 | tail -1
+
+# Refreshes the committed corpora from a longer local run (minimized by -merge, inputs of
+# at most 512 bytes so the corpus stays small): make fuzz-corpus FUZZ_SECONDS=120
+fuzz-corpus: $(FUZZ_BIN) $(FUZZ_JSON_BIN)
+	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-corpus-json
+	$(FUZZ_BIN) -seed=1 -max_total_time=$${FUZZ_SECONDS:-60} -max_len=512 .build/fuzz-corpus-http1 Fuzz/corpus/http1 >/dev/null 2>&1
+	$(FUZZ_JSON_BIN) -seed=1 -max_total_time=$${FUZZ_SECONDS:-60} -max_len=512 -dict=$(FUZZ_JSON_DICT) .build/fuzz-corpus-json Fuzz/corpus/json >/dev/null 2>&1
+	rm -rf .build/fuzz-merge-http1 .build/fuzz-merge-json; mkdir -p .build/fuzz-merge-http1 .build/fuzz-merge-json
+	$(FUZZ_BIN) -merge=1 -max_len=512 .build/fuzz-merge-http1 .build/fuzz-corpus-http1 Fuzz/corpus/http1 >/dev/null 2>&1
+	$(FUZZ_JSON_BIN) -merge=1 -max_len=512 .build/fuzz-merge-json .build/fuzz-corpus-json Fuzz/corpus/json >/dev/null 2>&1
+	rm -rf Fuzz/corpus/http1 Fuzz/corpus/json; mkdir -p Fuzz/corpus
+	cp -r .build/fuzz-merge-http1 Fuzz/corpus/http1; cp -r .build/fuzz-merge-json Fuzz/corpus/json
+	@echo "corpus: $$(ls Fuzz/corpus/http1 | wc -l) HTTP1 inputs, $$(ls Fuzz/corpus/json | wc -l) JSON inputs"
 
 # Both fuzzers, FUZZ_SECONDS each (default 600), random seeds; fails if either fails.
 fuzz: $(FUZZ_BIN) $(FUZZ_JSON_BIN)
@@ -97,12 +125,19 @@ fuzz: $(FUZZ_BIN) $(FUZZ_JSON_BIN)
 	$(FUZZ_JSON_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -dict=$(FUZZ_JSON_DICT) -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-json || rc=1; \
 	exit $$rc
 
-bench: deps
+bench-deps: deps
 	@missing=""; for p in $(BENCH_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+bench: bench-deps
 	cd Benchmarks && ./run.sh
+
+# Every benchmark once at tiny sizes on debug builds: fails if one stops compiling, a peer's
+# harness breaks, or an output checksum changes. No timing is judged. Part of make test.
+bench-smoke: bench-deps
+	cd Benchmarks && ./run.sh --smoke
 
 # The demo grows with the product: today it checks the kernel, transcodes a synthesized
 # clip into an HLS ladder with a quality report (media-demo), starts the API server on the

@@ -158,6 +158,9 @@ public final class HTTPClient: @unchecked Sendable {
     /// hands its slot over, with false when its deadline passes first.
     private final class Waiter {
         var continuation: UnsafeContinuation<Bool, Never>?
+        /// Resumes the waiter with false at its deadline; cancelled when a slot comes first,
+        /// so no timer outlives its wait.
+        var timer: Task<Void, any Error>?
     }
     private final class OriginPool {
         var idle: [Idle] = []
@@ -446,8 +449,8 @@ public final class HTTPClient: @unchecked Sendable {
             let w = Waiter()
             let refs = LoopRef((w, pool))
             let loop = self.loop
-            loop.spawn {
-                try? await loop.sleep(for: left)
+            w.timer = loop.spawn {
+                do { try await loop.sleep(for: left) } catch { return }   // cancelled: handed a slot
                 let (w, pool) = refs.value
                 guard let c = w.continuation else { return }
                 w.continuation = nil
@@ -507,6 +510,8 @@ public final class HTTPClient: @unchecked Sendable {
             let w = pool.waiters.removeFirst()
             if let c = w.continuation {
                 w.continuation = nil
+                w.timer?.cancel()
+                w.timer = nil
                 c.resume(returning: true)   // the slot moves to the waiter: `active` is unchanged
                 return
             }

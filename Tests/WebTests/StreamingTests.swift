@@ -457,6 +457,30 @@ final class StreamingTests: XCTestCase {
         XCTAssertEqual(outcome, ["200", "timedOut", "200"])
     }
 
+    /// Waiters handed a slot leave no deadline timer behind: 30 requests through one
+    /// connection, each with a 60 s deadline, and afterwards the loop has no timers of
+    /// theirs in flight (before the fix: one sleeping timer per waiter, for 60 s).
+    func testHandedOverWaitersCancelTheirDeadlineTimers() async throws {
+        let base = self.base!
+        var config = HTTPClientConfiguration()
+        config.maxConnectionsPerOrigin = 1
+        let (statuses, inFlight) = try await withClient(config) { c -> ([Int], Int) in
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { g in
+                for _ in 0..<30 {
+                    g.addTask { try await c.execute(ClientRequest(url: "\(base)/api/v1/sleep?ms=0", timeout: .seconds(60))).status }
+                }
+                var out: [Int] = []
+                for try await s in g { out.append(s) }
+                return out
+            }
+            // Cancelled timers complete on the loop's next turns; give them a few.
+            for _ in 0..<10 { await EventLoop.current!.nop() }
+            return (statuses, EventLoop.current!.operationsInFlight)
+        }
+        XCTAssertEqual(statuses, Array(repeating: 200, count: 30))
+        XCTAssertLessThan(inFlight, 5, "waiter timers still in flight")
+    }
+
     func testClientReusesConnectionsAndRecoversFromStaleOnes() async throws {
         let base = self.base!
         let (opened, openedAfterIdle, statuses) = try await withClient { c -> (Int, Int, [Int]) in
