@@ -4,6 +4,22 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/fs.h>
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+int clibav_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+unsigned int clibav_rename_noreplace(void) { return RENAME_NOREPLACE; }
+unsigned int clibav_rename_exchange(void) { return RENAME_EXCHANGE; }
 
 int clibav_averror(int posix_errno) { return AVERROR(posix_errno); }
 int clibav_error_eof(void) { return AVERROR_EOF; }

@@ -78,9 +78,20 @@ public struct LadderPreset: Sendable, Equatable {
 }
 
 public struct LadderRequest: Sendable {
-    public var input: String
-    /// Created by the transcode; must not exist or be empty.
-    public var outputDirectory: String
+    /// The input file, as the bytes the kernel sees (the stream's name in pipe mode).
+    public var inputPath: MediaPath
+    /// Created by the transcode: built under a temporary name next to it and renamed on
+    /// success. Must not exist unless `overwrite` (then it is replaced, atomically).
+    public var outputDirectoryPath: MediaPath
+    public var overwrite = false
+    public var input: String {
+        get { inputPath.description }
+        set { inputPath = MediaPath(newValue) }
+    }
+    public var outputDirectory: String {
+        get { outputDirectoryPath.description }
+        set { outputDirectoryPath = MediaPath(newValue) }
+    }
     public var preset: LadderPreset
     public var limits: MediaLimits
     public var threads: Int32
@@ -91,7 +102,13 @@ public struct LadderRequest: Sendable {
 
     public init(input: String, outputDirectory: String, preset: LadderPreset, limits: MediaLimits = MediaLimits(),
                 threads: Int32 = 0, progressInterval: Double = 0.5) {
-        self.input = input; self.outputDirectory = outputDirectory; self.preset = preset; self.limits = limits
+        self.init(inputPath: MediaPath(input), outputDirectoryPath: MediaPath(outputDirectory), preset: preset,
+                  limits: limits, threads: threads, progressInterval: progressInterval)
+    }
+
+    public init(inputPath: MediaPath, outputDirectoryPath: MediaPath, preset: LadderPreset, limits: MediaLimits = MediaLimits(),
+                threads: Int32 = 0, progressInterval: Double = 0.5) {
+        self.inputPath = inputPath; self.outputDirectoryPath = outputDirectoryPath; self.preset = preset; self.limits = limits
         self.threads = threads; self.progressInterval = progressInterval
     }
 }
@@ -140,18 +157,14 @@ extension Transcoder {
         let preset = request.preset
         try preset.validate()
         let fm = FileManager.default
-        let dir = request.outputDirectory
-        guard !dir.contains(":") else {
-            throw .invalidSettings(reason: "output directory \(dir) must not contain ':' (libav would read a protocol)")
-        }
-        if fm.fileExists(atPath: dir) {
-            let contents = (try? fm.contentsOfDirectory(atPath: dir)) ?? ["?"]
-            guard contents.isEmpty else { throw .outputUnwritable(path: dir, reason: "the directory exists and is not empty") }
-        }
+        // Built in a temporary directory next to the final one (an ASCII path through
+        // /proc/self/fd, so no byte of the user's path reaches libav), renamed on success.
+        let staged = try StagedOutput.directory(request.outputDirectoryPath, overwrite: request.overwrite)
+        let dir = staged.workPath
+        let finalDir = request.outputDirectory
         var plans: [TargetPlan] = []
         var rungs: [RenditionPlan] = []
         do {
-            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for (i, r) in preset.rungs.enumerated() {
                 let sub = dir + "/" + r.name
                 try fm.createDirectory(atPath: sub, withIntermediateDirectories: false)
@@ -163,11 +176,12 @@ extension Transcoder {
                 rungs.append(RenditionPlan(name: r.name, video: video, target: i))
             }
         } catch {
-            try? fm.removeItem(atPath: dir)
-            throw .outputUnwritable(path: dir, reason: "\(error)")
+            staged.abandon()
+            throw .outputUnwritable(path: finalDir, reason: "\(error)")
         }
         do {
-            let plan = PipelinePlan(input: request.input, inputStream: request.inputStream, targets: plans, renditions: rungs,
+            let plan = PipelinePlan(input: request.input, inputPath: request.inputPath, inputStream: request.inputStream,
+                                    targets: plans, renditions: rungs,
                                     audio: preset.audio, limits: request.limits, threads: request.threads,
                                     progressInterval: request.progressInterval, skipUpscaled: true,
                                     measureQuality: request.measureQuality)
@@ -178,17 +192,18 @@ extension Transcoder {
             for r in preset.rungs where !kept.contains(r.name) { try? fm.removeItem(atPath: dir + "/" + r.name) }
             var summaries: [RenditionSummary] = []
             for r in result.renditions {
-                summaries.append(try HLSPlaylists.measure(directory: dir + "/" + r.name, rendition: r,
-                                                          audio: result.hasAudio))
+                var summary = try HLSPlaylists.measure(directory: dir + "/" + r.name, rendition: r, audio: result.hasAudio)
+                summary.playlist = finalDir + "/" + r.name + "/index.m3u8"
+                summaries.append(summary)
             }
-            let master = dir + "/master.m3u8"
-            try HLSPlaylists.writeMaster(path: master, renditions: summaries,
+            try HLSPlaylists.writeMaster(path: dir + "/master.m3u8", renditions: summaries,
                                          frameRates: Dictionary(uniqueKeysWithValues: result.renditions.map { ($0.name, $0.frameRate) }))
-            return LadderSummary(master: master, renditions: summaries, mediaSeconds: result.mediaSeconds,
+            try staged.commit()
+            return LadderSummary(master: finalDir + "/master.m3u8", renditions: summaries, mediaSeconds: result.mediaSeconds,
                                  elapsedSeconds: result.elapsedSeconds, sourceFrames: result.sourceFrames,
                                  fps: result.fps, speed: result.speed, decodeErrors: result.decodeErrors)
         } catch {
-            try? fm.removeItem(atPath: dir)
+            staged.abandon()
             throw error
         }
     }

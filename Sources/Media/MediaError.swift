@@ -32,6 +32,8 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidSettings(reason: String)
     /// The output cannot be written (path, container).
     case outputUnwritable(path: String, reason: String)
+    /// Something exists at the output path and replacing it was not asked for.
+    case outputExists(path: String)
     /// The job was cancelled.
     case cancelled
     /// A phase took longer than its limit (e.g. opening and probing the input).
@@ -62,6 +64,7 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         case .encoderUnavailable(let codec): return "no encoder for \(codec) in this build"
         case .invalidSettings(let reason): return "invalid settings: \(reason)"
         case .outputUnwritable(let path, let reason): return "cannot write \(path): \(reason)"
+        case .outputExists(let path): return "\(path) already exists (pass --overwrite, or overwrite: true, to replace it)"
         case .cancelled: return "cancelled"
         case .timedOut(let phase, let seconds): return "\(phase) took longer than \(formatSeconds(seconds)) s"
         case .tooManyDecodeErrors(let path, let errors, let packets, let total, let allowed, let last):
@@ -89,6 +92,7 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         case .encoderUnavailable: return "encoder_unavailable"
         case .invalidSettings: return "invalid_settings"
         case .outputUnwritable: return "output_unwritable"
+        case .outputExists: return "output_exists"
         case .cancelled: return "cancelled"
         case .timedOut: return "timed_out"
         case .tooManyDecodeErrors: return "too_many_decode_errors"

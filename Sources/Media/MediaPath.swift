@@ -66,10 +66,26 @@ public struct MediaPath: Sendable, Hashable, CustomStringConvertible, Expressibl
 
 extension MediaPath {
     /// `self + "/" + component`.
-    func appending(_ component: [UInt8]) -> MediaPath {
+    public func appending(_ component: [UInt8]) -> MediaPath {
         MediaPath(bytes: bytes.last == UInt8(ascii: "/") ? bytes + component : bytes + [UInt8(ascii: "/")] + component)
     }
-    func appending(_ component: String) -> MediaPath { appending(Array(component.utf8)) }
+    public func appending(_ component: String) -> MediaPath { appending(Array(component.utf8)) }
+
+    /// The original bytes of a command-line argument that Swift handed over as `repaired`
+    /// (String(cString:) replaces invalid UTF-8 with U+FFFD): the `occurrence`-th argv
+    /// entry that repairs to the same text. An argument that was valid UTF-8 comes back
+    /// as its own bytes; one not found in argv (a default value) as `repaired`'s bytes.
+    public static func commandLineArgument(_ repaired: String, occurrence: Int = 0) -> MediaPath {
+        var matches: [[UInt8]] = []
+        let argv = CommandLine.unsafeArgv
+        for i in 1..<Int(CommandLine.argc) {
+            guard let arg = argv[i] else { continue }
+            let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(arg).assumingMemoryBound(to: UInt8.self), count: strlen(arg)))
+            if String(decoding: bytes, as: UTF8.self) == repaired { matches.append(bytes) }
+        }
+        guard !matches.isEmpty else { return MediaPath(repaired) }
+        return MediaPath(bytes: matches[min(max(0, occurrence), matches.count - 1)])
+    }
 }
 
 /// errno as text.

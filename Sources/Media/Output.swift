@@ -8,6 +8,8 @@ import CLibAV
 final class Muxer {
     let ctx: UnsafeMutablePointer<AVFormatContext>
     let path: String
+    /// The name messages use (the user's path when `path` is a staged temporary).
+    let label: String
     let formatName: String
     private var encoderTimeBases: [AVRational] = []
     private var headerWritten = false
@@ -25,26 +27,27 @@ final class Muxer {
         try self.init(path: name, formatName: formatName, io: try CustomIO(sink: sink, interrupt: nil))
     }
 
-    convenience init(path: String, formatName: String? = nil) throws(MediaError) {
-        try self.init(path: path, formatName: formatName, io: nil)
+    convenience init(path: String, formatName: String? = nil, label: String? = nil) throws(MediaError) {
+        try self.init(path: path, formatName: formatName, io: nil, label: label)
     }
 
     /// Extra muxer options for avformat_write_header (e.g. HLS segmenting).
     var headerOptions: [(String, String)] = []
 
-    private init(path: String, formatName: String?, io: CustomIO?) throws(MediaError) {
+    private init(path: String, formatName: String?, io: CustomIO?, label: String? = nil) throws(MediaError) {
         self.path = path
+        self.label = label ?? path
         self.io = io
         var p: UnsafeMutablePointer<AVFormatContext>? = nil
         let rc = avformat_alloc_output_context2(&p, nil, formatName, path)
         guard rc >= 0, let c = p else {
-            throw .outputUnwritable(path: path, reason: "no container for this file name (use .mp4, .ts, .mkv or .webm)")
+            throw .outputUnwritable(path: self.label, reason: "no container for this file name (use .mp4, .ts, .mkv or .webm)")
         }
         ctx = c
         LibAVObjects.retain()
         self.formatName = String(cString: c.pointee.oformat.pointee.name)
         guard Muxer.allowedMuxers.contains(self.formatName) else {
-            throw .outputUnwritable(path: path, reason: "container \(self.formatName) is not supported; use .mp4, .ts, .mkv or .webm")
+            throw .outputUnwritable(path: self.label, reason: "container \(self.formatName) is not supported; use .mp4, .ts, .mkv or .webm")
         }
         if let io {
             c.pointee.pb = io.ctx
@@ -123,7 +126,7 @@ final class Muxer {
         if io == nil && (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
             let opts = Options([("protocol_whitelist", "file")])
             let rc = avio_open2(&ctx.pointee.pb, "file:" + path, AVIO_FLAG_WRITE, nil, &opts.ptr)
-            if rc < 0 { throw .outputUnwritable(path: path, reason: libavErrorString(rc)) }
+            if rc < 0 { throw .outputUnwritable(path: label, reason: libavErrorString(rc)) }
         }
         let opts = Options(headerOptions)
         if formatName == "mp4" || formatName == "mov" {
@@ -131,7 +134,7 @@ final class Muxer {
         }
         let rc = avformat_write_header(ctx, &opts.ptr)
         if rc < 0, let f = io?.failure { throw f }
-        try check(rc, "writing the \(formatName) header to \(path)")
+        try check(rc, "writing the \(formatName) header to \(label)")
         headerWritten = true
     }
 
@@ -141,7 +144,7 @@ final class Muxer {
         av_packet_rescale_ts(packet.ptr, encoderTimeBases[index], ctx.pointee.streams[index]!.pointee.time_base)
         let rc = av_interleaved_write_frame(ctx, packet.ptr)
         if rc < 0, let f = io?.failure { throw f }
-        try check(rc, "writing to \(path)")
+        try check(rc, "writing to \(label)")
     }
 
     /// Writes the trailer (and, for faststart MP4, moves the index to the front).
@@ -150,12 +153,12 @@ final class Muxer {
         finished = true
         let rc = av_write_trailer(ctx)
         if rc < 0, let f = io?.failure { throw f }
-        try check(rc, "finishing \(path)")
+        try check(rc, "finishing \(label)")
         if let io {
             avio_flush(io.ctx)
             if let f = io.failure { throw f }
         } else if (ctx.pointee.oformat.pointee.flags & AVFMT_NOFILE) == 0 {
-            try check(avio_closep(&ctx.pointee.pb), "closing \(path)")
+            try check(avio_closep(&ctx.pointee.pb), "closing \(label)")
         }
     }
 }

@@ -15,7 +15,8 @@ import Glibc
 
 /// One container the pipeline writes.
 enum TargetPlan {
-    case file(path: String)
+    /// `path` is what libav opens (a staged temporary); `label` names it in messages.
+    case file(path: String, label: String)
     case stream(sink: any ByteSink, format: String, name: String)
     /// HLS with fMP4 segments: the media playlist path, segment file pattern, init name.
     case hls(playlist: String, segmentPattern: String, initName: String, segmentSeconds: Double)
@@ -29,7 +30,9 @@ struct RenditionPlan {
 }
 
 struct PipelinePlan {
+    /// The input's name in messages, and the file to open (unless `inputStream`).
     var input: String
+    var inputPath: MediaPath
     var inputStream: (any ByteSource)?
     var targets: [TargetPlan]
     var renditions: [RenditionPlan]
@@ -163,7 +166,7 @@ final class Pipeline {
         if let source = plan.inputStream {
             input = try InputFile(source: source, name: plan.input, limits: plan.limits, cancel: cancel)
         } else {
-            input = try InputFile(path: MediaPath(plan.input), limits: plan.limits, cancel: cancel)
+            input = try InputFile(path: plan.inputPath, limits: plan.limits, cancel: cancel)
         }
         packet = try Packet()
         outPacket = try Packet()
@@ -186,8 +189,8 @@ final class Pipeline {
         if let t = targets[index] { return t }
         let muxer: Muxer
         switch plan.targets[index] {
-        case .file(let path):
-            muxer = try Muxer(path: path)
+        case .file(let path, let label):
+            muxer = try Muxer(path: path, label: label)
         case .stream(let sink, let format, let name):
             muxer = try Muxer(sink: sink, formatName: format, name: name)
         case .hls(let playlist, let pattern, let initName, let seconds):
@@ -267,26 +270,6 @@ final class Pipeline {
         for t in targets.values { t.audioStream = try t.muxer.addStream(for: enc) }
         audioIn = a; audioDecoder = dec; audioEncoder = enc
         fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
-    }
-
-    /// Packet timestamps and durations come from the file: past the duration limit they are
-    /// a limit error, and wildly out of range (either way) they are invalid data, so no
-    /// later timestamp arithmetic can overflow.
-    func checkTimestamps(_ packet: Packet, stream idx: Int, maxSeconds: Double) throws(MediaError) {
-        let tb = input.stream(idx).pointee.time_base.double
-        let start = Double(origin) / Double(AV_TIME_BASE)
-        let bound = maxSeconds + 3600
-        for t in [packet.ptr.pointee.pts, packet.ptr.pointee.dts] where t != AVCode.noPTS {
-            let secs = Double(t) * tb - start
-            if secs > maxSeconds { try plan.limits.checkDuration(secs) }
-            guard secs > -bound && secs < bound else {
-                throw .invalidData(reason: "a packet timestamp (\(t) × \(tb) s) is far outside the media")
-            }
-        }
-        let d = packet.ptr.pointee.duration
-        guard d >= 0 && Double(d) * tb < bound else {
-            throw .invalidData(reason: "a packet duration (\(d) × \(tb) s) is out of range")
-        }
     }
 
     @inline(__always)

@@ -1,7 +1,8 @@
-// Media.Pipeline checks on what decoding produced: undecodable packets are skipped and
-// counted (as ffmpeg does) within an error budget (MediaLimits.maxDecodeErrorFraction,
-// decodeErrorAllowance), and a job that asked for video (or audio) from an input that has
-// it fails when none came out, instead of succeeding with an empty track.
+// Media.Pipeline checks: packet timestamps from the file are bounded; undecodable packets
+// are skipped and counted (as ffmpeg does) within an error budget
+// (MediaLimits.maxDecodeErrorFraction, decodeErrorAllowance); and a job that asked for
+// video (or audio) from an input that has it fails when none came out, instead of
+// succeeding with an empty track.
 import CLibAV
 
 extension Pipeline {
@@ -38,6 +39,26 @@ extension Pipeline {
         }
         if audioIn != nil && audioFramesOut == 0 && (audioEncoder != nil || audioCopy) {
             throw .noAudioFrames(path: plan.input)
+        }
+    }
+
+    /// Packet timestamps and durations come from the file: past the duration limit they are
+    /// a limit error, and wildly out of range (either way) they are invalid data, so no
+    /// later timestamp arithmetic can overflow.
+    func checkTimestamps(_ packet: Packet, stream idx: Int, maxSeconds: Double) throws(MediaError) {
+        let tb = input.stream(idx).pointee.time_base.double
+        let start = Double(origin) / Double(AV_TIME_BASE)
+        let bound = maxSeconds + 3600
+        for t in [packet.ptr.pointee.pts, packet.ptr.pointee.dts] where t != AVCode.noPTS {
+            let secs = Double(t) * tb - start
+            if secs > maxSeconds { try plan.limits.checkDuration(secs) }
+            guard secs > -bound && secs < bound else {
+                throw .invalidData(reason: "a packet timestamp (\(t) × \(tb) s) is far outside the media")
+            }
+        }
+        let d = packet.ptr.pointee.duration
+        guard d >= 0 && Double(d) * tb < bound else {
+            throw .invalidData(reason: "a packet duration (\(d) × \(tb) s) is out of range")
         }
     }
 }

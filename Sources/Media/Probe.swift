@@ -64,7 +64,13 @@ public struct ProbeResult: Sendable, Equatable {
 public enum MediaProbe {
     public static func probe(_ path: String, limits: MediaLimits = MediaLimits(),
                              cancel: CancellationFlag? = nil) throws(MediaError) -> ProbeResult {
-        describe(try InputFile(path: MediaPath(path), limits: limits, cancel: cancel))
+        try probe(MediaPath(path), limits: limits, cancel: cancel)
+    }
+
+    /// Probes a file named by its bytes (a name that is not valid UTF-8 stays exact).
+    public static func probe(_ path: MediaPath, limits: MediaLimits = MediaLimits(),
+                             cancel: CancellationFlag? = nil) throws(MediaError) -> ProbeResult {
+        describe(try InputFile(path: path, limits: limits, cancel: cancel))
     }
 
     /// Probes a streamed input (pipe, socket, memory); `name` labels it in the result.

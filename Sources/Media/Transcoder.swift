@@ -10,15 +10,30 @@
 // libav call ever blocks an event loop or the cooperative pool. Cancellation is a flag
 // checked before every packet and every frame, and by libav's interrupt callback; when
 // it fires the pipeline throws `.cancelled`, every owner frees its libav object, and the
-// partial output file is removed.
+// staged output (StagedOutput: a temporary renamed onto the output name on success only)
+// is removed.
 import CLibAV
 #if canImport(Glibc)
 import Glibc
 #endif
 
 public struct TranscodeRequest: Sendable {
-    public var input: String
-    public var output: String
+    /// The input file, as the bytes the kernel sees (the stream's name in pipe mode).
+    public var inputPath: MediaPath
+    /// The output file (the stream's name in pipe mode). Written under a temporary name
+    /// in the same directory and renamed onto this one on success only (StagedOutput).
+    public var outputPath: MediaPath
+    /// Replace what exists at `outputPath` (a file, or a symlink: the link itself, never
+    /// its target). Without it an existing output is refused with `output_exists`.
+    public var overwrite = false
+    public var input: String {
+        get { inputPath.description }
+        set { inputPath = MediaPath(newValue) }
+    }
+    public var output: String {
+        get { outputPath.description }
+        set { outputPath = MediaPath(newValue) }
+    }
     public var preset: TranscodePreset
     public var limits: MediaLimits
     /// Codec threads (0 = libav decides).
@@ -40,7 +55,13 @@ public struct TranscodeRequest: Sendable {
 
     public init(input: String, output: String, preset: TranscodePreset, limits: MediaLimits = MediaLimits(),
                 threads: Int32 = 0, progressInterval: Double = 0.5) {
-        self.input = input; self.output = output; self.preset = preset; self.limits = limits
+        self.init(inputPath: MediaPath(input), outputPath: MediaPath(output), preset: preset, limits: limits,
+                  threads: threads, progressInterval: progressInterval)
+    }
+
+    public init(inputPath: MediaPath, outputPath: MediaPath, preset: TranscodePreset, limits: MediaLimits = MediaLimits(),
+                threads: Int32 = 0, progressInterval: Double = 0.5) {
+        self.inputPath = inputPath; self.outputPath = outputPath; self.preset = preset; self.limits = limits
         self.threads = threads; self.progressInterval = progressInterval
     }
 }
@@ -103,27 +124,28 @@ public enum Transcoder {
                 throw .invalidSettings(reason: "a streamed output needs a format: \(TranscodeRequest.streamFormats.joined(separator: ", "))")
             }
         }
-        var a = stat(), b = stat()
-        if request.inputStream == nil && request.outputStream == nil && stat(request.input, &a) == 0 && stat(request.output, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino {
-            throw .invalidSettings(reason: "the output \(request.output) is the input file")
+        if request.inputStream == nil && request.outputStream == nil {
+            try refuseOutputOntoInput(request.inputPath, request.outputPath)
         }
+        // A file output is staged: nothing at the final name until it is complete.
+        let staged = request.outputStream == nil ? try StagedOutput.file(request.outputPath, overwrite: request.overwrite) : nil
         let target: TargetPlan = request.outputStream.map {
             .stream(sink: $0, format: request.outputFormat ?? "mpegts", name: request.output)
-        } ?? .file(path: request.output)
+        } ?? .file(path: staged!.workPath, label: request.output)
         let plan = PipelinePlan(
-            input: request.input, inputStream: request.inputStream, targets: [target],
+            input: request.input, inputPath: request.inputPath, inputStream: request.inputStream, targets: [target],
             renditions: [RenditionPlan(name: request.preset.name, video: request.preset.video, target: 0)],
             audio: request.preset.audio, limits: request.limits, threads: request.threads,
             progressInterval: request.progressInterval, skipUpscaled: false, measureQuality: request.measureQuality)
-        var createdOutput = false
         do {
-            let pipeline = try Pipeline(plan: plan, cancel: cancel, progress: progress)
-            createdOutput = request.outputStream == nil
-            let r = try pipeline.run()
+            let r = try Pipeline(plan: plan, cancel: cancel, progress: progress).run()
+            var size = r.bytesWritten
+            if let staged {
+                try staged.commit()
+                var st = stat()
+                size = (try? request.outputPath.withCPath { lstat($0, &st) }) == 0 ? Int64(st.st_size) : 0
+            }
             let v = r.renditions.first
-            var st = stat()
-            let size: Int64 = request.outputStream != nil ? r.bytesWritten
-                : (stat(request.output, &st) == 0 ? Int64(st.st_size) : 0)
             return TranscodeSummary(
                 input: request.input, output: request.output, preset: request.preset.name,
                 mediaSeconds: r.mediaSeconds, elapsedSeconds: r.elapsedSeconds, videoFrames: v?.frames ?? 0,
@@ -131,8 +153,17 @@ public enum Transcoder {
                 fps: r.fps, speed: r.speed, outputBytes: size, quality: v?.quality, audioCopied: r.audioCopied,
                 videoCopied: r.videoCopied, decodeErrors: r.decodeErrors)
         } catch {
-            if createdOutput { unlink(request.output) }
+            staged?.abandon()
             throw error
+        }
+    }
+
+    /// Refuses an output path that names the input file (same device and inode).
+    static func refuseOutputOntoInput(_ input: MediaPath, _ output: MediaPath) throws(MediaError) {
+        var a = stat(), b = stat()
+        if (try? input.withCPath { stat($0, &a) }) == 0, (try? output.withCPath { stat($0, &b) }) == 0,
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino {
+            throw .invalidSettings(reason: "the output \(output) is the input file")
         }
     }
 }

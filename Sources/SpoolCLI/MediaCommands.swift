@@ -20,7 +20,7 @@ struct Probe: ParsableCommand {
         do {
             let result = input == "-"
                 ? try MediaProbe.probe(source: FileDescriptorSource(fd: STDIN_FILENO), name: "-")
-                : try MediaProbe.probe(input)
+                : try MediaProbe.probe(MediaPath.commandLineArgument(input))
             print(result.json)
         } catch {
             printError("spool probe: \(error)")
@@ -43,6 +43,8 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
         container cannot carry is refused before any work.
         '-' as INPUT reads stdin (MPEG-TS, Matroska or faststart/fragmented MP4); '-' as OUTPUT writes \
         stdout in --format (mpegts, mp4 (fragmented) or matroska), with progress on stderr.
+        The output is written under a temporary name next to OUTPUT and renamed on success; an existing \
+        OUTPUT is refused unless --overwrite.
         Progress is a bar on a terminal and plain lines otherwise.
         SIGINT (Ctrl-C), SIGTERM or SIGHUP cancels the job and removes the partial output; the exit status \
         is then 128 + the signal's number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). A second \
@@ -55,6 +57,9 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
 
     @Argument(help: "Output file (.mp4, .ts or .mkv), or '-' for stdout.")
     var output: String
+
+    @Flag(help: "Replace OUTPUT if it exists (a symlink there is replaced itself; its target is never written).")
+    var overwrite = false
 
     @Option(help: "Container when OUTPUT is '-': mpegts, mp4 (fragmented) or matroska.")
     var format: String = "mpegts"
@@ -119,9 +124,10 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
         let flag = CancellationFlag()
         let shutdown = ShutdownSignal.install()
         shutdown.onSignal { _ in flag.cancel() }
-        var request = TranscodeRequest(input: input == "-" ? "stdin" : input, output: toStdout ? "stdout" : output,
+        var request = TranscodeRequest(inputPath: input == "-" ? "stdin" : inputPath, outputPath: toStdout ? "stdout" : outputPath,
                                        preset: chosen, threads: threads, progressInterval: tty ? 0.25 : 1.0)
         request.measureQuality = quality
+        request.overwrite = overwrite
         if input == "-" { request.inputStream = FileDescriptorSource(fd: STDIN_FILENO) }
         if toStdout {
             request.outputStream = FileDescriptorSink(fd: STDOUT_FILENO)
@@ -145,6 +151,11 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
 }
 
 extension Transcode {
+    /// INPUT and OUTPUT as the bytes given on the command line (a name that is not valid
+    /// UTF-8 is not rewritten); when both repair to the same text, argv order tells them apart.
+    var inputPath: MediaPath { MediaPath.commandLineArgument(input) }
+    var outputPath: MediaPath { MediaPath.commandLineArgument(output, occurrence: input == output ? 1 : 0) }
+
     /// A decode-once ladder into an HLS directory.
     func runLadder(_ ladder: LadderPreset) async throws {
         guard output != "-" else { throw ValidationError("\(ladder.name) writes a directory; give one as OUTPUT") }
@@ -152,9 +163,10 @@ extension Transcode {
         let flag = CancellationFlag()
         let shutdown = ShutdownSignal.install()
         shutdown.onSignal { _ in flag.cancel() }
-        var request = LadderRequest(input: input == "-" ? "stdin" : input, outputDirectory: output, preset: ladder,
+        var request = LadderRequest(inputPath: input == "-" ? "stdin" : inputPath, outputDirectoryPath: outputPath, preset: ladder,
                                     threads: threads, progressInterval: tty ? 0.25 : 1.0)
         request.measureQuality = quality
+        request.overwrite = overwrite
         if input == "-" { request.inputStream = FileDescriptorSource(fd: STDIN_FILENO) }
         let printer = ProgressPrinter(tty: tty, fd: STDOUT_FILENO)
         do {

@@ -63,4 +63,28 @@ final class CLITests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: Scratch.path("negative.mp4")))
     }
+
+    func testNonUTF8NamesFromArgvAndOverwrite() throws {
+        guard let spool else { throw XCTSkip(".build/debug/spool not built") }
+        let dir = Scratch.path("cli-bytes-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // The shell's printf makes the byte 0xFF (octal 377), which is not UTF-8.
+        let name = "\"$(printf '\(dir)/out\\377.mp4')\""
+        let transcode = "'\(spool)' transcode '\(try Clips.mp4())' \(name) --preset h264-360p"
+        let (rc, out) = try runProcess("/bin/sh", ["-c", transcode])
+        XCTAssertEqual(rc, 0, out)
+        let exact = MediaPath(bytes: Array((dir + "/out").utf8) + [0xFF] + Array(".mp4".utf8))
+        XCTAssertEqual(try MediaProbe.probe(exact).streams.count, 2, "not written under the exact bytes")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 1)
+        let (rc2, out2) = try runProcess("/bin/sh", ["-c", "'\(spool)' probe \(name)"])
+        XCTAssertEqual(rc2, 0, out2)
+
+        // An existing output is refused without --overwrite and replaced with it.
+        let (rc3, out3) = try runProcess("/bin/sh", ["-c", transcode])
+        XCTAssertEqual(rc3, 1, out3)
+        XCTAssertTrue(out3.contains("already exists (pass --overwrite"), out3)
+        let (rc4, out4) = try runProcess("/bin/sh", ["-c", transcode + " --overwrite"])
+        XCTAssertEqual(rc4, 0, out4)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 1)
+    }
 }

@@ -47,6 +47,7 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(try Transcoder.transcodeBlocking(request).videoFrames, 50)
         // More decoding threads hold more frames: four frame threads and the one handed out.
         request.threads = 4
+        request.overwrite = true   // the output of the run above exists
         let e4 = expectMediaError { _ = try Transcoder.transcodeBlocking(request) }
         XCTAssertEqual(e4?.description, "decoding 320×240 yuv420p with 5 frames in flight needs 562.5 KiB of decoded frames; the limit is 293 KiB")
         XCTAssertEqual(LibAVObjects.live, baseline)

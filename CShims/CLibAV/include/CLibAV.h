@@ -96,6 +96,14 @@ typedef void (*clibav_log_fn)(int level, const char *line);
 /// libav's default callback. Lines are formatted with av_log_format_line.
 void clibav_set_log_callback(clibav_log_fn fn, int max_level);
 
+// ---- Output files (not libav; Media's only C door) ----
+/// renameat2(2) through syscall(2), which Swift cannot call (variadic) and glibc declares
+/// only under _GNU_SOURCE. Returns 0, or -1 with errno (EINVAL/ENOSYS where the
+/// filesystem or kernel lacks the flag).
+int clibav_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+unsigned int clibav_rename_noreplace(void);  ///< RENAME_NOREPLACE
+unsigned int clibav_rename_exchange(void);   ///< RENAME_EXCHANGE
+
 #ifdef __cplusplus
 }
 #endif
