@@ -57,7 +57,7 @@ public final class BlockingPool: Sendable {
     /// Queues `job`; it runs on a worker thread. Throws when the queue is full.
     public func submit(_ job: @escaping @Sendable () -> Void) throws(BlockingPoolError) {
         enum Outcome { case queued, startWorker, full(Int) }
-        let outcome: Outcome = state.changeAndWakeOne { s in
+        let outcome: Outcome = state.change(wakeAll: false) { s in
             guard s.queued < configuration.maxQueued else { return .full(s.queued) }
             s.queue.append(job)
             guard s.idle == 0, s.threads < configuration.maxThreads else { return .queued }

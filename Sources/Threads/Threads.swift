@@ -73,21 +73,11 @@ public final class ConditionLock<State>: @unchecked Sendable {
         return try body(&state)
     }
 
-    /// Changes the state and wakes every waiter.
-    public func change<R>(_ body: (inout State) -> R) -> R {
+    /// Changes the state and wakes every waiter (or, with `wakeAll: false`, one of them).
+    public func change<R>(wakeAll: Bool = true, _ body: (inout State) -> R) -> R {
         pthread_mutex_lock(mutex)
         defer {
-            pthread_cond_broadcast(cond)
-            pthread_mutex_unlock(mutex)
-        }
-        return body(&state)
-    }
-
-    /// Changes the state and wakes one waiter.
-    public func changeAndWakeOne<R>(_ body: (inout State) -> R) -> R {
-        pthread_mutex_lock(mutex)
-        defer {
-            pthread_cond_signal(cond)
+            if wakeAll { pthread_cond_broadcast(cond) } else { pthread_cond_signal(cond) }
             pthread_mutex_unlock(mutex)
         }
         return body(&state)
