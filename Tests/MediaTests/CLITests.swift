@@ -117,4 +117,21 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the job ended before it could be killed")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a partial output is at the final name")
     }
+
+    func testSkippedPacketsAreReported() throws {
+        guard let spool else { throw XCTSkip(".build/debug/spool not built") }
+        // Noise in the middle of the sample data (as DecodeErrorTests), decoded video and audio.
+        let input = try damagedCopy(of: try Clips.mp4(), named: "cli-few-bad-packets.mp4") { bytes, payload in
+            var g = SplitMix(seed: 9)
+            let middle = payload.lowerBound + payload.count / 3 ..< payload.lowerBound + 2 * payload.count / 3
+            for _ in 0..<4 {
+                let at = Int.random(in: middle, using: &g)
+                for i in at ..< at + 48 { bytes[i] = UInt8.random(in: 0...255, using: &g) }
+            }
+        }
+        let (rc, out) = try runProcess(spool, ["transcode", input, Scratch.path("cli-skipped.mkv"), "--preset", "custom",
+                                               "--width", "160", "--height", "120", "--speed", "ultrafast", "--audio-codec", "opus"])
+        XCTAssertEqual(rc, 0, out)
+        XCTAssertNotNil(out.range(of: #"skipped: [1-9][0-9]* undecodable packets"#, options: .regularExpression), out)
+    }
 }

@@ -73,6 +73,10 @@ final class OutputTests: XCTestCase {
         request.limits = limits
         XCTAssertEqual(expectMediaError { _ = try Transcoder.transcodeBlocking(request) }?.code, "limit_exceeded")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // A ladder that fails leaves no directory and no temporary one.
+        XCTAssertNotNil(expectMediaError {
+            _ = try Transcoder.transcodeLadderBlocking(LadderRequest(input: junk, outputDirectory: dir + "/hls", preset: .hlsLadderH264))
+        })
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["junk.mp4"])
     }
 
