@@ -80,6 +80,13 @@ final class OutputTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["junk.mp4"])
     }
 
+    func testOutputInAMissingDirectoryIsATypedError() throws {
+        let out = Scratch.path("no-such-dir-\(UUID().uuidString)/out.mp4")
+        let e = expectMediaError { _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.mp4(), output: out, preset: .h264_360p)) }
+        XCTAssertEqual(e?.code, "output_unwritable")
+        XCTAssertEqual(e?.description, "cannot write \(out): its directory: No such file or directory")
+    }
+
     func testLadderDirectoryIsRefusedWhenItExistsAndReplacedWithOverwrite() throws {
         let parent = try directory("ladder")
         let out = parent + "/hls"
