@@ -66,7 +66,11 @@ final class StagedOutput {
     static func file(_ final: MediaPath, overwrite: Bool) throws(MediaError) -> StagedOutput {
         let s = try StagedOutput(final: final, isDirectory: false, overwrite: overwrite)
         s.fileFD = s.tempName.withCString { openat(s.directoryFD, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666) }
-        guard s.fileFD >= 0 else { throw .outputUnwritable(path: final.description, reason: errnoText()) }
+        guard s.fileFD >= 0 else {
+            let reason = errnoText()
+            s.done = true   // nothing of ours to remove (EEXIST would name someone else's file)
+            throw .outputUnwritable(path: final.description, reason: reason)
+        }
         return s
     }
 
@@ -74,7 +78,9 @@ final class StagedOutput {
     static func directory(_ final: MediaPath, overwrite: Bool) throws(MediaError) -> StagedOutput {
         let s = try StagedOutput(final: final, isDirectory: true, overwrite: overwrite)
         guard s.tempName.withCString({ mkdirat(s.directoryFD, $0, 0o777) }) == 0 else {
-            throw .outputUnwritable(path: final.description, reason: errnoText())
+            let reason = errnoText()
+            s.done = true
+            throw .outputUnwritable(path: final.description, reason: reason)
         }
         return s
     }

@@ -87,4 +87,51 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(rc4, 0, out4)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 1)
     }
+
+    func testKilledMidRunLeavesNothingAtTheFinalName() throws {
+        guard let spool else { throw XCTSkip(".build/debug/spool not built") }
+        var spec = TestClipSpec()
+        spec.seconds = 8
+        let input = try Clips.clip("long.mp4", spec: spec)
+        let dir = Scratch.path("cli-kill-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let out = dir + "/out.mp4"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: spool)
+        p.arguments = ["transcode", input, out, "--preset", "custom", "--width", "240", "--height", "180", "--speed", "veryslow", "--threads", "1"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Wait until the job is writing (its temporary has bytes), then SIGKILL it.
+        let deadline = Date().addingTimeInterval(20)
+        var writing = false
+        while !writing && Date() < deadline && p.isRunning {
+            writing = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { name in
+                name.contains("spool-tmp") && ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + name)[.size] as? Int) ?? 0) > 0
+            }
+            usleep(20_000)
+        }
+        XCTAssertTrue(writing, "the job never started writing")
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the job ended before it could be killed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a partial output is at the final name")
+    }
+
+    func testSkippedPacketsAreReported() throws {
+        guard let spool else { throw XCTSkip(".build/debug/spool not built") }
+        // Noise in the middle of the sample data (as DecodeErrorTests), decoded video and audio.
+        let input = try damagedCopy(of: try Clips.mp4(), named: "cli-few-bad-packets.mp4") { bytes, payload in
+            var g = SplitMix(seed: 9)
+            let middle = payload.lowerBound + payload.count / 3 ..< payload.lowerBound + 2 * payload.count / 3
+            for _ in 0..<4 {
+                let at = Int.random(in: middle, using: &g)
+                for i in at ..< at + 48 { bytes[i] = UInt8.random(in: 0...255, using: &g) }
+            }
+        }
+        let (rc, out) = try runProcess(spool, ["transcode", input, Scratch.path("cli-skipped.mkv"), "--preset", "custom",
+                                               "--width", "160", "--height", "120", "--speed", "ultrafast", "--audio-codec", "opus"])
+        XCTAssertEqual(rc, 0, out)
+        XCTAssertNotNil(out.range(of: #"skipped: [1-9][0-9]* undecodable packets"#, options: .regularExpression), out)
+    }
 }

@@ -113,4 +113,19 @@ final class DecodeErrorTests: XCTestCase {
         XCTAssertEqual(expectMediaError(within: 10) { _ = try Transcoder.transcodeLadderBlocking(ladder) }?.code, "no_video_frames")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir))
     }
+
+    func testAudioThatCannotBeDecodedFailsTheJob() throws {
+        var spec = TestClipSpec()
+        spec.video = false
+        let source = try Clips.clip("audio-only.mp4", spec: spec)
+        let input = try damagedCopy(of: source, named: "no-samples.mp4") { bytes, payload in
+            var g = SplitMix(seed: 11)
+            for i in payload { bytes[i] = UInt8.random(in: 0...255, using: &g) }
+        }
+        var request = TranscodeRequest(input: input, output: Scratch.path("no-samples-out.mp4"), preset: try decodingPreset())
+        request.limits.decodeErrorAllowance = Int.max
+        let e = expectMediaError(within: 10) { _ = try Transcoder.transcodeBlocking(request) }
+        XCTAssertEqual(e?.code, "no_audio_frames", String(describing: e))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: request.output))
+    }
 }

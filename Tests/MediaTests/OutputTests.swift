@@ -73,7 +73,18 @@ final class OutputTests: XCTestCase {
         request.limits = limits
         XCTAssertEqual(expectMediaError { _ = try Transcoder.transcodeBlocking(request) }?.code, "limit_exceeded")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // A ladder that fails leaves no directory and no temporary one.
+        XCTAssertNotNil(expectMediaError {
+            _ = try Transcoder.transcodeLadderBlocking(LadderRequest(input: junk, outputDirectory: dir + "/hls", preset: .hlsLadderH264))
+        })
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["junk.mp4"])
+    }
+
+    func testOutputInAMissingDirectoryIsATypedError() throws {
+        let out = Scratch.path("no-such-dir-\(UUID().uuidString)/out.mp4")
+        let e = expectMediaError { _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: try Clips.mp4(), output: out, preset: .h264_360p)) }
+        XCTAssertEqual(e?.code, "output_unwritable")
+        XCTAssertEqual(e?.description, "cannot write \(out): its directory: No such file or directory")
     }
 
     func testLadderDirectoryIsRefusedWhenItExistsAndReplacedWithOverwrite() throws {
