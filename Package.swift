@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "Media",
             dependencies: [
-                "CLibAV", "JSON",
+                "CLibAV", "JSON", "Threads",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Media"

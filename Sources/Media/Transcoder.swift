@@ -13,6 +13,7 @@
 // staged output (StagedOutput: a temporary renamed onto the output name on success only)
 // is removed.
 import CLibAV
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -168,27 +169,9 @@ public enum Transcoder {
     }
 }
 
-/// Runs a closure on a new detached pthread (so blocking libav work stays off the pools).
+/// Each transcode runs on a thread of its own (Threads.OSThread, 8 MiB stack), not on the
+/// blocking pool: it is long-lived CPU work that would starve the pool's short jobs.
 enum DedicatedThread {
-    private final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
-
-    static func start(_ body: @escaping @Sendable () -> Void) -> Bool {
-        var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        defer { pthread_attr_destroy(&attr) }
-        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attr, 8 << 20)
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, &attr, { arg in
-            let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-            b.body()
-            return nil
-        }, box)
-        if rc != 0 { Unmanaged<Box>.fromOpaque(box).release(); return false }
-        return true
-    }
-
     /// Runs blocking `work` on a dedicated thread and awaits its result; cancelling the
     /// calling task sets `cancel` and stops the input stream, so the work ends within a frame.
     static func run<T: Sendable>(cancel: CancellationFlag, input: (any ByteSource)?,
@@ -196,7 +179,7 @@ enum DedicatedThread {
         do {
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (k: CheckedContinuation<T, any Error>) in
-                    let started = start {
+                    let started = OSThread.spawn(stackBytes: 8 << 20) {
                         // However the work ends, a producer feeding the input must not stay
                         // suspended on a full channel.
                         defer { input?.stopReading() }
