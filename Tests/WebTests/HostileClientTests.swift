@@ -289,6 +289,49 @@ final class HostileClientTests: XCTestCase {
     }
 }
 
+extension HostileClientTests {
+    // MARK: F. Idle footprint
+
+    /// An idle server pins no pool memory (fixed buffers register on first use), and after
+    /// a burst of connections closes, the loop gives memory back and still serves.
+    func testIdleServerPinsNothingAndABurstIsGivenBack() async throws {
+        let addr = try await startServer { c in
+            c.loops = 1
+            c.memoryTrimInterval = .milliseconds(100)
+            c.memoryTrimConnectionDrop = 20
+        }
+        let server = servers[0]
+        XCTAssertLessThan(statusKiB("VmPin") ?? 0, 16 * 1024, "pool buffers must not be pinned up front")
+        let health = Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+        let served = try await client.run { () -> Int in
+            var open: [TCPConnection] = []
+            var ok = 0
+            for _ in 0..<40 {
+                let c = try await TCPConnection.connect(to: addr)
+                try await c.send(health)
+                if await readUntil(c, "{\"status\":\"ok\"}").hasPrefix("HTTP/1.1 200") { ok += 1 }
+                open.append(c)
+            }
+            for c in open { await c.close() }
+            return ok
+        }
+        XCTAssertEqual(served, 40)
+        for _ in 0..<200 where server.memoryTrimCount == 0 { try await Task.sleep(for: .milliseconds(25)) }
+        XCTAssertGreaterThan(server.memoryTrimCount, 0, "the loop did not give memory back after the burst")
+        let after = try await get(addr, "/api/v1/health")
+        XCTAssertTrue(after.hasPrefix("HTTP/1.1 200"), after)
+    }
+}
+
+/// A `/proc/self/status` figure in KiB (VmRSS, VmPin...).
+func statusKiB(_ name: String) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+        return Int(line.dropFirst(name.count + 1).split(separator: " ").first ?? "")
+    }
+    return nil
+}
+
 /// Everything `conn` receives until the peer closes (or 10 s pass without a byte).
 func readAll(_ conn: TCPConnection) async -> String {
     var got: [UInt8] = []
