@@ -1,11 +1,13 @@
 // Web.HTTPServer: HTTP/1.1 on the Spool runtime. One SO_REUSEPORT listener per event loop;
 // each connection is a task on its loop that parses heads with HTTP1 (strictly), reads
 // Content-Length or chunked bodies within the route's limit, answers pipelined requests in
-// order, and enforces a whole-head deadline (slowloris: 408 and close) and an idle
-// keep-alive timeout. HEAD is answered for every GET route (same headers, no body).
-// Every failure leaves as the standard error body (see APIError).
+// order, and enforces a whole-head deadline (slowloris: 408 and close; a new connection's
+// first byte too) and an idle keep-alive timeout. HEAD is answered for every GET route
+// (same headers, no body). Every failure leaves as the standard error body (see APIError).
 // Routes choose buffered bodies (with a limit, 413 before reading) or streamed ones
-// (RequestBody); responses are bytes, chunked streams (SSE) or file ranges.
+// (RequestBody), both under BodyTimeLimits; a refusal never waits for the body. Responses
+// are bytes, chunked streams (SSE) or file ranges. One connection cap holds across loops,
+// and each loop gives memory back after a burst (EventLoop.trimMemory).
 // Non-goals here: TLS (nginx terminates it), HTTP/2.
 import BufferPool
 import HTTP1
