@@ -364,6 +364,22 @@ int curing_register_buffers(curing_ring *r, void *base, size_t buffer_size, unsi
 
 int curing_unregister_buffers(curing_ring *r) { return io_uring_unregister_buffers(&r->ring); }
 
+int curing_register_buffers_sparse(curing_ring *r, unsigned count) {
+    return io_uring_register_buffers_sparse(&r->ring, count);
+}
+
+int curing_register_buffers_update(curing_ring *r, unsigned first, void *base, size_t buffer_size, unsigned count) {
+    struct iovec *iov = calloc(count, sizeof *iov);
+    if (!iov) return -ENOMEM;
+    for (unsigned i = 0; i < count; i++) {
+        iov[i].iov_base = (char *)base + (size_t)i * buffer_size;
+        iov[i].iov_len = buffer_size;
+    }
+    int rc = io_uring_register_buffers_update_tag(&r->ring, first, iov, NULL, count);
+    free(iov);
+    return rc;
+}
+
 int curing_buf_ring_setup(curing_ring *r, unsigned entries, int bgid) {
     if (r->br) return -EEXIST;
     if (entries == 0 || entries > 32768 || (entries & (entries - 1))) return -EINVAL;

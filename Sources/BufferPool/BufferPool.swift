@@ -5,6 +5,8 @@
 // an in-flight kernel operation, or the kernel's provided-buffer ring); exhaustion is an
 // explicit outcome (`tryAcquire` returns nil, `acquire` waits), never growth or a crash;
 // an accounting check that every handle is back at quiescence.
+// The arena is mapped, not touched: pages become resident as buffers are first used, and
+// `releaseFreePages` gives free buffers' pages back (after a flood, say).
 // Non-goals: growing the arena at run time; sharing one pool between threads. A pool
 // belongs to one event loop thread; the arena can be carved into one pool per loop.
 #if canImport(Glibc)
@@ -255,6 +257,37 @@ public final class BufferPool {
     }
 
     /// Every buffer currently lent to the kernel, for teardown.
+    // MARK: Giving memory back
+
+    /// Returns the pages of free buffers to the kernel (MADV_DONTNEED; the next use
+    /// faults in zeroed pages), except those `keep` names (buffers registered with
+    /// io_uring must keep their pinned pages). Only free buffers: a buffer lent to the
+    /// kernel may hold received bytes whose completion is not reaped yet. Runs of
+    /// adjacent buffers go in one call. Returns the bytes advised.
+    @discardableResult
+    public func releaseFreePages(keep: (UInt32) -> Bool = { _ in false }) -> Int {
+        var advised = 0
+        var runStart = -1
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        func flush(_ end: Int) {
+            guard runStart >= 0 else { return }
+            // Whole pages inside the run only: a page shared with a buffer in use stays.
+            let from = (Int(bitPattern: base + runStart * bufferSizeBytes) + page - 1) & ~(page - 1)
+            let to = Int(bitPattern: base + end * bufferSizeBytes) & ~(page - 1)
+            if to > from, madvise(UnsafeMutableRawPointer(bitPattern: from), to - from, MADV_DONTNEED) == 0 { advised += to - from }
+            runStart = -1
+        }
+        for i in 0..<bufferCount {
+            if owners[i] == Owner.free.rawValue && !keep(UInt32(i)) {
+                if runStart < 0 { runStart = i }
+            } else {
+                flush(i)
+            }
+        }
+        flush(bufferCount)
+        return advised
+    }
+
     public func kernelOwnedIndexes() -> [UInt32] {
         (0..<bufferCount).compactMap { owners[$0] == Owner.kernel.rawValue ? UInt32($0) : nil }
     }

@@ -43,4 +43,13 @@ struct DeadlineHeap<Payload> {
         }
         return top
     }
+
+    /// Keeps the entries `keep` accepts, in new storage sized to them (sorted, so a heap).
+    mutating func compact(keeping keep: (Entry) -> Bool) {
+        var kept: [Entry] = []
+        kept.reserveCapacity(heap.count(where: keep))
+        for e in heap where keep(e) { kept.append(e) }
+        kept.sort { $0.at < $1.at }
+        heap = kept
+    }
 }

@@ -36,6 +36,7 @@ final class EpollBackend: IOBackend {
     let kind = IOBackendKind.epoll
     let supportsMultishotRecv = true
     let usesFixedBuffers = false
+    func isFixedRegistered(bufferIndex: UInt32) -> Bool { false }
     let summary: String
     private let epfd: Int32
     private let pool: BufferPool

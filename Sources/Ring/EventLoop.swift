@@ -346,35 +346,10 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    // MARK: Deadlines of parked waits
+    // MARK: Deadlines of parked waits (ParkedDeadlines.swift)
 
-    /// Parked waits by deadline. An entry may outlive its wait (woken early, or a later
-    /// wait with a later deadline): expiry checks the parker's current deadline, so stale
-    /// entries cost one pop and never wake anything.
-    private var deadlines = DeadlineHeap<Parker>()
-
-    /// Wakes `parker` with `.timedOut` at `at` (monotonic ns) if it is still waiting with
-    /// that deadline then.
-    func scheduleDeadline(_ at: Int64, _ parker: Parker) {
-        deadlines.push(at: at, parker)
-    }
-
-    private func expireDeadlines() {
-        let now = monotonicNanos()
-        while let first = deadlines.first, first.at <= now {
-            deadlines.popFirst()
-            let e = first
-            let p = e.payload
-            if p.heapAt == e.at { p.heapAt = nil }
-            guard let d = p.deadline else { continue }
-            if d <= now {
-                p.wake(.timedOut)
-            } else if p.heapAt.map({ d < $0 }) ?? true {
-                p.heapAt = d
-                scheduleDeadline(d, p)
-            }
-        }
-    }
+    /// Parked waits by deadline (see ParkedDeadlines.swift).
+    var deadlines = DeadlineHeap<Parker>()
 
     private func drainRemote() {
         guard remotePending.load(ordering: .relaxed) else { return }

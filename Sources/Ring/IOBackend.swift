@@ -39,6 +39,9 @@ protocol IOBackend: AnyObject {
     var supportsMultishotRecv: Bool { get }
     /// True when pool buffers are registered as fixed buffers (READ_FIXED/WRITE_FIXED).
     var usesFixedBuffers: Bool { get }
+    /// True when pool buffer `index` is registered (its pages pinned): it must keep its
+    /// pages, so trimming skips it.
+    func isFixedRegistered(bufferIndex: UInt32) -> Bool
 
     // Each prep returns 0, or a negative errno when the operation could not be queued.
     func nop(_ ud: UInt64) -> Int32

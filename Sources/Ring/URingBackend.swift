@@ -1,7 +1,8 @@
 // URingBackend: IOBackend over one io_uring instance (through CShims/CURing).
 //
 // Goals: one SQE per operation, linked timeouts for deadlines, multishot accept/recv with
-// a provided-buffer ring fed from the BufferPool, pool buffers registered as fixed buffers.
+// a provided-buffer ring fed from the BufferPool, pool buffers registered as fixed buffers
+// (a sparse table filled a chunk at a time on first use, so idle pools pin nothing).
 // Non-goals: SQPOLL (it burns a core, and we have two).
 internal import CURing
 import BufferPool
@@ -16,6 +17,10 @@ final class URingBackend: IOBackend {
     let setupFlags: UInt32
     private(set) var supportsMultishotRecv: Bool
     private(set) var usesFixedBuffers: Bool
+    /// Fixed-buffer registration per chunk of `fixedChunkBuffers` pool buffers.
+    private var fixedChunks: [FixedChunk] = []
+    private enum FixedChunk { case unregistered, registered, failed }
+    static let fixedChunkBuffers = 64
     private var bufRingEntries = 0
     private var bufRingTarget = 0
     private var lentToRing = 0
@@ -47,11 +52,15 @@ final class URingBackend: IOBackend {
             }
         }
 
-        // Fixed buffers: the whole pool, if the kernel and RLIMIT_MEMLOCK allow it.
+        // Fixed buffers: a sparse table for the whole pool, filled a chunk at a time when a
+        // buffer in the chunk is first used for file I/O. Registering pins pages, so pinning
+        // the whole pool up front would make an idle server hold all of it resident.
         usesFixedBuffers = false
         if pool.bufferCount <= 16_384, supported[Int(CURING_OP_READ_FIXED.rawValue)] == 1 {
-            usesFixedBuffers = curing_register_buffers(r, pool.base, pool.bufferSizeBytes, UInt32(pool.bufferCount)) == 0
+            usesFixedBuffers = curing_register_buffers_sparse(r, UInt32(pool.bufferCount)) == 0
         }
+        let chunks = (pool.bufferCount + Self.fixedChunkBuffers - 1) / Self.fixedChunkBuffers
+        fixedChunks = [FixedChunk](repeating: .unregistered, count: chunks)
 
         // Provided-buffer ring (5.19+). Without it there is no way to receive into pool
         // buffers chosen at arrival time, so we refuse and let the epoll backend run.
@@ -74,7 +83,7 @@ final class URingBackend: IOBackend {
         if got & UInt32(CURING_SETUP_DEFER_TASKRUN) != 0 { flags.append("DEFER_TASKRUN") }
         if got & UInt32(CURING_SETUP_SUBMIT_ALL) != 0 { flags.append("SUBMIT_ALL") }
         summary = "io_uring \(entries) entries, flags [\(flags.joined(separator: ","))], "
-            + "fixed buffers \(usesFixedBuffers ? "\(pool.bufferCount)" : "off"), "
+            + "fixed buffers \(usesFixedBuffers ? "\(pool.bufferCount) (registered on first use)" : "off"), "
             + "provided-buffer ring \(entriesPow2) (\(supportsMultishotRecv ? "multishot" : "single-shot") recv)"
 
         // Fill the provided-buffer ring from the pool.
@@ -179,11 +188,33 @@ final class URingBackend: IOBackend {
     }
 
     func read(fd: Int32, into: UnsafeMutableRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
-        curing_prep_read(ring, fd, into, UInt32(count), offset, usesFixedBuffers ? bufferIndex : -1, ud, 0)
+        curing_prep_read(ring, fd, into, UInt32(count), offset, fixedIndex(bufferIndex), ud, 0)
     }
 
     func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
-        curing_prep_write(ring, fd, from, UInt32(count), offset, usesFixedBuffers ? bufferIndex : -1, ud, 0)
+        curing_prep_write(ring, fd, from, UInt32(count), offset, fixedIndex(bufferIndex), ud, 0)
+    }
+
+    /// The fixed-buffer index to use for pool buffer `index`, registering its chunk on first
+    /// use; -1 (a plain read or write) when fixed buffers are off or the chunk could not be
+    /// registered (RLIMIT_MEMLOCK, say).
+    private func fixedIndex(_ index: Int32) -> Int32 {
+        guard usesFixedBuffers, index >= 0 else { return -1 }
+        let chunk = Int(index) / Self.fixedChunkBuffers
+        switch fixedChunks[chunk] {
+        case .registered: return index
+        case .failed: return -1
+        case .unregistered:
+            let first = chunk * Self.fixedChunkBuffers
+            let n = min(Self.fixedChunkBuffers, pool.bufferCount - first)
+            let rc = curing_register_buffers_update(ring, UInt32(first), pool.address(of: UInt32(first)), pool.bufferSizeBytes, UInt32(n))
+            fixedChunks[chunk] = rc == n ? .registered : .failed
+            return rc == n ? index : -1
+        }
+    }
+
+    func isFixedRegistered(bufferIndex index: UInt32) -> Bool {
+        usesFixedBuffers && fixedChunks[Int(index) / Self.fixedChunkBuffers] == .registered
     }
 
     func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 { curing_prep_fsync(ring, fd, dataOnly ? 1 : 0, ud) }

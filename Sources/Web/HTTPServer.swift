@@ -1,11 +1,13 @@
 // Web.HTTPServer: HTTP/1.1 on the Spool runtime. One SO_REUSEPORT listener per event loop;
 // each connection is a task on its loop that parses heads with HTTP1 (strictly), reads
 // Content-Length or chunked bodies within the route's limit, answers pipelined requests in
-// order, and enforces a whole-head deadline (slowloris: 408 and close) and an idle
-// keep-alive timeout. HEAD is answered for every GET route (same headers, no body).
-// Every failure leaves as the standard error body (see APIError).
+// order, and enforces a whole-head deadline (slowloris: 408 and close; a new connection's
+// first byte too) and an idle keep-alive timeout. HEAD is answered for every GET route
+// (same headers, no body). Every failure leaves as the standard error body (see APIError).
 // Routes choose buffered bodies (with a limit, 413 before reading) or streamed ones
-// (RequestBody); responses are bytes, chunked streams (SSE) or file ranges.
+// (RequestBody), both under BodyTimeLimits; a refusal never waits for the body. Responses
+// are bytes, chunked streams (SSE) or file ranges. One connection cap holds across loops,
+// and each loop gives memory back after a burst (EventLoop.trimMemory).
 // Non-goals here: TLS (nginx terminates it), HTTP/2.
 import BufferPool
 import HTTP1
@@ -38,6 +40,11 @@ public struct HTTPServerConfiguration: Sendable {
     /// are closed as they arrive.
     public var connectionsMax = 10_000
     public var loop = EventLoop.Configuration()
+    /// After a burst: when a loop's connections are this far below their high-water mark
+    /// and stopped falling, the loop gives memory back (stale deadlines, free pool pages,
+    /// free heap pages; see `EventLoop.trimMemory`). Checked every `memoryTrimInterval`.
+    public var memoryTrimConnectionDrop = 256
+    public var memoryTrimInterval: Duration = .seconds(2)
 
     public init(listen: SocketAddress) { self.listen = listen }
 }
@@ -58,6 +65,9 @@ public final class HTTPServer: Sendable {
 
     /// Connections being served now, all loops together.
     public var connectionCount: Int { connections.load(ordering: .relaxed) }
+    private let memoryTrims = Atomic<Int>(0)
+    /// How many times a loop gave memory back after a burst.
+    public var memoryTrimCount: Int { memoryTrims.load(ordering: .relaxed) }
 
     /// The address actually bound (port 0 resolved); valid after `start`.
     public var localAddress: SocketAddress? { state.address }
@@ -73,8 +83,18 @@ public final class HTTPServer: Sendable {
                 return (LoopRef(l), LoopRef(ConnectionRegistry()), l.localAddress)
             }
             address = actual        // the other loops share the port chosen by the first
-            state.add(loop: loop, listener: listener, registry: registry, address: actual)
             let server = self
+            let trimmer = loop.spawn {
+                // Ends when stop() cancels it (the sleep throws).
+                while true {
+                    try await loop.sleep(for: server.configuration.memoryTrimInterval)
+                    if registry.value.shouldTrim(drop: server.configuration.memoryTrimConnectionDrop) {
+                        loop.trimMemory()
+                        server.memoryTrims.add(1, ordering: .relaxed)
+                    }
+                }
+            }
+            state.add(loop: loop, listener: listener, registry: registry, trimmer: trimmer, address: actual)
             loop.spawn {
                 let l = listener.value
                 while true {
@@ -112,7 +132,9 @@ public final class HTTPServer: Sendable {
     /// in flight finish (their responses carry `Connection: close`), and after `grace`
     /// close whatever is left; then stop the loops.
     public func stop(grace: Duration = .seconds(5)) async {
-        for (loop, listener, registry) in state.takeAll() {
+        for (loop, listener, registry, trimmer) in state.takeAll() {
+            trimmer.cancel()
+            _ = await trimmer.result
             _ = try? await loop.run {
                 await listener.value.close()
                 for c in registry.value.drain() { await c.close() }

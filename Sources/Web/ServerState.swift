@@ -20,7 +20,28 @@ final class ConnectionRegistry {
         return dateText
     }
 
-    func add(_ c: ConnectionInput) { connections[ObjectIdentifier(c)] = c }
+    /// Most connections served at once since the last trim.
+    private(set) var highWater = 0
+
+    func add(_ c: ConnectionInput) {
+        connections[ObjectIdentifier(c)] = c
+        highWater = max(highWater, connections.count)
+    }
+
+    private var countAtLastCheck = 0
+
+    /// Called periodically: whether a burst passed, i.e. connections are at least `drop`
+    /// below the high-water mark and stopped falling since the last check. If so, the
+    /// table is rebuilt at its present size and the mark reset, and the caller should give
+    /// memory back.
+    func shouldTrim(drop: Int) -> Bool {
+        let count = connections.count
+        defer { countAtLastCheck = count }
+        guard highWater >= count + drop, count >= countAtLastCheck else { return false }
+        connections = Dictionary(uniqueKeysWithValues: connections.map { ($0.key, $0.value) })
+        highWater = connections.count
+        return true
+    }
     func remove(_ c: ConnectionInput) { connections[ObjectIdentifier(c)] = nil }
 
     /// Stop taking requests: returns the idle connections (to close now).
@@ -38,18 +59,19 @@ struct LoopRef<T>: @unchecked Sendable {
 
 final class ServerState: Sendable {
     private struct Inner: @unchecked Sendable {   // listeners are only used on their loops
-        var loops: [(EventLoop, LoopRef<TCPListener>, LoopRef<ConnectionRegistry>)] = []
+        var loops: [(EventLoop, LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, Task<Void, any Error>)] = []
         var bound: SocketAddress?
     }
     private let inner = Mutex(Inner())
 
-    func add(loop: EventLoop, listener: LoopRef<TCPListener>, registry: LoopRef<ConnectionRegistry>, address: SocketAddress) {
-        inner.withLock { $0.loops.append((loop, listener, registry)); $0.bound = address }
+    func add(loop: EventLoop, listener: LoopRef<TCPListener>, registry: LoopRef<ConnectionRegistry>,
+             trimmer: Task<Void, any Error>, address: SocketAddress) {
+        inner.withLock { $0.loops.append((loop, listener, registry, trimmer)); $0.bound = address }
     }
 
     var address: SocketAddress? { inner.withLock { $0.bound } }
 
-    func takeAll() -> [(EventLoop, LoopRef<TCPListener>, LoopRef<ConnectionRegistry>)] {
+    func takeAll() -> [(EventLoop, LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, Task<Void, any Error>)] {
         inner.withLock { i in
             defer { i.loops = [] }
             return i.loops

@@ -123,4 +123,33 @@ final class BufferPoolTests: XCTestCase {
         XCTAssertNotEqual(p1.address(of: a.index), p2.address(of: b.index))
         XCTAssertEqual(p2.base - p1.base, 4 * 4096)
     }
+
+    /// Free buffers' pages go back to the kernel (they read as zeros after); buffers held by
+    /// users, lent to the kernel, or named by `keep` keep their bytes.
+    func testReleaseFreePagesSkipsBuffersInUse() throws {
+        let pool = try makePool(count: 8, size: 4096)
+        var parts: [PooledBuffer.Parts] = []
+        for i in 0..<8 {
+            var b = pool.tryAcquire()!
+            let bytes = [UInt8](repeating: UInt8(i + 1), count: 4096)
+            bytes.withUnsafeBytes { _ = b.append(contentsOf: $0) }
+            parts.append(pool.disassemble(b))
+        }
+        // Free 0...3, keep 4 held, lend 5 to the kernel, and name 2 in `keep`.
+        for p in parts[0...3] { _ = pool.reassemble(p) }
+        let lent = pool.reassemble(parts[5])
+        _ = consume lent
+        let kernelIndex = pool.lendToKernel()!
+        let advised = pool.releaseFreePages { $0 == parts[2].index }
+        XCTAssertEqual(advised, 3 * 4096, "free buffers 0, 1 and 3 (6 and 7 are held)")
+        func first(_ index: UInt32) -> UInt8 { pool.address(of: index).load(as: UInt8.self) }
+        XCTAssertEqual(first(parts[0].index), 0, "released pages read as zeros")
+        XCTAssertEqual(first(parts[2].index), 3, "kept by the caller")
+        XCTAssertEqual(first(parts[4].index), 5, "held by a user")
+        XCTAssertEqual(first(kernelIndex), UInt8(kernelIndex + 1), "lent to the kernel")
+        XCTAssertEqual(pool.reassemble(parts[4]).bytes, [UInt8](repeating: 5, count: 4096))
+        for p in parts[6...7] { _ = pool.reassemble(p) }
+        pool.reclaimFromKernel(index: kernelIndex)
+        XCTAssertTrue(pool.isQuiescent)
+    }
 }

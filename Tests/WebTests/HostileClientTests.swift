@@ -68,29 +68,7 @@ final class HostileClientTests: XCTestCase {
     /// bytes went out; then reads the answer until the server closes (at most `stepsMax`
     /// waits of `every` in all). Returns what the server said and how many bytes were sent.
     func trickle(_ addr: SocketAddress, head: String, every: Duration, bytesMax: Int, stepsMax: Int = 100) async throws -> (reply: String, sent: Int, closed: Bool) {
-        let r = try await client.run { () -> ([UInt8], Int, Bool) in
-            let conn = try await TCPConnection.connect(to: addr)
-            try await conn.send(Array(head.utf8))
-            var got: [UInt8] = []
-            var sent = 0
-            var closed = false
-            for _ in 0..<stepsMax {
-                do {
-                    guard let b = try await conn.receive(timeout: every) else { closed = true; break }
-                    got += b.bytes
-                } catch let e as RingError where e.code == .timedOut {
-                    if got.isEmpty && sent < bytesMax {
-                        do { try await conn.send([0x61]); sent += 1 } catch { break }
-                    }
-                } catch {
-                    closed = true   // reset by the server
-                    break
-                }
-            }
-            await conn.close()
-            return (got, sent, closed)
-        }
-        return (String(decoding: r.0, as: UTF8.self), r.1, r.2)
+        try await trickleExchange(client, addr, head: head, every: every, bytesMax: bytesMax, stepsMax: stepsMax)
     }
 
     // MARK: A. Slow bodies
@@ -105,6 +83,28 @@ final class HostileClientTests: XCTestCase {
         XCTAssertTrue(r.reply.contains("Connection: close"), r.reply)
         XCTAssertTrue(r.closed, "the server must close the connection")
         XCTAssertLessThan(r.sent, 40, "the server waited for the whole trickle")
+    }
+
+    /// 200 trickling clients at once (slowhttptest -B in small): every one gets 408 and is
+    /// closed well before its 40-byte trickle ends; none is left open.
+    func testManyTricklingBodiesAreAllCutOff() async throws {
+        let addr = try await startServer { $0.loops = 2 }
+        let loop = client!
+        let results = try await withThrowingTaskGroup(of: (reply: String, sent: Int, closed: Bool).self) { group in
+            for _ in 0..<200 {
+                group.addTask {
+                    try await trickleExchange(loop, addr, head: "POST /api/v1/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 8192\r\n\r\n",
+                                              every: .milliseconds(200), bytesMax: 40, stepsMax: 100)
+                }
+            }
+            var all: [(reply: String, sent: Int, closed: Bool)] = []
+            for try await r in group { all.append(r) }
+            return all
+        }
+        XCTAssertEqual(results.count, 200)
+        XCTAssertEqual(results.filter { $0.reply.hasPrefix("HTTP/1.1 408") }.count, 200)
+        XCTAssertEqual(results.filter { !$0.closed }.count, 0, "slow-body connections left open")
+        XCTAssertEqual(results.filter { $0.sent >= 40 }.count, 0, "a trickle ran to its end")
     }
 
     /// No deadline, but a rate floor of 100 bytes/s (0.5 s windows, 0.5 s grace): a client at
@@ -287,6 +287,76 @@ final class HostileClientTests: XCTestCase {
         let dotted = try await httpExchange(addr, client, Array("GET http://h/x/../admin/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".utf8))
         XCTAssertTrue(dotted.hasPrefix("HTTP/1.1 403"), dotted)
     }
+}
+
+extension HostileClientTests {
+    // MARK: F. Idle footprint
+
+    /// An idle server pins no pool memory (fixed buffers register on first use), and after
+    /// a burst of connections closes, the loop gives memory back and still serves.
+    func testIdleServerPinsNothingAndABurstIsGivenBack() async throws {
+        let addr = try await startServer { c in
+            c.loops = 1
+            c.memoryTrimInterval = .milliseconds(100)
+            c.memoryTrimConnectionDrop = 20
+        }
+        let server = servers[0]
+        XCTAssertLessThan(statusKiB("VmPin") ?? 0, 16 * 1024, "pool buffers must not be pinned up front")
+        let health = Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+        let served = try await client.run { () -> Int in
+            var open: [TCPConnection] = []
+            var ok = 0
+            for _ in 0..<40 {
+                let c = try await TCPConnection.connect(to: addr)
+                try await c.send(health)
+                if await readUntil(c, "{\"status\":\"ok\"}").hasPrefix("HTTP/1.1 200") { ok += 1 }
+                open.append(c)
+            }
+            for c in open { await c.close() }
+            return ok
+        }
+        XCTAssertEqual(served, 40)
+        for _ in 0..<200 where server.memoryTrimCount == 0 { try await Task.sleep(for: .milliseconds(25)) }
+        XCTAssertGreaterThan(server.memoryTrimCount, 0, "the loop did not give memory back after the burst")
+        let after = try await get(addr, "/api/v1/health")
+        XCTAssertTrue(after.hasPrefix("HTTP/1.1 200"), after)
+    }
+}
+
+/// See HostileClientTests.trickle.
+func trickleExchange(_ client: EventLoop, _ addr: SocketAddress, head: String, every: Duration, bytesMax: Int, stepsMax: Int) async throws -> (reply: String, sent: Int, closed: Bool) {
+    let r = try await client.run { () -> ([UInt8], Int, Bool) in
+        let conn = try await TCPConnection.connect(to: addr)
+        try await conn.send(Array(head.utf8))
+        var got: [UInt8] = []
+        var sent = 0
+        var closed = false
+        for _ in 0..<stepsMax {
+            do {
+                guard let b = try await conn.receive(timeout: every) else { closed = true; break }
+                got += b.bytes
+            } catch let e as RingError where e.code == .timedOut {
+                if got.isEmpty && sent < bytesMax {
+                    do { try await conn.send([0x61]); sent += 1 } catch { break }
+                }
+            } catch {
+                closed = true   // reset by the server
+                break
+            }
+        }
+        await conn.close()
+        return (got, sent, closed)
+    }
+    return (String(decoding: r.0, as: UTF8.self), r.1, r.2)
+}
+
+/// A `/proc/self/status` figure in KiB (VmRSS, VmPin...).
+func statusKiB(_ name: String) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+        return Int(line.dropFirst(name.count + 1).split(separator: " ").first ?? "")
+    }
+    return nil
 }
 
 /// Everything `conn` receives until the peer closes (or 10 s pass without a byte).

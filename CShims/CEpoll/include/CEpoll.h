@@ -21,6 +21,9 @@ static inline int cepoll_ip_bind_address_no_port(void) {
 #endif
 }
 
+/// malloc_trim(0): gives free heap pages of every malloc arena back to the kernel (glibc;
+/// <malloc.h> is not in Swift's Glibc module). Returns 1 when memory was released.
+int cepoll_malloc_trim(void);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): a GNU extension Swift cannot see.
 int cepoll_accept4_nonblock(int fd);
 /// Size of `struct statx` (the buffer io_uring's STATX fills).

@@ -134,6 +134,12 @@ int curing_prep_poll_add(curing_ring *r, int fd, unsigned poll_mask, int multish
 /// Registers `count` equal buffers laid out back to back from `base` as fixed buffers.
 int curing_register_buffers(curing_ring *r, void *base, size_t buffer_size, unsigned count);
 int curing_unregister_buffers(curing_ring *r);
+/// Registers an empty table of `count` fixed buffers (IORING_RSRC_REGISTER_SPARSE, 5.19+):
+/// nothing is pinned until `curing_register_buffers_update` fills slots.
+int curing_register_buffers_sparse(curing_ring *r, unsigned count);
+/// Fills fixed-buffer slots `first ..< first + count` with the equal buffers laid out back
+/// to back from `base` (pinning their pages). Returns the number updated or -errno.
+int curing_register_buffers_update(curing_ring *r, unsigned first, void *base, size_t buffer_size, unsigned count);
 
 /// Sets up the provided-buffer ring (group `bgid`, `entries` a power of two <= 32768)
 /// with mmap + IORING_REGISTER_PBUF_RING, since liburing 2.3 has no helper for it.
