@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "Media",
             dependencies: [
-                "CLibAV", "JSON", "Threads",
+                "CLibAV", "JSON", "Threads", "SpoolModel",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Media"
@@ -90,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "SpoolCLI",
             dependencies: [
-                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle",
+                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
         .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),
-        .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolTestSupport"]),
+        .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolModel", "SpoolTestSupport"]),
         // The real `spool` binary driven from /bin/sh: signals, exit statuses, descriptors.
         .testTarget(name: "CLITests", dependencies: ["SpoolTestSupport"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "SpoolTestSupport"]),

@@ -9,11 +9,10 @@
 import CLibAV
 #if canImport(Glibc)
 import Glibc
+import SpoolModel
 #endif
 
-public enum VideoCodec: String, Sendable, CaseIterable {
-    case h264, hevc, vp9, av1
-
+extension VideoCodec {
     var encoderName: String {
         switch self {
         case .h264: return "libx264"
@@ -32,15 +31,6 @@ public enum VideoCodec: String, Sendable, CaseIterable {
         }
     }
 
-    /// Profiles Spool accepts (nil profile = the encoder's default).
-    var profiles: [String] {
-        switch self {
-        case .h264: return ["baseline", "main", "high"]
-        case .hevc: return ["main"]
-        case .vp9, .av1: return []
-        }
-    }
-
     /// The libav profile numbers a stream may carry to satisfy a requested profile name
     /// (constrained baseline is baseline).
     func profileIDs(_ name: String) -> [Int32] {
@@ -54,15 +44,13 @@ public enum VideoCodec: String, Sendable, CaseIterable {
     }
 }
 
-public enum AudioCodec: String, Sendable, CaseIterable {
-    case aac, opus
-
+extension AudioCodec {
     var encoderName: String { self == .aac ? "aac" : "libopus" }
     var codecID: AVCodecID { self == .aac ? AV_CODEC_ID_AAC : AV_CODEC_ID_OPUS }
 }
 
 enum Encoders {
-    static let speeds = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+    static let speeds = VideoSettings.speeds
 
     /// A video encoder at `width`×`height` yuv420p, constant frame rate `frameRate`.
     static func video(width: Int32, height: Int32, frameRate: AVRational, settings: VideoSettings,

@@ -11,6 +11,7 @@
 import CLibAV
 #if canImport(Glibc)
 import Glibc
+import SpoolModel
 #endif
 
 /// One container the pipeline writes.

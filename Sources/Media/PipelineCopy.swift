@@ -2,6 +2,7 @@
 // output asks for, its packets are remuxed (timestamps made relative to the start) and
 // the codec is never opened.
 import CLibAV
+import SpoolModel
 
 extension Pipeline {
     /// Sets up video stream copy when the single requested rendition is satisfied by the

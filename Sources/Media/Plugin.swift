@@ -9,6 +9,7 @@ import JSON
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import SpoolModel
 #endif
 
 public struct TranscoderCapabilities: Sendable, Equatable {

@@ -5,6 +5,7 @@
 import CLibAV
 #if canImport(Glibc)
 import Glibc
+import SpoolModel
 #endif
 
 public struct TestClipSpec: Sendable {

@@ -16,6 +16,7 @@ import CLibAV
 import Threads
 #if canImport(Glibc)
 import Glibc
+import SpoolModel
 #endif
 
 public struct TranscodeRequest: Sendable {
@@ -119,7 +120,7 @@ public enum Transcoder {
     public static func transcodeBlocking(_ request: TranscodeRequest, cancel: CancellationFlag = CancellationFlag(),
                                          progress: (@Sendable (TranscodeProgress) -> Void)? = nil) throws(MediaError) -> TranscodeSummary {
         LibAVLogging.ensureInstalled()
-        try request.preset.validate()
+        try request.preset.checkedForThisLibav()
         if request.outputStream != nil {
             guard let f = request.outputFormat, TranscodeRequest.streamFormats.contains(f) else {
                 throw .invalidSettings(reason: "a streamed output needs a format: \(TranscodeRequest.streamFormats.joined(separator: ", "))")

@@ -7,6 +7,7 @@ import Lifecycle
 import Media
 #if canImport(Glibc)
 import Glibc
+import SpoolModel
 #endif
 
 /// `spool probe INPUT`: the input's streams as JSON on stdout.
@@ -103,8 +104,8 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
             }
             if customFlags { throw ValidationError("--width/--height/--crf/--bitrate/--profile need --preset custom") }
             return try TranscodePreset.named(preset)
-        } catch let e as MediaError {
-            throw ValidationError(e.description)
+        } catch let e as ModelError {
+            throw ValidationError(e.message)
         }
     }
 

@@ -51,6 +51,12 @@ public struct ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         ModelError(.validationFailed, "\(pointer.isEmpty ? "/" : pointer): \(problem)", details: [(pointer, problem)])
     }
 
+    /// A transcode setting that is out of range or unknown (422, the setting named in
+    /// `details`); `message` is the whole readable reason.
+    public static func invalidSetting(_ setting: String, _ reason: String) -> ModelError {
+        ModelError(.validationFailed, reason, details: [(setting, reason)])
+    }
+
     public var description: String { "\(code.rawValue): \(message)" }
 
     public static func == (a: ModelError, b: ModelError) -> Bool {

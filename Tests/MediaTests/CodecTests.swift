@@ -3,6 +3,7 @@
 import Foundation
 import Media
 import XCTest
+import SpoolModel
 
 final class CodecTests: XCTestCase {
     private func run(_ codec: String, audio: String, ext: String) throws -> [FFStream] {
@@ -35,7 +36,12 @@ final class CodecTests: XCTestCase {
             XCTAssertEqual(e?.code, "invalid_settings", "\(codec)+\(audio) in .\(ext): \(String(describing: e))")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out))
         }
-        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(codec: "vp9", profile: "high") }?.code, "invalid_settings")
-        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(audioCodec: "mp3") }?.code, "invalid_settings")
+        // Refused by the model, before libav is asked anything.
+        XCTAssertThrowsError(try TranscodePreset.custom(codec: "vp9", profile: "high")) {
+            XCTAssertEqual(($0 as? ModelError)?.details.first?.0, "profile")
+        }
+        XCTAssertThrowsError(try TranscodePreset.custom(audioCodec: "mp3")) {
+            XCTAssertEqual(($0 as? ModelError)?.details.first?.0, "audio_codec")
+        }
     }
 }

@@ -6,6 +6,7 @@ import Foundation
 import Media
 import SpoolTestSupport
 import XCTest
+import SpoolModel
 
 /// The payload range of the top-level `mdat` box of an MP4.
 func mdatPayload(_ bytes: [UInt8]) -> Range<Int>? {

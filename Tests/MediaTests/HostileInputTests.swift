@@ -3,6 +3,7 @@ import Foundation
 import Media
 import SpoolTestSupport
 import XCTest
+import SpoolModel
 
 final class HostileInputTests: XCTestCase {
     private func write(_ name: String, _ bytes: [UInt8]) -> String {

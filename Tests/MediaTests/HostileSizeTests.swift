@@ -2,6 +2,7 @@
 // encoder's range.
 @testable import Media
 import XCTest
+import SpoolModel
 
 final class HostileSizeTests: XCTestCase {
     func testAbsurdSampleAspectRatiosDoNotTrap() throws {

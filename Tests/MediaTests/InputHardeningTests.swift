@@ -4,6 +4,7 @@
 import Foundation
 import Media
 import XCTest
+import SpoolModel
 
 final class InputHardeningTests: XCTestCase {
     /// A private copy of the 8 s clip that a test may truncate.

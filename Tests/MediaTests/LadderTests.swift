@@ -2,6 +2,7 @@
 import Foundation
 import Media
 import XCTest
+import SpoolModel
 
 final class LadderTests: XCTestCase {
     private func testLadder() -> LadderPreset {
@@ -55,9 +56,9 @@ final class LadderTests: XCTestCase {
     func testLadderValidationAndCleanupOnFailure() throws {
         var bad = testLadder()
         bad.rungs[1].name = "../x"
-        XCTAssertEqual(expectMediaError { try bad.validate() }?.code, "invalid_settings")
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertEqual(($0 as? ModelError)?.code, .validationFailed) }
         bad = testLadder(); bad.rungs[2].name = "240p"
-        XCTAssertEqual(expectMediaError { try bad.validate() }?.code, "invalid_settings")
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertEqual(($0 as? ModelError)?.details.first?.0, "rungs") }
         XCTAssertNoThrow(try LadderPreset.hlsLadderH264.validate())
 
         // A hostile input leaves no output directory behind.

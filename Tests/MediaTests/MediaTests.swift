@@ -5,6 +5,7 @@ import JSON
 import Media
 import SpoolTestSupport
 import XCTest
+import SpoolModel
 
 final class SynthesisAndProbeTests: XCTestCase {
     func testSynthesizedMP4HasTheRequestedStreams() throws {

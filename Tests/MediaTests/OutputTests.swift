@@ -5,6 +5,7 @@ import Foundation
 import Media
 import SpoolTestSupport
 import XCTest
+import SpoolModel
 
 final class OutputTests: XCTestCase {
     /// A fresh empty directory for one test.

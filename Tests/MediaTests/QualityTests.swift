@@ -2,6 +2,7 @@
 import Foundation
 import Media
 import XCTest
+import SpoolModel
 
 final class QualityTests: XCTestCase {
     private func measure(crf: Int) throws -> QualityReport {

@@ -4,6 +4,7 @@ import Foundation
 import Media
 import SpoolTestSupport
 import XCTest
+import SpoolModel
 
 /// Fails after handing out `limit` bytes (a peer that disconnects).
 final class FailingSource: ByteSource, @unchecked Sendable {

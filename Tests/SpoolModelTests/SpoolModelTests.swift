@@ -105,3 +105,49 @@ final class ModelErrorTests: XCTestCase {
         XCTAssertEqual(e.description, "validation_failed: /outputs/0/crf: must be in 0...51")
     }
 }
+
+/// Presets and custom settings validated without libav (a dispatcher's view).
+final class PresetModelTests: XCTestCase {
+    func testEveryNamedPresetIsValidAndFoundByName() throws {
+        for p in TranscodePreset.all {
+            XCTAssertNoThrow(try p.validate(), p.name)
+            XCTAssertEqual(try TranscodePreset.named(p.name), p)
+        }
+        for l in LadderPreset.all { XCTAssertNoThrow(try l.validate(), l.name) }
+        XCTAssertEqual(try LadderPreset.named("hls-ladder-h264").rungs.count, 3)
+    }
+
+    func testUnknownPresetNamesEveryPreset() {
+        XCTAssertThrowsError(try TranscodePreset.named("h264-4k")) { error in
+            let e = error as? ModelError
+            XCTAssertEqual(e?.code, .validationFailed)
+            XCTAssertEqual(e?.details.first?.0, "preset")
+            for p in TranscodePreset.all { XCTAssertTrue(e?.message.contains(p.name) ?? false, p.name) }
+            XCTAssertTrue(e?.message.contains("hls-ladder-h264") ?? false)
+        }
+    }
+
+    /// Each out-of-range or unknown value is refused with the setting it concerns.
+    func testCustomSettingsAreRefusedWithTheSettingNamed() {
+        func refused(_ setting: String, _ make: () throws -> TranscodePreset, line: UInt = #line) {
+            XCTAssertThrowsError(try make(), line: line) { error in
+                XCTAssertEqual((error as? ModelError)?.details.first?.0, setting, "\(error)", line: line)
+            }
+        }
+        refused("codec") { try TranscodePreset.custom(codec: "mpeg2") }
+        refused("width") { try TranscodePreset.custom(width: 15) }
+        refused("height") { try TranscodePreset.custom(height: 721) }
+        refused("crf") { try TranscodePreset.custom(crf: -5) }
+        refused("crf") { try TranscodePreset.custom(crf: 52) }
+        refused("crf") { try TranscodePreset.custom(crf: 20, bitrateKbps: 900) }
+        refused("bitrate_kbps") { try TranscodePreset.custom(bitrateKbps: 10) }
+        refused("speed") { try TranscodePreset.custom(speed: "ludicrous") }
+        refused("profile") { try TranscodePreset.custom(codec: "av1", profile: "main") }
+        refused("profile") { try TranscodePreset.custom(profile: "high10") }
+        refused("gop_seconds") { try TranscodePreset.custom(gopSeconds: 0) }
+        refused("max_fps") { try TranscodePreset.custom(maxFrameRate: 0) }
+        refused("audio_codec") { try TranscodePreset.custom(audioCodec: "mp3") }
+        refused("audio_bitrate_kbps") { try TranscodePreset.custom(audioBitrateKbps: 8) }
+        XCTAssertNoThrow(try TranscodePreset.custom(codec: "hevc", width: 1280, height: 720, crf: 28, speed: "fast", profile: "main"))
+    }
+}
