@@ -382,12 +382,21 @@ final class TranscodeTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: copy)), before)
     }
 
+    /// The model refuses bad settings (SpoolModelTests); Media refuses them again before
+    /// opening anything, so a hand-built preset cannot slip through: the input here does
+    /// not even exist, and the error is about the settings.
     func testPresetsAreValidatedBeforeWork() {
-        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.named("h264-4k") }?.code, "invalid_settings")
-        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(crf: 60) }?.code, "invalid_settings")
-        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(width: 641) }?.code, "invalid_settings")
-        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(crf: 20, bitrateKbps: 500) }?.code, "invalid_settings")
-        XCTAssertEqual(expectMediaError { _ = try TranscodePreset.custom(codec: "mpeg2") }?.code, "invalid_settings")
+        var bad = TranscodePreset.h264_720p
+        bad.video.rateControl = .crf(60)
+        let missing = Scratch.path("does-not-exist.mp4"), out = Scratch.path("never.mp4")
+        let e = expectMediaError { _ = try Transcoder.transcodeBlocking(TranscodeRequest(input: missing, output: out, preset: bad)) }
+        XCTAssertEqual(e?.code, "invalid_settings")
+        XCTAssertTrue(e?.description.contains("CRF 60") ?? false, "\(String(describing: e))")
+        var ladder = LadderPreset.hlsLadderH264
+        ladder.rungs[0].video.speed = "ludicrous"
+        let l = expectMediaError { _ = try Transcoder.transcodeLadderBlocking(LadderRequest(input: missing, outputDirectory: out, preset: ladder)) }
+        XCTAssertEqual(l?.code, "invalid_settings")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
         for p in TranscodePreset.all { XCTAssertNoThrow(try p.validate(), p.name) }
         XCTAssertEqual(TranscodePreset.all.map(\.name), ["h264-1080p", "h264-720p", "h264-360p", "hevc-1080p", "vp9-720p", "av1-720p"])
     }
