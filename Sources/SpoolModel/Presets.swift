@@ -84,50 +84,27 @@ public struct TranscodePreset: Sendable, Equatable {
         self.name = name; self.summary = summary; self.video = video; self.audio = audio
     }
 
-    public static let h264_1080p: TranscodePreset = {
+    /// One named preset: a codec in a box at a CRF and speed, with its audio.
+    private static func make(_ name: String, _ summary: String, codec: VideoCodec = .h264, box: (Int32, Int32),
+                              crf: Int, speed: String, profile: String?, audio: AudioCodec = .aac, audioKbps: Int = 128) -> TranscodePreset {
         var v = VideoSettings()
-        v.maxWidth = 1920; v.maxHeight = 1080; v.rateControl = .crf(23); v.speed = "veryfast"; v.profile = "high"
-        return TranscodePreset(name: "h264-1080p", summary: "H.264 High in 1920×1080, CRF 23, veryfast, GOP 2 s; AAC 128 kb/s",
-                               video: v, audio: AudioSettings())
-    }()
+        v.codec = codec.rawValue; v.maxWidth = box.0; v.maxHeight = box.1; v.rateControl = .crf(crf); v.speed = speed; v.profile = profile
+        var a = AudioSettings(); a.codec = audio.rawValue; a.bitrateKbps = audioKbps
+        return TranscodePreset(name: name, summary: summary, video: v, audio: a)
+    }
 
-    public static let h264_720p: TranscodePreset = {
-        var v = VideoSettings()
-        v.maxWidth = 1280; v.maxHeight = 720; v.rateControl = .crf(23); v.speed = "veryfast"; v.profile = "high"
-        return TranscodePreset(name: "h264-720p", summary: "H.264 High in 1280×720, CRF 23, veryfast, GOP 2 s; AAC 128 kb/s",
-                               video: v, audio: AudioSettings())
-    }()
-
-    public static let h264_360p: TranscodePreset = {
-        var v = VideoSettings()
-        v.maxWidth = 640; v.maxHeight = 360; v.rateControl = .crf(23); v.speed = "medium"; v.profile = "main"
-        var a = AudioSettings(); a.bitrateKbps = 96
-        return TranscodePreset(name: "h264-360p", summary: "H.264 Main in 640×360, CRF 23, medium, GOP 2 s; AAC 96 kb/s",
-                               video: v, audio: a)
-    }()
-
-    public static let hevc_1080p: TranscodePreset = {
-        var v = VideoSettings()
-        v.codec = "hevc"; v.maxWidth = 1920; v.maxHeight = 1080; v.rateControl = .crf(26); v.speed = "fast"; v.profile = "main"
-        return TranscodePreset(name: "hevc-1080p", summary: "H.265 Main in 1920×1080, CRF 26, x265 fast, GOP 2 s; AAC 128 kb/s",
-                               video: v, audio: AudioSettings())
-    }()
-
-    public static let vp9_720p: TranscodePreset = {
-        var v = VideoSettings()
-        v.codec = "vp9"; v.maxWidth = 1280; v.maxHeight = 720; v.rateControl = .crf(32); v.speed = "faster"; v.profile = nil
-        var a = AudioSettings(); a.codec = "opus"; a.bitrateKbps = 96
-        return TranscodePreset(name: "vp9-720p", summary: "VP9 in 1280×720, constant quality (CRF 32 → libvpx 40), cpu-used 5, GOP 2 s; Opus 96 kb/s (use .webm or .mkv)",
-                               video: v, audio: a)
-    }()
-
-    public static let av1_720p: TranscodePreset = {
-        var v = VideoSettings()
-        v.codec = "av1"; v.maxWidth = 1280; v.maxHeight = 720; v.rateControl = .crf(30); v.speed = "fast"; v.profile = nil
-        var a = AudioSettings(); a.codec = "opus"; a.bitrateKbps = 96
-        return TranscodePreset(name: "av1-720p", summary: "AV1 (SVT-AV1 preset 8) in 1280×720, CRF 30 → 37, GOP 2 s; Opus 96 kb/s (.webm, .mkv or .mp4)",
-                               video: v, audio: a)
-    }()
+    public static let h264_1080p = make("h264-1080p", "H.264 High in 1920×1080, CRF 23, veryfast, GOP 2 s; AAC 128 kb/s",
+                                         box: (1920, 1080), crf: 23, speed: "veryfast", profile: "high")
+    public static let h264_720p = make("h264-720p", "H.264 High in 1280×720, CRF 23, veryfast, GOP 2 s; AAC 128 kb/s",
+                                        box: (1280, 720), crf: 23, speed: "veryfast", profile: "high")
+    public static let h264_360p = make("h264-360p", "H.264 Main in 640×360, CRF 23, medium, GOP 2 s; AAC 96 kb/s",
+                                        box: (640, 360), crf: 23, speed: "medium", profile: "main", audioKbps: 96)
+    public static let hevc_1080p = make("hevc-1080p", "H.265 Main in 1920×1080, CRF 26, x265 fast, GOP 2 s; AAC 128 kb/s",
+                                         codec: .hevc, box: (1920, 1080), crf: 26, speed: "fast", profile: "main")
+    public static let vp9_720p = make("vp9-720p", "VP9 in 1280×720, constant quality (CRF 32 → libvpx 40), cpu-used 5, GOP 2 s; Opus 96 kb/s (use .webm or .mkv)",
+                                       codec: .vp9, box: (1280, 720), crf: 32, speed: "faster", profile: nil, audio: .opus, audioKbps: 96)
+    public static let av1_720p = make("av1-720p", "AV1 (SVT-AV1 preset 8) in 1280×720, CRF 30 → 37, GOP 2 s; Opus 96 kb/s (.webm, .mkv or .mp4)",
+                                       codec: .av1, box: (1280, 720), crf: 30, speed: "fast", profile: nil, audio: .opus, audioKbps: 96)
 
     public static let all: [TranscodePreset] = [h264_1080p, h264_720p, h264_360p, hevc_1080p, vp9_720p, av1_720p]
 
