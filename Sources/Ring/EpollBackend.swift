@@ -308,7 +308,7 @@ final class EpollBackend: IOBackend {
     }
 
     func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32 {
-        // Paths are copied: the caller's C string lives only while the op is prepared.
+        // Paths are copied: the pool job owns what it reads, whatever becomes of the caller's string.
         offload(ud, JobArgs(path: strdup(path))) { a in
             let fd = Glibc.openat(AT_FDCWD, a.path!, flags | O_CLOEXEC, mode)
             return fd >= 0 ? fd : -errno
