@@ -5,32 +5,14 @@
 // parked on edge-triggered epoll readiness when they would block; multishot accept and
 // provided-buffer recv are emulated (buffers come from the pool; none free => -ENOBUFS,
 // as the kernel does); timeouts and linked timeouts live in a timer heap; file operations
-// (which readiness cannot express: a disk read never reports "would block") run on the
-// process's BlockingPool, as io_uring runs them on its io-wq workers, and their results
-// come back through the loop's remote queue like any other completion, so a slow disk
-// stalls no loop.
+// run on the process's BlockingPool (EpollBackend+Files.swift), as io_uring runs them on
+// its io-wq workers, so a slow disk stalls no loop.
 // Non-goals: matching io_uring's speed.
 import BufferPool
-import Synchronization
-import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
 internal import CEpoll
-
-/// Blocking-pool jobs of one backend not yet completed (shutdown waits for them: they
-/// write into buffers the loop owns).
-private final class Offloaded: Sendable {
-    let count = Atomic<Int>(0)
-}
-
-/// Raw pointers and C strings a pool job uses; the operation's slot keeps the memory alive
-/// until its completion, which the job delivers last.
-private struct JobArgs: @unchecked Sendable {
-    var pointer: UnsafeMutableRawPointer?
-    var path: UnsafeMutablePointer<CChar>?
-    var path2: UnsafeMutablePointer<CChar>?
-}
 
 final class EpollBackend: IOBackend {
     let kind = IOBackendKind.epoll
@@ -92,35 +74,7 @@ final class EpollBackend: IOBackend {
     /// Set by the loop that owns this backend: delivers a completion produced on a pool
     /// thread (it hops to the loop thread, then calls `completeOffloaded`).
     var postCompletion: (@Sendable (UInt64, Int32) -> Void)?
-    private let offloaded = Offloaded()
-
-    /// On the loop thread: a pool job's result joins the completions of this iteration.
-    func completeOffloaded(_ ud: UInt64, _ res: Int32) { complete(ud, res) }
-
-    /// Runs `syscall` on the blocking pool and completes `ud` with its result. Without a
-    /// loop to post to (or with the pool's queue full) it runs here, synchronously.
-    private func offload(_ ud: UInt64, _ args: JobArgs, _ syscall: @escaping @Sendable (JobArgs) -> Int32) -> Int32 {
-        guard let post = postCompletion else {
-            complete(ud, syscall(args))
-            free(args.path); free(args.path2)
-            return 0
-        }
-        let counter = offloaded
-        counter.count.add(1, ordering: .relaxed)
-        do {
-            try BlockingPool.shared.submit {
-                let res = syscall(args)
-                free(args.path); free(args.path2)
-                post(ud, res)
-                counter.count.subtract(1, ordering: .releasing)
-            }
-        } catch {
-            counter.count.subtract(1, ordering: .relaxed)
-            complete(ud, syscall(args))
-            free(args.path); free(args.path2)
-        }
-        return 0
-    }
+    let offloaded = Offloaded()
 
     func offerBuffer(_ index: UInt32) -> Bool { false }
 
@@ -142,7 +96,7 @@ final class EpollBackend: IOBackend {
 
     // MARK: Helpers
 
-    private func complete(_ ud: UInt64, _ res: Int32, _ flags: UInt32 = 0) {
+    func complete(_ ud: UInt64, _ res: Int32, _ flags: UInt32 = 0) {
         ready.append(Completion(user_data: ud, res: res, flags: flags))
     }
 
@@ -305,52 +259,6 @@ final class EpollBackend: IOBackend {
         forget(fd: fd)
         complete(ud, Glibc.close(fd) == 0 ? 0 : -errno)
         return 0
-    }
-
-    func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32 {
-        // Paths are copied: the pool job owns what it reads, whatever becomes of the caller's string.
-        offload(ud, JobArgs(path: strdup(path))) { a in
-            let fd = Glibc.openat(AT_FDCWD, a.path!, flags | O_CLOEXEC, mode)
-            return fd >= 0 ? fd : -errno
-        }
-    }
-
-    func read(fd: Int32, into: UnsafeMutableRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(pointer: into)) { a in
-            var n: Int
-            repeat { n = pread(fd, a.pointer!, count, off_t(offset)) } while n < 0 && errno == EINTR
-            return n >= 0 ? Int32(n) : -errno
-        }
-    }
-
-    func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(pointer: UnsafeMutableRawPointer(mutating: from))) { a in
-            var n: Int
-            repeat { n = pwrite(fd, a.pointer!, count, off_t(offset)) } while n < 0 && errno == EINTR
-            return n >= 0 ? Int32(n) : -errno
-        }
-    }
-
-    func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs()) { _ in (dataOnly ? fdatasync(fd) : Glibc.fsync(fd)) == 0 ? 0 : -errno }
-    }
-
-    func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(path: strdup(from), path2: strdup(to))) { a in
-            Glibc.rename(a.path!, a.path2!) == 0 ? 0 : -errno
-        }
-    }
-
-    func unlink(path: UnsafePointer<CChar>, directory: Bool, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(path: strdup(path))) { a in
-            unlinkat(AT_FDCWD, a.path!, directory ? AT_REMOVEDIR : 0) == 0 ? 0 : -errno
-        }
-    }
-
-    func statx(path: UnsafePointer<CChar>, into: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(pointer: into, path: strdup(path))) { a in
-            cepoll_statx(AT_FDCWD, a.path!, 0, 0x7ff, a.pointer!)
-        }
     }
 
     func timeout(nanoseconds: Int64, storage: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
