@@ -1,0 +1,147 @@
+// EventLoop as a task executor: jobs queued on the loop thread run in order; other
+// threads hand jobs, closures and cancellations over through one locked queue and an
+// eventfd wake-up (the loop sleeps only after announcing it). The loop itself: run
+// ready jobs (at most 1024 before looking at I/O again), then submit and reap.
+import BufferPool
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension EventLoop {
+    // MARK: Executor
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        if inLoop {
+            jobs.append(unowned)
+        } else {
+            pushRemote { $0.jobs.append(unowned) }
+        }
+    }
+
+    /// Runs `body` on the loop as a new task.
+    @discardableResult
+    public func spawn<T: Sendable>(_ body: sending @escaping () async throws -> T) -> Task<T, any Error> {
+        Task(executorPreference: self, operation: body)
+    }
+
+    /// Runs `body` on the loop and waits for its result.
+    public func run<T: Sendable>(_ body: sending @escaping () async throws -> T) async throws -> T {
+        try await Task(executorPreference: self, operation: body).value
+    }
+
+    /// Runs a closure on the loop thread soon (from any thread).
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        pushRemote { $0.closures.append(work) }
+    }
+
+    /// Hands work to the loop from another thread: queue it, flag it, wake the loop.
+    func pushRemote(_ change: (inout RemoteQueue) -> Void) {
+        remote.withLock { change(&$0) }
+        remotePending.store(true, ordering: .sequentiallyConsistent)
+        wake()
+    }
+
+    func wake() {
+        if inLoop { return }
+        if sleeping.exchange(false, ordering: .sequentiallyConsistent) {
+            var one: UInt64 = 1
+            _ = Glibc.write(wakeFD, &one, 8)
+        }
+    }
+
+    func armWakeup() {
+        if backendKind == .epoll {
+            let flags = fcntl(wakeFD, F_GETFL)
+            _ = fcntl(wakeFD, F_SETFL, flags | O_NONBLOCK)
+        }
+        let rc = backend.armWakeup(fd: wakeFD, storage: wakeStorage)
+        precondition(rc == 0, "could not arm the loop wakeup: errno \(-rc)")
+    }
+
+    // MARK: The loop
+
+    func run() {
+        var jobsSinceIO = 0
+        while true {
+            drainRemote()
+            // Run ready tasks, but come back to I/O regularly so a busy task set cannot
+            // starve completions.
+            while let job = jobs.popFirst() {
+                job.runSynchronously(on: asUnownedTaskExecutor())
+                jobsRun &+= 1
+                jobsSinceIO += 1
+                if jobsSinceIO >= 1024 { break }
+            }
+            jobsSinceIO = 0
+            if stopRequested.load(ordering: .sequentiallyConsistent) && jobs.isEmpty { break }
+
+            if recvStarved.count > 0 && jobs.isEmpty { wakeStarvedReceivers() }
+            var mayBlock = jobs.isEmpty
+            if mayBlock {
+                sleeping.store(true, ordering: .sequentiallyConsistent)
+                if remotePending.load(ordering: .sequentiallyConsistent) || stopRequested.load(ordering: .sequentiallyConsistent) {
+                    sleeping.store(false, ordering: .sequentiallyConsistent)
+                    mayBlock = false
+                }
+            }
+            // Parked waits with deadlines bound how long the loop may sleep.
+            var waitNs: Int64 = -1
+            if mayBlock, let first = deadlines.first {
+                waitNs = Swift.max(0, first.at - monotonicNanos())
+                if waitNs == 0 {
+                    sleeping.store(false, ordering: .sequentiallyConsistent)
+                    mayBlock = false
+                }
+            }
+            let n = backend.submitAndReap(wait: mayBlock, timeoutNs: waitNs, into: cqes, max: Self.cqeBatchMax)
+            if mayBlock { sleeping.store(false, ordering: .sequentiallyConsistent) }
+            for i in 0..<n { dispatch(cqes[i]) }
+            if let first = deadlines.first, first.at <= monotonicNanos() { expireDeadlines() }
+        }
+    }
+
+    func drainRemote() {
+        guard remotePending.load(ordering: .relaxed) else { return }
+        remotePending.store(false, ordering: .sequentiallyConsistent)
+        let (newJobs, closures, cancels) = remote.withLock { q -> ([UnownedJob], [@Sendable () -> Void], [UInt64]) in
+            if q.isEmpty { return ([], [], []) }
+            defer { q = RemoteQueue() }
+            return (q.jobs, q.closures, q.cancels)
+        }
+        for j in newJobs { jobs.append(j) }
+        for c in closures { c() }
+        for ud in cancels { cancelIfLive(ud) }
+    }
+}
+
+// MARK: Support types
+
+struct RemoteQueue {
+    var jobs: [UnownedJob] = []
+    var closures: [@Sendable () -> Void] = []
+    var cancels: [UInt64] = []
+    var isEmpty: Bool { jobs.isEmpty && closures.isEmpty && cancels.isEmpty }
+}
+
+/// FIFO of jobs that reuses its storage.
+struct JobQueue {
+    private var items: [UnownedJob] = []
+    private var head = 0
+    var isEmpty: Bool { head == items.count }
+
+    mutating func append(_ j: UnownedJob) { items.append(j) }
+
+    mutating func popFirst() -> UnownedJob? {
+        guard head < items.count else { return nil }
+        let j = items[head]
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return j
+    }
+}

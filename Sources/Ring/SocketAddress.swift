@@ -1,0 +1,144 @@
+// Socket addresses (IPv4, IPv6) and the one socket-option helper the listener and
+// connections share.
+import BufferPool
+import Threads
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CEpoll
+
+// MARK: Addresses
+
+public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equatable {
+    // @unchecked: sockaddr_storage is plain bytes.
+    var storage = sockaddr_storage()
+    var length: socklen_t = 0
+
+    public var family: Int32 { Int32(storage.ss_family) }
+
+    /// Parses "1.2.3.4:80", "[::1]:80" or "localhost:80" (numeric hosts only, plus localhost).
+    public init(_ text: String) throws(RingError) {
+        var host: Substring, portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw Self.bad(text) }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw Self.bad(text) }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { throw Self.bad(text) }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard let port = UInt16(portText) else { throw Self.bad(text) }
+        if host == "localhost" { host = "127.0.0.1" }
+        try self.init(host: String(host), port: port)
+    }
+
+    public init(host: String, port: UInt16) throws(RingError) {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = port.bigEndian
+            sin.sin_addr = v4
+            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin) { dst.copyMemory(from: $0) } }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        } else if inet_pton(AF_INET6, host, &v6) == 1 {
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = port.bigEndian
+            sin6.sin6_addr = v6
+            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin6) { dst.copyMemory(from: $0) } }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        } else {
+            throw RingError(.invalidArgument("\"\(host)\" is not a numeric IPv4 or IPv6 address"), operation: "parse address")
+        }
+    }
+
+    init(storage: sockaddr_storage, length: socklen_t) {
+        self.storage = storage
+        self.length = length
+    }
+
+    /// Addresses for `host`: numeric hosts and "localhost" directly; names through
+    /// getaddrinfo, which blocks, so it runs on the blocking pool and the caller awaits
+    /// the result (resumed on its own executor).
+    public static func resolve(_ host: String, port: UInt16) async throws(RingError) -> [SocketAddress] {
+        if host == "localhost" { return [try SocketAddress(host: "127.0.0.1", port: port)] }
+        if let numeric = try? SocketAddress(host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host, port: port) {
+            return [numeric]
+        }
+        let result = (try? await BlockingPool.shared.run { () -> Result<[SocketAddress], RingError> in
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_family = AF_UNSPEC
+            var list: UnsafeMutablePointer<addrinfo>?
+            let rc = getaddrinfo(host, String(port), &hints, &list)
+            guard rc == 0, let first = list else {
+                return .failure(RingError(.invalidArgument("cannot resolve \"\(host)\": \(String(cString: gai_strerror(rc)))"), operation: "resolve"))
+            }
+            defer { freeaddrinfo(list) }
+            var out: [SocketAddress] = []
+            var p: UnsafeMutablePointer<addrinfo>? = first
+            while let ai = p {
+                if let sa = ai.pointee.ai_addr, ai.pointee.ai_family == AF_INET || ai.pointee.ai_family == AF_INET6 {
+                    var ss = sockaddr_storage()
+                    withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(ai.pointee.ai_addrlen))) }
+                    out.append(SocketAddress(storage: ss, length: ai.pointee.ai_addrlen))
+                }
+                p = ai.pointee.ai_next
+            }
+            return out.isEmpty ? .failure(RingError(.invalidArgument("no address for \"\(host)\""), operation: "resolve")) : .success(out)
+        }) ?? .failure(RingError(.invalidArgument("cannot resolve \"\(host)\": the blocking pool is full"), operation: "resolve"))
+        return try result.get()
+    }
+
+    private static func bad(_ text: String) -> RingError {
+        RingError(.invalidArgument("\"\(text)\" is not HOST:PORT (IPv6 as [::1]:PORT)"), operation: "parse address")
+    }
+
+    public var port: UInt16 {
+        withUnsafeBytes(of: storage) { raw in
+            family == AF_INET ? UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
+                              : UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
+        }
+    }
+
+    public var host: String {
+        var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        withUnsafeBytes(of: storage) { raw in
+            let addr = raw.baseAddress! + (family == AF_INET ? 4 : 8)
+            _ = inet_ntop(family, addr, &buf, socklen_t(buf.count))
+        }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public var description: String { family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    public static func == (a: SocketAddress, b: SocketAddress) -> Bool { a.description == b.description }
+
+    func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        withUnsafeBytes(of: storage) { body($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) }
+    }
+
+    static func local(of fd: Int32) -> SocketAddress? {
+        var ss = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return rc == 0 ? SocketAddress(storage: ss, length: len) : nil
+    }
+
+    static func peer(of fd: Int32) -> SocketAddress? {
+        var ss = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) } }
+        return rc == 0 ? SocketAddress(storage: ss, length: len) : nil
+    }
+}
+
+func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) {
+    var v = value
+    _ = setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size))
+}

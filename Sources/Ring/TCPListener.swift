@@ -1,0 +1,130 @@
+// A TCP listener on the event loop: multishot accept (one submission delivers every
+// connection), SO_REUSEPORT so each loop can own a listener on the same port.
+import BufferPool
+import Threads
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CEpoll
+
+// MARK: Listener
+
+public final class TCPListener: MultishotSink {
+    public let fd: Int32
+    public let localAddress: SocketAddress
+    public let loop: EventLoop
+    private var accepted: [Int32] = []
+    private var acceptedHead = 0
+    private var armedUD: UInt64?
+    private var failure: RingError?
+    private var closed = false
+    private let parker = Parker()
+    /// Accepted sockets queued before `accept()` takes them; past this the listener stops
+    /// accepting (the kernel backlog then applies backpressure).
+    public var queuedMax = 1024
+
+    /// Binds and listens on `address` (port 0 picks a free port) on the current loop.
+    public init(address: SocketAddress, backlog: Int32 = 4096, reusePort: Bool = true, loop: EventLoop? = nil) throws(RingError) {
+        guard let loop = loop ?? EventLoop.current else {
+            throw RingError(.invalidArgument("no event loop: create listeners from a task on a loop"), operation: "listen")
+        }
+        let s = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw RingError(errno: errno, operation: "socket") }
+        setOption(s, SOL_SOCKET, SO_REUSEADDR, 1)
+        if reusePort { setOption(s, SOL_SOCKET, SO_REUSEPORT, 1) }
+        let rc = address.withSockaddr { bind(s, $0, $1) }
+        guard rc == 0 else {
+            let e = errno
+            Glibc.close(s)
+            throw RingError(errno: e, operation: "bind \(address)")
+        }
+        guard Glibc.listen(s, backlog) == 0 else {
+            let e = errno
+            Glibc.close(s)
+            throw RingError(errno: e, operation: "listen \(address)")
+        }
+        fd = s
+        localAddress = SocketAddress.local(of: s) ?? address
+        self.loop = loop
+    }
+
+    deinit {
+        while acceptedHead < accepted.count {
+            Glibc.close(accepted[acceptedHead])
+            acceptedHead += 1
+        }
+        if !closed {
+            loop.backend.forget(fd: fd)
+            Glibc.close(fd)
+        }
+    }
+
+    private func arm() throws(RingError) {
+        switch loop.submitMultishot(self, { ud in loop.backend.accept(fd: fd, multishot: true, ud) }) {
+        case .success(let ud): armedUD = ud
+        case .failure(let e): throw e
+        }
+    }
+
+    /// The next connection. Throws `.cancelled` if the task is cancelled, `.closed` after close.
+    public func accept() async throws(RingError) -> TCPConnection {
+        while true {
+            if acceptedHead < accepted.count {
+                let c = accepted[acceptedHead]
+                acceptedHead += 1
+                if acceptedHead == accepted.count {
+                    accepted.removeAll(keepingCapacity: true)
+                    acceptedHead = 0
+                }
+                return TCPConnection(fd: c, loop: loop)
+            }
+            if let f = failure {
+                failure = nil
+                throw f
+            }
+            if closed { throw RingError(.closed, operation: "accept") }
+            if armedUD == nil { try arm() }
+            switch await parker.wait(loop: loop) {
+            case .cancelled: throw RingError(.cancelled, operation: "accept")
+            case .timedOut: throw RingError(.timedOut, operation: "accept")
+            case .signalled: continue
+            }
+        }
+    }
+
+    func deliver(_ res: Int32, flags: UInt32, loop: EventLoop) {
+        if res >= 0 {
+            if closed {
+                Glibc.close(res)
+            } else {
+                accepted.append(res)
+                if accepted.count - acceptedHead >= queuedMax, let ud = armedUD { loop.requestCancel(ud) }
+            }
+        } else if res != -ECANCELED && !closed {
+            // EMFILE/ENFILE and friends: report to the acceptor; the next accept() re-arms.
+            failure = RingError(errno: -res, operation: "accept")
+        }
+        if flags & CQEFlag.more == 0 { armedUD = nil }
+        parker.wake(loop: loop)
+    }
+
+    /// Stops accepting and closes the listening socket; queued connections are closed.
+    public func close() async {
+        guard !closed else { return }
+        closed = true
+        parker.wake(.cancelled, loop: loop)
+        if let ud = armedUD {
+            loop.requestCancel(ud)
+            while armedUD != nil { _ = await parker.wait(loop: loop, cancellable: false) }
+        }
+        while acceptedHead < accepted.count {
+            Glibc.close(accepted[acceptedHead])
+            acceptedHead += 1
+        }
+        accepted.removeAll()
+        acceptedHead = 0
+        await closeDescriptor(fd, on: loop)
+        // No forget(fd:) here: the backend forgets before closing, and after the close
+        // the number may already belong to a newly accepted socket.
+    }
+}
