@@ -16,11 +16,7 @@ func openFDCount() -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
 }
 
-func residentBytes() -> Int {
-    guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let parts = s.split(separator: " ")
-    return (Int(parts[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
+func residentBytes() -> Int { Int(ProcFS.residentBytes) }
 
 /// Raises RLIMIT_NOFILE to its hard limit and returns the new soft limit.
 @discardableResult

@@ -584,9 +584,5 @@ final class StreamingTests: XCTestCase {
     }
 }
 
-/// Resident set size of this process, from /proc/self/statm.
-func residentBytes() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let fields = text.split(separator: " ")
-    return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
+/// Resident set size of this process.
+func residentBytes() -> Int { Int(ProcFS.residentBytes) }
