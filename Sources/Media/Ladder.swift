@@ -12,70 +12,7 @@
 import CLibAV
 import Foundation
 import SpoolModel
-
-public struct LadderRequest: Sendable {
-    /// The input file, as the bytes the kernel sees (the stream's name in pipe mode).
-    public var inputPath: MediaPath
-    /// Created by the transcode: built under a temporary name next to it and renamed on
-    /// success. Must not exist unless `overwrite` (then it is replaced, atomically).
-    public var outputDirectoryPath: MediaPath
-    public var overwrite = false
-    public var input: String {
-        get { inputPath.description }
-        set { inputPath = MediaPath(newValue) }
-    }
-    public var outputDirectory: String {
-        get { outputDirectoryPath.description }
-        set { outputDirectoryPath = MediaPath(newValue) }
-    }
-    public var preset: LadderPreset
-    public var limits: MediaLimits
-    public var threads: Int32
-    public var progressInterval: Double
-    public var inputStream: (any ByteSource)?
-    /// Also report PSNR and SSIM of every rendition against its scaled source.
-    public var measureQuality = false
-
-    public init(input: String, outputDirectory: String, preset: LadderPreset, limits: MediaLimits = MediaLimits(),
-                threads: Int32 = 0, progressInterval: Double = 0.5) {
-        self.init(inputPath: MediaPath(input), outputDirectoryPath: MediaPath(outputDirectory), preset: preset,
-                  limits: limits, threads: threads, progressInterval: progressInterval)
-    }
-
-    public init(inputPath: MediaPath, outputDirectoryPath: MediaPath, preset: LadderPreset, limits: MediaLimits = MediaLimits(),
-                threads: Int32 = 0, progressInterval: Double = 0.5) {
-        self.inputPath = inputPath; self.outputDirectoryPath = outputDirectoryPath; self.preset = preset; self.limits = limits
-        self.threads = threads; self.progressInterval = progressInterval
-    }
-}
-
-public struct RenditionSummary: Sendable {
-    public var name: String
-    public var width: Int32
-    public var height: Int32
-    public var frames: Int
-    public var playlist: String
-    public var segments: Int
-    /// Peak segment bitrate, bits per second (HLS BANDWIDTH).
-    public var bandwidth: Int
-    public var averageBandwidth: Int
-    public var codecs: String
-    public var bytes: Int64
-    public var quality: QualityReport?
-}
-
-public struct LadderSummary: Sendable {
-    public var master: String
-    public var renditions: [RenditionSummary]
-    public var mediaSeconds: Double
-    public var elapsedSeconds: Double
-    public var sourceFrames: Int
-    public var fps: Double
-    public var speed: Double
-    /// Undecodable packets skipped (within MediaLimits' decode error budget).
-    public var decodeErrors: Int = 0
-    public var outputBytes: Int64 { renditions.reduce(0) { $0 + $1.bytes } }
-}
+import TranscodeAPI
 
 extension Transcoder {
     /// Runs a ladder on its own thread; cancelling the calling task cancels the job.

@@ -4,6 +4,7 @@
 // part of it as a protocol. Timestamps are rescaled from the encoder's time base to the
 // stream's (muxers pick their own time base in avformat_write_header).
 import CLibAV
+import TranscodeAPI
 
 final class Muxer {
     let ctx: UnsafeMutablePointer<AVFormatContext>

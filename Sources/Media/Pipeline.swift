@@ -9,9 +9,10 @@
 // the container's start and kept strictly increasing. Cancellation is checked before every
 // packet and frame; every libav object has an owner, so throwing frees everything.
 import CLibAV
+import SpoolModel
+import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
-import SpoolModel
 #endif
 
 /// One container the pipeline writes.
