@@ -63,7 +63,8 @@ struct PipelineResult {
     var fps: Double
     var speed: Double
     var bytesWritten: Int64
-    var hasAudio: Bool
+    /// The audio track's codec string (every target carries the same one), if there is audio.
+    var audioCodecs: String?
     var audioCopied: Bool
     var videoCopied: Bool
     /// Packets (or frames) the decoders could not decode and skipped.
@@ -91,6 +92,8 @@ final class Rendition {
     var frames = 0
     var quality: QualityMeter?
     var qualityReport: QualityReport?
+    /// Output frames per second (the inverse of the encoder's time base).
+    var frameRate: Double { timeBase.num > 0 ? Double(timeBase.den) / Double(timeBase.num) : 0 }
 
     init(name: String, encoder: Encoder, target: Target, targetIndex: Int, width: Int32, height: Int32) throws(MediaError) {
         self.name = name; self.encoder = encoder; self.target = target; self.targetIndex = targetIndex
@@ -332,15 +335,16 @@ final class Pipeline {
         return PipelineResult(
             renditions: renditions.map {
                 .init(name: $0.name, width: $0.width, height: $0.height, frames: $0.frames, target: $0.targetIndex,
-                      codecs: HLSCodecs.h264(extradata: $0.encoder.ctx), quality: $0.qualityReport,
-                      frameRate: $0.timeBase.num > 0 ? Double($0.timeBase.den) / Double($0.timeBase.num) : 0)
+                      codecs: $0.target.muxer.codecString(stream: $0.target.videoStream!, frameRate: $0.frameRate),
+                      quality: $0.qualityReport,
+                      frameRate: $0.frameRate)
             } + (videoCopy.map { c in
                 [.init(name: c.name, width: c.width, height: c.height, frames: c.frames, target: c.targetIndex,
                        codecs: c.codecs, quality: nil, frameRate: c.frameRate)]
             } ?? []),
             sourceFrames: sourceFrames, mediaSeconds: media, elapsedSeconds: elapsed, audioSamples: audioSamples,
             fps: elapsed > 0 ? Double(sourceFrames) / elapsed : 0, speed: elapsed > 0 ? media / elapsed : 0,
-            bytesWritten: ordered.reduce(0) { $0 + $1.muxer.bytesWritten }, hasAudio: audioEncoder != nil || audioCopy,
+            bytesWritten: ordered.reduce(0) { $0 + $1.muxer.bytesWritten }, audioCodecs: ordered.lazy.compactMap { t in t.audioStream.map { t.muxer.codecString(stream: $0) } }.first,
             audioCopied: audioCopy, videoCopied: videoCopy != nil, decodeErrors: decodeErrors)
     }
 
