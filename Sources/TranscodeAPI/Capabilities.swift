@@ -37,30 +37,26 @@ public struct TranscoderCapabilities: Sendable, Equatable {
 }
 
 extension TranscoderCapabilities: JSONEncodable, JSONDecodable {
-    static let keys: Set<String> = ["libav", "encoders", "encoders_present_not_driven", "video_decoders", "audio_decoders",
-                                    "demuxers", "muxers", "hardware_devices", "hardware_types_built", "presets"]
+    /// The list members, by JSON name (the counts and the version are written first).
+    static var lists: KeyValuePairs<String, WritableKeyPath<TranscoderCapabilities, [String]>> {
+        ["encoders": \.encoders, "encoders_present_not_driven": \.encodersPresentNotDriven, "demuxers": \.demuxers,
+         "muxers": \.muxers, "hardware_devices": \.hardwareDevices, "hardware_types_built": \.hardwareTypesBuilt,
+         "presets": \.presets]
+    }
 
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
         w.beginObject()
         w.field("libav", libavVersion)
-        w.field("encoders", encoders)
-        w.field("encoders_present_not_driven", encodersPresentNotDriven)
         w.field("video_decoders", videoDecoders)
         w.field("audio_decoders", audioDecoders)
-        w.field("demuxers", demuxers)
-        w.field("muxers", muxers)
-        w.field("hardware_devices", hardwareDevices)
-        w.field("hardware_types_built", hardwareTypesBuilt)
-        w.field("presets", presets)
+        for (key, list) in Self.lists { w.field(key, self[keyPath: list]) }
         w.endObject()
     }
 
     public init(json: JSONValue) throws(JSONError) {
-        try json.rejectUnknownKeys(Self.keys)
-        self.init(encoders: try json.field("encoders"), encodersPresentNotDriven: try json.field("encoders_present_not_driven"),
-                  videoDecoders: try json.field("video_decoders"), audioDecoders: try json.field("audio_decoders"),
-                  demuxers: try json.field("demuxers"), muxers: try json.field("muxers"),
-                  hardwareDevices: try json.field("hardware_devices"), hardwareTypesBuilt: try json.field("hardware_types_built"),
-                  presets: try json.field("presets"), libavVersion: try json.field("libav"))
+        try json.rejectUnknownKeys(Set(["libav", "video_decoders", "audio_decoders"] + Self.lists.map(\.key)))
+        self.init(encoders: [], videoDecoders: try json.field("video_decoders"), audioDecoders: try json.field("audio_decoders"),
+                  demuxers: [], muxers: [], presets: [], libavVersion: try json.field("libav"))
+        for (key, list) in Self.lists { self[keyPath: list] = try json.field(key) }
     }
 }
