@@ -22,21 +22,24 @@ public protocol ResourceMonitorPlugin: Sendable {
 }
 
 extension ResourceSample: JSONEncodable, JSONDecodable {
+    /// The byte counts, by JSON name (after "cpus" and "load_1m").
+    static var byteCounts: KeyValuePairs<String, WritableKeyPath<ResourceSample, Int64>> {
+        ["memory_total_bytes": \.memoryTotalBytes, "memory_available_bytes": \.memoryAvailableBytes,
+         "process_resident_bytes": \.processResidentBytes]
+    }
+
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
         w.beginObject()
         w.field("cpus", cpus)
         w.field("load_1m", loadAverage1m)
-        w.field("memory_total_bytes", memoryTotalBytes)
-        w.field("memory_available_bytes", memoryAvailableBytes)
-        w.field("process_resident_bytes", processResidentBytes)
+        for (key, count) in Self.byteCounts { w.field(key, self[keyPath: count]) }
         w.endObject()
     }
 
     public init(json: JSONValue) throws(JSONError) {
-        try json.rejectUnknownKeys(["cpus", "load_1m", "memory_total_bytes", "memory_available_bytes", "process_resident_bytes"])
+        try json.rejectUnknownKeys(Set(["cpus", "load_1m"] + Self.byteCounts.map(\.key)))
         self.init(cpus: try json.field("cpus"), loadAverage1m: try json.field("load_1m"),
-                  memoryTotalBytes: try json.field("memory_total_bytes"),
-                  memoryAvailableBytes: try json.field("memory_available_bytes"),
-                  processResidentBytes: try json.field("process_resident_bytes"))
+                  memoryTotalBytes: 0, memoryAvailableBytes: 0, processResidentBytes: 0)
+        for (key, count) in Self.byteCounts { self[keyPath: count] = try json.field(key) }
     }
 }
