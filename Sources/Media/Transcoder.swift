@@ -1,3 +1,8 @@
+// Media: safe Swift over libav (FFmpeg 5.1) in-process, and the only module that imports
+// CLibAV. It implements TranscodeAPI's contract (LibAVTranscoderPlugin) for the requests
+// and presets of TranscodeAPI and SpoolModel, adding only what needs libav: encoder
+// presence, limits checked against decoded data, codec strings read from bitstreams.
+//
 // Media.Transcoder: one transcode (file or stream in, file or stream out) on the shared
 // Pipeline (Pipeline.swift), which also drives ladders (Ladder.swift).
 //
