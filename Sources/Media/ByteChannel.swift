@@ -4,14 +4,10 @@
 // blocks in `read` until bytes, the end, or a failure arrive. Nothing here blocks a
 // cooperative thread: only the transcode's own thread ever waits on the condition.
 import Synchronization
+import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
 #endif
-
-extension ByteSource {
-    /// Wakes a reader blocked in `read` (cancellation); sources that never block ignore it.
-    public func stopReading() {}
-}
 
 public final class ByteChannel: ByteSource, @unchecked Sendable {
     public enum ChannelError: Error, Sendable { case closed }
