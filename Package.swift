@@ -52,6 +52,8 @@ let package = Package(
         // OS threads: one spawn primitive, a condition lock, and the bounded blocking pool
         // every blocking call goes through (DNS, epoll-backend file I/O, databases).
         .target(name: "Threads", path: "Sources/Threads"),
+        // The one reader of /proc and /sys, with parsers for the files Spool reads.
+        .target(name: "ProcFS", path: "Sources/ProcFS"),
         .target(
             name: "BufferPool",
             path: "Sources/BufferPool"
@@ -65,7 +67,7 @@ let package = Package(
         .target(
             name: "Ring",
             dependencies: [
-                "CURing", "CEpoll", "BufferPool", "Threads",
+                "CURing", "CEpoll", "BufferPool", "Threads", "ProcFS",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Ring"
@@ -107,7 +109,7 @@ let package = Package(
         // byte streams, capabilities, resource samples, with their JSON. No libav.
         .target(name: "TranscodeAPI", dependencies: ["SpoolModel", "JSON"], path: "Sources/TranscodeAPI"),
         // The engine's view of its machine from /proc (TranscodeAPI's ResourceMonitorPlugin).
-        .target(name: "HostMetrics", dependencies: ["TranscodeAPI"], path: "Sources/HostMetrics"),
+        .target(name: "HostMetrics", dependencies: ["TranscodeAPI", "ProcFS"], path: "Sources/HostMetrics"),
         // The HTTP API's routes (/api/v1), installed on a Web Router by `spool serve`.
         .target(name: "SpoolAPI", dependencies: ["Web", "JSON", "SpoolModel"], path: "Sources/SpoolAPI"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
@@ -117,13 +119,13 @@ let package = Package(
         .testTarget(name: "SpoolModelTests", dependencies: ["SpoolModel", "SpoolTestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
-        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),
+        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "ProcFS", "SpoolTestSupport"]),
         .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"]),
         // The contract without Media: a fake plugin, JSON round trips, /proc parsing, the API's bodies.
-        .testTarget(name: "TranscodeAPITests", dependencies: ["TranscodeAPI", "SpoolModel", "JSON", "HostMetrics", "SpoolAPI", "Web"]),
+        .testTarget(name: "TranscodeAPITests", dependencies: ["TranscodeAPI", "SpoolModel", "JSON", "HostMetrics", "ProcFS", "SpoolAPI", "Web"]),
         // The real `spool` binary driven from /bin/sh: signals, exit statuses, descriptors.
         .testTarget(name: "CLITests", dependencies: ["SpoolTestSupport"]),
-        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "ProcFS", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

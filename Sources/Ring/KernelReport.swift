@@ -5,6 +5,7 @@
 // features missing, 1 unusable (the epoll fallback runs).
 internal import CURing
 import BufferPool
+import ProcFS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,11 +29,11 @@ public struct KernelFacts: Sendable {
     }
 
     public static func collect() -> KernelFacts {
-        let disabled = ProcFS.read("/proc/sys/kernel/io_uring_disabled").flatMap { Int($0.trimmingWhitespace()) }
+        let disabled = ProcFile.read("/proc/sys/kernel/io_uring_disabled").flatMap { Int($0.trimmingWhitespace()) }
         var seccomp = 0
         // This thread's view: a seccomp filter may be installed per thread.
-        if let status = ProcFS.read("/proc/thread-self/status") ?? ProcFS.read("/proc/self/status") {
-            seccomp = ProcFS.field("Seccomp", in: status).map { Int($0) } ?? 0
+        if let status = ProcFile.read("/proc/thread-self/status") ?? ProcFile.read("/proc/self/status") {
+            seccomp = ProcFile.field("Seccomp", in: status).map { Int($0) } ?? 0
         }
         var rl = rlimit()
         var soft: UInt64?, hard: UInt64?

@@ -2,6 +2,7 @@
 // formatters, HostMetrics' /proc parsing, and the API's bodies (escaped by the writer).
 import HostMetrics
 import JSON
+import ProcFS
 import SpoolAPI
 import SpoolModel
 import TranscodeAPI
@@ -60,6 +61,10 @@ final class SupportTypeTests: XCTestCase {
         XCTAssertEqual(ProcFile.meminfoBytes(meminfo, "MemAvailable"), 23_950_564 * 1024)
         XCTAssertEqual(ProcFile.meminfoBytes(meminfo, "Mem"), 0)
         XCTAssertEqual(ProcFile.residentPages("12345 678 90 1 0 2 0\n"), 678)
+        // /proc/PID/status separates with a tab, sometimes followed by spaces.
+        XCTAssertEqual(ProcFile.field("Seccomp", in: "Name:\tspool\nSeccomp:\t2\nVmRSS:\t   4096 kB\n"), 2)
+        XCTAssertEqual(ProcFile.field("VmRSS", in: "Seccomp:\t2\nVmRSS:\t   4096 kB\n"), 4096)
+        XCTAssertNil(ProcFile.field("VmPin", in: "VmRSS:\t   4096 kB\n"))
         XCTAssertNil(ProcFile.read("/proc/self/no-such-file"))
         XCTAssertEqual(ProcFile.read("/proc/self/comm", limit: 3)?.count, 3)
     }

@@ -3,6 +3,7 @@
 // file ranges, middleware (request id, access log, authentication), JSON errors, and the
 // HTTP client (pool reuse, stale connections, timeouts, redirects, streaming both ways).
 import Foundation
+import ProcFS
 import HTTP1
 import JSON
 import Logging
@@ -585,4 +586,4 @@ final class StreamingTests: XCTestCase {
 }
 
 /// Resident set size of this process.
-func residentBytes() -> Int { Int(ProcFS.residentBytes) }
+func residentBytes() -> Int { Int(ProcFile.residentBytes) }
