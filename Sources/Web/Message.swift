@@ -143,10 +143,10 @@ extension APIError {
     public init(_ e: JSONError) {
         if e.isSyntaxError {
             self.init(status: 400, code: "invalid_json", message: "the request body is not valid JSON: \(e.description)",
-                      details: [("offset", String(e.offset)), ("reason", e.kind.rawValue)])
+                      details: [("offset", String(e.offset)), ("reason", e.kind.description)])
         } else {
             self.init(status: 422, code: "validation_failed", message: e.description,
-                      details: [("field", e.pointer), ("reason", e.detail.isEmpty ? e.kind.rawValue : e.detail)])
+                      details: [("field", e.pointer), ("reason", e.detail.isEmpty ? e.kind.description : e.detail)])
         }
     }
 }
