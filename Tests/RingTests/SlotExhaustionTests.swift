@@ -21,15 +21,15 @@ final class SlotExhaustionTests: XCTestCase {
 
         let outcomes = try await loop.run { () -> [String] in
             var out: [String] = []
-            do { try await loop.sleep(for: .milliseconds(1)); out.append("slept") } catch {
+            do throws(RingError) { try await loop.sleep(for: .milliseconds(1)); out.append("slept") } catch {
                 out.append("\(error.code)")
                 out.append(error.description)
             }
             let nop = await loop.nop()
             out.append(nop.isSlotsExhausted ? "nop: slotsExhausted" : "nop: \(nop.res)")
-            do { _ = try await File.open("/dev/null", .read); out.append("opened") } catch { out.append("\(error.code)") }
+            do throws(RingError) { _ = try await File.open("/dev/null", .read); out.append("opened") } catch { out.append("\(error.code)") }
             let listener = try TCPListener(address: SocketAddress("127.0.0.1:0"))
-            do { _ = try await listener.accept(); out.append("accepted") } catch {
+            do throws(RingError) { _ = try await listener.accept(); out.append("accepted") } catch {
                 out.append("\(error.code)")
                 out.append(error.description)
             }
