@@ -46,7 +46,7 @@ public struct Request: Sendable {
     public func header(_ name: String) -> String? { headers.value(of: name) }
 
     /// The body parsed as JSON; malformed JSON is a 400 `invalid_json` with the offset.
-    public func json() throws -> JSONDocument {
+    public func json() throws(APIError) -> JSONDocument {
         do {
             return try JSONDocument(parsing: body)
         } catch {
@@ -56,7 +56,7 @@ public struct Request: Sendable {
 
     /// The body decoded as `T`: 400 `invalid_json` for syntax, 422 `validation_failed`
     /// (with the JSON Pointer of the field) for a missing or mistyped field.
-    public func decode<T: JSONDecodable>(_ type: T.Type) throws -> T {
+    public func decode<T: JSONDecodable>(_ type: T.Type) throws(APIError) -> T {
         let doc = try json()
         do {
             return try T(json: doc.root)
