@@ -59,23 +59,24 @@ extension HTTPClient {
         return .failed(HTTPClientError(.connectionClosed, "\(e)", cause: e))
     }
 
-    /// The deadline's remainder capped at the read timeout, as an exchange failure.
+    /// The deadline's remainder capped at the read timeout (for a receive or a send).
     private func receiveTimeout(_ deadline: ContinuousClock.Instant) throws(ExchangeFailure) -> Duration {
         do { return try HTTPClient.remaining(deadline, configuration.readTimeout) } catch { throw .failed(error) }
     }
 
     private func sendRequest(_ req: ClientRequest, head: [UInt8], on conn: TCPConnection, deadline: ContinuousClock.Instant) async throws(ExchangeFailure) {
         // A send refused by a closed socket: the server dropped an idle connection.
-        func sent(_ bytes: [UInt8]) async throws(ExchangeFailure) {
-            let timeout = try receiveTimeout(deadline)
-            do { try await conn.send(bytes, timeout: timeout) } catch {
-                throw error.code == .brokenPipe || error.code == .connectionReset ? .stale : transportFailure(error)
-            }
+        func sendFailure(_ e: RingError) -> ExchangeFailure {
+            e.code == .brokenPipe || e.code == .connectionReset ? .stale : transportFailure(e)
         }
-        try await sent(head)
+        func transmit(_ bytes: [UInt8]) async throws(ExchangeFailure) {
+            let timeout = try receiveTimeout(deadline)
+            do { try await conn.send(bytes, timeout: timeout) } catch { throw sendFailure(error) }
+        }
+        try await transmit(head)
         switch req.body {
         case .bytes(let b) where b.count > Self.inlineBodyMax:
-            try await sent(b)
+            try await transmit(b)
         case .stream(let producer):
             let readTimeout = configuration.readTimeout
             let writer = ClientBodyWriter(conn: conn) {
@@ -84,13 +85,13 @@ extension HTTPClient {
             do {
                 try await producer(writer)
             } catch let e as RingError {
-                throw e.code == .brokenPipe || e.code == .connectionReset ? .stale : transportFailure(e)
+                throw sendFailure(e)
             } catch let e as HTTPClientError {
                 throw .failed(e)
             } catch {
                 throw .failed(HTTPClientError(.callbackFailed, "the request body producer threw: \(error)", cause: error))
             }
-            try await sent(ChunkedEncoding.lastChunk)
+            try await transmit(ChunkedEncoding.lastChunk)
         default: break
         }
     }
