@@ -2,7 +2,8 @@
 //
 // Goals: output that our own strict parser (and any RFC 9112 peer) accepts; header
 // injection impossible (names must be tokens, values may not hold CR, LF or NUL: such
-// input is a programmer error and traps). Non-goals: writing into sockets (Web does).
+// input is a programmer error and traps; FieldSyntax, shared with request heads in
+// RequestSerializer.swift, which throw instead). Non-goals: writing into sockets (Web does).
 
 public struct ResponseHead: Sendable, Equatable {
     public var status: Int
@@ -28,20 +29,15 @@ public struct ResponseHead: Sendable, Equatable {
         out.append(contentsOf: reason.utf8)
         out.append(0x0D); out.append(0x0A)
         for (name, value) in headers {
-            precondition(!name.isEmpty && name.utf8.allSatisfy(isTChar), "invalid header name \(name)")
-            for c in value.utf8 { precondition(c == 0x09 || c >= 0x20 && c != 0x7F, "control character in header \(name)") }
-            out.append(contentsOf: name.utf8)
-            out.append(0x3A); out.append(0x20)
-            out.append(contentsOf: value.utf8)
-            out.append(0x0D); out.append(0x0A)
+            if let problem = FieldSyntax.problem(name: name, value: value) { preconditionFailure(problem) }
         }
-        out.append(0x0D); out.append(0x0A)
+        FieldSyntax.append(headers, to: &out)
     }
 
     /// Whether `serialize` accepts this field: a token name, a value without CR, LF, NUL or
-    /// other control characters (tab allowed).
+    /// other control characters (tab allowed). Requests follow the same rules.
     public static func isValidField(name: String, value: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy(isTChar) && value.utf8.allSatisfy { $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }
+        FieldSyntax.problem(name: name, value: value) == nil
     }
 
     public var bytes: [UInt8] {

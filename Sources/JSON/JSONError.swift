@@ -1,27 +1,54 @@
 // JSON.JSONError: every way input can be refused or a value read wrongly, with the byte
 // offset (for syntax) or the JSON Pointer (for typed reads) a user needs to find it.
 
-public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: String, Equatable, Sendable {
+public struct JSONError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What is wrong, compared with `==` (`error.kind == .duplicateKey`). Kinds will be
+    /// added, so this is a struct over a private enum, not an enum to switch over. Its
+    /// description is the kind's text ("invalid number").
+    public struct Kind: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String {
+            case empty = "empty input"
+            case invalidUTF8 = "invalid UTF-8"
+            case controlCharacterInString = "unescaped control character in a string"
+            case unterminatedString = "unterminated string"
+            case invalidEscape = "invalid escape sequence"
+            case loneSurrogate = "unpaired UTF-16 surrogate in a \\u escape"
+            case invalidNumber = "invalid number"
+            case invalidLiteral = "invalid literal"
+            case unexpectedCharacter = "unexpected character"
+            case unexpectedEnd = "unexpected end of input"
+            case trailingContent = "content after the top-level value"
+            case tooDeep = "nesting is deeper than the limit"
+            case duplicateKey = "duplicate object key"
+            case typeMismatch = "wrong type"
+            case missingField = "missing field"
+            case numberOutOfRange = "number out of range"
+            case invalidValue = "invalid value"
+        }
+        private let value: Value
+        private init(_ value: Value) { self.value = value }
+
         // Syntax (stage 1 and stage 2)
-        case empty = "empty input"
-        case invalidUTF8 = "invalid UTF-8"
-        case controlCharacterInString = "unescaped control character in a string"
-        case unterminatedString = "unterminated string"
-        case invalidEscape = "invalid escape sequence"
-        case loneSurrogate = "unpaired UTF-16 surrogate in a \\u escape"
-        case invalidNumber = "invalid number"
-        case invalidLiteral = "invalid literal"
-        case unexpectedCharacter = "unexpected character"
-        case unexpectedEnd = "unexpected end of input"
-        case trailingContent = "content after the top-level value"
-        case tooDeep = "nesting is deeper than the limit"
-        case duplicateKey = "duplicate object key"
+        public static let empty = Kind(.empty)
+        public static let invalidUTF8 = Kind(.invalidUTF8)
+        public static let controlCharacterInString = Kind(.controlCharacterInString)
+        public static let unterminatedString = Kind(.unterminatedString)
+        public static let invalidEscape = Kind(.invalidEscape)
+        public static let loneSurrogate = Kind(.loneSurrogate)
+        public static let invalidNumber = Kind(.invalidNumber)
+        public static let invalidLiteral = Kind(.invalidLiteral)
+        public static let unexpectedCharacter = Kind(.unexpectedCharacter)
+        public static let unexpectedEnd = Kind(.unexpectedEnd)
+        public static let trailingContent = Kind(.trailingContent)
+        public static let tooDeep = Kind(.tooDeep)
+        public static let duplicateKey = Kind(.duplicateKey)
         // Typed reads
-        case typeMismatch = "wrong type"
-        case missingField = "missing field"
-        case numberOutOfRange = "number out of range"
-        case invalidValue = "invalid value"
+        public static let typeMismatch = Kind(.typeMismatch)
+        public static let missingField = Kind(.missingField)
+        public static let numberOutOfRange = Kind(.numberOutOfRange)
+        public static let invalidValue = Kind(.invalidValue)
+
+        public var description: String { value.rawValue }
     }
 
     public var kind: Kind
@@ -49,7 +76,7 @@ public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
     public var isSyntaxError: Bool { offset >= 0 }
 
     public var description: String {
-        var s = kind.rawValue
+        var s = kind.description
         if offset >= 0 { s += " at byte \(offset)" } else { s += " at \(pointer.isEmpty ? "/" : pointer)" }
         if !detail.isEmpty { s += ": " + detail }
         return s

@@ -1,55 +1,141 @@
 // Media.MediaError: every failure the Media module reports, each with a reason a user can
 // read. libav return codes are turned into these at the call site that knows what was
 // being attempted, so a message says "opening the decoder for stream 0 (h264)" rather
-// than a bare errno.
+// than a bare errno. New kinds of failure keep coming (each input hardening added one),
+// so MediaError is a struct: built with static functions named for the failure, told apart
+// by comparing `kind` (or `code`, its stable identifier), never by an exhaustive switch.
 import CLibAV
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What failed, compared with `==` (`error.kind == .outputExists`). Kinds will be
+    /// added, so this is a struct over a private enum, not an enum to switch over. Its
+    /// description is the stable identifier (`code`).
+    public struct Kind: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String {
+            case inputUnreadable = "input_unreadable"
+            case emptyInput = "empty_input"
+            case inputTruncated = "input_truncated"
+            case unrecognizedFormat = "unrecognized_format"
+            case demuxerNotAllowed = "format_not_allowed"
+            case invalidData = "invalid_data"
+            case limitExceeded = "limit_exceeded"
+            case noUsableStreams = "no_usable_streams"
+            case decoderUnavailable = "decoder_unavailable"
+            case encoderUnavailable = "encoder_unavailable"
+            case invalidSettings = "invalid_settings"
+            case outputUnwritable = "output_unwritable"
+            case outputExists = "output_exists"
+            case cancelled = "cancelled"
+            case timedOut = "timed_out"
+            case tooManyDecodeErrors = "too_many_decode_errors"
+            case noVideoFrames = "no_video_frames"
+            case noAudioFrames = "no_audio_frames"
+            case libav = "libav_error"
+        }
+        private let value: Value
+        private init(_ value: Value) { self.value = value }
+
+        public static let inputUnreadable = Kind(.inputUnreadable)
+        public static let emptyInput = Kind(.emptyInput)
+        public static let inputTruncated = Kind(.inputTruncated)
+        public static let unrecognizedFormat = Kind(.unrecognizedFormat)
+        public static let demuxerNotAllowed = Kind(.demuxerNotAllowed)
+        public static let invalidData = Kind(.invalidData)
+        public static let limitExceeded = Kind(.limitExceeded)
+        public static let noUsableStreams = Kind(.noUsableStreams)
+        public static let decoderUnavailable = Kind(.decoderUnavailable)
+        public static let encoderUnavailable = Kind(.encoderUnavailable)
+        public static let invalidSettings = Kind(.invalidSettings)
+        public static let outputUnwritable = Kind(.outputUnwritable)
+        public static let outputExists = Kind(.outputExists)
+        public static let cancelled = Kind(.cancelled)
+        public static let timedOut = Kind(.timedOut)
+        public static let tooManyDecodeErrors = Kind(.tooManyDecodeErrors)
+        public static let noVideoFrames = Kind(.noVideoFrames)
+        public static let noAudioFrames = Kind(.noAudioFrames)
+        public static let libav = Kind(.libav)
+
+        public var description: String { value.rawValue }
+    }
+
+    /// Each failure with what its message needs. Private: callers build errors with the
+    /// static functions below and tell them apart by `kind`.
+    private enum Detail: Hashable, Sendable {
+        case inputUnreadable(path: String, reason: String)
+        case emptyInput(path: String)
+        case inputTruncated(path: String, openedBytes: Int64, nowBytes: Int64)
+        case unrecognizedFormat(path: String)
+        case demuxerNotAllowed(name: String, allowed: [String])
+        case invalidData(reason: String)
+        case limitExceeded(reason: String)
+        case noUsableStreams(path: String)
+        case decoderUnavailable(codec: String)
+        case encoderUnavailable(codec: String)
+        case invalidSettings(reason: String)
+        case outputUnwritable(path: String, reason: String)
+        case outputExists(path: String)
+        case cancelled
+        case timedOut(phase: String, seconds: Double)
+        case tooManyDecodeErrors(path: String, errors: Int, packets: Int, total: Int, allowed: Int, lastError: String)
+        case noVideoFrames(path: String)
+        case noAudioFrames(path: String)
+        case libav(operation: String, code: Int32, message: String)
+    }
+
+    private let detail: Detail
+    private init(_ detail: Detail) { self.detail = detail }
+
     /// The input path does not exist or cannot be read.
-    case inputUnreadable(path: String, reason: String)
+    public static func inputUnreadable(path: String, reason: String) -> MediaError { MediaError(.inputUnreadable(path: path, reason: reason)) }
     /// The input has no bytes.
-    case emptyInput(path: String)
+    public static func emptyInput(path: String) -> MediaError { MediaError(.emptyInput(path: path)) }
     /// The input file became shorter than it was when opened (another process truncated it).
-    case inputTruncated(path: String, openedBytes: Int64, nowBytes: Int64)
+    public static func inputTruncated(path: String, openedBytes: Int64, nowBytes: Int64) -> MediaError {
+        MediaError(.inputTruncated(path: path, openedBytes: openedBytes, nowBytes: nowBytes))
+    }
     /// No allowed demuxer recognises the bytes.
-    case unrecognizedFormat(path: String)
+    public static func unrecognizedFormat(path: String) -> MediaError { MediaError(.unrecognizedFormat(path: path)) }
     /// A demuxer recognised the input but is not on the allow-list (e.g. playlists).
-    case demuxerNotAllowed(name: String, allowed: [String])
+    public static func demuxerNotAllowed(name: String, allowed: [String]) -> MediaError { MediaError(.demuxerNotAllowed(name: name, allowed: allowed)) }
     /// The input is corrupt or truncated beyond what libav can work with.
-    case invalidData(reason: String)
+    public static func invalidData(reason: String) -> MediaError { MediaError(.invalidData(reason: reason)) }
     /// A safety limit was hit (dimensions, duration, stream or packet count...).
-    case limitExceeded(reason: String)
+    public static func limitExceeded(reason: String) -> MediaError { MediaError(.limitExceeded(reason: reason)) }
     /// The input has no audio or video stream Spool can transcode.
-    case noUsableStreams(path: String)
+    public static func noUsableStreams(path: String) -> MediaError { MediaError(.noUsableStreams(path: path)) }
     /// No decoder for the input codec in this libav build.
-    case decoderUnavailable(codec: String)
+    public static func decoderUnavailable(codec: String) -> MediaError { MediaError(.decoderUnavailable(codec: codec)) }
     /// The requested encoder is not in this libav build.
-    case encoderUnavailable(codec: String)
+    public static func encoderUnavailable(codec: String) -> MediaError { MediaError(.encoderUnavailable(codec: codec)) }
     /// A preset or custom settings were rejected before any work started.
-    case invalidSettings(reason: String)
+    public static func invalidSettings(reason: String) -> MediaError { MediaError(.invalidSettings(reason: reason)) }
     /// The output cannot be written (path, container).
-    case outputUnwritable(path: String, reason: String)
+    public static func outputUnwritable(path: String, reason: String) -> MediaError { MediaError(.outputUnwritable(path: path, reason: reason)) }
     /// Something exists at the output path and replacing it was not asked for.
-    case outputExists(path: String)
+    public static func outputExists(path: String) -> MediaError { MediaError(.outputExists(path: path)) }
     /// The job was cancelled.
-    case cancelled
+    public static let cancelled = MediaError(.cancelled)
     /// A phase took longer than its limit (e.g. opening and probing the input).
-    case timedOut(phase: String, seconds: Double)
+    public static func timedOut(phase: String, seconds: Double) -> MediaError { MediaError(.timedOut(phase: phase, seconds: seconds)) }
     /// More packets could not be decoded than the error budget allows (MediaLimits).
     /// `packets` were sent to the decoders so far, of `total` (declared, or all read).
-    case tooManyDecodeErrors(path: String, errors: Int, packets: Int, total: Int, allowed: Int, lastError: String)
+    public static func tooManyDecodeErrors(path: String, errors: Int, packets: Int, total: Int, allowed: Int, lastError: String) -> MediaError {
+        MediaError(.tooManyDecodeErrors(path: path, errors: errors, packets: packets, total: total, allowed: allowed, lastError: lastError))
+    }
     /// The input has a video stream and video was asked for, but no frame came out of it.
-    case noVideoFrames(path: String)
+    public static func noVideoFrames(path: String) -> MediaError { MediaError(.noVideoFrames(path: path)) }
     /// The input has an audio stream and audio was asked for, but no sample came out of it.
-    case noAudioFrames(path: String)
+    public static func noAudioFrames(path: String) -> MediaError { MediaError(.noAudioFrames(path: path)) }
     /// Any other libav failure: what we were doing, the code and libav's text.
-    case libav(operation: String, code: Int32, message: String)
+    public static func libav(operation: String, code: Int32, message: String) -> MediaError {
+        MediaError(.libav(operation: operation, code: code, message: message))
+    }
 
     public var description: String {
-        switch self {
+        switch detail {
         case .inputUnreadable(let path, let reason): return "cannot read \(path): \(reason)"
         case .emptyInput(let path): return "\(path) is empty (0 bytes)"
         case .inputTruncated(let path, let opened, let now):
@@ -77,30 +163,32 @@ public enum MediaError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// A short stable identifier, for JSON error bodies and tests.
-    public var code: String {
-        switch self {
-        case .inputUnreadable: return "input_unreadable"
-        case .emptyInput: return "empty_input"
-        case .inputTruncated: return "input_truncated"
-        case .unrecognizedFormat: return "unrecognized_format"
-        case .demuxerNotAllowed: return "format_not_allowed"
-        case .invalidData: return "invalid_data"
-        case .limitExceeded: return "limit_exceeded"
-        case .noUsableStreams: return "no_usable_streams"
-        case .decoderUnavailable: return "decoder_unavailable"
-        case .encoderUnavailable: return "encoder_unavailable"
-        case .invalidSettings: return "invalid_settings"
-        case .outputUnwritable: return "output_unwritable"
-        case .outputExists: return "output_exists"
-        case .cancelled: return "cancelled"
-        case .timedOut: return "timed_out"
-        case .tooManyDecodeErrors: return "too_many_decode_errors"
-        case .noVideoFrames: return "no_video_frames"
-        case .noAudioFrames: return "no_audio_frames"
-        case .libav: return "libav_error"
+    public var kind: Kind {
+        switch detail {
+        case .inputUnreadable: return .inputUnreadable
+        case .emptyInput: return .emptyInput
+        case .inputTruncated: return .inputTruncated
+        case .unrecognizedFormat: return .unrecognizedFormat
+        case .demuxerNotAllowed: return .demuxerNotAllowed
+        case .invalidData: return .invalidData
+        case .limitExceeded: return .limitExceeded
+        case .noUsableStreams: return .noUsableStreams
+        case .decoderUnavailable: return .decoderUnavailable
+        case .encoderUnavailable: return .encoderUnavailable
+        case .invalidSettings: return .invalidSettings
+        case .outputUnwritable: return .outputUnwritable
+        case .outputExists: return .outputExists
+        case .cancelled: return .cancelled
+        case .timedOut: return .timedOut
+        case .tooManyDecodeErrors: return .tooManyDecodeErrors
+        case .noVideoFrames: return .noVideoFrames
+        case .noAudioFrames: return .noAudioFrames
+        case .libav: return .libav
         }
     }
+
+    /// A short stable identifier, for JSON error bodies and tests (`kind`'s description).
+    public var code: String { kind.description }
 }
 
 func formatSeconds(_ s: Double) -> String {

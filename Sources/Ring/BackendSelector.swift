@@ -55,7 +55,7 @@ enum BackendSelector {
         case "uring", "io_uring", "iouring": return .uring
         case "epoll": return .epoll
         default:
-            throw RingError(.invalidArgument("SPOOL_IO_BACKEND=\(raw) is not one of uring, epoll, auto"), operation: "choose I/O backend")
+            throw RingError(.invalidArgument, operation: "choose I/O backend", reason: "SPOOL_IO_BACKEND=\(raw) is not one of uring, epoll, auto")
         }
     }
 
@@ -90,7 +90,7 @@ enum BackendSelector {
             } catch {
                 let why = explain(error)
                 if pref == .uring {
-                    throw RingError(.backendUnavailable("SPOOL_IO_BACKEND=uring but io_uring cannot run: \(why)"), operation: "start io_uring backend")
+                    throw RingError(.backendUnavailable, operation: "start io_uring backend", reason: "SPOOL_IO_BACKEND=uring but io_uring cannot run: \(why)")
                 }
                 choice = Choice(backend: try EpollBackend(pool: pool), reason: "falling back to epoll: \(why)")
             }

@@ -13,7 +13,8 @@ extension EventLoop {
 
     /// Submits one operation and suspends until its completion. `prepare` gets the
     /// operation's `user_data` and slot index and returns 0 or a negative errno; a failure
-    /// to queue completes the operation at once with that errno.
+    /// to queue completes the operation at once with that errno. With no slot free the
+    /// result is `OpResult.slotsExhausted` (never a bare EAGAIN).
     ///
     /// `cancellable`: task cancellation becomes an ASYNC_CANCEL (the call still returns
     /// only when the kernel is done with the operation). Installing the cancellation
@@ -24,7 +25,7 @@ extension EventLoop {
     @inline(__always)
     func perform(cancellable: Bool = true, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
         assertInLoop()
-        guard let (slot, ud) = allocSlot() else { return OpResult(res: -EAGAIN) }
+        guard let (slot, ud) = allocSlot() else { return OpResult(res: OpResult.slotsExhausted) }
         if Task.isCancelled && cancellable {
             freeSlot(slot)
             return OpResult(res: -ECANCELED)
@@ -68,10 +69,11 @@ extension EventLoop {
         return ud
     }
 
-    /// Starts a multishot operation delivering to `sink`. Returns its `user_data`.
-    func submitMultishot(_ sink: any MultishotSink, _ prepare: (UInt64) -> Int32) -> Result<UInt64, RingError> {
+    /// Starts a multishot operation (`operation`, for errors) delivering to `sink`. Returns
+    /// its `user_data`.
+    func submitMultishot(_ operation: String, _ sink: any MultishotSink, _ prepare: (UInt64) -> Int32) -> Result<UInt64, RingError> {
         assertInLoop()
-        guard let (slot, ud) = allocSlot() else { return .failure(RingError(.system(errno: EAGAIN), operation: "no free operation slot")) }
+        guard let (slot, ud) = allocSlot() else { return .failure(RingError(.slotsExhausted, operation: operation)) }
         slots[slot].handler = .multishot(sink)
         let rc = prepare(ud)
         if rc < 0 {

@@ -202,7 +202,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             ready.change { $0 = .failed(error) }
             return
         } catch {
-            ready.change { $0 = .failed(RingError(.invalidArgument("\(error)"), operation: "start loop")) }
+            ready.change { $0 = .failed(RingError(.invalidArgument, operation: "start loop", reason: "\(error)")) }
             return
         }
         armWakeup()

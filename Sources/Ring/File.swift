@@ -96,7 +96,7 @@ public final class File {
         guard !closed else { return }
         closed = true
         let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
-        if r.res == -EAGAIN || r.res == -EBUSY {
+        if r.isSlotsExhausted || r.res == -EAGAIN || r.res == -EBUSY {
             // No slot or SQ space for the close: do it synchronously rather than leak the fd.
             if Glibc.close(fd) != 0 { throw RingError(errno: errno, operation: "close \(path)") }
             return
@@ -168,7 +168,7 @@ public enum FileSystem {
 
 func currentLoop(_ op: String) throws(RingError) -> EventLoop {
     guard let loop = EventLoop.current else {
-        throw RingError(.invalidArgument("no event loop: call from a task on a loop"), operation: op)
+        throw RingError(.invalidArgument, operation: op, reason: "no event loop: call from a task on a loop")
     }
     return loop
 }

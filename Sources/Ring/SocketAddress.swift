@@ -53,7 +53,7 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
             withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin6) { dst.copyMemory(from: $0) } }
             length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         } else {
-            throw RingError(.invalidArgument("\"\(host)\" is not a numeric IPv4 or IPv6 address"), operation: "parse address")
+            throw RingError(.invalidArgument, operation: "parse address", reason: "\"\(host)\" is not a numeric IPv4 or IPv6 address")
         }
     }
 
@@ -77,7 +77,7 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
             var list: UnsafeMutablePointer<addrinfo>?
             let rc = getaddrinfo(host, String(port), &hints, &list)
             guard rc == 0, let first = list else {
-                return .failure(RingError(.invalidArgument("cannot resolve \"\(host)\": \(String(cString: gai_strerror(rc)))"), operation: "resolve"))
+                return .failure(RingError(.invalidArgument, operation: "resolve", reason: "cannot resolve \"\(host)\": \(String(cString: gai_strerror(rc)))"))
             }
             defer { freeaddrinfo(list) }
             var out: [SocketAddress] = []
@@ -90,13 +90,13 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
                 }
                 p = ai.pointee.ai_next
             }
-            return out.isEmpty ? .failure(RingError(.invalidArgument("no address for \"\(host)\""), operation: "resolve")) : .success(out)
-        }) ?? .failure(RingError(.invalidArgument("cannot resolve \"\(host)\": the blocking pool is full"), operation: "resolve"))
+            return out.isEmpty ? .failure(RingError(.invalidArgument, operation: "resolve", reason: "no address for \"\(host)\"")) : .success(out)
+        }) ?? .failure(RingError(.invalidArgument, operation: "resolve", reason: "cannot resolve \"\(host)\": the blocking pool is full"))
         return try result.get()
     }
 
     private static func bad(_ text: String) -> RingError {
-        RingError(.invalidArgument("\"\(text)\" is not HOST:PORT (IPv6 as [::1]:PORT)"), operation: "parse address")
+        RingError(.invalidArgument, operation: "parse address", reason: "\"\(text)\" is not HOST:PORT (IPv6 as [::1]:PORT)")
     }
 
     public var port: UInt16 {

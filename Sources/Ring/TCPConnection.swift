@@ -72,7 +72,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// first (tests use 127.x.y.z sources to spread ephemeral ports).
     public static func connect(to address: SocketAddress, from local: SocketAddress? = nil, timeout: Duration? = nil) async throws(RingError) -> TCPConnection {
         guard let loop = EventLoop.current else {
-            throw RingError(.invalidArgument("no event loop: connect from a task on a loop"), operation: "connect")
+            throw RingError(.invalidArgument, operation: "connect", reason: "no event loop: connect from a task on a loop")
         }
         let s = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { throw RingError(errno: errno, operation: "socket") }
@@ -119,7 +119,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
             if recvEOF { return nil }
             if closed { throw RingError(.closed, operation: "recv") }
             if recvUD == nil && !starved {
-                switch loop.submitMultishot(self, { ud in loop.backend.recvSelect(fd: fd, multishot: true, ud) }) {
+                switch loop.submitMultishot("recv", self, { ud in loop.backend.recvSelect(fd: fd, multishot: true, ud) }) {
                 case .success(let ud): recvUD = ud
                 case .failure(let e): throw e
                 }
@@ -243,7 +243,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 /// closes it synchronously rather than leak it.
 func closeDescriptor(_ fd: Int32, on loop: EventLoop) async {
     let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
-    if r.res == -EAGAIN || r.res == -EBUSY {
+    if r.isSlotsExhausted || r.res == -EAGAIN || r.res == -EBUSY {
         loop.backend.forget(fd: fd)
         Glibc.close(fd)
     }

@@ -26,7 +26,7 @@ public final class TCPListener: MultishotSink {
     /// Binds and listens on `address` (port 0 picks a free port) on the current loop.
     public init(address: SocketAddress, backlog: Int32 = 4096, reusePort: Bool = true, loop: EventLoop? = nil) throws(RingError) {
         guard let loop = loop ?? EventLoop.current else {
-            throw RingError(.invalidArgument("no event loop: create listeners from a task on a loop"), operation: "listen")
+            throw RingError(.invalidArgument, operation: "listen", reason: "no event loop: create listeners from a task on a loop")
         }
         let s = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { throw RingError(errno: errno, operation: "socket") }
@@ -60,7 +60,7 @@ public final class TCPListener: MultishotSink {
     }
 
     private func arm() throws(RingError) {
-        switch loop.submitMultishot(self, { ud in loop.backend.accept(fd: fd, multishot: true, ud) }) {
+        switch loop.submitMultishot("accept", self, { ud in loop.backend.accept(fd: fd, multishot: true, ud) }) {
         case .success(let ud): armedUD = ud
         case .failure(let e): throw e
         }

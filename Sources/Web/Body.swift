@@ -116,8 +116,10 @@ public final class RequestBody: @unchecked Sendable {
     /// Reads the next piece of the body and passes its bytes to `consume` (which must not
     /// keep the pointer). Returns false once the body has ended. A piece may be empty
     /// (only framing arrived). Throws an APIError: 400 for a malformed or truncated body,
-    /// 413 over the limit, 408 when the client is too slow (see BodyTimeLimits).
-    public func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
+    /// 413 over the limit, 408 when the client is too slow (see BodyTimeLimits). A
+    /// consumer that refuses the bytes throws the APIError the client should get (415,
+    /// 422, a 500 for its own failure): the only thing a refusal can become is an answer.
+    public func read(_ consume: (UnsafeRawBufferPointer) throws(APIError) -> Void) async throws(APIError) -> Bool {
         guard !isPoisoned else {
             throw APIError(status: 400, code: "bad_request", message: "the request body can no longer be read")
         }
@@ -129,7 +131,7 @@ public final class RequestBody: @unchecked Sendable {
         if !input.isEmpty {
             let used: Int
             do {
-                used = try input.withPending { raw in try decode(raw, consume) }
+                used = try input.withPending { raw in Result { () throws(APIError) in try decode(raw, consume) } }.get()
             } catch {
                 isPoisoned = true
                 throw error
@@ -142,7 +144,7 @@ public final class RequestBody: @unchecked Sendable {
             throw APIError(status: 400, code: "bad_request", message: "the request body ended early (\(bytesRead) bytes read)")
         }
         do {
-            try chunk.withUnsafeBytes { raw in
+            try chunk.withUnsafeBytes { raw throws(APIError) in
                 let used = try decode(raw, consume)
                 if used < raw.count { input.append(UnsafeRawBufferPointer(rebasing: raw[used...])) }
             }
@@ -154,7 +156,7 @@ public final class RequestBody: @unchecked Sendable {
     }
 
     /// Decodes framing in `raw`, passing payload bytes on; returns the bytes consumed.
-    private func decode(_ raw: UnsafeRawBufferPointer, _ consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+    private func decode(_ raw: UnsafeRawBufferPointer, _ consume: (UnsafeRawBufferPointer) throws(APIError) -> Void) throws(APIError) -> Int {
         switch framing {
         case .length(let remaining):
             // State first, then the consumer: what was taken from the wire is accounted
@@ -182,14 +184,14 @@ public final class RequestBody: @unchecked Sendable {
     }
 
     /// Reads the whole body into memory (at most `limit` bytes, or the route limit).
-    public func collect(upTo max: Int? = nil) async throws -> [UInt8] {
+    public func collect(upTo max: Int? = nil) async throws(APIError) -> [UInt8] {
         let cap = UInt64(max ?? Int(clamping: limit))
         var out: [UInt8] = []
         if let n = declaredLength {
             guard n <= cap else { throw APIError.payloadTooLarge(n, cap) }
             out.reserveCapacity(Int(n))
         }
-        while try await read({ bytes in
+        while try await read({ bytes throws(APIError) in
             guard UInt64(out.count + bytes.count) <= cap else { throw APIError.payloadTooLarge(UInt64(out.count + bytes.count), cap) }
             out.append(contentsOf: bytes)
         }) {}
@@ -197,7 +199,7 @@ public final class RequestBody: @unchecked Sendable {
     }
 
     /// Reads and drops the rest of the body (bounded by the route limit).
-    public func discard() async throws {
+    public func discard() async throws(APIError) {
         while try await read({ _ in }) {}
     }
 }
@@ -212,7 +214,9 @@ extension APIError {
 
 /// How a response's content is produced when it is not a plain byte array.
 public enum ResponseStream: Sendable {
-    /// Written by `producer` with chunked transfer coding (unknown length), e.g. SSE.
+    /// Written by `producer` with chunked transfer coding (unknown length), e.g. SSE. The
+    /// producer is the handler's code and may throw anything (the response is cut short
+    /// and the connection closed, whatever it was), so its throws stay untyped.
     case chunked(@Sendable (ResponseWriter) async throws -> Void)
     /// Bytes `range` of the file at `path` (the whole file when nil), with a known length.
     case file(path: String, range: Range<UInt64>?)
@@ -235,7 +239,7 @@ public final class ResponseWriter: @unchecked Sendable {
         self.chunked = chunked
     }
 
-    public func write(_ bytes: [UInt8]) async throws {
+    public func write(_ bytes: [UInt8]) async throws(RingError) {
         guard !bytes.isEmpty else { return }   // an empty chunk would end the body
         if chunked {
             var out: [UInt8] = []
@@ -248,9 +252,9 @@ public final class ResponseWriter: @unchecked Sendable {
         bytesWritten += bytes.count
     }
 
-    public func write(_ text: String) async throws { try await write(Array(text.utf8)) }
+    public func write(_ text: String) async throws(RingError) { try await write(Array(text.utf8)) }
 
-    public func send(_ event: ServerSentEvent) async throws {
+    public func send(_ event: ServerSentEvent) async throws(RingError) {
         var out: [UInt8] = []
         event.serialize(into: &out)
         try await write(out)
@@ -258,7 +262,7 @@ public final class ResponseWriter: @unchecked Sendable {
 
     /// Writes one JSON value produced by `build`, serialized straight into pool buffers
     /// and sent as one chunk with a vectored send.
-    public func writeJSON(_ build: (inout JSONWriter<PooledByteSink>) -> Void) async throws {
+    public func writeJSON(_ build: (inout JSONWriter<PooledByteSink>) -> Void) async throws(RingError) {
         var w = JSONWriter(into: PooledByteSink(pool: conn.loop.pool))
         build(&w)
         let sink = w.sink
@@ -317,7 +321,7 @@ public final class PooledByteSink: JSONSink {
     }
 
     /// Sends every byte (in order) and returns the buffers to the pool.
-    func send(on conn: TCPConnection, timeout: Duration) async throws {
+    func send(on conn: TCPConnection, timeout: Duration) async throws(RingError) {
         while !parts.isEmpty {
             var list = PooledBufferList()
             let n = min(TCPConnection.vectorMax, parts.count)

@@ -10,7 +10,7 @@ extension Response {
     /// Serves `name` from the directory `root`, where `name` usually comes from the request
     /// (a path parameter): it must be one plain file name, so nothing outside `root` can be
     /// reached ("..", "/", NUL and names starting with "." are refused with 404).
-    public static func file(root: String, name: String, for request: Request, contentType: String = "application/octet-stream") async throws -> Response {
+    public static func file(root: String, name: String, for request: Request, contentType: String = "application/octet-stream") async throws(APIError) -> Response {
         guard !name.isEmpty, !name.hasPrefix("."), !name.utf8.contains(where: { $0 == 0x2F || $0 == 0 }) else {
             throw APIError(status: 404, code: "not_found", message: "no such file")
         }
@@ -20,7 +20,7 @@ extension Response {
     /// Serves the file at `path` (trusted: never a path taken from a request as is; see
     /// `file(root:name:for:)`). A missing file is the standard 404; only regular files are
     /// served (not devices, FIFOs or directories).
-    public static func file(_ path: String, for request: Request, contentType: String = "application/octet-stream") async throws -> Response {
+    public static func file(_ path: String, for request: Request, contentType: String = "application/octet-stream") async throws(APIError) -> Response {
         let status: FileStatus
         do {
             status = try await FileSystem.status(path)

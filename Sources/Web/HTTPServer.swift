@@ -73,15 +73,25 @@ public final class HTTPServer: Sendable {
     public var localAddress: SocketAddress? { state.address }
 
     /// Starts the loops and their listeners. Returns once every listener is bound.
-    public func start() async throws {
+    public func start() async throws(RingError) {
         var address = configuration.listen
         for i in 0..<configuration.loops {
             let loop = try EventLoop.start(id: i, configuration: configuration.loop, logger: logger)
             let bound = address
-            let (listener, registry, actual) = try await loop.run { () -> (LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, SocketAddress) in
-                let l = try TCPListener(address: bound)
-                return (LoopRef(l), LoopRef(ConnectionRegistry()), l.localAddress)
+            let made: Result<(LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, SocketAddress), RingError>
+            do {
+                made = try await loop.run {
+                    Result { () throws(RingError) in
+                        let l = try TCPListener(address: bound)
+                        return (LoopRef(l), LoopRef(ConnectionRegistry()), l.localAddress)
+                    }
+                }
+            } catch {
+                // The body never throws (its failure is the Result), so this is unreachable;
+                // `run` is declared throwing because tasks are.
+                made = .failure(RingError(.invalidArgument, operation: "listen \(bound)", reason: "\(error)"))
             }
+            let (listener, registry, actual) = try made.get()
             address = actual        // the other loops share the port chosen by the first
             let server = self
             let trimmer = loop.spawn {

@@ -46,7 +46,7 @@ public struct Request: Sendable {
     public func header(_ name: String) -> String? { headers.value(of: name) }
 
     /// The body parsed as JSON; malformed JSON is a 400 `invalid_json` with the offset.
-    public func json() throws -> JSONDocument {
+    public func json() throws(APIError) -> JSONDocument {
         do {
             return try JSONDocument(parsing: body)
         } catch {
@@ -56,7 +56,7 @@ public struct Request: Sendable {
 
     /// The body decoded as `T`: 400 `invalid_json` for syntax, 422 `validation_failed`
     /// (with the JSON Pointer of the field) for a missing or mistyped field.
-    public func decode<T: JSONDecodable>(_ type: T.Type) throws -> T {
+    public func decode<T: JSONDecodable>(_ type: T.Type) throws(APIError) -> T {
         let doc = try json()
         do {
             return try T(json: doc.root)
@@ -143,10 +143,10 @@ extension APIError {
     public init(_ e: JSONError) {
         if e.isSyntaxError {
             self.init(status: 400, code: "invalid_json", message: "the request body is not valid JSON: \(e.description)",
-                      details: [("offset", String(e.offset)), ("reason", e.kind.rawValue)])
+                      details: [("offset", String(e.offset)), ("reason", e.kind.description)])
         } else {
             self.init(status: 422, code: "validation_failed", message: e.description,
-                      details: [("field", e.pointer), ("reason", e.detail.isEmpty ? e.kind.rawValue : e.detail)])
+                      details: [("field", e.pointer), ("reason", e.detail.isEmpty ? e.kind.description : e.detail)])
         }
     }
 }

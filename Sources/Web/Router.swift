@@ -11,6 +11,12 @@
 import JSON
 import Logging
 
+/// A route's handler. Its throws stay untyped on purpose: handlers are application code
+/// that calls anything (stores, engines, files) and the router maps whatever comes out in
+/// one place (`run`): APIError as is, JSONError as 400/422, the rest as a logged 500. A
+/// typed error here would make every handler wrap every call for no gain in what the
+/// client sees. Web's own functions throw typed errors (APIError, RingError,
+/// HTTPClientError).
 public typealias RouteHandler = @Sendable (Request) async throws -> Response
 public typealias Middleware = @Sendable (Request, _ next: @Sendable (Request) async -> Response) async -> Response
 

@@ -127,7 +127,7 @@ final class StreamingTests: XCTestCase {
                 }
                 v1.post("picky", body: .streaming(max: 1 << 20)) { req in
                     // Refuses the body on its first byte, from inside the consumer.
-                    while try await req.bodyStream.read({ bytes in
+                    while try await req.bodyStream.read({ bytes throws(APIError) in
                         if bytes.first.map({ $0 != 0x4D }) ?? false {
                             throw APIError(status: 415, code: "unsupported_media_type", message: "not a media file")
                         }
@@ -154,7 +154,7 @@ final class StreamingTests: XCTestCase {
             var pieces = 0
         }
         let t = Tally()
-        let consume: (UnsafeRawBufferPointer) throws -> Void = { bytes in
+        let consume: (UnsafeRawBufferPointer) -> Void = { bytes in
             var k = Int((4093 - t.offset % 4093) % 4093)
             while k < bytes.count {
                 if bytes[k] != uploadByte(t.offset + UInt64(k)) { t.mismatches += 1 }

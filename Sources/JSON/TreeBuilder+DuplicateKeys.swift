@@ -1,0 +1,85 @@
+// JSON.TreeBuilder+DuplicateKeys: a key is refused when an earlier key of the same object
+// is equal after unescaping. Small objects compare fingerprints (length and up to 16
+// bytes) and then bytes; an object past 32 keys switches to a hash set of unescaped keys,
+// so a large object never costs a quadratic scan.
+
+extension TreeBuilder {
+    mutating func checkDuplicate(_ key: Int) throws(JSONError) {
+        let f = stack.count - 1
+        let first = stack[f].keysStart
+        let k = nodes[key]
+        if stack[f].keySet < 0 {
+            let input = self.input
+            let print = TreeBuilder.fingerprint(k, input)
+            if keys.count - first < 32 {
+                let nodes = self.nodes
+                let clash = keys.withUnsafeBufferPointer { ks in
+                    for j in first..<ks.count where ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) { return true }
+                    return false
+                }
+                if clash { throw duplicate(k) }
+                keys.append((key, print))
+                return
+            }
+            // Large object: switch to a hash set of the unescaped keys (no quadratic scan).
+            var set = Set<[UInt8]>()
+            for j in first..<keys.count { set.insert(keyBytes(nodes[keys[j].node])) }
+            stack[f].keySet = keySets.count
+            keySets.append(set)
+        }
+        guard keySets[stack[f].keySet].insert(keyBytes(k)).inserted else { throw duplicate(k) }
+        keys.append((key, 0))
+    }
+
+    private func duplicate(_ k: Node) -> JSONError {
+        JSONError(.duplicateKey, at: Int(k.start) - 1, detail: "\"\(String(decoding: keyBytes(k), as: UTF8.self))\"")
+    }
+
+    /// Length plus the first and last eight bytes (escaped keys: of the unescaped form, so
+    /// "a" and "\u0061" print alike).
+    @inline(__always)
+    private static func fingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
+        if k.flag { return keyBytes(k, input).withUnsafeBytes { fingerprint($0) } }
+        let start = Int(k.start), len = Int(k.end - k.start)
+        if len < 8 && start + 8 <= input.count {
+            // Short key: one load (in bounds: the input goes on) masked to the key's bytes.
+            let a = input.loadUnaligned(fromByteOffset: start, as: UInt64.self) & ((1 << (8 * UInt64(len))) &- 1)
+            return mix(len, a, 0)
+        }
+        return fingerprint(UnsafeRawBufferPointer(rebasing: input[start..<(start + len)]))
+    }
+
+    /// Length plus the first and last eight bytes (little-endian); shorter keys are their
+    /// bytes. Must give the same value as the short-key load above for the same bytes.
+    static func fingerprint(_ b: UnsafeRawBufferPointer) -> UInt64 {
+        let len = b.count
+        if len >= 8 {
+            return mix(len, b.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self))
+        }
+        var a: UInt64 = 0
+        for j in 0..<len { a |= UInt64(b[j]) << (8 * UInt64(j)) }
+        return mix(len, a, 0)
+    }
+
+    @inline(__always)
+    private static func mix(_ len: Int, _ a: UInt64, _ z: UInt64) -> UInt64 {
+        (UInt64(len) &* 0x9E37_79B9_7F4A_7C15) ^ (a &* 0xBF58_476D_1CE4_E5B9) ^ (z &<< 1 | z &>> 63)
+    }
+
+    private static func keysEqual(_ a: Node, _ b: Node, _ input: UnsafeRawBufferPointer) -> Bool {
+        if !a.flag && !b.flag {
+            let n = Int(a.end - a.start)
+            guard n == Int(b.end - b.start) else { return false }
+            for k in 0..<n where input[Int(a.start) + k] != input[Int(b.start) + k] { return false }
+            return true
+        }
+        return keyBytes(a, input) == keyBytes(b, input)
+    }
+
+    private func keyBytes(_ k: Node) -> [UInt8] { TreeBuilder.keyBytes(k, input) }
+
+    private static func keyBytes(_ k: Node, _ input: UnsafeRawBufferPointer) -> [UInt8] {
+        let raw = UnsafeRawBufferPointer(rebasing: input[Int(k.start)..<Int(k.end)])
+        return k.flag ? Escapes.unescape(raw) : Array(raw)
+    }
+}

@@ -1,0 +1,148 @@
+// JSON.TreeBuilder: stage 2 proper, one pass over the structural offsets from stage 1.
+// An explicit stack of open containers (never recursion, depth-limited) drives a small
+// state machine over the grammar; scalars are checked where they start
+// (TreeBuilder+Scalars) and object keys against their siblings (TreeBuilder+DuplicateKeys).
+
+/// Stage 2 proper: one pass over the structural offsets.
+struct TreeBuilder {
+    typealias Node = JSONDocument.Node
+
+    /// An open container. Plain data, so the stack never retains or releases.
+    struct Frame {
+        var node: Int
+        var isObject: Bool
+        var count: UInt32 = 0
+        var keysStart: Int
+        /// Index into `keySets` once the object has many keys, else -1.
+        var keySet: Int = -1
+    }
+
+    private enum State { case value, afterValue, objectFirst, objectKey, arrayFirst }
+
+    let input: UnsafeRawBufferPointer
+    let index: StructuralIndex
+    let maxDepth: Int
+    /// Output storage, sized by the caller to the structural count (the bound on nodes).
+    let nodes: UnsafeMutablePointer<Node>
+    var nodeCount = 0
+    var stack: [Frame] = []
+    /// Keys of the open objects, by frame: node index and a fingerprint (length and up to
+    /// 16 bytes) that settles almost every comparison without touching the bytes again.
+    var keys: [(node: Int, print: UInt64)] = []
+    var keySets: [Set<[UInt8]>] = []
+
+    init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int, nodes: UnsafeMutablePointer<Node>) {
+        self.input = input
+        self.index = index
+        self.maxDepth = maxDepth
+        self.nodes = nodes
+    }
+
+    @inline(__always)
+    mutating func append(_ node: Node) {
+        (nodes + nodeCount).initialize(to: node)
+        nodeCount += 1
+    }
+
+    /// Builds the nodes; returns how many were written.
+    mutating func build() throws(JSONError) -> Int {
+        let n = index.positions.count
+        guard n > 0 else { throw JSONError(.empty, at: 0) }
+        return try index.positions.withUnsafeBufferPointer { pos throws(JSONError) in try build(pos, n) }
+    }
+
+    private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
+        var i = 0
+        var state = State.value
+        while true {
+            switch state {
+            case .value:
+                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
+                let p = Int(pos[i])
+                if !stack.isEmpty { stack[stack.count - 1].count &+= 1 }
+                switch input[p] {
+                case 0x7B, 0x5B:   // { [
+                    guard stack.count < maxDepth else {
+                        throw JSONError(.tooDeep, at: p, detail: "the limit is \(maxDepth)")
+                    }
+                    let isObject = input[p] == 0x7B
+                    stack.append(Frame(node: nodeCount, isObject: isObject, keysStart: keys.count))
+                    append(Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
+                    i += 1
+                    state = isObject ? .objectFirst : .arrayFirst
+                    continue
+                case 0x22:
+                    try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
+                    i += 2
+                case 0x74: try literal(p, "true", .true); i += 1
+                case 0x66: try literal(p, "false", .false); i += 1
+                case 0x6E: try literal(p, "null", .null); i += 1
+                case 0x2D, 0x30...0x39: try number(p); i += 1
+                default:
+                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a value"))
+                }
+                state = .afterValue
+
+            case .afterValue:
+                guard let top = stack.last else {
+                    if i < n { throw JSONError(.trailingContent, at: Int(pos[i])) }
+                    return nodeCount
+                }
+                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
+                let p = Int(pos[i])
+                let c = input[p]
+                if c == 0x2C {
+                    i += 1
+                    state = top.isObject ? .objectKey : .value
+                } else if c == (top.isObject ? 0x7D : 0x5D) {
+                    close()
+                    i += 1
+                } else {
+                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(c, expected: top.isObject ? "',' or '}'" : "',' or ']'"))
+                }
+
+            case .objectFirst, .arrayFirst:
+                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
+                let p = Int(pos[i])
+                let closer: UInt8 = state == .objectFirst ? 0x7D : 0x5D
+                if input[p] == closer {
+                    close()
+                    i += 1
+                    state = .afterValue
+                } else {
+                    state = state == .objectFirst ? .objectKey : .value
+                }
+
+            case .objectKey:
+                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
+                let p = Int(pos[i])
+                guard input[p] == 0x22 else {
+                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a string key"))
+                }
+                try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
+                try checkDuplicate(nodeCount - 1)
+                i += 2
+                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
+                let q = Int(pos[i])
+                guard input[q] == 0x3A else {
+                    throw JSONError(.unexpectedCharacter, at: q, detail: describe(input[q], expected: "':'"))
+                }
+                i += 1
+                state = .value
+            }
+        }
+    }
+
+    private mutating func close() {
+        let f = stack.removeLast()
+        nodes[f.node].end = UInt32(nodeCount)
+        nodes[f.node].count = f.count
+        keys.removeSubrange(f.keysStart...)
+        if f.keySet >= 0 { keySets.removeLast() }
+    }
+
+    private func describe(_ c: UInt8, expected: String) -> String {
+        let shown = c >= 0x21 && c < 0x7F ? "'\(Character(Unicode.Scalar(c)))'" : "byte 0x\(String(c, radix: 16))"
+        return "expected \(expected), found \(shown)"
+    }
+}

@@ -1,0 +1,144 @@
+// Web.ClientConnectionPool: HTTPClient's keep-alive connections, per origin. A request
+// first takes one of the origin's `maxConnectionsPerOrigin` slots (a free one, or one
+// handed over in FIFO order by a finishing request; a waiter gives up at its deadline),
+// then a connection: the newest idle one still fresh, or a new one. Finished requests
+// give their connection back (kept idle, at most `maxIdlePerOrigin`, or closed) and hand
+// their slot to the first waiter.
+import Ring
+
+/// - warning: Loop-confined: owned by one HTTPClient and used on its loop.
+final class ClientConnectionPool {
+    private let configuration: HTTPClientConfiguration
+    private let loop: EventLoop
+
+    private struct Idle {
+        let conn: TCPConnection
+        let since: ContinuousClock.Instant
+    }
+    /// A request waiting for a connection slot. Resumed with true when a finishing request
+    /// hands its slot over, with false when its deadline passes first.
+    private final class Waiter {
+        var continuation: UnsafeContinuation<Bool, Never>?
+        /// Resumes the waiter with false at its deadline; cancelled when a slot comes first,
+        /// so no timer outlives its wait.
+        var timer: Task<Void, any Error>?
+    }
+    private final class OriginPool {
+        var idle: [Idle] = []
+        /// Requests holding a slot (at most maxConnectionsPerOrigin).
+        var active = 0
+        var waiters: [Waiter] = []
+    }
+    private var pools: [Origin: OriginPool] = [:]
+    /// Connections opened over the pool's life.
+    private(set) var connectionsOpened = 0
+
+    init(configuration: HTTPClientConfiguration, loop: EventLoop) {
+        self.configuration = configuration
+        self.loop = loop
+    }
+
+    var idleConnectionCount: Int { pools.values.reduce(0) { $0 + $1.idle.count } }
+
+    /// Closes the idle connections.
+    func closeIdle() async {
+        for p in pools.values {
+            for i in p.idle { await i.conn.close() }
+            p.idle.removeAll()
+        }
+    }
+
+    /// A connection to `origin` and whether it was reused; every call must be matched by
+    /// one `checkin`.
+    func checkout(_ origin: Origin, deadline: ContinuousClock.Instant) async throws(HTTPClientError) -> (TCPConnection, Bool) {
+        let pool = pools[origin] ?? { let p = OriginPool(); pools[origin] = p; return p }()
+        try await takeSlot(pool, origin, deadline: deadline)
+        // Then a connection: an idle one still fresh, or a new one.
+        while let idle = pool.idle.popLast() {
+            if ContinuousClock.now - idle.since < configuration.idleTimeout { return (idle.conn, true) }
+            await idle.conn.close()
+        }
+        do {
+            return (try await connect(origin, deadline: deadline), false)
+        } catch {
+            release(pool)
+            throw error
+        }
+    }
+
+    /// A free slot, or one handed over (in FIFO order) by a finishing request.
+    private func takeSlot(_ pool: OriginPool, _ origin: Origin, deadline: ContinuousClock.Instant) async throws(HTTPClientError) {
+        if pool.active < configuration.maxConnectionsPerOrigin {
+            pool.active += 1
+            return
+        }
+        let left = deadline - ContinuousClock.now
+        guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
+        let w = Waiter()
+        let refs = LoopRef((w, pool))
+        let loop = self.loop
+        w.timer = loop.spawn {
+            do { try await loop.sleep(for: left) } catch { return }   // cancelled: handed a slot
+            let (w, pool) = refs.value
+            guard let c = w.continuation else { return }
+            w.continuation = nil
+            pool.waiters.removeAll { $0 === w }
+            c.resume(returning: false)
+        }
+        let handedOver = await withUnsafeContinuation { (c: UnsafeContinuation<Bool, Never>) in
+            w.continuation = c
+            pool.waiters.append(w)
+        }
+        guard handedOver else {
+            throw HTTPClientError(.timedOut, "no connection to \(origin.host):\(origin.port) became free before the request's deadline")
+        }
+    }
+
+    private func connect(_ origin: Origin, deadline: ContinuousClock.Instant) async throws(HTTPClientError) -> TCPConnection {
+        let addresses: [SocketAddress]
+        do {
+            addresses = try await SocketAddress.resolve(origin.host, port: origin.port)
+        } catch {
+            throw HTTPClientError(.connectFailed, "\(error)", cause: error)
+        }
+        var lastError: RingError?
+        for a in addresses {
+            let timeout = try HTTPClient.remaining(deadline, configuration.connectTimeout)
+            do {
+                let conn = try await TCPConnection.connect(to: a, timeout: timeout)
+                connectionsOpened += 1
+                return conn
+            } catch {
+                lastError = error
+            }
+        }
+        if lastError?.code == .timedOut {
+            throw HTTPClientError(.timedOut, "connecting to \(origin.host):\(origin.port) took longer than \(configuration.connectTimeout)", cause: lastError)
+        }
+        throw HTTPClientError(.connectFailed, "cannot connect to \(origin.host):\(origin.port): \(lastError.map { "\($0)" } ?? "no address")", cause: lastError)
+    }
+
+    /// Returns a connection after a request: kept idle for reuse, or closed.
+    func checkin(_ origin: Origin, _ conn: TCPConnection, keep: Bool) async {
+        guard let pool = pools[origin] else { await conn.close(); return }
+        release(pool)
+        guard keep else { await conn.close(); return }
+        pool.idle.append(Idle(conn: conn, since: .now))
+        if pool.idle.count > configuration.maxIdlePerOrigin { await pool.idle.removeFirst().conn.close() }
+    }
+
+    /// Gives up a slot: straight to the first waiter still waiting, else back to the pool.
+    private func release(_ pool: OriginPool) {
+        while !pool.waiters.isEmpty {
+            let w = pool.waiters.removeFirst()
+            if let c = w.continuation {
+                w.continuation = nil
+                w.timer?.cancel()
+                w.timer = nil
+                c.resume(returning: true)   // the slot moves to the waiter: `active` is unchanged
+                return
+            }
+        }
+        pool.active -= 1
+    }
+}
