@@ -138,6 +138,8 @@ final class Pipeline {
             r.qualityReport = try r.quality?.finish()
             r.quality = nil
         }
+        // The last moment a cancellation can still stop the job: after this the output is whole.
+        try checkCancelled()
         for t in ordered { try t.muxer.finish() }
         report(force: true)
 

@@ -29,6 +29,7 @@ extension Pipeline {
     /// Writes every packet the audio encoder has ready to every target (a reference each).
     func drainAudio(_ enc: Encoder) throws(MediaError) {
         while try enc.receive(into: outPacket) {
+            try checkCancelled()
             let audioTargets = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
             for (i, t) in audioTargets.enumerated() {
                 if i == audioTargets.count - 1 {

@@ -9,6 +9,8 @@ import TranscodeAPI
 extension Pipeline {
     func drain(_ r: Rendition) throws(MediaError) {
         while try r.encoder.receive(into: outPacket) {
+            // At the end of input an encoder's flush can run for seconds (lookahead).
+            try checkCancelled()
             try r.quality?.feed(outPacket)
             try r.target.muxer.write(outPacket, stream: r.target.videoStream!)
         }
