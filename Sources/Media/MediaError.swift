@@ -5,6 +5,7 @@
 // so MediaError is a struct: built with static functions named for the failure, told apart
 // by comparing `kind` (or `code`, its stable identifier), never by an exhaustive switch.
 import CLibAV
+import SpoolModel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -152,7 +153,7 @@ public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
         case .outputUnwritable(let path, let reason): return "cannot write \(path): \(reason)"
         case .outputExists(let path): return "\(path) already exists (pass --overwrite, or overwrite: true, to replace it)"
         case .cancelled: return "cancelled"
-        case .timedOut(let phase, let seconds): return "\(phase) took longer than \(formatSeconds(seconds)) s"
+        case .timedOut(let phase, let seconds): return "\(phase) took longer than \(NumberFormat.seconds(seconds)) s"
         case .tooManyDecodeErrors(let path, let errors, let packets, let total, let allowed, let last):
             let read = packets == total ? "\(packets) packets" : "the first \(packets) packets"
             return "\(path): \(errors) of \(read) could not be decoded; at most \(allowed) of \(total) may be skipped; last error: \(last)"
@@ -189,20 +190,6 @@ public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// A short stable identifier, for JSON error bodies and tests (`kind`'s description).
     public var code: String { kind.description }
-}
-
-func formatSeconds(_ s: Double) -> String {
-    s == s.rounded() ? String(Int(s)) : String(format1: s)
-}
-
-extension String {
-    /// A number with one decimal, without Foundation.
-    init(format1 v: Double) {
-        let tenths = Int((v * 10).rounded())
-        let sign = tenths < 0 ? "-" : ""
-        let a = abs(tenths)
-        self = "\(sign)\(a / 10).\(a % 10)"
-    }
 }
 
 /// libav's text for an error code. libav's own codes (FFERRTAG) have their text; -1 is
