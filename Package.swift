@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "Web",
             dependencies: [
-                "Ring", "BufferPool", "HTTP1", "JSON",
+                "Ring", "BufferPool", "HTTP1", "JSON", "Threads",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Web"

@@ -9,12 +9,13 @@
 // its io-wq workers, so a slow disk stalls no loop.
 // Non-goals: matching io_uring's speed.
 import BufferPool
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
 internal import CEpoll
 
-final class EpollBackend: IOBackend {
+final class EpollBackend: IOBackend, SystemDescriptors {
     let kind = IOBackendKind.epoll
     let supportsMultishotRecv = true
     let usesFixedBuffers = false
@@ -118,7 +119,7 @@ final class EpollBackend: IOBackend {
         let i = state(fd)
         if reading { fds[i].readers.append(w) } else { fds[i].writers.append(w) }
         parkedFD[w.ud] = fd
-        if timeoutNs >= 0 { timers.push(deadline: monotonicNanos() &+ timeoutNs, ud: w.ud, cancelsTarget: true) }
+        if timeoutNs >= 0 { timers.push(deadline: SystemClock.nanoseconds() &+ timeoutNs, ud: w.ud, cancelsTarget: true) }
     }
 
     /// Runs one attempt of a parked op. Returns true when the op is finished (completed).
@@ -262,7 +263,7 @@ final class EpollBackend: IOBackend {
     }
 
     func timeout(nanoseconds: Int64, storage: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
-        timers.push(deadline: monotonicNanos() &+ max(0, nanoseconds), ud: ud, cancelsTarget: false)
+        timers.push(deadline: SystemClock.nanoseconds() &+ max(0, nanoseconds), ud: ud, cancelsTarget: false)
         return 0
     }
 
@@ -296,7 +297,7 @@ final class EpollBackend: IOBackend {
             if wait {
                 var ns = timeoutNs
                 if let next = timers.nextDeadline {
-                    let untilTimer = Swift.max(0, next - monotonicNanos())
+                    let untilTimer = Swift.max(0, next - SystemClock.nanoseconds())
                     ns = ns < 0 ? untilTimer : Swift.min(ns, untilTimer)
                 }
                 if ns >= 0 { waitMs = Int32(clamping: (ns + 999_999) / 1_000_000) }
@@ -349,7 +350,7 @@ final class EpollBackend: IOBackend {
     }
 
     private func fireTimers() {
-        let now = monotonicNanos()
+        let now = SystemClock.nanoseconds()
         while let t = timers.popExpired(now: now) {
             if t.cancelsTarget {
                 _ = cancel(t.ud)   // a linked timeout: the op completes with -ECANCELED
@@ -358,14 +359,6 @@ final class EpollBackend: IOBackend {
             }
         }
     }
-}
-
-/// Monotonic clock in nanoseconds.
-@inline(__always)
-func monotonicNanos() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
 /// A binary min-heap of deadlines with lazy removal.

@@ -11,6 +11,7 @@
 // or a private network; TLS belongs to nginx), HTTP/2, cookies.
 import HTTP1
 import Ring
+import Threads
 
 public struct HTTPClientConfiguration: Sendable {
     public var connectTimeout: Duration = .seconds(5)
@@ -152,7 +153,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     private struct Idle {
         let conn: TCPConnection
-        let since: ContinuousClock.Instant
+        let since: MonotonicInstant
     }
     /// A request waiting for a connection slot. Resumed with true when a finishing request
     /// hands its slot over, with false when its deadline passes first.
@@ -208,7 +209,7 @@ public final class HTTPClient: @unchecked Sendable {
     /// Sends `request` and streams the response body to `onBody` as it arrives (the
     /// pointer is valid only during the call). Returns the response head.
     public func execute(_ request: ClientRequest, onBody: (UnsafeRawBufferPointer) throws -> Void) async throws -> ClientResponseHead {
-        let deadline = ContinuousClock.now + (request.timeout ?? configuration.totalTimeout)
+        let deadline = loop.now + (request.timeout ?? configuration.totalTimeout)
         var req = request
         var redirects = 0
         while true {
@@ -235,15 +236,15 @@ public final class HTTPClient: @unchecked Sendable {
         }
     }
 
-    private func remaining(_ deadline: ContinuousClock.Instant, _ cap: Duration) throws(HTTPClientError) -> Duration {
-        let left = deadline - ContinuousClock.now
+    private func remaining(_ deadline: MonotonicInstant, _ cap: Duration) throws(HTTPClientError) -> Duration {
+        let left = deadline - loop.now
         guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
         return min(left, cap)
     }
 
     /// One request on one connection; retried once on a fresh connection when a reused
     /// one turns out to be closed before any response byte.
-    private func attempt(_ req: ClientRequest, url: ParsedURL, deadline: ContinuousClock.Instant,
+    private func attempt(_ req: ClientRequest, url: ParsedURL, deadline: MonotonicInstant,
                          onBody: (UnsafeRawBufferPointer) throws -> Void) async throws -> (ClientResponseHead, String?) {
         var tries = 0
         while true {
@@ -280,7 +281,7 @@ public final class HTTPClient: @unchecked Sendable {
         var keepAlive: Bool
     }
 
-    private func exchange(_ req: ClientRequest, url: ParsedURL, on conn: TCPConnection, deadline: ContinuousClock.Instant,
+    private func exchange(_ req: ClientRequest, url: ParsedURL, on conn: TCPConnection, deadline: MonotonicInstant,
                           onBody: (UnsafeRawBufferPointer) throws -> Void) async throws -> Exchange {
         do {
             try await sendRequest(req, url: url, on: conn, deadline: deadline)
@@ -290,7 +291,7 @@ public final class HTTPClient: @unchecked Sendable {
         return try await receiveResponse(req, on: conn, deadline: deadline, onBody: onBody)
     }
 
-    private func sendRequest(_ req: ClientRequest, url: ParsedURL, on conn: TCPConnection, deadline: ContinuousClock.Instant) async throws {
+    private func sendRequest(_ req: ClientRequest, url: ParsedURL, on conn: TCPConnection, deadline: MonotonicInstant) async throws {
         let readTimeout = configuration.readTimeout
         var head: [(name: String, value: String)] = [("Host", url.hostHeader)]
         if !req.headers.contains(where: { $0.name.lowercased() == "user-agent" }) { head.append(("User-Agent", configuration.userAgent)) }
@@ -318,8 +319,8 @@ public final class HTTPClient: @unchecked Sendable {
         case .bytes(let b) where b.count > 64 * 1024:
             try await conn.send(b, timeout: try remaining(deadline, readTimeout))
         case .stream(let producer):
-            let writer = ClientBodyWriter(conn: conn) { [configuration] in
-                max(.milliseconds(1), min(deadline - ContinuousClock.now, configuration.readTimeout))
+            let writer = ClientBodyWriter(conn: conn) { [configuration, loop] in
+                max(.milliseconds(1), min(deadline - loop.now, configuration.readTimeout))
             }
             try await producer(writer)
             try await conn.send(ChunkedEncoding.lastChunk, timeout: try remaining(deadline, readTimeout))
@@ -327,7 +328,7 @@ public final class HTTPClient: @unchecked Sendable {
         }
     }
 
-    private func receiveResponse(_ req: ClientRequest, on conn: TCPConnection, deadline: ContinuousClock.Instant,
+    private func receiveResponse(_ req: ClientRequest, on conn: TCPConnection, deadline: MonotonicInstant,
                                  onBody: (UnsafeRawBufferPointer) throws -> Void) async throws -> Exchange {
         let readTimeout = configuration.readTimeout
         // Response head (skipping 1xx interim responses).
@@ -378,7 +379,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     /// Reads the body per `framing`, starting with what is already in `buffer`. Returns
     /// whether the connection can be reused.
-    private func readBody(_ framing: ResponseFraming, conn: TCPConnection, buffer: inout [UInt8], deadline: ContinuousClock.Instant,
+    private func readBody(_ framing: ResponseFraming, conn: TCPConnection, buffer: inout [UInt8], deadline: MonotonicInstant,
                           onBody: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
         let readTimeout = configuration.readTimeout
         switch framing {
@@ -438,13 +439,13 @@ public final class HTTPClient: @unchecked Sendable {
 
     // MARK: Pool
 
-    private func checkout(_ origin: Origin, deadline: ContinuousClock.Instant) async throws -> (TCPConnection, Bool) {
+    private func checkout(_ origin: Origin, deadline: MonotonicInstant) async throws -> (TCPConnection, Bool) {
         let pool = pools[origin] ?? { let p = OriginPool(); pools[origin] = p; return p }()
         // First a slot: a free one, or one handed over (in FIFO order) by a finishing request.
         if pool.active < configuration.maxConnectionsPerOrigin {
             pool.active += 1
         } else {
-            let left = deadline - ContinuousClock.now
+            let left = deadline - loop.now
             guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
             let w = Waiter()
             let refs = LoopRef((w, pool))
@@ -467,7 +468,7 @@ public final class HTTPClient: @unchecked Sendable {
         }
         // Then a connection: an idle one still fresh, or a new one.
         while let idle = pool.idle.popLast() {
-            if ContinuousClock.now - idle.since < configuration.idleTimeout { return (idle.conn, true) }
+            if loop.now - idle.since < configuration.idleTimeout { return (idle.conn, true) }
             await idle.conn.close()
         }
         do {
@@ -500,7 +501,7 @@ public final class HTTPClient: @unchecked Sendable {
         guard let pool = pools[origin] else { await conn.close(); return }
         release(pool)
         guard keep else { await conn.close(); return }
-        pool.idle.append(Idle(conn: conn, since: .now))
+        pool.idle.append(Idle(conn: conn, since: loop.now))
         if pool.idle.count > configuration.maxIdlePerOrigin { await pool.idle.removeFirst().conn.close() }
     }
 

@@ -42,7 +42,32 @@ final class ConnectionRegistry {
         highWater = connections.count
         return true
     }
-    func remove(_ c: ConnectionInput) { connections[ObjectIdentifier(c)] = nil }
+    func remove(_ c: ConnectionInput) {
+        connections[ObjectIdentifier(c)] = nil
+        if connections.isEmpty, let k = emptied {
+            emptied = nil
+            k.resume()
+        }
+    }
+
+    /// Resumed when the last connection leaves (or the grace time of `waitUntilEmpty` ends).
+    private var emptied: UnsafeContinuation<Void, Never>?
+
+    /// Waits, on `loop`, until no connection is left or `grace` has passed on the loop's clock.
+    func waitUntilEmpty(loop: EventLoop, grace: Duration) async {
+        guard !connections.isEmpty else { return }
+        let me = LoopRef(self)
+        let timer = loop.spawn {
+            try await loop.sleep(for: grace)
+            if let k = me.value.emptied {
+                me.value.emptied = nil
+                k.resume()
+            }
+        }
+        await withUnsafeContinuation { emptied = $0 }
+        timer.cancel()
+        _ = await timer.result
+    }
 
     /// Stop taking requests: returns the idle connections (to close now).
     func drain() -> [TCPConnection] {
