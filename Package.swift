@@ -69,6 +69,12 @@ let package = Package(
             ],
             path: "Sources/Ring"
         ),
+        // The seeded simulator: an IOBackend with in-memory sockets, files and timers,
+        // simulated time and injected faults, on which the real loop, server and client run
+        // (tests only; nothing in the product links it). Uses Ring's package-level backend API.
+        .target(name: "Simulation", dependencies: ["Ring", "BufferPool", "Threads",
+                                                   .product(name: "Logging", package: "swift-log")],
+                path: "Sources/Simulation"),
         // HTTP/1.1 server (router, standard errors) on Ring, parsing with HTTP1.
         .target(
             name: "Web",
@@ -110,6 +116,9 @@ let package = Package(
         .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolModel", "SpoolTestSupport"]),
         // The real `spool` binary driven from /bin/sh: signals, exit statuses, descriptors.
         .testTarget(name: "CLITests", dependencies: ["SpoolTestSupport"]),
+        // Hundreds of seeded runs of server + client traffic on the simulator (one pass is
+        // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
