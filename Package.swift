@@ -48,8 +48,9 @@ let package = Package(
         // How a process starts and stops: one thread takes the stop signals (graceful
         // first, immediate second) for every long-running command.
         .target(name: "Lifecycle", dependencies: ["CProcessStart", "Threads"], path: "Sources/Lifecycle"),
-        // OS threads: one spawn primitive, a condition lock, and the bounded blocking pool
-        // every blocking call goes through (DNS, epoll-backend file I/O, databases).
+        // OS threads: one spawn primitive, a condition lock, the bounded blocking pool
+        // every blocking call goes through (DNS, epoll-backend file I/O, databases), and the
+        // one monotonic clock services are given (MonotonicClock: system or manual).
         .target(name: "Threads", path: "Sources/Threads"),
         .target(
             name: "BufferPool",
@@ -75,7 +76,8 @@ let package = Package(
         .target(name: "Simulation", dependencies: ["Ring", "BufferPool", "Threads",
                                                    .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Simulation"),
-        // HTTP/1.1 server (router, standard errors) on Ring, parsing with HTTP1.
+        // HTTP/1.1 server (router, standard errors) and client on Ring, parsing with HTTP1;
+        // every timeout reads the loop's clock (Threads.MonotonicClock).
         .target(
             name: "Web",
             dependencies: [

@@ -48,8 +48,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
     }
 
     private var fds: [FDState] = []
-    private var ready: [Completion] = []
-    private var readyHead = 0
+    private var ready = CompletionQueue()
     /// `ud` of a parked socket op -> fd, so cancel can find it.
     private var parkedFD: [UInt64: Int32] = [:]
     private var timers = TimerHeap()
@@ -292,7 +291,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
     // MARK: Completion
 
     func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
-        if readyHead == ready.count {
+        if ready.isEmpty {
             var waitMs: Int32 = wait ? -1 : 0
             if wait {
                 var ns = timeoutNs
@@ -317,17 +316,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
             }
             fireTimers()
         }
-        var count = 0
-        while count < max && readyHead < ready.count {
-            out[count] = ready[readyHead]
-            count += 1
-            readyHead += 1
-        }
-        if readyHead == ready.count {
-            ready.removeAll(keepingCapacity: true)
-            readyHead = 0
-        }
-        return count
+        return ready.drain(into: out, max: max)
     }
 
     /// Attempts every parked op of one direction in order; finished ones leave the list.

@@ -45,9 +45,8 @@ package final class SimBackend: IOBackend {
     package var idleIsExpected = true
     private var stallReported = false
 
-    private var timeline = Timeline()
-    var ready: [Completion] = []
-    private var readyHead = 0
+    private var timeline = DeadlineHeap<() -> Void>()
+    var ready = CompletionQueue()
 
     /// Operations the backend still owes a completion, by `user_data`.
     var pending: [UInt64: Pending] = [:]
@@ -102,7 +101,7 @@ package final class SimBackend: IOBackend {
 
     /// Runs `action` at `at` (not before now); events at the same time run in order.
     func schedule(at: Int64, _ action: @escaping () -> Void) {
-        timeline.push(at: Swift.max(at, nowNanos), action)
+        timeline.push(at: Swift.max(at, nowNanos), action)   // equal times: in order
     }
 
     /// A latency draw: the run's base plus jitter, now and then a long delay (a fault).
@@ -175,9 +174,9 @@ package final class SimBackend: IOBackend {
 
     package func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
         runDue()
-        if wait && readyHead == ready.count {
+        if wait && ready.isEmpty {
             let limit: Int64? = timeoutNs >= 0 ? nowNanos &+ timeoutNs : nil
-            if let next = timeline.firstAt, limit.map({ next <= $0 }) ?? true {
+            if let next = timeline.first?.at, limit.map({ next <= $0 }) ?? true {
                 nowNanos = Swift.max(nowNanos, next)
                 runDue()
             } else if let limit {
@@ -191,21 +190,11 @@ package final class SimBackend: IOBackend {
                 stall("the run passed its simulated-time bound (\(timeLimitNanos / 1_000_000_000) s)")
             }
         }
-        if readyHead < ready.count && ready.count - readyHead > 1 && rng.chance(faults.reorder) {
+        if ready.count > 1 && rng.chance(faults.reorder) {
             injected.reorders += 1
-            shuffleReady()
+            ready.withUnreaped { shuffle(&$0) }
         }
-        var n = 0
-        while n < max && readyHead < ready.count {
-            out[n] = ready[readyHead]
-            n += 1
-            readyHead += 1
-        }
-        if readyHead == ready.count {
-            ready.removeAll(keepingCapacity: true)
-            readyHead = 0
-        }
-        return n
+        return ready.drain(into: out, max: max)
     }
 
     package func describeTime() -> String {
@@ -220,8 +209,9 @@ package final class SimBackend: IOBackend {
     }
 
     private func runDue() {
-        while let at = timeline.firstAt, at <= nowNanos {
-            timeline.popFirst()()
+        while let e = timeline.first, e.at <= nowNanos {
+            timeline.popFirst()
+            e.payload()
         }
     }
 
@@ -237,8 +227,7 @@ package final class SimBackend: IOBackend {
 
     /// Shuffles the unreaped completions; each operation's own completions keep their order
     /// (a multishot's data before its final completion), as io_uring keeps them.
-    private func shuffleReady() {
-        var batch = Array(ready[readyHead...])
+    private func shuffle(_ batch: inout [Completion]) {
         var order = Array(batch.indices)
         order.shuffle(using: &rng)
         var positions: [UInt64: [Int]] = [:]
@@ -251,51 +240,5 @@ package final class SimBackend: IOBackend {
             shuffled[positions[c.user_data]!.sorted()[k]] = c
         }
         batch = shuffled
-        ready.replaceSubrange(readyHead..., with: batch)
-    }
-}
-
-/// Events by time; equal times in the order they were scheduled.
-struct Timeline {
-    private struct Entry {
-        let at: Int64
-        let seq: UInt64
-        let action: () -> Void
-        func before(_ o: Entry) -> Bool { at < o.at || (at == o.at && seq < o.seq) }
-    }
-    private var heap: [Entry] = []
-    private var seq: UInt64 = 0
-
-    var firstAt: Int64? { heap.first?.at }
-
-    mutating func push(at: Int64, _ action: @escaping () -> Void) {
-        seq += 1
-        heap.append(Entry(at: at, seq: seq, action: action))
-        var i = heap.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            if !heap[i].before(heap[p]) { break }
-            heap.swapAt(p, i)
-            i = p
-        }
-    }
-
-    mutating func popFirst() -> () -> Void {
-        let top = heap[0]
-        let last = heap.removeLast()
-        if !heap.isEmpty {
-            heap[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < heap.count && heap[l].before(heap[m]) { m = l }
-                if r < heap.count && heap[r].before(heap[m]) { m = r }
-                if m == i { break }
-                heap.swapAt(i, m)
-                i = m
-            }
-        }
-        return top.action
     }
 }

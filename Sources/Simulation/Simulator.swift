@@ -71,9 +71,12 @@ package enum Simulator {
     }
 
     /// Runs `scenario` with `seed`. Blocks the calling thread (never call it on a loop).
+    /// `replay` is printed if the run crashes the process (a trap in the code under test).
     package static func run(seed: UInt64, configuration: EventLoop.Configuration = loopConfiguration(),
-                            timeLimitSeconds: Int64 = 600, wallLimitSeconds: Int64 = 60,
+                            timeLimitSeconds: Int64 = 600, wallLimitSeconds: Int64 = 60, replay: String = "",
                             _ scenario: @escaping @Sendable (SimContext) async throws -> Void) -> Outcome {
+        CrashReport.arm("simulation seed=\(seed) CRASHED (a trap in the code under test; its message is above)\n  replay: \(replay)")
+        defer { CrashReport.disarm() }
         let holder = Holder()
         var config = configuration
         config.makeBackend = { pool throws(RingError) in

@@ -158,7 +158,7 @@ public final class HTTPServer: Sendable {
                 await listener.value.close()
                 for c in registry.value.drain() { await c.close() }
                 await registry.value.waitUntilEmpty(loop: loop, grace: grace)
-                for c in registry.value.connections.values { await c.conn.close() }
+                for c in registry.value.inOrder { await c.conn.close() }
             }
             if ownsLoops.load(ordering: .relaxed) { loop.shutdown() }
         }

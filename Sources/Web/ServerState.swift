@@ -69,10 +69,14 @@ final class ConnectionRegistry {
         _ = await timer.result
     }
 
+    /// The connections in descriptor order: a stop closes them in an order that does not
+    /// depend on where they sit in memory (so a simulated run replays exactly).
+    var inOrder: [ConnectionInput] { connections.values.sorted { $0.conn.fd < $1.conn.fd } }
+
     /// Stop taking requests: returns the idle connections (to close now).
     func drain() -> [TCPConnection] {
         draining = true
-        return connections.values.filter(\.idle).map(\.conn)
+        return inOrder.filter(\.idle).map(\.conn)
     }
 }
 

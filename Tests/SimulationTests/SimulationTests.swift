@@ -34,13 +34,14 @@ final class SimulationTests: XCTestCase {
         var failed: [UInt64] = []
         var passed = 0
         for seed in Self.seeds() {
-            let outcome = Simulator.run(seed: seed, TrafficScenario.run)
+            let replay = Self.replay(seed, test: "testHTTPTrafficOverSeeds")
+            let outcome = Simulator.run(seed: seed, replay: replay, TrafficScenario.run)
             if outcome.passed {
                 passed += 1
                 continue
             }
             failed.append(seed)
-            print(outcome.report(replay: Self.replay(seed, test: "testHTTPTrafficOverSeeds")))
+            print(outcome.report(replay: replay))
             if failed.count >= 3 { break }
         }
         let seconds = Date().timeIntervalSince(started)
