@@ -1,8 +1,8 @@
 // Simulation.CrashReport: a run that traps (a precondition in the loop, a Web assertion)
 // kills the test process before any checker can print its seed. Before each run the
 // harness formats "which seed, how to replay" into a buffer; a handler for the fatal
-// signals writes that buffer (write(2) only: async-signal-safe) and lets the signal kill
-// the process as it would have.
+// signals writes that buffer (write(2) only: async-signal-safe), then hands the signal to
+// whoever handled it before (Swift's backtracer), so the process dies as it would have.
 // Non-goals: recovering from the crash; reports for threads other than the one that traps.
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +12,7 @@ enum CrashReport {
     nonisolated(unsafe) private static var message = UnsafeMutablePointer<CChar>.allocate(capacity: 512)
     nonisolated(unsafe) private static var length = 0
     nonisolated(unsafe) private static var installed = false
+    nonisolated(unsafe) private static let previous = UnsafeMutablePointer<sigaction>.allocate(capacity: 32)
 
     /// Sets what a crash prints from now on (call on the thread that starts runs).
     static func arm(_ text: String) {
@@ -32,11 +33,11 @@ enum CrashReport {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { sig in
                 if CrashReport.length > 0 { _ = write(2, CrashReport.message, CrashReport.length) }
-                signal(sig, SIG_DFL)
+                // Then whatever handled the signal before (Swift's backtracer, or death).
+                sigaction(sig, CrashReport.previous + Int(sig), nil)
                 raise(sig)
             }
-            action.sa_flags = Int32(SA_RESETHAND)
-            sigaction(sig, &action, nil)
+            sigaction(sig, &action, previous + Int(sig))
         }
     }
 }
