@@ -38,6 +38,8 @@ package enum Simulator {
         package var traceHash: UInt64
         package var completions: Int
         package var simulatedNanos: Int64
+        /// The loop could not be stopped (it never returned to the backend); its thread still runs.
+        package var loopAbandoned = false
 
         package var passed: Bool { verdict == .passed }
 
@@ -110,8 +112,12 @@ package enum Simulator {
             figures.change { $0 = (backend.traceHash, backend.completionCount, backend.nowNanos) }
             end.change { $0 = $0 ?? verdict }
         }
-        let verdict = end.wait(until: { $0 != nil }, timeoutNanos: wallLimitSeconds * 1_000_000_000) { v, _ in
-            v ?? .hung("no verdict after \(wallLimitSeconds) s of wall-clock time (a busy loop that never blocks?)")
+        let verdict = end.wait(until: { $0 != nil }, timeoutNanos: wallLimitSeconds * 1_000_000_000) { v, _ in v }
+        guard let verdict else {
+            // The loop thread never came back to the simulator (a task spinning without
+            // suspending): it cannot be stopped, so it is abandoned (the caller should stop).
+            return Outcome(seed: seed, verdict: .hung("no verdict after \(wallLimitSeconds) s of wall-clock time: the loop thread is busy and never returns to the backend (a task spinning without suspending)"),
+                           faults: backend.faults, injected: .init(), traceHash: 0, completions: 0, simulatedNanos: 0, loopAbandoned: true)
         }
         loop.shutdown()
         let f = figures.withLock { $0 } ?? (trace: backend.traceHash, completions: backend.completionCount, now: backend.nowNanos)

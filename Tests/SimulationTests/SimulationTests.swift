@@ -42,7 +42,7 @@ final class SimulationTests: XCTestCase {
             }
             failed.append(seed)
             print(outcome.report(replay: replay))
-            if failed.count >= 3 { break }
+            if failed.count >= 3 || outcome.loopAbandoned { break }
         }
         let seconds = Date().timeIntervalSince(started)
         print("simulation: \(passed) seeds passed, \(failed.count) failed, in \(String(format: "%.1f", seconds)) s")
