@@ -49,8 +49,9 @@ let package = Package(
         // How a process starts and stops: one thread takes the stop signals (graceful
         // first, immediate second) for every long-running command.
         .target(name: "Lifecycle", dependencies: ["CProcessStart", "Threads"], path: "Sources/Lifecycle"),
-        // OS threads: one spawn primitive, a condition lock, and the bounded blocking pool
-        // every blocking call goes through (DNS, epoll-backend file I/O, databases).
+        // OS threads: one spawn primitive, a condition lock, the bounded blocking pool
+        // every blocking call goes through (DNS, epoll-backend file I/O, databases), and the
+        // one monotonic clock services are given (MonotonicClock: system or manual).
         .target(name: "Threads", path: "Sources/Threads"),
         // The one reader of /proc and /sys, with parsers for the files Spool reads.
         .target(name: "ProcFS", path: "Sources/ProcFS"),
@@ -72,11 +73,18 @@ let package = Package(
             ],
             path: "Sources/Ring"
         ),
-        // HTTP/1.1 server (router, standard errors) on Ring, parsing with HTTP1.
+        // The seeded simulator: an IOBackend with in-memory sockets, files and timers,
+        // simulated time and injected faults, on which the real loop, server and client run
+        // (tests only; nothing in the product links it). Uses Ring's package-level backend API.
+        .target(name: "Simulation", dependencies: ["Ring", "BufferPool", "Threads",
+                                                   .product(name: "Logging", package: "swift-log")],
+                path: "Sources/Simulation"),
+        // HTTP/1.1 server (router, standard errors) and client on Ring, parsing with HTTP1;
+        // every timeout reads the loop's clock (Threads.MonotonicClock).
         .target(
             name: "Web",
             dependencies: [
-                "Ring", "BufferPool", "HTTP1", "JSON",
+                "Ring", "BufferPool", "HTTP1", "JSON", "Threads",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Web"
@@ -111,7 +119,7 @@ let package = Package(
         // The engine's view of its machine from /proc (TranscodeAPI's ResourceMonitorPlugin).
         .target(name: "HostMetrics", dependencies: ["TranscodeAPI", "ProcFS"], path: "Sources/HostMetrics"),
         // The HTTP API's routes (/api/v1), installed on a Web Router by `spool serve`.
-        .target(name: "SpoolAPI", dependencies: ["Web", "JSON", "SpoolModel"], path: "Sources/SpoolAPI"),
+        .target(name: "SpoolAPI", dependencies: ["Web", "JSON", "SpoolModel", "Threads"], path: "Sources/SpoolAPI"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
         .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
@@ -122,9 +130,12 @@ let package = Package(
         .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "ProcFS", "SpoolTestSupport"]),
         .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"]),
         // The contract without Media: a fake plugin, JSON round trips, /proc parsing, the API's bodies.
-        .testTarget(name: "TranscodeAPITests", dependencies: ["TranscodeAPI", "SpoolModel", "JSON", "HostMetrics", "ProcFS", "SpoolAPI", "Web"]),
+        .testTarget(name: "TranscodeAPITests", dependencies: ["TranscodeAPI", "SpoolModel", "JSON", "HostMetrics", "ProcFS", "SpoolAPI", "Threads", "Web"]),
         // The real `spool` binary driven from /bin/sh: signals, exit statuses, descriptors.
         .testTarget(name: "CLITests", dependencies: ["SpoolTestSupport"]),
+        // Hundreds of seeded runs of server + client traffic on the simulator (one pass is
+        // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "ProcFS", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,30 +1,38 @@
 // DeadlineHeap: a binary min-heap keyed by a monotonic deadline (nanoseconds), shared by
-// the epoll backend's timers and the loop's parked-wait deadlines. Removal is left to the
-// owners (both delete lazily: a popped entry that no longer matters is skipped).
-struct DeadlineHeap<Payload> {
-    struct Entry {
-        var at: Int64
-        var payload: Payload
+// the epoll backend's timers, the loop's parked-wait deadlines and the simulator's
+// timeline. Entries with equal deadlines come out in the order they went in (the
+// simulator relies on it: data, then the FIN sent after it). Removal is left to the owners
+// (they delete lazily: a popped entry that no longer matters is skipped).
+package struct DeadlineHeap<Payload> {
+    package struct Entry {
+        package var at: Int64
+        var seq: UInt64
+        package var payload: Payload
+        func before(_ o: Entry) -> Bool { at < o.at || (at == o.at && seq < o.seq) }
     }
 
     private var heap: [Entry] = []
+    private var pushed: UInt64 = 0
 
-    var first: Entry? { heap.first }
-    var isEmpty: Bool { heap.isEmpty }
+    package init() {}
 
-    mutating func push(at: Int64, _ payload: Payload) {
-        heap.append(Entry(at: at, payload: payload))
+    package var first: Entry? { heap.first }
+    package var isEmpty: Bool { heap.isEmpty }
+
+    package mutating func push(at: Int64, _ payload: Payload) {
+        pushed &+= 1
+        heap.append(Entry(at: at, seq: pushed, payload: payload))
         var i = heap.count - 1
         while i > 0 {
             let p = (i - 1) / 2
-            if heap[p].at <= heap[i].at { break }
+            if !heap[i].before(heap[p]) { break }
             heap.swapAt(p, i)
             i = p
         }
     }
 
     @discardableResult
-    mutating func popFirst() -> Entry? {
+    package mutating func popFirst() -> Entry? {
         guard !heap.isEmpty else { return nil }
         let top = heap[0]
         let last = heap.removeLast()
@@ -34,8 +42,8 @@ struct DeadlineHeap<Payload> {
             while true {
                 let l = 2 * i + 1, r = l + 1
                 var m = i
-                if l < heap.count && heap[l].at < heap[m].at { m = l }
-                if r < heap.count && heap[r].at < heap[m].at { m = r }
+                if l < heap.count && heap[l].before(heap[m]) { m = l }
+                if r < heap.count && heap[r].before(heap[m]) { m = r }
                 if m == i { break }
                 heap.swapAt(i, m)
                 i = m
@@ -49,7 +57,7 @@ struct DeadlineHeap<Payload> {
         var kept: [Entry] = []
         kept.reserveCapacity(heap.count(where: keep))
         for e in heap where keep(e) { kept.append(e) }
-        kept.sort { $0.at < $1.at }
+        kept.sort { $0.before($1) }
         heap = kept
     }
 }

@@ -9,12 +9,13 @@
 // its io-wq workers, so a slow disk stalls no loop.
 // Non-goals: matching io_uring's speed.
 import BufferPool
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
 internal import CEpoll
 
-final class EpollBackend: IOBackend {
+final class EpollBackend: IOBackend, SystemDescriptors {
     let kind = IOBackendKind.epoll
     let supportsMultishotRecv = true
     let usesFixedBuffers = false
@@ -47,8 +48,7 @@ final class EpollBackend: IOBackend {
     }
 
     private var fds: [FDState] = []
-    private var ready: [Completion] = []
-    private var readyHead = 0
+    private var ready = CompletionQueue()
     /// `ud` of a parked socket op -> fd, so cancel can find it.
     private var parkedFD: [UInt64: Int32] = [:]
     private var timers = TimerHeap()
@@ -118,7 +118,7 @@ final class EpollBackend: IOBackend {
         let i = state(fd)
         if reading { fds[i].readers.append(w) } else { fds[i].writers.append(w) }
         parkedFD[w.ud] = fd
-        if timeoutNs >= 0 { timers.push(deadline: monotonicNanos() &+ timeoutNs, ud: w.ud, cancelsTarget: true) }
+        if timeoutNs >= 0 { timers.push(deadline: SystemClock.nanoseconds() &+ timeoutNs, ud: w.ud, cancelsTarget: true) }
     }
 
     /// Runs one attempt of a parked op. Returns true when the op is finished (completed).
@@ -262,7 +262,7 @@ final class EpollBackend: IOBackend {
     }
 
     func timeout(nanoseconds: Int64, storage: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
-        timers.push(deadline: monotonicNanos() &+ max(0, nanoseconds), ud: ud, cancelsTarget: false)
+        timers.push(deadline: SystemClock.nanoseconds() &+ max(0, nanoseconds), ud: ud, cancelsTarget: false)
         return 0
     }
 
@@ -291,12 +291,12 @@ final class EpollBackend: IOBackend {
     // MARK: Completion
 
     func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
-        if readyHead == ready.count {
+        if ready.isEmpty {
             var waitMs: Int32 = wait ? -1 : 0
             if wait {
                 var ns = timeoutNs
                 if let next = timers.nextDeadline {
-                    let untilTimer = Swift.max(0, next - monotonicNanos())
+                    let untilTimer = Swift.max(0, next - SystemClock.nanoseconds())
                     ns = ns < 0 ? untilTimer : Swift.min(ns, untilTimer)
                 }
                 if ns >= 0 { waitMs = Int32(clamping: (ns + 999_999) / 1_000_000) }
@@ -316,17 +316,7 @@ final class EpollBackend: IOBackend {
             }
             fireTimers()
         }
-        var count = 0
-        while count < max && readyHead < ready.count {
-            out[count] = ready[readyHead]
-            count += 1
-            readyHead += 1
-        }
-        if readyHead == ready.count {
-            ready.removeAll(keepingCapacity: true)
-            readyHead = 0
-        }
-        return count
+        return ready.drain(into: out, max: max)
     }
 
     /// Attempts every parked op of one direction in order; finished ones leave the list.
@@ -349,7 +339,7 @@ final class EpollBackend: IOBackend {
     }
 
     private func fireTimers() {
-        let now = monotonicNanos()
+        let now = SystemClock.nanoseconds()
         while let t = timers.popExpired(now: now) {
             if t.cancelsTarget {
                 _ = cancel(t.ud)   // a linked timeout: the op completes with -ECANCELED
@@ -358,14 +348,6 @@ final class EpollBackend: IOBackend {
             }
         }
     }
-}
-
-/// Monotonic clock in nanoseconds.
-@inline(__always)
-func monotonicNanos() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
 /// A binary min-heap of deadlines with lazy removal.

@@ -4,6 +4,7 @@
 import BufferPool
 import Logging
 import Synchronization
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -110,8 +111,5 @@ extension EventLoop {
 }
 
 extension Duration {
-    var nanoseconds: Int64 {
-        let (s, a) = components
-        return s * 1_000_000_000 + a / 1_000_000_000
-    }
+    var nanoseconds: Int64 { nanosecondsClamped }
 }

@@ -90,7 +90,7 @@ extension EventLoop {
             // Parked waits with deadlines bound how long the loop may sleep.
             var waitNs: Int64 = -1
             if mayBlock, let first = deadlines.first {
-                waitNs = Swift.max(0, first.at - monotonicNanos())
+                waitNs = Swift.max(0, first.at - nowNanos)
                 if waitNs == 0 {
                     sleeping.store(false, ordering: .sequentiallyConsistent)
                     mayBlock = false
@@ -99,7 +99,7 @@ extension EventLoop {
             let n = backend.submitAndReap(wait: mayBlock, timeoutNs: waitNs, into: cqes, max: Self.cqeBatchMax)
             if mayBlock { sleeping.store(false, ordering: .sequentiallyConsistent) }
             for i in 0..<n { dispatch(cqes[i]) }
-            if let first = deadlines.first, first.at <= monotonicNanos() { expireDeadlines() }
+            if let first = deadlines.first, first.at <= nowNanos { expireDeadlines() }
         }
     }
 

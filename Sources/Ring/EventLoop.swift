@@ -49,6 +49,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         /// Pool buffers kept in the kernel's provided-buffer ring for receives (io_uring;
         /// capped at half the pool so other users can always get buffers).
         public var recvBuffersMax: Int = 1024
+        /// Builds the backend instead of choosing one (the simulator); called on the loop
+        /// thread with the loop's pool.
+        package var makeBackend: (@Sendable (BufferPool) throws(RingError) -> any IOBackend)?
         public init() {}
     }
 
@@ -106,6 +109,8 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     /// Connections whose receive found no pool buffer, waiting for one (FIFO).
     var recvStarved = StarvedQueue()
     public internal(set) var backendKind: IOBackendKind = .epoll
+    /// The backend keeps the time (see EventLoop+Clock.swift).
+    var clockFromBackend = false
     public internal(set) var backendSummary = ""
 
     /// Jobs (task slices) this loop has run: a cost counter for benchmarks.
@@ -185,8 +190,11 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         do {
             let pool = try BufferPool(configuration.pool)
             self.pool = pool
-            let chosen = try BackendSelector.make(configuration: configuration, pool: pool, logger: logger)
+            let chosen = try configuration.makeBackend.map { make throws(RingError) in
+                BackendSelector.Choice(backend: try make(pool), reason: "injected")
+            } ?? BackendSelector.make(configuration: configuration, pool: pool, logger: logger)
             backendStorage = chosen.backend
+            clockFromBackend = chosen.backend.keepsOwnTime
             kind = chosen.backend.kind
             backendKind = kind
             backendSummary = chosen.backend.summary

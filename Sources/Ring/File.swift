@@ -33,7 +33,7 @@ public final class File {
     }
 
     deinit {
-        if !closed { Glibc.close(fd) }
+        if !closed { _ = loop.backend.closeNow(fd: fd) }
     }
 
     public static func open(_ path: String, _ mode: Mode, permissions: UInt32 = 0o644) async throws(RingError) -> File {
@@ -98,16 +98,14 @@ public final class File {
         let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
         if r.isSlotsExhausted || r.res == -EAGAIN || r.res == -EBUSY {
             // No slot or SQ space for the close: do it synchronously rather than leak the fd.
-            if Glibc.close(fd) != 0 { throw RingError(errno: errno, operation: "close \(path)") }
+            let rc = loop.backend.closeNow(fd: fd)
+            if rc < 0 { throw RingError(errno: -rc, operation: "close \(path)") }
             return
         }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "close \(path)") }
     }
 
-    public var size: Int {
-        var st = stat()
-        return fstat(fd, &st) == 0 ? Int(st.st_size) : 0
-    }
+    public var size: Int { Int(max(0, loop.backend.fileSize(fd: fd))) }
 }
 
 public struct FileStatus: Sendable, Equatable {

@@ -5,34 +5,54 @@
 // backend maps each call to one SQE. The epoll backend emulates the same semantics with
 // readiness plus non-blocking syscalls (multishot accept/recv included, provided buffers
 // taken from the pool), so everything above this file is backend-agnostic.
+// The interface is `package`: the seeded simulator (Sources/Simulation) implements it too,
+// so the real loop, server and client run on simulated sockets, files and time. Socket
+// set-up (socket, bind, listen, options, addresses) and synchronous closes go through it
+// as well, so no code above the backend touches a descriptor directly.
 // Non-goals: exposing backend specifics above the loop.
 internal import CURing
 
 public enum IOBackendKind: String, Sendable, CustomStringConvertible {
     case uring
     case epoll
+    /// The seeded simulator (tests only).
+    case simulated
     public var description: String { rawValue }
 }
 
 /// A completion as the loop sees it (layout-compatible with `curing_cqe`).
-typealias Completion = curing_cqe
+package struct Completion: Equatable {
+    package var user_data: UInt64
+    package var res: Int32
+    package var flags: UInt32
+    package init(user_data: UInt64, res: Int32, flags: UInt32) {
+        self.user_data = user_data
+        self.res = res
+        self.flags = flags
+    }
+}
 
-enum CQEFlag {
-    static let buffer = UInt32(CURING_CQE_F_BUFFER)
-    static let more = UInt32(CURING_CQE_F_MORE)
-    static let bufferShift = UInt32(CURING_CQE_BUFFER_SHIFT)
+package enum CQEFlag {
+    package static let buffer = UInt32(CURING_CQE_F_BUFFER)
+    package static let more = UInt32(CURING_CQE_F_MORE)
+    package static let bufferShift = UInt32(CURING_CQE_BUFFER_SHIFT)
 }
 
 /// Reserved `user_data` values for completions the loop consumes itself.
-enum ReservedUserData {
+package enum ReservedUserData {
     /// Linked timeouts and cancel requests: their completions carry nothing we need.
-    static let ignored: UInt64 = .max
+    package static let ignored: UInt64 = .max
     /// The cross-thread wakeup read on the eventfd.
-    static let wakeup: UInt64 = .max - 1
+    package static let wakeup: UInt64 = .max - 1
 }
 
-protocol IOBackend: AnyObject {
+package protocol IOBackend: AnyObject {
     var kind: IOBackendKind { get }
+    /// True when the backend keeps its own time (`nowNanos`); the loop then reads its clock
+    /// from the backend instead of CLOCK_MONOTONIC.
+    var keepsOwnTime: Bool { get }
+    /// The backend's clock in nanoseconds (real backends: CLOCK_MONOTONIC).
+    var nowNanos: Int64 { get }
     /// Human-readable facts for the one startup log line (flags, features).
     var summary: String { get }
     /// True when `recvSelect(multishot: true)` keeps delivering until disarmed.
@@ -86,4 +106,18 @@ protocol IOBackend: AnyObject {
     func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int
 
     func shutdownBackend()
+
+    // Synchronous socket and descriptor calls (the kernel's at once: socket set-up, options,
+    // addresses, closes that cannot wait for a slot). Each returns >= 0 or a negative errno.
+    func socket(family: Int32) -> Int32
+    func bind(fd: Int32, address: UnsafeRawPointer, length: UInt32) -> Int32
+    func listen(fd: Int32, backlog: Int32) -> Int32
+    func setOption(fd: Int32, level: Int32, name: Int32, value: UnsafeRawPointer, length: UInt32) -> Int32
+    /// getsockname (or getpeername with `peer`) into `storage` (a sockaddr_storage);
+    /// `length` is the storage size on entry and the address length on return.
+    func address(fd: Int32, peer: Bool, into storage: UnsafeMutableRawPointer, length: inout UInt32) -> Int32
+    func shutdownNow(fd: Int32, how: Int32) -> Int32
+    func closeNow(fd: Int32) -> Int32
+    /// The size of an open file (fstat), or a negative errno.
+    func fileSize(fd: Int32) -> Int64
 }

@@ -14,7 +14,7 @@ extension EventLoop {
     }
 
     func expireDeadlines() {
-        let now = monotonicNanos()
+        let now = nowNanos
         while let first = deadlines.first, first.at <= now {
             deadlines.popFirst()
             let e = first

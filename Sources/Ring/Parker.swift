@@ -39,7 +39,7 @@ final class Parker {
             await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
                 self.continuation = k
                 if let t = timeoutNs {
-                    let d = monotonicNanos() &+ Swift.max(0, t)
+                    let d = loop.nowNanos &+ Swift.max(0, t)
                     self.deadline = d
                     if self.heapAt.map({ d < $0 }) ?? true {
                         self.heapAt = d

@@ -123,22 +123,21 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
         withUnsafeBytes(of: storage) { body($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) }
     }
 
-    static func local(of fd: Int32) -> SocketAddress? {
+    /// The local (or, with `peer`, the remote) address of socket `fd`, asked of `backend`.
+    static func of(_ fd: Int32, peer: Bool = false, on backend: any IOBackend) -> SocketAddress? {
         var ss = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        var len = UInt32(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutableBytes(of: &ss) { backend.address(fd: fd, peer: peer, into: $0.baseAddress!, length: &len) }
         return rc == 0 ? SocketAddress(storage: ss, length: len) : nil
     }
 
-    static func peer(of fd: Int32) -> SocketAddress? {
+    /// A socket address from raw sockaddr bytes (the simulator's accept and getsockname).
+    package init(bytes: UnsafeRawBufferPointer) {
         var ss = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) } }
-        return rc == 0 ? SocketAddress(storage: ss, length: len) : nil
+        withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix($0.count))) }
+        self.init(storage: ss, length: socklen_t(min(bytes.count, MemoryLayout<sockaddr_storage>.size)))
     }
-}
 
-func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) {
-    var v = value
-    _ = setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size))
+    /// The raw sockaddr bytes (`length` of them).
+    package var bytes: [UInt8] { withUnsafeBytes(of: storage) { Array($0.prefix(Int(length))) } }
 }

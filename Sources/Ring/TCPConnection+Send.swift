@@ -134,13 +134,13 @@ extension TCPConnection {
         }
         // The deadline covers the whole send: a reader taking a few bytes at a time must not
         // restart it with every partial send.
-        let deadline = timeoutNs.map { ContinuousClock.now + .nanoseconds($0) }
+        let deadline = timeoutNs.map { loop.nowNanos &+ $0 }
         while sent < count {
             var leftNs: Int64? = nil
             if let deadline {
-                let left = deadline - ContinuousClock.now
-                guard left > .zero else { throw RingError(.timedOut, operation: "send") }
-                leftNs = max(1, left.nanoseconds)
+                let left = deadline - loop.nowNanos
+                guard left > 0 else { throw RingError(.timedOut, operation: "send") }
+                leftNs = max(1, left)
             }
             let tns = leftNs
             let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in

@@ -50,7 +50,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     init(fd: Int32, loop: EventLoop) {
         self.fd = fd
         self.loop = loop
-        setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        loop.backend.setOption(fd: fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, 1)
     }
 
     deinit {
@@ -61,12 +61,12 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         }
         if !closed {
             loop.backend.forget(fd: fd)
-            Glibc.close(fd)
+            _ = loop.backend.closeNow(fd: fd)
         }
     }
 
-    public var localAddress: SocketAddress? { SocketAddress.local(of: fd) }
-    public var remoteAddress: SocketAddress? { SocketAddress.peer(of: fd) }
+    public var localAddress: SocketAddress? { SocketAddress.of(fd, on: loop.backend) }
+    public var remoteAddress: SocketAddress? { SocketAddress.of(fd, peer: true, on: loop.backend) }
 
     /// Connects to `address` from the current loop, optionally binding a local address
     /// first (tests use 127.x.y.z sources to spread ephemeral ports).
@@ -74,15 +74,15 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         guard let loop = EventLoop.current else {
             throw RingError(.invalidArgument, operation: "connect", reason: "no event loop: connect from a task on a loop")
         }
-        let s = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw RingError(errno: errno, operation: "socket") }
+        let backend = loop.backend
+        let s = backend.socket(family: address.family)
+        guard s >= 0 else { throw RingError(errno: -s, operation: "socket") }
         if let local {
-            setOption(s, SOL_IP, cepoll_ip_bind_address_no_port(), 1)
-            let rc = local.withSockaddr { bind(s, $0, $1) }
+            backend.setOption(fd: s, level: SOL_IP, name: cepoll_ip_bind_address_no_port(), 1)
+            let rc = local.withSockaddr { backend.bind(fd: s, address: $0, length: $1) }
             if rc != 0 {
-                let e = errno
-                Glibc.close(s)
-                throw RingError(errno: e, operation: "bind \(local)")
+                _ = backend.closeNow(fd: s)
+                throw RingError(errno: -rc, operation: "bind \(local)")
             }
         }
         let tns = timeout?.nanoseconds
@@ -93,8 +93,8 @@ public final class TCPConnection: MultishotSink, RecvStarved {
                                         timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
         }
         guard r.res >= 0 else {
-            loop.backend.forget(fd: s)
-            Glibc.close(s)
+            backend.forget(fd: s)
+            _ = backend.closeNow(fd: s)
             throw timeoutAware(r.res, "connect \(address)", hadTimeout: tns != nil)
         }
         return TCPConnection(fd: s, loop: loop)
@@ -208,8 +208,8 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     /// Resets the connection on close (SO_LINGER 0): no TIME_WAIT, the peer sees ECONNRESET.
     public func setResetOnClose() {
-        var l = linger(l_onoff: 1, l_linger: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+        let l = linger(l_onoff: 1, l_linger: 0)
+        _ = withUnsafeBytes(of: l) { loop.backend.setOption(fd: fd, level: SOL_SOCKET, name: SO_LINGER, value: $0.baseAddress!, length: UInt32($0.count)) }
     }
 
     /// Cancels the armed receive, returns every queued buffer and closes the socket.
@@ -220,7 +220,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         // A send blocked on a peer that does not read, or a receive(into:) on a quiet peer,
         // would keep the fd busy: shut the socket down so the kernel completes them first.
         if opsInFlight > 0 {
-            _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+            _ = loop.backend.shutdownNow(fd: fd, how: Int32(SHUT_RDWR))
             while opsInFlight > 0 { _ = await closeParker.wait(loop: loop, cancellable: false) }
         }
         if let ud = recvUD {
@@ -245,7 +245,7 @@ func closeDescriptor(_ fd: Int32, on loop: EventLoop) async {
     let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
     if r.isSlotsExhausted || r.res == -EAGAIN || r.res == -EBUSY {
         loop.backend.forget(fd: fd)
-        Glibc.close(fd)
+        _ = loop.backend.closeNow(fd: fd)
     }
 }
 

@@ -28,34 +28,34 @@ public final class TCPListener: MultishotSink {
         guard let loop = loop ?? EventLoop.current else {
             throw RingError(.invalidArgument, operation: "listen", reason: "no event loop: create listeners from a task on a loop")
         }
-        let s = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw RingError(errno: errno, operation: "socket") }
-        setOption(s, SOL_SOCKET, SO_REUSEADDR, 1)
-        if reusePort { setOption(s, SOL_SOCKET, SO_REUSEPORT, 1) }
-        let rc = address.withSockaddr { bind(s, $0, $1) }
+        let backend = loop.backend
+        let s = backend.socket(family: address.family)
+        guard s >= 0 else { throw RingError(errno: -s, operation: "socket") }
+        backend.setOption(fd: s, level: SOL_SOCKET, name: SO_REUSEADDR, 1)
+        if reusePort { backend.setOption(fd: s, level: SOL_SOCKET, name: SO_REUSEPORT, 1) }
+        let rc = address.withSockaddr { backend.bind(fd: s, address: $0, length: $1) }
         guard rc == 0 else {
-            let e = errno
-            Glibc.close(s)
-            throw RingError(errno: e, operation: "bind \(address)")
+            _ = backend.closeNow(fd: s)
+            throw RingError(errno: -rc, operation: "bind \(address)")
         }
-        guard Glibc.listen(s, backlog) == 0 else {
-            let e = errno
-            Glibc.close(s)
-            throw RingError(errno: e, operation: "listen \(address)")
+        let lrc = backend.listen(fd: s, backlog: backlog)
+        guard lrc == 0 else {
+            _ = backend.closeNow(fd: s)
+            throw RingError(errno: -lrc, operation: "listen \(address)")
         }
         fd = s
-        localAddress = SocketAddress.local(of: s) ?? address
+        localAddress = SocketAddress.of(s, on: backend) ?? address
         self.loop = loop
     }
 
     deinit {
         while acceptedHead < accepted.count {
-            Glibc.close(accepted[acceptedHead])
+            _ = loop.backend.closeNow(fd: accepted[acceptedHead])
             acceptedHead += 1
         }
         if !closed {
             loop.backend.forget(fd: fd)
-            Glibc.close(fd)
+            _ = loop.backend.closeNow(fd: fd)
         }
     }
 
@@ -95,7 +95,7 @@ public final class TCPListener: MultishotSink {
     func deliver(_ res: Int32, flags: UInt32, loop: EventLoop) {
         if res >= 0 {
             if closed {
-                Glibc.close(res)
+                _ = loop.backend.closeNow(fd: res)
             } else {
                 accepted.append(res)
                 if accepted.count - acceptedHead >= queuedMax, let ud = armedUD { loop.requestCancel(ud) }
@@ -118,7 +118,7 @@ public final class TCPListener: MultishotSink {
             while armedUD != nil { _ = await parker.wait(loop: loop, cancellable: false) }
         }
         while acceptedHead < accepted.count {
-            Glibc.close(accepted[acceptedHead])
+            _ = loop.backend.closeNow(fd: accepted[acceptedHead])
             acceptedHead += 1
         }
         accepted.removeAll()

@@ -10,7 +10,7 @@ import BufferPool
 import Glibc
 #endif
 
-final class URingBackend: IOBackend {
+final class URingBackend: IOBackend, SystemDescriptors {
     let kind = IOBackendKind.uring
     private let ring: OpaquePointer
     private let pool: BufferPool
@@ -38,6 +38,8 @@ final class URingBackend: IOBackend {
         guard let r = curing_ring_create(entries, URingProbe.wantedSetupFlags, &got, &err) else {
             throw SetupFailure(errno: err, step: "io_uring_setup")
         }
+        precondition(MemoryLayout<Completion>.size == MemoryLayout<curing_cqe>.size
+                     && MemoryLayout<Completion>.offset(of: \.flags) == MemoryLayout<curing_cqe>.offset(of: \.flags))
         ring = r
         self.pool = pool
         setupFlags = got
@@ -239,18 +241,23 @@ final class URingBackend: IOBackend {
     func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
         curing_buf_ring_publish(ring)
         // Reap what is already there before sleeping: never block with completions pending.
-        var n = Int(curing_reap(ring, out, UInt32(max)))
+        var n = Int(reap(out, max))
         if n > 0 {
             _ = curing_submit_and_wait(ring, 0, 0)
         } else {
             let rc = curing_submit_and_wait(ring, wait ? 1 : 0, wait ? timeoutNs : 0)
             if rc < 0 { checkFatalEnter(rc) }
-            n = Int(curing_reap(ring, out, UInt32(max)))
+            n = Int(reap(out, max))
         }
         for i in 0..<n where out[i].flags & CQEFlag.buffer != 0 {
             bufferLeftRing()
         }
         return n
+    }
+
+    /// Copies up to `max` CQEs out (`Completion` has `curing_cqe`'s layout).
+    private func reap(_ out: UnsafeMutablePointer<Completion>, _ max: Int) -> UInt32 {
+        out.withMemoryRebound(to: curing_cqe.self, capacity: max) { curing_reap(ring, $0, UInt32(max)) }
     }
 
     private func checkFatalEnter(_ rc: Int32) {

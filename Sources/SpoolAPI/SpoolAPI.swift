@@ -6,17 +6,20 @@
 //   GET /api/v1/version   {"version":"0.1.0","api":"v1"}
 import JSON
 import SpoolModel
+import Threads
 import Web
 
 public enum SpoolAPI {
     /// The API version in every path.
     public static let version = "v1"
 
-    /// Adds the API's routes under `/api/v1` to `router`; uptime counts from `started`.
-    public static func install(on router: inout RouteBuilder, started: ContinuousClock.Instant = .now) {
+    /// Adds the API's routes under `/api/v1` to `router`; uptime is `clock`'s time since
+    /// `started` (the server's start when nil).
+    public static func install(on router: inout RouteBuilder, clock: any MonotonicClock = SystemClock.shared, started: MonotonicInstant? = nil) {
+        let started = started ?? clock.now
         router.group("/api/" + version) { v1 in
             v1.get("health") { _ in
-                .json(200, encoding: HealthStatus(status: "ok", uptimeSeconds: (ContinuousClock.now - started).components.seconds))
+                .json(200, encoding: HealthStatus(status: "ok", uptimeSeconds: (clock.now - started).components.seconds))
             }
             v1.get("version") { _ in
                 .json(200, encoding: VersionInfo(version: SpoolVersion.string, api: version))

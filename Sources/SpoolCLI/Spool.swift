@@ -240,8 +240,7 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         guard access(dataDir, W_OK) == 0 else { throw ValidationError("--data-dir \(dataDir) is not writable") }
         var config = HTTPServerConfiguration(listen: address)
         config.loops = loops ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        let started = ContinuousClock.now
-        let router = Router { r in SpoolAPI.install(on: &r, started: started) }
+        let router = Router { r in SpoolAPI.install(on: &r) }
         let server = HTTPServer(configuration: config, router: router)
         try await server.start()
         print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(config.loops) loop(s); data in \(dataDir)")

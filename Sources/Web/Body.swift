@@ -12,6 +12,7 @@ import BufferPool
 import HTTP1
 import JSON
 import Ring
+import Threads
 
 /// The bytes received on a connection but not consumed yet (the next head, or body bytes
 /// that arrived with it). Loop-confined.
@@ -64,7 +65,7 @@ public final class RequestBody: @unchecked Sendable {
     private var continueOwed: Bool
     /// Time limits for receiving (see BodyTimeLimits), from `started` (the end of the head).
     let time: BodyTimeLimits
-    let started: ContinuousClock.Instant
+    let started: MonotonicInstant
     var meter = BodyRateMeter()
     /// The body limit of the route; exceeding it is a 413.
     public let limit: UInt64
@@ -80,7 +81,7 @@ public final class RequestBody: @unchecked Sendable {
         self.input = input
         self.limit = limit
         self.time = time
-        started = .now
+        started = input.conn.loop.now
         switch framing {
         case .none:
             self.framing = .length(remaining: 0)
@@ -107,7 +108,7 @@ public final class RequestBody: @unchecked Sendable {
         framing = .length(remaining: 0)
         continueOwed = false
         time = BodyTimeLimits()
-        started = .now
+        started = MonotonicInstant(nanoseconds: 0)
         limit = 0
         declaredLength = 0
         isComplete = true

@@ -12,6 +12,7 @@
 // Non-goals: limits on responses (the send timeout covers a client that stops reading).
 import BufferPool
 import Ring
+import Threads
 
 public struct BodyTimeLimits: Sendable, Equatable {
     /// The whole body must arrive within this from the end of the head; nil: no deadline.
@@ -70,7 +71,7 @@ extension RequestBody {
         var pieceWaited: Duration = .zero
         while true {
             try meter.check(time, bytesRead: bytesRead)
-            let now = ContinuousClock.now
+            let now = conn.loop.now
             var wait = time.pieceTimeout - pieceWaited
             if let d = time.deadline {
                 let left = (started + d) - now
@@ -82,10 +83,10 @@ extension RequestBody {
             if time.rateBytesPerSecondMin > 0 { wait = min(wait, time.rateWindow - meter.windowWaited) }
             do {
                 let chunk = try await conn.receive(timeout: wait)
-                meter.waited(ContinuousClock.now - now)
+                meter.waited(conn.loop.now - now)
                 return chunk
             } catch let e where e.code == .timedOut {
-                let waited = ContinuousClock.now - now
+                let waited = conn.loop.now - now
                 meter.waited(waited)
                 pieceWaited += waited
                 if pieceWaited >= time.pieceTimeout {

@@ -5,6 +5,7 @@
 // give their connection back (kept idle, at most `maxIdlePerOrigin`, or closed) and hand
 // their slot to the first waiter.
 import Ring
+import Threads
 
 /// - warning: Loop-confined: owned by one HTTPClient and used on its loop.
 final class ClientConnectionPool {
@@ -13,7 +14,7 @@ final class ClientConnectionPool {
 
     private struct Idle {
         let conn: TCPConnection
-        let since: ContinuousClock.Instant
+        let since: MonotonicInstant
     }
     /// A request waiting for a connection slot. Resumed with true when a finishing request
     /// hands its slot over, with false when its deadline passes first.
@@ -50,12 +51,12 @@ final class ClientConnectionPool {
 
     /// A connection to `origin` and whether it was reused; every call must be matched by
     /// one `checkin`.
-    func checkout(_ origin: Origin, deadline: ContinuousClock.Instant) async throws(HTTPClientError) -> (TCPConnection, Bool) {
+    func checkout(_ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) -> (TCPConnection, Bool) {
         let pool = pools[origin] ?? { let p = OriginPool(); pools[origin] = p; return p }()
         try await takeSlot(pool, origin, deadline: deadline)
         // Then a connection: an idle one still fresh, or a new one.
         while let idle = pool.idle.popLast() {
-            if ContinuousClock.now - idle.since < configuration.idleTimeout { return (idle.conn, true) }
+            if loop.now - idle.since < configuration.idleTimeout { return (idle.conn, true) }
             await idle.conn.close()
         }
         do {
@@ -67,12 +68,12 @@ final class ClientConnectionPool {
     }
 
     /// A free slot, or one handed over (in FIFO order) by a finishing request.
-    private func takeSlot(_ pool: OriginPool, _ origin: Origin, deadline: ContinuousClock.Instant) async throws(HTTPClientError) {
+    private func takeSlot(_ pool: OriginPool, _ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) {
         if pool.active < configuration.maxConnectionsPerOrigin {
             pool.active += 1
             return
         }
-        let left = deadline - ContinuousClock.now
+        let left = deadline - loop.now
         guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
         let w = Waiter()
         let refs = LoopRef((w, pool))
@@ -94,7 +95,7 @@ final class ClientConnectionPool {
         }
     }
 
-    private func connect(_ origin: Origin, deadline: ContinuousClock.Instant) async throws(HTTPClientError) -> TCPConnection {
+    private func connect(_ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) -> TCPConnection {
         let addresses: [SocketAddress]
         do {
             addresses = try await SocketAddress.resolve(origin.host, port: origin.port)
@@ -103,7 +104,7 @@ final class ClientConnectionPool {
         }
         var lastError: RingError?
         for a in addresses {
-            let timeout = try HTTPClient.remaining(deadline, configuration.connectTimeout)
+            let timeout = try HTTPClient.remaining(deadline, configuration.connectTimeout, now: loop.now)
             do {
                 let conn = try await TCPConnection.connect(to: a, timeout: timeout)
                 connectionsOpened += 1
@@ -123,7 +124,7 @@ final class ClientConnectionPool {
         guard let pool = pools[origin] else { await conn.close(); return }
         release(pool)
         guard keep else { await conn.close(); return }
-        pool.idle.append(Idle(conn: conn, since: .now))
+        pool.idle.append(Idle(conn: conn, since: loop.now))
         if pool.idle.count > configuration.maxIdlePerOrigin { await pool.idle.removeFirst().conn.close() }
     }
 

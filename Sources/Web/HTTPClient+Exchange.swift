@@ -7,6 +7,7 @@
 import BufferPool
 import HTTP1
 import Ring
+import Threads
 
 /// How one exchange failed.
 enum ExchangeFailure: Error {
@@ -47,7 +48,7 @@ extension HTTPClient {
         return out
     }
 
-    func exchange(_ req: ClientRequest, head: [UInt8], on conn: TCPConnection, deadline: ContinuousClock.Instant,
+    func exchange(_ req: ClientRequest, head: [UInt8], on conn: TCPConnection, deadline: MonotonicInstant,
                   onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Exchange {
         try await sendRequest(req, head: head, on: conn, deadline: deadline)
         return try await receiveResponse(req, on: conn, deadline: deadline, onBody: onBody)
@@ -60,11 +61,11 @@ extension HTTPClient {
     }
 
     /// The deadline's remainder capped at the read timeout (for a receive or a send).
-    private func receiveTimeout(_ deadline: ContinuousClock.Instant) throws(ExchangeFailure) -> Duration {
-        do { return try HTTPClient.remaining(deadline, configuration.readTimeout) } catch { throw .failed(error) }
+    private func receiveTimeout(_ deadline: MonotonicInstant) throws(ExchangeFailure) -> Duration {
+        do { return try HTTPClient.remaining(deadline, configuration.readTimeout, now: loop.now) } catch { throw .failed(error) }
     }
 
-    private func sendRequest(_ req: ClientRequest, head: [UInt8], on conn: TCPConnection, deadline: ContinuousClock.Instant) async throws(ExchangeFailure) {
+    private func sendRequest(_ req: ClientRequest, head: [UInt8], on conn: TCPConnection, deadline: MonotonicInstant) async throws(ExchangeFailure) {
         // A send refused by a closed socket: the server dropped an idle connection.
         func sendFailure(_ e: RingError) -> ExchangeFailure {
             e.code == .brokenPipe || e.code == .connectionReset ? .stale : transportFailure(e)
@@ -79,8 +80,8 @@ extension HTTPClient {
             try await transmit(b)
         case .stream(let producer):
             let readTimeout = configuration.readTimeout
-            let writer = ClientBodyWriter(conn: conn) {
-                max(.milliseconds(1), min(deadline - ContinuousClock.now, readTimeout))
+            let writer = ClientBodyWriter(conn: conn) { [loop] in
+                max(.milliseconds(1), min(deadline - loop.now, readTimeout))
             }
             do {
                 try await producer(writer)
@@ -108,7 +109,7 @@ extension HTTPClient {
     }
 
     /// The next piece of the response, nil at the end of the stream.
-    private func receive(_ conn: TCPConnection, deadline: ContinuousClock.Instant, staleIfClosed: Bool) async throws(ExchangeFailure) -> PooledBuffer? {
+    private func receive(_ conn: TCPConnection, deadline: MonotonicInstant, staleIfClosed: Bool) async throws(ExchangeFailure) -> PooledBuffer? {
         let timeout = try receiveTimeout(deadline)
         do {
             return try await conn.receive(timeout: timeout)
@@ -118,7 +119,7 @@ extension HTTPClient {
         }
     }
 
-    private func receiveResponse(_ req: ClientRequest, on conn: TCPConnection, deadline: ContinuousClock.Instant,
+    private func receiveResponse(_ req: ClientRequest, on conn: TCPConnection, deadline: MonotonicInstant,
                                  onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Exchange {
         // Response head (skipping 1xx interim responses).
         var buffer: [UInt8] = []
@@ -166,7 +167,7 @@ extension HTTPClient {
 
     /// Reads the body per `framing`, starting with what is already in `buffer`. Returns
     /// whether the connection can be reused.
-    private func readBody(_ framing: ResponseFraming, conn: TCPConnection, buffer: inout [UInt8], deadline: ContinuousClock.Instant,
+    private func readBody(_ framing: ResponseFraming, conn: TCPConnection, buffer: inout [UInt8], deadline: MonotonicInstant,
                           onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Bool {
         switch framing {
         case .none:

@@ -13,6 +13,7 @@
 // or a private network; TLS belongs to nginx), HTTP/2, cookies.
 import HTTP1
 import Ring
+import Threads
 
 public struct HTTPClientConfiguration: Sendable {
     public var connectTimeout: Duration = .seconds(5)
@@ -77,7 +78,7 @@ public final class HTTPClient: @unchecked Sendable {
     /// caller's code and may throw anything: an HTTPClientError ends the request as is,
     /// anything else as `callbackFailed` with the thrown error as its `cause`.
     public func execute(_ request: ClientRequest, onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(HTTPClientError) -> ClientResponseHead {
-        let deadline = ContinuousClock.now + (request.timeout ?? configuration.totalTimeout)
+        let deadline = loop.now + (request.timeout ?? configuration.totalTimeout)
         var req = request
         var redirects = 0
         while true {
@@ -105,8 +106,8 @@ public final class HTTPClient: @unchecked Sendable {
     }
 
     /// What is left of `deadline`, at most `cap`; a `timedOut` error once it has passed.
-    static func remaining(_ deadline: ContinuousClock.Instant, _ cap: Duration) throws(HTTPClientError) -> Duration {
-        let left = deadline - ContinuousClock.now
+    static func remaining(_ deadline: MonotonicInstant, _ cap: Duration, now: MonotonicInstant) throws(HTTPClientError) -> Duration {
+        let left = deadline - now
         guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
         return min(left, cap)
     }
@@ -115,7 +116,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     /// One request on one connection; retried once on a fresh connection when a reused
     /// one turns out to be closed before any response byte.
-    private func attempt(_ req: ClientRequest, url: ParsedURL, deadline: ContinuousClock.Instant,
+    private func attempt(_ req: ClientRequest, url: ParsedURL, deadline: MonotonicInstant,
                          onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(HTTPClientError) -> (ClientResponseHead, String?) {
         // Validated before a connection is taken: an invalid request sends nothing.
         let head = try requestHead(req, url: url)

@@ -14,6 +14,7 @@ import HTTP1
 import Logging
 import Ring
 import Synchronization
+import Threads
 
 public struct HTTPServerConfiguration: Sendable {
     public var listen: SocketAddress
@@ -72,11 +73,29 @@ public final class HTTPServer: Sendable {
     /// The address actually bound (port 0 resolved); valid after `start`.
     public var localAddress: SocketAddress? { state.address }
 
-    /// Starts the loops and their listeners. Returns once every listener is bound.
+    /// Whether `stop` shuts the loops down (they were started by `start()`).
+    private let ownsLoops = Atomic<Bool>(true)
+
+    /// Starts `configuration.loops` loops and their listeners. Returns once every listener is bound.
     public func start() async throws(RingError) {
-        var address = configuration.listen
+        var loops: [EventLoop] = []
         for i in 0..<configuration.loops {
-            let loop = try EventLoop.start(id: i, configuration: configuration.loop, logger: logger)
+            loops.append(try EventLoop.start(id: i, configuration: configuration.loop, logger: logger))
+        }
+        try await listen(on: loops)
+    }
+
+    /// Serves on loops the caller runs (one listener each; `configuration.loops` and
+    /// `configuration.loop` are not used). `stop` leaves these loops running. May be called
+    /// from a task on one of them (the simulator runs server and clients on one loop).
+    public func start(on loops: [EventLoop]) async throws(RingError) {
+        ownsLoops.store(false, ordering: .relaxed)
+        try await listen(on: loops)
+    }
+
+    private func listen(on loops: [EventLoop]) async throws(RingError) {
+        var address = configuration.listen
+        for loop in loops {
             let bound = address
             let made: Result<(LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, SocketAddress), RingError>
             do {
@@ -148,13 +167,10 @@ public final class HTTPServer: Sendable {
             _ = try? await loop.run {
                 await listener.value.close()
                 for c in registry.value.drain() { await c.close() }
-                let deadline = ContinuousClock.now + grace
-                while !registry.value.connections.isEmpty && ContinuousClock.now < deadline {
-                    try? await loop.sleep(for: .milliseconds(10))
-                }
-                for c in registry.value.connections.values { await c.conn.close() }
+                await registry.value.waitUntilEmpty(loop: loop, grace: grace)
+                for c in registry.value.inOrder { await c.conn.close() }
             }
-            loop.shutdown()
+            if ownsLoops.load(ordering: .relaxed) { loop.shutdown() }
         }
     }
 
@@ -167,14 +183,14 @@ public final class HTTPServer: Sendable {
         defer { registry.remove(input) }
         let peer = conn.remoteAddress?.description
         var parser = RequestHeadParser(limits: configuration.limits)
-        var headStarted: ContinuousClock.Instant?
-        let accepted = ContinuousClock.now
+        var headStarted: MonotonicInstant?
+        let accepted = loop.now
         var answered = false   // until the first answer, the wait for a head is the head deadline
         connection: while true {
             // Answer every complete request already buffered (pipelining), in order.
             while !input.isEmpty {
                 input.idle = false
-                if headStarted == nil { headStarted = .now }
+                if headStarted == nil { headStarted = loop.now }
                 let parsed: RequestHead?
                 do {
                     parsed = try input.withPending { raw in try parser.parse(raw) }
@@ -260,9 +276,9 @@ public final class HTTPServer: Sendable {
             // head, or from the accept until a first answer), or the keep-alive idle timeout.
             let timeout: Duration
             if let started = headStarted, !input.isEmpty {
-                timeout = max(.zero, configuration.headTimeout - (ContinuousClock.now - started))
+                timeout = max(.zero, configuration.headTimeout - (loop.now - started))
             } else if !answered {
-                timeout = max(.zero, configuration.headTimeout - (ContinuousClock.now - accepted))
+                timeout = max(.zero, configuration.headTimeout - (loop.now - accepted))
             } else {
                 timeout = configuration.idleTimeout
             }

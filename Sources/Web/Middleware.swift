@@ -3,6 +3,8 @@
 // per request with method, path, status, bytes, duration, request id and peer), and an
 // authentication hook (the hook decides; a refusal is the standard 401 error).
 import Logging
+import Ring
+import Threads
 
 public enum StandardMiddleware {
     /// Gives every request an id: the client's X-Request-Id if it is 1–128 visible ASCII
@@ -30,9 +32,10 @@ public enum StandardMiddleware {
     /// One log line per request at `level` (server errors at error).
     public static func accessLog(_ logger: Logger, level: Logger.Level = .info) -> Middleware {
         return { request, next in
-            let started = ContinuousClock.now
+            let clock: any MonotonicClock = EventLoop.current ?? SystemClock.shared
+            let started = clock.now
             let response = await next(request)
-            let elapsed = ContinuousClock.now - started
+            let elapsed = clock.now - started
             let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
             let bytes = response.stream == nil ? String(response.body.count) : "stream"
             logger.log(level: response.status >= 500 ? .error : level, "\(request.method) \(request.path) \(response.status)", metadata: [

@@ -4,6 +4,7 @@
 import BufferPool
 import HTTP1
 import Ring
+import Threads
 
 extension HTTPServer {
     /// Bytes and time a lingering close drains at most before closing anyway.
@@ -109,9 +110,9 @@ extension HTTPServer {
     func lingerAndClose(_ conn: TCPConnection) async {
         try? await conn.shutdown(.write)
         var drained = 0
-        let deadline = ContinuousClock.now + Self.lingerTimeMax
-        while drained < Self.lingerBytesMax, ContinuousClock.now < deadline,
-              let b = try? await conn.receive(timeout: min(.milliseconds(500), deadline - ContinuousClock.now)) {
+        let deadline = conn.loop.now + Self.lingerTimeMax
+        while drained < Self.lingerBytesMax, conn.loop.now < deadline,
+              let b = try? await conn.receive(timeout: min(.milliseconds(500), deadline - conn.loop.now)) {
             drained += b.count
         }
         await conn.close()

@@ -42,12 +42,41 @@ final class ConnectionRegistry {
         highWater = connections.count
         return true
     }
-    func remove(_ c: ConnectionInput) { connections[ObjectIdentifier(c)] = nil }
+    func remove(_ c: ConnectionInput) {
+        connections[ObjectIdentifier(c)] = nil
+        if connections.isEmpty, let k = emptied {
+            emptied = nil
+            k.resume()
+        }
+    }
+
+    /// Resumed when the last connection leaves (or the grace time of `waitUntilEmpty` ends).
+    private var emptied: UnsafeContinuation<Void, Never>?
+
+    /// Waits, on `loop`, until no connection is left or `grace` has passed on the loop's clock.
+    func waitUntilEmpty(loop: EventLoop, grace: Duration) async {
+        guard !connections.isEmpty else { return }
+        let me = LoopRef(self)
+        let timer = loop.spawn {
+            try await loop.sleep(for: grace)
+            if let k = me.value.emptied {
+                me.value.emptied = nil
+                k.resume()
+            }
+        }
+        await withUnsafeContinuation { emptied = $0 }
+        timer.cancel()
+        _ = await timer.result
+    }
+
+    /// The connections in descriptor order: a stop closes them in an order that does not
+    /// depend on where they sit in memory (so a simulated run replays exactly).
+    var inOrder: [ConnectionInput] { connections.values.sorted { $0.conn.fd < $1.conn.fd } }
 
     /// Stop taking requests: returns the idle connections (to close now).
     func drain() -> [TCPConnection] {
         draining = true
-        return connections.values.filter(\.idle).map(\.conn)
+        return inOrder.filter(\.idle).map(\.conn)
     }
 }
 

@@ -5,6 +5,7 @@ import Foundation
 import ProcFS
 @testable import Ring
 import SpoolTestSupport
+import Threads
 import XCTest
 
 /// Moves loop-confined values into tasks on the same loop. Tests only.
@@ -45,14 +46,16 @@ func loopConfiguration(bufferSize: Int = 16 * 1024, cap: Int = 64 * 1024 * 1024,
     return c
 }
 
-/// Waits (bounded) until `condition` holds on the loop thread.
+/// Waits (bounded, on the loop's own clock) until `condition` holds on the loop thread.
 func eventually(on loop: EventLoop, timeout: Duration = .seconds(10), _ condition: @escaping @Sendable () -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await loop.run({ condition() }) { return true }
-        try await Task.sleep(for: .milliseconds(5))
+    try await loop.run {
+        let deadline = loop.now + timeout
+        while loop.now < deadline {
+            if condition() { return true }
+            try await loop.sleep(for: .milliseconds(5))
+        }
+        return condition()
     }
-    return false
 }
 
 /// Asserts that `loop` has no operation in flight and its pool is back to baseline.

@@ -5,6 +5,7 @@ import JSON
 import ProcFS
 import SpoolAPI
 import SpoolModel
+import Threads
 import TranscodeAPI
 import Web
 import XCTest
@@ -88,13 +89,16 @@ final class SupportTypeTests: XCTestCase {
     }
 
     func testHealthAndVersionRoutes() async throws {
-        let router = Router { r in SpoolAPI.install(on: &r, started: .now - .seconds(3)) }
+        // Uptime on an injected clock: exactly what the clock says, no waiting.
+        let clock = ManualClock()
+        let router = Router { r in SpoolAPI.install(on: &r, clock: clock) }
+        clock.advance(by: .seconds(3))
         let health = await router.respond(to: Request(method: "GET", target: "/api/v1/health", headers: [("Host", "x")]))
         XCTAssertEqual(health.status, 200)
         XCTAssertEqual(health.header("Content-Type"), "application/json")
         let h = try JSONDocument(parsing: health.body)
         XCTAssertEqual(try h.root["status"]?.string(), "ok")
-        XCTAssertGreaterThanOrEqual(try h.root["uptime_seconds"]?.int64() ?? -1, 3)
+        XCTAssertEqual(try h.root["uptime_seconds"]?.int64(), 3)
         let version = await router.respond(to: Request(method: "GET", target: "/api/v1/version", headers: [("Host", "x")]))
         XCTAssertEqual(String(decoding: version.body, as: UTF8.self), #"{"version":"0.1.0","api":"v1"}"#)
         let missing = await router.respond(to: Request(method: "GET", target: "/api/v1/nope", headers: [("Host", "x")]))

@@ -17,8 +17,11 @@ final class HTTPServerTests: XCTestCase {
     var server: HTTPServer!
     var client: EventLoop!
     var address: SocketAddress!
+    /// Yields when a request enters the slow handler (tests wait on it instead of sleeping).
+    let slowEntered = AsyncStream<Void>.makeStream()
 
     override func setUp() async throws {
+        let entered = slowEntered.continuation
         var config = HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0"))
         config.headTimeout = .milliseconds(400)
         config.idleTimeout = .seconds(5)
@@ -33,7 +36,8 @@ final class HTTPServerTests: XCTestCase {
                 v1.post("echo") { req in Response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: req.body) }
                 v1.get("boom") { _ in throw CancellationError() }
                 v1.get("slow") { _ in
-                    try await Task.sleep(for: .milliseconds(300))
+                    entered.yield()
+                    try await EventLoop.current!.sleep(for: .milliseconds(300))
                     return .json(200, "{\"slow\":true}")
                 }
             }
@@ -56,10 +60,13 @@ final class HTTPServerTests: XCTestCase {
     }
 }
 
-func httpExchange(_ addr: SocketAddress, _ loop: EventLoop, _ request: [UInt8], chunks: [[UInt8]] = [], pause: Duration = .zero) async throws -> String {
+/// `sent` (if given) yields once the request's first bytes are on their way.
+func httpExchange(_ addr: SocketAddress, _ loop: EventLoop, _ request: [UInt8], chunks: [[UInt8]] = [], pause: Duration = .zero,
+                  sent: AsyncStream<Void>.Continuation? = nil) async throws -> String {
         let bytes = try await loop.run { () -> [UInt8] in
             let conn = try await TCPConnection.connect(to: addr)
             try await conn.send(request)
+            sent?.yield()
             do {
                 for c in chunks {
                     try await loop.sleep(for: pause)
@@ -151,11 +158,13 @@ extension HTTPServerTests {
     /// served meanwhile.
     func testSlowlorisIsCutOffWhileOthersAreServed() async throws {
         let addr = address!, loop = client!
+        let (started, startedK) = AsyncStream<Void>.makeStream()
         let slowTask = Task {
             try await httpExchange(addr, loop, Array("GET /api/v1/health HTTP/1.1\r\n".utf8),
-                               chunks: (0..<20).map { _ in Array("X-A: b\r\n".utf8) }, pause: .milliseconds(100))
+                               chunks: (0..<20).map { _ in Array("X-A: b\r\n".utf8) }, pause: .milliseconds(100), sent: startedK)
         }
-        try await Task.sleep(for: .milliseconds(100))
+        var first = started.makeAsyncIterator()
+        _ = await first.next()   // the slow client is connected and has begun its head
         let t0 = ContinuousClock.now
         let fast = try await exchange(Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
         XCTAssertTrue(fast.hasPrefix("HTTP/1.1 200"), fast)
@@ -229,18 +238,26 @@ extension HTTPServerTests {
     func testGracefulStop() async throws {
         let addr = address!, loop = client!
         let slow = Task { try await httpExchange(addr, loop, Array("GET /api/v1/slow HTTP/1.1\r\nHost: t\r\n\r\n".utf8)) }
+        let (answered, answeredK) = AsyncStream<Void>.makeStream()
         // An idle keep-alive connection: one request answered, then it waits.
         let idle = Task {
             try await loop.run { () -> String in
                 let c = try await TCPConnection.connect(to: addr)
                 try await c.send(Array("GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
                 var got: [UInt8] = []
-                while let b = try await c.receive(timeout: .seconds(10)) { got += b.bytes }   // ends when the server closes
+                while let b = try await c.receive(timeout: .seconds(10)) {   // ends when the server closes
+                    got += b.bytes
+                    if String(decoding: got, as: UTF8.self).hasSuffix("{\"status\":\"ok\"}") { answeredK.yield() }
+                }
                 await c.close()
                 return String(decoding: got, as: UTF8.self)
             }
         }
-        try await Task.sleep(for: .milliseconds(100))
+        // Stop once the slow request is in its handler and the idle connection had its answer.
+        var entered = slowEntered.stream.makeAsyncIterator()
+        _ = await entered.next()
+        var idleAnswered = answered.makeAsyncIterator()
+        _ = await idleAnswered.next()
         await server.stop(grace: .seconds(3))
         let slowAnswer = try await slow.value
         XCTAssertTrue(slowAnswer.hasPrefix("HTTP/1.1 200"), slowAnswer)

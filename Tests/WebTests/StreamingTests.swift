@@ -88,7 +88,7 @@ final class StreamingTests: XCTestCase {
                 v1.post("slow-upload", body: .streaming(max: 1 << 30)) { req in
                     var n = 0
                     _ = try await req.bodyStream.read { n += $0.count }
-                    try await Task.sleep(for: .milliseconds(1500))   // a busy consumer
+                    try await EventLoop.current!.sleep(for: .milliseconds(1500))   // a busy consumer
                     try await req.bodyStream.discard()
                     return .json(200, "{\"first\":\(n)}")
                 }
@@ -105,7 +105,7 @@ final class StreamingTests: XCTestCase {
                     .events { w in
                         for i in 1...3 {
                             try await w.send(ServerSentEvent(event: "progress", id: "\(i)", data: "{\"percent\":\(i * 33)}"))
-                            try await Task.sleep(for: .milliseconds(10))
+                            try await EventLoop.current!.sleep(for: .milliseconds(10))
                         }
                         try await w.writeJSON { j in j.beginObject(); j.field("done", true); j.endObject() }
                     }
@@ -114,7 +114,7 @@ final class StreamingTests: XCTestCase {
                     try await Response.file(root: dir, name: req.pathParameters["name"] ?? "", for: req)
                 }
                 v1.get("sleep") { req in
-                    try await Task.sleep(for: .milliseconds(Int(req.query("ms") ?? "0") ?? 0))
+                    try await EventLoop.current!.sleep(for: .milliseconds(Int(req.query("ms") ?? "0") ?? 0))
                     return .json(200, "{\"slept\":true}")
                 }
                 v1.get("redirect") { _ in Response(status: 302, headers: [("Location", "/api/v1/sleep?ms=0")]) }
@@ -441,7 +441,8 @@ final class StreamingTests: XCTestCase {
         let outcome = try await withClient(config) { c -> [String] in
             try await withThrowingTaskGroup(of: (Int, String).self) { g in
                 g.addTask { (0, "\(try await c.get("\(base)/api/v1/sleep?ms=600").status)") }
-                try await EventLoop.current!.sleep(for: .milliseconds(50))
+                // No sleep needed for A to take the slot first: the children run on this loop
+                // in the order they were added, and checkout takes a slot before it suspends.
                 g.addTask {
                     // B: waits, but only 200 ms in total.
                     do {

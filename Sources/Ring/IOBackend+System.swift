@@ -1,0 +1,53 @@
+// The synchronous descriptor calls of the two real backends (io_uring and epoll): the
+// kernel's own socket, bind, listen, setsockopt, getsockname/getpeername, shutdown, close
+// and fstat. The simulator implements the same calls on its in-memory sockets and files.
+import Threads
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A backend whose descriptors are the kernel's and whose clock is CLOCK_MONOTONIC.
+protocol SystemDescriptors: IOBackend {}
+
+extension SystemDescriptors {
+    var keepsOwnTime: Bool { false }
+    var nowNanos: Int64 { SystemClock.nanoseconds() }
+
+    func socket(family: Int32) -> Int32 {
+        let s = Glibc.socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        return s >= 0 ? s : -errno
+    }
+
+    func bind(fd: Int32, address: UnsafeRawPointer, length: UInt32) -> Int32 {
+        Glibc.bind(fd, address.assumingMemoryBound(to: sockaddr.self), length) == 0 ? 0 : -errno
+    }
+
+    func listen(fd: Int32, backlog: Int32) -> Int32 { Glibc.listen(fd, backlog) == 0 ? 0 : -errno }
+
+    func setOption(fd: Int32, level: Int32, name: Int32, value: UnsafeRawPointer, length: UInt32) -> Int32 {
+        setsockopt(fd, level, name, value, length) == 0 ? 0 : -errno
+    }
+
+    func address(fd: Int32, peer: Bool, into storage: UnsafeMutableRawPointer, length: inout UInt32) -> Int32 {
+        let sa = storage.assumingMemoryBound(to: sockaddr.self)
+        let rc = peer ? getpeername(fd, sa, &length) : getsockname(fd, sa, &length)
+        return rc == 0 ? 0 : -errno
+    }
+
+    func shutdownNow(fd: Int32, how: Int32) -> Int32 { Glibc.shutdown(fd, how) == 0 ? 0 : -errno }
+
+    func closeNow(fd: Int32) -> Int32 { Glibc.close(fd) == 0 ? 0 : -errno }
+
+    func fileSize(fd: Int32) -> Int64 {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? Int64(st.st_size) : -Int64(errno)
+    }
+}
+
+extension IOBackend {
+    /// Sets an integer socket option; returns 0 or a negative errno.
+    @discardableResult
+    func setOption(fd: Int32, level: Int32, name: Int32, _ value: Int32) -> Int32 {
+        withUnsafeBytes(of: value) { setOption(fd: fd, level: level, name: name, value: $0.baseAddress!, length: UInt32($0.count)) }
+    }
+}
