@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 // Spool: a distributed video transcoding system. This manifest builds the runtime
 // (CShims/CURing, BufferPool, Ring) and the `spool` executable. Benchmarks live in
 // their own package under Benchmarks/ so the product never depends on a harness.
@@ -50,24 +50,26 @@ let package = Package(
         .target(name: "Lifecycle", dependencies: ["CProcessStart", "Threads"], path: "Sources/Lifecycle"),
         // OS threads: one spawn primitive, a condition lock, and the bounded blocking pool
         // every blocking call goes through (DNS, epoll-backend file I/O, databases).
-        .target(name: "Threads", path: "Sources/Threads"),
+        .target(name: "Threads", path: "Sources/Threads", swiftSettings: [.strictMemorySafety()]),
         .target(
             name: "BufferPool",
-            path: "Sources/BufferPool"
+            path: "Sources/BufferPool",
+            swiftSettings: [.strictMemorySafety()]
         ),
         // Pure: bytes in, request heads and body framing out; serializer. Imports nothing
         // above the standard library, so it is easy to fuzz and benchmark.
         .target(name: "HTTP1", path: "Sources/HTTP1"),
         // Pure: simdjson-style JSON (SIMD structural index, on-demand reading, strict
         // RFC 8259), a writer into any byte sink, and a typed layer. Standard library only.
-        .target(name: "JSON", path: "Sources/JSON"),
+        .target(name: "JSON", path: "Sources/JSON", swiftSettings: [.strictMemorySafety()]),
         .target(
             name: "Ring",
             dependencies: [
                 "CURing", "CEpoll", "BufferPool", "Threads",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/Ring"
+            path: "Sources/Ring",
+            swiftSettings: [.strictMemorySafety()]
         ),
         // HTTP/1.1 server (router, standard errors) on Ring, parsing with HTTP1.
         .target(
@@ -85,12 +87,13 @@ let package = Package(
                 "CLibAV", "JSON", "Threads", "SpoolModel",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/Media"
+            path: "Sources/Media",
+            swiftSettings: [.strictMemorySafety()]
         ),
         .executableTarget(
             name: "SpoolCLI",
             dependencies: [
-                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel",
+                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "Threads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

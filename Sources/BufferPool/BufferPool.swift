@@ -152,9 +152,10 @@ public final class BufferPool {
 
     public func owner(of index: UInt32) -> Owner { Owner(rawValue: owners[Int(index)])! }
 
-    /// Address of buffer `index`. Stable for the pool's lifetime.
+    /// Address of buffer `index`. Stable for the pool's lifetime. Package-only: the
+    /// event loop hands it to the kernel; everyone else goes through a `PooledBuffer`.
     @inline(__always)
-    public func address(of index: UInt32) -> UnsafeMutableRawPointer {
+    package func address(of index: UInt32) -> UnsafeMutableRawPointer {
         base + Int(index) * bufferSizeBytes
     }
 
@@ -294,106 +295,21 @@ public final class BufferPool {
 
     /// Takes a handle apart so an in-flight operation can carry it as plain integers.
     /// Rebuild it with `reassemble` when the operation completes; until then the buffer
-    /// stays `.user`-owned and counted, so accounting sees it as in use.
-    public func disassemble(_ buffer: consuming PooledBuffer) -> PooledBuffer.Parts {
+    /// stays `.user`-owned and counted, so accounting sees it as in use. Package-only
+    /// (the event loop's in-flight operations): outside it, keep buffers in a
+    /// `PooledBuffer` or a `PooledBufferList`, which own them.
+    package func disassemble(_ buffer: consuming PooledBuffer) -> PooledBuffer.Parts {
         let parts = PooledBuffer.Parts(index: buffer.index, generation: buffer.generation, count: buffer.count)
         buffer.forget()
         return parts
     }
 
-    public func reassemble(_ parts: PooledBuffer.Parts) -> PooledBuffer {
+    package func reassemble(_ parts: PooledBuffer.Parts) -> PooledBuffer {
         let i = Int(parts.index)
         precondition(owners[i] == Owner.user.rawValue && generations[i] == parts.generation, "reassembled a stale buffer")
         var b = PooledBuffer(pool: self, index: parts.index, generation: parts.generation)
         b.count = parts.count
         return b
-    }
-}
-
-/// A pooled buffer with exactly one owner. Dropping it returns it to its pool.
-///
-/// - warning: Not thread-safe: use and drop it on the pool's thread.
-public struct PooledBuffer: ~Copyable {
-    public struct Parts: Sendable, Equatable {
-        public let index: UInt32
-        public let generation: UInt32
-        public var count: Int
-    }
-
-    // Unmanaged keeps the handle trivially destructible (so `discard self` works) and
-    // free of reference counting; the pool's deinit traps if any handle is still out.
-    @usableFromInline let _pool: Unmanaged<BufferPool>
-    @usableFromInline var pool: BufferPool { _pool.takeUnretainedValue() }
-    public let index: UInt32
-    @usableFromInline let generation: UInt32
-    /// Number of initialized (valid) bytes, from the start of the buffer.
-    public var count: Int = 0
-
-    init(pool: BufferPool, index: UInt32, generation: UInt32) {
-        self._pool = Unmanaged.passUnretained(pool)
-        self.index = index
-        self.generation = generation
-    }
-
-    deinit { pool.release(index: index, generation: generation) }
-
-    /// Ends the handle without releasing the buffer (used by `BufferPool.disassemble`).
-    consuming func forget() { discard self }
-
-    public var capacity: Int { pool.bufferSizeBytes }
-    public var isEmpty: Bool { count == 0 }
-
-    /// The first `count` bytes.
-    /// - warning: Do not let the pointer escape the closure.
-    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeRawBufferPointer(start: pool.address(of: index), count: count))
-    }
-
-    /// All `capacity` bytes, writable; set `count` afterwards.
-    /// - warning: Do not let the pointer escape the closure.
-    public mutating func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeMutableRawBufferPointer(start: pool.address(of: index), count: pool.bufferSizeBytes))
-    }
-
-    /// Appends bytes from `source` up to the capacity; returns how many were copied.
-    @discardableResult
-    public mutating func append(contentsOf source: UnsafeRawBufferPointer) -> Int {
-        let n = min(source.count, capacity - count)
-        if n > 0, let s = source.baseAddress {
-            (pool.address(of: index) + count).copyMemory(from: s, byteCount: n)
-            count += n
-        }
-        return n
-    }
-
-    /// A copy of the valid bytes (for tests and small control messages, not the data path).
-    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
-}
-
-/// Several pooled buffers sent or written as one (a response head plus body chunks).
-/// Move-only like its buffers; dropping it returns every buffer to the pool.
-public struct PooledBufferList: ~Copyable {
-    private var pool: BufferPool?
-    public private(set) var parts: [PooledBuffer.Parts] = []
-
-    public init() {}
-
-    public mutating func append(_ buffer: consuming PooledBuffer) {
-        let owner = buffer.pool
-        precondition(pool == nil || pool === owner, "a list holds buffers of one pool")
-        pool = owner
-        parts.append(owner.disassemble(buffer))
-    }
-
-    public var count: Int { parts.count }
-    /// Valid bytes across all buffers.
-    public var byteCount: Int { parts.reduce(0) { $0 + $1.count } }
-
-    /// Address of part `i`'s first byte (valid while the list lives).
-    public func address(of i: Int) -> UnsafeMutableRawPointer { pool!.address(of: parts[i].index) }
-
-    deinit {
-        if let pool { for p in parts { _ = pool.reassemble(p) } }
     }
 }
 

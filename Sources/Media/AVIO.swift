@@ -8,6 +8,7 @@
 // clibav_avio_free, which frees the buffer libav currently holds (probing can replace it).
 // The streams are blocking: they are called on the transcode thread, never on a loop.
 import CLibAV
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -67,35 +68,32 @@ public final class FileDescriptorSink: ByteSink {
 }
 
 /// Bytes in memory, handed out at most `chunk` at a time (a trickling peer, in tests).
-public final class MemorySource: ByteSource, @unchecked Sendable {
+public final class MemorySource: ByteSource, Sendable {
     private let bytes: [UInt8]
     private let chunk: Int
-    private var offset = 0
+    private let offset = Mutex(0)
     public init(_ bytes: [UInt8], chunk: Int = 64 * 1024) { self.bytes = bytes; self.chunk = max(1, chunk) }
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        let n = min(buffer.count, chunk, bytes.count - offset)
-        guard n > 0 else { return 0 }
-        bytes.withUnsafeBytes { src in
-            buffer.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+        offset.withLock { offset in
+            let n = min(buffer.count, chunk, bytes.count - offset)
+            guard n > 0 else { return 0 }
+            bytes.withUnsafeBytes { src in
+                buffer.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+            }
+            offset += n
+            return n
         }
-        offset += n
-        return n
     }
 }
 
 /// Collects written bytes (tests, small outputs).
-public final class MemorySink: ByteSink, @unchecked Sendable {
-    private var storage: [UInt8] = []
-    private var lock = pthread_mutex_t()
-    public init() { pthread_mutex_init(&lock, nil) }
+public final class MemorySink: ByteSink, Sendable {
+    private let storage = Mutex<[UInt8]>([])
+    public init() {}
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        storage.append(contentsOf: bytes)
+        storage.withLock { $0.append(contentsOf: bytes) }
     }
-    public var bytes: [UInt8] {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        return storage
-    }
+    public var bytes: [UInt8] { storage.withLock { $0 } }
 }
 
 /// Owns an AVIOContext bridged to a ByteSource or ByteSink.

@@ -193,7 +193,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             pool.releaseHook = { [unowned self] index in self.bufferReturned(index) }
             if let epoll = chosen.backend as? EpollBackend {
                 // File operations finish on the blocking pool; their results hop back here.
-                let bound = LoopBound(value: epoll)
+                let bound = LoopBound(epoll, loop: self)
                 epoll.postCompletion = { [weak self] ud, res in
                     self?.execute { bound.value.completeOffloaded(ud, res) }
                 }

@@ -8,12 +8,6 @@
 import Glibc
 #endif
 
-/// Carries a loop-confined reference through a `@Sendable` closure. Only dereference
-/// `value` on the owning loop's thread.
-struct LoopBound<T: AnyObject>: @unchecked Sendable {
-    let value: T
-}
-
 enum WakeReason: Equatable {
     case signalled, cancelled, timedOut
 }
@@ -34,7 +28,7 @@ final class Parker {
         if cancellable && Task.isCancelled { return .cancelled }
         generation &+= 1
         let gen = generation
-        let box = LoopBound(value: self)
+        let box = LoopBound(self, loop: loop)
         let body: () async -> WakeReason = {
             await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
                 self.continuation = k

@@ -6,6 +6,7 @@ import BufferPool
 import JSON
 import Lifecycle
 import Ring
+import Threads
 import Web
 #if canImport(Glibc)
 import Glibc
@@ -163,17 +164,17 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
         for i in 0..<loops {
             let loop = try EventLoop.start(id: i, configuration: config)
             started.append(loop)
-            let ready = DispatchSemaphoreLite()
+            let ready = ConditionLock(false)
             loop.spawn {
                 let listener: TCPListener
                 do { listener = try TCPListener(address: address) } catch {
                     print("echo: \(error)")
                     Glibc.exit(1)
                 }
-                ready.signal()
+                ready.change { $0 = true }
                 while true {
                     guard let conn = try? await listener.accept() else { continue }
-                    let c = SendableBox(conn)
+                    let c = LoopBound(conn, loop: loop)
                     loop.spawn {
                         let conn = c.value
                         conn.followsTaskCancellation = false   // ended by close, not by task cancellation
@@ -184,32 +185,17 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
                     }
                 }
             }
-            ready.wait()
+            ready.wait(until: { $0 }) { _, _ in }
         }
         print("echo: listening on \(address) with \(loops) loop(s), backend \(started[0].backendKind)")
         fflush(nil)
-        let stopped = DispatchSemaphoreLite()
-        shutdown.onSignal { _ in stopped.signal() }
-        stopped.wait()
+        let stopped = ConditionLock(false)
+        shutdown.onSignal { _ in stopped.change { $0 = true } }
+        stopped.wait(until: { $0 }) { _, _ in }
         print("echo: \(ProcessSignals.name(shutdown.received ?? SIGTERM)) received: stopped")
         fflush(nil)
         // Connections are dropped with the process: an echo server has nothing to drain.
     }
-}
-
-/// Hands a loop-confined object to a task on the same loop.
-struct SendableBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// A one-shot semaphore over a pipe (no Foundation needed).
-final class DispatchSemaphoreLite: @unchecked Sendable {
-    private var fds: [Int32] = [0, 0]
-    init() { _ = pipe(&fds) }
-    deinit { close(fds[0]); close(fds[1]) }
-    func signal() { var b: UInt8 = 1; _ = write(fds[1], &b, 1) }
-    func wait() { var b: UInt8 = 0; _ = read(fds[0], &b, 1) }
 }
 
 /// `spool serve --listen HOST:PORT --data-dir DIR`: the dispatch server. For now it serves

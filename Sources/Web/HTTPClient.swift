@@ -82,8 +82,8 @@ public struct ClientResponse: Sendable {
 }
 
 /// Writes a streamed request body (each write is one chunk).
-/// - warning: Loop-confined: use it only inside the producer.
-public final class ClientBodyWriter: @unchecked Sendable {
+/// - warning: Loop-confined (not `Sendable`): use it only inside the producer.
+public final class ClientBodyWriter {
     let conn: TCPConnection
     let timeout: () -> Duration
     public private(set) var bytesWritten = 0
@@ -145,8 +145,9 @@ struct ParsedURL {
     var hostHeader: String { origin.port == 80 ? origin.host : "\(origin.host):\(origin.port)" }
 }
 
-/// - warning: Loop-confined: create and use it on one event loop.
-public final class HTTPClient: @unchecked Sendable {
+/// - warning: Loop-confined (not `Sendable`): create and use it on one event loop; to hand
+///   it to another task on that loop, wrap it in a `LoopBound`.
+public final class HTTPClient {
     public let configuration: HTTPClientConfiguration
     let loop: EventLoop
 
@@ -447,8 +448,8 @@ public final class HTTPClient: @unchecked Sendable {
             let left = deadline - ContinuousClock.now
             guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
             let w = Waiter()
-            let refs = LoopRef((w, pool))
             let loop = self.loop
+            let refs = LoopBound((w, pool), loop: loop)
             w.timer = loop.spawn {
                 do { try await loop.sleep(for: left) } catch { return }   // cancelled: handed a slot
                 let (w, pool) = refs.value

@@ -78,9 +78,9 @@ public final class HTTPServer: Sendable {
         for i in 0..<configuration.loops {
             let loop = try EventLoop.start(id: i, configuration: configuration.loop, logger: logger)
             let bound = address
-            let (listener, registry, actual) = try await loop.run { () -> (LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, SocketAddress) in
+            let (listener, registry, actual) = try await loop.run { () -> (LoopBound<TCPListener>, LoopBound<ConnectionRegistry>, SocketAddress) in
                 let l = try TCPListener(address: bound)
-                return (LoopRef(l), LoopRef(ConnectionRegistry()), l.localAddress)
+                return (LoopBound(l, loop: loop), LoopBound(ConnectionRegistry(), loop: loop), l.localAddress)
             }
             address = actual        // the other loops share the port chosen by the first
             let server = self
@@ -118,7 +118,7 @@ public final class HTTPServer: Sendable {
                         await conn.close()
                         continue
                     }
-                    let c = LoopRef(conn)
+                    let c = LoopBound(conn, loop: loop)
                     loop.spawn {
                         await server.serve(c.value, loop: loop, registry: registry.value)
                         server.connections.subtract(1, ordering: .relaxed)
@@ -202,10 +202,10 @@ public final class HTTPServer: Sendable {
                     await respondAndClose(conn, .payloadTooLarge(n, limit))
                     return
                 }
-                let body = head.framing == .none ? RequestBody.empty
+                let body = head.framing == .none ? RequestBody()
                     : RequestBody(input: input, framing: head.framing, expectsContinue: head.expectsContinue,
                                   limit: limit, time: route?.timeLimits ?? configuration.bodyTimeLimits)
-                request.bodyStream = body
+                if head.framing != .none { request.stream = LoopBound(body, loop: loop) }
 
                 // Buffering routes read the body inside the router, after the middleware.
                 var response = await router.respond(to: request, route: route, params: params, allowed: allowed)
