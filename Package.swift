@@ -104,7 +104,8 @@ let package = Package(
         .target(name: "SpoolModel", path: "Sources/SpoolModel"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
-        .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
+        // Also compiles Tests/CompileFail against the built module (ownership misuse must fail).
+        .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool", "SpoolTestSupport"]),
         // Imports the model and not Media: proves a dispatcher can do without libav.
         .testTarget(name: "SpoolModelTests", dependencies: ["SpoolModel", "SpoolTestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
