@@ -7,7 +7,7 @@
 // @convention(c) callbacks forward to it. The owner frees the context with
 // clibav_avio_free, which frees the buffer libav currently holds (probing can replace it).
 // The streams are blocking: they are called on the transcode thread, never on a loop.
-import CLibAV
+internal import CLibAV
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,7 @@
 // Media.Codec: decoders and encoders (AVCodecContext owners) with the send/receive loop
 // reduced to "send, then drain": receive returns nil when libav wants more input or has
 // finished, so callers never handle EAGAIN themselves.
-import CLibAV
+internal import CLibAV
 
 final class Decoder {
     let ctx: UnsafeMutablePointer<AVCodecContext>

@@ -4,7 +4,7 @@
 // libav asserts abort the process (swscale with an unknown pixel format, for one), so a
 // scaler is only ever built from a decoded frame whose format, width and height have been
 // validated, and rebuilt (validated again) if the decoder's output changes mid-stream.
-import CLibAV
+internal import CLibAV
 
 final class VideoScaler {
     let sws: OpaquePointer

@@ -6,7 +6,7 @@
 //
 // Settings are written once in x264 terms (speed preset names, CRF 0...51) and mapped to
 // each encoder's own knobs here, so presets stay comparable across codecs.
-import CLibAV
+internal import CLibAV
 #if canImport(Glibc)
 import Glibc
 import SpoolModel

@@ -7,7 +7,7 @@
 // AVIOContext reading it with pread (no libav file protocol), with
 // `protocol_whitelist=none` and `format_whitelist` as a second fence, and an interrupt
 // callback that enforces the open deadline and cancellation.
-import CLibAV
+internal import CLibAV
 #if canImport(Glibc)
 import Glibc
 #endif

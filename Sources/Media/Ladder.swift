@@ -9,7 +9,7 @@
 // Every rung has a fixed GOP equal to the segment length and no scene-cut keyframes, so
 // segments of all renditions start at the same instants and players can switch between
 // them. Rungs larger than the source are skipped (never upscale a ladder).
-import CLibAV
+internal import CLibAV
 import Foundation
 import SpoolModel
 

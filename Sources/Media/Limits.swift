@@ -1,7 +1,7 @@
 // Media.MediaLimits: media is untrusted. These caps are checked while opening (header
 // values) and again while working (decoded frames, packet timestamps, counts), and every
 // violation is a MediaError with a reason a user can read.
-import CLibAV
+internal import CLibAV
 public struct MediaLimits: Sendable, Equatable {
     /// Largest accepted picture, per dimension.
     public var maxWidth: Int32 = 8192

@@ -2,7 +2,7 @@
 // read. libav return codes are turned into these at the call site that knows what was
 // being attempted, so a message says "opening the decoder for stream 0 (h264)" rather
 // than a bare errno.
-import CLibAV
+internal import CLibAV
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -3,7 +3,7 @@
 // `protocol_whitelist=file`; a name is always given as "file:PATH" so libav never treats
 // part of it as a protocol. Timestamps are rescaled from the encoder's time base to the
 // stream's (muxers pick their own time base in avformat_write_header).
-import CLibAV
+internal import CLibAV
 
 final class Muxer {
     let ctx: UnsafeMutablePointer<AVFormatContext>

@@ -4,7 +4,7 @@
 // job released everything it allocated.
 //
 // These owners are not Sendable: a transcode creates and drops them on its own thread.
-import CLibAV
+internal import CLibAV
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -8,7 +8,7 @@
 // if the decoder's output changes. Timestamps are taken from the decoder, made relative to
 // the container's start and kept strictly increasing. Cancellation is checked before every
 // packet and frame; every libav object has an owner, so throwing frees everything.
-import CLibAV
+internal import CLibAV
 #if canImport(Glibc)
 import Glibc
 import SpoolModel

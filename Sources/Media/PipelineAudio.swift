@@ -1,6 +1,6 @@
 // Media.Pipeline audio: decoded frames → resampler → FIFO (the encoder's frame size) →
 // encoder → every target that carries audio (a packet reference each).
-import CLibAV
+internal import CLibAV
 
 extension Pipeline {
     func audioFrame(_ frame: Frame) throws(MediaError) {

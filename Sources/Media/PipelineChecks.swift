@@ -3,7 +3,7 @@
 // (MediaLimits.maxDecodeErrorFraction, decodeErrorAllowance); and a job that asked for
 // video (or audio) from an input that has it fails when none came out, instead of
 // succeeding with an empty track.
-import CLibAV
+internal import CLibAV
 
 extension Pipeline {
     /// Packets or frames the decoders refused so far.

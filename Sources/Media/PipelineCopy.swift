@@ -1,7 +1,7 @@
 // Media.Pipeline stream copy: when the input's video or audio already is what a single
 // output asks for, its packets are remuxed (timestamps made relative to the start) and
 // the codec is never opened.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 
 extension Pipeline {

@@ -4,7 +4,7 @@
 // Capabilities are discovered from the linked libav, never hard-coded: which of the
 // encoders Spool knows how to drive are present, which demuxers of the allow-list and
 // which muxers exist, which hardware device types can really be opened here.
-import CLibAV
+internal import CLibAV
 import JSON
 import Synchronization
 #if canImport(Glibc)

@@ -1,7 +1,7 @@
 // Media.Presets: what only Media can add to the model's settings (SpoolModel.Presets):
 // whether the encoders they name are in the linked libav, and the output picture size
 // for a given source.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 
 extension TranscodePreset {

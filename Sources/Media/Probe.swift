@@ -1,6 +1,6 @@
 // Media.MediaProbe: what is in a file, under the same limits and allow-lists as a
 // transcode, as values and as JSON (written with Spool's JSONWriter).
-import CLibAV
+internal import CLibAV
 import JSON
 
 public struct StreamInfo: Sendable, Equatable {

@@ -7,7 +7,7 @@
 //    and the "average" over all samples (4:2:0: Y counts 4× each chroma plane).
 //  - SSIM: luma only, mean over 8×8 windows on a 4-pixel grid (the usual approximation),
 //    averaged over frames; the worst frame is reported too.
-import CLibAV
+internal import CLibAV
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -18,7 +18,7 @@
 // bytes the user's path holds (and no ':' for libav to read as a protocol), resolved
 // against the directory opened at the start, so renaming a parent meanwhile cannot
 // redirect the output.
-import CLibAV
+internal import CLibAV
 import Foundation
 
 final class StagedOutput {

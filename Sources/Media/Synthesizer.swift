@@ -2,7 +2,7 @@
 // a moving gradient with a sliding box in yuv420p, encoded with libx264, and a sine tone
 // (a different pitch per channel), encoded with AAC, muxed into MP4, MPEG-TS or Matroska
 // by the output's extension. Used by the tests and by `make demo`.
-import CLibAV
+internal import CLibAV
 #if canImport(Glibc)
 import Glibc
 import SpoolModel

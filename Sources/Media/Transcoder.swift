@@ -12,7 +12,7 @@
 // it fires the pipeline throws `.cancelled`, every owner frees its libav object, and the
 // staged output (StagedOutput: a temporary renamed onto the output name on success only)
 // is removed.
-import CLibAV
+internal import CLibAV
 import Threads
 #if canImport(Glibc)
 import Glibc
