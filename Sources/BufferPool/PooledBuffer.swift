@@ -4,7 +4,7 @@
 /// A pooled buffer with exactly one owner. Dropping it returns it to its pool.
 ///
 /// - warning: Not thread-safe: use and drop it on the pool's thread.
-public struct PooledBuffer: ~Copyable {
+@safe public struct PooledBuffer: ~Copyable {
     /// A handle taken apart (`BufferPool.disassemble`): plain integers, owning nothing.
     package struct Parts: Sendable, Equatable {
         package let index: UInt32
@@ -15,14 +15,14 @@ public struct PooledBuffer: ~Copyable {
     // Unmanaged keeps the handle trivially destructible (so `discard self` works) and
     // free of reference counting; the pool's deinit traps if any handle is still out.
     @usableFromInline let _pool: Unmanaged<BufferPool>
-    @usableFromInline var pool: BufferPool { _pool.takeUnretainedValue() }
+    @usableFromInline var pool: BufferPool { unsafe _pool.takeUnretainedValue() }
     public let index: UInt32
     @usableFromInline let generation: UInt32
     /// Number of initialized (valid) bytes, from the start of the buffer.
     public var count: Int = 0
 
     init(pool: BufferPool, index: UInt32, generation: UInt32) {
-        self._pool = Unmanaged.passUnretained(pool)
+        unsafe self._pool = unsafe Unmanaged.passUnretained(pool)
         self.index = index
         self.generation = generation
     }
@@ -38,13 +38,13 @@ public struct PooledBuffer: ~Copyable {
     /// The first `count` bytes.
     /// - warning: Do not let the pointer escape the closure.
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeRawBufferPointer(start: pool.address(of: index), count: count))
+        unsafe try body(UnsafeRawBufferPointer(start: pool.address(of: index), count: count))
     }
 
     /// All `capacity` bytes, writable; set `count` afterwards.
     /// - warning: Do not let the pointer escape the closure.
     public mutating func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeMutableRawBufferPointer(start: pool.address(of: index), count: pool.bufferSizeBytes))
+        unsafe try body(UnsafeMutableRawBufferPointer(start: pool.address(of: index), count: pool.bufferSizeBytes))
     }
 
     /// Appends bytes from `source` up to the capacity; returns how many were copied.
@@ -52,14 +52,14 @@ public struct PooledBuffer: ~Copyable {
     public mutating func append(contentsOf source: UnsafeRawBufferPointer) -> Int {
         let n = min(source.count, capacity - count)
         if n > 0, let s = source.baseAddress {
-            (pool.address(of: index) + count).copyMemory(from: s, byteCount: n)
+            unsafe (pool.address(of: index) + count).copyMemory(from: s, byteCount: n)
             count += n
         }
         return n
     }
 
     /// A copy of the valid bytes (for tests and small control messages, not the data path).
-    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+    public var bytes: [UInt8] { unsafe withUnsafeBytes { unsafe Array($0) } }
 }
 
 /// Several pooled buffers sent or written as one (a response head plus body chunks), or a
@@ -107,12 +107,12 @@ public struct PooledBufferList: ~Copyable {
         guard let pool else { return [] }
         var out: [UInt8] = []
         out.reserveCapacity(byteCount)
-        for p in parts { out.append(contentsOf: UnsafeRawBufferPointer(start: pool.address(of: p.index), count: p.count)) }
+        for p in parts { unsafe out.append(contentsOf: UnsafeRawBufferPointer(start: pool.address(of: p.index), count: p.count)) }
         return out
     }
 
     /// Address of part `i`'s first byte (valid while the list lives).
-    package func address(of i: Int) -> UnsafeMutableRawPointer { pool!.address(of: parts[i].index) }
+    package func address(of i: Int) -> UnsafeMutableRawPointer { unsafe pool!.address(of: parts[i].index) }
 
     deinit {
         if let pool { for p in parts { _ = pool.reassemble(p) } }

@@ -45,13 +45,13 @@ public final class JSONDocument: Sendable {
     /// Parses `bytes` (which the document keeps; no copy is made).
     public init(parsing bytes: [UInt8], options: Options = Options()) throws(JSONError) {
         self.bytes = bytes
-        let result = bytes.withUnsafeBytes { raw -> Result<[Node], JSONError> in
+        let result = unsafe bytes.withUnsafeBytes { raw -> Result<[Node], JSONError> in
             do throws(JSONError) {
-                let index = try Stage1.index(raw, kernel: options.kernel)
+                let index = unsafe try Stage1.index(raw, kernel: options.kernel)
                 // A value needs at least one structural, so their count bounds the nodes.
                 var failure: JSONError?
-                let nodes = [Node](unsafeUninitializedCapacity: max(1, index.positions.count)) { buffer, written in
-                    var builder = TreeBuilder(input: raw, index: index, maxDepth: options.maxDepth, nodes: buffer.baseAddress!)
+                let nodes = unsafe [Node](unsafeUninitializedCapacity: max(1, index.positions.count)) { buffer, written in
+                    var builder = unsafe TreeBuilder(input: raw, index: index, maxDepth: options.maxDepth, nodes: buffer.baseAddress!)
                     do throws(JSONError) {
                         written = try builder.build()
                     } catch {
@@ -138,7 +138,7 @@ extension String {
 }
 
 /// Stage 2 proper: one pass over the structural offsets.
-struct TreeBuilder {
+@safe struct TreeBuilder {
     typealias Node = JSONDocument.Node
 
     /// An open container. Plain data, so the stack never retains or releases.
@@ -166,15 +166,15 @@ struct TreeBuilder {
     private var keySets: [Set<[UInt8]>] = []
 
     init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int, nodes: UnsafeMutablePointer<Node>) {
-        self.input = input
+        unsafe self.input = unsafe input
         self.index = index
         self.maxDepth = maxDepth
-        self.nodes = nodes
+        unsafe self.nodes = unsafe nodes
     }
 
     @inline(__always)
     private mutating func append(_ node: Node) {
-        (nodes + nodeCount).initialize(to: node)
+        unsafe (nodes + nodeCount).initialize(to: node)
         nodeCount += 1
     }
 
@@ -182,7 +182,7 @@ struct TreeBuilder {
     mutating func build() throws(JSONError) -> Int {
         let n = index.positions.count
         guard n > 0 else { throw JSONError(.empty, at: 0) }
-        return try index.positions.withUnsafeBufferPointer { pos throws(JSONError) in try build(pos, n) }
+        return unsafe try index.positions.withUnsafeBufferPointer { pos throws(JSONError) in unsafe try build(pos, n) }
     }
 
     private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
@@ -191,40 +191,40 @@ struct TreeBuilder {
         while true {
             switch state {
             case .value:
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let p = Int(pos[i])
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let p = unsafe Int(pos[i])
                 if !stack.isEmpty { stack[stack.count - 1].count &+= 1 }
-                switch input[p] {
+                switch unsafe input[p] {
                 case 0x7B, 0x5B:   // { [
                     guard stack.count < maxDepth else {
                         throw JSONError(.tooDeep, at: p, detail: "the limit is \(maxDepth)")
                     }
-                    let isObject = input[p] == 0x7B
+                    let isObject = unsafe input[p] == 0x7B
                     stack.append(Frame(node: nodeCount, isObject: isObject, keysStart: keys.count))
                     append(Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
                     i += 1
                     state = isObject ? .objectFirst : .arrayFirst
                     continue
                 case 0x22:
-                    try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
+                    unsafe try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
                     i += 2
                 case 0x74: try literal(p, "true", .true); i += 1
                 case 0x66: try literal(p, "false", .false); i += 1
                 case 0x6E: try literal(p, "null", .null); i += 1
                 case 0x2D, 0x30...0x39: try number(p); i += 1
                 default:
-                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a value"))
+                    throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a value"))
                 }
                 state = .afterValue
 
             case .afterValue:
                 guard let top = stack.last else {
-                    if i < n { throw JSONError(.trailingContent, at: Int(pos[i])) }
+                    if i < n { throw unsafe JSONError(.trailingContent, at: Int(pos[i])) }
                     return nodeCount
                 }
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let p = Int(pos[i])
-                let c = input[p]
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let p = unsafe Int(pos[i])
+                let c = unsafe input[p]
                 if c == 0x2C {
                     i += 1
                     state = top.isObject ? .objectKey : .value
@@ -236,10 +236,10 @@ struct TreeBuilder {
                 }
 
             case .objectFirst, .arrayFirst:
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let p = Int(pos[i])
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let p = unsafe Int(pos[i])
                 let closer: UInt8 = state == .objectFirst ? 0x7D : 0x5D
-                if input[p] == closer {
+                if unsafe input[p] == closer {
                     close()
                     i += 1
                     state = .afterValue
@@ -248,18 +248,18 @@ struct TreeBuilder {
                 }
 
             case .objectKey:
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let p = Int(pos[i])
-                guard input[p] == 0x22 else {
-                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a string key"))
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let p = unsafe Int(pos[i])
+                guard unsafe input[p] == 0x22 else {
+                    throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a string key"))
                 }
-                try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
+                unsafe try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
                 try checkDuplicate(nodeCount - 1)
                 i += 2
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let q = Int(pos[i])
-                guard input[q] == 0x3A else {
-                    throw JSONError(.unexpectedCharacter, at: q, detail: describe(input[q], expected: "':'"))
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let q = unsafe Int(pos[i])
+                guard unsafe input[q] == 0x3A else {
+                    throw unsafe JSONError(.unexpectedCharacter, at: q, detail: describe(input[q], expected: "':'"))
                 }
                 i += 1
                 state = .value
@@ -269,8 +269,8 @@ struct TreeBuilder {
 
     private mutating func close() {
         let f = stack.removeLast()
-        nodes[f.node].end = UInt32(nodeCount)
-        nodes[f.node].count = f.count
+        unsafe nodes[f.node].end = UInt32(nodeCount)
+        unsafe nodes[f.node].count = f.count
         keys.removeSubrange(f.keysStart...)
         if f.keySet >= 0 { keySets.removeLast() }
     }
@@ -284,8 +284,8 @@ struct TreeBuilder {
 
     @inline(__always)
     private func isDelimiter(_ p: Int) -> Bool {
-        guard p < input.count else { return true }
-        switch input[p] {
+        guard unsafe p < input.count else { return true }
+        switch unsafe input[p] {
         case 0x20, 0x09, 0x0A, 0x0D, 0x2C, 0x3A, 0x5B, 0x5D, 0x7B, 0x7D, 0x22: return true
         default: return false
         }
@@ -293,19 +293,19 @@ struct TreeBuilder {
 
     private mutating func literal(_ p: Int, _ word: StaticString, _ kind: JSONDocument.Kind) throws(JSONError) {
         let len = word.utf8CodeUnitCount
-        guard p + len <= input.count, isDelimiter(p + len) else { throw JSONError(.invalidLiteral, at: p) }
-        let w = word.utf8Start
-        for k in 0..<len where input[p + k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
+        guard unsafe p + len <= input.count, isDelimiter(p + len) else { throw JSONError(.invalidLiteral, at: p) }
+        let w = unsafe word.utf8Start
+        for k in 0..<len where unsafe input[p + k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
         append(Node(start: UInt32(p), end: UInt32(p + len), count: 0, kind: kind, flag: false))
     }
 
     private mutating func number(_ p: Int) throws(JSONError) {
-        let end = input.count
+        let end = unsafe input.count
         var q = p
-        @inline(__always) func digit(_ at: Int) -> Bool { at < end && input[at] &- 0x30 < 10 }
-        if input[q] == 0x2D { q += 1 }
+        @inline(__always) func digit(_ at: Int) -> Bool { unsafe at < end && input[at] &- 0x30 < 10 }
+        if unsafe input[q] == 0x2D { q += 1 }
         guard q < end else { throw JSONError(.invalidNumber, at: p, detail: "a minus sign needs digits") }
-        if input[q] == 0x30 {
+        if unsafe input[q] == 0x30 {
             q += 1
             if digit(q) { throw JSONError(.invalidNumber, at: p, detail: "leading zeros are not allowed") }
         } else if digit(q) {
@@ -314,15 +314,15 @@ struct TreeBuilder {
             throw JSONError(.invalidNumber, at: p, detail: "expected a digit")
         }
         var integer = true
-        if q < end && input[q] == 0x2E {
+        if unsafe q < end && input[q] == 0x2E {
             q += 1
             guard digit(q) else { throw JSONError(.invalidNumber, at: p, detail: "a decimal point needs digits after it") }
             while digit(q) { q += 1 }
             integer = false
         }
-        if q < end && (input[q] | 0x20) == 0x65 {
+        if unsafe q < end && (input[q] | 0x20) == 0x65 {
             q += 1
-            if q < end && (input[q] == 0x2B || input[q] == 0x2D) { q += 1 }
+            if unsafe q < end && (input[q] == 0x2B || input[q] == 0x2D) { q += 1 }
             guard digit(q) else { throw JSONError(.invalidNumber, at: p, detail: "an exponent needs digits") }
             while digit(q) { q += 1 }
             integer = false
@@ -343,18 +343,18 @@ struct TreeBuilder {
     private func validateEscapes(_ start: Int, _ end: Int) throws(JSONError) {
         var q = start
         while q < end {
-            guard input[q] == 0x5C else { q += 1; continue }
-            let e = input[q + 1]    // an escaping backslash is never the last byte before the quote
+            guard unsafe input[q] == 0x5C else { q += 1; continue }
+            let e = unsafe input[q + 1]    // an escaping backslash is never the last byte before the quote
             switch e {
             case 0x22, 0x5C, 0x2F, 0x62, 0x66, 0x6E, 0x72, 0x74:
                 q += 2
             case 0x75:
-                guard let v = Escapes.hex4(input, q + 2, end) else {
+                guard let v = unsafe Escapes.hex4(input, q + 2, end) else {
                     throw JSONError(.invalidEscape, at: q, detail: "\\u needs four hex digits")
                 }
                 if v >= 0xD800 && v <= 0xDBFF {
-                    guard q + 12 <= end, input[q + 6] == 0x5C, input[q + 7] == 0x75,
-                          let w = Escapes.hex4(input, q + 8, end), w >= 0xDC00 && w <= 0xDFFF else {
+                    guard q + 12 <= end, unsafe input[q + 6] == 0x5C, unsafe input[q + 7] == 0x75,
+                          let w = unsafe Escapes.hex4(input, q + 8, end), w >= 0xDC00 && w <= 0xDFFF else {
                         throw JSONError(.loneSurrogate, at: q, detail: "high surrogate without a low surrogate")
                     }
                     q += 12
@@ -374,14 +374,14 @@ struct TreeBuilder {
     private mutating func checkDuplicate(_ key: Int) throws(JSONError) {
         let f = stack.count - 1
         let first = stack[f].keysStart
-        let k = nodes[key]
+        let k = unsafe nodes[key]
         if stack[f].keySet < 0 {
-            let input = self.input
-            let print = TreeBuilder.fingerprint(k, input)
+            let input = unsafe self.input
+            let print = unsafe TreeBuilder.fingerprint(k, input)
             if keys.count - first < 32 {
-                let nodes = self.nodes
-                let clash = keys.withUnsafeBufferPointer { ks in
-                    for j in first..<ks.count where ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) { return true }
+                let nodes = unsafe self.nodes
+                let clash = unsafe keys.withUnsafeBufferPointer { ks in
+                    for j in first..<ks.count where unsafe ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) { return true }
                     return false
                 }
                 if clash { throw duplicate(k) }
@@ -390,7 +390,7 @@ struct TreeBuilder {
             }
             // Large object: switch to a hash set of the unescaped keys (no quadratic scan).
             var set = Set<[UInt8]>()
-            for j in first..<keys.count { set.insert(keyBytes(nodes[keys[j].node])) }
+            for j in first..<keys.count { unsafe set.insert(keyBytes(nodes[keys[j].node])) }
             stack[f].keySet = keySets.count
             keySets.append(set)
         }
@@ -406,14 +406,14 @@ struct TreeBuilder {
     /// "a" and "\u0061" print alike).
     @inline(__always)
     private static func fingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
-        if k.flag { return keyBytes(k, input).withUnsafeBytes { fingerprint($0) } }
+        if k.flag { return unsafe keyBytes(k, input).withUnsafeBytes { unsafe fingerprint($0) } }
         let start = Int(k.start), len = Int(k.end - k.start)
         if len < 8 && start + 8 <= input.count {
             // Short key: one load (in bounds: the input goes on) masked to the key's bytes.
-            let a = input.loadUnaligned(fromByteOffset: start, as: UInt64.self) & ((1 << (8 * UInt64(len))) &- 1)
+            let a = unsafe input.loadUnaligned(fromByteOffset: start, as: UInt64.self) & ((1 << (8 * UInt64(len))) &- 1)
             return mix(len, a, 0)
         }
-        return fingerprint(UnsafeRawBufferPointer(rebasing: input[start..<(start + len)]))
+        return unsafe fingerprint(UnsafeRawBufferPointer(rebasing: input[start..<(start + len)]))
     }
 
     /// Length plus the first and last eight bytes (little-endian); shorter keys are their
@@ -421,10 +421,10 @@ struct TreeBuilder {
     static func fingerprint(_ b: UnsafeRawBufferPointer) -> UInt64 {
         let len = b.count
         if len >= 8 {
-            return mix(len, b.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self))
+            return unsafe mix(len, b.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self))
         }
         var a: UInt64 = 0
-        for j in 0..<len { a |= UInt64(b[j]) << (8 * UInt64(j)) }
+        for j in 0..<len { unsafe a |= UInt64(b[j]) << (8 * UInt64(j)) }
         return mix(len, a, 0)
     }
 
@@ -437,17 +437,17 @@ struct TreeBuilder {
         if !a.flag && !b.flag {
             let n = Int(a.end - a.start)
             guard n == Int(b.end - b.start) else { return false }
-            for k in 0..<n where input[Int(a.start) + k] != input[Int(b.start) + k] { return false }
+            for k in 0..<n where unsafe input[Int(a.start) + k] != input[Int(b.start) + k] { return false }
             return true
         }
-        return keyBytes(a, input) == keyBytes(b, input)
+        return unsafe keyBytes(a, input) == keyBytes(b, input)
     }
 
-    private func keyBytes(_ k: Node) -> [UInt8] { TreeBuilder.keyBytes(k, input) }
+    private func keyBytes(_ k: Node) -> [UInt8] { unsafe TreeBuilder.keyBytes(k, input) }
 
     private static func keyBytes(_ k: Node, _ input: UnsafeRawBufferPointer) -> [UInt8] {
-        let raw = UnsafeRawBufferPointer(rebasing: input[Int(k.start)..<Int(k.end)])
-        return k.flag ? Escapes.unescape(raw) : Array(raw)
+        let raw = unsafe UnsafeRawBufferPointer(rebasing: input[Int(k.start)..<Int(k.end)])
+        return unsafe k.flag ? Escapes.unescape(raw) : Array(raw)
     }
 }
 
@@ -467,7 +467,7 @@ enum Escapes {
         guard at + 4 <= end else { return nil }
         var v: UInt32 = 0
         for k in 0..<4 {
-            guard let h = hexValue(b[at + k]) else { return nil }
+            guard let h = unsafe hexValue(b[at + k]) else { return nil }
             v = v << 4 | h
         }
         return v
@@ -480,9 +480,9 @@ enum Escapes {
         var q = 0
         let end = b.count
         while q < end {
-            let c = b[q]
+            let c = unsafe b[q]
             guard c == 0x5C else { out.append(c); q += 1; continue }
-            let e = b[q + 1]
+            let e = unsafe b[q + 1]
             switch e {
             case 0x62: out.append(0x08); q += 2
             case 0x66: out.append(0x0C); q += 2
@@ -490,10 +490,10 @@ enum Escapes {
             case 0x72: out.append(0x0D); q += 2
             case 0x74: out.append(0x09); q += 2
             case 0x75:
-                var v = hex4(b, q + 2, end)!
+                var v = unsafe hex4(b, q + 2, end)!
                 q += 6
                 if v >= 0xD800 && v <= 0xDBFF {
-                    let w = hex4(b, q + 2, end)!
+                    let w = unsafe hex4(b, q + 2, end)!
                     v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00)
                     q += 6
                 }

@@ -91,8 +91,8 @@ public final class ByteChannel: ByteSource, Sendable {
                 while n < buffer.count, let first = s.chunks.first {
                     let take = min(buffer.count - n, first.count - s.headOffset)
                     let offset = s.headOffset
-                    first.withUnsafeBytes { src in
-                        (buffer.baseAddress! + n).copyMemory(from: src.baseAddress! + offset, byteCount: take)
+                    unsafe first.withUnsafeBytes { src in
+                        unsafe (buffer.baseAddress! + n).copyMemory(from: src.baseAddress! + offset, byteCount: take)
                     }
                     n += take
                     s.headOffset += take

@@ -150,16 +150,16 @@ enum HLSCodecs {
     /// (Annex B with global headers, or avcC); High 3.1 if there is none.
     static func h264(extradata ctx: UnsafeMutablePointer<AVCodecContext>) -> String {
         let fallback = "avc1.64001f"
-        guard let p = ctx.pointee.extradata, ctx.pointee.extradata_size > 4 else { return fallback }
-        let n = Int(ctx.pointee.extradata_size)
+        guard let p = unsafe ctx.pointee.extradata, unsafe ctx.pointee.extradata_size > 4 else { return fallback }
+        let n = unsafe Int(ctx.pointee.extradata_size)
         func hex(_ b: UInt8) -> String { let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s }
-        if p[0] == 1 && n >= 4 {   // avcC: version, profile, compatibility, level
-            return "avc1." + hex(p[1]) + hex(p[2]) + hex(p[3])
+        if unsafe p[0] == 1 && n >= 4 {   // avcC: version, profile, compatibility, level
+            return unsafe "avc1." + hex(p[1]) + hex(p[2]) + hex(p[3])
         }
         var i = 0
         while i + 6 < n {
-            if p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1 && (p[i + 3] & 0x1F) == 7 {
-                return "avc1." + hex(p[i + 4]) + hex(p[i + 5]) + hex(p[i + 6])
+            if unsafe p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1 && (p[i + 3] & 0x1F) == 7 {
+                return unsafe "avc1." + hex(p[i + 4]) + hex(p[i + 5]) + hex(p[i + 6])
             }
             i += 1
         }
@@ -211,6 +211,6 @@ enum HLSPlaylists {
 
     private static func fileSize(_ path: String) -> Int64 {
         var st = stat()
-        return stat(path, &st) == 0 ? Int64(st.st_size) : 0
+        return unsafe stat(path, &st) == 0 ? Int64(st.st_size) : 0
     }
 }

@@ -22,10 +22,10 @@ public enum LibAVLogging {
         // SVT-AV1 logs to stderr itself (not through av_log): keep it to warnings unless the
         // user set SVT_LOG. Set here, once per process (setenv is not safe while other
         // threads read the environment, so never per job).
-        setenv("SVT_LOG", "2", 0)
-        clibav_set_log_callback({ level, line in
-            guard let line else { return }
-            let text = String(cString: line)
+        unsafe setenv("SVT_LOG", "2", 0)
+        unsafe clibav_set_log_callback({ level, line in
+            guard let line = unsafe line else { return }
+            let text = unsafe String(cString: line)
             LibAVLogging.forward(level: level, text)
         }, maxLevel)
         installedOnce.withLock { $0 = true }

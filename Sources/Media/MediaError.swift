@@ -123,8 +123,8 @@ extension String {
 func libavErrorString(_ code: Int32) -> String {
     if code == -1 { return "generic error" }
     var buf = [CChar](repeating: 0, count: 256)
-    _ = clibav_strerror(code, &buf, buf.count)
-    return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    _ = unsafe clibav_strerror(code, &buf, buf.count)
+    return unsafe buf.withUnsafeBufferPointer { unsafe String(cString: $0.baseAddress!) }
 }
 
 /// "Invalid data found when processing input (libav error -1094995529)"; "libav error -1

@@ -174,7 +174,7 @@ final class Pipeline {
         sharedPacket = try Packet()
         decoded = try Frame()
         audioFrame = try Frame()
-        let st = input.ctx.pointee.start_time
+        let st = unsafe input.ctx.pointee.start_time
         origin = st == AVCode.noPTS ? 0 : st
         // A start time beyond ±100 years is a broken file, and would make every later
         // timestamp subtraction overflow.
@@ -210,31 +210,31 @@ final class Pipeline {
     private func setUpVideo() throws(MediaError) {
         guard !plan.renditions.isEmpty,
               let v = input.bestStream(AVMEDIA_TYPE_VIDEO),
-              (input.stream(v).pointee.disposition & AV_DISPOSITION_ATTACHED_PIC) == 0 else { return }
-        let st = input.stream(v)
-        let par = st.pointee.codecpar.pointee
-        try plan.limits.checkPicture(width: par.width, height: par.height)
-        var rate = st.pointee.avg_frame_rate
-        if !rate.isValid || rate.double > 240 { rate = st.pointee.r_frame_rate }
+              unsafe (input.stream(v).pointee.disposition & AV_DISPOSITION_ATTACHED_PIC) == 0 else { return }
+        let st = unsafe input.stream(v)
+        let par = unsafe st.pointee.codecpar.pointee
+        unsafe try plan.limits.checkPicture(width: par.width, height: par.height)
+        var rate = unsafe st.pointee.avg_frame_rate
+        if !rate.isValid || rate.double > 240 { rate = unsafe st.pointee.r_frame_rate }
         if !rate.isValid || rate.double > 240 || rate.double < 1 { rate = AVRational(num: 25, den: 1) }
         videoTimeBase = av_inv_q(rate)
-        let sar = par.sample_aspect_ratio
+        let sar = unsafe par.sample_aspect_ratio
         if try setUpVideoCopy(index: v, rate: rate) { return }
-        let dec = try Decoder(stream: st, threads: plan.threads)
-        try plan.limits.checkDecodedFrameMemory(width: dec.ctx.pointee.width, height: dec.ctx.pointee.height,
+        let dec = unsafe try Decoder(stream: st, threads: plan.threads)
+        unsafe try plan.limits.checkDecodedFrameMemory(width: dec.ctx.pointee.width, height: dec.ctx.pointee.height,
                                                 pixelFormat: dec.ctx.pointee.pix_fmt.rawValue, framesInFlight: dec.framesInFlight)
 
         var chosen = plan.renditions
         if plan.skipUpscaled {
             let fits = chosen.filter { r in
-                (r.video.maxHeight.map { $0 <= par.height } ?? true) || (r.video.maxWidth.map { $0 <= par.width } ?? true)
+                (r.video.maxHeight.map { unsafe $0 <= par.height } ?? true) || (r.video.maxWidth.map { unsafe $0 <= par.width } ?? true)
             }
             let smallest = chosen.min { ($0.video.maxHeight ?? .max) < ($1.video.maxHeight ?? .max) }
             chosen = fits.isEmpty ? (smallest.map { [$0] } ?? []) : fits
         }
         for r in chosen {
             let preset = TranscodePreset(name: r.name, summary: "", video: r.video, audio: AudioSettings())
-            let (w, h) = preset.outputSize(sourceWidth: par.width, sourceHeight: par.height, sampleAspect: (sar.num, sar.den))
+            let (w, h) = unsafe preset.outputSize(sourceWidth: par.width, sourceHeight: par.height, sampleAspect: (sar.num, sar.den))
             let t = try target(r.target)
             try t.muxer.checkCarries(VideoCodec(rawValue: r.video.codec)?.codecID ?? AV_CODEC_ID_NONE, name: r.video.codec)
             var outRate = rate
@@ -257,20 +257,20 @@ final class Pipeline {
         guard let settings = plan.audio, let a = input.bestStream(AVMEDIA_TYPE_AUDIO) else { return }
         // Audio goes to every output that has video (or to every planned output if none has).
         if targets.isEmpty { for i in plan.targets.indices { _ = try target(i) } }
-        let st = input.stream(a)
-        let par = st.pointee.codecpar.pointee
+        let st = unsafe input.stream(a)
+        let par = unsafe st.pointee.codecpar.pointee
         if try setUpAudioCopy(index: a, settings: settings) { return }
-        let dec = try Decoder(stream: st, threads: plan.threads)
-        let channels = min(max(1, par.ch_layout.nb_channels), settings.maxChannels)
+        let dec = unsafe try Decoder(stream: st, threads: plan.threads)
+        let channels = unsafe min(max(1, par.ch_layout.nb_channels), settings.maxChannels)
         let global = targets.values.contains { $0.muxer.needsGlobalHeader }
         for t in targets.values {
             try t.muxer.checkCarries(AudioCodec(rawValue: settings.codec)?.codecID ?? AV_CODEC_ID_NONE, name: settings.codec)
         }
-        let enc = try Encoders.audio(settings.codec, sampleRate: par.sample_rate > 0 ? par.sample_rate : 48000, channels: channels,
+        let enc = unsafe try Encoders.audio(settings.codec, sampleRate: par.sample_rate > 0 ? par.sample_rate : 48000, channels: channels,
                                      bitrateKbps: settings.bitrateKbps, globalHeader: global)
         for t in targets.values { t.audioStream = try t.muxer.addStream(for: enc) }
         audioIn = a; audioDecoder = dec; audioEncoder = enc
-        fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
+        fifo = unsafe try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
     }
 
     @inline(__always)
@@ -284,10 +284,10 @@ final class Pipeline {
         let maxTs = plan.limits.maxDurationSeconds
         while try input.read(into: packet) {
             try checkCancelled()
-            let idx = Int(packet.ptr.pointee.stream_index)
+            let idx = unsafe Int(packet.ptr.pointee.stream_index)
             guard idx == videoIn || idx == audioIn else { continue }
             packetsPerStream[idx, default: 0] += 1
-            lastPacketCorrupt = (packet.ptr.pointee.flags & AV_PKT_FLAG_CORRUPT) != 0
+            lastPacketCorrupt = unsafe (packet.ptr.pointee.flags & AV_PKT_FLAG_CORRUPT) != 0
             try checkTimestamps(packet, stream: idx, maxSeconds: maxTs)
             if idx == videoIn, let copy = videoCopy {
                 try copyVideo(packet, into: copy)
@@ -330,7 +330,7 @@ final class Pipeline {
         let media = mediaSeconds
         return PipelineResult(
             renditions: renditions.map {
-                .init(name: $0.name, width: $0.width, height: $0.height, frames: $0.frames, target: $0.targetIndex,
+                unsafe .init(name: $0.name, width: $0.width, height: $0.height, frames: $0.frames, target: $0.targetIndex,
                       codecs: HLSCodecs.h264(extradata: $0.encoder.ctx), quality: $0.qualityReport,
                       frameRate: $0.timeBase.num > 0 ? Double($0.timeBase.den) / Double($0.timeBase.num) : 0)
             } + (videoCopy.map { c in
@@ -350,7 +350,7 @@ final class Pipeline {
             throw .invalidData(reason: "\(plan.input) ends in the middle of a packet (truncated?)")
         }
         for idx in [videoIn, audioIn].compactMap({ $0 }) {
-            let declared = input.stream(idx).pointee.nb_frames
+            let declared = unsafe input.stream(idx).pointee.nb_frames
             let read = packetsPerStream[idx, default: 0]
             if declared > 0 && Int64(read) < declared {
                 throw .invalidData(reason: "\(plan.input) ends early: stream \(idx) has \(read) of \(declared) packets (truncated?)")
@@ -372,9 +372,9 @@ final class Pipeline {
         guard let vi = videoIn else { return }
         let tb = videoTimeBase
         var pts: Int64
-        let ts = frame.ptr.pointee.best_effort_timestamp
+        let ts = unsafe frame.ptr.pointee.best_effort_timestamp
         if ts != AVCode.noPTS {
-            pts = av_rescale_q(ts, input.stream(vi).pointee.time_base, tb) - av_rescale_q(origin, clibav_time_base_q(), tb)
+            pts = unsafe av_rescale_q(ts, input.stream(vi).pointee.time_base, tb) - av_rescale_q(origin, clibav_time_base_q(), tb)
             if lastVideoPts < 0 { videoOrigin = min(0, pts) }
             pts -= videoOrigin
         } else {
@@ -420,7 +420,7 @@ final class Pipeline {
     var mediaSeconds: Double {
         if videoCopy != nil { return copiedVideoEnd }
         if !renditions.isEmpty, lastVideoPts >= 0 { return Double(lastVideoPts + 1) * videoTimeBase.double }
-        if let enc = audioEncoder { return Double(audioSamples) / Double(enc.ctx.pointee.sample_rate) }
+        if let enc = audioEncoder { return unsafe Double(audioSamples) / Double(enc.ctx.pointee.sample_rate) }
         return copiedAudioEnd
     }
 

@@ -9,8 +9,8 @@ extension TranscodePreset {
     func checkedForThisLibav() throws(MediaError) {
         do { try validate() } catch { throw .invalidSettings(reason: error.message) }
         let video = VideoCodec(rawValue: self.video.codec)!, audio = AudioCodec(rawValue: self.audio.codec)!
-        guard avcodec_find_encoder_by_name(video.encoderName) != nil else { throw .encoderUnavailable(codec: video.encoderName) }
-        guard avcodec_find_encoder_by_name(audio.encoderName) != nil else { throw .encoderUnavailable(codec: audio.encoderName) }
+        guard unsafe avcodec_find_encoder_by_name(video.encoderName) != nil else { throw .encoderUnavailable(codec: video.encoderName) }
+        guard unsafe avcodec_find_encoder_by_name(audio.encoderName) != nil else { throw .encoderUnavailable(codec: audio.encoderName) }
     }
 
     /// The output size for a source picture: fits the box, keeps the display aspect

@@ -21,9 +21,9 @@ public struct KernelFacts: Sendable {
 
     public static var release: String {
         var u = utsname()
-        uname(&u)
-        return withUnsafeBytes(of: &u.release) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        unsafe uname(&u)
+        return unsafe withUnsafeBytes(of: &u.release) { raw in
+            unsafe String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
     }
 
@@ -38,7 +38,7 @@ public struct KernelFacts: Sendable {
         }
         var rl = rlimit()
         var soft: UInt64?, hard: UInt64?
-        if getrlimit(__rlimit_resource_t(cepoll_rlimit_memlock()), &rl) == 0 {
+        if unsafe getrlimit(__rlimit_resource_t(cepoll_rlimit_memlock()), &rl) == 0 {
             soft = rl.rlim_cur == rlim_t.max ? nil : UInt64(rl.rlim_cur)
             hard = rl.rlim_max == rlim_t.max ? nil : UInt64(rl.rlim_max)
         }
@@ -90,11 +90,11 @@ public struct KernelReport: Sendable {
         var got: UInt32 = 0
         var err: Int32 = 0
         let wanted = UInt32(CURING_SETUP_COOP_TASKRUN | CURING_SETUP_SINGLE_ISSUER | CURING_SETUP_DEFER_TASKRUN | CURING_SETUP_SUBMIT_ALL)
-        if let ring = curing_ring_create(8, wanted, &got, &err) {
+        if let ring = unsafe curing_ring_create(8, wanted, &got, &err) {
             var supported = [UInt8](repeating: 0, count: Int(CURING_OP_COUNT_.rawValue))
-            let probed = curing_probe(ring, &supported) == 0
+            let probed = unsafe curing_probe(ring, &supported) == 0
             for op in 0..<Int(CURING_OP_COUNT_.rawValue) {
-                report.opcodes.append(Opcode(
+                unsafe report.opcodes.append(Opcode(
                     name: String(cString: curing_opcode_name(Int32(op))),
                     minimumKernel: String(cString: curing_opcode_min_kernel(Int32(op))),
                     optional: curing_opcode_optional(Int32(op)) != 0,
@@ -108,7 +108,7 @@ public struct KernelReport: Sendable {
             for (bit, name) in names where got & bit == 0 {
                 report.features.append(Feature(name: "setup flag \(name)", minimumKernel: String(name.split(separator: "(").last?.dropLast() ?? ""), supported: false, note: "10-30% slower without it"))
             }
-            let brc = curing_buf_ring_setup(ring, 8, 0)
+            let brc = unsafe curing_buf_ring_setup(ring, 8, 0)
             report.features.append(Feature(name: "provided-buffer ring", minimumKernel: "5.19", supported: brc == 0,
                                            note: brc == 0 ? "receives land in pool buffers chosen at arrival" : "required: without it the epoll backend runs"))
             if brc != 0 {
@@ -118,7 +118,7 @@ public struct KernelReport: Sendable {
                                            note: "without it each receive re-arms a single-shot recv"))
             report.features.append(Feature(name: "multishot accept", minimumKernel: "5.19", supported: kernel >= KernelVersion(5, 19),
                                            note: "without it each accept is re-armed"))
-            curing_ring_destroy(ring)
+            unsafe curing_ring_destroy(ring)
             for op in report.opcodes where op.supported == false && !op.optional {
                 report.problems.append("required opcode \(op.name) is missing: it needs Linux \(op.minimumKernel)+; upgrade the kernel (epoll will run meanwhile)")
             }
@@ -158,7 +158,7 @@ public struct KernelReport: Sendable {
         out.append("  seccomp mode:            \(["0": "0 (none)", "1": "1 (strict)", "2": "2 (filter)"]["\(facts.seccompMode)"] ?? "\(facts.seccompMode)")")
         let ml = facts.memlockSoft.map { "\($0 / 1024) KiB" } ?? "unlimited"
         out.append("  RLIMIT_MEMLOCK:          \(ml)\(kernel >= KernelVersion(5, 12) ? " (not charged for io_uring on 5.12+: memcg accounting)" : "")")
-        out.append("  io_uring_setup probe:    \(setupErrno == 0 ? "ok" : "FAILED: \(String(cString: strerror(setupErrno))) (errno \(setupErrno))")")
+        out.append("  io_uring_setup probe:    \(setupErrno == 0 ? "ok" : unsafe "FAILED: \(String(cString: strerror(setupErrno))) (errno \(setupErrno))")")
         if !setupFlags.isEmpty { out.append("  setup flags in force:    \(setupFlags.joined(separator: ", "))") }
         if !opcodes.isEmpty {
             out.append("  opcodes Spool uses:")
@@ -193,13 +193,13 @@ public struct KernelReport: Sendable {
 }
 
 func readFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var out: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 4096)
     while true {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        let n = unsafe buf.withUnsafeMutableBytes { unsafe read(fd, $0.baseAddress, $0.count) }
         if n <= 0 { break }
         out.append(contentsOf: buf[0..<n])
     }

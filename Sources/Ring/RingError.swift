@@ -68,7 +68,7 @@ public struct RingError: Error, CustomStringConvertible, Sendable, Equatable {
         case .permissionDenied: return "\(operation): permission denied"
         case .backendUnavailable(let why): return "\(operation): \(why)"
         case .invalidArgument(let why): return "\(operation): \(why)"
-        case .system(let e): return "\(operation): \(String(cString: strerror(e))) (errno \(e))"
+        case .system(let e): return unsafe "\(operation): \(String(cString: strerror(e))) (errno \(e))"
         }
     }
 }

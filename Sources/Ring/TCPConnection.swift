@@ -78,7 +78,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         guard s >= 0 else { throw RingError(errno: errno, operation: "socket") }
         if let local {
             setOption(s, SOL_IP, cepoll_ip_bind_address_no_port(), 1)
-            let rc = local.withSockaddr { bind(s, $0, $1) }
+            let rc = unsafe local.withSockaddr { unsafe bind(s, $0, $1) }
             if rc != 0 {
                 let e = errno
                 Glibc.close(s)
@@ -87,9 +87,9 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         }
         let tns = timeout?.nanoseconds
         let r = await loop.perform { ud, slot in
-            let dst = loop.scratch(slot)
-            address.withSockaddr { p, len in dst.copyMemory(from: UnsafeRawPointer(p), byteCount: Int(len)) }
-            return loop.backend.connect(fd: s, address: dst, length: address.length, ud,
+            let dst = unsafe loop.scratch(slot)
+            unsafe address.withSockaddr { p, len in unsafe dst.copyMemory(from: UnsafeRawPointer(p), byteCount: Int(len)) }
+            return unsafe loop.backend.connect(fd: s, address: dst, length: address.length, ud,
                                         timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
         }
         guard r.res >= 0 else {
@@ -183,9 +183,9 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         let parts = pool.disassemble(buffer)
         let tns = timeout?.nanoseconds
         let space = pool.bufferSizeBytes - parts.count
-        let dst = pool.address(of: parts.index) + parts.count
+        let dst = unsafe pool.address(of: parts.index) + parts.count
         let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
-            loop.backend.recv(fd: fd, into: dst, count: space, ud, timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
+            unsafe loop.backend.recv(fd: fd, into: dst, count: space, ud, timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
         }
         var back = pool.reassemble(parts)
         if r.res >= 0 {
@@ -209,7 +209,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// Resets the connection on close (SO_LINGER 0): no TIME_WAIT, the peer sees ECONNRESET.
     public func setResetOnClose() {
         var l = linger(l_onoff: 1, l_linger: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+        _ = unsafe setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
     }
 
     /// Cancels the armed receive, returns every queued buffer and closes the socket.

@@ -32,7 +32,7 @@ public final class TCPListener: MultishotSink {
         guard s >= 0 else { throw RingError(errno: errno, operation: "socket") }
         setOption(s, SOL_SOCKET, SO_REUSEADDR, 1)
         if reusePort { setOption(s, SOL_SOCKET, SO_REUSEPORT, 1) }
-        let rc = address.withSockaddr { bind(s, $0, $1) }
+        let rc = unsafe address.withSockaddr { unsafe bind(s, $0, $1) }
         guard rc == 0 else {
             let e = errno
             Glibc.close(s)

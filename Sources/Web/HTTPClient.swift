@@ -145,8 +145,7 @@ struct ParsedURL {
     var hostHeader: String { origin.port == 80 ? origin.host : "\(origin.host):\(origin.port)" }
 }
 
-/// - warning: Loop-confined (not `Sendable`): create and use it on one event loop; to hand
-///   it to another task on that loop, wrap it in a `LoopBound`.
+/// - warning: Loop-confined (not `Sendable`): use it on one event loop (other tasks there: `LoopBound`).
 public final class HTTPClient {
     public let configuration: HTTPClientConfiguration
     let loop: EventLoop
