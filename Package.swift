@@ -47,7 +47,7 @@ let package = Package(
         ),
         // How a process starts and stops: one thread takes the stop signals (graceful
         // first, immediate second) for every long-running command.
-        .target(name: "Lifecycle", dependencies: ["CProcessStart", "Threads"], path: "Sources/Lifecycle"),
+        .target(name: "Lifecycle", dependencies: ["CProcessStart", "Threads"], path: "Sources/Lifecycle", swiftSettings: [.strictMemorySafety()]),
         // OS threads: one spawn primitive, a condition lock, and the bounded blocking pool
         // every blocking call goes through (DNS, epoll-backend file I/O, databases).
         .target(name: "Threads", path: "Sources/Threads", swiftSettings: [.strictMemorySafety()]),
@@ -97,7 +97,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/SpoolCLI"
+            path: "Sources/SpoolCLI",
+            swiftSettings: [.strictMemorySafety()]
         ),
         // The domain model every service shares: ids, job states and their transition
         // table, error codes. Pure Swift: no libav, no runtime.

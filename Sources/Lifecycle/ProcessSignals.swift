@@ -133,9 +133,9 @@ public enum StandardError {
             guard var p = b.baseAddress else { return }
             var left = b.count
             while left > 0 {
-                let n = Glibc.write(fd, p, left)
+                let n = unsafe Glibc.write(fd, p, left)
                 if n < 0 { if errno == EINTR { continue }; return }
-                p += n
+                unsafe p += n
                 left -= n
             }
         }

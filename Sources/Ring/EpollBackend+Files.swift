@@ -17,6 +17,8 @@ final class Offloaded: Sendable {
 }
 
 /// The raw pointers a pool job uses, alive until its completion, which the job delivers last.
+/// (@unchecked Sendable: the loop hands them to one pool thread and does not touch the
+/// memory again until that job's completion comes back to it.)
 @unsafe private struct JobArgs: @unchecked Sendable {
     var pointer: UnsafeMutableRawPointer?
     var path: UnsafePointer<CChar>?

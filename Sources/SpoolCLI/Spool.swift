@@ -125,11 +125,13 @@ struct RunWithoutIOURing: ParsableCommand {
             throw ValidationError("name a command to run, e.g. spool run-without-io-uring -- swift test")
         }
         try KernelReport.denyIOUringWithSeccomp()
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-        cargs.append(nil)
-        execvp(program, &cargs)
+        // execvp takes C strings: strdup'd copies, never freed (execvp replaces the
+        // process; if it fails, the command throws and the process exits).
+        var cargs: [UnsafeMutablePointer<CChar>?] = unsafe argv.map { unsafe strdup($0) }
+        unsafe cargs.append(nil)
+        unsafe execvp(program, &cargs)
         let e = errno
-        throw ValidationError("could not run \(program): \(String(cString: strerror(e)))")
+        throw ValidationError(unsafe "could not run \(program): \(String(cString: strerror(e)))")
     }
 }
 
@@ -223,14 +225,16 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         let shutdown = ShutdownSignal.install()
         let address: SocketAddress
         do { address = try SocketAddress(listen) } catch { throw ValidationError("--listen: \(error)") }
-        if mkdir(dataDir, 0o750) != 0 && errno != EEXIST {
-            throw ValidationError("--data-dir \(dataDir): \(String(cString: strerror(errno)))")
+        // Unsafe only in the C signatures: Swift passes `dataDir` as a C string for the
+        // call's duration, and strerror's text is copied at once.
+        if unsafe mkdir(dataDir, 0o750) != 0 && errno != EEXIST {
+            throw ValidationError(unsafe "--data-dir \(dataDir): \(String(cString: strerror(errno)))")
         }
         var st = stat()
-        guard stat(dataDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+        guard unsafe stat(dataDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
             throw ValidationError("--data-dir \(dataDir) exists and is not a directory")
         }
-        guard access(dataDir, W_OK) == 0 else { throw ValidationError("--data-dir \(dataDir) is not writable") }
+        guard unsafe access(dataDir, W_OK) == 0 else { throw ValidationError("--data-dir \(dataDir) is not writable") }
         var config = HTTPServerConfiguration(listen: address)
         config.loops = loops ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let started = ContinuousClock.now

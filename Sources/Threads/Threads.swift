@@ -41,6 +41,8 @@ public enum OSThread {
 
 /// A value guarded by a mutex, with a condition to wait for a change of it.
 @safe public final class ConditionLock<State>: @unchecked Sendable {
+    // @unchecked Sendable: `state` is touched only with `mutex` held, and the pthread
+    // objects live on the heap, at addresses that never move.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
     private var state: State   // only touched with `mutex` held

@@ -8,6 +8,14 @@
 //
 // A response body is bytes, a chunked stream written by a producer (which may send
 // Server-Sent Events), or a file range read through the ring.
+//
+// Unsafe code in Web (justified; otherwise Web is safe Swift): `UnsafeRawBufferPointer`
+// appears only as a borrowed, read-only view of bytes already received, passed to a
+// closure (`read`, `withPending`, the client's `onBody`) or to HTTP1's parsers and the
+// JSON sink protocol, which take bytes that way. Views are sliced with `rebasing`, never
+// stored, written through or kept past the closure. The HTTP client's waiters park in
+// `UnsafeContinuation`s resumed exactly once, on the loop. Pool buffers are owned through
+// `PooledBufferList`, never taken apart here.
 import BufferPool
 import HTTP1
 import JSON

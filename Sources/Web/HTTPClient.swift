@@ -8,7 +8,7 @@
 // closed is retried once on a fresh one (only before any response byte, and only for
 // replayable bodies). Parsing is strict (HTTP1.ResponseHeadParser, ChunkedDecoder).
 // Non-goals: TLS (the gateway and S3 endpoints are reached over plain HTTP on loopback
-// or a private network; TLS belongs to nginx), HTTP/2, cookies.
+// or a private network; TLS belongs to nginx), HTTP/2, cookies. Unsafe types: see Body.swift.
 import HTTP1
 import Ring
 
