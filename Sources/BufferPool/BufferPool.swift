@@ -116,7 +116,7 @@ public struct BufferPoolError: Error, CustomStringConvertible, Sendable, Equatab
         precondition(offset >= 0 && offset + bufferSizeBytes * bufferCount <= arena.byteCount, "pool exceeds its arena")
         precondition(bufferCount > 0 && bufferCount <= 65_536)
         self.arena = arena
-        unsafe self.base = unsafe arena.base + offset
+        unsafe self.base = arena.base + offset
         self.bufferSizeBytes = bufferSizeBytes
         self.bufferCount = bufferCount
         unsafe freeStack = .allocate(capacity: bufferCount)

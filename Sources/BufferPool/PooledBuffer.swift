@@ -22,7 +22,7 @@
     public var count: Int = 0
 
     init(pool: BufferPool, index: UInt32, generation: UInt32) {
-        unsafe self._pool = unsafe Unmanaged.passUnretained(pool)
+        unsafe self._pool = Unmanaged.passUnretained(pool)
         self.index = index
         self.generation = generation
     }

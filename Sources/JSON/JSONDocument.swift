@@ -166,10 +166,10 @@ extension String {
     private var keySets: [Set<[UInt8]>] = []
 
     init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int, nodes: UnsafeMutablePointer<Node>) {
-        unsafe self.input = unsafe input
+        unsafe self.input = input
         self.index = index
         self.maxDepth = maxDepth
-        unsafe self.nodes = unsafe nodes
+        unsafe self.nodes = nodes
     }
 
     @inline(__always)

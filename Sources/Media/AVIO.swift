@@ -114,7 +114,7 @@ public final class MemorySink: ByteSink, Sendable {
 
     init(source: any ByteSource, interrupt: InterruptState?) throws(MediaError) {
         self.source = source; self.sink = nil; self.file = nil; self.interrupt = interrupt
-        unsafe ctx = unsafe clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
+        unsafe ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
             let io = unsafe Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
             return unsafe io.readCallback(buf, size)
         }, nil, nil)
@@ -124,7 +124,7 @@ public final class MemorySink: ByteSink, Sendable {
 
     init(sink: any ByteSink, interrupt: InterruptState?) throws(MediaError) {
         self.source = nil; self.sink = sink; self.file = nil; self.interrupt = interrupt
-        unsafe ctx = unsafe clibav_avio_alloc(CustomIO.bufferSize, 1, Unmanaged.passUnretained(self).toOpaque(), nil, { opaque, buf, size in
+        unsafe ctx = clibav_avio_alloc(CustomIO.bufferSize, 1, Unmanaged.passUnretained(self).toOpaque(), nil, { opaque, buf, size in
             let io = unsafe Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
             return unsafe io.writeCallback(buf, size)
         }, nil)
@@ -135,7 +135,7 @@ public final class MemorySink: ByteSink, Sendable {
     /// Reads a local file, with seeking (and AVSEEK_SIZE).
     init(file: FileInput, interrupt: InterruptState?) throws(MediaError) {
         self.source = nil; self.sink = nil; self.file = file; self.interrupt = interrupt
-        unsafe ctx = unsafe clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
+        unsafe ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
             let io = unsafe Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
             return unsafe io.fileRead(buf, size)
         }, nil, { opaque, offset, whence in

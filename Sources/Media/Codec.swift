@@ -19,10 +19,10 @@ internal import CLibAV
         guard let c = unsafe avcodec_alloc_context3(codec) else {
             throw outOfMemory("allocating a decoder")
         }
-        unsafe ctx = unsafe c
+        unsafe ctx = c
         LibAVObjects.retain()
         unsafe try check(avcodec_parameters_to_context(c, par), "reading parameters of stream \(streamIndex) (\(name))")
-        unsafe c.pointee.pkt_timebase = unsafe stream.pointee.time_base
+        unsafe c.pointee.pkt_timebase = stream.pointee.time_base
         unsafe c.pointee.thread_count = threads
         unsafe c.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
         unsafe try check(avcodec_open2(c, codec, nil), "opening the decoder for stream \(streamIndex) (\(name))")
@@ -45,7 +45,7 @@ internal import CLibAV
         skipsErrors = false
         guard let codec = unsafe avcodec_find_decoder(id) else { throw .decoderUnavailable(codec: name) }
         guard let c = unsafe avcodec_alloc_context3(codec) else { throw outOfMemory("allocating a decoder") }
-        unsafe ctx = unsafe c
+        unsafe ctx = c
         LibAVObjects.retain()
         guard let par = unsafe avcodec_parameters_alloc() else { throw outOfMemory("allocating codec parameters") }
         var p: UnsafeMutablePointer<AVCodecParameters>? = unsafe par
@@ -112,7 +112,7 @@ internal import CLibAV
         guard let c = unsafe avcodec_alloc_context3(codec) else {
             throw outOfMemory("allocating an encoder")
         }
-        unsafe ctx = unsafe c
+        unsafe ctx = c
         LibAVObjects.retain()
         unsafe try configure(c)
         if globalHeader { unsafe c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }

@@ -28,7 +28,7 @@ internal import CLibAV
                                      SWS_BICUBIC, nil, nil, nil) else {
             throw .invalidData(reason: "no scaler from \(srcWidth)×\(srcHeight) to \(dstWidth)×\(dstHeight)")
         }
-        unsafe sws = unsafe s
+        unsafe sws = s
         LibAVObjects.retain()
         self.srcWidth = srcWidth; self.srcHeight = srcHeight; self.srcFormat = srcFormat
         self.dstWidth = dstWidth; self.dstHeight = dstHeight; self.dstFormat = dstFormat
@@ -102,7 +102,7 @@ internal import CLibAV
         guard rc >= 0, let swr = unsafe s else { unsafe swr_free(&s); throw mediaError(rc, "setting up the audio resampler") }
         let initRC = unsafe swr_init(swr)
         if initRC < 0 { unsafe swr_free(&s); throw mediaError(initRC, "setting up the audio resampler") }
-        unsafe self.swr = unsafe swr
+        unsafe self.swr = swr
         LibAVObjects.retain()
         srcFormat = fmt; srcRate = rate; srcChannels = inLayout.channels
         dstFormat = unsafe encoder.ctx.pointee.sample_fmt; dstRate = unsafe encoder.ctx.pointee.sample_rate
@@ -149,7 +149,7 @@ internal import CLibAV
 
     init(format: AVSampleFormat, channels: Int32) throws(MediaError) {
         guard let f = unsafe av_audio_fifo_alloc(format, channels, 1024) else { throw outOfMemory("allocating the audio FIFO") }
-        unsafe fifo = unsafe f
+        unsafe fifo = f
         LibAVObjects.retain()
     }
 

@@ -36,7 +36,7 @@ import Glibc
         let io = try CustomIO(file: file, interrupt: interrupt)
         self.io = io
         do {
-            unsafe ctx = unsafe try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: self.path)
+            unsafe ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: self.path)
         } catch {
             throw io.failure ?? error
         }
@@ -69,7 +69,7 @@ import Glibc
             throw .demuxerNotAllowed(name: formatName, allowed: limits.allowedDemuxers)
         }
         do {
-            unsafe ctx = unsafe try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: name)
+            unsafe ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: name)
         } catch {
             throw io.failure ?? error
         }
@@ -80,9 +80,9 @@ import Glibc
     private static func openContext(url: String, format: UnsafePointer<AVInputFormat>, io: CustomIO?, limits: MediaLimits,
                              interrupt: InterruptState, label: String) throws(MediaError) -> UnsafeMutablePointer<AVFormatContext> {
         guard let c = unsafe avformat_alloc_context() else { throw outOfMemory("allocating a demuxer") }
-        unsafe c.pointee.interrupt_callback = unsafe interrupt.callback
+        unsafe c.pointee.interrupt_callback = interrupt.callback
         if let io {
-            unsafe c.pointee.pb = unsafe io.ctx
+            unsafe c.pointee.pb = io.ctx
             unsafe c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
         }
         let opts = Options([
@@ -155,8 +155,8 @@ import Glibc
         let format: UnsafePointer<AVInputFormat>? = unsafe path.withCString { name in
             unsafe buf.withUnsafeMutableBytes { raw in
                 var pd = unsafe AVProbeData()
-                unsafe pd.filename = unsafe name
-                unsafe pd.buf = unsafe raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                unsafe pd.filename = name
+                unsafe pd.buf = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 unsafe pd.buf_size = Int32(got)
                 return unsafe av_probe_input_format3(&pd, 1, &score)
             }

@@ -43,14 +43,14 @@ internal import CLibAV
         guard rc >= 0, let c = unsafe p else {
             throw .outputUnwritable(path: self.label, reason: "no container for this file name (use .mp4, .ts, .mkv or .webm)")
         }
-        unsafe ctx = unsafe c
+        unsafe ctx = c
         LibAVObjects.retain()
         self.formatName = unsafe String(cString: c.pointee.oformat.pointee.name)
         guard Muxer.allowedMuxers.contains(self.formatName) else {
             throw .outputUnwritable(path: self.label, reason: "container \(self.formatName) is not supported; use .mp4, .ts, .mkv or .webm")
         }
         if let io {
-            unsafe c.pointee.pb = unsafe io.ctx
+            unsafe c.pointee.pb = io.ctx
             unsafe c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
         }
     }
@@ -112,7 +112,7 @@ internal import CLibAV
             unsafe st.pointee.codecpar.pointee.codec_tag = Muxer.hvc1Tag
         }
         if unsafe encoder.ctx.pointee.codec_type == AVMEDIA_TYPE_VIDEO {
-            unsafe st.pointee.avg_frame_rate = unsafe encoder.ctx.pointee.framerate
+            unsafe st.pointee.avg_frame_rate = encoder.ctx.pointee.framerate
         }
         encoderTimeBases.append(encoder.timeBase)
         return unsafe Int(st.pointee.index)

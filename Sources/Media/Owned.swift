@@ -24,7 +24,7 @@ public enum LibAVObjects {
 
     init() throws(MediaError) {
         guard let p = unsafe av_frame_alloc() else { throw outOfMemory("allocating a frame") }
-        unsafe ptr = unsafe p
+        unsafe ptr = p
         LibAVObjects.retain()
     }
 
@@ -53,7 +53,7 @@ public enum LibAVObjects {
 
     init() throws(MediaError) {
         guard let p = unsafe av_packet_alloc() else { throw outOfMemory("allocating a packet") }
-        unsafe ptr = unsafe p
+        unsafe ptr = p
         LibAVObjects.retain()
     }
 
@@ -82,7 +82,7 @@ public enum LibAVObjects {
         var keys: [String] = []
         var e: UnsafeMutablePointer<AVDictionaryEntry>? = nil
         while true {
-            unsafe e = unsafe av_dict_get(ptr, "", e, AV_DICT_IGNORE_SUFFIX)
+            unsafe e = av_dict_get(ptr, "", e, AV_DICT_IGNORE_SUFFIX)
             guard let entry = unsafe e else { break }
             unsafe keys.append(String(cString: entry.pointee.key))
         }

@@ -49,8 +49,8 @@ extension Pipeline {
         while fifo.count >= frameSize || (final && fifo.count > 0) {
             let n = min(frameSize, fifo.count)
             audioFrame.unref()
-            unsafe audioFrame.ptr.pointee.format = unsafe enc.ctx.pointee.sample_fmt.rawValue
-            unsafe audioFrame.ptr.pointee.sample_rate = unsafe enc.ctx.pointee.sample_rate
+            unsafe audioFrame.ptr.pointee.format = enc.ctx.pointee.sample_fmt.rawValue
+            unsafe audioFrame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
             _ = unsafe clibav_channel_layout_copy(&audioFrame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
             if n < frameSize && padLast {
                 // Encoders that need full frames get the last one padded with silence.

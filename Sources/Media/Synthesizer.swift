@@ -92,7 +92,7 @@ public enum TestMedia {
                 let n = min(audioFrameSize, totalSamples - sampleIndex)
                 frame.unref()
                 unsafe frame.ptr.pointee.format = AV_SAMPLE_FMT_FLTP.rawValue
-                unsafe frame.ptr.pointee.sample_rate = unsafe enc.ctx.pointee.sample_rate
+                unsafe frame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
                 _ = unsafe clibav_channel_layout_copy(&frame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
                 unsafe frame.ptr.pointee.nb_samples = Int32(n)
                 unsafe try check(av_frame_get_buffer(frame.ptr, 0), "allocating synthetic audio")

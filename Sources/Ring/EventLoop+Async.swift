@@ -40,7 +40,7 @@ extension EventLoop {
     @inline(__always)
     func park(slot: Int, ud: UInt64, recheckCancellation: Bool = false, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
         unsafe await withUnsafeContinuation { (k: UnsafeContinuation<OpResult, Never>) in
-            unsafe slots[slot].handler = unsafe .continuation(k)
+            unsafe slots[slot].handler = .continuation(k)
             let rc = prepare(ud, slot)
             if rc < 0 {
                 freeSlot(slot)

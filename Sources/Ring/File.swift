@@ -203,7 +203,7 @@ extension UnsafeMutablePointer where Pointee == CChar {
         let p = unsafe mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let p = unsafe p, unsafe p != MAP_FAILED else { throw RingError(errno: errno, operation: "mmap \(path)") }
         unsafe madvise(p, count, MADV_SEQUENTIAL)
-        unsafe base = unsafe p
+        unsafe base = p
     }
 
     /// Creates (or truncates) `path` with `size` bytes and maps it read-write; `sync()`
@@ -221,7 +221,7 @@ extension UnsafeMutablePointer where Pointee == CChar {
         }
         let p = unsafe mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let p = unsafe p, unsafe p != MAP_FAILED else { throw RingError(errno: errno, operation: "mmap \(path)") }
-        unsafe base = unsafe p
+        unsafe base = p
     }
 
     deinit {

@@ -31,7 +31,7 @@ enum WakeReason: Equatable {
         let box = LoopBound(self, loop: loop)
         let body: () async -> WakeReason = {
             unsafe await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
-                unsafe self.continuation = unsafe k
+                unsafe self.continuation = k
                 if let t = timeoutNs {
                     let d = monotonicNanos() &+ Swift.max(0, t)
                     self.deadline = d

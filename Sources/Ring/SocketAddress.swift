@@ -88,7 +88,7 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
                     unsafe withUnsafeMutableBytes(of: &ss) { unsafe $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(ai.pointee.ai_addrlen))) }
                     unsafe out.append(SocketAddress(storage: ss, length: ai.pointee.ai_addrlen))
                 }
-                unsafe p = unsafe ai.pointee.ai_next
+                unsafe p = ai.pointee.ai_next
             }
             return out.isEmpty ? .failure(RingError(.invalidArgument("no address for \"\(host)\""), operation: "resolve")) : .success(out)
         }) ?? .failure(RingError(.invalidArgument("cannot resolve \"\(host)\": the blocking pool is full"), operation: "resolve"))

@@ -44,14 +44,14 @@ extension TCPConnection {
                     let skip = i == first ? firstOffset : 0
                     let len = list.parts[i].count - skip
                     if len > 0 {
-                        unsafe iov[n] = unsafe iovec(iov_base: list.address(of: i) + skip, iov_len: len)
+                        unsafe iov[n] = iovec(iov_base: list.address(of: i) + skip, iov_len: len)
                         n += 1
                     }
                     i += 1
                 }
                 let msg = unsafe scratch.bindMemory(to: msghdr.self, capacity: 1)
                 unsafe msg.initialize(to: msghdr())
-                unsafe msg.pointee.msg_iov = unsafe iov
+                unsafe msg.pointee.msg_iov = iov
                 unsafe msg.pointee.msg_iovlen = n
                 return unsafe loop.backend.sendmsg(fd: fd, message: scratch, ud,
                                             timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)

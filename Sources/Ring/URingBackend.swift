@@ -39,7 +39,7 @@ import Glibc
         guard let r = unsafe curing_ring_create(entries, wanted, &got, &err) else {
             throw SetupFailure(errno: err, step: "io_uring_setup")
         }
-        unsafe ring = unsafe r
+        unsafe ring = r
         self.pool = pool
         setupFlags = got
 
