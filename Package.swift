@@ -1,6 +1,7 @@
 // swift-tools-version:6.2
 // Spool: a distributed video transcoding system. This manifest builds the runtime
-// (CShims/CURing, BufferPool, Ring) and the `spool` executable. Benchmarks live in
+// (CShims/CURing, BufferPool, Ring), HTTP/JSON, the domain model and transcoder contract
+// (SpoolModel, TranscodeAPI), Media (libav), and the `spool` executable. Benchmarks live in
 // their own package under Benchmarks/ so the product never depends on a harness.
 import PackageDescription
 
@@ -51,6 +52,8 @@ let package = Package(
         // OS threads: one spawn primitive, a condition lock, and the bounded blocking pool
         // every blocking call goes through (DNS, epoll-backend file I/O, databases).
         .target(name: "Threads", path: "Sources/Threads", swiftSettings: [.strictMemorySafety()]),
+        // The one reader of /proc and /sys, with parsers for the files Spool reads.
+        .target(name: "ProcFS", path: "Sources/ProcFS", swiftSettings: [.strictMemorySafety()]),
         .target(
             name: "BufferPool",
             path: "Sources/BufferPool",
@@ -65,7 +68,7 @@ let package = Package(
         .target(
             name: "Ring",
             dependencies: [
-                "CURing", "CEpoll", "BufferPool", "Threads",
+                "CURing", "CEpoll", "BufferPool", "Threads", "ProcFS",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Ring",
@@ -80,11 +83,12 @@ let package = Package(
             ],
             path: "Sources/Web"
         ),
-        // Safe Swift over libav: probe, synthesize test media, transcode (files), presets.
+        // Safe Swift over libav: probe, synthesize test media, transcode (files and streams,
+        // ladders); implements TranscodeAPI's plugin. The only importer of CLibAV.
         .target(
             name: "Media",
             dependencies: [
-                "CLibAV", "JSON", "Threads", "SpoolModel",
+                "CLibAV", "JSON", "Threads", "SpoolModel", "TranscodeAPI",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Media",
@@ -93,7 +97,8 @@ let package = Package(
         .executableTarget(
             name: "SpoolCLI",
             dependencies: [
-                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "Threads",
+                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
+                "HostMetrics", "SpoolAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -101,8 +106,16 @@ let package = Package(
             swiftSettings: [.strictMemorySafety()]
         ),
         // The domain model every service shares: ids, job states and their transition
-        // table, error codes. Pure Swift: no libav, no runtime.
+        // table, error codes, transcode settings and presets, number formatting. Pure
+        // Swift: no libav, no runtime.
         .target(name: "SpoolModel", path: "Sources/SpoolModel"),
+        // The transcoder contract: the plugin protocols, job/progress/result/quality types,
+        // byte streams, capabilities, resource samples, with their JSON. No libav.
+        .target(name: "TranscodeAPI", dependencies: ["SpoolModel", "JSON"], path: "Sources/TranscodeAPI", swiftSettings: [.strictMemorySafety()]),
+        // The engine's view of its machine from /proc (TranscodeAPI's ResourceMonitorPlugin).
+        .target(name: "HostMetrics", dependencies: ["TranscodeAPI", "ProcFS"], path: "Sources/HostMetrics", swiftSettings: [.strictMemorySafety()]),
+        // The HTTP API's routes (/api/v1), installed on a Web Router by `spool serve`.
+        .target(name: "SpoolAPI", dependencies: ["Web", "JSON", "SpoolModel"], path: "Sources/SpoolAPI"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
         // Also compiles Tests/CompileFail against the built module (ownership misuse must fail).
@@ -111,11 +124,13 @@ let package = Package(
         .testTarget(name: "SpoolModelTests", dependencies: ["SpoolModel", "SpoolTestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
-        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "SpoolTestSupport"]),
-        .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolModel", "SpoolTestSupport"]),
+        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "ProcFS", "SpoolTestSupport"]),
+        .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"]),
+        // The contract without Media: a fake plugin, JSON round trips, /proc parsing, the API's bodies.
+        .testTarget(name: "TranscodeAPITests", dependencies: ["TranscodeAPI", "SpoolModel", "JSON", "HostMetrics", "ProcFS", "SpoolAPI", "Web"]),
         // The real `spool` binary driven from /bin/sh: signals, exit statuses, descriptors.
         .testTarget(name: "CLITests", dependencies: ["SpoolTestSupport"]),
-        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "ProcFS", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -26,8 +26,6 @@ int clibav_error_eof(void) { return AVERROR_EOF; }
 int clibav_error_eagain(void) { return AVERROR(EAGAIN); }
 int clibav_error_invaliddata(void) { return AVERROR_INVALIDDATA; }
 int clibav_error_exit(void) { return AVERROR_EXIT; }
-int clibav_error_decoder_not_found(void) { return AVERROR_DECODER_NOT_FOUND; }
-int clibav_error_demuxer_not_found(void) { return AVERROR_DEMUXER_NOT_FOUND; }
 int64_t clibav_nopts_value(void) { return AV_NOPTS_VALUE; }
 AVRational clibav_time_base_q(void) { return AV_TIME_BASE_Q; }
 int clibav_avseek_size(void) { return AVSEEK_SIZE; }
@@ -44,8 +42,6 @@ void clibav_channel_layout_default(AVChannelLayout *layout, int channels) {
     av_channel_layout_uninit(layout);
     av_channel_layout_default(layout, channels);
 }
-
-int clibav_channel_layout_channels(const AVChannelLayout *layout) { return layout->nb_channels; }
 
 int clibav_channel_layout_describe(const AVChannelLayout *layout, char *buf, size_t size) {
     if (!buf || size == 0) return -1;

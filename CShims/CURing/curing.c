@@ -80,8 +80,6 @@ void curing_ring_destroy(curing_ring *r) {
     free(r);
 }
 
-int curing_ring_fd(const curing_ring *r) { return r->ring.ring_fd; }
-unsigned curing_ring_features(const curing_ring *r) { return r->ring.features; }
 unsigned curing_sq_space_left(const curing_ring *r) { return io_uring_sq_space_left((struct io_uring *)&r->ring); }
 
 static const struct { int kernel_op; const char *name; const char *since; int optional; } op_table[CURING_OP_COUNT_] = {
@@ -105,9 +103,6 @@ static const struct { int kernel_op; const char *name; const char *since; int op
     [CURING_OP_TIMEOUT] = {IORING_OP_TIMEOUT, "TIMEOUT", "5.4", 0},
     [CURING_OP_LINK_TIMEOUT] = {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT", "5.5", 0},
     [CURING_OP_ASYNC_CANCEL] = {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "5.5", 0},
-    [CURING_OP_POLL_ADD] = {IORING_OP_POLL_ADD, "POLL_ADD", "5.1", 0},
-    [CURING_OP_PROVIDE_BUFFERS] = {IORING_OP_PROVIDE_BUFFERS, "PROVIDE_BUFFERS", "5.7", 1},
-    [CURING_OP_MSG_RING] = {IORING_OP_MSG_RING, "MSG_RING", "5.18", 1},
 };
 
 const char *curing_opcode_name(int op) { return (op >= 0 && op < CURING_OP_COUNT_) ? op_table[op].name : "?"; }
@@ -119,14 +114,6 @@ int curing_probe(curing_ring *r, uint8_t *supported) {
     if (!p) return -EOPNOTSUPP;
     for (int i = 0; i < CURING_OP_COUNT_; i++) supported[i] = io_uring_opcode_supported(p, op_table[i].kernel_op) ? 1 : 0;
     io_uring_free_probe(p);
-    return 0;
-}
-
-int curing_setup_probe(void) {
-    struct io_uring ring;
-    int rc = io_uring_queue_init(2, &ring, 0);
-    if (rc < 0) return -rc;
-    io_uring_queue_exit(&ring);
     return 0;
 }
 
@@ -342,28 +329,6 @@ int curing_prep_cancel(curing_ring *r, uint64_t target_ud, uint64_t ud) {
     return 0;
 }
 
-int curing_prep_poll_add(curing_ring *r, int fd, unsigned poll_mask, int multishot, uint64_t ud) {
-    GET_SQE_OR_BUSY(sqe);
-    if (multishot) io_uring_prep_poll_multishot(sqe, fd, poll_mask);
-    else io_uring_prep_poll_add(sqe, fd, poll_mask);
-    io_uring_sqe_set_data64(sqe, ud);
-    return 0;
-}
-
-int curing_register_buffers(curing_ring *r, void *base, size_t buffer_size, unsigned count) {
-    struct iovec *iov = calloc(count, sizeof *iov);
-    if (!iov) return -ENOMEM;
-    for (unsigned i = 0; i < count; i++) {
-        iov[i].iov_base = (char *)base + (size_t)i * buffer_size;
-        iov[i].iov_len = buffer_size;
-    }
-    int rc = io_uring_register_buffers(&r->ring, iov, count);
-    free(iov);
-    return rc;
-}
-
-int curing_unregister_buffers(curing_ring *r) { return io_uring_unregister_buffers(&r->ring); }
-
 int curing_register_buffers_sparse(curing_ring *r, unsigned count) {
     return io_uring_register_buffers_sparse(&r->ring, count);
 }
@@ -413,8 +378,6 @@ void curing_buf_ring_publish(curing_ring *r) {
         r->br_pending = 0;
     }
 }
-
-int curing_buf_ring_group(const curing_ring *r) { return r->br ? r->br_group : -1; }
 
 int curing_deny_io_uring_seccomp(void) {
 #if defined(__x86_64__)

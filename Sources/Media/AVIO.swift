@@ -1,6 +1,6 @@
 // Media.AVIO: libav reading from and writing to Swift byte streams through a custom
 // AVIOContext, so a transcode can take its input from a pipe or socket and write its
-// output to one without touching disk.
+// output to one without touching disk. ByteSource and ByteSink are TranscodeAPI's.
 //
 // The C shim owns the callback trampolines (CLibAV.h); here a Swift object is passed as
 // the opaque pointer (unretained: the owner below outlives the AVIOContext) and the
@@ -9,22 +9,10 @@
 // The streams are blocking: they are called on the transcode thread, never on a loop.
 internal import CLibAV
 import Synchronization
+import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Where a streamed input comes from. `read` blocks until at least one byte is available
-/// and returns how many it put in `buffer`; 0 means the end of the input.
-public protocol ByteSource: AnyObject, Sendable {
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
-    /// Wakes a reader blocked in `read` so it throws `.cancelled` (called on cancellation).
-    func stopReading()
-}
-
-/// Where a streamed output goes. `write` takes every byte or throws.
-public protocol ByteSink: AnyObject, Sendable {
-    func write(_ bytes: UnsafeRawBufferPointer) throws
-}
 
 /// Reads a file descriptor (stdin, a pipe, a socket).
 public final class FileDescriptorSource: ByteSource {

@@ -4,11 +4,7 @@
 // blocks in `read` until bytes, the end, or a failure arrive. Nothing here blocks a
 // cooperative thread: only the transcode's own thread ever waits on the condition.
 import Threads
-
-extension ByteSource {
-    /// Wakes a reader blocked in `read` (cancellation); sources that never block ignore it.
-    public func stopReading() {}
-}
+import TranscodeAPI
 
 public final class ByteChannel: ByteSource, Sendable {
     public enum ChannelError: Error, Sendable { case closed }

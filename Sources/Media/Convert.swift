@@ -5,6 +5,7 @@
 // scaler is only ever built from a decoded frame whose format, width and height have been
 // validated, and rebuilt (validated again) if the decoder's output changes mid-stream.
 internal import CLibAV
+import TranscodeAPI
 
 @safe final class VideoScaler {
     let sws: OpaquePointer

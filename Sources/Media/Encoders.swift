@@ -98,7 +98,11 @@ enum Encoders {
             unsafe c.pointee.gop_size = gop
             unsafe c.pointee.keyint_min = gop
             unsafe c.pointee.thread_count = threads
-            if codec == .vp9, crf != nil { unsafe c.pointee.bit_rate = 0 }   // constant quality
+            if codec == .vp9, crf != nil {
+                // Constant quality; under a cap (a ladder rung), constrained quality: libvpx
+                // refuses a maximum rate without a bitrate, and takes the cap as that bitrate.
+                unsafe c.pointee.bit_rate = settings.maxBitrateKbps.map { Int64($0) * 1000 } ?? 0
+            }
             if crf != nil, let cap = settings.maxBitrateKbps {
                 unsafe c.pointee.rc_max_rate = Int64(cap) * 1000
                 unsafe c.pointee.rc_buffer_size = Int32(cap) * 2000

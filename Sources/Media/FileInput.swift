@@ -15,6 +15,7 @@
 // descriptor is closed exactly once, when the owner is released (after the AVIOContext
 // reading it: CustomIO holds the owner).
 import Synchronization
+import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -8,6 +8,7 @@
 // `protocol_whitelist=none` and `format_whitelist` as a second fence, and an interrupt
 // callback that enforces the open deadline and cancellation.
 internal import CLibAV
+import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -12,70 +12,7 @@
 internal import CLibAV
 import Foundation
 import SpoolModel
-
-public struct LadderRequest: Sendable {
-    /// The input file, as the bytes the kernel sees (the stream's name in pipe mode).
-    public var inputPath: MediaPath
-    /// Created by the transcode: built under a temporary name next to it and renamed on
-    /// success. Must not exist unless `overwrite` (then it is replaced, atomically).
-    public var outputDirectoryPath: MediaPath
-    public var overwrite = false
-    public var input: String {
-        get { inputPath.description }
-        set { inputPath = MediaPath(newValue) }
-    }
-    public var outputDirectory: String {
-        get { outputDirectoryPath.description }
-        set { outputDirectoryPath = MediaPath(newValue) }
-    }
-    public var preset: LadderPreset
-    public var limits: MediaLimits
-    public var threads: Int32
-    public var progressInterval: Double
-    public var inputStream: (any ByteSource)?
-    /// Also report PSNR and SSIM of every rendition against its scaled source.
-    public var measureQuality = false
-
-    public init(input: String, outputDirectory: String, preset: LadderPreset, limits: MediaLimits = MediaLimits(),
-                threads: Int32 = 0, progressInterval: Double = 0.5) {
-        self.init(inputPath: MediaPath(input), outputDirectoryPath: MediaPath(outputDirectory), preset: preset,
-                  limits: limits, threads: threads, progressInterval: progressInterval)
-    }
-
-    public init(inputPath: MediaPath, outputDirectoryPath: MediaPath, preset: LadderPreset, limits: MediaLimits = MediaLimits(),
-                threads: Int32 = 0, progressInterval: Double = 0.5) {
-        self.inputPath = inputPath; self.outputDirectoryPath = outputDirectoryPath; self.preset = preset; self.limits = limits
-        self.threads = threads; self.progressInterval = progressInterval
-    }
-}
-
-public struct RenditionSummary: Sendable {
-    public var name: String
-    public var width: Int32
-    public var height: Int32
-    public var frames: Int
-    public var playlist: String
-    public var segments: Int
-    /// Peak segment bitrate, bits per second (HLS BANDWIDTH).
-    public var bandwidth: Int
-    public var averageBandwidth: Int
-    public var codecs: String
-    public var bytes: Int64
-    public var quality: QualityReport?
-}
-
-public struct LadderSummary: Sendable {
-    public var master: String
-    public var renditions: [RenditionSummary]
-    public var mediaSeconds: Double
-    public var elapsedSeconds: Double
-    public var sourceFrames: Int
-    public var fps: Double
-    public var speed: Double
-    /// Undecodable packets skipped (within MediaLimits' decode error budget).
-    public var decodeErrors: Int = 0
-    public var outputBytes: Int64 { renditions.reduce(0) { $0 + $1.bytes } }
-}
+import TranscodeAPI
 
 extension Transcoder {
     /// Runs a ladder on its own thread; cancelling the calling task cancels the job.
@@ -128,7 +65,7 @@ extension Transcoder {
             for r in preset.rungs where !kept.contains(r.name) { try? fm.removeItem(atPath: dir + "/" + r.name) }
             var summaries: [RenditionSummary] = []
             for r in result.renditions {
-                var summary = try HLSPlaylists.measure(directory: dir + "/" + r.name, rendition: r, audio: result.hasAudio)
+                var summary = try HLSPlaylists.measure(directory: dir + "/" + r.name, rendition: r, audioCodecs: result.audioCodecs)
                 summary.playlist = finalDir + "/" + r.name + "/index.m3u8"
                 summaries.append(summary)
             }
@@ -145,31 +82,9 @@ extension Transcoder {
     }
 }
 
-enum HLSCodecs {
-    /// RFC 6381 codec string ("avc1.64001f") from the SPS in the encoder's extradata
-    /// (Annex B with global headers, or avcC); High 3.1 if there is none.
-    static func h264(extradata ctx: UnsafeMutablePointer<AVCodecContext>) -> String {
-        let fallback = "avc1.64001f"
-        guard let p = unsafe ctx.pointee.extradata, unsafe ctx.pointee.extradata_size > 4 else { return fallback }
-        let n = unsafe Int(ctx.pointee.extradata_size)
-        func hex(_ b: UInt8) -> String { let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s }
-        if unsafe p[0] == 1 && n >= 4 {   // avcC: version, profile, compatibility, level
-            return unsafe "avc1." + hex(p[1]) + hex(p[2]) + hex(p[3])
-        }
-        var i = 0
-        while i + 6 < n {
-            if unsafe p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1 && (p[i + 3] & 0x1F) == 7 {
-                return unsafe "avc1." + hex(p[i + 4]) + hex(p[i + 5]) + hex(p[i + 6])
-            }
-            i += 1
-        }
-        return fallback
-    }
-}
-
 enum HLSPlaylists {
     /// Reads a media playlist written by libav and measures its segments.
-    static func measure(directory: String, rendition r: PipelineResult.Rendition, audio: Bool) throws(MediaError) -> RenditionSummary {
+    static func measure(directory: String, rendition r: PipelineResult.Rendition, audioCodecs: String?) throws(MediaError) -> RenditionSummary {
         let playlist = directory + "/index.m3u8"
         guard let text = try? String(contentsOfFile: playlist, encoding: .utf8) else {
             throw .outputUnwritable(path: playlist, reason: "the media playlist was not written")
@@ -190,7 +105,7 @@ enum HLSPlaylists {
         }
         let average = total > 0 ? Double(bytes) * 8 / total : 0   // media segments only, like the peak
         bytes += fileSize(directory + "/init.mp4")
-        let codecs = audio ? "\(r.codecs),mp4a.40.2" : r.codecs
+        let codecs = audioCodecs.map { r.codecs + "," + $0 } ?? r.codecs
         return RenditionSummary(name: r.name, width: r.width, height: r.height, frames: r.frames, playlist: playlist,
                                 segments: segments, bandwidth: Int(peak.rounded(.up)), averageBandwidth: Int(average.rounded(.up)),
                                 codecs: codecs, bytes: bytes, quality: r.quality)
@@ -200,7 +115,7 @@ enum HLSPlaylists {
         var text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"
         for r in renditions.sorted(by: { $0.bandwidth > $1.bandwidth }) {
             var attrs = "BANDWIDTH=\(r.bandwidth),AVERAGE-BANDWIDTH=\(r.averageBandwidth),RESOLUTION=\(r.width)x\(r.height)"
-            if let frameRate = frameRates[r.name], frameRate > 0 { attrs += ",FRAME-RATE=" + String(format: "%.3f", frameRate) }
+            if let frameRate = frameRates[r.name], frameRate > 0 { attrs += ",FRAME-RATE=" + NumberFormat.fixed(frameRate, places: 3) }
             attrs += ",CODECS=\"\(r.codecs)\""
             text += "#EXT-X-STREAM-INF:\(attrs)\n\(r.name)/index.m3u8\n"
         }

@@ -4,6 +4,7 @@
 // part of it as a protocol. Timestamps are rescaled from the encoder's time base to the
 // stream's (muxers pick their own time base in avformat_write_header).
 internal import CLibAV
+import TranscodeAPI
 
 @safe final class Muxer {
     let ctx: UnsafeMutablePointer<AVFormatContext>
@@ -107,8 +108,9 @@ internal import CLibAV
         guard let st = unsafe avformat_new_stream(ctx, nil) else { throw outOfMemory("adding an output stream") }
         unsafe try check(avcodec_parameters_from_context(st.pointee.codecpar, encoder.ctx), "describing the output stream")
         unsafe st.pointee.time_base = encoder.timeBase
-        if unsafe encoder.ctx.pointee.codec_id == AV_CODEC_ID_HEVC && (formatName == "mp4" || formatName == "mov") {
-            // 'hvc1' (parameter sets in the sample entry) is what Apple players require.
+        if unsafe encoder.ctx.pointee.codec_id == AV_CODEC_ID_HEVC && (formatName == "mp4" || formatName == "mov" || formatName == "hls") {
+            // 'hvc1' (parameter sets in the sample entry) is what Apple players and the HLS
+            // authoring spec require (the HLS muxer passes the tag to its fMP4 segments).
             unsafe st.pointee.codecpar.pointee.codec_tag = Muxer.hvc1Tag
         }
         if unsafe encoder.ctx.pointee.codec_type == AVMEDIA_TYPE_VIDEO {
@@ -116,6 +118,12 @@ internal import CLibAV
         }
         encoderTimeBases.append(encoder.timeBase)
         return unsafe Int(st.pointee.index)
+    }
+
+    /// The RFC 6381 codec string of output stream `index` (CodecStrings).
+    func codecString(stream index: Int, frameRate: Double = 0) -> String {
+        let par = unsafe ctx.pointee.streams[index]!.pointee.codecpar.pointee
+        return unsafe par.codec_type == AVMEDIA_TYPE_AUDIO ? CodecStrings.audio(par) : CodecStrings.video(par, frameRate: frameRate)
     }
 
     /// Records the time base of a stream added directly with avformat_new_stream.

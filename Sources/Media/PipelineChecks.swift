@@ -4,6 +4,7 @@
 // video (or audio) from an input that has it fails when none came out, instead of
 // succeeding with an empty track.
 internal import CLibAV
+import TranscodeAPI
 
 extension Pipeline {
     /// Packets or frames the decoders refused so far.

@@ -43,7 +43,7 @@ extension Pipeline {
         videoIn = v
         videoTimeBase = av_inv_q(rate)
         videoCopy = unsafe VideoCopy(name: r.name, target: t, targetIndex: r.target, width: par.width, height: par.height,
-                              frameRate: rate.double, codecs: wanted.rawValue)
+                              frameRate: rate.double, codecs: t.muxer.codecString(stream: index, frameRate: rate.double))
         return true
     }
 

@@ -1,6 +1,7 @@
 // Media.MediaProbe: what is in a file, under the same limits and allow-lists as a
 // transcode, as values and as JSON (written with Spool's JSONWriter).
 internal import CLibAV
+import TranscodeAPI
 import JSON
 
 public struct StreamInfo: Sendable, Equatable {

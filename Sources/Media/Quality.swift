@@ -8,19 +8,10 @@
 //  - SSIM: luma only, mean over 8×8 windows on a 4-pixel grid (the usual approximation),
 //    averaged over frames; the worst frame is reported too.
 internal import CLibAV
+import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
 #endif
-
-public struct QualityReport: Sendable, Equatable {
-    public var frames: Int
-    public var psnrY: Double
-    public var psnrU: Double
-    public var psnrV: Double
-    public var psnrAverage: Double
-    public var ssimY: Double
-    public var ssimYWorstFrame: Double
-}
 
 final class QualityMeter {
     private let decoder: Decoder

@@ -19,6 +19,7 @@
 // against the directory opened at the start, so renaming a parent meanwhile cannot
 // redirect the output.
 internal import CLibAV
+import TranscodeAPI
 import Foundation
 
 final class StagedOutput {

@@ -1,3 +1,8 @@
+// Media: safe Swift over libav (FFmpeg 5.1) in-process, and the only module that imports
+// CLibAV. It implements TranscodeAPI's contract (LibAVTranscoderPlugin) for the requests
+// and presets of TranscodeAPI and SpoolModel, adding only what needs libav: encoder
+// presence, limits checked against decoded data, codec strings read from bitstreams.
+//
 // Media.Transcoder: one transcode (file or stream in, file or stream out) on the shared
 // Pipeline (Pipeline.swift), which also drives ladders (Ladder.swift).
 //
@@ -13,99 +18,12 @@
 // staged output (StagedOutput: a temporary renamed onto the output name on success only)
 // is removed.
 internal import CLibAV
+import SpoolModel
 import Threads
+import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
-import SpoolModel
 #endif
-
-public struct TranscodeRequest: Sendable {
-    /// The input file, as the bytes the kernel sees (the stream's name in pipe mode).
-    public var inputPath: MediaPath
-    /// The output file (the stream's name in pipe mode). Written under a temporary name
-    /// in the same directory and renamed onto this one on success only (StagedOutput).
-    public var outputPath: MediaPath
-    /// Replace what exists at `outputPath` (a file, or a symlink: the link itself, never
-    /// its target). Without it an existing output is refused with `output_exists`.
-    public var overwrite = false
-    public var input: String {
-        get { inputPath.description }
-        set { inputPath = MediaPath(newValue) }
-    }
-    public var output: String {
-        get { outputPath.description }
-        set { outputPath = MediaPath(newValue) }
-    }
-    public var preset: TranscodePreset
-    public var limits: MediaLimits
-    /// Codec threads (0 = libav decides).
-    public var threads: Int32
-    /// Seconds between progress reports (at most; a report comes at the first frame after).
-    public var progressInterval: Double
-
-    /// Streamed input (pipe mode): read from here instead of the file `input`, which then
-    /// only names the stream in messages.
-    public var inputStream: (any ByteSource)?
-    /// Streamed output (pipe mode): written here instead of the file `output`, in
-    /// `outputFormat` ("mpegts", "mp4" (fragmented) or "matroska").
-    public var outputStream: (any ByteSink)?
-    public var outputFormat: String?
-    /// Also report PSNR and SSIM against the scaled source (decodes the output again).
-    public var measureQuality = false
-
-    public static let streamFormats = ["mpegts", "mp4", "matroska"]
-
-    public init(input: String, output: String, preset: TranscodePreset, limits: MediaLimits = MediaLimits(),
-                threads: Int32 = 0, progressInterval: Double = 0.5) {
-        self.init(inputPath: MediaPath(input), outputPath: MediaPath(output), preset: preset, limits: limits,
-                  threads: threads, progressInterval: progressInterval)
-    }
-
-    public init(inputPath: MediaPath, outputPath: MediaPath, preset: TranscodePreset, limits: MediaLimits = MediaLimits(),
-                threads: Int32 = 0, progressInterval: Double = 0.5) {
-        self.inputPath = inputPath; self.outputPath = outputPath; self.preset = preset; self.limits = limits
-        self.threads = threads; self.progressInterval = progressInterval
-    }
-}
-
-public struct TranscodeProgress: Sendable {
-    public var videoFrames: Int
-    /// Output media time written so far, seconds.
-    public var mediaSeconds: Double
-    /// Input duration, seconds (0 when the container does not say).
-    public var totalSeconds: Double
-    public var elapsedSeconds: Double
-    /// Video frames per second of wall time.
-    public var fps: Double
-    /// Media seconds per wall second (× real time).
-    public var speed: Double
-    /// Estimated seconds left, when the total is known and work has started.
-    public var etaSeconds: Double?
-    /// 0...1 when the total is known.
-    public var fraction: Double? { totalSeconds > 0 ? min(1, mediaSeconds / totalSeconds) : nil }
-}
-
-public struct TranscodeSummary: Sendable {
-    public var input: String
-    public var output: String
-    public var preset: String
-    public var mediaSeconds: Double
-    public var elapsedSeconds: Double
-    public var videoFrames: Int
-    public var audioSamples: Int
-    public var width: Int32
-    public var height: Int32
-    public var fps: Double
-    public var speed: Double
-    public var outputBytes: Int64
-    public var quality: QualityReport?
-    /// True when the audio packets were copied rather than re-encoded.
-    public var audioCopied: Bool = false
-    /// True when the video packets were remuxed (the encoder was never opened).
-    public var videoCopied: Bool = false
-    /// Undecodable packets skipped (within MediaLimits' decode error budget).
-    public var decodeErrors: Int = 0
-}
 
 public enum Transcoder {
     /// Runs a transcode on its own thread; cancelling the calling task cancels the job.

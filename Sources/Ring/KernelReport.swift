@@ -5,6 +5,7 @@
 // features missing, 1 unusable (the epoll fallback runs).
 internal import CURing
 import BufferPool
+import ProcFS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,13 +29,11 @@ public struct KernelFacts: Sendable {
     }
 
     public static func collect() -> KernelFacts {
-        let disabled = readFile("/proc/sys/kernel/io_uring_disabled").flatMap { Int($0.trimmingWhitespace()) }
+        let disabled = ProcFile.read("/proc/sys/kernel/io_uring_disabled").flatMap { Int($0.trimmingWhitespace()) }
         var seccomp = 0
         // This thread's view: a seccomp filter may be installed per thread.
-        if let status = readFile("/proc/thread-self/status") ?? readFile("/proc/self/status") {
-            for line in status.split(separator: "\n") where line.hasPrefix("Seccomp:") {
-                seccomp = Int(line.dropFirst("Seccomp:".count).trimmingWhitespace()) ?? 0
-            }
+        if let status = ProcFile.read("/proc/thread-self/status") ?? ProcFile.read("/proc/self/status") {
+            seccomp = ProcFile.field("Seccomp", in: status).map { Int($0) } ?? 0
         }
         var rl = rlimit()
         var soft: UInt64?, hard: UInt64?
@@ -87,28 +86,24 @@ public struct KernelReport: Sendable {
         let kernel = KernelVersion(release: facts.release) ?? KernelVersion(0, 0)
         var report = KernelReport(facts: facts, kernel: kernel, setupErrno: 0, chosenBackend: .uring, reason: "")
 
+        // The backend's own check (URingProbe), run on a small ring.
         var got: UInt32 = 0
         var err: Int32 = 0
-        let wanted = UInt32(CURING_SETUP_COOP_TASKRUN | CURING_SETUP_SINGLE_ISSUER | CURING_SETUP_DEFER_TASKRUN | CURING_SETUP_SUBMIT_ALL)
-        if let ring = unsafe curing_ring_create(8, wanted, &got, &err) {
-            var supported = [UInt8](repeating: 0, count: Int(CURING_OP_COUNT_.rawValue))
-            let probed = unsafe curing_probe(ring, &supported) == 0
-            for op in 0..<Int(CURING_OP_COUNT_.rawValue) {
-                unsafe report.opcodes.append(Opcode(
-                    name: String(cString: curing_opcode_name(Int32(op))),
-                    minimumKernel: String(cString: curing_opcode_min_kernel(Int32(op))),
-                    optional: curing_opcode_optional(Int32(op)) != 0,
-                    supported: probed ? supported[op] == 1 : nil))
+        var usable = false
+        if let ring = unsafe curing_ring_create(8, URingProbe.wantedSetupFlags, &got, &err) {
+            let probe = unsafe URingProbe(ring: ring)
+            report.opcodes = probe.opcodes.map {
+                Opcode(name: $0.name, minimumKernel: $0.minimumKernel, optional: $0.optional, supported: $0.supported)
             }
-            let names: [(UInt32, String)] = [(UInt32(CURING_SETUP_COOP_TASKRUN), "COOP_TASKRUN (5.19)"),
-                                              (UInt32(CURING_SETUP_SINGLE_ISSUER), "SINGLE_ISSUER (6.0)"),
-                                              (UInt32(CURING_SETUP_DEFER_TASKRUN), "DEFER_TASKRUN (6.1)"),
-                                              (UInt32(CURING_SETUP_SUBMIT_ALL), "SUBMIT_ALL (5.18)")]
-            for (bit, name) in names where got & bit != 0 { report.setupFlags.append(name) }
-            for (bit, name) in names where got & bit == 0 {
-                report.features.append(Feature(name: "setup flag \(name)", minimumKernel: String(name.split(separator: "(").last?.dropLast() ?? ""), supported: false, note: "10-30% slower without it"))
+            for flag in URingProbe.setupFlagNames {
+                let name = "\(flag.name) (\(flag.since))"
+                if got & flag.bit != 0 {
+                    report.setupFlags.append(name)
+                } else {
+                    report.features.append(Feature(name: "setup flag \(name)", minimumKernel: flag.since, supported: false, note: "10-30% slower without it"))
+                }
             }
-            let brc = unsafe curing_buf_ring_setup(ring, 8, 0)
+            let brc = unsafe URingProbe.providedBufferRing(ring, entries: 8)
             report.features.append(Feature(name: "provided-buffer ring", minimumKernel: "5.19", supported: brc == 0,
                                            note: brc == 0 ? "receives land in pool buffers chosen at arrival" : "required: without it the epoll backend runs"))
             if brc != 0 {
@@ -119,9 +114,11 @@ public struct KernelReport: Sendable {
             report.features.append(Feature(name: "multishot accept", minimumKernel: "5.19", supported: kernel >= KernelVersion(5, 19),
                                            note: "without it each accept is re-armed"))
             unsafe curing_ring_destroy(ring)
-            for op in report.opcodes where op.supported == false && !op.optional {
+            for op in probe.opcodes where op.supported == false && !op.optional {
                 report.problems.append("required opcode \(op.name) is missing: it needs Linux \(op.minimumKernel)+; upgrade the kernel (epoll will run meanwhile)")
             }
+            // The same verdict the backend reaches at start-up.
+            usable = probe.missingRequired == nil && brc == 0
         } else {
             report.setupErrno = err
             report.problems.append(BackendSelector.explain(URingBackend.SetupFailure(errno: err, step: "io_uring_setup")))
@@ -134,7 +131,7 @@ public struct KernelReport: Sendable {
             report.problems.append("RLIMIT_MEMLOCK is \(soft / 1024) KiB; kernels before 5.12 charge rings and fixed buffers to it: raise it (ulimit -l)")
         }
 
-        let blocked = report.setupErrno != 0 || report.problems.contains { $0.contains("epoll will run") }
+        let blocked = !usable
         let pref = (try? BackendSelector.preference(.automatic)) ?? .automatic
         if pref == .epoll {
             report.chosenBackend = .epoll
@@ -190,20 +187,6 @@ public struct KernelReport: Sendable {
         let rc = curing_deny_io_uring_seccomp()
         if rc != 0 { throw RingError(errno: -rc, operation: "install seccomp filter") }
     }
-}
-
-func readFile(_ path: String) -> String? {
-    let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = unsafe buf.withUnsafeMutableBytes { unsafe read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return String(decoding: out, as: UTF8.self)
 }
 
 extension StringProtocol {

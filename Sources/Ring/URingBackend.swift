@@ -35,8 +35,7 @@ import Glibc
     init(entries: UInt32, pool: BufferPool, kernel: KernelVersion, recvBuffersMax: Int) throws(SetupFailure) {
         var got: UInt32 = 0
         var err: Int32 = 0
-        let wanted = UInt32(CURING_SETUP_COOP_TASKRUN | CURING_SETUP_SINGLE_ISSUER | CURING_SETUP_DEFER_TASKRUN | CURING_SETUP_SUBMIT_ALL)
-        guard let r = unsafe curing_ring_create(entries, wanted, &got, &err) else {
+        guard let r = unsafe curing_ring_create(entries, URingProbe.wantedSetupFlags, &got, &err) else {
             throw SetupFailure(errno: err, step: "io_uring_setup")
         }
         unsafe ring = r
@@ -44,19 +43,17 @@ import Glibc
         setupFlags = got
 
         // Required opcodes: without them the epoll backend serves better than a half ring.
-        var supported = [UInt8](repeating: 0, count: Int(CURING_OP_COUNT_.rawValue))
-        if unsafe curing_probe(r, &supported) == 0 {
-            for op in 0..<Int(CURING_OP_COUNT_.rawValue) where supported[op] == 0 && curing_opcode_optional(Int32(op)) == 0 {
-                unsafe curing_ring_destroy(r)
-                throw SetupFailure(errno: EOPNOTSUPP, step: unsafe "opcode \(String(cString: curing_opcode_name(Int32(op)))) (needs Linux \(String(cString: curing_opcode_min_kernel(Int32(op)))))")
-            }
+        let probe = unsafe URingProbe(ring: r)
+        if let missing = probe.missingRequired {
+            unsafe curing_ring_destroy(r)
+            throw SetupFailure(errno: EOPNOTSUPP, step: "opcode \(missing.name) (needs Linux \(missing.minimumKernel))")
         }
 
         // Fixed buffers: a sparse table for the whole pool, filled a chunk at a time when a
         // buffer in the chunk is first used for file I/O. Registering pins pages, so pinning
         // the whole pool up front would make an idle server hold all of it resident.
         usesFixedBuffers = false
-        if pool.bufferCount <= 16_384, supported[Int(CURING_OP_READ_FIXED.rawValue)] == 1 {
+        if pool.bufferCount <= 16_384, probe.supports(CURING_OP_READ_FIXED) {
             usesFixedBuffers = unsafe curing_register_buffers_sparse(r, UInt32(pool.bufferCount)) == 0
         }
         let chunks = (pool.bufferCount + Self.fixedChunkBuffers - 1) / Self.fixedChunkBuffers
@@ -68,7 +65,7 @@ import Glibc
         let wantedEntries = max(1, min(recvBuffersMax, pool.bufferCount / 2, 32_768))
         var entriesPow2 = 1
         while entriesPow2 < wantedEntries { entriesPow2 <<= 1 }
-        let brc = unsafe curing_buf_ring_setup(r, UInt32(entriesPow2), 0)
+        let brc = unsafe URingProbe.providedBufferRing(r, entries: UInt32(entriesPow2))
         guard brc == 0 else {
             unsafe curing_ring_destroy(r)
             throw SetupFailure(errno: -brc, step: "IORING_REGISTER_PBUF_RING (needs Linux 5.19)")
@@ -77,11 +74,7 @@ import Glibc
         bufRingTarget = wantedEntries
         supportsMultishotRecv = kernel >= KernelVersion(6, 0)
 
-        var flags: [String] = []
-        if got & UInt32(CURING_SETUP_COOP_TASKRUN) != 0 { flags.append("COOP_TASKRUN") }
-        if got & UInt32(CURING_SETUP_SINGLE_ISSUER) != 0 { flags.append("SINGLE_ISSUER") }
-        if got & UInt32(CURING_SETUP_DEFER_TASKRUN) != 0 { flags.append("DEFER_TASKRUN") }
-        if got & UInt32(CURING_SETUP_SUBMIT_ALL) != 0 { flags.append("SUBMIT_ALL") }
+        let flags = URingProbe.setupFlagNames.filter { got & $0.bit != 0 }.map(\.name)
         summary = "io_uring \(entries) entries, flags [\(flags.joined(separator: ","))], "
             + "fixed buffers \(usesFixedBuffers ? "\(pool.bufferCount) (registered on first use)" : "off"), "
             + "provided-buffer ring \(entriesPow2) (\(supportsMultishotRecv ? "multishot" : "single-shot") recv)"

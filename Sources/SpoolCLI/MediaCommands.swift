@@ -2,13 +2,15 @@
 // Media module (libav in-process; no ffmpeg command line anywhere).
 import ArgumentParser
 import Dispatch
+import HostMetrics
 import JSON
 import Lifecycle
 import Media
+import SpoolModel
 import Synchronization
+import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
-import SpoolModel
 #endif
 
 /// `spool probe INPUT`: the input's streams as JSON on stdout.
@@ -141,7 +143,7 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
             printer.finish()
             printer.line("done: \(fmt(s.mediaSeconds)) s of media in \(fmt(s.elapsedSeconds)) s "
                   + "(\(fmt(s.fps)) fps, \(fmt(s.speed))× real time)")
-            printer.line("output: \(s.output) (\(bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
+            printer.line("output: \(s.output) (\(NumberFormat.bytes(s.outputBytes)), \(s.width)×\(s.height), \(s.videoFrames) frames, preset \(s.preset))")
             if let q = s.quality { printer.line("quality: \(describe(q))") }
             if s.decodeErrors > 0 { printer.line("skipped: \(s.decodeErrors) undecodable packets") }
         } catch {
@@ -178,10 +180,10 @@ extension Transcode {
                          + "(\(fmt(s.fps)) source fps, \(fmt(s.speed))× real time), \(s.renditions.count) renditions")
             for r in s.renditions {
                 printer.line("  \(r.name): \(r.width)×\(r.height), \(r.frames) frames, \(r.segments) segments, "
-                             + "peak \(r.bandwidth / 1000) kb/s, \(bytes(r.bytes)), \(r.codecs)"
+                             + "peak \(r.bandwidth / 1000) kb/s, \(NumberFormat.bytes(r.bytes)), \(r.codecs)"
                              + (r.quality.map { "; \(describe($0))" } ?? ""))
             }
-            printer.line("output: \(s.master) (\(bytes(s.outputBytes)))")
+            printer.line("output: \(s.master) (\(NumberFormat.bytes(s.outputBytes)))")
             if s.decodeErrors > 0 { printer.line("skipped: \(s.decodeErrors) undecodable packets") }
         } catch {
             printer.finish()
@@ -197,18 +199,10 @@ struct Capabilities: ParsableCommand {
         abstract: "Print the libav plugin's capabilities (probed from the linked libav) and a resource sample as JSON.")
 
     func run() throws {
-        let caps = LibAVTranscoderPlugin().capabilities()
-        let r = ProcResourceMonitor().sample()
         var w = JSONWriter()
         w.beginObject()
-        w.key("transcoder"); caps.write(to: &w)
-        w.key("resources")
-        w.beginObject()
-        w.field("cpus", r.cpus)
-        w.field("load_1m", r.loadAverage1m)
-        w.field("memory_total_bytes", r.memoryTotalBytes)
-        w.field("memory_available_bytes", r.memoryAvailableBytes)
-        w.endObject()
+        w.field("transcoder", LibAVTranscoderPlugin().capabilities())
+        w.field("resources", ProcResourceMonitor().sample())
         w.endObject()
         print(w.text)
     }
@@ -285,28 +279,11 @@ func cancelledExitStatus(_ cancelled: Bool, _ shutdown: ShutdownSignal) -> Int32
 }
 
 func describe(_ q: QualityReport) -> String {
-    "PSNR Y \(fmt(q.psnrY)) dB (all planes \(fmt(q.psnrAverage)) dB), SSIM Y \(fmt3(q.ssimY)) (worst frame \(fmt3(q.ssimYWorstFrame))) over \(q.frames) frames"
+    "PSNR Y \(fmt(q.psnrY)) dB (all planes \(fmt(q.psnrAverage)) dB), SSIM Y \(NumberFormat.fixed(q.ssimY, places: 3)) (worst frame \(NumberFormat.fixed(q.ssimYWorstFrame, places: 3))) over \(q.frames) frames"
 }
 
-func fmt3(_ v: Double) -> String {
-    guard v.isFinite else { return "?" }
-    let t = Int((v * 1000).rounded())
-    let frac = abs(t % 1000)
-    return "\(t / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
-}
-
-func fmt(_ v: Double) -> String {
-    guard v.isFinite else { return "?" }
-    let hundredths = Int((v * 100).rounded())
-    let frac = abs(hundredths % 100)
-    return "\(hundredths / 100).\(frac < 10 ? "0" : "")\(frac)"
-}
-
-func bytes(_ n: Int64) -> String {
-    if n >= 1 << 20 { return "\(fmt(Double(n) / 1048576)) MiB" }
-    if n >= 1 << 10 { return "\(fmt(Double(n) / 1024)) KiB" }
-    return "\(n) B"
-}
+/// Two decimals, as every report of the media commands shows rates and durations.
+func fmt(_ v: Double) -> String { NumberFormat.fixed(v, places: 2) }
 
 func printError(_ s: String) {
     StandardError.write(s + "\n")

@@ -7,6 +7,8 @@ import JSON
 import Lifecycle
 import Ring
 import Threads
+import SpoolAPI
+import SpoolModel
 import Web
 #if canImport(Glibc)
 import Glibc
@@ -45,10 +47,6 @@ struct Spool: AsyncParsableCommand {
 /// first thing in run): a graceful stop on the first, an immediate one on the second.
 protocol StopsGracefully: SendableMetatype {}
 
-enum SpoolVersion {
-    static let string = "0.1.0"
-}
-
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the Spool version and runtime facts.")
 
@@ -58,12 +56,7 @@ struct Version: ParsableCommand {
     func run() throws {
         let release = KernelFacts.release
         if json {
-            var w = JSONWriter()
-            w.beginObject()
-            w.field("version", SpoolVersion.string)
-            w.field("kernel", release)
-            w.endObject()
-            print(w.text)
+            print(VersionInfo(version: SpoolVersion.string, kernel: release).jsonText)
         } else {
             print("spool \(SpoolVersion.string) (kernel \(release))")
         }
@@ -201,7 +194,7 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
 }
 
 /// `spool serve --listen HOST:PORT --data-dir DIR`: the dispatch server. For now it serves
-/// `GET /api/v1/health` and `GET /api/v1/version`; everything else gets the standard 404.
+/// SpoolAPI's routes (health and version); everything else gets the standard 404.
 struct Serve: AsyncParsableCommand, StopsGracefully {
     static let configuration = CommandConfiguration(abstract: "Run the dispatch server (HTTP API under /api/v1).")
 
@@ -238,27 +231,7 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         var config = HTTPServerConfiguration(listen: address)
         config.loops = loops ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let started = ContinuousClock.now
-        let router = Router { r in
-            r.group("/api/v1") { v1 in
-                v1.get("health") { _ in
-                    let up = ContinuousClock.now - started
-                    var w = JSONWriter()
-                    w.beginObject()
-                    w.field("status", "ok")
-                    w.field("uptime_seconds", up.components.seconds)
-                    w.endObject()
-                    return .json(200, w.text)
-                }
-                v1.get("version") { _ in
-                    var w = JSONWriter()
-                    w.beginObject()
-                    w.field("version", SpoolVersion.string)
-                    w.field("api", "v1")
-                    w.endObject()
-                    return .json(200, w.text)
-                }
-            }
-        }
+        let router = Router { r in SpoolAPI.install(on: &r, started: started) }
         let server = HTTPServer(configuration: config, router: router)
         try await server.start()
         print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(config.loops) loop(s); data in \(dataDir)")

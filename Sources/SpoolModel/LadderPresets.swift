@@ -1,6 +1,7 @@
 // SpoolModel.LadderPresets: decode-once ladders as plain validated values: the rungs
 // (each a name and video settings), the audio shared by all, the segment length.
-// Media writes them as HLS with fMP4 segments and a master playlist.
+// Media writes them as HLS with fMP4 segments and a master playlist whose CODECS name
+// what each rung really is.
 
 public struct LadderRung: Sendable, Equatable {
     /// Directory name of the rendition ("720p"): letters, digits, '-' and '_'.
@@ -59,10 +60,8 @@ public struct LadderPreset: Sendable, Equatable {
             }
             guard ok else { throw .invalidSetting("rungs", "rung name \"\(r.name)\" must be 1-32 letters, digits, '-' or '_'") }
             guard seen.insert(r.name).inserted else { throw .invalidSetting("rungs", "rung name \"\(r.name)\" is used twice") }
+            // Any codec Spool drives: fMP4 segments carry H.264, HEVC, VP9, AV1, AAC and Opus.
             try TranscodePreset(name: r.name, summary: "", video: r.video, audio: audio).validate()
-            guard r.video.codec == "h264", audio.codec == "aac" else {
-                throw .invalidSetting("rungs", "ladders are H.264 + AAC for now (rung \(r.name) asks for \(r.video.codec) + \(audio.codec))")
-            }
         }
     }
 }

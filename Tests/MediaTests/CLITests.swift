@@ -1,6 +1,7 @@
 // The `spool` binary's media commands (skipped when .build/debug/spool is not built).
 import Foundation
 import Media
+import TranscodeAPI
 import SpoolTestSupport
 import XCTest
 

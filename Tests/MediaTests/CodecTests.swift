@@ -2,6 +2,7 @@
 // cannot work are refused before any output is written.
 import Foundation
 import Media
+import TranscodeAPI
 import XCTest
 import SpoolModel
 

@@ -4,6 +4,7 @@
 // Damage is made at test time, at fixed seeds, in the sample data of synthesized MP4s.
 import Foundation
 import Media
+import TranscodeAPI
 import SpoolTestSupport
 import XCTest
 import SpoolModel

@@ -1,6 +1,7 @@
 // Hostile inputs end in typed errors quickly, free every libav object and leave no output.
 import Foundation
 import Media
+import TranscodeAPI
 import SpoolTestSupport
 import XCTest
 import SpoolModel

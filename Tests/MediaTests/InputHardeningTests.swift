@@ -3,6 +3,7 @@
 // at once, never a blocking open).
 import Foundation
 import Media
+import TranscodeAPI
 import XCTest
 import SpoolModel
 

@@ -1,6 +1,7 @@
 // Decode once, encode a ladder, write HLS (fMP4 segments) with a master playlist.
 import Foundation
 import Media
+import TranscodeAPI
 import XCTest
 import SpoolModel
 

@@ -3,6 +3,7 @@
 import Foundation
 import JSON
 import Media
+import TranscodeAPI
 import SpoolTestSupport
 import XCTest
 import SpoolModel

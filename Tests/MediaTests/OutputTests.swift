@@ -3,6 +3,7 @@
 // failures leave nothing (no final name, no temporary); a closed pipe is a typed error.
 import Foundation
 import Media
+import TranscodeAPI
 import SpoolTestSupport
 import XCTest
 import SpoolModel

@@ -1,6 +1,7 @@
 // PSNR/SSIM computed in-process while encoding, against the scaled source.
 import Foundation
 import Media
+import TranscodeAPI
 import XCTest
 import SpoolModel
 

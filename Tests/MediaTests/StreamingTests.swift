@@ -2,6 +2,7 @@
 // output written through one to a sink; results match file mode.
 import Foundation
 import Media
+import TranscodeAPI
 import SpoolTestSupport
 import XCTest
 import SpoolModel

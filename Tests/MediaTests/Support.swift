@@ -2,6 +2,7 @@
 // (made once per run, never committed), and ffprobe (test-only) as an independent judge.
 import Foundation
 import Media
+import TranscodeAPI
 import SpoolTestSupport
 import XCTest
 

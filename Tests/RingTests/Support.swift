@@ -2,6 +2,7 @@
 // in-flight operations, pool buffers) once the work is done.
 import BufferPool
 import Foundation
+import ProcFS
 @testable import Ring
 import SpoolTestSupport
 import XCTest
@@ -16,11 +17,7 @@ func openFDCount() -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
 }
 
-func residentBytes() -> Int {
-    guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let parts = s.split(separator: " ")
-    return (Int(parts[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
+func residentBytes() -> Int { Int(ProcFile.residentBytes) }
 
 /// Raises RLIMIT_NOFILE to its hard limit and returns the new soft limit.
 @discardableResult

@@ -2,6 +2,7 @@
 // whole-body deadline and the rate floor, refusals answered without waiting for a declared
 // body. Every wait is bounded by a count of steps, never by a timing threshold.
 import Foundation
+import ProcFS
 import HTTP1
 import Ring
 @testable import Web
@@ -358,13 +359,7 @@ func trickleExchange(_ client: EventLoop, _ addr: SocketAddress, head: String, e
 }
 
 /// A `/proc/self/status` figure in KiB (VmRSS, VmPin...).
-func statusKiB(_ name: String) -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-    for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
-        return Int(line.dropFirst(name.count + 1).split(separator: " ").first ?? "")
-    }
-    return nil
-}
+func statusKiB(_ name: String) -> Int? { ProcFile.selfStatusKiB(name).map { Int($0) } }
 
 /// Everything `conn` receives until the peer closes (or 10 s pass without a byte).
 func readAll(_ conn: TCPConnection) async -> String {

@@ -3,6 +3,7 @@
 // file ranges, middleware (request id, access log, authentication), JSON errors, and the
 // HTTP client (pool reuse, stale connections, timeouts, redirects, streaming both ways).
 import Foundation
+import ProcFS
 import HTTP1
 import JSON
 import Logging
@@ -589,9 +590,5 @@ final class StreamingTests: XCTestCase {
     }
 }
 
-/// Resident set size of this process, from /proc/self/statm.
-func residentBytes() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let fields = text.split(separator: " ")
-    return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
+/// Resident set size of this process.
+func residentBytes() -> Int { Int(ProcFile.residentBytes) }

@@ -12,7 +12,6 @@
 #include <netinet/tcp.h>
 
 static inline int cepoll_rlimit_memlock(void) { return RLIMIT_MEMLOCK; }
-static inline int cepoll_rlimit_nofile(void) { return RLIMIT_NOFILE; }
 static inline int cepoll_ip_bind_address_no_port(void) {
 #ifdef IP_BIND_ADDRESS_NO_PORT
     return IP_BIND_ADDRESS_NO_PORT;

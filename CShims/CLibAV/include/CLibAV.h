@@ -45,8 +45,6 @@ int clibav_error_eof(void);          ///< AVERROR_EOF
 int clibav_error_eagain(void);       ///< AVERROR(EAGAIN)
 int clibav_error_invaliddata(void);  ///< AVERROR_INVALIDDATA
 int clibav_error_exit(void);         ///< AVERROR_EXIT (what an interrupt callback causes)
-int clibav_error_decoder_not_found(void);   ///< AVERROR_DECODER_NOT_FOUND
-int clibav_error_demuxer_not_found(void);   ///< AVERROR_DEMUXER_NOT_FOUND
 int64_t clibav_nopts_value(void);    ///< AV_NOPTS_VALUE
 AVRational clibav_time_base_q(void); ///< AV_TIME_BASE_Q (1/1000000)
 int clibav_avseek_size(void);        ///< AVSEEK_SIZE (the "tell me the size" whence)
@@ -57,8 +55,6 @@ int clibav_strerror(int err, char *buf, size_t size);
 // ---- Channel layouts (FFmpeg 5.1 AVChannelLayout API) ----
 /// Sets `layout` to the default native layout for `channels` (mono, stereo, 5.1 ...).
 void clibav_channel_layout_default(AVChannelLayout *layout, int channels);
-/// Number of channels in a layout.
-int clibav_channel_layout_channels(const AVChannelLayout *layout);
 /// A readable description ("stereo", "5.1(side)") into `buf`; 0 on success.
 int clibav_channel_layout_describe(const AVChannelLayout *layout, char *buf, size_t size);
 /// Copies `src` into `dst` (uninitializing `dst` first); 0 or a negative AVERROR.

@@ -60,9 +60,6 @@ typedef enum curing_opcode {
     CURING_OP_TIMEOUT,
     CURING_OP_LINK_TIMEOUT,
     CURING_OP_ASYNC_CANCEL,
-    CURING_OP_POLL_ADD,
-    CURING_OP_PROVIDE_BUFFERS,
-    CURING_OP_MSG_RING,
     CURING_OP_COUNT_
 } curing_opcode;
 
@@ -72,8 +69,6 @@ typedef enum curing_opcode {
 /// is returned and *err holds the positive errno of io_uring_setup.
 curing_ring *curing_ring_create(unsigned entries, unsigned wanted, unsigned *got, int *err);
 void curing_ring_destroy(curing_ring *ring);
-int curing_ring_fd(const curing_ring *ring);
-unsigned curing_ring_features(const curing_ring *ring);
 unsigned curing_sq_space_left(const curing_ring *ring);
 
 /// Probes the kernel's opcode table. `supported` gets CURING_OP_COUNT_ bytes (1 = supported).
@@ -84,9 +79,6 @@ const char *curing_opcode_name(int op);
 const char *curing_opcode_min_kernel(int op);
 /// 1 for opcodes Spool can live without (it uses a slower path), 0 for required ones.
 int curing_opcode_optional(int op);
-
-/// A one-shot io_uring_setup probe with no side effects: 0, or the positive errno.
-int curing_setup_probe(void);
 
 /// Submits queued SQEs. `wait_nr` > 0 waits for that many completions, for at most
 /// `timeout_ns` (negative: no limit). Returns submitted count, or a negative errno.
@@ -129,11 +121,7 @@ int curing_prep_timeout(curing_ring *r, void *ts, int64_t ns, uint64_t ud);
 /// Must directly follow an SQE prepared with CURING_SQE_IO_LINK.
 int curing_prep_link_timeout(curing_ring *r, void *ts, int64_t ns, uint64_t ud);
 int curing_prep_cancel(curing_ring *r, uint64_t target_ud, uint64_t ud);
-int curing_prep_poll_add(curing_ring *r, int fd, unsigned poll_mask, int multishot, uint64_t ud);
 
-/// Registers `count` equal buffers laid out back to back from `base` as fixed buffers.
-int curing_register_buffers(curing_ring *r, void *base, size_t buffer_size, unsigned count);
-int curing_unregister_buffers(curing_ring *r);
 /// Registers an empty table of `count` fixed buffers (IORING_RSRC_REGISTER_SPARSE, 5.19+):
 /// nothing is pinned until `curing_register_buffers_update` fills slots.
 int curing_register_buffers_sparse(curing_ring *r, unsigned count);
@@ -147,7 +135,6 @@ int curing_buf_ring_setup(curing_ring *r, unsigned entries, int bgid);
 /// Hands a buffer to the kernel. Publishes after `curing_buf_ring_publish`.
 void curing_buf_ring_add(curing_ring *r, void *addr, uint32_t len, uint16_t bid);
 void curing_buf_ring_publish(curing_ring *r);
-int curing_buf_ring_group(const curing_ring *r);
 
 /// Installs a seccomp filter that makes io_uring_setup/enter/register fail with EPERM
 /// (as Docker's default profile does) for this process and everything it execs.
