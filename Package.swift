@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 // Spool: a distributed video transcoding system. This manifest builds the runtime
 // (CShims/CURing, BufferPool, Ring), HTTP/JSON, the domain model and transcoder contract
 // (SpoolModel, TranscodeAPI), Media (libav), and the `spool` executable. Benchmarks live in
@@ -48,37 +48,39 @@ let package = Package(
         ),
         // How a process starts and stops: one thread takes the stop signals (graceful
         // first, immediate second) for every long-running command.
-        .target(name: "Lifecycle", dependencies: ["CProcessStart", "Threads"], path: "Sources/Lifecycle"),
+        .target(name: "Lifecycle", dependencies: ["CProcessStart", "Threads"], path: "Sources/Lifecycle", swiftSettings: [.strictMemorySafety()]),
         // OS threads: one spawn primitive, a condition lock, the bounded blocking pool
         // every blocking call goes through (DNS, epoll-backend file I/O, databases), and the
         // one monotonic clock services are given (MonotonicClock: system or manual).
-        .target(name: "Threads", path: "Sources/Threads"),
+        .target(name: "Threads", path: "Sources/Threads", swiftSettings: [.strictMemorySafety()]),
         // The one reader of /proc and /sys, with parsers for the files Spool reads.
-        .target(name: "ProcFS", path: "Sources/ProcFS"),
+        .target(name: "ProcFS", path: "Sources/ProcFS", swiftSettings: [.strictMemorySafety()]),
         .target(
             name: "BufferPool",
-            path: "Sources/BufferPool"
+            path: "Sources/BufferPool",
+            swiftSettings: [.strictMemorySafety()]
         ),
         // Pure: bytes in, request heads and body framing out; serializer. Imports nothing
         // above the standard library, so it is easy to fuzz and benchmark.
         .target(name: "HTTP1", path: "Sources/HTTP1"),
         // Pure: simdjson-style JSON (SIMD structural index, on-demand reading, strict
         // RFC 8259), a writer into any byte sink, and a typed layer. Standard library only.
-        .target(name: "JSON", path: "Sources/JSON"),
+        .target(name: "JSON", path: "Sources/JSON", swiftSettings: [.strictMemorySafety()]),
         .target(
             name: "Ring",
             dependencies: [
                 "CURing", "CEpoll", "BufferPool", "Threads", "ProcFS",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/Ring"
+            path: "Sources/Ring",
+            swiftSettings: [.strictMemorySafety()]
         ),
         // The seeded simulator: an IOBackend with in-memory sockets, files and timers,
         // simulated time and injected faults, on which the real loop, server and client run
         // (tests only; nothing in the product links it). Uses Ring's package-level backend API.
         .target(name: "Simulation", dependencies: ["Ring", "BufferPool", "Threads",
                                                    .product(name: "Logging", package: "swift-log")],
-                path: "Sources/Simulation"),
+                path: "Sources/Simulation", swiftSettings: [.strictMemorySafety()]),
         // HTTP/1.1 server (router, standard errors) and client on Ring, parsing with HTTP1;
         // every timeout reads the loop's clock (Threads.MonotonicClock).
         .target(
@@ -97,17 +99,19 @@ let package = Package(
                 "CLibAV", "JSON", "Threads", "SpoolModel", "TranscodeAPI",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/Media"
+            path: "Sources/Media",
+            swiftSettings: [.strictMemorySafety()]
         ),
         .executableTarget(
             name: "SpoolCLI",
             dependencies: [
-                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI",
+                "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
                 "HostMetrics", "SpoolAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/SpoolCLI"
+            path: "Sources/SpoolCLI",
+            swiftSettings: [.strictMemorySafety()]
         ),
         // The domain model every service shares: ids, job states and their transition
         // table, error codes, transcode settings and presets, number formatting. Pure
@@ -115,14 +119,15 @@ let package = Package(
         .target(name: "SpoolModel", path: "Sources/SpoolModel"),
         // The transcoder contract: the plugin protocols, job/progress/result/quality types,
         // byte streams, capabilities, resource samples, with their JSON. No libav.
-        .target(name: "TranscodeAPI", dependencies: ["SpoolModel", "JSON"], path: "Sources/TranscodeAPI"),
+        .target(name: "TranscodeAPI", dependencies: ["SpoolModel", "JSON"], path: "Sources/TranscodeAPI", swiftSettings: [.strictMemorySafety()]),
         // The engine's view of its machine from /proc (TranscodeAPI's ResourceMonitorPlugin).
-        .target(name: "HostMetrics", dependencies: ["TranscodeAPI", "ProcFS"], path: "Sources/HostMetrics"),
+        .target(name: "HostMetrics", dependencies: ["TranscodeAPI", "ProcFS"], path: "Sources/HostMetrics", swiftSettings: [.strictMemorySafety()]),
         // The HTTP API's routes (/api/v1), installed on a Web Router by `spool serve`.
         .target(name: "SpoolAPI", dependencies: ["Web", "JSON", "SpoolModel", "Threads"], path: "Sources/SpoolAPI"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
-        .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool"]),
+        // Also compiles Tests/CompileFail against the built module (ownership misuse must fail).
+        .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool", "SpoolTestSupport"]),
         // Imports the model and not Media: proves a dispatcher can do without libav.
         .testTarget(name: "SpoolModelTests", dependencies: ["SpoolModel", "SpoolTestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),

@@ -61,24 +61,24 @@ public struct BufferPoolError: Error, CustomStringConvertible, Sendable, Equatab
 }
 
 /// One mmap'd region. Pools are carved out of it; it is unmapped when the last pool goes.
-public final class BufferArena: @unchecked Sendable {
+@safe public final class BufferArena: @unchecked Sendable {
     // @unchecked: the arena's fields are immutable after init; the memory itself is
     // partitioned into disjoint pools, each touched by one thread only.
     public let base: UnsafeMutableRawPointer
     public let byteCount: Int
 
     public init(byteCount: Int) throws(BufferPoolError) {
-        let p = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        guard let p, p != MAP_FAILED else { throw BufferPoolError(.mapFailed(errno: errno)) }
-        self.base = p
+        let p = unsafe mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p = unsafe p, unsafe p != MAP_FAILED else { throw BufferPoolError(.mapFailed(errno: errno)) }
+        unsafe self.base = p
         self.byteCount = byteCount
     }
 
-    deinit { munmap(base, byteCount) }
+    deinit { unsafe munmap(base, byteCount) }
 }
 
 /// A fixed set of buffers owned by one thread (one event loop).
-public final class BufferPool {
+@safe public final class BufferPool {
     public enum Owner: UInt8 { case free = 0, user = 1, kernel = 2 }
 
     public let bufferSizeBytes: Int
@@ -116,16 +116,16 @@ public final class BufferPool {
         precondition(offset >= 0 && offset + bufferSizeBytes * bufferCount <= arena.byteCount, "pool exceeds its arena")
         precondition(bufferCount > 0 && bufferCount <= 65_536)
         self.arena = arena
-        self.base = arena.base + offset
+        unsafe self.base = arena.base + offset
         self.bufferSizeBytes = bufferSizeBytes
         self.bufferCount = bufferCount
-        freeStack = .allocate(capacity: bufferCount)
-        generations = .allocate(capacity: bufferCount)
-        owners = .allocate(capacity: bufferCount)
-        generations.initialize(repeating: 1, count: bufferCount)
-        owners.initialize(repeating: Owner.free.rawValue, count: bufferCount)
+        unsafe freeStack = .allocate(capacity: bufferCount)
+        unsafe generations = .allocate(capacity: bufferCount)
+        unsafe owners = .allocate(capacity: bufferCount)
+        unsafe generations.initialize(repeating: 1, count: bufferCount)
+        unsafe owners.initialize(repeating: Owner.free.rawValue, count: bufferCount)
         // Highest index at the bottom, so index 0 is handed out first.
-        for i in 0..<bufferCount { freeStack[i] = UInt32(bufferCount - 1 - i) }
+        for i in 0..<bufferCount { unsafe freeStack[i] = UInt32(bufferCount - 1 - i) }
         freeCount = bufferCount
         freeLowWater = bufferCount
     }
@@ -133,9 +133,9 @@ public final class BufferPool {
     deinit {
         // A handle outliving its pool would write freed memory: crash loudly instead.
         precondition(userCount == 0, "BufferPool deinit with \(userCount) buffers still held by users")
-        freeStack.deallocate()
-        generations.deallocate()
-        owners.deallocate()
+        unsafe freeStack.deallocate()
+        unsafe generations.deallocate()
+        unsafe owners.deallocate()
     }
 
     // MARK: Accounting
@@ -150,12 +150,13 @@ public final class BufferPool {
     /// to the kernel's provided-buffer ring (where it is still the pool's).
     public var isQuiescent: Bool { userCount == 0 && freeCount + kernelCount == bufferCount }
 
-    public func owner(of index: UInt32) -> Owner { Owner(rawValue: owners[Int(index)])! }
+    public func owner(of index: UInt32) -> Owner { unsafe Owner(rawValue: owners[Int(index)])! }
 
-    /// Address of buffer `index`. Stable for the pool's lifetime.
+    /// Address of buffer `index`. Stable for the pool's lifetime. Package-only: the
+    /// event loop hands it to the kernel; everyone else goes through a `PooledBuffer`.
     @inline(__always)
-    public func address(of index: UInt32) -> UnsafeMutableRawPointer {
-        base + Int(index) * bufferSizeBytes
+    package func address(of index: UInt32) -> UnsafeMutableRawPointer {
+        unsafe base + Int(index) * bufferSizeBytes
     }
 
     // MARK: Acquire and release
@@ -163,16 +164,16 @@ public final class BufferPool {
     /// A buffer, or nil when every buffer is in use (the caller applies backpressure).
     public func tryAcquire() -> PooledBuffer? {
         guard let index = takeFree(as: .user) else { return nil }
-        return PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
+        return unsafe PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
     }
 
     /// A buffer; suspends while the pool is exhausted, resumed in FIFO order as buffers return.
     public func acquire() async -> PooledBuffer {
         if let index = takeFree(as: .user) {
-            return PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
+            return unsafe PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
         }
-        let index: UInt32 = await withUnsafeContinuation { waiters.append($0) }
-        return PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
+        let index: UInt32 = unsafe await withUnsafeContinuation { unsafe waiters.append($0) }
+        return unsafe PooledBuffer(pool: self, index: index, generation: generations[Int(index)])
     }
 
     private func takeFree(as owner: Owner) -> UInt32? {
@@ -181,9 +182,9 @@ public final class BufferPool {
             return nil
         }
         freeCount -= 1
-        let index = freeStack[freeCount]
+        let index = unsafe freeStack[freeCount]
         if freeCount < freeLowWater { freeLowWater = freeCount }
-        owners[Int(index)] = owner.rawValue
+        unsafe owners[Int(index)] = owner.rawValue
         if owner == .user { userCount += 1 } else { kernelCount += 1 }
         return index
     }
@@ -192,31 +193,31 @@ public final class BufferPool {
     @usableFromInline
     func release(index: UInt32, generation: UInt32) {
         let i = Int(index)
-        precondition(owners[i] == Owner.user.rawValue && generations[i] == generation,
+        unsafe precondition(owners[i] == Owner.user.rawValue && generations[i] == generation,
                      "stale or double release of buffer \(index)")
-        generations[i] &+= 1
-        if generations[i] == 0 { generations[i] = 1 }
+        unsafe generations[i] &+= 1
+        if unsafe generations[i] == 0 { unsafe generations[i] = 1 }
         userCount -= 1
-        owners[i] = Owner.free.rawValue
+        unsafe owners[i] = Owner.free.rawValue
         giveBack(index)
     }
 
     private func giveBack(_ index: UInt32) {
         let i = Int(index)
-        if let waiter = waiters.popFirst() {
-            owners[i] = Owner.user.rawValue
+        if let waiter = unsafe waiters.popFirst() {
+            unsafe owners[i] = Owner.user.rawValue
             userCount += 1
-            waiter.resume(returning: index)
+            unsafe waiter.resume(returning: index)
             return
         }
         if let hook = releaseHook {
-            owners[i] = Owner.kernel.rawValue
+            unsafe owners[i] = Owner.kernel.rawValue
             kernelCount += 1
             if hook(index) { return }
-            owners[i] = Owner.free.rawValue
+            unsafe owners[i] = Owner.free.rawValue
             kernelCount -= 1
         }
-        freeStack[freeCount] = index
+        unsafe freeStack[freeCount] = index
         freeCount += 1
     }
 
@@ -229,12 +230,12 @@ public final class BufferPool {
     /// The kernel filled buffer `index` with `count` bytes: the caller becomes its owner.
     public func adoptFromKernel(index: UInt32, count: Int) -> PooledBuffer {
         let i = Int(index)
-        precondition(owners[i] == Owner.kernel.rawValue, "buffer \(index) adopted but not lent to the kernel")
+        unsafe precondition(owners[i] == Owner.kernel.rawValue, "buffer \(index) adopted but not lent to the kernel")
         precondition(count >= 0 && count <= bufferSizeBytes)
-        owners[i] = Owner.user.rawValue
+        unsafe owners[i] = Owner.user.rawValue
         kernelCount -= 1
         userCount += 1
-        var b = PooledBuffer(pool: self, index: index, generation: generations[i])
+        var b = unsafe PooledBuffer(pool: self, index: index, generation: generations[i])
         b.count = count
         return b
     }
@@ -243,16 +244,16 @@ public final class BufferPool {
     /// found no data). It goes to waiters or the free list, never back through the hook.
     public func reclaimFromKernel(index: UInt32) {
         let i = Int(index)
-        precondition(owners[i] == Owner.kernel.rawValue, "buffer \(index) reclaimed but not lent to the kernel")
+        unsafe precondition(owners[i] == Owner.kernel.rawValue, "buffer \(index) reclaimed but not lent to the kernel")
         kernelCount -= 1
-        owners[i] = Owner.free.rawValue
-        if let waiter = waiters.popFirst() {
-            owners[i] = Owner.user.rawValue
+        unsafe owners[i] = Owner.free.rawValue
+        if let waiter = unsafe waiters.popFirst() {
+            unsafe owners[i] = Owner.user.rawValue
             userCount += 1
-            waiter.resume(returning: index)
+            unsafe waiter.resume(returning: index)
             return
         }
-        freeStack[freeCount] = index
+        unsafe freeStack[freeCount] = index
         freeCount += 1
     }
 
@@ -272,13 +273,13 @@ public final class BufferPool {
         func flush(_ end: Int) {
             guard runStart >= 0 else { return }
             // Whole pages inside the run only: a page shared with a buffer in use stays.
-            let from = (Int(bitPattern: base + runStart * bufferSizeBytes) + page - 1) & ~(page - 1)
-            let to = Int(bitPattern: base + end * bufferSizeBytes) & ~(page - 1)
-            if to > from, madvise(UnsafeMutableRawPointer(bitPattern: from), to - from, MADV_DONTNEED) == 0 { advised += to - from }
+            let from = unsafe (Int(bitPattern: base + runStart * bufferSizeBytes) + page - 1) & ~(page - 1)
+            let to = unsafe Int(bitPattern: base + end * bufferSizeBytes) & ~(page - 1)
+            if to > from, unsafe madvise(UnsafeMutableRawPointer(bitPattern: from), to - from, MADV_DONTNEED) == 0 { advised += to - from }
             runStart = -1
         }
         for i in 0..<bufferCount {
-            if owners[i] == Owner.free.rawValue && !keep(UInt32(i)) {
+            if unsafe owners[i] == Owner.free.rawValue && !keep(UInt32(i)) {
                 if runStart < 0 { runStart = i }
             } else {
                 flush(i)
@@ -289,139 +290,54 @@ public final class BufferPool {
     }
 
     public func kernelOwnedIndexes() -> [UInt32] {
-        (0..<bufferCount).compactMap { owners[$0] == Owner.kernel.rawValue ? UInt32($0) : nil }
+        (0..<bufferCount).compactMap { unsafe owners[$0] == Owner.kernel.rawValue ? UInt32($0) : nil }
     }
 
     /// Takes a handle apart so an in-flight operation can carry it as plain integers.
     /// Rebuild it with `reassemble` when the operation completes; until then the buffer
-    /// stays `.user`-owned and counted, so accounting sees it as in use.
-    public func disassemble(_ buffer: consuming PooledBuffer) -> PooledBuffer.Parts {
+    /// stays `.user`-owned and counted, so accounting sees it as in use. Package-only
+    /// (the event loop's in-flight operations): outside it, keep buffers in a
+    /// `PooledBuffer` or a `PooledBufferList`, which own them.
+    package func disassemble(_ buffer: consuming PooledBuffer) -> PooledBuffer.Parts {
         let parts = PooledBuffer.Parts(index: buffer.index, generation: buffer.generation, count: buffer.count)
         buffer.forget()
         return parts
     }
 
-    public func reassemble(_ parts: PooledBuffer.Parts) -> PooledBuffer {
+    package func reassemble(_ parts: PooledBuffer.Parts) -> PooledBuffer {
         let i = Int(parts.index)
-        precondition(owners[i] == Owner.user.rawValue && generations[i] == parts.generation, "reassembled a stale buffer")
+        unsafe precondition(owners[i] == Owner.user.rawValue && generations[i] == parts.generation, "reassembled a stale buffer")
         var b = PooledBuffer(pool: self, index: parts.index, generation: parts.generation)
         b.count = parts.count
         return b
     }
 }
 
-/// A pooled buffer with exactly one owner. Dropping it returns it to its pool.
-///
-/// - warning: Not thread-safe: use and drop it on the pool's thread.
-public struct PooledBuffer: ~Copyable {
-    public struct Parts: Sendable, Equatable {
-        public let index: UInt32
-        public let generation: UInt32
-        public var count: Int
-    }
-
-    // Unmanaged keeps the handle trivially destructible (so `discard self` works) and
-    // free of reference counting; the pool's deinit traps if any handle is still out.
-    @usableFromInline let _pool: Unmanaged<BufferPool>
-    @usableFromInline var pool: BufferPool { _pool.takeUnretainedValue() }
-    public let index: UInt32
-    @usableFromInline let generation: UInt32
-    /// Number of initialized (valid) bytes, from the start of the buffer.
-    public var count: Int = 0
-
-    init(pool: BufferPool, index: UInt32, generation: UInt32) {
-        self._pool = Unmanaged.passUnretained(pool)
-        self.index = index
-        self.generation = generation
-    }
-
-    deinit { pool.release(index: index, generation: generation) }
-
-    /// Ends the handle without releasing the buffer (used by `BufferPool.disassemble`).
-    consuming func forget() { discard self }
-
-    public var capacity: Int { pool.bufferSizeBytes }
-    public var isEmpty: Bool { count == 0 }
-
-    /// The first `count` bytes.
-    /// - warning: Do not let the pointer escape the closure.
-    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeRawBufferPointer(start: pool.address(of: index), count: count))
-    }
-
-    /// All `capacity` bytes, writable; set `count` afterwards.
-    /// - warning: Do not let the pointer escape the closure.
-    public mutating func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeMutableRawBufferPointer(start: pool.address(of: index), count: pool.bufferSizeBytes))
-    }
-
-    /// Appends bytes from `source` up to the capacity; returns how many were copied.
-    @discardableResult
-    public mutating func append(contentsOf source: UnsafeRawBufferPointer) -> Int {
-        let n = min(source.count, capacity - count)
-        if n > 0, let s = source.baseAddress {
-            (pool.address(of: index) + count).copyMemory(from: s, byteCount: n)
-            count += n
-        }
-        return n
-    }
-
-    /// A copy of the valid bytes (for tests and small control messages, not the data path).
-    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
-}
-
-/// Several pooled buffers sent or written as one (a response head plus body chunks).
-/// Move-only like its buffers; dropping it returns every buffer to the pool.
-public struct PooledBufferList: ~Copyable {
-    private var pool: BufferPool?
-    public private(set) var parts: [PooledBuffer.Parts] = []
-
-    public init() {}
-
-    public mutating func append(_ buffer: consuming PooledBuffer) {
-        let owner = buffer.pool
-        precondition(pool == nil || pool === owner, "a list holds buffers of one pool")
-        pool = owner
-        parts.append(owner.disassemble(buffer))
-    }
-
-    public var count: Int { parts.count }
-    /// Valid bytes across all buffers.
-    public var byteCount: Int { parts.reduce(0) { $0 + $1.count } }
-
-    /// Address of part `i`'s first byte (valid while the list lives).
-    public func address(of i: Int) -> UnsafeMutableRawPointer { pool!.address(of: parts[i].index) }
-
-    deinit {
-        if let pool { for p in parts { _ = pool.reassemble(p) } }
-    }
-}
-
 /// FIFO of suspended `acquire` callers without per-waiter heap allocation once grown.
-struct WaiterQueue {
-    private var items: [UnsafeContinuation<UInt32, Never>?] = []
+@safe struct WaiterQueue {
+    private var items: [UnsafeContinuation<UInt32, Never>?] = unsafe []
     private var head = 0
     private(set) var count = 0
 
     mutating func append(_ c: UnsafeContinuation<UInt32, Never>) {
-        if head > 0 && head == items.count {
-            items.removeAll(keepingCapacity: true)
+        if unsafe head > 0 && head == items.count {
+            unsafe items.removeAll(keepingCapacity: true)
             head = 0
         }
-        items.append(c)
+        unsafe items.append(c)
         count += 1
     }
 
     mutating func popFirst() -> UnsafeContinuation<UInt32, Never>? {
         guard count > 0 else { return nil }
-        let c = items[head]
-        items[head] = nil
+        let c = unsafe items[head]
+        unsafe items[head] = nil
         head += 1
         count -= 1
         if count == 0 {
-            items.removeAll(keepingCapacity: true)
+            unsafe items.removeAll(keepingCapacity: true)
             head = 0
         }
-        return c
+        return unsafe c
     }
 }

@@ -5,6 +5,7 @@
 // against the route's body limit before the data arrives; chunk extensions are parsed
 // and ignored; trailers are validated like header fields and dropped.
 // Non-goals: exposing trailer fields (none of our routes uses them).
+// Reads a borrowed UnsafeRawBufferPointer only; see RequestHead.swift on why that is sound.
 
 public struct ChunkedDecoder: Sendable {
     public enum Event: Equatable, Sendable {

@@ -10,6 +10,11 @@
 // invalid token characters: all 400. Limits carry their own status (414, 431).
 // Absolute-form targets (`http://host/path`) are split into authority and origin form.
 // Non-goals: HTTP/2; decoding or normalizing the target (the server does that).
+// Unsafe code in HTTP1 (justified; otherwise pure safe Swift): every parser reads a
+// borrowed `UnsafeRawBufferPointer` over the caller's bytes, only by subscript and
+// `rebasing` slices (no pointer arithmetic, no rebinding, no writes), and keeps byte
+// ranges, never the pointer. It is the form the server, the client and the fuzz targets
+// hand bytes in; RawSpan would say the same with checks in release builds too.
 
 /// Size limits for a request head, each with the status a violation gets.
 public struct HTTPLimits: Sendable, Equatable {

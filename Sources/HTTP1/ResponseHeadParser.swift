@@ -4,6 +4,7 @@
 // Content-Length, only a final "chunked"), plus the response-only framing of RFC 9112
 // §6.3: no body for HEAD, 1xx, 204 and 304; otherwise chunked, Content-Length, or the
 // rest of the connection.
+// Reads a borrowed UnsafeRawBufferPointer only; see RequestHead.swift on why that is sound.
 
 public enum ResponseFraming: Equatable, Sendable {
     case none

@@ -17,7 +17,7 @@ enum Escapes {
         guard at + 4 <= end else { return nil }
         var v: UInt32 = 0
         for k in 0..<4 {
-            guard let h = hexValue(b[at + k]) else { return nil }
+            guard let h = unsafe hexValue(b[at + k]) else { return nil }
             v = v << 4 | h
         }
         return v
@@ -30,9 +30,9 @@ enum Escapes {
         var q = 0
         let end = b.count
         while q < end {
-            let c = b[q]
+            let c = unsafe b[q]
             guard c == 0x5C else { out.append(c); q += 1; continue }
-            let e = b[q + 1]
+            let e = unsafe b[q + 1]
             switch e {
             case 0x62: out.append(0x08); q += 2
             case 0x66: out.append(0x0C); q += 2
@@ -40,10 +40,10 @@ enum Escapes {
             case 0x72: out.append(0x0D); q += 2
             case 0x74: out.append(0x09); q += 2
             case 0x75:
-                var v = hex4(b, q + 2, end)!
+                var v = unsafe hex4(b, q + 2, end)!
                 q += 6
                 if v >= 0xD800 && v <= 0xDBFF {
-                    let w = hex4(b, q + 2, end)!
+                    let w = unsafe hex4(b, q + 2, end)!
                     v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00)
                     q += 6
                 }

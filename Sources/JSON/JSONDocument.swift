@@ -45,13 +45,13 @@ public final class JSONDocument: Sendable {
     /// Parses `bytes` (which the document keeps; no copy is made).
     public init(parsing bytes: [UInt8], options: Options = Options()) throws(JSONError) {
         self.bytes = bytes
-        let result = bytes.withUnsafeBytes { raw -> Result<[Node], JSONError> in
+        let result = unsafe bytes.withUnsafeBytes { raw -> Result<[Node], JSONError> in
             do throws(JSONError) {
-                let index = try Stage1.index(raw, kernel: options.kernel)
+                let index = unsafe try Stage1.index(raw, kernel: options.kernel)
                 // A value needs at least one structural, so their count bounds the nodes.
                 var failure: JSONError?
-                let nodes = [Node](unsafeUninitializedCapacity: max(1, index.positions.count)) { buffer, written in
-                    var builder = TreeBuilder(input: raw, index: index, maxDepth: options.maxDepth, nodes: buffer.baseAddress!)
+                let nodes = unsafe [Node](unsafeUninitializedCapacity: max(1, index.positions.count)) { buffer, written in
+                    var builder = unsafe TreeBuilder(input: raw, index: index, maxDepth: options.maxDepth, nodes: buffer.baseAddress!)
                     do throws(JSONError) {
                         written = try builder.build()
                     } catch {

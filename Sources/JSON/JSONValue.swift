@@ -51,12 +51,12 @@ public struct JSONValue: Sendable {
             // its parent ("[[1]]": the inner array would end at the outer bracket), so
             // scan forward to the matching closer, skipping strings. The document is
             // valid, so brackets balance; the cost is linear in the text being copied.
-            let end = document.bytes.withUnsafeBufferPointer { b -> Int in
+            let end = unsafe document.bytes.withUnsafeBufferPointer { b -> Int in
                 var depth = 0
                 var p = Int(n.start)
                 var inString = false
                 while true {
-                    let c = b[p]
+                    let c = unsafe b[p]
                     if inString {
                         if c == 0x5C { p += 1 } else if c == 0x22 { inString = false }
                     } else if c == 0x22 {
@@ -81,29 +81,29 @@ public struct JSONValue: Sendable {
     /// The member named `key` of an object; nil when absent or when this is not an object.
     public subscript(key: String) -> JSONValue? {
         var k = key
-        return k.withUTF8 { q in member(q) }
+        return k.withUTF8 { q in unsafe member(q) }
     }
 
     func member(_ query: UnsafeBufferPointer<UInt8>) -> JSONValue? {
         let doc = document
-        return doc.nodes.withUnsafeBufferPointer { nodes -> JSONValue? in
-            let n = nodes[index]
+        return unsafe doc.nodes.withUnsafeBufferPointer { nodes -> JSONValue? in
+            let n = unsafe nodes[index]
             guard n.kind == .object else { return nil }
-            return doc.bytes.withUnsafeBufferPointer { bytes -> JSONValue? in
+            return unsafe doc.bytes.withUnsafeBufferPointer { bytes -> JSONValue? in
                 var c = index + 1
                 let end = Int(n.end)
                 while c < end {
-                    let k = nodes[c]
+                    let k = unsafe nodes[c]
                     let v = c + 1
                     if !k.flag {
                         let len = Int(k.end - k.start)
-                        if len == query.count && (len == 0 || memcmpEqual(bytes.baseAddress! + Int(k.start), query.baseAddress!, len)) {
+                        if unsafe len == query.count && (len == 0 || memcmpEqual(bytes.baseAddress! + Int(k.start), query.baseAddress!, len)) {
                             return JSONValue(document: doc, index: v)
                         }
-                    } else if Escapes.unescape(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[Int(k.start)..<Int(k.end)]))).elementsEqual(query) {
+                    } else if unsafe Escapes.unescape(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[Int(k.start)..<Int(k.end)]))).elementsEqual(query) {
                         return JSONValue(document: doc, index: v)
                     }
-                    let vn = nodes[v]
+                    let vn = unsafe nodes[v]
                     c = vn.kind == .object || vn.kind == .array ? Int(vn.end) : v + 1
                 }
                 return nil
@@ -173,7 +173,7 @@ public struct JSONValue: Sendable {
         guard n.kind == .string else { throw mismatch("string") }
         let range = Int(n.start)..<Int(n.end)
         if !n.flag { return String(decoding: document.bytes[range], as: UTF8.self) }
-        let bytes = document.bytes.withUnsafeBytes { Escapes.unescape(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        let bytes = unsafe document.bytes.withUnsafeBytes { unsafe Escapes.unescape(UnsafeRawBufferPointer(rebasing: $0[range])) }
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -183,9 +183,9 @@ public struct JSONValue: Sendable {
         let n = node
         guard n.kind == .string else { throw mismatch("string") }
         let range = Int(n.start)..<Int(n.end)
-        if !n.flag { return try document.bytes.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[range])) } }
-        let bytes = document.bytes.withUnsafeBytes { Escapes.unescape(UnsafeRawBufferPointer(rebasing: $0[range])) }
-        return try bytes.withUnsafeBufferPointer(body)
+        if !n.flag { return unsafe try document.bytes.withUnsafeBufferPointer { unsafe try body(UnsafeBufferPointer(rebasing: $0[range])) } }
+        let bytes = unsafe document.bytes.withUnsafeBytes { unsafe Escapes.unescape(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        return unsafe try bytes.withUnsafeBufferPointer(body)
     }
 
     public func bool() throws(JSONError) -> Bool {
@@ -220,14 +220,14 @@ public struct JSONValue: Sendable {
         let n = node
         guard n.kind == .number else { throw mismatch("integer") }
         guard n.flag else { throw JSONError(.typeMismatch, pointer: pointer, detail: "expected an integer, found \(rawText)") }
-        return try document.bytes.withUnsafeBufferPointer { b throws(JSONError) in
+        return unsafe try document.bytes.withUnsafeBufferPointer { b throws(JSONError) in
             var p = Int(n.start)
-            let negative = b[p] == 0x2D
+            let negative = unsafe b[p] == 0x2D
             if negative { p += 1 }
             var v: UInt64 = 0
             while p < Int(n.end) {
                 let (m, o1) = v.multipliedReportingOverflow(by: 10)
-                let (s, o2) = m.addingReportingOverflow(UInt64(b[p] &- 0x30))
+                let (s, o2) = unsafe m.addingReportingOverflow(UInt64(b[p] &- 0x30))
                 if o1 || o2 { throw outOfRange(negative ? "Int64" : "UInt64") }
                 v = s
                 p += 1
@@ -241,7 +241,7 @@ public struct JSONValue: Sendable {
     public func double() throws(JSONError) -> Double {
         let n = node
         guard n.kind == .number else { throw mismatch("number") }
-        let d = document.bytes.withUnsafeBufferPointer { NumberParser.double(UnsafeBufferPointer(rebasing: $0[Int(n.start)..<Int(n.end)])) }
+        let d = unsafe document.bytes.withUnsafeBufferPointer { unsafe NumberParser.double(UnsafeBufferPointer(rebasing: $0[Int(n.start)..<Int(n.end)])) }
         guard d.isFinite else { throw outOfRange("Double") }
         return d
     }
@@ -259,11 +259,11 @@ public struct JSONValue: Sendable {
 func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
     var k = 0
     while k + 8 <= n {
-        if UnsafeRawPointer(a + k).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(b + k).loadUnaligned(as: UInt64.self) { return false }
+        if unsafe UnsafeRawPointer(a + k).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(b + k).loadUnaligned(as: UInt64.self) { return false }
         k += 8
     }
     while k < n {
-        if a[k] != b[k] { return false }
+        if unsafe a[k] != b[k] { return false }
         k += 1
     }
     return true
@@ -282,19 +282,19 @@ enum NumberParser {
         // exact product or quotient of two exactly representable doubles.
         var p = 0
         let end = text.count
-        let negative = text[0] == 0x2D
+        let negative = unsafe text[0] == 0x2D
         if negative { p = 1 }
         var mantissa: UInt64 = 0
         var digits = 0
         var exponent = 0
-        while p < end, text[p] &- 0x30 < 10 {
-            if digits < 19 { mantissa = mantissa * 10 + UInt64(text[p] &- 0x30); if mantissa != 0 { digits += 1 } } else { exponent += 1; digits += 1 }
+        while p < end, unsafe text[p] &- 0x30 < 10 {
+            if digits < 19 { mantissa = unsafe mantissa * 10 + UInt64(text[p] &- 0x30); if mantissa != 0 { digits += 1 } } else { exponent += 1; digits += 1 }
             p += 1
         }
-        if p < end && text[p] == 0x2E {
+        if unsafe p < end && text[p] == 0x2E {
             p += 1
-            while p < end, text[p] &- 0x30 < 10 {
-                if digits < 19 { mantissa = mantissa * 10 + UInt64(text[p] &- 0x30); exponent -= 1; if mantissa != 0 { digits += 1 } } else { digits += 1 }
+            while p < end, unsafe text[p] &- 0x30 < 10 {
+                if digits < 19 { mantissa = unsafe mantissa * 10 + UInt64(text[p] &- 0x30); exponent -= 1; if mantissa != 0 { digits += 1 } } else { digits += 1 }
                 p += 1
             }
         }
@@ -302,10 +302,10 @@ enum NumberParser {
         if p < end {   // exponent part
             p += 1
             var expNegative = false
-            if text[p] == 0x2B || text[p] == 0x2D { expNegative = text[p] == 0x2D; p += 1 }
+            if unsafe text[p] == 0x2B || text[p] == 0x2D { expNegative = unsafe text[p] == 0x2D; p += 1 }
             var e = 0
             while p < end {
-                if e < 100_000 { e = e * 10 + Int(text[p] &- 0x30) } else { exact = false }
+                if e < 100_000 { e = unsafe e * 10 + Int(text[p] &- 0x30) } else { exact = false }
                 p += 1
             }
             exponent += expNegative ? -e : e
@@ -317,7 +317,7 @@ enum NumberParser {
         }
         if mantissa == 0 && exact { return negative ? -0.0 : 0.0 }
         // Slow path: strtod through the standard library (correctly rounded).
-        let s = String(decoding: text, as: UTF8.self)
+        let s = unsafe String(decoding: text, as: UTF8.self)
         return Double(s) ?? .nan
     }
 }

@@ -16,7 +16,7 @@ public protocol JSONSink {
 }
 
 extension Array: JSONSink where Element == UInt8 {
-    @inline(__always) public mutating func write(_ bytes: UnsafeRawBufferPointer) { append(contentsOf: bytes) }
+    @inline(__always) public mutating func write(_ bytes: UnsafeRawBufferPointer) { unsafe append(contentsOf: bytes) }
     @inline(__always) public mutating func write(byte: UInt8) { append(byte) }
 }
 
@@ -92,7 +92,7 @@ public struct JSONWriter<Sink: JSONSink> {
 
     private mutating func raw(_ s: String) {
         var s = s
-        s.withUTF8 { sink.write(UnsafeRawBufferPointer($0)) }
+        s.withUTF8 { unsafe sink.write(UnsafeRawBufferPointer($0)) }
     }
 
     private mutating func writeString(_ s: String) {
@@ -101,9 +101,9 @@ public struct JSONWriter<Sink: JSONSink> {
             sink.write(byte: 0x22)
             var runStart = 0
             for i in 0..<u.count {
-                let c = u[i]
+                let c = unsafe u[i]
                 guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
-                if runStart < i { sink.write(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: u[runStart..<i]))) }
+                if runStart < i { unsafe sink.write(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: u[runStart..<i]))) }
                 runStart = i + 1
                 sink.write(byte: 0x5C)
                 switch c {
@@ -120,7 +120,7 @@ public struct JSONWriter<Sink: JSONSink> {
                     sink.write(byte: hex[Int(c >> 4)]); sink.write(byte: hex[Int(c & 15)])
                 }
             }
-            if runStart < u.count { sink.write(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: u[runStart...]))) }
+            if runStart < u.count { unsafe sink.write(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: u[runStart...]))) }
             sink.write(byte: 0x22)
         }
     }

@@ -63,11 +63,11 @@ enum Stage1 {
         var failure: JSONError?
         // Every byte can be structural at most once: write offsets through a pointer into
         // storage of that bound, with no per-append checks.
-        out.positions = [UInt32](unsafeUninitializedCapacity: input.count + 1) { positions, written in
+        out.positions = unsafe [UInt32](unsafeUninitializedCapacity: input.count + 1) { positions, written in
             written = 0
             do throws(JSONError) {
-                try out.backslashWords.withUnsafeMutableBufferPointer { words throws(JSONError) in
-                    written = try scan(input, kernel: kernel, blocks: blocks, positions: positions.baseAddress!, backslashWords: words.baseAddress!)
+                unsafe try out.backslashWords.withUnsafeMutableBufferPointer { words throws(JSONError) in
+                    written = unsafe try scan(input, kernel: kernel, blocks: blocks, positions: positions.baseAddress!, backslashWords: words.baseAddress!)
                 }
             } catch {
                 failure = error
@@ -92,18 +92,18 @@ enum Stage1 {
             let count = min(64, input.count - start)
             var m: BlockMasks
             if count == 64 {
-                let p = base! + start
-                m = kernel == .simd ? classifySIMD(p) : classifyScalar(UnsafeRawBufferPointer(start: p, count: 64))
+                let p = unsafe base! + start
+                m = unsafe kernel == .simd ? classifySIMD(p) : classifyScalar(UnsafeRawBufferPointer(start: p, count: 64))
             } else {
                 // Pad the last partial block with spaces in a stack copy (never read past
                 // the caller's buffer).
-                m = withUnsafeMutableBytes(of: &tail) { t in
-                    t.initializeMemory(as: UInt8.self, repeating: 0x20)
-                    if count > 0 { t.copyMemory(from: UnsafeRawBufferPointer(start: base! + start, count: count)) }
-                    return kernel == .simd ? classifySIMD(UnsafeRawPointer(t.baseAddress!)) : classifyScalar(UnsafeRawBufferPointer(t))
+                m = unsafe withUnsafeMutableBytes(of: &tail) { t in
+                    unsafe t.initializeMemory(as: UInt8.self, repeating: 0x20)
+                    if count > 0 { unsafe t.copyMemory(from: UnsafeRawBufferPointer(start: base! + start, count: count)) }
+                    return unsafe kernel == .simd ? classifySIMD(UnsafeRawPointer(t.baseAddress!)) : classifyScalar(UnsafeRawBufferPointer(t))
                 }
             }
-            backslashWords[block] = m.backslash
+            unsafe backslashWords[block] = m.backslash
 
             // Escapes: walk the (rare) backslashes in order. A backslash that is not itself
             // escaped escapes the next byte.
@@ -128,7 +128,7 @@ enum Stage1 {
                 throw JSONError(.controlCharacterInString, at: at)
             }
             if m.nonASCII {
-                try utf8.validate(UnsafeRawBufferPointer(start: base! + start, count: count), offset: start)
+                unsafe try utf8.validate(UnsafeRawBufferPointer(start: base! + start, count: count), offset: start)
             } else if utf8.pending {
                 throw JSONError(.invalidUTF8, at: start)
             }
@@ -142,7 +142,7 @@ enum Stage1 {
             var structural = ops | quotes | scalarStart
             if count < 64 { structural &= (1 << UInt64(count)) - 1 }
             while structural != 0 {
-                positions[written] = UInt32(start + structural.trailingZeroBitCount)
+                unsafe positions[written] = UInt32(start + structural.trailingZeroBitCount)
                 written += 1
                 structural &= structural &- 1
             }
@@ -168,7 +168,7 @@ enum Stage1 {
     static func classifyScalar(_ b: UnsafeRawBufferPointer) -> BlockMasks {
         var m = BlockMasks()
         for i in 0..<64 {
-            let c = b[i]
+            let c = unsafe b[i]
             let bit: UInt64 = 1 << UInt64(i)
             switch c {
             case 0x22: m.quote |= bit
@@ -191,7 +191,7 @@ enum Stage1 {
     /// OR when no lane is set twice.
     @inline(__always)
     static func classifySIMD(_ p: UnsafeRawPointer) -> BlockMasks {
-        let v = p.loadUnaligned(as: SIMD64<UInt8>.self)
+        let v = unsafe p.loadUnaligned(as: SIMD64<UInt8>.self)
         var m = BlockMasks()
         m.quote = bits(eq(v, 0x22))
         m.backslash = bits(eq(v, 0x5C))
@@ -199,10 +199,10 @@ enum Stage1 {
         m.op = bits(eq(v, 0x7B) &+ eq(v, 0x7D) &+ eq(v, 0x5B) &+ eq(v, 0x5D) &+ eq(v, 0x3A) &+ eq(v, 0x2C))
         // Control bytes (< 0x20): shift the range by 0x80 and compare signed, which lowers
         // to one instruction per 16 lanes; the unsigned compare did not, in context.
-        let shifted = unsafeBitCast(v &+ SIMD64<UInt8>(repeating: 0x80), to: SIMD64<Int8>.self)
-        m.control = ~bits(unsafeBitCast(shifted .>= SIMD64<Int8>(repeating: -96), to: SIMD64<UInt8>.self))
+        let shifted = unsafe unsafeBitCast(v &+ SIMD64<UInt8>(repeating: 0x80), to: SIMD64<Int8>.self)
+        m.control = unsafe ~bits(unsafeBitCast(shifted .>= SIMD64<Int8>(repeating: -96), to: SIMD64<UInt8>.self))
         // Any byte with its top bit set: OR the block down to one word.
-        let w = unsafeBitCast(v, to: SIMD8<UInt64>.self)
+        let w = unsafe unsafeBitCast(v, to: SIMD8<UInt64>.self)
         let any = (w[0] | w[1] | w[2] | w[3]) | (w[4] | w[5] | w[6] | w[7])
         m.nonASCII = any & 0x8080_8080_8080_8080 != 0
         return m
@@ -210,14 +210,14 @@ enum Stage1 {
 
     @inline(__always)
     static func eq(_ v: SIMD64<UInt8>, _ c: UInt8) -> SIMD64<UInt8> {
-        unsafeBitCast(v .== SIMD64<UInt8>(repeating: c), to: SIMD64<UInt8>.self)
+        unsafe unsafeBitCast(v .== SIMD64<UInt8>(repeating: c), to: SIMD64<UInt8>.self)
     }
 
     /// Packs 64 lanes of 0x00/0xFF into a UInt64 (bit i = lane i): per eight lanes, keep
     /// each byte's top bit and let one multiply gather the eight bits into the top byte.
     @inline(__always)
     static func bits(_ lanes: SIMD64<UInt8>) -> UInt64 {
-        let w = unsafeBitCast(lanes, to: SIMD8<UInt64>.self)
+        let w = unsafe unsafeBitCast(lanes, to: SIMD8<UInt64>.self)
         @inline(__always) func gather(_ x: UInt64) -> UInt64 {
             ((x & 0x8080_8080_8080_8080) &* 0x0002_0408_1020_4081) >> 56
         }
@@ -237,7 +237,7 @@ struct UTF8Validator {
 
     mutating func validate(_ bytes: UnsafeRawBufferPointer, offset: Int) throws(JSONError) {
         for i in 0..<bytes.count {
-            let b = bytes[i]
+            let b = unsafe bytes[i]
             if need == 0 {
                 if b < 0x80 { continue }
                 switch b {

@@ -7,14 +7,14 @@ extension TreeBuilder {
     mutating func checkDuplicate(_ key: Int) throws(JSONError) {
         let f = stack.count - 1
         let first = stack[f].keysStart
-        let k = nodes[key]
+        let k = unsafe nodes[key]
         if stack[f].keySet < 0 {
-            let input = self.input
-            let print = TreeBuilder.fingerprint(k, input)
+            let input = unsafe self.input
+            let print = unsafe TreeBuilder.fingerprint(k, input)
             if keys.count - first < 32 {
-                let nodes = self.nodes
-                let clash = keys.withUnsafeBufferPointer { ks in
-                    for j in first..<ks.count where ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) { return true }
+                let nodes = unsafe self.nodes
+                let clash = unsafe keys.withUnsafeBufferPointer { ks in
+                    for j in first..<ks.count where unsafe ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) { return true }
                     return false
                 }
                 if clash { throw duplicate(k) }
@@ -23,7 +23,7 @@ extension TreeBuilder {
             }
             // Large object: switch to a hash set of the unescaped keys (no quadratic scan).
             var set = Set<[UInt8]>()
-            for j in first..<keys.count { set.insert(keyBytes(nodes[keys[j].node])) }
+            for j in first..<keys.count { unsafe set.insert(keyBytes(nodes[keys[j].node])) }
             stack[f].keySet = keySets.count
             keySets.append(set)
         }
@@ -39,14 +39,14 @@ extension TreeBuilder {
     /// "a" and "\u0061" print alike).
     @inline(__always)
     private static func fingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
-        if k.flag { return keyBytes(k, input).withUnsafeBytes { fingerprint($0) } }
+        if k.flag { return unsafe keyBytes(k, input).withUnsafeBytes { unsafe fingerprint($0) } }
         let start = Int(k.start), len = Int(k.end - k.start)
         if len < 8 && start + 8 <= input.count {
             // Short key: one load (in bounds: the input goes on) masked to the key's bytes.
-            let a = input.loadUnaligned(fromByteOffset: start, as: UInt64.self) & ((1 << (8 * UInt64(len))) &- 1)
+            let a = unsafe input.loadUnaligned(fromByteOffset: start, as: UInt64.self) & ((1 << (8 * UInt64(len))) &- 1)
             return mix(len, a, 0)
         }
-        return fingerprint(UnsafeRawBufferPointer(rebasing: input[start..<(start + len)]))
+        return unsafe fingerprint(UnsafeRawBufferPointer(rebasing: input[start..<(start + len)]))
     }
 
     /// Length plus the first and last eight bytes (little-endian); shorter keys are their
@@ -54,10 +54,10 @@ extension TreeBuilder {
     static func fingerprint(_ b: UnsafeRawBufferPointer) -> UInt64 {
         let len = b.count
         if len >= 8 {
-            return mix(len, b.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self))
+            return unsafe mix(len, b.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self))
         }
         var a: UInt64 = 0
-        for j in 0..<len { a |= UInt64(b[j]) << (8 * UInt64(j)) }
+        for j in 0..<len { unsafe a |= UInt64(b[j]) << (8 * UInt64(j)) }
         return mix(len, a, 0)
     }
 
@@ -70,16 +70,16 @@ extension TreeBuilder {
         if !a.flag && !b.flag {
             let n = Int(a.end - a.start)
             guard n == Int(b.end - b.start) else { return false }
-            for k in 0..<n where input[Int(a.start) + k] != input[Int(b.start) + k] { return false }
+            for k in 0..<n where unsafe input[Int(a.start) + k] != input[Int(b.start) + k] { return false }
             return true
         }
-        return keyBytes(a, input) == keyBytes(b, input)
+        return unsafe keyBytes(a, input) == keyBytes(b, input)
     }
 
-    private func keyBytes(_ k: Node) -> [UInt8] { TreeBuilder.keyBytes(k, input) }
+    private func keyBytes(_ k: Node) -> [UInt8] { unsafe TreeBuilder.keyBytes(k, input) }
 
     private static func keyBytes(_ k: Node, _ input: UnsafeRawBufferPointer) -> [UInt8] {
-        let raw = UnsafeRawBufferPointer(rebasing: input[Int(k.start)..<Int(k.end)])
-        return k.flag ? Escapes.unescape(raw) : Array(raw)
+        let raw = unsafe UnsafeRawBufferPointer(rebasing: input[Int(k.start)..<Int(k.end)])
+        return unsafe k.flag ? Escapes.unescape(raw) : Array(raw)
     }
 }

@@ -4,7 +4,7 @@
 // (TreeBuilder+Scalars) and object keys against their siblings (TreeBuilder+DuplicateKeys).
 
 /// Stage 2 proper: one pass over the structural offsets.
-struct TreeBuilder {
+@safe struct TreeBuilder {
     typealias Node = JSONDocument.Node
 
     /// An open container. Plain data, so the stack never retains or releases.
@@ -32,15 +32,15 @@ struct TreeBuilder {
     var keySets: [Set<[UInt8]>] = []
 
     init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int, nodes: UnsafeMutablePointer<Node>) {
-        self.input = input
+        unsafe self.input = unsafe input
         self.index = index
         self.maxDepth = maxDepth
-        self.nodes = nodes
+        unsafe self.nodes = unsafe nodes
     }
 
     @inline(__always)
     mutating func append(_ node: Node) {
-        (nodes + nodeCount).initialize(to: node)
+        unsafe (nodes + nodeCount).initialize(to: node)
         nodeCount += 1
     }
 
@@ -48,7 +48,7 @@ struct TreeBuilder {
     mutating func build() throws(JSONError) -> Int {
         let n = index.positions.count
         guard n > 0 else { throw JSONError(.empty, at: 0) }
-        return try index.positions.withUnsafeBufferPointer { pos throws(JSONError) in try build(pos, n) }
+        return unsafe try index.positions.withUnsafeBufferPointer { pos throws(JSONError) in unsafe try build(pos, n) }
     }
 
     private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
@@ -57,40 +57,40 @@ struct TreeBuilder {
         while true {
             switch state {
             case .value:
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let p = Int(pos[i])
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let p = unsafe Int(pos[i])
                 if !stack.isEmpty { stack[stack.count - 1].count &+= 1 }
-                switch input[p] {
+                switch unsafe input[p] {
                 case 0x7B, 0x5B:   // { [
                     guard stack.count < maxDepth else {
                         throw JSONError(.tooDeep, at: p, detail: "the limit is \(maxDepth)")
                     }
-                    let isObject = input[p] == 0x7B
+                    let isObject = unsafe input[p] == 0x7B
                     stack.append(Frame(node: nodeCount, isObject: isObject, keysStart: keys.count))
                     append(Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
                     i += 1
                     state = isObject ? .objectFirst : .arrayFirst
                     continue
                 case 0x22:
-                    try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
+                    unsafe try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
                     i += 2
                 case 0x74: try literal(p, "true", .true); i += 1
                 case 0x66: try literal(p, "false", .false); i += 1
                 case 0x6E: try literal(p, "null", .null); i += 1
                 case 0x2D, 0x30...0x39: try number(p); i += 1
                 default:
-                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a value"))
+                    throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a value"))
                 }
                 state = .afterValue
 
             case .afterValue:
                 guard let top = stack.last else {
-                    if i < n { throw JSONError(.trailingContent, at: Int(pos[i])) }
+                    if i < n { throw unsafe JSONError(.trailingContent, at: Int(pos[i])) }
                     return nodeCount
                 }
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let p = Int(pos[i])
-                let c = input[p]
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let p = unsafe Int(pos[i])
+                let c = unsafe input[p]
                 if c == 0x2C {
                     i += 1
                     state = top.isObject ? .objectKey : .value
@@ -102,10 +102,10 @@ struct TreeBuilder {
                 }
 
             case .objectFirst, .arrayFirst:
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let p = Int(pos[i])
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let p = unsafe Int(pos[i])
                 let closer: UInt8 = state == .objectFirst ? 0x7D : 0x5D
-                if input[p] == closer {
+                if unsafe input[p] == closer {
                     close()
                     i += 1
                     state = .afterValue
@@ -114,18 +114,18 @@ struct TreeBuilder {
                 }
 
             case .objectKey:
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let p = Int(pos[i])
-                guard input[p] == 0x22 else {
-                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a string key"))
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let p = unsafe Int(pos[i])
+                guard unsafe input[p] == 0x22 else {
+                    throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a string key"))
                 }
-                try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
+                unsafe try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
                 try checkDuplicate(nodeCount - 1)
                 i += 2
-                guard i < n else { throw JSONError(.unexpectedEnd, at: input.count) }
-                let q = Int(pos[i])
-                guard input[q] == 0x3A else {
-                    throw JSONError(.unexpectedCharacter, at: q, detail: describe(input[q], expected: "':'"))
+                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                let q = unsafe Int(pos[i])
+                guard unsafe input[q] == 0x3A else {
+                    throw unsafe JSONError(.unexpectedCharacter, at: q, detail: describe(input[q], expected: "':'"))
                 }
                 i += 1
                 state = .value
@@ -135,8 +135,8 @@ struct TreeBuilder {
 
     private mutating func close() {
         let f = stack.removeLast()
-        nodes[f.node].end = UInt32(nodeCount)
-        nodes[f.node].count = f.count
+        unsafe nodes[f.node].end = UInt32(nodeCount)
+        unsafe nodes[f.node].count = f.count
         keys.removeSubrange(f.keysStart...)
         if f.keySet >= 0 { keySets.removeLast() }
     }

@@ -122,17 +122,20 @@ private enum SignalThread {
     }
 }
 
-/// Unbuffered writes to descriptor 2 (safe from any thread, no stdio locks).
+/// Unbuffered writes to descriptor 2, or another one (safe from any thread, no stdio locks).
 public enum StandardError {
-    public static func write(_ text: String) {
+    public static func write(_ text: String, to fd: Int32 = STDERR_FILENO) {
         var text = text
+        // The one raw pointer in Lifecycle: write(2) needs the address of the string's
+        // UTF-8 bytes, which stays inside this closure (justified: no safe write(2) exists
+        // below Foundation, and Lifecycle must not depend on the runtime).
         text.withUTF8 { b in
             guard var p = b.baseAddress else { return }
             var left = b.count
             while left > 0 {
-                let n = Glibc.write(STDERR_FILENO, p, left)
+                let n = unsafe Glibc.write(fd, p, left)
                 if n < 0 { if errno == EINTR { continue }; return }
-                p += n
+                unsafe p += n
                 left -= n
             }
         }

@@ -7,7 +7,8 @@
 // @convention(c) callbacks forward to it. The owner frees the context with
 // clibav_avio_free, which frees the buffer libav currently holds (probing can replace it).
 // The streams are blocking: they are called on the transcode thread, never on a loop.
-import CLibAV
+internal import CLibAV
+import Synchronization
 import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
@@ -19,10 +20,10 @@ public final class FileDescriptorSource: ByteSource {
     public init(fd: Int32) { self.fd = fd }
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            let n = unsafe Glibc.read(fd, buffer.baseAddress, buffer.count)
             if n >= 0 { return n }
             if errno == EINTR { continue }
-            throw MediaError.inputUnreadable(path: "fd \(fd)", reason: String(cString: strerror(errno)))
+            throw MediaError.inputUnreadable(path: "fd \(fd)", reason: unsafe String(cString: strerror(errno)))
         }
     }
 }
@@ -35,12 +36,12 @@ public final class FileDescriptorSink: ByteSink {
     public init(fd: Int32) {
         self.fd = fd
         var st = stat()
-        isSocket = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+        isSocket = unsafe fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
     }
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         var off = 0
         while off < bytes.count {
-            let n = isSocket ? send(fd, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL))
+            let n = unsafe isSocket ? send(fd, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL))
                 : Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
@@ -55,39 +56,36 @@ public final class FileDescriptorSink: ByteSink {
 }
 
 /// Bytes in memory, handed out at most `chunk` at a time (a trickling peer, in tests).
-public final class MemorySource: ByteSource, @unchecked Sendable {
+public final class MemorySource: ByteSource, Sendable {
     private let bytes: [UInt8]
     private let chunk: Int
-    private var offset = 0
+    private let offset = Mutex(0)
     public init(_ bytes: [UInt8], chunk: Int = 64 * 1024) { self.bytes = bytes; self.chunk = max(1, chunk) }
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        let n = min(buffer.count, chunk, bytes.count - offset)
-        guard n > 0 else { return 0 }
-        bytes.withUnsafeBytes { src in
-            buffer.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+        offset.withLock { offset in
+            let n = min(buffer.count, chunk, bytes.count - offset)
+            guard n > 0 else { return 0 }
+            unsafe bytes.withUnsafeBytes { src in
+                unsafe buffer.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+            }
+            offset += n
+            return n
         }
-        offset += n
-        return n
     }
 }
 
 /// Collects written bytes (tests, small outputs).
-public final class MemorySink: ByteSink, @unchecked Sendable {
-    private var storage: [UInt8] = []
-    private var lock = pthread_mutex_t()
-    public init() { pthread_mutex_init(&lock, nil) }
+public final class MemorySink: ByteSink, Sendable {
+    private let storage = Mutex<[UInt8]>([])
+    public init() {}
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        storage.append(contentsOf: bytes)
+        storage.withLock { unsafe $0.append(contentsOf: bytes) }
     }
-    public var bytes: [UInt8] {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        return storage
-    }
+    public var bytes: [UInt8] { storage.withLock { $0 } }
 }
 
 /// Owns an AVIOContext bridged to a ByteSource or ByteSink.
-final class CustomIO {
+@safe final class CustomIO {
     private(set) var ctx: UnsafeMutablePointer<AVIOContext>?
     let source: (any ByteSource)?
     let sink: (any ByteSink)?
@@ -104,48 +102,48 @@ final class CustomIO {
 
     init(source: any ByteSource, interrupt: InterruptState?) throws(MediaError) {
         self.source = source; self.sink = nil; self.file = nil; self.interrupt = interrupt
-        ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
-            let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
-            return io.readCallback(buf, size)
+        unsafe ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
+            let io = unsafe Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
+            return unsafe io.readCallback(buf, size)
         }, nil, nil)
-        guard ctx != nil else { throw outOfMemory("allocating a custom input") }
+        guard unsafe ctx != nil else { throw outOfMemory("allocating a custom input") }
         LibAVObjects.retain()
     }
 
     init(sink: any ByteSink, interrupt: InterruptState?) throws(MediaError) {
         self.source = nil; self.sink = sink; self.file = nil; self.interrupt = interrupt
-        ctx = clibav_avio_alloc(CustomIO.bufferSize, 1, Unmanaged.passUnretained(self).toOpaque(), nil, { opaque, buf, size in
-            let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
-            return io.writeCallback(buf, size)
+        unsafe ctx = clibav_avio_alloc(CustomIO.bufferSize, 1, Unmanaged.passUnretained(self).toOpaque(), nil, { opaque, buf, size in
+            let io = unsafe Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
+            return unsafe io.writeCallback(buf, size)
         }, nil)
-        guard ctx != nil else { throw outOfMemory("allocating a custom output") }
+        guard unsafe ctx != nil else { throw outOfMemory("allocating a custom output") }
         LibAVObjects.retain()
     }
 
     /// Reads a local file, with seeking (and AVSEEK_SIZE).
     init(file: FileInput, interrupt: InterruptState?) throws(MediaError) {
         self.source = nil; self.sink = nil; self.file = file; self.interrupt = interrupt
-        ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
-            let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
-            return io.fileRead(buf, size)
+        unsafe ctx = clibav_avio_alloc(CustomIO.bufferSize, 0, Unmanaged.passUnretained(self).toOpaque(), { opaque, buf, size in
+            let io = unsafe Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
+            return unsafe io.fileRead(buf, size)
         }, nil, { opaque, offset, whence in
-            let io = Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
+            let io = unsafe Unmanaged<CustomIO>.fromOpaque(opaque!).takeUnretainedValue()
             return io.fileSeek(offset, whence)
         })
-        guard ctx != nil else { throw outOfMemory("allocating a file input") }
+        guard unsafe ctx != nil else { throw outOfMemory("allocating a file input") }
         LibAVObjects.retain()
     }
 
     deinit {
-        clibav_avio_free(&ctx)
+        unsafe clibav_avio_free(&ctx)
         LibAVObjects.release()
     }
 
     private func readCallback(_ buf: UnsafeMutablePointer<UInt8>?, _ size: Int32) -> Int32 {
         if interrupt?.shouldInterrupt == true { return AVCode.exit }
-        guard let buf, size > 0, let source else { return clibav_averror(EINVAL) }
+        guard let buf = unsafe buf, size > 0, let source else { return clibav_averror(EINVAL) }
         do {
-            let n = try source.read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(size)))
+            let n = unsafe try source.read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(size)))
             if n == 0 { return AVCode.eof }
             bytesRead += Int64(n)
             return Int32(n)
@@ -159,10 +157,10 @@ final class CustomIO {
     /// was opened, and an error (the typed one kept in `failure`) if it became shorter.
     private func fileRead(_ buf: UnsafeMutablePointer<UInt8>?, _ size: Int32) -> Int32 {
         if interrupt?.shouldInterrupt == true { return AVCode.exit }
-        guard let buf, size > 0, let file else { return clibav_averror(EINVAL) }
+        guard let buf = unsafe buf, size > 0, let file else { return clibav_averror(EINVAL) }
         if failure != nil { return clibav_averror(EIO) }
         do {
-            let n = try file.read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(size)), at: position)
+            let n = unsafe try file.read(into: UnsafeMutableRawBufferPointer(start: buf, count: Int(size)), at: position)
             if n == 0 { return AVCode.eof }
             position += Int64(n)
             bytesRead += Int64(n)
@@ -193,9 +191,9 @@ final class CustomIO {
 
     private func writeCallback(_ buf: UnsafePointer<UInt8>?, _ size: Int32) -> Int32 {
         if interrupt?.shouldInterrupt == true { return AVCode.exit }
-        guard let buf, size >= 0, let sink else { return clibav_averror(EINVAL) }
+        guard let buf = unsafe buf, size >= 0, let sink else { return clibav_averror(EINVAL) }
         do {
-            try sink.write(UnsafeRawBufferPointer(start: buf, count: Int(size)))
+            unsafe try sink.write(UnsafeRawBufferPointer(start: buf, count: Int(size)))
             bytesWritten += Int64(size)
             return size
         } catch {

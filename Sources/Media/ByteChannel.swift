@@ -3,57 +3,51 @@
 // channel holds `capacity` bytes (backpressure, bounded memory); the transcode thread
 // blocks in `read` until bytes, the end, or a failure arrive. Nothing here blocks a
 // cooperative thread: only the transcode's own thread ever waits on the condition.
-import Synchronization
+import Threads
 import TranscodeAPI
-#if canImport(Glibc)
-import Glibc
-#endif
 
-public final class ByteChannel: ByteSource, @unchecked Sendable {
+public final class ByteChannel: ByteSource, Sendable {
     public enum ChannelError: Error, Sendable { case closed }
 
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
-    private var chunks: [[UInt8]] = []
-    private var headOffset = 0
-    private var buffered = 0
-    private var finished = false
-    private var failure: MediaError?
-    private var stopped = false
-    private var waitingProducer: CheckedContinuation<Void, Never>?
+    private struct State {
+        var chunks: [[UInt8]] = []
+        var headOffset = 0
+        var buffered = 0
+        var finished = false
+        var failure: MediaError?
+        var stopped = false
+        var waitingProducer: CheckedContinuation<Void, Never>?
+    }
+    /// The reader (the transcode thread) waits on its condition; producers never block on
+    /// it, they suspend in `send`.
+    private let state: ConditionLock<State>
     public let capacity: Int
 
     public init(capacity: Int = 1 << 20) {
         self.capacity = max(1, capacity)
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
+        state = ConditionLock(State())
     }
 
     /// Appends bytes; suspends while the channel is full. Throws once the reader is gone.
     public func send(_ bytes: [UInt8]) async throws {
         guard !bytes.isEmpty else { return }
+        let capacity = self.capacity
         while true {
-            let state: (accepted: Bool, closed: Bool) = locked {
-                if stopped || finished { return (false, true) }
-                if buffered < capacity {
-                    chunks.append(bytes)
-                    buffered += bytes.count
-                    pthread_cond_signal(&cond)
+            let outcome: (accepted: Bool, closed: Bool) = state.change(wakeAll: false) { s in
+                if s.stopped || s.finished { return (false, true) }
+                if s.buffered < capacity {
+                    s.chunks.append(bytes)
+                    s.buffered += bytes.count
                     return (true, false)
                 }
                 return (false, false)
             }
-            if state.closed { throw ChannelError.closed }
-            if state.accepted { return }
+            if outcome.closed { throw ChannelError.closed }
+            if outcome.accepted { return }
             await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
-                let resumeNow: Bool = locked {
-                    if stopped || buffered < capacity { return true }
-                    waitingProducer = k
+                let resumeNow: Bool = state.withLock { s in
+                    if s.stopped || s.buffered < capacity { return true }
+                    s.waitingProducer = k
                     return false
                 }
                 if resumeNow { k.resume() }
@@ -63,55 +57,50 @@ public final class ByteChannel: ByteSource, @unchecked Sendable {
 
     /// No more bytes: the reader sees the end after what is buffered.
     public func finish() {
-        locked { finished = true; pthread_cond_broadcast(&cond) }
+        state.change { $0.finished = true }
     }
 
     /// The producer failed (e.g. the connection reset): the reader gets this error.
     public func fail(_ error: MediaError) {
-        locked { failure = error; finished = true; pthread_cond_broadcast(&cond) }
+        state.change { $0.failure = error; $0.finished = true }
     }
 
     public func stopReading() {
-        let k: CheckedContinuation<Void, Never>? = locked {
-            stopped = true
-            pthread_cond_broadcast(&cond)
-            defer { waitingProducer = nil }
-            return waitingProducer
+        let k: CheckedContinuation<Void, Never>? = state.change { s in
+            s.stopped = true
+            defer { s.waitingProducer = nil }
+            return s.waitingProducer
         }
         k?.resume()
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        pthread_mutex_lock(&mutex)
-        while buffered == 0 && !finished && !stopped { pthread_cond_wait(&cond, &mutex) }
-        if stopped { pthread_mutex_unlock(&mutex); throw MediaError.cancelled }
-        if buffered == 0 {
-            let f = failure
-            pthread_mutex_unlock(&mutex)
-            if let f { throw f }
-            return 0
-        }
-        var n = 0
-        while n < buffer.count, let first = chunks.first {
-            let take = min(buffer.count - n, first.count - headOffset)
-            first.withUnsafeBytes { src in
-                (buffer.baseAddress! + n).copyMemory(from: src.baseAddress! + headOffset, byteCount: take)
+        let capacity = self.capacity
+        let outcome: Result<(Int, CheckedContinuation<Void, Never>?), MediaError> =
+            state.wait(until: { $0.buffered > 0 || $0.finished || $0.stopped }) { s, _ in
+                if s.stopped { return .failure(.cancelled) }
+                if s.buffered == 0 {
+                    if let f = s.failure { return .failure(f) }
+                    return .success((0, nil))
+                }
+                var n = 0
+                while n < buffer.count, let first = s.chunks.first {
+                    let take = min(buffer.count - n, first.count - s.headOffset)
+                    let offset = s.headOffset
+                    unsafe first.withUnsafeBytes { src in
+                        unsafe (buffer.baseAddress! + n).copyMemory(from: src.baseAddress! + offset, byteCount: take)
+                    }
+                    n += take
+                    s.headOffset += take
+                    if s.headOffset == first.count { s.chunks.removeFirst(); s.headOffset = 0 }
+                }
+                s.buffered -= n
+                var k: CheckedContinuation<Void, Never>? = nil
+                if s.buffered < capacity { k = s.waitingProducer; s.waitingProducer = nil }
+                return .success((n, k))
             }
-            n += take
-            headOffset += take
-            if headOffset == first.count { chunks.removeFirst(); headOffset = 0 }
-        }
-        buffered -= n
-        var k: CheckedContinuation<Void, Never>? = nil
-        if buffered < capacity { k = waitingProducer; waitingProducer = nil }
-        pthread_mutex_unlock(&mutex)
+        let (n, k) = try outcome.get()
         k?.resume()
         return n
-    }
-
-    private func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body()
     }
 }

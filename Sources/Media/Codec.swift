@@ -1,65 +1,65 @@
 // Media.Codec: decoders and encoders (AVCodecContext owners) with the send/receive loop
 // reduced to "send, then drain": receive returns nil when libav wants more input or has
 // finished, so callers never handle EAGAIN themselves.
-import CLibAV
+internal import CLibAV
 
-final class Decoder {
+@safe final class Decoder {
     let ctx: UnsafeMutablePointer<AVCodecContext>
     let streamIndex: Int
     let codecName: String
 
     /// Opens a decoder for an input stream; `threads` 0 lets libav choose (frame + slice).
     init(stream: UnsafeMutablePointer<AVStream>, threads: Int32 = 0) throws(MediaError) {
-        let par = stream.pointee.codecpar!
-        let name = cString(avcodec_get_name(par.pointee.codec_id)) ?? "unknown"
+        let par = unsafe stream.pointee.codecpar!
+        let name = unsafe cString(avcodec_get_name(par.pointee.codec_id)) ?? "unknown"
         codecName = name
-        streamIndex = Int(stream.pointee.index)
+        streamIndex = unsafe Int(stream.pointee.index)
         skipsErrors = true
-        guard let codec = avcodec_find_decoder(par.pointee.codec_id) else { throw .decoderUnavailable(codec: name) }
-        guard let c = avcodec_alloc_context3(codec) else {
+        guard let codec = unsafe avcodec_find_decoder(par.pointee.codec_id) else { throw .decoderUnavailable(codec: name) }
+        guard let c = unsafe avcodec_alloc_context3(codec) else {
             throw outOfMemory("allocating a decoder")
         }
-        ctx = c
+        unsafe ctx = c
         LibAVObjects.retain()
-        try check(avcodec_parameters_to_context(c, par), "reading parameters of stream \(streamIndex) (\(name))")
-        c.pointee.pkt_timebase = stream.pointee.time_base
-        c.pointee.thread_count = threads
-        c.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
-        try check(avcodec_open2(c, codec, nil), "opening the decoder for stream \(streamIndex) (\(name))")
+        unsafe try check(avcodec_parameters_to_context(c, par), "reading parameters of stream \(streamIndex) (\(name))")
+        unsafe c.pointee.pkt_timebase = stream.pointee.time_base
+        unsafe c.pointee.thread_count = threads
+        unsafe c.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
+        unsafe try check(avcodec_open2(c, codec, nil), "opening the decoder for stream \(streamIndex) (\(name))")
     }
 
     /// Decoded frames this decoder may hold at once besides its references: one per
     /// frame-decoding thread (libav resolves 0 threads to a count when opening), plus the
     /// reorder delay, plus the frame handed out.
     var framesInFlight: Int {
-        let threads = (ctx.pointee.active_thread_type & FF_THREAD_FRAME) != 0 ? max(1, Int(ctx.pointee.thread_count)) : 1
-        return threads + max(0, Int(ctx.pointee.has_b_frames)) + 1
+        let threads = unsafe (ctx.pointee.active_thread_type & FF_THREAD_FRAME) != 0 ? max(1, Int(ctx.pointee.thread_count)) : 1
+        return unsafe threads + max(0, Int(ctx.pointee.has_b_frames)) + 1
     }
 
     /// A decoder for what `encoder` produces (same codec, its extradata), single-threaded.
     init(matching encoder: Encoder) throws(MediaError) {
-        let id = encoder.ctx.pointee.codec_id
-        let name = cString(avcodec_get_name(id)) ?? "unknown"
+        let id = unsafe encoder.ctx.pointee.codec_id
+        let name = unsafe cString(avcodec_get_name(id)) ?? "unknown"
         codecName = name
         streamIndex = -1
         skipsErrors = false
-        guard let codec = avcodec_find_decoder(id) else { throw .decoderUnavailable(codec: name) }
-        guard let c = avcodec_alloc_context3(codec) else { throw outOfMemory("allocating a decoder") }
-        ctx = c
+        guard let codec = unsafe avcodec_find_decoder(id) else { throw .decoderUnavailable(codec: name) }
+        guard let c = unsafe avcodec_alloc_context3(codec) else { throw outOfMemory("allocating a decoder") }
+        unsafe ctx = c
         LibAVObjects.retain()
-        guard let par = avcodec_parameters_alloc() else { throw outOfMemory("allocating codec parameters") }
-        var p: UnsafeMutablePointer<AVCodecParameters>? = par
-        defer { avcodec_parameters_free(&p) }
-        try check(avcodec_parameters_from_context(par, encoder.ctx), "reading the \(encoder.codecName) parameters")
-        try check(avcodec_parameters_to_context(c, par), "configuring a \(name) decoder")
-        c.pointee.pkt_timebase = encoder.timeBase
-        c.pointee.thread_count = 1
-        try check(avcodec_open2(c, codec, nil), "opening a \(name) decoder for the rendition")
+        guard let par = unsafe avcodec_parameters_alloc() else { throw outOfMemory("allocating codec parameters") }
+        var p: UnsafeMutablePointer<AVCodecParameters>? = unsafe par
+        defer { unsafe avcodec_parameters_free(&p) }
+        unsafe try check(avcodec_parameters_from_context(par, encoder.ctx), "reading the \(encoder.codecName) parameters")
+        unsafe try check(avcodec_parameters_to_context(c, par), "configuring a \(name) decoder")
+        unsafe c.pointee.pkt_timebase = encoder.timeBase
+        unsafe c.pointee.thread_count = 1
+        unsafe try check(avcodec_open2(c, codec, nil), "opening a \(name) decoder for the rendition")
     }
 
     deinit {
-        var p: UnsafeMutablePointer<AVCodecContext>? = ctx
-        avcodec_free_context(&p)
+        var p: UnsafeMutablePointer<AVCodecContext>? = unsafe ctx
+        unsafe avcodec_free_context(&p)
         LibAVObjects.release()
     }
 
@@ -74,7 +74,7 @@ final class Decoder {
     /// and counted, as ffmpeg does (decoders resynchronise on the next keyframe); the
     /// pipeline fails the job when the count passes the error budget.
     func send(_ packet: Packet?) throws(MediaError) {
-        let rc = avcodec_send_packet(ctx, packet?.ptr)
+        let rc = unsafe avcodec_send_packet(ctx, packet?.ptr)
         if rc >= 0 || rc == AVCode.eof { return }
         try refuse(rc)
     }
@@ -83,7 +83,7 @@ final class Decoder {
     /// (or refused what it had: counted like a refused packet).
     func receive(into frame: Frame) throws(MediaError) -> Bool {
         frame.unref()
-        let rc = avcodec_receive_frame(ctx, frame.ptr)
+        let rc = unsafe avcodec_receive_frame(ctx, frame.ptr)
         if rc == AVCode.eagain || rc == AVCode.eof { return false }
         if rc < 0 { try refuse(rc); return false }
         return true
@@ -100,7 +100,7 @@ final class Decoder {
     }
 }
 
-final class Encoder {
+@safe final class Encoder {
     let ctx: UnsafeMutablePointer<AVCodecContext>
     let codecName: String
 
@@ -108,16 +108,16 @@ final class Encoder {
     init(encoderName: String, globalHeader: Bool, privateOptions: [(String, String)],
          configure: (UnsafeMutablePointer<AVCodecContext>) throws(MediaError) -> Void) throws(MediaError) {
         codecName = encoderName
-        guard let codec = avcodec_find_encoder_by_name(encoderName) else { throw .encoderUnavailable(codec: encoderName) }
-        guard let c = avcodec_alloc_context3(codec) else {
+        guard let codec = unsafe avcodec_find_encoder_by_name(encoderName) else { throw .encoderUnavailable(codec: encoderName) }
+        guard let c = unsafe avcodec_alloc_context3(codec) else {
             throw outOfMemory("allocating an encoder")
         }
-        ctx = c
+        unsafe ctx = c
         LibAVObjects.retain()
-        try configure(c)
-        if globalHeader { c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
+        unsafe try configure(c)
+        if globalHeader { unsafe c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
         let opts = Options(privateOptions)
-        try check(avcodec_open2(c, codec, &opts.ptr), "opening the \(encoderName) encoder")
+        unsafe try check(avcodec_open2(c, codec, &opts.ptr), "opening the \(encoderName) encoder")
         let unused = opts.remainingKeys
         if !unused.isEmpty {
             throw .invalidSettings(reason: "\(encoderName) does not take option(s) \(unused.joined(separator: ", "))")
@@ -125,17 +125,17 @@ final class Encoder {
     }
 
     deinit {
-        var p: UnsafeMutablePointer<AVCodecContext>? = ctx
-        avcodec_free_context(&p)
+        var p: UnsafeMutablePointer<AVCodecContext>? = unsafe ctx
+        unsafe avcodec_free_context(&p)
         LibAVObjects.release()
     }
 
-    var timeBase: AVRational { ctx.pointee.time_base }
-    var frameSize: Int32 { ctx.pointee.frame_size }
+    var timeBase: AVRational { unsafe ctx.pointee.time_base }
+    var frameSize: Int32 { unsafe ctx.pointee.frame_size }
 
     /// Sends a frame (nil = flush).
     func send(_ frame: Frame?) throws(MediaError) {
-        let rc = avcodec_send_frame(ctx, frame?.ptr)
+        let rc = unsafe avcodec_send_frame(ctx, frame?.ptr)
         if rc == AVCode.eof { return }
         try check(rc, "encoding with \(codecName)")
     }
@@ -143,7 +143,7 @@ final class Encoder {
     /// The next encoded packet, or false when the encoder needs more input (or is done).
     func receive(into packet: Packet) throws(MediaError) -> Bool {
         packet.unref()
-        let rc = avcodec_receive_packet(ctx, packet.ptr)
+        let rc = unsafe avcodec_receive_packet(ctx, packet.ptr)
         if rc == AVCode.eagain || rc == AVCode.eof { return false }
         try check(rc, "encoding with \(codecName)")
         return true

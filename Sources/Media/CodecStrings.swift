@@ -10,40 +10,40 @@
 //   VP9    vp09.PP.LL.DD             profile, level (from picture size and rate), bit depth
 //   AV1    av01.P.LLT.DD             profile, seq_level_idx + tier M/H, bit depth
 //   audio  mp4a.40.2 (AAC-LC; .5 HE, .29 HE v2), opus, ac-3, ec-3, mp4a.40.34 (MP3), fLaC
-import CLibAV
+internal import CLibAV
 
 enum CodecStrings {
     /// The codec string of a video stream as muxed (`par` is the output stream's, so its
     /// codec tag says hvc1 or hev1), at `frameRate` frames per second.
     static func video(_ par: AVCodecParameters, frameRate: Double) -> String {
-        let extradata = par.extradata.map { Array(UnsafeBufferPointer(start: $0, count: Int(max(0, par.extradata_size)))) } ?? []
-        let depth = bitDepth(par.format)
-        switch par.codec_id {
+        let extradata = unsafe par.extradata.map { unsafe Array(UnsafeBufferPointer(start: $0, count: Int(max(0, par.extradata_size)))) } ?? []
+        let depth = unsafe bitDepth(par.format)
+        switch unsafe par.codec_id {
         case AV_CODEC_ID_H264:
-            return "avc1." + (h264ProfileBytes(extradata) ?? h264ProfileBytes(profile: par.profile, level: par.level))
+            return unsafe "avc1." + (h264ProfileBytes(extradata) ?? h264ProfileBytes(profile: par.profile, level: par.level))
         case AV_CODEC_ID_HEVC:
-            let entry = par.codec_tag == Muxer.hvc1Tag ? "hvc1" : "hev1"
+            let entry = unsafe par.codec_tag == Muxer.hvc1Tag ? "hvc1" : "hev1"
             if let ptl = hevcProfileTierLevel(extradata) { return entry + "." + hevc(ptl) }
-            let main10 = par.profile == FF_PROFILE_HEVC_MAIN_10
-            return entry + (main10 ? ".2.4" : ".1.6") + ".L\(par.level > 0 ? par.level : 93).B0"
+            let main10 = unsafe par.profile == FF_PROFILE_HEVC_MAIN_10
+            return unsafe entry + (main10 ? ".2.4" : ".1.6") + ".L\(par.level > 0 ? par.level : 93).B0"
         case AV_CODEC_ID_VP9:
-            let profile = par.profile >= 0 ? par.profile : 0
-            let level = vp9Level(width: par.width, height: par.height, frameRate: frameRate)
+            let profile = unsafe par.profile >= 0 ? par.profile : 0
+            let level = unsafe vp9Level(width: par.width, height: par.height, frameRate: frameRate)
             return "vp09." + twoDigits(profile) + "." + twoDigits(level) + "." + twoDigits(depth)
         case AV_CODEC_ID_AV1:
             if let s = av1(extradata, depth: depth) { return s }
-            let level = par.level >= 0 ? par.level : av1Level(width: par.width, height: par.height, frameRate: frameRate)
-            return "av01.\(max(0, par.profile)).\(twoDigits(level))M.\(twoDigits(depth))"
+            let level = unsafe par.level >= 0 ? par.level : av1Level(width: par.width, height: par.height, frameRate: frameRate)
+            return unsafe "av01.\(max(0, par.profile)).\(twoDigits(level))M.\(twoDigits(depth))"
         default:
-            return cString(avcodec_get_name(par.codec_id)) ?? "unknown"
+            return unsafe cString(avcodec_get_name(par.codec_id)) ?? "unknown"
         }
     }
 
     /// The codec string of an audio stream (encoded or copied).
     static func audio(_ par: AVCodecParameters) -> String {
-        switch par.codec_id {
+        switch unsafe par.codec_id {
         case AV_CODEC_ID_AAC:
-            switch par.profile {
+            switch unsafe par.profile {
             case FF_PROFILE_AAC_MAIN: return "mp4a.40.1"
             case FF_PROFILE_AAC_HE: return "mp4a.40.5"
             case FF_PROFILE_AAC_HE_V2: return "mp4a.40.29"
@@ -54,7 +54,7 @@ enum CodecStrings {
         case AV_CODEC_ID_EAC3: return "ec-3"
         case AV_CODEC_ID_MP3: return "mp4a.40.34"
         case AV_CODEC_ID_FLAC: return "fLaC"
-        default: return cString(avcodec_get_name(par.codec_id)) ?? "unknown"
+        default: return unsafe cString(avcodec_get_name(par.codec_id)) ?? "unknown"
         }
     }
 
@@ -174,8 +174,8 @@ enum CodecStrings {
     }
 
     static func bitDepth(_ format: Int32) -> Int32 {
-        guard format >= 0, let desc = av_pix_fmt_desc_get(AVPixelFormat(rawValue: format)) else { return 8 }
-        return desc.pointee.comp.0.depth
+        guard format >= 0, let desc = unsafe av_pix_fmt_desc_get(AVPixelFormat(rawValue: format)) else { return 8 }
+        return unsafe desc.pointee.comp.0.depth
     }
 
     static func hex(_ b: UInt8) -> String { (b < 16 ? "0" : "") + String(b, radix: 16) }

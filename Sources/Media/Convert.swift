@@ -4,10 +4,10 @@
 // libav asserts abort the process (swscale with an unknown pixel format, for one), so a
 // scaler is only ever built from a decoded frame whose format, width and height have been
 // validated, and rebuilt (validated again) if the decoder's output changes mid-stream.
-import CLibAV
+internal import CLibAV
 import TranscodeAPI
 
-final class VideoScaler {
+@safe final class VideoScaler {
     let sws: OpaquePointer
     let srcWidth: Int32, srcHeight: Int32, srcFormat: Int32
     let dstWidth: Int32, dstHeight: Int32, dstFormat: AVPixelFormat
@@ -16,27 +16,27 @@ final class VideoScaler {
          dstWidth: Int32, dstHeight: Int32, dstFormat: AVPixelFormat, limits: MediaLimits) throws(MediaError) {
         try limits.checkPicture(width: srcWidth, height: srcHeight)
         let fmt = AVPixelFormat(rawValue: srcFormat)
-        guard srcFormat >= 0, av_pix_fmt_desc_get(fmt) != nil else {
+        guard srcFormat >= 0, unsafe av_pix_fmt_desc_get(fmt) != nil else {
             throw .invalidData(reason: "decoded picture has an unknown pixel format (\(srcFormat))")
         }
         guard sws_isSupportedInput(fmt) != 0 else {
-            throw .invalidData(reason: "pixel format \(cString(av_get_pix_fmt_name(fmt)) ?? "?") cannot be scaled")
+            throw .invalidData(reason: unsafe "pixel format \(cString(av_get_pix_fmt_name(fmt)) ?? "?") cannot be scaled")
         }
         guard dstWidth > 0, dstHeight > 0, dstWidth % 2 == 0, dstHeight % 2 == 0 else {
             throw .invalidSettings(reason: "output size \(dstWidth)×\(dstHeight) must be positive and even")
         }
-        guard let s = sws_getContext(srcWidth, srcHeight, fmt, dstWidth, dstHeight, dstFormat,
+        guard let s = unsafe sws_getContext(srcWidth, srcHeight, fmt, dstWidth, dstHeight, dstFormat,
                                      SWS_BICUBIC, nil, nil, nil) else {
             throw .invalidData(reason: "no scaler from \(srcWidth)×\(srcHeight) to \(dstWidth)×\(dstHeight)")
         }
-        sws = s
+        unsafe sws = s
         LibAVObjects.retain()
         self.srcWidth = srcWidth; self.srcHeight = srcHeight; self.srcFormat = srcFormat
         self.dstWidth = dstWidth; self.dstHeight = dstHeight; self.dstFormat = dstFormat
     }
 
     deinit {
-        sws_freeContext(sws)
+        unsafe sws_freeContext(sws)
         LibAVObjects.release()
     }
 
@@ -46,40 +46,40 @@ final class VideoScaler {
     /// previous ones).
     func scale(_ src: Frame, into dst: Frame) throws(MediaError) {
         dst.unref()
-        dst.ptr.pointee.width = dstWidth
-        dst.ptr.pointee.height = dstHeight
-        dst.ptr.pointee.format = dstFormat.rawValue
-        try check(av_frame_get_buffer(dst.ptr, 0), "allocating a scaled picture")
-        try check(sws_scale_frame(sws, dst.ptr, src.ptr), "scaling a picture")
+        unsafe dst.ptr.pointee.width = dstWidth
+        unsafe dst.ptr.pointee.height = dstHeight
+        unsafe dst.ptr.pointee.format = dstFormat.rawValue
+        unsafe try check(av_frame_get_buffer(dst.ptr, 0), "allocating a scaled picture")
+        unsafe try check(sws_scale_frame(sws, dst.ptr, src.ptr), "scaling a picture")
         dst.pts = src.pts
     }
 }
 
 /// A channel layout owned by Swift (AVChannelLayout may hold an allocated map).
-struct ChannelLayout: ~Copyable {
-    var layout = AVChannelLayout()
+@safe struct ChannelLayout: ~Copyable {
+    var layout = unsafe AVChannelLayout()
 
-    init(channels: Int32) { clibav_channel_layout_default(&layout, channels) }
+    init(channels: Int32) { unsafe clibav_channel_layout_default(&layout, channels) }
 
     /// The frame's layout, or the default for its channel count when it is unspecified.
     init(of frame: Frame) {
-        let l = frame.ptr.pointee.ch_layout
-        if l.order == AV_CHANNEL_ORDER_UNSPEC || clibav_channel_layout_valid(&frame.ptr.pointee.ch_layout) == 0 {
-            clibav_channel_layout_default(&layout, max(1, l.nb_channels))
+        let l = unsafe frame.ptr.pointee.ch_layout
+        if unsafe l.order == AV_CHANNEL_ORDER_UNSPEC || clibav_channel_layout_valid(&frame.ptr.pointee.ch_layout) == 0 {
+            unsafe clibav_channel_layout_default(&layout, max(1, l.nb_channels))
         } else {
-            _ = clibav_channel_layout_copy(&layout, &frame.ptr.pointee.ch_layout)
+            _ = unsafe clibav_channel_layout_copy(&layout, &frame.ptr.pointee.ch_layout)
         }
     }
 
-    var channels: Int32 { layout.nb_channels }
+    var channels: Int32 { unsafe layout.nb_channels }
 
     deinit {
-        var l = layout
-        av_channel_layout_uninit(&l)
+        var l = unsafe layout
+        unsafe av_channel_layout_uninit(&l)
     }
 }
 
-final class AudioResampler {
+@safe final class AudioResampler {
     let swr: OpaquePointer
     let srcFormat: Int32, srcRate: Int32, srcChannels: Int32
     let dstFormat: AVSampleFormat, dstRate: Int32, dstChannels: Int32
@@ -87,99 +87,99 @@ final class AudioResampler {
     /// Built from the first decoded frame, converting into the encoder's format.
     init(from frame: Frame, to encoder: Encoder) throws(MediaError) {
         let fmt = frame.format
-        guard fmt >= 0, av_get_sample_fmt_name(AVSampleFormat(rawValue: fmt)) != nil else {
+        guard fmt >= 0, unsafe av_get_sample_fmt_name(AVSampleFormat(rawValue: fmt)) != nil else {
             throw .invalidData(reason: "decoded audio has an unknown sample format (\(fmt))")
         }
-        let rate = frame.ptr.pointee.sample_rate
+        let rate = unsafe frame.ptr.pointee.sample_rate
         guard rate > 0, rate <= 768_000 else { throw .invalidData(reason: "decoded audio has sample rate \(rate)") }
         var inLayout = ChannelLayout(of: frame)
         guard inLayout.channels > 0, inLayout.channels <= 64 else {
             throw .invalidData(reason: "decoded audio has \(inLayout.channels) channels")
         }
         var s: OpaquePointer? = nil
-        let rc = swr_alloc_set_opts2(&s, &encoder.ctx.pointee.ch_layout, encoder.ctx.pointee.sample_fmt,
+        let rc = unsafe swr_alloc_set_opts2(&s, &encoder.ctx.pointee.ch_layout, encoder.ctx.pointee.sample_fmt,
                                      encoder.ctx.pointee.sample_rate,
                                      &inLayout.layout, AVSampleFormat(rawValue: fmt), rate, 0, nil)
-        guard rc >= 0, let swr = s else { swr_free(&s); throw mediaError(rc, "setting up the audio resampler") }
-        let initRC = swr_init(swr)
-        if initRC < 0 { swr_free(&s); throw mediaError(initRC, "setting up the audio resampler") }
-        self.swr = swr
+        guard rc >= 0, let swr = unsafe s else { unsafe swr_free(&s); throw mediaError(rc, "setting up the audio resampler") }
+        let initRC = unsafe swr_init(swr)
+        if initRC < 0 { unsafe swr_free(&s); throw mediaError(initRC, "setting up the audio resampler") }
+        unsafe self.swr = swr
         LibAVObjects.retain()
         srcFormat = fmt; srcRate = rate; srcChannels = inLayout.channels
-        dstFormat = encoder.ctx.pointee.sample_fmt; dstRate = encoder.ctx.pointee.sample_rate
-        dstChannels = encoder.ctx.pointee.ch_layout.nb_channels
+        dstFormat = unsafe encoder.ctx.pointee.sample_fmt; dstRate = unsafe encoder.ctx.pointee.sample_rate
+        dstChannels = unsafe encoder.ctx.pointee.ch_layout.nb_channels
     }
 
     deinit {
-        var s: OpaquePointer? = swr
-        swr_free(&s)
+        var s: OpaquePointer? = unsafe swr
+        unsafe swr_free(&s)
         LibAVObjects.release()
     }
 
     func matches(_ f: Frame) -> Bool {
-        f.format == srcFormat && f.ptr.pointee.sample_rate == srcRate && max(1, f.ptr.pointee.ch_layout.nb_channels) == srcChannels
+        unsafe f.format == srcFormat && f.ptr.pointee.sample_rate == srcRate && max(1, f.ptr.pointee.ch_layout.nb_channels) == srcChannels
     }
 
     /// Converts `frame` (nil = drain what swr buffered) and appends the result to `fifo`.
     func convert(_ frame: Frame?, into fifo: AudioFIFO, scratch: Frame) throws(MediaError) {
-        let inSamples = frame?.ptr.pointee.nb_samples ?? 0
-        let capacity = swr_get_out_samples(swr, inSamples)
+        let inSamples = unsafe frame?.ptr.pointee.nb_samples ?? 0
+        let capacity = unsafe swr_get_out_samples(swr, inSamples)
         guard capacity > 0 else { return }
         scratch.unref()
-        scratch.ptr.pointee.nb_samples = capacity
-        scratch.ptr.pointee.format = dstFormat.rawValue
-        scratch.ptr.pointee.sample_rate = dstRate
-        clibav_channel_layout_default(&scratch.ptr.pointee.ch_layout, dstChannels)
-        try check(av_frame_get_buffer(scratch.ptr, 0), "allocating resampled audio")
-        let out = clibav_frame_extended_data(scratch.ptr)
+        unsafe scratch.ptr.pointee.nb_samples = capacity
+        unsafe scratch.ptr.pointee.format = dstFormat.rawValue
+        unsafe scratch.ptr.pointee.sample_rate = dstRate
+        unsafe clibav_channel_layout_default(&scratch.ptr.pointee.ch_layout, dstChannels)
+        unsafe try check(av_frame_get_buffer(scratch.ptr, 0), "allocating resampled audio")
+        let out = unsafe clibav_frame_extended_data(scratch.ptr)
         let n: Int32
         if let frame {
-            let input = UnsafeMutableRawPointer(clibav_frame_extended_data(frame.ptr))?
+            let input = unsafe UnsafeMutableRawPointer(clibav_frame_extended_data(frame.ptr))?
                 .assumingMemoryBound(to: UnsafePointer<UInt8>?.self)
-            n = swr_convert(swr, out, capacity, input, inSamples)
+            n = unsafe swr_convert(swr, out, capacity, input, inSamples)
         } else {
-            n = swr_convert(swr, out, capacity, nil, 0)
+            n = unsafe swr_convert(swr, out, capacity, nil, 0)
         }
         try check(n, "resampling audio")
         if n > 0 { try fifo.write(scratch, samples: n) }
     }
 }
 
-final class AudioFIFO {
+@safe final class AudioFIFO {
     let fifo: OpaquePointer
 
     init(format: AVSampleFormat, channels: Int32) throws(MediaError) {
-        guard let f = av_audio_fifo_alloc(format, channels, 1024) else { throw outOfMemory("allocating the audio FIFO") }
-        fifo = f
+        guard let f = unsafe av_audio_fifo_alloc(format, channels, 1024) else { throw outOfMemory("allocating the audio FIFO") }
+        unsafe fifo = f
         LibAVObjects.retain()
     }
 
     deinit {
-        av_audio_fifo_free(fifo)
+        unsafe av_audio_fifo_free(fifo)
         LibAVObjects.release()
     }
 
-    var count: Int32 { av_audio_fifo_size(fifo) }
+    var count: Int32 { unsafe av_audio_fifo_size(fifo) }
 
     func write(_ frame: Frame, samples: Int32) throws(MediaError) {
-        let planes = UnsafeMutableRawPointer(clibav_frame_extended_data(frame.ptr))?
+        let planes = unsafe UnsafeMutableRawPointer(clibav_frame_extended_data(frame.ptr))?
             .assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
-        let n = av_audio_fifo_write(fifo, planes, samples)
+        let n = unsafe av_audio_fifo_write(fifo, planes, samples)
         if n < samples { throw mediaError(n < 0 ? n : clibav_averror(12), "buffering audio") }
     }
 
     /// Moves `samples` samples into a fresh buffer of `frame` (format/layout preset); with
     /// `padTo`, the frame holds that many samples and the rest is silence.
     func read(into frame: Frame, samples: Int32, padTo: Int32? = nil) throws(MediaError) {
-        frame.ptr.pointee.nb_samples = max(samples, padTo ?? 0)
-        try check(av_frame_get_buffer(frame.ptr, 0), "allocating an audio frame")
+        unsafe frame.ptr.pointee.nb_samples = max(samples, padTo ?? 0)
+        unsafe try check(av_frame_get_buffer(frame.ptr, 0), "allocating an audio frame")
         if let padTo, padTo > samples {
-            av_samples_set_silence(clibav_frame_extended_data(frame.ptr), samples, padTo - samples,
+            unsafe av_samples_set_silence(clibav_frame_extended_data(frame.ptr), samples, padTo - samples,
                                    frame.ptr.pointee.ch_layout.nb_channels, AVSampleFormat(rawValue: frame.format))
         }
-        let planes = UnsafeMutableRawPointer(clibav_frame_extended_data(frame.ptr))?
+        let planes = unsafe UnsafeMutableRawPointer(clibav_frame_extended_data(frame.ptr))?
             .assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
-        let n = av_audio_fifo_read(fifo, planes, samples)
+        let n = unsafe av_audio_fifo_read(fifo, planes, samples)
         if n < samples { throw mediaError(n < 0 ? n : clibav_error_invaliddata(), "reading buffered audio") }
     }
 }

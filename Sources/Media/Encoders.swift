@@ -6,7 +6,7 @@
 //
 // Settings are written once in x264 terms (speed preset names, CRF 0...51) and mapped to
 // each encoder's own knobs here, so presets stay comparable across codecs.
-import CLibAV
+internal import CLibAV
 #if canImport(Glibc)
 import Glibc
 import SpoolModel
@@ -88,30 +88,30 @@ enum Encoders {
             priv.append(("preset", String([12, 11, 10, 9, 8, 6, 4, 3, 2][speedIndex])))
             if let crf { priv.append(("crf", String(min(63, (crf * 63 + 25) / 51)))) }
         }
-        return try Encoder(encoderName: codec.encoderName, globalHeader: globalHeader, privateOptions: priv) { c throws(MediaError) in
-            c.pointee.width = width
-            c.pointee.height = height
-            c.pointee.pix_fmt = AV_PIX_FMT_YUV420P
-            c.pointee.framerate = frameRate
-            c.pointee.time_base = av_inv_q(frameRate)
-            c.pointee.sample_aspect_ratio = AVRational(num: 1, den: 1)
-            c.pointee.gop_size = gop
-            c.pointee.keyint_min = gop
-            c.pointee.thread_count = threads
+        return unsafe try Encoder(encoderName: codec.encoderName, globalHeader: globalHeader, privateOptions: priv) { c throws(MediaError) in
+            unsafe c.pointee.width = width
+            unsafe c.pointee.height = height
+            unsafe c.pointee.pix_fmt = AV_PIX_FMT_YUV420P
+            unsafe c.pointee.framerate = frameRate
+            unsafe c.pointee.time_base = av_inv_q(frameRate)
+            unsafe c.pointee.sample_aspect_ratio = AVRational(num: 1, den: 1)
+            unsafe c.pointee.gop_size = gop
+            unsafe c.pointee.keyint_min = gop
+            unsafe c.pointee.thread_count = threads
             if codec == .vp9, crf != nil {
                 // Constant quality; under a cap (a ladder rung), constrained quality: libvpx
                 // refuses a maximum rate without a bitrate, and takes the cap as that bitrate.
-                c.pointee.bit_rate = settings.maxBitrateKbps.map { Int64($0) * 1000 } ?? 0
+                unsafe c.pointee.bit_rate = settings.maxBitrateKbps.map { Int64($0) * 1000 } ?? 0
             }
             if crf != nil, let cap = settings.maxBitrateKbps {
-                c.pointee.rc_max_rate = Int64(cap) * 1000
-                c.pointee.rc_buffer_size = Int32(cap) * 2000
+                unsafe c.pointee.rc_max_rate = Int64(cap) * 1000
+                unsafe c.pointee.rc_buffer_size = Int32(cap) * 2000
             }
             if case .bitrate(let kbps) = settings.rateControl {
-                c.pointee.bit_rate = Int64(kbps) * 1000
+                unsafe c.pointee.bit_rate = Int64(kbps) * 1000
                 if codec != .av1 {
-                    c.pointee.rc_max_rate = Int64(kbps) * 1500
-                    c.pointee.rc_buffer_size = Int32(kbps) * 2000
+                    unsafe c.pointee.rc_max_rate = Int64(kbps) * 1500
+                    unsafe c.pointee.rc_buffer_size = Int32(kbps) * 2000
                 }
             }
         }
@@ -130,15 +130,15 @@ enum Encoders {
     static func audio(_ codecName: String, sampleRate: Int32, channels: Int32, bitrateKbps: Int,
                       globalHeader: Bool) throws(MediaError) -> Encoder {
         guard let kind = AudioCodec(rawValue: codecName) else { throw .invalidSettings(reason: "unknown audio codec \"\(codecName)\"") }
-        guard let codec = avcodec_find_encoder_by_name(kind.encoderName) else { throw .encoderUnavailable(codec: kind.encoderName) }
-        let rate = supportedRate(codec, wanted: sampleRate)
-        let format = preferredSampleFormat(codec)
-        return try Encoder(encoderName: kind.encoderName, globalHeader: globalHeader, privateOptions: []) { c throws(MediaError) in
-            c.pointee.sample_fmt = format
-            c.pointee.sample_rate = rate
-            clibav_channel_layout_default(&c.pointee.ch_layout, channels)
-            c.pointee.bit_rate = Int64(bitrateKbps) * 1000
-            c.pointee.time_base = AVRational(num: 1, den: rate)
+        guard let codec = unsafe avcodec_find_encoder_by_name(kind.encoderName) else { throw .encoderUnavailable(codec: kind.encoderName) }
+        let rate = unsafe supportedRate(codec, wanted: sampleRate)
+        let format = unsafe preferredSampleFormat(codec)
+        return unsafe try Encoder(encoderName: kind.encoderName, globalHeader: globalHeader, privateOptions: []) { c throws(MediaError) in
+            unsafe c.pointee.sample_fmt = format
+            unsafe c.pointee.sample_rate = rate
+            unsafe clibav_channel_layout_default(&c.pointee.ch_layout, channels)
+            unsafe c.pointee.bit_rate = Int64(bitrateKbps) * 1000
+            unsafe c.pointee.time_base = AVRational(num: 1, den: rate)
         }
     }
 
@@ -148,27 +148,27 @@ enum Encoders {
     }
 
     private static func supportedRate(_ codec: UnsafePointer<AVCodec>, wanted: Int32) -> Int32 {
-        guard let list = codec.pointee.supported_samplerates else { return wanted > 0 ? wanted : 48000 }
+        guard let list = unsafe codec.pointee.supported_samplerates else { return wanted > 0 ? wanted : 48000 }
         var rates: [Int32] = []
         var i = 0
-        while list[i] != 0 { rates.append(list[i]); i += 1 }
+        while unsafe list[i] != 0 { unsafe rates.append(list[i]); i += 1 }
         if rates.contains(wanted) { return wanted }
         return rates.contains(48000) ? 48000 : (rates.first ?? 48000)
     }
 
     private static func preferredSampleFormat(_ codec: UnsafePointer<AVCodec>) -> AVSampleFormat {
-        guard let list = codec.pointee.sample_fmts else { return AV_SAMPLE_FMT_FLTP }
+        guard let list = unsafe codec.pointee.sample_fmts else { return AV_SAMPLE_FMT_FLTP }
         var formats: [AVSampleFormat] = []
         var i = 0
-        while list[i] != AV_SAMPLE_FMT_NONE { formats.append(list[i]); i += 1 }
+        while unsafe list[i] != AV_SAMPLE_FMT_NONE { unsafe formats.append(list[i]); i += 1 }
         for f in [AV_SAMPLE_FMT_FLTP, AV_SAMPLE_FMT_FLT, AV_SAMPLE_FMT_S16] where formats.contains(f) { return f }
         return formats.first ?? AV_SAMPLE_FMT_FLTP
     }
 
     /// Whether the encoder accepts a shorter last frame.
     static func acceptsSmallLastFrame(_ encoder: Encoder) -> Bool {
-        guard let codec = encoder.ctx.pointee.codec else { return false }
-        return (codec.pointee.capabilities & AV_CODEC_CAP_SMALL_LAST_FRAME) != 0
+        guard let codec = unsafe encoder.ctx.pointee.codec else { return false }
+        return unsafe (codec.pointee.capabilities & AV_CODEC_CAP_SMALL_LAST_FRAME) != 0
             || (codec.pointee.capabilities & AV_CODEC_CAP_VARIABLE_FRAME_SIZE) != 0
     }
 }

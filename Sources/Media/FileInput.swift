@@ -39,10 +39,10 @@ final class FileInput {
     init(path: MediaPath) throws(MediaError) {
         self.path = path
         let label = path.description
-        let fd = try path.withCPath { open($0, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) }
+        let fd = unsafe try path.withCPath { unsafe open($0, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) }
         guard fd >= 0 else { throw .inputUnreadable(path: label, reason: errnoText()) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else {
+        guard unsafe fstat(fd, &st) == 0 else {
             let e = errno
             close(fd)
             throw .inputUnreadable(path: label, reason: errnoText(e))
@@ -77,7 +77,7 @@ final class FileInput {
         guard offset < size, buffer.count > 0 else { return 0 }
         let want = Int(min(Int64(buffer.count), size - offset))
         while true {
-            let n = pread(fd, buffer.baseAddress, want, off_t(offset))
+            let n = unsafe pread(fd, buffer.baseAddress, want, off_t(offset))
             if n > 0 { return n }
             if n == 0 { throw truncated(at: offset) }
             if errno == EINTR { continue }
@@ -87,7 +87,7 @@ final class FileInput {
 
     private func truncated(at offset: Int64) -> MediaError {
         var st = stat()
-        let now: Int64? = fstat(fd, &st) == 0 ? Int64(st.st_size) : nil
+        let now: Int64? = unsafe fstat(fd, &st) == 0 ? Int64(st.st_size) : nil
         return .inputTruncated(path: label, openedBytes: size, nowBytes: now ?? offset)
     }
 

@@ -7,13 +7,13 @@
 // AVIOContext reading it with pread (no libav file protocol), with
 // `protocol_whitelist=none` and `format_whitelist` as a second fence, and an interrupt
 // callback that enforces the open deadline and cancellation.
-import CLibAV
+internal import CLibAV
 import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
 #endif
 
-final class InputFile {
+@safe final class InputFile {
     let ctx: UnsafeMutablePointer<AVFormatContext>
     let path: String
     let limits: MediaLimits
@@ -31,13 +31,13 @@ final class InputFile {
         self.path = path.description
         self.limits = limits
         let file = try FileInput(path: path)
-        let format = try InputFile.detectFormat(file, limits: limits)
+        let format = unsafe try InputFile.detectFormat(file, limits: limits)
         let interrupt = InterruptState(cancel: cancel)
         self.interrupt = interrupt
         let io = try CustomIO(file: file, interrupt: interrupt)
         self.io = io
         do {
-            ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: self.path)
+            unsafe ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: self.path)
         } catch {
             throw io.failure ?? error
         }
@@ -57,20 +57,20 @@ final class InputFile {
         self.io = io
         interrupt.arm(seconds: limits.openTimeoutSeconds)
         var probed: UnsafePointer<AVInputFormat>? = nil
-        let score = av_probe_input_buffer2(io.ctx, &probed, name, nil, 0, UInt32(min(max(limits.probeBytes, 2048), 1 << 20)))
-        if score < 0 || probed == nil {
+        let score = unsafe av_probe_input_buffer2(io.ctx, &probed, name, nil, 0, UInt32(min(max(limits.probeBytes, 2048), 1 << 20)))
+        if unsafe score < 0 || probed == nil {
             if let f = io.failure { throw f }
             if interrupt.cancel?.isCancelled == true { throw .cancelled }
             if io.bytesRead == 0 { throw .emptyInput(path: name) }
             throw .unrecognizedFormat(path: name)
         }
-        let format = probed!
-        let formatName = String(cString: format.pointee.name)
+        let format = unsafe probed!
+        let formatName = unsafe String(cString: format.pointee.name)
         guard limits.allows(demuxer: formatName) else {
             throw .demuxerNotAllowed(name: formatName, allowed: limits.allowedDemuxers)
         }
         do {
-            ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: name)
+            unsafe ctx = try InputFile.openContext(url: "", format: format, io: io, limits: limits, interrupt: interrupt, label: name)
         } catch {
             throw io.failure ?? error
         }
@@ -80,11 +80,11 @@ final class InputFile {
 
     private static func openContext(url: String, format: UnsafePointer<AVInputFormat>, io: CustomIO?, limits: MediaLimits,
                              interrupt: InterruptState, label: String) throws(MediaError) -> UnsafeMutablePointer<AVFormatContext> {
-        guard let c = avformat_alloc_context() else { throw outOfMemory("allocating a demuxer") }
-        c.pointee.interrupt_callback = interrupt.callback
+        guard let c = unsafe avformat_alloc_context() else { throw outOfMemory("allocating a demuxer") }
+        unsafe c.pointee.interrupt_callback = interrupt.callback
         if let io {
-            c.pointee.pb = io.ctx
-            c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
+            unsafe c.pointee.pb = io.ctx
+            unsafe c.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
         }
         let opts = Options([
             ("protocol_whitelist", "none"),   // files and streams come through `io`; nothing else is opened
@@ -94,20 +94,20 @@ final class InputFile {
             ("max_streams", String(max(1, limits.maxStreams) * 4)),
         ])
         interrupt.arm(seconds: limits.openTimeoutSeconds)
-        var p: UnsafeMutablePointer<AVFormatContext>? = c
-        let rc = avformat_open_input(&p, url, format, &opts.ptr)
-        guard rc >= 0, let opened = p else {
+        var p: UnsafeMutablePointer<AVFormatContext>? = unsafe c
+        let rc = unsafe avformat_open_input(&p, url, format, &opts.ptr)
+        guard rc >= 0, let opened = unsafe p else {
             // avformat_open_input frees the context on failure (not a custom pb).
             throw InputFile.openError(rc, interrupt: interrupt, phase: "opening \(label)")
         }
-        return opened
+        return unsafe opened
     }
 
     private func finishOpening() throws(MediaError) {
         // The container's declared values first: probing stream info may replace absurd
         // ones with 0×0 (the decoder refuses to open), which would hide the reason.
         try checkLimits()
-        let info = avformat_find_stream_info(ctx, nil)
+        let info = unsafe avformat_find_stream_info(ctx, nil)
         if info < 0 {
             if let f = io?.failure { throw f }
             throw InputFile.openError(info, interrupt: interrupt, phase: "reading stream information from \(path)")
@@ -121,8 +121,8 @@ final class InputFile {
     }
 
     deinit {
-        var p: UnsafeMutablePointer<AVFormatContext>? = ctx
-        avformat_close_input(&p)
+        var p: UnsafeMutablePointer<AVFormatContext>? = unsafe ctx
+        unsafe avformat_close_input(&p)
         LibAVObjects.release()
     }
 
@@ -144,63 +144,63 @@ final class InputFile {
         var buf = [UInt8](repeating: 0, count: want + padding)
         var got = 0
         while got < want {
-            let n: Result<Int, MediaError> = buf.withUnsafeMutableBytes { raw in
+            let n: Result<Int, MediaError> = unsafe buf.withUnsafeMutableBytes { raw in
                 Result { () throws(MediaError) in
-                    try file.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[got..<want]), at: Int64(got))
+                    unsafe try file.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[got..<want]), at: Int64(got))
                 }
             }
             got += try n.get()
         }
 
         var score: Int32 = 0
-        let format: UnsafePointer<AVInputFormat>? = path.withCString { name in
-            buf.withUnsafeMutableBytes { raw in
-                var pd = AVProbeData()
-                pd.filename = name
-                pd.buf = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                pd.buf_size = Int32(got)
-                return av_probe_input_format3(&pd, 1, &score)
+        let format: UnsafePointer<AVInputFormat>? = unsafe path.withCString { name in
+            unsafe buf.withUnsafeMutableBytes { raw in
+                var pd = unsafe AVProbeData()
+                unsafe pd.filename = name
+                unsafe pd.buf = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                unsafe pd.buf_size = Int32(got)
+                return unsafe av_probe_input_format3(&pd, 1, &score)
             }
         }
-        guard let format else { throw .unrecognizedFormat(path: path) }
-        let name = String(cString: format.pointee.name)
+        guard let format = unsafe format else { throw .unrecognizedFormat(path: path) }
+        let name = unsafe String(cString: format.pointee.name)
         guard limits.allows(demuxer: name) else {
             throw .demuxerNotAllowed(name: name, allowed: limits.allowedDemuxers)
         }
-        return format
+        return unsafe format
     }
 
     private func checkLimits() throws(MediaError) {
-        let n = Int(ctx.pointee.nb_streams)
+        let n = unsafe Int(ctx.pointee.nb_streams)
         if n > limits.maxStreams {
             throw .limitExceeded(reason: "input has \(n) streams; the limit is \(limits.maxStreams)")
         }
         for i in 0..<n {
-            let par = stream(i).pointee.codecpar.pointee
-            if par.codec_type == AVMEDIA_TYPE_VIDEO && (par.width != 0 || par.height != 0) {
-                try limits.checkPicture(width: par.width, height: par.height)
+            let par = unsafe stream(i).pointee.codecpar.pointee
+            if unsafe par.codec_type == AVMEDIA_TYPE_VIDEO && (par.width != 0 || par.height != 0) {
+                unsafe try limits.checkPicture(width: par.width, height: par.height)
             }
         }
         if durationSeconds > 0 { try limits.checkDuration(durationSeconds) }
     }
 
-    var streamCount: Int { Int(ctx.pointee.nb_streams) }
+    var streamCount: Int { unsafe Int(ctx.pointee.nb_streams) }
 
-    func stream(_ i: Int) -> UnsafeMutablePointer<AVStream> { ctx.pointee.streams[i]! }
+    func stream(_ i: Int) -> UnsafeMutablePointer<AVStream> { unsafe ctx.pointee.streams[i]! }
 
     /// Container duration in seconds (0 when unknown).
     var durationSeconds: Double {
-        let d = ctx.pointee.duration
+        let d = unsafe ctx.pointee.duration
         guard d != AVCode.noPTS, d > 0 else { return 0 }
         return Double(d) / Double(AV_TIME_BASE)
     }
 
-    var formatName: String { String(cString: ctx.pointee.iformat.pointee.name) }
-    var formatLongName: String { cString(ctx.pointee.iformat.pointee.long_name) ?? formatName }
+    var formatName: String { unsafe String(cString: ctx.pointee.iformat.pointee.name) }
+    var formatLongName: String { unsafe cString(ctx.pointee.iformat.pointee.long_name) ?? formatName }
 
     /// The best stream of a type, or nil.
     func bestStream(_ type: AVMediaType) -> Int? {
-        let i = av_find_best_stream(ctx, type, -1, -1, nil, 0)
+        let i = unsafe av_find_best_stream(ctx, type, -1, -1, nil, 0)
         return i >= 0 ? Int(i) : nil
     }
 
@@ -208,7 +208,7 @@ final class InputFile {
     /// packet-count cap and turns interrupts into cancellation.
     func read(into packet: Packet) throws(MediaError) -> Bool {
         packet.unref()
-        let rc = av_read_frame(ctx, packet.ptr)
+        let rc = unsafe av_read_frame(ctx, packet.ptr)
         if rc == AVCode.eof {
             // A read error can end a demuxer's input like EOF does: the typed reason wins.
             if let f = io?.failure { throw f }

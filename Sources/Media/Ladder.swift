@@ -9,7 +9,7 @@
 // Every rung has a fixed GOP equal to the segment length and no scene-cut keyframes, so
 // segments of all renditions start at the same instants and players can switch between
 // them. Rungs larger than the source are skipped (never upscale a ladder).
-import CLibAV
+internal import CLibAV
 import Foundation
 import SpoolModel
 import TranscodeAPI
@@ -126,6 +126,6 @@ enum HLSPlaylists {
 
     private static func fileSize(_ path: String) -> Int64 {
         var st = stat()
-        return stat(path, &st) == 0 ? Int64(st.st_size) : 0
+        return unsafe stat(path, &st) == 0 ? Int64(st.st_size) : 0
     }
 }

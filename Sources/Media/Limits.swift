@@ -1,7 +1,7 @@
 // Media.MediaLimits: media is untrusted. TranscodeAPI's caps are checked here while
 // opening (header values) and again while working (decoded frames, packet timestamps,
 // counts), and every violation is a MediaError with a reason a user can read.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 import TranscodeAPI
 
@@ -16,13 +16,13 @@ extension MediaLimits {
     }
 
     func checkDecodedFrameMemory(width: Int32, height: Int32, pixelFormat: Int32, framesInFlight: Int) throws(MediaError) {
-        let desc = pixelFormat >= 0 ? av_pix_fmt_desc_get(AVPixelFormat(rawValue: pixelFormat)) : nil
+        let desc = unsafe pixelFormat >= 0 ? av_pix_fmt_desc_get(AVPixelFormat(rawValue: pixelFormat)) : nil
         // An unknown format is counted as 8-bit 4:2:0, the smallest common one.
-        let bits = desc.map { Int(av_get_padded_bits_per_pixel($0)) }.flatMap { $0 > 0 ? $0 : nil } ?? 12
+        let bits = unsafe desc.map { unsafe Int(av_get_padded_bits_per_pixel($0)) }.flatMap { $0 > 0 ? $0 : nil } ?? 12
         let frameBytes = Int(max(0, width)) * Int(max(0, height)) * bits / 8
         let (total, overflow) = frameBytes.multipliedReportingOverflow(by: max(1, framesInFlight))
         if overflow || total > maxDecodedFrameBytes {
-            let name = desc.flatMap { cString($0.pointee.name) } ?? "unknown format"
+            let name = unsafe desc.flatMap { unsafe cString($0.pointee.name) } ?? "unknown format"
             throw .limitExceeded(reason: "decoding \(width)×\(height) \(name) with \(framesInFlight) frames in flight needs \(overflow ? "more than \(NumberFormat.bytes(Int.max))" : NumberFormat.bytes(total)) of decoded frames; the limit is \(NumberFormat.bytes(maxDecodedFrameBytes))")
         }
     }

@@ -2,7 +2,7 @@
 // each line (av_log_format_line) and calls one registered @convention(c) function, which
 // forwards to the Logger installed here. libav's log callback is process-wide, so this is
 // the one piece of global state the module keeps; it is set once, before any libav work.
-import CLibAV
+internal import CLibAV
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -13,17 +13,19 @@ public enum LibAVLogging {
     private static let target = Mutex<Logger?>(nil)
     private static let installedOnce = Mutex<Bool>(false)
 
-    /// Routes libav messages up to `maxLevel` (an AV_LOG_* value; default AV_LOG_WARNING)
-    /// to `logger`. Calling it again replaces the logger.
-    public static func install(logger: Logger = Logger(label: "spool.libav"), maxLevel: Int32 = AV_LOG_WARNING) {
+    /// Routes libav messages up to `maxLevel` (an AV_LOG_* value; default 24, which is
+    /// AV_LOG_WARNING: CLibAV is an internal import, so its name cannot appear here) to
+    /// `logger`. Calling it again replaces the logger.
+    public static func install(logger: Logger = Logger(label: "spool.libav"), maxLevel: Int32 = 24) {
+        assert(AV_LOG_WARNING == 24)
         target.withLock { $0 = logger }
         // SVT-AV1 logs to stderr itself (not through av_log): keep it to warnings unless the
         // user set SVT_LOG. Set here, once per process (setenv is not safe while other
         // threads read the environment, so never per job).
-        setenv("SVT_LOG", "2", 0)
-        clibav_set_log_callback({ level, line in
-            guard let line else { return }
-            let text = String(cString: line)
+        unsafe setenv("SVT_LOG", "2", 0)
+        unsafe clibav_set_log_callback({ level, line in
+            guard let line = unsafe line else { return }
+            let text = unsafe String(cString: line)
             LibAVLogging.forward(level: level, text)
         }, maxLevel)
         installedOnce.withLock { $0 = true }

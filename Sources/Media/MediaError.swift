@@ -4,7 +4,7 @@
 // than a bare errno. New kinds of failure keep coming (each input hardening added one),
 // so MediaError is a struct: built with static functions named for the failure, told apart
 // by comparing `kind` (or `code`, its stable identifier), never by an exhaustive switch.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 #if canImport(Glibc)
 import Glibc
@@ -198,8 +198,8 @@ public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
 func libavErrorString(_ code: Int32) -> String {
     if code == -1 { return "generic error" }
     var buf = [CChar](repeating: 0, count: 256)
-    _ = clibav_strerror(code, &buf, buf.count)
-    return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    _ = unsafe clibav_strerror(code, &buf, buf.count)
+    return unsafe buf.withUnsafeBufferPointer { unsafe String(cString: $0.baseAddress!) }
 }
 
 /// "Invalid data found when processing input (libav error -1094995529)"; "libav error -1

@@ -11,8 +11,8 @@ extension MediaPath {
     func withCPath<R>(_ body: (UnsafePointer<CChar>) -> R) throws(MediaError) -> R {
         guard !bytes.isEmpty else { throw .invalidSettings(reason: "an empty path names no file") }
         guard !bytes.contains(0) else { throw .invalidSettings(reason: "the path \(self) contains a NUL byte") }
-        return (bytes + [0]).withUnsafeBufferPointer { b in
-            b.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) }
+        return unsafe (bytes + [0]).withUnsafeBufferPointer { b in
+            unsafe b.withMemoryRebound(to: CChar.self) { unsafe body($0.baseAddress!) }
         }
     }
 
@@ -22,10 +22,10 @@ extension MediaPath {
     /// as its own bytes; one not found in argv (a default value) as `repaired`'s bytes.
     public static func commandLineArgument(_ repaired: String, occurrence: Int = 0) -> MediaPath {
         var matches: [[UInt8]] = []
-        let argv = CommandLine.unsafeArgv
+        let argv = unsafe CommandLine.unsafeArgv
         for i in 1..<Int(CommandLine.argc) {
-            guard let arg = argv[i] else { continue }
-            let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(arg).assumingMemoryBound(to: UInt8.self), count: strlen(arg)))
+            guard let arg = unsafe argv[i] else { continue }
+            let bytes = unsafe Array(UnsafeBufferPointer(start: UnsafeRawPointer(arg).assumingMemoryBound(to: UInt8.self), count: strlen(arg)))
             if String(decoding: bytes, as: UTF8.self) == repaired { matches.append(bytes) }
         }
         guard !matches.isEmpty else { return MediaPath(repaired) }
@@ -34,4 +34,4 @@ extension MediaPath {
 }
 
 /// errno as text.
-func errnoText(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }
+func errnoText(_ e: Int32 = errno) -> String { unsafe String(cString: strerror(e)) }

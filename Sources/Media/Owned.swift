@@ -4,7 +4,7 @@
 // job released everything it allocated.
 //
 // These owners are not Sendable: a transcode creates and drops them on its own thread.
-import CLibAV
+internal import CLibAV
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -19,77 +19,77 @@ public enum LibAVObjects {
 }
 
 /// An AVFrame.
-final class Frame {
+@safe final class Frame {
     let ptr: UnsafeMutablePointer<AVFrame>
 
     init() throws(MediaError) {
-        guard let p = av_frame_alloc() else { throw outOfMemory("allocating a frame") }
-        ptr = p
+        guard let p = unsafe av_frame_alloc() else { throw outOfMemory("allocating a frame") }
+        unsafe ptr = p
         LibAVObjects.retain()
     }
 
     deinit {
-        var p: UnsafeMutablePointer<AVFrame>? = ptr
-        av_frame_free(&p)
+        var p: UnsafeMutablePointer<AVFrame>? = unsafe ptr
+        unsafe av_frame_free(&p)
         LibAVObjects.release()
     }
 
-    func unref() { av_frame_unref(ptr) }
+    func unref() { unsafe av_frame_unref(ptr) }
 
-    var width: Int32 { ptr.pointee.width }
-    var height: Int32 { ptr.pointee.height }
-    var format: Int32 { ptr.pointee.format }
+    var width: Int32 { unsafe ptr.pointee.width }
+    var height: Int32 { unsafe ptr.pointee.height }
+    var format: Int32 { unsafe ptr.pointee.format }
     var pts: Int64 {
-        get { ptr.pointee.pts }
-        set { ptr.pointee.pts = newValue }
+        get { unsafe ptr.pointee.pts }
+        set { unsafe ptr.pointee.pts = newValue }
     }
-    func data(_ plane: Int32) -> UnsafeMutablePointer<UInt8>? { clibav_frame_data(ptr, plane) }
-    func linesize(_ plane: Int32) -> Int { Int(clibav_frame_linesize(ptr, plane)) }
+    func data(_ plane: Int32) -> UnsafeMutablePointer<UInt8>? { unsafe clibav_frame_data(ptr, plane) }
+    func linesize(_ plane: Int32) -> Int { unsafe Int(clibav_frame_linesize(ptr, plane)) }
 }
 
 /// An AVPacket.
-final class Packet {
+@safe final class Packet {
     let ptr: UnsafeMutablePointer<AVPacket>
 
     init() throws(MediaError) {
-        guard let p = av_packet_alloc() else { throw outOfMemory("allocating a packet") }
-        ptr = p
+        guard let p = unsafe av_packet_alloc() else { throw outOfMemory("allocating a packet") }
+        unsafe ptr = p
         LibAVObjects.retain()
     }
 
     deinit {
-        var p: UnsafeMutablePointer<AVPacket>? = ptr
-        av_packet_free(&p)
+        var p: UnsafeMutablePointer<AVPacket>? = unsafe ptr
+        unsafe av_packet_free(&p)
         LibAVObjects.release()
     }
 
-    func unref() { av_packet_unref(ptr) }
+    func unref() { unsafe av_packet_unref(ptr) }
 }
 
 /// An AVDictionary of options handed to libav; whatever libav did not consume is left
 /// in it and freed here.
-final class Options {
+@safe final class Options {
     var ptr: OpaquePointer?
 
     init(_ pairs: [(String, String)] = []) {
         for (k, v) in pairs { set(k, v) }
     }
 
-    func set(_ key: String, _ value: String) { av_dict_set(&ptr, key, value, 0) }
+    func set(_ key: String, _ value: String) { unsafe av_dict_set(&ptr, key, value, 0) }
 
     /// Keys libav left unused (for logging misspelt options).
     var remainingKeys: [String] {
         var keys: [String] = []
         var e: UnsafeMutablePointer<AVDictionaryEntry>? = nil
         while true {
-            e = av_dict_get(ptr, "", e, AV_DICT_IGNORE_SUFFIX)
-            guard let entry = e else { break }
-            keys.append(String(cString: entry.pointee.key))
+            unsafe e = av_dict_get(ptr, "", e, AV_DICT_IGNORE_SUFFIX)
+            guard let entry = unsafe e else { break }
+            unsafe keys.append(String(cString: entry.pointee.key))
         }
         return keys
     }
 
-    deinit { av_dict_free(&ptr) }
+    deinit { unsafe av_dict_free(&ptr) }
 }
 
 /// A one-way flag a caller sets to stop a job; checked every frame and from libav's
@@ -125,19 +125,19 @@ final class InterruptState {
 
     /// The AVIOInterruptCB pointing at this object (unretained: the owner keeps it alive).
     var callback: AVIOInterruptCB {
-        AVIOInterruptCB(
+        unsafe AVIOInterruptCB(
             callback: { opaque in
-                guard let opaque else { return 0 }
-                let state = Unmanaged<InterruptState>.fromOpaque(opaque).takeUnretainedValue()
+                guard let opaque = unsafe opaque else { return 0 }
+                let state = unsafe Unmanaged<InterruptState>.fromOpaque(opaque).takeUnretainedValue()
                 return state.shouldInterrupt ? 1 : 0
             },
-            opaque: Unmanaged.passUnretained(self).toOpaque())
+            opaque: unsafe Unmanaged.passUnretained(self).toOpaque())
     }
 }
 
 func monotonicNanos() -> UInt64 {
     var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
+    unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
@@ -146,4 +146,4 @@ extension AVRational {
     var isValid: Bool { num > 0 && den > 0 }
 }
 
-func cString(_ p: UnsafePointer<CChar>?) -> String? { p.map { String(cString: $0) } }
+func cString(_ p: UnsafePointer<CChar>?) -> String? { unsafe p.map { unsafe String(cString: $0) } }

@@ -8,7 +8,7 @@
 // if the decoder's output changes. Timestamps are taken from the decoder, made relative to
 // the container's start and kept strictly increasing. Cancellation is checked before every
 // packet and frame; every libav object has an owner, so throwing frees everything.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 import TranscodeAPI
 
@@ -76,7 +76,7 @@ final class Pipeline {
         sharedPacket = try Packet()
         decoded = try Frame()
         audioFrame = try Frame()
-        let st = input.ctx.pointee.start_time
+        let st = unsafe input.ctx.pointee.start_time
         origin = st == AVCode.noPTS ? 0 : st
         // A start time beyond ±100 years is a broken file, and would make every later
         // timestamp subtraction overflow.
@@ -99,10 +99,10 @@ final class Pipeline {
         let maxTs = plan.limits.maxDurationSeconds
         while try input.read(into: packet) {
             try checkCancelled()
-            let idx = Int(packet.ptr.pointee.stream_index)
+            let idx = unsafe Int(packet.ptr.pointee.stream_index)
             guard idx == videoIn || idx == audioIn else { continue }
             packetsPerStream[idx, default: 0] += 1
-            lastPacketCorrupt = (packet.ptr.pointee.flags & AV_PKT_FLAG_CORRUPT) != 0
+            lastPacketCorrupt = unsafe (packet.ptr.pointee.flags & AV_PKT_FLAG_CORRUPT) != 0
             try checkTimestamps(packet, stream: idx, maxSeconds: maxTs)
             if idx == videoIn, let copy = videoCopy {
                 try copyVideo(packet, into: copy)
@@ -168,7 +168,7 @@ final class Pipeline {
             throw .invalidData(reason: "\(plan.input) ends in the middle of a packet (truncated?)")
         }
         for idx in [videoIn, audioIn].compactMap({ $0 }) {
-            let declared = input.stream(idx).pointee.nb_frames
+            let declared = unsafe input.stream(idx).pointee.nb_frames
             let read = packetsPerStream[idx, default: 0]
             if declared > 0 && Int64(read) < declared {
                 throw .invalidData(reason: "\(plan.input) ends early: stream \(idx) has \(read) of \(declared) packets (truncated?)")

@@ -1,19 +1,19 @@
 // Media.Pipeline audio: decoded frames → resampler → FIFO (the encoder's frame size) →
 // encoder → every target that carries audio (a packet reference each).
-import CLibAV
+internal import CLibAV
 
 extension Pipeline {
     func audioFrame(_ frame: Frame) throws(MediaError) {
         try checkCancelled()
         guard let enc = audioEncoder, let fifo, let ai = audioIn else { return }
-        if frame.ptr.pointee.nb_samples > 0 { audioFramesOut += 1 }
+        if unsafe frame.ptr.pointee.nb_samples > 0 { audioFramesOut += 1 }
         if !audioStarted {
             audioStarted = true
-            let ts = frame.ptr.pointee.best_effort_timestamp
+            let ts = unsafe frame.ptr.pointee.best_effort_timestamp
             if ts != AVCode.noPTS {
-                let rateTB = AVRational(num: 1, den: enc.ctx.pointee.sample_rate)
-                let start = av_rescale_q(ts, input.stream(ai).pointee.time_base, rateTB) - av_rescale_q(origin, clibav_time_base_q(), rateTB)
-                audioSamples = max(0, min(start, Int64(enc.ctx.pointee.sample_rate) * 10))
+                let rateTB = unsafe AVRational(num: 1, den: enc.ctx.pointee.sample_rate)
+                let start = unsafe av_rescale_q(ts, input.stream(ai).pointee.time_base, rateTB) - av_rescale_q(origin, clibav_time_base_q(), rateTB)
+                audioSamples = unsafe max(0, min(start, Int64(enc.ctx.pointee.sample_rate) * 10))
             }
         }
         if let r = resampler, !r.matches(frame) {
@@ -36,7 +36,7 @@ extension Pipeline {
                     try t.muxer.write(outPacket, stream: t.audioStream!)
                 } else {
                     sharedPacket.unref()
-                    try check(av_packet_ref(sharedPacket.ptr, outPacket.ptr), "sharing an audio packet")
+                    unsafe try check(av_packet_ref(sharedPacket.ptr, outPacket.ptr), "sharing an audio packet")
                     try t.muxer.write(sharedPacket, stream: t.audioStream!)
                 }
             }
@@ -50,9 +50,9 @@ extension Pipeline {
         while fifo.count >= frameSize || (final && fifo.count > 0) {
             let n = min(frameSize, fifo.count)
             audioFrame.unref()
-            audioFrame.ptr.pointee.format = enc.ctx.pointee.sample_fmt.rawValue
-            audioFrame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
-            _ = clibav_channel_layout_copy(&audioFrame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
+            unsafe audioFrame.ptr.pointee.format = enc.ctx.pointee.sample_fmt.rawValue
+            unsafe audioFrame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
+            _ = unsafe clibav_channel_layout_copy(&audioFrame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
             if n < frameSize && padLast {
                 // Encoders that need full frames get the last one padded with silence.
                 try fifo.read(into: audioFrame, samples: n, padTo: frameSize)

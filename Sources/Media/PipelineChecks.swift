@@ -3,7 +3,7 @@
 // (MediaLimits.maxDecodeErrorFraction, decodeErrorAllowance); and a job that asked for
 // video (or audio) from an input that has it fails when none came out, instead of
 // succeeding with an empty track.
-import CLibAV
+internal import CLibAV
 import TranscodeAPI
 
 extension Pipeline {
@@ -21,7 +21,7 @@ extension Pipeline {
         let sent = streams.reduce(0) { $0 + packetsPerStream[$1, default: 0] }
         var packets = sent
         if !final {
-            let declared = streams.reduce(Int64(0)) { $0 + max(0, input.stream($1).pointee.nb_frames) }
+            let declared = streams.reduce(Int64(0)) { unsafe $0 + max(0, input.stream($1).pointee.nb_frames) }
             guard declared > 0 else { return }
             packets = max(sent, Int(clamping: declared))
         }
@@ -47,17 +47,17 @@ extension Pipeline {
     /// a limit error, and wildly out of range (either way) they are invalid data, so no
     /// later timestamp arithmetic can overflow.
     func checkTimestamps(_ packet: Packet, stream idx: Int, maxSeconds: Double) throws(MediaError) {
-        let tb = input.stream(idx).pointee.time_base.double
+        let tb = unsafe input.stream(idx).pointee.time_base.double
         let start = Double(origin) / Double(AV_TIME_BASE)
         let bound = maxSeconds + 3600
-        for t in [packet.ptr.pointee.pts, packet.ptr.pointee.dts] where t != AVCode.noPTS {
+        for t in unsafe [packet.ptr.pointee.pts, packet.ptr.pointee.dts] where t != AVCode.noPTS {
             let secs = Double(t) * tb - start
             if secs > maxSeconds { try plan.limits.checkDuration(secs) }
             guard secs > -bound && secs < bound else {
                 throw .invalidData(reason: "a packet timestamp (\(t) × \(tb) s) is far outside the media")
             }
         }
-        let d = packet.ptr.pointee.duration
+        let d = unsafe packet.ptr.pointee.duration
         guard d >= 0 && Double(d) * tb < bound else {
             throw .invalidData(reason: "a packet duration (\(d) × \(tb) s) is out of range")
         }

@@ -1,7 +1,7 @@
 // Media.Pipeline plan: what a pipeline is asked to do (targets, renditions, audio, limits)
 // and what it reports back, and the per-output state it keeps while running (a target's
 // muxer and streams, a rendition's encoder and scaler, a video stream copy).
-import CLibAV
+internal import CLibAV
 import SpoolModel
 import TranscodeAPI
 

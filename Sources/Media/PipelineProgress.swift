@@ -1,6 +1,6 @@
 // Media.Pipeline progress: how much media is done (from the video grid, the audio
 // samples or the copied packets' ends) and the rate-limited reports built from it.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 import TranscodeAPI
 
@@ -8,7 +8,7 @@ extension Pipeline {
     var mediaSeconds: Double {
         if videoCopy != nil { return copiedVideoEnd }
         if !renditions.isEmpty, lastVideoPts >= 0 { return Double(lastVideoPts + 1) * videoTimeBase.double }
-        if let enc = audioEncoder { return Double(audioSamples) / Double(enc.ctx.pointee.sample_rate) }
+        if let enc = audioEncoder { return unsafe Double(audioSamples) / Double(enc.ctx.pointee.sample_rate) }
         return copiedAudioEnd
     }
 

@@ -2,7 +2,7 @@
 // chosen from the input's streams: stream copy when the input already is what was asked,
 // otherwise a decoder, one encoder per rendition (skipping upscales in ladders) and one
 // audio encoder shared by every target.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 import TranscodeAPI
 
@@ -31,31 +31,31 @@ extension Pipeline {
     func setUpVideo() throws(MediaError) {
         guard !plan.renditions.isEmpty,
               let v = input.bestStream(AVMEDIA_TYPE_VIDEO),
-              (input.stream(v).pointee.disposition & AV_DISPOSITION_ATTACHED_PIC) == 0 else { return }
-        let st = input.stream(v)
-        let par = st.pointee.codecpar.pointee
-        try plan.limits.checkPicture(width: par.width, height: par.height)
-        var rate = st.pointee.avg_frame_rate
-        if !rate.isValid || rate.double > 240 { rate = st.pointee.r_frame_rate }
+              unsafe (input.stream(v).pointee.disposition & AV_DISPOSITION_ATTACHED_PIC) == 0 else { return }
+        let st = unsafe input.stream(v)
+        let par = unsafe st.pointee.codecpar.pointee
+        unsafe try plan.limits.checkPicture(width: par.width, height: par.height)
+        var rate = unsafe st.pointee.avg_frame_rate
+        if !rate.isValid || rate.double > 240 { rate = unsafe st.pointee.r_frame_rate }
         if !rate.isValid || rate.double > 240 || rate.double < 1 { rate = AVRational(num: 25, den: 1) }
         videoTimeBase = av_inv_q(rate)
-        let sar = par.sample_aspect_ratio
+        let sar = unsafe par.sample_aspect_ratio
         if try setUpVideoCopy(index: v, rate: rate) { return }
-        let dec = try Decoder(stream: st, threads: plan.threads)
-        try plan.limits.checkDecodedFrameMemory(width: dec.ctx.pointee.width, height: dec.ctx.pointee.height,
+        let dec = unsafe try Decoder(stream: st, threads: plan.threads)
+        unsafe try plan.limits.checkDecodedFrameMemory(width: dec.ctx.pointee.width, height: dec.ctx.pointee.height,
                                                 pixelFormat: dec.ctx.pointee.pix_fmt.rawValue, framesInFlight: dec.framesInFlight)
 
         var chosen = plan.renditions
         if plan.skipUpscaled {
             let fits = chosen.filter { r in
-                (r.video.maxHeight.map { $0 <= par.height } ?? true) || (r.video.maxWidth.map { $0 <= par.width } ?? true)
+                (r.video.maxHeight.map { unsafe $0 <= par.height } ?? true) || (r.video.maxWidth.map { unsafe $0 <= par.width } ?? true)
             }
             let smallest = chosen.min { ($0.video.maxHeight ?? .max) < ($1.video.maxHeight ?? .max) }
             chosen = fits.isEmpty ? (smallest.map { [$0] } ?? []) : fits
         }
         for r in chosen {
             let preset = TranscodePreset(name: r.name, summary: "", video: r.video, audio: AudioSettings())
-            let (w, h) = preset.outputSize(sourceWidth: par.width, sourceHeight: par.height, sampleAspect: (sar.num, sar.den))
+            let (w, h) = unsafe preset.outputSize(sourceWidth: par.width, sourceHeight: par.height, sampleAspect: (sar.num, sar.den))
             let t = try target(r.target)
             try t.muxer.checkCarries(VideoCodec(rawValue: r.video.codec)?.codecID ?? AV_CODEC_ID_NONE, name: r.video.codec)
             var outRate = rate
@@ -78,19 +78,19 @@ extension Pipeline {
         guard let settings = plan.audio, let a = input.bestStream(AVMEDIA_TYPE_AUDIO) else { return }
         // Audio goes to every output that has video (or to every planned output if none has).
         if targets.isEmpty { for i in plan.targets.indices { _ = try target(i) } }
-        let st = input.stream(a)
-        let par = st.pointee.codecpar.pointee
+        let st = unsafe input.stream(a)
+        let par = unsafe st.pointee.codecpar.pointee
         if try setUpAudioCopy(index: a, settings: settings) { return }
-        let dec = try Decoder(stream: st, threads: plan.threads)
-        let channels = min(max(1, par.ch_layout.nb_channels), settings.maxChannels)
+        let dec = unsafe try Decoder(stream: st, threads: plan.threads)
+        let channels = unsafe min(max(1, par.ch_layout.nb_channels), settings.maxChannels)
         let global = targets.values.contains { $0.muxer.needsGlobalHeader }
         for t in targets.values {
             try t.muxer.checkCarries(AudioCodec(rawValue: settings.codec)?.codecID ?? AV_CODEC_ID_NONE, name: settings.codec)
         }
-        let enc = try Encoders.audio(settings.codec, sampleRate: par.sample_rate > 0 ? par.sample_rate : 48000, channels: channels,
+        let enc = unsafe try Encoders.audio(settings.codec, sampleRate: par.sample_rate > 0 ? par.sample_rate : 48000, channels: channels,
                                      bitrateKbps: settings.bitrateKbps, globalHeader: global)
         for t in targets.values { t.audioStream = try t.muxer.addStream(for: enc) }
         audioIn = a; audioDecoder = dec; audioEncoder = enc
-        fifo = try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
+        fifo = unsafe try AudioFIFO(format: enc.ctx.pointee.sample_fmt, channels: channels)
     }
 }

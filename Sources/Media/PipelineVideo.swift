@@ -2,7 +2,7 @@
 // on the source's grid, then for every rendition put on the rendition's own grid (a
 // slower output drops frames that land on a taken slot), scaled (the scaler rebuilt when
 // the decoded pictures change), remembered for quality, encoded and muxed.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 import TranscodeAPI
 
@@ -21,9 +21,9 @@ extension Pipeline {
         guard let vi = videoIn else { return }
         let tb = videoTimeBase
         var pts: Int64
-        let ts = frame.ptr.pointee.best_effort_timestamp
+        let ts = unsafe frame.ptr.pointee.best_effort_timestamp
         if ts != AVCode.noPTS {
-            pts = av_rescale_q(ts, input.stream(vi).pointee.time_base, tb) - av_rescale_q(origin, clibav_time_base_q(), tb)
+            pts = unsafe av_rescale_q(ts, input.stream(vi).pointee.time_base, tb) - av_rescale_q(origin, clibav_time_base_q(), tb)
             if lastVideoPts < 0 { videoOrigin = min(0, pts) }
             pts -= videoOrigin
         } else {

@@ -3,7 +3,7 @@
 // Capabilities are discovered from the linked libav, never hard-coded: which of the
 // encoders Spool knows how to drive are present, which demuxers of the allow-list and
 // which muxers exist, which hardware device types can really be opened here.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 import Synchronization
 import TranscodeAPI
@@ -56,26 +56,26 @@ enum LibAVCapabilities {
 
     static func probe() -> TranscoderCapabilities {
         LibAVLogging.ensureInstalled()
-        let encoders = driven.filter { avcodec_find_encoder_by_name($0) != nil }
-        let more = known.filter { avcodec_find_encoder_by_name($0) != nil }
+        let encoders = driven.filter { unsafe avcodec_find_encoder_by_name($0) != nil }
+        let more = known.filter { unsafe avcodec_find_encoder_by_name($0) != nil }
         var video = 0, audio = 0
         var it: UnsafeMutableRawPointer? = nil
-        while let c = av_codec_iterate(&it) {
-            guard av_codec_is_decoder(c) != 0 else { continue }
-            if c.pointee.type == AVMEDIA_TYPE_VIDEO { video += 1 } else if c.pointee.type == AVMEDIA_TYPE_AUDIO { audio += 1 }
+        while let c = unsafe av_codec_iterate(&it) {
+            guard unsafe av_codec_is_decoder(c) != 0 else { continue }
+            if unsafe c.pointee.type == AVMEDIA_TYPE_VIDEO { video += 1 } else if unsafe c.pointee.type == AVMEDIA_TYPE_AUDIO { audio += 1 }
         }
-        let demuxers = MediaLimits().allowedDemuxers.filter { av_find_input_format($0) != nil }
-        let muxers = Muxer.allowedMuxers.filter { av_guess_format($0, nil, nil) != nil }
+        let demuxers = MediaLimits().allowedDemuxers.filter { unsafe av_find_input_format($0) != nil }
+        let muxers = Muxer.allowedMuxers.filter { unsafe av_guess_format($0, nil, nil) != nil }
         var built: [String] = []
         var opened: [String] = []
         var t = av_hwdevice_iterate_types(AV_HWDEVICE_TYPE_NONE)
         while t != AV_HWDEVICE_TYPE_NONE {
-            let name = cString(av_hwdevice_get_type_name(t)) ?? "?"
+            let name = unsafe cString(av_hwdevice_get_type_name(t)) ?? "?"
             built.append(name)
             var ref: UnsafeMutablePointer<AVBufferRef>? = nil
-            if LibAVLogging.whileExpectingFailures({ av_hwdevice_ctx_create(&ref, t, nil, nil, 0) }) >= 0 {
+            if LibAVLogging.whileExpectingFailures({ unsafe av_hwdevice_ctx_create(&ref, t, nil, nil, 0) }) >= 0 {
                 opened.append(name)
-                av_buffer_unref(&ref)
+                unsafe av_buffer_unref(&ref)
             }
             t = av_hwdevice_iterate_types(t)
         }
@@ -83,7 +83,7 @@ enum LibAVCapabilities {
             encoders: encoders, encodersPresentNotDriven: more, videoDecoders: video, audioDecoders: audio,
             demuxers: demuxers, muxers: muxers, hardwareDevices: opened, hardwareTypesBuilt: built,
             presets: TranscodePreset.all.map(\.name) + LadderPreset.all.map(\.name),
-            libavVersion: cString(av_version_info()) ?? "?")
+            libavVersion: unsafe cString(av_version_info()) ?? "?")
     }
 }
 

@@ -1,7 +1,7 @@
 // Media.Presets: what only Media can add to the model's settings (SpoolModel.Presets):
 // whether the encoders they name are in the linked libav, and the output picture size
 // for a given source.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 
 extension TranscodePreset {
@@ -9,8 +9,8 @@ extension TranscodePreset {
     func checkedForThisLibav() throws(MediaError) {
         do { try validate() } catch { throw .invalidSettings(reason: error.message) }
         let video = VideoCodec(rawValue: self.video.codec)!, audio = AudioCodec(rawValue: self.audio.codec)!
-        guard avcodec_find_encoder_by_name(video.encoderName) != nil else { throw .encoderUnavailable(codec: video.encoderName) }
-        guard avcodec_find_encoder_by_name(audio.encoderName) != nil else { throw .encoderUnavailable(codec: audio.encoderName) }
+        guard unsafe avcodec_find_encoder_by_name(video.encoderName) != nil else { throw .encoderUnavailable(codec: video.encoderName) }
+        guard unsafe avcodec_find_encoder_by_name(audio.encoderName) != nil else { throw .encoderUnavailable(codec: audio.encoderName) }
     }
 
     /// The output size for a source picture: fits the box, keeps the display aspect

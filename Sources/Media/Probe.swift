@@ -1,6 +1,6 @@
 // Media.MediaProbe: what is in a file, under the same limits and allow-lists as a
 // transcode, as values and as JSON (written with Spool's JSONWriter).
-import CLibAV
+internal import CLibAV
 import TranscodeAPI
 import JSON
 
@@ -84,29 +84,29 @@ public enum MediaProbe {
         let path = input.path
         var streams: [StreamInfo] = []
         for i in 0..<input.streamCount {
-            let st = input.stream(i)
-            let par = st.pointee.codecpar.pointee
-            var s = StreamInfo(index: i, type: typeName(par.codec_type),
+            let st = unsafe input.stream(i)
+            let par = unsafe st.pointee.codecpar.pointee
+            var s = unsafe StreamInfo(index: i, type: typeName(par.codec_type),
                                codec: cString(avcodec_get_name(par.codec_id)) ?? "unknown")
-            if par.codec_type == AVMEDIA_TYPE_VIDEO {
-                s.width = Int(par.width); s.height = Int(par.height)
-                var r = st.pointee.avg_frame_rate
-                if !r.isValid { r = st.pointee.r_frame_rate }
+            if unsafe par.codec_type == AVMEDIA_TYPE_VIDEO {
+                s.width = unsafe Int(par.width); s.height = unsafe Int(par.height)
+                var r = unsafe st.pointee.avg_frame_rate
+                if !r.isValid { r = unsafe st.pointee.r_frame_rate }
                 if r.isValid { s.fps = (r.double * 1000).rounded() / 1000 }
-            } else if par.codec_type == AVMEDIA_TYPE_AUDIO {
-                s.sampleRate = Int(par.sample_rate)
-                s.channels = Int(par.ch_layout.nb_channels)
+            } else if unsafe par.codec_type == AVMEDIA_TYPE_AUDIO {
+                s.sampleRate = unsafe Int(par.sample_rate)
+                s.channels = unsafe Int(par.ch_layout.nb_channels)
                 var buf = [CChar](repeating: 0, count: 64)
-                var layout = par.ch_layout
-                if clibav_channel_layout_describe(&layout, &buf, buf.count) == 0 { s.channelLayout = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
+                var layout = unsafe par.ch_layout
+                if unsafe clibav_channel_layout_describe(&layout, &buf, buf.count) == 0 { s.channelLayout = unsafe buf.withUnsafeBufferPointer { unsafe String(cString: $0.baseAddress!) } }
             }
-            if st.pointee.duration != AVCode.noPTS && st.pointee.duration > 0 {
-                s.durationSeconds = Double(st.pointee.duration) * st.pointee.time_base.double
+            if unsafe st.pointee.duration != AVCode.noPTS && st.pointee.duration > 0 {
+                s.durationSeconds = unsafe Double(st.pointee.duration) * st.pointee.time_base.double
             }
-            if par.bit_rate > 0 { s.bitRate = par.bit_rate }
+            if unsafe par.bit_rate > 0 { s.bitRate = unsafe par.bit_rate }
             streams.append(s)
         }
-        let br = input.ctx.pointee.bit_rate
+        let br = unsafe input.ctx.pointee.bit_rate
         return ProbeResult(path: path, format: input.formatName, formatLongName: input.formatLongName,
                            durationSeconds: input.durationSeconds > 0 ? input.durationSeconds : nil,
                            bitRate: br > 0 ? br : nil, streams: streams)

@@ -7,7 +7,7 @@
 //    and the "average" over all samples (4:2:0: Y counts 4× each chroma plane).
 //  - SSIM: luma only, mean over 8×8 windows on a 4-pixel grid (the usual approximation),
 //    averaged over frames; the worst frame is reported too.
-import CLibAV
+internal import CLibAV
 import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
@@ -31,7 +31,7 @@ final class QualityMeter {
     /// Keeps a reference to the picture the encoder was given.
     func remember(_ frame: Frame) throws(MediaError) {
         let copy = try Frame()
-        try check(av_frame_ref(copy.ptr, frame.ptr), "keeping a source picture for quality")
+        unsafe try check(av_frame_ref(copy.ptr, frame.ptr), "keeping a source picture for quality")
         sources.append((frame.pts, copy))
     }
 
@@ -39,7 +39,7 @@ final class QualityMeter {
     func feed(_ packet: Packet?) throws(MediaError) {
         try decoder.send(packet)
         while try decoder.receive(into: reconstructed) {
-            let pts = reconstructed.ptr.pointee.best_effort_timestamp
+            let pts = unsafe reconstructed.ptr.pointee.best_effort_timestamp
             while let first = sources.first, first.pts < pts { sources.removeFirst() }
             guard let first = sources.first, first.pts == pts else { continue }
             sources.removeFirst()
@@ -77,15 +77,15 @@ final class QualityMeter {
     }
 
     private func planeSSE(_ a: Frame, _ b: Frame, _ plane: Int32, _ w: Int, _ h: Int) -> Double {
-        guard let pa = a.data(plane), let pb = b.data(plane) else { return 0 }
+        guard let pa = unsafe a.data(plane), let pb = unsafe b.data(plane) else { return 0 }
         let la = a.linesize(plane), lb = b.linesize(plane)
         var total: UInt64 = 0
         for y in 0..<h {
-            let ra = pa + (y &* la), rb = pb + (y &* lb)
+            let ra = unsafe pa + (y &* la), rb = unsafe pb + (y &* lb)
             var row: UInt64 = 0
             var x = 0
             while x < w {
-                let d = Int(ra[x]) &- Int(rb[x])
+                let d = unsafe Int(ra[x]) &- Int(rb[x])
                 row &+= UInt64(d &* d)
                 x &+= 1
             }
@@ -96,7 +96,7 @@ final class QualityMeter {
 
     /// Mean SSIM of the luma planes over 8×8 windows every 4 pixels.
     private func ssim(_ a: Frame, _ b: Frame, _ w: Int, _ h: Int) -> Double {
-        guard let pa = a.data(0), let pb = b.data(0), w >= 8, h >= 8 else { return 1 }
+        guard let pa = unsafe a.data(0), let pb = unsafe b.data(0), w >= 8, h >= 8 else { return 1 }
         let la = a.linesize(0), lb = b.linesize(0)
         let c1 = (0.01 * 255) * (0.01 * 255), c2 = (0.03 * 255) * (0.03 * 255)
         var sum = 0.0
@@ -107,9 +107,9 @@ final class QualityMeter {
             while x + 8 <= w {
                 var sa: Int = 0, sb: Int = 0, saa: Int = 0, sbb: Int = 0, sab: Int = 0
                 for dy in 0..<8 {
-                    let ra = pa + ((y &+ dy) &* la &+ x), rb = pb + ((y &+ dy) &* lb &+ x)
+                    let ra = unsafe pa + ((y &+ dy) &* la &+ x), rb = unsafe pb + ((y &+ dy) &* lb &+ x)
                     for dx in 0..<8 {
-                        let va = Int(ra[dx]), vb = Int(rb[dx])
+                        let va = unsafe Int(ra[dx]), vb = unsafe Int(rb[dx])
                         sa &+= va; sb &+= vb; saa &+= va &* va; sbb &+= vb &* vb; sab &+= va &* vb
                     }
                 }

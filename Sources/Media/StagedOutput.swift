@@ -18,7 +18,7 @@
 // bytes the user's path holds (and no ':' for libav to read as a protocol), resolved
 // against the directory opened at the start, so renaming a parent meanwhile cannot
 // redirect the output.
-import CLibAV
+internal import CLibAV
 import TranscodeAPI
 import Foundation
 
@@ -41,7 +41,7 @@ final class StagedOutput {
         self.final = final
         self.isDirectory = isDirectory
         self.overwrite = overwrite
-        try final.withCPath { _ in }   // refuses NUL bytes and the empty path
+        unsafe try final.withCPath { _ in }   // refuses NUL bytes and the empty path
         let name = final.lastComponent
         guard !name.isEmpty, name != Array(".".utf8), name != Array("..".utf8) else {
             throw .outputUnwritable(path: final.description, reason: "the output needs a file name")
@@ -52,7 +52,7 @@ final class StagedOutput {
             ? "" : "." + ext
         tempName = ".spool-tmp-\(getpid())-\(String(UInt64.random(in: 0...UInt64.max), radix: 16))" + suffix
         let dirPath = final.directory
-        let fd = try dirPath.withCPath { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        let fd = unsafe try dirPath.withCPath { unsafe open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         guard fd >= 0 else { throw .outputUnwritable(path: final.description, reason: "its directory: " + errnoText()) }
         directoryFD = fd
         do {
@@ -66,7 +66,7 @@ final class StagedOutput {
     /// Creates the temporary file (O_EXCL|O_NOFOLLOW: it is new and ours).
     static func file(_ final: MediaPath, overwrite: Bool) throws(MediaError) -> StagedOutput {
         let s = try StagedOutput(final: final, isDirectory: false, overwrite: overwrite)
-        s.fileFD = s.tempName.withCString { openat(s.directoryFD, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666) }
+        s.fileFD = unsafe s.tempName.withCString { unsafe openat(s.directoryFD, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666) }
         guard s.fileFD >= 0 else {
             let reason = errnoText()
             s.done = true   // nothing of ours to remove (EEXIST would name someone else's file)
@@ -78,7 +78,7 @@ final class StagedOutput {
     /// Creates the temporary directory.
     static func directory(_ final: MediaPath, overwrite: Bool) throws(MediaError) -> StagedOutput {
         let s = try StagedOutput(final: final, isDirectory: true, overwrite: overwrite)
-        guard s.tempName.withCString({ mkdirat(s.directoryFD, $0, 0o777) }) == 0 else {
+        guard unsafe s.tempName.withCString({ unsafe mkdirat(s.directoryFD, $0, 0o777) }) == 0 else {
             let reason = errnoText()
             s.done = true
             throw .outputUnwritable(path: final.description, reason: reason)
@@ -90,7 +90,7 @@ final class StagedOutput {
     /// rename can replace (a file output cannot replace a directory, nor the reverse).
     private func refuseExisting() throws(MediaError) {
         var st = stat()
-        let rc = finalName.withUnsafeCString { fstatat(directoryFD, $0, &st, AT_SYMLINK_NOFOLLOW) }
+        let rc = unsafe finalName.withUnsafeCString { unsafe fstatat(directoryFD, $0, &st, AT_SYMLINK_NOFOLLOW) }
         if rc != 0 {
             guard errno == ENOENT else { throw .outputUnwritable(path: label, reason: errnoText()) }
             return
@@ -111,8 +111,8 @@ final class StagedOutput {
         } else if fsync(fileFD) != 0 {
             throw .outputUnwritable(path: label, reason: "fsync: " + errnoText())
         }
-        let rc = tempName.withCString { temp in
-            finalName.withUnsafeCString { name in renameIntoPlace(temp, name) }
+        let rc = unsafe tempName.withCString { temp in
+            unsafe finalName.withUnsafeCString { name in unsafe renameIntoPlace(temp, name) }
         }
         guard rc == 0 else {
             if errno == EEXIST && !overwrite { throw .outputExists(path: label) }
@@ -127,23 +127,23 @@ final class StagedOutput {
     private func renameIntoPlace(_ temp: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>) -> Int32 {
         let fd = directoryFD
         if !overwrite {
-            let rc = clibav_renameat2(fd, temp, fd, name, clibav_rename_noreplace())
+            let rc = unsafe clibav_renameat2(fd, temp, fd, name, clibav_rename_noreplace())
             if rc == 0 || (errno != EINVAL && errno != ENOSYS) { return rc }
             // No RENAME_NOREPLACE on this filesystem: check, then rename (a small race).
             var st = stat()
-            if fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { errno = EEXIST; return -1 }
-            return renameat(fd, temp, fd, name)
+            if unsafe fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { errno = EEXIST; return -1 }
+            return unsafe renameat(fd, temp, fd, name)
         }
         if isDirectory {
             var st = stat()
-            if fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
-                guard clibav_renameat2(fd, temp, fd, name, clibav_rename_exchange()) == 0 else { return -1 }
+            if unsafe fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+                guard unsafe clibav_renameat2(fd, temp, fd, name, clibav_rename_exchange()) == 0 else { return -1 }
                 // The old output now has the temporary name.
                 try? FileManager.default.removeItem(atPath: workPath)
                 return 0
             }
         }
-        return renameat(fd, temp, fd, name)
+        return unsafe renameat(fd, temp, fd, name)
     }
 
     /// Removes the temporary output (any failure or cancellation).
@@ -153,7 +153,7 @@ final class StagedOutput {
         if isDirectory {
             try? FileManager.default.removeItem(atPath: workPath)
         } else {
-            _ = tempName.withCString { unlinkat(directoryFD, $0, 0) }
+            _ = unsafe tempName.withCString { unsafe unlinkat(directoryFD, $0, 0) }
         }
     }
 
@@ -169,13 +169,13 @@ final class StagedOutput {
         for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] {
             let child = path + "/" + name
             var isDir: ObjCBool = false
-            if fm.fileExists(atPath: child, isDirectory: &isDir), isDir.boolValue { syncTree(child) } else { syncFile(child, flags: O_RDONLY) }
+            if unsafe fm.fileExists(atPath: child, isDirectory: &isDir), isDir.boolValue { syncTree(child) } else { syncFile(child, flags: O_RDONLY) }
         }
         syncFile(path, flags: O_RDONLY | O_DIRECTORY)
     }
 
     private func syncFile(_ path: String, flags: Int32) {
-        let fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW)
+        let fd = unsafe open(path, flags | O_CLOEXEC | O_NOFOLLOW)
         if fd >= 0 { _ = fsync(fd); close(fd) }
     }
 }
@@ -183,6 +183,6 @@ final class StagedOutput {
 extension Array where Element == UInt8 {
     /// Calls `body` with the bytes as a C string (the caller has refused NUL bytes).
     func withUnsafeCString<R>(_ body: (UnsafePointer<CChar>) -> R) -> R {
-        (self + [0]).withUnsafeBufferPointer { b in b.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) } }
+        unsafe (self + [0]).withUnsafeBufferPointer { b in unsafe b.withMemoryRebound(to: CChar.self) { unsafe body($0.baseAddress!) } }
     }
 }

@@ -2,7 +2,7 @@
 // a moving gradient with a sliding box in yuv420p, encoded with libx264, and a sine tone
 // (a different pitch per channel), encoded with AAC, muxed into MP4, MPEG-TS or Matroska
 // by the output's extension. Used by the tests and by `make demo`.
-import CLibAV
+internal import CLibAV
 #if canImport(Glibc)
 import Glibc
 import SpoolModel
@@ -34,7 +34,7 @@ public enum TestMedia {
         do {
             try write(path: path, spec: spec)
         } catch {
-            unlink(path)
+            unsafe unlink(path)
             throw error
         }
     }
@@ -79,10 +79,10 @@ public enum TestMedia {
             let doVideo = frameIndex < totalFrames && (sampleIndex >= totalSamples || videoTime <= audioTime)
             if doVideo, let enc = video {
                 frame.unref()
-                frame.ptr.pointee.width = spec.width
-                frame.ptr.pointee.height = spec.height
-                frame.ptr.pointee.format = AV_PIX_FMT_YUV420P.rawValue
-                try check(av_frame_get_buffer(frame.ptr, 0), "allocating a synthetic picture")
+                unsafe frame.ptr.pointee.width = spec.width
+                unsafe frame.ptr.pointee.height = spec.height
+                unsafe frame.ptr.pointee.format = AV_PIX_FMT_YUV420P.rawValue
+                unsafe try check(av_frame_get_buffer(frame.ptr, 0), "allocating a synthetic picture")
                 draw(frame, index: frameIndex, spec: spec)
                 frame.pts = Int64(frameIndex)
                 try enc.send(frame)
@@ -91,12 +91,12 @@ public enum TestMedia {
             } else if let enc = audio {
                 let n = min(audioFrameSize, totalSamples - sampleIndex)
                 frame.unref()
-                frame.ptr.pointee.format = AV_SAMPLE_FMT_FLTP.rawValue
-                frame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
-                _ = clibav_channel_layout_copy(&frame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
-                frame.ptr.pointee.nb_samples = Int32(n)
-                try check(av_frame_get_buffer(frame.ptr, 0), "allocating synthetic audio")
-                tone(frame, start: sampleIndex, count: n, spec: spec, rate: enc.ctx.pointee.sample_rate)
+                unsafe frame.ptr.pointee.format = AV_SAMPLE_FMT_FLTP.rawValue
+                unsafe frame.ptr.pointee.sample_rate = enc.ctx.pointee.sample_rate
+                _ = unsafe clibav_channel_layout_copy(&frame.ptr.pointee.ch_layout, &enc.ctx.pointee.ch_layout)
+                unsafe frame.ptr.pointee.nb_samples = Int32(n)
+                unsafe try check(av_frame_get_buffer(frame.ptr, 0), "allocating synthetic audio")
+                unsafe tone(frame, start: sampleIndex, count: n, spec: spec, rate: enc.ctx.pointee.sample_rate)
                 frame.pts = Int64(sampleIndex)
                 try enc.send(frame)
                 try drain(enc, audioStream)
@@ -114,24 +114,24 @@ public enum TestMedia {
         let box = max(8, h / 6)
         let bx = (t * 4) % max(1, w - box)
         let by = h / 2 - box / 2
-        if let y = frame.data(0) {
+        if let y = unsafe frame.data(0) {
             let ls = frame.linesize(0)
             for row in 0..<h {
-                let line = y + row * ls
+                let line = unsafe y + row * ls
                 for col in 0..<w {
                     let inBox = col >= bx && col < bx + box && row >= by && row < by + box
-                    line[col] = inBox ? 235 : UInt8(truncatingIfNeeded: 16 + ((col + row + t * 3) % 200))
+                    unsafe line[col] = inBox ? 235 : UInt8(truncatingIfNeeded: 16 + ((col + row + t * 3) % 200))
                 }
             }
         }
         for plane in Int32(1)...2 {
-            guard let p = frame.data(plane) else { continue }
+            guard let p = unsafe frame.data(plane) else { continue }
             let ls = frame.linesize(plane)
             for row in 0..<(h / 2) {
-                let line = p + row * ls
+                let line = unsafe p + row * ls
                 for col in 0..<(w / 2) {
                     let v = plane == 1 ? (col * 2 + t) : (row * 2 + t * 2)
-                    line[col] = UInt8(truncatingIfNeeded: 64 + (v % 128))
+                    unsafe line[col] = UInt8(truncatingIfNeeded: 64 + (v % 128))
                 }
             }
         }
@@ -139,13 +139,13 @@ public enum TestMedia {
 
     /// Planar float sine; channel c plays toneHz × (1 + c/2).
     private static func tone(_ frame: Frame, start: Int, count: Int, spec: TestClipSpec, rate: Int32) {
-        let channels = Int(frame.ptr.pointee.ch_layout.nb_channels)
+        let channels = unsafe Int(frame.ptr.pointee.ch_layout.nb_channels)
         for c in 0..<channels {
-            guard let raw = frame.data(Int32(c)) else { continue }
-            let out = UnsafeMutableRawPointer(raw).assumingMemoryBound(to: Float.self)
+            guard let raw = unsafe frame.data(Int32(c)) else { continue }
+            let out = unsafe UnsafeMutableRawPointer(raw).assumingMemoryBound(to: Float.self)
             let f = spec.toneHz * (1 + Double(c) / 2)
             for i in 0..<count {
-                out[i] = Float(0.3 * sin(2 * Double.pi * f * Double(start + i) / Double(rate)))
+                unsafe out[i] = Float(0.3 * sin(2 * Double.pi * f * Double(start + i) / Double(rate)))
             }
         }
     }
@@ -158,26 +158,26 @@ extension TestMedia {
     public static func synthesizeHeaderOnly(to path: String, width: Int32, height: Int32) throws(MediaError) {
         LibAVLogging.ensureInstalled()
         let muxer = try Muxer(path: path, formatName: "matroska")
-        guard let st = avformat_new_stream(muxer.ctx, nil) else { throw outOfMemory("adding a stream") }
-        let par = st.pointee.codecpar!
-        par.pointee.codec_type = AVMEDIA_TYPE_VIDEO
-        par.pointee.codec_id = AV_CODEC_ID_MPEG2VIDEO
-        par.pointee.width = width
-        par.pointee.height = height
-        st.pointee.time_base = AVRational(num: 1, den: 1000)
-        muxer.registerRawStream(timeBase: st.pointee.time_base)
+        guard let st = unsafe avformat_new_stream(muxer.ctx, nil) else { throw outOfMemory("adding a stream") }
+        let par = unsafe st.pointee.codecpar!
+        unsafe par.pointee.codec_type = AVMEDIA_TYPE_VIDEO
+        unsafe par.pointee.codec_id = AV_CODEC_ID_MPEG2VIDEO
+        unsafe par.pointee.width = width
+        unsafe par.pointee.height = height
+        unsafe st.pointee.time_base = AVRational(num: 1, den: 1000)
+        unsafe muxer.registerRawStream(timeBase: st.pointee.time_base)
         do {
             try muxer.writeHeader()
             let packet = try Packet()
-            try check(av_new_packet(packet.ptr, 64), "allocating a packet")
-            for i in 0..<64 { packet.ptr.pointee.data[i] = UInt8(truncatingIfNeeded: i &* 37) }
-            packet.ptr.pointee.pts = 0
-            packet.ptr.pointee.dts = 0
-            packet.ptr.pointee.flags |= AV_PKT_FLAG_KEY
+            unsafe try check(av_new_packet(packet.ptr, 64), "allocating a packet")
+            for i in 0..<64 { unsafe packet.ptr.pointee.data[i] = UInt8(truncatingIfNeeded: i &* 37) }
+            unsafe packet.ptr.pointee.pts = 0
+            unsafe packet.ptr.pointee.dts = 0
+            unsafe packet.ptr.pointee.flags |= AV_PKT_FLAG_KEY
             try muxer.write(packet, stream: 0)
             try muxer.finish()
         } catch {
-            unlink(path)
+            unsafe unlink(path)
             throw error
         }
     }

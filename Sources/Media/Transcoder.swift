@@ -17,7 +17,7 @@
 // it fires the pipeline throws `.cancelled`, every owner frees its libav object, and the
 // staged output (StagedOutput: a temporary renamed onto the output name on success only)
 // is removed.
-import CLibAV
+internal import CLibAV
 import SpoolModel
 import Threads
 import TranscodeAPI
@@ -63,7 +63,7 @@ public enum Transcoder {
             if let staged {
                 try staged.commit()
                 var st = stat()
-                size = (try? request.outputPath.withCPath { lstat($0, &st) }) == 0 ? Int64(st.st_size) : 0
+                size = unsafe (try? request.outputPath.withCPath { unsafe lstat($0, &st) }) == 0 ? Int64(st.st_size) : 0
             }
             let v = r.renditions.first
             return TranscodeSummary(
@@ -81,7 +81,7 @@ public enum Transcoder {
     /// Refuses an output path that names the input file (same device and inode).
     static func refuseOutputOntoInput(_ input: MediaPath, _ output: MediaPath) throws(MediaError) {
         var a = stat(), b = stat()
-        if (try? input.withCPath { stat($0, &a) }) == 0, (try? output.withCPath { stat($0, &b) }) == 0,
+        if unsafe (try? input.withCPath { unsafe stat($0, &a) }) == 0, unsafe (try? output.withCPath { unsafe stat($0, &b) }) == 0,
            a.st_dev == b.st_dev && a.st_ino == b.st_ino {
             throw .invalidSettings(reason: "the output \(output) is the input file")
         }

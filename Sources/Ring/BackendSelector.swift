@@ -49,7 +49,7 @@ enum BackendSelector {
 
     static func preference(_ configured: EventLoop.BackendPreference) throws(RingError) -> EventLoop.BackendPreference {
         guard configured == .automatic else { return configured }
-        guard let raw = getenv("SPOOL_IO_BACKEND").map({ String(cString: $0) }), !raw.isEmpty else { return .automatic }
+        guard let raw = unsafe getenv("SPOOL_IO_BACKEND").map({ unsafe String(cString: $0) }), !raw.isEmpty else { return .automatic }
         switch raw.lowercased() {
         case "auto", "automatic": return .automatic
         case "uring", "io_uring", "iouring": return .uring
@@ -73,7 +73,7 @@ enum BackendSelector {
         case ENOMEM:
             return "\(failure.step) failed with ENOMEM: raise RLIMIT_MEMLOCK (ulimit -l) or lower the ring size"
         default:
-            return "\(failure.step) failed: \(String(cString: strerror(failure.errno))) (errno \(failure.errno))"
+            return unsafe "\(failure.step) failed: \(String(cString: strerror(failure.errno))) (errno \(failure.errno))"
         }
     }
 

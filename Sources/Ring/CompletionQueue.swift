@@ -18,7 +18,7 @@ package struct CompletionQueue {
     package mutating func drain(into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
         var n = 0
         while n < max && head < items.count {
-            out[n] = items[head]
+            unsafe out[n] = items[head]
             n += 1
             head += 1
         }

@@ -25,8 +25,8 @@ extension EventLoop {
     /// reused since), else nil.
     func liveSlot(_ ud: UInt64) -> Int? {
         let s = UserData.slot(ud)
-        guard s < configuration.slotsMax, slots[s].generation == UserData.generation(ud) else { return nil }
-        if case .free = slots[s].handler { return nil }
+        guard s < configuration.slotsMax, unsafe slots[s].generation == UserData.generation(ud) else { return nil }
+        if case .free = unsafe slots[s].handler { return nil }
         return s
     }
 
@@ -40,16 +40,16 @@ extension EventLoop {
         }
         let slot = UserData.slot(ud)
         let generation = UserData.generation(ud)
-        precondition(slot < configuration.slotsMax && slots[slot].generation == generation,
+        unsafe precondition(slot < configuration.slotsMax && slots[slot].generation == generation,
                      "stale completion for slot \(slot) generation \(generation) (res \(c.res))")
         checkProgrammerError(c.res, "completion")
         let more = c.flags & CQEFlag.more != 0
-        switch slots[slot].handler {
+        switch unsafe slots[slot].handler {
         case .free:
             preconditionFailure("completion for a free slot \(slot)")
         case .continuation(let k):
             freeSlot(slot)
-            k.resume(returning: OpResult(res: c.res, flags: c.flags))
+            unsafe k.resume(returning: OpResult(res: c.res, flags: c.flags))
         case .callback(let cb):
             if !more { freeSlot(slot) }
             cb(OpResult(res: c.res, flags: c.flags))
@@ -76,30 +76,30 @@ extension EventLoop {
     func allocSlot() -> (slot: Int, ud: UInt64)? {
         guard freeSlotCount > 0 else { return nil }
         freeSlotCount -= 1
-        let s = Int(freeSlots[freeSlotCount])
-        return (s, UserData.pack(slot: s, generation: slots[s].generation))
+        let s = unsafe Int(freeSlots[freeSlotCount])
+        return unsafe (s, UserData.pack(slot: s, generation: slots[s].generation))
     }
 
     @inline(__always)
     func freeSlot(_ s: Int) {
-        slots[s].handler = .free
-        slots[s].generation &+= 1
-        if slots[s].generation == 0 { slots[s].generation = 1 }
-        freeSlots[freeSlotCount] = UInt32(s)
+        unsafe slots[s].handler = .free
+        unsafe slots[s].generation &+= 1
+        if unsafe slots[s].generation == 0 { unsafe slots[s].generation = 1 }
+        unsafe freeSlots[freeSlotCount] = UInt32(s)
         freeSlotCount += 1
     }
 
     @inline(__always)
-    func scratch(_ slot: Int) -> UnsafeMutableRawPointer { scratch + slot * Self.scratchStride }
+    func scratch(_ slot: Int) -> UnsafeMutableRawPointer { unsafe scratch + slot * Self.scratchStride }
     @inline(__always)
-    func timeoutScratch(_ slot: Int) -> UnsafeMutableRawPointer { scratch + slot * Self.scratchStride + 256 }
+    func timeoutScratch(_ slot: Int) -> UnsafeMutableRawPointer { unsafe scratch + slot * Self.scratchStride + 256 }
 
-    func setHandler(_ slot: Int, _ h: Handler) { slots[slot].handler = h }
+    func setHandler(_ slot: Int, _ h: Handler) { unsafe slots[slot].handler = h }
 
     /// Marks a multishot slot's owner as gone: later completions free what they carry.
     func orphan(ud: UInt64) {
         guard let s = liveSlot(ud) else { return }
-        slots[s].handler = .orphan
+        unsafe slots[s].handler = .orphan
     }
 
     func cancelIfLive(_ ud: UInt64) {

@@ -17,7 +17,9 @@ final class Offloaded: Sendable {
 }
 
 /// The raw pointers a pool job uses, alive until its completion, which the job delivers last.
-private struct JobArgs: @unchecked Sendable {
+/// (@unchecked Sendable: the loop hands them to one pool thread and does not touch the
+/// memory again until that job's completion comes back to it.)
+@unsafe private struct JobArgs: @unchecked Sendable {
     var pointer: UnsafeMutableRawPointer?
     var path: UnsafePointer<CChar>?
     var path2: UnsafePointer<CChar>?
@@ -35,7 +37,7 @@ extension EpollBackend {
             counter.count.add(1, ordering: .relaxed)
             do {
                 try BlockingPool.shared.submit {
-                    post(ud, syscall(args))
+                    unsafe post(ud, syscall(args))
                     counter.count.subtract(1, ordering: .releasing)
                 }
                 return 0
@@ -43,46 +45,46 @@ extension EpollBackend {
                 counter.count.subtract(1, ordering: .relaxed)
             }
         }
-        complete(ud, syscall(args))
+        unsafe complete(ud, syscall(args))
         return 0
     }
 
     func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(path: path)) { a in
-            let fd = Glibc.openat(AT_FDCWD, a.path!, flags | O_CLOEXEC, mode)
+        unsafe offload(ud, JobArgs(path: path)) { a in
+            let fd = unsafe Glibc.openat(AT_FDCWD, a.path!, flags | O_CLOEXEC, mode)
             return fd >= 0 ? fd : -errno
         }
     }
 
     func read(fd: Int32, into: UnsafeMutableRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(pointer: into)) { a in
+        unsafe offload(ud, JobArgs(pointer: into)) { a in
             var n: Int
-            repeat { n = pread(fd, a.pointer!, count, off_t(offset)) } while n < 0 && errno == EINTR
+            repeat { n = unsafe pread(fd, a.pointer!, count, off_t(offset)) } while n < 0 && errno == EINTR
             return n >= 0 ? Int32(n) : -errno
         }
     }
 
     func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(pointer: UnsafeMutableRawPointer(mutating: from))) { a in
+        unsafe offload(ud, JobArgs(pointer: UnsafeMutableRawPointer(mutating: from))) { a in
             var n: Int
-            repeat { n = pwrite(fd, a.pointer!, count, off_t(offset)) } while n < 0 && errno == EINTR
+            repeat { n = unsafe pwrite(fd, a.pointer!, count, off_t(offset)) } while n < 0 && errno == EINTR
             return n >= 0 ? Int32(n) : -errno
         }
     }
 
     func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs()) { _ in (dataOnly ? fdatasync(fd) : Glibc.fsync(fd)) == 0 ? 0 : -errno }
+        unsafe offload(ud, JobArgs()) { _ in (dataOnly ? fdatasync(fd) : Glibc.fsync(fd)) == 0 ? 0 : -errno }
     }
 
     func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(path: from, path2: to)) { a in Glibc.rename(a.path!, a.path2!) == 0 ? 0 : -errno }
+        unsafe offload(ud, JobArgs(path: from, path2: to)) { a in unsafe Glibc.rename(a.path!, a.path2!) == 0 ? 0 : -errno }
     }
 
     func unlink(path: UnsafePointer<CChar>, directory: Bool, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(path: path)) { a in unlinkat(AT_FDCWD, a.path!, directory ? AT_REMOVEDIR : 0) == 0 ? 0 : -errno }
+        unsafe offload(ud, JobArgs(path: path)) { a in unsafe unlinkat(AT_FDCWD, a.path!, directory ? AT_REMOVEDIR : 0) == 0 ? 0 : -errno }
     }
 
     func statx(path: UnsafePointer<CChar>, into: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
-        offload(ud, JobArgs(pointer: into, path: path)) { a in cepoll_statx(AT_FDCWD, a.path!, 0, 0x7ff, a.pointer!) }
+        unsafe offload(ud, JobArgs(pointer: into, path: path)) { a in unsafe cepoll_statx(AT_FDCWD, a.path!, 0, 0x7ff, a.pointer!) }
     }
 }

@@ -15,7 +15,7 @@ import Glibc
 #endif
 internal import CEpoll
 
-final class EpollBackend: IOBackend, SystemDescriptors {
+@safe final class EpollBackend: IOBackend, SystemDescriptors {
     let kind = IOBackendKind.epoll
     let supportsMultishotRecv = true
     let usesFixedBuffers = false
@@ -24,7 +24,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
     private let epfd: Int32
     private let pool: BufferPool
 
-    private enum Parked {
+    @safe private enum Parked {
         case accept(multishot: Bool)
         case recvSelect(multishot: Bool)
         case recv(UnsafeMutableRawPointer, Int)
@@ -60,7 +60,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
         guard e >= 0 else { throw RingError(errno: errno, operation: "epoll_create1") }
         epfd = e
         self.pool = pool
-        events = .allocate(capacity: eventsMax)
+        unsafe events = .allocate(capacity: eventsMax)
         summary = "epoll (io_uring semantics emulated: multishot accept/recv, provided buffers, timer heap)"
     }
 
@@ -68,7 +68,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
         // A pool job still running writes into the loop's buffers: wait for it.
         while offloaded.count.load(ordering: .acquiring) > 0 { usleep(1000) }
         Glibc.close(epfd)
-        events.deallocate()
+        unsafe events.deallocate()
     }
 
     /// Set by the loop that owns this backend: delivers a completion produced on a pool
@@ -104,10 +104,10 @@ final class EpollBackend: IOBackend, SystemDescriptors {
         let i = Int(fd)
         if i >= fds.count { fds.append(contentsOf: repeatElement(FDState(), count: i - fds.count + 64)) }
         if !fds[i].registered {
-            var ev = epoll_event()
-            ev.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
-            ev.data.fd = fd
-            if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST {
+            var ev = unsafe epoll_event()
+            unsafe ev.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+            unsafe ev.data.fd = fd
+            if unsafe epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST {
                 fds[i].registered = true
             }
         }
@@ -146,7 +146,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
                     complete(w.ud, -ENOBUFS)
                     return true
                 }
-                let n = Glibc.recv(fd, pool.address(of: index), pool.bufferSizeBytes, Int32(MSG_DONTWAIT))
+                let n = unsafe Glibc.recv(fd, pool.address(of: index), pool.bufferSizeBytes, Int32(MSG_DONTWAIT))
                 if n > 0 {
                     let flags = CQEFlag.buffer | (UInt32(index) << CQEFlag.bufferShift) | (multishot ? CQEFlag.more : 0)
                     complete(w.ud, Int32(n), flags)
@@ -164,19 +164,19 @@ final class EpollBackend: IOBackend, SystemDescriptors {
                 return true
             }
         case .recv(let p, let count):
-            return attemptSyscall(w.ud) { Glibc.recv(fd, p, count, Int32(MSG_DONTWAIT)) }
+            return attemptSyscall(w.ud) { unsafe Glibc.recv(fd, p, count, Int32(MSG_DONTWAIT)) }
         case .send(let p, let count):
-            return attemptSyscall(w.ud) { Glibc.send(fd, p, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            return attemptSyscall(w.ud) { unsafe Glibc.send(fd, p, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
         case .sendmsg(let msg):
-            return attemptSyscall(w.ud) { Glibc.sendmsg(fd, msg.assumingMemoryBound(to: msghdr.self), Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            return attemptSyscall(w.ud) { unsafe Glibc.sendmsg(fd, msg.assumingMemoryBound(to: msghdr.self), Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
         case .connect:
             var err: Int32 = 0
             var len = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+            unsafe getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
             complete(w.ud, -err)
             return true
         case .wakeup(let storage):
-            _ = Glibc.read(fd, storage, 8)
+            _ = unsafe Glibc.read(fd, storage, 8)
             complete(w.ud, 8)
             return false
         }
@@ -223,30 +223,30 @@ final class EpollBackend: IOBackend, SystemDescriptors {
     }
 
     func recv(fd: Int32, into: UnsafeMutableRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        submitParked(fd: fd, reading: true, Waiter(ud: ud, op: .recv(into, count)), timeoutNs: timeout == nil ? -1 : timeoutNs)
+        unsafe submitParked(fd: fd, reading: true, Waiter(ud: ud, op: .recv(into, count)), timeoutNs: timeout == nil ? -1 : timeoutNs)
     }
 
     func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .send(from, count)), timeoutNs: timeout == nil ? -1 : timeoutNs)
+        unsafe submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .send(from, count)), timeoutNs: timeout == nil ? -1 : timeoutNs)
     }
 
     func sendNow(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64) -> Int32 {
-        let n = Glibc.send(fd, from, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+        let n = unsafe Glibc.send(fd, from, count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
         complete(ud, n >= 0 ? Int32(n) : -errno)
         return 0
     }
 
     func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .sendmsg(message)), timeoutNs: timeout == nil ? -1 : timeoutNs)
+        unsafe submitParked(fd: fd, reading: false, Waiter(ud: ud, op: .sendmsg(message)), timeoutNs: timeout == nil ? -1 : timeoutNs)
     }
 
     func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
         setNonBlocking(fd)
-        let rc = Glibc.connect(fd, address.assumingMemoryBound(to: sockaddr.self), length)
+        let rc = unsafe Glibc.connect(fd, address.assumingMemoryBound(to: sockaddr.self), length)
         if rc == 0 { complete(ud, 0); return 0 }
         let e = errno
         guard e == EINPROGRESS || e == EINTR else { complete(ud, -e); return 0 }
-        park(fd: fd, reading: false, Waiter(ud: ud, op: .connect), timeoutNs: timeout == nil ? -1 : timeoutNs)
+        unsafe park(fd: fd, reading: false, Waiter(ud: ud, op: .connect), timeoutNs: timeout == nil ? -1 : timeoutNs)
         return 0
     }
 
@@ -283,7 +283,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
     func armWakeup(fd: Int32, storage: UnsafeMutableRawPointer) -> Int32 {
         let i = state(fd)
         if !fds[i].readers.contains(where: { $0.ud == ReservedUserData.wakeup }) {
-            fds[i].readers.append(Waiter(ud: ReservedUserData.wakeup, op: .wakeup(storage)))
+            unsafe fds[i].readers.append(Waiter(ud: ReservedUserData.wakeup, op: .wakeup(storage)))
         }
         return 0
     }
@@ -301,11 +301,11 @@ final class EpollBackend: IOBackend, SystemDescriptors {
                 }
                 if ns >= 0 { waitMs = Int32(clamping: (ns + 999_999) / 1_000_000) }
             }
-            let n = epoll_wait(epfd, events, Int32(eventsMax), waitMs)
+            let n = unsafe epoll_wait(epfd, events, Int32(eventsMax), waitMs)
             if n > 0 {
                 for k in 0..<Int(n) {
-                    let fd = events[k].data.fd
-                    let ev = events[k].events
+                    let fd = unsafe events[k].data.fd
+                    let ev = unsafe events[k].events
                     let i = Int(fd)
                     guard i < fds.count else { continue }
                     let readable = ev & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0
@@ -316,7 +316,7 @@ final class EpollBackend: IOBackend, SystemDescriptors {
             }
             fireTimers()
         }
-        return ready.drain(into: out, max: max)
+        return unsafe ready.drain(into: out, max: max)
     }
 
     /// Attempts every parked op of one direction in order; finished ones leave the list.

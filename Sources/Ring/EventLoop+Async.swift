@@ -41,12 +41,12 @@ extension EventLoop {
 
     @inline(__always)
     func park(slot: Int, ud: UInt64, recheckCancellation: Bool = false, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
-        await withUnsafeContinuation { (k: UnsafeContinuation<OpResult, Never>) in
-            slots[slot].handler = .continuation(k)
+        unsafe await withUnsafeContinuation { (k: UnsafeContinuation<OpResult, Never>) in
+            unsafe slots[slot].handler = unsafe .continuation(k)
             let rc = prepare(ud, slot)
             if rc < 0 {
                 freeSlot(slot)
-                k.resume(returning: OpResult(res: rc))
+                unsafe k.resume(returning: OpResult(res: rc))
             } else if recheckCancellation && Task.isCancelled {
                 // Cancelled between the entry check and the handler's installation: the
                 // handler ran while the slot was still free and did nothing.
@@ -62,7 +62,7 @@ extension EventLoop {
     func submit(_ callback: @escaping Callback, _ prepare: (UInt64, Int) -> Int32) -> UInt64? {
         assertInLoop()
         guard let (slot, ud) = allocSlot() else { return nil }
-        slots[slot].handler = .callback(callback)
+        unsafe slots[slot].handler = .callback(callback)
         if prepare(ud, slot) < 0 {
             freeSlot(slot)
             return nil
@@ -75,7 +75,7 @@ extension EventLoop {
     func submitMultishot(_ operation: String, _ sink: any MultishotSink, _ prepare: (UInt64) -> Int32) -> Result<UInt64, RingError> {
         assertInLoop()
         guard let (slot, ud) = allocSlot() else { return .failure(RingError(.slotsExhausted, operation: operation)) }
-        slots[slot].handler = .multishot(sink)
+        unsafe slots[slot].handler = .multishot(sink)
         let rc = prepare(ud)
         if rc < 0 {
             freeSlot(slot)
@@ -100,7 +100,7 @@ extension EventLoop {
 
     /// Suspends the calling task for `nanoseconds` using a backend timeout.
     public func sleep(nanoseconds: Int64) async throws(RingError) {
-        let r = await perform { ud, slot in backend.timeout(nanoseconds: nanoseconds, storage: timeoutScratch(slot), ud) }
+        let r = await perform { ud, slot in unsafe backend.timeout(nanoseconds: nanoseconds, storage: timeoutScratch(slot), ud) }
         if r.res == -ETIME || r.res == 0 { return }
         throw RingError(errno: -r.res, operation: "sleep")
     }

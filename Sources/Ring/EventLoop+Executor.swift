@@ -48,7 +48,7 @@ extension EventLoop {
         if inLoop { return }
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) {
             var one: UInt64 = 1
-            _ = Glibc.write(wakeFD, &one, 8)
+            _ = unsafe Glibc.write(wakeFD, &one, 8)
         }
     }
 
@@ -57,7 +57,7 @@ extension EventLoop {
             let flags = fcntl(wakeFD, F_GETFL)
             _ = fcntl(wakeFD, F_SETFL, flags | O_NONBLOCK)
         }
-        let rc = backend.armWakeup(fd: wakeFD, storage: wakeStorage)
+        let rc = unsafe backend.armWakeup(fd: wakeFD, storage: wakeStorage)
         precondition(rc == 0, "could not arm the loop wakeup: errno \(-rc)")
     }
 
@@ -70,7 +70,7 @@ extension EventLoop {
             // Run ready tasks, but come back to I/O regularly so a busy task set cannot
             // starve completions.
             while let job = jobs.popFirst() {
-                job.runSynchronously(on: asUnownedTaskExecutor())
+                unsafe job.runSynchronously(on: asUnownedTaskExecutor())
                 jobsRun &+= 1
                 jobsSinceIO += 1
                 if jobsSinceIO >= 1024 { break }
@@ -96,9 +96,9 @@ extension EventLoop {
                     mayBlock = false
                 }
             }
-            let n = backend.submitAndReap(wait: mayBlock, timeoutNs: waitNs, into: cqes, max: Self.cqeBatchMax)
+            let n = unsafe backend.submitAndReap(wait: mayBlock, timeoutNs: waitNs, into: cqes, max: Self.cqeBatchMax)
             if mayBlock { sleeping.store(false, ordering: .sequentiallyConsistent) }
-            for i in 0..<n { dispatch(cqes[i]) }
+            for i in 0..<n { unsafe dispatch(cqes[i]) }
             if let first = deadlines.first, first.at <= nowNanos { expireDeadlines() }
         }
     }

@@ -35,7 +35,7 @@ protocol MultishotSink: AnyObject {
     func deliver(_ res: Int32, flags: UInt32, loop: EventLoop)
 }
 
-public final class EventLoop: TaskExecutor, @unchecked Sendable {
+@safe public final class EventLoop: TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: everything below the "loop-confined" mark is touched only on the
     // loop thread (asserted in debug builds); cross-thread state is behind Mutex/Atomic.
 
@@ -61,7 +61,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     public typealias Callback = (OpResult) -> Void
 
-    enum Handler {
+    @safe enum Handler {
         case free
         case continuation(UnsafeContinuation<OpResult, Never>)
         case callback(Callback)
@@ -95,7 +95,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     // Loop-confined state (set up on the loop thread).
     var backendStorage: (any IOBackend)?
-    var backend: any IOBackend { backendStorage.unsafelyUnwrapped }
+    var backend: any IOBackend { unsafe backendStorage.unsafelyUnwrapped }
     public internal(set) var pool: BufferPool!
     var slots: UnsafeMutablePointer<Slot>
     var freeSlots: UnsafeMutablePointer<UInt32>
@@ -142,39 +142,39 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         let efd = eventfd(0, Int32(EFD_CLOEXEC))
         guard efd >= 0 else { throw RingError(errno: errno, operation: "eventfd") }
         wakeFD = efd
-        slots = .allocate(capacity: configuration.slotsMax)
-        slots.initialize(repeating: Slot(), count: configuration.slotsMax)
-        freeSlots = .allocate(capacity: configuration.slotsMax)
-        for i in 0..<configuration.slotsMax { freeSlots[i] = UInt32(configuration.slotsMax - 1 - i) }
+        unsafe slots = .allocate(capacity: configuration.slotsMax)
+        unsafe slots.initialize(repeating: Slot(), count: configuration.slotsMax)
+        unsafe freeSlots = .allocate(capacity: configuration.slotsMax)
+        for i in 0..<configuration.slotsMax { unsafe freeSlots[i] = UInt32(configuration.slotsMax - 1 - i) }
         freeSlotCount = configuration.slotsMax
-        scratch = .allocate(byteCount: configuration.slotsMax * Self.scratchStride, alignment: 16)
-        cqes = .allocate(capacity: Self.cqeBatchMax)
-        wakeStorage = .allocate(byteCount: 8, alignment: 8)
+        unsafe scratch = .allocate(byteCount: configuration.slotsMax * Self.scratchStride, alignment: 16)
+        unsafe cqes = .allocate(capacity: Self.cqeBatchMax)
+        unsafe wakeStorage = .allocate(byteCount: 8, alignment: 8)
     }
 
     deinit {
-        slots.deinitialize(count: configuration.slotsMax)
-        slots.deallocate()
-        freeSlots.deallocate()
-        scratch.deallocate()
-        cqes.deallocate()
-        wakeStorage.deallocate()
+        unsafe slots.deinitialize(count: configuration.slotsMax)
+        unsafe slots.deallocate()
+        unsafe freeSlots.deallocate()
+        unsafe scratch.deallocate()
+        unsafe cqes.deallocate()
+        unsafe wakeStorage.deallocate()
         Glibc.close(wakeFD)
     }
 
     private func launch() throws(RingError) {
-        let unmanaged = Unmanaged.passRetained(self)
+        let unmanaged = unsafe Unmanaged.passRetained(self)
         var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        pthread_attr_setstacksize(&attr, 8 << 20)
-        let rc = pthread_create(&thread, &attr, { arg in
-            let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
+        unsafe pthread_attr_init(&attr)
+        unsafe pthread_attr_setstacksize(&attr, 8 << 20)
+        let rc = unsafe pthread_create(&thread, &attr, { arg in
+            let loop = unsafe Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
             loop.threadMain()
             return nil
-        }, unmanaged.toOpaque())
-        pthread_attr_destroy(&attr)
+        }, unsafe unmanaged.toOpaque())
+        unsafe pthread_attr_destroy(&attr)
         guard rc == 0 else {
-            unmanaged.release()
+            unsafe unmanaged.release()
             throw RingError(errno: rc, operation: "pthread_create")
         }
         let state = ready.wait(until: { if case .starting = $0 { return false } else { return true } }) { s, _ in s }
@@ -201,7 +201,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
             pool.releaseHook = { [unowned self] index in self.bufferReturned(index) }
             if let epoll = chosen.backend as? EpollBackend {
                 // File operations finish on the blocking pool; their results hop back here.
-                let bound = LoopBound(value: epoll)
+                let bound = LoopBound(epoll, loop: self)
                 epoll.postCompletion = { [weak self] ud, res in
                     self?.execute { bound.value.completeOffloaded(ud, res) }
                 }
@@ -247,18 +247,18 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     private static let currentKey: pthread_key_t = {
         var key = pthread_key_t()
-        pthread_key_create(&key, nil)
+        unsafe pthread_key_create(&key, nil)
         return key
     }()
 
     private static func setCurrent(_ loop: EventLoop?) {
-        pthread_setspecific(currentKey, loop.map { Unmanaged.passUnretained($0).toOpaque() })
+        unsafe pthread_setspecific(currentKey, loop.map { unsafe Unmanaged.passUnretained($0).toOpaque() })
     }
 
     /// The loop whose thread is running the caller, if any.
     public static var current: EventLoop? {
-        guard let p = pthread_getspecific(currentKey) else { return nil }
-        return Unmanaged<EventLoop>.fromOpaque(p).takeUnretainedValue()
+        guard let p = unsafe pthread_getspecific(currentKey) else { return nil }
+        return unsafe Unmanaged<EventLoop>.fromOpaque(p).takeUnretainedValue()
     }
 
     public var inLoop: Bool { pthread_equal(pthread_self(), thread) != 0 }

@@ -38,8 +38,8 @@ public final class File {
 
     public static func open(_ path: String, _ mode: Mode, permissions: UInt32 = 0o644) async throws(RingError) -> File {
         let loop = try currentLoop("open \(path)")
-        let r = await strdup(path)!.asOwnedPath { p in
-            await loop.perform(cancellable: false) { ud, _ in loop.backend.openat(path: p, flags: mode.flags, mode: permissions, ud) }
+        let r = unsafe await strdup(path)!.asOwnedPath { p in
+            await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.openat(path: p, flags: mode.flags, mode: permissions, ud) }
         }
         guard r.res >= 0 else { throw RingError(errno: -r.res, operation: "open \(path)") }
         return File(fd: r.res, path: path, loop: loop)
@@ -49,10 +49,10 @@ public final class File {
     public func read(into buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
         if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "read \(path)")), buffer: buffer) }
         let parts = pool.disassemble(buffer)
-        let dst = pool.address(of: parts.index)
+        let dst = unsafe pool.address(of: parts.index)
         let cap = pool.bufferSizeBytes
         let r = await loop.perform(cancellable: false) { ud, _ in
-            loop.backend.read(fd: fd, into: dst, count: cap, offset: offset, bufferIndex: Int32(parts.index), ud)
+            unsafe loop.backend.read(fd: fd, into: dst, count: cap, offset: offset, bufferIndex: Int32(parts.index), ud)
         }
         var back = pool.reassemble(parts)
         if r.res >= 0 {
@@ -66,12 +66,12 @@ public final class File {
     public func write(_ buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
         if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "write \(path)")), buffer: buffer) }
         let parts = pool.disassemble(buffer)
-        let src = pool.address(of: parts.index)
+        let src = unsafe pool.address(of: parts.index)
         var done = 0
         var failure: RingError?
         while done < parts.count {
             let r = await loop.perform(cancellable: false) { ud, _ in
-                loop.backend.write(fd: fd, from: src + done, count: parts.count - done, offset: offset + UInt64(done),
+                unsafe loop.backend.write(fd: fd, from: src + done, count: parts.count - done, offset: offset + UInt64(done),
                                    bufferIndex: done == 0 ? Int32(parts.index) : -1, ud)
             }
             if r.res <= 0 {
@@ -123,9 +123,9 @@ public struct FileStatus: Sendable, Equatable {
 public enum FileSystem {
     public static func rename(_ from: String, to: String) async throws(RingError) {
         let loop = try currentLoop("rename \(from)")
-        let r = await strdup(from)!.asOwnedPath { a in
-            await strdup(to)!.asOwnedPath { b in
-                await loop.perform(cancellable: false) { ud, _ in loop.backend.rename(from: a, to: b, ud) }
+        let r = unsafe await strdup(from)!.asOwnedPath { a in
+            unsafe await strdup(to)!.asOwnedPath { b in
+                await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.rename(from: a, to: b, ud) }
             }
         }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "rename \(from) -> \(to)") }
@@ -133,8 +133,8 @@ public enum FileSystem {
 
     public static func remove(_ path: String, directory: Bool = false) async throws(RingError) {
         let loop = try currentLoop("unlink \(path)")
-        let r = await strdup(path)!.asOwnedPath { p in
-            await loop.perform(cancellable: false) { ud, _ in loop.backend.unlink(path: p, directory: directory, ud) }
+        let r = unsafe await strdup(path)!.asOwnedPath { p in
+            await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.unlink(path: p, directory: directory, ud) }
         }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "unlink \(path)") }
     }
@@ -144,14 +144,14 @@ public enum FileSystem {
         // The kernel writes the statx record until the completion: give it memory this
         // call owns (not slot scratch, which is reused as soon as the slot is freed).
         let sx = UnsafeMutableRawPointer.allocate(byteCount: Int(CEPOLL_STATX_SIZE), alignment: 16)
-        defer { sx.deallocate() }
-        let r = await strdup(path)!.asOwnedPath { p in
-            await loop.perform(cancellable: false) { ud, _ in loop.backend.statx(path: p, into: sx, ud) }
+        defer { unsafe sx.deallocate() }
+        let r = unsafe await strdup(path)!.asOwnedPath { p in
+            await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.statx(path: p, into: sx, ud) }
         }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "statx \(path)") }
         var status = FileStatus(size: 0, mode: 0, modifiedSeconds: 0)
-        cepoll_statx_fields(sx, &status.size, &status.mode, &status.modifiedSeconds)
-        cepoll_statx_identity(sx, &status.modifiedNanoseconds, &status.inode)
+        unsafe cepoll_statx_fields(sx, &status.size, &status.mode, &status.modifiedSeconds)
+        unsafe cepoll_statx_identity(sx, &status.modifiedNanoseconds, &status.inode)
         return status
     }
 
@@ -174,72 +174,72 @@ func currentLoop(_ op: String) throws(RingError) -> EventLoop {
 extension UnsafeMutablePointer where Pointee == CChar {
     /// Runs `body` with this strdup'd path and frees it afterwards (it must outlive the await).
     func asOwnedPath<R>(_ body: (UnsafePointer<CChar>) async -> R) async -> R {
-        defer { free(self) }
-        return await body(UnsafePointer(self))
+        defer { unsafe free(self) }
+        return unsafe await body(UnsafePointer(self))
     }
 }
 
 /// A read-only or read-write memory mapping of a whole file.
-public final class MappedFile {
+@safe public final class MappedFile {
     public let count: Int
     private let base: UnsafeMutableRawPointer?
     private let writable: Bool
 
     /// Maps `path` read-only (sequential read-ahead advised).
     public init(readingFrom path: String) throws(RingError) {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let fd = unsafe Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RingError(errno: errno, operation: "open \(path)") }
         defer { Glibc.close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw RingError(errno: errno, operation: "fstat \(path)") }
+        guard unsafe fstat(fd, &st) == 0 else { throw RingError(errno: errno, operation: "fstat \(path)") }
         count = Int(st.st_size)
         writable = false
         if count == 0 {
-            base = nil
+            unsafe base = nil
             return
         }
-        let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let p, p != MAP_FAILED else { throw RingError(errno: errno, operation: "mmap \(path)") }
-        madvise(p, count, MADV_SEQUENTIAL)
-        base = p
+        let p = unsafe mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let p = unsafe p, unsafe p != MAP_FAILED else { throw RingError(errno: errno, operation: "mmap \(path)") }
+        unsafe madvise(p, count, MADV_SEQUENTIAL)
+        unsafe base = unsafe p
     }
 
     /// Creates (or truncates) `path` with `size` bytes and maps it read-write; `sync()`
     /// flushes it to disk.
     public init(creating path: String, size: Int, permissions: UInt32 = 0o644) throws(RingError) {
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(permissions))
+        let fd = unsafe Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(permissions))
         guard fd >= 0 else { throw RingError(errno: errno, operation: "open \(path)") }
         defer { Glibc.close(fd) }
         guard ftruncate(fd, off_t(size)) == 0 else { throw RingError(errno: errno, operation: "ftruncate \(path)") }
         count = size
         writable = true
         if size == 0 {
-            base = nil
+            unsafe base = nil
             return
         }
-        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        guard let p, p != MAP_FAILED else { throw RingError(errno: errno, operation: "mmap \(path)") }
-        base = p
+        let p = unsafe mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let p = unsafe p, unsafe p != MAP_FAILED else { throw RingError(errno: errno, operation: "mmap \(path)") }
+        unsafe base = unsafe p
     }
 
     deinit {
-        if let base { munmap(base, count) }
+        if let base = unsafe base { unsafe munmap(base, count) }
     }
 
     /// - warning: Do not let the pointer escape the closure.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try body(UnsafeRawBufferPointer(start: base, count: base == nil ? 0 : count))
+        unsafe try body(UnsafeRawBufferPointer(start: base, count: base == nil ? 0 : count))
     }
 
     /// - warning: Do not let the pointer escape the closure.
     public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         precondition(writable, "mapping is read-only")
-        return try body(UnsafeMutableRawBufferPointer(start: base, count: base == nil ? 0 : count))
+        return unsafe try body(UnsafeMutableRawBufferPointer(start: base, count: base == nil ? 0 : count))
     }
 
     public func sync() throws(RingError) {
-        guard let base, writable else { return }
-        if msync(base, count, MS_SYNC) != 0 { throw RingError(errno: errno, operation: "msync") }
+        guard let base = unsafe base, writable else { return }
+        if unsafe msync(base, count, MS_SYNC) != 0 { throw RingError(errno: errno, operation: "msync") }
     }
 }
 
@@ -247,6 +247,6 @@ public final class MappedFile {
 /// dates (HTTP `Date`, `Last-Modified`); never for measuring intervals.
 public func wallClockSeconds() -> Int64 {
     var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
+    unsafe clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec)
 }

@@ -19,18 +19,18 @@ extension SystemDescriptors {
     }
 
     func bind(fd: Int32, address: UnsafeRawPointer, length: UInt32) -> Int32 {
-        Glibc.bind(fd, address.assumingMemoryBound(to: sockaddr.self), length) == 0 ? 0 : -errno
+        unsafe Glibc.bind(fd, address.assumingMemoryBound(to: sockaddr.self), length) == 0 ? 0 : -errno
     }
 
     func listen(fd: Int32, backlog: Int32) -> Int32 { Glibc.listen(fd, backlog) == 0 ? 0 : -errno }
 
     func setOption(fd: Int32, level: Int32, name: Int32, value: UnsafeRawPointer, length: UInt32) -> Int32 {
-        setsockopt(fd, level, name, value, length) == 0 ? 0 : -errno
+        unsafe setsockopt(fd, level, name, value, length) == 0 ? 0 : -errno
     }
 
     func address(fd: Int32, peer: Bool, into storage: UnsafeMutableRawPointer, length: inout UInt32) -> Int32 {
-        let sa = storage.assumingMemoryBound(to: sockaddr.self)
-        let rc = peer ? getpeername(fd, sa, &length) : getsockname(fd, sa, &length)
+        let sa = unsafe storage.assumingMemoryBound(to: sockaddr.self)
+        let rc = unsafe peer ? getpeername(fd, sa, &length) : getsockname(fd, sa, &length)
         return rc == 0 ? 0 : -errno
     }
 
@@ -40,7 +40,7 @@ extension SystemDescriptors {
 
     func fileSize(fd: Int32) -> Int64 {
         var st = stat()
-        return fstat(fd, &st) == 0 ? Int64(st.st_size) : -Int64(errno)
+        return unsafe fstat(fd, &st) == 0 ? Int64(st.st_size) : -Int64(errno)
     }
 }
 
@@ -48,6 +48,6 @@ extension IOBackend {
     /// Sets an integer socket option; returns 0 or a negative errno.
     @discardableResult
     func setOption(fd: Int32, level: Int32, name: Int32, _ value: Int32) -> Int32 {
-        withUnsafeBytes(of: value) { setOption(fd: fd, level: level, name: name, value: $0.baseAddress!, length: UInt32($0.count)) }
+        unsafe withUnsafeBytes(of: value) { unsafe setOption(fd: fd, level: level, name: name, value: $0.baseAddress!, length: UInt32($0.count)) }
     }
 }

@@ -22,9 +22,9 @@ public struct KernelFacts: Sendable {
 
     public static var release: String {
         var u = utsname()
-        uname(&u)
-        return withUnsafeBytes(of: &u.release) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        unsafe uname(&u)
+        return unsafe withUnsafeBytes(of: &u.release) { raw in
+            unsafe String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
     }
 
@@ -37,7 +37,7 @@ public struct KernelFacts: Sendable {
         }
         var rl = rlimit()
         var soft: UInt64?, hard: UInt64?
-        if getrlimit(__rlimit_resource_t(cepoll_rlimit_memlock()), &rl) == 0 {
+        if unsafe getrlimit(__rlimit_resource_t(cepoll_rlimit_memlock()), &rl) == 0 {
             soft = rl.rlim_cur == rlim_t.max ? nil : UInt64(rl.rlim_cur)
             hard = rl.rlim_max == rlim_t.max ? nil : UInt64(rl.rlim_max)
         }
@@ -90,8 +90,8 @@ public struct KernelReport: Sendable {
         var got: UInt32 = 0
         var err: Int32 = 0
         var usable = false
-        if let ring = curing_ring_create(8, URingProbe.wantedSetupFlags, &got, &err) {
-            let probe = URingProbe(ring: ring)
+        if let ring = unsafe curing_ring_create(8, URingProbe.wantedSetupFlags, &got, &err) {
+            let probe = unsafe URingProbe(ring: ring)
             report.opcodes = probe.opcodes.map {
                 Opcode(name: $0.name, minimumKernel: $0.minimumKernel, optional: $0.optional, supported: $0.supported)
             }
@@ -103,7 +103,7 @@ public struct KernelReport: Sendable {
                     report.features.append(Feature(name: "setup flag \(name)", minimumKernel: flag.since, supported: false, note: "10-30% slower without it"))
                 }
             }
-            let brc = URingProbe.providedBufferRing(ring, entries: 8)
+            let brc = unsafe URingProbe.providedBufferRing(ring, entries: 8)
             report.features.append(Feature(name: "provided-buffer ring", minimumKernel: "5.19", supported: brc == 0,
                                            note: brc == 0 ? "receives land in pool buffers chosen at arrival" : "required: without it the epoll backend runs"))
             if brc != 0 {
@@ -113,7 +113,7 @@ public struct KernelReport: Sendable {
                                            note: "without it each receive re-arms a single-shot recv"))
             report.features.append(Feature(name: "multishot accept", minimumKernel: "5.19", supported: kernel >= KernelVersion(5, 19),
                                            note: "without it each accept is re-armed"))
-            curing_ring_destroy(ring)
+            unsafe curing_ring_destroy(ring)
             for op in probe.opcodes where op.supported == false && !op.optional {
                 report.problems.append("required opcode \(op.name) is missing: it needs Linux \(op.minimumKernel)+; upgrade the kernel (epoll will run meanwhile)")
             }
@@ -155,7 +155,7 @@ public struct KernelReport: Sendable {
         out.append("  seccomp mode:            \(["0": "0 (none)", "1": "1 (strict)", "2": "2 (filter)"]["\(facts.seccompMode)"] ?? "\(facts.seccompMode)")")
         let ml = facts.memlockSoft.map { "\($0 / 1024) KiB" } ?? "unlimited"
         out.append("  RLIMIT_MEMLOCK:          \(ml)\(kernel >= KernelVersion(5, 12) ? " (not charged for io_uring on 5.12+: memcg accounting)" : "")")
-        out.append("  io_uring_setup probe:    \(setupErrno == 0 ? "ok" : "FAILED: \(String(cString: strerror(setupErrno))) (errno \(setupErrno))")")
+        out.append("  io_uring_setup probe:    \(setupErrno == 0 ? "ok" : unsafe "FAILED: \(String(cString: strerror(setupErrno))) (errno \(setupErrno))")")
         if !setupFlags.isEmpty { out.append("  setup flags in force:    \(setupFlags.joined(separator: ", "))") }
         if !opcodes.isEmpty {
             out.append("  opcodes Spool uses:")

@@ -8,36 +8,30 @@
 import Glibc
 #endif
 
-/// Carries a loop-confined reference through a `@Sendable` closure. Only dereference
-/// `value` on the owning loop's thread.
-struct LoopBound<T: AnyObject>: @unchecked Sendable {
-    let value: T
-}
-
 enum WakeReason: Equatable {
     case signalled, cancelled, timedOut
 }
 
-final class Parker {
+@safe final class Parker {
     private var continuation: UnsafeContinuation<WakeReason, Never>?
     private var generation: UInt64 = 0
     /// Monotonic deadline of the current wait, if it has one.
     var deadline: Int64?
     /// Earliest entry this parker has in its loop's deadline heap (nil: none).
     var heapAt: Int64?
-    var isWaiting: Bool { continuation != nil }
+    var isWaiting: Bool { unsafe continuation != nil }
 
     /// Suspends until `wake`, the deadline, or (if `cancellable`) task cancellation.
     func wait(loop: EventLoop, timeoutNs: Int64? = nil, cancellable: Bool = true) async -> WakeReason {
         loop.assertInLoop()
-        precondition(continuation == nil, "two tasks waiting on one socket")
+        unsafe precondition(continuation == nil, "two tasks waiting on one socket")
         if cancellable && Task.isCancelled { return .cancelled }
         generation &+= 1
         let gen = generation
-        let box = LoopBound(value: self)
+        let box = LoopBound(self, loop: loop)
         let body: () async -> WakeReason = {
-            await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
-                self.continuation = k
+            unsafe await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
+                unsafe self.continuation = k
                 if let t = timeoutNs {
                     let d = loop.nowNanos &+ Swift.max(0, t)
                     self.deadline = d
@@ -58,9 +52,9 @@ final class Parker {
 
     /// Resumes the waiting task, if any.
     func wake(_ reason: WakeReason = .signalled, loop: EventLoop? = nil) {
-        guard let k = continuation else { return }
-        continuation = nil
+        guard let k = unsafe continuation else { return }
+        unsafe continuation = nil
         deadline = nil
-        k.resume(returning: reason)
+        unsafe k.resume(returning: reason)
     }
 }

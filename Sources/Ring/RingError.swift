@@ -84,7 +84,7 @@ public struct RingError: Error, CustomStringConvertible, Sendable, Hashable {
             case .backendUnavailable, .invalidArgument: return reason
             case .slotsExhausted:
                 return "no free operation slot (every one of the loop's slotsMax slots is in use)"
-            case .system(let e): return "\(String(cString: strerror(e))) (errno \(e))"
+            case .system(let e): return unsafe "\(String(cString: strerror(e))) (errno \(e))"
             }
         }
     }

@@ -38,19 +38,19 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
     public init(host: String, port: UInt16) throws(RingError) {
         var v4 = in_addr()
         var v6 = in6_addr()
-        if inet_pton(AF_INET, host, &v4) == 1 {
+        if unsafe inet_pton(AF_INET, host, &v4) == 1 {
             var sin = sockaddr_in()
             sin.sin_family = sa_family_t(AF_INET)
             sin.sin_port = port.bigEndian
             sin.sin_addr = v4
-            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin) { dst.copyMemory(from: $0) } }
+            unsafe withUnsafeMutableBytes(of: &storage) { dst in unsafe withUnsafeBytes(of: sin) { unsafe dst.copyMemory(from: $0) } }
             length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        } else if inet_pton(AF_INET6, host, &v6) == 1 {
+        } else if unsafe inet_pton(AF_INET6, host, &v6) == 1 {
             var sin6 = sockaddr_in6()
             sin6.sin6_family = sa_family_t(AF_INET6)
             sin6.sin6_port = port.bigEndian
             sin6.sin6_addr = v6
-            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin6) { dst.copyMemory(from: $0) } }
+            unsafe withUnsafeMutableBytes(of: &storage) { dst in unsafe withUnsafeBytes(of: sin6) { unsafe dst.copyMemory(from: $0) } }
             length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         } else {
             throw RingError(.invalidArgument, operation: "parse address", reason: "\"\(host)\" is not a numeric IPv4 or IPv6 address")
@@ -71,24 +71,24 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
             return [numeric]
         }
         let result = (try? await BlockingPool.shared.run { () -> Result<[SocketAddress], RingError> in
-            var hints = addrinfo()
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            hints.ai_family = AF_UNSPEC
+            var hints = unsafe addrinfo()
+            unsafe hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            unsafe hints.ai_family = AF_UNSPEC
             var list: UnsafeMutablePointer<addrinfo>?
-            let rc = getaddrinfo(host, String(port), &hints, &list)
-            guard rc == 0, let first = list else {
-                return .failure(RingError(.invalidArgument, operation: "resolve", reason: "cannot resolve \"\(host)\": \(String(cString: gai_strerror(rc)))"))
+            let rc = unsafe getaddrinfo(host, String(port), &hints, &list)
+            guard rc == 0, let first = unsafe list else {
+                return .failure(RingError(.invalidArgument, operation: "resolve", reason: unsafe "cannot resolve \"\(host)\": \(String(cString: gai_strerror(rc)))"))
             }
-            defer { freeaddrinfo(list) }
+            defer { unsafe freeaddrinfo(list) }
             var out: [SocketAddress] = []
-            var p: UnsafeMutablePointer<addrinfo>? = first
-            while let ai = p {
-                if let sa = ai.pointee.ai_addr, ai.pointee.ai_family == AF_INET || ai.pointee.ai_family == AF_INET6 {
+            var p: UnsafeMutablePointer<addrinfo>? = unsafe first
+            while let ai = unsafe p {
+                if let sa = unsafe ai.pointee.ai_addr, unsafe ai.pointee.ai_family == AF_INET || ai.pointee.ai_family == AF_INET6 {
                     var ss = sockaddr_storage()
-                    withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(ai.pointee.ai_addrlen))) }
-                    out.append(SocketAddress(storage: ss, length: ai.pointee.ai_addrlen))
+                    unsafe withUnsafeMutableBytes(of: &ss) { unsafe $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(ai.pointee.ai_addrlen))) }
+                    unsafe out.append(SocketAddress(storage: ss, length: ai.pointee.ai_addrlen))
                 }
-                p = ai.pointee.ai_next
+                unsafe p = unsafe ai.pointee.ai_next
             }
             return out.isEmpty ? .failure(RingError(.invalidArgument, operation: "resolve", reason: "no address for \"\(host)\"")) : .success(out)
         }) ?? .failure(RingError(.invalidArgument, operation: "resolve", reason: "cannot resolve \"\(host)\": the blocking pool is full"))
@@ -100,17 +100,17 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
     }
 
     public var port: UInt16 {
-        withUnsafeBytes(of: storage) { raw in
-            family == AF_INET ? UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
+        unsafe withUnsafeBytes(of: storage) { raw in
+            unsafe family == AF_INET ? UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
                               : UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
         }
     }
 
     public var host: String {
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        withUnsafeBytes(of: storage) { raw in
-            let addr = raw.baseAddress! + (family == AF_INET ? 4 : 8)
-            _ = inet_ntop(family, addr, &buf, socklen_t(buf.count))
+        unsafe withUnsafeBytes(of: storage) { raw in
+            let addr = unsafe raw.baseAddress! + (family == AF_INET ? 4 : 8)
+            _ = unsafe inet_ntop(family, addr, &buf, socklen_t(buf.count))
         }
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
@@ -120,24 +120,24 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
     public static func == (a: SocketAddress, b: SocketAddress) -> Bool { a.description == b.description }
 
     func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        withUnsafeBytes(of: storage) { body($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) }
+        unsafe withUnsafeBytes(of: storage) { unsafe body($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) }
     }
 
     /// The local (or, with `peer`, the remote) address of socket `fd`, asked of `backend`.
     static func of(_ fd: Int32, peer: Bool = false, on backend: any IOBackend) -> SocketAddress? {
         var ss = sockaddr_storage()
         var len = UInt32(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutableBytes(of: &ss) { backend.address(fd: fd, peer: peer, into: $0.baseAddress!, length: &len) }
+        let rc = unsafe withUnsafeMutableBytes(of: &ss) { unsafe backend.address(fd: fd, peer: peer, into: $0.baseAddress!, length: &len) }
         return rc == 0 ? SocketAddress(storage: ss, length: len) : nil
     }
 
     /// A socket address from raw sockaddr bytes (the simulator's accept and getsockname).
     package init(bytes: UnsafeRawBufferPointer) {
         var ss = sockaddr_storage()
-        withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix($0.count))) }
+        unsafe withUnsafeMutableBytes(of: &ss) { unsafe $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix($0.count))) }
         self.init(storage: ss, length: socklen_t(min(bytes.count, MemoryLayout<sockaddr_storage>.size)))
     }
 
     /// The raw sockaddr bytes (`length` of them).
-    package var bytes: [UInt8] { withUnsafeBytes(of: storage) { Array($0.prefix(Int(length))) } }
+    package var bytes: [UInt8] { unsafe withUnsafeBytes(of: storage) { unsafe Array($0.prefix(Int(length))) } }
 }

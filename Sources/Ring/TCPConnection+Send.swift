@@ -17,7 +17,7 @@ extension TCPConnection {
     public func send(_ buffer: consuming PooledBuffer, timeout: Duration? = nil) async throws(RingError) {
         let parts = pool.disassemble(buffer)
         defer { _ = pool.reassemble(parts) }
-        try await sendAll(pool.address(of: parts.index), count: parts.count, timeoutNs: timeout?.nanoseconds)
+        unsafe try await sendAll(pool.address(of: parts.index), count: parts.count, timeoutNs: timeout?.nanoseconds)
     }
 
     /// Most buffers one vectored send carries (the iovecs live in the operation's scratch).
@@ -36,24 +36,24 @@ extension TCPConnection {
             let first = part, firstOffset = offset
             let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
                 // msghdr at scratch+0, iovecs at scratch+64 (8 x 16 bytes).
-                let scratch = loop.scratch(slot)
-                let iov = (scratch + 64).bindMemory(to: iovec.self, capacity: Self.vectorMax)
+                let scratch = unsafe loop.scratch(slot)
+                let iov = unsafe (scratch + 64).bindMemory(to: iovec.self, capacity: Self.vectorMax)
                 var n = 0
                 var i = first
                 while i < list.count && n < Self.vectorMax {
                     let skip = i == first ? firstOffset : 0
                     let len = list.parts[i].count - skip
                     if len > 0 {
-                        iov[n] = iovec(iov_base: list.address(of: i) + skip, iov_len: len)
+                        unsafe iov[n] = iovec(iov_base: list.address(of: i) + skip, iov_len: len)
                         n += 1
                     }
                     i += 1
                 }
-                let msg = scratch.bindMemory(to: msghdr.self, capacity: 1)
-                msg.initialize(to: msghdr())
-                msg.pointee.msg_iov = iov
-                msg.pointee.msg_iovlen = n
-                return loop.backend.sendmsg(fd: fd, message: scratch, ud,
+                let msg = unsafe scratch.bindMemory(to: msghdr.self, capacity: 1)
+                unsafe msg.initialize(to: msghdr())
+                unsafe msg.pointee.msg_iov = iov
+                unsafe msg.pointee.msg_iovlen = n
+                return unsafe loop.backend.sendmsg(fd: fd, message: scratch, ud,
                                             timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
             }
             if r.res <= 0 {
@@ -79,14 +79,14 @@ extension TCPConnection {
                 // themselves waiting to send.
                 let n = bytes.count - at
                 let heap = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 16)
-                defer { heap.deallocate() }
-                bytes.withUnsafeBytes { heap.copyMemory(from: $0.baseAddress! + at, byteCount: n) }
-                try await sendAll(heap, count: n, timeoutNs: timeout?.nanoseconds)
+                defer { unsafe heap.deallocate() }
+                unsafe bytes.withUnsafeBytes { unsafe heap.copyMemory(from: $0.baseAddress! + at, byteCount: n) }
+                unsafe try await sendAll(heap, count: n, timeoutNs: timeout?.nanoseconds)
                 return
             }
             let n = min(b.capacity, bytes.count - at)
-            b.withUnsafeMutableBytes { dst in
-                bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[at..<(at + n)])) }
+            unsafe b.withUnsafeMutableBytes { dst in
+                unsafe bytes.withUnsafeBytes { src in unsafe dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[at..<(at + n)])) }
             }
             b.count = n
             at += n
@@ -105,11 +105,11 @@ extension TCPConnection {
             }
             let n = min(b.capacity, rest.count)
             let chunk = rest.prefix(n)
-            b.withUnsafeMutableBytes { dst in
+            unsafe b.withUnsafeMutableBytes { dst in
                 let copied: Void? = chunk.withContiguousStorageIfAvailable { src in
-                    dst.copyMemory(from: UnsafeRawBufferPointer(src))
+                    unsafe dst.copyMemory(from: UnsafeRawBufferPointer(src))
                 }
-                if copied == nil { _ = dst.initializeMemory(as: UInt8.self, from: chunk) }
+                if copied == nil { _ = unsafe dst.initializeMemory(as: UInt8.self, from: chunk) }
             }
             b.count = n
             rest = rest.dropFirst(n)
@@ -125,7 +125,7 @@ extension TCPConnection {
         if timeoutNs != nil {
             // Optimistic first attempt without a timer: a response that fits in the socket
             // buffer (the common case) never arms and cancels a linked timeout.
-            let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.sendNow(fd: fd, from: base, count: count, ud) }
+            let r = await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.sendNow(fd: fd, from: base, count: count, ud) }
             if r.res > 0 {
                 sent = Int(r.res)
             } else if r.res != -EAGAIN && r.res != -EWOULDBLOCK {
@@ -144,7 +144,7 @@ extension TCPConnection {
             }
             let tns = leftNs
             let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
-                loop.backend.send(fd: fd, from: base + sent, count: count - sent, ud,
+                unsafe loop.backend.send(fd: fd, from: base + sent, count: count - sent, ud,
                                   timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
             }
             if r.res <= 0 {

@@ -79,7 +79,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         guard s >= 0 else { throw RingError(errno: -s, operation: "socket") }
         if let local {
             backend.setOption(fd: s, level: SOL_IP, name: cepoll_ip_bind_address_no_port(), 1)
-            let rc = local.withSockaddr { backend.bind(fd: s, address: $0, length: $1) }
+            let rc = unsafe local.withSockaddr { unsafe backend.bind(fd: s, address: $0, length: $1) }
             if rc != 0 {
                 _ = backend.closeNow(fd: s)
                 throw RingError(errno: -rc, operation: "bind \(local)")
@@ -87,9 +87,9 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         }
         let tns = timeout?.nanoseconds
         let r = await loop.perform { ud, slot in
-            let dst = loop.scratch(slot)
-            address.withSockaddr { p, len in dst.copyMemory(from: UnsafeRawPointer(p), byteCount: Int(len)) }
-            return loop.backend.connect(fd: s, address: dst, length: address.length, ud,
+            let dst = unsafe loop.scratch(slot)
+            unsafe address.withSockaddr { p, len in unsafe dst.copyMemory(from: UnsafeRawPointer(p), byteCount: Int(len)) }
+            return unsafe loop.backend.connect(fd: s, address: dst, length: address.length, ud,
                                         timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
         }
         guard r.res >= 0 else {
@@ -183,9 +183,9 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         let parts = pool.disassemble(buffer)
         let tns = timeout?.nanoseconds
         let space = pool.bufferSizeBytes - parts.count
-        let dst = pool.address(of: parts.index) + parts.count
+        let dst = unsafe pool.address(of: parts.index) + parts.count
         let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
-            loop.backend.recv(fd: fd, into: dst, count: space, ud, timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
+            unsafe loop.backend.recv(fd: fd, into: dst, count: space, ud, timeout: tns == nil ? nil : loop.timeoutScratch(slot), timeoutNs: tns ?? -1)
         }
         var back = pool.reassemble(parts)
         if r.res >= 0 {
@@ -209,7 +209,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// Resets the connection on close (SO_LINGER 0): no TIME_WAIT, the peer sees ECONNRESET.
     public func setResetOnClose() {
         let l = linger(l_onoff: 1, l_linger: 0)
-        _ = withUnsafeBytes(of: l) { loop.backend.setOption(fd: fd, level: SOL_SOCKET, name: SO_LINGER, value: $0.baseAddress!, length: UInt32($0.count)) }
+        _ = unsafe withUnsafeBytes(of: l) { unsafe loop.backend.setOption(fd: fd, level: SOL_SOCKET, name: SO_LINGER, value: $0.baseAddress!, length: UInt32($0.count)) }
     }
 
     /// Cancels the armed receive, returns every queued buffer and closes the socket.

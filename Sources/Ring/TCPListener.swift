@@ -33,7 +33,7 @@ public final class TCPListener: MultishotSink {
         guard s >= 0 else { throw RingError(errno: -s, operation: "socket") }
         backend.setOption(fd: s, level: SOL_SOCKET, name: SO_REUSEADDR, 1)
         if reusePort { backend.setOption(fd: s, level: SOL_SOCKET, name: SO_REUSEPORT, 1) }
-        let rc = address.withSockaddr { backend.bind(fd: s, address: $0, length: $1) }
+        let rc = unsafe address.withSockaddr { unsafe backend.bind(fd: s, address: $0, length: $1) }
         guard rc == 0 else {
             _ = backend.closeNow(fd: s)
             throw RingError(errno: -rc, operation: "bind \(address)")

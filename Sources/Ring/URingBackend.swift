@@ -10,7 +10,7 @@ import BufferPool
 import Glibc
 #endif
 
-final class URingBackend: IOBackend, SystemDescriptors {
+@safe final class URingBackend: IOBackend, SystemDescriptors {
     let kind = IOBackendKind.uring
     private let ring: OpaquePointer
     private let pool: BufferPool
@@ -35,19 +35,19 @@ final class URingBackend: IOBackend, SystemDescriptors {
     init(entries: UInt32, pool: BufferPool, kernel: KernelVersion, recvBuffersMax: Int) throws(SetupFailure) {
         var got: UInt32 = 0
         var err: Int32 = 0
-        guard let r = curing_ring_create(entries, URingProbe.wantedSetupFlags, &got, &err) else {
+        guard let r = unsafe curing_ring_create(entries, URingProbe.wantedSetupFlags, &got, &err) else {
             throw SetupFailure(errno: err, step: "io_uring_setup")
         }
         precondition(MemoryLayout<Completion>.size == MemoryLayout<curing_cqe>.size
                      && MemoryLayout<Completion>.offset(of: \.flags) == MemoryLayout<curing_cqe>.offset(of: \.flags))
-        ring = r
+        unsafe ring = unsafe r
         self.pool = pool
         setupFlags = got
 
         // Required opcodes: without them the epoll backend serves better than a half ring.
-        let probe = URingProbe(ring: r)
+        let probe = unsafe URingProbe(ring: r)
         if let missing = probe.missingRequired {
-            curing_ring_destroy(r)
+            unsafe curing_ring_destroy(r)
             throw SetupFailure(errno: EOPNOTSUPP, step: "opcode \(missing.name) (needs Linux \(missing.minimumKernel))")
         }
 
@@ -56,7 +56,7 @@ final class URingBackend: IOBackend, SystemDescriptors {
         // the whole pool up front would make an idle server hold all of it resident.
         usesFixedBuffers = false
         if pool.bufferCount <= 16_384, probe.supports(CURING_OP_READ_FIXED) {
-            usesFixedBuffers = curing_register_buffers_sparse(r, UInt32(pool.bufferCount)) == 0
+            usesFixedBuffers = unsafe curing_register_buffers_sparse(r, UInt32(pool.bufferCount)) == 0
         }
         let chunks = (pool.bufferCount + Self.fixedChunkBuffers - 1) / Self.fixedChunkBuffers
         fixedChunks = [FixedChunk](repeating: .unregistered, count: chunks)
@@ -67,9 +67,9 @@ final class URingBackend: IOBackend, SystemDescriptors {
         let wantedEntries = max(1, min(recvBuffersMax, pool.bufferCount / 2, 32_768))
         var entriesPow2 = 1
         while entriesPow2 < wantedEntries { entriesPow2 <<= 1 }
-        let brc = URingProbe.providedBufferRing(r, entries: UInt32(entriesPow2))
+        let brc = unsafe URingProbe.providedBufferRing(r, entries: UInt32(entriesPow2))
         guard brc == 0 else {
-            curing_ring_destroy(r)
+            unsafe curing_ring_destroy(r)
             throw SetupFailure(errno: -brc, step: "IORING_REGISTER_PBUF_RING (needs Linux 5.19)")
         }
         bufRingEntries = entriesPow2
@@ -85,11 +85,11 @@ final class URingBackend: IOBackend, SystemDescriptors {
         while lentToRing < bufRingTarget, let index = pool.lendToKernel() {
             addToRing(index)
         }
-        curing_buf_ring_publish(ring)
+        unsafe curing_buf_ring_publish(ring)
     }
 
     private func addToRing(_ index: UInt32) {
-        curing_buf_ring_add(ring, pool.address(of: index), UInt32(pool.bufferSizeBytes), UInt16(truncatingIfNeeded: index))
+        unsafe curing_buf_ring_add(ring, pool.address(of: index), UInt32(pool.bufferSizeBytes), UInt16(truncatingIfNeeded: index))
         lentToRing += 1
     }
 
@@ -107,7 +107,7 @@ final class URingBackend: IOBackend, SystemDescriptors {
     var receiveBuffersAvailable: Int { lentToRing }
 
     func shutdownBackend() {
-        curing_ring_destroy(ring)
+        unsafe curing_ring_destroy(ring)
         // Buffers that were in the provided-buffer ring belong to the pool again.
         for index in pool.kernelOwnedIndexes() { pool.reclaimFromKernel(index: index) }
         lentToRing = 0
@@ -115,57 +115,57 @@ final class URingBackend: IOBackend, SystemDescriptors {
 
     // MARK: Preparation
 
-    func nop(_ ud: UInt64) -> Int32 { curing_prep_nop(ring, ud) }
+    func nop(_ ud: UInt64) -> Int32 { unsafe curing_prep_nop(ring, ud) }
 
     func accept(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32 {
-        curing_prep_accept(ring, fd, multishot ? 1 : 0, ud)
+        unsafe curing_prep_accept(ring, fd, multishot ? 1 : 0, ud)
     }
 
     func recvSelect(fd: Int32, multishot: Bool, _ ud: UInt64) -> Int32 {
-        curing_prep_recv_select(ring, fd, (multishot && supportsMultishotRecv) ? 1 : 0, ud)
+        unsafe curing_prep_recv_select(ring, fd, (multishot && supportsMultishotRecv) ? 1 : 0, ud)
     }
 
     /// Makes room for an op plus its linked timeout, so the pair is never split.
     /// Returns the SQE flags for the op, or nil when the pair cannot be queued whole (the
     /// caller then fails the op before preparing anything).
     private func reserveLinked(_ timeout: UnsafeMutableRawPointer?) -> UInt32? {
-        guard timeout != nil else { return 0 }
-        if curing_sq_space_left(ring) < 2 { _ = curing_submit_and_wait(ring, 0, 0) }
-        guard curing_sq_space_left(ring) >= 2 else { return nil }
+        guard unsafe timeout != nil else { return 0 }
+        if unsafe curing_sq_space_left(ring) < 2 { _ = unsafe curing_submit_and_wait(ring, 0, 0) }
+        guard unsafe curing_sq_space_left(ring) >= 2 else { return nil }
         return UInt32(CURING_SQE_IO_LINK)
     }
 
     private func linkTimeout(_ timeout: UnsafeMutableRawPointer?, _ ns: Int64, _ rc: Int32) -> Int32 {
-        guard rc == 0, let timeout else { return rc }
-        return curing_prep_link_timeout(ring, timeout, ns, ReservedUserData.ignored)
+        guard rc == 0, let timeout = unsafe timeout else { return rc }
+        return unsafe curing_prep_link_timeout(ring, timeout, ns, ReservedUserData.ignored)
     }
 
     func recv(fd: Int32, into: UnsafeMutableRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        guard let f = reserveLinked(timeout) else { return -EBUSY }
-        return linkTimeout(timeout, timeoutNs, curing_prep_recv(ring, fd, into, count, 0, ud, f))
+        guard let f = unsafe reserveLinked(timeout) else { return -EBUSY }
+        return unsafe linkTimeout(timeout, timeoutNs, curing_prep_recv(ring, fd, into, count, 0, ud, f))
     }
 
     func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        guard let f = reserveLinked(timeout) else { return -EBUSY }
-        return linkTimeout(timeout, timeoutNs, curing_prep_send(ring, fd, from, count, 0, ud, f))
+        guard let f = unsafe reserveLinked(timeout) else { return -EBUSY }
+        return unsafe linkTimeout(timeout, timeoutNs, curing_prep_send(ring, fd, from, count, 0, ud, f))
     }
 
     func sendNow(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64) -> Int32 {
-        curing_prep_send_now(ring, fd, from, count, ud)
+        unsafe curing_prep_send_now(ring, fd, from, count, ud)
     }
 
     func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        guard let f = reserveLinked(timeout) else { return -EBUSY }
-        return linkTimeout(timeout, timeoutNs, curing_prep_sendmsg(ring, fd, message, ud, f))
+        guard let f = unsafe reserveLinked(timeout) else { return -EBUSY }
+        return unsafe linkTimeout(timeout, timeoutNs, curing_prep_sendmsg(ring, fd, message, ud, f))
     }
 
     func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        guard let f = reserveLinked(timeout) else { return -EBUSY }
-        return linkTimeout(timeout, timeoutNs, curing_prep_connect(ring, fd, address, length, ud, f))
+        guard let f = unsafe reserveLinked(timeout) else { return -EBUSY }
+        return unsafe linkTimeout(timeout, timeoutNs, curing_prep_connect(ring, fd, address, length, ud, f))
     }
 
-    func shutdown(fd: Int32, how: Int32, _ ud: UInt64) -> Int32 { curing_prep_shutdown(ring, fd, how, ud) }
-    func close(fd: Int32, _ ud: UInt64) -> Int32 { curing_prep_close(ring, fd, ud) }
+    func shutdown(fd: Int32, how: Int32, _ ud: UInt64) -> Int32 { unsafe curing_prep_shutdown(ring, fd, how, ud) }
+    func close(fd: Int32, _ ud: UInt64) -> Int32 { unsafe curing_prep_close(ring, fd, ud) }
 
     // Path operations: the kernel copies the path when it consumes the SQE, so submit now,
     // while the caller's C string is still alive.
@@ -174,20 +174,20 @@ final class URingBackend: IOBackend, SystemDescriptors {
         // Once prepared, the op will complete whatever this submit says: report success so
         // the caller keeps the slot (and the path) until the completion arrives. A failed
         // submit here is retried by the loop's next submit.
-        _ = curing_submit_and_wait(ring, 0, 0)
+        _ = unsafe curing_submit_and_wait(ring, 0, 0)
         return 0
     }
 
     func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32 {
-        submitNow(curing_prep_openat(ring, AT_FDCWD, path, flags, mode, ud))
+        unsafe submitNow(curing_prep_openat(ring, AT_FDCWD, path, flags, mode, ud))
     }
 
     func read(fd: Int32, into: UnsafeMutableRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
-        curing_prep_read(ring, fd, into, UInt32(count), offset, fixedIndex(bufferIndex), ud, 0)
+        unsafe curing_prep_read(ring, fd, into, UInt32(count), offset, fixedIndex(bufferIndex), ud, 0)
     }
 
     func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
-        curing_prep_write(ring, fd, from, UInt32(count), offset, fixedIndex(bufferIndex), ud, 0)
+        unsafe curing_prep_write(ring, fd, from, UInt32(count), offset, fixedIndex(bufferIndex), ud, 0)
     }
 
     /// The fixed-buffer index to use for pool buffer `index`, registering its chunk on first
@@ -202,7 +202,7 @@ final class URingBackend: IOBackend, SystemDescriptors {
         case .unregistered:
             let first = chunk * Self.fixedChunkBuffers
             let n = min(Self.fixedChunkBuffers, pool.bufferCount - first)
-            let rc = curing_register_buffers_update(ring, UInt32(first), pool.address(of: UInt32(first)), pool.bufferSizeBytes, UInt32(n))
+            let rc = unsafe curing_register_buffers_update(ring, UInt32(first), pool.address(of: UInt32(first)), pool.bufferSizeBytes, UInt32(n))
             fixedChunks[chunk] = rc == n ? .registered : .failed
             return rc == n ? index : -1
         }
@@ -212,44 +212,44 @@ final class URingBackend: IOBackend, SystemDescriptors {
         usesFixedBuffers && fixedChunks[Int(index) / Self.fixedChunkBuffers] == .registered
     }
 
-    func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 { curing_prep_fsync(ring, fd, dataOnly ? 1 : 0, ud) }
+    func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 { unsafe curing_prep_fsync(ring, fd, dataOnly ? 1 : 0, ud) }
 
     func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ ud: UInt64) -> Int32 {
-        submitNow(curing_prep_renameat(ring, AT_FDCWD, from, AT_FDCWD, to, ud))
+        unsafe submitNow(curing_prep_renameat(ring, AT_FDCWD, from, AT_FDCWD, to, ud))
     }
 
     func unlink(path: UnsafePointer<CChar>, directory: Bool, _ ud: UInt64) -> Int32 {
-        submitNow(curing_prep_unlinkat(ring, AT_FDCWD, path, directory ? AT_REMOVEDIR : 0, ud))
+        unsafe submitNow(curing_prep_unlinkat(ring, AT_FDCWD, path, directory ? AT_REMOVEDIR : 0, ud))
     }
 
     func statx(path: UnsafePointer<CChar>, into: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
-        submitNow(curing_prep_statx(ring, AT_FDCWD, path, 0, 0x7ff /* STATX_BASIC_STATS */, into, ud))
+        unsafe submitNow(curing_prep_statx(ring, AT_FDCWD, path, 0, 0x7ff /* STATX_BASIC_STATS */, into, ud))
     }
 
     func timeout(nanoseconds: Int64, storage: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
-        curing_prep_timeout(ring, storage, nanoseconds, ud)
+        unsafe curing_prep_timeout(ring, storage, nanoseconds, ud)
     }
 
-    func cancel(_ target: UInt64) -> Int32 { curing_prep_cancel(ring, target, ReservedUserData.ignored) }
+    func cancel(_ target: UInt64) -> Int32 { unsafe curing_prep_cancel(ring, target, ReservedUserData.ignored) }
 
     func armWakeup(fd: Int32, storage: UnsafeMutableRawPointer) -> Int32 {
-        curing_prep_read(ring, fd, storage, 8, 0, -1, ReservedUserData.wakeup, 0)
+        unsafe curing_prep_read(ring, fd, storage, 8, 0, -1, ReservedUserData.wakeup, 0)
     }
 
     // MARK: Completion
 
     func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
-        curing_buf_ring_publish(ring)
+        unsafe curing_buf_ring_publish(ring)
         // Reap what is already there before sleeping: never block with completions pending.
-        var n = Int(reap(out, max))
+        var n = unsafe Int(reap(out, max))
         if n > 0 {
-            _ = curing_submit_and_wait(ring, 0, 0)
+            _ = unsafe curing_submit_and_wait(ring, 0, 0)
         } else {
-            let rc = curing_submit_and_wait(ring, wait ? 1 : 0, wait ? timeoutNs : 0)
+            let rc = unsafe curing_submit_and_wait(ring, wait ? 1 : 0, wait ? timeoutNs : 0)
             if rc < 0 { checkFatalEnter(rc) }
-            n = Int(reap(out, max))
+            n = unsafe Int(reap(out, max))
         }
-        for i in 0..<n where out[i].flags & CQEFlag.buffer != 0 {
+        for i in 0..<n where unsafe out[i].flags & CQEFlag.buffer != 0 {
             bufferLeftRing()
         }
         return n
@@ -257,7 +257,7 @@ final class URingBackend: IOBackend, SystemDescriptors {
 
     /// Copies up to `max` CQEs out (`Completion` has `curing_cqe`'s layout).
     private func reap(_ out: UnsafeMutablePointer<Completion>, _ max: Int) -> UInt32 {
-        out.withMemoryRebound(to: curing_cqe.self, capacity: max) { curing_reap(ring, $0, UInt32(max)) }
+        unsafe out.withMemoryRebound(to: curing_cqe.self, capacity: max) { unsafe curing_reap(ring, $0, UInt32(max)) }
     }
 
     private func checkFatalEnter(_ rc: Int32) {

@@ -35,9 +35,9 @@ struct URingProbe {
     init(ring: OpaquePointer) {
         let count = Int(CURING_OP_COUNT_.rawValue)
         var supported = [UInt8](repeating: 0, count: count)
-        let probed = curing_probe(ring, &supported) == 0
+        let probed = unsafe curing_probe(ring, &supported) == 0
         opcodes = (0..<count).map { op in
-            Opcode(name: String(cString: curing_opcode_name(Int32(op))),
+            unsafe Opcode(name: String(cString: curing_opcode_name(Int32(op))),
                    minimumKernel: String(cString: curing_opcode_min_kernel(Int32(op))),
                    optional: curing_opcode_optional(Int32(op)) != 0,
                    supported: probed ? supported[op] == 1 : nil)
@@ -46,6 +46,6 @@ struct URingProbe {
 
     /// Registers a small provided-buffer ring on `ring`: 0, or the negative errno (5.19+).
     static func providedBufferRing(_ ring: OpaquePointer, entries: UInt32) -> Int32 {
-        curing_buf_ring_setup(ring, entries, 0)
+        unsafe curing_buf_ring_setup(ring, entries, 0)
     }
 }

@@ -18,26 +18,26 @@ enum CrashReport {
     static func arm(_ text: String) {
         install()
         let bytes = Array(text.utf8.prefix(510)) + [10]
-        bytes.withUnsafeBufferPointer { src in
-            UnsafeMutableRawPointer(message).copyMemory(from: src.baseAddress!, byteCount: src.count)
+        unsafe bytes.withUnsafeBufferPointer { src in
+            unsafe UnsafeMutableRawPointer(message).copyMemory(from: src.baseAddress!, byteCount: src.count)
         }
-        length = bytes.count
+        unsafe length = bytes.count
     }
 
-    static func disarm() { length = 0 }
+    static func disarm() { unsafe length = 0 }
 
     private static func install() {
-        guard !installed else { return }
-        installed = true
+        guard unsafe !installed else { return }
+        unsafe installed = true
         for sig in [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS] {
             var action = sigaction()
-            action.__sigaction_handler.sa_handler = { sig in
-                if CrashReport.length > 0 { _ = write(2, CrashReport.message, CrashReport.length) }
+            unsafe action.__sigaction_handler.sa_handler = { sig in
+                if unsafe CrashReport.length > 0 { _ = unsafe write(2, CrashReport.message, CrashReport.length) }
                 // Then whatever handled the signal before (Swift's backtracer, or death).
-                sigaction(sig, CrashReport.previous + Int(sig), nil)
+                unsafe sigaction(sig, CrashReport.previous + Int(sig), nil)
                 raise(sig)
             }
-            sigaction(sig, &action, previous + Int(sig))
+            unsafe sigaction(sig, &action, previous + Int(sig))
         }
     }
 }

@@ -51,7 +51,7 @@ extension SimBackend {
     }
 
     package func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32 {
-        let name = String(cString: path)
+        let name = unsafe String(cString: path)
         return later(ud) { [unowned self] in
             let fd = allocateFD()
             if flags & O_DIRECTORY != 0 {
@@ -83,7 +83,7 @@ extension SimBackend {
                 injected.shortReads += 1
                 n = rng.int(in: 1...(n - 1))
             }
-            d.bytes.withUnsafeBytes { into.copyMemory(from: $0.baseAddress! + start, byteCount: n) }
+            unsafe d.bytes.withUnsafeBytes { unsafe into.copyMemory(from: $0.baseAddress! + start, byteCount: n) }
             return Int32(n)
         }
     }
@@ -104,7 +104,7 @@ extension SimBackend {
                 n = rng.int(in: 1...(n - 1))
             }
             if d.bytes.count < at + n { d.bytes += [UInt8](repeating: 0, count: at + n - d.bytes.count) }
-            d.bytes.withUnsafeMutableBytes { ($0.baseAddress! + at).copyMemory(from: from, byteCount: n) }
+            unsafe d.bytes.withUnsafeMutableBytes { unsafe ($0.baseAddress! + at).copyMemory(from: from, byteCount: n) }
             d.modifiedNanos = nowNanos
             return Int32(n)
         }
@@ -115,7 +115,7 @@ extension SimBackend {
     }
 
     package func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ ud: UInt64) -> Int32 {
-        let a = String(cString: from), b = String(cString: to)
+        let a = unsafe String(cString: from), b = unsafe String(cString: to)
         return later(ud) { [unowned self] in
             guard let d = fileSystem.removeValue(forKey: a) else { return -ENOENT }
             fileSystem[b] = d
@@ -124,23 +124,23 @@ extension SimBackend {
     }
 
     package func unlink(path: UnsafePointer<CChar>, directory: Bool, _ ud: UInt64) -> Int32 {
-        let name = String(cString: path)
+        let name = unsafe String(cString: path)
         return later(ud) { [unowned self] in fileSystem.removeValue(forKey: name) == nil ? -ENOENT : 0 }
     }
 
     /// Writes a `struct statx` (Linux UAPI layout: mode at 28, inode at 32, size at 40,
     /// mtime at 112) for a regular file.
     package func statx(path: UnsafePointer<CChar>, into: UnsafeMutableRawPointer, _ ud: UInt64) -> Int32 {
-        let name = String(cString: path)
+        let name = unsafe String(cString: path)
         return later(ud) { [unowned self] in
             guard let d = fileSystem[name] else { return -ENOENT }
-            into.initializeMemory(as: UInt8.self, repeating: 0, count: 256)
-            into.storeBytes(of: UInt32(0x7FF), toByteOffset: 0, as: UInt32.self)
-            into.storeBytes(of: UInt16(S_IFREG | 0o644), toByteOffset: 28, as: UInt16.self)
-            into.storeBytes(of: d.inode, toByteOffset: 32, as: UInt64.self)
-            into.storeBytes(of: UInt64(d.bytes.count), toByteOffset: 40, as: UInt64.self)
-            into.storeBytes(of: 1_700_000_000 + d.modifiedNanos / 1_000_000_000, toByteOffset: 112, as: Int64.self)
-            into.storeBytes(of: UInt32(d.modifiedNanos % 1_000_000_000), toByteOffset: 120, as: UInt32.self)
+            unsafe into.initializeMemory(as: UInt8.self, repeating: 0, count: 256)
+            unsafe into.storeBytes(of: UInt32(0x7FF), toByteOffset: 0, as: UInt32.self)
+            unsafe into.storeBytes(of: UInt16(S_IFREG | 0o644), toByteOffset: 28, as: UInt16.self)
+            unsafe into.storeBytes(of: d.inode, toByteOffset: 32, as: UInt64.self)
+            unsafe into.storeBytes(of: UInt64(d.bytes.count), toByteOffset: 40, as: UInt64.self)
+            unsafe into.storeBytes(of: 1_700_000_000 + d.modifiedNanos / 1_000_000_000, toByteOffset: 112, as: Int64.self)
+            unsafe into.storeBytes(of: UInt32(d.modifiedNanos % 1_000_000_000), toByteOffset: 120, as: UInt32.self)
             return 0
         }
     }

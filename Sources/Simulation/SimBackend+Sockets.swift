@@ -16,8 +16,8 @@ import Glibc
 #endif
 
 final class SimSocket {
-    enum Reader { case select(ud: UInt64, multishot: Bool), plain(ud: UInt64, UnsafeMutableRawPointer, Int) }
-    enum Writer { case bytes(ud: UInt64, UnsafeRawPointer, Int), message(ud: UInt64, UnsafeRawPointer) }
+    @safe enum Reader { case select(ud: UInt64, multishot: Bool), plain(ud: UInt64, UnsafeMutableRawPointer, Int) }
+    @safe enum Writer { case bytes(ud: UInt64, UnsafeRawPointer, Int), message(ud: UInt64, UnsafeRawPointer) }
 
     var fd: Int32
     let serial: Int
@@ -83,7 +83,7 @@ extension SimBackend {
 
     package func bind(fd: Int32, address: UnsafeRawPointer, length: UInt32) -> Int32 {
         guard let s = sockets[fd] else { return -EBADF }
-        var a = SocketAddress(bytes: UnsafeRawBufferPointer(start: address, count: Int(length)))
+        var a = unsafe SocketAddress(bytes: UnsafeRawBufferPointer(start: address, count: Int(length)))
         if a.port == 0 { a = (try? SocketAddress(host: a.host, port: ephemeralPort())) ?? a }
         if s.local != nil { return -EINVAL }
         if let l = listeners[a.description], !l.closed { return -EADDRINUSE }
@@ -107,7 +107,7 @@ extension SimBackend {
     package func setOption(fd: Int32, level: Int32, name: Int32, value: UnsafeRawPointer, length: UInt32) -> Int32 {
         guard let s = sockets[fd] else { return -EBADF }
         if level == SOL_SOCKET && name == SO_LINGER && Int(length) >= MemoryLayout<linger>.size {
-            let l = value.loadUnaligned(as: linger.self)
+            let l = unsafe value.loadUnaligned(as: linger.self)
             s.resetOnClose = l.l_onoff != 0 && l.l_linger == 0
         }
         return 0
@@ -118,7 +118,7 @@ extension SimBackend {
         guard let a = peer ? s.remote : s.local else { return -ENOTCONN }
         let bytes = a.bytes
         let n = min(bytes.count, Int(length))
-        bytes.withUnsafeBytes { storage.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        unsafe bytes.withUnsafeBytes { unsafe storage.copyMemory(from: $0.baseAddress!, byteCount: n) }
         length = UInt32(bytes.count)
         return 0
     }
@@ -127,12 +127,12 @@ extension SimBackend {
 
     package func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
         guard let s = sockets[fd] else { complete(ud, -EBADF); return 0 }
-        let target = SocketAddress(bytes: UnsafeRawBufferPointer(start: address, count: Int(length)))
+        let target = unsafe SocketAddress(bytes: UnsafeRawBufferPointer(start: address, count: Int(length)))
         if s.local == nil { s.local = try? SocketAddress(host: "10.0.1.\(1 + s.serial % 250)", port: ephemeralPort()) }
         s.remote = target
         s.connectUD = ud
         pending[ud] = .socket(fd)
-        linkTimeout(ud, timeout, timeoutNs)
+        unsafe linkTimeout(ud, timeout, timeoutNs)
         schedule(at: nowNanos + latency()) { [unowned self] in attemptConnect(s, ud, to: target) }
         return 0
     }
@@ -199,9 +199,9 @@ extension SimBackend {
     package func recv(fd: Int32, into: UnsafeMutableRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
         guard let s = sockets[fd] else { complete(ud, -EBADF); return 0 }
         pending[ud] = .socket(fd)
-        s.readers.append(.plain(ud: ud, into, count))
+        unsafe s.readers.append(.plain(ud: ud, into, count))
         pumpReaders(s)
-        if pending[ud] != nil { linkTimeout(ud, timeout, timeoutNs) }
+        if pending[ud] != nil { unsafe linkTimeout(ud, timeout, timeoutNs) }
         return 0
     }
 
@@ -225,7 +225,7 @@ extension SimBackend {
                         continue
                     }
                     let n = readSize(min(s.unread, pool.bufferSizeBytes))
-                    take(s, n, into: pool.address(of: index))
+                    unsafe take(s, n, into: pool.address(of: index))
                     let flags = CQEFlag.buffer | (index << CQEFlag.bufferShift)
                     if multishot {
                         complete(ud, Int32(n), flags | CQEFlag.more)
@@ -235,7 +235,7 @@ extension SimBackend {
                     }
                 case .plain(let ud, let p, let count):
                     let n = readSize(min(s.unread, count))
-                    take(s, n, into: p)
+                    unsafe take(s, n, into: p)
                     s.readers.removeFirst()
                     finish(ud, Int32(n))
                 }
@@ -257,7 +257,7 @@ extension SimBackend {
     }
 
     private func take(_ s: SimSocket, _ n: Int, into p: UnsafeMutableRawPointer) {
-        s.inbox.withUnsafeBytes { p.copyMemory(from: $0.baseAddress! + s.inboxHead, byteCount: n) }
+        unsafe s.inbox.withUnsafeBytes { unsafe p.copyMemory(from: $0.baseAddress! + s.inboxHead, byteCount: n) }
         s.inboxHead += n
         if s.inboxHead == s.inbox.count {
             s.inbox.removeAll(keepingCapacity: true)
@@ -268,18 +268,18 @@ extension SimBackend {
     // MARK: Send
 
     package func send(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        queueWriter(fd, .bytes(ud: ud, from, count), ud, timeout, timeoutNs)
+        unsafe queueWriter(fd, .bytes(ud: ud, from, count), ud, timeout, timeoutNs)
     }
 
     package func sendmsg(fd: Int32, message: UnsafeRawPointer, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
-        queueWriter(fd, .message(ud: ud, message), ud, timeout, timeoutNs)
+        unsafe queueWriter(fd, .message(ud: ud, message), ud, timeout, timeoutNs)
     }
 
     package func sendNow(fd: Int32, from: UnsafeRawPointer, count: Int, _ ud: UInt64) -> Int32 {
         guard let s = sockets[fd] else { complete(ud, -EBADF); return 0 }
         if s.writers.isEmpty && (sendSpace(s) > 0 || s.resetReceived || s.writeShut) {
             pending[ud] = .socket(fd)
-            s.writers.append(.bytes(ud: ud, from, count))
+            unsafe s.writers.append(.bytes(ud: ud, from, count))
             pumpWriters(s)
         } else {
             complete(ud, -EAGAIN)
@@ -292,7 +292,7 @@ extension SimBackend {
         pending[ud] = .socket(fd)
         s.writers.append(w)
         pumpWriters(s)
-        if pending[ud] != nil { linkTimeout(ud, timeout, ns) }
+        if pending[ud] != nil { unsafe linkTimeout(ud, timeout, ns) }
         return 0
     }
 
@@ -328,13 +328,13 @@ extension SimBackend {
     private func gather(_ w: SimSocket.Writer, max: Int) -> [UInt8] {
         switch w {
         case .bytes(_, let p, let count):
-            return Array(UnsafeRawBufferPointer(start: p, count: min(count, max)))
+            return unsafe Array(UnsafeRawBufferPointer(start: p, count: min(count, max)))
         case .message(_, let m):
-            let msg = m.assumingMemoryBound(to: msghdr.self).pointee
+            let msg = unsafe m.assumingMemoryBound(to: msghdr.self).pointee
             var out: [UInt8] = []
-            for i in 0..<Int(msg.msg_iovlen) where out.count < max {
-                let v = msg.msg_iov[i]
-                out += UnsafeRawBufferPointer(start: v.iov_base, count: min(v.iov_len, max - out.count))
+            for i in unsafe 0..<Int(msg.msg_iovlen) where out.count < max {
+                let v = unsafe msg.msg_iov[i]
+                unsafe out += UnsafeRawBufferPointer(start: v.iov_base, count: min(v.iov_len, max - out.count))
             }
             return out
         }

@@ -17,7 +17,7 @@ import Ring
 import Glibc
 #endif
 
-package final class SimBackend: IOBackend {
+@safe package final class SimBackend: IOBackend {
     package let kind = IOBackendKind.simulated
     package let keepsOwnTime = true
     package let supportsMultishotRecv = true
@@ -74,7 +74,7 @@ package final class SimBackend: IOBackend {
     package private(set) var traceHash: UInt64 = 0xCBF2_9CE4_8422_2325
     package private(set) var completionCount = 0
     /// SPOOL_SIM_TRACE=1: one line per completion on standard output (diff two runs of a seed).
-    let traceToStandardError = getenv("SPOOL_SIM_TRACE").map { String(cString: $0) == "1" } ?? false
+    let traceToStandardError = unsafe getenv("SPOOL_SIM_TRACE").map { unsafe String(cString: $0) == "1" } ?? false
     package var injected = InjectedFaults()
     package struct InjectedFaults: Sendable, CustomStringConvertible {
         package var delays = 0, resets = 0, shortReads = 0, shortWrites = 0, noSpace = 0, reorders = 0
@@ -146,7 +146,7 @@ package final class SimBackend: IOBackend {
 
     /// A linked timeout: cancels `ud` (-ECANCELED) if it is still pending at its time.
     func linkTimeout(_ ud: UInt64, _ timeout: UnsafeMutableRawPointer?, _ ns: Int64) {
-        guard timeout != nil, ns >= 0 else { return }
+        guard unsafe timeout != nil, ns >= 0 else { return }
         schedule(at: nowNanos &+ ns) { [unowned self] in _ = cancel(ud) }
     }
 
@@ -161,7 +161,7 @@ package final class SimBackend: IOBackend {
 
     package func armWakeup(fd: Int32, storage: UnsafeMutableRawPointer) -> Int32 {
         wakeFD = fd
-        wakeStorage = storage
+        unsafe wakeStorage = unsafe storage
         return 0
     }
 
@@ -194,7 +194,7 @@ package final class SimBackend: IOBackend {
             injected.reorders += 1
             ready.withUnreaped { shuffle(&$0) }
         }
-        return ready.drain(into: out, max: max)
+        return unsafe ready.drain(into: out, max: max)
     }
 
     package func describeTime() -> String {
@@ -218,10 +218,10 @@ package final class SimBackend: IOBackend {
     /// Blocks on the loop's real eventfd: only another thread (the harness stopping the
     /// loop) can wake a simulated world in which nothing is scheduled.
     private func blockForWakeup() {
-        guard wakeFD >= 0, let storage = wakeStorage else { return }
+        guard wakeFD >= 0, let storage = unsafe wakeStorage else { return }
         var p = pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
-        while poll(&p, 1, -1) < 0 && errno == EINTR {}
-        _ = Glibc.read(wakeFD, storage, 8)
+        while unsafe poll(&p, 1, -1) < 0 && errno == EINTR {}
+        _ = unsafe Glibc.read(wakeFD, storage, 8)
         complete(ReservedUserData.wakeup, 8)
     }
 

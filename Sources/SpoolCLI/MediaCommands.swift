@@ -7,6 +7,7 @@ import JSON
 import Lifecycle
 import Media
 import SpoolModel
+import Synchronization
 import TranscodeAPI
 #if canImport(Glibc)
 import Glibc
@@ -235,47 +236,39 @@ struct Synthesize: ParsableCommand {
 }
 
 /// Progress as a redrawn bar on a terminal, as one line per report otherwise.
-final class ProgressPrinter: @unchecked Sendable {
+final class ProgressPrinter: Sendable {
     private let tty: Bool
     private let fd: Int32
-    private var drewBar = false
-    private var lock = pthread_mutex_t()
+    /// Whether a bar is on screen (it needs a newline before other output).
+    private let drewBar = Mutex(false)
 
-    init(tty: Bool, fd: Int32) { self.tty = tty; self.fd = fd; pthread_mutex_init(&lock, nil) }
+    init(tty: Bool, fd: Int32) { self.tty = tty; self.fd = fd }
 
     func line(_ s: String) { emit(s + "\n") }
 
-    private func emit(_ s: String) {
-        var s = s
-        s.withUTF8 { b in
-            var off = 0
-            while off < b.count {
-                let n = write(fd, b.baseAddress! + off, b.count - off)
-                if n <= 0 { if errno == EINTR { continue }; return }
-                off += n
+    private func emit(_ s: String) { StandardError.write(s, to: fd) }
+
+    func show(_ p: TranscodeProgress) {
+        drewBar.withLock { drewBar in
+            let eta = p.etaSeconds.map { "\(fmt($0)) s" } ?? "?"
+            let total = p.totalSeconds > 0 ? "/\(fmt(p.totalSeconds))" : ""
+            if tty {
+                let width = 30
+                let filled = Int((p.fraction ?? 0) * Double(width))
+                let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                let pct = p.fraction.map { "\(Int($0 * 100))%" } ?? "--"
+                emit("\r[\(bar)] \(pct) \(fmt(p.mediaSeconds))\(total) s  \(p.videoFrames) frames  \(fmt(p.fps)) fps  \(fmt(p.speed))×  ETA \(eta)   ")
+                drewBar = true
+            } else {
+                emit("progress: frames=\(p.videoFrames) time=\(fmt(p.mediaSeconds))\(total)s fps=\(fmt(p.fps)) speed=\(fmt(p.speed))x eta=\(eta)\n")
             }
         }
     }
 
-    func show(_ p: TranscodeProgress) {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        let eta = p.etaSeconds.map { "\(fmt($0)) s" } ?? "?"
-        let total = p.totalSeconds > 0 ? "/\(fmt(p.totalSeconds))" : ""
-        if tty {
-            let width = 30
-            let filled = Int((p.fraction ?? 0) * Double(width))
-            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            let pct = p.fraction.map { "\(Int($0 * 100))%" } ?? "--"
-            emit("\r[\(bar)] \(pct) \(fmt(p.mediaSeconds))\(total) s  \(p.videoFrames) frames  \(fmt(p.fps)) fps  \(fmt(p.speed))×  ETA \(eta)   ")
-            drewBar = true
-        } else {
-            emit("progress: frames=\(p.videoFrames) time=\(fmt(p.mediaSeconds))\(total)s fps=\(fmt(p.fps)) speed=\(fmt(p.speed))x eta=\(eta)\n")
-        }
-    }
-
     func finish() {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        if drewBar { emit("\n"); drewBar = false }
+        drewBar.withLock { drewBar in
+            if drewBar { emit("\n"); drewBar = false }
+        }
     }
 }
 

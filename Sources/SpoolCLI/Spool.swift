@@ -6,6 +6,7 @@ import BufferPool
 import JSON
 import Lifecycle
 import Ring
+import Threads
 import SpoolAPI
 import SpoolModel
 import Web
@@ -117,11 +118,13 @@ struct RunWithoutIOURing: ParsableCommand {
             throw ValidationError("name a command to run, e.g. spool run-without-io-uring -- swift test")
         }
         try KernelReport.denyIOUringWithSeccomp()
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-        cargs.append(nil)
-        execvp(program, &cargs)
+        // execvp takes C strings: strdup'd copies, never freed (execvp replaces the
+        // process; if it fails, the command throws and the process exits).
+        var cargs: [UnsafeMutablePointer<CChar>?] = unsafe argv.map { unsafe strdup($0) }
+        unsafe cargs.append(nil)
+        unsafe execvp(program, &cargs)
         let e = errno
-        throw ValidationError("could not run \(program): \(String(cString: strerror(e)))")
+        throw ValidationError(unsafe "could not run \(program): \(String(cString: strerror(e)))")
     }
 }
 
@@ -156,17 +159,17 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
         for i in 0..<loops {
             let loop = try EventLoop.start(id: i, configuration: config)
             started.append(loop)
-            let ready = DispatchSemaphoreLite()
+            let ready = ConditionLock(false)
             loop.spawn {
                 let listener: TCPListener
                 do { listener = try TCPListener(address: address) } catch {
                     print("echo: \(error)")
                     Glibc.exit(1)
                 }
-                ready.signal()
+                ready.change { $0 = true }
                 while true {
                     guard let conn = try? await listener.accept() else { continue }
-                    let c = SendableBox(conn)
+                    let c = LoopBound(conn, loop: loop)
                     loop.spawn {
                         let conn = c.value
                         conn.followsTaskCancellation = false   // ended by close, not by task cancellation
@@ -177,32 +180,17 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
                     }
                 }
             }
-            ready.wait()
+            ready.wait(until: { $0 }) { _, _ in }
         }
         print("echo: listening on \(address) with \(loops) loop(s), backend \(started[0].backendKind)")
         fflush(nil)
-        let stopped = DispatchSemaphoreLite()
-        shutdown.onSignal { _ in stopped.signal() }
-        stopped.wait()
+        let stopped = ConditionLock(false)
+        shutdown.onSignal { _ in stopped.change { $0 = true } }
+        stopped.wait(until: { $0 }) { _, _ in }
         print("echo: \(ProcessSignals.name(shutdown.received ?? SIGTERM)) received: stopped")
         fflush(nil)
         // Connections are dropped with the process: an echo server has nothing to drain.
     }
-}
-
-/// Hands a loop-confined object to a task on the same loop.
-struct SendableBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// A one-shot semaphore over a pipe (no Foundation needed).
-final class DispatchSemaphoreLite: @unchecked Sendable {
-    private var fds: [Int32] = [0, 0]
-    init() { _ = pipe(&fds) }
-    deinit { close(fds[0]); close(fds[1]) }
-    func signal() { var b: UInt8 = 1; _ = write(fds[1], &b, 1) }
-    func wait() { var b: UInt8 = 0; _ = read(fds[0], &b, 1) }
 }
 
 /// `spool serve --listen HOST:PORT --data-dir DIR`: the dispatch server. For now it serves
@@ -230,14 +218,16 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         let shutdown = ShutdownSignal.install()
         let address: SocketAddress
         do { address = try SocketAddress(listen) } catch { throw ValidationError("--listen: \(error)") }
-        if mkdir(dataDir, 0o750) != 0 && errno != EEXIST {
-            throw ValidationError("--data-dir \(dataDir): \(String(cString: strerror(errno)))")
+        // Unsafe only in the C signatures: Swift passes `dataDir` as a C string for the
+        // call's duration, and strerror's text is copied at once.
+        if unsafe mkdir(dataDir, 0o750) != 0 && errno != EEXIST {
+            throw ValidationError(unsafe "--data-dir \(dataDir): \(String(cString: strerror(errno)))")
         }
         var st = stat()
-        guard stat(dataDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+        guard unsafe stat(dataDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
             throw ValidationError("--data-dir \(dataDir) exists and is not a directory")
         }
-        guard access(dataDir, W_OK) == 0 else { throw ValidationError("--data-dir \(dataDir) is not writable") }
+        guard unsafe access(dataDir, W_OK) == 0 else { throw ValidationError("--data-dir \(dataDir) is not writable") }
         var config = HTTPServerConfiguration(listen: address)
         config.loops = loops ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let router = Router { r in SpoolAPI.install(on: &r) }

@@ -51,7 +51,7 @@ public final class SystemClock: MonotonicClock {
     @inline(__always)
     public static func nanoseconds() -> Int64 {
         var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
+        unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 

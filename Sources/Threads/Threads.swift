@@ -20,19 +20,19 @@ public enum OSThread {
     @discardableResult
     public static func spawn(stackBytes: Int = 8 << 20, _ body: @escaping @Sendable () -> Void) -> Bool {
         var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        defer { pthread_attr_destroy(&attr) }
-        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attr, stackBytes)
-        let context = Unmanaged.passRetained(Start(body)).toOpaque()
+        unsafe pthread_attr_init(&attr)
+        defer { unsafe pthread_attr_destroy(&attr) }
+        unsafe pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        unsafe pthread_attr_setstacksize(&attr, stackBytes)
+        let context = unsafe Unmanaged.passRetained(Start(body)).toOpaque()
         var thread = pthread_t()
-        let rc = pthread_create(&thread, &attr, { raw in
-            let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
+        let rc = unsafe pthread_create(&thread, &attr, { raw in
+            let start = unsafe Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
             start.body()
             return nil
-        }, context)
+        }, unsafe context)
         guard rc == 0 else {
-            Unmanaged<Start>.fromOpaque(context).release()
+            unsafe Unmanaged<Start>.fromOpaque(context).release()
             return false
         }
         return true
@@ -40,45 +40,47 @@ public enum OSThread {
 }
 
 /// A value guarded by a mutex, with a condition to wait for a change of it.
-public final class ConditionLock<State>: @unchecked Sendable {
+@safe public final class ConditionLock<State>: @unchecked Sendable {
+    // @unchecked Sendable: `state` is touched only with `mutex` held, and the pthread
+    // objects live on the heap, at addresses that never move.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
     private var state: State   // only touched with `mutex` held
 
     public init(_ initial: State) {
         state = initial
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-        cond = .allocate(capacity: 1)
-        cond.initialize(to: pthread_cond_t())
+        unsafe mutex = .allocate(capacity: 1)
+        unsafe mutex.initialize(to: pthread_mutex_t())
+        unsafe pthread_mutex_init(mutex, nil)
+        unsafe cond = .allocate(capacity: 1)
+        unsafe cond.initialize(to: pthread_cond_t())
         var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(cond, &attr)
-        pthread_condattr_destroy(&attr)
+        unsafe pthread_condattr_init(&attr)
+        unsafe pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        unsafe pthread_cond_init(cond, &attr)
+        unsafe pthread_condattr_destroy(&attr)
     }
 
     deinit {
-        pthread_cond_destroy(cond)
-        pthread_mutex_destroy(mutex)
-        cond.deallocate()
-        mutex.deallocate()
+        unsafe pthread_cond_destroy(cond)
+        unsafe pthread_mutex_destroy(mutex)
+        unsafe cond.deallocate()
+        unsafe mutex.deallocate()
     }
 
     /// Runs `body` with the state locked.
     public func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        unsafe pthread_mutex_lock(mutex)
+        defer { unsafe pthread_mutex_unlock(mutex) }
         return try body(&state)
     }
 
     /// Changes the state and wakes every waiter (or, with `wakeAll: false`, one of them).
     public func change<R>(wakeAll: Bool = true, _ body: (inout State) -> R) -> R {
-        pthread_mutex_lock(mutex)
+        unsafe pthread_mutex_lock(mutex)
         defer {
-            if wakeAll { pthread_cond_broadcast(cond) } else { pthread_cond_signal(cond) }
-            pthread_mutex_unlock(mutex)
+            if wakeAll { unsafe pthread_cond_broadcast(cond) } else { unsafe pthread_cond_signal(cond) }
+            unsafe pthread_mutex_unlock(mutex)
         }
         return body(&state)
     }
@@ -86,20 +88,20 @@ public final class ConditionLock<State>: @unchecked Sendable {
     /// Waits until `ready` holds, then runs `body` with the state still locked. With
     /// `timeoutNanos`, gives up after that long and runs `body` anyway; `ready` tells it.
     public func wait<R>(until ready: (State) -> Bool, timeoutNanos: Int64? = nil, _ body: (inout State, Bool) -> R) -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        unsafe pthread_mutex_lock(mutex)
+        defer { unsafe pthread_mutex_unlock(mutex) }
         var deadline = timespec()
         if let timeoutNanos {
-            clock_gettime(CLOCK_MONOTONIC, &deadline)
+            unsafe clock_gettime(CLOCK_MONOTONIC, &deadline)
             let total = Int64(deadline.tv_nsec) + Swift.max(0, timeoutNanos)
             deadline.tv_sec += Int(total / 1_000_000_000)
             deadline.tv_nsec = Int(total % 1_000_000_000)
         }
         while !ready(state) {
             if timeoutNanos != nil {
-                if pthread_cond_timedwait(cond, mutex, &deadline) == ETIMEDOUT { return body(&state, ready(state)) }
+                if unsafe pthread_cond_timedwait(cond, mutex, &deadline) == ETIMEDOUT { return body(&state, ready(state)) }
             } else {
-                pthread_cond_wait(cond, mutex)
+                unsafe pthread_cond_wait(cond, mutex)
             }
         }
         return body(&state, true)

@@ -8,6 +8,14 @@
 //
 // A response body is bytes, a chunked stream written by a producer (which may send
 // Server-Sent Events), or a file range read through the ring.
+//
+// Unsafe code in Web (justified; otherwise Web is safe Swift): `UnsafeRawBufferPointer`
+// appears only as a borrowed, read-only view of bytes already received, passed to a
+// closure (`read`, `withPending`, the client's `onBody`) or to HTTP1's parsers and the
+// JSON sink protocol, which take bytes that way. Views are sliced with `rebasing`, never
+// stored, written through or kept past the closure. The HTTP client's waiters park in
+// `UnsafeContinuation`s resumed exactly once, on the loop. Pool buffers are owned through
+// `PooledBufferList`, never taken apart here.
 import BufferPool
 import HTTP1
 import JSON
@@ -52,9 +60,9 @@ final class ConnectionInput {
 /// A request body, read chunk by chunk by the handler (or buffered by the server for
 /// routes that do not stream).
 ///
-/// - warning: Loop-confined: use it only from the handler's own task, and only until the
-///   handler returns.
-public final class RequestBody: @unchecked Sendable {
+/// - warning: Loop-confined (not `Sendable`; `Request` carries it in a `LoopBound`): use
+///   it only from the handler's own task, and only until the handler returns.
+public final class RequestBody {
     enum Framing {
         case length(remaining: UInt64)
         case chunked(ChunkedDecoder)
@@ -99,11 +107,8 @@ public final class RequestBody: @unchecked Sendable {
         continueOwed = expectsContinue && !isComplete
     }
 
-    /// The body of every request without one: complete, so never mutated, so shareable.
-    static let empty = RequestBody(complete: ())
-
-    /// An already complete body (tests, internal requests).
-    private init(complete: Void) {
+    /// An already complete, empty body (requests without one, tests, internal requests).
+    init() {
         input = nil
         framing = .length(remaining: 0)
         continueOwed = false
@@ -226,8 +231,8 @@ public enum ResponseStream: Sendable {
 /// What a streaming response producer writes to. Each write is one chunk on the wire and
 /// waits until the socket accepted it (backpressure from a slow client).
 ///
-/// - warning: Loop-confined: use it only inside the producer.
-public final class ResponseWriter: @unchecked Sendable {
+/// - warning: Loop-confined (not `Sendable`): use it only inside the producer.
+public final class ResponseWriter {
     let conn: TCPConnection
     let timeout: Duration
     /// False for HTTP/1.0 clients: raw bytes, the end of the connection ends the body.
@@ -286,7 +291,8 @@ public final class ResponseWriter: @unchecked Sendable {
 /// - warning: Loop-confined.
 public final class PooledByteSink: JSONSink {
     private let pool: BufferPool
-    private var parts: [PooledBuffer.Parts] = []
+    /// The pool buffers written so far; owned (dropping the sink returns them).
+    private var chain = PooledBufferList()
     private var overflow: [UInt8] = []
     public private(set) var byteCount = 0
 
@@ -296,20 +302,16 @@ public final class PooledByteSink: JSONSink {
 
     init(pool: BufferPool) { self.pool = pool }
 
-    deinit { for p in parts { _ = pool.reassemble(p) } }
-
     public func write(_ bytes: UnsafeRawBufferPointer) {
         var rest = bytes
         byteCount += bytes.count
         while !rest.isEmpty {
             if !overflow.isEmpty { overflow.append(contentsOf: rest); return }
-            if let last = parts.last, last.count < pool.bufferSizeBytes {
-                var b = pool.reassemble(parts.removeLast())
-                let n = b.append(contentsOf: rest)
-                parts.append(pool.disassemble(b))
+            let n = chain.withLast { $0.append(contentsOf: rest) } ?? 0
+            if n > 0 {
                 rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-            } else if parts.count < Self.buffersMax, let b = pool.tryAcquire() {
-                parts.append(pool.disassemble(b))
+            } else if chain.count < Self.buffersMax, let b = pool.tryAcquire() {
+                chain.append(b)
             } else {
                 overflow.append(contentsOf: rest)
                 return
@@ -323,11 +325,8 @@ public final class PooledByteSink: JSONSink {
 
     /// Sends every byte (in order) and returns the buffers to the pool.
     func send(on conn: TCPConnection, timeout: Duration) async throws(RingError) {
-        while !parts.isEmpty {
-            var list = PooledBufferList()
-            let n = min(TCPConnection.vectorMax, parts.count)
-            for p in parts.prefix(n) { list.append(pool.reassemble(p)) }
-            parts.removeFirst(n)
+        while !chain.isEmpty {
+            let list = chain.removeFirst(min(TCPConnection.vectorMax, chain.count))
             try await conn.send(list, timeout: timeout)
         }
         if !overflow.isEmpty {
@@ -337,11 +336,5 @@ public final class PooledByteSink: JSONSink {
     }
 
     /// A copy of everything written (tests).
-    var bytes: [UInt8] {
-        var out: [UInt8] = []
-        for p in parts {
-            out.append(contentsOf: UnsafeRawBufferPointer(start: pool.address(of: p.index), count: p.count))
-        }
-        return out + overflow
-    }
+    var bytes: [UInt8] { chain.bytes + overflow }
 }

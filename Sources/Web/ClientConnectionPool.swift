@@ -76,7 +76,7 @@ final class ClientConnectionPool {
         let left = deadline - loop.now
         guard left > .zero else { throw HTTPClientError(.timedOut, "the request did not finish before its deadline") }
         let w = Waiter()
-        let refs = LoopRef((w, pool))
+        let refs = LoopBound((w, pool), loop: loop)
         let loop = self.loop
         w.timer = loop.spawn {
             do { try await loop.sleep(for: left) } catch { return }   // cancelled: handed a slot

@@ -51,8 +51,8 @@ public struct ClientResponse: Sendable {
 }
 
 /// Writes a streamed request body (each write is one chunk).
-/// - warning: Loop-confined: use it only inside the producer.
-public final class ClientBodyWriter: @unchecked Sendable {
+/// - warning: Loop-confined (not `Sendable`): use it only inside the producer.
+public final class ClientBodyWriter {
     let conn: TCPConnection
     let timeout: () -> Duration
     public private(set) var bytesWritten = 0

@@ -34,8 +34,8 @@ public struct HTTPClientConfiguration: Sendable {
     public init() {}
 }
 
-/// - warning: Loop-confined: create and use it on one event loop.
-public final class HTTPClient: @unchecked Sendable {
+/// - warning: Loop-confined (not `Sendable`): use it on one event loop (other tasks there: `LoopBound`).
+public final class HTTPClient {
     public let configuration: HTTPClientConfiguration
     let loop: EventLoop
     private let pool: ClientConnectionPool

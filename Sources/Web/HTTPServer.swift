@@ -97,12 +97,12 @@ public final class HTTPServer: Sendable {
         var address = configuration.listen
         for loop in loops {
             let bound = address
-            let made: Result<(LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, SocketAddress), RingError>
+            let made: Result<(LoopBound<TCPListener>, LoopBound<ConnectionRegistry>, SocketAddress), RingError>
             do {
                 made = try await loop.run {
                     Result { () throws(RingError) in
                         let l = try TCPListener(address: bound)
-                        return (LoopRef(l), LoopRef(ConnectionRegistry()), l.localAddress)
+                        return (LoopBound(l, loop: loop), LoopBound(ConnectionRegistry(), loop: loop), l.localAddress)
                     }
                 }
             } catch {
@@ -147,7 +147,7 @@ public final class HTTPServer: Sendable {
                         await conn.close()
                         continue
                     }
-                    let c = LoopRef(conn)
+                    let c = LoopBound(conn, loop: loop)
                     loop.spawn {
                         await server.serve(c.value, loop: loop, registry: registry.value)
                         server.connections.subtract(1, ordering: .relaxed)
@@ -228,10 +228,10 @@ public final class HTTPServer: Sendable {
                     await respondAndClose(conn, .payloadTooLarge(n, limit))
                     return
                 }
-                let body = head.framing == .none ? RequestBody.empty
+                let body = head.framing == .none ? RequestBody()
                     : RequestBody(input: input, framing: head.framing, expectsContinue: head.expectsContinue,
                                   limit: limit, time: route?.timeLimits ?? configuration.bodyTimeLimits)
-                request.bodyStream = body
+                if head.framing != .none { request.stream = LoopBound(body, loop: loop) }
 
                 // Buffering routes read the body inside the router, after the middleware.
                 var response = await router.respond(to: request, route: route, params: params, allowed: allowed)

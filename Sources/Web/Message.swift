@@ -1,5 +1,6 @@
 // Web.Message: the request a handler sees and the response it returns.
 import JSON
+import Ring
 
 public struct Request: Sendable {
     public var method: String
@@ -9,8 +10,11 @@ public struct Request: Sendable {
     /// The whole body, for routes that buffer (the default). Empty on streaming routes:
     /// read `bodyStream` there.
     public var body: [UInt8]
-    /// The body as a stream; on buffering routes it is already complete.
-    public var bodyStream: RequestBody
+    /// The body as a stream; on buffering routes it is already complete. Bound to the
+    /// loop serving the request: read it from the handler's own task (elsewhere it traps).
+    public var bodyStream: RequestBody { stream?.value ?? RequestBody() }
+    /// The body of a request that has one, as the server received it.
+    var stream: LoopBound<RequestBody>?
     public var pathParameters: [String: String] = [:]
     /// Set by the request-id middleware (taken from X-Request-Id or generated).
     public var requestID: String?
@@ -24,7 +28,6 @@ public struct Request: Sendable {
         self.target = target
         self.headers = headers
         self.body = body
-        self.bodyStream = RequestBody.empty
     }
 
     /// The path without the query.

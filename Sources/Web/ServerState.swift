@@ -56,7 +56,7 @@ final class ConnectionRegistry {
     /// Waits, on `loop`, until no connection is left or `grace` has passed on the loop's clock.
     func waitUntilEmpty(loop: EventLoop, grace: Duration) async {
         guard !connections.isEmpty else { return }
-        let me = LoopRef(self)
+        let me = LoopBound(self, loop: loop)
         let timer = loop.spawn {
             try await loop.sleep(for: grace)
             if let k = me.value.emptied {
@@ -80,27 +80,21 @@ final class ConnectionRegistry {
     }
 }
 
-/// A loop-confined object carried into a task on the same loop.
-struct LoopRef<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
 final class ServerState: Sendable {
-    private struct Inner: @unchecked Sendable {   // listeners are only used on their loops
-        var loops: [(EventLoop, LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, Task<Void, any Error>)] = []
+    private struct Inner {
+        var loops: [(EventLoop, LoopBound<TCPListener>, LoopBound<ConnectionRegistry>, Task<Void, any Error>)] = []
         var bound: SocketAddress?
     }
     private let inner = Mutex(Inner())
 
-    func add(loop: EventLoop, listener: LoopRef<TCPListener>, registry: LoopRef<ConnectionRegistry>,
+    func add(loop: EventLoop, listener: LoopBound<TCPListener>, registry: LoopBound<ConnectionRegistry>,
              trimmer: Task<Void, any Error>, address: SocketAddress) {
         inner.withLock { $0.loops.append((loop, listener, registry, trimmer)); $0.bound = address }
     }
 
     var address: SocketAddress? { inner.withLock { $0.bound } }
 
-    func takeAll() -> [(EventLoop, LoopRef<TCPListener>, LoopRef<ConnectionRegistry>, Task<Void, any Error>)] {
+    func takeAll() -> [(EventLoop, LoopBound<TCPListener>, LoopBound<ConnectionRegistry>, Task<Void, any Error>)] {
         inner.withLock { i in
             defer { i.loops = [] }
             return i.loops

@@ -438,19 +438,22 @@ final class StreamingTests: XCTestCase {
         let base = self.base!
         var config = HTTPClientConfiguration()
         config.maxConnectionsPerOrigin = 1
-        let outcome = try await withClient(config) { c -> [String] in
-            try await withThrowingTaskGroup(of: (Int, String).self) { g in
-                g.addTask { (0, "\(try await c.get("\(base)/api/v1/sleep?ms=600").status)") }
+        let outcome = try await withClient(config) { client -> [String] in
+            // Child tasks run on the client's loop (they inherit its executor), so the
+            // loop-bound client may be read there.
+            let c = LoopBound(client, loop: EventLoop.current!)
+            return try await withThrowingTaskGroup(of: (Int, String).self) { g in
+                g.addTask { (0, "\(try await c.value.get("\(base)/api/v1/sleep?ms=600").status)") }
                 // No sleep needed for A to take the slot first: the children run on this loop
                 // in the order they were added, and checkout takes a slot before it suspends.
                 g.addTask {
                     // B: waits, but only 200 ms in total.
                     do {
-                        _ = try await c.execute(ClientRequest(url: "\(base)/api/v1/sleep?ms=0", timeout: .milliseconds(200)))
+                        _ = try await c.value.execute(ClientRequest(url: "\(base)/api/v1/sleep?ms=0", timeout: .milliseconds(200)))
                         return (1, "served")
                     } catch let e as HTTPClientError { return (1, "\(e.kind)") }
                 }
-                g.addTask { (2, "\(try await c.get("\(base)/api/v1/sleep?ms=0").status)") }
+                g.addTask { (2, "\(try await c.value.get("\(base)/api/v1/sleep?ms=0").status)") }
                 var out = ["", "", ""]
                 for try await (i, v) in g { out[i] = v }
                 return out
@@ -466,10 +469,11 @@ final class StreamingTests: XCTestCase {
         let base = self.base!
         var config = HTTPClientConfiguration()
         config.maxConnectionsPerOrigin = 1
-        let (statuses, inFlight) = try await withClient(config) { c -> ([Int], Int) in
+        let (statuses, inFlight) = try await withClient(config) { client -> ([Int], Int) in
+            let c = LoopBound(client, loop: EventLoop.current!)
             let statuses = try await withThrowingTaskGroup(of: Int.self) { g in
                 for _ in 0..<30 {
-                    g.addTask { try await c.execute(ClientRequest(url: "\(base)/api/v1/sleep?ms=0", timeout: .seconds(60))).status }
+                    g.addTask { try await c.value.execute(ClientRequest(url: "\(base)/api/v1/sleep?ms=0", timeout: .seconds(60))).status }
                 }
                 var out: [Int] = []
                 for try await s in g { out.append(s) }
@@ -503,14 +507,15 @@ final class StreamingTests: XCTestCase {
         let base = self.base!
         var config = HTTPClientConfiguration()
         config.maxConnectionsPerOrigin = 2
-        let (opened, statuses) = try await withClient(config) { c -> (Int, [Int]) in
+        let (opened, statuses) = try await withClient(config) { client -> (Int, [Int]) in
+            let c = LoopBound(client, loop: EventLoop.current!)
             let statuses = try await withThrowingTaskGroup(of: Int.self) { g in
-                for _ in 0..<12 { g.addTask { try await c.get("\(base)/api/v1/sleep?ms=20").status } }
+                for _ in 0..<12 { g.addTask { try await c.value.get("\(base)/api/v1/sleep?ms=20").status } }
                 var out: [Int] = []
                 for try await s in g { out.append(s) }
                 return out
             }
-            return (c.connectionsOpened, statuses)
+            return (client.connectionsOpened, statuses)
         }
         XCTAssertEqual(statuses, Array(repeating: 200, count: 12))
         XCTAssertLessThanOrEqual(opened, 2)
