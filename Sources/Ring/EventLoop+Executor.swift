@@ -125,23 +125,3 @@ struct RemoteQueue {
     var cancels: [UInt64] = []
     var isEmpty: Bool { jobs.isEmpty && closures.isEmpty && cancels.isEmpty }
 }
-
-/// FIFO of jobs that reuses its storage.
-struct JobQueue {
-    private var items: [UnownedJob] = []
-    private var head = 0
-    var isEmpty: Bool { head == items.count }
-
-    mutating func append(_ j: UnownedJob) { items.append(j) }
-
-    mutating func popFirst() -> UnownedJob? {
-        guard head < items.count else { return nil }
-        let j = items[head]
-        head += 1
-        if head == items.count {
-            items.removeAll(keepingCapacity: true)
-            head = 0
-        }
-        return j
-    }
-}

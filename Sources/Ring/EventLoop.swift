@@ -104,10 +104,10 @@ protocol MultishotSink: AnyObject {
     static let scratchStride = 272           // 256 bytes for sockaddr/statx, 16 for a timespec
     let cqes: UnsafeMutablePointer<Completion>
     static let cqeBatchMax = 256
-    var jobs = JobQueue()
+    var jobs = FIFOQueue<UnownedJob>()
     let wakeStorage: UnsafeMutableRawPointer
     /// Connections whose receive found no pool buffer, waiting for one (FIFO).
-    var recvStarved = StarvedQueue()
+    var recvStarved = FIFOQueue<any RecvStarved>()
     public internal(set) var backendKind: IOBackendKind = .epoll
     /// The backend keeps the time (see EventLoop+Clock.swift).
     var clockFromBackend = false

@@ -52,24 +52,3 @@ protocol RecvStarved: AnyObject {
     /// goes to the next one.
     func bufferAvailable(loop: EventLoop) -> Bool
 }
-
-struct StarvedQueue {
-    private var items: [(any RecvStarved)?] = []
-    private var head = 0
-    var count: Int { items.count - head }
-
-    mutating func append(_ s: any RecvStarved) { items.append(s) }
-
-    mutating func popFirst() -> (any RecvStarved)? {
-        guard head < items.count else { return nil }
-        let s = items[head]
-        items[head] = nil
-        head += 1
-        if head == items.count {
-            items.removeAll(keepingCapacity: true)
-            head = 0
-        }
-        return s
-    }
-}
-

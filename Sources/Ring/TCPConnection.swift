@@ -29,8 +29,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     public let fd: Int32
     public let loop: EventLoop
     var pool: BufferPool { loop.pool }
-    private var received: [PooledBuffer.Parts] = []
-    private var receivedHead = 0
+    private var received = FIFOQueue<PooledBuffer.Parts>()
     private var recvUD: UInt64?
     private var recvEOF = false
     private var recvFailure: RingError?
@@ -55,10 +54,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     deinit {
         // No multishot can be armed here: an armed one retains its sink (self).
-        while receivedHead < received.count {
-            _ = pool.reassemble(received[receivedHead])
-            receivedHead += 1
-        }
+        while let parts = received.popFirst() { _ = pool.reassemble(parts) }
         if !closed {
             loop.backend.forget(fd: fd)
             _ = loop.backend.closeNow(fd: fd)
@@ -106,15 +102,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// Waits for a pool buffer when the pool is exhausted.
     public func receive(timeout: Duration? = nil) async throws(RingError) -> PooledBuffer? {
         while true {
-            if receivedHead < received.count {
-                let parts = received[receivedHead]
-                receivedHead += 1
-                if receivedHead == received.count {
-                    received.removeAll(keepingCapacity: true)
-                    receivedHead = 0
-                }
-                return pool.reassemble(parts)
-            }
+            if let parts = received.popFirst() { return pool.reassemble(parts) }
             if let f = recvFailure { throw f }
             if recvEOF { return nil }
             if closed { throw RingError(.closed, operation: "recv") }
@@ -139,7 +127,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
                 received.append(pool.disassemble(buffer))
                 // Bound what one connection can hold unread: past the cap, stop receiving
                 // (the socket's own buffer then pushes back on the peer); receive() re-arms.
-                if received.count - receivedHead >= Self.receivedMax, let ud = recvUD { loop.requestCancel(ud) }
+                if received.count >= Self.receivedMax, let ud = recvUD { loop.requestCancel(ud) }
             }
         }
         if res > 0 {
@@ -227,12 +215,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
             loop.requestCancel(ud)
             while recvUD != nil { _ = await parker.wait(loop: loop, cancellable: false) }
         }
-        while receivedHead < received.count {
-            _ = pool.reassemble(received[receivedHead])
-            receivedHead += 1
-        }
-        received.removeAll()
-        receivedHead = 0
+        while let parts = received.popFirst() { _ = pool.reassemble(parts) }
         await closeDescriptor(fd, on: loop)
         // No forget(fd:) here: the backend forgets before closing, and after the close
         // the number may already belong to a newly accepted socket.

@@ -13,8 +13,7 @@ public final class TCPListener: MultishotSink {
     public let fd: Int32
     public let localAddress: SocketAddress
     public let loop: EventLoop
-    private var accepted: [Int32] = []
-    private var acceptedHead = 0
+    private var accepted = FIFOQueue<Int32>()
     private var armedUD: UInt64?
     private var failure: RingError?
     private var closed = false
@@ -49,10 +48,7 @@ public final class TCPListener: MultishotSink {
     }
 
     deinit {
-        while acceptedHead < accepted.count {
-            _ = loop.backend.closeNow(fd: accepted[acceptedHead])
-            acceptedHead += 1
-        }
+        while let c = accepted.popFirst() { _ = loop.backend.closeNow(fd: c) }
         if !closed {
             loop.backend.forget(fd: fd)
             _ = loop.backend.closeNow(fd: fd)
@@ -69,15 +65,7 @@ public final class TCPListener: MultishotSink {
     /// The next connection. Throws `.cancelled` if the task is cancelled, `.closed` after close.
     public func accept() async throws(RingError) -> TCPConnection {
         while true {
-            if acceptedHead < accepted.count {
-                let c = accepted[acceptedHead]
-                acceptedHead += 1
-                if acceptedHead == accepted.count {
-                    accepted.removeAll(keepingCapacity: true)
-                    acceptedHead = 0
-                }
-                return TCPConnection(fd: c, loop: loop)
-            }
+            if let c = accepted.popFirst() { return TCPConnection(fd: c, loop: loop) }
             if let f = failure {
                 failure = nil
                 throw f
@@ -98,7 +86,7 @@ public final class TCPListener: MultishotSink {
                 _ = loop.backend.closeNow(fd: res)
             } else {
                 accepted.append(res)
-                if accepted.count - acceptedHead >= queuedMax, let ud = armedUD { loop.requestCancel(ud) }
+                if accepted.count >= queuedMax, let ud = armedUD { loop.requestCancel(ud) }
             }
         } else if res != -ECANCELED && !closed {
             // EMFILE/ENFILE and friends: report to the acceptor; the next accept() re-arms.
@@ -117,12 +105,7 @@ public final class TCPListener: MultishotSink {
             loop.requestCancel(ud)
             while armedUD != nil { _ = await parker.wait(loop: loop, cancellable: false) }
         }
-        while acceptedHead < accepted.count {
-            _ = loop.backend.closeNow(fd: accepted[acceptedHead])
-            acceptedHead += 1
-        }
-        accepted.removeAll()
-        acceptedHead = 0
+        while let c = accepted.popFirst() { _ = loop.backend.closeNow(fd: c) }
         await closeDescriptor(fd, on: loop)
         // No forget(fd:) here: the backend forgets before closing, and after the close
         // the number may already belong to a newly accepted socket.

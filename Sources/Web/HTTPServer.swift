@@ -285,13 +285,13 @@ public final class HTTPServer: Sendable {
             do {
                 guard let chunk = try await conn.receive(timeout: timeout) else { break connection }
                 chunk.withUnsafeBytes { input.append($0) }
-            } catch let e as RingError where e.code == .timedOut {
-                if !input.isEmpty {
+            } catch {
+                // receive throws RingError only: a timeout answers 408 when a head had
+                // begun; any other failure (reset, close) just ends the connection.
+                if error.code == .timedOut && !input.isEmpty {
                     await respondAndClose(conn, APIError(status: 408, code: "request_timeout", message: "the request head did not arrive in time"))
                     return
                 }
-                break connection
-            } catch {
                 break connection
             }
         }

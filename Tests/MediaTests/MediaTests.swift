@@ -361,8 +361,14 @@ final class TranscodeTests: XCTestCase {
         spec.seconds = 8
         let input = try Clips.clip("long.mp4", spec: spec)
         let out = Scratch.path("out-task-cancelled.mp4")
-        let task = Task { try await Transcoder.transcode(TranscodeRequest(input: input, output: out, preset: .h264_720p)) }
-        try await Task.sleep(for: .milliseconds(300))
+        // Cancel once the job is running: at its first progress report, not after a guess.
+        let (running, started) = AsyncStream<Void>.makeStream()
+        let task = Task {
+            try await Transcoder.transcode(TranscodeRequest(input: input, output: out, preset: .h264_720p),
+                                           progress: { _ in started.yield() })
+        }
+        var reports = running.makeAsyncIterator()
+        _ = await reports.next()
         task.cancel()
         let result = await task.result
         switch result {
