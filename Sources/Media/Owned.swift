@@ -6,6 +6,7 @@
 // These owners are not Sendable: a transcode creates and drops them on its own thread.
 internal import CLibAV
 import Synchronization
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -135,10 +136,10 @@ final class InterruptState {
     }
 }
 
+/// Threads' system clock (the one CLOCK_MONOTONIC reading) in unsigned nanoseconds, for
+/// the deadlines and progress timing that run on a transcode's own thread.
 func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    UInt64(SystemClock.nanoseconds())
 }
 
 extension AVRational {
