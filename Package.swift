@@ -20,6 +20,14 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // The dispatch server's services: SQLite through GRDB (WAL, one writer, a pool of
+        // readers, migrations), SHA-256 and key hashing from swift-crypto, configuration from
+        // file + environment + flags, and Prometheus text from swift-metrics.
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The only door to liburing. Its public header includes nothing but <stdint.h>,
@@ -106,7 +114,7 @@ let package = Package(
             name: "SpoolCLI",
             dependencies: [
                 "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
-                "HostMetrics", "SpoolAPI",
+                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -124,6 +132,55 @@ let package = Package(
         .target(name: "HostMetrics", dependencies: ["TranscodeAPI", "ProcFS"], path: "Sources/HostMetrics", swiftSettings: [.strictMemorySafety()]),
         // The HTTP API's routes (/api/v1), installed on a Web Router by `spool serve`.
         .target(name: "SpoolAPI", dependencies: ["Web", "JSON", "SpoolModel", "Threads"], path: "Sources/SpoolAPI"),
+        // --- The dispatch server's services (issue 11). Each owns its tables and migrations;
+        // none imports another. Stores are protocols with the SQLite implementation behind.
+        // SQLite through GRDB: WAL, synchronous=FULL, foreign keys, one writer and a pool of
+        // readers; every call runs on the blocking pool, never on a ring thread.
+        .target(name: "Persistence", dependencies: ["Threads", .product(name: "GRDB", package: "GRDB.swift")],
+                path: "Sources/Persistence"),
+        // The event bus (in-process now, Redis later): job and engine events, with a replay
+        // window per stream so SSE clients resume from Last-Event-ID.
+        .target(name: "Events", dependencies: ["SpoolModel", "JSON", "Threads"], path: "Sources/Events"),
+        // Jobs: the job record, its state machine hooks, idempotency keys, pagination
+        // cursors and TTL expiry, over a JobStore (SQLite now).
+        .target(name: "Jobs", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence", "Events",
+                                             .product(name: "GRDB", package: "GRDB.swift"),
+                                             .product(name: "Crypto", package: "swift-crypto")],
+                path: "Sources/Jobs"),
+        // Engines: the registry of engine records (capabilities, load, heartbeats, state).
+        .target(name: "Engines", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence", "Events",
+                                                .product(name: "GRDB", package: "GRDB.swift"),
+                                                .product(name: "Crypto", package: "swift-crypto")],
+                path: "Sources/Engines"),
+        // StorageProvider and its local-disk implementation: streamed writes into a private
+        // temp file, fsync, rename, directory fsync; SHA-256 while streaming.
+        .target(name: "Storage", dependencies: ["Ring", "BufferPool", "SpoolModel",
+                                                .product(name: "Crypto", package: "swift-crypto")],
+                path: "Sources/Storage"),
+        // Files: uploaded media by id (metadata, checksums, quotas) over a StorageProvider.
+        .target(name: "Files", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence", "Storage",
+                                              .product(name: "GRDB", package: "GRDB.swift")],
+                path: "Sources/Files"),
+        // Access: API keys (stored hashed), tenants, admin keys.
+        .target(name: "Access", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence",
+                                               .product(name: "GRDB", package: "GRDB.swift"),
+                                               .product(name: "Crypto", package: "swift-crypto")],
+                path: "Sources/Access"),
+        // The server's one typed configuration: file < SPOOL_* environment < flags, validated,
+        // safe keys reloaded on SIGHUP and when the file changes.
+        .target(name: "ServerConfig", dependencies: ["SpoolModel", "Threads",
+                                                     .product(name: "Configuration", package: "swift-configuration")],
+                path: "Sources/ServerConfig"),
+        // The dispatch server: REST routes under /api/v1, OpenAPI document, auth, metrics,
+        // and the wiring of the services onto a Web router.
+        .target(name: "Dispatcher", dependencies: [
+                    "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Events",
+                    "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig",
+                    .product(name: "Logging", package: "swift-log"),
+                    .product(name: "Metrics", package: "swift-metrics"),
+                    .product(name: "Prometheus", package: "swift-prometheus"),
+                ],
+                path: "Sources/Dispatcher"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
         // Also compiles Tests/CompileFail against the built module (ownership misuse must fail).
@@ -141,6 +198,14 @@ let package = Package(
         // Hundreds of seeded runs of server + client traffic on the simulator (one pass is
         // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "EnginesTests", dependencies: ["Engines", "Persistence", "Events", "SpoolModel", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "FilesTests", dependencies: ["Files", "Storage", "Persistence", "Ring", "BufferPool", "SpoolModel", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "AccessTests", dependencies: ["Access", "Persistence", "SpoolModel", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "ServerConfigTests", dependencies: ["ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),
+        // The dispatch server in-process on loopback: every endpoint through the real client.
+        .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
+                                                          "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "SpoolTestSupport"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "ProcFS", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -42,8 +42,19 @@ public protocol MonotonicClock: AnyObject, Sendable {
     func sleep(until deadline: MonotonicInstant) async throws
 }
 
+/// Where services read the calendar time they store (created and updated times, expiry
+/// deadlines, key ages): milliseconds since the Unix epoch. Kept apart from MonotonicClock
+/// because the calendar can step; deadlines inside a process use the monotonic one.
+public protocol WallClock: AnyObject, Sendable {
+    var unixMilliseconds: Int64 { get }
+}
+
+/// The clock a service is given: monotonic time for its timers, calendar time for its
+/// records. SystemClock in production, ManualClock in tests.
+public typealias ServiceClock = MonotonicClock & WallClock
+
 /// CLOCK_MONOTONIC: the real clock.
-public final class SystemClock: MonotonicClock {
+public final class SystemClock: MonotonicClock, WallClock {
     public static let shared = SystemClock()
     public init() {}
 
@@ -57,6 +68,13 @@ public final class SystemClock: MonotonicClock {
 
     public var now: MonotonicInstant { MonotonicInstant(nanoseconds: Self.nanoseconds()) }
 
+    /// CLOCK_REALTIME in milliseconds.
+    public var unixMilliseconds: Int64 {
+        var ts = timespec()
+        unsafe clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
     public func sleep(until deadline: MonotonicInstant) async throws {
         let left = deadline.nanoseconds - Self.nanoseconds()
         if left > 0 { try await Task.sleep(nanoseconds: UInt64(left)) }
@@ -65,7 +83,7 @@ public final class SystemClock: MonotonicClock {
 
 /// A clock that moves only when `advance` is called; sleepers wake when it passes their
 /// deadline. For tests of code that keeps deadlines (expiry, leases) without waiting.
-public final class ManualClock: MonotonicClock {
+public final class ManualClock: MonotonicClock, WallClock {
     private struct Sleeper {
         let deadline: MonotonicInstant
         let id: UInt64
@@ -77,10 +95,19 @@ public final class ManualClock: MonotonicClock {
         var nextID: UInt64 = 0
     }
     private let state: Mutex<State>
+    /// The calendar time at `start` (2027-01-15 by default); it moves with `advance`.
+    public let unixMillisecondsAtStart: Int64
+    private let start: MonotonicInstant
 
-    public init(start: MonotonicInstant = MonotonicInstant(nanoseconds: 0)) { state = Mutex(State(now: start)) }
+    public init(start: MonotonicInstant = MonotonicInstant(nanoseconds: 0), unixMilliseconds: Int64 = 1_800_000_000_000) {
+        state = Mutex(State(now: start))
+        self.start = start
+        unixMillisecondsAtStart = unixMilliseconds
+    }
 
     public var now: MonotonicInstant { state.withLock { $0.now } }
+
+    public var unixMilliseconds: Int64 { unixMillisecondsAtStart + (now.nanoseconds - start.nanoseconds) / 1_000_000 }
 
     /// Sleepers waiting now (tests advance once every sleeper is in place).
     public var sleeperCount: Int { state.withLock { $0.sleepers.count } }

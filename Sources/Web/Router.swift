@@ -121,6 +121,8 @@ public final class Router: Sendable {
             return e.response
         } catch let e as JSONError {
             return APIError(e).response
+        } catch let e as any APIErrorConvertible {
+            return e.apiError.response
         } catch {
             // Never leak internals: the detail stays in the server log.
             logger.error("handler failed", metadata: ["path": "\(req.path)", "error": "\(error)", "request_id": "\(req.requestID ?? "-")"])
@@ -202,6 +204,12 @@ public struct RouteBuilder {
         build(&g)
         routes += g.routes
     }
+}
+
+/// An error type of a layer above Web (the domain model's, say) that knows its standard
+/// error: the router answers it as is instead of as a 500.
+public protocol APIErrorConvertible: Error {
+    var apiError: APIError { get }
 }
 
 /// The one error shape every failure leaves as:

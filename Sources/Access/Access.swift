@@ -1,0 +1,2 @@
+// Access: placeholder so the package resolves; replaced by the module's real sources.
+public enum AccessModule {}

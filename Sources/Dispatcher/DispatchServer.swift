@@ -1,0 +1,115 @@
+// Dispatcher: the dispatch server's HTTP side. `DispatchServer.open` builds the services
+// on one data directory (SQLite file + local storage), `makeRouter` puts every route of
+// /api/v1 on a Web router, and `spool serve` runs that router on the ring. Services never
+// see HTTP; routes never see SQL.
+//
+// Files here: this wiring and the caller's identity; one `*Routes.swift` per service.
+import Events
+import Glibc
+import JSON
+import Logging
+import Persistence
+import ServerConfig
+import SpoolAPI
+import SpoolModel
+import Threads
+import Web
+
+/// Everything the routes reach: the services, the live settings, the clock.
+public final class DispatchServer: Sendable {
+    public let dataDirectory: String
+    public let database: SQLiteDatabase
+    public let settings: LiveSettings
+    public let clock: any ServiceClock
+    public let logger: Logger
+    public let started: MonotonicInstant
+
+    /// Opens the database and the services under `dataDirectory` (created if missing).
+    public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
+                            logger: Logger = Logger(label: "spool.dispatch")) async throws -> DispatchServer {
+        try makeDirectory(dataDirectory)
+        let database = try SQLiteDatabase(path: dataDirectory + "/spool.sqlite")
+        let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock, logger: logger)
+        return server
+    }
+
+    init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock, logger: Logger) {
+        self.dataDirectory = dataDirectory
+        self.database = database
+        self.settings = settings
+        self.clock = clock
+        self.logger = logger
+        self.started = clock.now
+    }
+
+    /// The router with every route: health and version without credentials, the rest of
+    /// /api/v1 behind the bearer key.
+    public func makeRouter() -> Router {
+        Router(logger: logger) { r in
+            r.use(StandardMiddleware.requestID())
+            SpoolAPI.install(on: &r, clock: clock, started: started)
+            r.group("/api/" + SpoolAPI.version) { v1 in
+                installReadiness(on: &v1)
+            }
+        }
+    }
+
+    func installReadiness(on v1: inout RouteBuilder) {
+        v1.get("ready") { [database] _ in
+            let db = await database.isReachable()
+            let status = db ? 200 : 503
+            return .json(status) { w in
+                w.beginObject()
+                w.field("status", db ? "ready" : "unavailable")
+                w.key("checks")
+                w.beginObject()
+                w.field("database", db ? "ok" : "unreachable")
+                w.endObject()
+                w.endObject()
+            }
+        }
+    }
+}
+
+/// Who is calling, as the authentication middleware set it on the request: the tenant
+/// the key belongs to, and whether it is an admin key.
+public struct Caller: Sendable, Equatable {
+    public var tenant: String
+    public var isAdmin: Bool
+    public init(tenant: String, isAdmin: Bool) { self.tenant = tenant; self.isAdmin = isAdmin }
+
+    /// The principal string the middleware stores ("admin:TENANT" or "tenant:TENANT").
+    public var principal: String { (isAdmin ? "admin:" : "tenant:") + tenant }
+
+    public init?(principal: String) {
+        if principal.hasPrefix("admin:") { self.init(tenant: String(principal.dropFirst(6)), isAdmin: true) }
+        else if principal.hasPrefix("tenant:") { self.init(tenant: String(principal.dropFirst(7)), isAdmin: false) }
+        else { return nil }
+    }
+}
+
+extension Request {
+    /// The authenticated caller; a route behind the auth middleware always has one.
+    public func caller() throws(APIError) -> Caller {
+        guard let p = principal, let c = Caller(principal: p) else {
+            throw APIError(status: 401, code: "unauthorized", message: "missing or invalid credentials")
+        }
+        return c
+    }
+}
+
+extension ModelError: APIErrorConvertible {
+    public var apiError: APIError { APIError(status: code.status, code: code.rawValue, message: message, details: details) }
+}
+
+/// mkdir -p with mode 0700 (the data directory holds the keys and the database).
+func makeDirectory(_ path: String) throws {
+    var prefix = path.hasPrefix("/") ? "/" : ""
+    for part in path.split(separator: "/") {
+        prefix += part
+        if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
+            throw PersistenceError("cannot create the directory \(prefix): errno \(errno)")
+        }
+        prefix += "/"
+    }
+}

@@ -1,0 +1,2 @@
+// Files: placeholder so the package resolves; replaced by the module's real sources.
+public enum FilesModule {}

@@ -1,0 +1,82 @@
+// ServerConfig.ServerSettings: every setting of the dispatch server, typed, with its
+// default. The one place a limit, TTL or policy is defined: services take the part they
+// use (Dispatch maps these into JobSettings, FileSettings, ...), so no constant is
+// scattered. `reloadable` marks what SIGHUP and a changed file may change in a running
+// server; the rest needs a restart.
+//
+// Keys (file JSON → environment → flag):
+//   listen                           SPOOL_LISTEN                 --listen
+//   data_dir                         SPOOL_DATA_DIR               --data-dir
+//   loops                            SPOOL_LOOPS                  --loops
+//   insecure_no_auth                 SPOOL_INSECURE_NO_AUTH       --insecure-no-auth
+//   log_level                  (r)   SPOOL_LOG_LEVEL
+//   jobs.default_ttl_seconds   (r)   SPOOL_JOBS_DEFAULT_TTL_SECONDS
+//   jobs.max_attempts          (r)   SPOOL_JOBS_MAX_ATTEMPTS
+//   jobs.retry_backoff_seconds (r)   SPOOL_JOBS_RETRY_BACKOFF_SECONDS
+//   jobs.retry_backoff_max_seconds (r) SPOOL_JOBS_RETRY_BACKOFF_MAX_SECONDS
+//   jobs.idempotency_retention_seconds (r) SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS
+//   jobs.expiry_interval_ms    (r)   SPOOL_JOBS_EXPIRY_INTERVAL_MS
+//   files.max_file_bytes       (r)   SPOOL_FILES_MAX_FILE_BYTES
+//   files.total_quota_bytes    (r)   SPOOL_FILES_TOTAL_QUOTA_BYTES
+//   http.json_body_max_bytes   (r)   SPOOL_HTTP_JSON_BODY_MAX_BYTES
+//   webhooks.timeout_seconds   (r)   SPOOL_WEBHOOKS_TIMEOUT_SECONDS
+//   webhooks.allow_private_networks (r) SPOOL_WEBHOOKS_ALLOW_PRIVATE_NETWORKS
+//   events.replay_window       (r)   SPOOL_EVENTS_REPLAY_WINDOW
+public struct ServerSettings: Sendable, Equatable {
+    public var listen = "127.0.0.1:8080"
+    public var dataDirectory = "./spool-data"
+    public var loops = 1
+    public var insecureNoAuth = false
+    public var logLevel = "info"
+
+    public var jobs = Jobs()
+    public var files = Files()
+    public var http = HTTP()
+    public var webhooks = Webhooks()
+    public var events = Events()
+
+    public struct Jobs: Sendable, Equatable {
+        /// A pending job not picked up in this time fails with reason `expired`.
+        public var defaultTTLSeconds: Int64 = 86_400
+        /// Attempts before a failure is final (1 = no automatic retry).
+        public var maxAttempts = 3
+        /// First retry waits this long; each further one twice as long, up to the max.
+        public var retryBackoffSeconds: Int64 = 5
+        public var retryBackoffMaxSeconds: Int64 = 300
+        /// How long an Idempotency-Key's first answer is kept.
+        public var idempotencyRetentionSeconds: Int64 = 86_400
+        /// How often pending jobs are checked for expiry (and retries come due).
+        public var expiryIntervalMilliseconds: Int64 = 1_000
+        public init() {}
+    }
+
+    public struct Files: Sendable, Equatable {
+        /// One upload at most (413 above it).
+        public var maxFileBytes: Int64 = 10 << 30
+        /// All stored files together at most (507 above it).
+        public var totalQuotaBytes: Int64 = 100 << 30
+        public init() {}
+    }
+
+    public struct HTTP: Sendable, Equatable {
+        /// A JSON request body at most (413 above it).
+        public var jsonBodyMaxBytes: Int64 = 1 << 20
+        public init() {}
+    }
+
+    public struct Webhooks: Sendable, Equatable {
+        public var timeoutSeconds: Int64 = 10
+        /// Webhook URLs resolving to private, loopback or link-local addresses are refused
+        /// unless this is set (tests and single-host set-ups).
+        public var allowPrivateNetworks = false
+        public init() {}
+    }
+
+    public struct Events: Sendable, Equatable {
+        /// Events kept per job for SSE clients resuming with Last-Event-ID.
+        public var replayWindow = 1_000
+        public init() {}
+    }
+
+    public init() {}
+}

@@ -1,0 +1,3 @@
+import XCTest
+@testable import Jobs
+final class PlaceholderTests: XCTestCase { func testModuleLinks() { XCTAssertNotNil(JobsModule.self) } }
