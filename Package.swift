@@ -179,6 +179,7 @@ let package = Package(
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "Metrics", package: "swift-metrics"),
                     .product(name: "Prometheus", package: "swift-prometheus"),
+                    .product(name: "Crypto", package: "swift-crypto"),
                 ],
                 path: "Sources/Dispatcher"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).

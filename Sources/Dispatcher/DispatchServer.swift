@@ -23,17 +23,23 @@ public final class DispatchServer: Sendable {
     public let clock: any ServiceClock
     public let logger: Logger
     public let started: MonotonicInstant
+    /// Signs list cursors (a secret kept in the data directory, so cursors outlive restarts).
+    public let cursors: PageCursorKey
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
                             logger: Logger = Logger(label: "spool.dispatch")) async throws -> DispatchServer {
         try makeDirectory(dataDirectory)
         let database = try SQLiteDatabase(path: dataDirectory + "/spool.sqlite")
-        let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock, logger: logger)
+        let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
+        let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
+                                    cursors: PageCursorKey(secret: secret), logger: logger)
         return server
     }
 
-    init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock, logger: Logger) {
+    init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
+         cursors: PageCursorKey, logger: Logger) {
+        self.cursors = cursors
         self.dataDirectory = dataDirectory
         self.database = database
         self.settings = settings
@@ -112,4 +118,27 @@ func makeDirectory(_ path: String) throws {
         }
         prefix += "/"
     }
+}
+
+/// 32 random bytes kept in `path` (mode 0600), created on first use.
+func loadOrCreateSecret(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd >= 0 {
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 32)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 32) }
+        if n == 32 { return buf }
+        throw PersistenceError("\(path) is damaged (expected 32 bytes); delete it to make a new one (existing list cursors stop working)")
+    }
+    var secret = [UInt8](repeating: 0, count: 32)
+    var rng = SystemRandomNumberGenerator()
+    for i in secret.indices { secret[i] = rng.next() }
+    let tmp = path + ".tmp"
+    let wfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard wfd >= 0 else { throw PersistenceError("cannot create \(tmp): errno \(errno)") }
+    let n = secret.withUnsafeBytes { write(wfd, $0.baseAddress, 32) }
+    let synced = fsync(wfd) == 0
+    close(wfd)
+    guard n == 32, synced, rename(tmp, path) == 0 else { throw PersistenceError("cannot write \(path): errno \(errno)") }
+    return secret
 }
