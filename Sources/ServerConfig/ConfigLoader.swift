@@ -43,7 +43,7 @@ public struct ConfigLoader: Sendable {
         var problems: [String] = []
         let file = filePath.map { path in (path, readSettingsFile(path, problems: &problems)) }
         let flagValues = parseFlags(problems: &problems)
-        if !problems.isEmpty { throw ConfigError(problems) }
+        // Go on after the file's and the flags' problems: all of them are reported at once.
 
         let fileName = file.map { "file \($0.0)" } ?? "file"
         let sources: [(provider: any ConfigProvider, name: (SettingSpec) -> String)] = [
@@ -153,7 +153,7 @@ public struct ConfigLoader: Sendable {
             guard value.kind == .number, let n = try? value.int64() else { return nil }
             return .int(Int(n))
         case .bool:
-            guard value.kind == .true || value.kind == .false, let b = try? value.bool() else { return nil }
+            guard let b = try? value.bool() else { return nil }
             return .bool(b)
         case .string:
             guard value.kind == .string, let s = try? value.string() else { return nil }
