@@ -7,6 +7,7 @@
 import Events
 import Glibc
 import JSON
+import Jobs
 import Logging
 import Persistence
 import ServerConfig
@@ -25,6 +26,11 @@ public final class DispatchServer: Sendable {
     public let started: MonotonicInstant
     /// Signs list cursors (a secret kept in the data directory, so cursors outlive restarts).
     public let cursors: PageCursorKey
+    /// Job and engine events (SSE, webhooks, metrics listen here).
+    public let events: any EventBus
+    public let jobs: JobService
+    /// Does this file exist and belong to this tenant (POST /jobs checks its input).
+    let fileExists: @Sendable (FileID, _ tenant: String) async -> Bool
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
@@ -32,14 +38,23 @@ public final class DispatchServer: Sendable {
         try makeDirectory(dataDirectory)
         let database = try SQLiteDatabase(path: dataDirectory + "/spool.sqlite")
         let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
+        let events = InProcessEventBus(replayWindow: { settings.current.events.replayWindow })
+        let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
+                              settings: { JobSettings(settings.current.jobs) })
+        try await jobs.migrate()
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
-                                    cursors: PageCursorKey(secret: secret), logger: logger)
+                                    cursors: PageCursorKey(secret: secret), logger: logger, events: events, jobs: jobs,
+                                    fileExists: { _, _ in true })   // wired to FileService by the lead
         return server
     }
 
     init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
-         cursors: PageCursorKey, logger: Logger) {
+         cursors: PageCursorKey, logger: Logger, events: any EventBus, jobs: JobService,
+         fileExists: @escaping @Sendable (FileID, _ tenant: String) async -> Bool) {
         self.cursors = cursors
+        self.events = events
+        self.jobs = jobs
+        self.fileExists = fileExists
         self.dataDirectory = dataDirectory
         self.database = database
         self.settings = settings
@@ -56,6 +71,7 @@ public final class DispatchServer: Sendable {
             SpoolAPI.install(on: &r, clock: clock, started: started)
             r.group("/api/" + SpoolAPI.version) { v1 in
                 installReadiness(on: &v1)
+                installJobRoutes(on: &v1)
             }
         }
     }
