@@ -22,6 +22,9 @@ extension DispatchServer {
                     do { _ = try await engines.sweep() } catch { logger.error("engine sweep failed: \(error)") }
                 }
             }
+            group.addTask { [self] in
+                await jobs.runSweeps { error in logger.error("job sweep failed: \(error)") }
+            }
             await group.waitForAll()
         }
     }
