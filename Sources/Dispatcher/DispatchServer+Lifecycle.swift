@@ -23,7 +23,7 @@ extension DispatchServer {
                 }
             }
             group.addTask { [self] in
-                await jobs.runSweeps { error in logger.error("job sweep failed: \(error)") }
+                await jobs.runSweeps { [logger] error in logger.error("job sweep failed: \(error)") }
             }
             await group.waitForAll()
         }

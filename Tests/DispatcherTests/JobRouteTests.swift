@@ -142,7 +142,8 @@ final class JobRouteTests: XCTestCase {
         // The input file must exist for the tenant.
         let d = dispatch!
         let noFiles = DispatchServer(dataDirectory: d.dataDirectory, database: d.database, settings: d.settings, clock: d.clock,
-                                     cursors: d.cursors, logger: d.logger, events: d.events, jobs: d.jobs, fileExists: { _, _ in false })
+                                     cursors: d.cursors, access: d.access, engines: d.engines, metrics: d.metrics, logger: d.logger,
+                                     events: d.events, jobs: d.jobs, fileExists: { _, _ in false })
         try await start(noFiles)
         let absent = try await post(Self.minimal)
         XCTAssertEqual(absent.status, 422)
