@@ -154,23 +154,15 @@ bench-smoke: bench-deps
 	cd Benchmarks && ./run.sh --smoke
 
 # The demo grows with the product: today it checks the kernel, transcodes a synthesized
-# clip into an HLS ladder with a quality report (media-demo), starts the API server on the
-# embedded defaults, asks it for health and version, and stops it with SIGTERM.
+# clip into an HLS ladder with a quality report (media-demo), then starts the dispatch server
+# on the embedded default (SQLite + local disk), uploads the clip and submits a job over the
+# REST API with curl (.ci/demo-api.sh), and stops the server with SIGTERM.
 DEMO_ADDR ?= 127.0.0.1:8089
 demo: release
 	@./kernel-check.sh --start-loop; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || [ $$rc = 1 ]
 	@.build/release/spool version
 	@$(MAKE) --no-print-directory media-demo SPOOL_BIN=.build/release/spool
-	@mkdir -p .build/demo-data; \
-	.build/release/spool serve --listen $(DEMO_ADDR) --data-dir .build/demo-data & pid=$$!; \
-	ok=0; for i in $$(seq 1 50); do curl -sf http://$(DEMO_ADDR)/api/v1/health >/dev/null && { ok=1; break; }; sleep 0.1; done; \
-	if [ $$ok = 1 ]; then \
-	  echo "GET /api/v1/health  -> $$(curl -s http://$(DEMO_ADDR)/api/v1/health)"; \
-	  echo "GET /api/v1/version -> $$(curl -s http://$(DEMO_ADDR)/api/v1/version)"; \
-	  echo "GET /api/v1/nope    -> $$(curl -s http://$(DEMO_ADDR)/api/v1/nope)"; \
-	fi; \
-	kill -TERM $$pid; wait $$pid; rc=$$?; \
-	[ $$ok = 1 ] && [ $$rc = 0 ] && echo "demo: ok" || { echo "demo: FAILED"; exit 1; }
+	@./.ci/demo-api.sh .build/release/spool $(DEMO_ADDR) $(MEDIA_DEMO_DIR)/source.mp4
 
 # libav in-process: synthesize a 6 s 1280x720 clip (moving pattern + tone), then decode it
 # once into an HLS ladder (720p + 360p H.264, fMP4 segments, master playlist) with PSNR/SSIM.
