@@ -5,6 +5,7 @@
 //
 // Files here: this wiring and the caller's identity; one `*Routes.swift` per service.
 import Events
+import Files
 import Glibc
 import JSON
 import Logging
@@ -12,6 +13,7 @@ import Persistence
 import ServerConfig
 import SpoolAPI
 import SpoolModel
+import Storage
 import Threads
 import Web
 
@@ -25,6 +27,8 @@ public final class DispatchServer: Sendable {
     public let started: MonotonicInstant
     /// Signs list cursors (a secret kept in the data directory, so cursors outlive restarts).
     public let cursors: PageCursorKey
+    /// Uploaded files (metadata in SQLite, bytes under dataDirectory/files).
+    public let files: FileService
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
@@ -32,14 +36,18 @@ public final class DispatchServer: Sendable {
         try makeDirectory(dataDirectory)
         let database = try SQLiteDatabase(path: dataDirectory + "/spool.sqlite")
         let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
+        let files = try await FileService.open(database: database, storage: try await LocalStorage.open(root: dataDirectory + "/files"),
+                                               settings: fileSettings(settings),
+                                               clock: clock, logger: logger)
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
-                                    cursors: PageCursorKey(secret: secret), logger: logger)
+                                    cursors: PageCursorKey(secret: secret), files: files, logger: logger)
         return server
     }
 
     init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
-         cursors: PageCursorKey, logger: Logger) {
+         cursors: PageCursorKey, files: FileService, logger: Logger) {
         self.cursors = cursors
+        self.files = files
         self.dataDirectory = dataDirectory
         self.database = database
         self.settings = settings
@@ -56,6 +64,7 @@ public final class DispatchServer: Sendable {
             SpoolAPI.install(on: &r, clock: clock, started: started)
             r.group("/api/" + SpoolAPI.version) { v1 in
                 installReadiness(on: &v1)
+                installFileRoutes(on: &v1)
             }
         }
     }
