@@ -154,12 +154,13 @@ let package = Package(
                 path: "Sources/Engines"),
         // StorageProvider and its local-disk implementation: streamed writes into a private
         // temp file, fsync, rename, directory fsync; SHA-256 while streaming.
-        .target(name: "Storage", dependencies: ["Ring", "BufferPool", "SpoolModel",
+        .target(name: "Storage", dependencies: ["Ring", "BufferPool", "SpoolModel", "Threads",
                                                 .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Storage"),
         // Files: uploaded media by id (metadata, checksums, quotas) over a StorageProvider.
         .target(name: "Files", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence", "Storage",
-                                              .product(name: "GRDB", package: "GRDB.swift")],
+                                              .product(name: "GRDB", package: "GRDB.swift"),
+                                              .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Files"),
         // Access: API keys (stored hashed), tenants, admin keys.
         .target(name: "Access", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence",
@@ -202,7 +203,9 @@ let package = Package(
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines", "Persistence", "Events", "SpoolModel", "Threads", "SpoolTestSupport"]),
-        .testTarget(name: "FilesTests", dependencies: ["Files", "Storage", "Persistence", "Ring", "BufferPool", "SpoolModel", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "FilesTests", dependencies: ["Files", "Storage", "Persistence", "Ring", "BufferPool", "SpoolModel", "Threads", "SpoolTestSupport",
+                                                      .product(name: "Crypto", package: "swift-crypto"),
+                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "AccessTests", dependencies: ["Access", "Persistence", "SpoolModel", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "ServerConfigTests", dependencies: ["ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),
         // The dispatch server in-process on loopback: every endpoint through the real client.

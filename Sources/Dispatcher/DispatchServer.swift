@@ -7,6 +7,7 @@
 import Access
 import Engines
 import Events
+import Files
 import Glibc
 import JSON
 import Jobs
@@ -15,6 +16,7 @@ import Persistence
 import ServerConfig
 import SpoolAPI
 import SpoolModel
+import Storage
 import Threads
 import Web
 
@@ -35,8 +37,8 @@ public final class DispatchServer: Sendable {
     /// Job and engine events (SSE, webhooks, metrics listen here).
     public let events: any EventBus
     public let jobs: JobService
-    /// Does this file exist and belong to this tenant (POST /jobs checks its input).
-    let fileExists: @Sendable (FileID, _ tenant: String) async -> Bool
+    /// Uploaded files (metadata in SQLite, bytes under dataDirectory/files).
+    public let files: FileService
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
@@ -52,23 +54,25 @@ public final class DispatchServer: Sendable {
         let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
                               settings: { JobSettings(settings.current.jobs) })
         try await jobs.migrate()
+        let files = try await FileService.open(database: database, storage: try await LocalStorage.open(root: dataDirectory + "/files"),
+                                               settings: fileSettings(settings),
+                                               clock: clock, logger: logger)
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
                                     cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
-                                    logger: logger, events: events, jobs: jobs,
-                                    fileExists: { _, _ in true })   // wired to FileService by the lead
+                                    logger: logger, events: events, jobs: jobs, files: files)
         return server
     }
 
     init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
          cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger,
-         events: any EventBus, jobs: JobService, fileExists: @escaping @Sendable (FileID, _ tenant: String) async -> Bool) {
+         events: any EventBus, jobs: JobService, files: FileService) {
         self.cursors = cursors
         self.access = access
         self.engines = engines
         self.metrics = metrics
         self.events = events
         self.jobs = jobs
-        self.fileExists = fileExists
+        self.files = files
         self.dataDirectory = dataDirectory
         self.database = database
         self.settings = settings
@@ -90,6 +94,7 @@ public final class DispatchServer: Sendable {
                 installAuthentication(on: &v1)
                 installAccessRoutes(on: &v1)
                 installEngineRoutes(on: &v1)
+                installFileRoutes(on: &v1)
                 installJobRoutes(on: &v1)
             }
         }

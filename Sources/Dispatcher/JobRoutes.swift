@@ -36,7 +36,7 @@ extension DispatchServer {
         let hash = sha256Hex(req.body)
         if let stored = try await jobs.replay(tenant: caller.tenant, idempotencyKey: key, requestHash: hash) { return replayed(stored) }
         let spec = try JobSpec.decode(req.body)
-        guard await fileExists(spec.inputFileID, caller.tenant) else {
+        guard (try? await files.exists(id: spec.inputFileID, tenant: caller.tenant)) == true else {
             throw ModelError.invalidField("/input/file_id", "no file \(spec.inputFileID.text)")
         }
         switch try await jobs.submit(tenant: caller.tenant, spec: spec, idempotencyKey: key, requestHash: hash, render: { $0.jsonBytes }) {

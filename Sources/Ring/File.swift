@@ -36,10 +36,11 @@ public final class File {
         if !closed { _ = loop.backend.closeNow(fd: fd) }
     }
 
+    /// Opens `path` close-on-exec (on both backends: a child process never inherits it).
     public static func open(_ path: String, _ mode: Mode, permissions: UInt32 = 0o644) async throws(RingError) -> File {
         let loop = try currentLoop("open \(path)")
         let r = unsafe await strdup(path)!.asOwnedPath { p in
-            await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.openat(path: p, flags: mode.flags, mode: permissions, ud) }
+            await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.openat(path: p, flags: mode.flags | O_CLOEXEC, mode: permissions, ud) }
         }
         guard r.res >= 0 else { throw RingError(errno: -r.res, operation: "open \(path)") }
         return File(fd: r.res, path: path, loop: loop)

@@ -17,6 +17,10 @@ public func entityTag(of body: [UInt8]) -> String {
     return String(decoding: text, as: UTF8.self)
 }
 
+/// True when an `If-None-Match` header value matches `tag` (weak comparison, or "*"): for a
+/// handler that answers 304 itself (to know it sends no body).
+public func ifNoneMatch(_ header: String, matches tag: String) -> Bool { Conditional.matches(header, tag) }
+
 enum Conditional {
     /// Adds validators to a successful GET/HEAD response and turns it into 304 when the
     /// request's preconditions say the client's copy is current.

@@ -3,7 +3,8 @@
 // ranges (RFC 9110 §14): `bytes=a-b`, `bytes=a-`, `bytes=-n` give 206 with Content-Range;
 // a range past the end gives 416 with `Content-Range: bytes */size`; several ranges or a
 // malformed header are ignored (the whole file, 200), as the RFC allows. If-Range with a
-// validator that no longer matches also gives the whole file.
+// validator that no longer matches also gives the whole file. A caller that knows better
+// validators (a stored checksum, the upload time) passes them instead of the derived ones.
 import Ring
 
 extension Response {
@@ -20,7 +21,10 @@ extension Response {
     /// Serves the file at `path` (trusted: never a path taken from a request as is; see
     /// `file(root:name:for:)`). A missing file is the standard 404; only regular files are
     /// served (not devices, FIFOs or directories).
-    public static func file(_ path: String, for request: Request, contentType: String = "application/octet-stream") async throws(APIError) -> Response {
+    /// `etag` (a quoted strong tag) and `lastModified` (Unix seconds) replace the validators
+    /// derived from the file's inode, size and modification time.
+    public static func file(_ path: String, for request: Request, contentType: String = "application/octet-stream",
+                            etag givenTag: String? = nil, lastModified givenDate: Int64? = nil) async throws(APIError) -> Response {
         let status: FileStatus
         do {
             status = try await FileSystem.status(path)
@@ -31,18 +35,19 @@ extension Response {
         let size = status.size
         // Inode, size and the modification time to the nanosecond: a file rewritten in place
         // or replaced by rename gets a new tag.
-        let etag = "\"\(String(status.inode, radix: 16))-\(String(size, radix: 16))-\(String(status.modifiedSeconds, radix: 16)).\(String(status.modifiedNanoseconds, radix: 16))\""
+        let etag = givenTag ?? "\"\(String(status.inode, radix: 16))-\(String(size, radix: 16))-\(String(status.modifiedSeconds, radix: 16)).\(String(status.modifiedNanoseconds, radix: 16))\""
+        let modified = givenDate ?? status.modifiedSeconds
         var r = Response(status: 200, headers: [
             ("Content-Type", contentType), ("Accept-Ranges", "bytes"),
-            ("ETag", etag), ("Last-Modified", HTTPDate.format(status.modifiedSeconds)),
+            ("ETag", etag), ("Last-Modified", HTTPDate.format(modified)),
         ])
         var range: Range<UInt64>? = nil
         // Range applies to GET only (RFC 9110 §14.2: ignored for HEAD and other methods).
         if let header = request.header("Range"), request.method == "GET" {
             // If-Range: the strong tag, or the date only when it is a strong validator (the
             // file last changed at least a second before now, RFC 9110 §13.1.5).
-            let dateIsStrong = wallClockSeconds() - status.modifiedSeconds >= 1
-            let ifRangeOK = request.header("If-Range").map { $0 == etag || (dateIsStrong && HTTPDate.parse($0) == status.modifiedSeconds) } ?? true
+            let dateIsStrong = wallClockSeconds() - modified >= 1
+            let ifRangeOK = request.header("If-Range").map { $0 == etag || (dateIsStrong && HTTPDate.parse($0) == modified) } ?? true
             if ifRangeOK {
                 switch ByteRange.parse(header, size: size) {
                 case .none: break

@@ -20,14 +20,21 @@ final class JobRouteTests: XCTestCase {
     var http: HTTPServer!
     var client: EventLoop!
     var base: String!
-    static let file = "file_01J00000000000000000000000"
-    static let minimal = #"{"input":{"file_id":"file_01J00000000000000000000000"},"preset":"h264-720p"}"#
+    /// An uploaded input file per tenant (POST /jobs checks that its input exists).
+    var inputs: [String: String] = [:]
+    var file: String { inputs["default"]! }
+    var minimal: String { #"{"input":{"file_id":"\#(file)"},"preset":"h264-720p"}"# }
 
     override func setUp() async throws {
         dir = NSTemporaryDirectory() + "spool-jobroutes-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         dispatch = try await DispatchServer.open(dataDirectory: dir, settings: LiveSettings(ServerSettings()))
         try await start(dispatch)
         client = try EventLoop.start(id: 9)
+        for tenant in ["default", "globex"] {
+            let r = try await send("POST", "/api/v1/files", headers: [("X-Test-Principal", "tenant:" + tenant)], body: "input of \(tenant)")
+            XCTAssertEqual(r.status, 201, text(r))
+            inputs[tenant] = try json(r)["id"]!.string()
+        }
     }
 
     func start(_ server: DispatchServer) async throws {
@@ -39,6 +46,7 @@ final class JobRouteTests: XCTestCase {
                     req.principal = req.header("X-Test-Principal") ?? "admin:default"
                     return await next(req)
                 }
+                server.installFileRoutes(on: &v1)
                 server.installJobRoutes(on: &v1)
             }
         }
@@ -82,40 +90,42 @@ final class JobRouteTests: XCTestCase {
     func details(_ r: ClientResponse) throws -> Set<String> { Set(try json(r)["error"]!["details"]!.members.map(\.key)) }
     func code(_ r: ClientResponse) throws -> String { try json(r)["error"]!["code"]!.string() }
 
-    func create(_ body: String = minimal, key: String = UUID().uuidString, as principal: String = "admin:default") async throws -> String {
+    func create(_ body: String? = nil, key: String = UUID().uuidString, as principal: String = "admin:default") async throws -> String {
+        let tenant = String(principal.split(separator: ":").last ?? "default")
+        let body = body ?? #"{"input":{"file_id":"\#(inputs[tenant]!)"},"preset":"h264-720p"}"#
         let r = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", key), ("X-Test-Principal", principal)], body: body)
         XCTAssertEqual(r.status, 201, text(r))
         return try json(r)["id"]!.string()
     }
 
     func testCreateReplayAndKeyRules() async throws {
-        let first = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "abc 123")], body: Self.minimal)
+        let first = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "abc 123")], body: minimal)
         XCTAssertEqual(first.status, 201, text(first))
         let job = try json(first)
         let id = try job["id"]!.string()
         XCTAssertEqual(first.header("Location"), "/api/v1/jobs/\(id)")
         XCTAssertNil(first.header("Idempotent-Replayed"))
         XCTAssertEqual(try job["state"]!.string(), "pending")
-        XCTAssertEqual(try job["input"]!["file_id"]!.string(), Self.file)
+        XCTAssertEqual(try job["input"]!["file_id"]!.string(), file)
         XCTAssertEqual(try job["preset"]!.string(), "h264-720p")
         XCTAssertEqual(try job["tenant"]!.string(), "default")
         XCTAssertTrue(try job["created_at"]!.string().hasSuffix("Z"))
 
-        let replay = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "abc 123")], body: Self.minimal)
+        let replay = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "abc 123")], body: minimal)
         XCTAssertEqual(replay.status, 201)
         XCTAssertEqual(replay.body, first.body, "byte for byte")
         XCTAssertEqual(replay.header("Idempotent-Replayed"), "true")
         XCTAssertEqual(replay.header("Location"), first.header("Location"))
 
         let reused = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "abc 123")],
-                                    body: #"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-360p"}"#)
+                                    body: #"{"input":{"file_id":"\#(file)"},"preset":"h264-360p"}"#)
         XCTAssertEqual(reused.status, 422)
         XCTAssertEqual(try code(reused), "idempotency_key_reused")
 
-        let missing = try await send("POST", "/api/v1/jobs", body: Self.minimal)
+        let missing = try await send("POST", "/api/v1/jobs", body: minimal)
         XCTAssertEqual(missing.status, 400)
         XCTAssertEqual(try code(missing), "idempotency_key_required")
-        let long = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", String(repeating: "k", count: 256))], body: Self.minimal)
+        let long = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", String(repeating: "k", count: 256))], body: minimal)
         XCTAssertEqual(long.status, 400)
         let v1 = try await dispatch.jobs.list(JobQuery()).totalCount
         XCTAssertEqual(v1, 1)
@@ -129,25 +139,22 @@ final class JobRouteTests: XCTestCase {
         XCTAssertEqual(wrong.status, 422)
         XCTAssertEqual(try code(wrong), "validation_failed")
         XCTAssertEqual(try details(wrong), ["/input/file_id", "/priority", "/colour"])
-        let duplicate = try await post(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","preset":"h264-720p"}"#)
+        let duplicate = try await post(#"{"input":{"file_id":"\#(file)"},"preset":"h264-720p","preset":"h264-720p"}"#)
         XCTAssertEqual(duplicate.status, 422)
         XCTAssertEqual(try details(duplicate), ["/preset"])
         let malformed = try await post(#"{"input":{"file_id":"#)
         XCTAssertEqual(malformed.status, 400)
         XCTAssertEqual(try code(malformed), "invalid_json")
-        let huge = try await post(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","ttl_seconds":1e400}"#)
+        let huge = try await post(#"{"input":{"file_id":"\#(file)"},"preset":"h264-720p","ttl_seconds":1e400}"#)
         XCTAssertEqual(huge.status, 422)
         XCTAssertEqual(try details(huge), ["/ttl_seconds"])
 
-        // The input file must exist for the tenant.
-        let d = dispatch!
-        let noFiles = DispatchServer(dataDirectory: d.dataDirectory, database: d.database, settings: d.settings, clock: d.clock,
-                                     cursors: d.cursors, access: d.access, engines: d.engines, metrics: d.metrics, logger: d.logger,
-                                     events: d.events, jobs: d.jobs, fileExists: { _, _ in false })
-        try await start(noFiles)
-        let absent = try await post(Self.minimal)
-        XCTAssertEqual(absent.status, 422)
-        XCTAssertEqual(try details(absent), ["/input/file_id"])
+        // The input file must exist for the tenant: an unknown id, and another tenant's file.
+        let unknown = try await post(#"{"input":{"file_id":"file_01J00000000000000000000000"},"preset":"h264-720p"}"#)
+        XCTAssertEqual(unknown.status, 422)
+        XCTAssertEqual(try details(unknown), ["/input/file_id"])
+        let theirs = try await post(#"{"input":{"file_id":"\#(inputs["globex"]!)"},"preset":"h264-720p"}"#)
+        XCTAssertEqual(theirs.status, 422, "a tenant cannot use another tenant's file")
     }
 
     func testGetWithETagHeadAndTenants() async throws {
@@ -238,7 +245,7 @@ final class JobRouteTests: XCTestCase {
         XCTAssertEqual(again.status, 409)
         XCTAssertEqual(try code(again), "invalid_transition")
 
-        let failing = try await create(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","max_attempts":1}"#)
+        let failing = try await create(#"{"input":{"file_id":"\#(file)"},"preset":"h264-720p","max_attempts":1}"#)
         let jobID = JobID(failing)!
         _ = try await dispatch.jobs.transition(jobID, to: .assigned)
         let failed = try await dispatch.jobs.transition(jobID, to: .failed, reason: "boom")

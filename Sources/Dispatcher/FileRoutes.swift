@@ -1,0 +1,174 @@
+// Dispatcher.FileRoutes: /api/v1/files over FileService.
+//
+//   POST   /files        the raw bytes as the body (Content-Length or chunked), streamed to
+//                        storage; 201 {"id","size","sha256","content_type","created_at"}
+//   GET    /files        the caller's files, paged like every list (limit, cursor, offset)
+//   GET    /files/{id}   the bytes, with Range (206/416), ETag = "<sha256>", Last-Modified
+//   HEAD   /files/{id}   the same headers, no body
+//   DELETE /files/{id}   204
+//
+// A tenant sees only its own files (another's is 404, as is an id that does not parse);
+// an admin key sees every tenant's and may filter the list with `tenant=`.
+import Files
+import JSON
+import ServerConfig
+import SpoolAPI
+import SpoolModel
+import Storage
+import Web
+
+/// Callbacks for the byte counters (upload/download metrics). Upload: the body bytes a
+/// request delivered, whatever came of it. Download: the bytes of a 200/206 GET answer.
+public struct FileTransferCounters: Sendable {
+    public var uploaded: (@Sendable (Int64) -> Void)?
+    public var downloaded: (@Sendable (Int64) -> Void)?
+    public init(uploaded: (@Sendable (Int64) -> Void)? = nil, downloaded: (@Sendable (Int64) -> Void)? = nil) {
+        self.uploaded = uploaded
+        self.downloaded = downloaded
+    }
+}
+
+extension DispatchServer {
+    /// The route limit of uploads: FileService enforces the configured (reloadable) one.
+    static let uploadBodyMax = UInt64(Int64.max)
+
+    /// Large uploads take as long as they take while bytes keep coming: no whole-body
+    /// deadline, a piece at least every 60 s, and the slow-body rate floor.
+    static let uploadTimeLimits = BodyTimeLimits(deadline: nil, pieceTimeout: .seconds(60))
+
+    func installFileRoutes(on v1: inout RouteBuilder, counters: FileTransferCounters = FileTransferCounters()) {
+        let files = self.files, cursors = self.cursors
+
+        v1.post("files", body: .streaming(max: Self.uploadBodyMax), timeLimits: Self.uploadTimeLimits) { req in
+            let caller = try req.caller()
+            let body = req.bodyStream
+            defer { counters.uploaded?(Int64(body.bytesRead)) }
+            let record = try await files.upload(tenant: caller.tenant, contentType: req.header("Content-Type") ?? "application/octet-stream",
+                                                declaredLength: body.declaredLength, from: RequestBodySource(body))
+            var r = Response.json(201) { w in encodeFile(record, into: &w) }
+            r.headers.append(("Location", "/api/\(SpoolAPI.version)/files/\(record.id.text)"))
+            return r
+        }
+
+        v1.get("files") { req in
+            let caller = try req.caller()
+            let tenant = caller.isAdmin ? req.query("tenant").flatMap { $0.isEmpty ? nil : $0 } : caller.tenant
+            let filters = "files;tenant=" + (tenant ?? "*")
+            let page = try cursors.page(of: req, filters: filters)
+            let (records, total) = try await files.list(tenant: tenant, after: page.after, offset: page.offset, limit: page.limit + 1)
+            let shown = records.prefix(page.limit)
+            var next: String? = nil
+            if records.count > page.limit, let last = shown.last {
+                next = nextPageURL(path: "/api/\(SpoolAPI.version)/files", filters: caller.isAdmin ? [("tenant", tenant ?? "")] : [],
+                                   limit: page.limit, cursor: cursors.cursor(after: last.id.text, filters: filters))
+            }
+            return .json(200) { w in
+                w.beginObject()
+                w.key("data")
+                w.beginArray()
+                for r in shown { encodeFile(r, into: &w) }
+                w.endArray()
+                w.field("total_count", total)
+                w.key("next_page_url")
+                if let next { w.string(next) } else { w.null() }
+                w.endObject()
+            }
+        }
+
+        v1.get("files/:id") { req in
+            let caller = try req.caller()
+            let record = try await files.metadata(id: try fileID(req), tenant: caller.isAdmin ? nil : caller.tenant)
+            let etag = "\"" + record.sha256 + "\""
+            let lastModified = record.createdMilliseconds / 1000
+            if let inm = req.header("If-None-Match"), ifNoneMatch(inm, matches: etag) {
+                return Response(status: 304, headers: [("ETag", etag), ("Last-Modified", HTTPDate.format(lastModified))])
+            }
+            switch try await files.location(of: record) {
+            case .localFile(let path):
+                let r = try await Response.file(path, for: req, contentType: record.contentType, etag: etag, lastModified: lastModified)
+                if req.method == "GET", case .file(_, let range)? = r.stream {
+                    counters.downloaded?(Int64(range.map { $0.upperBound - $0.lowerBound } ?? UInt64(record.size)))
+                }
+                return r
+            case .url(let url):
+                return Response(status: 302, headers: [("Location", url), ("ETag", etag)])
+            }
+        }
+
+        v1.delete("files/:id") { req in
+            let caller = try req.caller()
+            try await files.delete(id: try fileID(req), tenant: caller.isAdmin ? nil : caller.tenant)
+            return Response(status: 204)
+        }
+    }
+}
+
+/// FileService's settings, read from the live configuration at each upload.
+func fileSettings(_ live: LiveSettings) -> @Sendable () -> FileSettings {
+    { let f = live.current.files
+      return FileSettings(maxFileBytes: f.maxFileBytes, totalQuotaBytes: f.totalQuotaBytes) }
+}
+
+/// The id in the path; one that does not parse is simply not found.
+private func fileID(_ req: Request) throws(ModelError) -> FileID {
+    let text = req.pathParameters["id"] ?? ""
+    guard let id = FileID(text) else { throw ModelError(.notFound, "no file \(text.prefix(64))") }
+    return id
+}
+
+private func encodeFile<S: JSONSink>(_ r: FileRecord, into w: inout JSONWriter<S>) {
+    w.beginObject()
+    w.field("id", r.id.text)
+    w.field("size", r.size)
+    w.field("sha256", r.sha256)
+    w.field("content_type", r.contentType)
+    w.field("created_at", rfc3339(milliseconds: r.createdMilliseconds))
+    w.endObject()
+}
+
+/// "2026-11-30T18:20:08.123Z".
+private func rfc3339(milliseconds ms: Int64) -> String {
+    let seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
+    let millis = ms - seconds * 1000
+    let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+    let secs = seconds - days * 86_400
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468
+    let era = (z >= 0 ? z : z - 146_096) / 146_097
+    let doe = z - era * 146_097
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    let mp = (5 * doy + 2) / 153
+    let d = doy - (153 * mp + 2) / 5 + 1
+    let m = mp < 10 ? mp + 3 : mp - 9
+    let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+    func pad(_ v: Int64, _ n: Int) -> String {
+        let s = String(v)
+        return String(repeating: "0", count: max(0, n - s.count)) + s
+    }
+    return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):\(pad(secs % 60, 2)).\(pad(millis, 3))Z"
+}
+
+/// The request body as a storage ByteSource. What the storage's consumer throws (a quota
+/// error) comes out as is, not as the body's APIError.
+final class RequestBodySource: ByteSource {
+    let body: RequestBody
+    init(_ body: RequestBody) { self.body = body }
+
+    func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
+        var refusal: (any Error)?
+        do {
+            return try await body.read { raw throws(APIError) in
+                do {
+                    try consume(raw)
+                } catch {
+                    refusal = error
+                    throw APIError(status: 500, code: "internal", message: "the upload was refused")
+                }
+            }
+        } catch {
+            if let refusal { throw refusal }
+            throw error
+        }
+    }
+}

@@ -1,0 +1,211 @@
+// Storage.LocalStorage: objects as files under one root directory, the embedded default.
+//
+//   root/tmp/.upload-<random>   an upload in progress (O_EXCL, mode 0600, private)
+//   root/objects/<key>          complete objects, each renamed in whole
+//
+// A write streams the source through the ring (io_uring, or the epoll fallback's blocking
+// pool) in pool buffers into a fresh temp file, hashing with SHA-256 on the way; then
+// fsync of the file, rename into objects/, fsync of objects/. So an object under objects/
+// is always complete and durable, and nothing is ever memory-mapped (another process
+// truncating a file cannot fault this one). A failed or abandoned write removes its temp
+// file; temp files left by a crash are removed when the store is opened.
+//
+// Ring calls need an event loop: `write` runs on the caller's loop (the HTTP handler's).
+// Directory scans (open, list) are plain system calls on the blocking pool.
+import BufferPool
+import Crypto
+import Glibc
+import Ring
+import Threads
+
+public final class LocalStorage: StorageProvider {
+    public let root: String
+    public var objectsDirectory: String { root + "/objects" }
+    public var temporaryDirectory: String { root + "/tmp" }
+    /// Prefix of temp file names (hidden, never a valid key).
+    static let temporaryPrefix = ".upload-"
+
+    /// Opens the store at `root` (created, mode 0700, if missing) and removes the temp files
+    /// of uploads a crash interrupted. Needs no event loop.
+    public static func open(root: String) async throws -> LocalStorage {
+        let store = LocalStorage(root: root)
+        let tmp = store.temporaryDirectory, objects = store.objectsDirectory
+        try await BlockingPool.shared.run { () throws(StorageError) -> Void in
+            try makeDirectories(root)
+            try makeDirectories(objects)
+            try makeDirectories(tmp)
+            for name in try directoryEntries(tmp) where name.hasPrefix(temporaryPrefix) {
+                _ = unlink(tmp + "/" + name)
+            }
+        }
+        return store
+    }
+
+    private init(root: String) { self.root = root }
+
+    public func path(of key: String) -> String { objectsDirectory + "/" + key }
+
+    public func url(key: String) -> String { "file://" + path(of: key) }
+
+    public func download(key: String) async throws -> StoredObjectLocation {
+        guard isValidStorageKey(key) else { throw StorageError("invalid object key") }
+        return .localFile(path: path(of: key))
+    }
+
+    public func write(key: String, from source: some ByteSource) async throws -> StoredObject {
+        guard isValidStorageKey(key) else { throw StorageError("invalid object key") }
+        guard let loop = EventLoop.current else { throw StorageError("write \(key): not on an event loop") }
+        let (file, tmpPath) = try await createTemporary()
+        do {
+            let written = try await stream(source, into: file, pool: loop.pool)
+            try await file.sync()
+            try await file.close()
+            try await FileSystem.rename(tmpPath, to: path(of: key))
+            // The rename is durable only once the directory is; until then a crash may
+            // lose the object, but it was not acknowledged yet.
+            try await FileSystem.syncDirectory(objectsDirectory)
+            return StoredObject(key: key, size: written.size, sha256: written.sha256)
+        } catch {
+            try? await file.close()
+            try? await FileSystem.remove(tmpPath)
+            throw error
+        }
+    }
+
+    /// A new private temp file (O_EXCL, 0600; O_CLOEXEC from File.open).
+    private func createTemporary() async throws -> (File, String) {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<8 {
+            let name = LocalStorage.temporaryPrefix + String(rng.next(), radix: 16)
+            let p = temporaryDirectory + "/" + name
+            do {
+                return (try await File.open(p, .createExclusive, permissions: 0o600), p)
+            } catch {
+                if error.code == .exists { continue }
+                throw error
+            }
+        }
+        throw StorageError("cannot create a temp file in \(temporaryDirectory)")
+    }
+
+    /// Copies `source` into `file` through one pool buffer at a time, hashing on the way.
+    private func stream(_ source: some ByteSource, into file: File, pool: BufferPool) async throws -> (size: Int64, sha256: String) {
+        let staging = Staging(await pool.acquire())
+        var offset: UInt64 = 0
+        var more = true
+        while more {
+            more = try await source.read { raw in staging.accept(raw) }
+            // Write whole buffers while there are some; at the end, the last part too.
+            while staging.isFull || (!more && staging.hasBytes) {
+                let c = await file.write(staging.takeBuffer(), at: offset)
+                let result = c.result
+                staging.refill(c.takeBuffer())
+                offset += UInt64(try result.get())
+            }
+        }
+        return (staging.size, hexString(staging.hasher.finalize()))
+    }
+
+    public func delete(key: String) async throws {
+        guard isValidStorageKey(key) else { throw StorageError("invalid object key") }
+        let p = path(of: key)
+        try await BlockingPool.shared.run { () throws(StorageError) -> Void in
+            if unlink(p) != 0 && errno != ENOENT { throw StorageError("cannot remove \(p): errno \(errno)") }
+        }
+    }
+
+    public func list() async throws -> [StoredObjectInfo] {
+        let dir = objectsDirectory
+        return try await BlockingPool.shared.run { () throws(StorageError) -> [StoredObjectInfo] in
+            var out: [StoredObjectInfo] = []
+            for name in try directoryEntries(dir) where isValidStorageKey(name) {
+                var st = stat()
+                guard stat(dir + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                out.append(StoredObjectInfo(key: name, size: Int64(st.st_size)))
+            }
+            return out.sorted { $0.key < $1.key }
+        }
+    }
+
+    /// Names of the temp files present (uploads in progress or left behind); for tests.
+    public func temporaryFiles() throws -> [String] {
+        try directoryEntries(temporaryDirectory).filter { $0.hasPrefix(LocalStorage.temporaryPrefix) }
+    }
+}
+
+/// The bytes between the source and the file: one pool buffer, and the part of a piece
+/// that did not fit it (`spill`, drained into the buffer before anything newer).
+/// Loop-confined, like the buffer.
+final class Staging {
+    private var buffer: PooledBuffer?
+    private var spill: [UInt8] = []
+    private var spillStart = 0
+    var hasher = SHA256()
+    private(set) var size: Int64 = 0
+
+    init(_ buffer: consuming PooledBuffer) { self.buffer = consume buffer }
+
+    var isFull: Bool { (buffer?.count ?? 0) == (buffer?.capacity ?? 0) }
+    var hasBytes: Bool { (buffer?.count ?? 0) > 0 || spillStart < spill.count }
+
+    func accept(_ raw: UnsafeRawBufferPointer) {
+        hasher.update(bufferPointer: raw)
+        size += Int64(raw.count)
+        let n = spillStart < spill.count ? 0 : (buffer?.append(contentsOf: raw) ?? 0)
+        if n < raw.count { spill.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[n...])) }
+    }
+
+    /// The buffer to write (it comes back through `refill`).
+    func takeBuffer() -> PooledBuffer { buffer.take()! }
+
+    /// The written buffer back, emptied and filled from the spill.
+    func refill(_ written: consuming PooledBuffer) {
+        written.count = 0
+        buffer = consume written
+        if spillStart < spill.count {
+            let from = spillStart
+            spillStart += spill.withUnsafeBytes { all in buffer?.append(contentsOf: UnsafeRawBufferPointer(rebasing: all[from...])) ?? 0 }
+            if spillStart == spill.count {
+                spill.removeAll(keepingCapacity: true)
+                spillStart = 0
+            }
+        }
+    }
+}
+
+/// Lower-case hex of a digest.
+func hexString(_ digest: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for b in digest {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 15)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// mkdir -p, mode 0700.
+func makeDirectories(_ path: String) throws(StorageError) {
+    var prefix = path.hasPrefix("/") ? "/" : ""
+    for part in path.split(separator: "/") {
+        prefix += part
+        if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
+            throw StorageError("cannot create the directory \(prefix): errno \(errno)")
+        }
+        prefix += "/"
+    }
+}
+
+/// The names in `dir` except "." and "..".
+func directoryEntries(_ dir: String) throws(StorageError) -> [String] {
+    guard let d = opendir(dir) else { throw StorageError("cannot list \(dir): errno \(errno)") }
+    defer { closedir(d) }
+    var names: [String] = []
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}

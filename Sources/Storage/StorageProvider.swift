@@ -1,0 +1,75 @@
+// Storage.StorageProvider: where file contents live, behind one protocol so the local disk
+// (LocalStorage, the embedded default) and an object store (S3, later) are interchangeable.
+// Objects are addressed by keys the server generates (a FileID's text), never by a path a
+// client chose. A write takes the bytes as a pull stream (`ByteSource`: the HTTP request
+// body, piece by piece) and answers the size and SHA-256 computed on the way; an object is
+// visible under its key only once it is complete and durable. A read answers where the
+// bytes are (a local file to serve with ranges, or a URL to redirect to).
+
+/// The bytes of an object being written, pulled piece by piece (an HTTP request body, a
+/// file, a test's array). Pieces may be of any size, including empty.
+public protocol ByteSource {
+    /// Passes the next piece to `consume`, which must not keep the pointer, and returns
+    /// true; returns false once the stream has ended. What `consume` throws ends the
+    /// stream and comes out of `read` as is.
+    func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool
+}
+
+/// A complete object: its length and the SHA-256 of its bytes (64 lower-case hex digits).
+public struct StoredObject: Sendable, Equatable {
+    public var key: String
+    public var size: Int64
+    public var sha256: String
+    public init(key: String, size: Int64, sha256: String) {
+        self.key = key
+        self.size = size
+        self.sha256 = sha256
+    }
+}
+
+/// One entry of a listing.
+public struct StoredObjectInfo: Sendable, Equatable {
+    public var key: String
+    public var size: Int64
+    public init(key: String, size: Int64) { self.key = key; self.size = size }
+}
+
+/// Where to read an object from.
+public enum StoredObjectLocation: Sendable, Equatable {
+    /// A regular file on this machine (served through the ring, with ranges).
+    case localFile(path: String)
+    /// A URL the client can fetch itself (an object store's signed URL).
+    case url(String)
+}
+
+/// A failure of the storage itself (a full disk, an I/O error): never the client's doing.
+public struct StorageError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "storage: \(message)" }
+}
+
+public protocol StorageProvider: Sendable {
+    /// Writes the whole of `source` as the object `key` and returns its size and SHA-256.
+    /// The object appears under `key` only when complete and durable; when `source` or
+    /// the write fails, nothing of it remains and the error comes out as is.
+    func write(key: String, from source: some ByteSource) async throws -> StoredObject
+    /// Where the object's bytes can be read.
+    func download(key: String) async throws -> StoredObjectLocation
+    /// Removes the object; removing a missing object is not an error.
+    func delete(key: String) async throws
+    /// Every complete object (never an upload in progress).
+    func list() async throws -> [StoredObjectInfo]
+    /// A URL naming the object (for logs and results; not necessarily fetchable by clients).
+    func url(key: String) -> String
+}
+
+/// Keys are generated (FileID text): letters, digits and `_` only, 1...64 bytes; anything
+/// else is refused so no key can name a path outside the store.
+public func isValidStorageKey(_ key: String) -> Bool {
+    let u = key.utf8
+    guard !u.isEmpty, u.count <= 64 else { return false }
+    return u.allSatisfy { b in
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x5F
+    }
+}

@@ -1,0 +1,241 @@
+// /api/v1/files over real HTTP on 127.0.0.1: uploads with Content-Length and chunked,
+// downloads whole and by range, HEAD, ETag/304, DELETE, quotas with the standard error,
+// and tenant isolation. Until the auth middleware lands, a test middleware sets the
+// principal from an `X-Test-Principal` header ("tenant:acme", "admin:ops").
+import Dispatcher
+import Foundation
+import JSON
+import Logging
+import Ring
+import ServerConfig
+import SpoolModel
+import SpoolTestSupport
+import Web
+import XCTest
+
+final class FileRouteTests: XCTestCase {
+    var server: HTTPServer!
+    var dispatch: DispatchServer!
+    var client: EventLoop!
+    var base: String!
+    var dir: String!
+    var live: LiveSettings!
+
+    override func setUp() async throws {
+        dir = NSTemporaryDirectory() + "spool-file-routes-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        var settings = ServerSettings()
+        settings.files.maxFileBytes = 16 << 20
+        settings.files.totalQuotaBytes = 64 << 20
+        live = LiveSettings(settings)
+        dispatch = try await DispatchServer.open(dataDirectory: dir, settings: live, logger: Logger(label: "test.files"))
+        let inner = dispatch.makeRouter()
+        // Sets the principal the way the auth middleware will, then hands over to the real router.
+        let router = Router { r in
+            for method in ["GET", "POST", "DELETE", "PUT"] {
+                for path in ["api/v1/files", "api/v1/files/:id"] {
+                    r.on(method, path, body: method == "POST" ? .streaming(max: UInt64(Int64.max)) : .buffered(max: nil)) { req in
+                        var req = req
+                        req.principal = req.header("X-Test-Principal") ?? "tenant:acme"
+                        return await inner.respond(to: req)
+                    }
+                }
+            }
+        }
+        server = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: router)
+        try await server.start()
+        base = "http://\(server.localAddress!)/api/v1"
+        client = try EventLoop.start(id: 41)
+    }
+
+    override func tearDown() async throws {
+        await server.stop(grace: .milliseconds(50))
+        client.shutdown()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func call(_ request: ClientRequest) async throws -> ClientResponse {
+        try await client.run {
+            let c = HTTPClient()
+            defer { Task { await c.shutdown() } }
+            return try await c.execute(request)
+        }
+    }
+
+    func request(_ method: String, _ path: String, as principal: String = "tenant:acme",
+                 headers: [(name: String, value: String)] = [], body: ClientBody = .none) async throws -> ClientResponse {
+        try await call(ClientRequest(method: method, url: base + path, headers: [("X-Test-Principal", principal)] + headers, body: body))
+    }
+
+    /// Sends `data` chunked in pieces of 100 000 bytes.
+    func chunked(_ data: [UInt8]) -> ClientBody {
+        .stream { w in
+            var i = 0
+            while i < data.count {
+                try await w.write(Array(data[i..<min(data.count, i + 100_000)]))
+                i += 100_000
+            }
+        }
+    }
+
+    func json(_ r: ClientResponse) throws -> JSONTree { try JSONTree(json: JSONDocument(parsing: r.body).root) }
+
+    func field(_ r: ClientResponse, _ key: String) throws -> JSONTree? {
+        guard case .object(let m) = try json(r) else { return nil }
+        return m.first { $0.key == key }?.value
+    }
+
+    func string(_ r: ClientResponse, _ key: String) throws -> String? {
+        if case .string(let s)? = try field(r, key) { return s }
+        return nil
+    }
+
+    func errorCode(_ r: ClientResponse) throws -> String? {
+        guard case .object(let e)? = try field(r, "error"), case .string(let c)? = e.first(where: { $0.key == "code" })?.value else { return nil }
+        return c
+    }
+
+    func upload(_ data: [UInt8], chunkedBody: Bool = false, contentType: String = "video/mp4", as principal: String = "tenant:acme") async throws -> ClientResponse {
+        try await request("POST", "/files", as: principal, headers: [("Content-Type", contentType)],
+                          body: chunkedBody ? chunked(data) : .bytes(data))
+    }
+
+    func testUploadWithContentLengthAndChunkedThenDownload() async throws {
+        let data = pattern(seed: 21, count: (3 << 20) + 4321)
+        for isChunked in [false, true] {
+            let up = try await upload(data, chunkedBody: isChunked)
+            XCTAssertEqual(up.status, 201, String(decoding: up.body, as: UTF8.self))
+            let id = try XCTUnwrap(try string(up, "id"))
+            XCTAssertEqual(up.header("Location"), "/api/v1/files/\(id)")
+            XCTAssertEqual(try field(up, "size"), .number(String(data.count)))
+            XCTAssertEqual(try string(up, "content_type"), "video/mp4")
+            let sha = try XCTUnwrap(try string(up, "sha256"))
+            XCTAssertEqual(sha.utf8.count, 64)
+            XCTAssertNotNil(try string(up, "created_at")?.hasSuffix("Z"))
+            let down = try await request("GET", "/files/\(id)")
+            XCTAssertEqual(down.status, 200)
+            XCTAssertEqual(down.body, data, "chunked: \(isChunked)")
+            XCTAssertEqual(down.header("ETag"), "\"\(sha)\"")
+            XCTAssertEqual(down.header("Content-Type"), "video/mp4")
+            XCTAssertNotNil(down.header("Last-Modified").flatMap(HTTPDate.parse))
+        }
+        let tmp = try FileManager.default.contentsOfDirectory(atPath: dir + "/files/tmp")
+        XCTAssertEqual(tmp, [], "no temp file left after the uploads")
+    }
+
+    func testRangesHeadAndConditionalRequests() async throws {
+        let data = pattern(seed: 22, count: 1 << 20)
+        let id = try XCTUnwrap(try string(try await upload(data), "id"))
+        let size = data.count
+        let a = try await request("GET", "/files/\(id)", headers: [("Range", "bytes=100-199")])
+        XCTAssertEqual(a.status, 206)
+        XCTAssertEqual(a.header("Content-Range"), "bytes 100-199/\(size)")
+        XCTAssertEqual(a.body, Array(data[100..<200]))
+        let from = try await request("GET", "/files/\(id)", headers: [("Range", "bytes=\(size - 1000)-")])
+        XCTAssertEqual(from.status, 206)
+        XCTAssertEqual(from.body, Array(data[(size - 1000)...]))
+        let suffix = try await request("GET", "/files/\(id)", headers: [("Range", "bytes=-10")])
+        XCTAssertEqual(suffix.status, 206)
+        XCTAssertEqual(suffix.body, Array(data[(size - 10)...]))
+        let past = try await request("GET", "/files/\(id)", headers: [("Range", "bytes=\(size)-")])
+        XCTAssertEqual(past.status, 416)
+        XCTAssertEqual(past.header("Content-Range"), "bytes */\(size)")
+        XCTAssertEqual(try errorCode(past), "range_not_satisfiable")
+
+        let get = try await request("GET", "/files/\(id)")
+        let head = try await request("HEAD", "/files/\(id)")
+        XCTAssertEqual(head.status, 200)
+        XCTAssertEqual(head.body, [])
+        let strip = { (r: ClientResponse) in r.headers.filter { $0.name.lowercased() != "date" }.map { "\($0.name.lowercased()): \($0.value)" } }
+        XCTAssertEqual(strip(head), strip(get), "HEAD answers GET's headers")
+        XCTAssertEqual(head.header("Content-Length"), String(size))
+
+        let etag = try XCTUnwrap(get.header("ETag"))
+        let notModified = try await request("GET", "/files/\(id)", headers: [("If-None-Match", etag)])
+        XCTAssertEqual(notModified.status, 304)
+        XCTAssertEqual(notModified.body, [])
+        XCTAssertEqual(notModified.header("ETag"), etag)
+        let stale = try await request("GET", "/files/\(id)", headers: [("If-None-Match", "\"other\"")])
+        XCTAssertEqual(stale.status, 200)
+        XCTAssertEqual(stale.body.count, size)
+    }
+
+    func testDeleteThenNotFoundAndOtherTenants() async throws {
+        let id = try XCTUnwrap(try string(try await upload([1, 2, 3]), "id"))
+        for (method, principal) in [("GET", "tenant:globex"), ("HEAD", "tenant:globex"), ("DELETE", "tenant:globex")] {
+            let r = try await request(method, "/files/\(id)", as: principal)
+            XCTAssertEqual(r.status, 404, "\(method) as \(principal)")
+        }
+        let list = try await request("GET", "/files", as: "tenant:globex")
+        XCTAssertEqual(try field(list, "total_count"), .number("0"))
+        XCTAssertEqual(try await request("GET", "/files/\(id)", as: "admin:ops").status, 200, "an admin sees every tenant's files")
+        for bad in ["nope", "file_", "file_\(String(repeating: "Z", count: 26))", "..%2F..%2Fspool.sqlite"] {
+            let r = try await request("GET", "/files/\(bad)")
+            XCTAssertEqual(r.status, 404, bad)
+            XCTAssertEqual(try errorCode(r), "not_found", bad)
+        }
+        let del = try await request("DELETE", "/files/\(id)")
+        XCTAssertEqual(del.status, 204)
+        let gone = try await request("GET", "/files/\(id)")
+        XCTAssertEqual(gone.status, 404)
+        XCTAssertEqual(try errorCode(gone), "not_found")
+        XCTAssertEqual(try await request("DELETE", "/files/\(id)").status, 404)
+    }
+
+    func testQuotasAnswerWithTheStandardError() async throws {
+        // Content-Length over the per-file limit: refused before the body is read.
+        var s = live.current
+        s.files.maxFileBytes = 100_000
+        s.files.totalQuotaBytes = 250_000
+        live.replace(s)
+        let tooBig = try await upload(pattern(seed: 1, count: 100_001))
+        XCTAssertEqual(tooBig.status, 413)
+        XCTAssertEqual(try errorCode(tooBig), "payload_too_large")
+        // Chunked: stopped at the crossing byte.
+        let tooBigChunked = try await upload(pattern(seed: 1, count: 300_000), chunkedBody: true)
+        XCTAssertEqual(tooBigChunked.status, 413)
+        XCTAssertEqual(try errorCode(tooBigChunked), "payload_too_large")
+        // The total quota: 2 × 100 000 fit, the next 60 000 do not.
+        for _ in 0..<2 { XCTAssertEqual(try await upload(pattern(seed: 2, count: 100_000)).status, 201) }
+        for isChunked in [false, true] {
+            let full = try await upload(pattern(seed: 3, count: 60_000), chunkedBody: isChunked)
+            XCTAssertEqual(full.status, 507, "chunked: \(isChunked)")
+            XCTAssertEqual(try errorCode(full), "insufficient_storage")
+        }
+        XCTAssertEqual(try await upload(pattern(seed: 3, count: 50_000)).status, 201, "exactly the rest fits")
+        let tmp = try FileManager.default.contentsOfDirectory(atPath: dir + "/files/tmp")
+        XCTAssertEqual(tmp, [], "refused uploads leave no temp file")
+    }
+
+    func testListPagesWithCursorAndOffset() async throws {
+        var ids: [String] = []
+        for i in 0..<5 { ids.append(try XCTUnwrap(try string(try await upload([UInt8(i)]), "id"))) }
+        _ = try await upload([9], as: "tenant:globex")
+        let first = try await request("GET", "/files?limit=2")
+        XCTAssertEqual(first.status, 200)
+        XCTAssertEqual(try field(first, "total_count"), .number("5"))
+        XCTAssertEqual(try listedIDs(first), Array(ids[0..<2]))
+        let next = try XCTUnwrap(try string(first, "next_page_url"))
+        XCTAssertTrue(next.hasPrefix("/api/v1/files?limit=2&cursor="), next)
+        let second = try await call(ClientRequest(url: "http://\(server.localAddress!)" + next, headers: [("X-Test-Principal", "tenant:acme")]))
+        XCTAssertEqual(try listedIDs(second), Array(ids[2..<4]))
+        let last = try await call(ClientRequest(url: "http://\(server.localAddress!)" + (try XCTUnwrap(try string(second, "next_page_url"))),
+                                                headers: [("X-Test-Principal", "tenant:acme")]))
+        XCTAssertEqual(try listedIDs(last), [ids[4]])
+        XCTAssertEqual(try field(last, "next_page_url"), .null)
+        // Another tenant's cursor is refused; offset works; a bad limit is 422.
+        let cursor = String(next.split(separator: "cursor=")[1])
+        XCTAssertEqual(try await request("GET", "/files?cursor=\(cursor)", as: "tenant:globex").status, 400)
+        XCTAssertEqual(try listedIDs(try await request("GET", "/files?offset=3")), Array(ids[3...]))
+        let bad = try await request("GET", "/files?limit=0")
+        XCTAssertEqual(bad.status, 422)
+        XCTAssertEqual(try errorCode(bad), "validation_failed")
+    }
+
+    func listedIDs(_ r: ClientResponse) throws -> [String] {
+        guard case .array(let items)? = try field(r, "data") else { return [] }
+        return items.compactMap { item in
+            guard case .object(let m) = item, case .string(let s)? = m.first(where: { $0.key == "id" })?.value else { return nil }
+            return s
+        }
+    }
+}

@@ -1,0 +1,204 @@
+// FileService over LocalStorage and a real SQLite file: uploads commit a row with the
+// checksum, start-up reconciles objects with rows, quotas refuse with 413/507 (counting
+// uploads in flight), tenants see only their files, lists page by keyset and offset.
+import Foundation
+import Files
+import Logging
+import Persistence
+import Ring
+import SpoolModel
+import Storage
+import SpoolTestSupport
+import Synchronization
+import Threads
+import XCTest
+
+/// Holds the stream until `open()` is called, after telling `started` it is waiting: an
+/// upload kept in flight for as long as a test needs.
+final class HeldSource: ByteSource {
+    let data: [UInt8]
+    let started: AsyncStream<Void>.Continuation
+    let release: AsyncStream<Void>
+    var sent = false
+
+    init(_ data: [UInt8], started: AsyncStream<Void>.Continuation, release: AsyncStream<Void>) {
+        self.data = data
+        self.started = started
+        self.release = release
+    }
+
+    func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
+        guard !sent else { return false }
+        started.yield()
+        for await _ in release { break }
+        sent = true
+        try data.withUnsafeBytes { try consume($0) }
+        return true
+    }
+}
+
+final class FileServiceTests: XCTestCase {
+    var loop: EventLoop!
+    var dir: String!
+    let clock = ManualClock()
+    let limits = Mutex(FileSettings(maxFileBytes: 1 << 30, totalQuotaBytes: 1 << 40))
+
+    override func setUp() async throws {
+        loop = try EventLoop.start(id: 32)
+        dir = temporaryDirectory("files")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() async throws {
+        loop.shutdown()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func openService() async throws -> FileService {
+        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        let storage = try await LocalStorage.open(root: dir + "/files")
+        let limits = self.limits
+        return try await FileService.open(database: db, storage: storage, settings: { limits.withLock { $0 } }, clock: clock)
+    }
+
+    func upload(_ files: FileService, _ data: [UInt8], tenant: String = "acme", declared: Bool = true) async throws -> FileRecord {
+        try await loop.run {
+            try await files.upload(tenant: tenant, contentType: "video/mp4", declaredLength: declared ? UInt64(data.count) : nil,
+                                   from: PieceSource(data))
+        }
+    }
+
+    func expectError(_ code: ModelError.Code, _ body: () async throws -> Void, file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            try await body()
+            XCTFail("no error; expected \(code)", file: file, line: line)
+        } catch let e as ModelError {
+            XCTAssertEqual(e.code, code, "\(e)", file: file, line: line)
+        } catch {
+            XCTFail("\(error); expected \(code)", file: file, line: line)
+        }
+    }
+
+    func testUploadCommitsTheRecordWithTheChecksum() async throws {
+        let files = try await openService()
+        let data = pattern(seed: 5, count: (2 << 20) + 77)
+        let r = try await upload(files, data, declared: false)
+        XCTAssertEqual(r.size, Int64(data.count))
+        XCTAssertEqual(r.sha256, sha256Hex(data))
+        XCTAssertEqual(r.contentType, "video/mp4")
+        XCTAssertEqual(r.createdMilliseconds, clock.unixMilliseconds)
+        XCTAssertEqual(r.storageKey, r.id.text)
+        XCTAssertEqual(try await files.metadata(id: r.id, tenant: "acme"), r)
+        XCTAssertTrue(try await files.exists(id: r.id, tenant: "acme"))
+        XCTAssertEqual(try await files.totalBytes(), Int64(data.count))
+        guard case .localFile(let path) = try await files.location(of: r) else { return XCTFail() }
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: path))), data)
+        // A second service on the same directory (a restart) finds it, and removes nothing.
+        let reopened = try await openService()
+        XCTAssertEqual(reopened.removedOrphans, [])
+        XCTAssertEqual(reopened.missingObjects, [])
+        XCTAssertEqual(try await reopened.metadata(id: r.id, tenant: "acme"), r)
+    }
+
+    func testStartRemovesObjectsWithoutRowsAndReportsRowsWithoutObjects() async throws {
+        let files = try await openService()
+        let kept = try await upload(files, [1, 2, 3])
+        let lost = try await upload(files, [4, 5])
+        // An object renamed into place whose row never committed (a crash in between).
+        var rng = SplitMix(seed: 99)
+        let orphan = FileID.generate(milliseconds: 1, using: &rng).text
+        let storage = files.storage
+        _ = try await loop.run { try await storage.write(key: orphan, from: PieceSource([9, 9])) }
+        try FileManager.default.removeItem(atPath: dir + "/files/objects/" + lost.storageKey)
+        let reopened = try await openService()
+        XCTAssertEqual(reopened.removedOrphans, [orphan])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/files/objects/" + orphan))
+        XCTAssertEqual(reopened.missingObjects, [lost.id])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/files/objects/" + kept.storageKey))
+    }
+
+    func testDeclaredLengthOverTheFileLimitIsRefusedBeforeReading() async throws {
+        limits.withLock { $0.maxFileBytes = 1000 }
+        let files = try await openService()
+        let reads = try await loop.run { () -> Int in
+            let source = PieceSource([UInt8](repeating: 7, count: 1001))
+            do {
+                _ = try await files.upload(tenant: "acme", contentType: "a/b", declaredLength: 1001, from: source)
+            } catch let e as ModelError where e.code == .payloadTooLarge {}
+            return source.reads
+        }
+        XCTAssertEqual(reads, 0, "the body was read although its declared length was over the limit")
+        _ = try await upload(files, [UInt8](repeating: 7, count: 1000))   // exactly the limit passes
+    }
+
+    func testChunkedBodyIsStoppedAtTheByteThatCrossesTheFileLimit() async throws {
+        limits.withLock { $0.maxFileBytes = 150_000 }
+        let files = try await openService()
+        await expectError(.payloadTooLarge) { _ = try await upload(files, pattern(seed: 1, count: 150_001), declared: false) }
+        XCTAssertEqual(files.reservedBytes, 0, "a refused upload keeps no reservation")
+        XCTAssertEqual(try (files.storage as! LocalStorage).temporaryFiles(), [])
+        XCTAssertEqual(try await files.storage.list(), [])
+        XCTAssertEqual(try await files.list(tenant: nil, after: nil, offset: 0, limit: 10).totalCount, 0)
+        let ok = try await upload(files, pattern(seed: 1, count: 150_000), declared: false)
+        XCTAssertEqual(ok.size, 150_000)
+    }
+
+    func testTotalQuotaCountsStoredFilesAndUploadsInFlight() async throws {
+        limits.withLock { $0.totalQuotaBytes = 10_000 }
+        let files = try await openService()
+        _ = try await upload(files, [UInt8](repeating: 1, count: 3000))
+        // Upload A declares 6000 and is held in flight: 9000 of 10 000 bytes are taken.
+        let (started, startedC) = AsyncStream<Void>.makeStream()
+        let (release, releaseC) = AsyncStream<Void>.makeStream()
+        let inFlight = loop.spawn {
+            try await files.upload(tenant: "acme", contentType: "a/b", declaredLength: 6000,
+                                   from: HeldSource([UInt8](repeating: 2, count: 6000), started: startedC, release: release))
+        }
+        for await _ in started { break }
+        XCTAssertEqual(files.reservedBytes, 6000)
+        await expectError(.insufficientStorage) { _ = try await upload(files, [UInt8](repeating: 3, count: 1001)) }
+        await expectError(.insufficientStorage) { _ = try await upload(files, [UInt8](repeating: 3, count: 1001), declared: false) }
+        _ = try await upload(files, [UInt8](repeating: 3, count: 1000), declared: false)   // exactly the rest fits
+        releaseC.yield()
+        let a = try await inFlight.value
+        XCTAssertEqual(a.size, 6000)
+        XCTAssertEqual(files.reservedBytes, 0)
+        XCTAssertEqual(try await files.totalBytes(), 10_000)
+        await expectError(.insufficientStorage) { _ = try await upload(files, [1], declared: false) }
+        // Deleting frees its bytes at once.
+        try await files.delete(id: a.id, tenant: "acme")
+        _ = try await upload(files, [UInt8](repeating: 4, count: 6000))
+    }
+
+    func testTenantsSeeOnlyTheirOwnFilesAndDeleteRemovesBoth() async throws {
+        let files = try await openService()
+        let mine = try await upload(files, [1, 2, 3], tenant: "acme")
+        await expectError(.notFound) { _ = try await files.metadata(id: mine.id, tenant: "globex") }
+        await expectError(.notFound) { try await files.delete(id: mine.id, tenant: "globex") }
+        XCTAssertFalse(try await files.exists(id: mine.id, tenant: "globex"))
+        XCTAssertEqual(try await files.metadata(id: mine.id, tenant: nil), mine, "nil tenant: an admin sees every file")
+        try await files.delete(id: mine.id, tenant: "acme")
+        await expectError(.notFound) { _ = try await files.metadata(id: mine.id, tenant: "acme") }
+        await expectError(.notFound) { try await files.delete(id: mine.id, tenant: "acme") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/files/objects/" + mine.storageKey))
+        XCTAssertEqual(try await files.totalBytes(), 0)
+    }
+
+    func testListPagesByKeysetAndOffset() async throws {
+        let files = try await openService()
+        var ids: [FileID] = []
+        for i in 0..<5 {
+            clock.advance(by: .milliseconds(1))
+            ids.append(try await upload(files, [UInt8(i)], tenant: "acme").id)
+            _ = try await upload(files, [UInt8(i)], tenant: "globex")
+        }
+        let first = try await files.list(tenant: "acme", after: nil, offset: 0, limit: 2)
+        XCTAssertEqual(first.records.map(\.id), Array(ids[0..<2]))
+        XCTAssertEqual(first.totalCount, 5)
+        let second = try await files.list(tenant: "acme", after: ids[1].text, offset: 0, limit: 2)
+        XCTAssertEqual(second.records.map(\.id), Array(ids[2..<4]))
+        let byOffset = try await files.list(tenant: "acme", after: nil, offset: 3, limit: 10)
+        XCTAssertEqual(byOffset.records.map(\.id), Array(ids[3...]))
+        XCTAssertEqual(try await files.list(tenant: nil, after: nil, offset: 0, limit: 100).totalCount, 10)
+    }
+}

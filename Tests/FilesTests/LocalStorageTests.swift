@@ -1,0 +1,139 @@
+// LocalStorage on a real event loop: streamed writes hash what they write, nothing partial
+// is ever visible under objects/, failed writes and crashed ones leave no temp file.
+import Crypto
+import Foundation
+import Ring
+import Storage
+import SpoolTestSupport
+import XCTest
+
+/// Bytes handed out in pieces of varying sizes; optionally fails after `failAfter` bytes,
+/// and runs `observe` before each piece (to look at the directories mid-stream).
+final class PieceSource: ByteSource {
+    let data: [UInt8]
+    var offset = 0
+    var rng: SplitMix
+    let failAfter: Int?
+    let observe: (() -> Void)?
+    private(set) var reads = 0
+
+    struct Broken: Error {}
+
+    init(_ data: [UInt8], seed: UInt64 = 1, failAfter: Int? = nil, observe: (() -> Void)? = nil) {
+        self.data = data
+        self.rng = SplitMix(seed: seed)
+        self.failAfter = failAfter
+        self.observe = observe
+    }
+
+    func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
+        reads += 1
+        observe?()
+        if let f = failAfter, offset >= f { throw Broken() }
+        guard offset < data.count else { return false }
+        // Sizes from 0 to 100 000: empty pieces, pieces smaller and larger than a pool buffer.
+        let n = min(data.count - offset, Int(rng.next() % 100_001))
+        try data.withUnsafeBytes { try consume(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)])) }
+        offset += n
+        return true
+    }
+}
+
+func sha256Hex(_ data: [UInt8]) -> String {
+    SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
+
+func temporaryDirectory(_ name: String) -> String {
+    NSTemporaryDirectory() + "spool-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+}
+
+final class LocalStorageTests: XCTestCase {
+    var loop: EventLoop!
+    var root: String!
+
+    override func setUp() async throws {
+        loop = try EventLoop.start(id: 31)
+        root = temporaryDirectory("storage")
+    }
+
+    override func tearDown() async throws {
+        loop.shutdown()
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    func testStreamedWriteStoresTheBytesAndTheirSHA256() async throws {
+        let data = pattern(seed: 11, count: (3 << 20) + 12_345)
+        let store = try await LocalStorage.open(root: root)
+        let object = try await loop.run { try await store.write(key: "file_A", from: PieceSource(data)) }
+        XCTAssertEqual(object.size, Int64(data.count))
+        XCTAssertEqual(object.sha256, sha256Hex(data))
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: store.path(of: "file_A")))), data)
+        XCTAssertEqual(try store.temporaryFiles(), [], "the temp file was renamed, not copied")
+        let mode = try FileManager.default.attributesOfItem(atPath: store.path(of: "file_A"))[.posixPermissions] as? Int
+        XCTAssertEqual(mode, 0o600)
+        XCTAssertEqual(try await store.list(), [StoredObjectInfo(key: "file_A", size: Int64(data.count))])
+        XCTAssertEqual(try await store.download(key: "file_A"), .localFile(path: root + "/objects/file_A"))
+    }
+
+    func testEmptyObject() async throws {
+        let store = try await LocalStorage.open(root: root)
+        let object = try await loop.run { try await store.write(key: "empty", from: PieceSource([])) }
+        XCTAssertEqual(object.size, 0)
+        XCTAssertEqual(object.sha256, sha256Hex([]))
+    }
+
+    func testObjectAppearsOnlyAfterTheWholeStreamIsWritten() async throws {
+        let store = try await LocalStorage.open(root: root)
+        let objects = root + "/objects"
+        final class Seen: @unchecked Sendable { var objectVisible = false; var tempFiles: [Int] = [] }
+        let seen = Seen()
+        let reads = try await loop.run {
+            let source = PieceSource(pattern(seed: 3, count: 1 << 20), observe: {
+                if FileManager.default.fileExists(atPath: objects + "/file_B") { seen.objectVisible = true }
+                seen.tempFiles.append((try? store.temporaryFiles().count) ?? -1)
+            })
+            _ = try await store.write(key: "file_B", from: source)
+            return source.reads
+        }
+        XCTAssertGreaterThan(reads, 5)
+        XCTAssertFalse(seen.objectVisible, "a partial object was visible under objects/")
+        XCTAssertEqual(Set(seen.tempFiles), [1], "the bytes went to exactly one temp file while streaming")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: objects + "/file_B"))
+    }
+
+    func testFailedStreamLeavesNothing() async throws {
+        let store = try await LocalStorage.open(root: root)
+        let source = PieceSource(pattern(seed: 4, count: 2 << 20), failAfter: 1 << 20)
+        do {
+            _ = try await loop.run { try await store.write(key: "file_C", from: source) }
+            XCTFail("the write succeeded")
+        } catch is PieceSource.Broken {}
+        XCTAssertEqual(try store.temporaryFiles(), [])
+        XCTAssertEqual(try await store.list(), [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/objects/file_C"))
+    }
+
+    func testOpenRemovesTempFilesOfInterruptedUploads() async throws {
+        _ = try await LocalStorage.open(root: root)
+        let leftover = root + "/tmp/.upload-deadbeef"
+        XCTAssertTrue(FileManager.default.createFile(atPath: leftover, contents: Data([1, 2, 3])))
+        let store = try await LocalStorage.open(root: root)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: leftover))
+        XCTAssertEqual(try store.temporaryFiles(), [])
+    }
+
+    func testDeleteAndKeysThatAreNotIDs() async throws {
+        let store = try await LocalStorage.open(root: root)
+        _ = try await loop.run { try await store.write(key: "file_D", from: PieceSource([1, 2, 3])) }
+        try await store.delete(key: "file_D")
+        try await store.delete(key: "file_D")   // already gone: not an error
+        XCTAssertEqual(try await store.list(), [])
+        for bad in ["", "../x", "a/b", ".upload-1", String(repeating: "a", count: 65)] {
+            XCTAssertFalse(isValidStorageKey(bad), bad)
+            do {
+                _ = try await loop.run { try await store.write(key: bad, from: PieceSource([1])) }
+                XCTFail("wrote under \(bad)")
+            } catch is StorageError {}
+        }
+    }
+}

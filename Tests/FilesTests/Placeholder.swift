@@ -1,3 +1,0 @@
-import XCTest
-@testable import Files
-final class PlaceholderTests: XCTestCase { func testModuleLinks() { XCTAssertNotNil(FilesModule.self) } }
