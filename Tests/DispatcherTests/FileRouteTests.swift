@@ -1,7 +1,7 @@
 // /api/v1/files over real HTTP on 127.0.0.1: uploads with Content-Length and chunked,
 // downloads whole and by range, HEAD, ETag/304, DELETE, quotas with the standard error,
-// and tenant isolation. Until the auth middleware lands, a test middleware sets the
-// principal from an `X-Test-Principal` header ("tenant:acme", "admin:ops").
+// and tenant isolation, through the server's own router with real bearer keys (tenant
+// keys "acme" and "globex", an admin key "ops").
 import Dispatcher
 import Foundation
 import JSON
@@ -28,24 +28,18 @@ final class FileRouteTests: XCTestCase {
         settings.files.totalQuotaBytes = 64 << 20
         live = LiveSettings(settings)
         dispatch = try await DispatchServer.open(dataDirectory: dir, settings: live, logger: Logger(label: "test.files"))
-        let inner = dispatch.makeRouter()
-        // Sets the principal the way the auth middleware will, then hands over to the real router.
-        let router = Router { r in
-            for method in ["GET", "POST", "DELETE", "PUT"] {
-                for path in ["api/v1/files", "api/v1/files/:id"] {
-                    r.on(method, path, body: method == "POST" ? .streaming(max: UInt64(Int64.max)) : .buffered(max: nil)) { req in
-                        var req = req
-                        req.principal = req.header("X-Test-Principal") ?? "tenant:acme"
-                        return await inner.respond(to: req)
-                    }
-                }
-            }
+        // Real keys through the real router: one per principal the tests act as.
+        for (principal, tenant, admin) in [("tenant:acme", "acme", false), ("tenant:globex", "globex", false), ("admin:ops", "ops", true)] {
+            keys[principal] = try await dispatch.access.createKey(tenant: tenant, admin: admin).secret
         }
+        let router = dispatch.makeRouter()
         server = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: router)
         try await server.start()
         base = "http://\(server.localAddress!)/api/v1"
         client = try EventLoop.start(id: 41)
     }
+
+    var keys: [String: String] = [:]
 
     override func tearDown() async throws {
         await server.stop(grace: .milliseconds(50))
@@ -56,14 +50,20 @@ final class FileRouteTests: XCTestCase {
     func call(_ request: ClientRequest) async throws -> ClientResponse {
         try await client.run {
             let c = HTTPClient()
-            defer { Task { await c.shutdown() } }
-            return try await c.execute(request)
+            do {
+                let r = try await c.execute(request)
+                await c.shutdown()
+                return r
+            } catch {
+                await c.shutdown()
+                throw error
+            }
         }
     }
 
     func request(_ method: String, _ path: String, as principal: String = "tenant:acme",
                  headers: [(name: String, value: String)] = [], body: ClientBody = .none) async throws -> ClientResponse {
-        try await call(ClientRequest(method: method, url: base + path, headers: [("X-Test-Principal", principal)] + headers, body: body))
+        try await call(ClientRequest(method: method, url: base + path, headers: [("Authorization", "Bearer " + keys[principal]!)] + headers, body: body))
     }
 
     /// Sends `data` chunked in pieces of 100 000 bytes.
@@ -124,7 +124,8 @@ final class FileRouteTests: XCTestCase {
 
     func testRangesHeadAndConditionalRequests() async throws {
         let data = pattern(seed: 22, count: 1 << 20)
-        let id = try XCTUnwrap(try string(try await upload(data), "id"))
+        let uploaded = try await upload(data)
+        let id = try XCTUnwrap(try string(uploaded, "id"))
         let size = data.count
         let a = try await request("GET", "/files/\(id)", headers: [("Range", "bytes=100-199")])
         XCTAssertEqual(a.status, 206)
@@ -145,7 +146,7 @@ final class FileRouteTests: XCTestCase {
         let head = try await request("HEAD", "/files/\(id)")
         XCTAssertEqual(head.status, 200)
         XCTAssertEqual(head.body, [])
-        let strip = { (r: ClientResponse) in r.headers.filter { $0.name.lowercased() != "date" }.map { "\($0.name.lowercased()): \($0.value)" } }
+        let strip = { (r: ClientResponse) in r.headers.filter { !["date", "x-request-id"].contains($0.name.lowercased()) }.map { "\($0.name.lowercased()): \($0.value)" } }
         XCTAssertEqual(strip(head), strip(get), "HEAD answers GET's headers")
         XCTAssertEqual(head.header("Content-Length"), String(size))
 
@@ -160,14 +161,16 @@ final class FileRouteTests: XCTestCase {
     }
 
     func testDeleteThenNotFoundAndOtherTenants() async throws {
-        let id = try XCTUnwrap(try string(try await upload([1, 2, 3]), "id"))
+        let uploaded = try await upload([1, 2, 3])
+        let id = try XCTUnwrap(try string(uploaded, "id"))
         for (method, principal) in [("GET", "tenant:globex"), ("HEAD", "tenant:globex"), ("DELETE", "tenant:globex")] {
             let r = try await request(method, "/files/\(id)", as: principal)
             XCTAssertEqual(r.status, 404, "\(method) as \(principal)")
         }
         let list = try await request("GET", "/files", as: "tenant:globex")
         XCTAssertEqual(try field(list, "total_count"), .number("0"))
-        XCTAssertEqual(try await request("GET", "/files/\(id)", as: "admin:ops").status, 200, "an admin sees every tenant's files")
+        let got1 = try await request("GET", "/files/\(id)", as: "admin:ops").status
+        XCTAssertEqual(got1, 200, "an admin sees every tenant's files")
         for bad in ["nope", "file_", "file_\(String(repeating: "Z", count: 26))", "..%2F..%2Fspool.sqlite"] {
             let r = try await request("GET", "/files/\(bad)")
             XCTAssertEqual(r.status, 404, bad)
@@ -178,7 +181,8 @@ final class FileRouteTests: XCTestCase {
         let gone = try await request("GET", "/files/\(id)")
         XCTAssertEqual(gone.status, 404)
         XCTAssertEqual(try errorCode(gone), "not_found")
-        XCTAssertEqual(try await request("DELETE", "/files/\(id)").status, 404)
+        let got2 = try await request("DELETE", "/files/\(id)").status
+        XCTAssertEqual(got2, 404)
     }
 
     func testQuotasAnswerWithTheStandardError() async throws {
@@ -195,20 +199,21 @@ final class FileRouteTests: XCTestCase {
         XCTAssertEqual(tooBigChunked.status, 413)
         XCTAssertEqual(try errorCode(tooBigChunked), "payload_too_large")
         // The total quota: 2 × 100 000 fit, the next 60 000 do not.
-        for _ in 0..<2 { XCTAssertEqual(try await upload(pattern(seed: 2, count: 100_000)).status, 201) }
+        for _ in 0..<2 { let r = try await upload(pattern(seed: 2, count: 100_000)); XCTAssertEqual(r.status, 201) }
         for isChunked in [false, true] {
             let full = try await upload(pattern(seed: 3, count: 60_000), chunkedBody: isChunked)
             XCTAssertEqual(full.status, 507, "chunked: \(isChunked)")
             XCTAssertEqual(try errorCode(full), "insufficient_storage")
         }
-        XCTAssertEqual(try await upload(pattern(seed: 3, count: 50_000)).status, 201, "exactly the rest fits")
+        let got3 = try await upload(pattern(seed: 3, count: 50_000)).status
+        XCTAssertEqual(got3, 201, "exactly the rest fits")
         let tmp = try FileManager.default.contentsOfDirectory(atPath: dir + "/files/tmp")
         XCTAssertEqual(tmp, [], "refused uploads leave no temp file")
     }
 
     func testListPagesWithCursorAndOffset() async throws {
         var ids: [String] = []
-        for i in 0..<5 { ids.append(try XCTUnwrap(try string(try await upload([UInt8(i)]), "id"))) }
+        for i in 0..<5 { let r = try await upload([UInt8(i)]); ids.append(try XCTUnwrap(try string(r, "id"))) }
         _ = try await upload([9], as: "tenant:globex")
         let first = try await request("GET", "/files?limit=2")
         XCTAssertEqual(first.status, 200)
@@ -216,16 +221,18 @@ final class FileRouteTests: XCTestCase {
         XCTAssertEqual(try listedIDs(first), Array(ids[0..<2]))
         let next = try XCTUnwrap(try string(first, "next_page_url"))
         XCTAssertTrue(next.hasPrefix("/api/v1/files?limit=2&cursor="), next)
-        let second = try await call(ClientRequest(url: "http://\(server.localAddress!)" + next, headers: [("X-Test-Principal", "tenant:acme")]))
+        let second = try await call(ClientRequest(url: "http://\(server.localAddress!)" + next, headers: [("Authorization", "Bearer " + keys["tenant:acme"]!)]))
         XCTAssertEqual(try listedIDs(second), Array(ids[2..<4]))
         let last = try await call(ClientRequest(url: "http://\(server.localAddress!)" + (try XCTUnwrap(try string(second, "next_page_url"))),
-                                                headers: [("X-Test-Principal", "tenant:acme")]))
+                                                headers: [("Authorization", "Bearer " + keys["tenant:acme"]!)]))
         XCTAssertEqual(try listedIDs(last), [ids[4]])
         XCTAssertEqual(try field(last, "next_page_url"), .null)
         // Another tenant's cursor is refused; offset works; a bad limit is 422.
         let cursor = String(next.split(separator: "cursor=")[1])
-        XCTAssertEqual(try await request("GET", "/files?cursor=\(cursor)", as: "tenant:globex").status, 400)
-        XCTAssertEqual(try listedIDs(try await request("GET", "/files?offset=3")), Array(ids[3...]))
+        let got4 = try await request("GET", "/files?cursor=\(cursor)", as: "tenant:globex").status
+        XCTAssertEqual(got4, 400)
+        let offsetPage = try await request("GET", "/files?offset=3")
+        XCTAssertEqual(try listedIDs(offsetPage), Array(ids[3...]))
         let bad = try await request("GET", "/files?limit=0")
         XCTAssertEqual(bad.status, 422)
         XCTAssertEqual(try errorCode(bad), "validation_failed")

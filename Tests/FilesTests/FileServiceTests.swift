@@ -37,11 +37,18 @@ final class HeldSource: ByteSource {
     }
 }
 
+/// The settings a test changes while the service runs (a reload).
+final class LimitsBox: Sendable {
+    let value: Mutex<FileSettings>
+    init(_ s: FileSettings) { value = Mutex(s) }
+    func set(_ body: (inout FileSettings) -> Void) { var s = value.withLock { $0 }; body(&s); value.withLock { $0 = s } }
+}
+
 final class FileServiceTests: XCTestCase {
     var loop: EventLoop!
     var dir: String!
     let clock = ManualClock()
-    let limits = Mutex(FileSettings(maxFileBytes: 1 << 30, totalQuotaBytes: 1 << 40))
+    let limits = LimitsBox(FileSettings(maxFileBytes: 1 << 30, totalQuotaBytes: 1 << 40))
 
     override func setUp() async throws {
         loop = try EventLoop.start(id: 32)
@@ -58,7 +65,7 @@ final class FileServiceTests: XCTestCase {
         let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
         let storage = try await LocalStorage.open(root: dir + "/files")
         let limits = self.limits
-        return try await FileService.open(database: db, storage: storage, settings: { limits.withLock { $0 } }, clock: clock)
+        return try await FileService.open(database: db, storage: storage, settings: { limits.value.withLock { $0 } }, clock: clock)
     }
 
     func upload(_ files: FileService, _ data: [UInt8], tenant: String = "acme", declared: Bool = true) async throws -> FileRecord {
@@ -88,16 +95,20 @@ final class FileServiceTests: XCTestCase {
         XCTAssertEqual(r.contentType, "video/mp4")
         XCTAssertEqual(r.createdMilliseconds, clock.unixMilliseconds)
         XCTAssertEqual(r.storageKey, r.id.text)
-        XCTAssertEqual(try await files.metadata(id: r.id, tenant: "acme"), r)
-        XCTAssertTrue(try await files.exists(id: r.id, tenant: "acme"))
-        XCTAssertEqual(try await files.totalBytes(), Int64(data.count))
+        let got1 = try await files.metadata(id: r.id, tenant: "acme")
+        XCTAssertEqual(got1, r)
+        let got2 = try await files.exists(id: r.id, tenant: "acme")
+        XCTAssertTrue(got2)
+        let got3 = try await files.totalBytes()
+        XCTAssertEqual(got3, Int64(data.count))
         guard case .localFile(let path) = try await files.location(of: r) else { return XCTFail() }
         XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: path))), data)
         // A second service on the same directory (a restart) finds it, and removes nothing.
         let reopened = try await openService()
         XCTAssertEqual(reopened.removedOrphans, [])
         XCTAssertEqual(reopened.missingObjects, [])
-        XCTAssertEqual(try await reopened.metadata(id: r.id, tenant: "acme"), r)
+        let got4 = try await reopened.metadata(id: r.id, tenant: "acme")
+        XCTAssertEqual(got4, r)
     }
 
     func testStartRemovesObjectsWithoutRowsAndReportsRowsWithoutObjects() async throws {
@@ -118,7 +129,7 @@ final class FileServiceTests: XCTestCase {
     }
 
     func testDeclaredLengthOverTheFileLimitIsRefusedBeforeReading() async throws {
-        limits.withLock { $0.maxFileBytes = 1000 }
+        limits.set { $0.maxFileBytes = 1000 }
         let files = try await openService()
         let reads = try await loop.run { () -> Int in
             let source = PieceSource([UInt8](repeating: 7, count: 1001))
@@ -132,19 +143,21 @@ final class FileServiceTests: XCTestCase {
     }
 
     func testChunkedBodyIsStoppedAtTheByteThatCrossesTheFileLimit() async throws {
-        limits.withLock { $0.maxFileBytes = 150_000 }
+        limits.set { $0.maxFileBytes = 150_000 }
         let files = try await openService()
         await expectError(.payloadTooLarge) { _ = try await upload(files, pattern(seed: 1, count: 150_001), declared: false) }
         XCTAssertEqual(files.reservedBytes, 0, "a refused upload keeps no reservation")
         XCTAssertEqual(try (files.storage as! LocalStorage).temporaryFiles(), [])
-        XCTAssertEqual(try await files.storage.list(), [])
-        XCTAssertEqual(try await files.list(tenant: nil, after: nil, offset: 0, limit: 10).totalCount, 0)
+        let got5 = try await files.storage.list()
+        XCTAssertEqual(got5, [])
+        let got6 = try await files.list(tenant: nil, after: nil, offset: 0, limit: 10).totalCount
+        XCTAssertEqual(got6, 0)
         let ok = try await upload(files, pattern(seed: 1, count: 150_000), declared: false)
         XCTAssertEqual(ok.size, 150_000)
     }
 
     func testTotalQuotaCountsStoredFilesAndUploadsInFlight() async throws {
-        limits.withLock { $0.totalQuotaBytes = 10_000 }
+        limits.set { $0.totalQuotaBytes = 10_000 }
         let files = try await openService()
         _ = try await upload(files, [UInt8](repeating: 1, count: 3000))
         // Upload A declares 6000 and is held in flight: 9000 of 10 000 bytes are taken.
@@ -163,7 +176,8 @@ final class FileServiceTests: XCTestCase {
         let a = try await inFlight.value
         XCTAssertEqual(a.size, 6000)
         XCTAssertEqual(files.reservedBytes, 0)
-        XCTAssertEqual(try await files.totalBytes(), 10_000)
+        let got7 = try await files.totalBytes()
+        XCTAssertEqual(got7, 10_000)
         await expectError(.insufficientStorage) { _ = try await upload(files, [1], declared: false) }
         // Deleting frees its bytes at once.
         try await files.delete(id: a.id, tenant: "acme")
@@ -175,13 +189,16 @@ final class FileServiceTests: XCTestCase {
         let mine = try await upload(files, [1, 2, 3], tenant: "acme")
         await expectError(.notFound) { _ = try await files.metadata(id: mine.id, tenant: "globex") }
         await expectError(.notFound) { try await files.delete(id: mine.id, tenant: "globex") }
-        XCTAssertFalse(try await files.exists(id: mine.id, tenant: "globex"))
-        XCTAssertEqual(try await files.metadata(id: mine.id, tenant: nil), mine, "nil tenant: an admin sees every file")
+        let got8 = try await files.exists(id: mine.id, tenant: "globex")
+        XCTAssertFalse(got8)
+        let got9 = try await files.metadata(id: mine.id, tenant: nil)
+        XCTAssertEqual(got9, mine, "nil tenant: an admin sees every file")
         try await files.delete(id: mine.id, tenant: "acme")
         await expectError(.notFound) { _ = try await files.metadata(id: mine.id, tenant: "acme") }
         await expectError(.notFound) { try await files.delete(id: mine.id, tenant: "acme") }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/files/objects/" + mine.storageKey))
-        XCTAssertEqual(try await files.totalBytes(), 0)
+        let got10 = try await files.totalBytes()
+        XCTAssertEqual(got10, 0)
     }
 
     func testListPagesByKeysetAndOffset() async throws {
@@ -199,6 +216,7 @@ final class FileServiceTests: XCTestCase {
         XCTAssertEqual(second.records.map(\.id), Array(ids[2..<4]))
         let byOffset = try await files.list(tenant: "acme", after: nil, offset: 3, limit: 10)
         XCTAssertEqual(byOffset.records.map(\.id), Array(ids[3...]))
-        XCTAssertEqual(try await files.list(tenant: nil, after: nil, offset: 0, limit: 100).totalCount, 10)
+        let got11 = try await files.list(tenant: nil, after: nil, offset: 0, limit: 100).totalCount
+        XCTAssertEqual(got11, 10)
     }
 }

@@ -71,8 +71,10 @@ final class LocalStorageTests: XCTestCase {
         XCTAssertEqual(try store.temporaryFiles(), [], "the temp file was renamed, not copied")
         let mode = try FileManager.default.attributesOfItem(atPath: store.path(of: "file_A"))[.posixPermissions] as? Int
         XCTAssertEqual(mode, 0o600)
-        XCTAssertEqual(try await store.list(), [StoredObjectInfo(key: "file_A", size: Int64(data.count))])
-        XCTAssertEqual(try await store.download(key: "file_A"), .localFile(path: root + "/objects/file_A"))
+        let got1 = try await store.list()
+        XCTAssertEqual(got1, [StoredObjectInfo(key: "file_A", size: Int64(data.count))])
+        let got2 = try await store.download(key: "file_A")
+        XCTAssertEqual(got2, .localFile(path: root + "/objects/file_A"))
     }
 
     func testEmptyObject() async throws {
@@ -109,7 +111,8 @@ final class LocalStorageTests: XCTestCase {
             XCTFail("the write succeeded")
         } catch is PieceSource.Broken {}
         XCTAssertEqual(try store.temporaryFiles(), [])
-        XCTAssertEqual(try await store.list(), [])
+        let got3 = try await store.list()
+        XCTAssertEqual(got3, [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/objects/file_C"))
     }
 
@@ -127,7 +130,8 @@ final class LocalStorageTests: XCTestCase {
         _ = try await loop.run { try await store.write(key: "file_D", from: PieceSource([1, 2, 3])) }
         try await store.delete(key: "file_D")
         try await store.delete(key: "file_D")   // already gone: not an error
-        XCTAssertEqual(try await store.list(), [])
+        let got4 = try await store.list()
+        XCTAssertEqual(got4, [])
         for bad in ["", "../x", "a/b", ".upload-1", String(repeating: "a", count: 65)] {
             XCTAssertFalse(isValidStorageKey(bad), bad)
             do {
