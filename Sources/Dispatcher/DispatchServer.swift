@@ -55,6 +55,7 @@ public final class DispatchServer: Sendable {
             r.use(StandardMiddleware.requestID())
             SpoolAPI.install(on: &r, clock: clock, started: started)
             r.group("/api/" + SpoolAPI.version) { v1 in
+                installOpenAPI(on: &v1)
                 installReadiness(on: &v1)
             }
         }
