@@ -118,7 +118,7 @@ public enum OpenAPIDocument {
     "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyList"}}}},
      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/keys/{id}": {
-   "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}],
+   "parameters": [{"$ref": "#/components/parameters/KeyID"}],
    "delete": {"operationId": "revokeKey", "summary": "Admin: revoke an API key",
     "responses": {"204": {"description": "revoked"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}}
  },
@@ -128,6 +128,7 @@ public enum OpenAPIDocument {
   "parameters": {
    "JobID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^job_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
    "FileID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^file_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
+   "KeyID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
    "EngineID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^eng_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
    "Limit": {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
    "Cursor": {"name": "cursor", "in": "query", "required": false, "description": "from next_page_url; not with offset", "schema": {"type": "string", "maxLength": 200}},
@@ -186,7 +187,7 @@ public enum OpenAPIDocument {
    "EngineList": {"type": "object", "required": ["items", "total_count", "next_page_url"], "properties": {
     "items": {"type": "array", "items": {"$ref": "#/components/schemas/Engine"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
    "KeyRequest": {"type": "object", "required": ["tenant"], "additionalProperties": false, "properties": {
-    "tenant": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}, "admin": {"type": "boolean"}, "name": {"type": "string", "maxLength": 128}}},
+    "tenant": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}, "admin": {"type": "boolean"}}},
    "Key": {"type": "object", "required": ["id", "tenant"], "properties": {"id": {"type": "string"}, "tenant": {"type": "string"}, "admin": {"type": "boolean"}}},
    "NewKey": {"type": "object", "required": ["id", "tenant", "key"], "properties": {"id": {"type": "string"}, "tenant": {"type": "string"}, "key": {"type": "string", "minLength": 16}}},
    "KeyList": {"type": "object", "required": ["items", "total_count", "next_page_url"], "properties": {

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -193,8 +194,11 @@ def flow(srv):
     check([j["id"] for j in pend["items"]] == [job["id"]] and pend["total_count"] == 1, f"state filter: {pend}")
     check_error(s.get(srv.url("/api/v1/jobs?limit=0")), 422)
     check_error(s.get(srv.url("/api/v1/jobs?limit=101")), 422)
-    tampered = s.get(srv.url("/api/v1/jobs?limit=7")).json()["next_page_url"].replace("cursor=job_", "cursor=job_0")
-    check_error(s.get(srv.url(tampered)), 400)
+    nxt = s.get(srv.url("/api/v1/jobs?limit=7")).json()["next_page_url"]
+    cursor = parse_qs(urlsplit(nxt).query)["cursor"][0]
+    for bad in [cursor[:-1] + ("0" if cursor[-1] != "0" else "1"), "x" + cursor, cursor.split(".")[0]]:
+        check_error(s.get(srv.url("/api/v1/jobs"), params={"limit": 7, "cursor": bad}), 400)
+    check_error(s.get(srv.url("/api/v1/jobs"), params={"limit": 7, "cursor": cursor, "state": "pending"}), 400)
     print(f"pages: {len(seen_ids)} jobs in {pages} pages of 7 by next_page_url, no duplicates; offset pages agree; tampered cursor 400")
 
     # 6. Downloads: whole, by Range, HEAD, 416; then delete.

@@ -26,7 +26,7 @@ def free_port():
 class SpoolServer:
     """One `spool serve` process on 127.0.0.1; restartable on the same port and data directory."""
 
-    def __init__(self, data_dir, admin_key="spool-test-admin-key-0123456789", binary=None, port=None, log_path=None, env=None):
+    def __init__(self, data_dir, admin_key="spool-external-test-admin-key-0123456789abcdef", binary=None, port=None, log_path=None, env=None):
         self.binary = binary or os.environ.get("SPOOL", DEFAULT_BINARY)
         self.data_dir = data_dir
         self.admin_key = admin_key
