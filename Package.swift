@@ -168,7 +168,8 @@ let package = Package(
                 path: "Sources/Access"),
         // The server's one typed configuration: file < SPOOL_* environment < flags, validated,
         // safe keys reloaded on SIGHUP and when the file changes.
-        .target(name: "ServerConfig", dependencies: ["SpoolModel", "Threads",
+        .target(name: "ServerConfig", dependencies: ["SpoolModel", "Threads", "JSON",
+                                                     .product(name: "Logging", package: "swift-log"),
                                                      .product(name: "Configuration", package: "swift-configuration")],
                 path: "Sources/ServerConfig"),
         // The dispatch server: REST routes under /api/v1, OpenAPI document, auth, metrics,

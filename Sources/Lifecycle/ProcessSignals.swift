@@ -41,7 +41,8 @@ public enum ProcessSignals {
 }
 
 /// The first SIGTERM, SIGINT or SIGHUP asks a long-running command to stop gracefully
-/// (a server drains, a transcode cancels and removes its partial output); a second one
+/// (a server drains, a transcode cancels and removes its partial output; SIGHUP only until
+/// the command asks for `reloadRequests()`, after which it means "reload"); a second one
 /// ends the process at once by that signal. One instance per process, taken with
 /// `install()` as the first thing a long-running command does; a signal that arrived
 /// earlier, even before main, is not lost: it waited in the pipe and is taken now.
@@ -50,6 +51,8 @@ public final class ShutdownSignal: Sendable {
         var received: Int32?
         var waiters: [CheckedContinuation<Int32, Never>] = []
         var observers: [@Sendable (Int32) -> Void] = []
+        /// Once someone asked for reload requests, SIGHUP goes to them instead of stopping.
+        var reloadListeners: [AsyncStream<Void>.Continuation] = []
     }
 
     private let state = Mutex(State())
@@ -95,7 +98,24 @@ public final class ShutdownSignal: Sendable {
         if let now { body(now) }
     }
 
+    /// From now on SIGHUP is a reload request (as in nginx and PostgreSQL) rather than a
+    /// stop: each one is yielded on the returned stream (requests that arrive faster than
+    /// they are taken coalesce into one). SIGTERM and SIGINT stop as before. A SIGHUP that
+    /// already stopped the process, or arrived before this call, stays a stop.
+    public func reloadRequests() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        state.withLock { $0.reloadListeners.append(continuation) }
+        return stream
+    }
+
     private func deliver(_ signal: Int32) {
+        if signal == SIGHUP {
+            let listeners = state.withLock { s in s.received == nil ? s.reloadListeners : [] }
+            if !listeners.isEmpty {
+                for l in listeners { l.yield() }
+                return
+            }
+        }
         let first: (waiters: [CheckedContinuation<Int32, Never>], observers: [@Sendable (Int32) -> Void])? =
             state.withLock { s in
                 guard s.received == nil else { return nil }

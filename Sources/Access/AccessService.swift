@@ -1,0 +1,187 @@
+// Access.AccessService: API keys. A key is `spk_` + 40 base32 characters (200 bits from
+// SystemRandomNumberGenerator); only its SHA-256 is stored (table access_keys), with the
+// last four characters for display. The secret is shown once, when the key is made.
+// Authentication looks the hash up (successes are cached in memory; revoking a key drops
+// it from the cache at once). Admin keys come from SPOOL_ADMIN_KEY or, when there is none
+// and no admin key exists yet, one is generated into DATA_DIR/admin.key (mode 0600).
+import Crypto
+import GRDB
+import Persistence
+import SpoolModel
+import Synchronization
+import Threads
+
+public enum AccessKeyKind: EntityKind { public static let prefix = "key_" }
+public typealias AccessKeyID = EntityID<AccessKeyKind>
+
+/// A key as it is listed: never the secret, never its hash.
+public struct AccessKeyRecord: Sendable, Equatable {
+    public var id: AccessKeyID
+    public var tenant: String
+    public var isAdmin: Bool
+    /// Unix milliseconds.
+    public var created: Int64
+    public var revokedAt: Int64?
+    /// The secret's last four characters, to tell keys apart.
+    public var last4: String
+    /// "api" (made over the API), "environment" (SPOOL_ADMIN_KEY), "generated" (admin.key).
+    public var origin: String
+}
+
+/// Who a key belongs to.
+public struct KeyOwner: Sendable, Equatable {
+    public var keyID: AccessKeyID
+    public var tenant: String
+    public var isAdmin: Bool
+    public init(keyID: AccessKeyID, tenant: String, isAdmin: Bool) { self.keyID = keyID; self.tenant = tenant; self.isAdmin = isAdmin }
+}
+
+public final class AccessService: Sendable {
+    /// The tenant admin keys from SPOOL_ADMIN_KEY or admin.key belong to.
+    public static let adminTenant = "default"
+    public static let secretPrefix = "spk_"
+
+    let database: SQLiteDatabase
+    let clock: any WallClock
+    /// SHA-256 hex of a secret → its owner, for keys that authenticated since start.
+    private let cache = Mutex<[String: KeyOwner]>([:])
+
+    public static let migrations: [Migration] = [
+        Migration("access.1") { db in
+            try db.execute(sql: """
+                CREATE TABLE access_keys (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    tenant TEXT NOT NULL,
+                    is_admin INTEGER NOT NULL,
+                    hash TEXT NOT NULL UNIQUE,
+                    created INTEGER NOT NULL,
+                    revoked_at INTEGER,
+                    last4 TEXT NOT NULL,
+                    origin TEXT NOT NULL
+                )
+                """)
+        },
+    ]
+
+    /// Migrates the access tables and returns the service.
+    public static func open(database: SQLiteDatabase, clock: any WallClock) async throws -> AccessService {
+        try await database.migrate(migrations)
+        return AccessService(database: database, clock: clock)
+    }
+
+    init(database: SQLiteDatabase, clock: any WallClock) {
+        self.database = database
+        self.clock = clock
+    }
+
+    /// A fresh secret: `spk_` + 40 characters of lowercase base32 (200 bits).
+    public static func generateSecret() -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
+        var rng = SystemRandomNumberGenerator()
+        var out = Array(secretPrefix.utf8)
+        for _ in 0..<40 {
+            let r: UInt8 = rng.next()
+            out.append(alphabet[Int(r & 31)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// SHA-256 of the secret, as lowercase hex.
+    public static func hash(_ secret: String) -> String {
+        let digest = SHA256.hash(data: Array(secret.utf8))
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in digest { out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Tenant names: 1 to 64 of a-z, 0-9, '_' and '-'.
+    public static func isValidTenant(_ t: String) -> Bool {
+        (1...64).contains(t.utf8.count) && t.utf8.allSatisfy { b in
+            (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x5F || b == 0x2D
+        }
+    }
+
+    /// The owner of `secret`, or nil (unknown, revoked, or not shaped like a key).
+    public func authenticate(_ secret: String) async -> KeyOwner? {
+        guard (16...256).contains(secret.utf8.count) else { return nil }
+        let h = Self.hash(secret)
+        if let hit = cache.withLock({ $0[h] }) { return hit }
+        let found = try? await database.read { db -> KeyOwner? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, tenant, is_admin FROM access_keys WHERE hash = ? AND revoked_at IS NULL",
+                                             arguments: [h]),
+                  let id = AccessKeyID(row["id"] as String) else { return nil }
+            return KeyOwner(keyID: id, tenant: row["tenant"], isAdmin: row["is_admin"] as Int64 != 0)
+        }
+        guard let owner = found ?? nil else { return nil }
+        cache.withLock { $0[h] = owner }
+        return owner
+    }
+
+    /// Makes a key for `tenant`; the secret is returned here and never again.
+    public func createKey(tenant: String, admin: Bool) async throws -> (record: AccessKeyRecord, secret: String) {
+        guard Self.isValidTenant(tenant) else {
+            throw ModelError.invalidField("/tenant", "must be 1 to 64 characters of a-z, 0-9, '_' and '-'")
+        }
+        let secret = Self.generateSecret()
+        let record = try await insert(secret: secret, tenant: tenant, admin: admin, origin: "api")
+        return (record, secret)
+    }
+
+    func insert(secret: String, tenant: String, admin: Bool, origin: String) async throws -> AccessKeyRecord {
+        let now = clock.unixMilliseconds
+        var rng = SystemRandomNumberGenerator()
+        let record = AccessKeyRecord(id: AccessKeyID.generate(milliseconds: UInt64(max(0, now)), using: &rng), tenant: tenant,
+                                     isAdmin: admin, created: now, revokedAt: nil, last4: String(secret.suffix(4)), origin: origin)
+        let h = Self.hash(secret)
+        try await database.write { db in
+            try db.execute(sql: """
+                INSERT INTO access_keys (id, tenant, is_admin, hash, created, revoked_at, last4, origin)
+                VALUES (?, ?, ?, ?, ?, NULL, ?, ?)
+                """, arguments: [record.id.text, record.tenant, record.isAdmin ? 1 : 0, h, record.created, record.last4, origin])
+        }
+        return record
+    }
+
+    /// Revokes a key: from now on it gets 401. Revoking a revoked key is a no-op; an
+    /// unknown id is `not_found`.
+    public func revoke(_ id: AccessKeyID) async throws {
+        let now = clock.unixMilliseconds
+        let exists = try await database.write { db -> Bool in
+            try db.execute(sql: "UPDATE access_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [now, id.text])
+            return try Int.fetchOne(db, sql: "SELECT 1 FROM access_keys WHERE id = ?", arguments: [id.text]) == 1
+        }
+        // After the commit: no cached success outlives the revocation.
+        cache.withLock { c in c = c.filter { $0.value.keyID != id } }
+        guard exists else { throw ModelError(.notFound, "no key \(id.text)") }
+    }
+
+    /// Forgets every cached authentication (after keys were revoked in bulk).
+    func invalidateCache() { cache.withLock { $0 = [:] } }
+
+    public func get(_ id: AccessKeyID) async throws -> AccessKeyRecord? {
+        try await database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM access_keys WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
+        }
+    }
+
+    /// Keys in id (creation) order: after `after` (a cursor's id), else from `offset`.
+    public func list(after: String?, offset: Int, limit: Int) async throws -> (records: [AccessKeyRecord], totalCount: Int) {
+        try await database.read { db in
+            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM access_keys") ?? 0
+            let rows: [Row]
+            if let after {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM access_keys WHERE id > ? ORDER BY id LIMIT ?", arguments: [after, limit])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM access_keys ORDER BY id LIMIT ? OFFSET ?", arguments: [limit, offset])
+            }
+            return (rows.compactMap(Self.record), total)
+        }
+    }
+
+    static func record(_ row: Row) -> AccessKeyRecord? {
+        guard let id = AccessKeyID(row["id"] as String) else { return nil }
+        return AccessKeyRecord(id: id, tenant: row["tenant"], isAdmin: row["is_admin"] as Int64 != 0, created: row["created"],
+                               revokedAt: row["revoked_at"], last4: row["last4"], origin: row["origin"])
+    }
+}

@@ -1,0 +1,42 @@
+// ServerConfig.FileIdentity: reading the configuration file whole, and what tells the
+// reloader it changed (inode, size, modification time: an editor that writes a new file
+// and renames it changes the inode; one that writes in place changes size or mtime).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct FileIdentity: Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var modifiedNanoseconds: Int64
+
+    /// The file's identity now, or nil if it cannot be stat'ed (missing, no permission).
+    public static func of(_ path: String) -> FileIdentity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+                            modifiedNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+}
+
+struct FileReadError: Error { var message: String }
+
+/// The whole file (a configuration file: at most 1 MiB).
+func readWholeFile(_ path: String) throws(FileReadError) -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw FileReadError(message: String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw FileReadError(message: String(cString: strerror(errno)))
+        }
+        if n == 0 { return out }
+        out += chunk[0..<n]
+        if out.count > 1 << 20 { throw FileReadError(message: "larger than 1 MiB; is this the right file?") }
+    }
+}

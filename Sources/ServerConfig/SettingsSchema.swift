@@ -1,0 +1,151 @@
+// ServerConfig.SettingsSchema: the table of every setting: its key (the file's dotted
+// path), environment variable, flag, type, allowed values, whether a running server may
+// reload it, and how it reads and writes ServerSettings. The loader, the validator and
+// the reloader all walk this one table, so a key cannot be known to one and not another.
+
+/// A setting's value while it is being resolved (before it lands in ServerSettings).
+public enum SettingValue: Sendable, Equatable, CustomStringConvertible {
+    case int(Int64)
+    case bool(Bool)
+    case string(String)
+
+    public var description: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .bool(let v): return v ? "true" : "false"
+        case .string(let v): return "\"\(v)\""
+        }
+    }
+}
+
+public struct SettingSpec: Sendable {
+    public enum Kind: Sendable {
+        case int(ClosedRange<Int64>)
+        case bool
+        /// A string with its check: nil when valid, else what a valid value looks like.
+        case string(@Sendable (String) -> String?)
+    }
+
+    /// Dotted key as in the file: "jobs.max_attempts".
+    public let key: String
+    /// SPOOL_JOBS_MAX_ATTEMPTS.
+    public let environment: String
+    /// --max-attempts style flag name, if `spool serve` has one.
+    public let flag: String?
+    public let kind: Kind
+    /// May a running server change it (SIGHUP, changed file)?
+    public let reloadable: Bool
+    let get: @Sendable (ServerSettings) -> SettingValue
+    let set: @Sendable (inout ServerSettings, SettingValue) -> Void
+
+    /// What a valid value looks like, for messages ("must be 1...100").
+    public var expectation: String {
+        switch kind {
+        case .int(let r): return "must be an integer in \(r.lowerBound)...\(r.upperBound)"
+        case .bool: return "must be true or false"
+        case .string(let check): return check("\u{0}") ?? "must be a string"
+        }
+    }
+
+    /// nil when `value` is acceptable for this key, else the fix.
+    func problem(with value: SettingValue) -> String? {
+        switch (kind, value) {
+        case (.int(let r), .int(let v)): return r.contains(v) ? nil : expectation
+        case (.bool, .bool): return nil
+        case (.string(let check), .string(let s)): return check(s)
+        default: return expectation
+        }
+    }
+}
+
+extension SettingSpec {
+    static func int(_ key: String, flag: String? = nil, reloadable: Bool, _ range: ClosedRange<Int64>,
+                    _ path: WritableKeyPath<ServerSettings, Int64> & Sendable) -> SettingSpec {
+        SettingSpec(key: key, environment: environmentName(key), flag: flag, kind: .int(range), reloadable: reloadable,
+                    get: { .int($0[keyPath: path]) },
+                    set: { s, v in if case .int(let i) = v { s[keyPath: path] = i } })
+    }
+
+    static func int(_ key: String, flag: String? = nil, reloadable: Bool, _ range: ClosedRange<Int64>,
+                    _ path: WritableKeyPath<ServerSettings, Int> & Sendable) -> SettingSpec {
+        SettingSpec(key: key, environment: environmentName(key), flag: flag, kind: .int(range), reloadable: reloadable,
+                    get: { .int(Int64($0[keyPath: path])) },
+                    set: { s, v in if case .int(let i) = v { s[keyPath: path] = Int(i) } })
+    }
+
+    static func bool(_ key: String, flag: String? = nil, reloadable: Bool,
+                     _ path: WritableKeyPath<ServerSettings, Bool> & Sendable) -> SettingSpec {
+        SettingSpec(key: key, environment: environmentName(key), flag: flag, kind: .bool, reloadable: reloadable,
+                    get: { .bool($0[keyPath: path]) },
+                    set: { s, v in if case .bool(let b) = v { s[keyPath: path] = b } })
+    }
+
+    static func string(_ key: String, flag: String? = nil, reloadable: Bool,
+                       _ path: WritableKeyPath<ServerSettings, String> & Sendable,
+                       check: @escaping @Sendable (String) -> String?) -> SettingSpec {
+        SettingSpec(key: key, environment: environmentName(key), flag: flag, kind: .string(check), reloadable: reloadable,
+                    get: { .string($0[keyPath: path]) },
+                    set: { s, v in if case .string(let t) = v { s[keyPath: path] = t } })
+    }
+
+    /// "jobs.max_attempts" → "SPOOL_JOBS_MAX_ATTEMPTS" (what swift-configuration's
+    /// environment provider looks up for the key ["spool", "jobs", "max_attempts"]).
+    static func environmentName(_ key: String) -> String {
+        "SPOOL_" + String(key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
+    }
+}
+
+public enum SettingsSchema {
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// Every setting, in the order of ServerSettings.swift's header.
+    public static let all: [SettingSpec] = [
+        .string("listen", flag: "--listen", reloadable: false, \.listen, check: checkListen),
+        .string("data_dir", flag: "--data-dir", reloadable: false, \.dataDirectory) { s in
+            s.isEmpty || s.utf8.contains(0) ? "must name a directory (a non-empty path)" : nil
+        },
+        .int("loops", flag: "--loops", reloadable: false, 1...256, \.loops),
+        .bool("insecure_no_auth", flag: "--insecure-no-auth", reloadable: false, \.insecureNoAuth),
+        .string("log_level", reloadable: true, \.logLevel) { s in
+            logLevels.contains(s) ? nil : "must be one of " + logLevels.joined(separator: ", ")
+        },
+        .int("jobs.default_ttl_seconds", reloadable: true, 1...31_536_000, \.jobs.defaultTTLSeconds),
+        .int("jobs.max_attempts", reloadable: true, 1...100, \.jobs.maxAttempts),
+        .int("jobs.retry_backoff_seconds", reloadable: true, 0...86_400, \.jobs.retryBackoffSeconds),
+        .int("jobs.retry_backoff_max_seconds", reloadable: true, 0...604_800, \.jobs.retryBackoffMaxSeconds),
+        .int("jobs.idempotency_retention_seconds", reloadable: true, 1...2_592_000, \.jobs.idempotencyRetentionSeconds),
+        .int("jobs.expiry_interval_ms", reloadable: true, 10...3_600_000, \.jobs.expiryIntervalMilliseconds),
+        .int("files.max_file_bytes", reloadable: true, 1...(1 << 50), \.files.maxFileBytes),
+        .int("files.total_quota_bytes", reloadable: true, 1...(1 << 56), \.files.totalQuotaBytes),
+        .int("http.json_body_max_bytes", reloadable: true, 1_024...(64 << 20), \.http.jsonBodyMaxBytes),
+        .int("webhooks.timeout_seconds", reloadable: true, 1...300, \.webhooks.timeoutSeconds),
+        .bool("webhooks.allow_private_networks", reloadable: true, \.webhooks.allowPrivateNetworks),
+        .int("events.replay_window", reloadable: true, 1...1_000_000, \.events.replayWindow),
+    ]
+
+    public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }
+
+    /// HOST:PORT with a port in 0...65535 ("[::1]:8080" for IPv6).
+    static func checkListen(_ s: String) -> String? {
+        let fix = "must be HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8080 or [::1]:8080)"
+        guard let colon = s.lastIndex(of: ":"), colon != s.startIndex,
+              let port = Int(s[s.index(after: colon)...]), (0...65_535).contains(port) else { return fix }
+        let host = s[..<colon]
+        if host.contains(":") && !(host.hasPrefix("[") && host.hasSuffix("]")) { return fix }
+        return nil
+    }
+
+    /// Checks that involve two keys; each problem names the keys and the fix.
+    static func crossKeyProblems(_ s: ServerSettings) -> [String] {
+        var out: [String] = []
+        if s.jobs.retryBackoffMaxSeconds < s.jobs.retryBackoffSeconds {
+            out.append("jobs.retry_backoff_max_seconds = \(s.jobs.retryBackoffMaxSeconds) is below jobs.retry_backoff_seconds = "
+                       + "\(s.jobs.retryBackoffSeconds): the maximum backoff must be at least the first one")
+        }
+        if s.files.totalQuotaBytes < s.files.maxFileBytes {
+            out.append("files.total_quota_bytes = \(s.files.totalQuotaBytes) is below files.max_file_bytes = \(s.files.maxFileBytes): "
+                       + "raise the quota or lower the per-file limit")
+        }
+        return out
+    }
+}

@@ -1,0 +1,135 @@
+// Access: keys are stored hashed, authenticate their tenant, stop at once when revoked,
+// page by id; the admin key comes from SPOOL_ADMIN_KEY or is generated once into
+// DATA_DIR/admin.key with mode 0600.
+import Access
+import Foundation
+import Persistence
+import SpoolModel
+import Threads
+import XCTest
+
+final class AccessServiceTests: XCTestCase {
+    var dir = ""
+
+    func makeService() async throws -> (AccessService, SQLiteDatabase) {
+        dir = NSTemporaryDirectory() + "spool-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let d = dir
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        return (try await AccessService.open(database: db, clock: ManualClock()), db)
+    }
+
+    func testCreatedKeyAuthenticatesAndOnlyItsHashIsStored() async throws {
+        let (access, db) = try await makeService()
+        let (record, secret) = try await access.createKey(tenant: "acme", admin: false)
+        XCTAssertTrue(secret.hasPrefix("spk_"))
+        XCTAssertEqual(secret.count, 44)
+        XCTAssertEqual(record.last4, String(secret.suffix(4)))
+        let owner = await access.authenticate(secret)
+        XCTAssertEqual(owner, KeyOwner(keyID: record.id, tenant: "acme", isAdmin: false))
+        let stored = try await db.read { db in try String.fetchAll(db, sql: "SELECT hash FROM access_keys") }
+        XCTAssertEqual(stored, [AccessService.hash(secret)])
+        let dump = try await db.read { db in try String.fetchAll(db, sql: "SELECT id || tenant || last4 || hash FROM access_keys") }
+        XCTAssertFalse(dump.joined().contains(secret), "the secret itself is never stored")
+        let wrong = await access.authenticate(secret.dropLast() + "x")
+        XCTAssertNil(wrong)
+        let empty = await access.authenticate("")
+        XCTAssertNil(empty)
+    }
+
+    func testSecretsAreDistinctAndWellFormed() {
+        let secrets = (0..<200).map { _ in AccessService.generateSecret() }
+        XCTAssertEqual(Set(secrets).count, 200)
+        for s in secrets {
+            XCTAssertTrue(s.dropFirst(4).utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x32 && $0 <= 0x37) }, s)
+        }
+    }
+
+    func testRevokedKeyStopsAtOnceEvenWhenCached() async throws {
+        let (access, _) = try await makeService()
+        let (record, secret) = try await access.createKey(tenant: "acme", admin: true)
+        let first = await access.authenticate(secret)
+        XCTAssertNotNil(first)   // now cached
+        try await access.revoke(record.id)
+        let after = await access.authenticate(secret)
+        XCTAssertNil(after)
+        try await access.revoke(record.id)   // again: no-op
+        let listed = try await access.get(record.id)
+        XCTAssertNotNil(listed?.revokedAt)
+        do {
+            try await access.revoke(AccessKeyID("key_01ARZ3NDEKTSV4RRFFQ69G5FAV")!)
+            XCTFail("revoking an unknown key succeeded")
+        } catch let e as ModelError {
+            XCTAssertEqual(e.code, .notFound)
+        }
+    }
+
+    func testInvalidTenantIsRefusedWithTheFieldNamed() async throws {
+        let (access, _) = try await makeService()
+        for bad in ["", "Acme", "a b", String(repeating: "a", count: 65), "é", "a/b"] {
+            do {
+                _ = try await access.createKey(tenant: bad, admin: false)
+                XCTFail("tenant \(bad) was accepted")
+            } catch let e as ModelError {
+                XCTAssertEqual(e.code, .validationFailed)
+                XCTAssertEqual(e.details.first?.0, "/tenant")
+            }
+        }
+        _ = try await access.createKey(tenant: String(repeating: "a", count: 64), admin: false)
+        _ = try await access.createKey(tenant: "a_b-9", admin: false)
+    }
+
+    func testListPagesByIdAndByOffset() async throws {
+        let (access, _) = try await makeService()
+        var ids: [String] = []
+        for i in 0..<5 { ids.append(try await access.createKey(tenant: "t\(i)", admin: false).record.id.text) }
+        ids.sort()
+        let first = try await access.list(after: nil, offset: 0, limit: 2)
+        XCTAssertEqual(first.totalCount, 5)
+        XCTAssertEqual(first.records.map(\.id.text), Array(ids[0..<2]))
+        let next = try await access.list(after: ids[1], offset: 0, limit: 2)
+        XCTAssertEqual(next.records.map(\.id.text), Array(ids[2..<4]))
+        let byOffset = try await access.list(after: nil, offset: 4, limit: 2)
+        XCTAssertEqual(byOffset.records.map(\.id.text), [ids[4]])
+    }
+
+    func testGeneratedAdminKeyIsWrittenOnceWithMode0600() async throws {
+        let (access, _) = try await makeService()
+        guard let secret = try await access.ensureAdminKey(fromEnvironment: nil, dataDirectory: dir) else {
+            return XCTFail("no admin key was generated")
+        }
+        let file = try String(contentsOfFile: dir + "/admin.key", encoding: .utf8)
+        XCTAssertEqual(file, secret + "\n")
+        let mode = try FileManager.default.attributesOfItem(atPath: dir + "/admin.key")[.posixPermissions] as? Int
+        XCTAssertEqual(mode, 0o600)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/admin.key.tmp"))
+        let owner = await access.authenticate(secret)
+        XCTAssertEqual(owner?.isAdmin, true)
+        let again = try await access.ensureAdminKey(fromEnvironment: nil, dataDirectory: dir)
+        XCTAssertNil(again, "an admin key exists: nothing new is generated or printed")
+    }
+
+    func testAdminKeyFromTheEnvironmentRegistersAndRotates() async throws {
+        let (access, _) = try await makeService()
+        let k1 = "env-admin-key-one-0123456789abcdefghij", k2 = "env-admin-key-two-0123456789abcdefghij"
+        let printed = try await access.ensureAdminKey(fromEnvironment: k1, dataDirectory: dir)
+        XCTAssertNil(printed)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/admin.key"))
+        let a1 = await access.authenticate(k1)
+        XCTAssertEqual(a1?.isAdmin, true)
+        _ = try await access.ensureAdminKey(fromEnvironment: k1, dataDirectory: dir)   // same: no second record
+        let count = try await access.list(after: nil, offset: 0, limit: 10).totalCount
+        XCTAssertEqual(count, 1)
+        _ = try await access.ensureAdminKey(fromEnvironment: k2, dataDirectory: dir)
+        let old = await access.authenticate(k1), new = await access.authenticate(k2)
+        XCTAssertNil(old, "a changed SPOOL_ADMIN_KEY revokes the previous one")
+        XCTAssertEqual(new?.isAdmin, true)
+        do {
+            _ = try await access.ensureAdminKey(fromEnvironment: "short", dataDirectory: dir)
+            XCTFail("a short SPOOL_ADMIN_KEY was accepted")
+        } catch let e as AccessSetupError {
+            XCTAssertTrue(e.description.contains("SPOOL_ADMIN_KEY"))
+        }
+    }
+}

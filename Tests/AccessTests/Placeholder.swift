@@ -1,3 +1,0 @@
-import XCTest
-@testable import Access
-final class PlaceholderTests: XCTestCase { func testModuleLinks() { XCTAssertNotNil(AccessModule.self) } }

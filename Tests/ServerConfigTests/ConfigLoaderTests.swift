@@ -1,0 +1,120 @@
+// ServerConfig: precedence (file < SPOOL_* environment < flags) key by key, messages that
+// name the key, the source and the fix, unknown and duplicate keys in the file, and a
+// malformed file reported with its line and column.
+import Foundation
+import ServerConfig
+import XCTest
+
+final class ConfigLoaderTests: XCTestCase {
+    func writeTemp(_ text: String, name: String = "spool.json") throws -> String {
+        let dir = NSTemporaryDirectory() + "spool-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/" + name
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        return path
+    }
+
+    func problems(_ loader: ConfigLoader) -> [String] {
+        do { _ = try loader.load(); return [] } catch { return error.problems }
+    }
+
+    func testDefaultsWithNoSource() throws {
+        XCTAssertEqual(try ConfigLoader(environment: [:]).load(), ServerSettings())
+    }
+
+    func testFileThenEnvironmentThenFlagsForSeveralKeys() throws {
+        let path = try writeTemp("""
+        {"listen": "127.0.0.1:9001", "loops": 2, "log_level": "debug",
+         "jobs": {"max_attempts": 5, "default_ttl_seconds": 600},
+         "webhooks": {"allow_private_networks": true}, "events": {"replay_window": 50}}
+        """)
+        let env = ["SPOOL_LOOPS": "3", "SPOOL_JOBS_MAX_ATTEMPTS": "7", "SPOOL_LOG_LEVEL": "warning",
+                   "SPOOL_WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "false", "HOME": "/root"]
+        let flags = ["loops": "4", "listen": "127.0.0.1:0", "insecure_no_auth": "true"]
+
+        let fileOnly = try ConfigLoader(filePath: path, environment: [:]).load()
+        XCTAssertEqual(fileOnly.listen, "127.0.0.1:9001")
+        XCTAssertEqual(fileOnly.loops, 2)
+        XCTAssertEqual(fileOnly.jobs.maxAttempts, 5)
+        XCTAssertEqual(fileOnly.jobs.defaultTTLSeconds, 600)
+        XCTAssertTrue(fileOnly.webhooks.allowPrivateNetworks)
+        XCTAssertEqual(fileOnly.logLevel, "debug")
+
+        let withEnv = try ConfigLoader(filePath: path, environment: env).load()
+        XCTAssertEqual(withEnv.loops, 3)
+        XCTAssertEqual(withEnv.jobs.maxAttempts, 7)
+        XCTAssertEqual(withEnv.logLevel, "warning")
+        XCTAssertFalse(withEnv.webhooks.allowPrivateNetworks)
+        XCTAssertEqual(withEnv.listen, "127.0.0.1:9001", "a key the environment does not set keeps the file's value")
+        XCTAssertEqual(withEnv.events.replayWindow, 50)
+
+        let all = try ConfigLoader(filePath: path, environment: env, flags: flags).load()
+        XCTAssertEqual(all.loops, 4)
+        XCTAssertEqual(all.listen, "127.0.0.1:0")
+        XCTAssertTrue(all.insecureNoAuth)
+        XCTAssertEqual(all.jobs.maxAttempts, 7, "no flag: the environment's value")
+        XCTAssertEqual(all.jobs.defaultTTLSeconds, 600, "only the file sets it")
+        XCTAssertEqual(all.files.maxFileBytes, ServerSettings().files.maxFileBytes, "nobody sets it: the default")
+    }
+
+    func testEnvironmentOutOfRangeNamesKeySourceAndFix() {
+        let p = problems(ConfigLoader(environment: ["SPOOL_JOBS_MAX_ATTEMPTS": "0"]))
+        XCTAssertEqual(p, ["jobs.max_attempts = 0 (from SPOOL_JOBS_MAX_ATTEMPTS): must be an integer in 1...100"])
+    }
+
+    func testEveryProblemIsReportedAtOnceWithItsSource() throws {
+        let path = try writeTemp(#"{"jobs": {"max_attempts": "three"}, "log_level": "loud"}"#)
+        let p = problems(ConfigLoader(filePath: path, environment: ["SPOOL_LOOPS": "many", "SPOOL_WEBHOOKS_TIMEOUT_SECONDS": "0"],
+                                      flags: ["listen": "nowhere"]))
+        XCTAssertTrue(p.contains("listen = \"nowhere\" (from --listen): must be HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8080 or [::1]:8080)"), "\(p)")
+        XCTAssertTrue(p.contains("loops = \"many\" (from SPOOL_LOOPS): must be an integer in 1...256"), "\(p)")
+        XCTAssertTrue(p.contains("webhooks.timeout_seconds = 0 (from SPOOL_WEBHOOKS_TIMEOUT_SECONDS): must be an integer in 1...300"), "\(p)")
+        XCTAssertTrue(p.contains("jobs.max_attempts = \"three\" (from file \(path)): must be an integer in 1...100"), "\(p)")
+        XCTAssertTrue(p.contains { $0.hasPrefix("log_level = \"loud\" (from file \(path)): must be one of trace, debug, info") }, "\(p)")
+        XCTAssertEqual(p.count, 5, "\(p)")
+    }
+
+    func testBadFlagValueAndUnknownFlag() {
+        let p = problems(ConfigLoader(environment: [:], flags: ["loops": "0", "insecure_no_auth": "maybe", "lopps": "2"]))
+        XCTAssertTrue(p.contains("loops = 0 (from --loops): must be an integer in 1...256"), "\(p)")
+        XCTAssertTrue(p.contains("insecure_no_auth = \"maybe\" (from --insecure-no-auth): must be true or false"), "\(p)")
+        XCTAssertTrue(p.contains("unknown setting \"lopps\" given as a flag (did you mean loops?)"), "\(p)")
+    }
+
+    func testUnknownKeyInTheFileIsAnErrorNamingIt() throws {
+        let path = try writeTemp(#"{"jobs": {"max_atempts": 2}, "colour": "blue"}"#)
+        let p = problems(ConfigLoader(filePath: path, environment: [:]))
+        XCTAssertTrue(p.contains("unknown key \"jobs.max_atempts\" in \(path) (did you mean jobs.max_attempts?)"), "\(p)")
+        XCTAssertTrue(p.contains { $0.hasPrefix("unknown key \"colour\" in \(path); known keys: listen, data_dir") }, "\(p)")
+    }
+
+    func testMalformedFileNamesTheFileLineAndColumn() throws {
+        let path = try writeTemp("{\n  \"loops\": 2,\n  \"listen\": ]\n}")
+        let p = problems(ConfigLoader(filePath: path, environment: [:]))
+        XCTAssertEqual(p.count, 1)
+        XCTAssertTrue(p[0].hasPrefix("\(path):3:13: malformed JSON"), "\(p)")
+    }
+
+    func testDuplicateKeyInTheFileIsRefused() throws {
+        let path = try writeTemp(#"{"loops": 2, "loops": 3}"#)
+        let p = problems(ConfigLoader(filePath: path, environment: [:]))
+        XCTAssertEqual(p.count, 1)
+        XCTAssertTrue(p[0].hasPrefix("\(path):1:") && p[0].contains("a key appears twice"), "\(p)")
+    }
+
+    func testMissingFileAndCrossKeyCheck() throws {
+        let p = problems(ConfigLoader(filePath: "/nonexistent/spool.json", environment: [:]))
+        XCTAssertEqual(p, ["cannot read the configuration file /nonexistent/spool.json: No such file or directory"])
+        let q = problems(ConfigLoader(environment: ["SPOOL_FILES_MAX_FILE_BYTES": "2000", "SPOOL_FILES_TOTAL_QUOTA_BYTES": "1000"]))
+        XCTAssertEqual(q.count, 1)
+        XCTAssertTrue(q[0].contains("files.total_quota_bytes = 1000 is below files.max_file_bytes = 2000"), "\(q)")
+    }
+
+    func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
+        XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
+        XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
+        XCTAssertEqual(SettingsSchema.all.count, 17)
+        XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key), ["listen", "data_dir", "loops", "insecure_no_auth"])
+    }
+}

@@ -1,3 +1,0 @@
-import XCTest
-@testable import ServerConfig
-final class PlaceholderTests: XCTestCase { func testDefaults() { XCTAssertEqual(ServerSettings().jobs.maxAttempts, 3) } }
