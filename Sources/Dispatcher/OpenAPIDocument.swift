@@ -37,14 +37,14 @@ public enum OpenAPIDocument {
   "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (text format)",
    "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}, "4XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/files": {
-   "post": {"operationId": "uploadFile", "summary": "Upload a file: the raw bytes are the body (Content-Length or chunked)",
+   "post": {"operationId": "uploadFile", "summary": "Upload a file: the raw bytes are the body (Content-Length or chunked); the Content-Type given is kept",
     "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
     "responses": {"201": {"description": "stored", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/File"}}},
       "links": {"GetFile": {"operationId": "getFile", "parameters": {"id": "$response.body#/id"}}, "DeleteFile": {"operationId": "deleteFile", "parameters": {"id": "$response.body#/id"}}}},
      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "411": {"$ref": "#/components/responses/Error"},
      "413": {"$ref": "#/components/responses/Error"}, "507": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
-   "get": {"operationId": "listFiles", "summary": "The caller's files, newest last",
-    "parameters": [{"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
+   "get": {"operationId": "listFiles", "summary": "The caller's files, oldest first (an admin key sees every tenant's)",
+    "parameters": [{"$ref": "#/components/parameters/Tenant"}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
     "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FileList"}}}},
      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/files/{id}": {
@@ -52,6 +52,7 @@ public enum OpenAPIDocument {
    "get": {"operationId": "getFile", "summary": "Download a file (Range: one byte range; ETag, Last-Modified)",
     "parameters": [{"$ref": "#/components/parameters/Range"}, {"$ref": "#/components/parameters/IfNoneMatch"}],
     "responses": {"200": {"description": "the whole file", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+     "302": {"description": "the bytes are elsewhere (a storage URL in Location)", "headers": {"Location": {"schema": {"type": "string"}}}},
      "206": {"description": "the range asked for", "headers": {"Content-Range": {"schema": {"type": "string"}}}, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
      "304": {"description": "not modified"},
      "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
@@ -134,7 +135,7 @@ public enum OpenAPIDocument {
    "Cursor": {"name": "cursor", "in": "query", "required": false, "description": "from next_page_url; not with offset", "schema": {"type": "string", "maxLength": 200}},
    "Offset": {"name": "offset", "in": "query", "required": false, "description": "not with cursor", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
    "State": {"name": "state", "in": "query", "required": false, "schema": {"$ref": "#/components/schemas/JobState"}},
-   "Tenant": {"name": "tenant", "in": "query", "required": false, "description": "admin keys only; other callers see their own tenant", "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+   "Tenant": {"name": "tenant", "in": "query", "required": false, "description": "admin keys only; other callers see their own tenant", "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}},
    "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]+$"}},
    "Range": {"name": "Range", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 100}},
    "IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 200}}
@@ -152,10 +153,11 @@ public enum OpenAPIDocument {
    "Version": {"type": "object", "required": ["version", "api"], "properties": {"version": {"type": "string"}, "api": {"const": "v1"}}},
    "Ready": {"type": "object", "required": ["status", "checks"], "properties": {"status": {"enum": ["ready", "unavailable"]}, "checks": {"type": "object", "additionalProperties": {"type": "string"}}}},
    "JobState": {"type": "string", "enum": ["pending", "assigned", "transcoding", "completing", "completed", "failed", "retrying", "cancelled"]},
-   "File": {"type": "object", "required": ["id", "size", "sha256"], "properties": {
-    "id": {"type": "string", "pattern": "^file_"}, "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
-   "FileList": {"type": "object", "required": ["items", "total_count", "next_page_url"], "properties": {
-    "items": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
+   "File": {"type": "object", "required": ["id", "size", "sha256", "content_type", "created_at"], "properties": {
+    "id": {"type": "string", "pattern": "^file_"}, "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    "content_type": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}}},
+   "FileList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
+    "data": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
    "Output": {"type": "object", "additionalProperties": false, "properties": {
     "preset": {"type": "string", "minLength": 1, "maxLength": 64},
     "custom": {"$ref": "#/components/schemas/CustomSpec"}}},
@@ -181,17 +183,17 @@ public enum OpenAPIDocument {
     "tenant": {"type": "string"}, "priority": {"type": "integer"}, "attempts": {"type": "integer", "minimum": 0},
     "input": {"type": "object", "required": ["file_id"], "properties": {"file_id": {"type": "string"}}},
     "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}},
-   "JobList": {"type": "object", "required": ["items", "total_count", "next_page_url"], "properties": {
-    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
+   "JobList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
+    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
    "Engine": {"type": "object", "required": ["id", "state"], "properties": {"id": {"type": "string", "pattern": "^eng_"}, "name": {"type": "string"}, "state": {"type": "string"}}},
-   "EngineList": {"type": "object", "required": ["items", "total_count", "next_page_url"], "properties": {
-    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Engine"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
+   "EngineList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
+    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Engine"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
    "KeyRequest": {"type": "object", "required": ["tenant"], "additionalProperties": false, "properties": {
     "tenant": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}, "admin": {"type": "boolean"}}},
    "Key": {"type": "object", "required": ["id", "tenant"], "properties": {"id": {"type": "string"}, "tenant": {"type": "string"}, "admin": {"type": "boolean"}}},
    "NewKey": {"type": "object", "required": ["id", "tenant", "key"], "properties": {"id": {"type": "string"}, "tenant": {"type": "string"}, "key": {"type": "string", "minLength": 16}}},
-   "KeyList": {"type": "object", "required": ["items", "total_count", "next_page_url"], "properties": {
-    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}}
+   "KeyList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
+    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}}
   }
  }
 }

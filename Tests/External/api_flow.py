@@ -176,8 +176,8 @@ def flow(srv):
         p = r.json()
         total = p["total_count"] if total is None else total
         check(p["total_count"] == total, "total_count changed between pages")
-        check(len(p["items"]) <= 7, "page larger than its limit")
-        seen_ids += [j["id"] for j in p["items"]]
+        check(len(p["data"]) <= 7, "page larger than its limit")
+        seen_ids += [j["id"] for j in p["data"]]
         url = p["next_page_url"]
         pages += 1
         check(pages < 100, "next_page_url never ends")
@@ -188,10 +188,10 @@ def flow(srv):
     for off in range(0, total, 10):
         r = s.get(srv.url(f"/api/v1/jobs?limit=10&offset={off}"))
         check(r.status_code == 200, f"offset page: {r.status_code}")
-        by_offset += [j["id"] for j in r.json()["items"]]
+        by_offset += [j["id"] for j in r.json()["data"]]
     check(by_offset == seen_ids, "offset pages differ from cursor pages")
     pend = s.get(srv.url("/api/v1/jobs?state=cancelled&limit=100")).json()
-    check([j["id"] for j in pend["items"]] == [job["id"]] and pend["total_count"] == 1, f"state filter: {pend}")
+    check([j["id"] for j in pend["data"]] == [job["id"]] and pend["total_count"] == 1, f"state filter: {pend}")
     check_error(s.get(srv.url("/api/v1/jobs?limit=0")), 422)
     check_error(s.get(srv.url("/api/v1/jobs?limit=101")), 422)
     nxt = s.get(srv.url("/api/v1/jobs?limit=7")).json()["next_page_url"]

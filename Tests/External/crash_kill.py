@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import sqlite3
 import sys
@@ -27,10 +28,6 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from spoolproc import SpoolServer  # noqa: E402
-
-# Names of the data directory's own files (not stored objects).
-DB_FILES = {"spool.sqlite", "spool.sqlite-wal", "spool.sqlite-shm", "spool.sqlite-journal"}
-
 
 class Ledger:
     """What the clients know: acknowledged jobs and files, and submissions whose answer was lost."""
@@ -94,8 +91,12 @@ def worker(tid, srv, ledger, rng, stop, jobs_max):
                 del ledger.uncertain[key]
 
 
+FILE_ID = re.compile(r"^file_[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+
+
 def check_data_dir(data_dir, problems):
-    """Offline checks with the server dead: SQLite integrity, no temporary file in the files area."""
+    """Offline checks with the server dead: SQLite integrity; in DATA/files/objects only
+    complete objects named by file id (uploads in progress live in DATA/files/tmp, private)."""
     db = os.path.join(data_dir, "spool.sqlite")
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
@@ -107,18 +108,36 @@ def check_data_dir(data_dir, problems):
             problems.append(f"foreign_key_check: {fk[:5]}")
     finally:
         con.close()
-    objects = 0
-    for root, dirs, names in os.walk(data_dir):
-        rel = os.path.relpath(root, data_dir)
-        for n in names:
-            if rel == "." and (n in DB_FILES or not os.path.isdir(os.path.join(data_dir, n))):
-                continue  # the data directory's own files (database, secrets)
-            low = n.lower()
-            if "tmp" in low or "temp" in low or "partial" in low or low.startswith(".") or low.endswith((".part", ".upload")):
-                problems.append(f"temporary file visible after the kill: {os.path.join(rel, n)}")
-            else:
-                objects += 1
-    return objects
+    objects_dir = os.path.join(data_dir, "files", "objects")
+    names = os.listdir(objects_dir) if os.path.isdir(objects_dir) else []
+    for n in names:
+        if not FILE_ID.match(n) or not os.path.isfile(os.path.join(objects_dir, n)):
+            problems.append(f"not a complete object in files/objects after the kill: {n}")
+    tmp_dir = os.path.join(data_dir, "files", "tmp")
+    left = len(os.listdir(tmp_dir)) if os.path.isdir(tmp_dir) else 0
+    return len(names), left
+
+
+def check_objects_after_restart(s, srv, data_dir, problems):
+    """After a restart: interrupted uploads' temp files are gone, and the objects on disk are
+    exactly the files the server lists (no orphan, none missing)."""
+    tmp_dir = os.path.join(data_dir, "files", "tmp")
+    left = os.listdir(tmp_dir) if os.path.isdir(tmp_dir) else []
+    if left:
+        problems.append(f"temp files still in files/tmp after the restart: {left[:5]}")
+    listed, url = set(), "/api/v1/files?limit=100"
+    while url:
+        r = s.get(srv.url(url), timeout=30)
+        if r.status_code != 200:
+            raise AssertionError(f"list files: {r.status_code} {r.text[:200]}")
+        p = r.json()
+        listed |= {f["id"] for f in p["data"]}
+        url = p["next_page_url"]
+    on_disk = set(os.listdir(os.path.join(data_dir, "files", "objects")))
+    if on_disk != listed:
+        problems.append(f"objects on disk and files listed differ: {len(on_disk - listed)} orphan(s) {sorted(on_disk - listed)[:3]}, "
+                        f"{len(listed - on_disk)} missing {sorted(listed - on_disk)[:3]}")
+    return len(listed)
 
 
 def list_all_jobs(s, srv):
@@ -128,7 +147,7 @@ def list_all_jobs(s, srv):
         if r.status_code != 200:
             raise AssertionError(f"list jobs: {r.status_code} {r.text[:200]}")
         p = r.json()
-        out += p["items"]
+        out += p["data"]
         url = p["next_page_url"]
     return out
 
@@ -153,6 +172,7 @@ def verify(srv, ledger, problems, rnd):
             problems.append(f"acknowledged file {fid}: {r.status_code} after restart {rnd}")
         elif len(r.content) != size or hashlib.sha256(r.content).hexdigest() != sha:
             problems.append(f"file {fid}: {len(r.content)} bytes, sha256 differs from the acknowledged one (restart {rnd})")
+    files_listed = check_objects_after_restart(s, srv, srv.data_dir, problems)
     jobs = list_all_jobs(s, srv)
     ids = [j["id"] for j in jobs]
     if len(ids) != len(set(ids)):
@@ -164,7 +184,7 @@ def verify(srv, ledger, problems, rnd):
         problems.append(f"jobs exist twice for keys {dup[:5]}")
     if len(jobs) != len(ledger.jobs):
         problems.append(f"{len(jobs)} jobs listed, {len(ledger.jobs)} submissions acknowledged")
-    return len(jobs)
+    return len(jobs), files_listed
 
 
 def main():
@@ -197,11 +217,12 @@ def main():
             stop.set()
             for t in threads:
                 t.join(60)
-            objects = check_data_dir(data_dir, problems)
+            objects, temps = check_data_dir(data_dir, problems)
             srv.start()
-            listed = verify(srv, ledger, problems, rnd)
-            print(f"kill {rnd:2d} after {delay:4.2f}s: {len(ledger.jobs)} jobs and {len(ledger.files)} files acknowledged, "
-                  f"{listed} jobs listed, {objects} objects on disk; integrity ok: {not problems}")
+            listed, files_listed = verify(srv, ledger, problems, rnd)
+            print(f"kill {rnd:2d} after {delay:4.2f}s: acknowledged {len(ledger.jobs)} jobs, {len(ledger.files)} files; "
+                  f"after restart {listed} jobs, {files_listed} files listed; at the kill {objects} objects, "
+                  f"{temps} interrupted upload(s) in files/tmp; {'ok' if not problems else 'PROBLEMS'}")
             if problems or ledger.errors:
                 break
             if time.monotonic() - started > 170:
