@@ -158,8 +158,8 @@ public enum OpenAPIDocument {
     "content_type": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}}},
    "FileList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
-   "Output": {"type": "object", "additionalProperties": false, "properties": {
-    "preset": {"type": "string", "minLength": 1, "maxLength": 64},
+   "Output": {"type": "object", "additionalProperties": false, "description": "preset or custom", "properties": {
+    "preset": {"enum": ["h264-1080p", "h264-720p", "h264-360p", "hevc-1080p", "vp9-720p", "av1-720p", "hls-ladder-h264"]},
     "custom": {"$ref": "#/components/schemas/CustomSpec"}}},
    "CustomSpec": {"type": "object", "additionalProperties": false, "properties": {
     "codec": {"enum": ["h264", "hevc", "vp9", "av1"]}, "width": {"type": "integer", "minimum": 16, "maximum": 8192}, "height": {"type": "integer", "minimum": 16, "maximum": 8192},
@@ -167,22 +167,41 @@ public enum OpenAPIDocument {
     "gop_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 20}, "speed": {"enum": ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]},
     "profile": {"type": "string", "maxLength": 16}, "audio_codec": {"enum": ["aac", "opus"]}, "audio_bitrate_kbps": {"type": "integer", "minimum": 16, "maximum": 512},
     "max_fps": {"type": "integer", "minimum": 1, "maximum": 240}}},
-   "JobRequest": {"type": "object", "required": ["input"], "additionalProperties": false, "properties": {
+   "Rung": {"type": "object", "required": ["name", "width", "height", "max_bitrate_kbps"], "additionalProperties": false, "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 32, "pattern": "^[A-Za-z0-9_-]+$"}, "width": {"type": "integer", "minimum": 16, "maximum": 8192},
+    "height": {"type": "integer", "minimum": 16, "maximum": 8192}, "max_bitrate_kbps": {"type": "integer", "minimum": 50, "maximum": 100000},
+    "codec": {"enum": ["h264", "hevc", "vp9", "av1"]}, "profile": {"type": "string", "maxLength": 16}}},
+   "Ladder": {"type": "object", "required": ["rungs"], "additionalProperties": false, "properties": {
+    "rungs": {"type": "array", "minItems": 1, "maxItems": 8, "items": {"$ref": "#/components/schemas/Rung"}},
+    "segment_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 60}, "audio_codec": {"enum": ["aac", "opus"]},
+    "audio_bitrate_kbps": {"type": "integer", "minimum": 16, "maximum": 512}}},
+   "JobRequest": {"type": "object", "required": ["input"], "additionalProperties": false,
+    "description": "input and exactly one of preset, outputs, ladder, custom",
+    "properties": {
     "input": {"type": "object", "required": ["file_id"], "additionalProperties": false, "properties": {"file_id": {"type": "string", "pattern": "^file_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}}},
-    "preset": {"type": "string", "minLength": 1, "maxLength": 64},
-    "outputs": {"type": "array", "minItems": 1, "maxItems": 16, "items": {"$ref": "#/components/schemas/Output"}},
-    "ladder": {"type": "string", "minLength": 1, "maxLength": 64},
+    "preset": {"enum": ["h264-1080p", "h264-720p", "h264-360p", "hevc-1080p", "vp9-720p", "av1-720p", "hls-ladder-h264"]},
+    "outputs": {"type": "array", "minItems": 1, "maxItems": 8, "items": {"$ref": "#/components/schemas/Output"}},
+    "ladder": {"oneOf": [{"enum": ["hls-ladder-h264"]}, {"$ref": "#/components/schemas/Ladder"}]},
     "custom": {"$ref": "#/components/schemas/CustomSpec"},
     "priority": {"type": "integer", "minimum": 0, "maximum": 9},
-    "required_capabilities": {"type": "array", "maxItems": 32, "items": {"type": "string", "minLength": 1, "maxLength": 64}},
-    "webhook_url": {"type": "string", "maxLength": 2048, "format": "uri"},
     "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 2592000},
-    "metadata": {"type": "object", "maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 1024}}}},
-   "Job": {"type": "object", "required": ["id", "state"], "properties": {
+    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
+    "required_capabilities": {"type": "array", "maxItems": 32, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._:/-]+$"}},
+    "webhook_url": {"type": "string", "maxLength": 2048, "pattern": "^https?://"},
+    "metadata": {"type": "object", "maxProperties": 32, "propertyNames": {"minLength": 1, "maxLength": 64}, "additionalProperties": {"type": "string", "maxLength": 512}}}},
+   "Job": {"type": "object", "required": ["id", "state", "tenant", "priority", "input", "attempts", "created_at", "updated_at"], "properties": {
     "id": {"type": "string", "pattern": "^job_"}, "state": {"$ref": "#/components/schemas/JobState"},
-    "tenant": {"type": "string"}, "priority": {"type": "integer"}, "attempts": {"type": "integer", "minimum": 0},
+    "tenant": {"type": "string"}, "priority": {"type": "integer", "minimum": 0, "maximum": 9},
     "input": {"type": "object", "required": ["file_id"], "properties": {"file_id": {"type": "string"}}},
-    "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    "required_capabilities": {"type": "array", "items": {"type": "string"}}, "webhook_url": {"type": ["string", "null"]},
+    "ttl_seconds": {"type": "integer"}, "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    "attempts": {"type": "integer", "minimum": 0}, "max_attempts": {"type": "integer", "minimum": 1},
+    "reason": {"type": ["string", "null"]}, "progress": {"type": "number", "minimum": 0, "maximum": 100},
+    "lease_epoch": {"type": "integer", "minimum": 0}, "engine_id": {"type": ["string", "null"]},
+    "next_attempt_at": {"type": ["string", "null"]}, "expires_at": {"type": "string"},
+    "result": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["outputs"], "properties": {
+     "outputs": {"type": "array", "items": {"type": "object", "required": ["file_id"], "properties": {"file_id": {"type": "string"}, "url": {"type": ["string", "null"]}}}}}}]},
+    "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}},
    "JobList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
    "Engine": {"type": "object", "required": ["id", "state"], "properties": {"id": {"type": "string", "pattern": "^eng_"}, "name": {"type": "string"}, "state": {"type": "string"}}},
