@@ -34,7 +34,7 @@ public enum OpenAPIDocument {
    "responses": {"200": {"$ref": "#/components/responses/Ready"}, "503": {"$ref": "#/components/responses/Ready"}, "4XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/openapi.json": {"get": {"operationId": "openapi", "security": [], "summary": "This document",
    "responses": {"200": {"description": "the OpenAPI document", "content": {"application/json": {"schema": {"type": "object", "required": ["openapi", "paths"]}}}}}}},
-  "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (text format)",
+  "/metrics": {"get": {"operationId": "metrics", "security": [], "summary": "Prometheus metrics (text format): requests by method, route and status, latencies, jobs by state, bytes moved, database latency",
    "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}, "4XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/files": {
    "post": {"operationId": "uploadFile", "summary": "Upload a file: the raw bytes are the body (Content-Length or chunked); the Content-Type given is kept",
@@ -71,7 +71,7 @@ public enum OpenAPIDocument {
    "get": {"operationId": "listJobs", "summary": "Jobs, oldest first; keyset pages (cursor) or offset pages",
     "parameters": [{"$ref": "#/components/parameters/State"}, {"$ref": "#/components/parameters/Tenant"}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
     "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobList"}}}},
-     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/jobs/{id}": {
    "parameters": [{"$ref": "#/components/parameters/JobID"}],
    "get": {"operationId": "getJob", "summary": "A job (ETag over its state and update time; If-None-Match gives 304)",
@@ -87,7 +87,8 @@ public enum OpenAPIDocument {
      "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/jobs/{id}/retry": {
    "parameters": [{"$ref": "#/components/parameters/JobID"}],
-   "post": {"operationId": "retryJob", "summary": "Run a failed or cancelled job again (idempotent: a job already pending again is answered as it is)",
+   "post": {"operationId": "retryJob", "summary": "Run a failed job again; with an Idempotency-Key a repeat answers the first response byte for byte",
+    "parameters": [{"$ref": "#/components/parameters/IdempotencyKeyOptional"}],
     "responses": {"200": {"description": "the job, pending again", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
      "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/jobs/{id}/events": {
@@ -95,10 +96,12 @@ public enum OpenAPIDocument {
    "get": {"operationId": "jobEvents", "summary": "Server-sent events: the job's state changes and progress, resumable with Last-Event-ID; ends when the job has finished",
     "parameters": [{"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 64}}],
     "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+     "204": {"description": "resumed after the last event of a finished job: nothing more will come"},
+     "400": {"$ref": "#/components/responses/Error"},
      "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines": {
    "get": {"operationId": "listEngines", "summary": "Registered engines",
-    "parameters": [{"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
+    "parameters": [{"name": "state", "in": "query", "required": false, "schema": {"enum": ["online", "offline", "draining"]}}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
     "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EngineList"}}}},
      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines/{id}": {
@@ -109,7 +112,7 @@ public enum OpenAPIDocument {
    "head": {"operationId": "headEngine", "summary": "The engine's headers without its body",
     "responses": {"200": {"description": "the headers GET would send"}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such engine"}}}},
   "/api/v1/keys": {
-   "post": {"operationId": "createKey", "summary": "Admin: create an API key for a tenant (the secret is shown once)",
+   "post": {"operationId": "createKey", "summary": "Admin: create an API key for a tenant (the secret is in this answer only)",
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyRequest"}}}},
     "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewKey"}}},
       "links": {"RevokeKey": {"operationId": "revokeKey", "parameters": {"id": "$response.body#/id"}}}},
@@ -136,7 +139,8 @@ public enum OpenAPIDocument {
    "Offset": {"name": "offset", "in": "query", "required": false, "description": "not with cursor", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
    "State": {"name": "state", "in": "query", "required": false, "schema": {"$ref": "#/components/schemas/JobState"}},
    "Tenant": {"name": "tenant", "in": "query", "required": false, "description": "admin keys only; other callers see their own tenant", "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}},
-   "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]+$"}},
+   "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"}, "description": "1 to 255 printable ASCII characters; kept 24 h by default"},
+   "IdempotencyKeyOptional": {"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"}},
    "Range": {"name": "Range", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 100}},
    "IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 200}}
   },
@@ -204,13 +208,19 @@ public enum OpenAPIDocument {
     "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}},
    "JobList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
-   "Engine": {"type": "object", "required": ["id", "state"], "properties": {"id": {"type": "string", "pattern": "^eng_"}, "name": {"type": "string"}, "state": {"type": "string"}}},
+   "Engine": {"type": "object", "required": ["id", "name", "host", "tags", "capabilities", "load", "state"], "properties": {
+    "id": {"type": "string", "pattern": "^eng_"}, "name": {"type": "string"}, "host": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+    "capabilities": {"type": "object"}, "load": {"type": "number"}, "state": {"enum": ["online", "offline", "draining"]},
+    "last_heartbeat_at": {"type": ["integer", "string", "null"]}, "registered_at": {"type": ["integer", "string"]}}, "not": {"anyOf": [{"required": ["credential"]}, {"required": ["credential_hash"]}]}},
    "EngineList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Engine"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
    "KeyRequest": {"type": "object", "required": ["tenant"], "additionalProperties": false, "properties": {
     "tenant": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}, "admin": {"type": "boolean"}}},
-   "Key": {"type": "object", "required": ["id", "tenant"], "properties": {"id": {"type": "string"}, "tenant": {"type": "string"}, "admin": {"type": "boolean"}}},
-   "NewKey": {"type": "object", "required": ["id", "tenant", "key"], "properties": {"id": {"type": "string"}, "tenant": {"type": "string"}, "key": {"type": "string", "minLength": 16}}},
+   "Key": {"type": "object", "required": ["id", "tenant", "admin", "last4", "origin", "created_at", "revoked_at"], "properties": {
+    "id": {"type": "string", "pattern": "^key_"}, "tenant": {"type": "string"}, "admin": {"type": "boolean"}, "last4": {"type": "string"},
+    "origin": {"enum": ["api", "environment", "generated"]}, "created_at": {"type": "integer", "description": "Unix milliseconds"},
+    "revoked_at": {"type": ["integer", "null"], "description": "Unix milliseconds"}}, "not": {"required": ["secret"]}},
+   "NewKey": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string", "pattern": "^spk_[a-z2-7]{40}$"}}}]},
    "KeyList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}}
   }

@@ -4,6 +4,7 @@
 import Glibc
 import JSON
 import ServerConfig
+import SpoolModel
 import SpoolTestSupport
 import Web
 import XCTest
@@ -91,6 +92,12 @@ final class OpenAPIDocumentTests: XCTestCase {
         for name in ["JobRequest", "KeyRequest", "Output", "CustomSpec"] {
             let schema = try XCTUnwrap(doc.root["components"]?["schemas"]?[name], name)
             XCTAssertEqual(try schema["additionalProperties"]?.bool(), false, name)
+        }
+        // The preset names are the model's.
+        let names = TranscodePreset.all.map(\.name) + LadderPreset.all.map(\.name)
+        for schema in ["JobRequest", "Output"] {
+            let e = try XCTUnwrap(doc.root["components"]?["schemas"]?[schema]?["properties"]?["preset"]?["enum"], schema)
+            XCTAssertEqual(try e.elements.map { try $0.string() }, names, schema)
         }
         let limit = try XCTUnwrap(doc.root["components"]?["parameters"]?["Limit"]?["schema"])
         XCTAssertEqual(try limit["minimum"]?.int(), 1)

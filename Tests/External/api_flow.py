@@ -229,7 +229,21 @@ def flow(srv):
     check_error(m405, 405)
     check("GET" in m405.headers.get("Allow", ""), "405 without Allow")
 
-    # 8. Metrics: the requests above are counted per route and status.
+    # 8. Keys: an admin makes a tenant key; the tenant sees only its own jobs; revoked, it is refused.
+    k = s.post(srv.url("/api/v1/keys"), json={"tenant": "flow-tenant"})
+    check(k.status_code == 201 and k.json()["secret"].startswith("spk_"), f"create key: {k.status_code} {k.text[:200]}")
+    tk = srv.session(k.json()["secret"])
+    check_error(tk.get(srv.url("/api/v1/keys")), 403)
+    mine = tk.get(srv.url("/api/v1/jobs")).json()
+    check(mine["total_count"] == 0 and mine["data"] == [], f"a new tenant sees jobs: {mine['total_count']}")
+    check_error(tk.get(srv.url(f"/api/v1/jobs/{job['id']}")), 404)
+    listed = s.get(srv.url("/api/v1/keys?limit=100")).json()["data"]
+    check(all("secret" not in x for x in listed) and k.json()["id"] in [x["id"] for x in listed], "key list shows a secret or misses the key")
+    check(s.delete(srv.url(f"/api/v1/keys/{k.json()['id']}")).status_code == 204, "revoke")
+    check_error(tk.get(srv.url("/api/v1/jobs")), 401)
+    print("keys: tenant key made, sees no other tenant's job, no admin routes; revoked -> 401")
+
+    # 9. Metrics: the requests above are counted per route and status.
     m = s.get(srv.url("/metrics"))
     check(m.status_code == 200, f"/metrics: {m.status_code}")
     lines = [l for l in m.text.splitlines() if l and not l.startswith("#")]
