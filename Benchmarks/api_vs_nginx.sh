@@ -213,7 +213,7 @@ PY
 
 echo
 echo "== C. Download of $size_mib MiB: GET /api/v1/files/{id} vs nginx sendfile (curl on core 0, $rounds round(s) after a warm-up)"
-up=$(curl -sf -X POST -H "$auth" -H "Content-Type: application/octet-stream" -T "$work/blob" "$api/files")
+up=$(curl -sf -X POST -H "$auth" -H "Expect:" -H "Content-Type: application/octet-stream" -T "$work/blob" "$api/files")
 file_id=$(python3 -c 'import json,sys; d = json.loads(sys.argv[1]); assert d["sha256"] == sys.argv[2], d; print(d["id"])' "$up" "$blob_sha")
 got=$(curl -sf -H "$auth" "$api/files/$file_id" | sha256sum | cut -d' ' -f1)
 [ "$got" = "$blob_sha" ] || { echo "spool download hash $got != $blob_sha"; exit 1; }
@@ -258,7 +258,7 @@ for r in $(seq 1 $rounds); do
     rm -f "$work/data/dd-target"
     echo "dd $r $(python3 -c "print($t1 - $t0)")" >>"$work/ul.txt"
     c0=$(cpu_ticks $spool_pid)
-    res=$(taskset -c 0 curl -sf -X POST -H "$auth" -H "Content-Type: application/octet-stream" -T "$work/blob" -w "\n%{time_total}" "$api/files")
+    res=$(taskset -c 0 curl -sf -X POST -H "$auth" -H "Expect:" -H "Content-Type: application/octet-stream" -T "$work/blob" -w "\n%{time_total}" "$api/files")
     c1=$(cpu_ticks $spool_pid)
     fid=$(python3 -c 'import json,sys; d = json.loads(sys.argv[1].splitlines()[0]); assert d["sha256"] == sys.argv[2] and d["size"] == int(sys.argv[3]), d; print(d["id"])' "$res" "$blob_sha" $((size_mib << 20)))
     echo "spool $r $(tail -1 <<<"$res") $((c1 - c0))" >>"$work/ul.txt"
