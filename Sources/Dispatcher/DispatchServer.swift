@@ -4,6 +4,8 @@
 // see HTTP; routes never see SQL.
 //
 // Files here: this wiring and the caller's identity; one `*Routes.swift` per service.
+import Access
+import Engines
 import Events
 import Glibc
 import JSON
@@ -25,21 +27,33 @@ public final class DispatchServer: Sendable {
     public let started: MonotonicInstant
     /// Signs list cursors (a secret kept in the data directory, so cursors outlive restarts).
     public let cursors: PageCursorKey
+    public let access: AccessService
+    public let engines: EngineRegistry
+    /// The Prometheus registry behind GET /metrics (one per server).
+    public let metrics: ServerMetrics
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
                             logger: Logger = Logger(label: "spool.dispatch")) async throws -> DispatchServer {
         try makeDirectory(dataDirectory)
-        let database = try SQLiteDatabase(path: dataDirectory + "/spool.sqlite")
+        let metrics = ServerMetrics()
+        let database = try SQLiteDatabase(path: dataDirectory + "/spool.sqlite",
+                                          observer: { kind, seconds in metrics.recordDatabase(kind: kind, seconds: seconds) })
         let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
+        let access = try await AccessService.open(database: database, clock: clock)
+        let engines = try await EngineRegistry.open(database: database, clock: clock)
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
-                                    cursors: PageCursorKey(secret: secret), logger: logger)
+                                    cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
+                                    logger: logger)
         return server
     }
 
     init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
-         cursors: PageCursorKey, logger: Logger) {
+         cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger) {
         self.cursors = cursors
+        self.access = access
+        self.engines = engines
+        self.metrics = metrics
         self.dataDirectory = dataDirectory
         self.database = database
         self.settings = settings
@@ -53,10 +67,15 @@ public final class DispatchServer: Sendable {
     public func makeRouter() -> Router {
         Router(logger: logger) { r in
             r.use(StandardMiddleware.requestID())
+            installMetrics(on: &r)
             SpoolAPI.install(on: &r, clock: clock, started: started)
             r.group("/api/" + SpoolAPI.version) { v1 in
                 installOpenAPI(on: &v1)
                 installReadiness(on: &v1)
+                // Everything after this line needs a key.
+                installAuthentication(on: &v1)
+                installAccessRoutes(on: &v1)
+                installEngineRoutes(on: &v1)
             }
         }
     }

@@ -18,6 +18,9 @@ public struct Request: Sendable {
     public var pathParameters: [String: String] = [:]
     /// Set by the request-id middleware (taken from X-Request-Id or generated).
     public var requestID: String?
+    /// The matched route's pattern ("/api/v1/jobs/:id"), set by the router before any
+    /// middleware runs; nil when no route matched (404, 405).
+    public var route: String?
     /// Set by the authentication middleware: who is calling.
     public var principal: String?
     /// The peer's address, "host:port".

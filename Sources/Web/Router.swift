@@ -33,6 +33,8 @@ public final class Router: Sendable {
     struct Route: Sendable {
         let method: String
         let segments: [Substring]
+        /// The path pattern as registered ("/api/v1/jobs/:id"): a label for metrics and logs.
+        let pattern: String
         let handler: RouteHandler
         let middleware: [Middleware]
         let body: BodyMode
@@ -90,6 +92,8 @@ public final class Router: Sendable {
     }
 
     func respond(to request: Request, route: Route?, params: [String: String], allowed: Set<String>) async -> Response {
+        var request = request
+        request.route = route?.pattern
         // The common case, no middleware anywhere: no closures to build.
         if global.isEmpty, let route, route.middleware.isEmpty {
             var req = request
@@ -190,7 +194,8 @@ public struct RouteBuilder {
     public mutating func on(_ method: String, _ path: String, body: BodyMode = .buffered(max: nil),
                             timeLimits: BodyTimeLimits? = nil, _ handler: @escaping RouteHandler) {
         let full = (prefix + "/" + path).split(separator: "/", omittingEmptySubsequences: true)
-        routes.append(.init(method: method.uppercased(), segments: full, handler: handler, middleware: middleware,
+        routes.append(.init(method: method.uppercased(), segments: full, pattern: "/" + full.joined(separator: "/"),
+                            handler: handler, middleware: middleware,
                             body: body, timeLimits: timeLimits))
     }
 

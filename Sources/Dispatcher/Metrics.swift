@@ -1,0 +1,111 @@
+// Dispatcher.ServerMetrics: the server's Prometheus metrics (X7), served at GET /metrics
+// (root, no credentials) in the text exposition format. Each DispatchServer owns one
+// PrometheusCollectorRegistry and a swift-metrics factory over it (never the process-wide
+// MetricsSystem, so several servers in one test process do not share or clash).
+//
+//   spool_http_requests_total{method,route,status}          counter
+//   spool_http_request_duration_seconds{method,route}       histogram (until the head is ready)
+//   spool_db_query_duration_seconds{kind}                   histogram (read / write)
+//   spool_upload_bytes_total, spool_download_bytes_total    counters (the file routes report)
+//   spool_jobs{state}, spool_queue_depth                    gauges, refreshed before each scrape
+//
+// `route` is the matched pattern ("/api/v1/jobs/:id"), never the raw path, and `unmatched`
+// for 404/405, so a client cannot grow the label set; unknown methods are `other`.
+import Metrics
+import Prometheus
+import Synchronization
+import Threads
+import Web
+
+public final class ServerMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    /// A swift-metrics factory bound to this server's registry, for other code that wants
+    /// its own counters on /metrics: `Metrics.Counter(label: "...", factory: metrics.factory)`.
+    public let factory: PrometheusMetricsFactory
+    private let scrapeHooks = Mutex<[@Sendable (ServerMetrics) async -> Void]>([])
+    private let uploads: Metrics.Counter
+    private let downloads: Metrics.Counter
+
+    static let httpDuration = "spool_http_request_duration_seconds"
+    static let databaseDuration = "spool_db_query_duration_seconds"
+    static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+    public init() {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[Self.httpDuration] = [
+            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(10),
+        ]
+        factory.durationHistogramBuckets[Self.databaseDuration] = [
+            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100), .milliseconds(500), .seconds(2),
+        ]
+        self.registry = registry
+        self.factory = factory
+        uploads = Metrics.Counter(label: "spool_upload_bytes_total", factory: factory)
+        downloads = Metrics.Counter(label: "spool_download_bytes_total", factory: factory)
+        // Present from the first scrape, before any job exists.
+        setQueueDepth(0)
+    }
+
+    /// One answered request.
+    public func recordRequest(method: String, route: String?, status: Int, duration: Duration) {
+        let m = Self.knownMethods.contains(method) ? method : "other"
+        let r = route ?? "unmatched"
+        Metrics.Counter(label: "spool_http_requests_total", dimensions: [("method", m), ("route", r), ("status", String(status))],
+                        factory: factory).increment()
+        Metrics.Timer(label: Self.httpDuration, dimensions: [("method", m), ("route", r)], factory: factory)
+            .recordNanoseconds(duration.nanosecondsClamped)
+    }
+
+    /// One database transaction (SQLiteDatabase's observer): kind is "read" or "write".
+    public func recordDatabase(kind: String, seconds: Double) {
+        Metrics.Timer(label: Self.databaseDuration, dimensions: [("kind", kind)], factory: factory)
+            .recordNanoseconds(Int64(max(0, seconds) * 1e9))
+    }
+
+    public func recordUpload(bytes: Int) { if bytes > 0 { uploads.increment(by: Int64(bytes)) } }
+    public func recordDownload(bytes: Int) { if bytes > 0 { downloads.increment(by: Int64(bytes)) } }
+
+    /// spool_jobs{state}.
+    public func setJobs(state: String, count: Int) {
+        Metrics.Gauge(label: "spool_jobs", dimensions: [("state", state)], factory: factory).record(Int64(count))
+    }
+
+    /// spool_queue_depth: jobs waiting for an engine.
+    public func setQueueDepth(_ depth: Int) {
+        Metrics.Gauge(label: "spool_queue_depth", factory: factory).record(Int64(depth))
+    }
+
+    /// Runs `body` before every scrape (to refresh gauges from the services), in the order added.
+    public func onScrape(_ body: @escaping @Sendable (ServerMetrics) async -> Void) {
+        scrapeHooks.withLock { $0.append(body) }
+    }
+
+    /// The exposition text after the scrape hooks ran.
+    public func scrape() async -> [UInt8] {
+        for hook in scrapeHooks.withLock({ $0 }) { await hook(self) }
+        return registry.emitToBuffer()
+    }
+
+    /// Root middleware: counts and times every request by its route pattern.
+    func middleware(clock: any MonotonicClock) -> Middleware {
+        return { [self] request, next in
+            let started = clock.now
+            let response = await next(request)
+            recordRequest(method: request.method, route: request.route, status: response.status, duration: clock.now - started)
+            return response
+        }
+    }
+}
+
+extension DispatchServer {
+    /// GET /metrics, and the middleware that feeds it (installed at the root).
+    func installMetrics(on r: inout RouteBuilder) {
+        r.use(metrics.middleware(clock: clock))
+        r.get("metrics") { [metrics] _ in
+            Response(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: await metrics.scrape())
+        }
+    }
+}

@@ -1,0 +1,196 @@
+// Engines.EngineRegistry: the engine records (table engines_records): id, name, host,
+// tags and capabilities (JSON), load, state (online, offline, draining), the last
+// heartbeat and registration times (Unix ms from the injected clock), and the SHA-256 of
+// the engine's credential (never returned by any read). An engine that misses heartbeats
+// for longer than the timeout is marked offline by `sweep` / `markOffline(missedSince:)`.
+// The endpoints engines call come with the engines issue; the dispatcher reads it now.
+import Crypto
+import GRDB
+import JSON
+import Persistence
+import SpoolModel
+import Threads
+
+public enum EngineState: String, Sendable, CaseIterable {
+    case online, offline, draining
+}
+
+public struct EngineRecord: Sendable, Equatable {
+    public var id: EngineID
+    public var name: String
+    public var host: String
+    public var tags: [String]
+    /// The capabilities document the engine reported, as JSON object text.
+    public var capabilitiesJSON: String
+    /// 0 = idle; 1 = fully loaded (more is overloaded).
+    public var load: Double
+    public var state: EngineState
+    /// Unix milliseconds.
+    public var lastHeartbeat: Int64
+    public var registered: Int64
+}
+
+public struct EngineSettings: Sendable, Equatable {
+    /// An online or draining engine silent for longer than this becomes offline.
+    public var heartbeatTimeoutMilliseconds: Int64 = 30_000
+    public init() {}
+}
+
+public final class EngineRegistry: Sendable {
+    let database: SQLiteDatabase
+    let clock: any WallClock
+    let settings: @Sendable () -> EngineSettings
+
+    public static let migrations: [Migration] = [
+        Migration("engines.1") { db in
+            try db.execute(sql: """
+                CREATE TABLE engines_records (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    name TEXT NOT NULL,
+                    host TEXT NOT NULL,
+                    tags TEXT NOT NULL,
+                    capabilities TEXT NOT NULL,
+                    load REAL NOT NULL,
+                    state TEXT NOT NULL,
+                    last_heartbeat INTEGER NOT NULL,
+                    credential_hash TEXT NOT NULL,
+                    registered INTEGER NOT NULL
+                );
+                CREATE INDEX engines_records_state ON engines_records (state, id);
+                """)
+        },
+    ]
+
+    public static func open(database: SQLiteDatabase, clock: any WallClock,
+                            settings: @escaping @Sendable () -> EngineSettings = { EngineSettings() }) async throws -> EngineRegistry {
+        try await database.migrate(migrations)
+        return EngineRegistry(database: database, clock: clock, settings: settings)
+    }
+
+    init(database: SQLiteDatabase, clock: any WallClock, settings: @escaping @Sendable () -> EngineSettings) {
+        self.database = database
+        self.clock = clock
+        self.settings = settings
+    }
+
+    /// Registers an engine (online, heartbeat now). `capabilitiesJSON` must be a JSON
+    /// object; the credential is kept only as its SHA-256.
+    public func register(name: String, host: String, tags: [String] = [], capabilitiesJSON: String = "{}",
+                         credential: String) async throws -> EngineRecord {
+        try Self.check(name, "/name", max: 128)
+        try Self.check(host, "/host", max: 255)
+        guard tags.count <= 64 else { throw ModelError.invalidField("/tags", "at most 64 tags") }
+        for (i, t) in tags.enumerated() { try Self.check(t, "/tags/\(i)", max: 64) }
+        guard capabilitiesJSON.utf8.count <= 64 << 10, let doc = try? JSONDocument(parsing: capabilitiesJSON), doc.root.kind == .object else {
+            throw ModelError.invalidField("/capabilities", "must be a JSON object of at most 64 KiB")
+        }
+        guard credential.utf8.count >= 16 else { throw ModelError.invalidField("/credential", "must be at least 16 characters") }
+        let now = clock.unixMilliseconds
+        var rng = SystemRandomNumberGenerator()
+        let record = EngineRecord(id: EngineID.generate(milliseconds: UInt64(max(0, now)), using: &rng), name: name, host: host,
+                                  tags: tags, capabilitiesJSON: capabilitiesJSON, load: 0, state: .online,
+                                  lastHeartbeat: now, registered: now)
+        var w = JSONWriter()
+        w.beginArray()
+        for t in tags { w.string(t) }
+        w.endArray()
+        let tagsJSON = w.text
+        let hash = Self.hash(credential)
+        try await database.write { db in
+            try db.execute(sql: """
+                INSERT INTO engines_records (id, name, host, tags, capabilities, load, state, last_heartbeat, credential_hash, registered)
+                VALUES (?, ?, ?, ?, ?, 0, 'online', ?, ?, ?)
+                """, arguments: [record.id.text, name, host, tagsJSON, capabilitiesJSON, now, hash, now])
+        }
+        return record
+    }
+
+    /// Records a heartbeat: load, state, and the time. Unknown engine: not_found.
+    @discardableResult
+    public func heartbeat(_ id: EngineID, load: Double, state: EngineState = .online) async throws -> EngineRecord {
+        guard load.isFinite, load >= 0, load <= 1_000 else { throw ModelError.invalidField("/load", "must be a number from 0 to 1000") }
+        let now = clock.unixMilliseconds
+        let record = try await database.write { db -> EngineRecord? in
+            try db.execute(sql: "UPDATE engines_records SET load = ?, state = ?, last_heartbeat = ? WHERE id = ?",
+                           arguments: [load, state.rawValue, now, id.text])
+            return try Row.fetchOne(db, sql: "SELECT * FROM engines_records WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
+        }
+        guard let record else { throw ModelError(.notFound, "no engine \(id.text)") }
+        return record
+    }
+
+    /// Engines not offline whose last heartbeat is before `cutoff` (Unix ms) become
+    /// offline; returns their ids.
+    @discardableResult
+    public func markOffline(missedSince cutoff: Int64) async throws -> [EngineID] {
+        try await database.write { db in
+            let ids = try String.fetchAll(db, sql: "SELECT id FROM engines_records WHERE state <> 'offline' AND last_heartbeat < ? ORDER BY id",
+                                          arguments: [cutoff])
+            try db.execute(sql: "UPDATE engines_records SET state = 'offline' WHERE state <> 'offline' AND last_heartbeat < ?",
+                           arguments: [cutoff])
+            return ids.compactMap(EngineID.init)
+        }
+    }
+
+    /// `markOffline` with the settings' heartbeat timeout, now on the injected clock.
+    @discardableResult
+    public func sweep() async throws -> [EngineID] {
+        try await markOffline(missedSince: clock.unixMilliseconds - settings().heartbeatTimeoutMilliseconds)
+    }
+
+    public func get(_ id: EngineID) async throws -> EngineRecord? {
+        try await database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM engines_records WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
+        }
+    }
+
+    /// True when `credential` is the one `id` registered with.
+    public func verifyCredential(_ id: EngineID, _ credential: String) async throws -> Bool {
+        let stored = try await database.read { db in
+            try String.fetchOne(db, sql: "SELECT credential_hash FROM engines_records WHERE id = ?", arguments: [id.text])
+        }
+        guard let stored else { return false }
+        let given = Self.hash(credential)
+        var diff: UInt8 = 0
+        for (a, b) in zip(stored.utf8, given.utf8) { diff |= a ^ b }
+        return diff == 0 && stored.utf8.count == given.utf8.count
+    }
+
+    /// Engines in id (registration) order, optionally of one state: after `after` (a
+    /// cursor's id), else from `offset`. `totalCount` counts every match.
+    public func list(after: String? = nil, offset: Int = 0, limit: Int, state: EngineState? = nil) async throws
+        -> (records: [EngineRecord], totalCount: Int) {
+        try await database.read { db in
+            let stateArg = state?.rawValue
+            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM engines_records WHERE (?1 IS NULL OR state = ?1)",
+                                         arguments: [stateArg]) ?? 0
+            let rows: [Row]
+            if let after {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM engines_records WHERE (?1 IS NULL OR state = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
+                                        arguments: [stateArg, after, limit])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM engines_records WHERE (?1 IS NULL OR state = ?1) ORDER BY id LIMIT ?2 OFFSET ?3",
+                                        arguments: [stateArg, limit, offset])
+            }
+            return (rows.compactMap(Self.record), total)
+        }
+    }
+
+    static func record(_ row: Row) -> EngineRecord? {
+        guard let id = EngineID(row["id"] as String), let state = EngineState(rawValue: row["state"]) else { return nil }
+        let tagsText: String = row["tags"]
+        let tags = (try? JSONDocument(parsing: tagsText).root.elements.compactMap { try? $0.string() }) ?? []
+        return EngineRecord(id: id, name: row["name"], host: row["host"], tags: tags, capabilitiesJSON: row["capabilities"],
+                            load: row["load"], state: state, lastHeartbeat: row["last_heartbeat"], registered: row["registered"])
+    }
+
+    static func check(_ s: String, _ field: String, max: Int) throws {
+        guard (1...max).contains(s.utf8.count), s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+            throw ModelError.invalidField(field, "must be 1 to \(max) bytes without control characters")
+        }
+    }
+
+    static func hash(_ s: String) -> String {
+        SHA256.hash(data: Array(s.utf8)).map { b in String(b >> 4, radix: 16) + String(b & 15, radix: 16) }.joined()
+    }
+}

@@ -1,2 +1,0 @@
-// Engines: placeholder so the package resolves; replaced by the module's real sources.
-public enum EnginesModule {}

@@ -1,0 +1,188 @@
+// The key endpoints and the authentication of /api/v1 over real loopback HTTP: 401 with
+// WWW-Authenticate for a missing, wrong or revoked key, 403 for a tenant key on admin
+// routes, a secret shown once and never listed, strict bodies, insecure_no_auth.
+import Dispatcher
+import Foundation
+import JSON
+import Ring
+import ServerConfig
+import Threads
+import Web
+import XCTest
+
+/// A DispatchServer on 127.0.0.1:0 in a temp data directory, with a client loop.
+final class AccessHarness: @unchecked Sendable {
+    let dispatch: DispatchServer
+    let http: HTTPServer
+    let client: EventLoop
+    let base: String
+    let dataDirectory: String
+    let clock: ManualClock
+
+    static func start(insecure: Bool = false) async throws -> AccessHarness {
+        let dir = NSTemporaryDirectory() + "spool-dispatch-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        var settings = ServerSettings()
+        settings.insecureNoAuth = insecure
+        let clock = ManualClock()
+        let dispatch = try await DispatchServer.open(dataDirectory: dir, settings: LiveSettings(settings), clock: clock)
+        let http = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: dispatch.makeRouter())
+        try await http.start()
+        return AccessHarness(dispatch: dispatch, http: http, client: try EventLoop.start(id: 7),
+                             base: "http://\(http.localAddress!)", dataDirectory: dir, clock: clock)
+    }
+
+    init(dispatch: DispatchServer, http: HTTPServer, client: EventLoop, base: String, dataDirectory: String, clock: ManualClock) {
+        self.dispatch = dispatch; self.http = http; self.client = client; self.base = base
+        self.dataDirectory = dataDirectory; self.clock = clock
+    }
+
+    func stop() async {
+        await http.stop(grace: .milliseconds(50))
+        client.shutdown()
+        try? FileManager.default.removeItem(atPath: dataDirectory)
+    }
+
+    /// One request; the body as text.
+    func call(_ method: String, _ path: String, key: String? = nil, body: String? = nil,
+              headers: [(name: String, value: String)] = []) async throws -> (status: Int, headers: [(name: String, value: String)], text: String) {
+        var h = headers
+        if let key { h.append(("Authorization", "Bearer " + key)) }
+        if body != nil { h.append(("Content-Type", "application/json")) }
+        let request = ClientRequest(method: method, url: base + path, headers: h, body: body.map { .bytes(Array($0.utf8)) } ?? .none)
+        let response = try await client.run { () async throws -> ClientResponse in
+            let c = HTTPClient()
+            do {
+                let r = try await c.execute(request)
+                await c.shutdown()
+                return r
+            } catch {
+                await c.shutdown()
+                throw error
+            }
+        }
+        return (response.status, response.headers, String(decoding: response.body, as: UTF8.self))
+    }
+
+    func adminKey() async throws -> String {
+        try await dispatch.access.ensureAdminKey(fromEnvironment: nil, dataDirectory: dataDirectory)!
+    }
+}
+
+func json(_ text: String) throws -> JSONValue { try JSONDocument(parsing: text).root }
+
+final class AccessRouteTests: XCTestCase {
+    func testMissingWrongAndRevokedKeysGet401WithWWWAuthenticate() async throws {
+        let h = try await AccessHarness.start()
+        let admin = try await h.adminKey()
+        for key in [nil, "spk_wrongwrongwrongwrongwrongwrongwrongwrong", ""] as [String?] {
+            let r = try await h.call("GET", "/api/v1/keys", key: key)
+            XCTAssertEqual(r.status, 401, "key \(key ?? "none")")
+            XCTAssertEqual(r.headers.first { $0.name.lowercased() == "www-authenticate" }?.value, "Bearer")
+            XCTAssertEqual(try json(r.text)["error"]?["code"]?.string(), "unauthorized")
+        }
+        // Open routes need no key.
+        for path in ["/api/v1/health", "/api/v1/version", "/api/v1/ready"] {
+            let r = try await h.call("GET", path)
+            XCTAssertEqual(r.status, 200, path)
+        }
+        let created = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#)
+        XCTAssertEqual(created.status, 201, created.text)
+        let body = try json(created.text)
+        let secret = try body["secret"]!.string(), id = try body["id"]!.string()
+        XCTAssertEqual(try body["tenant"]?.string(), "acme")
+        XCTAssertEqual(try body["admin"]?.bool(), false)
+        let ok = try await h.call("GET", "/api/v1/engines", key: secret)
+        XCTAssertEqual(ok.status, 200, ok.text)
+        let revoked = try await h.call("DELETE", "/api/v1/keys/\(id)", key: admin)
+        XCTAssertEqual(revoked.status, 204)
+        let after = try await h.call("GET", "/api/v1/engines", key: secret)
+        XCTAssertEqual(after.status, 401, "a revoked key is refused at once")
+        let again = try await h.call("DELETE", "/api/v1/keys/key_01ARZ3NDEKTSV4RRFFQ69G5FAV", key: admin)
+        XCTAssertEqual(again.status, 404)
+        let junk = try await h.call("DELETE", "/api/v1/keys/..%2F..", key: admin)
+        XCTAssertEqual(junk.status, 404)
+        await h.stop()
+    }
+
+    func testTenantKeysCannotManageKeys() async throws {
+        let h = try await AccessHarness.start()
+        let admin = try await h.adminKey()
+        let created = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme","admin":false}"#)
+        let tenantKey = try json(created.text)["secret"]!.string()
+        for (method, path, body) in [("POST", "/api/v1/keys", #"{"tenant":"x"}"#), ("GET", "/api/v1/keys", nil),
+                                     ("DELETE", "/api/v1/keys/key_01ARZ3NDEKTSV4RRFFQ69G5FAV", nil)] as [(String, String, String?)] {
+            let r = try await h.call(method, path, key: tenantKey, body: body)
+            XCTAssertEqual(r.status, 403, "\(method) \(path)")
+            XCTAssertEqual(try json(r.text)["error"]?["code"]?.string(), "forbidden")
+        }
+        // An admin key made over the API can.
+        let madeAdmin = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"ops","admin":true}"#)
+        let second = try json(madeAdmin.text)["secret"]!.string()
+        let listed = try await h.call("GET", "/api/v1/keys", key: second)
+        XCTAssertEqual(listed.status, 200)
+        await h.stop()
+    }
+
+    func testKeyBodiesAreValidatedStrictly() async throws {
+        let h = try await AccessHarness.start()
+        let admin = try await h.adminKey()
+        let cases: [(String, Int, String?)] = [
+            (#"{"tenant":"acme""#, 400, nil),
+            (#"[]"#, 422, ""),
+            (#"{}"#, 422, "/tenant"),
+            (#"{"tenant":5}"#, 422, "/tenant"),
+            (#"{"tenant":"Acme"}"#, 422, "/tenant"),
+            (#"{"tenant":""}"#, 422, "/tenant"),
+            ("{\"tenant\":\"\(String(repeating: "a", count: 65))\"}", 422, "/tenant"),
+            (#"{"tenant":"acme","admin":"yes"}"#, 422, "/admin"),
+            (#"{"tenant":"acme","colour":1}"#, 422, "/colour"),
+            (#"{"tenant":"acme","tenant":"evil"}"#, 400, nil),
+        ]
+        for (body, status, field) in cases {
+            let r = try await h.call("POST", "/api/v1/keys", key: admin, body: body)
+            XCTAssertEqual(r.status, status, "\(body): \(r.text)")
+            if let field {
+                XCTAssertNotNil(try json(r.text)["error"]?["details"]?[field], "\(body): \(r.text)")
+            }
+        }
+        await h.stop()
+    }
+
+    func testListPagesAndNeverShowsSecretsOrHashes() async throws {
+        let h = try await AccessHarness.start()
+        let admin = try await h.adminKey()
+        var secrets: [String] = []
+        for i in 0..<4 {
+            let r = try await h.call("POST", "/api/v1/keys", key: admin, body: "{\"tenant\":\"t\(i)\"}")
+            secrets.append(try json(r.text)["secret"]!.string())
+        }
+        var seen: [String] = []
+        var path: String? = "/api/v1/keys?limit=2"
+        while let p = path {
+            let r = try await h.call("GET", p, key: admin)
+            XCTAssertEqual(r.status, 200, r.text)
+            for s in secrets + [admin] { XCTAssertFalse(r.text.contains(s), "a secret was listed") }
+            XCTAssertFalse(r.text.contains("hash"))
+            let body = try json(r.text)
+            XCTAssertEqual(try body["total_count"]?.int(), 5)
+            for k in body["data"]!.elements { seen.append(try k["id"]!.string()); XCTAssertNil(k["secret"]) }
+            path = body["next_page_url"]!.isNull ? nil : try body["next_page_url"]!.string()
+        }
+        XCTAssertEqual(seen.count, 5)
+        XCTAssertEqual(Set(seen).count, 5)
+        let tampered = try await h.call("GET", "/api/v1/keys?cursor=key_01ARZ3NDEKTSV4RRFFQ69G5FAV.0000", key: admin)
+        XCTAssertEqual(tampered.status, 400)
+        let badLimit = try await h.call("GET", "/api/v1/keys?limit=-1", key: admin)
+        XCTAssertEqual(badLimit.status, 422)
+        await h.stop()
+    }
+
+    func testInsecureNoAuthMakesEveryCallerTheDefaultAdmin() async throws {
+        let h = try await AccessHarness.start(insecure: true)
+        let r = try await h.call("POST", "/api/v1/keys", body: #"{"tenant":"acme"}"#)
+        XCTAssertEqual(r.status, 201, r.text)
+        let listed = try await h.call("GET", "/api/v1/keys", key: "anything at all")
+        XCTAssertEqual(listed.status, 200)
+        await h.stop()
+    }
+}

@@ -1,0 +1,106 @@
+// Engines: registration, heartbeats, offline after the heartbeat timeout on the injected
+// clock, filtered and paged listing, and the credential kept only as a hash.
+import Engines
+import Foundation
+import Persistence
+import SpoolModel
+import Threads
+import XCTest
+
+final class EngineRegistryTests: XCTestCase {
+    func makeRegistry(timeoutMs: Int64 = 30_000) async throws -> (EngineRegistry, ManualClock, SQLiteDatabase) {
+        let dir = NSTemporaryDirectory() + "spool-engines-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        let clock = ManualClock()
+        var settings = EngineSettings()
+        settings.heartbeatTimeoutMilliseconds = timeoutMs
+        let s = settings
+        return (try await EngineRegistry.open(database: db, clock: clock, settings: { s }), clock, db)
+    }
+
+    func testRegisterAndGetRoundTrip() async throws {
+        let (registry, clock, db) = try await makeRegistry()
+        let e = try await registry.register(name: "gpu-1", host: "10.0.0.7", tags: ["gpu", "eu"],
+                                            capabilitiesJSON: #"{"codecs":["h264","hevc"]}"#, credential: "engine-secret-0123456789")
+        XCTAssertEqual(e.state, .online)
+        XCTAssertEqual(e.registered, clock.unixMilliseconds)
+        let got = try await registry.get(e.id)
+        XCTAssertEqual(got, e)
+        let stored = try await db.read { db in try String.fetchAll(db, sql: "SELECT credential_hash FROM engines_records") }
+        XCTAssertEqual(stored.first?.count, 64)
+        XCTAssertFalse(stored.first!.contains("engine-secret"))
+        let good = try await registry.verifyCredential(e.id, "engine-secret-0123456789")
+        let bad = try await registry.verifyCredential(e.id, "engine-secret-0123456780")
+        XCTAssertTrue(good)
+        XCTAssertFalse(bad)
+    }
+
+    func testBadRegistrationIsAValidationError() async throws {
+        let (registry, _, _) = try await makeRegistry()
+        let cases: [(String, () async throws -> Void)] = [
+            ("/name", { _ = try await registry.register(name: "", host: "h", credential: "0123456789abcdef") }),
+            ("/capabilities", { _ = try await registry.register(name: "n", host: "h", capabilitiesJSON: "[1]", credential: "0123456789abcdef") }),
+            ("/tags/1", { _ = try await registry.register(name: "n", host: "h", tags: ["a", "b\u{1}"], credential: "0123456789abcdef") }),
+            ("/credential", { _ = try await registry.register(name: "n", host: "h", credential: "short") }),
+        ]
+        for (field, call) in cases {
+            do { try await call(); XCTFail("\(field) accepted") } catch let e as ModelError {
+                XCTAssertEqual(e.code, .validationFailed)
+                XCTAssertEqual(e.details.first?.0, field)
+            }
+        }
+    }
+
+    func testMissedHeartbeatsMarkOfflineOnTheInjectedClock() async throws {
+        let (registry, clock, _) = try await makeRegistry(timeoutMs: 10_000)
+        let a = try await registry.register(name: "a", host: "h", credential: "0123456789abcdef")
+        let b = try await registry.register(name: "b", host: "h", credential: "0123456789abcdef")
+        clock.advance(by: .seconds(6))
+        try await registry.heartbeat(b.id, load: 0.5)
+        clock.advance(by: .seconds(5))   // a: 11 s silent, b: 5 s
+        let gone = try await registry.sweep()
+        XCTAssertEqual(gone, [a.id])
+        let aNow = try await registry.get(a.id), bNow = try await registry.get(b.id)
+        XCTAssertEqual(aNow?.state, .offline)
+        XCTAssertEqual(bNow?.state, .online)
+        XCTAssertEqual(bNow?.load, 0.5)
+        XCTAssertEqual(bNow?.lastHeartbeat, clock.unixMilliseconds - 5_000)
+        let again = try await registry.sweep()
+        XCTAssertEqual(again, [], "an offline engine is not reported twice")
+        // A heartbeat brings it back.
+        let back = try await registry.heartbeat(a.id, load: 0.1, state: .draining)
+        XCTAssertEqual(back.state, .draining)
+        do {
+            try await registry.heartbeat(EngineID("eng_01ARZ3NDEKTSV4RRFFQ69G5FAV")!, load: 0)
+            XCTFail("heartbeat of an unknown engine")
+        } catch let e as ModelError { XCTAssertEqual(e.code, .notFound) }
+        do {
+            try await registry.heartbeat(a.id, load: .nan)
+            XCTFail("NaN load accepted")
+        } catch let e as ModelError { XCTAssertEqual(e.code, .validationFailed) }
+    }
+
+    func testListFiltersByStateAndPages() async throws {
+        let (registry, clock, _) = try await makeRegistry()
+        var ids: [EngineID] = []
+        for i in 0..<5 {
+            ids.append(try await registry.register(name: "e\(i)", host: "h", credential: "0123456789abcdef").id)
+            clock.advance(by: .milliseconds(1))
+        }
+        try await registry.heartbeat(ids[1], load: 0, state: .draining)
+        try await registry.heartbeat(ids[3], load: 0, state: .draining)
+        let all = try await registry.list(limit: 2)
+        XCTAssertEqual(all.totalCount, 5)
+        XCTAssertEqual(all.records.map(\.id), Array(ids[0..<2]))
+        let rest = try await registry.list(after: ids[1].text, limit: 10)
+        XCTAssertEqual(rest.records.map(\.id), Array(ids[2...]))
+        let draining = try await registry.list(limit: 10, state: .draining)
+        XCTAssertEqual(draining.totalCount, 2)
+        XCTAssertEqual(draining.records.map(\.id), [ids[1], ids[3]])
+        let online = try await registry.list(offset: 1, limit: 10, state: .online)
+        XCTAssertEqual(online.totalCount, 3)
+        XCTAssertEqual(online.records.map(\.id), [ids[2], ids[4]])
+    }
+}

@@ -1,3 +1,0 @@
-import XCTest
-@testable import Engines
-final class PlaceholderTests: XCTestCase { func testModuleLinks() { XCTAssertNotNil(EnginesModule.self) } }
