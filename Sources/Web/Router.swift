@@ -74,7 +74,7 @@ public final class Router: Sendable {
     /// Every route as its method and path pattern (`:name` for a parameter), in the order
     /// added: what an API description (OpenAPI) is checked against.
     public var routeTable: [(method: String, path: String)] {
-        routes.map { ($0.method, "/" + $0.segments.joined(separator: "/")) }
+        routes.map { ($0.method, $0.pattern) }
     }
 
     /// Finds the route for `request` and runs it through the middleware; maps failures to
