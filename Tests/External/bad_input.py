@@ -25,12 +25,12 @@ failures = []
 count = 0
 
 
-def expect_4xx(label, status, headers, body):
+def expect_4xx(label, status, headers, body, allowed=()):
     global count
     count += 1
     if status is None:
         failures.append(f"{label}: no answer (connection closed)")
-    elif not 400 <= status < 500:
+    elif not 400 <= status < 500 and status not in allowed:
         failures.append(f"{label}: status {status}: {body[:200]!r}")
     else:
         problem = error_envelope_problem(status, headers, body)
@@ -49,7 +49,7 @@ def req(s, srv, method, path, label=None, **kw):
     return r
 
 
-def raw(srv, data, label):
+def raw(srv, data, label, allowed=()):
     """Sends bytes as they are and reads the answer: (status, headers dict, body)."""
     global count
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
@@ -93,7 +93,7 @@ def raw(srv, data, label):
                 break
             out, rest = out + rest[:n], rest[n + 2:]
         body = out
-    expect_4xx(label, status, headers, body)
+    expect_4xx(label, status, headers, body, allowed)
 
 
 def main():
@@ -169,7 +169,7 @@ def run(srv):
              dict(good, metadata={str(i): "v" for i in range(10_000)})]
     for i, body in enumerate(wrong):
         post_job(body, f"POST /jobs wrong #{i} {json.dumps(body)[:60]}")
-    for num in [b"1e400", b"-1e400", b"18446744073709551616", b"-9223372036854775809", b"1e-400", b"9" * 400, b"-0", b"1E+2"]:
+    for num in [b"1e400", b"-1e400", b"18446744073709551616", b"-9223372036854775809", b"1e-400", b"9" * 400, b"1E+2", b"0x10", b"+1", b"1.0e0"]:
         body = b'{"input":{"file_id":"' + fid.encode() + b'"},"preset":"h264-720p","priority":' + num + b"}"
         post_job(body, f"POST /jobs priority {num[:20]!r}")
         body = b'{"input":{"file_id":"' + fid.encode() + b'"},"preset":"h264-720p","ttl_seconds":' + num + b"}"
@@ -178,7 +178,6 @@ def run(srv):
     post_job(dup, "POST /jobs duplicate key")
     post_job(b'{"input":{"file_id":"' + fid.encode() + b'","file_id":"' + fid.encode() + b'"},"preset":"h264-720p"}', "duplicate nested key")
     post_job(b'{"input":{"file_id":"' + fid.encode() + b'"},"preset":"h264-720p","\\u0070reset":"x"}', "duplicate escaped key")
-    post_job(good, "POST /jobs text/plain", ctype="text/plain")
     # Idempotency-Key: missing, empty, huge, reused with another body.
     req(s, srv, "POST", "/api/v1/jobs", "no Idempotency-Key", json=good)
     req(s, srv, "POST", "/api/v1/jobs", "empty Idempotency-Key", json=good, headers={"Idempotency-Key": ""})
@@ -194,7 +193,7 @@ def run(srv):
                   "limit=1.5", "offset=-5", "offset=18446744073709551616", "offset=x", "cursor=garbage", "cursor=" + "a" * 4096,
                   "cursor=job_00000000000000000000000000.0000000000000000", "limit=5&offset=1&cursor=x", "limit=%ff", "limit=%00"]:
             req(s, srv, "GET", f"{path}?{q}")
-    for q in ["state=bogus", "state=", "state=%ff", "tenant=" + "t" * 10000]:
+    for q in ["state=bogus", "state=PENDING", "state=%ff", "tenant=" + "t" * 10000]:
         req(s, srv, "GET", f"/api/v1/jobs?{q}")
     # Ids: wrong shape, wrong kind, encoded slashes, NUL, overlong, invalid percent-encoding.
     ids = ["x", "job_" + "Z" * 26, "job_" + "8" * 26, "file_" + "0" * 26, "%00", "%ff%fe", "..%2f..%2fetc%2fpasswd", "a" * 8000,
@@ -249,7 +248,7 @@ def run(srv):
         "raw bad chunk size")
     raw(srv, b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"Idempotency-Key: k2\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{\"a\xff",
         "raw bad UTF-8 body")
-    raw(srv, b"GET /api/v1/jobs HTTP/9.9\r\nHost: x\r\n\r\n", "raw HTTP/9.9")
+    raw(srv, b"GET /api/v1/jobs HTTP/9.9\r\nHost: x\r\n\r\n", "raw HTTP/9.9", allowed=(505,))  # the one right answer
     raw(srv, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, "raw TLS hello")
     raw(srv, b"GET\r\n\r\n", "raw short request line")
 

@@ -46,11 +46,13 @@ def random_size(rng):
 
 
 def worker(tid, srv, ledger, rng, stop, jobs_max):
+    """Jobs until this round's quota (`jobs_max`, a running total), uploads throughout."""
     s = srv.session()
     while not stop.is_set():
         with ledger.lock:
             file_ids = list(ledger.files)
-        if not file_ids or rng.random() < 0.15:
+            quota_left = ledger.submitted < jobs_max
+        if not file_ids or rng.random() < (0.15 if quota_left else 1.0):
             size = random_size(rng)
             data = rng.randbytes(size)
             chunked = rng.random() < 0.3
@@ -70,7 +72,7 @@ def worker(tid, srv, ledger, rng, stop, jobs_max):
             continue
         with ledger.lock:
             if ledger.submitted >= jobs_max:
-                return
+                continue
             ledger.submitted += 1
             n = ledger.submitted
         key = f"crash-{tid}-{n}-{rng.getrandbits(48):012x}"
@@ -207,11 +209,13 @@ def main():
         srv.start()
         for rnd in range(1, args.kills + 1):
             stop = threading.Event()
-            threads = [threading.Thread(target=worker, args=(t, srv, ledger, random.Random(rng.getrandbits(64)), stop, args.jobs))
+            # The jobs spread over the rounds; the kill lands while they are being submitted.
+            quota = ledger.submitted + -(-(args.jobs - ledger.submitted) // (args.kills - rnd + 1))
+            threads = [threading.Thread(target=worker, args=(t, srv, ledger, random.Random(rng.getrandbits(64)), stop, quota))
                        for t in range(args.threads)]
             for t in threads:
                 t.start()
-            delay = rng.uniform(0.05, 1.5)
+            delay = rng.uniform(0.02, 0.6)
             time.sleep(delay)
             srv.kill()
             stop.set()
