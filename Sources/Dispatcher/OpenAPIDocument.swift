@@ -219,10 +219,10 @@ public enum OpenAPIDocument {
    "Key": {"type": "object", "required": ["id", "tenant", "admin", "last4", "origin", "created_at", "revoked_at"], "properties": {
     "id": {"type": "string", "pattern": "^key_"}, "tenant": {"type": "string"}, "admin": {"type": "boolean"}, "last4": {"type": "string"},
     "origin": {"enum": ["api", "environment", "generated"]}, "created_at": {"type": "integer", "description": "Unix milliseconds"},
-    "revoked_at": {"type": ["integer", "null"], "description": "Unix milliseconds"}}, "not": {"required": ["secret"]}},
+    "revoked_at": {"type": ["integer", "null"], "description": "Unix milliseconds"}}},
    "NewKey": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string", "pattern": "^spk_[a-z2-7]{40}$"}}}]},
    "KeyList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
-    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}}
+    "data": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"not": {"required": ["secret"]}}]}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}}
   }
  }
 }
