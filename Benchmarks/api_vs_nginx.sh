@@ -179,7 +179,7 @@ end
 EOF
 before=$(curl -sf -H "$auth" "$api/jobs?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_count"])')
 c0=$(cpu_ticks $spool_pid)
-out=$(taskset -c 0 wrk -t1 -c16 -d"${secs}s" -s "$work/post_jobs.lua" "$api/jobs" -- "$(date +%s%N)")
+out=$(taskset -c 0 wrk -t1 -c16 -d"${secs}s" -H "$auth" -s "$work/post_jobs.lua" "$api/jobs" -- "$(date +%s%N)")
 c1=$(cpu_ticks $spool_pid)
 if grep -qE "Non-2xx or 3xx responses|Socket errors: .*[1-9]" <<<"$out"; then echo "POST /jobs: FAILED, wrk saw errors:"; echo "$out"; exit 1; fi
 after=$(curl -sf -H "$auth" "$api/jobs?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_count"])')
@@ -205,9 +205,11 @@ rps = float(re.search(r"Requests/sec:\s*([0-9.]+)", out).group(1))
 p50 = re.search(r"Latency\s+([0-9.]+\w+)", out).group(1)
 created = int(after) - int(before)
 cpu = (int(c1) - int(c0)) / int(tck)
-if created != n:
+# wrk counts the answers it read in time; up to one request per connection (16) was still
+# in flight at the end and was committed too.
+if not n <= created <= n + 16:
     sys.exit(f"POST /jobs: wrk completed {n} requests but {created} jobs were created")
-print(f"POST /jobs: {rps:.0f} durable commits/s ({n} jobs created and counted, mean latency {p50}, server CPU {cpu:.2f} s, {cpu / n * 1e6:.0f} us per job)")
+print(f"POST /jobs: {rps:.0f} durable commits/s ({n} answered, {created} jobs created and counted, mean latency {p50}, server CPU {cpu:.2f} s, {cpu / n * 1e6:.0f} us per job)")
 print(f"yardstick: {float(yard):.0f} single-row SQLite commits/s (WAL, synchronous=FULL, same disk): spool / yardstick {rps / float(yard):.2f}x")
 PY
 
