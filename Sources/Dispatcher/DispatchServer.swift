@@ -9,6 +9,7 @@ import Engines
 import Events
 import Glibc
 import JSON
+import Jobs
 import Logging
 import Persistence
 import ServerConfig
@@ -31,6 +32,11 @@ public final class DispatchServer: Sendable {
     public let engines: EngineRegistry
     /// The Prometheus registry behind GET /metrics (one per server).
     public let metrics: ServerMetrics
+    /// Job and engine events (SSE, webhooks, metrics listen here).
+    public let events: any EventBus
+    public let jobs: JobService
+    /// Does this file exist and belong to this tenant (POST /jobs checks its input).
+    let fileExists: @Sendable (FileID, _ tenant: String) async -> Bool
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
@@ -42,18 +48,27 @@ public final class DispatchServer: Sendable {
         let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
         let access = try await AccessService.open(database: database, clock: clock)
         let engines = try await EngineRegistry.open(database: database, clock: clock)
+        let events = InProcessEventBus(replayWindow: { settings.current.events.replayWindow })
+        let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
+                              settings: { JobSettings(settings.current.jobs) })
+        try await jobs.migrate()
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
                                     cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
-                                    logger: logger)
+                                    logger: logger, events: events, jobs: jobs,
+                                    fileExists: { _, _ in true })   // wired to FileService by the lead
         return server
     }
 
     init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
-         cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger) {
+         cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger,
+         events: any EventBus, jobs: JobService, fileExists: @escaping @Sendable (FileID, _ tenant: String) async -> Bool) {
         self.cursors = cursors
         self.access = access
         self.engines = engines
         self.metrics = metrics
+        self.events = events
+        self.jobs = jobs
+        self.fileExists = fileExists
         self.dataDirectory = dataDirectory
         self.database = database
         self.settings = settings
@@ -76,6 +91,7 @@ public final class DispatchServer: Sendable {
                 installAuthentication(on: &v1)
                 installAccessRoutes(on: &v1)
                 installEngineRoutes(on: &v1)
+                installJobRoutes(on: &v1)
             }
         }
     }

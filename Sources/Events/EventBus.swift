@@ -1,2 +1,75 @@
-// Events: placeholder so the package resolves; replaced by the module's real sources.
-public enum EventsModule {}
+// Events: what happened to jobs and engines, published after the transaction that caused it
+// committed, and streamed to whoever listens (SSE clients of one job, metrics, webhooks).
+//
+// The contract every bus keeps (the in-process one now, Redis streams later):
+//  - every event has an id, increasing in publication order (per process here);
+//  - a subscriber of one subject (a job id) first gets the retained events after the id it
+//    names (its Last-Event-ID), then live ones, in id order, never interleaved;
+//  - delivery is at least once: a consumer that reconnects with the last id it saw may see
+//    nothing twice from this bus, but must tolerate duplicates from another implementation;
+//  - only the last `replay_window` events of a subject are retained: a consumer further
+//    behind than that loses the oldest, as it would across a reconnect past the window.
+import JSON
+
+/// The kinds of event. Raw values are the SSE `event:` names.
+public enum EventType: String, Sendable, CaseIterable {
+    case jobCreated = "JobCreated"
+    case jobAssigned = "JobAssigned"
+    case transcodingStarted = "TranscodingStarted"
+    case progressUpdated = "ProgressUpdated"
+    /// The job reached completed, failed (no attempt left) or cancelled.
+    case jobFinished = "JobFinished"
+    /// Any other move (retrying, back to pending, completing).
+    case jobStateChanged = "JobStateChanged"
+    case engineHeartbeat = "EngineHeartbeat"
+}
+
+/// One event: `subject` is the job id (or engine id) it is about; `payload` a JSON object
+/// (state, progress, reason, ...), already serialized.
+public struct Event: Sendable, Equatable {
+    public var id: UInt64
+    public var subject: String
+    public var type: EventType
+    public var payload: String
+
+    public init(id: UInt64, subject: String, type: EventType, payload: String) {
+        self.id = id; self.subject = subject; self.type = type; self.payload = payload
+    }
+}
+
+/// A subscription to one subject: the stream yields the replayed events (those with ids up
+/// to `replayedThrough`) and then live ones. `replayedThrough` is the subject's newest
+/// event id when the subscription began (0 when it had none), so a consumer can tell the
+/// backlog from what happens next.
+public struct EventSubscription: Sendable {
+    public let events: AsyncStream<Event>
+    public let replayedThrough: UInt64
+    public init(events: AsyncStream<Event>, replayedThrough: UInt64) {
+        self.events = events; self.replayedThrough = replayedThrough
+    }
+}
+
+public protocol EventBus: Sendable {
+    /// Publishes an event (call it only after the change it reports committed) and returns
+    /// it with its id.
+    @discardableResult
+    func publish(subject: String, type: EventType, payload: String) async -> Event
+
+    /// The retained events of `subject` with ids greater than `after` (all retained when
+    /// nil), then live ones. The subscription ends when the consumer stops iterating (the
+    /// task is cancelled or the stream is dropped).
+    func subscribe(subject: String, after: UInt64?) async -> EventSubscription
+
+    /// Every event of every subject from now on (metrics, webhooks).
+    func subscribeAll() async -> AsyncStream<Event>
+}
+
+extension EventBus {
+    /// Publishes an event whose payload `build` writes (a JSON object).
+    @discardableResult
+    public func publish(subject: String, type: EventType, _ build: (inout JSONWriter<[UInt8]>) -> Void) async -> Event {
+        var w = JSONWriter()
+        build(&w)
+        return await publish(subject: subject, type: type, payload: w.text)
+    }
+}

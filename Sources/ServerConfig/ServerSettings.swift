@@ -22,10 +22,15 @@
 //   webhooks.timeout_seconds   (r)   SPOOL_WEBHOOKS_TIMEOUT_SECONDS
 //   webhooks.allow_private_networks (r) SPOOL_WEBHOOKS_ALLOW_PRIVATE_NETWORKS
 //   events.replay_window       (r)   SPOOL_EVENTS_REPLAY_WINDOW
+#if canImport(Glibc)
+import Glibc
+#endif
+
 public struct ServerSettings: Sendable, Equatable {
     public var listen = "127.0.0.1:8080"
     public var dataDirectory = "./spool-data"
-    public var loops = 1
+    /// One event loop per core unless set.
+    public var loops = max(1, min(256, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
     public var insecureNoAuth = false
     public var logLevel = "info"
 

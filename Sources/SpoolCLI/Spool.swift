@@ -8,6 +8,9 @@ import Lifecycle
 import Ring
 import Threads
 import SpoolAPI
+import Dispatcher
+import ServerConfig
+import Logging
 import SpoolModel
 import Web
 #if canImport(Glibc)
@@ -193,52 +196,78 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
     }
 }
 
-/// `spool serve --listen HOST:PORT --data-dir DIR`: the dispatch server. For now it serves
-/// SpoolAPI's routes (health and version); everything else gets the standard 404.
+/// `spool serve --listen HOST:PORT --data-dir DIR [--config FILE]`: the dispatch server
+/// (Dispatcher's routes on the ring; SQLite and local storage in the data directory).
+/// Settings come from the file, then SPOOL_* environment, then these flags; SIGHUP (or a
+/// changed file) reloads the reloadable ones.
 struct Serve: AsyncParsableCommand, StopsGracefully {
     static let configuration = CommandConfiguration(abstract: "Run the dispatch server (HTTP API under /api/v1).")
 
-    @Option(help: "Address to listen on (HOST:PORT; IPv6 as [::1]:PORT).")
-    var listen = "127.0.0.1:8080"
+    @Option(help: "Address to listen on (HOST:PORT; IPv6 as [::1]:PORT). Default 127.0.0.1:8080.")
+    var listen: String?
 
-    @Option(help: "Directory for Spool's data (created if missing).")
-    var dataDir: String
+    @Option(help: "Directory for Spool's data (created if missing): database, files, keys.")
+    var dataDir: String?
 
     @Option(help: "Event loops (default: one per core).")
     var loops: Int?
 
-    func validate() throws {
-        if let loops, !(1...256).contains(loops) { throw ValidationError("--loops must be 1...256") }
-        if dataDir.isEmpty { throw ValidationError("--data-dir must name a directory") }
-    }
+    @Option(help: "A JSON configuration file (keys: see README); SPOOL_* variables and flags override it.")
+    var config: String?
+
+    @Flag(help: "Serve the API without keys: every caller is an admin of tenant `default` (tests, local use).")
+    var insecureNoAuth = false
 
     func run() async throws {
         // First, before any socket listens: a stop signal from now on (or one pending
-        // since start) gives a graceful stop once the server is up.
+        // since start) gives a graceful stop once the server is up; SIGHUP means reload.
         let shutdown = ShutdownSignal.install()
+        let reloadRequests = shutdown.reloadRequests()
+        var flags: [String: String] = [:]
+        if let listen { flags["listen"] = listen }
+        if let dataDir { flags["data_dir"] = dataDir }
+        if let loops { flags["loops"] = String(loops) }
+        if insecureNoAuth { flags["insecure_no_auth"] = "true" }
+        let loader = ConfigLoader(filePath: config, flags: flags)
+        let settings: ServerSettings
+        do { settings = try loader.load() } catch { throw ValidationError(error.description) }
+        let dataDir = settings.dataDirectory
         let address: SocketAddress
-        do { address = try SocketAddress(listen) } catch { throw ValidationError("--listen: \(error)") }
+        do { address = try SocketAddress(settings.listen) } catch { throw ValidationError("listen: \(error)") }
         // Unsafe only in the C signatures: Swift passes `dataDir` as a C string for the
         // call's duration, and strerror's text is copied at once.
-        if unsafe mkdir(dataDir, 0o750) != 0 && errno != EEXIST {
-            throw ValidationError(unsafe "--data-dir \(dataDir): \(String(cString: strerror(errno)))")
+        if unsafe mkdir(dataDir, 0o700) != 0 && errno != EEXIST {
+            throw ValidationError(unsafe "data directory \(dataDir): \(String(cString: strerror(errno)))")
         }
         var st = stat()
         guard unsafe stat(dataDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw ValidationError("--data-dir \(dataDir) exists and is not a directory")
+            throw ValidationError("data directory \(dataDir) exists and is not a directory")
         }
-        guard unsafe access(dataDir, W_OK) == 0 else { throw ValidationError("--data-dir \(dataDir) is not writable") }
-        var config = HTTPServerConfiguration(listen: address)
-        config.loops = loops ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        let router = Router { r in SpoolAPI.install(on: &r) }
-        let server = HTTPServer(configuration: config, router: router)
+        guard unsafe access(dataDir, W_OK) == 0 else { throw ValidationError("data directory \(dataDir) is not writable") }
+
+        let live = LiveSettings(settings)
+        let logger = Logger(label: "spool.serve")
+        let dispatch = try await DispatchServer.open(dataDirectory: dataDir, settings: live, logger: logger)
+        if let shown = try await dispatch.prepareAdminKey(environment: ConfigLoader.processEnvironment()) {
+            print("spool: admin key (shown once; kept in \(dataDir)/admin.key, mode 0600): \(shown)")
+        }
+        var http = HTTPServerConfiguration(listen: address)
+        http.loops = settings.loops
+        http.bodyBytesMax = UInt64(settings.http.jsonBodyMaxBytes)
+        let server = HTTPServer(configuration: http, router: dispatch.makeRouter(), logger: logger)
         try await server.start()
-        print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(config.loops) loop(s); data in \(dataDir)")
+        let background = Task { await dispatch.runBackground() }
+        let reloader = Reloader(loader: loader, live: live, clock: SystemClock.shared, logger: logger)
+        let reloading = Task { await reloader.run(requests: reloadRequests) }
+        print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(http.loops) loop(s); data in \(dataDir)\(settings.insecureNoAuth ? "; NO AUTHENTICATION (--insecure-no-auth)" : "")")
         fflush(nil)
         let signal = await shutdown.wait()
         print("spool: \(ProcessSignals.name(signal)) received: draining (a second signal stops at once)")
         fflush(nil)
+        reloading.cancel()
         await server.stop(grace: .seconds(10))
+        background.cancel()
+        _ = await background.value
         print("spool: stopped")
         fflush(nil)
     }

@@ -90,8 +90,36 @@ final class SignalTests: XCTestCase {
         try serveAndSignal(mode: "masked", signal: "INT", runs: 50)
     }
 
-    func testSIGHUPStopsTheServerGracefully() throws {
-        try serveAndSignal(mode: "health", signal: "HUP", runs: 3)
+    /// SIGHUP reloads the configuration file: a reloadable key takes effect, a key that
+    /// needs a restart is kept out (and logged), a broken file is refused while the server
+    /// keeps its settings and keeps serving; SIGTERM then still drains and exits 0.
+    func testSIGHUPReloadsTheConfigurationAndTheServerKeepsServing() throws {
+        let spool = try spoolBinary()
+        let dir = try scratch("hup")
+        let script = #"""
+        spool="$1"; dir="$2"; log="$dir/serve.log"; conf="$dir/spool.json"
+        printf '{"jobs":{"max_attempts":3},"loops":1}' > "$conf"
+        "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --config "$conf" --insecure-no-auth >"$log" 2>&1 &
+        pid=$!
+        port=""; t=0
+        while [ -z "$port" ] && [ $t -lt 1000 ]; do port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/api/v1.*|\1|p' "$log"); sleep 0.01; t=$((t + 1)); done
+        [ -n "$port" ] || { echo "never listened: $(cat "$log")"; kill -9 $pid; exit 1; }
+        waitlog() { t=0; while ! grep -q "$1" "$log" && [ $t -lt 500 ]; do sleep 0.01; t=$((t + 1)); done; grep -q "$1" "$log" || { echo "missing in log: $1"; cat "$log"; kill -9 $pid; exit 1; }; }
+        printf '{"jobs":{"max_attempts":5},"loops":2}' > "$conf"
+        kill -HUP $pid
+        waitlog "now in effect: jobs.max_attempts"
+        waitlog "loops changed from 1 to 2: needs a restart"
+        printf '{"jobs":{"max_attempts":0}' > "$conf"
+        kill -HUP $pid
+        waitlog "rejected; the current settings stay"
+        curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/api/v1/health" || { echo "not serving after SIGHUP"; kill -9 $pid; exit 1; }
+        kill -TERM $pid; wait $pid; rc=$?
+        grep -q '^spool: stopped' "$log" || { echo "no stop line: $(cat "$log")"; exit 1; }
+        echo "rc=$rc"
+        """#
+        let (status, output) = try runProcess("/bin/sh", ["-c", script, "sh", spool, dir])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("rc=0"), output)
     }
 
     /// A transcode cancelled by SIGTERM (or SIGINT) mid-job exits 128 + the signal's

@@ -1,0 +1,31 @@
+// Dispatcher.DispatchServer+Lifecycle: what a running server does besides answering
+// requests: the admin key at start, and the periodic sweeps (job expiry and retries,
+// engines past their heartbeat), each on the injected clock until cancelled.
+import Access
+import ServerConfig
+import Threads
+
+extension DispatchServer {
+    /// With authentication on: registers SPOOL_ADMIN_KEY, or generates an admin key into
+    /// the data directory when none exists yet. Returns a generated key (to print once).
+    public func prepareAdminKey(environment: [String: String]) async throws -> String? {
+        if settings.current.insecureNoAuth { return nil }
+        return try await access.ensureAdminKey(fromEnvironment: environment["SPOOL_ADMIN_KEY"], dataDirectory: dataDirectory)
+    }
+
+    /// Runs the sweeps until the task is cancelled.
+    public func runBackground() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in
+                while !Task.isCancelled {
+                    do { try await clock.sleep(until: clock.now + .seconds(5)) } catch { return }
+                    do { _ = try await engines.sweep() } catch { logger.error("engine sweep failed: \(error)") }
+                }
+            }
+            group.addTask { [self] in
+                await jobs.runSweeps { [logger] error in logger.error("job sweep failed: \(error)") }
+            }
+            await group.waitForAll()
+        }
+    }
+}

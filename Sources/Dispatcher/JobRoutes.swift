@@ -1,0 +1,228 @@
+// Dispatcher.JobRoutes: /api/v1/jobs over the JobService.
+//   POST /jobs                 Idempotency-Key required; 201 + Location, or the first answer
+//                              replayed byte for byte with `Idempotent-Replayed: true`
+//   GET|HEAD /jobs/{id}        ETag (state + update time), Last-Modified, 304 on If-None-Match
+//   GET /jobs                  ?state= &tenant= (admins) &limit= &cursor= | &offset=
+//   POST /jobs/{id}/cancel     409 invalid_transition when already finished
+//   POST /jobs/{id}/retry      failed → pending; Idempotency-Key optional (same replay rules)
+//   GET /jobs/{id}/events      SSE, resumable with Last-Event-ID; ends after the job finishes
+// A job id that is not one, or another tenant's job, is a 404.
+import Crypto
+import Events
+import JSON
+import Jobs
+import ServerConfig
+import SpoolAPI
+import SpoolModel
+import Web
+
+extension DispatchServer {
+    func installJobRoutes(on v1: inout RouteBuilder) {
+        v1.post("jobs") { [self] req in try await createJob(req) }
+        v1.get("jobs") { [self] req in try await listJobs(req) }
+        v1.get("jobs/:id") { [self] req in try await getJob(req) }
+        v1.post("jobs/:id/cancel") { [self] req in try await cancelJob(req) }
+        v1.post("jobs/:id/retry") { [self] req in try await retryJob(req) }
+        v1.get("jobs/:id/events") { [self] req in try await jobEvents(req) }
+    }
+
+    func createJob(_ req: Request) async throws -> Response {
+        let caller = try req.caller()
+        guard let key = req.header("Idempotency-Key") else {
+            throw APIError(status: 400, code: "idempotency_key_required",
+                           message: "POST /jobs needs an Idempotency-Key header (1 to 255 printable ASCII characters)")
+        }
+        try checkIdempotencyKey(key)
+        let hash = sha256Hex(req.body)
+        if let stored = try await jobs.replay(tenant: caller.tenant, idempotencyKey: key, requestHash: hash) { return replayed(stored) }
+        let spec = try JobSpec.decode(req.body)
+        guard await fileExists(spec.inputFileID, caller.tenant) else {
+            throw ModelError.invalidField("/input/file_id", "no file \(spec.inputFileID.text)")
+        }
+        switch try await jobs.submit(tenant: caller.tenant, spec: spec, idempotencyKey: key, requestHash: hash, render: { $0.jsonBytes }) {
+        case .done(let job, let body):
+            return Response(status: 201, headers: [("Content-Type", "application/json"), ("Location", jobPath(job.id.text))], body: body)
+        case .replayed(let stored):
+            return replayed(stored)
+        }
+    }
+
+    func getJob(_ req: Request) async throws -> Response {
+        let job = try await visibleJob(req)
+        var r = Response.json(200, encoding: job)
+        r.headers.append(("ETag", jobETag(job)))
+        r.headers.append(("Last-Modified", HTTPDate.format(job.updatedAt / 1000)))
+        return r
+    }
+
+    func listJobs(_ req: Request) async throws -> Response {
+        let caller = try req.caller()
+        let stateParam = req.query("state") ?? ""
+        var state: JobState?
+        if !stateParam.isEmpty {
+            guard let s = JobState(rawValue: stateParam) else {
+                let names = JobState.allCases.map(\.rawValue).joined(separator: ", ")
+                throw ModelError(.validationFailed, "state must be one of \(names)", details: [("state", "must be one of \(names)")])
+            }
+            state = s
+        }
+        let tenantParam = req.query("tenant") ?? ""
+        let tenant: String?
+        if caller.isAdmin {
+            tenant = tenantParam.isEmpty ? nil : tenantParam
+        } else {
+            guard tenantParam.isEmpty || tenantParam == caller.tenant else {
+                throw ModelError(.forbidden, "a tenant key lists only its own tenant's jobs", details: [("tenant", "not your tenant")])
+            }
+            tenant = caller.tenant
+        }
+        // The cursor is signed for these filters and this caller: it cannot be replayed elsewhere.
+        let filters = "jobs\nstate=\(stateParam)\ntenant=\(tenantParam)\ncaller=\(caller.principal)"
+        let page = try cursors.page(of: req, filters: filters)
+        var after: JobID?
+        if let a = page.after {
+            guard let id = JobID(a) else { throw APIError(status: 400, code: "invalid_cursor", message: "the cursor does not name a job") }
+            after = id
+        }
+        let result = try await jobs.list(JobQuery(tenant: tenant, state: state, after: after, offset: page.offset, limit: page.limit))
+        var next: String?
+        if result.hasMore, let last = result.jobs.last {
+            next = nextPageURL(path: "/api/" + apiVersion + "/jobs", filters: [("state", stateParam), ("tenant", tenantParam)],
+                               limit: page.limit, cursor: cursors.cursor(after: last.id.text, filters: filters))
+        }
+        return .json(200) { w in
+            w.beginObject()
+            w.key("data")
+            w.beginArray()
+            for job in result.jobs { job.encode(to: &w) }
+            w.endArray()
+            w.field("total_count", result.totalCount)
+            w.key("next_page_url"); next.encode(to: &w)
+            w.endObject()
+        }
+    }
+
+    func cancelJob(_ req: Request) async throws -> Response {
+        let job = try await visibleJob(req)
+        return .json(200, encoding: try await jobs.cancel(job.id))
+    }
+
+    func retryJob(_ req: Request) async throws -> Response {
+        let caller = try req.caller()
+        let job = try await visibleJob(req)
+        var claim: IdempotencyClaim?
+        if let key = req.header("Idempotency-Key") {
+            try checkIdempotencyKey(key)
+            // Bound to this job: the same key on another job's retry is a reuse.
+            let claimed = IdempotencyClaim(tenant: caller.tenant, key: key, requestHash: sha256Hex(Array("retry \(job.id.text)\n".utf8) + req.body))
+            if let stored = try await jobs.replay(tenant: claimed.tenant, idempotencyKey: key, requestHash: claimed.requestHash) { return replayed(stored) }
+            claim = claimed
+        }
+        switch try await jobs.retry(job.id, claim: claim, render: { $0.jsonBytes }) {
+        case .done(_, let body): return Response(status: 200, headers: [("Content-Type", "application/json")], body: body)
+        case .replayed(let stored): return replayed(stored)
+        }
+    }
+
+    /// SSE: the retained events after Last-Event-ID (all retained without it), then live
+    /// ones; the stream ends after the event of the job's finish. A job that finished
+    /// before its events were retained (a restart) gets one JobFinished without an id; a
+    /// client resuming after the last event of a finished job gets 204 (EventSource then
+    /// stops reconnecting).
+    func jobEvents(_ req: Request) async throws -> Response {
+        let job = try await visibleJob(req)
+        var after: UInt64?
+        if let h = req.header("Last-Event-ID") {
+            guard let n = UInt64(h) else {
+                throw APIError(status: 400, code: "bad_request", message: "Last-Event-ID must be an event id this server sent",
+                               details: [("Last-Event-ID", "must be a decimal event id")])
+            }
+            after = n
+        }
+        let sub = await events.subscribe(subject: job.id.text, after: after)
+        let current = try await jobs.get(job.id) ?? job
+        let finished = current.state.isTerminal
+        let hasReplay = sub.replayedThrough > (after ?? 0)
+        if finished && after != nil && !hasReplay { return Response(status: 204) }
+        let finalPayload = current.jsonText
+        return .events { w in
+            var replayPending = hasReplay
+            if !replayPending && finished {
+                try await w.write(sse(EventType.jobFinished.rawValue, id: nil, data: finalPayload))
+                return
+            }
+            for await e in sub.events {
+                try await w.write(sse(e.type.rawValue, id: e.id, data: e.payload))
+                if e.type == .jobFinished && e.id >= sub.replayedThrough { return }
+                if replayPending && e.id >= sub.replayedThrough {
+                    replayPending = false
+                    if finished {
+                        try await w.write(sse(EventType.jobFinished.rawValue, id: nil, data: finalPayload))
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    /// The job named by the path when the caller may see it; 404 otherwise.
+    func visibleJob(_ req: Request) async throws -> Job {
+        let caller = try req.caller()
+        guard let id = JobID(req.pathParameters["id"] ?? "") else {
+            throw ModelError(.notFound, "no job \(req.pathParameters["id"] ?? "")")
+        }
+        return try await jobs.get(id, visibleTo: caller.isAdmin ? nil : caller.tenant)
+    }
+
+    func replayed(_ stored: StoredResponse) -> Response {
+        var headers = [("Content-Type", "application/json"), ("Idempotent-Replayed", "true")]
+        if stored.status == 201 { headers.append(("Location", jobPath(stored.jobID))) }
+        return Response(status: stored.status, headers: headers, body: stored.body)
+    }
+
+    func jobPath(_ id: String) -> String { "/api/" + apiVersion + "/jobs/" + id }
+
+    var apiVersion: String { SpoolAPI.version }
+}
+
+/// One SSE message. Payloads are compact JSON from JSONWriter, which escapes every control
+/// character, so `data` is one line.
+func sse(_ event: String, id: UInt64?, data: String) -> String {
+    (id.map { "id: \($0)\n" } ?? "") + "event: \(event)\ndata: \(data)\n\n"
+}
+
+/// 1 to 255 printable ASCII characters, or a 400.
+func checkIdempotencyKey(_ key: String) throws(APIError) {
+    guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
+        throw APIError(status: 400, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1 to 255 printable ASCII characters",
+                       details: [("Idempotency-Key", "must be 1 to 255 printable ASCII characters")])
+    }
+}
+
+/// A job's validator: its state and update time (every change moves the update time).
+func jobETag(_ job: Job) -> String {
+    entityTag(of: Array("\(job.state.rawValue)|\(job.updatedAt)".utf8))
+}
+
+func sha256Hex(_ bytes: [UInt8]) -> String {
+    let hex = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(64)
+    for b in SHA256.hash(data: bytes) { out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)]) }
+    return String(decoding: out, as: UTF8.self)
+}
+
+extension JobSettings {
+    /// The jobs part of the server's settings.
+    init(_ s: ServerSettings.Jobs) {
+        self.init()
+        defaultTTLSeconds = s.defaultTTLSeconds
+        maxAttempts = s.maxAttempts
+        retryBackoffSeconds = s.retryBackoffSeconds
+        retryBackoffMaxSeconds = s.retryBackoffMaxSeconds
+        idempotencyRetentionSeconds = s.idempotencyRetentionSeconds
+        expiryIntervalMilliseconds = s.expiryIntervalMilliseconds
+    }
+}

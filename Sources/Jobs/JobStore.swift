@@ -1,0 +1,91 @@
+// Jobs.JobStore: where jobs and idempotency keys are kept. The protocol is shaped around
+// the service's atomic steps (create-or-replay, read-check-write of one job, sweeps) so a
+// PostgreSQL store can implement each as one transaction (SELECT ... FOR UPDATE) the way
+// the SQLite one does with its single writer. The rules (transitions, hooks, backoff) stay
+// in the service, passed in as closures that run inside the transaction.
+import SpoolModel
+
+/// An Idempotency-Key as presented with a request.
+public struct IdempotencyClaim: Sendable, Equatable {
+    public var tenant: String
+    public var key: String
+    /// Hex SHA-256 of what identifies the request (the body, for POST /jobs).
+    public var requestHash: String
+    public init(tenant: String, key: String, requestHash: String) {
+        self.tenant = tenant; self.key = key; self.requestHash = requestHash
+    }
+}
+
+/// The first answer given under a key.
+public struct StoredResponse: Sendable, Equatable {
+    public var status: Int
+    public var body: [UInt8]
+    public var jobID: String
+    public var requestHash: String
+}
+
+public enum IdempotentOutcome: Sendable {
+    /// The change was made (and committed); `body` is what `render` made of the job ([] without render).
+    case done(Job, body: [UInt8])
+    /// The key was used before for this same request: its first answer.
+    case replayed(StoredResponse)
+}
+
+public struct JobQuery: Sendable, Equatable {
+    public var tenant: String?
+    public var state: JobState?
+    /// Keyset: ids greater than this.
+    public var after: JobID?
+    public var offset: Int
+    public var limit: Int
+    /// Descending ids (then `after` means ids smaller than it).
+    public var newestFirst: Bool
+    public init(tenant: String? = nil, state: JobState? = nil, after: JobID? = nil, offset: Int = 0, limit: Int = 20, newestFirst: Bool = false) {
+        self.tenant = tenant; self.state = state; self.after = after; self.offset = offset; self.limit = limit
+        self.newestFirst = newestFirst
+    }
+}
+
+public struct JobPage: Sendable {
+    /// At most `limit` jobs, by id.
+    public var jobs: [Job]
+    /// Jobs matching the filters (ignoring the cursor and offset).
+    public var totalCount: Int
+    /// True when more jobs follow the last one returned.
+    public var hasMore: Bool
+}
+
+public protocol JobStore: Sendable {
+    func migrate() async throws
+
+    /// One transaction: when `claim`'s key is on record and younger than `retentionMilliseconds`,
+    /// the same hash replays its answer and another hash throws `idempotencyKeyReused`;
+    /// otherwise `make()` builds the job (inside the transaction: ids are made in commit
+    /// order), which is stored with the key and `render(job)` as the answer.
+    func insert(claim: IdempotencyClaim?, status: Int, now: Int64, retentionMilliseconds: Int64,
+                make: @escaping @Sendable () -> Job, render: @escaping @Sendable (Job) -> [UInt8]) async throws -> IdempotentOutcome
+
+    /// The live answer recorded for (tenant, key), if any.
+    func lookup(tenant: String, key: String, now: Int64, retentionMilliseconds: Int64) async throws -> StoredResponse?
+
+    func get(_ id: JobID) async throws -> Job?
+
+    func list(_ query: JobQuery) async throws -> JobPage
+
+    /// One transaction: reads the job (404 when absent), applies `change` (which may throw
+    /// to refuse), writes it; with a claim, as `insert` does for keys.
+    func update(_ id: JobID, claim: IdempotencyClaim?, status: Int, now: Int64, retentionMilliseconds: Int64,
+                render: (@Sendable (Job) -> [UInt8])?, _ change: @escaping @Sendable (inout Job) throws -> Void) async throws -> IdempotentOutcome
+
+    /// One transaction over several jobs: `change` returns false to leave a job as it is.
+    /// Returns the jobs changed.
+    func updateMany(_ ids: [JobID], _ change: @escaping @Sendable (inout Job) -> Bool) async throws -> [Job]
+
+    /// Pending jobs whose expiry time has passed.
+    func idsDueForExpiry(now: Int64, limit: Int) async throws -> [JobID]
+    /// Retrying jobs whose next attempt is due.
+    func idsDueForRetry(now: Int64, limit: Int) async throws -> [JobID]
+    /// Deletes key records created before `before`; returns how many.
+    func purgeIdempotencyKeys(createdBefore before: Int64) async throws -> Int
+    func countsByState() async throws -> [JobState: Int]
+}

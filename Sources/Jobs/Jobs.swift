@@ -1,2 +1,0 @@
-// Jobs: placeholder so the package resolves; replaced by the module's real sources.
-public enum JobsModule {}

@@ -1,0 +1,230 @@
+// Jobs.SQLiteJobStore: the JobStore on the shared SQLite database. Tables `jobs_jobs` and
+// `jobs_idempotency` (migrations "jobs.1"...). Indexes: (tenant, state, id) and (state, id)
+// for listing, partial indexes for the expiry and retry sweeps, key creation time for the
+// purge. Every statement is parameterized; every write is one immediate transaction on the
+// single writer, committed (synchronous=FULL) before the call returns.
+import GRDB
+import Persistence
+import SpoolModel
+
+public final class SQLiteJobStore: JobStore {
+    let db: SQLiteDatabase
+
+    public init(database: SQLiteDatabase) { db = database }
+
+    public static let migrations: [Migration] = [
+        Migration("jobs.1") { db in
+            try db.execute(sql: """
+                CREATE TABLE jobs_jobs (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    tenant TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    priority INTEGER NOT NULL,
+                    input_file_id TEXT NOT NULL,
+                    outputs TEXT NOT NULL,
+                    required_capabilities TEXT NOT NULL,
+                    webhook_url TEXT,
+                    ttl_seconds INTEGER NOT NULL,
+                    metadata TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    max_attempts INTEGER NOT NULL,
+                    reason TEXT,
+                    progress REAL NOT NULL,
+                    lease_epoch INTEGER NOT NULL,
+                    engine_id TEXT,
+                    next_attempt_at INTEGER,
+                    result TEXT
+                ) WITHOUT ROWID;
+                CREATE INDEX jobs_jobs_tenant_state ON jobs_jobs(tenant, state, id);
+                CREATE INDEX jobs_jobs_state ON jobs_jobs(state, id);
+                CREATE INDEX jobs_jobs_expiry ON jobs_jobs(expires_at) WHERE state = 'pending';
+                CREATE INDEX jobs_jobs_retry ON jobs_jobs(next_attempt_at) WHERE state = 'retrying';
+                CREATE TABLE jobs_idempotency (
+                    tenant TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    request_hash TEXT NOT NULL,
+                    status INTEGER NOT NULL,
+                    body TEXT NOT NULL,
+                    job_id TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (tenant, key)
+                ) WITHOUT ROWID;
+                CREATE INDEX jobs_idempotency_created ON jobs_idempotency(created_at);
+                """)
+        },
+    ]
+
+    public func migrate() async throws { try await db.migrate(Self.migrations) }
+
+    public func insert(claim: IdempotencyClaim?, status: Int, now: Int64, retentionMilliseconds: Int64,
+                       make: @escaping @Sendable () -> Job, render: @escaping @Sendable (Job) -> [UInt8]) async throws -> IdempotentOutcome {
+        try await db.write { db in
+            if let claim, let stored = try Self.claimed(db, claim, now: now, retention: retentionMilliseconds) { return .replayed(stored) }
+            let job = make()
+            try Self.insertRow(db, job)
+            let body = render(job)
+            if let claim { try Self.record(db, claim, status: status, body: body, jobID: job.id, now: now) }
+            return .done(job, body: body)
+        }
+    }
+
+    public func lookup(tenant: String, key: String, now: Int64, retentionMilliseconds: Int64) async throws -> StoredResponse? {
+        try await db.read { db in try Self.stored(db, tenant: tenant, key: key, now: now, retention: retentionMilliseconds) }
+    }
+
+    public func get(_ id: JobID) async throws -> Job? {
+        try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM jobs_jobs WHERE id = ?", arguments: [id.text]).flatMap(Self.job) }
+    }
+
+    public func list(_ q: JobQuery) async throws -> JobPage {
+        try await db.read { db in
+            var filter: [String] = []
+            var args: [(any DatabaseValueConvertible)?] = []
+            if let t = q.tenant { filter.append("tenant = ?"); args.append(t) }
+            if let s = q.state { filter.append("state = ?"); args.append(s.rawValue) }
+            let whereFilters = filter.isEmpty ? "" : " WHERE " + filter.joined(separator: " AND ")
+            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs_jobs" + whereFilters, arguments: StatementArguments(args)) ?? 0
+            var pageFilter = filter
+            var pageArgs = args
+            if let a = q.after { pageFilter.append(q.newestFirst ? "id < ?" : "id > ?"); pageArgs.append(a.text) }
+            let wherePage = pageFilter.isEmpty ? "" : " WHERE " + pageFilter.joined(separator: " AND ")
+            pageArgs.append(q.limit + 1)
+            pageArgs.append(q.offset)
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM jobs_jobs" + wherePage + (q.newestFirst ? " ORDER BY id DESC" : " ORDER BY id") + " LIMIT ? OFFSET ?",
+                                        arguments: StatementArguments(pageArgs))
+            let jobs = rows.compactMap(Self.job)
+            return JobPage(jobs: Array(jobs.prefix(q.limit)), totalCount: total, hasMore: jobs.count > q.limit)
+        }
+    }
+
+    public func update(_ id: JobID, claim: IdempotencyClaim?, status: Int, now: Int64, retentionMilliseconds: Int64,
+                       render: (@Sendable (Job) -> [UInt8])?, _ change: @escaping @Sendable (inout Job) throws -> Void) async throws -> IdempotentOutcome {
+        try await db.write { db in
+            if let claim, let stored = try Self.claimed(db, claim, now: now, retention: retentionMilliseconds) { return .replayed(stored) }
+            guard var job = try Row.fetchOne(db, sql: "SELECT * FROM jobs_jobs WHERE id = ?", arguments: [id.text]).flatMap(Self.job) else {
+                throw ModelError(.notFound, "no job \(id.text)")
+            }
+            try change(&job)
+            try Self.updateRow(db, job)
+            let body = render?(job) ?? []
+            if let claim { try Self.record(db, claim, status: status, body: body, jobID: job.id, now: now) }
+            return .done(job, body: body)
+        }
+    }
+
+    public func updateMany(_ ids: [JobID], _ change: @escaping @Sendable (inout Job) -> Bool) async throws -> [Job] {
+        try await db.write { db in
+            var changed: [Job] = []
+            for id in ids {
+                guard var job = try Row.fetchOne(db, sql: "SELECT * FROM jobs_jobs WHERE id = ?", arguments: [id.text]).flatMap(Self.job),
+                      change(&job) else { continue }
+                try Self.updateRow(db, job)
+                changed.append(job)
+            }
+            return changed
+        }
+    }
+
+    public func idsDueForExpiry(now: Int64, limit: Int) async throws -> [JobID] {
+        try await db.read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM jobs_jobs WHERE state = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+                                arguments: [now, limit]).compactMap(JobID.init)
+        }
+    }
+
+    public func idsDueForRetry(now: Int64, limit: Int) async throws -> [JobID] {
+        try await db.read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM jobs_jobs WHERE state = 'retrying' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                                arguments: [now, limit]).compactMap(JobID.init)
+        }
+    }
+
+    public func purgeIdempotencyKeys(createdBefore before: Int64) async throws -> Int {
+        try await db.write { db in
+            try db.execute(sql: "DELETE FROM jobs_idempotency WHERE created_at < ?", arguments: [before])
+            return db.changesCount
+        }
+    }
+
+    public func countsByState() async throws -> [JobState: Int] {
+        try await db.read { db in
+            var out: [JobState: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM jobs_jobs GROUP BY state") {
+                if let s = JobState(rawValue: row["state"]) { out[s] = row["n"] }
+            }
+            return out
+        }
+    }
+
+    // MARK: Rows
+
+    /// The live record for `claim`'s key: its answer when the hash matches; a throw when it does not.
+    private static func claimed(_ db: Database, _ claim: IdempotencyClaim, now: Int64, retention: Int64) throws -> StoredResponse? {
+        guard let stored = try stored(db, tenant: claim.tenant, key: claim.key, now: now, retention: retention) else {
+            // An expired record the sweep has not purged yet: the key is free again.
+            try db.execute(sql: "DELETE FROM jobs_idempotency WHERE tenant = ? AND key = ?", arguments: [claim.tenant, claim.key])
+            return nil
+        }
+        guard stored.requestHash == claim.requestHash else {
+            throw ModelError(.idempotencyKeyReused, "this Idempotency-Key was used with a different request",
+                             details: [("Idempotency-Key", "used before with a different request")])
+        }
+        return stored
+    }
+
+    private static func stored(_ db: Database, tenant: String, key: String, now: Int64, retention: Int64) throws -> StoredResponse? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM jobs_idempotency WHERE tenant = ? AND key = ? AND created_at > ?",
+                                         arguments: [tenant, key, now - retention]) else { return nil }
+        let body: String = row["body"]
+        return StoredResponse(status: row["status"], body: Array(body.utf8), jobID: row["job_id"], requestHash: row["request_hash"])
+    }
+
+    private static func record(_ db: Database, _ claim: IdempotencyClaim, status: Int, body: [UInt8], jobID: JobID, now: Int64) throws {
+        try db.execute(sql: """
+            INSERT INTO jobs_idempotency (tenant, key, request_hash, status, body, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [claim.tenant, claim.key, claim.requestHash, status, String(decoding: body, as: UTF8.self), jobID.text, now])
+    }
+
+    private static func columns(_ j: Job) -> [(any DatabaseValueConvertible)?] {
+        [j.id.text, j.tenant, j.state.rawValue, j.priority, j.inputFileID.text, j.outputs.storedText, j.requiredCapabilities.jsonText,
+         j.webhookURL, j.ttlSeconds, metadataText(j.metadata), j.createdAt, j.updatedAt, j.expiresAt, j.attempts,
+         j.maxAttempts, j.reason, j.progress, j.leaseEpoch, j.engineID?.text, j.nextAttemptAt, j.result?.jsonText]
+    }
+
+    static let columnNames = "id, tenant, state, priority, input_file_id, outputs, required_capabilities, webhook_url, ttl_seconds, "
+        + "metadata, created_at, updated_at, expires_at, attempts, max_attempts, reason, progress, lease_epoch, engine_id, "
+        + "next_attempt_at, result"
+
+    private static func insertRow(_ db: Database, _ j: Job) throws {
+        try db.execute(sql: "INSERT INTO jobs_jobs (\(columnNames)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       arguments: StatementArguments(columns(j)))
+    }
+
+    private static func updateRow(_ db: Database, _ j: Job) throws {
+        var args = Array(columns(j).dropFirst())
+        args.append(j.id.text)
+        try db.execute(sql: """
+            UPDATE jobs_jobs SET tenant = ?, state = ?, priority = ?, input_file_id = ?, outputs = ?, required_capabilities = ?,
+            webhook_url = ?, ttl_seconds = ?, metadata = ?, created_at = ?, updated_at = ?, expires_at = ?, attempts = ?,
+            max_attempts = ?, reason = ?, progress = ?, lease_epoch = ?, engine_id = ?, next_attempt_at = ?, result = ? WHERE id = ?
+            """, arguments: StatementArguments(args))
+    }
+
+    /// A row as a job; nil for a row this version cannot read (never written by it).
+    static func job(_ row: Row) -> Job? {
+        guard let id = JobID(row["id"]), let state = JobState(rawValue: row["state"]), let input = FileID(row["input_file_id"]),
+              let outputs = JobOutputs.decodeStored(row["outputs"]) else { return nil }
+        let resultText: String? = row["result"]
+        let engineText: String? = row["engine_id"]
+        return Job(id: id, tenant: row["tenant"], priority: row["priority"], inputFileID: input, outputs: outputs,
+                   requiredCapabilities: stringArray(row["required_capabilities"]), webhookURL: row["webhook_url"],
+                   ttlSeconds: row["ttl_seconds"], metadata: stringMap(row["metadata"]), createdAt: row["created_at"],
+                   updatedAt: row["updated_at"], expiresAt: row["expires_at"], attempts: row["attempts"],
+                   maxAttempts: row["max_attempts"], state: state, reason: row["reason"], progress: row["progress"],
+                   leaseEpoch: row["lease_epoch"], engineID: engineText.flatMap(EngineID.init), nextAttemptAt: row["next_attempt_at"],
+                   result: resultText.flatMap(JobResult.decodeStored))
+    }
+}

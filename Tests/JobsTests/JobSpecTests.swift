@@ -1,0 +1,163 @@
+// JobsTests.JobSpecTests: strict decoding of submissions (every bad field named by its
+// JSON Pointer, duplicate keys, malformed JSON), the stored forms read back, and the
+// in-process event bus's replay window and subscription lifetime.
+import Events
+@testable import Jobs
+import JSON
+import SpoolModel
+import XCTest
+
+final class JobSpecTests: XCTestCase {
+    static let file = "file_01J00000000000000000000000"
+
+    func decode(_ text: String) throws(ModelError) -> JobSpec { try JobSpec.decode(Array(text.utf8)) }
+
+    func problems(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> [String: String] {
+        do {
+            _ = try decode(text)
+            XCTFail("accepted \(text)", file: file, line: line)
+            return [:]
+        } catch {
+            XCTAssertEqual(error.code, .validationFailed, "\(error)", file: file, line: line)
+            return Dictionary(error.details, uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    func testSmallestBodyAndDefaults() throws {
+        let spec = try decode(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p"}"#)
+        XCTAssertEqual(spec.inputFileID.text, Self.file)
+        XCTAssertEqual(spec.outputs, .preset("h264-720p"))
+        XCTAssertEqual(spec.priority, 5)
+        XCTAssertNil(spec.ttlSeconds)
+        XCTAssertNil(spec.maxAttempts)
+        XCTAssertEqual(try decode(#"{"input":{"file_id":"\#(Self.file)"},"preset":"hls-ladder-h264"}"#).outputs, .preset("hls-ladder-h264"))
+    }
+
+    func testRichBody() throws {
+        let spec = try decode("""
+            {"input":{"file_id":"\(Self.file)"},
+             "outputs":[{"preset":"h264-360p"},{"custom":{"codec":"hevc","width":1280,"height":720,"crf":28,"profile":"main"}}],
+             "priority":9,"ttl_seconds":600,"max_attempts":2,"webhook_url":"https://hooks.example.com/spool?x=1",
+             "required_capabilities":["gpu","codec:hevc"],"metadata":{"customer":"42","note":""}}
+            """)
+        var custom = CustomOutput()
+        custom.codec = "hevc"; custom.width = 1280; custom.height = 720; custom.crf = 28; custom.profile = "main"
+        XCTAssertEqual(spec.outputs, .outputs([.preset("h264-360p"), .custom(custom)]))
+        XCTAssertEqual(spec.priority, 9)
+        XCTAssertEqual(spec.ttlSeconds, 600)
+        XCTAssertEqual(spec.maxAttempts, 2)
+        XCTAssertEqual(spec.webhookURL, "https://hooks.example.com/spool?x=1")
+        XCTAssertEqual(spec.requiredCapabilities, ["gpu", "codec:hevc"])
+        XCTAssertEqual(spec.metadata, ["customer": "42", "note": ""])
+        // The stored form reads back to the same value.
+        XCTAssertEqual(JobOutputs.decodeStored(spec.outputs.storedText), spec.outputs)
+
+        let ladder = try decode("""
+            {"input":{"file_id":"\(Self.file)"},"ladder":{"rungs":[{"name":"720p","width":1280,"height":720,"max_bitrate_kbps":3000},
+             {"name":"360p","width":640,"height":360,"max_bitrate_kbps":800,"profile":"main"}],"segment_seconds":6}}
+            """)
+        guard case .ladder(.custom(let l)) = ladder.outputs else { return XCTFail("\(ladder.outputs)") }
+        XCTAssertEqual(l.rungs.map(\.name), ["720p", "360p"])
+        XCTAssertEqual(l.segmentSeconds, 6)
+        XCTAssertEqual(JobOutputs.decodeStored(ladder.outputs.storedText), ladder.outputs)
+        XCTAssertEqual(try decode(#"{"input":{"file_id":"\#(Self.file)"},"ladder":"hls-ladder-h264"}"#).outputs, .ladder(.named("hls-ladder-h264")))
+    }
+
+    func testEveryBadFieldIsNamed() {
+        let p = problems("""
+            {"input":{"file_id":"nope","extra":1},"preset":"h265-4k","priority":"5","ttl_seconds":0,"max_attempts":2.5,
+             "webhook_url":"ftp://x","required_capabilities":["gpu","gpu","bad cap"],"metadata":{"a":1,"b":"ok"},"colour":"red"}
+            """)
+        XCTAssertEqual(Set(p.keys), ["/input/file_id", "/input/extra", "/preset", "/priority", "/ttl_seconds", "/max_attempts",
+                                     "/webhook_url", "/required_capabilities/1", "/required_capabilities/2", "/metadata/a", "/colour"])
+        XCTAssertEqual(p["/colour"], "unknown field \"colour\"")
+        XCTAssertEqual(p["/priority"], "must be an integer")
+        XCTAssertTrue(p["/preset"]?.contains("unknown preset") ?? false)
+    }
+
+    func testOutputFormsAndRanges() {
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"}}"#).keys), ["/preset"])
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","ladder":"hls-ladder-h264"}"#).keys), ["/ladder"])
+        XCTAssertEqual(Set(problems(#"{"preset":"h264-720p"}"#).keys), ["/input"])
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"priority":10,"ttl_seconds":99999999999999999999,"preset":"h264-720p"}"#).keys),
+                       ["/priority", "/ttl_seconds"])
+        // Every out-of-range custom setting is named, not only the first.
+        let custom = problems(#"{"input":{"file_id":"\#(Self.file)"},"custom":{"codec":"h264","width":17,"crf":99,"speed":"warp","audio_bitrate_kbps":1}}"#)
+        XCTAssertEqual(Set(custom.keys), ["/custom/width", "/custom/crf", "/custom/speed", "/custom/audio_bitrate_kbps"])
+        let outputs = problems(#"{"input":{"file_id":"\#(Self.file)"},"outputs":[{"preset":"h264-720p"},{"preset":"hls-ladder-h264"},{"custom":{"crf":"x"}},{}]}"#)
+        XCTAssertEqual(Set(outputs.keys), ["/outputs/1/preset", "/outputs/2/custom/crf", "/outputs/3/preset"])
+        let rungs = problems(#"{"input":{"file_id":"\#(Self.file)"},"ladder":{"rungs":[{"name":"a","width":1280,"height":720,"max_bitrate_kbps":3000},{"name":"b","width":7,"height":360,"max_bitrate_kbps":800}]}}"#)
+        XCTAssertEqual(Set(rungs.keys), ["/ladder/rungs/1/width"])
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","metadata":{"\#(String(repeating: "k", count: 65))":"v"}}"#).keys).count, 1)
+        XCTAssertEqual(Set(problems("[1]").keys), [""])
+    }
+
+    func testDuplicateKeysAre422NamingTheMember() {
+        XCTAssertEqual(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","preset":"h264-360p"}"#), ["/preset": "duplicate key"])
+        XCTAssertEqual(problems(#"{"input":{"file_id":"\#(Self.file)","file_id":"\#(Self.file)"},"preset":"h264-720p"}"#), ["/input/file_id": "duplicate key"])
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"x"},"outputs":[{"preset":"a"},{"preset":"b","pre\u0073et":"c"}]}"#).keys), ["/outputs/1/preset"])
+        XCTAssertEqual(Set(problems(#"{"metadata":{"a/b":"1","a\/b":"2"}}"#).keys), ["/metadata/a~1b"])
+    }
+
+    func testMalformedJSONIs400() {
+        for bad in ["", "{", #"{"input":}"#, "{\"a\":1}x", "\u{FF}"] {
+            do {
+                _ = try decode(bad)
+                XCTFail("accepted \(bad)")
+            } catch {
+                XCTAssertEqual(error.code, .invalidJSON, bad)
+            }
+        }
+    }
+
+    func testRFC3339() {
+        XCTAssertEqual(RFC3339.format(0), "1970-01-01T00:00:00.000Z")
+        XCTAssertEqual(RFC3339.format(1_800_000_000_123), "2027-01-15T08:00:00.123Z")
+        XCTAssertEqual(RFC3339.format(951_782_400_000), "2000-02-29T00:00:00.000Z")
+    }
+
+    func testBackoffDoublesUpToTheCap() {
+        var s = JobSettings()
+        s.retryBackoffSeconds = 5
+        s.retryBackoffMaxSeconds = 300
+        XCTAssertEqual((1...8).map { s.backoffMilliseconds(afterFailures: $0) }, [5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000])
+        XCTAssertEqual(s.backoffMilliseconds(afterFailures: 1_000), 300_000)
+    }
+}
+
+final class EventBusTests: XCTestCase {
+    func testReplayWindowResumeAndLiveOrder() async {
+        let bus = InProcessEventBus(replayWindow: { 3 })
+        var ids: [UInt64] = []
+        for i in 0..<5 { ids.append(bus.publishNow(subject: "job_a", type: .progressUpdated, payload: #"{"n":\#(i)}"#).id) }
+        bus.publishNow(subject: "job_b", type: .jobCreated, payload: "{}")
+        XCTAssertEqual(ids, ids.sorted())
+        XCTAssertEqual(bus.retained(subject: "job_a").map(\.id), Array(ids[2...]), "only the window is kept")
+
+        let all = await bus.subscribe(subject: "job_a", after: nil)
+        XCTAssertEqual(all.replayedThrough, ids[4])
+        let resumed = await bus.subscribe(subject: "job_a", after: ids[3])
+        let live = await bus.publish(subject: "job_a", type: .jobFinished, payload: "{}")
+        var a = all.events.makeAsyncIterator(), r = resumed.events.makeAsyncIterator()
+        var gotAll: [UInt64] = [], gotResumed: [UInt64] = []
+        for _ in 0..<4 { gotAll.append(await a.next()!.id) }
+        for _ in 0..<2 { gotResumed.append(await r.next()!.id) }
+        XCTAssertEqual(gotAll, [ids[2], ids[3], ids[4], live.id])
+        XCTAssertEqual(gotResumed, [ids[4], live.id])
+    }
+
+    func testSubscriptionEndsWithItsConsumer() async {
+        let bus = InProcessEventBus()
+        let sub = await bus.subscribe(subject: "job_x", after: nil)
+        XCTAssertEqual(bus.subscriberCount(subject: "job_x"), 1)
+        let consumer = Task { for await _ in sub.events {} }
+        consumer.cancel()
+        await consumer.value
+        XCTAssertEqual(bus.subscriberCount(subject: "job_x"), 0)
+        let global = await bus.subscribeAll()
+        bus.publishNow(subject: "eng_1", type: .engineHeartbeat, payload: "{}")
+        var it = global.makeAsyncIterator()
+        let v1 = await it.next()?.type
+        XCTAssertEqual(v1, .engineHeartbeat)
+    }
+}
