@@ -12,7 +12,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: simulate deps build release spool-debug test bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
+.PHONY: simulate deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -65,6 +65,8 @@ test: build
 	if $(MAKE) --no-print-directory fuzz-smoke-json; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "=== fuzz: committed corpora replayed"; \
 	if $(MAKE) --no-print-directory fuzz-replay; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
+	echo "=== external: schemathesis, client flow, bad input, SIGKILL crash consistency (live spool serve)"; \
+	if $(MAKE) --no-print-directory external-tests; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "=== benchmarks: smoke (debug builds, checksums)"; \
 	if $(MAKE) --no-print-directory bench-smoke > .build/bench-smoke.log 2>&1; then passed=$$((passed + 1)); tail -3 .build/bench-smoke.log; \
 	else failed=$$((failed + 1)); fail=1; tail -40 .build/bench-smoke.log; fi; \
@@ -72,6 +74,18 @@ test: build
 	if $(MAKE) --no-print-directory media-leakcheck; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \
 	[ $$fail = 0 ] && [ $$failed = 0 ]
+
+# The live `spool serve` checked from outside (Tests/External, Python deps from PyPI in
+# .build/venv, installed once): schemathesis against /api/v1/openapi.json, a python-requests
+# client through the whole flow, hostile input on every endpoint, and SIGKILL at 20 random
+# points with every acknowledged job and file checked after each restart. One step of make test.
+external-tests: spool-debug
+	@py=$$(Tests/External/venv.sh) || exit 1; fail=0; \
+	echo "--- schemathesis"; Tests/External/schemathesis.sh || fail=1; \
+	echo "--- api_flow.py"; $$py Tests/External/api_flow.py || fail=1; \
+	echo "--- bad_input.py"; $$py Tests/External/bad_input.py || fail=1; \
+	echo "--- crash_kill.py"; $$py Tests/External/crash_kill.py || fail=1; \
+	[ $$fail = 0 ] && echo "external tests: ok" || { echo "external tests: FAILED"; exit 1; }
 
 # Seeded simulation of the loop, server and client (Sources/Simulation, Tests/SimulationTests):
 #   make simulate SEEDS=N   N random seeds (the base is printed; default 1000)

@@ -12,6 +12,9 @@
 #  5. Transcoding: `spool transcode` vs the ffmpeg CLI with the same settings on a synthesized
 #     1080p30 clip (720p x264 veryfast CRF 23 + AAC, one and automatic threads; a 3-rendition
 #     ladder vs one ffmpeg with split=3): fps and peak RSS (transcode_vs_ffmpeg.sh).
+#  6. Dispatch API: GET /api/v1/jobs/{id} vs nginx `return 200` (requests per server
+#     CPU-second), POST /api/v1/jobs durable commits/s, a 1 GiB download vs nginx sendfile, a
+#     1 GiB upload vs dd conv=fsync (api_vs_nginx.sh).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -121,3 +124,7 @@ PY
 echo
 echo "== 5. Transcoding: spool transcode vs the ffmpeg CLI, same settings"
 if [ $smoke = 1 ]; then SPOOL="$spool" ./transcode_vs_ffmpeg.sh --smoke; else SPOOL="$spool" ./transcode_vs_ffmpeg.sh; fi
+
+echo
+echo "== 6. Dispatch API: spool serve vs nginx and dd"
+if [ $smoke = 1 ]; then SPOOL="$spool" ./api_vs_nginx.sh --smoke; else SPOOL="$spool" ./api_vs_nginx.sh; fi

@@ -89,6 +89,7 @@ public final class DispatchServer: Sendable {
             installMetrics(on: &r)
             SpoolAPI.install(on: &r, clock: clock, started: started)
             r.group("/api/" + SpoolAPI.version) { v1 in
+                installOpenAPI(on: &v1)
                 installReadiness(on: &v1)
                 // Everything after this line needs a key.
                 installAuthentication(on: &v1)

@@ -71,6 +71,12 @@ public final class Router: Sendable {
         return (nil, [:], allowed)
     }
 
+    /// Every route as its method and path pattern (`:name` for a parameter), in the order
+    /// added: what an API description (OpenAPI) is checked against.
+    public var routeTable: [(method: String, path: String)] {
+        routes.map { ($0.method, $0.pattern) }
+    }
+
     /// Finds the route for `request` and runs it through the middleware; maps failures to
     /// standard errors. The request's body must already be read for buffering routes.
     public func respond(to request: Request) async -> Response {

@@ -1,0 +1,230 @@
+// Dispatcher.OpenAPIDocument: the OpenAPI 3.1 description of /api/v1, served without
+// credentials at GET /api/v1/openapi.json. It is the contract schemathesis checks the live
+// server against (Tests/External/schemathesis.sh), and OpenAPIDocumentTests checks that every
+// route the router has is described here and nothing else is. Request bodies are closed
+// (`additionalProperties: false`) and carry the server's limits, so generated input is both
+// valid and invalid; response bodies name the fields clients rely on and stay open to
+// additions. Every 4xx/5xx is the one error envelope.
+//
+// The document is a literal (reviewed as JSON, served as bytes, never rebuilt per request).
+import Web
+
+extension DispatchServer {
+    func installOpenAPI(on v1: inout RouteBuilder) {
+        let body = Array(OpenAPIDocument.json.utf8)
+        v1.get("openapi.json") { _ in
+            Response(status: 200, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-cache")], body: body)
+        }
+    }
+}
+
+public enum OpenAPIDocument {
+    public static let json = #"""
+{
+ "openapi": "3.1.0",
+ "info": {"title": "Spool dispatch API", "version": "1",
+  "description": "Jobs, files, engines and API keys of a Spool dispatch server. Every call except health, version and this document takes `Authorization: Bearer KEY`. Every 4xx/5xx answer is `{\"error\":{\"code\",\"message\",\"details\"}}`."},
+ "security": [{"bearer": []}],
+ "paths": {
+  "/api/v1/health": {"get": {"operationId": "health", "security": [], "summary": "Liveness",
+   "responses": {"200": {"description": "alive", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}, "4XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/version": {"get": {"operationId": "version", "security": [], "summary": "Server and API version",
+   "responses": {"200": {"description": "versions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Version"}}}}, "4XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/ready": {"get": {"operationId": "ready", "security": [], "summary": "Readiness: database and storage reachable",
+   "responses": {"200": {"$ref": "#/components/responses/Ready"}, "503": {"$ref": "#/components/responses/Ready"}, "4XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/openapi.json": {"get": {"operationId": "openapi", "security": [], "summary": "This document",
+   "responses": {"200": {"description": "the OpenAPI document", "content": {"application/json": {"schema": {"type": "object", "required": ["openapi", "paths"]}}}}}}},
+  "/metrics": {"get": {"operationId": "metrics", "security": [], "summary": "Prometheus metrics (text format): requests by method, route and status, latencies, jobs by state, bytes moved, database latency",
+   "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}, "4XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/files": {
+   "post": {"operationId": "uploadFile", "summary": "Upload a file: the raw bytes are the body (Content-Length or chunked); the Content-Type given is kept",
+    "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    "responses": {"201": {"description": "stored", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/File"}}},
+      "links": {"GetFile": {"operationId": "getFile", "parameters": {"id": "$response.body#/id"}}, "DeleteFile": {"operationId": "deleteFile", "parameters": {"id": "$response.body#/id"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "411": {"$ref": "#/components/responses/Error"},
+     "413": {"$ref": "#/components/responses/Error"}, "507": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+   "get": {"operationId": "listFiles", "summary": "The caller's files, oldest first (an admin key sees every tenant's)",
+    "parameters": [{"$ref": "#/components/parameters/Tenant"}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
+    "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FileList"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/files/{id}": {
+   "parameters": [{"$ref": "#/components/parameters/FileID"}],
+   "get": {"operationId": "getFile", "summary": "Download a file (Range: one byte range; ETag, Last-Modified)",
+    "parameters": [{"$ref": "#/components/parameters/Range"}, {"$ref": "#/components/parameters/IfNoneMatch"}],
+    "responses": {"200": {"description": "the whole file", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+     "302": {"description": "the bytes are elsewhere (a storage URL in Location)", "headers": {"Location": {"schema": {"type": "string"}}}},
+     "206": {"description": "the range asked for", "headers": {"Content-Range": {"schema": {"type": "string"}}}, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+     "304": {"description": "not modified"},
+     "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+   "head": {"operationId": "headFile", "summary": "The download's headers without its body",
+    "responses": {"200": {"description": "the headers GET would send", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such file"}}},
+   "delete": {"operationId": "deleteFile", "summary": "Delete a file",
+    "responses": {"204": {"description": "deleted"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/jobs": {
+   "post": {"operationId": "createJob", "summary": "Submit a job (a replay of the same Idempotency-Key and body answers the first response byte for byte)",
+    "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+    "responses": {"201": {"description": "created", "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+      "links": {"GetJob": {"operationId": "getJob", "parameters": {"id": "$response.body#/id"}}, "CancelJob": {"operationId": "cancelJob", "parameters": {"id": "$response.body#/id"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
+     "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+   "get": {"operationId": "listJobs", "summary": "Jobs, oldest first; keyset pages (cursor) or offset pages",
+    "parameters": [{"$ref": "#/components/parameters/State"}, {"$ref": "#/components/parameters/Tenant"}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
+    "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobList"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/jobs/{id}": {
+   "parameters": [{"$ref": "#/components/parameters/JobID"}],
+   "get": {"operationId": "getJob", "summary": "A job (ETag over its state and update time; If-None-Match gives 304)",
+    "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}],
+    "responses": {"200": {"description": "the job", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+     "304": {"description": "not modified"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+   "head": {"operationId": "headJob", "summary": "The job's headers without its body",
+    "responses": {"200": {"description": "the headers GET would send", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such job"}}}},
+  "/api/v1/jobs/{id}/cancel": {
+   "parameters": [{"$ref": "#/components/parameters/JobID"}],
+   "post": {"operationId": "cancelJob", "summary": "Cancel a job (409 invalid_transition once it has finished)",
+    "responses": {"200": {"description": "the job, cancelled", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+     "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/jobs/{id}/retry": {
+   "parameters": [{"$ref": "#/components/parameters/JobID"}],
+   "post": {"operationId": "retryJob", "summary": "Run a failed job again; with an Idempotency-Key a repeat answers the first response byte for byte",
+    "parameters": [{"$ref": "#/components/parameters/IdempotencyKeyOptional"}],
+    "responses": {"200": {"description": "the job, pending again", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+     "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/jobs/{id}/events": {
+   "parameters": [{"$ref": "#/components/parameters/JobID"}],
+   "get": {"operationId": "jobEvents", "summary": "Server-sent events: the job's state changes and progress, resumable with Last-Event-ID; ends when the job has finished",
+    "parameters": [{"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 64}}],
+    "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+     "204": {"description": "resumed after the last event of a finished job: nothing more will come"},
+     "400": {"$ref": "#/components/responses/Error"},
+     "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines": {
+   "get": {"operationId": "listEngines", "summary": "Registered engines",
+    "parameters": [{"name": "state", "in": "query", "required": false, "schema": {"enum": ["online", "offline", "draining"]}}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
+    "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EngineList"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}],
+   "get": {"operationId": "getEngine", "summary": "An engine",
+    "responses": {"200": {"description": "the engine", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Engine"}}}},
+     "304": {"description": "not modified"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+   "head": {"operationId": "headEngine", "summary": "The engine's headers without its body",
+    "responses": {"200": {"description": "the headers GET would send"}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such engine"}}}},
+  "/api/v1/keys": {
+   "post": {"operationId": "createKey", "summary": "Admin: create an API key for a tenant (the secret is in this answer only)",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyRequest"}}}},
+    "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewKey"}}},
+      "links": {"RevokeKey": {"operationId": "revokeKey", "parameters": {"id": "$response.body#/id"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+   "get": {"operationId": "listKeys", "summary": "Admin: the API keys (never their secrets)",
+    "parameters": [{"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
+    "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyList"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/keys/{id}": {
+   "parameters": [{"$ref": "#/components/parameters/KeyID"}],
+   "delete": {"operationId": "revokeKey", "summary": "Admin: revoke an API key",
+    "responses": {"204": {"description": "revoked"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}}
+ },
+ "components": {
+  "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key: SPOOL_ADMIN_KEY, the generated admin key, or one made with POST /api/v1/keys"}},
+  "headers": {"ETag": {"schema": {"type": "string"}}},
+  "parameters": {
+   "JobID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^job_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
+   "FileID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^file_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
+   "KeyID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
+   "EngineID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^eng_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
+   "Limit": {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+   "Cursor": {"name": "cursor", "in": "query", "required": false, "description": "from next_page_url; not with offset", "schema": {"type": "string", "maxLength": 200}},
+   "Offset": {"name": "offset", "in": "query", "required": false, "description": "not with cursor", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
+   "State": {"name": "state", "in": "query", "required": false, "schema": {"$ref": "#/components/schemas/JobState"}},
+   "Tenant": {"name": "tenant", "in": "query", "required": false, "description": "admin keys only; other callers see their own tenant", "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}},
+   "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"}, "description": "1 to 255 printable ASCII characters; kept 24 h by default"},
+   "IdempotencyKeyOptional": {"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"}},
+   "Range": {"name": "Range", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 100}},
+   "IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 200}}
+  },
+  "responses": {
+   "Error": {"description": "the standard error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+   "Ready": {"description": "readiness", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}}}
+  },
+  "schemas": {
+   "Error": {"type": "object", "required": ["error"], "additionalProperties": false, "properties": {
+    "error": {"type": "object", "required": ["code", "message", "details"], "additionalProperties": false, "properties": {
+     "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}, "message": {"type": "string"},
+     "details": {"type": "object", "additionalProperties": {"type": "string"}}}}}},
+   "Health": {"type": "object", "required": ["status", "uptime_seconds"], "properties": {"status": {"const": "ok"}, "uptime_seconds": {"type": "integer", "minimum": 0}}},
+   "Version": {"type": "object", "required": ["version", "api"], "properties": {"version": {"type": "string"}, "api": {"const": "v1"}}},
+   "Ready": {"type": "object", "required": ["status", "checks"], "properties": {"status": {"enum": ["ready", "unavailable"]}, "checks": {"type": "object", "additionalProperties": {"type": "string"}}}},
+   "JobState": {"type": "string", "enum": ["pending", "assigned", "transcoding", "completing", "completed", "failed", "retrying", "cancelled"]},
+   "File": {"type": "object", "required": ["id", "size", "sha256", "content_type", "created_at"], "properties": {
+    "id": {"type": "string", "pattern": "^file_"}, "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    "content_type": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}}},
+   "FileList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
+    "data": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
+   "Output": {"type": "object", "additionalProperties": false, "description": "preset or custom", "properties": {
+    "preset": {"enum": ["h264-1080p", "h264-720p", "h264-360p", "hevc-1080p", "vp9-720p", "av1-720p", "hls-ladder-h264"]},
+    "custom": {"$ref": "#/components/schemas/CustomSpec"}}},
+   "CustomSpec": {"type": "object", "additionalProperties": false, "properties": {
+    "codec": {"enum": ["h264", "hevc", "vp9", "av1"]}, "width": {"type": "integer", "minimum": 16, "maximum": 8192}, "height": {"type": "integer", "minimum": 16, "maximum": 8192},
+    "crf": {"type": "integer", "minimum": 0, "maximum": 51}, "bitrate_kbps": {"type": "integer", "minimum": 50, "maximum": 100000},
+    "gop_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 20}, "speed": {"enum": ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]},
+    "profile": {"type": "string", "maxLength": 16}, "audio_codec": {"enum": ["aac", "opus"]}, "audio_bitrate_kbps": {"type": "integer", "minimum": 16, "maximum": 512},
+    "max_fps": {"type": "integer", "minimum": 1, "maximum": 240}}},
+   "Rung": {"type": "object", "required": ["name", "width", "height", "max_bitrate_kbps"], "additionalProperties": false, "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 32, "pattern": "^[A-Za-z0-9_-]+$"}, "width": {"type": "integer", "minimum": 16, "maximum": 8192},
+    "height": {"type": "integer", "minimum": 16, "maximum": 8192}, "max_bitrate_kbps": {"type": "integer", "minimum": 50, "maximum": 100000},
+    "codec": {"enum": ["h264", "hevc", "vp9", "av1"]}, "profile": {"type": "string", "maxLength": 16}}},
+   "Ladder": {"type": "object", "required": ["rungs"], "additionalProperties": false, "properties": {
+    "rungs": {"type": "array", "minItems": 1, "maxItems": 8, "items": {"$ref": "#/components/schemas/Rung"}},
+    "segment_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 60}, "audio_codec": {"enum": ["aac", "opus"]},
+    "audio_bitrate_kbps": {"type": "integer", "minimum": 16, "maximum": 512}}},
+   "JobRequest": {"type": "object", "required": ["input"], "additionalProperties": false,
+    "description": "input and exactly one of preset, outputs, ladder, custom",
+    "properties": {
+    "input": {"type": "object", "required": ["file_id"], "additionalProperties": false, "properties": {"file_id": {"type": "string", "pattern": "^file_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}}},
+    "preset": {"enum": ["h264-1080p", "h264-720p", "h264-360p", "hevc-1080p", "vp9-720p", "av1-720p", "hls-ladder-h264"]},
+    "outputs": {"type": "array", "minItems": 1, "maxItems": 8, "items": {"$ref": "#/components/schemas/Output"}},
+    "ladder": {"oneOf": [{"enum": ["hls-ladder-h264"]}, {"$ref": "#/components/schemas/Ladder"}]},
+    "custom": {"$ref": "#/components/schemas/CustomSpec"},
+    "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+    "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 2592000},
+    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
+    "required_capabilities": {"type": "array", "maxItems": 32, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._:/-]+$"}},
+    "webhook_url": {"type": "string", "maxLength": 2048, "pattern": "^https?://"},
+    "metadata": {"type": "object", "maxProperties": 32, "propertyNames": {"minLength": 1, "maxLength": 64}, "additionalProperties": {"type": "string", "maxLength": 512}}}},
+   "Job": {"type": "object", "required": ["id", "state", "tenant", "priority", "input", "attempts", "created_at", "updated_at"], "properties": {
+    "id": {"type": "string", "pattern": "^job_"}, "state": {"$ref": "#/components/schemas/JobState"},
+    "tenant": {"type": "string"}, "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+    "input": {"type": "object", "required": ["file_id"], "properties": {"file_id": {"type": "string"}}},
+    "required_capabilities": {"type": "array", "items": {"type": "string"}}, "webhook_url": {"type": ["string", "null"]},
+    "ttl_seconds": {"type": "integer"}, "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    "attempts": {"type": "integer", "minimum": 0}, "max_attempts": {"type": "integer", "minimum": 1},
+    "reason": {"type": ["string", "null"]}, "progress": {"type": "number", "minimum": 0, "maximum": 100},
+    "lease_epoch": {"type": "integer", "minimum": 0}, "engine_id": {"type": ["string", "null"]},
+    "next_attempt_at": {"type": ["string", "null"]}, "expires_at": {"type": "string"},
+    "result": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["outputs"], "properties": {
+     "outputs": {"type": "array", "items": {"type": "object", "required": ["file_id"], "properties": {"file_id": {"type": "string"}, "url": {"type": ["string", "null"]}}}}}}]},
+    "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}},
+   "JobList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
+    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
+   "Engine": {"type": "object", "required": ["id", "name", "host", "tags", "capabilities", "load", "state"], "properties": {
+    "id": {"type": "string", "pattern": "^eng_"}, "name": {"type": "string"}, "host": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+    "capabilities": {"type": "object"}, "load": {"type": "number"}, "state": {"enum": ["online", "offline", "draining"]},
+    "last_heartbeat_at": {"type": ["integer", "string", "null"]}, "registered_at": {"type": ["integer", "string"]}}, "not": {"anyOf": [{"required": ["credential"]}, {"required": ["credential_hash"]}]}},
+   "EngineList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
+    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Engine"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
+   "KeyRequest": {"type": "object", "required": ["tenant"], "additionalProperties": false, "properties": {
+    "tenant": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}, "admin": {"type": "boolean"}}},
+   "Key": {"type": "object", "required": ["id", "tenant", "admin", "last4", "origin", "created_at", "revoked_at"], "properties": {
+    "id": {"type": "string", "pattern": "^key_"}, "tenant": {"type": "string"}, "admin": {"type": "boolean"}, "last4": {"type": "string"},
+    "origin": {"enum": ["api", "environment", "generated"]}, "created_at": {"type": "integer", "description": "Unix milliseconds"},
+    "revoked_at": {"type": ["integer", "null"], "description": "Unix milliseconds"}}},
+   "NewKey": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string", "pattern": "^spk_[a-z2-7]{40}$"}}}]},
+   "KeyList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
+    "data": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"not": {"required": ["secret"]}}]}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}}
+  }
+ }
+}
+"""#
+}

@@ -1,0 +1,127 @@
+# spoolproc.py: starts and stops the real `spool serve` for the external tests (api_flow.py,
+# crash_kill.py, bad_input.py, schemathesis.sh): a free loopback port, a data directory, an
+# admin key in SPOOL_ADMIN_KEY, readiness by polling /api/v1/health, the log kept in a file.
+# Also the small checks every script shares (the standard error envelope).
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+DEFAULT_BINARY = os.path.join(ROOT, ".build", "debug", "spool")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SpoolServer:
+    """One `spool serve` process on 127.0.0.1; restartable on the same port and data directory."""
+
+    def __init__(self, data_dir, admin_key="spool-external-test-admin-key-0123456789abcdef", binary=None, port=None, log_path=None, env=None):
+        self.binary = binary or os.environ.get("SPOOL", DEFAULT_BINARY)
+        self.data_dir = data_dir
+        self.admin_key = admin_key
+        self.port = port or free_port()
+        self.log_path = log_path or os.path.join(os.path.dirname(data_dir.rstrip("/")), "spool-serve.log")
+        self.extra_env = env or {}
+        self.proc = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def url(self, path):
+        return self.base + path
+
+    def start(self, timeout=30.0):
+        if not os.access(self.binary, os.X_OK):
+            sys.exit(f"no spool binary at {self.binary} (build it: swift build --product spool)")
+        env = dict(os.environ)
+        env["SPOOL_ADMIN_KEY"] = self.admin_key
+        env.update(self.extra_env)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir],
+                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"spool serve exited with {self.proc.returncode} at start; log:\n{self.log_tail()}")
+            try:
+                if requests.get(self.url("/api/v1/health"), timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"spool serve did not answer /api/v1/health within {timeout} s; log:\n{self.log_tail()}")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL: no chance to flush or clean up."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        if self.proc:
+            self.proc.wait()
+
+    def stop(self, timeout=20.0):
+        """SIGTERM and a graceful stop; returns the exit status."""
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("spool serve did not stop within %.0f s of SIGTERM" % timeout)
+        return self.proc.returncode
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+    def session(self, key=None):
+        s = requests.Session()
+        s.headers["Authorization"] = "Bearer " + (key or self.admin_key)
+        return s
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.alive():
+            self.stop()
+
+
+def error_envelope_problem(status, headers, body):
+    """None when `body` is the standard error {"error":{"code","message","details"}}, else what is wrong."""
+    if not body:
+        return None  # HEAD answers and 304s carry no body.
+    ctype = headers.get("Content-Type", "") if hasattr(headers, "get") else ""
+    if not ctype.startswith("application/json"):
+        return f"status {status}: Content-Type {ctype!r}, not application/json"
+    try:
+        doc = json.loads(body)
+    except ValueError as e:
+        return f"status {status}: body is not JSON ({e}): {body[:200]!r}"
+    if not isinstance(doc, dict) or set(doc) != {"error"}:
+        return f"status {status}: top level is not {{\"error\":...}}: {body[:200]!r}"
+    err = doc["error"]
+    if not isinstance(err, dict) or set(err) != {"code", "message", "details"}:
+        return f"status {status}: error members are not code/message/details: {body[:200]!r}"
+    if not isinstance(err["code"], str) or not isinstance(err["message"], str) or not isinstance(err["details"], dict):
+        return f"status {status}: wrong member types: {body[:200]!r}"
+    return None
