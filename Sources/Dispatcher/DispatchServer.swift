@@ -60,6 +60,12 @@ public final class DispatchServer: Sendable {
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
                                     cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
                                     logger: logger, events: events, jobs: jobs, files: files)
+        // Jobs by state and the queue depth (pending jobs), read fresh for each scrape.
+        metrics.onScrape { [jobs] m in
+            guard let counts = try? await jobs.countsByState() else { return }
+            for state in JobState.allCases { m.setJobs(state: state.rawValue, count: counts[state] ?? 0) }
+            m.setQueueDepth(counts[.pending] ?? 0)
+        }
         return server
     }
 
@@ -95,7 +101,9 @@ public final class DispatchServer: Sendable {
                 installAuthentication(on: &v1)
                 installAccessRoutes(on: &v1)
                 installEngineRoutes(on: &v1)
-                installFileRoutes(on: &v1)
+                installFileRoutes(on: &v1, counters: FileTransferCounters(
+                    uploaded: { [metrics] n in metrics.recordUpload(bytes: Int(n)) },
+                    downloaded: { [metrics] n in metrics.recordDownload(bytes: Int(n)) }))
                 installJobRoutes(on: &v1)
             }
         }
