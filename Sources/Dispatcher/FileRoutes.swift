@@ -122,32 +122,11 @@ private func encodeFile<S: JSONSink>(_ r: FileRecord, into w: inout JSONWriter<S
     w.field("size", r.size)
     w.field("sha256", r.sha256)
     w.field("content_type", r.contentType)
-    w.field("created_at", rfc3339(milliseconds: r.createdMilliseconds))
+    w.field("created_at", RFC3339.format(r.createdMilliseconds))
     w.endObject()
 }
 
 /// "2026-11-30T18:20:08.123Z".
-private func rfc3339(milliseconds ms: Int64) -> String {
-    let seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
-    let millis = ms - seconds * 1000
-    let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-    let secs = seconds - days * 86_400
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468
-    let era = (z >= 0 ? z : z - 146_096) / 146_097
-    let doe = z - era * 146_097
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-    let mp = (5 * doy + 2) / 153
-    let d = doy - (153 * mp + 2) / 5 + 1
-    let m = mp < 10 ? mp + 3 : mp - 9
-    let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-    func pad(_ v: Int64, _ n: Int) -> String {
-        let s = String(v)
-        return String(repeating: "0", count: max(0, n - s.count)) + s
-    }
-    return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):\(pad(secs % 60, 2)).\(pad(millis, 3))Z"
-}
 
 /// The request body as a storage ByteSource. What the storage's consumer throws (a quota
 /// error) comes out as is, not as the body's APIError.
