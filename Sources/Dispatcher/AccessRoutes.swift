@@ -45,17 +45,7 @@ extension DispatchServer {
                 ? nextPageURL(path: "/api/v1/keys", filters: [], limit: page.limit,
                               cursor: cursors.cursor(after: shown.last!.id.text, filters: "keys"))
                 : nil
-            return .json(200) { w in
-                w.beginObject()
-                w.key("data")
-                w.beginArray()
-                for r in shown { writeKey(r, secret: nil, into: &w) }
-                w.endArray()
-                w.field("total_count", total)
-                w.key("next_page_url")
-                if let next { w.string(next) } else { w.null() }
-                w.endObject()
-            }
+            return Response.page(shown, total: total, next: next) { r, w in writeKey(r, secret: nil, into: &w) }
         }
         v1.delete("keys/:id") { [access] req in
             try requireAdmin(req)

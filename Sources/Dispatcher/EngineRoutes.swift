@@ -36,17 +36,7 @@ extension DispatchServer {
                 ? nextPageURL(path: "/api/v1/engines", filters: [("state", state?.rawValue ?? "")], limit: page.limit,
                               cursor: cursors.cursor(after: shown.last!.id.text, filters: filters))
                 : nil
-            return .json(200) { w in
-                w.beginObject()
-                w.key("data")
-                w.beginArray()
-                for r in shown { writeEngine(r, into: &w) }
-                w.endArray()
-                w.field("total_count", total)
-                w.key("next_page_url")
-                if let next { w.string(next) } else { w.null() }
-                w.endObject()
-            }
+            return Response.page(shown, total: total, next: next) { r, w in writeEngine(r, into: &w) }
         }
     }
 }

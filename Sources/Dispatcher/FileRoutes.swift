@@ -62,17 +62,7 @@ extension DispatchServer {
                 next = nextPageURL(path: "/api/\(SpoolAPI.version)/files", filters: caller.isAdmin ? [("tenant", tenant ?? "")] : [],
                                    limit: page.limit, cursor: cursors.cursor(after: last.id.text, filters: filters))
             }
-            return .json(200) { w in
-                w.beginObject()
-                w.key("data")
-                w.beginArray()
-                for r in shown { encodeFile(r, into: &w) }
-                w.endArray()
-                w.field("total_count", total)
-                w.key("next_page_url")
-                if let next { w.string(next) } else { w.null() }
-                w.endObject()
-            }
+            return Response.page(shown, total: total, next: next) { r, w in encodeFile(r, into: &w) }
         }
 
         v1.get("files/:id") { req in

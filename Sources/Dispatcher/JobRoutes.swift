@@ -90,16 +90,7 @@ extension DispatchServer {
             next = nextPageURL(path: "/api/" + apiVersion + "/jobs", filters: [("state", stateParam), ("tenant", tenantParam)],
                                limit: page.limit, cursor: cursors.cursor(after: last.id.text, filters: filters))
         }
-        return .json(200) { w in
-            w.beginObject()
-            w.key("data")
-            w.beginArray()
-            for job in result.jobs { job.encode(to: &w) }
-            w.endArray()
-            w.field("total_count", result.totalCount)
-            w.key("next_page_url"); next.encode(to: &w)
-            w.endObject()
-        }
+        return Response.page(result.jobs, total: result.totalCount, next: next) { job, w in job.encode(to: &w) }
     }
 
     func cancelJob(_ req: Request) async throws -> Response {

@@ -5,6 +5,7 @@
 // directory) over that id and the list's filters: a cursor edited by hand, or reused with
 // other filters, is a 400 `invalid_cursor`, never a query on a value the server did not write.
 import Crypto
+import JSON
 import Web
 
 public struct PageRequest: Sendable, Equatable {
@@ -98,4 +99,22 @@ func percentEncode(_ s: String) -> String {
         }
     }
     return out
+}
+
+extension Response {
+    /// The one list envelope: `{"data":[...],"total_count":N,"next_page_url":URL|null}`.
+    static func page<Items: Sequence>(_ items: Items, total: Int, next: String?,
+                                      _ encode: (Items.Element, inout JSONWriter<[UInt8]>) -> Void) -> Response {
+        .json(200) { w in
+            w.beginObject()
+            w.key("data")
+            w.beginArray()
+            for item in items { encode(item, &w) }
+            w.endArray()
+            w.field("total_count", total)
+            w.key("next_page_url")
+            if let next { w.string(next) } else { w.null() }
+            w.endObject()
+        }
+    }
 }
