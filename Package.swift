@@ -136,7 +136,7 @@ let package = Package(
         // none imports another. Stores are protocols with the SQLite implementation behind.
         // SQLite through GRDB: WAL, synchronous=FULL, foreign keys, one writer and a pool of
         // readers; every call runs on the blocking pool, never on a ring thread.
-        .target(name: "Persistence", dependencies: ["Threads", .product(name: "GRDB", package: "GRDB.swift")],
+        .target(name: "Persistence", dependencies: ["Threads", "Lifecycle", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "Sources/Persistence"),
         // The event bus (in-process now, Redis later): job and engine events, with a replay
         // window per stream so SSE clients resume from Last-Event-ID.

@@ -92,6 +92,12 @@ public struct PooledBufferList: ~Copyable {
         return result
     }
 
+    /// Takes the last buffer back out of the list.
+    public mutating func popLast() -> PooledBuffer? {
+        guard let pool, let last = parts.popLast() else { return nil }
+        return pool.reassemble(last)
+    }
+
     /// Moves the first `n` buffers into a list of their own (to send them).
     public mutating func removeFirst(_ n: Int) -> PooledBufferList {
         precondition(n >= 0 && n <= parts.count)

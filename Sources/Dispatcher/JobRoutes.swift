@@ -48,8 +48,12 @@ extension DispatchServer {
     }
 
     func getJob(_ req: Request) async throws -> Response {
-        let job = try await visibleJob(req)
-        var r = Response.json(200, encoding: job)
+        let caller = try req.caller()
+        guard let id = JobID(req.pathParameters["id"] ?? "") else {
+            throw ModelError(.notFound, "no job \(req.pathParameters["id"] ?? "")")
+        }
+        let (job, json) = try await jobs.representation(id, visibleTo: caller.isAdmin ? nil : caller.tenant)
+        var r = Response(status: 200, headers: [("Content-Type", "application/json")], body: json)
         r.headers.append(("ETag", jobETag(job)))
         r.headers.append(("Last-Modified", HTTPDate.format(job.updatedAt / 1000)))
         return r

@@ -25,6 +25,15 @@ public final class ServerMetrics: Sendable {
     private let scrapeHooks = Mutex<[@Sendable (ServerMetrics) async -> Void]>([])
     private let uploads: Metrics.Counter
     private let downloads: Metrics.Counter
+    /// The request counter and timer of each (method, route, status) seen: made once, then
+    /// only incremented (making them goes through the factory's locked lookup).
+    private let requestHandles = Mutex<[RequestKey: (Metrics.Counter, Metrics.Timer)]>([:])
+
+    private struct RequestKey: Hashable {
+        let method: String
+        let route: String
+        let status: Int
+    }
 
     static let httpDuration = "spool_http_request_duration_seconds"
     static let databaseDuration = "spool_db_query_duration_seconds"
@@ -52,11 +61,18 @@ public final class ServerMetrics: Sendable {
     /// One answered request.
     public func recordRequest(method: String, route: String?, status: Int, duration: Duration) {
         let m = Self.knownMethods.contains(method) ? method : "other"
-        let r = route ?? "unmatched"
-        Metrics.Counter(label: "spool_http_requests_total", dimensions: [("method", m), ("route", r), ("status", String(status))],
-                        factory: factory).increment()
-        Metrics.Timer(label: Self.httpDuration, dimensions: [("method", m), ("route", r)], factory: factory)
-            .recordNanoseconds(duration.nanosecondsClamped)
+        let key = RequestKey(method: m, route: route ?? "unmatched", status: status)
+        let factory = self.factory
+        let (counter, timer) = requestHandles.withLock { handles in
+            if let h = handles[key] { return h }
+            let h = (Metrics.Counter(label: "spool_http_requests_total",
+                                     dimensions: [("method", m), ("route", key.route), ("status", String(status))], factory: factory),
+                     Metrics.Timer(label: Self.httpDuration, dimensions: [("method", m), ("route", key.route)], factory: factory))
+            handles[key] = h
+            return h
+        }
+        counter.increment()
+        timer.recordNanoseconds(duration.nanosecondsClamped)
     }
 
     /// One database transaction (SQLiteDatabase's observer): kind is "read" or "write".

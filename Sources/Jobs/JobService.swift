@@ -86,6 +86,14 @@ public final class JobService: Sendable {
 
     public func get(_ id: JobID) async throws -> Job? { try await store.get(id) }
 
+    /// The job and its JSON when `tenant` may see it (nil: any tenant); 404 otherwise.
+    public func representation(_ id: JobID, visibleTo tenant: String?) async throws -> (job: Job, json: [UInt8]) {
+        guard let r = try await store.representation(id), tenant.map({ $0 == r.job.tenant }) ?? true else {
+            throw ModelError(.notFound, "no job \(id.text)")
+        }
+        return r
+    }
+
     /// The job when `tenant` may see it (nil: any tenant); 404 otherwise.
     public func get(_ id: JobID, visibleTo tenant: String?) async throws -> Job {
         guard let job = try await store.get(id), tenant.map({ $0 == job.tenant }) ?? true else {

@@ -3,6 +3,7 @@
 // PostgreSQL store can implement each as one transaction (SELECT ... FOR UPDATE) the way
 // the SQLite one does with its single writer. The rules (transitions, hooks, backoff) stay
 // in the service, passed in as closures that run inside the transaction.
+import JSON
 import SpoolModel
 
 /// An Idempotency-Key as presented with a request.
@@ -69,6 +70,8 @@ public protocol JobStore: Sendable {
     func lookup(tenant: String, key: String, now: Int64, retentionMilliseconds: Int64) async throws -> StoredResponse?
 
     func get(_ id: JobID) async throws -> Job?
+    /// The job and its JSON (`Job.jsonBytes`); a store may keep the JSON of unchanged jobs.
+    func representation(_ id: JobID) async throws -> (job: Job, json: [UInt8])?
 
     func list(_ query: JobQuery) async throws -> JobPage
 
@@ -88,4 +91,11 @@ public protocol JobStore: Sendable {
     /// Deletes key records created before `before`; returns how many.
     func purgeIdempotencyKeys(createdBefore before: Int64) async throws -> Int
     func countsByState() async throws -> [JobState: Int]
+}
+
+extension JobStore {
+    public func representation(_ id: JobID) async throws -> (job: Job, json: [UInt8])? {
+        guard let job = try await get(id) else { return nil }
+        return (job, job.jsonBytes)
+    }
 }

@@ -2,15 +2,32 @@
 // `jobs_idempotency` (migrations "jobs.1"...). Indexes: (tenant, state, id) and (state, id)
 // for listing, partial indexes for the expiry and retry sweeps, key creation time for the
 // purge. Every statement is parameterized; every write is one immediate transaction on the
-// single writer, committed (synchronous=FULL) before the call returns.
+// single writer, committed (synchronous=FULL) before the call returns. Committed records
+// also go to a JobCache, so `get` of a recently touched job does not reach the database.
 import GRDB
 import Persistence
 import SpoolModel
 
 public final class SQLiteJobStore: JobStore {
     let db: SQLiteDatabase
+    let cache: JobCache
 
-    public init(database: SQLiteDatabase) { db = database }
+    /// `cacheCapacity`: how many job records `get` may answer from memory (0: none).
+    public init(database: SQLiteDatabase, cacheCapacity: Int = 16_384) {
+        db = database
+        cache = JobCache(capacity: cacheCapacity)
+    }
+
+    /// Entries, hits and misses of the record cache (for metrics and tests).
+    public var cacheCounts: (entries: Int, hits: UInt64, misses: UInt64) { cache.counts }
+
+    /// Inside a write transaction: once it commits, the cache holds `jobs`; if it rolls back,
+    /// nothing of theirs is kept.
+    private static func publish(_ db: Database, _ jobs: [Job], to cache: JobCache) {
+        guard !jobs.isEmpty else { return }
+        db.afterNextTransaction(onCommit: { _ in cache.committed(jobs) },
+                                onRollback: { _ in cache.forget(jobs.map(\.id)) })
+    }
 
     public static let migrations: [Migration] = [
         Migration("jobs.1") { db in
@@ -61,10 +78,12 @@ public final class SQLiteJobStore: JobStore {
 
     public func insert(claim: IdempotencyClaim?, status: Int, now: Int64, retentionMilliseconds: Int64,
                        make: @escaping @Sendable () -> Job, render: @escaping @Sendable (Job) -> [UInt8]) async throws -> IdempotentOutcome {
-        try await db.write { db in
+        let cache = self.cache
+        return try await db.write { db in
             if let claim, let stored = try Self.claimed(db, claim, now: now, retention: retentionMilliseconds) { return .replayed(stored) }
             let job = make()
             try Self.insertRow(db, job)
+            Self.publish(db, [job], to: cache)
             let body = render(job)
             if let claim { try Self.record(db, claim, status: status, body: body, jobID: job.id, now: now) }
             return .done(job, body: body)
@@ -76,7 +95,26 @@ public final class SQLiteJobStore: JobStore {
     }
 
     public func get(_ id: JobID) async throws -> Job? {
-        try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM jobs_jobs WHERE id = ?", arguments: [id.text]).flatMap(Self.job) }
+        if let hit = cache.get(id) { return hit }
+        let generation = cache.generation
+        let job = try await db.read { db in try Self.fetch(db, id) }
+        if let job { cache.fill(job, readAt: generation) }
+        return job
+    }
+
+    public func representation(_ id: JobID) async throws -> (job: Job, json: [UInt8])? {
+        if let e = cache.entry(id) {
+            if let json = e.json { return (e.job, json) }
+            let json = e.job.jsonBytes
+            cache.attach(json, to: id, sequence: e.sequence)
+            return (e.job, json)
+        }
+        guard let job = try await get(id) else { return nil }
+        return (job, job.jsonBytes)
+    }
+
+    private static func fetch(_ db: Database, _ id: JobID) throws -> Job? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM jobs_jobs WHERE id = ?"), arguments: [id.text]).flatMap(Self.job)
     }
 
     public func list(_ q: JobQuery) async throws -> JobPage {
@@ -102,13 +140,15 @@ public final class SQLiteJobStore: JobStore {
 
     public func update(_ id: JobID, claim: IdempotencyClaim?, status: Int, now: Int64, retentionMilliseconds: Int64,
                        render: (@Sendable (Job) -> [UInt8])?, _ change: @escaping @Sendable (inout Job) throws -> Void) async throws -> IdempotentOutcome {
-        try await db.write { db in
+        let cache = self.cache
+        return try await db.write { db in
             if let claim, let stored = try Self.claimed(db, claim, now: now, retention: retentionMilliseconds) { return .replayed(stored) }
-            guard var job = try Row.fetchOne(db, sql: "SELECT * FROM jobs_jobs WHERE id = ?", arguments: [id.text]).flatMap(Self.job) else {
+            guard var job = try Self.fetch(db, id) else {
                 throw ModelError(.notFound, "no job \(id.text)")
             }
             try change(&job)
             try Self.updateRow(db, job)
+            Self.publish(db, [job], to: cache)
             let body = render?(job) ?? []
             if let claim { try Self.record(db, claim, status: status, body: body, jobID: job.id, now: now) }
             return .done(job, body: body)
@@ -116,14 +156,15 @@ public final class SQLiteJobStore: JobStore {
     }
 
     public func updateMany(_ ids: [JobID], _ change: @escaping @Sendable (inout Job) -> Bool) async throws -> [Job] {
-        try await db.write { db in
+        let cache = self.cache
+        return try await db.write { db in
             var changed: [Job] = []
             for id in ids {
-                guard var job = try Row.fetchOne(db, sql: "SELECT * FROM jobs_jobs WHERE id = ?", arguments: [id.text]).flatMap(Self.job),
-                      change(&job) else { continue }
+                guard var job = try Self.fetch(db, id), change(&job) else { continue }
                 try Self.updateRow(db, job)
                 changed.append(job)
             }
+            Self.publish(db, changed, to: cache)
             return changed
         }
     }
@@ -176,16 +217,16 @@ public final class SQLiteJobStore: JobStore {
     }
 
     private static func stored(_ db: Database, tenant: String, key: String, now: Int64, retention: Int64) throws -> StoredResponse? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM jobs_idempotency WHERE tenant = ? AND key = ? AND created_at > ?",
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM jobs_idempotency WHERE tenant = ? AND key = ? AND created_at > ?"),
                                          arguments: [tenant, key, now - retention]) else { return nil }
         let body: String = row["body"]
         return StoredResponse(status: row["status"], body: Array(body.utf8), jobID: row["job_id"], requestHash: row["request_hash"])
     }
 
     private static func record(_ db: Database, _ claim: IdempotencyClaim, status: Int, body: [UInt8], jobID: JobID, now: Int64) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO jobs_idempotency (tenant, key, request_hash, status, body, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [claim.tenant, claim.key, claim.requestHash, status, String(decoding: body, as: UTF8.self), jobID.text, now])
+            """).execute(arguments: [claim.tenant, claim.key, claim.requestHash, status, String(decoding: body, as: UTF8.self), jobID.text, now])
     }
 
     private static func columns(_ j: Job) -> [(any DatabaseValueConvertible)?] {
@@ -199,18 +240,18 @@ public final class SQLiteJobStore: JobStore {
         + "next_attempt_at, result"
 
     private static func insertRow(_ db: Database, _ j: Job) throws {
-        try db.execute(sql: "INSERT INTO jobs_jobs (\(columnNames)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       arguments: StatementArguments(columns(j)))
+        try db.cachedStatement(sql: "INSERT INTO jobs_jobs (\(columnNames)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .execute(arguments: StatementArguments(columns(j)))
     }
 
     private static func updateRow(_ db: Database, _ j: Job) throws {
         var args = Array(columns(j).dropFirst())
         args.append(j.id.text)
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             UPDATE jobs_jobs SET tenant = ?, state = ?, priority = ?, input_file_id = ?, outputs = ?, required_capabilities = ?,
             webhook_url = ?, ttl_seconds = ?, metadata = ?, created_at = ?, updated_at = ?, expires_at = ?, attempts = ?,
             max_attempts = ?, reason = ?, progress = ?, lease_epoch = ?, engine_id = ?, next_attempt_at = ?, result = ? WHERE id = ?
-            """, arguments: StatementArguments(args))
+            """).execute(arguments: StatementArguments(args))
     }
 
     /// A row as a job; nil for a row this version cannot read (never written by it).

@@ -1,10 +1,13 @@
 // Persistence: the SQLite database every embedded-default service keeps its tables in,
 // through GRDB (Debian's libsqlite3). One file, WAL journal, `synchronous=FULL` (a commit
 // is on disk before it is acknowledged), foreign keys on, one writer and a pool of readers,
-// cached statements. Every call runs on the blocking pool, so no SQLite call ever blocks a
-// ring thread. Services own their own tables and register their own migrations (named
-// "service.step"); this module knows no domain type.
+// cached statements. One process owns the file: an exclusive flock on `<path>.lock` is held
+// while the object lives (a second `spool serve` on the same data directory is refused at
+// start), so a store may trust what it cached from its own commits. Every call runs on the
+// blocking pool, so no SQLite call ever blocks a ring thread. Services own their own tables
+// and register their own migrations (named "service.step"); this module knows no domain type.
 import GRDB
+import Lifecycle
 import Threads
 
 /// A failure of the database itself (open, migrate, a statement). Services catch the
@@ -28,6 +31,9 @@ public struct Migration: Sendable {
 public final class SQLiteDatabase: Sendable {
     public let path: String
     let pool: DatabasePool
+    /// `path + ".lock"`, held with an exclusive flock for this object's life: one process
+    /// owns the file, which is what lets stores cache what they wrote (see SQLiteJobStore).
+    let lock: ExclusiveLock
     let blocking: BlockingPool
     /// Called after every read and write with (kind, seconds): the metrics hook.
     let observer: (@Sendable (_ kind: String, _ seconds: Double) -> Void)?
@@ -35,6 +41,14 @@ public final class SQLiteDatabase: Sendable {
     /// Opens (creating) the database at `path`. `readers` bounds concurrent readers.
     public init(path: String, readers: Int = 4, blocking: BlockingPool = .shared,
                 observer: (@Sendable (_ kind: String, _ seconds: Double) -> Void)? = nil) throws(PersistenceError) {
+        let held: ExclusiveLock
+        do {
+            held = try ExclusiveLock(path: path + ".lock")
+        } catch .held {
+            throw PersistenceError("\(path) is in use by another process (\(path).lock is held): one spool serve per data directory")
+        } catch {
+            throw PersistenceError("\(error)")
+        }
         var config = Configuration()
         config.foreignKeysEnabled = true
         config.maximumReaderCount = max(1, readers)
@@ -49,6 +63,7 @@ public final class SQLiteDatabase: Sendable {
         } catch {
             throw PersistenceError("cannot open \(path): \(error)")
         }
+        lock = held
         self.path = path
         self.blocking = blocking
         self.observer = observer

@@ -72,6 +72,16 @@ extension EpollBackend {
         }
     }
 
+    func writev(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32 {
+        unsafe offload(ud, JobArgs(pointer: UnsafeMutableRawPointer(mutating: vectors))) { a in
+            var n: Int
+            repeat {
+                n = unsafe pwritev(fd, a.pointer!.assumingMemoryBound(to: iovec.self), Int32(count), off_t(offset))
+            } while n < 0 && errno == EINTR
+            return n >= 0 ? Int32(n) : -errno
+        }
+    }
+
     func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 {
         unsafe offload(ud, JobArgs()) { _ in (dataOnly ? fdatasync(fd) : Glibc.fsync(fd)) == 0 ? 0 : -errno }
     }

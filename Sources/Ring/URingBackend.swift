@@ -190,6 +190,10 @@ import Glibc
         unsafe curing_prep_write(ring, fd, from, UInt32(count), offset, fixedIndex(bufferIndex), ud, 0)
     }
 
+    func writev(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32 {
+        unsafe curing_prep_writev(ring, fd, vectors, UInt32(count), offset, ud, 0)
+    }
+
     /// The fixed-buffer index to use for pool buffer `index`, registering its chunk on first
     /// use; -1 (a plain read or write) when fixed buffers are off or the chunk could not be
     /// registered (RLIMIT_MEMLOCK, say).

@@ -89,25 +89,40 @@ extension SimBackend {
     }
 
     package func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
+        later(ud) { [unowned self] in unsafe store(fd: fd, from: from, count: count, offset: offset) }
+    }
+
+    /// Gathers the iovecs when the write happens (as the kernel would), then writes like `write`.
+    package func writev(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32 {
         later(ud) { [unowned self] in
-            guard let f = openFiles[fd] else { return -EBADF }
-            guard let d = f.data else { return -EISDIR }
-            let at = f.append ? d.bytes.count : Int(offset)
-            var n = count
-            let growth = max(0, at + n - d.bytes.count)
-            if rng.chance(faults.noSpace) || usedBytes + growth > fileBytesMax {
-                injected.noSpace += 1
-                return -ENOSPC
+            var gathered: [UInt8] = []
+            let iov = unsafe vectors.assumingMemoryBound(to: iovec.self)
+            for i in 0..<count {
+                let v = unsafe iov[i]
+                unsafe gathered.append(contentsOf: UnsafeRawBufferPointer(start: v.iov_base, count: v.iov_len))
             }
-            if n > 1 && rng.chance(faults.shortWrite) {
-                injected.shortWrites += 1
-                n = rng.int(in: 1...(n - 1))
-            }
-            if d.bytes.count < at + n { d.bytes += [UInt8](repeating: 0, count: at + n - d.bytes.count) }
-            unsafe d.bytes.withUnsafeMutableBytes { unsafe ($0.baseAddress! + at).copyMemory(from: from, byteCount: n) }
-            d.modifiedNanos = nowNanos
-            return Int32(n)
+            return unsafe gathered.withUnsafeBytes { unsafe store(fd: fd, from: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, count: $0.count, offset: offset) }
         }
+    }
+
+    private func store(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64) -> Int32 {
+        guard let f = openFiles[fd] else { return -EBADF }
+        guard let d = f.data else { return -EISDIR }
+        let at = f.append ? d.bytes.count : Int(offset)
+        var n = count
+        let growth = max(0, at + n - d.bytes.count)
+        if rng.chance(faults.noSpace) || usedBytes + growth > fileBytesMax {
+            injected.noSpace += 1
+            return -ENOSPC
+        }
+        if n > 1 && rng.chance(faults.shortWrite) {
+            injected.shortWrites += 1
+            n = rng.int(in: 1...(n - 1))
+        }
+        if d.bytes.count < at + n { d.bytes += [UInt8](repeating: 0, count: at + n - d.bytes.count) }
+        unsafe d.bytes.withUnsafeMutableBytes { unsafe ($0.baseAddress! + at).copyMemory(from: from, byteCount: n) }
+        d.modifiedNanos = nowNanos
+        return Int32(n)
     }
 
     package func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32 {

@@ -7,12 +7,29 @@ public enum RFC3339 {
         let days = ms >= 0 ? ms / 86_400_000 : (ms - 86_399_999) / 86_400_000
         let inDay = ms - days * 86_400_000
         let (y, m, d) = civil(days)
-        func pad(_ v: Int64, _ n: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, n - s.count)) + s
-        }
         let secs = inDay / 1000
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):\(pad(secs % 60, 2)).\(pad(inDay % 1000, 3))Z"
+        // "YYYY-MM-DDTHH:MM:SS.mmmZ", digit by digit into one buffer (years past 9999 or
+        // before 0 keep their own width).
+        var out: [UInt8] = []
+        out.reserveCapacity(24)
+        func digits(_ v: Int64, _ n: Int) {
+            var v = v
+            if v < 0 { out.append(0x2D); v = -v }
+            var scratch: (UInt8, UInt8, UInt8, UInt8) = (0x30, 0x30, 0x30, 0x30)
+            if v >= 10_000 { out.append(contentsOf: String(v).utf8); return }
+            scratch.3 = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+            scratch.2 = UInt8(truncatingIfNeeded: 0x30 + v / 10 % 10)
+            scratch.1 = UInt8(truncatingIfNeeded: 0x30 + v / 100 % 10)
+            scratch.0 = UInt8(truncatingIfNeeded: 0x30 + v / 1000 % 10)
+            if n >= 4 { out.append(scratch.0) }
+            if n >= 3 { out.append(scratch.1) }
+            out.append(scratch.2)
+            out.append(scratch.3)
+        }
+        digits(y, 4); out.append(0x2D); digits(m, 2); out.append(0x2D); digits(d, 2); out.append(0x54)
+        digits(secs / 3600, 2); out.append(0x3A); digits(secs / 60 % 60, 2); out.append(0x3A); digits(secs % 60, 2)
+        out.append(0x2E); digits(inDay % 1000, 3); out.append(0x5A)
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Howard Hinnant's civil-from-days (proleptic Gregorian).

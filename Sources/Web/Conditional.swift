@@ -32,11 +32,11 @@ enum Conditional {
             response.headers.append(("ETag", t))
             tag = t
         }
-        let lastModified = response.headers.value(of: "Last-Modified").flatMap { HTTPDate.parse($0) }
         let notModified: Bool
         if let inm = request.header("If-None-Match") {
             notModified = tag.map { matches(inm, $0) } ?? false
-        } else if let ims = request.header("If-Modified-Since").flatMap(HTTPDate.parse), let lm = lastModified {
+        } else if let ims = request.header("If-Modified-Since").flatMap(HTTPDate.parse),
+                  let lm = response.headers.value(of: "Last-Modified").flatMap(HTTPDate.parse) {
             notModified = lm <= ims
         } else {
             notModified = false

@@ -4,11 +4,14 @@
 // authentication hook (the hook decides; a refusal is the standard 401 error).
 import Logging
 import Ring
+import Synchronization
 import Threads
 
 public enum StandardMiddleware {
     /// Gives every request an id: the client's X-Request-Id if it is 1–128 visible ASCII
-    /// characters, else 16 random bytes in hex. The response carries it back.
+    /// characters, else 32 hex digits: 8 random bytes drawn once per process, then a
+    /// process-wide counter (unique without a getrandom call per request). The response
+    /// carries it back.
     public static func requestID() -> Middleware {
         return { request, next in
             var req = request
@@ -17,9 +20,7 @@ public enum StandardMiddleware {
                given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
                 id = given
             } else {
-                var g = SystemRandomNumberGenerator()
-                let a = g.next() as UInt64, b = g.next() as UInt64
-                id = hex16(a) + hex16(b)
+                id = RequestIDs.next()
             }
             req.requestID = id
             var response = await next(req)
@@ -70,9 +71,25 @@ public enum StandardMiddleware {
     }
 }
 
-private func hex16(_ v: UInt64) -> String {
-    let h = String(v, radix: 16)
-    return String(repeating: "0", count: 16 - h.count) + h
+enum RequestIDs {
+    private static let prefix: UInt64 = { var g = SystemRandomNumberGenerator(); return g.next() }()
+    private static let counter = Atomic<UInt64>(0)
+
+    static func next() -> String {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        hex16(prefix, into: &out)
+        hex16(n, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func hex16(_ v: UInt64, into out: inout [UInt8]) {
+        for shift in stride(from: 60, through: 0, by: -4) {
+            let nibble = UInt8(truncatingIfNeeded: v >> UInt64(shift)) & 15
+            out.append(nibble < 10 ? 0x30 + nibble : 0x57 + nibble)
+        }
+    }
 }
 
 extension String {

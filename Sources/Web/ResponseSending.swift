@@ -76,18 +76,24 @@ extension HTTPServer {
                 ResponseHead(status: response.status, headers: headers).serialize(into: &out)
                 try await conn.send(out, timeout: configuration.sendTimeout)
                 if !isHead && !contentless {
+                    // Up to vectorMax buffers read back to back, then one vectored send:
+                    // a sendmsg per 128 KiB instead of a send per 16 KiB buffer.
                     var at = r.lowerBound
                     while at < r.upperBound {
-                        var buffer = await conn.loop.pool.acquire()
-                        buffer.count = 0
-                        let want = Int(min(UInt64(buffer.capacity), r.upperBound - at))
-                        let done = await file.read(into: buffer, at: at)
-                        let n = try done.result.get()
-                        var b = done.takeBuffer()
-                        guard n > 0 else { throw RingError(.closed, operation: "file shrank while being sent") }
-                        b.count = min(n, want)
-                        at += UInt64(b.count)
-                        try await conn.send(b, timeout: configuration.sendTimeout)
+                        var batch = PooledBufferList()
+                        while batch.count < TCPConnection.vectorMax && at < r.upperBound {
+                            var buffer = await conn.loop.pool.acquire()
+                            buffer.count = 0
+                            let want = Int(min(UInt64(buffer.capacity), r.upperBound - at))
+                            let done = await file.read(into: buffer, at: at)
+                            let n = try done.result.get()
+                            var b = done.takeBuffer()
+                            guard n > 0 else { throw RingError(.closed, operation: "file shrank while being sent") }
+                            b.count = min(n, want)
+                            at += UInt64(b.count)
+                            batch.append(b)
+                        }
+                        try await conn.send(batch, timeout: configuration.sendTimeout)
                     }
                 }
             } catch {

@@ -59,14 +59,14 @@ public final class Router: Sendable {
     func resolve(method: String, path: Substring) -> (route: Route?, params: [String: String], allowed: Set<String>) {
         var allowed: Set<String> = []
         let wanted = method == "HEAD" ? "GET" : method
-        for route in routes {
-            guard let params = match(route.segments, path) else { continue }
+        let segments = Self.segments(of: path)
+        for route in routes where Self.matches(route.segments, segments) {
             guard route.method == wanted else {
                 allowed.insert(route.method)
                 if route.method == "GET" { allowed.insert("HEAD") }
                 continue
             }
-            return (route, params, allowed)
+            return (route, Self.parameters(route.segments, segments), allowed)
         }
         return (nil, [:], allowed)
     }
@@ -146,28 +146,40 @@ public final class Router: Sendable {
         return await first(request) { req in await chain(rest, req, end) }
     }
 
-    /// Matches `path` segment by segment (empty segments ignored) without splitting it.
-    private func match(_ pattern: [Substring], _ path: Substring) -> [String: String]? {
-        var params: [String: String] = [:]
+    /// The path's segments (empty ones ignored), split once per request.
+    static func segments(of path: Substring) -> [Substring] {
+        var out: [Substring] = []
+        out.reserveCapacity(8)
         let u = path.utf8
         var i = u.startIndex
-        var k = 0
         while true {
             while i < u.endIndex && u[i] == 0x2F { i = u.index(after: i) }
-            if i == u.endIndex { return k == pattern.count ? params : nil }
-            guard k < pattern.count else { return nil }
+            if i == u.endIndex { return out }
             var j = i
             while j < u.endIndex && u[j] != 0x2F { j = u.index(after: j) }
-            let segment = path[i..<j]
-            let p = pattern[k]
-            if p.utf8.first == 0x3A {
-                params[String(p.dropFirst())] = percentDecode(segment)
-            } else if !p.utf8.elementsEqual(segment.utf8) {
-                return nil
-            }
-            k += 1
+            out.append(path[i..<j])
             i = j
         }
+    }
+
+    /// True when every literal segment of `pattern` equals the path's (`:name` takes any);
+    /// nothing is allocated, so trying each route in turn stays cheap.
+    static func matches(_ pattern: [Substring], _ segments: [Substring]) -> Bool {
+        guard pattern.count == segments.count else { return false }
+        for k in 0..<pattern.count {
+            let p = pattern[k]
+            if p.utf8.first != 0x3A && !p.utf8.elementsEqual(segments[k].utf8) { return false }
+        }
+        return true
+    }
+
+    /// The parameters of a pattern that `matches` the segments, percent-decoded.
+    static func parameters(_ pattern: [Substring], _ segments: [Substring]) -> [String: String] {
+        var params: [String: String] = [:]
+        for k in 0..<pattern.count where pattern[k].utf8.first == 0x3A {
+            params[String(pattern[k].dropFirst())] = percentDecode(segments[k])
+        }
+        return params
     }
 }
 

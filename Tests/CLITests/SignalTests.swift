@@ -122,6 +122,32 @@ final class SignalTests: XCTestCase {
         XCTAssertTrue(output.contains("rc=0"), output)
     }
 
+    /// One server per data directory: a second `spool serve` on a directory in use fails at
+    /// once with a message naming the lock and exit 1, and the first keeps serving.
+    func testASecondServerOnTheSameDataDirectoryIsRefused() throws {
+        let spool = try spoolBinary()
+        let dir = try scratch("twice")
+        let script = #"""
+        spool="$1"; dir="$2"; log="$dir/first.log"
+        "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --loops 1 >"$log" 2>&1 &
+        pid=$!
+        port=""; t=0
+        while [ -z "$port" ] && [ $t -lt 1000 ]; do port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/api/v1.*|\1|p' "$log"); sleep 0.01; t=$((t + 1)); done
+        [ -n "$port" ] || { echo "never listened: $(cat "$log")"; kill -9 $pid; exit 1; }
+        timeout 20 "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --loops 1 >"$dir/second.log" 2>&1
+        echo "second=$?"
+        cat "$dir/second.log"
+        curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/api/v1/health" && echo "first still serving"
+        kill -TERM $pid; wait $pid; echo "first=$?"
+        """#
+        let (status, output) = try runProcess("/bin/sh", ["-c", script, "sh", spool, dir])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("second=1"), output)
+        XCTAssertTrue(output.contains("is in use by another process"), output)
+        XCTAssertTrue(output.contains("first still serving"), output)
+        XCTAssertTrue(output.contains("first=0"), output)
+    }
+
     /// A transcode cancelled by SIGTERM (or SIGINT) mid-job exits 128 + the signal's
     /// number and leaves nothing in the output directory but the input.
     func testTranscodeCancelledBySignalExitsWithItsStatusAndRemovesPartialOutput() throws {

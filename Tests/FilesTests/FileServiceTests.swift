@@ -87,7 +87,7 @@ final class FileServiceTests: XCTestCase {
     }
 
     func testUploadCommitsTheRecordWithTheChecksum() async throws {
-        let files = try await openService()
+        var files: FileService! = try await openService()
         let data = pattern(seed: 5, count: (2 << 20) + 77)
         let r = try await upload(files, data, declared: false)
         XCTAssertEqual(r.size, Int64(data.count))
@@ -103,7 +103,15 @@ final class FileServiceTests: XCTestCase {
         XCTAssertEqual(got3, Int64(data.count))
         guard case .localFile(let path) = try await files.location(of: r) else { return XCTFail() }
         XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: path))), data)
+        // While it is open, no second service may open the same database.
+        do {
+            _ = try await openService()
+            XCTFail("a second service opened the same database")
+        } catch let e as PersistenceError {
+            XCTAssertTrue(e.message.contains("in use by another process"), e.message)
+        }
         // A second service on the same directory (a restart) finds it, and removes nothing.
+        files = nil
         let reopened = try await openService()
         XCTAssertEqual(reopened.removedOrphans, [])
         XCTAssertEqual(reopened.missingObjects, [])
@@ -112,7 +120,7 @@ final class FileServiceTests: XCTestCase {
     }
 
     func testStartRemovesObjectsWithoutRowsAndReportsRowsWithoutObjects() async throws {
-        let files = try await openService()
+        var files: FileService! = try await openService()
         let kept = try await upload(files, [1, 2, 3])
         let lost = try await upload(files, [4, 5])
         // An object renamed into place whose row never committed (a crash in between).
@@ -121,6 +129,7 @@ final class FileServiceTests: XCTestCase {
         let storage = files.storage
         _ = try await loop.run { try await storage.write(key: orphan, from: PieceSource([9, 9])) }
         try FileManager.default.removeItem(atPath: dir + "/files/objects/" + lost.storageKey)
+        files = nil
         let reopened = try await openService()
         XCTAssertEqual(reopened.removedOrphans, [orphan])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/files/objects/" + orphan))

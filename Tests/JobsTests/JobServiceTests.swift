@@ -26,6 +26,7 @@ final class JobServiceTests: XCTestCase {
     func open() async throws {
         clock = ManualClock()
         bus = InProcessEventBus(replayWindow: { 100 })
+        service = nil // a restart: the old service lets go of the database (and its lock) first
         let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
         let s = settings
         service = JobService(store: SQLiteJobStore(database: db), events: bus, clock: clock, settings: { s })

@@ -114,6 +114,9 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(RFC3339.format(0), "1970-01-01T00:00:00.000Z")
         XCTAssertEqual(RFC3339.format(1_800_000_000_123), "2027-01-15T08:00:00.123Z")
         XCTAssertEqual(RFC3339.format(951_782_400_000), "2000-02-29T00:00:00.000Z")
+        XCTAssertEqual(RFC3339.format(253_402_300_799_999), "9999-12-31T23:59:59.999Z")
+        XCTAssertEqual(RFC3339.format(253_402_300_800_000), "10000-01-01T00:00:00.000Z")
+        XCTAssertEqual(RFC3339.format(-1), "1969-12-31T23:59:59.999Z")
     }
 
     func testBackoffDoublesUpToTheCap() {

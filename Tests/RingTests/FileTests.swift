@@ -114,6 +114,39 @@ final class FileTests: XCTestCase {
         try await assertQuiescent(loop)
     }
 
+    /// A list longer than one gathered write (vectorMax), with partly filled and empty
+    /// buffers, lands in order at the offset, and every buffer goes back to the pool.
+    func testGatheredWriteOfABufferListLandsInOrder() async throws {
+        let loop = try EventLoop.start(configuration: loopConfiguration(bufferSize: 4096, cap: 256 * 4096))
+        defer { loop.shutdown() }
+        let path = dir + "/gathered"
+        let sizes = [4096, 100, 0, 4096, 1, 4000, 4096, 4096, 17, 4096, 2048, 4096, 5]
+        var expected = [UInt8](repeating: 0xEE, count: 10)
+        for (i, n) in sizes.enumerated() { expected += (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) } }
+        let written = try await loop.run { () -> Int in
+            let file = try await File.open(path, .createExclusive)
+            var head = await loop.pool.acquire()
+            head.count = 0
+            _ = [UInt8](repeating: 0xEE, count: 10).withUnsafeBytes { head.append(contentsOf: $0) }
+            _ = try await file.write(head, at: 0).result.get()
+            var list = PooledBufferList()
+            for (i, n) in sizes.enumerated() {
+                var b = await loop.pool.acquire()
+                b.count = 0
+                _ = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) }.withUnsafeBytes { b.append(contentsOf: $0) }
+                list.append(b)
+            }
+            let n = try await file.write(list, at: 10)
+            try await file.sync()
+            try await file.close()
+            return n
+        }
+        XCTAssertEqual(written, sizes.reduce(0, +))
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: path))), expected)
+        let held = try await loop.run { loop.pool.userHeldBuffers }
+        XCTAssertEqual(held, 0, "every buffer is back in the pool")
+    }
+
     func testFileErrorsAreTyped() async throws {
         let dirPath: String = self.dir
         let loop = try EventLoop.start(configuration: loopConfiguration())

@@ -1,0 +1,90 @@
+// Jobs.JobCache: the latest committed record of recently touched jobs, so reading a job
+// (GET /api/v1/jobs/{id}, an engine's progress poll) costs no database round trip and no
+// hop to the blocking pool. Sound only because one process owns the SQLite file
+// (Persistence holds an exclusive lock on it) and every write to `jobs_jobs` goes through
+// SQLiteJobStore:
+//  - writes put their jobs after the commit, on the single writer, so puts land in
+//    commit order and the cache never holds an uncommitted or superseded record;
+//  - a read that missed fills the cache only if no write committed since the read began
+//    (`generation`), so a slow reader can never put back an older record over a newer one.
+// An entry also keeps the job's JSON once something rendered it (`attach`), so repeated
+// reads of an unchanged job skip the encoder; a newer record replaces the entry, JSON and all.
+// Bounded: past `capacity` entries an arbitrary one is evicted (a miss only costs a read).
+import Synchronization
+import SpoolModel
+
+final class JobCache: Sendable {
+    struct Entry: Sendable {
+        let job: Job
+        /// Which put made this entry: `attach` adds JSON only to the entry it was made from.
+        let sequence: UInt64
+        var json: [UInt8]?
+    }
+    private struct State {
+        var jobs: [JobID: Entry] = [:]
+        var sequence: UInt64 = 0
+        var generation: UInt64 = 0
+        var hits: UInt64 = 0
+        var misses: UInt64 = 0
+    }
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = max(0, capacity) }
+
+    func get(_ id: JobID) -> Job? { entry(id)?.job }
+
+    func entry(_ id: JobID) -> Entry? {
+        state.withLock { s in
+            if let j = s.jobs[id] { s.hits &+= 1; return j }
+            s.misses &+= 1
+            return nil
+        }
+    }
+
+    /// The write generation to pass back to `fill` after reading from the database.
+    var generation: UInt64 { state.withLock { $0.generation } }
+
+    /// After a read that missed: keeps `job` unless a write committed since `generation`.
+    func fill(_ job: Job, readAt generation: UInt64) {
+        state.withLock { s in
+            guard s.generation == generation, s.jobs[job.id] == nil else { return }
+            Self.insert(job, into: &s, capacity: capacity)
+        }
+    }
+
+    /// After a commit (on the writer, in commit order): these are the records now.
+    func committed(_ jobs: [Job]) {
+        state.withLock { s in
+            s.generation &+= 1
+            for j in jobs { Self.insert(j, into: &s, capacity: capacity) }
+        }
+    }
+
+    /// After a rollback or a failure whose outcome is unknown: forget these ids.
+    func forget(_ ids: [JobID]) {
+        state.withLock { s in
+            s.generation &+= 1
+            for id in ids { s.jobs[id] = nil }
+        }
+    }
+
+    /// Keeps `json` (the rendering of the entry `sequence` named) unless the entry changed.
+    func attach(_ json: [UInt8], to id: JobID, sequence: UInt64) {
+        state.withLock { s in
+            guard let e = s.jobs[id], e.sequence == sequence else { return }
+            s.jobs[id]?.json = json
+        }
+    }
+
+    var counts: (entries: Int, hits: UInt64, misses: UInt64) {
+        state.withLock { ($0.jobs.count, $0.hits, $0.misses) }
+    }
+
+    private static func insert(_ job: Job, into s: inout State, capacity: Int) {
+        guard capacity > 0 else { return }
+        if s.jobs[job.id] == nil, s.jobs.count >= capacity { s.jobs.remove(at: s.jobs.startIndex) }
+        s.sequence &+= 1
+        s.jobs[job.id] = Entry(job: job, sequence: s.sequence, json: nil)
+    }
+}
