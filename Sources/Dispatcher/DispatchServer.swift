@@ -49,8 +49,8 @@ public final class DispatchServer: Sendable {
                                           observer: { kind, seconds in metrics.recordDatabase(kind: kind, seconds: seconds) })
         let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
         let access = try await AccessService.open(database: database, clock: clock)
-        let engines = try await EngineRegistry.open(database: database, clock: clock)
         let events = InProcessEventBus(replayWindow: { settings.current.events.replayWindow })
+        let engines = try await EngineRegistry.open(database: database, clock: clock, events: events)
         let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
                               settings: { JobSettings(settings.current.jobs) })
         try await jobs.migrate()
@@ -110,15 +110,17 @@ public final class DispatchServer: Sendable {
     }
 
     func installReadiness(on v1: inout RouteBuilder) {
-        v1.get("ready") { [database] _ in
+        v1.get("ready") { [database, files] _ in
             let db = await database.isReachable()
-            let status = db ? 200 : 503
-            return .json(status) { w in
+            let storageProblem = await files.storage.problem()
+            let ok = db && storageProblem == nil
+            return .json(ok ? 200 : 503) { w in
                 w.beginObject()
-                w.field("status", db ? "ready" : "unavailable")
+                w.field("status", ok ? "ready" : "unavailable")
                 w.key("checks")
                 w.beginObject()
                 w.field("database", db ? "ok" : "unreachable")
+                w.field("storage", storageProblem ?? "ok")
                 w.endObject()
                 w.endObject()
             }

@@ -123,7 +123,8 @@ extension DispatchServer {
     /// ones; the stream ends after the event of the job's finish. A job that finished
     /// before its events were retained (a restart) gets one JobFinished without an id; a
     /// client resuming after the last event of a finished job gets 204 (EventSource then
-    /// stops reconnecting).
+    /// stops reconnecting). Every `events.keepalive_seconds` (read again each time, so a
+    /// reload applies) the stream gets a `: keep-alive` comment line.
     func jobEvents(_ req: Request) async throws -> Response {
         let job = try await visibleJob(req)
         var after: UInt64?
@@ -140,13 +141,32 @@ extension DispatchServer {
         let hasReplay = sub.replayedThrough > (after ?? 0)
         if finished && after != nil && !hasReplay { return Response(status: 204) }
         let finalPayload = current.jsonText
+        let settings = self.settings
         return .events { w in
             var replayPending = hasReplay
             if !replayPending && finished {
                 try await w.write(sse(EventType.jobFinished.rawValue, id: nil, data: finalPayload))
                 return
             }
-            for await e in sub.events {
+            // The bus's events and keep-alive ticks, merged into one stream read here.
+            let (merged, feed) = AsyncStream<Event?>.makeStream(bufferingPolicy: .unbounded)
+            let forward = Task {
+                for await e in sub.events { feed.yield(e) }
+                feed.finish()
+            }
+            let ticks = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(settings.current.events.keepAliveSeconds))
+                    if Task.isCancelled { break }
+                    feed.yield(nil)
+                }
+            }
+            defer { forward.cancel(); ticks.cancel(); feed.finish() }
+            for await item in merged {
+                guard let e = item else {
+                    try await w.write(Array(": keep-alive\n\n".utf8))
+                    continue
+                }
                 try await w.write(sse(e.type.rawValue, id: e.id, data: e.payload))
                 if e.type == .jobFinished && e.id >= sub.replayedThrough { return }
                 if replayPending && e.id >= sub.replayedThrough {

@@ -3,8 +3,11 @@
 // heartbeat and registration times (Unix ms from the injected clock), and the SHA-256 of
 // the engine's credential (never returned by any read). An engine that misses heartbeats
 // for longer than the timeout is marked offline by `sweep` / `markOffline(missedSince:)`.
+// Every heartbeat, and every engine the sweep marks offline, is published on the event bus
+// as `EngineHeartbeat` (subject: the engine id) after its commit.
 // The endpoints engines call come with the engines issue; the dispatcher reads it now.
 import Crypto
+import Events
 import GRDB
 import JSON
 import Persistence
@@ -40,6 +43,7 @@ public final class EngineRegistry: Sendable {
     let database: SQLiteDatabase
     let clock: any WallClock
     let settings: @Sendable () -> EngineSettings
+    let events: (any EventBus)?
 
     public static let migrations: [Migration] = [
         Migration("engines.1") { db in
@@ -62,15 +66,31 @@ public final class EngineRegistry: Sendable {
     ]
 
     public static func open(database: SQLiteDatabase, clock: any WallClock,
-                            settings: @escaping @Sendable () -> EngineSettings = { EngineSettings() }) async throws -> EngineRegistry {
+                            settings: @escaping @Sendable () -> EngineSettings = { EngineSettings() },
+                            events: (any EventBus)? = nil) async throws -> EngineRegistry {
         try await database.migrate(migrations)
-        return EngineRegistry(database: database, clock: clock, settings: settings)
+        return EngineRegistry(database: database, clock: clock, settings: settings, events: events)
     }
 
-    init(database: SQLiteDatabase, clock: any WallClock, settings: @escaping @Sendable () -> EngineSettings) {
+    init(database: SQLiteDatabase, clock: any WallClock, settings: @escaping @Sendable () -> EngineSettings, events: (any EventBus)?) {
         self.database = database
         self.clock = clock
         self.settings = settings
+        self.events = events
+    }
+
+    /// EngineHeartbeat: {"engine_id","state","load","last_heartbeat","missed"}.
+    private func publishHeartbeat(_ id: EngineID, state: EngineState, load: Double?, at: Int64, missed: Bool) async {
+        guard let events else { return }
+        await events.publish(subject: id.text, type: .engineHeartbeat) { w in
+            w.beginObject()
+            w.field("engine_id", id.text)
+            w.field("state", state.rawValue)
+            w.key("load"); if let load { w.double(load) } else { w.null() }
+            w.field("last_heartbeat", RFC3339.format(at))
+            w.field("missed", missed)
+            w.endObject()
+        }
     }
 
     /// Registers an engine (online, heartbeat now). `capabilitiesJSON` must be a JSON
@@ -116,6 +136,7 @@ public final class EngineRegistry: Sendable {
             return try Row.fetchOne(db, sql: "SELECT * FROM engines_records WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
         }
         guard let record else { throw ModelError(.notFound, "no engine \(id.text)") }
+        await publishHeartbeat(id, state: record.state, load: record.load, at: now, missed: false)
         return record
     }
 
@@ -123,13 +144,16 @@ public final class EngineRegistry: Sendable {
     /// offline; returns their ids.
     @discardableResult
     public func markOffline(missedSince cutoff: Int64) async throws -> [EngineID] {
-        try await database.write { db in
-            let ids = try String.fetchAll(db, sql: "SELECT id FROM engines_records WHERE state <> 'offline' AND last_heartbeat < ? ORDER BY id",
-                                          arguments: [cutoff])
+        let gone = try await database.write { db -> [(EngineID, Int64)] in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, last_heartbeat FROM engines_records WHERE state <> 'offline' AND last_heartbeat < ? ORDER BY id
+                """, arguments: [cutoff])
             try db.execute(sql: "UPDATE engines_records SET state = 'offline' WHERE state <> 'offline' AND last_heartbeat < ?",
                            arguments: [cutoff])
-            return ids.compactMap(EngineID.init)
+            return rows.compactMap { row in EngineID(row["id"] as String).map { ($0, row["last_heartbeat"] as Int64) } }
         }
+        for (id, last) in gone { await publishHeartbeat(id, state: .offline, load: nil, at: last, missed: true) }
+        return gone.map(\.0)
     }
 
     /// `markOffline` with the settings' heartbeat timeout, now on the injected clock.

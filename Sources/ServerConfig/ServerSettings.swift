@@ -22,6 +22,7 @@
 //   webhooks.timeout_seconds   (r)   SPOOL_WEBHOOKS_TIMEOUT_SECONDS
 //   webhooks.allow_private_networks (r) SPOOL_WEBHOOKS_ALLOW_PRIVATE_NETWORKS
 //   events.replay_window       (r)   SPOOL_EVENTS_REPLAY_WINDOW
+//   events.keepalive_seconds   (r)   SPOOL_EVENTS_KEEPALIVE_SECONDS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -80,6 +81,9 @@ public struct ServerSettings: Sendable, Equatable {
     public struct Events: Sendable, Equatable {
         /// Events kept per job for SSE clients resuming with Last-Event-ID.
         public var replayWindow = 1_000
+        /// Every this many seconds an open SSE stream sends a comment line, so proxies and
+        /// clients do not take a quiet job for a dead connection.
+        public var keepAliveSeconds = 15
         public init() {}
     }
 

@@ -121,6 +121,7 @@ public enum SettingsSchema {
         .int("webhooks.timeout_seconds", reloadable: true, 1...300, \.webhooks.timeoutSeconds),
         .bool("webhooks.allow_private_networks", reloadable: true, \.webhooks.allowPrivateNetworks),
         .int("events.replay_window", reloadable: true, 1...1_000_000, \.events.replayWindow),
+        .int("events.keepalive_seconds", reloadable: true, 1...3_600, \.events.keepAliveSeconds),
     ]
 
     public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }

@@ -139,6 +139,27 @@ public final class LocalStorage: StorageProvider {
         }
     }
 
+    /// Both directories exist and are writable, and the file system has room and inodes left.
+    public func problem() async -> String? {
+        let dirs = [temporaryDirectory, objectsDirectory]
+        do {
+            return try await BlockingPool.shared.run { () -> String? in
+                for d in dirs {
+                    var st = stat()
+                    guard stat(d, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return "\(d) is missing" }
+                    guard access(d, W_OK) == 0 else { return "\(d) is not writable" }
+                }
+                var fs = statvfs()
+                guard statvfs(dirs[1], &fs) == 0 else { return "cannot read the file system's free space" }
+                if fs.f_bavail == 0 { return "no free space left" }
+                if fs.f_files > 0 && fs.f_favail == 0 { return "no free inodes left" }
+                return nil
+            }
+        } catch {
+            return "cannot check: \(error)"
+        }
+    }
+
     /// Names of the temp files present (uploads in progress or left behind); for tests.
     public func temporaryFiles() throws -> [String] {
         try directoryEntries(temporaryDirectory).filter { $0.hasPrefix(LocalStorage.temporaryPrefix) }

@@ -62,6 +62,8 @@ public protocol StorageProvider: Sendable {
     func list() async throws -> [StoredObjectInfo]
     /// A URL naming the object (for logs and results; not necessarily fetchable by clients).
     func url(key: String) -> String
+    /// nil when the store can take writes now; otherwise what is wrong (the readiness probe).
+    func problem() async -> String?
 }
 
 /// Keys are generated (FileID text): letters, digits and `_` only, 1...64 bytes; anything

@@ -71,6 +71,26 @@ final class AccessHarness: @unchecked Sendable {
 func json(_ text: String) throws -> JSONValue { try JSONDocument(parsing: text).root }
 
 final class AccessRouteTests: XCTestCase {
+    /// Readiness checks the database and the storage: with the upload directory gone the
+    /// server says 503 and names it; once it is back, 200.
+    func testReadyReportsAStorageThatCannotTakeUploads() async throws {
+        let h = try await AccessHarness.start()
+        let ok = try await h.call("GET", "/api/v1/ready")
+        XCTAssertEqual(ok.status, 200, ok.text)
+        XCTAssertEqual(try json(ok.text)["checks"]?["storage"]?.string(), "ok")
+        let tmp = h.dataDirectory + "/files/tmp"
+        try FileManager.default.removeItem(atPath: tmp)
+        let down = try await h.call("GET", "/api/v1/ready")
+        XCTAssertEqual(down.status, 503, down.text)
+        XCTAssertEqual(try json(down.text)["status"]?.string(), "unavailable")
+        XCTAssertEqual(try json(down.text)["checks"]?["storage"]?.string(), "\(tmp) is missing")
+        XCTAssertEqual(try json(down.text)["checks"]?["database"]?.string(), "ok")
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        let back = try await h.call("GET", "/api/v1/ready")
+        XCTAssertEqual(back.status, 200, back.text)
+        await h.stop()
+    }
+
     func testMissingWrongAndRevokedKeysGet401WithWWWAuthenticate() async throws {
         let h = try await AccessHarness.start()
         let admin = try await h.adminKey()

@@ -300,4 +300,26 @@ final class JobRouteTests: XCTestCase {
         let v13 = try await send("GET", "/api/v1/jobs/\(id)/events", headers: [("Last-Event-ID", "x")]).status
         XCTAssertEqual(v13, 400)
     }
+    /// A quiet stream gets a `: keep-alive` comment every events.keepalive_seconds (reloadable),
+    /// which EventSource ignores; the events that follow are unchanged.
+    func testAQuietEventStreamGetsKeepAliveComments() async throws {
+        var settings = dispatch.settings.current
+        settings.events.keepAliveSeconds = 1
+        dispatch.settings.replace(settings)
+        let id = try await create()
+        let bus = try XCTUnwrap(dispatch.events as? InProcessEventBus)
+        let api = API(loop: client, base: base)
+        let stream = Task { try await api.send("GET", "/api/v1/jobs/\(id)/events") }
+        while bus.subscriberCount(subject: id) == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
+        try await Task.sleep(for: .milliseconds(2_500))
+        let cancelled = try await send("POST", "/api/v1/jobs/\(id)/cancel").status
+        XCTAssertEqual(cancelled, 200)
+        let r = try await stream.value
+        let body = text(r)
+        let comments = body.components(separatedBy: "\n").filter { $0 == ": keep-alive" }.count
+        XCTAssertGreaterThanOrEqual(comments, 2, body)
+        XCTAssertLessThanOrEqual(comments, 4, body)
+        XCTAssertEqual(parseSSE(r.body).map(\.event), ["JobCreated", "JobFinished"], body)
+        XCTAssertTrue(body.hasSuffix("\n\n"))
+    }
 }

@@ -1,7 +1,9 @@
 // Engines: registration, heartbeats, offline after the heartbeat timeout on the injected
 // clock, filtered and paged listing, and the credential kept only as a hash.
 import Engines
+import Events
 import Foundation
+import JSON
 import Persistence
 import SpoolModel
 import Threads
@@ -18,6 +20,41 @@ final class EngineRegistryTests: XCTestCase {
         settings.heartbeatTimeoutMilliseconds = timeoutMs
         let s = settings
         return (try await EngineRegistry.open(database: db, clock: clock, settings: { s }), clock, db)
+    }
+
+    /// Heartbeats, and the sweep's offline marking, are published as EngineHeartbeat events
+    /// on the engine's subject after the commit.
+    func testHeartbeatsAndMissedHeartbeatsArePublished() async throws {
+        let dir = NSTemporaryDirectory() + "spool-engines-ev-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        let clock = ManualClock()
+        let bus = InProcessEventBus(replayWindow: { 100 })
+        var settings = EngineSettings()
+        settings.heartbeatTimeoutMilliseconds = 10_000
+        let s = settings
+        let registry = try await EngineRegistry.open(database: db, clock: clock, settings: { s }, events: bus)
+        let e = try await registry.register(name: "cpu-1", host: "127.0.0.1", credential: "engine-secret-0123456789")
+        clock.advance(by: .seconds(2))
+        try await registry.heartbeat(e.id, load: 0.5)
+        var events = bus.retained(subject: e.id.text)
+        XCTAssertEqual(events.map(\.type), [.engineHeartbeat])
+        let beat = try JSONDocument(parsing: events[0].payload).root
+        XCTAssertEqual(try beat["state"]?.string(), "online")
+        XCTAssertEqual(try beat["load"]?.double(), 0.5)
+        XCTAssertEqual(try beat["missed"]?.bool(), false)
+        clock.advance(by: .seconds(11))
+        let swept = try await registry.sweep()
+        XCTAssertEqual(swept, [e.id])
+        events = bus.retained(subject: e.id.text)
+        XCTAssertEqual(events.count, 2)
+        let missed = try JSONDocument(parsing: events[1].payload).root
+        XCTAssertEqual(try missed["state"]?.string(), "offline")
+        XCTAssertEqual(try missed["missed"]?.bool(), true)
+        // Nothing more to mark, nothing more published.
+        _ = try await registry.sweep()
+        XCTAssertEqual(bus.retained(subject: e.id.text).count, 2)
     }
 
     func testRegisterAndGetRoundTrip() async throws {
