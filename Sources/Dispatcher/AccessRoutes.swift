@@ -95,9 +95,9 @@ func writeKey(_ r: AccessKeyRecord, secret: String?, into w: inout JSONWriter<[U
     w.field("admin", r.isAdmin)
     w.field("last4", r.last4)
     w.field("origin", r.origin)
-    w.field("created_at", r.created)
+    w.field("created_at", RFC3339.format(r.created))
     w.key("revoked_at")
-    if let t = r.revokedAt { w.int(t) } else { w.null() }
+    if let t = r.revokedAt { w.string(RFC3339.format(t)) } else { w.null() }
     if let secret { w.field("secret", secret) }
     w.endObject()
 }

@@ -54,7 +54,7 @@ func writeEngine(_ r: EngineRecord, into w: inout JSONWriter<[UInt8]>) {
     w.rawJSON(r.capabilitiesJSON)   // validated as a JSON object when the engine registered
     w.field("load", r.load)
     w.field("state", r.state.rawValue)
-    w.field("last_heartbeat_at", r.lastHeartbeat)
-    w.field("registered_at", r.registered)
+    w.field("last_heartbeat_at", RFC3339.format(r.lastHeartbeat))
+    w.field("registered_at", RFC3339.format(r.registered))
     w.endObject()
 }

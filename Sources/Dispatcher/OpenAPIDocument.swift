@@ -208,18 +208,18 @@ public enum OpenAPIDocument {
     "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}},
    "JobList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
-   "Engine": {"type": "object", "required": ["id", "name", "host", "tags", "capabilities", "load", "state"], "properties": {
+   "Engine": {"type": "object", "required": ["id", "name", "host", "tags", "capabilities", "load", "state", "last_heartbeat_at", "registered_at"], "properties": {
     "id": {"type": "string", "pattern": "^eng_"}, "name": {"type": "string"}, "host": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
     "capabilities": {"type": "object"}, "load": {"type": "number"}, "state": {"enum": ["online", "offline", "draining"]},
-    "last_heartbeat_at": {"type": ["integer", "string", "null"]}, "registered_at": {"type": ["integer", "string"]}}, "not": {"anyOf": [{"required": ["credential"]}, {"required": ["credential_hash"]}]}},
+    "last_heartbeat_at": {"type": "string", "format": "date-time"}, "registered_at": {"type": "string", "format": "date-time"}}, "not": {"anyOf": [{"required": ["credential"]}, {"required": ["credential_hash"]}]}},
    "EngineList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Engine"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
    "KeyRequest": {"type": "object", "required": ["tenant"], "additionalProperties": false, "properties": {
     "tenant": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}, "admin": {"type": "boolean"}}},
    "Key": {"type": "object", "required": ["id", "tenant", "admin", "last4", "origin", "created_at", "revoked_at"], "properties": {
     "id": {"type": "string", "pattern": "^key_"}, "tenant": {"type": "string"}, "admin": {"type": "boolean"}, "last4": {"type": "string"},
-    "origin": {"enum": ["api", "environment", "generated"]}, "created_at": {"type": "integer", "description": "Unix milliseconds"},
-    "revoked_at": {"type": ["integer", "null"], "description": "Unix milliseconds"}}},
+    "origin": {"enum": ["api", "environment", "generated"]}, "created_at": {"type": "string", "format": "date-time"},
+    "revoked_at": {"type": ["string", "null"], "format": "date-time"}}},
    "NewKey": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string", "pattern": "^spk_[a-z2-7]{40}$"}}}]},
    "KeyList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"not": {"required": ["secret"]}}]}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}}

@@ -6,6 +6,7 @@ import Foundation
 import JSON
 import Ring
 import ServerConfig
+import SpoolModel
 import Threads
 import Web
 import XCTest
@@ -111,6 +112,8 @@ final class AccessRouteTests: XCTestCase {
         let secret = try body["secret"]!.string(), id = try body["id"]!.string()
         XCTAssertEqual(try body["tenant"]?.string(), "acme")
         XCTAssertEqual(try body["admin"]?.bool(), false)
+        XCTAssertEqual(try body["created_at"]?.string(), RFC3339.format(h.clock.unixMilliseconds))
+        XCTAssertEqual(body["revoked_at"]?.isNull, true)
         let ok = try await h.call("GET", "/api/v1/engines", key: secret)
         XCTAssertEqual(ok.status, 200, ok.text)
         let revoked = try await h.call("DELETE", "/api/v1/keys/\(id)", key: admin)

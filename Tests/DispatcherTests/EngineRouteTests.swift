@@ -25,6 +25,10 @@ final class EngineRouteTests: XCTestCase {
         XCTAssertEqual(try e["id"]?.string(), ids[1])
         XCTAssertEqual(try e["state"]?.string(), "draining")
         XCTAssertEqual(try e["load"]?.double(), 0.25)
+        // Times are RFC 3339, as for jobs and files.
+        let record = try await h.dispatch.engines.get(EngineID(ids[1])!)
+        XCTAssertEqual(try e["last_heartbeat_at"]?.string(), RFC3339.format(record!.lastHeartbeat))
+        XCTAssertEqual(try e["registered_at"]?.string(), RFC3339.format(record!.registered))
         XCTAssertEqual(try e["capabilities"]?["codecs"]?[0]?.string(), "h264")
         XCTAssertEqual(try e["tags"]?[0]?.string(), "gpu")
         XCTAssertFalse(one.text.contains("credential"))
