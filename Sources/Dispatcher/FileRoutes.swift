@@ -118,9 +118,9 @@ private func encodeFile<S: JSONSink>(_ r: FileRecord, into w: inout JSONWriter<S
 
 /// "2026-11-30T18:20:08.123Z".
 
-/// The request body as a storage ByteSource. What the storage's consumer throws (a quota
+/// The request body as a storage AsyncByteSource. What the storage's consumer throws (a quota
 /// error) comes out as is, not as the body's APIError.
-final class RequestBodySource: ByteSource {
+final class RequestBodySource: AsyncByteSource {
     let body: RequestBody
     init(_ body: RequestBody) { self.body = body }
 

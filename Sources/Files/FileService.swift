@@ -74,7 +74,7 @@ public final class FileService: Sendable {
     /// anything is read. Throws ModelError 413/507/422 for the client's side, the
     /// source's own error when it fails (a client gone), a storage or database error
     /// otherwise; in every failure nothing of the upload remains.
-    public func upload(tenant: String, contentType: String, declaredLength: UInt64?, from source: some ByteSource) async throws -> FileRecord {
+    public func upload(tenant: String, contentType: String, declaredLength: UInt64?, from source: some AsyncByteSource) async throws -> FileRecord {
         guard contentType.utf8.count <= contentTypeBytesMax else {
             throw ModelError.invalidField("Content-Type", "must be at most \(contentTypeBytesMax) bytes")
         }

@@ -48,7 +48,7 @@ final class StorageQuota: Sendable {
 
 /// Wraps an upload's source: counts its bytes, refuses the byte that crosses the per-file
 /// limit (413) and reserves quota for each piece before it goes on (507).
-final class QuotaGate<Source: ByteSource>: ByteSource {
+final class QuotaGate<Source: AsyncByteSource>: AsyncByteSource {
     let inner: Source
     let quota: StorageQuota
     let settings: FileSettings

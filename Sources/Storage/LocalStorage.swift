@@ -52,7 +52,7 @@ public final class LocalStorage: StorageProvider {
         return .localFile(path: path(of: key))
     }
 
-    public func write(key: String, from source: some ByteSource) async throws -> StoredObject {
+    public func write(key: String, from source: some AsyncByteSource) async throws -> StoredObject {
         guard isValidStorageKey(key) else { throw StorageError("invalid object key") }
         guard let loop = EventLoop.current else { throw StorageError("write \(key): not on an event loop") }
         let (file, tmpPath) = try await createTemporary()
@@ -92,7 +92,7 @@ public final class LocalStorage: StorageProvider {
     /// batch of up to `File.vectorMax` (128 KiB) that goes out as one gathered write, so a
     /// large upload costs a write (and, for a buffered file the kernel cannot write without
     /// blocking, a hand-off to an io_uring worker) per 128 KiB rather than per 16 KiB.
-    private func stream(_ source: some ByteSource, into file: File, pool: BufferPool) async throws -> (size: Int64, sha256: String) {
+    private func stream(_ source: some AsyncByteSource, into file: File, pool: BufferPool) async throws -> (size: Int64, sha256: String) {
         let staging = Staging(await pool.acquire())
         var batch = PooledBufferList()
         var offset: UInt64 = 0

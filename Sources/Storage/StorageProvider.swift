@@ -1,14 +1,15 @@
 // Storage.StorageProvider: where file contents live, behind one protocol so the local disk
 // (LocalStorage, the embedded default) and an object store (S3, later) are interchangeable.
 // Objects are addressed by keys the server generates (a FileID's text), never by a path a
-// client chose. A write takes the bytes as a pull stream (`ByteSource`: the HTTP request
+// client chose. A write takes the bytes as a pull stream (`AsyncByteSource`: the HTTP request
 // body, piece by piece) and answers the size and SHA-256 computed on the way; an object is
 // visible under its key only once it is complete and durable. A read answers where the
 // bytes are (a local file to serve with ranges, or a URL to redirect to).
 
-/// The bytes of an object being written, pulled piece by piece (an HTTP request body, a
-/// file, a test's array). Pieces may be of any size, including empty.
-public protocol ByteSource {
+/// The bytes of an object being written, pulled piece by piece on an event loop (an HTTP
+/// request body, a file, a test's array). Pieces may be of any size, including empty.
+/// Not TranscodeAPI.ByteSource: that one blocks, on a transcode thread.
+public protocol AsyncByteSource {
     /// Passes the next piece to `consume`, which must not keep the pointer, and returns
     /// true; returns false once the stream has ended. What `consume` throws ends the
     /// stream and comes out of `read` as is.
@@ -53,7 +54,7 @@ public protocol StorageProvider: Sendable {
     /// Writes the whole of `source` as the object `key` and returns its size and SHA-256.
     /// The object appears under `key` only when complete and durable; when `source` or
     /// the write fails, nothing of it remains and the error comes out as is.
-    func write(key: String, from source: some ByteSource) async throws -> StoredObject
+    func write(key: String, from source: some AsyncByteSource) async throws -> StoredObject
     /// Where the object's bytes can be read.
     func download(key: String) async throws -> StoredObjectLocation
     /// Removes the object; removing a missing object is not an error.

@@ -15,7 +15,7 @@ import XCTest
 
 /// Holds the stream until `open()` is called, after telling `started` it is waiting: an
 /// upload kept in flight for as long as a test needs.
-final class HeldSource: ByteSource {
+final class HeldSource: AsyncByteSource {
     let data: [UInt8]
     let started: AsyncStream<Void>.Continuation
     let release: AsyncStream<Void>

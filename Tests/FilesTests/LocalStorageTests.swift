@@ -9,7 +9,7 @@ import XCTest
 
 /// Bytes handed out in pieces of varying sizes; optionally fails after `failAfter` bytes,
 /// and runs `observe` before each piece (to look at the directories mid-stream).
-final class PieceSource: ByteSource {
+final class PieceSource: AsyncByteSource {
     let data: [UInt8]
     var offset = 0
     var rng: SplitMix
