@@ -268,6 +268,14 @@ int curing_prep_write(curing_ring *r, int fd, const void *buf, uint32_t len, uin
     return 0;
 }
 
+int curing_prep_readv(curing_ring *r, int fd, const void *iov, unsigned nr, uint64_t off, uint64_t ud, unsigned f) {
+    GET_SQE_OR_BUSY(sqe);
+    io_uring_prep_readv(sqe, fd, (const struct iovec *)iov, nr, off);
+    apply_flags(sqe, f);
+    io_uring_sqe_set_data64(sqe, ud);
+    return 0;
+}
+
 int curing_prep_writev(curing_ring *r, int fd, const void *iov, unsigned nr, uint64_t off, uint64_t ud, unsigned f) {
     GET_SQE_OR_BUSY(sqe);
     io_uring_prep_writev(sqe, fd, (const struct iovec *)iov, nr, off);

@@ -92,6 +92,12 @@ public struct PooledBufferList: ~Copyable {
         return result
     }
 
+    /// Sets each buffer's count of valid bytes (after a scattered read filled them).
+    package mutating func setCounts(_ counts: [Int]) {
+        precondition(counts.count == parts.count)
+        for i in parts.indices { parts[i].count = counts[i] }
+    }
+
     /// Takes the last buffer back out of the list.
     public mutating func popLast() -> PooledBuffer? {
         guard let pool, let last = parts.popLast() else { return nil }

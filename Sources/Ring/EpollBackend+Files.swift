@@ -72,6 +72,16 @@ extension EpollBackend {
         }
     }
 
+    func readv(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32 {
+        unsafe offload(ud, JobArgs(pointer: UnsafeMutableRawPointer(mutating: vectors))) { a in
+            var n: Int
+            repeat {
+                n = unsafe preadv(fd, a.pointer!.assumingMemoryBound(to: iovec.self), Int32(count), off_t(offset))
+            } while n < 0 && errno == EINTR
+            return n >= 0 ? Int32(n) : -errno
+        }
+    }
+
     func writev(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32 {
         unsafe offload(ud, JobArgs(pointer: UnsafeMutableRawPointer(mutating: vectors))) { a in
             var n: Int

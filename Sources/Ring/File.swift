@@ -86,6 +86,47 @@ public final class File {
         return IOCompletion(result: .success(done), buffer: back)
     }
 
+    /// Fills `list` (its buffers' capacities, in order) from `offset` with one preadv per
+    /// up to `vectorMax` buffers, continuing after short reads, up to `limit` bytes; each
+    /// buffer's count becomes what it holds. Returns the bytes read: fewer than asked only
+    /// at the end of the file.
+    public func read(into list: inout PooledBufferList, at offset: UInt64, limit: Int) async throws(RingError) -> Int {
+        if closed { throw RingError(.closed, operation: "read \(path)") }
+        let capacity = pool.bufferSizeBytes
+        var want: [Int] = []
+        var left = limit
+        for _ in 0..<list.count {
+            want.append(min(capacity, max(0, left)))
+            left -= capacity
+        }
+        var got = [Int](repeating: 0, count: list.count)
+        var part = 0, total = 0
+        while part < list.count && want[part] > got[part] {
+            let first = part, at = offset + UInt64(total), have = got, need = want
+            let r = await loop.perform(cancellable: false) { ud, slot in
+                let iov = unsafe loop.scratch(slot).bindMemory(to: iovec.self, capacity: Self.vectorMax)
+                var n = 0
+                var i = first
+                while i < list.count && n < Self.vectorMax && need[i] > have[i] {
+                    unsafe iov[n] = iovec(iov_base: list.address(of: i) + have[i], iov_len: need[i] - have[i])
+                    n += 1
+                    i += 1
+                }
+                return unsafe loop.backend.readv(fd: fd, vectors: UnsafeRawPointer(iov), count: n, offset: at, ud)
+            }
+            if r.res < 0 { throw RingError(errno: -r.res, operation: "read \(path)") }
+            if r.res == 0 { break }
+            var took = Int(r.res)
+            total += took
+            while took > 0 {
+                let room = want[part] - got[part]
+                if took >= room { got[part] += room; took -= room; part += 1 } else { got[part] += took; took = 0 }
+            }
+        }
+        list.setCounts(got)
+        return total
+    }
+
     /// Most buffers one gathered write carries (the iovecs live in the operation's scratch).
     public static let vectorMax = 8
 

@@ -81,6 +81,8 @@ package protocol IOBackend: AnyObject {
     func openat(path: UnsafePointer<CChar>, flags: Int32, mode: UInt32, _ ud: UInt64) -> Int32
     func read(fd: Int32, into: UnsafeMutableRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32
     func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32
+    /// preadv into `count` iovecs at `vectors` (valid until the completion).
+    func readv(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32
     /// pwritev of `count` iovecs at `vectors` (valid until the completion).
     func writev(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32
     func fsync(fd: Int32, dataOnly: Bool, _ ud: UInt64) -> Int32

@@ -190,6 +190,10 @@ import Glibc
         unsafe curing_prep_write(ring, fd, from, UInt32(count), offset, fixedIndex(bufferIndex), ud, 0)
     }
 
+    func readv(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32 {
+        unsafe curing_prep_readv(ring, fd, vectors, UInt32(count), offset, ud, 0)
+    }
+
     func writev(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32 {
         unsafe curing_prep_writev(ring, fd, vectors, UInt32(count), offset, ud, 0)
     }

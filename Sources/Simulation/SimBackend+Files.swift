@@ -88,6 +88,32 @@ extension SimBackend {
         }
     }
 
+    /// Scatters like preadv when the read happens (short reads drawn as for `read`).
+    package func readv(fd: Int32, vectors: UnsafeRawPointer, count: Int, offset: UInt64, _ ud: UInt64) -> Int32 {
+        later(ud) { [unowned self] in
+            guard let f = openFiles[fd] else { return -EBADF }
+            guard let d = f.data else { return -EISDIR }
+            let iov = unsafe vectors.assumingMemoryBound(to: iovec.self)
+            var want = 0
+            for i in 0..<count { want += unsafe iov[i].iov_len }
+            let start = min(Int(offset), d.bytes.count)
+            var n = min(want, d.bytes.count - start)
+            if n > 1 && rng.chance(faults.shortRead) {
+                injected.shortReads += 1
+                n = rng.int(in: 1...(n - 1))
+            }
+            var copied = 0, i = 0
+            while copied < n {
+                let v = unsafe iov[i]
+                let take = min(v.iov_len, n - copied)
+                unsafe d.bytes.withUnsafeBytes { unsafe v.iov_base!.copyMemory(from: $0.baseAddress! + start + copied, byteCount: take) }
+                copied += take
+                i += 1
+            }
+            return Int32(n)
+        }
+    }
+
     package func write(fd: Int32, from: UnsafeRawPointer, count: Int, offset: UInt64, bufferIndex: Int32, _ ud: UInt64) -> Int32 {
         later(ud) { [unowned self] in unsafe store(fd: fd, from: from, count: count, offset: offset) }
     }

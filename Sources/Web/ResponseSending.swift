@@ -76,23 +76,16 @@ extension HTTPServer {
                 ResponseHead(status: response.status, headers: headers).serialize(into: &out)
                 try await conn.send(out, timeout: configuration.sendTimeout)
                 if !isHead && !contentless {
-                    // Up to vectorMax buffers read back to back, then one vectored send:
-                    // a sendmsg per 128 KiB instead of a send per 16 KiB buffer.
+                    // Up to vectorMax buffers filled by one scattered read, then one vectored
+                    // send: a read and a sendmsg per 128 KiB instead of per 16 KiB buffer.
                     var at = r.lowerBound
                     while at < r.upperBound {
+                        let want = Int(min(UInt64(TCPConnection.vectorMax * conn.loop.pool.bufferSizeBytes), r.upperBound - at))
                         var batch = PooledBufferList()
-                        while batch.count < TCPConnection.vectorMax && at < r.upperBound {
-                            var buffer = await conn.loop.pool.acquire()
-                            buffer.count = 0
-                            let want = Int(min(UInt64(buffer.capacity), r.upperBound - at))
-                            let done = await file.read(into: buffer, at: at)
-                            let n = try done.result.get()
-                            var b = done.takeBuffer()
-                            guard n > 0 else { throw RingError(.closed, operation: "file shrank while being sent") }
-                            b.count = min(n, want)
-                            at += UInt64(b.count)
-                            batch.append(b)
-                        }
+                        while batch.count * conn.loop.pool.bufferSizeBytes < want { batch.append(await conn.loop.pool.acquire()) }
+                        let n = try await file.read(into: &batch, at: at, limit: want)
+                        guard n == want else { throw RingError(.closed, operation: "file shrank while being sent") }
+                        at += UInt64(n)
                         try await conn.send(batch, timeout: configuration.sendTimeout)
                     }
                 }

@@ -147,6 +147,35 @@ final class FileTests: XCTestCase {
         XCTAssertEqual(held, 0, "every buffer is back in the pool")
     }
 
+    /// A scattered read fills the list's buffers in order up to the limit (several preadv
+    /// when the list is longer than vectorMax) and stops short only at the end of the file.
+    func testScatteredReadIntoABufferList() async throws {
+        let loop = try EventLoop.start(configuration: loopConfiguration(bufferSize: 4096, cap: 256 * 4096))
+        defer { loop.shutdown() }
+        let path = dir + "/scattered"
+        let content = (0..<(100_000 + 5)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        try Data(content).write(to: URL(fileURLWithPath: path))
+        let (mid, midBytes, tail, tailBytes) = try await loop.run { () -> (Int, [UInt8], Int, [UInt8]) in
+            let file = try await File.open(path, .read)
+            var list = PooledBufferList()
+            for _ in 0..<11 { list.append(await loop.pool.acquire()) }
+            let mid = try await file.read(into: &list, at: 7, limit: 30_000)
+            let midBytes = list.bytes
+            var last = PooledBufferList()
+            for _ in 0..<3 { last.append(await loop.pool.acquire()) }
+            let tail = try await file.read(into: &last, at: 99_000, limit: 3 * 4096)
+            let tailBytes = last.bytes
+            try await file.close()
+            return (mid, midBytes, tail, tailBytes)
+        }
+        XCTAssertEqual(mid, 30_000)
+        XCTAssertTrue(midBytes == Array(content[7..<30_007]), "the scattered read differs")
+        XCTAssertEqual(tail, 1_005, "a read past the end stops there")
+        XCTAssertTrue(tailBytes == Array(content[99_000...]))
+        let held = try await loop.run { loop.pool.userHeldBuffers }
+        XCTAssertEqual(held, 0)
+    }
+
     func testFileErrorsAreTyped() async throws {
         let dirPath: String = self.dir
         let loop = try EventLoop.start(configuration: loopConfiguration())

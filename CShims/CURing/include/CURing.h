@@ -111,6 +111,8 @@ int curing_prep_close(curing_ring *r, int fd, uint64_t ud);
 int curing_prep_openat(curing_ring *r, int dfd, const char *path, int flags, uint32_t mode, uint64_t ud);
 int curing_prep_read(curing_ring *r, int fd, void *buf, uint32_t len, uint64_t off, int buf_index, uint64_t ud, unsigned sqe_flags);
 int curing_prep_write(curing_ring *r, int fd, const void *buf, uint32_t len, uint64_t off, int buf_index, uint64_t ud, unsigned sqe_flags);
+/* A scattered read into `nr` struct iovec at `iov` (valid until the completion). */
+int curing_prep_readv(curing_ring *r, int fd, const void *iov, unsigned nr, uint64_t off, uint64_t ud, unsigned sqe_flags);
 /* A gathered write of `nr` struct iovec at `iov` (they must stay valid until the completion). */
 int curing_prep_writev(curing_ring *r, int fd, const void *iov, unsigned nr, uint64_t off, uint64_t ud, unsigned sqe_flags);
 int curing_prep_fsync(curing_ring *r, int fd, int datasync, uint64_t ud);
