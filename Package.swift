@@ -201,6 +201,7 @@ let package = Package(
         // Hundreds of seeded runs of server + client traffic on the simulator (one pass is
         // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "PersistenceTests", dependencies: ["Persistence", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines", "Persistence", "Events", "JSON", "SpoolModel", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "FilesTests", dependencies: ["Files", "Storage", "Persistence", "Ring", "BufferPool", "SpoolModel", "Threads", "SpoolTestSupport",

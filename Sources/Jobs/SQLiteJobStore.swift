@@ -21,8 +21,9 @@ public final class SQLiteJobStore: JobStore {
     /// Entries, hits and misses of the record cache (for metrics and tests).
     public var cacheCounts: (entries: Int, hits: UInt64, misses: UInt64) { cache.counts }
 
-    /// Inside a write transaction: once it commits, the cache holds `jobs`; if it rolls back,
-    /// nothing of theirs is kept.
+    /// Inside a write transaction, as the write's last step (nothing after it may throw, as
+    /// the hook belongs to the whole group commit): once it commits, the cache holds `jobs`;
+    /// if it rolls back, nothing of theirs is kept.
     private static func publish(_ db: Database, _ jobs: [Job], to cache: JobCache) {
         guard !jobs.isEmpty else { return }
         db.afterNextTransaction(onCommit: { _ in cache.committed(jobs) },
@@ -83,9 +84,9 @@ public final class SQLiteJobStore: JobStore {
             if let claim, let stored = try Self.claimed(db, claim, now: now, retention: retentionMilliseconds) { return .replayed(stored) }
             let job = make()
             try Self.insertRow(db, job)
-            Self.publish(db, [job], to: cache)
             let body = render(job)
             if let claim { try Self.record(db, claim, status: status, body: body, jobID: job.id, now: now) }
+            Self.publish(db, [job], to: cache)
             return .done(job, body: body)
         }
     }
@@ -148,9 +149,9 @@ public final class SQLiteJobStore: JobStore {
             }
             try change(&job)
             try Self.updateRow(db, job)
-            Self.publish(db, [job], to: cache)
             let body = render?(job) ?? []
             if let claim { try Self.record(db, claim, status: status, body: body, jobID: job.id, now: now) }
+            Self.publish(db, [job], to: cache)
             return .done(job, body: body)
         }
     }

@@ -7,6 +7,7 @@
 // blocking pool, so no SQLite call ever blocks a ring thread. Services own their own tables
 // and register their own migrations (named "service.step"); this module knows no domain type.
 import GRDB
+import Synchronization
 import Lifecycle
 import Threads
 
@@ -35,7 +36,9 @@ public final class SQLiteDatabase: Sendable {
     /// owns the file, which is what lets stores cache what they wrote (see SQLiteJobStore).
     let lock: ExclusiveLock
     let blocking: BlockingPool
-    /// Called after every read and write with (kind, seconds): the metrics hook.
+    /// Writes waiting for the next group commit, and whether a drainer is at work.
+    private let queue = Mutex<(items: [PendingWrite], draining: Bool)>(([], false))
+    /// Called after every read and every group commit with (kind, seconds): the metrics hook.
     let observer: (@Sendable (_ kind: String, _ seconds: Double) -> Void)?
 
     /// Opens (creating) the database at `path`. `readers` bounds concurrent readers.
@@ -91,14 +94,86 @@ public final class SQLiteDatabase: Sendable {
         }
     }
 
-    /// Runs `body` in an immediate write transaction; it is committed (and on disk) when
-    /// this returns. A throw rolls everything back.
+    /// Runs `body` atomically in a write transaction; it is committed (and on disk) when
+    /// this returns, and a throw undoes everything `body` did.
+    ///
+    /// Group commit: writes that arrive while a commit is under way wait for it, then go
+    /// together in the next transaction, each inside its own savepoint (so one that throws
+    /// rolls back alone), under one COMMIT: one fsync for the whole group instead of one
+    /// per write. Every caller hears of its result only after that commit; if the commit
+    /// itself fails, every write of the group fails with it. Hooks a body registers with
+    /// `afterNextTransaction` run after the group's commit (or rollback), so a body must
+    /// register them last, once nothing of it can throw any more.
     public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        let pool = self.pool, observer = self.observer
-        return try await blocking.run { () throws -> T in
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let outcome = WriteOutcome<T>()
+            enqueue(PendingWrite(
+                attempt: { db in
+                    do {
+                        var value: T?
+                        try db.inSavepoint {
+                            value = try body(db)
+                            return .commit
+                        }
+                        outcome.result = .success(value!)
+                    } catch {
+                        outcome.result = .failure(error)
+                    }
+                },
+                deliver: { commitFailure in
+                    if let commitFailure { continuation.resume(throwing: commitFailure) } else { continuation.resume(with: outcome.result!) }
+                }))
+        }
+    }
+
+    /// Most writes one group commit carries.
+    static let groupMax = 128
+
+    private func enqueue(_ write: PendingWrite) {
+        let start = queue.withLock { q -> Bool in
+            q.items.append(write)
+            if q.draining { return false }
+            q.draining = true
+            return true
+        }
+        guard start else { return }
+        do {
+            try blocking.submit { [self] in drain() }
+        } catch {
+            let stranded = queue.withLock { q -> [PendingWrite] in
+                defer { q.items = []; q.draining = false }
+                return q.items
+            }
+            for w in stranded { w.deliver(PersistenceError("the blocking pool is not running")) }
+        }
+    }
+
+    /// On a blocking-pool thread, one at a time: commits groups until none is waiting.
+    private func drain() {
+        while true {
+            let group = queue.withLock { q -> [PendingWrite] in
+                if q.items.isEmpty { q.draining = false; return [] }
+                let g = Array(q.items.prefix(Self.groupMax))
+                q.items.removeFirst(g.count)
+                return g
+            }
+            if group.isEmpty { return }
             let start = SystemClock.nanoseconds()
-            defer { observer?("write", Double(SystemClock.nanoseconds() - start) / 1e9) }
-            return try pool.write(body)
+            var failure: PersistenceError?
+            do {
+                try pool.write { db in
+                    for w in group {
+                        // Some errors (a full disk, say) make SQLite roll the whole
+                        // transaction back; nothing more may run outside of it.
+                        guard db.isInsideTransaction else { throw PersistenceError("SQLite rolled the transaction back") }
+                        w.attempt(db)
+                    }
+                }
+            } catch {
+                failure = PersistenceError("commit failed: \(error)")
+            }
+            observer?("write", Double(SystemClock.nanoseconds() - start) / 1e9)
+            for w in group { w.deliver(failure) }
         }
     }
 
@@ -111,4 +186,17 @@ public final class SQLiteDatabase: Sendable {
     public func isReachable() async -> Bool {
         (try? await read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
+}
+
+/// One caller's write waiting for a group commit: `attempt` runs it (in its savepoint) on
+/// the writer, `deliver` resumes the caller once the group's outcome is known.
+private struct PendingWrite: Sendable {
+    let attempt: @Sendable (Database) -> Void
+    let deliver: @Sendable (PersistenceError?) -> Void
+}
+
+/// Where `attempt` leaves a write's result for `deliver`; written and read on the one
+/// drainer thread, in that order.
+private final class WriteOutcome<T: Sendable>: @unchecked Sendable {
+    var result: Result<T, any Error>?
 }
