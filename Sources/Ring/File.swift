@@ -135,34 +135,20 @@ public final class File {
     /// written (all of them, or it throws). The list stays the caller's.
     public func write(_ list: borrowing PooledBufferList, at offset: UInt64) async throws(RingError) -> Int {
         if closed { throw RingError(.closed, operation: "write \(path)") }
-        var part = 0, within = 0, written = 0
-        while part < list.count {
-            if list.parts[part].count - within == 0 { part += 1; within = 0; continue }
-            let first = part, firstWithin = within, at = offset + UInt64(written)
+        var cursor = BufferListCursor()
+        var written = 0
+        while !cursor.isDone(list) {
+            let from = cursor, at = offset + UInt64(written)
             let r = await loop.perform(cancellable: false) { ud, slot in
                 let iov = unsafe loop.scratch(slot).bindMemory(to: iovec.self, capacity: Self.vectorMax)
-                var n = 0
-                var i = first
-                while i < list.count && n < Self.vectorMax {
-                    let skip = i == first ? firstWithin : 0
-                    let len = list.parts[i].count - skip
-                    if len > 0 {
-                        unsafe iov[n] = iovec(iov_base: list.address(of: i) + skip, iov_len: len)
-                        n += 1
-                    }
-                    i += 1
-                }
+                let n = unsafe from.vectors(list, into: iov, max: Self.vectorMax)
                 return unsafe loop.backend.writev(fd: fd, vectors: UnsafeRawPointer(iov), count: n, offset: at, ud)
             }
             if r.res <= 0 {
                 throw r.res == 0 ? RingError(.noSpace, operation: "write \(path)") : RingError(errno: -r.res, operation: "write \(path)")
             }
-            var took = Int(r.res)
-            written += took
-            while took > 0 {
-                let left = list.parts[part].count - within
-                if took >= left { took -= left; part += 1; within = 0 } else { within += took; took = 0 }
-            }
+            written += Int(r.res)
+            cursor.advance(by: Int(r.res), in: list)
         }
         return written
     }

@@ -30,25 +30,14 @@ extension TCPConnection {
         opsInFlight += 1
         defer { operationEnded() }
         let tns = timeout?.nanoseconds
-        var part = 0, offset = 0
-        while part < list.count {
-            if list.parts[part].count - offset == 0 { part += 1; offset = 0; continue }
-            let first = part, firstOffset = offset
+        var cursor = BufferListCursor()
+        while !cursor.isDone(list) {
+            let from = cursor
             let r = await loop.perform(cancellable: followsTaskCancellation) { ud, slot in
                 // msghdr at scratch+0, iovecs at scratch+64 (8 x 16 bytes).
                 let scratch = unsafe loop.scratch(slot)
                 let iov = unsafe (scratch + 64).bindMemory(to: iovec.self, capacity: Self.vectorMax)
-                var n = 0
-                var i = first
-                while i < list.count && n < Self.vectorMax {
-                    let skip = i == first ? firstOffset : 0
-                    let len = list.parts[i].count - skip
-                    if len > 0 {
-                        unsafe iov[n] = iovec(iov_base: list.address(of: i) + skip, iov_len: len)
-                        n += 1
-                    }
-                    i += 1
-                }
+                let n = unsafe from.vectors(list, into: iov, max: Self.vectorMax)
                 let msg = unsafe scratch.bindMemory(to: msghdr.self, capacity: 1)
                 unsafe msg.initialize(to: msghdr())
                 unsafe msg.pointee.msg_iov = iov
@@ -59,12 +48,7 @@ extension TCPConnection {
             if r.res <= 0 {
                 throw r.res == 0 ? RingError(.brokenPipe, operation: "sendmsg") : timeoutAware(r.res, "sendmsg", hadTimeout: tns != nil)
             }
-            // Advance past what the kernel took.
-            var sent = Int(r.res)
-            while sent > 0 {
-                let left = list.parts[part].count - offset
-                if sent >= left { sent -= left; part += 1; offset = 0 } else { offset += sent; sent = 0 }
-            }
+            cursor.advance(by: Int(r.res), in: list)
         }
     }
 

@@ -105,7 +105,7 @@ extension SimBackend {
             var copied = 0, i = 0
             while copied < n {
                 let v = unsafe iov[i]
-                let take = min(v.iov_len, n - copied)
+                let take = unsafe min(v.iov_len, n - copied)
                 unsafe d.bytes.withUnsafeBytes { unsafe v.iov_base!.copyMemory(from: $0.baseAddress! + start + copied, byteCount: take) }
                 copied += take
                 i += 1
