@@ -34,9 +34,22 @@ extension DispatchServer {
         }
         try checkIdempotencyKey(key)
         let hash = sha256Hex(req.body)
-        if let stored = try await jobs.replay(tenant: caller.tenant, idempotencyKey: key, requestHash: hash) { return replayed(stored) }
-        let spec = try JobSpec.decode(req.body)
+        // A key used before is answered with its first response even when the request
+        // would now be refused (the input deleted since, a limit lowered by a reload). The
+        // stored answer is looked up only then: a request that passes the checks goes
+        // straight to `submit`, whose transaction finds a stored answer itself.
+        let replay = { [jobs] () async throws -> Response? in
+            try await jobs.replay(tenant: caller.tenant, idempotencyKey: key, requestHash: hash).map { self.replayed($0) }
+        }
+        let spec: JobSpec
+        do {
+            spec = try JobSpec.decode(req.body)
+        } catch {
+            if let r = try await replay() { return r }
+            throw error
+        }
         guard (try? await files.exists(id: spec.inputFileID, tenant: caller.tenant)) == true else {
+            if let r = try await replay() { return r }
             throw ModelError.invalidField("/input/file_id", "no file \(spec.inputFileID.text)")
         }
         switch try await jobs.submit(tenant: caller.tenant, spec: spec, idempotencyKey: key, requestHash: hash, render: { $0.jsonBytes }) {

@@ -121,6 +121,20 @@ final class JobRouteTests: XCTestCase {
                                     body: #"{"input":{"file_id":"\#(file)"},"preset":"h264-360p"}"#)
         XCTAssertEqual(reused.status, 422)
         XCTAssertEqual(try code(reused), "idempotency_key_reused")
+        // Reused with a body that would not even decode: still the key's error, not the body's.
+        let garbled = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "abc 123")], body: #"{"input":"#)
+        XCTAssertEqual(try code(garbled), "idempotency_key_reused")
+
+        // Once the input is deleted, a new request for it is refused, but the replay of the
+        // first one still answers what it answered.
+        let deleted = try await send("DELETE", "/api/v1/files/\(file)")
+        XCTAssertEqual(deleted.status, 204)
+        let afterDelete = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "abc 123")], body: minimal)
+        XCTAssertEqual(afterDelete.status, 201, text(afterDelete))
+        XCTAssertEqual(afterDelete.body, first.body)
+        XCTAssertEqual(afterDelete.header("Idempotent-Replayed"), "true")
+        let fresh = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "new key")], body: minimal)
+        XCTAssertEqual(fresh.status, 422, text(fresh))
 
         let missing = try await send("POST", "/api/v1/jobs", body: minimal)
         XCTAssertEqual(missing.status, 400)
