@@ -61,11 +61,8 @@ extension DispatchServer {
     }
 
     func getJob(_ req: Request) async throws -> Response {
-        let caller = try req.caller()
-        guard let id = JobID(req.pathParameters["id"] ?? "") else {
-            throw ModelError(.notFound, "no job \(req.pathParameters["id"] ?? "")")
-        }
-        let (job, json) = try await jobs.representation(id, visibleTo: caller.isAdmin ? nil : caller.tenant)
+        let (id, tenant) = try requestedJob(req)
+        let (job, json) = try await jobs.representation(id, visibleTo: tenant)
         var r = Response(status: 200, headers: [("Content-Type", "application/json")], body: json)
         r.headers.append(("ETag", jobETag(job)))
         r.headers.append(("Last-Modified", HTTPDate.format(job.updatedAt / 1000)))
@@ -197,11 +194,18 @@ extension DispatchServer {
 
     /// The job named by the path when the caller may see it; 404 otherwise.
     func visibleJob(_ req: Request) async throws -> Job {
+        let (id, tenant) = try requestedJob(req)
+        return try await jobs.get(id, visibleTo: tenant)
+    }
+
+    /// The job id in the path (404 when it is not one) and the tenant whose jobs the caller
+    /// may see (nil: an admin sees every tenant's).
+    func requestedJob(_ req: Request) throws -> (id: JobID, tenant: String?) {
         let caller = try req.caller()
         guard let id = JobID(req.pathParameters["id"] ?? "") else {
             throw ModelError(.notFound, "no job \(req.pathParameters["id"] ?? "")")
         }
-        return try await jobs.get(id, visibleTo: caller.isAdmin ? nil : caller.tenant)
+        return (id, caller.isAdmin ? nil : caller.tenant)
     }
 
     func replayed(_ stored: StoredResponse) -> Response {
