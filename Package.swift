@@ -114,7 +114,7 @@ let package = Package(
             name: "SpoolCLI",
             dependencies: [
                 "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
-                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig",
+                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -167,9 +167,12 @@ let package = Package(
                                                .product(name: "GRDB", package: "GRDB.swift"),
                                                .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Access"),
+        // Pure scheduling policy: weighted fair shares of engine time across tenants, by the
+        // work (pixels × frames) each job asks for; used by the dispatcher and the simulation.
+        .target(name: "Scheduling", path: "Sources/Scheduling"),
         // The server's one typed configuration: file < SPOOL_* environment < flags, validated,
         // safe keys reloaded on SIGHUP and when the file changes.
-        .target(name: "ServerConfig", dependencies: ["SpoolModel", "Threads", "JSON",
+        .target(name: "ServerConfig", dependencies: ["SpoolModel", "Threads", "JSON", "Scheduling",
                                                      .product(name: "Logging", package: "swift-log"),
                                                      .product(name: "Configuration", package: "swift-configuration")],
                 path: "Sources/ServerConfig"),
@@ -177,13 +180,19 @@ let package = Package(
         // and the wiring of the services onto a Web router.
         .target(name: "Dispatcher", dependencies: [
                     "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Events",
-                    "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig",
+                    "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "Metrics", package: "swift-metrics"),
                     .product(name: "Prometheus", package: "swift-prometheus"),
                     .product(name: "Crypto", package: "swift-crypto"),
                 ],
                 path: "Sources/Dispatcher"),
+        // A transcoding engine: registration, heartbeats, leases (long-poll over HTTP), the
+        // data path (input down, outputs up), backpressure, draining; transcodes behind the
+        // TranscodeRunner interface (in-process plugin now, a sandboxed child later).
+        .target(name: "EngineRuntime", dependencies: ["Web", "Ring", "JSON", "Jobs", "SpoolModel", "TranscodeAPI", "Threads", "ProcFS",
+                                                       .product(name: "Logging", package: "swift-log")],
+                path: "Sources/EngineRuntime"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
         // Also compiles Tests/CompileFail against the built module (ownership misuse must fail).
@@ -201,6 +210,7 @@ let package = Package(
         // Hundreds of seeded runs of server + client traffic on the simulator (one pass is
         // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling"]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines", "Persistence", "Events", "JSON", "SpoolModel", "Threads", "SpoolTestSupport"]),

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -85,4 +86,14 @@ void spool_signal_die(int sig) {
     pthread_sigmask(SIG_UNBLOCK, &one, NULL);
     raise(sig);
     _exit(128 + sig);   // only if the default action did not end the process
+}
+
+int spool_set_affinity(int tid, const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) { errno = EINVAL; return -1; }
+        CPU_SET(cpus[i], &set);
+    }
+    return sched_setaffinity((pid_t)tid, sizeof set, &set);
 }

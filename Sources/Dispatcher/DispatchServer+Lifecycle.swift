@@ -18,10 +18,16 @@ extension DispatchServer {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
                 while !Task.isCancelled {
-                    do { try await clock.sleep(until: clock.now + .seconds(5)) } catch { return }
-                    do { _ = try await engines.sweep() } catch { logger.error("engine sweep failed: \(error)") }
+                    do { try await clock.sleep(until: clock.now + .seconds(2)) } catch { return }
+                    do {
+                        for gone in try await engines.sweep() {
+                            logger.warning("engine \(gone.text) missed its heartbeats: offline; its jobs go back to the queue")
+                            try await scheduler.reclaim(engine: gone, listed: nil)
+                        }
+                    } catch { logger.error("engine sweep failed: \(error)") }
                 }
             }
+            group.addTask { [self] in await scheduler.run(events: events) }
             group.addTask { [self] in
                 await jobs.runSweeps { [logger] error in logger.error("job sweep failed: \(error)") }
             }

@@ -39,6 +39,8 @@ public final class DispatchServer: Sendable {
     public let jobs: JobService
     /// Uploaded files (metadata in SQLite, bytes under dataDirectory/files).
     public let files: FileService
+    /// Gives pending jobs to the engines that ask (fair across tenants).
+    public let scheduler: Scheduler
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
@@ -50,16 +52,22 @@ public final class DispatchServer: Sendable {
         let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
         let access = try await AccessService.open(database: database, clock: clock)
         let events = InProcessEventBus(replayWindow: { settings.current.events.replayWindow })
-        let engines = try await EngineRegistry.open(database: database, clock: clock, events: events)
+        let engines = try await EngineRegistry.open(database: database, clock: clock, settings: {
+            var e = EngineSettings()
+            e.heartbeatTimeoutMilliseconds = settings.current.engines.heartbeatTimeoutSeconds * 1000
+            return e
+        }, events: events)
         let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
                               settings: { JobSettings(settings.current.jobs) })
         try await jobs.migrate()
         let files = try await FileService.open(database: database, storage: try await LocalStorage.open(root: dataDirectory + "/files"),
                                                settings: fileSettings(settings),
                                                clock: clock, logger: logger)
+        let scheduler = Scheduler(jobs: jobs, files: files, clock: clock, logger: logger,
+                                  weights: { settings.current.scheduler.tenantWeights })
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
                                     cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
-                                    logger: logger, events: events, jobs: jobs, files: files)
+                                    logger: logger, events: events, jobs: jobs, files: files, scheduler: scheduler)
         // Jobs by state and the queue depth (pending jobs), read fresh for each scrape.
         metrics.onScrape { [jobs] m in
             guard let counts = try? await jobs.countsByState() else { return }
@@ -71,7 +79,8 @@ public final class DispatchServer: Sendable {
 
     init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
          cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger,
-         events: any EventBus, jobs: JobService, files: FileService) {
+         events: any EventBus, jobs: JobService, files: FileService, scheduler: Scheduler) {
+        self.scheduler = scheduler
         self.cursors = cursors
         self.access = access
         self.engines = engines
@@ -97,6 +106,8 @@ public final class DispatchServer: Sendable {
             r.group("/api/" + SpoolAPI.version) { v1 in
                 installOpenAPI(on: &v1)
                 installReadiness(on: &v1)
+                // Engines authenticate with their own token (or the join token to register).
+                installEngineAPIRoutes(on: &v1)
                 // Everything after this line needs a key.
                 installAuthentication(on: &v1)
                 installAccessRoutes(on: &v1)

@@ -2,7 +2,7 @@
 // caller). The endpoints engines themselves call come with the engines issue.
 //
 //   GET|HEAD /api/v1/engines/{id}
-//   GET      /api/v1/engines?state=online|offline|draining&limit=&cursor=|offset=
+//   GET      /api/v1/engines?state=online|busy|draining|offline&limit=&cursor=|offset=
 //
 // No response ever carries an engine's credential or its hash.
 import Engines
@@ -24,7 +24,7 @@ extension DispatchServer {
             var state: EngineState?
             if let s = req.query("state") {
                 guard let parsed = EngineState(rawValue: s) else {
-                    throw ModelError.invalidField("state", "must be one of online, offline, draining")
+                    throw ModelError.invalidField("state", "must be one of online, busy, draining, offline")
                 }
                 state = parsed
             }

@@ -101,7 +101,7 @@ public enum OpenAPIDocument {
      "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines": {
    "get": {"operationId": "listEngines", "summary": "Registered engines",
-    "parameters": [{"name": "state", "in": "query", "required": false, "schema": {"enum": ["online", "offline", "draining"]}}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
+    "parameters": [{"name": "state", "in": "query", "required": false, "schema": {"enum": ["online", "busy", "draining", "offline"]}}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
     "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EngineList"}}}},
      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines/{id}": {
@@ -111,6 +111,51 @@ public enum OpenAPIDocument {
      "304": {"description": "not modified"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
    "head": {"operationId": "headEngine", "summary": "The engine's headers without its body",
     "responses": {"200": {"description": "the headers GET would send"}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such engine"}}}},
+  "/api/v1/engines/register": {
+   "post": {"operationId": "registerEngine", "summary": "Engines: register with the join token (or an admin key) as the bearer; a restarted engine passes its engine_id and token to keep its id",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EngineRegistration"}}}},
+    "responses": {"201": {"description": "registered", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EngineCredentials"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/heartbeat": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}],
+   "post": {"operationId": "engineHeartbeat", "summary": "Engines (engine token): state, load, the jobs it runs, capabilities when changed; jobs it holds but does not list are taken back after a grace period",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Heartbeat"}}}},
+    "responses": {"200": {"description": "recorded", "content": {"application/json": {"schema": {"type": "object", "required": ["engine_id", "state"]}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/lease": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}],
+   "post": {"operationId": "leaseJob", "summary": "Engines (engine token): long-poll for a job; the answer carries the lease epoch every later call presents",
+    "parameters": [{"name": "wait", "in": "query", "required": false, "schema": {"type": "number", "minimum": 0, "maximum": 60}}],
+    "responses": {"200": {"description": "a lease", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Lease"}}}},
+     "204": {"description": "no job fitted within the wait"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/jobs/{job}/input": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}, {"$ref": "#/components/parameters/LeaseEpoch"}],
+   "get": {"operationId": "leasedInput", "summary": "Engines (engine token): the leased job's input file (ranges as for files)",
+    "parameters": [{"$ref": "#/components/parameters/Range"}],
+    "responses": {"200": {"description": "the bytes", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+     "206": {"description": "a range"}, "307": {"description": "fetch it from storage"}, "416": {"$ref": "#/components/responses/Error"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/jobs/{job}/outputs": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}, {"$ref": "#/components/parameters/LeaseEpoch"},
+    {"name": "name", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"}}],
+   "post": {"operationId": "uploadOutput", "summary": "Engines (engine token): one output file of the leased job (streamed body)",
+    "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    "responses": {"201": {"description": "stored", "content": {"application/json": {"schema": {"type": "object", "required": ["file_id", "name", "size", "sha256"]}}}},
+     "413": {"$ref": "#/components/responses/Error"}, "507": {"$ref": "#/components/responses/Error"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/jobs/{job}/progress": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}],
+   "post": {"operationId": "reportProgress", "summary": "Engines (engine token): progress of the leased job (the first moves it to transcoding)",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Progress"}}}},
+    "responses": {"200": {"description": "recorded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobStateBrief"}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/jobs/{job}/complete": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}],
+   "post": {"operationId": "completeJob", "summary": "Engines (engine token): the leased job is done; its outputs (uploaded before) become the result",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Completion"}}}},
+    "responses": {"200": {"description": "completed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobStateBrief"}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/jobs/{job}/fail": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}],
+   "post": {"operationId": "failJob", "summary": "Engines (engine token): the leased job failed (retried by policy), or requeue: given back without counting an attempt",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Failure"}}}},
+    "responses": {"200": {"description": "recorded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobStateBrief"}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/keys": {
    "post": {"operationId": "createKey", "summary": "Admin: create an API key for a tenant (the secret is in this answer only)",
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyRequest"}}}},
@@ -134,6 +179,8 @@ public enum OpenAPIDocument {
    "FileID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^file_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
    "KeyID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
    "EngineID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^eng_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
+   "LeasedJob": {"name": "job", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^job_[0-7][0-9A-HJKMNP-TV-Z]{25}$"}},
+   "LeaseEpoch": {"name": "lease_epoch", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}},
    "Limit": {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
    "Cursor": {"name": "cursor", "in": "query", "required": false, "description": "from next_page_url; not with offset", "schema": {"type": "string", "maxLength": 200}},
    "Offset": {"name": "offset", "in": "query", "required": false, "description": "not with cursor", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
@@ -192,25 +239,51 @@ public enum OpenAPIDocument {
     "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
     "required_capabilities": {"type": "array", "maxItems": 32, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._:/-]+$"}},
     "webhook_url": {"type": "string", "maxLength": 2048, "pattern": "^https?://"},
-    "metadata": {"type": "object", "maxProperties": 32, "propertyNames": {"minLength": 1, "maxLength": 64}, "additionalProperties": {"type": "string", "maxLength": 512}}}},
+    "metadata": {"type": "object", "maxProperties": 32, "propertyNames": {"minLength": 1, "maxLength": 64}, "additionalProperties": {"type": "string", "maxLength": 512}},
+    "quality": {"type": "boolean", "description": "measure PSNR/SSIM of every output (the result's quality_report)"}}},
    "Job": {"type": "object", "required": ["id", "state", "tenant", "priority", "input", "attempts", "created_at", "updated_at"], "properties": {
     "id": {"type": "string", "pattern": "^job_"}, "state": {"$ref": "#/components/schemas/JobState"},
     "tenant": {"type": "string"}, "priority": {"type": "integer", "minimum": 0, "maximum": 9},
     "input": {"type": "object", "required": ["file_id"], "properties": {"file_id": {"type": "string"}}},
     "required_capabilities": {"type": "array", "items": {"type": "string"}}, "webhook_url": {"type": ["string", "null"]},
     "ttl_seconds": {"type": "integer"}, "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    "quality": {"type": "boolean"},
     "attempts": {"type": "integer", "minimum": 0}, "max_attempts": {"type": "integer", "minimum": 1},
     "reason": {"type": ["string", "null"]}, "progress": {"type": "number", "minimum": 0, "maximum": 100},
     "lease_epoch": {"type": "integer", "minimum": 0}, "engine_id": {"type": ["string", "null"]},
     "next_attempt_at": {"type": ["string", "null"]}, "expires_at": {"type": "string"},
     "result": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["outputs"], "properties": {
-     "outputs": {"type": "array", "items": {"type": "object", "required": ["file_id"], "properties": {"file_id": {"type": "string"}, "url": {"type": ["string", "null"]}}}}}}]},
+     "outputs": {"type": "array", "items": {"type": "object", "required": ["file_id"], "properties": {"file_id": {"type": "string"}, "name": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]}}}},
+     "quality_report": {"type": ["object", "null"]}}}]},
     "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}},
    "JobList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
+   "EngineRegistration": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x20-\\x7E]+$"}, "host": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$"},
+    "addresses": {"type": "array", "items": {"type": "string"}}, "version": {"type": "string"},
+    "tags": {"type": "array", "maxItems": 64, "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[\\x20-\\x7E]+$"}},
+    "capabilities": {"type": "object"}, "engine_id": {"type": "string"}, "token": {"type": "string"}}},
+   "EngineCredentials": {"type": "object", "required": ["engine_id", "token", "heartbeat_interval_seconds"], "properties": {
+    "engine_id": {"type": "string", "pattern": "^eng_"}, "token": {"type": "string"}, "heartbeat_interval_seconds": {"type": "integer", "minimum": 1}}},
+   "Heartbeat": {"type": "object", "additionalProperties": false, "properties": {
+    "state": {"enum": ["online", "busy", "draining", "offline"]}, "load": {"type": "number", "minimum": 0, "maximum": 1000},
+    "running": {"type": "array", "items": {"type": "string"}}, "capabilities": {"type": "object"}}},
+   "Lease": {"type": "object", "required": ["lease_epoch", "job", "spec"], "properties": {
+    "lease_epoch": {"type": "integer", "minimum": 1}, "job": {"$ref": "#/components/schemas/Job"}, "spec": {"type": "object"}}},
+   "Progress": {"type": "object", "required": ["lease_epoch"], "additionalProperties": false, "properties": {
+    "lease_epoch": {"type": "integer", "minimum": 0}, "progress": {"type": "number", "minimum": 0, "maximum": 100},
+    "fps": {"type": "number", "minimum": 0}, "speed": {"type": "number", "minimum": 0}, "eta_seconds": {"type": ["number", "null"], "minimum": 0}}},
+   "Completion": {"type": "object", "required": ["lease_epoch", "outputs"], "additionalProperties": false, "properties": {
+    "lease_epoch": {"type": "integer", "minimum": 0},
+    "outputs": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["file_id", "name"], "properties": {"file_id": {"type": "string"}, "name": {"type": "string"}}}},
+    "quality_report": {"type": ["object", "null"]}, "work": {"type": "number", "minimum": 0}}},
+   "Failure": {"type": "object", "required": ["lease_epoch"], "additionalProperties": false, "properties": {
+    "lease_epoch": {"type": "integer", "minimum": 0}, "reason": {"type": "string", "maxLength": 1000}, "requeue": {"type": "boolean"}}},
+   "JobStateBrief": {"type": "object", "required": ["id", "state", "progress", "lease_epoch"], "properties": {
+    "id": {"type": "string"}, "state": {"$ref": "#/components/schemas/JobState"}, "progress": {"type": "number"}, "lease_epoch": {"type": "integer"}}},
    "Engine": {"type": "object", "required": ["id", "name", "host", "tags", "capabilities", "load", "state", "last_heartbeat_at", "registered_at"], "properties": {
     "id": {"type": "string", "pattern": "^eng_"}, "name": {"type": "string"}, "host": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
-    "capabilities": {"type": "object"}, "load": {"type": "number"}, "state": {"enum": ["online", "offline", "draining"]},
+    "capabilities": {"type": "object"}, "load": {"type": "number"}, "state": {"enum": ["online", "busy", "draining", "offline"]},
     "last_heartbeat_at": {"type": "string", "format": "date-time"}, "registered_at": {"type": "string", "format": "date-time"}}, "not": {"anyOf": [{"required": ["credential"]}, {"required": ["credential_hash"]}]}},
    "EngineList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Engine"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},

@@ -1,11 +1,11 @@
 // Engines.EngineRegistry: the engine records (table engines_records): id, name, host,
-// tags and capabilities (JSON), load, state (online, offline, draining), the last
+// tags and capabilities (JSON), load, state (online, busy, draining, offline), the last
 // heartbeat and registration times (Unix ms from the injected clock), and the SHA-256 of
 // the engine's credential (never returned by any read). An engine that misses heartbeats
 // for longer than the timeout is marked offline by `sweep` / `markOffline(missedSince:)`.
 // Every heartbeat, and every engine the sweep marks offline, is published on the event bus
 // as `EngineHeartbeat` (subject: the engine id) after its commit.
-// The endpoints engines call come with the engines issue; the dispatcher reads it now.
+// The endpoints engines call (register, heartbeat) write it through Dispatcher's EngineAPIRoutes.
 import Crypto
 import Events
 import GRDB
@@ -15,7 +15,13 @@ import SpoolModel
 import Threads
 
 public enum EngineState: String, Sendable, CaseIterable {
-    case online, offline, draining
+    /// Takes work.
+    case online
+    /// Over its resource limits: takes no work for now (backpressure).
+    case busy
+    /// Finishing its jobs before it stops: takes no new work.
+    case draining
+    case offline
 }
 
 public struct EngineRecord: Sendable, Equatable {
@@ -97,24 +103,13 @@ public final class EngineRegistry: Sendable {
     /// object; the credential is kept only as its SHA-256.
     public func register(name: String, host: String, tags: [String] = [], capabilitiesJSON: String = "{}",
                          credential: String) async throws -> EngineRecord {
-        try Self.check(name, "/name", max: 128)
-        try Self.check(host, "/host", max: 255)
-        guard tags.count <= 64 else { throw ModelError.invalidField("/tags", "at most 64 tags") }
-        for (i, t) in tags.enumerated() { try Self.check(t, "/tags/\(i)", max: 64) }
-        guard capabilitiesJSON.utf8.count <= 64 << 10, let doc = try? JSONDocument(parsing: capabilitiesJSON), doc.root.kind == .object else {
-            throw ModelError.invalidField("/capabilities", "must be a JSON object of at most 64 KiB")
-        }
-        guard credential.utf8.count >= 16 else { throw ModelError.invalidField("/credential", "must be at least 16 characters") }
+        try Self.checkRegistration(name: name, host: host, tags: tags, capabilitiesJSON: capabilitiesJSON, credential: credential)
         let now = clock.unixMilliseconds
         var rng = SystemRandomNumberGenerator()
         let record = EngineRecord(id: EngineID.generate(milliseconds: UInt64(max(0, now)), using: &rng), name: name, host: host,
                                   tags: tags, capabilitiesJSON: capabilitiesJSON, load: 0, state: .online,
                                   lastHeartbeat: now, registered: now)
-        var w = JSONWriter()
-        w.beginArray()
-        for t in tags { w.string(t) }
-        w.endArray()
-        let tagsJSON = w.text
+        let tagsJSON = Self.tagsJSON(tags)
         let hash = Self.hash(credential)
         try await database.write { db in
             try db.execute(sql: """
@@ -125,18 +120,38 @@ public final class EngineRegistry: Sendable {
         return record
     }
 
-    /// Records a heartbeat: load, state, and the time. Unknown engine: not_found.
+    /// Records a heartbeat: load, state, the time, and the capabilities when they changed.
+    /// Unknown engine: not_found.
     @discardableResult
-    public func heartbeat(_ id: EngineID, load: Double, state: EngineState = .online) async throws -> EngineRecord {
+    public func heartbeat(_ id: EngineID, load: Double, state: EngineState = .online, capabilitiesJSON: String? = nil) async throws -> EngineRecord {
         guard load.isFinite, load >= 0, load <= 1_000 else { throw ModelError.invalidField("/load", "must be a number from 0 to 1000") }
+        if let c = capabilitiesJSON { try Self.checkCapabilities(c) }
         let now = clock.unixMilliseconds
         let record = try await database.write { db -> EngineRecord? in
-            try db.execute(sql: "UPDATE engines_records SET load = ?, state = ?, last_heartbeat = ? WHERE id = ?",
-                           arguments: [load, state.rawValue, now, id.text])
+            try db.execute(sql: "UPDATE engines_records SET load = ?, state = ?, last_heartbeat = ?, capabilities = COALESCE(?, capabilities) WHERE id = ?",
+                           arguments: [load, state.rawValue, now, capabilitiesJSON, id.text])
             return try Row.fetchOne(db, sql: "SELECT * FROM engines_records WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
         }
         guard let record else { throw ModelError(.notFound, "no engine \(id.text)") }
         await publishHeartbeat(id, state: record.state, load: record.load, at: now, missed: false)
+        return record
+    }
+
+    /// A known engine registering again (it restarted and kept its id): new name, host,
+    /// tags, capabilities and credential; online, heartbeat now.
+    public func reregister(_ id: EngineID, name: String, host: String, tags: [String], capabilitiesJSON: String,
+                           credential: String) async throws -> EngineRecord {
+        try Self.checkRegistration(name: name, host: host, tags: tags, capabilitiesJSON: capabilitiesJSON, credential: credential)
+        let now = clock.unixMilliseconds
+        let record = try await database.write { db -> EngineRecord? in
+            try db.execute(sql: """
+                UPDATE engines_records SET name = ?, host = ?, tags = ?, capabilities = ?, load = 0, state = 'online',
+                last_heartbeat = ?, credential_hash = ? WHERE id = ?
+                """, arguments: [name, host, Self.tagsJSON(tags), capabilitiesJSON, now, Self.hash(credential), id.text])
+            return try Row.fetchOne(db, sql: "SELECT * FROM engines_records WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
+        }
+        guard let record else { throw ModelError(.notFound, "no engine \(id.text)") }
+        await publishHeartbeat(id, state: .online, load: 0, at: now, missed: false)
         return record
     }
 
@@ -206,6 +221,29 @@ public final class EngineRegistry: Sendable {
         let tags = (try? JSONDocument(parsing: tagsText).root.elements.compactMap { try? $0.string() }) ?? []
         return EngineRecord(id: id, name: row["name"], host: row["host"], tags: tags, capabilitiesJSON: row["capabilities"],
                             load: row["load"], state: state, lastHeartbeat: row["last_heartbeat"], registered: row["registered"])
+    }
+
+    static func checkRegistration(name: String, host: String, tags: [String], capabilitiesJSON: String, credential: String) throws {
+        try check(name, "/name", max: 128)
+        try check(host, "/host", max: 255)
+        guard tags.count <= 64 else { throw ModelError.invalidField("/tags", "at most 64 tags") }
+        for (i, t) in tags.enumerated() { try check(t, "/tags/\(i)", max: 64) }
+        try checkCapabilities(capabilitiesJSON)
+        guard credential.utf8.count >= 16 else { throw ModelError.invalidField("/credential", "must be at least 16 characters") }
+    }
+
+    static func checkCapabilities(_ json: String) throws {
+        guard json.utf8.count <= 64 << 10, let doc = try? JSONDocument(parsing: json), doc.root.kind == .object else {
+            throw ModelError.invalidField("/capabilities", "must be a JSON object of at most 64 KiB")
+        }
+    }
+
+    static func tagsJSON(_ tags: [String]) -> String {
+        var w = JSONWriter()
+        w.beginArray()
+        for t in tags { w.string(t) }
+        w.endArray()
+        return w.text
     }
 
     static func check(_ s: String, _ field: String, max: Int) throws {

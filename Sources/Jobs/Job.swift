@@ -85,8 +85,11 @@ public struct CustomLadder: Sendable, Equatable {
 /// One stored output of a finished job.
 public struct JobResultOutput: Sendable, Equatable {
     public var fileID: FileID
+    /// Where the output belongs under the job's output directory ("master.m3u8",
+    /// "720p/seg_00001.m4s", "h264-720p.mp4"); nil in results written before names existed.
+    public var name: String?
     public var url: String?
-    public init(fileID: FileID, url: String? = nil) { self.fileID = fileID; self.url = url }
+    public init(fileID: FileID, name: String? = nil, url: String? = nil) { self.fileID = fileID; self.name = name; self.url = url }
 }
 
 public struct JobResult: Sendable, Equatable {
@@ -110,6 +113,8 @@ public struct JobSpec: Sendable, Equatable {
     public var metadata: [String: String] = [:]
     /// nil: the settings' default.
     public var maxAttempts: Int?
+    /// Also measure PSNR and SSIM of every output against the scaled source.
+    public var measureQuality = false
 
     public static let defaultPriority = 5
     public static let priorities = 0...9
@@ -132,6 +137,8 @@ public struct Job: Sendable, Equatable {
     public var webhookURL: String?
     public var ttlSeconds: Int64
     public var metadata: [String: String]
+    /// The engine measures PSNR/SSIM of the outputs (the result's quality report).
+    public var measureQuality: Bool = false
     /// Milliseconds since the Unix epoch.
     public var createdAt: Int64
     /// Strictly increases with every change (so it can serve as a validator).

@@ -7,7 +7,7 @@ import SpoolModel
 
 extension Job: JSONEncodable {
     /// {"id","state","tenant","priority","input":{"file_id"}, one of "preset"|"outputs"|"ladder"|"custom",
-    ///  "required_capabilities","webhook_url","ttl_seconds","metadata","attempts","max_attempts","reason",
+    ///  "required_capabilities","webhook_url","ttl_seconds","metadata","quality","attempts","max_attempts","reason",
     ///  "progress","lease_epoch","engine_id","next_attempt_at","expires_at","result","created_at","updated_at"}
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
         w.beginObject()
@@ -21,6 +21,7 @@ extension Job: JSONEncodable {
         w.key("webhook_url"); webhookURL.encode(to: &w)
         w.field("ttl_seconds", ttlSeconds)
         w.key("metadata"); encodeMetadata(metadata, to: &w)
+        w.field("quality", measureQuality)
         w.field("attempts", attempts)
         w.field("max_attempts", maxAttempts)
         w.key("reason"); reason.encode(to: &w)
@@ -44,7 +45,7 @@ func encodeMetadata<S: JSONSink>(_ m: [String: String], to w: inout JSONWriter<S
 }
 
 extension JobResult: JSONEncodable {
-    /// {"outputs":[{"file_id","url"}],"quality_report":<the report>|null}
+    /// {"outputs":[{"file_id","name","url"}],"quality_report":<the report>|null}
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
         w.beginObject()
         w.key("outputs")
@@ -52,6 +53,7 @@ extension JobResult: JSONEncodable {
         for o in outputs {
             w.beginObject()
             w.field("file_id", o.fileID.text)
+            w.key("name"); o.name.encode(to: &w)
             w.key("url"); o.url.encode(to: &w)
             w.endObject()
         }
@@ -67,7 +69,7 @@ extension JobResult: JSONEncodable {
         var result = JobResult(outputs: [])
         for o in outs.elements {
             guard let f = try? o["file_id"]?.string(), let id = FileID(f) else { return nil }
-            result.outputs.append(JobResultOutput(fileID: id, url: try? o["url"]?.string()))
+            result.outputs.append(JobResultOutput(fileID: id, name: try? o["name"]?.string(), url: try? o["url"]?.string()))
         }
         if let q = doc.root["quality_report"], !q.isNull { result.qualityReport = q.rawText }
         return result
@@ -76,7 +78,7 @@ extension JobResult: JSONEncodable {
 
 extension JobOutputs {
     /// Writes the one member ("preset", "outputs", "ladder" or "custom") of an open object.
-    func encodeMember<S: JSONSink>(to w: inout JSONWriter<S>) {
+    public func encodeMember<S: JSONSink>(to w: inout JSONWriter<S>) {
         switch self {
         case .preset(let n): w.field("preset", n)
         case .outputs(let list):

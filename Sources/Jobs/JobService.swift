@@ -61,6 +61,7 @@ public final class JobService: Sendable {
                                              make: { [self] in
             Job(id: makeID(now: now), tenant: tenant, priority: spec.priority, inputFileID: spec.inputFileID, outputs: spec.outputs,
                 requiredCapabilities: spec.requiredCapabilities, webhookURL: spec.webhookURL, ttlSeconds: ttl, metadata: spec.metadata,
+                measureQuality: spec.measureQuality,
                 createdAt: now, updatedAt: now, expiresAt: now + ttl * 1000, attempts: 0, maxAttempts: spec.maxAttempts ?? s.maxAttempts,
                 state: .pending, reason: nil, progress: 0, leaseEpoch: 0, engineID: nil, nextAttemptAt: nil, result: nil)
         }, render: render)
@@ -142,7 +143,8 @@ public final class JobService: Sendable {
     /// and the reason is not `expired`; `completed` stores `result`.
     @discardableResult
     public func transition(_ id: JobID, to target: JobState, reason: String? = nil, leaseEpoch: Int64? = nil,
-                           progress: Double? = nil, engineID: EngineID? = nil, result: JobResult? = nil) async throws -> Job {
+                           progress: Double? = nil, engineID: EngineID? = nil, result: JobResult? = nil,
+                           detail: ProgressDetail? = nil) async throws -> Job {
         let now = clock.unixMilliseconds
         let s = settings()
         if let p = progress, !(p.isFinite && p >= 0 && p <= 100) { throw ModelError.invalidField("progress", "must be a number from 0 to 100") }
@@ -162,7 +164,7 @@ public final class JobService: Sendable {
         case .completed, .cancelled, .failed: type = .jobFinished
         default: type = .jobStateChanged
         }
-        await publish(job, type)
+        await publish(job, type, detail: detail)
         return job
     }
 
@@ -216,7 +218,8 @@ public final class JobService: Sendable {
     }
 
     /// The event payload: {"job_id","state","progress","reason","attempts","lease_epoch","engine_id","updated_at"}.
-    func publish(_ job: Job, _ type: EventType) async {
+    /// With `detail` (progress reports), also "fps", "speed" and "eta_seconds".
+    func publish(_ job: Job, _ type: EventType, detail: ProgressDetail? = nil) async {
         await events.publish(subject: job.id.text, type: type) { w in
             w.beginObject()
             w.field("job_id", job.id.text)
@@ -228,8 +231,25 @@ public final class JobService: Sendable {
             w.key("engine_id"); job.engineID.map(\.text).encode(to: &w)
             w.key("next_attempt_at"); job.nextAttemptAt.map(RFC3339.format).encode(to: &w)
             w.field("updated_at", RFC3339.format(job.updatedAt))
+            if let detail {
+                w.field("fps", detail.fps)
+                w.field("speed", detail.speed)
+                w.key("eta_seconds"); if let eta = detail.etaSeconds { w.double(eta) } else { w.null() }
+            }
             w.endObject()
         }
+    }
+}
+
+/// How fast an engine is going, as its progress report says (carried by the event, not stored).
+public struct ProgressDetail: Sendable, Equatable {
+    public var fps: Double
+    public var speed: Double
+    public var etaSeconds: Double?
+    public init(fps: Double, speed: Double, etaSeconds: Double?) {
+        self.fps = fps.isFinite ? max(0, fps) : 0
+        self.speed = speed.isFinite ? max(0, speed) : 0
+        self.etaSeconds = etaSeconds.flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
     }
 }
 

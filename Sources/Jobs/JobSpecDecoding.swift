@@ -8,13 +8,14 @@
 //    "preset":NAME | "outputs":[{"preset":NAME}|{"custom":{...}}, ...] (1...8)
 //      | "ladder":NAME | {"rungs":[...],...} | "custom":{...}      exactly one of these
 //    "priority":0...9, "ttl_seconds":1...2592000, "max_attempts":1...20,
-//    "webhook_url":"http(s)://...", "required_capabilities":[...], "metadata":{...}}
+//    "webhook_url":"http(s)://...", "required_capabilities":[...], "metadata":{...},
+//    "quality":true|false (PSNR/SSIM of the outputs in the result)}
 import JSON
 import SpoolModel
 
 extension JobSpec {
     static let topKeys: Set<String> = ["input", "preset", "outputs", "ladder", "custom", "webhook_url", "ttl_seconds",
-                                       "priority", "required_capabilities", "metadata", "max_attempts"]
+                                       "priority", "required_capabilities", "metadata", "max_attempts", "quality"]
     static let customKeys: Set<String> = ["codec", "width", "height", "crf", "bitrate_kbps", "gop_seconds", "speed", "profile",
                                           "audio_codec", "audio_bitrate_kbps", "max_fps"]
     static let ladderKeys: Set<String> = ["rungs", "segment_seconds", "audio_codec", "audio_bitrate_kbps"]
@@ -81,6 +82,9 @@ extension JobSpec {
         }
         if let v = r.optional(root, "required_capabilities") { spec.requiredCapabilities = r.capabilities(v) }
         if let v = r.optional(root, "metadata") { spec.metadata = r.metadata(v) }
+        if let v = r.optional(root, "quality") {
+            if v.kind == .bool, let b = try? v.bool() { spec.measureQuality = b } else { r.fail(v, "must be true or false") }
+        }
         guard r.problems.isEmpty else { throw r.error }
         return spec
     }

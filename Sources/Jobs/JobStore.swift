@@ -91,6 +91,12 @@ public protocol JobStore: Sendable {
     /// Deletes key records created before `before`; returns how many.
     func purgeIdempotencyKeys(createdBefore before: Int64) async throws -> Int
     func countsByState() async throws -> [JobState: Int]
+
+    /// The scheduler's view: for each tenant with pending jobs, its first `limitPerTenant`
+    /// in the order it wants them run (priority high to low, then oldest first).
+    func pendingByTenant(limitPerTenant: Int) async throws -> [Job]
+    /// Jobs `engine` holds (assigned, transcoding or completing).
+    func leasedJobs(engine: EngineID) async throws -> [Job]
 }
 
 extension JobStore {

@@ -73,6 +73,15 @@ public final class SQLiteJobStore: JobStore {
                 CREATE INDEX jobs_idempotency_created ON jobs_idempotency(created_at);
                 """)
         },
+        Migration("jobs.2") { db in
+            // Whether the engine measures PSNR/SSIM; the scheduler's reads: pending jobs by
+            // tenant in priority order, and the jobs an engine holds.
+            try db.execute(sql: """
+                ALTER TABLE jobs_jobs ADD COLUMN quality INTEGER NOT NULL DEFAULT 0;
+                CREATE INDEX jobs_jobs_pending ON jobs_jobs(tenant, priority DESC, id) WHERE state = 'pending';
+                CREATE INDEX jobs_jobs_engine ON jobs_jobs(engine_id) WHERE engine_id IS NOT NULL;
+                """)
+        },
     ]
 
     public func migrate() async throws { try await db.migrate(Self.migrations) }
@@ -191,6 +200,24 @@ public final class SQLiteJobStore: JobStore {
         }
     }
 
+    public func pendingByTenant(limitPerTenant: Int) async throws -> [Job] {
+        try await db.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY priority DESC, id) AS rank
+                               FROM jobs_jobs WHERE state = 'pending')
+                WHERE rank <= ? ORDER BY tenant, rank
+                """), arguments: [limitPerTenant]).compactMap(Self.job)
+        }
+    }
+
+    public func leasedJobs(engine: EngineID) async throws -> [Job] {
+        try await db.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT * FROM jobs_jobs WHERE engine_id = ? AND state IN ('assigned', 'transcoding', 'completing') ORDER BY id
+                """), arguments: [engine.text]).compactMap(Self.job)
+        }
+    }
+
     public func countsByState() async throws -> [JobState: Int] {
         try await db.read { db in
             var out: [JobState: Int] = [:]
@@ -233,15 +260,15 @@ public final class SQLiteJobStore: JobStore {
     private static func columns(_ j: Job) -> [(any DatabaseValueConvertible)?] {
         [j.id.text, j.tenant, j.state.rawValue, j.priority, j.inputFileID.text, j.outputs.storedText, j.requiredCapabilities.jsonText,
          j.webhookURL, j.ttlSeconds, metadataText(j.metadata), j.createdAt, j.updatedAt, j.expiresAt, j.attempts,
-         j.maxAttempts, j.reason, j.progress, j.leaseEpoch, j.engineID?.text, j.nextAttemptAt, j.result?.jsonText]
+         j.maxAttempts, j.reason, j.progress, j.leaseEpoch, j.engineID?.text, j.nextAttemptAt, j.result?.jsonText, j.measureQuality]
     }
 
     static let columnNames = "id, tenant, state, priority, input_file_id, outputs, required_capabilities, webhook_url, ttl_seconds, "
         + "metadata, created_at, updated_at, expires_at, attempts, max_attempts, reason, progress, lease_epoch, engine_id, "
-        + "next_attempt_at, result"
+        + "next_attempt_at, result, quality"
 
     private static func insertRow(_ db: Database, _ j: Job) throws {
-        try db.cachedStatement(sql: "INSERT INTO jobs_jobs (\(columnNames)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        try db.cachedStatement(sql: "INSERT INTO jobs_jobs (\(columnNames)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .execute(arguments: StatementArguments(columns(j)))
     }
 
@@ -251,7 +278,7 @@ public final class SQLiteJobStore: JobStore {
         try db.cachedStatement(sql: """
             UPDATE jobs_jobs SET tenant = ?, state = ?, priority = ?, input_file_id = ?, outputs = ?, required_capabilities = ?,
             webhook_url = ?, ttl_seconds = ?, metadata = ?, created_at = ?, updated_at = ?, expires_at = ?, attempts = ?,
-            max_attempts = ?, reason = ?, progress = ?, lease_epoch = ?, engine_id = ?, next_attempt_at = ?, result = ? WHERE id = ?
+            max_attempts = ?, reason = ?, progress = ?, lease_epoch = ?, engine_id = ?, next_attempt_at = ?, result = ?, quality = ? WHERE id = ?
             """).execute(arguments: StatementArguments(args))
     }
 
@@ -263,7 +290,7 @@ public final class SQLiteJobStore: JobStore {
         let engineText: String? = row["engine_id"]
         return Job(id: id, tenant: row["tenant"], priority: row["priority"], inputFileID: input, outputs: outputs,
                    requiredCapabilities: stringArray(row["required_capabilities"]), webhookURL: row["webhook_url"],
-                   ttlSeconds: row["ttl_seconds"], metadata: stringMap(row["metadata"]), createdAt: row["created_at"],
+                   ttlSeconds: row["ttl_seconds"], metadata: stringMap(row["metadata"]), measureQuality: row["quality"], createdAt: row["created_at"],
                    updatedAt: row["updated_at"], expiresAt: row["expires_at"], attempts: row["attempts"],
                    maxAttempts: row["max_attempts"], state: state, reason: row["reason"], progress: row["progress"],
                    leaseEpoch: row["lease_epoch"], engineID: engineText.flatMap(EngineID.init), nextAttemptAt: row["next_attempt_at"],

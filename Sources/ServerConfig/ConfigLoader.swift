@@ -34,7 +34,10 @@ public struct ConfigLoader: Sendable {
     public init(filePath: String? = nil, environment: [String: String] = ConfigLoader.processEnvironment(),
                 flags: [String: String] = [:]) {
         self.filePath = filePath
-        self.environment = environment
+        var env = environment
+        // SPOOL_JOIN_TOKEN is the short name engines and `spool up` use for engines.join_token.
+        if let token = env["SPOOL_JOIN_TOKEN"], env["SPOOL_ENGINES_JOIN_TOKEN"] == nil { env["SPOOL_ENGINES_JOIN_TOKEN"] = token }
+        self.environment = env
         self.flags = flags
     }
 

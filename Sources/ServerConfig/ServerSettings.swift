@@ -23,6 +23,9 @@
 //   webhooks.allow_private_networks (r) SPOOL_WEBHOOKS_ALLOW_PRIVATE_NETWORKS
 //   events.replay_window       (r)   SPOOL_EVENTS_REPLAY_WINDOW
 //   events.keepalive_seconds   (r)   SPOOL_EVENTS_KEEPALIVE_SECONDS
+//   engines.join_token         (r)   SPOOL_ENGINES_JOIN_TOKEN (also SPOOL_JOIN_TOKEN)
+//   engines.heartbeat_timeout_seconds (r) SPOOL_ENGINES_HEARTBEAT_TIMEOUT_SECONDS
+//   scheduler.tenant_weights   (r)   SPOOL_SCHEDULER_TENANT_WEIGHTS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,6 +43,8 @@ public struct ServerSettings: Sendable, Equatable {
     public var http = HTTP()
     public var webhooks = Webhooks()
     public var events = Events()
+    public var engines = Engines()
+    public var scheduler = Scheduler()
 
     public struct Jobs: Sendable, Equatable {
         /// A pending job not picked up in this time fails with reason `expired`.
@@ -84,6 +89,22 @@ public struct ServerSettings: Sendable, Equatable {
         /// Every this many seconds an open SSE stream sends a comment line, so proxies and
         /// clients do not take a quiet job for a dead connection.
         public var keepAliveSeconds = 15
+        public init() {}
+    }
+
+    public struct Engines: Sendable, Equatable {
+        /// A shared secret engines present to register (empty: only an admin key registers
+        /// engines). At least 16 characters.
+        public var joinToken = ""
+        /// An engine silent this long is offline and the jobs it held are taken back.
+        public var heartbeatTimeoutSeconds: Int64 = 15
+        public init() {}
+    }
+
+    public struct Scheduler: Sendable, Equatable {
+        /// "tenant=weight,..." (positive numbers; a tenant not listed weighs 1): the shares
+        /// of engine time tenants get while they all have work waiting.
+        public var tenantWeights = ""
         public init() {}
     }
 

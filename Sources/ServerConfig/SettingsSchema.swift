@@ -3,6 +3,8 @@
 // reload it, and how it reads and writes ServerSettings. The loader, the validator and
 // the reloader all walk this one table, so a key cannot be known to one and not another.
 
+import Scheduling
+
 /// A setting's value while it is being resolved (before it lands in ServerSettings).
 public enum SettingValue: Sendable, Equatable, CustomStringConvertible {
     case int(Int64)
@@ -122,6 +124,15 @@ public enum SettingsSchema {
         .bool("webhooks.allow_private_networks", reloadable: true, \.webhooks.allowPrivateNetworks),
         .int("events.replay_window", reloadable: true, 1...1_000_000, \.events.replayWindow),
         .int("events.keepalive_seconds", reloadable: true, 1...3_600, \.events.keepAliveSeconds),
+        .string("engines.join_token", reloadable: true, \.engines.joinToken) { s in
+            s.isEmpty || (16...256).contains(s.utf8.count) && s.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
+                ? nil : "must be empty or 16 to 256 printable characters without spaces"
+        },
+        .int("engines.heartbeat_timeout_seconds", reloadable: true, 2...3_600, \.engines.heartbeatTimeoutSeconds),
+        .string("scheduler.tenant_weights", reloadable: true, \.scheduler.tenantWeights) { s in
+            if case .failure(let e) = FairShare.parseWeights(s) { return "must be TENANT=WEIGHT,... (\(e))" }
+            return nil
+        },
     ]
 
     public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }

@@ -1,5 +1,5 @@
 // The `spool` executable: one binary for every role: version, kernel-check, serve, and the
-// local media commands (transcode, probe, synthesize); engine, up and submit arrive with their issues.
+// local media commands (transcode, probe, synthesize), engine, up, submit and jobs.
 import ArgumentParser
 import Dispatch
 import BufferPool
@@ -23,7 +23,7 @@ struct Spool: AsyncParsableCommand {
         commandName: "spool",
         abstract: "Spool: a distributed video transcoding system on io_uring.",
         version: SpoolVersion.string,
-        subcommands: [Serve.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
+        subcommands: [Serve.self, Up.self, EngineCommand.self, Submit.self, JobsCommand.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
     )
 
     /// Parses, settles what signals do for the chosen command, then runs it. SIGTERM,
@@ -259,6 +259,7 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         let background = Task { await dispatch.runBackground() }
         let reloader = Reloader(loader: loader, live: live, clock: SystemClock.shared, logger: logger)
         let reloading = Task { await reloader.run(requests: reloadRequests) }
+        try writeServerURL("http://\(server.localAddress ?? address)", dataDirectory: dataDir)
         print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(http.loops) loop(s); data in \(dataDir)\(settings.insecureNoAuth ? "; NO AUTHENTICATION (--insecure-no-auth)" : "")")
         fflush(nil)
         let signal = await shutdown.wait()

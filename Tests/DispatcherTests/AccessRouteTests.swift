@@ -20,10 +20,11 @@ final class AccessHarness: @unchecked Sendable {
     let dataDirectory: String
     let clock: ManualClock
 
-    static func start(insecure: Bool = false) async throws -> AccessHarness {
+    static func start(insecure: Bool = false, configure: (inout ServerSettings) -> Void = { _ in }) async throws -> AccessHarness {
         let dir = NSTemporaryDirectory() + "spool-dispatch-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         var settings = ServerSettings()
         settings.insecureNoAuth = insecure
+        configure(&settings)
         let clock = ManualClock()
         let dispatch = try await DispatchServer.open(dataDirectory: dir, settings: LiveSettings(settings), clock: clock)
         let http = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: dispatch.makeRouter())

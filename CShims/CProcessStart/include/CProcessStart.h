@@ -28,6 +28,10 @@ int spool_signal_wait(void);
 /// Ends the process by `sig` with its default action (as if it had never been caught),
 /// so the parent sees "killed by signal" where that is the honest answer.
 void spool_signal_die(int sig) __attribute__((noreturn));
+/// Pins thread `tid` (0: the caller) to the CPUs listed (count entries, each 0..1023).
+/// Returns 0, or -1 with errno set. (sched_setaffinity needs _GNU_SOURCE, which Swift's
+/// Glibc module does not define.)
+int spool_set_affinity(int tid, const int *cpus, int count);
 /// Which descriptors among 0..2 the constructor had to open on /dev/null (bit i = fd i).
 int spool_process_reopened_std(void);
 

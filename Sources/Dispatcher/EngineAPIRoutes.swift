@@ -1,0 +1,366 @@
+// Dispatcher.EngineAPIRoutes: the endpoints engines call (HTTP lease transport).
+//
+//   POST /api/v1/engines/register                       join token (or an admin key) as bearer
+//   POST /api/v1/engines/{id}/heartbeat                 engine token as bearer, from here on
+//   POST /api/v1/engines/{id}/lease?wait=SECONDS        200 {lease} | 204 (long poll, ≤ 60 s)
+//   GET  /api/v1/engines/{id}/jobs/{job}/input?lease_epoch=N
+//   POST /api/v1/engines/{id}/jobs/{job}/outputs?lease_epoch=N&name=REL   (streamed body)
+//   POST /api/v1/engines/{id}/jobs/{job}/progress       {"lease_epoch","progress","fps","speed","eta_seconds"}
+//   POST /api/v1/engines/{id}/jobs/{job}/complete       {"lease_epoch","outputs":[{"name","file_id"}],"quality_report","work"}
+//   POST /api/v1/engines/{id}/jobs/{job}/fail           {"lease_epoch","reason","requeue"}
+//
+// Fencing (X5): every call about a job presents the lease epoch it was given; a job no
+// longer held by this engine under that epoch answers 409 `stale_lease`, so an engine
+// that lost its lease (it was offline, or restarted) can never report over a retried job.
+// An engine token is `id.secret`-free: the bearer is the secret, the id is in the path,
+// and the registry keeps only its SHA-256.
+import Engines
+import Files
+import Jobs
+import JSON
+import SpoolAPI
+import SpoolModel
+import Storage
+import Web
+
+extension DispatchServer {
+    static let leaseWaitMax: Duration = .seconds(60)
+
+    func installEngineAPIRoutes(on v1: inout RouteBuilder) {
+        let engines = self.engines, jobs = self.jobs, files = self.files, scheduler = self.scheduler
+        let settings = self.settings, access = self.access
+
+        v1.post("engines/register", body: .buffered(max: 256 << 10)) { req in
+            let token = bearer(req) ?? ""
+            let join = settings.current.engines.joinToken
+            var allowed = !join.isEmpty && constantTimeEqual(token, join)
+            if !allowed, let owner = await access.authenticate(token), owner.isAdmin { allowed = true }
+            if !allowed && settings.current.insecureNoAuth { allowed = true }
+            guard allowed else {
+                throw APIError(status: 401, code: "unauthorized", message: "registering an engine needs the join token (or an admin key) as the bearer")
+            }
+            let r = try EngineRegistration(req.json().root)
+            let secret = randomToken()
+            let record: EngineRecord
+            if let id = r.engineID, let known = try await engines.get(id), try await engines.verifyCredential(id, r.previousToken ?? "") {
+                // A restarted engine that kept its id: same record, fresh token.
+                record = try await engines.reregister(known.id, name: r.name, host: r.host, tags: r.tags,
+                                                       capabilitiesJSON: r.capabilitiesJSON, credential: secret)
+            } else {
+                record = try await engines.register(name: r.name, host: r.host, tags: r.tags, capabilitiesJSON: r.capabilitiesJSON, credential: secret)
+            }
+            return .json(201) { w in
+                w.beginObject()
+                w.field("engine_id", record.id.text)
+                w.field("token", secret)
+                w.field("heartbeat_interval_seconds", max(1, settings.current.engines.heartbeatTimeoutSeconds / 3))
+                w.endObject()
+            }
+        }
+
+        v1.post("engines/:id/heartbeat", body: .buffered(max: 256 << 10)) { req in
+            let engine = try await authenticatedEngine(req, engines)
+            let root = try req.json().root
+            let state = try root["state"].map { v -> EngineState in
+                guard let s = try? v.string(), let st = EngineState(rawValue: s) else {
+                    throw ModelError.invalidField("/state", "must be online, busy, draining or offline")
+                }
+                return st
+            } ?? .online
+            let load = try root["load"].map { v -> Double in
+                guard let d = try? v.double() else { throw ModelError.invalidField("/load", "must be a number") }
+                return d
+            } ?? 0
+            var running: Set<String> = []
+            if let list = root["running"] {
+                guard list.kind == .array else { throw ModelError.invalidField("/running", "must be an array of job ids") }
+                for item in list.elements { if let s = try? item.string() { running.insert(s) } }
+            }
+            let caps = try root["capabilities"].map { v -> String in
+                guard v.kind == .object else { throw ModelError.invalidField("/capabilities", "must be an object") }
+                return v.rawText
+            }
+            let record = try await engines.heartbeat(engine.id, load: load, state: state, capabilitiesJSON: caps)
+            if state != .online { scheduler.release(engine: engine.id) }
+            try await scheduler.reclaim(engine: engine.id, listed: state == .offline ? nil : running)
+            return .json(200) { w in
+                w.beginObject()
+                w.field("engine_id", record.id.text)
+                w.field("state", record.state.rawValue)
+                w.endObject()
+            }
+        }
+
+        v1.post("engines/:id/lease") { req in
+            let engine = try await authenticatedEngine(req, engines)
+            guard engine.state == .online else {
+                throw APIError(status: 409, code: "engine_not_online", message: "a \(engine.state.rawValue) engine takes no new work")
+            }
+            var wait = Duration.seconds(20)
+            if let w = req.query("wait") {
+                guard let s = Double(w), s.isFinite, s >= 0 else { throw ModelError.invalidField("wait", "must be seconds (0 to 60)") }
+                wait = min(Self.leaseWaitMax, .milliseconds(Int64(s * 1000)))
+            }
+            guard let job = await scheduler.lease(engine: engine.id, capabilities: engineCapabilities(engine), wait: wait) else {
+                return Response(status: 204)
+            }
+            return .json(200) { w in writeLease(job, into: &w) }
+        }
+
+        v1.get("engines/:id/jobs/:job/input") { req in
+            let (_, job) = try await leasedJob(req, engines, jobs)
+            let record = try await files.metadata(id: job.inputFileID, tenant: job.tenant)
+            switch try await files.location(of: record) {
+            case .localFile(let path):
+                return try await Response.file(path, for: req, contentType: record.contentType, etag: "\"" + record.sha256 + "\"",
+                                               lastModified: record.createdMilliseconds / 1000)
+            case .url(let url):
+                return Response(status: 307, headers: [("Location", url)])
+            }
+        }
+
+        v1.post("engines/:id/jobs/:job/outputs", body: .streaming(max: Self.uploadBodyMax), timeLimits: Self.uploadTimeLimits) { req in
+            let (_, job) = try await leasedJob(req, engines, jobs)
+            guard let name = req.query("name"), isSafeOutputName(name) else {
+                throw ModelError.invalidField("name", "must be a relative path of letters, digits, '.', '-', '_' and '/' (no '..')")
+            }
+            let body = req.bodyStream
+            let record = try await files.upload(tenant: job.tenant, contentType: contentType(ofOutput: name),
+                                                declaredLength: body.declaredLength, from: RequestBodySource(body))
+            return .json(201) { w in
+                w.beginObject()
+                w.field("file_id", record.id.text)
+                w.field("name", name)
+                w.field("size", record.size)
+                w.field("sha256", record.sha256)
+                w.endObject()
+            }
+        }
+
+        v1.post("engines/:id/jobs/:job/progress", body: .buffered(max: 16 << 10)) { req in
+            let (engine, job) = try await leasedJob(req, engines, jobs)
+            let root = try req.json().root
+            let progress = try number(root, "progress") ?? 0
+            let detail = ProgressDetail(fps: try number(root, "fps") ?? 0, speed: try number(root, "speed") ?? 0,
+                                        etaSeconds: try number(root, "eta_seconds"))
+            let updated = try await jobs.transition(job.id, to: .transcoding, leaseEpoch: job.leaseEpoch,
+                                                    progress: min(100, max(0, progress)), engineID: engine.id, detail: detail)
+            return .json(200) { w in writeJobState(updated, into: &w) }
+        }
+
+        v1.post("engines/:id/jobs/:job/complete", body: .buffered(max: 1 << 20)) { req in
+            let (_, job) = try await leasedJob(req, engines, jobs)
+            let root = try req.json().root
+            guard let list = root["outputs"], list.kind == .array, (1...10_000).contains(list.count) else {
+                throw ModelError.invalidField("/outputs", "must list the uploaded outputs (1 to 10000)")
+            }
+            var outputs: [JobResultOutput] = []
+            for (i, o) in list.elements.enumerated() {
+                guard let f = try? o["file_id"]?.string(), let id = FileID(f), let name = try? o["name"]?.string(), isSafeOutputName(name) else {
+                    throw ModelError.invalidField("/outputs/\(i)", "must be {\"file_id\": ID, \"name\": PATH}")
+                }
+                guard try await files.exists(id: id, tenant: job.tenant) else {
+                    throw ModelError.invalidField("/outputs/\(i)/file_id", "no such output file of this job's tenant")
+                }
+                outputs.append(JobResultOutput(fileID: id, name: name, url: "/api/\(SpoolAPI.version)/files/\(id.text)"))
+            }
+            var quality: String?
+            if let q = root["quality_report"], !q.isNull {
+                guard q.kind == .object || q.kind == .array else { throw ModelError.invalidField("/quality_report", "must be an object") }
+                quality = q.rawText
+            }
+            let work = try number(root, "work")
+            var current = job
+            if current.state == .assigned {
+                current = try await jobs.transition(job.id, to: .transcoding, leaseEpoch: job.leaseEpoch, progress: 100)
+            }
+            if current.state == .transcoding {
+                current = try await jobs.transition(job.id, to: .completing, leaseEpoch: job.leaseEpoch, progress: 100)
+            }
+            let done = try await jobs.transition(job.id, to: .completed, leaseEpoch: job.leaseEpoch,
+                                                 result: JobResult(outputs: outputs, qualityReport: quality))
+            scheduler.finished(job.id, measuredWork: work)
+            return .json(200) { w in writeJobState(done, into: &w) }
+        }
+
+        v1.post("engines/:id/jobs/:job/fail", body: .buffered(max: 16 << 10)) { req in
+            let (_, job) = try await leasedJob(req, engines, jobs)
+            let root = try req.json().root
+            var reason = (try? root["reason"]?.string()) ?? "failed"
+            if reason.utf8.count > 1_000 { reason = String(reason.prefix(1_000)) }
+            let requeue = (try? root["requeue"]?.bool()) ?? false
+            let updated: Job
+            if requeue && job.state != .completing {
+                // Given back unstarted or interrupted (the engine is draining): no attempt counted.
+                updated = try await jobs.transition(job.id, to: .pending, reason: "requeued: " + reason, leaseEpoch: job.leaseEpoch)
+            } else {
+                updated = try await jobs.transition(job.id, to: .failed, reason: reason, leaseEpoch: job.leaseEpoch)
+            }
+            scheduler.finished(job.id, measuredWork: nil)
+            scheduler.wake()
+            return .json(200) { w in writeJobState(updated, into: &w) }
+        }
+    }
+}
+
+/// What `POST /engines/register` carries.
+struct EngineRegistration {
+    var name: String
+    var host: String
+    var tags: [String] = []
+    var capabilitiesJSON = "{}"
+    /// A restarted engine's previous id and token: it keeps its id.
+    var engineID: EngineID?
+    var previousToken: String?
+
+    init(_ root: JSONValue) throws {
+        guard root.kind == .object else { throw ModelError.invalidField("", "must be an object") }
+        let allowed: Set<String> = ["name", "host", "addresses", "version", "tags", "capabilities", "engine_id", "token"]
+        for (key, value) in root.members where !allowed.contains(key) {
+            throw ModelError.invalidField(String(value.pointer.prefix(80)), "unknown field")
+        }
+        guard let n = try? root["name"]?.string() else { throw ModelError.invalidField("/name", "is required (a string)") }
+        name = n
+        host = n
+        if let h = root["host"] {
+            guard let text = try? h.string() else { throw ModelError.invalidField("/host", "must be a string") }
+            host = text
+        }
+        if let t = root["tags"] {
+            guard t.kind == .array else { throw ModelError.invalidField("/tags", "must be an array of strings") }
+            tags = try t.elements.enumerated().map { i, v in
+                guard let s = try? v.string() else { throw ModelError.invalidField("/tags/\(i)", "must be a string") }
+                return s
+            }
+        }
+        if let c = root["capabilities"] {
+            guard c.kind == .object else { throw ModelError.invalidField("/capabilities", "must be an object") }
+            capabilitiesJSON = c.rawText
+        }
+        if let e = root["engine_id"] {
+            guard let text = try? e.string() else { throw ModelError.invalidField("/engine_id", "must be a string") }
+            engineID = EngineID(text)
+        }
+        if let t = root["token"] {
+            guard let text = try? t.string() else { throw ModelError.invalidField("/token", "must be a string") }
+            previousToken = text
+        }
+    }
+}
+
+/// The engine named in the path, if the bearer is its token.
+func authenticatedEngine(_ req: Request, _ engines: EngineRegistry) async throws -> EngineRecord {
+    guard let id = req.pathParameters["id"].flatMap(EngineID.init), let token = bearer(req),
+          try await engines.verifyCredential(id, token), let record = try await engines.get(id) else {
+        throw APIError(status: 401, code: "unauthorized", message: "missing or invalid engine credentials")
+    }
+    return record
+}
+
+/// The job in the path, held by the calling engine under the presented epoch (409 otherwise).
+func leasedJob(_ req: Request, _ engines: EngineRegistry, _ jobs: JobService) async throws -> (EngineRecord, Job) {
+    let engine = try await authenticatedEngine(req, engines)
+    guard let id = req.pathParameters["job"].flatMap(JobID.init), let job = try await jobs.get(id) else {
+        throw ModelError(.notFound, "no such job")
+    }
+    var epoch: Int64?
+    if let q = req.query("lease_epoch") { epoch = Int64(q) }
+    if epoch == nil, req.method == "POST", !req.body.isEmpty, let v = try? req.json().root["lease_epoch"] { epoch = try? v.int64() }
+    guard let epoch else { throw ModelError.invalidField("lease_epoch", "is required (the epoch the lease was given with)") }
+    guard job.engineID == engine.id, job.leaseEpoch == epoch, job.state.isLeased else {
+        throw ModelError(.staleLease, "job \(id.text) is not held by this engine under lease epoch \(epoch) (now: \(job.state.rawValue), epoch \(job.leaseEpoch))",
+                         details: [("lease_epoch", String(job.leaseEpoch))])
+    }
+    return (engine, job)
+}
+
+/// What an engine can do, as capability names a job may require: its tags ("GPU:0"), its
+/// encoders ("libx265") and the codecs they give ("hevc"), its hardware device types.
+func engineCapabilities(_ e: EngineRecord) -> Set<String> {
+    var caps = Set(e.tags)
+    guard let doc = try? JSONDocument(parsing: e.capabilitiesJSON) else { return caps }
+    for key in ["encoders", "hardware_devices", "muxers", "codecs"] {
+        guard let list = doc.root[key], list.kind == .array else { continue }
+        for v in list.elements { if let s = try? v.string() { caps.insert(s) } }
+    }
+    let codecOf = ["libx264": "h264", "libx265": "hevc", "libvpx-vp9": "vp9", "libsvtav1": "av1", "libaom-av1": "av1",
+                   "libdav1d": "av1", "h264_nvenc": "h264", "hevc_nvenc": "hevc", "h264_vaapi": "h264", "hevc_vaapi": "hevc",
+                   "aac": "aac", "libopus": "opus"]
+    for enc in caps { if let c = codecOf[enc] { caps.insert(c) } }
+    return caps
+}
+
+/// The lease answer: {"lease_epoch", "job": {...the API form...}, "spec": {...the request form...}}.
+func writeLease(_ job: Job, into w: inout JSONWriter<[UInt8]>) {
+    w.beginObject()
+    w.field("lease_epoch", job.leaseEpoch)
+    w.key("job"); job.encode(to: &w)
+    w.key("spec")
+    w.beginObject()
+    w.key("input"); w.beginObject(); w.field("file_id", job.inputFileID.text); w.endObject()
+    job.outputs.encodeMember(to: &w)
+    w.field("quality", job.measureQuality)
+    w.endObject()
+    w.endObject()
+}
+
+func writeJobState(_ job: Job, into w: inout JSONWriter<[UInt8]>) {
+    w.beginObject()
+    w.field("id", job.id.text)
+    w.field("state", job.state.rawValue)
+    w.field("progress", job.progress)
+    w.field("lease_epoch", job.leaseEpoch)
+    w.endObject()
+}
+
+func bearer(_ req: Request) -> String? {
+    guard let h = req.header("Authorization"), h.count > 7, h.prefix(7).lowercased() == "bearer " else { return nil }
+    return String(h.dropFirst(7))
+}
+
+func number(_ root: JSONValue, _ key: String) throws -> Double? {
+    guard let v = root[key], !v.isNull else { return nil }
+    guard let d = try? v.double(), d.isFinite else { throw ModelError.invalidField("/" + key, "must be a number") }
+    return d
+}
+
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    var diff = UInt8(x.count == y.count ? 0 : 1)
+    for i in 0..<min(x.count, y.count) { diff |= x[i] ^ y[i] }
+    return diff == 0
+}
+
+/// 32 random bytes as 64 hex digits.
+func randomToken() -> String {
+    var rng = SystemRandomNumberGenerator()
+    var out = ""
+    for _ in 0..<32 {
+        let b: UInt8 = rng.next()
+        out += String(b >> 4, radix: 16) + String(b & 15, radix: 16)
+    }
+    return out
+}
+
+/// A relative output path: segments of [A-Za-z0-9._-], none empty, "." or "..", at most 255 bytes.
+func isSafeOutputName(_ name: String) -> Bool {
+    guard (1...255).contains(name.utf8.count) else { return false }
+    for seg in name.split(separator: "/", omittingEmptySubsequences: false) {
+        guard !seg.isEmpty, seg != ".", seg != "..",
+              seg.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2E || $0 == 0x2D || $0 == 0x5F })
+        else { return false }
+    }
+    return true
+}
+
+func contentType(ofOutput name: String) -> String {
+    switch name.split(separator: ".").last.map({ $0.lowercased() }) {
+    case "m3u8": return "application/vnd.apple.mpegurl"
+    case "mp4", "m4s": return "video/mp4"
+    case "ts": return "video/mp2t"
+    case "webm": return "video/webm"
+    case "mkv": return "video/x-matroska"
+    case "json": return "application/json"
+    default: return "application/octet-stream"
+    }
+}

@@ -1,0 +1,316 @@
+// Dispatcher.Scheduler: hands pending jobs to engines that ask for work. Its own loop,
+// decoupled from request handlers: a lease request parks its engine here and wakes the
+// loop; JobCreated, JobStateChanged (a retry became pending) and EngineHeartbeat events
+// wake it too, and a slow timer is the backstop. Each round reads each tenant's first
+// pending jobs (priority order) and gives every parked engine the job Scheduling.FairShare
+// picks among those whose required capabilities the engine has, by committing the move
+// to `assigned` (a new lease epoch) before the engine hears of it.
+//
+// Leases are given back when their engine is gone: an engine marked offline loses all of
+// its jobs, and an engine whose heartbeat does not list a job it holds (its lease answer
+// was lost on the way, or it restarted) loses that job after a grace period. A job lost
+// while assigned or transcoding is pending again at once (no attempt counted); one lost
+// while completing fails (its attempt counts, and it retries by policy).
+import Engines
+import Events
+import Files
+import JSON
+import Jobs
+import Logging
+import Scheduling
+import SpoolModel
+import Synchronization
+import Threads
+
+public final class Scheduler: Sendable {
+    struct Waiter: Sendable {
+        let token: UInt64
+        let engine: EngineID
+        let capabilities: Set<String>
+        /// Served by the next round or answered nil.
+        let once: Bool
+        let continuation: CheckedContinuation<Job?, Never>
+    }
+
+    struct State: Sendable {
+        var waiters: [Waiter] = []
+        var nextToken: UInt64 = 0
+        var fair = FairShare()
+        var weightsText = ""
+        /// Estimated cost per pending job seen (computed once), and what each leased job was charged.
+        var estimates: [String: Double] = [:]
+        var charged: [String: (tenant: String, cost: Double)] = [:]
+    }
+
+    let jobs: JobService
+    let files: FileService
+    let clock: any ServiceClock
+    let logger: Logger
+    let weights: @Sendable () -> String
+    let state = Mutex(State())
+    let wakeStream: AsyncStream<Void>
+    let wakeContinuation: AsyncStream<Void>.Continuation
+    /// Rounds run and jobs assigned (tests and metrics).
+    let counters = Mutex<(rounds: Int, assigned: Int)>((0, 0))
+    let gate = TurnGate()
+
+    /// Pending jobs read per tenant per round.
+    static let perTenant = 64
+    /// How long a job an engine holds may be missing from its heartbeats before it is taken back.
+    static let unlistedGraceMilliseconds: Int64 = 15_000
+
+    init(jobs: JobService, files: FileService, clock: any ServiceClock, logger: Logger, weights: @escaping @Sendable () -> String) {
+        self.jobs = jobs
+        self.files = files
+        self.clock = clock
+        self.logger = logger
+        self.weights = weights
+        (wakeStream, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public var assignedCount: Int { counters.withLock { $0.assigned } }
+
+    /// Wakes the loop (coalesced: many wakes before a round make one round).
+    public func wake() { wakeContinuation.yield() }
+
+    /// A job for `engine`, or nil when none came within `wait` (zero: one round only).
+    public func lease(engine: EngineID, capabilities: Set<String>, wait: Duration) async -> Job? {
+        let once = wait <= .zero
+        let token = state.withLock { s -> UInt64 in s.nextToken += 1; return s.nextToken }
+        let timeout = once ? nil : Task { [clock] in
+            try? await clock.sleep(until: clock.now + wait)
+            self.abandon(token)
+        }
+        let job = await withCheckedContinuation { (c: CheckedContinuation<Job?, Never>) in
+            state.withLock { $0.waiters.append(Waiter(token: token, engine: engine, capabilities: capabilities, once: once, continuation: c)) }
+            if once {
+                // One round now, in this request (rounds take turns through the gate).
+                Task { [self] in
+                    do { try await round() } catch {
+                        logger.error("scheduler round failed: \(error)")
+                        abandon(token)
+                    }
+                }
+            } else {
+                wake()
+            }
+        }
+        timeout?.cancel()
+        return job
+    }
+
+    /// Takes a waiter out and answers nil (its wait is over), unless a round took it first.
+    func abandon(_ token: UInt64) {
+        let w = state.withLock { s -> Waiter? in
+            guard let i = s.waiters.firstIndex(where: { $0.token == token }) else { return nil }
+            return s.waiters.remove(at: i)
+        }
+        w?.continuation.resume(returning: nil)
+    }
+
+    /// Answers nil to the lease requests `engine` has parked (it is draining, busy or leaving).
+    public func release(engine: EngineID) {
+        let mine = state.withLock { s -> [Waiter] in
+            let m = s.waiters.filter { $0.engine == engine }
+            s.waiters.removeAll { $0.engine == engine }
+            return m
+        }
+        for w in mine { w.continuation.resume(returning: nil) }
+    }
+
+    /// Answers every parked engine nil (the server is stopping).
+    public func releaseAll() {
+        let all = state.withLock { s -> [Waiter] in defer { s.waiters = [] }; return s.waiters }
+        for w in all { w.continuation.resume(returning: nil) }
+    }
+
+    /// Runs rounds as it is woken, until cancelled.
+    public func run(events: any EventBus) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in
+                for await event in await events.subscribeAll() {
+                    switch event.type {
+                    case .jobCreated, .jobStateChanged, .engineHeartbeat: wake()
+                    default: break
+                    }
+                }
+            }
+            group.addTask { [self] in
+                while !Task.isCancelled {
+                    do { try await clock.sleep(until: clock.now + .seconds(1)) } catch { return }
+                    wake()
+                }
+            }
+            group.addTask { [self] in
+                for await _ in wakeStream {
+                    if Task.isCancelled { break }
+                    do { try await round() } catch { logger.error("scheduler round failed: \(error)") }
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        releaseAll()
+    }
+
+    /// One pass: every parked engine that a pending job fits gets one. Rounds never overlap.
+    public func round() async throws {
+        await gate.enter()
+        defer { gate.leave() }
+        counters.withLock { $0.rounds += 1 }
+        let parked = state.withLock { $0.waiters.count }
+        guard parked > 0 else { return }
+        refreshWeights()
+        let pending = try await jobs.store.pendingByTenant(limitPerTenant: Self.perTenant)
+        var byID: [String: Job] = [:]
+        var candidates: [Candidate] = []
+        for job in pending {
+            byID[job.id.text] = job
+            candidates.append(Candidate(id: job.id.text, tenant: job.tenant, cost: await estimate(job), requires: job.requiredCapabilities))
+        }
+        var served = Set<UInt64>()
+        while true {
+            // One waiter and the job the policy picks for it, both taken out under the lock.
+            let pick = state.withLock { s -> (Waiter, Candidate)? in
+                for (i, w) in s.waiters.enumerated() where !served.contains(w.token) {
+                    if let c = s.fair.choose(from: candidates, capabilities: w.capabilities) {
+                        s.waiters.remove(at: i)
+                        return (w, c)
+                    }
+                    served.insert(w.token)   // nothing fits this engine this round
+                }
+                return nil
+            }
+            guard let (waiter, candidate) = pick else { break }
+            candidates.removeAll { $0.id == candidate.id }
+            guard let job = byID[candidate.id] else { continue }
+            do {
+                let leased = try await jobs.transition(job.id, to: .assigned, engineID: waiter.engine)
+                state.withLock { s in
+                    s.charged[job.id.text] = (job.tenant, candidate.cost)
+                    s.estimates[job.id.text] = nil
+                }
+                counters.withLock { $0.assigned += 1 }
+                waiter.continuation.resume(returning: leased)
+            } catch {
+                // The job moved on meanwhile (cancelled, expired): not this engine's; try again.
+                state.withLock { s in
+                    s.fair.correct(job.tenant, estimated: candidate.cost, measured: .leastNonzeroMagnitude)
+                    s.waiters.insert(waiter, at: 0)
+                }
+            }
+        }
+        // Engines that asked for one round only hear no now.
+        let unserved = state.withLock { s -> [Waiter] in
+            let gone = s.waiters.filter(\.once)
+            s.waiters.removeAll(where: \.once)
+            return gone
+        }
+        for w in unserved { w.continuation.resume(returning: nil) }
+        // Forget estimates of jobs no longer pending.
+        state.withLock { s in s.estimates = s.estimates.filter { byID[$0.key] != nil } }
+    }
+
+    func refreshWeights() {
+        let text = weights()
+        state.withLock { s in
+            guard s.weightsText != text else { return }
+            s.weightsText = text
+            if case .success(let w) = FairShare.parseWeights(text) { s.fair.weights = w }
+        }
+    }
+
+    /// Pixels per frame of every output × frames, the frames estimated from the input's
+    /// size (about 4 KiB per frame of compressed video) until the engine measures them.
+    func estimate(_ job: Job) async -> Double {
+        if let known = state.withLock({ $0.estimates[job.id.text] }) { return known }
+        let bytes = (try? await files.metadata(id: job.inputFileID, tenant: nil).size) ?? 0
+        let frames = max(1, Double(bytes) / 4_096)
+        let cost = Double(max(1, Self.pixels(of: job.outputs))) * frames
+        state.withLock { $0.estimates[job.id.text] = cost }
+        return cost
+    }
+
+    /// Pixels per output frame, summed over every output the job makes.
+    static func pixels(of outputs: JobOutputs) -> Int {
+        func preset(_ name: String) -> Int {
+            if let ladder = try? LadderPreset.named(name) { return ladder.rungs.reduce(0) { $0 + Int($1.video.maxWidth ?? 1280) * Int($1.video.maxHeight ?? 720) } }
+            if let p = try? TranscodePreset.named(name) { return Int(p.video.maxWidth ?? 1280) * Int(p.video.maxHeight ?? 720) }
+            return 1280 * 720
+        }
+        func custom(_ c: CustomOutput) -> Int { Int(c.width ?? 1280) * Int(c.height ?? 720) }
+        switch outputs {
+        case .preset(let name): return preset(name)
+        case .custom(let c): return custom(c)
+        case .outputs(let list):
+            return list.reduce(0) { n, o in
+                switch o {
+                case .preset(let name): return n + preset(name)
+                case .custom(let c): return n + custom(c)
+                }
+            }
+        case .ladder(.named(let name)): return preset(name)
+        case .ladder(.custom(let l)): return l.rungs.reduce(0) { $0 + Int($1.width) * Int($1.height) }
+        }
+    }
+
+    /// A job ended: its tenant's charge becomes the work the engine measured (pixels ×
+    /// frames), when it reported one.
+    func finished(_ jobID: JobID, measuredWork: Double?) {
+        state.withLock { s in
+            guard let charge = s.charged.removeValue(forKey: jobID.text) else { return }
+            if let measuredWork { s.fair.correct(charge.tenant, estimated: charge.cost, measured: measuredWork) }
+        }
+    }
+
+    /// Takes back the jobs `engine` holds: all of them (`listed` nil: the engine is gone),
+    /// or those its heartbeat did not list and that have not changed for the grace period.
+    @discardableResult
+    public func reclaim(engine: EngineID, listed: Set<String>?) async throws -> [JobID] {
+        let now = clock.unixMilliseconds
+        var taken: [JobID] = []
+        for job in try await jobs.store.leasedJobs(engine: engine) {
+            if let listed, listed.contains(job.id.text) || job.updatedAt > now - Self.unlistedGraceMilliseconds { continue }
+            let reason = listed == nil ? "lease_lost: engine \(engine.text) went offline" : "lease_lost: engine \(engine.text) no longer runs it"
+            do {
+                if job.state == .completing {
+                    try await jobs.transition(job.id, to: .failed, reason: reason, leaseEpoch: job.leaseEpoch)
+                } else {
+                    try await jobs.transition(job.id, to: .pending, reason: reason, leaseEpoch: job.leaseEpoch)
+                }
+                finished(job.id, measuredWork: nil)
+                taken.append(job.id)
+                logger.warning("took job \(job.id.text) (epoch \(job.leaseEpoch)) back from engine \(engine.text): \(reason)")
+            } catch {
+                // It moved meanwhile (completed, cancelled, leased again): nothing to take back.
+            }
+        }
+        if !taken.isEmpty { wake() }
+        return taken
+    }
+}
+
+/// An async mutex: one holder at a time, the others wait their turn in order.
+final class TurnGate: Sendable {
+    private let state = Mutex<(held: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func enter() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if !s.held { s.held = true; return true }
+                s.waiting.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    /// Hands the gate to the next waiter (it stays held), or opens it.
+    func leave() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiting.isEmpty { s.held = false; return nil }
+            return s.waiting.removeFirst()
+        }
+        next?.resume()
+    }
+}

@@ -1,0 +1,136 @@
+// EngineRuntime.TranscodeRunner: the one interface an engine runs transcodes through. The
+// engine hands it a job's spec, the input file and an output directory, and gets back the
+// files to upload, a quality report and the work done; how the transcode runs is the
+// runner's business. `PluginRunner` runs a TranscoderPlugin in this process (libav's, or
+// a fake in tests); a sandboxed child-process runner can replace it without touching the
+// engine's logic.
+import JSON
+import Jobs
+import SpoolModel
+import TranscodeAPI
+
+public struct RunnerJob: Sendable {
+    public var jobID: String
+    public var spec: JobSpec
+    public var inputPath: String
+    /// Must not exist yet: the runner creates it and fills it with the outputs.
+    public var outputDirectory: String
+    /// Codec threads (0: automatic).
+    public var threads: Int32
+    public init(jobID: String, spec: JobSpec, inputPath: String, outputDirectory: String, threads: Int32 = 0) {
+        self.jobID = jobID; self.spec = spec; self.inputPath = inputPath; self.outputDirectory = outputDirectory; self.threads = threads
+    }
+}
+
+public struct RunnerResult: Sendable {
+    /// JSON object text, or nil when quality was not measured.
+    public var qualityReportJSON: String?
+    /// Pixels × frames encoded, summed over the outputs (the scheduler's measured cost).
+    public var work: Double
+    public init(qualityReportJSON: String?, work: Double) { self.qualityReportJSON = qualityReportJSON; self.work = work }
+}
+
+public protocol TranscodeRunner: Sendable {
+    /// The capabilities document the engine registers with (a JSON object).
+    func capabilitiesJSON() -> String
+    func run(_ job: RunnerJob, progress: @escaping @Sendable (TranscodeProgress) -> Void) async throws(TranscodeFailure) -> RunnerResult
+    /// Cancels a running job (it then throws `.cancelled`); unknown ids are ignored.
+    func cancel(jobID: String)
+}
+
+/// Runs a plugin in this process: each output of the spec in turn, into the directory.
+public final class PluginRunner: TranscodeRunner {
+    let plugin: any TranscoderPlugin
+    public init(plugin: any TranscoderPlugin) { self.plugin = plugin }
+
+    public func capabilitiesJSON() -> String { plugin.capabilities().jsonText }
+
+    public func cancel(jobID: String) { plugin.cancel(jobID: jobID) }
+
+    public func run(_ job: RunnerJob, progress: @escaping @Sendable (TranscodeProgress) -> Void) async throws(TranscodeFailure) -> RunnerResult {
+        let plan: [OutputPlan]
+        do { plan = try OutputPlan.make(job.spec) } catch { throw .invalidJob(error.message) }
+        if !plan.contains(where: \.isLadder) { try makeDirectory(job.outputDirectory) }
+        var quality: [(String, QualityReport?)] = []
+        var work = 0.0
+        for (i, output) in plan.enumerated() {
+            // Several outputs share one progress bar: each takes its slice.
+            let slice = { @Sendable (p: TranscodeProgress) in
+                var q = p
+                let f = (p.fraction ?? 0)
+                q.mediaSeconds = (Double(i) + f) / Double(plan.count) * p.totalSeconds
+                progress(q)
+            }
+            switch output {
+            case .single(let name, let preset):
+                var r = TranscodeRequest(input: job.inputPath, output: job.outputDirectory + "/" + name, preset: preset,
+                                         threads: job.threads, progressInterval: 0.5)
+                r.measureQuality = job.spec.measureQuality
+                guard case .single(let s) = try await plugin.transcode(TranscodeJob(id: job.jobID, kind: .single(r)), progress: slice) else {
+                    throw TranscodeFailure(code: "internal", message: "the plugin answered a single transcode with a ladder")
+                }
+                quality.append((name, s.quality))
+                work += Double(s.videoFrames) * Double(s.width) * Double(s.height)
+            case .ladder(let preset):
+                var r = LadderRequest(input: job.inputPath, outputDirectory: job.outputDirectory, preset: preset,
+                                      threads: job.threads, progressInterval: 0.5)
+                r.measureQuality = job.spec.measureQuality
+                guard case .ladder(let s) = try await plugin.transcode(TranscodeJob(id: job.jobID, kind: .ladder(r)), progress: slice) else {
+                    throw TranscodeFailure(code: "internal", message: "the plugin answered a ladder with a single transcode")
+                }
+                for rendition in s.renditions {
+                    quality.append((rendition.name, rendition.quality))
+                    work += Double(rendition.frames) * Double(rendition.width) * Double(rendition.height)
+                }
+            }
+        }
+        var report: String?
+        if job.spec.measureQuality {
+            var w = JSONWriter()
+            w.beginObject()
+            w.key("outputs")
+            w.beginArray()
+            for (name, q) in quality {
+                w.beginObject()
+                w.field("name", name)
+                w.field("quality", q)
+                w.endObject()
+            }
+            w.endArray()
+            w.endObject()
+            report = w.text
+        }
+        return RunnerResult(qualityReportJSON: report, work: work)
+    }
+}
+
+/// What to make of a spec: single files named after their preset, or one ladder directory.
+enum OutputPlan: Sendable {
+    case single(name: String, TranscodePreset)
+    case ladder(LadderPreset)
+
+    var isLadder: Bool { if case .ladder = self { return true } else { return false } }
+
+    static func make(_ spec: JobSpec) throws(ModelError) -> [OutputPlan] {
+        func file(_ preset: TranscodePreset, _ index: Int?) -> OutputPlan {
+            let ext = ["vp9"].contains(preset.video.codec) ? "webm" : "mp4"
+            let base = preset.name == "custom" ? "output" : preset.name
+            return .single(name: (index.map { "\($0 + 1)-" } ?? "") + base + "." + ext, preset)
+        }
+        switch spec.outputs {
+        case .preset(let name):
+            if let ladder = LadderPreset.all.first(where: { $0.name == name }) { return [.ladder(ladder)] }
+            return [file(try TranscodePreset.named(name), nil)]
+        case .custom(let c): return [file(try c.preset(), nil)]
+        case .ladder(.named(let name)): return [.ladder(try LadderPreset.named(name))]
+        case .ladder(.custom(let l)): return [.ladder(try l.preset())]
+        case .outputs(let list):
+            return try list.enumerated().map { (i, o) throws(ModelError) -> OutputPlan in
+                switch o {
+                case .preset(let name): return file(try TranscodePreset.named(name), i)
+                case .custom(let c): return file(try c.preset(), i)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+// The service commands: `spool engine` (a transcoding engine joining a dispatcher) and
+// `spool up` (a dispatcher and N engines in one process, on the embedded defaults).
+import ArgumentParser
+import BufferPool
+import CProcessStart
+import Dispatcher
+import EngineRuntime
+import HostMetrics
+import Lifecycle
+import Logging
+import Media
+import Ring
+import ServerConfig
+import SpoolModel
+import Threads
+import Web
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `spool engine --server URL --join-token TOKEN --data-dir DIR`.
+struct EngineCommand: AsyncParsableCommand, StopsGracefully {
+    static let configuration = CommandConfiguration(
+        commandName: "engine",
+        abstract: "Run a transcoding engine that takes jobs from a dispatch server.",
+        discussion: """
+            The engine registers with the join token (or SPOOL_JOIN_TOKEN), keeps its id and token in \
+            DATA/engine.json (mode 0600) and reuses them when it restarts. SIGTERM/SIGINT drain: no new \
+            leases, running jobs finish, then the engine reports offline and exits 0; a second signal stops at once \
+            (the server gives the jobs to another engine when the heartbeats stop).
+            """
+    )
+
+    @Option(help: "The dispatch server's URL (default: SPOOL_SERVER, else http://127.0.0.1:8080).")
+    var server: String?
+
+    @Option(help: "The join token (default: SPOOL_JOIN_TOKEN). Not needed once registered.")
+    var joinToken: String?
+
+    @Option(help: "Directory for the engine's credentials and work files (created if missing).")
+    var dataDir: String = "./spool-engine"
+
+    @Option(help: "The engine's name (default: the host name).")
+    var name: String?
+
+    @Option(name: .customLong("tag"), help: "A tag jobs may require (GPU:0, CPU_Set:1-4, or your own); repeatable.")
+    var tags: [String] = []
+
+    @Option(help: "Jobs run at once.")
+    var slots: Int = 1
+
+    @Option(help: "Codec threads per transcode (0: automatic).")
+    var threads: Int32 = 0
+
+    @Option(help: "Busy (no new leases) above this 1-minute load per CPU.")
+    var maxLoadPerCpu: Double = 4.0
+
+    @Option(help: "Seconds running jobs get to finish after a stop signal before they are cancelled and requeued.")
+    var drainTimeout: Int = 600
+
+    func validate() throws {
+        guard (1...64).contains(slots) else { throw ValidationError("--slots must be 1...64") }
+        guard (0...64).contains(threads) else { throw ValidationError("--threads must be 0...64") }
+        guard maxLoadPerCpu > 0 else { throw ValidationError("--max-load-per-cpu must be above 0") }
+        for t in tags where t.isEmpty || t.utf8.count > 64 { throw ValidationError("--tag must be 1 to 64 characters") }
+    }
+
+    func run() async throws {
+        let shutdown = ShutdownSignal.install()
+        let env = ConfigLoader.processEnvironment()
+        var config = EngineConfiguration(server: server ?? env["SPOOL_SERVER"] ?? "http://127.0.0.1:8080",
+                                         joinToken: joinToken ?? env["SPOOL_JOIN_TOKEN"], dataDirectory: dataDir,
+                                         name: name ?? "engine")
+        if name == nil { config.name = hostNameForCLI() }
+        config.tags = tags
+        config.slots = slots
+        config.threads = threads
+        config.maxLoadPerCPU = maxLoadPerCpu
+        config.drainTimeout = .seconds(Int64(drainTimeout))
+        let agent = EngineAgent(configuration: config, runner: PluginRunner(plugin: LibAVTranscoderPlugin()),
+                                monitor: ProcResourceMonitor(), logger: Logger(label: "spool.engine"))
+        try applyAffinity(tags)
+        let loop = try EventLoop.start()
+        defer { loop.shutdown() }
+        shutdown.onSignal { signal in
+            StandardError.write("spool engine: \(ProcessSignals.name(signal)) received: draining (a second signal stops at once)\n")
+            agent.drain()
+        }
+        let task = loop.spawn { try await agent.run() }
+        do {
+            try await task.value
+        } catch {
+            StandardError.write("spool engine: \(error)\n")
+            throw ExitCode(1)
+        }
+        print("spool engine: stopped")
+        fflush(nil)
+    }
+}
+
+/// `spool up --listen ADDR --data-dir DIR --engines N`: the dispatcher and N engines in one
+/// process on the embedded defaults (SQLite and local disk in DIR).
+struct Up: AsyncParsableCommand, StopsGracefully {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a dispatch server and N engines in one process (the embedded default).",
+        discussion: """
+            Writes DIR/server.url and DIR/admin.key so `spool submit --data-dir DIR` finds the server. \
+            SIGTERM/SIGINT: the engines drain (running jobs finish), then the server stops.
+            """
+    )
+
+    @Option(help: "Address to listen on (HOST:PORT).")
+    var listen: String = "127.0.0.1:8080"
+
+    @Option(help: "Directory for Spool's data (created if missing).")
+    var dataDir: String = "./spool-data"
+
+    @Option(help: "Engines to run in this process.")
+    var engines: Int = 1
+
+    @Option(help: "Jobs each engine runs at once.")
+    var slots: Int = 1
+
+    @Option(help: "Codec threads per transcode (0: automatic).")
+    var threads: Int32 = 0
+
+    @Option(help: "A JSON configuration file (as for `spool serve`).")
+    var config: String?
+
+    func validate() throws {
+        guard (0...64).contains(engines) else { throw ValidationError("--engines must be 0...64") }
+        guard (1...64).contains(slots) else { throw ValidationError("--slots must be 1...64") }
+    }
+
+    func run() async throws {
+        let shutdown = ShutdownSignal.install()
+        var env = ConfigLoader.processEnvironment()
+        let joinToken = env["SPOOL_JOIN_TOKEN"] ?? randomHex(24)
+        env["SPOOL_JOIN_TOKEN"] = joinToken
+        let loader = ConfigLoader(filePath: config, environment: env, flags: ["listen": listen, "data_dir": dataDir])
+        let settings: ServerSettings
+        do { settings = try loader.load() } catch { throw ValidationError(error.description) }
+        let address: SocketAddress
+        do { address = try SocketAddress(settings.listen) } catch { throw ValidationError("listen: \(error)") }
+        let live = LiveSettings(settings)
+        let logger = Logger(label: "spool.up")
+        let dispatch = try await DispatchServer.open(dataDirectory: settings.dataDirectory, settings: live, logger: logger)
+        if let shown = try await dispatch.prepareAdminKey(environment: env) {
+            print("spool: admin key (shown once; kept in \(settings.dataDirectory)/admin.key, mode 0600): \(shown)")
+        }
+        var http = HTTPServerConfiguration(listen: address)
+        http.loops = settings.loops
+        http.bodyBytesMax = UInt64(settings.http.jsonBodyMaxBytes)
+        let server = HTTPServer(configuration: http, router: dispatch.makeRouter(), logger: logger)
+        try await server.start()
+        let background = Task { await dispatch.runBackground() }
+        let reloadRequests = shutdown.reloadRequests()
+        let reloading = Task { await Reloader(loader: loader, live: live, clock: SystemClock.shared, logger: logger).run(requests: reloadRequests) }
+        let url = "http://\(server.localAddress ?? address)"
+        try writeServerURL(url, dataDirectory: settings.dataDirectory)
+
+        // The engines: each on its own loop, registering over loopback like any remote engine.
+        let runner = PluginRunner(plugin: LibAVTranscoderPlugin())
+        var agents: [EngineAgent] = []
+        var loops: [EventLoop] = []
+        var tasks: [Task<Void, any Error>] = []
+        for i in 0..<engines {
+            var c = EngineConfiguration(server: url, joinToken: joinToken, dataDirectory: settings.dataDirectory + "/engines/\(i + 1)",
+                                        name: "local-\(i + 1)")
+            c.slots = slots
+            c.threads = threads
+            c.leaseWaitSeconds = 5
+            let agent = EngineAgent(configuration: c, runner: runner, monitor: ProcResourceMonitor(),
+                                    logger: Logger(label: "spool.engine.\(i + 1)"))
+            let loop = try EventLoop.start(id: 1_000 + i)
+            agents.append(agent)
+            loops.append(loop)
+            tasks.append(loop.spawn { try await agent.run() })
+        }
+        print("spool: up at \(url)/api/v1 with \(engines) engine(s); data in \(settings.dataDirectory) (server.url, admin.key)")
+        fflush(nil)
+        let signal = await shutdown.wait()
+        print("spool: \(ProcessSignals.name(signal)) received: engines draining, then the server stops (a second signal stops at once)")
+        fflush(nil)
+        for a in agents { a.drain() }
+        for t in tasks {
+            do { try await t.value } catch { print("spool: an engine stopped with an error: \(error)") }
+        }
+        for l in loops { l.shutdown() }
+        reloading.cancel()
+        await server.stop(grace: .seconds(10))
+        background.cancel()
+        _ = await background.value
+        print("spool: stopped")
+        fflush(nil)
+    }
+}
+
+/// DIR/server.url: where a local server listens, for `spool submit --data-dir DIR`.
+func writeServerURL(_ url: String, dataDirectory: String) throws {
+    let path = dataDirectory + "/server.url"
+    let fd = unsafe open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw ValidationError("cannot write \(path)") }
+    let bytes = Array((url + "\n").utf8)
+    _ = unsafe bytes.withUnsafeBytes { unsafe write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+}
+
+func randomHex(_ bytes: Int) -> String {
+    var rng = SystemRandomNumberGenerator()
+    var out = ""
+    for _ in 0..<bytes {
+        let b: UInt8 = rng.next()
+        out += String(b >> 4, radix: 16) + String(b & 15, radix: 16)
+    }
+    return out
+}
+
+func hostNameForCLI() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    guard unsafe gethostname(&buf, 255) == 0 else { return "engine" }
+    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// The ids of this process's threads (/proc/self/task).
+func threadIDs() -> [pid_t] {
+    guard let dir = unsafe opendir("/proc/self/task") else { return [0] }
+    defer { unsafe closedir(dir) }
+    var out: [pid_t] = []
+    while let e = unsafe readdir(dir) {
+        let name = unsafe withUnsafeBytes(of: e.pointee.d_name) { raw in unsafe String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if let tid = pid_t(name) { out.append(tid) }
+    }
+    return out.isEmpty ? [0] : out
+}
+
+/// CPU_Set:A-B[,C] tags pin this engine's threads (the transcodes run on them); GPU:N
+/// selects the device hardware encoders open (CUDA_VISIBLE_DEVICES).
+func applyAffinity(_ tags: [String]) throws {
+    for tag in tags {
+        if tag.hasPrefix("CPU_Set:") {
+            var cpus: [Int] = []
+            for part in tag.dropFirst(8).split(separator: ",") {
+                let ends = part.split(separator: "-").compactMap { Int($0) }
+                guard (1...2).contains(ends.count), ends.allSatisfy({ (0..<1024).contains($0) }), ends.first! <= ends.last! else {
+                    throw ValidationError("tag \(tag): CPU_Set takes CPU numbers and ranges, e.g. CPU_Set:0-3,6")
+                }
+                cpus += Array(ends.first!...ends.last!)
+            }
+            let list = cpus.map { Int32($0) }
+            // Every thread the process has now (threads made later inherit from their maker).
+            for tid in threadIDs() {
+                guard unsafe list.withUnsafeBufferPointer({ unsafe spool_set_affinity(tid, $0.baseAddress, Int32($0.count)) }) == 0 else {
+                    throw ValidationError(unsafe "tag \(tag): sched_setaffinity failed: \(String(cString: strerror(errno)))")
+                }
+            }
+        } else if tag.hasPrefix("GPU:") {
+            let n = tag.dropFirst(4)
+            guard !n.isEmpty, n.allSatisfy(\.isNumber) else { throw ValidationError("tag \(tag): GPU takes a device number, e.g. GPU:0") }
+            unsafe setenv("CUDA_VISIBLE_DEVICES", String(n), 1)
+        }
+    }
+}

@@ -1,0 +1,254 @@
+// The engine endpoints over real loopback HTTP: registration with the join token, leases
+// with fencing (a stale epoch is refused everywhere), the data path (input down, outputs
+// up, completion into the job's result), leases taken back from engines that stop listing
+// a job or go offline, capability matching, draining engines getting no work.
+import Dispatcher
+import Foundation
+import JSON
+import SpoolModel
+import XCTest
+
+final class EngineLeaseTests: XCTestCase {
+    static let join = "join-token-for-the-tests-0123456789"
+
+    func start() async throws -> AccessHarness {
+        try await AccessHarness.start { $0.engines.joinToken = Self.join }
+    }
+
+    /// Registers an engine; returns (id, token).
+    func register(_ h: AccessHarness, name: String, tags: [String] = [], encoders: [String] = ["libx264", "aac"]) async throws -> (String, String) {
+        let tagText = tags.map { "\"\($0)\"" }.joined(separator: ",")
+        let encText = encoders.map { "\"\($0)\"" }.joined(separator: ",")
+        let r = try await h.call("POST", "/api/v1/engines/register", key: Self.join,
+                                 body: #"{"name":"\#(name)","host":"127.0.0.1","tags":[\#(tagText)],"capabilities":{"encoders":[\#(encText)]}}"#)
+        XCTAssertEqual(r.status, 201, r.text)
+        let doc = try json(r.text)
+        return (try doc["engine_id"]!.string(), try doc["token"]!.string())
+    }
+
+    /// Uploads bytes and submits a job for them; returns the job id.
+    func submit(_ h: AccessHarness, key: String, extra: String = "", bytes: String = "not really media, but bytes") async throws -> String {
+        let f = try await h.call("POST", "/api/v1/files", key: key, body: bytes)
+        XCTAssertEqual(f.status, 201, f.text)
+        guard f.status == 201 else { throw XCTSkip("upload failed: \(f.text)") }
+        let fileID = try json(f.text)["id"]!.string()
+        let j = try await h.call("POST", "/api/v1/jobs", key: key, body: #"{"input":{"file_id":"\#(fileID)"},"preset":"h264-720p"\#(extra)}"#,
+                                 headers: [("Idempotency-Key", "submit-\(UInt64.random(in: 0...UInt64.max))")])
+        XCTAssertEqual(j.status, 201, j.text)
+        guard j.status == 201 else { throw XCTSkip("submit failed: \(j.text)") }
+        return try json(j.text)["id"]!.string()
+    }
+
+    func lease(_ h: AccessHarness, _ engine: (String, String)) async throws -> (status: Int, text: String) {
+        let r = try await h.call("POST", "/api/v1/engines/\(engine.0)/lease?wait=0", key: engine.1)
+        return (r.status, r.text)
+    }
+
+    func testRegistrationNeedsTheJoinTokenOrAnAdminKey() async throws {
+        let h = try await start()
+        let body = #"{"name":"e1","host":"h"}"#
+        for key in [nil, "wrong-token-wrong-token-wrong"] as [String?] {
+            let r = try await h.call("POST", "/api/v1/engines/register", key: key, body: body)
+            XCTAssertEqual(r.status, 401, r.text)
+        }
+        let admin = try await h.adminKey()
+        let v1 = try await h.call("POST", "/api/v1/engines/register", key: admin, body: body).status
+        XCTAssertEqual(v1, 201)
+        let v2 = try await h.call("POST", "/api/v1/engines/register", key: Self.join, body: #"{"name":"e1","extra":1}"#).status
+        XCTAssertEqual(v2, 422)
+        let v3 = try await h.call("POST", "/api/v1/engines/register", key: Self.join, body: #"{"host":"h"}"#).status
+        XCTAssertEqual(v3, 422)
+        let v4 = try await h.call("POST", "/api/v1/engines/register", key: Self.join, body: #"{"name":"e1","tags":[1]}"#).status
+        XCTAssertEqual(v4, 422)
+        let v5 = try await h.call("POST", "/api/v1/engines/register", key: Self.join, body: "{nope").status
+        XCTAssertEqual(v5, 400)
+        // A restarted engine presenting its id and token keeps its id; a wrong token gets a new one.
+        let (id, token) = try await register(h, name: "e2")
+        let again = try await h.call("POST", "/api/v1/engines/register", key: Self.join,
+                                     body: #"{"name":"e2","engine_id":"\#(id)","token":"\#(token)"}"#)
+        XCTAssertEqual(try json(again.text)["engine_id"]?.string(), id)
+        let newToken = try json(again.text)["token"]!.string()
+        let v6 = try await h.call("POST", "/api/v1/engines/\(id)/heartbeat", key: token, body: "{}").status
+        XCTAssertEqual(v6, 401, "the old token is replaced")
+        let v7 = try await h.call("POST", "/api/v1/engines/\(id)/heartbeat", key: newToken, body: "{}").status
+        XCTAssertEqual(v7, 200)
+        let stranger = try await h.call("POST", "/api/v1/engines/register", key: Self.join,
+                                        body: #"{"name":"e3","engine_id":"\#(id)","token":"guessed-guessed-guessed"}"#)
+        XCTAssertNotEqual(try json(stranger.text)["engine_id"]?.string(), id)
+        // An engine token is no API key, and an API key is no engine token.
+        let v8 = try await h.call("GET", "/api/v1/jobs", key: newToken).status
+        XCTAssertEqual(v8, 401)
+        let v9 = try await h.call("POST", "/api/v1/engines/\(id)/heartbeat", key: admin, body: "{}").status
+        XCTAssertEqual(v9, 401)
+        await h.stop()
+    }
+
+    func testLeaseDataPathAndCompletionWithFencing() async throws {
+        let h = try await start()
+        let key = try await h.adminKey()
+        let e = try await register(h, name: "e1")
+        let v10 = try await lease(h, e).status
+        XCTAssertEqual(v10, 204, "nothing pending")
+        let media = "some input bytes " + String(repeating: "x", count: 5_000)
+        let jobID = try await submit(h, key: key, extra: #","quality":true"#, bytes: media)
+
+        let l = try await lease(h, e)
+        XCTAssertEqual(l.status, 200, l.text)
+        let leased = try json(l.text)
+        XCTAssertEqual(try leased["lease_epoch"]?.int(), 1)
+        XCTAssertEqual(try leased["job"]?["id"]?.string(), jobID)
+        XCTAssertEqual(try leased["job"]?["state"]?.string(), "assigned")
+        XCTAssertEqual(try leased["spec"]?["preset"]?.string(), "h264-720p")
+        XCTAssertEqual(try leased["spec"]?["quality"]?.bool(), true)
+        let v11 = try await lease(h, e).status
+        XCTAssertEqual(v11, 204, "one job, leased once")
+
+        let base = "/api/v1/engines/\(e.0)/jobs/\(jobID)"
+        let input = try await h.call("GET", base + "/input?lease_epoch=1", key: e.1)
+        XCTAssertEqual(input.status, 200)
+        XCTAssertEqual(input.text, media)
+        let v12 = try await h.call("GET", base + "/input?lease_epoch=0", key: e.1).status
+        XCTAssertEqual(v12, 409)
+        let v13 = try await h.call("GET", base + "/input", key: e.1).status
+        XCTAssertEqual(v13, 422, "the epoch is required")
+
+        let p = try await h.call("POST", base + "/progress", key: e.1, body: #"{"lease_epoch":1,"progress":40,"fps":50,"speed":1.5,"eta_seconds":3}"#)
+        XCTAssertEqual(p.status, 200, p.text)
+        XCTAssertEqual(try json(p.text)["state"]?.string(), "transcoding")
+        let stale = try await h.call("POST", base + "/progress", key: e.1, body: #"{"lease_epoch":0,"progress":50}"#)
+        XCTAssertEqual(stale.status, 409)
+        XCTAssertEqual(try json(stale.text)["error"]?["code"]?.string(), "stale_lease")
+
+        let out = try await h.call("POST", base + "/outputs?lease_epoch=1&name=h264-720p.mp4", key: e.1, body: "output bytes")
+        XCTAssertEqual(out.status, 201, out.text)
+        let outID = try json(out.text)["file_id"]!.string()
+        for bad in ["../x", "a//b", "/abs", "a/./b", "sp%20ace"] {
+            let v14 = try await h.call("POST", base + "/outputs?lease_epoch=1&name=\(bad)", key: e.1, body: "x").status
+            XCTAssertEqual(v14, 422, bad)
+        }
+        let done = try await h.call("POST", base + "/complete", key: e.1,
+                                    body: #"{"lease_epoch":1,"outputs":[{"name":"h264-720p.mp4","file_id":"\#(outID)"}],"quality_report":{"outputs":[]},"work":1000}"#)
+        XCTAssertEqual(done.status, 200, done.text)
+        XCTAssertEqual(try json(done.text)["state"]?.string(), "completed")
+        let job = try json(try await h.call("GET", "/api/v1/jobs/\(jobID)", key: key).text)
+        XCTAssertEqual(try job["state"]?.string(), "completed")
+        XCTAssertEqual(try job["result"]?["outputs"]?[0]?["name"]?.string(), "h264-720p.mp4")
+        XCTAssertEqual(try job["result"]?["outputs"]?[0]?["file_id"]?.string(), outID)
+        XCTAssertEqual(try job["result"]?["outputs"]?[0]?["url"]?.string(), "/api/v1/files/\(outID)")
+        XCTAssertNotNil(job["result"]?["quality_report"]?["outputs"])
+        // The output is a file of the job's tenant.
+        let v15 = try await h.call("GET", "/api/v1/files/\(outID)", key: key).text
+        XCTAssertEqual(v15, "output bytes")
+        // Done is done: no second completion.
+        let v16 = try await h.call("POST", base + "/complete", key: e.1,
+                                   body: #"{"lease_epoch":1,"outputs":[{"name":"a.mp4","file_id":"\#(outID)"}]}"#).status
+        XCTAssertEqual(v16, 409)
+        await h.stop()
+    }
+
+    /// An engine that stops listing a job in its heartbeats loses it after the grace
+    /// period; the job goes to another engine under a new epoch, and nothing the first
+    /// engine sends under the old epoch is accepted.
+    func testLostLeaseIsTakenBackAndTheOldEpochIsRefused() async throws {
+        let h = try await start()
+        let key = try await h.adminKey()
+        let a = try await register(h, name: "a")
+        let jobID = try await submit(h, key: key)
+        let v17 = try await lease(h, a).status
+        XCTAssertEqual(v17, 200)
+        let b = try await register(h, name: "b")
+
+        // Within the grace period a heartbeat that does not list it changes nothing.
+        let v18 = try await h.call("POST", "/api/v1/engines/\(a.0)/heartbeat", key: a.1, body: #"{"running":[]}"#).status
+        XCTAssertEqual(v18, 200)
+        let v19 = try await lease(h, b).status
+        XCTAssertEqual(v19, 204)
+        h.clock.advance(by: .seconds(16))
+        let v20 = try await h.call("POST", "/api/v1/engines/\(a.0)/heartbeat", key: a.1, body: #"{"running":[]}"#).status
+        XCTAssertEqual(v20, 200)
+        let job = try json(try await h.call("GET", "/api/v1/jobs/\(jobID)", key: key).text)
+        XCTAssertEqual(try job["state"]?.string(), "pending")
+        XCTAssertTrue(try job["reason"]!.string().hasPrefix("lease_lost"))
+        XCTAssertEqual(try job["attempts"]?.int(), 0, "a lost lease is no failed attempt")
+
+        let lb = try await lease(h, b)
+        XCTAssertEqual(lb.status, 200)
+        XCTAssertEqual(try json(lb.text)["lease_epoch"]?.int(), 2)
+        let oldBase = "/api/v1/engines/\(a.0)/jobs/\(jobID)"
+        let v21 = try await h.call("POST", oldBase + "/progress", key: a.1, body: #"{"lease_epoch":1,"progress":90}"#).status
+        XCTAssertEqual(v21, 409)
+        let v22 = try await h.call("POST", oldBase + "/outputs?lease_epoch=1&name=x.mp4", key: a.1, body: "stale").status
+        XCTAssertEqual(v22, 409)
+        let v23 = try await h.call("POST", oldBase + "/fail", key: a.1, body: #"{"lease_epoch":1,"reason":"x"}"#).status
+        XCTAssertEqual(v23, 409)
+        // Even presenting the new epoch, engine a does not hold it.
+        let v24 = try await h.call("POST", oldBase + "/progress", key: a.1, body: #"{"lease_epoch":2,"progress":90}"#).status
+        XCTAssertEqual(v24, 409)
+        let newBase = "/api/v1/engines/\(b.0)/jobs/\(jobID)"
+        let v25 = try await h.call("POST", newBase + "/progress", key: b.1, body: #"{"lease_epoch":2,"progress":10}"#).status
+        XCTAssertEqual(v25, 200)
+
+        // An engine gone offline loses everything it holds at once.
+        let taken = try await h.dispatch.scheduler.reclaim(engine: EngineID(b.0)!, listed: nil)
+        XCTAssertEqual(taken.map(\.text), [jobID])
+        let v26 = try json(try await h.call("GET", "/api/v1/jobs/\(jobID)", key: key).text)["state"]?.string()
+        XCTAssertEqual(v26, "pending")
+        await h.stop()
+    }
+
+    /// A job's required capabilities must all be on the engine (tags, encoders and the
+    /// codecs they give); with no such engine it waits, then expires by its TTL.
+    func testRequiredCapabilitiesAllMatchOrTheJobWaitsAndExpires() async throws {
+        let h = try await start()
+        let key = try await h.adminKey()
+        let jobID = try await submit(h, key: key, extra: #","required_capabilities":["hevc","GPU:0"],"ttl_seconds":60"#)
+        let cpu = try await register(h, name: "cpu")
+        let gpuNoHEVC = try await register(h, name: "gpu-h264", tags: ["GPU:0"])
+        let hevcNoGPU = try await register(h, name: "hevc-cpu", encoders: ["libx265"])
+        for e in [cpu, gpuNoHEVC, hevcNoGPU] { let v27 = try await lease(h, e).status; XCTAssertEqual(v27, 204) }
+        h.clock.advance(by: .seconds(61))
+        try await h.dispatch.jobs.sweepOnce()
+        let expired = try json(try await h.call("GET", "/api/v1/jobs/\(jobID)", key: key).text)
+        XCTAssertEqual(try expired["state"]?.string(), "failed")
+        XCTAssertEqual(try expired["reason"]?.string(), "expired")
+
+        let second = try await submit(h, key: key, extra: #","required_capabilities":["hevc","GPU:0"]"#)
+        let both = try await register(h, name: "gpu-hevc", tags: ["GPU:0"], encoders: ["libx264", "libx265"])
+        for e in [cpu, gpuNoHEVC, hevcNoGPU] { let v28 = try await lease(h, e).status; XCTAssertEqual(v28, 204) }
+        let l = try await lease(h, both)
+        XCTAssertEqual(l.status, 200)
+        XCTAssertEqual(try json(l.text)["job"]?["id"]?.string(), second)
+        await h.stop()
+    }
+
+    func testDrainingEngineGetsNoWorkAndRequeueCountsNoAttempt() async throws {
+        let h = try await start()
+        let key = try await h.adminKey()
+        let e = try await register(h, name: "e")
+        let jobID = try await submit(h, key: key)
+        let v29 = try await lease(h, e).status
+        XCTAssertEqual(v29, 200)
+        let r = try await h.call("POST", "/api/v1/engines/\(e.0)/jobs/\(jobID)/fail", key: e.1,
+                                 body: #"{"lease_epoch":1,"reason":"engine draining","requeue":true}"#)
+        XCTAssertEqual(r.status, 200, r.text)
+        let job = try json(try await h.call("GET", "/api/v1/jobs/\(jobID)", key: key).text)
+        XCTAssertEqual(try job["state"]?.string(), "pending")
+        XCTAssertEqual(try job["attempts"]?.int(), 0)
+        let v30 = try await h.call("POST", "/api/v1/engines/\(e.0)/heartbeat", key: e.1, body: #"{"state":"draining"}"#).status
+        XCTAssertEqual(v30, 200)
+        let refused = try await h.call("POST", "/api/v1/engines/\(e.0)/lease?wait=0", key: e.1)
+        XCTAssertEqual(refused.status, 409)
+        XCTAssertEqual(try json(refused.text)["error"]?["code"]?.string(), "engine_not_online")
+        // A real failure counts an attempt and retries by policy.
+        let v31 = try await h.call("POST", "/api/v1/engines/\(e.0)/heartbeat", key: e.1, body: #"{"state":"online"}"#).status
+        XCTAssertEqual(v31, 200)
+        let v32 = try await lease(h, e).status
+        XCTAssertEqual(v32, 200)
+        let f = try await h.call("POST", "/api/v1/engines/\(e.0)/jobs/\(jobID)/fail", key: e.1,
+                                 body: #"{"lease_epoch":2,"reason":"input_unreadable: not media"}"#)
+        XCTAssertEqual(try json(f.text)["state"]?.string(), "retrying")
+        let v33 = try await h.call("POST", "/api/v1/engines/\(e.0)/heartbeat", key: e.1, body: #"{"state":"sleepy"}"#).status
+        XCTAssertEqual(v33, 422)
+        await h.stop()
+    }
+}
