@@ -167,16 +167,14 @@ bench: bench-deps
 bench-smoke: bench-deps
 	cd Benchmarks && ./run.sh --smoke
 
-# The demo grows with the product: today it checks the kernel, transcodes a synthesized
-# clip into an HLS ladder with a quality report (media-demo), then starts the dispatch server
-# on the embedded default (SQLite + local disk), uploads the clip and submits a job over the
-# REST API with curl (.ci/demo-api.sh), and stops the server with SIGTERM.
-DEMO_ADDR ?= 127.0.0.1:8089
+# The main job through the whole system (.ci/demo.sh): it checks the kernel, starts `spool
+# up` (dispatcher + one engine, SQLite + local disk) on a free loopback port, synthesizes a
+# 720p clip, submits an HLS ladder job with a quality report through `spool submit --wait`,
+# downloads the outputs, and stops the server with SIGTERM. Exit 0 only if the job completed.
 demo: release
 	@./kernel-check.sh --start-loop; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || [ $$rc = 1 ]
 	@.build/release/spool version
-	@$(MAKE) --no-print-directory media-demo SPOOL_BIN=.build/release/spool
-	@./.ci/demo-api.sh .build/release/spool $(DEMO_ADDR) $(MEDIA_DEMO_DIR)/source.mp4
+	@./.ci/demo.sh .build/release/spool
 
 # libav in-process: synthesize a 6 s 1280x720 clip (moving pattern + tone), then decode it
 # once into an HLS ladder (720p + 360p H.264, fMP4 segments, master playlist) with PSNR/SSIM.

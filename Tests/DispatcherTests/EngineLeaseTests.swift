@@ -251,4 +251,46 @@ final class EngineLeaseTests: XCTestCase {
         XCTAssertEqual(v33, 422)
         await h.stop()
     }
+
+    /// Three tenants weighted 3:2:1 with 10 jobs each, one engine taking them one by one:
+    /// while all three have jobs waiting, each gets its weight's share (within 10 %).
+    func testTenantsShareEnginesByWeightWhileContended() async throws {
+        let h = try await AccessHarness.start {
+            $0.engines.joinToken = Self.join
+            $0.scheduler.tenantWeights = "a=3,b=2,c=1"
+        }
+        let admin = try await h.adminKey()
+        var keys: [String: String] = [:]
+        for t in ["a", "b", "c"] {
+            let r = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"\#(t)"}"#)
+            keys[t] = try json(r.text)["secret"]!.string()
+        }
+        for _ in 0..<10 { for t in ["c", "b", "a"] { _ = try await submit(h, key: keys[t]!) } }
+        let e = try await register(h, name: "e")
+        var order: [String] = []
+        for _ in 0..<30 {
+            let l = try await lease(h, e)
+            XCTAssertEqual(l.status, 200)
+            let leased = try json(l.text)
+            order.append(try leased["job"]!["tenant"]!.string())
+            let id = try leased["job"]!["id"]!.string(), epoch = try leased["lease_epoch"]!.int()
+            let f = try await h.call("POST", "/api/v1/engines/\(e.0)/jobs/\(id)/fail", key: e.1,
+                                     body: #"{"lease_epoch":\#(epoch),"reason":"test","requeue":false}"#)
+            XCTAssertEqual(f.status, 200)
+        }
+        // The contended window: until the first tenant has had all ten of its jobs.
+        var counts: [String: Int] = [:]
+        var window = 0
+        for t in order {
+            counts[t, default: 0] += 1
+            window += 1
+            if counts[t] == 10 { break }
+        }
+        for (t, w) in [("a", 3.0), ("b", 2.0), ("c", 1.0)] {
+            let share = Double(counts[t] ?? 0) / Double(window), expected = w / 6
+            XCTAssertEqual(share, expected, accuracy: expected * 0.1, "tenant \(t) in \(order)")
+        }
+        XCTAssertEqual(order.count, 30)
+        await h.stop()
+    }
 }
