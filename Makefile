@@ -85,6 +85,7 @@ external-tests: spool-debug
 	echo "--- api_flow.py"; $$py Tests/External/api_flow.py || fail=1; \
 	echo "--- bad_input.py"; $$py Tests/External/bad_input.py || fail=1; \
 	echo "--- crash_kill.py"; $$py Tests/External/crash_kill.py || fail=1; \
+	echo "--- engines_e2e.py"; $$py Tests/External/engines_e2e.py || fail=1; \
 	[ $$fail = 0 ] && echo "external tests: ok" || { echo "external tests: FAILED"; exit 1; }
 
 # Seeded simulation of the loop, server and client (Sources/Simulation, Tests/SimulationTests):

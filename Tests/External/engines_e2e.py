@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+# engines_e2e.py: the real `spool serve` and three real `spool engine` processes on loopback,
+# transcoding real (synthesized) media in-process with libav.
+#   1. fleet: 30 jobs from 3 tenants weighted 3:2:1, all submitted before the engines start:
+#      all complete, every output is an MP4 of the right size, and while all three tenants
+#      had jobs waiting each got its weight's share of the assignments (within 10 %; the
+#      order is read from the global ids of the JobAssigned events, replayed per job).
+#   2. kill -9 an engine mid-job: the job completes on another engine under a newer lease
+#      epoch once the dead engine's heartbeats stop; the dead engine, restarted with its data
+#      directory, keeps its id and changes nothing about that job.
+#   3. SIGTERM an engine with a job running: the job finishes on it, then the engine exits
+#      0 and is offline; no job lost.
+# Bounded: every wait has a deadline; about a minute on two cores.
+# Usage: engines_e2e.py [--binary PATH]
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from spoolproc import SpoolServer  # noqa: E402
+
+JOIN = "engines-e2e-join-token-0123456789"
+
+
+class Engine:
+    def __init__(self, binary, server, data_dir, log_path, name):
+        self.binary, self.server, self.data_dir, self.log_path, self.name = binary, server, data_dir, log_path, name
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary, "engine", "--server", self.server, "--join-token", JOIN,
+                                      "--data-dir", self.data_dir, "--name", self.name, "--threads", "1"],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def engine_id(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        path = os.path.join(self.data_dir, "engine.json")
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    return json.load(f)["engine_id"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+        raise AssertionError(f"engine {self.name} did not register; log:\n{self.log()}")
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-3000:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"engine {self.name} did not stop within {timeout} s; log:\n{self.log()}")
+        return self.proc.returncode if self.proc else None
+
+
+def wait_until(what, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def synthesize(binary, path, width, height, seconds):
+    subprocess.run([binary, "synthesize", path, "--width", str(width), "--height", str(height), "--seconds", str(seconds), "--fps", "30"],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def upload(session, server, path):
+    with open(path, "rb") as f:
+        r = session.post(server.url("/api/v1/files"), data=f, headers={"Content-Type": "video/mp4"}, timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def submit(session, server, file_id, preset="h264-360p", key=None):
+    body = {"input": {"file_id": file_id}, "preset": preset}
+    r = session.post(server.url("/api/v1/jobs"), json=body, headers={"Idempotency-Key": key or os.urandom(12).hex()}, timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def job(session, server, job_id):
+    r = session.get(server.url(f"/api/v1/jobs/{job_id}"), timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def assigned_event_id(session, server, job_id):
+    """The global id of the job's first JobAssigned event (replayed from its event stream)."""
+    r = session.get(server.url(f"/api/v1/jobs/{job_id}/events"), headers={"Last-Event-ID": "0"}, timeout=30)
+    assert r.status_code == 200, r.text
+    event_id, event_type = None, None
+    for line in r.text.splitlines():
+        if line.startswith("id: "):
+            event_id = int(line[4:])
+        elif line.startswith("event: "):
+            event_type = line[7:]
+        elif line == "":
+            if event_type == "JobAssigned" and event_id is not None:
+                return event_id
+            event_id, event_type = None, None
+    raise AssertionError(f"no JobAssigned event replayed for {job_id}:\n{r.text[:2000]}")
+
+
+def check_output(session, server, j):
+    outputs = j["result"]["outputs"]
+    assert len(outputs) == 1 and outputs[0]["name"] == "h264-360p.mp4", outputs
+    r = session.get(server.url(outputs[0]["url"]), timeout=30)
+    assert r.status_code == 200 and len(r.content) > 1000, (r.status_code, len(r.content))
+    assert r.content[4:8] == b"ftyp", r.content[:16]
+
+
+def fleet(binary, work, server, admin):
+    clip = os.path.join(work, "small.mp4")
+    synthesize(binary, clip, 320, 180, 1)
+    weights = {"a": 3, "b": 2, "c": 1}
+    sessions, jobs = {}, {}
+    for tenant in weights:
+        r = admin.post(server.url("/api/v1/keys"), json={"tenant": tenant}, timeout=10)
+        assert r.status_code == 201, r.text
+        sessions[tenant] = server.session(r.json()["secret"])
+    for tenant, s in sessions.items():
+        file_id = upload(s, server, clip)
+        for _ in range(10):
+            jobs[submit(s, server, file_id)] = tenant
+    engines = [Engine(binary, server.base, os.path.join(work, f"engine-{i}"), os.path.join(work, f"engine-{i}.log"), f"e{i}").start()
+               for i in range(3)]
+    try:
+        def all_done():
+            states = [job(admin, server, j)["state"] for j in jobs]
+            bad = [s for s in states if s in ("failed", "cancelled")]
+            assert not bad, f"jobs ended badly: {bad}"
+            return all(s == "completed" for s in states)
+        wait_until("30 jobs to complete", all_done, 300)
+        for j in jobs:
+            check_output(admin, server, job(admin, server, j))
+        order = [jobs[j] for j in sorted(jobs, key=lambda j: assigned_event_id(admin, server, j))]
+        counts, window = {}, 0
+        for tenant in order:
+            counts[tenant] = counts.get(tenant, 0) + 1
+            window += 1
+            if counts[tenant] == 10:
+                break
+        for tenant, w in weights.items():
+            share, expected = counts.get(tenant, 0) / window, w / sum(weights.values())
+            assert abs(share - expected) <= expected * 0.1, f"tenant {tenant}: share {share:.3f}, weight share {expected:.3f}; order {order}"
+        print(f"fleet: 30 jobs completed on 3 engines; assignment order {''.join(order)}; contended window {window}: {counts}")
+    finally:
+        for e in engines:
+            rc = e.stop()
+            assert rc == 0, f"engine {e.name} exited {rc}; log:\n{e.log()}"
+
+
+def kill_mid_job(binary, work, server, admin):
+    clip = os.path.join(work, "long.mp4")
+    synthesize(binary, clip, 640, 360, 8)
+    engines = [Engine(binary, server.base, os.path.join(work, f"k-engine-{i}"), os.path.join(work, f"k-engine-{i}.log"), f"k{i}").start()
+               for i in range(2)]
+    try:
+        ids = {e.engine_id(): e for e in engines}
+        job_id = submit(admin, server, upload(admin, server, clip))
+        j = wait_until("the job to be transcoding", lambda: (lambda x: x if x["state"] == "transcoding" else None)(job(admin, server, job_id)), 60)
+        victim = ids[j["engine_id"]]
+        first_epoch = j["lease_epoch"]
+        victim.stop(signal.SIGKILL)
+        done = wait_until("the job to complete elsewhere",
+                          lambda: (lambda x: x if x["state"] in ("completed", "failed") else None)(job(admin, server, job_id)), 120)
+        assert done["state"] == "completed", done
+        assert done["lease_epoch"] > first_epoch and done["engine_id"] != j["engine_id"], (first_epoch, done)
+        check_output(admin, server, done)
+        # The dead engine comes back with its data directory: same id, nothing of that job changes.
+        victim.start()
+        assert victim.engine_id() == j["engine_id"]
+        wait_until("the restarted engine to be online",
+                   lambda: admin.get(server.url(f"/api/v1/engines/{j['engine_id']}"), timeout=10).json()["state"] == "online", 30)
+        time.sleep(1.5)
+        again = job(admin, server, job_id)
+        assert again["state"] == "completed" and again["lease_epoch"] == done["lease_epoch"] and again["result"] == done["result"], again
+        print(f"kill -9: job moved from epoch {first_epoch} to {done['lease_epoch']} on another engine and completed; the restarted engine kept its id")
+    finally:
+        for e in engines:
+            e.stop(timeout=60)
+
+
+def sigterm_drains(binary, work, server, admin):
+    clip = os.path.join(work, "long.mp4")
+    e = Engine(binary, server.base, os.path.join(work, "t-engine"), os.path.join(work, "t-engine.log"), "t").start()
+    engine_id = e.engine_id()
+    job_id = submit(admin, server, upload(admin, server, clip))
+    wait_until("the job to be transcoding", lambda: job(admin, server, job_id)["state"] == "transcoding", 60)
+    rc = e.stop(signal.SIGTERM, timeout=120)
+    assert rc == 0, f"engine exited {rc} after SIGTERM; log:\n{e.log()}"
+    j = job(admin, server, job_id)
+    assert j["state"] == "completed", j
+    assert j["lease_epoch"] == 1, f"the job was not finished by the draining engine: {j}"
+    check_output(admin, server, j)
+    state = admin.get(server.url(f"/api/v1/engines/{engine_id}"), timeout=10).json()["state"]
+    assert state == "offline", state
+    print("SIGTERM: the running job finished on the draining engine, which then went offline and exited 0")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=None)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="spool-engines-e2e-")
+    server = SpoolServer(os.path.join(work, "data"), binary=args.binary, log_path=os.path.join(work, "serve.log"),
+                         env={"SPOOL_JOIN_TOKEN": JOIN, "SPOOL_ENGINES_HEARTBEAT_TIMEOUT_SECONDS": "3",
+                              "SPOOL_SCHEDULER_TENANT_WEIGHTS": "a=3,b=2,c=1"})
+    binary = server.binary
+    ok = False
+    try:
+        server.start()
+        admin = server.session()
+        fleet(binary, work, server, admin)
+        kill_mid_job(binary, work, server, admin)
+        sigterm_drains(binary, work, server, admin)
+        rc = server.stop()
+        assert rc == 0, f"spool serve exited {rc}"
+        ok = True
+        print("engines_e2e: ok")
+    except AssertionError as e:
+        print(f"engines_e2e: FAILED: {e}")
+        print("--- server log (tail)")
+        print(server.log_tail(60))
+        for name in sorted(os.listdir(work)):
+            if name.endswith(".log") and "engine" in name:
+                print(f"--- {name} (tail)")
+                with open(os.path.join(work, name), "rb") as f:
+                    print(f.read().decode("utf-8", "replace")[-1500:])
+    finally:
+        if server.alive():
+            server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
