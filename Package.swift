@@ -180,7 +180,7 @@ let package = Package(
         // and the wiring of the services onto a Web router.
         .target(name: "Dispatcher", dependencies: [
                     "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Events",
-                    "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling",
+                    "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling", "Webhooks",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "Metrics", package: "swift-metrics"),
                     .product(name: "Prometheus", package: "swift-prometheus"),
@@ -193,6 +193,13 @@ let package = Package(
         .target(name: "EngineRuntime", dependencies: ["Web", "Ring", "JSON", "Jobs", "SpoolModel", "TranscodeAPI", "Threads", "ProcFS",
                                                        .product(name: "Logging", package: "swift-log")],
                 path: "Sources/EngineRuntime"),
+        // Webhooks: deliveries of finished jobs to their webhook URLs, signed (Standard
+        // Webhooks), retried with backoff, logged per job; the SSRF guard on every address dialed.
+        .target(name: "Webhooks", dependencies: ["Web", "Ring", "JSON", "Jobs", "Events", "Persistence", "SpoolModel", "Threads",
+                                                 .product(name: "GRDB", package: "GRDB.swift"),
+                                                 .product(name: "Crypto", package: "swift-crypto"),
+                                                 .product(name: "Logging", package: "swift-log")],
+                path: "Sources/Webhooks"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
         .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
         // Also compiles Tests/CompileFail against the built module (ownership misuse must fail).
@@ -211,6 +218,8 @@ let package = Package(
         // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling"]),
+        .testTarget(name: "WebhooksTests", dependencies: ["Webhooks", "Jobs", "Events", "Persistence", "Web", "Ring", "JSON", "SpoolModel", "Threads",
+                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines", "Persistence", "Events", "JSON", "SpoolModel", "Threads", "SpoolTestSupport"]),

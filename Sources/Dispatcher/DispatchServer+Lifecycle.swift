@@ -2,6 +2,7 @@
 // requests: the admin key at start, and the periodic sweeps (job expiry and retries,
 // engines past their heartbeat), each on the injected clock until cancelled.
 import Access
+import Ring
 import ServerConfig
 import Threads
 
@@ -28,6 +29,14 @@ extension DispatchServer {
                 }
             }
             group.addTask { [self] in await scheduler.run(events: events) }
+            group.addTask { [self] in
+                // Webhook deliveries run on a loop of their own (the HTTP client lives there).
+                let loop: EventLoop
+                do { loop = try EventLoop.start(id: 900) } catch { logger.error("webhooks: no event loop: \(error)"); return }
+                let task = loop.spawn { [self] in await webhooks.run(events: events) }
+                await withTaskCancellationHandler { _ = await task.result } onCancel: { task.cancel() }
+                loop.shutdown()
+            }
             group.addTask { [self] in
                 await jobs.runSweeps { [logger] error in logger.error("job sweep failed: \(error)") }
             }

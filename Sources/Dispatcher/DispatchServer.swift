@@ -19,6 +19,8 @@ import SpoolModel
 import Storage
 import Threads
 import Web
+import Webhooks
+import Ring
 
 /// Everything the routes reach: the services, the live settings, the clock.
 public final class DispatchServer: Sendable {
@@ -41,10 +43,13 @@ public final class DispatchServer: Sendable {
     public let files: FileService
     /// Gives pending jobs to the engines that ask (fair across tenants).
     public let scheduler: Scheduler
+    /// Tells finished jobs' webhook URLs (signed, retried, logged).
+    public let webhooks: WebhookService
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
-                            logger: Logger = Logger(label: "spool.dispatch")) async throws -> DispatchServer {
+                            logger: Logger = Logger(label: "spool.dispatch"),
+                            webhookResolver: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])? = nil) async throws -> DispatchServer {
         try makeDirectory(dataDirectory)
         let metrics = ServerMetrics()
         let database = try SQLiteDatabase(path: dataDirectory + "/spool.sqlite",
@@ -65,9 +70,13 @@ public final class DispatchServer: Sendable {
                                                clock: clock, logger: logger)
         let scheduler = Scheduler(jobs: jobs, files: files, clock: clock, logger: logger,
                                   weights: { settings.current.scheduler.tenantWeights })
+        let webhooks = try await WebhookService.open(database: database, jobs: jobs, clock: clock,
+                                                     settings: { webhookSettings(settings.current.webhooks) }, logger: logger,
+                                                     resolve: webhookResolver)
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
                                     cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
-                                    logger: logger, events: events, jobs: jobs, files: files, scheduler: scheduler)
+                                    logger: logger, events: events, jobs: jobs, files: files, scheduler: scheduler,
+                                    webhooks: webhooks)
         // Jobs by state and the queue depth (pending jobs), read fresh for each scrape.
         metrics.onScrape { [jobs] m in
             guard let counts = try? await jobs.countsByState() else { return }
@@ -79,8 +88,9 @@ public final class DispatchServer: Sendable {
 
     init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
          cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger,
-         events: any EventBus, jobs: JobService, files: FileService, scheduler: Scheduler) {
+         events: any EventBus, jobs: JobService, files: FileService, scheduler: Scheduler, webhooks: WebhookService) {
         self.scheduler = scheduler
+        self.webhooks = webhooks
         self.cursors = cursors
         self.access = access
         self.engines = engines
@@ -116,6 +126,7 @@ public final class DispatchServer: Sendable {
                     uploaded: { [metrics] n in metrics.recordUpload(bytes: Int(n)) },
                     downloaded: { [metrics] n in metrics.recordDownload(bytes: Int(n)) }))
                 installJobRoutes(on: &v1)
+                installWebhookRoutes(on: &v1)
             }
         }
     }

@@ -99,6 +99,19 @@ public enum OpenAPIDocument {
      "204": {"description": "resumed after the last event of a finished job: nothing more will come"},
      "400": {"$ref": "#/components/responses/Error"},
      "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/jobs/{id}/webhooks": {
+   "parameters": [{"$ref": "#/components/parameters/JobID"}],
+   "get": {"operationId": "jobWebhooks", "summary": "The job's webhook deliveries, each with its log of attempts",
+    "responses": {"200": {"description": "deliveries", "content": {"application/json": {"schema": {"type": "object", "required": ["data"], "properties": {
+      "data": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}}}}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/webhooks/secret": {
+   "get": {"operationId": "webhookSecret", "summary": "The signing secret of the caller's tenant (admins: ?tenant=), made on first use",
+    "parameters": [{"$ref": "#/components/parameters/Tenant"}],
+    "responses": {"200": {"description": "the secret", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookSecret"}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/webhooks/secret/rotate": {
+   "post": {"operationId": "rotateWebhookSecret", "summary": "A new signing secret for the caller's tenant (admins: ?tenant=)",
+    "parameters": [{"$ref": "#/components/parameters/Tenant"}],
+    "responses": {"200": {"description": "the new secret", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookSecret"}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines": {
    "get": {"operationId": "listEngines", "summary": "Registered engines",
     "parameters": [{"name": "state", "in": "query", "required": false, "schema": {"enum": ["online", "busy", "draining", "offline"]}}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
@@ -258,6 +271,14 @@ public enum OpenAPIDocument {
     "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}},
    "JobList": {"type": "object", "required": ["data", "total_count", "next_page_url"], "properties": {
     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}, "total_count": {"type": "integer", "minimum": 0}, "next_page_url": {"type": ["string", "null"]}}},
+   "Delivery": {"type": "object", "required": ["id", "event", "url", "state", "attempts", "log"], "properties": {
+    "id": {"type": "string", "pattern": "^msg_"}, "event": {"enum": ["job.completed", "job.failed"]}, "url": {"type": "string"},
+    "state": {"enum": ["pending", "delivered", "failed", "disabled"]}, "attempts": {"type": "integer", "minimum": 0},
+    "next_attempt_at": {"type": ["string", "null"]}, "created_at": {"type": "string"},
+    "log": {"type": "array", "items": {"type": "object", "required": ["attempt", "at", "status", "error", "duration_ms"], "properties": {
+     "attempt": {"type": "integer", "minimum": 1}, "at": {"type": "string"}, "status": {"type": ["integer", "null"]}, "error": {"type": ["string", "null"]},
+     "duration_ms": {"type": "integer", "minimum": 0}}}}}},
+   "WebhookSecret": {"type": "object", "required": ["tenant", "secret"], "properties": {"tenant": {"type": "string"}, "secret": {"type": "string", "pattern": "^whsec_"}}},
    "EngineRegistration": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
     "name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x20-\\x7E]+$"}, "host": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$"},
     "addresses": {"type": "array", "items": {"type": "string"}}, "version": {"type": "string"},

@@ -62,6 +62,20 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
         self.length = length
     }
 
+    /// The IP address's bytes in network order: 4 for IPv4, 16 for IPv6 (empty otherwise).
+    public var ipBytes: [UInt8] {
+        switch family {
+        case AF_INET:
+            let sin = unsafe withUnsafeBytes(of: storage) { unsafe $0.load(as: sockaddr_in.self) }
+            return unsafe withUnsafeBytes(of: sin.sin_addr) { Array($0) }
+        case AF_INET6:
+            let sin6 = unsafe withUnsafeBytes(of: storage) { unsafe $0.load(as: sockaddr_in6.self) }
+            return unsafe withUnsafeBytes(of: sin6.sin6_addr) { Array($0) }
+        default:
+            return []
+        }
+    }
+
     /// Addresses for `host`: numeric hosts and "localhost" directly; names through
     /// getaddrinfo, which blocks, so it runs on the blocking pool and the caller awaits
     /// the result (resumed on its own executor).

@@ -21,6 +21,9 @@
 //   http.json_body_max_bytes   (r)   SPOOL_HTTP_JSON_BODY_MAX_BYTES
 //   webhooks.timeout_seconds   (r)   SPOOL_WEBHOOKS_TIMEOUT_SECONDS
 //   webhooks.allow_private_networks (r) SPOOL_WEBHOOKS_ALLOW_PRIVATE_NETWORKS
+//   webhooks.allowed_networks  (r)   SPOOL_WEBHOOKS_ALLOWED_NETWORKS
+//   webhooks.max_attempts      (r)   SPOOL_WEBHOOKS_MAX_ATTEMPTS
+//   webhooks.retry_base_ms     (r)   SPOOL_WEBHOOKS_RETRY_BASE_MS
 //   events.replay_window       (r)   SPOOL_EVENTS_REPLAY_WINDOW
 //   events.keepalive_seconds   (r)   SPOOL_EVENTS_KEEPALIVE_SECONDS
 //   engines.join_token         (r)   SPOOL_ENGINES_JOIN_TOKEN (also SPOOL_JOIN_TOKEN)
@@ -80,6 +83,13 @@ public struct ServerSettings: Sendable, Equatable {
         /// Webhook URLs resolving to private, loopback or link-local addresses are refused
         /// unless this is set (tests and single-host set-ups).
         public var allowPrivateNetworks = false
+        /// Addresses and CIDR networks webhooks may go to even though they are not public
+        /// ("127.0.0.1/32,10.1.0.0/16"): an allow-list for in-house receivers.
+        public var allowedNetworks = ""
+        /// Attempts per delivery (5xx, timeouts and connection failures are retried).
+        public var maxAttempts = 8
+        /// The first retry waits about this long, each later one twice as long (±50 %).
+        public var retryBaseMilliseconds: Int64 = 1_000
         public init() {}
     }
 

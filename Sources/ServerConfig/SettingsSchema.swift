@@ -122,6 +122,11 @@ public enum SettingsSchema {
         .int("http.json_body_max_bytes", reloadable: true, 1_024...(64 << 20), \.http.jsonBodyMaxBytes),
         .int("webhooks.timeout_seconds", reloadable: true, 1...300, \.webhooks.timeoutSeconds),
         .bool("webhooks.allow_private_networks", reloadable: true, \.webhooks.allowPrivateNetworks),
+        .string("webhooks.allowed_networks", reloadable: true, \.webhooks.allowedNetworks) { s in
+            networkListProblem(s)
+        },
+        .int("webhooks.max_attempts", reloadable: true, 1...50, \.webhooks.maxAttempts),
+        .int("webhooks.retry_base_ms", reloadable: true, 10...3_600_000, \.webhooks.retryBaseMilliseconds),
         .int("events.replay_window", reloadable: true, 1...1_000_000, \.events.replayWindow),
         .int("events.keepalive_seconds", reloadable: true, 1...3_600, \.events.keepAliveSeconds),
         .string("engines.join_token", reloadable: true, \.engines.joinToken) { s in
@@ -136,6 +141,20 @@ public enum SettingsSchema {
     ]
 
     public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }
+
+    /// "ADDR[/PREFIX],..." with numeric IPv4/IPv6 addresses (checked loosely here; the
+    /// webhook sender parses it exactly and refuses nothing it cannot read).
+    static func networkListProblem(_ s: String) -> String? {
+        for part in s.split(separator: ",") {
+            let t = part.filter { $0 != " " }
+            let pieces = t.split(separator: "/", omittingEmptySubsequences: false)
+            let addr = pieces.first.map(String.init) ?? ""
+            let okAddr = !addr.isEmpty && addr.allSatisfy { $0.isHexDigit || $0 == "." || $0 == ":" }
+            let okPrefix = pieces.count == 1 || (pieces.count == 2 && Int(pieces[1]).map { (0...128).contains($0) } == true)
+            if !okAddr || !okPrefix { return "must be a comma-separated list of addresses or CIDR networks (\"\(part)\" is not one)" }
+        }
+        return nil
+    }
 
     /// HOST:PORT with a port in 0...65535 ("[::1]:8080" for IPv6).
     static func checkListen(_ s: String) -> String? {

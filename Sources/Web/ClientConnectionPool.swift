@@ -96,11 +96,26 @@ final class ClientConnectionPool {
     }
 
     private func connect(_ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) -> TCPConnection {
-        let addresses: [SocketAddress]
+        var addresses: [SocketAddress]
         do {
-            addresses = try await SocketAddress.resolve(origin.host, port: origin.port)
+            if let resolve = configuration.resolve {
+                addresses = try await resolve(origin.host, origin.port)
+            } else {
+                addresses = try await SocketAddress.resolve(origin.host, port: origin.port)
+            }
         } catch {
             throw HTTPClientError(.connectFailed, "\(error)", cause: error)
+        }
+        if let admit = configuration.admit {
+            var refusals: [String] = []
+            addresses = addresses.filter { a in
+                guard let why = admit(a) else { return true }
+                refusals.append("\(a): \(why)")
+                return false
+            }
+            if addresses.isEmpty {
+                throw HTTPClientError(.refusedAddress, "\(origin.host) is not dialed: \(refusals.joined(separator: "; "))")
+            }
         }
         var lastError: RingError?
         for a in addresses {

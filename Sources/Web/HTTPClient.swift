@@ -31,6 +31,13 @@ public struct HTTPClientConfiguration: Sendable {
     /// Buffered responses larger than this fail with `bodyTooLarge`.
     public var responseBodyMax = 64 << 20
     public var userAgent = "spool"
+    /// Resolves a host name to addresses (default: SocketAddress.resolve, getaddrinfo on
+    /// the blocking pool). Tests inject names here; nothing else changes.
+    public var resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?
+    /// Checked for every resolved address before it is dialed: nil admits it, a reason
+    /// refuses it (the request fails with `refusedAddress` when none is admitted). The
+    /// addresses checked are the ones dialed, so a name cannot re-resolve in between.
+    public var admit: (@Sendable (SocketAddress) -> String?)?
     public init() {}
 }
 

@@ -11,7 +11,7 @@ public struct HTTPClientError: Error, Sendable, Equatable, CustomStringConvertib
     public struct Kind: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String {
             case invalidURL, invalidRequest, connectFailed, timedOut, connectionClosed, malformedResponse
-            case bodyTooLarge, tooManyRedirects, callbackFailed
+            case bodyTooLarge, tooManyRedirects, callbackFailed, refusedAddress
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -28,6 +28,9 @@ public struct HTTPClientError: Error, Sendable, Equatable, CustomStringConvertib
         public static let tooManyRedirects = Kind(.tooManyRedirects)
         /// The caller's response-body consumer or request-body producer threw (`cause`).
         public static let callbackFailed = Kind(.callbackFailed)
+        /// Every address the host resolved to was refused by the configuration's `admit`
+        /// policy; nothing was dialed.
+        public static let refusedAddress = Kind(.refusedAddress)
 
         public var description: String { value.rawValue }
     }

@@ -293,4 +293,45 @@ final class EngineLeaseTests: XCTestCase {
         XCTAssertEqual(order.count, 30)
         await h.stop()
     }
+
+    /// The webhook endpoints: a tenant's secret (made once, rotated on demand, another
+    /// tenant's only for admins) and a job's deliveries.
+    func testWebhookSecretAndDeliveryLogEndpoints() async throws {
+        let h = try await start()
+        let admin = try await h.adminKey()
+        let r = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#)
+        let acme = try json(r.text)["secret"]!.string()
+        let s1 = try json(try await h.call("GET", "/api/v1/webhooks/secret", key: acme).text)
+        XCTAssertEqual(try s1["tenant"]?.string(), "acme")
+        let secret = try s1["secret"]!.string()
+        XCTAssertTrue(secret.hasPrefix("whsec_"))
+        let again = try json(try await h.call("GET", "/api/v1/webhooks/secret", key: acme).text)["secret"]!.string()
+        XCTAssertEqual(again, secret)
+        let rotated = try json(try await h.call("POST", "/api/v1/webhooks/secret/rotate", key: acme).text)["secret"]!.string()
+        XCTAssertNotEqual(rotated, secret)
+        let other = try await h.call("GET", "/api/v1/webhooks/secret?tenant=default", key: acme)
+        XCTAssertEqual(other.status, 403)
+        let viaAdmin = try json(try await h.call("GET", "/api/v1/webhooks/secret?tenant=acme", key: admin).text)["secret"]!.string()
+        XCTAssertEqual(viaAdmin, rotated)
+        let badTenant = try await h.call("GET", "/api/v1/webhooks/secret?tenant=Not%20Valid", key: admin)
+        XCTAssertEqual(badTenant.status, 422)
+
+        let jobID = try await submit(h, key: acme, extra: #","webhook_url":"http://hooks.example.com/done","max_attempts":1"#)
+        let empty = try json(try await h.call("GET", "/api/v1/jobs/\(jobID)/webhooks", key: acme).text)
+        XCTAssertEqual(empty["data"]?.count, 0)
+        let e = try await register(h, name: "e")
+        let leasedStatus = try await lease(h, e).status
+        XCTAssertEqual(leasedStatus, 200)
+        let failed = try await h.call("POST", "/api/v1/engines/\(e.0)/jobs/\(jobID)/fail", key: e.1, body: #"{"lease_epoch":1,"reason":"bad input"}"#)
+        XCTAssertEqual(try json(failed.text)["state"]?.string(), "failed")
+        let job = try await h.dispatch.jobs.get(JobID(jobID)!)!
+        try await h.dispatch.webhooks.enqueue(job)
+        let log = try json(try await h.call("GET", "/api/v1/jobs/\(jobID)/webhooks", key: acme).text)
+        XCTAssertEqual(try log["data"]?[0]?["event"]?.string(), "job.failed")
+        XCTAssertEqual(try log["data"]?[0]?["state"]?.string(), "pending")
+        XCTAssertEqual(try log["data"]?[0]?["url"]?.string(), "http://hooks.example.com/done")
+        let stranger = try await h.call("GET", "/api/v1/jobs/\(jobID)/webhooks", key: try json(try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"other"}"#).text)["secret"]!.string())
+        XCTAssertEqual(stranger.status, 404)
+        await h.stop()
+    }
 }

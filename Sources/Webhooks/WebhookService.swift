@@ -1,0 +1,357 @@
+// Webhooks.WebhookService: tells a job's webhook URL when the job completed or failed for
+// good. Deliveries are rows (table webhooks_deliveries) written when the JobFinished
+// event arrives, then sent by a loop of its own: POST of the JSON payload, signed the
+// Standard Webhooks way with the tenant's secret (webhooks_secrets), no redirects
+// followed. 2xx: delivered. 5xx, 408, 429, a timeout or a connection failure: retried
+// with exponential backoff and jitter until webhooks.max_attempts. 410 Gone: the URL is
+// disabled (webhooks_disabled) and nothing more is sent to it. Any other answer, or an
+// address the SSRF guard refuses (AddressPolicy, checked on the very addresses dialed):
+// failed at once. Every attempt is logged (webhooks_attempts) and readable per job.
+// Pending deliveries survive a restart (they are rows; the loop reads what is due).
+import Events
+import GRDB
+import JSON
+import Jobs
+import Logging
+import Persistence
+import Ring
+import SpoolModel
+import Synchronization
+import Threads
+import Web
+
+public struct WebhookSettings: Sendable, Equatable {
+    public var timeoutSeconds: Int64 = 10
+    public var maxAttempts = 8
+    /// The first retry waits about this long; each later one twice the one before (±50 % jitter), at most an hour.
+    public var retryBaseMilliseconds: Int64 = 1_000
+    public var policy = AddressPolicy()
+    public init() {}
+}
+
+public struct DeliveryAttempt: Sendable, Equatable {
+    public var attempt: Int
+    public var at: Int64
+    public var status: Int?
+    public var error: String?
+    public var durationMilliseconds: Int64
+}
+
+public struct Delivery: Sendable, Equatable {
+    public enum State: String, Sendable { case pending, delivered, failed, disabled }
+    public var id: String
+    public var jobID: String
+    public var tenant: String
+    public var url: String
+    public var event: String
+    public var payload: String
+    public var state: State
+    public var attempts: Int
+    public var nextAttemptAt: Int64?
+    public var createdAt: Int64
+    public var updatedAt: Int64
+    public var log: [DeliveryAttempt] = []
+}
+
+public final class WebhookService: Sendable {
+    let database: SQLiteDatabase
+    let jobs: JobService
+    let clock: any ServiceClock
+    let settings: @Sendable () -> WebhookSettings
+    let logger: Logger
+    /// Tests inject host names here (the SSRF guard still judges what they resolve to).
+    let resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?
+    let wake: AsyncStream<Void>.Continuation
+    let wakes: AsyncStream<Void>
+    let inFlight = Mutex<Set<String>>([])
+
+    public static let migrations: [Migration] = [
+        Migration("webhooks.1") { db in
+            try db.execute(sql: """
+                CREATE TABLE webhooks_secrets (tenant TEXT PRIMARY KEY NOT NULL, secret TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE TABLE webhooks_deliveries (
+                    id TEXT PRIMARY KEY NOT NULL, job_id TEXT NOT NULL, tenant TEXT NOT NULL, url TEXT NOT NULL,
+                    event TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+                    next_attempt_at INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX webhooks_deliveries_due ON webhooks_deliveries(next_attempt_at) WHERE state = 'pending';
+                CREATE INDEX webhooks_deliveries_job ON webhooks_deliveries(job_id);
+                CREATE TABLE webhooks_attempts (
+                    delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, at INTEGER NOT NULL, status INTEGER, error TEXT,
+                    duration_ms INTEGER NOT NULL, PRIMARY KEY (delivery_id, attempt)
+                ) WITHOUT ROWID;
+                CREATE TABLE webhooks_disabled (url TEXT PRIMARY KEY NOT NULL, at INTEGER NOT NULL, status INTEGER NOT NULL) WITHOUT ROWID;
+                """)
+        },
+    ]
+
+    public static func open(database: SQLiteDatabase, jobs: JobService, clock: any ServiceClock,
+                            settings: @escaping @Sendable () -> WebhookSettings, logger: Logger,
+                            resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])? = nil) async throws -> WebhookService {
+        try await database.migrate(migrations)
+        return WebhookService(database: database, jobs: jobs, clock: clock, settings: settings, logger: logger, resolve: resolve)
+    }
+
+    init(database: SQLiteDatabase, jobs: JobService, clock: any ServiceClock, settings: @escaping @Sendable () -> WebhookSettings,
+         logger: Logger, resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?) {
+        self.database = database
+        self.jobs = jobs
+        self.clock = clock
+        self.settings = settings
+        self.logger = logger
+        self.resolve = resolve
+        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    // MARK: Secrets
+
+    /// The tenant's signing secret (made on first use).
+    public func secret(tenant: String) async throws -> String {
+        let now = clock.unixMilliseconds
+        return try await database.write { db in
+            if let s = try String.fetchOne(db, sql: "SELECT secret FROM webhooks_secrets WHERE tenant = ?", arguments: [tenant]) { return s }
+            let s = WebhookSignature.newSecret()
+            try db.execute(sql: "INSERT INTO webhooks_secrets (tenant, secret, created_at) VALUES (?, ?, ?)", arguments: [tenant, s, now])
+            return s
+        }
+    }
+
+    /// A new secret for the tenant; deliveries from now on are signed with it.
+    public func rotateSecret(tenant: String) async throws -> String {
+        let now = clock.unixMilliseconds
+        let s = WebhookSignature.newSecret()
+        try await database.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO webhooks_secrets (tenant, secret, created_at) VALUES (?, ?, ?)", arguments: [tenant, s, now])
+        }
+        return s
+    }
+
+    // MARK: Deliveries
+
+    /// Records a delivery for a finished job (completed, or failed with no retry left) that
+    /// has a webhook URL; nil otherwise.
+    @discardableResult
+    public func enqueue(_ job: Job) async throws -> Delivery? {
+        guard let url = job.webhookURL, job.state == .completed || job.state == .failed else { return nil }
+        let now = clock.unixMilliseconds
+        let event = "job." + job.state.rawValue
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("type", event)
+        w.field("timestamp", RFC3339.format(now))
+        w.key("data")
+        w.beginObject()
+        w.field("job_id", job.id.text)
+        w.field("state", job.state.rawValue)
+        w.key("reason"); job.reason.encode(to: &w)
+        w.key("outputs")
+        w.beginArray()
+        for o in job.result?.outputs ?? [] {
+            w.beginObject()
+            w.field("file_id", o.fileID.text)
+            w.key("name"); o.name.encode(to: &w)
+            w.key("url"); o.url.encode(to: &w)
+            w.endObject()
+        }
+        w.endArray()
+        w.key("quality_report")
+        if let q = job.result?.qualityReport { w.rawJSON(q) } else { w.null() }
+        w.key("metadata"); w.beginObject(); for k in job.metadata.keys.sorted() { w.field(k, job.metadata[k]!) }; w.endObject()
+        w.endObject()
+        w.endObject()
+        var rng = SystemRandomNumberGenerator()
+        let id = "msg_" + (0..<16).map { _ in String(UInt8.random(in: 0...255, using: &rng), radix: 16) }.map { $0.count == 1 ? "0" + $0 : $0 }.joined()
+        let d = Delivery(id: id, jobID: job.id.text, tenant: job.tenant, url: url, event: event, payload: w.text, state: .pending,
+                         attempts: 0, nextAttemptAt: now, createdAt: now, updatedAt: now)
+        try await database.write { db in
+            try db.execute(sql: """
+                INSERT INTO webhooks_deliveries (id, job_id, tenant, url, event, payload, state, attempts, next_attempt_at, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
+                """, arguments: [d.id, d.jobID, d.tenant, d.url, d.event, d.payload, now, now, now])
+        }
+        wake.yield()
+        return d
+    }
+
+    /// The deliveries of a job with their attempts, oldest first.
+    public func deliveries(jobID: String) async throws -> [Delivery] {
+        try await database.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM webhooks_deliveries WHERE job_id = ? ORDER BY created_at, id", arguments: [jobID])
+            return try rows.compactMap { row -> Delivery? in
+                guard var d = Self.delivery(row) else { return nil }
+                d.log = try Row.fetchAll(db, sql: "SELECT * FROM webhooks_attempts WHERE delivery_id = ? ORDER BY attempt", arguments: [d.id]).map { r in
+                    DeliveryAttempt(attempt: r["attempt"], at: r["at"], status: r["status"], error: r["error"], durationMilliseconds: r["duration_ms"])
+                }
+                return d
+            }
+        }
+    }
+
+    static func delivery(_ row: Row) -> Delivery? {
+        guard let state = Delivery.State(rawValue: row["state"]) else { return nil }
+        return Delivery(id: row["id"], jobID: row["job_id"], tenant: row["tenant"], url: row["url"], event: row["event"],
+                        payload: row["payload"], state: state, attempts: row["attempts"], nextAttemptAt: row["next_attempt_at"],
+                        createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+
+    // MARK: Running
+
+    /// Enqueues on JobFinished events and sends what is due, until cancelled. Call on an
+    /// event loop (the HTTP client lives there).
+    public func run(events: any EventBus) async {
+        guard let loop = EventLoop.current else { preconditionFailure("WebhookService.run must be called on an event loop") }
+        let listener = Task { [self] in
+            for await e in await events.subscribeAll() where e.type == .jobFinished {
+                guard let doc = try? JSONDocument(parsing: e.payload), let text = try? doc.root["job_id"]?.string(),
+                      let id = JobID(text), let job = try? await jobs.get(id), job.webhookURL != nil else { continue }
+                do { try await enqueue(job) } catch { logger.error("webhook for job \(text) not recorded: \(error)") }
+            }
+        }
+        defer { listener.cancel() }
+        var woken = wakes.makeAsyncIterator()
+        while !Task.isCancelled {
+            let now = clock.unixMilliseconds
+            let due = (try? await dueDeliveries(now: now, limit: 16)) ?? []
+            for d in due {
+                // At most 8 at once, each delivery once at a time.
+                let start = inFlight.withLock { f -> Bool in
+                    guard f.count < 8, !f.contains(d.id) else { return false }
+                    f.insert(d.id)
+                    return true
+                }
+                guard start else { continue }
+                loop.spawn { [self] in
+                    await attempt(d)
+                    inFlight.withLock { _ = $0.remove(d.id) }
+                    wake.yield()
+                }
+            }
+            // Sleep until woken (a new delivery, one finished) or a short tick for retries coming due.
+            let tick = loop.spawn { [wake] in
+                try? await loop.sleep(until: loop.now + .milliseconds(200))
+                wake.yield()
+            }
+            _ = await woken.next()
+            tick.cancel()
+        }
+    }
+
+    func dueDeliveries(now: Int64, limit: Int) async throws -> [Delivery] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM webhooks_deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                             arguments: [now, limit]).compactMap(Self.delivery)
+        }
+    }
+
+    enum Outcome {
+        case delivered(Int)
+        case retry(Int?, String?)
+        case failed(Int?, String)
+        case disabled(Int)
+    }
+
+    /// One attempt of one delivery, recorded. The row is read again first: the list it came
+    /// from may predate the previous attempt's commit (then this one is not due after all).
+    func attempt(_ listed: Delivery) async {
+        guard let fresh = try? await database.read({ db in
+            try Row.fetchOne(db, sql: "SELECT * FROM webhooks_deliveries WHERE id = ?", arguments: [listed.id]).flatMap(Self.delivery)
+        }), fresh.state == .pending, fresh.attempts == listed.attempts, (fresh.nextAttemptAt ?? 0) <= clock.unixMilliseconds else { return }
+        let d = fresh
+        let s = settings()
+        let started = clock.unixMilliseconds
+        let outcome: Outcome
+        if (try? await isDisabled(d.url)) == true {
+            outcome = .disabled(410)
+        } else {
+            outcome = await send(d, settings: s)
+        }
+        let finished = clock.unixMilliseconds
+        let attempt = d.attempts + 1
+        var state = Delivery.State.pending
+        var next: Int64? = nil
+        var status: Int?
+        var error: String?
+        switch outcome {
+        case .delivered(let code): state = .delivered; status = code
+        case .disabled(let code): state = .disabled; status = code; error = "the receiver answered 410 Gone: this URL gets no more webhooks"
+        case .failed(let code, let why): state = .failed; status = code; error = why
+        case .retry(let code, let why):
+            status = code; error = why
+            if attempt >= s.maxAttempts {
+                state = .failed
+                error = (why ?? "status \(code ?? 0)") + "; gave up after \(attempt) attempts"
+            } else {
+                next = finished + Self.backoff(attempt: attempt, base: s.retryBaseMilliseconds)
+            }
+        }
+        do {
+            try await database.write { [state, next, status, error] db in
+                try db.execute(sql: "UPDATE webhooks_deliveries SET state = ?, attempts = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                               arguments: [state.rawValue, attempt, next, finished, d.id])
+                try db.execute(sql: "INSERT OR REPLACE INTO webhooks_attempts (delivery_id, attempt, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [d.id, attempt, started, status, error, finished - started])
+                if case .disabled = outcome {
+                    try db.execute(sql: "INSERT OR IGNORE INTO webhooks_disabled (url, at, status) VALUES (?, ?, 410)", arguments: [d.url, finished])
+                }
+            }
+        } catch {
+            logger.error("webhook \(d.id): attempt \(attempt) not recorded: \(error)")
+        }
+        if state != .pending && state != .delivered {
+            logger.warning("webhook \(d.id) for job \(d.jobID) to \(d.url): \(state.rawValue): \(error ?? "")")
+        }
+    }
+
+    func isDisabled(_ url: String) async throws -> Bool {
+        try await database.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM webhooks_disabled WHERE url = ?", arguments: [url]) ?? false }
+    }
+
+    /// The wait before attempt `attempt + 1`: base × 2^(attempt-1), ±50 % jitter, at most an hour.
+    static func backoff(attempt: Int, base: Int64) -> Int64 {
+        let exp = min(max(0, attempt - 1), 20)
+        let raw = min(Int64(3_600_000), max(1, base) << exp)
+        return max(1, Int64(Double(raw) * Double.random(in: 0.5...1.5)))
+    }
+
+    func send(_ d: Delivery, settings s: WebhookSettings) async -> Outcome {
+        guard d.url.hasPrefix("http://") else {
+            return .failed(nil, "only http:// webhook URLs can be delivered by this server (its HTTP client has no TLS yet)")
+        }
+        let secret: String
+        do { secret = try await self.secret(tenant: d.tenant) } catch { return .retry(nil, "no signing secret: \(error)") }
+        let body = Array(d.payload.utf8)
+        let timestamp = clock.unixMilliseconds / 1000
+        guard let signature = WebhookSignature.sign(secret: secret, id: d.id, timestamp: timestamp, body: body) else {
+            return .failed(nil, "the tenant's signing secret is malformed")
+        }
+        var config = HTTPClientConfiguration()
+        config.followRedirects = false
+        config.totalTimeout = .seconds(max(1, s.timeoutSeconds))
+        config.readTimeout = .seconds(max(1, s.timeoutSeconds))
+        config.connectTimeout = .seconds(max(1, min(10, s.timeoutSeconds)))
+        config.responseBodyMax = 64 << 10
+        config.maxIdlePerOrigin = 0
+        config.userAgent = "spool-webhooks"
+        config.resolve = resolve
+        let policy = s.policy
+        config.admit = { address in policy.refusal(address.ipBytes) }
+        // No connection is kept (maxIdlePerOrigin 0): each attempt dials afresh, through the guard.
+        let client = HTTPClient(configuration: config)
+        do {
+            let r = try await client.execute(ClientRequest(method: "POST", url: d.url, headers: [
+                ("Content-Type", "application/json"), ("webhook-id", d.id), ("webhook-timestamp", String(timestamp)),
+                ("webhook-signature", signature),
+            ], body: .bytes(body)))
+            switch r.status {
+            case 200..<300: return .delivered(r.status)
+            case 410: return .disabled(410)
+            case 408, 429, 500...599: return .retry(r.status, "the receiver answered \(r.status)")
+            case 300..<400: return .failed(r.status, "the receiver answered \(r.status) (redirects are not followed)")
+            default: return .failed(r.status, "the receiver answered \(r.status)")
+            }
+        } catch {
+            if error.kind == .refusedAddress || error.kind == .invalidURL { return .failed(nil, error.description) }
+            return .retry(nil, error.description)
+        }
+    }
+}
