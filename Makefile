@@ -12,7 +12,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: simulate deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
+.PHONY: simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -97,6 +97,16 @@ simulate: build
 	  SPOOL_SIM_SEED=$(SEED) $(SWIFT) test $(TEST_FLAGS) --filter SimulationTests.SimulationTests/testHTTPTrafficOverSeeds; \
 	else \
 	  SPOOL_SIM_RANDOM=1 SPOOL_SIM_SEEDS=$(SEEDS) $(SWIFT) test $(TEST_FLAGS) --filter SimulationTests.SimulationTests/testHTTPTrafficOverSeeds; \
+	fi
+
+# The dispatcher's scheduler, leases, heartbeats and sweeps with 100 simulated engines
+# (Tests/FleetSimulationTests; `make test` runs 10 seeds):
+#   make simulate-fleet SEEDS=N   seeds 1...N     make simulate-fleet SEED=S   replays seed S
+simulate-fleet: build
+	@if [ -n "$(SEED)" ]; then \
+	  SPOOL_FLEET_SEED=$(SEED) $(SWIFT) test $(TEST_FLAGS) --filter FleetSimulationTests; \
+	else \
+	  SPOOL_FLEET_SEEDS=$(SEEDS) $(SWIFT) test $(TEST_FLAGS) --filter FleetSimulationTests; \
 	fi
 
 # Benchmarks also want perf (malloc counting) and taskset (util-linux, always present).

@@ -218,6 +218,9 @@ let package = Package(
         // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling"]),
+        // The scheduler, leases, heartbeats and sweeps with 100 simulated engines over seeds
+        // (SPOOL_FLEET_SEEDS / SPOOL_FLEET_SEED).
+        .testTarget(name: "FleetSimulationTests", dependencies: ["Dispatcher", "Engines", "Jobs", "ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "WebhooksTests", dependencies: ["Webhooks", "Jobs", "Events", "Persistence", "Web", "Ring", "JSON", "SpoolModel", "Threads",
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", .product(name: "GRDB", package: "GRDB.swift")]),

@@ -2,6 +2,7 @@
 // requests: the admin key at start, and the periodic sweeps (job expiry and retries,
 // engines past their heartbeat), each on the injected clock until cancelled.
 import Access
+import SpoolModel
 import Ring
 import ServerConfig
 import Threads
@@ -14,18 +15,24 @@ extension DispatchServer {
         return try await access.ensureAdminKey(fromEnvironment: environment["SPOOL_ADMIN_KEY"], dataDirectory: dataDirectory)
     }
 
+    /// Engines past their heartbeat timeout become offline and lose the jobs they held.
+    @discardableResult
+    public func sweepEngines() async throws -> [EngineID] {
+        let gone = try await engines.sweep()
+        for id in gone {
+            logger.warning("engine \(id.text) missed its heartbeats: offline; its jobs go back to the queue")
+            try await scheduler.reclaim(engine: id, listed: nil)
+        }
+        return gone
+    }
+
     /// Runs the sweeps until the task is cancelled.
     public func runBackground() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
                 while !Task.isCancelled {
                     do { try await clock.sleep(until: clock.now + .seconds(2)) } catch { return }
-                    do {
-                        for gone in try await engines.sweep() {
-                            logger.warning("engine \(gone.text) missed its heartbeats: offline; its jobs go back to the queue")
-                            try await scheduler.reclaim(engine: gone, listed: nil)
-                        }
-                    } catch { logger.error("engine sweep failed: \(error)") }
+                    do { try await sweepEngines() } catch { logger.error("engine sweep failed: \(error)") }
                 }
             }
             group.addTask { [self] in await scheduler.run(events: events) }

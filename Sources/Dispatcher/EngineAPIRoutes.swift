@@ -144,12 +144,12 @@ extension DispatchServer {
             let detail = ProgressDetail(fps: try number(root, "fps") ?? 0, speed: try number(root, "speed") ?? 0,
                                         etaSeconds: try number(root, "eta_seconds"))
             let updated = try await jobs.transition(job.id, to: .transcoding, leaseEpoch: job.leaseEpoch,
-                                                    progress: min(100, max(0, progress)), engineID: engine.id, detail: detail)
+                                                    progress: min(100, max(0, progress)), detail: detail, holder: engine.id)
             return .json(200) { w in writeJobState(updated, into: &w) }
         }
 
         v1.post("engines/:id/jobs/:job/complete", body: .buffered(max: 1 << 20)) { req in
-            let (_, job) = try await leasedJob(req, engines, jobs)
+            let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
             guard let list = root["outputs"], list.kind == .array, (1...10_000).contains(list.count) else {
                 throw ModelError.invalidField("/outputs", "must list the uploaded outputs (1 to 10000)")
@@ -170,21 +170,14 @@ extension DispatchServer {
                 quality = q.rawText
             }
             let work = try number(root, "work")
-            var current = job
-            if current.state == .assigned {
-                current = try await jobs.transition(job.id, to: .transcoding, leaseEpoch: job.leaseEpoch, progress: 100)
-            }
-            if current.state == .transcoding {
-                current = try await jobs.transition(job.id, to: .completing, leaseEpoch: job.leaseEpoch, progress: 100)
-            }
-            let done = try await jobs.transition(job.id, to: .completed, leaseEpoch: job.leaseEpoch,
-                                                 result: JobResult(outputs: outputs, qualityReport: quality))
+            let done = try await jobs.complete(job.id, engine: engine.id, leaseEpoch: job.leaseEpoch,
+                                               result: JobResult(outputs: outputs, qualityReport: quality))
             scheduler.finished(job.id, measuredWork: work)
             return .json(200) { w in writeJobState(done, into: &w) }
         }
 
         v1.post("engines/:id/jobs/:job/fail", body: .buffered(max: 16 << 10)) { req in
-            let (_, job) = try await leasedJob(req, engines, jobs)
+            let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
             var reason = (try? root["reason"]?.string()) ?? "failed"
             if reason.utf8.count > 1_000 { reason = String(reason.prefix(1_000)) }
@@ -192,9 +185,9 @@ extension DispatchServer {
             let updated: Job
             if requeue && job.state != .completing {
                 // Given back unstarted or interrupted (the engine is draining): no attempt counted.
-                updated = try await jobs.transition(job.id, to: .pending, reason: "requeued: " + reason, leaseEpoch: job.leaseEpoch)
+                updated = try await jobs.transition(job.id, to: .pending, reason: "requeued: " + reason, leaseEpoch: job.leaseEpoch, holder: engine.id)
             } else {
-                updated = try await jobs.transition(job.id, to: .failed, reason: reason, leaseEpoch: job.leaseEpoch)
+                updated = try await jobs.transition(job.id, to: .failed, reason: reason, leaseEpoch: job.leaseEpoch, holder: engine.id)
             }
             scheduler.finished(job.id, measuredWork: nil)
             scheduler.wake()

@@ -29,7 +29,8 @@ public final class Scheduler: Sendable {
         let capabilities: Set<String>
         /// Served by the next round or answered nil.
         let once: Bool
-        let continuation: CheckedContinuation<Job?, Never>
+        /// Called exactly once, by whoever takes the waiter out of the list.
+        let deliver: @Sendable (Job?) -> Void
     }
 
     struct State: Sendable {
@@ -69,34 +70,44 @@ public final class Scheduler: Sendable {
     }
 
     public var assignedCount: Int { counters.withLock { $0.assigned } }
+    /// Rounds run (each reads the pending jobs once).
+    public var roundCount: Int { counters.withLock { $0.rounds } }
 
     /// Wakes the loop (coalesced: many wakes before a round make one round).
     public func wake() { wakeContinuation.yield() }
 
     /// A job for `engine`, or nil when none came within `wait` (zero: one round only).
     public func lease(engine: EngineID, capabilities: Set<String>, wait: Duration) async -> Job? {
-        let once = wait <= .zero
+        if wait <= .zero { return await offer([(engine, capabilities)])[0] }
         let token = state.withLock { s -> UInt64 in s.nextToken += 1; return s.nextToken }
-        let timeout = once ? nil : Task { [clock] in
+        let timeout = Task { [clock] in
             try? await clock.sleep(until: clock.now + wait)
             self.abandon(token)
         }
         let job = await withCheckedContinuation { (c: CheckedContinuation<Job?, Never>) in
-            state.withLock { $0.waiters.append(Waiter(token: token, engine: engine, capabilities: capabilities, once: once, continuation: c)) }
-            if once {
-                // One round now, in this request (rounds take turns through the gate).
-                Task { [self] in
-                    do { try await round() } catch {
-                        logger.error("scheduler round failed: \(error)")
-                        abandon(token)
-                    }
-                }
-            } else {
-                wake()
+            state.withLock { $0.waiters.append(Waiter(token: token, engine: engine, capabilities: capabilities, once: false,
+                                                      deliver: { c.resume(returning: $0) })) }
+            wake()
+        }
+        timeout.cancel()
+        return job
+    }
+
+    /// One round for several engines at once, in the order given (each gets a job or nil):
+    /// what a round does for the engines parked in long polls, callable directly.
+    public func offer(_ asks: [(engine: EngineID, capabilities: Set<String>)]) async -> [Job?] {
+        let results = Answers(count: asks.count)
+        let tokens = state.withLock { s -> [UInt64] in
+            asks.enumerated().map { i, ask in
+                s.nextToken += 1
+                s.waiters.append(Waiter(token: s.nextToken, engine: ask.engine, capabilities: ask.capabilities, once: true,
+                                        deliver: { job in results.set(i, job) }))
+                return s.nextToken
             }
         }
-        timeout?.cancel()
-        return job
+        do { try await round() } catch { logger.error("scheduler round failed: \(error)") }
+        for t in tokens { abandon(t) }   // normally the round answered them all
+        return results.all
     }
 
     /// Takes a waiter out and answers nil (its wait is over), unless a round took it first.
@@ -105,7 +116,7 @@ public final class Scheduler: Sendable {
             guard let i = s.waiters.firstIndex(where: { $0.token == token }) else { return nil }
             return s.waiters.remove(at: i)
         }
-        w?.continuation.resume(returning: nil)
+        w?.deliver(nil)
     }
 
     /// Answers nil to the lease requests `engine` has parked (it is draining, busy or leaving).
@@ -115,13 +126,13 @@ public final class Scheduler: Sendable {
             s.waiters.removeAll { $0.engine == engine }
             return m
         }
-        for w in mine { w.continuation.resume(returning: nil) }
+        for w in mine { w.deliver(nil) }
     }
 
     /// Answers every parked engine nil (the server is stopping).
     public func releaseAll() {
         let all = state.withLock { s -> [Waiter] in defer { s.waiters = [] }; return s.waiters }
-        for w in all { w.continuation.resume(returning: nil) }
+        for w in all { w.deliver(nil) }
     }
 
     /// Runs rounds as it is woken, until cancelled.
@@ -162,7 +173,7 @@ public final class Scheduler: Sendable {
         guard parked > 0 else { return }
         refreshWeights()
         let pending = try await jobs.store.pendingByTenant(limitPerTenant: Self.perTenant)
-        var byID: [String: Job] = [:]
+        var byID: [String: PendingJob] = [:]
         var candidates: [Candidate] = []
         for job in pending {
             byID[job.id.text] = job
@@ -191,7 +202,7 @@ public final class Scheduler: Sendable {
                     s.estimates[job.id.text] = nil
                 }
                 counters.withLock { $0.assigned += 1 }
-                waiter.continuation.resume(returning: leased)
+                waiter.deliver(leased)
             } catch {
                 // The job moved on meanwhile (cancelled, expired): not this engine's; try again.
                 state.withLock { s in
@@ -206,7 +217,7 @@ public final class Scheduler: Sendable {
             s.waiters.removeAll(where: \.once)
             return gone
         }
-        for w in unserved { w.continuation.resume(returning: nil) }
+        for w in unserved { w.deliver(nil) }
         // Forget estimates of jobs no longer pending.
         state.withLock { s in s.estimates = s.estimates.filter { byID[$0.key] != nil } }
     }
@@ -222,11 +233,11 @@ public final class Scheduler: Sendable {
 
     /// Pixels per frame of every output × frames, the frames estimated from the input's
     /// size (about 4 KiB per frame of compressed video) until the engine measures them.
-    func estimate(_ job: Job) async -> Double {
+    func estimate(_ job: PendingJob) async -> Double {
         if let known = state.withLock({ $0.estimates[job.id.text] }) { return known }
         let bytes = (try? await files.metadata(id: job.inputFileID, tenant: nil).size) ?? 0
         let frames = max(1, Double(bytes) / 4_096)
-        let cost = Double(max(1, Self.pixels(of: job.outputs))) * frames
+        let cost = Double(max(1, job.outputs.map(Self.pixels) ?? 1280 * 720)) * frames
         state.withLock { $0.estimates[job.id.text] = cost }
         return cost
     }
@@ -256,7 +267,7 @@ public final class Scheduler: Sendable {
 
     /// A job ended: its tenant's charge becomes the work the engine measured (pixels ×
     /// frames), when it reported one.
-    func finished(_ jobID: JobID, measuredWork: Double?) {
+    public func finished(_ jobID: JobID, measuredWork: Double?) {
         state.withLock { s in
             guard let charge = s.charged.removeValue(forKey: jobID.text) else { return }
             if let measuredWork { s.fair.correct(charge.tenant, estimated: charge.cost, measured: measuredWork) }
@@ -313,4 +324,12 @@ final class TurnGate: Sendable {
         }
         next?.resume()
     }
+}
+
+/// The answers of one `offer`, filled in by the round.
+final class Answers: Sendable {
+    private let jobs: Mutex<[Job?]>
+    init(count: Int) { jobs = Mutex(Array(repeating: nil, count: count)) }
+    func set(_ i: Int, _ job: Job?) { jobs.withLock { $0[i] = job } }
+    var all: [Job?] { jobs.withLock { $0 } }
 }

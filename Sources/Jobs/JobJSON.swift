@@ -128,7 +128,7 @@ extension JobOutputs {
     }
 
     /// Reads the stored form back with the request decoder (nil when damaged).
-    static func decodeStored(_ text: String) -> JobOutputs? {
+    public static func decodeStored(_ text: String) -> JobOutputs? {
         guard let doc = try? JSONDocument(parsing: text) else { return nil }
         var r = FieldReader()
         let root = doc.root

@@ -136,7 +136,8 @@ public final class JobService: Sendable {
     }
 
     /// Moves a job along the transition table (409 `invalid_transition` otherwise; 409
-    /// `stale_lease` when `leaseEpoch` is older than the job's). A move to `transcoding` of a
+    /// `stale_lease` when `leaseEpoch` is older than the job's, or, with `holder`, when the
+    /// job is not leased to that engine under exactly that epoch: an engine's reports). A move to `transcoding` of a
     /// job already transcoding with `progress` is a progress report. Entering `assigned`
     /// starts a new lease epoch for `engineID`; entering `failed` counts the attempt and moves
     /// on to `retrying` (backoff doubling from retry_backoff_seconds) while attempts remain
@@ -144,13 +145,20 @@ public final class JobService: Sendable {
     @discardableResult
     public func transition(_ id: JobID, to target: JobState, reason: String? = nil, leaseEpoch: Int64? = nil,
                            progress: Double? = nil, engineID: EngineID? = nil, result: JobResult? = nil,
-                           detail: ProgressDetail? = nil) async throws -> Job {
+                           detail: ProgressDetail? = nil, holder: EngineID? = nil) async throws -> Job {
         let now = clock.unixMilliseconds
         let s = settings()
         if let p = progress, !(p.isFinite && p >= 0 && p <= 100) { throw ModelError.invalidField("progress", "must be a number from 0 to 100") }
         let before = StateBox()
         let outcome = try await store.update(id, claim: nil, status: 200, now: now, retentionMilliseconds: 0, render: nil) { job in
             before.set(job.state, job.progress)
+            if let holder {
+                // Fencing, inside the transaction: only the engine holding the lease, under its epoch.
+                guard job.engineID == holder, job.leaseEpoch == leaseEpoch, job.state.isLeased else {
+                    throw ModelError(.staleLease, "job \(job.id.text) is not held by engine \(holder.text) under lease epoch \(leaseEpoch.map(String.init) ?? "?") (now: \(job.state.rawValue), epoch \(job.leaseEpoch))",
+                                     details: [("lease_epoch", String(job.leaseEpoch))])
+                }
+            }
             try JobService.apply(&job, to: target, reason: reason, leaseEpoch: leaseEpoch, progress: progress, engineID: engineID,
                                  result: result, now: now, settings: s)
         }
@@ -166,6 +174,19 @@ public final class JobService: Sendable {
         }
         await publish(job, type, detail: detail)
         return job
+    }
+
+    /// An engine's completion: through transcoding and completing to completed, each step
+    /// fenced by the engine and its lease epoch.
+    public func complete(_ id: JobID, engine: EngineID, leaseEpoch: Int64, result: JobResult) async throws -> Job {
+        var current = try await get(id, visibleTo: nil)
+        if current.state == .assigned {
+            current = try await transition(id, to: .transcoding, leaseEpoch: leaseEpoch, progress: 100, holder: engine)
+        }
+        if current.state == .transcoding {
+            current = try await transition(id, to: .completing, leaseEpoch: leaseEpoch, progress: 100, holder: engine)
+        }
+        return try await transition(id, to: .completed, leaseEpoch: leaseEpoch, result: result, holder: engine)
     }
 
     static func apply(_ job: inout Job, to target: JobState, reason: String?, leaseEpoch: Int64?, progress: Double?,

@@ -56,6 +56,23 @@ public struct JobPage: Sendable {
     public var hasMore: Bool
 }
 
+/// A pending job as the scheduler reads it (cheap to load: no result, no metadata).
+public struct PendingJob: Sendable, Equatable {
+    public var id: JobID
+    public var tenant: String
+    public var inputFileID: FileID
+    public var requiredCapabilities: [String]
+    /// The outputs column as stored (decoded only when the scheduler needs them).
+    public var outputsText: String
+    public init(id: JobID, tenant: String, inputFileID: FileID, requiredCapabilities: [String], outputsText: String) {
+        self.id = id; self.tenant = tenant; self.inputFileID = inputFileID
+        self.requiredCapabilities = requiredCapabilities; self.outputsText = outputsText
+    }
+
+    /// What the job makes (nil for a row this version cannot read).
+    public var outputs: JobOutputs? { JobOutputs.decodeStored(outputsText) }
+}
+
 public protocol JobStore: Sendable {
     func migrate() async throws
 
@@ -93,8 +110,9 @@ public protocol JobStore: Sendable {
     func countsByState() async throws -> [JobState: Int]
 
     /// The scheduler's view: for each tenant with pending jobs, its first `limitPerTenant`
-    /// in the order it wants them run (priority high to low, then oldest first).
-    func pendingByTenant(limitPerTenant: Int) async throws -> [Job]
+    /// in the order it wants them run (priority high to low, then oldest first), with only
+    /// what scheduling reads.
+    func pendingByTenant(limitPerTenant: Int) async throws -> [PendingJob]
     /// Jobs `engine` holds (assigned, transcoding or completing).
     func leasedJobs(engine: EngineID) async throws -> [Job]
 }

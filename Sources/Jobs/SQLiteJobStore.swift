@@ -200,13 +200,23 @@ public final class SQLiteJobStore: JobStore {
         }
     }
 
-    public func pendingByTenant(limitPerTenant: Int) async throws -> [Job] {
+    public func pendingByTenant(limitPerTenant: Int) async throws -> [PendingJob] {
         try await db.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY priority DESC, id) AS rank
-                               FROM jobs_jobs WHERE state = 'pending')
+            let cursor = try Row.fetchCursor(db.cachedStatement(sql: """
+                SELECT id, tenant, input_file_id, required_capabilities, outputs FROM (
+                    SELECT id, tenant, input_file_id, required_capabilities, outputs,
+                           ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY priority DESC, id) AS rank
+                    FROM jobs_jobs WHERE state = 'pending')
                 WHERE rank <= ? ORDER BY tenant, rank
-                """), arguments: [limitPerTenant]).compactMap(Self.job)
+                """), arguments: [limitPerTenant])
+            var out: [PendingJob] = []
+            while let row = try cursor.next() {
+                guard let id = JobID(row[0] as String), let input = FileID(row[2] as String) else { continue }
+                let caps: String = row[3]
+                out.append(PendingJob(id: id, tenant: row[1], inputFileID: input,
+                                      requiredCapabilities: caps == "[]" ? [] : stringArray(caps), outputsText: row[4]))
+            }
+            return out
         }
     }
 

@@ -58,17 +58,17 @@ public typealias TenantID = EntityID<TenantKind>
 enum Crockford {
     static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
 
-    static func value(of b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"): return letter(b)
-        default: return nil
-        }
-    }
+    /// Each byte's value, 0xFF for a byte outside the alphabet (a table: ids are parsed on
+    /// every request that names one).
+    static let values: [UInt8] = {
+        var t = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in alphabet.enumerated() { t[Int(c)] = UInt8(i) }
+        return t
+    }()
 
-    private static func letter(_ upper: UInt8) -> UInt8? {
-        guard let i = alphabet.firstIndex(of: upper) else { return nil }
-        return UInt8(i)
+    static func value(of b: UInt8) -> UInt8? {
+        let v = values[Int(b)]
+        return v == 0xFF ? nil : v
     }
 
     /// 16 bytes as 26 characters (the top 2 bits of the first character are zero).
