@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "Web", targets: ["Web"]),
         .library(name: "JSON", targets: ["JSON"]),
         .library(name: "Media", targets: ["Media"]),
+        // For Benchmarks/ (SchedulerBench drives the dispatcher's services directly).
+        .library(name: "Dispatcher", targets: ["Dispatcher"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -20,6 +20,11 @@ let package = Package(
             path: "Sources/RingBench"
         ),
         .executableTarget(
+            name: "SchedulerBench",
+            dependencies: [.product(name: "Dispatcher", package: "Spool")],
+            path: "Sources/SchedulerBench"
+        ),
+        .executableTarget(
             name: "JSONBench",
             dependencies: [.product(name: "JSON", package: "Spool")],
             path: "Sources/JSONBench"

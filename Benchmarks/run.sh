@@ -15,6 +15,10 @@
 #  6. Dispatch API: GET /api/v1/jobs/{id} vs nginx `return 200` (requests per server
 #     CPU-second), POST /api/v1/jobs durable commits/s, a 1 GiB download vs nginx sendfile, a
 #     1 GiB upload vs dd conv=fsync (api_vs_nginx.sh).
+#  7. Scheduling: jobs scheduled per second by the fair scheduler with 100 engines asking
+#     (SchedulerBench, real SQLite with synchronous=FULL) vs single-row SQLite commits/s on
+#     the same disk (Python's sqlite3); the end-to-end time of a short job through
+#     `spool up` vs `spool transcode` of the same clip (up_vs_transcode.sh).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -128,3 +132,37 @@ if [ $smoke = 1 ]; then SPOOL="$spool" ./transcode_vs_ffmpeg.sh --smoke; else SP
 echo
 echo "== 6. Dispatch API: spool serve vs nginx and dd"
 if [ $smoke = 1 ]; then SPOOL="$spool" ./api_vs_nginx.sh --smoke; else SPOOL="$spool" ./api_vs_nginx.sh; fi
+
+echo
+echo "== 7. Scheduling: jobs scheduled per second (100 engines, fair scheduler) and spool up vs spool transcode"
+if [ $smoke = 1 ]; then
+  echo "SchedulerBench: not built in the smoke run (it compiles the dispatcher's whole dependency graph here; make bench runs it)"
+  SPOOL="$spool" ./up_vs_transcode.sh --smoke
+else
+  swift build -c release --product SchedulerBench >/dev/null
+  schedbench="$(swift build -c release --show-bin-path)/SchedulerBench"
+  sched_out=$(taskset -c 0 "$schedbench" "$work/sched" 3000)
+  echo "$sched_out"
+  yard=$(python3 - "$work" <<'PY'
+import os, sqlite3, sys, time
+path = os.path.join(sys.argv[1], "sched-yardstick.sqlite")
+for p in (path, path + "-wal", path + "-shm"):
+    if os.path.exists(p): os.remove(p)
+con = sqlite3.connect(path, isolation_level=None)
+con.execute("PRAGMA journal_mode=WAL"); con.execute("PRAGMA synchronous=FULL")
+con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, body TEXT)")
+n, end = 0, time.monotonic() + 5
+t0 = time.monotonic()
+while time.monotonic() < end:
+    con.execute("BEGIN"); con.execute("INSERT INTO t (k, body) VALUES (?, ?)", (f"k{n}", "x" * 300)); con.execute("COMMIT"); n += 1
+print(f"{n / (time.monotonic() - t0):.0f}")
+con.close(); os.remove(path)
+PY
+)
+  python3 - "$sched_out" "$yard" <<'PY'
+import re, sys
+jps = float(re.search(r"jobs_per_second=([0-9.]+)", sys.argv[1]).group(1)); yard = float(sys.argv[2])
+print(f"yardstick: {yard:.0f} single-row SQLite commits/s (WAL, synchronous=FULL, same disk): scheduled jobs / commits {jps / yard:.2f}x (each assignment is one durable commit)")
+PY
+  SPOOL="$spool" ./up_vs_transcode.sh
+fi

@@ -1,6 +1,9 @@
 // Dispatcher.EngineRoutes: reading the engine registry over the API (any authenticated
-// caller). The endpoints engines themselves call come with the engines issue.
+// caller) and the admin's join tokens. The endpoints engines call are EngineAPIRoutes.
 //
+//   POST     /api/v1/engines/join-tokens        admin: {"expires_in_seconds","note"} → the token, once
+//   GET      /api/v1/engines/join-tokens        admin: every join token (never the secret)
+//   DELETE   /api/v1/engines/join-tokens/{id}   admin: revoke
 //   GET|HEAD /api/v1/engines/{id}
 //   GET      /api/v1/engines?state=online|busy|draining|offline&limit=&cursor=|offset=
 //
@@ -12,6 +15,47 @@ import Web
 
 extension DispatchServer {
     func installEngineRoutes(on v1: inout RouteBuilder) {
+        // Before engines/:id, so "join-tokens" is not taken for an engine id.
+        v1.post("engines/join-tokens", body: .buffered(max: 4_096)) { [engines] req in
+            try requireAdmin(req)
+            var seconds: Int64 = 86_400
+            var note = ""
+            if !req.body.isEmpty {
+                let root = try req.json().root
+                guard root.kind == .object else { throw ModelError.invalidField("", "must be an object") }
+                for (key, value) in root.members {
+                    switch key {
+                    case "expires_in_seconds":
+                        guard let n = try? value.int64() else { throw ModelError.invalidField("/expires_in_seconds", "must be an integer") }
+                        seconds = n
+                    case "note":
+                        guard let t = try? value.string() else { throw ModelError.invalidField("/note", "must be a string") }
+                        note = t
+                    default:
+                        throw ModelError.invalidField(String(value.pointer.prefix(80)), "unknown field")
+                    }
+                }
+            }
+            let (token, secret) = try await engines.createJoinToken(validForSeconds: seconds, note: note)
+            return .json(201) { w in writeJoinToken(token, secret: secret, into: &w) }
+        }
+        v1.get("engines/join-tokens") { [engines] req in
+            try requireAdmin(req)
+            let tokens = try await engines.joinTokens()
+            return .json(200) { w in
+                w.beginObject()
+                w.key("data")
+                w.beginArray()
+                for t in tokens { writeJoinToken(t, secret: nil, into: &w) }
+                w.endArray()
+                w.endObject()
+            }
+        }
+        v1.delete("engines/join-tokens/:id") { [engines] req in
+            try requireAdmin(req)
+            try await engines.revokeJoinToken(req.pathParameters["id"] ?? "")
+            return Response(status: 204)
+        }
         v1.get("engines/:id") { [engines] req in
             _ = try req.caller()
             guard let id = req.pathParameters["id"].flatMap(EngineID.init), let record = try await engines.get(id) else {
@@ -56,5 +100,16 @@ func writeEngine(_ r: EngineRecord, into w: inout JSONWriter<[UInt8]>) {
     w.field("state", r.state.rawValue)
     w.field("last_heartbeat_at", RFC3339.format(r.lastHeartbeat))
     w.field("registered_at", RFC3339.format(r.registered))
+    w.endObject()
+}
+
+func writeJoinToken(_ t: JoinToken, secret: String?, into w: inout JSONWriter<[UInt8]>) {
+    w.beginObject()
+    w.field("id", t.id)
+    if let secret { w.field("token", secret) }
+    w.field("note", t.note)
+    w.field("created_at", RFC3339.format(t.created))
+    w.field("expires_at", RFC3339.format(t.expires))
+    w.key("revoked_at"); t.revoked.map(RFC3339.format).encode(to: &w)
     w.endObject()
 }

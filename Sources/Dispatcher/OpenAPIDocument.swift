@@ -124,6 +124,18 @@ public enum OpenAPIDocument {
      "304": {"description": "not modified"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
    "head": {"operationId": "headEngine", "summary": "The engine's headers without its body",
     "responses": {"200": {"description": "the headers GET would send"}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such engine"}}}},
+  "/api/v1/engines/join-tokens": {
+   "post": {"operationId": "createJoinToken", "summary": "Admin: a join token engines register with (the secret is in this answer only)",
+    "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+     "expires_in_seconds": {"type": "integer", "minimum": 60, "maximum": 31536000}, "note": {"type": "string", "maxLength": 200, "pattern": "^[\\x20-\\x7E]*$"}}}}}},
+    "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"allOf": [{"$ref": "#/components/schemas/JoinToken"}, {"type": "object", "required": ["token"], "properties": {"token": {"type": "string", "pattern": "^sjt_"}}}]}}},
+      "links": {"RevokeJoinToken": {"operationId": "revokeJoinToken", "parameters": {"id": "$response.body#/id"}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+   "get": {"operationId": "listJoinTokens", "summary": "Admin: the join tokens (never their secrets)",
+    "responses": {"200": {"description": "the tokens", "content": {"application/json": {"schema": {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/JoinToken"}}}}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/join-tokens/{id}": {
+   "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}],
+   "delete": {"operationId": "revokeJoinToken", "summary": "Admin: revoke a join token (registered engines keep their own tokens)",
+    "responses": {"204": {"description": "revoked"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines/register": {
    "post": {"operationId": "registerEngine", "summary": "Engines: register with the join token (or an admin key) as the bearer; a restarted engine passes its engine_id and token to keep its id",
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EngineRegistration"}}}},
@@ -279,6 +291,9 @@ public enum OpenAPIDocument {
      "attempt": {"type": "integer", "minimum": 1}, "at": {"type": "string"}, "status": {"type": ["integer", "null"]}, "error": {"type": ["string", "null"]},
      "duration_ms": {"type": "integer", "minimum": 0}}}}}},
    "WebhookSecret": {"type": "object", "required": ["tenant", "secret"], "properties": {"tenant": {"type": "string"}, "secret": {"type": "string", "pattern": "^whsec_"}}},
+   "JoinToken": {"type": "object", "required": ["id", "note", "created_at", "expires_at", "revoked_at"], "properties": {
+    "id": {"type": "string", "pattern": "^jt_"}, "note": {"type": "string"}, "created_at": {"type": "string"}, "expires_at": {"type": "string"},
+    "revoked_at": {"type": ["string", "null"]}}},
    "EngineRegistration": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
     "name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x20-\\x7E]+$"}, "host": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$"},
     "addresses": {"type": "array", "items": {"type": "string"}}, "version": {"type": "string"},

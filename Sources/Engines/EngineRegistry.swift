@@ -39,6 +39,16 @@ public struct EngineRecord: Sendable, Equatable {
     public var registered: Int64
 }
 
+/// A join token an admin made (never its secret).
+public struct JoinToken: Sendable, Equatable {
+    public var id: String
+    public var note: String
+    /// Unix milliseconds.
+    public var created: Int64
+    public var expires: Int64
+    public var revoked: Int64?
+}
+
 public struct EngineSettings: Sendable, Equatable {
     /// An online or draining engine silent for longer than this becomes offline.
     public var heartbeatTimeoutMilliseconds: Int64 = 30_000
@@ -67,6 +77,19 @@ public final class EngineRegistry: Sendable {
                     registered INTEGER NOT NULL
                 );
                 CREATE INDEX engines_records_state ON engines_records (state, id);
+                """)
+        },
+        Migration("engines.2") { db in
+            // Join tokens an admin made: kept as SHA-256, with an expiry and a revocation time.
+            try db.execute(sql: """
+                CREATE TABLE engines_join_tokens (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    token_hash TEXT NOT NULL UNIQUE,
+                    note TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    revoked_at INTEGER
+                ) WITHOUT ROWID;
                 """)
         },
     ]
@@ -221,6 +244,54 @@ public final class EngineRegistry: Sendable {
         let tags = (try? JSONDocument(parsing: tagsText).root.elements.compactMap { try? $0.string() }) ?? []
         return EngineRecord(id: id, name: row["name"], host: row["host"], tags: tags, capabilitiesJSON: row["capabilities"],
                             load: row["load"], state: state, lastHeartbeat: row["last_heartbeat"], registered: row["registered"])
+    }
+
+    // MARK: Join tokens
+
+    /// A new join token valid for `seconds`; the secret is returned once and kept as its SHA-256.
+    public func createJoinToken(validForSeconds seconds: Int64, note: String = "") async throws -> (JoinToken, secret: String) {
+        guard (60...31_536_000).contains(seconds) else { throw ModelError.invalidField("/expires_in_seconds", "must be 60 to 31536000") }
+        guard note.utf8.count <= 200, note.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+            throw ModelError.invalidField("/note", "must be at most 200 bytes without control characters")
+        }
+        var rng = SystemRandomNumberGenerator()
+        let hex = { (n: Int) in (0..<n).map { _ in let b: UInt8 = rng.next(); return String(b >> 4, radix: 16) + String(b & 15, radix: 16) }.joined() }
+        let token = JoinToken(id: "jt_" + hex(8), note: note, created: clock.unixMilliseconds,
+                              expires: clock.unixMilliseconds + seconds * 1000, revoked: nil)
+        let secret = "sjt_" + hex(24)
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO engines_join_tokens (id, token_hash, note, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [token.id, Self.hash(secret), note, token.created, token.expires])
+        }
+        return (token, secret)
+    }
+
+    /// True when `secret` is a join token made here, not expired and not revoked.
+    public func acceptsJoinToken(_ secret: String) async throws -> Bool {
+        guard secret.hasPrefix("sjt_") else { return false }
+        let now = clock.unixMilliseconds
+        return try await database.read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM engines_join_tokens WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+                              arguments: [Self.hash(secret), now]) ?? false
+        }
+    }
+
+    public func joinTokens() async throws -> [JoinToken] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM engines_join_tokens ORDER BY created_at, id").map { r in
+                JoinToken(id: r["id"], note: r["note"], created: r["created_at"], expires: r["expires_at"], revoked: r["revoked_at"])
+            }
+        }
+    }
+
+    /// Revokes a join token (engines already registered keep their own tokens). 404 when unknown.
+    public func revokeJoinToken(_ id: String) async throws {
+        let now = clock.unixMilliseconds
+        let changed = try await database.write { db -> Int in
+            try db.execute(sql: "UPDATE engines_join_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", arguments: [now, id])
+            return db.changesCount
+        }
+        guard changed > 0 else { throw ModelError(.notFound, "no join token \(id.prefix(64))") }
     }
 
     static func checkRegistration(name: String, host: String, tags: [String], capabilitiesJSON: String, credential: String) throws {

@@ -334,4 +334,40 @@ final class EngineLeaseTests: XCTestCase {
         XCTAssertEqual(stranger.status, 404)
         await h.stop()
     }
+
+    /// Join tokens an admin makes: one registers engines until it expires or is revoked;
+    /// the list never shows a secret; only admins manage them.
+    func testAdminJoinTokensExpireAndRevoke() async throws {
+        let h = try await AccessHarness.start()   // no configured join token
+        let admin = try await h.adminKey()
+        let made = try await h.call("POST", "/api/v1/engines/join-tokens", key: admin, body: #"{"expires_in_seconds":3600,"note":"rack 4"}"#)
+        XCTAssertEqual(made.status, 201, made.text)
+        let token = try json(made.text)["token"]!.string(), id = try json(made.text)["id"]!.string()
+        let body = #"{"name":"e1","host":"h"}"#
+        let ok = try await h.call("POST", "/api/v1/engines/register", key: token, body: body)
+        XCTAssertEqual(ok.status, 201, ok.text)
+        let list = try await h.call("GET", "/api/v1/engines/join-tokens", key: admin)
+        XCTAssertEqual(try json(list.text)["data"]?[0]?["note"]?.string(), "rack 4")
+        XCTAssertFalse(list.text.contains(token), "the secret is shown once")
+        let tenant = try json(try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#).text)["secret"]!.string()
+        let forbidden = try await h.call("POST", "/api/v1/engines/join-tokens", key: tenant, body: "{}")
+        XCTAssertEqual(forbidden.status, 403)
+        let badLife = try await h.call("POST", "/api/v1/engines/join-tokens", key: admin, body: #"{"expires_in_seconds":5}"#)
+        XCTAssertEqual(badLife.status, 422)
+        // Expired.
+        h.clock.advance(by: .seconds(3_601))
+        let late = try await h.call("POST", "/api/v1/engines/register", key: token, body: body)
+        XCTAssertEqual(late.status, 401)
+        // Revoked.
+        let fresh = try json(try await h.call("POST", "/api/v1/engines/join-tokens", key: admin, body: "").text)
+        let freshToken = try fresh["token"]!.string()
+        let revoked = try await h.call("DELETE", "/api/v1/engines/join-tokens/\(try fresh["id"]!.string())", key: admin)
+        XCTAssertEqual(revoked.status, 204)
+        let afterRevoke = try await h.call("POST", "/api/v1/engines/register", key: freshToken, body: body)
+        XCTAssertEqual(afterRevoke.status, 401)
+        let unknown = try await h.call("DELETE", "/api/v1/engines/join-tokens/jt_nope", key: admin)
+        XCTAssertEqual(unknown.status, 404)
+        _ = id
+        await h.stop()
+    }
 }
