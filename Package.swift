@@ -169,6 +169,9 @@ let package = Package(
                                                .product(name: "GRDB", package: "GRDB.swift"),
                                                .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Access"),
+        // The MessageQueue protocol (at-least-once: publish, receive with visibility, ack,
+        // nack to requeue or dead-letter, delivery counts) and its in-process implementation.
+        .target(name: "MessageQueue", dependencies: ["Threads"], path: "Sources/MessageQueue"),
         // Pure scheduling policy: weighted fair shares of engine time across tenants, by the
         // work (pixels × frames) each job asks for; used by the dispatcher and the simulation.
         .target(name: "Scheduling", path: "Sources/Scheduling"),
@@ -182,7 +185,7 @@ let package = Package(
         // and the wiring of the services onto a Web router.
         .target(name: "Dispatcher", dependencies: [
                     "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Events",
-                    "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling", "Webhooks",
+                    "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling", "Webhooks", "MessageQueue",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "Metrics", package: "swift-metrics"),
                     .product(name: "Prometheus", package: "swift-prometheus"),
@@ -219,7 +222,7 @@ let package = Package(
         // Hundreds of seeded runs of server + client traffic on the simulator (one pass is
         // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
-        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling"]),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "MessageQueue", "Threads"]),
         // The scheduler, leases, heartbeats and sweeps with 100 simulated engines over seeds
         // (SPOOL_FLEET_SEEDS / SPOOL_FLEET_SEED).
         .testTarget(name: "FleetSimulationTests", dependencies: ["Dispatcher", "Engines", "Jobs", "ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),

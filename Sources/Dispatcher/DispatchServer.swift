@@ -12,6 +12,7 @@ import Glibc
 import JSON
 import Jobs
 import Logging
+import MessageQueue
 import Persistence
 import ServerConfig
 import SpoolAPI
@@ -62,13 +63,26 @@ public final class DispatchServer: Sendable {
             e.heartbeatTimeoutMilliseconds = settings.current.engines.heartbeatTimeoutSeconds * 1000
             return e
         }, events: events)
+        // The job queue: every job that becomes pending is published (after its commit); a
+        // job that failed for good goes to the dead letters.
+        let queue = InProcessMessageQueue(clock: clock)
         let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
-                              settings: { JobSettings(settings.current.jobs) })
+                              settings: { JobSettings(settings.current.jobs) },
+                              hooks: JobHooks(onPending: { ready in
+                                  for job in ready { _ = try? await queue.publish(topic: Scheduler.topic, body: job.id.text) }
+                              }, onDead: { job in
+                                  try? await queue.deadLetter(topic: Scheduler.topic, body: job.id.text,
+                                                              reason: "failed after \(job.attempts) attempt(s): \(job.reason ?? "failed")")
+                              }))
         try await jobs.migrate()
+        // The reconciler: what is pending in the database is ready (the in-process queue starts empty).
+        for job in try await jobs.store.pendingByTenant(limitPerTenant: Int(Int32.max)) {
+            try await queue.publish(topic: Scheduler.topic, body: job.id.text)
+        }
         let files = try await FileService.open(database: database, storage: try await LocalStorage.open(root: dataDirectory + "/files"),
                                                settings: fileSettings(settings),
                                                clock: clock, logger: logger)
-        let scheduler = Scheduler(jobs: jobs, files: files, clock: clock, logger: logger,
+        let scheduler = Scheduler(jobs: jobs, files: files, queue: queue, clock: clock, logger: logger,
                                   weights: { settings.current.scheduler.tenantWeights })
         let webhooks = try await WebhookService.open(database: database, jobs: jobs, clock: clock,
                                                      settings: { webhookSettings(settings.current.webhooks) }, logger: logger,

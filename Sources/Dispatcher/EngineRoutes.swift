@@ -4,6 +4,7 @@
 //   POST     /api/v1/engines/join-tokens        admin: {"expires_in_seconds","note"} → the token, once
 //   GET      /api/v1/engines/join-tokens        admin: every join token (never the secret)
 //   DELETE   /api/v1/engines/join-tokens/{id}   admin: revoke
+//   GET      /api/v1/queues/jobs/dead-letters   admin: jobs that failed for good (the job queue's dead letters)
 //   GET|HEAD /api/v1/engines/{id}
 //   GET      /api/v1/engines?state=online|busy|draining|offline&limit=&cursor=|offset=
 //
@@ -38,6 +39,31 @@ extension DispatchServer {
             }
             let (token, secret) = try await engines.createJoinToken(validForSeconds: seconds, note: note)
             return .json(201) { w in writeJoinToken(token, secret: secret, into: &w) }
+        }
+        v1.get("queues/jobs/dead-letters") { [scheduler] req in
+            try requireAdmin(req)
+            var limit = 100
+            if let l = req.query("limit") {
+                guard let n = Int(l), (1...1_000).contains(n) else { throw ModelError.invalidField("limit", "must be 1 to 1000") }
+                limit = n
+            }
+            let dead = try await scheduler.queue.deadLetters(topic: Scheduler.topic, limit: limit)
+            return .json(200) { w in
+                w.beginObject()
+                w.key("data")
+                w.beginArray()
+                for d in dead {
+                    w.beginObject()
+                    w.field("message_id", d.message.id)
+                    w.field("job_id", d.message.body)
+                    w.field("reason", d.reason)
+                    w.field("deliveries", d.message.deliveryCount)
+                    w.field("at", RFC3339.format(d.at))
+                    w.endObject()
+                }
+                w.endArray()
+                w.endObject()
+            }
         }
         v1.get("engines/join-tokens") { [engines] req in
             try requireAdmin(req)

@@ -124,6 +124,12 @@ public enum OpenAPIDocument {
      "304": {"description": "not modified"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
    "head": {"operationId": "headEngine", "summary": "The engine's headers without its body",
     "responses": {"200": {"description": "the headers GET would send"}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such engine"}}}},
+  "/api/v1/queues/jobs/dead-letters": {
+   "get": {"operationId": "jobDeadLetters", "summary": "Admin: the job queue's dead letters (jobs that failed after their last attempt)",
+    "parameters": [{"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+    "responses": {"200": {"description": "newest last", "content": {"application/json": {"schema": {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": {
+      "type": "object", "required": ["message_id", "job_id", "reason", "deliveries", "at"], "properties": {"message_id": {"type": "string"}, "job_id": {"type": "string"},
+      "reason": {"type": "string"}, "deliveries": {"type": "integer", "minimum": 0}, "at": {"type": "string"}}}}}}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines/join-tokens": {
    "post": {"operationId": "createJoinToken", "summary": "Admin: a join token engines register with (the secret is in this answer only)",
     "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {

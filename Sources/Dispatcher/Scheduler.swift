@@ -1,10 +1,17 @@
 // Dispatcher.Scheduler: hands pending jobs to engines that ask for work. Its own loop,
 // decoupled from request handlers: a lease request parks its engine here and wakes the
 // loop; JobCreated, JobStateChanged (a retry became pending) and EngineHeartbeat events
-// wake it too, and a slow timer is the backstop. Each round reads each tenant's first
-// pending jobs (priority order) and gives every parked engine the job Scheduling.FairShare
-// picks among those whose required capabilities the engine has, by committing the move
-// to `assigned` (a new lease epoch) before the engine hears of it.
+// wake it too, and a slow timer is the backstop.
+//
+// Jobs reach it through the MessageQueue (topic "jobs"): every job that becomes pending is
+// published there after its commit (JobService's hooks), and the jobs pending at start are
+// published again (the reconciler). A round first takes what the queue delivers into its
+// hand (a delivery stays in flight, its visibility extended, while the job waits here; a
+// duplicate or a job no longer pending is acked and dropped), then gives every parked
+// engine the job Scheduling.FairShare picks among the held ones whose required
+// capabilities the engine has, by committing the move to `assigned` (a new lease epoch)
+// before the engine hears of it, and acks that job's delivery. The database stays the
+// system of record; the queue says what is ready.
 //
 // Leases are given back when their engine is gone: an engine marked offline loses all of
 // its jobs, and an engine whose heartbeat does not list a job it holds (its lease answer
@@ -17,6 +24,7 @@ import Files
 import JSON
 import Jobs
 import Logging
+import MessageQueue
 import Scheduling
 import SpoolModel
 import Synchronization
@@ -33,18 +41,29 @@ public final class Scheduler: Sendable {
         let deliver: @Sendable (Job?) -> Void
     }
 
+    /// A pending job the scheduler holds, with its queue delivery.
+    struct Held: Sendable {
+        var delivery: QueueDelivery
+        var job: PendingJob
+        var priority: Int
+        var cost: Double
+        var extendedAt: MonotonicInstant
+        var checkedAt: MonotonicInstant
+    }
+
     struct State: Sendable {
         var waiters: [Waiter] = []
         var nextToken: UInt64 = 0
         var fair = FairShare()
         var weightsText = ""
-        /// Estimated cost per pending job seen (computed once), and what each leased job was charged.
-        var estimates: [String: Double] = [:]
+        /// The held jobs by id, and what each leased job was charged.
+        var hand: [String: Held] = [:]
         var charged: [String: (tenant: String, cost: Double)] = [:]
     }
 
     let jobs: JobService
     let files: FileService
+    let queue: any MessageQueue
     let clock: any ServiceClock
     let logger: Logger
     let weights: @Sendable () -> String
@@ -55,14 +74,18 @@ public final class Scheduler: Sendable {
     let counters = Mutex<(rounds: Int, assigned: Int)>((0, 0))
     let gate = TurnGate()
 
-    /// Pending jobs read per tenant per round.
-    static let perTenant = 64
     /// How long a job an engine holds may be missing from its heartbeats before it is taken back.
     static let unlistedGraceMilliseconds: Int64 = 15_000
 
-    init(jobs: JobService, files: FileService, clock: any ServiceClock, logger: Logger, weights: @escaping @Sendable () -> String) {
+    /// The topic pending jobs are published on.
+    public static let topic = "jobs"
+    static let visibility: Duration = .seconds(600)
+
+    init(jobs: JobService, files: FileService, queue: any MessageQueue, clock: any ServiceClock, logger: Logger,
+         weights: @escaping @Sendable () -> String) {
         self.jobs = jobs
         self.files = files
+        self.queue = queue
         self.clock = clock
         self.logger = logger
         self.weights = weights
@@ -171,13 +194,17 @@ public final class Scheduler: Sendable {
         counters.withLock { $0.rounds += 1 }
         let parked = state.withLock { $0.waiters.count }
         guard parked > 0 else { return }
+        try await collect()
         refreshWeights()
-        let pending = try await jobs.store.pendingByTenant(limitPerTenant: Self.perTenant)
-        var byID: [String: PendingJob] = [:]
+        // Each tenant's held jobs in its order: priority high to low, then oldest first.
+        let held = state.withLock { s in s.hand.values.sorted { a, b in
+            (a.job.tenant, -a.priority, a.job.id.text) < (b.job.tenant, -b.priority, b.job.id.text)
+        } }
+        var byID: [String: Held] = [:]
         var candidates: [Candidate] = []
-        for job in pending {
-            byID[job.id.text] = job
-            candidates.append(Candidate(id: job.id.text, tenant: job.tenant, cost: await estimate(job), requires: job.requiredCapabilities))
+        for h in held {
+            byID[h.job.id.text] = h
+            candidates.append(Candidate(id: h.job.id.text, tenant: h.job.tenant, cost: h.cost, requires: h.job.requiredCapabilities))
         }
         var served = Set<UInt64>()
         while true {
@@ -194,12 +221,13 @@ public final class Scheduler: Sendable {
             }
             guard let (waiter, candidate) = pick else { break }
             candidates.removeAll { $0.id == candidate.id }
-            guard let job = byID[candidate.id] else { continue }
+            guard let h = byID[candidate.id] else { continue }
+            let job = h.job
             do {
                 let leased = try await jobs.transition(job.id, to: .assigned, engineID: waiter.engine)
                 state.withLock { s in
                     s.charged[job.id.text] = (job.tenant, candidate.cost)
-                    s.estimates[job.id.text] = nil
+                    s.hand[job.id.text] = nil
                 }
                 counters.withLock { $0.assigned += 1 }
                 waiter.deliver(leased)
@@ -208,8 +236,11 @@ public final class Scheduler: Sendable {
                 state.withLock { s in
                     s.fair.correct(job.tenant, estimated: candidate.cost, measured: .leastNonzeroMagnitude)
                     s.waiters.insert(waiter, at: 0)
+                    s.hand[job.id.text] = nil
                 }
             }
+            // Leased or gone, the queue is done with it (a stale receipt: redelivered, dropped next time).
+            try? await queue.ack(h.delivery)
         }
         // Engines that asked for one round only hear no now.
         let unserved = state.withLock { s -> [Waiter] in
@@ -218,9 +249,47 @@ public final class Scheduler: Sendable {
             return gone
         }
         for w in unserved { w.deliver(nil) }
-        // Forget estimates of jobs no longer pending.
-        state.withLock { s in s.estimates = s.estimates.filter { byID[$0.key] != nil } }
     }
+
+    /// Takes what the queue delivers into the hand (a duplicate of a held job, or a job no
+    /// longer pending, is acked and dropped), keeps held deliveries in flight, and now and
+    /// then drops held jobs that stopped being pending (cancelled or expired while held).
+    func collect() async throws {
+        let now = clock.now
+        for d in try await queue.receive(topic: Self.topic, consumer: "scheduler", max: 10_000, visibility: Self.visibility, wait: .zero) {
+            let text = d.message.body
+            if state.withLock({ $0.hand[text] != nil }) { try? await queue.ack(d); continue }
+            guard let id = JobID(text), let job = try await jobs.get(id), job.state == .pending else {
+                try? await queue.ack(d)
+                continue
+            }
+            let pending = PendingJob(id: job.id, tenant: job.tenant, inputFileID: job.inputFileID,
+                                     requiredCapabilities: job.requiredCapabilities, outputsText: job.outputs.storedText)
+            let cost = await estimate(pending)
+            state.withLock { $0.hand[text] = Held(delivery: d, job: pending, priority: job.priority, cost: cost, extendedAt: now, checkedAt: now) }
+        }
+        let held = state.withLock { Array($0.hand.values) }
+        for h in held where now - h.extendedAt > Self.visibility / 2 {
+            do {
+                try await queue.extend(h.delivery, visibility: Self.visibility)
+                state.withLock { $0.hand[h.job.id.text]?.extendedAt = now }
+            } catch {
+                // Its visibility ran out (a stalled scheduler): it is delivered again; drop this copy.
+                state.withLock { $0.hand[h.job.id.text] = nil }
+            }
+        }
+        for h in held where now - h.checkedAt > .seconds(60) {
+            if let job = try await jobs.get(h.job.id), job.state == .pending {
+                state.withLock { $0.hand[h.job.id.text]?.checkedAt = now }
+            } else {
+                state.withLock { $0.hand[h.job.id.text] = nil }
+                try? await queue.ack(h.delivery)
+            }
+        }
+    }
+
+    /// Jobs held, waiting for an engine.
+    public var heldCount: Int { state.withLock { $0.hand.count } }
 
     func refreshWeights() {
         let text = weights()
@@ -234,12 +303,9 @@ public final class Scheduler: Sendable {
     /// Pixels per frame of every output × frames, the frames estimated from the input's
     /// size (about 4 KiB per frame of compressed video) until the engine measures them.
     func estimate(_ job: PendingJob) async -> Double {
-        if let known = state.withLock({ $0.estimates[job.id.text] }) { return known }
         let bytes = (try? await files.metadata(id: job.inputFileID, tenant: nil).size) ?? 0
         let frames = max(1, Double(bytes) / 4_096)
-        let cost = Double(max(1, job.outputs.map(Self.pixels) ?? 1280 * 720)) * frames
-        state.withLock { $0.estimates[job.id.text] = cost }
-        return cost
+        return Double(max(1, job.outputs.map(Self.pixels) ?? 1280 * 720)) * frames
     }
 
     /// Pixels per output frame, summed over every output the job makes.

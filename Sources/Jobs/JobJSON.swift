@@ -119,7 +119,7 @@ extension JobOutputs {
     }
 
     /// The stored form: an object with the one member.
-    var storedText: String {
+    public var storedText: String {
         var w = JSONWriter()
         w.beginObject()
         encodeMember(to: &w)

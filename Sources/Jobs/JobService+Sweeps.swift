@@ -47,6 +47,7 @@ extension JobService {
                 return true
             }
             for job in changed { await publish(job, .jobStateChanged) }
+            if !changed.isEmpty { await hooks.onPending(changed) }
             report.retried += changed.count
             if ids.count < Self.sweepBatch || changed.isEmpty { break }
         }

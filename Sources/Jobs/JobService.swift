@@ -10,6 +10,15 @@ import Synchronization
 import SpoolModel
 import Threads
 
+/// What the owner of a JobService wants to hear after commits (see `JobService.hooks`).
+public struct JobHooks: Sendable {
+    public var onPending: @Sendable ([Job]) async -> Void
+    public var onDead: @Sendable (Job) async -> Void
+    public init(onPending: @escaping @Sendable ([Job]) async -> Void = { _ in }, onDead: @escaping @Sendable (Job) async -> Void = { _ in }) {
+        self.onPending = onPending; self.onDead = onDead
+    }
+}
+
 public final class JobService: Sendable {
     public let store: any JobStore
     public let events: any EventBus
@@ -21,11 +30,18 @@ public final class JobService: Sendable {
     /// time runs slightly ahead of the clock.
     private let lastIDMilliseconds = Mutex<UInt64>(0)
 
-    public init(store: any JobStore, events: any EventBus, clock: any ServiceClock, settings: @escaping @Sendable () -> JobSettings) {
+    /// Told, after the commit, of every job that became pending (created, retry due, lease
+    /// lost, given back): the dispatcher publishes it on the job queue. Jobs that finished
+    /// for good (failed with no attempt left) go to `onDead`.
+    let hooks: JobHooks
+
+    public init(store: any JobStore, events: any EventBus, clock: any ServiceClock, settings: @escaping @Sendable () -> JobSettings,
+                hooks: JobHooks = JobHooks()) {
         self.store = store
         self.events = events
         self.clock = clock
         self.settings = settings
+        self.hooks = hooks
     }
 
     /// Applies the store's migrations and continues ids after the newest stored one.
@@ -65,7 +81,10 @@ public final class JobService: Sendable {
                 createdAt: now, updatedAt: now, expiresAt: now + ttl * 1000, attempts: 0, maxAttempts: spec.maxAttempts ?? s.maxAttempts,
                 state: .pending, reason: nil, progress: 0, leaseEpoch: 0, engineID: nil, nextAttemptAt: nil, result: nil)
         }, render: render)
-        if case .done(let job, _) = outcome { await publish(job, .jobCreated) }
+        if case .done(let job, _) = outcome {
+            await publish(job, .jobCreated)
+            await hooks.onPending([job])
+        }
         return outcome
     }
 
@@ -131,7 +150,10 @@ public final class JobService: Sendable {
             job.expiresAt = now + job.ttlSeconds * 1000
             job.updatedAt = max(now, job.updatedAt + 1)
         }
-        if case .done(let job, _) = outcome { await publish(job, .jobStateChanged) }
+        if case .done(let job, _) = outcome {
+            await publish(job, .jobStateChanged)
+            await hooks.onPending([job])
+        }
         return outcome
     }
 
@@ -173,6 +195,8 @@ public final class JobService: Sendable {
         default: type = .jobStateChanged
         }
         await publish(job, type, detail: detail)
+        if job.state == .pending && oldState != .pending { await hooks.onPending([job]) }
+        if job.state == .failed && job.reason != "expired" { await hooks.onDead(job) }
         return job
     }
 

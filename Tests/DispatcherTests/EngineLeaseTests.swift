@@ -370,4 +370,24 @@ final class EngineLeaseTests: XCTestCase {
         _ = id
         await h.stop()
     }
+
+    /// A job that fails after its last attempt lands in the job queue's dead letters, visible to admins.
+    func testJobFailedForGoodIsADeadLetter() async throws {
+        let h = try await start()
+        let key = try await h.adminKey()
+        let e = try await register(h, name: "e")
+        let jobID = try await submit(h, key: key, extra: #","max_attempts":1"#)
+        let l = try await lease(h, e)
+        XCTAssertEqual(l.status, 200)
+        let f = try await h.call("POST", "/api/v1/engines/\(e.0)/jobs/\(jobID)/fail", key: e.1, body: #"{"lease_epoch":1,"reason":"input_unreadable: not media"}"#)
+        XCTAssertEqual(try json(f.text)["state"]?.string(), "failed")
+        let dead = try await h.call("GET", "/api/v1/queues/jobs/dead-letters", key: key)
+        XCTAssertEqual(dead.status, 200, dead.text)
+        XCTAssertEqual(try json(dead.text)["data"]?[0]?["job_id"]?.string(), jobID)
+        XCTAssertEqual(try json(dead.text)["data"]?[0]?["reason"]?.string(), "failed after 1 attempt(s): input_unreadable: not media")
+        let tenant = try json(try await h.call("POST", "/api/v1/keys", key: key, body: #"{"tenant":"acme"}"#).text)["secret"]!.string()
+        let forbidden = try await h.call("GET", "/api/v1/queues/jobs/dead-letters", key: tenant)
+        XCTAssertEqual(forbidden.status, 403)
+        await h.stop()
+    }
 }
