@@ -195,7 +195,8 @@ let package = Package(
         // A transcoding engine: registration, heartbeats, leases (long-poll over HTTP), the
         // data path (input down, outputs up), backpressure, draining; transcodes behind the
         // TranscodeRunner interface (in-process plugin now, a sandboxed child later).
-        .target(name: "EngineRuntime", dependencies: ["Web", "Ring", "JSON", "Jobs", "SpoolModel", "TranscodeAPI", "Threads", "ProcFS",
+        .target(name: "EngineRuntime", dependencies: ["Web", "Ring", "JSON", "Jobs", "SpoolModel", "TranscodeAPI", "Threads", "ProcFS", "Persistence",
+                                                       .product(name: "GRDB", package: "GRDB.swift"),
                                                        .product(name: "Logging", package: "swift-log")],
                 path: "Sources/EngineRuntime"),
         // Webhooks: deliveries of finished jobs to their webhook URLs, signed (Standard
@@ -225,7 +226,8 @@ let package = Package(
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "MessageQueue", "Threads"]),
         // The scheduler, leases, heartbeats and sweeps with 100 simulated engines over seeds
         // (SPOOL_FLEET_SEEDS / SPOOL_FLEET_SEED).
-        .testTarget(name: "FleetSimulationTests", dependencies: ["Dispatcher", "Engines", "Jobs", "ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "FleetSimulationTests", dependencies: ["Dispatcher", "Engines", "Jobs", "ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport",
+                                                                 .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "WebhooksTests", dependencies: ["Webhooks", "Jobs", "Events", "Persistence", "Web", "Ring", "JSON", "SpoolModel", "Threads",
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", .product(name: "GRDB", package: "GRDB.swift")]),

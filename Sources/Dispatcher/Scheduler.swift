@@ -58,7 +58,10 @@ public final class Scheduler: Sendable {
         var weightsText = ""
         /// The held jobs by id, and what each leased job was charged.
         var hand: [String: Held] = [:]
-        var charged: [String: (tenant: String, cost: Double)] = [:]
+        var charged: [String: (tenant: String, cost: Double, estimate: Double)] = [:]
+        /// Measured work / estimated work of the jobs finished so far (a moving average):
+        /// estimates from file sizes are scaled by it, so charges come close to what jobs cost.
+        var workRatio: Double?
     }
 
     let jobs: JobService
@@ -202,9 +205,10 @@ public final class Scheduler: Sendable {
         } }
         var byID: [String: Held] = [:]
         var candidates: [Candidate] = []
+        let ratio = state.withLock { $0.workRatio } ?? 1
         for h in held {
             byID[h.job.id.text] = h
-            candidates.append(Candidate(id: h.job.id.text, tenant: h.job.tenant, cost: h.cost, requires: h.job.requiredCapabilities))
+            candidates.append(Candidate(id: h.job.id.text, tenant: h.job.tenant, cost: h.cost * ratio, requires: h.job.requiredCapabilities))
         }
         var served = Set<UInt64>()
         while true {
@@ -226,7 +230,7 @@ public final class Scheduler: Sendable {
             do {
                 let leased = try await jobs.transition(job.id, to: .assigned, engineID: waiter.engine)
                 state.withLock { s in
-                    s.charged[job.id.text] = (job.tenant, candidate.cost)
+                    s.charged[job.id.text] = (job.tenant, candidate.cost, h.cost)
                     s.hand[job.id.text] = nil
                 }
                 counters.withLock { $0.assigned += 1 }
@@ -336,7 +340,10 @@ public final class Scheduler: Sendable {
     public func finished(_ jobID: JobID, measuredWork: Double?) {
         state.withLock { s in
             guard let charge = s.charged.removeValue(forKey: jobID.text) else { return }
-            if let measuredWork { s.fair.correct(charge.tenant, estimated: charge.cost, measured: measuredWork) }
+            guard let measuredWork, measuredWork.isFinite, measuredWork > 0 else { return }
+            s.fair.correct(charge.tenant, estimated: charge.cost, measured: measuredWork)
+            let sample = measuredWork / max(1, charge.estimate)
+            s.workRatio = s.workRatio.map { $0 * 0.8 + sample * 0.2 } ?? sample
         }
     }
 

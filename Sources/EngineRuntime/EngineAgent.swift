@@ -11,6 +11,10 @@
 // stops leasing, lets running jobs finish and reports offline; `stopNow()` (second signal,
 // or the drain timeout) cancels running jobs and gives them back to the queue.
 //
+// Local queue (M21): every lease is recorded in DATA/engine.sqlite before work starts and
+// removed once the server has the outcome; a restarted engine resumes what it held (see
+// LocalQueue).
+//
 // Loop-confined I/O: `run()` must be called on an event loop; the HTTP client lives there
 // and every slot, the heartbeat and the progress reporters are tasks on that loop. The
 // transcodes themselves run off the loop (the runner's threads).
@@ -76,6 +80,8 @@ public final class EngineAgent: Sendable {
         var sentCapabilities = ""
         var completed = 0
         var failed = 0
+        /// Jobs reloaded from the local queue at start, to resume before leasing new ones.
+        var resumable: [Lease] = []
     }
 
     public let configuration: EngineConfiguration
@@ -85,6 +91,7 @@ public final class EngineAgent: Sendable {
     let state = Mutex(State())
     let wakeHeartbeat: AsyncStream<Void>
     let wakeHeartbeatContinuation: AsyncStream<Void>.Continuation
+    let local = Mutex<LocalQueue?>(nil)
 
     public init(configuration: EngineConfiguration, runner: any TranscodeRunner, monitor: any ResourceMonitorPlugin,
                 logger: Logger = Logger(label: "spool.engine")) {
@@ -127,6 +134,29 @@ public final class EngineAgent: Sendable {
     public func run() async throws {
         guard let loop = EventLoop.current else { preconditionFailure("EngineAgent.run must be called on an event loop") }
         do { try makeDirectory(workRoot) } catch { throw EngineError(error.message) }
+        let queue: LocalQueue
+        do { queue = try await LocalQueue.open(path: configuration.dataDirectory + "/engine.sqlite") } catch {
+            throw EngineError("cannot open the engine's queue in \(configuration.dataDirectory): \(error)")
+        }
+        local.withLock { $0 = queue }
+        defer { local.withLock { $0 = nil } }
+        let reloaded = try await queue.all()
+        var resumable: [Lease] = []
+        for row in reloaded {
+            guard let doc = try? JSONDocument(parsing: row.specText), let spec = try? JobSpec.decode(doc.root) else {
+                try? await queue.finished(row.jobID)
+                continue
+            }
+            resumable.append(Lease(jobID: row.jobID, epoch: row.epoch, spec: spec, specText: row.specText))
+        }
+        if !resumable.isEmpty {
+            logger.info("resuming \(resumable.count) job(s) from the local queue: \(resumable.map(\.jobID).joined(separator: ", "))")
+        }
+        // Listed in the first heartbeat, so the server does not take them back meanwhile.
+        state.withLock { s in
+            s.resumable = resumable
+            for l in resumable { s.running[l.jobID] = Running(epoch: l.epoch) }
+        }
         var cfg = HTTPClientConfiguration()
         cfg.readTimeout = .seconds(Int64(configuration.leaseWaitSeconds) + 30)
         cfg.totalTimeout = .seconds(3_600)
@@ -273,10 +303,16 @@ public final class EngineAgent: Sendable {
                 continue
             }
             do {
+                let next = state.withLock { s -> Lease? in s.resumable.isEmpty ? nil : s.resumable.removeFirst() }
+                if let resumed = next {
+                    await execute(client, resumed, resumed: true)
+                    continue
+                }
                 guard let lease = try await lease(client.value) else { failures = 0; continue }
                 failures = 0
                 if isDraining {
                     try? await report(client.value, lease, "fail", body: failBody(reason: "engine draining", requeue: true))
+                    try? await local.withLock({ $0 })?.finished(lease.jobID)
                     break
                 }
                 await execute(client, lease)
@@ -293,6 +329,8 @@ public final class EngineAgent: Sendable {
         var jobID: String
         var epoch: Int64
         var spec: JobSpec
+        /// The spec as the server sent it (kept in the local queue).
+        var specText: String
     }
 
     func lease(_ client: HTTPClient) async throws -> Lease? {
@@ -311,23 +349,43 @@ public final class EngineAgent: Sendable {
         let spec: JobSpec
         do { spec = try JobSpec.decode(specValue) } catch {
             // A spec this engine cannot read: fail it (counted), do not loop on it.
-            let bad = Lease(jobID: id, epoch: epoch, spec: JobSpec(inputFileID: FileID("file_00000000000000000000000000")!, outputs: .preset("")))
+            let bad = Lease(jobID: id, epoch: epoch, spec: JobSpec(inputFileID: FileID("file_00000000000000000000000000")!, outputs: .preset("")),
+                            specText: specValue.rawText)
             try? await report(client, bad, "fail", body: failBody(reason: "invalid_settings: \(error.message)", requeue: false))
             return nil
         }
-        return Lease(jobID: id, epoch: epoch, spec: spec)
+        let lease = Lease(jobID: id, epoch: epoch, spec: spec, specText: specValue.rawText)
+        // Recorded (committed) before any work starts on it.
+        if let queue = local.withLock({ $0 }) {
+            do { try await queue.received(LocalJob(jobID: id, epoch: epoch, specText: lease.specText, starts: 0), at: Int64(SystemClock.shared.unixMilliseconds)) } catch {
+                logger.error("job \(id): not recorded in the local queue (\(error)); giving it back")
+                try? await report(client, lease, "fail", body: failBody(reason: "engine could not record the lease", requeue: true))
+                return nil
+            }
+        }
+        return lease
     }
 
     /// One job, start to end. Never throws: every outcome is reported (or, when the lease
     /// is lost, deliberately not).
-    func execute(_ client: LoopBound<HTTPClient>, _ lease: Lease) async {
+    func execute(_ client: LoopBound<HTTPClient>, _ lease: Lease, resumed: Bool = false) async {
         let loop = client.loop
         let work = workRoot + "/" + lease.jobID
         removeTree(work)
         defer { removeTree(work) }
         state.withLock { $0.running[lease.jobID] = Running(epoch: lease.epoch) }
         defer { state.withLock { _ = $0.running.removeValue(forKey: lease.jobID) } }
-        logger.info("job \(lease.jobID) (epoch \(lease.epoch)): started")
+        let queue = local.withLock { $0 }
+        // Once the server has the outcome (or the lease is gone), the local record goes.
+        var settled = false
+        let starts = (try? await queue?.started(lease.jobID)) ?? 1
+        logger.info("job \(lease.jobID) (epoch \(lease.epoch)): \(resumed ? "resumed from the local queue" : "started")\(starts > 1 ? " (start \(starts) here)" : "")")
+        if starts > LocalQueue.maxStarts {
+            try? await report(client.value, lease, "fail",
+                              body: failBody(reason: "engine_restarts: started \(starts - 1) times on this engine without finishing", requeue: false))
+            try? await queue?.finished(lease.jobID)
+            return
+        }
         do {
             try makeDirectory(work)
             let input = work + "/input"
@@ -359,9 +417,11 @@ public final class EngineAgent: Sendable {
             w.field("work", result.work)
             w.endObject()
             try await report(client.value, lease, "complete", body: w.text)
+            settled = true
             state.withLock { $0.completed += 1 }
             logger.info("job \(lease.jobID): completed (\(outputs.count) output file(s))")
         } catch let e as StaleLease {
+            settled = true
             runner.cancel(jobID: lease.jobID)
             logger.warning("job \(lease.jobID): \(e.description); its work is dropped")
         } catch {
@@ -371,8 +431,16 @@ public final class EngineAgent: Sendable {
             let reason = failure.map { "\($0.code): \($0.message)" } ?? String(describing: error)
             state.withLock { $0.failed += requeue ? 0 : 1 }
             logger.warning("job \(lease.jobID): \(requeue ? "given back (stopping)" : "failed"): \(reason)")
-            try? await report(client.value, lease, "fail", body: failBody(reason: reason, requeue: requeue))
+            do {
+                try await report(client.value, lease, "fail", body: failBody(reason: reason, requeue: requeue))
+                settled = true
+            } catch is StaleLease {
+                settled = true
+            } catch {
+                // The server did not hear it: the record stays, and the next start resumes the job.
+            }
         }
+        if settled { try? await queue?.finished(lease.jobID) }
     }
 
     func failBody(reason: String, requeue: Bool) -> String {
