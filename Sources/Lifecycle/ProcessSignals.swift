@@ -53,6 +53,9 @@ public final class ShutdownSignal: Sendable {
         var observers: [@Sendable (Int32) -> Void] = []
         /// Once someone asked for reload requests, SIGHUP goes to them instead of stopping.
         var reloadListeners: [AsyncStream<Void>.Continuation] = []
+        /// Takes the second stop signal instead of the immediate death (once; a third kills).
+        var secondSignal: (@Sendable (Int32) -> Void)?
+        var secondTaken = false
     }
 
     private let state = Mutex(State())
@@ -98,6 +101,13 @@ public final class ShutdownSignal: Sendable {
         if let now { body(now) }
     }
 
+    /// The second stop signal calls `body` (on the signal thread; keep it short) instead of
+    /// ending the process at once, for a command that can still wind down quickly (an
+    /// engine cancelling its jobs and giving them back). A third signal ends it at once.
+    public func onSecondSignal(_ body: @escaping @Sendable (Int32) -> Void) {
+        state.withLock { $0.secondSignal = body }
+    }
+
     /// From now on SIGHUP is a reload request (as in nginx and PostgreSQL) rather than a
     /// stop: each one is yielded on the returned stream (requests that arrive faster than
     /// they are taken coalesce into one). SIGTERM and SIGINT stop as before. A SIGHUP that
@@ -124,6 +134,16 @@ public final class ShutdownSignal: Sendable {
                 return (s.waiters, s.observers)
             }
         guard let first else {
+            let handler = state.withLock { s -> (@Sendable (Int32) -> Void)? in
+                guard !s.secondTaken, let h = s.secondSignal else { return nil }
+                s.secondTaken = true
+                return h
+            }
+            if let handler {
+                StandardError.write("spool: second signal (\(ProcessSignals.name(signal))): cancelling running work (a third stops at once)\n")
+                handler(signal)
+                return
+            }
             StandardError.write("spool: second signal (\(ProcessSignals.name(signal))): stopping at once\n")
             spool_signal_die(signal)
         }

@@ -26,8 +26,8 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
         discussion: """
             The engine registers with the join token (or SPOOL_JOIN_TOKEN), keeps its id and token in \
             DATA/engine.json (mode 0600) and reuses them when it restarts. SIGTERM/SIGINT drain: no new \
-            leases, running jobs finish, then the engine reports offline and exits 0; a second signal stops at once \
-            (the server gives the jobs to another engine when the heartbeats stop).
+            leases, running jobs finish, then the engine reports offline and exits 0; a second signal cancels the \
+            running jobs and gives them back to the queue; a third stops at once.
             """
     )
 
@@ -58,10 +58,19 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
     @Option(help: "Seconds running jobs get to finish after a stop signal before they are cancelled and requeued.")
     var drainTimeout: Int = 600
 
+    @Option(help: "Busy (no new leases) below this much available memory, in MiB.")
+    var minFreeMemoryMib: Int = 128
+
+    @Option(help: "Busy (no new leases) above this share of CPU time waiting for I/O (0...1).")
+    var maxIoWait: Double = 0.5
+
     func validate() throws {
         guard (1...64).contains(slots) else { throw ValidationError("--slots must be 1...64") }
         guard (0...64).contains(threads) else { throw ValidationError("--threads must be 0...64") }
         guard maxLoadPerCpu > 0 else { throw ValidationError("--max-load-per-cpu must be above 0") }
+        guard minFreeMemoryMib >= 0 else { throw ValidationError("--min-free-memory-mib must be 0 or more") }
+        guard (0...1).contains(maxIoWait) else { throw ValidationError("--max-io-wait must be 0...1") }
+        guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must be 0 or more") }
         for t in tags where t.isEmpty || t.utf8.count > 64 { throw ValidationError("--tag must be 1 to 64 characters") }
     }
 
@@ -77,15 +86,19 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
         config.threads = threads
         config.maxLoadPerCPU = maxLoadPerCpu
         config.drainTimeout = .seconds(Int64(drainTimeout))
+        config.minMemoryAvailableBytes = Int64(minFreeMemoryMib) << 20
+        config.maxIOWaitFraction = maxIoWait
         let agent = EngineAgent(configuration: config, runner: PluginRunner(plugin: LibAVTranscoderPlugin()),
                                 monitor: ProcResourceMonitor(), logger: Logger(label: "spool.engine"))
         try applyAffinity(tags)
         let loop = try EventLoop.start()
         defer { loop.shutdown() }
         shutdown.onSignal { signal in
-            StandardError.write("spool engine: \(ProcessSignals.name(signal)) received: draining (a second signal stops at once)\n")
+            StandardError.write("spool engine: \(ProcessSignals.name(signal)) received: draining (a second signal cancels the running jobs)\n")
             agent.drain()
         }
+        // The second: running jobs are cancelled and given back to the queue, then exit.
+        shutdown.onSecondSignal { _ in agent.stopNow() }
         let task = loop.spawn { try await agent.run() }
         do {
             try await task.value
@@ -177,10 +190,12 @@ struct Up: AsyncParsableCommand, StopsGracefully {
             loops.append(loop)
             tasks.append(loop.spawn { try await agent.run() })
         }
+        let everyAgent = agents
+        shutdown.onSecondSignal { _ in for a in everyAgent { a.stopNow() } }
         print("spool: up at \(url)/api/v1 with \(engines) engine(s); data in \(settings.dataDirectory) (server.url, admin.key)")
         fflush(nil)
         let signal = await shutdown.wait()
-        print("spool: \(ProcessSignals.name(signal)) received: engines draining, then the server stops (a second signal stops at once)")
+        print("spool: \(ProcessSignals.name(signal)) received: engines draining, then the server stops (a second signal cancels running jobs, a third stops at once)")
         fflush(nil)
         for a in agents { a.drain() }
         for t in tasks {

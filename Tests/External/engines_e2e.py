@@ -12,7 +12,9 @@
 #      0 and is offline; no job lost.
 #   4. (a second server, 30 s heartbeat timeout) kill -9 an engine mid-job and start it again
 #      at once: it reloads the job from its local queue (DATA/engine.sqlite) and finishes
-#      it itself, under the same lease epoch (the server never had to take it back).
+#      it itself, under the same lease epoch (the server never had to take it back). Then
+#      two SIGTERMs mid-job: the job is cancelled and given back (pending, no attempt
+#      counted), the engine exits 0, and the job completes once the engine is back.
 # Bounded: every wait has a deadline; about a minute on two cores.
 # Usage: engines_e2e.py [--binary PATH]
 import argparse
@@ -243,9 +245,23 @@ def restart_resumes(binary, work):
         assert done["engine_id"] == engine_id and done["lease_epoch"] == j["lease_epoch"], (j, done)
         assert "resumed from the local queue" in e.log(), e.log()
         check_output(admin, server, done)
+        print(f"restart: the killed engine came back, resumed job {job_id} from its local queue and completed it under epoch {done['lease_epoch']}")
+        # Two stop signals: the running job is cancelled and given back (no attempt counted).
+        second = submit(admin, server, upload(admin, server, clip))
+        wait_until("the second job to be transcoding", lambda: job(admin, server, second)["state"] == "transcoding", 60)
+        e.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        e.proc.send_signal(signal.SIGTERM)
+        e.proc.wait(30)
+        assert e.proc.returncode == 0, f"engine exited {e.proc.returncode} after two signals; log:\n{e.log()}"
+        back = job(admin, server, second)
+        assert back["state"] == "pending" and back["attempts"] == 0 and back["reason"].startswith("requeued"), back
+        e.start()
+        done2 = wait_until("the given-back job to complete", lambda: (lambda x: x if x["state"] == "completed" else None)(job(admin, server, second)), 120)
+        assert done2["lease_epoch"] == back["lease_epoch"] + 1, done2
         rc = e.stop()
         assert rc == 0, f"engine exited {rc}"
-        print(f"restart: the killed engine came back, resumed job {job_id} from its local queue and completed it under epoch {done['lease_epoch']}")
+        print("second signal: the running job was cancelled and given back without an attempt, then completed after the restart")
     finally:
         server.stop()
 
