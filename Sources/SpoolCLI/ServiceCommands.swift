@@ -151,26 +151,8 @@ struct Up: AsyncParsableCommand, StopsGracefully {
         let joinToken = env["SPOOL_JOIN_TOKEN"] ?? randomHex(24)
         env["SPOOL_JOIN_TOKEN"] = joinToken
         let loader = ConfigLoader(filePath: config, environment: env, flags: ["listen": listen, "data_dir": dataDir])
-        let settings: ServerSettings
-        do { settings = try loader.load() } catch { throw ValidationError(error.description) }
-        let address: SocketAddress
-        do { address = try SocketAddress(settings.listen) } catch { throw ValidationError("listen: \(error)") }
-        let live = LiveSettings(settings)
-        let logger = Logger(label: "spool.up")
-        let dispatch = try await DispatchServer.open(dataDirectory: settings.dataDirectory, settings: live, logger: logger)
-        if let shown = try await dispatch.prepareAdminKey(environment: env) {
-            print("spool: admin key (shown once; kept in \(settings.dataDirectory)/admin.key, mode 0600): \(shown)")
-        }
-        var http = HTTPServerConfiguration(listen: address)
-        http.loops = settings.loops
-        http.bodyBytesMax = UInt64(settings.http.jsonBodyMaxBytes)
-        let server = HTTPServer(configuration: http, router: dispatch.makeRouter(), logger: logger)
-        try await server.start()
-        let background = Task { await dispatch.runBackground() }
-        let reloadRequests = shutdown.reloadRequests()
-        let reloading = Task { await Reloader(loader: loader, live: live, clock: SystemClock.shared, logger: logger).run(requests: reloadRequests) }
-        let url = "http://\(server.localAddress ?? address)"
-        try writeServerURL(url, dataDirectory: settings.dataDirectory)
+        let running = try await RunningDispatch.start(loader: loader, environment: env, reloadRequests: shutdown.reloadRequests(), label: "spool.up")
+        let settings = running.settings, url = running.url
 
         // The engines: each on its own loop, registering over loopback like any remote engine.
         let runner = PluginRunner(plugin: LibAVTranscoderPlugin())
@@ -202,12 +184,64 @@ struct Up: AsyncParsableCommand, StopsGracefully {
             do { try await t.value } catch { print("spool: an engine stopped with an error: \(error)") }
         }
         for l in loops { l.shutdown() }
+        await running.stop()
+        print("spool: stopped")
+        fflush(nil)
+    }
+}
+
+/// A dispatch server running on the ring (`serve`, `up`): the data directory checked,
+/// the services opened, the admin key prepared, the HTTP server listening, the sweeps and
+/// the scheduler running, reloads taken, DIR/server.url written.
+struct RunningDispatch {
+    let settings: ServerSettings
+    let dispatch: DispatchServer
+    let server: HTTPServer
+    let url: String
+    let background: Task<Void, Never>
+    let reloading: Task<Void, Never>
+
+    static func start(loader: ConfigLoader, environment: [String: String], reloadRequests: AsyncStream<Void>, label: String) async throws -> RunningDispatch {
+        let settings: ServerSettings
+        do { settings = try loader.load() } catch { throw ValidationError(error.description) }
+        let dataDir = settings.dataDirectory
+        let address: SocketAddress
+        do { address = try SocketAddress(settings.listen) } catch { throw ValidationError("listen: \(error)") }
+        // Unsafe only in the C signatures: Swift passes `dataDir` as a C string for the
+        // call's duration, and strerror's text is copied at once.
+        if unsafe mkdir(dataDir, 0o700) != 0 && errno != EEXIST {
+            throw ValidationError(unsafe "data directory \(dataDir): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard unsafe stat(dataDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw ValidationError("data directory \(dataDir) exists and is not a directory")
+        }
+        guard unsafe access(dataDir, W_OK) == 0 else { throw ValidationError("data directory \(dataDir) is not writable") }
+        let live = LiveSettings(settings)
+        let logger = Logger(label: label)
+        let dispatch = try await DispatchServer.open(dataDirectory: dataDir, settings: live, logger: logger)
+        if let shown = try await dispatch.prepareAdminKey(environment: environment) {
+            print("spool: admin key (shown once; kept in \(dataDir)/admin.key, mode 0600): \(shown)")
+        }
+        var http = HTTPServerConfiguration(listen: address)
+        http.loops = settings.loops
+        http.bodyBytesMax = UInt64(settings.http.jsonBodyMaxBytes)
+        let server = HTTPServer(configuration: http, router: dispatch.makeRouter(), logger: logger)
+        try await server.start()
+        let background = Task { await dispatch.runBackground() }
+        let reloader = Reloader(loader: loader, live: live, clock: SystemClock.shared, logger: logger)
+        let reloading = Task { await reloader.run(requests: reloadRequests) }
+        let url = "http://\(server.localAddress ?? address)"
+        try writeServerURL(url, dataDirectory: dataDir)
+        return RunningDispatch(settings: settings, dispatch: dispatch, server: server, url: url, background: background, reloading: reloading)
+    }
+
+    /// Drains the HTTP server (10 s grace), then stops the background work.
+    func stop() async {
         reloading.cancel()
         await server.stop(grace: .seconds(10))
         background.cancel()
         _ = await background.value
-        print("spool: stopped")
-        fflush(nil)
     }
 }
 

@@ -229,46 +229,15 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         if let loops { flags["loops"] = String(loops) }
         if insecureNoAuth { flags["insecure_no_auth"] = "true" }
         let loader = ConfigLoader(filePath: config, flags: flags)
-        let settings: ServerSettings
-        do { settings = try loader.load() } catch { throw ValidationError(error.description) }
-        let dataDir = settings.dataDirectory
-        let address: SocketAddress
-        do { address = try SocketAddress(settings.listen) } catch { throw ValidationError("listen: \(error)") }
-        // Unsafe only in the C signatures: Swift passes `dataDir` as a C string for the
-        // call's duration, and strerror's text is copied at once.
-        if unsafe mkdir(dataDir, 0o700) != 0 && errno != EEXIST {
-            throw ValidationError(unsafe "data directory \(dataDir): \(String(cString: strerror(errno)))")
-        }
-        var st = stat()
-        guard unsafe stat(dataDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw ValidationError("data directory \(dataDir) exists and is not a directory")
-        }
-        guard unsafe access(dataDir, W_OK) == 0 else { throw ValidationError("data directory \(dataDir) is not writable") }
-
-        let live = LiveSettings(settings)
-        let logger = Logger(label: "spool.serve")
-        let dispatch = try await DispatchServer.open(dataDirectory: dataDir, settings: live, logger: logger)
-        if let shown = try await dispatch.prepareAdminKey(environment: ConfigLoader.processEnvironment()) {
-            print("spool: admin key (shown once; kept in \(dataDir)/admin.key, mode 0600): \(shown)")
-        }
-        var http = HTTPServerConfiguration(listen: address)
-        http.loops = settings.loops
-        http.bodyBytesMax = UInt64(settings.http.jsonBodyMaxBytes)
-        let server = HTTPServer(configuration: http, router: dispatch.makeRouter(), logger: logger)
-        try await server.start()
-        let background = Task { await dispatch.runBackground() }
-        let reloader = Reloader(loader: loader, live: live, clock: SystemClock.shared, logger: logger)
-        let reloading = Task { await reloader.run(requests: reloadRequests) }
-        try writeServerURL("http://\(server.localAddress ?? address)", dataDirectory: dataDir)
-        print("spool: serving http://\(server.localAddress ?? address)/api/v1 with \(http.loops) loop(s); data in \(dataDir)\(settings.insecureNoAuth ? "; NO AUTHENTICATION (--insecure-no-auth)" : "")")
+        let running = try await RunningDispatch.start(loader: loader, environment: ConfigLoader.processEnvironment(),
+                                                      reloadRequests: reloadRequests, label: "spool.serve")
+        let settings = running.settings, dataDir = settings.dataDirectory
+        print("spool: serving \(running.url)/api/v1 with \(settings.loops) loop(s); data in \(dataDir)\(settings.insecureNoAuth ? "; NO AUTHENTICATION (--insecure-no-auth)" : "")")
         fflush(nil)
         let signal = await shutdown.wait()
         print("spool: \(ProcessSignals.name(signal)) received: draining (a second signal stops at once)")
         fflush(nil)
-        reloading.cancel()
-        await server.stop(grace: .seconds(10))
-        background.cancel()
-        _ = await background.value
+        await running.stop()
         print("spool: stopped")
         fflush(nil)
     }
