@@ -212,8 +212,9 @@ public final class Scheduler: Sendable {
         }
         var served = Set<UInt64>()
         while true {
-            // One waiter and the job the policy picks for it, both taken out under the lock.
-            let pick = state.withLock { s -> (Waiter, Candidate)? in
+            // Every parked engine and the job the policy picks for it, taken out under the lock...
+            var picks: [(Waiter, Candidate, Held)] = []
+            while let (waiter, candidate) = state.withLock({ s -> (Waiter, Candidate)? in
                 for (i, w) in s.waiters.enumerated() where !served.contains(w.token) {
                     if let c = s.fair.choose(from: candidates, capabilities: w.capabilities) {
                         s.waiters.remove(at: i)
@@ -222,29 +223,45 @@ public final class Scheduler: Sendable {
                     served.insert(w.token)   // nothing fits this engine this round
                 }
                 return nil
+            }) {
+                candidates.removeAll { $0.id == candidate.id }
+                if let h = byID[candidate.id] { picks.append((waiter, candidate, h)) } else { state.withLock { $0.waiters.insert(waiter, at: 0) } }
             }
-            guard let (waiter, candidate) = pick else { break }
-            candidates.removeAll { $0.id == candidate.id }
-            guard let h = byID[candidate.id] else { continue }
-            let job = h.job
-            do {
-                let leased = try await jobs.transition(job.id, to: .assigned, engineID: waiter.engine)
-                state.withLock { s in
-                    s.charged[job.id.text] = (job.tenant, candidate.cost, h.cost)
-                    s.hand[job.id.text] = nil
+            guard !picks.isEmpty else { break }
+            // ...then every assignment committed at once (they share group commits), each
+            // before its engine hears of it.
+            let outcomes = await withTaskGroup(of: (Int, Job?).self) { group in
+                for (i, p) in picks.enumerated() {
+                    group.addTask { [jobs] in (i, try? await jobs.transition(p.2.job.id, to: .assigned, engineID: p.0.engine)) }
                 }
-                counters.withLock { $0.assigned += 1 }
-                waiter.deliver(leased)
-            } catch {
-                // The job moved on meanwhile (cancelled, expired): not this engine's; try again.
-                state.withLock { s in
-                    s.fair.correct(job.tenant, estimated: candidate.cost, measured: .leastNonzeroMagnitude)
-                    s.waiters.insert(waiter, at: 0)
-                    s.hand[job.id.text] = nil
-                }
+                var out = [Job?](repeating: nil, count: picks.count)
+                for await (i, job) in group { out[i] = job }
+                return out
             }
-            // Leased or gone, the queue is done with it (a stale receipt: redelivered, dropped next time).
-            try? await queue.ack(h.delivery)
+            var refused = 0
+            for ((waiter, candidate, h), leased) in zip(picks, outcomes) {
+                let job = h.job
+                if let leased {
+                    state.withLock { s in
+                        s.charged[job.id.text] = (job.tenant, candidate.cost, h.cost)
+                        s.hand[job.id.text] = nil
+                    }
+                    counters.withLock { $0.assigned += 1 }
+                    waiter.deliver(leased)
+                } else {
+                    // The job moved on meanwhile (cancelled, expired): not this engine's; it tries again.
+                    refused += 1
+                    state.withLock { s in
+                        s.fair.correct(job.tenant, estimated: candidate.cost, measured: .leastNonzeroMagnitude)
+                        s.waiters.insert(waiter, at: 0)
+                        s.hand[job.id.text] = nil
+                    }
+                    served.remove(waiter.token)
+                }
+                // Leased or gone, the queue is done with it (a stale receipt: redelivered, dropped next time).
+                try? await queue.ack(h.delivery)
+            }
+            if refused == 0 { break }
         }
         // Engines that asked for one round only hear no now.
         let unserved = state.withLock { s -> [Waiter] in
