@@ -256,5 +256,6 @@ extension JobSettings {
         retryBackoffMaxSeconds = s.retryBackoffMaxSeconds
         idempotencyRetentionSeconds = s.idempotencyRetentionSeconds
         expiryIntervalMilliseconds = s.expiryIntervalMilliseconds
+        retryJitter = Double(s.retryJitterPercent) / 100
     }
 }

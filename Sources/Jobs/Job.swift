@@ -169,14 +169,25 @@ public struct JobSettings: Sendable, Equatable {
     public var retryBackoffMaxSeconds: Int64 = 300
     public var idempotencyRetentionSeconds: Int64 = 86_400
     public var expiryIntervalMilliseconds: Int64 = 1_000
+    /// Each retry's wait is the backoff ± this share of it, at random, so jobs that failed
+    /// together (an engine lost) do not all come back at the same moment. 0...1.
+    public var retryJitter = 0.2
     public init() {}
 
     /// The wait before attempt `attempts + 1`, after `attempts` failures (1, 2, ...):
-    /// the base doubling each time, at most the max.
+    /// the base doubling each time, at most the max (before jitter; see `retryWait`).
     public func backoffMilliseconds(afterFailures attempts: Int) -> Int64 {
         let base = max(0, retryBackoffSeconds), cap = max(base, retryBackoffMaxSeconds)
         let shift = min(max(attempts - 1, 0), 40)
         let (v, overflow) = base.multipliedReportingOverflow(by: Int64(1) << shift)
         return (overflow ? cap : min(v, cap)) * 1000
+    }
+
+    /// The backoff with its jitter: a uniform draw in backoff × (1 ± retryJitter).
+    public func retryWait<R: RandomNumberGenerator>(afterFailures attempts: Int, using rng: inout R) -> Int64 {
+        let base = backoffMilliseconds(afterFailures: attempts)
+        let j = min(1, max(0, retryJitter.isFinite ? retryJitter : 0))
+        guard j > 0, base > 0 else { return base }
+        return max(0, Int64((Double(base) * Double.random(in: (1 - j)...(1 + j), using: &rng)).rounded()))
     }
 }

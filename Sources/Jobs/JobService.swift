@@ -162,7 +162,7 @@ public final class JobService: Sendable {
     /// job is not leased to that engine under exactly that epoch: an engine's reports). A move to `transcoding` of a
     /// job already transcoding with `progress` is a progress report. Entering `assigned`
     /// starts a new lease epoch for `engineID`; entering `failed` counts the attempt and moves
-    /// on to `retrying` (backoff doubling from retry_backoff_seconds) while attempts remain
+    /// on to `retrying` (backoff doubling from retry_backoff_seconds, with jitter) while attempts remain
     /// and the reason is not `expired`; `completed` stores `result`.
     @discardableResult
     public func transition(_ id: JobID, to target: JobState, reason: String? = nil, leaseEpoch: Int64? = nil,
@@ -255,7 +255,8 @@ public final class JobService: Sendable {
             job.engineID = nil
             if job.reason != "expired" && job.attempts < job.maxAttempts {
                 job.state = try JobState.failed.move(to: .retrying)
-                job.nextAttemptAt = now + s.backoffMilliseconds(afterFailures: job.attempts)
+                var rng = SystemRandomNumberGenerator()
+                job.nextAttemptAt = now + s.retryWait(afterFailures: job.attempts, using: &rng)
             }
         case .retrying:
             break

@@ -16,6 +16,7 @@
 //   jobs.retry_backoff_max_seconds (r) SPOOL_JOBS_RETRY_BACKOFF_MAX_SECONDS
 //   jobs.idempotency_retention_seconds (r) SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS
 //   jobs.expiry_interval_ms    (r)   SPOOL_JOBS_EXPIRY_INTERVAL_MS
+//   jobs.retry_jitter_percent  (r)   SPOOL_JOBS_RETRY_JITTER_PERCENT
 //   files.max_file_bytes       (r)   SPOOL_FILES_MAX_FILE_BYTES
 //   files.total_quota_bytes    (r)   SPOOL_FILES_TOTAL_QUOTA_BYTES
 //   http.json_body_max_bytes   (r)   SPOOL_HTTP_JSON_BODY_MAX_BYTES
@@ -61,6 +62,8 @@ public struct ServerSettings: Sendable, Equatable {
         public var idempotencyRetentionSeconds: Int64 = 86_400
         /// How often pending jobs are checked for expiry (and retries come due).
         public var expiryIntervalMilliseconds: Int64 = 1_000
+        /// Each retry waits the backoff ± this percentage, at random.
+        public var retryJitterPercent: Int64 = 20
         public init() {}
     }
 

@@ -117,6 +117,7 @@ public enum SettingsSchema {
         .int("jobs.retry_backoff_max_seconds", reloadable: true, 0...604_800, \.jobs.retryBackoffMaxSeconds),
         .int("jobs.idempotency_retention_seconds", reloadable: true, 1...2_592_000, \.jobs.idempotencyRetentionSeconds),
         .int("jobs.expiry_interval_ms", reloadable: true, 10...3_600_000, \.jobs.expiryIntervalMilliseconds),
+        .int("jobs.retry_jitter_percent", reloadable: true, 0...100, \.jobs.retryJitterPercent),
         .int("files.max_file_bytes", reloadable: true, 1...(1 << 50), \.files.maxFileBytes),
         .int("files.total_quota_bytes", reloadable: true, 1...(1 << 56), \.files.totalQuotaBytes),
         .int("http.json_body_max_bytes", reloadable: true, 1_024...(64 << 20), \.http.jsonBodyMaxBytes),

@@ -110,6 +110,7 @@ final class JobServiceTests: XCTestCase {
     func testFailureRetriesWithBackoffUntilAttemptsRunOut() async throws {
         settings.retryBackoffSeconds = 5
         settings.retryBackoffMaxSeconds = 12
+        settings.retryJitter = 0   // exact waits here; the jitter has its own test
         try await open()
         let job = try await submit(spec: spec(maxAttempts: 4))
         var expectedWaits: [Int64] = [5_000, 10_000, 12_000]

@@ -125,6 +125,15 @@ final class JobSpecTests: XCTestCase {
         s.retryBackoffMaxSeconds = 300
         XCTAssertEqual((1...8).map { s.backoffMilliseconds(afterFailures: $0) }, [5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000])
         XCTAssertEqual(s.backoffMilliseconds(afterFailures: 1_000), 300_000)
+        // With jitter: every wait within backoff × (1 ± jitter), and not all the same.
+        var jittered = s
+        jittered.retryJitter = 0.5
+        var rng = SystemRandomNumberGenerator()
+        let waits = (0..<200).map { _ in jittered.retryWait(afterFailures: 2, using: &rng) }
+        XCTAssertTrue(waits.allSatisfy { (5_000...15_000).contains($0) }, "\(waits.min()!)...\(waits.max()!)")
+        XCTAssertGreaterThan(Set(waits).count, 50)
+        jittered.retryJitter = 0
+        XCTAssertEqual(jittered.retryWait(afterFailures: 2, using: &rng), 10_000)
     }
 }
 

@@ -114,7 +114,7 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 24)
+        XCTAssertEqual(SettingsSchema.all.count, 25)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key), ["listen", "data_dir", "loops", "insecure_no_auth"])
     }
 }

@@ -73,7 +73,15 @@ final class FileSendTests: XCTestCase {
         let dropped = try await client.run { () -> Bool in
             let conn = try await TCPConnection.connect(to: addr)
             try await conn.send(Array("GET /files/huge.bin HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
+            // First the server has the connection (accepting it can take a moment)...
             var waited = 0
+            while server.connectionCount == 0 && waited < 100 {
+                try await EventLoop.current!.sleep(for: .milliseconds(10))
+                waited += 1
+            }
+            guard server.connectionCount > 0 else { return false }
+            // ...then, the client reading nothing, it must let go after its send timeout.
+            waited = 0
             while server.connectionCount > 0 && waited < 100 {
                 try await EventLoop.current!.sleep(for: .milliseconds(50))
                 waited += 1

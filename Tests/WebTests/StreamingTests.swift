@@ -215,7 +215,7 @@ final class StreamingTests: XCTestCase {
                     try await w.write(piece)
                     sent += UInt64(n)
                 }
-            }))
+            }, timeout: .seconds(900)))   // a memory test: a debug build on 2 busy cores may take minutes
         }
         XCTAssertEqual(response.status, 200, String(decoding: response.body, as: UTF8.self))
         return try JSONTree(json: JSONDocument(parsing: response.body).root)
