@@ -88,11 +88,7 @@ public final class AccessService: Sendable {
 
     /// SHA-256 of the secret, as lowercase hex.
     public static func hash(_ secret: String) -> String {
-        let digest = SHA256.hash(data: Array(secret.utf8))
-        let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in digest { out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
+        Hex.encode(SHA256.hash(data: Array(secret.utf8)))
     }
 
     /// Tenant names: 1 to 64 of a-z, 0-9, '_' and '-'.

@@ -41,7 +41,7 @@ extension DispatchServer {
                 throw APIError(status: 401, code: "unauthorized", message: "registering an engine needs a join token (or an admin key) as the bearer")
             }
             let r = try EngineRegistration(req.json().root)
-            let secret = randomToken()
+            let secret = Hex.random(bytes: 32)
             let record: EngineRecord
             if let id = r.engineID, let known = try await engines.get(id), try await engines.verifyCredential(id, r.previousToken ?? "") {
                 // A restarted engine that kept its id: same record, fresh token.
@@ -325,16 +325,6 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
     return diff == 0
 }
 
-/// 32 random bytes as 64 hex digits.
-func randomToken() -> String {
-    var rng = SystemRandomNumberGenerator()
-    var out = ""
-    for _ in 0..<32 {
-        let b: UInt8 = rng.next()
-        out += String(b >> 4, radix: 16) + String(b & 15, radix: 16)
-    }
-    return out
-}
 
 /// A relative output path: segments of [A-Za-z0-9._-], none empty, "." or "..", at most 255 bytes.
 func isSafeOutputName(_ name: String) -> Bool {

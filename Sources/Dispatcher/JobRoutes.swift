@@ -239,11 +239,7 @@ func jobETag(_ job: Job) -> String {
 }
 
 func sha256Hex(_ bytes: [UInt8]) -> String {
-    let hex = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    out.reserveCapacity(64)
-    for b in SHA256.hash(data: bytes) { out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)]) }
-    return String(decoding: out, as: UTF8.self)
+    Hex.encode(SHA256.hash(data: bytes))
 }
 
 extension JobSettings {

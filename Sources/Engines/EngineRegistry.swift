@@ -254,11 +254,9 @@ public final class EngineRegistry: Sendable {
         guard note.utf8.count <= 200, note.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
             throw ModelError.invalidField("/note", "must be at most 200 bytes without control characters")
         }
-        var rng = SystemRandomNumberGenerator()
-        let hex = { (n: Int) in (0..<n).map { _ in let b: UInt8 = rng.next(); return String(b >> 4, radix: 16) + String(b & 15, radix: 16) }.joined() }
-        let token = JoinToken(id: "jt_" + hex(8), note: note, created: clock.unixMilliseconds,
+        let token = JoinToken(id: "jt_" + Hex.random(bytes: 8), note: note, created: clock.unixMilliseconds,
                               expires: clock.unixMilliseconds + seconds * 1000, revoked: nil)
-        let secret = "sjt_" + hex(24)
+        let secret = "sjt_" + Hex.random(bytes: 24)
         try await database.write { db in
             try db.execute(sql: "INSERT INTO engines_join_tokens (id, token_hash, note, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                            arguments: [token.id, Self.hash(secret), note, token.created, token.expires])
@@ -323,7 +321,5 @@ public final class EngineRegistry: Sendable {
         }
     }
 
-    static func hash(_ s: String) -> String {
-        SHA256.hash(data: Array(s.utf8)).map { b in String(b >> 4, radix: 16) + String(b & 15, radix: 16) }.joined()
-    }
+    static func hash(_ s: String) -> String { Hex.encode(SHA256.hash(data: Array(s.utf8))) }
 }

@@ -44,19 +44,24 @@ func encodeMetadata<S: JSONSink>(_ m: [String: String], to w: inout JSONWriter<S
     w.endObject()
 }
 
+extension JobResultOutput: JSONEncodable {
+    /// {"file_id","name","url"}
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
+        w.beginObject()
+        w.field("file_id", fileID.text)
+        w.key("name"); name.encode(to: &w)
+        w.key("url"); url.encode(to: &w)
+        w.endObject()
+    }
+}
+
 extension JobResult: JSONEncodable {
     /// {"outputs":[{"file_id","name","url"}],"quality_report":<the report>|null}
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
         w.beginObject()
         w.key("outputs")
         w.beginArray()
-        for o in outputs {
-            w.beginObject()
-            w.field("file_id", o.fileID.text)
-            w.key("name"); o.name.encode(to: &w)
-            w.key("url"); o.url.encode(to: &w)
-            w.endObject()
-        }
+        for o in outputs { o.encode(to: &w) }
         w.endArray()
         w.key("quality_report")
         if let q = qualityReport { w.rawJSON(q) } else { w.null() }

@@ -201,7 +201,7 @@ struct Submit: AsyncParsableCommand {
             if quality { w.field("quality", true) }
             if !required.isEmpty { w.field("required_capabilities", required) }
             w.endObject()
-            let job = try await api.call("POST", "/jobs", json: w.text, headers: [("Idempotency-Key", "submit-" + randomHex(16))])
+            let job = try await api.call("POST", "/jobs", json: w.text, headers: [("Idempotency-Key", "submit-" + Hex.random(bytes: 16))])
             let jobID = try job.root["id"]?.string() ?? ""
             print("submitted job \(jobID) (preset \(preset))")
             guard wait else { return true }
@@ -425,7 +425,7 @@ struct JobsCommand: AsyncParsableCommand {
             let id = self.id
             print(try await onLoop(base, key) { api async throws -> String in
                 let doc = try await api.call("POST", "/jobs/\(id)/retry",
-                                                                                      headers: [("Idempotency-Key", "retry-" + randomHex(16))])
+                                                                                      headers: [("Idempotency-Key", "retry-" + Hex.random(bytes: 16))])
                 return "job \(id): \((try? doc.root["state"]?.string()) ?? "?")"
             })
         }

@@ -80,7 +80,7 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
         var config = EngineConfiguration(server: server ?? env["SPOOL_SERVER"] ?? "http://127.0.0.1:8080",
                                          joinToken: joinToken ?? env["SPOOL_JOIN_TOKEN"], dataDirectory: dataDir,
                                          name: name ?? "engine")
-        if name == nil { config.name = hostNameForCLI() }
+        if name == nil { config.name = hostName() }
         config.tags = tags
         config.slots = slots
         config.threads = threads
@@ -148,7 +148,7 @@ struct Up: AsyncParsableCommand, StopsGracefully {
     func run() async throws {
         let shutdown = ShutdownSignal.install()
         var env = ConfigLoader.processEnvironment()
-        let joinToken = env["SPOOL_JOIN_TOKEN"] ?? randomHex(24)
+        let joinToken = env["SPOOL_JOIN_TOKEN"] ?? Hex.random(bytes: 24)
         env["SPOOL_JOIN_TOKEN"] = joinToken
         let loader = ConfigLoader(filePath: config, environment: env, flags: ["listen": listen, "data_dir": dataDir])
         let running = try await RunningDispatch.start(loader: loader, environment: env, reloadRequests: shutdown.reloadRequests(), label: "spool.up")
@@ -255,21 +255,7 @@ func writeServerURL(_ url: String, dataDirectory: String) throws {
     close(fd)
 }
 
-func randomHex(_ bytes: Int) -> String {
-    var rng = SystemRandomNumberGenerator()
-    var out = ""
-    for _ in 0..<bytes {
-        let b: UInt8 = rng.next()
-        out += String(b >> 4, radix: 16) + String(b & 15, radix: 16)
-    }
-    return out
-}
 
-func hostNameForCLI() -> String {
-    var buf = [CChar](repeating: 0, count: 256)
-    guard unsafe gethostname(&buf, 255) == 0 else { return "engine" }
-    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
 
 /// The ids of this process's threads (/proc/self/task).
 func threadIDs() -> [pid_t] {

@@ -146,21 +146,14 @@ public final class WebhookService: Sendable {
         w.key("reason"); job.reason.encode(to: &w)
         w.key("outputs")
         w.beginArray()
-        for o in job.result?.outputs ?? [] {
-            w.beginObject()
-            w.field("file_id", o.fileID.text)
-            w.key("name"); o.name.encode(to: &w)
-            w.key("url"); o.url.encode(to: &w)
-            w.endObject()
-        }
+        for o in job.result?.outputs ?? [] { o.encode(to: &w) }
         w.endArray()
         w.key("quality_report")
         if let q = job.result?.qualityReport { w.rawJSON(q) } else { w.null() }
         w.key("metadata"); w.beginObject(); for k in job.metadata.keys.sorted() { w.field(k, job.metadata[k]!) }; w.endObject()
         w.endObject()
         w.endObject()
-        var rng = SystemRandomNumberGenerator()
-        let id = "msg_" + (0..<16).map { _ in String(UInt8.random(in: 0...255, using: &rng), radix: 16) }.map { $0.count == 1 ? "0" + $0 : $0 }.joined()
+        let id = "msg_" + Hex.random(bytes: 16)
         let d = Delivery(id: id, jobID: job.id.text, tenant: job.tenant, url: url, event: event, payload: w.text, state: .pending,
                          attempts: 0, nextAttemptAt: now, createdAt: now, updatedAt: now)
         try await database.write { db in

@@ -1,0 +1,145 @@
+// EngineRuntime.EngineAgent+Heartbeats: how an engine joins and stays known: registration
+// (credentials in DATA/engine.json, reused on restart), heartbeats (state, load, the jobs it
+// runs, capabilities when they change; a 401/404 means register again), and backpressure
+// (busy over its limits of load per CPU, available memory and I/O wait).
+import Glibc
+import JSON
+import Jobs
+import Logging
+import ProcFS
+import Ring
+import SpoolModel
+import Synchronization
+import Threads
+import TranscodeAPI
+import Web
+
+extension EngineAgent {
+
+    func authorization(_ token: String) -> [(name: String, value: String)] { [("Authorization", "Bearer " + token)] }
+
+    func register(_ client: HTTPClient) async throws {
+        if let saved = EngineCredentials.load(credentialsPath), saved.server == configuration.server {
+            state.withLock { $0.credentials = saved }
+            if (try? await sendHeartbeat(client, stateName: "online")) == 200 {
+                logger.info("engine \(saved.engineID): credentials from \(credentialsPath) accepted")
+                return
+            }
+        }
+        guard let join = configuration.joinToken, !join.isEmpty else {
+            throw EngineError("no usable credentials in \(credentialsPath) and no join token: give --join-token or set SPOOL_JOIN_TOKEN")
+        }
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("name", configuration.name)
+        w.field("host", hostName())
+        w.field("version", SpoolVersion.string)
+        w.field("tags", configuration.tags)
+        w.key("capabilities"); w.rawJSON(runner.capabilitiesJSON())
+        if let saved = state.withLock({ $0.credentials }) {
+            w.field("engine_id", saved.engineID)
+            w.field("token", saved.token)
+        }
+        w.endObject()
+        let r: ClientResponse
+        do {
+            r = try await client.execute(ClientRequest(method: "POST", url: api + "/engines/register",
+                                                       headers: authorization(join) + [("Content-Type", "application/json")],
+                                                       body: .bytes(Array(w.text.utf8))))
+        } catch { throw EngineError("cannot reach the server at \(configuration.server): \(error)") }
+        guard r.status == 201, let doc = try? JSONDocument(parsing: r.body), let id = try? doc.root["engine_id"]?.string(),
+              let token = try? doc.root["token"]?.string() else {
+            throw EngineError("registration refused (\(r.status)): \(String(decoding: r.body.prefix(500), as: UTF8.self))")
+        }
+        let creds = EngineCredentials(engineID: id, token: token, server: configuration.server)
+        do { try creds.save(credentialsPath) } catch { throw EngineError(error.message) }
+        let interval = (try? doc.root["heartbeat_interval_seconds"]?.double()) ?? 5
+        state.withLock { s in
+            s.credentials = creds
+            s.heartbeatSeconds = max(0.5, min(60, interval))
+            s.sentCapabilities = runner.capabilitiesJSON()
+        }
+        logger.info("registered as engine \(id) with \(configuration.server)")
+    }
+
+    /// Posts one heartbeat; returns the status.
+    @discardableResult
+    func sendHeartbeat(_ client: HTTPClient, stateName: String? = nil) async throws -> Int {
+        guard let creds = state.withLock({ $0.credentials }) else { return 0 }
+        let sample = monitor.sample()
+        let load = sample.cpus > 0 ? sample.loadAverage1m / Double(sample.cpus) : 0
+        let busy = overloaded(sample)
+        let caps = runner.capabilitiesJSON()
+        let (name, running, sendCaps) = state.withLock { s -> (String, [String], Bool) in
+            s.busy = busy
+            let n = stateName ?? (s.draining ? "draining" : busy ? "busy" : "online")
+            return (n, Array(s.running.keys).sorted(), s.sentCapabilities != caps)
+        }
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("state", name)
+        w.field("load", min(1_000, max(0, load.isFinite ? load : 0)))
+        w.field("running", stateName == "offline" ? [] : running)
+        if sendCaps { w.key("capabilities"); w.rawJSON(caps) }
+        w.endObject()
+        let r = try await client.execute(ClientRequest(method: "POST", url: api + "/engines/\(creds.engineID)/heartbeat",
+                                                       headers: authorization(creds.token) + [("Content-Type", "application/json")],
+                                                       body: .bytes(Array(w.text.utf8)), timeout: .seconds(15)))
+        if r.status == 200 && sendCaps { state.withLock { $0.sentCapabilities = caps } }
+        return r.status
+    }
+
+    func heartbeatLoop(_ client: LoopBound<HTTPClient>) async {
+        let loop = client.loop
+        // Wakes early on drain/stop so the server hears at once.
+        let wake = loop.spawn { [self] in for await _ in wakeHeartbeat { _ = try? await sendHeartbeat(client.value) } }
+        defer { wake.cancel() }
+        while !Task.isCancelled {
+            let seconds = state.withLock { $0.heartbeatSeconds }
+            do { try await loop.sleep(until: loop.now + .milliseconds(Int64(seconds * 1000))) } catch { return }
+            do {
+                let status = try await sendHeartbeat(client.value)
+                if status == 401 || status == 404 {
+                    logger.warning("the server no longer knows this engine (\(status)): registering again")
+                    try? await register(client.value)
+                }
+            } catch {
+                logger.warning("heartbeat failed: \(error)")
+            }
+        }
+    }
+
+    /// Over the configured limits (then the engine reports busy and leases nothing).
+    func overloaded(_ s: ResourceSample) -> Bool {
+        let perCPU = s.cpus > 0 ? s.loadAverage1m / Double(s.cpus) : 0
+        if perCPU > configuration.maxLoadPerCPU { return true }
+        if s.memoryTotalBytes > 0 && s.memoryAvailableBytes < configuration.minMemoryAvailableBytes { return true }
+        if let wait = IOWait.fraction(), wait > configuration.maxIOWaitFraction { return true }
+        return false
+    }
+}
+
+
+/// This machine's host name ("localhost" when it cannot be read).
+public func hostName() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buf, 255) == 0 else { return "localhost" }
+    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// The share of CPU time spent waiting for I/O since the previous call (/proc/stat).
+enum IOWait {
+    static let last = Mutex<(total: UInt64, iowait: UInt64)?>(nil)
+
+    static func fraction() -> Double? {
+        guard let text = ProcFile.read("/proc/stat", limit: 64 << 10), let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
+        let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+        guard fields.count >= 5 else { return nil }
+        let total = fields.reduce(0, +), iowait = fields[4]
+        return last.withLock { prev in
+            defer { prev = (total, iowait) }
+            guard let p = prev, total > p.total else { return nil }
+            return Double(iowait &- p.iowait) / Double(total - p.total)
+        }
+    }
+}
