@@ -245,3 +245,23 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// SPOOL_ONLY_TESTS=A,B keeps those test targets and only what they depend on (the ASan leak
+// check builds MediaTests' closure, not the whole package: minutes less of CI).
+if let only = Context.environment["SPOOL_ONLY_TESTS"] {
+    let byName = Dictionary(uniqueKeysWithValues: package.targets.map { ($0.name, $0) })
+    var keep = Set<String>()
+    var todo = only.split(separator: ",").map(String.init)
+    while let name = todo.popLast() {
+        guard let target = byName[name], keep.insert(name).inserted else { continue }
+        for dependency in target.dependencies {
+            switch dependency {
+            case .targetItem(let name, _), .byNameItem(let name, _): todo.append(name)
+            default: break
+            }
+        }
+    }
+    package.targets = package.targets.filter { keep.contains($0.name) }
+    // Library products are named after their one target; the `spool` executable goes.
+    package.products = package.products.filter { keep.contains($0.name) }
+}

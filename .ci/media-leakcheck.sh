@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs MediaTests under AddressSanitizer + LeakSanitizer (own build dir, .build-asan) and
-# fails if any leak's allocation stack goes through Media or libav. Known leaks outside
+# Runs MediaTests under AddressSanitizer + LeakSanitizer (own build dir, .build-asan, which
+# builds only MediaTests and its dependencies) and fails if any leak's allocation stack goes
+# through Media or libav. Known leaks outside
 # Spool are listed and ignored: libx265's SAO buffers (x265 3.5) and the one-time
 # initialisation of GPU drivers that libav loads while probing hardware devices.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}
+# Only MediaTests and the targets it depends on (see the end of Package.swift).
+export SPOOL_ONLY_TESTS=MediaTests
 $SWIFT build --build-tests --build-path .build-asan --sanitize=address
 log=.build-asan/media-leakcheck.log
 # Only the MediaTests target: a bare "MediaTests" also matched CLITests.FuzzedMediaTests,
