@@ -43,6 +43,9 @@ let package = Package(
         // The process's first act (a constructor, before main and before any thread):
         // descriptors 0-2 open, SIGTERM/SIGINT/SIGHUP blocked for Lifecycle, SIGPIPE ignored.
         .target(name: "CProcessStart", path: "CShims/CProcessStart"),
+        // The only door to confined children: fork/exec with rlimits, the seccomp filter
+        // (a BPF program, also handed to bubblewrap) and Landlock rulesets.
+        .target(name: "CSandbox", path: "CShims/CSandbox"),
         // Linux headers the epoll fallback needs that Glibc's Swift module leaves out.
         .target(name: "CEpoll", path: "CShims/CEpoll"),
         // The only door to FFmpeg 5.1 (libavformat, libavcodec, libavutil, libswscale,
@@ -116,7 +119,7 @@ let package = Package(
             name: "SpoolCLI",
             dependencies: [
                 "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
-                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart",
+                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -194,11 +197,16 @@ let package = Package(
                 path: "Sources/Dispatcher"),
         // A transcoding engine: registration, heartbeats, leases (long-poll over HTTP), the
         // data path (input down, outputs up), backpressure, draining; transcodes behind the
-        // TranscodeRunner interface (in-process plugin now, a sandboxed child later).
-        .target(name: "EngineRuntime", dependencies: ["Web", "Ring", "JSON", "Jobs", "SpoolModel", "TranscodeAPI", "Threads", "ProcFS", "Persistence",
+        // TranscodeRunner interface: each transcode in a sandboxed child (`spool worker`), or
+        // in-process (tests, --sandbox off).
+        .target(name: "EngineRuntime", dependencies: ["Web", "Ring", "JSON", "Jobs", "SpoolModel", "TranscodeAPI", "Threads", "ProcFS", "Persistence", "Sandbox",
                                                        .product(name: "GRDB", package: "GRDB.swift"),
                                                        .product(name: "Logging", package: "swift-log")],
                 path: "Sources/EngineRuntime"),
+        // Sandbox: confined child processes (bubblewrap namespaces or a direct child under
+        // Landlock; rlimits and the seccomp filter in both), and the probe of what this
+        // machine offers. The only importer of CSandbox.
+        .target(name: "Sandbox", dependencies: ["CSandbox"], path: "Sources/Sandbox"),
         // Webhooks: deliveries of finished jobs to their webhook URLs, signed (Standard
         // Webhooks), retried with backoff, logged per job; the SSRF guard on every address dialed.
         .target(name: "Webhooks", dependencies: ["Web", "Ring", "JSON", "Jobs", "Events", "Persistence", "SpoolModel", "Threads",
@@ -241,6 +249,10 @@ let package = Package(
         // The dispatch server in-process on loopback: every endpoint through the real client.
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
                                                           "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "SpoolTestSupport"]),
+        // The sandboxed runner against hostile workers (C programs built at test time) and
+        // the real `spool worker`: escapes refused, crashes and hangs survived.
+        .testTarget(name: "SandboxTests", dependencies: ["EngineRuntime", "Sandbox", "Jobs", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"],
+                    exclude: ["hostile_worker.c"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "ProcFS", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

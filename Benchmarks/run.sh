@@ -19,6 +19,9 @@
 #     (SchedulerBench, real SQLite with synchronous=FULL) vs single-row SQLite commits/s on
 #     the same disk (Python's sqlite3); the end-to-end time of a short job through
 #     `spool up` vs `spool transcode` of the same clip (up_vs_transcode.sh).
+#  8. Isolation: a 720p job through `spool up --sandbox auto` (each transcode in a confined
+#     `spool worker` child) vs `--sandbox off` (in the engine's process), and the child's
+#     start latency (sandbox_cost.sh).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -166,3 +169,7 @@ print(f"yardstick: {yard:.0f} single-row SQLite commits/s (WAL, synchronous=FULL
 PY
   SPOOL="$spool" ./up_vs_transcode.sh
 fi
+
+echo
+echo "== 8. Isolation: each transcode in a sandboxed child vs in the engine's process"
+if [ $smoke = 1 ]; then SPOOL="$spool" ./sandbox_cost.sh --smoke; else SPOOL="$spool" ./sandbox_cost.sh; fi

@@ -290,11 +290,9 @@ func writeLease(_ job: Job, into w: inout JSONWriter<[UInt8]>) {
     w.field("lease_epoch", job.leaseEpoch)
     w.key("job"); job.encode(to: &w)
     w.key("spec")
-    w.beginObject()
-    w.key("input"); w.beginObject(); w.field("file_id", job.inputFileID.text); w.endObject()
-    job.outputs.encodeMember(to: &w)
-    w.field("quality", job.measureQuality)
-    w.endObject()
+    var spec = JobSpec(inputFileID: job.inputFileID, outputs: job.outputs)
+    spec.measureQuality = job.measureQuality
+    spec.encodeTranscodeForm(to: &w)
     w.endObject()
 }
 

@@ -141,7 +141,11 @@ extension EngineAgent {
             try await report(client.value, lease, "complete", body: w.text)
             settled = true
             state.withLock { $0.completed += 1 }
-            logger.info("job \(lease.jobID): completed (\(outputs.count) output file(s))")
+            let start = result.workerStartSeconds.map { s -> String in
+                let tenths = Int((s * 10_000).rounded())
+                return "; sandboxed worker started in \(tenths / 10).\(tenths % 10) ms"
+            } ?? ""
+            logger.info("job \(lease.jobID): completed (\(outputs.count) output file(s)\(start))")
         } catch let e as StaleLease {
             settled = true
             runner.cancel(jobID: lease.jobID)

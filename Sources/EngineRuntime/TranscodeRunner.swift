@@ -27,6 +27,8 @@ public struct RunnerResult: Sendable {
     public var qualityReportJSON: String?
     /// Pixels × frames encoded, summed over the outputs (the scheduler's measured cost).
     public var work: Double
+    /// Sandboxed runs: seconds from the spawn to the worker's first line (its start latency).
+    public var workerStartSeconds: Double?
     public init(qualityReportJSON: String?, work: Double) { self.qualityReportJSON = qualityReportJSON; self.work = work }
 }
 

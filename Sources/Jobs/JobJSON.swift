@@ -182,3 +182,16 @@ func stringMap(_ text: String) -> [String: String] {
     for (k, v) in doc.root.members { out[k] = try? v.string() }
     return out
 }
+
+extension JobSpec {
+    /// The part of the request form a transcoder needs ({"input", the outputs member,
+    /// "quality"}), which `JobSpec.decode` reads back: the lease answer's `spec` and the
+    /// sandboxed worker's request.
+    public func encodeTranscodeForm<S: JSONSink>(to w: inout JSONWriter<S>) {
+        w.beginObject()
+        w.key("input"); w.beginObject(); w.field("file_id", inputFileID.text); w.endObject()
+        outputs.encodeMember(to: &w)
+        w.field("quality", measureQuality)
+        w.endObject()
+    }
+}

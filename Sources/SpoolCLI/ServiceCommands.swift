@@ -64,6 +64,8 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
     @Option(help: "Busy (no new leases) above this share of CPU time waiting for I/O (0...1).")
     var maxIoWait: Double = 0.5
 
+    @OptionGroup var sandboxOptions: SandboxOptions
+
     func validate() throws {
         guard (1...64).contains(slots) else { throw ValidationError("--slots must be 1...64") }
         guard (0...64).contains(threads) else { throw ValidationError("--threads must be 0...64") }
@@ -88,7 +90,8 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
         config.drainTimeout = .seconds(Int64(drainTimeout))
         config.minMemoryAvailableBytes = Int64(minFreeMemoryMib) << 20
         config.maxIOWaitFraction = maxIoWait
-        let agent = EngineAgent(configuration: config, runner: PluginRunner(plugin: LibAVTranscoderPlugin()),
+        let runner = try sandboxOptions.makeRunner(tags: tags, label: "spool engine")
+        let agent = EngineAgent(configuration: config, runner: runner,
                                 monitor: ProcResourceMonitor(), logger: Logger(label: "spool.engine"))
         try applyAffinity(tags)
         let loop = try EventLoop.start()
@@ -140,6 +143,8 @@ struct Up: AsyncParsableCommand, StopsGracefully {
     @Option(help: "A JSON configuration file (as for `spool serve`).")
     var config: String?
 
+    @OptionGroup var sandboxOptions: SandboxOptions
+
     func validate() throws {
         guard (0...64).contains(engines) else { throw ValidationError("--engines must be 0...64") }
         guard (1...64).contains(slots) else { throw ValidationError("--slots must be 1...64") }
@@ -155,7 +160,7 @@ struct Up: AsyncParsableCommand, StopsGracefully {
         let settings = running.settings, url = running.url
 
         // The engines: each on its own loop, registering over loopback like any remote engine.
-        let runner = PluginRunner(plugin: LibAVTranscoderPlugin())
+        let runner = try sandboxOptions.makeRunner(tags: [], label: "spool up")
         var agents: [EngineAgent] = []
         var loops: [EventLoop] = []
         var tasks: [Task<Void, any Error>] = []
@@ -269,30 +274,18 @@ func threadIDs() -> [pid_t] {
     return out.isEmpty ? [0] : out
 }
 
-/// CPU_Set:A-B[,C] tags pin this engine's threads (the transcodes run on them); GPU:N
-/// selects the device hardware encoders open (CUDA_VISIBLE_DEVICES).
+/// CPU_Set:A-B[,C] tags pin this engine's threads (and the sandbox pins each transcode's
+/// child); GPU:N selects the device hardware encoders open (CUDA_VISIBLE_DEVICES).
 func applyAffinity(_ tags: [String]) throws {
-    for tag in tags {
-        if tag.hasPrefix("CPU_Set:") {
-            var cpus: [Int] = []
-            for part in tag.dropFirst(8).split(separator: ",") {
-                let ends = part.split(separator: "-").compactMap { Int($0) }
-                guard (1...2).contains(ends.count), ends.allSatisfy({ (0..<1024).contains($0) }), ends.first! <= ends.last! else {
-                    throw ValidationError("tag \(tag): CPU_Set takes CPU numbers and ranges, e.g. CPU_Set:0-3,6")
-                }
-                cpus += Array(ends.first!...ends.last!)
+    let (cpus, gpu) = try parseAffinityTags(tags)
+    if !cpus.isEmpty {
+        let list = cpus.map { Int32($0) }
+        // Every thread the process has now (threads made later inherit from their maker).
+        for tid in threadIDs() {
+            guard unsafe list.withUnsafeBufferPointer({ unsafe spool_set_affinity(tid, $0.baseAddress, Int32($0.count)) }) == 0 else {
+                throw ValidationError(unsafe "CPU_Set: sched_setaffinity failed: \(String(cString: strerror(errno)))")
             }
-            let list = cpus.map { Int32($0) }
-            // Every thread the process has now (threads made later inherit from their maker).
-            for tid in threadIDs() {
-                guard unsafe list.withUnsafeBufferPointer({ unsafe spool_set_affinity(tid, $0.baseAddress, Int32($0.count)) }) == 0 else {
-                    throw ValidationError(unsafe "tag \(tag): sched_setaffinity failed: \(String(cString: strerror(errno)))")
-                }
-            }
-        } else if tag.hasPrefix("GPU:") {
-            let n = tag.dropFirst(4)
-            guard !n.isEmpty, n.allSatisfy(\.isNumber) else { throw ValidationError("tag \(tag): GPU takes a device number, e.g. GPU:0") }
-            unsafe setenv("CUDA_VISIBLE_DEVICES", String(n), 1)
         }
     }
+    if let gpu { unsafe setenv("CUDA_VISIBLE_DEVICES", gpu, 1) }
 }

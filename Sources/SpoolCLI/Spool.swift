@@ -6,6 +6,7 @@ import BufferPool
 import JSON
 import Lifecycle
 import Ring
+import Sandbox
 import Threads
 import SpoolAPI
 import Dispatcher
@@ -23,7 +24,7 @@ struct Spool: AsyncParsableCommand {
         commandName: "spool",
         abstract: "Spool: a distributed video transcoding system on io_uring.",
         version: SpoolVersion.string,
-        subcommands: [Serve.self, Up.self, EngineCommand.self, Submit.self, JobsCommand.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self]
+        subcommands: [Serve.self, Up.self, EngineCommand.self, Submit.self, JobsCommand.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self, Worker.self]
     )
 
     /// Parses, settles what signals do for the chosen command, then runs it. SIGTERM,
@@ -88,6 +89,8 @@ struct KernelCheck: ParsableCommand {
         }
         let report = KernelReport.collect()
         print(report.render())
+        // What a transcode is confined with (see `spool engine --sandbox`).
+        print("  transcode sandbox:       \(ConfinementReport.probe())")
         if startLoop {
             do {
                 let loop = try EventLoop.start()

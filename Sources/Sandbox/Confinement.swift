@@ -1,0 +1,119 @@
+// Sandbox.Confinement: what this machine can confine a child with, probed once: bubblewrap
+// (new user, network, PID, IPC, UTS, cgroup and mount namespaces) when the `bwrap` binary is
+// here and works; otherwise a direct child under Landlock (when the kernel has it) for its
+// file access. Both get the same rlimits and seccomp filter. `spool kernel-check` and the
+// engine's capabilities report the result and, for what is missing, why.
+import CSandbox
+import Glibc
+
+public enum ConfinementKind: String, Sendable {
+    /// bubblewrap namespaces + rlimits + seccomp.
+    case bubblewrap
+    /// A direct child: rlimits + seccomp (+ Landlock when the kernel has it).
+    case direct
+}
+
+public struct ConfinementReport: Sendable, CustomStringConvertible {
+    public var kind: ConfinementKind
+    /// The working bwrap, or nil.
+    public var bubblewrap: String?
+    /// Why bubblewrap is not used (nil when it is).
+    public var bubblewrapReason: String?
+    /// The kernel's Landlock ABI version, or nil.
+    public var landlockABI: Int?
+    public var landlockReason: String?
+    /// A per-job cgroup v2 memory limit (needs a delegated cgroup with the memory controller).
+    public var cgroupMemory: Bool
+    public var cgroupReason: String?
+
+    /// One line for logs and kernel-check.
+    public var description: String {
+        var parts: [String] = []
+        switch kind {
+        case .bubblewrap: parts.append("bubblewrap (\(bubblewrap ?? "bwrap")): network, PID, IPC, mount and user namespaces")
+        case .direct: parts.append("NOT namespaced: \(bubblewrapReason ?? "bubblewrap unavailable")")
+        }
+        parts.append("seccomp filter, rlimits")
+        if let abi = landlockABI { parts.append("Landlock ABI \(abi)\(kind == .direct ? " (file access)" : " (available)")") }
+        else { parts.append("no Landlock (\(landlockReason ?? "unavailable"))") }
+        parts.append(cgroupMemory ? "cgroup v2 memory limit" : "no cgroup memory limit (\(cgroupReason ?? "unavailable"))")
+        return parts.joined(separator: "; ")
+    }
+
+    /// Probes the machine: `bwrap` found on PATH (or at `bubblewrapPath`) and able to start
+    /// a process in fresh namespaces; the Landlock ABI; a delegated cgroup v2 memory
+    /// controller. `allowBubblewrap: false` forces the direct child (configuration, tests).
+    public static func probe(bubblewrapPath: String? = nil, allowBubblewrap: Bool = true) -> ConfinementReport {
+        let abi = spool_landlock_abi()
+        var report = ConfinementReport(kind: .direct, bubblewrap: nil, bubblewrapReason: nil,
+                                       landlockABI: abi > 0 ? Int(abi) : nil,
+                                       landlockReason: abi > 0 ? nil : (abi == -ENOSYS ? "the kernel has no Landlock" : "Landlock is disabled (\(errnoText(-abi)))"),
+                                       cgroupMemory: false, cgroupReason: cgroupMemoryUnavailable())
+        guard allowBubblewrap else {
+            report.bubblewrapReason = "bubblewrap disabled by configuration"
+            return report
+        }
+        guard let bwrap = bubblewrapPath ?? findOnPath("bwrap") else {
+            report.bubblewrapReason = "bwrap not found (Debian package bubblewrap)"
+            return report
+        }
+        // A real start: namespaces can be refused (no user namespaces, a container's seccomp).
+        let args = [bwrap] + BubblewrapCommand.systemBinds() + ["--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--", "/bin/true"]
+        switch runQuiet(bwrap, args) {
+        case .some(0):
+            report.kind = .bubblewrap
+            report.bubblewrap = bwrap
+        case .some(let rc):
+            report.bubblewrapReason = "bwrap cannot create namespaces here (exit \(rc): user namespaces disabled or filtered)"
+        case .none:
+            report.bubblewrapReason = "bwrap could not be started"
+        }
+        return report
+    }
+}
+
+func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
+
+func findOnPath(_ name: String) -> String? {
+    let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+    for dir in path.split(separator: ":") where !dir.isEmpty {
+        let candidate = dir + "/" + name
+        if access(candidate, X_OK) == 0 { return candidate }
+    }
+    return nil
+}
+
+/// Runs a command with its output on /dev/null and returns its exit status (nil: not started).
+func runQuiet(_ path: String, _ argv: [String]) -> Int32? {
+    let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+    guard null >= 0 else { return nil }
+    defer { close(null) }
+    guard let child = try? ConfinedProcess.spawnPlain(path, argv, environment: ["PATH=/usr/bin:/bin"], fds: [null, null, null]) else { return nil }
+    switch child.wait() {
+    case .exited(let rc): return rc
+    case .signaled(let s): return 128 + s
+    }
+}
+
+/// nil when a per-job memory cgroup could be made, else why not.
+func cgroupMemoryUnavailable() -> String? {
+    // Unified (cgroup v2 only) or hybrid (v2 beside v1 at /sys/fs/cgroup/unified).
+    guard let controllers = readSmallFile("/sys/fs/cgroup/cgroup.controllers") ?? readSmallFile("/sys/fs/cgroup/unified/cgroup.controllers") else {
+        return "no cgroup v2 hierarchy mounted"
+    }
+    guard controllers.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("memory") else {
+        return "the cgroup v2 hierarchy has no memory controller (cgroup v1 holds it)"
+    }
+    // Creating and filling a job cgroup needs a delegated subtree the engine is not a
+    // member of (the no-internal-processes rule); not attempted yet.
+    return "per-job cgroups are not created yet (needs a delegated cgroup v2 subtree)"
+}
+
+func readSmallFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    return n >= 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
+}
