@@ -292,6 +292,7 @@ func writeLease(_ job: Job, into w: inout JSONWriter<[UInt8]>) {
     w.key("spec")
     var spec = JobSpec(inputFileID: job.inputFileID, outputs: job.outputs)
     spec.measureQuality = job.measureQuality
+    spec.limits = job.limits
     spec.encodeTranscodeForm(to: &w)
     w.endObject()
 }

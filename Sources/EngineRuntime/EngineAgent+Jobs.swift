@@ -141,10 +141,15 @@ extension EngineAgent {
             try await report(client.value, lease, "complete", body: w.text)
             settled = true
             state.withLock { $0.completed += 1 }
-            let start = result.workerStartSeconds.map { s -> String in
+            func ms(_ s: Double) -> String {
                 let tenths = Int((s * 10_000).rounded())
-                return "; sandboxed worker started in \(tenths / 10).\(tenths % 10) ms"
-            } ?? ""
+                return "\(tenths / 10).\(tenths % 10) ms"
+            }
+            var start = ""
+            if let waited = result.workerStartSeconds, let spawn = result.workerSpawnSeconds {
+                start = "; sandboxed worker ready after \(ms(waited)) (its own start: \(ms(spawn)))"
+                if let cpu = result.workerCPUSeconds { start += ", worker CPU \(ms(cpu))" }
+            }
             logger.info("job \(lease.jobID): completed (\(outputs.count) output file(s)\(start))")
         } catch let e as StaleLease {
             settled = true

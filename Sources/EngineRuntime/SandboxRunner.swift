@@ -38,6 +38,9 @@ public struct SandboxConfiguration: Sendable {
     public var environment: [String] = ["PATH=/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8"]
     /// After SIGTERM (a cancel), SIGKILL this much later.
     public var killGraceSeconds = 5.0
+    /// Where spare workers keep their slot directories (on the same file system as the
+    /// jobs' inputs and outputs); nil: no spares, every job starts its worker cold.
+    public var spareDirectory: String?
     public init(executable: String, confinement: ConfinementReport) {
         self.executable = executable; self.confinement = confinement
     }
@@ -55,13 +58,22 @@ public final class SandboxRunner: TranscodeRunner {
     let pluginCapabilities: String
     /// Jobs asked to stop.
     private let cancelled = Mutex<Set<String>>([])
+    /// Warm workers waiting for a job (at most one kept).
+    private let spares = Mutex<[Spare]>([])
+    private let spareCounter = Atomic<Int>(0)
 
     /// `capabilitiesJSON`: what the worker's plugin can do (probed in this process: the
     /// same binary and libraries run in the child).
     public init(configuration: SandboxConfiguration, capabilitiesJSON: String) {
         self.configuration = configuration
         self.pluginCapabilities = capabilitiesJSON
+        // Slots left by an earlier run of this engine go; one spare starts now.
+        if let dir = configuration.spareDirectory { removeTree(dir) }
+        replenishSpares()
     }
+
+    /// Spare workers started and waiting for a job.
+    public var readySpares: Int { spares.withLock { $0.filter(\.isReady).count } }
 
     public func capabilitiesJSON() -> String {
         var w = JSONWriter()
@@ -83,15 +95,32 @@ public final class SandboxRunner: TranscodeRunner {
     public func run(_ job: RunnerJob, progress: @escaping @Sendable (TranscodeProgress) -> Void) async throws(TranscodeFailure) -> RunnerResult {
         do { _ = try OutputPlan.make(job.spec) } catch { throw .invalidJob(error.message) }
         cancelled.withLock { _ = $0.remove(job.jobID) }
-        let stage = job.outputDirectory + ".sandbox"
-        removeTree(stage)
-        try makeDirectory(stage)
-        let outcome: Result<RunnerResult, TranscodeFailure> = await withCheckedContinuation { continuation in
-            let started = OSThread.spawn { [self] in
-                continuation.resume(returning: supervise(job, stage: stage, progress: progress))
+        let limits = effectiveLimits(job)
+        var stage = job.outputDirectory + ".sandbox"
+        var slot: String?
+        let outcome: Result<RunnerResult, TranscodeFailure>
+        if let spare = takeSpare(for: job) {
+            // A warm worker: its start was paid before the job came.
+            slot = spare.slot
+            stage = spare.slot + "/stage"
+            let request = requestText(job, input: spare.insideInput, output: spare.insideOutput)
+            outcome = await withCheckedContinuation { continuation in
+                spare.assign(Spare.Assignment(request: request, jobID: job.jobID, limits: limits, startedAt: SystemClock.nanoseconds(),
+                                              progress: progress, continuation: continuation))
             }
-            if !started { continuation.resume(returning: .failure(TranscodeFailure(code: "internal", message: "cannot start a thread"))) }
+        } else {
+            removeTree(stage)
+            try makeDirectory(stage)
+            let coldStage = stage
+            outcome = await withCheckedContinuation { continuation in
+                let started = OSThread.spawn { [self] in
+                    continuation.resume(returning: supervise(job, stage: coldStage, limits: limits, progress: progress))
+                }
+                if !started { continuation.resume(returning: .failure(TranscodeFailure(code: "internal", message: "cannot start a thread"))) }
+            }
         }
+        replenishSpares()
+        defer { if let slot { removeTree(slot) } }
         cancelled.withLock { _ = $0.remove(job.jobID) }
         switch outcome {
         case .success(let r):
@@ -110,8 +139,31 @@ public final class SandboxRunner: TranscodeRunner {
 
     private func isCancelled(_ id: String) -> Bool { cancelled.withLock { $0.contains(id) } }
 
-    /// On the job's own thread: the child's whole life.
-    private func supervise(_ job: RunnerJob, stage: String, progress: @escaping @Sendable (TranscodeProgress) -> Void) -> Result<RunnerResult, TranscodeFailure> {
+    /// The job's own limits apply within the engine's caps.
+    func effectiveLimits(_ job: RunnerJob) -> SandboxLimits {
+        var limits = configuration.limits
+        let own = job.spec.limits
+        if let s = own.maxSeconds { limits.wallSeconds = min(limits.wallSeconds, Double(s)) }
+        if let s = own.maxCPUSeconds { limits.cpuSeconds = min(limits.cpuSeconds, Int64(s)) }
+        if let m = own.maxMemoryMiB { limits.addressSpaceBytes = min(limits.addressSpaceBytes, Int64(m) << 20) }
+        return limits
+    }
+
+    func requestText(_ job: RunnerJob, input: String, output: String) -> String {
+        var request = JSONWriter()
+        request.beginObject()
+        request.field("job_id", job.jobID)
+        request.key("spec"); job.spec.encodeTranscodeForm(to: &request)
+        request.field("input", input)
+        request.field("output_directory", output)
+        request.field("threads", Int(job.threads))
+        request.endObject()
+        return request.text
+    }
+
+    /// On the job's own thread: a cold worker's whole life.
+    private func supervise(_ job: RunnerJob, stage: String, limits: SandboxLimits,
+                           progress: @escaping @Sendable (TranscodeProgress) -> Void) -> Result<RunnerResult, TranscodeFailure> {
         var view = SandboxView()
         let input: String, output: String
         switch configuration.confinement.kind {
@@ -129,15 +181,16 @@ public final class SandboxRunner: TranscodeRunner {
             view.readWrite = [(stage, stage)]
             view.workingDirectory = stage
         }
-        var request = JSONWriter()
-        request.beginObject()
-        request.field("job_id", job.jobID)
-        request.key("spec"); job.spec.encodeTranscodeForm(to: &request)
-        request.field("input", input)
-        request.field("output_directory", output)
-        request.field("threads", Int(job.threads))
-        request.endObject()
+        switch launch(view: view, limits: limits) {
+        case .failure(let f): return .failure(f)
+        case .success(let worker):
+            return drive(worker, request: requestText(job, input: input, output: output), jobID: job.jobID, limits: limits,
+                         startedAt: worker.spawnedAt, progress: progress)
+        }
+    }
 
+    /// Starts a worker; the request is sent later (drive).
+    func launch(view: SandboxView, limits: SandboxLimits) -> Result<LiveWorker, TranscodeFailure> {
         guard var toChild = Pipe(), var fromChild = Pipe(), var errors = Pipe() else {
             return .failure(TranscodeFailure(code: "io_error", message: "pipe: \(String(cString: strerror(errno)))"))
         }
@@ -147,25 +200,32 @@ public final class SandboxRunner: TranscodeRunner {
             child = try ConfinedProcess.spawn(executable: configuration.executable, arguments: configuration.arguments,
                                               environment: configuration.environment,
                                               fds: [toChild.read, fromChild.write, errors.write],
-                                              view: view, limits: configuration.limits, confinement: configuration.confinement,
+                                              view: view, limits: limits, confinement: configuration.confinement,
                                               cpus: configuration.cpus)
         } catch {
             toChild.closeBoth(); fromChild.closeBoth(); errors.closeBoth()
             return .failure(TranscodeFailure(code: "worker_start", message: "cannot start the transcode worker: \(error.description)"))
         }
         toChild.closeRead(); fromChild.closeWrite(); errors.closeWrite()
-        // The request is small (a spec); a child that never reads it gets EPIPE, not a hang.
-        _ = fcntl(toChild.write, F_SETFL, fcntl(toChild.write, F_GETFL) | O_NONBLOCK)
-        let sent = Array(request.text.utf8).withUnsafeBytes { write(toChild.write, $0.baseAddress, $0.count) }
-        toChild.closeWrite()
-        _ = sent
+        return .success(LiveWorker(child: child, requestFD: toChild.write, outputFD: fromChild.read, errorFD: errors.read, spawnedAt: spawnedAt))
+    }
 
+    /// Sends the request and follows the worker to its end. `startedAt`: when the job began
+    /// waiting for this worker (its spawn, or a spare's assignment).
+    func drive(_ worker: LiveWorker, request: String, jobID: String, limits: SandboxLimits, startedAt: Int64,
+               progress: @escaping @Sendable (TranscodeProgress) -> Void) -> Result<RunnerResult, TranscodeFailure> {
+        let child = worker.child
+        var fromChild = Pipe(read: worker.outputFD), errors = Pipe(read: worker.errorFD)
+        // The request is small (a spec); a child that never reads it gets EPIPE, not a hang.
+        _ = fcntl(worker.requestFD, F_SETFL, fcntl(worker.requestFD, F_GETFL) | O_NONBLOCK)
+        _ = Array(request.utf8).withUnsafeBytes { write(worker.requestFD, $0.baseAddress, $0.count) }
+        close(worker.requestFD)
         let start = SystemClock.nanoseconds()
-        let deadline = start + Int64(configuration.limits.wallSeconds * 1e9)
-        var lines = LineReader(limit: 1 << 20)
+        let deadline = start + Int64(limits.wallSeconds * 1e9)
+        var lines = worker.lines
         var stderrTail: [UInt8] = []
         var outcome: WorkerLine?
-        var readyAt: Int64?
+        var readyAt = worker.readyAt
         var violation: String?
         var outOpen = true, errOpen = true
         var termSentAt: Int64?
@@ -181,7 +241,7 @@ public final class SandboxRunner: TranscodeRunner {
         while outOpen || errOpen {
             let now = SystemClock.nanoseconds()
             if killedFor == nil && now > deadline { stop("deadline", now: now) }
-            if isCancelled(job.jobID) {
+            if isCancelled(jobID) {
                 if termSentAt == nil { termSentAt = now; child.signal(SIGTERM) }
                 else if now - termSentAt! > Int64(configuration.killGraceSeconds * 1e9) { stop("cancelled", now: now) }
             }
@@ -223,14 +283,14 @@ public final class SandboxRunner: TranscodeRunner {
             if let s = child.poll() { status = s; break }
             let now = SystemClock.nanoseconds()
             if killedFor == nil && now > deadline { stop("deadline", now: now) }
-            if killedFor == nil && isCancelled(job.jobID) { stop("cancelled", now: now) }
+            if killedFor == nil && isCancelled(jobID) { stop("cancelled", now: now) }
             usleep(10_000)
         }
         let tail = String(decoding: stderrTail.suffix(600), as: UTF8.self).trimmingSpaces
         let detail = tail.isEmpty ? "" : " (stderr: \(tail.replacingNewlines))"
         switch killedFor {
         case "deadline"?:
-            return .failure(TranscodeFailure(code: "deadline_exceeded", message: "the transcode ran past its deadline of \(Int(configuration.limits.wallSeconds)) s and was killed"))
+            return .failure(TranscodeFailure(code: "deadline_exceeded", message: "the transcode ran past its deadline of \(Int(limits.wallSeconds)) s and was killed"))
         case "cancelled"?:
             return .failure(.cancelled)
         case "garbage"?:
@@ -240,22 +300,170 @@ public final class SandboxRunner: TranscodeRunner {
         if termSentAt != nil { return .failure(.cancelled) }
         switch (status, outcome) {
         case (.exited(0), .result(var r)?):
-            r.workerStartSeconds = readyAt.map { Double($0 - spawnedAt) / 1e9 }
+            r.workerStartSeconds = readyAt.map { Double(max(0, $0 - startedAt)) / 1e9 }
+            r.workerSpawnSeconds = readyAt.map { Double($0 - worker.spawnedAt) / 1e9 }
             return .success(r)
         case (.exited, .failure(let f)?):
             return .failure(f)
         case (.signaled(SIGXCPU), _):
-            return .failure(TranscodeFailure(code: "cpu_limit", message: "the transcode used its CPU time limit of \(configuration.limits.cpuSeconds) s and was killed"))
+            return .failure(TranscodeFailure(code: "cpu_limit", message: "the transcode used its CPU time limit of \(limits.cpuSeconds) s and was killed"))
         case (.signaled(SIGKILL), _):
             return .failure(TranscodeFailure(code: "worker_killed", message: "the transcode worker was killed (SIGKILL: out of memory?)\(detail)"))
         case (.signaled(SIGXFSZ), _):
-            return .failure(TranscodeFailure(code: "file_size_limit", message: "an output passed the file size limit of \(configuration.limits.fileSizeBytes) bytes\(detail)"))
+            return .failure(TranscodeFailure(code: "file_size_limit", message: "an output passed the file size limit of \(limits.fileSizeBytes) bytes\(detail)"))
         case (.signaled(let s), _):
             return .failure(TranscodeFailure(code: "worker_crashed", message: "the transcode worker crashed (\(signalName(s)))\(detail)"))
         case (.exited(let rc), _):
             return .failure(TranscodeFailure(code: "worker_failed", message: "the transcode worker exited with status \(rc) without a result\(detail)"))
         }
     }
+}
+
+// MARK: spare workers
+//
+// A worker's cold start costs about 0.1 s, nearly all of it the dynamic linker binding the
+// ~150 shared libraries libav brings (bubblewrap itself takes ~6 ms). So the runner keeps
+// one worker started ahead of need, in a slot directory of its own (in/ read-only,
+// stage/ writable, bound or ruled before the job is known). A job takes it by hard-linking
+// its input into in/ and sending the request; the spare's start is then already paid. A
+// job with its own CPU or memory limits starts cold (rlimits are set at spawn).
+
+extension SandboxRunner {
+    func takeSpare(for job: RunnerJob) -> Spare? {
+        guard configuration.spareDirectory != nil, job.spec.limits.maxCPUSeconds == nil, job.spec.limits.maxMemoryMiB == nil else { return nil }
+        let spare = spares.withLock { list -> Spare? in
+            list.removeAll { $0.hasFailed }
+            guard let i = list.firstIndex(where: { $0.isReady }) else { return nil }
+            return list.remove(at: i)
+        }
+        guard let spare else { return nil }
+        guard link(job.inputPath, spare.slot + "/in/input") == 0 else {
+            // Another file system, say: this job starts cold, the spare waits for the next.
+            spares.withLock { $0.append(spare) }
+            return nil
+        }
+        return spare
+    }
+
+    /// Keeps one spare worker starting or ready.
+    func replenishSpares() {
+        guard let dir = configuration.spareDirectory else { return }
+        let made = spares.withLock { list -> Spare? in
+            list.removeAll { $0.hasFailed }
+            guard list.isEmpty else { return nil }
+            let n = spareCounter.add(1, ordering: .relaxed).newValue
+            let slot = dir + "/spare-\(getpid())-\(n)"
+            removeTree(slot)
+            do {
+                try makeDirectory(slot + "/in")
+                try makeDirectory(slot + "/stage")
+            } catch { return nil }
+            let spare: Spare
+            switch configuration.confinement.kind {
+            case .bubblewrap: spare = Spare(slot: slot, insideInput: "/job/input/input", insideOutput: "/job/stage/out")
+            case .direct: spare = Spare(slot: slot, insideInput: slot + "/in/input", insideOutput: slot + "/stage/out")
+            }
+            list.append(spare)
+            return spare
+        }
+        guard let spare = made else { return }
+        if !OSThread.spawn({ [self] in runSpare(spare) }) { spare.state.change { $0 = .failed } }
+    }
+
+    /// The spare's thread: start the worker, wait for its ready line, wait for a job, drive it.
+    private func runSpare(_ spare: Spare) {
+        var view = SandboxView()
+        switch configuration.confinement.kind {
+        case .bubblewrap:
+            view.readOnly = [(spare.slot + "/in", "/job/input")]
+            view.readWrite = [(spare.slot + "/stage", "/job/stage")]
+            view.workingDirectory = "/job/stage"
+        case .direct:
+            view.readOnly = [(spare.slot + "/in", spare.slot + "/in")]
+            view.readWrite = [(spare.slot + "/stage", spare.slot + "/stage")]
+            view.workingDirectory = spare.slot + "/stage"
+        }
+        guard case .success(let worker) = launch(view: view, limits: configuration.limits) else {
+            spare.state.change { $0 = .failed }
+            return
+        }
+        guard awaitReady(worker, seconds: 30) else {
+            worker.child.signal(SIGKILL)
+            _ = worker.child.wait()
+            close(worker.requestFD); close(worker.outputFD); close(worker.errorFD)
+            spare.state.change { $0 = .failed }
+            removeTree(spare.slot)
+            return
+        }
+        spare.state.change { $0 = .ready }
+        let a = spare.state.wait(until: { if case .assigned = $0 { return true } else { return false } }) { s, _ -> Spare.Assignment? in
+            if case .assigned(let a) = s { return a } else { return nil }
+        }
+        guard let a else { return }
+        a.continuation.resume(returning: drive(worker, request: a.request, jobID: a.jobID, limits: a.limits, startedAt: a.startedAt, progress: a.progress))
+    }
+
+    /// Reads the worker's first line; true when it is {"ready":{}} within `seconds`.
+    private func awaitReady(_ worker: LiveWorker, seconds: Double) -> Bool {
+        let end = SystemClock.nanoseconds() + Int64(seconds * 1e9)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while worker.readyAt == nil {
+            let left = end - SystemClock.nanoseconds()
+            guard left > 0 else { return false }
+            var fds = [pollfd(fd: worker.outputFD, events: Int16(POLLIN), revents: 0)]
+            let r = poll(&fds, 1, Int32(min(left / 1_000_000, 1000)))
+            if r < 0 && errno != EINTR { return false }
+            if r <= 0 { continue }
+            let n = buffer.withUnsafeMutableBytes { read(worker.outputFD, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            var good = true
+            _ = worker.lines.feed(buffer[..<n]) { line in
+                if case .ready? = WorkerLine.parse(line), worker.readyAt == nil { worker.readyAt = SystemClock.nanoseconds() } else { good = false }
+            }
+            guard good else { return false }
+        }
+        return true
+    }
+}
+
+/// A started worker: the child and the engine's ends of its pipes.
+final class LiveWorker: @unchecked Sendable {
+    let child: ConfinedProcess
+    let requestFD: Int32
+    let outputFD: Int32
+    let errorFD: Int32
+    let spawnedAt: Int64
+    /// When its ready line was read (before the job, for a spare).
+    var readyAt: Int64?
+    var lines = LineReader(limit: 1 << 20)
+    init(child: ConfinedProcess, requestFD: Int32, outputFD: Int32, errorFD: Int32, spawnedAt: Int64) {
+        self.child = child; self.requestFD = requestFD; self.outputFD = outputFD; self.errorFD = errorFD; self.spawnedAt = spawnedAt
+    }
+}
+
+final class Spare: Sendable {
+    struct Assignment: Sendable {
+        var request: String
+        var jobID: String
+        var limits: SandboxLimits
+        var startedAt: Int64
+        var progress: @Sendable (TranscodeProgress) -> Void
+        var continuation: CheckedContinuation<Result<RunnerResult, TranscodeFailure>, Never>
+    }
+    enum State: Sendable { case starting, ready, failed, assigned(Assignment) }
+
+    let slot: String
+    let insideInput: String
+    let insideOutput: String
+    let state = ConditionLock<State>(.starting)
+
+    init(slot: String, insideInput: String, insideOutput: String) {
+        self.slot = slot; self.insideInput = insideInput; self.insideOutput = insideOutput
+    }
+    var isReady: Bool { state.withLock { if case .ready = $0 { return true } else { return false } } }
+    var hasFailed: Bool { state.withLock { if case .failed = $0 { return true } else { return false } } }
+    func assign(_ a: Assignment) { state.change { $0 = .assigned(a) } }
 }
 
 func describe(_ line: ArraySlice<UInt8>) -> String {
@@ -285,7 +493,9 @@ enum WorkerLine {
                 guard q.kind == .object else { return nil }
                 quality = q.rawText
             }
-            return .result(RunnerResult(qualityReportJSON: quality, work: work))
+            var result = RunnerResult(qualityReportJSON: quality, work: work)
+            if let cpu = try? r["cpu_seconds"]?.double(), cpu.isFinite, cpu >= 0 { result.workerCPUSeconds = cpu }
+            return .result(result)
         }
         return nil
     }
@@ -317,6 +527,7 @@ struct Pipe {
         guard let p = makePipe() else { return nil }
         read = p.read; write = p.write
     }
+    init(read fd: Int32) { read = fd; write = -1 }
     mutating func closeRead() { if read >= 0 { close(read); read = -1 } }
     mutating func closeWrite() { if write >= 0 { close(write); write = -1 } }
     mutating func closeBoth() { closeRead(); closeWrite() }

@@ -27,8 +27,14 @@ public struct RunnerResult: Sendable {
     public var qualityReportJSON: String?
     /// Pixels × frames encoded, summed over the outputs (the scheduler's measured cost).
     public var work: Double
-    /// Sandboxed runs: seconds from the spawn to the worker's first line (its start latency).
+    /// Sandboxed runs: seconds the job waited for its worker to be ready (0 for a spare
+    /// started before the job came).
     public var workerStartSeconds: Double?
+    /// Sandboxed runs: seconds from the worker's spawn to its first line (its own start,
+    /// whenever that was).
+    public var workerSpawnSeconds: Double?
+    /// Sandboxed runs: CPU seconds the worker used (user + system, as it reported them).
+    public var workerCPUSeconds: Double?
     public init(qualityReportJSON: String?, work: Double) { self.qualityReportJSON = qualityReportJSON; self.work = work }
 }
 

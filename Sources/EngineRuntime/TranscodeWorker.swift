@@ -47,6 +47,11 @@ public enum TranscodeWorker {
             w.key("result")
             w.beginObject()
             w.field("work", result.work)
+            // Its own CPU time: a parent cannot always count it (bubblewrap's PID-namespace
+            // init does not wait for the payload, so the engine's children totals miss it).
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            w.field("cpu_seconds", Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6)
             w.key("quality_report"); if let q = result.qualityReportJSON { w.rawJSON(q) } else { w.null() }
             w.endObject()
             w.endObject()

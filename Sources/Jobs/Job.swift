@@ -101,6 +101,23 @@ public struct JobResult: Sendable, Equatable {
     }
 }
 
+/// Per-job limits on the transcode's sandboxed child: each applies within the engine's own
+/// cap (the lower one wins); nil: the engine's.
+public struct TranscodeLimits: Sendable, Equatable {
+    /// Wall-clock seconds before the transcode is killed.
+    public var maxSeconds: Int?
+    /// CPU seconds (RLIMIT_CPU).
+    public var maxCPUSeconds: Int?
+    /// Address space, MiB (RLIMIT_AS).
+    public var maxMemoryMiB: Int?
+    public init(maxSeconds: Int? = nil, maxCPUSeconds: Int? = nil, maxMemoryMiB: Int? = nil) {
+        self.maxSeconds = maxSeconds; self.maxCPUSeconds = maxCPUSeconds; self.maxMemoryMiB = maxMemoryMiB
+    }
+    public var isEmpty: Bool { maxSeconds == nil && maxCPUSeconds == nil && maxMemoryMiB == nil }
+    public static let secondsRange = 1...604_800
+    public static let memoryMiBRange = 256...1_048_576
+}
+
 /// What a client submits (decoded and validated by `JobSpec.decode`).
 public struct JobSpec: Sendable, Equatable {
     public var inputFileID: FileID
@@ -115,6 +132,7 @@ public struct JobSpec: Sendable, Equatable {
     public var maxAttempts: Int?
     /// Also measure PSNR and SSIM of every output against the scaled source.
     public var measureQuality = false
+    public var limits = TranscodeLimits()
 
     public static let defaultPriority = 5
     public static let priorities = 0...9
@@ -139,6 +157,8 @@ public struct Job: Sendable, Equatable {
     public var metadata: [String: String]
     /// The engine measures PSNR/SSIM of the outputs (the result's quality report).
     public var measureQuality: Bool = false
+    /// Limits on the transcode (within the engine's caps).
+    public var limits = TranscodeLimits()
     /// Milliseconds since the Unix epoch.
     public var createdAt: Int64
     /// Strictly increases with every change (so it can serve as a validator).

@@ -22,6 +22,7 @@ extension Job: JSONEncodable {
         w.field("ttl_seconds", ttlSeconds)
         w.key("metadata"); encodeMetadata(metadata, to: &w)
         w.field("quality", measureQuality)
+        w.key("limits"); limits.encode(to: &w)
         w.field("attempts", attempts)
         w.field("max_attempts", maxAttempts)
         w.key("reason"); reason.encode(to: &w)
@@ -192,6 +193,25 @@ extension JobSpec {
         w.key("input"); w.beginObject(); w.field("file_id", inputFileID.text); w.endObject()
         outputs.encodeMember(to: &w)
         w.field("quality", measureQuality)
+        if !limits.isEmpty { w.key("limits"); limits.encode(to: &w) }
         w.endObject()
+    }
+}
+
+extension TranscodeLimits: JSONEncodable {
+    /// {"max_seconds","max_cpu_seconds","max_memory_mib"}, each only when set.
+    public func encode<S: JSONSink>(to w: inout JSONWriter<S>) {
+        w.beginObject()
+        if let v = maxSeconds { w.field("max_seconds", v) }
+        if let v = maxCPUSeconds { w.field("max_cpu_seconds", v) }
+        if let v = maxMemoryMiB { w.field("max_memory_mib", v) }
+        w.endObject()
+    }
+
+    /// The stored column (written by `encode`; trusted, so out-of-range values are dropped).
+    static func decodeStored(_ text: String?) -> TranscodeLimits {
+        guard let text, let doc = try? JSONDocument(parsing: Array(text.utf8)) else { return TranscodeLimits() }
+        func int(_ key: String) -> Int? { (try? doc.root[key]?.int64()).flatMap { $0.map { Int($0) } } }
+        return TranscodeLimits(maxSeconds: int("max_seconds"), maxCPUSeconds: int("max_cpu_seconds"), maxMemoryMiB: int("max_memory_mib"))
     }
 }

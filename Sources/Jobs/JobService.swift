@@ -75,11 +75,13 @@ public final class JobService: Sendable {
         let ttl = spec.ttlSeconds ?? s.defaultTTLSeconds
         let outcome = try await store.insert(claim: claim, status: 201, now: now, retentionMilliseconds: s.idempotencyRetentionSeconds * 1000,
                                              make: { [self] in
-            Job(id: makeID(now: now), tenant: tenant, priority: spec.priority, inputFileID: spec.inputFileID, outputs: spec.outputs,
+            var job = Job(id: makeID(now: now), tenant: tenant, priority: spec.priority, inputFileID: spec.inputFileID, outputs: spec.outputs,
                 requiredCapabilities: spec.requiredCapabilities, webhookURL: spec.webhookURL, ttlSeconds: ttl, metadata: spec.metadata,
                 measureQuality: spec.measureQuality,
                 createdAt: now, updatedAt: now, expiresAt: now + ttl * 1000, attempts: 0, maxAttempts: spec.maxAttempts ?? s.maxAttempts,
                 state: .pending, reason: nil, progress: 0, leaseEpoch: 0, engineID: nil, nextAttemptAt: nil, result: nil)
+            job.limits = spec.limits
+            return job
         }, render: render)
         if case .done(let job, _) = outcome {
             await publish(job, .jobCreated)

@@ -9,13 +9,14 @@
 //      | "ladder":NAME | {"rungs":[...],...} | "custom":{...}      exactly one of these
 //    "priority":0...9, "ttl_seconds":1...2592000, "max_attempts":1...20,
 //    "webhook_url":"http(s)://...", "required_capabilities":[...], "metadata":{...},
-//    "quality":true|false (PSNR/SSIM of the outputs in the result)}
+//    "quality":true|false (PSNR/SSIM of the outputs in the result),
+//    "limits":{"max_seconds":1...604800, "max_cpu_seconds":1...604800, "max_memory_mib":256...1048576}}
 import JSON
 import SpoolModel
 
 extension JobSpec {
     static let topKeys: Set<String> = ["input", "preset", "outputs", "ladder", "custom", "webhook_url", "ttl_seconds",
-                                       "priority", "required_capabilities", "metadata", "max_attempts", "quality"]
+                                       "priority", "required_capabilities", "metadata", "max_attempts", "quality", "limits"]
     static let customKeys: Set<String> = ["codec", "width", "height", "crf", "bitrate_kbps", "gop_seconds", "speed", "profile",
                                           "audio_codec", "audio_bitrate_kbps", "max_fps"]
     static let ladderKeys: Set<String> = ["rungs", "segment_seconds", "audio_codec", "audio_bitrate_kbps"]
@@ -84,6 +85,11 @@ extension JobSpec {
         if let v = r.optional(root, "metadata") { spec.metadata = r.metadata(v) }
         if let v = r.optional(root, "quality") {
             if v.kind == .bool, let b = try? v.bool() { spec.measureQuality = b } else { r.fail(v, "must be true or false") }
+        }
+        if let v = r.optional(root, "limits"), r.object(v, allowed: ["max_seconds", "max_cpu_seconds", "max_memory_mib"]) {
+            if let x = r.optional(v, "max_seconds") { spec.limits.maxSeconds = r.int(x, in: TranscodeLimits.secondsRange) }
+            if let x = r.optional(v, "max_cpu_seconds") { spec.limits.maxCPUSeconds = r.int(x, in: TranscodeLimits.secondsRange) }
+            if let x = r.optional(v, "max_memory_mib") { spec.limits.maxMemoryMiB = r.int(x, in: TranscodeLimits.memoryMiBRange) }
         }
         guard r.problems.isEmpty else { throw r.error }
         return spec

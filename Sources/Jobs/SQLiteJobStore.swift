@@ -82,6 +82,10 @@ public final class SQLiteJobStore: JobStore {
                 CREATE INDEX jobs_jobs_engine ON jobs_jobs(engine_id) WHERE engine_id IS NOT NULL;
                 """)
         },
+        Migration("jobs.3") { db in
+            // Per-job limits on the sandboxed transcode (TranscodeLimits as JSON).
+            try db.execute(sql: "ALTER TABLE jobs_jobs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'")
+        },
     ]
 
     public func migrate() async throws { try await db.migrate(Self.migrations) }
@@ -270,15 +274,15 @@ public final class SQLiteJobStore: JobStore {
     private static func columns(_ j: Job) -> [(any DatabaseValueConvertible)?] {
         [j.id.text, j.tenant, j.state.rawValue, j.priority, j.inputFileID.text, j.outputs.storedText, j.requiredCapabilities.jsonText,
          j.webhookURL, j.ttlSeconds, metadataText(j.metadata), j.createdAt, j.updatedAt, j.expiresAt, j.attempts,
-         j.maxAttempts, j.reason, j.progress, j.leaseEpoch, j.engineID?.text, j.nextAttemptAt, j.result?.jsonText, j.measureQuality]
+         j.maxAttempts, j.reason, j.progress, j.leaseEpoch, j.engineID?.text, j.nextAttemptAt, j.result?.jsonText, j.measureQuality, j.limits.jsonText]
     }
 
     static let columnNames = "id, tenant, state, priority, input_file_id, outputs, required_capabilities, webhook_url, ttl_seconds, "
         + "metadata, created_at, updated_at, expires_at, attempts, max_attempts, reason, progress, lease_epoch, engine_id, "
-        + "next_attempt_at, result, quality"
+        + "next_attempt_at, result, quality, limits"
 
     private static func insertRow(_ db: Database, _ j: Job) throws {
-        try db.cachedStatement(sql: "INSERT INTO jobs_jobs (\(columnNames)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        try db.cachedStatement(sql: "INSERT INTO jobs_jobs (\(columnNames)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .execute(arguments: StatementArguments(columns(j)))
     }
 
@@ -288,7 +292,7 @@ public final class SQLiteJobStore: JobStore {
         try db.cachedStatement(sql: """
             UPDATE jobs_jobs SET tenant = ?, state = ?, priority = ?, input_file_id = ?, outputs = ?, required_capabilities = ?,
             webhook_url = ?, ttl_seconds = ?, metadata = ?, created_at = ?, updated_at = ?, expires_at = ?, attempts = ?,
-            max_attempts = ?, reason = ?, progress = ?, lease_epoch = ?, engine_id = ?, next_attempt_at = ?, result = ?, quality = ? WHERE id = ?
+            max_attempts = ?, reason = ?, progress = ?, lease_epoch = ?, engine_id = ?, next_attempt_at = ?, result = ?, quality = ?, limits = ? WHERE id = ?
             """).execute(arguments: StatementArguments(args))
     }
 
@@ -298,12 +302,14 @@ public final class SQLiteJobStore: JobStore {
               let outputs = JobOutputs.decodeStored(row["outputs"]) else { return nil }
         let resultText: String? = row["result"]
         let engineText: String? = row["engine_id"]
-        return Job(id: id, tenant: row["tenant"], priority: row["priority"], inputFileID: input, outputs: outputs,
+        var job = Job(id: id, tenant: row["tenant"], priority: row["priority"], inputFileID: input, outputs: outputs,
                    requiredCapabilities: stringArray(row["required_capabilities"]), webhookURL: row["webhook_url"],
                    ttlSeconds: row["ttl_seconds"], metadata: stringMap(row["metadata"]), measureQuality: row["quality"], createdAt: row["created_at"],
                    updatedAt: row["updated_at"], expiresAt: row["expires_at"], attempts: row["attempts"],
                    maxAttempts: row["max_attempts"], state: state, reason: row["reason"], progress: row["progress"],
                    leaseEpoch: row["lease_epoch"], engineID: engineText.flatMap(EngineID.init), nextAttemptAt: row["next_attempt_at"],
                    result: resultText.flatMap(JobResult.decodeStored))
+        job.limits = TranscodeLimits.decodeStored(row["limits"])
+        return job
     }
 }

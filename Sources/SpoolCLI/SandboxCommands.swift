@@ -48,7 +48,9 @@ struct SandboxOptions: ParsableArguments {
     }
 
     /// The runner for these options; says loudly when the child is not namespaced.
-    func makeRunner(tags: [String], label: String) throws -> any TranscodeRunner {
+    /// `spareDirectory`: where the runner keeps its warm spare worker's slot (under the
+    /// data directory, on the jobs' file system).
+    func makeRunner(tags: [String], label: String, spareDirectory: String) throws -> any TranscodeRunner {
         let plugin = LibAVTranscoderPlugin()
         if sandbox == .off {
             StandardError.write("\(label): WARNING: --sandbox off: transcodes run inside the engine's process, unconfined\n")
@@ -62,6 +64,7 @@ struct SandboxOptions: ParsableArguments {
             StandardError.write("\(label): WARNING: transcodes are NOT namespaced (\(report.bubblewrapReason ?? "bubblewrap unavailable")); they run under rlimits and the seccomp filter\(report.landlockABI != nil ? " and Landlock" : " only (no Landlock either)")\n")
         }
         var config = SandboxConfiguration(executable: SandboxConfiguration.thisExecutable(), confinement: report)
+        config.spareDirectory = spareDirectory
         config.limits.wallSeconds = Double(maxTranscodeSeconds)
         config.limits.cpuSeconds = Int64(maxTranscodeCpuSeconds)
         config.limits.addressSpaceBytes = Int64(maxTranscodeMemoryMib) << 20

@@ -90,7 +90,7 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
         config.drainTimeout = .seconds(Int64(drainTimeout))
         config.minMemoryAvailableBytes = Int64(minFreeMemoryMib) << 20
         config.maxIOWaitFraction = maxIoWait
-        let runner = try sandboxOptions.makeRunner(tags: tags, label: "spool engine")
+        let runner = try sandboxOptions.makeRunner(tags: tags, label: "spool engine", spareDirectory: dataDir + "/sandbox")
         let agent = EngineAgent(configuration: config, runner: runner,
                                 monitor: ProcResourceMonitor(), logger: Logger(label: "spool.engine"))
         try applyAffinity(tags)
@@ -160,7 +160,7 @@ struct Up: AsyncParsableCommand, StopsGracefully {
         let settings = running.settings, url = running.url
 
         // The engines: each on its own loop, registering over loopback like any remote engine.
-        let runner = try sandboxOptions.makeRunner(tags: [], label: "spool up")
+        let runner = try sandboxOptions.makeRunner(tags: [], label: "spool up", spareDirectory: settings.dataDirectory + "/sandbox")
         var agents: [EngineAgent] = []
         var loops: [EventLoop] = []
         var tasks: [Task<Void, any Error>] = []

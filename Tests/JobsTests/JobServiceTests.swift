@@ -319,3 +319,16 @@ final class JobServiceTests: XCTestCase {
         XCTAssertEqual(got.last?.1, .cancelled, "the state was committed when the event arrived")
     }
 }
+
+extension JobServiceTests {
+    func testTranscodeLimitsAreStoredWithTheJob() async throws {
+        var s = spec()
+        s.limits = TranscodeLimits(maxSeconds: 120, maxMemoryMiB: 1024)
+        let job = try await submit(spec: s)
+        XCTAssertEqual(job.limits, s.limits)
+        try await open()  // a restart: read back from SQLite
+        let again = try await service.get(job.id)
+        XCTAssertEqual(again?.limits, s.limits)
+        XCTAssertTrue(String(decoding: again!.jsonBytes, as: UTF8.self).contains(#""limits":{"max_seconds":120,"max_memory_mib":1024}"#))
+    }
+}

@@ -173,3 +173,23 @@ final class EventBusTests: XCTestCase {
         XCTAssertEqual(v1, .engineHeartbeat)
     }
 }
+
+extension JobSpecTests {
+    func testTranscodeLimitsAreReadInRangeAndRoundTrip() throws {
+        let spec = try decode(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-360p","limits":{"max_seconds":30,"max_cpu_seconds":60,"max_memory_mib":512}}"#)
+        XCTAssertEqual(spec.limits, TranscodeLimits(maxSeconds: 30, maxCPUSeconds: 60, maxMemoryMiB: 512))
+        XCTAssertTrue(try decode(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-360p"}"#).limits.isEmpty)
+        // The transcode form (lease answers, the worker's request) carries them back.
+        var w = JSONWriter()
+        spec.encodeTranscodeForm(to: &w)
+        XCTAssertEqual(try JobSpec.decode(Array(w.text.utf8)).limits, spec.limits)
+        XCTAssertEqual(TranscodeLimits.decodeStored(spec.limits.jsonText), spec.limits)
+
+        let bad = problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-360p","limits":{"max_seconds":0,"max_memory_mib":1,"max_cpu_seconds":"9","gpu":1}}"#)
+        XCTAssertNotNil(bad["/limits/max_seconds"], "\(bad)")
+        XCTAssertNotNil(bad["/limits/max_memory_mib"], "\(bad)")
+        XCTAssertNotNil(bad["/limits/max_cpu_seconds"], "\(bad)")
+        XCTAssertNotNil(bad["/limits/gpu"], "\(bad)")
+        XCTAssertNotNil(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-360p","limits":[1]}"#)["/limits"])
+    }
+}
