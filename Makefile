@@ -7,13 +7,13 @@
 SHELL := /bin/bash
 DEB_PACKAGES := liburing-dev libsqlite3-dev libssl-dev libavformat-dev libavcodec-dev \
 	libswscale-dev libswresample-dev libavutil-dev pkg-config curl python3 python3-requests ffmpeg \
-	bubblewrap gcc
+	bubblewrap gcc handbrake-cli
 BENCH_PACKAGES := wrk nginx-light libsimdjson-dev g++ linux-perf
 SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
+.PHONY: plugins simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -24,8 +24,16 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "Debian packages: all present"; fi
 
-build: deps
+build: deps plugins
 	$(SWIFT) build --build-tests
+
+# Transcoder plugins shipped in the repo (Plugins/NAME/*.c -> .build/plugins/NAME.so), built
+# against the ABI header engines load them with.
+plugins: .build/plugins/handbrake.so
+
+.build/plugins/handbrake.so: Plugins/handbrake/handbrake_plugin.c CShims/CPlugin/include/spool_plugin.h
+	@mkdir -p .build/plugins
+	cc -shared -fPIC -O2 -Wall -Wextra -I CShims/CPlugin/include -o $@ $<
 
 release: deps
 	$(SWIFT) build -c release --product spool
@@ -82,13 +90,14 @@ test: build
 # .build/venv, installed once): schemathesis against /api/v1/openapi.json, a python-requests
 # client through the whole flow, hostile input on every endpoint, and SIGKILL at 20 random
 # points with every acknowledged job and file checked after each restart. One step of make test.
-external-tests: spool-debug
+external-tests: spool-debug plugins
 	@py=$$(Tests/External/venv.sh) || exit 1; fail=0; \
 	echo "--- schemathesis"; Tests/External/schemathesis.sh || fail=1; \
 	echo "--- api_flow.py"; $$py Tests/External/api_flow.py || fail=1; \
 	echo "--- bad_input.py"; $$py Tests/External/bad_input.py || fail=1; \
 	echo "--- crash_kill.py"; $$py Tests/External/crash_kill.py || fail=1; \
 	echo "--- engines_e2e.py"; $$py Tests/External/engines_e2e.py || fail=1; \
+	echo "--- plugins_e2e.py"; $$py Tests/External/plugins_e2e.py || fail=1; \
 	[ $$fail = 0 ] && echo "external tests: ok" || { echo "external tests: FAILED"; exit 1; }
 
 # Seeded simulation of the loop, server and client (Sources/Simulation, Tests/SimulationTests):

@@ -46,6 +46,9 @@ let package = Package(
         // The only door to confined children: fork/exec with rlimits, the seccomp filter
         // (a BPF program, also handed to bubblewrap) and Landlock rulesets.
         .target(name: "CSandbox", path: "CShims/CSandbox"),
+        // The transcoder plugin ABI (include/spool_plugin.h, versioned): what plugin authors
+        // build against. Only Plugins imports it.
+        .target(name: "CPlugin", path: "CShims/CPlugin"),
         // Linux headers the epoll fallback needs that Glibc's Swift module leaves out.
         .target(name: "CEpoll", path: "CShims/CEpoll"),
         // The only door to FFmpeg 5.1 (libavformat, libavcodec, libavutil, libswscale,
@@ -119,7 +122,7 @@ let package = Package(
             name: "SpoolCLI",
             dependencies: [
                 "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
-                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox",
+                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox", "Plugins",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -207,6 +210,11 @@ let package = Package(
         // Landlock; rlimits and the seccomp filter in both), and the probe of what this
         // machine offers. The only importer of CSandbox.
         .target(name: "Sandbox", dependencies: ["CSandbox"], path: "Sources/Sandbox"),
+        // Plugins: transcoder plugins through the C ABI: loading .so files (dlopen, ABI and
+        // table checks), driving a job through a table, the built-in transcoder as a table,
+        // and the worker (`spool worker`, the sandboxed child) that runs every job that way.
+        .target(name: "Plugins", dependencies: ["CPlugin", "EngineRuntime", "JSON", "Jobs", "SpoolModel", "Threads", "TranscodeAPI"],
+                path: "Sources/Plugins"),
         // Webhooks: deliveries of finished jobs to their webhook URLs, signed (Standard
         // Webhooks), retried with backoff, logged per job; the SSRF guard on every address dialed.
         .target(name: "Webhooks", dependencies: ["Web", "Ring", "JSON", "Jobs", "Events", "Persistence", "SpoolModel", "Threads",
@@ -251,8 +259,8 @@ let package = Package(
                                                           "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "SpoolTestSupport"]),
         // The sandboxed runner against hostile workers (C programs built at test time) and
         // the real `spool worker`: escapes refused, crashes and hangs survived.
-        .testTarget(name: "SandboxTests", dependencies: ["EngineRuntime", "Sandbox", "Jobs", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"],
-                    exclude: ["hostile_worker.c"]),
+        .testTarget(name: "SandboxTests", dependencies: ["EngineRuntime", "Sandbox", "Plugins", "Jobs", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"],
+                    exclude: ["hostile_worker.c", "test_plugin.c"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "ProcFS", "SpoolTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

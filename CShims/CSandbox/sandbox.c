@@ -41,12 +41,18 @@
 // ---- The seccomp filter ------------------------------------------------------------------
 
 #define MAX_INSNS 256
-static struct sock_filter program[MAX_INSNS];
-static int program_length = -1;
+struct program { struct sock_filter insns[MAX_INSNS]; int length; };
+static struct program strict, processes;
 
 #define ARG_LO(i) (offsetof(struct seccomp_data, args) + (i) * 8)
 #define ARG_HI(i) (offsetof(struct seccomp_data, args) + (i) * 8 + 4)
 #define RET_ERRNO(e) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#define CLONE_NAMESPACES (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
+                          CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME)
 
 // Calls a transcoder never makes: each answers EPERM.
 static const int denied[] = {
@@ -75,78 +81,98 @@ static const int denied[] = {
     __NR_memfd_secret,
 #endif
 #if defined(__x86_64__)
-    __NR_fork, __NR_vfork, __NR_iopl, __NR_ioperm, __NR_uselib, __NR_lookup_dcookie,
+    __NR_iopl, __NR_ioperm, __NR_uselib, __NR_lookup_dcookie,
 #endif
 };
 
-static void emit(struct sock_filter insn) {
-    if (program_length < MAX_INSNS) program[program_length++] = insn;
+static void emit(struct program *p, struct sock_filter insn) {
+    if (p->length < MAX_INSNS) p->insns[p->length++] = insn;
 }
 
-static void build_program(void) {
-    program_length = 0;
-    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SPOOL_AUDIT_ARCH, 1, 0));
-    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
-    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+static void build_program(struct program *p, int allow_processes) {
+    p->length = 0;
+    emit(p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SPOOL_AUDIT_ARCH, 1, 0));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
 #if defined(__x86_64__)
     // x32 calls share the architecture tag and carry bit 30.
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1));
-    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
 #endif
     for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
-        emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i], 0, 1));
-        emit((struct sock_filter)RET_ERRNO(EPERM));
+        emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i], 0, 1));
+        emit(p, (struct sock_filter)RET_ERRNO(EPERM));
     }
+#if defined(__x86_64__)
+    if (!allow_processes) {
+        emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fork, 1, 0));
+        emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_vfork, 0, 1));
+        emit(p, (struct sock_filter)RET_ERRNO(EPERM));
+    }
+#endif
     // clone3 hides its flags behind a pointer: ENOSYS sends the C library back to clone.
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1));
-    emit((struct sock_filter)RET_ERRNO(ENOSYS));
-    // clone: threads only (x86_64 and aarch64 both take the flags first).
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 4));
-    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)));
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0));
-    emit((struct sock_filter)RET_ERRNO(EPERM));
-    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1));
+    emit(p, (struct sock_filter)RET_ERRNO(ENOSYS));
+    // clone (x86_64 and aarch64 both take the flags first): never a new namespace; without
+    // allow_processes, threads only.
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 6));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NAMESPACES, 0, 1));
+    emit(p, (struct sock_filter)RET_ERRNO(EPERM));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, allow_processes ? 0xffffffffu : CLONE_THREAD, 1, 0));
+    emit(p, (struct sock_filter)RET_ERRNO(EPERM));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
     // socket: AF_UNIX only (socketpair too).
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 1, 0));
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socketpair, 0, 4));
-    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)));
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 1, 0));
-    emit((struct sock_filter)RET_ERRNO(EPERM));
-    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 1, 0));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socketpair, 0, 4));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 1, 0));
+    emit(p, (struct sock_filter)RET_ERRNO(EPERM));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
     // prlimit64: reading limits is fine, setting them is not (new_limit must be NULL).
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prlimit64, 0, 6));
-    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2)));
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3));
-    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(2)));
-    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1));
-    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-    emit((struct sock_filter)RET_ERRNO(EPERM));
-    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prlimit64, 0, 6));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2)));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(2)));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    emit(p, (struct sock_filter)RET_ERRNO(EPERM));
+    emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
 }
 
-static pthread_once_t program_once = PTHREAD_ONCE_INIT;
+static pthread_once_t programs_once = PTHREAD_ONCE_INIT;
+static void build_programs(void) {
+    build_program(&strict, 0);
+    build_program(&processes, 1);
+}
 
 const void *spool_sandbox_filter(int *count) {
-    pthread_once(&program_once, build_program);
-    *count = program_length;
-    return program;
+    pthread_once(&programs_once, build_programs);
+    *count = strict.length;
+    return strict.insns;
 }
 
-static int install_filter(void) {
+const void *spool_sandbox_filter_processes(int *count) {
+    pthread_once(&programs_once, build_programs);
+    *count = processes.length;
+    return processes.insns;
+}
+
+static int install_filter(int allow_processes) {
     int count;
-    const void *insns = spool_sandbox_filter(&count);
+    const void *insns = allow_processes ? spool_sandbox_filter_processes(&count) : spool_sandbox_filter(&count);
     struct sock_fprog prog = { .len = (unsigned short)count, .filter = (struct sock_filter *)insns };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
     if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) return -errno;
     return 0;
 }
 
-int spool_sandbox_install_filter(void) { return install_filter(); }
+int spool_sandbox_install_filter(void) { return install_filter(0); }
 
-int spool_sandbox_filter_fd(void) {
+int spool_sandbox_filter_fd(int allow_processes) {
     int count;
-    const void *insns = spool_sandbox_filter(&count);
+    const void *insns = allow_processes ? spool_sandbox_filter_processes(&count) : spool_sandbox_filter(&count);
     int fd = memfd_create("spool-seccomp", MFD_CLOEXEC);
     if (fd < 0) return -errno;
     size_t bytes = (size_t)count * sizeof(struct sock_filter);
@@ -307,7 +333,7 @@ static void child(const struct spool_spawn *s, int report) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report, errno);
     if (s->landlock_fd >= 0 && syscall(__NR_landlock_restrict_self, s->landlock_fd, 0) != 0) child_fail(report, errno);
     if (s->install_seccomp) {
-        int r = install_filter();
+        int r = install_filter(s->allow_processes);
         if (r < 0) child_fail(report, -r);
     }
     execve(s->path, s->argv, s->envp);

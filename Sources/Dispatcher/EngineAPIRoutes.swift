@@ -273,7 +273,8 @@ func leasedJob(_ req: Request, _ engines: EngineRegistry, _ jobs: JobService) as
 func engineCapabilities(_ e: EngineRecord) -> Set<String> {
     var caps = Set(e.tags)
     guard let doc = try? JSONDocument(parsing: e.capabilitiesJSON) else { return caps }
-    for key in ["encoders", "hardware_devices", "muxers", "codecs"] {
+    // "capabilities": what the engine's plugins give (e.g. "handbrake").
+    for key in ["encoders", "hardware_devices", "muxers", "codecs", "capabilities"] {
         guard let list = doc.root[key], list.kind == .array else { continue }
         for v in list.elements { if let s = try? v.string() { caps.insert(s) } }
     }

@@ -8,7 +8,10 @@
 // The request goes in on the child's stdin; progress and the outcome come back on its
 // stdout as JSON lines ({"ready":{}} first, {"progress":{...}} as it goes, then
 // {"result":{...}} or {"failure":{...}});
-// its stderr is kept (the last 4 KiB) for the failure reason. Whatever the child does
+// its stderr is kept (the last 4 KiB) for the failure reason. The request is one line on
+// stdin, which stays open: "cancel" on it cancels the job (the worker cancels it through its
+// plugin table, so a plugin stops its own programs), SIGKILL to the group follows after the
+// grace period. Whatever the child does
 // (crashes, runs out of memory, hangs past the deadline, writes garbage on the pipe), the
 // engine reads an ExitStatus and fails the job with a readable reason; the staging
 // directory, and with it every partial output, is removed. Only a clean result's outputs
@@ -16,7 +19,7 @@
 //
 // Each job has one OS thread for its whole life: it spawns the child (PR_SET_PDEATHSIG is
 // tied to the spawning thread), feeds the request, reads the pipes, enforces the deadline
-// and cancellation (SIGTERM to the group, SIGKILL after the grace period) and reaps it.
+// and cancellation ("cancel" on the worker's stdin, SIGKILL after the grace period) and reaps it.
 import Glibc
 import JSON
 import Jobs
@@ -41,6 +44,9 @@ public struct SandboxConfiguration: Sendable {
     /// Where spare workers keep their slot directories (on the same file system as the
     /// jobs' inputs and outputs); nil: no spares, every job starts its worker cold.
     public var spareDirectory: String?
+    /// Loaded plugins (checked by the engine at start); a job requiring one of a plugin's
+    /// capabilities runs with it, in a worker whose filter lets it start programs.
+    public var plugins: [PluginInfo] = []
     public init(executable: String, confinement: ConfinementReport) {
         self.executable = executable; self.confinement = confinement
     }
@@ -50,6 +56,19 @@ public struct SandboxConfiguration: Sendable {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/proc/self/exe"
+    }
+}
+
+/// A plugin as the runner knows it: data only (the worker loads the code).
+public struct PluginInfo: Sendable {
+    public var name: String
+    /// The shared object on the engine's file system.
+    public var path: String
+    public var capabilities: [String]
+    /// Its capabilities document (a JSON object).
+    public var capabilitiesJSON: String
+    public init(name: String, path: String, capabilities: [String], capabilitiesJSON: String) {
+        self.name = name; self.path = path; self.capabilities = capabilities; self.capabilitiesJSON = capabilitiesJSON
     }
 }
 
@@ -85,9 +104,23 @@ public final class SandboxRunner: TranscodeRunner {
         w.field("cgroup_memory", configuration.confinement.cgroupMemory)
         w.field("summary", configuration.confinement.description)
         w.endObject()
+        var extra = ",\"sandbox\":" + w.text
+        if !configuration.plugins.isEmpty {
+            var p = JSONWriter()
+            p.beginArray()
+            for plugin in configuration.plugins {
+                p.beginObject(); p.field("name", plugin.name); p.key("details"); p.rawJSON(plugin.capabilitiesJSON); p.endObject()
+            }
+            p.endArray()
+            var names = JSONWriter()
+            names.beginArray()
+            for c in Set(configuration.plugins.flatMap(\.capabilities)).sorted() { names.string(c) }
+            names.endArray()
+            extra += ",\"plugins\":" + p.text + ",\"capabilities\":" + names.text
+        }
         let text = pluginCapabilities.trimmingSpaces
-        guard text.hasSuffix("}"), text.count > 2 else { return "{\"sandbox\":\(w.text)}" }
-        return String(text.dropLast()) + ",\"sandbox\":" + w.text + "}"
+        guard text.hasSuffix("}"), text.count > 2 else { return "{" + extra.dropFirst() + "}" }
+        return String(text.dropLast()) + extra + "}"
     }
 
     public func cancel(jobID: String) { _ = cancelled.withLock { $0.insert(jobID) } }
@@ -99,7 +132,8 @@ public final class SandboxRunner: TranscodeRunner {
         var stage = job.outputDirectory + ".sandbox"
         var slot: String?
         let outcome: Result<RunnerResult, TranscodeFailure>
-        if let spare = takeSpare(for: job) {
+        let plugin = configuration.plugins.first { !Set($0.capabilities).isDisjoint(with: job.spec.requiredCapabilities) }
+        if plugin == nil, let spare = takeSpare(for: job) {
             // A warm worker: its start was paid before the job came.
             slot = spare.slot
             stage = spare.slot + "/stage"
@@ -114,7 +148,7 @@ public final class SandboxRunner: TranscodeRunner {
             let coldStage = stage
             outcome = await withCheckedContinuation { continuation in
                 let started = OSThread.spawn { [self] in
-                    continuation.resume(returning: supervise(job, stage: coldStage, limits: limits, progress: progress))
+                    continuation.resume(returning: supervise(job, stage: coldStage, limits: limits, plugin: plugin, progress: progress))
                 }
                 if !started { continuation.resume(returning: .failure(TranscodeFailure(code: "internal", message: "cannot start a thread"))) }
             }
@@ -149,7 +183,7 @@ public final class SandboxRunner: TranscodeRunner {
         return limits
     }
 
-    func requestText(_ job: RunnerJob, input: String, output: String) -> String {
+    func requestText(_ job: RunnerJob, input: String, output: String, plugin: (name: String, path: String)? = nil) -> String {
         var request = JSONWriter()
         request.beginObject()
         request.field("job_id", job.jobID)
@@ -157,40 +191,63 @@ public final class SandboxRunner: TranscodeRunner {
         request.field("input", input)
         request.field("output_directory", output)
         request.field("threads", Int(job.threads))
+        request.key("required_capabilities")
+        request.beginArray()
+        for c in job.spec.requiredCapabilities { request.string(c) }
+        request.endArray()
+        if let plugin {
+            request.key("plugin"); request.beginObject(); request.field("name", plugin.name); request.field("path", plugin.path); request.endObject()
+        }
         request.endObject()
         return request.text
     }
 
     /// On the job's own thread: a cold worker's whole life.
-    private func supervise(_ job: RunnerJob, stage: String, limits: SandboxLimits,
+    private func supervise(_ job: RunnerJob, stage: String, limits: SandboxLimits, plugin: PluginInfo?,
                            progress: @escaping @Sendable (TranscodeProgress) -> Void) -> Result<RunnerResult, TranscodeFailure> {
         var view = SandboxView()
-        let input: String, output: String
+        let input: String, output: String, home: String
+        var pluginPath: String?
         switch configuration.confinement.kind {
         case .bubblewrap:
             let base = job.inputPath.split(separator: "/").last.map(String.init) ?? "input"
             input = "/job/input/" + base
             output = "/job/stage/out"
+            home = "/job/stage"
             view.readOnly = [(job.inputPath, input)]
+            if let plugin {
+                pluginPath = "/job/plugins/" + plugin.name + ".so"
+                view.readOnly.append((plugin.path, pluginPath!))
+            }
             view.readWrite = [(stage, "/job/stage")]
             view.workingDirectory = "/job/stage"
         case .direct:
             input = job.inputPath
             output = stage + "/out"
+            home = stage
             view.readOnly = [(job.inputPath, input)]
+            if let plugin {
+                pluginPath = plugin.path
+                view.readOnly.append((plugin.path, plugin.path))
+            }
             view.readWrite = [(stage, stage)]
             view.workingDirectory = stage
         }
-        switch launch(view: view, limits: limits) {
+        // A plugin's programs may want a home and a temporary directory: the stage (only
+        // out/ in it is uploaded).
+        let environment = plugin == nil ? nil : configuration.environment.filter { !$0.hasPrefix("HOME=") && !$0.hasPrefix("TMPDIR=") }
+            + ["HOME=" + home, "TMPDIR=" + home]
+        switch launch(view: view, limits: limits, allowProcesses: plugin != nil, environment: environment) {
         case .failure(let f): return .failure(f)
         case .success(let worker):
-            return drive(worker, request: requestText(job, input: input, output: output), jobID: job.jobID, limits: limits,
-                         startedAt: worker.spawnedAt, progress: progress)
+            let request = requestText(job, input: input, output: output, plugin: plugin.map { ($0.name, pluginPath!) })
+            return drive(worker, request: request, jobID: job.jobID, limits: limits, startedAt: worker.spawnedAt, progress: progress)
         }
     }
 
     /// Starts a worker; the request is sent later (drive).
-    func launch(view: SandboxView, limits: SandboxLimits) -> Result<LiveWorker, TranscodeFailure> {
+    func launch(view: SandboxView, limits: SandboxLimits, allowProcesses: Bool = false,
+                environment: [String]? = nil) -> Result<LiveWorker, TranscodeFailure> {
         guard var toChild = Pipe(), var fromChild = Pipe(), var errors = Pipe() else {
             return .failure(TranscodeFailure(code: "io_error", message: "pipe: \(String(cString: strerror(errno)))"))
         }
@@ -198,10 +255,10 @@ public final class SandboxRunner: TranscodeRunner {
         let child: ConfinedProcess
         do {
             child = try ConfinedProcess.spawn(executable: configuration.executable, arguments: configuration.arguments,
-                                              environment: configuration.environment,
+                                              environment: environment ?? configuration.environment,
                                               fds: [toChild.read, fromChild.write, errors.write],
                                               view: view, limits: limits, confinement: configuration.confinement,
-                                              cpus: configuration.cpus)
+                                              cpus: configuration.cpus, allowProcesses: allowProcesses)
         } catch {
             toChild.closeBoth(); fromChild.closeBoth(); errors.closeBoth()
             return .failure(TranscodeFailure(code: "worker_start", message: "cannot start the transcode worker: \(error.description)"))
@@ -217,9 +274,10 @@ public final class SandboxRunner: TranscodeRunner {
         let child = worker.child
         var fromChild = Pipe(read: worker.outputFD), errors = Pipe(read: worker.errorFD)
         // The request is small (a spec); a child that never reads it gets EPIPE, not a hang.
+        // One line; the pipe stays open as the control channel ("cancel\n"), closed at the end.
         _ = fcntl(worker.requestFD, F_SETFL, fcntl(worker.requestFD, F_GETFL) | O_NONBLOCK)
-        _ = Array(request.utf8).withUnsafeBytes { write(worker.requestFD, $0.baseAddress, $0.count) }
-        close(worker.requestFD)
+        _ = Array((request + "\n").utf8).withUnsafeBytes { write(worker.requestFD, $0.baseAddress, $0.count) }
+        defer { close(worker.requestFD) }
         let start = SystemClock.nanoseconds()
         let deadline = start + Int64(limits.wallSeconds * 1e9)
         var lines = worker.lines
@@ -242,7 +300,12 @@ public final class SandboxRunner: TranscodeRunner {
             let now = SystemClock.nanoseconds()
             if killedFor == nil && now > deadline { stop("deadline", now: now) }
             if isCancelled(jobID) {
-                if termSentAt == nil { termSentAt = now; child.signal(SIGTERM) }
+                if termSentAt == nil {
+                    // The worker cancels the job through its plugin table (a plugin stops its
+                    // own programs); SIGKILL to everything after the grace period.
+                    termSentAt = now
+                    _ = Array("cancel\n".utf8).withUnsafeBytes { write(worker.requestFD, $0.baseAddress, $0.count) }
+                }
                 else if now - termSentAt! > Int64(configuration.killGraceSeconds * 1e9) { stop("cancelled", now: now) }
             }
             var fds = [pollfd(fd: outOpen ? fromChild.read : -1, events: Int16(POLLIN), revents: 0),

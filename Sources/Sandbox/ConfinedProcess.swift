@@ -68,18 +68,18 @@ public final class ConfinedProcess: @unchecked Sendable {
     /// (0, 1, 2 at least); nothing else is inherited. The environment is exactly `environment`.
     public static func spawn(executable: String, arguments: [String], environment: [String], fds: [Int32],
                              view: SandboxView, limits: SandboxLimits, confinement: ConfinementReport,
-                             cpus: [Int32] = []) throws(SandboxError) -> ConfinedProcess {
+                             cpus: [Int32] = [], allowProcesses: Bool = false) throws(SandboxError) -> ConfinedProcess {
         switch confinement.kind {
         case .bubblewrap:
             // The filter travels to bwrap on a memfd, installed right before the payload's exec.
-            let filter = try filterDescriptor()
+            let filter = try filterDescriptor(allowProcesses: allowProcesses)
             defer { close(filter) }
             let slot = Int32(fds.count)
             let argv = [confinement.bubblewrap ?? "bwrap"]
                 + BubblewrapCommand.arguments(executable: executable, view: view, seccompFD: slot)
                 + ["--", executable] + arguments
             return try spawnRaw(argv[0], argv, environment: environment, fds: fds + [filter], limits: limits,
-                                seccomp: false, landlock: -1, cpus: cpus, viaBubblewrap: true)
+                                seccomp: false, landlock: -1, cpus: cpus, viaBubblewrap: true, allowProcesses: allowProcesses)
         case .direct:
             var landlock: Int32 = -1
             if confinement.landlockABI != nil {
@@ -87,7 +87,7 @@ public final class ConfinedProcess: @unchecked Sendable {
             }
             defer { if landlock >= 0 { close(landlock) } }
             return try spawnRaw(executable, [executable] + arguments, environment: environment, fds: fds, limits: limits,
-                                seccomp: true, landlock: landlock, cpus: cpus, viaBubblewrap: false)
+                                seccomp: true, landlock: landlock, cpus: cpus, viaBubblewrap: false, allowProcesses: allowProcesses)
         }
     }
 
@@ -100,7 +100,8 @@ public final class ConfinedProcess: @unchecked Sendable {
     }
 
     static func spawnRaw(_ path: String, _ argv: [String], environment: [String], fds: [Int32], limits: SandboxLimits,
-                         seccomp: Bool, landlock: Int32, cpus: [Int32], viaBubblewrap: Bool) throws(SandboxError) -> ConfinedProcess {
+                         seccomp: Bool, landlock: Int32, cpus: [Int32], viaBubblewrap: Bool,
+                         allowProcesses: Bool = false) throws(SandboxError) -> ConfinedProcess {
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         var cEnv: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
         defer {
@@ -123,6 +124,7 @@ public final class ConfinedProcess: @unchecked Sendable {
                                                     file_size: limits.fileSizeBytes, open_files: limits.openFiles,
                                                     processes: limits.processes)
                             s.install_seccomp = seccomp ? 1 : 0
+                            s.allow_processes = allowProcesses ? 1 : 0
                             s.landlock_fd = landlock
                             s.landlock_proc_self = landlock >= 0 ? 1 : 0
                             s.drop_capabilities = seccomp ? 1 : 0  // a direct child (bwrap drops its own)
@@ -174,8 +176,8 @@ public final class ConfinedProcess: @unchecked Sendable {
         return result
     }
 
-    static func filterDescriptor() throws(SandboxError) -> Int32 {
-        let fd = spool_sandbox_filter_fd()
+    static func filterDescriptor(allowProcesses: Bool) throws(SandboxError) -> Int32 {
+        let fd = spool_sandbox_filter_fd(allowProcesses ? 1 : 0)
         guard fd >= 0 else { throw SandboxError("the seccomp filter's memfd: \(errnoText(-fd))") }
         return fd
     }
@@ -267,6 +269,8 @@ enum BubblewrapCommand {
             }
         }
         if access("/etc/ld.so.cache", R_OK) == 0 { args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"] }
+        // Debian's alternatives: libraries under /usr that are symlinks through here (libblas).
+        if isRealDirectory("/etc/alternatives") { args += ["--ro-bind", "/etc/alternatives", "/etc/alternatives"] }
         return args
     }
 

@@ -6,20 +6,29 @@ import CProcessStart
 import EngineRuntime
 import Media
 import Lifecycle
+import Plugins
+import Threads
 import Sandbox
 
 /// `spool worker`: reads one transcode request on stdin, writes progress and the outcome as
 /// JSON lines on stdout. Started by the engine inside its sandbox.
-struct Worker: AsyncParsableCommand {
+struct Worker: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one transcode request from stdin (the engine's sandboxed child).",
         shouldDisplay: false
     )
 
-    func run() async throws {
-        // Signals keep their default actions: the engine's SIGTERM (a cancel) ends it.
-        spool_process_restore()
-        let rc = await TranscodeWorker.run(plugin: LibAVTranscoderPlugin())
+    func run() throws {
+        // The engine cancels with "cancel" on stdin; a SIGTERM (someone else's) does the
+        // same: the job is cancelled through its table (a plugin stops its own programs),
+        // its failure written, and the worker exits. A second signal ends it at once.
+        _ = OSThread.spawn {
+            _ = spool_signal_wait()
+            TranscodeWorker.requestStop()
+            spool_signal_die(spool_signal_wait())
+        }
+        // libav's transcoder, statically linked, behind the same table as a loaded plugin.
+        let rc = TranscodeWorker.run(builtin: BuiltinPlugin.install(LibAVTranscoderPlugin()))
         if rc != 0 { throw ExitCode(rc) }
     }
 }
@@ -41,6 +50,9 @@ struct SandboxOptions: ParsableArguments {
     @Option(help: "Address space of a transcode, in MiB (RLIMIT_AS).")
     var maxTranscodeMemoryMib: Int = 4096
 
+    @Option(help: "Load transcoder plugins (*.so, spool_plugin.h ABI) from this directory.")
+    var pluginDir: String?
+
     func validate() throws {
         guard maxTranscodeSeconds >= 1 else { throw ValidationError("--max-transcode-seconds must be at least 1") }
         guard maxTranscodeCpuSeconds >= 1 else { throw ValidationError("--max-transcode-cpu-seconds must be at least 1") }
@@ -52,6 +64,9 @@ struct SandboxOptions: ParsableArguments {
     /// data directory, on the jobs' file system).
     func makeRunner(tags: [String], label: String, spareDirectory: String) throws -> any TranscodeRunner {
         let plugin = LibAVTranscoderPlugin()
+        if sandbox == .off && pluginDir != nil {
+            throw ValidationError("--plugin-dir needs a sandbox: plugins run only in the sandboxed worker")
+        }
         if sandbox == .off {
             StandardError.write("\(label): WARNING: --sandbox off: transcodes run inside the engine's process, unconfined\n")
             return PluginRunner(plugin: plugin)
@@ -71,6 +86,16 @@ struct SandboxOptions: ParsableArguments {
         let (cpus, gpu) = try parseAffinityTags(tags)
         config.cpus = cpus.map { Int32($0) }
         if let gpu { config.environment.append("CUDA_VISIBLE_DEVICES=\(gpu)") }
+        if let pluginDir {
+            // Checked here (ABI version, symbols, table, capabilities); each job's worker
+            // loads its plugin again inside the sandbox.
+            let (plugins, refused) = PluginLibrary.loadDirectory(pluginDir)
+            for r in refused { StandardError.write("\(label): plugin refused: \(r.description)\n") }
+            for p in plugins {
+                StandardError.write("\(label): plugin \(p.name) loaded from \(p.path): \(p.capabilities.prefix(8).joined(separator: ", "))\(p.capabilities.count > 8 ? ", ..." : "")\n")
+            }
+            config.plugins = plugins.map { PluginInfo(name: $0.name, path: $0.path, capabilities: $0.capabilities, capabilitiesJSON: $0.capabilitiesJSON) }
+        }
         return SandboxRunner(configuration: config, capabilitiesJSON: plugin.capabilities().jsonText)
     }
 }

@@ -40,7 +40,9 @@ final class SandboxTests: XCTestCase {
         return path
     }()
 
-    func confinements() -> [ConfinementReport] {
+    func confinements() -> [ConfinementReport] { Self.confinements() }
+
+    static func confinements() -> [ConfinementReport] {
         var out = [ConfinementReport.probe(allowBubblewrap: false)]
         let bwrap = ConfinementReport.probe()
         if bwrap.kind == .bubblewrap { out.append(bwrap) } else { print("bubblewrap unavailable here: \(bwrap.bubblewrapReason ?? "?")") }

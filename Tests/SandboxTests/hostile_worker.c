@@ -47,7 +47,8 @@ static int refuse_or_escape(const char *act, int ok, int err) {
 int main(int argc, char **argv) {
     size_t used = 0;
     ssize_t n;
-    while ((n = read(0, request + used, sizeof request - 1 - used)) > 0) used += (size_t)n;
+    // The request is one line (stdin stays open as the engine's control channel).
+    while (used < sizeof request - 1 && (n = read(0, request + used, 1)) > 0 && request[used] != '\n') used += (size_t)n;
     request[used] = 0;
     const char *act = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : "";

@@ -30,7 +30,8 @@ struct spool_spawn {
     const int *fds;               // fds[i] becomes descriptor i in the child; all others close
     int nfds;
     struct spool_limits limits;
-    int install_seccomp;          // 1: install spool_sandbox_filter before exec
+    int install_seccomp;          // 1: install the seccomp filter before exec
+    int allow_processes;          // 1: the filter lets the child start programs (plugin jobs)
     int landlock_fd;              // >= 0: restrict the child to this Landlock ruleset
     int landlock_proc_self;       // 1: first allow reading the child's own /proc/<pid> in it
     int drop_capabilities;        // 1: empty the bounding and ambient sets (root execs get none)
@@ -54,10 +55,13 @@ int spool_spawn_confined(const struct spool_spawn *spawn, pid_t *pid);
 /// so the C library falls back to clone, whose flags the filter can read. Any other
 /// architecture than the build's (x32 included) is killed.
 const void *spool_sandbox_filter(int *count);
+/// The same filter, except that new processes (fork, vfork, clone without namespace flags)
+/// are allowed: for plugin jobs that run a program (HandBrakeCLI). Namespaces stay refused.
+const void *spool_sandbox_filter_processes(int *count);
 
 /// The filter's program in a close-on-exec memfd at offset 0 (for bubblewrap's --seccomp
 /// FD), or -errno.
-int spool_sandbox_filter_fd(void);
+int spool_sandbox_filter_fd(int allow_processes);
 
 /// Installs the filter in the calling thread (with no_new_privs): for tests.
 int spool_sandbox_install_filter(void);
