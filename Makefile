@@ -4,7 +4,10 @@
 #                and under a seccomp filter that blocks io_uring
 #   make bench   run the benchmarks in Benchmarks/ (ratios against peers in the same run)
 #   make simulate  more seeds of the simulation test (SEEDS=N), or replay one (SEED=S)
+#   make         (make build) install what is missing, build spool, the tests and the plugins
+#   make plugins the transcoder plugins shipped here (.build/plugins/*.so)
 SHELL := /bin/bash
+.DEFAULT_GOAL := build
 DEB_PACKAGES := liburing-dev libsqlite3-dev libssl-dev libavformat-dev libavcodec-dev \
 	libswscale-dev libswresample-dev libavutil-dev pkg-config curl python3 python3-requests ffmpeg \
 	bubblewrap gcc handbrake-cli
@@ -89,7 +92,8 @@ test: build
 # The live `spool serve` checked from outside (Tests/External, Python deps from PyPI in
 # .build/venv, installed once): schemathesis against /api/v1/openapi.json, a python-requests
 # client through the whole flow, hostile input on every endpoint, and SIGKILL at 20 random
-# points with every acknowledged job and file checked after each restart. One step of make test.
+# points with every acknowledged job and file checked after each restart, the engines and the
+# HandBrake plugin end to end. One step of make test.
 external-tests: spool-debug plugins
 	@py=$$(Tests/External/venv.sh) || exit 1; fail=0; \
 	echo "--- schemathesis"; Tests/External/schemathesis.sh || fail=1; \
