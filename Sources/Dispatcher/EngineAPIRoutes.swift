@@ -294,6 +294,7 @@ func writeLease(_ job: Job, into w: inout JSONWriter<[UInt8]>) {
     var spec = JobSpec(inputFileID: job.inputFileID, outputs: job.outputs)
     spec.measureQuality = job.measureQuality
     spec.limits = job.limits
+    spec.requiredCapabilities = job.requiredCapabilities
     spec.encodeTranscodeForm(to: &w)
     w.endObject()
 }

@@ -186,13 +186,14 @@ func stringMap(_ text: String) -> [String: String] {
 
 extension JobSpec {
     /// The part of the request form a transcoder needs ({"input", the outputs member,
-    /// "quality"}), which `JobSpec.decode` reads back: the lease answer's `spec` and the
-    /// sandboxed worker's request.
+    /// "quality", "required_capabilities" (which select a plugin), "limits"}), which
+    /// `JobSpec.decode` reads back: the lease answer's `spec` and the sandboxed worker's request.
     public func encodeTranscodeForm<S: JSONSink>(to w: inout JSONWriter<S>) {
         w.beginObject()
         w.key("input"); w.beginObject(); w.field("file_id", inputFileID.text); w.endObject()
         outputs.encodeMember(to: &w)
         w.field("quality", measureQuality)
+        if !requiredCapabilities.isEmpty { w.key("required_capabilities"); requiredCapabilities.encode(to: &w) }
         if !limits.isEmpty { w.key("limits"); limits.encode(to: &w) }
         w.endObject()
     }

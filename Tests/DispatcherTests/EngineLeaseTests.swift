@@ -90,7 +90,7 @@ final class EngineLeaseTests: XCTestCase {
         let v10 = try await lease(h, e).status
         XCTAssertEqual(v10, 204, "nothing pending")
         let media = "some input bytes " + String(repeating: "x", count: 5_000)
-        let jobID = try await submit(h, key: key, extra: #","quality":true"#, bytes: media)
+        let jobID = try await submit(h, key: key, extra: #","quality":true,"limits":{"max_seconds":60}"#, bytes: media)
 
         let l = try await lease(h, e)
         XCTAssertEqual(l.status, 200, l.text)
@@ -100,6 +100,7 @@ final class EngineLeaseTests: XCTestCase {
         XCTAssertEqual(try leased["job"]?["state"]?.string(), "assigned")
         XCTAssertEqual(try leased["spec"]?["preset"]?.string(), "h264-720p")
         XCTAssertEqual(try leased["spec"]?["quality"]?.bool(), true)
+        XCTAssertEqual(try leased["spec"]?["limits"]?["max_seconds"]?.int(), 60, "the job's limits reach the engine")
         let v11 = try await lease(h, e).status
         XCTAssertEqual(v11, 204, "one job, leased once")
 

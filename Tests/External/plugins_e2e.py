@@ -69,6 +69,10 @@ def main():
         probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", mp4],
                                capture_output=True, text=True, check=True).stdout.split()
         assert probe[:2] == ["h264", "aac"], f"not H.264 + AAC: {probe}"
+        # Made by HandBrake, not by the built-in libav transcoder.
+        encoder = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=encoder", "-of", "csv=p=0", mp4],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        assert "HandBrake" in encoder, f"the output's encoder tag is {encoder!r}, not HandBrake's"
 
         # A HandBrake preset no engine has: the job waits, then is cancelled.
         up_r = requests.post(url + "/api/v1/files", headers={**auth, "Content-Type": "application/octet-stream"},

@@ -183,6 +183,12 @@ extension JobSpecTests {
         var w = JSONWriter()
         spec.encodeTranscodeForm(to: &w)
         XCTAssertEqual(try JobSpec.decode(Array(w.text.utf8)).limits, spec.limits)
+        // Required capabilities travel too (they choose an engine's plugin).
+        var needs = spec
+        needs.requiredCapabilities = ["handbrake", "handbrake-preset:Fast_1080p30"]
+        var w2 = JSONWriter()
+        needs.encodeTranscodeForm(to: &w2)
+        XCTAssertEqual(try JobSpec.decode(Array(w2.text.utf8)).requiredCapabilities, needs.requiredCapabilities)
         XCTAssertEqual(TranscodeLimits.decodeStored(spec.limits.jsonText), spec.limits)
 
         let bad = problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-360p","limits":{"max_seconds":0,"max_memory_mib":1,"max_cpu_seconds":"9","gpu":1}}"#)

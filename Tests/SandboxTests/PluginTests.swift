@@ -151,6 +151,8 @@ final class PluginTests: XCTestCase {
         XCTAssertEqual(rc, 0, probe)
         XCTAssertTrue(probe.contains("h264,"), probe)
         XCTAssertTrue(probe.contains("aac"), probe)
+        let (_, encoder) = try runProcess("/usr/bin/ffprobe", ["-v", "error", "-show_entries", "format_tags=encoder", "-of", "csv=p=0", out])
+        XCTAssertTrue(encoder.contains("HandBrake"), "\(c.kind): encoder tag \(encoder)")
         // A named HandBrake preset through its capability.
         let named = try job("handbrake-named-\(c.kind)", requiring: ["handbrake", "handbrake-preset:Very_Fast_720p30"], preset: "h264-720p")
         _ = try await runner.run(named) { _ in }
