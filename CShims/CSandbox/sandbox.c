@@ -34,9 +34,6 @@
 #ifndef CLONE_THREAD
 #define CLONE_THREAD 0x00010000
 #endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
 
 // ---- The seccomp filter ------------------------------------------------------------------
 
@@ -185,6 +182,8 @@ int spool_sandbox_filter_fd(int allow_processes) {
     return fd;
 }
 
+int spool_set_dumpable(int value) { return prctl(PR_SET_DUMPABLE, value, 0, 0, 0) == 0 ? 0 : -errno; }
+
 int spool_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno; }
 
 // ---- Landlock ----------------------------------------------------------------------------
@@ -256,6 +255,23 @@ int spool_landlock_ruleset(const char *const *read, int nread, const char *const
 
 #define MAX_FDS 16
 
+// Closes every descriptor >= from except keep1 and keep2 (either may be -1).
+static void close_all_but(int from, int keep1, int keep2) {
+    int a = keep1 < keep2 ? keep1 : keep2, b = keep1 < keep2 ? keep2 : keep1;
+    int keep[2] = { a, b };
+    unsigned next = (unsigned)from;
+    for (int i = 0; i < 2; i++) {
+        if (keep[i] < from) continue;
+        if ((unsigned)keep[i] > next && syscall(__NR_close_range, next, (unsigned)keep[i] - 1, 0) != 0) {
+            for (unsigned fd = next; fd < (unsigned)keep[i]; fd++) close((int)fd);
+        }
+        next = (unsigned)keep[i] + 1;
+    }
+    if (syscall(__NR_close_range, next, ~0U, 0) != 0) {
+        for (unsigned fd = next; fd < 65536; fd++) close((int)fd);
+    }
+}
+
 static void child_fail(int pipe_fd, int error) {
     ssize_t w;
     do w = write(pipe_fd, &error, sizeof error); while (w < 0 && errno == EINTR);
@@ -291,10 +307,11 @@ static void child(const struct spool_spawn *s, int report) {
     for (int i = 0; i < s->nfds; i++) {
         if (dup2(moved[i], i) < 0) child_fail(report, errno);
     }
-    // Everything else closes at exec (the report pipe and the Landlock ruleset included).
-    if (syscall(__NR_close_range, (unsigned)s->nfds, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-        for (int fd = s->nfds; fd < 65536; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
+    // Everything else is closed now, not at exec: the exec itself needs a free descriptor
+    // below the RLIMIT_NOFILE set next, and a busy parent's inherited ones could fill that
+    // range (seen: EMFILE from execve with 455 inherited and a limit of 256). Only the
+    // report pipe and the Landlock ruleset stay, both close-on-exec.
+    close_all_but(s->nfds, report, s->landlock_fd);
 
     if (s->ncpus > 0) {
         cpu_set_t set;

@@ -38,7 +38,9 @@ public struct SandboxConfiguration: Sendable {
     /// CPUs the children are pinned to (CPU_Set tags), none: inherited.
     public var cpus: [Int32] = []
     /// Environment of the child (CUDA_VISIBLE_DEVICES from a GPU tag goes here).
-    public var environment: [String] = ["PATH=/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8"]
+    /// (Swift's crash backtracer is off: it cannot work under the filter, which refuses
+    /// ptrace and new processes, and its noise would bury the crash message.)
+    public var environment: [String] = ["PATH=/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "SWIFT_BACKTRACE=enable=no"]
     /// After SIGTERM (a cancel), SIGKILL this much later.
     public var killGraceSeconds = 5.0
     /// Where spare workers keep their slot directories (on the same file system as the
@@ -86,6 +88,9 @@ public final class SandboxRunner: TranscodeRunner {
     public init(configuration: SandboxConfiguration, capabilitiesJSON: String) {
         self.configuration = configuration
         self.pluginCapabilities = capabilitiesJSON
+        // A direct child (no PID namespace) can read /proc: keep this process's entries
+        // (its environment, descriptors, memory) closed to it.
+        if configuration.confinement.kind == .direct { ConfinedProcess.protectThisProcess() }
         // Slots left by an earlier run of this engine go; one spare starts now.
         if let dir = configuration.spareDirectory { removeTree(dir) }
         replenishSpares()

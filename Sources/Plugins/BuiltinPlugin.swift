@@ -16,7 +16,8 @@ public enum BuiltinPlugin {
     nonisolated(unsafe) static var plugin: (any TranscoderPlugin)?
     nonisolated(unsafe) static var capabilitiesText: UnsafeMutablePointer<CChar>?
     nonisolated(unsafe) static var nameText: UnsafeMutablePointer<CChar>?
-    nonisolated(unsafe) static var table = spool_plugin()
+    /// Heap storage, never freed: a pointer to a static var's value may be to a temporary.
+    nonisolated(unsafe) static var table: UnsafeMutablePointer<spool_plugin>?
 
     /// The table for `plugin`; call once, before any job (the worker's start).
     public static func install(_ plugin: any TranscoderPlugin) -> PluginTable {
@@ -27,15 +28,16 @@ public enum BuiltinPlugin {
         caps.endObject()
         capabilitiesText = strdup(caps.text)
         nameText = strdup(plugin.name)
-        table = spool_plugin(abi_version: UInt32(SPOOL_PLUGIN_ABI_VERSION), name: UnsafePointer(nameText),
+        let storage = UnsafeMutablePointer<spool_plugin>.allocate(capacity: 1)
+        storage.initialize(to: spool_plugin(abi_version: UInt32(SPOOL_PLUGIN_ABI_VERSION), name: UnsafePointer(nameText),
                              capabilities_json: { UnsafePointer(BuiltinPlugin.capabilitiesText) },
                              start: { request, error, size in BuiltinPlugin.start(request, error, size) },
                              poll: { job, ms, progress, message, size in BuiltinPlugin.poll(job, ms, progress, message, size) },
                              cancel: { job in BuiltinPlugin.job(job).cancel() },
-                             free_job: { job in if let job { Unmanaged<BuiltinJob>.fromOpaque(UnsafeRawPointer(job)).release() } })
-        return withUnsafePointer(to: &table) { t in
-            PluginTable(table: t, name: plugin.name, path: "(built in)", capabilitiesJSON: caps.text, capabilities: [plugin.name])
-        }
+                             free_job: { job in if let job { Unmanaged<BuiltinJob>.fromOpaque(UnsafeRawPointer(job)).release() } }))
+        table = storage
+        return PluginTable(table: UnsafePointer(storage), name: plugin.name, path: "(built in)", capabilitiesJSON: caps.text,
+                           capabilities: [plugin.name])
     }
 
     static func job(_ p: OpaquePointer?) -> BuiltinJob { Unmanaged<BuiltinJob>.fromOpaque(UnsafeRawPointer(p!)).takeUnretainedValue() }

@@ -126,7 +126,7 @@ public final class ConfinedProcess: @unchecked Sendable {
                             s.install_seccomp = seccomp ? 1 : 0
                             s.allow_processes = allowProcesses ? 1 : 0
                             s.landlock_fd = landlock
-                            s.landlock_proc_self = landlock >= 0 ? 1 : 0
+                            s.landlock_proc_self = 0
                             s.drop_capabilities = seccomp ? 1 : 0  // a direct child (bwrap drops its own)
                             s.cpus = cpuBuffer.baseAddress
                             s.ncpus = Int32(cpus.count)
@@ -138,6 +138,13 @@ public final class ConfinedProcess: @unchecked Sendable {
         }
         guard rc == 0 else { throw SandboxError("cannot start \(path): \(errnoText(-rc))") }
         return ConfinedProcess(pid: pid, viaBubblewrap: viaBubblewrap)
+    }
+
+    /// Makes this process non-dumpable: its /proc entries (environ, fd, maps, mem) then need
+    /// CAP_SYS_PTRACE, which no confined child has, even one of the same user. (No core
+    /// dumps of this process either.) Engines whose children are not namespaced call it.
+    public static func protectThisProcess() {
+        spool_set_dumpable(0)
     }
 
     /// Sends `sig` to the child's process group (everything it started).
@@ -186,10 +193,13 @@ public final class ConfinedProcess: @unchecked Sendable {
     /// directories of the libraries this process has mapped (the worker is this binary), the
     /// executable and the read-only paths; everything beneath the read-write paths.
     static func landlockRuleset(executable: String, view: SandboxView) throws(SandboxError) -> Int32 {
-        // Of /proc only the child's own entries (added in the child: spool_spawn's
-        // landlock_proc_self): Swift reads its arguments from /proc/self/cmdline, and
-        // same-user processes' environ files (the engine's) would be readable otherwise.
-        var read = ["/usr", "/etc/ld.so.cache", "/dev/urandom", executable] + mappedLibraryDirectories()
+        // /proc is readable: Swift reads /proc/self/cmdline, and libdispatch's pool monitor
+        // reads /proc/<tid>/stat of its threads (a top-level entry per thread, so a rule on
+        // the child's own /proc/<pid> is not enough: it crashed the worker). Landlock still
+        // refuses ptrace-attach access (mem) to other processes, and `protectThisProcess`
+        // makes the engine non-dumpable, which closes its environ and the rest to a child
+        // without capabilities.
+        var read = ["/usr", "/etc/ld.so.cache", "/dev/urandom", "/proc", executable] + mappedLibraryDirectories()
         for d in ["/lib", "/lib64", "/bin"] where isRealDirectory(d) { read.append(d) }
         read += view.readOnly.map(\.host)
         let write = ["/dev/null"] + view.readWrite.map(\.host)
@@ -221,15 +231,19 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafeBufferPointer<UnsafePoi
     return pointers.withUnsafeBufferPointer(body)
 }
 
-/// Directories of the shared objects this process has mapped, outside /usr (the Swift
-/// runtime's, for instance): the worker is this same binary and needs them.
+/// Directories of the Swift runtime's shared objects this process has mapped, outside
+/// /usr: the worker is this same binary and needs them. (Only the runtime's: a plugin the
+/// engine dlopened is mapped too, and its directory is none of a worker's business.)
 func mappedLibraryDirectories() -> [String] {
     guard let maps = readWholeFile("/proc/self/maps") else { return [] }
+    let runtime = ["libswift", "libFoundation", "lib_Foundation", "libdispatch", "libBlocksRuntime", "libXCTest", "libTesting"]
     var dirs = Set<String>()
     for line in maps.split(separator: "\n") {
         guard let slash = line.firstIndex(of: "/") else { continue }
         let path = String(line[slash...])
         guard path.contains(".so"), !path.hasPrefix("/usr/"), let end = path.lastIndex(of: "/") else { continue }
+        let file = path[path.index(after: end)...]
+        guard runtime.contains(where: { file.hasPrefix($0) }) else { continue }
         dirs.insert(String(path[..<end]))
     }
     return dirs.sorted()

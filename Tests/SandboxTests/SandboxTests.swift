@@ -385,3 +385,20 @@ extension SandboxTests {
         XCTAssertEqual(runner.readySpares, 1, "\(what): no spare came up")
     }
 }
+
+extension SandboxTests {
+    /// A busy engine has many descriptors open; the child gets none of them, and its exec
+    /// (which needs one below its RLIMIT_NOFILE of 256) still works with 600 open here.
+    func testAParentWithManyOpenDescriptorsStillStartsWorkers() async throws {
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        for _ in 0..<600 { held.append(open("/dev/null", O_RDONLY | O_CLOEXEC)) }
+        XCTAssertFalse(held.contains(-1))
+        for c in confinements() {
+            let j = try job()
+            let r = await outcome(try runner(c, ["ok"]), j)
+            guard case .success = r else { XCTFail("\(c.kind): \(r)"); continue }
+            try await assertRealJobCompletes(c)
+        }
+    }
+}

@@ -66,6 +66,9 @@ int spool_sandbox_filter_fd(int allow_processes);
 /// Installs the filter in the calling thread (with no_new_privs): for tests.
 int spool_sandbox_install_filter(void);
 
+/// prctl(PR_SET_DUMPABLE, value) (prctl is variadic: Swift cannot call it).
+int spool_set_dumpable(int value);
+
 /// pipe2(fds, O_CLOEXEC) (Swift's Glibc module leaves pipe2 out). 0 or -errno.
 int spool_pipe_cloexec(int fds[2]);
 
