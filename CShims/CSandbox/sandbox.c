@@ -285,7 +285,7 @@ static int set_limit(int resource, long long soft, long long hard) {
 }
 
 // Between fork and exec: only async-signal-safe calls (plain system calls).
-static void child(const struct spool_spawn *s, int report) {
+static void child(const struct spool_spawn *s, int report, int landlock) {
     sigset_t none;
     sigemptyset(&none);
     for (int sig = 1; sig < NSIG; sig++) {
@@ -299,6 +299,17 @@ static void child(const struct spool_spawn *s, int report) {
     if (setpgid(0, 0) != 0) child_fail(report, errno);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(report, errno);
 
+    // The report pipe and the ruleset move above the range the dup2s below write into.
+    if (report < 64) {
+        int high = fcntl(report, F_DUPFD_CLOEXEC, 64);
+        if (high < 0) _exit(127);
+        report = high;
+    }
+    if (landlock >= 0 && landlock < 64) {
+        int high = fcntl(landlock, F_DUPFD_CLOEXEC, 64);
+        if (high < 0) child_fail(report, errno);
+        landlock = high;
+    }
     int moved[MAX_FDS];
     for (int i = 0; i < s->nfds; i++) {
         moved[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, 64);
@@ -311,7 +322,7 @@ static void child(const struct spool_spawn *s, int report) {
     // below the RLIMIT_NOFILE set next, and a busy parent's inherited ones could fill that
     // range (seen: EMFILE from execve with 455 inherited and a limit of 256). Only the
     // report pipe and the Landlock ruleset stay, both close-on-exec.
-    close_all_but(s->nfds, report, s->landlock_fd);
+    close_all_but(s->nfds, report, landlock);
 
     if (s->ncpus > 0) {
         cpu_set_t set;
@@ -336,19 +347,9 @@ static void child(const struct spool_spawn *s, int report) {
             if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL && errno != EPERM) child_fail(report, errno);
         }
     }
-    if (s->landlock_fd >= 0 && s->landlock_proc_self) {
-        // /proc/self resolves to this child, whose pid the exec keeps: the C and Swift
-        // runtimes read their own entries (cmdline, maps); other processes' stay closed.
-        int self = open("/proc/self", O_PATH | O_CLOEXEC);
-        if (self < 0) child_fail(report, errno);
-        struct landlock_path_beneath_attr rule = {
-            .allowed_access = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, .parent_fd = self };
-        if (syscall(__NR_landlock_add_rule, s->landlock_fd, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) != 0) child_fail(report, errno);
-        close(self);
-    }
     // No set-uid gains from here on (required by Landlock and seccomp without privileges).
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report, errno);
-    if (s->landlock_fd >= 0 && syscall(__NR_landlock_restrict_self, s->landlock_fd, 0) != 0) child_fail(report, errno);
+    if (landlock >= 0 && syscall(__NR_landlock_restrict_self, landlock, 0) != 0) child_fail(report, errno);
     if (s->install_seccomp) {
         int r = install_filter(s->allow_processes);
         if (r < 0) child_fail(report, -r);
@@ -371,7 +372,7 @@ int spool_spawn_confined(const struct spool_spawn *s, pid_t *pid_out) {
     }
     if (pid == 0) {
         close(report[0]);
-        child(s, report[1]);
+        child(s, report[1], s->landlock_fd);
     }
     close(report[1]);
     int error = 0;

@@ -127,19 +127,46 @@ public func hostName() -> String {
     return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// The share of CPU time spent waiting for I/O since the previous call (/proc/stat).
+/// The I/O wait the engine backs off on: the busiest disk's share of time with I/O in
+/// flight since the previous call (/proc/diskstats, the io_ticks column, as iostat's
+/// %util). Not the CPU's iowait share from /proc/stat: the kernel counts a thread waiting
+/// in io_uring_enter with requests in flight as iowait, so an idle engine (its loops parked
+/// on the ring) read 99 % there and reported itself busy forever.
 enum IOWait {
-    static let last = Mutex<(total: UInt64, iowait: UInt64)?>(nil)
+    static let last = Mutex<(ticks: [String: UInt64], at: Int64)?>(nil)
 
     static func fraction() -> Double? {
-        guard let text = ProcFile.read("/proc/stat", limit: 64 << 10), let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
-        let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
-        guard fields.count >= 5 else { return nil }
-        let total = fields.reduce(0, +), iowait = fields[4]
+        guard let text = ProcFile.read("/proc/diskstats", limit: 256 << 10) else { return nil }
+        let now = SystemClock.nanoseconds()
+        let ticks = ioTicks(text)
         return last.withLock { prev in
-            defer { prev = (total, iowait) }
-            guard let p = prev, total > p.total else { return nil }
-            return Double(iowait &- p.iowait) / Double(total - p.total)
+            defer { prev = (ticks, now) }
+            guard let p = prev else { return nil }
+            return busiest(previous: p.ticks, current: ticks, elapsedMilliseconds: Double(now - p.at) / 1e6)
         }
+    }
+
+    /// Milliseconds each block device has spent with I/O in flight (loop and RAM devices left out).
+    static func ioTicks(_ diskstats: String) -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for line in diskstats.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count >= 13 else { continue }
+            let name = String(f[2])
+            if name.hasPrefix("loop") || name.hasPrefix("ram") || name.hasPrefix("zram") { continue }
+            if let t = UInt64(f[12]) { out[name] = t }
+        }
+        return out
+    }
+
+    /// The largest share of `elapsedMilliseconds` any device was busy (0...1), nil without time.
+    static func busiest(previous: [String: UInt64], current: [String: UInt64], elapsedMilliseconds: Double) -> Double? {
+        guard elapsedMilliseconds > 0 else { return nil }
+        var top = 0.0
+        for (name, t) in current {
+            guard let p = previous[name], t >= p else { continue }
+            top = max(top, Double(t - p) / elapsedMilliseconds)
+        }
+        return min(1, top)
     }
 }

@@ -45,7 +45,8 @@ public struct EngineConfiguration: Sendable {
     public var leaseWaitSeconds = 10
     /// Codec threads per transcode (0: automatic).
     public var threads: Int32 = 0
-    /// Over any of these the engine is busy: 1-minute load per CPU, memory available, I/O wait share.
+    /// Over any of these the engine is busy: 1-minute load per CPU, memory available, I/O
+    /// wait (the busiest disk's share of time with I/O in flight).
     public var maxLoadPerCPU = 4.0
     public var minMemoryAvailableBytes: Int64 = 128 << 20
     public var maxIOWaitFraction = 0.5

@@ -126,7 +126,6 @@ public final class ConfinedProcess: @unchecked Sendable {
                             s.install_seccomp = seccomp ? 1 : 0
                             s.allow_processes = allowProcesses ? 1 : 0
                             s.landlock_fd = landlock
-                            s.landlock_proc_self = 0
                             s.drop_capabilities = seccomp ? 1 : 0  // a direct child (bwrap drops its own)
                             s.cpus = cpuBuffer.baseAddress
                             s.ncpus = Int32(cpus.count)

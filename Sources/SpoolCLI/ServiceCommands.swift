@@ -61,7 +61,7 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
     @Option(help: "Busy (no new leases) below this much available memory, in MiB.")
     var minFreeMemoryMib: Int = 128
 
-    @Option(help: "Busy (no new leases) above this share of CPU time waiting for I/O (0...1).")
+    @Option(help: "Busy (no new leases) above this share of time the busiest disk has I/O in flight (0...1, /proc/diskstats).")
     var maxIoWait: Double = 0.5
 
     @OptionGroup var sandboxOptions: SandboxOptions

@@ -402,3 +402,24 @@ extension SandboxTests {
         }
     }
 }
+
+extension SandboxTests {
+    /// A worker that cannot be started is a job failure with the reason, not a hang.
+    func testAMissingWorkerFailsTheJobWithTheReason() async throws {
+        for c in confinements() {
+            var config = SandboxConfiguration(executable: Self.scratch + "/no-such-worker", confinement: c)
+            config.killGraceSeconds = 1
+            let r = await outcome(SandboxRunner(configuration: config, capabilitiesJSON: "{}"), try job())
+            guard case .failure(let f) = r else { XCTFail("\(c.kind): completed"); continue }
+            switch c.kind {
+            case .direct:
+                // exec fails in the child and the errno comes back over the report pipe.
+                XCTAssertEqual(f.code, "worker_start", f.message)
+                XCTAssertTrue(f.message.contains("No such file or directory"), f.message)
+            case .bubblewrap:
+                // bwrap starts, and cannot run what is not there.
+                XCTAssertEqual(f.code, "worker_failed", f.message)
+            }
+        }
+    }
+}

@@ -33,7 +33,6 @@ struct spool_spawn {
     int install_seccomp;          // 1: install the seccomp filter before exec
     int allow_processes;          // 1: the filter lets the child start programs (plugin jobs)
     int landlock_fd;              // >= 0: restrict the child to this Landlock ruleset
-    int landlock_proc_self;       // 1: first allow reading the child's own /proc/<pid> in it
     int drop_capabilities;        // 1: empty the bounding and ambient sets (root execs get none)
     const int *cpus;              // CPUs to pin the child to (ncpus 0: inherited)
     int ncpus;
