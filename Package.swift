@@ -209,7 +209,7 @@ let package = Package(
         // Sandbox: confined child processes (bubblewrap namespaces or a direct child under
         // Landlock; rlimits and the seccomp filter in both), and the probe of what this
         // machine offers. The only importer of CSandbox.
-        .target(name: "Sandbox", dependencies: ["CSandbox"], path: "Sources/Sandbox"),
+        .target(name: "Sandbox", dependencies: ["CSandbox", "ProcFS"], path: "Sources/Sandbox"),
         // Plugins: transcoder plugins through the C ABI: loading .so files (dlopen, ABI and
         // table checks), driving a job through a table, the built-in transcoder as a table,
         // and the worker (`spool worker`, the sandboxed child) that runs every job that way.

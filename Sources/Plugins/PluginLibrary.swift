@@ -27,7 +27,9 @@ public struct PluginTable: @unchecked Sendable {
 public enum PluginLibrary {
     public static let abiVersion = UInt32(SPOOL_PLUGIN_ABI_VERSION)
 
-    public static func load(_ path: String) throws(PluginLoadError) -> PluginTable {
+    /// `describe: false` skips asking the plugin for its capabilities (the worker: the
+    /// engine asked at start, and HandBrake's answer runs HandBrakeCLI once more).
+    public static func load(_ path: String, describe: Bool = true) throws(PluginLoadError) -> PluginTable {
         func fail(_ reason: String) -> PluginLoadError { PluginLoadError(path: path, reason: reason) }
         dlerror()
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
@@ -55,6 +57,7 @@ public enum PluginLibrary {
         if t.cancel == nil { missing.append("cancel") }
         if t.free_job == nil { missing.append("free_job") }
         guard missing.isEmpty else { throw fail("\(name) lacks \(missing.joined(separator: ", "))") }
+        guard describe else { return PluginTable(table: table, name: name, path: path, capabilitiesJSON: "{}", capabilities: []) }
         guard let capsText = t.capabilities_json!().map({ String(cString: $0) }),
               let doc = try? JSONDocument(parsing: Array(capsText.utf8)), doc.root.kind == .object else {
             throw fail("\(name): capabilities_json() is not a JSON object")

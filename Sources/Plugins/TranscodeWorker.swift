@@ -72,7 +72,7 @@ public enum TranscodeWorker {
         }
         var table = builtin
         if let p = request.plugin {
-            do { table = try PluginLibrary.load(p.path) } catch {
+            do { table = try PluginLibrary.load(p.path, describe: false) } catch {
                 writeLine(failure: TranscodeFailure(code: "plugin_load", message: error.description))
                 return 0
             }

@@ -7,6 +7,7 @@
 // outlives the child (the runner's own thread per job does).
 import CSandbox
 import Glibc
+import ProcFS
 
 public struct SandboxLimits: Sendable, Equatable {
     /// RLIMIT_CPU: SIGXCPU at this many CPU seconds, SIGKILL a second later.
@@ -233,9 +234,13 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafeBufferPointer<UnsafePoi
 /// Directories of the Swift runtime's shared objects this process has mapped, outside
 /// /usr: the worker is this same binary and needs them. (Only the runtime's: a plugin the
 /// engine dlopened is mapped too, and its directory is none of a worker's business.)
-func mappedLibraryDirectories() -> [String] {
-    guard let maps = readWholeFile("/proc/self/maps") else { return [] }
-    let runtime = ["libswift", "libFoundation", "lib_Foundation", "libdispatch", "libBlocksRuntime", "libXCTest", "libTesting"]
+/// Read once: the mappings of a running process's runtime do not change (every spawn used
+/// to read /proc/self/maps again).
+func mappedLibraryDirectories() -> [String] { runtimeLibraryDirectories }
+
+let runtimeLibraryDirectories: [String] = {
+    guard let maps = ProcFile.read("/proc/self/maps", limit: 16 << 20) else { return [] }
+    let runtime = ["libswift", "libFoundation", "lib_Foundation", "libdispatch", "libBlocksRuntime"]
     var dirs = Set<String>()
     for line in maps.split(separator: "\n") {
         guard let slash = line.firstIndex(of: "/") else { continue }
@@ -246,31 +251,17 @@ func mappedLibraryDirectories() -> [String] {
         dirs.insert(String(path[..<end]))
     }
     return dirs.sorted()
-}
-
-func readWholeFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return nil }
-        if n == 0 { break }
-        out += buffer[..<n]
-        if out.count > 16 << 20 { break }
-    }
-    return String(decoding: out, as: UTF8.self)
-}
+}()
 
 /// bubblewrap's command line for a worker: every namespace unshared, all capabilities
 /// dropped, read-only system directories, a fresh /proc (of the new PID namespace: none of
 /// the engine's), a minimal /dev, only the view's paths bound in, and the rest read-only.
 enum BubblewrapCommand {
     /// /usr read-only, and /lib, /lib64, /bin, /sbin as the host has them (symlinks into
-    /// /usr on merged-usr systems like Debian 12).
-    static func systemBinds() -> [String] {
+    /// /usr on merged-usr systems like Debian 12). Worked out once, not per spawn.
+    static func systemBinds() -> [String] { systemBindArguments }
+
+    static let systemBindArguments: [String] = {
         var args = ["--ro-bind", "/usr", "/usr"]
         for d in ["/lib", "/lib64", "/bin", "/sbin"] {
             var buffer = [CChar](repeating: 0, count: 4096)
@@ -285,7 +276,7 @@ enum BubblewrapCommand {
         // Debian's alternatives: libraries under /usr that are symlinks through here (libblas).
         if isRealDirectory("/etc/alternatives") { args += ["--ro-bind", "/etc/alternatives", "/etc/alternatives"] }
         return args
-    }
+    }()
 
     static func arguments(executable: String, view: SandboxView, seccompFD: Int32) -> [String] {
         var args = ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]

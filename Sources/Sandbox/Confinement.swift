@@ -5,6 +5,7 @@
 // engine's capabilities report the result and, for what is missing, why.
 import CSandbox
 import Glibc
+import ProcFS
 
 public enum ConfinementKind: String, Sendable {
     /// bubblewrap namespaces + rlimits + seccomp.
@@ -98,7 +99,7 @@ func runQuiet(_ path: String, _ argv: [String]) -> Int32? {
 /// nil when a per-job memory cgroup could be made, else why not.
 func cgroupMemoryUnavailable() -> String? {
     // Unified (cgroup v2 only) or hybrid (v2 beside v1 at /sys/fs/cgroup/unified).
-    guard let controllers = readSmallFile("/sys/fs/cgroup/cgroup.controllers") ?? readSmallFile("/sys/fs/cgroup/unified/cgroup.controllers") else {
+    guard let controllers = ProcFile.read("/sys/fs/cgroup/cgroup.controllers") ?? ProcFile.read("/sys/fs/cgroup/unified/cgroup.controllers") else {
         return "no cgroup v2 hierarchy mounted"
     }
     guard controllers.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("memory") else {
@@ -107,13 +108,4 @@ func cgroupMemoryUnavailable() -> String? {
     // Creating and filling a job cgroup needs a delegated subtree the engine is not a
     // member of (the no-internal-processes rule); not attempted yet.
     return "per-job cgroups are not created yet (needs a delegated cgroup v2 subtree)"
-}
-
-func readSmallFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    return n >= 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
 }
