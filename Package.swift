@@ -178,6 +178,14 @@ let package = Package(
         // The MessageQueue protocol (at-least-once: publish, receive with visibility, ack,
         // nack to requeue or dead-letter, delivery counts) and its in-process implementation.
         .target(name: "MessageQueue", dependencies: ["Threads"], path: "Sources/MessageQueue"),
+        // RESP2, the Redis protocol, as a pure codec (fuzzed: Fuzz/FuzzRESP); the Redis
+        // client on the ring (pipelined, blocking commands on their own connections); and
+        // the MessageQueue over Redis Streams.
+        .target(name: "RESP", path: "Sources/RESP", swiftSettings: [.strictMemorySafety()]),
+        .target(name: "Redis", dependencies: ["RESP", "Ring", "BufferPool", "Threads",
+                                              .product(name: "Crypto", package: "swift-crypto")],
+                path: "Sources/Redis"),
+        .target(name: "RedisQueue", dependencies: ["MessageQueue", "Redis", "RESP", "Threads"], path: "Sources/RedisQueue"),
         // Pure scheduling policy: weighted fair shares of engine time across tenants, by the
         // work (pixels × frames) each job asks for; used by the dispatcher and the simulation.
         .target(name: "Scheduling", path: "Sources/Scheduling"),
@@ -239,6 +247,9 @@ let package = Package(
         // Hundreds of seeded runs of server + client traffic on the simulator (one pass is
         // enough: the simulator replaces the backend). SPOOL_SIM_SEED / SPOOL_SIM_SEEDS.
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "RESPTests", dependencies: ["RESP", "SpoolTestSupport"]),
+        // Against a real redis-server started by the tests (SpoolTestSupport.RedisServer).
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "RedisQueue", "RESP", "MessageQueue", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "MessageQueue", "Threads"]),
         // The scheduler, leases, heartbeats and sweeps with 100 simulated engines over seeds
         // (SPOOL_FLEET_SEEDS / SPOOL_FLEET_SEED).

@@ -20,12 +20,18 @@ public struct QueueMessage: Sendable, Equatable {
     public let deliveryCount: Int
     /// Unix milliseconds.
     public let publishedAt: Int64
+
+    public init(id: String, topic: String, body: String, deliveryCount: Int, publishedAt: Int64) {
+        self.id = id; self.topic = topic; self.body = body; self.deliveryCount = deliveryCount; self.publishedAt = publishedAt
+    }
 }
 
 /// One delivery of a message; ack, nack and extend name it by its receipt.
 public struct QueueDelivery: Sendable, Equatable {
     public let message: QueueMessage
     public let receipt: UInt64
+
+    public init(message: QueueMessage, receipt: UInt64) { self.message = message; self.receipt = receipt }
 }
 
 public struct DeadLetter: Sendable, Equatable {
@@ -33,6 +39,8 @@ public struct DeadLetter: Sendable, Equatable {
     public let reason: String
     /// Unix milliseconds.
     public let at: Int64
+
+    public init(message: QueueMessage, reason: String, at: Int64) { self.message = message; self.reason = reason; self.at = at }
 }
 
 public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -59,6 +67,9 @@ public protocol MessageQueue: Sendable {
     func deadLetters(topic: String, limit: Int) async throws -> [DeadLetter]
     /// Messages waiting and in flight (for metrics).
     func depth(topic: String) async -> (waiting: Int, inFlight: Int)
+    /// The bodies of up to `limit` messages waiting or in flight, oldest first (the
+    /// reconciler publishes again what the database says is ready and the queue lacks).
+    func queuedBodies(topic: String, limit: Int) async throws -> [String]
 }
 
 /// The in-process queue: FIFO per topic, in-flight table with deadlines on the injected clock.
@@ -241,6 +252,14 @@ public final class InProcessMessageQueue: MessageQueue {
 
     public func deadLetters(topic: String, limit: Int) async throws -> [DeadLetter] {
         state.withLock { s in Array((s.topics[topic]?.dead ?? []).suffix(max(0, limit))) }
+    }
+
+    public func queuedBodies(topic: String, limit: Int) async throws -> [String] {
+        state.withLock { s in
+            guard let t = s.topics[topic] else { return [] }
+            let flying = t.inFlight.values.sorted { $0.entry.id < $1.entry.id }.map(\.entry.body)
+            return Array((flying + t.waiting[t.head...].map(\.body)).prefix(max(0, limit)))
+        }
     }
 
     public func depth(topic: String) async -> (waiting: Int, inFlight: Int) {

@@ -1,0 +1,158 @@
+// A real redis-server for tests: started on a free loopback port in a temporary
+// directory, stopped (and its directory removed) by `stop()`. When redis-server is not
+// installed the test is skipped, unless SPOOL_REQUIRE_SERVICES=1 (make test sets it after
+// `make deps` installed it), where a missing server is a failure.
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class RedisServer: @unchecked Sendable {
+    public let port: UInt16
+    public let directory: String
+    public let appendOnly: Bool
+    private var pid: pid_t = 0
+
+    public var url: String { "redis://127.0.0.1:\(port)" }
+
+    /// Starts a server, or throws XCTSkip where redis-server is missing and not required.
+    public static func start(appendOnly: Bool = false) throws -> RedisServer {
+        guard let exe = findExecutable("redis-server") else {
+            if ProcessInfo.processInfo.environment["SPOOL_REQUIRE_SERVICES"] == "1" {
+                throw NSError(domain: "RedisServer", code: 1, userInfo: [NSLocalizedDescriptionKey: "redis-server is not installed (make deps installs it)"])
+            }
+            throw XCTSkip("redis-server is not installed (make deps installs it)")
+        }
+        let dir = NSTemporaryDirectory() + "spool-redis-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var lastError = ""
+        for _ in 0..<5 {
+            let port = freePort()
+            let server = RedisServer(port: port, directory: dir, appendOnly: appendOnly)
+            do {
+                try server.launch(exe)
+                return server
+            } catch {
+                lastError = "\(error)"
+            }
+        }
+        throw NSError(domain: "RedisServer", code: 2, userInfo: [NSLocalizedDescriptionKey: "redis-server did not start: \(lastError)"])
+    }
+
+    private init(port: UInt16, directory: String, appendOnly: Bool) {
+        self.port = port
+        self.directory = directory
+        self.appendOnly = appendOnly
+    }
+
+    /// posix_spawn and waitpid, not Foundation's Process: its exit monitoring (SIGCHLD on
+    /// a run loop) hung waitUntilExit here once the test had event loops running.
+    private func launch(_ exe: String) throws {
+        let args = [exe, "--port", String(port), "--bind", "127.0.0.1", "--dir", directory, "--save", "",
+                    "--appendonly", appendOnly ? "yes" : "no", "--appendfsync", "always",
+                    "--logfile", directory + "/redis.log", "--daemonize", "no"]
+        var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        // The calling thread may block signals (event-loop threads do, and threads they
+        // start inherit it): the server gets an empty mask and default handlers, or it
+        // would ignore the SIGTERM that stops it.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, exe, &actions, &attr, &argv, environ)
+        guard rc == 0 else { throw NSError(domain: "RedisServer", code: 5, userInfo: [NSLocalizedDescriptionKey: "posix_spawn redis-server: \(rc)"]) }
+        pid = child
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            var status: Int32 = 0
+            if waitpid(child, &status, WNOHANG) == child {
+                pid = 0
+                throw NSError(domain: "RedisServer", code: 3, userInfo: [NSLocalizedDescriptionKey: "redis-server exited: \(log())"])
+            }
+            if ping() { return }
+            usleep(20_000)
+        }
+        halt()
+        throw NSError(domain: "RedisServer", code: 4, userInfo: [NSLocalizedDescriptionKey: "redis-server did not answer within 10 s: \(log())"])
+    }
+
+    /// Stops the server (SIGTERM: with AOF on, what it acknowledged is on disk) and starts
+    /// it again on the same port and directory.
+    public func restart() throws {
+        halt()
+        guard let exe = Self.findExecutable("redis-server") else { return }
+        try launch(exe)
+    }
+
+    /// Stops the server, keeping its directory (for a restart).
+    public func halt() {
+        guard pid > 0 else { return }
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        pid = 0
+    }
+
+    public func stop() {
+        halt()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    public func log() -> String { (try? String(contentsOfFile: directory + "/redis.log", encoding: .utf8)) ?? "" }
+
+    /// A plain-socket PING (no client under test involved).
+    func ping() -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { return false }
+        let msg = Array("PING\r\n".utf8)
+        guard write(fd, msg, msg.count) == msg.count else { return false }
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = read(fd, &buf, buf.count)
+        return n > 0 && String(decoding: buf[0..<n], as: UTF8.self).hasPrefix("+PONG")
+    }
+
+    static func freePort() -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
+    static func findExecutable(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":") + ["/usr/sbin", "/usr/bin"] {
+            let p = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+}
