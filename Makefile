@@ -10,13 +10,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 DEB_PACKAGES := liburing-dev libsqlite3-dev libssl-dev libavformat-dev libavcodec-dev \
 	libswscale-dev libswresample-dev libavutil-dev pkg-config curl python3 python3-requests ffmpeg \
-	bubblewrap gcc handbrake-cli
+	bubblewrap gcc handbrake-cli redis-server
 BENCH_PACKAGES := wrk nginx-light libsimdjson-dev g++ linux-perf
 SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: plugins simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json
+.PHONY: plugins simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json fuzz-smoke-resp
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -52,15 +52,17 @@ kernel-check: build
 # SimulationTests (300 seeds on the simulated backend, ~10 s) runs in the first pass only:
 # the simulator replaces the backend, so the other passes would repeat it exactly. So do the
 # suites that never touch the I/O backend (libav, the sandboxed runner, JSON, the model,
-# scheduling policy): the epoll pass would repeat them exactly too.
+# scheduling policy, the RESP codec): the epoll pass would repeat them exactly too.
+# Tests that need a service (redis-server) start their own on a free loopback port and
+# stop it; SPOOL_REQUIRE_SERVICES=1 makes a missing one a failure, not a skip.
 test: build
 	@./kernel-check.sh; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || echo "note: io_uring unusable here (kernel-check exit $$rc); the uring pass runs on the fallback"
 	@set -o pipefail; fail=0; \
 	for mode in uring epoll seccomp; do \
 	  echo "=== test pass: $$mode"; \
 	  case $$mode in \
-	    uring)   env -u SPOOL_IO_BACKEND $(SWIFT) test $(TEST_FLAGS) 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
-	    epoll)   SPOOL_IO_BACKEND=epoll $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests)\.' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
+	    uring)   env -u SPOOL_IO_BACKEND SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
+	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests)\.' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	    seccomp) env -u SPOOL_IO_BACKEND $(SPOOL) run-without-io-uring -- $(SWIFT) test $(TEST_FLAGS) --filter RingTests 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	  esac; \
 	done; \
@@ -77,6 +79,8 @@ test: build
 	if $(MAKE) --no-print-directory fuzz-smoke-http1; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "=== fuzz: JSON (20 s)"; \
 	if $(MAKE) --no-print-directory fuzz-smoke-json; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
+	echo "=== fuzz: RESP (10 s)"; \
+	if $(MAKE) --no-print-directory fuzz-smoke-resp; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "=== fuzz: committed corpora replayed"; \
 	if $(MAKE) --no-print-directory fuzz-replay; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "=== external: schemathesis, client flow, bad input, SIGKILL crash consistency (live spool serve)"; \
@@ -101,6 +105,7 @@ external-tests: spool-debug plugins
 	echo "--- bad_input.py"; $$py Tests/External/bad_input.py || fail=1; \
 	echo "--- crash_kill.py"; $$py Tests/External/crash_kill.py || fail=1; \
 	echo "--- engines_e2e.py"; $$py Tests/External/engines_e2e.py || fail=1; \
+	echo "--- engines_e2e.py --redis (the job queue on Redis Streams)"; $$py Tests/External/engines_e2e.py --redis || fail=1; \
 	echo "--- plugins_e2e.py"; $$py Tests/External/plugins_e2e.py || fail=1; \
 	[ $$fail = 0 ] && echo "external tests: ok" || { echo "external tests: FAILED"; exit 1; }
 
@@ -134,14 +139,22 @@ simulate-fleet: build
 FUZZ_BIN := .build/fuzz-http1
 FUZZ_JSON_BIN := .build/fuzz-json
 FUZZ_JSON_DICT := Fuzz/FuzzJSON/json.dict
+FUZZ_RESP_BIN := .build/fuzz-resp
 $(FUZZ_BIN): Fuzz/FuzzHTTP1/main.swift $(wildcard Sources/HTTP1/*.swift)
 	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzHTTP1 $^ -o $@
 
 $(FUZZ_JSON_BIN): Fuzz/FuzzJSON/main.swift $(wildcard Sources/JSON/*.swift)
 	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzJSON $^ -o $@
 
-# Both fuzzers, 20 s each with a fixed seed.
-fuzz-smoke: fuzz-smoke-http1 fuzz-smoke-json
+$(FUZZ_RESP_BIN): Fuzz/FuzzRESP/main.swift $(wildcard Sources/RESP/*.swift)
+	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzRESP $^ -o $@
+
+# The fuzzers, 20 s each (RESP 10 s) with a fixed seed.
+fuzz-smoke: fuzz-smoke-http1 fuzz-smoke-json fuzz-smoke-resp
+
+fuzz-smoke-resp: $(FUZZ_RESP_BIN)
+	@mkdir -p .build/fuzz-corpus-resp .build/fuzz-crashes
+	set -o pipefail; $(FUZZ_RESP_BIN) -seed=1 -max_total_time=10 -max_len=512 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-resp Fuzz/corpus/resp 2>&1 | tail -2
 
 # New inputs go to .build/fuzz-corpus-*; the committed corpus (Fuzz/corpus/*) seeds them.
 fuzz-smoke-http1: $(FUZZ_BIN)
@@ -154,8 +167,9 @@ fuzz-smoke-json: $(FUZZ_JSON_BIN)
 
 # Every input of the committed corpora run once through both targets (a regression that
 # crashes on a known input fails here without luck). Part of make test.
-fuzz-replay: $(FUZZ_BIN) $(FUZZ_JSON_BIN)
+fuzz-replay: $(FUZZ_BIN) $(FUZZ_JSON_BIN) $(FUZZ_RESP_BIN)
 	@mkdir -p .build/fuzz-crashes
+	set -o pipefail; $(FUZZ_RESP_BIN) -runs=0 -artifact_prefix=.build/fuzz-crashes/ Fuzz/corpus/resp 2>&1 | tail -1
 	set -o pipefail; $(FUZZ_BIN) -runs=0 -artifact_prefix=.build/fuzz-crashes/ Fuzz/corpus/http1 2>&1 | tail -1
 	set -o pipefail; $(FUZZ_JSON_BIN) -runs=0 -artifact_prefix=.build/fuzz-crashes/ Fuzz/corpus/json 2>&1 | tail -1
 
@@ -173,11 +187,12 @@ fuzz-corpus: $(FUZZ_BIN) $(FUZZ_JSON_BIN)
 	@echo "corpus: $$(ls Fuzz/corpus/http1 | wc -l) HTTP1 inputs, $$(ls Fuzz/corpus/json | wc -l) JSON inputs"
 
 # Both fuzzers, FUZZ_SECONDS each (default 600), random seeds; fails if either fails.
-fuzz: $(FUZZ_BIN) $(FUZZ_JSON_BIN)
-	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-corpus-json .build/fuzz-crashes
+fuzz: $(FUZZ_BIN) $(FUZZ_JSON_BIN) $(FUZZ_RESP_BIN)
+	@mkdir -p .build/fuzz-corpus-http1 .build/fuzz-corpus-json .build/fuzz-corpus-resp .build/fuzz-crashes
 	@rc=0; \
 	$(FUZZ_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-http1 || rc=1; \
 	$(FUZZ_JSON_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -dict=$(FUZZ_JSON_DICT) -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-json || rc=1; \
+	$(FUZZ_RESP_BIN) -max_total_time=$${FUZZ_SECONDS:-600} -max_len=4096 -artifact_prefix=.build/fuzz-crashes/ .build/fuzz-corpus-resp Fuzz/corpus/resp || rc=1; \
 	exit $$rc
 
 bench-deps: deps

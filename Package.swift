@@ -200,6 +200,7 @@ let package = Package(
         .target(name: "Dispatcher", dependencies: [
                     "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Events",
                     "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling", "Webhooks", "MessageQueue",
+                    "Redis", "RedisQueue",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "Metrics", package: "swift-metrics"),
                     .product(name: "Prometheus", package: "swift-prometheus"),

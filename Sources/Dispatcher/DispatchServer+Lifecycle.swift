@@ -1,6 +1,7 @@
 // Dispatcher.DispatchServer+Lifecycle: what a running server does besides answering
 // requests: the admin key at start, and the periodic sweeps (job expiry and retries,
-// engines past their heartbeat), each on the injected clock until cancelled.
+// engines past their heartbeat, the queue's reconciler), each on the injected clock until
+// cancelled.
 import Access
 import SpoolModel
 import Ring
@@ -36,6 +37,7 @@ extension DispatchServer {
                 }
             }
             group.addTask { [self] in await scheduler.run(events: events) }
+            group.addTask { [self] in await runReconciler() }
             group.addTask { [self] in
                 // Webhook deliveries run on a loop of their own (the HTTP client lives there).
                 let loop: EventLoop

@@ -14,6 +14,8 @@ import Jobs
 import Logging
 import MessageQueue
 import Persistence
+import Redis
+import RedisQueue
 import ServerConfig
 import SpoolAPI
 import SpoolModel
@@ -46,6 +48,10 @@ public final class DispatchServer: Sendable {
     public let scheduler: Scheduler
     /// Tells finished jobs' webhook URLs (signed, retried, logged).
     public let webhooks: WebhookService
+    /// Where pending jobs wait for the scheduler: in-process, or Redis Streams (queue.url).
+    public let queue: any MessageQueue
+    /// The Redis client behind the queue, when it is Redis.
+    public let redis: RedisClient?
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
@@ -64,25 +70,29 @@ public final class DispatchServer: Sendable {
             return e
         }, events: events)
         // The job queue: every job that becomes pending is published (after its commit); a
-        // job that failed for good goes to the dead letters.
-        let queue = InProcessMessageQueue(clock: clock)
+        // job that failed for good goes to the dead letters. A publish that fails (Redis
+        // down) loses nothing: the job is pending in the database, and the reconciler
+        // publishes it again.
+        let (queue, redis) = try await openQueue(settings.current.queue, clock: clock, logger: logger)
         let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
                               settings: { JobSettings(settings.current.jobs) },
                               hooks: JobHooks(onPending: { ready in
-                                  for job in ready { _ = try? await queue.publish(topic: Scheduler.topic, body: job.id.text) }
+                                  for job in ready {
+                                      do { try await queue.publish(topic: Scheduler.topic, body: job.id.text) } catch {
+                                          logger.warning("job \(job.id.text) not published (the reconciler will): \(error)")
+                                      }
+                                  }
                               }, onDead: { job in
                                   try? await queue.deadLetter(topic: Scheduler.topic, body: job.id.text,
                                                               reason: "failed after \(job.attempts) attempt(s): \(job.reason ?? "failed")")
                               }))
         try await jobs.migrate()
-        // The reconciler: what is pending in the database is ready (the in-process queue starts empty).
-        for job in try await jobs.store.pendingByTenant(limitPerTenant: Int(Int32.max)) {
-            try await queue.publish(topic: Scheduler.topic, body: job.id.text)
-        }
         let files = try await FileService.open(database: database, storage: try await LocalStorage.open(root: dataDirectory + "/files"),
                                                settings: fileSettings(settings),
                                                clock: clock, logger: logger)
         let scheduler = Scheduler(jobs: jobs, files: files, queue: queue, clock: clock, logger: logger,
+                                  consumer: "scheduler-\(hostName())-\(getpid())",
+                                  visibility: redis == nil ? .seconds(600) : .seconds(settings.current.queue.visibilitySeconds),
                                   weights: { settings.current.scheduler.tenantWeights })
         let webhooks = try await WebhookService.open(database: database, jobs: jobs, clock: clock,
                                                      settings: { webhookSettings(settings.current.webhooks) }, logger: logger,
@@ -90,7 +100,10 @@ public final class DispatchServer: Sendable {
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
                                     cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
                                     logger: logger, events: events, jobs: jobs, files: files, scheduler: scheduler,
-                                    webhooks: webhooks)
+                                    webhooks: webhooks, queue: queue, redis: redis)
+        // The reconciler's first pass: what is pending in the database is ready (the
+        // in-process queue starts empty; Redis may have lost what it held).
+        try await server.reconcileQueue()
         // Jobs by state and the queue depth (pending jobs), read fresh for each scrape.
         metrics.onScrape { [jobs] m in
             guard let counts = try? await jobs.countsByState() else { return }
@@ -102,8 +115,11 @@ public final class DispatchServer: Sendable {
 
     init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
          cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger,
-         events: any EventBus, jobs: JobService, files: FileService, scheduler: Scheduler, webhooks: WebhookService) {
+         events: any EventBus, jobs: JobService, files: FileService, scheduler: Scheduler, webhooks: WebhookService,
+         queue: any MessageQueue, redis: RedisClient?) {
         self.scheduler = scheduler
+        self.queue = queue
+        self.redis = redis
         self.webhooks = webhooks
         self.cursors = cursors
         self.access = access
@@ -146,10 +162,11 @@ public final class DispatchServer: Sendable {
     }
 
     func installReadiness(on v1: inout RouteBuilder) {
-        v1.get("ready") { [database, files] _ in
+        v1.get("ready") { [database, files, self] _ in
             let db = await database.isReachable()
             let storageProblem = await files.storage.problem()
-            let ok = db && storageProblem == nil
+            let queueProblem = await self.queueProblem()
+            let ok = db && storageProblem == nil && queueProblem == nil
             return .json(ok ? 200 : 503) { w in
                 w.beginObject()
                 w.field("status", ok ? "ready" : "unavailable")
@@ -157,6 +174,7 @@ public final class DispatchServer: Sendable {
                 w.beginObject()
                 w.field("database", db ? "ok" : "unreachable")
                 w.field("storage", storageProblem ?? "ok")
+                w.field("queue", queueProblem ?? "ok")
                 w.endObject()
                 w.endObject()
             }

@@ -82,10 +82,17 @@ public final class Scheduler: Sendable {
 
     /// The topic pending jobs are published on.
     public static let topic = "jobs"
-    static let visibility: Duration = .seconds(600)
+    /// How long a delivery the scheduler holds stays its own unless extended (extended
+    /// at half of it): when a dispatcher dies, another takes its held jobs after this.
+    let visibility: Duration
+    /// This scheduler's consumer name (unique per process: dispatchers share a queue).
+    let consumer: String
 
     init(jobs: JobService, files: FileService, queue: any MessageQueue, clock: any ServiceClock, logger: Logger,
+         consumer: String = "scheduler", visibility: Duration = .seconds(600),
          weights: @escaping @Sendable () -> String) {
+        self.consumer = consumer
+        self.visibility = visibility
         self.jobs = jobs
         self.files = files
         self.queue = queue
@@ -277,7 +284,7 @@ public final class Scheduler: Sendable {
     /// then drops held jobs that stopped being pending (cancelled or expired while held).
     func collect() async throws {
         let now = clock.now
-        for d in try await queue.receive(topic: Self.topic, consumer: "scheduler", max: 10_000, visibility: Self.visibility, wait: .zero) {
+        for d in try await queue.receive(topic: Self.topic, consumer: consumer, max: 10_000, visibility: visibility, wait: .zero) {
             let text = d.message.body
             if state.withLock({ $0.hand[text] != nil }) { try? await queue.ack(d); continue }
             guard let id = JobID(text), let job = try await jobs.get(id), job.state == .pending else {
@@ -290,9 +297,9 @@ public final class Scheduler: Sendable {
             state.withLock { $0.hand[text] = Held(delivery: d, job: pending, priority: job.priority, cost: cost, extendedAt: now, checkedAt: now) }
         }
         let held = state.withLock { Array($0.hand.values) }
-        for h in held where now - h.extendedAt > Self.visibility / 2 {
+        for h in held where now - h.extendedAt > visibility / 2 {
             do {
-                try await queue.extend(h.delivery, visibility: Self.visibility)
+                try await queue.extend(h.delivery, visibility: visibility)
                 state.withLock { $0.hand[h.job.id.text]?.extendedAt = now }
             } catch {
                 // Its visibility ran out (a stalled scheduler): it is delivered again; drop this copy.

@@ -30,6 +30,10 @@
 //   engines.join_token         (r)   SPOOL_ENGINES_JOIN_TOKEN (also SPOOL_JOIN_TOKEN)
 //   engines.heartbeat_timeout_seconds (r) SPOOL_ENGINES_HEARTBEAT_TIMEOUT_SECONDS
 //   scheduler.tenant_weights   (r)   SPOOL_SCHEDULER_TENANT_WEIGHTS
+//   queue.url                        SPOOL_QUEUE_URL              --queue-url
+//   queue.key_prefix                 SPOOL_QUEUE_KEY_PREFIX
+//   queue.visibility_seconds         SPOOL_QUEUE_VISIBILITY_SECONDS
+//   queue.reconcile_interval_seconds (r) SPOOL_QUEUE_RECONCILE_INTERVAL_SECONDS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -49,6 +53,7 @@ public struct ServerSettings: Sendable, Equatable {
     public var events = Events()
     public var engines = Engines()
     public var scheduler = Scheduler()
+    public var queue = Queue()
 
     public struct Jobs: Sendable, Equatable {
         /// A pending job not picked up in this time fails with reason `expired`.
@@ -111,6 +116,21 @@ public struct ServerSettings: Sendable, Equatable {
         public var joinToken = ""
         /// An engine silent this long is offline and the jobs it held are taken back.
         public var heartbeatTimeoutSeconds: Int64 = 15
+        public init() {}
+    }
+
+    public struct Queue: Sendable, Equatable {
+        /// Empty: the in-process queue. `redis://[[user]:password@]host[:port][/db]`: Redis
+        /// Streams, shared by every dispatcher given the same URL and key prefix.
+        public var url = ""
+        /// Keys are PREFIX:q:TOPIC and PREFIX:dlq:TOPIC (several clusters on one Redis).
+        public var keyPrefix = "spool"
+        /// How long a job the scheduler took stays its own without being extended: after a
+        /// dispatcher dies, its held jobs go to another dispatcher after this long.
+        public var visibilitySeconds: Int64 = 60
+        /// How often the pending jobs in the database are compared with what the queue
+        /// holds, and the missing ones published again (after Redis lost data).
+        public var reconcileIntervalSeconds: Int64 = 10
         public init() {}
     }
 

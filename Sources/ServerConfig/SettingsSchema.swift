@@ -139,6 +139,16 @@ public enum SettingsSchema {
             if case .failure(let e) = FairShare.parseWeights(s) { return "must be TENANT=WEIGHT,... (\(e))" }
             return nil
         },
+        .string("queue.url", flag: "--queue-url", reloadable: false, \.queue.url) { s in
+            s.isEmpty || s.hasPrefix("redis://") && s.count > 8 && !s.contains(" ") ? nil
+                : "must be empty (the in-process queue) or redis://[[user]:password@]host[:port][/db]"
+        },
+        .string("queue.key_prefix", reloadable: false, \.queue.keyPrefix) { s in
+            (1...64).contains(s.utf8.count) && s.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
+                ? nil : "must be 1 to 64 printable characters without spaces"
+        },
+        .int("queue.visibility_seconds", reloadable: false, 5...86_400, \.queue.visibilitySeconds),
+        .int("queue.reconcile_interval_seconds", reloadable: true, 1...3_600, \.queue.reconcileIntervalSeconds),
     ]
 
     public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }

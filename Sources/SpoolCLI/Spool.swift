@@ -218,6 +218,9 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
     @Option(help: "A JSON configuration file (keys: see README); SPOOL_* variables and flags override it.")
     var config: String?
 
+    @Option(help: "The job queue: redis://[[user]:password@]host[:port][/db] for Redis Streams shared by several dispatchers (default: in-process).")
+    var queueURL: String?
+
     @Flag(help: "Serve the API without keys: every caller is an admin of tenant `default` (tests, local use).")
     var insecureNoAuth = false
 
@@ -231,6 +234,7 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         if let dataDir { flags["data_dir"] = dataDir }
         if let loops { flags["loops"] = String(loops) }
         if insecureNoAuth { flags["insecure_no_auth"] = "true" }
+        if let queueURL { flags["queue.url"] = queueURL }
         let loader = ConfigLoader(filePath: config, flags: flags)
         let running = try await RunningDispatch.start(loader: loader, environment: ConfigLoader.processEnvironment(),
                                                       reloadRequests: reloadRequests, label: "spool.serve")

@@ -15,33 +15,16 @@ final class EngineLeaseTests: XCTestCase {
         try await AccessHarness.start { $0.engines.joinToken = Self.join }
     }
 
-    /// Registers an engine; returns (id, token).
     func register(_ h: AccessHarness, name: String, tags: [String] = [], encoders: [String] = ["libx264", "aac"]) async throws -> (String, String) {
-        let tagText = tags.map { "\"\($0)\"" }.joined(separator: ",")
-        let encText = encoders.map { "\"\($0)\"" }.joined(separator: ",")
-        let r = try await h.call("POST", "/api/v1/engines/register", key: Self.join,
-                                 body: #"{"name":"\#(name)","host":"127.0.0.1","tags":[\#(tagText)],"capabilities":{"encoders":[\#(encText)]}}"#)
-        XCTAssertEqual(r.status, 201, r.text)
-        let doc = try json(r.text)
-        return (try doc["engine_id"]!.string(), try doc["token"]!.string())
+        try await h.registerEngine(name: name, tags: tags, encoders: encoders)
     }
 
-    /// Uploads bytes and submits a job for them; returns the job id.
     func submit(_ h: AccessHarness, key: String, extra: String = "", bytes: String = "not really media, but bytes") async throws -> String {
-        let f = try await h.call("POST", "/api/v1/files", key: key, body: bytes)
-        XCTAssertEqual(f.status, 201, f.text)
-        guard f.status == 201 else { throw XCTSkip("upload failed: \(f.text)") }
-        let fileID = try json(f.text)["id"]!.string()
-        let j = try await h.call("POST", "/api/v1/jobs", key: key, body: #"{"input":{"file_id":"\#(fileID)"},"preset":"h264-720p"\#(extra)}"#,
-                                 headers: [("Idempotency-Key", "submit-\(UInt64.random(in: 0...UInt64.max))")])
-        XCTAssertEqual(j.status, 201, j.text)
-        guard j.status == 201 else { throw XCTSkip("submit failed: \(j.text)") }
-        return try json(j.text)["id"]!.string()
+        try await h.submitJob(key: key, extra: extra, bytes: bytes)
     }
 
     func lease(_ h: AccessHarness, _ engine: (String, String)) async throws -> (status: Int, text: String) {
-        let r = try await h.call("POST", "/api/v1/engines/\(engine.0)/lease?wait=0", key: engine.1)
-        return (r.status, r.text)
+        try await h.leaseJob(engine)
     }
 
     func testRegistrationNeedsTheJoinTokenOrAnAdminKey() async throws {
@@ -390,5 +373,37 @@ final class EngineLeaseTests: XCTestCase {
         let forbidden = try await h.call("GET", "/api/v1/queues/jobs/dead-letters", key: tenant)
         XCTAssertEqual(forbidden.status, 403)
         await h.stop()
+    }
+}
+
+/// The engine-side calls the lease tests (and the Redis queue's) make.
+extension AccessHarness {
+    /// Registers an engine; returns (id, token).
+    func registerEngine(name: String, tags: [String] = [], encoders: [String] = ["libx264", "aac"]) async throws -> (String, String) {
+        let tagText = tags.map { "\"\($0)\"" }.joined(separator: ",")
+        let encText = encoders.map { "\"\($0)\"" }.joined(separator: ",")
+        let r = try await call("POST", "/api/v1/engines/register", key: EngineLeaseTests.join,
+                                 body: #"{"name":"\#(name)","host":"127.0.0.1","tags":[\#(tagText)],"capabilities":{"encoders":[\#(encText)]}}"#)
+        XCTAssertEqual(r.status, 201, r.text)
+        let doc = try json(r.text)
+        return (try doc["engine_id"]!.string(), try doc["token"]!.string())
+    }
+
+    /// Uploads bytes and submits a job for them; returns the job id.
+    func submitJob(key: String, extra: String = "", bytes: String = "not really media, but bytes") async throws -> String {
+        let f = try await call("POST", "/api/v1/files", key: key, body: bytes)
+        XCTAssertEqual(f.status, 201, f.text)
+        guard f.status == 201 else { throw XCTSkip("upload failed: \(f.text)") }
+        let fileID = try json(f.text)["id"]!.string()
+        let j = try await call("POST", "/api/v1/jobs", key: key, body: #"{"input":{"file_id":"\#(fileID)"},"preset":"h264-720p"\#(extra)}"#,
+                                 headers: [("Idempotency-Key", "submit-\(UInt64.random(in: 0...UInt64.max))")])
+        XCTAssertEqual(j.status, 201, j.text)
+        guard j.status == 201 else { throw XCTSkip("submit failed: \(j.text)") }
+        return try json(j.text)["id"]!.string()
+    }
+
+    func leaseJob(_ engine: (String, String)) async throws -> (status: Int, text: String) {
+        let r = try await call("POST", "/api/v1/engines/\(engine.0)/lease?wait=0", key: engine.1)
+        return (r.status, r.text)
     }
 }

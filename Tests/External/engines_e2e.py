@@ -15,8 +15,14 @@
 #      it itself, under the same lease epoch (the server never had to take it back). Then
 #      two SIGTERMs mid-job: the job is cancelled and given back (pending, no attempt
 #      counted), the engine exits 0, and the job completes once the engine is back.
+#   With --redis the same scenarios run with the dispatchers' job queue on Redis Streams (a
+#   redis-server started here), plus:
+#   5. Redis loses everything: six jobs submitted while no engine runs, the dispatcher
+#      SIGKILLed, FLUSHALL and a restart of Redis without persistence, the dispatcher
+#      started again: its reconciler publishes the six again and, once engines start,
+#      every job completes.
 # Bounded: every wait has a deadline; about a minute on two cores.
-# Usage: engines_e2e.py [--binary PATH]
+# Usage: engines_e2e.py [--binary PATH] [--redis]
 import argparse
 import json
 import os
@@ -30,9 +36,11 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from spoolproc import SpoolServer  # noqa: E402
+from spoolproc import RedisServer, SpoolServer  # noqa: E402
 
 JOIN = "engines-e2e-join-token-0123456789"
+# The job queue's settings for every server started here (--redis adds the Redis URL).
+QUEUE_ENV = {}
 
 
 class Engine:
@@ -229,7 +237,9 @@ def sigterm_drains(binary, work, server, admin):
 
 def restart_resumes(binary, work):
     server = SpoolServer(os.path.join(work, "data2"), binary=binary, log_path=os.path.join(work, "serve2.log"),
-                         env={"SPOOL_JOIN_TOKEN": JOIN, "SPOOL_ENGINES_HEARTBEAT_TIMEOUT_SECONDS": "30"})
+                         env={"SPOOL_JOIN_TOKEN": JOIN, "SPOOL_ENGINES_HEARTBEAT_TIMEOUT_SECONDS": "30",
+                              # A server of its own (its own database): its own queue keys too.
+                              **QUEUE_ENV, "SPOOL_QUEUE_KEY_PREFIX": "second"})
     server.start()
     try:
         admin = server.session()
@@ -266,14 +276,45 @@ def restart_resumes(binary, work):
         server.stop()
 
 
+def redis_loss(binary, work, server, admin, redis):
+    clip = os.path.join(work, "loss.mp4")
+    synthesize(binary, clip, 160, 90, 1)
+    file_id = upload(admin, server, clip)
+    ids = [submit(admin, server, file_id) for _ in range(6)]
+    # The dispatcher dies holding them (SIGKILL), Redis loses everything, both come back.
+    server.kill()
+    assert redis.command("FLUSHALL") == b"+OK"
+    redis.restart()
+    assert redis.command("DBSIZE") == b":0", "a restart without persistence starts empty"
+    server.start()
+    assert "reconciler: published 6 pending job(s)" in server.log_tail(200), "the reconciler's first pass publishes them"
+    engines = [Engine(binary, server.base, os.path.join(work, f"loss-engine-{i}"), os.path.join(work, f"loss-engine-{i}.log"), f"l{i}").start()
+               for i in range(2)]
+    try:
+        wait_until("6 jobs to complete after Redis lost its data",
+                   lambda: all(job(admin, server, j)["state"] == "completed" for j in ids), 120)
+        for j in ids:
+            check_output(admin, server, job(admin, server, j))
+        print("redis loss: dispatcher SIGKILLed, Redis flushed and restarted empty; the reconciler published the 6 pending jobs again and all completed")
+    finally:
+        for e in engines:
+            rc = e.stop()
+            assert rc == 0, f"engine {e.name} exited {rc}; log:\n{e.log()}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=None)
+    ap.add_argument("--redis", action="store_true", help="the job queue on Redis Streams (a redis-server started here)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="spool-engines-e2e-")
+    redis = None
+    if args.redis:
+        redis = RedisServer(os.path.join(work, "redis")).start()
+        QUEUE_ENV.update({"SPOOL_QUEUE_URL": redis.url, "SPOOL_QUEUE_RECONCILE_INTERVAL_SECONDS": "1"})
     server = SpoolServer(os.path.join(work, "data"), binary=args.binary, log_path=os.path.join(work, "serve.log"),
                          env={"SPOOL_JOIN_TOKEN": JOIN, "SPOOL_ENGINES_HEARTBEAT_TIMEOUT_SECONDS": "3",
-                              "SPOOL_SCHEDULER_TENANT_WEIGHTS": "a=3,b=2,c=1"})
+                              "SPOOL_SCHEDULER_TENANT_WEIGHTS": "a=3,b=2,c=1", **QUEUE_ENV})
     binary = server.binary
     ok = False
     try:
@@ -282,6 +323,8 @@ def main():
         fleet(binary, work, server, admin)
         kill_mid_job(binary, work, server, admin)
         sigterm_drains(binary, work, server, admin)
+        if redis:
+            redis_loss(binary, work, server, admin, redis)
         restart_resumes(binary, work)
         rc = server.stop()
         assert rc == 0, f"spool serve exited {rc}"
@@ -299,6 +342,8 @@ def main():
     finally:
         if server.alive():
             server.kill()
+        if redis:
+            redis.stop()
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if ok else 1)
 

@@ -3,6 +3,7 @@
 # admin key in SPOOL_ADMIN_KEY, readiness by polling /api/v1/health, the log kept in a file.
 # Also the small checks every script shares (the standard error envelope).
 import json
+import shutil
 import os
 import signal
 import socket
@@ -125,3 +126,58 @@ def error_envelope_problem(status, headers, body):
     if not isinstance(err["code"], str) or not isinstance(err["message"], str) or not isinstance(err["details"], dict):
         return f"status {status}: wrong member types: {body[:200]!r}"
     return None
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port in its own directory (no persistence
+    unless asked), for the scripts that run the dispatcher's queue on Redis Streams."""
+
+    def __init__(self, directory, append_only=False):
+        self.directory = directory
+        self.append_only = append_only
+        self.port = free_port()
+        self.proc = None
+        os.makedirs(directory, exist_ok=True)
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout=10.0):
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory,
+                                      "--save", "", "--appendonly", "yes" if self.append_only else "no",
+                                      "--logfile", os.path.join(self.directory, "redis.log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.command("PING") == b"+PONG":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not answer PING")
+
+    def command(self, *args):
+        """Sends one command; returns the first line of the reply (enough for PING, FLUSHALL, DBSIZE)."""
+        payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(payload.encode())
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.split(b"\r\n")[0]
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()

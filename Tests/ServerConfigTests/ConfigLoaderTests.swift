@@ -114,7 +114,19 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 25)
-        XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key), ["listen", "data_dir", "loops", "insecure_no_auth"])
+        XCTAssertEqual(SettingsSchema.all.count, 29)
+        XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
+                       ["listen", "data_dir", "loops", "insecure_no_auth", "queue.url", "queue.key_prefix", "queue.visibility_seconds"])
+    }
+
+    func testQueueSettings() throws {
+        let ok = try ConfigLoader(environment: ["SPOOL_QUEUE_URL": "redis://:pw@127.0.0.1:6380/2"], flags: [:]).load()
+        XCTAssertEqual(ok.queue.url, "redis://:pw@127.0.0.1:6380/2")
+        let flag = try ConfigLoader(environment: [:], flags: ["queue.url": "redis://h"]).load()
+        XCTAssertEqual(flag.queue.url, "redis://h")
+        let p = problems(ConfigLoader(environment: ["SPOOL_QUEUE_URL": "http://h", "SPOOL_QUEUE_KEY_PREFIX": "a b",
+                                                    "SPOOL_QUEUE_VISIBILITY_SECONDS": "1"]))
+        XCTAssertEqual(p.count, 3, "\(p)")
+        XCTAssertTrue(p.contains { $0.contains("queue.url") && $0.contains("redis://") }, "\(p)")
     }
 }
