@@ -6,8 +6,8 @@
 // published, so the queue may lose messages (Redis flushed, restarted without its append
 // file, a publish that failed while Redis was down) and nothing is lost for good. The
 // reconciler compares the pending jobs with what the queue holds (waiting or in flight)
-// at start and every queue.reconcile_interval_seconds, and publishes the missing ones
-// again. A job published twice is harmless: the scheduler drops a duplicate it holds and
+// at start and, with Redis, every queue.reconcile_interval_seconds, and publishes the
+// missing ones again. A job published twice is harmless: the scheduler drops a duplicate it holds and
 // a job no longer pending.
 import Glibc
 import Jobs
@@ -45,8 +45,11 @@ extension DispatchServer {
         return published
     }
 
-    /// Runs the reconciler every queue.reconcile_interval_seconds until cancelled.
+    /// Runs the reconciler every queue.reconcile_interval_seconds until cancelled, when the
+    /// queue can lose messages (Redis). The in-process queue cannot: its start-up pass is
+    /// enough, and a periodic one would only read every pending job again for nothing.
     func runReconciler() async {
+        guard redis != nil else { return }
         while !Task.isCancelled {
             let interval = Duration.seconds(settings.current.queue.reconcileIntervalSeconds)
             do { try await clock.sleep(until: clock.now + interval) } catch { return }
