@@ -30,7 +30,7 @@ public enum OpenAPIDocument {
    "responses": {"200": {"description": "alive", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}, "4XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/version": {"get": {"operationId": "version", "security": [], "summary": "Server and API version",
    "responses": {"200": {"description": "versions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Version"}}}}, "4XX": {"$ref": "#/components/responses/Error"}}}},
-  "/api/v1/ready": {"get": {"operationId": "ready", "security": [], "summary": "Readiness: database and storage reachable",
+  "/api/v1/ready": {"get": {"operationId": "ready", "security": [], "summary": "Readiness: database, storage and (with Redis) the queue reachable",
    "responses": {"200": {"$ref": "#/components/responses/Ready"}, "503": {"$ref": "#/components/responses/Ready"}, "4XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/openapi.json": {"get": {"operationId": "openapi", "security": [], "summary": "This document",
    "responses": {"200": {"description": "the OpenAPI document", "content": {"application/json": {"schema": {"type": "object", "required": ["openapi", "paths"]}}}}}}},
