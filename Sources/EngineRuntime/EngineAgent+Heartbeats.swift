@@ -120,13 +120,6 @@ extension EngineAgent {
 }
 
 
-/// This machine's host name ("localhost" when it cannot be read).
-public func hostName() -> String {
-    var buf = [CChar](repeating: 0, count: 256)
-    guard gethostname(&buf, 255) == 0 else { return "localhost" }
-    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
 /// The I/O wait the engine backs off on: the busiest disk's share of time with I/O in
 /// flight since the previous call (/proc/diskstats, the io_ticks column, as iostat's
 /// %util). Not the CPU's iowait share from /proc/stat: the kernel counts a thread waiting

@@ -102,7 +102,7 @@ public final class RedisStreamsQueue: MessageQueue {
     /// Entries idle past the visibility, claimed for `consumer`; the ones delivered
     /// maxDeliveries times already go to the dead letters instead.
     func reclaim(topic: String, consumer: String, count: Int, visibility: Duration) async throws(QueueError) -> [QueueDelivery] {
-        let idle = Swift.max(1, visibility.milliseconds)
+        let idle = Swift.max(1, visibility.nanosecondsClamped / 1_000_000)
         let reply = try await withGroup(topic) { () throws(RedisError) in
             try await client.eval(Self.reclaimScript, keys: [stream(topic), dead(topic)],
                                   args: [group, consumer, String(idle), String(count), String(maxDeliveries), String(deadLetterLimit)])
@@ -120,7 +120,7 @@ public final class RedisStreamsQueue: MessageQueue {
     /// New entries (never delivered to the group), each delivered for the first time in the group.
     func readNew(topic: String, consumer: String, count: Int, block: Duration?) async throws(QueueError) -> [QueueDelivery] {
         var args = ["XREADGROUP", "GROUP", group, consumer, "COUNT", String(count)]
-        if let block { args += ["BLOCK", String(Swift.max(1, block.milliseconds))] }
+        if let block { args += ["BLOCK", String(Swift.max(1, block.nanosecondsClamped / 1_000_000))] }
         args += ["STREAMS", stream(topic), ">"]
         let reply = try await withGroup(topic) { () throws(RedisError) in
             if let block { return try await client.blocking(args, block: block) }
@@ -130,10 +130,8 @@ public final class RedisStreamsQueue: MessageQueue {
         guard let streams = reply.array else { throw QueueError("XREADGROUP answered \(reply)") }
         var out: [QueueDelivery] = []
         for s in streams {
-            guard let pair = s.array, pair.count == 2, let entries = pair[1].array else { throw QueueError("XREADGROUP answered \(reply)") }
-            for e in entries {
-                guard let kv = e.array, kv.count == 2, let id = kv[0].text, let fields = kv[1].array else { continue }
-                let map = Self.fields(fields)
+            guard let pair = s.array, pair.count == 2 else { throw QueueError("XREADGROUP answered \(reply)") }
+            for (id, map) in Self.entries(pair[1]) {
                 out.append(delivery(topic: topic, id: id, body: map["b"] ?? "", prior: Int(map["d"] ?? "0") ?? 0, pending: 1))
             }
         }
@@ -144,6 +142,14 @@ public final class RedisStreamsQueue: MessageQueue {
         let published = Int64(id.split(separator: "-").first ?? "") ?? 0
         return QueueDelivery(message: QueueMessage(id: id, topic: topic, body: body, deliveryCount: prior + Int(pending), publishedAt: published),
                              receipt: UInt64(pending))
+    }
+
+    /// The entries of an XRANGE-shaped reply: [[id, [field, value, ...]], ...].
+    static func entries(_ list: RESPValue) -> [(id: String, fields: [String: String])] {
+        (list.array ?? []).compactMap { e in
+            guard let kv = e.array, kv.count == 2, let id = kv[0].text, let flat = kv[1].array else { return nil }
+            return (id, fields(flat))
+        }
     }
 
     static func fields(_ flat: [RESPValue]) -> [String: String] {
@@ -205,9 +211,7 @@ public final class RedisStreamsQueue: MessageQueue {
             throw QueueError("the Redis queue failed: \(error)")
         }
         var out: [DeadLetter] = []
-        for e in reply.array ?? [] {
-            guard let kv = e.array, kv.count == 2, let id = kv[0].text, let fields = kv[1].array else { continue }
-            let m = Self.fields(fields)
+        for (id, m) in Self.entries(reply) {
             let at = Int64(id.split(separator: "-").first ?? "") ?? 0
             let original = m["id"].flatMap { $0.isEmpty ? nil : $0 } ?? id
             let published = Int64(m["p"] ?? "") ?? Int64(original.split(separator: "-").first ?? "") ?? at
@@ -232,22 +236,11 @@ public final class RedisStreamsQueue: MessageQueue {
             do { reply = try await client.send(["XRANGE", stream(topic), start, "+", "COUNT", String(Swift.min(1_000, limit - out.count))]) } catch {
                 throw QueueError("the Redis queue failed: \(error)")
             }
-            guard let entries = reply.array, !entries.isEmpty else { break }
-            var last = start
-            for e in entries {
-                guard let kv = e.array, kv.count == 2, let id = kv[0].text, let fields = kv[1].array else { continue }
-                out.append(Self.fields(fields)["b"] ?? "")
-                last = id
-            }
+            let entries = Self.entries(reply)
+            guard let last = entries.last?.id else { break }
+            out += entries.map { $0.fields["b"] ?? "" }
             start = "(" + last
         }
         return out
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (s, atto) = components
-        return s * 1_000 + atto / 1_000_000_000_000_000
     }
 }

@@ -155,3 +155,11 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible, Equat
     /// The raw sockaddr bytes (`length` of them).
     package var bytes: [UInt8] { unsafe withUnsafeBytes(of: storage) { unsafe Array($0.prefix(Int(length))) } }
 }
+
+/// This machine's host name ("localhost" when it cannot be read): engines register with
+/// it, dispatchers name their queue consumers after it.
+public func hostName() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    guard unsafe gethostname(&buf, 255) == 0 else { return "localhost" }
+    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
