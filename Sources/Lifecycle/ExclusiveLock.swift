@@ -5,6 +5,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 public final class ExclusiveLock: Sendable {
     public enum Failure: Error, Sendable, CustomStringConvertible, Equatable {
@@ -21,7 +22,8 @@ public final class ExclusiveLock: Sendable {
     }
 
     public let path: String
-    private let descriptor: Int32
+    /// The lock file's descriptor; -1 once released.
+    private let descriptor: Mutex<Int32>
 
     /// Creates `path` (0600) if missing and takes the lock, or throws `.held` at once.
     public init(path: String) throws(Failure) {
@@ -34,8 +36,17 @@ public final class ExclusiveLock: Sendable {
             throw .system(path: path, errno: e, what: "lock")
         }
         self.path = path
-        descriptor = fd
+        descriptor = Mutex(fd)
     }
 
-    deinit { close(descriptor) }
+    /// Lets go of the lock before this object ends (an owner closing its resource for a
+    /// reopen in the same process). Idempotent.
+    public func release() {
+        descriptor.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
+    }
+
+    deinit { release() }
 }

@@ -177,6 +177,21 @@ public final class SQLiteDatabase: Sendable {
         }
     }
 
+    /// Lets go of the file before this object ends: the writes already queued commit, every
+    /// connection closes, then the lock is released, so this process may open the path again
+    /// (a restart inside one test process; a real restart is a new process, whose lock the
+    /// kernel released). Reads and writes after this throw.
+    public func close() async throws(PersistenceError) {
+        let pool = self.pool
+        do {
+            try await write { _ in }  // a barrier: every write queued before it has committed
+            try await blocking.run { () throws -> Void in try pool.close() }
+        } catch {
+            throw PersistenceError("cannot close \(path): \(error)")
+        }
+        lock.release()
+    }
+
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
     public func integrityCheck() async throws -> String {
         try await read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }

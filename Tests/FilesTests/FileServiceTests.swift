@@ -61,11 +61,22 @@ final class FileServiceTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// The database of the last service opened (closed before a restart: see `restart`).
+    var db: SQLiteDatabase?
+
     func openService() async throws -> FileService {
         let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        self.db = db
         let storage = try await LocalStorage.open(root: dir + "/files")
         let limits = self.limits
         return try await FileService.open(database: db, storage: storage, settings: { limits.value.withLock { $0 } }, clock: clock)
+    }
+
+    /// A restart in this process: the old database lets go of its file and lock first (a
+    /// blocking-pool thread may hold a finished closure that captured it for a moment).
+    func restart() async throws -> FileService {
+        try await db?.close()
+        return try await openService()
     }
 
     func upload(_ files: FileService, _ data: [UInt8], tenant: String = "acme", declared: Bool = true) async throws -> FileRecord {
@@ -112,7 +123,7 @@ final class FileServiceTests: XCTestCase {
         }
         // A second service on the same directory (a restart) finds it, and removes nothing.
         files = nil
-        let reopened = try await openService()
+        let reopened = try await restart()
         XCTAssertEqual(reopened.removedOrphans, [])
         XCTAssertEqual(reopened.missingObjects, [])
         let got4 = try await reopened.metadata(id: r.id, tenant: "acme")
@@ -130,7 +141,7 @@ final class FileServiceTests: XCTestCase {
         _ = try await loop.run { try await storage.write(key: orphan, from: PieceSource([9, 9])) }
         try FileManager.default.removeItem(atPath: dir + "/files/objects/" + lost.storageKey)
         files = nil
-        let reopened = try await openService()
+        let reopened = try await restart()
         XCTAssertEqual(reopened.removedOrphans, [orphan])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/files/objects/" + orphan))
         XCTAssertEqual(reopened.missingObjects, [lost.id])

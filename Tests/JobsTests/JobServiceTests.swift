@@ -15,6 +15,7 @@ final class JobServiceTests: XCTestCase {
     var clock: ManualClock!
     var bus: InProcessEventBus!
     var service: JobService!
+    var db: SQLiteDatabase?
     var settings = JobSettings()
 
     override func setUp() async throws {
@@ -26,8 +27,13 @@ final class JobServiceTests: XCTestCase {
     func open() async throws {
         clock = ManualClock()
         bus = InProcessEventBus(replayWindow: { 100 })
-        service = nil // a restart: the old service lets go of the database (and its lock) first
+        // A restart: the old database lets go of its file (and lock) first. Dropping the
+        // last reference is not enough: a blocking-pool thread may still hold a finished
+        // closure that captured the store for a moment after its caller resumed.
+        try await db?.close()
+        service = nil
         let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        self.db = db
         let s = settings
         service = JobService(store: SQLiteJobStore(database: db), events: bus, clock: clock, settings: { s })
         try await service.migrate()

@@ -1,7 +1,8 @@
 // PersistenceTests.GroupCommitTests: SQLiteDatabase.write under concurrency. Writes that
 // arrive together share a commit, yet each stays atomic on its own: one that throws (or
 // breaks a constraint) leaves no trace and does not disturb the others, and every caller
-// is answered only after its group committed. Also: one process per database file.
+// is answered only after its group committed. Also: one process per database file, and
+// close() frees the file for a reopen.
 import Foundation
 import GRDB
 import Persistence
@@ -76,5 +77,22 @@ final class GroupCommitTests: XCTestCase {
         }
         first = nil
         XCTAssertNoThrow(try SQLiteDatabase(path: dir + "/t.sqlite"))
+    }
+
+    /// close(): the same path opens again at once although the closed object is still
+    /// referenced, with what was written, and the closed object refuses further reads.
+    func testCloseCommitsQueuedWritesAndFreesTheFileForAReopen() async throws {
+        let first = try SQLiteDatabase(path: dir + "/t.sqlite")
+        try await first.write { db in try db.execute(sql: "CREATE TABLE t (v INTEGER NOT NULL)") }
+        try await first.write { db in try db.execute(sql: "INSERT INTO t (v) VALUES (7)") }
+        try await first.close()
+        let second = try SQLiteDatabase(path: dir + "/t.sqlite")
+        let awaited1 = try await second.read { db in try Int.fetchOne(db, sql: "SELECT v FROM t") }
+        XCTAssertEqual(awaited1, 7)
+        do {
+            _ = try await first.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+            XCTFail("a closed database answered a read")
+        } catch {}
+        withExtendedLifetime(first) {}
     }
 }
