@@ -10,7 +10,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 DEB_PACKAGES := liburing-dev libsqlite3-dev libssl-dev libavformat-dev libavcodec-dev \
 	libswscale-dev libswresample-dev libavutil-dev pkg-config curl python3 python3-requests ffmpeg \
-	bubblewrap gcc handbrake-cli redis-server
+	bubblewrap gcc handbrake-cli redis-server nginx openssl
 BENCH_PACKAGES := wrk nginx-light libsimdjson-dev g++ linux-perf
 SWIFT ?= swift
 SPOOL := .build/debug/spool
@@ -52,7 +52,8 @@ kernel-check: build
 # SimulationTests (300 seeds on the simulated backend, ~10 s) runs in the first pass only:
 # the simulator replaces the backend, so the other passes would repeat it exactly. So do the
 # suites that never touch the I/O backend (libav, the sandboxed runner, JSON, the model,
-# scheduling policy, the RESP codec): the epoll pass would repeat them exactly too.
+# scheduling policy, the RESP codec, the gateway's rendering): the epoll pass would repeat
+# them exactly too.
 # Tests that need a service (redis-server) start their own on a free loopback port and
 # stop it; SPOOL_REQUIRE_SERVICES=1 makes a missing one a failure, not a skip.
 test: build
@@ -62,7 +63,7 @@ test: build
 	  echo "=== test pass: $$mode"; \
 	  case $$mode in \
 	    uring)   env -u SPOOL_IO_BACKEND SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
-	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests)\.' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
+	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests|GatewayTests)\.' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	    seccomp) env -u SPOOL_IO_BACKEND $(SPOOL) run-without-io-uring -- $(SWIFT) test $(TEST_FLAGS) --filter RingTests 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	  esac; \
 	done; \
@@ -97,7 +98,8 @@ test: build
 # .build/venv, installed once): schemathesis against /api/v1/openapi.json, a python-requests
 # client through the whole flow, hostile input on every endpoint, and SIGKILL at 20 random
 # points with every acknowledged job and file checked after each restart, the engines and the
-# HandBrake plugin end to end. One step of make test.
+# HandBrake plugin end to end, and the nginx gateway (`spool gateway`) in front of the server.
+# One step of make test.
 external-tests: spool-debug plugins
 	@py=$$(Tests/External/venv.sh) || exit 1; fail=0; \
 	echo "--- schemathesis"; Tests/External/schemathesis.sh || fail=1; \
@@ -107,6 +109,7 @@ external-tests: spool-debug plugins
 	echo "--- engines_e2e.py"; $$py Tests/External/engines_e2e.py || fail=1; \
 	echo "--- engines_e2e.py --redis (the job queue on Redis Streams)"; $$py Tests/External/engines_e2e.py --redis || fail=1; \
 	echo "--- plugins_e2e.py"; $$py Tests/External/plugins_e2e.py || fail=1; \
+	echo "--- gateway_e2e.py (nginx: TLS, auth, rate limits, retries)"; $$py Tests/External/gateway_e2e.py || fail=1; \
 	[ $$fail = 0 ] && echo "external tests: ok" || { echo "external tests: FAILED"; exit 1; }
 
 # Seeded simulation of the loop, server and client (Sources/Simulation, Tests/SimulationTests):

@@ -122,7 +122,7 @@ let package = Package(
             name: "SpoolCLI",
             dependencies: [
                 "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
-                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox", "Plugins",
+                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox", "Plugins", "Gateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -219,6 +219,9 @@ let package = Package(
         // Landlock; rlimits and the seccomp filter in both), and the probe of what this
         // machine offers. The only importer of CSandbox.
         .target(name: "Sandbox", dependencies: ["CSandbox", "ProcFS"], path: "Sources/Sandbox"),
+        // The nginx gateway as values: settings, the rendered configuration, the openssl
+        // steps for its CA and server certificate. Pure; `spool gateway` runs them.
+        .target(name: "Gateway", path: "Sources/Gateway", swiftSettings: [.strictMemorySafety()]),
         // Plugins: transcoder plugins through the C ABI: loading .so files (dlopen, ABI and
         // table checks), driving a job through a table, the built-in transcoder as a table,
         // and the worker (`spool worker`, the sandboxed child) that runs every job that way.
@@ -271,6 +274,7 @@ let package = Package(
                                                           "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "SpoolTestSupport"]),
         // The sandboxed runner against hostile workers (C programs built at test time) and
         // the real `spool worker`: escapes refused, crashes and hangs survived.
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Sandbox", "JSON", "SpoolTestSupport"], path: "Tests/GatewayTests"),
         .testTarget(name: "SandboxTests", dependencies: ["EngineRuntime", "Sandbox", "Plugins", "Jobs", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"],
                     exclude: ["hostile_worker.c", "test_plugin.c"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "ProcFS", "SpoolTestSupport"]),

@@ -92,6 +92,14 @@ public final class ConfinedProcess: @unchecked Sendable {
         }
     }
 
+    /// A trusted helper program Spool itself runs (openssl, nginx), unconfined: `argv[0]` is
+    /// its name, `fds[i]` becomes descriptor i and nothing else is inherited, signals at their
+    /// defaults, in its own process group, killed if this process dies. Never for media or
+    /// plugins: those go through `spawn`.
+    public static func spawnHelper(path: String, argv: [String], environment: [String], fds: [Int32]) throws(SandboxError) -> ConfinedProcess {
+        try spawnPlain(path, argv, environment: environment, fds: fds)
+    }
+
     /// An unconfined child (for probes): descriptors as given, its own process group.
     static func spawnPlain(_ path: String, _ argv: [String], environment: [String], fds: [Int32]) throws(SandboxError) -> ConfinedProcess {
         var limits = SandboxLimits()

@@ -75,9 +75,13 @@ public struct ConfinementReport: Sendable, CustomStringConvertible {
 
 func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
 
-func findOnPath(_ name: String) -> String? {
+func findOnPath(_ name: String) -> String? { locateProgram(name) }
+
+/// Where the program `name` is: the first executable of that name in a PATH directory, then
+/// in `extra` (nginx lives in /usr/sbin, which a user's PATH often lacks).
+public func locateProgram(_ name: String, extra: [String] = []) -> String? {
     let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
-    for dir in path.split(separator: ":") where !dir.isEmpty {
+    for dir in path.split(separator: ":").map(String.init) + extra where !dir.isEmpty {
         let candidate = dir + "/" + name
         if access(candidate, X_OK) == 0 { return candidate }
     }

@@ -24,6 +24,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_gracefully(proc, what, timeout=20.0):
+    """SIGTERM to a child started with Popen (if it still runs) and its exit status; one that
+    outlives `timeout` is killed and raises."""
+    if not proc:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError("%s did not stop within %.0f s of SIGTERM" % (what, timeout))
+    return proc.returncode
+
+
 class SpoolServer:
     """One `spool serve` process on 127.0.0.1; restartable on the same port and data directory."""
 
@@ -75,17 +91,7 @@ class SpoolServer:
 
     def stop(self, timeout=20.0):
         """SIGTERM and a graceful stop; returns the exit status."""
-        if not self.proc:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise RuntimeError("spool serve did not stop within %.0f s of SIGTERM" % timeout)
-        return self.proc.returncode
+        return stop_gracefully(self.proc, "spool serve", timeout)
 
     def log_tail(self, n=40):
         try:
