@@ -186,6 +186,11 @@ let package = Package(
                                               .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Redis"),
         .target(name: "RedisQueue", dependencies: ["MessageQueue", "Redis", "RESP", "Threads"], path: "Sources/RedisQueue"),
+        // Job and engine events shared by several dispatchers over Redis Streams (one reader
+        // per process fanning out to its SSE subscribers).
+        .target(name: "RedisEvents", dependencies: ["Events", "Redis", "RESP", "Threads",
+                                                    .product(name: "Logging", package: "swift-log")],
+                path: "Sources/RedisEvents"),
         // Pure scheduling policy: weighted fair shares of engine time across tenants, by the
         // work (pixels × frames) each job asks for; used by the dispatcher and the simulation.
         .target(name: "Scheduling", path: "Sources/Scheduling"),
@@ -200,7 +205,7 @@ let package = Package(
         .target(name: "Dispatcher", dependencies: [
                     "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Events",
                     "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling", "Webhooks", "MessageQueue",
-                    "Redis", "RedisQueue",
+                    "Redis", "RedisQueue", "RedisEvents",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "Metrics", package: "swift-metrics"),
                     .product(name: "Prometheus", package: "swift-prometheus"),
@@ -253,7 +258,7 @@ let package = Package(
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Web", "Ring", "BufferPool", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "RESPTests", dependencies: ["RESP", "SpoolTestSupport"]),
         // Against a real redis-server started by the tests (SpoolTestSupport.RedisServer).
-        .testTarget(name: "RedisTests", dependencies: ["Redis", "RedisQueue", "RESP", "MessageQueue", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "RedisQueue", "RedisEvents", "Events", "RESP", "MessageQueue", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "MessageQueue", "Threads"]),
         // The scheduler, leases, heartbeats and sweeps with 100 simulated engines over seeds
         // (SPOOL_FLEET_SEEDS / SPOOL_FLEET_SEED).
@@ -271,7 +276,7 @@ let package = Package(
         .testTarget(name: "ServerConfigTests", dependencies: ["ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),
         // The dispatch server in-process on loopback: every endpoint through the real client.
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
-                                                          "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "SpoolTestSupport"]),
+                                                          "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport"]),
         // The sandboxed runner against hostile workers (C programs built at test time) and
         // the real `spool worker`: escapes refused, crashes and hangs survived.
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Sandbox", "JSON", "SpoolTestSupport"], path: "Tests/GatewayTests"),

@@ -1,7 +1,7 @@
 // Dispatcher.DispatchServer+Lifecycle: what a running server does besides answering
 // requests: the admin key at start, and the periodic sweeps (job expiry and retries,
-// engines past their heartbeat, the queue's reconciler), each on the injected clock until
-// cancelled.
+// engines past their heartbeat, the queue's reconciler, a shared event bus's reader), each
+// on the injected clock until cancelled.
 import Access
 import SpoolModel
 import Ring
@@ -36,6 +36,7 @@ extension DispatchServer {
                     do { try await sweepEngines() } catch { logger.error("engine sweep failed: \(error)") }
                 }
             }
+            group.addTask { [self] in await events.run() }
             group.addTask { [self] in await scheduler.run(events: events) }
             group.addTask { [self] in await runReconciler() }
             group.addTask { [self] in

@@ -16,6 +16,7 @@ import MessageQueue
 import Persistence
 import Redis
 import RedisQueue
+import RedisEvents
 import ServerConfig
 import SpoolAPI
 import SpoolModel
@@ -63,17 +64,21 @@ public final class DispatchServer: Sendable {
                                           observer: { kind, seconds in metrics.recordDatabase(kind: kind, seconds: seconds) })
         let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
         let access = try await AccessService.open(database: database, clock: clock)
-        let events = InProcessEventBus(replayWindow: { settings.current.events.replayWindow })
+        // The job queue: every job that becomes pending is published (after its commit); a
+        // job that failed for good goes to the dead letters. A publish that fails (Redis
+        // down) loses nothing: the job is pending in the database, and the reconciler
+        // publishes it again. With Redis, events go through it too, so every dispatcher's
+        // SSE clients follow every job.
+        let (queue, redis) = try await openQueue(settings.current.queue, clock: clock, logger: logger)
+        let events: any EventBus = redis.map { client in
+            RedisEventBus(client: client, keyPrefix: settings.current.queue.keyPrefix,
+                          replayWindow: { settings.current.events.replayWindow }, logger: logger)
+        } ?? InProcessEventBus(replayWindow: { settings.current.events.replayWindow })
         let engines = try await EngineRegistry.open(database: database, clock: clock, settings: {
             var e = EngineSettings()
             e.heartbeatTimeoutMilliseconds = settings.current.engines.heartbeatTimeoutSeconds * 1000
             return e
         }, events: events)
-        // The job queue: every job that becomes pending is published (after its commit); a
-        // job that failed for good goes to the dead letters. A publish that fails (Redis
-        // down) loses nothing: the job is pending in the database, and the reconciler
-        // publishes it again.
-        let (queue, redis) = try await openQueue(settings.current.queue, clock: clock, logger: logger)
         let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
                               settings: { JobSettings(settings.current.jobs) },
                               hooks: JobHooks(onPending: { ready in

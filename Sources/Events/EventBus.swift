@@ -1,8 +1,9 @@
 // Events: what happened to jobs and engines, published after the transaction that caused it
 // committed, and streamed to whoever listens (SSE clients of one job, metrics, webhooks).
 //
-// The contract every bus keeps (the in-process one now, Redis streams later):
-//  - every event has an id, increasing in publication order (per process here);
+// The contract every bus keeps (InProcessEventBus; RedisEventBus for several dispatchers):
+//  - every event has an id, increasing in publication order (per process in-process; across
+//    every dispatcher with Redis);
 //  - a subscriber of one subject (a job id) first gets the retained events after the id it
 //    names (its Last-Event-ID), then live ones, in id order, never interleaved;
 //  - delivery is at least once: a consumer that reconnects with the last id it saw may see
@@ -60,8 +61,18 @@ public protocol EventBus: Sendable {
     /// task is cancelled or the stream is dropped).
     func subscribe(subject: String, after: UInt64?) async -> EventSubscription
 
-    /// Every event of every subject from now on (metrics, webhooks).
+    /// Every event this process publishes, from now on (the scheduler's wake-ups, the
+    /// webhook notifier): with a bus shared by several dispatchers, each event is handled
+    /// once, by the one that caused it.
     func subscribeAll() async -> AsyncStream<Event>
+
+    /// The work the bus does while the server runs (a shared bus's reader); returns when
+    /// the task is cancelled. The in-process bus has none.
+    func run() async
+}
+
+extension EventBus {
+    public func run() async {}
 }
 
 extension EventBus {

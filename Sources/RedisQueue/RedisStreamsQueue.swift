@@ -131,7 +131,7 @@ public final class RedisStreamsQueue: MessageQueue {
         var out: [QueueDelivery] = []
         for s in streams {
             guard let pair = s.array, pair.count == 2 else { throw QueueError("XREADGROUP answered \(reply)") }
-            for (id, map) in Self.entries(pair[1]) {
+            for (id, map) in pair[1].streamEntries {
                 out.append(delivery(topic: topic, id: id, body: map["b"] ?? "", prior: Int(map["d"] ?? "0") ?? 0, pending: 1))
             }
         }
@@ -142,24 +142,6 @@ public final class RedisStreamsQueue: MessageQueue {
         let published = Int64(id.split(separator: "-").first ?? "") ?? 0
         return QueueDelivery(message: QueueMessage(id: id, topic: topic, body: body, deliveryCount: prior + Int(pending), publishedAt: published),
                              receipt: UInt64(pending))
-    }
-
-    /// The entries of an XRANGE-shaped reply: [[id, [field, value, ...]], ...].
-    static func entries(_ list: RESPValue) -> [(id: String, fields: [String: String])] {
-        (list.array ?? []).compactMap { e in
-            guard let kv = e.array, kv.count == 2, let id = kv[0].text, let flat = kv[1].array else { return nil }
-            return (id, fields(flat))
-        }
-    }
-
-    static func fields(_ flat: [RESPValue]) -> [String: String] {
-        var map: [String: String] = [:]
-        var i = 0
-        while i + 1 < flat.count {
-            if let k = flat[i].text { map[k] = flat[i + 1].text }
-            i += 2
-        }
-        return map
     }
 
     // MARK: Settling
@@ -211,7 +193,7 @@ public final class RedisStreamsQueue: MessageQueue {
             throw QueueError("the Redis queue failed: \(error)")
         }
         var out: [DeadLetter] = []
-        for (id, m) in Self.entries(reply) {
+        for (id, m) in reply.streamEntries {
             let at = Int64(id.split(separator: "-").first ?? "") ?? 0
             let original = m["id"].flatMap { $0.isEmpty ? nil : $0 } ?? id
             let published = Int64(m["p"] ?? "") ?? Int64(original.split(separator: "-").first ?? "") ?? at
@@ -236,7 +218,7 @@ public final class RedisStreamsQueue: MessageQueue {
             do { reply = try await client.send(["XRANGE", stream(topic), start, "+", "COUNT", String(Swift.min(1_000, limit - out.count))]) } catch {
                 throw QueueError("the Redis queue failed: \(error)")
             }
-            let entries = Self.entries(reply)
+            let entries = reply.streamEntries
             guard let last = entries.last?.id else { break }
             out += entries.map { $0.fields["b"] ?? "" }
             start = "(" + last

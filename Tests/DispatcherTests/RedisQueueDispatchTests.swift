@@ -1,11 +1,15 @@
 // The dispatcher with its job queue on Redis Streams (queue.url), against a real
 // redis-server: a submitted job is published to the stream and leased through it; after
-// FLUSHALL the reconciler publishes the pending job again and it is leased; readiness
+// FLUSHALL the reconciler publishes the pending job again and it is leased; another
+// dispatcher's event bus follows a job's events through Redis; readiness
 // reports the queue, and a dispatcher whose Redis is down is not ready; a URL nothing
 // answers fails the start with the reason.
 import Dispatcher
 import Foundation
+import Events
 import MessageQueue
+import Redis
+import RedisEvents
 import ServerConfig
 import SpoolTestSupport
 import XCTest
@@ -54,6 +58,39 @@ final class RedisQueueDispatchTests: XCTestCase {
         let l2 = try await h.leaseJob(engine)
         XCTAssertEqual(l2.status, 200, l2.text)
         XCTAssertTrue(l2.text.contains(second))
+        await stop(h)
+    }
+
+    /// With Redis, the dispatcher's events go through it: another dispatcher's bus (its own
+    /// client and reader, as a second process has) follows a job this one schedules, from
+    /// the replay of JobCreated to the live JobAssigned of its lease.
+    func testAnotherDispatcherFollowsTheJobsEvents() async throws {
+        let h = try await start()
+        XCTAssertTrue(h.dispatch.events is RedisEventBus)
+        let key = try await h.adminKey()
+        let engine = try await h.registerEngine(name: "e1")
+        let job = try await h.submitJob(key: key)
+        let other = RedisEventBus(client: try await RedisClient.connect(RedisConfiguration(endpoint: try RedisEndpoint(url: redis.url))),
+                                  keyPrefix: h.dispatch.settings.current.queue.keyPrefix)
+        let reader = Task { await other.run() }
+        let sub = await other.subscribe(subject: job, after: nil)
+        let lease = try await h.leaseJob(engine)
+        XCTAssertEqual(lease.status, 200, lease.text)
+        let seen = Task {
+            var types: [EventType] = []
+            for await e in sub.events {
+                types.append(e.type)
+                if e.type == .jobAssigned { break }
+            }
+            return types
+        }
+        let timeout = Task { try? await Task.sleep(for: .seconds(10)); seen.cancel() }
+        let types = await seen.value
+        timeout.cancel()
+        XCTAssertEqual(types.first, .jobCreated, "\(types)")
+        XCTAssertEqual(types.last, .jobAssigned, "\(types)")
+        reader.cancel()
+        await other.client.shutdown()
         await stop(h)
     }
 
