@@ -151,7 +151,7 @@ let package = Package(
         .target(name: "Events", dependencies: ["SpoolModel", "JSON", "Threads"], path: "Sources/Events"),
         // Jobs: the job record, its state machine hooks, idempotency keys, pagination
         // cursors and TTL expiry, over a JobStore (SQLite now).
-        .target(name: "Jobs", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence", "Events",
+        .target(name: "Jobs", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence", "Postgres", "Events",
                                              .product(name: "GRDB", package: "GRDB.swift"),
                                              .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Jobs"),
@@ -186,6 +186,11 @@ let package = Package(
                                               .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Redis"),
         .target(name: "RedisQueue", dependencies: ["MessageQueue", "Redis", "RESP", "Threads"], path: "Sources/RedisQueue"),
+        // The only door to libpq (Debian's libpq-dev; pkg-config gives its include dir).
+        .systemLibrary(name: "CLibPQ", path: "CShims/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // PostgreSQL for the services a shared database serves: connections on the blocking
+        // pool, a bounded pool with health checks, transactions, migrations.
+        .target(name: "Postgres", dependencies: ["CLibPQ", "Threads"], path: "Sources/Postgres"),
         // Job and engine events shared by several dispatchers over Redis Streams (one reader
         // per process fanning out to its SSE subscribers).
         .target(name: "RedisEvents", dependencies: ["Events", "Redis", "RESP", "Threads",
@@ -267,7 +272,7 @@ let package = Package(
         .testTarget(name: "WebhooksTests", dependencies: ["Webhooks", "Jobs", "Events", "Persistence", "Web", "Ring", "JSON", "SpoolModel", "Threads",
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Postgres", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines", "Persistence", "Events", "JSON", "SpoolModel", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "FilesTests", dependencies: ["Files", "Storage", "Persistence", "Ring", "BufferPool", "SpoolModel", "Threads", "SpoolTestSupport",
                                                       .product(name: "Crypto", package: "swift-crypto"),
@@ -279,6 +284,7 @@ let package = Package(
                                                           "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport"]),
         // The sandboxed runner against hostile workers (C programs built at test time) and
         // the real `spool worker`: escapes refused, crashes and hangs survived.
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Sandbox", "JSON", "SpoolTestSupport"], path: "Tests/GatewayTests"),
         .testTarget(name: "SandboxTests", dependencies: ["EngineRuntime", "Sandbox", "Plugins", "Jobs", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"],
                     exclude: ["hostile_worker.c", "test_plugin.c"]),

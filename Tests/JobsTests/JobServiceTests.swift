@@ -1,4 +1,5 @@
-// JobsTests.JobServiceTests: the service over a real SQLite file with a manual clock:
+// JobsTests.JobServiceTests: the service over a real SQLite file with a manual clock (and,
+// through PostgresJobServiceTests, over PostgreSQL):
 // transition hooks and lease epochs, retry backoff, idempotent submission (replay bytes,
 // a reused key, 50 concurrent duplicates, retention), keyset pagination while inserting,
 // expiry, and events published after the commit.
@@ -10,7 +11,7 @@ import SpoolModel
 import Threads
 import XCTest
 
-final class JobServiceTests: XCTestCase {
+class JobServiceTests: XCTestCase {
     var dir: String!
     var clock: ManualClock!
     var bus: InProcessEventBus!
@@ -24,18 +25,25 @@ final class JobServiceTests: XCTestCase {
         try await open()
     }
 
+    /// The store under test, opened again on each call (a restart): SQLite here;
+    /// PostgresJobServiceTests runs every test on PostgreSQL.
+    func makeStore() async throws -> any JobStore {
+        // The old database lets go of its file (and lock) first. Dropping the last
+        // reference is not enough: a blocking-pool thread may still hold a finished closure
+        // that captured the store for a moment after its caller resumed.
+        try await db?.close()
+        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        self.db = db
+        return SQLiteJobStore(database: db)
+    }
+
     func open() async throws {
         clock = ManualClock()
         bus = InProcessEventBus(replayWindow: { 100 })
-        // A restart: the old database lets go of its file (and lock) first. Dropping the
-        // last reference is not enough: a blocking-pool thread may still hold a finished
-        // closure that captured the store for a moment after its caller resumed.
-        try await db?.close()
         service = nil
-        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
-        self.db = db
+        let store = try await makeStore()
         let s = settings
-        service = JobService(store: SQLiteJobStore(database: db), events: bus, clock: clock, settings: { s })
+        service = JobService(store: store, events: bus, clock: clock, settings: { s })
         try await service.migrate()
     }
 
@@ -324,15 +332,13 @@ final class JobServiceTests: XCTestCase {
         XCTAssertEqual(got.map(\.0), [.jobCreated, .jobAssigned, .transcodingStarted, .progressUpdated, .jobFinished])
         XCTAssertEqual(got.last?.1, .cancelled, "the state was committed when the event arrived")
     }
-}
 
-extension JobServiceTests {
     func testTranscodeLimitsAreStoredWithTheJob() async throws {
         var s = spec()
         s.limits = TranscodeLimits(maxSeconds: 120, maxMemoryMiB: 1024)
         let job = try await submit(spec: s)
         XCTAssertEqual(job.limits, s.limits)
-        try await open()  // a restart: read back from SQLite
+        try await open()  // a restart: read back from the database
         let again = try await service.get(job.id)
         XCTAssertEqual(again?.limits, s.limits)
         XCTAssertTrue(String(decoding: again!.jsonBytes, as: UTF8.self).contains(#""limits":{"max_seconds":120,"max_memory_mib":1024}"#))

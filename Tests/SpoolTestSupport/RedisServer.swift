@@ -18,17 +18,12 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Starts a server, or throws XCTSkip where redis-server is missing and not required.
     public static func start(appendOnly: Bool = false) throws -> RedisServer {
-        guard let exe = findExecutable("redis-server") else {
-            if ProcessInfo.processInfo.environment["SPOOL_REQUIRE_SERVICES"] == "1" {
-                throw NSError(domain: "RedisServer", code: 1, userInfo: [NSLocalizedDescriptionKey: "redis-server is not installed (make deps installs it)"])
-            }
-            throw XCTSkip("redis-server is not installed (make deps installs it)")
-        }
+        guard let exe = ServiceProcess.find("redis-server") else { throw ServiceProcess.missing("redis-server") }
         let dir = NSTemporaryDirectory() + "spool-redis-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var lastError = ""
         for _ in 0..<5 {
-            let port = freePort()
+            let port = ServiceProcess.freePort()
             let server = RedisServer(port: port, directory: dir, appendOnly: appendOnly)
             do {
                 try server.launch(exe)
@@ -46,37 +41,11 @@ public final class RedisServer: @unchecked Sendable {
         self.appendOnly = appendOnly
     }
 
-    /// posix_spawn and waitpid, not Foundation's Process: its exit monitoring (SIGCHLD on
-    /// a run loop) hung waitUntilExit here once the test had event loops running.
     private func launch(_ exe: String) throws {
         let args = [exe, "--port", String(port), "--bind", "127.0.0.1", "--dir", directory, "--save", "",
                     "--appendonly", appendOnly ? "yes" : "no", "--appendfsync", "always",
                     "--logfile", directory + "/redis.log", "--daemonize", "no"]
-        var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        // The calling thread may block signals (event-loop threads do, and threads they
-        // start inherit it): the server gets an empty mask and default handlers, or it
-        // would ignore the SIGTERM that stops it.
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, exe, &actions, &attr, &argv, environ)
-        guard rc == 0 else { throw NSError(domain: "RedisServer", code: 5, userInfo: [NSLocalizedDescriptionKey: "posix_spawn redis-server: \(rc)"]) }
+        let child = try ServiceProcess.spawn(args)
         pid = child
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
@@ -96,7 +65,7 @@ public final class RedisServer: @unchecked Sendable {
     /// it again on the same port and directory.
     public func restart() throws {
         halt()
-        guard let exe = Self.findExecutable("redis-server") else { return }
+        guard let exe = ServiceProcess.find("redis-server") else { return }
         try launch(exe)
     }
 
@@ -134,25 +103,4 @@ public final class RedisServer: @unchecked Sendable {
         return n > 0 && String(decoding: buf[0..<n], as: UTF8.self).hasPrefix("+PONG")
     }
 
-    static func freePort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return UInt16(bigEndian: addr.sin_port)
-    }
-
-    static func findExecutable(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") + ["/usr/sbin", "/usr/bin"] {
-            let p = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return nil
-    }
 }

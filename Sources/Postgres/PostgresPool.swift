@@ -1,0 +1,308 @@
+// Postgres.PostgresPool: the connections one dispatcher keeps to PostgreSQL. At least `min`
+// open (opened at start), at most `max`; callers beyond that wait in order, up to
+// `acquireTimeout`. A connection idle longer than `idleTimeout` is closed while more than
+// `min` remain; one idle longer than `healthCheckAfter` is checked with `SELECT 1` before it
+// is handed out, and a broken one is replaced. Every session sets `statement_timeout`.
+// Work runs on the blocking pool: `read` in autocommit, `transaction` between BEGIN and
+// COMMIT (ROLLBACK when the body throws), run again from the start on a serialization
+// failure or a deadlock (up to 3 times). Migrations are named steps recorded in
+// `schema_migrations`, applied under an advisory lock so dispatchers starting together
+// apply each once.
+import Synchronization
+import Threads
+
+public struct PostgresPoolConfiguration: Sendable {
+    /// libpq connection string or URL (`postgres://user:password@host:port/database`).
+    public var url: String
+    public var minConnections = 1
+    public var maxConnections = 8
+    public var idleTimeout: Duration = .seconds(60)
+    public var healthCheckAfter: Duration = .seconds(10)
+    public var acquireTimeout: Duration = .seconds(10)
+    public var statementTimeout: Duration = .seconds(30)
+    public var connectTimeoutSeconds = 5
+
+    public init(url: String) { self.url = url }
+
+    /// The connection string libpq is given: the URL plus the session settings.
+    var conninfo: String {
+        let separator = url.contains("?") ? "&" : "?"
+        let ms = max(1, statementTimeout.nanosecondsClamped / 1_000_000)
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            return url + separator + "connect_timeout=\(connectTimeoutSeconds)&options=-c%20statement_timeout%3D\(ms)"
+        }
+        return url + " connect_timeout=\(connectTimeoutSeconds) options='-c statement_timeout=\(ms)'"
+    }
+}
+
+/// A named schema step of one service ("jobs.1"), applied once, in order.
+public struct PostgresMigration: Sendable {
+    public let name: String
+    public let sql: String
+    public init(_ name: String, _ sql: String) {
+        self.name = name
+        self.sql = sql
+    }
+}
+
+public final class PostgresPool: Sendable {
+    public let configuration: PostgresPoolConfiguration
+    let blocking: BlockingPool
+
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<PostgresConnection, any Error>
+    }
+
+    private struct State {
+        var idle: [PostgresConnection] = []
+        var open = 0
+        var waiters: [Waiter] = []
+        var nextWaiter: UInt64 = 1
+        var closed = false
+        var acquired: UInt64 = 0
+        var waited: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Opens the pool and its first `minConnections` (a URL nothing answers fails here).
+    public static func open(_ configuration: PostgresPoolConfiguration, blocking: BlockingPool = .shared) async throws(PostgresError) -> PostgresPool {
+        let pool = PostgresPool(configuration: configuration, blocking: blocking)
+        var first: [PostgresConnection] = []
+        for _ in 0..<max(1, configuration.minConnections) { first.append(try await pool.connect()) }
+        pool.state.withLock { s in
+            s.open = first.count
+            s.idle = first
+        }
+        return pool
+    }
+
+    init(configuration: PostgresPoolConfiguration, blocking: BlockingPool) {
+        self.configuration = configuration
+        self.blocking = blocking
+    }
+
+    private func connect() async throws(PostgresError) -> PostgresConnection {
+        let conninfo = configuration.conninfo
+        do {
+            let c = try await blocking.run { () throws(PostgresError) -> PostgresConnection in try PostgresConnection.connect(conninfo) }
+            c.idleSince = SystemClock.shared.unixMilliseconds
+            return c
+        } catch let e as PostgresError {
+            throw e
+        } catch {
+            throw PostgresError(.connection, "\(error)")
+        }
+    }
+
+    /// (open, idle, waiting, acquired in total, acquisitions that had to wait): for /metrics.
+    public var counts: (open: Int, idle: Int, waiting: Int, acquired: UInt64, waited: UInt64) {
+        state.withLock { ($0.open, $0.idle.count, $0.waiters.count, $0.acquired, $0.waited) }
+    }
+
+    // MARK: Acquire and release
+
+    private enum Take {
+        case ready(PostgresConnection)
+        case openNew
+        case wait
+        case closed
+    }
+
+    func acquire() async throws(PostgresError) -> PostgresConnection {
+        let now = SystemClock.shared.unixMilliseconds
+        let idleLimit = configuration.idleTimeout.nanosecondsClamped / 1_000_000
+        let (take, expired) = state.withLock { s -> (Take, [PostgresConnection]) in
+            if s.closed { return (.closed, []) }
+            // Idle past the timeout, beyond the minimum: closed (outside the lock).
+            var expired: [PostgresConnection] = []
+            while s.idle.count > 0, s.open > configuration.minConnections, now - s.idle[0].idleSince > idleLimit {
+                expired.append(s.idle.removeFirst())
+                s.open -= 1
+            }
+            s.acquired += 1
+            if let c = s.idle.popLast() { return (.ready(c), expired) }
+            if s.open < configuration.maxConnections {
+                s.open += 1
+                return (.openNew, expired)
+            }
+            s.waited += 1
+            return (.wait, expired)
+        }
+        if !expired.isEmpty { _ = try? await blocking.run { withExtendedLifetime(expired) {} } }
+        switch take {
+        case .closed:
+            throw PostgresError(.pool, "the pool is closed")
+        case .ready(let c):
+            return try await checked(c, now: now)
+        case .openNew:
+            do {
+                return try await connect()
+            } catch {
+                state.withLock { $0.open -= 1 }
+                throw error
+            }
+        case .wait:
+            return try await waitForConnection()
+        }
+    }
+
+    /// A connection idle for long is checked before use; a broken one is replaced.
+    private func checked(_ c: PostgresConnection, now: Int64) async throws(PostgresError) -> PostgresConnection {
+        let stale = now - c.idleSince > configuration.healthCheckAfter.nanosecondsClamped / 1_000_000
+        if c.isOpen && !stale { return c }
+        let healthy = c.isOpen ? ((try? await blocking.run { () throws -> Bool in try c.query("SELECT 1").count == 1 }) ?? false) : false
+        if healthy { return c }
+        do {
+            return try await connect()
+        } catch {
+            state.withLock { $0.open -= 1 }
+            throw error
+        }
+    }
+
+    private func waitForConnection() async throws(PostgresError) -> PostgresConnection {
+        let timeout = configuration.acquireTimeout
+        let id = state.withLock { s -> UInt64 in defer { s.nextWaiter += 1 }; return s.nextWaiter }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            guard let self else { return }
+            let w = self.state.withLock { s -> Waiter? in
+                guard let i = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.waiters.remove(at: i)
+            }
+            w?.continuation.resume(throwing: PostgresError(.pool, "no connection within \(timeout) (all \(self.configuration.maxConnections) in use)"))
+        }
+        defer { timer.cancel() }
+        do {
+            return try await withCheckedThrowingContinuation { (k: CheckedContinuation<PostgresConnection, any Error>) in
+                state.withLock { $0.waiters.append(Waiter(id: id, continuation: k)) }
+            }
+        } catch let e as PostgresError {
+            throw e
+        } catch {
+            throw PostgresError(.pool, "\(error)")
+        }
+    }
+
+    /// Back to the pool: to the first waiter, or idle. A broken connection is dropped (and a
+    /// waiter gets a new one).
+    func release(_ c: PostgresConnection) {
+        c.idleSince = SystemClock.shared.unixMilliseconds
+        let broken = !c.isOpen
+        let handOff = state.withLock { s -> (Waiter?, Bool) in
+            if broken || s.closed {
+                s.open -= 1
+                if !s.closed, !s.waiters.isEmpty, s.open < configuration.maxConnections {
+                    s.open += 1
+                    return (s.waiters.removeFirst(), true)
+                }
+                return (nil, false)
+            }
+            if !s.waiters.isEmpty { return (s.waiters.removeFirst(), false) }
+            s.idle.append(c)
+            return (nil, false)
+        }
+        guard let waiter = handOff.0 else { return }
+        if handOff.1 {
+            Task {
+                do { waiter.continuation.resume(returning: try await connect()) } catch {
+                    state.withLock { $0.open -= 1 }
+                    waiter.continuation.resume(throwing: error)
+                }
+            }
+        } else {
+            waiter.continuation.resume(returning: c)
+        }
+    }
+
+    /// Closes every idle connection and refuses new work; connections in use close when
+    /// they come back.
+    public func close() async {
+        let (idle, waiters) = state.withLock { s -> ([PostgresConnection], [Waiter]) in
+            s.closed = true
+            s.open -= s.idle.count
+            defer { s.idle = []; s.waiters = [] }
+            return (s.idle, s.waiters)
+        }
+        for w in waiters { w.continuation.resume(throwing: PostgresError(.pool, "the pool is closed")) }
+        _ = try? await blocking.run { withExtendedLifetime(idle) {} }
+    }
+
+    // MARK: Work
+
+    /// Runs `body` with a connection in autocommit mode (each statement its own transaction).
+    /// Reads change nothing, so one that meets a dead connection (the server restarted, an
+    /// idle connection was cut) runs once more on a new one.
+    public func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let c = try await acquire()
+            defer { release(c) }
+            do {
+                return try await blocking.run { () throws -> T in try body(c) }
+            } catch let e as PostgresError where e.kind == .connection && attempt < 2 {
+                continue
+            }
+        }
+    }
+
+    /// Runs `body` in one transaction (READ COMMITTED; take row locks with FOR UPDATE where
+    /// it reads what it then writes). Committed when this returns; rolled back when `body`
+    /// throws. Run again from the start, up to 3 times, on a serialization failure or a
+    /// deadlock, or when the connection was dead before BEGIN went through, so `body` must
+    /// not have effects outside the database. A connection lost after BEGIN is thrown: the
+    /// commit's fate is unknown, and only the caller can tell whether to try again.
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let c = try await acquire()
+            defer { release(c) }
+            do {
+                return try await blocking.run { () throws -> T in
+                    do { try c.execute("BEGIN") } catch let e as PostgresError where e.kind == .connection {
+                        throw BeginFailed(error: e)
+                    }
+                    do {
+                        let value = try body(c)
+                        try c.execute("COMMIT")
+                        return value
+                    } catch {
+                        if c.isOpen { try? c.execute("ROLLBACK") }
+                        throw error
+                    }
+                }
+            } catch let e as PostgresError where e.isRetryable && attempt < 3 {
+                continue
+            } catch let e as BeginFailed {
+                if attempt < 3 { continue }
+                throw e.error
+            }
+        }
+    }
+
+    /// BEGIN met a dead connection: nothing was done, so the transaction may run again.
+    private struct BeginFailed: Error { let error: PostgresError }
+
+    /// Applies the migrations not yet applied, in order, each in its own transaction, under
+    /// an advisory lock (dispatchers starting together wait for one another).
+    public func migrate(_ migrations: [PostgresMigration]) async throws {
+        try await transaction { c in
+            try c.query("SELECT pg_advisory_xact_lock(7301)")
+            try c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            let done = Set(try c.query("SELECT name FROM schema_migrations").rows.map { try $0.string("name") })
+            for m in migrations where !done.contains(m.name) {
+                try c.execute(m.sql)
+                try c.query("INSERT INTO schema_migrations (name) VALUES ($1)", [m.name])
+            }
+        }
+    }
+
+    /// True when `SELECT 1` answers (readiness).
+    public func isReachable() async -> Bool {
+        (try? await read { c in try c.query("SELECT 1").count }) == 1
+    }
+}
