@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "Media", targets: ["Media"]),
         // For Benchmarks/ (SchedulerBench drives the dispatcher's services directly).
         .library(name: "Dispatcher", targets: ["Dispatcher"]),
+        // For Benchmarks/ (PostgresBench measures the pool against a C libpq loop).
+        .library(name: "Postgres", targets: ["Postgres"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -25,6 +25,11 @@ let package = Package(
             path: "Sources/SchedulerBench"
         ),
         .executableTarget(
+            name: "PostgresBench",
+            dependencies: [.product(name: "Postgres", package: "Spool")],
+            path: "Sources/PostgresBench"
+        ),
+        .executableTarget(
             name: "JSONBench",
             dependencies: [.product(name: "JSON", package: "Spool")],
             path: "Sources/JSONBench"

@@ -22,6 +22,9 @@
 #  8. Isolation: a 720p job through `spool up --sandbox auto` (each transcode in a confined
 #     `spool worker` child) vs `--sandbox off` (in the engine's process), and the child's
 #     start latency (sandbox_cost.sh).
+#  9. PostgreSQL: primary-key SELECTs and BEGIN+INSERT+COMMITs per second through Spool's
+#     PostgresPool vs libpq in a plain C loop (yardstick/pg_loop.c), same server started here
+#     (postgres_vs_libpq.sh).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -173,3 +176,9 @@ fi
 echo
 echo "== 8. Isolation: each transcode in a sandboxed child vs in the engine's process"
 if [ $smoke = 1 ]; then SPOOL="$spool" ./sandbox_cost.sh --smoke; else SPOOL="$spool" ./sandbox_cost.sh; fi
+
+echo
+echo "== 9. PostgreSQL: Spool's PostgresPool (libpq on the blocking pool) vs a C libpq loop"
+swift build -c $config --product PostgresBench >/dev/null
+pgbench_bin="$(swift build -c $config --show-bin-path)/PostgresBench"
+if [ $smoke = 1 ]; then SPOOL_POSTGRES_BENCH="$pgbench_bin" ./postgres_vs_libpq.sh --smoke; else SPOOL_POSTGRES_BENCH="$pgbench_bin" ./postgres_vs_libpq.sh; fi
