@@ -204,8 +204,11 @@ public final class PostgresJobStore: JobStore {
 
     private static func claimed(_ c: PostgresConnection, _ claim: IdempotencyClaim, now: Int64, retention: Int64) throws -> StoredResponse? {
         guard let stored = try stored(c, tenant: claim.tenant, key: claim.key, now: now, retention: retention) else {
-            // An expired record the sweep has not purged yet: the key is free again.
-            try c.query("DELETE FROM jobs_idempotency WHERE tenant = $1 AND key = $2", [claim.tenant, claim.key])
+            // An expired record the sweep has not purged yet: the key is free again. Only an
+            // expired one: a live record another dispatcher committed since our read must
+            // stay, so our key insert meets it (23505) and this runs again to replay it.
+            try c.query("DELETE FROM jobs_idempotency WHERE tenant = $1 AND key = $2 AND created_at <= $3",
+                        [claim.tenant, claim.key, now - retention])
             return nil
         }
         guard stored.requestHash == claim.requestHash else {

@@ -247,8 +247,11 @@ public final class SQLiteJobStore: JobStore {
     /// The live record for `claim`'s key: its answer when the hash matches; a throw when it does not.
     private static func claimed(_ db: Database, _ claim: IdempotencyClaim, now: Int64, retention: Int64) throws -> StoredResponse? {
         guard let stored = try stored(db, tenant: claim.tenant, key: claim.key, now: now, retention: retention) else {
-            // An expired record the sweep has not purged yet: the key is free again.
-            try db.execute(sql: "DELETE FROM jobs_idempotency WHERE tenant = ? AND key = ?", arguments: [claim.tenant, claim.key])
+            // An expired record the sweep has not purged yet: the key is free again (only an
+            // expired one: the same rule as PostgresJobStore, where another writer's live
+            // record could have committed since the read).
+            try db.execute(sql: "DELETE FROM jobs_idempotency WHERE tenant = ? AND key = ? AND created_at <= ?",
+                           arguments: [claim.tenant, claim.key, now - retention])
             return nil
         }
         guard stored.requestHash == claim.requestHash else {

@@ -141,15 +141,12 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs one statement with `$1...` parameters (text form, NULL for nil) and returns its rows.
     @discardableResult
     public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) throws(PostgresError) -> PostgresRows {
-        let texts = parameters.map { $0?.postgresText }
-        var cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { t in t.flatMap { strdup($0) } }
+        if parameters.isEmpty { return try read(PQexecParams(handle, sql, 0, nil, nil, nil, nil, 0)) }
+        // NULL stays a null pointer; every other value is a C string freed after the call.
+        let cStrings: [UnsafeMutablePointer<CChar>?] = parameters.map { p in p.flatMap { strdup($0.postgresText) } }
         defer { for p in cStrings { free(p) } }
-        let result: OpaquePointer? = cStrings.withUnsafeMutableBufferPointer { buffer in
-            buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, buffer.count)) { values in
-                PQexecParams(handle, sql, Int32(texts.count), nil, texts.isEmpty ? nil : values, nil, nil, 0)
-            }
-        }
-        return try read(result)
+        let values: [UnsafePointer<CChar>?] = cStrings.map { $0.map { UnsafePointer($0) } }
+        return try read(PQexecParams(handle, sql, Int32(values.count), nil, values, nil, nil, 0))
     }
 
     /// Runs statements without parameters (several, separated by ';': migrations).
