@@ -8,16 +8,18 @@
 # Usage: SPOOL_POSTGRES_BENCH=path/to/PostgresBench ./postgres_vs_libpq.sh [--smoke]
 set -euo pipefail
 cd "$(dirname "$0")"
-work="$(pwd)/.work/pg"
+# The server's directory is outside the checkout: the postgres user (as which the server
+# runs when we are root) may not be able to enter the checkout's parents.
+work=$(mktemp -d /tmp/spool-pgbench-XXXXXX)
 smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
 if [ $smoke = 1 ]; then ops=200; rounds=1; else ops=5000; rounds=3; fi
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_pg=(); [ "$(id -u)" = 0 ] && as_pg=(runuser -u postgres --)
-rm -rf "$work"; mkdir -p "$work"; [ "$(id -u)" = 0 ] && chown postgres "$work"
+[ "$(id -u)" = 0 ] && chown postgres "$work"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"${as_pg[@]}" "$bin/initdb" -D "$work/data" -U spool -A trust -E UTF8 --no-instructions >/dev/null
-"${as_pg[@]}" "$bin/pg_ctl" -D "$work/data" -l "$work/server.log" -w -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$work" start >/dev/null
-trap '"${as_pg[@]}" "$bin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true' EXIT
+(cd / && "${as_pg[@]}" "$bin/initdb" -D "$work/data" -U spool -A trust -E UTF8 --no-instructions >/dev/null)
+(cd / && "${as_pg[@]}" "$bin/pg_ctl" -D "$work/data" -l "$work/server.log" -w -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$work" start >/dev/null)
+trap '(cd / && "${as_pg[@]}" "$bin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1); rm -rf "$work"' EXIT
 url="postgres://spool@127.0.0.1:$port/postgres"
 cc -O2 -Wall -o "$work/pg_loop" yardstick/pg_loop.c -I/usr/include/postgresql -lpq
 bench=${SPOOL_POSTGRES_BENCH:?set SPOOL_POSTGRES_BENCH to the PostgresBench binary}
