@@ -13,7 +13,8 @@
 // below 2^63.
 //
 // Live delivery: each bus runs one reader (`run`) that follows the global stream with
-// XREAD BLOCK on a connection of its own, from the newest id it knows, and hands each
+// XREAD BLOCK on a connection of its own, from the newest entry when it begins (or from
+// where a subscription made before that replayed up to), and hands each
 // event to this process's subscribers of its subject: one Redis connection per
 // dispatcher, however many SSE clients it has. A subscriber is registered before its
 // replay is read (XRANGE of the subject's stream after its Last-Event-ID), and events the
@@ -59,6 +60,9 @@ public final class RedisEventBus: EventBus {
         /// floor of ids made up while Redis is down.
         var newest: UInt64 = 0
         var readerPosition: String?
+        /// Before the reader has a position: the oldest point a subscription's replay
+        /// reached, so the reader starts no later than that and misses nothing for it.
+        var replayedBeforeReader: UInt64?
     }
 
     private let state = Mutex(State())
@@ -176,6 +180,12 @@ public final class RedisEventBus: EventBus {
             }
             s.subscribers[subject]![i].waiting = nil
             s.subscribers[subject]![i].through = last
+            if s.readerPosition == nil {
+                // Events after this subscription have ids from about now (Redis's clock):
+                // a minute back covers clock skew without reading an old backlog.
+                let floor = max(last, UInt64(max(0, clockMilliseconds() - 60_000)) << 20)
+                s.replayedBeforeReader = min(s.replayedBeforeReader ?? floor, floor)
+            }
         }
         return EventSubscription(events: stream, replayedThrough: through)
     }
@@ -242,8 +252,17 @@ public final class RedisEventBus: EventBus {
         while !Task.isCancelled {
             do {
                 if position == nil {
+                    // The newest entry now, or earlier when a subscription replayed only up
+                    // to an older point before the reader began.
                     let newest = try await client.send(["XREVRANGE", globalKey, "+", "-", "COUNT", "1"])
-                    position = newest.streamEntries.first?.id ?? "0-0"
+                    let start = newest.streamEntries.first?.id ?? "0-0"
+                    position = state.withLock { s -> String in
+                        let p = s.replayedBeforeReader.map { floor in
+                            Self.eventID(start).map { floor < $0 ? Self.streamID(floor) : start } ?? start
+                        } ?? start
+                        s.readerPosition = p
+                        return p
+                    }
                 }
                 let reply = try await client.blocking(["XREAD", "COUNT", "512", "BLOCK", "2000", "STREAMS", globalKey, position!],
                                                       block: .seconds(2))

@@ -2,8 +2,9 @@
 // client and reader) on one real redis-server. A subscriber on one follows a subject the
 // other publishes: the replay after its Last-Event-ID, then live events, in id order,
 // never repeated, ids increasing across both publishers; the replay window; subscribeAll
-// hears only its own process's events; with Redis stopped a publish still reaches the
-// local subscribers, and once Redis is back the reader resumes.
+// hears only its own process's events; a subscription made before the reader began misses
+// nothing; with Redis stopped a publish still reaches the local subscribers, and once Redis
+// is back the reader resumes.
 import Events
 import Foundation
 import Redis
@@ -155,6 +156,25 @@ final class RedisEventBusTests: XCTestCase {
         }
         XCTAssertNotNil(after, "the reader did not resume after Redis came back")
         XCTAssertEqual(after?.type, .jobFinished)
+    }
+
+    /// A subscription made before the reader has begun (a dispatcher starting) still gets
+    /// the events published between its replay and the reader's first read.
+    func testASubscriptionBeforeTheReaderBeganMissesNothing() async throws {
+        let a = try await bus()
+        var config = RedisConfiguration(endpoint: try RedisEndpoint(url: server.url))
+        config.commandTimeout = .seconds(2)
+        let c = try await RedisClient.connect(config)
+        clients.append(c)
+        let late = RedisEventBus(client: c, keyPrefix: "test")
+        _ = await a.publish(subject: "job_s", type: .jobCreated, payload: "{}")
+        let sub = Collector(await late.subscribe(subject: "job_s", after: nil).events)
+        let meanwhile = await a.publish(subject: "job_s", type: .jobAssigned, payload: "{}")
+        for i in 0..<5 { _ = await a.publish(subject: "job_other", type: .progressUpdated, payload: #"{"i":\#(i)}"#) }
+        readers.append(Task { await late.run() })
+        let got = await sub.first(2)
+        XCTAssertEqual(got.map(\.type), [.jobCreated, .jobAssigned])
+        XCTAssertEqual(got.last, meanwhile)
     }
 
     func testIdsMapToStreamIdsAndBack() {
