@@ -54,6 +54,15 @@ extension DispatchServer {
             let interval = Duration.seconds(settings.current.queue.reconcileIntervalSeconds)
             do { try await clock.sleep(until: clock.now + interval) } catch { return }
             do { try await reconcileQueue() } catch { logger.error("reconciler: \(error)") }
+            // Consumers of stopped dispatchers (each start names a new one), once idle an hour.
+            if let q = queue as? RedisStreamsQueue {
+                do {
+                    let gone = try await q.pruneConsumers(topic: Scheduler.topic, idle: .seconds(3_600))
+                    if !gone.isEmpty { logger.notice("queue: removed \(gone.count) idle consumer(s) of stopped dispatchers: \(gone.joined(separator: ", "))") }
+                } catch {
+                    logger.warning("queue: consumers not pruned: \(error)")
+                }
+            }
         }
     }
 

@@ -210,6 +210,19 @@ public final class RedisStreamsQueue: MessageQueue {
         return (Swift.max(0, length - pending), pending)
     }
 
+    /// Removes the topic's consumers that hold no message and were idle for `idle` (each
+    /// dispatcher start names a new consumer; the stopped ones would pile up in the group).
+    /// Returns their names.
+    @discardableResult
+    public func pruneConsumers(topic: String, idle: Duration) async throws -> [String] {
+        let ms = Swift.max(0, idle.nanosecondsClamped / 1_000_000)
+        let reply: RESPValue
+        do { reply = try await client.eval(Self.pruneScript, keys: [stream(topic)], args: [group, String(ms)]) } catch {
+            throw QueueError("the Redis queue failed: \(error)")
+        }
+        return (reply.array ?? []).compactMap(\.text)
+    }
+
     public func queuedBodies(topic: String, limit: Int) async throws -> [String] {
         var out: [String] = []
         var start = "-"

@@ -65,4 +65,23 @@ extension RedisStreamsQueue {
     redis.call('XDEL', KEYS[1], ARGV[2])
     return 1
     """)
+
+    /// KEYS: stream. ARGV: group, min idle ms. Removes the group's consumers that hold
+    /// nothing and were idle at least that long (dispatchers that stopped), in one step, so
+    /// a consumer that took a message meanwhile is never removed with it. Returns their names.
+    static let pruneScript = RedisScript("""
+    local removed = {}
+    local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+    if not ok then return removed end
+    local minIdle = tonumber(ARGV[2])
+    for _, c in ipairs(consumers) do
+      local info = {}
+      for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+      if tonumber(info['pending']) == 0 and tonumber(info['idle']) >= minIdle then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+        table.insert(removed, info['name'])
+      end
+    end
+    return removed
+    """)
 }

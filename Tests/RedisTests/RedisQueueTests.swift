@@ -1,7 +1,7 @@
 // The Redis Streams queue: the MessageQueue contract on a real redis-server, then what
 // only a shared queue has to survive: competing consumers on separate connections (each
-// message handled once), FLUSHALL (the group is recreated, old receipts are refused), and
-// a restart with AOF (waiting and in-flight messages are still there).
+// message handled once), FLUSHALL (the group is recreated, old receipts are refused), a
+// restart with AOF (waiting and in-flight messages are still there), and idle consumers pruned.
 import MessageQueue
 import Redis
 import RedisQueue
@@ -107,5 +107,24 @@ final class RedisQueueTests: XCTestCase {
         }
         let depth = await q.depth(topic: "jobs")
         XCTAssertEqual(depth.waiting, 0)
+    }
+
+    /// Consumers of stopped dispatchers are removed once idle, never one holding a message.
+    func testIdleConsumersWithNothingPendingArePruned() async throws {
+        let q = try await queue()
+        try await q.publish(topic: "jobs", body: "a")
+        try await q.publish(topic: "jobs", body: "b")
+        let gone = try await q.receive(topic: "jobs", consumer: "scheduler-old-1", max: 1, visibility: .seconds(60), wait: .zero)
+        try await q.ack(gone[0])
+        let holding = try await q.receive(topic: "jobs", consumer: "scheduler-old-2", max: 1, visibility: .seconds(60), wait: .zero)
+        XCTAssertEqual(holding.count, 1)
+        try await Task.sleep(for: .milliseconds(50))
+        let tooFresh = try await q.pruneConsumers(topic: "jobs", idle: .seconds(3_600))
+        XCTAssertEqual(tooFresh, [], "an idle time not reached yet removes nothing")
+        let removed = try await q.pruneConsumers(topic: "jobs", idle: .milliseconds(10))
+        XCTAssertEqual(removed, ["scheduler-old-1"], "only the consumer holding nothing")
+        try await q.ack(holding[0])  // the other's receipt still settles its message
+        let names = try await q.client.send(["XINFO", "CONSUMERS", "test:q:jobs", "spool"]).array?.count
+        XCTAssertEqual(names, 1)
     }
 }
