@@ -73,7 +73,7 @@ public struct ConfigLoader: Sendable {
                     break
                 }
                 if let fix = spec.problem(with: value) {
-                    problems.append("\(spec.key) = \(value) (from \(name(spec))): \(fix)")
+                    problems.append("\(spec.key) = \(spec.shown(value)) (from \(name(spec))): \(fix)")
                 } else {
                     spec.set(&settings, value)
                 }
@@ -104,7 +104,7 @@ public struct ConfigLoader: Sendable {
                 problems.append("\(key) = \"\(text)\" (from \(name)): \(spec.expectation)")
                 continue
             }
-            out[AbsoluteConfigKey(spec)] = ConfigValue(content, isSecret: false)
+            out[AbsoluteConfigKey(spec)] = ConfigValue(content, isSecret: spec.redact != nil)
         }
         return out
     }
@@ -138,10 +138,11 @@ public struct ConfigLoader: Sendable {
             let key = prefix.isEmpty ? name : prefix + "." + name
             if let spec = SettingsSchema.spec(key) {
                 guard let content = Self.content(of: value, for: spec) else {
-                    problems.append("\(key) = \(value.rawText.prefix(60)) (from file \(path)): \(spec.expectation)")
+                    let shown = spec.redact == nil ? String(value.rawText.prefix(60)) : "(hidden)"
+                    problems.append("\(key) = \(shown) (from file \(path)): \(spec.expectation)")
                     continue
                 }
-                out[AbsoluteConfigKey(spec)] = ConfigValue(content, isSecret: false)
+                out[AbsoluteConfigKey(spec)] = ConfigValue(content, isSecret: spec.redact != nil)
             } else if value.kind == .object, SettingsSchema.all.contains(where: { $0.key.hasPrefix(key + ".") }) {
                 flatten(value, prefix: key, path: path, into: &out, problems: &problems)
             } else {

@@ -82,7 +82,8 @@ public final class Reloader: Sendable {
         }
         if !changed.isEmpty { live.replace(next) }
         for key in needsRestart {
-            logger.warning("configuration reload (\(reason)): \(key) changed from \(SettingsSchema.spec(key)!.get(current)) to \(SettingsSchema.spec(key)!.get(fresh)): needs a restart; the running value stays")
+            let spec = SettingsSchema.spec(key)!
+            logger.warning("configuration reload (\(reason)): \(key) changed from \(spec.shown(spec.get(current))) to \(spec.shown(spec.get(fresh))): needs a restart; the running value stays")
         }
         logger.info("configuration reloaded (\(reason)): \(changed.isEmpty ? "no reloadable key changed" : "now in effect: " + changed.joined(separator: ", "))")
         return .applied(changed: changed, needsRestart: needsRestart)

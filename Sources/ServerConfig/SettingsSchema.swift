@@ -39,6 +39,15 @@ public struct SettingSpec: Sendable {
     public let reloadable: Bool
     let get: @Sendable (ServerSettings) -> SettingValue
     let set: @Sendable (inout ServerSettings, SettingValue) -> Void
+    /// For a value that holds a secret (a token, a URL with a password): what messages and
+    /// logs show instead of it.
+    var redact: (@Sendable (String) -> String)? = nil
+
+    /// The value as messages and logs may show it (secrets hidden).
+    public func shown(_ value: SettingValue) -> String {
+        guard let redact, case .string(let text) = value, !text.isEmpty else { return value.description }
+        return "\"\(redact(text))\""
+    }
 
     /// What a valid value looks like, for messages ("must be 1...100").
     public var expectation: String {
@@ -90,6 +99,21 @@ extension SettingSpec {
                     set: { s, v in if case .string(let t) = v { s[keyPath: path] = t } })
     }
 
+    /// The same spec with its value hidden in messages and logs.
+    func secret(_ redact: @escaping @Sendable (String) -> String) -> SettingSpec {
+        var s = self
+        s.redact = redact
+        return s
+    }
+
+    /// A URL's password replaced by "***" (scheme://user:***@host...).
+    static func withoutPassword(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+        let userInfo = url[scheme.upperBound..<at]
+        guard let colon = userInfo.firstIndex(of: ":") else { return url }
+        return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+    }
+
     /// "jobs.max_attempts" → "SPOOL_JOBS_MAX_ATTEMPTS" (what swift-configuration's
     /// environment provider looks up for the key ["spool", "jobs", "max_attempts"]).
     static func environmentName(_ key: String) -> String {
@@ -133,7 +157,7 @@ public enum SettingsSchema {
         .string("engines.join_token", reloadable: true, \.engines.joinToken) { s in
             s.isEmpty || (16...256).contains(s.utf8.count) && s.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
                 ? nil : "must be empty or 16 to 256 printable characters without spaces"
-        },
+        }.secret { t in "(hidden, \(t.utf8.count) characters)" },
         .int("engines.heartbeat_timeout_seconds", reloadable: true, 2...3_600, \.engines.heartbeatTimeoutSeconds),
         .string("scheduler.tenant_weights", reloadable: true, \.scheduler.tenantWeights) { s in
             if case .failure(let e) = FairShare.parseWeights(s) { return "must be TENANT=WEIGHT,... (\(e))" }
@@ -142,7 +166,7 @@ public enum SettingsSchema {
         .string("queue.url", flag: "--queue-url", reloadable: false, \.queue.url) { s in
             s.isEmpty || s.hasPrefix("redis://") && s.count > 8 && !s.contains(" ") ? nil
                 : "must be empty (the in-process queue) or redis://[[user]:password@]host[:port][/db]"
-        },
+        }.secret(SettingSpec.withoutPassword),
         .string("queue.key_prefix", reloadable: false, \.queue.keyPrefix) { s in
             (1...64).contains(s.utf8.count) && s.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
                 ? nil : "must be 1 to 64 printable characters without spaces"

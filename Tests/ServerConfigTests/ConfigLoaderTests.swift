@@ -1,8 +1,8 @@
 // ServerConfig: precedence (file < SPOOL_* environment < flags) key by key, messages that
 // name the key, the source and the fix, unknown and duplicate keys in the file, and a
-// malformed file reported with its line and column.
+// malformed file reported with its line and column; secrets never printed.
 import Foundation
-import ServerConfig
+@testable import ServerConfig
 import XCTest
 
 final class ConfigLoaderTests: XCTestCase {
@@ -128,5 +128,23 @@ final class ConfigLoaderTests: XCTestCase {
                                                     "SPOOL_QUEUE_VISIBILITY_SECONDS": "1"]))
         XCTAssertEqual(p.count, 3, "\(p)")
         XCTAssertTrue(p.contains { $0.contains("queue.url") && $0.contains("redis://") }, "\(p)")
+    }
+
+    /// A refused secret is named but never printed: a Redis URL's password, a join token,
+    /// from the environment and from the file.
+    func testSecretsAreHiddenInProblems() throws {
+        let p = problems(ConfigLoader(environment: ["SPOOL_QUEUE_URL": "redis://spool:s3cret-pw@h ost:6379",
+                                                    "SPOOL_ENGINES_JOIN_TOKEN": "short-s3cret"]))
+        XCTAssertEqual(p.count, 2, "\(p)")
+        XCTAssertFalse(p.joined().contains("s3cret"), "\(p)")
+        XCTAssertTrue(p.contains { $0.hasPrefix(#"queue.url = "redis://spool:***@h ost:6379" (from SPOOL_QUEUE_URL)"#) }, "\(p)")
+        XCTAssertTrue(p.contains { $0.hasPrefix(#"engines.join_token = "(hidden, 12 characters)""#) }, "\(p)")
+        let path = try writeTemp(#"{"engines": {"join_token": 12345678901234567}}"#)
+        let fromFile = problems(ConfigLoader(filePath: path, environment: [:]))
+        XCTAssertEqual(fromFile.count, 1, "\(fromFile)")
+        XCTAssertFalse(fromFile[0].contains("12345678901234567"), fromFile[0])
+        XCTAssertEqual(SettingSpec.withoutPassword("redis://h:6379"), "redis://h:6379")
+        XCTAssertEqual(SettingSpec.withoutPassword("redis://:pw@h"), "redis://:***@h")
+        XCTAssertEqual(SettingSpec.withoutPassword("redis://user@h"), "redis://user@h")
     }
 }
