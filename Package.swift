@@ -284,10 +284,12 @@ let package = Package(
         // The dispatch server in-process on loopback: every endpoint through the real client.
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
                                                           "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport"]),
+        // Against a real PostgreSQL started by the tests (SpoolTestSupport.PostgresServer).
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Threads", "SpoolTestSupport"]),
+        // The rendered nginx configuration, checked by the real nginx -t and openssl verify.
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Sandbox", "JSON", "SpoolTestSupport"], path: "Tests/GatewayTests"),
         // The sandboxed runner against hostile workers (C programs built at test time) and
         // the real `spool worker`: escapes refused, crashes and hangs survived.
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Threads", "SpoolTestSupport"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Sandbox", "JSON", "SpoolTestSupport"], path: "Tests/GatewayTests"),
         .testTarget(name: "SandboxTests", dependencies: ["EngineRuntime", "Sandbox", "Plugins", "Jobs", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"],
                     exclude: ["hostile_worker.c", "test_plugin.c"]),
         .testTarget(name: "RingTests", dependencies: ["Ring", "BufferPool", "CURing", "Threads", "ProcFS", "SpoolTestSupport"]),
