@@ -25,6 +25,8 @@
 #  9. PostgreSQL: primary-key SELECTs and BEGIN+INSERT+COMMITs per second through Spool's
 #     PostgresPool vs libpq in a plain C loop (yardstick/pg_loop.c), same server started here
 #     (postgres_vs_libpq.sh).
+# 10. Gateway: GET /api/v1/jobs/{id} straight to `spool serve` vs through `spool gateway` (TLS
+#     1.3, nginx), both servers on one core, wrk on the other (gateway_overhead.sh).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -182,3 +184,7 @@ echo "== 9. PostgreSQL: Spool's PostgresPool (libpq on the blocking pool) vs a C
 swift build -c $config --product PostgresBench >/dev/null
 pgbench_bin="$(swift build -c $config --show-bin-path)/PostgresBench"
 if [ $smoke = 1 ]; then SPOOL_POSTGRES_BENCH="$pgbench_bin" ./postgres_vs_libpq.sh --smoke; else SPOOL_POSTGRES_BENCH="$pgbench_bin" ./postgres_vs_libpq.sh; fi
+
+echo
+echo "== 10. Gateway: GET /api/v1/jobs/{id} straight to spool serve vs through spool gateway (TLS 1.3, nginx)"
+if [ $smoke = 1 ]; then SPOOL="$spool" ./gateway_overhead.sh --smoke; else SPOOL="$spool" ./gateway_overhead.sh; fi
