@@ -15,6 +15,16 @@ public struct IdempotencyClaim: Sendable, Equatable {
     public init(tenant: String, key: String, requestHash: String) {
         self.tenant = tenant; self.key = key; self.requestHash = requestHash
     }
+
+    /// The live record found under this key: its answer to replay when the request is the
+    /// same; `idempotencyKeyReused` when the key came with a different request.
+    func replay(of stored: StoredResponse) throws -> StoredResponse {
+        guard stored.requestHash == requestHash else {
+            throw ModelError(.idempotencyKeyReused, "this Idempotency-Key was used with a different request",
+                             details: [("Idempotency-Key", "used before with a different request")])
+        }
+        return stored
+    }
 }
 
 /// The first answer given under a key.

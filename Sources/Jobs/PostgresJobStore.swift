@@ -81,7 +81,7 @@ public final class PostgresJobStore: JobStore {
         try await keyed { c in
             if let claim, let stored = try Self.claimed(c, claim, now: now, retention: retentionMilliseconds) { return .replayed(stored) }
             let job = make()
-            try c.query("INSERT INTO jobs_jobs (\(Self.columnNames)) VALUES (\(Self.placeholders(Self.columnCount)))", Self.columns(job))
+            try c.query(Self.insertSQL, Self.columns(job))
             let body = render(job)
             if let claim { try Self.record(c, claim, status: status, body: body, jobID: job.id, now: now) }
             return .done(job, body: body)
@@ -211,11 +211,7 @@ public final class PostgresJobStore: JobStore {
                         [claim.tenant, claim.key, now - retention])
             return nil
         }
-        guard stored.requestHash == claim.requestHash else {
-            throw ModelError(.idempotencyKeyReused, "this Idempotency-Key was used with a different request",
-                             details: [("Idempotency-Key", "used before with a different request")])
-        }
-        return stored
+        return try claim.replay(of: stored)
     }
 
     private static func stored(_ c: PostgresConnection, tenant: String, key: String, now: Int64, retention: Int64) throws -> StoredResponse? {
@@ -235,7 +231,6 @@ public final class PostgresJobStore: JobStore {
     static let columnList = ["id", "tenant", "state", "priority", "input_file_id", "outputs", "required_capabilities", "webhook_url",
                              "ttl_seconds", "metadata", "created_at", "updated_at", "expires_at", "attempts", "max_attempts", "reason",
                              "progress", "lease_epoch", "engine_id", "next_attempt_at", "result", "quality", "limits"]
-    static var columnCount: Int { columnList.count }
     static let columnNames = columnList.joined(separator: ", ")
 
     static func placeholders(_ n: Int, from first: Int = 1) -> String {
@@ -248,9 +243,13 @@ public final class PostgresJobStore: JobStore {
          j.maxAttempts, j.reason, j.progress, j.leaseEpoch, j.engineID?.text, j.nextAttemptAt, j.result?.jsonText, j.measureQuality, j.limits.jsonText]
     }
 
+    /// Every column but the id ($1) set from $2 on, in `columnList` order; built once.
+    static let updateSQL = "UPDATE jobs_jobs SET "
+        + columnList.dropFirst().enumerated().map { "\($0.element) = $\($0.offset + 2)" }.joined(separator: ", ") + " WHERE id = $1"
+    static let insertSQL = "INSERT INTO jobs_jobs (\(columnNames)) VALUES (\(placeholders(columnList.count)))"
+
     private static func updateRow(_ c: PostgresConnection, _ j: Job) throws {
-        let assignments = columnList.dropFirst().enumerated().map { "\($0.element) = $\($0.offset + 2)" }.joined(separator: ", ")
-        try c.query("UPDATE jobs_jobs SET \(assignments) WHERE id = $1", columns(j))
+        try c.query(updateSQL, columns(j))
     }
 
     /// A row as a job; nil for a row this version cannot read (never written by it).

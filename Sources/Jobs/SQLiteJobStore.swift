@@ -254,11 +254,7 @@ public final class SQLiteJobStore: JobStore {
                            arguments: [claim.tenant, claim.key, now - retention])
             return nil
         }
-        guard stored.requestHash == claim.requestHash else {
-            throw ModelError(.idempotencyKeyReused, "this Idempotency-Key was used with a different request",
-                             details: [("Idempotency-Key", "used before with a different request")])
-        }
-        return stored
+        return try claim.replay(of: stored)
     }
 
     private static func stored(_ db: Database, tenant: String, key: String, now: Int64, retention: Int64) throws -> StoredResponse? {

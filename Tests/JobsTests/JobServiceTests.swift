@@ -69,6 +69,18 @@ class JobServiceTests: XCTestCase {
         return job
     }
 
+    /// The bodies of the outcomes that made a job and of those that replayed one.
+    static func tally(_ outcomes: [IdempotentOutcome]) -> (created: [[UInt8]], replayed: [[UInt8]]) {
+        var created: [[UInt8]] = [], replayed: [[UInt8]] = []
+        for o in outcomes {
+            switch o {
+            case .done(_, let body): created.append(body)
+            case .replayed(let s): replayed.append(s.body)
+            }
+        }
+        return (created, replayed)
+    }
+
     func assertModelError(_ code: ModelError.Code, _ body: () async throws -> Void, file: StaticString = #filePath, line: UInt = #line) async {
         do {
             try await body()
@@ -190,13 +202,7 @@ class JobServiceTests: XCTestCase {
             for try await o in group { all.append(o) }
             return all
         }
-        var created: [[UInt8]] = [], replayed: [[UInt8]] = []
-        for o in outcomes {
-            switch o {
-            case .done(_, let body): created.append(body)
-            case .replayed(let s): replayed.append(s.body)
-            }
-        }
+        let (created, replayed) = Self.tally(outcomes)
         XCTAssertEqual(created.count, 1)
         XCTAssertEqual(replayed.count, 49)
         XCTAssertTrue(replayed.allSatisfy { $0 == created[0] }, "every duplicate answers the first response's bytes")

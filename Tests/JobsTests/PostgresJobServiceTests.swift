@@ -68,13 +68,7 @@ final class PostgresJobServiceTests: JobServiceTests {
             for try await o in group { all.append(o) }
             return all
         }
-        var created: [[UInt8]] = [], replayed: [[UInt8]] = []
-        for o in outcomes {
-            switch o {
-            case .done(_, let body): created.append(body)
-            case .replayed(let s): replayed.append(s.body)
-            }
-        }
+        let (created, replayed) = Self.tally(outcomes)
         XCTAssertEqual(created.count, 1)
         XCTAssertEqual(replayed.count, 39)
         XCTAssertTrue(replayed.allSatisfy { $0 == created[0] })
