@@ -158,8 +158,7 @@ let package = Package(
                                              .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Jobs"),
         // Engines: the registry of engine records (capabilities, load, heartbeats, state).
-        .target(name: "Engines", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence", "Events",
-                                                .product(name: "GRDB", package: "GRDB.swift"),
+        .target(name: "Engines", dependencies: ["SpoolModel", "JSON", "Threads", "Relational", "Events",
                                                 .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Engines"),
         // StorageProvider and its local-disk implementation: streamed writes into a private
@@ -168,13 +167,11 @@ let package = Package(
                                                 .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Storage"),
         // Files: uploaded media by id (metadata, checksums, quotas) over a StorageProvider.
-        .target(name: "Files", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence", "Storage",
-                                              .product(name: "GRDB", package: "GRDB.swift"),
+        .target(name: "Files", dependencies: ["SpoolModel", "JSON", "Threads", "Relational", "Storage",
                                               .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Files"),
         // Access: API keys (stored hashed), tenants, admin keys.
-        .target(name: "Access", dependencies: ["SpoolModel", "JSON", "Threads", "Persistence",
-                                               .product(name: "GRDB", package: "GRDB.swift"),
+        .target(name: "Access", dependencies: ["SpoolModel", "JSON", "Threads", "Relational",
                                                .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Access"),
         // The MessageQueue protocol (at-least-once: publish, receive with visibility, ack,
@@ -193,6 +190,10 @@ let package = Package(
         // PostgreSQL for the services a shared database serves: connections on the blocking
         // pool, a bounded pool with health checks, transactions, migrations.
         .target(name: "Postgres", dependencies: ["CLibPQ", "Threads"], path: "Sources/Postgres"),
+        // One SQL surface over both: services that are not the hot path (access, engines,
+        // files, webhooks) write each query once and run on SQLite or PostgreSQL.
+        .target(name: "Relational", dependencies: ["Persistence", "Postgres", .product(name: "GRDB", package: "GRDB.swift")],
+                path: "Sources/Relational"),
         // Job and engine events shared by several dispatchers over Redis Streams (one reader
         // per process fanning out to its SSE subscribers).
         .target(name: "RedisEvents", dependencies: ["Events", "Redis", "RESP", "Threads",
@@ -210,7 +211,7 @@ let package = Package(
         // The dispatch server: REST routes under /api/v1, OpenAPI document, auth, metrics,
         // and the wiring of the services onto a Web router.
         .target(name: "Dispatcher", dependencies: [
-                    "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Events",
+                    "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Postgres", "Relational", "Events",
                     "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling", "Webhooks", "MessageQueue",
                     "Redis", "RedisQueue", "RedisEvents",
                     .product(name: "Logging", package: "swift-log"),
@@ -241,8 +242,7 @@ let package = Package(
                 path: "Sources/Plugins"),
         // Webhooks: deliveries of finished jobs to their webhook URLs, signed (Standard
         // Webhooks), retried with backoff, logged per job; the SSRF guard on every address dialed.
-        .target(name: "Webhooks", dependencies: ["Web", "Ring", "JSON", "Jobs", "Events", "Persistence", "SpoolModel", "Threads",
-                                                 .product(name: "GRDB", package: "GRDB.swift"),
+        .target(name: "Webhooks", dependencies: ["Web", "Ring", "JSON", "Jobs", "Events", "Relational", "SpoolModel", "Threads",
                                                  .product(name: "Crypto", package: "swift-crypto"),
                                                  .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Webhooks"),
@@ -285,7 +285,7 @@ let package = Package(
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
                                                           "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport"]),
         // Against a real PostgreSQL started by the tests (SpoolTestSupport.PostgresServer).
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Relational", "Persistence", "Threads", "SpoolTestSupport"]),
         // The rendered nginx configuration, checked by the real nginx -t and openssl verify.
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Sandbox", "JSON", "SpoolTestSupport"], path: "Tests/GatewayTests"),
         // The sandboxed runner against hostile workers (C programs built at test time) and

@@ -2,11 +2,12 @@
 // SystemRandomNumberGenerator); only its SHA-256 is stored (table access_keys), with the
 // last four characters for display. The secret is shown once, when the key is made.
 // Authentication looks the hash up (successes are cached in memory; revoking a key drops
-// it from the cache at once). Admin keys come from SPOOL_ADMIN_KEY or, when there is none
+// it from this process's cache at once, and with a database several dispatchers share,
+// each entry lives `cacheLifetime` at most, so a key revoked on one dispatcher stops
+// working on the others within that time). Admin keys come from SPOOL_ADMIN_KEY or, when there is none
 // and no admin key exists yet, one is generated into DATA_DIR/admin.key (mode 0600).
 import Crypto
-import GRDB
-import Persistence
+import Relational
 import SpoolModel
 import Synchronization
 import Threads
@@ -41,37 +42,53 @@ public final class AccessService: Sendable {
     public static let adminTenant = "default"
     public static let secretPrefix = "spk_"
 
-    let database: SQLiteDatabase
+    let database: any RelationalDatabase
     let clock: any WallClock
-    /// SHA-256 hex of a secret → its owner, for keys that authenticated since start.
-    private let cache = Mutex<[String: KeyOwner]>([:])
+    /// How long a cached authentication is trusted (nil: until this process revokes it).
+    let cacheLifetimeMilliseconds: Int64?
+    /// SHA-256 hex of a secret → its owner and when it was cached, for keys that
+    /// authenticated since start.
+    private let cache = Mutex<[String: (owner: KeyOwner, at: Int64)]>([:])
 
-    public static let migrations: [Migration] = [
-        Migration("access.1") { db in
-            try db.execute(sql: """
-                CREATE TABLE access_keys (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    tenant TEXT NOT NULL,
-                    is_admin INTEGER NOT NULL,
-                    hash TEXT NOT NULL UNIQUE,
-                    created INTEGER NOT NULL,
-                    revoked_at INTEGER,
-                    last4 TEXT NOT NULL,
-                    origin TEXT NOT NULL
-                )
-                """)
-        },
+    public static let migrations: [SQLMigration] = [
+        SQLMigration("access.1", sqlite: """
+            CREATE TABLE access_keys (
+                id TEXT PRIMARY KEY NOT NULL,
+                tenant TEXT NOT NULL,
+                is_admin INTEGER NOT NULL,
+                hash TEXT NOT NULL UNIQUE,
+                created INTEGER NOT NULL,
+                revoked_at INTEGER,
+                last4 TEXT NOT NULL,
+                origin TEXT NOT NULL
+            )
+            """, postgresql: """
+            CREATE TABLE access_keys (
+                id TEXT PRIMARY KEY NOT NULL,
+                tenant TEXT NOT NULL,
+                is_admin INTEGER NOT NULL,
+                hash TEXT NOT NULL UNIQUE,
+                created BIGINT NOT NULL,
+                revoked_at BIGINT,
+                last4 TEXT NOT NULL,
+                origin TEXT NOT NULL
+            )
+            """),
     ]
 
-    /// Migrates the access tables and returns the service.
-    public static func open(database: SQLiteDatabase, clock: any WallClock) async throws -> AccessService {
+    /// Migrates the access tables and returns the service. `cacheLifetime` bounds how long
+    /// a successful authentication is reused without asking the database: give one when
+    /// other processes can revoke keys in the same database.
+    public static func open(database: any RelationalDatabase, clock: any WallClock,
+                            cacheLifetime: Duration? = nil) async throws -> AccessService {
         try await database.migrate(migrations)
-        return AccessService(database: database, clock: clock)
+        return AccessService(database: database, clock: clock, cacheLifetime: cacheLifetime)
     }
 
-    init(database: SQLiteDatabase, clock: any WallClock) {
+    init(database: any RelationalDatabase, clock: any WallClock, cacheLifetime: Duration?) {
         self.database = database
         self.clock = clock
+        self.cacheLifetimeMilliseconds = cacheLifetime.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
     }
 
     /// A fresh secret: `spk_` + 40 characters of lowercase base32 (200 bits).
@@ -102,15 +119,21 @@ public final class AccessService: Sendable {
     public func authenticate(_ secret: String) async -> KeyOwner? {
         guard (16...256).contains(secret.utf8.count) else { return nil }
         let h = Self.hash(secret)
-        if let hit = cache.withLock({ $0[h] }) { return hit }
-        let found = try? await database.read { db -> KeyOwner? in
-            guard let row = try Row.fetchOne(db, sql: "SELECT id, tenant, is_admin FROM access_keys WHERE hash = ? AND revoked_at IS NULL",
-                                             arguments: [h]),
-                  let id = AccessKeyID(row["id"] as String) else { return nil }
-            return KeyOwner(keyID: id, tenant: row["tenant"], isAdmin: row["is_admin"] as Int64 != 0)
+        let now = clock.unixMilliseconds
+        if let hit = cache.withLock({ $0[h] }) {
+            if let lifetime = cacheLifetimeMilliseconds, now - hit.at >= lifetime {
+                cache.withLock { _ = $0.removeValue(forKey: h) }
+            } else {
+                return hit.owner
+            }
+        }
+        let found = try? await database.reading { db -> KeyOwner? in
+            guard let row = try db.one("SELECT id, tenant, is_admin FROM access_keys WHERE hash = ? AND revoked_at IS NULL", [h]),
+                  let id = AccessKeyID(try row.string("id")) else { return nil }
+            return KeyOwner(keyID: id, tenant: try row.string("tenant"), isAdmin: try row.bool("is_admin"))
         }
         guard let owner = found ?? nil else { return nil }
-        cache.withLock { $0[h] = owner }
+        cache.withLock { $0[h] = (owner, now) }
         return owner
     }
 
@@ -130,11 +153,13 @@ public final class AccessService: Sendable {
         let record = AccessKeyRecord(id: AccessKeyID.generate(milliseconds: UInt64(max(0, now)), using: &rng), tenant: tenant,
                                      isAdmin: admin, created: now, revokedAt: nil, last4: String(secret.suffix(4)), origin: origin)
         let h = Self.hash(secret)
-        try await database.write { db in
-            try db.execute(sql: """
+        // A key registered from SPOOL_ADMIN_KEY by two dispatchers starting at once is one row.
+        let onConflict = origin == "environment" ? " ON CONFLICT (hash) DO NOTHING" : ""
+        try await database.writing { db in
+            try db.execute("""
                 INSERT INTO access_keys (id, tenant, is_admin, hash, created, revoked_at, last4, origin)
                 VALUES (?, ?, ?, ?, ?, NULL, ?, ?)
-                """, arguments: [record.id.text, record.tenant, record.isAdmin ? 1 : 0, h, record.created, record.last4, origin])
+                """ + onConflict, [record.id.text, record.tenant, record.isAdmin, h, record.created, record.last4, origin])
         }
         return record
     }
@@ -143,12 +168,12 @@ public final class AccessService: Sendable {
     /// unknown id is `not_found`.
     public func revoke(_ id: AccessKeyID) async throws {
         let now = clock.unixMilliseconds
-        let exists = try await database.write { db -> Bool in
-            try db.execute(sql: "UPDATE access_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [now, id.text])
-            return try Int.fetchOne(db, sql: "SELECT 1 FROM access_keys WHERE id = ?", arguments: [id.text]) == 1
+        let exists = try await database.writing { db -> Bool in
+            try db.execute("UPDATE access_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [now, id.text])
+            return try db.exists("SELECT 1 FROM access_keys WHERE id = ?", [id.text])
         }
         // After the commit: no cached success outlives the revocation.
-        cache.withLock { c in c = c.filter { $0.value.keyID != id } }
+        cache.withLock { c in c = c.filter { $0.value.owner.keyID != id } }
         guard exists else { throw ModelError(.notFound, "no key \(id.text)") }
     }
 
@@ -156,28 +181,29 @@ public final class AccessService: Sendable {
     func invalidateCache() { cache.withLock { $0 = [:] } }
 
     public func get(_ id: AccessKeyID) async throws -> AccessKeyRecord? {
-        try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM access_keys WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
+        try await database.reading { db in
+            try db.one("SELECT * FROM access_keys WHERE id = ?", [id.text]).flatMap(Self.record)
         }
     }
 
     /// Keys in id (creation) order: after `after` (a cursor's id), else from `offset`.
     public func list(after: String?, offset: Int, limit: Int) async throws -> (records: [AccessKeyRecord], totalCount: Int) {
-        try await database.read { db in
-            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM access_keys") ?? 0
-            let rows: [Row]
+        try await database.reading { db in
+            let total = Int(try db.integer("SELECT COUNT(*) FROM access_keys") ?? 0)
+            let rows: [SQLRow]
             if let after {
-                rows = try Row.fetchAll(db, sql: "SELECT * FROM access_keys WHERE id > ? ORDER BY id LIMIT ?", arguments: [after, limit])
+                rows = try db.query("SELECT * FROM access_keys WHERE id > ? ORDER BY id LIMIT ?", [after, limit])
             } else {
-                rows = try Row.fetchAll(db, sql: "SELECT * FROM access_keys ORDER BY id LIMIT ? OFFSET ?", arguments: [limit, offset])
+                rows = try db.query("SELECT * FROM access_keys ORDER BY id LIMIT ? OFFSET ?", [limit, offset])
             }
-            return (rows.compactMap(Self.record), total)
+            return (try rows.compactMap(Self.record), total)
         }
     }
 
-    static func record(_ row: Row) -> AccessKeyRecord? {
-        guard let id = AccessKeyID(row["id"] as String) else { return nil }
-        return AccessKeyRecord(id: id, tenant: row["tenant"], isAdmin: row["is_admin"] as Int64 != 0, created: row["created"],
-                               revokedAt: row["revoked_at"], last4: row["last4"], origin: row["origin"])
+    static func record(_ row: SQLRow) throws -> AccessKeyRecord? {
+        guard let id = AccessKeyID(try row.string("id")) else { return nil }
+        return AccessKeyRecord(id: id, tenant: try row.string("tenant"), isAdmin: try row.bool("is_admin"),
+                               created: try row.int64("created"), revokedAt: try row.optionalInt64("revoked_at"),
+                               last4: try row.string("last4"), origin: try row.string("origin"))
     }
 }

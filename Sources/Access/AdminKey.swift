@@ -3,7 +3,7 @@
 // rotating the variable rotates the key). Without it, and with no admin key in the
 // database yet, one is generated, written to DATA_DIR/admin.key (mode 0600, through a
 // temp file, fsync and rename, then the directory fsync'd) and returned to be printed once.
-import GRDB
+import Relational
 import SpoolModel
 #if canImport(Glibc)
 import Glibc
@@ -24,19 +24,18 @@ extension AccessService {
             }
             let h = Self.hash(given)
             let now = clock.unixMilliseconds
-            let known = try await database.write { db -> Bool in
+            let known = try await database.writing { db -> Bool in
                 // Earlier SPOOL_ADMIN_KEY values stop working: the variable is the one source.
-                try db.execute(sql: "UPDATE access_keys SET revoked_at = ? WHERE origin = 'environment' AND hash <> ? AND revoked_at IS NULL",
-                               arguments: [now, h])
-                return try Int.fetchOne(db, sql: "SELECT 1 FROM access_keys WHERE hash = ? AND is_admin = 1 AND revoked_at IS NULL",
-                                        arguments: [h]) == 1
+                try db.execute("UPDATE access_keys SET revoked_at = ? WHERE origin = 'environment' AND hash <> ? AND revoked_at IS NULL",
+                               [now, h])
+                return try db.exists("SELECT 1 FROM access_keys WHERE hash = ? AND is_admin = 1 AND revoked_at IS NULL", [h])
             }
             invalidateCache()
             if !known { _ = try await insert(secret: given, tenant: Self.adminTenant, admin: true, origin: "environment") }
             return nil
         }
-        let exists = try await database.read { db in
-            try Int.fetchOne(db, sql: "SELECT 1 FROM access_keys WHERE is_admin = 1 AND revoked_at IS NULL LIMIT 1") == 1
+        let exists = try await database.reading { db in
+            try db.exists("SELECT 1 FROM access_keys WHERE is_admin = 1 AND revoked_at IS NULL LIMIT 1")
         }
         if exists { return nil }
         let secret = Self.generateSecret()

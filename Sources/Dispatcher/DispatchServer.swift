@@ -1,5 +1,6 @@
 // Dispatcher: the dispatch server's HTTP side. `DispatchServer.open` builds the services
-// on one data directory (SQLite file + local storage), `makeRouter` puts every route of
+// on one data directory (SQLite file, or PostgreSQL with database.url; local storage),
+// `makeRouter` puts every route of
 // /api/v1 on a Web router, and `spool serve` runs that router on the ring. Services never
 // see HTTP; routes never see SQL.
 //
@@ -14,6 +15,7 @@ import Jobs
 import Logging
 import MessageQueue
 import Persistence
+import Relational
 import Redis
 import RedisQueue
 import RedisEvents
@@ -29,7 +31,8 @@ import Ring
 /// Everything the routes reach: the services, the live settings, the clock.
 public final class DispatchServer: Sendable {
     public let dataDirectory: String
-    public let database: SQLiteDatabase
+    /// SQLite in the data directory, or a PostgreSQL pool (database.url).
+    public let database: DispatchDatabase
     public let settings: LiveSettings
     public let clock: any ServiceClock
     public let logger: Logger
@@ -60,10 +63,27 @@ public final class DispatchServer: Sendable {
                             webhookResolver: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])? = nil) async throws -> DispatchServer {
         try makeDirectory(dataDirectory)
         let metrics = ServerMetrics()
-        let database = try SQLiteDatabase(path: dataDirectory + "/spool.sqlite",
-                                          observer: { kind, seconds in metrics.recordDatabase(kind: kind, seconds: seconds) })
-        let secret = try loadOrCreateSecret(dataDirectory + "/cursor.secret")
-        let access = try await AccessService.open(database: database, clock: clock)
+        let database = try await DispatchDatabase.open(settings.current.database, dataDirectory: dataDirectory, metrics: metrics)
+        do {
+            return try await open(database: database, dataDirectory: dataDirectory, settings: settings, clock: clock, logger: logger,
+                                  metrics: metrics, webhookResolver: webhookResolver)
+        } catch {
+            await database.close()
+            throw error
+        }
+    }
+
+    private static func open(database: DispatchDatabase, dataDirectory: String, settings: LiveSettings, clock: any ServiceClock,
+                             logger: Logger, metrics: ServerMetrics,
+                             webhookResolver: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?) async throws -> DispatchServer {
+        let relational = database.relational
+        // Cursors made by one dispatcher are read by another: the key is in the database.
+        // (An older data directory's cursor.secret seeds it, so its cursors keep working.)
+        let secret = try await SharedSecrets.load("cursors", from: relational,
+                                                  proposed: try readSecretFile(dataDirectory + "/cursor.secret") ?? randomSecret())
+        // Other dispatchers can revoke keys: a cached authentication is trusted 2 s at most.
+        let access = try await AccessService.open(database: relational, clock: clock,
+                                                  cacheLifetime: database.isShared ? .seconds(2) : nil)
         // The job queue: every job that becomes pending is published (after its commit); a
         // job that failed for good goes to the dead letters. A publish that fails (Redis
         // down) loses nothing: the job is pending in the database, and the reconciler
@@ -74,12 +94,15 @@ public final class DispatchServer: Sendable {
             RedisEventBus(client: client, keyPrefix: settings.current.queue.keyPrefix,
                           replayWindow: { settings.current.events.replayWindow }, logger: logger)
         } ?? InProcessEventBus(replayWindow: { settings.current.events.replayWindow })
-        let engines = try await EngineRegistry.open(database: database, clock: clock, settings: {
+        if database.isShared && redis == nil {
+            logger.notice("database.url is shared but queue.url is empty: each dispatcher schedules from its own in-process queue and events reach only its own clients; give every dispatcher the same redis:// queue.url")
+        }
+        let engines = try await EngineRegistry.open(database: relational, clock: clock, settings: {
             var e = EngineSettings()
             e.heartbeatTimeoutMilliseconds = settings.current.engines.heartbeatTimeoutSeconds * 1000
             return e
         }, events: events)
-        let jobs = JobService(store: SQLiteJobStore(database: database), events: events, clock: clock,
+        let jobs = JobService(store: database.jobStore(), events: events, clock: clock,
                               settings: { JobSettings(settings.current.jobs) },
                               hooks: JobHooks(onPending: { ready in
                                   for job in ready {
@@ -92,14 +115,14 @@ public final class DispatchServer: Sendable {
                                                               reason: "failed after \(job.attempts) attempt(s): \(job.reason ?? "failed")")
                               }))
         try await jobs.migrate()
-        let files = try await FileService.open(database: database, storage: try await LocalStorage.open(root: dataDirectory + "/files"),
+        let files = try await FileService.open(database: relational, storage: try await LocalStorage.open(root: dataDirectory + "/files", removeLeftovers: !database.isShared),
                                                settings: fileSettings(settings),
-                                               clock: clock, logger: logger)
+                                               clock: clock, logger: logger, shared: database.isShared)
         let scheduler = Scheduler(jobs: jobs, files: files, queue: queue, clock: clock, logger: logger,
                                   consumer: "scheduler-\(hostName())-\(getpid())",
                                   visibility: redis == nil ? .seconds(600) : .seconds(settings.current.queue.visibilitySeconds),
                                   weights: { settings.current.scheduler.tenantWeights })
-        let webhooks = try await WebhookService.open(database: database, jobs: jobs, clock: clock,
+        let webhooks = try await WebhookService.open(database: relational, jobs: jobs, clock: clock,
                                                      settings: { webhookSettings(settings.current.webhooks) }, logger: logger,
                                                      resolve: webhookResolver)
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
@@ -118,7 +141,7 @@ public final class DispatchServer: Sendable {
         return server
     }
 
-    init(dataDirectory: String, database: SQLiteDatabase, settings: LiveSettings, clock: any ServiceClock,
+    init(dataDirectory: String, database: DispatchDatabase, settings: LiveSettings, clock: any ServiceClock,
          cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger,
          events: any EventBus, jobs: JobService, files: FileService, scheduler: Scheduler, webhooks: WebhookService,
          queue: any MessageQueue, redis: RedisClient?) {
@@ -168,7 +191,7 @@ public final class DispatchServer: Sendable {
 
     func installReadiness(on v1: inout RouteBuilder) {
         v1.get("ready") { [database, files, self] _ in
-            let db = await database.isReachable()
+            let db = await database.relational.isReachable()
             let storageProblem = await files.storage.problem()
             let queueProblem = await self.queueProblem()
             let ok = db && storageProblem == nil && queueProblem == nil
@@ -230,25 +253,20 @@ func makeDirectory(_ path: String) throws {
     }
 }
 
-/// 32 random bytes kept in `path` (mode 0600), created on first use.
-func loadOrCreateSecret(_ path: String) throws -> [UInt8] {
+/// The 32 bytes of a secret file an older version kept in the data directory, or nil
+/// when there is none.
+func readSecretFile(_ path: String) throws -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd >= 0 {
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: 32)
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 32) }
-        if n == 32 { return buf }
-        throw PersistenceError("\(path) is damaged (expected 32 bytes); delete it to make a new one (existing list cursors stop working)")
-    }
-    var secret = [UInt8](repeating: 0, count: 32)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buf = [UInt8](repeating: 0, count: 32)
+    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 32) }
+    if n == 32 { return buf }
+    throw PersistenceError("\(path) is damaged (expected 32 bytes); delete it (existing list cursors stop working)")
+}
+
+/// 32 bytes from the system's generator.
+func randomSecret() -> [UInt8] {
     var rng = SystemRandomNumberGenerator()
-    for i in secret.indices { secret[i] = rng.next() }
-    let tmp = path + ".tmp"
-    let wfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard wfd >= 0 else { throw PersistenceError("cannot create \(tmp): errno \(errno)") }
-    let n = secret.withUnsafeBytes { write(wfd, $0.baseAddress, 32) }
-    let synced = fsync(wfd) == 0
-    close(wfd)
-    guard n == 32, synced, rename(tmp, path) == 0 else { throw PersistenceError("cannot write \(path): errno \(errno)") }
-    return secret
+    return (0..<32).map { _ in rng.next() }
 }

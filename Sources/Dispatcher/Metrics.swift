@@ -8,6 +8,9 @@
 //   spool_db_query_duration_seconds{kind}                   histogram (read / write)
 //   spool_upload_bytes_total, spool_download_bytes_total    counters (the file routes report)
 //   spool_jobs{state}, spool_queue_depth                    gauges, refreshed before each scrape
+//   spool_db_pool_connections{state=open|idle|max}, spool_db_pool_waiting,
+//   spool_db_pool_acquired, spool_db_pool_waited            PostgreSQL pool gauges (the last two
+//                                                            count since start), refreshed per scrape
 //
 // `route` is the matched pattern ("/api/v1/jobs/:id"), never the raw path, and `unmatched`
 // for 404/405, so a client cannot grow the label set; unknown methods are `other`.
@@ -92,6 +95,17 @@ public final class ServerMetrics: Sendable {
     /// spool_queue_depth: jobs waiting for an engine.
     public func setQueueDepth(_ depth: Int) {
         Metrics.Gauge(label: "spool_queue_depth", factory: factory).record(Int64(depth))
+    }
+
+    /// The PostgreSQL connection pool: connections open, idle and allowed, callers waiting
+    /// for one now, and connections handed out (and how many after a wait) since start.
+    public func setDatabasePool(open: Int, idle: Int, waiting: Int, acquired: UInt64, waited: UInt64, max: Int) {
+        for (state, n) in [("open", open), ("idle", idle), ("max", max)] {
+            Metrics.Gauge(label: "spool_db_pool_connections", dimensions: [("state", state)], factory: factory).record(Int64(n))
+        }
+        Metrics.Gauge(label: "spool_db_pool_waiting", factory: factory).record(Int64(waiting))
+        Metrics.Gauge(label: "spool_db_pool_acquired", factory: factory).record(Int64(clamping: acquired))
+        Metrics.Gauge(label: "spool_db_pool_waited", factory: factory).record(Int64(clamping: waited))
     }
 
     /// Runs `body` before every scrape (to refresh gauges from the services), in the order added.

@@ -8,9 +8,8 @@
 // The endpoints engines call (register, heartbeat) write it through Dispatcher's EngineAPIRoutes.
 import Crypto
 import Events
-import GRDB
 import JSON
-import Persistence
+import Relational
 import SpoolModel
 import Threads
 
@@ -56,52 +55,71 @@ public struct EngineSettings: Sendable, Equatable {
 }
 
 public final class EngineRegistry: Sendable {
-    let database: SQLiteDatabase
+    let database: any RelationalDatabase
     let clock: any WallClock
     let settings: @Sendable () -> EngineSettings
     let events: (any EventBus)?
 
-    public static let migrations: [Migration] = [
-        Migration("engines.1") { db in
-            try db.execute(sql: """
-                CREATE TABLE engines_records (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    name TEXT NOT NULL,
-                    host TEXT NOT NULL,
-                    tags TEXT NOT NULL,
-                    capabilities TEXT NOT NULL,
-                    load REAL NOT NULL,
-                    state TEXT NOT NULL,
-                    last_heartbeat INTEGER NOT NULL,
-                    credential_hash TEXT NOT NULL,
-                    registered INTEGER NOT NULL
-                );
-                CREATE INDEX engines_records_state ON engines_records (state, id);
-                """)
-        },
-        Migration("engines.2") { db in
-            // Join tokens an admin made: kept as SHA-256, with an expiry and a revocation time.
-            try db.execute(sql: """
-                CREATE TABLE engines_join_tokens (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    token_hash TEXT NOT NULL UNIQUE,
-                    note TEXT NOT NULL,
-                    created_at INTEGER NOT NULL,
-                    expires_at INTEGER NOT NULL,
-                    revoked_at INTEGER
-                ) WITHOUT ROWID;
-                """)
-        },
+    public static let migrations: [SQLMigration] = [
+        SQLMigration("engines.1", sqlite: """
+            CREATE TABLE engines_records (
+                id TEXT PRIMARY KEY NOT NULL,
+                name TEXT NOT NULL,
+                host TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                capabilities TEXT NOT NULL,
+                load REAL NOT NULL,
+                state TEXT NOT NULL,
+                last_heartbeat INTEGER NOT NULL,
+                credential_hash TEXT NOT NULL,
+                registered INTEGER NOT NULL
+            );
+            CREATE INDEX engines_records_state ON engines_records (state, id);
+            """, postgresql: """
+            CREATE TABLE engines_records (
+                id TEXT PRIMARY KEY NOT NULL,
+                name TEXT NOT NULL,
+                host TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                capabilities TEXT NOT NULL,
+                load DOUBLE PRECISION NOT NULL,
+                state TEXT NOT NULL,
+                last_heartbeat BIGINT NOT NULL,
+                credential_hash TEXT NOT NULL,
+                registered BIGINT NOT NULL
+            );
+            CREATE INDEX engines_records_state ON engines_records (state, id);
+            """),
+        // Join tokens an admin made: kept as SHA-256, with an expiry and a revocation time.
+        SQLMigration("engines.2", sqlite: """
+            CREATE TABLE engines_join_tokens (
+                id TEXT PRIMARY KEY NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                note TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                revoked_at INTEGER
+            ) WITHOUT ROWID;
+            """, postgresql: """
+            CREATE TABLE engines_join_tokens (
+                id TEXT PRIMARY KEY NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                note TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                revoked_at BIGINT
+            );
+            """),
     ]
 
-    public static func open(database: SQLiteDatabase, clock: any WallClock,
+    public static func open(database: any RelationalDatabase, clock: any WallClock,
                             settings: @escaping @Sendable () -> EngineSettings = { EngineSettings() },
                             events: (any EventBus)? = nil) async throws -> EngineRegistry {
         try await database.migrate(migrations)
         return EngineRegistry(database: database, clock: clock, settings: settings, events: events)
     }
 
-    init(database: SQLiteDatabase, clock: any WallClock, settings: @escaping @Sendable () -> EngineSettings, events: (any EventBus)?) {
+    init(database: any RelationalDatabase, clock: any WallClock, settings: @escaping @Sendable () -> EngineSettings, events: (any EventBus)?) {
         self.database = database
         self.clock = clock
         self.settings = settings
@@ -134,11 +152,11 @@ public final class EngineRegistry: Sendable {
                                   lastHeartbeat: now, registered: now)
         let tagsJSON = Self.tagsJSON(tags)
         let hash = Self.hash(credential)
-        try await database.write { db in
-            try db.execute(sql: """
+        try await database.writing { db in
+            try db.execute("""
                 INSERT INTO engines_records (id, name, host, tags, capabilities, load, state, last_heartbeat, credential_hash, registered)
                 VALUES (?, ?, ?, ?, ?, 0, 'online', ?, ?, ?)
-                """, arguments: [record.id.text, name, host, tagsJSON, capabilitiesJSON, now, hash, now])
+                """, [record.id.text, name, host, tagsJSON, capabilitiesJSON, now, hash, now])
         }
         return record
     }
@@ -150,10 +168,11 @@ public final class EngineRegistry: Sendable {
         guard load.isFinite, load >= 0, load <= 1_000 else { throw ModelError.invalidField("/load", "must be a number from 0 to 1000") }
         if let c = capabilitiesJSON { try Self.checkCapabilities(c) }
         let now = clock.unixMilliseconds
-        let record = try await database.write { db -> EngineRecord? in
-            try db.execute(sql: "UPDATE engines_records SET load = ?, state = ?, last_heartbeat = ?, capabilities = COALESCE(?, capabilities) WHERE id = ?",
-                           arguments: [load, state.rawValue, now, capabilitiesJSON, id.text])
-            return try Row.fetchOne(db, sql: "SELECT * FROM engines_records WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
+        let record = try await database.writing { db -> EngineRecord? in
+            try db.one("""
+                UPDATE engines_records SET load = ?, state = ?, last_heartbeat = ?, capabilities = COALESCE(?, capabilities)
+                WHERE id = ? RETURNING *
+                """, [load, state.rawValue, now, capabilitiesJSON, id.text]).flatMap(Self.record)
         }
         guard let record else { throw ModelError(.notFound, "no engine \(id.text)") }
         await publishHeartbeat(id, state: record.state, load: record.load, at: now, missed: false)
@@ -166,12 +185,11 @@ public final class EngineRegistry: Sendable {
                            credential: String) async throws -> EngineRecord {
         try Self.checkRegistration(name: name, host: host, tags: tags, capabilitiesJSON: capabilitiesJSON, credential: credential)
         let now = clock.unixMilliseconds
-        let record = try await database.write { db -> EngineRecord? in
-            try db.execute(sql: """
+        let record = try await database.writing { db -> EngineRecord? in
+            try db.one("""
                 UPDATE engines_records SET name = ?, host = ?, tags = ?, capabilities = ?, load = 0, state = 'online',
-                last_heartbeat = ?, credential_hash = ? WHERE id = ?
-                """, arguments: [name, host, Self.tagsJSON(tags), capabilitiesJSON, now, Self.hash(credential), id.text])
-            return try Row.fetchOne(db, sql: "SELECT * FROM engines_records WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
+                last_heartbeat = ?, credential_hash = ? WHERE id = ? RETURNING *
+                """, [name, host, Self.tagsJSON(tags), capabilitiesJSON, now, Self.hash(credential), id.text]).flatMap(Self.record)
         }
         guard let record else { throw ModelError(.notFound, "no engine \(id.text)") }
         await publishHeartbeat(id, state: .online, load: 0, at: now, missed: false)
@@ -179,16 +197,17 @@ public final class EngineRegistry: Sendable {
     }
 
     /// Engines not offline whose last heartbeat is before `cutoff` (Unix ms) become
-    /// offline; returns their ids.
+    /// offline; returns their ids. One statement, so of several dispatchers sweeping at
+    /// once, each engine is marked (and announced) by one.
     @discardableResult
     public func markOffline(missedSince cutoff: Int64) async throws -> [EngineID] {
-        let gone = try await database.write { db -> [(EngineID, Int64)] in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT id, last_heartbeat FROM engines_records WHERE state <> 'offline' AND last_heartbeat < ? ORDER BY id
-                """, arguments: [cutoff])
-            try db.execute(sql: "UPDATE engines_records SET state = 'offline' WHERE state <> 'offline' AND last_heartbeat < ?",
-                           arguments: [cutoff])
-            return rows.compactMap { row in EngineID(row["id"] as String).map { ($0, row["last_heartbeat"] as Int64) } }
+        let gone = try await database.writing { db -> [(EngineID, Int64)] in
+            try db.query("""
+                UPDATE engines_records SET state = 'offline' WHERE state <> 'offline' AND last_heartbeat < ?
+                RETURNING id, last_heartbeat
+                """, [cutoff]).compactMap { row in
+                try EngineID(row.string("id")).map { ($0, try row.int64("last_heartbeat")) }
+            }.sorted { $0.0 < $1.0 }
         }
         for (id, last) in gone { await publishHeartbeat(id, state: .offline, load: nil, at: last, missed: true) }
         return gone.map(\.0)
@@ -201,15 +220,15 @@ public final class EngineRegistry: Sendable {
     }
 
     public func get(_ id: EngineID) async throws -> EngineRecord? {
-        try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM engines_records WHERE id = ?", arguments: [id.text]).flatMap(Self.record)
+        try await database.reading { db in
+            try db.one("SELECT * FROM engines_records WHERE id = ?", [id.text]).flatMap(Self.record)
         }
     }
 
     /// True when `credential` is the one `id` registered with.
     public func verifyCredential(_ id: EngineID, _ credential: String) async throws -> Bool {
-        let stored = try await database.read { db in
-            try String.fetchOne(db, sql: "SELECT credential_hash FROM engines_records WHERE id = ?", arguments: [id.text])
+        let stored = try await database.reading { db in
+            try db.one("SELECT credential_hash FROM engines_records WHERE id = ?", [id.text])?.string("credential_hash")
         }
         guard let stored else { return false }
         let given = Self.hash(credential)
@@ -222,28 +241,32 @@ public final class EngineRegistry: Sendable {
     /// cursor's id), else from `offset`. `totalCount` counts every match.
     public func list(after: String? = nil, offset: Int = 0, limit: Int, state: EngineState? = nil) async throws
         -> (records: [EngineRecord], totalCount: Int) {
-        try await database.read { db in
-            let stateArg = state?.rawValue
-            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM engines_records WHERE (?1 IS NULL OR state = ?1)",
-                                         arguments: [stateArg]) ?? 0
-            let rows: [Row]
-            if let after {
-                rows = try Row.fetchAll(db, sql: "SELECT * FROM engines_records WHERE (?1 IS NULL OR state = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
-                                        arguments: [stateArg, after, limit])
-            } else {
-                rows = try Row.fetchAll(db, sql: "SELECT * FROM engines_records WHERE (?1 IS NULL OR state = ?1) ORDER BY id LIMIT ?2 OFFSET ?3",
-                                        arguments: [stateArg, limit, offset])
+        try await database.reading { db in
+            // (A "? IS NULL" test would leave PostgreSQL unable to type the parameter.)
+            var filter = " WHERE 1 = 1"
+            var arguments: [(any SQLConvertible)?] = []
+            if let state {
+                filter += " AND state = ?"
+                arguments.append(state.rawValue)
             }
-            return (rows.compactMap(Self.record), total)
+            let total = Int(try db.integer("SELECT COUNT(*) FROM engines_records" + filter, arguments) ?? 0)
+            let rows: [SQLRow]
+            if let after {
+                rows = try db.query("SELECT * FROM engines_records" + filter + " AND id > ? ORDER BY id LIMIT ?", arguments + [after, limit])
+            } else {
+                rows = try db.query("SELECT * FROM engines_records" + filter + " ORDER BY id LIMIT ? OFFSET ?", arguments + [limit, offset])
+            }
+            return (try rows.compactMap(Self.record), total)
         }
     }
 
-    static func record(_ row: Row) -> EngineRecord? {
-        guard let id = EngineID(row["id"] as String), let state = EngineState(rawValue: row["state"]) else { return nil }
-        let tagsText: String = row["tags"]
+    static func record(_ row: SQLRow) throws -> EngineRecord? {
+        guard let id = EngineID(try row.string("id")), let state = EngineState(rawValue: try row.string("state")) else { return nil }
+        let tagsText = try row.string("tags")
         let tags = (try? JSONDocument(parsing: tagsText).root.elements.compactMap { try? $0.string() }) ?? []
-        return EngineRecord(id: id, name: row["name"], host: row["host"], tags: tags, capabilitiesJSON: row["capabilities"],
-                            load: row["load"], state: state, lastHeartbeat: row["last_heartbeat"], registered: row["registered"])
+        return EngineRecord(id: id, name: try row.string("name"), host: try row.string("host"), tags: tags,
+                            capabilitiesJSON: try row.string("capabilities"), load: try row.optionalDouble("load") ?? 0, state: state,
+                            lastHeartbeat: try row.int64("last_heartbeat"), registered: try row.int64("registered"))
     }
 
     // MARK: Join tokens
@@ -257,9 +280,9 @@ public final class EngineRegistry: Sendable {
         let token = JoinToken(id: "jt_" + Hex.random(bytes: 8), note: note, created: clock.unixMilliseconds,
                               expires: clock.unixMilliseconds + seconds * 1000, revoked: nil)
         let secret = "sjt_" + Hex.random(bytes: 24)
-        try await database.write { db in
-            try db.execute(sql: "INSERT INTO engines_join_tokens (id, token_hash, note, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [token.id, Self.hash(secret), note, token.created, token.expires])
+        try await database.writing { db in
+            try db.execute("INSERT INTO engines_join_tokens (id, token_hash, note, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                           [token.id, Self.hash(secret), note, token.created, token.expires])
         }
         return (token, secret)
     }
@@ -268,16 +291,17 @@ public final class EngineRegistry: Sendable {
     public func acceptsJoinToken(_ secret: String) async throws -> Bool {
         guard secret.hasPrefix("sjt_") else { return false }
         let now = clock.unixMilliseconds
-        return try await database.read { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM engines_join_tokens WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
-                              arguments: [Self.hash(secret), now]) ?? false
+        return try await database.reading { db in
+            try db.exists("SELECT 1 FROM engines_join_tokens WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+                          [Self.hash(secret), now])
         }
     }
 
     public func joinTokens() async throws -> [JoinToken] {
-        try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM engines_join_tokens ORDER BY created_at, id").map { r in
-                JoinToken(id: r["id"], note: r["note"], created: r["created_at"], expires: r["expires_at"], revoked: r["revoked_at"])
+        try await database.reading { db in
+            try db.query("SELECT * FROM engines_join_tokens ORDER BY created_at, id").map { r in
+                JoinToken(id: try r.string("id"), note: try r.string("note"), created: try r.int64("created_at"),
+                          expires: try r.int64("expires_at"), revoked: try r.optionalInt64("revoked_at"))
             }
         }
     }
@@ -285,9 +309,8 @@ public final class EngineRegistry: Sendable {
     /// Revokes a join token (engines already registered keep their own tokens). 404 when unknown.
     public func revokeJoinToken(_ id: String) async throws {
         let now = clock.unixMilliseconds
-        let changed = try await database.write { db -> Int in
-            try db.execute(sql: "UPDATE engines_join_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", arguments: [now, id])
-            return db.changesCount
+        let changed = try await database.writing { db -> Int in
+            try db.execute("UPDATE engines_join_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", [now, id])
         }
         guard changed > 0 else { throw ModelError(.notFound, "no join token \(id.prefix(64))") }
     }

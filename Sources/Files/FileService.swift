@@ -12,7 +12,7 @@
 // at the crossing byte of a chunked body) and in total (507 `insufficient_storage`: stored
 // bytes plus bytes reserved by uploads in flight, see StorageQuota).
 import Logging
-import Persistence
+import Relational
 import SpoolModel
 import Storage
 import Threads
@@ -29,17 +29,24 @@ public final class FileService: Sendable {
     /// missing.
     public let removedOrphans: [String]
     public let missingObjects: [FileID]
+    /// Other dispatchers write rows and objects too (a shared PostgreSQL database).
+    let shared: Bool
 
     /// Migrates the table, reconciles storage with the rows, and loads the quota ledger.
-    public static func open(database: SQLiteDatabase, storage: any StorageProvider,
+    /// `shared`: other dispatchers use the same database and storage. Then an object without
+    /// a row may be another dispatcher's upload between its rename and its commit, so none
+    /// is removed here, and the quota ledger re-reads the committed total before each upload
+    /// (their commits count; uploads in flight elsewhere do not, so the quota can be passed
+    /// by at most what other dispatchers are receiving at that moment).
+    public static func open(database: any RelationalDatabase, storage: any StorageProvider,
                             settings: @escaping @Sendable () -> FileSettings, clock: any WallClock,
-                            logger: Logger = Logger(label: "spool.files")) async throws -> FileService {
+                            logger: Logger = Logger(label: "spool.files"), shared: Bool = false) async throws -> FileService {
         try await database.migrate(FileStore.migrations)
         let store = FileStore(database: database)
         let rows = try await store.allKeys()
         let objects = try await storage.list()
         var removed: [String] = []
-        for object in objects where rows[object.key] == nil {
+        for object in objects where rows[object.key] == nil && !shared {
             // Renamed into place but never committed, so never acknowledged.
             try await storage.delete(key: object.key)
             removed.append(object.key)
@@ -54,11 +61,13 @@ public final class FileService: Sendable {
         }
         let committed = try await store.totalBytes()
         return FileService(storage: storage, store: store, settings: settings, clock: clock, logger: logger,
-                           quota: StorageQuota(committed: committed), removedOrphans: removed, missingObjects: missing)
+                           quota: StorageQuota(committed: committed), removedOrphans: removed, missingObjects: missing, shared: shared)
     }
 
     private init(storage: any StorageProvider, store: FileStore, settings: @escaping @Sendable () -> FileSettings,
-                 clock: any WallClock, logger: Logger, quota: StorageQuota, removedOrphans: [String], missingObjects: [FileID]) {
+                 clock: any WallClock, logger: Logger, quota: StorageQuota, removedOrphans: [String], missingObjects: [FileID],
+                 shared: Bool) {
+        self.shared = shared
         self.storage = storage
         self.store = store
         self.settings = settings
@@ -79,6 +88,7 @@ public final class FileService: Sendable {
             throw ModelError.invalidField("Content-Type", "must be at most \(contentTypeBytesMax) bytes")
         }
         let limits = settings()
+        if shared { quota.resync(committed: try await store.totalBytes()) }
         var reserved: Int64 = 0
         if let n = declaredLength {
             guard n <= UInt64(max(0, limits.maxFileBytes)) else {

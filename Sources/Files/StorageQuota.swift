@@ -41,6 +41,11 @@ final class StorageQuota: Sendable {
         }
     }
 
+    /// The committed total as the database has it now (other dispatchers' files included).
+    func resync(committed: Int64) {
+        ledger.withLock { $0.committed = committed }
+    }
+
     func released(_ bytes: Int64) {
         ledger.withLock { $0.committed -= bytes }
     }

@@ -34,6 +34,8 @@
 //   queue.key_prefix                 SPOOL_QUEUE_KEY_PREFIX
 //   queue.visibility_seconds         SPOOL_QUEUE_VISIBILITY_SECONDS
 //   queue.reconcile_interval_seconds (r) SPOOL_QUEUE_RECONCILE_INTERVAL_SECONDS
+//   database.url                     SPOOL_DATABASE_URL           --database-url
+//   database.max_connections         SPOOL_DATABASE_MAX_CONNECTIONS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,6 +56,7 @@ public struct ServerSettings: Sendable, Equatable {
     public var engines = Engines()
     public var scheduler = Scheduler()
     public var queue = Queue()
+    public var database = Database()
 
     public struct Jobs: Sendable, Equatable {
         /// A pending job not picked up in this time fails with reason `expired`.
@@ -131,6 +134,15 @@ public struct ServerSettings: Sendable, Equatable {
         /// How often the pending jobs in the database are compared with what the queue
         /// holds, and the missing ones published again (after Redis lost data).
         public var reconcileIntervalSeconds: Int64 = 10
+        public init() {}
+    }
+
+    public struct Database: Sendable, Equatable {
+        /// Empty: SQLite in the data directory (one dispatcher). `postgres://user[:password]@
+        /// host[:port]/db`: PostgreSQL, shared by every dispatcher given the same URL.
+        public var url = ""
+        /// The PostgreSQL connection pool's size at most (per dispatcher).
+        public var maxConnections = 8
         public init() {}
     }
 

@@ -107,7 +107,7 @@ extension SettingSpec {
     }
 
     /// A URL's password replaced by "***" (scheme://user:***@host...).
-    static func withoutPassword(_ url: String) -> String {
+    public static func withoutPassword(_ url: String) -> String {
         guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
         let userInfo = url[scheme.upperBound..<at]
         guard let colon = userInfo.firstIndex(of: ":") else { return url }
@@ -173,6 +173,11 @@ public enum SettingsSchema {
         },
         .int("queue.visibility_seconds", reloadable: false, 5...86_400, \.queue.visibilitySeconds),
         .int("queue.reconcile_interval_seconds", reloadable: true, 1...3_600, \.queue.reconcileIntervalSeconds),
+        .string("database.url", flag: "--database-url", reloadable: false, \.database.url) { s in
+            s.isEmpty || (s.hasPrefix("postgres://") || s.hasPrefix("postgresql://")) && !s.contains(" ") ? nil
+                : "must be empty (SQLite in the data directory) or postgres://user[:password]@host[:port]/database"
+        }.secret(SettingSpec.withoutPassword),
+        .int("database.max_connections", reloadable: false, 1...256, \.database.maxConnections),
     ]
 
     public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }

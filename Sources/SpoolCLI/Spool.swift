@@ -221,6 +221,9 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
     @Option(help: "The job queue: redis://[[user]:password@]host[:port][/db] for Redis Streams shared by several dispatchers (default: in-process).")
     var queueURL: String?
 
+    @Option(help: "The database: postgres://user[:password]@host[:port]/db for PostgreSQL shared by several dispatchers (default: SQLite in the data directory).")
+    var databaseURL: String?
+
     @Flag(help: "Serve the API without keys: every caller is an admin of tenant `default` (tests, local use).")
     var insecureNoAuth = false
 
@@ -235,6 +238,7 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         if let loops { flags["loops"] = String(loops) }
         if insecureNoAuth { flags["insecure_no_auth"] = "true" }
         if let queueURL { flags["queue.url"] = queueURL }
+        if let databaseURL { flags["database.url"] = databaseURL }
         let loader = ConfigLoader(filePath: config, flags: flags)
         let running = try await RunningDispatch.start(loader: loader, environment: ConfigLoader.processEnvironment(),
                                                       reloadRequests: reloadRequests, label: "spool.serve")

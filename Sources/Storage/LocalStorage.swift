@@ -26,15 +26,17 @@ public final class LocalStorage: StorageProvider {
     static let temporaryPrefix = ".upload-"
 
     /// Opens the store at `root` (created, mode 0700, if missing) and removes the temp files
-    /// of uploads a crash interrupted. Needs no event loop.
-    public static func open(root: String) async throws -> LocalStorage {
+    /// of uploads a crash interrupted, unless `removeLeftovers` is false: several dispatchers
+    /// sharing the directory (each a temp file of its own) must not take another's upload
+    /// for a leftover. Needs no event loop.
+    public static func open(root: String, removeLeftovers: Bool = true) async throws -> LocalStorage {
         let store = LocalStorage(root: root)
         let tmp = store.temporaryDirectory, objects = store.objectsDirectory
         try await BlockingPool.shared.run { () throws(StorageError) -> Void in
             try makeDirectories(root)
             try makeDirectories(objects)
             try makeDirectories(tmp)
-            for name in try directoryEntries(tmp) where name.hasPrefix(temporaryPrefix) {
+            for name in try directoryEntries(tmp) where removeLeftovers && name.hasPrefix(temporaryPrefix) {
                 _ = unlink(tmp + "/" + name)
             }
         }

@@ -7,13 +7,15 @@
 // disabled (webhooks_disabled) and nothing more is sent to it. Any other answer, or an
 // address the SSRF guard refuses (AddressPolicy, checked on the very addresses dialed):
 // failed at once. Every attempt is logged (webhooks_attempts) and readable per job.
-// Pending deliveries survive a restart (they are rows; the loop reads what is due).
+// Pending deliveries survive a restart (they are rows; the loop reads what is due). Each
+// attempt is claimed first, by one conditional update that moves the row's next attempt
+// past the attempt's timeout, so of several dispatchers on one database exactly one sends
+// it, and a dispatcher that dies mid-attempt leaves it to another once that time passes.
 import Events
-import GRDB
 import JSON
 import Jobs
 import Logging
-import Persistence
+import Relational
 import Ring
 import SpoolModel
 import Synchronization
@@ -54,7 +56,7 @@ public struct Delivery: Sendable, Equatable {
 }
 
 public final class WebhookService: Sendable {
-    let database: SQLiteDatabase
+    let database: any RelationalDatabase
     let jobs: JobService
     let clock: any ServiceClock
     let settings: @Sendable () -> WebhookSettings
@@ -65,34 +67,46 @@ public final class WebhookService: Sendable {
     let wakes: AsyncStream<Void>
     let inFlight = Mutex<Set<String>>([])
 
-    public static let migrations: [Migration] = [
-        Migration("webhooks.1") { db in
-            try db.execute(sql: """
-                CREATE TABLE webhooks_secrets (tenant TEXT PRIMARY KEY NOT NULL, secret TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
-                CREATE TABLE webhooks_deliveries (
-                    id TEXT PRIMARY KEY NOT NULL, job_id TEXT NOT NULL, tenant TEXT NOT NULL, url TEXT NOT NULL,
-                    event TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
-                    next_attempt_at INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
-                ) WITHOUT ROWID;
-                CREATE INDEX webhooks_deliveries_due ON webhooks_deliveries(next_attempt_at) WHERE state = 'pending';
-                CREATE INDEX webhooks_deliveries_job ON webhooks_deliveries(job_id);
-                CREATE TABLE webhooks_attempts (
-                    delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, at INTEGER NOT NULL, status INTEGER, error TEXT,
-                    duration_ms INTEGER NOT NULL, PRIMARY KEY (delivery_id, attempt)
-                ) WITHOUT ROWID;
-                CREATE TABLE webhooks_disabled (url TEXT PRIMARY KEY NOT NULL, at INTEGER NOT NULL, status INTEGER NOT NULL) WITHOUT ROWID;
-                """)
-        },
+    public static let migrations: [SQLMigration] = [
+        SQLMigration("webhooks.1", sqlite: """
+            CREATE TABLE webhooks_secrets (tenant TEXT PRIMARY KEY NOT NULL, secret TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE TABLE webhooks_deliveries (
+                id TEXT PRIMARY KEY NOT NULL, job_id TEXT NOT NULL, tenant TEXT NOT NULL, url TEXT NOT NULL,
+                event TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+                next_attempt_at INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            CREATE INDEX webhooks_deliveries_due ON webhooks_deliveries(next_attempt_at) WHERE state = 'pending';
+            CREATE INDEX webhooks_deliveries_job ON webhooks_deliveries(job_id);
+            CREATE TABLE webhooks_attempts (
+                delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, at INTEGER NOT NULL, status INTEGER, error TEXT,
+                duration_ms INTEGER NOT NULL, PRIMARY KEY (delivery_id, attempt)
+            ) WITHOUT ROWID;
+            CREATE TABLE webhooks_disabled (url TEXT PRIMARY KEY NOT NULL, at INTEGER NOT NULL, status INTEGER NOT NULL) WITHOUT ROWID;
+            """, postgresql: """
+            CREATE TABLE webhooks_secrets (tenant TEXT PRIMARY KEY NOT NULL, secret TEXT NOT NULL, created_at BIGINT NOT NULL);
+            CREATE TABLE webhooks_deliveries (
+                id TEXT PRIMARY KEY NOT NULL, job_id TEXT NOT NULL, tenant TEXT NOT NULL, url TEXT NOT NULL,
+                event TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+                next_attempt_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL
+            );
+            CREATE INDEX webhooks_deliveries_due ON webhooks_deliveries(next_attempt_at) WHERE state = 'pending';
+            CREATE INDEX webhooks_deliveries_job ON webhooks_deliveries(job_id);
+            CREATE TABLE webhooks_attempts (
+                delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, at BIGINT NOT NULL, status INTEGER, error TEXT,
+                duration_ms BIGINT NOT NULL, PRIMARY KEY (delivery_id, attempt)
+            );
+            CREATE TABLE webhooks_disabled (url TEXT PRIMARY KEY NOT NULL, at BIGINT NOT NULL, status INTEGER NOT NULL);
+            """),
     ]
 
-    public static func open(database: SQLiteDatabase, jobs: JobService, clock: any ServiceClock,
+    public static func open(database: any RelationalDatabase, jobs: JobService, clock: any ServiceClock,
                             settings: @escaping @Sendable () -> WebhookSettings, logger: Logger,
                             resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])? = nil) async throws -> WebhookService {
         try await database.migrate(migrations)
         return WebhookService(database: database, jobs: jobs, clock: clock, settings: settings, logger: logger, resolve: resolve)
     }
 
-    init(database: SQLiteDatabase, jobs: JobService, clock: any ServiceClock, settings: @escaping @Sendable () -> WebhookSettings,
+    init(database: any RelationalDatabase, jobs: JobService, clock: any ServiceClock, settings: @escaping @Sendable () -> WebhookSettings,
          logger: Logger, resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?) {
         self.database = database
         self.jobs = jobs
@@ -108,11 +122,12 @@ public final class WebhookService: Sendable {
     /// The tenant's signing secret (made on first use).
     public func secret(tenant: String) async throws -> String {
         let now = clock.unixMilliseconds
-        return try await database.write { db in
-            if let s = try String.fetchOne(db, sql: "SELECT secret FROM webhooks_secrets WHERE tenant = ?", arguments: [tenant]) { return s }
-            let s = WebhookSignature.newSecret()
-            try db.execute(sql: "INSERT INTO webhooks_secrets (tenant, secret, created_at) VALUES (?, ?, ?)", arguments: [tenant, s, now])
-            return s
+        let fresh = WebhookSignature.newSecret()
+        return try await database.writing { db in
+            // The first dispatcher to make one wins; everyone reads the winner's.
+            try db.execute("INSERT INTO webhooks_secrets (tenant, secret, created_at) VALUES (?, ?, ?) ON CONFLICT (tenant) DO NOTHING",
+                           [tenant, fresh, now])
+            return try db.one("SELECT secret FROM webhooks_secrets WHERE tenant = ?", [tenant])?.string("secret") ?? fresh
         }
     }
 
@@ -120,8 +135,11 @@ public final class WebhookService: Sendable {
     public func rotateSecret(tenant: String) async throws -> String {
         let now = clock.unixMilliseconds
         let s = WebhookSignature.newSecret()
-        try await database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO webhooks_secrets (tenant, secret, created_at) VALUES (?, ?, ?)", arguments: [tenant, s, now])
+        try await database.writing { db in
+            try db.execute("""
+                INSERT INTO webhooks_secrets (tenant, secret, created_at) VALUES (?, ?, ?)
+                ON CONFLICT (tenant) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at
+                """, [tenant, s, now])
         }
         return s
     }
@@ -156,11 +174,11 @@ public final class WebhookService: Sendable {
         let id = "msg_" + Hex.random(bytes: 16)
         let d = Delivery(id: id, jobID: job.id.text, tenant: job.tenant, url: url, event: event, payload: w.text, state: .pending,
                          attempts: 0, nextAttemptAt: now, createdAt: now, updatedAt: now)
-        try await database.write { db in
-            try db.execute(sql: """
+        try await database.writing { db in
+            try db.execute("""
                 INSERT INTO webhooks_deliveries (id, job_id, tenant, url, event, payload, state, attempts, next_attempt_at, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
-                """, arguments: [d.id, d.jobID, d.tenant, d.url, d.event, d.payload, now, now, now])
+                """, [d.id, d.jobID, d.tenant, d.url, d.event, d.payload, now, now, now])
         }
         wake.yield()
         return d
@@ -168,23 +186,25 @@ public final class WebhookService: Sendable {
 
     /// The deliveries of a job with their attempts, oldest first.
     public func deliveries(jobID: String) async throws -> [Delivery] {
-        try await database.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT * FROM webhooks_deliveries WHERE job_id = ? ORDER BY created_at, id", arguments: [jobID])
+        try await database.reading { db in
+            let rows = try db.query("SELECT * FROM webhooks_deliveries WHERE job_id = ? ORDER BY created_at, id", [jobID])
             return try rows.compactMap { row -> Delivery? in
-                guard var d = Self.delivery(row) else { return nil }
-                d.log = try Row.fetchAll(db, sql: "SELECT * FROM webhooks_attempts WHERE delivery_id = ? ORDER BY attempt", arguments: [d.id]).map { r in
-                    DeliveryAttempt(attempt: r["attempt"], at: r["at"], status: r["status"], error: r["error"], durationMilliseconds: r["duration_ms"])
+                guard var d = try Self.delivery(row) else { return nil }
+                d.log = try db.query("SELECT * FROM webhooks_attempts WHERE delivery_id = ? ORDER BY attempt", [d.id]).map { r in
+                    DeliveryAttempt(attempt: try r.int("attempt"), at: try r.int64("at"), status: try r.optionalInt64("status").map(Int.init),
+                                    error: try r.optionalString("error"), durationMilliseconds: try r.int64("duration_ms"))
                 }
                 return d
             }
         }
     }
 
-    static func delivery(_ row: Row) -> Delivery? {
-        guard let state = Delivery.State(rawValue: row["state"]) else { return nil }
-        return Delivery(id: row["id"], jobID: row["job_id"], tenant: row["tenant"], url: row["url"], event: row["event"],
-                        payload: row["payload"], state: state, attempts: row["attempts"], nextAttemptAt: row["next_attempt_at"],
-                        createdAt: row["created_at"], updatedAt: row["updated_at"])
+    static func delivery(_ row: SQLRow) throws -> Delivery? {
+        guard let state = Delivery.State(rawValue: try row.string("state")) else { return nil }
+        return Delivery(id: try row.string("id"), jobID: try row.string("job_id"), tenant: try row.string("tenant"),
+                        url: try row.string("url"), event: try row.string("event"), payload: try row.string("payload"), state: state,
+                        attempts: try row.int("attempts"), nextAttemptAt: try row.optionalInt64("next_attempt_at"),
+                        createdAt: try row.int64("created_at"), updatedAt: try row.int64("updated_at"))
     }
 
     // MARK: Running
@@ -230,9 +250,9 @@ public final class WebhookService: Sendable {
     }
 
     func dueDeliveries(now: Int64, limit: Int) async throws -> [Delivery] {
-        try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM webhooks_deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                             arguments: [now, limit]).compactMap(Self.delivery)
+        try await database.reading { db in
+            try db.query("SELECT * FROM webhooks_deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                         [now, limit]).compactMap(Self.delivery)
         }
     }
 
@@ -243,14 +263,20 @@ public final class WebhookService: Sendable {
         case disabled(Int)
     }
 
-    /// One attempt of one delivery, recorded. The row is read again first: the list it came
-    /// from may predate the previous attempt's commit (then this one is not due after all).
+    /// One attempt of one delivery, recorded. The attempt is claimed first: one update, on
+    /// the row as listed (pending, the same attempt count, due), moves its next attempt past
+    /// this attempt's timeout. The list may predate the previous attempt's commit, or
+    /// another dispatcher may have claimed it: then nothing changes and nothing is sent.
     func attempt(_ listed: Delivery) async {
-        guard let fresh = try? await database.read({ db in
-            try Row.fetchOne(db, sql: "SELECT * FROM webhooks_deliveries WHERE id = ?", arguments: [listed.id]).flatMap(Self.delivery)
-        }), fresh.state == .pending, fresh.attempts == listed.attempts, (fresh.nextAttemptAt ?? 0) <= clock.unixMilliseconds else { return }
-        let d = fresh
         let s = settings()
+        let claimedAt = clock.unixMilliseconds
+        let leaseEnd = claimedAt + s.timeoutSeconds * 1000 + 30_000
+        guard let d = try? await database.writing({ db in
+            try db.one("""
+                UPDATE webhooks_deliveries SET next_attempt_at = ?
+                WHERE id = ? AND state = 'pending' AND attempts = ? AND next_attempt_at <= ? RETURNING *
+                """, [leaseEnd, listed.id, listed.attempts, claimedAt]).flatMap(Self.delivery)
+        }) else { return }
         let started = clock.unixMilliseconds
         let outcome: Outcome
         if (try? await isDisabled(d.url)) == true {
@@ -278,13 +304,19 @@ public final class WebhookService: Sendable {
             }
         }
         do {
-            try await database.write { [state, next, status, error] db in
-                try db.execute(sql: "UPDATE webhooks_deliveries SET state = ?, attempts = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                               arguments: [state.rawValue, attempt, next, finished, d.id])
-                try db.execute(sql: "INSERT OR REPLACE INTO webhooks_attempts (delivery_id, attempt, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [d.id, attempt, started, status, error, finished - started])
-                if case .disabled = outcome {
-                    try db.execute(sql: "INSERT OR IGNORE INTO webhooks_disabled (url, at, status) VALUES (?, ?, 410)", arguments: [d.url, finished])
+            let disabled = if case .disabled = outcome { true } else { false }
+            try await database.writing { [state, next, status, error] db in
+                // On the attempt count claimed: a dispatcher whose claim ran out records nothing twice.
+                guard try db.execute("UPDATE webhooks_deliveries SET state = ?, attempts = ?, next_attempt_at = ?, updated_at = ? WHERE id = ? AND attempts = ?",
+                                     [state.rawValue, attempt, next, finished, d.id, d.attempts]) == 1 else { return }
+                try db.execute("""
+                    INSERT INTO webhooks_attempts (delivery_id, attempt, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (delivery_id, attempt) DO UPDATE SET at = excluded.at, status = excluded.status,
+                    error = excluded.error, duration_ms = excluded.duration_ms
+                    """, [d.id, attempt, started, status, error, finished - started])
+                if disabled {
+                    try db.execute("INSERT INTO webhooks_disabled (url, at, status) VALUES (?, ?, 410) ON CONFLICT (url) DO NOTHING",
+                                   [d.url, finished])
                 }
             }
         } catch {
@@ -296,7 +328,7 @@ public final class WebhookService: Sendable {
     }
 
     func isDisabled(_ url: String) async throws -> Bool {
-        try await database.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM webhooks_disabled WHERE url = ?", arguments: [url]) ?? false }
+        try await database.reading { db in try db.exists("SELECT 1 FROM webhooks_disabled WHERE url = ?", [url]) }
     }
 
     /// The wait before attempt `attempt + 1`: base × 2^(attempt-1), ±50 % jitter, at most an hour.

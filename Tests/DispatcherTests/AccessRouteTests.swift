@@ -20,8 +20,9 @@ final class AccessHarness: @unchecked Sendable {
     let dataDirectory: String
     let clock: ManualClock
 
-    static func start(insecure: Bool = false, configure: (inout ServerSettings) -> Void = { _ in }) async throws -> AccessHarness {
-        let dir = NSTemporaryDirectory() + "spool-dispatch-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    static func start(insecure: Bool = false, dataDirectory: String? = nil,
+                      configure: (inout ServerSettings) -> Void = { _ in }) async throws -> AccessHarness {
+        let dir = dataDirectory ?? NSTemporaryDirectory() + "spool-dispatch-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         var settings = ServerSettings()
         settings.insecureNoAuth = insecure
         configure(&settings)

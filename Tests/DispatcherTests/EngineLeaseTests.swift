@@ -8,7 +8,7 @@ import JSON
 import SpoolModel
 import XCTest
 
-final class EngineLeaseTests: XCTestCase {
+class EngineLeaseTests: XCTestCase {
     static let join = "join-token-for-the-tests-0123456789"
 
     func start() async throws -> AccessHarness {

@@ -114,9 +114,10 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 29)
+        XCTAssertEqual(SettingsSchema.all.count, 31)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
-                       ["listen", "data_dir", "loops", "insecure_no_auth", "queue.url", "queue.key_prefix", "queue.visibility_seconds"])
+                       ["listen", "data_dir", "loops", "insecure_no_auth", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
+                        "database.url", "database.max_connections"])
     }
 
     func testQueueSettings() throws {
@@ -128,6 +129,19 @@ final class ConfigLoaderTests: XCTestCase {
                                                     "SPOOL_QUEUE_VISIBILITY_SECONDS": "1"]))
         XCTAssertEqual(p.count, 3, "\(p)")
         XCTAssertTrue(p.contains { $0.contains("queue.url") && $0.contains("redis://") }, "\(p)")
+    }
+
+    /// database.url: empty (SQLite) or postgres(ql)://; a refused one is shown without its password.
+    func testDatabaseSettings() throws {
+        let ok = try ConfigLoader(environment: ["SPOOL_DATABASE_URL": "postgres://spool:pw@127.0.0.1:5433/spool",
+                                                "SPOOL_DATABASE_MAX_CONNECTIONS": "16"], flags: [:]).load()
+        XCTAssertEqual(ok.database.url, "postgres://spool:pw@127.0.0.1:5433/spool")
+        XCTAssertEqual(ok.database.maxConnections, 16)
+        XCTAssertEqual(try ConfigLoader(environment: [:], flags: ["database.url": "postgresql://h/db"]).load().database.url, "postgresql://h/db")
+        let p = problems(ConfigLoader(environment: ["SPOOL_DATABASE_URL": "mysql://u:t0psecret@h/db", "SPOOL_DATABASE_MAX_CONNECTIONS": "0"]))
+        XCTAssertEqual(p.count, 2, "\(p)")
+        XCTAssertTrue(p.contains { $0.hasPrefix(#"database.url = "mysql://u:***@h/db" (from SPOOL_DATABASE_URL)"#) && $0.contains("postgres://") }, "\(p)")
+        XCTAssertFalse(p.joined().contains("t0psecret"), "\(p)")
     }
 
     /// A refused secret is named but never printed: a Redis URL's password, a join token,

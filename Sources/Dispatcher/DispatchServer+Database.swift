@@ -1,0 +1,95 @@
+// Dispatcher.DispatchServer+Database: where the services keep their state. Without
+// database.url, SQLite in the data directory (one dispatcher owns it); with a postgres://
+// URL, PostgreSQL through a connection pool, shared by every dispatcher given that URL.
+// The job store is the one part with an implementation per database; every other service
+// runs its own queries on either through Relational.
+import Jobs
+import Persistence
+import Postgres
+import Relational
+import ServerConfig
+import SpoolModel
+
+public enum DispatchDatabase: Sendable {
+    case sqlite(SQLiteDatabase)
+    case postgresql(PostgresPool)
+
+    static func open(_ settings: ServerSettings.Database, dataDirectory: String, metrics: ServerMetrics) async throws -> DispatchDatabase {
+        if settings.url.isEmpty {
+            return .sqlite(try SQLiteDatabase(path: dataDirectory + "/spool.sqlite",
+                                              observer: { kind, seconds in metrics.recordDatabase(kind: kind, seconds: seconds) }))
+        }
+        var config = PostgresPoolConfiguration(url: settings.url)
+        config.maxConnections = settings.maxConnections
+        config.minConnections = min(2, settings.maxConnections)
+        let pool: PostgresPool
+        do {
+            pool = try await PostgresPool.open(config)
+        } catch {
+            throw PersistenceError("cannot connect to the PostgreSQL database.url \(SettingSpec.withoutPassword(settings.url)): \(error)")
+        }
+        // The pool's figures, read fresh for each scrape.
+        metrics.onScrape { m in
+            let c = pool.counts
+            m.setDatabasePool(open: c.open, idle: c.idle, waiting: c.waiting, acquired: c.acquired, waited: c.waited,
+                              max: settings.maxConnections)
+        }
+        return .postgresql(pool)
+    }
+
+    /// What the services other than jobs run their queries on.
+    public var relational: any RelationalDatabase {
+        switch self {
+        case .sqlite(let db): db
+        case .postgresql(let pool): pool
+        }
+    }
+
+    func jobStore() -> any JobStore {
+        switch self {
+        case .sqlite(let db): SQLiteJobStore(database: db)
+        case .postgresql(let pool): PostgresJobStore(pool: pool)
+        }
+    }
+
+    /// Other dispatchers may write the same tables (and so the same file storage).
+    public var isShared: Bool {
+        if case .postgresql = self { return true }
+        return false
+    }
+
+    /// Commits what is queued and lets go of the database (the SQLite file's lock, the
+    /// pool's connections).
+    public func close() async {
+        switch self {
+        case .sqlite(let db): try? await db.close()
+        case .postgresql(let pool): await pool.close()
+        }
+    }
+}
+
+/// Secrets every dispatcher on one database must share (the list cursors' signing key), in
+/// the database itself: the first dispatcher's value wins, and all read that one.
+enum SharedSecrets {
+    static let migrations = [
+        SQLMigration("dispatch.1", sqlite: """
+            CREATE TABLE dispatch_secrets (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
+            """, postgresql: """
+            CREATE TABLE dispatch_secrets (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+            """),
+    ]
+
+    /// The secret `name`, made from `proposed` if the database has none yet.
+    static func load(_ name: String, from database: any RelationalDatabase, proposed: [UInt8]) async throws -> [UInt8] {
+        try await database.migrate(migrations)
+        let text = try await database.writing { db in
+            try db.execute("INSERT INTO dispatch_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                           [name, Hex.encode(proposed)])
+            return try db.one("SELECT value FROM dispatch_secrets WHERE name = ?", [name])?.string("value")
+        }
+        guard let text, let bytes = Hex.decode(text), bytes.count == proposed.count else {
+            throw PersistenceError("the stored secret \(name) is damaged; delete its row in dispatch_secrets to make a new one")
+        }
+        return bytes
+    }
+}

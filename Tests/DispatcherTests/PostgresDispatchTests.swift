@@ -1,0 +1,132 @@
+// The dispatcher on PostgreSQL (database.url), against a real server the test starts:
+// every engine-lease test again (registration, leases with fencing, the data path,
+// capabilities, draining, fair shares, webhooks, join tokens, dead letters), each on a
+// database of its own; then what only a shared database gives: two dispatchers on one
+// database and one data directory serve one API (a key made on one works on the other, a
+// file uploaded to one downloads from the other, a list cursor from one pages on the
+// other, a key revoked on one stops working on the other once its cache entry lapses),
+// and /metrics shows the connection pool.
+import Dispatcher
+import Foundation
+import JSON
+import ServerConfig
+import SpoolModel
+import SpoolTestSupport
+import XCTest
+
+final class PostgresDispatchTests: EngineLeaseTests {
+    nonisolated(unsafe) static var server: PostgresServer?
+
+    override class func tearDown() {
+        server?.stop()
+        server = nil
+    }
+
+    func databaseURL() throws -> String {
+        if Self.server == nil { Self.server = try PostgresServer.start() }
+        return try Self.server!.createDatabase("dispatch")
+    }
+
+    override func start() async throws -> AccessHarness {
+        let url = try databaseURL()
+        return try await AccessHarness.start { s in
+            s.engines.joinToken = Self.join
+            s.database.url = url
+            s.database.maxConnections = 4
+        }
+    }
+
+    override func testRegistrationNeedsTheJoinTokenOrAnAdminKey() async throws { try await super.testRegistrationNeedsTheJoinTokenOrAnAdminKey() }
+    override func testLeaseDataPathAndCompletionWithFencing() async throws { try await super.testLeaseDataPathAndCompletionWithFencing() }
+    override func testLostLeaseIsTakenBackAndTheOldEpochIsRefused() async throws { try await super.testLostLeaseIsTakenBackAndTheOldEpochIsRefused() }
+    override func testRequiredCapabilitiesAllMatchOrTheJobWaitsAndExpires() async throws { try await super.testRequiredCapabilitiesAllMatchOrTheJobWaitsAndExpires() }
+    override func testDrainingEngineGetsNoWorkAndRequeueCountsNoAttempt() async throws { try await super.testDrainingEngineGetsNoWorkAndRequeueCountsNoAttempt() }
+    override func testTenantsShareEnginesByWeightWhileContended() async throws { try await super.testTenantsShareEnginesByWeightWhileContended() }
+    override func testWebhookSecretAndDeliveryLogEndpoints() async throws { try await super.testWebhookSecretAndDeliveryLogEndpoints() }
+    override func testAdminJoinTokensExpireAndRevoke() async throws { try await super.testAdminJoinTokensExpireAndRevoke() }
+    override func testJobFailedForGoodIsADeadLetter() async throws { try await super.testJobFailedForGoodIsADeadLetter() }
+
+    func testTwoDispatchersOnOneDatabaseServeOneAPI() async throws {
+        let url = try databaseURL()
+        let dir = NSTemporaryDirectory() + "spool-dispatch-pg-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let configure: (inout ServerSettings) -> Void = { s in
+            s.engines.joinToken = Self.join
+            s.database.url = url
+            s.database.maxConnections = 4
+        }
+        let a = try await AccessHarness.start(dataDirectory: dir, configure: configure)
+        let b = try await AccessHarness.start(dataDirectory: dir, configure: configure)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/spool.sqlite"), "no SQLite file with database.url")
+        let admin = try await a.adminKey()
+        let noSecond = try await b.dispatch.prepareAdminKey(environment: [:])
+        XCTAssertNil(noSecond, "the second dispatcher finds the first one's admin key in the database")
+
+        // A tenant key made on A authenticates on B.
+        let made = try await a.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#)
+        XCTAssertEqual(made.status, 201, made.text)
+        let secret = try json(made.text)["secret"]!.string(), keyID = try json(made.text)["id"]!.string()
+        let onB = try await b.call("GET", "/api/v1/files", key: secret)
+        XCTAssertEqual(onB.status, 200, onB.text)
+
+        // Uploaded to A, listed and downloaded on B.
+        let up = try await a.call("POST", "/api/v1/files", key: secret, body: "bytes kept once for both")
+        XCTAssertEqual(up.status, 201, up.text)
+        let fileID = try json(up.text)["id"]!.string()
+        let down = try await b.call("GET", "/api/v1/files/\(fileID)", key: secret)
+        XCTAssertEqual(down.status, 200, down.text)
+        XCTAssertEqual(down.text, "bytes kept once for both")
+
+        // Three jobs submitted on A; B pages them with A's cursor.
+        var jobs: [String] = []
+        for i in 0..<3 {
+            let j = try await a.call("POST", "/api/v1/jobs", key: secret, body: #"{"input":{"file_id":"\#(fileID)"},"preset":"h264-720p"}"#,
+                                     headers: [("Idempotency-Key", "pg-\(i)")])
+            XCTAssertEqual(j.status, 201, j.text)
+            jobs.append(try json(j.text)["id"]!.string())
+        }
+        // The same Idempotency-Key on B replays A's answer.
+        let replay = try await b.call("POST", "/api/v1/jobs", key: secret, body: #"{"input":{"file_id":"\#(fileID)"},"preset":"h264-720p"}"#,
+                                      headers: [("Idempotency-Key", "pg-0")])
+        XCTAssertEqual(replay.status, 201, replay.text)
+        XCTAssertEqual(try json(replay.text)["id"]?.string(), jobs[0])
+        let first = try await a.call("GET", "/api/v1/jobs?limit=2", key: secret)
+        XCTAssertEqual(first.status, 200, first.text)
+        let next = try XCTUnwrap(try json(first.text)["next_page_url"]?.string(), first.text)
+        XCTAssertTrue(next.contains("cursor="), next)
+        let rest = try await b.call("GET", next, key: secret)
+        XCTAssertEqual(rest.status, 200, rest.text)
+        let firstIDs = try json(first.text)["data"]!.elements.map { try $0["id"]!.string() }
+        let restIDs = try json(rest.text)["data"]!.elements.map { try $0["id"]!.string() }
+        XCTAssertEqual(Set(firstIDs + restIDs), Set(jobs), "A's cursor continues on B: \(firstIDs) then \(restIDs)")
+
+        // Revoked on A: B's cached success lapses within its lifetime (2 s), then 401.
+        let revoked = try await a.call("DELETE", "/api/v1/keys/\(keyID)", key: admin)
+        XCTAssertEqual(revoked.status, 204, revoked.text)
+        let goneOnA = try await a.call("GET", "/api/v1/files", key: secret)
+        XCTAssertEqual(goneOnA.status, 401, "at once where it was revoked")
+        b.clock.advance(by: .seconds(3))
+        let goneOnB = try await b.call("GET", "/api/v1/files", key: secret)
+        XCTAssertEqual(goneOnB.status, 401, goneOnB.text)
+
+        // The pool's figures are on /metrics.
+        let scrape = try await a.call("GET", "/metrics")
+        XCTAssertTrue(scrape.text.contains(#"spool_db_pool_connections{state="max"} 4"#), scrape.text)
+        XCTAssertTrue(scrape.text.contains("spool_db_pool_acquired"), scrape.text)
+        await a.dispatch.database.close()
+        await b.dispatch.database.close()
+        await a.stop()
+        await b.stop()
+    }
+
+    /// A database.url nothing answers fails the start with the reason, password hidden.
+    func testUnreachableDatabaseFailsTheStartWithTheReason() async throws {
+        do {
+            let h = try await AccessHarness.start { $0.database.url = "postgres://spool:hush@127.0.0.1:9/none?connect_timeout=2" }
+            await h.stop()
+            XCTFail("started without its database")
+        } catch {
+            XCTAssertTrue("\(error)".contains("cannot connect to the PostgreSQL database.url postgres://spool:***@127.0.0.1:9"), "\(error)")
+            XCTAssertFalse("\(error)".contains("hush"), "\(error)")
+        }
+    }
+}
