@@ -45,6 +45,8 @@ public final class Scheduler: Sendable {
     struct Held: Sendable {
         var delivery: QueueDelivery
         var job: PendingJob
+        /// The job's lease epoch when it was read pending: the assignment is conditional on it.
+        var epoch: Int64
         var priority: Int
         var cost: Double
         var extendedAt: MonotonicInstant
@@ -239,7 +241,17 @@ public final class Scheduler: Sendable {
             // before its engine hears of it.
             let outcomes = await withTaskGroup(of: (Int, Job?).self) { group in
                 for (i, p) in picks.enumerated() {
-                    group.addTask { [jobs] in (i, try? await jobs.transition(p.2.job.id, to: .assigned, engineID: p.0.engine)) }
+                    group.addTask { [jobs, logger] in
+                        do {
+                            return (i, try await jobs.transition(p.2.job.id, to: .assigned, leaseEpoch: p.2.epoch, engineID: p.0.engine))
+                        } catch let e as ModelError where e.code == .staleLease {
+                            // Fenced: this scheduler's view is older than the job's lease.
+                            logger.warning("stale assignment refused: \(e.message)")
+                            return (i, nil)
+                        } catch {
+                            return (i, nil)
+                        }
+                    }
                 }
                 var out = [Job?](repeating: nil, count: picks.count)
                 for await (i, job) in group { out[i] = job }
@@ -294,7 +306,7 @@ public final class Scheduler: Sendable {
             let pending = PendingJob(id: job.id, tenant: job.tenant, inputFileID: job.inputFileID,
                                      requiredCapabilities: job.requiredCapabilities, outputsText: job.outputs.storedText)
             let cost = await estimate(pending)
-            state.withLock { $0.hand[text] = Held(delivery: d, job: pending, priority: job.priority, cost: cost, extendedAt: now, checkedAt: now) }
+            state.withLock { $0.hand[text] = Held(delivery: d, job: pending, epoch: job.leaseEpoch, priority: job.priority, cost: cost, extendedAt: now, checkedAt: now) }
         }
         let held = state.withLock { Array($0.hand.values) }
         for h in held where now - h.extendedAt > visibility / 2 {

@@ -160,7 +160,9 @@ public final class JobService: Sendable {
     }
 
     /// Moves a job along the transition table (409 `invalid_transition` otherwise; 409
-    /// `stale_lease` when `leaseEpoch` is older than the job's, or, with `holder`, when the
+    /// `stale_lease` when `leaseEpoch` is older than the job's, for a move to `assigned` when
+    /// it is not exactly the job's (the scheduler's fence: the epoch it read the job pending
+    /// at), or, with `holder`, when the
     /// job is not leased to that engine under exactly that epoch: an engine's reports). A move to `transcoding` of a
     /// job already transcoding with `progress` is a progress report. Entering `assigned`
     /// starts a new lease epoch for `engineID`; entering `failed` counts the attempt and moves
@@ -217,6 +219,12 @@ public final class JobService: Sendable {
 
     static func apply(_ job: inout Job, to target: JobState, reason: String?, leaseEpoch: Int64?, progress: Double?,
                       engineID: EngineID?, result: JobResult?, now: Int64, settings s: JobSettings) throws(ModelError) {
+        if let e = leaseEpoch, target == .assigned, e != job.leaseEpoch {
+            // The assigner's fence: it read the job pending at epoch e; since then another
+            // scheduler (a dispatcher that paused past its queue lease, say) leased it.
+            throw ModelError(.staleLease, "job \(job.id.text) was read pending at lease epoch \(e) but is at epoch \(job.leaseEpoch) now: another scheduler leased it meanwhile",
+                             details: [("lease_epoch", String(job.leaseEpoch))])
+        }
         if let e = leaseEpoch, target != .assigned, e < job.leaseEpoch {
             throw ModelError(.staleLease, "lease epoch \(e) is older than the job's (\(job.leaseEpoch)): the job was leased again",
                              details: [("lease_epoch", "older than \(job.leaseEpoch)")])

@@ -118,7 +118,14 @@ class JobServiceTests: XCTestCase {
 
         // The lease is lost and the job leased again: the old engine's reports are stale.
         _ = try await service.transition(job.id, to: .pending, reason: "lease_lost", leaseEpoch: 1)
-        _ = try await service.transition(job.id, to: .assigned, engineID: engine)
+        // A scheduler that read the job pending before its first lease (epoch 0) and wakes
+        // now (a dispatcher paused past its queue lease) is fenced off, though the job is
+        // pending again; the one that read it at epoch 1 assigns it.
+        await assertModelError(.staleLease) { try await self.service.transition(job.id, to: .assigned, leaseEpoch: 0, engineID: engine) }
+        let stillPending = try await service.get(job.id)
+        XCTAssertEqual(stillPending?.state, .pending)
+        XCTAssertEqual(stillPending?.leaseEpoch, 1)
+        _ = try await service.transition(job.id, to: .assigned, leaseEpoch: 1, engineID: engine)
         await assertModelError(.staleLease) { try await self.service.transition(job.id, to: .transcoding, leaseEpoch: 1) }
         _ = try await service.transition(job.id, to: .transcoding, leaseEpoch: 2)
         _ = try await service.transition(job.id, to: .completing, leaseEpoch: 2)
