@@ -124,7 +124,7 @@ let package = Package(
             name: "SpoolCLI",
             dependencies: [
                 "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
-                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox", "Plugins", "Gateway",
+                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox", "Plugins", "Gateway", "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -190,6 +190,9 @@ let package = Package(
         // PostgreSQL for the services a shared database serves: connections on the blocking
         // pool, a bounded pool with health checks, transactions, migrations.
         .target(name: "Postgres", dependencies: ["CLibPQ", "Threads"], path: "Sources/Postgres"),
+        // `spool cluster up|status|down`: PostgreSQL, Redis, dispatchers, the gateway and
+        // engines as detached processes on loopback, and DIR/cluster.json.
+        .target(name: "Cluster", dependencies: ["Postgres", "JSON", "Ring", "Web"], path: "Sources/Cluster"),
         // One SQL surface over both: services that are not the hot path (access, engines,
         // files, webhooks) write each query once and run on SQLite or PostgreSQL.
         .target(name: "Relational", dependencies: ["Persistence", "Postgres", .product(name: "GRDB", package: "GRDB.swift")],

@@ -75,8 +75,8 @@ public final class Scheduler: Sendable {
     let state = Mutex(State())
     let wakeStream: AsyncStream<Void>
     let wakeContinuation: AsyncStream<Void>.Continuation
-    /// Rounds run and jobs assigned (tests and metrics).
-    let counters = Mutex<(rounds: Int, assigned: Int)>((0, 0))
+    /// Rounds run, jobs assigned, and assignments refused by the epoch fence (tests and metrics).
+    let counters = Mutex<(rounds: Int, assigned: Int, fenced: Int)>((0, 0, 0))
     let gate = TurnGate()
 
     /// How long a job an engine holds may be missing from its heartbeats before it is taken back.
@@ -105,6 +105,8 @@ public final class Scheduler: Sendable {
     }
 
     public var assignedCount: Int { counters.withLock { $0.assigned } }
+    /// Assignments refused because the job's lease epoch moved since this scheduler read it.
+    public var fencedCount: Int { counters.withLock { $0.fenced } }
     /// Rounds run (each reads the pending jobs once).
     public var roundCount: Int { counters.withLock { $0.rounds } }
 
@@ -241,11 +243,12 @@ public final class Scheduler: Sendable {
             // before its engine hears of it.
             let outcomes = await withTaskGroup(of: (Int, Job?).self) { group in
                 for (i, p) in picks.enumerated() {
-                    group.addTask { [jobs, logger] in
+                    group.addTask { [self] in
                         do {
                             return (i, try await jobs.transition(p.2.job.id, to: .assigned, leaseEpoch: p.2.epoch, engineID: p.0.engine))
                         } catch let e as ModelError where e.code == .staleLease {
                             // Fenced: this scheduler's view is older than the job's lease.
+                            counters.withLock { $0.fenced += 1 }
                             logger.warning("stale assignment refused: \(e.message)")
                             return (i, nil)
                         } catch {
@@ -291,16 +294,33 @@ public final class Scheduler: Sendable {
         for w in unserved { w.deliver(nil) }
     }
 
-    /// Takes what the queue delivers into the hand (a duplicate of a held job, or a job no
-    /// longer pending, is acked and dropped), keeps held deliveries in flight, and now and
-    /// then drops held jobs that stopped being pending (cancelled or expired while held).
+    /// Takes what the queue delivers into the hand (a job no longer pending is acked and
+    /// dropped; a held job delivered again keeps the newer delivery and the lease epoch read
+    /// now), keeps held deliveries in flight, and now and then drops held jobs that stopped
+    /// being pending (cancelled or expired while held).
     func collect() async throws {
         let now = clock.now
         for d in try await queue.receive(topic: Self.topic, consumer: consumer, max: 10_000, visibility: visibility, wait: .zero) {
             let text = d.message.body
-            if state.withLock({ $0.hand[text] != nil }) { try? await queue.ack(d); continue }
+            let previous = state.withLock { $0.hand[text] }
             guard let id = JobID(text), let job = try await jobs.get(id), job.state == .pending else {
                 try? await queue.ack(d)
+                if let previous {
+                    state.withLock { $0.hand[text] = nil }
+                    if previous.delivery.message.id != d.message.id { try? await queue.ack(previous.delivery) }
+                }
+                continue
+            }
+            if let previous {
+                // Pending again since it was taken (its lease was lost), or delivered twice:
+                // one delivery is enough, and the assignment is fenced on the epoch read now.
+                state.withLock { s in
+                    s.hand[text]?.delivery = d
+                    s.hand[text]?.epoch = job.leaseEpoch
+                    s.hand[text]?.extendedAt = now
+                    s.hand[text]?.checkedAt = now
+                }
+                if previous.delivery.message.id != d.message.id { try? await queue.ack(previous.delivery) }
                 continue
             }
             let pending = PendingJob(id: job.id, tenant: job.tenant, inputFileID: job.inputFileID,

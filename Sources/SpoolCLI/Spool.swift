@@ -24,7 +24,7 @@ struct Spool: AsyncParsableCommand {
         commandName: "spool",
         abstract: "Spool: a distributed video transcoding system on io_uring.",
         version: SpoolVersion.string,
-        subcommands: [Serve.self, Up.self, EngineCommand.self, Submit.self, JobsCommand.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, GatewayCommand.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self, Worker.self]
+        subcommands: [Serve.self, Up.self, EngineCommand.self, Submit.self, JobsCommand.self, Transcode.self, Probe.self, Synthesize.self, Capabilities.self, GatewayCommand.self, ClusterCommand.self, Version.self, KernelCheck.self, EchoServerCommand.self, RunWithoutIOURing.self, Worker.self]
     )
 
     /// Parses, settles what signals do for the chosen command, then runs it. SIGTERM,

@@ -5,8 +5,9 @@
 // database and one data directory serve one API (a key made on one works on the other, a
 // file uploaded to one downloads from the other, a list cursor from one pages on the
 // other, a key revoked on one stops working on the other once its cache entry lapses),
-// and /metrics shows the connection pool.
-import Dispatcher
+// and /metrics shows the connection pool. Then the scheduler's fence: a dispatcher whose
+// scheduler stalled with a job in hand cannot assign it after another leased it.
+@testable import Dispatcher
 import Foundation
 import JSON
 import ServerConfig
@@ -116,6 +117,55 @@ final class PostgresDispatchTests: EngineLeaseTests {
         await b.dispatch.database.close()
         await a.stop()
         await b.stop()
+    }
+
+    /// Two dispatchers on one database and one Redis. A takes a job into its scheduler's
+    /// hand and stalls there (its loop does not run, so nothing is extended) past the
+    /// queue's visibility; B claims the delivery and leases the job to its engine (epoch 1);
+    /// the lease is lost and the job is pending again, its new message taken by B. A wakes
+    /// and serves its own engine from its stale hand: the assignment, conditional on the
+    /// epoch A read (0), is refused and counted; the job is untouched, and B leases it next.
+    func testAStalledSchedulerIsFencedOffByTheLeaseEpoch() async throws {
+        let redis = try RedisServer.start()
+        defer { redis.stop() }
+        let url = try databaseURL(), prefix = "fence\(UInt32.random(in: 0...UInt32.max))"
+        let configure: (inout ServerSettings) -> Void = { s in
+            s.engines.joinToken = Self.join
+            s.database.url = url
+            s.queue.url = redis.url
+            s.queue.keyPrefix = prefix
+            s.queue.visibilitySeconds = 5
+        }
+        let a = try await AccessHarness.start(configure: configure)
+        let b = try await AccessHarness.start(configure: configure)
+        let admin = try await a.adminKey()
+        let e1 = try await a.registerEngine(name: "e1"), e2 = try await b.registerEngine(name: "e2")
+        let job = try await a.submitJob(key: admin)
+        try await a.dispatch.scheduler.collect()
+        try await Task.sleep(for: .seconds(6))
+        let toB = try await b.leaseJob(e2)
+        XCTAssertEqual(toB.status, 200, toB.text)
+        XCTAssertTrue(toB.text.contains(job), "B claimed the stalled delivery: \(toB.text)")
+        let id = try XCTUnwrap(JobID(job))
+        _ = try await b.dispatch.jobs.transition(id, to: .pending, reason: "lease_lost", leaseEpoch: 1)
+        try await b.dispatch.scheduler.collect()
+
+        let toA = try await a.leaseJob(e1)
+        XCTAssertFalse(toA.text.contains(job), "the stale scheduler assigned the job: \(toA.text)")
+        XCTAssertEqual(a.dispatch.scheduler.fencedCount, 1)
+        let after = try await a.dispatch.jobs.get(id)
+        XCTAssertEqual(after?.state, .pending)
+        XCTAssertEqual(after?.leaseEpoch, 1)
+        let again = try await b.leaseJob(e2)
+        XCTAssertTrue(again.text.contains(job), again.text)
+        let leased = try await b.dispatch.jobs.get(id)
+        XCTAssertEqual(leased?.leaseEpoch, 2)
+        XCTAssertEqual(leased?.engineID?.text, e2.0)
+        for h in [a, b] {
+            await h.dispatch.redis?.shutdown()
+            await h.dispatch.database.close()
+            await h.stop()
+        }
     }
 
     /// A database.url nothing answers fails the start with the reason, password hidden.

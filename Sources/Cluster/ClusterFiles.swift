@@ -1,0 +1,99 @@
+// Cluster.ClusterFiles: the small files a cluster keeps in its directory: secrets made on
+// the first `up` and reused after (mode 0600, written through a temp file and rename), and
+// free loopback ports for the parts.
+import Glibc
+
+enum ClusterFiles {
+    /// The whole of a small file, or nil when it does not exist.
+    static func read(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            out += buf[..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Writes `text` to `path` with `mode`: temp file, fsync, rename.
+    static func write(_ path: String, _ text: String, mode: mode_t = 0o600) throws(ClusterError) {
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw ClusterError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        let bytes = Array(text.utf8)
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { close(fd); throw ClusterError("cannot write \(tmp): errno \(errno)") }
+            done += n
+        }
+        fchmod(fd, mode)
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard synced, rename(tmp, path) == 0 else { throw ClusterError("cannot write \(path): errno \(errno)") }
+    }
+
+    /// The secret kept in `path`, made (48 hex characters) on first use.
+    static func secret(_ path: String) throws(ClusterError) -> String {
+        if let s = read(path)?.split(whereSeparator: { $0 == "\n" || $0 == " " }).first, s.count >= 32 { return String(s) }
+        var rng = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef")
+        let s = String((0..<48).map { _ in digits[Int(rng.next() % 16)] })
+        try write(path, s + "\n")
+        return s
+    }
+
+    /// mkdir with `mode` (an existing directory is fine).
+    static func directory(_ path: String, mode: mode_t = 0o700) throws(ClusterError) {
+        if mkdir(path, mode) != 0 && errno != EEXIST {
+            throw ClusterError("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// A loopback port nothing listens on now.
+    static func freePort() throws(ClusterError) -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClusterError("socket: errno \(errno)") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
+                bind(fd, s, len) == 0 && getsockname(fd, s, &len) == 0
+            }
+        }
+        guard ok else { throw ClusterError("no free loopback port: errno \(errno)") }
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
+    /// True when something accepts TCP connections on 127.0.0.1:`port`.
+    static func accepts(port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
+                connect(fd, s, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    /// The last `lines` lines of a log (for an error message).
+    static func tail(_ path: String, lines: Int = 15) -> String {
+        guard let text = read(path) else { return "(no log at \(path))" }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,113 @@
+// `spool cluster up|status|down --data-dir DIR`: the distributed set-up on one machine, as
+// real processes on loopback (PostgreSQL, Redis, N dispatchers, the nginx gateway, M
+// engines), started and stopped by Cluster.ClusterLauncher; DIR/cluster.json says where
+// each part is.
+import ArgumentParser
+import Cluster
+import Lifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Start, inspect or stop a distributed Spool on this machine (PostgreSQL, Redis, dispatchers, gateway, engines).",
+        subcommands: [ClusterUp.self, ClusterStatus.self, ClusterDown.self])
+}
+
+struct ClusterUp: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Start every part on loopback, wait until each is ready, write DIR/cluster.json.")
+
+    @Option(help: "The cluster's directory (created if missing): databases, files, keys, logs, cluster.json.")
+    var dataDir: String
+
+    @Option(help: "Dispatchers (spool serve) behind the gateway.")
+    var dispatchers = 2
+
+    @Option(help: "Engines (spool engine), entering through the gateway.")
+    var engines = 2
+
+    @Option(help: "Where the gateway takes clients over TLS 1.3 (HOST:PORT).")
+    var gateway = "127.0.0.1:8443"
+
+    @Option(help: "Where files are kept: local (the cluster directory).")
+    var storage = "local"
+
+    func run() async throws {
+        var o = ClusterOptions(dataDirectory: dataDir)
+        o.dispatchers = dispatchers
+        o.engines = engines
+        o.gateway = gateway
+        o.storage = storage
+        do {
+            let launcher = try ClusterLauncher(directory: dataDir)
+            let m = try await launcher.up(o) { line in print("spool cluster: " + line); fflush(nil) }
+            print("""
+                spool cluster: up; \(launcher.manifestPath) lists every part.
+                  Submit through the gateway (TLS, the generated CA):
+                    KEY=$(cat \(m.adminKeyFile))
+                    curl --cacert \(m.caCertificate) -H "Authorization: Bearer $KEY" --data-binary @clip.mp4 \(m.gatewayURL)/api/v1/files
+                    curl --cacert \(m.caCertificate) -H "Authorization: Bearer $KEY" -H "Idempotency-Key: $(uuidgen)" \\
+                         -d '{"input":{"file_id":"FILE_ID"},"preset":"h264-720p"}' \(m.gatewayURL)/api/v1/jobs
+                  Or: spool submit clip.mp4 --preset h264-720p --wait -o out --data-dir \(launcher.directory)
+                  Status: spool cluster status --data-dir \(launcher.directory)   Stop: spool cluster down --data-dir \(launcher.directory)
+                """)
+        } catch {
+            StandardError.write("spool cluster up: \(error)\n")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct ClusterStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show each part of the cluster started from DIR (exit 1 if any is down).")
+
+    @Option(help: "The cluster's directory.")
+    var dataDir: String
+
+    func run() async throws {
+        do {
+            let launcher = try ClusterLauncher(directory: dataDir)
+            guard let (m, parts) = try await launcher.status() else {
+                print("spool cluster: no cluster is running from \(launcher.directory) (no cluster.json)")
+                throw ExitCode(1)
+            }
+            print("gateway \(m.gatewayURL) (CA \(m.caCertificate)); engines enter at \(m.engineURL)")
+            for s in parts {
+                let state = s.running ? "running" : "DOWN"
+                let address = s.part.address.isEmpty ? "-" : s.part.address
+                let detail = s.detail.isEmpty ? "" : ", " + s.detail
+                print("\(s.part.name.padding(14)) \(s.part.kind.rawValue.padding(10)) \(address.padding(21)) pid \(String(s.part.pid).padding(8)) \(state)\(detail)")
+            }
+            if parts.contains(where: { !$0.running || $0.detail == "not ready" }) { throw ExitCode(1) }
+        } catch let e as ClusterError {
+            StandardError.write("spool cluster status: \(e)\n")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct ClusterDown: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "down",
+        abstract: "Stop the cluster started from DIR: engines first (they drain), then the gateway, dispatchers, Redis, PostgreSQL.")
+
+    @Option(help: "The cluster's directory.")
+    var dataDir: String
+
+    func run() async throws {
+        do {
+            let launcher = try ClusterLauncher(directory: dataDir)
+            try launcher.down { line in print("spool cluster: " + line); fflush(nil) }
+            print("spool cluster: down (data kept in \(launcher.directory); `spool cluster up` starts it again)")
+        } catch {
+            StandardError.write("spool cluster down: \(error)\n")
+            throw ExitCode(1)
+        }
+    }
+}
