@@ -3,6 +3,8 @@
 #   make test    install what is missing, build, run every test on io_uring, on epoll,
 #                and under a seccomp filter that blocks io_uring
 #   make bench   run the benchmarks in Benchmarks/ (ratios against peers in the same run)
+#   make cluster the distributed set-up on this machine (spool cluster up: PostgreSQL, Redis,
+#                two dispatchers, the nginx gateway, two engines) and one job through the gateway
 #   make simulate  more seeds of the simulation test (SEEDS=N), or replay one (SEED=S)
 #   make         (make build) install what is missing, build spool, the tests and the plugins
 #   make plugins the transcoder plugins shipped here (.build/plugins/*.so)
@@ -16,7 +18,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: plugins simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json fuzz-smoke-resp
+.PHONY: cluster plugins simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json fuzz-smoke-resp
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -63,7 +65,7 @@ test: build
 	  echo "=== test pass: $$mode"; \
 	  case $$mode in \
 	    uring)   env -u SPOOL_IO_BACKEND SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
-	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests|GatewayTests|PostgresTests)\.' --skip 'JobsTests\.PostgresJobServiceTests' --skip 'DispatcherTests\.PostgresDispatchTests' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
+	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests|GatewayTests|PostgresTests)\.' --skip 'JobsTests\.PostgresJobServiceTests' --skip 'DispatcherTests\.PostgresDispatchTests' --skip 'CLITests\.ClusterTests' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	    seccomp) env -u SPOOL_IO_BACKEND $(SPOOL) run-without-io-uring -- $(SWIFT) test $(TEST_FLAGS) --filter RingTests 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	  esac; \
 	done; \
@@ -211,6 +213,10 @@ bench: bench-deps
 # harness breaks, or an output checksum changes. No timing is judged. Part of make test.
 bench-smoke: bench-deps
 	cd Benchmarks && ./run.sh --smoke
+
+# The distributed set-up with the defaults in .build/cluster (.ci/cluster.sh), left running.
+cluster: release
+	@.ci/cluster.sh .build/release/spool
 
 # The main job through the whole system (.ci/demo.sh): it checks the kernel, starts `spool
 # up` (dispatcher + one engine, SQLite + local disk) on a free loopback port, synthesizes a

@@ -48,12 +48,19 @@ public enum DetachedProcess {
         return pid
     }
 
-    /// Whether `pid` still runs. A child of this process that ended is reaped here.
+    /// Whether `pid` still runs. A child of this process that ended is reaped here; a
+    /// zombie another parent has not reaped yet (state Z in /proc) has ended too.
     public static func isAlive(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid { return false }
-        return kill(pid, 0) == 0 || errno == EPERM
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        // /proc/PID/stat: "pid (comm) S ..."; comm may hold spaces and parentheses.
+        if let stat = ClusterFiles.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") {
+            let rest = stat[stat.index(after: close)...].drop(while: { $0 == " " })
+            if rest.first == "Z" { return false }
+        }
+        return true
     }
 
     /// Sends `signal` and waits up to `grace` for the process to end; then SIGKILL. True
