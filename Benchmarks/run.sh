@@ -27,6 +27,9 @@
 #     (postgres_vs_libpq.sh).
 # 10. Gateway: GET /api/v1/jobs/{id} straight to `spool serve` vs through `spool gateway` (TLS
 #     1.3, nginx), both servers on one core, wrk on the other (gateway_overhead.sh).
+# 11. Cluster scale: `spool cluster up` (PostgreSQL, Redis, nginx, all on this machine) with
+#     1 and 2 dispatchers (GET /api/v1/jobs/{id} through the gateway) and 1 and 2 engines
+#     (real transcodes per minute) (cluster_scale.sh; not in the smoke run: four clusters).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -188,3 +191,9 @@ if [ $smoke = 1 ]; then SPOOL_POSTGRES_BENCH="$pgbench_bin" ./postgres_vs_libpq.
 echo
 echo "== 10. Gateway: GET /api/v1/jobs/{id} straight to spool serve vs through spool gateway (TLS 1.3, nginx)"
 if [ $smoke = 1 ]; then SPOOL="$spool" ./gateway_overhead.sh --smoke; else SPOOL="$spool" ./gateway_overhead.sh; fi
+
+if [ $smoke = 0 ]; then
+  echo
+  echo "== 11. Cluster scale: 1 vs 2 dispatchers (reads through the gateway), 1 vs 2 engines (jobs per minute)"
+  SPOOL="$spool" ./cluster_scale.sh
+fi

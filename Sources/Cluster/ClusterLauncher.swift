@@ -20,6 +20,9 @@ public struct ClusterOptions: Sendable {
     public var engines = 2
     public var gateway = "127.0.0.1:8443"
     public var storage = "local"
+    /// The gateway's rate limits (requests per second; nil: the gateway's defaults).
+    public var ratePerKey: Int?
+    public var ratePerAddress: Int?
     public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
 }
 
@@ -38,8 +41,19 @@ public final class ClusterLauncher: Sendable {
         guard let real = realpath(directory, nil) else { throw ClusterError("cannot resolve \(directory)") }
         self.directory = String(cString: real)
         free(real)
-        if getuid() == 0 { chmod(self.directory, 0o711) }
         spool = try DetachedProcess.currentExecutable()
+        if getuid() == 0 {
+            chmod(self.directory, 0o711)
+            // PostgreSQL runs as the postgres user: every directory above must let others pass.
+            var path = self.directory
+            while let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+                path = String(path[..<slash])
+                var st = stat()
+                if stat(path, &st) == 0 && st.st_mode & 0o001 == 0 {
+                    throw ClusterError("PostgreSQL runs as the postgres user, which cannot reach \(self.directory): \(path) is mode \(String(st.st_mode & 0o777, radix: 8)) (others may not pass); choose a directory under one it can reach, or chmod o+x \(path)")
+                }
+            }
+        }
     }
 
     /// The manifest of a cluster started here, or nil.
@@ -123,6 +137,8 @@ public final class ClusterLauncher: Sendable {
             let gatewayLog = logs + "/gateway.log"
             var gatewayArgs = ["spool", "gateway", "--data-dir", directory, "--listen", o.gateway, "--engine-listen", "127.0.0.1:\(enginePort)"]
             for d in dispatchers { gatewayArgs += ["--upstream", d.address] }
+            if let r = o.ratePerKey { gatewayArgs += ["--rate-per-key", String(r), "--burst-per-key", String(r)] }
+            if let r = o.ratePerAddress { gatewayArgs += ["--rate-per-address", String(r), "--burst-per-address", String(r)] }
             let gatewayPid = try DetachedProcess.start(spool, gatewayArgs, environment: baseEnvironment(), log: gatewayLog)
             started.append(ClusterPart(kind: .gateway, name: "gateway", address: o.gateway, pid: gatewayPid, log: gatewayLog))
             let engineURL = "http://127.0.0.1:\(enginePort)"

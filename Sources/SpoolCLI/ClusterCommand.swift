@@ -36,12 +36,20 @@ struct ClusterUp: AsyncParsableCommand {
     @Option(help: "Where files are kept: local (the cluster directory).")
     var storage = "local"
 
+    @Option(help: "The gateway's requests per second per API key before 429 (default: the gateway's).")
+    var ratePerKey: Int?
+
+    @Option(help: "The gateway's requests per second per client address before 429 (default: the gateway's).")
+    var ratePerAddress: Int?
+
     func run() async throws {
         var o = ClusterOptions(dataDirectory: dataDir)
         o.dispatchers = dispatchers
         o.engines = engines
         o.gateway = gateway
         o.storage = storage
+        o.ratePerKey = ratePerKey
+        o.ratePerAddress = ratePerAddress
         do {
             let launcher = try ClusterLauncher(directory: dataDir)
             let m = try await launcher.up(o) { line in print("spool cluster: " + line); fflush(nil) }
