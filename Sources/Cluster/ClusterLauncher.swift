@@ -3,8 +3,9 @@
 // queue and events), N dispatchers (`spool serve` on PostgreSQL and Redis, one shared data
 // directory for the files), the gateway (`spool gateway`: nginx with TLS 1.3 in front of
 // the dispatchers, and a plain-HTTP engine entry), M engines (`spool engine` through that
-// entry). Then DIR/cluster.json. If a part fails, what started is stopped again and the
-// error names the part's log. Down stops them in the reverse order (engines first: they
+// entry). DIR/cluster.json is written as they start. If a part fails, what started is
+// stopped again and the error names the part's log. `up` on a cluster some of whose parts
+// died starts those again on the same addresses (a repair after a crash or a kill). Down stops them in the reverse order (engines first: they
 // drain their jobs). Secrets (admin key, join token, the database's and Redis's
 // passwords) are made on the first up, kept in DIR (mode 0600), and reused; they reach the
 // parts through their environment, never their command lines.
@@ -64,7 +65,24 @@ public final class ClusterLauncher: Sendable {
 
     // MARK: Up
 
+    func loadSecrets() throws(ClusterError) -> ClusterSecrets {
+        try ClusterFiles.directory(secrets)
+        return ClusterSecrets(admin: try ClusterFiles.secret(directory + "/admin.key"),
+                              join: try ClusterFiles.secret(secrets + "/join.token"),
+                              postgres: try ClusterFiles.secret(secrets + "/postgres.password"),
+                              redis: try ClusterFiles.secret(secrets + "/redis.password"))
+    }
+
+    /// Starts a cluster; or, when cluster.json names parts of which some died, starts those
+    /// again on their addresses (a repair: `up` after a crash). Refused when every part runs.
     public func up(_ o: ClusterOptions, say: (String) -> Void) async throws(ClusterError) -> ClusterManifest {
+        try ClusterFiles.directory(logs)
+        if let old = try manifest(), old.parts.contains(where: { DetachedProcess.isAlive($0.pid) }) {
+            guard old.parts.contains(where: { !DetachedProcess.isAlive($0.pid) }) else {
+                throw ClusterError("a cluster is already running from \(directory) (see `spool cluster status --data-dir \(directory)`; stop it with `spool cluster down`)")
+            }
+            return try await repair(old, say: say)
+        }
         guard (1...16).contains(o.dispatchers) else { throw ClusterError("--dispatchers must be 1 to 16") }
         guard (0...64).contains(o.engines) else { throw ClusterError("--engines must be 0 to 64") }
         guard o.storage == "local" else {
@@ -74,123 +92,72 @@ public final class ClusterLauncher: Sendable {
         guard gatewayParts.count == 2, let gatewayPort = UInt16(gatewayParts[1]), gatewayPort > 0 else {
             throw ClusterError("--gateway must be HOST:PORT (e.g. 127.0.0.1:8443)")
         }
-        if let old = try manifest(), old.parts.contains(where: { DetachedProcess.isAlive($0.pid) }) {
-            throw ClusterError("a cluster is already running from \(directory) (see `spool cluster status --data-dir \(directory)`; stop it with `spool cluster down`)")
-        }
         if ClusterFiles.accepts(port: gatewayPort) && gatewayParts[0] == "127.0.0.1" {
             throw ClusterError("something already listens on \(o.gateway); choose another --gateway")
         }
-        try ClusterFiles.directory(logs)
-        try ClusterFiles.directory(secrets)
-        let adminKey = try ClusterFiles.secret(directory + "/admin.key")
-        let joinToken = try ClusterFiles.secret(secrets + "/join.token")
-        let pgPassword = try ClusterFiles.secret(secrets + "/postgres.password")
-        let redisPassword = try ClusterFiles.secret(secrets + "/redis.password")
-
-        var started: [ClusterPart] = []
-        let probe = try ClusterProbe()
-        defer { probe.shutdown() }
+        var dispatchers: [String] = []
+        for _ in 0..<o.dispatchers { dispatchers.append("127.0.0.1:\(try ClusterFiles.freePort())") }
+        let context = ClusterContext(directory: directory, spool: spool, secrets: try loadSecrets(),
+                                     postgresPort: try ClusterFiles.freePort(), redisPort: try ClusterFiles.freePort(),
+                                     dispatchers: dispatchers, gateway: o.gateway, enginePort: try ClusterFiles.freePort(),
+                                     ratePerKey: o.ratePerKey, ratePerAddress: o.ratePerAddress)
+        var manifest = ClusterManifest(gatewayURL: "https://\(o.gateway)", engineURL: context.engineURL,
+                                       caCertificate: directory + "/gateway/ca.pem", adminKeyFile: directory + "/admin.key",
+                                       dataDirectory: directory, parts: context.plannedParts(engines: o.engines),
+                                       ratePerKey: o.ratePerKey, ratePerAddress: o.ratePerAddress)
         do {
-            // PostgreSQL.
-            let pg = try PostgresPart(directory: directory + "/postgres")
-            let pgPort = try ClusterFiles.freePort()
-            let pgLog = logs + "/postgres-ctl.log"
-            try pg.initialize(password: pgPassword, log: pgLog)
-            let pgPid = try pg.start(port: pgPort, log: pgLog)
-            started.append(ClusterPart(kind: .postgres, name: "postgres", address: "127.0.0.1:\(pgPort)", pid: pgPid, log: pg.log))
-            try pg.createDatabase("spool", url: "postgres://spool:\(pgPassword)@127.0.0.1:\(pgPort)/postgres")
-            let databaseURL = "postgres://spool:\(pgPassword)@127.0.0.1:\(pgPort)/spool"
-            say("postgres   127.0.0.1:\(pgPort) (pid \(pgPid))")
-
-            // Redis.
-            let redisPort = try ClusterFiles.freePort()
-            let redisLog = logs + "/redis.log"
-            let redisPid = try RedisPart.start(directory: directory + "/redis", port: redisPort, password: redisPassword, log: redisLog)
-            started.append(ClusterPart(kind: .redis, name: "redis", address: "127.0.0.1:\(redisPort)", pid: redisPid, log: redisLog))
-            try await waitFor("redis", pid: redisPid, log: redisLog) { RedisPart.answers(port: redisPort, password: redisPassword) }
-            say("redis      127.0.0.1:\(redisPort) (pid \(redisPid), AOF on)")
-
-            // Dispatchers: one data directory (the files) and one database between them.
-            let environment = baseEnvironment() + [
-                "SPOOL_DATABASE_URL=" + databaseURL,
-                "SPOOL_QUEUE_URL=redis://:\(redisPassword)@127.0.0.1:\(redisPort)",
-                "SPOOL_ADMIN_KEY=" + adminKey,
-                "SPOOL_ENGINES_JOIN_TOKEN=" + joinToken,
-            ]
-            var dispatchers: [ClusterPart] = []
-            for i in 1...o.dispatchers {
-                let port = try ClusterFiles.freePort()
-                let log = logs + "/dispatcher-\(i).log"
-                let pid = try DetachedProcess.start(spool, ["spool", "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", directory + "/dispatch"],
-                                                    environment: environment, log: log)
-                let part = ClusterPart(kind: .dispatcher, name: "dispatcher-\(i)", address: "127.0.0.1:\(port)", pid: pid, log: log)
-                started.append(part)
-                dispatchers.append(part)
-            }
-            for d in dispatchers {
-                try await waitFor(d.name, pid: d.pid, log: d.log) { await probe.ready("http://" + d.address) }
-                say("\(d.name) http://\(d.address) (pid \(d.pid))")
-            }
-
-            // The gateway.
-            let enginePort = try ClusterFiles.freePort()
-            let gatewayLog = logs + "/gateway.log"
-            var gatewayArgs = ["spool", "gateway", "--data-dir", directory, "--listen", o.gateway, "--engine-listen", "127.0.0.1:\(enginePort)"]
-            for d in dispatchers { gatewayArgs += ["--upstream", d.address] }
-            if let r = o.ratePerKey { gatewayArgs += ["--rate-per-key", String(r), "--burst-per-key", String(r)] }
-            if let r = o.ratePerAddress { gatewayArgs += ["--rate-per-address", String(r), "--burst-per-address", String(r)] }
-            let gatewayPid = try DetachedProcess.start(spool, gatewayArgs, environment: baseEnvironment(), log: gatewayLog)
-            started.append(ClusterPart(kind: .gateway, name: "gateway", address: o.gateway, pid: gatewayPid, log: gatewayLog))
-            let engineURL = "http://127.0.0.1:\(enginePort)"
-            try await waitFor("gateway", pid: gatewayPid, log: gatewayLog) {
-                ClusterFiles.accepts(port: gatewayPort) ? await probe.ready(engineURL) : false
-            }
-            say("gateway    https://\(o.gateway) (pid \(gatewayPid)); engines enter at \(engineURL)")
-
-            // Engines, through the gateway's engine entry.
-            try ClusterFiles.directory(directory + "/engines")
-            for i in 0..<o.engines {
-                let log = logs + "/engine-\(i + 1).log"
-                let pid = try DetachedProcess.start(spool, ["spool", "engine", "--server", engineURL, "--data-dir", directory + "/engines/\(i + 1)",
-                                                            "--name", "engine-\(i + 1)"],
-                                                    environment: baseEnvironment() + ["SPOOL_JOIN_TOKEN=" + joinToken], log: log)
-                started.append(ClusterPart(kind: .engine, name: "engine-\(i + 1)", address: "", pid: pid, log: log))
-            }
-            if o.engines > 0 {
-                let engines = started.filter { $0.kind == .engine }
-                let base = "http://" + dispatchers[0].address
-                try await waitFor("engines", pids: engines.map(\.pid), log: engines[0].log) {
-                    await probe.onlineEngines(base, key: adminKey) >= o.engines
-                }
-                say("engines    \(o.engines) online (pids \(engines.map { String($0.pid) }.joined(separator: ", ")))")
-            }
-
-            let manifest = ClusterManifest(gatewayURL: "https://\(o.gateway)", engineURL: engineURL,
-                                           caCertificate: directory + "/gateway/ca.pem", adminKeyFile: directory + "/admin.key",
-                                           dataDirectory: directory, parts: started)
-            try ClusterFiles.write(manifestPath, manifest.jsonText)
-            try ClusterFiles.write(directory + "/server.url", "http://\(dispatchers[0].address)\n")
-            return manifest
+            try await startParts(&manifest, indices: Array(manifest.parts.indices), context: context, say: say)
         } catch {
             say("cluster up failed: stopping what started")
-            stop(started, say: say)
+            stop(manifest.parts.filter { $0.pid > 0 }, say: say)
             throw error
         }
+        try ClusterFiles.write(directory + "/server.url", "http://\(dispatchers[0])\n")
+        return manifest
     }
 
-    func baseEnvironment() -> [String] {
-        var env = ["PATH=" + (getenv("PATH").map { String(cString: $0) } ?? "/usr/sbin:/usr/bin:/sbin:/bin")]
-        for name in ["HOME", "LANG", "SPOOL_IO_BACKEND", "SPOOL_LOG_LEVEL", "TMPDIR"] {
-            if let v = getenv(name) { env.append(name + "=" + String(cString: v)) }
+    /// Starts the parts at `indices` (in start order), each waited for before the next,
+    /// the engines together at the end; cluster.json is written after each start, so a
+    /// `down` from elsewhere finds whatever runs.
+    func startParts(_ manifest: inout ClusterManifest, indices: [Int], context: ClusterContext, say: (String) -> Void) async throws(ClusterError) {
+        let probe = try ClusterProbe()
+        defer { probe.shutdown() }
+        for i in indices {
+            let pid = try context.start(manifest.parts[i])
+            manifest.parts[i].pid = pid
+            try ClusterFiles.write(manifestPath, manifest.jsonText)
+            let part = manifest.parts[i]
+            try await waitFor(part.name, pids: [pid], log: part.log) { await context.isReady(part, probe: probe) }
+            if part.kind != .engine { say("\(part.name.padded(12)) \(part.address.isEmpty ? "-" : part.address) (pid \(pid))") }
         }
-        return env
+        let engines = manifest.parts.filter { $0.kind == .engine }
+        if indices.contains(where: { manifest.parts[$0].kind == .engine }), let first = manifest.parts.first(where: { $0.kind == .dispatcher }) {
+            try await waitFor("engines", pids: engines.map(\.pid), log: engines[0].log) {
+                await probe.onlineEngines("http://" + first.address, key: context.secrets.admin) >= engines.count
+            }
+            say("engines      \(engines.count) online (pids \(engines.map { String($0.pid) }.joined(separator: ", ")))")
+        }
     }
 
-    /// Polls `ready` every 100 ms for up to 90 s; fails at once when the process died.
-    func waitFor(_ what: String, pid: Int32, log: String, _ ready: () async -> Bool) async throws(ClusterError) {
-        try await waitFor(what, pids: [pid], log: log, ready)
+    /// Starts the parts of `old` that died, on the addresses they had.
+    func repair(_ old: ClusterManifest, say: (String) -> Void) async throws(ClusterError) -> ClusterManifest {
+        func port(_ address: String) -> UInt16 { UInt16(address.split(separator: ":").last ?? "") ?? 0 }
+        guard let pg = old.parts.first(where: { $0.kind == .postgres }), let redis = old.parts.first(where: { $0.kind == .redis }),
+              let gateway = old.parts.first(where: { $0.kind == .gateway }) else {
+            throw ClusterError("cluster.json lacks a part every cluster has; stop it with `spool cluster down`")
+        }
+        let context = ClusterContext(directory: directory, spool: spool, secrets: try loadSecrets(),
+                                     postgresPort: port(pg.address), redisPort: port(redis.address),
+                                     dispatchers: old.parts.filter { $0.kind == .dispatcher }.map(\.address), gateway: gateway.address,
+                                     enginePort: port(old.engineURL), ratePerKey: old.ratePerKey, ratePerAddress: old.ratePerAddress)
+        var manifest = old
+        let dead = manifest.parts.indices.filter { !DetachedProcess.isAlive(manifest.parts[$0].pid) }
+        say("restarting \(dead.map { manifest.parts[$0].name }.joined(separator: ", "))")
+        try await startParts(&manifest, indices: dead, context: context, say: say)
+        return manifest
     }
 
+    /// Polls `ready` every 100 ms for up to 90 s; fails at once when a process died.
     func waitFor(_ what: String, pids: [Int32], log: String, _ ready: () async -> Bool) async throws(ClusterError) {
         for _ in 0..<900 {
             if await ready() { return }
@@ -262,4 +229,8 @@ public final class ClusterLauncher: Sendable {
             }
         }
     }
+}
+
+extension String {
+    func padded(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }

@@ -29,11 +29,15 @@ public struct ClusterManifest: Sendable, Equatable {
     public var adminKeyFile: String
     public var dataDirectory: String
     public var parts: [ClusterPart]
+    /// The gateway's rate limits as given to `up` (nil: its defaults), for restarting it alike.
+    public var ratePerKey: Int?
+    public var ratePerAddress: Int?
 
     public init(gatewayURL: String, engineURL: String, caCertificate: String, adminKeyFile: String, dataDirectory: String,
-                parts: [ClusterPart]) {
+                parts: [ClusterPart], ratePerKey: Int? = nil, ratePerAddress: Int? = nil) {
         self.gatewayURL = gatewayURL; self.engineURL = engineURL; self.caCertificate = caCertificate
         self.adminKeyFile = adminKeyFile; self.dataDirectory = dataDirectory; self.parts = parts
+        self.ratePerKey = ratePerKey; self.ratePerAddress = ratePerAddress
     }
 
     public var jsonText: String {
@@ -44,6 +48,8 @@ public struct ClusterManifest: Sendable, Equatable {
         w.field("ca_certificate", caCertificate)
         w.field("admin_key_file", adminKeyFile)
         w.field("data_dir", dataDirectory)
+        if let r = ratePerKey { w.field("rate_per_key", r) }
+        if let r = ratePerAddress { w.field("rate_per_address", r) }
         w.key("parts")
         w.beginArray()
         for p in parts {
@@ -80,7 +86,8 @@ public struct ClusterManifest: Sendable, Equatable {
             }
             self.init(gatewayURL: try field(root, "gateway_url"), engineURL: try field(root, "engine_url"),
                       caCertificate: try field(root, "ca_certificate"), adminKeyFile: try field(root, "admin_key_file"),
-                      dataDirectory: try field(root, "data_dir"), parts: parts)
+                      dataDirectory: try field(root, "data_dir"), parts: parts,
+                      ratePerKey: try root["rate_per_key"]?.int(), ratePerAddress: try root["rate_per_address"]?.int())
         } catch let e as ClusterError {
             throw e
         } catch {
