@@ -5,6 +5,8 @@
 #   make bench   run the benchmarks in Benchmarks/ (ratios against peers in the same run)
 #   make cluster the distributed set-up on this machine (spool cluster up: PostgreSQL, Redis,
 #                two dispatchers, the nginx gateway, two engines) and one job through the gateway
+#   make chaos   the chaos run of the distributed mode (1,000 jobs through the gateway while
+#                dispatchers, engines, Redis and PostgreSQL are killed and restarted)
 #   make simulate  more seeds of the simulation test (SEEDS=N), or replay one (SEED=S)
 #   make         (make build) install what is missing, build spool, the tests and the plugins
 #   make plugins the transcoder plugins shipped here (.build/plugins/*.so)
@@ -18,7 +20,7 @@ SWIFT ?= swift
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing
 
-.PHONY: cluster plugins simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json fuzz-smoke-resp
+.PHONY: chaos cluster plugins simulate simulate-fleet deps build release spool-debug test external-tests bench bench-deps bench-smoke fuzz-replay fuzz-corpus demo media-demo media-leakcheck clean kernel-check fuzz fuzz-smoke fuzz-smoke-http1 fuzz-smoke-json fuzz-smoke-resp
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -217,6 +219,10 @@ bench-smoke: bench-deps
 # The distributed set-up with the defaults in .build/cluster (.ci/cluster.sh), left running.
 cluster: release
 	@.ci/cluster.sh .build/release/spool
+
+# The chaos run in full (.ci/chaos.py; its short form is ClusterTests.testShortChaosRun).
+chaos: release
+	@python3 .ci/chaos.py --spool .build/release/spool --jobs 1000 --real 20 --clients 4 --kills 5
 
 # The main job through the whole system (.ci/demo.sh): it checks the kernel, starts `spool
 # up` (dispatcher + one engine, SQLite + local disk) on a free loopback port, synthesizes a

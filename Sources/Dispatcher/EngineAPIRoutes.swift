@@ -88,6 +88,9 @@ extension DispatchServer {
                 w.beginObject()
                 w.field("engine_id", record.id.text)
                 w.field("state", record.state.rawValue)
+                // Every answer says how often to beat: an engine that restarted with its saved
+                // credentials never registers, and the timeout may have been reloaded.
+                w.field("heartbeat_interval_seconds", max(1, settings.current.engines.heartbeatTimeoutSeconds / 3))
                 w.endObject()
             }
         }

@@ -151,7 +151,7 @@ public enum OpenAPIDocument {
    "parameters": [{"$ref": "#/components/parameters/EngineID"}],
    "post": {"operationId": "engineHeartbeat", "summary": "Engines (engine token): state, load, the jobs it runs, capabilities when changed; jobs it holds but does not list are taken back after a grace period",
     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Heartbeat"}}}},
-    "responses": {"200": {"description": "recorded", "content": {"application/json": {"schema": {"type": "object", "required": ["engine_id", "state"]}}}},
+    "responses": {"200": {"description": "recorded", "content": {"application/json": {"schema": {"type": "object", "required": ["engine_id", "state", "heartbeat_interval_seconds"], "properties": {"heartbeat_interval_seconds": {"type": "integer", "minimum": 1}}}}}},
      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines/{id}/lease": {
    "parameters": [{"$ref": "#/components/parameters/EngineID"}],

@@ -85,7 +85,13 @@ extension EngineAgent {
         let r = try await client.execute(ClientRequest(method: "POST", url: api + "/engines/\(creds.engineID)/heartbeat",
                                                        headers: authorization(creds.token) + [("Content-Type", "application/json")],
                                                        body: .bytes(Array(w.text.utf8)), timeout: .seconds(15)))
-        if r.status == 200 && sendCaps { state.withLock { $0.sentCapabilities = caps } }
+        if r.status == 200 {
+            let interval = (try? JSONDocument(parsing: r.body))?.root["heartbeat_interval_seconds"].flatMap { try? $0.double() }
+            state.withLock { s in
+                if sendCaps { s.sentCapabilities = caps }
+                if let interval { s.heartbeatSeconds = max(0.5, min(60, interval)) }
+            }
+        }
         return r.status
     }
 

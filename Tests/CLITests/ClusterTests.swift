@@ -4,7 +4,7 @@
 // curl) a request without a key is 401 and a real transcode completes; the same
 // Idempotency-Key replays the first answer; a dispatcher killed with SIGKILL shows as DOWN
 // in `status` (exit 1) while the gateway keeps answering from the other; `down` stops every
-// part and removes cluster.json.
+// part and removes cluster.json. Then the chaos run in its short form (.ci/chaos.py).
 import Foundation
 import SpoolTestSupport
 import XCTest
@@ -102,5 +102,22 @@ final class ClusterTests: XCTestCase {
         }
         let after = try ServiceProcess.run([spool, "cluster", "status", "--data-dir", dir])
         XCTAssertEqual(after.status, 1, after.output)
+    }
+
+    /// `.ci/chaos.py` small: 60 jobs (3 real), one SIGKILL of a dispatcher and of an
+    /// engine, FLUSHALL, a Redis restart and a PostgreSQL restart while 4 clients submit
+    /// through the gateway; the script checks that every acknowledged job completes once.
+    func testShortChaosRun() throws {
+        for tool in ["nginx", "redis-server", "redis-cli", "ffprobe", "python3"] where ServiceProcess.find(tool) == nil {
+            throw ServiceProcess.missing(tool)
+        }
+        let spool = try spoolBinary()
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".ci/chaos.py").path
+        let r = try ServiceProcess.run(["/usr/bin/python3", script, "--spool", spool, "--jobs", "60", "--real", "3", "--kills", "1",
+                                        "--timeout", "300"])
+        print(r.output)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("ok: every acknowledged job completed exactly once"), r.output)
     }
 }

@@ -53,8 +53,11 @@ class EngineLeaseTests: XCTestCase {
         let newToken = try json(again.text)["token"]!.string()
         let v6 = try await h.call("POST", "/api/v1/engines/\(id)/heartbeat", key: token, body: "{}").status
         XCTAssertEqual(v6, 401, "the old token is replaced")
-        let v7 = try await h.call("POST", "/api/v1/engines/\(id)/heartbeat", key: newToken, body: "{}").status
-        XCTAssertEqual(v7, 200)
+        let v7 = try await h.call("POST", "/api/v1/engines/\(id)/heartbeat", key: newToken, body: "{}")
+        XCTAssertEqual(v7.status, 200)
+        // Every heartbeat's answer says how often to beat (a third of the timeout, 15 s by
+        // default): an engine restarted with saved credentials learns it there.
+        XCTAssertEqual(try json(v7.text)["heartbeat_interval_seconds"]?.int(), 5, v7.text)
         let stranger = try await h.call("POST", "/api/v1/engines/register", key: Self.join,
                                         body: #"{"name":"e3","engine_id":"\#(id)","token":"guessed-guessed-guessed"}"#)
         XCTAssertNotEqual(try json(stranger.text)["engine_id"]?.string(), id)
