@@ -9,7 +9,10 @@ transcoder in the product), each with an Idempotency-Key of its own, retrying a 
 error or a 429/5xx answer with the same key. Meanwhile, in a seeded order, spaced out:
 SIGKILL a dispatcher KILLS times and an engine KILLS times (each restarted by `spool
 cluster up`, which starts the dead parts again), FLUSHALL Redis once, restart Redis once
-(SIGTERM, then up) and restart PostgreSQL once (SIGINT: a fast shutdown, then up).
+(SIGTERM, then up), restart PostgreSQL once (SIGINT: a fast shutdown, then up), and
+SIGSTOP a dispatcher past the queue's visibility (7 s against 5 s: the other takes its
+held jobs over), then SIGCONT it (its stale assignments are refused by the epoch fence;
+the run counts the refusals its log shows).
 
 Then: every acknowledged job completes, exactly one job exists per key (retries and
 replays created nothing more), the real jobs' outputs download and ffprobe reads them.
@@ -150,7 +153,8 @@ try:
             spec = {"input": {"file_id": clips["tiny"]}, "custom": {"codec": "h264", "width": 64, "height": 64, "crf": 35}}
         specs.append((f"chaos-{a.seed}-{i}", json.dumps(spec), i in real))
 
-    events_plan = ["kill dispatcher"] * a.kills + ["kill engine"] * a.kills + ["flushall", "restart redis", "restart postgres"]
+    events_plan = (["kill dispatcher"] * a.kills + ["kill engine"] * a.kills
+                   + ["flushall", "restart redis", "restart postgres", "pause dispatcher"])
     acknowledged = {}  # key -> job id
     todo = queue.Queue()
     for s in specs:
@@ -196,6 +200,13 @@ try:
                     if "OK" not in out.stdout:
                         failed.append(f"FLUSHALL: {out.stdout} {out.stderr}")
                     done_events.append(e)
+                    continue
+                elif e == "pause dispatcher":
+                    victim = part(rng.choice(["dispatcher-1", "dispatcher-2"]))
+                    os.kill(victim["pid"], signal.SIGSTOP)
+                    time.sleep(7)
+                    os.kill(victim["pid"], signal.SIGCONT)
+                    done_events.append(f"{e} ({victim['name']}, 7 s)")
                     continue
                 elif e == "restart redis":
                     victim = part("redis")
@@ -276,6 +287,13 @@ try:
         if probe.returncode != 0 or "h264" not in probe.stdout:
             failed.append(f"job {j}: its output is not valid H.264 media: {probe.stderr[:200]}")
         checked += 1
+    fenced = 0
+    logs = os.path.join(cluster, "logs")
+    for name in os.listdir(logs):
+        if name.startswith("dispatcher-"):
+            with open(os.path.join(logs, name), errors="replace") as f:
+                fenced += f.read().count("stale assignment refused")
+    say(f"stale assignments refused by the epoch fence (dispatcher logs): {fenced}")
     elapsed = time.monotonic() - started
     say(f"{a.jobs - len(waiting)} jobs completed, {checked} real outputs checked with ffprobe, "
         f"attempts per job {dict(sorted(attempts.items()))}, {elapsed:.0f} s in all")

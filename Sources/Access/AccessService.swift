@@ -4,8 +4,9 @@
 // Authentication looks the hash up (successes are cached in memory; revoking a key drops
 // it from this process's cache at once, and with a database several dispatchers share,
 // each entry lives `cacheLifetime` at most, so a key revoked on one dispatcher stops
-// working on the others within that time). Admin keys come from SPOOL_ADMIN_KEY or, when there is none
-// and no admin key exists yet, one is generated into DATA_DIR/admin.key (mode 0600).
+// working on the others within that time). Admin keys come from SPOOL_ADMIN_KEY or, when
+// there is none and no admin key exists yet, one is generated into DATA_DIR/admin.key
+// (mode 0600).
 import Crypto
 import Relational
 import SpoolModel
@@ -115,8 +116,9 @@ public final class AccessService: Sendable {
         }
     }
 
-    /// The owner of `secret`, or nil (unknown, revoked, or not shaped like a key).
-    public func authenticate(_ secret: String) async -> KeyOwner? {
+    /// The owner of `secret`, or nil (unknown, revoked, or not shaped like a key). Throws
+    /// when the database cannot answer: the caller must not take that for a bad key.
+    public func authenticate(_ secret: String) async throws -> KeyOwner? {
         guard (16...256).contains(secret.utf8.count) else { return nil }
         let h = Self.hash(secret)
         let now = clock.unixMilliseconds
@@ -127,12 +129,12 @@ public final class AccessService: Sendable {
                 return hit.owner
             }
         }
-        let found = try? await database.reading { db -> KeyOwner? in
+        let found = try await database.reading { db -> KeyOwner? in
             guard let row = try db.one("SELECT id, tenant, is_admin FROM access_keys WHERE hash = ? AND revoked_at IS NULL", [h]),
                   let id = AccessKeyID(try row.string("id")) else { return nil }
             return KeyOwner(keyID: id, tenant: try row.string("tenant"), isAdmin: try row.bool("is_admin"))
         }
-        guard let owner = found ?? nil else { return nil }
+        guard let owner = found else { return nil }
         cache.withLock { $0[h] = (owner, now) }
         return owner
     }

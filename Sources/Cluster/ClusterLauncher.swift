@@ -77,8 +77,8 @@ public final class ClusterLauncher: Sendable {
     /// again on their addresses (a repair: `up` after a crash). Refused when every part runs.
     public func up(_ o: ClusterOptions, say: (String) -> Void) async throws(ClusterError) -> ClusterManifest {
         try ClusterFiles.directory(logs)
-        if let old = try manifest(), old.parts.contains(where: { DetachedProcess.isAlive($0.pid) }) {
-            guard old.parts.contains(where: { !DetachedProcess.isAlive($0.pid) }) else {
+        if let old = try manifest(), old.parts.contains(where: \.isRunning) {
+            guard old.parts.contains(where: { !$0.isRunning }) else {
                 throw ClusterError("a cluster is already running from \(directory) (see `spool cluster status --data-dir \(directory)`; stop it with `spool cluster down`)")
             }
             return try await repair(old, say: say)
@@ -139,19 +139,24 @@ public final class ClusterLauncher: Sendable {
         }
     }
 
-    /// Starts the parts of `old` that died, on the addresses they had.
-    func repair(_ old: ClusterManifest, say: (String) -> Void) async throws(ClusterError) -> ClusterManifest {
+    /// The context a started cluster runs in: its secrets and its parts' addresses.
+    func context(of m: ClusterManifest) throws(ClusterError) -> ClusterContext {
         func port(_ address: String) -> UInt16 { UInt16(address.split(separator: ":").last ?? "") ?? 0 }
-        guard let pg = old.parts.first(where: { $0.kind == .postgres }), let redis = old.parts.first(where: { $0.kind == .redis }),
-              let gateway = old.parts.first(where: { $0.kind == .gateway }) else {
+        guard let pg = m.parts.first(where: { $0.kind == .postgres }), let redis = m.parts.first(where: { $0.kind == .redis }),
+              let gateway = m.parts.first(where: { $0.kind == .gateway }) else {
             throw ClusterError("cluster.json lacks a part every cluster has; stop it with `spool cluster down`")
         }
-        let context = ClusterContext(directory: directory, spool: spool, secrets: try loadSecrets(),
-                                     postgresPort: port(pg.address), redisPort: port(redis.address),
-                                     dispatchers: old.parts.filter { $0.kind == .dispatcher }.map(\.address), gateway: gateway.address,
-                                     enginePort: port(old.engineURL), ratePerKey: old.ratePerKey, ratePerAddress: old.ratePerAddress)
+        return ClusterContext(directory: directory, spool: spool, secrets: try loadSecrets(),
+                              postgresPort: port(pg.address), redisPort: port(redis.address),
+                              dispatchers: m.parts.filter { $0.kind == .dispatcher }.map(\.address), gateway: gateway.address,
+                              enginePort: port(m.engineURL), ratePerKey: m.ratePerKey, ratePerAddress: m.ratePerAddress)
+    }
+
+    /// Starts the parts of `old` that died, on the addresses they had.
+    func repair(_ old: ClusterManifest, say: (String) -> Void) async throws(ClusterError) -> ClusterManifest {
+        let context = try self.context(of: old)
         var manifest = old
-        let dead = manifest.parts.indices.filter { !DetachedProcess.isAlive(manifest.parts[$0].pid) }
+        let dead = manifest.parts.indices.filter { !manifest.parts[$0].isRunning }
         say("restarting \(dead.map { manifest.parts[$0].name }.joined(separator: ", "))")
         try await startParts(&manifest, indices: dead, context: context, say: say)
         return manifest
@@ -180,22 +185,15 @@ public final class ClusterLauncher: Sendable {
 
     public func status() async throws(ClusterError) -> (ClusterManifest, [PartStatus])? {
         guard let m = try manifest() else { return nil }
+        let context = try self.context(of: m)
         let probe = try ClusterProbe()
         defer { probe.shutdown() }
         var out: [PartStatus] = []
         for p in m.parts {
-            let running = DetachedProcess.isAlive(p.pid)
+            let running = p.isRunning
             var detail = ""
-            if running {
-                switch p.kind {
-                case .dispatcher: detail = await probe.ready("http://" + p.address) ? "ready" : "not ready"
-                case .gateway: detail = await probe.ready(m.engineURL) ? "ready (through to a dispatcher)" : "not ready"
-                case .redis:
-                    let port = UInt16(p.address.split(separator: ":").last ?? "") ?? 0
-                    let password = (try? ClusterFiles.secret(secrets + "/redis.password")) ?? ""
-                    detail = RedisPart.answers(port: port, password: password) ? "ready" : "not ready"
-                case .postgres, .engine: detail = ""
-                }
+            if running && p.kind != .postgres && p.kind != .engine {
+                detail = await context.isReady(p, probe: probe) ? "ready" : "not ready"
             }
             out.append(PartStatus(part: p, running: running, detail: detail))
         }
@@ -212,7 +210,7 @@ public final class ClusterLauncher: Sendable {
     func stop(_ parts: [ClusterPart], say: (String) -> Void) {
         let order: [ClusterPart.Kind] = [.engine, .gateway, .dispatcher, .redis, .postgres]
         for kind in order {
-            let group = parts.filter { $0.kind == kind && DetachedProcess.isAlive($0.pid) }
+            let group = parts.filter { $0.kind == kind && $0.isRunning }
             guard !group.isEmpty else { continue }
             if kind == .postgres, let pg = try? PostgresPart(directory: directory + "/postgres") {
                 let clean = pg.stop(log: logs + "/postgres-ctl.log")

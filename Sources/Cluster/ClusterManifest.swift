@@ -20,6 +20,19 @@ public struct ClusterPart: Sendable, Equatable {
     public init(kind: Kind, name: String, address: String, pid: Int32, log: String) {
         self.kind = kind; self.name = name; self.address = address; self.pid = pid; self.log = log
     }
+
+    /// Whether this part still runs: its pid is alive and is still the program it was (the
+    /// name in /proc/PID/comm), so a pid the kernel gave to something else since is never
+    /// taken for the part, nor signalled by `down`.
+    public var isRunning: Bool {
+        guard DetachedProcess.isAlive(pid), let comm = ClusterFiles.read("/proc/\(pid)/comm") else { return false }
+        let name = comm.hasSuffix("\n") ? String(comm.dropLast()) : comm
+        switch kind {
+        case .postgres: return name == "postgres"
+        case .redis: return name.hasPrefix("redis-server")
+        case .dispatcher, .gateway, .engine: return name == "spool"
+        }
+    }
 }
 
 public struct ClusterManifest: Sendable, Equatable {

@@ -23,7 +23,7 @@ extension DispatchServer {
             }
         } else {
             v1.use(StandardMiddleware.bearerToken { [access] token in
-                guard let owner = await access.authenticate(token) else { return nil }
+                guard let owner = try await access.authenticate(token) else { return nil }
                 return Caller(tenant: owner.tenant, isAdmin: owner.isAdmin).principal
             })
         }

@@ -8,6 +8,7 @@ import Persistence
 import Postgres
 import Relational
 import ServerConfig
+import Web
 import SpoolModel
 
 public enum DispatchDatabase: Sendable {
@@ -91,5 +92,21 @@ enum SharedSecrets {
             throw PersistenceError("the stored secret \(name) is damaged; delete its row in dispatch_secrets to make a new one")
         }
         return bytes
+    }
+}
+
+/// A database that cannot be reached (a restart, a cut connection, a pool with no
+/// connection to give) is 503: the request may succeed if sent again (a submission with
+/// its Idempotency-Key). What the server refused is a 500: the request will not succeed.
+extension PostgresError: APIErrorConvertible {
+    public var apiError: APIError {
+        switch kind {
+        case .connection, .pool:
+            APIError(status: 503, code: "unavailable", message: "the database is unreachable right now; try again")
+        case .server where isRetryable:
+            APIError(status: 503, code: "unavailable", message: "the database could not complete the change; try again")
+        case .server, .decoding:
+            APIError(status: 500, code: "internal", message: "the database refused the request")
+        }
     }
 }

@@ -1,8 +1,7 @@
 // Dispatcher: the dispatch server's HTTP side. `DispatchServer.open` builds the services
 // on one data directory (SQLite file, or PostgreSQL with database.url; local storage),
-// `makeRouter` puts every route of
-// /api/v1 on a Web router, and `spool serve` runs that router on the ring. Services never
-// see HTTP; routes never see SQL.
+// `makeRouter` puts every route of /api/v1 on a Web router, and `spool serve` runs that
+// router on the ring. Services never see HTTP; routes never see SQL.
 //
 // Files here: this wiring and the caller's identity; one `*Routes.swift` per service.
 import Access

@@ -35,7 +35,7 @@ extension DispatchServer {
             let join = settings.current.engines.joinToken
             var allowed = !join.isEmpty && constantTimeEqual(token, join)
             if !allowed, try await engines.acceptsJoinToken(token) { allowed = true }
-            if !allowed, let owner = await access.authenticate(token), owner.isAdmin { allowed = true }
+            if !allowed, let owner = try await access.authenticate(token), owner.isAdmin { allowed = true }
             if !allowed && settings.current.insecureNoAuth { allowed = true }
             guard allowed else {
                 throw APIError(status: 401, code: "unauthorized", message: "registering an engine needs a join token (or an admin key) as the bearer")

@@ -48,10 +48,20 @@ public enum StandardMiddleware {
     }
 
     /// Authentication: `hook` returns the principal (who is calling) or nil to refuse with
-    /// 401 `unauthorized`. The principal is set on the request for the handler.
-    public static func authenticate(_ hook: @escaping @Sendable (Request) async -> String?) -> Middleware {
+    /// 401 `unauthorized`. The principal is set on the request for the handler. A hook that
+    /// throws could not decide (its store is unreachable): 503 `unavailable` with
+    /// Retry-After, never a 401 that would tell a good client its key is bad.
+    public static func authenticate(_ hook: @escaping @Sendable (Request) async throws -> String?) -> Middleware {
         return { request, next in
-            guard let principal = await hook(request) else {
+            let found: String?
+            do {
+                found = try await hook(request)
+            } catch {
+                var r = APIError(status: 503, code: "unavailable", message: "the credentials cannot be checked right now; try again").response
+                r.headers.append(("Retry-After", "1"))
+                return r
+            }
+            guard let principal = found else {
                 return APIError(status: 401, code: "unauthorized", message: "missing or invalid credentials").response
             }
             var req = request
@@ -62,11 +72,11 @@ public enum StandardMiddleware {
 
     /// A bearer-token hook: `Authorization: Bearer <token>` checked by `validate`, which
     /// returns the principal for a good token.
-    public static func bearerToken(_ validate: @escaping @Sendable (String) async -> String?) -> Middleware {
+    public static func bearerToken(_ validate: @escaping @Sendable (String) async throws -> String?) -> Middleware {
         authenticate { request in
             guard let auth = request.header("Authorization"), auth.count > 7,
                   auth.prefix(7).lowercased() == "bearer " else { return nil }
-            return await validate(String(auth.dropFirst(7)).trimmingCharactersSpace())
+            return try await validate(String(auth.dropFirst(7)).trimmingCharactersSpace())
         }
     }
 }

@@ -26,15 +26,15 @@ final class AccessServiceTests: XCTestCase {
         XCTAssertTrue(secret.hasPrefix("spk_"))
         XCTAssertEqual(secret.count, 44)
         XCTAssertEqual(record.last4, String(secret.suffix(4)))
-        let owner = await access.authenticate(secret)
+        let owner = try await access.authenticate(secret)
         XCTAssertEqual(owner, KeyOwner(keyID: record.id, tenant: "acme", isAdmin: false))
         let stored = try await db.read { db in try String.fetchAll(db, sql: "SELECT hash FROM access_keys") }
         XCTAssertEqual(stored, [AccessService.hash(secret)])
         let dump = try await db.read { db in try String.fetchAll(db, sql: "SELECT id || tenant || last4 || hash FROM access_keys") }
         XCTAssertFalse(dump.joined().contains(secret), "the secret itself is never stored")
-        let wrong = await access.authenticate(secret.dropLast() + "x")
+        let wrong = try await access.authenticate(secret.dropLast() + "x")
         XCTAssertNil(wrong)
-        let empty = await access.authenticate("")
+        let empty = try await access.authenticate("")
         XCTAssertNil(empty)
     }
 
@@ -49,10 +49,10 @@ final class AccessServiceTests: XCTestCase {
     func testRevokedKeyStopsAtOnceEvenWhenCached() async throws {
         let (access, _) = try await makeService()
         let (record, secret) = try await access.createKey(tenant: "acme", admin: true)
-        let first = await access.authenticate(secret)
+        let first = try await access.authenticate(secret)
         XCTAssertNotNil(first)   // now cached
         try await access.revoke(record.id)
-        let after = await access.authenticate(secret)
+        let after = try await access.authenticate(secret)
         XCTAssertNil(after)
         try await access.revoke(record.id)   // again: no-op
         let listed = try await access.get(record.id)
@@ -104,7 +104,7 @@ final class AccessServiceTests: XCTestCase {
         let mode = try FileManager.default.attributesOfItem(atPath: dir + "/admin.key")[.posixPermissions] as? Int
         XCTAssertEqual(mode, 0o600)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/admin.key.tmp"))
-        let owner = await access.authenticate(secret)
+        let owner = try await access.authenticate(secret)
         XCTAssertEqual(owner?.isAdmin, true)
         let again = try await access.ensureAdminKey(fromEnvironment: nil, dataDirectory: dir)
         XCTAssertNil(again, "an admin key exists: nothing new is generated or printed")
@@ -116,13 +116,13 @@ final class AccessServiceTests: XCTestCase {
         let printed = try await access.ensureAdminKey(fromEnvironment: k1, dataDirectory: dir)
         XCTAssertNil(printed)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/admin.key"))
-        let a1 = await access.authenticate(k1)
+        let a1 = try await access.authenticate(k1)
         XCTAssertEqual(a1?.isAdmin, true)
         _ = try await access.ensureAdminKey(fromEnvironment: k1, dataDirectory: dir)   // same: no second record
         let count = try await access.list(after: nil, offset: 0, limit: 10).totalCount
         XCTAssertEqual(count, 1)
         _ = try await access.ensureAdminKey(fromEnvironment: k2, dataDirectory: dir)
-        let old = await access.authenticate(k1), new = await access.authenticate(k2)
+        let old = try await access.authenticate(k1), new = try await access.authenticate(k2)
         XCTAssertNil(old, "a changed SPOOL_ADMIN_KEY revokes the previous one")
         XCTAssertEqual(new?.isAdmin, true)
         do {

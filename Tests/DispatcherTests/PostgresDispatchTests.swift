@@ -168,6 +168,28 @@ final class PostgresDispatchTests: EngineLeaseTests {
         }
     }
 
+    /// While the database is down, a key that is not cached cannot be checked: 503 with
+    /// Retry-After (a client retries), never the 401 that would call a good key bad; a
+    /// request past authentication gets 503 as well. Back up: the same key works.
+    func testAnUnreachableDatabaseIs503NotA401() async throws {
+        let h = try await start()
+        let admin = try await h.adminKey()
+        let made = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#)
+        let secret = try json(made.text)["secret"]!.string()
+        Self.server!.halt()
+        let unchecked = try await h.call("GET", "/api/v1/jobs", key: secret)
+        XCTAssertEqual(unchecked.status, 503, unchecked.text)
+        XCTAssertEqual(try json(unchecked.text)["error"]?["code"]?.string(), "unavailable")
+        XCTAssertEqual(unchecked.headers.first { $0.name.lowercased() == "retry-after" }?.value, "1")
+        let cached = try await h.call("GET", "/api/v1/jobs", key: admin)
+        XCTAssertEqual(cached.status, 503, "the admin key was cached; the list itself needs the database: \(cached.text)")
+        try Self.server!.restart()
+        let back = try await h.call("GET", "/api/v1/jobs", key: secret)
+        XCTAssertEqual(back.status, 200, back.text)
+        await h.dispatch.database.close()
+        await h.stop()
+    }
+
     /// A database.url nothing answers fails the start with the reason, password hidden.
     func testUnreachableDatabaseFailsTheStartWithTheReason() async throws {
         do {
