@@ -278,11 +278,11 @@ let package = Package(
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Postgres", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),
-        .testTarget(name: "EnginesTests", dependencies: ["Engines", "Persistence", "Events", "JSON", "SpoolModel", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "EnginesTests", dependencies: ["Engines", "Persistence", "Postgres", "Relational", "Events", "JSON", "SpoolModel", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "FilesTests", dependencies: ["Files", "Storage", "Persistence", "Ring", "BufferPool", "SpoolModel", "Threads", "SpoolTestSupport",
                                                       .product(name: "Crypto", package: "swift-crypto"),
                                                       .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "AccessTests", dependencies: ["Access", "Persistence", "SpoolModel", "Threads", "SpoolTestSupport"]),
+        .testTarget(name: "AccessTests", dependencies: ["Access", "Persistence", "Postgres", "Relational", "SpoolModel", "Threads", "SpoolTestSupport"]),
         .testTarget(name: "ServerConfigTests", dependencies: ["ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),
         // The dispatch server in-process on loopback: every endpoint through the real client.
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",

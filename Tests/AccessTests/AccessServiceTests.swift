@@ -1,22 +1,29 @@
 // Access: keys are stored hashed, authenticate their tenant, stop at once when revoked,
 // page by id; the admin key comes from SPOOL_ADMIN_KEY or is generated once into
-// DATA_DIR/admin.key with mode 0600.
+// DATA_DIR/admin.key with mode 0600. On SQLite here; PostgresAccessServiceTests runs every
+// test again on PostgreSQL.
 import Access
 import Foundation
 import Persistence
+import Relational
 import SpoolModel
 import Threads
 import XCTest
 
-final class AccessServiceTests: XCTestCase {
+class AccessServiceTests: XCTestCase {
     var dir = ""
 
-    func makeService() async throws -> (AccessService, SQLiteDatabase) {
+    /// The database the service keeps its table in (a SQLite file in `dir` here).
+    func makeDatabase() async throws -> any RelationalDatabase {
+        try SQLiteDatabase(path: dir + "/spool.sqlite")
+    }
+
+    func makeService() async throws -> (AccessService, any RelationalDatabase) {
         dir = NSTemporaryDirectory() + "spool-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let d = dir
         addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
-        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        let db = try await makeDatabase()
         return (try await AccessService.open(database: db, clock: ManualClock()), db)
     }
 
@@ -28,11 +35,14 @@ final class AccessServiceTests: XCTestCase {
         XCTAssertEqual(record.last4, String(secret.suffix(4)))
         let owner = try await access.authenticate(secret)
         XCTAssertEqual(owner, KeyOwner(keyID: record.id, tenant: "acme", isAdmin: false))
-        let stored = try await db.read { db in try String.fetchAll(db, sql: "SELECT hash FROM access_keys") }
+        let stored = try await db.reading { db in try db.query("SELECT hash FROM access_keys").map { try $0.string("hash") } }
         XCTAssertEqual(stored, [AccessService.hash(secret)])
-        let dump = try await db.read { db in try String.fetchAll(db, sql: "SELECT id || tenant || last4 || hash FROM access_keys") }
+        let dump = try await db.reading { db in
+            try db.query("SELECT id || tenant || last4 || hash AS everything FROM access_keys").map { try $0.string("everything") }
+        }
         XCTAssertFalse(dump.joined().contains(secret), "the secret itself is never stored")
-        let wrong = try await access.authenticate(secret.dropLast() + "x")
+        // One character changed (never to itself: a secret may end in "x").
+        let wrong = try await access.authenticate(secret.dropLast() + (secret.hasSuffix("x") ? "y" : "x"))
         XCTAssertNil(wrong)
         let empty = try await access.authenticate("")
         XCTAssertNil(empty)

@@ -1,20 +1,27 @@
 // Engines: registration, heartbeats, offline after the heartbeat timeout on the injected
-// clock, filtered and paged listing, and the credential kept only as a hash.
+// clock, filtered and paged listing, and the credential kept only as a hash. On SQLite
+// here; PostgresEngineRegistryTests runs every test again on PostgreSQL.
 import Engines
 import Events
 import Foundation
 import JSON
 import Persistence
+import Relational
 import SpoolModel
 import Threads
 import XCTest
 
-final class EngineRegistryTests: XCTestCase {
-    func makeRegistry(timeoutMs: Int64 = 30_000) async throws -> (EngineRegistry, ManualClock, SQLiteDatabase) {
+class EngineRegistryTests: XCTestCase {
+    /// The database the registry keeps its tables in (a SQLite file in a temp directory here).
+    func makeDatabase() async throws -> any RelationalDatabase {
         let dir = NSTemporaryDirectory() + "spool-engines-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        return try SQLiteDatabase(path: dir + "/spool.sqlite")
+    }
+
+    func makeRegistry(timeoutMs: Int64 = 30_000) async throws -> (EngineRegistry, ManualClock, any RelationalDatabase) {
+        let db = try await makeDatabase()
         let clock = ManualClock()
         var settings = EngineSettings()
         settings.heartbeatTimeoutMilliseconds = timeoutMs
@@ -25,10 +32,7 @@ final class EngineRegistryTests: XCTestCase {
     /// Heartbeats, and the sweep's offline marking, are published as EngineHeartbeat events
     /// on the engine's subject after the commit.
     func testHeartbeatsAndMissedHeartbeatsArePublished() async throws {
-        let dir = NSTemporaryDirectory() + "spool-engines-ev-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        let db = try await makeDatabase()
         let clock = ManualClock()
         let bus = InProcessEventBus(replayWindow: { 100 })
         var settings = EngineSettings()
@@ -65,7 +69,7 @@ final class EngineRegistryTests: XCTestCase {
         XCTAssertEqual(e.registered, clock.unixMilliseconds)
         let got = try await registry.get(e.id)
         XCTAssertEqual(got, e)
-        let stored = try await db.read { db in try String.fetchAll(db, sql: "SELECT credential_hash FROM engines_records") }
+        let stored = try await db.reading { db in try db.query("SELECT credential_hash FROM engines_records").map { try $0.string("credential_hash") } }
         XCTAssertEqual(stored.first?.count, 64)
         XCTAssertFalse(stored.first!.contains("engine-secret"))
         let good = try await registry.verifyCredential(e.id, "engine-secret-0123456789")
