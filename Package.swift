@@ -234,7 +234,7 @@ let package = Package(
         // Sandbox: confined child processes (bubblewrap namespaces or a direct child under
         // Landlock; rlimits and the seccomp filter in both), and the probe of what this
         // machine offers. The only importer of CSandbox.
-        .target(name: "Sandbox", dependencies: ["CSandbox", "ProcFS"], path: "Sources/Sandbox"),
+        .target(name: "Sandbox", dependencies: ["CSandbox", "ProcFS", "Threads"], path: "Sources/Sandbox"),
         // The nginx gateway as values: settings, the rendered configuration, the openssl
         // steps for its CA and server certificate. Pure; `spool gateway` runs them.
         .target(name: "Gateway", path: "Sources/Gateway", swiftSettings: [.strictMemorySafety()]),

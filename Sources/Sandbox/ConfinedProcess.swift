@@ -8,6 +8,7 @@
 import CSandbox
 import Glibc
 import ProcFS
+import Threads
 
 public struct SandboxLimits: Sendable, Equatable {
     /// RLIMIT_CPU: SIGXCPU at this many CPU seconds, SIGKILL a second later.
@@ -98,6 +99,37 @@ public final class ConfinedProcess: @unchecked Sendable {
     /// plugins: those go through `spawn`.
     public static func spawnHelper(path: String, argv: [String], environment: [String], fds: [Int32]) throws(SandboxError) -> ConfinedProcess {
         try spawnPlain(path, argv, environment: environment, fds: fds)
+    }
+
+    /// `spawnHelper` for a helper that runs as long as Spool does (nginx behind `spool
+    /// gateway`): spawned, and then waited for, on an OS thread of its own, because
+    /// PR_SET_PDEATHSIG fires when the *thread* that spawned the child ends, and a thread of
+    /// Swift's pool may end at any time. (An nginx killed that way left its workers holding
+    /// the ports.) Returns the child and its exit status to come.
+    public static func spawnLongLivedHelper(path: String, argv: [String], environment: [String],
+                                            fds: [Int32]) async throws -> (ConfinedProcess, Task<ExitStatus, Never>) {
+        let (statuses, report) = AsyncStream.makeStream(of: ExitStatus.self)
+        let child: ConfinedProcess = try await withCheckedThrowingContinuation { started in
+            let ok = OSThread.spawn {
+                let c: ConfinedProcess
+                do {
+                    c = try spawnHelper(path: path, argv: argv, environment: environment, fds: fds)
+                } catch {
+                    started.resume(throwing: error)
+                    report.finish()
+                    return
+                }
+                started.resume(returning: c)
+                report.yield(c.wait())
+                report.finish()
+            }
+            if !ok { started.resume(throwing: SandboxError("no thread to run \(path) on")) }
+        }
+        let exited = Task<ExitStatus, Never> {
+            for await s in statuses { return s }
+            return .exited(-1)
+        }
+        return (child, exited)
     }
 
     /// An unconfined child (for probes): descriptors as given, its own process group.

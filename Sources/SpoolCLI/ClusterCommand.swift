@@ -50,9 +50,8 @@ struct ClusterUp: AsyncParsableCommand {
         o.storage = storage
         o.ratePerKey = ratePerKey
         o.ratePerAddress = ratePerAddress
-        do {
-            let launcher = try ClusterLauncher(directory: dataDir)
-            let m = try await launcher.up(o) { line in print("spool cluster: " + line); fflush(nil) }
+        try await withLauncher("up", dataDir) { launcher in
+            let m = try await launcher.up(o, say: say)
             print("""
                 spool cluster: up; \(launcher.manifestPath) lists every part.
                   Submit through the gateway (TLS, the generated CA):
@@ -63,9 +62,6 @@ struct ClusterUp: AsyncParsableCommand {
                   Or: spool submit clip.mp4 --preset h264-720p --wait -o out --data-dir \(launcher.directory)
                   Status: spool cluster status --data-dir \(launcher.directory)   Stop: spool cluster down --data-dir \(launcher.directory)
                 """)
-        } catch {
-            StandardError.write("spool cluster up: \(error)\n")
-            throw ExitCode(1)
         }
     }
 }
@@ -79,8 +75,7 @@ struct ClusterStatus: AsyncParsableCommand {
     var dataDir: String
 
     func run() async throws {
-        do {
-            let launcher = try ClusterLauncher(directory: dataDir)
+        try await withLauncher("status", dataDir) { launcher in
             guard let (m, parts) = try await launcher.status() else {
                 print("spool cluster: no cluster is running from \(launcher.directory) (no cluster.json)")
                 throw ExitCode(1)
@@ -93,9 +88,6 @@ struct ClusterStatus: AsyncParsableCommand {
                 print("\(s.part.name.padding(14)) \(s.part.kind.rawValue.padding(10)) \(address.padding(21)) pid \(String(s.part.pid).padding(8)) \(state)\(detail)")
             }
             if parts.contains(where: { !$0.running || $0.detail == "not ready" }) { throw ExitCode(1) }
-        } catch let e as ClusterError {
-            StandardError.write("spool cluster status: \(e)\n")
-            throw ExitCode(1)
         }
     }
 }
@@ -109,13 +101,26 @@ struct ClusterDown: AsyncParsableCommand {
     var dataDir: String
 
     func run() async throws {
-        do {
-            let launcher = try ClusterLauncher(directory: dataDir)
-            try launcher.down { line in print("spool cluster: " + line); fflush(nil) }
+        try await withLauncher("down", dataDir) { launcher in
+            try launcher.down(say: say)
             print("spool cluster: down (data kept in \(launcher.directory); `spool cluster up` starts it again)")
-        } catch {
-            StandardError.write("spool cluster down: \(error)\n")
-            throw ExitCode(1)
         }
     }
+}
+
+/// Runs `body` with the launcher of `dataDir`; a cluster's failure is printed after the
+/// subcommand's name and exits 1.
+private func withLauncher(_ command: String, _ dataDir: String, _ body: (ClusterLauncher) async throws -> Void) async throws {
+    do {
+        try await body(try ClusterLauncher(directory: dataDir))
+    } catch let e as ClusterError {
+        StandardError.write("spool cluster \(command): \(e)\n")
+        throw ExitCode(1)
+    }
+}
+
+/// One line of progress, at once.
+private func say(_ line: String) {
+    print("spool cluster: " + line)
+    fflush(nil)
 }

@@ -8,7 +8,6 @@ import ArgumentParser
 import Gateway
 import Lifecycle
 import Sandbox
-import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -76,7 +75,7 @@ struct GatewayCommand: AsyncParsableCommand, StopsGracefully {
             return
         }
         let null = try openNull()
-        let (child, exited) = try await spawnOnOwnThread(
+        let (child, exited) = try await ConfinedProcess.spawnLongLivedHelper(
             path: nginxPath, argv: ["nginx", "-p", paths.directory, "-c", paths.configuration, "-e", paths.errorLog],
             environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [null, 1, 2])
         close(null)
@@ -181,37 +180,6 @@ struct GatewayCommand: AsyncParsableCommand, StopsGracefully {
             let status = try runLogged(openssl, step.arguments, log: log)
             guard status == .exited(0) else { throw ValidationError("openssl could not make \(step.what) (\(status)); see \(log)") }
         }
-    }
-
-    /// Starts a helper that runs as long as the gateway (nginx) on a thread of its own, which
-    /// then waits for it: the helper gets SIGKILL when the thread that spawned it ends
-    /// (PR_SET_PDEATHSIG), and a thread of Swift's pool may end at any time. (An nginx
-    /// killed that way left its workers holding the ports, so the next gateway could not
-    /// bind them.) Returns the child and its exit status to come.
-    func spawnOnOwnThread(path: String, argv: [String], environment: [String],
-                          fds: [Int32]) async throws -> (ConfinedProcess, Task<ExitStatus, Never>) {
-        let (statuses, report) = AsyncStream.makeStream(of: ExitStatus.self)
-        let child: ConfinedProcess = try await withCheckedThrowingContinuation { started in
-            let ok = OSThread.spawn {
-                let c: ConfinedProcess
-                do {
-                    c = try ConfinedProcess.spawnHelper(path: path, argv: argv, environment: environment, fds: fds)
-                } catch {
-                    started.resume(throwing: error)
-                    report.finish()
-                    return
-                }
-                started.resume(returning: c)
-                report.yield(c.wait())
-                report.finish()
-            }
-            if !ok { started.resume(throwing: ValidationError("no thread to run \(path) on")) }
-        }
-        let exited = Task<ExitStatus, Never> {
-            for await s in statuses { return s }
-            return .exited(-1)
-        }
-        return (child, exited)
     }
 
     /// Runs a helper with its output appended to `log`, and waits for it.

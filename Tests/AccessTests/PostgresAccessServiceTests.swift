@@ -10,16 +10,12 @@ import Threads
 import XCTest
 
 final class PostgresAccessServiceTests: AccessServiceTests {
-    nonisolated(unsafe) static var server: PostgresServer?
-
     override class func tearDown() {
-        server?.stop()
-        server = nil
+        PostgresServer.stopShared(by: self)
     }
 
     override func makeDatabase() async throws -> any RelationalDatabase {
-        if Self.server == nil { Self.server = try PostgresServer.start() }
-        let pool = try await PostgresPool.open(PostgresPoolConfiguration(url: try Self.server!.createDatabase("access")))
+        let pool = try await PostgresPool.open(PostgresPoolConfiguration(url: try PostgresServer.shared(by: Self.self).createDatabase("access")))
         addTeardownBlock { await pool.close() }
         return pool
     }

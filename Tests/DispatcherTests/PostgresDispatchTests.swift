@@ -16,16 +16,12 @@ import SpoolTestSupport
 import XCTest
 
 final class PostgresDispatchTests: EngineLeaseTests {
-    nonisolated(unsafe) static var server: PostgresServer?
-
     override class func tearDown() {
-        server?.stop()
-        server = nil
+        PostgresServer.stopShared(by: self)
     }
 
     func databaseURL() throws -> String {
-        if Self.server == nil { Self.server = try PostgresServer.start() }
-        return try Self.server!.createDatabase("dispatch")
+        return try PostgresServer.shared(by: Self.self).createDatabase("dispatch")
     }
 
     override func start() async throws -> AccessHarness {
@@ -176,14 +172,14 @@ final class PostgresDispatchTests: EngineLeaseTests {
         let admin = try await h.adminKey()
         let made = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#)
         let secret = try json(made.text)["secret"]!.string()
-        Self.server!.halt()
+        try PostgresServer.shared(by: Self.self).halt()
         let unchecked = try await h.call("GET", "/api/v1/jobs", key: secret)
         XCTAssertEqual(unchecked.status, 503, unchecked.text)
         XCTAssertEqual(try json(unchecked.text)["error"]?["code"]?.string(), "unavailable")
         XCTAssertEqual(unchecked.headers.first { $0.name.lowercased() == "retry-after" }?.value, "1")
         let cached = try await h.call("GET", "/api/v1/jobs", key: admin)
         XCTAssertEqual(cached.status, 503, "the admin key was cached; the list itself needs the database: \(cached.text)")
-        try Self.server!.restart()
+        try PostgresServer.shared(by: Self.self).restart()
         let back = try await h.call("GET", "/api/v1/jobs", key: secret)
         XCTAssertEqual(back.status, 200, back.text)
         await h.dispatch.database.close()

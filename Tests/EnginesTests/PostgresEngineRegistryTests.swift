@@ -12,16 +12,12 @@ import Threads
 import XCTest
 
 final class PostgresEngineRegistryTests: EngineRegistryTests {
-    nonisolated(unsafe) static var server: PostgresServer?
-
     override class func tearDown() {
-        server?.stop()
-        server = nil
+        PostgresServer.stopShared(by: self)
     }
 
     override func makeDatabase() async throws -> any RelationalDatabase {
-        if Self.server == nil { Self.server = try PostgresServer.start() }
-        var config = PostgresPoolConfiguration(url: try Self.server!.createDatabase("engines"))
+        var config = PostgresPoolConfiguration(url: try PostgresServer.shared(by: Self.self).createDatabase("engines"))
         config.maxConnections = 8
         let pool = try await PostgresPool.open(config)
         addTeardownBlock { await pool.close() }

@@ -13,18 +13,15 @@ import Threads
 import XCTest
 
 final class PostgresJobServiceTests: JobServiceTests {
-    nonisolated(unsafe) static var server: PostgresServer?
     var url: String?
     var pools: [PostgresPool] = []
 
     override class func tearDown() {
-        server?.stop()
-        server = nil
+        PostgresServer.stopShared(by: self)
     }
 
     override func makeStore() async throws -> any JobStore {
-        if Self.server == nil { Self.server = try PostgresServer.start() }
-        if url == nil { url = try Self.server!.createDatabase("jobs") }
+        if url == nil { url = try PostgresServer.shared(by: Self.self).createDatabase("jobs") }
         return PostgresJobStore(pool: try await pool())
     }
 

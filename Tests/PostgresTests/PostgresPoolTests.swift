@@ -11,17 +11,13 @@ import Threads
 import XCTest
 
 final class PostgresPoolTests: XCTestCase {
-    nonisolated(unsafe) static var server: PostgresServer?
-
     override class func tearDown() {
-        server?.stop()
-        server = nil
+        PostgresServer.stopShared(by: self)
     }
 
     /// One server per class (initdb costs a second or two), a database per test.
     func database() throws -> String {
-        if Self.server == nil { Self.server = try PostgresServer.start() }
-        return try Self.server!.createDatabase()
+        return try PostgresServer.shared(by: Self.self).createDatabase()
     }
 
     func pool(_ url: String, max: Int = 4, configure: (inout PostgresPoolConfiguration) -> Void = { _ in }) async throws -> PostgresPool {
@@ -150,7 +146,7 @@ final class PostgresPoolTests: XCTestCase {
         let n = try await p.read { c in try c.query("SELECT count(*) AS n FROM t").rows[0].int("n") }
         XCTAssertEqual(n, 0)
         try await p.transaction { c in try c.query("INSERT INTO t VALUES (1)") }
-        try Self.server!.restart()
+        try PostgresServer.shared(by: Self.self).restart()
         let m = try await p.read { c in try c.query("SELECT count(*) AS n FROM t").rows[0].int("n") }
         XCTAssertEqual(m, 1)
     }

@@ -12,11 +12,8 @@ import SpoolTestSupport
 import XCTest
 
 final class RelationalTests: XCTestCase {
-    nonisolated(unsafe) static var server: PostgresServer?
-
     override class func tearDown() {
-        server?.stop()
-        server = nil
+        PostgresServer.stopShared(by: self)
     }
 
     static let schema = [SQLMigration("t.1", sqlite: """
@@ -29,8 +26,7 @@ final class RelationalTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "spool-relational-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let sqlite = try SQLiteDatabase(path: dir + "/t.sqlite")
-        if Self.server == nil { Self.server = try PostgresServer.start() }
-        let pool = try await PostgresPool.open(PostgresPoolConfiguration(url: try Self.server!.createDatabase("rel")))
+        let pool = try await PostgresPool.open(PostgresPoolConfiguration(url: try PostgresServer.shared(by: Self.self).createDatabase("rel")))
         addTeardownBlock {
             try? await sqlite.close()
             await pool.close()

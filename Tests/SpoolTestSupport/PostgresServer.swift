@@ -6,6 +6,7 @@
 // the server and removes its directory. Missing packages skip the test, unless
 // SPOOL_REQUIRE_SERVICES=1 (make test), where they fail it.
 import Foundation
+import Synchronization
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -95,4 +96,22 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     public func log() -> String { (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? "" }
+}
+
+extension PostgresServer {
+    private static let perClass = Mutex<[ObjectIdentifier: PostgresServer]>([:])
+
+    /// The server of the test class `owner`: started by its first test that asks (initdb
+    /// costs a second or two), then shared by its tests, each on a database of its own.
+    public static func shared(by owner: AnyClass) throws -> PostgresServer {
+        if let s = perClass.withLock({ $0[ObjectIdentifier(owner)] }) { return s }
+        let s = try start()
+        perClass.withLock { $0[ObjectIdentifier(owner)] = s }
+        return s
+    }
+
+    /// Stops the server of `owner` and removes its directory (the class's tearDown).
+    public static func stopShared(by owner: AnyClass) {
+        perClass.withLock { $0.removeValue(forKey: ObjectIdentifier(owner)) }?.stop()
+    }
 }
