@@ -51,6 +51,11 @@ let package = Package(
         // The transcoder plugin ABI (include/spool_plugin.h, versioned): what plugin authors
         // build against. Only Plugins imports it.
         .target(name: "CPlugin", path: "CShims/CPlugin"),
+        // The only door to OpenSSL's libssl (Debian's libssl-dev): TLS client sessions over
+        // memory buffers, for the HTTP client. Only TLS imports it.
+        .target(name: "CTLS", path: "CShims/CTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+        // Client TLS as a state machine (no I/O): verified peers, TLS 1.2 at least.
+        .target(name: "TLS", dependencies: ["CTLS"], path: "Sources/TLS", swiftSettings: [.strictMemorySafety()]),
         // Linux headers the epoll fallback needs that Glibc's Swift module leaves out.
         .target(name: "CEpoll", path: "CShims/CEpoll"),
         // The only door to FFmpeg 5.1 (libavformat, libavcodec, libavutil, libswscale,
@@ -104,7 +109,7 @@ let package = Package(
         .target(
             name: "Web",
             dependencies: [
-                "Ring", "BufferPool", "HTTP1", "JSON", "Threads",
+                "Ring", "BufferPool", "HTTP1", "JSON", "Threads", "TLS",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Web"
@@ -216,7 +221,7 @@ let package = Package(
         .target(name: "Dispatcher", dependencies: [
                     "Web", "Ring", "JSON", "SpoolModel", "SpoolAPI", "Threads", "Persistence", "Postgres", "Relational", "Events",
                     "Jobs", "Engines", "Storage", "Files", "Access", "ServerConfig", "Scheduling", "Webhooks", "MessageQueue",
-                    "Redis", "RedisQueue", "RedisEvents",
+                    "Redis", "RedisQueue", "RedisEvents", "TLS",
                     .product(name: "Logging", package: "swift-log"),
                     .product(name: "Metrics", package: "swift-metrics"),
                     .product(name: "Prometheus", package: "swift-prometheus"),
@@ -245,7 +250,7 @@ let package = Package(
                 path: "Sources/Plugins"),
         // Webhooks: deliveries of finished jobs to their webhook URLs, signed (Standard
         // Webhooks), retried with backoff, logged per job; the SSRF guard on every address dialed.
-        .target(name: "Webhooks", dependencies: ["Web", "Ring", "JSON", "Jobs", "Events", "Relational", "SpoolModel", "Threads",
+        .target(name: "Webhooks", dependencies: ["Web", "Ring", "JSON", "Jobs", "Events", "Relational", "SpoolModel", "Threads", "TLS",
                                                  .product(name: "Crypto", package: "swift-crypto"),
                                                  .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Webhooks"),
@@ -257,7 +262,8 @@ let package = Package(
         .testTarget(name: "SpoolModelTests", dependencies: ["SpoolModel", "SpoolTestSupport"]),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "SpoolTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "SpoolTestSupport"]),
-        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "ProcFS", "SpoolTestSupport"]),
+        .testTarget(name: "WebTests", dependencies: ["Web", "Ring", "HTTP1", "ProcFS", "SpoolTestSupport", "TLS",
+                                               .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "MediaTests", dependencies: ["Media", "JSON", "SpoolModel", "TranscodeAPI", "SpoolTestSupport"]),
         // The contract without Media: a fake plugin, JSON round trips, /proc parsing, the API's bodies.
         .testTarget(name: "TranscodeAPITests", dependencies: ["TranscodeAPI", "SpoolModel", "JSON", "HostMetrics", "ProcFS", "SpoolAPI", "Threads", "Web"]),
@@ -275,6 +281,7 @@ let package = Package(
         .testTarget(name: "FleetSimulationTests", dependencies: ["Dispatcher", "Engines", "Jobs", "ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport",
                                                                  .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "WebhooksTests", dependencies: ["Webhooks", "Jobs", "Events", "Persistence", "Web", "Ring", "JSON", "SpoolModel", "Threads",
+                                                         "TLS", "SpoolTestSupport", "Relational",
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Persistence", "Postgres", "Events", "SpoolModel", "JSON", "Threads", "SpoolTestSupport"]),

@@ -23,6 +23,7 @@ import SpoolAPI
 import SpoolModel
 import Storage
 import Threads
+import TLS
 import Web
 import Webhooks
 import Ring
@@ -121,9 +122,15 @@ public final class DispatchServer: Sendable {
                                   consumer: "scheduler-\(hostName())-\(getpid())",
                                   visibility: redis == nil ? .seconds(600) : .seconds(settings.current.queue.visibilitySeconds),
                                   weights: { settings.current.scheduler.tenantWeights })
+        let webhookTrust: TLSContext?
+        if settings.current.webhooks.caFile.isEmpty { webhookTrust = nil } else {
+            do { webhookTrust = try TLSContext(caFile: settings.current.webhooks.caFile) } catch {
+                throw ConfigError(["webhooks.ca_file: \(error.message)"])
+            }
+        }
         let webhooks = try await WebhookService.open(database: relational, jobs: jobs, clock: clock,
                                                      settings: { webhookSettings(settings.current.webhooks) }, logger: logger,
-                                                     resolve: webhookResolver)
+                                                     resolve: webhookResolver, tls: webhookTrust)
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
                                     cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
                                     logger: logger, events: events, jobs: jobs, files: files, scheduler: scheduler,

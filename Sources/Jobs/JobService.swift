@@ -128,6 +128,10 @@ public final class JobService: Sendable {
     public func list(_ query: JobQuery) async throws -> JobPage { try await store.list(query) }
 
     public func countsByState() async throws -> [JobState: Int] { try await store.countsByState() }
+    /// Jobs finished for good with a webhook URL, for the webhook outbox (JobStore.finishedWithWebhook).
+    public func finishedWithWebhook(after: FinishedPosition, through: Int64, limit: Int) async throws -> [Job] {
+        try await store.finishedWithWebhook(after: after, through: through, limit: limit)
+    }
 
     // MARK: Changes
 

@@ -125,6 +125,20 @@ public protocol JobStore: Sendable {
     func pendingByTenant(limitPerTenant: Int) async throws -> [PendingJob]
     /// Jobs `engine` holds (assigned, transcoding or completing).
     func leasedJobs(engine: EngineID) async throws -> [Job]
+    /// Jobs that ended for good (completed, or failed) and have a webhook URL, in
+    /// (updated_at, id) order after `after` and updated no later than `through`, at most
+    /// `limit`: the webhook outbox's sweep (a finished job is its own outbox record).
+    func finishedWithWebhook(after: FinishedPosition, through: Int64, limit: Int) async throws -> [Job]
+}
+
+/// A place in the (updated_at, id) order of finished jobs.
+public struct FinishedPosition: Sendable, Equatable {
+    public var updatedAt: Int64
+    public var id: String
+    public init(updatedAt: Int64, id: String) {
+        self.updatedAt = updatedAt
+        self.id = id
+    }
 }
 
 extension JobStore {

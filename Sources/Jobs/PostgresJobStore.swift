@@ -62,6 +62,11 @@ public final class PostgresJobStore: JobStore {
             );
             CREATE INDEX jobs_idempotency_created ON jobs_idempotency (created_at);
             """),
+        // The webhook outbox's sweep: finished jobs with a webhook, by time.
+        PostgresMigration("jobs.2", """
+            CREATE INDEX jobs_jobs_finished_webhook ON jobs_jobs (updated_at, id)
+            WHERE webhook_url IS NOT NULL AND state IN ('completed', 'failed');
+            """),
     ]
 
     public func migrate() async throws { try await pool.migrate(Self.migrations) }
@@ -187,6 +192,15 @@ public final class PostgresJobStore: JobStore {
         try await pool.read { c in
             try c.query("SELECT * FROM jobs_jobs WHERE engine_id = $1 AND state IN ('assigned', 'transcoding', 'completing') ORDER BY id",
                         [engine.text]).rows.compactMap { try Self.job($0) }
+        }
+    }
+
+    public func finishedWithWebhook(after: FinishedPosition, through: Int64, limit: Int) async throws -> [Job] {
+        try await pool.read { c in
+            try c.query("""
+                SELECT * FROM jobs_jobs WHERE webhook_url IS NOT NULL AND state IN ('completed', 'failed')
+                AND (updated_at, id) > ($1, $2) AND updated_at <= $3 ORDER BY updated_at, id LIMIT $4
+                """, [after.updatedAt, after.id, through, limit]).rows.compactMap { try Self.job($0) }
         }
     }
 

@@ -86,6 +86,13 @@ public final class SQLiteJobStore: JobStore {
             // Per-job limits on the sandboxed transcode (TranscodeLimits as JSON).
             try db.execute(sql: "ALTER TABLE jobs_jobs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'")
         },
+        Migration("jobs.4") { db in
+            // The webhook outbox's sweep: finished jobs with a webhook, by time.
+            try db.execute(sql: """
+                CREATE INDEX jobs_jobs_finished_webhook ON jobs_jobs(updated_at, id)
+                WHERE webhook_url IS NOT NULL AND state IN ('completed', 'failed')
+                """)
+        },
     ]
 
     public func migrate() async throws { try await db.migrate(Self.migrations) }
@@ -229,6 +236,15 @@ public final class SQLiteJobStore: JobStore {
             try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM jobs_jobs WHERE engine_id = ? AND state IN ('assigned', 'transcoding', 'completing') ORDER BY id
                 """), arguments: [engine.text]).compactMap(Self.job)
+        }
+    }
+
+    public func finishedWithWebhook(after: FinishedPosition, through: Int64, limit: Int) async throws -> [Job] {
+        try await db.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT * FROM jobs_jobs WHERE webhook_url IS NOT NULL AND state IN ('completed', 'failed')
+                AND (updated_at, id) > (?, ?) AND updated_at <= ? ORDER BY updated_at, id LIMIT ?
+                """), arguments: [after.updatedAt, after.id, through, limit]).compactMap(Self.job)
         }
     }
 

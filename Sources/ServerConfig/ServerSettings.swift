@@ -25,6 +25,7 @@
 //   webhooks.allowed_networks  (r)   SPOOL_WEBHOOKS_ALLOWED_NETWORKS
 //   webhooks.max_attempts      (r)   SPOOL_WEBHOOKS_MAX_ATTEMPTS
 //   webhooks.retry_base_ms     (r)   SPOOL_WEBHOOKS_RETRY_BASE_MS
+//   webhooks.ca_file                 SPOOL_WEBHOOKS_CA_FILE
 //   events.replay_window       (r)   SPOOL_EVENTS_REPLAY_WINDOW
 //   events.keepalive_seconds   (r)   SPOOL_EVENTS_KEEPALIVE_SECONDS
 //   engines.join_token         (r)   SPOOL_ENGINES_JOIN_TOKEN (also SPOOL_JOIN_TOKEN)
@@ -101,6 +102,9 @@ public struct ServerSettings: Sendable, Equatable {
         public var maxAttempts = 8
         /// The first retry waits about this long, each later one twice as long (±50 %).
         public var retryBaseMilliseconds: Int64 = 1_000
+        /// The CAs (PEM) https:// receivers must be certified by; empty is the system's
+        /// trust store.
+        public var caFile = ""
         public init() {}
     }
 

@@ -4,6 +4,9 @@
 // the reloader all walk this one table, so a key cannot be known to one and not another.
 
 import Scheduling
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A setting's value while it is being resolved (before it lands in ServerSettings).
 public enum SettingValue: Sendable, Equatable, CustomStringConvertible {
@@ -152,6 +155,10 @@ public enum SettingsSchema {
         },
         .int("webhooks.max_attempts", reloadable: true, 1...50, \.webhooks.maxAttempts),
         .int("webhooks.retry_base_ms", reloadable: true, 10...3_600_000, \.webhooks.retryBaseMilliseconds),
+        .string("webhooks.ca_file", reloadable: false, \.webhooks.caFile) { s in
+            s.isEmpty || access(s, R_OK) == 0 ? nil
+                : "must be empty (the system's trust store) or a readable PEM file of the CAs https:// receivers are certified by"
+        },
         .int("events.replay_window", reloadable: true, 1...1_000_000, \.events.replayWindow),
         .int("events.keepalive_seconds", reloadable: true, 1...3_600, \.events.keepAliveSeconds),
         .string("engines.join_token", reloadable: true, \.engines.joinToken) { s in

@@ -6,6 +6,7 @@
 // their slot to the first waiter.
 import Ring
 import Threads
+import TLS
 
 /// - warning: Loop-confined: owned by one HTTPClient and used on its loop.
 final class ClientConnectionPool {
@@ -13,7 +14,7 @@ final class ClientConnectionPool {
     private let loop: EventLoop
 
     private struct Idle {
-        let conn: TCPConnection
+        let conn: any ClientTransport
         let since: MonotonicInstant
     }
     /// A request waiting for a connection slot. Resumed with true when a finishing request
@@ -51,7 +52,7 @@ final class ClientConnectionPool {
 
     /// A connection to `origin` and whether it was reused; every call must be matched by
     /// one `checkin`.
-    func checkout(_ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) -> (TCPConnection, Bool) {
+    func checkout(_ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) -> (any ClientTransport, Bool) {
         let pool = pools[origin] ?? { let p = OriginPool(); pools[origin] = p; return p }()
         try await takeSlot(pool, origin, deadline: deadline)
         // Then a connection: an idle one still fresh, or a new one.
@@ -95,7 +96,7 @@ final class ClientConnectionPool {
         }
     }
 
-    private func connect(_ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) -> TCPConnection {
+    private func connect(_ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) -> any ClientTransport {
         var addresses: [SocketAddress]
         do {
             if let resolve = configuration.resolve {
@@ -120,13 +121,16 @@ final class ClientConnectionPool {
         var lastError: RingError?
         for a in addresses {
             let timeout = try HTTPClient.remaining(deadline, configuration.connectTimeout, now: loop.now)
+            let conn: TCPConnection
             do {
-                let conn = try await TCPConnection.connect(to: a, timeout: timeout)
-                connectionsOpened += 1
-                return conn
+                conn = try await TCPConnection.connect(to: a, timeout: timeout)
             } catch {
                 lastError = error
+                continue
             }
+            connectionsOpened += 1
+            guard origin.tls else { return conn }
+            return try await secure(conn, origin, deadline: deadline)
         }
         if lastError?.code == .timedOut {
             throw HTTPClientError(.timedOut, "connecting to \(origin.host):\(origin.port) took longer than \(configuration.connectTimeout)", cause: lastError)
@@ -134,8 +138,34 @@ final class ClientConnectionPool {
         throw HTTPClientError(.connectFailed, "cannot connect to \(origin.host):\(origin.port): \(lastError.map { "\($0)" } ?? "no address")", cause: lastError)
     }
 
+    /// TLS on a fresh connection. The handshake gets what is left of the connect timeout;
+    /// a certificate that does not verify fails the request (no other address is tried:
+    /// they are the same host's).
+    private func secure(_ conn: TCPConnection, _ origin: Origin, deadline: MonotonicInstant) async throws(HTTPClientError) -> TLSClientConnection {
+        let left: Duration
+        do { left = try HTTPClient.remaining(deadline, configuration.connectTimeout, now: loop.now) } catch {
+            await conn.close()
+            throw error
+        }
+        let context: TLSContext
+        do { context = try tlsContext() } catch {
+            await conn.close()
+            throw error
+        }
+        return try await TLSClientConnection.handshake(conn, context: context, host: origin.host, timeout: left)
+    }
+
+    /// The configured trust, else the system's (loaded once per process).
+    private func tlsContext() throws(HTTPClientError) -> TLSContext {
+        if let c = configuration.tlsContext { return c }
+        do { return try Self.systemTrust.get() } catch {
+            throw HTTPClientError(.tlsFailed, error.message, cause: error)
+        }
+    }
+    private static let systemTrust = Result { () throws(TLSError) in try TLSContext() }
+
     /// Returns a connection after a request: kept idle for reuse, or closed.
-    func checkin(_ origin: Origin, _ conn: TCPConnection, keep: Bool) async {
+    func checkin(_ origin: Origin, _ conn: any ClientTransport, keep: Bool) async {
         guard let pool = pools[origin] else { await conn.close(); return }
         release(pool)
         guard keep else { await conn.close(); return }

@@ -53,10 +53,10 @@ public struct ClientResponse: Sendable {
 /// Writes a streamed request body (each write is one chunk).
 /// - warning: Loop-confined (not `Sendable`): use it only inside the producer.
 public final class ClientBodyWriter {
-    let conn: TCPConnection
+    let conn: any ClientTransport
     let timeout: () -> Duration
     public private(set) var bytesWritten = 0
-    init(conn: TCPConnection, timeout: @escaping () -> Duration) {
+    init(conn: any ClientTransport, timeout: @escaping () -> Duration) {
         self.conn = conn
         self.timeout = timeout
     }

@@ -1,10 +1,14 @@
-// Web.ClientURL: the URLs HTTPClient accepts, `http://host[:port][/path][?query]`, split
-// into the origin its pool is keyed by and the origin-form target it sends. Plain HTTP
-// only (TLS is the gateway's job); no userinfo; the path must already be percent-encoded.
+// Web.ClientURL: the URLs HTTPClient accepts, `http[s]://host[:port][/path][?query]`,
+// split into the origin its pool is keyed by (scheme, host, port) and the origin-form
+// target it sends. No userinfo; the path must already be percent-encoded.
 
 struct Origin: Hashable {
     var host: String
     var port: UInt16
+    var tls = false
+
+    var scheme: String { tls ? "https" : "http" }
+    var defaultPort: UInt16 { tls ? 443 : 80 }
 }
 
 struct ParsedURL {
@@ -12,17 +16,18 @@ struct ParsedURL {
     var target: String
 
     init(_ url: String) throws(HTTPClientError) {
-        guard url.hasPrefix("http://") else {
-            throw HTTPClientError(.invalidURL, "\"\(url)\": only http:// URLs are supported (TLS is the gateway's job)")
+        let tls: Bool
+        if url.hasPrefix("http://") { tls = false } else if url.hasPrefix("https://") { tls = true } else {
+            throw HTTPClientError(.invalidURL, "\"\(url)\": only http:// and https:// URLs are supported")
         }
-        let rest = url.dropFirst(7)
+        let rest = url.dropFirst(tls ? 8 : 7)
         let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
         let authority = rest[..<slash]
         var target = String(rest[slash...])
         if target.isEmpty { target = "/" } else if target.hasPrefix("?") { target = "/" + target }
         if let hash = target.firstIndex(of: "#") { target = String(target[..<hash]) }
         guard !authority.isEmpty, !authority.contains("@") else { throw HTTPClientError(.invalidURL, "\"\(url)\": bad host") }
-        var host = String(authority), port: UInt16 = 80
+        var host = String(authority), port: UInt16 = tls ? 443 : 80
         if authority.hasPrefix("[") {
             guard let close = authority.firstIndex(of: "]") else { throw HTTPClientError(.invalidURL, "\"\(url)\": bad IPv6 host") }
             host = String(authority[...close])
@@ -39,9 +44,9 @@ struct ParsedURL {
         guard target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw HTTPClientError(.invalidURL, "\"\(url)\": the path must be percent-encoded")
         }
-        origin = Origin(host: host, port: port)
+        origin = Origin(host: host, port: port, tls: tls)
         self.target = target
     }
 
-    var hostHeader: String { origin.port == 80 ? origin.host : "\(origin.host):\(origin.port)" }
+    var hostHeader: String { origin.port == origin.defaultPort ? origin.host : "\(origin.host):\(origin.port)" }
 }

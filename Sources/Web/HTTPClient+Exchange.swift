@@ -48,7 +48,7 @@ extension HTTPClient {
         return out
     }
 
-    func exchange(_ req: ClientRequest, head: [UInt8], on conn: TCPConnection, deadline: MonotonicInstant,
+    func exchange(_ req: ClientRequest, head: [UInt8], on conn: any ClientTransport, deadline: MonotonicInstant,
                   onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Exchange {
         try await sendRequest(req, head: head, on: conn, deadline: deadline)
         return try await receiveResponse(req, on: conn, deadline: deadline, onBody: onBody)
@@ -65,7 +65,7 @@ extension HTTPClient {
         do { return try HTTPClient.remaining(deadline, configuration.readTimeout, now: loop.now) } catch { throw .failed(error) }
     }
 
-    private func sendRequest(_ req: ClientRequest, head: [UInt8], on conn: TCPConnection, deadline: MonotonicInstant) async throws(ExchangeFailure) {
+    private func sendRequest(_ req: ClientRequest, head: [UInt8], on conn: any ClientTransport, deadline: MonotonicInstant) async throws(ExchangeFailure) {
         // A send refused by a closed socket: the server dropped an idle connection.
         func sendFailure(_ e: RingError) -> ExchangeFailure {
             e.code == .brokenPipe || e.code == .connectionReset ? .stale : transportFailure(e)
@@ -109,7 +109,7 @@ extension HTTPClient {
     }
 
     /// The next piece of the response, nil at the end of the stream.
-    private func receive(_ conn: TCPConnection, deadline: MonotonicInstant, staleIfClosed: Bool) async throws(ExchangeFailure) -> PooledBuffer? {
+    private func receive(_ conn: any ClientTransport, deadline: MonotonicInstant, staleIfClosed: Bool) async throws(ExchangeFailure) -> PooledBuffer? {
         let timeout = try receiveTimeout(deadline)
         do {
             return try await conn.receive(timeout: timeout)
@@ -119,7 +119,7 @@ extension HTTPClient {
         }
     }
 
-    private func receiveResponse(_ req: ClientRequest, on conn: TCPConnection, deadline: MonotonicInstant,
+    private func receiveResponse(_ req: ClientRequest, on conn: any ClientTransport, deadline: MonotonicInstant,
                                  onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Exchange {
         // Response head (skipping 1xx interim responses).
         var buffer: [UInt8] = []
@@ -167,7 +167,7 @@ extension HTTPClient {
 
     /// Reads the body per `framing`, starting with what is already in `buffer`. Returns
     /// whether the connection can be reused.
-    private func readBody(_ framing: ResponseFraming, conn: TCPConnection, buffer: inout [UInt8], deadline: MonotonicInstant,
+    private func readBody(_ framing: ResponseFraming, conn: any ClientTransport, buffer: inout [UInt8], deadline: MonotonicInstant,
                           onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Bool {
         switch framing {
         case .none:

@@ -9,11 +9,12 @@
 // (only before any response byte, and only for replayable bodies). Request heads are
 // serialized by HTTP1 with the same field rules as responses; parsing is strict
 // (HTTP1.ResponseHeadParser, ChunkedDecoder). Every failure is an HTTPClientError.
-// Non-goals: TLS (the gateway and S3 endpoints are reached over plain HTTP on loopback
-// or a private network; TLS belongs to nginx), HTTP/2, cookies.
+// https:// URLs run over TLS (ClientTransport: OpenSSL through module TLS, verified
+// against the system's trust store or `tlsContext`'s). Non-goals: HTTP/2, cookies.
 import HTTP1
 import Ring
 import Threads
+import TLS
 
 public struct HTTPClientConfiguration: Sendable {
     public var connectTimeout: Duration = .seconds(5)
@@ -38,6 +39,8 @@ public struct HTTPClientConfiguration: Sendable {
     /// refuses it (the request fails with `refusedAddress` when none is admitted). The
     /// addresses checked are the ones dialed, so a name cannot re-resolve in between.
     public var admit: (@Sendable (SocketAddress) -> String?)?
+    /// Whom https:// servers must be certified by: nil is the system's trust store.
+    public var tlsContext: TLSContext?
     public init() {}
 }
 
@@ -98,7 +101,7 @@ public final class HTTPClient {
             guard redirects <= configuration.maxRedirects else {
                 throw HTTPClientError(.tooManyRedirects, "more than \(configuration.maxRedirects) redirects")
             }
-            req.url = location.hasPrefix("/") ? "http://\(url.hostHeader)\(location)" : location
+            req.url = location.hasPrefix("/") ? "\(url.origin.scheme)://\(url.hostHeader)\(location)" : location
             // Credentials stay with the origin they were meant for.
             if (try? ParsedURL(req.url))?.origin != url.origin {
                 req.headers.removeAll { ["authorization", "proxy-authorization", "cookie"].contains($0.name.lowercased()) }

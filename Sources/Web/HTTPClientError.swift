@@ -11,7 +11,7 @@ public struct HTTPClientError: Error, Sendable, Equatable, CustomStringConvertib
     public struct Kind: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String {
             case invalidURL, invalidRequest, connectFailed, timedOut, connectionClosed, malformedResponse
-            case bodyTooLarge, tooManyRedirects, callbackFailed, refusedAddress
+            case bodyTooLarge, tooManyRedirects, callbackFailed, refusedAddress, tlsFailed
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -31,6 +31,9 @@ public struct HTTPClientError: Error, Sendable, Equatable, CustomStringConvertib
         /// Every address the host resolved to was refused by the configuration's `admit`
         /// policy; nothing was dialed.
         public static let refusedAddress = Kind(.refusedAddress)
+        /// The TLS handshake failed: the server's certificate did not verify (untrusted,
+        /// expired, or not for this host), or the server speaks no acceptable TLS.
+        public static let tlsFailed = Kind(.tlsFailed)
 
         public var description: String { value.rawValue }
     }

@@ -2,15 +2,19 @@
 // good. Deliveries are rows (table webhooks_deliveries) written when the JobFinished
 // event arrives, then sent by a loop of its own: POST of the JSON payload, signed the
 // Standard Webhooks way with the tenant's secret (webhooks_secrets), no redirects
-// followed. 2xx: delivered. 5xx, 408, 429, a timeout or a connection failure: retried
+// followed; https:// receivers must present a certificate that verifies (the system's
+// trust store, or webhooks.ca_file). 2xx: delivered. 5xx, 408, 429, a timeout or a connection failure: retried
 // with exponential backoff and jitter until webhooks.max_attempts. 410 Gone: the URL is
 // disabled (webhooks_disabled) and nothing more is sent to it. Any other answer, or an
 // address the SSRF guard refuses (AddressPolicy, checked on the very addresses dialed):
 // failed at once. Every attempt is logged (webhooks_attempts) and readable per job.
-// Pending deliveries survive a restart (they are rows; the loop reads what is due). Each
+// Pending deliveries survive a restart (they are rows; the loop reads what is due), and a
+// finished job whose delivery row was never written (the dispatcher died between the job's
+// commit and the event) is found by the outbox sweep (WebhookService+Outbox). Each
 // attempt is claimed first, by one conditional update that moves the row's next attempt
 // past the attempt's timeout, so of several dispatchers on one database exactly one sends
 // it, and a dispatcher that dies mid-attempt leaves it to another once that time passes.
+import Crypto
 import Events
 import JSON
 import Jobs
@@ -20,6 +24,7 @@ import Ring
 import SpoolModel
 import Synchronization
 import Threads
+import TLS
 import Web
 
 public struct WebhookSettings: Sendable, Equatable {
@@ -63,6 +68,8 @@ public final class WebhookService: Sendable {
     let logger: Logger
     /// Tests inject host names here (the SSRF guard still judges what they resolve to).
     let resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?
+    /// Whom https:// receivers must be certified by (nil: the system's trust store).
+    let tls: TLSContext?
     let wake: AsyncStream<Void>.Continuation
     let wakes: AsyncStream<Void>
     let inFlight = Mutex<Set<String>>([])
@@ -97,23 +104,30 @@ public final class WebhookService: Sendable {
             );
             CREATE TABLE webhooks_disabled (url TEXT PRIMARY KEY NOT NULL, at BIGINT NOT NULL, status INTEGER NOT NULL);
             """),
+        SQLMigration("webhooks.2", sqlite: """
+            CREATE TABLE webhooks_outbox (name TEXT PRIMARY KEY NOT NULL, updated_at INTEGER NOT NULL, job_id TEXT NOT NULL) WITHOUT ROWID;
+            """, postgresql: """
+            CREATE TABLE webhooks_outbox (name TEXT PRIMARY KEY NOT NULL, updated_at BIGINT NOT NULL, job_id TEXT NOT NULL);
+            """),
     ]
 
     public static func open(database: any RelationalDatabase, jobs: JobService, clock: any ServiceClock,
                             settings: @escaping @Sendable () -> WebhookSettings, logger: Logger,
-                            resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])? = nil) async throws -> WebhookService {
+                            resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])? = nil,
+                            tls: TLSContext? = nil) async throws -> WebhookService {
         try await database.migrate(migrations)
-        return WebhookService(database: database, jobs: jobs, clock: clock, settings: settings, logger: logger, resolve: resolve)
+        return WebhookService(database: database, jobs: jobs, clock: clock, settings: settings, logger: logger, resolve: resolve, tls: tls)
     }
 
     init(database: any RelationalDatabase, jobs: JobService, clock: any ServiceClock, settings: @escaping @Sendable () -> WebhookSettings,
-         logger: Logger, resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?) {
+         logger: Logger, resolve: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?, tls: TLSContext?) {
         self.database = database
         self.jobs = jobs
         self.clock = clock
         self.settings = settings
         self.logger = logger
         self.resolve = resolve
+        self.tls = tls
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -147,9 +161,14 @@ public final class WebhookService: Sendable {
     // MARK: Deliveries
 
     /// Records a delivery for a finished job (completed, or failed with no retry left) that
-    /// has a webhook URL; nil otherwise.
+    /// has a webhook URL; nil otherwise. Idempotent: the delivery's id is made from the job,
+    /// its state and the time it entered it, so the event path and the outbox sweep (on any
+    /// dispatcher) record one delivery per finish; a second call returns the first's row.
     @discardableResult
-    public func enqueue(_ job: Job) async throws -> Delivery? {
+    public func enqueue(_ job: Job) async throws -> Delivery? { try await record(job)?.delivery }
+
+    /// `enqueue`, and whether this call wrote the row.
+    func record(_ job: Job) async throws -> (delivery: Delivery, inserted: Bool)? {
         guard let url = job.webhookURL, job.state == .completed || job.state == .failed else { return nil }
         let now = clock.unixMilliseconds
         let event = "job." + job.state.rawValue
@@ -171,17 +190,29 @@ public final class WebhookService: Sendable {
         w.key("metadata"); w.beginObject(); for k in job.metadata.keys.sorted() { w.field(k, job.metadata[k]!) }; w.endObject()
         w.endObject()
         w.endObject()
-        let id = "msg_" + Hex.random(bytes: 16)
+        let id = Self.deliveryID(job)
         let d = Delivery(id: id, jobID: job.id.text, tenant: job.tenant, url: url, event: event, payload: w.text, state: .pending,
                          attempts: 0, nextAttemptAt: now, createdAt: now, updatedAt: now)
-        try await database.writing { db in
-            try db.execute("""
+        let existing = try await database.writing { db -> Delivery?? in
+            let inserted = try db.execute("""
                 INSERT INTO webhooks_deliveries (id, job_id, tenant, url, event, payload, state, attempts, next_attempt_at, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT (id) DO NOTHING
                 """, [d.id, d.jobID, d.tenant, d.url, d.event, d.payload, now, now, now])
+            if inserted == 1 { return .none }
+            return .some(try db.one("SELECT * FROM webhooks_deliveries WHERE id = ?", [d.id]).flatMap(Self.delivery))
         }
-        wake.yield()
-        return d
+        guard case .some(let earlier) = existing else {
+            wake.yield()
+            return (d, true)
+        }
+        return (earlier ?? d, false)
+    }
+
+    /// The delivery id of a job's finish: "msg_" and 32 hex digits of SHA-256 over the job's
+    /// id, state and the time it entered that state.
+    static func deliveryID(_ job: Job) -> String {
+        let digest = SHA256.hash(data: Array("\(job.id.text)|\(job.state.rawValue)|\(job.updatedAt)".utf8))
+        return "msg_" + Hex.encode(Array(digest.prefix(16)))
     }
 
     /// The deliveries of a job with their attempts, oldest first.
@@ -222,8 +253,13 @@ public final class WebhookService: Sendable {
         }
         defer { listener.cancel() }
         var woken = wakes.makeAsyncIterator()
+        var nextSweep: Int64 = 0
         while !Task.isCancelled {
             let now = clock.unixMilliseconds
+            if now >= nextSweep {
+                nextSweep = now + Self.outboxSweepIntervalMilliseconds
+                do { try await sweepOutbox() } catch { logger.error("webhook outbox sweep failed: \(error)") }
+            }
             let due = (try? await dueDeliveries(now: now, limit: 16)) ?? []
             for d in due {
                 // At most 8 at once, each delivery once at a time.
@@ -339,9 +375,6 @@ public final class WebhookService: Sendable {
     }
 
     func send(_ d: Delivery, settings s: WebhookSettings) async -> Outcome {
-        guard d.url.hasPrefix("http://") else {
-            return .failed(nil, "only http:// webhook URLs can be delivered by this server (its HTTP client has no TLS yet)")
-        }
         let secret: String
         do { secret = try await self.secret(tenant: d.tenant) } catch { return .retry(nil, "no signing secret: \(error)") }
         let body = Array(d.payload.utf8)
@@ -358,6 +391,7 @@ public final class WebhookService: Sendable {
         config.maxIdlePerOrigin = 0
         config.userAgent = "spool-webhooks"
         config.resolve = resolve
+        config.tlsContext = tls
         let policy = s.policy
         config.admit = { address in policy.refusal(address.ipBytes) }
         // No connection is kept (maxIdlePerOrigin 0): each attempt dials afresh, through the guard.
@@ -375,6 +409,8 @@ public final class WebhookService: Sendable {
             default: return .failed(r.status, "the receiver answered \(r.status)")
             }
         } catch {
+            // A receiver whose certificate does not verify is not sent the payload; that is
+            // retried like a connection failure (a certificate is often fixed within hours).
             if error.kind == .refusedAddress || error.kind == .invalidURL { return .failed(nil, error.description) }
             return .retry(nil, error.description)
         }

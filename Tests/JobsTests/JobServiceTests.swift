@@ -356,4 +356,43 @@ class JobServiceTests: XCTestCase {
         XCTAssertEqual(again?.limits, s.limits)
         XCTAssertTrue(String(decoding: again!.jsonBytes, as: UTF8.self).contains(#""limits":{"max_seconds":120,"max_memory_mib":1024}"#))
     }
+
+    /// The webhook outbox's read: finished jobs with a webhook URL, in (updated_at, id)
+    /// order, paged from a position, up to a time; not pending, cancelled or URL-less ones.
+    func testFinishedJobsWithAWebhookAreListedInOrder() async throws {
+        var hooked = spec(maxAttempts: 1)
+        hooked.webhookURL = "https://hooks.example/a"
+        let engine = EngineID("eng_01ARZ3NDEKTSV4RRFFQ69G5FAV")!
+        var finished: [Job] = []
+        for i in 0..<5 {
+            let job = try await submit(spec: hooked)
+            clock.advance(by: .milliseconds(10))
+            _ = try await service.transition(job.id, to: .assigned, engineID: engine)
+            if i % 2 == 0 {
+                _ = try await service.transition(job.id, to: .transcoding, leaseEpoch: 1, progress: 0)
+                _ = try await service.transition(job.id, to: .completing, leaseEpoch: 1)
+                finished.append(try await service.transition(job.id, to: .completed, leaseEpoch: 1))
+            } else {
+                finished.append(try await service.transition(job.id, to: .failed, reason: "bad input", leaseEpoch: 1))
+            }
+        }
+        _ = try await submit(spec: hooked)                       // pending
+        let cancelled = try await submit(spec: hooked)
+        _ = try await service.transition(cancelled.id, to: .cancelled)
+        let plain = try await submit(spec: spec(maxAttempts: 1))  // no webhook
+        _ = try await service.transition(plain.id, to: .assigned, engineID: engine)
+        _ = try await service.transition(plain.id, to: .failed, reason: "bad input", leaseEpoch: 1)
+
+        // (A job's updated_at moves at least 1 ms per change, so it can run ahead of the manual clock.)
+        let now = finished.last!.updatedAt
+        let all = try await service.finishedWithWebhook(after: FinishedPosition(updatedAt: 0, id: ""), through: now, limit: 100)
+        XCTAssertEqual(all.map(\.id), finished.map(\.id))
+        XCTAssertEqual(all.map(\.state), [.completed, .failed, .completed, .failed, .completed])
+        let first = try await service.finishedWithWebhook(after: FinishedPosition(updatedAt: 0, id: ""), through: now, limit: 2)
+        let rest = try await service.finishedWithWebhook(after: FinishedPosition(updatedAt: first[1].updatedAt, id: first[1].id.text),
+                                                         through: now, limit: 100)
+        XCTAssertEqual((first + rest).map(\.id), finished.map(\.id))
+        let early = try await service.finishedWithWebhook(after: FinishedPosition(updatedAt: 0, id: ""), through: finished[1].updatedAt, limit: 100)
+        XCTAssertEqual(early.map(\.id), Array(finished.prefix(2)).map(\.id))
+    }
 }

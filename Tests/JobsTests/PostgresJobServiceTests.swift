@@ -49,6 +49,7 @@ final class PostgresJobServiceTests: JobServiceTests {
     override func testRunSweepsExpiresOnTheInjectedClock() async throws { try await super.testRunSweepsExpiresOnTheInjectedClock() }
     override func testEventsFollowCommittedChanges() async throws { try await super.testEventsFollowCommittedChanges() }
     override func testTranscodeLimitsAreStoredWithTheJob() async throws { try await super.testTranscodeLimitsAreStoredWithTheJob() }
+    override func testFinishedJobsWithAWebhookAreListedInOrder() async throws { try await super.testFinishedJobsWithAWebhookAreListedInOrder() }
 
     /// Two dispatchers, one new key, 20 submissions each at once: one job, every other
     /// answer a replay of its bytes.

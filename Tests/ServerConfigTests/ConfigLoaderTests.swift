@@ -75,6 +75,14 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(p.count, 5, "\(p)")
     }
 
+    func testAWebhookTrustFileThatCannotBeReadIsRefused() throws {
+        let p = problems(ConfigLoader(environment: ["SPOOL_WEBHOOKS_CA_FILE": "/nonexistent/ca.pem"]))
+        XCTAssertEqual(p, ["webhooks.ca_file = \"/nonexistent/ca.pem\" (from SPOOL_WEBHOOKS_CA_FILE): must be empty (the system's trust store) "
+                           + "or a readable PEM file of the CAs https:// receivers are certified by"])
+        let readable = try writeTemp("not a certificate")
+        XCTAssertEqual(problems(ConfigLoader(environment: ["SPOOL_WEBHOOKS_CA_FILE": readable])), [])
+    }
+
     func testBadFlagValueAndUnknownFlag() {
         let p = problems(ConfigLoader(environment: [:], flags: ["loops": "0", "insecure_no_auth": "maybe", "lopps": "2"]))
         XCTAssertTrue(p.contains("loops = 0 (from --loops): must be an integer in 1...256"), "\(p)")
@@ -114,9 +122,9 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 31)
+        XCTAssertEqual(SettingsSchema.all.count, 32)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
-                       ["listen", "data_dir", "loops", "insecure_no_auth", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
+                       ["listen", "data_dir", "loops", "insecure_no_auth", "webhooks.ca_file", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
                         "database.url", "database.max_connections"])
     }
 

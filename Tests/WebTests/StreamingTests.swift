@@ -547,7 +547,7 @@ final class StreamingTests: XCTestCase {
         }
         XCTAssertEqual(refused?.kind, .connectFailed)
         let badURL = try await withClient { c -> HTTPClientError? in
-            do { _ = try await c.get("https://127.0.0.1/"); return nil } catch { return error as? HTTPClientError }
+            do { _ = try await c.get("ftp://127.0.0.1/"); return nil } catch { return error as? HTTPClientError }
         }
         XCTAssertEqual(badURL?.kind, .invalidURL)
         let notFollowed = try await withClient { c in try await c.get("\(base)/api/v1/redirect") }

@@ -118,6 +118,7 @@ final class DeliveryTests: XCTestCase {
     var jobs: JobService!
     var webhooks: WebhookService!
     var bus: InProcessEventBus!
+    var db: SQLiteDatabase!
     var runner: Task<Void, any Error>?
     final class Names: Sendable { let list = Mutex<[String]>([]) }
     let resolved = Names()
@@ -125,7 +126,7 @@ final class DeliveryTests: XCTestCase {
     override func setUp() async throws {
         dir = NSTemporaryDirectory() + "spool-webhooks-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let db = try SQLiteDatabase(path: dir + "/spool.sqlite")
+        db = try SQLiteDatabase(path: dir + "/spool.sqlite")
         bus = InProcessEventBus(replayWindow: { 100 })
         jobs = JobService(store: SQLiteJobStore(database: db), events: bus, clock: SystemClock.shared, settings: { JobSettings() })
         try await jobs.migrate()
@@ -159,7 +160,8 @@ final class DeliveryTests: XCTestCase {
     }
 
     /// A finished job with a webhook URL, through the real event path (submit, then fail or complete).
-    func finishedJob(url: String, tenant: String = "acme") async throws -> Job {
+    func finishedJob(url: String, tenant: String = "acme", via service: JobService? = nil) async throws -> Job {
+        let jobs = service ?? self.jobs!
         var spec = JobSpec(inputFileID: FileID("file_01ARZ3NDEKTSV4RRFFQ69G5FAV")!, outputs: .preset("h264-720p"))
         spec.webhookURL = url
         spec.maxAttempts = 1
@@ -236,11 +238,12 @@ final class DeliveryTests: XCTestCase {
             XCTAssertTrue(d.log.first?.error?.contains("is not dialed") == true, d.log.first?.error ?? "")
         }
         XCTAssertEqual(resolved.list.withLock { $0 }, ["hooks.internal", "metadata.internal", "mapped.internal"])
-        // A literal private address in the URL, and https (no TLS in this client yet).
+        // A literal private address in the URL, and an https:// URL (the same guard, before any TLS).
         let literal = try await waitForFinalState(try await finishedJob(url: "http://192.168.0.10:8080/hook"))
         XCTAssertEqual(literal.state, .failed)
         XCTAssertTrue(literal.log.first?.error?.contains("192.168.0.10") == true, literal.log.first?.error ?? "")
-        let tls = try await waitForFinalState(try await finishedJob(url: "https://example.com/hook"))
+        let tls = try await waitForFinalState(try await finishedJob(url: "https://hooks.internal/hook"))
         XCTAssertEqual(tls.state, .failed)
+        XCTAssertTrue(tls.log.first?.error?.contains("is not dialed") == true, tls.log.first?.error ?? "")
     }
 }
