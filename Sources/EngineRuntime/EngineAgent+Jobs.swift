@@ -1,6 +1,6 @@
 // EngineRuntime.EngineAgent+Jobs: what an engine does with work: slots that long-poll for
-// leases (resumed local-queue jobs first), and each job from input download through the
-// runner to output upload and completion, every call under its lease epoch (a 409 drops
+// leases (resumed local-queue jobs first), and each job from its input (EngineAgent+Input:
+// downloaded, or streamed) through the runner to output upload and completion, every call under its lease epoch (a 409 drops
 // the work unreported); progress at most once a second.
 import Glibc
 import JSON
@@ -111,19 +111,24 @@ extension EngineAgent {
         do {
             try makeDirectory(work)
             let input = work + "/input"
-            try await download(client.value, lease, to: input)
+            let prepared = try await prepareInput(client, lease, at: input)
             let reporter = loop.spawn { [self] in await progressLoop(client, lease) }
             let result: RunnerResult
             do {
                 result = try await runner.run(RunnerJob(jobID: lease.jobID, spec: lease.spec, inputPath: input,
-                                                        outputDirectory: work + "/out", threads: configuration.threads)) { [self] p in
+                                                        outputDirectory: work + "/out", threads: configuration.threads,
+                                                        inputIsStream: prepared.route == .stream)) { [self] p in
                     state.withLock { $0.running[lease.jobID]?.progress = p }
                 }
             } catch {
                 reporter.cancel()
+                // A stream that broke explains the transcode's failure better than the transcode does.
+                if let broken = await prepared.streamFailure(afterSuccess: false) { throw broken }
                 throw error
             }
             reporter.cancel()
+            // A transcode of an input that did not arrive whole must not count.
+            if let broken = await prepared.streamFailure(afterSuccess: true) { throw broken }
             var outputs: [(name: String, fileID: String)] = []
             for name in outputFiles(under: work + "/out") {
                 outputs.append((name, try await upload(client.value, lease, path: work + "/out/" + name, name: name)))
@@ -226,29 +231,6 @@ extension EngineAgent {
         if r.status == 409 { throw StaleLease(description: "lease lost: \(String(decoding: r.body.prefix(300), as: UTF8.self))") }
         guard (200..<300).contains(r.status) else {
             throw EngineError("\(what) answered \(r.status): \(String(decoding: r.body.prefix(300), as: UTF8.self))")
-        }
-    }
-
-    func download(_ client: HTTPClient, _ lease: Lease, to path: String) async throws {
-        guard let creds = state.withLock({ $0.credentials }) else { throw EngineError("not registered") }
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw EngineError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var written: Int64 = 0
-        let head = try await client.execute(ClientRequest(url: api + "/engines/\(creds.engineID)/jobs/\(lease.jobID)/input?lease_epoch=\(lease.epoch)",
-                                                          headers: authorization(creds.token))) { bytes in
-            var off = 0
-            while off < bytes.count {
-                let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
-                if n < 0 { if errno == EINTR { continue }; throw EngineError("writing \(path): \(String(cString: strerror(errno)))") }
-                off += n
-            }
-            written += Int64(bytes.count)
-        }
-        if head.status == 409 { throw StaleLease(description: "lease lost before the input was read") }
-        guard head.status == 200 else { throw EngineError("input download answered \(head.status)") }
-        if let len = head.header("Content-Length").flatMap(Int64.init), len != written {
-            throw EngineError("input download ended after \(written) of \(len) bytes")
         }
     }
 

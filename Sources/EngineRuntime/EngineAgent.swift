@@ -52,6 +52,8 @@ public struct EngineConfiguration: Sendable {
     public var maxIOWaitFraction = 0.5
     /// After `drain()`, running jobs are cancelled and requeued past this.
     public var drainTimeout: Duration = .seconds(600)
+    /// Download inputs first or stream them into the transcode (M29; InputDecision).
+    public var inputPolicy = InputPolicy()
 
     public init(server: String, joinToken: String?, dataDirectory: String, name: String) {
         var s = server
@@ -78,6 +80,8 @@ public final class EngineAgent: Sendable {
         var running: [String: Running] = [:]
         var credentials: EngineCredentials?
         var heartbeatSeconds = 5.0
+        /// Moving average of input download throughput (bytes/s), once measured.
+        var downloadBytesPerSecond: Double?
         var sentCapabilities = ""
         var completed = 0
         var failed = 0
@@ -93,6 +97,9 @@ public final class EngineAgent: Sendable {
     let wakeHeartbeat: AsyncStream<Void>
     let wakeHeartbeatContinuation: AsyncStream<Void>.Continuation
     let local = Mutex<LocalQueue?>(nil)
+    /// Blocking writes into streamed inputs' FIFOs (one per running stream at most), kept
+    /// off the shared blocking pool: a write waits as long as its transcode does.
+    let streamPool: BlockingPool
 
     public init(configuration: EngineConfiguration, runner: any TranscodeRunner, monitor: any ResourceMonitorPlugin,
                 logger: Logger = Logger(label: "spool.engine")) {
@@ -100,6 +107,7 @@ public final class EngineAgent: Sendable {
         self.runner = runner
         self.monitor = monitor
         self.logger = logger
+        streamPool = BlockingPool(BlockingPool.Configuration(maxThreads: max(1, configuration.slots)))
         (wakeHeartbeat, wakeHeartbeatContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 

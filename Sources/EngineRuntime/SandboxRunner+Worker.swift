@@ -29,6 +29,7 @@ extension SandboxRunner {
         request.field("job_id", job.jobID)
         request.key("spec"); job.spec.encodeTranscodeForm(to: &request)
         request.field("input", input)
+        if job.inputIsStream { request.field("input_stream", true) }
         request.field("output_directory", output)
         request.field("threads", Int(job.threads))
         request.key("required_capabilities")

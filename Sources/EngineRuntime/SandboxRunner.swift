@@ -130,6 +130,13 @@ public final class SandboxRunner: TranscodeRunner {
 
     public func cancel(jobID: String) { _ = cancelled.withLock { $0.insert(jobID) } }
 
+    public func streamRefusal(_ spec: JobSpec) -> String? {
+        if configuration.plugins.contains(where: { !Set($0.capabilities).isDisjoint(with: spec.requiredCapabilities) }) {
+            return "it runs on a plugin, which reads files"
+        }
+        return builtinStreamRefusal(spec)
+    }
+
     public func run(_ job: RunnerJob, progress: @escaping @Sendable (TranscodeProgress) -> Void) async throws(TranscodeFailure) -> RunnerResult {
         do { _ = try OutputPlan.make(job.spec) } catch { throw .invalidJob(error.message) }
         cancelled.withLock { _ = $0.remove(job.jobID) }

@@ -17,8 +17,11 @@ public struct RunnerJob: Sendable {
     public var outputDirectory: String
     /// Codec threads (0: automatic).
     public var threads: Int32
-    public init(jobID: String, spec: JobSpec, inputPath: String, outputDirectory: String, threads: Int32 = 0) {
+    /// The input is a FIFO the engine streams into (read once, front to back), not a file.
+    public var inputIsStream = false
+    public init(jobID: String, spec: JobSpec, inputPath: String, outputDirectory: String, threads: Int32 = 0, inputIsStream: Bool = false) {
         self.jobID = jobID; self.spec = spec; self.inputPath = inputPath; self.outputDirectory = outputDirectory; self.threads = threads
+        self.inputIsStream = inputIsStream
     }
 }
 
@@ -44,6 +47,22 @@ public protocol TranscodeRunner: Sendable {
     func run(_ job: RunnerJob, progress: @escaping @Sendable (TranscodeProgress) -> Void) async throws(TranscodeFailure) -> RunnerResult
     /// Cancels a running job (it then throws `.cancelled`); unknown ids are ignored.
     func cancel(jobID: String)
+    /// Whether `spec` can run on a streamed input (`RunnerJob.inputIsStream`): the
+    /// built-in transcoder reading it once; the reason when not.
+    func streamRefusal(_ spec: JobSpec) -> String?
+}
+
+extension TranscodeRunner {
+    public func streamRefusal(_ spec: JobSpec) -> String? { "this runner reads inputs from files only" }
+}
+
+/// Why the built-in transcoder cannot take `spec` on a stream, or nil when it can.
+func builtinStreamRefusal(_ spec: JobSpec) -> String? {
+    if spec.measureQuality { return "its quality report is measured against the input, which needs it again" }
+    guard let plan = try? OutputPlan.make(spec), plan.count == 1 else {
+        return "its outputs are made one after another, each reading the input again"
+    }
+    return nil
 }
 
 /// Runs a plugin in this process: each output of the spec in turn, into the directory.
@@ -54,6 +73,8 @@ public final class PluginRunner: TranscodeRunner {
     public func capabilitiesJSON() -> String { plugin.capabilities().jsonText }
 
     public func cancel(jobID: String) { plugin.cancel(jobID: jobID) }
+
+    public func streamRefusal(_ spec: JobSpec) -> String? { builtinStreamRefusal(spec) }
 
     public func run(_ job: RunnerJob, progress: @escaping @Sendable (TranscodeProgress) -> Void) async throws(TranscodeFailure) -> RunnerResult {
         let plan: [OutputPlan]
@@ -74,6 +95,7 @@ public final class PluginRunner: TranscodeRunner {
                 var r = TranscodeRequest(input: job.inputPath, output: job.outputDirectory + "/" + name, preset: preset,
                                          threads: job.threads, progressInterval: 0.5)
                 r.measureQuality = job.spec.measureQuality
+                if job.inputIsStream { r.inputStream = FIFOSource(path: job.inputPath) }
                 guard case .single(let s) = try await plugin.transcode(TranscodeJob(id: job.jobID, kind: .single(r)), progress: slice) else {
                     throw TranscodeFailure(code: "internal", message: "the plugin answered a single transcode with a ladder")
                 }
@@ -83,6 +105,7 @@ public final class PluginRunner: TranscodeRunner {
                 var r = LadderRequest(input: job.inputPath, outputDirectory: job.outputDirectory, preset: preset,
                                       threads: job.threads, progressInterval: 0.5)
                 r.measureQuality = job.spec.measureQuality
+                if job.inputIsStream { r.inputStream = FIFOSource(path: job.inputPath) }
                 guard case .ladder(let s) = try await plugin.transcode(TranscodeJob(id: job.jobID, kind: .ladder(r)), progress: slice) else {
                     throw TranscodeFailure(code: "internal", message: "the plugin answered a ladder with a single transcode")
                 }

@@ -31,8 +31,9 @@ public struct WorkerRequest: Sendable {
             throw ModelError(.validationFailed, "job_id, spec, input and output_directory are required")
         }
         let threads = (try? root["threads"]?.int64()) ?? 0
+        let stream = (try? root["input_stream"]?.bool()) ?? false
         var request = WorkerRequest(job: RunnerJob(jobID: id, spec: try JobSpec.decode(specValue), inputPath: inputPath,
-                                                   outputDirectory: out, threads: Int32(clamping: threads)))
+                                                   outputDirectory: out, threads: Int32(clamping: threads), inputIsStream: stream))
         if let p = root["plugin"], !p.isNull {
             guard let name = try? p["name"]?.string(), let path = try? p["path"]?.string() else {
                 throw ModelError(.validationFailed, "plugin needs a name and a path")

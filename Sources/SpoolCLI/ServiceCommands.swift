@@ -64,9 +64,22 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
     @Option(help: "Busy (no new leases) above this share of time the busiest disk has I/O in flight (0...1, /proc/diskstats).")
     var maxIoWait: Double = 0.5
 
+    @Option(help: """
+        How inputs reach the transcode: auto (streamed when the disk is short, or when large and the network keeps up; \
+        else downloaded first), download, or stream (when the job and its container allow it).
+        """)
+    var inputMode: String = "auto"
+
+    @Option(help: "In auto mode, inputs at least this large (MiB) are streamed when the network keeps up.")
+    var streamMinMib: Int = 2048
+
     @OptionGroup var sandboxOptions: SandboxOptions
 
     func validate() throws {
+        guard InputMode(rawValue: inputMode) != nil else {
+            throw ValidationError("--input-mode must be one of \(InputMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard streamMinMib >= 0 else { throw ValidationError("--stream-min-mib must be 0 or more") }
         guard (1...64).contains(slots) else { throw ValidationError("--slots must be 1...64") }
         guard (0...64).contains(threads) else { throw ValidationError("--threads must be 0...64") }
         guard maxLoadPerCpu > 0 else { throw ValidationError("--max-load-per-cpu must be above 0") }
@@ -90,6 +103,8 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
         config.drainTimeout = .seconds(Int64(drainTimeout))
         config.minMemoryAvailableBytes = Int64(minFreeMemoryMib) << 20
         config.maxIOWaitFraction = maxIoWait
+        config.inputPolicy.mode = InputMode(rawValue: inputMode) ?? .auto
+        config.inputPolicy.streamMinBytes = Int64(streamMinMib) << 20
         let runner = try sandboxOptions.makeRunner(tags: tags, label: "spool engine", spareDirectory: dataDir + "/sandbox")
         let agent = EngineAgent(configuration: config, runner: runner,
                                 monitor: ProcResourceMonitor(), logger: Logger(label: "spool.engine"))

@@ -9,6 +9,15 @@ import HTTP1
 import Ring
 import Threads
 
+/// Where a response body goes: a consumer called on the loop with each piece in place,
+/// or one awaited with a copy of each piece before the next receive.
+enum BodySink {
+    case immediate((UnsafeRawBufferPointer) throws -> Void)
+    case awaited((ClientResponseHead, [UInt8]) async throws -> Void)
+
+    static var discard: BodySink { .immediate { _ in } }
+}
+
 /// How one exchange failed.
 enum ExchangeFailure: Error {
     /// The connection was closed or reset before any response byte: a reused connection
@@ -49,9 +58,9 @@ extension HTTPClient {
     }
 
     func exchange(_ req: ClientRequest, head: [UInt8], on conn: any ClientTransport, deadline: MonotonicInstant,
-                  onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Exchange {
+                  sink: BodySink) async throws(ExchangeFailure) -> Exchange {
         try await sendRequest(req, head: head, on: conn, deadline: deadline)
-        return try await receiveResponse(req, on: conn, deadline: deadline, onBody: onBody)
+        return try await receiveResponse(req, on: conn, deadline: deadline, sink: sink)
     }
 
     /// A socket failure during the exchange, for the caller.
@@ -97,15 +106,32 @@ extension HTTPClient {
         }
     }
 
-    /// Passes response body bytes to the caller's consumer; what it throws ends the request.
-    private func deliver(_ bytes: UnsafeRawBufferPointer, to onBody: (UnsafeRawBufferPointer) throws -> Void) throws(ExchangeFailure) {
+    /// Passes response body bytes to an immediate consumer; for an awaited one, returns
+    /// them copied, for `settle` once the pointer is out of scope. What a consumer throws
+    /// ends the request.
+    private func deliver(_ bytes: UnsafeRawBufferPointer, to sink: BodySink) throws(ExchangeFailure) -> [UInt8]? {
+        guard case .immediate(let onBody) = sink else { return bytes.isEmpty ? nil : Array(bytes) }
         do {
             try onBody(bytes)
-        } catch let e as HTTPClientError {
-            throw .failed(e)
         } catch {
-            throw .failed(HTTPClientError(.callbackFailed, "the response body consumer threw: \(error)", cause: error))
+            throw Self.consumerFailure(error)
         }
+        return nil
+    }
+
+    /// Hands bytes `deliver` copied to the awaited consumer.
+    private func settle(_ copied: [UInt8]?, to sink: BodySink, _ head: ClientResponseHead) async throws(ExchangeFailure) {
+        guard let copied, case .awaited(let onBody) = sink else { return }
+        do {
+            try await onBody(head, copied)
+        } catch {
+            throw Self.consumerFailure(error)
+        }
+    }
+
+    private static func consumerFailure(_ error: any Error) -> ExchangeFailure {
+        if let e = error as? HTTPClientError { return .failed(e) }
+        return .failed(HTTPClientError(.callbackFailed, "the response body consumer threw: \(error)", cause: error))
     }
 
     /// The next piece of the response, nil at the end of the stream.
@@ -120,7 +146,7 @@ extension HTTPClient {
     }
 
     private func receiveResponse(_ req: ClientRequest, on conn: any ClientTransport, deadline: MonotonicInstant,
-                                 onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Exchange {
+                                 sink: BodySink) async throws(ExchangeFailure) -> Exchange {
         // Response head (skipping 1xx interim responses).
         var buffer: [UInt8] = []
         var parser = ResponseHeadParser()
@@ -150,9 +176,9 @@ extension HTTPClient {
                 // A redirect that will be followed: its body is not the caller's.
                 let keep: Bool
                 if configuration.followRedirects && location != nil && HTTPClient.redirectStatuses.contains(p.status) {
-                    keep = try await readBody(p.framing, conn: conn, buffer: &buffer, deadline: deadline, onBody: { _ in })
+                    keep = try await readBody(p.framing, responseHead, conn: conn, buffer: &buffer, deadline: deadline, sink: .discard)
                 } else {
-                    keep = try await readBody(p.framing, conn: conn, buffer: &buffer, deadline: deadline, onBody: onBody)
+                    keep = try await readBody(p.framing, responseHead, conn: conn, buffer: &buffer, deadline: deadline, sink: sink)
                 }
                 return Exchange(head: responseHead, location: location, keepAlive: keep && p.keepAlive && buffer.isEmpty)
             }
@@ -167,8 +193,8 @@ extension HTTPClient {
 
     /// Reads the body per `framing`, starting with what is already in `buffer`. Returns
     /// whether the connection can be reused.
-    private func readBody(_ framing: ResponseFraming, conn: any ClientTransport, buffer: inout [UInt8], deadline: MonotonicInstant,
-                          onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(ExchangeFailure) -> Bool {
+    private func readBody(_ framing: ResponseFraming, _ head: ClientResponseHead, conn: any ClientTransport, buffer: inout [UInt8], deadline: MonotonicInstant,
+                          sink: BodySink) async throws(ExchangeFailure) -> Bool {
         switch framing {
         case .none:
             return true
@@ -176,7 +202,8 @@ extension HTTPClient {
             var left = n
             let first = Int(min(UInt64(buffer.count), left))
             if first > 0 {
-                try buffer.withTypedBytes { raw throws(ExchangeFailure) in try deliver(UnsafeRawBufferPointer(rebasing: raw[..<first]), to: onBody) }
+                let copied = try buffer.withTypedBytes { raw throws(ExchangeFailure) in try deliver(UnsafeRawBufferPointer(rebasing: raw[..<first]), to: sink) }
+                try await settle(copied, to: sink, head)
             }
             buffer.removeFirst(first)
             left -= UInt64(first)
@@ -184,45 +211,57 @@ extension HTTPClient {
                 guard let chunk = try await receive(conn, deadline: deadline, staleIfClosed: false) else {
                     throw .failed(HTTPClientError(.connectionClosed, "the response body ended \(left) bytes early"))
                 }
-                try chunk.withUnsafeBytes { raw throws(ExchangeFailure) in
+                let copied = try chunk.withUnsafeBytes { raw throws(ExchangeFailure) in
                     let take = Int(min(UInt64(raw.count), left))
-                    try deliver(UnsafeRawBufferPointer(rebasing: raw[..<take]), to: onBody)
+                    let copied = try deliver(UnsafeRawBufferPointer(rebasing: raw[..<take]), to: sink)
                     left -= UInt64(take)
                     if take < raw.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[take...])) }
+                    return copied
                 }
+                try await settle(copied, to: sink, head)
             }
             return true
         case .chunked:
             var decoder = ChunkedDecoder()
             var events: [ChunkedDecoder.Event] = []
-            func feed(_ raw: UnsafeRawBufferPointer) throws(ExchangeFailure) -> Int {
+            func feed(_ raw: UnsafeRawBufferPointer) throws(ExchangeFailure) -> (used: Int, copied: [UInt8]?) {
                 events.removeAll(keepingCapacity: true)
                 let used: Int
                 do { used = try decoder.decode(raw, into: &events) } catch {
                     throw .failed(HTTPClientError(.malformedResponse, "chunked body: \(error.reason)", cause: error))
                 }
-                for case .data(let r) in events { try deliver(UnsafeRawBufferPointer(rebasing: raw[r]), to: onBody) }
-                return used
+                var copied: [UInt8]? = nil
+                for case .data(let r) in events {
+                    if let more = try deliver(UnsafeRawBufferPointer(rebasing: raw[r]), to: sink) { copied = (copied ?? []) + more }
+                }
+                return (used, copied)
             }
             if !buffer.isEmpty {
-                let used = try buffer.withTypedBytes { raw throws(ExchangeFailure) in try feed(raw) }
+                let (used, copied) = try buffer.withTypedBytes { raw throws(ExchangeFailure) in try feed(raw) }
                 buffer.removeFirst(used)
+                try await settle(copied, to: sink, head)
             }
             while !decoder.isComplete {
                 guard let chunk = try await receive(conn, deadline: deadline, staleIfClosed: false) else {
                     throw .failed(HTTPClientError(.connectionClosed, "the chunked response body ended early"))
                 }
-                try chunk.withUnsafeBytes { raw throws(ExchangeFailure) in
-                    let used = try feed(raw)
+                let copied = try chunk.withUnsafeBytes { raw throws(ExchangeFailure) in
+                    let (used, copied) = try feed(raw)
                     if used < raw.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[used...])) }
+                    return copied
                 }
+                try await settle(copied, to: sink, head)
             }
             return true
         case .untilClose:
-            if !buffer.isEmpty { try buffer.withTypedBytes { raw throws(ExchangeFailure) in try deliver(raw, to: onBody) } }
+            if !buffer.isEmpty {
+                let copied = try buffer.withTypedBytes { raw throws(ExchangeFailure) in try deliver(raw, to: sink) }
+                try await settle(copied, to: sink, head)
+            }
             buffer.removeAll()
             while let chunk = try await receive(conn, deadline: deadline, staleIfClosed: false) {
-                try chunk.withUnsafeBytes { raw throws(ExchangeFailure) in try deliver(raw, to: onBody) }
+                let copied = try chunk.withUnsafeBytes { raw throws(ExchangeFailure) in try deliver(raw, to: sink) }
+                try await settle(copied, to: sink, head)
             }
             return false
         }

@@ -88,12 +88,29 @@ public final class HTTPClient {
     /// caller's code and may throw anything: an HTTPClientError ends the request as is,
     /// anything else as `callbackFailed` with the thrown error as its `cause`.
     public func execute(_ request: ClientRequest, onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(HTTPClientError) -> ClientResponseHead {
+        try await withoutActuallyEscaping(onBody) { (consumer) async throws(HTTPClientError) -> ClientResponseHead in
+            try await execute(request, sink: .immediate(consumer))
+        }
+    }
+
+    /// Sends `request` and hands the response body to `onBody` piece by piece, with the
+    /// response head, awaiting each call before reading on: a consumer slower than the
+    /// network holds the connection's reads back (TCP flow control pushes back on the
+    /// server) instead of buffering. Each piece is a copy the consumer owns.
+    public func execute(_ request: ClientRequest,
+                        awaiting onBody: (ClientResponseHead, [UInt8]) async throws -> Void) async throws(HTTPClientError) -> ClientResponseHead {
+        try await withoutActuallyEscaping(onBody) { (consumer) async throws(HTTPClientError) -> ClientResponseHead in
+            try await execute(request, sink: .awaited(consumer))
+        }
+    }
+
+    private func execute(_ request: ClientRequest, sink: BodySink) async throws(HTTPClientError) -> ClientResponseHead {
         let deadline = loop.now + (request.timeout ?? configuration.totalTimeout)
         var req = request
         var redirects = 0
         while true {
             let url = try ParsedURL(req.url)
-            let (head, location) = try await attempt(req, url: url, deadline: deadline, onBody: onBody)
+            let (head, location) = try await attempt(req, url: url, deadline: deadline, sink: sink)
             guard configuration.followRedirects, Self.redirectStatuses.contains(head.status), let location else {
                 return head
             }
@@ -127,7 +144,7 @@ public final class HTTPClient {
     /// One request on one connection; retried once on a fresh connection when a reused
     /// one turns out to be closed before any response byte.
     private func attempt(_ req: ClientRequest, url: ParsedURL, deadline: MonotonicInstant,
-                         onBody: (UnsafeRawBufferPointer) throws -> Void) async throws(HTTPClientError) -> (ClientResponseHead, String?) {
+                         sink: BodySink) async throws(HTTPClientError) -> (ClientResponseHead, String?) {
         // Validated before a connection is taken: an invalid request sends nothing.
         let head = try requestHead(req, url: url)
         var tries = 0
@@ -135,7 +152,7 @@ public final class HTTPClient {
             tries += 1
             let (conn, reused) = try await pool.checkout(url.origin, deadline: deadline)
             do {
-                let result = try await exchange(req, head: head, on: conn, deadline: deadline, onBody: onBody)
+                let result = try await exchange(req, head: head, on: conn, deadline: deadline, sink: sink)
                 await pool.checkin(url.origin, conn, keep: result.keepAlive)
                 return (result.head, result.location)
             } catch {

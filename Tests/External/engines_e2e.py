@@ -44,14 +44,15 @@ QUEUE_ENV = {}
 
 
 class Engine:
-    def __init__(self, binary, server, data_dir, log_path, name):
+    def __init__(self, binary, server, data_dir, log_path, name, extra=()):
         self.binary, self.server, self.data_dir, self.log_path, self.name = binary, server, data_dir, log_path, name
+        self.extra = list(extra)
         self.proc = None
 
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.binary, "engine", "--server", self.server, "--join-token", JOIN,
-                                      "--data-dir", self.data_dir, "--name", self.name, "--threads", "1"],
+                                      "--data-dir", self.data_dir, "--name", self.name, "--threads", "1"] + self.extra,
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return self
@@ -159,7 +160,9 @@ def fleet(binary, work, server, admin):
         file_id = upload(s, server, clip)
         for _ in range(10):
             jobs[submit(s, server, file_id)] = tenant
-    engines = [Engine(binary, server.base, os.path.join(work, f"engine-{i}"), os.path.join(work, f"engine-{i}.log"), f"e{i}").start()
+    # Engine e0 streams its inputs into the transcode (M29); the others download them first.
+    engines = [Engine(binary, server.base, os.path.join(work, f"engine-{i}"), os.path.join(work, f"engine-{i}.log"), f"e{i}",
+                      ["--input-mode", "stream"] if i == 0 else []).start()
                for i in range(3)]
     try:
         def all_done():
@@ -180,7 +183,10 @@ def fleet(binary, work, server, admin):
         for tenant, w in weights.items():
             share, expected = counts.get(tenant, 0) / window, w / sum(weights.values())
             assert abs(share - expected) <= expected * 0.1 + 1e-9, f"tenant {tenant}: share {share:.3f}, weight share {expected:.3f}; order {order}"
-        print(f"fleet: 30 jobs completed on 3 engines; assignment order {''.join(order)}; contended window {window}: {counts}")
+        streamed = engines[0].log().count("input streamed")
+        assert streamed > 0, f"engine e0 (--input-mode stream) streamed no input; log:\n{engines[0].log()}"
+        print(f"fleet: 30 jobs completed on 3 engines ({streamed} with the input streamed); assignment order {''.join(order)}; "
+              f"contended window {window}: {counts}")
     finally:
         for e in engines:
             rc = e.stop()

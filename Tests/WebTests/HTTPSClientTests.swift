@@ -70,6 +70,38 @@ final class HTTPSClientTests: XCTestCase {
         XCTAssertEqual(opened, 2)
     }
 
+    /// `execute(_:awaiting:)`: each piece is awaited before the next is read, so a slow
+    /// consumer gets the whole body at its own pace; what it throws ends the request.
+    func testAnAwaitedConsumerGetsTheWholeBodyAtItsPace() async throws {
+        let port = server.port
+        let loop = self.loop!
+        let (status, body, pieces, failure) = try await withClient(try configuration()) { c -> (Int, [UInt8], Int, String) in
+            var body: [UInt8] = []
+            var pieces = 0
+            var status = 0
+            let head = try await c.execute(ClientRequest(url: "https://localhost:\(port)/bytes?n=1048576"), awaiting: { head, bytes in
+                status = head.status
+                pieces += 1
+                if pieces % 8 == 0 { try await loop.sleep(for: .milliseconds(2)) }   // slower than the network
+                body += bytes
+            })
+            XCTAssertEqual(head.status, status)
+            struct Stop: Error {}
+            var failure = "none"
+            do {
+                _ = try await c.execute(ClientRequest(url: "https://localhost:\(port)/bytes?n=100000"), awaiting: { _, _ in throw Stop() })
+            } catch {
+                let e = error as? HTTPClientError
+                failure = "\(e?.kind.description ?? "\(error)") \(e?.cause is Stop)"
+            }
+            return (status, body, pieces, failure)
+        }
+        XCTAssertEqual(status, 200)
+        XCTAssertTrue(body == Self.pattern(1 << 20), "the awaited body arrived changed (\(body.count) bytes)")
+        XCTAssertGreaterThan(pieces, 1)
+        XCTAssertEqual(failure, "callbackFailed true")
+    }
+
     func testUploadsArriveWhole() async throws {
         let port = server.port
         let payload = Self.pattern(300_000)
@@ -97,7 +129,6 @@ final class HTTPSClientTests: XCTestCase {
         }
         XCTAssertTrue(untrusted.hasPrefix("tlsFailed"), untrusted)
         XCTAssertTrue(untrusted.contains("not trusted"), untrusted)
-        print("untrusted: \(untrusted)")
         // The system trust store does not know the test CA either.
         let system = try await withClient(HTTPClientConfiguration()) { c -> String in
             do { _ = try await c.get("https://localhost:\(port)/x"); return "answered" } catch { return Self.failure(error) }
@@ -111,7 +142,6 @@ final class HTTPSClientTests: XCTestCase {
         }
         XCTAssertTrue(wrongName.hasPrefix("tlsFailed"), wrongName)
         XCTAssertTrue(wrongName.contains("hostname mismatch"), wrongName)
-        print("misnamed: \(wrongName)")
         XCTAssertTrue(server.requests().isEmpty, "a request reached the server past a failed verification")
     }
 
@@ -134,7 +164,6 @@ final class HTTPSClientTests: XCTestCase {
         }
         try await plain.value
         XCTAssertTrue(result.hasPrefix("tlsFailed"), result)
-        print("plain: \(result)")
     }
 
     func testTLS12IsSpoken() async throws {
