@@ -112,24 +112,35 @@ extension EngineAgent {
             try makeDirectory(work)
             let input = work + "/input"
             let prepared = try await prepareInput(client, lease, at: input)
+            // On the stream route a single output streams straight into its upload too.
+            let streamedOutput = prepared.route == .stream ? try startOutputStream(client, lease, in: work) : nil
             let reporter = loop.spawn { [self] in await progressLoop(client, lease) }
             let result: RunnerResult
             do {
                 result = try await runner.run(RunnerJob(jobID: lease.jobID, spec: lease.spec, inputPath: input,
                                                         outputDirectory: work + "/out", threads: configuration.threads,
-                                                        inputIsStream: prepared.route == .stream)) { [self] p in
+                                                        inputIsStream: prepared.route == .stream,
+                                                        outputStreamPath: streamedOutput?.path)) { [self] p in
                     state.withLock { $0.running[lease.jobID]?.progress = p }
                 }
             } catch {
                 reporter.cancel()
+                _ = await streamedOutput?.finish(transcodeSucceeded: false)
                 // A stream that broke explains the transcode's failure better than the transcode does.
                 if let broken = await prepared.streamFailure(afterSuccess: false) { throw broken }
                 throw error
             }
             reporter.cancel()
-            // A transcode of an input that did not arrive whole must not count.
-            if let broken = await prepared.streamFailure(afterSuccess: true) { throw broken }
+            // A transcode of an input that did not arrive whole must not count (and its
+            // streamed output is then not kept).
+            let broken = await prepared.streamFailure(afterSuccess: true)
             var outputs: [(name: String, fileID: String)] = []
+            if let streamedOutput {
+                let uploaded = await streamedOutput.finish(transcodeSucceeded: broken == nil)
+                if let broken { throw broken }
+                outputs.append((streamedOutput.name, try uploaded.get()))
+            }
+            if let broken { throw broken }
             for name in outputFiles(under: work + "/out") {
                 outputs.append((name, try await upload(client.value, lease, path: work + "/out/" + name, name: name)))
             }
@@ -235,9 +246,8 @@ extension EngineAgent {
     }
 
     func upload(_ client: HTTPClient, _ lease: Lease, path: String, name: String) async throws -> String {
-        guard let creds = state.withLock({ $0.credentials }) else { throw EngineError("not registered") }
-        let url = api + "/engines/\(creds.engineID)/jobs/\(lease.jobID)/outputs?lease_epoch=\(lease.epoch)&name=\(name)"
-        let r = try await client.execute(ClientRequest(method: "POST", url: url, headers: authorization(creds.token), body: .stream { writer in
+        let url = try outputURL(lease, name: name)
+        let r = try await client.execute(ClientRequest(method: "POST", url: url, headers: try authorization(), body: .stream { writer in
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw EngineError("cannot open \(path): \(String(cString: strerror(errno)))") }
             defer { close(fd) }
@@ -249,10 +259,6 @@ extension EngineAgent {
                 try await writer.write(Array(buffer[..<n]))
             }
         }))
-        if r.status == 409 { throw StaleLease(description: "lease lost while uploading \(name)") }
-        guard r.status == 201, let doc = try? JSONDocument(parsing: r.body), let id = try? doc.root["file_id"]?.string() else {
-            throw EngineError("output upload of \(name) answered \(r.status): \(String(decoding: r.body.prefix(300), as: UTF8.self))")
-        }
-        return id
+        return try uploadedFileID(r, lease: lease, name: name)
     }
 }

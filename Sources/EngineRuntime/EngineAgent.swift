@@ -97,8 +97,9 @@ public final class EngineAgent: Sendable {
     let wakeHeartbeat: AsyncStream<Void>
     let wakeHeartbeatContinuation: AsyncStream<Void>.Continuation
     let local = Mutex<LocalQueue?>(nil)
-    /// Blocking writes into streamed inputs' FIFOs (one per running stream at most), kept
-    /// off the shared blocking pool: a write waits as long as its transcode does.
+    /// Blocking writes into streamed inputs' FIFOs and reads from streamed outputs' (two per
+    /// streamed job at most), kept off the shared blocking pool: each waits as long as its
+    /// transcode does.
     let streamPool: BlockingPool
 
     public init(configuration: EngineConfiguration, runner: any TranscodeRunner, monitor: any ResourceMonitorPlugin,
@@ -107,7 +108,8 @@ public final class EngineAgent: Sendable {
         self.runner = runner
         self.monitor = monitor
         self.logger = logger
-        streamPool = BlockingPool(BlockingPool.Configuration(maxThreads: max(1, configuration.slots)))
+        // Per streamed job: the input's writer and the output's reader.
+        streamPool = BlockingPool(BlockingPool.Configuration(maxThreads: 2 * max(1, configuration.slots)))
         (wakeHeartbeat, wakeHeartbeatContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 

@@ -31,6 +31,12 @@ extension SandboxRunner {
             spares.withLock { $0.append(spare) }
             return nil
         }
+        // A streamed output's FIFO goes into the writable stage.
+        if let o = job.outputStreamPath, link(o, spare.slot + "/stage/output-stream") != 0 {
+            unlink(spare.slot + "/in/input")
+            spares.withLock { $0.append(spare) }
+            return nil
+        }
         return spare
     }
 
@@ -49,8 +55,9 @@ extension SandboxRunner {
             } catch { return nil }
             let spare: Spare
             switch configuration.confinement.kind {
-            case .bubblewrap: spare = Spare(slot: slot, insideInput: "/job/input/input", insideOutput: "/job/stage/out")
-            case .direct: spare = Spare(slot: slot, insideInput: slot + "/in/input", insideOutput: slot + "/stage/out")
+            case .bubblewrap: spare = Spare(slot: slot, insideInput: "/job/input/input", insideOutput: "/job/stage/out",
+                                            insideStage: "/job/stage")
+            case .direct: spare = Spare(slot: slot, insideInput: slot + "/in/input", insideOutput: slot + "/stage/out", insideStage: slot + "/stage")
             }
             list.append(spare)
             return spare
@@ -145,10 +152,12 @@ final class Spare: Sendable {
     let slot: String
     let insideInput: String
     let insideOutput: String
+    /// The writable stage as the worker sees it.
+    let insideStage: String
     let state = ConditionLock<State>(.starting)
 
-    init(slot: String, insideInput: String, insideOutput: String) {
-        self.slot = slot; self.insideInput = insideInput; self.insideOutput = insideOutput
+    init(slot: String, insideInput: String, insideOutput: String, insideStage: String) {
+        self.slot = slot; self.insideInput = insideInput; self.insideOutput = insideOutput; self.insideStage = insideStage
     }
     var isReady: Bool { state.withLock { if case .ready = $0 { return true } else { return false } } }
     var hasFailed: Bool { state.withLock { if case .failed = $0 { return true } else { return false } } }

@@ -23,13 +23,15 @@ extension SandboxRunner {
         return limits
     }
 
-    func requestText(_ job: RunnerJob, input: String, output: String, plugin: (name: String, path: String)? = nil) -> String {
+    func requestText(_ job: RunnerJob, input: String, output: String, outputStream: String? = nil,
+                     plugin: (name: String, path: String)? = nil) -> String {
         var request = JSONWriter()
         request.beginObject()
         request.field("job_id", job.jobID)
         request.key("spec"); job.spec.encodeTranscodeForm(to: &request)
         request.field("input", input)
         if job.inputIsStream { request.field("input_stream", true) }
+        if let outputStream { request.field("output_stream", outputStream) }
         request.field("output_directory", output)
         request.field("threads", Int(job.threads))
         request.key("required_capabilities")
@@ -49,6 +51,7 @@ extension SandboxRunner {
         var view = SandboxView()
         let input: String, output: String, home: String
         var pluginPath: String?
+        var outputStream: String?
         switch configuration.confinement.kind {
         case .bubblewrap:
             let base = job.inputPath.split(separator: "/").last.map(String.init) ?? "input"
@@ -61,6 +64,10 @@ extension SandboxRunner {
                 view.readOnly.append((plugin.path, pluginPath!))
             }
             view.readWrite = [(stage, "/job/stage")]
+            if let o = job.outputStreamPath {
+                outputStream = "/job/output-stream"
+                view.readWrite.append((o, outputStream!))
+            }
             view.workingDirectory = "/job/stage"
         case .direct:
             input = job.inputPath
@@ -72,6 +79,10 @@ extension SandboxRunner {
                 view.readOnly.append((plugin.path, plugin.path))
             }
             view.readWrite = [(stage, stage)]
+            if let o = job.outputStreamPath {
+                outputStream = o
+                view.readWrite.append((o, o))
+            }
             view.workingDirectory = stage
         }
         // A plugin's programs may want a home and a temporary directory: the stage (only
@@ -81,7 +92,8 @@ extension SandboxRunner {
         switch launch(view: view, limits: limits, allowProcesses: plugin != nil, environment: environment) {
         case .failure(let f): return .failure(f)
         case .success(let worker):
-            let request = requestText(job, input: input, output: output, plugin: plugin.map { ($0.name, pluginPath!) })
+            let request = requestText(job, input: input, output: output, outputStream: outputStream,
+                                      plugin: plugin.map { ($0.name, pluginPath!) })
             return drive(worker, request: request, jobID: job.jobID, limits: limits, startedAt: worker.spawnedAt, progress: progress)
         }
     }

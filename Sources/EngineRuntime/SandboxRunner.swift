@@ -149,7 +149,8 @@ public final class SandboxRunner: TranscodeRunner {
             // A warm worker: its start was paid before the job came.
             slot = spare.slot
             stage = spare.slot + "/stage"
-            let request = requestText(job, input: spare.insideInput, output: spare.insideOutput)
+            let request = requestText(job, input: spare.insideInput, output: spare.insideOutput,
+                                      outputStream: job.outputStreamPath.map { _ in spare.insideStage + "/output-stream" })
             outcome = await withCheckedContinuation { continuation in
                 spare.assign(Spare.Assignment(request: request, jobID: job.jobID, limits: limits, startedAt: SystemClock.nanoseconds(),
                                               progress: progress, continuation: continuation))

@@ -19,9 +19,14 @@ public struct RunnerJob: Sendable {
     public var threads: Int32
     /// The input is a FIFO the engine streams into (read once, front to back), not a file.
     public var inputIsStream = false
-    public init(jobID: String, spec: JobSpec, inputPath: String, outputDirectory: String, threads: Int32 = 0, inputIsStream: Bool = false) {
+    /// A FIFO the job's one output is written into as a stream (fragmented MP4), instead of
+    /// a file in `outputDirectory` (which then stays empty). Single-output jobs only.
+    public var outputStreamPath: String?
+    public init(jobID: String, spec: JobSpec, inputPath: String, outputDirectory: String, threads: Int32 = 0, inputIsStream: Bool = false,
+                outputStreamPath: String? = nil) {
         self.jobID = jobID; self.spec = spec; self.inputPath = inputPath; self.outputDirectory = outputDirectory; self.threads = threads
         self.inputIsStream = inputIsStream
+        self.outputStreamPath = outputStreamPath
     }
 }
 
@@ -65,6 +70,22 @@ func builtinStreamRefusal(_ spec: JobSpec) -> String? {
     return nil
 }
 
+/// The file name of `spec`'s output when it is one file that can be written as a stream
+/// (a single transcode into MP4, MPEG-TS or Matroska; a ladder writes many files), else nil.
+public func streamedOutputName(_ spec: JobSpec) -> String? {
+    guard let plan = try? OutputPlan.make(spec), plan.count == 1, case .single(let name, _) = plan[0],
+          streamFormat(forOutput: name) != nil else { return nil }
+    return name
+}
+
+/// libav's muxer for a streamed output, by its file name.
+func streamFormat(forOutput name: String) -> String? {
+    if name.hasSuffix(".mp4") || name.hasSuffix(".m4v") { return "mp4" }
+    if name.hasSuffix(".ts") { return "mpegts" }
+    if name.hasSuffix(".mkv") || name.hasSuffix(".webm") { return "matroska" }
+    return nil
+}
+
 /// Runs a plugin in this process: each output of the spec in turn, into the directory.
 public final class PluginRunner: TranscodeRunner {
     let plugin: any TranscoderPlugin
@@ -96,7 +117,16 @@ public final class PluginRunner: TranscodeRunner {
                                          threads: job.threads, progressInterval: 0.5)
                 r.measureQuality = job.spec.measureQuality
                 if job.inputIsStream { r.inputStream = FIFOSource(path: job.inputPath) }
-                guard case .single(let s) = try await plugin.transcode(TranscodeJob(id: job.jobID, kind: .single(r)), progress: slice) else {
+                let sink = job.outputStreamPath.map { FIFOSink(path: $0) }
+                r.outputStream = sink
+                if sink != nil { r.outputFormat = streamFormat(forOutput: name) }
+                let outcome: TranscodeJobResult
+                do { outcome = try await plugin.transcode(TranscodeJob(id: job.jobID, kind: .single(r)), progress: slice) } catch {
+                    sink?.close()
+                    throw error
+                }
+                sink?.close()
+                guard case .single(let s) = outcome else {
                     throw TranscodeFailure(code: "internal", message: "the plugin answered a single transcode with a ladder")
                 }
                 quality.append((name, s.quality))

@@ -32,8 +32,10 @@ public struct WorkerRequest: Sendable {
         }
         let threads = (try? root["threads"]?.int64()) ?? 0
         let stream = (try? root["input_stream"]?.bool()) ?? false
+        let outputStream = try? root["output_stream"]?.string()
         var request = WorkerRequest(job: RunnerJob(jobID: id, spec: try JobSpec.decode(specValue), inputPath: inputPath,
-                                                   outputDirectory: out, threads: Int32(clamping: threads), inputIsStream: stream))
+                                                   outputDirectory: out, threads: Int32(clamping: threads), inputIsStream: stream,
+                                                   outputStreamPath: outputStream))
         if let p = root["plugin"], !p.isNull {
             guard let name = try? p["name"]?.string(), let path = try? p["path"]?.string() else {
                 throw ModelError(.validationFailed, "plugin needs a name and a path")

@@ -97,6 +97,26 @@ final class InputRouteTests: XCTestCase {
         return t
     }
 
+    /// Reads the FIFO `fifo` to its end into the file `path`, on a thread of its own (as the
+    /// engine's upload does).
+    func drain(_ fifo: String, into path: String) -> Thread {
+        let t = Thread {
+            let fd = open(fifo, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            var all = Data()
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                all.append(contentsOf: buffer[..<n])
+            }
+            FileManager.default.createFile(atPath: path, contents: all)
+        }
+        t.start()
+        return t
+    }
+
     func testARealTranscodeReadsItsInputFromAFIFO() async throws {
         guard let spool = SandboxTests.spool, let clip = SandboxTests.clip else { throw XCTSkip(".build/debug/spool not built") }
         var runners: [(String, any TranscodeRunner)] = []
@@ -125,6 +145,27 @@ final class InputRouteTests: XCTestCase {
             fromFile.outputDirectory = dir + "/out-file"
             let f = try await runner.run(fromFile) { _ in }
             XCTAssertEqual(r.work, f.work, "\(label): a streamed input gave other frames than the file")
+
+            // Input and output both streamed: the output comes out of its FIFO as a whole
+            // (fragmented) MP4 with the same frames, and the output directory stays empty.
+            XCTAssertEqual(mkfifo(dir + "/output-stream", 0o600), 0)
+            let feeder = feed(clip, into: dir + "/input")
+            let drainer = drain(dir + "/output-stream", into: dir + "/streamed.mp4")
+            var both = job
+            both.outputDirectory = dir + "/out-both"
+            both.outputStreamPath = dir + "/output-stream"
+            let b = try await runner.run(both) { _ in }
+            _ = feeder
+            for _ in 0..<200 where drainer.isExecuting || !drainer.isFinished { usleep(10_000) }
+            XCTAssertEqual(b.work, f.work, label)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/out-both"), [], label)
+            let frames = try runProcess("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v:0",
+                                                             "-show_entries", "stream=codec_name,nb_read_frames", "-of", "csv=p=0", dir + "/streamed.mp4"])
+            let fileFrames = try runProcess("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v:0",
+                                                                 "-show_entries", "stream=codec_name,nb_read_frames", "-of", "csv=p=0", dir + "/out-file/h264-360p.mp4"])
+            XCTAssertEqual(frames.0, 0, frames.1)
+            XCTAssertEqual(frames.1, fileFrames.1, "\(label): the streamed output differs in frames from the file output")
+            XCTAssertTrue(frames.1.hasPrefix("h264,"), frames.1)
         }
     }
 
