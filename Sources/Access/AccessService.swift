@@ -157,7 +157,7 @@ public final class AccessService: Sendable {
         let h = Self.hash(secret)
         // A key registered from SPOOL_ADMIN_KEY by two dispatchers starting at once is one row.
         let onConflict = origin == "environment" ? " ON CONFLICT (hash) DO NOTHING" : ""
-        try await database.writing { db in
+        _ = try await database.writing { db in
             try db.execute("""
                 INSERT INTO access_keys (id, tenant, is_admin, hash, created, revoked_at, last4, origin)
                 VALUES (?, ?, ?, ?, ?, NULL, ?, ?)

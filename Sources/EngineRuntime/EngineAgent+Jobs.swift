@@ -113,7 +113,11 @@ extension EngineAgent {
             let input = work + "/input"
             let prepared = try await prepareInput(client, lease, at: input)
             // On the stream route a single output streams straight into its upload too.
-            let streamedOutput = prepared.route == .stream ? try startOutputStream(client, lease, in: work) : nil
+            let streamedOutput: StreamedOutput?
+            do { streamedOutput = prepared.route == .stream ? try startOutputStream(client, lease, in: work) : nil } catch {
+                prepared.writer?.cancel()   // it would wait for a reader that never comes
+                throw error
+            }
             let reporter = loop.spawn { [self] in await progressLoop(client, lease) }
             let result: RunnerResult
             do {

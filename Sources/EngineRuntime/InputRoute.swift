@@ -78,7 +78,8 @@ public enum InputDecision {
 /// Looks at an input's first bytes: which containers demux front to back.
 public enum ContainerSniff {
     /// Enough to see an MP4's top-level boxes up to `moov` in a fast-start file.
-    public static let prefixBytes = 256 << 10
+    /// (Box headers only: `ftyp` is small and `moov` or `mdat` follows it.)
+    public static let prefixBytes = 64 << 10
 
     public static func streamability(_ p: [UInt8]) -> Streamability {
         if p.count >= 8 && Array(p[4..<8]) == Array("ftyp".utf8) { return mp4(p) }

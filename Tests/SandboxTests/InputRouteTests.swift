@@ -111,7 +111,7 @@ final class InputRouteTests: XCTestCase {
                 if n <= 0 { break }
                 all.append(contentsOf: buffer[..<n])
             }
-            FileManager.default.createFile(atPath: path, contents: all)
+            _ = FileManager.default.createFile(atPath: path, contents: all)
         }
         t.start()
         return t
