@@ -30,6 +30,9 @@
 # 11. Cluster scale: `spool cluster up` (PostgreSQL, Redis, nginx, all on this machine) with
 #     1 and 2 dispatchers (GET /api/v1/jobs/{id} through the gateway) and 1 and 2 engines
 #     (real transcodes per minute) (cluster_scale.sh; not in the smoke run: four clusters).
+# 12. Streamed jobs (M29): one engine downloading inputs first vs one streaming them into
+#     libav and the output into its upload: wall time and work-directory disk per job
+#     (stream_vs_download.sh; not in the smoke run).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -196,4 +199,8 @@ if [ $smoke = 0 ]; then
   echo
   echo "== 11. Cluster scale: 1 vs 2 dispatchers (reads through the gateway), 1 vs 2 engines (jobs per minute)"
   SPOOL="$spool" ./cluster_scale.sh
+
+  echo
+  echo "== 12. Streamed jobs: the stream route vs the download route (wall time, work-directory disk)"
+  SPOOL="$spool" ./stream_vs_download.sh
 fi

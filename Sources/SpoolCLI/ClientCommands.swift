@@ -2,7 +2,8 @@
 // with an Idempotency-Key, follow the job's event stream, download the outputs) and
 // `spool jobs list|show|cancel|retry`. Server and key: --server/--key, else SPOOL_SERVER
 // and SPOOL_API_KEY (SPOOL_ADMIN_KEY), else DIR/server.url and DIR/admin.key of a local
-// `spool up`/`spool serve` (--data-dir, default ./spool-data).
+// `spool up`/`spool serve` (--data-dir, default ./spool-data). An https:// server (a
+// `spool gateway`) is verified against --ca-file (SPOOL_CA_FILE) or the system's trust store.
 import ArgumentParser
 import JSON
 import Lifecycle
@@ -10,6 +11,7 @@ import Ring
 import ServerConfig
 import Threads
 import SpoolModel
+import TLS
 import Web
 #if canImport(Glibc)
 import Glibc
@@ -25,8 +27,11 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "The data directory of a local `spool up` or `spool serve` to find the server and key in.")
     var dataDir: String = "./spool-data"
 
-    /// (base URL without a trailing slash, key or nil).
-    func resolve() throws -> (url: String, key: String?) {
+    @Option(help: "For an https:// server: the PEM file of the CA it is certified by (default: SPOOL_CA_FILE, else the system's trust store; a `spool cluster` gateway's is DIR/gateway/ca.pem).")
+    var caFile: String?
+
+    /// The server to talk to: its base URL without a trailing slash, the key, whom to trust.
+    func resolve() throws -> ServerTarget {
         let env = ConfigLoader.processEnvironment()
         var url = server ?? env["SPOOL_SERVER"] ?? readSmall(dataDir + "/server.url")
         var key = self.key ?? env["SPOOL_API_KEY"] ?? env["SPOOL_ADMIN_KEY"] ?? readSmall(dataDir + "/admin.key")
@@ -36,9 +41,20 @@ struct ServerOptions: ParsableArguments {
             throw ValidationError("no server: give --server URL, set SPOOL_SERVER, or --data-dir of a running `spool up`")
         }
         while u.hasSuffix("/") { u.removeLast() }
-        guard u.hasPrefix("http://") else { throw ValidationError("--server must be an http:// URL") }
-        return (u, key?.isEmpty == true ? nil : key)
+        guard u.hasPrefix("http://") || u.hasPrefix("https://") else { throw ValidationError("--server must be an http:// or https:// URL") }
+        var trust: TLSContext?
+        if let ca = caFile ?? env["SPOOL_CA_FILE"], !ca.isEmpty {
+            do { trust = try TLSContext(caFile: ca) } catch { throw ValidationError("--ca-file: \(error.message)") }
+        }
+        return ServerTarget(url: u, key: key?.isEmpty == true ? nil : key, trust: trust)
     }
+}
+
+struct ServerTarget: Sendable {
+    var url: String
+    var key: String?
+    /// nil: the system's trust store (https:// only).
+    var trust: TLSContext?
 }
 
 func readSmall(_ path: String) -> String? {
@@ -61,11 +77,11 @@ extension String {
 
 /// Runs `body` with an API client on a fresh event loop (the client lives there), closes
 /// the client's connections, and returns the result.
-func onLoop<T: Sendable>(_ base: String, _ key: String?, _ body: sending @escaping (APIClient) async throws -> T) async throws -> T {
+func onLoop<T: Sendable>(_ server: ServerTarget, _ body: sending @escaping (APIClient) async throws -> T) async throws -> T {
     let loop = try EventLoop.start()
     defer { loop.shutdown() }
     return try await loop.spawn {
-        let api = APIClient(base: base + "/api/v1", key: key)
+        let api = APIClient(base: server.url + "/api/v1", key: server.key, trust: server.trust)
         do {
             let result = try await body(api)
             await api.http.shutdown()
@@ -83,10 +99,11 @@ final class APIClient {
     let key: String?
     let http: HTTPClient
 
-    init(base: String, key: String?) {
+    init(base: String, key: String?, trust: TLSContext? = nil) {
         self.base = base
         self.key = key
         var c = HTTPClientConfiguration()
+        c.tlsContext = trust
         c.readTimeout = .seconds(120)
         c.totalTimeout = .seconds(24 * 3_600)
         http = HTTPClient(configuration: c)
@@ -179,7 +196,7 @@ struct Submit: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (base, key) = try target.resolve()
+        let server = try target.resolve()
         var st = stat()
         guard unsafe stat(file, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             throw ValidationError("\(file) is not a readable file")
@@ -187,7 +204,7 @@ struct Submit: AsyncParsableCommand {
         let size = Int64(st.st_size)
         let (file, preset, quality, priority, required, wait, outputDir, timeout) =
             (self.file, self.preset, self.quality, self.priority, self.required, self.wait, self.outputDir, self.timeout)
-        let ok = try await onLoop(base, key) { api async throws -> Bool in
+        let ok = try await onLoop(server) { api async throws -> Bool in
             // 1. Upload, with a progress bar.
             let bar = ProgressLine()
             let fileID = try await upload(api, path: file, size: size, bar: bar)
@@ -369,11 +386,11 @@ struct JobsCommand: AsyncParsableCommand {
         @Option(help: "How many.") var limit: Int = 20
         @OptionGroup var target: ServerOptions
         func run() async throws {
-            let (base, key) = try target.resolve()
+            let server = try target.resolve()
             var q = "?limit=\(max(1, min(100, limit)))"
             if let state { q += "&state=\(state)" }
             let query = q
-            let text = try await onLoop(base, key) { api async throws -> String in
+            let text = try await onLoop(server) { api async throws -> String in
                 let doc = try await api.call("GET", "/jobs" + query)
                 var lines = ["ID                              STATE        PROGRESS  TENANT     UPDATED"]
                 for j in doc.root["data"]!.elements {
@@ -394,9 +411,9 @@ struct JobsCommand: AsyncParsableCommand {
         @Argument(help: "The job id.") var id: String
         @OptionGroup var target: ServerOptions
         func run() async throws {
-            let (base, key) = try target.resolve()
+            let server = try target.resolve()
             let id = self.id
-            print(try await onLoop(base, key) { api async throws -> String in
+            print(try await onLoop(server) { api async throws -> String in
                 try await api.call("GET", "/jobs/\(id)").root.rawText
             })
         }
@@ -407,9 +424,9 @@ struct JobsCommand: AsyncParsableCommand {
         @Argument(help: "The job id.") var id: String
         @OptionGroup var target: ServerOptions
         func run() async throws {
-            let (base, key) = try target.resolve()
+            let server = try target.resolve()
             let id = self.id
-            print(try await onLoop(base, key) { api async throws -> String in
+            print(try await onLoop(server) { api async throws -> String in
                 let doc = try await api.call("POST", "/jobs/\(id)/cancel")
                 return "job \(id): \((try? doc.root["state"]?.string()) ?? "?")"
             })
@@ -421,9 +438,9 @@ struct JobsCommand: AsyncParsableCommand {
         @Argument(help: "The job id.") var id: String
         @OptionGroup var target: ServerOptions
         func run() async throws {
-            let (base, key) = try target.resolve()
+            let server = try target.resolve()
             let id = self.id
-            print(try await onLoop(base, key) { api async throws -> String in
+            print(try await onLoop(server) { api async throws -> String in
                 let doc = try await api.call("POST", "/jobs/\(id)/retry",
                                                                                       headers: [("Idempotency-Key", "retry-" + Hex.random(bytes: 16))])
                 return "job \(id): \((try? doc.root["state"]?.string()) ?? "?")"

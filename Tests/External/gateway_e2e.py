@@ -287,9 +287,16 @@ def api_through(gw, server, admin_key, work, binary):
     finally:
         rc = engine.stop()
         check(rc == 0, f"engine exited {rc}:\n{engine.log()}")
+    # The CLI through the gateway over TLS: trusting the gateway's CA it works; trusting
+    # only the system's store it is refused before anything is sent.
+    cli = subprocess.run([binary, "jobs", "show", job_id, "--server", gw.url(""), "--ca-file", gw.ca, "--key", admin_key],
+                         capture_output=True, text=True, timeout=60)
+    check(cli.returncode == 0 and "completed" in cli.stdout, f"spool jobs show over TLS: rc {cli.returncode}: {cli.stdout[-300:]} {cli.stderr[-300:]}")
+    cli = subprocess.run([binary, "jobs", "list", "--server", gw.url(""), "--key", admin_key], capture_output=True, text=True, timeout=60)
+    check(cli.returncode != 0 and "not trusted" in cli.stderr, f"spool jobs list to an untrusted gateway: rc {cli.returncode}: {cli.stderr[-300:]}")
     # Only engine endpoints on the engine listener.
     check_error(requests.get(f"http://127.0.0.1:{gw.engine_port}/api/v1/jobs", headers={"Authorization": "Bearer " + admin_key}, timeout=5), 404)
-    print(f"gateway: 3 MiB upload and download streamed, 413 over the body limit elsewhere, submit replayed, first SSE event in {first['seconds']:.2f} s, an engine through the engine listener completed a transcode ({len(out.content)} bytes)")
+    print(f"gateway: 3 MiB upload and download streamed, 413 over the body limit elsewhere, submit replayed, first SSE event in {first['seconds']:.2f} s, an engine through the engine listener completed a transcode ({len(out.content)} bytes), the CLI over TLS trusting the gateway's CA")
     return blob["id"]
 
 
