@@ -118,7 +118,11 @@ int spool_tls_handshake(spool_tls *s) {
     int rc = SSL_do_handshake(s->ssl);
     if (rc == 1) return SPOOL_TLS_OK;
     int o = outcome(s, rc, "the TLS handshake failed");
-    return o == SPOOL_TLS_CLOSED ? SPOOL_TLS_ERROR : o;
+    if (o == SPOOL_TLS_CLOSED) {
+        snprintf(s->error, sizeof s->error, "the server closed the TLS session during the handshake");
+        return SPOOL_TLS_ERROR;
+    }
+    return o;
 }
 
 int spool_tls_feed(spool_tls *s, const void *bytes, size_t len) {

@@ -1,7 +1,8 @@
 // EngineRuntime.EngineAgent+Jobs: what an engine does with work: slots that long-poll for
 // leases (resumed local-queue jobs first), and each job from its input (EngineAgent+Input:
-// downloaded, or streamed) through the runner to output upload and completion, every call under its lease epoch (a 409 drops
-// the work unreported); progress at most once a second.
+// downloaded, or streamed) through the runner to its outputs' upload (EngineAgent+Output
+// for a streamed one) and completion, every call under its lease epoch (a 409 drops the
+// work unreported); progress at most once a second.
 import Glibc
 import JSON
 import Jobs
