@@ -18,6 +18,8 @@ public final class TLSTestServer: @unchecked Sendable {
     /// A CA that signed nothing here.
     public let strangerCAFile: String
     let pid: pid_t
+    private let stopped = NSLock()
+    private var isStopped = false
 
     /// Starts the server on 127.0.0.1; `statuses` script the answers to other requests.
     public static func start(statuses: [Int] = [200], maxTLS12: Bool = false) throws -> TLSTestServer {
@@ -80,7 +82,13 @@ public final class TLSTestServer: @unchecked Sendable {
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
+    /// Stops the server (once: a second call does nothing, so a reaped pid is never signalled).
     public func stop() {
+        let first = stopped.withLock { () -> Bool in
+            defer { isStopped = true }
+            return !isStopped
+        }
+        guard first else { return }
         kill(pid, SIGTERM)
         _ = ServiceProcess.wait(pid)
         try? FileManager.default.removeItem(atPath: directory)

@@ -21,8 +21,8 @@ final class HTTPSClientTests: XCTestCase {
     }
 
     override func tearDown() async throws {
-        loop.shutdown()
-        server.stop()
+        loop?.shutdown()
+        server?.stop()
     }
 
     func configuration(ca: String? = nil) throws -> HTTPClientConfiguration {
@@ -33,17 +33,7 @@ final class HTTPSClientTests: XCTestCase {
     }
 
     func withClient<T: Sendable>(_ configuration: HTTPClientConfiguration, _ body: @escaping @Sendable (HTTPClient) async throws -> T) async throws -> T {
-        try await loop.run {
-            let c = HTTPClient(configuration: configuration)
-            do {
-                let r = try await body(c)
-                await c.shutdown()
-                return r
-            } catch {
-                await c.shutdown()
-                throw error
-            }
-        }
+        try await loop.withHTTPClient(configuration, body)
     }
 
     static func failure(_ e: any Error) -> String {

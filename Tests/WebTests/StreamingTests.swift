@@ -183,17 +183,7 @@ final class StreamingTests: XCTestCase {
     /// Runs `body` with an HTTPClient on the client loop.
     func withClient<T: Sendable>(_ configuration: HTTPClientConfiguration = HTTPClientConfiguration(),
                                  _ body: @escaping @Sendable (HTTPClient) async throws -> T) async throws -> T {
-        try await client.run {
-            let c = HTTPClient(configuration: configuration)
-            do {
-                let r = try await body(c)
-                await c.shutdown()
-                return r
-            } catch {
-                await c.shutdown()
-                throw error
-            }
-        }
+        try await client.withHTTPClient(configuration, body)
     }
 
     // MARK: Uploads

@@ -51,9 +51,9 @@ final class HTTPSDeliveryTests: XCTestCase {
     override func tearDown() async throws {
         runner?.cancel()
         webhooks = nil
-        loop.shutdown()
-        receiver.stop()
-        stranger.stop()
+        loop?.shutdown()
+        receiver?.stop()
+        stranger?.stop()
         try? FileManager.default.removeItem(atPath: dir)
     }
 
