@@ -60,9 +60,9 @@ final class FuzzedMediaTests: XCTestCase {
         }
         var rng = SplitMix(seed: 0x5EED_F022)
         let perSource = 80
-        var results: [(ffmpegDecodes: Bool, spoolOK: Bool)] = []
-        var reasons: [String: Int] = [:]
-        var failures: [String] = []
+        // The mutations are drawn in order from the seed first; the clips then run two at a
+        // time (one per core), each case writing only its own files.
+        var cases: [(ext: String, index: Int, bytes: [UInt8])] = []
         for (ext, original) in sources {
             for i in 0..<perSource {
                 // Flip a few bytes in 1,000 (zzuf's default ratio is 0.4%), past the first 64
@@ -75,34 +75,53 @@ final class FuzzedMediaTests: XCTestCase {
                     let at = start + Int(rng.next() % UInt64(bytes.count - start))
                     bytes[at] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
                 }
-                let input = "\(dir)/m\(i).\(ext)", output = "\(dir)/m\(i)-out.mp4"
+                cases.append((ext, i, bytes))
+            }
+        }
+        let allCases = cases
+        struct CaseResult { var ffmpegDecodes = false; var spoolOK = false; var reason: String?; var failures: [String] = [] }
+        let collected = NSLock()
+        nonisolated(unsafe) var outcomes = [CaseResult](repeating: CaseResult(), count: cases.count)
+        DispatchQueue.concurrentPerform(iterations: cases.count) { n in
+            let (ext, i, bytes) = allCases[n]
+            var result = CaseResult()
+            do {
+                let input = "\(dir)/m\(i).\(ext)", output = "\(dir)/m\(i)-\(ext)-out.mp4"
                 try Data(bytes).write(to: URL(fileURLWithPath: input))
+                defer {
+                    try? FileManager.default.removeItem(atPath: input)
+                    try? FileManager.default.removeItem(atPath: output)
+                }
                 let r = try Self.run(bin, ["transcode", input, output, "--preset", "h264-360p", "--overwrite"], limit: 60)
                 let tag = "seed 0x5EEDF022, \(ext) #\(i)"
-                if r.hung { failures.append("\(tag): hung (killed after 60 s)") }
-                if let s = r.signal { failures.append("\(tag): killed by signal \(s): \(r.output.suffix(300))") }
-                var ok = false
+                if r.hung { result.failures.append("\(tag): hung (killed after 60 s)") }
+                if let s = r.signal { result.failures.append("\(tag): killed by signal \(s): \(r.output.suffix(300))") }
                 if r.exited == 0 {
                     // Success must mean video: ffprobe counts the output's video packets.
                     let probe = try Self.run(ffprobe, ["-v", "quiet", "-select_streams", "v:0", "-count_packets",
                                                        "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", output], limit: 30)
                     let packets = Int(probe.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-                    if packets < 1 { failures.append("\(tag): exit 0 but the output has no video (\(probe.output))") }
-                    ok = packets >= 1
+                    if packets < 1 { result.failures.append("\(tag): exit 0 but the output has no video (\(probe.output))") }
+                    result.spoolOK = packets >= 1
                 } else if FileManager.default.fileExists(atPath: output) {
-                    failures.append("\(tag): failed but left \(output)")
+                    result.failures.append("\(tag): failed but left \(output)")
                 }
                 let ff = try Self.run(ffmpeg, ["-v", "error", "-i", input, "-map", "0:v:0", "-f", "null", "-"], limit: 60)
-                results.append((ff.exited == 0, ok))
-                if ff.exited == 0 && !ok {
+                result.ffmpegDecodes = ff.exited == 0
+                if result.ffmpegDecodes && !result.spoolOK {
                     // Why Spool refused a file the ffmpeg CLI took: the error's code word.
                     let line = r.output.split(separator: "\n").last(where: { $0.hasPrefix("spool transcode:") }).map(String.init) ?? "?"
-                    reasons[Self.category(line), default: 0] += 1
+                    result.reason = Self.category(line)
                 }
-                try? FileManager.default.removeItem(atPath: input)
-                try? FileManager.default.removeItem(atPath: output)
+            } catch {
+                result.failures.append("\(ext) #\(i): \(error)")
             }
+            collected.withLock { outcomes[n] = result }
         }
+        let results = outcomes.map { (ffmpegDecodes: $0.ffmpegDecodes, spoolOK: $0.spoolOK) }
+        let failures = outcomes.flatMap(\.failures)
+        var reasons: [String: Int] = [:]
+        for o in outcomes { if let r = o.reason { reasons[r, default: 0] += 1 } }
         XCTAssertTrue(failures.isEmpty, failures.prefix(10).joined(separator: "\n"))
         let decodable = results.filter(\.ffmpegDecodes)
         let both = decodable.filter(\.spoolOK).count
