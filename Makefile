@@ -66,11 +66,12 @@ kernel-check: build
 test: build
 	@./kernel-check.sh; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || echo "note: io_uring unusable here (kernel-check exit $$rc); the uring pass runs on the fallback"
 	@set -o pipefail; fail=0; \
+	SPOOL_TEST_PYTHON=$$(Tests/External/venv.sh) || exit 1; export SPOOL_TEST_PYTHON; \
 	for mode in uring epoll seccomp; do \
 	  echo "=== test pass: $$mode"; \
 	  case $$mode in \
 	    uring)   env -u SPOOL_IO_BACKEND SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
-	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests|GatewayTests|PostgresTests)\.' --skip '\.Postgres[A-Za-z]+Tests' --skip 'CLITests\.ClusterTests' --skip 'StreamingTests/testFiveGiBChunkedUploadStreamsInBoundedMemory' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
+	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests|GatewayTests|PostgresTests)\.' --skip '\.Postgres[A-Za-z]+Tests' --skip 'CLITests\.ClusterTests' --skip '^S3Tests\.' --skip 'DispatcherTests\.S3FileRouteTests' --skip 'StreamingTests/testFiveGiBChunkedUploadStreamsInBoundedMemory' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	    seccomp) env -u SPOOL_IO_BACKEND $(SPOOL) run-without-io-uring -- $(SWIFT) test $(TEST_FLAGS) --filter RingTests 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	  esac; \
 	done; \
@@ -115,6 +116,7 @@ external-tests: spool-debug plugins
 	echo "--- crash_kill.py"; $$py Tests/External/crash_kill.py || fail=1; \
 	echo "--- engines_e2e.py"; $$py Tests/External/engines_e2e.py || fail=1; \
 	echo "--- engines_e2e.py --redis (the job queue on Redis Streams)"; $$py Tests/External/engines_e2e.py --redis || fail=1; \
+	echo "--- engines_e2e.py --s3 (files in an S3 bucket, moto's server)"; $$py Tests/External/engines_e2e.py --s3 || fail=1; \
 	echo "--- plugins_e2e.py"; $$py Tests/External/plugins_e2e.py || fail=1; \
 	echo "--- gateway_e2e.py (nginx: TLS, auth, rate limits, retries)"; $$py Tests/External/gateway_e2e.py || fail=1; \
 	[ $$fail = 0 ] && echo "external tests: ok" || { echo "external tests: FAILED"; exit 1; }

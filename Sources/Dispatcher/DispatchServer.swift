@@ -1,5 +1,5 @@
 // Dispatcher: the dispatch server's HTTP side. `DispatchServer.open` builds the services
-// on one data directory (SQLite file, or PostgreSQL with database.url; local storage),
+// on one data directory (SQLite file, or PostgreSQL with database.url; file contents on local disk or in S3 with storage.backend),
 // `makeRouter` puts every route of /api/v1 on a Web router, and `spool serve` runs that
 // router on the ring. Services never see HTTP; routes never see SQL.
 //
@@ -21,6 +21,7 @@ import RedisEvents
 import ServerConfig
 import SpoolAPI
 import SpoolModel
+import S3
 import Storage
 import Threads
 import TLS
@@ -115,9 +116,15 @@ public final class DispatchServer: Sendable {
                                                               reason: "failed after \(job.attempts) attempt(s): \(job.reason ?? "failed")")
                               }))
         try await jobs.migrate()
-        let files = try await FileService.open(database: relational, storage: try await LocalStorage.open(root: dataDirectory + "/files", removeLeftovers: !database.isShared),
-                                               settings: fileSettings(settings),
+        let storage = try await openStorage(settings.current.storage, dataDirectory: dataDirectory, shared: database.isShared, logger: logger)
+        let files: FileService
+        do {
+            files = try await FileService.open(database: relational, storage: storage, settings: fileSettings(settings),
                                                clock: clock, logger: logger, shared: database.isShared)
+        } catch {
+            if let s3 = storage as? S3Storage { await s3.shutdown() }
+            throw error
+        }
         let scheduler = Scheduler(jobs: jobs, files: files, queue: queue, clock: clock, logger: logger,
                                   consumer: "scheduler-\(hostName())-\(getpid())",
                                   visibility: redis == nil ? .seconds(600) : .seconds(settings.current.queue.visibilitySeconds),

@@ -172,6 +172,10 @@ public final class EngineAgent: Sendable {
         cfg.readTimeout = .seconds(Int64(configuration.leaseWaitSeconds) + 30)
         cfg.totalTimeout = .seconds(3_600)
         cfg.maxConnectionsPerOrigin = configuration.slots + 4
+        // With S3 storage the dispatcher answers an input request with a 307 to a presigned
+        // URL; the engine's key is not sent there (the client drops Authorization when the
+        // origin changes).
+        cfg.followRedirects = true
         let client = LoopBound(HTTPClient(configuration: cfg, loop: loop), loop: loop)
         try await register(client.value)
         let heartbeat = loop.spawn { [self] in await heartbeatLoop(client) }

@@ -37,6 +37,16 @@
 //   queue.reconcile_interval_seconds (r) SPOOL_QUEUE_RECONCILE_INTERVAL_SECONDS
 //   database.url                     SPOOL_DATABASE_URL           --database-url
 //   database.max_connections         SPOOL_DATABASE_MAX_CONNECTIONS
+//   storage.backend                  SPOOL_STORAGE_BACKEND        --storage
+//   storage.s3_endpoint              SPOOL_STORAGE_S3_ENDPOINT
+//   storage.s3_bucket                SPOOL_STORAGE_S3_BUCKET
+//   storage.s3_region                SPOOL_STORAGE_S3_REGION
+//   storage.s3_access_key_id         SPOOL_STORAGE_S3_ACCESS_KEY_ID
+//   storage.s3_secret_access_key     SPOOL_STORAGE_S3_SECRET_ACCESS_KEY
+//   storage.s3_prefix                SPOOL_STORAGE_S3_PREFIX
+//   storage.s3_part_mib              SPOOL_STORAGE_S3_PART_MIB
+//   storage.s3_parts_in_flight       SPOOL_STORAGE_S3_PARTS_IN_FLIGHT
+//   storage.presign_seconds          SPOOL_STORAGE_PRESIGN_SECONDS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,6 +68,7 @@ public struct ServerSettings: Sendable, Equatable {
     public var scheduler = Scheduler()
     public var queue = Queue()
     public var database = Database()
+    public var storage = Storage()
 
     public struct Jobs: Sendable, Equatable {
         /// A pending job not picked up in this time fails with reason `expired`.
@@ -147,6 +158,27 @@ public struct ServerSettings: Sendable, Equatable {
         public var url = ""
         /// The PostgreSQL connection pool's size at most (per dispatcher).
         public var maxConnections = 8
+        public init() {}
+    }
+
+    public struct Storage: Sendable, Equatable {
+        /// "local": files under the data directory. "s3": an S3-compatible object store
+        /// (the s3_* keys), shared by every dispatcher given the same bucket and prefix.
+        public var backend = "local"
+        /// http(s)://host[:port] of the store (path-style requests).
+        public var s3Endpoint = ""
+        public var s3Bucket = ""
+        public var s3Region = "us-east-1"
+        public var s3AccessKeyID = ""
+        public var s3SecretAccessKey = ""
+        /// Put before every object key ("spool/"): several deployments may share a bucket.
+        public var s3Prefix = ""
+        /// Multipart part size (S3 takes 5 MiB at least).
+        public var s3PartMiB = 16
+        /// Parts of one upload travelling at once.
+        public var s3PartsInFlight = 2
+        /// How long a presigned URL handed to a client or engine stays valid.
+        public var presignSeconds: Int64 = 900
         public init() {}
     }
 

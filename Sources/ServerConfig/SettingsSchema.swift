@@ -185,6 +185,34 @@ public enum SettingsSchema {
                 : "must be empty (SQLite in the data directory) or postgres://user[:password]@host[:port]/database"
         }.secret(SettingSpec.withoutPassword),
         .int("database.max_connections", reloadable: false, 1...256, \.database.maxConnections),
+        .string("storage.backend", flag: "--storage", reloadable: false, \.storage.backend) { s in
+            s == "local" || s == "s3" ? nil : "must be local (files in the data directory) or s3 (the storage.s3_* keys)"
+        },
+        .string("storage.s3_endpoint", reloadable: false, \.storage.s3Endpoint) { s in
+            s.isEmpty || (s.hasPrefix("http://") || s.hasPrefix("https://")) && !s.contains(" ") ? nil
+                : "must be http(s)://host[:port] of the S3-compatible store"
+        },
+        .string("storage.s3_bucket", reloadable: false, \.storage.s3Bucket) { s in
+            s.isEmpty || (3...63).contains(s.utf8.count) && s.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E || $0 == 0x2D })
+                ? nil : "must be a bucket name: 3 to 63 lower-case letters, digits, '.' and '-'"
+        },
+        .string("storage.s3_region", reloadable: false, \.storage.s3Region) { s in
+            (1...64).contains(s.utf8.count) && s.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D })
+                ? nil : "must be a region name such as us-east-1"
+        },
+        .string("storage.s3_access_key_id", reloadable: false, \.storage.s3AccessKeyID) { s in
+            s.utf8.count <= 128 && s.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) ? nil : "must be an access key id (printable, no spaces)"
+        },
+        .string("storage.s3_secret_access_key", reloadable: false, \.storage.s3SecretAccessKey) { s in
+            s.utf8.count <= 256 && s.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) ? nil : "must be a secret access key (printable, no spaces)"
+        }.secret { t in "(hidden, \(t.utf8.count) characters)" },
+        .string("storage.s3_prefix", reloadable: false, \.storage.s3Prefix) { s in
+            s.utf8.count < 512 && !s.hasPrefix("/") && s.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
+                ? nil : "must be empty or a key prefix such as spool/ (printable, no spaces, not starting with '/')"
+        },
+        .int("storage.s3_part_mib", reloadable: false, 5...5_120, \.storage.s3PartMiB),
+        .int("storage.s3_parts_in_flight", reloadable: false, 1...64, \.storage.s3PartsInFlight),
+        .int("storage.presign_seconds", reloadable: false, 60...604_800, \.storage.presignSeconds),
     ]
 
     public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }
@@ -223,6 +251,13 @@ public enum SettingsSchema {
         if s.files.totalQuotaBytes < s.files.maxFileBytes {
             out.append("files.total_quota_bytes = \(s.files.totalQuotaBytes) is below files.max_file_bytes = \(s.files.maxFileBytes): "
                        + "raise the quota or lower the per-file limit")
+        }
+        if s.storage.backend == "s3" {
+            for (key, value) in [("storage.s3_endpoint", s.storage.s3Endpoint), ("storage.s3_bucket", s.storage.s3Bucket),
+                                 ("storage.s3_access_key_id", s.storage.s3AccessKeyID),
+                                 ("storage.s3_secret_access_key", s.storage.s3SecretAccessKey)] where value.isEmpty {
+                out.append("storage.backend = \"s3\" needs \(key) (\(SettingSpec.environmentName(key)))")
+            }
         }
         return out
     }

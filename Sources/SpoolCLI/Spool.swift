@@ -224,6 +224,9 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
     @Option(help: "The database: postgres://user[:password]@host[:port]/db for PostgreSQL shared by several dispatchers (default: SQLite in the data directory).")
     var databaseURL: String?
 
+    @Option(help: "Where file contents live: local (the data directory, default) or s3 (the storage.s3_* settings, e.g. SPOOL_STORAGE_S3_ENDPOINT).")
+    var storage: String?
+
     @Flag(help: "Serve the API without keys: every caller is an admin of tenant `default` (tests, local use).")
     var insecureNoAuth = false
 
@@ -239,6 +242,7 @@ struct Serve: AsyncParsableCommand, StopsGracefully {
         if insecureNoAuth { flags["insecure_no_auth"] = "true" }
         if let queueURL { flags["queue.url"] = queueURL }
         if let databaseURL { flags["database.url"] = databaseURL }
+        if let storage { flags["storage.backend"] = storage }
         let loader = ConfigLoader(filePath: config, flags: flags)
         let running = try await RunningDispatch.start(loader: loader, environment: ConfigLoader.processEnvironment(),
                                                       reloadRequests: reloadRequests, label: "spool.serve")

@@ -21,8 +21,12 @@
 #      SIGKILLed, FLUSHALL and a restart of Redis without persistence, the dispatcher
 #      started again: its reconciler publishes the six again and, once engines start,
 #      every job completes.
+#   With --s3 the files live in an S3-compatible bucket (moto's server, started here): the
+#   fleet scenario runs with engines fetching their inputs from presigned URLs (the
+#   dispatcher answers 307) and outputs read back through the 302 of GET /files/{id}; the
+#   bucket then holds every input and output, and the data directory no file.
 # Bounded: every wait has a deadline; about a minute on two cores.
-# Usage: engines_e2e.py [--binary PATH] [--redis]
+# Usage: engines_e2e.py [--binary PATH] [--redis | --s3]
 import argparse
 import json
 import os
@@ -39,8 +43,34 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from spoolproc import RedisServer, SpoolServer  # noqa: E402
 
 JOIN = "engines-e2e-join-token-0123456789"
-# The job queue's settings for every server started here (--redis adds the Redis URL).
+# The job queue's settings for every server started here (--redis adds the Redis URL), and
+# the storage's (--s3).
 QUEUE_ENV = {}
+
+
+def start_s3(work):
+    """moto's S3 server on a free loopback port (no authentication: moto 5.2.1 cannot
+    serve presigned URLs with it on), with the bucket "spool-e2e"; returns (url, server)."""
+    import logging
+    import socket
+    from moto.server import ThreadedMotoServer
+    import boto3
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)   # not a line per request
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="e2e",
+                 aws_secret_access_key="e2e-secret").create_bucket(Bucket="spool-e2e")
+    return url, server
+
+
+def bucket_keys(url):
+    import boto3
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="e2e", aws_secret_access_key="e2e-secret")
+    return [o["Key"] for o in s3.list_objects_v2(Bucket="spool-e2e").get("Contents", [])]
 
 
 class Engine:
@@ -308,13 +338,30 @@ def redis_loss(binary, work, server, admin, redis):
             assert rc == 0, f"engine {e.name} exited {rc}; log:\n{e.log()}"
 
 
+def check_bucket(url, work, admin, server):
+    keys = bucket_keys(url)
+    listed = admin.get(server.url("/api/v1/files?limit=100"), timeout=10).json()
+    assert listed["total_count"] == len(keys) == 33, (listed["total_count"], len(keys))
+    assert all(k.startswith("files-file_") for k in keys), keys[:5]
+    local = os.path.join(work, "data", "files", "objects")
+    assert not os.path.isdir(local) or not os.listdir(local), "files were stored in the data directory"
+    print(f"s3: the bucket holds the {len(keys)} files (3 inputs, 30 outputs), the data directory none")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=None)
     ap.add_argument("--redis", action="store_true", help="the job queue on Redis Streams (a redis-server started here)")
+    ap.add_argument("--s3", action="store_true", help="files in an S3 bucket (moto's server started here)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="spool-engines-e2e-")
     redis = None
+    s3 = None
+    if args.s3:
+        s3_url, s3 = start_s3(work)
+        QUEUE_ENV.update({"SPOOL_STORAGE_BACKEND": "s3", "SPOOL_STORAGE_S3_ENDPOINT": s3_url, "SPOOL_STORAGE_S3_BUCKET": "spool-e2e",
+                          "SPOOL_STORAGE_S3_ACCESS_KEY_ID": "e2e", "SPOOL_STORAGE_S3_SECRET_ACCESS_KEY": "e2e-secret",
+                          "SPOOL_STORAGE_S3_PREFIX": "files-", "SPOOL_STORAGE_S3_PART_MIB": "5"})
     if args.redis:
         redis = RedisServer(os.path.join(work, "redis")).start()
         QUEUE_ENV.update({"SPOOL_QUEUE_URL": redis.url, "SPOOL_QUEUE_RECONCILE_INTERVAL_SECONDS": "1"})
@@ -327,11 +374,14 @@ def main():
         server.start()
         admin = server.session()
         fleet(binary, work, server, admin)
-        kill_mid_job(binary, work, server, admin)
-        sigterm_drains(binary, work, server, admin)
-        if redis:
-            redis_loss(binary, work, server, admin, redis)
-        restart_resumes(binary, work)
+        if s3:
+            check_bucket(s3_url, work, admin, server)
+        else:
+            kill_mid_job(binary, work, server, admin)
+            sigterm_drains(binary, work, server, admin)
+            if redis:
+                redis_loss(binary, work, server, admin, redis)
+            restart_resumes(binary, work)
         rc = server.stop()
         assert rc == 0, f"spool serve exited {rc}"
         ok = True
@@ -350,6 +400,8 @@ def main():
             server.kill()
         if redis:
             redis.stop()
+        if s3:
+            s3.stop()
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if ok else 1)
 

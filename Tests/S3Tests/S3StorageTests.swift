@@ -96,21 +96,33 @@ final class SigV4Tests: XCTestCase {
 }
 
 final class S3StorageTests: XCTestCase {
+    /// One server for the class (moto takes ~2 s to start); each test its own bucket.
+    nonisolated(unsafe) static var shared: S3TestServer?
+    nonisolated(unsafe) static var buckets = 0
     var server: S3TestServer!
+    var bucket = ""
     var storages: [S3Storage] = []
 
     override func setUp() async throws {
-        server = try S3TestServer.start()
+        if Self.shared == nil { Self.shared = try S3TestServer.start() }
+        server = Self.shared
+        Self.buckets += 1
+        bucket = "spool-test-\(Self.buckets)"
     }
 
     override func tearDown() async throws {
         for s in storages { await s.shutdown() }
         storages = []
-        server?.stop()
     }
 
-    func storage(bucket: String = "spool-test", secret: String? = nil, prefix: String = "", partSize: Int = 5 << 20) async throws -> S3Storage {
-        let endpoint = try S3Endpoint(url: server.endpoint, bucket: bucket, region: "us-east-1",
+    override class func tearDown() {
+        shared?.stop()
+        shared = nil
+        super.tearDown()
+    }
+
+    func storage(bucket name: String? = nil, secret: String? = nil, prefix: String = "", partSize: Int = 5 << 20) async throws -> S3Storage {
+        let endpoint = try S3Endpoint(url: server.endpoint, bucket: name ?? bucket, region: "us-east-1",
                                       credentials: S3Credentials(accessKeyID: server.accessKeyID, secretAccessKey: secret ?? server.secretAccessKey))
         var c = S3StorageConfiguration(endpoint: endpoint)
         c.prefix = prefix
@@ -158,7 +170,7 @@ final class S3StorageTests: XCTestCase {
         XCTAssertEqual(piece.bytes, Array(data[100...199]))
         // The location is a presigned GET for this key alone.
         guard case .url(let url) = try await s.download(key: "file_one") else { return XCTFail("not a URL") }
-        XCTAssertTrue(url.hasPrefix(server.endpoint + "/spool-test/media-file_one?"), url)
+        XCTAssertTrue(url.hasPrefix(server.endpoint + "/\(bucket)/media-file_one?"), url)
         XCTAssertTrue(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=900"), url)
         try await s.delete(key: "file_one")
         try await s.delete(key: "file_one")   // gone already: not an error

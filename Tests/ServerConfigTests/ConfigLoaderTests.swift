@@ -122,10 +122,12 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 32)
+        XCTAssertEqual(SettingsSchema.all.count, 42)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
                        ["listen", "data_dir", "loops", "insecure_no_auth", "webhooks.ca_file", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
-                        "database.url", "database.max_connections"])
+                        "database.url", "database.max_connections", "storage.backend", "storage.s3_endpoint", "storage.s3_bucket",
+                        "storage.s3_region", "storage.s3_access_key_id", "storage.s3_secret_access_key", "storage.s3_prefix",
+                        "storage.s3_part_mib", "storage.s3_parts_in_flight", "storage.presign_seconds"])
     }
 
     func testQueueSettings() throws {
@@ -168,5 +170,28 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(SettingSpec.withoutPassword("redis://h:6379"), "redis://h:6379")
         XCTAssertEqual(SettingSpec.withoutPassword("redis://:pw@h"), "redis://:***@h")
         XCTAssertEqual(SettingSpec.withoutPassword("redis://user@h"), "redis://user@h")
+    }
+
+    /// storage.backend = s3 needs its endpoint, bucket and keys; each value is checked, and
+    /// the secret key is never printed.
+    func testStorageSettings() throws {
+        let env = ["SPOOL_STORAGE_BACKEND": "s3", "SPOOL_STORAGE_S3_ENDPOINT": "http://127.0.0.1:9000", "SPOOL_STORAGE_S3_BUCKET": "media",
+                   "SPOOL_STORAGE_S3_ACCESS_KEY_ID": "AKID", "SPOOL_STORAGE_S3_SECRET_ACCESS_KEY": "s3cret-key", "SPOOL_STORAGE_S3_PART_MIB": "8"]
+        let ok = try ConfigLoader(environment: env, flags: [:]).load()
+        XCTAssertEqual(ok.storage.backend, "s3")
+        XCTAssertEqual(ok.storage.s3Bucket, "media")
+        XCTAssertEqual(ok.storage.s3PartMiB, 8)
+        XCTAssertEqual(ok.storage.s3Region, "us-east-1")
+        XCTAssertEqual(try ConfigLoader(environment: [:], flags: ["storage.backend": "local"]).load().storage.backend, "local")
+        let missing = problems(ConfigLoader(environment: ["SPOOL_STORAGE_BACKEND": "s3", "SPOOL_STORAGE_S3_BUCKET": "media"]))
+        XCTAssertEqual(missing.count, 3, "\(missing)")
+        XCTAssertTrue(missing.contains { $0.contains("storage.s3_endpoint") && $0.contains("SPOOL_STORAGE_S3_ENDPOINT") }, "\(missing)")
+        XCTAssertTrue(missing.contains { $0.contains("storage.s3_secret_access_key") }, "\(missing)")
+        let bad = problems(ConfigLoader(environment: ["SPOOL_STORAGE_BACKEND": "gcs", "SPOOL_STORAGE_S3_BUCKET": "Media_Bucket",
+                                                      "SPOOL_STORAGE_S3_ENDPOINT": "ftp://h", "SPOOL_STORAGE_S3_PART_MIB": "1",
+                                                      "SPOOL_STORAGE_S3_SECRET_ACCESS_KEY": "has a s3cret space"]))
+        XCTAssertEqual(bad.count, 5, "\(bad)")
+        XCTAssertTrue(bad.contains { $0.hasPrefix("storage.backend") && $0.contains("local") && $0.contains("s3") }, "\(bad)")
+        XCTAssertFalse(bad.joined().contains("s3cret"), "\(bad)")
     }
 }

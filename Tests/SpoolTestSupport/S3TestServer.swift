@@ -1,5 +1,5 @@
 // A real S3-compatible server for tests: moto's server mode (PyPI `moto[server]`), started
-// on a free loopback port with authentication on. The first three requests (ours, made
+// on a free loopback port, by default with authentication on. The first three requests (ours, made
 // with boto3 in the same script) create an IAM user, an allow-all policy and an access
 // key; from then on every request must carry a valid Signature V4 of that key, so the
 // tests exercise Spool's signing for real. Python comes from SPOOL_TEST_PYTHON (make test
@@ -23,12 +23,19 @@ public final class S3TestServer: @unchecked Sendable {
 
     static let script = #"""
 import json, os, sys, time
-os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
+port, out, authenticate = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+if authenticate:
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
 from moto.server import ThreadedMotoServer
 import boto3
-port, out = int(sys.argv[1]), sys.argv[2]
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
 server.start()
+if not authenticate:
+    with open(out + ".tmp", "w") as f:
+        f.write("spool-test-key spool-test-secret")
+    os.rename(out + ".tmp", out)
+    while True:
+        time.sleep(3600)
 iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                    aws_access_key_id="setup", aws_secret_access_key="setup")
 iam.create_user(UserName="spool")
@@ -60,7 +67,11 @@ while True:
     }
 
     /// Starts a server, or throws XCTSkip where moto is missing and not required.
-    public static func start() throws -> S3TestServer {
+    /// `authenticate`: every request must be signed with the key made at start. Without
+    /// it any request goes, which presigned URLs need: moto 5.2.1 answers 500 to a
+    /// presigned URL when authentication is on (it looks for an Authorization header),
+    /// and with it off checks no signature at all.
+    public static func start(authenticate: Bool = true) throws -> S3TestServer {
         guard let python = python() else { throw ServiceProcess.missing("moto[server] (Python, from Tests/External/requirements.txt)") }
         let dir = NSTemporaryDirectory() + "spool-s3-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -69,7 +80,7 @@ while True:
         for _ in 0..<3 {
             let port = ServiceProcess.freePort()
             let keys = dir + "/keys-\(port)"
-            let pid = try ServiceProcess.spawn([python, dir + "/server.py", String(port), keys], output: dir + "/server.log")
+            let pid = try ServiceProcess.spawn([python, dir + "/server.py", String(port), keys, authenticate ? "1" : "0"], output: dir + "/server.log")
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
                 var status: Int32 = 0
@@ -94,6 +105,31 @@ while True:
         self.secretAccessKey = keys[1]
         self.directory = directory
         self.pid = pid
+    }
+
+    /// Creates `bucket` on a server without authentication (a plain PUT; with
+    /// authentication on, tests create buckets with their signed client).
+    public func createBucket(_ bucket: String) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ServiceProcessError("socket: \(errno)") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw ServiceProcessError("connect to moto: \(errno)") }
+        let request = "PUT /\(bucket) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+        var reply = [UInt8](repeating: 0, count: 4096)
+        var got = 0
+        while got < reply.count {
+            let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, $0.count - got, 0) }
+            if n <= 0 { break }
+            got += n
+        }
+        let text = String(decoding: reply[..<got], as: UTF8.self)
+        guard text.hasPrefix("HTTP/1.1 200") else { throw ServiceProcessError("creating bucket \(bucket): \(text.prefix(300))") }
     }
 
     /// Stops the server and removes its directory. Idempotent.
