@@ -6,6 +6,8 @@
 import Logging
 import S3
 import ServerConfig
+import SpoolAPI
+import SpoolModel
 import Storage
 
 extension DispatchServer {
@@ -29,6 +31,16 @@ extension DispatchServer {
         let storage = try await S3Storage.open(config)
         logger.info("files in S3: bucket \(settings.s3Bucket) at \(settings.s3Endpoint)\(settings.s3Prefix.isEmpty ? "" : ", prefix \(settings.s3Prefix)")")
         return storage
+    }
+
+    /// The URL a job result gives for the output file `id`: the CDN's (signed when
+    /// storage.cdn_secret is set) with S3 and storage.cdn_base_url, else the API's.
+    static func outputURL(_ id: FileID, storage: ServerSettings.Storage, unixSeconds: Int64) -> String {
+        guard storage.backend == "s3", !storage.cdnBaseURL.isEmpty,
+              let links = CDNLinks(base: storage.cdnBaseURL, secret: storage.cdnSecret, lifetimeSeconds: storage.cdnURLSeconds) else {
+            return "/api/\(SpoolAPI.version)/files/\(id.text)"
+        }
+        return links.url(objectKey: storage.s3Prefix + id.text, unixSeconds: unixSeconds)
     }
 
     /// Stops what the storage runs of its own (the S3 client's loop).

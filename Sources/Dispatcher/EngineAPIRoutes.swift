@@ -28,7 +28,7 @@ extension DispatchServer {
 
     func installEngineAPIRoutes(on v1: inout RouteBuilder) {
         let engines = self.engines, jobs = self.jobs, files = self.files, scheduler = self.scheduler
-        let settings = self.settings, access = self.access
+        let settings = self.settings, access = self.access, clock = self.clock
 
         v1.post("engines/register", body: .buffered(max: 256 << 10)) { req in
             let token = bearer(req) ?? ""
@@ -166,7 +166,9 @@ extension DispatchServer {
                 guard try await files.exists(id: id, tenant: job.tenant) else {
                     throw ModelError.invalidField("/outputs/\(i)/file_id", "no such output file of this job's tenant")
                 }
-                outputs.append(JobResultOutput(fileID: id, name: name, url: "/api/\(SpoolAPI.version)/files/\(id.text)"))
+                outputs.append(JobResultOutput(fileID: id, name: name,
+                                               url: DispatchServer.outputURL(id, storage: settings.current.storage,
+                                                                             unixSeconds: clock.unixMilliseconds / 1000)))
             }
             var quality: String?
             if let q = root["quality_report"], !q.isNull {

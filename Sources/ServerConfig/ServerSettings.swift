@@ -47,6 +47,9 @@
 //   storage.s3_part_mib              SPOOL_STORAGE_S3_PART_MIB
 //   storage.s3_parts_in_flight       SPOOL_STORAGE_S3_PARTS_IN_FLIGHT
 //   storage.presign_seconds          SPOOL_STORAGE_PRESIGN_SECONDS
+//   storage.cdn_base_url       (r)   SPOOL_STORAGE_CDN_BASE_URL
+//   storage.cdn_secret         (r)   SPOOL_STORAGE_CDN_SECRET
+//   storage.cdn_url_seconds    (r)   SPOOL_STORAGE_CDN_URL_SECONDS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -179,6 +182,15 @@ public struct ServerSettings: Sendable, Equatable {
         public var s3PartsInFlight = 2
         /// How long a presigned URL handed to a client or engine stays valid.
         public var presignSeconds: Int64 = 900
+        /// With S3: the URL outputs are published under in job results (a CDN, or the
+        /// gateway's media edge: https://HOST:PORT/media), the object key appended. Empty:
+        /// results name /api/v1/files/{id}.
+        public var cdnBaseURL = ""
+        /// The edge's secure_link secret: results' CDN URLs are signed and expire. Empty:
+        /// unsigned URLs.
+        public var cdnSecret = ""
+        /// How long a signed CDN URL stays valid after the job completed.
+        public var cdnURLSeconds: Int64 = 604_800
         public init() {}
     }
 

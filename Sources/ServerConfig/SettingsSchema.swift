@@ -213,6 +213,17 @@ public enum SettingsSchema {
         .int("storage.s3_part_mib", reloadable: false, 5...5_120, \.storage.s3PartMiB),
         .int("storage.s3_parts_in_flight", reloadable: false, 1...64, \.storage.s3PartsInFlight),
         .int("storage.presign_seconds", reloadable: false, 60...604_800, \.storage.presignSeconds),
+        .string("storage.cdn_base_url", reloadable: true, \.storage.cdnBaseURL) { s in
+            s.isEmpty || (s.hasPrefix("http://") && s.count > 7 || s.hasPrefix("https://") && s.count > 8)
+                && !s.contains(where: { " ?#\"'".contains($0) }) ? nil
+                : "must be empty (results name /api/v1/files/{id}) or an http(s) URL such as https://media.example.com/media"
+        },
+        .string("storage.cdn_secret", reloadable: true, \.storage.cdnSecret) { s in
+            s.isEmpty || (16...128).contains(s.utf8.count) && s.utf8.allSatisfy({ b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F
+            }) ? nil : "must be empty (unsigned CDN URLs) or 16 to 128 letters, digits, '-' and '_'"
+        }.secret { t in "(hidden, \(t.utf8.count) characters)" },
+        .int("storage.cdn_url_seconds", reloadable: true, 60...31_536_000, \.storage.cdnURLSeconds),
     ]
 
     public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }
@@ -251,6 +262,9 @@ public enum SettingsSchema {
         if s.files.totalQuotaBytes < s.files.maxFileBytes {
             out.append("files.total_quota_bytes = \(s.files.totalQuotaBytes) is below files.max_file_bytes = \(s.files.maxFileBytes): "
                        + "raise the quota or lower the per-file limit")
+        }
+        if !s.storage.cdnBaseURL.isEmpty && s.storage.backend != "s3" {
+            out.append("storage.cdn_base_url is set but storage.backend is \"\(s.storage.backend)\": a CDN fronts the S3 bucket; set storage.backend = \"s3\" or clear storage.cdn_base_url")
         }
         if s.storage.backend == "s3" {
             for (key, value) in [("storage.s3_endpoint", s.storage.s3Endpoint), ("storage.s3_bucket", s.storage.s3Bucket),

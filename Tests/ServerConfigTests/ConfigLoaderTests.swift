@@ -122,7 +122,7 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 42)
+        XCTAssertEqual(SettingsSchema.all.count, 45)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
                        ["listen", "data_dir", "loops", "insecure_no_auth", "webhooks.ca_file", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
                         "database.url", "database.max_connections", "storage.backend", "storage.s3_endpoint", "storage.s3_bucket",
@@ -193,5 +193,13 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(bad.count, 5, "\(bad)")
         XCTAssertTrue(bad.contains { $0.hasPrefix("storage.backend") && $0.contains("local") && $0.contains("s3") }, "\(bad)")
         XCTAssertFalse(bad.joined().contains("s3cret"), "\(bad)")
+        // A CDN fronts S3 only; its secret is checked and hidden.
+        let cdn = problems(ConfigLoader(environment: ["SPOOL_STORAGE_CDN_BASE_URL": "https://cdn.example.com/media",
+                                                      "SPOOL_STORAGE_CDN_SECRET": "tiny-s3cret"]))
+        XCTAssertEqual(cdn.count, 2, "\(cdn)")
+        XCTAssertTrue(cdn.contains { $0.contains("storage.cdn_base_url is set but storage.backend") }, "\(cdn)")
+        XCTAssertFalse(cdn.joined().contains("tiny-s3cret"), "\(cdn)")
+        let withCDN = try ConfigLoader(environment: env.merging(["SPOOL_STORAGE_CDN_BASE_URL": "https://cdn.example.com/media"]) { $1 }, flags: [:]).load()
+        XCTAssertEqual(withCDN.storage.cdnBaseURL, "https://cdn.example.com/media")
     }
 }
