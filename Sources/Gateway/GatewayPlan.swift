@@ -87,6 +87,8 @@ public struct GatewayPlan: Sendable {
     public var keepAliveSeconds = 30
     /// nginx worker processes ("auto": one per core).
     public var workers = "auto"
+    /// The media edge (/media/KEY on the TLS listener, cached), or nil.
+    public var media: MediaEdge?
 
     public init(listen: HostPort, upstreams: [HostPort], directory: String) {
         self.listen = listen
@@ -126,6 +128,7 @@ public struct GatewayPlan: Sendable {
         guard workers == "auto" || Int(workers).map({ (1...256).contains($0) }) == true else {
             throw GatewayError("workers: \(workers.debugDescription) is not \"auto\" or 1...256")
         }
+        try media?.validate()
     }
 
     /// Paths nginx reads unquoted: no whitespace and none of its syntax characters.
@@ -137,6 +140,52 @@ public struct GatewayPlan: Sendable {
 
     /// Where everything lives inside `directory`.
     public var paths: GatewayPaths { GatewayPaths(directory: directory) }
+}
+
+/// The gateway as a caching edge in front of object storage: GET /media/KEY is fetched
+/// from `origin` + `originPath` + "/" + KEY (an S3 bucket, path-style), kept in nginx's
+/// cache and answered from it after (X-Cache-Status tells which). With a secret, a URL
+/// must carry secure_link's md5 and expires (Storage.CDNLinks signs them): 403 without a
+/// valid one, 410 once expired, so the origin never sees an unsigned request. The origin
+/// must serve the objects to the edge unsigned (a bucket policy for the edge, or a store
+/// on a private network); the edge sends no credentials.
+public struct MediaEdge: Sendable, Equatable {
+    public var origin: HostPort
+    /// "/bucket" or "/bucket/prefix" (path-style); letters, digits, '-', '_', '.', '/'.
+    public var originPath: String
+    public var secret: String?
+    /// The cache's size on disk at most, and how long an object stays fresh in it.
+    public var cacheMiB = 1_024
+    public var cacheSeconds = 3_600
+
+    /// From an origin URL "http://HOST:PORT/BUCKET[/PREFIX]".
+    public init(originURL: String, secret: String?) throws(GatewayError) {
+        guard originURL.hasPrefix("http://") else {
+            throw GatewayError("media-origin: \(originURL.debugDescription) must be http://HOST:PORT/BUCKET (plain HTTP on a trusted network)")
+        }
+        let rest = originURL.dropFirst(7)
+        guard let slash = rest.firstIndex(of: "/") else { throw GatewayError("media-origin: \(originURL.debugDescription) names no bucket") }
+        origin = try HostPort(String(rest[..<slash]), setting: "media-origin")
+        var path = String(rest[slash...])
+        while path.hasSuffix("/") { path.removeLast() }
+        originPath = path
+        self.secret = secret.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    func validate() throws(GatewayError) {
+        guard originPath.count > 1, originPath.utf8.allSatisfy({ b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2d || b == 0x5f || b == 0x2e || b == 0x2f
+        }), !originPath.contains("..") else {
+            throw GatewayError("media-origin: the path \(originPath.debugDescription) must be /BUCKET[/PREFIX] of letters, digits, '-', '_', '.' and '/'")
+        }
+        if let secret, !((16...128).contains(secret.utf8.count) && secret.utf8.allSatisfy({ b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2d || b == 0x5f
+        })) {
+            throw GatewayError("media-secret: must be 16 to 128 letters, digits, '-' and '_'")
+        }
+        guard (1...1_048_576).contains(cacheMiB) else { throw GatewayError("media-cache-mib: \(cacheMiB) is not in 1...1048576") }
+        guard (1...31_536_000).contains(cacheSeconds) else { throw GatewayError("media-cache-seconds: \(cacheSeconds) is not in 1...31536000") }
+    }
 }
 
 /// The files of one gateway directory.
@@ -153,4 +202,5 @@ public struct GatewayPaths: Sendable {
     public var errorLog: String { directory + "/logs/error.log" }
     public var accessLog: String { directory + "/logs/access.log" }
     public var temp: String { directory + "/temp" }
+    public var mediaCache: String { directory + "/media-cache" }
 }

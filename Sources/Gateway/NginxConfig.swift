@@ -84,6 +84,7 @@ public enum NginxConfig {
                 keepalive \(plan.keepAliveConnections);
                 keepalive_timeout \(plan.keepAliveSeconds)s;
             }
+        \(mediaCache(plan))
 
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -142,6 +143,7 @@ public enum NginxConfig {
                     proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
                     proxy_pass http://spool_dispatchers;
                 }
+        \(mediaLocation(plan))
                 location / {
                     return 404;
                 }
@@ -179,6 +181,54 @@ public enum NginxConfig {
         return out
     }
 
+    /// The media edge's cache and origin (http level), or nothing.
+    static func mediaCache(_ plan: GatewayPlan) -> String {
+        guard let m = plan.media else { return "" }
+        return """
+                # The media edge: objects from the store, cached on disk.
+                proxy_cache_path \(plan.paths.mediaCache) levels=1:2 keys_zone=spool_media:10m max_size=\(m.cacheMiB)m inactive=\(m.cacheSeconds)s use_temp_path=off;
+                upstream spool_media_origin {
+                    server \(m.origin);
+                    keepalive 8;
+                }
+
+        """
+    }
+
+    /// /media/KEY on the TLS listener: signed (when there is a secret), GET and HEAD only,
+    /// served from the cache or fetched whole from the origin (with caching on, nginx sends
+    /// the origin no Range and cuts ranges from the cached object). The cache key is the path, not the signature, so every signed URL
+    /// of one object shares one cached copy.
+    static func mediaLocation(_ plan: GatewayPlan) -> String {
+        guard let m = plan.media else { return "" }
+        var lines = ["location /media/ {",
+                     "    " + limits(plan, perKey: false),
+                     "    if ($request_method !~ ^(GET|HEAD)$) { return 405; }"]
+        if let secret = m.secret {
+            lines += ["    secure_link $arg_md5,$arg_expires;",
+                      "    secure_link_md5 \"$secure_link_expires$uri \(secret)\";",
+                      "    if ($secure_link = \"\") { return 403; }",
+                      "    if ($secure_link = \"0\") { return 410; }"]
+        }
+        lines += ["    proxy_cache spool_media;",
+                  "    proxy_cache_key $uri;",
+                  "    proxy_cache_valid 200 \(m.cacheSeconds)s;",
+                  "    proxy_cache_lock on;",
+                  "    proxy_cache_use_stale error timeout updating;",
+                  "    proxy_ignore_headers Set-Cookie Cache-Control Expires;",
+                  "    proxy_hide_header x-amz-request-id;",
+                  "    proxy_hide_header x-amz-id-2;",
+                  "    proxy_set_header Host \(m.origin);",
+                  "    proxy_set_header Connection \"\";",
+                  "    proxy_set_header Authorization \"\";",
+                  "    proxy_read_timeout 300s;",
+                  "    add_header X-Cache-Status $upstream_cache_status always;",
+                  "    rewrite ^/media/(.*)$ \(m.originPath)/$1 break;",
+                  "    proxy_pass http://spool_media_origin;",
+                  "}"]
+        return lines.map { String(repeating: " ", count: 8) + $0 }.joined(separator: "\n")
+    }
+
     /// The rate limits of a location: per address always, per key where a key is required.
     static func limits(_ plan: GatewayPlan, perKey: Bool) -> String {
         let address = "limit_req zone=spool_address burst=\(plan.burstPerAddress) nodelay;"
@@ -202,7 +252,10 @@ public enum NginxConfig {
     /// levels that define none).
     static let madeHere: [(status: Int, code: String, message: String)] = [
         (401, "unauthorized", "this request has no API key: send Authorization: Bearer KEY"),
+        (403, "forbidden", "the signature of this URL does not match: use media URLs as job results give them"),
         (404, "not_found", "no such endpoint: the API is under /api/v1/"),
+        (405, "method_not_allowed", "media is read with GET or HEAD"),
+        (410, "expired", "this signed URL has expired: read the job again for a fresh one"),
         (413, "payload_too_large", "the request body is larger than the gateway accepts for this endpoint"),
         (429, "rate_limited", "too many requests for this API key or client address: retry after a second"),
         (502, "unavailable", "no dispatcher answered: retry later"),

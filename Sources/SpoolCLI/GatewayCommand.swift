@@ -53,6 +53,15 @@ struct GatewayCommand: AsyncParsableCommand, StopsGracefully {
     @Option(help: "nginx worker processes (\"auto\": one per core).")
     var workers: String = "auto"
 
+    @Option(help: "Serve /media/KEY as a caching edge in front of this object store URL (http://HOST:PORT/BUCKET[/PREFIX]).")
+    var mediaOrigin: String?
+
+    @Option(help: "A file holding the media edge's secure_link secret (16 to 128 letters, digits, '-', '_'): /media URLs must be signed.")
+    var mediaSecretFile: String?
+
+    @Option(help: "The media cache's size on disk at most (MiB).")
+    var mediaCacheMib: Int = 1_024
+
     @Option(help: "The nginx binary (default: nginx on PATH, else /usr/sbin/nginx).")
     var nginx: String?
 
@@ -129,6 +138,18 @@ struct GatewayCommand: AsyncParsableCommand, StopsGracefully {
             plan.maxFails = maxFails
             plan.failTimeoutSeconds = failTimeout
             plan.workers = workers
+            if let mediaOrigin {
+                var secret: String?
+                if let mediaSecretFile {
+                    guard let text = readSmallFile(mediaSecretFile) else { throw ValidationError("cannot read --media-secret-file \(mediaSecretFile)") }
+                    secret = String(text.filter { !$0.isWhitespace })
+                }
+                var media = try MediaEdge(originURL: mediaOrigin, secret: secret)
+                media.cacheMiB = mediaCacheMib
+                plan.media = media
+            } else if mediaSecretFile != nil {
+                throw ValidationError("--media-secret-file needs --media-origin")
+            }
             try plan.validate()
             return plan
         } catch let e as GatewayError {

@@ -126,7 +126,7 @@ final class GatewayTests: XCTestCase {
             XCTAssertNotNil(error["details"])
             seen.insert(status)
         }
-        XCTAssertEqual(seen, [401, 404, 413, 429, 502, 504])
+        XCTAssertEqual(seen, [401, 403, 404, 405, 410, 413, 429, 502, 504])
         XCTAssertTrue(conf.contains("add_header Retry-After 1 always;"))
         XCTAssertTrue(conf.contains("add_header WWW-Authenticate"))
         // A location with an error_page of its own repeats every one (nginx does not merge).
@@ -146,6 +146,7 @@ final class GatewayTests: XCTestCase {
         var p = try plan(dir)
         p.certificateNames = ["gateway.test", "10.9.8.7"]
         p.engineListen = try HostPort("127.0.0.1:8090", setting: "engine-listen")
+        p.media = try MediaEdge(originURL: "http://127.0.0.1:9000/spool-media/files-", secret: "edge-secret-0123456789")
         let paths = p.paths
         let ext = CertificateSteps.serverExtensions(p)
         XCTAssertTrue(ext.contains("subjectAltName = IP:127.0.0.1, DNS:gateway.test, IP:10.9.8.7"), ext)
@@ -172,6 +173,32 @@ final class GatewayTests: XCTestCase {
         try (NginxConfig.render(p) + "unknown_directive on;\n").write(toFile: paths.configuration, atomically: true, encoding: .utf8)
         (status, output) = try run(nginx, ["nginx", "-t", "-p", dir, "-c", paths.configuration, "-e", paths.errorLog], dir: dir)
         XCTAssertNotEqual(status, .exited(0), output)
+    }
+
+    /// The media edge: signed, cached by path, read-only, pointed at the bucket; refused
+    /// settings name the setting.
+    func testTheMediaEdgeIsSignedCachedAndReadOnly() throws {
+        var p = try plan()
+        XCTAssertFalse(try NginxConfig.render(p).contains("/media/"), "no media edge unless asked")
+        p.media = try MediaEdge(originURL: "http://127.0.0.1:9000/spool-media/", secret: "edge-secret-0123456789")
+        let conf = try NginxConfig.render(p)
+        let block = try XCTUnwrap(conf.components(separatedBy: "location /media/ {").last?.components(separatedBy: "\n        }").first)
+        for rule in ["secure_link $arg_md5,$arg_expires;", "secure_link_md5 \"$secure_link_expires$uri edge-secret-0123456789\";",
+                     "if ($secure_link = \"\") { return 403; }", "if ($secure_link = \"0\") { return 410; }",
+                     "if ($request_method !~ ^(GET|HEAD)$) { return 405; }", "proxy_cache spool_media;", "proxy_cache_key $uri;",
+                     "proxy_set_header Authorization \"\";", "rewrite ^/media/(.*)$ /spool-media/$1 break;",
+                     "add_header X-Cache-Status $upstream_cache_status always;"] {
+            XCTAssertTrue(block.contains(rule), rule)
+        }
+        XCTAssertTrue(conf.contains("server 127.0.0.1:9000;"))
+        p.media = try MediaEdge(originURL: "http://127.0.0.1:9000/spool-media", secret: nil)
+        XCTAssertFalse(try NginxConfig.render(p).contains("secure_link"), "no secret, no signature check")
+        XCTAssertTrue(refusal { _ = try MediaEdge(originURL: "https://s3.example.com/b", secret: nil) }.contains("media-origin"))
+        XCTAssertTrue(refusal { _ = try MediaEdge(originURL: "http://127.0.0.1:9000", secret: nil) }.contains("no bucket"))
+        p.media = try MediaEdge(originURL: "http://127.0.0.1:9000/b;evil", secret: nil)
+        XCTAssertTrue(refusal { try p.validate() }.contains("media-origin"))
+        p.media = try MediaEdge(originURL: "http://127.0.0.1:9000/bucket", secret: "short")
+        XCTAssertTrue(refusal { try p.validate() }.contains("media-secret"))
     }
 
     /// Runs a helper with its output in a file; returns its status and output.
