@@ -1,6 +1,7 @@
 // Cluster.ClusterLauncher: `spool cluster up|status|down`. Up starts, on loopback, in this
 // order, each waited for before the next: PostgreSQL (the system of record), Redis (the
-// queue and events), N dispatchers (`spool serve` on PostgreSQL and Redis, one shared data
+// queue and events), with --storage s3 an S3 test server (ClusterS3; unless the caller
+// names a store in SPOOL_STORAGE_S3_*), N dispatchers (`spool serve` on PostgreSQL and Redis, one shared data
 // directory for the files), the gateway (`spool gateway`: nginx with TLS 1.3 in front of
 // the dispatchers, and a plain-HTTP engine entry), M engines (`spool engine` through that
 // entry). DIR/cluster.json is written as they start. If a part fails, what started is
@@ -70,7 +71,9 @@ public final class ClusterLauncher: Sendable {
         return ClusterSecrets(admin: try ClusterFiles.secret(directory + "/admin.key"),
                               join: try ClusterFiles.secret(secrets + "/join.token"),
                               postgres: try ClusterFiles.secret(secrets + "/postgres.password"),
-                              redis: try ClusterFiles.secret(secrets + "/redis.password"))
+                              redis: try ClusterFiles.secret(secrets + "/redis.password"),
+                              media: try ClusterFiles.secret(secrets + "/media.secret"),
+                              s3: try ClusterFiles.secret(secrets + "/s3.secret"))
     }
 
     /// Starts a cluster; or, when cluster.json names parts of which some died, starts those
@@ -85,8 +88,8 @@ public final class ClusterLauncher: Sendable {
         }
         guard (1...16).contains(o.dispatchers) else { throw ClusterError("--dispatchers must be 1 to 16") }
         guard (0...64).contains(o.engines) else { throw ClusterError("--engines must be 0 to 64") }
-        guard o.storage == "local" else {
-            throw ClusterError("--storage \(o.storage): only local storage is available (S3-compatible storage is not built yet)")
+        guard o.storage == "local" || o.storage == "s3" else {
+            throw ClusterError("--storage \(o.storage): must be local (the cluster directory) or s3 (an S3-compatible store)")
         }
         let gatewayParts = o.gateway.split(separator: ":")
         guard gatewayParts.count == 2, let gatewayPort = UInt16(gatewayParts[1]), gatewayPort > 0 else {
@@ -97,14 +100,34 @@ public final class ClusterLauncher: Sendable {
         }
         var dispatchers: [String] = []
         for _ in 0..<o.dispatchers { dispatchers.append("127.0.0.1:\(try ClusterFiles.freePort())") }
+        var storage: ClusterStorage?
+        if o.storage == "s3" {
+            if let endpoint = getenv("SPOOL_STORAGE_S3_ENDPOINT").map({ String(cString: $0) }), !endpoint.isEmpty {
+                guard let bucket = getenv("SPOOL_STORAGE_S3_BUCKET").map({ String(cString: $0) }), !bucket.isEmpty else {
+                    throw ClusterError("SPOOL_STORAGE_S3_ENDPOINT names a store but SPOOL_STORAGE_S3_BUCKET no bucket")
+                }
+                var e = endpoint
+                while e.hasSuffix("/") { e.removeLast() }
+                storage = ClusterStorage(endpoint: e, bucket: bucket, testServerPort: nil)
+            } else {
+                let port = try ClusterFiles.freePort()
+                storage = ClusterStorage(endpoint: "http://127.0.0.1:\(port)", bucket: S3Part.bucket, testServerPort: port)
+            }
+        }
         let context = ClusterContext(directory: directory, spool: spool, secrets: try loadSecrets(),
                                      postgresPort: try ClusterFiles.freePort(), redisPort: try ClusterFiles.freePort(),
                                      dispatchers: dispatchers, gateway: o.gateway, enginePort: try ClusterFiles.freePort(),
-                                     ratePerKey: o.ratePerKey, ratePerAddress: o.ratePerAddress)
+                                     ratePerKey: o.ratePerKey, ratePerAddress: o.ratePerAddress, storage: storage)
         var manifest = ClusterManifest(gatewayURL: "https://\(o.gateway)", engineURL: context.engineURL,
                                        caCertificate: directory + "/gateway/ca.pem", adminKeyFile: directory + "/admin.key",
                                        dataDirectory: directory, parts: context.plannedParts(engines: o.engines),
                                        ratePerKey: o.ratePerKey, ratePerAddress: o.ratePerAddress)
+        if let storage {
+            manifest.storage = "s3"
+            manifest.s3Endpoint = storage.endpoint
+            manifest.s3Bucket = storage.bucket
+            manifest.mediaURL = context.mediaURL
+        }
         do {
             try await startParts(&manifest, indices: Array(manifest.parts.indices), context: context, say: say)
         } catch {
@@ -146,10 +169,15 @@ public final class ClusterLauncher: Sendable {
               let gateway = m.parts.first(where: { $0.kind == .gateway }) else {
             throw ClusterError("cluster.json lacks a part every cluster has; stop it with `spool cluster down`")
         }
+        var storage: ClusterStorage?
+        if m.storage == "s3", let endpoint = m.s3Endpoint, let bucket = m.s3Bucket {
+            storage = ClusterStorage(endpoint: endpoint, bucket: bucket,
+                                     testServerPort: m.parts.first(where: { $0.kind == .s3 }).map { port($0.address) })
+        }
         return ClusterContext(directory: directory, spool: spool, secrets: try loadSecrets(),
                               postgresPort: port(pg.address), redisPort: port(redis.address),
                               dispatchers: m.parts.filter { $0.kind == .dispatcher }.map(\.address), gateway: gateway.address,
-                              enginePort: port(m.engineURL), ratePerKey: m.ratePerKey, ratePerAddress: m.ratePerAddress)
+                              enginePort: port(m.engineURL), ratePerKey: m.ratePerKey, ratePerAddress: m.ratePerAddress, storage: storage)
     }
 
     /// Starts the parts of `old` that died, on the addresses they had.
@@ -208,7 +236,7 @@ public final class ClusterLauncher: Sendable {
     }
 
     func stop(_ parts: [ClusterPart], say: (String) -> Void) {
-        let order: [ClusterPart.Kind] = [.engine, .gateway, .dispatcher, .redis, .postgres]
+        let order: [ClusterPart.Kind] = [.engine, .gateway, .dispatcher, .s3, .redis, .postgres]
         for kind in order {
             let group = parts.filter { $0.kind == kind && $0.isRunning }
             guard !group.isEmpty else { continue }

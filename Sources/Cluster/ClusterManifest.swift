@@ -5,12 +5,13 @@
 //
 //   {"gateway_url":"https://127.0.0.1:8443","engine_url":"http://127.0.0.1:P",
 //    "ca_certificate":"DIR/gateway/ca.pem","admin_key_file":"DIR/admin.key",
-//    "data_dir":"DIR","parts":[{"kind":"postgres","name":"postgres",
+//    "data_dir":"DIR","storage":"local|s3","s3_endpoint":"http://127.0.0.1:P","s3_bucket":"spool",
+//    "media_url":"https://127.0.0.1:8443/media","parts":[{"kind":"postgres","name":"postgres",
 //    "address":"127.0.0.1:P","pid":N,"log":"..."}, ...]}
 import JSON
 
 public struct ClusterPart: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable { case postgres, redis, dispatcher, gateway, engine }
+    public enum Kind: String, Sendable, CaseIterable { case postgres, redis, s3, dispatcher, gateway, engine }
     public var kind: Kind
     public var name: String
     /// HOST:PORT it listens on ("" for engines, which only call out).
@@ -30,6 +31,7 @@ public struct ClusterPart: Sendable, Equatable {
         switch kind {
         case .postgres: return name == "postgres"
         case .redis: return name.hasPrefix("redis-server")
+        case .s3: return name == "moto_server"
         case .dispatcher, .gateway, .engine: return name == "spool"
         }
     }
@@ -45,6 +47,12 @@ public struct ClusterManifest: Sendable, Equatable {
     /// The gateway's rate limits as given to `up` (nil: its defaults), for restarting it alike.
     public var ratePerKey: Int?
     public var ratePerAddress: Int?
+    /// "local" or "s3"; with s3, the store's URL and bucket, and the media edge's base URL
+    /// (outputs in job results are under it) when the gateway fronts the store.
+    public var storage = "local"
+    public var s3Endpoint: String?
+    public var s3Bucket: String?
+    public var mediaURL: String?
 
     public init(gatewayURL: String, engineURL: String, caCertificate: String, adminKeyFile: String, dataDirectory: String,
                 parts: [ClusterPart], ratePerKey: Int? = nil, ratePerAddress: Int? = nil) {
@@ -63,6 +71,10 @@ public struct ClusterManifest: Sendable, Equatable {
         w.field("data_dir", dataDirectory)
         if let r = ratePerKey { w.field("rate_per_key", r) }
         if let r = ratePerAddress { w.field("rate_per_address", r) }
+        w.field("storage", storage)
+        if let e = s3Endpoint { w.field("s3_endpoint", e) }
+        if let b = s3Bucket { w.field("s3_bucket", b) }
+        if let m = mediaURL { w.field("media_url", m) }
         w.key("parts")
         w.beginArray()
         for p in parts {
@@ -101,6 +113,10 @@ public struct ClusterManifest: Sendable, Equatable {
                       caCertificate: try field(root, "ca_certificate"), adminKeyFile: try field(root, "admin_key_file"),
                       dataDirectory: try field(root, "data_dir"), parts: parts,
                       ratePerKey: try root["rate_per_key"]?.int(), ratePerAddress: try root["rate_per_address"]?.int())
+            storage = try root["storage"]?.string() ?? "local"
+            s3Endpoint = try root["s3_endpoint"]?.string()
+            s3Bucket = try root["s3_bucket"]?.string()
+            mediaURL = try root["media_url"]?.string()
         } catch let e as ClusterError {
             throw e
         } catch {

@@ -8,6 +8,23 @@ struct ClusterSecrets {
     let join: String
     let postgres: String
     let redis: String
+    /// The media edge's secure_link secret (DIR/secrets/media.secret) and the S3 test
+    /// server's secret key.
+    let media: String
+    let s3: String
+}
+
+/// Where a cluster with `--storage s3` keeps its files.
+struct ClusterStorage: Equatable {
+    /// The store's URL and bucket.
+    var endpoint: String
+    var bucket: String
+    /// The S3 test server's port when the cluster runs one (nil: the caller's store, named
+    /// by SPOOL_STORAGE_S3_* in the environment, which the dispatchers inherit).
+    var testServerPort: UInt16?
+    /// Where the gateway's media edge fetches objects (http://HOST:PORT/BUCKET), or nil
+    /// when the store is not plain HTTP (nginx would need to sign for it).
+    var mediaOrigin: String? { endpoint.hasPrefix("http://") ? endpoint + "/" + bucket : nil }
 }
 
 struct ClusterContext {
@@ -22,8 +39,12 @@ struct ClusterContext {
     var enginePort: UInt16
     var ratePerKey: Int?
     var ratePerAddress: Int?
+    var storage: ClusterStorage?
 
     var logs: String { directory + "/logs" }
+    var mediaSecretFile: String { directory + "/secrets/media.secret" }
+    /// The base URL of outputs in job results when the gateway fronts the store.
+    var mediaURL: String? { storage?.mediaOrigin == nil ? nil : "https://\(gateway)/media" }
     var databaseURL: String { "postgres://spool:\(secrets.postgres)@127.0.0.1:\(postgresPort)/spool" }
     var queueURL: String { "redis://:\(secrets.redis)@127.0.0.1:\(redisPort)" }
     var engineURL: String { "http://127.0.0.1:\(enginePort)" }
@@ -35,6 +56,9 @@ struct ClusterContext {
             ClusterPart(kind: .postgres, name: "postgres", address: "127.0.0.1:\(postgresPort)", pid: 0, log: directory + "/postgres/server.log"),
             ClusterPart(kind: .redis, name: "redis", address: "127.0.0.1:\(redisPort)", pid: 0, log: logs + "/redis.log"),
         ]
+        if let port = storage?.testServerPort {
+            parts.append(ClusterPart(kind: .s3, name: "s3", address: "127.0.0.1:\(port)", pid: 0, log: logs + "/s3.log"))
+        }
         for (i, d) in dispatchers.enumerated() {
             parts.append(ClusterPart(kind: .dispatcher, name: "dispatcher-\(i + 1)", address: d, pid: 0, log: logs + "/dispatcher-\(i + 1).log"))
         }
@@ -48,8 +72,12 @@ struct ClusterContext {
     /// What every Spool part inherits: PATH and a few basics, and the SPOOL_* settings of
     /// the caller except those the cluster sets itself.
     func baseEnvironment() -> [String] {
-        let own: Set<String> = ["SPOOL_DATABASE_URL", "SPOOL_QUEUE_URL", "SPOOL_ADMIN_KEY", "SPOOL_ENGINES_JOIN_TOKEN", "SPOOL_JOIN_TOKEN",
-                                "SPOOL_SERVER", "SPOOL_API_KEY", "SPOOL_DATA_DIR", "SPOOL_LISTEN"]
+        var own: Set<String> = ["SPOOL_DATABASE_URL", "SPOOL_QUEUE_URL", "SPOOL_ADMIN_KEY", "SPOOL_ENGINES_JOIN_TOKEN", "SPOOL_JOIN_TOKEN",
+                                "SPOOL_SERVER", "SPOOL_API_KEY", "SPOOL_DATA_DIR", "SPOOL_LISTEN", "SPOOL_STORAGE_BACKEND",
+                                "SPOOL_STORAGE_CDN_BASE_URL", "SPOOL_STORAGE_CDN_SECRET"]
+        if storage?.testServerPort != nil {
+            own.formUnion(["SPOOL_STORAGE_S3_ENDPOINT", "SPOOL_STORAGE_S3_BUCKET", "SPOOL_STORAGE_S3_ACCESS_KEY_ID", "SPOOL_STORAGE_S3_SECRET_ACCESS_KEY"])
+        }
         var env: [String] = []
         var p = environ
         while let entry = p.pointee {
@@ -73,10 +101,20 @@ struct ClusterContext {
             return pid
         case .redis:
             return try RedisPart.start(directory: directory + "/redis", port: redisPort, password: secrets.redis, log: part.log)
+        case .s3:
+            return try S3Part.start(port: storage?.testServerPort ?? 0, log: part.log)
         case .dispatcher:
-            // One data directory (the files) and one database between them.
-            let env = baseEnvironment() + ["SPOOL_DATABASE_URL=" + databaseURL, "SPOOL_QUEUE_URL=" + queueURL,
+            // One data directory (the files, unless in S3) and one database between them.
+            var env = baseEnvironment() + ["SPOOL_DATABASE_URL=" + databaseURL, "SPOOL_QUEUE_URL=" + queueURL,
                                            "SPOOL_ADMIN_KEY=" + secrets.admin, "SPOOL_ENGINES_JOIN_TOKEN=" + secrets.join]
+            if let storage {
+                env.append("SPOOL_STORAGE_BACKEND=s3")
+                if storage.testServerPort != nil {
+                    env += ["SPOOL_STORAGE_S3_ENDPOINT=" + storage.endpoint, "SPOOL_STORAGE_S3_BUCKET=" + storage.bucket,
+                            "SPOOL_STORAGE_S3_ACCESS_KEY_ID=" + S3Part.accessKeyID, "SPOOL_STORAGE_S3_SECRET_ACCESS_KEY=" + secrets.s3]
+                }
+                if let media = mediaURL { env += ["SPOOL_STORAGE_CDN_BASE_URL=" + media, "SPOOL_STORAGE_CDN_SECRET=" + secrets.media] }
+            }
             return try DetachedProcess.start(spool, ["spool", "serve", "--listen", part.address, "--data-dir", directory + "/dispatch"],
                                              environment: env, log: part.log)
         case .gateway:
@@ -84,6 +122,7 @@ struct ClusterContext {
             for d in dispatchers { args += ["--upstream", d] }
             if let r = ratePerKey { args += ["--rate-per-key", String(r), "--burst-per-key", String(r)] }
             if let r = ratePerAddress { args += ["--rate-per-address", String(r), "--burst-per-address", String(r)] }
+            if let origin = storage?.mediaOrigin { args += ["--media-origin", origin, "--media-secret-file", mediaSecretFile] }
             return try DetachedProcess.start(spool, args, environment: baseEnvironment(), log: part.log)
         case .engine:
             try ClusterFiles.directory(directory + "/engines")
@@ -100,6 +139,7 @@ struct ClusterContext {
         switch part.kind {
         case .postgres, .engine: return true
         case .redis: return RedisPart.answers(port: redisPort, password: secrets.redis)
+        case .s3: return S3Part.ready(port: storage?.testServerPort ?? 0)
         case .dispatcher: return await probe.ready("http://" + part.address)
         case .gateway: return ClusterFiles.accepts(port: gatewayPort) ? await probe.ready(engineURL) : false
         }

@@ -223,7 +223,7 @@ public enum NginxConfig {
                   "    proxy_set_header Authorization \"\";",
                   "    proxy_read_timeout 300s;",
                   "    add_header X-Cache-Status $upstream_cache_status always;",
-                  "    rewrite ^/media/(.*)$ \(m.originPath)/$1 break;",
+                  "    rewrite ^/media/(.*)$ \(m.originPath)/$1? break;",
                   "    proxy_pass http://spool_media_origin;",
                   "}"]
         return lines.map { String(repeating: " ", count: 8) + $0 }.joined(separator: "\n")

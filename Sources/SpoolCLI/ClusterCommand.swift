@@ -33,7 +33,7 @@ struct ClusterUp: AsyncParsableCommand {
     @Option(help: "Where the gateway takes clients over TLS 1.3 (HOST:PORT).")
     var gateway = "127.0.0.1:8443"
 
-    @Option(help: "Where files are kept: local (the cluster directory).")
+    @Option(help: "Where files are kept: local (the cluster directory) or s3 (the store in SPOOL_STORAGE_S3_*, else moto's test server started here; the gateway then serves outputs at /media as a caching edge).")
     var storage = "local"
 
     @Option(help: "The gateway's requests per second per API key before 429 (default: the gateway's).")

@@ -171,6 +171,12 @@ struct GatewayCommand: AsyncParsableCommand, StopsGracefully {
         for dir in [paths.directory, paths.directory + "/logs", paths.temp] where unsafe mkdir(dir, 0o700) != 0 && errno != EEXIST {
             throw ValidationError("cannot create \(dir): errno \(errno)")
         }
+        // Started as root, nginx's workers run as nobody: they must pass through the
+        // directory to the temp and cache directories nginx makes for them (the keys and
+        // everything else stay 0600/0700, unreadable to them).
+        if geteuid() == 0 {
+            for dir in [paths.directory, paths.temp] { _ = unsafe chmod(dir, 0o711) }
+        }
         let log = paths.directory + "/logs/setup.log"
         var newAuthority = false
         if !exists(paths.caKey) || !exists(paths.caCertificate) {

@@ -106,6 +106,9 @@ final class APIClient {
         c.tlsContext = trust
         c.readTimeout = .seconds(120)
         c.totalTimeout = .seconds(24 * 3_600)
+        // Downloads from a server with S3 storage answer 302 to a presigned URL (the key is
+        // not sent there: the client drops Authorization when the origin changes).
+        c.followRedirects = true
         http = HTTPClient(configuration: c)
     }
 

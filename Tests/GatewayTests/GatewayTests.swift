@@ -186,7 +186,7 @@ final class GatewayTests: XCTestCase {
         for rule in ["secure_link $arg_md5,$arg_expires;", "secure_link_md5 \"$secure_link_expires$uri edge-secret-0123456789\";",
                      "if ($secure_link = \"\") { return 403; }", "if ($secure_link = \"0\") { return 410; }",
                      "if ($request_method !~ ^(GET|HEAD)$) { return 405; }", "proxy_cache spool_media;", "proxy_cache_key $uri;",
-                     "proxy_set_header Authorization \"\";", "rewrite ^/media/(.*)$ /spool-media/$1 break;",
+                     "proxy_set_header Authorization \"\";", "rewrite ^/media/(.*)$ /spool-media/$1? break;",
                      "add_header X-Cache-Status $upstream_cache_status always;"] {
             XCTAssertTrue(block.contains(rule), rule)
         }
