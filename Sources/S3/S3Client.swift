@@ -90,7 +90,9 @@ final class S3Client {
     let loop: EventLoop
     let maxAttempts: Int
     let now: @Sendable () -> Int64
-    /// Backoff before retry n (1-based) is random in 0...base·2^(n-1).
+    /// Backoff before retry n (1-based) is random in 0...min(base·2^(n-1), 5 s) ("full
+    /// jitter"), so a store that restarts gets a few seconds and a fleet of clients does
+    /// not come back in step.
     let retryBase: Duration
 
     init(endpoint: S3Endpoint, http: HTTPClient, loop: EventLoop, maxAttempts: Int, retryBase: Duration, now: @escaping @Sendable () -> Int64) {
@@ -168,7 +170,7 @@ final class S3Client {
     }
 
     func backoff(_ attempt: Int) async throws(S3Error) {
-        let cap = retryBase * (1 << min(attempt - 1, 10))
+        let cap = min(retryBase * (1 << min(attempt - 1, 16)), .seconds(5))
         let wait = Duration.nanoseconds(Int64.random(in: 0...max(1, cap.nanosecondsClamped)))
         do { try await loop.sleep(for: wait) } catch { throw S3Error(0, "Cancelled", "cancelled while waiting to retry") }
     }

@@ -34,9 +34,14 @@ public struct S3StorageConfiguration: Sendable {
     public var partsInFlight: Int = 2
     /// How long a presigned download URL stays valid.
     public var presignSeconds: Int = 900
-    /// Tries per request (the first included) while S3 answers retryable errors.
-    public var maxAttempts: Int = 5
+    /// Tries per request (the first included) while S3 answers retryable errors: with
+    /// the backoff capped at 5 s, ten tries ride out about half a minute of a store away.
+    public var maxAttempts: Int = 10
     public var retryBase: Duration = .milliseconds(100)
+    /// Longest wait for any piece of an answer (a stalled store fails the request, which
+    /// is then retried), and for a whole request.
+    public var readTimeout: Duration = .seconds(60)
+    public var requestTimeout: Duration = .seconds(600)
     /// Unix seconds (signatures carry the time; tests move it).
     public var now: @Sendable () -> Int64 = { SystemClock.shared.unixMilliseconds / 1000 }
 
@@ -61,8 +66,8 @@ public final class S3Storage: StorageProvider {
         let c = configuration
         let client = try await loop.run {
             var http = HTTPClientConfiguration()
-            http.readTimeout = .seconds(60)
-            http.totalTimeout = .seconds(600)
+            http.readTimeout = c.readTimeout
+            http.totalTimeout = c.requestTimeout
             http.maxConnectionsPerOrigin = max(4, c.partsInFlight * 4)
             let here = EventLoop.current!
             return LoopBound(S3Client(endpoint: c.endpoint, http: HTTPClient(configuration: http), loop: here, maxAttempts: c.maxAttempts,

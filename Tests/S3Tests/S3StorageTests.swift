@@ -16,16 +16,20 @@ final class Pieces: AsyncByteSource {
     var offset = 0
     var rng: SplitMix
     let failAfter: Int?
+    /// Called with the offset before each piece until it returns true (once).
+    var onOffset: ((Int) -> Bool)?
     struct Broken: Error {}
 
-    init(_ data: [UInt8], seed: UInt64 = 1, failAfter: Int? = nil) {
+    init(_ data: [UInt8], seed: UInt64 = 1, failAfter: Int? = nil, onOffset: ((Int) -> Bool)? = nil) {
         self.data = data
         self.rng = SplitMix(seed: seed)
         self.failAfter = failAfter
+        self.onOffset = onOffset
     }
 
     func read(_ consume: (UnsafeRawBufferPointer) throws -> Void) async throws -> Bool {
         if let f = failAfter, offset >= f { throw Broken() }
+        if let hook = onOffset, hook(offset) { onOffset = nil }
         guard offset < data.count else { return false }
         let n = min(data.count - offset, Int(rng.next() % 65_536) + 1)
         try data[offset..<(offset + n)].withUnsafeBytes { try consume($0) }
@@ -121,13 +125,15 @@ final class S3StorageTests: XCTestCase {
         super.tearDown()
     }
 
-    func storage(bucket name: String? = nil, secret: String? = nil, prefix: String = "", partSize: Int = 5 << 20) async throws -> S3Storage {
+    func storage(bucket name: String? = nil, secret: String? = nil, prefix: String = "", partSize: Int = 5 << 20,
+                 readTimeout: Duration = .seconds(60)) async throws -> S3Storage {
         let endpoint = try S3Endpoint(url: server.endpoint, bucket: name ?? bucket, region: "us-east-1",
                                       credentials: S3Credentials(accessKeyID: server.accessKeyID, secretAccessKey: secret ?? server.secretAccessKey))
         var c = S3StorageConfiguration(endpoint: endpoint)
         c.prefix = prefix
         c.partSize = partSize
         c.retryBase = .milliseconds(10)
+        c.readTimeout = readTimeout
         let s = try await S3Storage.open(c)
         storages.append(s)
         return s
@@ -193,6 +199,30 @@ final class S3StorageTests: XCTestCase {
         // The multipart ETag ("…-5") shows it went up in five parts.
         let head = try await s.send(S3Request(method: "HEAD", key: "file_large"))
         XCTAssertTrue(head.header("ETag")?.hasSuffix("-5\"") == true, head.header("ETag") ?? "no ETag")
+    }
+
+    /// The store stalls for 4 s in the middle of a multipart upload (SIGSTOP: connections
+    /// open, nothing answers): the parts in flight time out and are sent again, and the
+    /// object completes whole.
+    func testAMultipartUploadRidesOutAStalledStore() async throws {
+        let s = try await storage(readTimeout: .seconds(1))
+        try await s.createBucket()
+        let data = pattern(40 << 20, seed: 11)
+        let server = self.server!
+        let source = Pieces(data, seed: 12) { offset in
+            guard offset >= 12 << 20 else { return false }
+            server.pause()
+            Thread.detachNewThread { Thread.sleep(forTimeInterval: 4); server.resume() }
+            return true
+        }
+        let started = Date()
+        let stored = try await s.write(key: "file_stalled", from: source)
+        XCTAssertGreaterThan(Date().timeIntervalSince(started), 3.5, "the store was not stalled during the upload")
+        XCTAssertEqual(stored.sha256, Hex.encode(SHA256.hash(data: data)))
+        let back = try await contents(s, "file_stalled")
+        XCTAssertEqual(Hex.encode(SHA256.hash(data: back)), stored.sha256)
+        let open = try await openUploads(s)
+        XCTAssertEqual(open, 0)
     }
 
     func testAFailedSourceAbortsTheUploadAndLeavesNothing() async throws {

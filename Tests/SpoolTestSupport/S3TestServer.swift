@@ -132,6 +132,11 @@ while True:
         guard text.hasPrefix("HTTP/1.1 200") else { throw ServiceProcessError("creating bucket \(bucket): \(text.prefix(300))") }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a
+    /// store that stalls; `resume` lets it go on.
+    public func pause() { if pid > 0 { kill(pid, SIGSTOP) } }
+    public func resume() { if pid > 0 { kill(pid, SIGCONT) } }
+
     /// Stops the server and removes its directory. Idempotent.
     public func stop() {
         if pid > 0 {
