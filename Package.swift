@@ -20,6 +20,9 @@ let package = Package(
         .library(name: "Dispatcher", targets: ["Dispatcher"]),
         // For Benchmarks/ (PostgresBench measures the pool against a C libpq loop).
         .library(name: "Postgres", targets: ["Postgres"]),
+        // For Benchmarks/ (S3Bench measures S3Storage against boto3 on the same server).
+        .library(name: "S3", targets: ["S3"]),
+        .library(name: "Storage", targets: ["Storage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -30,6 +30,14 @@ let package = Package(
             path: "Sources/PostgresBench"
         ),
         .executableTarget(
+            name: "S3Bench",
+            dependencies: [
+                .product(name: "S3", package: "Spool"),
+                .product(name: "Storage", package: "Spool"),
+            ],
+            path: "Sources/S3Bench"
+        ),
+        .executableTarget(
             name: "JSONBench",
             dependencies: [.product(name: "JSON", package: "Spool")],
             path: "Sources/JSONBench"

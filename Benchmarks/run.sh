@@ -33,6 +33,9 @@
 # 12. Streamed jobs (M29): one engine downloading inputs first vs one streaming them into
 #     libav and the output into its upload: wall time and work-directory disk per job
 #     (stream_vs_download.sh; not in the smoke run).
+# 13. S3: a 256 MiB object up (multipart, 8 MiB parts, 2 in flight) and down through Spool's
+#     S3Storage vs boto3's managed transfer, against one moto server (s3_vs_boto3.sh; not in
+#     the smoke run).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -203,4 +206,9 @@ if [ $smoke = 0 ]; then
   echo
   echo "== 12. Streamed jobs: the stream route vs the download route (wall time, work-directory disk)"
   SPOOL="$spool" ./stream_vs_download.sh
+
+  echo
+  echo "== 13. S3: Spool's S3Storage vs boto3 (same moto server, 256 MiB up and down)"
+  swift build -c release --product S3Bench >/dev/null
+  S3BENCH="$(swift build -c release --show-bin-path)/S3Bench" ./s3_vs_boto3.sh
 fi
