@@ -242,6 +242,7 @@ let package = Package(
         // in-process (tests, --sandbox off).
         .target(name: "EngineRuntime", dependencies: ["Web", "Ring", "JSON", "Jobs", "SpoolModel", "TranscodeAPI", "Threads", "ProcFS", "Persistence", "Sandbox",
                                                        .product(name: "GRDB", package: "GRDB.swift"),
+                                                       .product(name: "Crypto", package: "swift-crypto"),
                                                        .product(name: "Logging", package: "swift-log")],
                 path: "Sources/EngineRuntime"),
         // Sandbox: confined child processes (bubblewrap namespaces or a direct child under
@@ -304,7 +305,8 @@ let package = Package(
         .testTarget(name: "ServerConfigTests", dependencies: ["ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),
         // The dispatch server in-process on loopback: every endpoint through the real client.
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
-                                                          "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport"]),
+                                                          "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport",
+                                                          .product(name: "Crypto", package: "swift-crypto")]),
         // Against a real PostgreSQL started by the tests (SpoolTestSupport.PostgresServer).
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Relational", "Persistence", "Threads", "SpoolTestSupport"]),
         // The rendered nginx configuration, checked by the real nginx -t and openssl verify.

@@ -9,9 +9,10 @@ import ServerConfig
 import SpoolAPI
 import SpoolModel
 import Storage
+import Threads
 
 extension DispatchServer {
-    static func openStorage(_ settings: ServerSettings.Storage, dataDirectory: String, shared: Bool,
+    static func openStorage(_ settings: ServerSettings.Storage, dataDirectory: String, shared: Bool, clock: any WallClock,
                             logger: Logger) async throws -> any StorageProvider {
         guard settings.backend == "s3" else {
             return try await LocalStorage.open(root: dataDirectory + "/files", removeLeftovers: !shared)
@@ -28,6 +29,8 @@ extension DispatchServer {
         config.partSize = settings.s3PartMiB << 20
         config.partsInFlight = settings.s3PartsInFlight
         config.presignSeconds = Int(settings.presignSeconds)
+        // Signatures and URL expiry on the dispatcher's clock (the one its records use).
+        config.now = { clock.unixMilliseconds / 1000 }
         let storage = try await S3Storage.open(config)
         logger.info("files in S3: bucket \(settings.s3Bucket) at \(settings.s3Endpoint)\(settings.s3Prefix.isEmpty ? "" : ", prefix \(settings.s3Prefix)")")
         return storage

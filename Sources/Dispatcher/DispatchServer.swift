@@ -116,7 +116,8 @@ public final class DispatchServer: Sendable {
                                                               reason: "failed after \(job.attempts) attempt(s): \(job.reason ?? "failed")")
                               }))
         try await jobs.migrate()
-        let storage = try await openStorage(settings.current.storage, dataDirectory: dataDirectory, shared: database.isShared, logger: logger)
+        let storage = try await openStorage(settings.current.storage, dataDirectory: dataDirectory, shared: database.isShared,
+                                              clock: clock, logger: logger)
         let files: FileService
         do {
             files = try await FileService.open(database: relational, storage: storage, settings: fileSettings(settings),
@@ -189,6 +190,7 @@ public final class DispatchServer: Sendable {
                 installReadiness(on: &v1)
                 // Engines authenticate with their own token (or the join token to register).
                 installEngineAPIRoutes(on: &v1)
+                installEngineUploadRoutes(on: &v1)
                 // Everything after this line needs a key.
                 installAuthentication(on: &v1)
                 installAccessRoutes(on: &v1)

@@ -172,6 +172,26 @@ public enum OpenAPIDocument {
     "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
     "responses": {"201": {"description": "stored", "content": {"application/json": {"schema": {"type": "object", "required": ["file_id", "name", "size", "sha256"]}}}},
      "413": {"$ref": "#/components/responses/Error"}, "507": {"$ref": "#/components/responses/Error"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/jobs/{job}/output-uploads": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}, {"$ref": "#/components/parameters/LeaseEpoch"}],
+   "post": {"operationId": "beginOutputUpload", "summary": "Engines (engine token): write one output straight into the store (S3): presigned PUT URLs for its parts",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name", "size"], "properties": {
+      "name": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"}, "size": {"type": "integer", "minimum": 0}}}}}},
+    "responses": {"201": {"description": "where each part goes", "content": {"application/json": {"schema": {"type": "object", "required": ["file_id", "parts", "expires_at"], "properties": {
+      "file_id": {"type": "string"}, "expires_at": {"type": "integer"}, "parts": {"type": "array", "items": {"type": "object", "required": ["number", "offset", "length", "url"]}}}}}}},
+     "413": {"$ref": "#/components/responses/Error"}, "501": {"$ref": "#/components/responses/Error"}, "507": {"$ref": "#/components/responses/Error"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/jobs/{job}/output-uploads/{file}/complete": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}, {"$ref": "#/components/parameters/LeaseEpoch"},
+    {"name": "file", "in": "path", "required": true, "schema": {"type": "string"}}],
+   "post": {"operationId": "completeOutputUpload", "summary": "Engines (engine token): the parts are in the store; commit the output file",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["parts", "sha256"], "properties": {
+      "parts": {"type": "array", "items": {"type": "string"}}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}}}},
+    "responses": {"201": {"description": "stored", "content": {"application/json": {"schema": {"type": "object", "required": ["file_id", "size", "sha256"]}}}}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+  "/api/v1/engines/{id}/jobs/{job}/output-uploads/{file}": {
+   "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}, {"$ref": "#/components/parameters/LeaseEpoch"},
+    {"name": "file", "in": "path", "required": true, "schema": {"type": "string"}}],
+   "delete": {"operationId": "abortOutputUpload", "summary": "Engines (engine token): abandon a direct output upload (nothing of it stays)",
+    "responses": {"204": {"description": "abandoned"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/engines/{id}/jobs/{job}/progress": {
    "parameters": [{"$ref": "#/components/parameters/EngineID"}, {"$ref": "#/components/parameters/LeasedJob"}],
    "post": {"operationId": "reportProgress", "summary": "Engines (engine token): progress of the leased job (the first moves it to transcoding)",

@@ -147,7 +147,16 @@ extension EngineAgent {
             }
             if let broken { throw broken }
             for name in outputFiles(under: work + "/out") {
-                outputs.append((name, try await upload(client.value, lease, path: work + "/out/" + name, name: name)))
+                let path = work + "/out/" + name
+                if state.withLock({ $0.directUploads }) != false {
+                    if let id = try await directUpload(client.value, lease, path: path, name: name) {
+                        state.withLock { $0.directUploads = true }
+                        outputs.append((name, id))
+                        continue
+                    }
+                    state.withLock { $0.directUploads = false }
+                }
+                outputs.append((name, try await upload(client.value, lease, path: path, name: name)))
             }
             var w = JSONWriter()
             w.beginObject()

@@ -87,6 +87,9 @@ public final class EngineAgent: Sendable {
         var failed = 0
         /// Jobs reloaded from the local queue at start, to resume before leasing new ones.
         var resumable: [Lease] = []
+        /// Whether the dispatcher takes outputs written straight into its store (nil: not
+        /// asked yet; EngineAgent+DirectUpload).
+        var directUploads: Bool?
     }
 
     public let configuration: EngineConfiguration

@@ -12,6 +12,7 @@
 // at the crossing byte of a chunked body) and in total (507 `insufficient_storage`: stored
 // bytes plus bytes reserved by uploads in flight, see StorageQuota).
 import Logging
+import Synchronization
 import Relational
 import SpoolModel
 import Storage
@@ -31,6 +32,8 @@ public final class FileService: Sendable {
     public let missingObjects: [FileID]
     /// Other dispatchers write rows and objects too (a shared PostgreSQL database).
     let shared: Bool
+    /// Direct uploads begun and not yet finished or abandoned (FileService+DirectUploads).
+    let directUploads = Mutex<[FileID: PendingDirectUpload]>([:])
 
     /// Migrates the table, reconciles storage with the rows, and loads the quota ledger.
     /// `shared`: other dispatchers use the same database and storage. Then an object without

@@ -16,6 +16,9 @@
 // `presignSeconds`, which the dispatcher gives clients (302) and engines (307) instead of
 // relaying bytes or handing out the secret key.
 //
+// Direct uploads (S3Storage+DirectUploads): engines' outputs go to the bucket with
+// presigned PUTs of each part, the dispatcher completing the upload.
+//
 // Every request runs on the store's own event loop (one HTTPClient, keep-alive
 // connections), so the provider works from any loop or thread.
 import Crypto
@@ -48,7 +51,7 @@ public struct S3StorageConfiguration: Sendable {
     public init(endpoint: S3Endpoint) { self.endpoint = endpoint }
 }
 
-public final class S3Storage: StorageProvider {
+public final class S3Storage: DirectUploadStorage {
     public let configuration: S3StorageConfiguration
     let loop: EventLoop
     let client: LoopBound<S3Client>
@@ -223,12 +226,13 @@ public final class S3Storage: StorageProvider {
 
     // MARK: Beyond the protocol
 
-    /// A URL for `method` ("GET", "PUT", "HEAD") on `key` alone, valid for `seconds`.
-    public func presignedURL(method: String, key: String, seconds: Int) -> String {
+    /// A URL for `method` ("GET", "PUT", "HEAD") on `key` alone (with `query`: one part
+    /// of one upload), valid for `seconds`.
+    public func presignedURL(method: String, key: String, seconds: Int, query: [(String, String)] = []) -> String {
         let endpoint = configuration.endpoint
         let signer = SigV4Signer(credentials: endpoint.credentials, region: endpoint.region)
         let path = endpoint.path(objectKey(key))
-        return endpoint.url + path + "?" + signer.presign(method: method, host: endpoint.hostHeader, path: path,
+        return endpoint.url + path + "?" + signer.presign(method: method, host: endpoint.hostHeader, path: path, query: query,
                                                           expires: seconds, unixSeconds: configuration.now())
     }
 
@@ -258,7 +262,7 @@ public final class S3Storage: StorageProvider {
 
     // MARK: Multipart
 
-    private func createMultipart(_ key: String) async throws -> String {
+    func createMultipart(_ key: String) async throws -> String {
         do {
             let r = try await send(S3Request(method: "POST", key: objectKey(key), query: [("uploads", "")]))
             guard let id = S3XML.first("UploadId", in: String(decoding: r.body, as: UTF8.self)), !id.isEmpty else {
@@ -282,7 +286,7 @@ public final class S3Storage: StorageProvider {
         }
     }
 
-    private func completeMultipart(_ key: String, upload: String, parts: [(number: Int, etag: String)]) async throws {
+    func completeMultipart(_ key: String, upload: String, parts: [(number: Int, etag: String)]) async throws {
         var xml = "<CompleteMultipartUpload>"
         for p in parts.sorted(by: { $0.number < $1.number }) {
             xml += "<Part><PartNumber>\(p.number)</PartNumber><ETag>\(S3XML.escape(p.etag))</ETag></Part>"
@@ -297,12 +301,12 @@ public final class S3Storage: StorageProvider {
         } catch let e as S3Error { throw storageError("completing the multipart upload of \(key)", e) }
     }
 
-    private func abortMultipart(_ key: String, upload: String) async {
+    func abortMultipart(_ key: String, upload: String) async {
         _ = try? await send(S3Request(method: "DELETE", key: objectKey(key), query: [("uploadId", upload)]), accept: [404])
     }
 
     /// The stored object has the size that went in.
-    private func verify(_ key: String, size: Int64) async throws {
+    func verify(_ key: String, size: Int64) async throws {
         let r: ClientResponse
         do { r = try await send(S3Request(method: "HEAD", key: objectKey(key))) } catch {
             throw storageError("checking object \(key) after writing it", error)

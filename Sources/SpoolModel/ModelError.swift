@@ -23,12 +23,14 @@ public struct ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         public static let rateLimited = Code("rate_limited", 429)
         public static let insufficientStorage = Code("insufficient_storage", 507)
         public static let unavailable = Code("unavailable", 503)
+        /// The server cannot do this here (a direct upload to a store that takes none).
+        public static let notImplemented = Code("not_implemented", 501)
         public static let `internal` = Code("internal", 500)
 
         /// Every code, for documentation and the OpenAPI document.
         public static let all: [Code] = [invalidJSON, badRequest, unauthorized, forbidden, notFound, conflict,
                                          invalidTransition, staleLease, payloadTooLarge, validationFailed,
-                                         idempotencyKeyReused, rateLimited, insufficientStorage, unavailable, `internal`]
+                                         idempotencyKeyReused, rateLimited, insufficientStorage, unavailable, notImplemented, `internal`]
     }
 
     public var code: Code

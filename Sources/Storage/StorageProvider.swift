@@ -76,3 +76,38 @@ public func isValidStorageKey(_ key: String) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x5F
     }
 }
+
+/// A store whose objects a client may write itself, with URLs the server signs for it
+/// (S3: presigned PUTs, one per part): the bytes never pass through the server, and the
+/// client never holds the store's credentials.
+public protocol DirectUploadStorage: StorageProvider {
+    /// Starts an upload of `size` bytes as the object `key`: where each part goes.
+    func beginDirectUpload(key: String, size: Int64) async throws -> DirectUploadPlan
+    /// Completes it from the parts' ETags (in part order) and checks the stored size.
+    func finishDirectUpload(key: String, uploadID: String?, etags: [String], size: Int64) async throws
+    /// Abandons it: nothing of it stays.
+    func abortDirectUpload(key: String, uploadID: String?) async
+}
+
+/// Where the parts of a direct upload go.
+public struct DirectUploadPlan: Sendable, Equatable {
+    public struct Part: Sendable, Equatable {
+        /// 1-based.
+        public var number: Int
+        public var offset: Int64
+        public var length: Int64
+        /// A URL for exactly one PUT of these bytes (Content-Length: `length`).
+        public var url: String
+        public init(number: Int, offset: Int64, length: Int64, url: String) {
+            self.number = number; self.offset = offset; self.length = length; self.url = url
+        }
+    }
+    /// The store's id of a multipart upload (nil: one PUT).
+    public var uploadID: String?
+    public var parts: [Part]
+    /// When the URLs stop working (Unix seconds).
+    public var expiresAt: Int64
+    public init(uploadID: String?, parts: [Part], expiresAt: Int64) {
+        self.uploadID = uploadID; self.parts = parts; self.expiresAt = expiresAt
+    }
+}

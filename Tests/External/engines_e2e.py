@@ -23,8 +23,10 @@
 #      every job completes.
 #   With --s3 the files live in an S3-compatible bucket (moto's server, started here): the
 #   fleet scenario runs with engines fetching their inputs from presigned URLs (the
-#   dispatcher answers 307) and outputs read back through the 302 of GET /files/{id}; the
-#   bucket then holds every input and output, and the data directory no file.
+#   dispatcher answers 307), writing their outputs with presigned PUTs (the streaming
+#   engine e0 excepted: its output streams through the dispatcher), and outputs read back
+#   through the 302 of GET /files/{id}; the bucket then holds every input and output, and
+#   the data directory no file.
 # Bounded: every wait has a deadline; about a minute on two cores.
 # Usage: engines_e2e.py [--binary PATH] [--redis | --s3]
 import argparse
@@ -345,7 +347,14 @@ def check_bucket(url, work, admin, server):
     assert all(k.startswith("files-file_") for k in keys), keys[:5]
     local = os.path.join(work, "data", "files", "objects")
     assert not os.path.isdir(local) or not os.listdir(local), "files were stored in the data directory"
-    print(f"s3: the bucket holds the {len(keys)} files (3 inputs, 30 outputs), the data directory none")
+    logs = [open(os.path.join(work, f"engine-{i}.log"), encoding="utf-8", errors="replace").read() for i in range(3)]
+    direct = sum(log.count("written to the store directly") for log in logs)
+    streamed = sum(log.count("streams into its upload") for log in logs)
+    # e0 streams its single output through the dispatcher (chunked); e1 and e2 write theirs
+    # into the bucket with presigned URLs, so those bytes never pass the dispatcher.
+    assert direct + streamed == 30 and direct > 0, f"{direct} outputs written directly, {streamed} streamed through the dispatcher"
+    print(f"s3: the bucket holds the {len(keys)} files (3 inputs, 30 outputs), the data directory none; "
+          f"{direct} outputs went into the bucket with presigned URLs, {streamed} streamed through the dispatcher")
 
 
 def main():
