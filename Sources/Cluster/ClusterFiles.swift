@@ -77,18 +77,46 @@ enum ClusterFiles {
 
     /// True when something accepts TCP connections on 127.0.0.1:`port`.
     static func accepts(port: UInt16) -> Bool {
+        let fd = connectLoopback(port: port)
+        if fd >= 0 { close(fd) }
+        return fd >= 0
+    }
+
+    /// A socket connected to 127.0.0.1:`port` (2 s receive timeout), or -1.
+    static func connectLoopback(port: UInt16) -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
+        guard fd >= 0 else { return -1 }
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian
         addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        return withUnsafePointer(to: &addr) { p in
+        let connected = withUnsafePointer(to: &addr) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
                 connect(fd, s, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
+        if !connected { close(fd); return -1 }
+        return fd
+    }
+
+    /// Sends `request` to 127.0.0.1:`port` and reads the answer until `enough` bytes came
+    /// (or the peer closed, or 2 s passed); nil when nothing could be sent or read.
+    static func exchange(port: UInt16, _ request: String, enough: Int = 512) -> String? {
+        let fd = connectLoopback(port: port)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let bytes = Array(request.utf8)
+        guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else { return nil }
+        var got: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 512)
+        while got.count < enough {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { break }
+            got += buf[..<n]
+        }
+        return got.isEmpty ? nil : String(decoding: got, as: UTF8.self)
     }
 
     /// The last `lines` lines of a log (for an error message).

@@ -46,26 +46,5 @@ enum S3Part {
 
     static func ok(_ answer: String) -> Bool { answer.hasPrefix("HTTP/1.1 200") || answer.hasPrefix("HTTP/1.0 200") }
 
-    /// Sends `request` to 127.0.0.1:`port` and returns the start of the answer, or nil.
-    static func exchange(port: UInt16, _ request: String) -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var tv = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let connected = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in connect(fd, s, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard connected else { return nil }
-        let bytes = Array(request.utf8)
-        guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else { return nil }
-        var buf = [UInt8](repeating: 0, count: 512)
-        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        guard n > 0 else { return nil }
-        return String(decoding: buf[..<n], as: UTF8.self)
-    }
+    static func exchange(port: UInt16, _ request: String) -> String? { ClusterFiles.exchange(port: port, request, enough: 12) }
 }

@@ -118,30 +118,6 @@ enum RedisPart {
 
     /// True once redis answers AUTH and PING on 127.0.0.1:`port`.
     static func answers(port: UInt16, password: String) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var tv = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let connected = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
-                connect(fd, s, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-        guard connected else { return false }
-        let request = Array("AUTH \(password)\r\nPING\r\n".utf8)
-        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else { return false }
-        var got: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 256)
-        while got.count < 12 {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { break }
-            got += buf[..<n]
-        }
-        return String(decoding: got, as: UTF8.self).hasPrefix("+OK\r\n+PONG")
+        ClusterFiles.exchange(port: port, "AUTH \(password)\r\nPING\r\n", enough: 12)?.hasPrefix("+OK\r\n+PONG") == true
     }
 }

@@ -86,14 +86,7 @@ extension FileService {
         }
         let record = FileRecord(id: id, tenant: tenant, size: pending.size, sha256: sha256, contentType: pending.contentType,
                                 createdMilliseconds: clock.unixMilliseconds, storageKey: id.text)
-        do {
-            try await store.insert(record)
-        } catch {
-            quota.settle(reserved: pending.size, stored: 0)
-            try? await storage.delete(key: id.text)
-            throw error
-        }
-        quota.settle(reserved: pending.size, stored: record.size)
+        try await commit(record, reserved: pending.size)
         return record
     }
 

@@ -112,15 +112,21 @@ public final class FileService: Sendable {
         }
         let record = FileRecord(id: id, tenant: tenant, size: object.size, sha256: object.sha256, contentType: contentType,
                                 createdMilliseconds: clock.unixMilliseconds, storageKey: object.key)
+        try await commit(record, reserved: gate.reserved)
+        return record
+    }
+
+    /// Commits the row of a stored object and settles its reservation; when the commit
+    /// fails, the object goes (it was never acknowledged) and the reservation is given back.
+    func commit(_ record: FileRecord, reserved: Int64) async throws {
         do {
             try await store.insert(record)
         } catch {
-            quota.settle(reserved: gate.reserved, stored: 0)
-            try? await storage.delete(key: object.key)
+            quota.settle(reserved: reserved, stored: 0)
+            try? await storage.delete(key: record.storageKey)
             throw error
         }
-        quota.settle(reserved: gate.reserved, stored: record.size)
-        return record
+        quota.settle(reserved: reserved, stored: record.size)
     }
 
     /// The record `id` of `tenant` (nil: any tenant, for admins); 404 when there is none.

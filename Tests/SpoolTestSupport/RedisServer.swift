@@ -87,20 +87,7 @@ public final class RedisServer: @unchecked Sendable {
 
     /// A plain-socket PING (no client under test involved).
     func ping() -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else { return false }
-        let msg = Array("PING\r\n".utf8)
-        guard write(fd, msg, msg.count) == msg.count else { return false }
-        var buf = [UInt8](repeating: 0, count: 64)
-        let n = read(fd, &buf, buf.count)
-        return n > 0 && String(decoding: buf[0..<n], as: UTF8.self).hasPrefix("+PONG")
+        ServiceProcess.exchange(port: port, "PING\r\n", enough: 7)?.hasPrefix("+PONG") == true
     }
 
 }

@@ -110,25 +110,7 @@ while True:
     /// Creates `bucket` on a server without authentication (a plain PUT; with
     /// authentication on, tests create buckets with their signed client).
     public func createBucket(_ bucket: String) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ServiceProcessError("socket: \(errno)") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else { throw ServiceProcessError("connect to moto: \(errno)") }
-        let request = "PUT /\(bucket) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        _ = request.withCString { send(fd, $0, strlen($0), 0) }
-        var reply = [UInt8](repeating: 0, count: 4096)
-        var got = 0
-        while got < reply.count {
-            let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, $0.count - got, 0) }
-            if n <= 0 { break }
-            got += n
-        }
-        let text = String(decoding: reply[..<got], as: UTF8.self)
+        let text = ServiceProcess.exchange(port: port, "PUT /\(bucket) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n") ?? ""
         guard text.hasPrefix("HTTP/1.1 200") else { throw ServiceProcessError("creating bucket \(bucket): \(text.prefix(300))") }
     }
 

@@ -82,6 +82,33 @@ public enum ServiceProcess {
         return UInt16(bigEndian: addr.sin_port)
     }
 
+    /// Sends `request` to 127.0.0.1:`port` on a plain socket and returns what came back
+    /// (up to 4 KiB, until the peer closes or `enough` bytes came), or nil when nothing
+    /// connected. For probing servers without the clients under test.
+    public static func exchange(port: UInt16, _ request: String, enough: Int = 4096) -> String? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { return nil }
+        let msg = Array(request.utf8)
+        guard write(fd, msg, msg.count) == msg.count else { return nil }
+        var got: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while got.count < min(enough, 4096) {
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            got += buf[0..<n]
+        }
+        return String(decoding: got, as: UTF8.self)
+    }
+
     /// Skips the test when `what` is missing, or fails it when make test required the
     /// services (SPOOL_REQUIRE_SERVICES=1, after `make deps` installed them).
     public static func missing(_ what: String) -> any Error {
