@@ -121,7 +121,11 @@ public final class DispatchServer: Sendable {
         let files: FileService
         do {
             files = try await FileService.open(database: relational, storage: storage, settings: fileSettings(settings),
-                                               clock: clock, logger: logger, shared: database.isShared)
+                                               clock: clock, logger: logger,
+                                               // A bucket may hold other deployments' objects (a prefix set
+                                               // wrong, a second dispatcher on SQLite): objects without a
+                                               // row are left alone there, never removed at start.
+                                               shared: database.isShared || storage is S3Storage)
         } catch {
             if let s3 = storage as? S3Storage { await s3.shutdown() }
             throw error

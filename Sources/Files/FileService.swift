@@ -59,6 +59,11 @@ public final class FileService: Sendable {
         if !removed.isEmpty {
             logger.notice("removed uncommitted uploads", metadata: ["count": "\(removed.count)"])
         }
+        let unowned = shared ? objects.filter { rows[$0.key] == nil }.count : 0
+        if unowned > 0 {
+            logger.notice("objects without a file row left alone (shared storage: another dispatcher's upload in flight, or not ours)",
+                          metadata: ["count": "\(unowned)"])
+        }
         for id in missing {
             logger.error("a file's stored object is missing", metadata: ["file_id": "\(id)"])
         }

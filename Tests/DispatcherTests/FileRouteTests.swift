@@ -283,6 +283,7 @@ final class S3FileRouteTests: FileRouteTests {
     /// One server for the class (moto takes ~2 s to start); each test gets a bucket.
     nonisolated(unsafe) static var shared: S3TestServer?
     nonisolated(unsafe) static var buckets = 0
+    var bucket = ""
     override var downloadsRedirect: Bool { true }
 
     override func configureStorage(_ settings: inout ServerSettings) throws {
@@ -291,6 +292,10 @@ final class S3FileRouteTests: FileRouteTests {
         Self.buckets += 1
         let bucket = "spool-files-\(Self.buckets)"
         try server.createBucket(bucket)
+        // An object under our prefix that no file row names (another deployment's, or a
+        // prefix set wrong): the dispatcher must leave it alone.
+        XCTAssertEqual(server.object(bucket, "t-file_notours", put: "not ours"), "HTTP/1.1 200 OK")
+        self.bucket = bucket
         settings.storage.backend = "s3"
         settings.storage.s3Endpoint = server.endpoint
         settings.storage.s3Bucket = bucket
@@ -311,6 +316,12 @@ final class S3FileRouteTests: FileRouteTests {
     override func testDeleteThenNotFoundAndOtherTenants() async throws { try await super.testDeleteThenNotFoundAndOtherTenants() }
     override func testQuotasAnswerWithTheStandardError() async throws { try await super.testQuotasAnswerWithTheStandardError() }
     override func testListPagesWithCursorAndOffset() async throws { try await super.testListPagesWithCursorAndOffset() }
+
+    /// Objects in the bucket without a file row are not removed at start (with SQLite, a
+    /// dispatcher would otherwise delete what another deployment keeps there).
+    func testObjectsWithoutARowAreLeftAlone() async throws {
+        XCTAssertEqual(Self.shared?.object(bucket, "t-file_notours"), "HTTP/1.1 200 OK")
+    }
 
     /// A file larger than one part goes up as a multipart upload and comes back whole.
     func testAFileOfSeveralPartsRoundTrips() async throws {

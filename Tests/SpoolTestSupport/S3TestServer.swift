@@ -119,6 +119,18 @@ while True:
     public func pause() { if pid > 0 { kill(pid, SIGSTOP) } }
     public func resume() { if pid > 0 { kill(pid, SIGCONT) } }
 
+    /// Puts `body` (ASCII) at `bucket`/`key` and answers the status line; or, with no body,
+    /// asks whether the object is there (HEAD). Without authentication only (the
+    /// Authorization header is there so moto takes the request for a signed one, not an
+    /// anonymous one its ACLs refuse; it checks nothing in it).
+    public func object(_ bucket: String, _ key: String, put body: String? = nil) -> String {
+        let auth = "Authorization: AWS4-HMAC-SHA256 Credential=\(accessKeyID)/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n"
+        let request = body.map { "PUT /\(bucket)/\(key) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\(auth)Content-Length: \($0.utf8.count)\r\nConnection: close\r\n\r\n\($0)" }
+            ?? "HEAD /\(bucket)/\(key) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\(auth)Connection: close\r\n\r\n"
+        let answer = ServiceProcess.exchange(port: port, request) ?? ""
+        return String(decoding: answer.utf8.prefix { $0 != 0x0D }, as: UTF8.self)
+    }
+
     /// Stops the server and removes its directory. Idempotent.
     public func stop() {
         if pid > 0 {
