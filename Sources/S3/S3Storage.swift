@@ -128,6 +128,8 @@ public final class S3Storage: DirectUploadStorage {
         var inFlight: [(number: Int, task: Task<String, any Error>)] = []
         var finished: [(number: Int, etag: String)] = []
         var nextNumber = 1
+        // Set once the object exists in the store (its size is checked after).
+        var stored = false
         do {
             var more = true
             while more {
@@ -162,12 +164,16 @@ public final class S3Storage: DirectUploadStorage {
                                                  body: part, payloadHash: digest))
                 } catch { throw storageError("storing object \(key)", error) }
             }
+            stored = true
             try await verify(key, size: size)
             return StoredObject(key: key, size: size, sha256: digest)
         } catch {
             for p in inFlight { p.task.cancel() }
             for p in inFlight { _ = try? await p.task.value }
-            if let upload { await abortMultipart(key, upload: upload) }
+            if let upload, !stored { await abortMultipart(key, upload: upload) }
+            // An object that does not hold what was written is not left for a later
+            // listing to mistake for a file.
+            if stored { try? await delete(key: key) }
             throw error
         }
     }
