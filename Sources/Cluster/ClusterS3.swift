@@ -33,18 +33,16 @@ enum S3Part {
     /// True once the server answers and the bucket exists with its policy (made here when
     /// missing).
     static func ready(port: UInt16) -> Bool {
-        guard let head = exchange(port: port, "HEAD /\(bucket) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n") else { return false }
+        guard let head = ClusterFiles.exchange(port: port, "HEAD /\(bucket) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n") else { return false }
         if !ok(head) {
-            guard let made = exchange(port: port, "PUT /\(bucket) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            guard let made = ClusterFiles.exchange(port: port, "PUT /\(bucket) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
                   ok(made) else { return false }
         }
         let policy = "PUT /\(bucket)?policy HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\n"
             + "Content-Length: \(edgePolicy.utf8.count)\r\nConnection: close\r\n\r\n" + edgePolicy
-        guard let set = exchange(port: port, policy) else { return false }
+        guard let set = ClusterFiles.exchange(port: port, policy, enough: 12) else { return false }
         return set.hasPrefix("HTTP/1.1 20") || set.hasPrefix("HTTP/1.0 20")
     }
 
     static func ok(_ answer: String) -> Bool { answer.hasPrefix("HTTP/1.1 200") || answer.hasPrefix("HTTP/1.0 200") }
-
-    static func exchange(port: UInt16, _ request: String) -> String? { ClusterFiles.exchange(port: port, request, enough: 12) }
 }

@@ -128,13 +128,7 @@ final class S3Client {
     /// One try: a transport failure is an S3Error of status 0 (ConnectionFailed when the
     /// request may be sent again).
     private func once(_ request: S3Request, payloadHash: String) async throws(S3Error) -> ClientResponse {
-        let path = endpoint.path(request.key)
-        let signed = signer.sign(method: request.method, host: endpoint.hostHeader, path: path, query: request.query,
-                                 headers: request.headers, payloadHash: payloadHash, unixSeconds: now())
-        var target = endpoint.url + path
-        if !request.query.isEmpty { target += "?" + SigV4Signer.canonicalQuery(request.query) }
-        let req = ClientRequest(method: request.method, url: target, headers: request.headers + signed,
-                                body: request.body.isEmpty ? .none : .bytes(request.body))
+        let req = signed(request, payloadHash: payloadHash)
         do {
             return try await http.execute(req)
         } catch {
@@ -150,15 +144,11 @@ final class S3Client {
     /// Sends `request` once and hands a 2xx body to `onBody` piece by piece (no retry: the
     /// bytes may be half delivered). Anything else is an S3Error. Answers the status.
     func stream(_ request: S3Request, onBody: @escaping ([UInt8]) -> Void) async throws(S3Error) -> Int {
-        let path = endpoint.path(request.key)
-        let signed = signer.sign(method: request.method, host: endpoint.hostHeader, path: path, query: request.query,
-                                 headers: request.headers, payloadHash: SigV4Signer.emptyPayloadHash, unixSeconds: now())
-        var target = endpoint.url + path
-        if !request.query.isEmpty { target += "?" + SigV4Signer.canonicalQuery(request.query) }
+        let req = signed(request, payloadHash: SigV4Signer.emptyPayloadHash)
         var refusal: [UInt8] = []
         let head: ClientResponseHead
         do {
-            head = try await http.execute(ClientRequest(method: request.method, url: target, headers: request.headers + signed)) { head, piece in
+            head = try await http.execute(req) { head, piece in
                 if (200..<300).contains(head.status) { onBody(piece) } else if refusal.count < 4096 { refusal += piece }
             }
         } catch {
@@ -167,6 +157,18 @@ final class S3Client {
         }
         guard (200..<300).contains(head.status) else { throw Self.error(status: head.status, body: refusal) }
         return head.status
+    }
+
+    /// `request` as the HTTP client sends it: the URL (path-style, the query encoded as
+    /// signed) and its fields with the SigV4 ones added.
+    func signed(_ request: S3Request, payloadHash: String) -> ClientRequest {
+        let path = endpoint.path(request.key)
+        let auth = signer.sign(method: request.method, host: endpoint.hostHeader, path: path, query: request.query,
+                               headers: request.headers, payloadHash: payloadHash, unixSeconds: now())
+        var target = endpoint.url + path
+        if !request.query.isEmpty { target += "?" + SigV4Signer.canonicalQuery(request.query) }
+        return ClientRequest(method: request.method, url: target, headers: request.headers + auth,
+                             body: request.body.isEmpty ? .none : .bytes(request.body))
     }
 
     func backoff(_ attempt: Int) async throws(S3Error) {
