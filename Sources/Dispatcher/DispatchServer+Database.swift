@@ -1,6 +1,8 @@
 // Dispatcher.DispatchServer+Database: where the services keep their state. Without
 // database.url, SQLite in the data directory (one dispatcher owns it); with a postgres://
 // URL, PostgreSQL through a connection pool, shared by every dispatcher given that URL.
+// With database.job_shards, the jobs (and their Idempotency-Keys) are spread over those
+// PostgreSQL databases by a ShardRouter, a pool each; everything else stays in database.url.
 // The job store is the one part with an implementation per database; every other service
 // runs its own queries on either through Relational.
 import Jobs
@@ -13,43 +15,79 @@ import SpoolModel
 
 public enum DispatchDatabase: Sendable {
     case sqlite(SQLiteDatabase)
-    case postgresql(PostgresPool)
+    /// The main pool; `jobShards` when jobs are spread over other databases.
+    case postgresql(PostgresPool, jobShards: JobShards?)
+
+    /// The job shards' pools and the router that places jobs on them.
+    public struct JobShards: Sendable {
+        public let pools: [PostgresPool]
+        public let router: ShardRouter
+    }
 
     static func open(_ settings: ServerSettings.Database, dataDirectory: String, metrics: ServerMetrics) async throws -> DispatchDatabase {
         if settings.url.isEmpty {
             return .sqlite(try SQLiteDatabase(path: dataDirectory + "/spool.sqlite",
                                               observer: { kind, seconds in metrics.recordDatabase(kind: kind, seconds: seconds) }))
         }
-        var config = PostgresPoolConfiguration(url: settings.url)
-        config.maxConnections = settings.maxConnections
-        config.minConnections = min(2, settings.maxConnections)
-        let pool: PostgresPool
-        do {
-            pool = try await PostgresPool.open(config)
-        } catch {
-            throw PersistenceError("cannot connect to the PostgreSQL database.url \(SettingSpec.withoutPassword(settings.url)): \(error)")
-        }
+        let pool = try await openPool(settings.url, key: "database.url", settings)
         // The pool's figures, read fresh for each scrape.
         metrics.onScrape { m in
             let c = pool.counts
             m.setDatabasePool(open: c.open, idle: c.idle, waiting: c.waiting, acquired: c.acquired, waited: c.waited,
                               max: settings.maxConnections)
         }
-        return .postgresql(pool)
+        let urls = settings.jobShardURLs
+        guard !urls.isEmpty else { return .postgresql(pool, jobShards: nil) }
+        let router: ShardRouter
+        do {
+            router = try ShardRouter(shardCount: urls.count, layouts: settings.jobShardLayouts.isEmpty ? []
+                                     : ShardRouter.parseLayouts(settings.jobShardLayouts))
+        } catch {
+            await pool.close()
+            throw PersistenceError("database.job_shard_layouts: \(error)")
+        }
+        var pools: [PostgresPool] = []
+        for (i, url) in urls.enumerated() {
+            do {
+                // The main database listed as a shard shares its pool.
+                pools.append(url == settings.url ? pool : try await openPool(url, key: "database.job_shards[\(i)]", settings))
+            } catch {
+                for p in pools where p !== pool { await p.close() }
+                await pool.close()
+                throw error
+            }
+        }
+        let opened = pools
+        metrics.onScrape { m in
+            for (i, p) in opened.enumerated() { m.setJobShardPool(shard: i, open: p.counts.open, idle: p.counts.idle) }
+        }
+        return .postgresql(pool, jobShards: JobShards(pools: opened, router: router))
+    }
+
+    private static func openPool(_ url: String, key: String, _ settings: ServerSettings.Database) async throws -> PostgresPool {
+        var config = PostgresPoolConfiguration(url: url)
+        config.maxConnections = settings.maxConnections
+        config.minConnections = min(2, settings.maxConnections)
+        do {
+            return try await PostgresPool.open(config)
+        } catch {
+            throw PersistenceError("cannot connect to the PostgreSQL \(key) \(SettingSpec.withoutPassword(url)): \(error)")
+        }
     }
 
     /// What the services other than jobs run their queries on.
     public var relational: any RelationalDatabase {
         switch self {
         case .sqlite(let db): db
-        case .postgresql(let pool): pool
+        case .postgresql(let pool, _): pool
         }
     }
 
     func jobStore() -> any JobStore {
         switch self {
         case .sqlite(let db): SQLiteJobStore(database: db)
-        case .postgresql(let pool): PostgresJobStore(pool: pool)
+        case .postgresql(let pool, nil): PostgresJobStore(pool: pool)
+        case .postgresql(_, let shards?): ShardedJobStore(shards: shards.pools.map { PostgresJobStore(pool: $0) }, router: shards.router)
         }
     }
 
@@ -64,7 +102,9 @@ public enum DispatchDatabase: Sendable {
     public func close() async {
         switch self {
         case .sqlite(let db): try? await db.close()
-        case .postgresql(let pool): await pool.close()
+        case .postgresql(let pool, let shards):
+            for p in shards?.pools ?? [] where p !== pool { await p.close() }
+            await pool.close()
         }
     }
 }

@@ -93,16 +93,24 @@ extension DispatchServer {
         // The cursor is signed for these filters and this caller: it cannot be replayed elsewhere.
         let filters = "jobs\nstate=\(stateParam)\ntenant=\(tenantParam)\ncaller=\(caller.principal)"
         let page = try cursors.page(of: req, filters: filters)
+        // A cursor carries the last job's id, or with sharded jobs each shard's position.
         var after: JobID?
+        var positions: ShardPositions?
         if let a = page.after {
-            guard let id = JobID(a) else { throw APIError(status: 400, code: "invalid_cursor", message: "the cursor does not name a job") }
-            after = id
+            if let id = JobID(a) {
+                after = id
+            } else if let p = ShardPositions(text: a) {
+                positions = p
+            } else {
+                throw APIError(status: 400, code: "invalid_cursor", message: "the cursor does not name a job")
+            }
         }
-        let result = try await jobs.list(JobQuery(tenant: tenant, state: state, after: after, offset: page.offset, limit: page.limit))
+        let result = try await jobs.list(JobQuery(tenant: tenant, state: state, after: after, offset: page.offset, limit: page.limit,
+                                                  positions: positions))
         var next: String?
         if result.hasMore, let last = result.jobs.last {
             next = nextPageURL(path: "/api/" + apiVersion + "/jobs", filters: [("state", stateParam), ("tenant", tenantParam)],
-                               limit: page.limit, cursor: cursors.cursor(after: last.id.text, filters: filters))
+                               limit: page.limit, cursor: cursors.cursor(after: result.positions?.text ?? last.id.text, filters: filters))
         }
         return Response.page(result.jobs, total: result.totalCount, next: next) { job, w in job.encode(to: &w) }
     }

@@ -108,6 +108,14 @@ public final class ServerMetrics: Sendable {
         Metrics.Gauge(label: "spool_db_pool_waited", factory: factory).record(Int64(clamping: waited))
     }
 
+    /// One job shard's connection pool (database.job_shards).
+    public func setJobShardPool(shard: Int, open: Int, idle: Int) {
+        for (state, n) in [("open", open), ("idle", idle)] {
+            Metrics.Gauge(label: "spool_db_job_shard_connections", dimensions: [("shard", String(shard)), ("state", state)],
+                          factory: factory).record(Int64(n))
+        }
+    }
+
     /// Runs `body` before every scrape (to refresh gauges from the services), in the order added.
     public func onScrape(_ body: @escaping @Sendable (ServerMetrics) async -> Void) {
         scrapeHooks.withLock { $0.append(body) }

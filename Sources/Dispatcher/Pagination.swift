@@ -1,6 +1,7 @@
 // Dispatcher.Pagination: how every list endpoint pages. `limit` 1...100 (default 20),
-// then either `cursor` (keyset: the id after which the next page starts; ids sort by
-// creation, so a page never repeats or skips an item while others are inserted) or
+// then either `cursor` (keyset: the id after which the next page starts, or for sharded
+// jobs each shard's last id; ids sort by creation, so a page never repeats or skips an item
+// while others are inserted) or
 // `offset`. A cursor is the last id and an HMAC-SHA256 (the server's secret, in the data
 // directory) over that id and the list's filters: a cursor edited by hand, or reused with
 // other filters, is a 400 `invalid_cursor`, never a query on a value the server did not write.
@@ -32,7 +33,7 @@ public struct PageCursorKey: Sendable {
     public func verify(_ cursor: String, filters: String) -> String? {
         guard let dot = cursor.lastIndex(of: "."), dot != cursor.startIndex else { return nil }
         let after = String(cursor[..<dot]), sig = cursor[cursor.index(after: dot)...]
-        guard after.utf8.count <= 64, after.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+        guard after.utf8.count <= 2048, after.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
         // Constant-time compare of equal-length hex strings.
         let expected = mac(after, filters)
         guard sig.utf8.count == expected.utf8.count else { return nil }

@@ -39,7 +39,7 @@ extension Scheduler {
                 continue
             }
             let pending = PendingJob(id: job.id, tenant: job.tenant, inputFileID: job.inputFileID,
-                                     requiredCapabilities: job.requiredCapabilities, outputsText: job.outputs.storedText)
+                                     requiredCapabilities: job.requiredCapabilities, outputsText: job.outputs.storedText, priority: job.priority)
             let cost = await estimate(pending)
             state.withLock { $0.hand[text] = Held(delivery: d, job: pending, epoch: job.leaseEpoch, priority: job.priority, cost: cost, extendedAt: now, checkedAt: now) }
         }

@@ -51,9 +51,13 @@ public struct JobQuery: Sendable, Equatable {
     public var limit: Int
     /// Descending ids (then `after` means ids smaller than it).
     public var newestFirst: Bool
-    public init(tenant: String? = nil, state: JobState? = nil, after: JobID? = nil, offset: Int = 0, limit: Int = 20, newestFirst: Bool = false) {
+    /// A sharded store's cursor (from the previous page's `positions`): each shard resumes
+    /// after its own position; `after` is then not used. Other stores refuse it.
+    public var positions: ShardPositions?
+    public init(tenant: String? = nil, state: JobState? = nil, after: JobID? = nil, offset: Int = 0, limit: Int = 20, newestFirst: Bool = false,
+                positions: ShardPositions? = nil) {
         self.tenant = tenant; self.state = state; self.after = after; self.offset = offset; self.limit = limit
-        self.newestFirst = newestFirst
+        self.newestFirst = newestFirst; self.positions = positions
     }
 }
 
@@ -64,6 +68,12 @@ public struct JobPage: Sendable {
     public var totalCount: Int
     /// True when more jobs follow the last one returned.
     public var hasMore: Bool
+    /// A sharded store's place after this page (the next page's `JobQuery.positions`); nil
+    /// from a store on one database, where the last job's id is the place.
+    public var positions: ShardPositions?
+    public init(jobs: [Job], totalCount: Int, hasMore: Bool, positions: ShardPositions? = nil) {
+        self.jobs = jobs; self.totalCount = totalCount; self.hasMore = hasMore; self.positions = positions
+    }
 }
 
 /// A pending job as the scheduler reads it (cheap to load: no result, no metadata).
@@ -74,9 +84,11 @@ public struct PendingJob: Sendable, Equatable {
     public var requiredCapabilities: [String]
     /// The outputs column as stored (decoded only when the scheduler needs them).
     public var outputsText: String
-    public init(id: JobID, tenant: String, inputFileID: FileID, requiredCapabilities: [String], outputsText: String) {
+    /// The job's priority (a sharded store merges the shards' lists by it).
+    public var priority: Int
+    public init(id: JobID, tenant: String, inputFileID: FileID, requiredCapabilities: [String], outputsText: String, priority: Int = 0) {
         self.id = id; self.tenant = tenant; self.inputFileID = inputFileID
-        self.requiredCapabilities = requiredCapabilities; self.outputsText = outputsText
+        self.requiredCapabilities = requiredCapabilities; self.outputsText = outputsText; self.priority = priority
     }
 
     /// What the job makes (nil for a row this version cannot read).

@@ -107,7 +107,8 @@ public final class PostgresJobStore: JobStore {
     }
 
     public func list(_ q: JobQuery) async throws -> JobPage {
-        try await pool.read { c in
+        guard q.positions == nil else { throw ModelError(.badRequest, "the cursor was made while jobs were sharded; list again without it") }
+        return try await pool.read { c in
             var filter: [String] = []
             var args: [(any PostgresBindable)?] = []
             if let t = q.tenant { args.append(t); filter.append("tenant = $\(args.count)") }
@@ -174,8 +175,8 @@ public final class PostgresJobStore: JobStore {
     public func pendingByTenant(limitPerTenant: Int) async throws -> [PendingJob] {
         try await pool.read { c in
             try c.query("""
-                SELECT id, tenant, input_file_id, required_capabilities, outputs FROM (
-                    SELECT id, tenant, input_file_id, required_capabilities, outputs,
+                SELECT id, tenant, input_file_id, required_capabilities, outputs, priority FROM (
+                    SELECT id, tenant, input_file_id, required_capabilities, outputs, priority,
                            ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY priority DESC, id) AS rank
                     FROM jobs_jobs WHERE state = 'pending') AS ranked
                 WHERE rank <= $1 ORDER BY tenant, rank
@@ -183,7 +184,8 @@ public final class PostgresJobStore: JobStore {
                 guard let id = JobID(try row.string("id")), let input = FileID(try row.string("input_file_id")) else { return nil }
                 let caps = try row.string("required_capabilities")
                 return PendingJob(id: id, tenant: try row.string("tenant"), inputFileID: input,
-                                  requiredCapabilities: caps == "[]" ? [] : stringArray(caps), outputsText: try row.string("outputs"))
+                                  requiredCapabilities: caps == "[]" ? [] : stringArray(caps), outputsText: try row.string("outputs"),
+                                  priority: try row.int("priority"))
             }
         }
     }

@@ -139,7 +139,8 @@ public final class SQLiteJobStore: JobStore {
     }
 
     public func list(_ q: JobQuery) async throws -> JobPage {
-        try await db.read { db in
+        guard q.positions == nil else { throw ModelError(.badRequest, "the cursor was made while jobs were sharded; list again without it") }
+        return try await db.read { db in
             var filter: [String] = []
             var args: [(any DatabaseValueConvertible)?] = []
             if let t = q.tenant { filter.append("tenant = ?"); args.append(t) }
@@ -214,8 +215,8 @@ public final class SQLiteJobStore: JobStore {
     public func pendingByTenant(limitPerTenant: Int) async throws -> [PendingJob] {
         try await db.read { db in
             let cursor = try Row.fetchCursor(db.cachedStatement(sql: """
-                SELECT id, tenant, input_file_id, required_capabilities, outputs FROM (
-                    SELECT id, tenant, input_file_id, required_capabilities, outputs,
+                SELECT id, tenant, input_file_id, required_capabilities, outputs, priority FROM (
+                    SELECT id, tenant, input_file_id, required_capabilities, outputs, priority,
                            ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY priority DESC, id) AS rank
                     FROM jobs_jobs WHERE state = 'pending')
                 WHERE rank <= ? ORDER BY tenant, rank
@@ -225,7 +226,7 @@ public final class SQLiteJobStore: JobStore {
                 guard let id = JobID(row[0] as String), let input = FileID(row[2] as String) else { continue }
                 let caps: String = row[3]
                 out.append(PendingJob(id: id, tenant: row[1], inputFileID: input,
-                                      requiredCapabilities: caps == "[]" ? [] : stringArray(caps), outputsText: row[4]))
+                                      requiredCapabilities: caps == "[]" ? [] : stringArray(caps), outputsText: row[4], priority: row[5]))
             }
             return out
         }

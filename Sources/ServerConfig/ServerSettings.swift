@@ -37,6 +37,8 @@
 //   queue.reconcile_interval_seconds (r) SPOOL_QUEUE_RECONCILE_INTERVAL_SECONDS
 //   database.url                     SPOOL_DATABASE_URL           --database-url
 //   database.max_connections         SPOOL_DATABASE_MAX_CONNECTIONS
+//   database.job_shards              SPOOL_DATABASE_JOB_SHARDS
+//   database.job_shard_layouts       SPOOL_DATABASE_JOB_SHARD_LAYOUTS
 //   storage.backend                  SPOOL_STORAGE_BACKEND        --storage
 //   storage.s3_endpoint              SPOOL_STORAGE_S3_ENDPOINT
 //   storage.s3_bucket                SPOOL_STORAGE_S3_BUCKET
@@ -159,8 +161,19 @@ public struct ServerSettings: Sendable, Equatable {
         /// Empty: SQLite in the data directory (one dispatcher). `postgres://user[:password]@
         /// host[:port]/db`: PostgreSQL, shared by every dispatcher given the same URL.
         public var url = ""
-        /// The PostgreSQL connection pool's size at most (per dispatcher).
+        /// The PostgreSQL connection pool's size at most (per dispatcher, per database).
         public var maxConnections = 8
+        /// Empty: jobs live in `url`. Otherwise 2 or more comma-separated postgres:// URLs:
+        /// each job lives on the one its id hashes to (files, engines, keys and the rest stay
+        /// in `url`, which may also be listed here).
+        public var jobShards = ""
+        /// Empty: every job shard from the start. "COUNT@MILLISECONDS,...": jobs whose id was
+        /// made from that time on spread over the first COUNT shards (how a shard is added).
+        public var jobShardLayouts = ""
+        /// The job shard URLs, in order.
+        public var jobShardURLs: [String] {
+            jobShards.isEmpty ? [] : jobShards.split(separator: ",").map { $0.trimmingSpaces }
+        }
         public init() {}
     }
 

@@ -185,6 +185,18 @@ public enum SettingsSchema {
                 : "must be empty (SQLite in the data directory) or postgres://user[:password]@host[:port]/database"
         }.secret(SettingSpec.withoutPassword),
         .int("database.max_connections", reloadable: false, 1...256, \.database.maxConnections),
+        .string("database.job_shards", reloadable: false, \.database.jobShards) { s in
+            let urls = s.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingSpaces }
+            return s.isEmpty || (2...64).contains(urls.count)
+                && urls.allSatisfy({ ($0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://")) && !$0.contains(" ") }) ? nil
+                : "must be empty (jobs in database.url) or 2 to 64 comma-separated postgres:// URLs, one per job shard"
+        }.secret { s in s.split(separator: ",").map { SettingSpec.withoutPassword($0.trimmingSpaces) }.joined(separator: ",") },
+        .string("database.job_shard_layouts", reloadable: false, \.database.jobShardLayouts) { s in
+            s.isEmpty || s.split(separator: ",", omittingEmptySubsequences: false).allSatisfy({ part in
+                let p = part.split(separator: "@", omittingEmptySubsequences: false)
+                return p.count == 2 && Int(p[0]) != nil && UInt64(p[1]) != nil
+            }) ? nil : "must be empty (all shards from the start) or COUNT@MILLISECONDS,... with ascending times"
+        },
         .string("storage.backend", flag: "--storage", reloadable: false, \.storage.backend) { s in
             s == "local" || s == "s3" ? nil : "must be local (files in the data directory) or s3 (the storage.s3_* keys)"
         },
@@ -266,6 +278,12 @@ public enum SettingsSchema {
         if !s.storage.cdnBaseURL.isEmpty && s.storage.backend != "s3" {
             out.append("storage.cdn_base_url is set but storage.backend is \"\(s.storage.backend)\": a CDN fronts the S3 bucket; set storage.backend = \"s3\" or clear storage.cdn_base_url")
         }
+        if !s.database.jobShards.isEmpty && s.database.url.isEmpty {
+            out.append("database.job_shards is set but database.url is empty: the shards hold jobs; set database.url to the PostgreSQL database that holds the rest")
+        }
+        if !s.database.jobShardLayouts.isEmpty && s.database.jobShards.isEmpty {
+            out.append("database.job_shard_layouts is set but database.job_shards is empty: layouts spread jobs over the shards listed there")
+        }
         if s.storage.backend == "s3" {
             for (key, value) in [("storage.s3_endpoint", s.storage.s3Endpoint), ("storage.s3_bucket", s.storage.s3Bucket),
                                  ("storage.s3_access_key_id", s.storage.s3AccessKeyID),
@@ -274,5 +292,12 @@ public enum SettingsSchema {
             }
         }
         return out
+    }
+}
+
+extension Substring {
+    /// Without leading and trailing spaces.
+    var trimmingSpaces: String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
     }
 }

@@ -122,10 +122,10 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 45)
+        XCTAssertEqual(SettingsSchema.all.count, 47)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
                        ["listen", "data_dir", "loops", "insecure_no_auth", "webhooks.ca_file", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
-                        "database.url", "database.max_connections", "storage.backend", "storage.s3_endpoint", "storage.s3_bucket",
+                        "database.url", "database.max_connections", "database.job_shards", "database.job_shard_layouts", "storage.backend", "storage.s3_endpoint", "storage.s3_bucket",
                         "storage.s3_region", "storage.s3_access_key_id", "storage.s3_secret_access_key", "storage.s3_prefix",
                         "storage.s3_part_mib", "storage.s3_parts_in_flight", "storage.presign_seconds"])
     }
@@ -201,5 +201,30 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertFalse(cdn.joined().contains("tiny-s3cret"), "\(cdn)")
         let withCDN = try ConfigLoader(environment: env.merging(["SPOOL_STORAGE_CDN_BASE_URL": "https://cdn.example.com/media"]) { $1 }, flags: [:]).load()
         XCTAssertEqual(withCDN.storage.cdnBaseURL, "https://cdn.example.com/media")
+    }
+
+    /// Job shards: two or more postgres:// URLs beside a database.url; their passwords
+    /// never appear in a message; layouts only with shards, in their own syntax.
+    func testJobShardSettings() throws {
+        let shards = "postgres://spool:pw-one@127.0.0.1/a, postgres://spool:pw-two@127.0.0.1/b"
+        let ok = try ConfigLoader(environment: ["SPOOL_DATABASE_URL": "postgres://spool@127.0.0.1/main", "SPOOL_DATABASE_JOB_SHARDS": shards],
+                                  flags: [:]).load()
+        XCTAssertEqual(ok.database.jobShardURLs, ["postgres://spool:pw-one@127.0.0.1/a", "postgres://spool:pw-two@127.0.0.1/b"])
+        let noMain = problems(ConfigLoader(environment: ["SPOOL_DATABASE_JOB_SHARDS": shards]))
+        XCTAssertEqual(noMain.count, 1, "\(noMain)")
+        XCTAssertTrue(noMain[0].contains("database.job_shards is set but database.url is empty"), "\(noMain)")
+        let bad = problems(ConfigLoader(environment: ["SPOOL_DATABASE_URL": "postgres://spool@127.0.0.1/main",
+                                                      "SPOOL_DATABASE_JOB_SHARDS": "postgres://spool:pw-one@127.0.0.1/a,mysql://x",
+                                                      "SPOOL_DATABASE_JOB_SHARD_LAYOUTS": "2@0,3@soon"]))
+        XCTAssertEqual(bad.count, 2, "\(bad)")
+        XCTAssertTrue(bad.contains { $0.hasPrefix("database.job_shards") && $0.contains("comma-separated postgres://") }, "\(bad)")
+        XCTAssertTrue(bad.contains { $0.hasPrefix("database.job_shard_layouts") && $0.contains("COUNT@MILLISECONDS") }, "\(bad)")
+        XCTAssertFalse(bad.joined().contains("pw-one"), "\(bad)")
+        let one = problems(ConfigLoader(environment: ["SPOOL_DATABASE_URL": "postgres://spool@127.0.0.1/main",
+                                                      "SPOOL_DATABASE_JOB_SHARDS": "postgres://spool@127.0.0.1/a"]))
+        XCTAssertEqual(one.count, 1, "one shard is no sharding: \(one)")
+        let layoutsAlone = problems(ConfigLoader(environment: ["SPOOL_DATABASE_URL": "postgres://spool@127.0.0.1/main",
+                                                               "SPOOL_DATABASE_JOB_SHARD_LAYOUTS": "2@0"]))
+        XCTAssertTrue(layoutsAlone.contains { $0.contains("database.job_shard_layouts is set but database.job_shards is empty") }, "\(layoutsAlone)")
     }
 }
