@@ -3,6 +3,8 @@
 // URL, PostgreSQL through a connection pool, shared by every dispatcher given that URL.
 // With database.job_shards, the jobs (and their Idempotency-Keys) are spread over those
 // PostgreSQL databases by a ShardRouter, a pool each; everything else stays in database.url.
+// With database.replicas, each pool on database.url's server gets replica pools that the
+// reads of GET requests use (Postgres.Replicas; the request side is ReadRouting.swift).
 // The job store is the one part with an implementation per database; every other service
 // runs its own queries on either through Relational.
 import Jobs
@@ -37,7 +39,10 @@ public enum DispatchDatabase: Sendable {
                               max: settings.maxConnections)
         }
         let urls = settings.jobShardURLs
-        guard !urls.isEmpty else { return .postgresql(pool, jobShards: nil) }
+        guard !urls.isEmpty else {
+            try await attachReplicas(settings, main: pool, others: [], metrics: metrics)
+            return .postgresql(pool, jobShards: nil)
+        }
         let router: ShardRouter
         do {
             router = try ShardRouter(shardCount: urls.count, layouts: settings.jobShardLayouts.isEmpty ? []
@@ -61,7 +66,53 @@ public enum DispatchDatabase: Sendable {
         metrics.onScrape { m in
             for (i, p) in opened.enumerated() { m.setJobShardPool(shard: i, open: p.counts.open, idle: p.counts.idle) }
         }
+        try await attachReplicas(settings, main: pool, others: opened.filter { $0 !== pool }, metrics: metrics)
         return .postgresql(pool, jobShards: JobShards(pools: opened, router: router))
+    }
+
+    /// Replica pools for the main database and for every other pool on the same server,
+    /// a monitor per replica server polling it, and their figures on /metrics. A replica
+    /// that is down at start is simply out of rotation until it answers.
+    private static func attachReplicas(_ settings: ServerSettings.Database, main: PostgresPool, others: [PostgresPool],
+                                       metrics: ServerMetrics) async throws {
+        let addresses = settings.replicaAddresses
+        guard !addresses.isEmpty else { return }
+        guard let server = PostgresURL.server(of: main.configuration.url) else {
+            throw PersistenceError("database.replicas needs database.url in the postgres://user[:password]@host:port/database form")
+        }
+        func replicaPool(_ primary: PostgresPool, on address: String) -> PostgresPool? {
+            guard let url = PostgresURL.url(primary.configuration.url, onServer: address) else { return nil }
+            var config = PostgresPoolConfiguration(url: url)
+            config.maxConnections = settings.maxConnections
+            config.minConnections = 1
+            // A replica that stopped answering costs a read at most this long before the primary serves it.
+            config.connectTimeoutSeconds = 2
+            return PostgresPool.unopened(config)
+        }
+        var monitors: [ReplicaMonitor] = []
+        var mainRoutes: [ReplicaRoute] = []
+        var otherRoutes: [[ReplicaRoute]] = Array(repeating: [], count: others.count)
+        for address in addresses {
+            guard let probe = replicaPool(main, on: address) else { continue }
+            let monitor = ReplicaMonitor(name: address, primary: main, probe: probe,
+                                         maxLag: .milliseconds(settings.replicaMaxLagMilliseconds))
+            monitors.append(monitor)
+            mainRoutes.append(ReplicaRoute(monitor: monitor, pool: probe))
+            for (i, other) in others.enumerated() where PostgresURL.server(of: other.configuration.url) == server {
+                if let r = replicaPool(other, on: address) { otherRoutes[i].append(ReplicaRoute(monitor: monitor, pool: r)) }
+            }
+        }
+        main.attachReplicas(mainRoutes)
+        for (i, other) in others.enumerated() { other.attachReplicas(otherRoutes[i]) }
+        // A first look before serving, so a healthy replica is in rotation from the start.
+        for m in monitors {
+            await m.poll()
+            m.start()
+        }
+        let watched = monitors
+        metrics.onScrape { m in
+            for monitor in watched { m.setReplica(monitor.status) }
+        }
     }
 
     private static func openPool(_ url: String, key: String, _ settings: ServerSettings.Database) async throws -> PostgresPool {
@@ -91,6 +142,12 @@ public enum DispatchDatabase: Sendable {
         }
     }
 
+    /// Reads of some requests may go to replicas (database.replicas).
+    public var hasReplicas: Bool {
+        if case .postgresql(let pool, _) = self { return !pool.replicas.isEmpty }
+        return false
+    }
+
     /// Other dispatchers may write the same tables (and so the same file storage).
     public var isShared: Bool {
         if case .postgresql = self { return true }
@@ -103,6 +160,12 @@ public enum DispatchDatabase: Sendable {
         switch self {
         case .sqlite(let db): try? await db.close()
         case .postgresql(let pool, let shards):
+            for p in [pool] + (shards?.pools ?? []) {
+                for r in p.replicas {
+                    r.monitor.stop()
+                    await r.pool.close()
+                }
+            }
             for p in shards?.pools ?? [] where p !== pool { await p.close() }
             await pool.close()
         }

@@ -57,6 +57,8 @@ public final class DispatchServer: Sendable {
     public let queue: any MessageQueue
     /// The Redis client behind the queue, when it is Redis.
     public let redis: RedisClient?
+    /// Each caller's last write position, for reads on replicas (ReadRouting.swift).
+    let consistency = ConsistencyFloors()
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
@@ -197,6 +199,8 @@ public final class DispatchServer: Sendable {
                 installEngineUploadRoutes(on: &v1)
                 // Everything after this line needs a key.
                 installAuthentication(on: &v1)
+                // With read replicas: which reads may use them, and each caller's own writes.
+                if database.hasReplicas { v1.use(consistency.middleware()) }
                 installAccessRoutes(on: &v1)
                 installEngineRoutes(on: &v1)
                 installFileRoutes(on: &v1, counters: FileTransferCounters(

@@ -15,6 +15,7 @@
 // `route` is the matched pattern ("/api/v1/jobs/:id"), never the raw path, and `unmatched`
 // for 404/405, so a client cannot grow the label set; unknown methods are `other`.
 import Metrics
+import Postgres
 import Prometheus
 import Synchronization
 import Threads
@@ -106,6 +107,16 @@ public final class ServerMetrics: Sendable {
         Metrics.Gauge(label: "spool_db_pool_waiting", factory: factory).record(Int64(waiting))
         Metrics.Gauge(label: "spool_db_pool_acquired", factory: factory).record(Int64(clamping: acquired))
         Metrics.Gauge(label: "spool_db_pool_waited", factory: factory).record(Int64(clamping: waited))
+    }
+
+    /// One read replica: in rotation or not, its lag, the reads it served and those it failed.
+    public func setReplica(_ r: ReplicaStatus) {
+        let d = [("replica", r.name)]
+        Metrics.Gauge(label: "spool_db_replica_in_rotation", dimensions: d, factory: factory).record(r.inRotation ? 1 : 0)
+        Metrics.Gauge(label: "spool_db_replica_lag_seconds", dimensions: d, factory: factory).record(Double(r.lagMilliseconds) / 1000)
+        Metrics.Gauge(label: "spool_db_replica_lag_bytes", dimensions: d, factory: factory).record(Int64(clamping: r.lagBytes))
+        Metrics.Gauge(label: "spool_db_replica_reads", dimensions: d, factory: factory).record(Int64(clamping: r.reads))
+        Metrics.Gauge(label: "spool_db_replica_fallbacks", dimensions: d, factory: factory).record(Int64(clamping: r.fallbacks))
     }
 
     /// One job shard's connection pool (database.job_shards).

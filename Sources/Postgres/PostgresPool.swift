@@ -65,6 +65,13 @@ public final class PostgresPool: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Replicas of this database that reads may use (see Replicas.swift); empty: none.
+    private let replicaRoutes = Mutex<[ReplicaRoute]>([])
+
+    /// Lets reads of requests that allow it go to these replicas of this database.
+    public func attachReplicas(_ routes: [ReplicaRoute]) { replicaRoutes.withLock { $0 = routes } }
+
+    public var replicas: [ReplicaRoute] { replicaRoutes.withLock { $0 } }
 
     /// Opens the pool and its first `minConnections` (a URL nothing answers fails here).
     public static func open(_ configuration: PostgresPoolConfiguration, blocking: BlockingPool = .shared) async throws(PostgresError) -> PostgresPool {
@@ -76,6 +83,12 @@ public final class PostgresPool: Sendable {
             s.idle = first
         }
         return pool
+    }
+
+    /// A pool that opens its connections when first used (a replica that may be down when
+    /// the dispatcher starts).
+    public static func unopened(_ configuration: PostgresPoolConfiguration, blocking: BlockingPool = .shared) -> PostgresPool {
+        PostgresPool(configuration: configuration, blocking: blocking)
     }
 
     init(configuration: PostgresPoolConfiguration, blocking: BlockingPool) {
@@ -235,7 +248,20 @@ public final class PostgresPool: Sendable {
     /// Runs `body` with a connection in autocommit mode (each statement its own transaction).
     /// Reads change nothing, so one that meets a dead connection (the server restarted, an
     /// idle connection was cut) runs once more on a new one.
+    /// With replicas attached and a request session that allows it (ReadRouting), the read
+    /// goes to a replica in rotation that has replayed the session's last write; one that
+    /// fails it is taken out of rotation and the read runs here instead.
     public func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        if let session = ReadRouting.session, session.replicaAllowed,
+           let route = replicaRoutes.withLock({ routes in routes.first { $0.monitor.serves(notBefore: session.notBefore) } }) {
+            do {
+                let value = try await route.pool.read(body)
+                route.monitor.countRead()
+                return value
+            } catch {
+                route.monitor.failed()
+            }
+        }
         var attempt = 0
         while true {
             attempt += 1
@@ -256,6 +282,8 @@ public final class PostgresPool: Sendable {
     /// not have effects outside the database. A connection lost after BEGIN is thrown: the
     /// commit's fate is unknown, and only the caller can tell whether to try again.
     public func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        // Only a request session that can read from replicas needs the commit's position.
+        let session = replicaRoutes.withLock({ $0.isEmpty }) ? nil : ReadRouting.session
         var attempt = 0
         while true {
             attempt += 1
@@ -269,6 +297,12 @@ public final class PostgresPool: Sendable {
                     do {
                         let value = try body(c)
                         try c.execute("COMMIT")
+                        // Where the primary's WAL stands after this commit: the caller's
+                        // later reads wait for a replica to pass it (read-your-writes).
+                        if let session, let text = try? c.query("SELECT pg_current_wal_lsn()::text AS p").rows.first?.string("p"),
+                           let p = WALPosition(text: text) {
+                            session.recordWrite(p)
+                        }
                         return value
                     } catch {
                         if c.isOpen { try? c.execute("ROLLBACK") }

@@ -39,6 +39,8 @@
 //   database.max_connections         SPOOL_DATABASE_MAX_CONNECTIONS
 //   database.job_shards              SPOOL_DATABASE_JOB_SHARDS
 //   database.job_shard_layouts       SPOOL_DATABASE_JOB_SHARD_LAYOUTS
+//   database.replicas                SPOOL_DATABASE_REPLICAS
+//   database.replica_max_lag_ms      SPOOL_DATABASE_REPLICA_MAX_LAG_MS
 //   storage.backend                  SPOOL_STORAGE_BACKEND        --storage
 //   storage.s3_endpoint              SPOOL_STORAGE_S3_ENDPOINT
 //   storage.s3_bucket                SPOOL_STORAGE_S3_BUCKET
@@ -170,6 +172,17 @@ public struct ServerSettings: Sendable, Equatable {
         /// Empty: every job shard from the start. "COUNT@MILLISECONDS,...": jobs whose id was
         /// made from that time on spread over the first COUNT shards (how a shard is added).
         public var jobShardLayouts = ""
+        /// Empty: every read on the primary. Otherwise comma-separated HOST:PORT of streaming
+        /// replicas of the server in `url` (same databases, users and passwords): GETs of
+        /// jobs, files and engines read there, each caller's own writes excepted until
+        /// replayed. Databases on another server (a shard elsewhere) read on their primary.
+        public var replicas = ""
+        /// A replica lagging more than this (or not answering) takes no reads.
+        public var replicaMaxLagMilliseconds: Int64 = 5_000
+        /// The replica addresses, in order.
+        public var replicaAddresses: [String] {
+            replicas.isEmpty ? [] : replicas.split(separator: ",").map { $0.trimmingSpaces }
+        }
         /// The job shard URLs, in order.
         public var jobShardURLs: [String] {
             jobShards.isEmpty ? [] : jobShards.split(separator: ",").map { $0.trimmingSpaces }

@@ -191,6 +191,14 @@ public enum SettingsSchema {
                 && urls.allSatisfy({ ($0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://")) && !$0.contains(" ") }) ? nil
                 : "must be empty (jobs in database.url) or 2 to 64 comma-separated postgres:// URLs, one per job shard"
         }.secret { s in s.split(separator: ",").map { SettingSpec.withoutPassword($0.trimmingSpaces) }.joined(separator: ",") },
+        .string("database.replicas", reloadable: false, \.database.replicas) { s in
+            s.isEmpty || s.split(separator: ",", omittingEmptySubsequences: false).allSatisfy({ entry in
+                let e = entry.trimmingSpaces
+                guard let colon = e.lastIndex(of: ":"), colon != e.startIndex, let port = UInt16(e[e.index(after: colon)...]), port > 0 else { return false }
+                return !e[..<colon].contains(" ") && !e[..<colon].contains("/") && !e[..<colon].contains("@")
+            }) ? nil : "must be empty (every read on the primary) or comma-separated HOST:PORT of streaming replicas of database.url's server"
+        },
+        .int("database.replica_max_lag_ms", reloadable: false, 1...3_600_000, \.database.replicaMaxLagMilliseconds),
         .string("database.job_shard_layouts", reloadable: false, \.database.jobShardLayouts) { s in
             s.isEmpty || s.split(separator: ",", omittingEmptySubsequences: false).allSatisfy({ part in
                 let p = part.split(separator: "@", omittingEmptySubsequences: false)
@@ -280,6 +288,9 @@ public enum SettingsSchema {
         }
         if !s.database.jobShards.isEmpty && s.database.url.isEmpty {
             out.append("database.job_shards is set but database.url is empty: the shards hold jobs; set database.url to the PostgreSQL database that holds the rest")
+        }
+        if !s.database.replicas.isEmpty && s.database.url.isEmpty {
+            out.append("database.replicas is set but database.url is empty: replicas are of the PostgreSQL server in database.url; set it or clear database.replicas")
         }
         if !s.database.jobShardLayouts.isEmpty && s.database.jobShards.isEmpty {
             out.append("database.job_shard_layouts is set but database.job_shards is empty: layouts spread jobs over the shards listed there")

@@ -122,10 +122,11 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 47)
+        XCTAssertEqual(SettingsSchema.all.count, 49)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
                        ["listen", "data_dir", "loops", "insecure_no_auth", "webhooks.ca_file", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
-                        "database.url", "database.max_connections", "database.job_shards", "database.job_shard_layouts", "storage.backend", "storage.s3_endpoint", "storage.s3_bucket",
+                        "database.url", "database.max_connections", "database.job_shards", "database.replicas",
+                        "database.replica_max_lag_ms", "database.job_shard_layouts", "storage.backend", "storage.s3_endpoint", "storage.s3_bucket",
                         "storage.s3_region", "storage.s3_access_key_id", "storage.s3_secret_access_key", "storage.s3_prefix",
                         "storage.s3_part_mib", "storage.s3_parts_in_flight", "storage.presign_seconds"])
     }
@@ -226,5 +227,21 @@ final class ConfigLoaderTests: XCTestCase {
         let layoutsAlone = problems(ConfigLoader(environment: ["SPOOL_DATABASE_URL": "postgres://spool@127.0.0.1/main",
                                                                "SPOOL_DATABASE_JOB_SHARD_LAYOUTS": "2@0"]))
         XCTAssertTrue(layoutsAlone.contains { $0.contains("database.job_shard_layouts is set but database.job_shards is empty") }, "\(layoutsAlone)")
+    }
+
+    /// Replicas: HOST:PORT entries of database.url's server, with a lag bound.
+    func testReplicaSettings() throws {
+        let ok = try ConfigLoader(environment: ["SPOOL_DATABASE_URL": "postgres://spool@127.0.0.1:5432/main",
+                                                "SPOOL_DATABASE_REPLICAS": "127.0.0.1:5433, replica.internal:5432",
+                                                "SPOOL_DATABASE_REPLICA_MAX_LAG_MS": "250"], flags: [:]).load()
+        XCTAssertEqual(ok.database.replicaAddresses, ["127.0.0.1:5433", "replica.internal:5432"])
+        XCTAssertEqual(ok.database.replicaMaxLagMilliseconds, 250)
+        let bad = problems(ConfigLoader(environment: ["SPOOL_DATABASE_URL": "postgres://spool@127.0.0.1:5432/main",
+                                                      "SPOOL_DATABASE_REPLICAS": "postgres://127.0.0.1:5433/main",
+                                                      "SPOOL_DATABASE_REPLICA_MAX_LAG_MS": "0"]))
+        XCTAssertEqual(bad.count, 2, "\(bad)")
+        XCTAssertTrue(bad.contains { $0.hasPrefix("database.replicas") && $0.contains("HOST:PORT") }, "\(bad)")
+        let noMain = problems(ConfigLoader(environment: ["SPOOL_DATABASE_REPLICAS": "127.0.0.1:5433"]))
+        XCTAssertTrue(noMain.contains { $0.contains("database.replicas is set but database.url is empty") }, "\(noMain)")
     }
 }

@@ -115,3 +115,58 @@ extension PostgresServer {
         perClass.withLock { $0.removeValue(forKey: ObjectIdentifier(owner)) }?.stop()
     }
 }
+
+/// A streaming replica of a test server: pg_basebackup into a directory of its own, then
+/// started on a free loopback port as a hot standby that follows the primary.
+public final class PostgresReplica: @unchecked Sendable {
+    public let port: UInt16
+    public let directory: String
+    let primary: PostgresServer
+    private var running = false
+
+    public var address: String { "127.0.0.1:\(port)" }
+
+    public init(of primary: PostgresServer) throws {
+        self.primary = primary
+        port = ServiceProcess.freePort()
+        directory = primary.directory + "-replica-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if primary.asPostgres, let pw = getpwnam("postgres") {
+            chown(directory, pw.pointee.pw_uid, pw.pointee.pw_gid)
+        }
+        chmod(directory, 0o700)
+        let backup = try primary.run([primary.bin + "/pg_basebackup", "-h", "127.0.0.1", "-p", String(primary.port), "-U", "spool",
+                                      "-D", directory + "/data", "-X", "stream", "-R", "--no-sync", "-c", "fast"])
+        guard backup.status == 0 else { throw ServiceProcessError("pg_basebackup failed (\(backup.status)): \(backup.output)") }
+        try start()
+    }
+
+    public func start() throws {
+        let options = "-p \(port) -c listen_addresses=127.0.0.1 -c unix_socket_directories=\(directory) -c fsync=off "
+            + "-c hot_standby=on -c max_connections=200"
+        let r = try primary.run([primary.bin + "/pg_ctl", "-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "30",
+                                 "-o", options, "start"])
+        guard r.status == 0 else { throw ServiceProcessError("replica pg_ctl start failed (\(r.status)): \(r.output)") }
+        running = true
+    }
+
+    /// Killed at once (like a crash).
+    public func halt() {
+        guard running else { return }
+        _ = try? primary.run([primary.bin + "/pg_ctl", "-D", directory + "/data", "-m", "immediate", "-w", "stop"])
+        running = false
+    }
+
+    /// Runs one SQL statement on the replica (pg_wal_replay_pause(), say).
+    public func sql(_ statement: String) throws -> String {
+        let r = try ServiceProcess.run([primary.bin + "/psql", "-h", "127.0.0.1", "-p", String(port), "-U", "spool", "-d", "postgres",
+                                        "-v", "ON_ERROR_STOP=1", "-qAt", "-c", statement])
+        guard r.status == 0 else { throw ServiceProcessError("\(statement) on the replica: \(r.output)") }
+        return r.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public func stop() {
+        halt()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
