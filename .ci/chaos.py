@@ -9,14 +9,17 @@ transcoder in the product), each with an Idempotency-Key of its own, retrying a 
 error or a 429/5xx answer with the same key. Meanwhile, in a seeded order, spaced out:
 SIGKILL a dispatcher KILLS times and an engine KILLS times (each restarted by `spool
 cluster up`, which starts the dead parts again), FLUSHALL Redis once, restart Redis once
-(SIGTERM, then up), restart PostgreSQL once (SIGINT: a fast shutdown, then up), and
+(SIGTERM, then up), restart PostgreSQL once (SIGINT: a fast shutdown, then up), kill its
+streaming replica once (SIGQUIT: an immediate shutdown, then up), and
 SIGSTOP a dispatcher past the queue's visibility (7 s against 5 s: the other takes its
 held jobs over), then SIGCONT it (its stale assignments are refused by the epoch fence;
 the run counts the refusals its log shows).
 
 Then: every acknowledged job completes, exactly one job exists per key (retries and
 replays created nothing more), the real jobs' outputs download and ffprobe reads them.
-Prints the client-visible errors by status. Exit 0 only if all of that holds.
+Prints the client-visible errors by status, and the replica's lag behind the primary as
+the dispatchers' /metrics showed it every half second (median, 95th percentile, maximum).
+Exit 0 only if all of that holds.
 
   .ci/chaos.py --spool BIN [--jobs 1000] [--real 20] [--clients 4] [--kills 5] [--seed 1]
 """
@@ -154,7 +157,7 @@ try:
         specs.append((f"chaos-{a.seed}-{i}", json.dumps(spec), i in real))
 
     events_plan = (["kill dispatcher"] * a.kills + ["kill engine"] * a.kills
-                   + ["flushall", "restart redis", "restart postgres", "pause dispatcher"])
+                   + ["flushall", "restart redis", "restart postgres", "kill replica", "pause dispatcher"])
     acknowledged = {}  # key -> job id
     todo = queue.Queue()
     for s in specs:
@@ -211,6 +214,9 @@ try:
                 elif e == "restart redis":
                     victim = part("redis")
                     os.kill(victim["pid"], signal.SIGTERM)
+                elif e == "kill replica":
+                    victim = part("postgres-replica")
+                    os.kill(victim["pid"], signal.SIGQUIT)
                 else:
                     victim = part("postgres")
                     os.kill(victim["pid"], signal.SIGINT)
@@ -221,7 +227,28 @@ try:
                     failed.append(f"{e}: spool cluster up did not restart it: {r.stderr[-500:]}")
                 done_events.append(f"{e} ({victim['name']})")
 
+    # The replica's lag as each dispatcher sees it, sampled until the submissions end.
+    lag_samples = []  # (seconds, bytes)
+    sampling = threading.Event()
+
+    def sample_lag():
+        plain = requests.Session()
+        plain.trust_env = False
+        while not sampling.is_set():
+            for d in [p for p in manifest()["parts"] if p["kind"] == "dispatcher"]:
+                try:
+                    text = plain.get(f"http://{d['address']}/metrics", timeout=2).text
+                except requests.RequestException:
+                    continue
+                secs = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("spool_db_replica_lag_seconds{")]
+                size = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("spool_db_replica_lag_bytes{")]
+                if secs and size:
+                    lag_samples.append((secs[0], size[0]))
+            sampling.wait(0.5)
+
     submit_started = time.monotonic()
+    sampler = threading.Thread(target=sample_lag)
+    sampler.start()
     threads = [threading.Thread(target=client) for _ in range(a.clients)]
     chaos_thread = threading.Thread(target=chaos)
     chaos_thread.start()
@@ -231,6 +258,17 @@ try:
         t.join()
     submitted = time.monotonic() - submit_started
     chaos_thread.join()
+    sampling.set()
+    sampler.join()
+    if lag_samples:
+        def summary(values, unit):
+            v = sorted(values)
+            return (f"median {v[len(v) // 2]:{unit}}, p95 {v[min(len(v) - 1, int(len(v) * 0.95))]:{unit}}, "
+                    f"max {v[-1]:{unit}}")
+        say(f"replica lag under the submissions ({len(lag_samples)} samples): seconds {summary([x[0] for x in lag_samples], '.3f')}; "
+            f"bytes {summary([x[1] for x in lag_samples], '.0f')}")
+    else:
+        failed.append("no dispatcher reported a replica lag on /metrics")
     say(f"{len(acknowledged)} of {a.jobs} submissions acknowledged in {submitted:.1f} s by {a.clients} clients; "
         f"events: {', '.join(done_events)}")
 

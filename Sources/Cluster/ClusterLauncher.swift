@@ -13,7 +13,7 @@
 //
 //   DIR/cluster.json  DIR/admin.key  DIR/server.url (dispatcher 1, for `spool submit`)
 //   DIR/secrets/      DIR/logs/PART.log
-//   DIR/postgres/     DIR/redis/     DIR/dispatch/ (files)   DIR/gateway/   DIR/engines/N/
+//   DIR/postgres/  DIR/postgres-replica/  DIR/redis/     DIR/dispatch/ (files)   DIR/gateway/   DIR/engines/N/
 import Glibc
 
 public struct ClusterOptions: Sendable {
@@ -115,7 +115,8 @@ public final class ClusterLauncher: Sendable {
             }
         }
         let context = ClusterContext(directory: directory, spool: spool, secrets: try loadSecrets(),
-                                     postgresPort: try ClusterFiles.freePort(), redisPort: try ClusterFiles.freePort(),
+                                     postgresPort: try ClusterFiles.freePort(), replicaPort: try ClusterFiles.freePort(),
+                                     redisPort: try ClusterFiles.freePort(),
                                      dispatchers: dispatchers, gateway: o.gateway, enginePort: try ClusterFiles.freePort(),
                                      ratePerKey: o.ratePerKey, ratePerAddress: o.ratePerAddress, storage: storage)
         var manifest = ClusterManifest(gatewayURL: "https://\(o.gateway)", engineURL: context.engineURL,
@@ -127,6 +128,15 @@ public final class ClusterLauncher: Sendable {
             manifest.s3Endpoint = storage.endpoint
             manifest.s3Bucket = storage.bucket
             manifest.mediaURL = context.mediaURL
+        }
+        // The replica is cloned afresh on every up: the primary's port changes, and a copy
+        // costs a second or two.
+        let replica = directory + "/postgres-replica"
+        if access(replica, F_OK) == 0 {
+            guard try DetachedProcess.run("/bin/rm", ["rm", "-rf", "--", replica], environment: ["PATH=/usr/bin:/bin"],
+                                          log: logs + "/postgres-replica-ctl.log") == 0 else {
+                throw ClusterError("cannot remove the old replica in \(replica)")
+            }
         }
         do {
             try await startParts(&manifest, indices: Array(manifest.parts.indices), context: context, say: say)
@@ -175,7 +185,9 @@ public final class ClusterLauncher: Sendable {
                                      testServerPort: m.parts.first(where: { $0.kind == .s3 }).map { port($0.address) })
         }
         return ClusterContext(directory: directory, spool: spool, secrets: try loadSecrets(),
-                              postgresPort: port(pg.address), redisPort: port(redis.address),
+                              postgresPort: port(pg.address),
+                              replicaPort: m.parts.first(where: { $0.kind == .replica }).map { port($0.address) },
+                              redisPort: port(redis.address),
                               dispatchers: m.parts.filter { $0.kind == .dispatcher }.map(\.address), gateway: gateway.address,
                               enginePort: port(m.engineURL), ratePerKey: m.ratePerKey, ratePerAddress: m.ratePerAddress, storage: storage)
     }
@@ -220,7 +232,7 @@ public final class ClusterLauncher: Sendable {
         for p in m.parts {
             let running = p.isRunning
             var detail = ""
-            if running && p.kind != .postgres && p.kind != .engine {
+            if running && p.kind != .postgres && p.kind != .replica && p.kind != .engine {
                 detail = await context.isReady(p, probe: probe) ? "ready" : "not ready"
             }
             out.append(PartStatus(part: p, running: running, detail: detail))
@@ -236,14 +248,14 @@ public final class ClusterLauncher: Sendable {
     }
 
     func stop(_ parts: [ClusterPart], say: (String) -> Void) {
-        let order: [ClusterPart.Kind] = [.engine, .gateway, .dispatcher, .s3, .redis, .postgres]
+        let order: [ClusterPart.Kind] = [.engine, .gateway, .dispatcher, .s3, .redis, .replica, .postgres]
         for kind in order {
             let group = parts.filter { $0.kind == kind && $0.isRunning }
             guard !group.isEmpty else { continue }
-            if kind == .postgres, let pg = try? PostgresPart(directory: directory + "/postgres") {
-                let clean = pg.stop(log: logs + "/postgres-ctl.log")
+            if kind == .postgres || kind == .replica, let pg = try? PostgresPart(directory: directory + "/" + group[0].name) {
+                let clean = pg.stop(log: logs + "/\(group[0].name)-ctl.log")
                 if !clean { for p in group { DetachedProcess.stop(p.pid, signal: SIGINT, grace: .seconds(30)) } }
-                say("stopped postgres")
+                say("stopped \(group[0].name)")
                 continue
             }
             // Engines drain (their running jobs finish or go back to the queue), so they get longer.

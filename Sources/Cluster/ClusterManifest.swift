@@ -11,7 +11,8 @@
 import JSON
 
 public struct ClusterPart: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable { case postgres, redis, s3, dispatcher, gateway, engine }
+    /// `replica`: PostgreSQL's streaming replica of `postgres` (the dispatchers' reads).
+    public enum Kind: String, Sendable, CaseIterable { case postgres, replica, redis, s3, dispatcher, gateway, engine }
     public var kind: Kind
     public var name: String
     /// HOST:PORT it listens on ("" for engines, which only call out).
@@ -29,7 +30,7 @@ public struct ClusterPart: Sendable, Equatable {
         guard DetachedProcess.isAlive(pid), let comm = ClusterFiles.read("/proc/\(pid)/comm") else { return false }
         let name = comm.hasSuffix("\n") ? String(comm.dropLast()) : comm
         switch kind {
-        case .postgres: return name == "postgres"
+        case .postgres, .replica: return name == "postgres"
         case .redis: return name.hasPrefix("redis-server")
         case .s3: return name == "moto_server"
         case .dispatcher, .gateway, .engine: return name == "spool"

@@ -32,6 +32,8 @@ struct ClusterContext {
     let spool: String
     let secrets: ClusterSecrets
     var postgresPort: UInt16
+    /// The streaming replica's port (nil for a cluster started before replicas were part of one).
+    var replicaPort: UInt16?
     var redisPort: UInt16
     /// The dispatchers' HOST:PORT, in order.
     var dispatchers: [String]
@@ -54,8 +56,12 @@ struct ClusterContext {
     func plannedParts(engines: Int) -> [ClusterPart] {
         var parts = [
             ClusterPart(kind: .postgres, name: "postgres", address: "127.0.0.1:\(postgresPort)", pid: 0, log: directory + "/postgres/server.log"),
-            ClusterPart(kind: .redis, name: "redis", address: "127.0.0.1:\(redisPort)", pid: 0, log: logs + "/redis.log"),
         ]
+        if let port = replicaPort {
+            parts.append(ClusterPart(kind: .replica, name: "postgres-replica", address: "127.0.0.1:\(port)", pid: 0,
+                                     log: directory + "/postgres-replica/server.log"))
+        }
+        parts.append(ClusterPart(kind: .redis, name: "redis", address: "127.0.0.1:\(redisPort)", pid: 0, log: logs + "/redis.log"))
         if let port = storage?.testServerPort {
             parts.append(ClusterPart(kind: .s3, name: "s3", address: "127.0.0.1:\(port)", pid: 0, log: logs + "/s3.log"))
         }
@@ -72,7 +78,7 @@ struct ClusterContext {
     /// What every Spool part inherits: PATH and a few basics, and the SPOOL_* settings of
     /// the caller except those the cluster sets itself.
     func baseEnvironment() -> [String] {
-        var own: Set<String> = ["SPOOL_DATABASE_URL", "SPOOL_QUEUE_URL", "SPOOL_ADMIN_KEY", "SPOOL_ENGINES_JOIN_TOKEN", "SPOOL_JOIN_TOKEN",
+        var own: Set<String> = ["SPOOL_DATABASE_URL", "SPOOL_DATABASE_REPLICAS", "SPOOL_QUEUE_URL", "SPOOL_ADMIN_KEY", "SPOOL_ENGINES_JOIN_TOKEN", "SPOOL_JOIN_TOKEN",
                                 "SPOOL_SERVER", "SPOOL_API_KEY", "SPOOL_DATA_DIR", "SPOOL_LISTEN", "SPOOL_STORAGE_BACKEND",
                                 "SPOOL_STORAGE_CDN_BASE_URL", "SPOOL_STORAGE_CDN_SECRET"]
         if storage?.testServerPort != nil {
@@ -99,6 +105,10 @@ struct ClusterContext {
             let pid = try pg.start(port: postgresPort, log: logs + "/postgres-ctl.log")
             try pg.createDatabase("spool", url: "postgres://spool:\(secrets.postgres)@127.0.0.1:\(postgresPort)/postgres")
             return pid
+        case .replica:
+            let replica = try PostgresPart(directory: directory + "/postgres-replica")
+            try replica.cloneReplica(primaryPort: postgresPort, password: secrets.postgres, log: logs + "/postgres-replica-ctl.log")
+            return try replica.start(port: replicaPort ?? 0, log: logs + "/postgres-replica-ctl.log")
         case .redis:
             return try RedisPart.start(directory: directory + "/redis", port: redisPort, password: secrets.redis, log: part.log)
         case .s3:
@@ -107,6 +117,7 @@ struct ClusterContext {
             // One data directory (the files, unless in S3) and one database between them.
             var env = baseEnvironment() + ["SPOOL_DATABASE_URL=" + databaseURL, "SPOOL_QUEUE_URL=" + queueURL,
                                            "SPOOL_ADMIN_KEY=" + secrets.admin, "SPOOL_ENGINES_JOIN_TOKEN=" + secrets.join]
+            if let port = replicaPort { env.append("SPOOL_DATABASE_REPLICAS=127.0.0.1:\(port)") }
             if let storage {
                 env.append("SPOOL_STORAGE_BACKEND=s3")
                 if storage.testServerPort != nil {
@@ -133,11 +144,11 @@ struct ClusterContext {
     }
 
     /// Whether `part` answers as it should: Redis to PING, a dispatcher's readiness, the
-    /// gateway through to a dispatcher; PostgreSQL is ready when pg_ctl returns. Engines
+    /// gateway through to a dispatcher; PostgreSQL and its replica are ready when pg_ctl returns. Engines
     /// are counted together (see `onlineEngines`).
     func isReady(_ part: ClusterPart, probe: ClusterProbe) async -> Bool {
         switch part.kind {
-        case .postgres, .engine: return true
+        case .postgres, .replica, .engine: return true
         case .redis: return RedisPart.answers(port: redisPort, password: secrets.redis)
         case .s3: return S3Part.ready(port: storage?.testServerPort ?? 0)
         case .dispatcher: return await probe.ready("http://" + part.address)

@@ -2,7 +2,8 @@
 // PostgreSQL: initdb once into DIR/postgres/data (user `spool`, SCRAM password auth on
 // loopback, the password from DIR/secrets), started and stopped with pg_ctl on a loopback
 // port (as the `postgres` user when we are root: PostgreSQL refuses root), then the
-// database `spool` made if missing. Redis: redis-server with a config file in DIR/redis
+// database `spool` made if missing; its streaming replica cloned with pg_basebackup into
+// DIR/postgres-replica and started the same way on a port of its own. Redis: redis-server with a config file in DIR/redis
 // (AOF on, fsync every second, a password, loopback only), detached.
 import Glibc
 import Postgres
@@ -40,9 +41,25 @@ struct PostgresPart {
     }
 
     /// A PostgreSQL program as the user that owns the data.
-    private func run(_ argv: [String], log: String) throws(ClusterError) -> Int32 {
+    private func run(_ argv: [String], log: String, environment: [String] = []) throws(ClusterError) -> Int32 {
         let full = asPostgres ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + argv : argv
-        return try DetachedProcess.run(full[0], full, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"], log: log)
+        return try DetachedProcess.run(full[0], full, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"] + environment, log: log)
+    }
+
+    /// A streaming replica's data, when DIR/postgres-replica/data does not exist yet:
+    /// pg_basebackup from the primary on `primaryPort` with `-R` (standby.signal, and the
+    /// connection it used as primary_conninfo, so it follows the primary from then on).
+    func cloneReplica(primaryPort: UInt16, password: String, log: String) throws(ClusterError) {
+        if access(data + "/PG_VERSION", F_OK) == 0 { return }
+        try ClusterFiles.directory(directory)
+        if asPostgres {
+            guard let pw = getpwnam("postgres"), chown(directory, pw.pointee.pw_uid, pw.pointee.pw_gid) == 0 else {
+                throw ClusterError("cannot give \(directory) to the postgres user: errno \(errno)")
+            }
+        }
+        let rc = try run([bin + "/pg_basebackup", "-h", "127.0.0.1", "-p", String(primaryPort), "-U", "spool", "-D", data,
+                          "-X", "stream", "-R", "-c", "fast"], log: log, environment: ["PGPASSWORD=" + password])
+        guard rc == 0 else { throw ClusterError("pg_basebackup of the replica failed (exit \(rc)); see \(log):\n\(ClusterFiles.tail(log))") }
     }
 
     /// initdb when DIR/postgres/data does not exist yet.

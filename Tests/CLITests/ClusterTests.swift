@@ -1,10 +1,10 @@
-// `spool cluster up|status|down` with the real parts (PostgreSQL, Redis, nginx from
+// `spool cluster up|status|down` with the real parts (PostgreSQL and its streaming replica, Redis, nginx from
 // Debian's packages; make test requires them): two dispatchers and one engine come up on
 // loopback and cluster.json lists them; through the gateway (TLS with the generated CA,
 // curl) a request without a key is 401 and a real transcode completes; the same
 // Idempotency-Key replays the first answer; a dispatcher killed with SIGKILL shows as DOWN
 // in `status` (exit 1) while the gateway keeps answering from the other; `down` stops every
-// part and removes cluster.json. Then the chaos run in its short form (.ci/chaos.py).
+// part and removes cluster.json; the dispatchers read from the replica. Then the chaos run in its short form (.ci/chaos.py).
 import Foundation
 import SpoolTestSupport
 import XCTest
@@ -44,7 +44,7 @@ final class ClusterTests: XCTestCase {
 
         let manifest = try json(try String(contentsOfFile: dir + "/cluster.json", encoding: .utf8))
         let parts = try XCTUnwrap(manifest["parts"] as? [[String: Any]])
-        XCTAssertEqual(parts.compactMap { $0["kind"] as? String }.sorted(), ["dispatcher", "dispatcher", "engine", "gateway", "postgres", "redis"])
+        XCTAssertEqual(parts.compactMap { $0["kind"] as? String }.sorted(), ["dispatcher", "dispatcher", "engine", "gateway", "postgres", "redis", "replica"])
         XCTAssertEqual(manifest["gateway_url"] as? String, "https://" + gateway)
         for p in parts where p["kind"] as? String != "engine" {
             XCTAssertTrue((p["address"] as? String ?? "").hasPrefix("127.0.0.1:"), "\(p): loopback only")
@@ -79,6 +79,23 @@ final class ClusterTests: XCTestCase {
             state = (try json(try curl(["--cacert", ca] + auth + [base + "/jobs/" + jobID]).body)["state"] as? String) ?? ""
         }
         XCTAssertEqual(state, "completed")
+
+        // The streaming replica is in the dispatchers' rotation and served reads (the polls
+        // above, once replayed past the admin's writes).
+        let replica = try XCTUnwrap(parts.first { $0["kind"] as? String == "replica" }?["address"] as? String)
+        var served = false
+        for _ in 0..<40 where !served {
+            for d in parts where d["kind"] as? String == "dispatcher" {
+                let m = try curl(["http://\(d["address"] as? String ?? "")/metrics"]).body
+                let reads = m.split(separator: "\n").first { $0.hasPrefix(#"spool_db_replica_reads{replica="\#(replica)"}"#) }
+                if m.contains(#"spool_db_replica_in_rotation{replica="\#(replica)"} 1"#), let r = reads, !r.hasSuffix(" 0") { served = true }
+            }
+            if !served {
+                _ = try curl(["--cacert", ca] + auth + [base + "/jobs?limit=5"])
+                usleep(250_000)
+            }
+        }
+        XCTAssertTrue(served, "no dispatcher read from the replica \(replica)")
 
         // One dispatcher dies: status says so; the gateway answers from the other.
         let victim = try XCTUnwrap(parts.first { $0["name"] as? String == "dispatcher-1" }?["pid"] as? Int)
@@ -131,7 +148,7 @@ final class ClusterTests: XCTestCase {
         guard up.status == 0 else { return }
         let manifest = try json(try String(contentsOfFile: dir + "/cluster.json", encoding: .utf8))
         let parts = try XCTUnwrap(manifest["parts"] as? [[String: Any]])
-        XCTAssertEqual(parts.compactMap { $0["kind"] as? String }.sorted(), ["dispatcher", "engine", "gateway", "postgres", "redis", "s3"])
+        XCTAssertEqual(parts.compactMap { $0["kind"] as? String }.sorted(), ["dispatcher", "engine", "gateway", "postgres", "redis", "replica", "s3"])
         XCTAssertEqual(manifest["storage"] as? String, "s3")
         XCTAssertEqual(manifest["media_url"] as? String, "https://\(gateway)/media")
         let endpoint = try XCTUnwrap(manifest["s3_endpoint"] as? String)
@@ -200,8 +217,9 @@ final class ClusterTests: XCTestCase {
     }
 
     /// `.ci/chaos.py` small: 60 jobs (3 real), one SIGKILL of a dispatcher and of an
-    /// engine, FLUSHALL, a Redis restart and a PostgreSQL restart while 4 clients submit
-    /// through the gateway; the script checks that every acknowledged job completes once.
+    /// engine, FLUSHALL, a Redis restart, a PostgreSQL restart and a kill of its replica
+    /// while 4 clients submit through the gateway; the script checks that every
+    /// acknowledged job completes once, and prints the replica's lag.
     func testShortChaosRun() throws {
         for tool in ["nginx", "redis-server", "redis-cli", "ffprobe", "python3"] where ServiceProcess.find(tool) == nil {
             throw ServiceProcess.missing(tool)
