@@ -57,6 +57,8 @@ public final class DispatchServer: Sendable {
     public let queue: any MessageQueue
     /// The Redis client behind the queue, when it is Redis.
     public let redis: RedisClient?
+    /// Jobs and engines read by id, cached in Redis (nil without Redis or with cache.ttl_seconds 0).
+    public let recordCache: RedisRecordCache?
     /// Each caller's last write position, for reads on replicas (ReadRouting.swift).
     let consistency = ConsistencyFloors()
 
@@ -145,10 +147,17 @@ public final class DispatchServer: Sendable {
         let webhooks = try await WebhookService.open(database: relational, jobs: jobs, clock: clock,
                                                      settings: { webhookSettings(settings.current.webhooks) }, logger: logger,
                                                      resolve: webhookResolver, tls: webhookTrust)
+        // With Redis: jobs and engines read by id are cached there, invalidated by the event
+        // bus's publish of every change (docs/adr/0014-redis-record-cache.md).
+        let ttl = settings.current.cache.ttlSeconds
+        let recordCache = (events as? RedisEventBus).flatMap { bus in ttl > 0 ? RedisRecordCache(bus: bus, ttl: .seconds(ttl)) : nil }
         let server = DispatchServer(dataDirectory: dataDirectory, database: database, settings: settings, clock: clock,
                                     cursors: PageCursorKey(secret: secret), access: access, engines: engines, metrics: metrics,
                                     logger: logger, events: events, jobs: jobs, files: files, scheduler: scheduler,
-                                    webhooks: webhooks, queue: queue, redis: redis)
+                                    webhooks: webhooks, queue: queue, redis: redis, recordCache: recordCache)
+        if let recordCache {
+            metrics.onScrape { m in m.setRecordCache(recordCache.figures) }
+        }
         // The reconciler's first pass: what is pending in the database is ready (the
         // in-process queue starts empty; Redis may have lost what it held).
         try await server.reconcileQueue()
@@ -164,7 +173,8 @@ public final class DispatchServer: Sendable {
     init(dataDirectory: String, database: DispatchDatabase, settings: LiveSettings, clock: any ServiceClock,
          cursors: PageCursorKey, access: AccessService, engines: EngineRegistry, metrics: ServerMetrics, logger: Logger,
          events: any EventBus, jobs: JobService, files: FileService, scheduler: Scheduler, webhooks: WebhookService,
-         queue: any MessageQueue, redis: RedisClient?) {
+         queue: any MessageQueue, redis: RedisClient?, recordCache: RedisRecordCache? = nil) {
+        self.recordCache = recordCache
         self.scheduler = scheduler
         self.queue = queue
         self.redis = redis

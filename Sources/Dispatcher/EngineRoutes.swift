@@ -82,8 +82,11 @@ extension DispatchServer {
             try await engines.revokeJoinToken(req.pathParameters["id"] ?? "")
             return Response(status: 204)
         }
-        v1.get("engines/:id") { [engines] req in
+        v1.get("engines/:id") { [engines, self] req in
             _ = try req.caller()
+            if let cache = recordCache, let id = req.pathParameters["id"].flatMap(EngineID.init) {
+                return try await cachedEngine(id, cache: cache)
+            }
             guard let id = req.pathParameters["id"].flatMap(EngineID.init), let record = try await engines.get(id) else {
                 throw ModelError(.notFound, "no such engine")
             }

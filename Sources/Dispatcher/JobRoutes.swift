@@ -62,6 +62,7 @@ extension DispatchServer {
 
     func getJob(_ req: Request) async throws -> Response {
         let (id, tenant) = try requestedJob(req)
+        if let cache = recordCache { return try await cachedJob(id, visibleTo: tenant, cache: cache) }
         let (job, json) = try await jobs.representation(id, visibleTo: tenant)
         var r = Response(status: 200, headers: [("Content-Type", "application/json")], body: json)
         r.headers.append(("ETag", jobETag(job)))

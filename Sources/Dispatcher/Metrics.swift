@@ -16,6 +16,7 @@
 // for 404/405, so a client cannot grow the label set; unknown methods are `other`.
 import Metrics
 import Postgres
+import RedisEvents
 import Prometheus
 import Synchronization
 import Threads
@@ -107,6 +108,13 @@ public final class ServerMetrics: Sendable {
         Metrics.Gauge(label: "spool_db_pool_waiting", factory: factory).record(Int64(waiting))
         Metrics.Gauge(label: "spool_db_pool_acquired", factory: factory).record(Int64(clamping: acquired))
         Metrics.Gauge(label: "spool_db_pool_waited", factory: factory).record(Int64(clamping: waited))
+    }
+
+    /// The Redis record cache's hits, misses, fills and bypasses so far.
+    public func setRecordCache(_ c: RedisRecordCache.Counts) {
+        for (what, n) in [("hit", c.hits), ("miss", c.misses), ("fill", c.fills), ("refused_fill", c.refusedFills), ("bypass", c.bypassed)] {
+            Metrics.Gauge(label: "spool_cache_lookups", dimensions: [("result", what)], factory: factory).record(Int64(clamping: n))
+        }
     }
 
     /// One read replica: in rotation or not, its lag, the reads it served and those it failed.

@@ -28,6 +28,14 @@
 // Redis down: a publish is delivered to this process's subscribers only (with an id from
 // its own clock, above every id it has seen) and logged; the reader retries every second
 // and resumes from the last id it read.
+//
+// The record cache (RedisRecordCache) is invalidated here, on the path that publishes the
+// change: the publish script also sets `PREFIX:cache:SUBJECT` to a generation marker (the
+// event's id), so a cached record of the subject is gone in the same Redis step that
+// announces its change, and a reader that looked before the change cannot store what it
+// read (its fill names the generation it saw). A publish that cannot reach Redis keeps
+// its subject as an invalidation owed; the reader loop sets those markers as soon as
+// Redis answers, and until then this process's cache reads bypass Redis.
 import Events
 import Logging
 import RESP
@@ -63,6 +71,8 @@ public final class RedisEventBus: EventBus {
         /// Before the reader has a position: the oldest point a subscription's replay
         /// reached, so the reader starts no later than that and misses nothing for it.
         var replayedBeforeReader: UInt64?
+        /// Subjects whose cache marker could not be set (Redis down at their publish).
+        var owedInvalidations: Set<String> = []
     }
 
     private let state = Mutex(State())
@@ -82,6 +92,15 @@ public final class RedisEventBus: EventBus {
 
     var globalKey: String { "\(prefix):ev" }
     func subjectKey(_ subject: String) -> String { "\(prefix):ev:\(subject)" }
+    /// The record cache's key of a subject (RedisRecordCache reads and fills it).
+    public func cacheKey(_ subject: String) -> String { "\(prefix):cache:\(subject)" }
+    /// How long an invalidation marker stays: longer than any read between a cache miss
+    /// and its fill (the database's statement and acquire timeouts), so a slow reader's
+    /// fill always meets the marker that refuses it.
+    public static let markerTTLMilliseconds: Int64 = 120_000
+
+    /// True while some invalidation could not be set in Redis: the cache must not be read.
+    public var owesInvalidations: Bool { state.withLock { !$0.owedInvalidations.isEmpty } }
 
     static let publishScript = RedisScript("""
         local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 's', ARGV[1], 't', ARGV[2], 'p', ARGV[3])
@@ -93,6 +112,7 @@ public final class RedisEventBus: EventBus {
           redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], id, 't', ARGV[2], 'p', ARGV[3])
         end
         redis.call('PEXPIRE', KEYS[2], ARGV[6])
+        redis.call('SET', KEYS[3], 'g:' .. id, 'PX', ARGV[7])
         return id
         """)
 
@@ -116,9 +136,9 @@ public final class RedisEventBus: EventBus {
         let window = max(1, replayWindow())
         var event: Event
         do {
-            let reply = try await client.eval(Self.publishScript, keys: [globalKey, subjectKey(subject)],
+            let reply = try await client.eval(Self.publishScript, keys: [globalKey, subjectKey(subject), cacheKey(subject)],
                                               args: [subject, type.rawValue, payload, String(window), String(globalMax),
-                                                     String(subjectTTLMilliseconds)])
+                                                     String(subjectTTLMilliseconds), String(Self.markerTTLMilliseconds)])
             guard let text = reply.text, let id = Self.eventID(text) else {
                 throw RedisError(.protocolError, "the publish script answered \(reply)")
             }
@@ -132,6 +152,7 @@ public final class RedisEventBus: EventBus {
                 return s.newest
             }
             event = Event(id: id, subject: subject, type: type, payload: payload)
+            state.withLock { _ = $0.owedInvalidations.insert(subject) }
             logger.warning("event \(type.rawValue) of \(subject) not published to Redis (only this dispatcher's subscribers get it): \(error)")
             deliver([event])
         }
@@ -243,6 +264,21 @@ public final class RedisEventBus: EventBus {
         }
     }
 
+    /// Sets the cache markers owed since Redis went away (each a generation of its own,
+    /// made from this process's newest id), then forgets them.
+    func payInvalidations() async throws(RedisError) {
+        let owed = state.withLock { $0.owedInvalidations }
+        guard !owed.isEmpty else { return }
+        let generation = state.withLock { s -> UInt64 in
+            s.newest += 1
+            return s.newest
+        }
+        _ = try await client.pipeline(owed.sorted().map { subject in
+            ["SET", cacheKey(subject), "g:local-\(generation)", "PX", String(Self.markerTTLMilliseconds)]
+        })
+        state.withLock { s in s.owedInvalidations.subtract(owed) }
+    }
+
     // MARK: The reader
 
     /// Follows the global stream and delivers every dispatcher's events to this process's
@@ -251,6 +287,7 @@ public final class RedisEventBus: EventBus {
         var position = state.withLock { $0.readerPosition }
         while !Task.isCancelled {
             do {
+                try await payInvalidations()
                 if position == nil {
                     // The newest entry now, or earlier when a subscription replayed only up
                     // to an older point before the reader began.

@@ -35,6 +35,7 @@
 //   queue.key_prefix                 SPOOL_QUEUE_KEY_PREFIX
 //   queue.visibility_seconds         SPOOL_QUEUE_VISIBILITY_SECONDS
 //   queue.reconcile_interval_seconds (r) SPOOL_QUEUE_RECONCILE_INTERVAL_SECONDS
+//   cache.ttl_seconds                SPOOL_CACHE_TTL_SECONDS
 //   database.url                     SPOOL_DATABASE_URL           --database-url
 //   database.max_connections         SPOOL_DATABASE_MAX_CONNECTIONS
 //   database.job_shards              SPOOL_DATABASE_JOB_SHARDS
@@ -74,6 +75,7 @@ public struct ServerSettings: Sendable, Equatable {
     public var engines = Engines()
     public var scheduler = Scheduler()
     public var queue = Queue()
+    public var cache = Cache()
     public var database = Database()
     public var storage = Storage()
 
@@ -123,6 +125,13 @@ public struct ServerSettings: Sendable, Equatable {
         /// The CAs (PEM) https:// receivers must be certified by; empty is the system's
         /// trust store.
         public var caFile = ""
+        public init() {}
+    }
+
+    public struct Cache: Sendable, Equatable {
+        /// With queue.url (Redis): how long a job's or engine's record stays cached in
+        /// Redis for GET by id (every change removes it at once); 0 turns the cache off.
+        public var ttlSeconds: Int64 = 30
         public init() {}
     }
 

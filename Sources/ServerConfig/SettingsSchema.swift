@@ -180,6 +180,7 @@ public enum SettingsSchema {
         },
         .int("queue.visibility_seconds", reloadable: false, 5...86_400, \.queue.visibilitySeconds),
         .int("queue.reconcile_interval_seconds", reloadable: true, 1...3_600, \.queue.reconcileIntervalSeconds),
+        .int("cache.ttl_seconds", reloadable: false, 0...86_400, \.cache.ttlSeconds),
         .string("database.url", flag: "--database-url", reloadable: false, \.database.url) { s in
             s.isEmpty || (s.hasPrefix("postgres://") || s.hasPrefix("postgresql://")) && !s.contains(" ") ? nil
                 : "must be empty (SQLite in the data directory) or postgres://user[:password]@host[:port]/database"

@@ -4,7 +4,8 @@
 // never repeated, ids increasing across both publishers; the replay window; subscribeAll
 // hears only its own process's events; a subscription made before the reader began misses
 // nothing; with Redis stopped a publish still reaches the local subscribers, and once Redis
-// is back the reader resumes.
+// is back the reader resumes. The record cache's invalidation by publishes, and the
+// invalidations owed while Redis was down.
 import Events
 import Foundation
 import Redis
@@ -156,6 +157,50 @@ final class RedisEventBusTests: XCTestCase {
         }
         XCTAssertNotNil(after, "the reader did not resume after Redis came back")
         XCTAssertEqual(after?.type, .jobFinished)
+    }
+
+    /// The record cache beside the bus: a publish replaces a cached entry with its
+    /// generation marker; a fill that saw an older generation is refused; with Redis down
+    /// at a publish, the invalidation is owed (this process's cache reads bypass Redis)
+    /// and the reader pays it once Redis is back (an entry kept over the restart is gone).
+    func testPublishesInvalidateTheRecordCacheAndOwedInvalidationsArePaid() async throws {
+        server.stop()
+        server = try RedisServer.start(appendOnly: true)
+        let a = try await bus()
+        let cache = RedisRecordCache(bus: a, ttl: .seconds(60))
+        guard case .miss(let g0) = await cache.lookup("job_c") else { return XCTFail("a hit on an empty cache") }
+        XCTAssertEqual(g0, "")
+        await cache.fill("job_c", Array("v1".utf8), generation: g0)
+        let hit = await cache.lookup("job_c")
+        XCTAssertEqual(hit, .hit(Array("v1".utf8)))
+        // A reader looks (sees the marker of change 1)...
+        await a.publish(subject: "job_c", type: .jobStateChanged, payload: "{}")
+        guard case .miss(let g1) = await cache.lookup("job_c") else { return XCTFail("the publish left the entry") }
+        XCTAssertTrue(g1?.hasPrefix("g:") == true, "\(String(describing: g1))")
+        // ...change 2 commits and publishes before the reader fills what it read (change 1's state).
+        await a.publish(subject: "job_c", type: .jobStateChanged, payload: "{}")
+        await cache.fill("job_c", Array("v-stale".utf8), generation: g1)
+        XCTAssertEqual(cache.figures.refusedFills, 1)
+        guard case .miss(let g2) = await cache.lookup("job_c") else { return XCTFail("the stale fill was stored") }
+        await cache.fill("job_c", Array("v3".utf8), generation: g2)
+        let v3 = await cache.lookup("job_c")
+        XCTAssertEqual(v3, .hit(Array("v3".utf8)))
+        try await a.client.send(["BGREWRITEAOF"])
+        try await Task.sleep(for: .milliseconds(300))
+
+        // Redis goes away; a change is published meanwhile: owed, and the cache is bypassed.
+        server.halt()
+        await a.publish(subject: "job_c", type: .jobFinished, payload: "{}")
+        XCTAssertTrue(a.owesInvalidations)
+        let bypassed = await cache.lookup("job_c")
+        XCTAssertEqual(bypassed, .miss(generation: nil))
+        try server.restart()
+        // The reader pays what is owed once Redis answers; the entry kept by the AOF is gone.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while a.owesInvalidations && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        XCTAssertFalse(a.owesInvalidations, "the owed invalidation was not paid")
+        guard case .miss(let g4) = await cache.lookup("job_c") else { return XCTFail("the entry from before the outage is still served") }
+        XCTAssertTrue(g4?.hasPrefix("g:local-") == true, "\(String(describing: g4))")
     }
 
     /// A subscription made before the reader has begun (a dispatcher starting) still gets

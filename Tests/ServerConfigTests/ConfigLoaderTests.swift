@@ -122,10 +122,10 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 49)
+        XCTAssertEqual(SettingsSchema.all.count, 50)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
                        ["listen", "data_dir", "loops", "insecure_no_auth", "webhooks.ca_file", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
-                        "database.url", "database.max_connections", "database.job_shards", "database.replicas",
+                        "cache.ttl_seconds", "database.url", "database.max_connections", "database.job_shards", "database.replicas",
                         "database.replica_max_lag_ms", "database.job_shard_layouts", "storage.backend", "storage.s3_endpoint", "storage.s3_bucket",
                         "storage.s3_region", "storage.s3_access_key_id", "storage.s3_secret_access_key", "storage.s3_prefix",
                         "storage.s3_part_mib", "storage.s3_parts_in_flight", "storage.presign_seconds"])
