@@ -68,10 +68,10 @@ test: build
 	@set -o pipefail; fail=0; \
 	SPOOL_TEST_PYTHON=$$(Tests/External/venv.sh) || exit 1; export SPOOL_TEST_PYTHON; \
 	for mode in uring epoll seccomp; do \
-	  echo "=== test pass: $$mode"; \
+	  echo "=== test pass: $$mode ($$(date +%T))"; \
 	  case $$mode in \
 	    uring)   env -u SPOOL_IO_BACKEND SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
-	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests|GatewayTests|PostgresTests)\.' --skip '\.Postgres[A-Za-z]+Tests' --skip 'CLITests\.ClusterTests' --skip '^S3Tests\.' --skip 'DispatcherTests\.S3' --skip 'StreamingTests/testFiveGiBChunkedUploadStreamsInBoundedMemory' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
+	    epoll)   SPOOL_IO_BACKEND=epoll SPOOL_REQUIRE_SERVICES=1 $(SWIFT) test $(TEST_FLAGS) --skip SimulationTests --skip '^(MediaTests|SandboxTests|JSONTests|SpoolModelTests|SchedulingTests|RESPTests|GatewayTests|PostgresTests)\.' --skip '\.Postgres[A-Za-z]+Tests' --skip 'CLITests\.ClusterTests' --skip '^S3Tests\.' --skip 'DispatcherTests\.(S3|RedisCache)' --skip 'StreamingTests/testFiveGiBChunkedUploadStreamsInBoundedMemory' 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	    seccomp) env -u SPOOL_IO_BACKEND $(SPOOL) run-without-io-uring -- $(SWIFT) test $(TEST_FLAGS) --filter RingTests 2>&1 | tee .build/test-$$mode.log || fail=1 ;; \
 	  esac; \
 	done; \
@@ -84,7 +84,7 @@ test: build
 	  if [ -z "$$n" ] || [ -z "$$f" ]; then echo "pass $$mode: no XCTest summary"; n=0; f=1; fail=1; fi; \
 	  k=$${k:-0}; passed=$$((passed + n - f - k)); failed=$$((failed + f)); skipped=$$((skipped + k)); \
 	done; \
-	echo "=== fuzz: HTTP1 (20 s)"; \
+	echo "=== fuzz: HTTP1 (20 s; $$(date +%T))"; \
 	if $(MAKE) --no-print-directory fuzz-smoke-http1; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "=== fuzz: JSON (20 s)"; \
 	if $(MAKE) --no-print-directory fuzz-smoke-json; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
@@ -92,12 +92,12 @@ test: build
 	if $(MAKE) --no-print-directory fuzz-smoke-resp; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "=== fuzz: committed corpora replayed"; \
 	if $(MAKE) --no-print-directory fuzz-replay; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
-	echo "=== external: schemathesis, client flow, bad input, SIGKILL crash consistency (live spool serve)"; \
+	echo "=== external: schemathesis, client flow, bad input, SIGKILL crash consistency (live spool serve; $$(date +%T))"; \
 	if $(MAKE) --no-print-directory external-tests; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
-	echo "=== benchmarks: smoke (debug builds, checksums)"; \
+	echo "=== benchmarks: smoke (debug builds, checksums; $$(date +%T))"; \
 	if $(MAKE) --no-print-directory bench-smoke > .build/bench-smoke.log 2>&1; then passed=$$((passed + 1)); tail -3 .build/bench-smoke.log; \
 	else failed=$$((failed + 1)); fail=1; tail -40 .build/bench-smoke.log; fi; \
-	echo "=== MediaTests under ASan + LeakSanitizer"; \
+	echo "=== MediaTests under ASan + LeakSanitizer ($$(date +%T))"; \
 	if $(MAKE) --no-print-directory media-leakcheck; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \
 	[ $$fail = 0 ] && [ $$failed = 0 ]
@@ -106,7 +106,9 @@ test: build
 # .build/venv, installed once): schemathesis against /api/v1/openapi.json, a python-requests
 # client through the whole flow, hostile input on every endpoint, and SIGKILL at 20 random
 # points with every acknowledged job and file checked after each restart, the engines and the
-# HandBrake plugin end to end, and the nginx gateway (`spool gateway`) in front of the server.
+# HandBrake plugin end to end, and the nginx gateway (`spool gateway`) in front of the server;
+# then the API suite again with files in S3, reads on a PostgreSQL replica, jobs on two
+# shards and Redis for queue, events and cache (scaled_suite.py).
 # One step of make test.
 external-tests: spool-debug plugins
 	@py=$$(Tests/External/venv.sh) || exit 1; fail=0; \
@@ -119,6 +121,8 @@ external-tests: spool-debug plugins
 	echo "--- engines_e2e.py --s3 (files in an S3 bucket, moto's server)"; $$py Tests/External/engines_e2e.py --s3 || fail=1; \
 	echo "--- plugins_e2e.py"; $$py Tests/External/plugins_e2e.py || fail=1; \
 	echo "--- gateway_e2e.py (nginx: TLS, auth, rate limits, retries)"; $$py Tests/External/gateway_e2e.py || fail=1; \
+	echo "--- scaled_suite.py (api_flow, bad_input, schemathesis on S3 + a PostgreSQL replica + 2 job shards + Redis)"; \
+	  SCHEMATHESIS_EXAMPLES=10 $$py Tests/External/scaled_suite.py || fail=1; \
 	[ $$fail = 0 ] && echo "external tests: ok" || { echo "external tests: FAILED"; exit 1; }
 
 # Seeded simulation of the loop, server and client (Sources/Simulation, Tests/SimulationTests):

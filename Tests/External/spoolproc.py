@@ -187,3 +187,88 @@ class RedisServer:
     def restart(self):
         self.stop()
         return self.start()
+
+
+class PostgresServer:
+    """A real PostgreSQL server (Debian's packages) on a free loopback port: initdb into its
+    own directory (user `spool`, trust on loopback, fsync off: tests, not durability),
+    pg_ctl start; as root it runs as the postgres user. `replica()` clones it with
+    pg_basebackup -R and starts a hot standby that follows it on a port of its own."""
+
+    def __init__(self, directory, primary=None):
+        self.directory = directory
+        self.port = free_port()
+        self.primary = primary
+        versions = sorted((int(v) for v in os.listdir("/usr/lib/postgresql") if v.isdigit()), reverse=True) \
+            if os.path.isdir("/usr/lib/postgresql") else []
+        self.bin = next((f"/usr/lib/postgresql/{v}/bin" for v in versions if os.access(f"/usr/lib/postgresql/{v}/bin/pg_ctl", os.X_OK)), None)
+        if not self.bin:
+            raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        self.as_postgres = os.getuid() == 0
+        self.data = os.path.join(directory, "data")
+
+    def _run(self, argv, env=None):
+        full = (["/usr/sbin/runuser", "-u", "postgres", "--"] + argv) if self.as_postgres else argv
+        r = subprocess.run(full, capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({r.returncode}): {r.stdout}{r.stderr}")
+        return r
+
+    def _own(self):
+        os.makedirs(self.directory, exist_ok=True)
+        if self.as_postgres:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.directory, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.directory, 0o700)
+
+    def start(self):
+        if not os.path.exists(os.path.join(self.data, "PG_VERSION")):
+            self._own()
+            if self.primary is None:
+                self._run([self.bin + "/initdb", "-D", self.data, "-U", "spool", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+            else:
+                self._run([self.bin + "/pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "spool",
+                           "-D", self.data, "-X", "stream", "-R", "--no-sync", "-c", "fast"])
+        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.directory} "
+                   "-c fsync=off -c max_connections=300")
+        self._run([self.bin + "/pg_ctl", "-D", self.data, "-l", os.path.join(self.directory, "server.log"), "-w", "-t", "60",
+                   "-o", options, "start"])
+        return self
+
+    def replica(self):
+        return PostgresServer(self.directory + "-replica", primary=self).start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, database):
+        return f"postgres://spool@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name):
+        subprocess.run([self.bin + "/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "spool", "-d", "postgres",
+                        "-v", "ON_ERROR_STOP=1", "-q", "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        return self.url(name)
+
+    def stop(self):
+        try:
+            self._run([self.bin + "/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"])
+        except RuntimeError:
+            pass
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_s3(bucket):
+    """moto's S3 server (PyPI) on a free loopback port with `bucket` made; returns (url, server)."""
+    import logging
+    from moto.server import ThreadedMotoServer
+    import boto3
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)   # not a line per request
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="e2e",
+                 aws_secret_access_key="e2e-secret").create_bucket(Bucket=bucket)
+    return url, server
