@@ -36,6 +36,9 @@
 # 13. S3: a 256 MiB object up (multipart, 8 MiB parts, 2 in flight) and down through Spool's
 #     S3Storage vs boto3's managed transfer, against one moto server (s3_vs_boto3.sh; not in
 #     the smoke run).
+# 14. Record cache: GET /api/v1/jobs/{id} with the Redis record cache vs without it, on one
+#     dispatcher sharing PostgreSQL and Redis, while jobs change (cache_get.py; not in the
+#     smoke run).
 # Usage: ./run.sh [--smoke]   (--smoke: tiny sizes, checks the harness works)
 set -euo pipefail
 cd "$(dirname "$0")"
