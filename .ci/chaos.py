@@ -188,44 +188,50 @@ try:
     def chaos():
         for e in events:
             time.sleep(rng.uniform(0.5, 2.0))
-            with lock:
-                if e == "kill dispatcher":
-                    victim = part(rng.choice(["dispatcher-1", "dispatcher-2"]))
-                    os.kill(victim["pid"], signal.SIGKILL)
-                elif e == "kill engine":
-                    victim = part(rng.choice(["engine-1", "engine-2"]))
-                    os.kill(victim["pid"], signal.SIGKILL)
-                elif e == "flushall":
-                    r = part("redis")
-                    pw = open(os.path.join(cluster, "secrets", "redis.password")).read().strip()
-                    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", r["address"].split(":")[1], "--no-auth-warning",
-                                          "-a", pw, "FLUSHALL"], capture_output=True, text=True)
-                    if "OK" not in out.stdout:
-                        failed.append(f"FLUSHALL: {out.stdout} {out.stderr}")
-                    done_events.append(e)
-                    continue
-                elif e == "pause dispatcher":
-                    victim = part(rng.choice(["dispatcher-1", "dispatcher-2"]))
-                    os.kill(victim["pid"], signal.SIGSTOP)
-                    time.sleep(7)
-                    os.kill(victim["pid"], signal.SIGCONT)
-                    done_events.append(f"{e} ({victim['name']}, 7 s)")
-                    continue
-                elif e == "restart redis":
-                    victim = part("redis")
-                    os.kill(victim["pid"], signal.SIGTERM)
-                elif e == "kill replica":
-                    victim = part("postgres-replica")
-                    os.kill(victim["pid"], signal.SIGQUIT)
-                else:
-                    victim = part("postgres")
-                    os.kill(victim["pid"], signal.SIGINT)
-                if not gone(victim["pid"]):
-                    failed.append(f"{e}: pid {victim['pid']} did not end")
-                r = spool_run("cluster", "up", "--data-dir", cluster, check=False)
-                if r.returncode != 0:
-                    failed.append(f"{e}: spool cluster up did not restart it: {r.stderr[-500:]}")
-                done_events.append(f"{e} ({victim['name']})")
+            try:
+                chaos_event(e)
+            except Exception as x:  # noqa: BLE001 - a broken event fails the run, and the rest go on
+                failed.append(f"{e}: {type(x).__name__}: {x}")
+
+    def chaos_event(e):
+        with lock:
+            if e == "kill dispatcher":
+                victim = part(rng.choice(["dispatcher-1", "dispatcher-2"]))
+                os.kill(victim["pid"], signal.SIGKILL)
+            elif e == "kill engine":
+                victim = part(rng.choice(["engine-1", "engine-2"]))
+                os.kill(victim["pid"], signal.SIGKILL)
+            elif e == "flushall":
+                r = part("redis")
+                pw = open(os.path.join(cluster, "secrets", "redis.password")).read().strip()
+                out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", r["address"].split(":")[1], "--no-auth-warning",
+                                      "-a", pw, "FLUSHALL"], capture_output=True, text=True)
+                if "OK" not in out.stdout:
+                    failed.append(f"FLUSHALL: {out.stdout} {out.stderr}")
+                done_events.append(e)
+                return
+            elif e == "pause dispatcher":
+                victim = part(rng.choice(["dispatcher-1", "dispatcher-2"]))
+                os.kill(victim["pid"], signal.SIGSTOP)
+                time.sleep(7)
+                os.kill(victim["pid"], signal.SIGCONT)
+                done_events.append(f"{e} ({victim['name']}, 7 s)")
+                return
+            elif e == "restart redis":
+                victim = part("redis")
+                os.kill(victim["pid"], signal.SIGTERM)
+            elif e == "kill replica":
+                victim = part("postgres-replica")
+                os.kill(victim["pid"], signal.SIGQUIT)
+            else:
+                victim = part("postgres")
+                os.kill(victim["pid"], signal.SIGINT)
+            if not gone(victim["pid"]):
+                failed.append(f"{e}: pid {victim['pid']} did not end")
+            r = spool_run("cluster", "up", "--data-dir", cluster, check=False)
+            if r.returncode != 0:
+                failed.append(f"{e}: spool cluster up did not restart it: {r.stderr[-1500:]}")
+            done_events.append(f"{e} ({victim['name']})")
 
     # The replica's lag as each dispatcher sees it, sampled until the submissions end.
     lag_samples = []  # (seconds, bytes)

@@ -1,5 +1,6 @@
 // EngineRuntime.EngineAgent+Heartbeats: how an engine joins and stays known: registration
-// (credentials in DATA/engine.json, reused on restart), heartbeats (state, load, the jobs it
+// (credentials in DATA/engine.json, reused on restart; a server that is down or answers
+// 429/5xx is asked again for up to a minute), heartbeats (state, load, the jobs it
 // runs, capabilities when they change; a 401/404 means register again), and backpressure
 // (busy over its limits of load per CPU, available memory and I/O wait).
 import Glibc
@@ -15,6 +16,9 @@ import TranscodeAPI
 import Web
 
 extension EngineAgent {
+    /// How long an engine keeps asking a server that does not answer its registration
+    /// (or answers 429/5xx) before it gives up.
+    static let registrationPatienceSeconds: Int64 = 60
 
     func authorization(_ token: String) -> [(name: String, value: String)] { [("Authorization", "Bearer " + token)] }
 
@@ -41,12 +45,28 @@ extension EngineAgent {
             w.field("token", saved.token)
         }
         w.endObject()
-        let r: ClientResponse
-        do {
-            r = try await client.execute(ClientRequest(method: "POST", url: api + "/engines/register",
-                                                       headers: authorization(join) + [("Content-Type", "application/json")],
-                                                       body: .bytes(Array(w.text.utf8))))
-        } catch { throw EngineError("cannot reach the server at \(configuration.server): \(error)") }
+        // A server that is restarting or overloaded (no answer, 429, 5xx) is asked again for
+        // a while, backing off; a refusal (a bad token, a bad request) ends the start at once.
+        guard let loop = EventLoop.current else { preconditionFailure("register runs on the engine's event loop") }
+        let patience = loop.now + .seconds(Self.registrationPatienceSeconds)
+        var pause: Duration = .milliseconds(250)
+        var r: ClientResponse
+        while true {
+            let problem: String
+            do {
+                r = try await client.execute(ClientRequest(method: "POST", url: api + "/engines/register",
+                                                           headers: authorization(join) + [("Content-Type", "application/json")],
+                                                           body: .bytes(Array(w.text.utf8))))
+                guard r.status == 429 || r.status >= 500 else { break }
+                problem = "answered \(r.status)"
+            } catch {
+                problem = "cannot reach the server at \(configuration.server): \(error)"
+            }
+            guard loop.now + pause < patience else { throw EngineError("registration failed for \(Self.registrationPatienceSeconds) s; last: \(problem)") }
+            logger.warning("registration: \(problem); again in \(pause)")
+            do { try await loop.sleep(until: loop.now + pause) } catch { throw EngineError("registration cancelled") }
+            pause = min(pause * 2, .seconds(5))
+        }
         guard r.status == 201, let doc = try? JSONDocument(parsing: r.body), let id = try? doc.root["engine_id"]?.string(),
               let token = try? doc.root["token"]?.string() else {
             throw EngineError("registration refused (\(r.status)): \(String(decoding: r.body.prefix(500), as: UTF8.self))")

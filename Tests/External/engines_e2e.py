@@ -21,6 +21,8 @@
 #      SIGKILLed, FLUSHALL and a restart of Redis without persistence, the dispatcher
 #      started again: its reconciler publishes the six again and, once engines start,
 #      every job completes.
+#   6. An engine started 2 s before its server keeps asking and registers once the server
+#      answers; one with a wrong join token stops at once (401).
 #   With --s3 the files live in an S3-compatible bucket (moto's server, started here): the
 #   fleet scenario runs with engines fetching their inputs from presigned URLs (the
 #   dispatcher answers 307), writing their outputs with presigned PUTs (the streaming
@@ -42,7 +44,7 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from spoolproc import RedisServer, SpoolServer  # noqa: E402
+from spoolproc import RedisServer, SpoolServer, free_port  # noqa: E402
 
 JOIN = "engines-e2e-join-token-0123456789"
 # The job queue's settings for every server started here (--redis adds the Redis URL), and
@@ -314,6 +316,29 @@ def restart_resumes(binary, work):
         server.stop()
 
 
+def waits_for_its_server(binary, work):
+    """An engine started before its server keeps asking (a restarting dispatcher is not a
+    reason to give up) and registers once the server answers; a wrong join token, a
+    refusal, ends its start at once."""
+    port = free_port()
+    e = Engine(binary, f"http://127.0.0.1:{port}", os.path.join(work, "w-engine"), os.path.join(work, "w-engine.log"), "w").start()
+    time.sleep(2)
+    assert e.proc.poll() is None, f"the engine gave up while its server was down; log:\n{e.log()}"
+    assert "registration: cannot reach the server" in e.log(), e.log()
+    server = SpoolServer(os.path.join(work, "data3"), binary=binary, port=port, log_path=os.path.join(work, "serve3.log"),
+                         env={"SPOOL_JOIN_TOKEN": JOIN, **QUEUE_ENV, "SPOOL_QUEUE_KEY_PREFIX": "third"})
+    server.start()
+    try:
+        engine_id = e.engine_id(timeout=30)
+        assert e.stop() == 0, e.log()
+        bad = subprocess.run([binary, "engine", "--server", server.base, "--join-token", "not-the-token-" + "x" * 20,
+                              "--data-dir", os.path.join(work, "x-engine"), "--name", "x"], capture_output=True, text=True, timeout=30)
+        assert bad.returncode != 0 and "registration refused (401)" in bad.stdout + bad.stderr, (bad.returncode, bad.stdout, bad.stderr)
+        print(f"waits: an engine started 2 s before its server registered once it answered ({engine_id}); a wrong token ends the start at once")
+    finally:
+        server.stop()
+
+
 def redis_loss(binary, work, server, admin, redis):
     clip = os.path.join(work, "loss.mp4")
     synthesize(binary, clip, 160, 90, 1)
@@ -391,6 +416,7 @@ def main():
             if redis:
                 redis_loss(binary, work, server, admin, redis)
             restart_resumes(binary, work)
+            waits_for_its_server(binary, work)
         rc = server.stop()
         assert rc == 0, f"spool serve exited {rc}"
         ok = True
