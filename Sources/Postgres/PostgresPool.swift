@@ -249,11 +249,11 @@ public final class PostgresPool: Sendable {
     /// Reads change nothing, so one that meets a dead connection (the server restarted, an
     /// idle connection was cut) runs once more on a new one.
     /// With replicas attached and a request session that allows it (ReadRouting), the read
-    /// goes to a replica in rotation that has replayed the session's last write; one that
-    /// fails it is taken out of rotation and the read runs here instead.
+    /// goes to a replica in rotation that has replayed the session's last write (one of them
+    /// at random); one that fails it is taken out of rotation and the read runs here instead.
     public func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
         if let session = ReadRouting.session, session.replicaAllowed,
-           let route = replicaRoutes.withLock({ routes in routes.first { $0.monitor.serves(notBefore: session.notBefore) } }) {
+           let route = replicaRoutes.withLock({ routes in routes.filter { $0.monitor.serves(notBefore: session.notBefore) }.randomElement() }) {
             do {
                 let value = try await route.pool.read(body)
                 route.monitor.countRead()
