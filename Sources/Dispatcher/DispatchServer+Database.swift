@@ -160,7 +160,8 @@ public enum DispatchDatabase: Sendable {
         switch self {
         case .sqlite(let db): try? await db.close()
         case .postgresql(let pool, let shards):
-            for p in [pool] + (shards?.pools ?? []) {
+            // The main pool may be a shard too: each pool's replicas once.
+            for p in [pool] + (shards?.pools ?? []).filter({ $0 !== pool }) {
                 for r in p.replicas {
                     r.monitor.stop()
                     await r.pool.close()
