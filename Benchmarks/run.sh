@@ -214,4 +214,8 @@ if [ $smoke = 0 ]; then
   echo "== 13. S3: Spool's S3Storage vs boto3 (same moto server, 256 MiB up and down)"
   swift build -c release --product S3Bench >/dev/null
   S3BENCH="$(swift build -c release --show-bin-path)/S3Bench" ./s3_vs_boto3.sh
+
+  echo
+  echo "== 14. Record cache: GET /api/v1/jobs/{id} with the Redis record cache vs without it (PostgreSQL + Redis)"
+  "$(../Tests/External/venv.sh)" ./cache_get.py --spool "$spool"
 fi
