@@ -85,9 +85,7 @@ extension DispatchServer {
                 // shape, rather than by the store after the redirect.
                 if req.method == "GET", let range = req.header("Range"), req.header("If-Range").map({ $0 == etag }) ?? true,
                    ByteRange.parse(range, size: UInt64(max(0, record.size))) == .unsatisfiable {
-                    var e = APIError(status: 416, code: "range_not_satisfiable", message: "the range is outside the file's \(record.size) bytes").response
-                    e.headers.append(("Content-Range", "bytes */\(record.size)"))
-                    return e
+                    return .rangeNotSatisfiable(size: UInt64(max(0, record.size)))
                 }
                 return Response(status: 302, headers: [("Location", url), ("ETag", etag)])
             }

@@ -73,6 +73,19 @@ public final class PostgresPool: Sendable {
 
     public var replicas: [ReplicaRoute] { replicaRoutes.withLock { $0 } }
 
+    /// A replica in rotation that has replayed `notBefore`, starting from a random one so
+    /// reads spread (no array made per read).
+    private func pickReplica(notBefore: WALPosition?) -> ReplicaRoute? {
+        replicaRoutes.withLock { routes in
+            guard !routes.isEmpty else { return nil }
+            let start = routes.count == 1 ? 0 : Int.random(in: 0..<routes.count)
+            for k in 0..<routes.count where routes[(start + k) % routes.count].monitor.serves(notBefore: notBefore) {
+                return routes[(start + k) % routes.count]
+            }
+            return nil
+        }
+    }
+
     /// Opens the pool and its first `minConnections` (a URL nothing answers fails here).
     public static func open(_ configuration: PostgresPoolConfiguration, blocking: BlockingPool = .shared) async throws(PostgresError) -> PostgresPool {
         let pool = PostgresPool(configuration: configuration, blocking: blocking)
@@ -253,7 +266,7 @@ public final class PostgresPool: Sendable {
     /// at random); one that fails it is taken out of rotation and the read runs here instead.
     public func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
         if let session = ReadRouting.session, session.replicaAllowed,
-           let route = replicaRoutes.withLock({ routes in routes.filter { $0.monitor.serves(notBefore: session.notBefore) }.randomElement() }) {
+           let route = pickReplica(notBefore: session.notBefore) {
             do {
                 let value = try await route.pool.read(body)
                 route.monitor.countRead()

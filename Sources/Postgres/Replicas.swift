@@ -163,8 +163,7 @@ public final class ReplicaMonitor: Sendable {
             if let p = primaryAt ?? nil {
                 s.primaryAt = p
                 if s.samples.last?.position != p { s.samples.append((p, now)) }
-                // Keep a bounded window: what the replica has replayed is no longer needed.
-                if let r = s.replayed { s.samples.removeAll { $0.position <= r } }
+                // A bounded window (what the replica has replayed is dropped below).
                 if s.samples.count > 4_096 { s.samples.removeFirst(s.samples.count - 4_096) }
             }
             guard let r = replayed ?? nil else {

@@ -52,9 +52,7 @@ extension Response {
                 switch ByteRange.parse(header, size: size) {
                 case .none: break
                 case .unsatisfiable:
-                    var e = APIError(status: 416, code: "range_not_satisfiable", message: "the range is outside the file's \(size) bytes").response
-                    e.headers.append(("Content-Range", "bytes */\(size)"))
-                    return e
+                    return rangeNotSatisfiable(size: size)
                 case .range(let rr):
                     range = rr
                     r.status = 206
@@ -64,6 +62,15 @@ extension Response {
         }
         r.stream = .file(path: path, range: range ?? 0..<size)
         return r
+    }
+}
+
+extension Response {
+    /// 416 with `Content-Range: bytes */size`, in the standard error shape.
+    public static func rangeNotSatisfiable(size: UInt64) -> Response {
+        var e = APIError(status: 416, code: "range_not_satisfiable", message: "the range is outside the file's \(size) bytes").response
+        e.headers.append(("Content-Range", "bytes */\(size)"))
+        return e
     }
 }
 

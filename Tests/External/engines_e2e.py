@@ -44,31 +44,12 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from spoolproc import RedisServer, SpoolServer, free_port  # noqa: E402
+from spoolproc import RedisServer, SpoolServer, free_port, start_s3  # noqa: E402
 
 JOIN = "engines-e2e-join-token-0123456789"
 # The job queue's settings for every server started here (--redis adds the Redis URL), and
 # the storage's (--s3).
 QUEUE_ENV = {}
-
-
-def start_s3(work):
-    """moto's S3 server on a free loopback port (no authentication: moto 5.2.1 cannot
-    serve presigned URLs with it on), with the bucket "spool-e2e"; returns (url, server)."""
-    import logging
-    import socket
-    from moto.server import ThreadedMotoServer
-    import boto3
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)   # not a line per request
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="e2e",
-                 aws_secret_access_key="e2e-secret").create_bucket(Bucket="spool-e2e")
-    return url, server
 
 
 def bucket_keys(url):
@@ -392,7 +373,7 @@ def main():
     redis = None
     s3 = None
     if args.s3:
-        s3_url, s3 = start_s3(work)
+        s3_url, s3 = start_s3("spool-e2e")
         QUEUE_ENV.update({"SPOOL_STORAGE_BACKEND": "s3", "SPOOL_STORAGE_S3_ENDPOINT": s3_url, "SPOOL_STORAGE_S3_BUCKET": "spool-e2e",
                           "SPOOL_STORAGE_S3_ACCESS_KEY_ID": "e2e", "SPOOL_STORAGE_S3_SECRET_ACCESS_KEY": "e2e-secret",
                           "SPOOL_STORAGE_S3_PREFIX": "files-", "SPOOL_STORAGE_S3_PART_MIB": "5"})
