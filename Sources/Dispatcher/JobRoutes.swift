@@ -48,7 +48,9 @@ extension DispatchServer {
             if let r = try await replay() { return r }
             throw error
         }
-        guard (try? await files.exists(id: spec.inputFileID, tenant: caller.tenant)) == true else {
+        // An unreachable database is an error (503, try again), never "no file": a client
+        // told 422 would drop a job it may submit again.
+        guard try await files.exists(id: spec.inputFileID, tenant: caller.tenant) else {
             if let r = try await replay() { return r }
             throw ModelError.invalidField("/input/file_id", "no file \(spec.inputFileID.text)")
         }

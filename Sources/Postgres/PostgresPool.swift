@@ -2,7 +2,9 @@
 // open (opened at start), at most `max`; callers beyond that wait in order, up to
 // `acquireTimeout`. A connection idle longer than `idleTimeout` is closed while more than
 // `min` remain; one idle longer than `healthCheckAfter` is checked with `SELECT 1` before it
-// is handed out, and a broken one is replaced. Every session sets `statement_timeout`.
+// is handed out, and a broken one is replaced. Once any connection is found dead (the server
+// restarted and cut them all), every connection that went idle before that is checked too,
+// so a restart costs a request no error however many idle connections it left dead. Every session sets `statement_timeout`.
 // Work runs on the blocking pool: `read` in autocommit, `transaction` between BEGIN and
 // COMMIT (ROLLBACK when the body throws), run again from the start on a serialization
 // failure or a deadlock (up to 3 times). Migrations are named steps recorded in
@@ -62,6 +64,9 @@ public final class PostgresPool: Sendable {
         var closed = false
         var acquired: UInt64 = 0
         var waited: UInt64 = 0
+        /// Connections idle since before this moment (ms) are checked before use: one of
+        /// them was found dead then, so the others may be too.
+        var suspectBefore: Int64 = .min
     }
 
     private let state = Mutex(State())
@@ -139,8 +144,8 @@ public final class PostgresPool: Sendable {
     func acquire() async throws(PostgresError) -> PostgresConnection {
         let now = SystemClock.shared.unixMilliseconds
         let idleLimit = configuration.idleTimeout.nanosecondsClamped / 1_000_000
-        let (take, expired) = state.withLock { s -> (Take, [PostgresConnection]) in
-            if s.closed { return (.closed, []) }
+        let (take, expired, suspectBefore) = state.withLock { s -> (Take, [PostgresConnection], Int64) in
+            if s.closed { return (.closed, [], s.suspectBefore) }
             // Idle past the timeout, beyond the minimum: closed (outside the lock).
             var expired: [PostgresConnection] = []
             while s.idle.count > 0, s.open > configuration.minConnections, now - s.idle[0].idleSince > idleLimit {
@@ -148,20 +153,20 @@ public final class PostgresPool: Sendable {
                 s.open -= 1
             }
             s.acquired += 1
-            if let c = s.idle.popLast() { return (.ready(c), expired) }
+            if let c = s.idle.popLast() { return (.ready(c), expired, s.suspectBefore) }
             if s.open < configuration.maxConnections {
                 s.open += 1
-                return (.openNew, expired)
+                return (.openNew, expired, s.suspectBefore)
             }
             s.waited += 1
-            return (.wait, expired)
+            return (.wait, expired, s.suspectBefore)
         }
         if !expired.isEmpty { _ = try? await blocking.run { withExtendedLifetime(expired) {} } }
         switch take {
         case .closed:
             throw PostgresError(.pool, "the pool is closed")
         case .ready(let c):
-            return try await checked(c, now: now)
+            return try await checked(c, now: now, suspectBefore: suspectBefore)
         case .openNew:
             do {
                 return try await connect()
@@ -174,9 +179,10 @@ public final class PostgresPool: Sendable {
         }
     }
 
-    /// A connection idle for long is checked before use; a broken one is replaced.
-    private func checked(_ c: PostgresConnection, now: Int64) async throws(PostgresError) -> PostgresConnection {
-        let stale = now - c.idleSince > configuration.healthCheckAfter.nanosecondsClamped / 1_000_000
+    /// A connection idle for long, or since before another was found dead, is checked
+    /// before use; a broken one is replaced.
+    private func checked(_ c: PostgresConnection, now: Int64, suspectBefore: Int64) async throws(PostgresError) -> PostgresConnection {
+        let stale = now - c.idleSince > configuration.healthCheckAfter.nanosecondsClamped / 1_000_000 || c.idleSince <= suspectBefore
         if c.isOpen && !stale { return c }
         let healthy = c.isOpen ? ((try? await blocking.run { () throws -> Bool in try c.query("SELECT 1").count == 1 }) ?? false) : false
         if healthy { return c }
@@ -282,8 +288,10 @@ public final class PostgresPool: Sendable {
             defer { release(c) }
             do {
                 return try await blocking.run { () throws -> T in try body(c) }
-            } catch let e as PostgresError where e.kind == .connection && attempt < 2 {
-                continue
+            } catch let e as PostgresError where e.kind == .connection {
+                foundDead()
+                if attempt < 2 { continue }
+                throw e
             }
         }
     }
@@ -325,10 +333,20 @@ public final class PostgresPool: Sendable {
             } catch let e as PostgresError where e.isRetryable && attempt < 3 {
                 continue
             } catch let e as BeginFailed {
+                foundDead()
                 if attempt < 3 { continue }
                 throw e.error
+            } catch let e as PostgresError where e.kind == .connection {
+                foundDead()
+                throw e
             }
         }
+    }
+
+    /// A connection was found dead: the ones idle since before now are checked before use.
+    private func foundDead() {
+        let now = SystemClock.shared.unixMilliseconds
+        state.withLock { $0.suspectBefore = max($0.suspectBefore, now) }
     }
 
     /// BEGIN met a dead connection: nothing was done, so the transaction may run again.

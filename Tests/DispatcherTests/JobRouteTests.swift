@@ -171,6 +171,22 @@ final class JobRouteTests: XCTestCase {
         XCTAssertEqual(theirs.status, 422, "a tenant cannot use another tenant's file")
     }
 
+    /// When the input cannot be looked up (here: the file table is out of reach, while the
+    /// Idempotency-Key table answers), the submission is an error a client sends again,
+    /// never the 422 "no file" that says the job can never be made; afterwards it succeeds.
+    func testAnInputLookupThatFailsIsNotA422() async throws {
+        func files(_ sql: String) async throws {
+            _ = try await dispatch.database.relational.writing { s in try s.execute(sql, []) }
+        }
+        try await files("ALTER TABLE files_records RENAME TO files_records_away")
+        let during = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "lookup")], body: minimal)
+        XCTAssertGreaterThanOrEqual(during.status, 500, text(during))
+        XCTAssertNotEqual(try code(during), "validation_failed")
+        try await files("ALTER TABLE files_records_away RENAME TO files_records")
+        let after = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "lookup")], body: minimal)
+        XCTAssertEqual(after.status, 201, text(after))
+    }
+
     func testGetWithETagHeadAndTenants() async throws {
         let id = try await create()
         let get = try await send("GET", "/api/v1/jobs/\(id)")

@@ -172,6 +172,11 @@ final class PostgresDispatchTests: EngineLeaseTests {
         let admin = try await h.adminKey()
         let made = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#)
         let secret = try json(made.text)["secret"]!.string()
+        // A second tenant uploads before the outage, so its key is cached through it.
+        let other = try json(try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"beta"}"#).text)["secret"]!.string()
+        let up = try await h.call("POST", "/api/v1/files", key: other, body: "input bytes")
+        XCTAssertEqual(up.status, 201, up.text)
+        let fileID = try json(up.text)["id"]!.string()
         try PostgresServer.shared(by: Self.self).halt()
         let unchecked = try await h.call("GET", "/api/v1/jobs", key: secret)
         XCTAssertEqual(unchecked.status, 503, unchecked.text)
@@ -179,9 +184,16 @@ final class PostgresDispatchTests: EngineLeaseTests {
         XCTAssertEqual(unchecked.headers.first { $0.name.lowercased() == "retry-after" }?.value, "1")
         let cached = try await h.call("GET", "/api/v1/jobs", key: admin)
         XCTAssertEqual(cached.status, 503, "the admin key was cached; the list itself needs the database: \(cached.text)")
+        // A submission whose input cannot be looked up is 503 (send it again), never the 422
+        // "no file" that tells a client its job can never be made.
+        let body = #"{"input":{"file_id":"\#(fileID)"},"preset":"h264-720p"}"#
+        let during = try await h.call("POST", "/api/v1/jobs", key: other, body: body, headers: [("Idempotency-Key", "outage-1")])
+        XCTAssertEqual(during.status, 503, during.text)
         try PostgresServer.shared(by: Self.self).restart()
         let back = try await h.call("GET", "/api/v1/jobs", key: secret)
         XCTAssertEqual(back.status, 200, back.text)
+        let after = try await h.call("POST", "/api/v1/jobs", key: other, body: body, headers: [("Idempotency-Key", "outage-1")])
+        XCTAssertEqual(after.status, 201, after.text)
         await h.dispatch.database.close()
         await h.stop()
     }

@@ -3,7 +3,8 @@
 // data whatever they hold; the server's errors keep their SQLSTATE; a transaction commits
 // or rolls back whole; the pool never opens more than its maximum, makes callers wait in
 // turn and fails them after the acquire timeout; statement_timeout applies; a connection
-// the server cut is replaced and a read survives a server restart; migrations apply once
+// the server cut is replaced and a read survives a server restart (the first request after
+// one succeeds however many idle connections it left dead); migrations apply once
 // even when two pools migrate at the same time.
 import Postgres
 import SpoolTestSupport
@@ -149,6 +150,26 @@ final class PostgresPoolTests: XCTestCase {
         try PostgresServer.shared(by: Self.self).restart()
         let m = try await p.read { c in try c.query("SELECT count(*) AS n FROM t").rows[0].int("n") }
         XCTAssertEqual(m, 1)
+    }
+
+    /// A restart leaves every idle connection dead. The first read and the first transaction
+    /// after it succeed however many there are: once one is found dead, the others idle since
+    /// before then are checked before use (a read retries once, a transaction whose BEGIN
+    /// failed up to three times, so without that check both fail on eight dead connections).
+    func testARestartCostsNoRequestWithManyIdleConnections() async throws {
+        let url = try database()
+        let p = try await pool(url, max: 8)
+        try await p.transaction { c in try c.execute("CREATE TABLE t (v INTEGER)") }
+        // Eight reads at once leave eight idle connections.
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for _ in 0..<8 { g.addTask { _ = try await p.read { c in try c.query("SELECT pg_sleep(0.1)").count } } }
+            try await g.waitForAll()
+        }
+        XCTAssertEqual(p.counts.idle, 8)
+        try PostgresServer.shared(by: Self.self).restart()
+        try await p.transaction { c in try c.query("INSERT INTO t VALUES (1)") }
+        let n = try await p.read { c in try c.query("SELECT count(*) AS n FROM t").rows[0].int("n") }
+        XCTAssertEqual(n, 1)
     }
 
     func testMigrationsApplyOnceEvenWhenTwoPoolsRace() async throws {
