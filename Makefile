@@ -159,8 +159,14 @@ FUZZ_RESP_BIN := .build/fuzz-resp
 $(FUZZ_BIN): Fuzz/FuzzHTTP1/main.swift $(wildcard Sources/HTTP1/*.swift)
 	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzHTTP1 $^ -o $@
 
-$(FUZZ_JSON_BIN): Fuzz/FuzzJSON/main.swift $(wildcard Sources/JSON/*.swift)
-	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzJSON $^ -o $@
+# The JSON sources import the C stage-1 kernel: it is compiled with the toolchain's clang
+# under the same sanitizers and found through a module map made beside it.
+FUZZ_JSON_C := .build/fuzz-cjsonscan
+$(FUZZ_JSON_BIN): Fuzz/FuzzJSON/main.swift $(wildcard Sources/JSON/*.swift) CShims/CJSONScan/jsonscan.c CShims/CJSONScan/include/CJSONScan.h
+	@mkdir -p $(FUZZ_JSON_C)
+	printf 'module CJSONScan {\n  header "%s"\n  export *\n}\n' "$(CURDIR)/CShims/CJSONScan/include/CJSONScan.h" > $(FUZZ_JSON_C)/module.modulemap
+	$$(dirname $$(command -v $(SWIFT)c))/clang -O2 -fsanitize=fuzzer-no-link,address -ICShims/CJSONScan/include -c CShims/CJSONScan/jsonscan.c -o $(FUZZ_JSON_C)/jsonscan.o
+	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzJSON -I $(FUZZ_JSON_C) $(filter %.swift,$^) $(FUZZ_JSON_C)/jsonscan.o -o $@
 
 $(FUZZ_RESP_BIN): Fuzz/FuzzRESP/main.swift $(wildcard Sources/RESP/*.swift)
 	$(SWIFT)c -sanitize=fuzzer,address -parse-as-library -O -module-name FuzzRESP $^ -o $@

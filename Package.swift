@@ -89,9 +89,12 @@ let package = Package(
         // Pure: bytes in, request heads and body framing out; serializer. Imports nothing
         // above the standard library, so it is easy to fuzz and benchmark.
         .target(name: "HTTP1", path: "Sources/HTTP1"),
-        // Pure: simdjson-style JSON (SIMD structural index, on-demand reading, strict
-        // RFC 8259), a writer into any byte sink, and a typed layer. Standard library only.
-        .target(name: "JSON", path: "Sources/JSON", swiftSettings: [.strictMemorySafety()]),
+        // Stage 1 of the JSON parser as a C kernel (AVX2 + PCLMULQDQ, chosen at run time):
+        // no library, no system call; only JSON imports it.
+        .target(name: "CJSONScan", path: "CShims/CJSONScan"),
+        // simdjson-style JSON (SIMD structural index, on-demand reading, strict RFC 8259),
+        // a writer into any byte sink, and a typed layer. Standard library and CJSONScan only.
+        .target(name: "JSON", dependencies: ["CJSONScan"], path: "Sources/JSON", swiftSettings: [.strictMemorySafety()]),
         .target(
             name: "Ring",
             dependencies: [

@@ -1,6 +1,6 @@
 // libFuzzer target for JSON. Beyond "never crash" (and, under AddressSanitizer, never read
 // outside the input), it traps when:
-//   - the .simd and .scalar stage-1 kernels disagree (structural offsets, backslash bitmap,
+//   - the .native (C), .simd and .scalar stage-1 kernels disagree (structural offsets, backslash bitmap,
 //     or error kind and offset), or the whole parse does (nodes, or error kind and offset);
 //   - parsing the fuzzer's own buffer directly (stage 1 and 2 on exactly `size` bytes, so
 //     ASan sees any overread) differs from parsing a [UInt8] copy through JSONDocument;
@@ -119,16 +119,18 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let raw = UnsafeRawBufferPointer(start: data, count: size)
     let bytes = Array(raw)
 
-    // Kernels against each other, on the fuzzer's exact-size buffer.
-    let (ixS, rawS) = parseRaw(raw, .simd)
+    // Kernels against the scalar reference, on the fuzzer's exact-size buffer.
     let (ixR, rawR) = parseRaw(raw, .scalar)
-    switch (ixS, ixR) {
-    case (let a?, let b?):
-        guard a.positions == b.positions, a.backslashWords == b.backslashWords else { fatalError("stage 1 indexes differ") }
-    case (nil, nil): break
-    default: fatalError("stage 1: one kernel failed, the other did not")
+    let (ixS, rawS) = parseRaw(raw, .simd)
+    for (kernel, (ix, out)) in [(JSONScanKernel.simd, (ixS, rawS)), (.native, parseRaw(raw, .native))] {
+        switch (ix, ixR) {
+        case (let a?, let b?):
+            guard a.positions == b.positions, a.backslashWords == b.backslashWords else { fatalError("stage 1 indexes differ (\(kernel))") }
+        case (nil, nil): break
+        default: fatalError("stage 1: \(kernel) failed and scalar did not, or the other way")
+        }
+        guard out.matches(rawR) else { fatalError("\(kernel) and scalar disagree: \(out) vs \(rawR)") }
     }
-    guard rawS.matches(rawR) else { fatalError("kernels disagree: \(rawS) vs \(rawR)") }
 
     // The public path on a copy must give the same result.
     let (docS, outS) = document(bytes, .simd)

@@ -17,7 +17,7 @@ public final class JSONDocument: Sendable {
     public struct Options: Sendable, Equatable {
         /// Containers nested deeper than this are an error (`tooDeep`), never a crash.
         public var maxDepth = 512
-        public var kernel: JSONScanKernel = .simd
+        public var kernel: JSONScanKernel = .native
         public init() {}
     }
 

@@ -80,6 +80,8 @@ public struct JSONValue: Sendable {
 
     /// The member named `key` of an object; nil when absent or when this is not an object.
     public subscript(key: String) -> JSONValue? {
+        // A native string (literals, most keys) lends its UTF-8 in place; others are copied.
+        if let found = unsafe key.utf8.withContiguousStorageIfAvailable({ q in unsafe member(q) }) { return found }
         var k = key
         return k.withUTF8 { q in unsafe member(q) }
     }
@@ -225,6 +227,14 @@ public struct JSONValue: Sendable {
             let negative = unsafe b[p] == 0x2D
             if negative { p += 1 }
             var v: UInt64 = 0
+            // Up to 19 digits cannot overflow a UInt64: no checks.
+            if Int(n.end) - p <= 19 {
+                while p < Int(n.end) {
+                    v = unsafe v &* 10 &+ UInt64(b[p] &- 0x30)
+                    p += 1
+                }
+                return (negative, v)
+            }
             while p < Int(n.end) {
                 let (m, o1) = v.multipliedReportingOverflow(by: 10)
                 let (s, o2) = unsafe m.addingReportingOverflow(UInt64(b[p] &- 0x30))

@@ -6,15 +6,25 @@
 // (number or literal). It also validates UTF-8 over the whole input and rejects control
 // characters inside strings.
 //
-// Two classifiers produce the masks: `simd` uses Swift SIMD types on whole blocks, `scalar`
-// tests byte by byte. Everything after classification is shared, so the two paths give
-// identical results by construction, and the tests and the fuzz target check that anyway.
+// Three kernels: `native` is the whole pass in C (CShims/CJSONScan: AVX2 compares and
+// movemasks, a PCLMULQDQ carry-less multiply for the prefix XOR, offsets stored eight at a
+// time), used when the CPU has those instructions; `simd` classifies with Swift SIMD types
+// and `scalar` byte by byte, and everything after their classification is shared Swift.
+// The C kernel follows the same steps in the same order, so all three give identical
+// results (offsets, backslash bitmap, first error and its offset); the tests and the fuzz
+// target check that on every input they see.
 // Non-goals: validating the grammar (stage 2 does that, see JSONDocument).
+import CJSONScan
 
-/// Which classifier stage 1 uses. `.simd` is the default; `.scalar` is the reference.
+/// Which kernel stage 1 uses. `.native` is the default (it is `.simd` on a CPU without AVX2
+/// and PCLMULQDQ); `.scalar` is the reference.
 public enum JSONScanKernel: Sendable, Equatable {
+    case native
     case simd
     case scalar
+
+    /// Whether this CPU runs the `.native` kernel itself (not its `.simd` stand-in).
+    public static let nativeAvailable = cjson_stage1_available() != 0
 }
 
 /// Per-block classification masks; bit i describes byte i of the block.
@@ -56,7 +66,11 @@ struct StructuralIndex {
 enum Stage1 {
     /// Builds the structural index of `input`, or throws the first stage-1 error.
     static func index(_ input: UnsafeRawBufferPointer, kernel: JSONScanKernel) throws(JSONError) -> StructuralIndex {
-        precondition(input.count < Int(UInt32.max), "JSON input must be smaller than 4 GiB")
+        precondition(input.count < Int(UInt32.max) - Int(CJSON_POSITIONS_SLACK), "JSON input must be smaller than 4 GiB")
+        if kernel == .native {
+            if JSONScanKernel.nativeAvailable { return unsafe try native(input) }
+            return unsafe try index(input, kernel: .simd)
+        }
         var out = StructuralIndex()
         let blocks = (input.count + 63) / 64
         out.backslashWords = [UInt64](repeating: 0, count: blocks)
@@ -76,6 +90,31 @@ enum Stage1 {
         }
         if let failure { throw failure }
         return out
+    }
+
+    /// The C kernel: the same index, or the same first error at the same offset.
+    private static func native(_ input: UnsafeRawBufferPointer) throws(JSONError) -> StructuralIndex {
+        var out = StructuralIndex()
+        let blocks = (input.count + 63) / 64
+        out.backslashWords = [UInt64](repeating: 0, count: blocks)
+        var result = cjson_stage1_result()
+        guard input.count > 0 else { return out }
+        // The kernel stores offsets eight at a time, touching up to CJSON_POSITIONS_SLACK
+        // slots past the last one it counts.
+        out.positions = unsafe [UInt32](unsafeUninitializedCapacity: input.count + Int(CJSON_POSITIONS_SLACK)) { positions, written in
+            unsafe out.backslashWords.withUnsafeMutableBufferPointer { words in
+                result = unsafe cjson_stage1(input.baseAddress!.assumingMemoryBound(to: UInt8.self), input.count,
+                                             positions.baseAddress!, words.baseAddress!)
+            }
+            written = result.error == Int32(CJSON_OK) ? Int(result.written) : 0
+        }
+        let at = Int(result.offset)
+        switch result.error {
+        case Int32(CJSON_OK): return out
+        case Int32(CJSON_CONTROL_IN_STRING): throw JSONError(.controlCharacterInString, at: at)
+        case Int32(CJSON_INVALID_UTF8): throw JSONError(.invalidUTF8, at: at)
+        default: throw JSONError(.unterminatedString, at: at)
+        }
     }
 
     private static func scan(_ input: UnsafeRawBufferPointer, kernel: JSONScanKernel, blocks: Int,

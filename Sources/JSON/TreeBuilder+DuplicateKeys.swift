@@ -1,34 +1,42 @@
 // JSON.TreeBuilder+DuplicateKeys: a key is refused when an earlier key of the same object
-// is equal after unescaping. Small objects compare fingerprints (length and up to 16
-// bytes) and then bytes; an object past 32 keys switches to a hash set of unescaped keys,
-// so a large object never costs a quadratic scan.
+// is equal after unescaping. Small objects keep a 64-bit filter of their keys'
+// fingerprints (length and up to 16 bytes; two bits each): a key not in the filter is new
+// without a comparison, and the rest compare fingerprints and then bytes. An object past
+// 32 keys switches to a hash set of unescaped keys, so a large object never costs a
+// quadratic scan.
 
 extension TreeBuilder {
     mutating func checkDuplicate(_ key: Int) throws(JSONError) {
-        let f = stack.count - 1
-        let first = stack[f].keysStart
+        let frame = unsafe top
+        let first = unsafe frame.pointee.keysStart
         let k = unsafe nodes[key]
-        if stack[f].keySet < 0 {
+        if unsafe frame.pointee.keySet < 0 {
             let input = unsafe self.input
             let print = unsafe TreeBuilder.fingerprint(k, input)
-            if keys.count - first < 32 {
-                let nodes = unsafe self.nodes
-                let clash = unsafe keys.withUnsafeBufferPointer { ks in
-                    for j in first..<ks.count where unsafe ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) { return true }
-                    return false
+            if keyCount - first < 32 {
+                let bits: UInt64 = 1 << (print >> 58) | 1 << ((print >> 52) & 63)
+                let seen = unsafe frame.pointee.seen
+                unsafe frame.pointee.seen = seen | bits
+                if seen & bits != bits {
+                    appendKey(Key(node: key, print: print))
+                    return
                 }
-                if clash { throw duplicate(k) }
-                keys.append((key, print))
+                let nodes = unsafe self.nodes
+                let ks = unsafe keys
+                for j in first..<keyCount where unsafe ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) {
+                    throw duplicate(k)
+                }
+                appendKey(Key(node: key, print: print))
                 return
             }
             // Large object: switch to a hash set of the unescaped keys (no quadratic scan).
             var set = Set<[UInt8]>()
-            for j in first..<keys.count { unsafe set.insert(keyBytes(nodes[keys[j].node])) }
-            stack[f].keySet = keySets.count
+            for j in first..<keyCount { unsafe set.insert(keyBytes(nodes[keys[j].node])) }
+            unsafe frame.pointee.keySet = keySets.count
             keySets.append(set)
         }
-        guard keySets[stack[f].keySet].insert(keyBytes(k)).inserted else { throw duplicate(k) }
-        keys.append((key, 0))
+        guard unsafe keySets[frame.pointee.keySet].insert(keyBytes(k)).inserted else { throw duplicate(k) }
+        appendKey(Key(node: key, print: 0))
     }
 
     private func duplicate(_ k: Node) -> JSONError {

@@ -3,8 +3,9 @@
 // state machine over the grammar; scalars are checked where they start
 // (TreeBuilder+Scalars) and object keys against their siblings (TreeBuilder+DuplicateKeys).
 
-/// Stage 2 proper: one pass over the structural offsets.
-@safe struct TreeBuilder {
+/// Stage 2 proper: one pass over the structural offsets. Not copyable: it owns the storage
+/// of its stack of open containers.
+@safe struct TreeBuilder: ~Copyable {
     typealias Node = JSONDocument.Node
 
     /// An open container. Plain data, so the stack never retains or releases.
@@ -15,6 +16,9 @@
         var keysStart: Int
         /// Index into `keySets` once the object has many keys, else -1.
         var keySet: Int = -1
+        /// Two bits per key so far, picked by its fingerprint: a key whose two bits are
+        /// not both set cannot equal an earlier key, and skips the comparisons.
+        var seen: UInt64 = 0
     }
 
     private enum State { case value, afterValue, objectFirst, objectKey, arrayFirst }
@@ -25,18 +29,54 @@
     /// Output storage, sized by the caller to the structural count (the bound on nodes).
     let nodes: UnsafeMutablePointer<Node>
     var nodeCount = 0
-    var stack: [Frame] = []
+    /// The open containers, innermost at `depth - 1`: storage for as many as the depth
+    /// limit allows (and never more than there are structurals), allocated once, so a push
+    /// or a change to the top frame is a plain store.
+    let frames: UnsafeMutablePointer<Frame>
+    var depth = 0
     /// Keys of the open objects, by frame: node index and a fingerprint (length and up to
     /// 16 bytes) that settles almost every comparison without touching the bytes again.
-    var keys: [(node: Int, print: UInt64)] = []
+    /// `keyCount` are in use of `keyCapacity`; the storage doubles when full.
+    var keys: UnsafeMutablePointer<Key>
+    var keyCount = 0
+    var keyCapacity = 16
     var keySets: [Set<[UInt8]>] = []
+
+    struct Key {
+        var node: Int
+        var print: UInt64
+    }
 
     init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int, nodes: UnsafeMutablePointer<Node>) {
         unsafe self.input = unsafe input
         self.index = index
         self.maxDepth = maxDepth
         unsafe self.nodes = unsafe nodes
+        unsafe self.frames = UnsafeMutablePointer<Frame>.allocate(capacity: max(0, min(maxDepth, index.positions.count)) + 1)
+        unsafe self.keys = UnsafeMutablePointer<Key>.allocate(capacity: keyCapacity)
     }
+
+    deinit {
+        unsafe frames.deallocate()
+        unsafe keys.deallocate()
+    }
+
+    /// Adds a key of the innermost object.
+    @inline(__always)
+    mutating func appendKey(_ key: Key) {
+        if keyCount == keyCapacity {
+            let grown = UnsafeMutablePointer<Key>.allocate(capacity: keyCapacity * 2)
+            unsafe grown.moveInitialize(from: keys, count: keyCount)
+            unsafe keys.deallocate()
+            unsafe keys = grown
+            keyCapacity *= 2
+        }
+        unsafe (keys + keyCount).initialize(to: key)
+        keyCount += 1
+    }
+
+    /// The innermost open container.
+    var top: UnsafeMutablePointer<Frame> { unsafe frames + (depth - 1) }
 
     @inline(__always)
     mutating func append(_ node: Node) {
@@ -59,14 +99,15 @@
             case .value:
                 guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
                 let p = unsafe Int(pos[i])
-                if !stack.isEmpty { stack[stack.count - 1].count &+= 1 }
+                if depth > 0 { unsafe top.pointee.count &+= 1 }
                 switch unsafe input[p] {
                 case 0x7B, 0x5B:   // { [
-                    guard stack.count < maxDepth else {
+                    guard depth < maxDepth else {
                         throw JSONError(.tooDeep, at: p, detail: "the limit is \(maxDepth)")
                     }
                     let isObject = unsafe input[p] == 0x7B
-                    stack.append(Frame(node: nodeCount, isObject: isObject, keysStart: keys.count))
+                    unsafe (frames + depth).initialize(to: Frame(node: nodeCount, isObject: isObject, keysStart: keyCount))
+                    depth += 1
                     append(Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
                     i += 1
                     state = isObject ? .objectFirst : .arrayFirst
@@ -84,10 +125,11 @@
                 state = .afterValue
 
             case .afterValue:
-                guard let top = stack.last else {
+                guard depth > 0 else {
                     if i < n { throw unsafe JSONError(.trailingContent, at: Int(pos[i])) }
                     return nodeCount
                 }
+                let top = unsafe self.top.pointee
                 guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
                 let p = unsafe Int(pos[i])
                 let c = unsafe input[p]
@@ -134,10 +176,11 @@
     }
 
     private mutating func close() {
-        let f = stack.removeLast()
+        depth -= 1
+        let f = unsafe frames[depth]
         unsafe nodes[f.node].end = UInt32(nodeCount)
         unsafe nodes[f.node].count = f.count
-        keys.removeSubrange(f.keysStart...)
+        keyCount = f.keysStart
         if f.keySet >= 0 { keySets.removeLast() }
     }
 

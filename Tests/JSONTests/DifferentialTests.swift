@@ -1,4 +1,4 @@
-// Differential: the .simd and .scalar stage-1 kernels must give identical results (the
+// Differential: the .native, .simd and .scalar stage-1 kernels must give identical results (the
 // same structural offsets and backslash bitmap, or the same error kind and offset), and so
 // must the whole parse, on seeded random documents, random mutations of them (bytes
 // flipped, inserted, deleted; quotes and backslashes put at 64-byte block boundaries;
@@ -9,15 +9,28 @@ import SpoolTestSupport
 import XCTest
 
 final class DifferentialTests: XCTestCase {
-    /// Compares the two kernels on `input`; returns the (shared) full outcome.
+    /// Compares the kernels on `input` with the scalar reference; returns the (shared) full outcome.
     @discardableResult
     func agree(_ input: [UInt8], _ name: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) -> ParseOutcome {
-        let (a, b) = input.withUnsafeBytes { (stage1($0, kernel: .simd), stage1($0, kernel: .scalar)) }
-        if a != b { XCTFail("\(name()): stage 1 differs: simd \(a), scalar \(b)", file: file, line: line) }
-        let x = outcome(parseDocument(input, kernel: .simd))
+        let reference = input.withUnsafeBytes { stage1($0, kernel: .scalar) }
         let y = outcome(parseDocument(input, kernel: .scalar))
-        if x != y { XCTFail("\(name()): simd \(x), scalar \(y)", file: file, line: line) }
-        return x
+        for kernel in [JSONScanKernel.native, .simd] {
+            let a = input.withUnsafeBytes { stage1($0, kernel: kernel) }
+            if a != reference { XCTFail("\(name()): stage 1 differs: \(kernel) \(a), scalar \(reference)", file: file, line: line) }
+            let x = outcome(parseDocument(input, kernel: kernel))
+            if x != y { XCTFail("\(name()): \(kernel) \(x), scalar \(y)", file: file, line: line) }
+        }
+        return y
+    }
+
+    /// On a CPU with AVX2 and PCLMULQDQ the C kernel runs itself; elsewhere `.native` is
+    /// `.simd`, and these tests would compare two Swift kernels only, so say so.
+    func testTheNativeKernelRunsWhereTheCPUHasIt() throws {
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
+        let capable = flags.isSuperset(of: ["avx2", "pclmulqdq", "bmi1"])
+        XCTAssertEqual(JSONScanKernel.nativeAvailable, capable, "cpu flags: avx2, pclmulqdq, bmi1 present: \(capable)")
+        if !capable { throw XCTSkip("this CPU lacks AVX2, PCLMULQDQ or BMI1: .native runs the .simd kernel") }
     }
 
     /// Bytes that change what stage 1 sees.

@@ -2,7 +2,7 @@
 // copy that ends exactly at an inaccessible (PROT_NONE) page, and from one that starts
 // right after one. Any read past either end faults; otherwise stage 1 (structural offsets,
 // backslash bitmap, or error) and stage 2 (node array, or error kind and offset) must be
-// identical to the ordinary path, with both kernels. JSONDocument only takes [UInt8], so
+// identical to the ordinary path, with every kernel. JSONDocument only takes [UInt8], so
 // stage 1 and stage 2 are driven directly on the mapped buffer (@testable).
 @testable import JSON
 import SpoolTestSupport
@@ -11,7 +11,7 @@ import XCTest
 final class GuardPageTests: XCTestCase {
     /// Parses `input` every way and reports any difference from the ordinary path.
     func checkEveryWay(_ input: [UInt8], _ name: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) {
-        for kernel in bothKernels {
+        for kernel in allKernels {
             // The ordinary path: JSONDocument's nodes (or error), and stage 1 on the array.
             let expected = outcome(parseDocument(input, kernel: kernel))
             let expectedStage1 = input.withUnsafeBytes { stage1($0, kernel: kernel) }

@@ -1,0 +1,201 @@
+// jsonscan.c: the AVX2 + PCLMULQDQ stage-1 kernel (see CJSONScan.h). Each 64-byte block is
+// loaded as two 32-byte vectors; compares and movemasks give the byte classes as 64-bit
+// masks; a carry-less multiply by all ones gives the prefix XOR of the quote mask (bit i
+// set while inside a string); offsets are stored eight at a time from the bit set, without
+// a branch per bit. The order of checks and the carries from block to block follow
+// Sources/JSON/StructuralIndex.swift exactly, so the errors and offsets are the same.
+#include "CJSONScan.h"
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+int cjson_stage1_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("bmi");
+}
+
+#define TARGET __attribute__((target("avx2,pclmul,bmi,popcnt")))
+
+typedef struct {
+    uint64_t quote, backslash, whitespace, op, control;
+    int non_ascii;
+} masks;
+
+/// The two halves' movemasks as one 64-bit mask. The empty asm hides the value's origin:
+/// without it clang folds the ORs of several masks back into vectors of single bits,
+/// rebuilt a byte at a time (measured: three times slower than the whole kernel should be).
+TARGET static inline uint64_t join(__m256i lo, __m256i hi) {
+    uint64_t m = (uint64_t)(uint32_t)_mm256_movemask_epi8(lo) | ((uint64_t)(uint32_t)_mm256_movemask_epi8(hi) << 32);
+    __asm__("" : "+r"(m));
+    return m;
+}
+
+TARGET static inline __m256i eq(__m256i v, char c) { return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c)); }
+
+TARGET static inline void classify_half(__m256i v, __m256i *quote, __m256i *backslash, __m256i *ws, __m256i *op, __m256i *control) {
+    *quote = eq(v, '"');
+    *backslash = eq(v, '\\');
+    *ws = _mm256_or_si256(_mm256_or_si256(eq(v, ' '), eq(v, '\n')), _mm256_or_si256(eq(v, '\r'), eq(v, '\t')));
+    // '[' | 0x20 == '{' and ']' | 0x20 == '}', and no other byte maps onto those two.
+    __m256i folded = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+    *op = _mm256_or_si256(_mm256_or_si256(eq(folded, '{'), eq(folded, '}')), _mm256_or_si256(eq(v, ','), eq(v, ':')));
+    // Bytes below 0x20: max(v, 0x1F) == 0x1F exactly for them.
+    __m256i limit = _mm256_set1_epi8(0x1F);
+    *control = _mm256_cmpeq_epi8(_mm256_max_epu8(v, limit), limit);
+}
+
+TARGET static inline masks classify(const uint8_t *p) {
+    __m256i lo = _mm256_loadu_si256((const __m256i *)p), hi = _mm256_loadu_si256((const __m256i *)(p + 32));
+    __m256i q0, b0, w0, o0, c0, q1, b1, w1, o1, c1;
+    classify_half(lo, &q0, &b0, &w0, &o0, &c0);
+    classify_half(hi, &q1, &b1, &w1, &o1, &c1);
+    masks m;
+    m.quote = join(q0, q1);
+    m.backslash = join(b0, b1);
+    m.whitespace = join(w0, w1);
+    m.op = join(o0, o1);
+    m.control = join(c0, c1);
+    m.non_ascii = _mm256_movemask_epi8(_mm256_or_si256(lo, hi)) != 0;
+    return m;
+}
+
+TARGET static inline uint64_t prefix_xor(uint64_t x) {
+    return (uint64_t)_mm_cvtsi128_si64(_mm_clmulepi64_si128(_mm_set_epi64x(0, (int64_t)x), _mm_set1_epi8((char)0xFF), 0));
+}
+
+/// The UTF-8 state carried between blocks (RFC 3629: no overlongs, no surrogates, nothing
+/// above U+10FFFF), the same automaton as the Swift UTF8Validator.
+typedef struct { int need; uint8_t lo, hi; } utf8_state;
+
+/// Returns -1 when the bytes are valid so far, else the offset of the first bad byte.
+static int64_t utf8_validate(utf8_state *s, const uint8_t *p, size_t n, uint64_t offset) {
+#pragma clang loop vectorize(disable)
+    for (size_t i = 0; i < n; i++) {
+        uint8_t b = p[i];
+        if (s->need == 0) {
+            if (b < 0x80) continue;
+            if (b >= 0xC2 && b <= 0xDF) { s->need = 1; s->lo = 0x80; s->hi = 0xBF; }
+            else if (b == 0xE0) { s->need = 2; s->lo = 0xA0; s->hi = 0xBF; }
+            else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) { s->need = 2; s->lo = 0x80; s->hi = 0xBF; }
+            else if (b == 0xED) { s->need = 2; s->lo = 0x80; s->hi = 0x9F; }
+            else if (b == 0xF0) { s->need = 3; s->lo = 0x90; s->hi = 0xBF; }
+            else if (b >= 0xF1 && b <= 0xF3) { s->need = 3; s->lo = 0x80; s->hi = 0xBF; }
+            else if (b == 0xF4) { s->need = 3; s->lo = 0x80; s->hi = 0x8F; }
+            else return (int64_t)(offset + i);
+        } else {
+            if (b < s->lo || b > s->hi) return (int64_t)(offset + i);
+            s->need -= 1;
+            s->lo = 0x80;
+            s->hi = 0xBF;
+        }
+    }
+    return -1;
+}
+
+/// Stores the offsets of the set bits of `bits` (block at `start`) from `out`, eight at a
+/// time without a branch per bit: slots past the count are written too (with junk) and
+/// overwritten by the next block.
+TARGET static inline uint32_t *flatten(uint32_t *out, uint32_t start, uint64_t bits) {
+    uint32_t *end = out + __builtin_popcountll(bits);
+#define CJSON_TAKE(k) out[k] = start + (uint32_t)_tzcnt_u64(bits); bits = _blsr_u64(bits)
+#pragma clang loop vectorize(disable) interleave(disable)
+    while (bits != 0) {
+        CJSON_TAKE(0); CJSON_TAKE(1); CJSON_TAKE(2); CJSON_TAKE(3);
+        CJSON_TAKE(4); CJSON_TAKE(5); CJSON_TAKE(6); CJSON_TAKE(7);
+        out += 8;
+    }
+#undef CJSON_TAKE
+    return end;
+}
+
+TARGET static cjson_stage1_result scan(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+    cjson_stage1_result r = { CJSON_OK, 0, 0 };
+    size_t blocks = (length + 63) / 64;
+    uint32_t *out = positions;
+    utf8_state utf8 = { 0, 0x80, 0xBF };
+    int escape_carry = 0, in_string_carry = 0, scalar_carry = 0;
+    uint8_t tail[64];
+    for (size_t block = 0; block < blocks; block++) {
+        size_t start = block * 64;
+        size_t count = length - start < 64 ? length - start : 64;
+        const uint8_t *p = input + start;
+        if (count < 64) {
+            // The last partial block, padded with spaces in a copy (never read past the input).
+            memset(tail, 0x20, sizeof tail);
+            memcpy(tail, p, count);
+            p = tail;
+        }
+        masks m = classify(p);
+        backslash_words[block] = m.backslash;
+
+        // A backslash that is not itself escaped escapes the next byte.
+        uint64_t escaped = escape_carry ? 1 : 0;
+        escape_carry = 0;
+        uint64_t bs = m.backslash;
+        while (bs != 0) {
+            int at = __builtin_ctzll(bs);
+            bs &= bs - 1;
+            if (escaped & (1ULL << at)) continue;
+            if (at == 63) escape_carry = 1; else escaped |= 1ULL << (at + 1);
+        }
+        uint64_t quotes = m.quote & ~escaped;
+        uint64_t in_string = prefix_xor(quotes);
+        if (in_string_carry) in_string = ~in_string;
+        in_string_carry = (int)(in_string >> 63);
+
+        if (m.control & in_string) {
+            r.error = CJSON_CONTROL_IN_STRING;
+            r.offset = start + (uint64_t)__builtin_ctzll(m.control & in_string);
+            return r;
+        }
+        if (m.non_ascii) {
+            int64_t bad = utf8_validate(&utf8, input + start, count, start);
+            if (bad >= 0) {
+                r.error = CJSON_INVALID_UTF8;
+                r.offset = (uint64_t)bad;
+                return r;
+            }
+        } else if (utf8.need != 0) {
+            r.error = CJSON_INVALID_UTF8;
+            r.offset = start;
+            return r;
+        }
+
+        uint64_t ops = m.op & ~in_string;
+        uint64_t scalar = ~(m.whitespace | m.op | quotes | in_string);
+        uint64_t scalar_start = scalar & ~((scalar << 1) | (uint64_t)scalar_carry);
+        scalar_carry = (int)(scalar >> 63);
+        uint64_t structural = ops | quotes | scalar_start;
+        if (count < 64) structural &= (1ULL << count) - 1;
+        out = flatten(out, (uint32_t)start, structural);
+    }
+    if (utf8.need != 0) {
+        r.error = CJSON_INVALID_UTF8;
+        r.offset = length;
+        return r;
+    }
+    if (in_string_carry) {
+        r.error = CJSON_UNTERMINATED_STRING;
+        r.offset = length;
+        return r;
+    }
+    r.written = (uint64_t)(out - positions);
+    return r;
+}
+
+cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+    return scan(input, length, positions, backslash_words);
+}
+
+#else
+
+int cjson_stage1_available(void) { return 0; }
+
+cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+    // Callers ask cjson_stage1_available() first; reaching this is a programming error.
+    (void)input; (void)length; (void)positions; (void)backslash_words;
+    __builtin_trap();
+}
+
+#endif
