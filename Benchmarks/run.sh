@@ -8,7 +8,9 @@
 #     pinned to the other core; requests per server CPU-second (http_vs_nginx.sh).
 #  4. JSON: a ~1 MB array of job records (gen_jobs.py), parse + read the same fields with
 #     Spool's JSON module, Foundation's JSONDecoder (JSONBench) and simdjson DOM and On-Demand
-#     (yardstick/simdjson_bench.cpp, Debian's libsimdjson-dev); checksums checked first.
+#     (yardstick/simdjson_bench.cpp, Debian's libsimdjson-dev); checksums checked first. Then
+#     heap allocations per parse (yardstick/malloc_count.c, LD_PRELOAD): the same for the whole
+#     list and its first tenth, or the run fails.
 #  5. Transcoding: `spool transcode` vs the ffmpeg CLI with the same settings on a synthesized
 #     1080p30 clip (720p x264 veryfast CRF 23 + AAC, one and automatic threads; a 3-rendition
 #     ladder vs one ffmpeg with split=3): fps and peak RSS (transcode_vs_ffmpeg.sh).
@@ -60,6 +62,7 @@ spool="$here/../.build/$config/spool"
 ringbench="$(swift build -c $config --show-bin-path)/RingBench"
 jsonbench="$(swift build -c $config --show-bin-path)/JSONBench"
 g++ -O3 -std=c++17 -o "$work/simdjson_bench" yardstick/simdjson_bench.cpp -lsimdjson
+cc -O2 -Wall -shared -fPIC -o "$work/malloc_count.so" yardstick/malloc_count.c
 
 if [ $smoke = 1 ]; then ops=20000; rounds=1; secs=1; echo_rounds=1; else ops=1000000; rounds=5; secs=5; echo_rounds=3; fi
 
@@ -146,6 +149,10 @@ dom = float(re.search(r"dom_median_us=([0-9.]+)", sys.argv[2]).group(1))
 print(f"spool / simdjson DOM: {dom / spool:.2f}x (goal >= 0.75x)")
 print(f"spool / simdjson On-Demand: {simd / spool:.2f}x (reported)")
 PY
+# Heap allocations per parse, counted by an LD_PRELOAD interposer: the same for the whole
+# list and for its first tenth, or this fails (in the smoke run too).
+echo "command: LD_PRELOAD=malloc_count.so JSONBENCH_COUNT_ALLOCATIONS=1 JSONBench $work/jobs.json $checksum"
+LD_PRELOAD="$work/malloc_count.so" JSONBENCH_COUNT_ALLOCATIONS=1 "$jsonbench" "$work/jobs.json" "$checksum"
 
 echo
 echo "== 5. Transcoding: spool transcode vs the ffmpeg CLI, same settings"

@@ -1,7 +1,8 @@
 // libFuzzer target for JSON. Beyond "never crash" (and, under AddressSanitizer, never read
 // outside the input), it traps when:
-//   - the .native (C), .simd and .scalar stage-1 kernels disagree (structural offsets, backslash bitmap,
-//     or error kind and offset), or the whole parse does (nodes, or error kind and offset);
+//   - the .native (C) or .simd stage-1 kernel disagrees with .scalar (structural offsets,
+//     backslash bitmap, or error kind and offset), or the whole parse does (nodes, or error
+//     kind and offset);
 //   - parsing the fuzzer's own buffer directly (stage 1 and 2 on exactly `size` bytes, so
 //     ASan sees any overread) differs from parsing a [UInt8] copy through JSONDocument;
 //   - an accepted document does not round-trip: JSONTree -> writer -> parse -> equal tree,

@@ -4,7 +4,8 @@
 // `min` remain; one idle longer than `healthCheckAfter` is checked with `SELECT 1` before it
 // is handed out, and a broken one is replaced. Once any connection is found dead (the server
 // restarted and cut them all), every connection that went idle before that is checked too,
-// so a restart costs a request no error however many idle connections it left dead. Every session sets `statement_timeout`.
+// so a restart costs a request no error however many idle connections it left dead. Every
+// session sets `statement_timeout`.
 // Work runs on the blocking pool: `read` in autocommit, `transaction` between BEGIN and
 // COMMIT (ROLLBACK when the body throws), run again from the start on a serialization
 // failure or a deadlock (up to 3 times). Migrations are named steps recorded in

@@ -5,8 +5,14 @@
 // (yardstick/simdjson_bench.cpp) run by run.sh on the same file.
 //
 // Usage: JSONBench FILE EXPECTED_CHECKSUM [ITERATIONS]
+// With JSONBENCH_COUNT_ALLOCATIONS=1 and LD_PRELOAD of yardstick/malloc_count.so, it counts
+// instead: heap allocations per parse of the whole list and of its first tenth, which must
+// be equal (stage 2 allocates per parse, never per value); exit 1 when they differ.
 import Foundation
 import JSON
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct JSONBench {
@@ -61,6 +67,36 @@ struct JSONBench {
         return Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) / 1e12
     }
 
+    /// Allocations per parse of the list and of its first tenth (see the header).
+    static func countAllocations(_ bytes: [UInt8]) throws -> Int32 {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "spool_malloc_calls") else {
+            print("allocation count: spool_malloc_calls not found (run with LD_PRELOAD=malloc_count.so)")
+            return 1
+        }
+        let calls = unsafeBitCast(symbol, to: (@convention(c) () -> UInt64).self)
+        let full = try JSONDocument(parsing: bytes)
+        let records = full.root.elements.map { $0.rawText }
+        let tenth = Array(("[" + records.prefix(max(1, records.count / 10)).joined(separator: ",") + "]").utf8)
+        func perParse(_ doc: [UInt8]) throws -> (allocations: UInt64, values: Int) {
+            var values = try JSONDocument(parsing: doc).valueCount   // warm-up (runtime metadata, first pages)
+            var best = UInt64.max
+            for _ in 0..<5 {
+                let before = calls()
+                for _ in 0..<10 { values = try JSONDocument(parsing: doc).valueCount }
+                best = min(best, (calls() - before) / 10)
+            }
+            return (best, values)
+        }
+        let a = try perParse(bytes), b = try perParse(tenth)
+        print("JSON allocations per parse: \(a.allocations) for \(bytes.count) bytes (\(a.values) values), \(b.allocations) for \(tenth.count) bytes (\(b.values) values)")
+        if a.allocations != b.allocations {
+            print("JSON allocations per parse grow with the document: stage 2 allocates per value")
+            return 1
+        }
+        print("JSON allocations per parse: constant (none per value)")
+        return 0
+    }
+
     static func main() throws {
         let args = CommandLine.arguments
         guard args.count >= 3, let expected = UInt64(args[2]) else {
@@ -72,6 +108,9 @@ struct JSONBench {
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: args[1])))
             for _ in 0..<iterations { _ = try JSONDocument(parsing: bytes) }
             return
+        }
+        if ProcessInfo.processInfo.environment["JSONBENCH_COUNT_ALLOCATIONS"] != nil {
+            exit(try countAllocations([UInt8](try Data(contentsOf: URL(fileURLWithPath: args[1])))))
         }
         let data = try Data(contentsOf: URL(fileURLWithPath: args[1]))
         let bytes = [UInt8](data)
