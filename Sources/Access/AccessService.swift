@@ -106,7 +106,7 @@ public final class AccessService: Sendable {
 
     /// SHA-256 of the secret, as lowercase hex.
     public static func hash(_ secret: String) -> String {
-        Hex.encode(SHA256.hash(data: Array(secret.utf8)))
+        SHA256.hash(data: Array(secret.utf8)).withUnsafeBytes { Hex.encode(contiguous: $0) }
     }
 
     /// Tenant names: 1 to 64 of a-z, 0-9, '_' and '-'.

@@ -250,7 +250,7 @@ func jobETag(_ job: Job) -> String {
 }
 
 func sha256Hex(_ bytes: [UInt8]) -> String {
-    Hex.encode(SHA256.hash(data: bytes))
+    SHA256.hash(data: bytes).withUnsafeBytes { Hex.encode(contiguous: $0) }
 }
 
 extension JobSettings {

@@ -309,14 +309,15 @@ public struct RequestHeadParser: Sendable {
 
 // MARK: Byte classes and comparisons
 
-/// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+/// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA,
+/// as two 64-bit masks over ASCII
+/// (constants: no lazily initialised global on the per-byte path). `TokenCharTests` checks
+/// them against the grammar's definition.
 @inline(__always)
-func isTChar(_ c: UInt8) -> Bool { tcharTable[Int(c)] }
-
-private let tcharTable: [Bool] = (0..<256).map { i in
-    let c = UInt8(i)
-    if (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) { return true }
-    return Array("!#$%&'*+-.^_`|~".utf8).contains(c)
+func isTChar(_ c: UInt8) -> Bool {
+    if c < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> UInt64(c) & 1 == 1 }
+    if c < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) >> UInt64(c - 64) & 1 == 1 }
+    return false
 }
 
 /// ASCII case-insensitive comparison of a byte range with a lowercase literal.

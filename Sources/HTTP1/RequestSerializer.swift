@@ -57,10 +57,10 @@ enum FieldSyntax {
     /// Why `name: value` cannot be sent, or nil when it can: the name must be a token,
     /// the value free of control characters (tab allowed), so CR, LF and NUL never pass.
     static func problem(name: String, value: String) -> String? {
-        guard !name.isEmpty, name.utf8.allSatisfy(isTChar) else {
-            return "header name \(name.debugDescription) is not a token"
-        }
-        guard value.utf8.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else {
+        var nameOK = !name.isEmpty
+        for c in name.utf8 where !isTChar(c) { nameOK = false; break }
+        guard nameOK else { return "header name \(name.debugDescription) is not a token" }
+        for c in value.utf8 where !(c == 0x09 || (c >= 0x20 && c != 0x7F)) {
             return "header \(name) has a control character (CR, LF, NUL...) in its value"
         }
         return nil

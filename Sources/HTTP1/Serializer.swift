@@ -23,16 +23,26 @@ public struct ResponseHead: Sendable, Equatable {
 
     /// "HTTP/1.1 200 OK\r\nName: value\r\n...\r\n"
     public func serialize(into out: inout [UInt8]) {
-        out.append(contentsOf: [0x48, 0x54, 0x54, 0x50, 0x2F, 0x31, 0x2E, 0x31, 0x20,
-                                UInt8(0x30 + status / 100), UInt8(0x30 + status / 10 % 10), UInt8(0x30 + status % 10), 0x20])
-        for c in reason.utf8 { precondition(c == 0x09 || c >= 0x20 && c != 0x7F, "control character in reason phrase") }
-        out.append(contentsOf: reason.utf8)
-        out.append(0x0D); out.append(0x0A)
         for (name, value) in headers {
             if let problem = FieldSyntax.problem(name: name, value: value) { preconditionFailure(problem) }
         }
+        serialize(checkedFields: (), into: &out)
+    }
+
+    /// `serialize` for a head whose every field already passed `isValidField` (a server
+    /// checks a handler's headers before it frames the response, and answers 500 for a bad
+    /// one): the fields are not checked twice.
+    public func serialize(checkedFields: Void, into out: inout [UInt8]) {
+        out.append(contentsOf: Self.statusLinePrefix)
+        out.append(UInt8(0x30 + status / 100)); out.append(UInt8(0x30 + status / 10 % 10)); out.append(UInt8(0x30 + status % 10))
+        out.append(0x20)
+        for c in reason.utf8 { precondition(c == 0x09 || c >= 0x20 && c != 0x7F, "control character in reason phrase") }
+        out.append(contentsOf: reason.utf8)
+        out.append(0x0D); out.append(0x0A)
         FieldSyntax.append(headers, to: &out)
     }
+
+    private static let statusLinePrefix: [UInt8] = Array("HTTP/1.1 ".utf8)
 
     /// Whether `serialize` accepts this field: a token name, a value without CR, LF, NUL or
     /// other control characters (tab allowed). Requests follow the same rules.

@@ -1,15 +1,27 @@
 // SpoolModel.Hex: lowercase hexadecimal, the one encoder for digests, tokens and message
 // ids, and random tokens drawn from the system's generator.
 public enum Hex {
-    static let digits = Array("0123456789abcdef".utf8)
-
     /// Two lowercase hex digits per byte.
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.underestimatedCount * 2)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        if let s = bytes.withContiguousStorageIfAvailable({ encode(contiguous: $0) }) { return s }
+        return encode(contiguous: Array(bytes))
+    }
+
+    /// Two lowercase hex digits per byte, the digits written in place (an API key's hash
+    /// is hex-encoded on every authenticated request).
+    public static func encode(contiguous bytes: some RandomAccessCollection<UInt8>) -> String {
+        var out = [UInt8](repeating: 0, count: bytes.count * 2)
+        var i = 0
+        for b in bytes {
+            out[i] = nibble(b >> 4)
+            out[i + 1] = nibble(b & 15)
+            i += 2
+        }
         return String(decoding: out, as: UTF8.self)
     }
+
+    @inline(__always)
+    static func nibble(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 
     /// The bytes of an even run of hex digits (either case), or nil.
     public static func decode(_ text: String) -> [UInt8]? {

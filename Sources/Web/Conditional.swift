@@ -80,8 +80,35 @@ public enum HTTPDate {
         let secs = seconds - dayCount * 86_400
         let (y, m, d) = civil(fromDays: dayCount)
         let weekday = Int((dayCount % 7 + 11) % 7)   // 1970-01-01 was a Thursday
-        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(days[weekday]), \(two(d)) \(months[Int(m) - 1]) \(y) \(two(secs / 3600)):\(two(secs / 60 % 60)):\(two(secs % 60)) GMT"
+        // "Sun, 06 Nov 1994 08:49:37 GMT", written as bytes (Last-Modified is formatted on
+        // every read of a job).
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        out.append(contentsOf: days[weekday].utf8)
+        out.append(0x2C); out.append(0x20)
+        appendDigits(d, 2, to: &out)
+        out.append(0x20)
+        out.append(contentsOf: months[Int(m) - 1].utf8)
+        out.append(0x20)
+        if (0...9999).contains(y) { appendDigits(y, 4, to: &out) } else { out.append(contentsOf: String(y).utf8) }
+        out.append(0x20)
+        appendDigits(secs / 3600, 2, to: &out)
+        out.append(0x3A)
+        appendDigits(secs / 60 % 60, 2, to: &out)
+        out.append(0x3A)
+        appendDigits(secs % 60, 2, to: &out)
+        out.append(contentsOf: [0x20, 0x47, 0x4D, 0x54])
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `v` (0 ≤ v < 10^width) as exactly `width` decimal digits.
+    private static func appendDigits(_ v: Int64, _ width: Int, to out: inout [UInt8]) {
+        var divisor: Int64 = 1
+        for _ in 1..<width { divisor *= 10 }
+        while divisor > 0 {
+            out.append(UInt8(truncatingIfNeeded: 0x30 + v / divisor % 10))
+            divisor /= 10
+        }
     }
 
     /// Parses IMF-fixdate only (RFC 9110 recipients may accept obsolete forms; we do not

@@ -73,6 +73,8 @@ public struct Request: Sendable {
 }
 
 func percentDecode(_ s: Substring) -> String {
+    // Most path segments and query values have nothing to decode.
+    if !s.utf8.contains(where: { $0 == 0x25 || $0 == 0x2B }) { return String(s) }
     var out: [UInt8] = []
     var it = Array(s.utf8)[...]
     while let c = it.popFirst() {

@@ -23,6 +23,8 @@ extension HTTPServer {
         return nil
     }
 
+    /// `response`'s fields must have passed `invalidHeader` (serve checks every handler's;
+    /// the server's own are fixed): the head is written without checking them again.
     func send(_ response: Response, to request: Request, http10: Bool, on conn: TCPConnection) async throws {
         let isHead = request.method == "HEAD"
         // Framing is the server's: whatever a handler set (a proxied response's headers,
@@ -36,7 +38,7 @@ extension HTTPServer {
             if !contentless { headers.append(("Content-Length", String(response.body.count))) }
             var out: [UInt8] = []
             out.reserveCapacity(256 + response.body.count)
-            ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+            ResponseHead(status: response.status, headers: headers).serialize(checkedFields: (), into: &out)
             if !isHead && !contentless { out.append(contentsOf: response.body) }
             try await conn.send(out, timeout: configuration.sendTimeout)
 
@@ -51,7 +53,7 @@ extension HTTPServer {
                 headers.append(("Transfer-Encoding", "chunked"))
             }
             var out: [UInt8] = []
-            ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+            ResponseHead(status: response.status, headers: headers).serialize(checkedFields: (), into: &out)
             try await conn.send(out, timeout: configuration.sendTimeout)
             guard !isHead && !contentless else { return }
             let writer = ResponseWriter(conn: conn, timeout: configuration.sendTimeout, chunked: !http10)
@@ -73,7 +75,7 @@ extension HTTPServer {
                 let r = range ?? 0..<size
                 if !contentless { headers.append(("Content-Length", String(r.count))) }
                 var out: [UInt8] = []
-                ResponseHead(status: response.status, headers: headers).serialize(into: &out)
+                ResponseHead(status: response.status, headers: headers).serialize(checkedFields: (), into: &out)
                 try await conn.send(out, timeout: configuration.sendTimeout)
                 if !isHead && !contentless {
                     // Up to vectorMax buffers filled by one scattered read, then one vectored

@@ -30,7 +30,9 @@ public enum BodyMode: Sendable, Equatable {
 }
 
 public final class Router: Sendable {
-    struct Route: Sendable {
+    /// A class: resolving a request looks at several routes, and a struct with six
+    /// reference-counted fields would be copied (six retains and releases) for each.
+    final class Route: Sendable {
         let method: String
         let segments: [Substring]
         /// The path pattern as registered ("/api/v1/jobs/:id"): a label for metrics and logs.
@@ -40,9 +42,28 @@ public final class Router: Sendable {
         let body: BodyMode
         /// Overrides the server's BodyTimeLimits for this route (an upload route, say).
         let timeLimits: BodyTimeLimits?
+        /// Each `:name` segment's position and name.
+        let parameterNames: [(index: Int, name: String)]
+
+        init(method: String, segments: [Substring], pattern: String, handler: @escaping RouteHandler,
+             middleware: [Middleware], body: BodyMode, timeLimits: BodyTimeLimits?) {
+            self.method = method
+            self.segments = segments
+            self.pattern = pattern
+            self.handler = handler
+            self.middleware = middleware
+            self.body = body
+            self.timeLimits = timeLimits
+            parameterNames = segments.indices.compactMap { k in
+                segments[k].utf8.first == 0x3A ? (k, String(segments[k].dropFirst())) : nil
+            }
+        }
     }
 
     private let routes: [Route]
+    /// Indices into `routes` by segment count, each list in the order added: a path is
+    /// only ever tried against the routes of its own length.
+    private let routesBySegmentCount: [[Int]]
     private let global: [Middleware]
     let logger: Logger
 
@@ -50,6 +71,9 @@ public final class Router: Sendable {
         var b = RouteBuilder(prefix: "", middleware: [])
         build(&b)
         routes = b.routes
+        var byCount = [[Int]](repeating: [], count: (b.routes.map(\.segments.count).max() ?? 0) + 1)
+        for (i, route) in b.routes.enumerated() { byCount[route.segments.count].append(i) }
+        routesBySegmentCount = byCount
         global = b.rootMiddleware
         self.logger = logger
     }
@@ -60,13 +84,16 @@ public final class Router: Sendable {
         var allowed: Set<String> = []
         let wanted = method == "HEAD" ? "GET" : method
         let segments = Self.segments(of: path)
-        for route in routes where Self.matches(route.segments, segments) {
+        guard segments.count < routesBySegmentCount.count else { return (nil, [:], allowed) }
+        for i in routesBySegmentCount[segments.count] {
+            let route = routes[i]
+            guard Self.matches(route.segments, segments) else { continue }
             guard route.method == wanted else {
                 allowed.insert(route.method)
                 if route.method == "GET" { allowed.insert("HEAD") }
                 continue
             }
-            return (route, Self.parameters(route.segments, segments), allowed)
+            return (route, Self.parameters(route, segments), allowed)
         }
         return (nil, [:], allowed)
     }
@@ -140,10 +167,10 @@ public final class Router: Sendable {
         }
     }
 
-    static func chain(_ middleware: [Middleware], _ request: Request, _ end: @escaping @Sendable (Request) async -> Response) async -> Response {
-        guard let first = middleware.first else { return await end(request) }
-        let rest = Array(middleware.dropFirst())
-        return await first(request) { req in await chain(rest, req, end) }
+    static func chain(_ middleware: [Middleware], from index: Int = 0, _ request: Request,
+                      _ end: @escaping @Sendable (Request) async -> Response) async -> Response {
+        guard index < middleware.count else { return await end(request) }
+        return await middleware[index](request) { req in await chain(middleware, from: index + 1, req, end) }
     }
 
     /// The path's segments (empty ones ignored), split once per request.
@@ -167,18 +194,17 @@ public final class Router: Sendable {
     static func matches(_ pattern: [Substring], _ segments: [Substring]) -> Bool {
         guard pattern.count == segments.count else { return false }
         for k in 0..<pattern.count {
-            let p = pattern[k]
-            if p.utf8.first != 0x3A && !p.utf8.elementsEqual(segments[k].utf8) { return false }
+            let p = pattern[k].utf8, q = segments[k].utf8
+            if p.first != 0x3A && (p.count != q.count || !p.elementsEqual(q)) { return false }
         }
         return true
     }
 
     /// The parameters of a pattern that `matches` the segments, percent-decoded.
-    static func parameters(_ pattern: [Substring], _ segments: [Substring]) -> [String: String] {
-        var params: [String: String] = [:]
-        for k in 0..<pattern.count where pattern[k].utf8.first == 0x3A {
-            params[String(pattern[k].dropFirst())] = percentDecode(segments[k])
-        }
+    static func parameters(_ route: Route, _ segments: [Substring]) -> [String: String] {
+        guard !route.parameterNames.isEmpty else { return [:] }
+        var params: [String: String] = Dictionary(minimumCapacity: route.parameterNames.count)
+        for (k, name) in route.parameterNames { params[name] = percentDecode(segments[k]) }
         return params
     }
 }

@@ -151,3 +151,16 @@ final class PresetModelTests: XCTestCase {
         XCTAssertNoThrow(try TranscodePreset.custom(codec: "hevc", width: 1280, height: 720, crf: 28, speed: "fast", profile: "main"))
     }
 }
+
+final class HexTests: XCTestCase {
+    func testEncodingIsLowercaseTwoDigitsPerByteWhateverTheSequence() {
+        let bytes: [UInt8] = [0x00, 0x01, 0x0F, 0x10, 0x7F, 0x80, 0xAB, 0xFF]
+        let expected = "00010f107f80abff"
+        XCTAssertEqual(Hex.encode(bytes), expected)                       // contiguous
+        XCTAssertEqual(Hex.encode(bytes.lazy.map { $0 }), expected)       // not contiguous
+        XCTAssertEqual(Hex.encode(contiguous: bytes[...]), expected)
+        XCTAssertEqual(Hex.encode([UInt8]()), "")
+        let all = (0...255).map(UInt8.init)
+        XCTAssertEqual(Hex.decode(Hex.encode(all)), all)
+    }
+}
