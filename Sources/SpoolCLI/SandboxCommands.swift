@@ -19,6 +19,13 @@ struct Worker: ParsableCommand {
     )
 
     func run() throws {
+        let rc = Self.serveOneRequest()
+        if rc != 0 { throw ExitCode(rc) }
+    }
+
+    /// The worker's whole life; its exit status. `Spool.main` calls it straight for the
+    /// plain `spool worker` (no argument parser on a per-job start, or on a failed job's exit).
+    static func serveOneRequest() -> Int32 {
         // The engine cancels with "cancel" on stdin; a SIGTERM (someone else's) does the
         // same: the job is cancelled through its table (a plugin stops its own programs),
         // its failure written, and the worker exits. A second signal ends it at once.
@@ -28,8 +35,7 @@ struct Worker: ParsableCommand {
             spool_signal_die(spool_signal_wait())
         }
         // libav's transcoder, statically linked, behind the same table as a loaded plugin.
-        let rc = TranscodeWorker.run(builtin: BuiltinPlugin.install(LibAVTranscoderPlugin()))
-        if rc != 0 { throw ExitCode(rc) }
+        return TranscodeWorker.run(builtin: BuiltinPlugin.install(LibAVTranscoderPlugin()))
     }
 }
 

@@ -33,6 +33,16 @@ struct Spool: AsyncParsableCommand {
     /// on its signal thread; any other command gets the start-up dispositions back
     /// (the signal then acts as it would have).
     nonisolated static func main() async {
+        // `spool worker` is started once per sandboxed job (issue 13: start under 50 ms). Its
+        // one form takes no arguments, so it skips the argument parser, whose building of
+        // the command tree (type names by reflection, protocol conformance scans over ~150
+        // loaded libraries) costs a few milliseconds at start and more at a failed job's
+        // exit (the error message machinery). Any other form (`worker --help`) goes
+        // through the parser as usual.
+        if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "worker" {
+            ProcessSignals.restoreDefaults()
+            Glibc.exit(Worker.serveOneRequest())
+        }
         do {
             var command = try parseAsRoot()
             if !(command is StopsGracefully) { ProcessSignals.restoreDefaults() }
