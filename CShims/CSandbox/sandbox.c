@@ -296,6 +296,13 @@ static void child(const struct spool_spawn *s, int report, int landlock) {
         sigaction(sig, &sa, NULL);
     }
     sigprocmask(SIG_SETMASK, &none, NULL);
+    // The job's cgroup first, before anything of the child's is charged elsewhere: every
+    // process it starts (bubblewrap's payload, a plugin's programs) is born inside it.
+    if (s->cgroup_procs_fd >= 0) {
+        ssize_t w;
+        do w = write(s->cgroup_procs_fd, "0", 1); while (w < 0 && errno == EINTR);
+        if (w != 1) child_fail(report, w < 0 ? errno : EIO);
+    }
     if (setpgid(0, 0) != 0) child_fail(report, errno);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(report, errno);
 

@@ -86,6 +86,7 @@ extension SandboxRunner {
         guard awaitReady(worker, seconds: 30) else {
             worker.child.signal(SIGKILL)
             _ = worker.child.wait()
+            worker.cgroup?.remove()
             close(worker.requestFD); close(worker.outputFD); close(worker.errorFD)
             spare.state.change { $0 = .failed }
             removeTree(spare.slot)
@@ -133,8 +134,11 @@ final class LiveWorker: @unchecked Sendable {
     /// When its ready line was read (before the job, for a spare).
     var readyAt: Int64?
     var lines = LineReader(limit: 1 << 20)
-    init(child: ConfinedProcess, requestFD: Int32, outputFD: Int32, errorFD: Int32, spawnedAt: Int64) {
+    /// Its memory cgroup, removed once it is reaped.
+    let cgroup: JobCgroup?
+    init(child: ConfinedProcess, requestFD: Int32, outputFD: Int32, errorFD: Int32, spawnedAt: Int64, cgroup: JobCgroup?) {
         self.child = child; self.requestFD = requestFD; self.outputFD = outputFD; self.errorFD = errorFD; self.spawnedAt = spawnedAt
+        self.cgroup = cgroup
     }
 }
 

@@ -19,7 +19,10 @@ extension SandboxRunner {
         let own = job.spec.limits
         if let s = own.maxSeconds { limits.wallSeconds = min(limits.wallSeconds, Double(s)) }
         if let s = own.maxCPUSeconds { limits.cpuSeconds = min(limits.cpuSeconds, Int64(s)) }
-        if let m = own.maxMemoryMiB { limits.addressSpaceBytes = min(limits.addressSpaceBytes, Int64(m) << 20) }
+        if let m = own.maxMemoryMiB {
+            limits.addressSpaceBytes = min(limits.addressSpaceBytes, Int64(m) << 20)
+            limits.memoryBytes = min(limits.memoryBytes, Int64(m) << 20)
+        }
         return limits
     }
 
@@ -106,18 +109,25 @@ extension SandboxRunner {
         }
         let spawnedAt = SystemClock.nanoseconds()
         let child: ConfinedProcess
+        var cgroup: JobCgroup?
         do {
+            if let groups = configuration.confinement.memoryCgroups, limits.memoryBytes > 0 {
+                cgroup = try groups.make(name: cgroupPrefix + String(cgroupCounter.add(1, ordering: .relaxed).newValue),
+                                         limitBytes: limits.memoryBytes)
+            }
             child = try ConfinedProcess.spawn(executable: configuration.executable, arguments: configuration.arguments,
                                               environment: environment ?? configuration.environment,
                                               fds: [toChild.read, fromChild.write, errors.write],
                                               view: view, limits: limits, confinement: configuration.confinement,
-                                              cpus: configuration.cpus, allowProcesses: allowProcesses)
+                                              cpus: configuration.cpus, allowProcesses: allowProcesses, cgroup: cgroup)
         } catch {
             toChild.closeBoth(); fromChild.closeBoth(); errors.closeBoth()
+            cgroup?.remove()
             return .failure(TranscodeFailure(code: "worker_start", message: "cannot start the transcode worker: \(error.description)"))
         }
         toChild.closeRead(); fromChild.closeWrite(); errors.closeWrite()
-        return .success(LiveWorker(child: child, requestFD: toChild.write, outputFD: fromChild.read, errorFD: errors.read, spawnedAt: spawnedAt))
+        return .success(LiveWorker(child: child, requestFD: toChild.write, outputFD: fromChild.read, errorFD: errors.read, spawnedAt: spawnedAt,
+                                   cgroup: cgroup))
     }
 
     /// Sends the request and follows the worker to its end. `startedAt`: when the job began
@@ -202,6 +212,9 @@ extension SandboxRunner {
             if killedFor == nil && isCancelled(jobID) { stop("cancelled", now: now) }
             usleep(10_000)
         }
+        // Its memory cgroup goes with it, once read: an out-of-memory kill is the cgroup's.
+        let oomKilled = (worker.cgroup?.oomKills ?? 0) > 0
+        worker.cgroup?.remove()
         let tail = String(decoding: stderrTail.suffix(600), as: UTF8.self).trimmingSpaces
         let detail = tail.isEmpty ? "" : " (stderr: \(tail.replacingNewlines))"
         switch killedFor {
@@ -223,6 +236,8 @@ extension SandboxRunner {
             return .failure(f)
         case (.signaled(SIGXCPU), _):
             return .failure(TranscodeFailure(code: "cpu_limit", message: "the transcode used its CPU time limit of \(limits.cpuSeconds) s and was killed"))
+        case (.signaled(SIGKILL), _) where oomKilled:
+            return .failure(TranscodeFailure(code: "out_of_memory", message: "the transcode used its memory limit of \(limits.memoryBytes >> 20) MiB and was killed by the kernel (its memory cgroup)"))
         case (.signaled(SIGKILL), _):
             return .failure(TranscodeFailure(code: "worker_killed", message: "the transcode worker was killed (SIGKILL: out of memory?)\(detail)"))
         case (.signaled(SIGXFSZ), _):

@@ -82,6 +82,11 @@ public final class SandboxRunner: TranscodeRunner {
     /// Warm workers waiting for a job (at most one kept).
     let spares = Mutex<[Spare]>([])
     let spareCounter = Atomic<Int>(0)
+    /// Workers' memory cgroups are named this plus a count: this process and this runner
+    /// (`spool up` runs several engines in one process).
+    let cgroupPrefix = "spool-worker-\(getpid())-\(SandboxRunner.runners.add(1, ordering: .relaxed).newValue)-"
+    let cgroupCounter = Atomic<Int>(0)
+    static let runners = Atomic<Int>(0)
 
     /// `capabilitiesJSON`: what the worker's plugin can do (probed in this process: the
     /// same binary and libraries run in the child).
@@ -93,6 +98,8 @@ public final class SandboxRunner: TranscodeRunner {
         if configuration.confinement.kind == .direct { ConfinedProcess.protectThisProcess() }
         // Slots left by an earlier run of this engine go; one spare starts now.
         if let dir = configuration.spareDirectory { removeTree(dir) }
+        // Memory cgroups of workers of an earlier engine that was killed (empty by now).
+        configuration.confinement.memoryCgroups?.removeStale(prefix: "spool-worker-")
         replenishSpares()
     }
 

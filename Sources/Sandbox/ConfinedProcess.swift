@@ -15,6 +15,9 @@ public struct SandboxLimits: Sendable, Equatable {
     public var cpuSeconds: Int64 = 4 * 3600
     /// RLIMIT_AS.
     public var addressSpaceBytes: Int64 = 4 << 30
+    /// Resident memory, page cache it dirties included, in the worker's memory cgroup
+    /// (where one can be made: MemoryCgroups); the kernel kills the worker past it.
+    public var memoryBytes: Int64 = 4 << 30
     /// RLIMIT_FSIZE: the largest file the child may write.
     public var fileSizeBytes: Int64 = 64 << 30
     /// RLIMIT_NOFILE.
@@ -70,7 +73,8 @@ public final class ConfinedProcess: @unchecked Sendable {
     /// (0, 1, 2 at least); nothing else is inherited. The environment is exactly `environment`.
     public static func spawn(executable: String, arguments: [String], environment: [String], fds: [Int32],
                              view: SandboxView, limits: SandboxLimits, confinement: ConfinementReport,
-                             cpus: [Int32] = [], allowProcesses: Bool = false) throws(SandboxError) -> ConfinedProcess {
+                             cpus: [Int32] = [], allowProcesses: Bool = false, cgroup: JobCgroup? = nil) throws(SandboxError) -> ConfinedProcess {
+        let cgroupFD = cgroup?.procsFD ?? -1
         switch confinement.kind {
         case .bubblewrap:
             // The filter travels to bwrap on a memfd, installed right before the payload's exec.
@@ -81,7 +85,8 @@ public final class ConfinedProcess: @unchecked Sendable {
                 + BubblewrapCommand.arguments(executable: executable, view: view, seccompFD: slot)
                 + ["--", executable] + arguments
             return try spawnRaw(argv[0], argv, environment: environment, fds: fds + [filter], limits: limits,
-                                seccomp: false, landlock: -1, cpus: cpus, viaBubblewrap: true, allowProcesses: allowProcesses)
+                                seccomp: false, landlock: -1, cpus: cpus, viaBubblewrap: true, allowProcesses: allowProcesses,
+                                cgroupProcsFD: cgroupFD)
         case .direct:
             var landlock: Int32 = -1
             if confinement.landlockABI != nil {
@@ -89,7 +94,8 @@ public final class ConfinedProcess: @unchecked Sendable {
             }
             defer { if landlock >= 0 { close(landlock) } }
             return try spawnRaw(executable, [executable] + arguments, environment: environment, fds: fds, limits: limits,
-                                seccomp: true, landlock: landlock, cpus: cpus, viaBubblewrap: false, allowProcesses: allowProcesses)
+                                seccomp: true, landlock: landlock, cpus: cpus, viaBubblewrap: false, allowProcesses: allowProcesses,
+                                cgroupProcsFD: cgroupFD)
         }
     }
 
@@ -142,7 +148,7 @@ public final class ConfinedProcess: @unchecked Sendable {
 
     static func spawnRaw(_ path: String, _ argv: [String], environment: [String], fds: [Int32], limits: SandboxLimits,
                          seccomp: Bool, landlock: Int32, cpus: [Int32], viaBubblewrap: Bool,
-                         allowProcesses: Bool = false) throws(SandboxError) -> ConfinedProcess {
+                         allowProcesses: Bool = false, cgroupProcsFD: Int32 = -1) throws(SandboxError) -> ConfinedProcess {
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         var cEnv: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
         defer {
@@ -170,6 +176,7 @@ public final class ConfinedProcess: @unchecked Sendable {
                             s.drop_capabilities = seccomp ? 1 : 0  // a direct child (bwrap drops its own)
                             s.cpus = cpuBuffer.baseAddress
                             s.ncpus = Int32(cpus.count)
+                            s.cgroup_procs_fd = cgroupProcsFD
                             return spool_spawn_confined(&s, &pid)
                         }
                     }

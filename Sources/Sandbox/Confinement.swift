@@ -23,9 +23,12 @@ public struct ConfinementReport: Sendable, CustomStringConvertible {
     /// The kernel's Landlock ABI version, or nil.
     public var landlockABI: Int?
     public var landlockReason: String?
-    /// A per-job cgroup v2 memory limit (needs a delegated cgroup with the memory controller).
-    public var cgroupMemory: Bool
+    /// Where each worker gets a memory cgroup of its own (MemoryCgroups), or nil.
+    public var memoryCgroups: MemoryCgroups?
+    /// Why workers get no memory cgroup (nil when they do).
     public var cgroupReason: String?
+    /// A per-job memory cgroup limit (cgroup v2, or v1 where the memory controller is there).
+    public var cgroupMemory: Bool { memoryCgroups != nil }
 
     /// One line for logs and kernel-check.
     public var description: String {
@@ -37,19 +40,24 @@ public struct ConfinementReport: Sendable, CustomStringConvertible {
         parts.append("seccomp filter, rlimits")
         if let abi = landlockABI { parts.append("Landlock ABI \(abi)\(kind == .direct ? " (file access)" : " (available)")") }
         else { parts.append("no Landlock (\(landlockReason ?? "unavailable"))") }
-        parts.append(cgroupMemory ? "cgroup v2 memory limit" : "no cgroup memory limit (\(cgroupReason ?? "unavailable"))")
+        if let m = memoryCgroups { parts.append("a memory cgroup per job (cgroup \(m.version.rawValue), under \(m.parent))") }
+        else { parts.append("no memory cgroup per job (\(cgroupReason ?? "unavailable"))") }
         return parts.joined(separator: "; ")
     }
 
     /// Probes the machine: `bwrap` found on PATH (or at `bubblewrapPath`) and able to start
-    /// a process in fresh namespaces; the Landlock ABI; a delegated cgroup v2 memory
-    /// controller. `allowBubblewrap: false` forces the direct child (configuration, tests).
+    /// a process in fresh namespaces; the Landlock ABI; where a memory cgroup per
+    /// worker can be made (MemoryCgroups). `allowBubblewrap: false` forces the direct child (configuration, tests).
     public static func probe(bubblewrapPath: String? = nil, allowBubblewrap: Bool = true) -> ConfinementReport {
         let abi = spool_landlock_abi()
         var report = ConfinementReport(kind: .direct, bubblewrap: nil, bubblewrapReason: nil,
                                        landlockABI: abi > 0 ? Int(abi) : nil,
                                        landlockReason: abi > 0 ? nil : (abi == -ENOSYS ? "the kernel has no Landlock" : "Landlock is disabled (\(errnoText(-abi)))"),
-                                       cgroupMemory: false, cgroupReason: cgroupMemoryUnavailable())
+                                       memoryCgroups: nil, cgroupReason: nil)
+        switch MemoryCgroups.probe() {
+        case .success(let m): report.memoryCgroups = m
+        case .failure(let why): report.cgroupReason = why.reason
+        }
         guard allowBubblewrap else {
             report.bubblewrapReason = "bubblewrap disabled by configuration"
             return report
@@ -100,16 +108,3 @@ func runQuiet(_ path: String, _ argv: [String]) -> Int32? {
     }
 }
 
-/// nil when a per-job memory cgroup could be made, else why not.
-func cgroupMemoryUnavailable() -> String? {
-    // Unified (cgroup v2 only) or hybrid (v2 beside v1 at /sys/fs/cgroup/unified).
-    guard let controllers = ProcFile.read("/sys/fs/cgroup/cgroup.controllers") ?? ProcFile.read("/sys/fs/cgroup/unified/cgroup.controllers") else {
-        return "no cgroup v2 hierarchy mounted"
-    }
-    guard controllers.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("memory") else {
-        return "the cgroup v2 hierarchy has no memory controller (cgroup v1 holds it)"
-    }
-    // Creating and filling a job cgroup needs a delegated subtree the engine is not a
-    // member of (the no-internal-processes rule); not attempted yet.
-    return "per-job cgroups are not created yet (needs a delegated cgroup v2 subtree)"
-}

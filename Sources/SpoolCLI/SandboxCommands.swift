@@ -53,7 +53,7 @@ struct SandboxOptions: ParsableArguments {
     @Option(help: "CPU seconds a transcode may use (RLIMIT_CPU).")
     var maxTranscodeCpuSeconds: Int = 4 * 3600
 
-    @Option(help: "Address space of a transcode, in MiB (RLIMIT_AS).")
+    @Option(help: "Memory of a transcode, in MiB: its address space (RLIMIT_AS) and, where the engine can make a memory cgroup per worker, its resident memory.")
     var maxTranscodeMemoryMib: Int = 4096
 
     @Option(help: "Load transcoder plugins (*.so, spool_plugin.h ABI) from this directory.")
@@ -89,6 +89,7 @@ struct SandboxOptions: ParsableArguments {
         config.limits.wallSeconds = Double(maxTranscodeSeconds)
         config.limits.cpuSeconds = Int64(maxTranscodeCpuSeconds)
         config.limits.addressSpaceBytes = Int64(maxTranscodeMemoryMib) << 20
+        config.limits.memoryBytes = Int64(maxTranscodeMemoryMib) << 20
         let (cpus, gpu) = try parseAffinityTags(tags)
         config.cpus = cpus.map { Int32($0) }
         if let gpu { config.environment.append("CUDA_VISIBLE_DEVICES=\(gpu)") }

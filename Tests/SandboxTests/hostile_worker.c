@@ -117,6 +117,14 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < size; i += 4096) p[i] = 1;
         return refuse_or_escape("malloc(10 GiB) and touched", 1, 0);
     }
+    if (!strcmp(act, "touch")) {
+        // Resident memory, not just address space: arg MiB allocated and every page written.
+        size_t size = (size_t)atol(arg) << 20;
+        char *p = malloc(size);
+        if (!p) return refuse_or_escape("malloc", 0, errno ? errno : ENOMEM);
+        for (size_t i = 0; i < size; i += 4096) p[i] = 1;
+        return refuse_or_escape("touched every page", 1, 0);
+    }
     if (!strcmp(act, "segv-after-output")) {
         const char *out = output_directory();
         if (out && mkdir(out, 0700) == 0) {

@@ -36,6 +36,7 @@ struct spool_spawn {
     int drop_capabilities;        // 1: empty the bounding and ambient sets (root execs get none)
     const int *cpus;              // CPUs to pin the child to (ncpus 0: inherited)
     int ncpus;
+    int cgroup_procs_fd;          // >= 0: an open cgroup.procs the child joins first (writes "0")
 };
 
 /// Forks, confines the child as described, and execs it. Returns 0 with *pid set, or
