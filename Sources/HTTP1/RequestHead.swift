@@ -310,9 +310,8 @@ public struct RequestHeadParser: Sendable {
 // MARK: Byte classes and comparisons
 
 /// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA,
-/// as two 64-bit masks over ASCII
-/// (constants: no lazily initialised global on the per-byte path). `TokenCharTests` checks
-/// them against the grammar's definition.
+/// as two 64-bit masks over ASCII: constants, so no lazily initialised global on the
+/// per-byte path. `TokenCharTests` checks them against the grammar's definition.
 @inline(__always)
 func isTChar(_ c: UInt8) -> Bool {
     if c < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> UInt64(c) & 1 == 1 }
