@@ -278,7 +278,11 @@ def restart_resumes(binary, work):
         check_output(admin, server, done)
         print(f"restart: the killed engine came back, resumed job {job_id} from its local queue and completed it under epoch {done['lease_epoch']}")
         # Two stop signals: the running job is cancelled and given back (no attempt counted).
-        second = submit(admin, server, upload(admin, server, clip))
+        # Its clip is long enough that it cannot finish between the signals (the 8-second
+        # one transcodes in about a second on a fast machine: CI saw it complete there).
+        longer = os.path.join(work, "longer.mp4")
+        synthesize(binary, longer, 640, 360, 40)
+        second = submit(admin, server, upload(admin, server, longer))
         wait_until("the second job to be transcoding", lambda: job(admin, server, second)["state"] == "transcoding", 60)
         e.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
