@@ -2,6 +2,7 @@
 // work directory (input, outputs) under DATA/work/JOB, removed when the job ends.
 import Glibc
 import JSON
+import ProcFS
 import TranscodeAPI
 
 /// mkdir -p (mode 0700).
@@ -21,24 +22,11 @@ func removeTree(_ path: String) {
     var st = stat()
     guard lstat(path, &st) == 0 else { return }
     if (st.st_mode & S_IFMT) == S_IFDIR {
-        for name in directoryEntries(path) { removeTree(path + "/" + name) }
+        for name in ProcFile.directoryEntries(path) { removeTree(path + "/" + name) }
         rmdir(path)
     } else {
         unlink(path)
     }
-}
-
-func directoryEntries(_ path: String) -> [String] {
-    guard let dir = opendir(path) else { return [] }
-    defer { closedir(dir) }
-    var out: [String] = []
-    while let e = readdir(dir) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
-        if name != "." && name != ".." { out.append(name) }
-    }
-    return out.sorted()
 }
 
 /// Regular files under `root`, as paths relative to it, sorted (playlists after the
@@ -47,7 +35,7 @@ func outputFiles(under root: String) -> [String] {
     var out: [String] = []
     func walk(_ rel: String) {
         let dir = rel.isEmpty ? root : root + "/" + rel
-        for name in directoryEntries(dir) {
+        for name in ProcFile.directoryEntries(dir) {
             let r = rel.isEmpty ? name : rel + "/" + name
             var st = stat()
             guard lstat(root + "/" + r, &st) == 0 else { continue }

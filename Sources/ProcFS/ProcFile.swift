@@ -1,7 +1,8 @@
 // ProcFS: the one reader of /proc and /sys in Spool, and the parsers for the files it
 // reads. The kernel check reads sysctls and seccomp state through it, the engine's
 // resource monitor (HostMetrics) load, memory and resident size, tests RSS and status
-// figures. Standard library and Glibc only, so the lowest modules can use it.
+// figures; the sandbox lists cgroup directories and the engine its work directories with
+// `directoryEntries`. Standard library and Glibc only, so the lowest modules can use it.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,6 +23,21 @@ public enum ProcFile {
             out.append(contentsOf: buf[0..<n])
         }
         return String(decoding: out.prefix(limit), as: UTF8.self)
+    }
+
+    /// The names in directory `path` ("." and ".." left out), sorted; empty when it cannot
+    /// be opened.
+    public static func directoryEntries(_ path: String) -> [String] {
+        guard let dir = unsafe opendir(path) else { return [] }
+        defer { unsafe closedir(dir) }
+        var out: [String] = []
+        while let e = unsafe readdir(dir) {
+            let name = unsafe withUnsafeBytes(of: e.pointee.d_name) { raw in
+                unsafe String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { out.append(name) }
+        }
+        return out.sorted()
     }
 
     /// The first number after `Name:` on a `Name:  value ...` line (as in /proc/self/status

@@ -73,17 +73,10 @@ public struct MemoryCgroups: Sendable, Equatable {
     /// Removes the empty job cgroups named `prefix<pid>-…` whose process is gone (left by
     /// an engine that was killed; an engine still running keeps its own).
     public func removeStale(prefix: String) {
-        guard let dir = opendir(parent) else { return }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
+        for name in ProcFile.directoryEntries(parent) {
             guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count).prefix(while: { $0 != "-" })) else { continue }
-            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { names.append(name) }
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { _ = rmdir(parent + "/" + name) }
         }
-        closedir(dir)
-        for name in names { _ = rmdir(parent + "/" + name) }
     }
 
     static func controllers(_ file: String) -> [Substring] {

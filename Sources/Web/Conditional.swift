@@ -97,7 +97,7 @@ public enum HTTPDate {
         appendDigits(secs / 60 % 60, 2, to: &out)
         out.append(0x3A)
         appendDigits(secs % 60, 2, to: &out)
-        out.append(contentsOf: [0x20, 0x47, 0x4D, 0x54])
+        out.append(contentsOf: " GMT".utf8)
         return String(decoding: out, as: UTF8.self)
     }
 
