@@ -1,4 +1,4 @@
-// cepoll.c: GNU-only calls (accept4, statx) behind plain signatures for Swift.
+// cepoll.c: GNU-only calls and flags (accept4, statx, O_DIRECT) behind plain signatures for Swift.
 #define _GNU_SOURCE
 #include "CEpoll.h"
 #include <errno.h>
@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 
 _Static_assert(sizeof(struct statx) == CEPOLL_STATX_SIZE, "struct statx is 256 bytes");
+
+int cepoll_o_direct(void) { return O_DIRECT; }
 
 int cepoll_accept4_nonblock(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
 

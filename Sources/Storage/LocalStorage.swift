@@ -4,7 +4,8 @@
 //   root/objects/<key>          complete objects, each renamed in whole
 //
 // A write streams the source through the ring (io_uring, or the epoll fallback's blocking
-// pool) in pool buffers into a fresh temp file, hashing with SHA-256 on the way; then
+// pool) in pool buffers into a fresh temp file (O_DIRECT where the file system takes it,
+// several writes in flight), hashing with SHA-256 on the way; then
 // fsync of the file, rename into objects/, fsync of objects/. So an object under objects/
 // is always complete and durable, and nothing is ever memory-mapped (another process
 // truncating a file cannot fault this one). A failed or abandoned write removes its temp
@@ -29,21 +30,37 @@ public final class LocalStorage: StorageProvider {
     /// of uploads a crash interrupted, unless `removeLeftovers` is false: several dispatchers
     /// sharing the directory (each a temp file of its own) must not take another's upload
     /// for a leftover. Needs no event loop.
-    public static func open(root: String, removeLeftovers: Bool = true) async throws -> LocalStorage {
-        let store = LocalStorage(root: root)
-        let tmp = store.temporaryDirectory, objects = store.objectsDirectory
-        try await BlockingPool.shared.run { () throws(StorageError) -> Void in
+    /// Uploads are written O_DIRECT (past the page cache) when `directWrites` allows and a
+    /// probe write in tmp/ shows the file system takes them.
+    public static func open(root: String, removeLeftovers: Bool = true, directWrites: Bool = true) async throws -> LocalStorage {
+        let tmp = root + "/tmp", objects = root + "/objects"
+        let direct = try await BlockingPool.shared.run { () throws(StorageError) -> Bool in
             try makeDirectories(root)
             try makeDirectories(objects)
             try makeDirectories(tmp)
             for name in try directoryEntries(tmp) where removeLeftovers && name.hasPrefix(temporaryPrefix) {
                 _ = unlink(tmp + "/" + name)
             }
+            var rng = SystemRandomNumberGenerator()
+            let probe = temporaryPrefix + "direct-probe-" + String(rng.next(), radix: 16)
+            return directWrites && File.directWritesWork(in: tmp, name: probe, alignment: directAlignment)
         }
-        return store
+        return LocalStorage(root: root, writesDirect: direct)
     }
 
-    private init(root: String) { self.root = root }
+    private init(root: String, writesDirect: Bool) {
+        self.root = root
+        self.writesDirect = writesDirect
+    }
+
+    /// Whether uploads go to their temp files O_DIRECT: the network's bytes reach the
+    /// device from the pool buffers they arrived in, with no copy into the page cache
+    /// (measured on this kind of VM, that copy is the upload's largest cost, and it
+    /// evicts cached objects the downloads want) and no io_uring worker thread.
+    public let writesDirect: Bool
+    /// The alignment direct writes keep (addresses, lengths, offsets): 4096 bytes, the
+    /// largest logical block size in common use.
+    static let directAlignment = 4096
 
     public func path(of key: String) -> String { objectsDirectory + "/" + key }
 
@@ -57,9 +74,10 @@ public final class LocalStorage: StorageProvider {
     public func write(key: String, from source: some AsyncByteSource) async throws -> StoredObject {
         guard isValidStorageKey(key) else { throw StorageError("invalid object key") }
         guard let loop = EventLoop.current else { throw StorageError("write \(key): not on an event loop") }
-        let (file, tmpPath) = try await createTemporary()
+        let direct = writesDirect && loop.pool.bufferSizeBytes % LocalStorage.directAlignment == 0
+        let (file, tmpPath) = try await createTemporary(direct: direct)
         do {
-            let written = try await stream(source, into: file, pool: loop.pool)
+            let written = try await stream(source, into: file, direct: direct, pool: loop.pool)
             try await file.sync()
             try await file.close()
             try await FileSystem.rename(tmpPath, to: path(of: key))
@@ -75,13 +93,13 @@ public final class LocalStorage: StorageProvider {
     }
 
     /// A new private temp file (O_EXCL, 0600; O_CLOEXEC from File.open).
-    private func createTemporary() async throws -> (File, String) {
+    private func createTemporary(direct: Bool) async throws -> (File, String) {
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<8 {
             let name = LocalStorage.temporaryPrefix + String(rng.next(), radix: 16)
             let p = temporaryDirectory + "/" + name
             do {
-                return (try await File.open(p, .createExclusive, permissions: 0o600), p)
+                return (try await File.open(p, direct ? File.Mode.createExclusive.direct : .createExclusive, permissions: 0o600), p)
             } catch {
                 if error.code == .exists { continue }
                 throw error
@@ -90,33 +108,48 @@ public final class LocalStorage: StorageProvider {
         throw StorageError("cannot create a temp file in \(temporaryDirectory)")
     }
 
-    /// Copies `source` into `file`, hashing on the way: full pool buffers gather into a
-    /// batch of up to `File.vectorMax` (128 KiB) that goes out as one gathered write, so a
-    /// large upload costs a write (and, for a buffered file the kernel cannot write without
-    /// blocking, a hand-off to an io_uring worker) per 128 KiB rather than per 16 KiB.
-    private func stream(_ source: some AsyncByteSource, into file: File, pool: BufferPool) async throws -> (size: Int64, sha256: String) {
+    /// Copies `source` into `file`, hashing on the way: full pool buffers gather into
+    /// batches of up to `File.vectorMax` (128 KiB), each one gathered write, and up to four
+    /// batches are in flight while the next is received (File.WriteBehind). With `direct`
+    /// the file is open O_DIRECT and every batch but the last is whole buffers (aligned
+    /// addresses, lengths and offsets); a last batch that is not block-aligned is written
+    /// through the page cache after the direct ones.
+    private func stream(_ source: some AsyncByteSource, into file: File, direct: Bool, pool: BufferPool) async throws -> (size: Int64, sha256: String) {
         let staging = Staging(await pool.acquire())
+        let writer = File.WriteBehind(file)
         var batch = PooledBufferList()
         var offset: UInt64 = 0
         var more = true
-        while more {
-            more = try await source.read { raw in staging.accept(raw) }
-            while staging.isFull || (!more && staging.hasBytes) {
-                batch.append(staging.takeBuffer())
-                let last = !more && !staging.hasBytes
-                if batch.count == File.vectorMax || last {
-                    offset += UInt64(try await file.write(batch, at: offset))
-                    var reused = batch.popLast()!
-                    batch = PooledBufferList()
-                    reused.count = 0
-                    staging.refill(reused)
-                } else {
+        do {
+            while more {
+                more = try await source.read { raw in staging.accept(raw) }
+                while staging.isFull || (!more && staging.hasBytes) {
+                    batch.append(staging.takeBuffer())
+                    let last = !more && !staging.hasBytes
+                    if batch.count == File.vectorMax || last {
+                        let bytes = batch.byteCount
+                        if last && direct && bytes % LocalStorage.directAlignment != 0 {
+                            try await writer.finish()
+                            try file.setDirect(false)
+                        }
+                        try await writer.write(batch, at: offset)
+                        offset += UInt64(bytes)
+                        batch = PooledBufferList()
+                    }
                     staging.refill(await pool.acquire())
                 }
             }
+            // The stream ended right after a batch's last full buffer.
+            if !batch.isEmpty {
+                let bytes = batch.byteCount
+                try await writer.write(batch, at: offset)
+                offset += UInt64(bytes)
+            }
+            try await writer.finish()
+        } catch {
+            try? await writer.finish()   // no buffer goes back to the pool under a write
+            throw error
         }
-        // The stream ended right after a batch's last full buffer.
-        if !batch.isEmpty { offset += UInt64(try await file.write(batch, at: offset)) }
         return (staging.size, hexString(staging.hasher.finalize()))
     }
 

@@ -77,6 +77,31 @@ final class LocalStorageTests: XCTestCase {
         XCTAssertEqual(got2, .localFile(path: root + "/objects/file_A"))
     }
 
+    /// Both ways of writing store the same bytes: O_DIRECT (the default where the file
+    /// system takes it) and through the page cache. The sizes cover a stream that ends on a
+    /// buffer boundary, one whose last batch is not block-aligned (written after lifting
+    /// O_DIRECT), and one shorter than a block.
+    func testDirectAndBufferedWritesStoreTheSameBytes() async throws {
+        let probe = File.directWritesWork(in: NSTemporaryDirectory(), name: ".probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let direct = try await LocalStorage.open(root: root + "/direct")
+        XCTAssertEqual(direct.writesDirect, probe, "the store writes O_DIRECT exactly where a probe write works")
+        let buffered = try await LocalStorage.open(root: root + "/buffered", directWrites: false)
+        XCTAssertFalse(buffered.writesDirect)
+        for (i, count) in [16 << 20, (5 << 20) + 4096 + 17, 4095, 128 << 10].enumerated() {
+            let data = pattern(seed: UInt64(20 + i), count: count)
+            for store in [direct, buffered] {
+                let object = try await loop.run { try await store.write(key: "file_\(i)", from: PieceSource(data, seed: UInt64(i))) }
+                XCTAssertEqual(object.size, Int64(count))
+                XCTAssertEqual(object.sha256, sha256Hex(data))
+                XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: store.path(of: "file_\(i)")))), data, "\(count) bytes, direct: \(store.writesDirect)")
+                XCTAssertEqual(try store.temporaryFiles(), [])
+            }
+        }
+        let l: EventLoop = loop
+        let held = try await l.run { l.pool.userHeldBuffers }
+        XCTAssertEqual(held, 0, "every buffer of every batch is back in the pool")
+    }
+
     func testEmptyObject() async throws {
         let store = try await LocalStorage.open(root: root)
         let object = try await loop.run { try await store.write(key: "empty", from: PieceSource([])) }

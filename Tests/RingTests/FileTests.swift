@@ -147,6 +147,112 @@ final class FileTests: XCTestCase {
         XCTAssertEqual(held, 0, "every buffer is back in the pool")
     }
 
+    /// Batches handed to a WriteBehind land at their offsets whatever order the kernel
+    /// finishes them in, no more than `depth` are in flight, and every buffer comes back.
+    func testWriteBehindLandsEveryBatchAtItsOffset() async throws {
+        let loop = try EventLoop.start(configuration: loopConfiguration(bufferSize: 4096, cap: 64 * 4096))
+        defer { loop.shutdown() }
+        let path = dir + "/behind"
+        let batches = 40, perBatch = 3
+        var expected: [UInt8] = []
+        for k in 0..<(batches * perBatch) { expected += (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ k) } }
+        let written = try await loop.run { () -> Int in
+            let file = try await File.open(path, .createExclusive)
+            let writer = File.WriteBehind(file, depth: 3)
+            // Later batches first: the offsets, not the order, place the bytes.
+            for b in (0..<batches).reversed() {
+                var list = PooledBufferList()
+                for j in 0..<perBatch {
+                    var buf = await loop.pool.acquire()
+                    buf.count = 0
+                    _ = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ (b * perBatch + j)) }.withUnsafeBytes { buf.append(contentsOf: $0) }
+                    list.append(buf)
+                }
+                try await writer.write(list, at: UInt64(b * perBatch * 4096))
+                XCTAssertLessThanOrEqual(loop.pool.userHeldBuffers, 4 * perBatch, "at most depth batches (and the one being filled) hold buffers")
+            }
+            try await writer.finish()
+            try await file.close()
+            return writer.written
+        }
+        XCTAssertEqual(written, expected.count)
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: path))), expected)
+        let held = try await loop.run { loop.pool.userHeldBuffers }
+        XCTAssertEqual(held, 0)
+    }
+
+    /// A failed batch is thrown at the next call, and the buffers of every batch, failed
+    /// or not, still come back to the pool. (Batches past the file system's largest file
+    /// fail with EFBIG.)
+    func testWriteBehindThrowsAFailedBatchAndKeepsNoBuffer() async throws {
+        let loop = try EventLoop.start(configuration: loopConfiguration(bufferSize: 4096, cap: 64 * 4096))
+        defer { loop.shutdown() }
+        let path = dir + "/toolarge"
+        let code = try await loop.run { () -> String in
+            let file = try await File.open(path, .createExclusive)
+            let writer = File.WriteBehind(file, depth: 2)
+            var code = "none"
+            do {
+                for b in 0..<5 {
+                    var list = PooledBufferList()
+                    var buf = await loop.pool.acquire()
+                    buf.count = 100
+                    list.append(buf)
+                    try await writer.write(list, at: b == 0 ? 0 : (UInt64(1) << 62) + UInt64(b * 100))
+                }
+                try await writer.finish()
+            } catch let e as RingError {
+                code = "\(e.code)"
+                try? await writer.finish()
+            }
+            try await file.close()
+            return code
+        }
+        XCTAssertNotEqual(code, "none", "a write past the largest file size failed")
+        let held = try await loop.run { loop.pool.userHeldBuffers }
+        XCTAssertEqual(held, 0)
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int
+        XCTAssertEqual(size, 100, "the first batch landed")
+    }
+
+    /// O_DIRECT, where the file system takes it: an aligned write goes through, a
+    /// misaligned one is refused (EINVAL), and after setDirect(false) the same write works.
+    func testDirectWritesNeedAlignmentUntilLifted() async throws {
+        let dirPath: String = self.dir
+        try XCTSkipUnless(File.directWritesWork(in: dirPath, name: "probe"), "this file system takes no O_DIRECT writes")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dirPath + "/probe"), "the probe file is removed")
+        let loop = try EventLoop.start(configuration: loopConfiguration(bufferSize: 4096, cap: 64 * 4096))
+        defer { loop.shutdown() }
+        let path = dir + "/direct"
+        let outcome = try await loop.run { () -> [String] in
+            var out: [String] = []
+            let file = try await File.open(path, File.Mode.createExclusive.direct)
+            var whole = await loop.pool.acquire()
+            whole.count = 4096
+            out.append("\(try await file.write(whole, at: 0).result.get())")
+            var odd = await loop.pool.acquire()
+            odd.count = 10
+            do { _ = try await file.write(odd, at: 4096).result.get(); out.append("odd written") } catch let e as RingError { out.append("\(e.code)") }
+            try file.setDirect(false)
+            var again = await loop.pool.acquire()
+            again.count = 10
+            out.append("\(try await file.write(again, at: 4096).result.get())")
+            try await file.sync()
+            try await file.close()
+            return out
+        }
+        XCTAssertEqual(outcome[0], "4096")
+        // The file system the directory is on: the longest mount point that prefixes it.
+        let mounts = (try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)).split(separator: "\n").map { $0.split(separator: " ") }
+        let fsType = mounts.filter { $0.count > 2 && dirPath.hasPrefix(String($0[1])) }.max { $0[1].count < $1[1].count }.map { String($0[2]) }
+        if fsType == "ext4" || fsType == "xfs" {   // these enforce the alignment
+            XCTAssertNotEqual(outcome[1], "odd written", "a 10-byte O_DIRECT write was refused")
+        }
+        XCTAssertEqual(outcome[2], "10")
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int
+        XCTAssertEqual(size, 4106)
+    }
+
     /// A scattered read fills the list's buffers in order up to the limit (several preadv
     /// when the list is longer than vectorMax) and stops short only at the end of the file.
     func testScatteredReadIntoABufferList() async throws {

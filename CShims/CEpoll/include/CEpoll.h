@@ -25,6 +25,8 @@ static inline int cepoll_ip_bind_address_no_port(void) {
 int cepoll_malloc_trim(void);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): a GNU extension Swift cannot see.
 int cepoll_accept4_nonblock(int fd);
+/// O_DIRECT (a GNU flag Swift's Glibc module leaves out).
+int cepoll_o_direct(void);
 /// Size of `struct statx` (the buffer io_uring's STATX fills).
 enum { CEPOLL_STATX_SIZE = 256 };
 /// statx(2) into a CEPOLL_STATX_SIZE buffer; 0 or -errno.
