@@ -17,7 +17,7 @@ spool="${SPOOL:?set SPOOL to the spool binary}"
 work="$(pwd)/.work/sandbox"
 rm -rf "$work"; mkdir -p "$work"
 smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
-if [ $smoke = 1 ]; then seconds=1; w=320; h=180; rounds=1; else seconds=10; w=1280; h=720; rounds=7; fi
+if [ $smoke = 1 ]; then seconds=1; w=320; h=180; rounds=1; else seconds=10; w=1280; h=720; rounds=11; fi
 clip="$work/clip.mp4"
 "$spool" synthesize "$clip" --width $w --height $h --seconds $seconds --fps 30 >/dev/null
 pids=()

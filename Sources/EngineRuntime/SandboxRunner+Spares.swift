@@ -10,19 +10,23 @@ import TranscodeAPI
 
 // MARK: spare workers
 //
-// A worker's cold start costs about 0.1 s, nearly all of it the dynamic linker binding the
-// ~150 shared libraries libav brings (bubblewrap itself takes ~6 ms). So the runner keeps
-// one worker started ahead of need, in a slot directory of its own (in/ read-only,
-// stage/ writable, bound or ruled before the job is known). A job takes it by hard-linking
-// its input into in/ and sending the request; the spare's start is then already paid. A
-// job with its own CPU or memory limits starts cold (rlimits are set at spawn).
+// A worker's cold start costs 50-70 ms here, most of it the dynamic linker mapping and
+// binding the ~150 shared libraries Debian's libav brings (a C program that only links
+// them takes ~42 ms to start; bubblewrap itself ~5 ms). So the runner keeps
+// `configuration.spares` workers (one per job the engines can run at once) started ahead
+// of need, each in a slot directory of its own (in/ read-only, stage/ writable, bound or
+// ruled before the job is known). A job takes a ready spare, or else one still starting
+// (never slower than a cold start, which would begin later), by hard-linking its input
+// into in/ and handing over the request; the next spare starts at once, so it starts
+// during this job rather than after it. A job with its own CPU or memory limits starts
+// cold (rlimits are set at spawn).
 
 extension SandboxRunner {
     func takeSpare(for job: RunnerJob) -> Spare? {
         guard configuration.spareDirectory != nil, job.spec.limits.maxCPUSeconds == nil, job.spec.limits.maxMemoryMiB == nil else { return nil }
         let spare = spares.withLock { list -> Spare? in
             list.removeAll { $0.hasFailed }
-            guard let i = list.firstIndex(where: { $0.isReady }) else { return nil }
+            guard let i = list.firstIndex(where: { $0.isReady }) ?? list.firstIndex(where: { $0.isStarting }) else { return nil }
             return list.remove(at: i)
         }
         guard let spare else { return nil }
@@ -40,30 +44,35 @@ extension SandboxRunner {
         return spare
     }
 
-    /// Keeps one spare worker starting or ready.
+    /// Starts spare workers until `configuration.spares` are starting or ready.
     func replenishSpares() {
         guard let dir = configuration.spareDirectory else { return }
-        let made = spares.withLock { list -> Spare? in
-            list.removeAll { $0.hasFailed }
-            guard list.isEmpty else { return nil }
-            let n = spareCounter.add(1, ordering: .relaxed).newValue
-            let slot = dir + "/spare-\(getpid())-\(n)"
-            removeTree(slot)
-            do {
-                try makeDirectory(slot + "/in")
-                try makeDirectory(slot + "/stage")
-            } catch { return nil }
-            let spare: Spare
-            switch configuration.confinement.kind {
-            case .bubblewrap: spare = Spare(slot: slot, insideInput: "/job/input/input", insideOutput: "/job/stage/out",
-                                            insideStage: "/job/stage")
-            case .direct: spare = Spare(slot: slot, insideInput: slot + "/in/input", insideOutput: slot + "/stage/out", insideStage: slot + "/stage")
+        while true {
+            let made = spares.withLock { list -> Spare? in
+                list.removeAll { $0.hasFailed }
+                guard list.count < configuration.spares else { return nil }
+                let n = spareCounter.add(1, ordering: .relaxed).newValue
+                let slot = dir + "/spare-\(getpid())-\(n)"
+                removeTree(slot)
+                do {
+                    try makeDirectory(slot + "/in")
+                    try makeDirectory(slot + "/stage")
+                } catch { return nil }
+                let spare: Spare
+                switch configuration.confinement.kind {
+                case .bubblewrap: spare = Spare(slot: slot, insideInput: "/job/input/input", insideOutput: "/job/stage/out",
+                                                insideStage: "/job/stage")
+                case .direct: spare = Spare(slot: slot, insideInput: slot + "/in/input", insideOutput: slot + "/stage/out", insideStage: slot + "/stage")
+                }
+                list.append(spare)
+                return spare
             }
-            list.append(spare)
-            return spare
+            guard let spare = made else { return }
+            if !OSThread.spawn({ [self] in runSpare(spare) }) {
+                spare.fail()
+                return
+            }
         }
-        guard let spare = made else { return }
-        if !OSThread.spawn({ [self] in runSpare(spare) }) { spare.state.change { $0 = .failed } }
     }
 
     /// The spare's thread: start the worker, wait for its ready line, wait for a job, drive it.
@@ -80,7 +89,7 @@ extension SandboxRunner {
             view.workingDirectory = spare.slot + "/stage"
         }
         guard case .success(let worker) = launch(view: view, limits: configuration.limits) else {
-            spare.state.change { $0 = .failed }
+            spare.fail()
             return
         }
         guard awaitReady(worker, seconds: 30) else {
@@ -88,11 +97,11 @@ extension SandboxRunner {
             _ = worker.child.wait()
             worker.cgroup?.remove()
             close(worker.requestFD); close(worker.outputFD); close(worker.errorFD)
-            spare.state.change { $0 = .failed }
-            removeTree(spare.slot)
+            spare.fail()
             return
         }
-        spare.state.change { $0 = .ready }
+        // A job may have taken it while it started: then it stays assigned.
+        spare.state.change { if case .starting = $0 { $0 = .ready } }
         let a = spare.state.wait(until: { if case .assigned = $0 { return true } else { return false } }) { s, _ -> Spare.Assignment? in
             if case .assigned(let a) = s { return a } else { return nil }
         }
@@ -164,6 +173,30 @@ final class Spare: Sendable {
         self.slot = slot; self.insideInput = insideInput; self.insideOutput = insideOutput; self.insideStage = insideStage
     }
     var isReady: Bool { state.withLock { if case .ready = $0 { return true } else { return false } } }
+    var isStarting: Bool { state.withLock { if case .starting = $0 { return true } else { return false } } }
     var hasFailed: Bool { state.withLock { if case .failed = $0 { return true } else { return false } } }
-    func assign(_ a: Assignment) { state.change { $0 = .assigned(a) } }
+    /// Hands the job to the spare's thread; a spare that failed meanwhile answers at once.
+    func assign(_ a: Assignment) {
+        let failed = state.change { s -> Bool in
+            if case .failed = s { return true }
+            s = .assigned(a)
+            return false
+        }
+        if failed { a.continuation.resume(returning: .failure(TranscodeFailure(code: Spare.failedCode, message: "the spare worker did not start"))) }
+    }
+
+    /// The failure a job that took this spare while it was starting gets when its worker
+    /// never became ready; the runner then starts one cold.
+    static let failedCode = "spare_failed"
+
+    /// The worker did not start: its slot goes, and a job that took it is told (and
+    /// starts a cold worker).
+    func fail() {
+        removeTree(slot)
+        let taken = state.change { s -> Assignment? in
+            defer { s = .failed }
+            if case .assigned(let a) = s { return a } else { return nil }
+        }
+        taken?.continuation.resume(returning: .failure(TranscodeFailure(code: Spare.failedCode, message: "the spare worker did not start")))
+    }
 }

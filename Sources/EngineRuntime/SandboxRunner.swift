@@ -46,6 +46,8 @@ public struct SandboxConfiguration: Sendable {
     /// Where spare workers keep their slot directories (on the same file system as the
     /// jobs' inputs and outputs); nil: no spares, every job starts its worker cold.
     public var spareDirectory: String?
+    /// How many spare workers to keep started: as many as jobs can run at once.
+    public var spares = 1
     /// Loaded plugins (checked by the engine at start); a job requiring one of a plugin's
     /// capabilities runs with it, in a worker whose filter lets it start programs.
     public var plugins: [PluginInfo] = []
@@ -96,7 +98,7 @@ public final class SandboxRunner: TranscodeRunner {
         // A direct child (no PID namespace) can read /proc: keep this process's entries
         // (its environment, descriptors, memory) closed to it.
         if configuration.confinement.kind == .direct { ConfinedProcess.protectThisProcess() }
-        // Slots left by an earlier run of this engine go; one spare starts now.
+        // Slots left by an earlier run of this engine go; the spares start now.
         if let dir = configuration.spareDirectory { removeTree(dir) }
         // Memory cgroups of workers of an earlier engine that was killed (empty by now).
         configuration.confinement.memoryCgroups?.removeStale(prefix: "spool-worker-")
@@ -152,16 +154,27 @@ public final class SandboxRunner: TranscodeRunner {
         var slot: String?
         let outcome: Result<RunnerResult, TranscodeFailure>
         let plugin = configuration.plugins.first { !Set($0.capabilities).isDisjoint(with: job.spec.requiredCapabilities) }
+        var spareOutcome: Result<RunnerResult, TranscodeFailure>?
         if plugin == nil, let spare = takeSpare(for: job) {
-            // A warm worker: its start was paid before the job came.
+            // A warm worker: its start was paid before the job came (or is under way).
+            replenishSpares()
             slot = spare.slot
-            stage = spare.slot + "/stage"
             let request = requestText(job, input: spare.insideInput, output: spare.insideOutput,
                                       outputStream: job.outputStreamPath.map { _ in spare.insideStage + "/output-stream" })
-            outcome = await withCheckedContinuation { continuation in
+            let r = await withCheckedContinuation { continuation in
                 spare.assign(Spare.Assignment(request: request, jobID: job.jobID, limits: limits, startedAt: SystemClock.nanoseconds(),
                                               progress: progress, continuation: continuation))
             }
+            if case .failure(let f) = r, f.code == Spare.failedCode {
+                removeTree(spare.slot)
+                slot = nil
+            } else {
+                stage = spare.slot + "/stage"
+                spareOutcome = r
+            }
+        }
+        if let spareOutcome {
+            outcome = spareOutcome
         } else {
             removeTree(stage)
             try makeDirectory(stage)
@@ -172,8 +185,8 @@ public final class SandboxRunner: TranscodeRunner {
                 }
                 if !started { continuation.resume(returning: .failure(TranscodeFailure(code: "internal", message: "cannot start a thread"))) }
             }
+            replenishSpares()
         }
-        replenishSpares()
         defer { if let slot { removeTree(slot) } }
         cancelled.withLock { _ = $0.remove(job.jobID) }
         switch outcome {

@@ -66,9 +66,10 @@ struct SandboxOptions: ParsableArguments {
     }
 
     /// The runner for these options; says loudly when the child is not namespaced.
-    /// `spareDirectory`: where the runner keeps its warm spare worker's slot (under the
-    /// data directory, on the jobs' file system).
-    func makeRunner(tags: [String], label: String, spareDirectory: String) throws -> any TranscodeRunner {
+    /// `spareDirectory`: where the runner keeps its warm spare workers' slots (under the
+    /// data directory, on the jobs' file system); it keeps one per job that can run at
+    /// once (`concurrentJobs`, at most 8).
+    func makeRunner(tags: [String], label: String, spareDirectory: String, concurrentJobs: Int = 1) throws -> any TranscodeRunner {
         let plugin = LibAVTranscoderPlugin()
         if sandbox == .off && pluginDir != nil {
             throw ValidationError("--plugin-dir needs a sandbox: plugins run only in the sandboxed worker")
@@ -86,6 +87,7 @@ struct SandboxOptions: ParsableArguments {
         }
         var config = SandboxConfiguration(executable: SandboxConfiguration.thisExecutable(), confinement: report)
         config.spareDirectory = spareDirectory
+        config.spares = min(8, max(1, concurrentJobs))
         config.limits.wallSeconds = Double(maxTranscodeSeconds)
         config.limits.cpuSeconds = Int64(maxTranscodeCpuSeconds)
         config.limits.addressSpaceBytes = Int64(maxTranscodeMemoryMib) << 20

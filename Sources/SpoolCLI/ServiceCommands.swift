@@ -105,7 +105,7 @@ struct EngineCommand: AsyncParsableCommand, StopsGracefully {
         config.maxIOWaitFraction = maxIoWait
         config.inputPolicy.mode = InputMode(rawValue: inputMode) ?? .auto
         config.inputPolicy.streamMinBytes = Int64(streamMinMib) << 20
-        let runner = try sandboxOptions.makeRunner(tags: tags, label: "spool engine", spareDirectory: dataDir + "/sandbox")
+        let runner = try sandboxOptions.makeRunner(tags: tags, label: "spool engine", spareDirectory: dataDir + "/sandbox", concurrentJobs: slots)
         let agent = EngineAgent(configuration: config, runner: runner,
                                 monitor: ProcResourceMonitor(), logger: Logger(label: "spool.engine"))
         try applyAffinity(tags)
@@ -175,7 +175,8 @@ struct Up: AsyncParsableCommand, StopsGracefully {
         let settings = running.settings, url = running.url
 
         // The engines: each on its own loop, registering over loopback like any remote engine.
-        let runner = try sandboxOptions.makeRunner(tags: [], label: "spool up", spareDirectory: settings.dataDirectory + "/sandbox")
+        let runner = try sandboxOptions.makeRunner(tags: [], label: "spool up", spareDirectory: settings.dataDirectory + "/sandbox",
+                                                   concurrentJobs: engines * slots)
         var agents: [EngineAgent] = []
         var loops: [EventLoop] = []
         var tasks: [Task<Void, any Error>] = []

@@ -373,40 +373,6 @@ extension SandboxTests {
 }
 
 extension SandboxTests {
-    /// A spare worker (started before the job) takes the next job; a job with its own
-    /// memory limit starts cold; slots are removed and a new spare comes up.
-    func testASpareWorkerTakesTheNextJob() async throws {
-        guard let spool = Self.spool, Self.clip != nil else { throw XCTSkip(".build/debug/spool not built") }
-        for c in confinements() {
-            var config = SandboxConfiguration(executable: spool, confinement: c)
-            let spareDir = Self.scratch + "/spares-\(c.kind)"
-            config.spareDirectory = spareDir
-            let runner = SandboxRunner(configuration: config, capabilitiesJSON: "{}")
-            for round in 0..<2 {
-                try await waitForSpare(runner, "\(c.kind) round \(round)")
-                let j = try job()
-                let r = try await runner.run(j) { _ in }
-                XCTAssertEqual(r.workerStartSeconds, 0, "\(c.kind): the job waited for a worker that was ready")
-                XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: j.outputDirectory), ["h264-360p.mp4"])
-                // Only the next spare's slot is left.
-                XCTAssertLessThanOrEqual(try FileManager.default.contentsOfDirectory(atPath: spareDir).count, 1)
-            }
-            try await waitForSpare(runner, "\(c.kind) before the limited job")
-            var spec = JobSpec(inputFileID: FileID("file_00000000000000000000000000")!, outputs: .preset("h264-360p"))
-            spec.limits = TranscodeLimits(maxMemoryMiB: 2048)
-            let r = try await runner.run(try job(spec)) { _ in }
-            XCTAssertGreaterThan(try XCTUnwrap(r.workerStartSeconds), 0, "\(c.kind): a job with its own rlimits used the spare")
-            XCTAssertEqual(runner.readySpares, 1, "\(c.kind): the spare stays for the next job")
-        }
-    }
-
-    func waitForSpare(_ runner: SandboxRunner, _ what: String) async throws {
-        for _ in 0..<600 where runner.readySpares == 0 { try await Task.sleep(nanoseconds: 50_000_000) }
-        XCTAssertEqual(runner.readySpares, 1, "\(what): no spare came up")
-    }
-}
-
-extension SandboxTests {
     /// A busy engine has many descriptors open; the child gets none of them, and its exec
     /// (which needs one below its RLIMIT_NOFILE of 256) still works with 600 open here.
     func testAParentWithManyOpenDescriptorsStillStartsWorkers() async throws {
