@@ -44,19 +44,20 @@ struct StructuralIndex {
     /// Bit i of word i/64: byte i is an (unescaped or escaped) backslash.
     var backslashWords: [UInt64] = []
 
-    /// True when some byte in `range` is a backslash.
-    func hasBackslash(in range: Range<Int>) -> Bool {
-        guard !range.isEmpty else { return false }
-        var w = range.lowerBound >> 6
-        let lastWord = (range.upperBound - 1) >> 6
-        while w <= lastWord {
-            var bits = backslashWords[w]
-            if w == range.lowerBound >> 6 { bits &= ~0 << UInt64(range.lowerBound & 63) }
-            if w == lastWord {
-                let hi = (range.upperBound - 1) & 63
-                if hi < 63 { bits &= (1 << UInt64(hi + 1)) - 1 }
-            }
-            if bits != 0 { return true }
+    /// True when some byte in `lo..<hi` is a backslash, with `words` the storage of
+    /// `backslashWords`: the first and last words masked to the range, the words between
+    /// whole (a string is nearly always within one or two words).
+    @inline(__always)
+    static func hasBackslash(_ words: UnsafePointer<UInt64>, _ lo: Int, _ hi: Int) -> Bool {
+        guard lo < hi else { return false }
+        let first = lo >> 6, last = (hi - 1) >> 6
+        let low = ~UInt64(0) << UInt64(lo & 63)
+        let high = ~UInt64(0) >> UInt64(63 - ((hi - 1) & 63))
+        if first == last { return unsafe words[first] & low & high != 0 }
+        if unsafe words[first] & low != 0 || words[last] & high != 0 { return true }
+        var w = first + 1
+        while w < last {
+            if unsafe words[w] != 0 { return true }
             w += 1
         }
         return false

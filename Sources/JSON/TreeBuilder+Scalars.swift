@@ -57,7 +57,7 @@ extension TreeBuilder {
 
     mutating func appendString(openQuote: Int, closeQuote: Int) throws(JSONError) {
         let start = openQuote + 1
-        let escaped = index.hasBackslash(in: start..<closeQuote)
+        let escaped = unsafe StructuralIndex.hasBackslash(backslashWords, start, closeQuote)
         if escaped { try validateEscapes(start, closeQuote) }
         append(Node(start: UInt32(start), end: UInt32(closeQuote), count: 0, kind: .string, flag: escaped))
     }

@@ -25,6 +25,8 @@
 
     let input: UnsafeRawBufferPointer
     let index: StructuralIndex
+    /// Storage of `index.backslashWords` while `build` runs.
+    var backslashWords = unsafe UnsafePointer<UInt64>(bitPattern: 8)!
     let maxDepth: Int
     /// Output storage, sized by the caller to the structural count (the bound on nodes).
     let nodes: UnsafeMutablePointer<Node>
@@ -88,7 +90,14 @@
     mutating func build() throws(JSONError) -> Int {
         let n = index.positions.count
         guard n > 0 else { throw JSONError(.empty, at: 0) }
-        return unsafe try index.positions.withUnsafeBufferPointer { pos throws(JSONError) in unsafe try build(pos, n) }
+        let index = self.index
+        return unsafe try index.positions.withUnsafeBufferPointer { pos throws(JSONError) in
+            unsafe try index.backslashWords.withUnsafeBufferPointer { words throws(JSONError) in
+                // Stage 1 writes a word per 64-byte block, so there is one for any input.
+                unsafe backslashWords = unsafe words.baseAddress ?? backslashWords
+                return unsafe try build(pos, n)
+            }
+        }
     }
 
     private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {

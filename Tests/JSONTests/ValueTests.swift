@@ -60,6 +60,40 @@ final class ValueTests: XCTestCase {
         return visited
     }
 
+    /// The escape check stage 2 makes per string against stage 1's backslash bitmap,
+    /// against a byte-by-byte look, for every range up to three words long at every
+    /// offset in a word, with backslashes at the edges, inside, and just outside.
+    func testBackslashRangesAgainstABytewiseLook() {
+        var rng = SplitMix(seed: 7)
+        for _ in 0..<24 {
+            var bits = [Bool](repeating: false, count: 256)
+            for _ in 0..<Int(rng.next() % 6) { bits[Int(rng.next() % 256)] = true }
+            var words = [UInt64](repeating: 0, count: 4)
+            for (i, b) in bits.enumerated() where b { words[i >> 6] |= 1 << UInt64(i & 63) }
+            words.withUnsafeBufferPointer { w in
+                for lo in 0..<200 {
+                    for hi in lo...min(256, lo + 192) {
+                        let expected = bits[lo..<hi].contains(true)
+                        if StructuralIndex.hasBackslash(w.baseAddress!, lo, hi) != expected {
+                            XCTFail("range \(lo)..<\(hi): expected \(expected)")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+        // Through the parser: escapes on both sides of a word boundary are seen (so
+        // unescaped), and a plain string next to an escaped one is not.
+        for pad in 0..<70 {
+            let plain = String(repeating: "a", count: pad)
+            let text = "[\"\(plain)\\n\(plain)\",\"\(plain)\",\"\\u0041\(plain)\"]"
+            let doc = try! JSONDocument(parsing: text)
+            XCTAssertEqual(try doc.root[0]?.string(), plain + "\n" + plain)
+            XCTAssertEqual(try doc.root[1]?.string(), plain)
+            XCTAssertEqual(try doc.root[2]?.string(), "A" + plain)
+        }
+    }
+
     func testRawTextOfNestedContainers() throws {
         let doc = try JSONDocument(parsing: #"{"a":[[1]],"b":{"c":{"d":[]}},"e":[ [ 1 , { } ] ] }"#)
         XCTAssertEqual(doc.root["a"]?[0]?.rawText, "[1]")
