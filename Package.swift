@@ -308,7 +308,7 @@ let package = Package(
         .testTarget(name: "ServerConfigTests", dependencies: ["ServerConfig", "SpoolModel", "Threads", "SpoolTestSupport"]),
         // The dispatch server in-process on loopback: every endpoint through the real client.
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
-                                                          "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport",
+                                                          "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport", "MessageQueue",
                                                           .product(name: "Crypto", package: "swift-crypto")]),
         // Against a real PostgreSQL started by the tests (SpoolTestSupport.PostgresServer).
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Relational", "Persistence", "Threads", "SpoolTestSupport"]),

@@ -28,6 +28,7 @@ import TLS
 import Web
 import Webhooks
 import Ring
+import Synchronization
 
 /// Everything the routes reach: the services, the live settings, the clock.
 public final class DispatchServer: Sendable {
@@ -63,15 +64,18 @@ public final class DispatchServer: Sendable {
     let consistency = ConsistencyFloors()
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
+    /// `wrapQueue` wraps the job queue the settings choose (tests: a queue slower than
+    /// the events, to pin down the order in which the scheduler hears of a job).
     public static func open(dataDirectory: String, settings: LiveSettings, clock: any ServiceClock = SystemClock.shared,
                             logger: Logger = Logger(label: "spool.dispatch"),
-                            webhookResolver: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])? = nil) async throws -> DispatchServer {
+                            webhookResolver: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])? = nil,
+                            wrapQueue: (@Sendable (any MessageQueue) -> any MessageQueue)? = nil) async throws -> DispatchServer {
         try makeDirectory(dataDirectory)
         let metrics = ServerMetrics()
         let database = try await DispatchDatabase.open(settings.current.database, dataDirectory: dataDirectory, metrics: metrics)
         do {
             return try await open(database: database, dataDirectory: dataDirectory, settings: settings, clock: clock, logger: logger,
-                                  metrics: metrics, webhookResolver: webhookResolver)
+                                  metrics: metrics, webhookResolver: webhookResolver, wrapQueue: wrapQueue)
         } catch {
             await database.close()
             throw error
@@ -80,7 +84,8 @@ public final class DispatchServer: Sendable {
 
     private static func open(database: DispatchDatabase, dataDirectory: String, settings: LiveSettings, clock: any ServiceClock,
                              logger: Logger, metrics: ServerMetrics,
-                             webhookResolver: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?) async throws -> DispatchServer {
+                             webhookResolver: (@Sendable (String, UInt16) async throws(RingError) -> [SocketAddress])?,
+                             wrapQueue: (@Sendable (any MessageQueue) -> any MessageQueue)?) async throws -> DispatchServer {
         let relational = database.relational
         // Cursors made by one dispatcher are read by another: the key is in the database.
         // (An older data directory's cursor.secret seeds it, so its cursors keep working.)
@@ -94,7 +99,8 @@ public final class DispatchServer: Sendable {
         // down) loses nothing: the job is pending in the database, and the reconciler
         // publishes it again. With Redis, events go through it too, so every dispatcher's
         // SSE clients follow every job.
-        let (queue, redis) = try await openQueue(settings.current.queue, clock: clock, logger: logger)
+        let (openedQueue, redis) = try await openQueue(settings.current.queue, clock: clock, logger: logger)
+        let queue = wrapQueue?(openedQueue) ?? openedQueue
         let events: any EventBus = redis.map { client in
             RedisEventBus(client: client, keyPrefix: settings.current.queue.keyPrefix,
                           replayWindow: { settings.current.events.replayWindow }, logger: logger)
@@ -107,6 +113,12 @@ public final class DispatchServer: Sendable {
             e.heartbeatTimeoutMilliseconds = settings.current.engines.heartbeatTimeoutSeconds * 1000
             return e
         }, events: events)
+        // The scheduler is made after the job service (it reads jobs through it) and woken
+        // by the pending hook: the job's event goes out before its queue message (so
+        // JobCreated always precedes JobAssigned), and a round the event woke may have
+        // found the queue still without the job; the wake after the publish settles it
+        // at once instead of at the scheduler's 1-second backstop.
+        let wakeScheduler = SchedulerWaker()
         let jobs = JobService(store: database.jobStore(), events: events, clock: clock,
                               settings: { JobSettings(settings.current.jobs) },
                               hooks: JobHooks(onPending: { ready in
@@ -115,6 +127,7 @@ public final class DispatchServer: Sendable {
                                           logger.warning("job \(job.id.text) not published (the reconciler will): \(error)")
                                       }
                                   }
+                                  wakeScheduler.wake()
                               }, onDead: { job in
                                   try? await queue.deadLetter(topic: Scheduler.topic, body: job.id.text,
                                                               reason: "failed after \(job.attempts) attempt(s): \(job.reason ?? "failed")")
@@ -138,6 +151,7 @@ public final class DispatchServer: Sendable {
                                   consumer: "scheduler-\(hostName())-\(getpid())",
                                   visibility: redis == nil ? .seconds(600) : .seconds(settings.current.queue.visibilitySeconds),
                                   weights: { settings.current.scheduler.tenantWeights })
+        wakeScheduler.scheduler.withLock { $0 = scheduler }
         let webhookTrust: TLSContext?
         if settings.current.webhooks.caFile.isEmpty { webhookTrust = nil } else {
             do { webhookTrust = try TLSContext(caFile: settings.current.webhooks.caFile) } catch {
@@ -302,4 +316,10 @@ func readSecretFile(_ path: String) throws -> [UInt8]? {
 func randomSecret() -> [UInt8] {
     var rng = SystemRandomNumberGenerator()
     return (0..<32).map { _ in rng.next() }
+}
+
+/// The scheduler as the job service's pending hook reaches it (set once it is made).
+final class SchedulerWaker: Sendable {
+    let scheduler = Mutex<Scheduler?>(nil)
+    func wake() { scheduler.withLock { $0 }?.wake() }
 }

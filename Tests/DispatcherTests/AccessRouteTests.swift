@@ -4,6 +4,7 @@
 import Dispatcher
 import Foundation
 import JSON
+import MessageQueue
 import Ring
 import ServerConfig
 import SpoolModel
@@ -21,13 +22,14 @@ final class AccessHarness: @unchecked Sendable {
     let clock: ManualClock
 
     static func start(insecure: Bool = false, dataDirectory: String? = nil,
-                      configure: (inout ServerSettings) -> Void = { _ in }) async throws -> AccessHarness {
+                      configure: (inout ServerSettings) -> Void = { _ in },
+                      wrapQueue: (@Sendable (any MessageQueue) -> any MessageQueue)? = nil) async throws -> AccessHarness {
         let dir = dataDirectory ?? NSTemporaryDirectory() + "spool-dispatch-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         var settings = ServerSettings()
         settings.insecureNoAuth = insecure
         configure(&settings)
         let clock = ManualClock()
-        let dispatch = try await DispatchServer.open(dataDirectory: dir, settings: LiveSettings(settings), clock: clock)
+        let dispatch = try await DispatchServer.open(dataDirectory: dir, settings: LiveSettings(settings), clock: clock, wrapQueue: wrapQueue)
         let http = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: dispatch.makeRouter())
         try await http.start()
         return AccessHarness(dispatch: dispatch, http: http, client: try EventLoop.start(id: 7),
