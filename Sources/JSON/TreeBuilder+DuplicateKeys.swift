@@ -6,7 +6,28 @@
 // quadratic scan.
 
 extension TreeBuilder {
+    /// The common case inline: a key without escapes, in a small object, whose two
+    /// filter bits are not both set yet, is new; anything else takes the full check.
+    @inline(__always)
     mutating func checkDuplicate(_ key: Int) throws(JSONError) {
+        let frame = unsafe top
+        let k = unsafe nodes[key]
+        if unsafe !k.flag && frame.pointee.keySet < 0 && keyCount - frame.pointee.keysStart < 32 {
+            let print = unsafe TreeBuilder.fingerprint(k, input)
+            let bits: UInt64 = 1 << (print >> 58) | 1 << ((print >> 52) & 63)
+            let seen = unsafe frame.pointee.seen
+            if seen & bits != bits {
+                unsafe frame.pointee.seen = seen | bits
+                appendKey(Key(node: key, print: print))
+                return
+            }
+        }
+        try checkDuplicateFully(key)
+    }
+
+    /// Filter hits (compared by fingerprint, then bytes), escaped keys, large objects.
+    @inline(never)
+    private mutating func checkDuplicateFully(_ key: Int) throws(JSONError) {
         let frame = unsafe top
         let first = unsafe frame.pointee.keysStart
         let k = unsafe nodes[key]
