@@ -55,6 +55,7 @@ extension TreeBuilder {
         append(Node(start: UInt32(p), end: UInt32(q), count: 0, kind: .number, flag: integer))
     }
 
+    @inline(__always)
     mutating func appendString(openQuote: Int, closeQuote: Int) throws(JSONError) {
         let start = openQuote + 1
         let escaped = unsafe StructuralIndex.hasBackslash(backslashWords, start, closeQuote)
