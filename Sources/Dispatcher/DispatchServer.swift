@@ -151,7 +151,7 @@ public final class DispatchServer: Sendable {
                                   consumer: "scheduler-\(hostName())-\(getpid())",
                                   visibility: redis == nil ? .seconds(600) : .seconds(settings.current.queue.visibilitySeconds),
                                   weights: { settings.current.scheduler.tenantWeights })
-        wakeScheduler.scheduler.withLock { $0 = scheduler }
+        wakeScheduler.set(scheduler)
         let webhookTrust: TLSContext?
         if settings.current.webhooks.caFile.isEmpty { webhookTrust = nil } else {
             do { webhookTrust = try TLSContext(caFile: settings.current.webhooks.caFile) } catch {
@@ -319,7 +319,10 @@ func randomSecret() -> [UInt8] {
 }
 
 /// The scheduler as the job service's pending hook reaches it (set once it is made).
+/// Weak: the scheduler holds the job service, which holds the hook.
 final class SchedulerWaker: Sendable {
-    let scheduler = Mutex<Scheduler?>(nil)
-    func wake() { scheduler.withLock { $0 }?.wake() }
+    private struct Weak: @unchecked Sendable { weak var scheduler: Scheduler? }
+    private let held = Mutex(Weak())
+    func set(_ s: Scheduler) { held.withLock { $0.scheduler = s } }
+    func wake() { held.withLock { $0.scheduler }?.wake() }
 }

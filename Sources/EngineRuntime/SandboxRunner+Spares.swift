@@ -16,10 +16,11 @@ import TranscodeAPI
 // `configuration.spares` workers (one per job the engines can run at once) started ahead
 // of need, each in a slot directory of its own (in/ read-only, stage/ writable, bound or
 // ruled before the job is known). A job takes a ready spare, or else one still starting
-// (never slower than a cold start, which would begin later), by hard-linking its input
-// into in/ and handing over the request; the next spare starts at once, so it starts
-// during this job rather than after it. A job with its own CPU or memory limits starts
-// cold (rlimits are set at spawn).
+// (normally sooner ready than a cold start begun later; one that fails, or is not ready
+// within 30 s, leaves the job a cold start), by hard-linking its input into in/ and
+// handing over the request; the next spare starts at once, so it starts during this job
+// rather than after it. A job with its own CPU or memory limits starts cold (rlimits are
+// set at spawn).
 
 extension SandboxRunner {
     func takeSpare(for job: RunnerJob) -> Spare? {
@@ -44,12 +45,17 @@ extension SandboxRunner {
         return spare
     }
 
-    /// Starts spare workers until `configuration.spares` are starting or ready.
+    /// Starts spare workers until `configuration.spares` are starting or ready: at most
+    /// the shortfall counted on entry (spares that fail as fast as they start cannot keep
+    /// this going).
     func replenishSpares() {
         guard let dir = configuration.spareDirectory else { return }
-        while true {
+        let shortfall = spares.withLock { list -> Int in
+            list.removeAll { $0.hasFailed }
+            return configuration.spares - list.count
+        }
+        for _ in 0..<max(0, shortfall) {
             let made = spares.withLock { list -> Spare? in
-                list.removeAll { $0.hasFailed }
                 guard list.count < configuration.spares else { return nil }
                 let n = spareCounter.add(1, ordering: .relaxed).newValue
                 let slot = dir + "/spare-\(getpid())-\(n)"
@@ -186,7 +192,8 @@ final class Spare: Sendable {
     }
 
     /// The failure a job that took this spare while it was starting gets when its worker
-    /// never became ready; the runner then starts one cold.
+    /// never became ready; the runner then starts one cold. (The runner checks `hasFailed`,
+    /// not the code: a worker could write this code in its own failure line.)
     static let failedCode = "spare_failed"
 
     /// The worker did not start: its slot goes, and a job that took it is told (and

@@ -165,7 +165,7 @@ public final class SandboxRunner: TranscodeRunner {
                 spare.assign(Spare.Assignment(request: request, jobID: job.jobID, limits: limits, startedAt: SystemClock.nanoseconds(),
                                               progress: progress, continuation: continuation))
             }
-            if case .failure(let f) = r, f.code == Spare.failedCode {
+            if case .failure = r, spare.hasFailed {   // its worker never started: start one cold
                 removeTree(spare.slot)
                 slot = nil
             } else {

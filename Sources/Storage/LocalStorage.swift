@@ -136,6 +136,7 @@ public final class LocalStorage: StorageProvider {
                         offset += UInt64(bytes)
                         batch = PooledBufferList()
                     }
+                    if last { break }
                     staging.refill(await pool.acquire())
                 }
             }

@@ -33,24 +33,32 @@ final class SchedulerWakeTests: XCTestCase {
                                               wrapQueue: { LatePublishingQueue($0) })
         // The scheduler's loop and the event bus, as `spool serve` runs them.
         let background = Task { await h.dispatch.runBackground() }
-        let key = try await h.adminKey()
-        let engine = try await h.registerEngine(name: "parked")
-        // The long poll: with the manual clock its 30 s never pass by themselves.
-        let parked = Task { try await h.call("POST", "/api/v1/engines/\(engine.0)/lease?wait=30", key: engine.1) }
-        try await Task.sleep(nanoseconds: 300_000_000)
-        let jobID = try await h.submitJob(key: key)
         // Give the lease 20 s of real time; past that, end the long poll by moving the
         // clock (it then answers 204) and fail.
         let guardTask = Task {
             try await Task.sleep(nanoseconds: 20_000_000_000)
             h.clock.advance(by: .seconds(120))
         }
-        let answer = try await parked.value
+        var failure: (any Error)?
+        do {
+            let key = try await h.adminKey()
+            let engine = try await h.registerEngine(name: "parked")
+            // The long poll: with the manual clock its 30 s never pass by themselves.
+            let parked = Task { try await h.call("POST", "/api/v1/engines/\(engine.0)/lease?wait=30", key: engine.1) }
+            try await Task.sleep(nanoseconds: 300_000_000)
+            let jobID = try await h.submitJob(key: key)
+            let answer = try await parked.value
+            XCTAssertEqual(answer.status, 200, "the parked engine was not handed the job without the scheduler's backstop: \(answer.text)")
+            XCTAssertTrue(answer.text.contains(jobID), answer.text)
+        } catch {
+            failure = error
+        }
+        // Everything stops whether or not the test passed.
         guardTask.cancel()
-        XCTAssertEqual(answer.status, 200, "the parked engine was not handed the job without the scheduler's backstop: \(answer.text)")
-        XCTAssertTrue(answer.text.contains(jobID), answer.text)
+        h.clock.advance(by: .seconds(120))   // a long poll still parked answers now
         background.cancel()
         _ = await background.value
         await h.stop()
+        if let failure { throw failure }
     }
 }
