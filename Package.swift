@@ -135,7 +135,7 @@ let package = Package(
             name: "SpoolCLI",
             dependencies: [
                 "Ring", "BufferPool", "Web", "Media", "JSON", "Lifecycle", "SpoolModel", "TranscodeAPI", "Threads",
-                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox", "Plugins", "Gateway", "Cluster", "TLS",
+                "HostMetrics", "SpoolAPI", "Dispatcher", "ServerConfig", "EngineRuntime", "Jobs", "CProcessStart", "Sandbox", "Plugins", "Gateway", "Cluster", "TLS", "ProcFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -174,7 +174,7 @@ let package = Package(
                 path: "Sources/Engines"),
         // StorageProvider and its local-disk implementation: streamed writes into a private
         // temp file, fsync, rename, directory fsync; SHA-256 while streaming.
-        .target(name: "Storage", dependencies: ["Ring", "BufferPool", "SpoolModel", "Threads",
+        .target(name: "Storage", dependencies: ["Ring", "BufferPool", "SpoolModel", "Threads", "ProcFS",
                                                 .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Storage"),
         // S3: SigV4 signing, the S3 REST calls on Web.HTTPClient (retries, errors), and the
@@ -208,7 +208,7 @@ let package = Package(
         .target(name: "Postgres", dependencies: ["CLibPQ", "Threads"], path: "Sources/Postgres"),
         // `spool cluster up|status|down`: PostgreSQL, Redis, dispatchers, the gateway and
         // engines as detached processes on loopback, and DIR/cluster.json.
-        .target(name: "Cluster", dependencies: ["Postgres", "JSON", "Ring", "Web"], path: "Sources/Cluster"),
+        .target(name: "Cluster", dependencies: ["Postgres", "JSON", "Ring", "Web", "ProcFS"], path: "Sources/Cluster"),
         // One SQL surface over both: services that are not the hot path (access, engines,
         // files, webhooks) write each query once and run on SQLite or PostgreSQL.
         .target(name: "Relational", dependencies: ["Persistence", "Postgres", .product(name: "GRDB", package: "GRDB.swift")],
@@ -258,7 +258,7 @@ let package = Package(
         // Plugins: transcoder plugins through the C ABI: loading .so files (dlopen, ABI and
         // table checks), driving a job through a table, the built-in transcoder as a table,
         // and the worker (`spool worker`, the sandboxed child) that runs every job that way.
-        .target(name: "Plugins", dependencies: ["CPlugin", "EngineRuntime", "JSON", "Jobs", "SpoolModel", "Threads", "TranscodeAPI"],
+        .target(name: "Plugins", dependencies: ["CPlugin", "EngineRuntime", "JSON", "Jobs", "ProcFS", "SpoolModel", "Threads", "TranscodeAPI"],
                 path: "Sources/Plugins"),
         // Webhooks: deliveries of finished jobs to their webhook URLs, signed (Standard
         // Webhooks), retried with backoff, logged per job; the SSRF guard on every address dialed.

@@ -7,6 +7,7 @@
 // (AOF on, fsync every second, a password, loopback only), detached.
 import Glibc
 import Postgres
+import ProcFS
 
 struct PostgresPart {
     let directory: String
@@ -27,12 +28,7 @@ struct PostgresPart {
     /// The newest /usr/lib/postgresql/N/bin with pg_ctl.
     static func binDirectory() -> String? {
         var best: (Int, String)? = nil
-        guard let d = opendir("/usr/lib/postgresql") else { return nil }
-        defer { closedir(d) }
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
+        for name in ProcFile.directoryEntries("/usr/lib/postgresql") {
             if let v = Int(name), access("/usr/lib/postgresql/\(v)/bin/pg_ctl", X_OK) == 0, v > (best?.0 ?? -1) {
                 best = (v, "/usr/lib/postgresql/\(v)/bin")
             }

@@ -188,13 +188,13 @@ final class Spare: Sendable {
             s = .assigned(a)
             return false
         }
-        if failed { a.continuation.resume(returning: .failure(TranscodeFailure(code: Spare.failedCode, message: "the spare worker did not start"))) }
+        if failed { a.continuation.resume(returning: .failure(Spare.failure)) }
     }
 
     /// The failure a job that took this spare while it was starting gets when its worker
     /// never became ready; the runner then starts one cold. (The runner checks `hasFailed`,
     /// not the code: a worker could write this code in its own failure line.)
-    static let failedCode = "spare_failed"
+    static let failure = TranscodeFailure(code: "spare_failed", message: "the spare worker did not start")
 
     /// The worker did not start: its slot goes, and a job that took it is told (and
     /// starts a cold worker).
@@ -204,6 +204,6 @@ final class Spare: Sendable {
             defer { s = .failed }
             if case .assigned(let a) = s { return a } else { return nil }
         }
-        taken?.continuation.resume(returning: .failure(TranscodeFailure(code: Spare.failedCode, message: "the spare worker did not start")))
+        taken?.continuation.resume(returning: .failure(Spare.failure))
     }
 }

@@ -7,6 +7,7 @@
 import CPlugin
 import Glibc
 import JSON
+import ProcFS
 
 public struct PluginLoadError: Error, Sendable, CustomStringConvertible {
     public var path: String
@@ -75,17 +76,11 @@ public enum PluginLibrary {
 
     /// Every *.so in `directory` (sorted by name): the loaded tables and the refusals.
     public static func loadDirectory(_ directory: String) -> (plugins: [PluginTable], errors: [PluginLoadError]) {
-        guard let dir = opendir(directory) else {
+        guard let names = ProcFile.listDirectory(directory) else {
             return ([], [PluginLoadError(path: directory, reason: "cannot open the plugin directory: \(String(cString: strerror(errno)))")])
         }
-        var names: [String] = []
-        while let e = readdir(dir) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name.hasSuffix(".so") { names.append(name) }
-        }
-        closedir(dir)
         var plugins: [PluginTable] = [], errors: [PluginLoadError] = []
-        for name in names.sorted() {
+        for name in names where name.hasSuffix(".so") {
             let path = (directory.hasSuffix("/") ? directory : directory + "/") + name
             do {
                 let p = try load(path)

@@ -27,8 +27,12 @@ public enum ProcFile {
 
     /// The names in directory `path` ("." and ".." left out), sorted; empty when it cannot
     /// be opened.
-    public static func directoryEntries(_ path: String) -> [String] {
-        guard let dir = unsafe opendir(path) else { return [] }
+    public static func directoryEntries(_ path: String) -> [String] { listDirectory(path) ?? [] }
+
+    /// The names in directory `path` ("." and ".." left out), sorted; nil when it cannot be
+    /// opened (errno says why).
+    public static func listDirectory(_ path: String) -> [String]? {
+        guard let dir = unsafe opendir(path) else { return nil }
         defer { unsafe closedir(dir) }
         var out: [String] = []
         while let e = unsafe readdir(dir) {

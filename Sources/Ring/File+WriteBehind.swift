@@ -60,18 +60,16 @@ extension File {
         }
 
         private func submit(_ batch: Batch) {
-            let loop = file.loop, fd = file.fd, at = batch.offset
-            let queued = loop.submit({ [self] r in completed(batch, r) }) { ud, slot in
-                let iov = unsafe loop.scratch(slot).bindMemory(to: iovec.self, capacity: File.vectorMax)
-                let n = unsafe batch.cursor.vectors(batch.list, into: iov, max: File.vectorMax)
-                return unsafe loop.backend.writev(fd: fd, vectors: UnsafeRawPointer(iov), count: n, offset: at, ud)
+            let file = self.file, at = batch.offset
+            let queued = file.loop.submit({ [self] r in completed(batch, r) }) { ud, slot in
+                file.prepareWrite(batch.list, from: batch.cursor, at: at, ud, slot)
             }
             if queued == nil { done(failing: RingError(.slotsExhausted, operation: "write \(file.path)")) }
         }
 
         private func completed(_ batch: Batch, _ r: OpResult) {
             guard r.res > 0 else {
-                done(failing: r.res == 0 ? RingError(.noSpace, operation: "write \(file.path)") : RingError(errno: -r.res, operation: "write \(file.path)"))
+                done(failing: file.writeError(r.res))
                 return
             }
             written += Int(r.res)

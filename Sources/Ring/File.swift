@@ -144,18 +144,25 @@ public final class File {
         var written = 0
         while !cursor.isDone(list) {
             let from = cursor, at = offset + UInt64(written)
-            let r = await loop.perform(cancellable: false) { ud, slot in
-                let iov = unsafe loop.scratch(slot).bindMemory(to: iovec.self, capacity: Self.vectorMax)
-                let n = unsafe from.vectors(list, into: iov, max: Self.vectorMax)
-                return unsafe loop.backend.writev(fd: fd, vectors: UnsafeRawPointer(iov), count: n, offset: at, ud)
-            }
-            if r.res <= 0 {
-                throw r.res == 0 ? RingError(.noSpace, operation: "write \(path)") : RingError(errno: -r.res, operation: "write \(path)")
-            }
+            let r = await loop.perform(cancellable: false) { ud, slot in prepareWrite(list, from: from, at: at, ud, slot) }
+            if r.res <= 0 { throw writeError(r.res) }
             written += Int(r.res)
             cursor.advance(by: Int(r.res), in: list)
         }
         return written
+    }
+
+    /// Queues one pwritev of the bytes of `list` not yet written (from `cursor`, up to
+    /// `vectorMax` buffers; the iovecs live in the operation's scratch).
+    func prepareWrite(_ list: borrowing PooledBufferList, from cursor: BufferListCursor, at offset: UInt64, _ ud: UInt64, _ slot: Int) -> Int32 {
+        let iov = unsafe loop.scratch(slot).bindMemory(to: iovec.self, capacity: Self.vectorMax)
+        let n = unsafe cursor.vectors(list, into: iov, max: Self.vectorMax)
+        return unsafe loop.backend.writev(fd: fd, vectors: UnsafeRawPointer(iov), count: n, offset: offset, ud)
+    }
+
+    /// The error of a write that wrote nothing (0: the device is full).
+    func writeError(_ res: Int32) -> RingError {
+        res == 0 ? RingError(.noSpace, operation: "write \(path)") : RingError(errno: -res, operation: "write \(path)")
     }
 
     /// Turns O_DIRECT on or off for later writes (fcntl F_SETFL; no I/O).

@@ -9,6 +9,7 @@ import HostMetrics
 import Lifecycle
 import Logging
 import Media
+import ProcFS
 import Ring
 import ServerConfig
 import SpoolModel
@@ -280,13 +281,7 @@ func writeServerURL(_ url: String, dataDirectory: String) throws {
 
 /// The ids of this process's threads (/proc/self/task).
 func threadIDs() -> [pid_t] {
-    guard let dir = unsafe opendir("/proc/self/task") else { return [0] }
-    defer { unsafe closedir(dir) }
-    var out: [pid_t] = []
-    while let e = unsafe readdir(dir) {
-        let name = unsafe withUnsafeBytes(of: e.pointee.d_name) { raw in unsafe String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self) }
-        if let tid = pid_t(name) { out.append(tid) }
-    }
+    let out = ProcFile.directoryEntries("/proc/self/task").compactMap { pid_t($0) }
     return out.isEmpty ? [0] : out
 }
 

@@ -16,7 +16,9 @@
 import BufferPool
 import Crypto
 import Glibc
+import ProcFS
 import Ring
+import SpoolModel
 import Threads
 
 public final class LocalStorage: StorageProvider {
@@ -151,7 +153,7 @@ public final class LocalStorage: StorageProvider {
             try? await writer.finish()   // no buffer goes back to the pool under a write
             throw error
         }
-        return (staging.size, hexString(staging.hasher.finalize()))
+        return (staging.size, staging.hasher.finalize().withUnsafeBytes { Hex.encode(contiguous: $0) })
     }
 
     public func delete(key: String) async throws {
@@ -242,17 +244,6 @@ final class Staging {
     }
 }
 
-/// Lower-case hex of a digest.
-func hexString(_ digest: some Sequence<UInt8>) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for b in digest {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 15)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
-
 /// mkdir -p, mode 0700.
 func makeDirectories(_ path: String) throws(StorageError) {
     var prefix = path.hasPrefix("/") ? "/" : ""
@@ -265,16 +256,8 @@ func makeDirectories(_ path: String) throws(StorageError) {
     }
 }
 
-/// The names in `dir` except "." and "..".
+/// The names in `dir` except "." and "..", sorted.
 func directoryEntries(_ dir: String) throws(StorageError) -> [String] {
-    guard let d = opendir(dir) else { throw StorageError("cannot list \(dir): errno \(errno)") }
-    defer { closedir(d) }
-    var names: [String] = []
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
-        if name != "." && name != ".." { names.append(name) }
-    }
+    guard let names = ProcFile.listDirectory(dir) else { throw StorageError("cannot list \(dir): errno \(errno)") }
     return names
 }
