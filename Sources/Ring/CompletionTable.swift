@@ -56,6 +56,9 @@ extension EventLoop {
         case .multishot(let sink):
             if !more { freeSlot(slot) }
             sink.deliver(c.res, flags: c.flags, loop: self)
+        case .queuedSend(let conn):
+            freeSlot(slot)
+            conn.queuedSendCompleted(c.res)
         case .orphan:
             if !more { freeSlot(slot) }
             dropDelivered(c.res, flags: c.flags)

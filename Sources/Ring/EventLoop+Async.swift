@@ -24,7 +24,7 @@ extension EventLoop {
     /// file I/O, which io_uring cannot interrupt once started anyway, close, shutdown)
     /// pass `false`; everything that can wait on a peer or a clock passes `true`.
     @inline(__always)
-    func perform(cancellable: Bool = true, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
+    nonisolated(nonsending) func perform(cancellable: Bool = true, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
         assertInLoop()
         guard let (slot, ud) = allocSlot() else { return OpResult(res: OpResult.slotsExhausted) }
         if Task.isCancelled && cancellable {
@@ -40,7 +40,7 @@ extension EventLoop {
     }
 
     @inline(__always)
-    func park(slot: Int, ud: UInt64, recheckCancellation: Bool = false, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
+    nonisolated(nonsending) func park(slot: Int, ud: UInt64, recheckCancellation: Bool = false, _ prepare: (UInt64, Int) -> Int32) async -> OpResult {
         unsafe await withUnsafeContinuation { (k: UnsafeContinuation<OpResult, Never>) in
             unsafe slots[slot].handler = unsafe .continuation(k)
             let rc = prepare(ud, slot)

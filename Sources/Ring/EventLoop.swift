@@ -66,6 +66,9 @@ protocol MultishotSink: AnyObject {
         case continuation(UnsafeContinuation<OpResult, Never>)
         case callback(Callback)
         case multishot(any MultishotSink)
+        /// A queued send of this connection (TCPConnection+QueuedSend.swift); the slot keeps
+        /// the connection alive while the kernel reads its buffer.
+        case queuedSend(TCPConnection)
         /// The owner went away; buffers delivered to the slot go straight back to the pool.
         case orphan
     }

@@ -9,6 +9,7 @@ struct FIFOQueue<Element> {
 
     var count: Int { items.count - head }
     var isEmpty: Bool { head == items.count }
+    var first: Element? { head < items.count ? items[head] : nil }
 
     mutating func append(_ e: Element) { items.append(e) }
 

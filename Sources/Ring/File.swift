@@ -42,7 +42,7 @@ public final class File {
     }
 
     /// Opens `path` close-on-exec (on both backends: a child process never inherits it).
-    public static func open(_ path: String, _ mode: Mode, permissions: UInt32 = 0o644) async throws(RingError) -> File {
+    nonisolated(nonsending) public static func open(_ path: String, _ mode: Mode, permissions: UInt32 = 0o644) async throws(RingError) -> File {
         let loop = try currentLoop("open \(path)")
         let r = unsafe await strdup(path)!.asOwnedPath { p in
             await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.openat(path: p, flags: mode.flags | O_CLOEXEC, mode: permissions, ud) }
@@ -52,7 +52,7 @@ public final class File {
     }
 
     /// Reads up to the buffer's capacity at `offset`; the buffer's count becomes the bytes read.
-    public func read(into buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
+    nonisolated(nonsending) public func read(into buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
         if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "read \(path)")), buffer: buffer) }
         let parts = pool.disassemble(buffer)
         let dst = unsafe pool.address(of: parts.index)
@@ -69,7 +69,7 @@ public final class File {
     }
 
     /// Writes all valid bytes of `buffer` at `offset` (short writes are continued).
-    public func write(_ buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
+    nonisolated(nonsending) public func write(_ buffer: consuming PooledBuffer, at offset: UInt64) async -> IOCompletion {
         if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "write \(path)")), buffer: buffer) }
         let parts = pool.disassemble(buffer)
         let src = unsafe pool.address(of: parts.index)
@@ -95,7 +95,7 @@ public final class File {
     /// up to `vectorMax` buffers, continuing after short reads, up to `limit` bytes; each
     /// buffer's count becomes what it holds. Returns the bytes read: fewer than asked only
     /// at the end of the file.
-    public func read(into list: inout PooledBufferList, at offset: UInt64, limit: Int) async throws(RingError) -> Int {
+    nonisolated(nonsending) public func read(into list: inout PooledBufferList, at offset: UInt64, limit: Int) async throws(RingError) -> Int {
         if closed { throw RingError(.closed, operation: "read \(path)") }
         let capacity = pool.bufferSizeBytes
         var want: [Int] = []
@@ -138,7 +138,7 @@ public final class File {
     /// Writes the valid bytes of every buffer of `list`, in order, from `offset`: one
     /// pwritev per up to `vectorMax` buffers, short writes continued. Returns the bytes
     /// written (all of them, or it throws). The list stays the caller's.
-    public func write(_ list: borrowing PooledBufferList, at offset: UInt64) async throws(RingError) -> Int {
+    nonisolated(nonsending) public func write(_ list: borrowing PooledBufferList, at offset: UInt64) async throws(RingError) -> Int {
         if closed { throw RingError(.closed, operation: "write \(path)") }
         var cursor = BufferListCursor()
         var written = 0
@@ -174,13 +174,13 @@ public final class File {
     }
 
     /// fsync (or fdatasync with `dataOnly`).
-    public func sync(dataOnly: Bool = false) async throws(RingError) {
+    nonisolated(nonsending) public func sync(dataOnly: Bool = false) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "fsync \(path)") }
         let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.fsync(fd: fd, dataOnly: dataOnly, ud) }
         if r.res < 0 { throw RingError(errno: -r.res, operation: "fsync \(path)") }
     }
 
-    public func close() async throws(RingError) {
+    nonisolated(nonsending) public func close() async throws(RingError) {
         guard !closed else { return }
         closed = true
         let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.close(fd: fd, ud) }
@@ -209,7 +209,7 @@ public struct FileStatus: Sendable, Equatable {
 
 /// Path operations through the ring.
 public enum FileSystem {
-    public static func rename(_ from: String, to: String) async throws(RingError) {
+    nonisolated(nonsending) public static func rename(_ from: String, to: String) async throws(RingError) {
         let loop = try currentLoop("rename \(from)")
         let r = unsafe await strdup(from)!.asOwnedPath { a in
             unsafe await strdup(to)!.asOwnedPath { b in
@@ -219,7 +219,7 @@ public enum FileSystem {
         if r.res < 0 { throw RingError(errno: -r.res, operation: "rename \(from) -> \(to)") }
     }
 
-    public static func remove(_ path: String, directory: Bool = false) async throws(RingError) {
+    nonisolated(nonsending) public static func remove(_ path: String, directory: Bool = false) async throws(RingError) {
         let loop = try currentLoop("unlink \(path)")
         let r = unsafe await strdup(path)!.asOwnedPath { p in
             await loop.perform(cancellable: false) { ud, _ in unsafe loop.backend.unlink(path: p, directory: directory, ud) }
@@ -227,7 +227,7 @@ public enum FileSystem {
         if r.res < 0 { throw RingError(errno: -r.res, operation: "unlink \(path)") }
     }
 
-    public static func status(_ path: String) async throws(RingError) -> FileStatus {
+    nonisolated(nonsending) public static func status(_ path: String) async throws(RingError) -> FileStatus {
         let loop = try currentLoop("statx \(path)")
         // The kernel writes the statx record until the completion: give it memory this
         // call owns (not slot scratch, which is reused as soon as the slot is freed).
@@ -244,7 +244,7 @@ public enum FileSystem {
     }
 
     /// Makes a rename or create in `directory` durable (fsync of the directory).
-    public static func syncDirectory(_ directory: String) async throws(RingError) {
+    nonisolated(nonsending) public static func syncDirectory(_ directory: String) async throws(RingError) {
         let d = try await File.open(directory, File.Mode(flags: O_RDONLY | O_DIRECTORY))
         try await d.sync()
         try await d.close()

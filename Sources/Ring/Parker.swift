@@ -22,7 +22,7 @@ enum WakeReason: Equatable {
     var isWaiting: Bool { unsafe continuation != nil }
 
     /// Suspends until `wake`, the deadline, or (if `cancellable`) task cancellation.
-    func wait(loop: EventLoop, timeoutNs: Int64? = nil, cancellable: Bool = true) async -> WakeReason {
+    nonisolated(nonsending) func wait(loop: EventLoop, timeoutNs: Int64? = nil, cancellable: Bool = true) async -> WakeReason {
         loop.assertInLoop()
         unsafe precondition(continuation == nil, "two tasks waiting on one socket")
         if cancellable && Task.isCancelled { return .cancelled }

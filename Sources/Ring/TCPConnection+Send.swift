@@ -1,5 +1,6 @@
 // Sending on a TCP connection: pool buffers, buffer lists (vectored), and copies of
-// bytes. Short sends continue; a deadline covers the whole send, not each piece. No
+// bytes. Short sends continue; a deadline covers the whole send, not each piece. Each
+// send here waits for the bytes queued before it (TCPConnection+QueuedSend.swift). No
 // send waits for a pool buffer: when the pool is empty the bytes go from a heap copy,
 // so a loop whose buffers are all held by senders cannot deadlock on itself.
 import BufferPool
@@ -14,7 +15,7 @@ extension TCPConnection {
 
     /// Sends every valid byte of `buffer` (short sends are continued), then returns the
     /// buffer to the pool. Waits while the peer is not reading (socket backpressure).
-    public func send(_ buffer: consuming PooledBuffer, timeout: Duration? = nil) async throws(RingError) {
+    nonisolated(nonsending) public func send(_ buffer: consuming PooledBuffer, timeout: Duration? = nil) async throws(RingError) {
         let parts = pool.disassemble(buffer)
         defer { _ = pool.reassemble(parts) }
         unsafe try await sendAll(pool.address(of: parts.index), count: parts.count, timeoutNs: timeout?.nanoseconds)
@@ -25,8 +26,9 @@ extension TCPConnection {
 
     /// Sends the valid bytes of every buffer in `list`, in order, with one sendmsg per
     /// attempt over up to `vectorMax` buffers; short sends continue where they stopped.
-    public func send(_ list: consuming PooledBufferList, timeout: Duration? = nil) async throws(RingError) {
+    nonisolated(nonsending) public func send(_ list: consuming PooledBufferList, timeout: Duration? = nil) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "sendmsg") }
+        if !outbox.isEmpty { try await flushSends() }
         opsInFlight += 1
         defer { operationEnded() }
         let tns = timeout?.nanoseconds
@@ -54,7 +56,8 @@ extension TCPConnection {
 
     /// Sends `bytes` (copied into pool buffers). The concrete overload spares callers in
     /// other modules the unspecialized generic path.
-    public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws(RingError) {
+    nonisolated(nonsending) public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws(RingError) {
+        if !outbox.isEmpty { try await flushSends() }
         var at = 0
         while at < bytes.count {
             guard var b = pool.tryAcquire() else {
@@ -81,6 +84,7 @@ extension TCPConnection {
     /// Sends a copy of `bytes` through pool buffers; the same rule as the `[UInt8]`
     /// overload: when the pool is empty the rest goes from a heap copy, never a wait.
     public func send(_ bytes: some Collection<UInt8>, timeout: Duration? = nil) async throws(RingError) {
+        if !outbox.isEmpty { try await flushSends() }
         var rest = bytes[...]
         while !rest.isEmpty {
             guard var b = pool.tryAcquire() else {
@@ -101,8 +105,9 @@ extension TCPConnection {
         }
     }
 
-    private func sendAll(_ base: UnsafeMutableRawPointer, count: Int, timeoutNs: Int64?) async throws(RingError) {
+    nonisolated(nonsending) private func sendAll(_ base: UnsafeMutableRawPointer, count: Int, timeoutNs: Int64?) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "send") }
+        if !outbox.isEmpty { try await flushSends() }
         opsInFlight += 1
         defer { operationEnded() }
         var sent = 0

@@ -38,6 +38,19 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     var opsInFlight = 0
     private let parker = Parker()
     private let closeParker = Parker()
+    /// Completion-driven receiving (`receiveContinuously`): where buffers go instead of
+    /// `received`, and who hears of the end.
+    var onData: ((consuming PooledBuffer) -> Void)?
+    var onEnd: ((RingError?) -> Void)?
+    // Queued sends (TCPConnection+QueuedSend.swift).
+    var outbox = FIFOQueue<QueuedSend>()
+    /// Bytes of the outbox's first buffer already sent.
+    var outboxSent = 0
+    /// Whether the first buffer's next attempt may wait for socket space (with its deadline).
+    var outboxMayWait = false
+    var queuedSendInFlight = false
+    var queuedSendFailure: RingError?
+    let flushParker = Parker()
 
     /// Whether task cancellation interrupts this connection's receives and sends (true,
     /// the default). A server that ends connections by closing them can turn it off: each
@@ -55,6 +68,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     deinit {
         // No multishot can be armed here: an armed one retains its sink (self).
         while let parts = received.popFirst() { _ = pool.reassemble(parts) }
+        while let q = outbox.popFirst() { _ = pool.reassemble(q.parts) }
         if !closed {
             loop.backend.forget(fd: fd)
             _ = loop.backend.closeNow(fd: fd)
@@ -100,7 +114,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     /// The next bytes from the peer in a pool buffer, or nil at end of stream.
     /// Waits for a pool buffer when the pool is exhausted.
-    public func receive(timeout: Duration? = nil) async throws(RingError) -> PooledBuffer? {
+    nonisolated(nonsending) public func receive(timeout: Duration? = nil) async throws(RingError) -> PooledBuffer? {
         while true {
             if let parts = received.popFirst() { return pool.reassemble(parts) }
             if let f = recvFailure { throw f }
@@ -123,7 +137,9 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     func deliver(_ res: Int32, flags: UInt32, loop: EventLoop) {
         if flags & CQEFlag.buffer != 0 {
             let buffer = pool.adoptFromKernel(index: flags >> CQEFlag.bufferShift, count: max(0, Int(res)))
-            if res > 0 && !closed {
+            if res > 0 && !closed, let onData {
+                onData(buffer)
+            } else if res > 0 && !closed {
                 received.append(pool.disassemble(buffer))
                 // Bound what one connection can hold unread: past the cap, stop receiving
                 // (the socket's own buffer then pushes back on the peer); receive() re-arms.
@@ -143,14 +159,59 @@ public final class TCPConnection: MultishotSink, RecvStarved {
             recvFailure = RingError(errno: -res, operation: "recv")
         }
         if flags & CQEFlag.more == 0 { recvUD = nil }
-        parker.wake(loop: loop)
+        if onData != nil {
+            continueReceiving()
+        } else {
+            parker.wake(loop: loop)
+        }
     }
 
     func bufferAvailable(loop: EventLoop) -> Bool {
         starved = false
         guard !closed else { return false }
-        parker.wake(loop: loop)
+        if onData != nil {
+            continueReceiving()
+        } else {
+            parker.wake(loop: loop)
+        }
         return true
+    }
+
+    /// Completion-driven receiving: from now on each received buffer goes to `onData` on
+    /// the loop thread as its completion is handled (no task is resumed), in order, and
+    /// `onEnd` is called once: with nil at end of stream, or with the failure. Buffers
+    /// already received go first. Do not call `receive()` afterwards. `close()` ends it
+    /// without calling `onEnd`. The handlers usually capture the connection: the cycle is
+    /// broken when `onEnd` is called or the connection closes. When the pool has no buffer
+    /// the receive waits for one, as `receive()` does.
+    public func receiveContinuously(onData: @escaping (consuming PooledBuffer) -> Void,
+                                    onEnd: @escaping (RingError?) -> Void) {
+        loop.assertInLoop()
+        precondition(!parker.isWaiting, "receiveContinuously while a task waits in receive()")
+        self.onData = onData
+        self.onEnd = onEnd
+        while self.onData != nil, let parts = received.popFirst() { onData(pool.reassemble(parts)) }
+        continueReceiving()
+    }
+
+    /// Callback mode: reports the end, or keeps a multishot receive armed.
+    private func continueReceiving() {
+        guard !closed, onData != nil else { return }
+        if recvEOF || recvFailure != nil {
+            let end = onEnd
+            onData = nil
+            onEnd = nil
+            end?(recvFailure)
+            return
+        }
+        if recvUD == nil && !starved {
+            switch loop.submitMultishot("recv", self, { ud in loop.backend.recvSelect(fd: fd, multishot: true, ud) }) {
+            case .success(let ud): recvUD = ud
+            case .failure(let e):
+                recvFailure = e
+                continueReceiving()
+            }
+        }
     }
 
     /// A send or receive(into:) finished: let a waiting close() proceed when none is left.
@@ -164,7 +225,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     /// Receives once into `buffer` after its first `count` bytes (a plain recv, not a
     /// provided buffer). The buffer comes back with the result whatever happens.
-    public func receive(into buffer: consuming PooledBuffer, timeout: Duration? = nil) async -> IOCompletion {
+    nonisolated(nonsending) public func receive(into buffer: consuming PooledBuffer, timeout: Duration? = nil) async -> IOCompletion {
         if closed { return IOCompletion(result: .failure(RingError(.closed, operation: "recv")), buffer: buffer) }
         opsInFlight += 1
         defer { operationEnded() }
@@ -188,8 +249,10 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     public enum ShutdownHow: Int32 { case read = 0, write = 1, both = 2 }
 
     /// Half-closes the connection (`.write` sends FIN and keeps receiving).
-    public func shutdown(_ how: ShutdownHow = .write) async throws(RingError) {
+    /// Queued sends go out first: the FIN follows every byte queued before it.
+    nonisolated(nonsending) public func shutdown(_ how: ShutdownHow = .write) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "shutdown") }
+        if how != .read { try? await flushSends() }
         let r = await loop.perform(cancellable: false) { ud, _ in loop.backend.shutdown(fd: fd, how: how.rawValue, ud) }
         if r.res < 0 && r.res != -ENOTCONN { throw RingError(errno: -r.res, operation: "shutdown") }
     }
@@ -200,10 +263,13 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         _ = unsafe withUnsafeBytes(of: l) { unsafe loop.backend.setOption(fd: fd, level: SOL_SOCKET, name: SO_LINGER, value: $0.baseAddress!, length: UInt32($0.count)) }
     }
 
-    /// Cancels the armed receive, returns every queued buffer and closes the socket.
-    public func close() async {
+    /// Cancels the armed receive, returns every queued buffer and closes the socket. Sends
+    /// still queued are abandoned: call `flushSends()` first to deliver them.
+    nonisolated(nonsending) public func close() async {
         guard !closed else { return }
         closed = true
+        onData = nil
+        onEnd = nil
         parker.wake(.cancelled, loop: loop)
         // A send blocked on a peer that does not read, or a receive(into:) on a quiet peer,
         // would keep the fd busy: shut the socket down so the kernel completes them first.

@@ -185,15 +185,7 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
                 ready.change { $0 = true }
                 while true {
                     guard let conn = try? await listener.accept() else { continue }
-                    let c = LoopBound(conn, loop: loop)
-                    loop.spawn {
-                        let conn = c.value
-                        conn.followsTaskCancellation = false   // ended by close, not by task cancellation
-                        while let b = try? await conn.receive() {
-                            do { try await conn.send(b) } catch { break }
-                        }
-                        await conn.close()
-                    }
+                    EchoConnection(conn).start()
                 }
             }
             ready.wait(until: { $0 }) { _, _ in }
@@ -206,6 +198,38 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
         print("echo: \(ProcessSignals.name(shutdown.received ?? SIGTERM)) received: stopped")
         fflush(nil)
         // Connections are dropped with the process: an echo server has nothing to drain.
+    }
+}
+
+/// One echo connection, driven by completions on its loop (no task per piece): each
+/// received buffer is queued back to the socket as it arrives (TCPConnection's callback
+/// layer: receiveContinuously, sendQueued). Memory stays within the loop's pool: when every
+/// buffer is held by connections that do not read, receives wait for one; a piece the peer
+/// does not take within `sendTimeout` ends its connection.
+final class EchoConnection {
+    static let sendTimeout: Duration = .seconds(30)
+    let conn: TCPConnection
+    private var ending = false
+
+    init(_ conn: TCPConnection) { self.conn = conn }
+
+    func start() {
+        conn.followsTaskCancellation = false
+        conn.receiveContinuously(onData: { [self] piece in
+            do { try conn.sendQueued(piece, timeout: Self.sendTimeout) } catch { end() }
+        }, onEnd: { [self] _ in end() })
+    }
+
+    /// Delivers what is queued (the peer may have only half-closed), then closes.
+    private func end() {
+        guard !ending else { return }
+        ending = true
+        let me = LoopBound(self, loop: conn.loop)
+        conn.loop.spawn {
+            let c = me.value.conn
+            try? await c.flushSends()
+            await c.close()
+        }
     }
 }
 

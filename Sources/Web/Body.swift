@@ -125,7 +125,7 @@ public final class RequestBody {
     /// 413 over the limit, 408 when the client is too slow (see BodyTimeLimits). A
     /// consumer that refuses the bytes throws the APIError the client should get (415,
     /// 422, a 500 for its own failure): the only thing a refusal can become is an answer.
-    public func read(_ consume: (UnsafeRawBufferPointer) throws(APIError) -> Void) async throws(APIError) -> Bool {
+    nonisolated(nonsending) public func read(_ consume: (UnsafeRawBufferPointer) throws(APIError) -> Void) async throws(APIError) -> Bool {
         guard !isPoisoned else {
             throw APIError(status: 400, code: "bad_request", message: "the request body can no longer be read")
         }
@@ -190,7 +190,7 @@ public final class RequestBody {
     }
 
     /// Reads the whole body into memory (at most `limit` bytes, or the route limit).
-    public func collect(upTo max: Int? = nil) async throws(APIError) -> [UInt8] {
+    nonisolated(nonsending) public func collect(upTo max: Int? = nil) async throws(APIError) -> [UInt8] {
         let cap = UInt64(max ?? Int(clamping: limit))
         var out: [UInt8] = []
         if let n = declaredLength {
@@ -205,7 +205,7 @@ public final class RequestBody {
     }
 
     /// Reads and drops the rest of the body (bounded by the route limit).
-    public func discard() async throws(APIError) {
+    nonisolated(nonsending) public func discard() async throws(APIError) {
         while try await read({ _ in }) {}
     }
 }
@@ -223,10 +223,13 @@ public enum ResponseStream: Sendable {
     /// Written by `producer` with chunked transfer coding (unknown length), e.g. SSE. The
     /// producer is the handler's code and may throw anything (the response is cut short
     /// and the connection closed, whatever it was), so its throws stay untyped.
-    case chunked(@Sendable (ResponseWriter) async throws -> Void)
+    case chunked(ResponseProducer)
     /// Bytes `range` of the file at `path` (the whole file when nil), with a known length.
     case file(path: String, range: Range<UInt64>?)
 }
+
+/// Writes a chunked response body; runs on the connection's loop, in its task.
+public typealias ResponseProducer = nonisolated(nonsending) @Sendable (ResponseWriter) async throws -> Void
 
 /// What a streaming response producer writes to. Each write is one chunk on the wire and
 /// waits until the socket accepted it (backpressure from a slow client).
@@ -245,7 +248,7 @@ public final class ResponseWriter {
         self.chunked = chunked
     }
 
-    public func write(_ bytes: [UInt8]) async throws(RingError) {
+    nonisolated(nonsending) public func write(_ bytes: [UInt8]) async throws(RingError) {
         guard !bytes.isEmpty else { return }   // an empty chunk would end the body
         if chunked {
             var out: [UInt8] = []
@@ -258,9 +261,9 @@ public final class ResponseWriter {
         bytesWritten += bytes.count
     }
 
-    public func write(_ text: String) async throws(RingError) { try await write(Array(text.utf8)) }
+    nonisolated(nonsending) public func write(_ text: String) async throws(RingError) { try await write(Array(text.utf8)) }
 
-    public func send(_ event: ServerSentEvent) async throws(RingError) {
+    nonisolated(nonsending) public func send(_ event: ServerSentEvent) async throws(RingError) {
         var out: [UInt8] = []
         event.serialize(into: &out)
         try await write(out)
@@ -268,7 +271,7 @@ public final class ResponseWriter {
 
     /// Writes one JSON value produced by `build`, serialized straight into pool buffers
     /// and sent as one chunk with a vectored send.
-    public func writeJSON(_ build: (inout JSONWriter<PooledByteSink>) -> Void) async throws(RingError) {
+    nonisolated(nonsending) public func writeJSON(_ build: (inout JSONWriter<PooledByteSink>) -> Void) async throws(RingError) {
         var w = JSONWriter(into: PooledByteSink(pool: conn.loop.pool))
         build(&w)
         let sink = w.sink
@@ -324,7 +327,7 @@ public final class PooledByteSink: JSONSink {
     }
 
     /// Sends every byte (in order) and returns the buffers to the pool.
-    func send(on conn: TCPConnection, timeout: Duration) async throws(RingError) {
+    nonisolated(nonsending) func send(on conn: TCPConnection, timeout: Duration) async throws(RingError) {
         while !chain.isEmpty {
             let list = chain.removeFirst(min(TCPConnection.vectorMax, chain.count))
             try await conn.send(list, timeout: timeout)

@@ -67,7 +67,7 @@ extension RequestBody {
     /// Receives the next piece from the socket within the body's time limits: throws a 408
     /// when the whole-body deadline passes, the piece does not come, or the client is slower
     /// than the minimum rate; a 400 when the connection fails. nil at end of stream.
-    func receivePiece(_ conn: TCPConnection) async throws(APIError) -> PooledBuffer? {
+    nonisolated(nonsending) func receivePiece(_ conn: TCPConnection) async throws(APIError) -> PooledBuffer? {
         var pieceWaited: Duration = .zero
         while true {
             try meter.check(time, bytesRead: bytesRead)

@@ -176,7 +176,7 @@ public final class HTTPServer: Sendable {
 
     // MARK: Connection
 
-    func serve(_ conn: TCPConnection, loop: EventLoop, registry: ConnectionRegistry) async {
+    nonisolated(nonsending) func serve(_ conn: TCPConnection, loop: EventLoop, registry: ConnectionRegistry) async {
         conn.followsTaskCancellation = false
         let input = ConnectionInput(conn: conn)
         registry.add(input)
@@ -268,6 +268,7 @@ public final class HTTPServer: Sendable {
                 answered = true
                 if closing {
                     if !body.isComplete || body.isPoisoned { await lingerAndClose(conn); return }
+                    try? await conn.flushSends()
                     break connection
                 }
             }
@@ -283,7 +284,11 @@ public final class HTTPServer: Sendable {
                 timeout = configuration.idleTimeout
             }
             do {
-                guard let chunk = try await conn.receive(timeout: timeout) else { break connection }
+                guard let chunk = try await conn.receive(timeout: timeout) else {
+                    // The peer finished sending; it may still read what is queued for it.
+                    try? await conn.flushSends()
+                    break connection
+                }
                 chunk.withUnsafeBytes { input.append($0) }
             } catch {
                 // receive throws RingError only: a timeout answers 408 when a head had

@@ -131,14 +131,14 @@ public struct Response: Sendable {
     }
 
     /// A chunked response written by `producer`.
-    public static func streaming(status: Int = 200, contentType: String, _ producer: @escaping @Sendable (ResponseWriter) async throws -> Void) -> Response {
+    public static func streaming(status: Int = 200, contentType: String, _ producer: @escaping ResponseProducer) -> Response {
         var r = Response(status: status, headers: [("Content-Type", contentType)])
         r.stream = .chunked(producer)
         return r
     }
 
     /// A Server-Sent Events stream (text/event-stream, not cached).
-    public static func events(_ producer: @escaping @Sendable (ResponseWriter) async throws -> Void) -> Response {
+    public static func events(_ producer: @escaping ResponseProducer) -> Response {
         var r = streaming(contentType: "text/event-stream", producer)
         r.headers.append(("Cache-Control", "no-cache"))
         return r

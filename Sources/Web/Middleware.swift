@@ -51,7 +51,7 @@ public enum StandardMiddleware {
     /// 401 `unauthorized`. The principal is set on the request for the handler. A hook that
     /// throws could not decide (its store is unreachable): 503 `unavailable` with
     /// Retry-After, never a 401 that would tell a good client its key is bad.
-    public static func authenticate(_ hook: @escaping @Sendable (Request) async throws -> String?) -> Middleware {
+    public static func authenticate(_ hook: nonisolated(nonsending) @escaping @Sendable (Request) async throws -> String?) -> Middleware {
         return { request, next in
             let found: String?
             do {
@@ -72,7 +72,7 @@ public enum StandardMiddleware {
 
     /// A bearer-token hook: `Authorization: Bearer <token>` checked by `validate`, which
     /// returns the principal for a good token.
-    public static func bearerToken(_ validate: @escaping @Sendable (String) async throws -> String?) -> Middleware {
+    public static func bearerToken(_ validate: nonisolated(nonsending) @escaping @Sendable (String) async throws -> String?) -> Middleware {
         authenticate { request in
             guard let auth = request.header("Authorization"), auth.count > 7,
                   auth.prefix(7).lowercased() == "bearer " else { return nil }

@@ -25,7 +25,7 @@ extension HTTPServer {
 
     /// `response`'s fields must have passed `invalidHeader` (serve checks every handler's;
     /// the server's own are fixed): the head is written without checking them again.
-    func send(_ response: Response, to request: Request, http10: Bool, on conn: TCPConnection) async throws {
+    nonisolated(nonsending) func send(_ response: Response, to request: Request, http10: Bool, on conn: TCPConnection) async throws {
         let isHead = request.method == "HEAD"
         // Framing is the server's: whatever a handler set (a proxied response's headers,
         // say) would contradict what is actually sent.
@@ -40,7 +40,7 @@ extension HTTPServer {
             out.reserveCapacity(256 + response.body.count)
             ResponseHead(status: response.status, headers: headers).serialize(checkedFields: (), into: &out)
             if !isHead && !contentless { out.append(contentsOf: response.body) }
-            try await conn.send(out, timeout: configuration.sendTimeout)
+            try await sendSmall(out, on: conn)
 
         case .chunked(let producer):
             // HTTP/1.0 has no chunked coding: the body runs to the end of the connection.
@@ -99,7 +99,27 @@ extension HTTPServer {
         }
     }
 
-    func respondAndClose(_ conn: TCPConnection, _ error: APIError) async {
+    /// Most responses one connection may have queued for the socket before the server
+    /// waits for them (a pipelining client that does not read is pushed back on here).
+    static let queuedResponsesMax = 4
+
+    /// A response that fits one pool buffer is queued for the socket and the connection
+    /// goes on to the next request without waiting (`TCPConnection.sendQueued`); a larger
+    /// one, or one with too many queued before it, is sent and waited for.
+    nonisolated(nonsending) func sendSmall(_ bytes: [UInt8], on conn: TCPConnection) async throws {
+        let pool = conn.loop.pool!
+        if bytes.count <= pool.bufferSizeBytes, conn.queuedSendCount < Self.queuedResponsesMax, var b = pool.tryAcquire() {
+            unsafe b.withUnsafeMutableBytes { dst in
+                unsafe bytes.withUnsafeBytes { unsafe dst.copyMemory(from: $0) }
+            }
+            b.count = bytes.count
+            try conn.sendQueued(b, timeout: configuration.sendTimeout)
+        } else {
+            try await conn.send(bytes, timeout: configuration.sendTimeout)
+        }
+    }
+
+    nonisolated(nonsending) func respondAndClose(_ conn: TCPConnection, _ error: APIError) async {
         var r = error.response
         r.headers.append(("Connection", "close"))
         try? await send(r, to: Request(method: "GET", target: "/"), http10: false, on: conn)
@@ -108,7 +128,7 @@ extension HTTPServer {
 
     /// Lingering close: closing with unread input would send RST, and the peer could
     /// lose our response. Drain (bounded in time and bytes) until it closes too.
-    func lingerAndClose(_ conn: TCPConnection) async {
+    nonisolated(nonsending) func lingerAndClose(_ conn: TCPConnection) async {
         try? await conn.shutdown(.write)
         var drained = 0
         let deadline = conn.loop.now + Self.lingerTimeMax

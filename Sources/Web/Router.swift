@@ -17,8 +17,10 @@ import Logging
 /// typed error here would make every handler wrap every call for no gain in what the
 /// client sees. Web's own functions throw typed errors (APIError, RingError,
 /// HTTPClientError).
-public typealias RouteHandler = @Sendable (Request) async throws -> Response
-public typealias Middleware = @Sendable (Request, _ next: @Sendable (Request) async -> Response) async -> Response
+public typealias RouteHandler = nonisolated(nonsending) @Sendable (Request) async throws -> Response
+public typealias Middleware = nonisolated(nonsending) @Sendable (Request, _ next: Next) async -> Response
+/// What a middleware calls to pass the request on.
+public typealias Next = nonisolated(nonsending) @Sendable (Request) async -> Response
 
 /// How a route takes its request body.
 public enum BodyMode: Sendable, Equatable {
@@ -106,7 +108,7 @@ public final class Router: Sendable {
 
     /// Finds the route for `request` and runs it through the middleware; maps failures to
     /// standard errors. The request's body must already be read for buffering routes.
-    public func respond(to request: Request) async -> Response {
+    nonisolated(nonsending) public func respond(to request: Request) async -> Response {
         var request = request
         if request.target != "*" {
             guard let target = PathNormalization.normalize(request.target) else {
@@ -118,7 +120,7 @@ public final class Router: Sendable {
         return await respond(to: request, route: route, params: params, allowed: allowed)
     }
 
-    func respond(to request: Request, route: Route?, params: [String: String], allowed: Set<String>) async -> Response {
+    nonisolated(nonsending) func respond(to request: Request, route: Route?, params: [String: String], allowed: Set<String>) async -> Response {
         var request = request
         request.route = route?.pattern
         // The common case, no middleware anywhere: no closures to build.
@@ -128,7 +130,7 @@ public final class Router: Sendable {
             return await Router.run(route, req, logger)
         }
         let logger = self.logger
-        let inner: @Sendable (Request) async -> Response = { req in
+        let inner: Next = { req in
             guard let route else {
                 if !allowed.isEmpty {
                     var r = APIError(status: 405, code: "method_not_allowed", message: "\(req.method) is not allowed on \(req.path)").response
@@ -147,7 +149,7 @@ public final class Router: Sendable {
     /// Runs a route's handler and maps what it throws to the standard errors. A buffering
     /// route's body is read here, after every middleware let the request through: a request
     /// refused by middleware (401, say) never waits for its body.
-    static func run(_ route: Route, _ request: Request, _ logger: Logger) async -> Response {
+    nonisolated(nonsending) static func run(_ route: Route, _ request: Request, _ logger: Logger) async -> Response {
         var req = request
         do {
             if case .buffered = route.body, req.body.isEmpty, !req.bodyStream.isComplete {
@@ -167,8 +169,8 @@ public final class Router: Sendable {
         }
     }
 
-    static func chain(_ middleware: [Middleware], from index: Int = 0, _ request: Request,
-                      _ end: @escaping @Sendable (Request) async -> Response) async -> Response {
+    nonisolated(nonsending) static func chain(_ middleware: [Middleware], from index: Int = 0, _ request: Request,
+                      _ end: @escaping Next) async -> Response {
         guard index < middleware.count else { return await end(request) }
         return await middleware[index](request) { req in await chain(middleware, from: index + 1, req, end) }
     }

@@ -73,10 +73,11 @@ final class ConnectionRegistry {
     /// depend on where they sit in memory (so a simulated run replays exactly).
     var inOrder: [ConnectionInput] { connections.values.sorted { $0.conn.fd < $1.conn.fd } }
 
-    /// Stop taking requests: returns the idle connections (to close now).
+    /// Stop taking requests: returns the idle connections (to close now). A connection
+    /// whose last response is still queued for the socket is not idle yet.
     func drain() -> [TCPConnection] {
         draining = true
-        return inOrder.filter(\.idle).map(\.conn)
+        return inOrder.filter { $0.idle && $0.conn.queuedSendCount == 0 }.map(\.conn)
     }
 }
 

@@ -1,0 +1,119 @@
+// Queued sends: bytes handed to the kernel without the sender waiting for them.
+//
+// A server answering a small request does not need to wait until the socket took its
+// response before it reads the next request: `sendQueued` puts a pool buffer in the
+// connection's outbox and returns; the loop sends the outbox in order, one operation at a
+// time, from completion callbacks (no task is resumed for them). The sender waits only
+// when it must: `flushSends()` before closing or before a send that waits (every awaited
+// send and `shutdown` flush first, so bytes never overtake each other and a FIN follows
+// the bytes queued before it). The first failure is kept: the next `sendQueued` or
+// `flushSends` throws it, and the rest of the outbox is dropped (the connection is broken).
+// Each buffer's deadline covers its whole send; the first attempt does not wait for socket
+// space, so a response that fits (the common case) arms no timer.
+// Non-goals: a bound on the outbox (the caller checks `queuedSendCount`).
+import BufferPool
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct QueuedSend {
+    var parts: PooledBuffer.Parts
+    /// Monotonic deadline for the whole buffer (nil: none).
+    var deadline: Int64?
+}
+
+extension TCPConnection {
+    /// Queues the valid bytes of `buffer` after every send queued before it and returns at
+    /// once; the loop sends them. Throws (and returns the buffer to the pool) when an
+    /// earlier queued send failed or the connection is closed.
+    public func sendQueued(_ buffer: consuming PooledBuffer, timeout: Duration? = nil) throws(RingError) {
+        loop.assertInLoop()
+        let parts = pool.disassemble(buffer)
+        if let failure = closed ? RingError(.closed, operation: "send") : queuedSendFailure {
+            _ = pool.reassemble(parts)
+            throw failure
+        }
+        if parts.count == 0 {
+            _ = pool.reassemble(parts)
+            return
+        }
+        outbox.append(QueuedSend(parts: parts, deadline: timeout.map { loop.nowNanos &+ $0.nanoseconds }))
+        if !queuedSendInFlight { issueQueuedSend() }
+    }
+
+    /// Buffers queued and not yet wholly sent.
+    public var queuedSendCount: Int { outbox.count }
+
+    /// Waits until every queued byte is sent; throws the first queued send's failure.
+    nonisolated(nonsending) public func flushSends() async throws(RingError) {
+        while !outbox.isEmpty {
+            _ = await flushParker.wait(loop: loop, cancellable: false)
+        }
+        if let failure = queuedSendFailure { throw failure }
+    }
+
+    /// Starts the next attempt for the outbox's first buffer.
+    private func issueQueuedSend() {
+        guard let head = outbox.first else { return }
+        if closed { return failQueuedSends(RingError(.closed, operation: "send")) }
+        let base = unsafe pool.address(of: head.parts.index) + outboxSent
+        let count = head.parts.count - outboxSent
+        var waitNs: Int64?
+        if outboxMayWait, let deadline = head.deadline {
+            let left = deadline - loop.nowNanos
+            guard left > 0 else { return failQueuedSends(RingError(.timedOut, operation: "send")) }
+            waitNs = left
+        }
+        guard let (slot, ud) = loop.allocSlot() else {
+            return failQueuedSends(RingError(.slotsExhausted, operation: "send"))
+        }
+        loop.setHandler(slot, .queuedSend(self))
+        let rc: Int32
+        if !outboxMayWait {
+            rc = unsafe loop.backend.sendNow(fd: fd, from: base, count: count, ud)
+        } else {
+            rc = unsafe loop.backend.send(fd: fd, from: base, count: count, ud,
+                                          timeout: waitNs == nil ? nil : loop.timeoutScratch(slot), timeoutNs: waitNs ?? -1)
+        }
+        if rc < 0 {
+            loop.freeSlot(slot)
+            return failQueuedSends(RingError(errno: -rc, operation: "send"))
+        }
+        queuedSendInFlight = true
+        opsInFlight += 1
+    }
+
+    /// The loop delivers each queued send's completion here.
+    func queuedSendCompleted(_ res: Int32) {
+        queuedSendInFlight = false
+        operationEnded()
+        if res > 0 {
+            outboxSent += Int(res)
+            outboxMayWait = false
+            if let head = outbox.first, outboxSent >= head.parts.count {
+                _ = outbox.popFirst()
+                _ = pool.reassemble(head.parts)
+                outboxSent = 0
+            }
+            issueQueuedSend()
+        } else if res == -EAGAIN || res == -EWOULDBLOCK {
+            // The socket is full: wait for space now, under the buffer's deadline.
+            outboxMayWait = true
+            issueQueuedSend()
+        } else {
+            let failure = res == 0 ? RingError(.brokenPipe, operation: "send")
+                : res == -ECANCELED ? RingError(.timedOut, operation: "send")
+                : RingError(errno: -res, operation: "send")
+            failQueuedSends(failure)
+        }
+        if outbox.isEmpty { flushParker.wake(loop: loop) }
+    }
+
+    private func failQueuedSends(_ failure: RingError) {
+        if queuedSendFailure == nil { queuedSendFailure = failure }
+        while let q = outbox.popFirst() { _ = pool.reassemble(q.parts) }
+        outboxSent = 0
+        outboxMayWait = false
+        flushParker.wake(loop: loop)
+    }
+}
