@@ -7,7 +7,8 @@
 // when it must: `flushSends()` before closing or before a send that waits (every awaited
 // send and `shutdown` flush first, so bytes never overtake each other and a FIN follows
 // the bytes queued before it). The first failure is kept: the next `sendQueued` or
-// `flushSends` throws it, and the rest of the outbox is dropped (the connection is broken).
+// `flushSends` throws it, the rest of the outbox is dropped, and the socket is shut down
+// both ways (the connection is broken; a receive waiting on it ends).
 // Each buffer's deadline covers its whole send; the first attempt does not wait for socket
 // space, so a response that fits (the common case) arms no timer.
 // Non-goals: a bound on the outbox (the caller checks `queuedSendCount`).
@@ -110,7 +111,13 @@ extension TCPConnection {
     }
 
     private func failQueuedSends(_ failure: RingError) {
-        if queuedSendFailure == nil { queuedSendFailure = failure }
+        if queuedSendFailure == nil {
+            queuedSendFailure = failure
+            // Part of a message may have gone out: the stream is unusable. Shut it down
+            // both ways so a receive waiting on this connection ends now too, instead of
+            // at its own timeout.
+            if !closed { _ = loop.backend.shutdownNow(fd: fd, how: Int32(SHUT_RDWR)) }
+        }
         while let q = outbox.popFirst() { _ = pool.reassemble(q.parts) }
         outboxSent = 0
         outboxMayWait = false

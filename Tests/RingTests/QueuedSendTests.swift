@@ -74,7 +74,8 @@ final class QueuedSendTests: XCTestCase {
     }
 
     /// A peer that never reads: the queued sends fail at their deadline; the failure is
-    /// thrown by flushSends and by every later sendQueued, and each buffer goes back.
+    /// thrown by flushSends and by every later sendQueued, each buffer goes back, and a
+    /// receive on the broken connection ends at once.
     func testQueuedSendsToAPeerThatDoesNotReadFailAtTheirDeadline() async throws {
         let serverLoop = self.server!, clientLoop = self.client!
         let (l, addr) = try await listen(on: serverLoop)
@@ -86,12 +87,19 @@ final class QueuedSendTests: XCTestCase {
             do { try await conn.flushSends(); outcomes.append("flushed") } catch { outcomes.append(errorCode(error)) }
             XCTAssertEqual(conn.queuedSendCount, 0, "a failed outbox keeps no buffer")
             outcomes.append(queueOneByte(on: conn))
+            // The broken connection is shut down: a receive ends at once, not at its timeout.
+            do {
+                _ = try await conn.receive(timeout: .seconds(10))
+                outcomes.append("receive ended")
+            } catch {
+                outcomes.append(errorCode(error) == "\(RingError.Code.timedOut)" ? "receive timed out" : "receive ended")
+            }
             await conn.close()
             return outcomes
         }
         let holder = try await clientLoop.run { Unchecked(try await TCPConnection.connect(to: addr)) }
         let outcomes = try await serverSide.value
-        XCTAssertEqual(outcomes, ["\(RingError.Code.timedOut)", "\(RingError.Code.timedOut)"])
+        XCTAssertEqual(outcomes, ["\(RingError.Code.timedOut)", "\(RingError.Code.timedOut)", "receive ended"])
         try await clientLoop.run { await holder.value.close() }
         try await serverLoop.run { await l.value.close() }
         try await assertQuiescent(serverLoop)

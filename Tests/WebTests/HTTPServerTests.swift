@@ -33,6 +33,9 @@ final class HTTPServerTests: XCTestCase {
                     Response(status: 200, headers: [("Last-Modified", HTTPDate.format(784_111_777))], body: Array("v1".utf8))
                 }
                 v1.get("items/:id") { req in .json(200, "{\"id\":\"\(req.pathParameters["id"] ?? "")\"}") }
+                v1.get("sized/:id") { req in
+                    .json(200, "{\"id\":\"\(req.pathParameters["id"] ?? "")\",\"pad\":\"\(String(repeating: "p", count: 3000))\"}")
+                }
                 v1.post("echo") { req in Response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: req.body) }
                 v1.get("boom") { _ in throw CancellationError() }
                 v1.get("slow") { _ in
@@ -152,6 +155,26 @@ extension HTTPServerTests {
             rest = after[end...]
         }
         XCTAssertEqual(ids, (0..<1000).map(String.init) + ["last"])
+    }
+
+    /// 3,000 pipelined requests whose 9 MB of answers the client does not read for a
+    /// second: the server's queued answers meet a full socket (it then waits for them
+    /// instead of queueing more), and once the client reads, every answer arrives, in order.
+    func testPipelinedAnswersToAClientThatReadsLateArriveInOrder() async throws {
+        var all: [UInt8] = []
+        for i in 0..<3000 { all += Array("GET /api/v1/sized/\(i) HTTP/1.1\r\nHost: t\r\n\r\n".utf8) }
+        let last = Array("GET /api/v1/sized/last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8)
+        let r = try await exchange(all, chunks: [last], pause: .seconds(1))
+        var ids: [String] = []
+        var rest = Substring(r)
+        while let range = rest.range(of: "{\"id\":\"") {
+            let after = rest[range.upperBound...]
+            guard let end = after.firstIndex(of: "\"") else { break }
+            ids.append(String(after[..<end]))
+            rest = after[end...]
+        }
+        XCTAssertEqual(ids, (0..<3000).map(String.init) + ["last"])
+        XCTAssertEqual(r.components(separatedBy: "HTTP/1.1 200 OK\r\n").count - 1, 3001)
     }
 
     /// A slowloris client is cut off with 408 at the head deadline while another client is
