@@ -15,20 +15,7 @@ private final class Seen: @unchecked Sendable {
     var ends: [String] = []
 }
 
-final class ContinuousReceiveTests: XCTestCase {
-    var server: EventLoop!
-    var client: EventLoop!
-
-    override func setUp() async throws {
-        try await Task.sleep(for: .milliseconds(1))
-        server = try EventLoop.start(id: 1, configuration: loopConfiguration())
-        client = try EventLoop.start(id: 2, configuration: loopConfiguration())
-    }
-
-    override func tearDown() async throws {
-        server?.shutdown()
-        client?.shutdown()
-    }
+final class ContinuousReceiveTests: TwoLoopTestCase {
 
     /// Starts a callback-driven echo of the next connection `l` accepts; `seen` records it.
     private func startEcho(_ l: Unchecked<TCPListener>, seen: Seen) -> Task<Void, any Error> {

@@ -7,20 +7,7 @@ import Foundation
 import SpoolTestSupport
 import XCTest
 
-final class QueuedSendTests: XCTestCase {
-    var server: EventLoop!
-    var client: EventLoop!
-
-    override func setUp() async throws {
-        try await Task.sleep(for: .milliseconds(1))
-        server = try EventLoop.start(id: 1, configuration: loopConfiguration())
-        client = try EventLoop.start(id: 2, configuration: loopConfiguration())
-    }
-
-    override func tearDown() async throws {
-        server?.shutdown()
-        client?.shutdown()
-    }
+final class QueuedSendTests: TwoLoopTestCase {
 
     /// 120 pieces, most queued and every fifth sent with an awaited send, over a 4 KiB
     /// socket buffer to a slow reader: every byte arrives once, in order, and the FIN
@@ -54,16 +41,7 @@ final class QueuedSendTests: XCTestCase {
             await conn.close()
             return mostQueued
         }
-        let received = try await clientLoop.run { () -> [UInt8] in
-            let conn = try await TCPConnection.connect(to: addr)
-            var got: [UInt8] = []
-            while let b = try await conn.receive(timeout: .seconds(20)) {
-                got += b.bytes
-                try await clientLoop.sleep(for: .microseconds(200))   // a slow reader
-            }
-            await conn.close()
-            return got
-        }
+        let received = try await readSlowly(from: addr, on: clientLoop)
         let mostQueued = try await sender.value
         XCTAssertGreaterThan(mostQueued, 1, "the socket never pushed back: the test did not queue")
         XCTAssertEqual(received.count, expected.count)

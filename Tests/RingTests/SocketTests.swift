@@ -6,23 +6,7 @@ import Foundation
 import SpoolTestSupport
 import XCTest
 
-final class SocketTests: XCTestCase {
-    var server: EventLoop!
-    var client: EventLoop!
-
-    override func setUp() async throws {
-        raiseFileLimit()
-        // libdispatch opens its timer/epoll descriptors on first use; do that before tests
-        // count descriptors.
-        try await Task.sleep(for: .milliseconds(1))
-        server = try EventLoop.start(id: 1, configuration: loopConfiguration())
-        client = try EventLoop.start(id: 2, configuration: loopConfiguration())
-    }
-
-    override func tearDown() async throws {
-        server?.shutdown()
-        client?.shutdown()
-    }
+final class SocketTests: TwoLoopTestCase {
 
     func testBackendMatchesRequest() throws {
         switch requestedBackend {
@@ -435,16 +419,7 @@ extension SocketTests {
             await conn.close()
             return total
         }
-        let received = try await clientLoop.run { () -> [UInt8] in
-            let conn = try await TCPConnection.connect(to: addr)
-            var got: [UInt8] = []
-            while let b = try await conn.receive(timeout: .seconds(20)) {
-                got += b.bytes
-                try await clientLoop.sleep(for: .microseconds(200))   // a slow reader
-            }
-            await conn.close()
-            return got
-        }
+        let received = try await readSlowly(from: addr, on: clientLoop)
         let total = try await sender.value
         XCTAssertEqual(total, expected.count)
         XCTAssertEqual(received.count, expected.count)

@@ -123,3 +123,38 @@ func listen(on loop: EventLoop) async throws -> (Unchecked<TCPListener>, SocketA
         return (Unchecked(l), l.localAddress)
     }
 }
+
+/// Connects to `addr` from `loop` and reads until the end of stream, pausing 200 µs after
+/// each piece (a slow reader, so the sender meets a full socket).
+func readSlowly(from addr: SocketAddress, on loop: EventLoop) async throws -> [UInt8] {
+    try await loop.run { () -> [UInt8] in
+        let conn = try await TCPConnection.connect(to: addr)
+        var got: [UInt8] = []
+        while let b = try await conn.receive(timeout: .seconds(20)) {
+            got += b.bytes
+            try await loop.sleep(for: .microseconds(200))
+        }
+        await conn.close()
+        return got
+    }
+}
+
+/// A test case with a server loop and a client loop, started for each test.
+class TwoLoopTestCase: XCTestCase {
+    var server: EventLoop!
+    var client: EventLoop!
+
+    override func setUp() async throws {
+        raiseFileLimit()
+        // libdispatch opens its timer/epoll descriptors on first use; do that before tests
+        // count descriptors.
+        try await Task.sleep(for: .milliseconds(1))
+        server = try EventLoop.start(id: 1, configuration: loopConfiguration())
+        client = try EventLoop.start(id: 2, configuration: loopConfiguration())
+    }
+
+    override func tearDown() async throws {
+        server?.shutdown()
+        client?.shutdown()
+    }
+}

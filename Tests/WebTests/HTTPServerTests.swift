@@ -86,6 +86,19 @@ func httpExchange(_ addr: SocketAddress, _ loop: EventLoop, _ request: [UInt8], 
         return String(decoding: bytes, as: UTF8.self)
 }
 
+/// The `id` of every `{"id":"..."}` answer in `r`, in order.
+func answeredIDs(_ r: String) -> [String] {
+    var ids: [String] = []
+    var rest = Substring(r)
+    while let range = rest.range(of: "{\"id\":\"") {
+        let after = rest[range.upperBound...]
+        guard let end = after.firstIndex(of: "\"") else { break }
+        ids.append(String(after[..<end]))
+        rest = after[end...]
+    }
+    return ids
+}
+
 extension HTTPServerTests {
 
     func testHealthAndParametersAndHead() async throws {
@@ -146,14 +159,7 @@ extension HTTPServerTests {
         for i in 0..<1000 { all += Array("GET /api/v1/items/\(i) HTTP/1.1\r\nHost: t\r\n\r\n".utf8) }
         all += Array("GET /api/v1/items/last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8)
         let r = try await exchange(all)
-        var ids: [String] = []
-        var rest = Substring(r)
-        while let range = rest.range(of: "{\"id\":\"") {
-            let after = rest[range.upperBound...]
-            guard let end = after.firstIndex(of: "\"") else { break }
-            ids.append(String(after[..<end]))
-            rest = after[end...]
-        }
+        let ids = answeredIDs(r)
         XCTAssertEqual(ids, (0..<1000).map(String.init) + ["last"])
     }
 
@@ -165,14 +171,7 @@ extension HTTPServerTests {
         for i in 0..<3000 { all += Array("GET /api/v1/sized/\(i) HTTP/1.1\r\nHost: t\r\n\r\n".utf8) }
         let last = Array("GET /api/v1/sized/last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8)
         let r = try await exchange(all, chunks: [last], pause: .seconds(1))
-        var ids: [String] = []
-        var rest = Substring(r)
-        while let range = rest.range(of: "{\"id\":\"") {
-            let after = rest[range.upperBound...]
-            guard let end = after.firstIndex(of: "\"") else { break }
-            ids.append(String(after[..<end]))
-            rest = after[end...]
-        }
+        let ids = answeredIDs(r)
         XCTAssertEqual(ids, (0..<3000).map(String.init) + ["last"])
         XCTAssertEqual(r.components(separatedBy: "HTTP/1.1 200 OK\r\n").count - 1, 3001)
     }
