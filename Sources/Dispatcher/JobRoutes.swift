@@ -66,10 +66,13 @@ extension DispatchServer {
         let (id, tenant) = try requestedJob(req)
         if let cache = recordCache { return try await cachedJob(id, visibleTo: tenant, cache: cache) }
         let (job, json) = try await jobs.representation(id, visibleTo: tenant)
-        var r = Response(status: 200, headers: [("Content-Type", "application/json")], body: json)
-        r.headers.append(("ETag", jobETag(job)))
-        r.headers.append(("Last-Modified", HTTPDate.format(job.updatedAt / 1000)))
-        return r
+        // Room for the server's own fields too (Date, Connection): one allocation.
+        var headers: [(name: String, value: String)] = []
+        headers.reserveCapacity(6)
+        headers.append(("Content-Type", "application/json"))
+        headers.append(("ETag", jobETag(job)))
+        headers.append(("Last-Modified", HTTPDate.format(job.updatedAt / 1000)))
+        return Response(status: 200, headers: headers, body: json)
     }
 
     func listJobs(_ req: Request) async throws -> Response {

@@ -186,6 +186,7 @@ public struct RequestHeadParser: Sendable {
         p += 10
 
         var fields: [RequestHead.Field] = []
+        fields.reserveCapacity(12)   // one allocation for a typical head, not one per doubling
         var contentLength: UInt64?
         var transferEncodingSeen = false
         var chunked = false

@@ -27,25 +27,35 @@ enum WakeReason: Equatable {
         unsafe precondition(continuation == nil, "two tasks waiting on one socket")
         if cancellable && Task.isCancelled { return .cancelled }
         generation &+= 1
-        let gen = generation
-        let box = LoopBound(self, loop: loop)
-        let body: () async -> WakeReason = {
-            unsafe await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
-                unsafe self.continuation = k
-                if let t = timeoutNs {
-                    let d = loop.nowNanos &+ Swift.max(0, t)
-                    self.deadline = d
-                    if self.heapAt.map({ d < $0 }) ?? true {
-                        self.heapAt = d
-                        loop.scheduleDeadline(d, self)
-                    }
-                }
+        // Not cancellable (a server's connections): suspend directly, with no closure
+        // context to allocate.
+        guard cancellable else {
+            return unsafe await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
+                unsafe park(k, loop: loop, timeoutNs: timeoutNs)
             }
         }
-        guard cancellable else { return await body() }
-        return await withTaskCancellationHandler(operation: body) {
+        let gen = generation
+        let box = LoopBound(self, loop: loop)
+        return await withTaskCancellationHandler {
+            unsafe await withUnsafeContinuation { (k: UnsafeContinuation<WakeReason, Never>) in
+                unsafe self.park(k, loop: loop, timeoutNs: timeoutNs)
+            }
+        } onCancel: {
             loop.execute {
                 if box.value.generation == gen { box.value.wake(.cancelled) }
+            }
+        }
+    }
+
+    /// Keeps `k` until a wake, and schedules the deadline when there is one.
+    private func park(_ k: UnsafeContinuation<WakeReason, Never>, loop: EventLoop, timeoutNs: Int64?) {
+        unsafe continuation = k
+        if let t = timeoutNs {
+            let d = loop.nowNanos &+ Swift.max(0, t)
+            deadline = d
+            if heapAt.map({ d < $0 }) ?? true {
+                heapAt = d
+                loop.scheduleDeadline(d, self)
             }
         }
     }

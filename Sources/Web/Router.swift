@@ -46,6 +46,9 @@ public final class Router: Sendable {
         let timeLimits: BodyTimeLimits?
         /// Each `:name` segment's position and name.
         let parameterNames: [(index: Int, name: String)]
+        /// The global middleware, this route's middleware and its handler composed once,
+        /// when the router is built (set there, before the router is shared).
+        let pipeline = Pipeline()
 
         init(method: String, segments: [Substring], pattern: String, handler: @escaping RouteHandler,
              middleware: [Middleware], body: BodyMode, timeLimits: BodyTimeLimits?) {
@@ -60,6 +63,11 @@ public final class Router: Sendable {
                 segments[k].utf8.first == 0x3A ? (k, String(segments[k].dropFirst())) : nil
             }
         }
+    }
+
+    /// A route's composed middleware chain; written once while the router is built.
+    final class Pipeline: @unchecked Sendable {
+        var run: Next?
     }
 
     private let routes: [Route]
@@ -78,6 +86,23 @@ public final class Router: Sendable {
         routesBySegmentCount = byCount
         global = b.rootMiddleware
         self.logger = logger
+        for route in routes {
+            // The handler and body mode, not the route: the route holds its pipeline.
+            let (handler, body) = (route.handler, route.body)
+            let end: Next = { req in await Router.run(handler, body, req, logger) }
+            route.pipeline.run = Router.compose(global + route.middleware, end)
+        }
+    }
+
+    /// `middleware` around `end`, the first outermost: built once per route, so a request
+    /// allocates no closure to pass through the chain.
+    static func compose(_ middleware: [Middleware], _ end: @escaping Next) -> Next {
+        var next = end
+        for m in middleware.reversed() {
+            let inner = next
+            next = { req in await m(req, inner) }
+        }
+        return next
     }
 
     /// The route `method path` resolves to (HEAD finds GET), with its parameters; or the
@@ -120,42 +145,36 @@ public final class Router: Sendable {
         return await respond(to: request, route: route, params: params, allowed: allowed)
     }
 
+    /// A matched request goes through its route's composed pipeline (the path parameters
+    /// are set before any middleware runs); 404 and 405 through the global middleware.
     nonisolated(nonsending) func respond(to request: Request, route: Route?, params: [String: String], allowed: Set<String>) async -> Response {
         var request = request
         request.route = route?.pattern
-        // The common case, no middleware anywhere: no closures to build.
-        if global.isEmpty, let route, route.middleware.isEmpty {
-            var req = request
-            req.pathParameters = params
-            return await Router.run(route, req, logger)
+        if let route, let pipeline = route.pipeline.run {
+            request.pathParameters = params
+            return await pipeline(request)
         }
-        let logger = self.logger
-        let inner: Next = { req in
-            guard let route else {
-                if !allowed.isEmpty {
-                    var r = APIError(status: 405, code: "method_not_allowed", message: "\(req.method) is not allowed on \(req.path)").response
-                    r.headers.append(("Allow", allowed.sorted().joined(separator: ", ")))
-                    return r
-                }
-                return APIError(status: 404, code: "not_found", message: "no route for \(req.path)").response
+        let refusal: Next = { req in
+            if !allowed.isEmpty {
+                var r = APIError(status: 405, code: "method_not_allowed", message: "\(req.method) is not allowed on \(req.path)").response
+                r.headers.append(("Allow", allowed.sorted().joined(separator: ", ")))
+                return r
             }
-            var req = req
-            req.pathParameters = params
-            return await Router.chain(route.middleware, req) { req in await Router.run(route, req, logger) }
+            return APIError(status: 404, code: "not_found", message: "no route for \(req.path)").response
         }
-        return await Router.chain(global, request, inner)
+        return await Router.compose(global, refusal)(request)
     }
 
     /// Runs a route's handler and maps what it throws to the standard errors. A buffering
     /// route's body is read here, after every middleware let the request through: a request
     /// refused by middleware (401, say) never waits for its body.
-    nonisolated(nonsending) static func run(_ route: Route, _ request: Request, _ logger: Logger) async -> Response {
+    nonisolated(nonsending) static func run(_ handler: RouteHandler, _ body: BodyMode, _ request: Request, _ logger: Logger) async -> Response {
         var req = request
         do {
-            if case .buffered = route.body, req.body.isEmpty, !req.bodyStream.isComplete {
+            if case .buffered = body, req.body.isEmpty, !req.bodyStream.isComplete {
                 req.body = try await req.bodyStream.collect()
             }
-            return try await route.handler(req)
+            return try await handler(req)
         } catch let e as APIError {
             return e.response
         } catch let e as JSONError {
@@ -169,11 +188,6 @@ public final class Router: Sendable {
         }
     }
 
-    nonisolated(nonsending) static func chain(_ middleware: [Middleware], from index: Int = 0, _ request: Request,
-                      _ end: @escaping Next) async -> Response {
-        guard index < middleware.count else { return await end(request) }
-        return await middleware[index](request) { req in await chain(middleware, from: index + 1, req, end) }
-    }
 
     /// The path's segments (empty ones ignored), split once per request.
     static func segments(of path: Substring) -> [Substring] {
