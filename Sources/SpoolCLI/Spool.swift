@@ -158,7 +158,7 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
     @Option(help: "Event loops (threads), each with its own SO_REUSEPORT listener.")
     var loops = 1
 
-    @Option(help: "Buffer pool cap per loop, in MiB.")
+    @Option(name: .customLong("pool-mib"), help: "Buffer pool cap per loop, in MiB.")
     var poolMiB = 64
 
     func validate() throws {

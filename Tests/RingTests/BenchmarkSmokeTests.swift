@@ -66,8 +66,9 @@ final class BenchmarkSmokeTests: XCTestCase {
         let spool = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("spool").path
         guard FileManager.default.isExecutableFile(atPath: spool) else { throw XCTSkip("spool not built next to the tests") }
 
+        // With the pool flag the README documents (it once parsed as --pool-mi-b).
         let port = freePort()
-        let out = try drive(spool, ["echo", "--listen", "127.0.0.1:\(port)"], port: port, load: load)
+        let out = try drive(spool, ["echo", "--listen", "127.0.0.1:\(port)", "--pool-mib", "8"], port: port, load: load)
         XCTAssertTrue(out.contains("round_trips="), out)
         XCTAssertFalse(out.contains("round_trips=0 "), out)
 
