@@ -159,22 +159,20 @@ public final class TCPConnection: MultishotSink, RecvStarved {
             recvFailure = RingError(errno: -res, operation: "recv")
         }
         if flags & CQEFlag.more == 0 { recvUD = nil }
-        if onData != nil {
-            continueReceiving()
-        } else {
-            parker.wake(loop: loop)
-        }
+        wakeReceiver()
     }
 
     func bufferAvailable(loop: EventLoop) -> Bool {
         starved = false
         guard !closed else { return false }
-        if onData != nil {
-            continueReceiving()
-        } else {
-            parker.wake(loop: loop)
-        }
+        wakeReceiver()
         return true
+    }
+
+    /// Something changed for the receiver: the callback mode re-arms or reports the end;
+    /// a task waiting in `receive()` wakes.
+    private func wakeReceiver() {
+        if onData != nil { continueReceiving() } else { parker.wake(loop: loop) }
     }
 
     /// Completion-driven receiving: from now on each received buffer goes to `onData` on

@@ -268,7 +268,6 @@ public final class HTTPServer: Sendable {
                 answered = true
                 if closing {
                     if !body.isComplete || body.isPoisoned { await lingerAndClose(conn); return }
-                    try? await conn.flushSends()
                     break connection
                 }
             }
@@ -284,11 +283,7 @@ public final class HTTPServer: Sendable {
                 timeout = configuration.idleTimeout
             }
             do {
-                guard let chunk = try await conn.receive(timeout: timeout) else {
-                    // The peer finished sending; it may still read what is queued for it.
-                    try? await conn.flushSends()
-                    break connection
-                }
+                guard let chunk = try await conn.receive(timeout: timeout) else { break connection }
                 chunk.withUnsafeBytes { input.append($0) }
             } catch {
                 // receive throws RingError only: a timeout answers 408 when a head had
@@ -300,6 +295,9 @@ public final class HTTPServer: Sendable {
                 break connection
             }
         }
+        // Answers still queued for the socket go out first (the peer may only have finished
+        // sending); after a failure this returns at once.
+        try? await conn.flushSends()
         await conn.close()
     }
 }

@@ -39,35 +39,43 @@ public final class Router: Sendable {
         let segments: [Substring]
         /// The path pattern as registered ("/api/v1/jobs/:id"): a label for metrics and logs.
         let pattern: String
-        let handler: RouteHandler
-        let middleware: [Middleware]
         let body: BodyMode
         /// Overrides the server's BodyTimeLimits for this route (an upload route, say).
         let timeLimits: BodyTimeLimits?
         /// Each `:name` segment's position and name.
         let parameterNames: [(index: Int, name: String)]
-        /// The global middleware, this route's middleware and its handler composed once,
-        /// when the router is built (set there, before the router is shared).
-        let pipeline = Pipeline()
+        /// The route's middleware around its handler, composed once (the router puts the
+        /// global middleware around it in turn): a request allocates no closure to pass
+        /// through the chain.
+        let pipeline: Next
 
         init(method: String, segments: [Substring], pattern: String, handler: @escaping RouteHandler,
-             middleware: [Middleware], body: BodyMode, timeLimits: BodyTimeLimits?) {
+             middleware: [Middleware], body: BodyMode, timeLimits: BodyTimeLimits?, logger: Logger) {
             self.method = method
             self.segments = segments
             self.pattern = pattern
-            self.handler = handler
-            self.middleware = middleware
             self.body = body
             self.timeLimits = timeLimits
             parameterNames = segments.indices.compactMap { k in
                 segments[k].utf8.first == 0x3A ? (k, String(segments[k].dropFirst())) : nil
             }
+            pipeline = Router.compose(middleware) { req in await Router.run(handler, body, req, logger) }
         }
-    }
 
-    /// A route's composed middleware chain; written once while the router is built.
-    final class Pipeline: @unchecked Sendable {
-        var run: Next?
+        /// This route with `outer` middleware around its pipeline.
+        private init(_ route: Route, pipeline: @escaping Next) {
+            method = route.method
+            segments = route.segments
+            pattern = route.pattern
+            body = route.body
+            timeLimits = route.timeLimits
+            parameterNames = route.parameterNames
+            self.pipeline = pipeline
+        }
+
+        func wrapped(in outer: [Middleware]) -> Route {
+            outer.isEmpty ? self : Route(self, pipeline: Router.compose(outer, pipeline))
+        }
     }
 
     private let routes: [Route]
@@ -78,24 +86,17 @@ public final class Router: Sendable {
     let logger: Logger
 
     public init(logger: Logger = Logger(label: "spool.http"), _ build: (inout RouteBuilder) -> Void) {
-        var b = RouteBuilder(prefix: "", middleware: [])
+        var b = RouteBuilder(prefix: "", middleware: [], logger: logger)
         build(&b)
-        routes = b.routes
+        routes = b.routes.map { $0.wrapped(in: b.rootMiddleware) }
         var byCount = [[Int]](repeating: [], count: (b.routes.map(\.segments.count).max() ?? 0) + 1)
         for (i, route) in b.routes.enumerated() { byCount[route.segments.count].append(i) }
         routesBySegmentCount = byCount
         global = b.rootMiddleware
         self.logger = logger
-        for route in routes {
-            // The handler and body mode, not the route: the route holds its pipeline.
-            let (handler, body) = (route.handler, route.body)
-            let end: Next = { req in await Router.run(handler, body, req, logger) }
-            route.pipeline.run = Router.compose(global + route.middleware, end)
-        }
     }
 
-    /// `middleware` around `end`, the first outermost: built once per route, so a request
-    /// allocates no closure to pass through the chain.
+    /// `middleware` around `end`, the first outermost.
     static func compose(_ middleware: [Middleware], _ end: @escaping Next) -> Next {
         var next = end
         for m in middleware.reversed() {
@@ -150,9 +151,9 @@ public final class Router: Sendable {
     nonisolated(nonsending) func respond(to request: Request, route: Route?, params: [String: String], allowed: Set<String>) async -> Response {
         var request = request
         request.route = route?.pattern
-        if let route, let pipeline = route.pipeline.run {
+        if let route {
             request.pathParameters = params
-            return await pipeline(request)
+            return await route.pipeline(request)
         }
         let refusal: Next = { req in
             if !allowed.isEmpty {
@@ -230,10 +231,12 @@ public struct RouteBuilder {
     var middleware: [Middleware]
     var routes: [Router.Route] = []
     var rootMiddleware: [Middleware] = []
+    let logger: Logger
 
-    init(prefix: String, middleware: [Middleware]) {
+    init(prefix: String, middleware: [Middleware], logger: Logger) {
         self.prefix = prefix
         self.middleware = middleware
+        self.logger = logger
     }
 
     /// Adds middleware: at the root it wraps every request; in a group, the group's routes
@@ -250,7 +253,7 @@ public struct RouteBuilder {
         let full = (prefix + "/" + path).split(separator: "/", omittingEmptySubsequences: true)
         routes.append(.init(method: method.uppercased(), segments: full, pattern: "/" + full.joined(separator: "/"),
                             handler: handler, middleware: middleware,
-                            body: body, timeLimits: timeLimits))
+                            body: body, timeLimits: timeLimits, logger: logger))
     }
 
     public mutating func get(_ path: String, _ handler: @escaping RouteHandler) { on("GET", path, handler) }
@@ -264,7 +267,7 @@ public struct RouteBuilder {
 
     /// Routes under a common prefix, e.g. `group("/api/v1") { ... }`.
     public mutating func group(_ prefix: String, _ build: (inout RouteBuilder) -> Void) {
-        var g = RouteBuilder(prefix: self.prefix + prefix, middleware: middleware)
+        var g = RouteBuilder(prefix: self.prefix + prefix, middleware: middleware, logger: logger)
         g.isRoot = false
         build(&g)
         routes += g.routes
