@@ -60,7 +60,7 @@ func document(_ bytes: [UInt8], _ kernel: JSONScanKernel) -> (JSONDocument?, Out
     o.kernel = kernel
     do throws(JSONError) {
         let d = try JSONDocument(parsing: bytes, options: o)
-        return (d, .nodes(d.nodes))
+        return (d, .nodes(d.allNodes))
     } catch {
         return (nil, .error(error.kind, error.offset))
     }

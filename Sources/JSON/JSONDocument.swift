@@ -13,7 +13,7 @@
 // do; refusing is the only rule on which every reader agrees. Keys are compared after
 // unescaping, so {"a":1,"\u0061":2} is a duplicate too.
 
-public final class JSONDocument: Sendable {
+@safe public final class JSONDocument: @unchecked Sendable {
     public struct Options: Sendable, Equatable {
         /// Containers nested deeper than this are an error (`tooDeep`), never a crash.
         public var maxDepth = 512
@@ -39,33 +39,49 @@ public final class JSONDocument: Sendable {
         var flag: Bool
     }
 
+    /// The parsed text. The document owns it and never mutates it, so its storage stays
+    /// where it is for the document's lifetime: `text` points into it.
     let bytes: [UInt8]
-    let nodes: [Node]
+    /// `bytes`' storage. Readers go through this and `nodes` rather than through the
+    /// arrays, so a read retains and releases nothing but the values it hands out.
+    let text: UnsafePointer<UInt8>
+    /// `bytes.count`.
+    let length: Int
+    /// One node per value, `valueCount` of them, owned by the document (freed in deinit).
+    /// Immutable once `init` returns, which is what makes the class `Sendable`.
+    let nodes: UnsafeMutablePointer<Node>
+    /// Number of values (keys included) in the document.
+    public let valueCount: Int
 
     /// Parses `bytes` (which the document keeps; no copy is made).
     public init(parsing bytes: [UInt8], options: Options = Options()) throws(JSONError) {
-        self.bytes = bytes
-        let result = unsafe bytes.withUnsafeBytes { raw -> Result<[Node], JSONError> in
+        let result = unsafe bytes.withUnsafeBytes { raw -> Result<(UnsafeMutablePointer<Node>, Int), JSONError> in
             do throws(JSONError) {
                 let index = unsafe try Stage1.index(raw, kernel: options.kernel)
                 // A value needs at least one structural, so their count bounds the nodes.
-                var failure: JSONError?
-                let nodes = unsafe [Node](unsafeUninitializedCapacity: max(1, index.positions.count)) { buffer, written in
-                    var builder = unsafe TreeBuilder(input: raw, index: index, maxDepth: options.maxDepth, nodes: buffer.baseAddress!)
-                    do throws(JSONError) {
-                        written = try builder.build()
-                    } catch {
-                        failure = error
-                        written = 0
-                    }
+                let nodes = UnsafeMutablePointer<Node>.allocate(capacity: max(1, index.positions.count))
+                var builder = unsafe TreeBuilder(input: raw, index: index, maxDepth: options.maxDepth, nodes: nodes)
+                do throws(JSONError) {
+                    return unsafe .success(unsafe (nodes, try builder.build()))
+                } catch {
+                    unsafe nodes.deallocate()
+                    throw error
                 }
-                if let failure { throw failure }
-                return .success(nodes)
             } catch {
-                return .failure(error)
+                return unsafe .failure(error)
             }
         }
-        self.nodes = try result.get()
+        // Stage 1 refuses an empty input, so the storage has a base address here.
+        let (nodes, count) = unsafe try result.get()
+        self.bytes = bytes
+        unsafe self.text = unsafe bytes.withUnsafeBufferPointer { $0.baseAddress! }
+        self.length = bytes.count
+        unsafe self.nodes = nodes
+        self.valueCount = count
+    }
+
+    deinit {
+        unsafe nodes.deallocate()
     }
 
     public convenience init(parsing text: String, options: Options = Options()) throws(JSONError) {
@@ -75,13 +91,27 @@ public final class JSONDocument: Sendable {
     /// The top-level value.
     public var root: JSONValue { JSONValue(document: self, index: 0) }
 
-    /// Number of values (keys included) in the document.
-    public var valueCount: Int { nodes.count }
+    /// Node `i` (every index a value holds is in range: values are made only from nodes).
+    @inline(__always)
+    func node(_ i: Int) -> Node { unsafe nodes[i] }
+
+    /// Every node, as an array (for tests and diagnostics; readers use `node(_:)`).
+    var allNodes: [Node] { unsafe Array(UnsafeBufferPointer(start: nodes, count: valueCount)) }
+
+    /// Byte `i` of the text.
+    @inline(__always)
+    func byte(_ i: Int) -> UInt8 { unsafe text[i] }
+
+    /// The text in `range`.
+    @inline(__always)
+    func text(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> {
+        unsafe UnsafeBufferPointer(start: text + range.lowerBound, count: range.count)
+    }
 
     /// Node index one past `i`'s subtree.
     @inline(__always)
     func next(after i: Int) -> Int {
-        let n = nodes[i]
+        let n = unsafe nodes[i]
         return n.kind == .object || n.kind == .array ? Int(n.end) : i + 1
     }
 }

@@ -7,7 +7,7 @@ extension JSONDocument {
         var path = ""
         var at = 0
         while at != target {
-            let n = nodes[at]
+            let n = node(at)
             var c = at + 1
             var found = false
             if n.kind == .array {

@@ -18,7 +18,7 @@ public struct JSONValue: Sendable {
         self.index = index
     }
 
-    @inline(__always) var node: JSONDocument.Node { document.nodes[index] }
+    @inline(__always) var node: JSONDocument.Node { document.node(index) }
 
     public var kind: JSONKind {
         switch node.kind {
@@ -40,77 +40,14 @@ public struct JSONValue: Sendable {
     public var count: Int { Int(node.count) }
 
     /// The value's source text, exactly as it appeared (strings with their quotes).
-    public var rawText: String {
-        let n = node
-        let range: Range<Int>
-        switch n.kind {
-        case .string: range = Int(n.start) - 1..<Int(n.end) + 1
-        case .object, .array:
-            // Nodes do not record where a container closes. Scanning back from the next
-            // value for the last closer is wrong when the container is the last member of
-            // its parent ("[[1]]": the inner array would end at the outer bracket), so
-            // scan forward to the matching closer, skipping strings. The document is
-            // valid, so brackets balance; the cost is linear in the text being copied.
-            let end = unsafe document.bytes.withUnsafeBufferPointer { b -> Int in
-                var depth = 0
-                var p = Int(n.start)
-                var inString = false
-                while true {
-                    let c = unsafe b[p]
-                    if inString {
-                        if c == 0x5C { p += 1 } else if c == 0x22 { inString = false }
-                    } else if c == 0x22 {
-                        inString = true
-                    } else if c == 0x5B || c == 0x7B {
-                        depth += 1
-                    } else if c == 0x5D || c == 0x7D {
-                        depth -= 1
-                        if depth == 0 { return p + 1 }
-                    }
-                    p += 1
-                }
-            }
-            range = Int(n.start)..<end
-        default: range = Int(n.start)..<Int(n.end)
-        }
-        return String(decoding: document.bytes[range], as: UTF8.self)
-    }
+    public var rawText: String { document.rawText(of: index) }
 
     // MARK: Containers
 
     /// The member named `key` of an object; nil when absent or when this is not an object.
     public subscript(key: String) -> JSONValue? {
-        // A native string (literals, most keys) lends its UTF-8 in place; others are copied.
-        if let found = unsafe key.utf8.withContiguousStorageIfAvailable({ q in unsafe member(q) }) { return found }
-        var k = key
-        return k.withUTF8 { q in unsafe member(q) }
-    }
-
-    func member(_ query: UnsafeBufferPointer<UInt8>) -> JSONValue? {
-        let doc = document
-        return unsafe doc.nodes.withUnsafeBufferPointer { nodes -> JSONValue? in
-            let n = unsafe nodes[index]
-            guard n.kind == .object else { return nil }
-            return unsafe doc.bytes.withUnsafeBufferPointer { bytes -> JSONValue? in
-                var c = index + 1
-                let end = Int(n.end)
-                while c < end {
-                    let k = unsafe nodes[c]
-                    let v = c + 1
-                    if !k.flag {
-                        let len = Int(k.end - k.start)
-                        if unsafe len == query.count && (len == 0 || memcmpEqual(bytes.baseAddress! + Int(k.start), query.baseAddress!, len)) {
-                            return JSONValue(document: doc, index: v)
-                        }
-                    } else if unsafe Escapes.unescape(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[Int(k.start)..<Int(k.end)]))).elementsEqual(query) {
-                        return JSONValue(document: doc, index: v)
-                    }
-                    let vn = unsafe nodes[v]
-                    c = vn.kind == .object || vn.kind == .array ? Int(vn.end) : v + 1
-                }
-                return nil
-            }
-        }
+        guard let v = document.member(of: index, key) else { return nil }
+        return JSONValue(document: document, index: v)
     }
 
     /// Element `i` of an array; nil when out of range or when this is not an array.
@@ -138,9 +75,10 @@ public struct JSONValue: Sendable {
             var at: Int
             let end: Int
             public mutating func next() -> JSONValue? {
-                guard at < end else { return nil }
-                defer { at = document.next(after: at) }
-                return JSONValue(document: document, index: at)
+                let i = at
+                guard i < end else { return nil }
+                at = document.next(after: i)
+                return JSONValue(document: document, index: i)
             }
         }
     }
@@ -157,10 +95,9 @@ public struct JSONValue: Sendable {
             let end: Int
             public mutating func next() -> (key: String, value: JSONValue)? {
                 guard at < end else { return nil }
-                let key = JSONValue(document: document, index: at).unescapedKey
-                let v = JSONValue(document: document, index: at + 1)
-                at = document.next(after: at + 1)
-                return (key, v)
+                let k = at
+                at = document.next(after: k + 1)
+                return ((try? document.string(at: k)) ?? "", JSONValue(document: document, index: k + 1))
             }
         }
     }
@@ -170,14 +107,7 @@ public struct JSONValue: Sendable {
     var unescapedKey: String { (try? string()) ?? "" }
 
     /// The unescaped string.
-    public func string() throws(JSONError) -> String {
-        let n = node
-        guard n.kind == .string else { throw mismatch("string") }
-        let range = Int(n.start)..<Int(n.end)
-        if !n.flag { return String(decoding: document.bytes[range], as: UTF8.self) }
-        let bytes = unsafe document.bytes.withUnsafeBytes { unsafe Escapes.unescape(UnsafeRawBufferPointer(rebasing: $0[range])) }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    public func string() throws(JSONError) -> String { try document.string(at: index) }
 
     /// The string's UTF-8 bytes, unescaped, passed to `body` without building a String
     /// when the string has no escapes. Do not let the pointer escape.
@@ -185,84 +115,28 @@ public struct JSONValue: Sendable {
         let n = node
         guard n.kind == .string else { throw mismatch("string") }
         let range = Int(n.start)..<Int(n.end)
-        if !n.flag { return unsafe try document.bytes.withUnsafeBufferPointer { unsafe try body(UnsafeBufferPointer(rebasing: $0[range])) } }
-        let bytes = unsafe document.bytes.withUnsafeBytes { unsafe Escapes.unescape(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        if !n.flag { return try withExtendedLifetime(document) { unsafe try body(document.text(range)) } }
+        let bytes = unsafe Escapes.unescape(UnsafeRawBufferPointer(document.text(range)))
         return unsafe try bytes.withUnsafeBufferPointer(body)
     }
 
-    public func bool() throws(JSONError) -> Bool {
-        switch node.kind {
-        case .true: return true
-        case .false: return false
-        default: throw mismatch("boolean")
-        }
-    }
+    public func bool() throws(JSONError) -> Bool { try document.bool(at: index) }
 
     /// An integer that fits Int64 exactly (no fraction, no exponent).
-    public func int64() throws(JSONError) -> Int64 {
-        let (negative, magnitude) = try integerParts()
-        if negative {
-            guard magnitude <= UInt64(Int64.max) + 1 else { throw outOfRange("Int64") }
-            return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
-        }
-        guard magnitude <= UInt64(Int64.max) else { throw outOfRange("Int64") }
-        return Int64(magnitude)
-    }
+    public func int64() throws(JSONError) -> Int64 { try document.int64(at: index) }
 
     /// A non-negative integer that fits UInt64 exactly ("-0" is 0).
-    public func uint64() throws(JSONError) -> UInt64 {
-        let (negative, magnitude) = try integerParts()
-        if negative && magnitude != 0 { throw outOfRange("UInt64") }
-        return magnitude
-    }
+    public func uint64() throws(JSONError) -> UInt64 { try document.uint64(at: index) }
 
     public func int() throws(JSONError) -> Int { Int(try int64()) }
 
-    private func integerParts() throws(JSONError) -> (Bool, UInt64) {
-        let n = node
-        guard n.kind == .number else { throw mismatch("integer") }
-        guard n.flag else { throw JSONError(.typeMismatch, pointer: pointer, detail: "expected an integer, found \(rawText)") }
-        return unsafe try document.bytes.withUnsafeBufferPointer { b throws(JSONError) in
-            var p = Int(n.start)
-            let negative = unsafe b[p] == 0x2D
-            if negative { p += 1 }
-            var v: UInt64 = 0
-            // Up to 19 digits cannot overflow a UInt64: no checks.
-            if Int(n.end) - p <= 19 {
-                while p < Int(n.end) {
-                    v = unsafe v &* 10 &+ UInt64(b[p] &- 0x30)
-                    p += 1
-                }
-                return (negative, v)
-            }
-            while p < Int(n.end) {
-                let (m, o1) = v.multipliedReportingOverflow(by: 10)
-                let (s, o2) = unsafe m.addingReportingOverflow(UInt64(b[p] &- 0x30))
-                if o1 || o2 { throw outOfRange(negative ? "Int64" : "UInt64") }
-                v = s
-                p += 1
-            }
-            return (negative, v)
-        }
-    }
-
     /// The number as the nearest Double (correctly rounded). Overflow to infinity is an
     /// error; underflow gives zero of the right sign.
-    public func double() throws(JSONError) -> Double {
-        let n = node
-        guard n.kind == .number else { throw mismatch("number") }
-        let d = unsafe document.bytes.withUnsafeBufferPointer { unsafe NumberParser.double(UnsafeBufferPointer(rebasing: $0[Int(n.start)..<Int(n.end)])) }
-        guard d.isFinite else { throw outOfRange("Double") }
-        return d
-    }
+    public func double() throws(JSONError) -> Double { try document.double(at: index) }
 
-    func mismatch(_ expected: String) -> JSONError {
-        JSONError(.typeMismatch, pointer: pointer, detail: "expected \(expected), found \(kind.rawValue)")
-    }
+    func mismatch(_ expected: String) -> JSONError { document.mismatch(at: index, expected) }
 
-    func outOfRange(_ type: String) -> JSONError {
-        JSONError(.numberOutOfRange, pointer: pointer, detail: "\(rawText) does not fit \(type)")
-    }
+    func outOfRange(_ type: String) -> JSONError { document.outOfRange(at: index, type) }
 }
 
 @inline(__always)

@@ -12,6 +12,8 @@
     struct Frame {
         var node: Int
         var isObject: Bool
+        /// Members or elements so far, written when a nested container opens (`build`
+        /// keeps the innermost container's count in a local).
         var count: UInt32 = 0
         var keysStart: Int
         /// Index into `keySets` once the object has many keys, else -1.
@@ -103,18 +105,23 @@
     private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
         var i = 0
         var state = State.value
+        // Members or elements so far of the innermost open container, kept here rather
+        // than in its frame (saved in the frame while a nested container is open).
+        var count: UInt32 = 0
         while true {
             switch state {
             case .value:
                 guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
                 let p = unsafe Int(pos[i])
-                if depth > 0 { unsafe top.pointee.count &+= 1 }
+                count &+= 1
                 switch unsafe input[p] {
                 case 0x7B, 0x5B:   // { [
                     guard depth < maxDepth else {
                         throw JSONError(.tooDeep, at: p, detail: "the limit is \(maxDepth)")
                     }
                     let isObject = unsafe input[p] == 0x7B
+                    if depth > 0 { unsafe top.pointee.count = count }
+                    count = 0
                     unsafe (frames + depth).initialize(to: Frame(node: nodeCount, isObject: isObject, keysStart: keyCount))
                     depth += 1
                     append(Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
@@ -146,7 +153,7 @@
                     i += 1
                     state = top.isObject ? .objectKey : .value
                 } else if c == (top.isObject ? 0x7D : 0x5D) {
-                    close()
+                    close(&count)
                     i += 1
                 } else {
                     throw JSONError(.unexpectedCharacter, at: p, detail: describe(c, expected: top.isObject ? "',' or '}'" : "',' or ']'"))
@@ -157,7 +164,7 @@
                 let p = unsafe Int(pos[i])
                 let closer: UInt8 = state == .objectFirst ? 0x7D : 0x5D
                 if unsafe input[p] == closer {
-                    close()
+                    close(&count)
                     i += 1
                     state = .afterValue
                 } else {
@@ -184,11 +191,15 @@
         }
     }
 
-    private mutating func close() {
+    /// Closes the innermost container, whose member count is `count`; leaves the count of
+    /// the container it was in (restored from that one's frame) in `count`.
+    @inline(__always)
+    private mutating func close(_ count: inout UInt32) {
         depth -= 1
         let f = unsafe frames[depth]
         unsafe nodes[f.node].end = UInt32(nodeCount)
-        unsafe nodes[f.node].count = f.count
+        unsafe nodes[f.node].count = count
+        if depth > 0 { count = unsafe frames[depth - 1].count }
         keyCount = f.keysStart
         if f.keySet >= 0 { keySets.removeLast() }
     }

@@ -7,6 +7,19 @@
 
 public protocol JSONDecodable {
     init(json: JSONValue) throws(JSONError)
+
+    /// Reads node `node` of `document` (an index only the JSON module makes). The default
+    /// makes a JSONValue and calls `init(json:)`; the scalar types read the node directly,
+    /// so a typed field of a scalar type makes no JSONValue (making one retains the
+    /// document and dropping it releases it, and those atomic operations were most of the
+    /// cost of reading a field).
+    static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self
+}
+
+extension JSONDecodable {
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self {
+        try Self(json: JSONValue(document: document, index: node))
+    }
 }
 
 public protocol JSONEncodable {
@@ -36,18 +49,18 @@ extension JSONValue {
     /// A required member of this object.
     public func field<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T {
         guard kind == .object else { throw mismatch("object") }
-        guard let v = self[key] else {
+        guard let v = document.member(of: index, key) else {
             // The pointer names the member that should be there, escaped like any other.
             throw JSONError(.missingField, pointer: pointer + "/" + key.escapedAsPointerToken(), detail: "\"\(key)\" is required")
         }
-        return try T(json: v)
+        return try T.read(document, node: v)
     }
 
     /// An optional member: nil when absent or null.
     public func optionalField<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T? {
         guard kind == .object else { throw mismatch("object") }
-        guard let v = self[key], !v.isNull else { return nil }
-        return try T(json: v)
+        guard let v = document.member(of: index, key), document.node(v).kind != .null else { return nil }
+        return try T.read(document, node: v)
     }
 
     /// Refuses members other than `allowed` (catches typos in API requests).
@@ -64,18 +77,22 @@ extension JSONValue {
 
 extension String: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.string() }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { try document.string(at: node) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.string(self) }
 }
 extension Bool: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.bool() }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { try document.bool(at: node) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.bool(self) }
 }
 extension Int64: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.int64() }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { try document.int64(at: node) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
 }
 extension Int: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.int() }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { Int(try document.int64(at: node)) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
 }
 extension Int32: JSONDecodable, JSONEncodable {
@@ -88,10 +105,12 @@ extension Int32: JSONDecodable, JSONEncodable {
 }
 extension UInt64: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.uint64() }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { try document.uint64(at: node) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
 }
 extension Double: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.double() }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { try document.double(at: node) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.double(self) }
 }
 extension Array: JSONDecodable where Element: JSONDecodable {

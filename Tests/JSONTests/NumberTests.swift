@@ -191,4 +191,56 @@ final class NumberTests: XCTestCase {
             XCTAssertEqual(try value(text)?.double().bitPattern, want.bitPattern, text)
         }
     }
+
+    /// The number grammar is checked eight bytes at a time where eight bytes follow and
+    /// byte by byte near the end of the input. Seeded random tokens from number-ish
+    /// characters (and neighbours of the digits: '/', ':', ';', '?'), ending at every
+    /// distance from the end of the document, are accepted exactly when RFC 8259 says so.
+    func testNumberGrammarAtEveryDistanceFromTheEnd() throws {
+        var rng = SplitMix(seed: 0x5A4D)
+        let alphabet = Array("0123456789.eE+-/:;?a".utf8)
+        var accepted = 0
+        for _ in 0..<4000 {
+            let token = (0..<Int(rng.next() % 24) + 1).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+            let padding = [UInt8](repeating: 0x20, count: Int(rng.next() % 10))
+            let valid = Self.isJSONNumber(token)
+            for document in [Array("[".utf8) + token + Array("]".utf8) + padding, token + padding, Array("[".utf8) + token + Array(",1]".utf8)] {
+                let text = String(decoding: token, as: UTF8.self)
+                let result = Result { () throws(JSONError) in try JSONDocument(parsing: document) }
+                switch result {
+                case .success(let doc):
+                    XCTAssertTrue(valid, "accepted \(text.debugDescription)")
+                    let v = doc.root.kind == .array ? doc.root[0] : doc.root
+                    XCTAssertEqual(v?.rawText, text)
+                    accepted += 1
+                case .failure:
+                    XCTAssertFalse(valid, "refused \(text.debugDescription)")
+                }
+            }
+        }
+        XCTAssertGreaterThan(accepted, 300)
+    }
+
+    /// RFC 8259's number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+    static func isJSONNumber(_ s: [UInt8]) -> Bool {
+        var i = 0
+        func digits() -> Int {
+            let start = i
+            while i < s.count && s[i] >= 0x30 && s[i] <= 0x39 { i += 1 }
+            return i - start
+        }
+        if i < s.count && s[i] == 0x2D { i += 1 }
+        guard i < s.count else { return false }
+        if s[i] == 0x30 { i += 1 } else if digits() == 0 { return false }
+        if i < s.count && s[i] == 0x2E {
+            i += 1
+            if digits() == 0 { return false }
+        }
+        if i < s.count && (s[i] == 0x65 || s[i] == 0x45) {
+            i += 1
+            if i < s.count && (s[i] == 0x2B || s[i] == 0x2D) { i += 1 }
+            if digits() == 0 { return false }
+        }
+        return i == s.count
+    }
 }

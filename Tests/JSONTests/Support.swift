@@ -112,7 +112,7 @@ func parseDocument(_ bytes: [UInt8], kernel: JSONScanKernel, maxDepth: Int? = ni
 }
 
 func outcome(_ r: Result<JSONDocument, JSONError>) -> ParseOutcome {
-    ParseOutcome(r.map { $0.nodes })
+    ParseOutcome(r.map { $0.allNodes })
 }
 
 enum GuardPlacement: CaseIterable {

@@ -160,6 +160,36 @@ final class TypedTests: XCTestCase {
         assertError(edited(#""input":"s3://bucket/in.mov""#, #""input":null"#), .typeMismatch, pointer: "/input")
     }
 
+    /// Typed fields of scalar types read the node directly (no JSONValue is made); they
+    /// must agree with reading the member's value, value for value and error for error.
+    func testScalarFieldsReadLikeTheirValues() throws {
+        let doc = try JSONDocument(parsing: #"""
+            {"s":"x\u00e9","e":"","t":true,"f":false,"z":null,"i":-42,"u":18446744073709551615,
+             "m":-9223372036854775808,"d":2.5e-3,"big":1e400,"o":{"k":1},"a":[1],"neg0":-0,"w":1.0}
+            """#)
+        let root = doc.root
+        func same<T: JSONDecodable & Equatable>(_ type: T.Type, _ key: String, file: StaticString = #filePath, line: UInt = #line) {
+            let direct = Result { () throws(JSONError) in try root.field(key, as: T.self) }
+            let viaValue = Result { () throws(JSONError) in try T(json: root[key]!) }
+            XCTAssertEqual(direct, viaValue, "\(T.self) from \(key)", file: file, line: line)
+            let optional = Result { () throws(JSONError) in try root.optionalField(key, as: T.self) }
+            let optionalViaValue = Result { () throws(JSONError) -> T? in root[key]!.isNull ? nil : try T(json: root[key]!) }
+            XCTAssertEqual(optional, optionalViaValue, "optional \(T.self) from \(key)", file: file, line: line)
+        }
+        var reads = 0
+        for (key, _) in root.members {
+            same(String.self, key); same(Bool.self, key); same(Int64.self, key); same(Int.self, key)
+            same(UInt64.self, key); same(Double.self, key); same(Int32.self, key)
+            reads += 1
+        }
+        XCTAssertEqual(reads, 14)
+        XCTAssertEqual(try root.field("s", as: String.self), "x\u{e9}")
+        XCTAssertEqual(try root.field("m", as: Int64.self), .min)
+        XCTAssertEqual(try root.field("u", as: UInt64.self), .max)
+        XCTAssertNil(try root.optionalField("z", as: Int.self))
+        XCTAssertNil(try root.optionalField("absent", as: Int.self))
+    }
+
     func testUnknownKeysAreRefused() {
         assertError(edited(#""priority":5"#, #""priority":5,"prority":6"#), .invalidValue, pointer: "/prority")
         assertError(edited(#""codec":"h264""#, #""codec":"h264","widht":1"#), .invalidValue, pointer: "/outputs/1/widht")

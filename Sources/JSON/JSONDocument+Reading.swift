@@ -1,0 +1,167 @@
+// JSON.JSONDocument+Reading: the readers behind JSONValue, addressed by node index. They
+// read the node array and the text through the document's pointers and make no JSONValue
+// (a value holds the document, so making one retains it and dropping it releases it: an
+// atomic operation each, which on the benchmark's 1 MB job list cost more than everything
+// else the reads did). JSONValue's methods and the typed fields (Typed+Fields) call these.
+
+extension JSONDocument {
+    /// Index of the value of member `query` of node `object`; nil when absent or when the
+    /// node is not an object. Keys without escapes are compared as bytes; escaped keys are
+    /// unescaped first.
+    func member(of object: Int, _ query: UnsafeBufferPointer<UInt8>) -> Int? {
+        let n = node(object)
+        guard n.kind == .object else { return nil }
+        var c = object + 1
+        let end = Int(n.end)
+        // A query of up to eight bytes is compared as one word: the key's bytes loaded at
+        // once (when eight bytes of text follow its start, as they do for every key but
+        // one near the end of the document) and masked to its length.
+        let count = query.count
+        var word: UInt64 = 0
+        for j in 0..<min(count, 8) { unsafe word |= UInt64(query[j]) << UInt64(8 * j) }
+        let mask: UInt64 = count >= 8 ? ~0 : (1 << UInt64(8 * count)) &- 1
+        let lastWordStart = length - 8
+        while c < end {
+            let k = node(c)
+            let v = c + 1
+            if !k.flag {
+                let len = Int(k.end - k.start), start = Int(k.start)
+                if len == count {
+                    if count <= 8 && start <= lastWordStart {
+                        if unsafe UnsafeRawPointer(text + start).loadUnaligned(as: UInt64.self) & mask == word { return v }
+                    } else if unsafe len == 0 || memcmpEqual(text + start, query.baseAddress!, len) {
+                        return v
+                    }
+                }
+            } else if unsafe Escapes.unescape(UnsafeRawBufferPointer(text(Int(k.start)..<Int(k.end)))).elementsEqual(query) {
+                return v
+            }
+            c = next(after: v)
+        }
+        return nil
+    }
+
+    /// Index of the value of member `key` of node `object` (see `member(of:_:)`).
+    @inline(__always)
+    func member(of object: Int, _ key: String) -> Int? {
+        // A native string (literals, most keys) lends its UTF-8 in place; others are copied.
+        if let found = unsafe key.utf8.withContiguousStorageIfAvailable({ q in unsafe member(of: object, q) }) { return found }
+        var k = key
+        return k.withUTF8 { q in unsafe member(of: object, q) }
+    }
+
+    func string(at i: Int) throws(JSONError) -> String {
+        let n = node(i)
+        guard n.kind == .string else { throw mismatch(at: i, "string") }
+        let range = Int(n.start)..<Int(n.end)
+        if !n.flag { return unsafe String(decoding: text(range), as: UTF8.self) }
+        return String(decoding: unsafe Escapes.unescape(UnsafeRawBufferPointer(text(range))), as: UTF8.self)
+    }
+
+    func bool(at i: Int) throws(JSONError) -> Bool {
+        switch node(i).kind {
+        case .true: return true
+        case .false: return false
+        default: throw mismatch(at: i, "boolean")
+        }
+    }
+
+    func int64(at i: Int) throws(JSONError) -> Int64 {
+        let (negative, magnitude) = try integerParts(at: i)
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { throw outOfRange(at: i, "Int64") }
+            return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
+        }
+        guard magnitude <= UInt64(Int64.max) else { throw outOfRange(at: i, "Int64") }
+        return Int64(magnitude)
+    }
+
+    func uint64(at i: Int) throws(JSONError) -> UInt64 {
+        let (negative, magnitude) = try integerParts(at: i)
+        if negative && magnitude != 0 { throw outOfRange(at: i, "UInt64") }
+        return magnitude
+    }
+
+    /// Sign and magnitude of an integer node (no fraction, no exponent).
+    private func integerParts(at i: Int) throws(JSONError) -> (Bool, UInt64) {
+        let n = node(i)
+        guard n.kind == .number else { throw mismatch(at: i, "integer") }
+        guard n.flag else {
+            throw JSONError(.typeMismatch, pointer: pointer(of: i), detail: "expected an integer, found \(rawText(of: i))")
+        }
+        var p = Int(n.start)
+        let end = Int(n.end)
+        let negative = byte(p) == 0x2D
+        if negative { p += 1 }
+        var v: UInt64 = 0
+        // Up to 19 digits cannot overflow a UInt64: no checks.
+        if end - p <= 19 {
+            while p < end {
+                v = v &* 10 &+ UInt64(byte(p) &- 0x30)
+                p += 1
+            }
+            return (negative, v)
+        }
+        while p < end {
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(UInt64(byte(p) &- 0x30))
+            if o1 || o2 { throw outOfRange(at: i, negative ? "Int64" : "UInt64") }
+            v = s
+            p += 1
+        }
+        return (negative, v)
+    }
+
+    /// The number as the nearest Double (correctly rounded). Overflow to infinity is an
+    /// error; underflow gives zero of the right sign.
+    func double(at i: Int) throws(JSONError) -> Double {
+        let n = node(i)
+        guard n.kind == .number else { throw mismatch(at: i, "number") }
+        let d = unsafe NumberParser.double(text(Int(n.start)..<Int(n.end)))
+        guard d.isFinite else { throw outOfRange(at: i, "Double") }
+        return d
+    }
+
+    func mismatch(at i: Int, _ expected: String) -> JSONError {
+        JSONError(.typeMismatch, pointer: pointer(of: i), detail: "expected \(expected), found \(JSONValue(document: self, index: i).kind.rawValue)")
+    }
+
+    func outOfRange(at i: Int, _ type: String) -> JSONError {
+        JSONError(.numberOutOfRange, pointer: pointer(of: i), detail: "\(rawText(of: i)) does not fit \(type)")
+    }
+
+    /// Node `i`'s source text, exactly as it appeared (strings with their quotes).
+    func rawText(of i: Int) -> String {
+        let n = node(i)
+        let range: Range<Int>
+        switch n.kind {
+        case .string: range = Int(n.start) - 1..<Int(n.end) + 1
+        case .object, .array:
+            // Nodes do not record where a container closes. Scanning back from the next
+            // value for the last closer is wrong when the container is the last member of
+            // its parent ("[[1]]": the inner array would end at the outer bracket), so
+            // scan forward to the matching closer, skipping strings. The document is
+            // valid, so brackets balance; the cost is linear in the text being copied.
+            var depth = 0
+            var p = Int(n.start)
+            var inString = false
+            while true {
+                let c = byte(p)
+                if inString {
+                    if c == 0x5C { p += 1 } else if c == 0x22 { inString = false }
+                } else if c == 0x22 {
+                    inString = true
+                } else if c == 0x5B || c == 0x7B {
+                    depth += 1
+                } else if c == 0x5D || c == 0x7D {
+                    depth -= 1
+                    if depth == 0 { break }
+                }
+                p += 1
+            }
+            range = Int(n.start)..<p + 1
+        default: range = Int(n.start)..<Int(n.end)
+        }
+        return unsafe String(decoding: text(range), as: UTF8.self)
+    }
+}
