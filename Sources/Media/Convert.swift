@@ -42,14 +42,21 @@ import TranscodeAPI
 
     func matches(_ f: Frame) -> Bool { f.width == srcWidth && f.height == srcHeight && f.format == srcFormat }
 
-    /// Scales `src` into `dst`, which gets fresh buffers (the encoder may still hold the
-    /// previous ones).
+    /// Scales `src` into `dst`. Its buffers are written in place when they have the right
+    /// size and format and nothing else holds them (the encoder or the quality meter may
+    /// still hold the previous picture; then it gets fresh ones). A fresh picture per frame
+    /// was a new multi-megabyte allocation each time, which the C library maps and unmaps:
+    /// every frame paid page faults and the kernel zeroing the pages.
     func scale(_ src: Frame, into dst: Frame) throws(MediaError) {
-        dst.unref()
-        unsafe dst.ptr.pointee.width = dstWidth
-        unsafe dst.ptr.pointee.height = dstHeight
-        unsafe dst.ptr.pointee.format = dstFormat.rawValue
-        unsafe try check(av_frame_get_buffer(dst.ptr, 0), "allocating a scaled picture")
+        let reusable = unsafe dst.ptr.pointee.buf.0 != nil && dst.width == dstWidth && dst.height == dstHeight
+            && dst.format == dstFormat.rawValue && av_frame_is_writable(dst.ptr) != 0
+        if !reusable {
+            dst.unref()
+            unsafe dst.ptr.pointee.width = dstWidth
+            unsafe dst.ptr.pointee.height = dstHeight
+            unsafe dst.ptr.pointee.format = dstFormat.rawValue
+            unsafe try check(av_frame_get_buffer(dst.ptr, 0), "allocating a scaled picture")
+        }
         unsafe try check(sws_scale_frame(sws, dst.ptr, src.ptr), "scaling a picture")
         dst.pts = src.pts
     }
