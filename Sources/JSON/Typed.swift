@@ -118,7 +118,14 @@ extension Array: JSONDecodable where Element: JSONDecodable {
         guard json.kind == .array else { throw json.mismatch("array") }
         var out: [Element] = []
         out.reserveCapacity(json.count)
-        for e in json.elements { out.append(try Element(json: e)) }
+        // By node index, so elements of a scalar type are read without making a value each.
+        let document = json.document
+        var i = json.index + 1
+        let end = Int(json.node.end)
+        while i < end {
+            out.append(try Element.read(document, node: i))
+            i = document.next(after: i)
+        }
         self = out
     }
 }

@@ -1,7 +1,8 @@
 // Media.Pipeline: decode once, encode one or more video renditions and one audio track,
 // write one or more containers.
 //
-//   demux → decode (libav threads) ─┬→ scale → x264 → target(s)      (one per rendition)
+//   demux → decode (libav threads) ─┬→ scale ⇢ x264 → target(s)      (one per rendition;
+//                                   │          the encoder on a thread of its own)
 //                                   └→ resample → FIFO → AAC → every target (packets shared)
 //
 // Scalers are built from the first decoded frame (validated format and size) and rebuilt
@@ -96,6 +97,19 @@ final class Pipeline {
     func run() throws(MediaError) -> PipelineResult {
         let ordered = targets.keys.sorted().map { targets[$0]! }
         for t in ordered { try t.muxer.writeHeader() }
+        // Every path out of here, thrown or not, leaves no encoder thread running (and no
+        // worker holding its rendition: the two refer to each other until then).
+        defer {
+            for r in renditions {
+                r.worker?.abort()
+                r.worker = nil
+            }
+        }
+        for r in renditions {
+            let worker = try EncodeWorker(rendition: r, cancel: cancel)
+            r.worker = worker
+            try worker.start()
+        }
         let maxTs = plan.limits.maxDurationSeconds
         while try input.read(into: packet) {
             try checkCancelled()
@@ -132,9 +146,9 @@ final class Pipeline {
         }
         try checkDecodeErrors(final: true)
         try checkSomethingCameOut()
+        // Flush every encoder (each on its own thread, side by side), then collect quality.
+        for r in renditions { try r.worker!.finish() }
         for r in renditions {
-            try r.encoder.send(nil)
-            try drain(r)
             r.qualityReport = try r.quality?.finish()
             r.quality = nil
         }

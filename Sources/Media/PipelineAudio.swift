@@ -33,11 +33,11 @@ extension Pipeline {
             let audioTargets = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
             for (i, t) in audioTargets.enumerated() {
                 if i == audioTargets.count - 1 {
-                    try t.muxer.write(outPacket, stream: t.audioStream!)
+                    try t.write(outPacket, stream: t.audioStream!)
                 } else {
                     sharedPacket.unref()
                     unsafe try check(av_packet_ref(sharedPacket.ptr, outPacket.ptr), "sharing an audio packet")
-                    try t.muxer.write(sharedPacket, stream: t.audioStream!)
+                    try t.write(sharedPacket, stream: t.audioStream!)
                 }
             }
         }

@@ -64,7 +64,7 @@ extension Pipeline {
     /// flags kept; the muxer rescales from the input stream's time base.
     func copyVideo(_ packet: Packet, into copy: VideoCopy) throws(MediaError) {
         if let end = rebaseCopied(packet, stream: videoIn!) { copiedVideoEnd = max(copiedVideoEnd, end) }
-        try copy.target.muxer.write(packet, stream: copy.target.videoStream!)
+        try copy.target.write(packet, stream: copy.target.videoStream!)
         copy.frames += 1
         sourceFrames += 1
         report(force: false)
@@ -99,11 +99,11 @@ extension Pipeline {
         let outs = targets.keys.sorted().compactMap { targets[$0] }.filter { $0.audioStream != nil }
         for (i, t) in outs.enumerated() {
             if i == outs.count - 1 {
-                try t.muxer.write(packet, stream: t.audioStream!)
+                try t.write(packet, stream: t.audioStream!)
             } else {
                 sharedPacket.unref()
                 unsafe try check(av_packet_ref(sharedPacket.ptr, packet.ptr), "sharing an audio packet")
-                try t.muxer.write(sharedPacket, stream: t.audioStream!)
+                try t.write(sharedPacket, stream: t.audioStream!)
             }
         }
     }

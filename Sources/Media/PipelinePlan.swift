@@ -2,6 +2,7 @@
 // and what it reports back, and the per-output state it keeps while running (a target's
 // muxer and streams, a rendition's encoder and scaler, a video stream copy).
 internal import CLibAV
+import Threads
 import SpoolModel
 import TranscodeAPI
 
@@ -65,7 +66,16 @@ final class Target {
     let muxer: Muxer
     var videoStream: Int?
     var audioStream: Int?
+    /// Held for each packet written: the renditions' encoder threads (EncodeWorker) and the
+    /// pipeline thread (audio, stream copy) write into the same muxer.
+    private let writing = ConditionLock(())
     init(muxer: Muxer) { self.muxer = muxer }
+
+    /// Writes a packet of stream `stream`; safe from any thread of the pipeline.
+    func write(_ packet: Packet, stream: Int) throws(MediaError) {
+        let muxer = self.muxer
+        try writing.withLock { _ in Result { () throws(MediaError) in try muxer.write(packet, stream: stream) } }.get()
+    }
 }
 
 final class Rendition {
@@ -82,6 +92,8 @@ final class Rendition {
     var frames = 0
     var quality: QualityMeter?
     var qualityReport: QualityReport?
+    /// Encodes `scaled` and one more picture on a thread of its own while the pipeline runs.
+    var worker: EncodeWorker?
     /// Output frames per second (the inverse of the encoder's time base).
     var frameRate: Double { timeBase.num > 0 ? Double(timeBase.den) / Double(timeBase.num) : 0 }
 

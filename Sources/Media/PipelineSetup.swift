@@ -61,7 +61,8 @@ extension Pipeline {
             var outRate = rate
             if let m = r.video.maxFrameRate, rate.double > Double(m) + 0.001 { outRate = AVRational(num: Int32(m), den: 1) }
             let enc = try Encoders.video(width: w, height: h, frameRate: outRate, settings: r.video,
-                                         globalHeader: t.muxer.needsGlobalHeader, threads: plan.threads)
+                                         globalHeader: t.muxer.needsGlobalHeader,
+                                         threads: plan.threads > 0 ? plan.threads : Pipeline.automaticEncoderThreads(renditions: chosen.count))
             guard t.videoStream == nil else {
                 throw .invalidSettings(reason: "two renditions write to the same output")
             }

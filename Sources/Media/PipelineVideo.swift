@@ -1,21 +1,13 @@
 // Media.Pipeline video path: each decoded frame is given a strictly increasing timestamp
 // on the source's grid, then for every rendition put on the rendition's own grid (a
-// slower output drops frames that land on a taken slot), scaled (the scaler rebuilt when
-// the decoded pictures change), remembered for quality, encoded and muxed.
+// slower output drops frames that land on a taken slot) and scaled (the scaler rebuilt
+// when the decoded pictures change) into a slot of the rendition's encoder thread, which
+// remembers it for quality, encodes and muxes it (PipelineEncoders.swift).
 internal import CLibAV
 import SpoolModel
 import TranscodeAPI
 
 extension Pipeline {
-    func drain(_ r: Rendition) throws(MediaError) {
-        while try r.encoder.receive(into: outPacket) {
-            // At the end of input an encoder's flush can run for seconds (lookahead).
-            try checkCancelled()
-            try r.quality?.feed(outPacket)
-            try r.target.muxer.write(outPacket, stream: r.target.videoStream!)
-        }
-    }
-
     func videoFrame(_ frame: Frame) throws(MediaError) {
         try checkCancelled()
         guard let vi = videoIn else { return }
@@ -53,11 +45,13 @@ extension Pipeline {
                                            dstWidth: r.width, dstHeight: r.height, dstFormat: AV_PIX_FMT_YUV420P,
                                            limits: plan.limits)
             }
-            try r.scaler!.scale(frame, into: r.scaled)
-            r.scaled.pts = rpts
-            try r.quality?.remember(r.scaled)
-            try r.encoder.send(r.scaled)
-            try drain(r)
+            // Scaled into a slot of the rendition's encoder thread, which encodes it (and
+            // remembers it for quality) while this thread goes on decoding.
+            let worker = r.worker!
+            let slot = try worker.slot()
+            try r.scaler!.scale(frame, into: slot)
+            slot.pts = rpts
+            worker.submit(slot)
             r.frames += 1
         }
         sourceFrames += 1
