@@ -57,7 +57,7 @@ final class EncodeWorker: @unchecked Sendable {
         self.rendition = rendition
         self.cancel = cancel
         packet = try Packet()
-        state = ConditionLock(State(free: [rendition.scaled, try Frame()]))
+        state = ConditionLock(State(free: [try Frame(), try Frame()]))
     }
 
     /// Starts the encoder thread.

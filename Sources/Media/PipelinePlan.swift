@@ -2,7 +2,7 @@
 // and what it reports back, and the per-output state it keeps while running (a target's
 // muxer and streams, a rendition's encoder and scaler, a video stream copy).
 internal import CLibAV
-import Threads
+import Synchronization
 import SpoolModel
 import TranscodeAPI
 
@@ -68,13 +68,12 @@ final class Target {
     var audioStream: Int?
     /// Held for each packet written: the renditions' encoder threads (EncodeWorker) and the
     /// pipeline thread (audio, stream copy) write into the same muxer.
-    private let writing = ConditionLock(())
+    private let writing = Mutex(())
     init(muxer: Muxer) { self.muxer = muxer }
 
     /// Writes a packet of stream `stream`; safe from any thread of the pipeline.
     func write(_ packet: Packet, stream: Int) throws(MediaError) {
-        let muxer = self.muxer
-        try writing.withLock { _ in Result { () throws(MediaError) in try muxer.write(packet, stream: stream) } }.get()
+        try writing.withLock { _ throws(MediaError) in try muxer.write(packet, stream: stream) }
     }
 }
 
@@ -88,20 +87,18 @@ final class Rendition {
     let timeBase: AVRational
     var lastPts: Int64 = -1
     var scaler: VideoScaler?
-    let scaled: Frame
     var frames = 0
     var quality: QualityMeter?
     var qualityReport: QualityReport?
-    /// Encodes `scaled` and one more picture on a thread of its own while the pipeline runs.
+    /// Encodes the scaled pictures on a thread of its own while the pipeline runs.
     var worker: EncodeWorker?
     /// Output frames per second (the inverse of the encoder's time base).
     var frameRate: Double { timeBase.num > 0 ? Double(timeBase.den) / Double(timeBase.num) : 0 }
 
-    init(name: String, encoder: Encoder, target: Target, targetIndex: Int, width: Int32, height: Int32) throws(MediaError) {
+    init(name: String, encoder: Encoder, target: Target, targetIndex: Int, width: Int32, height: Int32) {
         self.name = name; self.encoder = encoder; self.target = target; self.targetIndex = targetIndex
         self.width = width; self.height = height
         timeBase = encoder.timeBase
-        scaled = try Frame()
     }
 }
 

@@ -67,7 +67,7 @@ extension Pipeline {
                 throw .invalidSettings(reason: "two renditions write to the same output")
             }
             t.videoStream = try t.muxer.addStream(for: enc)
-            let rendition = try Rendition(name: r.name, encoder: enc, target: t, targetIndex: r.target, width: w, height: h)
+            let rendition = Rendition(name: r.name, encoder: enc, target: t, targetIndex: r.target, width: w, height: h)
             if plan.measureQuality { rendition.quality = try QualityMeter(encoder: enc) }
             renditions.append(rendition)
         }
