@@ -97,6 +97,9 @@ test: build
 	echo "=== benchmarks: smoke (debug builds, checksums; $$(date +%T))"; \
 	if $(MAKE) --no-print-directory bench-smoke > .build/bench-smoke.log 2>&1; then passed=$$((passed + 1)); tail -3 .build/bench-smoke.log; \
 	else failed=$$((failed + 1)); fail=1; tail -40 .build/bench-smoke.log; fi; \
+	echo "=== allocation budget: GET /api/v1/jobs/{id} on the fast lane, release build ($$(date +%T))"; \
+	if $(MAKE) --no-print-directory release > .build/release-build.log 2>&1 && Benchmarks/alloc_per_request.sh; then passed=$$((passed + 1)); \
+	else failed=$$((failed + 1)); fail=1; tail -20 .build/release-build.log; fi; \
 	echo "=== MediaTests under ASan + LeakSanitizer ($$(date +%T))"; \
 	if $(MAKE) --no-print-directory media-leakcheck; then passed=$$((passed + 1)); else failed=$$((failed + 1)); fail=1; fi; \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \

@@ -16,7 +16,8 @@
 #     ladder vs one ffmpeg with split=3): fps and peak RSS (transcode_vs_ffmpeg.sh).
 #  6. Dispatch API: GET /api/v1/jobs/{id} vs nginx `return 200` (requests per server
 #     CPU-second), POST /api/v1/jobs durable commits/s, a 1 GiB download vs nginx sendfile, a
-#     1 GiB upload vs dd conv=fsync (api_vs_nginx.sh).
+#     1 GiB upload vs dd conv=fsync (api_vs_nginx.sh); then heap allocations per GET on the
+#     fast lane, counted (alloc_per_request.sh: none, or it fails).
 #  7. Scheduling: jobs scheduled per second by the fair scheduler with 100 engines asking
 #     (SchedulerBench, real SQLite with synchronous=FULL) vs single-row SQLite commits/s on
 #     the same disk (Python's sqlite3); the end-to-end time of a short job through
@@ -62,7 +63,7 @@ spool="$here/../.build/$config/spool"
 ringbench="$(swift build -c $config --show-bin-path)/RingBench"
 jsonbench="$(swift build -c $config --show-bin-path)/JSONBench"
 g++ -O3 -std=c++17 -o "$work/simdjson_bench" yardstick/simdjson_bench.cpp -lsimdjson
-cc -O2 -Wall -shared -fPIC -o "$work/malloc_count.so" yardstick/malloc_count.c
+cc -O2 -Wall -shared -fPIC -o "$work/malloc_count.so" yardstick/malloc_count.c -lpthread
 
 if [ $smoke = 1 ]; then ops=20000; rounds=1; secs=1; echo_rounds=1; else ops=1000000; rounds=5; secs=5; echo_rounds=3; fi
 
@@ -161,6 +162,9 @@ if [ $smoke = 1 ]; then SPOOL="$spool" ./transcode_vs_ffmpeg.sh --smoke; else SP
 echo
 echo "== 6. Dispatch API: spool serve vs nginx and dd"
 if [ $smoke = 1 ]; then SPOOL="$spool" ./api_vs_nginx.sh --smoke; else SPOOL="$spool" ./api_vs_nginx.sh; fi
+# Counted, not timed; a release build's count (a debug build allocates in unspecialized
+# generic code), so not in the smoke run: make test runs it on its own release build.
+if [ $smoke = 0 ]; then SPOOL="$spool" ./alloc_per_request.sh; fi
 
 echo
 echo "== 7. Scheduling: jobs scheduled per second (100 engines, fair scheduler) and spool up vs spool transcode"

@@ -50,6 +50,12 @@ public final class AccessService: Sendable {
     /// SHA-256 hex of a secret → its owner and when it was cached, for keys that
     /// authenticated since start.
     private let cache = Mutex<[String: (owner: KeyOwner, at: Int64)]>([:])
+    /// In front of `cache`, for `cachedOwner`: a secret's fingerprint → its `cache` key, so
+    /// the fast lane finds a key it has seen without a SHA-256 and without allocating. An
+    /// entry only points into `cache`; a revoked or expired key is gone from there, so a
+    /// stale pointer finds nothing. Bounded; secrets themselves are never kept.
+    private let fingerprints = Mutex<[SecretFingerprint: String]>([:])
+    static let fingerprintsMax = 4096
 
     public static let migrations: [SQLMigration] = [
         SQLMigration("access.1", sqlite: """
@@ -126,6 +132,7 @@ public final class AccessService: Sendable {
             if let lifetime = cacheLifetimeMilliseconds, now - hit.at >= lifetime {
                 cache.withLock { _ = $0.removeValue(forKey: h) }
             } else {
+                remember(secret, as: h)
                 return hit.owner
             }
         }
@@ -136,7 +143,28 @@ public final class AccessService: Sendable {
         }
         guard let owner = found else { return nil }
         cache.withLock { $0[h] = (owner, now) }
+        remember(secret, as: h)
         return owner
+    }
+
+    /// Points `secret`'s fingerprint at its `cache` key `h`.
+    private func remember(_ secret: String, as h: String) {
+        let fp = SecretFingerprint(secret.utf8)
+        fingerprints.withLock { m in
+            if m[fp] == nil, m.count >= Self.fingerprintsMax { m.removeAll(keepingCapacity: true) }
+            m[fp] = h
+        }
+    }
+
+    /// The owner of `secret` when this process's cache knows it and its entry is still
+    /// fresh; nil means "not known here", not "bad key": the caller asks `authenticate`.
+    /// For the HTTP fast lane, which answers only what it can answer without waiting.
+    public func cachedOwner(secret: ArraySlice<UInt8>) -> KeyOwner? {
+        guard (16...256).contains(secret.count) else { return nil }
+        let fp = SecretFingerprint(secret)
+        guard let h = fingerprints.withLock({ $0[fp] }), let hit = cache.withLock({ $0[h] }) else { return nil }
+        if let lifetime = cacheLifetimeMilliseconds, clock.unixMilliseconds - hit.at >= lifetime { return nil }
+        return hit.owner
     }
 
     /// Makes a key for `tenant`; the secret is returned here and never again.
@@ -207,5 +235,41 @@ public final class AccessService: Sendable {
         return AccessKeyRecord(id: id, tenant: try row.string("tenant"), isAdmin: try row.bool("is_admin"),
                                created: try row.int64("created"), revokedAt: try row.optionalInt64("revoked_at"),
                                last4: try row.string("last4"), origin: try row.string("origin"))
+    }
+}
+
+/// 128 bits of a secret under a key drawn once per process (two SipHash states, each
+/// seeded with its own random words before the secret): equal secrets give equal
+/// fingerprints; without the key nobody can make two secrets collide, or find a secret
+/// for a fingerprint, any faster than by guessing 128 bits. `Hasher`'s own per-process
+/// seed is not relied on (SWIFT_DETERMINISTIC_HASHING turns it off).
+struct SecretFingerprint: Hashable, Sendable {
+    let a: Int
+    let b: Int
+
+    private static let key: (UInt64, UInt64, UInt64, UInt64) = {
+        var g = SystemRandomNumberGenerator()
+        return (g.next(), g.next(), g.next(), g.next())
+    }()
+
+    init(_ bytes: some Sequence<UInt8>) {
+        var h1 = Hasher(), h2 = Hasher()
+        let k = Self.key
+        h1.combine(k.0); h1.combine(k.1)
+        h2.combine(k.2); h2.combine(k.3)
+        var word: UInt64 = 0, filled: UInt64 = 0, count = 0
+        for byte in bytes {
+            word |= UInt64(byte) << (8 * filled)
+            filled += 1
+            count += 1
+            if filled == 8 {
+                h1.combine(word); h2.combine(word)
+                word = 0; filled = 0
+            }
+        }
+        h1.combine(word); h1.combine(count)
+        h2.combine(word); h2.combine(count)
+        a = h1.finalize()
+        b = h2.finalize()
     }
 }

@@ -230,7 +230,7 @@ public final class DispatchServer: Sendable {
                 installFileRoutes(on: &v1, counters: FileTransferCounters(
                     uploaded: { [metrics] n in metrics.recordUpload(bytes: Int(n)) },
                     downloaded: { [metrics] n in metrics.recordDownload(bytes: Int(n)) }))
-                installJobRoutes(on: &v1)
+                installJobRoutes(on: &v1, fastLane: true)
                 installWebhookRoutes(on: &v1)
             }
         }

@@ -17,10 +17,17 @@ import SpoolModel
 import Web
 
 extension DispatchServer {
-    func installJobRoutes(on v1: inout RouteBuilder) {
+    /// `fastLane`: only for the router `makeRouter` builds, whose middleware (request id,
+    /// metrics, bearer-key authentication) the fast lane answers for (FastReads.swift); a
+    /// router with other middleware must not let requests past it.
+    func installJobRoutes(on v1: inout RouteBuilder, fastLane: Bool = false) {
         v1.post("jobs") { [self] req in try await createJob(req) }
         v1.get("jobs") { [self] req in try await listJobs(req) }
-        v1.get("jobs/:id") { [self] req in try await getJob(req) }
+        if fastLane, let fast = fastJobRead() {
+            v1.get("jobs/:id", fast: fast) { [self] req in try await getJob(req) }
+        } else {
+            v1.get("jobs/:id") { [self] req in try await getJob(req) }
+        }
         v1.post("jobs/:id/cancel") { [self] req in try await cancelJob(req) }
         v1.post("jobs/:id/retry") { [self] req in try await retryJob(req) }
         v1.get("jobs/:id/events") { [self] req in try await jobEvents(req) }
@@ -248,8 +255,15 @@ func checkIdempotencyKey(_ key: String) throws(APIError) {
 }
 
 /// A job's validator: its state and update time (every change moves the update time).
-func jobETag(_ job: Job) -> String {
-    entityTag(of: Array("\(job.state.rawValue)|\(job.updatedAt)".utf8))
+func jobETag(_ job: Job) -> String { entityTag(hash: jobETagHash(job)) }
+
+/// FNV-1a over "STATE|UPDATED_AT" (the update time in milliseconds, in decimal).
+func jobETagHash(_ job: Job) -> UInt64 {
+    var h = FNV1a()
+    h.combine(job.state.rawValue)
+    h.combine(byte: 0x7C)
+    h.combine(decimal: job.updatedAt)
+    return h.value
 }
 
 func sha256Hex(_ bytes: [UInt8]) -> String {

@@ -79,6 +79,8 @@ public struct RequestHead: Equatable, Sendable {
 public struct RequestHeadParser: Sendable {
     public var limits: HTTPLimits
     private var scanned = 0
+    /// A field list given back by `recycle`, reused by the next head (no allocation).
+    private var spareFields: [RequestHead.Field] = []
 
     public init(limits: HTTPLimits = HTTPLimits()) { self.limits = limits }
 
@@ -87,6 +89,14 @@ public struct RequestHeadParser: Sendable {
 
     /// Forget progress (after a request is consumed from the buffer).
     public mutating func reset() { scanned = 0 }
+
+    /// Takes back `head`'s field list for the next head to reuse (a server calls it when it
+    /// is done with a head; `head.fields` is empty afterwards). Optional: a head not
+    /// recycled just keeps its own list.
+    public mutating func recycle(_ head: inout RequestHead) {
+        swap(&spareFields, &head.fields)
+        head.fields.removeAll()
+    }
 
     /// Parses the head at the start of `bytes`. Returns nil while it is incomplete; the
     /// next call may pass the same bytes plus more. Throws the status to answer with.
@@ -133,7 +143,11 @@ public struct RequestHeadParser: Sendable {
         if end > limits.headBytesMax + 4 {
             throw HTTPParseError(status: 431, "request head is larger than \(limits.headBytesMax) bytes")
         }
-        return try parseComplete(bytes, from: lead, headLength: end)
+        var fields: [RequestHead.Field] = []
+        swap(&fields, &spareFields)
+        fields.removeAll(keepingCapacity: true)
+        if fields.capacity == 0 { fields.reserveCapacity(12) }   // one allocation for a typical head
+        return try parseComplete(bytes, from: lead, headLength: end, fields: &fields)
     }
 
     private func checkIncomplete(_ b: UnsafeRawBufferPointer) throws(HTTPParseError) {
@@ -155,7 +169,8 @@ public struct RequestHeadParser: Sendable {
         }
     }
 
-    private func parseComplete(_ b: UnsafeRawBufferPointer, from lead: Int, headLength: Int) throws(HTTPParseError) -> RequestHead {
+    private func parseComplete(_ b: UnsafeRawBufferPointer, from lead: Int, headLength: Int,
+                               fields: inout [RequestHead.Field]) throws(HTTPParseError) -> RequestHead {
         var p = lead
         // request-line = method SP request-target SP HTTP-version CRLF
         let methodStart = p
@@ -185,8 +200,6 @@ public struct RequestHeadParser: Sendable {
         }
         p += 10
 
-        var fields: [RequestHead.Field] = []
-        fields.reserveCapacity(12)   // one allocation for a typical head, not one per doubling
         var contentLength: UInt64?
         var transferEncodingSeen = false
         var chunked = false

@@ -33,13 +33,20 @@ public struct ResponseHead: Sendable, Equatable {
     /// checks a handler's headers before it frames the response, and answers 500 for a bad
     /// one): the fields are not checked twice.
     public func serialize(checkedFields: Void, into out: inout [UInt8]) {
-        out.append(contentsOf: Self.statusLinePrefix)
+        Self.serializeStatusLine(status, reason: reason, into: &out)
+        FieldSyntax.append(headers, to: &out)
+    }
+
+    /// "HTTP/1.1 200 OK\r\n": the status line alone, with the standard reason unless given.
+    public static func serializeStatusLine(_ status: Int, reason: String? = nil, into out: inout [UInt8]) {
+        precondition((100...999).contains(status), "status \(status) is not three digits")
+        out.append(contentsOf: statusLinePrefix)
         out.append(UInt8(0x30 + status / 100)); out.append(UInt8(0x30 + status / 10 % 10)); out.append(UInt8(0x30 + status % 10))
         out.append(0x20)
+        let reason = reason ?? standardReason(status)
         for c in reason.utf8 { precondition(c == 0x09 || c >= 0x20 && c != 0x7F, "control character in reason phrase") }
         out.append(contentsOf: reason.utf8)
         out.append(0x0D); out.append(0x0A)
-        FieldSyntax.append(headers, to: &out)
     }
 
     private static let statusLinePrefix: [UInt8] = Array("HTTP/1.1 ".utf8)

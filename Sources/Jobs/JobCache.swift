@@ -21,7 +21,7 @@ final class JobCache: Sendable {
         var json: [UInt8]?
     }
     private struct State {
-        var jobs: [JobID: Entry] = [:]
+        var jobs: [UInt128: Entry] = [:]   // by JobID.bits: no String hashed
         var sequence: UInt64 = 0
         var generation: UInt64 = 0
         var hits: UInt64 = 0
@@ -34,9 +34,12 @@ final class JobCache: Sendable {
 
     func get(_ id: JobID) -> Job? { entry(id)?.job }
 
-    func entry(_ id: JobID) -> Entry? {
+    func entry(_ id: JobID) -> Entry? { entry(bits: id.bits) }
+
+    /// The entry for the job whose id has these bits (`JobID.bits`).
+    func entry(bits: UInt128) -> Entry? {
         state.withLock { s in
-            if let j = s.jobs[id] { s.hits &+= 1; return j }
+            if let j = s.jobs[bits] { s.hits &+= 1; return j }
             s.misses &+= 1
             return nil
         }
@@ -48,7 +51,7 @@ final class JobCache: Sendable {
     /// After a read that missed: keeps `job` unless a write committed since `generation`.
     func fill(_ job: Job, readAt generation: UInt64) {
         state.withLock { s in
-            guard s.generation == generation, s.jobs[job.id] == nil else { return }
+            guard s.generation == generation, s.jobs[job.id.bits] == nil else { return }
             Self.insert(job, into: &s, capacity: capacity)
         }
     }
@@ -65,15 +68,16 @@ final class JobCache: Sendable {
     func forget(_ ids: [JobID]) {
         state.withLock { s in
             s.generation &+= 1
-            for id in ids { s.jobs[id] = nil }
+            for id in ids { s.jobs[id.bits] = nil }
         }
     }
 
     /// Keeps `json` (the rendering of the entry `sequence` named) unless the entry changed.
     func attach(_ json: [UInt8], to id: JobID, sequence: UInt64) {
+        let key = id.bits
         state.withLock { s in
-            guard let e = s.jobs[id], e.sequence == sequence else { return }
-            s.jobs[id]?.json = json
+            guard let e = s.jobs[key], e.sequence == sequence else { return }
+            s.jobs[key]?.json = json
         }
     }
 
@@ -83,8 +87,9 @@ final class JobCache: Sendable {
 
     private static func insert(_ job: Job, into s: inout State, capacity: Int) {
         guard capacity > 0 else { return }
-        if s.jobs[job.id] == nil, s.jobs.count >= capacity { s.jobs.remove(at: s.jobs.startIndex) }
+        let key = job.id.bits
+        if s.jobs[key] == nil, s.jobs.count >= capacity { s.jobs.remove(at: s.jobs.startIndex) }
         s.sequence &+= 1
-        s.jobs[job.id] = Entry(job: job, sequence: s.sequence, json: nil)
+        s.jobs[key] = Entry(job: job, sequence: s.sequence, json: nil)
     }
 }

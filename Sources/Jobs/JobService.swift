@@ -116,6 +116,19 @@ public final class JobService: Sendable {
         return r
     }
 
+    /// `representation` from memory only: nil when the store holds no current copy, or when
+    /// `tenant` may not see the job (the caller then asks `representation`, which says 404).
+    public func cachedRepresentation(_ id: JobID, visibleTo tenant: String?) -> (job: Job, json: [UInt8])? {
+        cachedRepresentation(bits: id.bits, visibleTo: tenant)
+    }
+
+    /// The same by the id's bits (`JobID.bits(of:)`), so a caller holding the id as bytes
+    /// makes no String.
+    public func cachedRepresentation(bits: UInt128, visibleTo tenant: String?) -> (job: Job, json: [UInt8])? {
+        guard let r = store.cachedRepresentation(bits: bits), tenant.map({ $0 == r.job.tenant }) ?? true else { return nil }
+        return r
+    }
+
     /// The job when `tenant` may see it (nil: any tenant); 404 otherwise.
     public func get(_ id: JobID, visibleTo tenant: String?) async throws -> Job {
         guard let job = try await store.get(id), tenant.map({ $0 == job.tenant }) ?? true else {

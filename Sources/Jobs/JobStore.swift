@@ -111,6 +111,11 @@ public protocol JobStore: Sendable {
     func get(_ id: JobID) async throws -> Job?
     /// The job and its JSON (`Job.jsonBytes`); a store may keep the JSON of unchanged jobs.
     func representation(_ id: JobID) async throws -> (job: Job, json: [UInt8])?
+    /// The job and its JSON when this process holds both in memory and they are current
+    /// (nil otherwise: ask `representation`). Never touches the database.
+    func cachedRepresentation(_ id: JobID) -> (job: Job, json: [UInt8])?
+    /// The same for the job whose id has these bits (`JobID.bits`).
+    func cachedRepresentation(bits: UInt128) -> (job: Job, json: [UInt8])?
 
     func list(_ query: JobQuery) async throws -> JobPage
 
@@ -158,4 +163,8 @@ extension JobStore {
         guard let job = try await get(id) else { return nil }
         return (job, job.jsonBytes)
     }
+
+    /// A store without a cache of its own (or one another process also writes) has nothing current in memory.
+    public func cachedRepresentation(_ id: JobID) -> (job: Job, json: [UInt8])? { cachedRepresentation(bits: id.bits) }
+    public func cachedRepresentation(bits: UInt128) -> (job: Job, json: [UInt8])? { nil }
 }

@@ -9,13 +9,29 @@ public struct EntityID<Kind: EntityKind>: Hashable, Sendable, Comparable, Custom
 
     /// Parses `text`, refusing anything that is not `Kind.prefix` + 26 base32 characters.
     public init?(_ text: String) {
-        let utf8 = Array(text.utf8)
-        let prefix = Array(Kind.prefix.utf8)
+        // Ids are parsed on every request that names one: no array is made.
+        let utf8 = text.utf8, prefix = Kind.prefix.utf8
         guard utf8.count == prefix.count + 26, utf8.starts(with: prefix) else { return nil }
-        for b in utf8[prefix.count...] where Crockford.value(of: b) == nil { return nil }
+        let body = utf8.dropFirst(prefix.count)
+        for b in body where Crockford.value(of: b) == nil { return nil }
         // The first character carries only 3 of the 128 bits (48-bit time: 10 chars = 50 bits).
-        guard let first = Crockford.value(of: utf8[prefix.count]), first < 8 else { return nil }
+        guard let first = body.first.flatMap(Crockford.value(of:)), first < 8 else { return nil }
         self.text = text
+    }
+
+    /// The 128 bits the id's 26 characters spell (its kind is its type's): a key that hashes
+    /// and compares without a String.
+    public var bits: UInt128 { Crockford.decode128(text.utf8.dropFirst(Kind.prefix.utf8.count)) }
+
+    /// The bits of the id `bytes` spell, or nil where `init?` would refuse the same text;
+    /// nothing is allocated (the HTTP fast lane looks jobs up by it).
+    public static func bits(of bytes: ArraySlice<UInt8>) -> UInt128? {
+        let prefix = Kind.prefix.utf8
+        guard bytes.count == prefix.count + 26, bytes.starts(with: prefix) else { return nil }
+        let body = bytes.dropFirst(prefix.count)
+        for b in body where Crockford.value(of: b) == nil { return nil }
+        guard let first = body.first.flatMap(Crockford.value(of:)), first < 8 else { return nil }
+        return Crockford.decode128(body)
     }
 
     /// A new id for `milliseconds` since the Unix epoch and 80 random bits from `rng`.
@@ -65,6 +81,18 @@ enum Crockford {
         for (i, c) in alphabet.enumerated() { t[Int(c)] = UInt8(i) }
         return t
     }()
+
+    /// 26 valid characters (the first below 8) as 128 bits. Concrete overloads, in this
+    /// non-generic type: inside `EntityID<Kind>` the code would run unspecialized when
+    /// called from another module, boxing every byte.
+    static func decode128(_ body: ArraySlice<UInt8>) -> UInt128 { decode(body) }
+    static func decode128(_ body: Substring.UTF8View) -> UInt128 { decode(body) }
+
+    private static func decode(_ body: some Sequence<UInt8>) -> UInt128 {
+        var v: UInt128 = 0
+        for b in body { v = v << 5 | UInt128(value(of: b)!) }
+        return v
+    }
 
     static func value(of b: UInt8) -> UInt8? {
         let v = values[Int(b)]

@@ -6,15 +6,57 @@
 
 /// A strong entity tag for `body`: 64-bit FNV-1a, quoted.
 public func entityTag(of body: [UInt8]) -> String {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in body {
-        h ^= UInt64(b)
-        h = h &* 0x100_0000_01b3
-    }
-    var text = [UInt8](repeating: 0x22, count: 18)
-    let digits: StaticString = "0123456789abcdef"
-    for i in 0..<16 { text[16 - i] = digits.utf8Start[Int(h >> (4 * UInt64(i)) & 15)] }
+    var h = FNV1a()
+    h.combine(body)
+    return entityTag(hash: h.value)
+}
+
+/// The entity tag for a 64-bit hash: 16 lower-case hex digits, quoted.
+public func entityTag(hash: UInt64) -> String {
+    var text: [UInt8] = []
+    text.reserveCapacity(18)
+    appendEntityTag(hash: hash, to: &text)
     return String(decoding: text, as: UTF8.self)
+}
+
+func appendEntityTag(hash h: UInt64, to out: inout [UInt8]) {
+    out.append(0x22)
+    for i in (0..<16).reversed() {
+        let nibble = UInt8(truncatingIfNeeded: h >> (4 * UInt64(i))) & 15
+        out.append(nibble < 10 ? 0x30 + nibble : 0x57 + nibble)
+    }
+    out.append(0x22)
+}
+
+/// 64-bit FNV-1a, fed in pieces (an entity tag over a record's fields without joining them
+/// first). Concrete methods only: a public generic would run unspecialized in other modules.
+public struct FNV1a: Sendable {
+    public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    public init() {}
+
+    public mutating func combine(_ bytes: [UInt8]) { feed(bytes) }
+    public mutating func combine(_ text: String) { feed(text.utf8) }
+
+    public mutating func combine(byte: UInt8) {
+        value ^= UInt64(byte)
+        value = value &* 0x100_0000_01b3
+    }
+
+    /// `n` as its decimal text ("-12" for -12), as `String(n)` would spell it.
+    public mutating func combine(decimal n: Int64) {
+        if n < 0 { combine(byte: 0x2D) }
+        let m = n.magnitude
+        var divisor: UInt64 = 1
+        while divisor <= m / 10 { divisor *= 10 }
+        while divisor > 0 {
+            combine(byte: UInt8(truncatingIfNeeded: 0x30 + m / divisor % 10))
+            divisor /= 10
+        }
+    }
+
+    private mutating func feed(_ bytes: some Sequence<UInt8>) {
+        for b in bytes { combine(byte: b) }
+    }
 }
 
 /// True when an `If-None-Match` header value matches `tag` (weak comparison, or "*"): for a
@@ -76,14 +118,19 @@ public enum HTTPDate {
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     public static func format(_ seconds: Int64) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        append(seconds, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// "Sun, 06 Nov 1994 08:49:37 GMT" for `seconds` since the epoch, appended as bytes
+    /// (Last-Modified is written on every read of a job).
+    public static func append(_ seconds: Int64, to out: inout [UInt8]) {
         let dayCount = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secs = seconds - dayCount * 86_400
         let (y, m, d) = civil(fromDays: dayCount)
         let weekday = Int((dayCount % 7 + 11) % 7)   // 1970-01-01 was a Thursday
-        // "Sun, 06 Nov 1994 08:49:37 GMT", written as bytes (Last-Modified is formatted on
-        // every read of a job).
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
         out.append(contentsOf: days[weekday].utf8)
         out.append(0x2C); out.append(0x20)
         appendDigits(d, 2, to: &out)
@@ -98,7 +145,6 @@ public enum HTTPDate {
         out.append(0x3A)
         appendDigits(secs % 60, 2, to: &out)
         out.append(contentsOf: " GMT".utf8)
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// `v` (0 ≤ v < 10^width) as exactly `width` decimal digits.

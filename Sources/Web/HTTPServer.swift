@@ -66,6 +66,9 @@ public final class HTTPServer: Sendable {
 
     /// Connections being served now, all loops together.
     public var connectionCount: Int { connections.load(ordering: .relaxed) }
+    let fastAnswers = Atomic<Int>(0)
+    /// Requests answered on the fast lane (FastLane.swift) since start.
+    public var fastAnswerCount: Int { fastAnswers.load(ordering: .relaxed) }
     private let memoryTrims = Atomic<Int>(0)
     /// How many times a loop gave memory back after a burst.
     public var memoryTrimCount: Int { memoryTrims.load(ordering: .relaxed) }
@@ -186,6 +189,8 @@ public final class HTTPServer: Sendable {
         var headStarted: MonotonicInstant?
         let accepted = loop.now
         var answered = false   // until the first answer, the wait for a head is the head deadline
+        let laneOpen = router.hasFastRoutes
+        var lane = FastLaneScratch()
         connection: while true {
             // Answer every complete request already buffered (pipelining), in order.
             while !input.isEmpty {
@@ -201,9 +206,32 @@ public final class HTTPServer: Sendable {
                     await respondAndClose(conn, APIError(status: 400, code: "bad_request", message: "malformed request"))
                     return
                 }
-                guard let head = parsed else { break }
+                guard var head = parsed else { break }
                 parser.reset()
                 headStarted = nil
+                // The synchronous lane (FastLane.swift): a plain GET whose route can answer
+                // from memory is answered here, with no Request built and no suspension.
+                if laneOpen, head.keepAlive, !registry.draining,
+                   input.withPending({ raw in router.answerFast(head, raw: raw, lane: &lane) }) {
+                    input.consume(head.headLength)
+                    parser.recycle(&head)
+                    fastAnswers.add(1, ordering: .relaxed)
+                    do {
+                        if let field = lane.response.invalidField {
+                            logger.error("fast handler produced an invalid header; answering 500", metadata: ["field": "\(field)"])
+                            var r = APIError(status: 500, code: "internal", message: "internal error").response
+                            r.headers.append(("Date", registry.date))
+                            try await send(r, to: Request(method: "GET", target: "/"), http10: false, on: conn)
+                        } else {
+                            Self.frame(&lane, date: registry.date)
+                            try await sendSmall(lane.out, on: conn)
+                        }
+                    } catch {
+                        break connection
+                    }
+                    answered = true
+                    continue
+                }
                 // The target in normalized origin form (absolute form and dot segments
                 // resolved) before routing or any middleware sees it.
                 let made = input.withPending { raw in Result { () throws(APIError) in try Request(head: head, in: raw) } }

@@ -30,6 +30,20 @@ public enum StandardMiddleware {
         }
     }
 
+    /// `requestID()` on the fast lane: the same rule, the same header, written after the
+    /// handler's fields as the middleware appends it after the handler's headers (so a fast
+    /// handler calls this last).
+    public static func requestID(_ request: FastRequest, _ response: inout FastResponse) {
+        if let given = request.header("X-Request-Id"), !given.isEmpty, given.count <= 128,
+           given.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            response.header("X-Request-Id", given)
+        } else {
+            response.fields.append(contentsOf: "X-Request-Id: ".utf8)
+            RequestIDs.next(into: &response.fields)
+            response.fields.append(0x0D); response.fields.append(0x0A)
+        }
+    }
+
     /// One log line per request at `level` (server errors at error).
     public static func accessLog(_ logger: Logger, level: Logger.Level = .info) -> Middleware {
         return { request, next in
@@ -86,12 +100,17 @@ enum RequestIDs {
     private static let counter = Atomic<UInt64>(0)
 
     static func next() -> String {
-        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
         var out: [UInt8] = []
         out.reserveCapacity(32)
+        next(into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The next id's 32 hex digits, appended to `out`.
+    static func next(into out: inout [UInt8]) {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
         hex16(prefix, into: &out)
         hex16(n, into: &out)
-        return String(decoding: out, as: UTF8.self)
     }
 
     static func hex16(_ v: UInt64, into out: inout [UInt8]) {

@@ -48,11 +48,17 @@ public final class Router: Sendable {
         /// global middleware around it in turn): a request allocates no closure to pass
         /// through the chain.
         let pipeline: Next
+        /// The route's synchronous lane (FastLane.swift), if it has one.
+        let fast: FastHandler?
+        /// `segments` as bytes, for matching a request head's bytes in the fast lane.
+        let segmentBytes: [[UInt8]]
 
         init(method: String, segments: [Substring], pattern: String, handler: @escaping RouteHandler,
-             middleware: [Middleware], body: BodyMode, timeLimits: BodyTimeLimits?, logger: Logger) {
+             middleware: [Middleware], body: BodyMode, timeLimits: BodyTimeLimits?, fast: FastHandler?, logger: Logger) {
             self.method = method
             self.segments = segments
+            self.fast = fast
+            segmentBytes = segments.map { Array($0.utf8) }
             self.pattern = pattern
             self.body = body
             self.timeLimits = timeLimits
@@ -70,6 +76,8 @@ public final class Router: Sendable {
             body = route.body
             timeLimits = route.timeLimits
             parameterNames = route.parameterNames
+            fast = route.fast
+            segmentBytes = route.segmentBytes
             self.pipeline = pipeline
         }
 
@@ -78,10 +86,12 @@ public final class Router: Sendable {
         }
     }
 
-    private let routes: [Route]
+    let routes: [Route]
     /// Indices into `routes` by segment count, each list in the order added: a path is
     /// only ever tried against the routes of its own length.
-    private let routesBySegmentCount: [[Int]]
+    let routesBySegmentCount: [[Int]]
+    /// Whether any route has a fast handler (the server skips the lane otherwise).
+    let hasFastRoutes: Bool
     private let global: [Middleware]
     let logger: Logger
 
@@ -92,6 +102,7 @@ public final class Router: Sendable {
         var byCount = [[Int]](repeating: [], count: (b.routes.map(\.segments.count).max() ?? 0) + 1)
         for (i, route) in b.routes.enumerated() { byCount[route.segments.count].append(i) }
         routesBySegmentCount = byCount
+        hasFastRoutes = b.routes.contains { $0.fast != nil }
         global = b.rootMiddleware
         self.logger = logger
     }
@@ -247,16 +258,24 @@ public struct RouteBuilder {
 
     private var isRoot = true
 
-    /// Adds a route. `timeLimits` overrides the server's body time limits for it.
+    /// Adds a route. `timeLimits` overrides the server's body time limits for it. `fast`, for a
+    /// GET route with at most two parameters, is its synchronous lane (see FastLane.swift:
+    /// it must answer what the full pipeline, middleware included, would answer, or decline).
     public mutating func on(_ method: String, _ path: String, body: BodyMode = .buffered(max: nil),
-                            timeLimits: BodyTimeLimits? = nil, _ handler: @escaping RouteHandler) {
+                            timeLimits: BodyTimeLimits? = nil, fast: FastHandler? = nil, _ handler: @escaping RouteHandler) {
         let full = (prefix + "/" + path).split(separator: "/", omittingEmptySubsequences: true)
+        precondition(fast == nil || (method.uppercased() == "GET" && full.filter { $0.first == ":" }.count <= 2),
+                     "a fast handler is for a GET route with at most two parameters")
         routes.append(.init(method: method.uppercased(), segments: full, pattern: "/" + full.joined(separator: "/"),
                             handler: handler, middleware: middleware,
-                            body: body, timeLimits: timeLimits, logger: logger))
+                            body: body, timeLimits: timeLimits, fast: fast, logger: logger))
     }
 
     public mutating func get(_ path: String, _ handler: @escaping RouteHandler) { on("GET", path, handler) }
+    /// A GET route with a synchronous lane beside its handler (FastLane.swift).
+    public mutating func get(_ path: String, fast: @escaping FastHandler, _ handler: @escaping RouteHandler) {
+        on("GET", path, fast: fast, handler)
+    }
     public mutating func post(_ path: String, body: BodyMode = .buffered(max: nil), timeLimits: BodyTimeLimits? = nil, _ handler: @escaping RouteHandler) {
         on("POST", path, body: body, timeLimits: timeLimits, handler)
     }

@@ -75,6 +75,34 @@ class AccessServiceTests: XCTestCase {
         }
     }
 
+    /// `cachedOwner` (the HTTP fast lane's check) knows only keys `authenticate` accepted,
+    /// byte for byte, and forgets them when they are revoked or their entry expires.
+    func testCachedOwnerKnowsOnlyFreshAuthenticatedKeys() async throws {
+        dir = NSTemporaryDirectory() + "spool-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let d = dir
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        let clock = ManualClock()
+        let access = try await AccessService.open(database: try await makeDatabase(), clock: clock, cacheLifetime: .seconds(30))
+        let (record, secret) = try await access.createKey(tenant: "acme", admin: false)
+        let (_, other) = try await access.createKey(tenant: "acme", admin: false)
+        let bytes = ArraySlice(Array(secret.utf8))
+        XCTAssertNil(access.cachedOwner(secret: bytes), "not authenticated yet")
+        _ = try await access.authenticate(secret)
+        XCTAssertEqual(access.cachedOwner(secret: bytes), KeyOwner(keyID: record.id, tenant: "acme", isAdmin: false))
+        XCTAssertNil(access.cachedOwner(secret: ArraySlice(Array(other.utf8))), "another key of the same tenant")
+        var changed = Array(secret.utf8)
+        changed[changed.count - 1] ^= 1
+        XCTAssertNil(access.cachedOwner(secret: ArraySlice(changed)))
+        XCTAssertNil(access.cachedOwner(secret: bytes.dropLast()))
+        clock.advance(by: .seconds(31))
+        XCTAssertNil(access.cachedOwner(secret: bytes), "an expired entry")
+        _ = try await access.authenticate(secret)
+        XCTAssertNotNil(access.cachedOwner(secret: bytes))
+        try await access.revoke(record.id)
+        XCTAssertNil(access.cachedOwner(secret: bytes), "a revoked key")
+    }
+
     func testInvalidTenantIsRefusedWithTheFieldNamed() async throws {
         let (access, _) = try await makeService()
         for bad in ["", "Acme", "a b", String(repeating: "a", count: 65), "é", "a/b"] {

@@ -1,0 +1,60 @@
+// Dispatcher.FastReads: GET /api/v1/jobs/{id} on the HTTP server's synchronous lane
+// (Web/FastLane.swift, ADR 0019). A poll for a job whose record and JSON are in this
+// process's memory (Jobs.JobCache, embedded SQLite), from a key this process has already
+// checked (AccessService's cache), is answered in the connection's receive path, with the
+// headers the full path gives it: Content-Type, ETag, Last-Modified, X-Request-Id (the
+// request-id middleware's rule), and the request counted and timed in the metrics as the
+// metrics middleware would. Anything else declines to the full path, which answers it
+// (and fills the caches for the next poll): a conditional request, a key or a job not in
+// memory, another tenant's job, a malformed id.
+// Not installed when reads go elsewhere: with a Redis record cache or read replicas (their
+// middleware and caches decide), or when the store keeps nothing in memory (PostgreSQL).
+import Access
+import Jobs
+import SpoolModel
+import Threads
+import Web
+
+extension DispatchServer {
+    /// The fast lane for GET /jobs/{id}, or nil where this configuration reads elsewhere.
+    func fastJobRead() -> FastHandler? {
+        guard recordCache == nil, !database.hasReplicas else { return nil }
+        let noAuth = settings.current.insecureNoAuth
+        let clock: any MonotonicClock = clock
+        return { [jobs, access, metrics] request, response in
+            let started = clock.now
+            var tenant: String?
+            if !noAuth {
+                guard let token = bearerToken(request), let owner = access.cachedOwner(secret: token) else { return false }
+                tenant = owner.isAdmin ? nil : owner.tenant
+            }
+            guard let bits = JobID.bits(of: request.parameterBytes(0)), let (job, json) = jobs.cachedRepresentation(bits: bits, visibleTo: tenant) else {
+                return false
+            }
+            response.header("Content-Type", "application/json")
+            response.header("ETag", entityTagHash: jobETagHash(job))
+            response.header("Last-Modified", httpDate: job.updatedAt / 1000)
+            response.body = json
+            StandardMiddleware.requestID(request, &response)
+            metrics.recordRequest(method: "GET", route: request.route, status: 200, duration: clock.now - started)
+            return true
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer TOKEN` (scheme in any case), as the bearer-token
+/// middleware takes it; nil for anything else, or for a token with a byte that is not
+/// visible ASCII (keys never have one; the full path refuses such a request itself).
+func bearerToken(_ request: FastRequest) -> ArraySlice<UInt8>? {
+    guard let value = request.header("Authorization"), value.count > 7 else { return nil }
+    var i = value.startIndex
+    for b in "bearer ".utf8 {
+        let c = value[i]
+        guard (c >= 0x41 && c <= 0x5A ? c | 0x20 : c) == b else { return nil }
+        i += 1
+    }
+    var token = value[i...]
+    while let f = token.first, f == 0x20 || f == 0x09 { token = token.dropFirst() }
+    guard !token.isEmpty, token.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+    return token
+}

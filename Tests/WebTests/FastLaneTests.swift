@@ -1,0 +1,154 @@
+// The server's synchronous lane (FastLane.swift) over real loopback sockets: which requests
+// it is offered (plain GETs only, to the route the full router would pick), that a decline
+// and everything else takes the full path, the framing of its answers (same as a full-path
+// answer, pipelined in order), and a fast handler's invalid header answered 500.
+import Foundation
+import Ring
+@testable import Web
+import XCTest
+
+final class FastLaneTests: XCTestCase {
+    var server: HTTPServer!
+    var client: EventLoop!
+
+    override func setUp() async throws {
+        let router = Router { r in
+            r.group("/api/v1") { v1 in
+                // Registered before the parameter route: the full router picks it for
+                // /things/special, so the lane must not answer that path.
+                v1.get("things/special") { _ in Response(status: 200, headers: [("X-Lane", "no")], body: Array("literal".utf8)) }
+                v1.get("things/:id", fast: { request, response in
+                    let id = request.parameter(0)
+                    guard id != "decline" else { return false }
+                    response.header("Content-Type", "text/plain")
+                    response.header("X-Lane", "yes")
+                    if let trace = request.header("X-Trace") { response.header("X-Trace", trace) }
+                    response.body = Array(id.utf8)
+                    return true
+                }) { request in
+                    var headers: [(name: String, value: String)] = [("Content-Type", "text/plain"), ("X-Lane", "no")]
+                    if let trace = request.header("X-Trace") { headers.append(("X-Trace", trace)) }
+                    return Response(status: 200, headers: headers, body: Array((request.pathParameters["id"] ?? "").utf8))
+                }
+                v1.post("things/:id") { _ in Response(status: 201, body: Array("posted".utf8)) }
+                v1.get("pairs/:a/:b", fast: { request, response in
+                    response.header("X-Lane", "yes")
+                    response.body = Array((request.parameter(0) + "+" + request.parameter(1)).utf8)
+                    return true
+                }) { request in
+                    Response(status: 200, headers: [("X-Lane", "no")],
+                             body: Array(((request.pathParameters["a"] ?? "") + "+" + (request.pathParameters["b"] ?? "")).utf8))
+                }
+                v1.get("bad", fast: { _, response in
+                    response.header("X-Bad", "a\r\nInjected: yes")
+                    return true
+                }) { _ in Response(status: 200) }
+                v1.get("unchanged", fast: { _, response in
+                    response.status = 304
+                    response.header("ETag", entityTagHash: 0xfeed)
+                    response.body = Array("never sent".utf8)
+                    return true
+                }) { _ in Response(status: 304) }
+            }
+        }
+        server = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: router)
+        try await server.start()
+        client = try EventLoop.start(id: 9)
+    }
+
+    override func tearDown() async throws {
+        await server.stop(grace: .milliseconds(50))
+        client.shutdown()
+    }
+
+    /// One request on its own connection (closed by the client after the answer's head and
+    /// body: a keep-alive request, since `Connection: close` is not plain).
+    func get(_ target: String, method: String = "GET", headers: String = "") async throws -> (text: String, lane: Bool) {
+        let before = server.fastAnswerCount
+        let r = try await httpExchange(server.localAddress!, client,
+                                       Array("\(method) \(target) HTTP/1.1\r\nHost: t\r\n\(headers)\r\nGET /api/v1/things/special HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8))
+        let answered = server.fastAnswerCount - before
+        XCTAssertLessThanOrEqual(answered, 1)
+        // Only the first response: the second request (literal route, never fast) just
+        // makes the server close the connection.
+        let first = r.components(separatedBy: "HTTP/1.1 ").dropFirst().first.map { "HTTP/1.1 " + $0 } ?? r
+        return (first, answered == 1)
+    }
+
+    func testPlainGETsAreAnsweredOnTheLaneAndFramedLikeFullAnswers() async throws {
+        let fast = try await get("/api/v1/things/abc", headers: "X-Trace: t-1\r\n")
+        XCTAssertTrue(fast.lane, fast.text)
+        // The handler gave no ETag: the server adds the body's, as it does on the full path.
+        XCTAssertTrue(fast.text.hasPrefix("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Lane: yes\r\nX-Trace: t-1\r\nETag: \(entityTag(of: Array("abc".utf8)))\r\nDate: "), fast.text)
+        XCTAssertTrue(fast.text.hasSuffix("\r\nContent-Length: 3\r\n\r\nabc"), fast.text)
+        // The same request declined by the handler: the full path, the same framing.
+        let full = try await get("/api/v1/things/decline", headers: "X-Trace: t-1\r\n")
+        XCTAssertFalse(full.lane)
+        XCTAssertTrue(full.text.hasPrefix("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Lane: no\r\nX-Trace: t-1\r\nETag: \(entityTag(of: Array("decline".utf8)))\r\nDate: "), full.text)
+        XCTAssertTrue(full.text.hasSuffix("\r\nContent-Length: 7\r\n\r\ndecline"), full.text)
+        let two = try await get("/api/v1/pairs/x/y")
+        XCTAssertTrue(two.lane)
+        XCTAssertTrue(two.text.hasSuffix("\r\n\r\nx+y"), two.text)
+        // A single trailing slash is plain; the router ignores it too.
+        let slash = try await get("/api/v1/things/abc/")
+        XCTAssertTrue(slash.lane)
+        XCTAssertTrue(slash.text.hasSuffix("\r\n\r\nabc"), slash.text)
+    }
+
+    func testEverythingNotPlainTakesTheFullPath() async throws {
+        let cases: [(target: String, method: String, headers: String, body: String)] = [
+            ("/api/v1/things/special", "GET", "", "literal"),        // an earlier literal route
+            ("/api/v1/things/a%62c", "GET", "", "abc"),              // percent-encoding, decoded
+            ("/api/v1/things/abc?x=1", "GET", "", "abc"),            // a query
+            ("/api/v1//things/abc", "GET", "", "abc"),               // an empty segment
+            ("/api/v1/x/../things/abc", "GET", "", "abc"),           // dot segments
+            ("http://t/api/v1/things/abc", "GET", "", "abc"),        // absolute form
+            ("/api/v1/things/abc", "HEAD", "", ""),                  // HEAD
+            ("/api/v1/things/abc", "POST", "Content-Length: 0\r\n", "posted"),
+            ("/api/v1/things/abc", "GET", "Content-Length: 2\r\n\r\nhi", "abc"),   // a body
+            ("/api/v1/things/abc", "GET", "If-None-Match: \"x\"\r\n", "abc"),       // preconditions are the server's
+            ("/api/v1/things/abc", "GET", "if-modified-since: Sun, 06 Nov 1994 08:49:37 GMT\r\n", "abc"),
+        ]
+        for c in cases {
+            let r = try await get(c.target, method: c.method, headers: c.headers)
+            XCTAssertFalse(r.lane, "\(c.method) \(c.target)")
+            XCTAssertFalse(r.text.contains("X-Lane: yes"), r.text)
+            XCTAssertTrue(r.text.hasSuffix("\r\n\r\n" + c.body), "\(c.method) \(c.target): \(r.text)")
+        }
+        // HTTP/1.0 and Connection: close are not plain either (they need a Connection header).
+        for request in ["GET /api/v1/things/abc HTTP/1.0\r\n\r\n", "GET /api/v1/things/abc HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"] {
+            let before = server.fastAnswerCount
+            let r = try await httpExchange(server.localAddress!, client, Array(request.utf8))
+            XCTAssertEqual(server.fastAnswerCount, before)
+            XCTAssertTrue(r.contains("X-Lane: no\r\n"), r)
+            XCTAssertTrue(r.hasSuffix("\r\n\r\nabc"), r)
+        }
+    }
+
+    func testAnInvalidFastHeaderIs500AndAContentlessStatusHasNoBody() async throws {
+        let bad = try await get("/api/v1/bad")
+        XCTAssertTrue(bad.lane)
+        XCTAssertTrue(bad.text.hasPrefix("HTTP/1.1 500"), bad.text)
+        XCTAssertFalse(bad.text.contains("Injected"), bad.text)
+        XCTAssertTrue(bad.text.contains("\"code\":\"internal\""), bad.text)
+        let unchanged = try await get("/api/v1/unchanged")
+        XCTAssertTrue(unchanged.lane)
+        XCTAssertTrue(unchanged.text.hasPrefix("HTTP/1.1 304 Not Modified\r\nETag: \"000000000000feed\"\r\nDate: "), unchanged.text)
+        XCTAssertFalse(unchanged.text.contains("Content-Length"), unchanged.text)
+        XCTAssertTrue(unchanged.text.hasSuffix("GMT\r\n\r\n"), unchanged.text)
+    }
+
+    /// Pipelined requests mixing the lane and the full path are answered in order.
+    func testPipelinedLaneAndFullAnswersStayInOrder() async throws {
+        var all = ""
+        for i in 0..<300 {
+            all += i % 3 == 0 ? "GET /api/v1/things/\(i)?full HTTP/1.1\r\nHost: t\r\n\r\n" : "GET /api/v1/things/\(i) HTTP/1.1\r\nHost: t\r\n\r\n"
+        }
+        all += "GET /api/v1/things/last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        let before = server.fastAnswerCount
+        let r = try await httpExchange(server.localAddress!, client, Array(all.utf8))
+        XCTAssertEqual(server.fastAnswerCount - before, 200)
+        let bodies = r.components(separatedBy: "HTTP/1.1 200 OK").dropFirst().map { $0.components(separatedBy: "\r\n\r\n").last ?? "" }
+        XCTAssertEqual(bodies, (0..<300).map(String.init) + ["last"])
+    }
+}
