@@ -11,6 +11,7 @@
 // middleware and caches decide), or when the store keeps nothing in memory (PostgreSQL).
 import Access
 import Jobs
+import SpoolAPI
 import SpoolModel
 import Threads
 import Web
@@ -21,7 +22,9 @@ extension DispatchServer {
         guard recordCache == nil, !database.hasReplicas else { return nil }
         let noAuth = settings.current.insecureNoAuth
         let clock: any MonotonicClock = clock
-        return { [jobs, access, metrics] request, response in
+        // The lane answers one kind only (GET, this route, 200): its metrics, looked up once.
+        let recorder = metrics.requestRecorder(method: "GET", route: "/api/" + SpoolAPI.version + "/jobs/:id", status: 200)
+        return { [jobs, access] request, response in
             let started = clock.now
             var tenant: String?
             if !noAuth {
@@ -36,7 +39,7 @@ extension DispatchServer {
             response.header("Last-Modified", httpDate: job.updatedAt / 1000)
             response.body = json
             StandardMiddleware.requestID(request, &response)
-            metrics.recordRequest(method: "GET", route: request.route, status: 200, duration: clock.now - started)
+            recorder.record(clock.now - started)
             return true
         }
     }

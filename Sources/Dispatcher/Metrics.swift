@@ -65,19 +65,23 @@ public final class ServerMetrics: Sendable {
 
     /// One answered request.
     public func recordRequest(method: String, route: String?, status: Int, duration: Duration) {
+        requestRecorder(method: method, route: route, status: status).record(duration)
+    }
+
+    /// The count and the timer one kind of answer goes to, looked up once: a caller that
+    /// answers the same kind again and again (the fast lane) keeps it and skips the look-up.
+    public func requestRecorder(method: String, route: String?, status: Int) -> RequestRecorder {
         let m = Self.knownMethods.contains(method) ? method : "other"
         let key = RequestKey(method: m, route: route ?? "unmatched", status: status)
         let factory = self.factory
-        let (counter, timer) = requestHandles.withLock { handles in
-            if let h = handles[key] { return h }
+        return requestHandles.withLock { handles in
+            if let h = handles[key] { return RequestRecorder(counter: h.0, timer: h.1) }
             let h = (Metrics.Counter(label: "spool_http_requests_total",
                                      dimensions: [("method", m), ("route", key.route), ("status", String(status))], factory: factory),
                      Metrics.Timer(label: Self.httpDuration, dimensions: [("method", m), ("route", key.route)], factory: factory))
             handles[key] = h
-            return h
+            return RequestRecorder(counter: h.0, timer: h.1)
         }
-        counter.increment()
-        timer.recordNanoseconds(duration.nanosecondsClamped)
     }
 
     /// One database transaction (SQLiteDatabase's observer): kind is "read" or "write".
@@ -164,5 +168,16 @@ extension DispatchServer {
         r.get("metrics") { [metrics] _ in
             Response(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: await metrics.scrape())
         }
+    }
+}
+
+/// spool_http_requests_total and the duration histogram for one method, route and status.
+public struct RequestRecorder: Sendable {
+    let counter: Metrics.Counter
+    let timer: Metrics.Timer
+
+    public func record(_ duration: Duration) {
+        counter.increment()
+        timer.recordNanoseconds(duration.nanosecondsClamped)
     }
 }
