@@ -2,6 +2,7 @@
 #include "CLibAV.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -156,3 +157,5 @@ void clibav_set_log_callback(clibav_log_fn fn, int max_level) {
         av_log_set_callback(av_log_default_callback);
     }
 }
+
+int clibav_malloc_trim_threshold(int bytes) { return mallopt(M_TRIM_THRESHOLD, bytes); }

@@ -113,6 +113,7 @@ struct Transcode: AsyncParsableCommand, StopsGracefully {
     }
 
     func run() async throws {
+        ProcessMemory.settleForTranscoding()
         if let ladder = LadderPreset.all.first(where: { $0.name == preset }) {
             try await runLadder(ladder)
             return

@@ -26,6 +26,7 @@ struct Worker: ParsableCommand {
     /// The worker's whole life; its exit status. `Spool.main` calls it straight for the
     /// plain `spool worker` (no argument parser on a per-job start, or on a failed job's exit).
     static func serveOneRequest() -> Int32 {
+        ProcessMemory.settleForTranscoding()
         // The engine cancels with "cancel" on stdin; a SIGTERM (someone else's) does the
         // same: the job is cancelled through its table (a plugin stops its own programs),
         // its failure written, and the worker exits. A second signal ends it at once.

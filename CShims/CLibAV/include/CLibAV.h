@@ -100,6 +100,11 @@ int clibav_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char
 unsigned int clibav_rename_noreplace(void);  ///< RENAME_NOREPLACE
 unsigned int clibav_rename_exchange(void);   ///< RENAME_EXCHANGE
 
+// ---- The C allocator (not libav; Media.ProcessMemory) ----
+/// mallopt(M_TRIM_THRESHOLD, bytes): Swift's Glibc module does not carry <malloc.h>.
+/// Returns mallopt's result (1 on success).
+int clibav_malloc_trim_threshold(int bytes);
+
 #ifdef __cplusplus
 }
 #endif
