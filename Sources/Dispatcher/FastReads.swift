@@ -31,13 +31,13 @@ extension DispatchServer {
                 guard let token = bearerToken(request), let owner = access.cachedOwner(secret: token) else { return false }
                 tenant = owner.isAdmin ? nil : owner.tenant
             }
-            guard let bits = JobID.bits(of: request.parameterBytes(0)), let (job, json) = jobs.cachedRepresentation(bits: bits, visibleTo: tenant) else {
+            guard let bits = JobID.bits(of: request.parameterBytes(0)), let job = jobs.cachedRendering(bits: bits, visibleTo: tenant) else {
                 return false
             }
             response.header("Content-Type", "application/json")
-            response.header("ETag", entityTagHash: jobETagHash(job))
+            response.header("ETag", entityTagHash: jobETagHash(state: job.state, updatedAt: job.updatedAt))
             response.header("Last-Modified", httpDate: job.updatedAt / 1000)
-            response.body = json
+            response.body = job.json
             StandardMiddleware.requestID(request, &response)
             recorder.record(clock.now - started)
             return true

@@ -255,14 +255,14 @@ func checkIdempotencyKey(_ key: String) throws(APIError) {
 }
 
 /// A job's validator: its state and update time (every change moves the update time).
-func jobETag(_ job: Job) -> String { entityTag(hash: jobETagHash(job)) }
+func jobETag(_ job: Job) -> String { entityTag(hash: jobETagHash(state: job.state, updatedAt: job.updatedAt)) }
 
 /// FNV-1a over "STATE|UPDATED_AT" (the update time in milliseconds, in decimal).
-func jobETagHash(_ job: Job) -> UInt64 {
+func jobETagHash(state: JobState, updatedAt: Int64) -> UInt64 {
     var h = FNV1a()
-    h.combine(job.state.rawValue)
+    h.combine(state.rawValue)
     h.combine(byte: 0x7C)
-    h.combine(decimal: job.updatedAt)
+    h.combine(decimal: updatedAt)
     return h.value
 }
 

@@ -18,7 +18,8 @@ final class JobCache: Sendable {
         let job: Job
         /// Which put made this entry: `attach` adds JSON only to the entry it was made from.
         let sequence: UInt64
-        var json: [UInt8]?
+        var rendering: JobRendering?
+        var json: [UInt8]? { rendering?.json }
     }
     private struct State {
         var jobs: [UInt128: Entry] = [:]   // by JobID.bits: no String hashed
@@ -40,6 +41,16 @@ final class JobCache: Sendable {
     func entry(bits: UInt128) -> Entry? {
         state.withLock { s in
             if let j = s.jobs[bits] { s.hits &+= 1; return j }
+            s.misses &+= 1
+            return nil
+        }
+    }
+
+    /// The rendering of the job whose id has these bits (`JobID.bits`), once a read made
+    /// one: a reference, so a hot read copies no `Job` (two dozen fields to retain).
+    func rendering(bits: UInt128) -> JobRendering? {
+        state.withLock { s in
+            if let r = s.jobs[bits]?.rendering { s.hits &+= 1; return r }
             s.misses &+= 1
             return nil
         }
@@ -77,7 +88,7 @@ final class JobCache: Sendable {
         let key = id.bits
         state.withLock { s in
             guard let e = s.jobs[key], e.sequence == sequence else { return }
-            s.jobs[key]?.json = json
+            s.jobs[key]?.rendering = JobRendering(e.job, json: json)
         }
     }
 
@@ -90,6 +101,23 @@ final class JobCache: Sendable {
         let key = job.id.bits
         if s.jobs[key] == nil, s.jobs.count >= capacity { s.jobs.remove(at: s.jobs.startIndex) }
         s.sequence &+= 1
-        s.jobs[key] = Entry(job: job, sequence: s.sequence, json: nil)
+        s.jobs[key] = Entry(job: job, sequence: s.sequence, rendering: nil)
+    }
+}
+
+/// A committed job's JSON and what a reader of it needs beside (who may see it, the
+/// validators), kept with the cache entry it was rendered from.
+public final class JobRendering: Sendable {
+    public let json: [UInt8]
+    public let tenant: String
+    public let state: JobState
+    /// Milliseconds since the epoch.
+    public let updatedAt: Int64
+
+    init(_ job: Job, json: [UInt8]) {
+        self.json = json
+        tenant = job.tenant
+        state = job.state
+        updatedAt = job.updatedAt
     }
 }

@@ -116,16 +116,12 @@ public final class JobService: Sendable {
         return r
     }
 
-    /// `representation` from memory only: nil when the store holds no current copy, or when
-    /// `tenant` may not see the job (the caller then asks `representation`, which says 404).
-    public func cachedRepresentation(_ id: JobID, visibleTo tenant: String?) -> (job: Job, json: [UInt8])? {
-        cachedRepresentation(bits: id.bits, visibleTo: tenant)
-    }
-
-    /// The same by the id's bits (`JobID.bits(of:)`), so a caller holding the id as bytes
-    /// makes no String.
-    public func cachedRepresentation(bits: UInt128, visibleTo tenant: String?) -> (job: Job, json: [UInt8])? {
-        guard let r = store.cachedRepresentation(bits: bits), tenant.map({ $0 == r.job.tenant }) ?? true else { return nil }
+    /// The job's JSON from memory only (`JobStore.cachedRendering`): nil when the store
+    /// holds no current rendering, or when `tenant` may not see the job (the caller then
+    /// asks `representation`, which says 404). By the id's bits (`JobID.bits(of:)`), so a
+    /// caller holding the id as bytes makes no String.
+    public func cachedRendering(bits: UInt128, visibleTo tenant: String?) -> JobRendering? {
+        guard let r = store.cachedRendering(bits: bits), tenant.map({ $0 == r.tenant }) ?? true else { return nil }
         return r
     }
 

@@ -111,11 +111,10 @@ public protocol JobStore: Sendable {
     func get(_ id: JobID) async throws -> Job?
     /// The job and its JSON (`Job.jsonBytes`); a store may keep the JSON of unchanged jobs.
     func representation(_ id: JobID) async throws -> (job: Job, json: [UInt8])?
-    /// The job and its JSON when this process holds both in memory and they are current
-    /// (nil otherwise: ask `representation`). Never touches the database.
-    func cachedRepresentation(_ id: JobID) -> (job: Job, json: [UInt8])?
-    /// The same for the job whose id has these bits (`JobID.bits`).
-    func cachedRepresentation(bits: UInt128) -> (job: Job, json: [UInt8])?
+    /// The job's JSON (with its tenant and validators) when this process holds it in memory
+    /// and it is current, found by the id's bits (`JobID.bits`); nil otherwise (ask
+    /// `representation`). Never touches the database.
+    func cachedRendering(bits: UInt128) -> JobRendering?
 
     func list(_ query: JobQuery) async throws -> JobPage
 
@@ -165,6 +164,5 @@ extension JobStore {
     }
 
     /// A store without a cache of its own (or one another process also writes) has nothing current in memory.
-    public func cachedRepresentation(_ id: JobID) -> (job: Job, json: [UInt8])? { cachedRepresentation(bits: id.bits) }
-    public func cachedRepresentation(bits: UInt128) -> (job: Job, json: [UInt8])? { nil }
+    public func cachedRendering(bits: UInt128) -> JobRendering? { nil }
 }

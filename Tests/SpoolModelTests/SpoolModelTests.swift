@@ -85,6 +85,29 @@ final class IdentifierTests: XCTestCase {
         XCTAssertNil(EngineID(""))
     }
 
+    /// `bits(of:)` (the HTTP fast lane's parse of an id's bytes) accepts exactly what
+    /// `init?` accepts, and two ids have the same bits exactly when they are equal.
+    func testBitsOfBytesAgreeWithParsing() {
+        var rng = SplitMix(seed: 11)
+        var seen: [UInt128: String] = [:]
+        for _ in 0..<2_000 {
+            let id = JobID.generate(milliseconds: rng.next() & 0xFFFF_FFFF_FFFF, using: &rng)
+            XCTAssertEqual(JobID.bits(of: ArraySlice(id.text.utf8)), id.bits)
+            if let other = seen.updateValue(id.text, forKey: id.bits) { XCTAssertEqual(other, id.text) }
+            // Every single-byte change: accepted by one exactly when by the other.
+            var bytes = Array(id.text.utf8)
+            let k = Int(rng.next() % UInt64(bytes.count))
+            bytes[k] = UInt8(truncatingIfNeeded: rng.next())
+            let text = String(decoding: bytes, as: UTF8.self)
+            let parsed = JobID(text)
+            XCTAssertEqual(JobID.bits(of: ArraySlice(bytes)), parsed?.bits, text)
+        }
+        XCTAssertEqual(seen.count, 2_000)
+        XCTAssertNil(JobID.bits(of: ArraySlice("job_8\(String(repeating: "0", count: 25))".utf8)), "more than 128 bits")
+        XCTAssertNil(JobID.bits(of: ArraySlice("eng_0\(String(repeating: "0", count: 25))".utf8)), "another kind's prefix")
+        XCTAssertEqual(JobID("job_7ZZZZZZZZZZZZZZZZZZZZZZZZZ")?.bits, UInt128.max)
+    }
+
     func testRandomPartDiffersBetweenIdsOfTheSameMillisecond() {
         var rng = SplitMix(seed: 1)
         var seen = Set<String>()
