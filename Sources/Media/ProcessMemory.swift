@@ -6,7 +6,7 @@
 // of giving them back. Fixing the trim threshold turns the adaptation off (glibc: any
 // explicit threshold does) and gives free top-of-heap memory back past 1 MiB.
 // Measured on this machine, `spool transcode` 1080p30 → 720p with one codec thread: peak
-// RSS 145.3 MB instead of 147.2 MB (ffmpeg 5.1's own: 145.5 MB), wall time unchanged
+// RSS 145.1–145.4 MB instead of 147.0–147.3 MB (ffmpeg 5.1's own: 144.9–145.5 MB), wall time unchanged
 // within the run-to-run spread; a 3-rendition ladder and automatic threads unchanged or
 // lower. Not for servers: there, large JSON bodies would come from mmap every time.
 internal import CLibAV

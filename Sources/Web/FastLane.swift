@@ -2,11 +2,10 @@
 // fast handler: a synchronous function that answers from memory (a cached record, say) or
 // declines. The connection offers it a plain request (GET, HTTP/1.1 keep-alive, no body,
 // no precondition header, an origin-form path with no query, no percent-encoding and
-// nothing to normalize) the
-// moment the head is parsed, before a `Request` is built: no String per header, no
-// dictionary of parameters, no middleware closures, no suspension. When it answers, the
-// response is framed here and queued for the socket; when it declines, the request takes
-// the full path as if the lane did not exist.
+// nothing to normalize) the moment the head is parsed, before a `Request` is built: no
+// String per header, no dictionary of parameters, no middleware closures, no suspension.
+// When it answers, the response is framed here and queued for the socket; when it
+// declines, the request takes the full path as if the lane did not exist.
 //
 // The contract is the route's: a fast handler answers byte for byte what the route's full
 // pipeline (its middleware included: request id, authentication, metrics) would answer
@@ -240,6 +239,14 @@ struct FastLaneScratch {
     var head: [UInt8] = []
     var response = FastResponse()
     var out: [UInt8] = []
+
+    /// Lets go of arrays an unusual request grew (a head of many kilobytes, say), so an
+    /// idle connection keeps about what a typical answer needs (ADR 0004's idle footprint).
+    mutating func shedLargeArrays() {
+        if head.capacity > 4096 { head = [] }
+        if response.fields.capacity > 4096 { response.fields = [] }
+        if out.capacity > 64 * 1024 { out = [] }
+    }
 }
 
 extension HTTPServer {

@@ -226,6 +226,7 @@ public final class HTTPServer: Sendable {
                             Self.frame(&lane, date: registry.date)
                             try await sendSmall(lane.out, on: conn)
                         }
+                        lane.shedLargeArrays()
                     } catch {
                         break connection
                     }
