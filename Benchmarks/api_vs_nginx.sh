@@ -4,6 +4,10 @@
 #  A. GET /api/v1/jobs/{id} (bearer key, a real job from SQLite) vs nginx `return 200` with the
 #     same body: wrk -t1 -c64, requests per server CPU-second (utime + stime from
 #     /proc/PID/stat, process and children), rounds alternating, medians (goal >= 1.2x).
+#     A floor is measured in the same rounds: yardstick/http_uring.c, a C liburing
+#     responder (multishot receive into provided buffers, as Spool) that sends Spool's own
+#     answer, byte for byte, for every request without looking at it: what io_uring and
+#     the kernel's TCP cost per request on this machine, before any server work.
 #  B. POST /api/v1/jobs durable commits per second: wrk -c16 with a Lua script giving every
 #     request its own Idempotency-Key; every 201 is a committed transaction (synchronous=FULL).
 #     Yardstick: single-row SQLite transactions (WAL, synchronous=FULL) on the same disk from
@@ -39,22 +43,22 @@ cpu_ticks() {
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "server on port $1 did not start"; return 1; }
 now() { date +%s.%N; }
 
-spool_pid=; nginx_pid=
+spool_pid=; nginx_pid=; floor_pid=
 cleanup() {
     local p
-    for p in $spool_pid $nginx_pid; do kill "$p" 2>/dev/null || true; done
-    for p in $spool_pid $nginx_pid; do wait "$p" 2>/dev/null || true; done
+    for p in $spool_pid $nginx_pid $floor_pid; do kill "$p" 2>/dev/null || true; done
+    for p in $spool_pid $nginx_pid $floor_pid; do wait "$p" 2>/dev/null || true; done
     rm -rf "$work/data" "$work/www" "$work/blob"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r sport nport < <(python3 -c '
+read -r sport nport fport < <(python3 -c '
 import socket
-a, b = socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')
+a, b, c = socket.socket(), socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0)); c.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1], c.getsockname()[1])')
 key="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 auth="Authorization: Bearer $key"
 api="http://127.0.0.1:$sport/api/v1"
@@ -122,9 +126,20 @@ for _ in $(seq 1 100); do [ -n "$(pgrep -P $nginx_pid)" ] && break; sleep 0.05; 
 nbody=$(curl -sf "http://127.0.0.1:$nport/api/v1/jobs/$job_id")
 [ "$nbody" = "$body" ] || { echo "bodies differ: spool '$body' nginx '$nbody'"; exit 1; }
 
+# The floor: Spool's whole answer (status line, headers, body) as curl read it, replayed.
+cc -O2 -Wall -o "$work/http_uring" yardstick/http_uring.c -luring
+curl -sf -H "$auth" -D "$work/answer.head" -o "$work/answer.body" "$api/jobs/$job_id"
+cat "$work/answer.head" "$work/answer.body" >"$work/answer.http"
+echo "floor:  taskset -c 1 $work/http_uring $fport $work/answer.http   (C liburing, $(wc -c <"$work/answer.http") bytes per answer)"
+taskset -c 1 "$work/http_uring" $fport "$work/answer.http" >"$work/floor.log" 2>&1 &
+floor_pid=$!
+wait_port $fport
+fbody=$(curl -sf "http://127.0.0.1:$fport/api/v1/jobs/$job_id")
+[ "$fbody" = "$body" ] || { echo "bodies differ: spool '$body' floor '$fbody'"; exit 1; }
+
 echo
 echo "== A. GET /api/v1/jobs/{id}: spool vs nginx return 200 (${#body}-byte body; wrk -t1 -c64 ${secs}s, $rounds round(s))"
-for u in "$api/jobs/$job_id" "http://127.0.0.1:$nport/api/v1/jobs/$job_id"; do
+for u in "$api/jobs/$job_id" "http://127.0.0.1:$nport/api/v1/jobs/$job_id" "http://127.0.0.1:$fport/api/v1/jobs/$job_id"; do
     curl -s -o /dev/null -H "$auth" -w "  %{url_effective}: HTTP %{http_code}, %{size_header} header bytes, %{size_download} body bytes\n" "$u"
 done
 : >"$work/get.txt"
@@ -145,10 +160,13 @@ PY
 }
 wrk_row spool $spool_pid "$api/jobs/$job_id" 1 warmup
 wrk_row nginx $nginx_pid "http://127.0.0.1:$nport/api/v1/jobs/$job_id" 1 warmup
+wrk_row floor $floor_pid "http://127.0.0.1:$fport/api/v1/jobs/$job_id" 1 warmup
 for r in $(seq 1 $rounds); do
     wrk_row spool $spool_pid "$api/jobs/$job_id" $secs $r
     wrk_row nginx $nginx_pid "http://127.0.0.1:$nport/api/v1/jobs/$job_id" $secs $r
+    wrk_row floor $floor_pid "http://127.0.0.1:$fport/api/v1/jobs/$job_id" $secs $r
 done
+kill $floor_pid; wait $floor_pid 2>/dev/null || true; floor_pid=
 python3 - "$work/get.txt" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip() and l.split()[1] != "warmup"]
@@ -157,8 +175,9 @@ for r in rows:
 def med(name):
     rs = [r for r in rows if r[0] == name]
     return statistics.median(float(r[3]) for r in rs), statistics.median(int(r[2]) / max(float(r[4]), 1e-9) for r in rs)
-(s_rate, s_cpu), (n_rate, n_cpu) = med("spool"), med("nginx")
+(s_rate, s_cpu), (n_rate, n_cpu), (f_rate, f_cpu) = med("spool"), med("nginx"), med("floor")
 print(f"GET job: spool {s_cpu:.0f}, nginx {n_cpu:.0f} requests per server CPU-second: spool / nginx {s_cpu / n_cpu:.2f}x (goal >= 1.2x); throughput {s_rate / n_rate:.2f}x")
+print(f"floor (C liburing, replays the answer, no server work): {f_cpu:.0f} per server CPU-second: floor / nginx {f_cpu / n_cpu:.2f}x, spool / floor {s_cpu / f_cpu:.2f}x")
 PY
 
 echo
