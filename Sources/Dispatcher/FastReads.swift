@@ -19,7 +19,7 @@ import Web
 extension DispatchServer {
     /// The fast lane for GET /jobs/{id}, or nil where this configuration reads elsewhere.
     func fastJobRead() -> FastHandler? {
-        guard recordCache == nil, !database.hasReplicas else { return nil }
+        guard recordCache == nil, !database.hasReplicas, jobs.keepsRenderings else { return nil }
         let noAuth = settings.current.insecureNoAuth
         let clock: any MonotonicClock = clock
         // The lane answers one kind only (GET, this route, 200): its metrics, looked up once.

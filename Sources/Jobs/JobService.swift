@@ -120,6 +120,9 @@ public final class JobService: Sendable {
     /// holds no current rendering, or when `tenant` may not see the job (the caller then
     /// asks `representation`, which says 404). By the id's bits (`JobID.bits(of:)`), so a
     /// caller holding the id as bytes makes no String.
+    /// Whether `cachedRendering(bits:visibleTo:)` can ever answer (the store keeps them).
+    public var keepsRenderings: Bool { store.keepsRenderings }
+
     public func cachedRendering(bits: UInt128, visibleTo tenant: String?) -> JobRendering? {
         guard let r = store.cachedRendering(bits: bits), tenant.map({ $0 == r.tenant }) ?? true else { return nil }
         return r

@@ -115,6 +115,9 @@ public protocol JobStore: Sendable {
     /// and it is current, found by the id's bits (`JobID.bits`); nil otherwise (ask
     /// `representation`). Never touches the database.
     func cachedRendering(bits: UInt128) -> JobRendering?
+    /// Whether `cachedRendering` can ever answer (false: it is always nil, so a caller
+    /// that only asks it has nothing to gain from asking).
+    var keepsRenderings: Bool { get }
 
     func list(_ query: JobQuery) async throws -> JobPage
 
@@ -165,4 +168,5 @@ extension JobStore {
 
     /// A store without a cache of its own (or one another process also writes) has nothing current in memory.
     public func cachedRendering(bits: UInt128) -> JobRendering? { nil }
+    public var keepsRenderings: Bool { false }
 }

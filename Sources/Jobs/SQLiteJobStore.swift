@@ -137,6 +137,7 @@ public final class SQLiteJobStore: JobStore {
     /// From the cache only, and only once a read rendered the entry's JSON (a later commit
     /// replaces the entry, JSON and all, so what is here is the committed record).
     public func cachedRendering(bits: UInt128) -> JobRendering? { cache.rendering(bits: bits) }
+    public var keepsRenderings: Bool { true }
 
     private static func fetch(_ db: Database, _ id: JobID) throws -> Job? {
         try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM jobs_jobs WHERE id = ?"), arguments: [id.text]).flatMap(Self.job)

@@ -166,8 +166,14 @@ extension Router {
         lane.response.reset()
         let request = FastRequest(bytes: lane.head, head: head, parameter0: p0, parameter1: p1, parameterCount: n, route: route.pattern)
         // Conditional requests are the server's own (Conditional.apply, 304): full path.
-        if request.contains("If-None-Match") || request.contains("If-Modified-Since") { return false }
-        return route.fast!(request, &lane.response)
+        // A declined request may have grown the scratch (a long head): let it go here too,
+        // or a client whose polls always decline would keep it for the connection's life.
+        guard !request.contains("If-None-Match"), !request.contains("If-Modified-Since"),
+              route.fast!(request, &lane.response) else {
+            lane.shedLargeArrays()
+            return false
+        }
+        return true
     }
 
     /// The route a plain path resolves to for GET, when it has a fast handler, with the
@@ -196,7 +202,8 @@ extension Router {
                 continue
             }
             let c = raw[i]
-            if c == 0x3F || c == 0x25 || (i == segmentStart && c == 0x2E) { return nil }
+            // '+' too: the full path's parameter decoding reads it as a space.
+            if c == 0x3F || c == 0x25 || c == 0x2B || (i == segmentStart && c == 0x2E) { return nil }
             i += 1
         }
         guard count < routesBySegmentCount.count else { return nil }
@@ -240,12 +247,14 @@ struct FastLaneScratch {
     var response = FastResponse()
     var out: [UInt8] = []
 
-    /// Lets go of arrays an unusual request grew (a head of many kilobytes, say), so an
-    /// idle connection keeps about what a typical answer needs (ADR 0004's idle footprint).
+    /// Lets go of arrays an unusual request or answer grew (a head of many kilobytes, a
+    /// job with large metadata), so an idle connection keeps about what a typical answer
+    /// needs (ADR 0004's idle footprint): at most 4 + 4 + 16 KiB, and a few hundred bytes
+    /// each for an ordinary poll.
     mutating func shedLargeArrays() {
         if head.capacity > 4096 { head = [] }
         if response.fields.capacity > 4096 { response.fields = [] }
-        if out.capacity > 64 * 1024 { out = [] }
+        if out.capacity > 16 * 1024 { out = [] }
     }
 }
 

@@ -3,6 +3,7 @@
 // and everything else takes the full path, the framing of its answers (same as a full-path
 // answer, pipelined in order), and a fast handler's invalid header answered 500.
 import Foundation
+import HTTP1
 import Ring
 @testable import Web
 import XCTest
@@ -99,6 +100,7 @@ final class FastLaneTests: XCTestCase {
         let cases: [(target: String, method: String, headers: String, body: String)] = [
             ("/api/v1/things/special", "GET", "", "literal"),        // an earlier literal route
             ("/api/v1/things/a%62c", "GET", "", "abc"),              // percent-encoding, decoded
+            ("/api/v1/things/a+b", "GET", "", "a b"),                // '+', which parameters decode as a space
             ("/api/v1/things/abc?x=1", "GET", "", "abc"),            // a query
             ("/api/v1//things/abc", "GET", "", "abc"),               // an empty segment
             ("/api/v1/x/../things/abc", "GET", "", "abc"),           // dot segments
@@ -150,5 +152,40 @@ final class FastLaneTests: XCTestCase {
         XCTAssertEqual(server.fastAnswerCount - before, 200)
         let bodies = r.components(separatedBy: "HTTP/1.1 200 OK").dropFirst().map { $0.components(separatedBy: "\r\n\r\n").last ?? "" }
         XCTAssertEqual(bodies, (0..<300).map(String.init) + ["last"])
+    }
+
+    /// A request the lane declines after copying its head (a precondition, or the handler
+    /// says no) must not leave a long head's copy in the connection's scratch: a client
+    /// whose polls always decline would otherwise pin it for the connection's life.
+    func testADeclinedRequestLeavesNoLargeScratch() throws {
+        let router = Router { r in
+            r.get("things/:id", fast: { request, response in
+                guard request.parameter(0) != "decline" else { return false }
+                response.body = Array("x".utf8)
+                return true
+            }) { _ in Response(status: 200) }
+        }
+        // About 21 KB of head in lines under the parser's 8 KiB line limit.
+        let padding = (1...3).map { "X-Pad-\($0): " + String(repeating: "c", count: 7_000) + "\r\n" }.joined()
+        for (target, extra) in [("/things/abc", "If-None-Match: \"x\"\r\n"), ("/things/decline", "")] {
+            let raw = Array("GET \(target) HTTP/1.1\r\nHost: t\r\n\(padding)\(extra)\r\n".utf8)
+            var lane = FastLaneScratch()
+            let answered = try raw.withUnsafeBytes { bytes in
+                var parser = RequestHeadParser()
+                let head = try XCTUnwrap(try parser.parse(bytes))
+                return router.answerFast(head, raw: bytes, lane: &lane)
+            }
+            XCTAssertFalse(answered, target)
+            XCTAssertLessThanOrEqual(lane.head.capacity, 4096, target)
+        }
+        // And a plain request with the same head is answered (the head fit the parser).
+        let raw = Array("GET /things/abc HTTP/1.1\r\nHost: t\r\n\(padding)\r\n".utf8)
+        var lane = FastLaneScratch()
+        let answered = try raw.withUnsafeBytes { bytes in
+            var parser = RequestHeadParser()
+            let head = try XCTUnwrap(try parser.parse(bytes))
+            return router.answerFast(head, raw: bytes, lane: &lane)
+        }
+        XCTAssertTrue(answered)
     }
 }
