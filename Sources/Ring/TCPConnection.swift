@@ -42,6 +42,17 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// `received`, and who hears of the end.
     var onData: ((consuming PooledBuffer) -> Void)?
     var onEnd: ((RingError?) -> Void)?
+
+    /// A synchronous first look at bytes that arrive while a task waits in `receive()`
+    /// with nothing buffered, on the loop thread inside their completion (no task is
+    /// resumed). It returns true when it has wholly dealt with the bytes: the buffer goes
+    /// back to the pool and the task keeps waiting, its deadline (if it has one) moved to
+    /// `receiveShortcutWait` from now; false leaves them to the task, as without a
+    /// shortcut. It must not block; what it sends goes through `sendQueued`, in order with
+    /// everything else queued. The task sets it before it waits and clears it after: the
+    /// HTTP server answers a plain keep-alive GET this way (Web/FastLane.swift).
+    public var receiveShortcut: ((TCPConnection, borrowing PooledBuffer) -> Bool)?
+    public var receiveShortcutWait: Duration?
     // Queued sends (TCPConnection+QueuedSend.swift).
     var outbox = FIFOQueue<QueuedSend>()
     /// Bytes of the outbox's first buffer already sent.
@@ -135,10 +146,17 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     }
 
     func deliver(_ res: Int32, flags: UInt32, loop: EventLoop) {
+        var handled = false
         if flags & CQEFlag.buffer != 0 {
             let buffer = pool.adoptFromKernel(index: flags >> CQEFlag.bufferShift, count: max(0, Int(res)))
             if res > 0 && !closed, let onData {
                 onData(buffer)
+            } else if res > 0 && !closed, received.isEmpty, parker.isWaiting, let shortcut = receiveShortcut, shortcut(self, buffer) {
+                // Dealt with: `buffer` goes back to the pool here; the task waits on.
+                handled = true
+                if let wait = receiveShortcutWait, parker.deadline != nil {
+                    parker.deadline = loop.nowNanos &+ wait.nanoseconds
+                }
             } else if res > 0 && !closed {
                 received.append(pool.disassemble(buffer))
                 // Bound what one connection can hold unread: past the cap, stop receiving
@@ -159,6 +177,9 @@ public final class TCPConnection: MultishotSink, RecvStarved {
             recvFailure = RingError(errno: -res, operation: "recv")
         }
         if flags & CQEFlag.more == 0 { recvUD = nil }
+        // After a shortcut, the waiting task has nothing to see while the receive stays
+        // armed; once it ends, the task re-arms it.
+        if handled && recvUD != nil { return }
         wakeReceiver()
     }
 

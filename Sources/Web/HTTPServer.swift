@@ -69,6 +69,9 @@ public final class HTTPServer: Sendable {
     let fastAnswers = Atomic<Int>(0)
     /// Requests answered on the fast lane (FastLane.swift) since start.
     public var fastAnswerCount: Int { fastAnswers.load(ordering: .relaxed) }
+    let shortcutAnswers = Atomic<Int>(0)
+    /// Of those, the ones answered in their receive completion (no task resumed).
+    public var shortcutAnswerCount: Int { shortcutAnswers.load(ordering: .relaxed) }
     private let memoryTrims = Atomic<Int>(0)
     /// How many times a loop gave memory back after a burst.
     public var memoryTrimCount: Int { memoryTrims.load(ordering: .relaxed) }
@@ -189,8 +192,9 @@ public final class HTTPServer: Sendable {
         var headStarted: MonotonicInstant?
         let accepted = loop.now
         var answered = false   // until the first answer, the wait for a head is the head deadline
-        let laneOpen = router.hasFastRoutes
-        var lane = FastLaneScratch()
+        // The lane's scratch and, between requests of a keep-alive connection, the receive
+        // shortcut that answers a plain request in its completion (LaneState).
+        let laneState = router.hasFastRoutes ? LaneState(server: self, registry: registry) : nil
         connection: while true {
             // Answer every complete request already buffered (pipelining), in order.
             while !input.isEmpty {
@@ -211,22 +215,22 @@ public final class HTTPServer: Sendable {
                 headStarted = nil
                 // The synchronous lane (FastLane.swift): a plain GET whose route can answer
                 // from memory is answered here, with no Request built and no suspension.
-                if laneOpen, head.keepAlive, !registry.draining,
-                   input.withPending({ raw in router.answerFast(head, raw: raw, lane: &lane) }) {
+                if let laneState, head.keepAlive, !registry.draining,
+                   input.withPending({ raw in router.answerFast(head, raw: raw, lane: &laneState.lane) }) {
                     input.consume(head.headLength)
                     parser.recycle(&head)
                     fastAnswers.add(1, ordering: .relaxed)
                     do {
-                        if let field = lane.response.invalidField {
+                        if let field = laneState.lane.response.invalidField {
                             logger.error("fast handler produced an invalid header; answering 500", metadata: ["field": "\(field)"])
                             var r = APIError(status: 500, code: "internal", message: "internal error").response
                             r.headers.append(("Date", registry.date))
                             try await send(r, to: Request(method: "GET", target: "/"), http10: false, on: conn)
                         } else {
-                            Self.frame(&lane, date: registry.date)
-                            try await sendSmall(lane.out, on: conn)
+                            Self.frame(&laneState.lane, date: registry.date)
+                            try await sendSmall(laneState.lane.out, on: conn)
                         }
-                        lane.shedLargeArrays()
+                        laneState.lane.shedLargeArrays()
                     } catch {
                         break connection
                     }
@@ -312,6 +316,13 @@ public final class HTTPServer: Sendable {
                 timeout = configuration.idleTimeout
             }
             do {
+                // Between requests, a plain one is answered in its receive completion.
+                let shortcut = answered && input.isEmpty && !registry.draining ? laneState : nil
+                if let shortcut {
+                    conn.receiveShortcut = shortcut.handler
+                    conn.receiveShortcutWait = timeout
+                }
+                defer { if shortcut != nil { conn.receiveShortcut = nil } }
                 guard let chunk = try await conn.receive(timeout: timeout) else { break connection }
                 chunk.withUnsafeBytes { input.append($0) }
             } catch {

@@ -52,7 +52,11 @@ final class FastLaneTests: XCTestCase {
                 }) { _ in Response(status: 304) }
             }
         }
-        server = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: router)
+        var configuration = HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0"))
+        // Short, so a test can see that answers in the receive completion keep an active
+        // connection alive and that an idle one still ends.
+        configuration.idleTimeout = .milliseconds(500)
+        server = HTTPServer(configuration: configuration, router: router)
         try await server.start()
         client = try EventLoop.start(id: 9)
     }
@@ -187,5 +191,71 @@ final class FastLaneTests: XCTestCase {
             return router.answerFast(head, raw: bytes, lane: &lane)
         }
         XCTAssertTrue(answered)
+    }
+
+    /// Between the requests of a keep-alive connection, a plain one is answered in its
+    /// receive completion (LaneShortcut.swift), with the same bytes; everything else still
+    /// takes the task's path, in order; answers there restart the idle timeout, and an idle
+    /// connection still ends when it runs out.
+    func testKeepAlivePollsAreAnsweredInTheirReceiveCompletion() async throws {
+        let server = self.server!, address = server.localAddress!, loop = client!
+        let steps: [(request: String, body: String, lane: String, shortcut: Bool, pauseMs: Int)] = [
+            ("GET /api/v1/things/first HTTP/1.1\r\nHost: t\r\n\r\n", "first", "yes", false, 0),   // the task's first request
+            ("GET /api/v1/things/second HTTP/1.1\r\nHost: t\r\nX-Trace: s\r\n\r\n", "second", "yes", true, 0),
+            ("GET /api/v1/things/decline HTTP/1.1\r\nHost: t\r\n\r\n", "decline", "no", false, 0),
+            ("GET /api/v1/things/special HTTP/1.1\r\nHost: t\r\n\r\n", "literal", "no", false, 0),
+            ("GET /api/v1/things/c HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"x\"\r\n\r\n", "c", "no", false, 0),
+            ("GET /api/v1/things/a+b HTTP/1.1\r\nHost: t\r\n\r\n", "a b", "no", false, 0),
+            ("GET /api/v1/pairs/x/y HTTP/1.1\r\nHost: t\r\n\r\n", "x+y", "yes", true, 0),
+        ] + (1...6).map { i in ("GET /api/v1/things/p\(i) HTTP/1.1\r\nHost: t\r\n\r\n", "p\(i)", "yes", true, 150) }
+        let fastBefore = server.fastAnswerCount, shortcutBefore = server.shortcutAnswerCount
+        let (answers, endedIdle) = try await loop.run { () -> ([String], Bool) in
+            let conn = try await TCPConnection.connect(to: address)
+            var answers: [String] = []
+            var pending: [UInt8] = []
+            for step in steps {
+                // 6 x 150 ms: longer than the 500 ms idle timeout, which each answer restarts.
+                if step.pauseMs > 0 { try await loop.sleep(for: .milliseconds(step.pauseMs)) }
+                try await conn.send(Array(step.request.utf8))
+                while true {
+                    if let (answer, used) = FastLaneTests.oneAnswer(pending) {
+                        answers.append(answer)
+                        pending.removeFirst(used)
+                        break
+                    }
+                    guard let b = try await conn.receive(timeout: .seconds(5)) else { return (answers, false) }
+                    pending += b.bytes
+                }
+            }
+            // Then idle: the server ends the connection after its idle timeout.
+            var ended = false
+            do { ended = try await conn.receive(timeout: .seconds(5)) == nil } catch {}
+            await conn.close()
+            return (answers, ended)
+        }
+        XCTAssertEqual(answers.count, steps.count, "\(answers)")
+        for (step, answer) in zip(steps, answers) {
+            XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), answer)
+            XCTAssertTrue(answer.contains("X-Lane: \(step.lane)\r\n"), "\(step.request): \(answer)")
+            XCTAssertTrue(answer.hasSuffix("\r\n\r\n" + step.body), "\(step.request): \(answer)")
+        }
+        XCTAssertTrue(answers[1].contains("X-Trace: s\r\n"), answers[1])
+        XCTAssertTrue(endedIdle, "an idle keep-alive connection must still end after the idle timeout")
+        XCTAssertEqual(server.shortcutAnswerCount - shortcutBefore, steps.filter(\.shortcut).count)
+        XCTAssertEqual(server.fastAnswerCount - fastBefore, steps.filter { $0.lane == "yes" }.count)
+    }
+
+    /// The first complete answer in `bytes` (head and Content-Length body) and its length.
+    static func oneAnswer(_ bytes: [UInt8]) -> (String, Int)? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.utf8.count == bytes.count, let end = text.range(of: "\r\n\r\n") else { return nil }
+        let head = text[..<end.lowerBound]
+        var length = 0
+        for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
+            length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+        }
+        let total = text.utf8.distance(from: text.utf8.startIndex, to: end.upperBound) + length
+        guard bytes.count >= total else { return nil }
+        return (String(decoding: bytes[..<total], as: UTF8.self), total)
     }
 }
