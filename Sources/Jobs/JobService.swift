@@ -116,13 +116,13 @@ public final class JobService: Sendable {
         return r
     }
 
+    /// Whether `cachedRendering(bits:visibleTo:)` can ever answer (the store keeps them).
+    public var keepsRenderings: Bool { store.keepsRenderings }
+
     /// The job's JSON from memory only (`JobStore.cachedRendering`): nil when the store
     /// holds no current rendering, or when `tenant` may not see the job (the caller then
     /// asks `representation`, which says 404). By the id's bits (`JobID.bits(of:)`), so a
     /// caller holding the id as bytes makes no String.
-    /// Whether `cachedRendering(bits:visibleTo:)` can ever answer (the store keeps them).
-    public var keepsRenderings: Bool { store.keepsRenderings }
-
     public func cachedRendering(bits: UInt128, visibleTo tenant: String?) -> JobRendering? {
         guard let r = store.cachedRendering(bits: bits), tenant.map({ $0 == r.tenant }) ?? true else { return nil }
         return r
