@@ -36,7 +36,7 @@ final class LaneState {
         // Everything that could stop the answer from being queued is settled before the
         // handler runs (it counts and times the request in the metrics; a decline after
         // it would count the request twice when the task answers it again).
-        guard let pool = conn.loop.pool, var buffer = pool.tryAcquire() else { return false }
+        guard let pool = conn.loop.pool, let buffer = pool.tryAcquire() else { return false }
         parser.reset()
         guard let parsed = try? parser.parse(raw) else { return false }
         var head = parsed
@@ -47,14 +47,9 @@ final class LaneState {
         // an answer larger than a pool buffer is sent by it too: both count twice.
         guard lane.response.invalidField == nil else { return false }
         HTTPServer.frame(&lane, date: registry.date)
-        let count = lane.out.count
-        guard count <= pool.bufferSizeBytes else { return false }
-        unsafe buffer.withUnsafeMutableBytes { dst in
-            unsafe lane.out.withUnsafeBytes { unsafe dst.copyMemory(from: $0) }
-        }
-        buffer.count = count
+        guard lane.out.count <= pool.bufferSizeBytes else { return false }
         do {
-            try conn.sendQueued(buffer, timeout: server.configuration.sendTimeout)
+            try server.queue(lane.out, in: buffer, on: conn)
         } catch {
             // The connection has failed: the task meets the same failure with the bytes.
             return false

@@ -108,15 +108,22 @@ extension HTTPServer {
     /// one, or one with too many queued before it, is sent and waited for.
     nonisolated(nonsending) func sendSmall(_ bytes: [UInt8], on conn: TCPConnection) async throws {
         let pool = conn.loop.pool!
-        if bytes.count <= pool.bufferSizeBytes, conn.queuedSendCount < Self.queuedResponsesMax, var b = pool.tryAcquire() {
-            unsafe b.withUnsafeMutableBytes { dst in
-                unsafe bytes.withUnsafeBytes { unsafe dst.copyMemory(from: $0) }
-            }
-            b.count = bytes.count
-            try conn.sendQueued(b, timeout: configuration.sendTimeout)
+        if bytes.count <= pool.bufferSizeBytes, conn.queuedSendCount < Self.queuedResponsesMax, let b = pool.tryAcquire() {
+            try queue(bytes, in: b, on: conn)
         } else {
             try await conn.send(bytes, timeout: configuration.sendTimeout)
         }
+    }
+
+    /// Copies `bytes` (at most a pool buffer's size) into `buffer` and queues it for the
+    /// socket: `sendSmall`'s way, and the receive shortcut's (LaneShortcut.swift).
+    func queue(_ bytes: [UInt8], in buffer: consuming PooledBuffer, on conn: TCPConnection) throws(RingError) {
+        var b = buffer
+        unsafe b.withUnsafeMutableBytes { dst in
+            unsafe bytes.withUnsafeBytes { unsafe dst.copyMemory(from: $0) }
+        }
+        b.count = bytes.count
+        try conn.sendQueued(b, timeout: configuration.sendTimeout)
     }
 
     nonisolated(nonsending) func respondAndClose(_ conn: TCPConnection, _ error: APIError) async {
