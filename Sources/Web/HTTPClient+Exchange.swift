@@ -59,7 +59,20 @@ extension HTTPClient {
 
     func exchange(_ req: ClientRequest, head: [UInt8], on conn: any ClientTransport, deadline: MonotonicInstant,
                   sink: BodySink) async throws(ExchangeFailure) -> Exchange {
-        try await sendRequest(req, head: head, on: conn, deadline: deadline)
+        var headSent = false
+        do {
+            try await sendRequest(req, head: head, on: conn, deadline: deadline, headSent: &headSent)
+        } catch {
+            // A server may answer before it has read the whole body and then close the
+            // connection (RFC 9112 §9.6: a 413, or an S3 server's 404 NoSuchUpload for a
+            // part of an upload it no longer knows); the rest of the body then meets a
+            // closed socket. The answer is what the caller needs, so it is read when it
+            // is there; without one, the send's failure stands.
+            guard headSent, case .stale = error,
+                  var early = try? await receiveResponse(req, on: conn, deadline: deadline, sink: sink) else { throw error }
+            early.keepAlive = false
+            return early
+        }
         return try await receiveResponse(req, on: conn, deadline: deadline, sink: sink)
     }
 
@@ -74,7 +87,10 @@ extension HTTPClient {
         do { return try HTTPClient.remaining(deadline, configuration.readTimeout, now: loop.now) } catch { throw .failed(error) }
     }
 
-    private func sendRequest(_ req: ClientRequest, head: [UInt8], on conn: any ClientTransport, deadline: MonotonicInstant) async throws(ExchangeFailure) {
+    /// Sends the head and the body; `headSent` is set once the head (and an inline body)
+    /// went out, when what fails after it is the body.
+    private func sendRequest(_ req: ClientRequest, head: [UInt8], on conn: any ClientTransport, deadline: MonotonicInstant,
+                             headSent: inout Bool) async throws(ExchangeFailure) {
         // A send refused by a closed socket: the server dropped an idle connection.
         func sendFailure(_ e: RingError) -> ExchangeFailure {
             e.code == .brokenPipe || e.code == .connectionReset ? .stale : transportFailure(e)
@@ -84,6 +100,7 @@ extension HTTPClient {
             do { try await conn.send(bytes, timeout: timeout) } catch { throw sendFailure(error) }
         }
         try await transmit(head)
+        headSent = true
         switch req.body {
         case .bytes(let b) where b.count > Self.inlineBodyMax:
             try await transmit(b)
