@@ -61,8 +61,9 @@ kernel-check: build
 # The distributed-mode suites (PostgreSQL dispatchers, `spool cluster`, the short chaos run)
 # and the 5 GiB streamed upload (90 s in a debug build) run in the first pass only too: the
 # epoll pass covers the same HTTP paths with every other suite, within the time budget.
-# Tests that need a service (redis-server, PostgreSQL) start their own on a free loopback
-# port and stop it; SPOOL_REQUIRE_SERVICES=1 makes a missing one a failure, not a skip.
+# Tests that need a service (redis-server, PostgreSQL, an S3 server: moto or rclone from
+# .build/venv) start their own on a free loopback port and stop it; SPOOL_REQUIRE_SERVICES=1
+# makes a missing one a failure, not a skip.
 test: build
 	@./kernel-check.sh; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || echo "note: io_uring unusable here (kernel-check exit $$rc); the uring pass runs on the fallback"
 	@set -o pipefail; fail=0; \

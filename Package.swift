@@ -316,7 +316,9 @@ let package = Package(
         // The dispatch server in-process on loopback: every endpoint through the real client.
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
                                                           "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport", "MessageQueue",
-                                                          .product(name: "Crypto", package: "swift-crypto")]),
+                                                          "EngineRuntime",
+                                                          .product(name: "Crypto", package: "swift-crypto"),
+                                                          .product(name: "Logging", package: "swift-log")]),
         // Against a real PostgreSQL started by the tests (SpoolTestSupport.PostgresServer).
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Relational", "Persistence", "Threads", "SpoolTestSupport"]),
         // The rendered nginx configuration, checked by the real nginx -t and openssl verify.

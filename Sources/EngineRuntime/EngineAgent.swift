@@ -88,7 +88,7 @@ public final class EngineAgent: Sendable {
         /// Jobs reloaded from the local queue at start, to resume before leasing new ones.
         var resumable: [Lease] = []
         /// Whether the dispatcher takes outputs written straight into its store (nil: not
-        /// asked yet; EngineAgent+DirectUpload).
+        /// asked yet; DirectOutputUpload).
         var directUploads: Bool?
     }
 

@@ -21,14 +21,15 @@ final class AccessHarness: @unchecked Sendable {
     let dataDirectory: String
     let clock: ManualClock
 
-    static func start(insecure: Bool = false, dataDirectory: String? = nil,
+    /// `clock`: the dispatcher's (a manual clock at 2027-01-15 unless a test needs
+    /// another calendar time, such as a store that refuses requests signed far from now).
+    static func start(insecure: Bool = false, dataDirectory: String? = nil, clock: ManualClock = ManualClock(),
                       configure: (inout ServerSettings) -> Void = { _ in },
                       wrapQueue: (@Sendable (any MessageQueue) -> any MessageQueue)? = nil) async throws -> AccessHarness {
         let dir = dataDirectory ?? NSTemporaryDirectory() + "spool-dispatch-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         var settings = ServerSettings()
         settings.insecureNoAuth = insecure
         configure(&settings)
-        let clock = ManualClock()
         let dispatch = try await DispatchServer.open(dataDirectory: dir, settings: LiveSettings(settings), clock: clock, wrapQueue: wrapQueue)
         let http = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: dispatch.makeRouter())
         try await http.start()
