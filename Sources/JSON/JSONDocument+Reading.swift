@@ -42,7 +42,7 @@ extension JSONDocument {
     }
 
     /// Index of the value of member `key` of node `object` (see `member(of:_:)`).
-    @inline(__always)
+    @usableFromInline @inline(__always)
     func member(of object: Int, _ key: String) -> Int? {
         // A native string (literals, most keys) lends its UTF-8 in place; others are copied.
         if let found = unsafe key.utf8.withContiguousStorageIfAvailable({ q in unsafe member(of: object, q) }) { return found }
@@ -50,6 +50,7 @@ extension JSONDocument {
         return k.withUTF8 { q in unsafe member(of: object, q) }
     }
 
+    @usableFromInline
     func string(at i: Int) throws(JSONError) -> String {
         let n = node(i)
         guard n.kind == .string else { throw mismatch(at: i, "string") }

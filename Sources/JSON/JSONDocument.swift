@@ -21,6 +21,7 @@
         public init() {}
     }
 
+    @usableFromInline
     enum Kind: UInt8 {
         case object, array, string, number, `true`, `false`, null
     }
@@ -109,9 +110,17 @@
     }
 
     /// Node index one past `i`'s subtree.
-    @inline(__always)
+    @usableFromInline @inline(__always)
     func next(after i: Int) -> Int {
         let n = unsafe nodes[i]
         return n.kind == .object || n.kind == .array ? Int(n.end) : i + 1
+    }
+
+    /// Node index one past the members or elements of `i` when it is a container of
+    /// `kind`; else `i + 1` (nothing to walk).
+    @usableFromInline
+    func end(of i: Int, ifKind kind: Kind) -> Int {
+        let n = unsafe nodes[i]
+        return n.kind == kind ? Int(n.end) : i + 1
     }
 }

@@ -11,8 +11,9 @@ public enum JSONKind: String, Sendable, Equatable {
 
 public struct JSONValue: Sendable {
     public let document: JSONDocument
-    let index: Int
+    @usableFromInline let index: Int
 
+    @usableFromInline
     init(document: JSONDocument, index: Int) {
         self.document = document
         self.index = index
@@ -44,7 +45,13 @@ public struct JSONValue: Sendable {
 
     // MARK: Containers
 
+    // Inlinable, with what makes and walks values: a value holds its document, so making
+    // one retains it and dropping it releases it, and where the caller's optimizer sees
+    // both (and that the value it came from outlives it) it can drop the pair. The look-ups
+    // themselves stay behind calls into the module.
+
     /// The member named `key` of an object; nil when absent or when this is not an object.
+    @inlinable
     public subscript(key: String) -> JSONValue? {
         guard let v = document.member(of: index, key) else { return nil }
         return JSONValue(document: document, index: v)
@@ -59,21 +66,30 @@ public struct JSONValue: Sendable {
     }
 
     /// The elements of an array (empty for anything else).
+    @inlinable
     public var elements: Elements { Elements(value: self) }
 
     /// The members of an object in document order (empty for anything else).
+    @inlinable
     public var members: Members { Members(value: self) }
 
     public struct Elements: Sequence, Sendable {
-        let value: JSONValue
+        @usableFromInline let value: JSONValue
+        @usableFromInline init(value: JSONValue) { self.value = value }
+        @inlinable
         public func makeIterator() -> Iterator {
-            let n = value.node
-            return Iterator(document: value.document, at: value.index + 1, end: n.kind == .array ? Int(n.end) : value.index + 1)
+            Iterator(document: value.document, at: value.index + 1, end: value.document.end(of: value.index, ifKind: .array))
         }
         public struct Iterator: IteratorProtocol {
-            let document: JSONDocument
-            var at: Int
-            let end: Int
+            @usableFromInline let document: JSONDocument
+            @usableFromInline var at: Int
+            @usableFromInline let end: Int
+            @usableFromInline init(document: JSONDocument, at: Int, end: Int) {
+                self.document = document
+                self.at = at
+                self.end = end
+            }
+            @inlinable
             public mutating func next() -> JSONValue? {
                 let i = at
                 guard i < end else { return nil }
@@ -84,15 +100,22 @@ public struct JSONValue: Sendable {
     }
 
     public struct Members: Sequence, Sendable {
-        let value: JSONValue
+        @usableFromInline let value: JSONValue
+        @usableFromInline init(value: JSONValue) { self.value = value }
+        @inlinable
         public func makeIterator() -> Iterator {
-            let n = value.node
-            return Iterator(document: value.document, at: value.index + 1, end: n.kind == .object ? Int(n.end) : value.index + 1)
+            Iterator(document: value.document, at: value.index + 1, end: value.document.end(of: value.index, ifKind: .object))
         }
         public struct Iterator: IteratorProtocol {
-            let document: JSONDocument
-            var at: Int
-            let end: Int
+            @usableFromInline let document: JSONDocument
+            @usableFromInline var at: Int
+            @usableFromInline let end: Int
+            @usableFromInline init(document: JSONDocument, at: Int, end: Int) {
+                self.document = document
+                self.at = at
+                self.end = end
+            }
+            @inlinable
             public mutating func next() -> (key: String, value: JSONValue)? {
                 guard at < end else { return nil }
                 let k = at

@@ -49,7 +49,7 @@ final class S3RestartTests: XCTestCase {
         let size = 1 << 30
         var hasher = SHA256()
         do {
-            guard let out = FileHandle(forWritingAtPath: path) ?? (FileManager.default.createFile(atPath: path, contents: nil) ? FileHandle(forWritingAtPath: path) : nil) else {
+            guard FileManager.default.createFile(atPath: path, contents: nil), let out = FileHandle(forWritingAtPath: path) else {
                 return XCTFail("cannot create \(path)")
             }
             var rng = SplitMix(seed: 42)
