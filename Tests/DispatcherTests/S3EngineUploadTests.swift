@@ -9,6 +9,7 @@ import Dispatcher
 import Foundation
 import JSON
 import Ring
+import ServerConfig
 import SpoolTestSupport
 import Web
 import XCTest
@@ -30,13 +31,7 @@ final class S3EngineUploadTests: XCTestCase {
         let bucket = "engine-out-\(Self.buckets)"
         try s3.createBucket(bucket)
         let h = try await AccessHarness.start { s in
-            s.engines.joinToken = EngineLeaseTests.join
-            s.storage.backend = "s3"
-            s.storage.s3Endpoint = s3.endpoint
-            s.storage.s3Bucket = bucket
-            s.storage.s3AccessKeyID = s3.accessKeyID
-            s.storage.s3SecretAccessKey = s3.secretAccessKey
-            s.storage.s3PartMiB = 5
+            s.useS3(endpoint: s3.endpoint, bucket: bucket, accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey, partMiB: 5)
             s.files.maxFileBytes = maxFileBytes
             s.files.totalQuotaBytes = quota
         }
@@ -164,6 +159,19 @@ final class S3EngineUploadTests: XCTestCase {
         XCTAssertEqual(r.status, 501, r.text)
         XCTAssertEqual(try json(r.text)["error"]?["code"]?.string(), "not_implemented")
         await h.stop()
+    }
+}
+
+extension ServerSettings {
+    /// Files in `bucket` at `endpoint`, and engines that may join (EngineLeaseTests.join).
+    mutating func useS3(endpoint: String, bucket: String, accessKeyID: String, secretAccessKey: String, partMiB: Int) {
+        engines.joinToken = EngineLeaseTests.join
+        storage.backend = "s3"
+        storage.s3Endpoint = endpoint
+        storage.s3Bucket = bucket
+        storage.s3AccessKeyID = accessKeyID
+        storage.s3SecretAccessKey = secretAccessKey
+        storage.s3PartMiB = partMiB
     }
 }
 

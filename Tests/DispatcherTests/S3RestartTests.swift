@@ -27,13 +27,7 @@ final class S3RestartTests: XCTestCase {
         // clock reads now (and stands still for the test's few seconds).
         let clock = ManualClock(unixMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
         let h = try await AccessHarness.start(clock: clock) { s in
-            s.engines.joinToken = EngineLeaseTests.join
-            s.storage.backend = "s3"
-            s.storage.s3Endpoint = s3.endpoint
-            s.storage.s3Bucket = bucket
-            s.storage.s3AccessKeyID = s3.accessKeyID
-            s.storage.s3SecretAccessKey = s3.secretAccessKey
-            s.storage.s3PartMiB = 16
+            s.useS3(endpoint: s3.endpoint, bucket: bucket, accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey, partMiB: 16)
             s.files.maxFileBytes = 2 << 30
             s.files.totalQuotaBytes = 4 << 30
         }
