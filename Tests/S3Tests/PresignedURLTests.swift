@@ -89,7 +89,15 @@ final class PresignedURLTests: XCTestCase {
         let stretchedRead = try await fetch("GET", stretched)
         XCTAssertEqual(stretchedRead.status, 403, stretchedRead.text)
 
-        // Past its expiry (signed an hour ago, valid for a minute): refused.
+        // Past its expiry: a URL valid for three seconds (signed with the time in whole
+        // seconds) works at once and is refused four seconds later; one signed an hour
+        // ago, valid for a minute, is refused.
+        let brief = s.presignedURL(method: "GET", key: "file_a", seconds: 3)
+        let inTime = try await fetch("GET", brief)
+        XCTAssertEqual(inTime.status, 200, inTime.text)
+        try await Task.sleep(nanoseconds: 4_200_000_000)
+        let afterwards = try await fetch("GET", brief)
+        XCTAssertTrue((400..<500).contains(afterwards.status), "an expired URL: \(afterwards.status) \(afterwards.text)")
         let old = try await storage(skew: -3600)
         let expired = old.presignedURL(method: "GET", key: "file_a", seconds: 60)
         let late = try await fetch("GET", expired)
