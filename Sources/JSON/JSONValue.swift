@@ -73,28 +73,34 @@ public struct JSONValue: Sendable {
     @inlinable
     public var members: Members { Members(value: self) }
 
+    /// Where an iterator is among a container's nodes: the next one to visit, and one
+    /// past the last (the same, for a value that is not a container of that kind).
+    @usableFromInline
+    struct NodeWalk: Sendable {
+        @usableFromInline let document: JSONDocument
+        @usableFromInline var at: Int
+        @usableFromInline let end: Int
+        @usableFromInline init(_ value: JSONValue, ifKind kind: JSONDocument.Kind) {
+            document = value.document
+            at = value.index + 1
+            end = value.document.end(of: value.index, ifKind: kind)
+        }
+    }
+
     public struct Elements: Sequence, Sendable {
         @usableFromInline let value: JSONValue
         @usableFromInline init(value: JSONValue) { self.value = value }
         @inlinable
-        public func makeIterator() -> Iterator {
-            Iterator(document: value.document, at: value.index + 1, end: value.document.end(of: value.index, ifKind: .array))
-        }
+        public func makeIterator() -> Iterator { Iterator(walk: NodeWalk(value, ifKind: .array)) }
         public struct Iterator: IteratorProtocol {
-            @usableFromInline let document: JSONDocument
-            @usableFromInline var at: Int
-            @usableFromInline let end: Int
-            @usableFromInline init(document: JSONDocument, at: Int, end: Int) {
-                self.document = document
-                self.at = at
-                self.end = end
-            }
+            @usableFromInline var walk: NodeWalk
+            @usableFromInline init(walk: NodeWalk) { self.walk = walk }
             @inlinable
             public mutating func next() -> JSONValue? {
-                let i = at
-                guard i < end else { return nil }
-                at = document.next(after: i)
-                return JSONValue(document: document, index: i)
+                let i = walk.at
+                guard i < walk.end else { return nil }
+                walk.at = walk.document.next(after: i)
+                return JSONValue(document: walk.document, index: i)
             }
         }
     }
@@ -103,24 +109,16 @@ public struct JSONValue: Sendable {
         @usableFromInline let value: JSONValue
         @usableFromInline init(value: JSONValue) { self.value = value }
         @inlinable
-        public func makeIterator() -> Iterator {
-            Iterator(document: value.document, at: value.index + 1, end: value.document.end(of: value.index, ifKind: .object))
-        }
+        public func makeIterator() -> Iterator { Iterator(walk: NodeWalk(value, ifKind: .object)) }
         public struct Iterator: IteratorProtocol {
-            @usableFromInline let document: JSONDocument
-            @usableFromInline var at: Int
-            @usableFromInline let end: Int
-            @usableFromInline init(document: JSONDocument, at: Int, end: Int) {
-                self.document = document
-                self.at = at
-                self.end = end
-            }
+            @usableFromInline var walk: NodeWalk
+            @usableFromInline init(walk: NodeWalk) { self.walk = walk }
             @inlinable
             public mutating func next() -> (key: String, value: JSONValue)? {
-                guard at < end else { return nil }
-                let k = at
-                at = document.next(after: k + 1)
-                return ((try? document.string(at: k)) ?? "", JSONValue(document: document, index: k + 1))
+                let k = walk.at
+                guard k < walk.end else { return nil }
+                walk.at = walk.document.next(after: k + 1)
+                return ((try? walk.document.string(at: k)) ?? "", JSONValue(document: walk.document, index: k + 1))
             }
         }
     }

@@ -11,6 +11,7 @@ import EngineRuntime
 import Foundation
 import Logging
 import Ring
+import SpoolModel
 import SpoolTestSupport
 import Threads
 import Web
@@ -58,7 +59,7 @@ final class S3RestartTests: XCTestCase {
             }
             try out.close()
         }
-        let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let sha = Hex.encode(hasher.finalize())
 
         // Kill and restart the store once 400 MiB of the output's parts have reached it.
         let restart = RestartWatch()
@@ -107,7 +108,7 @@ final class S3RestartTests: XCTestCase {
         let handle = try XCTUnwrap(FileHandle(forReadingAtPath: stored))
         while let chunk = try handle.read(upToCount: 8 << 20), !chunk.isEmpty { back.update(data: chunk) }
         try handle.close()
-        XCTAssertEqual(back.finalize().map { String(format: "%02x", $0) }.joined(), sha, "the stored object differs from the output")
+        XCTAssertEqual(Hex.encode(back.finalize()), sha, "the stored object differs from the output")
         XCTAssertEqual(h.dispatch.files.directUploadsInFlight, 0)
         await h.dispatch.closeStorage()
         await h.stop()

@@ -48,6 +48,14 @@ final class PresignedURLTests: XCTestCase {
         return (r.status, String(decoding: r.body, as: UTF8.self))
     }
 
+    /// `fetch`, which the server must refuse as unsigned for it (403); the answer's text.
+    @discardableResult
+    func refused(_ method: String, _ url: String, body: [UInt8] = [], line: UInt = #line) async throws -> String {
+        let r = try await fetch(method, url, body: body)
+        XCTAssertEqual(r.status, 403, "\(method): \(r.text)", line: line)
+        return r.text
+    }
+
     func testAPresignedURLDoesWhatItWasSignedForAndNothingElse() async throws {
         let s = try await storage()
         try await s.createBucket()
@@ -66,28 +74,22 @@ final class PresignedURLTests: XCTestCase {
         XCTAssertEqual(read.text, "the bytes an engine puts")
 
         // Another method with the GET's URL: refused, and the object is untouched.
-        let wrongMethod = try await fetch("PUT", get, body: Array("overwritten".utf8))
-        XCTAssertEqual(wrongMethod.status, 403, wrongMethod.text)
-        XCTAssertTrue(wrongMethod.text.contains("SignatureDoesNotMatch"), wrongMethod.text)
-        let deleting = try await fetch("DELETE", get)
-        XCTAssertEqual(deleting.status, 403, deleting.text)
+        let wrongMethod = try await refused("PUT", get, body: Array("overwritten".utf8))
+        XCTAssertTrue(wrongMethod.contains("SignatureDoesNotMatch"), wrongMethod)
+        try await refused("DELETE", get)
         // Another key under the same signature: refused, for reading and for writing.
         let otherKey = get.replacingOccurrences(of: "/spool-presigned/file_a?", with: "/spool-presigned/file_b?")
         XCTAssertNotEqual(otherKey, get)
-        let readOther = try await fetch("GET", otherKey)
-        XCTAssertEqual(readOther.status, 403, readOther.text)
-        let putOther = try await fetch("PUT", put.replacingOccurrences(of: "/spool-presigned/file_a?", with: "/spool-presigned/file_b?"), body: body)
-        XCTAssertEqual(putOther.status, 403, putOther.text)
+        try await refused("GET", otherKey)
+        try await refused("PUT", put.replacingOccurrences(of: "/spool-presigned/file_a?", with: "/spool-presigned/file_b?"), body: body)
         // A changed signature, or a longer validity than was signed: refused.
         let signature = try XCTUnwrap(get.range(of: "X-Amz-Signature=")).upperBound
         let flipped = get[signature] == "0" ? "1" : "0"
         let forged = String(get[..<signature]) + flipped + String(get[get.index(after: signature)...])
-        let forgedRead = try await fetch("GET", forged)
-        XCTAssertEqual(forgedRead.status, 403, forgedRead.text)
+        try await refused("GET", forged)
         let stretched = get.replacingOccurrences(of: "X-Amz-Expires=300", with: "X-Amz-Expires=3000")
         XCTAssertNotEqual(stretched, get)
-        let stretchedRead = try await fetch("GET", stretched)
-        XCTAssertEqual(stretchedRead.status, 403, stretchedRead.text)
+        try await refused("GET", stretched)
 
         // Past its expiry: a URL valid for three seconds (signed with the time in whole
         // seconds) works at once and is refused four seconds later; one signed an hour

@@ -33,11 +33,7 @@ public final class RcloneS3Server: @unchecked Sendable {
         var candidates: [String] = []
         if let b = env["RCLONE_BINARY"] { candidates.append(b) }
         if let p = env["SPOOL_TEST_PYTHON"] { candidates.append(URL(fileURLWithPath: p).deletingLastPathComponent().path + "/rclone") }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<6 {
-            if dir.lastPathComponent == ".build" { candidates.append(dir.path + "/venv/bin/rclone"); break }
-            dir = dir.deletingLastPathComponent()
-        }
+        if let p = ServiceProcess.venvExecutable("rclone") { candidates.append(p) }
         if let p = ServiceProcess.find("rclone") { candidates.append(p) }
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }

@@ -53,12 +53,7 @@ while True:
     static func python() -> String? {
         if let p = ProcessInfo.processInfo.environment["SPOOL_TEST_PYTHON"], FileManager.default.isExecutableFile(atPath: p) { return p }
         var candidates: [String] = []
-        // The repository's venv (make test's), found from the test binary's .build directory.
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<6 {
-            if dir.lastPathComponent == ".build" { candidates.append(dir.path + "/venv/bin/python"); break }
-            dir = dir.deletingLastPathComponent()
-        }
+        if let p = ServiceProcess.venvExecutable("python") { candidates.append(p) }
         if let p = ServiceProcess.find("python3") { candidates.append(p) }
         for p in candidates where FileManager.default.isExecutableFile(atPath: p) {
             if (try? ServiceProcess.run([p, "-c", "import moto.server, boto3"]))?.status == 0 { return p }

@@ -68,6 +68,21 @@ public enum ServiceProcess {
         return nil
     }
 
+    /// `name` in the repository's Python venv (make test's .build/venv, installed from
+    /// Tests/External/requirements.txt), found from the test binary's .build directory;
+    /// nil when there is none.
+    public static func venvExecutable(_ name: String) -> String? {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<6 {
+            if dir.lastPathComponent == ".build" {
+                let p = dir.path + "/venv/bin/" + name
+                return FileManager.default.isExecutableFile(atPath: p) ? p : nil
+            }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }
+
     /// A loopback port nothing listens on now.
     public static func freePort() -> UInt16 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
