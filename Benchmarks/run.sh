@@ -106,23 +106,33 @@ round() {  # name port cmd... -> prints "name trips bytes seconds cpu_seconds"
 
 results="$work/echo-results.txt"; : > "$results"
 port=17100
+# Each round is a pair, in A B / B A order by turns: this VM's speed drifts within a run,
+# and whichever server goes second in every pair would be favoured by a rising drift.
 for r in $(seq 1 $echo_rounds); do
     port=$((port + 2))
-    round spool $port "$spool" echo --listen 127.0.0.1:$port | tee -a "$results"
-    round c-liburing $((port + 1)) "$work/echo_uring" $((port + 1)) | tee -a "$results"
+    if [ $((r % 2)) = 1 ]; then
+        round spool $port "$spool" echo --listen 127.0.0.1:$port | tee -a "$results"
+        round c-liburing $((port + 1)) "$work/echo_uring" $((port + 1)) | tee -a "$results"
+    else
+        round c-liburing $((port + 1)) "$work/echo_uring" $((port + 1)) | tee -a "$results"
+        round spool $port "$spool" echo --listen 127.0.0.1:$port | tee -a "$results"
+    fi
 done
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-def stats(name):
+def series(name):
     rs = [r for r in rows if r[0] == name]
-    rate = statistics.median(int(r[1]) / float(r[2]) for r in rs)
-    cpu = statistics.median(int(r[1]) / max(float(r[3]), 1e-9) for r in rs)
-    return rate, cpu
-s_rate, s_cpu = stats("spool"); c_rate, c_cpu = stats("c-liburing")
-print(f"spool echo:        {s_rate:10.0f} round trips/s, {s_cpu:10.0f} round trips per server CPU-second")
-print(f"C liburing echo:   {c_rate:10.0f} round trips/s, {c_cpu:10.0f} round trips per server CPU-second")
-print(f"spool / C yardstick: throughput {s_rate / c_rate:.2f}x, per server CPU-second {s_cpu / c_cpu:.2f}x")
+    return [int(r[1]) / float(r[2]) for r in rs], [int(r[1]) / max(float(r[3]), 1e-9) for r in rs]
+s_rates, s_cpus = series("spool"); c_rates, c_cpus = series("c-liburing")
+print(f"spool echo:        {statistics.median(s_rates):10.0f} round trips/s, {statistics.median(s_cpus):10.0f} round trips per server CPU-second")
+print(f"C liburing echo:   {statistics.median(c_rates):10.0f} round trips/s, {statistics.median(c_cpus):10.0f} round trips per server CPU-second")
+# The ratio of each round's pair, then their median and spread (not a ratio of medians,
+# which pairs one round's spool with another round's yardstick).
+pairs = [s / c for s, c in zip(s_cpus, c_cpus)]
+rates = [s / c for s, c in zip(s_rates, c_rates)]
+print(f"spool / C yardstick: per server CPU-second {statistics.median(pairs):.2f}x (rounds {min(pairs):.2f}-{max(pairs):.2f}), "
+      f"throughput {statistics.median(rates):.2f}x")
 PY
 
 echo

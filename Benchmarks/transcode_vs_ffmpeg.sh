@@ -63,9 +63,16 @@ ladder_ffmpeg() {
 }
 
 echo "commands: see single_spool/single_ffmpeg/ladder_spool/ladder_ffmpeg in $0"
+# Spool first in odd rounds, ffmpeg first in even ones: the VM's speed drifts within a
+# run, and the same tool always going second would be favoured by a rising drift.
 for r in $(seq 1 $rounds); do
-    for t in 1 0; do single_spool $t; single_ffmpeg $t; done
-    ladder_spool; ladder_ffmpeg
+    if [ $((r % 2)) = 1 ]; then
+        for t in 1 0; do single_spool $t; single_ffmpeg $t; done
+        ladder_spool; ladder_ffmpeg
+    else
+        for t in 1 0; do single_ffmpeg $t; single_spool $t; done
+        ladder_ffmpeg; ladder_spool
+    fi
 done
 # Both outputs really are what was asked: 720p H.264 + AAC, about the same frame count.
 probe() { ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=codec_name,width,height,nb_read_packets -of csv=p=0 "$1"; }
@@ -81,6 +88,9 @@ def med(name, case, col):
 for case, label in [("single-t1", "1080p30 -> 720p, one codec thread"), ("single-t0", "1080p30 -> 720p, automatic threads"), ("ladder", "3-rendition ladder")]:
     sw, fw = med("spool", case, 2), med("ffmpeg", case, 2)
     sr, fr = med("spool", case, 3), med("ffmpeg", case, 3)
+    # Each round's pair too: the speed ratio's spread over rounds.
+    pairs = [float(f[2]) / float(s[2]) for s, f in zip([r for r in rows if r[0] == "spool" and r[1] == case],
+                                                        [r for r in rows if r[0] == "ffmpeg" and r[1] == case])]
     print(f"{label}: spool {frames / sw:6.1f} fps, peak RSS {sr / 1024:6.1f} MiB | ffmpeg {frames / fw:6.1f} fps, peak RSS {fr / 1024:6.1f} MiB"
-          f" | spool/ffmpeg: speed {fw / sw:.2f}x, RSS {sr / fr:.2f}x")
+          f" | spool/ffmpeg: speed {fw / sw:.2f}x (rounds {min(pairs):.2f}-{max(pairs):.2f}), RSS {sr / fr:.2f}x")
 PY
