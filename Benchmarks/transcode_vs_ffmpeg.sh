@@ -88,9 +88,10 @@ def med(name, case, col):
 for case, label in [("single-t1", "1080p30 -> 720p, one codec thread"), ("single-t0", "1080p30 -> 720p, automatic threads"), ("ladder", "3-rendition ladder")]:
     sw, fw = med("spool", case, 2), med("ffmpeg", case, 2)
     sr, fr = med("spool", case, 3), med("ffmpeg", case, 3)
-    # Each round's pair too: the speed ratio's spread over rounds.
+    # The speed ratio of each round's pair, then their median and range (a ratio of the
+    # medians would pair one round's spool with another round's ffmpeg).
     pairs = [float(f[2]) / float(s[2]) for s, f in zip([r for r in rows if r[0] == "spool" and r[1] == case],
                                                         [r for r in rows if r[0] == "ffmpeg" and r[1] == case])]
     print(f"{label}: spool {frames / sw:6.1f} fps, peak RSS {sr / 1024:6.1f} MiB | ffmpeg {frames / fw:6.1f} fps, peak RSS {fr / 1024:6.1f} MiB"
-          f" | spool/ffmpeg: speed {fw / sw:.2f}x (rounds {min(pairs):.2f}-{max(pairs):.2f}), RSS {sr / fr:.2f}x")
+          f" | spool/ffmpeg: speed {statistics.median(pairs):.2f}x (rounds {min(pairs):.2f}-{max(pairs):.2f}), RSS {sr / fr:.2f}x")
 PY
