@@ -67,18 +67,13 @@ extension HTTPClient {
             // connection (RFC 9112 §9.6: a 413, or an S3 server's 404 NoSuchUpload for a
             // part of an upload it no longer knows); the rest of the body then meets a
             // closed socket. The answer is what the caller needs, so it is read when it
-            // is there; without one (nothing at all arrived), the send's failure stands.
+            // is there. receiveResponse throws `.stale` only when nothing at all arrived,
+            // which is the send's failure standing; an answer that began and then broke
+            // throws its own failure, so its bytes are never delivered twice by a retry.
             guard headSent, case .stale = error else { throw error }
-            do {
-                var early = try await receiveResponse(req, on: conn, deadline: deadline, sink: sink)
-                early.keepAlive = false
-                return early
-            } catch {
-                // An answer that began and then broke is that failure: its bytes may
-                // already be with the caller, so it must not be sent again as if stale.
-                if case .stale = error { throw ExchangeFailure.stale }
-                throw error
-            }
+            var early = try await receiveResponse(req, on: conn, deadline: deadline, sink: sink)
+            early.keepAlive = false
+            return early
         }
         return try await receiveResponse(req, on: conn, deadline: deadline, sink: sink)
     }
