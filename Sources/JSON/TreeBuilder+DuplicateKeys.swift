@@ -1,85 +1,87 @@
 // JSON.TreeBuilder+DuplicateKeys: a key is refused when an earlier key of the same object
-// is equal after unescaping. Small objects keep a 64-bit filter of their keys'
+// is equal after unescaping. An object of up to 32 keys keeps a 64-bit filter of its keys'
 // fingerprints (length and up to 16 bytes; two bits each): a key not in the filter is new
-// without a comparison, and the rest compare fingerprints and then bytes. An object past
-// 32 keys switches to a hash set of unescaped keys, so a large object never costs a
-// quadratic scan.
+// without a comparison or a store. A key in the filter is compared with the object's
+// earlier keys, found by walking its nodes (key, value, key...; a container value is
+// skipped by its end). An object past 32 keys switches to a hash set of unescaped keys, so
+// a large object never costs a quadratic scan.
 
 extension TreeBuilder {
-    /// The common case inline: a key without escapes, in a small object, whose two
-    /// filter bits are not both set yet, is new; anything else takes the full check.
-    @inline(__always)
-    mutating func checkDuplicate(_ key: Int) throws(JSONError) {
-        let frame = unsafe top
-        let k = unsafe nodes[key]
-        if unsafe !k.flag && frame.pointee.keySet < 0 && keyCount - frame.pointee.keysStart < 32 {
-            let print = unsafe TreeBuilder.fingerprint(k, input)
-            let bits: UInt64 = 1 << (print >> 58) | 1 << ((print >> 52) & 63)
-            let seen = unsafe frame.pointee.seen
-            if seen & bits != bits {
-                unsafe frame.pointee.seen = seen | bits
-                appendKey(Key(node: key, print: print))
-                return
-            }
-        }
-        try checkDuplicateFully(key)
-    }
-
-    /// Filter hits (compared by fingerprint, then bytes), escaped keys, large objects.
+    /// The check of a key of the innermost object after `members` earlier ones, with `seen`
+    /// the object's filter, for what `build` does not settle inline: filter hits (compared
+    /// with the earlier keys), escaped keys, large objects.
     @inline(never)
-    private mutating func checkDuplicateFully(_ key: Int) throws(JSONError) {
+    mutating func checkDuplicateFully(_ k: Node, members: UInt32, seen: inout UInt64) throws(JSONError) {
         let frame = unsafe top
-        let first = unsafe frame.pointee.keysStart
-        let k = unsafe nodes[key]
-        if unsafe frame.pointee.keySet < 0 {
-            let input = unsafe self.input
-            let print = unsafe TreeBuilder.fingerprint(k, input)
-            if keyCount - first < 32 {
-                let bits: UInt64 = 1 << (print >> 58) | 1 << ((print >> 52) & 63)
-                let seen = unsafe frame.pointee.seen
-                unsafe frame.pointee.seen = seen | bits
-                if seen & bits != bits {
-                    appendKey(Key(node: key, print: print))
-                    return
-                }
-                let nodes = unsafe self.nodes
-                let ks = unsafe keys
-                for j in first..<keyCount where unsafe ks[j].print == print && TreeBuilder.keysEqual(nodes[ks[j].node], k, input) {
-                    throw duplicate(k)
-                }
-                appendKey(Key(node: key, print: print))
-                return
+        let input = unsafe self.input
+        if members < 32 {
+            let bits = unsafe TreeBuilder.filterBits(TreeBuilder.fingerprint(k, input))
+            let hit = seen & bits == bits
+            seen |= bits
+            guard hit else { return }
+            var j = unsafe frame.pointee.node + 1
+            for _ in 0..<members {
+                if unsafe TreeBuilder.keysEqual(nodes[j], k, input) { throw duplicate(k) }
+                j = next(afterValueAt: j + 1)
             }
-            // Large object: switch to a hash set of the unescaped keys (no quadratic scan).
+            return
+        }
+        if unsafe frame.pointee.keySet < 0 {
+            // The 33rd key: the earlier 32 go into a hash set (no quadratic scan from here).
             var set = Set<[UInt8]>()
-            for j in first..<keyCount { unsafe set.insert(keyBytes(nodes[keys[j].node])) }
+            var j = unsafe frame.pointee.node + 1
+            for _ in 0..<members {
+                unsafe set.insert(keyBytes(nodes[j]))
+                j = next(afterValueAt: j + 1)
+            }
             unsafe frame.pointee.keySet = keySets.count
             keySets.append(set)
         }
         guard unsafe keySets[frame.pointee.keySet].insert(keyBytes(k)).inserted else { throw duplicate(k) }
-        appendKey(Key(node: key, print: 0))
+    }
+
+    /// The node after the complete value at node `j` (a container's end is set when it closes,
+    /// and an earlier member's value is always closed).
+    @inline(__always)
+    private func next(afterValueAt j: Int) -> Int {
+        let v = unsafe nodes[j]
+        return v.kind == .object || v.kind == .array ? Int(v.end) : j + 1
     }
 
     private func duplicate(_ k: Node) -> JSONError {
         JSONError(.duplicateKey, at: Int(k.start) - 1, detail: "\"\(String(decoding: keyBytes(k), as: UTF8.self))\"")
     }
 
+    /// Two bits of the 64-bit filter, picked by the top twelve bits of a fingerprint.
+    @inline(always)
+    static func filterBits(_ print: UInt64) -> UInt64 {
+        1 << (print >> 58) | 1 << ((print >> 52) & 63)
+    }
+
     /// Length plus the first and last eight bytes (escaped keys: of the unescaped form, so
     /// "a" and "\u0061" print alike).
-    @inline(__always)
-    private static func fingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
+    static func fingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
         if k.flag { return unsafe keyBytes(k, input).withUnsafeBytes { unsafe fingerprint($0) } }
+        return unsafe plainFingerprint(k, input)
+    }
+
+    /// `fingerprint` of a key without escapes: its bytes as they are in the input.
+    @inline(always)
+    static func plainFingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
         let start = Int(k.start), len = Int(k.end - k.start)
-        if len < 8 && start + 8 <= input.count {
-            // Short key: one load (in bounds: the input goes on) masked to the key's bytes.
-            let a = unsafe input.loadUnaligned(fromByteOffset: start, as: UInt64.self) & ((1 << (8 * UInt64(len))) &- 1)
-            return mix(len, a, 0)
+        if start + 8 <= input.count {
+            // One or two loads (in bounds: the input goes on for eight bytes), the first
+            // masked to the key's bytes when it is shorter than eight.
+            let a = unsafe input.loadUnaligned(fromByteOffset: start, as: UInt64.self)
+            if len < 8 { return mix(len, a & ((1 << (8 * UInt64(len))) &- 1), 0) }
+            return unsafe mix(len, a, input.loadUnaligned(fromByteOffset: start + len - 8, as: UInt64.self))
         }
         return unsafe fingerprint(UnsafeRawBufferPointer(rebasing: input[start..<(start + len)]))
     }
 
     /// Length plus the first and last eight bytes (little-endian); shorter keys are their
-    /// bytes. Must give the same value as the short-key load above for the same bytes.
+    /// bytes. Must give the same value as `plainFingerprint`'s loads for the same bytes.
+    @inline(__always)
     static func fingerprint(_ b: UnsafeRawBufferPointer) -> UInt64 {
         let len = b.count
         if len >= 8 {
@@ -90,9 +92,10 @@ extension TreeBuilder {
         return mix(len, a, 0)
     }
 
-    @inline(__always)
+    /// One multiply by an odd constant: its top bits depend on every bit of the mixed word.
+    @inline(always)
     private static func mix(_ len: Int, _ a: UInt64, _ z: UInt64) -> UInt64 {
-        (UInt64(len) &* 0x9E37_79B9_7F4A_7C15) ^ (a &* 0xBF58_476D_1CE4_E5B9) ^ (z &<< 1 | z &>> 63)
+        (a ^ (z &<< 29 | z &>> 35) ^ UInt64(truncatingIfNeeded: len)) &* 0x9E37_79B9_7F4A_7C15
     }
 
     private static func keysEqual(_ a: Node, _ b: Node, _ input: UnsafeRawBufferPointer) -> Bool {

@@ -4,28 +4,36 @@
 // UTF-16 surrogate pairing). Nothing is converted here.
 
 extension TreeBuilder {
-    @inline(__always)
+    /// Bytes that may follow a number or a literal: whitespace, the operators and '"' (a
+    /// bit per byte value, below 64 and from 64 to 127), and the end of the input.
+    private static let delimitersLow: UInt64 = 1 << 0x20 | 1 << 0x09 | 1 << 0x0A | 1 << 0x0D | 1 << 0x2C | 1 << 0x3A | 1 << 0x22
+    private static let delimitersHigh: UInt64 = 1 << (0x5B - 64) | 1 << (0x5D - 64) | 1 << (0x7B - 64) | 1 << (0x7D - 64)
+
+    @inline(always)
     private func isDelimiter(_ p: Int) -> Bool {
         guard unsafe p < input.count else { return true }
-        switch unsafe input[p] {
-        case 0x20, 0x09, 0x0A, 0x0D, 0x2C, 0x3A, 0x5B, 0x5D, 0x7B, 0x7D, 0x22: return true
-        default: return false
-        }
+        let c = unsafe input[p]
+        let word = c & 0x40 == 0 ? TreeBuilder.delimitersLow : TreeBuilder.delimitersHigh
+        return c < 0x80 && (word >> UInt64(c & 63)) & 1 != 0
     }
 
-    mutating func literal(_ p: Int, _ word: StaticString, _ kind: JSONDocument.Kind) throws(JSONError) {
+    /// `true`, `false` or `null` at `p`, whose first byte is `c`.
+    @inline(always)
+    mutating func literal(_ p: Int, _ c: UInt8) throws(JSONError) -> Node {
+        let word: StaticString = c == 0x74 ? "true" : c == 0x66 ? "false" : "null"
+        let kind: JSONDocument.Kind = c == 0x74 ? .true : c == 0x66 ? .false : .null
         let len = word.utf8CodeUnitCount
         guard unsafe p + len <= input.count, isDelimiter(p + len) else { throw JSONError(.invalidLiteral, at: p) }
         let w = unsafe word.utf8Start
-        for k in 0..<len where unsafe input[p + k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
-        append(Node(start: UInt32(p), end: UInt32(p + len), count: 0, kind: kind, flag: false))
+        for k in 1..<len where unsafe input[p + k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
+        return Node(start: UInt32(p), end: UInt32(p + len), count: 0, kind: kind, flag: false)
     }
 
     /// How many ASCII digits start at `q`. Eight bytes are classified at a time when eight
     /// are there to read: a byte is a digit when its high nibble is 3 and adding 6 keeps it
     /// 3 (0x39 + 6 = 0x3F, 0x3A + 6 = 0x40). An addition that carries out of a byte (bytes
     /// from 0xFA) only disturbs the bytes after it, and the count stops at that byte anyway.
-    @inline(__always)
+    @inline(always)
     func digitRun(_ q: Int) -> Int {
         let end = unsafe input.count
         var at = q
@@ -40,7 +48,31 @@ extension TreeBuilder {
         return at - q
     }
 
-    mutating func number(_ p: Int) throws(JSONError) {
+    /// A number at `p`. The common cases inline: an integer (optional '-', no leading zero),
+    /// with or without a fraction, followed by a delimiter; anything else (an exponent, or
+    /// not a number at all) takes `numberFully`.
+    @inline(always)
+    mutating func number(_ p: Int) throws(JSONError) -> Node {
+        let q = unsafe input[p] == 0x2D ? p + 1 : p
+        let whole = digitRun(q)
+        if unsafe whole > 0 && (whole == 1 || input[q] != 0x30) {
+            let e = q + whole
+            if isDelimiter(e) {
+                return Node(start: UInt32(p), end: UInt32(e), count: 0, kind: .number, flag: true)
+            }
+            // Not a delimiter, so not the end of the input either.
+            if unsafe input[e] == 0x2E {
+                let fraction = digitRun(e + 1)
+                if fraction > 0 && isDelimiter(e + 1 + fraction) {
+                    return Node(start: UInt32(p), end: UInt32(e + 1 + fraction), count: 0, kind: .number, flag: false)
+                }
+            }
+        }
+        return try numberFully(p)
+    }
+
+    @inline(never)
+    private func numberFully(_ p: Int) throws(JSONError) -> Node {
         let end = unsafe input.count
         var q = p
         if unsafe input[q] == 0x2D { q += 1 }
@@ -68,17 +100,18 @@ extension TreeBuilder {
         guard isDelimiter(q) else {
             throw JSONError(.invalidNumber, at: p, detail: "unexpected character in a number")
         }
-        append(Node(start: UInt32(p), end: UInt32(q), count: 0, kind: .number, flag: integer))
+        return Node(start: UInt32(p), end: UInt32(q), count: 0, kind: .number, flag: integer)
     }
 
-    @inline(__always)
-    mutating func appendString(openQuote: Int, closeQuote: Int) throws(JSONError) {
+    @inline(always)
+    mutating func string(openQuote: Int, closeQuote: Int) throws(JSONError) -> Node {
         let start = openQuote + 1
         let escaped = unsafe StructuralIndex.hasBackslash(backslashWords, start, closeQuote)
         if escaped { try validateEscapes(start, closeQuote) }
-        append(Node(start: UInt32(start), end: UInt32(closeQuote), count: 0, kind: .string, flag: escaped))
+        return Node(start: UInt32(start), end: UInt32(closeQuote), count: 0, kind: .string, flag: escaped)
     }
 
+    @inline(never)
     private func validateEscapes(_ start: Int, _ end: Int) throws(JSONError) {
         var q = start
         while q < end {

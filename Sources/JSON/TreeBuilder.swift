@@ -1,6 +1,6 @@
 // JSON.TreeBuilder: stage 2 proper, one pass over the structural offsets from stage 1.
-// An explicit stack of open containers (never recursion, depth-limited) drives a small
-// state machine over the grammar; scalars are checked where they start
+// An explicit stack of open containers (never recursion, depth-limited) and two nested
+// loops follow the grammar; scalars are checked where they start
 // (TreeBuilder+Scalars) and object keys against their siblings (TreeBuilder+DuplicateKeys).
 
 /// Stage 2 proper: one pass over the structural offsets. Not copyable: it owns the storage
@@ -12,18 +12,15 @@
     struct Frame {
         var node: Int
         var isObject: Bool
-        /// Members or elements so far, written when a nested container opens (`build`
-        /// keeps the innermost container's count in a local).
+        /// Members or elements so far, and the key filter (two bits per key so far, picked
+        /// by its fingerprint: a key whose two bits are not both set cannot equal an earlier
+        /// key). Written when a nested container opens: `build` keeps the innermost
+        /// container's in locals.
         var count: UInt32 = 0
-        var keysStart: Int
+        var seen: UInt64 = 0
         /// Index into `keySets` once the object has many keys, else -1.
         var keySet: Int = -1
-        /// Two bits per key so far, picked by its fingerprint: a key whose two bits are
-        /// not both set cannot equal an earlier key, and skips the comparisons.
-        var seen: UInt64 = 0
     }
-
-    private enum State { case value, afterValue, objectFirst, objectKey, arrayFirst }
 
     let input: UnsafeRawBufferPointer
     let index: StructuralIndex
@@ -32,24 +29,12 @@
     let maxDepth: Int
     /// Output storage, sized by the caller to the structural count (the bound on nodes).
     let nodes: UnsafeMutablePointer<Node>
-    var nodeCount = 0
     /// The open containers, innermost at `depth - 1`: storage for as many as the depth
     /// limit allows (and never more than there are structurals), allocated once, so a push
     /// or a change to the top frame is a plain store.
     let frames: UnsafeMutablePointer<Frame>
     var depth = 0
-    /// Keys of the open objects, by frame: node index and a fingerprint (length and up to
-    /// 16 bytes) that settles almost every comparison without touching the bytes again.
-    /// `keyCount` are in use of `keyCapacity`; the storage doubles when full.
-    var keys: UnsafeMutablePointer<Key>
-    var keyCount = 0
-    var keyCapacity = 16
     var keySets: [Set<[UInt8]>] = []
-
-    struct Key {
-        var node: Int
-        var print: UInt64
-    }
 
     init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int, nodes: UnsafeMutablePointer<Node>) {
         unsafe self.input = unsafe input
@@ -57,36 +42,14 @@
         self.maxDepth = maxDepth
         unsafe self.nodes = unsafe nodes
         unsafe self.frames = UnsafeMutablePointer<Frame>.allocate(capacity: max(0, min(maxDepth, index.positions.count)) + 1)
-        unsafe self.keys = UnsafeMutablePointer<Key>.allocate(capacity: keyCapacity)
     }
 
     deinit {
         unsafe frames.deallocate()
-        unsafe keys.deallocate()
-    }
-
-    /// Adds a key of the innermost object.
-    @inline(__always)
-    mutating func appendKey(_ key: Key) {
-        if keyCount == keyCapacity {
-            let grown = UnsafeMutablePointer<Key>.allocate(capacity: keyCapacity * 2)
-            unsafe grown.moveInitialize(from: keys, count: keyCount)
-            unsafe keys.deallocate()
-            unsafe keys = grown
-            keyCapacity *= 2
-        }
-        unsafe (keys + keyCount).initialize(to: key)
-        keyCount += 1
     }
 
     /// The innermost open container.
     var top: UnsafeMutablePointer<Frame> { unsafe frames + (depth - 1) }
-
-    @inline(__always)
-    mutating func append(_ node: Node) {
-        unsafe (nodes + nodeCount).initialize(to: node)
-        nodeCount += 1
-    }
 
     /// Builds the nodes; returns how many were written.
     mutating func build() throws(JSONError) -> Int {
@@ -102,105 +65,133 @@
         }
     }
 
+    /// The grammar as two nested loops instead of a state variable: the outer loop is at a
+    /// value (after its key and ':' in an object), the inner one after a value (at ',' or a
+    /// closer). Each structural then costs one dispatch, on its byte.
+    /// The innermost container's member count and kind, and the node cursor, stay in
+    /// locals; a frame holds them only while a nested container is open.
     private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
+        // Stage 1 refuses an empty input, so there is a base address.
+        let text = unsafe input.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let length = unsafe input.count
         var i = 0
-        var state = State.value
-        // Members or elements so far of the innermost open container, kept here rather
-        // than in its frame (saved in the frame while a nested container is open).
+        var written = 0
+        // Members or elements so far of the innermost open container, whether it is an
+        // object, and its key filter (saved in its frame while a nested container is open).
         var count: UInt32 = 0
-        while true {
-            switch state {
-            case .value:
-                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+        var inObject = false
+        var seen: UInt64 = 0
+        // At a member of an object (key, ':' and value) or an element of an array or the
+        // top-level value: every `continue value` is at one of those.
+        value: while true {
+            if inObject {
+                guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
                 let p = unsafe Int(pos[i])
-                count &+= 1
-                switch unsafe input[p] {
-                case 0x7B, 0x5B:   // { [
-                    guard depth < maxDepth else {
-                        throw JSONError(.tooDeep, at: p, detail: "the limit is \(maxDepth)")
+                guard unsafe text[p] == 0x22 else {
+                    throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(text[p], expected: "a string key"))
+                }
+                let k = unsafe try string(openQuote: p, closeQuote: Int(pos[i + 1]))
+                unsafe (nodes + written).initialize(to: k)
+                // The common case here (see TreeBuilder+DuplicateKeys): a key without
+                // escapes, in a small object, whose two filter bits are not both set yet.
+                var settled = false
+                if !k.flag && count < 32 {
+                    let bits = unsafe TreeBuilder.filterBits(TreeBuilder.plainFingerprint(k, input))
+                    if seen & bits != bits {
+                        seen |= bits
+                        settled = true
                     }
-                    let isObject = unsafe input[p] == 0x7B
-                    if depth > 0 { unsafe top.pointee.count = count }
-                    count = 0
-                    unsafe (frames + depth).initialize(to: Frame(node: nodeCount, isObject: isObject, keysStart: keyCount))
-                    depth += 1
-                    append(Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
-                    i += 1
-                    state = isObject ? .objectFirst : .arrayFirst
-                    continue
-                case 0x22:
-                    unsafe try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
-                    i += 2
-                case 0x74: try literal(p, "true", .true); i += 1
-                case 0x66: try literal(p, "false", .false); i += 1
-                case 0x6E: try literal(p, "null", .null); i += 1
-                case 0x2D, 0x30...0x39: try number(p); i += 1
-                default:
-                    throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a value"))
                 }
-                state = .afterValue
-
-            case .afterValue:
-                guard depth > 0 else {
-                    if i < n { throw unsafe JSONError(.trailingContent, at: Int(pos[i])) }
-                    return nodeCount
-                }
-                let top = unsafe self.top.pointee
-                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
-                let p = unsafe Int(pos[i])
-                let c = unsafe input[p]
-                if c == 0x2C {
-                    i += 1
-                    state = top.isObject ? .objectKey : .value
-                } else if c == (top.isObject ? 0x7D : 0x5D) {
-                    close(&count)
-                    i += 1
-                } else {
-                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(c, expected: top.isObject ? "',' or '}'" : "',' or ']'"))
-                }
-
-            case .objectFirst, .arrayFirst:
-                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
-                let p = unsafe Int(pos[i])
-                let closer: UInt8 = state == .objectFirst ? 0x7D : 0x5D
-                if unsafe input[p] == closer {
-                    close(&count)
-                    i += 1
-                    state = .afterValue
-                } else {
-                    state = state == .objectFirst ? .objectKey : .value
-                }
-
-            case .objectKey:
-                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
-                let p = unsafe Int(pos[i])
-                guard unsafe input[p] == 0x22 else {
-                    throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(input[p], expected: "a string key"))
-                }
-                unsafe try appendString(openQuote: p, closeQuote: Int(pos[i + 1]))
-                try checkDuplicate(nodeCount - 1)
+                if !settled { try checkDuplicateFully(k, members: count, seen: &seen) }
+                written += 1
                 i += 2
-                guard i < n else { throw unsafe JSONError(.unexpectedEnd, at: input.count) }
+                guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
                 let q = unsafe Int(pos[i])
-                guard unsafe input[q] == 0x3A else {
-                    throw unsafe JSONError(.unexpectedCharacter, at: q, detail: describe(input[q], expected: "':'"))
+                guard unsafe text[q] == 0x3A else {
+                    throw unsafe JSONError(.unexpectedCharacter, at: q, detail: describe(text[q], expected: "':'"))
                 }
                 i += 1
-                state = .value
+            }
+            guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
+            let p = unsafe Int(pos[i])
+            count &+= 1
+            let c = unsafe text[p]
+            switch c {
+            case 0x7B, 0x5B:   // { [
+                guard depth < maxDepth else {
+                    throw JSONError(.tooDeep, at: p, detail: "the limit is \(maxDepth)")
+                }
+                let isObject = c == 0x7B
+                if depth > 0 {
+                    unsafe top.pointee.count = count
+                    unsafe top.pointee.seen = seen
+                }
+                count = 0
+                seen = 0
+                inObject = isObject
+                unsafe (frames + depth).initialize(to: Frame(node: written, isObject: isObject))
+                depth += 1
+                unsafe (nodes + written).initialize(to: Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
+                written += 1
+                i += 1
+                guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
+                if unsafe text[Int(pos[i])] == (isObject ? 0x7D : 0x5D) {
+                    close(&count, &inObject, &seen, written)
+                    i += 1
+                } else {
+                    continue value
+                }
+            case 0x22:
+                unsafe (nodes + written).initialize(to: try string(openQuote: p, closeQuote: Int(pos[i + 1])))
+                written += 1
+                i += 2
+            case 0x2D, 0x30...0x39:
+                unsafe (nodes + written).initialize(to: try number(p))
+                written += 1
+                i += 1
+            case 0x74, 0x66, 0x6E:   // t f n
+                unsafe (nodes + written).initialize(to: try literal(p, c))
+                written += 1
+                i += 1
+            default:
+                throw JSONError(.unexpectedCharacter, at: p, detail: describe(c, expected: "a value"))
+            }
+            // After a value: ',' goes on to the next one, a closer ends the container.
+            while true {
+                guard depth > 0 else {
+                    if i < n { throw unsafe JSONError(.trailingContent, at: Int(pos[i])) }
+                    return written
+                }
+                guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
+                let q = unsafe Int(pos[i])
+                let d = unsafe text[q]
+                if d == 0x2C {
+                    i += 1
+                    continue value
+                } else if d == (inObject ? 0x7D : 0x5D) {
+                    close(&count, &inObject, &seen, written)
+                    i += 1
+                } else {
+                    throw JSONError(.unexpectedCharacter, at: q, detail: describe(d, expected: inObject ? "',' or '}'" : "',' or ']'"))
+                }
             }
         }
     }
 
-    /// Closes the innermost container, whose member count is `count`; leaves the count of
-    /// the container it was in (restored from that one's frame) in `count`.
-    @inline(__always)
-    private mutating func close(_ count: inout UInt32) {
+    /// Closes the innermost container, whose member count is `count`, at node `written`;
+    /// leaves the count, kind and key filter of the container it was in (from its frame).
+    @inline(always)
+    private mutating func close(_ count: inout UInt32, _ inObject: inout Bool, _ seen: inout UInt64, _ written: Int) {
         depth -= 1
         let f = unsafe frames[depth]
-        unsafe nodes[f.node].end = UInt32(nodeCount)
+        unsafe nodes[f.node].end = UInt32(written)
         unsafe nodes[f.node].count = count
-        if depth > 0 { count = unsafe frames[depth - 1].count }
-        keyCount = f.keysStart
+        if depth > 0 {
+            let outer = unsafe frames[depth - 1]
+            count = outer.count
+            inObject = outer.isObject
+            seen = outer.seen
+        }
         if f.keySet >= 0 { keySets.removeLast() }
     }
 

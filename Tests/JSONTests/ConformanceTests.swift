@@ -325,17 +325,21 @@ enum Conformance {
     ]
 
     /// `{"k0":0,...}` with `count` members where member `dupAt` (0-based) repeats the name
-    /// of member `of`, spelled `spelling`. Returns the input and the offset of that name.
-    static func bigObject(count: Int, dupAt: Int? = nil, of: Int = 0, spelling: String? = nil) -> ([UInt8], Int) {
+    /// of member `of`, spelled `spelling`; with `containers`, the values take turns at being
+    /// a number, an array and an object (`{"k0":0,"k1":[1,{"k1":1}],"k2":{"a":[2]},...}`).
+    /// Returns the input and the offset of that name.
+    static func bigObject(count: Int, dupAt: Int? = nil, of: Int = 0, spelling: String? = nil,
+                          containers: Bool = false) -> ([UInt8], Int) {
         var s = "{"
         var at = -1
         for i in 0..<count {
             if i > 0 { s += "," }
+            let value = !containers || i % 3 == 0 ? "\(i)" : i % 3 == 1 ? "[\(i),{\"k\(i)\":\(i)}]" : "{\"a\":[\(i)]}"
             if i == dupAt {
                 at = s.utf8.count
-                s += "\"\(spelling ?? "k\(of)")\":\(i)"
+                s += "\"\(spelling ?? "k\(of)")\":\(value)"
             } else {
-                s += "\"k\(i)\":\(i)"
+                s += "\"k\(i)\":\(value)"
             }
         }
         return (Array((s + "}").utf8), at)
@@ -359,6 +363,16 @@ enum Conformance {
             ok("no Unicode normalization of keys", "{\"\u{E9}\":1,\"e\u{301}\":2}"),
             ok("keys that are prefixes", #"{"a":1,"ab":2,"abc":3}"#),
         ]
+        // A key whose filter bits are taken is compared with the earlier keys, found by
+        // walking the object's nodes: the walk must step over container values whole.
+        rows.append(bad("duplicate key after members with container values",
+                        #"{"x":[1,{"a":1}],"y":{"z":{}},"a":1,"b":[],"a":2}"#, .duplicateKey, at: 43))
+        // 31 keys fill the 64-bit filter enough that later keys hit it; none repeats.
+        let (walked, _) = bigObject(count: 31, containers: true)
+        rows.append(ok("31 distinct members with container values", bytes: walked))
+        let (walkedDup, walkedAt) = bigObject(count: 31, dupAt: 30, of: 9, containers: true)
+        rows.append(bad("31 members with container values, the last repeats the 10th", bytes: walkedDup,
+                        .duplicateKey, at: walkedAt))
         let (plain, at) = bigObject(count: 45, dupAt: 39, of: 5)
         rows.append(bad("45-member object, the 40th repeats the 6th", bytes: plain, .duplicateKey, at: at))
         let (escaped, at2) = bigObject(count: 45, dupAt: 39, of: 5, spelling: #"k\u0035"#)
