@@ -12,7 +12,6 @@ extension JSONDocument {
         let n = node(object)
         guard n.kind == .object else { return nil }
         var c = object + 1
-        let end = Int(n.end)
         // A query of up to eight bytes is compared as one word: the key's bytes loaded at
         // once (when eight bytes of text follow its start, as they do for every key but
         // one near the end of the document) and masked to its length.
@@ -21,7 +20,7 @@ extension JSONDocument {
         for j in 0..<min(count, 8) { unsafe word |= UInt64(query[j]) << UInt64(8 * j) }
         let mask: UInt64 = count >= 8 ? ~0 : (1 << UInt64(8 * count)) &- 1
         let lastWordStart = length - 8
-        while c < end {
+        for _ in 0..<n.count {
             let k = node(c)
             let v = c + 1
             if !k.flag {
@@ -36,7 +35,7 @@ extension JSONDocument {
             } else if unsafe Escapes.unescape(UnsafeRawBufferPointer(text(Int(k.start)..<Int(k.end)))).elementsEqual(query) {
                 return v
             }
-            c = next(after: v)
+            c = Int(k.count)   // the next key: stage 2 links them
         }
         return nil
     }

@@ -33,7 +33,9 @@
         /// Strings: offset of the closing quote. Numbers: one past the last byte.
         /// Containers: node index one past the subtree.
         var end: UInt32
-        /// Containers: members or elements.
+        /// Containers: members or elements. Keys: the node index of the object's next key,
+        /// or of the object's end after its last key (member look-ups follow these links
+        /// instead of stepping over each value). Other values: 0.
         var count: UInt32
         var kind: Kind
         /// Strings: has escapes. Numbers: is an integer (no fraction, no exponent).

@@ -1,9 +1,8 @@
 // JSON.TreeBuilder+DuplicateKeys: a key is refused when an earlier key of the same object
 // is equal after unescaping. An object of up to 32 keys keeps a 64-bit filter of its keys'
 // fingerprints (length and up to 16 bytes; two bits each): a key not in the filter is new
-// without a comparison or a store. A key in the filter is compared with the object's
-// earlier keys, found by walking its nodes (key, value, key...; a container value is
-// skipped by its end). An object past 32 keys switches to a hash set of unescaped keys, so
+// without a comparison. A key in the filter is compared with the object's earlier keys,
+// found by following each key's link to the next (stage 2 writes it in the key's node). An object past 32 keys switches to a hash set of unescaped keys, so
 // a large object never costs a quadratic scan.
 
 extension TreeBuilder {
@@ -21,8 +20,9 @@ extension TreeBuilder {
             guard hit else { return }
             var j = unsafe frame.pointee.node + 1
             for _ in 0..<members {
-                if unsafe TreeBuilder.keysEqual(nodes[j], k, input) { throw duplicate(k) }
-                j = next(afterValueAt: j + 1)
+                let earlier = unsafe nodes[j]
+                if unsafe TreeBuilder.keysEqual(earlier, k, input) { throw duplicate(k) }
+                j = Int(earlier.count)
             }
             return
         }
@@ -31,21 +31,14 @@ extension TreeBuilder {
             var set = Set<[UInt8]>()
             var j = unsafe frame.pointee.node + 1
             for _ in 0..<members {
-                unsafe set.insert(keyBytes(nodes[j]))
-                j = next(afterValueAt: j + 1)
+                let earlier = unsafe nodes[j]
+                set.insert(keyBytes(earlier))
+                j = Int(earlier.count)
             }
             unsafe frame.pointee.keySet = keySets.count
             keySets.append(set)
         }
         guard unsafe keySets[frame.pointee.keySet].insert(keyBytes(k)).inserted else { throw duplicate(k) }
-    }
-
-    /// The node after the complete value at node `j` (a container's end is set when it closes,
-    /// and an earlier member's value is always closed).
-    @inline(__always)
-    private func next(afterValueAt j: Int) -> Int {
-        let v = unsafe nodes[j]
-        return v.kind == .object || v.kind == .array ? Int(v.end) : j + 1
     }
 
     private func duplicate(_ k: Node) -> JSONError {

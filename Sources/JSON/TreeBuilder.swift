@@ -18,6 +18,9 @@
         /// container's in locals.
         var count: UInt32 = 0
         var seen: UInt64 = 0
+        /// An object's latest key so far (its node index), whose link to the next key is
+        /// written when that key comes, or when the object closes.
+        var lastKey = 0
         /// Index into `keySets` once the object has many keys, else -1.
         var keySet: Int = -1
     }
@@ -77,10 +80,12 @@
         var i = 0
         var written = 0
         // Members or elements so far of the innermost open container, whether it is an
-        // object, and its key filter (saved in its frame while a nested container is open).
+        // object, its key filter and its latest key (saved in its frame while a nested
+        // container is open).
         var count: UInt32 = 0
         var inObject = false
         var seen: UInt64 = 0
+        var lastKey = 0
         // At a member of an object (key, ':' and value) or an element of an array or the
         // top-level value: every `continue value` is at one of those.
         value: while true {
@@ -92,6 +97,9 @@
                 }
                 let k = unsafe try string(openQuote: p, closeQuote: Int(pos[i + 1]))
                 unsafe (nodes + written).initialize(to: k)
+                // Link the object's previous key to this one (member look-ups follow the links).
+                if count > 0 { unsafe nodes[lastKey].count = UInt32(written) }
+                lastKey = written
                 // The common case here (see TreeBuilder+DuplicateKeys): a key without
                 // escapes, in a small object, whose two filter bits are not both set yet.
                 var settled = false
@@ -125,6 +133,7 @@
                 if depth > 0 {
                     unsafe top.pointee.count = count
                     unsafe top.pointee.seen = seen
+                    unsafe top.pointee.lastKey = lastKey
                 }
                 count = 0
                 seen = 0
@@ -136,7 +145,7 @@
                 i += 1
                 guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
                 if unsafe text[Int(pos[i])] == (isObject ? 0x7D : 0x5D) {
-                    close(&count, &inObject, &seen, written)
+                    close(&count, &inObject, &seen, &lastKey, written)
                     i += 1
                 } else {
                     continue value
@@ -169,7 +178,7 @@
                     i += 1
                     continue value
                 } else if d == (inObject ? 0x7D : 0x5D) {
-                    close(&count, &inObject, &seen, written)
+                    close(&count, &inObject, &seen, &lastKey, written)
                     i += 1
                 } else {
                     throw JSONError(.unexpectedCharacter, at: q, detail: describe(d, expected: inObject ? "',' or '}'" : "',' or ']'"))
@@ -179,18 +188,23 @@
     }
 
     /// Closes the innermost container, whose member count is `count`, at node `written`;
-    /// leaves the count, kind and key filter of the container it was in (from its frame).
+    /// leaves the count, kind, key filter and latest key of the container it was in (from
+    /// its frame).
     @inline(always)
-    private mutating func close(_ count: inout UInt32, _ inObject: inout Bool, _ seen: inout UInt64, _ written: Int) {
+    private mutating func close(_ count: inout UInt32, _ inObject: inout Bool, _ seen: inout UInt64, _ lastKey: inout Int,
+                                _ written: Int) {
         depth -= 1
         let f = unsafe frames[depth]
         unsafe nodes[f.node].end = UInt32(written)
         unsafe nodes[f.node].count = count
+        // The last key's link is the object's end.
+        if inObject && count > 0 { unsafe nodes[lastKey].count = UInt32(written) }
         if depth > 0 {
             let outer = unsafe frames[depth - 1]
             count = outer.count
             inObject = outer.isObject
             seen = outer.seen
+            lastKey = outer.lastKey
         }
         if f.keySet >= 0 { keySets.removeLast() }
     }

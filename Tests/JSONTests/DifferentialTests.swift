@@ -149,4 +149,31 @@ final class DifferentialTests: XCTestCase {
             agree(input, "dense #\(i): \(show(input))")
         }
     }
+
+    /// Stage 2 links each key to the object's next key, and the last to the object's end;
+    /// member look-up follows the links. On generated documents, every object's links
+    /// reach exactly its members and then its end, and looking up each member by name
+    /// finds the value the member iterator (which steps over values) gives for it.
+    func testKeyLinksReachEveryMember() throws {
+        var gen = DocumentGenerator(seed: 0x11_4E_5A)
+        var objects = 0
+        for _ in 0..<300 {
+            let doc = try JSONDocument(parsing: gen.document())
+            for i in 0..<doc.valueCount where doc.node(i).kind == .object {
+                let n = doc.node(i)
+                var key = i + 1
+                for _ in 0..<n.count {
+                    XCTAssertEqual(doc.node(key).kind, .string)
+                    key = Int(doc.node(key).count)
+                }
+                XCTAssertEqual(key, Int(n.end), "object at node \(i)")
+                let object = JSONValue(document: doc, index: i)
+                for (name, value) in object.members {
+                    XCTAssertEqual(object[name]?.index, value.index, "member \(name) of node \(i)")
+                }
+                objects += 1
+            }
+        }
+        XCTAssertGreaterThan(objects, 300)
+    }
 }
