@@ -111,6 +111,10 @@
         unsafe UnsafeBufferPointer(start: text + range.lowerBound, count: range.count)
     }
 
+    /// Whether node `i` is `null`.
+    @usableFromInline
+    func isNull(at i: Int) -> Bool { unsafe nodes[i].kind == .null }
+
     /// Node index one past `i`'s subtree.
     @usableFromInline @inline(__always)
     func next(after i: Int) -> Int {

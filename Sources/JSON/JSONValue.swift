@@ -155,6 +155,7 @@ public struct JSONValue: Sendable {
     /// error; underflow gives zero of the right sign.
     public func double() throws(JSONError) -> Double { try document.double(at: index) }
 
+    @usableFromInline
     func mismatch(_ expected: String) -> JSONError { document.mismatch(at: index, expected) }
 
     func outOfRange(_ type: String) -> JSONError { document.outOfRange(at: index, type) }

@@ -46,21 +46,35 @@ extension JSONDocument {
 extension JSONValue {
     public func decode<T: JSONDecodable>(_ type: T.Type = T.self) throws(JSONError) -> T { try T(json: self) }
 
+    // `field` and `optionalField` are inlinable, so a caller's module specializes them for
+    // the type it reads (a direct call to that type's `read`, not a generic function with
+    // its witness table); their errors are built behind calls.
+
     /// A required member of this object.
+    @inlinable
     public func field<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T {
-        guard kind == .object else { throw mismatch("object") }
-        guard let v = document.member(of: index, key) else {
-            // The pointer names the member that should be there, escaped like any other.
-            throw JSONError(.missingField, pointer: pointer + "/" + key.escapedAsPointerToken(), detail: "\"\(key)\" is required")
-        }
+        guard let v = document.member(of: index, key) else { throw absentField(key) }
         return try T.read(document, node: v)
     }
 
     /// An optional member: nil when absent or null.
+    @inlinable
     public func optionalField<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T? {
-        guard kind == .object else { throw mismatch("object") }
-        guard let v = document.member(of: index, key), document.node(v).kind != .null else { return nil }
+        guard let v = document.member(of: index, key) else {
+            if kind != .object { throw mismatch("object") }
+            return nil
+        }
+        if document.isNull(at: v) { return nil }
         return try T.read(document, node: v)
+    }
+
+    /// The error for a required member `key` that was not found: this is not an object,
+    /// or it has no such member.
+    @usableFromInline
+    func absentField(_ key: String) -> JSONError {
+        guard kind == .object else { return mismatch("object") }
+        // The pointer names the member that should be there, escaped like any other.
+        return JSONError(.missingField, pointer: pointer + "/" + key.escapedAsPointerToken(), detail: "\"\(key)\" is required")
     }
 
     /// Refuses members other than `allowed` (catches typos in API requests).
