@@ -1,9 +1,10 @@
 // JSON.TreeBuilder+DuplicateKeys: a key is refused when an earlier key of the same object
 // is equal after unescaping. An object of up to 32 keys keeps a 64-bit filter of its keys'
 // fingerprints (length and up to 16 bytes; two bits each): a key not in the filter is new
-// without a comparison. A key in the filter is compared with the object's earlier keys,
-// found by following each key's link to the next (stage 2 writes it in the key's node). An object past 32 keys switches to a hash set of unescaped keys, so
-// a large object never costs a quadratic scan.
+// without a comparison (`build` settles that case inline). A key in the filter is compared
+// with the object's earlier keys, found by following each key's link to the next (stage 2
+// writes it in the key's node). An object past 32 keys switches to a hash set of unescaped
+// keys, so a large object never costs a quadratic scan.
 
 extension TreeBuilder {
     /// The check of a key of the innermost object after `members` earlier ones, with `seen`

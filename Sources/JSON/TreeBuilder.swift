@@ -70,9 +70,9 @@
 
     /// The grammar as two nested loops instead of a state variable: the outer loop is at a
     /// value (after its key and ':' in an object), the inner one after a value (at ',' or a
-    /// closer). Each structural then costs one dispatch, on its byte.
-    /// The innermost container's member count and kind, and the node cursor, stay in
-    /// locals; a frame holds them only while a nested container is open.
+    /// closer). Each structural then costs one dispatch, on its byte. The node cursor and
+    /// the innermost container's member count, kind, key filter and latest key stay in
+    /// locals; its frame holds them only while a nested container is open.
     private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
         // Stage 1 refuses an empty input, so there is a base address.
         let text = unsafe input.baseAddress!.assumingMemoryBound(to: UInt8.self)
