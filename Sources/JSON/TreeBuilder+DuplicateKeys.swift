@@ -19,27 +19,30 @@ extension TreeBuilder {
             let hit = seen & bits == bits
             seen |= bits
             guard hit else { return }
-            var j = unsafe frame.pointee.node + 1
-            for _ in 0..<members {
-                let earlier = unsafe nodes[j]
+            try forEachEarlierKey(members) { earlier throws(JSONError) in
                 if unsafe TreeBuilder.keysEqual(earlier, k, input) { throw duplicate(k) }
-                j = Int(earlier.count)
             }
             return
         }
         if unsafe frame.pointee.keySet < 0 {
             // The 33rd key: the earlier 32 go into a hash set (no quadratic scan from here).
             var set = Set<[UInt8]>()
-            var j = unsafe frame.pointee.node + 1
-            for _ in 0..<members {
-                let earlier = unsafe nodes[j]
-                set.insert(keyBytes(earlier))
-                j = Int(earlier.count)
-            }
+            forEachEarlierKey(members) { earlier in set.insert(keyBytes(earlier)) }
             unsafe frame.pointee.keySet = keySets.count
             keySets.append(set)
         }
         guard unsafe keySets[frame.pointee.keySet].insert(keyBytes(k)).inserted else { throw duplicate(k) }
+    }
+
+    /// Calls `body` with the innermost object's first `members` keys, in order, following
+    /// each key's link to the next.
+    private func forEachEarlierKey<E: Error>(_ members: UInt32, _ body: (Node) throws(E) -> Void) throws(E) {
+        var j = unsafe top.pointee.node + 1
+        for _ in 0..<members {
+            let earlier = unsafe nodes[j]
+            try body(earlier)
+            j = Int(earlier.count)
+        }
     }
 
     private func duplicate(_ k: Node) -> JSONError {
