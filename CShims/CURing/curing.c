@@ -103,6 +103,7 @@ static const struct { int kernel_op; const char *name; const char *since; int op
     [CURING_OP_TIMEOUT] = {IORING_OP_TIMEOUT, "TIMEOUT", "5.4", 0},
     [CURING_OP_LINK_TIMEOUT] = {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT", "5.5", 0},
     [CURING_OP_ASYNC_CANCEL] = {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "5.5", 0},
+    [CURING_OP_SPLICE] = {IORING_OP_SPLICE, "SPLICE", "5.7", 1},
 };
 
 const char *curing_opcode_name(int op) { return (op >= 0 && op < CURING_OP_COUNT_) ? op_table[op].name : "?"; }
@@ -343,6 +344,29 @@ int curing_prep_cancel(curing_ring *r, uint64_t target_ud, uint64_t ud) {
     io_uring_prep_cancel64(sqe, target_ud, 0);
     io_uring_sqe_set_data64(sqe, ud);
     return 0;
+}
+
+int curing_prep_splice(curing_ring *r, int fd_in, int64_t off_in, int fd_out, uint32_t len, uint64_t ud, unsigned f) {
+    GET_SQE_OR_BUSY(sqe);
+    // The output end never has an offset (a pipe or a socket); SPLICE_F_MOVE is a hint
+    // the kernel ignores today, so no flag is passed.
+    io_uring_prep_splice(sqe, fd_in, off_in, fd_out, -1, len, 0);
+    apply_flags(sqe, f);
+    io_uring_sqe_set_data64(sqe, ud);
+    return 0;
+}
+
+int curing_pipe(int fds[2], int want) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+    int got = fcntl(fds[1], F_SETPIPE_SZ, want);
+    if (got < 0) got = fcntl(fds[1], F_GETPIPE_SZ);
+    if (got <= 0) {
+        int e = got < 0 ? errno : EINVAL;
+        close(fds[0]);
+        close(fds[1]);
+        return -e;
+    }
+    return got;
 }
 
 int curing_register_buffers_sparse(curing_ring *r, unsigned count) {

@@ -49,6 +49,10 @@ protocol MultishotSink: AnyObject {
         /// Pool buffers kept in the kernel's provided-buffer ring for receives (io_uring;
         /// capped at half the pool so other users can always get buffers).
         public var recvBuffersMax: Int = 1024
+        /// File ranges sent by splice at once (`TCPConnection.send(file:range:)`, io_uring):
+        /// each holds a kernel worker thread while it waits for socket space, so past this
+        /// many the next ones are copied through pool buffers. 0 copies every range.
+        public var splicedSendsMax: Int = 32
         /// Builds the backend instead of choosing one (the simulator); called on the loop
         /// thread with the loop's pool.
         package var makeBackend: (@Sendable (BufferPool) throws(RingError) -> any IOBackend)?
@@ -124,6 +128,11 @@ protocol MultishotSink: AnyObject {
 
     /// Parked waits by deadline (see ParkedDeadlines.swift).
     var deadlines = DeadlineHeap<Parker>()
+
+    /// File sends going by splice now (bounded by `configuration.splicedSendsMax`).
+    var splicedSends = 0
+    /// File sends completed by splice since the loop started (tests and benchmarks).
+    public internal(set) var splicedSendsDone = 0
 
     /// How often a receive found no pool buffer (and waited for one): backpressure events.
     public internal(set) var receiveStarvations = 0

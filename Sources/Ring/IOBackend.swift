@@ -11,6 +11,9 @@
 // as well, so no code above the backend touches a descriptor directly.
 // Non-goals: exposing backend specifics above the loop.
 internal import CURing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum IOBackendKind: String, Sendable, CustomStringConvertible {
     case uring
@@ -124,4 +127,24 @@ package protocol IOBackend: AnyObject {
     func closeNow(fd: Int32) -> Int32
     /// The size of an open file (fstat), or a negative errno.
     func fileSize(fd: Int32) -> Int64
+
+    // Zero-copy sends of file ranges: a file's page-cache pages go to a pipe and from the
+    // pipe to a socket by reference (splice). A backend without it says so; callers then
+    // copy through pool buffers.
+    /// True when `makePipe` and `splice` work.
+    var supportsSplice: Bool { get }
+    /// A close-on-exec pipe whose capacity is raised toward `capacity` bytes: its read and
+    /// write ends and the capacity it got, or a negative errno in `capacity`.
+    func makePipe(capacity: Int) -> (read: Int32, write: Int32, capacity: Int)
+    /// splice(2) of up to `count` bytes from `from` (at `offset`; -1 for a pipe) to `to`.
+    /// No linked timeout: on Linux 6.18 one does not interrupt a splice that waits for
+    /// socket space on a worker thread (an ASYNC_CANCEL does). Deadlines on the socket
+    /// side are the socket's own (SO_SNDTIMEO).
+    func splice(from: Int32, offset: Int64, to: Int32, count: Int, _ ud: UInt64) -> Int32
+}
+
+extension IOBackend {
+    package var supportsSplice: Bool { false }
+    package func makePipe(capacity: Int) -> (read: Int32, write: Int32, capacity: Int) { (-1, -1, Int(-EOPNOTSUPP)) }
+    package func splice(from: Int32, offset: Int64, to: Int32, count: Int, _ ud: UInt64) -> Int32 { -EOPNOTSUPP }
 }

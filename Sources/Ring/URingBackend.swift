@@ -54,6 +54,7 @@ import Glibc
         // Fixed buffers: a sparse table for the whole pool, filled a chunk at a time when a
         // buffer in the chunk is first used for file I/O. Registering pins pages, so pinning
         // the whole pool up front would make an idle server hold all of it resident.
+        supportsSplice = probe.supports(CURING_OP_SPLICE)
         usesFixedBuffers = false
         if pool.bufferCount <= 16_384, probe.supports(CURING_OP_READ_FIXED) {
             usesFixedBuffers = unsafe curing_register_buffers_sparse(r, UInt32(pool.bufferCount)) == 0
@@ -80,6 +81,7 @@ import Glibc
         summary = "io_uring \(entries) entries, flags [\(flags.joined(separator: ","))], "
             + "fixed buffers \(usesFixedBuffers ? "\(pool.bufferCount) (registered on first use)" : "off"), "
             + "provided-buffer ring \(entriesPow2) (\(supportsMultishotRecv ? "multishot" : "single-shot") recv)"
+            + ", file sends \(supportsSplice ? "by splice" : "copied (no SPLICE)")"
 
         // Fill the provided-buffer ring from the pool.
         while lentToRing < bufRingTarget, let index = pool.lendToKernel() {
@@ -162,6 +164,21 @@ import Glibc
     func connect(fd: Int32, address: UnsafeRawPointer, length: UInt32, _ ud: UInt64, timeout: UnsafeMutableRawPointer?, timeoutNs: Int64) -> Int32 {
         guard let f = unsafe reserveLinked(timeout) else { return -EBUSY }
         return unsafe linkTimeout(timeout, timeoutNs, curing_prep_connect(ring, fd, address, length, ud, f))
+    }
+
+    /// SPLICE is optional (5.7): without it file ranges are copied through pool buffers.
+    private(set) var supportsSplice = false
+
+    func makePipe(capacity: Int) -> (read: Int32, write: Int32, capacity: Int) {
+        var fds: (Int32, Int32) = (-1, -1)
+        let got = unsafe withUnsafeMutablePointer(to: &fds) {
+            unsafe $0.withMemoryRebound(to: Int32.self, capacity: 2) { unsafe curing_pipe($0, Int32(clamping: capacity)) }
+        }
+        return (fds.0, fds.1, Int(got))
+    }
+
+    func splice(from: Int32, offset: Int64, to: Int32, count: Int, _ ud: UInt64) -> Int32 {
+        unsafe curing_prep_splice(ring, from, offset, to, UInt32(clamping: count), ud, 0)
     }
 
     func shutdown(fd: Int32, how: Int32, _ ud: UInt64) -> Int32 { unsafe curing_prep_shutdown(ring, fd, how, ud) }

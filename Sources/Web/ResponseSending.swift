@@ -78,18 +78,9 @@ extension HTTPServer {
                 ResponseHead(status: response.status, headers: headers).serialize(checkedFields: (), into: &out)
                 try await conn.send(out, timeout: configuration.sendTimeout)
                 if !isHead && !contentless {
-                    // Up to vectorMax buffers filled by one scattered read, then one vectored
-                    // send: a read and a sendmsg per 128 KiB instead of per 16 KiB buffer.
-                    var at = r.lowerBound
-                    while at < r.upperBound {
-                        let want = Int(min(UInt64(TCPConnection.vectorMax * conn.loop.pool.bufferSizeBytes), r.upperBound - at))
-                        var batch = PooledBufferList()
-                        while batch.count * conn.loop.pool.bufferSizeBytes < want { batch.append(await conn.loop.pool.acquire()) }
-                        let n = try await file.read(into: &batch, at: at, limit: want)
-                        guard n == want else { throw RingError(.closed, operation: "file shrank while being sent") }
-                        at += UInt64(n)
-                        try await conn.send(batch, timeout: configuration.sendTimeout)
-                    }
+                    // By splice on io_uring (the bytes stay in the kernel), else copied
+                    // through pool buffers (TCPConnection+SendFile.swift).
+                    try await conn.send(file: file, range: r, timeout: configuration.sendTimeout)
                 }
             } catch {
                 try? await file.close()

@@ -1,9 +1,9 @@
-// WebTests.FileSendTests: large file responses (read in pool buffers, sent 128 KiB per
-// vectored send): whole files and ranges spanning many batches arrive byte for byte, and a
-// client that stops reading is dropped after the send timeout. The second test is why file
-// responses are not spliced: on this kernel a splice blocked on a full socket inside an
-// io_uring worker is not interrupted by its linked timeout, so a client that stops reading
-// would hold the connection (and a kernel worker) until it closes.
+// WebTests.FileSendTests: large file responses (by splice on io_uring, otherwise read into
+// pool buffers and sent 128 KiB per vectored send): whole files and ranges spanning many
+// pipe fills and batches arrive byte for byte, and a client that stops reading is dropped
+// after the send timeout. The second test is the one a linked timeout failed: on this
+// kernel it does not interrupt a splice blocked on a full socket inside an io_uring worker,
+// so the splice path takes its deadline from SO_SNDTIMEO (TCPConnection+SendFile.swift).
 import Foundation
 import Ring
 import SpoolTestSupport

@@ -60,6 +60,7 @@ typedef enum curing_opcode {
     CURING_OP_TIMEOUT,
     CURING_OP_LINK_TIMEOUT,
     CURING_OP_ASYNC_CANCEL,
+    CURING_OP_SPLICE,
     CURING_OP_COUNT_
 } curing_opcode;
 
@@ -125,6 +126,13 @@ int curing_prep_timeout(curing_ring *r, void *ts, int64_t ns, uint64_t ud);
 /// Must directly follow an SQE prepared with CURING_SQE_IO_LINK.
 int curing_prep_link_timeout(curing_ring *r, void *ts, int64_t ns, uint64_t ud);
 int curing_prep_cancel(curing_ring *r, uint64_t target_ud, uint64_t ud);
+/// splice(2) from `fd_in` at `off_in` (-1: a pipe, no offset) to `fd_out` (a pipe or a
+/// socket), at most `len` bytes. io_uring runs every splice on an io-wq worker thread.
+int curing_prep_splice(curing_ring *r, int fd_in, int64_t off_in, int fd_out, uint32_t len, uint64_t ud, unsigned sqe_flags);
+/// A close-on-exec pipe for splicing, its capacity raised toward `want` bytes
+/// (F_SETPIPE_SZ; a refusal, such as the per-user pipe limit, keeps the default).
+/// Returns the capacity in bytes, or a negative errno (then no descriptor is open).
+int curing_pipe(int fds[2], int want);
 
 /// Registers an empty table of `count` fixed buffers (IORING_RSRC_REGISTER_SPARSE, 5.19+):
 /// nothing is pinned until `curing_register_buffers_update` fills slots.
