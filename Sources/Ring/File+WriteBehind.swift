@@ -49,20 +49,28 @@ extension File {
             if let failure { throw failure }
         }
 
+        /// One gathered write and its iovecs (one per buffer: a batch larger than the
+        /// operation scratch's `vectorMax` still goes to the kernel as one pwritev).
         private final class Batch {
             var list: PooledBufferList
             var cursor = BufferListCursor()
             var offset: UInt64
+            let vectors: UnsafeMutablePointer<iovec>
+            let vectorCapacity: Int
             init(_ list: consuming PooledBufferList, at offset: UInt64) {
                 self.list = list
                 self.offset = offset
+                vectorCapacity = max(1, self.list.count)
+                unsafe vectors = UnsafeMutablePointer<iovec>.allocate(capacity: vectorCapacity)
             }
+            deinit { unsafe vectors.deallocate() }
         }
 
         private func submit(_ batch: Batch) {
             let file = self.file, at = batch.offset
-            let queued = file.loop.submit({ [self] r in completed(batch, r) }) { ud, slot in
-                file.prepareWrite(batch.list, from: batch.cursor, at: at, ud, slot)
+            let queued = file.loop.submit({ [self] r in completed(batch, r) }) { ud, _ in
+                let n = unsafe batch.cursor.vectors(batch.list, into: batch.vectors, max: batch.vectorCapacity)
+                return unsafe file.loop.backend.writev(fd: file.fd, vectors: UnsafeRawPointer(batch.vectors), count: n, offset: at, ud)
             }
             if queued == nil { done(failing: RingError(.slotsExhausted, operation: "write \(file.path)")) }
         }

@@ -110,15 +110,23 @@ public final class LocalStorage: StorageProvider {
         throw StorageError("cannot create a temp file in \(temporaryDirectory)")
     }
 
+    /// Bytes of one gathered write of an upload, and how many are in flight: 2 MiB of
+    /// pool buffers per upload. On this machine's disk 512 KiB writes four deep ran at
+    /// 1.1–1.5x `dd conv=fsync`, where 128 KiB writes (the pool's vector maximum) ran at
+    /// 0.75–0.93x in the same rounds (docs/adr/0020-file-transfers.md).
+    static let writeBatchBytes = 512 * 1024
+    static let writeDepth = 4
+
     /// Copies `source` into `file`, hashing on the way: full pool buffers gather into
-    /// batches of up to `File.vectorMax` (128 KiB), each one gathered write, and up to four
+    /// batches of `writeBatchBytes` (512 KiB), each one gathered write, and up to four
     /// batches are in flight while the next is received (File.WriteBehind). With `direct`
     /// the file is open O_DIRECT and every batch but the last is whole buffers (aligned
     /// addresses, lengths and offsets); a last batch that is not block-aligned is written
     /// through the page cache after the direct ones.
     private func stream(_ source: some AsyncByteSource, into file: File, direct: Bool, pool: BufferPool) async throws -> (size: Int64, sha256: String) {
         let staging = Staging(await pool.acquire())
-        let writer = File.WriteBehind(file)
+        let batchBuffers = max(1, LocalStorage.writeBatchBytes / pool.bufferSizeBytes)
+        let writer = File.WriteBehind(file, depth: LocalStorage.writeDepth)
         var batch = PooledBufferList()
         var offset: UInt64 = 0
         var more = true
@@ -128,7 +136,7 @@ public final class LocalStorage: StorageProvider {
                 while staging.isFull || (!more && staging.hasBytes) {
                     batch.append(staging.takeBuffer())
                     let last = !more && !staging.hasBytes
-                    if batch.count == File.vectorMax || last {
+                    if batch.count == batchBuffers || last {
                         let bytes = batch.byteCount
                         if last && direct && bytes % LocalStorage.directAlignment != 0 {
                             try await writer.finish()
