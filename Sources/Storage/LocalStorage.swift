@@ -111,9 +111,10 @@ public final class LocalStorage: StorageProvider {
     }
 
     /// Bytes of one gathered write of an upload, and how many are in flight: 2 MiB of
-    /// pool buffers per upload. On this machine's disk 512 KiB writes four deep ran at
-    /// 1.1–1.5x `dd conv=fsync`, where 128 KiB writes (the pool's vector maximum) ran at
-    /// 0.75–0.93x in the same rounds (docs/adr/0020-file-transfers.md).
+    /// pool buffers per upload. On this machine's disk 512 KiB writes four deep ran at a
+    /// median 1.12x `dd conv=fsync` (0.92–1.53x), where 128 KiB writes (the most an
+    /// operation's scratch has iovecs for) ran at 0.91x (0.68–1.10x) in the same rounds
+    /// (docs/adr/0020-file-transfers.md).
     static let writeBatchBytes = 512 * 1024
     static let writeDepth = 4
 
