@@ -45,9 +45,10 @@ extension SystemDescriptors {
 }
 
 extension IOBackend {
-    /// Sets an integer socket option; returns 0 or a negative errno.
+    /// Sets a socket option from a plain value (an Int32, a `linger`, a `timeval`);
+    /// returns 0 or a negative errno.
     @discardableResult
-    func setOption(fd: Int32, level: Int32, name: Int32, _ value: Int32) -> Int32 {
+    func setOption<T: BitwiseCopyable>(fd: Int32, level: Int32, name: Int32, _ value: T) -> Int32 {
         unsafe withUnsafeBytes(of: value) { unsafe setOption(fd: fd, level: level, name: name, value: $0.baseAddress!, length: UInt32($0.count)) }
     }
 }

@@ -57,8 +57,8 @@ extension TCPConnection {
         }
         opsInFlight += 1
         defer { operationEnded() }
-        var deadlineSet = false
-        defer { if deadlineSet { setSendTimeout(nil) } }
+        if timeout != nil { setSendTimeout(timeout) }
+        defer { if timeout != nil { setSendTimeout(nil) } }
         var at = range.lowerBound
         while at < range.upperBound {
             let want = Int(min(UInt64(pipe.capacity), range.upperBound - at))
@@ -71,10 +71,6 @@ extension TCPConnection {
             if r.res < 0 { throw RingError(errno: -r.res, operation: "splice from \(file.path)") }
             if r.res == 0 { throw RingError(.closed, operation: "file shrank while being sent") }
             at += UInt64(r.res)
-            if !deadlineSet, timeout != nil {
-                setSendTimeout(timeout)
-                deadlineSet = true
-            }
             // Pipe to socket, until the pipe is empty.
             var inPipe = Int(r.res)
             while inPipe > 0 {
@@ -99,8 +95,7 @@ extension TCPConnection {
     /// do not see it.
     private func setSendTimeout(_ timeout: Duration?) {
         let ns = timeout.map { max(1_000, $0.nanoseconds) } ?? 0
-        var tv = timeval(tv_sec: Int(ns / 1_000_000_000), tv_usec: Int(ns % 1_000_000_000 / 1_000))
-        _ = unsafe loop.backend.setOption(fd: fd, level: SOL_SOCKET, name: SO_SNDTIMEO, value: &tv, length: UInt32(MemoryLayout<timeval>.size))
+        loop.backend.setOption(fd: fd, level: SOL_SOCKET, name: SO_SNDTIMEO, timeval(tv_sec: Int(ns / 1_000_000_000), tv_usec: Int(ns % 1_000_000_000 / 1_000)))
     }
 
     /// The copy path: up to `vectorMax` pool buffers filled by one scattered read, then one

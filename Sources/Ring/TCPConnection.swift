@@ -278,8 +278,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     /// Resets the connection on close (SO_LINGER 0): no TIME_WAIT, the peer sees ECONNRESET.
     public func setResetOnClose() {
-        let l = linger(l_onoff: 1, l_linger: 0)
-        _ = unsafe withUnsafeBytes(of: l) { unsafe loop.backend.setOption(fd: fd, level: SOL_SOCKET, name: SO_LINGER, value: $0.baseAddress!, length: UInt32($0.count)) }
+        loop.backend.setOption(fd: fd, level: SOL_SOCKET, name: SO_LINGER, linger(l_onoff: 1, l_linger: 0))
     }
 
     /// Cancels the armed receive, returns every queued buffer and closes the socket. Sends
