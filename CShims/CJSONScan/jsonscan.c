@@ -1,9 +1,10 @@
 // jsonscan.c: the AVX2 + PCLMULQDQ stage-1 kernel (see CJSONScan.h). Each 64-byte block is
 // loaded as two 32-byte vectors; compares and movemasks give the byte classes as 64-bit
 // masks; a carry-less multiply by all ones gives the prefix XOR of the quote mask (bit i
-// set while inside a string); offsets are stored eight at a time from the bit set, without
-// a branch per bit. The order of checks and the carries from block to block follow
-// Sources/JSON/StructuralIndex.swift exactly, so the errors and offsets are the same.
+// set while inside a string); offsets are stored a mask byte at a time from a table of bit
+// positions, without a branch on the bits. The order of checks and the carries from block
+// to block follow Sources/JSON/StructuralIndex.swift exactly, so the errors and offsets
+// are the same.
 #include "CJSONScan.h"
 #include <string.h>
 
@@ -19,7 +20,8 @@ int cjson_stage1_available(void) {
 
 typedef struct {
     uint64_t quote, backslash, whitespace, op, control;
-    int non_ascii;
+    /// Bytes with the top bit set (not ASCII).
+    uint64_t high;
 } masks;
 
 /// The two halves' movemasks as one 64-bit mask. The empty asm hides the value's origin:
@@ -56,7 +58,7 @@ TARGET static inline masks classify(const uint8_t *p) {
     m.whitespace = join(w0, w1);
     m.op = join(o0, o1);
     m.control = join(c0, c1);
-    m.non_ascii = _mm256_movemask_epi8(_mm256_or_si256(lo, hi)) != 0;
+    m.high = join(lo, hi);
     return m;
 }
 
@@ -68,45 +70,77 @@ TARGET static inline uint64_t prefix_xor(uint64_t x) {
 /// above U+10FFFF), the same automaton as the Swift UTF8Validator.
 typedef struct { int need; uint8_t lo, hi; } utf8_state;
 
-/// Returns -1 when the bytes are valid so far, else the offset of the first bad byte.
-static int64_t utf8_validate(utf8_state *s, const uint8_t *p, size_t n, uint64_t offset) {
-#pragma clang loop vectorize(disable)
-    for (size_t i = 0; i < n; i++) {
-        uint8_t b = p[i];
-        if (s->need == 0) {
-            if (b < 0x80) continue;
-            if (b >= 0xC2 && b <= 0xDF) { s->need = 1; s->lo = 0x80; s->hi = 0xBF; }
-            else if (b == 0xE0) { s->need = 2; s->lo = 0xA0; s->hi = 0xBF; }
-            else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) { s->need = 2; s->lo = 0x80; s->hi = 0xBF; }
-            else if (b == 0xED) { s->need = 2; s->lo = 0x80; s->hi = 0x9F; }
-            else if (b == 0xF0) { s->need = 3; s->lo = 0x90; s->hi = 0xBF; }
-            else if (b >= 0xF1 && b <= 0xF3) { s->need = 3; s->lo = 0x80; s->hi = 0xBF; }
-            else if (b == 0xF4) { s->need = 3; s->lo = 0x80; s->hi = 0x8F; }
-            else return (int64_t)(offset + i);
-        } else {
-            if (b < s->lo || b > s->hi) return (int64_t)(offset + i);
-            s->need -= 1;
-            s->lo = 0x80;
-            s->hi = 0xBF;
-        }
+/// Feeds byte `b` at `at` to the automaton; returns -1, or `at` when the byte is refused.
+static inline int64_t utf8_step(utf8_state *s, uint8_t b, uint64_t at) {
+    if (s->need == 0) {
+        if (b >= 0xC2 && b <= 0xDF) { s->need = 1; s->lo = 0x80; s->hi = 0xBF; }
+        else if (b == 0xE0) { s->need = 2; s->lo = 0xA0; s->hi = 0xBF; }
+        else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) { s->need = 2; s->lo = 0x80; s->hi = 0xBF; }
+        else if (b == 0xED) { s->need = 2; s->lo = 0x80; s->hi = 0x9F; }
+        else if (b == 0xF0) { s->need = 3; s->lo = 0x90; s->hi = 0xBF; }
+        else if (b >= 0xF1 && b <= 0xF3) { s->need = 3; s->lo = 0x80; s->hi = 0xBF; }
+        else if (b == 0xF4) { s->need = 3; s->lo = 0x80; s->hi = 0x8F; }
+        else return (int64_t)at;
+        return -1;
     }
+    if (b < s->lo || b > s->hi) return (int64_t)at;
+    s->need -= 1;
+    s->lo = 0x80;
+    s->hi = 0xBF;
     return -1;
 }
 
-/// Stores the offsets of the set bits of `bits` (block at `start`) from `out`, eight at a
-/// time without a branch per bit: slots past the count are written too (with junk) and
-/// overwritten by the next block.
-TARGET static inline uint32_t *flatten(uint32_t *out, uint32_t start, uint64_t bits) {
-    uint32_t *end = out + __builtin_popcountll(bits);
-#define CJSON_TAKE(k) out[k] = start + (uint32_t)_tzcnt_u64(bits); bits = _blsr_u64(bits)
-#pragma clang loop vectorize(disable) interleave(disable)
-    while (bits != 0) {
-        CJSON_TAKE(0); CJSON_TAKE(1); CJSON_TAKE(2); CJSON_TAKE(3);
-        CJSON_TAKE(4); CJSON_TAKE(5); CJSON_TAKE(6); CJSON_TAKE(7);
-        out += 8;
+/// Runs the automaton over the first `n` bytes of a block at `offset`, visiting only the
+/// bytes that are not ASCII (`high`, one bit per byte): an ASCII byte changes nothing
+/// unless a sequence is open, and then it is refused, so the gap before the next visited
+/// byte (or the end) is checked instead of read. Returns -1 when the bytes are valid so
+/// far, else the offset of the first bad byte: what a byte-by-byte walk returns.
+static int64_t utf8_validate(utf8_state *s, const uint8_t *p, uint64_t high, size_t n, uint64_t offset) {
+    if (n < 64) high &= (1ULL << n) - 1;
+    size_t next = 0;   // the byte after the last one visited
+    while (high != 0) {
+        size_t i = (size_t)__builtin_ctzll(high);
+        high &= high - 1;
+        if (s->need != 0 && i != next) return (int64_t)(offset + next);
+        int64_t bad = utf8_step(s, p[i], offset + i);
+        if (bad >= 0) return bad;
+        next = i + 1;
     }
-#undef CJSON_TAKE
-    return end;
+    if (s->need != 0 && next < n) return (int64_t)(offset + next);
+    return -1;
+}
+
+/// For each byte value, the positions of its set bits in ascending order, one per byte of
+/// the word (the bytes past its popcount are zero). Built once at load time.
+static uint64_t bit_positions[256];
+
+__attribute__((constructor)) static void build_bit_positions(void) {
+    for (unsigned v = 0; v < 256; v++) {
+        uint64_t packed = 0;
+        unsigned n = 0;
+        for (unsigned bit = 0; bit < 8; bit++)
+            if (v & (1u << bit)) packed |= (uint64_t)bit << (8 * n++);
+        bit_positions[v] = packed;
+    }
+}
+
+/// Stores the offsets of the set bits of `bits` (block at `start`) from `out`, a byte of the
+/// mask at a time: the byte's bit positions come from a table, are widened to eight 32-bit
+/// lanes, offset and stored at once, and `out` moves on by the byte's popcount. Always
+/// eight steps, with no branch on the bits (the earlier loop, eight trailing-zero counts per
+/// turn, mispredicted its exit once a block and serialized on clearing the lowest bit).
+/// Lanes past the popcount are written too (with junk) and overwritten by the next step.
+TARGET static inline uint32_t *flatten(uint32_t *out, uint32_t start, uint64_t bits) {
+    __m256i base = _mm256_set1_epi32((int)start);
+    const __m256i eight = _mm256_set1_epi32(8);
+    for (int k = 0; k < 8; k++) {
+        unsigned byte = (unsigned)(bits >> (8 * k)) & 0xFF;
+        __m256i lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)bit_positions[byte]));
+        _mm256_storeu_si256((__m256i *)out, _mm256_add_epi32(lanes, base));
+        out += __builtin_popcount(byte);
+        base = _mm256_add_epi32(base, eight);
+    }
+    return out;
 }
 
 TARGET static cjson_stage1_result scan(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
@@ -149,8 +183,8 @@ TARGET static cjson_stage1_result scan(const uint8_t *input, size_t length, uint
             r.offset = start + (uint64_t)__builtin_ctzll(m.control & in_string);
             return r;
         }
-        if (m.non_ascii) {
-            int64_t bad = utf8_validate(&utf8, input + start, count, start);
+        if (m.high != 0) {
+            int64_t bad = utf8_validate(&utf8, input + start, m.high, count, start);
             if (bad >= 0) {
                 r.error = CJSON_INVALID_UTF8;
                 r.offset = (uint64_t)bad;

@@ -137,6 +137,49 @@ final class DifferentialTests: XCTestCase {
         }
     }
 
+    /// UTF-8 sequences, valid and not, inside a string at every offset across two block
+    /// boundaries, each followed by ASCII or by another sequence: the C kernel visits only
+    /// the bytes that are not ASCII, so a sequence cut short by an ASCII byte, or one left
+    /// open at a block's end, must still be refused at the byte a byte-by-byte walk
+    /// refuses (the offset, counted from the sequence's first byte, is given per case).
+    func testUTF8SequencesAtEveryOffset() {
+        let cases: [(bytes: [UInt8], badAt: Int?)] = [
+            ([0xC3, 0xA9], nil), ([0xE2, 0x82, 0xAC], nil), ([0xF0, 0x9F, 0x8E, 0xAC], nil),
+            ([0xED, 0x9F, 0xBF], nil), ([0xF4, 0x8F, 0xBF, 0xBF], nil),
+            ([0xC3], 1), ([0xE2, 0x82], 2), ([0xF0, 0x9F, 0x8E], 3),   // cut short by what follows
+            ([0x80], 0), ([0xBF, 0x80], 0), ([0xC0, 0x80], 0), ([0xC1, 0xBF], 0), ([0xF5, 0x80], 0), ([0xFF], 0),
+            ([0xE0, 0x80, 0x80], 1), ([0xED, 0xA0, 0x80], 1), ([0xF0, 0x80, 0x80, 0x80], 1),
+            ([0xF4, 0x90, 0x80, 0x80], 1), ([0xC3, 0xA9, 0xA9], 2),
+        ]
+        // ASCII (alone, or before another sequence), the string closed and another begun,
+        // or another sequence: none of them starts with a continuation byte, so a sequence
+        // cut short is refused where it stops.
+        let followers: [[UInt8]] = [[0x61], [0x61, 0xC3, 0xA9], [0x22, 0x2C, 0x22], [0xC3, 0xA9], [0xE2, 0x82, 0xAC]]
+        for pad in 0..<140 {
+            for c in cases {
+                for f in followers {
+                    // `["` + pad + sequence + follower + `"]`, or with the string closed right after.
+                    let prefix = [0x5B, 0x22] + [UInt8](repeating: 0x61, count: pad)
+                    let input = prefix + c.bytes + f + [0x22, 0x5D]
+                    let o = agree(input, "\(pad) + \(c.bytes) + \(f)")
+                    if let bad = c.badAt {
+                        if case .rejected(let kind, let at) = o {
+                            XCTAssertEqual(kind, .invalidUTF8, "\(pad) + \(c.bytes) + \(f)")
+                            XCTAssertEqual(at, prefix.count + bad, "\(pad) + \(c.bytes) + \(f)")
+                        } else {
+                            XCTFail("\(pad) + \(c.bytes) + \(f): accepted")
+                        }
+                    } else {
+                        XCTAssertTrue(o.isAccepted, "\(pad) + \(c.bytes) + \(f): \(o)")
+                    }
+                }
+                // The sequence as the input's last bytes: an open one is refused at the end.
+                let tail = [UInt8](repeating: 0x20, count: pad) + [0x22] + c.bytes
+                agree(tail, "\(pad) spaces + \(c.bytes) at the end")
+            }
+        }
+    }
+
     /// Random strings over the bytes stage 1 classifies, so quotes, backslashes, control
     /// bytes and UTF-8 fragments fall on every bit of the masks and across blocks.
     func testDenseSpecialBytes() {

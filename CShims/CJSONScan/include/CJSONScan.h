@@ -16,8 +16,9 @@ enum {
     CJSON_UNTERMINATED_STRING = 3,
 };
 
-/// Extra entries `positions` needs beyond one per input byte: whole groups of eight
-/// offsets are stored at a time, so up to 63 slots past the last one written are touched.
+/// Extra entries `positions` needs beyond one per input byte: eight offsets are stored at a
+/// time, so up to eight slots past the last one counted are touched (the constant keeps
+/// the margin it had when whole groups of eight were stored).
 enum { CJSON_POSITIONS_SLACK = 72 };
 
 typedef struct {
