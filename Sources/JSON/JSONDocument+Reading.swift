@@ -16,28 +16,53 @@ extension JSONDocument {
         // once (when eight bytes of text follow its start, as they do for every key but
         // one near the end of the document) and masked to its length.
         let count = query.count
-        var word: UInt64 = 0
-        for j in 0..<min(count, 8) { unsafe word |= UInt64(query[j]) << UInt64(8 * j) }
+        let word = unsafe JSONDocument.leadingWord(query)
         let mask: UInt64 = count >= 8 ? ~0 : (1 << UInt64(8 * count)) &- 1
         let lastWordStart = length - 8
         for _ in 0..<n.count {
             let k = node(c)
-            let v = c + 1
             if !k.flag {
                 let len = Int(k.end - k.start), start = Int(k.start)
                 if len == count {
                     if count <= 8 && start <= lastWordStart {
-                        if unsafe UnsafeRawPointer(text + start).loadUnaligned(as: UInt64.self) & mask == word { return v }
+                        if unsafe UnsafeRawPointer(text + start).loadUnaligned(as: UInt64.self) & mask == word { return c + 1 }
                     } else if unsafe len == 0 || memcmpEqual(text + start, query.baseAddress!, len) {
-                        return v
+                        return c + 1
                     }
                 }
             } else if unsafe Escapes.unescape(UnsafeRawBufferPointer(text(Int(k.start)..<Int(k.end)))).elementsEqual(query) {
-                return v
+                return c + 1
             }
-            c = Int(k.count)   // the next key: stage 2 links them
+            // The next key: right after a scalar value, else past the container's subtree.
+            // A branch on the value's kind, which the predictor learns for records of one
+            // shape, so the next step's loads need not wait for this one's. (The key's link
+            // to the next key, stage 2's, holds the same index, but as data: every step then
+            // waited for the load before it, which was most of a look-up's time.)
+            let v = node(c + 1)
+            if _slowPath(v.kind == .object || v.kind == .array) { c = Int(v.end) } else { c += 2 }
         }
         return nil
+    }
+
+    /// The first eight bytes of `query` (fewer when it is shorter) as a little-endian
+    /// word, the rest zero: at most two loads, never outside the buffer.
+    @inline(__always)
+    static func leadingWord(_ query: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        let n = query.count
+        guard n > 0 else { return 0 }
+        let p = unsafe UnsafeRawPointer(query.baseAddress!)
+        if n >= 8 { return unsafe p.loadUnaligned(as: UInt64.self) }
+        if n >= 4 {   // two four-byte loads that overlap in the middle
+            let low = unsafe UInt64(p.loadUnaligned(as: UInt32.self))
+            let high = unsafe UInt64(p.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))
+            return low | high << UInt64(8 * (n - 4))
+        }
+        if n >= 2 {
+            let low = unsafe UInt64(p.loadUnaligned(as: UInt16.self))
+            let high = unsafe UInt64(p.loadUnaligned(fromByteOffset: n - 2, as: UInt16.self))
+            return low | high << UInt64(8 * (n - 2))
+        }
+        return unsafe UInt64(p.load(as: UInt8.self))
     }
 
     /// Index of the value of member `key` of node `object` (see `member(of:_:)`).
@@ -93,9 +118,19 @@ extension JSONDocument {
         let end = Int(n.end)
         let negative = byte(p) == 0x2D
         if negative { p += 1 }
+        let digits = end - p
+        // Up to sixteen digits, with eight bytes of text to load from the first (every
+        // number but those in the document's last eight bytes): eight digits at a time, the
+        // last eight of a longer number loaded from inside it.
+        if digits <= 16 && p + 8 <= length {
+            if digits <= 8 { return unsafe (negative, JSONDocument.eightDigits(text + p, digits)) }
+            let high = unsafe JSONDocument.eightDigits(text + p, digits - 8)
+            let low = unsafe JSONDocument.eightDigits(text + end - 8, 8)
+            return (negative, high &* 100_000_000 &+ low)
+        }
         var v: UInt64 = 0
         // Up to 19 digits cannot overflow a UInt64: no checks.
-        if end - p <= 19 {
+        if digits <= 19 {
             while p < end {
                 v = v &* 10 &+ UInt64(byte(p) &- 0x30)
                 p += 1
@@ -110,6 +145,20 @@ extension JSONDocument {
             p += 1
         }
         return (negative, v)
+    }
+
+    /// The value of the `count` (1...8) ASCII digits at `p`, where eight bytes can be
+    /// loaded. The word is shifted so the digits fill its top bytes (the first, most
+    /// significant, lowest), which leaves zeros in front as leading zeros; then pairs of
+    /// digits, pairs of pairs and pairs of those are combined by three multiplies, each
+    /// scaling the more significant half (the lower lane) and adding the other.
+    @inline(__always)
+    static func eightDigits(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
+        var x = unsafe UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
+        x = (x & 0x0F0F_0F0F_0F0F_0F0F) << UInt64(8 * (8 - count))
+        x = (x &* (10 << 8 + 1)) >> 8 & 0x00FF_00FF_00FF_00FF        // two digits per 16 bits
+        x = (x &* (100 << 16 + 1)) >> 16 & 0x0000_FFFF_0000_FFFF     // four per 32 bits
+        return (x &* (10_000 << 32 + 1)) >> 32                       // all eight
     }
 
     /// The number as the nearest Double (correctly rounded). Overflow to infinity is an

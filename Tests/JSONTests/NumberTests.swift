@@ -59,6 +59,44 @@ final class NumberTests: XCTestCase {
         assertError(.numberOutOfRange, try self.value("-18446744073709551615")?.uint64())
     }
 
+    /// Integers of every length from 1 to 20 digits, signed and not, read from an array
+    /// (eight digits at a time, where eight bytes of text follow a number's start) and as
+    /// the document's last bytes (a digit at a time): each read equals the standard
+    /// library's conversion of the same text, or is out of range exactly when that fails.
+    func testIntegersOfEveryLengthMatchTheStandardLibrary() throws {
+        var gen = DocumentGenerator(seed: 0x1_2345_6789)
+        var texts: [String] = []
+        for digits in 1...20 {
+            texts.append(String(repeating: "9", count: digits))
+            texts.append("1" + String(repeating: "0", count: digits - 1))
+            for _ in 0..<40 {
+                let first = String(gen.int(1...9))
+                texts.append(first + (1..<digits).map { _ in String(gen.int(0...9)) }.joined())
+            }
+        }
+        texts.append("0")
+        for body in texts {
+            for text in [body, "-" + body] {
+                // In an array, followed by more numbers; and as the whole document.
+                for doc in ["[" + text + ",7,8]", text] {
+                    guard let v = value(doc), let n = doc.hasPrefix("[") ? v[0] : v else { continue }
+                    if let expected = Int64(text) {
+                        XCTAssertEqual(try n.int64(), expected, doc)
+                    } else {
+                        assertError(.numberOutOfRange, try n.int64(), pointer: n.pointer)
+                    }
+                    // "-0" is 0; any other negative number is out of a UInt64's range.
+                    let magnitude = UInt64(body)
+                    if let expected = text.hasPrefix("-") ? (magnitude == 0 ? 0 : nil) : magnitude {
+                        XCTAssertEqual(try n.uint64(), expected, doc)
+                    } else {
+                        assertError(.numberOutOfRange, try n.uint64(), pointer: n.pointer)
+                    }
+                }
+            }
+        }
+    }
+
     func testIntegersNeedIntegerSyntax() throws {
         assertError(.typeMismatch, try self.value("1.0")?.int64())
         assertError(.typeMismatch, try self.value("1.0")?.int())
