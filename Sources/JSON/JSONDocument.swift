@@ -34,8 +34,8 @@
         /// Containers: node index one past the subtree.
         var end: UInt32
         /// Containers: members or elements. Keys: the node index of the object's next key,
-        /// or of the object's end after its last key (member look-ups follow these links
-        /// instead of stepping over each value). Other values: 0.
+        /// or of the object's end after its last key (the duplicate-key check follows these
+        /// links to the earlier keys). Other values: 0.
         var count: UInt32
         var kind: Kind
         /// Strings: has escapes. Numbers: is an integer (no fraction, no exponent).

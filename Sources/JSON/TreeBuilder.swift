@@ -97,7 +97,7 @@
                 }
                 let k = unsafe try string(openQuote: p, closeQuote: Int(pos[i + 1]))
                 unsafe (nodes + written).initialize(to: k)
-                // Link the object's previous key to this one (member look-ups follow the links).
+                // Link the object's previous key to this one (the duplicate check follows the links).
                 if count > 0 { unsafe nodes[lastKey].count = UInt32(written) }
                 lastKey = written
                 // The common case here (see TreeBuilder+DuplicateKeys): a key without

@@ -194,9 +194,10 @@ final class DifferentialTests: XCTestCase {
     }
 
     /// Stage 2 links each key to the object's next key, and the last to the object's end;
-    /// member look-up follows the links. On generated documents, every object's links
-    /// reach exactly its members and then its end, and looking up each member by name
-    /// finds the value the member iterator (which steps over values) gives for it.
+    /// the duplicate-key check follows the links. On generated documents, every object's
+    /// links reach exactly its members and then its end, and looking up each member by
+    /// name (a walk that branches on each value's kind) finds the value the member
+    /// iterator (which steps over values with `next(after:)`) gives for it.
     func testKeyLinksReachEveryMember() throws {
         var gen = DocumentGenerator(seed: 0x11_4E_5A)
         var objects = 0
