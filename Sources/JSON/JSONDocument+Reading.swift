@@ -7,7 +7,9 @@
 extension JSONDocument {
     /// Index of the value of member `query` of node `object`; nil when absent or when the
     /// node is not an object. Keys without escapes are compared as bytes; escaped keys are
-    /// unescaped first.
+    /// unescaped first. Inlined into the String form below, which is what callers reach:
+    /// one call per look-up rather than two.
+    @inline(__always)
     func member(of object: Int, _ query: UnsafeBufferPointer<UInt8>) -> Int? {
         let n = node(object)
         guard n.kind == .object else { return nil }
@@ -91,6 +93,9 @@ extension JSONDocument {
         }
     }
 
+    // The integer readers are inlined into their callers in this module (the typed
+    // fields' `read`, JSONValue's methods), so a typed integer field costs one call here.
+    @inline(__always)
     func int64(at i: Int) throws(JSONError) -> Int64 {
         let (negative, magnitude) = try integerParts(at: i)
         if negative {
@@ -101,6 +106,7 @@ extension JSONDocument {
         return Int64(magnitude)
     }
 
+    @inline(__always)
     func uint64(at i: Int) throws(JSONError) -> UInt64 {
         let (negative, magnitude) = try integerParts(at: i)
         if negative && magnitude != 0 { throw outOfRange(at: i, "UInt64") }
@@ -108,6 +114,7 @@ extension JSONDocument {
     }
 
     /// Sign and magnitude of an integer node (no fraction, no exponent).
+    @inline(__always)
     private func integerParts(at i: Int) throws(JSONError) -> (Bool, UInt64) {
         let n = node(i)
         guard n.kind == .number else { throw mismatch(at: i, "integer") }

@@ -26,18 +26,19 @@
         case object, array, string, number, `true`, `false`, null
     }
 
+    @usableFromInline
     struct Node {
         /// Strings: first byte after the opening quote. Numbers/literals: first byte.
         /// Containers: offset of the opening bracket.
         var start: UInt32
         /// Strings: offset of the closing quote. Numbers: one past the last byte.
         /// Containers: node index one past the subtree.
-        var end: UInt32
+        @usableFromInline var end: UInt32
         /// Containers: members or elements. Keys: the node index of the object's next key,
         /// or of the object's end after its last key (the duplicate-key check follows these
         /// links to the earlier keys). Other values: 0.
         var count: UInt32
-        var kind: Kind
+        @usableFromInline var kind: Kind
         /// Strings: has escapes. Numbers: is an integer (no fraction, no exponent).
         var flag: Bool
     }
@@ -52,7 +53,7 @@
     let length: Int
     /// One node per value, `valueCount` of them, owned by the document (freed in deinit).
     /// Immutable once `init` returns, which is what makes the class `Sendable`.
-    let nodes: UnsafeMutablePointer<Node>
+    @usableFromInline let nodes: UnsafeMutablePointer<Node>
     /// Number of values (keys included) in the document.
     public let valueCount: Int
 
@@ -115,8 +116,9 @@
     @usableFromInline
     func isNull(at i: Int) -> Bool { unsafe nodes[i].kind == .null }
 
-    /// Node index one past `i`'s subtree.
-    @usableFromInline @inline(__always)
+    /// Node index one past `i`'s subtree. Inlinable: the element and member iterators
+    /// call it once per step.
+    @inlinable @inline(__always)
     func next(after i: Int) -> Int {
         let n = unsafe nodes[i]
         return n.kind == .object || n.kind == .array ? Int(n.end) : i + 1
