@@ -161,6 +161,28 @@ public struct JSONValue: Sendable {
     func outOfRange(_ type: String) -> JSONError { document.outOfRange(at: index, type) }
 }
 
+/// The first eight bytes of `b` (fewer when it is shorter) as a little-endian word, the
+/// rest zero: at most two loads, never outside the buffer. A member look-up's query word
+/// and a key's fingerprint (TreeBuilder+DuplicateKeys) both start from it.
+@inline(__always)
+func leadingWord(_ b: UnsafeRawBufferPointer) -> UInt64 {
+    let n = b.count
+    guard n > 0 else { return 0 }
+    let p = unsafe b.baseAddress!
+    if n >= 8 { return unsafe p.loadUnaligned(as: UInt64.self) }
+    if n >= 4 {   // two four-byte loads that overlap in the middle
+        let low = unsafe UInt64(p.loadUnaligned(as: UInt32.self))
+        let high = unsafe UInt64(p.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))
+        return low | high << UInt64(8 * (n - 4))
+    }
+    if n >= 2 {
+        let low = unsafe UInt64(p.loadUnaligned(as: UInt16.self))
+        let high = unsafe UInt64(p.loadUnaligned(fromByteOffset: n - 2, as: UInt16.self))
+        return low | high << UInt64(8 * (n - 2))
+    }
+    return unsafe UInt64(p.load(as: UInt8.self))
+}
+
 @inline(__always)
 func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
     var k = 0

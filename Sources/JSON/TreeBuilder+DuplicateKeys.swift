@@ -81,12 +81,8 @@ extension TreeBuilder {
     @inline(__always)
     static func fingerprint(_ b: UnsafeRawBufferPointer) -> UInt64 {
         let len = b.count
-        if len >= 8 {
-            return unsafe mix(len, b.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self))
-        }
-        var a: UInt64 = 0
-        for j in 0..<len { unsafe a |= UInt64(b[j]) << (8 * UInt64(j)) }
-        return mix(len, a, 0)
+        let last = unsafe len >= 8 ? b.loadUnaligned(fromByteOffset: len - 8, as: UInt64.self) : 0
+        return unsafe mix(len, leadingWord(b), last)
     }
 
     /// One multiply by an odd constant: its top bits depend on every bit of the mixed word.

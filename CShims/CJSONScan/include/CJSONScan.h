@@ -16,10 +16,10 @@ enum {
     CJSON_UNTERMINATED_STRING = 3,
 };
 
-/// Extra entries `positions` needs beyond one per input byte: eight offsets are stored at a
-/// time, so up to eight slots past the last one counted are touched (the constant keeps
-/// the margin it had when whole groups of eight were stored).
-enum { CJSON_POSITIONS_SLACK = 72 };
+/// Extra entries `positions` needs beyond one per input byte: each mask byte's offsets are
+/// stored as eight lanes from the next free slot, so up to seven slots past the last one
+/// counted are written, and the count is at most the input's length.
+enum { CJSON_POSITIONS_SLACK = 8 };
 
 typedef struct {
     /// CJSON_OK or the first error.
