@@ -37,9 +37,9 @@ extension JSONDocument {
             }
             // The next key: right after a scalar value, else past the container's subtree.
             // A branch on the value's kind, which the predictor learns for records of one
-            // shape, so the next step's loads need not wait for this one's. (The key's link
-            // to the next key, stage 2's, holds the same index, but as data: every step then
-            // waited for the load before it. ADR 0017 has the measurements.) This is
+            // shape, so the next step's loads need not wait for this one's. (A link to the
+            // next key stored in each key's node, as stage 2 once wrote, made every step
+            // wait for the load before it. ADR 0017 has the measurements.) This is
             // `next(after: c + 1)` written as a branch; giving `next(after:)` itself the
             // branch made the iterators' reads 1-2 % slower, so it keeps its select.
             let v = node(c + 1)

@@ -34,9 +34,7 @@
         /// Strings: offset of the closing quote. Numbers: one past the last byte.
         /// Containers: node index one past the subtree.
         @usableFromInline var end: UInt32
-        /// Containers: members or elements. Keys: the node index of the object's next key,
-        /// or of the object's end after its last key (the duplicate-key check follows these
-        /// links to the earlier keys). Other values: 0.
+        /// Containers: members or elements. Other values: 0.
         var count: UInt32
         @usableFromInline var kind: Kind
         /// Strings: has escapes. Numbers: is an integer (no fraction, no exponent).

@@ -50,9 +50,9 @@ struct StructuralIndex {
     @inline(__always)
     static func hasBackslash(_ words: UnsafePointer<UInt64>, _ lo: Int, _ hi: Int) -> Bool {
         guard lo < hi else { return false }
-        let first = lo >> 6, last = (hi - 1) >> 6
-        let low = ~UInt64(0) << UInt64(lo & 63)
-        let high = ~UInt64(0) >> UInt64(63 - ((hi - 1) & 63))
+        let first = lo &>> 6, last = (hi &- 1) &>> 6
+        let low = ~UInt64(0) &<< UInt64(truncatingIfNeeded: lo & 63)
+        let high = ~UInt64(0) &>> UInt64(truncatingIfNeeded: 63 &- ((hi &- 1) & 63))
         if first == last { return unsafe words[first] & low & high != 0 }
         if unsafe words[first] & low != 0 || words[last] & high != 0 { return true }
         var w = first + 1

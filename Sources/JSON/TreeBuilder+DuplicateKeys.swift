@@ -2,8 +2,9 @@
 // is equal after unescaping. An object of up to 32 keys keeps a 64-bit filter of its keys'
 // fingerprints (length and up to 16 bytes; two bits each): a key not in the filter is new
 // without a comparison (`build` settles that case inline). A key in the filter is compared
-// with the object's earlier keys, found by following each key's link to the next (stage 2
-// writes it in the key's node). An object past 32 keys switches to a hash set of unescaped
+// with the object's earlier keys, found by walking the object's nodes: each earlier
+// member's value is complete, so a container value's node says where its subtree ends.
+// An object past 32 keys switches to a hash set of unescaped
 // keys, so a large object never costs a quadratic scan.
 
 extension TreeBuilder {
@@ -34,14 +35,15 @@ extension TreeBuilder {
         guard unsafe keySets[frame.pointee.keySet].insert(keyBytes(k)).inserted else { throw duplicate(k) }
     }
 
-    /// Calls `body` with the innermost object's first `members` keys, in order, following
-    /// each key's link to the next.
+    /// Calls `body` with the innermost object's first `members` keys, in order: after a
+    /// key, the next one is two nodes on when the value is a scalar, else where the
+    /// value's subtree ends.
     private func forEachEarlierKey<E: Error>(_ members: UInt32, _ body: (Node) throws(E) -> Void) throws(E) {
         var j = unsafe top.pointee.node + 1
         for _ in 0..<members {
-            let earlier = unsafe nodes[j]
-            try body(earlier)
-            j = Int(earlier.count)
+            try body(unsafe nodes[j])
+            let value = unsafe nodes[j + 1]
+            j = value.kind == .object || value.kind == .array ? Int(value.end) : j + 2
         }
     }
 
@@ -52,7 +54,7 @@ extension TreeBuilder {
     /// Two bits of the 64-bit filter, picked by the top twelve bits of a fingerprint.
     @inline(always)
     static func filterBits(_ print: UInt64) -> UInt64 {
-        1 << (print >> 58) | 1 << ((print >> 52) & 63)
+        1 &<< (print &>> 58) | 1 &<< ((print &>> 52) & 63)
     }
 
     /// Length plus the first and last eight bytes (escaped keys: of the unescaped form, so
@@ -65,13 +67,13 @@ extension TreeBuilder {
     /// `fingerprint` of a key without escapes: its bytes as they are in the input.
     @inline(always)
     static func plainFingerprint(_ k: Node, _ input: UnsafeRawBufferPointer) -> UInt64 {
-        let start = Int(k.start), len = Int(k.end - k.start)
-        if start + 8 <= input.count {
+        let start = Int(k.start), len = Int(k.end &- k.start)
+        if start &+ 8 <= input.count {
             // One or two loads (in bounds: the input goes on for eight bytes), the first
             // masked to the key's bytes when it is shorter than eight.
             let a = unsafe input.loadUnaligned(fromByteOffset: start, as: UInt64.self)
-            if len < 8 { return mix(len, a & ((1 << (8 * UInt64(len))) &- 1), 0) }
-            return unsafe mix(len, a, input.loadUnaligned(fromByteOffset: start + len - 8, as: UInt64.self))
+            if len < 8 { return mix(len, a & ((1 &<< (8 &* UInt64(truncatingIfNeeded: len))) &- 1), 0) }
+            return unsafe mix(len, a, input.loadUnaligned(fromByteOffset: start &+ len &- 8, as: UInt64.self))
         }
         return unsafe fingerprint(UnsafeRawBufferPointer(rebasing: input[start..<(start + len)]))
     }

@@ -3,6 +3,10 @@
 // leading zeros, digits after a point or an exponent) and string escapes (including
 // UTF-16 surrogate pairing). Nothing is converted here.
 
+// Offsets here are below the input's length, which stage 1 keeps under 4 GiB: the adds
+// wrap and the conversions to the nodes' 32-bit fields truncate, without the overflow
+// checks (a branch each, several per value).
+
 extension TreeBuilder {
     /// Bytes that may follow a number or a literal: whitespace, the operators and '"' (a
     /// bit per byte value, below 64 and from 64 to 127), and the end of the input.
@@ -23,10 +27,10 @@ extension TreeBuilder {
         let word: StaticString = c == 0x74 ? "true" : c == 0x66 ? "false" : "null"
         let kind: JSONDocument.Kind = c == 0x74 ? .true : c == 0x66 ? .false : .null
         let len = word.utf8CodeUnitCount
-        guard unsafe p + len <= input.count, isDelimiter(p + len) else { throw JSONError(.invalidLiteral, at: p) }
+        guard unsafe p &+ len <= input.count, isDelimiter(p &+ len) else { throw JSONError(.invalidLiteral, at: p) }
         let w = unsafe word.utf8Start
-        for k in 1..<len where unsafe input[p + k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
-        return Node(start: UInt32(p), end: UInt32(p + len), count: 0, kind: kind, flag: false)
+        for k in 1..<len where unsafe input[p &+ k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
+        return Node(start: UInt32(truncatingIfNeeded: p), end: UInt32(truncatingIfNeeded: p &+ len), count: 0, kind: kind, flag: false)
     }
 
     /// How many ASCII digits start at `q`. Eight bytes are classified at a time when eight
@@ -37,15 +41,15 @@ extension TreeBuilder {
     func digitRun(_ q: Int) -> Int {
         let end = unsafe input.count
         var at = q
-        while at + 8 <= end {
+        while at &+ 8 <= end {
             let x = unsafe input.loadUnaligned(fromByteOffset: at, as: UInt64.self)
             let highNibble: UInt64 = 0xF0F0_F0F0_F0F0_F0F0, threes: UInt64 = 0x3030_3030_3030_3030
             let notDigit = ((x ^ threes) | ((x &+ 0x0606_0606_0606_0606) ^ threes)) & highNibble
-            if notDigit != 0 { return at + notDigit.trailingZeroBitCount / 8 - q }
-            at += 8
+            if notDigit != 0 { return at &+ notDigit.trailingZeroBitCount &>> 3 &- q }
+            at &+= 8
         }
-        while unsafe at < end && input[at] &- 0x30 < 10 { at += 1 }
-        return at - q
+        while unsafe at < end && input[at] &- 0x30 < 10 { at &+= 1 }
+        return at &- q
     }
 
     /// A number at `p`. The common cases inline: an integer (optional '-', no leading zero),
@@ -53,18 +57,18 @@ extension TreeBuilder {
     /// not a number at all) takes `numberFully`.
     @inline(always)
     mutating func number(_ p: Int) throws(JSONError) -> Node {
-        let q = unsafe input[p] == 0x2D ? p + 1 : p
+        let q = unsafe input[p] == 0x2D ? p &+ 1 : p
         let whole = digitRun(q)
         if unsafe whole > 0 && (whole == 1 || input[q] != 0x30) {
-            let e = q + whole
+            let e = q &+ whole
             if isDelimiter(e) {
-                return Node(start: UInt32(p), end: UInt32(e), count: 0, kind: .number, flag: true)
+                return Node(start: UInt32(truncatingIfNeeded: p), end: UInt32(truncatingIfNeeded: e), count: 0, kind: .number, flag: true)
             }
             // Not a delimiter, so not the end of the input either.
             if unsafe input[e] == 0x2E {
-                let fraction = digitRun(e + 1)
-                if fraction > 0 && isDelimiter(e + 1 + fraction) {
-                    return Node(start: UInt32(p), end: UInt32(e + 1 + fraction), count: 0, kind: .number, flag: false)
+                let fraction = digitRun(e &+ 1)
+                if fraction > 0 && isDelimiter(e &+ 1 &+ fraction) {
+                    return Node(start: UInt32(truncatingIfNeeded: p), end: UInt32(truncatingIfNeeded: e &+ 1 &+ fraction), count: 0, kind: .number, flag: false)
                 }
             }
         }
@@ -105,10 +109,10 @@ extension TreeBuilder {
 
     @inline(always)
     mutating func string(openQuote: Int, closeQuote: Int) throws(JSONError) -> Node {
-        let start = openQuote + 1
+        let start = openQuote &+ 1
         let escaped = unsafe StructuralIndex.hasBackslash(backslashWords, start, closeQuote)
         if escaped { try validateEscapes(start, closeQuote) }
-        return Node(start: UInt32(start), end: UInt32(closeQuote), count: 0, kind: .string, flag: escaped)
+        return Node(start: UInt32(truncatingIfNeeded: start), end: UInt32(truncatingIfNeeded: closeQuote), count: 0, kind: .string, flag: escaped)
     }
 
     @inline(never)

@@ -18,9 +18,6 @@
         /// container's in locals.
         var count: UInt32 = 0
         var seen: UInt64 = 0
-        /// An object's latest key so far (its node index), whose link to the next key is
-        /// written when that key comes, or when the object closes.
-        var lastKey = 0
         /// Index into `keySets` once the object has many keys, else -1.
         var keySet: Int = -1
     }
@@ -71,7 +68,7 @@
     /// The grammar as two nested loops instead of a state variable: the outer loop is at a
     /// value (after its key and ':' in an object), the inner one after a value (at ',' or a
     /// closer). Each structural then costs one dispatch, on its byte. The node cursor and
-    /// the innermost container's member count, kind, key filter and latest key stay in
+    /// the innermost container's member count, kind and key filter stay in
     /// locals; its frame holds them only while a nested container is open.
     private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
         // Stage 1 refuses an empty input, so there is a base address.
@@ -80,12 +77,10 @@
         var i = 0
         var written = 0
         // Members or elements so far of the innermost open container, whether it is an
-        // object, its key filter and its latest key (saved in its frame while a nested
-        // container is open).
+        // object, and its key filter (saved in its frame while a nested container is open).
         var count: UInt32 = 0
         var inObject = false
         var seen: UInt64 = 0
-        var lastKey = 0
         // The cursors below move with wrapping adds: `i` and `written` stay below the count
         // of structurals and `depth` below the depth limit, so no add can overflow, and the
         // overflow checks were branches on every structural (measured: 2-3 % of a parse).
@@ -98,11 +93,8 @@
                 guard unsafe text[p] == 0x22 else {
                     throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(text[p], expected: "a string key"))
                 }
-                let k = unsafe try string(openQuote: p, closeQuote: Int(pos[i + 1]))
+                let k = unsafe try string(openQuote: p, closeQuote: Int(pos[i &+ 1]))
                 unsafe (nodes + written).initialize(to: k)
-                // Link the object's previous key to this one (the duplicate check follows the links).
-                if count > 0 { unsafe nodes[lastKey].count = UInt32(written) }
-                lastKey = written
                 // The common case here (see TreeBuilder+DuplicateKeys): a key without
                 // escapes, in a small object, whose two filter bits are not both set yet.
                 var settled = false
@@ -136,25 +128,24 @@
                 if depth > 0 {
                     unsafe top.pointee.count = count
                     unsafe top.pointee.seen = seen
-                    unsafe top.pointee.lastKey = lastKey
                 }
                 count = 0
                 seen = 0
                 inObject = isObject
                 unsafe (frames + depth).initialize(to: Frame(node: written, isObject: isObject))
                 depth &+= 1
-                unsafe (nodes + written).initialize(to: Node(start: UInt32(p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
+                unsafe (nodes + written).initialize(to: Node(start: UInt32(truncatingIfNeeded: p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
                 written &+= 1
                 i &+= 1
                 guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
                 if unsafe text[Int(pos[i])] == (isObject ? 0x7D : 0x5D) {
-                    close(&count, &inObject, &seen, &lastKey, written)
+                    close(&count, &inObject, &seen, written)
                     i &+= 1
                 } else {
                     continue value
                 }
             case 0x22:
-                unsafe (nodes + written).initialize(to: try string(openQuote: p, closeQuote: Int(pos[i + 1])))
+                unsafe (nodes + written).initialize(to: try string(openQuote: p, closeQuote: Int(pos[i &+ 1])))
                 written &+= 1
                 i &+= 2
             case 0x2D, 0x30...0x39:
@@ -181,7 +172,7 @@
                     i &+= 1
                     continue value
                 } else if d == (inObject ? 0x7D : 0x5D) {
-                    close(&count, &inObject, &seen, &lastKey, written)
+                    close(&count, &inObject, &seen, written)
                     i &+= 1
                 } else {
                     throw JSONError(.unexpectedCharacter, at: q, detail: describe(d, expected: inObject ? "',' or '}'" : "',' or ']'"))
@@ -191,23 +182,18 @@
     }
 
     /// Closes the innermost container, whose member count is `count`, at node `written`;
-    /// leaves the count, kind, key filter and latest key of the container it was in (from
-    /// its frame).
+    /// leaves the count, kind and key filter of the container it was in (from its frame).
     @inline(always)
-    private mutating func close(_ count: inout UInt32, _ inObject: inout Bool, _ seen: inout UInt64, _ lastKey: inout Int,
-                                _ written: Int) {
+    private mutating func close(_ count: inout UInt32, _ inObject: inout Bool, _ seen: inout UInt64, _ written: Int) {
         depth &-= 1
         let f = unsafe frames[depth]
-        unsafe nodes[f.node].end = UInt32(written)
+        unsafe nodes[f.node].end = UInt32(truncatingIfNeeded: written)
         unsafe nodes[f.node].count = count
-        // The last key's link is the object's end.
-        if inObject && count > 0 { unsafe nodes[lastKey].count = UInt32(written) }
         if depth > 0 {
-            let outer = unsafe frames[depth - 1]
+            let outer = unsafe frames[depth &- 1]
             count = outer.count
             inObject = outer.isObject
             seen = outer.seen
-            lastKey = outer.lastKey
         }
         if f.keySet >= 0 { keySets.removeLast() }
     }
