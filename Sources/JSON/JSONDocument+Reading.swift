@@ -13,21 +13,23 @@ extension JSONDocument {
     func member(of object: Int, _ query: UnsafeBufferPointer<UInt8>) -> Int? {
         let n = node(object)
         guard n.kind == .object else { return nil }
-        var c = object + 1
+        // Node indices here are below the node count, and offsets below the text's length
+        // (under 4 GiB), so the adds wrap: no overflow check (a branch each) per key.
+        var c = object &+ 1
         // A query of up to eight bytes is compared as one word: the key's bytes loaded at
         // once (when eight bytes of text follow its start, as they do for every key but
         // one near the end of the document) and masked to its length.
         let count = query.count
         let word = unsafe leadingWord(UnsafeRawBufferPointer(query))
-        let mask: UInt64 = count >= 8 ? ~0 : (1 << UInt64(8 * count)) &- 1
-        let lastWordStart = length - 8
+        let mask: UInt64 = count >= 8 ? ~0 : (1 &<< UInt64(truncatingIfNeeded: 8 &* count)) &- 1
+        let lastWordStart = length &- 8
         for _ in 0..<n.count {
             let k = node(c)
             if !k.flag {
-                let len = Int(k.end - k.start), start = Int(k.start)
+                let len = Int(k.end &- k.start), start = Int(k.start)
                 if len == count {
                     if count <= 8 && start <= lastWordStart {
-                        if unsafe UnsafeRawPointer(text + start).loadUnaligned(as: UInt64.self) & mask == word { return c + 1 }
+                        if unsafe UnsafeRawPointer(text + start).loadUnaligned(as: UInt64.self) & mask == word { return c &+ 1 }
                     } else if unsafe len == 0 || memcmpEqual(text + start, query.baseAddress!, len) {
                         return c + 1
                     }
@@ -42,8 +44,8 @@ extension JSONDocument {
             // wait for the load before it. ADR 0017 has the measurements.) This is
             // `next(after: c + 1)` written as a branch; giving `next(after:)` itself the
             // branch made the iterators' reads 1-2 % slower, so it keeps its select.
-            let v = node(c + 1)
-            if _slowPath(v.kind == .object || v.kind == .array) { c = Int(v.end) } else { c += 2 }
+            let v = node(c &+ 1)
+            if _slowPath(v.kind == .object || v.kind == .array) { c = Int(v.end) } else { c &+= 2 }
         }
         return nil
     }
@@ -105,15 +107,16 @@ extension JSONDocument {
         var p = Int(n.start)
         let end = Int(n.end)
         let negative = byte(p) == 0x2D
-        if negative { p += 1 }
-        let digits = end - p
+        // Offsets below the text's length (under 4 GiB): the adds wrap, unchecked.
+        if negative { p &+= 1 }
+        let digits = end &- p
         // Up to sixteen digits, with eight bytes of text to load from the first (every
         // number but those in the document's last eight bytes): eight digits at a time, the
         // last eight of a longer number loaded from inside it.
-        if digits <= 16 && p + 8 <= length {
+        if digits <= 16 && p &+ 8 <= length {
             if digits <= 8 { return unsafe (negative, JSONDocument.eightDigits(text + p, digits)) }
-            let high = unsafe JSONDocument.eightDigits(text + p, digits - 8)
-            let low = unsafe JSONDocument.eightDigits(text + end - 8, 8)
+            let high = unsafe JSONDocument.eightDigits(text + p, digits &- 8)
+            let low = unsafe JSONDocument.eightDigits(text + (end &- 8), 8)
             return (negative, high &* 100_000_000 &+ low)
         }
         var v: UInt64 = 0
@@ -143,10 +146,10 @@ extension JSONDocument {
     @inline(__always)
     static func eightDigits(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
         var x = unsafe UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
-        x = (x & 0x0F0F_0F0F_0F0F_0F0F) << UInt64(8 * (8 - count))
-        x = (x &* (10 << 8 + 1)) >> 8 & 0x00FF_00FF_00FF_00FF        // two digits per 16 bits
-        x = (x &* (100 << 16 + 1)) >> 16 & 0x0000_FFFF_0000_FFFF     // four per 32 bits
-        return (x &* (10_000 << 32 + 1)) >> 32                       // all eight
+        x = (x & 0x0F0F_0F0F_0F0F_0F0F) &<< UInt64(truncatingIfNeeded: 8 &* (8 &- count))
+        x = (x &* (10 << 8 + 1)) &>> 8 & 0x00FF_00FF_00FF_00FF        // two digits per 16 bits
+        x = (x &* (100 << 16 + 1)) &>> 16 & 0x0000_FFFF_0000_FFFF     // four per 32 bits
+        return (x &* (10_000 << 32 + 1)) &>> 32                       // all eight
     }
 
     /// The number as the nearest Double (correctly rounded). Overflow to infinity is an
@@ -156,7 +159,7 @@ extension JSONDocument {
     func double(at i: Int) throws(JSONError) -> Double {
         let n = node(i)
         guard n.kind == .number else { throw mismatch(at: i, "number") }
-        let d = unsafe NumberParser.double(text(Int(n.start)..<Int(n.end)))
+        let d = unsafe NumberParser.double(UnsafeBufferPointer(start: text + Int(n.start), count: Int(n.end &- n.start)))
         guard d.isFinite else { throw outOfRange(at: i, "Double") }
         return d
     }

@@ -212,18 +212,21 @@ enum NumberParser {
         let end = text.count
         let negative = unsafe text[0] == 0x2D
         if negative { p = 1 }
+        // Wrapping arithmetic: `p` and the digit counts are below the text's length, and
+        // the mantissa takes a digit only while it has fewer than 19 (below 10^18, so
+        // times ten plus a digit stays below 2^64).
         var mantissa: UInt64 = 0
         var digits = 0
         var exponent = 0
         while p < end, unsafe text[p] &- 0x30 < 10 {
-            if digits < 19 { mantissa = unsafe mantissa * 10 + UInt64(text[p] &- 0x30); if mantissa != 0 { digits += 1 } } else { exponent += 1; digits += 1 }
-            p += 1
+            if digits < 19 { mantissa = unsafe mantissa &* 10 &+ UInt64(text[p] &- 0x30); if mantissa != 0 { digits &+= 1 } } else { exponent &+= 1; digits &+= 1 }
+            p &+= 1
         }
         if unsafe p < end && text[p] == 0x2E {
-            p += 1
+            p &+= 1
             while p < end, unsafe text[p] &- 0x30 < 10 {
-                if digits < 19 { mantissa = unsafe mantissa * 10 + UInt64(text[p] &- 0x30); exponent -= 1; if mantissa != 0 { digits += 1 } } else { digits += 1 }
-                p += 1
+                if digits < 19 { mantissa = unsafe mantissa &* 10 &+ UInt64(text[p] &- 0x30); exponent &-= 1; if mantissa != 0 { digits &+= 1 } } else { digits &+= 1 }
+                p &+= 1
             }
         }
         var exact = digits <= 19
