@@ -136,7 +136,9 @@ public struct JSONValue: Sendable {
         let n = node
         guard n.kind == .string else { throw mismatch("string") }
         let range = Int(n.start)..<Int(n.end)
-        if !n.flag { return try withExtendedLifetime(document) { unsafe try body(document.text(range)) } }
+        // The text lives as long as the document, which this value (borrowed for the call)
+        // holds: no retain around the body is needed.
+        if !n.flag { return unsafe try body(document.text(range)) }
         let bytes = unsafe Escapes.unescape(UnsafeRawBufferPointer(document.text(range)))
         return unsafe try bytes.withUnsafeBufferPointer(body)
     }
