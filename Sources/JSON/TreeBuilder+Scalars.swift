@@ -6,8 +6,32 @@
 // Offsets here are below the input's length, which stage 1 keeps under 4 GiB: the adds
 // wrap and the conversions to the nodes' 32-bit fields truncate, without the overflow
 // checks (a branch each, several per value).
+//
+// The checks are methods of `Text`, the input as a plain pointer and length that `build`
+// holds in a local: read through the builder instead, the input's address and length were
+// loaded again after every node written (a store through a pointer may alias the builder)
+// and its optional base address tested for nil.
 
 extension TreeBuilder {
+    /// The input, never empty: its first byte's address and its length.
+    @safe struct Text {
+        let base: UnsafePointer<UInt8>
+        let count: Int
+
+        @inline(__always)
+        subscript(_ i: Int) -> UInt8 { unsafe base[i] }
+
+        @inline(__always)
+        func loadWord(_ at: Int) -> UInt64 { unsafe UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self) }
+
+        /// The same bytes as a buffer (for the escape helpers shared with the readers).
+        var buffer: UnsafeRawBufferPointer { unsafe UnsafeRawBufferPointer(start: base, count: count) }
+    }
+}
+
+extension TreeBuilder.Text {
+    typealias Node = JSONDocument.Node
+
     /// Bytes that may follow a number or a literal: whitespace, the operators and '"' (a
     /// bit per byte value, below 64 and from 64 to 127), and the end of the input.
     private static let delimitersLow: UInt64 = 1 << 0x20 | 1 << 0x09 | 1 << 0x0A | 1 << 0x0D | 1 << 0x2C | 1 << 0x3A | 1 << 0x22
@@ -15,21 +39,21 @@ extension TreeBuilder {
 
     @inline(always)
     private func isDelimiter(_ p: Int) -> Bool {
-        guard unsafe p < input.count else { return true }
-        let c = unsafe input[p]
-        let word = c & 0x40 == 0 ? TreeBuilder.delimitersLow : TreeBuilder.delimitersHigh
+        guard p < count else { return true }
+        let c = self[p]
+        let word = c & 0x40 == 0 ? Self.delimitersLow : Self.delimitersHigh
         return c < 0x80 && (word >> UInt64(c & 63)) & 1 != 0
     }
 
     /// `true`, `false` or `null` at `p`, whose first byte is `c`.
     @inline(always)
-    mutating func literal(_ p: Int, _ c: UInt8) throws(JSONError) -> Node {
+    func literal(_ p: Int, _ c: UInt8) throws(JSONError) -> Node {
         let word: StaticString = c == 0x74 ? "true" : c == 0x66 ? "false" : "null"
         let kind: JSONDocument.Kind = c == 0x74 ? .true : c == 0x66 ? .false : .null
         let len = word.utf8CodeUnitCount
-        guard unsafe p &+ len <= input.count, isDelimiter(p &+ len) else { throw JSONError(.invalidLiteral, at: p) }
+        guard p &+ len <= count, isDelimiter(p &+ len) else { throw JSONError(.invalidLiteral, at: p) }
         let w = unsafe word.utf8Start
-        for k in 1..<len where unsafe input[p &+ k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
+        for k in 1..<len where unsafe self[p &+ k] != w[k] { throw JSONError(.invalidLiteral, at: p) }
         return Node(start: UInt32(truncatingIfNeeded: p), end: UInt32(truncatingIfNeeded: p &+ len), count: 0, kind: kind, flag: false)
     }
 
@@ -39,16 +63,16 @@ extension TreeBuilder {
     /// from 0xFA) only disturbs the bytes after it, and the count stops at that byte anyway.
     @inline(always)
     func digitRun(_ q: Int) -> Int {
-        let end = unsafe input.count
+        let end = count
         var at = q
         while at &+ 8 <= end {
-            let x = unsafe input.loadUnaligned(fromByteOffset: at, as: UInt64.self)
+            let x = loadWord(at)
             let highNibble: UInt64 = 0xF0F0_F0F0_F0F0_F0F0, threes: UInt64 = 0x3030_3030_3030_3030
             let notDigit = ((x ^ threes) | ((x &+ 0x0606_0606_0606_0606) ^ threes)) & highNibble
             if notDigit != 0 { return at &+ notDigit.trailingZeroBitCount &>> 3 &- q }
             at &+= 8
         }
-        while unsafe at < end && input[at] &- 0x30 < 10 { at &+= 1 }
+        while at < end && self[at] &- 0x30 < 10 { at &+= 1 }
         return at &- q
     }
 
@@ -56,16 +80,16 @@ extension TreeBuilder {
     /// with or without a fraction, followed by a delimiter; anything else (an exponent, or
     /// not a number at all) takes `numberFully`.
     @inline(always)
-    mutating func number(_ p: Int) throws(JSONError) -> Node {
-        let q = unsafe input[p] == 0x2D ? p &+ 1 : p
+    func number(_ p: Int) throws(JSONError) -> Node {
+        let q = self[p] == 0x2D ? p &+ 1 : p
         let whole = digitRun(q)
-        if unsafe whole > 0 && (whole == 1 || input[q] != 0x30) {
+        if whole > 0 && (whole == 1 || self[q] != 0x30) {
             let e = q &+ whole
             if isDelimiter(e) {
                 return Node(start: UInt32(truncatingIfNeeded: p), end: UInt32(truncatingIfNeeded: e), count: 0, kind: .number, flag: true)
             }
             // Not a delimiter, so not the end of the input either.
-            if unsafe input[e] == 0x2E {
+            if self[e] == 0x2E {
                 let fraction = digitRun(e &+ 1)
                 if fraction > 0 && isDelimiter(e &+ 1 &+ fraction) {
                     return Node(start: UInt32(truncatingIfNeeded: p), end: UInt32(truncatingIfNeeded: e &+ 1 &+ fraction), count: 0, kind: .number, flag: false)
@@ -77,25 +101,25 @@ extension TreeBuilder {
 
     @inline(never)
     private func numberFully(_ p: Int) throws(JSONError) -> Node {
-        let end = unsafe input.count
+        let end = count
         var q = p
-        if unsafe input[q] == 0x2D { q += 1 }
+        if self[q] == 0x2D { q += 1 }
         guard q < end else { throw JSONError(.invalidNumber, at: p, detail: "a minus sign needs digits") }
         let whole = digitRun(q)
         if whole == 0 { throw JSONError(.invalidNumber, at: p, detail: "expected a digit") }
-        if unsafe whole > 1 && input[q] == 0x30 { throw JSONError(.invalidNumber, at: p, detail: "leading zeros are not allowed") }
+        if whole > 1 && self[q] == 0x30 { throw JSONError(.invalidNumber, at: p, detail: "leading zeros are not allowed") }
         q += whole
         var integer = true
-        if unsafe q < end && input[q] == 0x2E {
+        if q < end && self[q] == 0x2E {
             q += 1
             let fraction = digitRun(q)
             guard fraction > 0 else { throw JSONError(.invalidNumber, at: p, detail: "a decimal point needs digits after it") }
             q += fraction
             integer = false
         }
-        if unsafe q < end && (input[q] | 0x20) == 0x65 {
+        if q < end && (self[q] | 0x20) == 0x65 {
             q += 1
-            if unsafe q < end && (input[q] == 0x2B || input[q] == 0x2D) { q += 1 }
+            if q < end && (self[q] == 0x2B || self[q] == 0x2D) { q += 1 }
             let exponent = digitRun(q)
             guard exponent > 0 else { throw JSONError(.invalidNumber, at: p, detail: "an exponent needs digits") }
             q += exponent
@@ -107,8 +131,10 @@ extension TreeBuilder {
         return Node(start: UInt32(p), end: UInt32(q), count: 0, kind: .number, flag: integer)
     }
 
+    /// A string between the quotes at `openQuote` and `closeQuote`, with `backslashWords`
+    /// stage 1's bitmap of backslashes.
     @inline(always)
-    mutating func string(openQuote: Int, closeQuote: Int) throws(JSONError) -> Node {
+    func string(openQuote: Int, closeQuote: Int, backslashWords: UnsafePointer<UInt64>) throws(JSONError) -> Node {
         let start = openQuote &+ 1
         let escaped = unsafe StructuralIndex.hasBackslash(backslashWords, start, closeQuote)
         if escaped { try validateEscapes(start, closeQuote) }
@@ -117,6 +143,7 @@ extension TreeBuilder {
 
     @inline(never)
     private func validateEscapes(_ start: Int, _ end: Int) throws(JSONError) {
+        let input = unsafe buffer
         var q = start
         while q < end {
             guard unsafe input[q] == 0x5C else { q += 1; continue }

@@ -74,6 +74,8 @@
         // Stage 1 refuses an empty input, so there is a base address.
         let text = unsafe input.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let length = unsafe input.count
+        let scalars = unsafe Text(base: text, count: length)
+        let words = unsafe backslashWords
         var i = 0
         var written = 0
         // Members or elements so far of the innermost open container, whether it is an
@@ -93,7 +95,7 @@
                 guard unsafe text[p] == 0x22 else {
                     throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(text[p], expected: "a string key"))
                 }
-                let k = unsafe try string(openQuote: p, closeQuote: Int(pos[i &+ 1]))
+                let k = unsafe try scalars.string(openQuote: p, closeQuote: Int(pos[i &+ 1]), backslashWords: words)
                 unsafe (nodes + written).initialize(to: k)
                 // The common case here (see TreeBuilder+DuplicateKeys): a key without
                 // escapes, in a small object, whose two filter bits are not both set yet.
@@ -145,15 +147,15 @@
                     continue value
                 }
             case 0x22:
-                unsafe (nodes + written).initialize(to: try string(openQuote: p, closeQuote: Int(pos[i &+ 1])))
+                unsafe (nodes + written).initialize(to: try scalars.string(openQuote: p, closeQuote: Int(pos[i &+ 1]), backslashWords: words))
                 written &+= 1
                 i &+= 2
             case 0x2D, 0x30...0x39:
-                unsafe (nodes + written).initialize(to: try number(p))
+                unsafe (nodes + written).initialize(to: try scalars.number(p))
                 written &+= 1
                 i &+= 1
             case 0x74, 0x66, 0x6E:   // t f n
-                unsafe (nodes + written).initialize(to: try literal(p, c))
+                unsafe (nodes + written).initialize(to: try scalars.literal(p, c))
                 written &+= 1
                 i &+= 1
             default:
