@@ -41,15 +41,24 @@ struct BlockMasks: Equatable {
 /// stage 2 uses to learn, without rescanning, whether a string holds escapes.
 struct StructuralIndex {
     var positions: [UInt32] = []
-    /// Bit i of word i/64: byte i is an (unescaped or escaped) backslash.
+    /// Bit i of word i/64: byte i is an (unescaped or escaped) backslash. One word more
+    /// than the input has blocks, always zero, so that eight bytes can be loaded from the
+    /// byte holding any input byte's bit.
     var backslashWords: [UInt64] = []
 
-    /// True when some byte in `lo..<hi` is a backslash, with `words` the storage of
-    /// `backslashWords`: the first and last words masked to the range, the words between
-    /// whole (a string is nearly always within one or two words).
+    /// True when some byte in `lo..<hi` (offsets within the input, `lo <= hi`) is a
+    /// backslash, with `words` the storage of `backslashWords`. A range of up to 56 bytes
+    /// (nearly every string) takes one load: the eight bitmap bytes from the one holding
+    /// bit `lo`, shifted to start there, hold at least 57 of its bits. A longer range masks
+    /// the first and last words to the range and tests the words between whole.
     @inline(__always)
     static func hasBackslash(_ words: UnsafePointer<UInt64>, _ lo: Int, _ hi: Int) -> Bool {
-        guard lo < hi else { return false }
+        let count = hi &- lo
+        if count <= 56 {
+            let window = unsafe UnsafeRawPointer(words).loadUnaligned(fromByteOffset: lo &>> 3, as: UInt64.self)
+                &>> UInt64(truncatingIfNeeded: lo & 7)
+            return window & ((1 &<< UInt64(truncatingIfNeeded: count)) &- 1) != 0
+        }
         let first = lo &>> 6, last = (hi &- 1) &>> 6
         let low = ~UInt64(0) &<< UInt64(truncatingIfNeeded: lo & 63)
         let high = ~UInt64(0) &>> UInt64(truncatingIfNeeded: 63 &- ((hi &- 1) & 63))
@@ -74,7 +83,7 @@ enum Stage1 {
         }
         var out = StructuralIndex()
         let blocks = (input.count + 63) / 64
-        out.backslashWords = [UInt64](repeating: 0, count: blocks)
+        out.backslashWords = [UInt64](repeating: 0, count: blocks + 1)   // + 1: see backslashWords
         var failure: JSONError?
         // Every byte can be structural at most once: write offsets through a pointer into
         // storage of that bound, with no per-append checks.
@@ -97,7 +106,7 @@ enum Stage1 {
     private static func native(_ input: UnsafeRawBufferPointer) throws(JSONError) -> StructuralIndex {
         var out = StructuralIndex()
         let blocks = (input.count + 63) / 64
-        out.backslashWords = [UInt64](repeating: 0, count: blocks)
+        out.backslashWords = [UInt64](repeating: 0, count: blocks + 1)   // + 1: see backslashWords
         var result = cjson_stage1_result()
         guard input.count > 0 else { return out }
         // The kernel stores offsets eight at a time, touching up to CJSON_POSITIONS_SLACK

@@ -62,13 +62,15 @@ final class ValueTests: XCTestCase {
 
     /// The escape check stage 2 makes per string against stage 1's backslash bitmap,
     /// against a byte-by-byte look, for every range up to three words long at every
-    /// offset in a word, with backslashes at the edges, inside, and just outside.
+    /// offset in a word (both the one-load path, up to 56 bytes, and the word path), with
+    /// backslashes at the edges, inside, and just outside.
     func testBackslashRangesAgainstABytewiseLook() {
         var rng = SplitMix(seed: 7)
         for _ in 0..<24 {
             var bits = [Bool](repeating: false, count: 256)
             for _ in 0..<Int(rng.next() % 6) { bits[Int(rng.next() % 256)] = true }
-            var words = [UInt64](repeating: 0, count: 4)
+            // Four words of bits and the spare zero word stage 1's bitmap ends with.
+            var words = [UInt64](repeating: 0, count: 5)
             for (i, b) in bits.enumerated() where b { words[i >> 6] |= 1 << UInt64(i & 63) }
             words.withUnsafeBufferPointer { w in
                 for lo in 0..<200 {
