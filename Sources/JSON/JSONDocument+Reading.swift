@@ -11,6 +11,41 @@ extension JSONDocument {
     /// one call per look-up rather than two.
     @inline(__always)
     func member(of object: Int, _ query: UnsafeBufferPointer<UInt8>) -> Int? {
+        let (word, mask) = unsafe JSONDocument.queryWord(query)
+        return unsafe member(of: object, query, word: word, mask: mask)
+    }
+
+    /// `member(of:_:)` with the query's word and mask computed by the caller: the
+    /// StaticString form below, inlined where a literal's fold to constants.
+    @usableFromInline
+    func member(of object: Int, literal query: UnsafeBufferPointer<UInt8>, word: UInt64, mask: UInt64) -> Int? {
+        unsafe member(of: object, query, word: word, mask: mask)
+    }
+
+    /// Index of the value of member `key` of node `object`, for a key written as a literal:
+    /// inlined into the caller, where the literal's bytes, length, word and mask are
+    /// constants, so what is left is the call of the loop (a String key is decoded at
+    /// each look-up instead).
+    @inlinable @inline(__always)
+    func member(of object: Int, _ key: StaticString) -> Int? {
+        key.withUTF8Buffer { q in
+            let (word, mask) = unsafe JSONDocument.queryWord(q)
+            return unsafe member(of: object, literal: q, word: word, mask: mask)
+        }
+    }
+
+    /// A query's first eight bytes as a word, and the mask of its length within a word
+    /// (all ones from eight bytes on): a key of up to eight bytes is compared as one word.
+    @inlinable @inline(__always)
+    static func queryWord(_ query: UnsafeBufferPointer<UInt8>) -> (word: UInt64, mask: UInt64) {
+        let count = query.count
+        let mask: UInt64 = count >= 8 ? ~0 : (1 &<< UInt64(truncatingIfNeeded: 8 &* count)) &- 1
+        return unsafe (leadingWord(UnsafeRawBufferPointer(query)), mask)
+    }
+
+    /// The look-up loop behind the forms above; `word` and `mask` are `queryWord(query)`.
+    @inline(__always)
+    func member(of object: Int, _ query: UnsafeBufferPointer<UInt8>, word: UInt64, mask: UInt64) -> Int? {
         let n = node(object)
         guard n.kind == .object else { return nil }
         // Node indices here are below the node count, and offsets below the text's length
@@ -20,8 +55,6 @@ extension JSONDocument {
         // once (when eight bytes of text follow its start, as they do for every key but
         // one near the end of the document) and masked to its length.
         let count = query.count
-        let word = unsafe leadingWord(UnsafeRawBufferPointer(query))
-        let mask: UInt64 = count >= 8 ? ~0 : (1 &<< UInt64(truncatingIfNeeded: 8 &* count)) &- 1
         let lastWordStart = length &- 8
         for _ in 0..<n.count {
             let k = node(c)

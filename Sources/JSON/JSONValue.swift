@@ -166,7 +166,7 @@ public struct JSONValue: Sendable {
 /// The first eight bytes of `b` (fewer when it is shorter) as a little-endian word, the
 /// rest zero: at most two loads, never outside the buffer. A member look-up's query word
 /// and a key's fingerprint (TreeBuilder+DuplicateKeys) both start from it.
-@inline(__always)
+@inlinable @inline(__always)
 func leadingWord(_ b: UnsafeRawBufferPointer) -> UInt64 {
     let n = b.count
     guard n > 0 else { return 0 }

@@ -50,16 +50,38 @@ extension JSONValue {
     // the type it reads (a direct call to that type's `read`, not a generic function with
     // its witness table); their errors are built behind calls.
 
+    // Each has a form for a literal name (StaticString), whose bytes and first word are
+    // constants where the form is inlined, and a String form for names known only at run
+    // time, disfavoured so that a literal takes the other.
+
     /// A required member of this object.
-    @inlinable
+    @inlinable @_disfavoredOverload
     public func field<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T {
         guard let v = document.member(of: index, key) else { throw absentField(key) }
         return try T.read(document, node: v)
     }
 
+    /// A required member of this object, named by a literal.
+    @inlinable @inline(__always)
+    public func field<T: JSONDecodable>(_ key: StaticString, as type: T.Type = T.self) throws(JSONError) -> T {
+        guard let v = document.member(of: index, key) else { throw absentField(key.description) }
+        return try T.read(document, node: v)
+    }
+
     /// An optional member: nil when absent or null.
-    @inlinable
+    @inlinable @_disfavoredOverload
     public func optionalField<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T? {
+        guard let v = document.member(of: index, key) else {
+            if kind != .object { throw mismatch("object") }
+            return nil
+        }
+        if document.isNull(at: v) { return nil }
+        return try T.read(document, node: v)
+    }
+
+    /// An optional member named by a literal: nil when absent or null.
+    @inlinable @inline(__always)
+    public func optionalField<T: JSONDecodable>(_ key: StaticString, as type: T.Type = T.self) throws(JSONError) -> T? {
         guard let v = document.member(of: index, key) else {
             if kind != .object { throw mismatch("object") }
             return nil

@@ -190,6 +190,43 @@ final class TypedTests: XCTestCase {
         XCTAssertNil(try root.optionalField("absent", as: Int.self))
     }
 
+    /// A literal name takes the StaticString forms of `field` and `optionalField` (whose
+    /// query word is folded where they are inlined); a name in a String variable takes the
+    /// String forms. Both must find the same members and give the same errors: short and
+    /// long names, the empty name, a one-scalar name (a StaticString without a pointer),
+    /// escaped keys, and a key in the document's last eight bytes (compared byte by byte).
+    func testLiteralAndStringNamesReadAlike() throws {
+        let doc = try JSONDocument(parsing: #"""
+            {"a":1,"id":2,"priority":3,"progress_ratio":4,"":5,"\u00e9":6,"caf\u00e9":7,"n":null,"s":"x","é2":8,"z":9}
+            """#)
+        let root = doc.root
+        func same(_ literal: Result<Int, JSONError>, _ name: String, file: StaticString = #filePath, line: UInt = #line) {
+            let viaString = Result { () throws(JSONError) in try root.field(name, as: Int.self) }
+            XCTAssertEqual(literal, viaString, "field \(name)", file: file, line: line)
+        }
+        same(Result { () throws(JSONError) in try root.field("a") }, "a")
+        same(Result { () throws(JSONError) in try root.field("id") }, "id")
+        same(Result { () throws(JSONError) in try root.field("priority") }, "priority")
+        same(Result { () throws(JSONError) in try root.field("progress_ratio") }, "progress_ratio")
+        same(Result { () throws(JSONError) in try root.field("") }, "")
+        same(Result { () throws(JSONError) in try root.field("é") }, "é")
+        same(Result { () throws(JSONError) in try root.field("café") }, "café")
+        same(Result { () throws(JSONError) in try root.field("é2") }, "é2")
+        same(Result { () throws(JSONError) in try root.field("z") }, "z")
+        same(Result { () throws(JSONError) in try root.field("absent") }, "absent")
+        same(Result { () throws(JSONError) in try root.field("s") }, "s")
+        XCTAssertEqual(try root.field("é", as: Int.self), 6)
+        XCTAssertEqual(try root.field("z", as: Int.self), 9)
+        XCTAssertNil(try root.optionalField("n", as: Int.self))
+        XCTAssertNil(try root.optionalField("absent", as: Int.self))
+        XCTAssertEqual(try root.optionalField("café", as: Int.self), 7)
+        let notAnObject = try XCTUnwrap(root["s"])
+        XCTAssertEqual(Result { () throws(JSONError) in try notAnObject.optionalField("x", as: Int.self) },
+                       Result { () throws(JSONError) in try notAnObject.optionalField(String("x"), as: Int.self) })
+        XCTAssertEqual(Result { () throws(JSONError) in try notAnObject.field("x", as: Int.self) },
+                       Result { () throws(JSONError) in try notAnObject.field(String("x"), as: Int.self) })
+    }
+
     func testUnknownKeysAreRefused() {
         assertError(edited(#""priority":5"#, #""priority":5,"prority":6"#), .invalidValue, pointer: "/prority")
         assertError(edited(#""codec":"h264""#, #""codec":"h264","widht":1"#), .invalidValue, pointer: "/outputs/1/widht")
