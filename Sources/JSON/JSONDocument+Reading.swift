@@ -76,12 +76,20 @@ extension JSONDocument {
             // next key stored in each key's node, as stage 2 once wrote, made every step
             // wait for the load before it. ADR 0017 has the measurements.) This is
             // `next(after: c + 1)` written as a branch; giving `next(after:)` itself the
-            // branch made the iterators' reads 1-2 % slower, so it keeps its select.
+            // branch made the iterators' reads 1-2 % slower, so it keeps its select. The
+            // container side is a call, or the compiler turns the branch back into a select
+            // (a conditional move of the loaded end), which chains each step to the load
+            // before it again.
             let v = node(c &+ 1)
-            if _slowPath(v.kind == .object || v.kind == .array) { c = Int(v.end) } else { c &+= 2 }
+            if _slowPath(v.kind == .object || v.kind == .array) { c = subtreeEnd(c &+ 1) } else { c &+= 2 }
         }
         return nil
     }
+
+    /// Node index one past container `i`'s subtree: the look-up's step over a container
+    /// value, out of line so that the step stays a branch (see `member`).
+    @inline(never)
+    func subtreeEnd(_ i: Int) -> Int { Int(node(i).end) }
 
     /// Index of the value of member `key` of node `object` (see `member(of:_:)`).
     @usableFromInline @inline(__always)
