@@ -111,6 +111,14 @@ extension JSONValue {
     public func invalid(_ detail: String) -> JSONError { JSONError(.invalidValue, pointer: pointer, detail: detail) }
 }
 
+/// A member read as a value, to be read further (`try job.field("input", as: JSONValue.self)`).
+extension JSONValue: JSONDecodable {
+    public init(json: JSONValue) throws(JSONError) { self = json }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> JSONValue {
+        JSONValue(document: document, index: node)
+    }
+}
+
 extension String: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.string() }
     public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { try document.string(at: node) }

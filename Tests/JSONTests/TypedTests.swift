@@ -220,6 +220,11 @@ final class TypedTests: XCTestCase {
         XCTAssertNil(try root.optionalField("n", as: Int.self))
         XCTAssertNil(try root.optionalField("absent", as: Int.self))
         XCTAssertEqual(try root.optionalField("café", as: Int.self), 7)
+        // A member read as a value (JSONValue is JSONDecodable): the same node as the subscript's.
+        XCTAssertEqual(try root.field("s", as: JSONValue.self).string(), "x")
+        XCTAssertEqual(try root.field("café", as: JSONValue.self).pointer, root["café"]?.pointer)
+        XCTAssertNil(try root.optionalField("n", as: JSONValue.self))
+        XCTAssertThrowsError(try root.field("absent", as: JSONValue.self))
         let notAnObject = try XCTUnwrap(root["s"])
         XCTAssertEqual(Result { () throws(JSONError) in try notAnObject.optionalField("x", as: Int.self) },
                        Result { () throws(JSONError) in try notAnObject.optionalField(String("x"), as: Int.self) })
