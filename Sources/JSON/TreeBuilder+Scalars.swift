@@ -26,6 +26,19 @@ extension TreeBuilder {
 
         /// The same bytes as a buffer (for the escape helpers shared with the readers).
         var buffer: UnsafeRawBufferPointer { unsafe UnsafeRawBufferPointer(start: base, count: count) }
+
+        /// The offset of the first backslash in `from..<end` by stage 1's bitmap, or `end`.
+        static func nextBackslash(_ words: UnsafePointer<UInt64>, from q: Int, before end: Int) -> Int {
+            guard q < end else { return end }
+            var w = q &>> 6
+            var bits = unsafe words[w] & (~UInt64(0) &<< UInt64(truncatingIfNeeded: q & 63))
+            while bits == 0 {
+                w &+= 1
+                if w &<< 6 >= end { return end }
+                bits = unsafe words[w]
+            }
+            return min(w &<< 6 &+ bits.trailingZeroBitCount, end)
+        }
     }
 }
 
@@ -137,16 +150,19 @@ extension TreeBuilder.Text {
     func string(openQuote: Int, closeQuote: Int, backslashWords: UnsafePointer<UInt64>) throws(JSONError) -> Node {
         let start = openQuote &+ 1
         let escaped = unsafe StructuralIndex.hasBackslash(backslashWords, start, closeQuote)
-        if escaped { try validateEscapes(start, closeQuote) }
+        if escaped { unsafe try validateEscapes(start, closeQuote, backslashWords) }
         return Node(start: UInt32(truncatingIfNeeded: start), end: UInt32(truncatingIfNeeded: closeQuote), count: 0, kind: .string, flag: escaped)
     }
 
     @inline(never)
-    private func validateEscapes(_ start: Int, _ end: Int) throws(JSONError) {
+    /// Checks the escapes of the string `start..<end`, going from backslash to backslash by
+    /// the bitmap (the bytes between need no look).
+    private func validateEscapes(_ start: Int, _ end: Int, _ backslashWords: UnsafePointer<UInt64>) throws(JSONError) {
         let input = unsafe buffer
         var q = start
-        while q < end {
-            guard unsafe input[q] == 0x5C else { q += 1; continue }
+        while true {
+            q = unsafe TreeBuilder.Text.nextBackslash(backslashWords, from: q, before: end)
+            guard q < end else { return }
             let e = unsafe input[q + 1]    // an escaping backslash is never the last byte before the quote
             switch e {
             case 0x22, 0x5C, 0x2F, 0x62, 0x66, 0x6E, 0x72, 0x74:

@@ -94,6 +94,23 @@ final class ValueTests: XCTestCase {
             XCTAssertEqual(try doc.root[1]?.string(), plain)
             XCTAssertEqual(try doc.root[2]?.string(), "A" + plain)
         }
+        // Escapes are checked from backslash to backslash by the bitmap: a bad escape after
+        // valid ones (an escaped backslash among them, whose second byte is no escape) is
+        // found at its offset wherever the two fall against the bitmap's 64-bit words.
+        for pad in 0..<70 {
+            for gap in [0, 1, 7, 63, 64, 65, 130] {
+                let text = "\"" + String(repeating: "a", count: pad) + #"\n\\"# + String(repeating: "b", count: gap) + #"\q"#
+                    + String(repeating: "c", count: pad) + "\""
+                let expected = 1 + pad + 4 + gap
+                XCTAssertThrowsError(try JSONDocument(parsing: text)) { error in
+                    XCTAssertEqual((error as? JSONError)?.kind, .invalidEscape, "pad \(pad), gap \(gap)")
+                    XCTAssertEqual((error as? JSONError)?.offset, expected, "pad \(pad), gap \(gap)")
+                }
+                let valid = "\"" + String(repeating: "a", count: pad) + #"\n\\"# + String(repeating: "b", count: gap) + #"\u00e9"# + "\""
+                XCTAssertEqual(try JSONDocument(parsing: valid).root.string(),
+                               String(repeating: "a", count: pad) + "\n\\" + String(repeating: "b", count: gap) + "\u{e9}")
+            }
+        }
     }
 
     func testRawTextOfNestedContainers() throws {
