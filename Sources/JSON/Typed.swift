@@ -71,18 +71,19 @@ extension JSONValue {
     /// An optional member: nil when absent or null.
     @inlinable @_disfavoredOverload
     public func optionalField<T: JSONDecodable>(_ key: String, as type: T.Type = T.self) throws(JSONError) -> T? {
-        guard let v = document.member(of: index, key) else {
-            if kind != .object { throw mismatch("object") }
-            return nil
-        }
-        if document.isNull(at: v) { return nil }
-        return try T.read(document, node: v)
+        try optionalMember(document.member(of: index, key), as: T.self)
     }
 
     /// An optional member named by a literal: nil when absent or null.
     @inlinable @inline(__always)
     public func optionalField<T: JSONDecodable>(_ key: StaticString, as type: T.Type = T.self) throws(JSONError) -> T? {
-        guard let v = document.member(of: index, key) else {
+        try optionalMember(document.member(of: index, key), as: T.self)
+    }
+
+    /// The optional fields' read of the member found at node `v` (nil: absent).
+    @inlinable @inline(__always)
+    func optionalMember<T: JSONDecodable>(_ v: Int?, as type: T.Type) throws(JSONError) -> T? {
+        guard let v else {
             if kind != .object { throw mismatch("object") }
             return nil
         }
