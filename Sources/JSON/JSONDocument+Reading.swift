@@ -16,7 +16,8 @@ extension JSONDocument {
     }
 
     /// `member(of:_:)` with the query's word and mask computed by the caller: the
-    /// StaticString form below, inlined where a literal's fold to constants.
+    /// StaticString form below, inlined at call sites where a literal's word and mask
+    /// fold to constants.
     @usableFromInline
     func member(of object: Int, literal query: UnsafeBufferPointer<UInt8>, word: UInt64, mask: UInt64) -> Int? {
         unsafe member(of: object, query, word: word, mask: mask)
