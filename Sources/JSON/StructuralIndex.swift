@@ -71,6 +71,20 @@ struct StructuralIndex {
         }
         return false
     }
+
+    /// The offset of the first backslash in `q..<end` (offsets within the input), or `end`,
+    /// with `words` the storage of `backslashWords`.
+    static func nextBackslash(_ words: UnsafePointer<UInt64>, from q: Int, before end: Int) -> Int {
+        guard q < end else { return end }
+        var w = q &>> 6
+        var bits = unsafe words[w] & (~UInt64(0) &<< UInt64(truncatingIfNeeded: q & 63))
+        while bits == 0 {
+            w &+= 1
+            if w &<< 6 >= end { return end }
+            bits = unsafe words[w]
+        }
+        return min(w &<< 6 &+ bits.trailingZeroBitCount, end)
+    }
 }
 
 enum Stage1 {

@@ -26,19 +26,6 @@ extension TreeBuilder {
 
         /// The same bytes as a buffer (for the escape helpers shared with the readers).
         var buffer: UnsafeRawBufferPointer { unsafe UnsafeRawBufferPointer(start: base, count: count) }
-
-        /// The offset of the first backslash in `from..<end` by stage 1's bitmap, or `end`.
-        static func nextBackslash(_ words: UnsafePointer<UInt64>, from q: Int, before end: Int) -> Int {
-            guard q < end else { return end }
-            var w = q &>> 6
-            var bits = unsafe words[w] & (~UInt64(0) &<< UInt64(truncatingIfNeeded: q & 63))
-            while bits == 0 {
-                w &+= 1
-                if w &<< 6 >= end { return end }
-                bits = unsafe words[w]
-            }
-            return min(w &<< 6 &+ bits.trailingZeroBitCount, end)
-        }
     }
 }
 
@@ -161,7 +148,7 @@ extension TreeBuilder.Text {
         let input = unsafe buffer
         var q = start
         while true {
-            q = unsafe TreeBuilder.Text.nextBackslash(backslashWords, from: q, before: end)
+            q = unsafe StructuralIndex.nextBackslash(backslashWords, from: q, before: end)
             guard q < end else { return }
             let e = unsafe input[q + 1]    // an escaping backslash is never the last byte before the quote
             switch e {

@@ -72,9 +72,7 @@
     /// locals; its frame holds them only while a nested container is open.
     private mutating func build(_ pos: UnsafeBufferPointer<UInt32>, _ n: Int) throws(JSONError) -> Int {
         // Stage 1 refuses an empty input, so there is a base address.
-        let text = unsafe input.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        let length = unsafe input.count
-        let scalars = unsafe Text(base: text, count: length)
+        let text = unsafe Text(base: input.baseAddress!.assumingMemoryBound(to: UInt8.self), count: input.count)
         let words = unsafe backslashWords
         var i = 0
         var written = 0
@@ -90,12 +88,12 @@
         // top-level value: every `continue value` is at one of those.
         value: while true {
             if inObject {
-                guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
+                guard i < n else { throw JSONError(.unexpectedEnd, at: text.count) }
                 let p = unsafe Int(pos[i])
-                guard unsafe text[p] == 0x22 else {
-                    throw unsafe JSONError(.unexpectedCharacter, at: p, detail: describe(text[p], expected: "a string key"))
+                guard text[p] == 0x22 else {
+                    throw JSONError(.unexpectedCharacter, at: p, detail: describe(text[p], expected: "a string key"))
                 }
-                let k = unsafe try scalars.string(openQuote: p, closeQuote: Int(pos[i &+ 1]), backslashWords: words)
+                let k = unsafe try text.string(openQuote: p, closeQuote: Int(pos[i &+ 1]), backslashWords: words)
                 unsafe (nodes + written).initialize(to: k)
                 // The common case here (see TreeBuilder+DuplicateKeys): a key without
                 // escapes, in a small object, whose two filter bits are not both set yet.
@@ -110,17 +108,17 @@
                 if !settled { try checkDuplicateFully(k, members: count, seen: &seen) }
                 written &+= 1
                 i &+= 2
-                guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
+                guard i < n else { throw JSONError(.unexpectedEnd, at: text.count) }
                 let q = unsafe Int(pos[i])
-                guard unsafe text[q] == 0x3A else {
-                    throw unsafe JSONError(.unexpectedCharacter, at: q, detail: describe(text[q], expected: "':'"))
+                guard text[q] == 0x3A else {
+                    throw JSONError(.unexpectedCharacter, at: q, detail: describe(text[q], expected: "':'"))
                 }
                 i &+= 1
             }
-            guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
+            guard i < n else { throw JSONError(.unexpectedEnd, at: text.count) }
             let p = unsafe Int(pos[i])
             count &+= 1
-            let c = unsafe text[p]
+            let c = text[p]
             switch c {
             case 0x7B, 0x5B:   // { [
                 guard depth < maxDepth else {
@@ -139,7 +137,7 @@
                 unsafe (nodes + written).initialize(to: Node(start: UInt32(truncatingIfNeeded: p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
                 written &+= 1
                 i &+= 1
-                guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
+                guard i < n else { throw JSONError(.unexpectedEnd, at: text.count) }
                 if unsafe text[Int(pos[i])] == (isObject ? 0x7D : 0x5D) {
                     close(&count, &inObject, &seen, written)
                     i &+= 1
@@ -147,15 +145,15 @@
                     continue value
                 }
             case 0x22:
-                unsafe (nodes + written).initialize(to: try scalars.string(openQuote: p, closeQuote: Int(pos[i &+ 1]), backslashWords: words))
+                unsafe (nodes + written).initialize(to: try text.string(openQuote: p, closeQuote: Int(pos[i &+ 1]), backslashWords: words))
                 written &+= 1
                 i &+= 2
             case 0x2D, 0x30...0x39:
-                unsafe (nodes + written).initialize(to: try scalars.number(p))
+                unsafe (nodes + written).initialize(to: try text.number(p))
                 written &+= 1
                 i &+= 1
             case 0x74, 0x66, 0x6E:   // t f n
-                unsafe (nodes + written).initialize(to: try scalars.literal(p, c))
+                unsafe (nodes + written).initialize(to: try text.literal(p, c))
                 written &+= 1
                 i &+= 1
             default:
@@ -167,9 +165,9 @@
                     if i < n { throw unsafe JSONError(.trailingContent, at: Int(pos[i])) }
                     return written
                 }
-                guard i < n else { throw JSONError(.unexpectedEnd, at: length) }
+                guard i < n else { throw JSONError(.unexpectedEnd, at: text.count) }
                 let q = unsafe Int(pos[i])
-                let d = unsafe text[q]
+                let d = text[q]
                 if d == 0x2C {
                     i &+= 1
                     continue value
