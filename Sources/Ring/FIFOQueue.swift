@@ -13,6 +13,12 @@ struct FIFOQueue<Element> {
 
     mutating func append(_ e: Element) { items.append(e) }
 
+    /// Changes the first element in place (nothing when empty).
+    mutating func updateFirst(_ body: (inout Element) -> Void) {
+        guard head < items.count else { return }
+        body(&items[head]!)
+    }
+
     mutating func popFirst() -> Element? {
         guard head < items.count else { return nil }
         let e = items[head]

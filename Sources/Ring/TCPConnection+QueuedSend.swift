@@ -10,7 +10,9 @@
 // `flushSends` throws it, the rest of the outbox is dropped, and the socket is shut down
 // both ways (the connection is broken; a receive waiting on it ends).
 // Each buffer's deadline covers its whole send; the first attempt does not wait for socket
-// space, so a response that fits (the common case) arms no timer.
+// space, so a response that fits (the common case) arms no timer and reads no clock: a
+// buffer sent at once starts its deadline when the socket first has no room for it (after
+// microseconds of attempts that did not wait), one queued behind others when it is queued.
 // Non-goals: a bound on the outbox (the caller checks `queuedSendCount`).
 import BufferPool
 #if canImport(Glibc)
@@ -19,7 +21,9 @@ import Glibc
 
 struct QueuedSend {
     var parts: PooledBuffer.Parts
-    /// Monotonic deadline for the whole buffer (nil: none).
+    /// The send's time limit in nanoseconds (nil: none).
+    var timeoutNs: Int64?
+    /// Monotonic deadline for the whole buffer: nil until set (see above), or when no limit.
     var deadline: Int64?
 }
 
@@ -38,7 +42,9 @@ extension TCPConnection {
             _ = pool.reassemble(parts)
             return
         }
-        outbox.append(QueuedSend(parts: parts, deadline: timeout.map { loop.nowNanos &+ $0.nanoseconds }))
+        let timeoutNs = timeout?.nanoseconds
+        let behind = queuedSendInFlight || !outbox.isEmpty
+        outbox.append(QueuedSend(parts: parts, timeoutNs: timeoutNs, deadline: behind ? timeoutNs.map { loop.nowNanos &+ $0 } : nil))
         if !queuedSendInFlight { issueQueuedSend() }
     }
 
@@ -100,6 +106,10 @@ extension TCPConnection {
         } else if res == -EAGAIN || res == -EWOULDBLOCK {
             // The socket is full: wait for space now, under the buffer's deadline.
             outboxMayWait = true
+            let now = loop.nowNanos
+            outbox.updateFirst { q in
+                if q.deadline == nil, let t = q.timeoutNs { q.deadline = now &+ t }
+            }
             issueQueuedSend()
         } else {
             let failure = res == 0 ? RingError(.brokenPipe, operation: "send")
