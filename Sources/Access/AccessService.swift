@@ -38,6 +38,14 @@ public struct KeyOwner: Sendable, Equatable {
     public init(keyID: AccessKeyID, tenant: String, isAdmin: Bool) { self.keyID = keyID; self.tenant = tenant; self.isAdmin = isAdmin }
 }
 
+/// What vouches for a cached authentication (`AccessService.cachedOwnerStamped`).
+public struct CacheStamp: Sendable, Equatable {
+    public let epoch: UInt64
+    /// Unix milliseconds the entry's lifetime ends at (`Int64.max`: no lifetime).
+    public let until: Int64
+    public init(epoch: UInt64, until: Int64) { self.epoch = epoch; self.until = until }
+}
+
 public final class AccessService: Sendable {
     /// The tenant admin keys from SPOOL_ADMIN_KEY or admin.key belong to.
     public static let adminTenant = "default"
@@ -56,6 +64,9 @@ public final class AccessService: Sendable {
     /// stale pointer finds nothing. Bounded; secrets themselves are never kept.
     private let fingerprints = Mutex<[SecretFingerprint: String]>([:])
     static let fingerprintsMax = 4096
+    /// Counts removals from `cache` (revocations, expiries, invalidation), bumped after
+    /// each: a `CacheStamp` holds while it has not moved.
+    private let removals = Atomic<UInt64>(0)
 
     public static let migrations: [SQLMigration] = [
         SQLMigration("access.1", sqlite: """
@@ -131,6 +142,7 @@ public final class AccessService: Sendable {
         if let hit = cache.withLock({ $0[h] }) {
             if let lifetime = cacheLifetimeMilliseconds, now - hit.at >= lifetime {
                 cache.withLock { _ = $0.removeValue(forKey: h) }
+                removals.add(1, ordering: .releasing)
             } else {
                 remember(secret, as: h)
                 return hit.owner
@@ -158,13 +170,29 @@ public final class AccessService: Sendable {
 
     /// The owner of `secret` when this process's cache knows it and its entry is still
     /// fresh; nil means "not known here", not "bad key": the caller asks `authenticate`.
-    /// For the HTTP fast lane, which answers only what it can answer without waiting.
-    public func cachedOwner(secret: ArraySlice<UInt8>) -> KeyOwner? {
+    public func cachedOwner(secret: ArraySlice<UInt8>) -> KeyOwner? { cachedOwnerStamped(secret: secret)?.owner }
+
+    /// `cachedOwner`, with what keeps the answer true: `stillCurrent(stamp)` holds until
+    /// this process revokes or forgets a cached key, or the entry's lifetime ends. The
+    /// HTTP server's answer replay (ADR 0019) checks it instead of looking the key up again.
+    public func cachedOwnerStamped(secret: ArraySlice<UInt8>) -> (owner: KeyOwner, stamp: CacheStamp)? {
         guard (16...256).contains(secret.count) else { return nil }
+        // Read before the entry: a revocation that lands after this load bumps the epoch
+        // after its removal, so a stamp never outlives the entry it vouches for.
+        let epoch = removals.load(ordering: .acquiring)
         let fp = SecretFingerprint(secret)
         guard let h = fingerprints.withLock({ $0[fp] }), let hit = cache.withLock({ $0[h] }) else { return nil }
-        if let lifetime = cacheLifetimeMilliseconds, clock.unixMilliseconds - hit.at >= lifetime { return nil }
-        return hit.owner
+        var until = Int64.max
+        if let lifetime = cacheLifetimeMilliseconds {
+            guard clock.unixMilliseconds - hit.at < lifetime else { return nil }
+            until = hit.at + lifetime
+        }
+        return (hit.owner, CacheStamp(epoch: epoch, until: until))
+    }
+
+    /// Whether an owner `cachedOwnerStamped` gave with `stamp` is still what it would give.
+    public func stillCurrent(_ stamp: CacheStamp) -> Bool {
+        removals.load(ordering: .acquiring) == stamp.epoch && (stamp.until == .max || clock.unixMilliseconds < stamp.until)
     }
 
     /// Makes a key for `tenant`; the secret is returned here and never again.
@@ -204,11 +232,15 @@ public final class AccessService: Sendable {
         }
         // After the commit: no cached success outlives the revocation.
         cache.withLock { c in c = c.filter { $0.value.owner.keyID != id } }
+        removals.add(1, ordering: .releasing)
         guard exists else { throw ModelError(.notFound, "no key \(id.text)") }
     }
 
     /// Forgets every cached authentication (after keys were revoked in bulk).
-    func invalidateCache() { cache.withLock { $0 = [:] } }
+    func invalidateCache() {
+        cache.withLock { $0 = [:] }
+        removals.add(1, ordering: .releasing)
+    }
 
     public func get(_ id: AccessKeyID) async throws -> AccessKeyRecord? {
         try await database.reading { db in

@@ -6,7 +6,9 @@
 // request-id middleware's rule), and the request counted and timed in the metrics as the
 // metrics middleware would. Anything else declines to the full path, which answers it
 // (and fills the caches for the next poll): a conditional request, a key or a job not in
-// memory, another tenant's job, a malformed id.
+// memory, another tenant's job, a malformed id. An answer may be replayed for the same
+// request bytes on the same connection while the job's rendering and the key's cached
+// authentication stand (Web/LaneShortcut.swift).
 // Not installed when reads go elsewhere: with a Redis record cache or read replicas (their
 // middleware and caches decide), or when the store keeps nothing in memory (PostgreSQL).
 import Access
@@ -24,12 +26,24 @@ extension DispatchServer {
         let clock: any MonotonicClock = clock
         // The lane answers one kind only (GET, this route, 200): its metrics, looked up once.
         let recorder = metrics.requestRecorder(method: "GET", route: "/api/" + SpoolAPI.version + "/jobs/:id", status: 200)
+        // A replay (the same request's bytes again on a connection) stands while the job's
+        // rendering is the cache's and the key's cached authentication is unchanged: the
+        // answer is a function of those and of the bytes. It is counted and timed here.
+        let replayCheck: FastReplayCheck = { [access] replay in
+            let started = clock.now
+            guard let job = replay.anchor as? JobRendering, job.isCurrent,
+                  noAuth || access.stillCurrent(CacheStamp(epoch: replay.stamp0, until: replay.stamp1)) else { return false }
+            recorder.record(clock.now - started)
+            return true
+        }
         return { [jobs, access] request, response in
             let started = clock.now
             var tenant: String?
+            var stamp = CacheStamp(epoch: 0, until: .max)
             if !noAuth {
-                guard let token = bearerToken(request), let owner = access.cachedOwner(secret: token) else { return false }
+                guard let token = bearerToken(request), let (owner, s) = access.cachedOwnerStamped(secret: token) else { return false }
                 tenant = owner.isAdmin ? nil : owner.tenant
+                stamp = s
             }
             guard let bits = JobID.bits(of: request.parameterBytes(0)), let job = jobs.cachedRendering(bits: bits, visibleTo: tenant) else {
                 return false
@@ -39,6 +53,7 @@ extension DispatchServer {
             response.header("Last-Modified", httpDate: job.updatedAt / 1000)
             response.body = job.json
             StandardMiddleware.requestID(request, &response)
+            response.replay = FastReplay(anchor: job, stamp0: stamp.epoch, stamp1: stamp.until, check: replayCheck)
             recorder.record(clock.now - started)
             return true
         }

@@ -8,7 +8,8 @@
 //  - a read that missed fills the cache only if no write committed since the read began
 //    (`generation`), so a slow reader can never put back an older record over a newer one.
 // An entry also keeps the job's JSON once something rendered it (`attach`), so repeated
-// reads of an unchanged job skip the encoder; a newer record replaces the entry, JSON and all.
+// reads of an unchanged job skip the encoder; a newer record replaces the entry, JSON and all,
+// and marks the rendering it dropped as superseded (`JobRendering.isCurrent`).
 // Bounded: past `capacity` entries an arbitrary one is evicted (a miss only costs a read).
 import Synchronization
 import SpoolModel
@@ -79,7 +80,7 @@ final class JobCache: Sendable {
     func forget(_ ids: [JobID]) {
         state.withLock { s in
             s.generation &+= 1
-            for id in ids { s.jobs[id.bits] = nil }
+            for id in ids { s.jobs.removeValue(forKey: id.bits)?.rendering?.supersede() }
         }
     }
 
@@ -88,6 +89,7 @@ final class JobCache: Sendable {
         let key = id.bits
         state.withLock { s in
             guard let e = s.jobs[key], e.sequence == sequence else { return }
+            e.rendering?.supersede()
             s.jobs[key]?.rendering = JobRendering(e.job, json: json)
         }
     }
@@ -99,7 +101,11 @@ final class JobCache: Sendable {
     private static func insert(_ job: Job, into s: inout State, capacity: Int) {
         guard capacity > 0 else { return }
         let key = job.id.bits
-        if s.jobs[key] == nil, s.jobs.count >= capacity { s.jobs.remove(at: s.jobs.startIndex) }
+        if let old = s.jobs[key] {
+            old.rendering?.supersede()
+        } else if s.jobs.count >= capacity {
+            s.jobs.remove(at: s.jobs.startIndex).value.rendering?.supersede()
+        }
         s.sequence &+= 1
         s.jobs[key] = Entry(job: job, sequence: s.sequence, rendering: nil)
     }
@@ -113,6 +119,15 @@ public final class JobRendering: Sendable {
     public let state: JobState
     /// Milliseconds since the epoch.
     public let updatedAt: Int64
+    /// Set once the cache no longer holds this rendering for its job (a newer record
+    /// replaced it, or the entry was evicted or forgotten); never cleared.
+    private let superseded = Atomic<Bool>(false)
+
+    /// Whether this is still the cache's rendering of its job: a reader that kept it
+    /// (the HTTP server's answer replay, ADR 0019) may keep using it while this holds.
+    public var isCurrent: Bool { !superseded.load(ordering: .acquiring) }
+
+    func supersede() { superseded.store(true, ordering: .releasing) }
 
     init(_ job: Job, json: [UInt8]) {
         self.json = json

@@ -23,6 +23,31 @@ import HTTP1
 /// (having written nothing that matters) for the full path to answer.
 public typealias FastHandler = @Sendable (_ request: FastRequest, _ response: inout FastResponse) -> Bool
 
+/// Says whether an answer a fast handler made may be sent again, unchanged but for the
+/// Date and a request id the server made, for a byte-identical request on the same
+/// connection (LaneShortcut.swift); when it may, it records the request as the handler
+/// records one (metrics), since the handler does not run. Runs on the loop thread and must
+/// not block. Made once per route, not per answer.
+public typealias FastReplayCheck = @Sendable (_ replay: FastReplay) -> Bool
+
+/// What a fast answer was made from, as its handler gives it in `FastResponse.replay`:
+/// everything a replay must find unchanged (a cached record by reference, a stamp of the
+/// authentication) and the check that finds it. Only for answers that depend on nothing
+/// else but the request's bytes; the check must fail the moment any of it changes.
+public struct FastReplay {
+    public let anchor: AnyObject
+    public let stamp0: UInt64
+    public let stamp1: Int64
+    let check: FastReplayCheck
+
+    public init(anchor: AnyObject, stamp0: UInt64 = 0, stamp1: Int64 = 0, check: @escaping FastReplayCheck) {
+        self.anchor = anchor
+        self.stamp0 = stamp0
+        self.stamp1 = stamp1
+        self.check = check
+    }
+}
+
 /// A plain request as the fast lane sees it: the head's bytes and where its parts are.
 public struct FastRequest {
     let bytes: [UInt8]
@@ -93,6 +118,11 @@ public struct FastResponse {
     var invalidField: String?
     /// Whether the handler gave an ETag (else a 200 gets the body's, as Conditional.apply gives it).
     var hasETag = false
+    /// Set by a handler whose answer may be replayed (`FastReplay`); nil: never replayed.
+    public var replay: FastReplay?
+    /// Where in `fields` the counter digits of a request id the server made start (the
+    /// part a replay makes anew), or -1.
+    var madeRequestIDAt = -1
 
     /// Ready for the next request, keeping the fields' storage.
     mutating func reset() {
@@ -101,6 +131,8 @@ public struct FastResponse {
         body = []
         invalidField = nil
         hasETag = false
+        replay = nil
+        madeRequestIDAt = -1
     }
 
     /// Adds `name: value`. Values must be free of control characters (tab allowed), as any
@@ -170,6 +202,7 @@ extension Router {
         // or a client whose polls always decline would keep it for the connection's life.
         guard !request.contains("If-None-Match"), !request.contains("If-Modified-Since"),
               route.fast!(request, &lane.response) else {
+            lane.response.replay = nil
             lane.shedLargeArrays()
             return false
         }
@@ -246,6 +279,10 @@ struct FastLaneScratch {
     var head: [UInt8] = []
     var response = FastResponse()
     var out: [UInt8] = []
+    /// Where in `out` the Date's value starts, and the made request id's counter digits
+    /// (-1: none), after `HTTPServer.frame`.
+    var dateAt = -1
+    var requestIDAt = -1
 
     /// Lets go of arrays an unusual request or answer grew (a head of many kilobytes, a
     /// job with large metadata), so an idle connection keeps about what a typical answer
@@ -267,6 +304,8 @@ extension HTTPServer {
         let contentless = status < 200 || status == 204 || status == 304
         lane.out.removeAll(keepingCapacity: true)
         ResponseHead.serializeStatusLine(status, into: &lane.out)
+        let made = lane.response.madeRequestIDAt
+        lane.requestIDAt = made < 0 ? -1 : lane.out.count + made
         lane.out.append(contentsOf: lane.response.fields)
         if status == 200 && !lane.response.hasETag {
             // As Conditional.apply does for a full-path 200 to GET without one.
@@ -277,6 +316,7 @@ extension HTTPServer {
             lane.out.append(0x0D); lane.out.append(0x0A)
         }
         lane.out.append(contentsOf: "Date: ".utf8)
+        lane.dateAt = lane.out.count
         lane.out.append(contentsOf: date.utf8)
         lane.out.append(0x0D); lane.out.append(0x0A)
         if !contentless {

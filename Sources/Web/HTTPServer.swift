@@ -72,6 +72,9 @@ public final class HTTPServer: Sendable {
     let shortcutAnswers = Atomic<Int>(0)
     /// Of those, the ones answered in their receive completion (no task resumed).
     public var shortcutAnswerCount: Int { shortcutAnswers.load(ordering: .relaxed) }
+    let replayedAnswers = Atomic<Int>(0)
+    /// Of those, answers replayed for a byte-identical request (LaneShortcut.swift).
+    public var replayedAnswerCount: Int { replayedAnswers.load(ordering: .relaxed) }
     private let memoryTrims = Atomic<Int>(0)
     /// How many times a loop gave memory back after a burst.
     public var memoryTrimCount: Int { memoryTrims.load(ordering: .relaxed) }

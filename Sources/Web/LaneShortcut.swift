@@ -10,6 +10,9 @@
 import BufferPool
 import HTTP1
 import Ring
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One connection's lane: the scratch both ways of answering use, and the shortcut.
 final class LaneState {
@@ -30,6 +33,23 @@ final class LaneState {
         handler = { [unowned self] conn, piece in piece.withUnsafeBytes { raw in self.answer(conn, raw) } }
     }
 
+    // The replay (ADR 0019, addendum): the last answer the shortcut made fresh, kept with
+    // the request it answered when its handler allowed it (`FastReplay`). A poller asks the
+    // same thing again and again on its connection, byte for byte; while the replay's check
+    // finds what the answer was made from unchanged, that answer is the handler's answer
+    // again (its parse, route, key and record are functions of those bytes and of what the
+    // check covers), so it is sent again with a fresh Date and, when the server made the
+    // request id, a fresh one, without parsing, routing or running the handler.
+    private var replayRequest: [UInt8] = []
+    private var replayAnswer: [UInt8] = []
+    private var replayDateAt = 0
+    private var replayRequestIDAt = -1
+    private var replay: FastReplay?
+    /// Requests and answers larger than these are not kept for a replay (an idle
+    /// connection keeps at most this much beside its lane scratch, ADR 0004).
+    static let replayRequestMax = 2048
+    static let replayAnswerMax = 16 * 1024
+
     /// True when `raw` was one plain request and its answer is queued on `conn`.
     private func answer(_ conn: TCPConnection, _ raw: UnsafeRawBufferPointer) -> Bool {
         guard !registry.draining, conn.queuedSendCount < HTTPServer.queuedResponsesMax else { return false }
@@ -37,6 +57,23 @@ final class LaneState {
         // handler runs (it counts and times the request in the metrics; a decline after
         // it would count the request twice when the task answers it again).
         guard let pool = conn.loop.pool, let buffer = pool.tryAcquire() else { return false }
+        if let r = replay {
+            if replayRequest.count == raw.count, replayRequest.withUnsafeBytes({ unsafe memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {
+                if renewReplay(), r.check(r) {
+                    do {
+                        try server.queue(replayAnswer, in: buffer, on: conn)
+                    } catch {
+                        return false
+                    }
+                    server.fastAnswers.add(1, ordering: .relaxed)
+                    server.shortcutAnswers.add(1, ordering: .relaxed)
+                    server.replayedAnswers.add(1, ordering: .relaxed)
+                    return true
+                }
+                // What the answer was made from changed: make it afresh below.
+                dropReplay()
+            }
+        }
         parser.reset()
         guard let parsed = try? parser.parse(raw) else { return false }
         var head = parsed
@@ -54,9 +91,51 @@ final class LaneState {
             // The connection has failed: the task meets the same failure with the bytes.
             return false
         }
+        keepForReplay(raw)
         lane.shedLargeArrays()
         server.fastAnswers.add(1, ordering: .relaxed)
         server.shortcutAnswers.add(1, ordering: .relaxed)
+        return true
+    }
+
+    /// After a fresh answer: keeps it for a replay when its handler allowed one, else
+    /// forgets the last one.
+    private func keepForReplay(_ raw: UnsafeRawBufferPointer) {
+        guard let r = lane.response.replay, raw.count <= Self.replayRequestMax, lane.out.count <= Self.replayAnswerMax,
+              lane.dateAt >= 0 else {
+            dropReplay()
+            return
+        }
+        lane.response.replay = nil
+        replayRequest.removeAll(keepingCapacity: true)
+        unsafe replayRequest.append(contentsOf: raw)
+        replayAnswer.removeAll(keepingCapacity: true)
+        replayAnswer.append(contentsOf: lane.out)
+        replayDateAt = lane.dateAt
+        replayRequestIDAt = lane.requestIDAt
+        replay = r
+    }
+
+    private func dropReplay() {
+        replay = nil
+        if replayAnswer.capacity > Self.replayAnswerMax { replayAnswer = [] }
+    }
+
+    /// The kept answer with this second's Date and, where the server made the request id,
+    /// the next one. False if the Date is not the 29 bytes an IMF-fixdate is (never).
+    private func renewReplay() -> Bool {
+        var date = registry.date
+        let at = replayDateAt
+        // One access to the array for all 29 bytes (not one checked store per byte).
+        let ok = date.withUTF8 { d in
+            replayAnswer.withUnsafeMutableBytes { out in
+                guard d.count == 29, at >= 0, at + 29 <= out.count else { return false }
+                unsafe UnsafeMutableRawBufferPointer(rebasing: out[at..<(at + 29)]).copyMemory(from: UnsafeRawBufferPointer(d))
+                return true
+            }
+        }
+        guard ok else { return false }
+        if replayRequestIDAt >= 0 { RequestIDs.renew(&replayAnswer, at: replayRequestIDAt) }
         return true
     }
 }

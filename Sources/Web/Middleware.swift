@@ -39,6 +39,7 @@ public enum StandardMiddleware {
             response.header("X-Request-Id", given)
         } else {
             response.fields.append(contentsOf: "X-Request-Id: ".utf8)
+            response.madeRequestIDAt = response.fields.count + 16
             RequestIDs.next(into: &response.fields)
             response.fields.append(0x0D); response.fields.append(0x0A)
         }
@@ -111,6 +112,19 @@ enum RequestIDs {
         let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
         hex16(prefix, into: &out)
         hex16(n, into: &out)
+    }
+
+    /// Writes the next id's counter digits (its last 16) over `out[at..<at + 16]`, which
+    /// hold an earlier id's: the prefix digits before them stay this process's.
+    static func renew(_ out: inout [UInt8], at: Int) {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        out.withUnsafeMutableBufferPointer { o in
+            precondition(at >= 0 && at + 16 <= o.count, "request id digits out of range")
+            for k in 0..<16 {
+                let nibble = UInt8(truncatingIfNeeded: n >> UInt64(60 - 4 * k)) & 15
+                o[at + k] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble
+            }
+        }
     }
 
     static func hex16(_ v: UInt64, into out: inout [UInt8]) {

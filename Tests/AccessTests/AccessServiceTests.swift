@@ -2,7 +2,7 @@
 // page by id; the admin key comes from SPOOL_ADMIN_KEY or is generated once into
 // DATA_DIR/admin.key with mode 0600. On SQLite here; PostgresAccessServiceTests runs every
 // test again on PostgreSQL.
-import Access
+@testable import Access
 import Foundation
 import Persistence
 import Relational
@@ -101,6 +101,52 @@ class AccessServiceTests: XCTestCase {
         XCTAssertNotNil(access.cachedOwner(secret: bytes))
         try await access.revoke(record.id)
         XCTAssertNil(access.cachedOwner(secret: bytes), "a revoked key")
+    }
+
+    /// The stamp `cachedOwnerStamped` gives (what the HTTP server's answer replay checks
+    /// instead of looking the key up again) holds exactly as long as `cachedOwner` would
+    /// still give the same owner: not past the entry's lifetime, not after a revocation or
+    /// an invalidation of the cache.
+    func testACacheStampHoldsExactlyWhileTheCachedOwnerWould() async throws {
+        dir = NSTemporaryDirectory() + "spool-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let d = dir
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        let clock = ManualClock()
+        let access = try await AccessService.open(database: try await makeDatabase(), clock: clock, cacheLifetime: .seconds(30))
+        let (record, secret) = try await access.createKey(tenant: "acme", admin: false)
+        let (otherRecord, other) = try await access.createKey(tenant: "acme", admin: false)
+        let bytes = ArraySlice(Array(secret.utf8)), otherBytes = ArraySlice(Array(other.utf8))
+        XCTAssertNil(access.cachedOwnerStamped(secret: bytes))
+        _ = try await access.authenticate(secret)
+        let (owner, stamp) = try XCTUnwrap(access.cachedOwnerStamped(secret: bytes))
+        XCTAssertEqual(owner, KeyOwner(keyID: record.id, tenant: "acme", isAdmin: false))
+        XCTAssertTrue(access.stillCurrent(stamp))
+        // Another key authenticating (a new entry) leaves it standing.
+        _ = try await access.authenticate(other)
+        XCTAssertTrue(access.stillCurrent(stamp))
+        // The entry's lifetime: the stamp ends with it, to the millisecond.
+        clock.advance(by: .milliseconds(29_999))
+        XCTAssertTrue(access.stillCurrent(stamp))
+        XCTAssertNotNil(access.cachedOwner(secret: bytes))
+        clock.advance(by: .milliseconds(1))
+        XCTAssertFalse(access.stillCurrent(stamp))
+        XCTAssertNil(access.cachedOwner(secret: bytes))
+        // Revoking another key ends every stamp (the check is cheap, not precise), and the
+        // revoked key gets none.
+        _ = try await access.authenticate(secret)
+        _ = try await access.authenticate(other)
+        let fresh = try XCTUnwrap(access.cachedOwnerStamped(secret: bytes)).stamp
+        let revokedStamp = try XCTUnwrap(access.cachedOwnerStamped(secret: otherBytes)).stamp
+        try await access.revoke(otherRecord.id)
+        XCTAssertFalse(access.stillCurrent(revokedStamp))
+        XCTAssertFalse(access.stillCurrent(fresh))
+        XCTAssertNil(access.cachedOwnerStamped(secret: otherBytes))
+        // A stamp taken after the revocation holds again; an invalidation ends it.
+        let after = try XCTUnwrap(access.cachedOwnerStamped(secret: bytes)).stamp
+        XCTAssertTrue(access.stillCurrent(after))
+        access.invalidateCache()
+        XCTAssertFalse(access.stillCurrent(after))
     }
 
     func testInvalidTenantIsRefusedWithTheFieldNamed() async throws {

@@ -6,6 +6,7 @@
 import Dispatcher
 import Foundation
 import JSON
+import Ring
 import Web
 import XCTest
 
@@ -120,6 +121,80 @@ final class FastReadTests: XCTestCase {
         let revoked = try await get(h, path, key: key)
         XCTAssertFalse(revoked.lane)
         XCTAssertEqual(revoked.status, 401)
+        await h.stop()
+    }
+
+    /// A client polling a job on one keep-alive connection, the same request's bytes each
+    /// time: after the lane's first answer the server replays it (new Date, new request id),
+    /// until the job changes (the next answer shows the change) or the key is revoked (the
+    /// next answer is 401). A replay is the lane's answer byte for byte but for those two.
+    func testRepeatedPollsAreReplayedUntilTheJobOrTheKeyChanges() async throws {
+        let h = try await AccessHarness.start()
+        let admin = try await h.adminKey()
+        let (key, job, keyID) = try await setUpJob(h, admin: admin, tenant: "acme")
+        let path = "/api/v1/jobs/\(job)"
+        let full = try await get(h, path, key: key)
+        XCTAssertEqual(full.status, 200)
+        let poller = try EventLoop.start(id: 8)
+        defer { poller.shutdown() }
+        let address = h.http.localAddress!, http = h.http
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(key)\r\n\r\n".utf8)
+        // (status, head, body, replayed) of each poll, with the changes made between them.
+        let polls = try await poller.run { () async throws -> [(Int, String, String, Bool)] in
+            let conn = try await TCPConnection.connect(to: address)
+            var pending: [UInt8] = []
+            var out: [(Int, String, String, Bool)] = []
+            func poll() async throws {
+                let before = http.replayedAnswerCount
+                try await conn.send(request)
+                while true {
+                    let text = String(decoding: pending, as: UTF8.self)
+                    if let end = text.range(of: "\r\n\r\n") {
+                        let head = String(text[..<end.lowerBound])
+                        let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                        let headBytes = text.utf8.distance(from: text.utf8.startIndex, to: end.upperBound)
+                        if pending.count >= headBytes + length {
+                            let status = Int(head.split(separator: " ")[1]) ?? 0
+                            out.append((status, head, String(decoding: pending[headBytes..<(headBytes + length)], as: UTF8.self),
+                                        http.replayedAnswerCount > before))
+                            pending.removeFirst(headBytes + length)
+                            return
+                        }
+                    }
+                    guard let b = try await conn.receive(timeout: .seconds(5)) else { throw RingError(.closed, operation: "poll") }
+                    pending += b.bytes
+                }
+            }
+            for _ in 0..<4 { try await poll() }
+            let cancel = try await h.call("POST", path + "/cancel", key: key)
+            XCTAssertEqual(cancel.status, 200, cancel.text)
+            for _ in 0..<3 { try await poll() }
+            let revoke = try await h.call("DELETE", "/api/v1/keys/\(keyID)", key: admin)
+            XCTAssertEqual(revoke.status, 204)
+            try await poll()
+            await conn.close()
+            return out
+        }
+        XCTAssertEqual(polls.map(\.0), [200, 200, 200, 200, 200, 200, 200, 401])
+        XCTAssertEqual(polls.map(\.3), [false, false, true, true, false, false, true, false])
+        for p in polls[0..<4] { XCTAssertEqual(p.2, full.text) }
+        for p in polls[4..<7] { XCTAssertEqual(try json(p.2)["state"]?.string(), "cancelled") }
+        func value(_ head: String, _ name: String) -> String? {
+            head.split(separator: "\r\n").first { $0.hasPrefix(name + ": ") }.map { String($0.dropFirst(name.count + 2)) }
+        }
+        // A replay has the lane answer's headers, in order, with a request id of its own.
+        for (fresh, replay) in [(1, 2), (1, 3), (5, 6)] {
+            let a = polls[fresh].1.split(separator: "\r\n"), b = polls[replay].1.split(separator: "\r\n")
+            XCTAssertEqual(a.map { $0.split(separator: ":")[0] }, b.map { $0.split(separator: ":")[0] })
+            for (x, y) in zip(a, b) where !x.hasPrefix("Date:") && !x.hasPrefix("X-Request-Id:") { XCTAssertEqual(x, y) }
+            XCTAssertNotEqual(value(polls[fresh].1, "X-Request-Id"), value(polls[replay].1, "X-Request-Id"))
+            XCTAssertEqual(value(polls[replay].1, "X-Request-Id")?.count, 32)
+        }
+        XCTAssertNotEqual(value(polls[3].1, "ETag"), value(polls[6].1, "ETag"))
+        // Replays are counted in the metrics like any answer: 7 polls and the first read.
+        let metrics = try await h.call("GET", "/metrics")
+        XCTAssertTrue(metrics.text.contains(#"spool_http_requests_total{method="GET",route="/api/v1/jobs/:id",status="200"} 8"#), metrics.text)
         await h.stop()
     }
 }

@@ -110,6 +110,46 @@ final class JobCacheTests: XCTestCase {
         XCTAssertNil(other.entry(old.id)?.json)
     }
 
+    /// A rendering a reader kept (the HTTP server's answer replay) must say so the moment the
+    /// cache stops holding it: replaced by a newer record, by another rendering of the same
+    /// record, evicted, or forgotten after a failure. While it is held it stays current.
+    func testARenderingIsCurrentExactlyWhileTheCacheHoldsIt() {
+        let cache = JobCache(capacity: 2)
+        let a = job(5), b = job(6), c = job(7)
+        func render(_ j: Job) -> JobRendering {
+            let e = cache.entry(j.id)!
+            cache.attach(j.jsonBytes, to: j.id, sequence: e.sequence)
+            return cache.rendering(bits: j.id.bits)!
+        }
+        cache.committed([a])
+        let first = render(a)
+        XCTAssertTrue(first.isCurrent)
+        XCTAssertTrue(cache.rendering(bits: a.id.bits) === first)
+        XCTAssertTrue(first.isCurrent, "reading it again changes nothing")
+        // Another rendering of the same entry replaces it.
+        let second = render(a)
+        XCTAssertFalse(first.isCurrent)
+        XCTAssertTrue(second.isCurrent)
+        // A newer record of the job.
+        var changed = a
+        changed.progress = 50
+        cache.committed([changed])
+        XCTAssertFalse(second.isCurrent)
+        let third = render(changed)
+        // A commit of another job leaves it alone; an eviction does not (capacity 2).
+        cache.committed([b])
+        XCTAssertTrue(third.isCurrent)
+        let bRendering = render(b)
+        cache.committed([c])
+        XCTAssertEqual([third, bRendering].filter(\.isCurrent).count, 1, "one of the two was evicted for the third job")
+        let kept = third.isCurrent ? changed : b
+        let keptRendering = third.isCurrent ? third : bRendering
+        // Forgotten after a failure.
+        cache.forget([kept.id])
+        XCTAssertFalse(keptRendering.isCurrent)
+        XCTAssertNil(cache.rendering(bits: kept.id.bits))
+    }
+
     func testTheCacheStaysWithinItsCapacity() async throws {
         for n in 10..<110 { try await insert(job(UInt64(n))) }
         XCTAssertLessThanOrEqual(store.cacheCounts.entries, 64)

@@ -5,12 +5,35 @@
 import Foundation
 import HTTP1
 import Ring
+import Synchronization
 @testable import Web
 import XCTest
+
+/// What the replayed route's answers are made from: a version that a test moves on, each
+/// with an object that says whether it is still the version (the replay's anchor).
+final class ReplaySource: Sendable {
+    final class Version: Sendable {
+        let number: Int
+        let current = Atomic<Bool>(true)
+        init(_ number: Int) { self.number = number }
+    }
+    private let version = Mutex(Version(1))
+    let checks = Atomic<Int>(0)
+    let handled = Atomic<Int>(0)
+    var now: Version { version.withLock { $0 } }
+
+    func advance() {
+        version.withLock { v in
+            v.current.store(false, ordering: .releasing)
+            v = Version(v.number + 1)
+        }
+    }
+}
 
 final class FastLaneTests: XCTestCase {
     var server: HTTPServer!
     var client: EventLoop!
+    let source = ReplaySource()
 
     override func setUp() async throws {
         let router = Router { r in
@@ -44,6 +67,25 @@ final class FastLaneTests: XCTestCase {
                     response.header("X-Bad", "a\r\nInjected: yes")
                     return true
                 }) { _ in Response(status: 200) }
+                // Answers that may be replayed: the path's id, the source's version, and a
+                // request id by the middleware's rule.
+                let source = self.source
+                let check: FastReplayCheck = { replay in
+                    source.checks.add(1, ordering: .relaxed)
+                    return (replay.anchor as? ReplaySource.Version)?.current.load(ordering: .acquiring) ?? false
+                }
+                v1.get("versions/:id", fast: { request, response in
+                    source.handled.add(1, ordering: .relaxed)
+                    let v = source.now
+                    response.header("Content-Type", "text/plain")
+                    StandardMiddleware.requestID(request, &response)
+                    response.body = Array("\(request.parameter(0)) v\(v.number)".utf8)
+                    response.replay = FastReplay(anchor: v, check: check)
+                    return true
+                }) { request in
+                    Response(status: 200, headers: [("Content-Type", "text/plain")],
+                             body: Array("\(request.pathParameters["id"] ?? "") v\(source.now.number)".utf8))
+                }
                 v1.get("unchanged", fast: { _, response in
                     response.status = 304
                     response.header("ETag", entityTagHash: 0xfeed)
@@ -241,6 +283,83 @@ final class FastLaneTests: XCTestCase {
         XCTAssertTrue(endedIdle, "an idle keep-alive connection must still end after the idle timeout")
         XCTAssertEqual(server.shortcutAnswerCount - shortcutBefore, steps.filter(\.shortcut).count)
         XCTAssertEqual(server.fastAnswerCount - fastBefore, steps.filter { $0.lane == "yes" }.count)
+    }
+
+    /// A poller asking the same thing again on its connection gets the handler's answer
+    /// replayed, with a new Date and request id, for exactly as long as the replay's check
+    /// finds what it was made from unchanged; any other request (even one byte apart) is
+    /// answered afresh, and a request id the client gave is echoed in a replay too.
+    func testRepeatedPollsAreReplayedWhileWhatTheyWereMadeFromStands() async throws {
+        let server = self.server!, address = server.localAddress!, loop = client!, source = self.source
+        let poll = "GET /api/v1/versions/a1 HTTP/1.1\r\nHost: t\r\n\r\n"
+        let other = "GET /api/v1/versions/a2 HTTP/1.1\r\nHost: t\r\n\r\n"   // same length, one byte apart
+        let traced = "GET /api/v1/versions/a1 HTTP/1.1\r\nHost: t\r\nX-Request-Id: trace-7\r\n\r\n"
+        // (request, advance the source first, expected body, replayed)
+        let steps: [(String, Bool, String, Bool)] = [
+            (poll, false, "a1 v1", false),    // the task's first request
+            (poll, false, "a1 v1", false),    // the shortcut's, kept for a replay
+            (poll, false, "a1 v1", true),
+            (poll, false, "a1 v1", true),
+            (poll, true, "a1 v2", false),     // the version moved on: afresh, kept again
+            (poll, false, "a1 v2", true),
+            (other, false, "a2 v2", false),
+            (other, false, "a2 v2", true),
+            (poll, false, "a1 v2", false),    // only the last fresh answer is kept
+            (traced, false, "a1 v2", false),
+            (traced, false, "a1 v2", true),
+        ]
+        let replayedBefore = server.replayedAnswerCount, checksBefore = source.checks.load(ordering: .relaxed)
+        let handledBefore = source.handled.load(ordering: .relaxed)
+        let answers = try await loop.run { () -> [String] in
+            let conn = try await TCPConnection.connect(to: address)
+            var answers: [String] = []
+            var pending: [UInt8] = []
+            for step in steps {
+                if step.1 { source.advance() }
+                let before = server.replayedAnswerCount
+                try await conn.send(Array(step.0.utf8))
+                while true {
+                    if let (answer, used) = FastLaneTests.oneAnswer(pending) {
+                        answers.append(answer + (server.replayedAnswerCount > before ? "|replayed" : "|fresh"))
+                        pending.removeFirst(used)
+                        break
+                    }
+                    guard let b = try await conn.receive(timeout: .seconds(5)) else { return answers }
+                    pending += b.bytes
+                }
+            }
+            await conn.close()
+            return answers
+        }
+        XCTAssertEqual(answers.count, steps.count, "\(answers)")
+        var ids: [String] = []
+        for (step, answer) in zip(steps, answers) {
+            XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Request-Id: "), answer)
+            XCTAssertTrue(answer.hasSuffix("\r\n\r\n" + step.2 + (step.3 ? "|replayed" : "|fresh")), "\(step.0): \(answer)")
+            XCTAssertTrue(answer.contains("\r\nDate: "), answer)
+            let id = answer.components(separatedBy: "X-Request-Id: ")[1].components(separatedBy: "\r\n")[0]
+            if step.0 == traced {
+                XCTAssertEqual(id, "trace-7", "a client's id is echoed, replayed or not")
+            } else {
+                XCTAssertEqual(id.count, 32, id)
+                XCTAssertTrue(id.allSatisfy(\.isHexDigit), id)
+                ids.append(id)
+            }
+        }
+        XCTAssertEqual(Set(ids).count, ids.count, "every answer, replayed or not, has its own request id: \(ids)")
+        XCTAssertEqual(Set(ids.map { $0.prefix(16) }).count, 1, "one process's ids share their prefix")
+        // Same framing as the fresh answer it replays: only the Date and the id may differ.
+        func shape(_ a: String) -> String {
+            a.split(separator: "\r\n").map { $0.hasPrefix("Date: ") || $0.hasPrefix("X-Request-Id: ") ? String($0.prefix(6)) : String($0) }
+                .joined(separator: "\r\n").replacingOccurrences(of: "|replayed", with: "|fresh")
+        }
+        XCTAssertEqual(shape(answers[2]), shape(answers[1]))
+        XCTAssertEqual(shape(answers[7]), shape(answers[6]))
+        let replayed = steps.filter(\.3).count
+        XCTAssertEqual(server.replayedAnswerCount - replayedBefore, replayed)
+        // Each replay was checked; a failed check (the moved version) made it afresh.
+        XCTAssertEqual(source.checks.load(ordering: .relaxed) - checksBefore, replayed + 1)
+        XCTAssertEqual(source.handled.load(ordering: .relaxed) - handledBefore, steps.count - replayed)
     }
 
     /// The first complete answer in `bytes` (head and Content-Length body) and its length.
