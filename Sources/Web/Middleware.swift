@@ -120,18 +120,19 @@ enum RequestIDs {
         let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
         out.withUnsafeMutableBufferPointer { o in
             precondition(at >= 0 && at + 16 <= o.count, "request id digits out of range")
-            for k in 0..<16 {
-                let nibble = UInt8(truncatingIfNeeded: n >> UInt64(60 - 4 * k)) & 15
-                o[at + k] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble
-            }
+            for k in 0..<16 { o[at + k] = digit(n, k) }
         }
     }
 
     static func hex16(_ v: UInt64, into out: inout [UInt8]) {
-        for shift in stride(from: 60, through: 0, by: -4) {
-            let nibble = UInt8(truncatingIfNeeded: v >> UInt64(shift)) & 15
-            out.append(nibble < 10 ? 0x30 + nibble : 0x57 + nibble)
-        }
+        for k in 0..<16 { out.append(digit(v, k)) }
+    }
+
+    /// The `k`th of `v`'s 16 lowercase hex digits, most significant first.
+    @inline(__always)
+    private static func digit(_ v: UInt64, _ k: Int) -> UInt8 {
+        let nibble = UInt8(truncatingIfNeeded: v >> UInt64(60 - 4 * k)) & 15
+        return nibble < 10 ? 0x30 + nibble : 0x57 + nibble
     }
 }
 

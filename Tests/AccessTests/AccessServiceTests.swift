@@ -18,13 +18,13 @@ class AccessServiceTests: XCTestCase {
         try SQLiteDatabase(path: dir + "/spool.sqlite")
     }
 
-    func makeService() async throws -> (AccessService, any RelationalDatabase) {
+    func makeService(clock: ManualClock = ManualClock(), cacheLifetime: Duration? = nil) async throws -> (AccessService, any RelationalDatabase) {
         dir = NSTemporaryDirectory() + "spool-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let d = dir
         addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
         let db = try await makeDatabase()
-        return (try await AccessService.open(database: db, clock: ManualClock()), db)
+        return (try await AccessService.open(database: db, clock: clock, cacheLifetime: cacheLifetime), db)
     }
 
     func testCreatedKeyAuthenticatesAndOnlyItsHashIsStored() async throws {
@@ -78,12 +78,8 @@ class AccessServiceTests: XCTestCase {
     /// `cachedOwner` (the HTTP fast lane's check) knows only keys `authenticate` accepted,
     /// byte for byte, and forgets them when they are revoked or their entry expires.
     func testCachedOwnerKnowsOnlyFreshAuthenticatedKeys() async throws {
-        dir = NSTemporaryDirectory() + "spool-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let d = dir
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
         let clock = ManualClock()
-        let access = try await AccessService.open(database: try await makeDatabase(), clock: clock, cacheLifetime: .seconds(30))
+        let (access, _) = try await makeService(clock: clock, cacheLifetime: .seconds(30))
         let (record, secret) = try await access.createKey(tenant: "acme", admin: false)
         let (_, other) = try await access.createKey(tenant: "acme", admin: false)
         let bytes = ArraySlice(Array(secret.utf8))
@@ -108,12 +104,8 @@ class AccessServiceTests: XCTestCase {
     /// still give the same owner: not past the entry's lifetime, not after a revocation or
     /// an invalidation of the cache.
     func testACacheStampHoldsExactlyWhileTheCachedOwnerWould() async throws {
-        dir = NSTemporaryDirectory() + "spool-access-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let d = dir
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
         let clock = ManualClock()
-        let access = try await AccessService.open(database: try await makeDatabase(), clock: clock, cacheLifetime: .seconds(30))
+        let (access, _) = try await makeService(clock: clock, cacheLifetime: .seconds(30))
         let (record, secret) = try await access.createKey(tenant: "acme", admin: false)
         let (otherRecord, other) = try await access.createKey(tenant: "acme", admin: false)
         let bytes = ArraySlice(Array(secret.utf8)), otherBytes = ArraySlice(Array(other.utf8))
