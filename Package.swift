@@ -12,6 +12,14 @@ import PackageDescription
 /// of the server's CPU on a small GET. On for the modules a request passes through.
 let callerIsolatedAsync = SwiftSetting.enableUpcomingFeature("NonisolatedNonsendingByDefault")
 
+/// Release builds of the modules every request runs through on the loop thread (BufferPool,
+/// Ring, HTTP1, Web) leave out the run-time exclusivity checks: each access to a class's
+/// stored property called swift_beginAccess and kept a thread-local access set, about 3 %
+/// of the server's CPU on a job poll (docs/adr/0019, addendum 2). The static checks stay,
+/// and debug builds, which every test runs, keep the run-time ones, so an overlapping
+/// access is still caught there. Other modules keep them in release too.
+let uncheckedExclusivity = SwiftSetting.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
+
 let package = Package(
     name: "Spool",
     platforms: [.macOS(.v15)],
@@ -91,11 +99,11 @@ let package = Package(
         .target(
             name: "BufferPool",
             path: "Sources/BufferPool",
-            swiftSettings: [.strictMemorySafety()]
+            swiftSettings: [.strictMemorySafety(), uncheckedExclusivity]
         ),
         // Pure: bytes in, request heads and body framing out; serializer. Imports nothing
         // above the standard library, so it is easy to fuzz and benchmark.
-        .target(name: "HTTP1", path: "Sources/HTTP1"),
+        .target(name: "HTTP1", path: "Sources/HTTP1", swiftSettings: [uncheckedExclusivity]),
         // Stage 1 of the JSON parser as a C kernel (AVX2 + PCLMULQDQ, chosen at run time):
         // no library, no system call; only JSON imports it.
         .target(name: "CJSONScan", path: "CShims/CJSONScan"),
@@ -109,7 +117,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Ring",
-            swiftSettings: [.strictMemorySafety()]
+            swiftSettings: [.strictMemorySafety(), uncheckedExclusivity]
         ),
         // The seeded simulator: an IOBackend with in-memory sockets, files and timers,
         // simulated time and injected faults, on which the real loop, server and client run
@@ -125,7 +133,8 @@ let package = Package(
                 "Ring", "BufferPool", "HTTP1", "JSON", "Threads", "TLS",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/Web"
+            path: "Sources/Web",
+            swiftSettings: [uncheckedExclusivity]
         ),
         // Safe Swift over libav: probe, synthesize test media, transcode (files and streams,
         // ladders); implements TranscodeAPI's plugin. The only importer of CLibAV.

@@ -33,7 +33,7 @@ extension DispatchServer {
             let started = clock.now
             guard let job = replay.anchor as? JobRendering, job.isCurrent,
                   noAuth || access.stillCurrent(CacheStamp(epoch: replay.stamp0, until: replay.stamp1)) else { return false }
-            recorder.record(clock.now - started)
+            recorder.record(nanoseconds: clock.now.nanoseconds &- started.nanoseconds)
             return true
         }
         return { [jobs, access] request, response in
@@ -54,7 +54,7 @@ extension DispatchServer {
             response.body = job.json
             StandardMiddleware.requestID(request, &response)
             response.replay = FastReplay(anchor: job, stamp0: stamp.epoch, stamp1: stamp.until, check: replayCheck)
-            recorder.record(clock.now - started)
+            recorder.record(nanoseconds: clock.now.nanoseconds &- started.nanoseconds)
             return true
         }
     }

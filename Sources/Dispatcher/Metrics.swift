@@ -177,7 +177,13 @@ public struct RequestRecorder: Sendable {
     let timer: Metrics.Timer
 
     public func record(_ duration: Duration) {
+        record(nanoseconds: duration.nanosecondsClamped)
+    }
+
+    /// The same for a duration already in nanoseconds (no 128-bit `Duration` arithmetic,
+    /// for the fast lane's every answer).
+    public func record(nanoseconds: Int64) {
         counter.increment()
-        timer.recordNanoseconds(duration.nanosecondsClamped)
+        timer.recordNanoseconds(nanoseconds)
     }
 }

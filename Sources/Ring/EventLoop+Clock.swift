@@ -11,6 +11,12 @@ extension EventLoop: MonotonicClock {
     @inline(__always)
     var nowNanos: Int64 { clockFromBackend ? backend.nowNanos : SystemClock.nanoseconds() }
 
+    /// `nowNanos` up to one scheduler tick early (CLOCK_MONOTONIC_COARSE; the backend's own
+    /// time on a simulated one): for pushing a far deadline later, as each keep-alive poll
+    /// answered in its receive completion does with its connection's idle timeout.
+    @inline(__always)
+    var coarseNowNanos: Int64 { clockFromBackend ? backend.nowNanos : SystemClock.coarseNanoseconds() }
+
     /// Now on this loop's clock. On a simulated backend, read it on the loop thread.
     public var now: MonotonicInstant { MonotonicInstant(nanoseconds: nowNanos) }
 

@@ -28,7 +28,10 @@ public struct IOCompletion: ~Copyable {
 public final class TCPConnection: MultishotSink, RecvStarved {
     public let fd: Int32
     public let loop: EventLoop
-    var pool: BufferPool { loop.pool }
+    /// The loop's pool, held as a constant: a method called on a `let` of a live object
+    /// needs no retain around the call, where one on the loop's settable `pool` took one
+    /// per call (a receive, a send and its completion each call into the pool).
+    package let pool: BufferPool
     private var received = FIFOQueue<PooledBuffer.Parts>()
     private var recvUD: UInt64?
     private var recvEOF = false
@@ -73,6 +76,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     init(fd: Int32, loop: EventLoop) {
         self.fd = fd
         self.loop = loop
+        self.pool = loop.pool
         loop.backend.setOption(fd: fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, 1)
     }
 
@@ -155,7 +159,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
                 // Dealt with: `buffer` goes back to the pool here; the task waits on.
                 handled = true
                 if let wait = receiveShortcutWait, parker.deadline != nil {
-                    parker.deadline = loop.nowNanos &+ wait.nanoseconds
+                    parker.deadline = loop.coarseNowNanos &+ wait.nanoseconds
                 }
             } else if res > 0 && !closed {
                 received.append(pool.disassemble(buffer))

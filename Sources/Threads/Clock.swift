@@ -66,6 +66,17 @@ public final class SystemClock: MonotonicClock, WallClock {
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
+    /// CLOCK_MONOTONIC_COARSE in nanoseconds: the time of the last scheduler tick, up to
+    /// one tick (4 ms at HZ=250) behind `nanoseconds()` and never ahead of it, read without
+    /// the time-stamp counter. For moving far deadlines (idle timeouts of seconds), where a
+    /// few milliseconds early do not matter; never for measuring intervals.
+    @inline(__always)
+    public static func coarseNanoseconds() -> Int64 {
+        var ts = timespec()
+        unsafe clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
     public var now: MonotonicInstant { MonotonicInstant(nanoseconds: Self.nanoseconds()) }
 
     /// CLOCK_REALTIME in milliseconds.

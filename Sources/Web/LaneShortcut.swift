@@ -56,7 +56,8 @@ final class LaneState {
         // Everything that could stop the answer from being queued is settled before the
         // handler runs (it counts and times the request in the metrics; a decline after
         // it would count the request twice when the task answers it again).
-        guard let pool = conn.loop.pool, let buffer = pool.tryAcquire() else { return false }
+        let pool = conn.pool
+        guard let buffer = pool.tryAcquire() else { return false }
         if let r = replay {
             if replayRequest.count == raw.count, replayRequest.withUnsafeBytes({ unsafe memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {
                 if renewReplay(), r.check(r) {
