@@ -61,14 +61,17 @@ final class LaneState {
         if let r = replay {
             if replayRequest.count == raw.count, replayRequest.withUnsafeBytes({ unsafe memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {
                 if renewReplay(), r.check(r) {
+                    // Counted before the answer can reach the client (the epoll backend sends
+                    // it inside `queue`), so whoever has read it also sees it counted.
+                    server.replayedAnswers.add(1, ordering: .relaxed)
                     do {
                         try server.queue(replayAnswer, in: buffer, on: conn)
                     } catch {
+                        server.replayedAnswers.subtract(1, ordering: .relaxed)
                         return false
                     }
                     server.fastAnswers.add(1, ordering: .relaxed)
                     server.shortcutAnswers.add(1, ordering: .relaxed)
-                    server.replayedAnswers.add(1, ordering: .relaxed)
                     return true
                 }
                 // What the answer was made from changed: make it afresh below.
