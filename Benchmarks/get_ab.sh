@@ -31,14 +31,14 @@ start() {  # binary -> sets pid and job
         --data "{\"input\":{\"file_id\":\"$file\"},\"preset\":\"h264-720p\"}" "$api/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 }
 
-load() {  # seconds -> prints "requests cpu_seconds"
-    local c0 c1 out n
-    c0=$(awk '{print $14 + $15}' /proc/$pid/stat)
+load() {  # seconds -> prints "requests cpu_seconds user_seconds"
+    local c0 c1 u0 u1 out n
+    read -r u0 c0 < <(awk '{print $14, $14 + $15}' /proc/$pid/stat)
     out=$(taskset -c 0 wrk -t1 -c64 -d"$1"s -H "Authorization: Bearer $key" "$api/jobs/$job")
-    c1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+    read -r u1 c1 < <(awk '{print $14, $14 + $15}' /proc/$pid/stat)
     if grep -qE "Non-2xx|Socket errors" <<<"$out"; then echo "wrk saw errors:" >&2; echo "$out" >&2; exit 1; fi
     n=$(grep -oE "[0-9]+ requests in" <<<"$out" | cut -d' ' -f1)
-    echo "$n $(python3 -c "print(($c1 - $c0) / $tck)")"
+    echo "$n $(python3 -c "print(($c1 - $c0) / $tck, ($u1 - $u0) / $tck)")"
 }
 
 echo "== GET /api/v1/jobs/{id}: A = $a, B = $b; $reps x (A B B A), wrk -t1 -c64 ${secs}s"
@@ -47,16 +47,23 @@ for r in $(seq "$reps"); do
     for v in A B B A; do
         bin=$a; [ $v = B ] && bin=$b
         start "$bin"
-        read -r n cpu < <(load "$secs")
-        echo "$v $n $cpu" | tee -a "$work/rounds" | awk '{printf "  %s: %d requests, server CPU %.2f s, %.0f requests per server CPU-second\n", $1, $2, $3, $2 / $3}'
+        read -r n cpu user < <(load "$secs")
+        echo "$v $n $cpu $user" | tee -a "$work/rounds" | awk '{printf "  %s: %d requests, server CPU %.2f s (user %.2f s), %.0f requests per server CPU-second\n", $1, $2, $3, $4, $2 / $3}'
     done
 done
 stop
 python3 - "$work/rounds" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-med = {v: statistics.median(int(n) / float(c) for k, n, c in rows if k == v) for v in "AB"}
+med = {v: statistics.median(int(n) / float(c) for k, n, c, u in rows if k == v) for v in "AB"}
 print(f"medians: A {med['A']:.0f}, B {med['B']:.0f} requests per server CPU-second: B / A {med['B'] / med['A']:.3f}")
+# The kernel's share of a poll (receive, send, loopback delivery) is the same code for both
+# builds, so user time over kernel time compares their user space with the VM's drift
+# divided out; user time is counted in ticks, so short rounds are coarse.
+share = {v: statistics.median(float(u) / (float(c) - float(u)) for k, n, c, u in rows if k == v) for v in "AB"}
+us = {v: statistics.median(float(u) * 1e6 / int(n) for k, n, c, u in rows if k == v) for v in "AB"}
+print(f"user time per kernel time: A {share['A']:.3f}, B {share['B']:.3f} (B / A {share['B'] / share['A']:.3f}); "
+      f"user microseconds per request: A {us['A']:.2f}, B {us['B']:.2f}")
 PY
 
 # Counts per request through uprobes (root, perf with uprobe support).
