@@ -26,6 +26,7 @@ struct curing_ring {
     unsigned br_entries;
     int br_group;
     int br_pending;                 // buffers added since the last publish
+    int ring_fd_registered;         // io_uring_register_ring_fd succeeded
 };
 
 _Static_assert(sizeof(struct __kernel_timespec) == 16, "timeout storage is 16 bytes");
@@ -59,6 +60,11 @@ curing_ring *curing_ring_create(unsigned entries, unsigned wanted, unsigned *got
         if (rc == 0) {
             if (got) *got = f;
             r->br_group = -1;
+            // Register the ring's own descriptor with this thread (the loop's, which alone
+            // enters the ring): each io_uring_enter then names it by index and the kernel
+            // skips looking it up and reference-counting it. liburing uses the index once
+            // this succeeds; where it fails (before 5.18, or filtered) the plain fd is used.
+            r->ring_fd_registered = io_uring_register_ring_fd(&r->ring) == 1;
             return r;
         }
         last = -rc;
@@ -76,6 +82,9 @@ void curing_ring_destroy(curing_ring *r) {
         io_uring_unregister_buf_ring(&r->ring, r->br_group);
         munmap(r->br, r->br_bytes);
     }
+    // The registration holds the ring open until it is dropped (or the registering thread
+    // ends). Only ours: an unregister by index with none made could drop another ring's.
+    if (r->ring_fd_registered) (void)io_uring_unregister_ring_fd(&r->ring);
     io_uring_queue_exit(&r->ring);
     free(r);
 }
