@@ -283,7 +283,7 @@ let package = Package(
                                                  .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Webhooks"),
         // Helpers shared by the test targets (seeded randomness, subprocesses).
-        .target(name: "SpoolTestSupport", path: "Tests/SpoolTestSupport"),
+        .target(name: "SpoolTestSupport", dependencies: ["ProcFS"], path: "Tests/SpoolTestSupport"),
         // Also compiles Tests/CompileFail against the built module (ownership misuse must fail).
         .testTarget(name: "BufferPoolTests", dependencies: ["BufferPool", "SpoolTestSupport"]),
         // Imports the model and not Media: proves a dispatcher can do without libav.

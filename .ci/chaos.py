@@ -26,6 +26,9 @@ Exit 0 only if all of that holds.
 import argparse, json, os, queue, random, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 from collections import Counter
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "External"))
+from spoolproc import free_port  # noqa: E402  (a port below the ephemeral range)
+
 import requests
 
 p = argparse.ArgumentParser()
@@ -44,14 +47,6 @@ rng = random.Random(a.seed)
 
 def say(*args):
     print("chaos:", *args, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 work = tempfile.mkdtemp(prefix="spool-chaos-", dir="/tmp")

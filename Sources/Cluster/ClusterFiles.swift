@@ -2,6 +2,7 @@
 // the first `up` and reused after (mode 0600, written through a temp file and rename), and
 // free loopback ports for the parts.
 import Glibc
+import ProcFS
 
 enum ClusterFiles {
     /// The whole of a small file, or nil when it does not exist.
@@ -56,23 +57,12 @@ enum ClusterFiles {
         }
     }
 
-    /// A loopback port nothing listens on now.
+    /// A loopback port for one of the cluster's parts: free now and below the kernel's
+    /// ephemeral range, so no outgoing connection can take it before the part binds it
+    /// (ProcFS.ListenPorts).
     static func freePort() throws(ClusterError) -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ClusterError("socket: errno \(errno)") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
-                bind(fd, s, len) == 0 && getsockname(fd, s, &len) == 0
-            }
-        }
-        guard ok else { throw ClusterError("no free loopback port: errno \(errno)") }
-        return UInt16(bigEndian: addr.sin_port)
+        guard let port = ListenPorts.unused() else { throw ClusterError("no free loopback port: errno \(errno)") }
+        return port
     }
 
     /// True when something accepts TCP connections on 127.0.0.1:`port`.

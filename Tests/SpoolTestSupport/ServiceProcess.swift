@@ -5,6 +5,7 @@
 // threads do, and CProcessStart blocks the stop signals before main), and a server that
 // inherited that would ignore the SIGTERM that stops it.
 import Foundation
+import ProcFS
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -83,18 +84,11 @@ public enum ServiceProcess {
         return nil
     }
 
-    /// A loopback port nothing listens on now.
+    /// A loopback port for a service a test starts: free now and below the kernel's
+    /// ephemeral range, so no outgoing connection takes it first (ProcFS.ListenPorts).
     public static func freePort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return UInt16(bigEndian: addr.sin_port)
+        guard let port = ListenPorts.unused() else { fatalError("no free loopback port") }
+        return port
     }
 
     /// Sends `request` to 127.0.0.1:`port` on a plain socket and returns what came back

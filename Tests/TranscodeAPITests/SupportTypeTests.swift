@@ -54,6 +54,25 @@ final class SupportTypeTests: XCTestCase {
         XCTAssertEqual(NumberFormat.bytes(Int.max), "8 EiB")
     }
 
+    /// Service ports come from below the ephemeral range, where no outgoing connection can
+    /// take one between its choice and the service's bind; each is handed out once.
+    func testListenPortsAreFreeAndBelowTheEphemeralRange() throws {
+        XCTAssertEqual(ListenPorts.ephemeralRange("32768\t60999\n"), 32768...60999)
+        XCTAssertEqual(ListenPorts.ephemeralRange("1024 65535"), 1024...65535)
+        XCTAssertNil(ListenPorts.ephemeralRange("60999 32768"))
+        XCTAssertNil(ListenPorts.ephemeralRange("32768"))
+        XCTAssertNil(ListenPorts.ephemeralRange("a b"))
+        XCTAssertEqual(ListenPorts.candidates(ephemeral: 32768...60999), 10_000...32767)
+        XCTAssertNil(ListenPorts.candidates(ephemeral: 1024...65535), "too few below: the kernel picks")
+        let range = try XCTUnwrap(ProcFile.read("/proc/sys/net/ipv4/ip_local_port_range").flatMap(ListenPorts.ephemeralRange))
+        var seen = Set<UInt16>()
+        for _ in 0..<50 {
+            let port = try XCTUnwrap(ListenPorts.unused())
+            XCTAssertTrue(seen.insert(port).inserted, "port \(port) handed out twice")
+            if ListenPorts.candidates(ephemeral: range) != nil { XCTAssertLessThan(port, range.lowerBound) }
+        }
+    }
+
     func testProcParsers() {
         XCTAssertEqual(ProcFile.loadAverage1m("0.69 0.52 0.40 1/123 4567\n"), 0.69)
         XCTAssertEqual(ProcFile.loadAverage1m(""), 0)
