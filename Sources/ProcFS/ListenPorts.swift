@@ -36,7 +36,7 @@ public enum ListenPorts {
             for _ in 0..<500 {
                 let port = UInt16.random(in: pool)
                 let fresh = handedOut.withLock { $0.insert(port).inserted }
-                if fresh && bindable(port) { return port }
+                if fresh && bound(port) != nil { return port }
             }
         }
         // The kernel's choice: free now, though an outgoing connection may take it.
@@ -46,8 +46,6 @@ public enum ListenPorts {
         }
         return nil
     }
-
-    private static func bindable(_ port: UInt16) -> Bool { bound(port) != nil }
 
     /// Binds a TCP socket to 127.0.0.1:`port`, closes it, and returns the port it had.
     private static func bound(_ port: UInt16) -> UInt16? {

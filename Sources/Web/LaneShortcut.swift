@@ -60,20 +60,7 @@ final class LaneState {
         guard let buffer = pool.tryAcquire() else { return false }
         if let r = replay {
             if replayRequest.count == raw.count, replayRequest.withUnsafeBytes({ unsafe memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {
-                if renewReplay(), r.check(r) {
-                    // Counted before the answer can reach the client (the epoll backend sends
-                    // it inside `queue`), so whoever has read it also sees it counted.
-                    server.replayedAnswers.add(1, ordering: .relaxed)
-                    do {
-                        try server.queue(replayAnswer, in: buffer, on: conn)
-                    } catch {
-                        server.replayedAnswers.subtract(1, ordering: .relaxed)
-                        return false
-                    }
-                    server.fastAnswers.add(1, ordering: .relaxed)
-                    server.shortcutAnswers.add(1, ordering: .relaxed)
-                    return true
-                }
+                if renewReplay(), r.check(r) { return send(replayAnswer, in: buffer, on: conn, replayed: true) }
                 // What the answer was made from changed: make it afresh below.
                 dropReplay()
             }
@@ -88,18 +75,29 @@ final class LaneState {
         // an answer larger than a pool buffer is sent by it too: both count twice.
         guard lane.response.invalidField == nil else { return false }
         HTTPServer.frame(&lane, date: registry.date)
-        guard lane.out.count <= pool.bufferSizeBytes else { return false }
-        do {
-            try server.queue(lane.out, in: buffer, on: conn)
-        } catch {
-            // The connection has failed: the task meets the same failure with the bytes.
-            return false
-        }
+        guard lane.out.count <= pool.bufferSizeBytes, send(lane.out, in: buffer, on: conn, replayed: false) else { return false }
         keepForReplay(raw)
         lane.shedLargeArrays()
+        return true
+    }
+
+    /// Queues an answer and counts it. Counted first: the epoll backend sends inside
+    /// `queue`, so a client may read the answer before anything done after it; whoever has
+    /// read it also sees it counted. False (and uncounted) when the connection has failed:
+    /// the task meets the same failure with the bytes.
+    private func send(_ bytes: [UInt8], in buffer: consuming PooledBuffer, on conn: TCPConnection, replayed: Bool) -> Bool {
         server.fastAnswers.add(1, ordering: .relaxed)
         server.shortcutAnswers.add(1, ordering: .relaxed)
-        return true
+        if replayed { server.replayedAnswers.add(1, ordering: .relaxed) }
+        do {
+            try server.queue(bytes, in: buffer, on: conn)
+            return true
+        } catch {
+            server.fastAnswers.subtract(1, ordering: .relaxed)
+            server.shortcutAnswers.subtract(1, ordering: .relaxed)
+            if replayed { server.replayedAnswers.subtract(1, ordering: .relaxed) }
+            return false
+        }
     }
 
     /// After a fresh answer: keeps it for a replay when its handler allowed one, else
