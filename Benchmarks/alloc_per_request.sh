@@ -24,7 +24,7 @@ cleanup() { [ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/d
 trap cleanup EXIT
 mkdir -p "$work/count"
 "${CC:-cc}" -O2 -Wall -shared -fPIC -o "$work/malloc_count.so" yardstick/malloc_count.c -lpthread
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(python3 ../Tests/External/freeport.py)
 key="alloc-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 LD_PRELOAD="$work/malloc_count.so" SPOOL_MALLOC_COUNT_DIR="$work/count" SPOOL_ADMIN_KEY="$key" \
     "$spool" serve --listen 127.0.0.1:$port --data-dir "$work/data" --loops 1 >"$work/spool.log" 2>&1 &

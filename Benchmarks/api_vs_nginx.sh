@@ -54,11 +54,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r sport nport fport < <(python3 -c '
-import socket
-a, b, c = socket.socket(), socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0)); c.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1], c.getsockname()[1])')
+read -r sport nport fport < <(python3 ../Tests/External/freeport.py 3)
 key="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 auth="Authorization: Bearer $key"
 api="http://127.0.0.1:$sport/api/v1"

@@ -24,7 +24,7 @@ work=$(mktemp -d /tmp/spool-cluster-scale-XXXXXX); chmod 711 "$work"   # the pos
 current=""
 cleanup() { [ -n "$current" ] && "$spool" cluster down --data-dir "$current" >/dev/null 2>&1; rm -rf "$work"; }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 ../Tests/External/freeport.py)
 clip="$work/clip.mp4"
 "$spool" synthesize "$clip" --width 320 --height 240 --seconds 2 --fps 25 >/dev/null
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }

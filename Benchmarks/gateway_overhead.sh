@@ -15,9 +15,8 @@ for tool in wrk taskset curl python3; do command -v "$tool" >/dev/null || { echo
 [ -x "$spool" ] || { echo "no spool binary at $spool (build it: swift build -c release --product spool)"; exit 1; }
 work="$here/.work/gateway"; rm -rf "$work"; mkdir -p "$work"
 key=spool-gateway-bench-admin-key-0123456789abcdef
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1"; return 1; }
-p=$(free_port); g=$(free_port)
+read -r p g < <(python3 ../Tests/External/freeport.py 2)
 SPOOL_ADMIN_KEY=$key taskset -c 1 "$spool" serve --listen 127.0.0.1:$p --data-dir "$work/data" --loops 1 > "$work/serve.log" 2>&1 &
 serve=$!
 taskset -c 1 "$spool" gateway --data-dir "$work/gw" --listen 127.0.0.1:$g --upstream 127.0.0.1:$p --workers 1 \

@@ -11,7 +11,7 @@ set -euo pipefail
 a=$1; b=$2; reps=${3:-3}; secs=${4:-4}
 for tool in wrk taskset curl python3; do command -v "$tool" >/dev/null || { echo "missing tool: $tool"; exit 1; }; done
 work=$(mktemp -d /tmp/spool-get-ab-XXXX)
-port=$((20000 + RANDOM % 20000))
+port=$(python3 "$(dirname "$0")/../Tests/External/freeport.py")
 key=getab0123456789abcdef0123456789abcdef01
 api=http://127.0.0.1:$port/api/v1
 tck=$(getconf CLK_TCK)

@@ -49,12 +49,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Two free loopback ports, both held open while choosing so they differ.
-read -r spool_port nginx_port < <(python3 -c '
-import socket
-a, b = socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')
+# Two free loopback ports below the ephemeral range (distinct; see freeport.py).
+read -r spool_port nginx_port < <(python3 ../Tests/External/freeport.py 2)
 
 echo "== HTTP GET /api/v1/health: spool serve vs nginx (1 server core, wrk 1 thread x 64 connections, ${secs}s per round)"
 

@@ -16,7 +16,7 @@ if [ $smoke = 1 ]; then ops=200; rounds=1; else ops=5000; rounds=3; fi
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_pg=(); [ "$(id -u)" = 0 ] && as_pg=(runuser -u postgres --)
 [ "$(id -u)" = 0 ] && chown postgres "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 ../Tests/External/freeport.py)
 (cd / && "${as_pg[@]}" "$bin/initdb" -D "$work/data" -U spool -A trust -E UTF8 --no-instructions >/dev/null)
 (cd / && "${as_pg[@]}" "$bin/pg_ctl" -D "$work/data" -l "$work/server.log" -w -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$work" start >/dev/null)
 trap '(cd / && "${as_pg[@]}" "$bin/pg_ctl" -D "$work/data" -m fast -w stop >/dev/null 2>&1); rm -rf "$work"' EXIT

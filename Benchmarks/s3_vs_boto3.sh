@@ -13,7 +13,7 @@ bench="${S3BENCH:?set S3BENCH to the S3Bench binary}"
 smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
 if [ $smoke = 1 ]; then mib=16; rounds=1; else mib=256; rounds=3; fi
 py=$(../Tests/External/venv.sh)
-port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$("$py" ../Tests/External/freeport.py)
 work="$(pwd)/.work/s3"; rm -rf "$work"; mkdir -p "$work"
 "$py" -c "
 import logging, sys, time

@@ -20,7 +20,7 @@ if [ $smoke = 1 ]; then seconds=2; w=320; h=180; rounds=1; else seconds=30; w=12
 clip="$work/clip.ts"
 "$spool" synthesize "$clip" --width $w --height $h --seconds $seconds --fps 30 >/dev/null
 export SPOOL_JOIN_TOKEN=stream-bench-join-token-0123456789 SPOOL_ADMIN_KEY=stream-bench-admin-key-0123456789abcdef0123
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 ../Tests/External/freeport.py)
 pids=()
 trap 'for p in "${pids[@]}"; do kill -TERM $p 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 "$spool" serve --listen 127.0.0.1:$port --data-dir "$work/server" >"$work/serve.log" 2>&1 & pids+=($!)

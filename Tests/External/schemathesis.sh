@@ -18,7 +18,7 @@ examples="${SCHEMATHESIS_EXAMPLES:-40}"
 seed="${SCHEMATHESIS_SEED:-11}"
 
 work=$(mktemp -d /tmp/spool-schemathesis.XXXXXX)
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$("$python" "$root/Tests/External/freeport.py")
 key="schemathesis-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 SPOOL_ADMIN_KEY="$key" "$spool" serve --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/serve.log" 2>&1 &
 pid=$!

@@ -3,7 +3,6 @@
 # admin key in SPOOL_ADMIN_KEY, readiness by polling /api/v1/health, the log kept in a file.
 # Also the small checks every script shares (the standard error envelope).
 import json
-import random
 import shutil
 import os
 import signal
@@ -14,36 +13,11 @@ import time
 
 import requests
 
+from freeport import free_port  # noqa: F401  (ports below the ephemeral range; callers import it from here)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DEFAULT_BINARY = os.path.join(ROOT, ".build", "debug", "spool")
-
-
-def free_port():
-    """A loopback port free now and below the kernel's ephemeral range, which no outgoing
-    connection can take before the service binds it (as ProcFS.ListenPorts picks them)."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 0
-    for _ in range(500 if low > 11000 else 0):
-        port = random.randint(10000, low - 1)
-        if port in _handed_out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_handed_out = set()
 
 
 def stop_gracefully(proc, what, timeout=20.0):

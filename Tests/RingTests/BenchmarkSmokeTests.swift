@@ -20,17 +20,8 @@ final class BenchmarkSmokeTests: XCTestCase {
     @discardableResult
     func run(_ exe: String, _ args: [String]) throws -> (Int32, String) { try runProcess(exe, args) }
 
-    func freePort() -> Int {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(s) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
-        return Int(UInt16(bigEndian: a.sin_port))
-    }
+    /// A port below the ephemeral range, free now (ServiceProcess.freePort, ProcFS.ListenPorts).
+    func freePort() -> Int { Int(ServiceProcess.freePort()) }
 
     func drive(_ server: String, _ args: [String], port: Int, load: String) throws -> String {
         let p = Process()
