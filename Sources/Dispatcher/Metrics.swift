@@ -31,8 +31,8 @@ public final class ServerMetrics: Sendable {
     private let uploads: Metrics.Counter
     private let downloads: Metrics.Counter
     /// The request counter and timer of each (method, route, status) seen: made once, then
-    /// only incremented (making them goes through the factory's locked lookup).
-    private let requestHandles = Mutex<[RequestKey: (Metrics.Counter, Metrics.Timer)]>([:])
+    /// only incremented (making them goes through the registry's locked look-up).
+    private let requestHandles = Mutex<[RequestKey: RequestRecorder]>([:])
 
     private struct RequestKey: Hashable {
         let method: String
@@ -41,16 +41,18 @@ public final class ServerMetrics: Sendable {
     }
 
     static let httpDuration = "spool_http_request_duration_seconds"
+    /// The HTTP duration histogram's buckets, in seconds. Kept as a histogram of `Double`
+    /// seconds made on the registry, not a swift-metrics Timer: a Timer's histogram holds
+    /// `Duration`s, and recording one compares 128-bit values against every bucket and adds
+    /// a 128-bit sum (about a tenth of a replayed job poll's user time, ADR 0019 addendum 3).
+    /// The exposition is the same text (`le="0.0005"` ... `le="10.0"`).
+    static let httpDurationBuckets: [Double] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10]
     static let databaseDuration = "spool_db_query_duration_seconds"
     static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
     public init() {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
-        factory.durationHistogramBuckets[Self.httpDuration] = [
-            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(10),
-        ]
         factory.durationHistogramBuckets[Self.databaseDuration] = [
             .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
             .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100), .milliseconds(500), .seconds(2),
@@ -73,14 +75,16 @@ public final class ServerMetrics: Sendable {
     public func requestRecorder(method: String, route: String?, status: Int) -> RequestRecorder {
         let m = Self.knownMethods.contains(method) ? method : "other"
         let key = RequestKey(method: m, route: route ?? "unmatched", status: status)
-        let factory = self.factory
+        let registry = self.registry
         return requestHandles.withLock { handles in
-            if let h = handles[key] { return RequestRecorder(counter: h.0, timer: h.1) }
-            let h = (Metrics.Counter(label: "spool_http_requests_total",
-                                     dimensions: [("method", m), ("route", key.route), ("status", String(status))], factory: factory),
-                     Metrics.Timer(label: Self.httpDuration, dimensions: [("method", m), ("route", key.route)], factory: factory))
+            if let h = handles[key] { return h }
+            let h = RequestRecorder(
+                counter: registry.makeCounter(name: "spool_http_requests_total",
+                                              labels: [("method", m), ("route", key.route), ("status", String(status))]),
+                histogram: registry.makeValueHistogram(name: Self.httpDuration, labels: [("method", m), ("route", key.route)],
+                                                       buckets: Self.httpDurationBuckets))
             handles[key] = h
-            return RequestRecorder(counter: h.0, timer: h.1)
+            return h
         }
     }
 
@@ -173,8 +177,8 @@ extension DispatchServer {
 
 /// spool_http_requests_total and the duration histogram for one method, route and status.
 public struct RequestRecorder: Sendable {
-    let counter: Metrics.Counter
-    let timer: Metrics.Timer
+    let counter: Prometheus.Counter
+    let histogram: Prometheus.ValueHistogram
 
     public func record(_ duration: Duration) {
         record(nanoseconds: duration.nanosecondsClamped)
@@ -184,6 +188,6 @@ public struct RequestRecorder: Sendable {
     /// for the fast lane's every answer).
     public func record(nanoseconds: Int64) {
         counter.increment()
-        timer.recordNanoseconds(nanoseconds)
+        histogram.record(Double(max(0, nanoseconds)) / 1e9)
     }
 }

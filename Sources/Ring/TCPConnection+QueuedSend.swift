@@ -32,6 +32,13 @@ extension TCPConnection {
     /// once; the loop sends them. Throws (and returns the buffer to the pool) when an
     /// earlier queued send failed or the connection is closed.
     public func sendQueued(_ buffer: consuming PooledBuffer, timeout: Duration? = nil) throws(RingError) {
+        try sendQueued(buffer, timeoutNanoseconds: timeout?.nanoseconds)
+    }
+
+    /// The same with the time limit in nanoseconds (nil: none), for a caller that sends
+    /// with one limit again and again and converts it once (a `Duration`'s conversion is
+    /// 128-bit arithmetic).
+    public func sendQueued(_ buffer: consuming PooledBuffer, timeoutNanoseconds timeoutNs: Int64?) throws(RingError) {
         loop.assertInLoop()
         let parts = pool.disassemble(buffer)
         if let failure = closed ? RingError(.closed, operation: "send") : queuedSendFailure {
@@ -42,7 +49,6 @@ extension TCPConnection {
             _ = pool.reassemble(parts)
             return
         }
-        let timeoutNs = timeout?.nanoseconds
         let behind = queuedSendInFlight || !outbox.isEmpty
         outbox.append(QueuedSend(parts: parts, timeoutNs: timeoutNs, deadline: behind ? timeoutNs.map { loop.nowNanos &+ $0 } : nil))
         if !queuedSendInFlight { issueQueuedSend() }

@@ -50,12 +50,14 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// with nothing buffered, on the loop thread inside their completion (no task is
     /// resumed). It returns true when it has wholly dealt with the bytes: the buffer goes
     /// back to the pool and the task keeps waiting, its deadline (if it has one) moved to
-    /// `receiveShortcutWait` from now; false leaves them to the task, as without a
+    /// `receiveShortcutWaitNanoseconds` from now; false leaves them to the task, as without a
     /// shortcut. It must not block; what it sends goes through `sendQueued`, in order with
     /// everything else queued. The task sets it before it waits and clears it after: the
     /// HTTP server answers a plain keep-alive GET this way (Web/FastLane.swift).
     public var receiveShortcut: ((TCPConnection, borrowing PooledBuffer) -> Bool)?
-    public var receiveShortcutWait: Duration?
+    /// In nanoseconds (nil: no deadline): the shortcut moves it per answer, so it is kept
+    /// converted (a `Duration`'s conversion is 128-bit arithmetic).
+    public var receiveShortcutWaitNanoseconds: Int64?
     // Queued sends (TCPConnection+QueuedSend.swift).
     var outbox = FIFOQueue<QueuedSend>()
     /// Bytes of the outbox's first buffer already sent.
@@ -158,8 +160,8 @@ public final class TCPConnection: MultishotSink, RecvStarved {
             } else if res > 0 && !closed, received.isEmpty, parker.isWaiting, let shortcut = receiveShortcut, shortcut(self, buffer) {
                 // Dealt with: `buffer` goes back to the pool here; the task waits on.
                 handled = true
-                if let wait = receiveShortcutWait, parker.deadline != nil {
-                    parker.deadline = loop.coarseNowNanos &+ wait.nanoseconds
+                if let wait = receiveShortcutWaitNanoseconds, parker.deadline != nil {
+                    parker.deadline = loop.coarseNowNanos &+ wait
                 }
             } else if res > 0 && !closed {
                 received.append(pool.disassemble(buffer))

@@ -62,7 +62,11 @@ public final class HTTPServer: Sendable {
         self.configuration = configuration
         self.router = router
         self.logger = logger
+        sendTimeoutNanoseconds = configuration.sendTimeout.nanosecondsClamped
     }
+
+    /// `configuration.sendTimeout` in nanoseconds, converted once for the queued answers.
+    let sendTimeoutNanoseconds: Int64
 
     /// Connections being served now, all loops together.
     public var connectionCount: Int { connections.load(ordering: .relaxed) }
@@ -198,6 +202,12 @@ public final class HTTPServer: Sendable {
         // The lane's scratch and, between requests of a keep-alive connection, the receive
         // shortcut that answers a plain request in its completion (LaneState).
         let laneState = router.hasFastRoutes ? LaneState(server: self, registry: registry) : nil
+        // The shortcut as a closure, made once per connection (one made per wait would
+        // allocate its context every time). It holds the lane strongly and the lane does
+        // not hold it, so nothing is checked per call (an unowned capture is).
+        let shortcutHandler: ((TCPConnection, borrowing PooledBuffer) -> Bool)? = laneState.map { lane in
+            { conn, piece in lane.answer(conn, piece) }
+        }
         connection: while true {
             // Answer every complete request already buffered (pipelining), in order.
             while !input.isEmpty {
@@ -320,10 +330,10 @@ public final class HTTPServer: Sendable {
             }
             do {
                 // Between requests, a plain one is answered in its receive completion.
-                let shortcut = answered && input.isEmpty && !registry.draining ? laneState : nil
+                let shortcut = answered && input.isEmpty && !registry.draining ? shortcutHandler : nil
                 if let shortcut {
-                    conn.receiveShortcut = shortcut.handler
-                    conn.receiveShortcutWait = timeout
+                    conn.receiveShortcut = shortcut
+                    conn.receiveShortcutWaitNanoseconds = timeout.nanosecondsClamped
                 }
                 defer { if shortcut != nil { conn.receiveShortcut = nil } }
                 guard let chunk = try await conn.receive(timeout: timeout) else { break connection }

@@ -22,15 +22,17 @@ final class LaneState {
     private var parser: RequestHeadParser
     private let server: HTTPServer
     private let registry: ConnectionRegistry
-    /// The shortcut as a closure, made once per connection (a closure made per wait would
-    /// allocate its context every time).
-    private(set) var handler: ((TCPConnection, borrowing PooledBuffer) -> Bool)!
 
     init(server: HTTPServer, registry: ConnectionRegistry) {
         self.server = server
         self.registry = registry
         parser = RequestHeadParser(limits: server.configuration.limits)
-        handler = { [unowned self] conn, piece in piece.withUnsafeBytes { raw in self.answer(conn, raw) } }
+    }
+
+    /// The receive shortcut (Ring.TCPConnection.receiveShortcut): true when `piece` was
+    /// one plain request and its answer is queued on `conn`.
+    func answer(_ conn: TCPConnection, _ piece: borrowing PooledBuffer) -> Bool {
+        piece.withUnsafeBytes { raw in answer(conn, raw) }
     }
 
     // The replay (ADR 0019, addendum): the last answer the shortcut made fresh, kept with

@@ -114,7 +114,7 @@ extension HTTPServer {
             unsafe bytes.withUnsafeBytes { unsafe dst.copyMemory(from: $0) }
         }
         b.count = bytes.count
-        try conn.sendQueued(b, timeout: configuration.sendTimeout)
+        try conn.sendQueued(b, timeoutNanoseconds: sendTimeoutNanoseconds)
     }
 
     nonisolated(nonsending) func respondAndClose(_ conn: TCPConnection, _ error: APIError) async {
