@@ -210,7 +210,10 @@ protocol MultishotSink: AnyObject {
             kind = chosen.backend.kind
             backendKind = kind
             backendSummary = chosen.backend.summary
-            pool.releaseHook = { [unowned self] index in self.bufferReturned(index) }
+            // Unchecked capture: this thread holds the loop until teardown() clears the
+            // hook, and the pool is the loop's (ADR 0019, addendum 3: the checked one cost a
+            // strong retain and release per returned buffer, two per request).
+            pool.releaseHook = { [unowned(unsafe) self] index in unsafe self.bufferReturned(index) }
             if let epoll = chosen.backend as? EpollBackend {
                 // File operations finish on the blocking pool; their results hop back here.
                 let bound = LoopBound(epoll, loop: self)

@@ -70,9 +70,11 @@ public final class HTTPServer: Sendable {
 
     /// Connections being served now, all loops together.
     public var connectionCount: Int { connections.load(ordering: .relaxed) }
-    let fastAnswers = Atomic<Int>(0)
-    /// Requests answered on the fast lane (FastLane.swift) since start.
-    public var fastAnswerCount: Int { fastAnswers.load(ordering: .relaxed) }
+    /// Fast-lane answers the connection's task made (the receive shortcut counts its own).
+    let taskFastAnswers = Atomic<Int>(0)
+    /// Requests answered on the fast lane (FastLane.swift) since start: by the task or by
+    /// the receive shortcut (one count per answer on the shortcut's path, not two).
+    public var fastAnswerCount: Int { taskFastAnswers.load(ordering: .relaxed) + shortcutAnswers.load(ordering: .relaxed) }
     let shortcutAnswers = Atomic<Int>(0)
     /// Of those, the ones answered in their receive completion (no task resumed).
     public var shortcutAnswerCount: Int { shortcutAnswers.load(ordering: .relaxed) }
@@ -232,7 +234,7 @@ public final class HTTPServer: Sendable {
                    input.withPending({ raw in router.answerFast(head, raw: raw, lane: &laneState.lane) }) {
                     input.consume(head.headLength)
                     parser.recycle(&head)
-                    fastAnswers.add(1, ordering: .relaxed)
+                    taskFastAnswers.add(1, ordering: .relaxed)
                     do {
                         if let field = laneState.lane.response.invalidField {
                             logger.error("fast handler produced an invalid header; answering 500", metadata: ["field": "\(field)"])

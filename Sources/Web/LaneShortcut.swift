@@ -45,6 +45,8 @@ final class LaneState {
     private var replayRequest: [UInt8] = []
     private var replayAnswer: [UInt8] = []
     private var replayDateAt = 0
+    /// The second the kept answer's Date names (-1: not known, rewrite it).
+    private var replayDateSecond: Int64 = -1
     private var replayRequestIDAt = -1
     private var replay: FastReplay?
     /// Requests and answers larger than these are not kept for a replay (an idle
@@ -88,14 +90,12 @@ final class LaneState {
     /// read it also sees it counted. False (and uncounted) when the connection has failed:
     /// the task meets the same failure with the bytes.
     private func send(_ bytes: [UInt8], in buffer: consuming PooledBuffer, on conn: TCPConnection, replayed: Bool) -> Bool {
-        server.fastAnswers.add(1, ordering: .relaxed)
         server.shortcutAnswers.add(1, ordering: .relaxed)
         if replayed { server.replayedAnswers.add(1, ordering: .relaxed) }
         do {
             try server.queue(bytes, in: buffer, on: conn)
             return true
         } catch {
-            server.fastAnswers.subtract(1, ordering: .relaxed)
             server.shortcutAnswers.subtract(1, ordering: .relaxed)
             if replayed { server.replayedAnswers.subtract(1, ordering: .relaxed) }
             return false
@@ -116,6 +116,7 @@ final class LaneState {
         replayAnswer.removeAll(keepingCapacity: true)
         replayAnswer.append(contentsOf: lane.out)
         replayDateAt = lane.dateAt
+        replayDateSecond = -1
         replayRequestIDAt = lane.requestIDAt
         replay = r
     }
@@ -128,17 +129,23 @@ final class LaneState {
     /// The kept answer with this second's Date and, where the server made the request id,
     /// the next one. False if the Date is not the 29 bytes an IMF-fixdate is (never).
     private func renewReplay() -> Bool {
-        var date = registry.date
-        let at = replayDateAt
-        // One access to the array for all 29 bytes (not one checked store per byte).
-        let ok = date.withUTF8 { d in
-            replayAnswer.withUnsafeMutableBytes { out in
-                guard d.count == 29, at >= 0, at + 29 <= out.count else { return false }
-                unsafe UnsafeMutableRawBufferPointer(rebasing: out[at..<(at + 29)]).copyMemory(from: UnsafeRawBufferPointer(d))
-                return true
+        let second = registry.dateSecondNow
+        if second != replayDateSecond {
+            var date = registry.date
+            let at = replayDateAt
+            // One access to the array for all 29 bytes (not one checked store per byte).
+            let ok = date.withUTF8 { d in
+                replayAnswer.withUnsafeMutableBytes { out in
+                    guard d.count == 29, at >= 0, at + 29 <= out.count else { return false }
+                    unsafe UnsafeMutableRawBufferPointer(rebasing: out[at..<(at + 29)]).copyMemory(from: UnsafeRawBufferPointer(d))
+                    return true
+                }
             }
+            guard ok else { return false }
+            // `date` may name a later second than `second` (the clock ticked between the
+            // two reads): then the next answer sees a different second and rewrites again.
+            replayDateSecond = second
         }
-        guard ok else { return false }
         if replayRequestIDAt >= 0 { RequestIDs.renew(&replayAnswer, at: replayRequestIDAt) }
         return true
     }

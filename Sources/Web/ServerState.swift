@@ -12,12 +12,23 @@ final class ConnectionRegistry {
 
     /// The HTTP `Date` value for now, formatted once per second per loop.
     var date: String {
+        refreshDate()
+        return dateText
+    }
+
+    /// The second `date` names now: a replayed answer rewrites its Date only when this
+    /// changed since it last did (once a second, not once per answer).
+    var dateSecondNow: Int64 {
+        refreshDate()
+        return dateSecond
+    }
+
+    private func refreshDate() {
         let now = wallClockSeconds()
         if now != dateSecond {
             dateSecond = now
             dateText = HTTPDate.format(now)
         }
-        return dateText
     }
 
     /// Most connections served at once since the last trim.

@@ -365,6 +365,50 @@ final class FastLaneTests: XCTestCase {
         XCTAssertEqual(source.handled.load(ordering: .relaxed) - handledBefore, steps.count - replayed)
     }
 
+    /// A replay rewrites its kept Date only when the second changed, so every replay must
+    /// carry the second it was sent in, across the seconds' ends too, not the one it was
+    /// made or last rewritten in.
+    func testReplaysCarryTheDateOfTheSecondTheyAreSentIn() async throws {
+        let server = self.server!, address = server.localAddress!, loop = client!, source = self.source
+        let poll = "GET /api/v1/versions/a1 HTTP/1.1\r\nHost: t\r\n\r\n"
+        let replayedBefore = server.replayedAnswerCount
+        let handledBefore = source.handled.load(ordering: .relaxed)
+        // (Date, the seconds before the send and after the answer)
+        let seen = try await loop.run { () -> [(String, Int64, Int64)] in
+            let conn = try await TCPConnection.connect(to: address)
+            var seen: [(String, Int64, Int64)] = []
+            var pending: [UInt8] = []
+            // The task's answer, the shortcut's (kept), then replays every 150 ms (under the
+            // fixture's 500 ms idle timeout) until two seconds' ends have passed.
+            var ends = 0
+            while ends < 2 && seen.count < 40 {
+                if seen.count >= 2 { try await Task.sleep(for: .milliseconds(150)) }
+                let before = wallClockSeconds()
+                try await conn.send(Array(poll.utf8))
+                while true {
+                    if let (answer, used) = FastLaneTests.oneAnswer(pending) {
+                        let date = answer.components(separatedBy: "\r\nDate: ").dropFirst().first?.components(separatedBy: "\r\n").first ?? ""
+                        if let last = seen.last, last.0 != date { ends += 1 }
+                        seen.append((date, before, wallClockSeconds()))
+                        pending.removeFirst(used)
+                        break
+                    }
+                    guard let b = try await conn.receive(timeout: .seconds(5)) else { return seen }
+                    pending += b.bytes
+                }
+            }
+            await conn.close()
+            return seen
+        }
+        XCTAssertGreaterThanOrEqual(seen.count, 5, "the connection ended early: \(seen)")
+        XCTAssertEqual(source.handled.load(ordering: .relaxed) - handledBefore, 2, "all but the first two were replays")
+        XCTAssertEqual(server.replayedAnswerCount - replayedBefore, seen.count - 2)
+        XCTAssertGreaterThanOrEqual(Set(seen.map(\.0)).count, 3, "the replays did not span two seconds' ends: \(seen.map(\.0))")
+        for (date, before, after) in seen {
+            XCTAssertTrue((before...after).contains { HTTPDate.format($0) == date }, "\(date) is not a second between the send (\(HTTPDate.format(before))) and the answer")
+        }
+    }
+
     /// The first complete answer in `bytes` (head and Content-Length body) and its length.
     static func oneAnswer(_ bytes: [UInt8]) -> (String, Int)? {
         let text = String(decoding: bytes, as: UTF8.self)
