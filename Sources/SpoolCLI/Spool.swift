@@ -208,6 +208,8 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
 /// does not take within `sendTimeout` ends its connection.
 final class EchoConnection {
     static let sendTimeout: Duration = .seconds(30)
+    /// The same in nanoseconds, converted once: each piece is queued with it.
+    static let sendTimeoutNanoseconds = sendTimeout.nanosecondsClamped
     let conn: TCPConnection
     private var ending = false
 
@@ -216,7 +218,7 @@ final class EchoConnection {
     func start() {
         conn.followsTaskCancellation = false
         conn.receiveContinuously(onData: { [self] piece in
-            do { try conn.sendQueued(piece, timeout: Self.sendTimeout) } catch { end() }
+            do { try conn.sendQueued(piece, timeoutNanoseconds: Self.sendTimeoutNanoseconds) } catch { end() }
         }, onEnd: { [self] _ in end() })
     }
 

@@ -20,9 +20,6 @@ final class BenchmarkSmokeTests: XCTestCase {
     @discardableResult
     func run(_ exe: String, _ args: [String]) throws -> (Int32, String) { try runProcess(exe, args) }
 
-    /// A port below the ephemeral range, free now (ServiceProcess.freePort, ProcFS.ListenPorts).
-    func freePort() -> Int { Int(ServiceProcess.freePort()) }
-
     func drive(_ server: String, _ args: [String], port: Int, load: String) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: server)
@@ -58,7 +55,7 @@ final class BenchmarkSmokeTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: spool) else { throw XCTSkip("spool not built next to the tests") }
 
         // With the pool flag the README documents (it once parsed as --pool-mi-b).
-        let port = freePort()
+        let port = Int(ServiceProcess.freePort())
         let out = try drive(spool, ["echo", "--listen", "127.0.0.1:\(port)", "--pool-mib", "8"], port: port, load: load)
         XCTAssertTrue(out.contains("round_trips="), out)
         XCTAssertFalse(out.contains("round_trips=0 "), out)
@@ -69,7 +66,7 @@ final class BenchmarkSmokeTests: XCTestCase {
         XCTAssertEqual(c2, 0, o2)
         let facts = try run(spool, ["kernel-check"])
         guard facts.0 != 1 else { throw XCTSkip("io_uring unusable here: the C yardstick cannot run") }
-        let yport = freePort()
+        let yport = Int(ServiceProcess.freePort())
         let yout = try drive(yardBin, ["\(yport)"], port: yport, load: load)
         XCTAssertTrue(yout.contains("round_trips="), yout)
     }

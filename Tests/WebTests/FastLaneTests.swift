@@ -257,15 +257,8 @@ final class FastLaneTests: XCTestCase {
                 // 6 x 150 ms: longer than the 500 ms idle timeout, which each answer restarts.
                 if step.pauseMs > 0 { try await loop.sleep(for: .milliseconds(step.pauseMs)) }
                 try await conn.send(Array(step.request.utf8))
-                while true {
-                    if let (answer, used) = FastLaneTests.oneAnswer(pending) {
-                        answers.append(answer)
-                        pending.removeFirst(used)
-                        break
-                    }
-                    guard let b = try await conn.receive(timeout: .seconds(5)) else { return (answers, false) }
-                    pending += b.bytes
-                }
+                guard let answer = try await FastLaneTests.nextAnswer(conn, &pending) else { return (answers, false) }
+                answers.append(answer)
             }
             // Then idle: the server ends the connection after its idle timeout.
             var ended = false
@@ -321,15 +314,8 @@ final class FastLaneTests: XCTestCase {
                 // before anything the server does after queueing it.)
                 let before = source.handled.load(ordering: .relaxed)
                 try await conn.send(Array(step.0.utf8))
-                while true {
-                    if let (answer, used) = FastLaneTests.oneAnswer(pending) {
-                        answers.append(answer + (source.handled.load(ordering: .relaxed) == before ? "|replayed" : "|fresh"))
-                        pending.removeFirst(used)
-                        break
-                    }
-                    guard let b = try await conn.receive(timeout: .seconds(5)) else { return answers }
-                    pending += b.bytes
-                }
+                guard let answer = try await FastLaneTests.nextAnswer(conn, &pending) else { return answers }
+                answers.append(answer + (source.handled.load(ordering: .relaxed) == before ? "|replayed" : "|fresh"))
             }
             await conn.close()
             return answers
@@ -385,17 +371,10 @@ final class FastLaneTests: XCTestCase {
                 if seen.count >= 2 { try await Task.sleep(for: .milliseconds(150)) }
                 let before = wallClockSeconds()
                 try await conn.send(Array(poll.utf8))
-                while true {
-                    if let (answer, used) = FastLaneTests.oneAnswer(pending) {
-                        let date = answer.components(separatedBy: "\r\nDate: ").dropFirst().first?.components(separatedBy: "\r\n").first ?? ""
-                        if let last = seen.last, last.0 != date { ends += 1 }
-                        seen.append((date, before, wallClockSeconds()))
-                        pending.removeFirst(used)
-                        break
-                    }
-                    guard let b = try await conn.receive(timeout: .seconds(5)) else { return seen }
-                    pending += b.bytes
-                }
+                guard let answer = try await FastLaneTests.nextAnswer(conn, &pending) else { return seen }
+                let date = answer.components(separatedBy: "\r\nDate: ").dropFirst().first?.components(separatedBy: "\r\n").first ?? ""
+                if let last = seen.last, last.0 != date { ends += 1 }
+                seen.append((date, before, wallClockSeconds()))
             }
             await conn.close()
             return seen
@@ -406,6 +385,19 @@ final class FastLaneTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(Set(seen.map(\.0)).count, 3, "the replays did not span two seconds' ends: \(seen.map(\.0))")
         for (date, before, after) in seen {
             XCTAssertTrue((before...after).contains { HTTPDate.format($0) == date }, "\(date) is not a second between the send (\(HTTPDate.format(before))) and the answer")
+        }
+    }
+
+    /// The next whole answer on `conn`, read on the caller's loop; bytes after it stay in
+    /// `pending` for the next call. Nil when the connection ends first.
+    nonisolated(nonsending) static func nextAnswer(_ conn: TCPConnection, _ pending: inout [UInt8]) async throws -> String? {
+        while true {
+            if let (answer, used) = oneAnswer(pending) {
+                pending.removeFirst(used)
+                return answer
+            }
+            guard let b = try await conn.receive(timeout: .seconds(5)) else { return nil }
+            pending += b.bytes
         }
     }
 
