@@ -41,7 +41,7 @@ extension Pipeline {
         videoTimeBase = av_inv_q(rate)
         let sar = unsafe par.sample_aspect_ratio
         if try setUpVideoCopy(index: v, rate: rate) { return }
-        let dec = unsafe try Decoder(stream: st, threads: plan.threads)
+        let dec = unsafe try Decoder(stream: st, threads: plan.threads > 0 ? plan.threads : Pipeline.automaticDecoderThreads())
         unsafe try plan.limits.checkDecodedFrameMemory(width: dec.ctx.pointee.width, height: dec.ctx.pointee.height,
                                                 pixelFormat: dec.ctx.pointee.pix_fmt.rawValue, framesInFlight: dec.framesInFlight)
 
