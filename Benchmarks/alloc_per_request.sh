@@ -17,7 +17,7 @@ seconds=${1:-2}
 spool="${SPOOL:-$(pwd)/../.build/release/spool}"
 budget=${ALLOC_BUDGET:-0.25}
 for tool in wrk curl python3 "${CC:-cc}"; do command -v "$tool" >/dev/null || { echo "missing tool: $tool"; exit 1; }; done
-[ -x "$spool" ] || { echo "no spool binary at $spool (build it: swift build -c release --product spool)"; exit 1; }
+[ -x "$spool" ] || { echo "no spool binary at $spool (build it: make release)"; exit 1; }
 work=$(mktemp -d /tmp/spool-alloc-XXXX)
 pid=
 cleanup() { [ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }; rm -rf "$work"; }

@@ -33,7 +33,7 @@ if [ $smoke = 1 ]; then secs=2; rounds=1; get_rounds=1; size_mib=16; else secs=1
 for tool in wrk taskset curl python3 pgrep sha256sum dd "$nginx"; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool"; exit 1; }
 done
-[ -x "$spool" ] || { echo "no spool binary at $spool (build it: swift build -c release --product spool)"; exit 1; }
+[ -x "$spool" ] || { echo "no spool binary at $spool (build it: make release)"; exit 1; }
 rm -rf "$work"; mkdir -p "$work"
 
 tck=$(getconf CLK_TCK)

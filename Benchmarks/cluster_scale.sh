@@ -19,7 +19,7 @@ spool="${SPOOL:-$here/../.build/release/spool}"
 smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
 if [ $smoke = 1 ]; then secs=1; jobs=2; else secs=8; jobs=16; fi
 for tool in wrk curl python3; do command -v "$tool" >/dev/null || { echo "missing tool: $tool"; exit 1; }; done
-[ -x "$spool" ] || { echo "no spool binary at $spool (build it: swift build -c release --product spool)"; exit 1; }
+[ -x "$spool" ] || { echo "no spool binary at $spool (build it: make release)"; exit 1; }
 work=$(mktemp -d /tmp/spool-cluster-scale-XXXXXX); chmod 711 "$work"   # the postgres user passes through
 current=""
 cleanup() { [ -n "$current" ] && "$spool" cluster down --data-dir "$current" >/dev/null 2>&1; rm -rf "$work"; }

@@ -12,7 +12,7 @@ spool="${SPOOL:-$here/../.build/release/spool}"
 smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
 if [ $smoke = 1 ]; then secs=2; rounds=1; else secs=8; rounds=3; fi
 for tool in wrk taskset curl python3; do command -v "$tool" >/dev/null || { echo "missing tool: $tool"; exit 1; }; done
-[ -x "$spool" ] || { echo "no spool binary at $spool (build it: swift build -c release --product spool)"; exit 1; }
+[ -x "$spool" ] || { echo "no spool binary at $spool (build it: make release)"; exit 1; }
 work="$here/.work/gateway"; rm -rf "$work"; mkdir -p "$work"
 key=spool-gateway-bench-admin-key-0123456789abcdef
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1"; return 1; }

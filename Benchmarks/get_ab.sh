@@ -66,23 +66,32 @@ print(f"user time per kernel time: A {share['A']:.3f}, B {share['B']:.3f} (B / A
       f"user microseconds per request: A {us['A']:.2f}, B {us['B']:.2f}")
 PY
 
-# Counts per request through uprobes (root, perf with uprobe support).
+# Counts per request through uprobes (root, perf with uprobe support). swift_task_switch is
+# in libswift_Concurrency.so, or in the binary itself when the runtime is linked in (make
+# release; a local symbol there, so probed by its address): each build gets its own probe.
 libc=$(ldconfig -p | awk '/libc.so.6 .*x86-64/{print $NF; exit}')
-conc=$(ldd "$a" | awk '/libswift_Concurrency/{print $3; exit}')
-if command -v perf >/dev/null && [ -n "$conc" ] \
-   && { perf probe -q -x "$libc" malloc 2>/dev/null || true; perf probe -q -x "$conc" swift_task_switch 2>/dev/null || true;
-        perf stat -e probe_libc:malloc,probe_libswift_Concurrency:swift_task_switch true >/dev/null 2>&1; }; then
+probe_switch() {  # BINARY EVENT
+    local lib at; lib=$(ldd "$1" 2>/dev/null | awk '/libswift_Concurrency/{print $3; exit}')
+    if [ -n "$lib" ]; then perf probe -q -x "$lib" -a "spoolab:$2=swift_task_switch" 2>/dev/null; return; fi
+    at=$(nm "$1" 2>/dev/null | awk '$3 == "swift_task_switch" {print "0x" $1; exit}')
+    [ -n "$at" ] && perf probe -q -x "$1" -a "spoolab:$2=$at" 2>/dev/null
+}
+if command -v perf >/dev/null \
+   && { perf probe -q -x "$libc" malloc 2>/dev/null || true; perf probe -q -d 'spoolab:*' 2>/dev/null || true
+        probe_switch "$a" switchA && probe_switch "$b" switchB
+        perf stat -e probe_libc:malloc,spoolab:switchA,spoolab:switchB true >/dev/null 2>&1; }; then
     for v in A B; do
         bin=$a; [ $v = B ] && bin=$b
         start "$bin"
-        perf stat -x, -e probe_libc:malloc,probe_libswift_Concurrency:swift_task_switch -p "$pid" -o "$work/counts" -- sleep $((secs + 1)) &
+        perf stat -x, -e probe_libc:malloc,spoolab:switch$v -p "$pid" -o "$work/counts" -- sleep $((secs + 1)) &
         sp=$!
         sleep 0.3
         read -r n _ < <(load "$secs")
         wait $sp
-        m=$(grep malloc "$work/counts" | cut -d, -f1); t=$(grep task_switch "$work/counts" | cut -d, -f1)
+        m=$(grep malloc "$work/counts" | cut -d, -f1); t=$(grep "switch$v" "$work/counts" | cut -d, -f1)
         python3 -c "print(f'$v: malloc {$m / $n:.1f} and swift_task_switch {$t / $n:.1f} per request ($n requests)')"
     done
+    perf probe -q -d 'spoolab:*' 2>/dev/null || true
 else
     echo "counts skipped: perf with uprobes is not available here"
 fi

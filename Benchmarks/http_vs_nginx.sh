@@ -23,7 +23,7 @@ if [ $smoke = 1 ]; then secs=2; rounds=1; else secs=10; rounds=3; fi
 for tool in wrk taskset curl python3 pgrep "$nginx"; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool"; exit 1; }
 done
-[ -x "$spool" ] || { echo "no spool binary at $spool (build it: swift build -c release --product spool)"; exit 1; }
+[ -x "$spool" ] || { echo "no spool binary at $spool (build it: make release)"; exit 1; }
 
 tck=$(getconf CLK_TCK)
 # CPU ticks (utime + stime) of a process plus its direct children (nginx master + workers).
