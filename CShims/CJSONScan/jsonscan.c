@@ -1,22 +1,40 @@
-// jsonscan.c: the AVX2 + PCLMULQDQ stage-1 kernel (see CJSONScan.h). Each 64-byte block is
-// loaded as two 32-byte vectors; compares and movemasks give the byte classes as 64-bit
-// masks; a carry-less multiply by all ones gives the prefix XOR of the quote mask (bit i
-// set while inside a string); offsets are stored a mask byte at a time from a table of bit
-// positions, without a branch on the bits. The order of checks and the carries from block
-// to block follow Sources/JSON/StructuralIndex.swift exactly, so the errors and offsets
-// are the same.
+// jsonscan.c: the stage-1 kernels in C (see CJSONScan.h), in two forms that share every
+// step but two. Each 64-byte block is classified into 64-bit masks: with AVX2 as two 32-byte
+// vectors whose compares are movemasked and joined, with AVX-512BW as one vector whose
+// compares give the masks directly. A carry-less multiply by all ones gives the prefix XOR
+// of the quote mask (bit i set while inside a string). The structural offsets are stored
+// without a branch on the bits: with AVX2 a mask byte at a time from a table of bit
+// positions; with AVX-512 VBMI2 by compressing the block's 64 byte indexes to the set bits
+// in one instruction and widening them sixteen at a time. The order of checks and the
+// carries from block to block follow Sources/JSON/StructuralIndex.swift exactly, so the
+// errors and offsets are the same, whichever form runs.
 #include "CJSONScan.h"
 #include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-int cjson_stage1_available(void) {
+static int detect_best(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("bmi");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("bmi")))
+        return CJSON_KERNEL_NONE;
+    // compiler-rt reports the AVX-512 features only when the OS saves their registers too.
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi2"))
+        return CJSON_KERNEL_AVX512;
+    return CJSON_KERNEL_AVX2;
 }
 
+/// Chosen once, when the library loads (before any thread can ask).
+static int best_kernel;
+
+__attribute__((constructor)) static void pick_kernel(void) { best_kernel = detect_best(); }
+
+int cjson_stage1_best(void) { return best_kernel; }
+
+int cjson_stage1_available(void) { return cjson_stage1_best() != CJSON_KERNEL_NONE; }
+
 #define TARGET __attribute__((target("avx2,pclmul,bmi,popcnt")))
+#define TARGET512 __attribute__((target("avx2,avx512f,avx512bw,avx512vbmi2,pclmul,bmi,popcnt")))
 
 typedef struct {
     uint64_t quote, backslash, whitespace, op, control;
@@ -59,6 +77,22 @@ TARGET static inline masks classify(const uint8_t *p) {
     m.op = join(o0, o1);
     m.control = join(c0, c1);
     m.high = join(lo, hi);
+    return m;
+}
+
+/// The same masks from one 64-byte vector: AVX-512BW compares yield the bits themselves.
+TARGET512 static inline masks classify512(const uint8_t *p) {
+    __m512i v = _mm512_loadu_si512((const void *)p);
+    masks m;
+    m.quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"'));
+    m.backslash = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\'));
+    m.whitespace = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(' ')) | _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\n'))
+        | _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\r')) | _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\t'));
+    __m512i folded = _mm512_or_si512(v, _mm512_set1_epi8(0x20));
+    m.op = _mm512_cmpeq_epi8_mask(folded, _mm512_set1_epi8('{')) | _mm512_cmpeq_epi8_mask(folded, _mm512_set1_epi8('}'))
+        | _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(',')) | _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(':'));
+    m.control = _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20));
+    m.high = _mm512_movepi8_mask(v);
     return m;
 }
 
@@ -143,7 +177,38 @@ TARGET static inline uint32_t *flatten(uint32_t *out, uint32_t start, uint64_t b
     return out;
 }
 
-TARGET static cjson_stage1_result scan(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+/// The same offsets from one compress: the block's byte indexes 0...63 packed down to the
+/// set bits (VBMI2), widened to 32-bit lanes sixteen at a time and offset by `start`. The
+/// first sixteen lanes are always stored, later groups only while there are offsets left,
+/// so at most fifteen slots past the last counted one are written.
+TARGET512 static inline uint32_t *flatten512(uint32_t *out, uint32_t start, uint64_t bits) {
+    const __m512i iota = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
+                                         47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
+                                         31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                                         15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512i packed = _mm512_maskz_compress_epi8(bits, iota);
+    __m512i base = _mm512_set1_epi32((int)start);
+    int n = __builtin_popcountll(bits);
+    _mm512_storeu_si512((void *)out, _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(packed)), base));
+    if (n > 16) {
+        _mm512_storeu_si512((void *)(out + 16), _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(packed, 1)), base));
+        if (n > 32) {
+            _mm512_storeu_si512((void *)(out + 32), _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(packed, 2)), base));
+            if (n > 48)
+                _mm512_storeu_si512((void *)(out + 48), _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(packed, 3)), base));
+        }
+    }
+    return out + n;
+}
+
+typedef masks (*classify_fn)(const uint8_t *);
+typedef uint32_t *(*flatten_fn)(uint32_t *, uint32_t, uint64_t);
+
+/// The pass over all blocks, shared by both forms: it is inlined into each form's entry
+/// below with that form's classify and flatten, and compiled there for that form's
+/// instruction set (so the AVX2 form never holds an AVX-512 instruction).
+__attribute__((always_inline)) static inline cjson_stage1_result scan(const uint8_t *input, size_t length, uint32_t *positions,
+                                                                      uint64_t *backslash_words, classify_fn classify, flatten_fn flatten) {
     cjson_stage1_result r = { CJSON_OK, 0, 0 };
     size_t blocks = (length + 63) / 64;
     uint32_t *out = positions;
@@ -218,18 +283,39 @@ TARGET static cjson_stage1_result scan(const uint8_t *input, size_t length, uint
     return r;
 }
 
+TARGET static cjson_stage1_result scan_avx2(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+    return scan(input, length, positions, backslash_words, classify, flatten);
+}
+
+TARGET512 static cjson_stage1_result scan_avx512(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+    return scan(input, length, positions, backslash_words, classify512, flatten512);
+}
+
+cjson_stage1_result cjson_stage1_with(int kernel, const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+    // Callers pass a kernel no better than cjson_stage1_best(); anything else is a programming error.
+    if (kernel < CJSON_KERNEL_AVX2 || kernel > cjson_stage1_best()) __builtin_trap();
+    if (kernel == CJSON_KERNEL_AVX512) return scan_avx512(input, length, positions, backslash_words);
+    return scan_avx2(input, length, positions, backslash_words);
+}
+
 cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
-    return scan(input, length, positions, backslash_words);
+    return cjson_stage1_with(cjson_stage1_best(), input, length, positions, backslash_words);
 }
 
 #else
 
+int cjson_stage1_best(void) { return CJSON_KERNEL_NONE; }
+
 int cjson_stage1_available(void) { return 0; }
 
-cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
-    // Callers ask cjson_stage1_available() first; reaching this is a programming error.
-    (void)input; (void)length; (void)positions; (void)backslash_words;
+cjson_stage1_result cjson_stage1_with(int kernel, const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+    // Callers ask cjson_stage1_best() first; reaching this is a programming error.
+    (void)kernel; (void)input; (void)length; (void)positions; (void)backslash_words;
     __builtin_trap();
+}
+
+cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
+    return cjson_stage1_with(CJSON_KERNEL_NONE, input, length, positions, backslash_words);
 }
 
 #endif

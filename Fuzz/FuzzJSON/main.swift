@@ -1,6 +1,6 @@
 // libFuzzer target for JSON. Beyond "never crash" (and, under AddressSanitizer, never read
 // outside the input), it traps when:
-//   - the .native (C) or .simd stage-1 kernel disagrees with .scalar (structural offsets,
+//   - the .native (C; and .nativeAVX2) or .simd stage-1 kernel disagrees with .scalar (structural offsets,
 //     backslash bitmap, or error kind and offset), or the whole parse does (nodes, or error
 //     kind and offset);
 //   - parsing the fuzzer's own buffer directly (stage 1 and 2 on exactly `size` bytes, so
@@ -123,7 +123,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // Kernels against the scalar reference, on the fuzzer's exact-size buffer.
     let (ixR, rawR) = parseRaw(raw, .scalar)
     let (ixS, rawS) = parseRaw(raw, .simd)
-    for (kernel, (ix, out)) in [(JSONScanKernel.simd, (ixS, rawS)), (.native, parseRaw(raw, .native))] {
+    for (kernel, (ix, out)) in [(JSONScanKernel.simd, (ixS, rawS)), (.native, parseRaw(raw, .native)), (.nativeAVX2, parseRaw(raw, .nativeAVX2))] {
         switch (ix, ixR) {
         case (let a?, let b?):
             guard a.positions == b.positions, a.backslashWords == b.backslashWords else { fatalError("stage 1 indexes differ (\(kernel))") }

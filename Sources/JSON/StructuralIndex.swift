@@ -6,25 +6,30 @@
 // (number or literal). It also validates UTF-8 over the whole input and rejects control
 // characters inside strings.
 //
-// Three kernels: `native` is the whole pass in C (CShims/CJSONScan: AVX2 compares and
-// movemasks, a PCLMULQDQ carry-less multiply for the prefix XOR, offsets stored eight at a
-// time), used when the CPU has those instructions; `simd` classifies with Swift SIMD types
-// and `scalar` byte by byte, and everything after their classification is shared Swift.
-// The C kernel follows the same steps in the same order, so all three give identical
+// Three kernels: `native` is the whole pass in C (CShims/CJSONScan: AVX-512 or AVX2
+// compares, a PCLMULQDQ carry-less multiply for the prefix XOR, offsets stored sixteen or
+// eight at a time), used when the CPU has those instructions; `simd` classifies with Swift
+// SIMD types and `scalar` byte by byte, and everything after their classification is shared
+// Swift. The C kernel follows the same steps in the same order, so all give identical
 // results (offsets, backslash bitmap, first error and its offset); the tests and the fuzz
-// target check that on every input they see.
+// target check that on every input they see, for both C forms where the CPU has AVX-512.
 // Non-goals: validating the grammar (stage 2 does that, see JSONDocument).
 import CJSONScan
 
-/// Which kernel stage 1 uses. `.native` is the default (it is `.simd` on a CPU without AVX2
-/// and PCLMULQDQ); `.scalar` is the reference.
+/// Which kernel stage 1 uses. `.native` is the default: the C kernel's AVX-512 form where
+/// the CPU has AVX-512 (F, BW, VBMI2), else its AVX2 form, else `.simd` (no AVX2 and
+/// PCLMULQDQ). `.nativeAVX2` is the AVX2 form even where AVX-512 runs, for the tests and
+/// benchmarks that compare the two; `.scalar` is the reference.
 public enum JSONScanKernel: Sendable, Equatable {
     case native
+    case nativeAVX2
     case simd
     case scalar
 
     /// Whether this CPU runs the `.native` kernel itself (not its `.simd` stand-in).
     public static let nativeAvailable = cjson_stage1_available() != 0
+    /// Whether `.native` is the AVX-512 form (and `.nativeAVX2` a different kernel).
+    public static let nativeAVX512Available = cjson_stage1_best() == Int32(CJSON_KERNEL_AVX512)
 }
 
 /// Per-block classification masks; bit i describes byte i of the block.
@@ -91,9 +96,9 @@ enum Stage1 {
     /// Builds the structural index of `input`, or throws the first stage-1 error.
     static func index(_ input: UnsafeRawBufferPointer, kernel: JSONScanKernel) throws(JSONError) -> StructuralIndex {
         precondition(input.count < Int(UInt32.max) - Int(CJSON_POSITIONS_SLACK), "JSON input must be smaller than 4 GiB")
-        if kernel == .native {
-            if JSONScanKernel.nativeAvailable { return unsafe try native(input) }
-            return unsafe try index(input, kernel: .simd)
+        if kernel == .native || kernel == .nativeAVX2 {
+            guard JSONScanKernel.nativeAvailable else { return unsafe try index(input, kernel: .simd) }
+            return unsafe try native(input, form: kernel == .native ? cjson_stage1_best() : Int32(CJSON_KERNEL_AVX2))
         }
         var out = StructuralIndex()
         let blocks = (input.count + 63) / 64
@@ -116,19 +121,20 @@ enum Stage1 {
         return out
     }
 
-    /// The C kernel: the same index, or the same first error at the same offset.
-    private static func native(_ input: UnsafeRawBufferPointer) throws(JSONError) -> StructuralIndex {
+    /// The C kernel in `form` (CJSON_KERNEL_AVX2 or CJSON_KERNEL_AVX512): the same index,
+    /// or the same first error at the same offset.
+    private static func native(_ input: UnsafeRawBufferPointer, form: Int32) throws(JSONError) -> StructuralIndex {
         var out = StructuralIndex()
         let blocks = (input.count + 63) / 64
         out.backslashWords = [UInt64](repeating: 0, count: blocks + 1)   // + 1: see backslashWords
         var result = cjson_stage1_result()
         guard input.count > 0 else { return out }
-        // The kernel stores offsets eight at a time, touching up to CJSON_POSITIONS_SLACK
-        // slots past the last one it counts.
+        // The kernel stores offsets eight or sixteen at a time, touching up to
+        // CJSON_POSITIONS_SLACK - 1 slots past the last one it counts.
         out.positions = unsafe [UInt32](unsafeUninitializedCapacity: input.count + Int(CJSON_POSITIONS_SLACK)) { positions, written in
             unsafe out.backslashWords.withUnsafeMutableBufferPointer { words in
-                result = unsafe cjson_stage1(input.baseAddress!.assumingMemoryBound(to: UInt8.self), input.count,
-                                             positions.baseAddress!, words.baseAddress!)
+                result = unsafe cjson_stage1_with(form, input.baseAddress!.assumingMemoryBound(to: UInt8.self), input.count,
+                                                  positions.baseAddress!, words.baseAddress!)
             }
             written = result.error == Int32(CJSON_OK) ? Int(result.written) : 0
         }

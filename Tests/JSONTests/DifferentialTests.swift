@@ -1,4 +1,4 @@
-// Differential: the .native, .simd and .scalar stage-1 kernels must give identical results (the
+// Differential: the .native (and .nativeAVX2), .simd and .scalar stage-1 kernels must give identical results (the
 // same structural offsets and backslash bitmap, or the same error kind and offset), and so
 // must the whole parse, on seeded random documents, random mutations of them (bytes
 // flipped, inserted, deleted; quotes and backslashes put at 64-byte block boundaries;
@@ -14,7 +14,7 @@ final class DifferentialTests: XCTestCase {
     func agree(_ input: [UInt8], _ name: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) -> ParseOutcome {
         let reference = input.withUnsafeBytes { stage1($0, kernel: .scalar) }
         let y = outcome(parseDocument(input, kernel: .scalar))
-        for kernel in [JSONScanKernel.native, .simd] {
+        for kernel in [JSONScanKernel.native, .nativeAVX2, .simd] {
             let a = input.withUnsafeBytes { stage1($0, kernel: kernel) }
             if a != reference { XCTFail("\(name()): stage 1 differs: \(kernel) \(a), scalar \(reference)", file: file, line: line) }
             let x = outcome(parseDocument(input, kernel: kernel))
@@ -31,6 +31,17 @@ final class DifferentialTests: XCTestCase {
         let capable = flags.isSuperset(of: ["avx2", "pclmulqdq", "bmi1"])
         XCTAssertEqual(JSONScanKernel.nativeAvailable, capable, "cpu flags: avx2, pclmulqdq, bmi1 present: \(capable)")
         if !capable { throw XCTSkip("this CPU lacks AVX2, PCLMULQDQ or BMI1: .native runs the .simd kernel") }
+    }
+
+    /// Where the CPU (and the kernel, which must save the registers) has AVX-512 F, BW and
+    /// VBMI2, `.native` is the AVX-512 form and `.nativeAVX2` the AVX2 one, and the tests
+    /// here compare both with the Swift kernels; elsewhere they compare the AVX2 form only.
+    func testTheAVX512FormRunsWhereTheCPUHasIt() throws {
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
+        let capable = flags.isSuperset(of: ["avx2", "pclmulqdq", "bmi1", "avx512f", "avx512bw", "avx512_vbmi2"])
+        XCTAssertEqual(JSONScanKernel.nativeAVX512Available, capable, "cpu flags: avx512f, avx512bw, avx512_vbmi2 present: \(capable)")
+        if !capable { throw XCTSkip("this CPU lacks AVX-512 F, BW or VBMI2: .native runs the AVX2 form") }
     }
 
     /// Bytes that change what stage 1 sees.

@@ -150,18 +150,25 @@ struct JSONBench {
             }
         }
         // Parse only, the default kernel (.native: the C stage 1 where the CPU has AVX2 and
-        // PCLMULQDQ) and the Swift SIMD kernel, interleaved.
-        var nativeParse: [Double] = [], simdParse: [Double] = []
+        // PCLMULQDQ, in its AVX-512 form where it has AVX-512 F, BW and VBMI2), the C
+        // kernel's AVX2 form there too, and the Swift SIMD kernel, interleaved.
+        var nativeParse: [Double] = [], avx2Parse: [Double] = [], simdParse: [Double] = []
+        var avx2Options = JSONDocument.Options()
+        avx2Options.kernel = .nativeAVX2
         for _ in 0..<max(10, iterations / 4) {
             nativeParse.append(try time { _ = try JSONDocument(parsing: bytes) })
+            if JSONScanKernel.nativeAVX512Available { avx2Parse.append(try time { _ = try JSONDocument(parsing: bytes, options: avx2Options) }) }
             simdParse.append(try time { _ = try JSONDocument(parsing: bytes, options: simdOptions) })
         }
         func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
         let mb = Double(bytes.count) / 1e6
         let sp = median(spoolTimes), fd = median(foundationTimes)
         print(String(format: "spool JSON (parse + read fields): median %.1f us, %.0f MB/s", sp, mb / (sp / 1e6)))
-        let native = JSONScanKernel.nativeAvailable ? "C AVX2 stage 1" : "no AVX2: Swift SIMD"
+        let native = JSONScanKernel.nativeAVX512Available ? "C AVX-512 stage 1" : JSONScanKernel.nativeAvailable ? "C AVX2 stage 1" : "no AVX2: Swift SIMD"
         print("spool JSON parse only (\(native)): " + String(format: "median %.1f us, %.0f MB/s", median(nativeParse), mb / (median(nativeParse) / 1e6)))
+        if !avx2Parse.isEmpty {
+            print(String(format: "spool JSON parse only (C AVX2 stage 1): median %.1f us, %.0f MB/s", median(avx2Parse), mb / (median(avx2Parse) / 1e6)))
+        }
         print(String(format: "spool JSON parse only (Swift SIMD stage 1): median %.1f us, %.0f MB/s", median(simdParse), mb / (median(simdParse) / 1e6)))
         print(String(format: "spool JSON parse only (scalar):   median %.1f us, %.0f MB/s", median(scalarTimes), mb / (median(scalarTimes) / 1e6)))
         print(String(format: "Foundation JSONDecoder (Codable): median %.1f us, %.0f MB/s", fd, mb / (fd / 1e6)))

@@ -1,9 +1,10 @@
-// CJSONScan: stage 1 of Spool's JSON parser (JSON.Stage1) as a C kernel that uses AVX2 for
-// classification and PCLMULQDQ for the in-string prefix XOR, chosen at run time when the
-// CPU has both. It computes exactly what the Swift kernels compute, block for block: the
-// structural offsets, the backslash bitmap, and the first stage-1 error with its offset
-// (a control byte inside a string, invalid UTF-8, an unterminated string). The Swift
-// kernels stay the portable fallback and the reference the tests and fuzzers compare to.
+// CJSONScan: stage 1 of Spool's JSON parser (JSON.Stage1) as a C kernel, chosen at run time
+// by what the CPU has: AVX-512 (F, BW, VBMI2) with PCLMULQDQ, else AVX2 with PCLMULQDQ, else
+// none (the Swift kernels run). Either form computes exactly what the Swift kernels
+// compute, block for block: the structural offsets, the backslash bitmap, and the first
+// stage-1 error with its offset (a control byte inside a string, invalid UTF-8, an
+// unterminated string). The Swift kernels stay the portable fallback and the reference the
+// tests and fuzzers compare to; the tests run both C forms where the CPU has AVX-512.
 #ifndef CJSONSCAN_H
 #define CJSONSCAN_H
 #include <stddef.h>
@@ -16,10 +17,16 @@ enum {
     CJSON_UNTERMINATED_STRING = 3,
 };
 
-/// Extra entries `positions` needs beyond one per input byte: each mask byte's offsets are
-/// stored as eight lanes from the next free slot, so up to seven slots past the last one
-/// counted are written, and the count is at most the input's length.
-enum { CJSON_POSITIONS_SLACK = 8 };
+enum {
+    CJSON_KERNEL_NONE = 0,
+    CJSON_KERNEL_AVX2 = 1,
+    CJSON_KERNEL_AVX512 = 2,
+};
+
+/// Extra entries `positions` needs beyond one per input byte: offsets are stored as eight
+/// (AVX2) or sixteen (AVX-512) lanes from the next free slot, so up to fifteen slots past
+/// the last one counted are written, and the count is at most the input's length.
+enum { CJSON_POSITIONS_SLACK = 16 };
 
 typedef struct {
     /// CJSON_OK or the first error.
@@ -30,12 +37,18 @@ typedef struct {
     uint64_t written;
 } cjson_stage1_result;
 
-/// 1 when this CPU runs the kernel (x86-64 with AVX2 and PCLMULQDQ), else 0.
+/// The best form this CPU runs: CJSON_KERNEL_AVX512, CJSON_KERNEL_AVX2 or CJSON_KERNEL_NONE.
+int cjson_stage1_best(void);
+
+/// 1 when this CPU runs a form of the kernel (x86-64 with AVX2 and PCLMULQDQ), else 0.
 int cjson_stage1_available(void);
 
 /// Stage 1 over `length` bytes (never read beyond them). `positions` has room for
 /// length + CJSON_POSITIONS_SLACK entries, `backslash_words` for (length + 63) / 64.
-/// Only call when cjson_stage1_available() says 1.
+/// The best form runs. Only call when cjson_stage1_available() says 1.
 cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words);
+
+/// The same with the form `kernel` (CJSON_KERNEL_AVX2 up to cjson_stage1_best()).
+cjson_stage1_result cjson_stage1_with(int kernel, const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words);
 
 #endif
