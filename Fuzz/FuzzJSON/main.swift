@@ -1,8 +1,8 @@
 // libFuzzer target for JSON. Beyond "never crash" (and, under AddressSanitizer, never read
 // outside the input), it traps when:
-//   - the .native (C; and .nativeAVX2) or .simd stage-1 kernel disagrees with .scalar (structural offsets,
-//     backslash bitmap, or error kind and offset), or the whole parse does (nodes, or error
-//     kind and offset);
+//   - the .native (C; and its .nativeAVX2 form) or .simd stage-1 kernel disagrees with
+//     .scalar (structural offsets, backslash bitmap, or error kind and offset), or the whole
+//     parse does (nodes, or error kind and offset);
 //   - parsing the fuzzer's own buffer directly (stage 1 and 2 on exactly `size` bytes, so
 //     ASan sees any overread) differs from parsing a [UInt8] copy through JSONDocument;
 //   - an accepted document does not round-trip: JSONTree -> writer -> parse -> equal tree,

@@ -1,9 +1,9 @@
-// Differential: the .native (and .nativeAVX2), .simd and .scalar stage-1 kernels must give identical results (the
-// same structural offsets and backslash bitmap, or the same error kind and offset), and so
-// must the whole parse, on seeded random documents, random mutations of them (bytes
-// flipped, inserted, deleted; quotes and backslashes put at 64-byte block boundaries;
-// backslash runs ending at offsets 63/64), and dense strings of the bytes stage 1 cares
-// about. The seeds are fixed, so a failure reproduces.
+// Differential: the .native (and .nativeAVX2), .simd and .scalar stage-1 kernels must give
+// identical results (the same structural offsets and backslash bitmap, or the same error
+// kind and offset), and so must the whole parse, on seeded random documents, random
+// mutations of them (bytes flipped, inserted, deleted; quotes and backslashes put at
+// 64-byte block boundaries; backslash runs ending at offsets 63/64), and dense strings of
+// the bytes stage 1 cares about. The seeds are fixed, so a failure reproduces.
 @testable import JSON
 import SpoolTestSupport
 import XCTest
