@@ -20,8 +20,8 @@ SWIFT ?= swift
 # Release builds carry the Swift runtime and Foundation inside the binary
 # (--static-swift-stdlib): it runs on a machine without the Swift toolchain, starts in
 # 50 ms instead of 67, and each process (every sandboxed transcode is one) maps 6 MB less
-# (docs/adr/0018-encoder-threads.md, addendum 2). Benchmarks/run.sh builds spool with the
-# same flags, so the two never recompile each other's objects.
+# (docs/adr/0018-encoder-threads.md, addendum 2). Benchmarks/run.sh builds spool through
+# this target, so the two never recompile each other's objects.
 RELEASE_FLAGS := -c release --static-swift-stdlib
 SPOOL := .build/debug/spool
 TEST_FLAGS := --skip-build --disable-swift-testing

@@ -52,12 +52,12 @@ smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
 
 # Measuring runs build release; the smoke run (make test) checks the harness and the
 # outputs' checksums only, so it builds debug, which compiles in a fraction of the time.
-# spool's release build takes the Makefile's RELEASE_FLAGS (the Swift runtime linked in):
-# other flags would recompile every module of it for the next `make release`, and back.
+# spool's release build is `make release` (its flags link the Swift runtime in; other
+# flags would recompile every module of it for the next `make release`, and back).
 config=release; [ $smoke = 1 ] && config=${BENCH_CONFIG:-debug}
-spool_flags=(-c "$config"); [ "$config" = release ] && spool_flags+=(--static-swift-stdlib)
 echo "== building ($config)"
-(cd .. && swift build "${spool_flags[@]}" --product spool >/dev/null)
+if [ "$config" = release ]; then make -C .. --no-print-directory release >/dev/null
+else (cd .. && swift build -c "$config" --product spool >/dev/null); fi
 swift build -c $config --product RingBench >/dev/null
 swift build -c $config --product JSONBench >/dev/null
 cc -O2 -Wall -o "$work/echo_uring" yardstick/echo_uring.c -luring

@@ -31,8 +31,6 @@ __attribute__((constructor)) static void pick_kernel(void) { best_kernel = detec
 
 int cjson_stage1_best(void) { return best_kernel; }
 
-int cjson_stage1_available(void) { return cjson_stage1_best() != CJSON_KERNEL_NONE; }
-
 #define TARGET __attribute__((target("avx2,pclmul,bmi,popcnt")))
 #define TARGET512 __attribute__((target("avx2,avx512f,avx512bw,avx512vbmi2,pclmul,bmi,popcnt")))
 
@@ -298,24 +296,14 @@ cjson_stage1_result cjson_stage1_with(int kernel, const uint8_t *input, size_t l
     return scan_avx2(input, length, positions, backslash_words);
 }
 
-cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
-    return cjson_stage1_with(cjson_stage1_best(), input, length, positions, backslash_words);
-}
-
 #else
 
 int cjson_stage1_best(void) { return CJSON_KERNEL_NONE; }
-
-int cjson_stage1_available(void) { return 0; }
 
 cjson_stage1_result cjson_stage1_with(int kernel, const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
     // Callers ask cjson_stage1_best() first; reaching this is a programming error.
     (void)kernel; (void)input; (void)length; (void)positions; (void)backslash_words;
     __builtin_trap();
-}
-
-cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words) {
-    return cjson_stage1_with(CJSON_KERNEL_NONE, input, length, positions, backslash_words);
 }
 
 #endif

@@ -27,7 +27,7 @@ public enum JSONScanKernel: Sendable, Equatable {
     case scalar
 
     /// Whether this CPU runs the `.native` kernel itself (not its `.simd` stand-in).
-    public static let nativeAvailable = cjson_stage1_available() != 0
+    public static let nativeAvailable = cjson_stage1_best() != Int32(CJSON_KERNEL_NONE)
     /// Whether `.native` is the AVX-512 form (and `.nativeAVX2` a different kernel).
     public static let nativeAVX512Available = cjson_stage1_best() == Int32(CJSON_KERNEL_AVX512)
 }

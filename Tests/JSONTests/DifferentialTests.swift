@@ -23,12 +23,14 @@ final class DifferentialTests: XCTestCase {
         return y
     }
 
+    /// The first CPU's flags in /proc/cpuinfo (empty where it cannot be read).
+    static let cpuFlags: Set<String> = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
+
     /// On a CPU with AVX2 and PCLMULQDQ the C kernel runs itself; elsewhere `.native` is
     /// `.simd`, and these tests would compare two Swift kernels only, so say so.
     func testTheNativeKernelRunsWhereTheCPUHasIt() throws {
-        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-            .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
-        let capable = flags.isSuperset(of: ["avx2", "pclmulqdq", "bmi1"])
+        let capable = Self.cpuFlags.isSuperset(of: ["avx2", "pclmulqdq", "bmi1"])
         XCTAssertEqual(JSONScanKernel.nativeAvailable, capable, "cpu flags: avx2, pclmulqdq, bmi1 present: \(capable)")
         if !capable { throw XCTSkip("this CPU lacks AVX2, PCLMULQDQ or BMI1: .native runs the .simd kernel") }
     }
@@ -37,9 +39,7 @@ final class DifferentialTests: XCTestCase {
     /// VBMI2, `.native` is the AVX-512 form and `.nativeAVX2` the AVX2 one, and the tests
     /// here compare both with the Swift kernels; elsewhere they compare the AVX2 form only.
     func testTheAVX512FormRunsWhereTheCPUHasIt() throws {
-        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-            .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
-        let capable = flags.isSuperset(of: ["avx2", "pclmulqdq", "bmi1", "avx512f", "avx512bw", "avx512_vbmi2"])
+        let capable = Self.cpuFlags.isSuperset(of: ["avx2", "pclmulqdq", "bmi1", "avx512f", "avx512bw", "avx512_vbmi2"])
         XCTAssertEqual(JSONScanKernel.nativeAVX512Available, capable, "cpu flags: avx512f, avx512bw, avx512_vbmi2 present: \(capable)")
         if !capable { throw XCTSkip("this CPU lacks AVX-512 F, BW or VBMI2: .native runs the AVX2 form") }
     }

@@ -37,18 +37,13 @@ typedef struct {
     uint64_t written;
 } cjson_stage1_result;
 
-/// The best form this CPU runs: CJSON_KERNEL_AVX512, CJSON_KERNEL_AVX2 or CJSON_KERNEL_NONE.
+/// The best form this CPU runs: CJSON_KERNEL_AVX512, CJSON_KERNEL_AVX2, or CJSON_KERNEL_NONE
+/// (not x86-64 with AVX2, PCLMULQDQ and BMI1: the Swift kernels run).
 int cjson_stage1_best(void);
 
-/// 1 when this CPU runs a form of the kernel (x86-64 with AVX2 and PCLMULQDQ), else 0.
-int cjson_stage1_available(void);
-
-/// Stage 1 over `length` bytes (never read beyond them). `positions` has room for
-/// length + CJSON_POSITIONS_SLACK entries, `backslash_words` for (length + 63) / 64.
-/// The best form runs. Only call when cjson_stage1_available() says 1.
-cjson_stage1_result cjson_stage1(const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words);
-
-/// The same with the form `kernel` (CJSON_KERNEL_AVX2 up to cjson_stage1_best()).
+/// Stage 1 over `length` bytes (never read beyond them) with the form `kernel`
+/// (CJSON_KERNEL_AVX2 up to cjson_stage1_best(); anything else traps). `positions` has
+/// room for length + CJSON_POSITIONS_SLACK entries, `backslash_words` for (length + 63) / 64.
 cjson_stage1_result cjson_stage1_with(int kernel, const uint8_t *input, size_t length, uint32_t *positions, uint64_t *backslash_words);
 
 #endif
