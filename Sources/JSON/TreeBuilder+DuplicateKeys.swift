@@ -38,7 +38,7 @@ extension TreeBuilder {
     /// Calls `body` with the innermost object's first `members` keys, in order: after a
     /// key, the next one is two nodes on when the value is a scalar, else where the
     /// value's subtree ends.
-    private func forEachEarlierKey<E: Error>(_ members: UInt32, _ body: (Node) throws(E) -> Void) throws(E) {
+    func forEachEarlierKey<E: Error>(_ members: UInt32, _ body: (Node) throws(E) -> Void) throws(E) {
         var j = unsafe top.pointee.node + 1
         for _ in 0..<members {
             try body(unsafe nodes[j])

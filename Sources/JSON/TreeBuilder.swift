@@ -1,7 +1,9 @@
 // JSON.TreeBuilder: stage 2 proper, one pass over the structural offsets from stage 1.
 // An explicit stack of open containers (never recursion, depth-limited) and two nested
 // loops follow the grammar; scalars are checked where they start
-// (TreeBuilder+Scalars) and object keys against their siblings (TreeBuilder+DuplicateKeys).
+// (TreeBuilder+Scalars) and object keys against their siblings (TreeBuilder+DuplicateKeys;
+// keys that repeat the last object's at the same level, as in arrays of records, by
+// TreeBuilder+Shapes).
 
 /// Stage 2 proper: one pass over the structural offsets. Not copyable: it owns the storage
 /// of its stack of open containers.
@@ -20,6 +22,8 @@
         var seen: UInt64 = 0
         /// Index into `keySets` once the object has many keys, else -1.
         var keySet: Int = -1
+        /// Whether the object's keys so far are its level's shape (TreeBuilder+Shapes).
+        var following = false
     }
 
     let input: UnsafeRawBufferPointer
@@ -35,6 +39,13 @@
     let frames: UnsafeMutablePointer<Frame>
     var depth = 0
     var keySets: [Set<[UInt8]>] = []
+    /// Levels with a shape (TreeBuilder+Shapes): `Shapes.levels`, or 0 for a document
+    /// too small to repeat an object often (no storage is allocated for it then).
+    let shapeLevels: Int
+    /// Each level's remembered keys (`Shapes.width` entries per level) and how many of
+    /// them are valid; dangling when `shapeLevels` is 0.
+    let shapes: UnsafeMutablePointer<ShapeKey>
+    let shapeLengths: UnsafeMutablePointer<Int>
 
     init(input: UnsafeRawBufferPointer, index: StructuralIndex, maxDepth: Int, nodes: UnsafeMutablePointer<Node>) {
         unsafe self.input = unsafe input
@@ -42,10 +53,23 @@
         self.maxDepth = maxDepth
         unsafe self.nodes = unsafe nodes
         unsafe self.frames = UnsafeMutablePointer<Frame>.allocate(capacity: max(0, min(maxDepth, index.positions.count)) + 1)
+        shapeLevels = index.positions.count >= Shapes.minimumStructurals ? Shapes.levels : 0
+        if shapeLevels > 0 {
+            unsafe self.shapes = UnsafeMutablePointer<ShapeKey>.allocate(capacity: shapeLevels * Shapes.width)
+            unsafe self.shapeLengths = UnsafeMutablePointer<Int>.allocate(capacity: shapeLevels)
+            unsafe shapeLengths.initialize(repeating: 0, count: shapeLevels)
+        } else {
+            unsafe self.shapes = unsafe UnsafeMutablePointer<ShapeKey>(bitPattern: MemoryLayout<ShapeKey>.alignment)!
+            unsafe self.shapeLengths = unsafe UnsafeMutablePointer<Int>(bitPattern: MemoryLayout<Int>.alignment)!
+        }
     }
 
     deinit {
         unsafe frames.deallocate()
+        if shapeLevels > 0 {
+            unsafe shapes.deallocate()
+            unsafe shapeLengths.deallocate()
+        }
     }
 
     /// The innermost open container.
@@ -81,6 +105,9 @@
         var count: UInt32 = 0
         var inObject = false
         var seen: UInt64 = 0
+        // Whether the innermost object's keys so far are its level's shape (then `seen` is
+        // not kept: TreeBuilder+Shapes).
+        var following = false
         // The cursors below move with wrapping adds: `i` and `written` stay below the count
         // of structurals and `depth` below the depth limit, so no add can overflow, and the
         // overflow checks were branches on every structural (measured: 2-3 % of a parse).
@@ -93,19 +120,31 @@
                 guard text[p] == 0x22 else {
                     throw JSONError(.unexpectedCharacter, at: p, detail: describe(text[p], expected: "a string key"))
                 }
-                let k = unsafe try text.string(openQuote: p, closeQuote: Int(pos[i &+ 1]), backslashWords: words)
-                unsafe (nodes + written).initialize(to: k)
-                // The common case here (see TreeBuilder+DuplicateKeys): a key without
-                // escapes, in a small object, whose two filter bits are not both set yet.
-                var settled = false
-                if !k.flag && count < 32 {
-                    let bits = unsafe TreeBuilder.filterBits(TreeBuilder.plainFingerprint(k, input))
-                    if seen & bits != bits {
-                        seen |= bits
-                        settled = true
+                let close = unsafe Int(pos[i &+ 1])
+                if following && followsShape(count, text, openQuote: p, close: close) {
+                    // The level's key at this place: no escapes, no earlier equal key.
+                    unsafe (nodes + written).initialize(to: Node(start: UInt32(truncatingIfNeeded: p &+ 1), end: UInt32(truncatingIfNeeded: close),
+                                                                 count: 0, kind: .string, flag: false))
+                } else {
+                    if following {
+                        following = false
+                        seen = leaveShape(count)
                     }
+                    let k = unsafe try text.string(openQuote: p, closeQuote: close, backslashWords: words)
+                    unsafe (nodes + written).initialize(to: k)
+                    // The common case here (see TreeBuilder+DuplicateKeys): a key without
+                    // escapes, in a small object, whose two filter bits are not both set yet.
+                    var settled = false
+                    if !k.flag && count < 32 {
+                        let bits = unsafe TreeBuilder.filterBits(TreeBuilder.plainFingerprint(k, input))
+                        if seen & bits != bits {
+                            seen |= bits
+                            settled = true
+                        }
+                    }
+                    if !settled { try checkDuplicateFully(k, members: count, seen: &seen) }
+                    remember(k, count, text)
                 }
-                if !settled { try checkDuplicateFully(k, members: count, seen: &seen) }
                 written &+= 1
                 i &+= 2
                 guard i < n else { throw JSONError(.unexpectedEnd, at: text.count) }
@@ -128,10 +167,12 @@
                 if depth > 0 {
                     unsafe top.pointee.count = count
                     unsafe top.pointee.seen = seen
+                    unsafe top.pointee.following = following
                 }
                 count = 0
                 seen = 0
                 inObject = isObject
+                following = isObject && depth < shapeLevels
                 unsafe (frames + depth).initialize(to: Frame(node: written, isObject: isObject))
                 depth &+= 1
                 unsafe (nodes + written).initialize(to: Node(start: UInt32(truncatingIfNeeded: p), end: 0, count: 0, kind: isObject ? .object : .array, flag: false))
@@ -139,7 +180,7 @@
                 i &+= 1
                 guard i < n else { throw JSONError(.unexpectedEnd, at: text.count) }
                 if unsafe text[Int(pos[i])] == (isObject ? 0x7D : 0x5D) {
-                    close(&count, &inObject, &seen, written)
+                    close(&count, &inObject, &seen, &following, written)
                     i &+= 1
                 } else {
                     continue value
@@ -172,7 +213,7 @@
                     i &+= 1
                     continue value
                 } else if d == (inObject ? 0x7D : 0x5D) {
-                    close(&count, &inObject, &seen, written)
+                    close(&count, &inObject, &seen, &following, written)
                     i &+= 1
                 } else {
                     throw JSONError(.unexpectedCharacter, at: q, detail: describe(d, expected: inObject ? "',' or '}'" : "',' or ']'"))
@@ -184,7 +225,7 @@
     /// Closes the innermost container, whose member count is `count`, at node `written`;
     /// leaves the count, kind and key filter of the container it was in (from its frame).
     @inline(always)
-    private mutating func close(_ count: inout UInt32, _ inObject: inout Bool, _ seen: inout UInt64, _ written: Int) {
+    private mutating func close(_ count: inout UInt32, _ inObject: inout Bool, _ seen: inout UInt64, _ following: inout Bool, _ written: Int) {
         depth &-= 1
         let f = unsafe frames[depth]
         unsafe nodes[f.node].end = UInt32(truncatingIfNeeded: written)
@@ -194,6 +235,7 @@
             count = outer.count
             inObject = outer.isObject
             seen = outer.seen
+            following = outer.following
         }
         if f.keySet >= 0 { keySets.removeLast() }
     }
