@@ -8,7 +8,8 @@
 //   - an accepted document does not round-trip: JSONTree -> writer -> parse -> equal tree,
 //     and writing that tree again gives the same bytes;
 //   - a value's rawText does not parse back to the same tree (small documents).
-// It also reads every value every way (string, numbers, pointer) to reach the readers.
+// It also reads every value every way (string, numbers, pointer, the typed integer
+// fields' readers against the value's own) to reach the readers.
 // Built with the JSON sources in one module (internal API visible) by `make fuzz-json`.
 
 func same(_ a: [JSONDocument.Node], _ b: [JSONDocument.Node]) -> Bool {
@@ -108,6 +109,9 @@ func readAll(_ v: JSONValue, checkRawText: Bool) {
         if let u = try? v.uint64() {
             guard let d, d == Double(u) else { fatalError("uint64 \(u) but double \(String(describing: d))") }
         }
+        // The typed fields' readers (up to eight digits read without a call) agree.
+        guard (try? Int64.read(v.document, node: v.index)) == (try? v.int64()),
+              (try? UInt64.read(v.document, node: v.index)) == (try? v.uint64()) else { fatalError("typed integer read differs") }
     case .bool:
         guard (try? v.bool()) != nil else { fatalError("bool read failed") }
     case .null:

@@ -64,12 +64,12 @@ extension JSONDocument {
                 if len == count {
                     if count <= 8 && start <= lastWordStart {
                         if unsafe UnsafeRawPointer(text + start).loadUnaligned(as: UInt64.self) & mask == word { return c &+ 1 }
-                    } else if unsafe len == 0 || memcmpEqual(text + start, query.baseAddress!, len) {
-                        return c + 1
+                    } else if unsafe plainKey(at: start, equals: query) {
+                        return c &+ 1
                     }
                 }
-            } else if unsafe Escapes.unescape(UnsafeRawBufferPointer(text(Int(k.start)..<Int(k.end)))).elementsEqual(query) {
-                return c + 1
+            } else if unsafe escapedKey(k, equals: query) {
+                return c &+ 1
             }
             // The next key: right after a scalar value, else past the container's subtree.
             // A branch on the value's kind, which the predictor learns for records of one
@@ -91,6 +91,21 @@ extension JSONDocument {
     /// value, out of line so that the step stays a branch (see `member`).
     @inline(never)
     func subtreeEnd(_ i: Int) -> Int { Int(node(i).end) }
+
+    // The look-up's comparisons other than one word, out of line: inlined, they made the
+    // look-up keep more registers, saved and restored on every call.
+
+    /// Whether the `query.count` bytes of text at `start` (a key without escapes) are `query`.
+    @inline(never)
+    func plainKey(at start: Int, equals query: UnsafeBufferPointer<UInt8>) -> Bool {
+        unsafe query.isEmpty || memcmpEqual(text + start, query.baseAddress!, query.count)
+    }
+
+    /// Whether key node `k`, which has escapes, is `query` once unescaped.
+    @inline(never)
+    func escapedKey(_ k: Node, equals query: UnsafeBufferPointer<UInt8>) -> Bool {
+        unsafe Escapes.unescape(UnsafeRawBufferPointer(text(Int(k.start)..<Int(k.end)))).elementsEqual(query)
+    }
 
     /// Index of the value of member `key` of node `object` (see `member(of:_:)`).
     @usableFromInline @inline(__always)
@@ -118,9 +133,27 @@ extension JSONDocument {
         }
     }
 
-    // The integer readers are inlined into their callers in this module (the typed
-    // fields' `read`, JSONValue's methods), so a typed integer field costs one call here.
-    @inline(__always)
+    /// The value of integer node `i` when it has up to eight digits and eight bytes can be
+    /// loaded from its first (nearly every integer an API reads); else nil, for the full
+    /// readers below. Inlinable, with the typed integer fields' `read`: such a field is
+    /// then read in the caller, without a call (which cost more than the conversion).
+    @inlinable @inline(__always)
+    func smallInteger(at i: Int) -> Int64? {
+        let n = node(i)
+        guard n.kind == .number && n.flag else { return nil }
+        var p = Int(n.start)
+        let negative = byte(p) == 0x2D
+        if negative { p &+= 1 }
+        let digits = Int(n.end) &- p
+        guard digits <= 8 && p &+ 8 <= length else { return nil }
+        let magnitude = unsafe Int64(truncatingIfNeeded: JSONDocument.eightDigits(text + p, digits))
+        return negative ? 0 &- magnitude : magnitude
+    }
+
+    // The full integer readers are inlined into their callers in this module (the typed
+    // fields' `read` past `smallInteger`, JSONValue's methods), so a typed integer field
+    // costs one call here.
+    @usableFromInline @inline(__always)
     func int64(at i: Int) throws(JSONError) -> Int64 {
         let (negative, magnitude) = try integerParts(at: i)
         if negative {
@@ -131,7 +164,7 @@ extension JSONDocument {
         return Int64(magnitude)
     }
 
-    @inline(__always)
+    @usableFromInline @inline(__always)
     func uint64(at i: Int) throws(JSONError) -> UInt64 {
         let (negative, magnitude) = try integerParts(at: i)
         if negative && magnitude != 0 { throw outOfRange(at: i, "UInt64") }
@@ -185,7 +218,7 @@ extension JSONDocument {
     /// significant, lowest), which leaves zeros in front as leading zeros; then pairs of
     /// digits, pairs of pairs and pairs of those are combined by three multiplies, each
     /// scaling the more significant half (the lower lane) and adding the other.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func eightDigits(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
         var x = unsafe UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
         x = (x & 0x0F0F_0F0F_0F0F_0F0F) &<< UInt64(truncatingIfNeeded: 8 &* (8 &- count))

@@ -30,7 +30,7 @@
     struct Node {
         /// Strings: first byte after the opening quote. Numbers/literals: first byte.
         /// Containers: offset of the opening bracket.
-        var start: UInt32
+        @usableFromInline var start: UInt32
         /// Strings: offset of the closing quote. Numbers: one past the last byte.
         /// Containers: node index one past the subtree.
         @usableFromInline var end: UInt32
@@ -38,7 +38,7 @@
         var count: UInt32
         @usableFromInline var kind: Kind
         /// Strings: has escapes. Numbers: is an integer (no fraction, no exponent).
-        var flag: Bool
+        @usableFromInline var flag: Bool
     }
 
     /// The parsed text. The document owns it and never mutates it, so its storage stays
@@ -46,9 +46,9 @@
     let bytes: [UInt8]
     /// `bytes`' storage. Readers go through this and `nodes` rather than through the
     /// arrays, so a read retains and releases nothing but the values it hands out.
-    let text: UnsafePointer<UInt8>
+    @usableFromInline let text: UnsafePointer<UInt8>
     /// `bytes.count`.
-    let length: Int
+    @usableFromInline let length: Int
     /// One node per value, `valueCount` of them, owned by the document (freed in deinit).
     /// Immutable once `init` returns, which is what makes the class `Sendable`.
     @usableFromInline let nodes: UnsafeMutablePointer<Node>
@@ -94,14 +94,14 @@
     public var root: JSONValue { JSONValue(document: self, index: 0) }
 
     /// Node `i` (every index a value holds is in range: values are made only from nodes).
-    @inline(__always)
+    @inlinable @inline(__always)
     func node(_ i: Int) -> Node { unsafe nodes[i] }
 
     /// Every node, as an array (for tests and diagnostics; readers use `node(_:)`).
     var allNodes: [Node] { unsafe Array(UnsafeBufferPointer(start: nodes, count: valueCount)) }
 
     /// Byte `i` of the text.
-    @inline(__always)
+    @inlinable @inline(__always)
     func byte(_ i: Int) -> UInt8 { unsafe text[i] }
 
     /// The text in `range`.

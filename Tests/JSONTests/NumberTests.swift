@@ -93,11 +93,37 @@ final class NumberTests: XCTestCase {
                         assertError(.numberOutOfRange, try n.uint64(), pointer: n.pointer)
                     }
                 }
+                // The typed fields (Int64.read, Int.read, UInt64.read, which read up to
+                // eight digits in the caller when eight bytes follow the number's start):
+                // the same values and errors, near the end of the text and away from it.
+                for doc in ["{\"n\":" + text + "}", "[{\"n\":" + text + "},\"and more than eight bytes\"]"] {
+                    guard let v = value(doc), let o = doc.hasPrefix("[") ? v[0] : v else { continue }
+                    let magnitude = UInt64(body)
+                    if let expected = Int64(text) {
+                        XCTAssertEqual(try o.field("n", as: Int64.self), expected, doc)
+                        XCTAssertEqual(try o.field("n", as: Int.self), Int(expected), doc)
+                    } else {
+                        assertError(.numberOutOfRange, try o.field("n", as: Int64.self), pointer: o.pointer + "/n")
+                        assertError(.numberOutOfRange, try o.field("n", as: Int.self), pointer: o.pointer + "/n")
+                    }
+                    if let expected = text.hasPrefix("-") ? (magnitude == 0 ? 0 : nil) : magnitude {
+                        XCTAssertEqual(try o.field("n", as: UInt64.self), expected, doc)
+                    } else {
+                        assertError(.numberOutOfRange, try o.field("n", as: UInt64.self), pointer: o.pointer + "/n")
+                    }
+                }
             }
         }
     }
 
     func testIntegersNeedIntegerSyntax() throws {
+        // The typed fields too, with eight bytes of text after the value.
+        for text in ["1.0", "1e2", "0E0", "\"1\"", "true", "null", "[1]", "{}"] {
+            let o = value("[{\"n\":" + text + "},\"and more than eight bytes\"]")?[0]
+            assertError(.typeMismatch, try o?.field("n", as: Int64.self), pointer: "/0/n")
+            assertError(.typeMismatch, try o?.field("n", as: Int.self), pointer: "/0/n")
+            assertError(.typeMismatch, try o?.field("n", as: UInt64.self), pointer: "/0/n")
+        }
         assertError(.typeMismatch, try self.value("1.0")?.int64())
         assertError(.typeMismatch, try self.value("1.0")?.int())
         assertError(.typeMismatch, try self.value("1.0")?.uint64())
