@@ -223,7 +223,8 @@
     }
 
     /// Closes the innermost container, whose member count is `count`, at node `written`;
-    /// leaves the count, kind and key filter of the container it was in (from its frame).
+    /// leaves the count, kind, key filter and shape state of the container it was in (from
+    /// its frame).
     @inline(always)
     private mutating func close(_ count: inout UInt32, _ inObject: inout Bool, _ seen: inout UInt64, _ following: inout Bool, _ written: Int) {
         depth &-= 1
