@@ -134,9 +134,10 @@ extension JSONDocument {
     }
 
     /// The value of integer node `i` when it has up to eight digits and eight bytes can be
-    /// loaded from its first (nearly every integer an API reads); else nil, for the full
-    /// readers below. Inlinable, with the typed integer fields' `read`: such a field is
-    /// then read in the caller, without a call (which cost more than the conversion).
+    /// loaded from its first (nearly every integer an API reads); else nil. The first step
+    /// of `int64(at:)` and `uint64(at:)`, which are inlinable with it: a typed integer field
+    /// (whose `read` is inlinable too) is then read in the caller, without a call (which
+    /// cost more than the conversion).
     @inlinable @inline(__always)
     func smallInteger(at i: Int) -> Int64? {
         let n = node(i)
@@ -150,11 +151,23 @@ extension JSONDocument {
         return negative ? 0 &- magnitude : magnitude
     }
 
-    // The full integer readers are inlined into their callers in this module (the typed
-    // fields' `read` past `smallInteger`, JSONValue's methods), so a typed integer field
-    // costs one call here.
-    @usableFromInline @inline(__always)
+    /// Integer node `i` as an Int64: `smallInteger`, else the full reader (range and type
+    /// errors).
+    @inlinable @inline(__always)
     func int64(at i: Int) throws(JSONError) -> Int64 {
+        if let v = smallInteger(at: i) { return v }
+        return try int64Fully(at: i)
+    }
+
+    /// Integer node `i` as a UInt64 ("-0" is 0): `smallInteger`, else the full reader.
+    @inlinable @inline(__always)
+    func uint64(at i: Int) throws(JSONError) -> UInt64 {
+        if let v = smallInteger(at: i), v >= 0 { return UInt64(v) }
+        return try uint64Fully(at: i)
+    }
+
+    @usableFromInline
+    func int64Fully(at i: Int) throws(JSONError) -> Int64 {
         let (negative, magnitude) = try integerParts(at: i)
         if negative {
             guard magnitude <= UInt64(Int64.max) + 1 else { throw outOfRange(at: i, "Int64") }
@@ -164,8 +177,8 @@ extension JSONDocument {
         return Int64(magnitude)
     }
 
-    @usableFromInline @inline(__always)
-    func uint64(at i: Int) throws(JSONError) -> UInt64 {
+    @usableFromInline
+    func uint64Fully(at i: Int) throws(JSONError) -> UInt64 {
         let (negative, magnitude) = try integerParts(at: i)
         if negative && magnitude != 0 { throw outOfRange(at: i, "UInt64") }
         return magnitude

@@ -133,19 +133,13 @@ extension Bool: JSONDecodable, JSONEncodable {
 extension Int64: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.int64() }
     @inlinable
-    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self {
-        if let v = document.smallInteger(at: node) { return v }
-        return try document.int64(at: node)
-    }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { try document.int64(at: node) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
 }
 extension Int: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.int() }
     @inlinable
-    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self {
-        if let v = document.smallInteger(at: node) { return Int(v) }
-        return Int(try document.int64(at: node))
-    }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { Int(try document.int64(at: node)) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
 }
 extension Int32: JSONDecodable, JSONEncodable {
@@ -159,10 +153,7 @@ extension Int32: JSONDecodable, JSONEncodable {
 extension UInt64: JSONDecodable, JSONEncodable {
     public init(json: JSONValue) throws(JSONError) { self = try json.uint64() }
     @inlinable
-    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self {
-        if let v = document.smallInteger(at: node), v >= 0 { return UInt64(v) }
-        return try document.uint64(at: node)
-    }
+    public static func read(_ document: JSONDocument, node: Int) throws(JSONError) -> Self { try document.uint64(at: node) }
     public func encode<S: JSONSink>(to w: inout JSONWriter<S>) { w.int(self) }
 }
 extension Double: JSONDecodable, JSONEncodable {

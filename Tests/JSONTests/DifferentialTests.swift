@@ -14,7 +14,7 @@ final class DifferentialTests: XCTestCase {
     func agree(_ input: [UInt8], _ name: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) -> ParseOutcome {
         let reference = input.withUnsafeBytes { stage1($0, kernel: .scalar) }
         let y = outcome(parseDocument(input, kernel: .scalar))
-        for kernel in [JSONScanKernel.native, .nativeAVX2, .simd] {
+        for kernel in allKernels where kernel != .scalar {
             let a = input.withUnsafeBytes { stage1($0, kernel: kernel) }
             if a != reference { XCTFail("\(name()): stage 1 differs: \(kernel) \(a), scalar \(reference)", file: file, line: line) }
             let x = outcome(parseDocument(input, kernel: kernel))
