@@ -23,11 +23,23 @@ public final class TCPListener: MultishotSink {
     public var queuedMax = 1024
 
     /// Binds and listens on `address` (port 0 picks a free port) on the current loop.
-    public init(address: SocketAddress, backlog: Int32 = 4096, reusePort: Bool = true, loop: EventLoop? = nil) throws(RingError) {
+    ///
+    /// With `reusePort`, Linux lets any socket of the same user that sets SO_REUSEPORT bind
+    /// the port too, another process's as well, and then spreads connections over all of
+    /// them. `exclusive` refuses that for the first listener of a group: before binding, a
+    /// probe socket without SO_REUSEPORT binds the address, which fails (EADDRINUSE) while
+    /// any other socket listens there, and is closed again; the group's later listeners
+    /// join this one with `exclusive: false`. A second server started on a port in use so
+    /// fails at once instead of quietly taking half of the first one's connections. Only
+    /// a process that binds in the microseconds between the probe and the bind can still
+    /// share the port.
+    public init(address: SocketAddress, backlog: Int32 = 4096, reusePort: Bool = true, exclusive: Bool = false,
+                loop: EventLoop? = nil) throws(RingError) {
         guard let loop = loop ?? EventLoop.current else {
             throw RingError(.invalidArgument, operation: "listen", reason: "no event loop: create listeners from a task on a loop")
         }
         let backend = loop.backend
+        if reusePort && exclusive && address.port != 0 { try Self.probe(address, on: backend) }
         let s = backend.socket(family: address.family)
         guard s >= 0 else { throw RingError(errno: -s, operation: "socket") }
         backend.setOption(fd: s, level: SOL_SOCKET, name: SO_REUSEADDR, 1)
@@ -45,6 +57,18 @@ public final class TCPListener: MultishotSink {
         fd = s
         localAddress = SocketAddress.of(s, on: backend) ?? address
         self.loop = loop
+    }
+
+    /// Fails with `EADDRINUSE` when another socket is bound to `address` (see `init`).
+    private static func probe(_ address: SocketAddress, on backend: any IOBackend) throws(RingError) {
+        let p = backend.socket(family: address.family)
+        guard p >= 0 else { throw RingError(errno: -p, operation: "socket") }
+        defer { _ = backend.closeNow(fd: p) }
+        // SO_REUSEADDR as the listener sets it: a connection of an earlier server still in
+        // TIME_WAIT does not count as the port being in use.
+        backend.setOption(fd: p, level: SOL_SOCKET, name: SO_REUSEADDR, 1)
+        let rc = unsafe address.withSockaddr { unsafe backend.bind(fd: p, address: $0, length: $1) }
+        guard rc == 0 else { throw RingError(errno: -rc, operation: "bind \(address)") }
     }
 
     deinit {

@@ -178,7 +178,7 @@ struct EchoServerCommand: ParsableCommand, StopsGracefully {
             let ready = ConditionLock(false)
             loop.spawn {
                 let listener: TCPListener
-                do { listener = try TCPListener(address: address) } catch {
+                do { listener = try TCPListener(address: address, exclusive: i == 0) } catch {
                     print("echo: \(error)")
                     Glibc.exit(1)
                 }

@@ -110,13 +110,15 @@ public final class HTTPServer: Sendable {
 
     private func listen(on loops: [EventLoop]) async throws(RingError) {
         var address = configuration.listen
-        for loop in loops {
+        for (i, loop) in loops.enumerated() {
             let bound = address
             let made: Result<(LoopBound<TCPListener>, LoopBound<ConnectionRegistry>, SocketAddress), RingError>
             do {
                 made = try await loop.run {
                     Result { () throws(RingError) in
-                        let l = try TCPListener(address: bound)
+                        // The first loop's listener claims the port for this server alone;
+                        // the others join it (TCPListener.init, `exclusive`).
+                        let l = try TCPListener(address: bound, exclusive: i == 0)
                         return (LoopBound(l, loop: loop), LoopBound(ConnectionRegistry(), loop: loop), l.localAddress)
                     }
                 }

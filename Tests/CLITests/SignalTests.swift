@@ -148,6 +148,42 @@ final class SignalTests: XCTestCase {
         XCTAssertTrue(output.contains("first=0"), output)
     }
 
+    /// One server per port: a second `spool serve` told to listen on the port a first one
+    /// serves (another data directory, so the directory lock does not stop it first) fails
+    /// at once with EADDRINUSE named and exit 1, and every connection still reaches the
+    /// first. Each of the first server's loops has a SO_REUSEPORT listener, which another
+    /// process's SO_REUSEPORT socket could otherwise join and take connections from.
+    func testASecondServerOnAPortInUseIsRefused() throws {
+        let spool = try spoolBinary()
+        let dir = try scratch("port")
+        let script = #"""
+        spool="$1"; dir="$2"; log="$dir/first.log"
+        "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/a" --loops 2 --insecure-no-auth >"$log" 2>&1 &
+        pid=$!
+        port=""; t=0
+        while [ -z "$port" ] && [ $t -lt 1000 ]; do port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/api/v1.*|\1|p' "$log"); sleep 0.01; t=$((t + 1)); done
+        [ -n "$port" ] || { echo "never listened: $(cat "$log")"; kill -9 $pid; exit 1; }
+        for loops in 1 2; do
+            timeout 20 "$spool" serve --listen "127.0.0.1:$port" --data-dir "$dir/b$loops" --loops $loops --insecure-no-auth >"$dir/second.log" 2>&1
+            echo "second($loops)=$?"
+            cat "$dir/second.log"
+        done
+        # The first server's files: a file uploaded to it is found by 20 new connections.
+        id=$(curl -sf --max-time 5 -X POST --data-binary "only here" "http://127.0.0.1:$port/api/v1/files" | sed -n 's|.*"id":"\([^"]*\)".*|\1|p')
+        found=0
+        for i in $(seq 1 20); do curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/api/v1/files/$id" && found=$((found + 1)); done
+        echo "found=$found"
+        kill -TERM $pid; wait $pid; echo "first=$?"
+        """#
+        let (status, output) = try runProcess("/bin/sh", ["-c", script, "sh", spool, dir])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("second(1)=1"), output)
+        XCTAssertTrue(output.contains("second(2)=1"), output)
+        XCTAssertTrue(output.contains("Address already in use"), output)
+        XCTAssertTrue(output.contains("found=20"), output)
+        XCTAssertTrue(output.contains("first=0"), output)
+    }
+
     /// A transcode cancelled by SIGTERM (or SIGINT) mid-job exits 128 + the signal's
     /// number and leaves nothing in the output directory but the input.
     func testTranscodeCancelledBySignalExitsWithItsStatusAndRemovesPartialOutput() throws {

@@ -345,6 +345,41 @@ final class SocketTests: TwoLoopTestCase {
 }
 
 extension SocketTests {
+    /// An exclusive listener refuses a port another SO_REUSEPORT socket listens on
+    /// (EADDRINUSE, the address named), while a listener that is not exclusive joins it; once
+    /// the port is free again an exclusive listener takes it, and port 0 is never probed.
+    func testAnExclusiveListenerRefusesAPortAnotherSocketListensOn() async throws {
+        let outcome = try await server.run { () -> [String] in
+            let first = try TCPListener(address: SocketAddress("127.0.0.1:0"))
+            let taken = first.localAddress
+            var seen: [String] = []
+            do {
+                _ = try TCPListener(address: taken, exclusive: true)
+                seen.append("exclusive bound")
+            } catch {
+                seen.append("\((error as? RingError)?.errnoValue == EADDRINUSE) \(error)")
+            }
+            let joined = try TCPListener(address: taken)
+            seen.append("joined \(joined.localAddress == taken)")
+            await joined.close()
+            await first.close()
+            let again = try TCPListener(address: taken, exclusive: true)
+            seen.append("again \(again.localAddress == taken)")
+            await again.close()
+            let picked = try TCPListener(address: SocketAddress("127.0.0.1:0"), exclusive: true)
+            seen.append("port 0 \(picked.localAddress.port != 0)")
+            await picked.close()
+            return seen
+        }
+        XCTAssertEqual(outcome.count, 4, "\(outcome)")
+        XCTAssertTrue(outcome[0].hasPrefix("true bind 127.0.0.1:"), "\(outcome)")
+        XCTAssertTrue(outcome[0].contains("Address already in use"), "\(outcome)")
+        XCTAssertEqual(Array(outcome.dropFirst()), ["joined true", "again true", "port 0 true"])
+        try await assertQuiescent(server)
+    }
+}
+
+extension SocketTests {
     /// With task cancellation off, close() from another task ends a waiting receive and a
     /// send blocked on a peer that does not read; nothing leaks.
     func testCloseEndsWaitsWhenTaskCancellationIsOff() async throws {
