@@ -29,11 +29,11 @@ extension DispatchServer {
         // A replay (the same request's bytes again on a connection) stands while the job's
         // rendering is the cache's and the key's cached authentication is unchanged: the
         // answer is a function of those and of the bytes. It is counted and timed here.
-        let replayCheck: FastReplayCheck = { [access] replay in
-            let started = clock.now
+        // Its duration is the lane's (`elapsed`: since the loop turned to the request).
+        let replayCheck: FastReplayCheck = { [access] replay, elapsed in
             guard let job = replay.anchor as? JobRendering, job.isCurrent,
                   noAuth || access.stillCurrent(CacheStamp(epoch: replay.stamp0, until: replay.stamp1)) else { return false }
-            recorder.record(nanoseconds: clock.now.nanoseconds &- started.nanoseconds)
+            recorder.record(nanoseconds: elapsed())
             return true
         }
         return { [jobs, access] request, response in

@@ -11,11 +11,16 @@ extension EventLoop: MonotonicClock {
     @inline(__always)
     var nowNanos: Int64 { clockFromBackend ? backend.nowNanos : SystemClock.nanoseconds() }
 
-    /// `nowNanos` up to one scheduler tick early (CLOCK_MONOTONIC_COARSE; the backend's own
-    /// time on a simulated one): for pushing a far deadline later, as each keep-alive poll
-    /// answered in its receive completion does with its connection's idle timeout.
+    /// Nanoseconds from the loop's last mark to now, and now the new mark: on the loop
+    /// thread, the time since the loop turned to the completion being handled (the pass's
+    /// reap, or the answer before this one in the pass), for one clock read per answer.
+    /// The HTTP server's replayed answers time themselves with it (Web/LaneShortcut.swift).
     @inline(__always)
-    var coarseNowNanos: Int64 { clockFromBackend ? backend.nowNanos : SystemClock.coarseNanoseconds() }
+    package func nanosSinceMark() -> Int64 {
+        let now = nowNanos
+        defer { markNanos = now }
+        return now &- markNanos
+    }
 
     /// Now on this loop's clock. On a simulated backend, read it on the loop thread.
     public var now: MonotonicInstant { MonotonicInstant(nanoseconds: nowNanos) }

@@ -118,6 +118,9 @@ protocol MultishotSink: AnyObject {
     public internal(set) var backendKind: IOBackendKind = .epoll
     /// The backend keeps the time (see EventLoop+Clock.swift).
     var clockFromBackend = false
+    /// The loop's clock as last read on its thread: right after each pass's completions
+    /// are reaped, and again by each `nanosSinceMark()` (EventLoop+Clock.swift).
+    var markNanos: Int64 = 0
     public internal(set) var backendSummary = ""
 
     /// Jobs (task slices) this loop has run: a cost counter for benchmarks.

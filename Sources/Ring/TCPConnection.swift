@@ -160,8 +160,10 @@ public final class TCPConnection: MultishotSink, RecvStarved {
             } else if res > 0 && !closed, received.isEmpty, parker.isWaiting, let shortcut = receiveShortcut, shortcut(self, buffer) {
                 // Dealt with: `buffer` goes back to the pool here; the task waits on.
                 handled = true
+                // From the loop's mark (read when this pass began, or by the answer just
+                // made): at most one pass behind now, so the idle timeout is that much early.
                 if let wait = receiveShortcutWaitNanoseconds, parker.deadline != nil {
-                    parker.deadline = loop.coarseNowNanos &+ wait
+                    parker.deadline = loop.markNanos &+ wait
                 }
             } else if res > 0 && !closed {
                 received.append(pool.disassemble(buffer))

@@ -62,13 +62,6 @@ public final class SystemClock: MonotonicClock, WallClock {
     @inline(__always)
     public static func nanoseconds() -> Int64 { read(CLOCK_MONOTONIC) }
 
-    /// CLOCK_MONOTONIC_COARSE in nanoseconds: the time of the last scheduler tick, up to
-    /// one tick (4 ms at HZ=250) behind `nanoseconds()` and never ahead of it, read without
-    /// the time-stamp counter. For moving far deadlines (idle timeouts of seconds), where a
-    /// few milliseconds early do not matter; never for measuring intervals.
-    @inline(__always)
-    public static func coarseNanoseconds() -> Int64 { read(CLOCK_MONOTONIC_COARSE) }
-
     @inline(__always)
     private static func read(_ id: clockid_t) -> Int64 {
         var ts = timespec()

@@ -26,9 +26,11 @@ public typealias FastHandler = @Sendable (_ request: FastRequest, _ response: in
 /// Says whether an answer a fast handler made may be sent again, unchanged but for the
 /// Date and a request id the server made, for a byte-identical request on the same
 /// connection (LaneShortcut.swift); when it may, it records the request as the handler
-/// records one (metrics), since the handler does not run. Runs on the loop thread and must
-/// not block. Made once per route, not per answer.
-public typealias FastReplayCheck = @Sendable (_ replay: FastReplay) -> Bool
+/// records one (metrics), since the handler does not run, with `elapsed()` as its duration:
+/// the nanoseconds since the server turned to the request (one clock read; call it once,
+/// after deciding). Runs on the loop thread and must not block. Made once per route, not
+/// per answer.
+public typealias FastReplayCheck = @Sendable (_ replay: FastReplay, _ elapsed: () -> Int64) -> Bool
 
 /// What a fast answer was made from, as its handler gives it in `FastResponse.replay`:
 /// everything a replay must find unchanged (a cached record by reference, a stamp of the

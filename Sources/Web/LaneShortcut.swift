@@ -64,7 +64,9 @@ final class LaneState {
         guard let buffer = pool.tryAcquire() else { return false }
         if let r = replay {
             if replayRequest.count == raw.count, replayRequest.withUnsafeBytes({ unsafe memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {
-                if renewReplay(), r.check(r) { return send(replayAnswer, in: buffer, on: conn, replayed: true) }
+                if renewReplay(), r.check(r, { conn.loop.nanosSinceMark() }) {
+                    return send(replayAnswer, in: buffer, on: conn, replayed: true)
+                }
                 // What the answer was made from changed: make it afresh below.
                 dropReplay()
             }

@@ -70,7 +70,7 @@ final class FastLaneTests: XCTestCase {
                 // Answers that may be replayed: the path's id, the source's version, and a
                 // request id by the middleware's rule.
                 let source = self.source
-                let check: FastReplayCheck = { replay in
+                let check: FastReplayCheck = { replay, _ in
                     source.checks.add(1, ordering: .relaxed)
                     return (replay.anchor as? ReplaySource.Version)?.current.load(ordering: .acquiring) ?? false
                 }
