@@ -98,13 +98,14 @@ extension EventLoop {
             }
             let n = unsafe backend.submitAndReap(wait: mayBlock, timeoutNs: waitNs, into: cqes, max: Self.cqeBatchMax)
             if mayBlock { sleeping.store(false, ordering: .sequentiallyConsistent) }
-            // One clock read per pass: it starts the time `nanosSinceMark()` measures for
-            // the first answer of the pass, and (with the later marks the answers leave)
-            // tells which parked deadlines are due. One that falls due while the pass runs
-            // is expired by the next pass, which does not sleep past it.
-            markNanos = nowNanos
+            // At most one clock read per pass: it starts the time `nanosSinceMark()`
+            // measures for the first answer of the pass, and (with the later marks the
+            // answers leave) tells which parked deadlines are due. One that falls due while
+            // the pass runs is expired by the next pass, which does not sleep past it.
+            let checksDeadlines = deadlines.first != nil
+            if checksDeadlines || marksPasses { markNanos = nowNanos }
             for i in 0..<n { unsafe dispatch(cqes[i]) }
-            if let first = deadlines.first, first.at <= markNanos { expireDeadlines() }
+            if checksDeadlines, let first = deadlines.first, first.at <= markNanos { expireDeadlines() }
         }
     }
 

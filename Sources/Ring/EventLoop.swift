@@ -118,9 +118,14 @@ protocol MultishotSink: AnyObject {
     public internal(set) var backendKind: IOBackendKind = .epoll
     /// The backend keeps the time (see EventLoop+Clock.swift).
     var clockFromBackend = false
-    /// The loop's clock as last read on its thread: right after each pass's completions
-    /// are reaped, and again by each `nanosSinceMark()` (EventLoop+Clock.swift).
+    /// The loop's clock as last read on its thread: right after a pass's completions are
+    /// reaped (every pass while `marksPasses`, else those with parked deadlines to check),
+    /// and again by each `nanosSinceMark()` (EventLoop+Clock.swift).
     var markNanos: Int64 = 0
+    /// Set on the loop thread by a user of `nanosSinceMark()` (the HTTP server), so that
+    /// every pass marks its start; a loop without one (an echo server's: no deadlines, no
+    /// timed answers) reads no clock per pass.
+    package var marksPasses = false
     public internal(set) var backendSummary = ""
 
     /// Jobs (task slices) this loop has run: a cost counter for benchmarks.

@@ -119,6 +119,8 @@ public final class HTTPServer: Sendable {
                         // The first loop's listener claims the port for this server alone;
                         // the others join it (TCPListener.init, `exclusive`).
                         let l = try TCPListener(address: bound, exclusive: i == 0)
+                        // Replayed answers time themselves from the pass's mark.
+                        loop.marksPasses = true
                         return (LoopBound(l, loop: loop), LoopBound(ConnectionRegistry(), loop: loop), l.localAddress)
                     }
                 }
