@@ -162,7 +162,7 @@ wrk_row floor $floor_pid "http://127.0.0.1:$fport/api/v1/jobs/$job_id" 1 warmup
 # The order within a round turns (spool nginx floor, nginx floor spool, floor spool nginx,
 # ...): on this VM the server measured later in a run of rounds can run up to 20 % faster
 # (see get_ab.sh), and a fixed order would hand that to the same server in every round.
-get_one() {  # which round
+get_one() {  # server round
     case $1 in
         spool) wrk_row spool $spool_pid "$api/jobs/$job_id" $secs $2 ;;
         nginx) wrk_row nginx $nginx_pid "http://127.0.0.1:$nport/api/v1/jobs/$job_id" $secs $2 ;;

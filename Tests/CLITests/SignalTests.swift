@@ -15,6 +15,18 @@ final class SignalTests: XCTestCase {
         return bin
     }
 
+    /// A shell function for the scripts below: `listening_port LOG PID` waits (up to 10 s)
+    /// for the "serving http://127.0.0.1:PORT/api/v1" line `spool serve` writes to LOG and
+    /// sets `port`; if none comes, it prints the log, kills PID and fails the script.
+    private static let listeningPort = #"""
+    listening_port() {
+        port=""; t=0
+        while [ -z "$port" ] && [ $t -lt 1000 ]; do port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/api/v1.*|\1|p' "$1"); sleep 0.01; t=$((t + 1)); done
+        [ -n "$port" ] || { echo "never listened: $(cat "$1")"; kill -9 $2; exit 1; }
+    }
+
+    """#
+
     private func scratch(_ name: String) throws -> String {
         let dir = NSTemporaryDirectory() + "spool-cli-\(name)-\(getpid())"
         try? FileManager.default.removeItem(atPath: dir)
@@ -96,14 +108,12 @@ final class SignalTests: XCTestCase {
     func testSIGHUPReloadsTheConfigurationAndTheServerKeepsServing() throws {
         let spool = try spoolBinary()
         let dir = try scratch("hup")
-        let script = #"""
+        let script = Self.listeningPort + #"""
         spool="$1"; dir="$2"; log="$dir/serve.log"; conf="$dir/spool.json"
         printf '{"jobs":{"max_attempts":3},"loops":1}' > "$conf"
         "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --config "$conf" --insecure-no-auth >"$log" 2>&1 &
         pid=$!
-        port=""; t=0
-        while [ -z "$port" ] && [ $t -lt 1000 ]; do port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/api/v1.*|\1|p' "$log"); sleep 0.01; t=$((t + 1)); done
-        [ -n "$port" ] || { echo "never listened: $(cat "$log")"; kill -9 $pid; exit 1; }
+        listening_port "$log" $pid
         waitlog() { t=0; while ! grep -q "$1" "$log" && [ $t -lt 500 ]; do sleep 0.01; t=$((t + 1)); done; grep -q "$1" "$log" || { echo "missing in log: $1"; cat "$log"; kill -9 $pid; exit 1; }; }
         printf '{"jobs":{"max_attempts":5},"loops":2}' > "$conf"
         kill -HUP $pid
@@ -127,13 +137,11 @@ final class SignalTests: XCTestCase {
     func testASecondServerOnTheSameDataDirectoryIsRefused() throws {
         let spool = try spoolBinary()
         let dir = try scratch("twice")
-        let script = #"""
+        let script = Self.listeningPort + #"""
         spool="$1"; dir="$2"; log="$dir/first.log"
         "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --loops 1 >"$log" 2>&1 &
         pid=$!
-        port=""; t=0
-        while [ -z "$port" ] && [ $t -lt 1000 ]; do port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/api/v1.*|\1|p' "$log"); sleep 0.01; t=$((t + 1)); done
-        [ -n "$port" ] || { echo "never listened: $(cat "$log")"; kill -9 $pid; exit 1; }
+        listening_port "$log" $pid
         timeout 20 "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --loops 1 >"$dir/second.log" 2>&1
         echo "second=$?"
         cat "$dir/second.log"
@@ -156,13 +164,11 @@ final class SignalTests: XCTestCase {
     func testASecondServerOnAPortInUseIsRefused() throws {
         let spool = try spoolBinary()
         let dir = try scratch("port")
-        let script = #"""
+        let script = Self.listeningPort + #"""
         spool="$1"; dir="$2"; log="$dir/first.log"
         "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/a" --loops 2 --insecure-no-auth >"$log" 2>&1 &
         pid=$!
-        port=""; t=0
-        while [ -z "$port" ] && [ $t -lt 1000 ]; do port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/api/v1.*|\1|p' "$log"); sleep 0.01; t=$((t + 1)); done
-        [ -n "$port" ] || { echo "never listened: $(cat "$log")"; kill -9 $pid; exit 1; }
+        listening_port "$log" $pid
         for loops in 1 2; do
             timeout 20 "$spool" serve --listen "127.0.0.1:$port" --data-dir "$dir/b$loops" --loops $loops --insecure-no-auth >"$dir/second.log" 2>&1
             echo "second($loops)=$?"
