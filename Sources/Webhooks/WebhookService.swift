@@ -73,6 +73,9 @@ public final class WebhookService: Sendable {
     let wake: AsyncStream<Void>.Continuation
     let wakes: AsyncStream<Void>
     let inFlight = Mutex<Set<String>>([])
+    /// Passes of `run`'s loop so far: about five a second while idle (for tests).
+    let passes = Atomic<Int>(0)
+    public var runPasses: Int { passes.load(ordering: .relaxed) }
 
     public static let migrations: [SQLMigration] = [
         SQLMigration("webhooks.1", sqlite: """
@@ -255,6 +258,7 @@ public final class WebhookService: Sendable {
         var woken = wakes.makeAsyncIterator()
         var nextSweep: Int64 = 0
         while !Task.isCancelled {
+            passes.add(1, ordering: .relaxed)
             let now = clock.unixMilliseconds
             if now >= nextSweep {
                 nextSweep = now + Self.outboxSweepIntervalMilliseconds
@@ -276,8 +280,12 @@ public final class WebhookService: Sendable {
                 }
             }
             // Sleep until woken (a new delivery, one finished) or a short tick for retries coming due.
+            // Only a tick that slept its whole time wakes the loop: one cancelled because
+            // something else woke it first must not, or its wake (kept in the stream's
+            // buffer) would end the next sleep at once, that pass's cancelled tick the
+            // one after, and the loop would spin on a core until the process ended.
             let tick = loop.spawn { [wake] in
-                try? await loop.sleep(until: loop.now + .milliseconds(200))
+                guard (try? await loop.sleep(until: loop.now + .milliseconds(200))) != nil, !Task.isCancelled else { return }
                 wake.yield()
             }
             _ = await woken.next()

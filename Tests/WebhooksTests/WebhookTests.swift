@@ -209,6 +209,21 @@ final class DeliveryTests: XCTestCase {
         }
     }
 
+    /// After a delivery the sender goes back to its idle ticks (about five passes a
+    /// second). A tick cancelled because the delivery woke the loop used to wake it again,
+    /// and each pass's cancelled tick the next one: the loop spun on a core for good.
+    func testTheSenderIdlesAfterADelivery() async throws {
+        let receiver = try await Receiver(statuses: [200])
+        let d = try await waitForFinalState(try await finishedJob(url: receiver.url))
+        XCTAssertEqual(d.state, .delivered)
+        try await Task.sleep(for: .milliseconds(300))
+        let before = webhooks.runPasses
+        try await Task.sleep(for: .seconds(1))
+        let passes = webhooks.runPasses - before
+        XCTAssertGreaterThan(passes, 0, "the sender still ticks")
+        XCTAssertLessThan(passes, 50, "passes in one idle second after a delivery: \(passes)")
+    }
+
     func testGoneDisablesTheURLAndOtherClientErrorsFailAtOnce() async throws {
         let receiver = try await Receiver(statuses: [410])
         let first = try await waitForFinalState(try await finishedJob(url: receiver.url))
