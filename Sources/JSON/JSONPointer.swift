@@ -41,7 +41,7 @@ extension JSONDocument {
 
 extension String {
     /// This string as one JSON Pointer reference token (RFC 6901: "~" -> "~0", "/" -> "~1").
-    func escapedAsPointerToken() -> String {
+    public func escapedAsPointerToken() -> String {
         var s = ""
         for ch in self {
             switch ch {

@@ -24,8 +24,8 @@ extension JobSpec {
     public static let maxOutputs = 8
     public static let maxCapabilities = 32
     public static let maxMetadataEntries = 32
-    public static let maxMetadataKeyBytes = 64
-    public static let maxMetadataValueBytes = 512
+    public static let maxMetadataKeyCharacters = 64
+    public static let maxMetadataValueCharacters = 512
     public static let maxWebhookURLBytes = 2048
 
     /// Parses and validates a request body.
@@ -111,24 +111,40 @@ extension JobSpec {
 }
 
 /// Reads fields, collecting every problem as (JSON Pointer, what is wrong).
+/// At most `listedMax` problems are listed in the 422's details (a body of a hundred
+/// thousand unknown fields gets a bounded answer); the rest are counted in its message.
 struct FieldReader {
+    static let listedMax = 50
     var problems: [(String, String)] = []
+    /// Pointers already failed (one problem per pointer) and the problems not listed.
+    private var failed: Set<String> = []
+    private var unlisted = 0
+    /// Every problem found so far, listed or not.
+    var failures: Int { problems.count + unlisted }
 
     var error: ModelError {
         let first = problems.first.map { "\($0.0.isEmpty ? "/" : $0.0): \($0.1)" } ?? "invalid request"
-        let more = problems.count > 1 ? " (and \(problems.count - 1) more)" : ""
+        let others = problems.count - 1 + unlisted
+        let more = others > 0 ? " (and \(others) more\(unlisted > 0 ? ", \(unlisted) of them not listed" : ""))" : ""
         return ModelError(.validationFailed, first + more, details: problems)
     }
 
     mutating func fail(_ v: JSONValue, _ problem: String) { fail(v.pointer, problem) }
     mutating func fail(_ pointer: String, _ problem: String) {
-        if !problems.contains(where: { $0.0 == pointer }) { problems.append((pointer, problem)) }
+        guard failed.insert(pointer).inserted else { return }
+        if problems.count < Self.listedMax { problems.append((pointer, problem)) } else { unlisted += 1 }
     }
 
     /// True when `v` is an object; each member not in `allowed` is a problem.
     mutating func object(_ v: JSONValue, allowed: Set<String>) -> Bool {
         guard v.kind == .object else { fail(v, "must be an object"); return false }
-        for (k, m) in v.members where !allowed.contains(k) { fail(m, "unknown field \"\(k)\"") }
+        // Each member's pointer made from the object's (found once): finding it from the
+        // root for every member would walk the object again each time.
+        var base: String?
+        for (k, _) in v.members where !allowed.contains(k) {
+            if base == nil { base = v.pointer }
+            fail(base! + "/" + k.escapedAsPointerToken(), "unknown field \"\(k)\"")
+        }
         return true
     }
 
@@ -137,10 +153,10 @@ struct FieldReader {
         return v
     }
 
-    /// A member that may be absent or null.
+    /// A member that may be absent. A null is present, and the reader of its type refuses
+    /// it as the wrong type, as the OpenAPI document's types (none of them nullable) say.
     func optional(_ parent: JSONValue, _ key: String) -> JSONValue? {
-        guard let v = parent[key], !v.isNull else { return nil }
-        return v
+        parent[key]
     }
 
     mutating func string(_ v: JSONValue?, maxBytes: Int, minBytes: Int = 1) -> String? {
@@ -191,8 +207,15 @@ struct FieldReader {
         guard v.count <= JobSpec.maxMetadataEntries else { fail(v, "at most \(JobSpec.maxMetadataEntries) entries"); return [:] }
         var out: [String: String] = [:]
         for (k, m) in v.members {
-            guard !k.isEmpty, k.utf8.count <= JobSpec.maxMetadataKeyBytes else { fail(m, "keys must be 1 to \(JobSpec.maxMetadataKeyBytes) bytes long"); continue }
-            if let s = string(m, maxBytes: JobSpec.maxMetadataValueBytes, minBytes: 0) { out[k] = s }
+            // Lengths in characters (Unicode scalars), as the OpenAPI document's maxLength counts them.
+            guard !k.isEmpty, k.unicodeScalars.count <= JobSpec.maxMetadataKeyCharacters else {
+                fail(m, "keys must be 1 to \(JobSpec.maxMetadataKeyCharacters) characters long"); continue
+            }
+            guard let s = try? m.string() else { fail(m, "must be a string"); continue }
+            guard s.unicodeScalars.count <= JobSpec.maxMetadataValueCharacters else {
+                fail(m, "must be at most \(JobSpec.maxMetadataValueCharacters) characters long"); continue
+            }
+            out[k] = s
         }
         return out
     }
@@ -219,7 +242,7 @@ struct FieldReader {
 
     mutating func custom(_ v: JSONValue) -> CustomOutput? {
         guard object(v, allowed: JobSpec.customKeys) else { return nil }
-        let before = problems.count
+        let before = failures
         var c = CustomOutput()
         if let x = optional(v, "codec"), let s = string(x, maxBytes: 16) { c.codec = s }
         if let x = optional(v, "width"), let n = int(x, in: 0...65_536) { c.width = Int32(n) }
@@ -232,7 +255,7 @@ struct FieldReader {
         if let x = optional(v, "audio_codec"), let s = string(x, maxBytes: 16) { c.audioCodec = s }
         if let x = optional(v, "audio_bitrate_kbps"), let n = int(x, in: 0...10_000_000) { c.audioBitrateKbps = n }
         if let x = optional(v, "max_fps"), let n = int(x, in: 0...100_000) { c.maxFrameRate = n }
-        guard problems.count == before else { return nil }
+        guard failures == before else { return nil }
         do { _ = try c.preset() } catch {
             // Name every out-of-range setting: each one alone on the defaults, then the combination.
             let single: [(String, (inout CustomOutput) -> Void)] = [
@@ -262,7 +285,7 @@ struct FieldReader {
         }
         guard v.kind == .object else { fail(v, "must be a ladder name or a ladder object"); return nil }
         guard object(v, allowed: JobSpec.ladderKeys) else { return nil }
-        let before = problems.count
+        let before = failures
         var l = CustomLadder()
         if let x = optional(v, "segment_seconds"), let d = double(x) { l.segmentSeconds = d }
         if let x = optional(v, "audio_codec"), let s = string(x, maxBytes: 16) { l.audioCodec = s }
@@ -284,7 +307,7 @@ struct FieldReader {
                 l.rungs.append(rung)
             }
         }
-        guard problems.count == before else { return nil }
+        guard failures == before else { return nil }
         do { _ = try l.preset() } catch {
             let field = error.details.first?.0 ?? ""
             fail(v.pointer + "/" + (JobSpec.ladderKeys.contains(field) ? field : "rungs"), error.details.first?.1 ?? error.message)

@@ -75,6 +75,35 @@ final class JobSpecTests: XCTestCase {
         XCTAssertTrue(p["/preset"]?.contains("unknown preset") ?? false)
     }
 
+    /// null is not "absent": an optional field given null is the wrong type, as the
+    /// OpenAPI document (no nullable request field) says.
+    func testNullIsAWrongTypeNotADefault() {
+        let top = ["priority", "ttl_seconds", "max_attempts", "webhook_url", "required_capabilities", "metadata", "quality", "limits"]
+        for field in top {
+            XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","\#(field)":null}"#).keys), ["/" + field], field)
+        }
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","limits":{"max_seconds":null}}"#).keys), ["/limits/max_seconds"])
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"custom":{"codec":"h264","crf":null}}"#).keys), ["/custom/crf"])
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":null}"#).keys), ["/preset"])
+    }
+
+    /// A body of many unknown fields (about a hundred thousand fit the 1 MiB limit) gets a
+    /// bounded answer: the first 50 are listed, the rest counted in the message.
+    func testManyUnknownFieldsAreCountedNotAllListed() {
+        let n = 20_000
+        let extra = (0..<n).map { "\"u\($0)\":1" }.joined(separator: ",")
+        do {
+            _ = try decode(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","a/b~c":0,\#(extra)}"#)
+            XCTFail("accepted")
+        } catch {
+            XCTAssertEqual(error.code, .validationFailed)
+            XCTAssertEqual(error.details.count, FieldReader.listedMax)
+            XCTAssertEqual(error.details.first?.0, "/a~1b~0c")
+            XCTAssertEqual(error.details.last?.0, "/u48")
+            XCTAssertTrue(error.message.hasSuffix("(and \(n) more, \(n + 1 - FieldReader.listedMax) of them not listed)"), error.message)
+        }
+    }
+
     func testOutputFormsAndRanges() {
         XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"}}"#).keys), ["/preset"])
         XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","ladder":"hls-ladder-h264"}"#).keys), ["/ladder"])
@@ -89,6 +118,10 @@ final class JobSpecTests: XCTestCase {
         let rungs = problems(#"{"input":{"file_id":"\#(Self.file)"},"ladder":{"rungs":[{"name":"a","width":1280,"height":720,"max_bitrate_kbps":3000},{"name":"b","width":7,"height":360,"max_bitrate_kbps":800}]}}"#)
         XCTAssertEqual(Set(rungs.keys), ["/ladder/rungs/1/width"])
         XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","metadata":{"\#(String(repeating: "k", count: 65))":"v"}}"#).keys).count, 1)
+        // Lengths count characters, as the OpenAPI document's maxLength does: 64 and 512 "é" (two bytes each) fit.
+        let wide = try? decode(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","metadata":{"\#(String(repeating: "é", count: 64))":"\#(String(repeating: "é", count: 512))"}}"#)
+        XCTAssertEqual(wide?.metadata.values.first?.unicodeScalars.count, 512)
+        XCTAssertEqual(Set(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","metadata":{"k":"\#(String(repeating: "é", count: 513))"}}"#).keys), ["/metadata/k"])
         XCTAssertEqual(Set(problems("[1]").keys), [""])
     }
 
