@@ -3,6 +3,9 @@
 // handler set one; a request whose If-None-Match matches (weak comparison, or "*") gets
 // 304 with the validators and no body. If-Modified-Since is consulted only when there is
 // no If-None-Match, as the RFC orders.
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A strong entity tag for `body`: 64-bit FNV-1a, quoted.
 public func entityTag(of body: [UInt8]) -> String {
@@ -157,19 +160,58 @@ public enum HTTPDate {
         }
     }
 
-    /// Parses IMF-fixdate only (RFC 9110 recipients may accept obsolete forms; we do not
-    /// need them for conditional requests: an unparsable date just means "no condition").
-    public static func parse(_ text: String) -> Int64? {
-        let parts = text.split(separator: " ")
-        guard parts.count == 6, parts[0].count == 4, parts[0].hasSuffix(","), days.contains(String(parts[0].dropLast())),
-              parts[5] == "GMT", let d = Int64(parts[1]), parts[1].count == 2,
-              let m = months.firstIndex(of: String(parts[2])), let y = Int64(parts[3]), parts[3].count == 4
-        else { return nil }
-        let hms = parts[4].split(separator: ":")
-        guard hms.count == 3, hms.allSatisfy({ $0.count == 2 }), let h = Int64(hms[0]), let mi = Int64(hms[1]), let s = Int64(hms[2]),
+    private static let longDays = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+    /// Parses an HTTP-date in any of the three forms a recipient must accept (RFC 9110
+    /// §5.6.7): IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), the obsolete RFC 850 form
+    /// ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37 1994"). An
+    /// RFC 850 year more than 50 years after `now`'s (seconds since the epoch; the clock
+    /// when nil) is the most recent past year with the same last two digits. Anything else
+    /// is nil: for a condition, an unparsable date means no condition.
+    public static func parse(_ text: String) -> Int64? { parse(text, now: nil) }
+
+    public static func parse(_ text: String, now: Int64?) -> Int64? {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+        // IMF-fixdate: day-name "," SP 2DIGIT SP month SP 4DIGIT SP time SP "GMT".
+        if parts.count == 6, parts[0].count == 4, parts[0].hasSuffix(","), days.contains(String(parts[0].dropLast())),
+           parts[5] == "GMT", parts[1].count == 2, parts[3].count == 4,
+           let d = digits(parts[1]), let m = months.firstIndex(of: String(parts[2])), let y = digits(parts[3]) {
+            return seconds(y, m + 1, d, parts[4])
+        }
+        // RFC 850: day-name-l "," SP 2DIGIT "-" month "-" 2DIGIT SP time SP "GMT".
+        if parts.count == 4, parts[0].hasSuffix(","), longDays.contains(String(parts[0].dropLast())), parts[3] == "GMT" {
+            let date = parts[1].split(separator: "-", omittingEmptySubsequences: false)
+            guard date.count == 3, date[0].count == 2, date[2].count == 2, let d = digits(date[0]),
+                  let m = months.firstIndex(of: String(date[1])), let yy = digits(date[2]) else { return nil }
+            let nowYear = civil(fromDays: (now ?? Int64(time(nil))) / 86_400).0
+            var y = nowYear - nowYear % 100 + yy
+            if y > nowYear + 50 { y -= 100 }
+            return seconds(y, m + 1, d, parts[2])
+        }
+        // asctime: day-name SP month SP (2DIGIT / SP DIGIT) SP time SP 4DIGIT; a one-digit
+        // day leaves an empty part between two spaces.
+        let fields = parts.count == 6 && parts[2].isEmpty && parts[3].count == 1 ? [parts[0], parts[1], parts[3], parts[4], parts[5]]
+            : parts.count == 5 && parts[2].count == 2 ? Array(parts) : []
+        if fields.count == 5, days.contains(String(fields[0])), let m = months.firstIndex(of: String(fields[1])),
+           let d = digits(fields[2]), fields[4].count == 4, let y = digits(fields[4]) {
+            return seconds(y, m + 1, d, fields[3])
+        }
+        return nil
+    }
+
+    /// A run of ASCII digits (no sign, no spaces) as a number.
+    private static func digits(_ s: Substring) -> Int64? {
+        guard !s.isEmpty, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int64(s)
+    }
+
+    /// The instant of a date and an "HH:MM:SS" time of day, or nil when out of range.
+    private static func seconds(_ y: Int64, _ m: Int, _ d: Int64, _ time: Substring) -> Int64? {
+        let hms = time.split(separator: ":", omittingEmptySubsequences: false)
+        guard hms.count == 3, hms.allSatisfy({ $0.count == 2 }), let h = digits(hms[0]), let mi = digits(hms[1]), let s = digits(hms[2]),
               (1...31).contains(d), h < 24, mi < 60, s < 61
         else { return nil }
-        return days(fromCivil: y, Int64(m + 1), d) * 86_400 + h * 3600 + mi * 60 + s
+        return days(fromCivil: y, Int64(m), d) * 86_400 + h * 3600 + mi * 60 + s
     }
 
     // Howard Hinnant's days-from-civil and its inverse (proleptic Gregorian calendar).

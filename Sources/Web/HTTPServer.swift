@@ -223,10 +223,10 @@ public final class HTTPServer: Sendable {
                 do {
                     parsed = try input.withPending { raw in try parser.parse(raw) }
                 } catch let error as HTTPParseError {
-                    await respondAndClose(conn, APIError(error))
+                    await respondAndClose(conn, date: registry.date, APIError(error))
                     return
                 } catch {
-                    await respondAndClose(conn, APIError(status: 400, code: "bad_request", message: "malformed request"))
+                    await respondAndClose(conn, date: registry.date, APIError(status: 400, code: "bad_request", message: "malformed request"))
                     return
                 }
                 guard var head = parsed else { break }
@@ -260,7 +260,7 @@ public final class HTTPServer: Sendable {
                 // resolved) before routing or any middleware sees it.
                 let made = input.withPending { raw in Result { () throws(APIError) in try Request(head: head, in: raw) } }
                 guard case .success(var request) = made else {
-                    if case .failure(let error) = made { await respondAndClose(conn, error) }
+                    if case .failure(let error) = made { await respondAndClose(conn, date: registry.date, error) }
                     return
                 }
                 input.consume(head.headLength)
@@ -277,7 +277,7 @@ public final class HTTPServer: Sendable {
                 case .streaming(let max): limit = max
                 }
                 if route != nil, case .contentLength(let n) = head.framing, n > limit {
-                    await respondAndClose(conn, .payloadTooLarge(n, limit))
+                    await respondAndClose(conn, date: registry.date, .payloadTooLarge(n, limit))
                     return
                 }
                 let body = head.framing == .none ? RequestBody()
@@ -348,7 +348,7 @@ public final class HTTPServer: Sendable {
                 // receive throws RingError only: a timeout answers 408 when a head had
                 // begun; any other failure (reset, close) just ends the connection.
                 if error.code == .timedOut && !input.isEmpty {
-                    await respondAndClose(conn, APIError(status: 408, code: "request_timeout", message: "the request head did not arrive in time"))
+                    await respondAndClose(conn, date: registry.date, APIError(status: 408, code: "request_timeout", message: "the request head did not arrive in time"))
                     return
                 }
                 break connection

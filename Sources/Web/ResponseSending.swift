@@ -117,9 +117,13 @@ extension HTTPServer {
         try conn.sendQueued(b, timeoutNanoseconds: sendTimeoutNanoseconds)
     }
 
-    nonisolated(nonsending) func respondAndClose(_ conn: TCPConnection, _ error: APIError) async {
+    /// Answers a request the server refuses before any route sees it (a parse error, a
+    /// body over its limit, a head that came too slowly), with the Date every answer
+    /// carries (RFC 9110 §6.6.1), then closes.
+    nonisolated(nonsending) func respondAndClose(_ conn: TCPConnection, date: String, _ error: APIError) async {
         var r = error.response
         r.headers.append(("Connection", "close"))
+        r.headers.append(("Date", date))
         try? await send(r, to: Request(method: "GET", target: "/"), http10: false, on: conn)
         await lingerAndClose(conn)
     }

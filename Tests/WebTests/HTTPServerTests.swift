@@ -137,6 +137,13 @@ extension HTTPServerTests {
         XCTAssertTrue(long.contains("\"code\":\"uri_too_long\""), long)
         let junk = try await exchange(Array("\u{1}\u{2}\u{3} garbage\r\n\r\n".utf8))
         XCTAssertTrue(junk.hasPrefix("HTTP/1.1 400"), junk)
+        let big = try await exchange(Array("POST /api/v1/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n".utf8))
+        // Refusals made before any route runs carry a Date like every other answer (RFC 9110 §6.6.1).
+        for refused in [r, long, junk, big] {
+            let head = refused.components(separatedBy: "\r\n\r\n")[0]
+            let date = head.components(separatedBy: "\r\n").first { $0.hasPrefix("Date: ") }
+            XCTAssertNotNil(date.flatMap { HTTPDate.parse(String($0.dropFirst(6))) }, head)
+        }
     }
 
     func testBodiesContentLengthChunkedAndTooLarge() async throws {
@@ -334,7 +341,19 @@ extension HTTPServerTests {
         for t: Int64 in [0, 784_111_777, 951_782_400, 1_700_000_000, 4_102_444_799] {
             XCTAssertEqual(HTTPDate.parse(HTTPDate.format(t)), t)
         }
-        for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT"] {
+        // The two obsolete forms a recipient must accept too (RFC 9110 §5.6.7).
+        XCTAssertEqual(HTTPDate.parse("Sunday, 06-Nov-94 08:49:37 GMT"), 784_111_777)
+        XCTAssertEqual(HTTPDate.parse("Sun Nov  6 08:49:37 1994"), 784_111_777)
+        XCTAssertEqual(HTTPDate.parse("Sat Dec 05 23:59:59 2026"), HTTPDate.parse("Sat, 05 Dec 2026 23:59:59 GMT"))
+        // A two-digit year more than 50 years ahead is the last century's.
+        let in2026: Int64 = 1_796_000_000
+        XCTAssertEqual(HTTPDate.parse("Saturday, 05-Dec-26 23:59:59 GMT", now: in2026), HTTPDate.parse("Sat, 05 Dec 2026 23:59:59 GMT"))
+        XCTAssertEqual(HTTPDate.parse("Friday, 01-Jan-76 00:00:00 GMT", now: in2026), HTTPDate.parse("Fri, 01 Jan 2076 00:00:00 GMT"))
+        XCTAssertEqual(HTTPDate.parse("Monday, 01-Jan-77 00:00:00 GMT", now: in2026), HTTPDate.parse("Mon, 01 Jan 1977 00:00:00 GMT"))
+        for bad in ["Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
+                    "Sun, 06 Nov 1994 08:49:37 GMT ", "Sun,  06 Nov 1994 08:49:37 GMT", "Sun, +6 Nov 1994 08:49:37 GMT",
+                    "Sunday, 06-Nov-1994 08:49:37 GMT", "Sun, 06-Nov-94 08:49:37 GMT", "Sunday, 6-Nov-94 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 UTC",
+                    "Sun Nov 6 08:49:37 1994", "Sun Nov   6 08:49:37 1994", "Sun Nov 06 08:49:37 94", "Sunday Nov 06 08:49:37 1994", ""] {
             XCTAssertNil(HTTPDate.parse(bad), bad)
         }
     }
