@@ -94,13 +94,8 @@ extension DispatchServer {
         }
         v1.get("engines") { [engines, cursors] req in
             _ = try req.caller()
-            var state: EngineState?
-            if let s = req.query("state") {
-                guard let parsed = EngineState(rawValue: s) else {
-                    throw ModelError.invalidField("state", "must be one of online, busy, draining, offline")
-                }
-                state = parsed
-            }
+            let state = try listFilter(req, "state", must: "one of online, busy, draining, offline") { EngineState(rawValue: $0) != nil }
+                .flatMap(EngineState.init(rawValue:))
             let filters = "engines state=\(state?.rawValue ?? "")"
             let page = try cursors.page(of: req, filters: filters)
             let (records, total) = try await engines.list(after: page.after, offset: page.offset, limit: page.limit + 1, state: state)

@@ -52,7 +52,8 @@ extension DispatchServer {
 
         v1.get("files") { req in
             let caller = try req.caller()
-            let tenant = caller.isAdmin ? req.query("tenant").flatMap { $0.isEmpty ? nil : $0 } : caller.tenant
+            let asked = try tenantFilter(req)
+            let tenant = caller.isAdmin ? asked : caller.tenant
             let filters = "files;tenant=" + (tenant ?? "*")
             let page = try cursors.page(of: req, filters: filters)
             let (records, total) = try await files.list(tenant: tenant, after: page.after, offset: page.offset, limit: page.limit + 1)

@@ -84,16 +84,10 @@ extension DispatchServer {
 
     func listJobs(_ req: Request) async throws -> Response {
         let caller = try req.caller()
-        let stateParam = req.query("state") ?? ""
-        var state: JobState?
-        if !stateParam.isEmpty {
-            guard let s = JobState(rawValue: stateParam) else {
-                let names = JobState.allCases.map(\.rawValue).joined(separator: ", ")
-                throw ModelError(.validationFailed, "state must be one of \(names)", details: [("state", "must be one of \(names)")])
-            }
-            state = s
-        }
-        let tenantParam = req.query("tenant") ?? ""
+        let names = JobState.allCases.map(\.rawValue).joined(separator: ", ")
+        let stateParam = try listFilter(req, "state", must: "one of \(names)") { JobState(rawValue: $0) != nil } ?? ""
+        let state = JobState(rawValue: stateParam)
+        let tenantParam = try tenantFilter(req) ?? ""
         let tenant: String?
         if caller.isAdmin {
             tenant = tenantParam.isEmpty ? nil : tenantParam

@@ -5,8 +5,10 @@
 // `offset`. A cursor is the last id and an HMAC-SHA256 (the server's secret, in the data
 // directory) over that id and the list's filters: a cursor edited by hand, or reused with
 // other filters, is a 400 `invalid_cursor`, never a query on a value the server did not write.
+import Access
 import Crypto
 import JSON
+import SpoolModel
 import Web
 
 public struct PageRequest: Sendable, Equatable {
@@ -118,4 +120,19 @@ extension Response {
             w.endObject()
         }
     }
+}
+
+/// A list's filter in the query (`state=`, `tenant=`): nil when absent; when present it
+/// must be a tenant name (`tenant`) or pass `valid`, and an empty value is refused like
+/// any other invalid one (422 naming the parameter), as the OpenAPI document's
+/// parameters say. next_page_url leaves empty filters out, so it never carries one.
+func listFilter(_ req: Request, _ name: String, must rule: String, _ valid: (String) -> Bool) throws(ModelError) -> String? {
+    guard let value = req.query(name) else { return nil }
+    guard valid(value) else { throw ModelError(.validationFailed, "\(name) must be \(rule)", details: [(name, "must be \(rule)")]) }
+    return value
+}
+
+/// The `tenant` filter: 1 to 64 of a-z, 0-9, '_' and '-' (AccessService's rule for tenant names).
+func tenantFilter(_ req: Request) throws(ModelError) -> String? {
+    try listFilter(req, "tenant", must: "a tenant name (1 to 64 of a-z, 0-9, _ and -)", AccessService.isValidTenant)
 }

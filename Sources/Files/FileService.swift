@@ -95,6 +95,9 @@ public final class FileService: Sendable {
         guard contentType.utf8.count <= contentTypeBytesMax else {
             throw ModelError.invalidField("Content-Type", "must be at most \(contentTypeBytesMax) bytes")
         }
+        guard isValidMediaType(contentType) else {
+            throw ModelError.invalidField("Content-Type", "must be a media type such as video/mp4 or application/octet-stream (type/subtype, then any ;name=value parameters)")
+        }
         let limits = settings()
         if shared { quota.resync(committed: try await store.totalBytes()) }
         var reserved: Int64 = 0

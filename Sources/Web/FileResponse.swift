@@ -40,6 +40,9 @@ extension Response {
         var r = Response(status: 200, headers: [
             ("Content-Type", contentType), ("Accept-Ranges", "bytes"),
             ("ETag", etag), ("Last-Modified", HTTPDate.format(modified)),
+            // The type is the uploader's word: a browser must not guess another (an
+            // uploaded page or script run as the API's origin).
+            ("X-Content-Type-Options", "nosniff"),
         ])
         var range: Range<UInt64>? = nil
         // Range applies to GET only (RFC 9110 §14.2: ignored for HEAD and other methods).

@@ -59,6 +59,8 @@ final class EngineRouteTests: XCTestCase {
         XCTAssertEqual(try draining["data"]?[0]?["id"]?.string(), ids[1])
         let badState = try await h.call("GET", "/api/v1/engines?state=sleepy", key: key)
         XCTAssertEqual(badState.status, 422)
+        let emptyState = try await h.call("GET", "/api/v1/engines?state=", key: key)
+        XCTAssertEqual(emptyState.status, 422, "an empty filter is not an absent one")
         // A cursor made for one filter is refused with another.
         let cursor = next.components(separatedBy: "cursor=").last!
         let swapped = try await h.call("GET", "/api/v1/engines?state=online&cursor=\(cursor)", key: key)

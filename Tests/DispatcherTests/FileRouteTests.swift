@@ -140,11 +140,34 @@ class FileRouteTests: XCTestCase {
             }
             XCTAssertEqual(down.header("ETag"), "\"\(sha)\"")
             XCTAssertEqual(down.header("Content-Type"), "video/mp4")
+            XCTAssertEqual(down.header("X-Content-Type-Options"), "nosniff")
             XCTAssertNotNil(down.header("Last-Modified").flatMap(HTTPDate.parse))
         }
         if !downloadsRedirect {
             let tmp = try FileManager.default.contentsOfDirectory(atPath: dir + "/files/tmp")
             XCTAssertEqual(tmp, [], "no temp file left after the uploads")
+        }
+    }
+
+    /// The stored Content-Type is sent back as a header: only a media type is taken
+    /// (RFC 9110 §8.3.1), anything else is a 422 naming the header and nothing is stored.
+    func testOnlyAMediaTypeIsTakenAsTheContentType() async throws {
+        for good in ["video/mp4;", "text/plain; charset=\"utf-8\"", "text/plain;charset=utf-8 ; format=flowed", "application/vnd.a+b"] {
+            let up = try await upload([1, 2, 3], contentType: good)
+            XCTAssertEqual(up.status, 201, good)
+            XCTAssertEqual(try string(up, "content_type"), good)
+        }
+        for bad in [";;;///", "", "video", "video/", "/mp4", "video/mp4; x", "video/mp4;=y", "video /mp4", "text/plain; a=\"open"] {
+            let up = try await upload([1, 2, 3], contentType: bad)
+            XCTAssertEqual(up.status, 422, "\(bad.debugDescription): \(String(decoding: up.body, as: UTF8.self))")
+            XCTAssertEqual(try errorCode(up), "validation_failed", bad)
+        }
+        let list = try await request("GET", "/files", as: "tenant:acme")
+        XCTAssertEqual(try field(list, "total_count"), .number("4"), "only the four good uploads are stored")
+        // The list's tenant filter is a tenant name or a 422, not an empty list.
+        for q in ["tenant=", "tenant=ACME", "tenant=a%20b"] {
+            let r = try await request("GET", "/files?" + q, as: "admin:ops")
+            XCTAssertEqual(r.status, 422, q)
         }
     }
 

@@ -251,6 +251,12 @@ final class JobRouteTests: XCTestCase {
 
         let v7 = try await send("GET", "/api/v1/jobs?state=bogus").status
         XCTAssertEqual(v7, 422)
+        // Filters outside their OpenAPI form are refused, not read as "no such tenant" or "no filter".
+        for q in ["state=", "tenant=", "tenant=ACME", "tenant=a%20b", "tenant=" + String(repeating: "t", count: 65)] {
+            let r = try await send("GET", "/api/v1/jobs?" + q)
+            XCTAssertEqual(r.status, 422, q)
+            XCTAssertEqual(try code(r), "validation_failed", q)
+        }
         let v8 = try await send("GET", "/api/v1/jobs?limit=0").status
         XCTAssertEqual(v8, 422)
         let offset = try json(await send("GET", "/api/v1/jobs?tenant=default&offset=5"))
