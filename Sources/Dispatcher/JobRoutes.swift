@@ -35,11 +35,10 @@ extension DispatchServer {
 
     func createJob(_ req: Request) async throws -> Response {
         let caller = try req.caller()
-        guard let key = req.header("Idempotency-Key") else {
+        guard let key = try idempotencyKey(req) else {
             throw APIError(status: 400, code: "idempotency_key_required",
                            message: "POST /jobs needs an Idempotency-Key header (1 to 255 printable ASCII characters)")
         }
-        try checkIdempotencyKey(key)
         let hash = sha256Hex(req.body)
         // A key used before is answered with its first response even when the request
         // would now be refused (the input deleted since, a limit lowered by a reload). The
@@ -131,8 +130,7 @@ extension DispatchServer {
         let caller = try req.caller()
         let job = try await visibleJob(req)
         var claim: IdempotencyClaim?
-        if let key = req.header("Idempotency-Key") {
-            try checkIdempotencyKey(key)
+        if let key = try idempotencyKey(req) {
             // Bound to this job: the same key on another job's retry is a reuse.
             let claimed = IdempotencyClaim(tenant: caller.tenant, key: key, requestHash: sha256Hex(Array("retry \(job.id.text)\n".utf8) + req.body))
             if let stored = try await jobs.replay(tenant: claimed.tenant, idempotencyKey: key, requestHash: claimed.requestHash) { return replayed(stored) }
@@ -241,6 +239,18 @@ func sse(_ event: String, id: UInt64?, data: String) -> String {
 }
 
 /// 1 to 255 printable ASCII characters, or a 400.
+/// The request's Idempotency-Key, checked (nil when it has none); two of them are a 400:
+/// which one the first answer was stored under would be a guess.
+func idempotencyKey(_ req: Request) throws(APIError) -> String? {
+    guard let key = req.header("Idempotency-Key") else { return nil }
+    guard req.headerCount("Idempotency-Key") == 1 else {
+        throw APIError(status: 400, code: "invalid_idempotency_key", message: "give one Idempotency-Key header, not several",
+                       details: [("Idempotency-Key", "given more than once")])
+    }
+    try checkIdempotencyKey(key)
+    return key
+}
+
 func checkIdempotencyKey(_ key: String) throws(APIError) {
     guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
         throw APIError(status: 400, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1 to 255 printable ASCII characters",

@@ -62,8 +62,8 @@ public struct PageCursorKey: Sendable {
         }
         if let o = req.query("offset") {
             guard let n = Int(o), n >= 0, n <= 1_000_000_000 else {
-                throw APIError(status: 422, code: "validation_failed", message: "offset must be a non-negative integer",
-                               details: [("offset", "must be a non-negative integer")])
+                throw APIError(status: 422, code: "validation_failed", message: "offset must be an integer from 0 to 1000000000",
+                               details: [("offset", "must be an integer from 0 to 1000000000")])
             }
             page.offset = n
         }

@@ -85,6 +85,11 @@ public struct FastRequest {
         return nil
     }
 
+    /// How many fields are named `name` (any case).
+    public func count(_ name: StaticString) -> Int {
+        head.fields.reduce(0) { $0 + (Self.nameEquals(bytes, $1.name, name) ? 1 : 0) }
+    }
+
     /// Whether any field is named `name` (any case).
     public func contains(_ name: StaticString) -> Bool {
         head.fields.contains { Self.nameEquals(bytes, $0.name, name) }

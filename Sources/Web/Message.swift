@@ -49,6 +49,9 @@ public struct Request: Sendable {
         return nil
     }
 
+    /// How many fields named `name` the request has: a header that must appear once
+    /// (credentials, an idempotency key) is refused when given twice.
+    public func headerCount(_ name: String) -> Int { headers.count(of: name) }
     public func header(_ name: String) -> String? { headers.value(of: name) }
 
     /// The body parsed as JSON; malformed JSON is a 400 `invalid_json` with the offset.
@@ -183,6 +186,11 @@ extension Array where Element == (name: String, value: String) {
     func value(of name: String) -> String? {
         for f in self where f.name.utf8.count == name.utf8.count && f.name.equalsIgnoringCase(name) { return f.value }
         return nil
+    }
+
+    /// How many fields are named `name` (ASCII case-insensitive).
+    func count(of name: String) -> Int {
+        reduce(0) { $0 + ($1.name.utf8.count == name.utf8.count && $1.name.equalsIgnoringCase(name) ? 1 : 0) }
     }
 
     mutating func removeAll(named name: String) {

@@ -92,6 +92,7 @@ final class FastReadTests: XCTestCase {
             ("If-None-Match", try await get(h, path, key: key, headers: [("If-None-Match", etag)]), 304),
             ("If-Modified-Since", try await get(h, path, key: key, headers: [("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT")]), 200),
             ("HEAD", try await get(h, path, key: key, method: "HEAD"), 200),
+            ("two Authorization fields", try await get(h, path, key: key, headers: [("Authorization", "Bearer " + key)]), 401),
         ]
         for r in refusals {
             XCTAssertFalse(r.answer.lane, r.what)

@@ -110,6 +110,10 @@ final class JobRouteTests: XCTestCase {
         XCTAssertEqual(try job["preset"]!.string(), "h264-720p")
         XCTAssertEqual(try job["tenant"]!.string(), "default")
         XCTAssertTrue(try job["created_at"]!.string().hasSuffix("Z"))
+        // Two keys: which one the answer is stored under would be a guess.
+        let twoKeys = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "k1"), ("Idempotency-Key", "k2")], body: minimal)
+        XCTAssertEqual(twoKeys.status, 400, text(twoKeys))
+        XCTAssertEqual(try code(twoKeys), "invalid_idempotency_key")
 
         let replay = try await send("POST", "/api/v1/jobs", headers: [("Idempotency-Key", "abc 123")], body: minimal)
         XCTAssertEqual(replay.status, 201)
