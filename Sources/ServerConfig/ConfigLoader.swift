@@ -142,6 +142,11 @@ public struct ConfigLoader: Sendable {
                     problems.append("\(key) = \(shown) (from file \(path)): \(spec.expectation)")
                     continue
                 }
+                // {"files":{"max_file_bytes":1},"files.max_file_bytes":2}: one key twice.
+                guard out[AbsoluteConfigKey(spec)] == nil else {
+                    problems.append("\(key) is given twice in \(path) (nested and as a dotted name): give it once")
+                    continue
+                }
                 out[AbsoluteConfigKey(spec)] = ConfigValue(content, isSecret: spec.redact != nil)
             } else if value.kind == .object, SettingsSchema.all.contains(where: { $0.key.hasPrefix(key + ".") }) {
                 flatten(value, prefix: key, path: path, into: &out, problems: &problems)

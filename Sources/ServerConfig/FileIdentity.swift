@@ -24,9 +24,14 @@ struct FileReadError: Error { var message: String }
 
 /// The whole file (a configuration file: at most 1 MiB).
 func readWholeFile(_ path: String) throws(FileReadError) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer, and
+    // the server would hang at start. Only a regular file is read.
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { throw FileReadError(message: String(cString: strerror(errno))) }
     defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw FileReadError(message: String(cString: strerror(errno))) }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileReadError(message: "not a regular file") }
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 64 << 10)
     while true {

@@ -86,6 +86,7 @@ public final class Reloader: Sendable {
             logger.warning("configuration reload (\(reason)): \(key) changed from \(spec.shown(spec.get(current))) to \(spec.shown(spec.get(fresh))): needs a restart; the running value stays")
         }
         logger.info("configuration reloaded (\(reason)): \(changed.isEmpty ? "no reloadable key changed" : "now in effect: " + changed.joined(separator: ", "))")
+        if changed.contains("log_level") { ProcessLogLevel.set(named: next.logLevel) }
         return .applied(changed: changed, needsRestart: needsRestart)
     }
 

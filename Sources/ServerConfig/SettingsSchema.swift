@@ -251,14 +251,21 @@ public enum SettingsSchema {
 
     /// "ADDR[/PREFIX],..." with numeric IPv4/IPv6 addresses (checked loosely here; the
     /// webhook sender parses it exactly and refuses nothing it cannot read).
+    /// Each entry an IPv4 or IPv6 address (as inet_pton reads it: "300.1.1.1" and
+    /// "1.2.3.4.5" are not), optionally with a prefix length its family allows (/0-32, /0-128).
     static func networkListProblem(_ s: String) -> String? {
         for part in s.split(separator: ",") {
             let t = part.filter { $0 != " " }
             let pieces = t.split(separator: "/", omittingEmptySubsequences: false)
             let addr = pieces.first.map(String.init) ?? ""
-            let okAddr = !addr.isEmpty && addr.allSatisfy { $0.isHexDigit || $0 == "." || $0 == ":" }
-            let okPrefix = pieces.count == 1 || (pieces.count == 2 && Int(pieces[1]).map { (0...128).contains($0) } == true)
-            if !okAddr || !okPrefix { return "must be a comma-separated list of addresses or CIDR networks (\"\(part)\" is not one)" }
+            var buffer = [UInt8](repeating: 0, count: 16)
+            let family: Int32? = inet_pton(AF_INET, addr, &buffer) == 1 ? AF_INET : inet_pton(AF_INET6, addr, &buffer) == 1 ? AF_INET6 : nil
+            let bits = family == AF_INET ? 32 : 128
+            let okPrefix = pieces.count == 1
+                || (pieces.count == 2 && pieces[1].allSatisfy(\.isASCII) && pieces[1].allSatisfy(\.isNumber) && Int(pieces[1]).map { (0...bits).contains($0) } == true)
+            if family == nil || !okPrefix {
+                return "must be a comma-separated list of addresses or CIDR networks (\(String(part).debugDescription) is not one)"
+            }
         }
         return nil
     }

@@ -240,6 +240,7 @@ struct RunningDispatch {
         }
         guard unsafe access(dataDir, W_OK) == 0 else { throw ValidationError("data directory \(dataDir) is not writable") }
         let live = LiveSettings(settings)
+        ProcessLogLevel.set(named: settings.logLevel)
         let logger = Logger(label: label)
         let dispatch = try await DispatchServer.open(dataDirectory: dataDir, settings: live, logger: logger)
         if let shown = try await dispatch.prepareAdminKey(environment: environment) {
@@ -248,6 +249,7 @@ struct RunningDispatch {
         var http = HTTPServerConfiguration(listen: address)
         http.loops = settings.loops
         http.bodyBytesMax = UInt64(settings.http.jsonBodyMaxBytes)
+        http.bodyBytesMaxNow = { UInt64(live.current.http.jsonBodyMaxBytes) }   // reloadable
         let server = HTTPServer(configuration: http, router: dispatch.makeRouter(), logger: logger)
         try await server.start()
         let background = Task { await dispatch.runBackground() }

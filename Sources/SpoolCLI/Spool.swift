@@ -43,6 +43,8 @@ struct Spool: AsyncParsableCommand {
             ProcessSignals.restoreDefaults()
             Glibc.exit(Worker.serveOneRequest())
         }
+        // Every logger writes to standard error at the configured log_level (ProcessLogLevel).
+        LoggingSystem.bootstrap(LevelledLogHandler.init)
         do {
             var command = try parseAsRoot()
             if !(command is StopsGracefully) { ProcessSignals.restoreDefaults() }

@@ -27,6 +27,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var idleTimeout: Duration = .seconds(60)
     /// Default body limit for buffering routes that do not set one.
     public var bodyBytesMax: UInt64 = 1 << 20
+    /// When set, read for each request that has a body instead of `bodyBytesMax`: a limit
+    /// a configuration reload changes (`http.json_body_max_bytes`).
+    public var bodyBytesMaxNow: (@Sendable () -> UInt64)?
     /// How long a client may take to send a request body (routes can override).
     public var bodyTimeLimits = BodyTimeLimits()
     /// Longest wait for the next piece of a request body (`bodyTimeLimits.pieceTimeout`).
@@ -178,15 +181,24 @@ public final class HTTPServer: Sendable {
 
     /// Graceful shutdown: stop accepting, close idle keep-alive connections, let requests
     /// in flight finish (their responses carry `Connection: close`), and after `grace`
-    /// close whatever is left; then stop the loops.
+    /// close whatever is left; then stop the loops. Every loop stops accepting before any
+    /// waits for its requests: one loop's slow upload must not leave another's listener
+    /// taking new connections for the whole grace.
     public func stop(grace: Duration = .seconds(5)) async {
-        for (loop, listener, registry, trimmer) in state.takeAll() {
+        let all = state.takeAll()
+        for (loop, listener, registry, trimmer) in all {
             trimmer.cancel()
             _ = await trimmer.result
             _ = try? await loop.run {
                 await listener.value.close()
                 for c in registry.value.drain() { await c.close() }
-                await registry.value.waitUntilEmpty(loop: loop, grace: grace)
+            }
+        }
+        let deadline = ContinuousClock.now + grace
+        for (loop, _, registry, _) in all {
+            let left = max(.zero, deadline - ContinuousClock.now)
+            _ = try? await loop.run {
+                await registry.value.waitUntilEmpty(loop: loop, grace: left)
                 for c in registry.value.inOrder { await c.conn.close() }
             }
             if ownsLoops.load(ordering: .relaxed) { loop.shutdown() }
@@ -273,7 +285,7 @@ public final class HTTPServer: Sendable {
                 let mode = route?.body ?? .buffered(max: nil)
                 let limit: UInt64
                 switch mode {
-                case .buffered(let max): limit = max ?? configuration.bodyBytesMax
+                case .buffered(let max): limit = max ?? (head.framing == .none ? 0 : configuration.bodyBytesMaxNow?() ?? configuration.bodyBytesMax)
                 case .streaming(let max): limit = max
                 }
                 if route != nil, case .contentLength(let n) = head.framing, n > limit {

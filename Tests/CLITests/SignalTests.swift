@@ -110,18 +110,34 @@ final class SignalTests: XCTestCase {
         let dir = try scratch("hup")
         let script = Self.listeningPort + #"""
         spool="$1"; dir="$2"; log="$dir/serve.log"; conf="$dir/spool.json"
-        printf '{"jobs":{"max_attempts":3},"loops":1}' > "$conf"
+        printf '{"jobs":{"max_attempts":3},"loops":1,"http":{"json_body_max_bytes":1024}}' > "$conf"
         "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --config "$conf" --insecure-no-auth >"$log" 2>&1 &
         pid=$!
         listening_port "$log" $pid
-        waitlog() { t=0; while ! grep -q "$1" "$log" && [ $t -lt 500 ]; do sleep 0.01; t=$((t + 1)); done; grep -q "$1" "$log" || { echo "missing in log: $1"; cat "$log"; kill -9 $pid; exit 1; }; }
-        printf '{"jobs":{"max_attempts":5},"loops":2}' > "$conf"
+        waitlog() { t=0; while [ "$(grep -c "$1" "$log")" -lt "${2:-1}" ] && [ $t -lt 500 ]; do sleep 0.01; t=$((t + 1)); done; [ "$(grep -c "$1" "$log")" -ge "${2:-1}" ] || { echo "missing in log: $1"; cat "$log"; kill -9 $pid; exit 1; }; }
+        # A 2,000-byte job body: over the 1 KiB JSON limit (413), then under the reloaded one (422, its field unknown).
+        printf '{"pad":"%s"}' "$(head -c 2000 /dev/zero | tr '\0' x)" > "$dir/big.json"
+        post() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Idempotency-Key: k' --data-binary @"$dir/big.json" "http://127.0.0.1:$port/api/v1/jobs"; }
+        code=$(post); [ "$code" = 413 ] || { echo "before the reload: $code"; kill -9 $pid; exit 1; }
+        printf '{"jobs":{"max_attempts":5},"loops":2,"http":{"json_body_max_bytes":1048576}}' > "$conf"
         kill -HUP $pid
-        waitlog "now in effect: jobs.max_attempts"
+        waitlog "now in effect: .*jobs.max_attempts"
         waitlog "loops changed from 1 to 2: needs a restart"
+        code=$(post); [ "$code" = 422 ] || { echo "json_body_max_bytes not reloaded: $code"; kill -9 $pid; exit 1; }
         printf '{"jobs":{"max_attempts":0}' > "$conf"
         kill -HUP $pid
         waitlog "rejected; the current settings stay"
+        # log_level takes effect: once it is error, a restart-only change's warning is not written.
+        printf '{"jobs":{"max_attempts":5},"loops":3,"http":{"json_body_max_bytes":1048576},"log_level":"error"}' > "$conf"
+        kill -HUP $pid
+        waitlog "now in effect: log_level"
+        printf '{"jobs":{"max_attempts":5},"loops":4,"http":{"json_body_max_bytes":1048576},"log_level":"error"}' > "$conf"
+        kill -HUP $pid
+        sleep 0.5   # that reload done (it writes nothing at this level) before the next file
+        printf '{"jobs":{"max_attempts":0}' > "$conf"
+        kill -HUP $pid
+        waitlog "rejected; the current settings stay" 2
+        if grep -q "loops changed from 1 to 4" "$log"; then echo "a warning written at log_level error"; cat "$log"; kill -9 $pid; exit 1; fi
         curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/api/v1/health" || { echo "not serving after SIGHUP"; kill -9 $pid; exit 1; }
         kill -TERM $pid; wait $pid; rc=$?
         grep -q '^spool: stopped' "$log" || { echo "no stop line: $(cat "$log")"; exit 1; }

@@ -83,6 +83,22 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(problems(ConfigLoader(environment: ["SPOOL_WEBHOOKS_CA_FILE": readable])), [])
     }
 
+    /// webhooks.allowed_networks takes addresses and networks as the sender will read them:
+    /// no octet over 255, four of them, a prefix its family allows; a bad entry is named
+    /// printably.
+    func testAllowedNetworksAreCheckedAsAddresses() {
+        for good in ["", "10.0.0.0/8", "192.168.1.1, 10.0.0.0/8", "::1", "fd00::/8", "::ffff:10.0.0.0/104", "0.0.0.0/0"] {
+            XCTAssertEqual(problems(ConfigLoader(environment: ["SPOOL_WEBHOOKS_ALLOWED_NETWORKS": good])), [], good)
+        }
+        for bad in ["10.0.0.0/33", "300.1.1.1", "1.2.3.4.5", "garbage", "::1/200", "10.0.0.0/", "10.0.0.0/+8", "1.2.3/24", "10.0.0.0/8/8"] {
+            let p = problems(ConfigLoader(environment: ["SPOOL_WEBHOOKS_ALLOWED_NETWORKS": bad]))
+            XCTAssertEqual(p.count, 1, bad)
+            XCTAssertTrue(p.first?.contains("must be a comma-separated list of addresses or CIDR networks") == true, "\(bad): \(p)")
+        }
+        let p = problems(ConfigLoader(environment: ["SPOOL_WEBHOOKS_ALLOWED_NETWORKS": "10.0.0.1,\u{0}x"]))
+        XCTAssertTrue(p.first?.contains(#"("\0x" is not one)"#) == true, "\(p)")
+    }
+
     func testBadFlagValueAndUnknownFlag() {
         let p = problems(ConfigLoader(environment: [:], flags: ["loops": "0", "insecure_no_auth": "maybe", "lopps": "2"]))
         XCTAssertTrue(p.contains("loops = 0 (from --loops): must be an integer in 1...256"), "\(p)")
@@ -109,6 +125,23 @@ final class ConfigLoaderTests: XCTestCase {
         let p = problems(ConfigLoader(filePath: path, environment: [:]))
         XCTAssertEqual(p.count, 1)
         XCTAssertTrue(p[0].hasPrefix("\(path):1:") && p[0].contains("a key appears twice"), "\(p)")
+        // The same key nested and as a dotted name, in either order: not "the last one wins".
+        for text in [#"{"files":{"max_file_bytes":1000},"files.max_file_bytes":2000}"#, #"{"files.max_file_bytes":2000,"files":{"max_file_bytes":1000}}"#] {
+            let both = try writeTemp(text)
+            XCTAssertEqual(problems(ConfigLoader(filePath: both, environment: [:])),
+                           ["files.max_file_bytes is given twice in \(both) (nested and as a dotted name): give it once"], text)
+        }
+    }
+
+    /// Only a regular file is read: a directory is refused, and a FIFO too, at once (opening
+    /// one for reading would wait for a writer, and the server with it).
+    func testAConfigurationThatIsNotARegularFileIsRefusedAtOnce() throws {
+        let fifo = NSTemporaryDirectory() + "spool-config-fifo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        defer { unlink(fifo) }
+        XCTAssertEqual(problems(ConfigLoader(filePath: fifo, environment: [:])), ["cannot read the configuration file \(fifo): not a regular file"])
+        let dir = NSTemporaryDirectory()
+        XCTAssertEqual(problems(ConfigLoader(filePath: dir, environment: [:])), ["cannot read the configuration file \(dir): not a regular file"])
     }
 
     func testMissingFileAndCrossKeyCheck() throws {

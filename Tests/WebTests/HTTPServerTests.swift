@@ -358,3 +358,49 @@ extension HTTPServerTests {
         }
     }
 }
+
+/// Stopping a server of several loops: no loop keeps accepting while another waits for
+/// its requests in flight. (Each loop used to close its listener only after the loops
+/// before it had drained, so a slow request on the first left the others taking new
+/// connections for as long as it ran.)
+final class MultiLoopStopTests: XCTestCase {
+    func testEveryLoopStopsAcceptingBeforeAnyWaitsForItsRequests() async throws {
+        let (entered, enteredK) = AsyncStream<Void>.makeStream()
+        var config = HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0"))
+        config.loops = 2
+        let router = Router { r in
+            r.get("hold") { _ in
+                enteredK.yield()
+                try await EventLoop.current!.sleep(for: .milliseconds(1500))
+                return .json(200, "{}")
+            }
+        }
+        let server = HTTPServer(configuration: config, router: router)
+        try await server.start()
+        let addr = try XCTUnwrap(server.localAddress)
+        let client = try EventLoop.start(id: 19)
+        defer { client.shutdown() }
+        // Requests in flight on both loops (eight connections: all on one loop 1 time in 128).
+        let held = (0..<8).map { _ in Task { try await httpExchange(addr, client, Array("GET /hold HTTP/1.1\r\nHost: t\r\n\r\n".utf8)) } }
+        var it = entered.makeAsyncIterator()
+        for _ in 0..<8 { _ = await it.next() }
+        let stopping = Task { await server.stop(grace: .seconds(5)) }
+        try await Task.sleep(for: .milliseconds(200))
+        let accepted = try await client.run { () -> Int in
+            var n = 0
+            for _ in 0..<20 {
+                if let c = try? await TCPConnection.connect(to: addr, timeout: .seconds(1)) {
+                    n += 1
+                    await c.close()
+                }
+            }
+            return n
+        }
+        XCTAssertEqual(accepted, 0, "connections taken while the server was stopping")
+        await stopping.value
+        for h in held {
+            let answer = try await h.value
+            XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer)
+        }
+    }
+}
