@@ -7,6 +7,9 @@
 // blocking pool, so no SQLite call ever blocks a ring thread. Services own their own tables
 // and register their own migrations (named "service.step"); this module knows no domain type.
 import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import Lifecycle
 import Threads
@@ -40,6 +43,9 @@ public final class SQLiteDatabase: Sendable {
     private let queue = Mutex<(items: [PendingWrite], draining: Bool)>(([], false))
     /// Called after every read and every group commit with (kind, seconds): the metrics hook.
     let observer: (@Sendable (_ kind: String, _ seconds: Double) -> Void)?
+    /// The opened file's device and inode: a file removed or replaced under a running
+    /// server leaves the connections on the old inode, whose writes no restart would see.
+    let identity: (device: UInt64, inode: UInt64)?
 
     /// Opens (creating) the database at `path`. `readers` bounds concurrent readers.
     public init(path: String, readers: Int = 4, blocking: BlockingPool = .shared,
@@ -70,6 +76,13 @@ public final class SQLiteDatabase: Sendable {
         self.path = path
         self.blocking = blocking
         self.observer = observer
+        identity = Self.identity(of: path)
+    }
+
+    private static func identity(of path: String) -> (device: UInt64, inode: UInt64)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
     }
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.
@@ -198,8 +211,12 @@ public final class SQLiteDatabase: Sendable {
     }
 
     /// True when a trivial query answers (the readiness probe).
+    /// The file at `path` is still the one opened (not removed or replaced), and answers.
     public func isReachable() async -> Bool {
-        (try? await read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+        if let opened = identity {
+            guard let now = Self.identity(of: path), now == opened else { return false }
+        }
+        return (try? await read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
 }
 

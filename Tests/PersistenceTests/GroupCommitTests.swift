@@ -79,6 +79,25 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertNoThrow(try SQLiteDatabase(path: dir + "/t.sqlite"))
     }
 
+    /// A database file removed or replaced under a running server is not "reachable": the
+    /// open connections would go on writing to the old inode, lost at the next start.
+    func testAFileRemovedOrReplacedIsNotReachable() async throws {
+        let path = dir + "/t.sqlite"
+        let db = try SQLiteDatabase(path: path)
+        let answered = await db.isReachable()
+        XCTAssertTrue(answered)
+        try FileManager.default.moveItem(atPath: path, toPath: path + ".moved")
+        let removed = await db.isReachable()
+        XCTAssertFalse(removed, "the file is gone from its path")
+        FileManager.default.createFile(atPath: path, contents: Data())
+        let replaced = await db.isReachable()
+        XCTAssertFalse(replaced, "another file is at its path")
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.moveItem(atPath: path + ".moved", toPath: path)
+        let back = await db.isReachable()
+        XCTAssertTrue(back, "the same file back in place")
+    }
+
     /// close(): the same path opens again at once although the closed object is still
     /// referenced, with what was written, and the closed object refuses further reads.
     func testCloseCommitsQueuedWritesAndFreesTheFileForAReopen() async throws {
