@@ -40,8 +40,10 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     /// Parses `redis://[[user]:password@]host[:port][/db]`; IPv6 hosts in brackets.
     public init(url: String) throws(RedisError) {
         let prefix = "redis://"
+        // Messages name the URL with its password hidden, as everything else shows it.
+        let shown = Self.masked(url)
         guard url.hasPrefix(prefix) else {
-            throw RedisError(.invalid, "a Redis URL starts with redis:// (rediss:// with TLS is not supported): \(url)")
+            throw RedisError(.invalid, "a Redis URL starts with redis:// (rediss:// with TLS is not supported): \(shown)")
         }
         var rest = Substring(url.dropFirst(prefix.count))
         var user: String?
@@ -62,29 +64,46 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             let db = rest[rest.index(after: slash)...]
             rest = rest[..<slash]
             if !db.isEmpty {
-                guard let n = Int(db), (0...1_000_000).contains(n) else { throw RedisError(.invalid, "the database number in \(url) is not a number") }
+                guard let n = Int(db), (0...1_000_000).contains(n) else { throw RedisError(.invalid, "the database number in \(shown) is not a number") }
                 database = n
             }
         }
         var host = String(rest)
         var port: UInt16 = 6379
         if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]") else { throw RedisError(.invalid, "unclosed [ in \(url)") }
+            guard let close = rest.firstIndex(of: "]") else { throw RedisError(.invalid, "unclosed [ in \(shown)") }
             host = String(rest[rest.index(after: rest.startIndex)..<close])
             let after = rest[rest.index(after: close)...]
             if after.hasPrefix(":") {
-                guard let p = UInt16(after.dropFirst()), p > 0 else { throw RedisError(.invalid, "the port in \(url) is not a port number") }
+                guard let p = UInt16(after.dropFirst()), p > 0 else { throw RedisError(.invalid, "the port in \(shown) is not a port number") }
                 port = p
             } else if !after.isEmpty {
-                throw RedisError(.invalid, "unexpected text after ] in \(url)")
+                throw RedisError(.invalid, "unexpected text after ] in \(shown)")
             }
         } else if let colon = rest.lastIndex(of: ":") {
-            guard let p = UInt16(rest[rest.index(after: colon)...]), p > 0 else { throw RedisError(.invalid, "the port in \(url) is not a port number") }
+            guard let p = UInt16(rest[rest.index(after: colon)...]), p > 0 else { throw RedisError(.invalid, "the port in \(shown) is not a port number") }
             port = p
             host = String(rest[..<colon])
         }
-        guard !host.isEmpty else { throw RedisError(.invalid, "no host in \(url)") }
+        guard !host.isEmpty else { throw RedisError(.invalid, "no host in \(shown)") }
         self.init(host: host, port: port, user: user, password: password, database: database)
+    }
+
+    /// `url` with the password of its credentials (what is between the first ':' and the
+    /// last '@' after the scheme) shown as `***`.
+    public static func masked(_ url: String) -> String {
+        let b = Array(url.utf8)
+        var i = 0
+        while i + 2 < b.count, !(b[i] == 0x3A && b[i + 1] == 0x2F && b[i + 2] == 0x2F) { i += 1 }
+        guard i + 2 < b.count else { return url }
+        let start = i + 3
+        guard let at = b[start...].lastIndex(of: 0x40) else { return url }
+        let colon = b[start..<at].firstIndex(of: 0x3A)
+        let kept: ArraySlice<UInt8> = colon.map { b[..<($0 + 1)] } ?? b[..<start]
+        var out = Array(kept)
+        out.append(contentsOf: Array("***".utf8))
+        out.append(contentsOf: b[at...])
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func unescape(_ s: Substring) throws(RedisError) -> String {

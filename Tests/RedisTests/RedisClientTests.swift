@@ -138,5 +138,13 @@ final class RedisEndpointTests: XCTestCase {
         for bad in ["http://h", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/db", "redis://[::1", "redis://:%zz@h", "rediss://h"] {
             XCTAssertThrowsError(try RedisEndpoint(url: bad), bad) { e in XCTAssertEqual((e as? RedisError)?.kind, .invalid, bad) }
         }
+        // A refused URL is named without its password.
+        for bad in ["redis://:hunter2@127.0.0.1:notaport", "redis://user:hunter2@127.0.0.1:99999/0", "redis://u:hunter2@h/x", "redis://hunter2@[::1"] {
+            XCTAssertThrowsError(try RedisEndpoint(url: bad), bad) { e in
+                XCTAssertFalse("\(e)".contains("hunter2"), "\(e)")
+                XCTAssertTrue("\(e)".contains("***@"), "\(e)")
+            }
+        }
+        XCTAssertEqual(RedisEndpoint.masked("redis://user:p@ss@h:1"), "redis://user:***@h:1")
     }
 }
