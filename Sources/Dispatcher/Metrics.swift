@@ -4,7 +4,7 @@
 // MetricsSystem, so several servers in one test process do not share or clash).
 //
 //   spool_http_requests_total{method,route,status}          counter
-//   spool_http_request_duration_seconds{method,route}       histogram (until the head is ready)
+//   spool_http_request_duration_seconds{method,route,status} histogram (until the head is ready)
 //   spool_db_query_duration_seconds{kind}                   histogram (read / write)
 //   spool_upload_bytes_total, spool_download_bytes_total    counters (the file routes report)
 //   spool_jobs{state}, spool_queue_depth                    gauges, refreshed before each scrape
@@ -81,7 +81,7 @@ public final class ServerMetrics: Sendable {
             let h = RequestRecorder(
                 counter: registry.makeCounter(name: "spool_http_requests_total",
                                               labels: [("method", m), ("route", key.route), ("status", String(status))]),
-                histogram: registry.makeValueHistogram(name: Self.httpDuration, labels: [("method", m), ("route", key.route)],
+                histogram: registry.makeValueHistogram(name: Self.httpDuration, labels: [("method", m), ("route", key.route), ("status", String(status))],
                                                        buckets: Self.httpDurationBuckets))
             handles[key] = h
             return h

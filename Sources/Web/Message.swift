@@ -59,6 +59,11 @@ public struct Request: Sendable {
         do {
             return try JSONDocument(parsing: body)
         } catch {
+            // A duplicate key is well-formed JSON that is wrong: 422 naming the member.
+            if error.kind == .duplicateKey {
+                let pointer = JSONLocator.pointerOfKey(at: error.offset, in: body)
+                throw APIError(status: 422, code: "validation_failed", message: "\(pointer): duplicate key", details: [(pointer, "duplicate key")])
+            }
             throw APIError(error)
         }
     }

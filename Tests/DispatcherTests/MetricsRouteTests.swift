@@ -32,7 +32,7 @@ final class MetricsRouteTests: XCTestCase {
         has(#"spool_http_requests_total{method="GET",route="/api/v1/health",status="200"} 1"#)
         has(#"spool_http_requests_total{method="GET",route="unmatched",status="404"} 1"#)
         has(#"spool_http_requests_total{method="GET",route="/api/v1/engines",status="401"} 1"#)
-        has(#"spool_http_request_duration_seconds_count{method="GET",route="/api/v1/engines/:id"} 2"#)
+        has(#"spool_http_request_duration_seconds_count{method="GET",route="/api/v1/engines/:id",status="404"} 2"#)
         has("spool_upload_bytes_total 1000")
         has("spool_download_bytes_total 250")
         has(#"spool_jobs{state="pending"} 7"#)

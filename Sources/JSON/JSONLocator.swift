@@ -1,18 +1,17 @@
-// Jobs.JSONLocator: the JSON Pointer of the key at a byte offset, for the one error the
+// JSON.JSONLocator: the JSON Pointer of the key at a byte offset, for the one error the
 // parser reports by offset that is a validation problem rather than a syntax one: a
 // duplicate key (the parser stops at the second occurrence, whose opening quote is at the
 // offset). Everything before the offset parsed, so a small tokenizer that only tracks
 // containers, keys and array indices is enough.
-import JSON
 
-enum JSONLocator {
+public enum JSONLocator {
     private enum Frame {
         case object(key: String?, expectingKey: Bool)
         case array(index: Int)
     }
 
     /// "/a/0/b" for the key whose opening quote is at `offset`; "" when it cannot tell.
-    static func pointerOfKey(at offset: Int, in bytes: [UInt8]) -> String {
+    public static func pointerOfKey(at offset: Int, in bytes: [UInt8]) -> String {
         guard offset >= 0, offset < bytes.count, bytes[offset] == 0x22 else { return "" }
         var stack: [Frame] = []
         var i = 0
