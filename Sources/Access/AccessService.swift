@@ -226,9 +226,19 @@ public final class AccessService: Sendable {
     /// unknown id is `not_found`.
     public func revoke(_ id: AccessKeyID) async throws {
         let now = clock.unixMilliseconds
-        let exists = try await database.writing { db -> Bool in
+        let (exists, lastAdmin) = try await database.writing { db -> (Bool, Bool) in
+            // The last admin key in force is kept: revoking it would leave no one able to
+            // manage keys until a restart made a new one.
+            let live = try db.one("SELECT is_admin FROM access_keys WHERE id = ? AND revoked_at IS NULL", [id.text])
+            if let live, try live.bool("is_admin"),
+               (try db.integer("SELECT COUNT(*) FROM access_keys WHERE is_admin <> 0 AND revoked_at IS NULL AND id <> ?", [id.text]) ?? 0) == 0 {
+                return (true, true)
+            }
             try db.execute("UPDATE access_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [now, id.text])
-            return try db.exists("SELECT 1 FROM access_keys WHERE id = ?", [id.text])
+            return (try db.exists("SELECT 1 FROM access_keys WHERE id = ?", [id.text]), false)
+        }
+        if lastAdmin {
+            throw ModelError(.conflict, "key \(id.text) is the last admin key: create another admin key before revoking it")
         }
         // After the commit: no cached success outlives the revocation.
         cache.withLock { c in c = c.filter { $0.value.owner.keyID != id } }

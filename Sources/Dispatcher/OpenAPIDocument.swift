@@ -219,8 +219,8 @@ public enum OpenAPIDocument {
      "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/keys/{id}": {
    "parameters": [{"$ref": "#/components/parameters/KeyID"}],
-   "delete": {"operationId": "revokeKey", "summary": "Admin: revoke an API key",
-    "responses": {"204": {"description": "revoked"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}}
+   "delete": {"operationId": "revokeKey", "summary": "Admin: revoke an API key (not the last admin key in force: 409)",
+    "responses": {"204": {"description": "revoked"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}}
  },
  "components": {
   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key: SPOOL_ADMIN_KEY, the generated admin key, or one made with POST /api/v1/keys"}},

@@ -116,6 +116,12 @@ public final class FileService: Sendable {
             object = try await storage.write(key: id.text, from: gate)
         } catch {
             quota.settle(reserved: gate.reserved, stored: 0)
+            // The store's own trouble is the server's, not the client's input: say which.
+            if let e = error as? StorageError, e.kind != .failed {
+                logger.error("upload refused: \(e)")
+                throw e.kind == .full ? ModelError(.insufficientStorage, "the file store is full")
+                    : ModelError(.unavailable, "the file store cannot take uploads now")
+            }
             throw error
         }
         let record = FileRecord(id: id, tenant: tenant, size: object.size, sha256: object.sha256, contentType: contentType,

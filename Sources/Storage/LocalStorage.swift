@@ -104,7 +104,7 @@ public final class LocalStorage: StorageProvider {
                 return (try await File.open(p, direct ? File.Mode.createExclusive.direct : .createExclusive, permissions: 0o600), p)
             } catch {
                 if error.code == .exists { continue }
-                throw error
+                throw Self.classified(error, "cannot create a temp file in \(temporaryDirectory)")
             }
         }
         throw StorageError("cannot create a temp file in \(temporaryDirectory)")
@@ -160,9 +160,20 @@ public final class LocalStorage: StorageProvider {
             try await writer.finish()
         } catch {
             try? await writer.finish()   // no buffer goes back to the pool under a write
+            // No room, or a place that takes no writes: the store's. Anything else (the
+            // client gone, say) comes out as it is.
+            if let e = error as? RingError, case let c = Self.classified(e, "cannot write the upload"), c.kind != .failed { throw c }
             throw error
         }
         return (staging.size, staging.hasher.finalize().withUnsafeBytes { Hex.encode(contiguous: $0) })
+    }
+
+    /// A file system error as the store's: no room (ENOSPC, EDQUOT: `.noSpace`) is `.full`,
+    /// a place that takes no writes (EACCES, EPERM, EROFS) `.unavailable`, the rest `.failed`.
+    static func classified(_ error: RingError, _ what: String) -> StorageError {
+        if error.code == .noSpace { return StorageError("\(what): \(error)", kind: .full) }
+        if error.code == .permissionDenied || error.errnoValue == EROFS { return StorageError("\(what): \(error)", kind: .unavailable) }
+        return StorageError("\(what): \(error)")
     }
 
     public func delete(key: String) async throws {

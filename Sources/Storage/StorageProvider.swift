@@ -45,8 +45,12 @@ public enum StoredObjectLocation: Sendable, Equatable {
 
 /// A failure of the storage itself (a full disk, an I/O error): never the client's doing.
 public struct StorageError: Error, Sendable, CustomStringConvertible {
+    /// What the caller can tell its client: the store cannot take writes now (a directory
+    /// not writable, a read-only file system: 503), it is full (507), or anything else.
+    public enum Kind: Sendable { case failed, unavailable, full }
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public let kind: Kind
+    public init(_ message: String, kind: Kind = .failed) { self.message = message; self.kind = kind }
     public var description: String { "storage: \(message)" }
 }
 

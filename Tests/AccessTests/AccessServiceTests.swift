@@ -61,6 +61,16 @@ class AccessServiceTests: XCTestCase {
         let (record, secret) = try await access.createKey(tenant: "acme", admin: true)
         let first = try await access.authenticate(secret)
         XCTAssertNotNil(first)   // now cached
+        // The last admin key in force is kept; with another one it can go.
+        do {
+            try await access.revoke(record.id)
+            XCTFail("the last admin key was revoked")
+        } catch let e as ModelError {
+            XCTAssertEqual(e.code, .conflict)
+        }
+        let stillThere = try await access.authenticate(secret)
+        XCTAssertNotNil(stillThere)
+        _ = try await access.createKey(tenant: "ops", admin: true)
         try await access.revoke(record.id)
         let after = try await access.authenticate(secret)
         XCTAssertNil(after)

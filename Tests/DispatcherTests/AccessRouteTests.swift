@@ -129,6 +129,17 @@ final class AccessRouteTests: XCTestCase {
         XCTAssertEqual(again.status, 404)
         let junk = try await h.call("DELETE", "/api/v1/keys/..%2F..", key: admin)
         XCTAssertEqual(junk.status, 404)
+        // The last admin key in force cannot be revoked (no one could manage keys after it);
+        // once there is another, it can.
+        let keys = try json(try await h.call("GET", "/api/v1/keys", key: admin).text)
+        let adminID = try XCTUnwrap(keys["data"]?.elements.first { (try? $0["admin"]?.bool()) == true && $0["revoked_at"]?.isNull == true }?["id"]?.string())
+        let last = try await h.call("DELETE", "/api/v1/keys/\(adminID)", key: admin)
+        XCTAssertEqual(last.status, 409, last.text)
+        let stillWorks = try await h.call("GET", "/api/v1/keys", key: admin).status
+        XCTAssertEqual(stillWorks, 200, "the admin key still works")
+        let second = try json(try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"ops","admin":true}"#).text)
+        let now = try await h.call("DELETE", "/api/v1/keys/\(adminID)", key: try second["secret"]!.string())
+        XCTAssertEqual(now.status, 204, now.text)
         await h.stop()
     }
 

@@ -162,6 +162,35 @@ final class FileServiceTests: XCTestCase {
         _ = try await upload(files, [UInt8](repeating: 7, count: 1000))   // exactly the limit passes
     }
 
+    /// A store that takes no writes is the server's trouble, told as such: 503, not a 500
+    /// (an outside probe found an unwritable files/tmp gave `internal`). Made immutable
+    /// with chattr, which stops root too; skipped where the file system has no such flag.
+    func testAStoreThatTakesNoWritesIsUnavailableNotAnInternalError() async throws {
+        let files = try await openService()
+        let tmp = dir + "/files/tmp"
+        guard run("/usr/bin/chattr", ["+i", tmp]) == 0 else { throw XCTSkip("chattr +i does not work here") }
+        defer { _ = run("/usr/bin/chattr", ["-i", tmp]) }
+        let code = try await loop.run { () -> ModelError.Code? in
+            do {
+                _ = try await files.upload(tenant: "acme", contentType: "a/b", declaredLength: 3, from: PieceSource([1, 2, 3]))
+                return nil
+            } catch let e as ModelError { return e.code }
+        }
+        XCTAssertEqual(code, .unavailable)
+        _ = run("/usr/bin/chattr", ["-i", tmp])
+        _ = try await upload(files, [1, 2, 3])   // and uploads work again once it does
+    }
+
+    private func run(_ tool: String, _ args: [String]) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return -1 }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
     func testChunkedBodyIsStoppedAtTheByteThatCrossesTheFileLimit() async throws {
         limits.set { $0.maxFileBytes = 150_000 }
         let files = try await openService()
