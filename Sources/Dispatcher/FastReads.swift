@@ -61,8 +61,9 @@ extension DispatchServer {
 }
 
 /// The token of `Authorization: Bearer TOKEN` (scheme in any case), as the bearer-token
-/// middleware takes it; nil for anything else (two Authorization fields too), or for a token with a byte that is not
-/// visible ASCII (keys never have one; the full path refuses such a request itself).
+/// middleware takes it; nil for anything else (two Authorization fields too), or for a
+/// token with a byte that is not visible ASCII (keys never have one; the full path
+/// refuses such a request itself).
 func bearerToken(_ request: FastRequest) -> ArraySlice<UInt8>? {
     guard request.count("Authorization") == 1, let value = request.header("Authorization"), value.count > 7 else { return nil }
     var i = value.startIndex

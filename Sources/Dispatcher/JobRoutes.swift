@@ -238,7 +238,6 @@ func sse(_ event: String, id: UInt64?, data: String) -> String {
     (id.map { "id: \($0)\n" } ?? "") + "event: \(event)\ndata: \(data)\n\n"
 }
 
-/// 1 to 255 printable ASCII characters, or a 400.
 /// The request's Idempotency-Key, checked (nil when it has none); two of them are a 400:
 /// which one the first answer was stored under would be a guess.
 func idempotencyKey(_ req: Request) throws(APIError) -> String? {
@@ -251,6 +250,7 @@ func idempotencyKey(_ req: Request) throws(APIError) -> String? {
     return key
 }
 
+/// 1 to 255 printable ASCII characters, or a 400.
 func checkIdempotencyKey(_ key: String) throws(APIError) {
     guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
         throw APIError(status: 400, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1 to 255 printable ASCII characters",

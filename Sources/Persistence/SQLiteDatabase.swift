@@ -210,8 +210,8 @@ public final class SQLiteDatabase: Sendable {
         try await read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
     }
 
-    /// True when a trivial query answers (the readiness probe).
-    /// The file at `path` is still the one opened (not removed or replaced), and answers.
+    /// The readiness probe: the file at `path` is still the one opened (not removed or
+    /// replaced), and a trivial query answers.
     public func isReachable() async -> Bool {
         if let opened = identity {
             guard let now = Self.identity(of: path), now == opened else { return false }

@@ -1,8 +1,8 @@
 // ServerConfig.ProcessLogLevel: `log_level` for the whole process, changed by a reload.
 // `spool` installs `LevelledLogHandler` as the logging system's factory at start; every
 // logger it makes reads its threshold from one atomic, so a level set from the
-// configuration (at start, or by SIGHUP or a file change: LiveSettings) applies at once
-// to every logger already made, not only to later ones. A logger whose own level was set
+// configuration (at start, or by a reload: Reloader, on SIGHUP or a file change) applies
+// at once to every logger already made, not only to later ones. A logger whose own level was set
 // (a test quieting one) keeps that level.
 import Logging
 import Synchronization

@@ -249,10 +249,9 @@ public enum SettingsSchema {
 
     public static func spec(_ key: String) -> SettingSpec? { all.first { $0.key == key } }
 
-    /// "ADDR[/PREFIX],..." with numeric IPv4/IPv6 addresses (checked loosely here; the
-    /// webhook sender parses it exactly and refuses nothing it cannot read).
-    /// Each entry an IPv4 or IPv6 address (as inet_pton reads it: "300.1.1.1" and
-    /// "1.2.3.4.5" are not), optionally with a prefix length its family allows (/0-32, /0-128).
+    /// "ADDR[/PREFIX],...": each entry a numeric IPv4 or IPv6 address as inet_pton reads it
+    /// ("300.1.1.1" and "1.2.3.4.5" are not), optionally with a prefix length its family
+    /// allows (/0-32, /0-128). The webhook sender reads the list again itself.
     static func networkListProblem(_ s: String) -> String? {
         for part in s.split(separator: ",") {
             let t = part.filter { $0 != " " }
