@@ -64,21 +64,6 @@ public enum JSONLocator {
     }
 
     private static func token(_ s: String) -> String {
-        s.replacingTilde()
-    }
-}
-
-extension String {
-    /// RFC 6901 escaping of one reference token.
-    func replacingTilde() -> String {
-        var out = ""
-        for ch in self {
-            switch ch {
-            case "~": out += "~0"
-            case "/": out += "~1"
-            default: out.append(ch)
-            }
-        }
-        return out
+        s.escapedAsPointerToken()
     }
 }
