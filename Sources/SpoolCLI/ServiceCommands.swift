@@ -266,6 +266,7 @@ struct RunningDispatch {
         await server.stop(grace: .seconds(10))
         background.cancel()
         _ = await background.value
+        removeServerURL(url, dataDirectory: settings.dataDirectory)
     }
 }
 
@@ -277,6 +278,14 @@ func writeServerURL(_ url: String, dataDirectory: String) throws {
     let bytes = Array((url + "\n").utf8)
     _ = unsafe bytes.withUnsafeBytes { unsafe write(fd, $0.baseAddress, $0.count) }
     close(fd)
+}
+
+/// After a stop: DIR/server.url goes when it still names this server (a later server on
+/// the same directory has written its own), so no client is sent to a port nobody serves.
+func removeServerURL(_ url: String, dataDirectory: String) {
+    let path = dataDirectory + "/server.url"
+    guard let text = readSmall(path), text.trimmingWhitespace() == url else { return }
+    _ = unsafe unlink(path)
 }
 
 

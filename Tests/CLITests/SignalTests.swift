@@ -139,8 +139,10 @@ final class SignalTests: XCTestCase {
         waitlog "rejected; the current settings stay" 2
         if grep -q "loops changed from 1 to 4" "$log"; then echo "a warning written at log_level error"; cat "$log"; kill -9 $pid; exit 1; fi
         curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/api/v1/health" || { echo "not serving after SIGHUP"; kill -9 $pid; exit 1; }
+        [ -s "$dir/data/server.url" ] || { echo "no server.url while serving"; kill -9 $pid; exit 1; }
         kill -TERM $pid; wait $pid; rc=$?
         grep -q '^spool: stopped' "$log" || { echo "no stop line: $(cat "$log")"; exit 1; }
+        [ ! -e "$dir/data/server.url" ] || { echo "server.url left after the stop: $(cat "$dir/data/server.url")"; exit 1; }
         echo "rc=$rc"
         """#
         let (status, output) = try runProcess("/bin/sh", ["-c", script, "sh", spool, dir])
