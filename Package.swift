@@ -173,7 +173,7 @@ let package = Package(
         // none imports another. Stores are protocols with the SQLite implementation behind.
         // SQLite through GRDB: WAL, synchronous=FULL, foreign keys, one writer and a pool of
         // readers; every call runs on the blocking pool, never on a ring thread.
-        .target(name: "Persistence", dependencies: ["Threads", "Lifecycle", .product(name: "GRDB", package: "GRDB.swift")],
+        .target(name: "Persistence", dependencies: ["Threads", "Lifecycle", "ProcFS", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "Sources/Persistence"),
         // The event bus (in-process now, Redis later): job and engine events, with a replay
         // window per stream so SSE clients resume from Last-Event-ID.
@@ -199,7 +199,7 @@ let package = Package(
                                            .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/S3", swiftSettings: [.strictMemorySafety()]),
         // Files: uploaded media by id (metadata, checksums, quotas) over a StorageProvider.
-        .target(name: "Files", dependencies: ["SpoolModel", "JSON", "Threads", "Relational", "Storage",
+        .target(name: "Files", dependencies: ["SpoolModel", "JSON", "Threads", "Relational", "Storage", "HTTP1",
                                               .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Files"),
         // Access: API keys (stored hashed), tenants, admin keys.
@@ -239,7 +239,7 @@ let package = Package(
         .target(name: "Scheduling", path: "Sources/Scheduling"),
         // The server's one typed configuration: file < SPOOL_* environment < flags, validated,
         // safe keys reloaded on SIGHUP and when the file changes.
-        .target(name: "ServerConfig", dependencies: ["SpoolModel", "Threads", "JSON", "Scheduling",
+        .target(name: "ServerConfig", dependencies: ["SpoolModel", "Threads", "JSON", "Scheduling", "ProcFS",
                                                      .product(name: "Logging", package: "swift-log"),
                                                      .product(name: "Configuration", package: "swift-configuration")],
                 path: "Sources/ServerConfig"),

@@ -13,6 +13,7 @@
 // bytes plus bytes reserved by uploads in flight, see StorageQuota).
 import Logging
 import Synchronization
+import HTTP1
 import Relational
 import SpoolModel
 import Storage

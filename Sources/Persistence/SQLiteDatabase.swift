@@ -7,9 +7,7 @@
 // blocking pool, so no SQLite call ever blocks a ring thread. Services own their own tables
 // and register their own migrations (named "service.step"); this module knows no domain type.
 import GRDB
-#if canImport(Glibc)
-import Glibc
-#endif
+import ProcFS
 import Synchronization
 import Lifecycle
 import Threads
@@ -45,7 +43,7 @@ public final class SQLiteDatabase: Sendable {
     let observer: (@Sendable (_ kind: String, _ seconds: Double) -> Void)?
     /// The opened file's device and inode: a file removed or replaced under a running
     /// server leaves the connections on the old inode, whose writes no restart would see.
-    let identity: (device: UInt64, inode: UInt64)?
+    let identity: FileIdentity?
 
     /// Opens (creating) the database at `path`. `readers` bounds concurrent readers.
     public init(path: String, readers: Int = 4, blocking: BlockingPool = .shared,
@@ -76,13 +74,7 @@ public final class SQLiteDatabase: Sendable {
         self.path = path
         self.blocking = blocking
         self.observer = observer
-        identity = Self.identity(of: path)
-    }
-
-    private static func identity(of path: String) -> (device: UInt64, inode: UInt64)? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        return (UInt64(st.st_dev), UInt64(st.st_ino))
+        identity = FileIdentity.of(path)
     }
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.
@@ -214,7 +206,7 @@ public final class SQLiteDatabase: Sendable {
     /// replaced), and a trivial query answers.
     public func isReachable() async -> Bool {
         if let opened = identity {
-            guard let now = Self.identity(of: path), now == opened else { return false }
+            guard let now = FileIdentity.of(path), now.device == opened.device, now.inode == opened.inode else { return false }
         }
         return (try? await read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }

@@ -1,24 +1,10 @@
-// ServerConfig.FileIdentity: reading the configuration file whole, and what tells the
-// reloader it changed (inode, size, modification time: an editor that writes a new file
-// and renames it changes the inode; one that writes in place changes size or mtime).
+// ServerConfig.FileIdentity: reading the configuration file whole. What tells the reloader
+// it changed is ProcFS.FileIdentity (inode, size, modification time: an editor that writes
+// a new file and renames it changes the inode; one that writes in place changes size or
+// mtime).
 #if canImport(Glibc)
 import Glibc
 #endif
-
-public struct FileIdentity: Sendable, Equatable {
-    public var device: UInt64
-    public var inode: UInt64
-    public var size: Int64
-    public var modifiedNanoseconds: Int64
-
-    /// The file's identity now, or nil if it cannot be stat'ed (missing, no permission).
-    public static func of(_ path: String) -> FileIdentity? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
-                            modifiedNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
-    }
-}
 
 struct FileReadError: Error { var message: String }
 

@@ -4,6 +4,7 @@
 // only the reloadable keys to LiveSettings. A changed key that needs a restart is kept out
 // and logged; an invalid configuration changes nothing and is logged with its problems.
 import Logging
+import ProcFS
 import Synchronization
 import Threads
 
