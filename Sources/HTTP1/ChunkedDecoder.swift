@@ -65,8 +65,17 @@ public struct ChunkedDecoder: Sendable {
             switch state {
             case .size(let value, let digits):
                 if let d = hexValue(c) {
-                    // 15 hex digits (2^60) is far beyond any body we accept; more is an attack.
-                    guard digits < 15 else { throw .bad("chunk size overflows") }
+                    // A size of 2^60 or more (15 significant hex digits) is far beyond any
+                    // body we accept; more is an attack. Leading zeros are a valid size
+                    // (chunk-size = 1*HEXDIG), but they carry nothing: past the first they
+                    // count against the overhead cap, as extensions do.
+                    guard value >> 56 == 0 else { throw .bad("chunk size overflows") }
+                    if d == 0 && value == 0 && digits > 0 {
+                        overheadBytes += 1
+                        if overheadBytes > overheadBytesMax {
+                            throw HTTPParseError(status: 431, "chunk extensions, trailers and leading zeros exceed \(overheadBytesMax) bytes")
+                        }
+                    }
                     state = .size(value: value << 4 | UInt64(d), digits: digits + 1)
                     i += 1
                 } else {

@@ -186,7 +186,7 @@ public struct RequestHeadParser: Sendable {
         p += 1
         guard p + 10 <= headLength,
               b[p] == 0x48, b[p + 1] == 0x54, b[p + 2] == 0x54, b[p + 3] == 0x50, b[p + 4] == 0x2F,   // "HTTP/"
-              b[p + 5] == 0x31, b[p + 6] == 0x2E, b[p + 7] == 0x30 || b[p + 7] == 0x31,           // "1.0" | "1.1"
+              b[p + 5] == 0x31, b[p + 6] == 0x2E, b[p + 7] >= 0x30 && b[p + 7] <= 0x39,           // "1." DIGIT
               b[p + 8] == 0x0D, b[p + 9] == 0x0A
         else {
             if p + 5 <= headLength, b[p] == 0x48, b[p + 4] == 0x2F, b[p + 5] != 0x31 {
@@ -194,7 +194,9 @@ public struct RequestHeadParser: Sendable {
             }
             throw .bad("malformed HTTP version in request line")
         }
-        let version: HTTPVersion = b[p + 7] == 0x31 ? .http1_1 : .http1_0
+        // A later 1.x is read as 1.1, the highest minor version we implement (RFC 9110
+        // §2.5: a recipient SHOULD process it as that version); the answer says HTTP/1.1.
+        let version: HTTPVersion = b[p + 7] >= 0x31 ? .http1_1 : .http1_0
         if p - methodStart > limits.requestLineMax {
             throw HTTPParseError(status: 414, "request line is longer than \(limits.requestLineMax) bytes")
         }

@@ -58,6 +58,8 @@ final class ChunkedAndSerializerTests: XCTestCase {
             ("5;q=\"a \\\" b\"\r\nhello\r\n0\r\n\r\n", "hello", nil),
             ("3\r\nabc\r\n0\r\nX-Checksum: 1234\r\nY: z\r\n\r\n", "abc", nil),
             ("0\r\n\r\n", "", nil),
+            // chunk-size = 1*HEXDIG: leading zeros are a size like any other.
+            ("\(String(repeating: "0", count: 40))5\r\nhello\r\n000\r\n\r\n", "hello", nil),
             // The message ends before the input: the rest belongs to the next request.
             ("2\r\nok\r\n0\r\n\r\nGET / HTTP/1.1\r\n", "ok", 12),
         ]
@@ -81,6 +83,7 @@ final class ChunkedAndSerializerTests: XCTestCase {
     func testInvalidBodies() {
         let cases: [(String, Int)] = [
             ("fffffffffffffffff\r\n", 400),          // size overflow
+            ("0001000000000000000\r\n", 400),        // 2^60 after leading zeros
             ("\r\nhello\r\n0\r\n\r\n", 400),          // missing size
             ("3\r\nhello\r\n0\r\n\r\n", 400),         // data longer than its size
             ("5\nhello\r\n0\r\n\r\n", 400),           // bare LF after size
@@ -99,6 +102,20 @@ final class ChunkedAndSerializerTests: XCTestCase {
             }
             XCTAssertEqual(e.status, status, text.debugDescription)
         }
+    }
+
+    func testLeadingZerosCountAgainstTheOverheadCap() {
+        // Zeros past the first carry nothing: endless ones are refused like endless extensions.
+        var d = ChunkedDecoder(overheadBytesMax: 100)
+        var events: [ChunkedDecoder.Event] = []
+        let zeros = [UInt8](repeating: 0x30, count: 102)
+        XCTAssertThrowsError(try zeros.withUnsafeBytes { try d.decode($0, into: &events) }) {
+            XCTAssertEqual(($0 as? HTTPParseError)?.status, 431)
+        }
+        var e = ChunkedDecoder(overheadBytesMax: 100)
+        let fits = Array("\(String(repeating: "0", count: 100))1\r\nx\r\n0\r\n\r\n".utf8)
+        XCTAssertNoThrow(try fits.withUnsafeBytes { _ = try e.decode($0, into: &events) })
+        XCTAssertTrue(e.isComplete)
     }
 
     func testBodyLimitIsCheckedBeforeTheData() {

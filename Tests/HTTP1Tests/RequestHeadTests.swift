@@ -113,6 +113,16 @@ final class RequestHeadTests: XCTestCase {
         XCTAssertEqual(head("PUT /f HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n")?.0.expectsContinue, true)
     }
 
+    /// RFC 9110 §2.5: a later minor version of HTTP/1 is processed as 1.1, with 1.1's rules
+    /// (Host required, keep-alive by default).
+    func testALaterMinorVersionIsReadAsHTTP11() throws {
+        let (h, _) = try XCTUnwrap(head("GET / HTTP/1.2\r\nHost: a\r\n\r\n"))
+        XCTAssertEqual(h.version, .http1_1)
+        XCTAssertTrue(h.keepAlive)
+        XCTAssertEqual(head("GET / HTTP/1.9\r\nHost: a\r\n\r\n")?.0.version, .http1_1)
+        XCTAssertEqual(status("GET / HTTP/1.2\r\nAccept: */*\r\n\r\n"), 400, "no Host, as in 1.1")
+    }
+
     func testEmptyLinesBeforeTheRequestLineAreIgnored() throws {
         let (h, b) = try XCTUnwrap(head("\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n"))
         b.withUnsafeBytes { XCTAssertEqual(h.string(h.target, in: $0), "/x") }
@@ -167,7 +177,8 @@ final class RequestHeadTests: XCTestCase {
             ("two spaces", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
             ("space in target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
             ("lowercase version", "GET / http/1.1\r\nHost: a\r\n\r\n"),
-            ("HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
+            ("HTTP/1.10", "GET / HTTP/1.10\r\nHost: a\r\n\r\n"),
+            ("HTTP/1.x", "GET / HTTP/1.x\r\nHost: a\r\n\r\n"),
             ("missing Host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"),
             ("two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             ("bare LF before the request line", "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
