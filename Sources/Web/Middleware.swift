@@ -77,7 +77,7 @@ public enum StandardMiddleware {
                 return r
             }
             guard let principal = found else {
-                return APIError(status: 401, code: "unauthorized", message: "missing or invalid credentials").response
+                return APIError.unauthorized(presented: request.headerCount("Authorization") > 0)
             }
             var req = request
             req.principal = principal

@@ -322,6 +322,7 @@ public struct APIError: Error, Sendable {
         case 408: return "request_timeout"
         case 413: return "payload_too_large"
         case 414: return "uri_too_long"
+        case 412: return "precondition_failed"
         case 417: return "expectation_failed"
         case 422: return "validation_failed"
         case 429: return "rate_limited"
@@ -345,7 +346,24 @@ public struct APIError: Error, Sendable {
             w.endObject()
             w.endObject()
         }
-        if status == 401 { r.headers.append(("WWW-Authenticate", "Bearer")) }
+        if status == 401 { r.headers.append(("WWW-Authenticate", Self.bearerChallenge(invalidToken: false))) }
+        return r
+    }
+
+    /// The 401's challenge (RFC 6750 §3): a request that presented credentials which did not
+    /// hold is told `error="invalid_token"`; one without any gets no error code.
+    public static func bearerChallenge(invalidToken: Bool) -> String {
+        invalidToken ? #"Bearer realm="spool", error="invalid_token""# : #"Bearer realm="spool""#
+    }
+
+    /// A 401 whose challenge and message say whether credentials were presented.
+    public static func unauthorized(presented: Bool) -> Response {
+        let message = presented ? "invalid credentials: the key is unknown, revoked or expired, or not a single Bearer token"
+                                : "missing credentials: send Authorization: Bearer KEY"
+        var r = APIError(status: 401, code: "unauthorized", message: message).response
+        if presented, let i = r.headers.firstIndex(where: { $0.name == "WWW-Authenticate" }) {
+            r.headers[i].value = bearerChallenge(invalidToken: true)
+        }
         return r
     }
 }

@@ -103,8 +103,12 @@ final class AccessRouteTests: XCTestCase {
         for key in [nil, "spk_wrongwrongwrongwrongwrongwrongwrongwrong", ""] as [String?] {
             let r = try await h.call("GET", "/api/v1/keys", key: key)
             XCTAssertEqual(r.status, 401, "key \(key ?? "none")")
-            XCTAssertEqual(r.headers.first { $0.name.lowercased() == "www-authenticate" }?.value, "Bearer")
+            // RFC 6750 §3: presented credentials that do not hold are an invalid_token; a
+            // request without any gets the bare challenge.
+            let challenge = key == nil ? #"Bearer realm="spool""# : #"Bearer realm="spool", error="invalid_token""#
+            XCTAssertEqual(r.headers.first { $0.name.lowercased() == "www-authenticate" }?.value, challenge)
             XCTAssertEqual(try json(r.text)["error"]?["code"]?.string(), "unauthorized")
+            XCTAssertTrue(try json(r.text)["error"]?["message"]?.string().hasPrefix(key == nil ? "missing credentials" : "invalid credentials") == true, r.text)
         }
         // Open routes need no key.
         for path in ["/api/v1/health", "/api/v1/version", "/api/v1/ready"] {

@@ -365,7 +365,8 @@ final class StreamingTests: XCTestCase {
             ]
         }
         XCTAssertEqual(rs[0].status, 401)
-        XCTAssertEqual(rs[0].header("WWW-Authenticate"), "Bearer")
+        XCTAssertEqual(rs[0].header("WWW-Authenticate"), #"Bearer realm="spool""#)
+        XCTAssertEqual(rs[1].header("WWW-Authenticate"), #"Bearer realm="spool", error="invalid_token""#)
         XCTAssertTrue(String(decoding: rs[0].body, as: UTF8.self).contains("\"code\":\"unauthorized\""))
         XCTAssertEqual(rs[1].status, 401)
         XCTAssertEqual(rs[2].status, 200)
