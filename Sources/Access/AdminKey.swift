@@ -45,6 +45,19 @@ extension AccessService {
     }
 }
 
+/// A warning when DATA_DIR/admin.key exists and others than its owner may read or write
+/// it (say it was copied with a loosened mode): whoever read it holds an admin key. The
+/// file is not tightened behind the operator's back; the warning names both fixes.
+public func adminKeyFileWarning(dataDirectory: String) -> String? {
+    let path = dataDirectory + "/admin.key"
+    var st = stat()
+    guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+    let mode = st.st_mode & 0o777
+    guard mode & 0o077 != 0 else { return nil }
+    return "\(path) has mode \(String(mode, radix: 8)): others than its owner can read or change the admin key; "
+        + "run chmod 600 \(path), and revoke the key (DELETE /api/v1/keys/{id}) if someone else may have read it"
+}
+
 /// Writes `text` to `path` with mode 0600: temp file, fsync, rename, directory fsync.
 func writeSecretFile(_ path: String, _ text: String) throws {
     let tmp = path + ".tmp"

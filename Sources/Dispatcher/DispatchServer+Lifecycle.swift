@@ -13,6 +13,7 @@ extension DispatchServer {
     /// the data directory when none exists yet. Returns a generated key (to print once).
     public func prepareAdminKey(environment: [String: String]) async throws -> String? {
         if settings.current.insecureNoAuth { return nil }
+        if let warning = adminKeyFileWarning(dataDirectory: dataDirectory) { logger.warning("\(warning)") }
         return try await access.ensureAdminKey(fromEnvironment: environment["SPOOL_ADMIN_KEY"], dataDirectory: dataDirectory)
     }
 

@@ -196,6 +196,18 @@ class AccessServiceTests: XCTestCase {
         XCTAssertNil(again, "an admin key exists: nothing new is generated or printed")
     }
 
+    func testALoosenedAdminKeyFileIsWarnedAbout() async throws {
+        let (access, _) = try await makeService()
+        XCTAssertNil(adminKeyFileWarning(dataDirectory: dir), "no file, no warning")
+        _ = try await access.ensureAdminKey(fromEnvironment: nil, dataDirectory: dir)
+        XCTAssertNil(adminKeyFileWarning(dataDirectory: dir), "0600 as written")
+        XCTAssertEqual(chmod(dir + "/admin.key", 0o644), 0)
+        let warning = try XCTUnwrap(adminKeyFileWarning(dataDirectory: dir))
+        XCTAssertTrue(warning.contains("mode 644") && warning.contains("chmod 600"), warning)
+        XCTAssertEqual(chmod(dir + "/admin.key", 0o620), 0)
+        XCTAssertNotNil(adminKeyFileWarning(dataDirectory: dir), "writable by the group")
+    }
+
     func testAdminKeyFromTheEnvironmentRegistersAndRotates() async throws {
         let (access, _) = try await makeService()
         let k1 = "env-admin-key-one-0123456789abcdefghij", k2 = "env-admin-key-two-0123456789abcdefghij"
