@@ -5,7 +5,7 @@
 //   GET    /files        the caller's files, paged like every list (limit, cursor, offset)
 //   GET    /files/{id}   the bytes, with Range (206/416), ETag = "<sha256>", Last-Modified
 //   HEAD   /files/{id}   the same headers, no body
-//   DELETE /files/{id}   204
+//   DELETE /files/{id}   204 (412 when If-Match or If-Unmodified-Since fails)
 //
 // A tenant sees only its own files (another's is 404, as is an id that does not parse);
 // an admin key sees every tenant's and may filter the list with `tenant=`.
@@ -71,6 +71,10 @@ extension DispatchServer {
             let record = try await files.metadata(id: try fileID(req), tenant: caller.isAdmin ? nil : caller.tenant)
             let etag = "\"" + record.sha256 + "\""
             let lastModified = record.createdMilliseconds / 1000
+            // If-Match and If-Unmodified-Since come before If-None-Match (RFC 9110 §13.2.2).
+            if Conditional.failsPrecondition(req, tag: etag, lastModified: HTTPDate.format(lastModified)) {
+                throw Conditional.preconditionFailedError
+            }
             if let inm = req.header("If-None-Match"), ifNoneMatch(inm, matches: etag) {
                 return Response(status: 304, headers: [("ETag", etag), ("Last-Modified", HTTPDate.format(lastModified))])
             }
@@ -94,7 +98,16 @@ extension DispatchServer {
 
         v1.delete("files/:id") { req in
             let caller = try req.caller()
-            try await files.delete(id: try fileID(req), tenant: caller.isAdmin ? nil : caller.tenant)
+            let id = try fileID(req), tenant = caller.isAdmin ? nil : caller.tenant
+            // A file never changes, so its validators checked here still hold at the delete.
+            if req.header("If-Match") != nil || req.header("If-Unmodified-Since") != nil {
+                let record = try await files.metadata(id: id, tenant: tenant)
+                if Conditional.failsPrecondition(req, tag: "\"" + record.sha256 + "\"",
+                                                 lastModified: HTTPDate.format(record.createdMilliseconds / 1000)) {
+                    throw Conditional.preconditionFailedError
+                }
+            }
+            try await files.delete(id: id, tenant: tenant)
             return Response(status: 204)
         }
     }

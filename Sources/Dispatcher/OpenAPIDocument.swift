@@ -50,16 +50,17 @@ public enum OpenAPIDocument {
   "/api/v1/files/{id}": {
    "parameters": [{"$ref": "#/components/parameters/FileID"}],
    "get": {"operationId": "getFile", "summary": "Download a file (Range: one byte range; ETag, Last-Modified)",
-    "parameters": [{"$ref": "#/components/parameters/Range"}, {"$ref": "#/components/parameters/IfNoneMatch"}],
+    "parameters": [{"$ref": "#/components/parameters/Range"}, {"$ref": "#/components/parameters/IfNoneMatch"}, {"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/IfUnmodifiedSince"}],
     "responses": {"200": {"description": "the whole file, with the Content-Type it was uploaded with", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}, "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
      "302": {"description": "the bytes are elsewhere (a storage URL in Location)", "headers": {"Location": {"schema": {"type": "string"}}}},
      "206": {"description": "the range asked for", "headers": {"Content-Range": {"schema": {"type": "string"}}}, "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
      "304": {"description": "not modified"},
-     "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+     "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "412": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
    "head": {"operationId": "headFile", "summary": "The download's headers without its body",
     "responses": {"200": {"description": "the headers GET would send", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such file"}}},
    "delete": {"operationId": "deleteFile", "summary": "Delete a file",
-    "responses": {"204": {"description": "deleted"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+    "parameters": [{"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/IfUnmodifiedSince"}],
+    "responses": {"204": {"description": "deleted"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "412": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/jobs": {
    "post": {"operationId": "createJob", "summary": "Submit a job (a replay of the same Idempotency-Key and body answers the first response byte for byte)",
     "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
@@ -75,9 +76,9 @@ public enum OpenAPIDocument {
   "/api/v1/jobs/{id}": {
    "parameters": [{"$ref": "#/components/parameters/JobID"}],
    "get": {"operationId": "getJob", "summary": "A job (ETag over its state and update time; If-None-Match gives 304)",
-    "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}],
+    "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}, {"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/IfUnmodifiedSince"}],
     "responses": {"200": {"description": "the job", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
-     "304": {"description": "not modified"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
+     "304": {"description": "not modified"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "412": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}},
    "head": {"operationId": "headJob", "summary": "The job's headers without its body",
     "responses": {"200": {"description": "the headers GET would send", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}, "304": {"description": "not modified"}, "401": {"description": "unauthorized"}, "404": {"description": "no such job"}}}},
   "/api/v1/jobs/{id}/cancel": {
@@ -240,7 +241,9 @@ public enum OpenAPIDocument {
    "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"}, "description": "1 to 255 printable ASCII characters; kept 24 h by default"},
    "IdempotencyKeyOptional": {"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"}},
    "Range": {"name": "Range", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 100}},
-   "IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 200}}
+   "IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 200}},
+   "IfMatch": {"name": "If-Match", "in": "header", "required": false, "description": "412 unless one of these entity tags (strong comparison) or * names the current representation", "schema": {"type": "string", "maxLength": 200}},
+   "IfUnmodifiedSince": {"name": "If-Unmodified-Since", "in": "header", "required": false, "description": "412 when modified after this HTTP-date (ignored with If-Match, or when not a date)", "schema": {"type": "string", "maxLength": 64}}
   },
   "responses": {
    "Error": {"description": "the standard error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},

@@ -2,7 +2,9 @@
 // §13). A 200 answer to GET or HEAD gets a strong ETag (a hash of its body) unless the
 // handler set one; a request whose If-None-Match matches (weak comparison, or "*") gets
 // 304 with the validators and no body. If-Modified-Since is consulted only when there is
-// no If-None-Match, as the RFC orders.
+// no If-None-Match, as the RFC orders. If-Match (strong comparison) and, without it,
+// If-Unmodified-Since come first: failing either is 412. A handler that changes state
+// (DELETE) checks them itself through `Conditional.failsPrecondition`.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,7 +68,7 @@ public struct FNV1a: Sendable {
 /// handler that answers 304 itself (to know it sends no body).
 public func ifNoneMatch(_ header: String, matches tag: String) -> Bool { Conditional.matches(header, tag) }
 
-enum Conditional {
+public enum Conditional {
     /// Adds validators to a successful GET/HEAD response and turns it into 304 when the
     /// request's preconditions say the client's copy is current.
     static func apply(_ request: Request, _ response: inout Response) {
@@ -76,6 +78,12 @@ enum Conditional {
             let t = entityTag(of: response.body)
             response.headers.append(("ETag", t))
             tag = t
+        }
+        // RFC 9110 §13.2.2: If-Match first, else If-Unmodified-Since; failing either is 412
+        // whatever If-None-Match says.
+        if failsPrecondition(request, tag: tag, lastModified: response.headers.value(of: "Last-Modified")) {
+            response = preconditionFailed
+            return
         }
         let notModified: Bool
         if let inm = request.header("If-None-Match") {
@@ -92,6 +100,37 @@ enum Conditional {
             response.stream = nil
             response.headers.removeAll { $0.name.equalsIgnoringCase("Content-Type") || $0.name.equalsIgnoringCase("Content-Range") }
         }
+    }
+
+    /// The 412 a failed If-Match or If-Unmodified-Since gets.
+    public static let preconditionFailedError = APIError(
+        status: 412, code: "precondition_failed", message: "the resource does not match If-Match or has changed since If-Unmodified-Since")
+
+    static var preconditionFailed: Response { preconditionFailedError.response }
+
+    /// True when the request's If-Match (strong comparison, or "*") names none of the current
+    /// representation's tags or, without If-Match, the resource was modified after its
+    /// If-Unmodified-Since (an unparsable date is no condition). `tag` and `lastModified`
+    /// describe the current representation; a resource with no tag matches only "*".
+    public static func failsPrecondition(_ request: Request, tag: String?, lastModified: String?) -> Bool {
+        if let im = request.header("If-Match") {
+            return !matchesStrongly(im, tag)
+        }
+        if let ius = request.header("If-Unmodified-Since").flatMap(HTTPDate.parse),
+           let lm = lastModified.flatMap(HTTPDate.parse) {
+            return lm > ius
+        }
+        return false
+    }
+
+    /// If-Match uses the strong comparison: a weak tag on either side never matches.
+    static func matchesStrongly(_ header: String, _ tag: String?) -> Bool {
+        for item in header.split(separator: ",") {
+            let t = item.trimmingSpaces
+            if t == "*" { return true }
+            if let tag, !t.hasPrefix("W/"), !tag.hasPrefix("W/"), t == Substring(tag) { return true }
+        }
+        return false
     }
 
     /// If-None-Match uses the weak comparison: W/"x" matches "x".

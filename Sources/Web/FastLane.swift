@@ -204,10 +204,11 @@ extension Router {
         unsafe lane.head.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[0..<head.headLength]))
         lane.response.reset()
         let request = FastRequest(bytes: lane.head, head: head, parameter0: p0, parameter1: p1, parameterCount: n, route: route.pattern)
-        // Conditional requests are the server's own (Conditional.apply, 304): full path.
+        // Conditional requests are the server's own (Conditional.apply, 304, 412): full path.
         // A declined request may have grown the scratch (a long head): let it go here too,
         // or a client whose polls always decline would keep it for the connection's life.
         guard !request.contains("If-None-Match"), !request.contains("If-Modified-Since"),
+              !request.contains("If-Match"), !request.contains("If-Unmodified-Since"),
               route.fast!(request, &lane.response) else {
             lane.response.replay = nil
             lane.shedLargeArrays()

@@ -91,6 +91,8 @@ final class FastReadTests: XCTestCase {
             ("a malformed id", try await get(h, "/api/v1/jobs/job_nope", key: key), 404),
             ("If-None-Match", try await get(h, path, key: key, headers: [("If-None-Match", etag)]), 304),
             ("If-Modified-Since", try await get(h, path, key: key, headers: [("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT")]), 200),
+            ("If-Match", try await get(h, path, key: key, headers: [("If-Match", "\"other\"")]), 412),
+            ("If-Unmodified-Since", try await get(h, path, key: key, headers: [("If-Unmodified-Since", "Sun, 06 Nov 1994 08:49:37 GMT")]), 412),
             ("HEAD", try await get(h, path, key: key, method: "HEAD"), 200),
             ("two Authorization fields", try await get(h, path, key: key, headers: [("Authorization", "Bearer " + key)]), 401),
         ]

@@ -213,6 +213,45 @@ class FileRouteTests: XCTestCase {
         XCTAssertEqual(head.header("Content-Length"), String(size))
     }
 
+    /// If-Match (strong comparison) and If-Unmodified-Since: 412 with the standard error when
+    /// they fail, before If-None-Match is looked at; a DELETE they fail deletes nothing.
+    func testIfMatchAndIfUnmodifiedSince() async throws {
+        let data = pattern(seed: 23, count: 4096)
+        let uploaded = try await upload(data)
+        let id = try XCTUnwrap(try string(uploaded, "id"))
+        let etag = "\"" + (try XCTUnwrap(try string(uploaded, "sha256"))) + "\""
+        let past = "Sun, 06 Nov 1994 08:49:37 GMT", future = "Fri, 01 Jan 2100 00:00:00 GMT"
+        let cases: [([(String, String)], Int)] = [
+            ([("If-Match", etag)], 200),
+            ([("If-Match", "\"other\", \(etag)")], 200),
+            ([("If-Match", "*")], 200),
+            ([("If-Match", "\"other\"")], 412),
+            ([("If-Match", "W/\(etag)")], 412),                       // strong comparison
+            ([("If-Unmodified-Since", past)], 412),
+            ([("If-Unmodified-Since", future)], 200),
+            ([("If-Unmodified-Since", "yesterday")], 200),             // not a date: no condition
+            ([("If-Match", etag), ("If-Unmodified-Since", past)], 200), // If-Match wins
+            ([("If-Match", "\"other\""), ("If-None-Match", etag)], 412),
+            ([("If-Match", etag), ("If-None-Match", etag)], 304),
+        ]
+        for (headers, status) in cases {
+            let r = try await request("GET", "/files/\(id)", headers: headers)
+            XCTAssertEqual(r.status, status == 200 && downloadsRedirect ? 302 : status, "\(headers)")
+            if status == 412 { XCTAssertEqual(try errorCode(r), "precondition_failed", "\(headers)") }
+        }
+        for headers in [[("If-Match", "\"other\"")], [("If-Unmodified-Since", past)]] {
+            let r = try await request("DELETE", "/files/\(id)", headers: headers)
+            XCTAssertEqual(r.status, 412, "\(headers)")
+            XCTAssertEqual(try errorCode(r), "precondition_failed")
+        }
+        let still = try await request("GET", "/files/\(id)")
+        XCTAssertEqual(still.status, downloadsRedirect ? 302 : 200, "a refused DELETE deleted nothing")
+        let del = try await request("DELETE", "/files/\(id)", headers: [("If-Match", etag)])
+        XCTAssertEqual(del.status, 204)
+        let gone = try await request("DELETE", "/files/\(id)", headers: [("If-Match", "*")])
+        XCTAssertEqual(gone.status, 404, "If-Match: * on a missing file is its 404")
+    }
+
     func testDeleteThenNotFoundAndOtherTenants() async throws {
         let uploaded = try await upload([1, 2, 3])
         let id = try XCTUnwrap(try string(uploaded, "id"))

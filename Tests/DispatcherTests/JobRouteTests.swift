@@ -210,10 +210,17 @@ final class JobRouteTests: XCTestCase {
             XCTAssertEqual(head.header(name), get.header(name), name)
         }
 
+        let matching = try await send("GET", "/api/v1/jobs/\(id)", headers: [("If-Match", etag)])
+        XCTAssertEqual(matching.status, 200)
+
         _ = try await send("POST", "/api/v1/jobs/\(id)/cancel")
         let changed = try await send("GET", "/api/v1/jobs/\(id)", headers: [("If-None-Match", etag)])
         XCTAssertEqual(changed.status, 200, "a change gives a new ETag")
         XCTAssertNotEqual(changed.header("ETag"), etag)
+        // The tag a client holds no longer names the job: If-Match fails with the standard 412.
+        let stale = try await send("GET", "/api/v1/jobs/\(id)", headers: [("If-Match", etag)])
+        XCTAssertEqual(stale.status, 412)
+        XCTAssertEqual(try json(stale)["error"]?["code"]?.string(), "precondition_failed")
 
         let v2 = try await send("GET", "/api/v1/jobs/job_nope").status
         XCTAssertEqual(v2, 404)
