@@ -29,6 +29,18 @@ extension DispatchServer {
         }
     }
 
+    /// Whether the bearer key `req` was let in with still lets it in: for answers that last
+    /// (an event stream), checked again before each write so a revoked or expired key stops
+    /// reading at once, as it does for new requests. A check that cannot be made (the
+    /// database is down and the key not cached) says no: the client reconnects later. A
+    /// request let in without a key (--insecure-no-auth, or a router built without the
+    /// key middleware) has nothing to re-check.
+    func credentialsStillHold(_ req: Request) async -> Bool {
+        guard let token = StandardMiddleware.bearerToken(of: req), !settings.current.insecureNoAuth else { return true }
+        guard let was = req.principal, let owner = try? await access.authenticate(token) else { return false }
+        return Caller(tenant: owner.tenant, isAdmin: owner.isAdmin).principal == was
+    }
+
     func installAccessRoutes(on v1: inout RouteBuilder) {
         v1.post("keys", body: .buffered(max: 4_096)) { [access] req in
             try requireAdmin(req)

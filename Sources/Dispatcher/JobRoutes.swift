@@ -5,7 +5,7 @@
 //   GET /jobs                  ?state= &tenant= (admins) &limit= &cursor= | &offset=
 //   POST /jobs/{id}/cancel     409 invalid_transition when already finished
 //   POST /jobs/{id}/retry      failed → pending; Idempotency-Key optional (same replay rules)
-//   GET /jobs/{id}/events      SSE, resumable with Last-Event-ID; ends after the job finishes
+//   GET /jobs/{id}/events      SSE, resumable with Last-Event-ID; ends after the job finishes, or when the key is revoked
 // A job id that is not one, or another tenant's job, is a 404.
 import Crypto
 import Events
@@ -186,6 +186,9 @@ extension DispatchServer {
             }
             defer { forward.cancel(); ticks.cancel(); feed.finish() }
             for await item in merged {
+                // A key revoked (or expired) while the stream is open ends it: it reads
+                // nothing more than a new request with it could.
+                guard await self.credentialsStillHold(req) else { return }
                 guard let e = item else {
                     try await w.write(Array(": keep-alive\n\n".utf8))
                     continue

@@ -89,11 +89,17 @@ public enum StandardMiddleware {
     /// returns the principal for a good token.
     public static func bearerToken(_ validate: nonisolated(nonsending) @escaping @Sendable (String) async throws -> String?) -> Middleware {
         authenticate { request in
-            // Two Authorization fields are no credentials: which one would count is anyone's guess.
-            guard request.headerCount("Authorization") == 1, let auth = request.header("Authorization"), auth.count > 7,
-                  auth.prefix(7).lowercased() == "bearer " else { return nil }
-            return try await validate(String(auth.dropFirst(7)).trimmingCharactersSpace())
+            guard let token = bearerToken(of: request) else { return nil }
+            return try await validate(token)
         }
+    }
+
+    /// The token of the request's one `Authorization: Bearer <token>` field. Two fields are
+    /// no credentials: which one would count is anyone's guess.
+    public static func bearerToken(of request: Request) -> String? {
+        guard request.headerCount("Authorization") == 1, let auth = request.header("Authorization"), auth.count > 7,
+              auth.prefix(7).lowercased() == "bearer " else { return nil }
+        return String(auth.dropFirst(7)).trimmingCharactersSpace()
     }
 }
 

@@ -2,6 +2,7 @@
 // WWW-Authenticate for a missing, wrong or revoked key, 403 for a tenant key on admin
 // routes, a secret shown once and never listed, strict bodies, insecure_no_auth.
 import Dispatcher
+import Events
 import Foundation
 import JSON
 import MessageQueue
@@ -94,6 +95,41 @@ final class AccessRouteTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
         let back = try await h.call("GET", "/api/v1/ready")
         XCTAssertEqual(back.status, 200, back.text)
+        await h.stop()
+    }
+
+    /// An event stream opened with a key ends once the key is revoked (at the next event or
+    /// keep-alive tick): it reads nothing a new request with that key could not.
+    func testARevokedKeyEndsItsOpenEventStream() async throws {
+        let h = try await AccessHarness.start(configure: { $0.events.keepAliveSeconds = 1 })
+        let admin = try await h.adminKey()
+        let created = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#)
+        let key = try json(created.text)["secret"]!.string(), keyID = try json(created.text)["id"]!.string()
+        let file = try await h.call("POST", "/api/v1/files", key: key, body: "input")
+        let job = try await h.call("POST", "/api/v1/jobs", key: key, body: #"{"input":{"file_id":"\#(try json(file.text)["id"]!.string())"},"preset":"h264-720p"}"#,
+                                   headers: [("Idempotency-Key", "sse-revoke")])
+        let jobID = try json(job.text)["id"]!.string()
+        let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
+        let stream = Task { try await h.call("GET", "/api/v1/jobs/\(jobID)/events", key: key) }
+        while bus.subscriberCount(subject: jobID) == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
+        let revoked = try await h.call("DELETE", "/api/v1/keys/\(keyID)", key: admin)
+        XCTAssertEqual(revoked.status, 204, revoked.text)
+        // Nothing happens to the job: the stream must end by itself at its next tick.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while bus.subscriberCount(subject: jobID) > 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        XCTAssertEqual(bus.subscriberCount(subject: jobID), 0, "the revoked key's stream is still open")
+        // A change after the revocation is not carried by it (the cancel also ends a stream
+        // the fix would have left open, so the test cannot hang).
+        let cancel = try await h.call("POST", "/api/v1/jobs/\(jobID)/cancel", key: admin)
+        XCTAssertEqual(cancel.status, 200, cancel.text)
+        let r = try await stream.value
+        XCTAssertEqual(r.status, 200)
+        XCTAssertTrue(r.text.contains("JobCreated"), r.text)
+        XCTAssertFalse(r.text.contains("JobFinished"), r.text)
+        let again = try await h.call("GET", "/api/v1/jobs/\(jobID)/events", key: key)
+        XCTAssertEqual(again.status, 401)
         await h.stop()
     }
 
