@@ -196,17 +196,29 @@ public final class SQLiteJobStore: JobStore {
         }
     }
 
+    // The sweeps run every second whatever the backlog. Without ANALYZE statistics SQLite
+    // picked jobs_jobs_state (every pending job, then a sort) over the partial index: 57 ms
+    // a sweep at 100k pending jobs, against 0.07 ms through the index (an outside probe's
+    // EXPLAIN QUERY PLAN). INDEXED BY holds the plan to the partial index.
+    static let expirySQL = "SELECT id FROM jobs_jobs INDEXED BY jobs_jobs_expiry WHERE state = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?"
+    static let retrySQL = "SELECT id FROM jobs_jobs INDEXED BY jobs_jobs_retry WHERE state = 'retrying' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+
     public func idsDueForExpiry(now: Int64, limit: Int) async throws -> [JobID] {
         try await db.read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM jobs_jobs WHERE state = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
-                                arguments: [now, limit]).compactMap(JobID.init)
+            try String.fetchAll(db, sql: Self.expirySQL, arguments: [now, limit]).compactMap(JobID.init)
         }
     }
 
     public func idsDueForRetry(now: Int64, limit: Int) async throws -> [JobID] {
         try await db.read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM jobs_jobs WHERE state = 'retrying' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                                arguments: [now, limit]).compactMap(JobID.init)
+            try String.fetchAll(db, sql: Self.retrySQL, arguments: [now, limit]).compactMap(JobID.init)
+        }
+    }
+
+    /// The query plan of a sweep's query, one line per step (tests hold it to its index).
+    func queryPlan(_ sql: String) async throws -> [String] {
+        try await db.read { db in
+            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: [0, 1]).map { $0["detail"] as String? ?? "" }
         }
     }
 

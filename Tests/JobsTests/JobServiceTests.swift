@@ -268,6 +268,18 @@ class JobServiceTests: XCTestCase {
 
     // MARK: Expiry
 
+    /// The once-a-second sweeps read through their partial indexes, never every pending job
+    /// and a sort: their cost does not grow with the backlog.
+    func testTheSweepsUseTheirPartialIndexes() async throws {
+        guard let store = try await makeStore() as? SQLiteJobStore else { return }   // the SQLite plan only
+        let expiry = try await store.queryPlan(SQLiteJobStore.expirySQL).joined(separator: "; ")
+        XCTAssertTrue(expiry.contains("jobs_jobs_expiry"), expiry)
+        XCTAssertFalse(expiry.contains("TEMP B-TREE"), expiry)
+        let retry = try await store.queryPlan(SQLiteJobStore.retrySQL).joined(separator: "; ")
+        XCTAssertTrue(retry.contains("jobs_jobs_retry"), retry)
+        XCTAssertFalse(retry.contains("TEMP B-TREE"), retry)
+    }
+
     func testPendingJobsExpireAtTheirTTLAndNotBefore() async throws {
         let start = clock.unixMilliseconds
         var short: [JobID] = []
