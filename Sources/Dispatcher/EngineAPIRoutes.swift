@@ -144,11 +144,15 @@ extension DispatchServer {
         v1.post("engines/:id/jobs/:job/progress", body: .buffered(max: 16 << 10)) { req in
             let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
-            let progress = try number(root, "progress") ?? 0
-            let detail = ProgressDetail(fps: try number(root, "fps") ?? 0, speed: try number(root, "speed") ?? 0,
-                                        etaSeconds: try number(root, "eta_seconds"))
+            // Out of range is the engine's bug, said as such (the Progress schema's bounds).
+            var progress = try number(root, "progress", in: 0...100) ?? 0
+            let detail = ProgressDetail(fps: try number(root, "fps", in: 0...1e9) ?? 0, speed: try number(root, "speed", in: 0...1e9) ?? 0,
+                                        etaSeconds: try number(root, "eta_seconds", in: 0...1e12))
+            // Within one lease what watchers see never goes back (a pass restarted inside
+            // the engine, reports out of order); a new lease starts again from its own.
+            if job.state == .transcoding { progress = max(progress, job.progress) }
             let updated = try await jobs.transition(job.id, to: .transcoding, leaseEpoch: job.leaseEpoch,
-                                                    progress: min(100, max(0, progress)), detail: detail, holder: engine.id)
+                                                    progress: progress, detail: detail, holder: engine.id)
             return .json(200) { w in writeJobState(updated, into: &w) }
         }
 
@@ -322,6 +326,20 @@ func number(_ root: JSONValue, _ key: String) throws -> Double? {
     guard let v = root[key], !v.isNull else { return nil }
     guard let d = try? v.double(), d.isFinite else { throw ModelError.invalidField("/" + key, "must be a number") }
     return d
+}
+
+/// `number`, which must also lie in `range` (422 naming the field otherwise).
+func number(_ root: JSONValue, _ key: String, in range: ClosedRange<Double>) throws -> Double? {
+    guard let d = try number(root, key) else { return nil }
+    guard range.contains(d) else {
+        throw ModelError.invalidField("/" + key, "must be a number from \(range.lowerBound.formatted) to \(range.upperBound.formatted)")
+    }
+    return d
+}
+
+private extension Double {
+    /// 100 rather than 100.0; 1e9 as 1000000000.
+    var formatted: String { self == rounded() && abs(self) < 1e15 ? String(Int64(self)) : String(self) }
 }
 
 func constantTimeEqual(_ a: String, _ b: String) -> Bool {

@@ -342,7 +342,7 @@ public enum OpenAPIDocument {
     "lease_epoch": {"type": "integer", "minimum": 1}, "job": {"$ref": "#/components/schemas/Job"}, "spec": {"type": "object"}}},
    "Progress": {"type": "object", "required": ["lease_epoch"], "additionalProperties": false, "properties": {
     "lease_epoch": {"type": "integer", "minimum": 0}, "progress": {"type": "number", "minimum": 0, "maximum": 100},
-    "fps": {"type": "number", "minimum": 0}, "speed": {"type": "number", "minimum": 0}, "eta_seconds": {"type": ["number", "null"], "minimum": 0}}},
+    "fps": {"type": "number", "minimum": 0, "maximum": 1000000000}, "speed": {"type": "number", "minimum": 0, "maximum": 1000000000}, "eta_seconds": {"type": ["number", "null"], "minimum": 0, "maximum": 1000000000000}}},
    "Completion": {"type": "object", "required": ["lease_epoch", "outputs"], "additionalProperties": false, "properties": {
     "lease_epoch": {"type": "integer", "minimum": 0},
     "outputs": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["file_id", "name"], "properties": {"file_id": {"type": "string"}, "name": {"type": "string"}}}},

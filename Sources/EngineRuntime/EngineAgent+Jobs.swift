@@ -222,15 +222,16 @@ extension EngineAgent {
                 guard let r = s.running[lease.jobID], let p = r.progress else { return nil }
                 return (p, r.reported)
             }) else { continue }
-            let percent = min(99.9, (p.fraction ?? 0) * 100)
+            // Within the bounds the dispatcher holds reports to (422 otherwise).
+            let percent = max(0, min(99.9, (p.fraction ?? 0) * 100))
             guard percent != last else { continue }
             var w = JSONWriter()
             w.beginObject()
             w.field("lease_epoch", lease.epoch)
-            w.field("progress", percent)
-            w.field("fps", p.fps.isFinite ? p.fps : 0)
-            w.field("speed", p.speed.isFinite ? p.speed : 0)
-            w.key("eta_seconds"); if let eta = p.etaSeconds, eta.isFinite { w.double(eta) } else { w.null() }
+            w.field("progress", percent.isFinite ? percent : 0)
+            w.field("fps", p.fps.isFinite ? min(1e9, max(0, p.fps)) : 0)
+            w.field("speed", p.speed.isFinite ? min(1e9, max(0, p.speed)) : 0)
+            w.key("eta_seconds"); if let eta = p.etaSeconds, eta.isFinite { w.double(min(1e12, max(0, eta))) } else { w.null() }
             w.endObject()
             do {
                 try await report(client.value, lease, "progress", body: w.text)

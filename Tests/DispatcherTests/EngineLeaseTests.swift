@@ -102,6 +102,18 @@ class EngineLeaseTests: XCTestCase {
         let p = try await h.call("POST", base + "/progress", key: e.1, body: #"{"lease_epoch":1,"progress":40,"fps":50,"speed":1.5,"eta_seconds":3}"#)
         XCTAssertEqual(p.status, 200, p.text)
         XCTAssertEqual(try json(p.text)["state"]?.string(), "transcoding")
+        // Out of range is a 422 naming the field; nothing is recorded.
+        for (body, field) in [(#"{"lease_epoch":1,"progress":150}"#, "/progress"), (#"{"lease_epoch":1,"progress":-1}"#, "/progress"),
+                              (#"{"lease_epoch":1,"progress":50,"fps":-5}"#, "/fps"), (#"{"lease_epoch":1,"speed":-0.5}"#, "/speed"),
+                              (#"{"lease_epoch":1,"eta_seconds":-3}"#, "/eta_seconds")] {
+            let r = try await h.call("POST", base + "/progress", key: e.1, body: body)
+            XCTAssertEqual(r.status, 422, body)
+            XCTAssertNotNil(try json(r.text)["error"]?["details"]?[field], "\(body): \(r.text)")
+        }
+        // Within the lease progress never goes back.
+        let back = try await h.call("POST", base + "/progress", key: e.1, body: #"{"lease_epoch":1,"progress":10}"#)
+        XCTAssertEqual(back.status, 200, back.text)
+        XCTAssertEqual(try json(back.text)["progress"]?.double(), 40)
         let stale = try await h.call("POST", base + "/progress", key: e.1, body: #"{"lease_epoch":0,"progress":50}"#)
         XCTAssertEqual(stale.status, 409)
         XCTAssertEqual(try json(stale.text)["error"]?["code"]?.string(), "stale_lease")
