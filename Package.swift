@@ -326,6 +326,7 @@ let package = Package(
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Web", "Ring", "JSON", "SpoolModel", "Threads", "Persistence",
                                                           "Jobs", "Engines", "Files", "Storage", "Access", "ServerConfig", "Events", "Redis", "RedisEvents", "SpoolTestSupport", "MessageQueue",
                                                           "EngineRuntime",
+                                                          .product(name: "GRDB", package: "GRDB.swift"),
                                                           .product(name: "Crypto", package: "swift-crypto"),
                                                           .product(name: "Logging", package: "swift-log")]),
         // Against a real PostgreSQL started by the tests (SpoolTestSupport.PostgresServer).

@@ -199,6 +199,21 @@ enum SharedSecrets {
     }
 }
 
+/// SQLite's own failures: a full disk is 507 (deleting files makes room, and a delete
+/// takes little), a database that takes no writes for now 503; the rest stays a 500.
+extension PersistenceError: APIErrorConvertible {
+    public var apiError: APIError {
+        switch kind {
+        case .full:
+            APIError(status: 507, code: "insufficient_storage", message: "the database's disk is full; delete files to make room")
+        case .unavailable:
+            APIError(status: 503, code: "unavailable", message: "the database cannot take this change right now; try again")
+        case .failed:
+            APIError(status: 500, code: "internal", message: "internal error")
+        }
+    }
+}
+
 /// A database that cannot be reached (a restart, a cut connection, a pool with no
 /// connection to give) is 503: the request may succeed if sent again (a submission with
 /// its Idempotency-Key). What the server refused is a 500: the request will not succeed.

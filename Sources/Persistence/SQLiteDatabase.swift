@@ -16,8 +16,31 @@ import Threads
 /// SQLite errors they expect (a unique key, say) inside their transaction bodies.
 public struct PersistenceError: Error, Sendable, CustomStringConvertible {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public let kind: Kind
+    public init(_ message: String, kind: Kind = .failed) {
+        self.message = message
+        self.kind = kind
+    }
     public var description: String { "database: \(message)" }
+
+    /// What a caller can make of it: the disk is full (SQLITE_FULL: deleting frees room);
+    /// the database takes no writes or cannot be reached for now (I/O errors, read-only,
+    /// cannot open, busy or locked past the timeout: sending again may work); or it failed.
+    public enum Kind: Sendable { case full, unavailable, failed }
+
+    /// SQLite's errors of the database itself, given their kind; anything else (a
+    /// constraint a service expects, its own errors) as it is.
+    static func classified(_ error: any Error) -> any Error {
+        guard let e = error as? DatabaseError else { return error }
+        switch e.resultCode {
+        case .SQLITE_FULL:
+            return PersistenceError("\(e)", kind: .full)
+        case .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_PERM:
+            return PersistenceError("\(e)", kind: .unavailable)
+        default:
+            return error
+        }
+    }
 }
 
 /// One schema step of one service. Names are unique across services ("jobs.1", "files.1").
@@ -95,7 +118,7 @@ public final class SQLiteDatabase: Sendable {
         return try await blocking.run { () throws -> T in
             let start = SystemClock.nanoseconds()
             defer { observer?("read", Double(SystemClock.nanoseconds() - start) / 1e9) }
-            return try pool.read(body)
+            do { return try pool.read(body) } catch { throw PersistenceError.classified(error) }
         }
     }
 
@@ -121,8 +144,11 @@ public final class SQLiteDatabase: Sendable {
                             return .commit
                         }
                         outcome.result = .success(value!)
+                        return nil
                     } catch {
-                        outcome.result = .failure(error)
+                        let e = PersistenceError.classified(error)
+                        outcome.result = .failure(e)
+                        return (e as? PersistenceError).map(\.kind)
                     }
                 },
                 deliver: { commitFailure in
@@ -165,17 +191,22 @@ public final class SQLiteDatabase: Sendable {
             if group.isEmpty { return }
             let start = SystemClock.nanoseconds()
             var failure: PersistenceError?
+            // The kind of what failed inside: a full disk makes SQLite abort the whole
+            // transaction, and the commit then only says "aborted" (SQLITE_ABORT).
+            var inside: PersistenceError.Kind?
             do {
                 try pool.write { db in
                     for w in group {
                         // Some errors (a full disk, say) make SQLite roll the whole
                         // transaction back; nothing more may run outside of it.
-                        guard db.isInsideTransaction else { throw PersistenceError("SQLite rolled the transaction back") }
-                        w.attempt(db)
+                        guard db.isInsideTransaction else { throw PersistenceError("SQLite rolled the transaction back", kind: .unavailable) }
+                        if let k = w.attempt(db), inside == nil || k == .full { inside = k }
                     }
                 }
             } catch {
-                failure = PersistenceError("commit failed: \(error)")
+                let outer = (PersistenceError.classified(error) as? PersistenceError)?.kind ?? .failed
+                let kind: PersistenceError.Kind = inside == .full ? .full : outer == .failed ? inside ?? .failed : outer
+                failure = PersistenceError("commit failed: \(error)", kind: kind)
             }
             observer?("write", Double(SystemClock.nanoseconds() - start) / 1e9)
             for w in group { w.deliver(failure) }
@@ -215,7 +246,9 @@ public final class SQLiteDatabase: Sendable {
 /// One caller's write waiting for a group commit: `attempt` runs it (in its savepoint) on
 /// the writer, `deliver` resumes the caller once the group's outcome is known.
 private struct PendingWrite: Sendable {
-    let attempt: @Sendable (Database) -> Void
+    /// Runs the write inside the group's transaction; returns the kind of a failure of
+    /// the database itself (SQLITE_FULL, an I/O error), which may abort the whole group.
+    let attempt: @Sendable (Database) -> PersistenceError.Kind?
     let deliver: @Sendable (PersistenceError?) -> Void
 }
 

@@ -34,9 +34,12 @@ public final class LocalStorage: StorageProvider {
     /// for a leftover. Needs no event loop.
     /// Uploads are written O_DIRECT (past the page cache) when `directWrites` allows and a
     /// probe write in tmp/ shows the file system takes them.
-    public static func open(root: String, removeLeftovers: Bool = true, directWrites: Bool = true) async throws -> LocalStorage {
+    /// `reserveBytes`: the free space uploads leave on the file system (nil: the default,
+    /// `defaultReserve`).
+    public static func open(root: String, removeLeftovers: Bool = true, directWrites: Bool = true,
+                            reserveBytes: Int64? = nil) async throws -> LocalStorage {
         let tmp = root + "/tmp", objects = root + "/objects"
-        let direct = try await BlockingPool.shared.run { () throws(StorageError) -> Bool in
+        let (direct, reserve) = try await BlockingPool.shared.run { () throws(StorageError) -> (Bool, Int64) in
             try makeDirectories(root)
             try makeDirectories(objects)
             try makeDirectories(tmp)
@@ -45,14 +48,43 @@ public final class LocalStorage: StorageProvider {
             }
             var rng = SystemRandomNumberGenerator()
             let probe = temporaryPrefix + "direct-probe-" + String(rng.next(), radix: 16)
-            return directWrites && File.directWritesWork(in: tmp, name: probe, alignment: directAlignment)
+            let direct = directWrites && File.directWritesWork(in: tmp, name: probe, alignment: directAlignment)
+            var fs = statvfs()
+            let total = statvfs(root, &fs) == 0 ? Int64(fs.f_blocks) * Int64(fs.f_frsize) : 0
+            return (direct, reserveBytes ?? defaultReserve(fileSystemBytes: total))
         }
-        return LocalStorage(root: root, writesDirect: direct)
+        return LocalStorage(root: root, writesDirect: direct, reserveBytes: reserve)
     }
 
-    private init(root: String, writesDirect: Bool) {
+    private init(root: String, writesDirect: Bool, reserveBytes: Int64) {
         self.root = root
         self.writesDirect = writesDirect
+        self.reserveBytes = reserveBytes
+    }
+
+    /// Free space an upload leaves on the file system: the database lives beside the files,
+    /// and SQLite needs room to commit anything, a delete included. An upload that would
+    /// go below it is refused (507) before it fills the disk, so deleting files through the
+    /// API always works (an outside probe filled a small disk with uploads, and every
+    /// DELETE then failed as the database could not commit). Checked before each 512 KiB
+    /// batch, with up to four batches in flight.
+    public let reserveBytes: Int64
+
+    /// 64 MiB, or a sixteenth of a smaller file system, but at least 4 MiB.
+    static func defaultReserve(fileSystemBytes: Int64) -> Int64 {
+        max(4 << 20, min(64 << 20, fileSystemBytes / 16))
+    }
+
+    /// Free bytes for unprivileged writers on the file system of `fd` (nil: cannot tell).
+    static func availableBytes(fd: Int32) -> Int64? {
+        var fs = statvfs()
+        guard fstatvfs(fd, &fs) == 0 else { return nil }
+        return Int64(fs.f_bavail) * Int64(fs.f_frsize)
+    }
+
+    private func checkReserve(_ file: File) throws(StorageError) {
+        guard reserveBytes > 0, let free = Self.availableBytes(fd: file.fd), free < reserveBytes else { return }
+        throw StorageError("the file system keeps \(reserveBytes >> 20) MiB free for the database (\(free >> 20) MiB left)", kind: .full)
     }
 
     /// Whether uploads go to their temp files O_DIRECT: the network's bytes reach the
@@ -79,6 +111,7 @@ public final class LocalStorage: StorageProvider {
         let direct = writesDirect && loop.pool.bufferSizeBytes % LocalStorage.directAlignment == 0
         let (file, tmpPath) = try await createTemporary(direct: direct)
         do {
+            try checkReserve(file)
             let written = try await stream(source, into: file, direct: direct, pool: loop.pool)
             try await file.sync()
             try await file.close()
@@ -143,6 +176,7 @@ public final class LocalStorage: StorageProvider {
                             try await writer.finish()
                             try file.setDirect(false)
                         }
+                        try checkReserve(file)
                         try await writer.write(batch, at: offset)
                         offset += UInt64(bytes)
                         batch = PooledBufferList()
@@ -154,6 +188,7 @@ public final class LocalStorage: StorageProvider {
             // The stream ended right after a batch's last full buffer.
             if !batch.isEmpty {
                 let bytes = batch.byteCount
+                try checkReserve(file)
                 try await writer.write(batch, at: offset)
                 offset += UInt64(bytes)
             }

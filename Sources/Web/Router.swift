@@ -192,7 +192,12 @@ public final class Router: Sendable {
         } catch let e as JSONError {
             return APIError(e).response
         } catch let e as any APIErrorConvertible {
-            return e.apiError.response
+            let api = e.apiError
+            // A server-side failure said as a 503/507 still tells the operator why.
+            if api.status >= 500 {
+                logger.warning("handler failed", metadata: ["path": "\(req.path)", "status": "\(api.status)", "error": "\(e)", "request_id": "\(req.requestID ?? "-")"])
+            }
+            return api.response
         } catch {
             // Never leak internals: the detail stays in the server log.
             logger.error("handler failed", metadata: ["path": "\(req.path)", "error": "\(error)", "request_id": "\(req.requestID ?? "-")"])

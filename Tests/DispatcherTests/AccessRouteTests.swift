@@ -4,6 +4,7 @@
 import Dispatcher
 import Events
 import Foundation
+import GRDB
 import JSON
 import MessageQueue
 import Ring
@@ -130,6 +131,34 @@ final class AccessRouteTests: XCTestCase {
         XCTAssertFalse(r.text.contains("JobFinished"), r.text)
         let again = try await h.call("GET", "/api/v1/jobs/\(jobID)/events", key: key)
         XCTAssertEqual(again.status, 401)
+        await h.stop()
+    }
+
+    /// SQLite's own failures are the standard 507/503, not a 500: a database that cannot
+    /// grow (SQLITE_FULL, here through max_page_count on the writer) refuses a submission
+    /// with 507 insufficient_storage, and takes it once it can grow again.
+    func testAFullDatabaseIs507() async throws {
+        let h = try await AccessHarness.start()
+        let admin = try await h.adminKey()
+        guard case .sqlite(let db) = h.dispatch.database else { return XCTFail("not on SQLite") }
+        let file = try await h.call("POST", "/api/v1/files", key: admin, body: "input")
+        let fileID = try json(file.text)["id"]!.string()
+        let pages = try await db.write { try Int.fetchOne($0, sql: "PRAGMA page_count") ?? 0 }
+        _ = try await db.write { try Int.fetchOne($0, sql: "PRAGMA max_page_count = \(pages)") }
+        let body = #"{"input":{"file_id":"\#(fileID)"},"preset":"h264-720p","metadata":{"pad":"\#(String(repeating: "x", count: 500))"}}"#
+        var status = 0, text = ""
+        for i in 0..<50 where status != 507 {
+            let r = try await h.call("POST", "/api/v1/jobs", key: admin, body: body, headers: [("Idempotency-Key", "full-\(i)")])
+            XCTAssertTrue(r.status == 201 || r.status == 507, "\(r.status): \(r.text)")
+            (status, text) = (r.status, r.text)
+        }
+        XCTAssertEqual(status, 507, text)
+        XCTAssertEqual(try json(text)["error"]?["code"]?.string(), "insufficient_storage")
+        _ = try await db.write { try Int.fetchOne($0, sql: "PRAGMA max_page_count = 1073741823") }
+        let after = try await h.call("POST", "/api/v1/jobs", key: admin, body: body, headers: [("Idempotency-Key", "full-after")])
+        XCTAssertEqual(after.status, 201, after.text)
+        let ready = try await h.call("GET", "/api/v1/ready")
+        XCTAssertEqual(ready.status, 200, ready.text)
         await h.stop()
     }
 

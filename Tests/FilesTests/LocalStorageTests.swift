@@ -3,7 +3,7 @@
 import Crypto
 import Foundation
 import Ring
-import Storage
+@testable import Storage
 import SpoolTestSupport
 import XCTest
 
@@ -139,6 +139,40 @@ final class LocalStorageTests: XCTestCase {
         let got3 = try await store.list()
         XCTAssertEqual(got3, [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/objects/file_C"))
+    }
+
+    /// Uploads leave `reserveBytes` free for the database: one that would go below it is
+    /// refused as `.full` (507) before it starts or part-way, and leaves no temp file.
+    func testUploadsLeaveTheReserveFree() async throws {
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        var fs = statvfs()
+        XCTAssertEqual(statvfs(root, &fs), 0)
+        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+        // More than is free: not even one byte goes in.
+        let none = try await LocalStorage.open(root: root, reserveBytes: free + (1 << 30))
+        do {
+            _ = try await loop.run { try await none.write(key: "file_R", from: PieceSource([1, 2, 3])) }
+            XCTFail("the write succeeded")
+        } catch let e as StorageError {
+            XCTAssertEqual(e.kind, .full, "\(e)")
+        }
+        // 16 MiB below what is free: the first check passes, and a 64 MiB upload crosses
+        // the reserve part-way.
+        let some = try await LocalStorage.open(root: root, reserveBytes: free - (16 << 20))
+        let source = PieceSource(pattern(seed: 5, count: 64 << 20))
+        do {
+            _ = try await loop.run { try await some.write(key: "file_S", from: source) }
+            XCTFail("the write succeeded")
+        } catch let e as StorageError {
+            XCTAssertEqual(e.kind, .full, "\(e)")
+        }
+        XCTAssertEqual(try some.temporaryFiles(), [])
+        let listed = try await some.list()
+        XCTAssertEqual(listed, [])
+        // The default: 64 MiB, a sixteenth of a small file system, never under 4 MiB.
+        XCTAssertEqual(LocalStorage.defaultReserve(fileSystemBytes: 100 << 30), 64 << 20)
+        XCTAssertEqual(LocalStorage.defaultReserve(fileSystemBytes: 256 << 20), 16 << 20)
+        XCTAssertEqual(LocalStorage.defaultReserve(fileSystemBytes: 32 << 20), 4 << 20)
     }
 
     func testOpenRemovesTempFilesOfInterruptedUploads() async throws {
