@@ -233,18 +233,23 @@ public final class LocalStorage: StorageProvider {
     }
 
     /// Both directories exist and are writable, and the file system has room and inodes left.
+    /// A directory is named by its last two path components ("files/tmp"): /ready, which
+    /// says this, answers without a key and does not show the server's absolute paths.
     public func problem() async -> String? {
-        let dirs = [temporaryDirectory, objectsDirectory]
+        let dirs = [temporaryDirectory, objectsDirectory], reserve = reserveBytes
+        let name: @Sendable (String) -> String = { d in d.split(separator: "/").suffix(2).joined(separator: "/") }
         do {
             return try await BlockingPool.shared.run { () -> String? in
                 for d in dirs {
                     var st = stat()
-                    guard stat(d, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return "\(d) is missing" }
-                    guard access(d, W_OK) == 0 else { return "\(d) is not writable" }
+                    guard stat(d, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return "\(name(d)) is missing" }
+                    guard access(d, W_OK) == 0 else { return "\(name(d)) is not writable" }
                 }
                 var fs = statvfs()
                 guard statvfs(dirs[1], &fs) == 0 else { return "cannot read the file system's free space" }
                 if fs.f_bavail == 0 { return "no free space left" }
+                let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+                if free < reserve { return "less free space than the \(reserve >> 20) MiB kept for the database (\(free >> 20) MiB): uploads are refused" }
                 if fs.f_files > 0 && fs.f_favail == 0 { return "no free inodes left" }
                 return nil
             }

@@ -156,6 +156,8 @@ final class LocalStorageTests: XCTestCase {
         } catch let e as StorageError {
             XCTAssertEqual(e.kind, .full, "\(e)")
         }
+        let problem = await none.problem()
+        XCTAssertTrue(problem?.contains("kept for the database") == true, "readiness says why uploads are refused: \(problem ?? "nil")")
         // 16 MiB below what is free: the first check passes, and a 64 MiB upload crosses
         // the reserve part-way.
         let some = try await LocalStorage.open(root: root, reserveBytes: free - (16 << 20))
