@@ -104,7 +104,7 @@ public final class DispatchServer: Sendable {
         let events: any EventBus = redis.map { client in
             RedisEventBus(client: client, keyPrefix: settings.current.queue.keyPrefix,
                           replayWindow: { settings.current.events.replayWindow }, logger: logger)
-        } ?? InProcessEventBus(replayWindow: { settings.current.events.replayWindow })
+        } ?? InProcessEventBus(replayWindow: { settings.current.events.replayWindow }, clock: clock)
         if database.isShared && redis == nil {
             logger.notice("database.url is shared but queue.url is empty: each dispatcher schedules from its own in-process queue and events reach only its own clients; give every dispatcher the same redis:// queue.url")
         }

@@ -162,26 +162,38 @@ extension DispatchServer {
         let current = try await jobs.get(job.id) ?? job
         let finished = current.state.isTerminal
         let hasReplay = sub.replayedThrough > (after ?? 0)
-        if finished && after != nil && !hasReplay { return Response(status: 204) }
-        let finalPayload = current.jsonText
+        // A finished job whose JobFinished the bus no longer holds (a restart, a subject
+        // forgotten) is told its end with this id: the first of its last update's
+        // millisecond, at or below the id its real JobFinished got (published after that
+        // update committed, ids made from the same clock). A client that saw either has
+        // nothing more to get: 204, which tells EventSource to stop.
+        let finishID = Event.firstID(atUnixMilliseconds: current.updatedAt)
+        if finished, !hasReplay, let after, after >= finishID { return Response(status: 204) }
+        let finalPayload = JobService.eventPayload(current)
         let settings = self.settings
+        // What waits for a slow reader: past this the stream ends, and the client resumes
+        // from its Last-Event-ID (the bus keeps the window), rather than the server
+        // holding every event for a reader that stopped reading.
+        let backlog = max(64, settings.current.events.replayWindow)
         return .events { w in
             var replayPending = hasReplay
             if !replayPending && finished {
-                try await w.write(sse(EventType.jobFinished.rawValue, id: nil, data: finalPayload))
+                try await w.write(sse(EventType.jobFinished.rawValue, id: finishID, data: finalPayload))
                 return
             }
             // The bus's events and keep-alive ticks, merged into one stream read here.
-            let (merged, feed) = AsyncStream<Event?>.makeStream(bufferingPolicy: .unbounded)
+            let (merged, feed) = AsyncStream<Event?>.makeStream(bufferingPolicy: .bufferingOldest(backlog))
             let forward = Task {
-                for await e in sub.events { feed.yield(e) }
+                for await e in sub.events {
+                    if case .dropped = feed.yield(e) { break }
+                }
                 feed.finish()
             }
             let ticks = Task {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(settings.current.events.keepAliveSeconds))
                     if Task.isCancelled { break }
-                    feed.yield(nil)
+                    if case .dropped = feed.yield(nil) { feed.finish(); break }
                 }
             }
             defer { forward.cancel(); ticks.cancel(); feed.finish() }
@@ -198,7 +210,7 @@ extension DispatchServer {
                 if replayPending && e.id >= sub.replayedThrough {
                     replayPending = false
                     if finished {
-                        try await w.write(sse(EventType.jobFinished.rawValue, id: nil, data: finalPayload))
+                        try await w.write(sse(EventType.jobFinished.rawValue, id: finishID, data: finalPayload))
                         return
                     }
                 }

@@ -3,7 +3,8 @@
 //
 // The contract every bus keeps (InProcessEventBus; RedisEventBus for several dispatchers):
 //  - every event has an id, increasing in publication order (per process in-process; across
-//    every dispatcher with Redis);
+//    every dispatcher with Redis), made from the calendar time (milliseconds << 20, plus a
+//    sequence), so ids keep increasing across restarts;
 //  - a subscriber of one subject (a job id) first gets the retained events after the id it
 //    names (its Last-Event-ID), then live ones, in id order, never interleaved;
 //  - delivery is at least once: a consumer that reconnects with the last id it saw may see
@@ -36,6 +37,9 @@ public struct Event: Sendable, Equatable {
     public init(id: UInt64, subject: String, type: EventType, payload: String) {
         self.id = id; self.subject = subject; self.type = type; self.payload = payload
     }
+    /// The least id an event published at `ms` (milliseconds since the epoch) can have:
+    /// the first of that millisecond (ids are `ms << 20 | sequence` on every bus).
+    public static func firstID(atUnixMilliseconds ms: Int64) -> UInt64 { UInt64(max(0, ms)) << 20 }
 }
 
 /// A subscription to one subject: the stream yields the replayed events (those with ids up

@@ -1,10 +1,15 @@
-// Events.InProcessEventBus: the embedded default. Ids come from one counter; the last N
+// Events.InProcessEventBus: the embedded default. Ids are the calendar time in milliseconds
+// shifted left 20 bits, plus a sequence within the millisecond (the shape of the Redis bus's
+// stream ids): they increase within the process and across its restarts, so a client's
+// Last-Event-ID from before a restart still orders before everything after it (while the
+// calendar does not step back by more than the restart took). The last N
 // events of each subject are kept for replay (N read at each publish from the closure, so a
 // reloaded `events.replay_window` applies at once); subscribers are AsyncStream
 // continuations registered under one lock, so the replay and the first live event can never
 // interleave or be lost between them. Subjects are forgotten oldest first beyond
 // `maxSubjects` (a finished job's events are kept until then, for late SSE clients).
 import Synchronization
+import Threads
 
 public final class InProcessEventBus: EventBus {
     private struct Subscriber {
@@ -13,7 +18,7 @@ public final class InProcessEventBus: EventBus {
     }
 
     private struct State {
-        var nextEventID: UInt64 = 1
+        var lastEventID: UInt64 = 0
         var nextSubscriberID: UInt64 = 1
         /// Retained events per subject, oldest first.
         var retained: [String: [Event]] = [:]
@@ -27,13 +32,18 @@ public final class InProcessEventBus: EventBus {
     private let state = Mutex(State())
     private let replayWindow: @Sendable () -> Int
     private let maxSubjects: Int
+    private let clock: any WallClock
 
     /// `replayWindow`: events kept per subject (at least 1). `maxSubjects`: subjects whose
-    /// events are kept at all.
-    public init(replayWindow: @escaping @Sendable () -> Int = { 1_000 }, maxSubjects: Int = 10_000) {
+    /// events are kept at all. `clock`: the calendar ids are made from (the dispatcher's, so
+    /// that an event's id is never below its job's update time in the same units).
+    public init(replayWindow: @escaping @Sendable () -> Int = { 1_000 }, maxSubjects: Int = 10_000,
+                clock: any WallClock = SystemClock.shared) {
         self.replayWindow = replayWindow
         self.maxSubjects = max(1, maxSubjects)
+        self.clock = clock
     }
+
 
     @discardableResult
     public func publish(subject: String, type: EventType, payload: String) async -> Event {
@@ -44,9 +54,10 @@ public final class InProcessEventBus: EventBus {
     @discardableResult
     public func publishNow(subject: String, type: EventType, payload: String) -> Event {
         let window = max(1, replayWindow())
+        let floor = Event.firstID(atUnixMilliseconds: clock.unixMilliseconds)
         return state.withLock { s in
-            let event = Event(id: s.nextEventID, subject: subject, type: type, payload: payload)
-            s.nextEventID += 1
+            s.lastEventID = max(s.lastEventID + 1, floor)
+            let event = Event(id: s.lastEventID, subject: subject, type: type, payload: payload)
             if s.retained[subject] == nil {
                 s.subjectOrder.append(subject)
                 forgetOldSubjects(&s)

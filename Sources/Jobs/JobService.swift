@@ -6,6 +6,7 @@
 // Sweeps (JobService+Sweeps.swift) expire pending jobs, make due retries pending again
 // and purge old keys.
 import Events
+import JSON
 import Synchronization
 import SpoolModel
 import Threads
@@ -289,27 +290,36 @@ public final class JobService: Sendable {
         }
     }
 
-    /// The event payload: {"job_id","state","progress","reason","attempts","lease_epoch","engine_id","updated_at"}.
-    /// With `detail` (progress reports), also "fps", "speed" and "eta_seconds".
     func publish(_ job: Job, _ type: EventType, detail: ProgressDetail? = nil) async {
-        await events.publish(subject: job.id.text, type: type) { w in
-            w.beginObject()
-            w.field("job_id", job.id.text)
-            w.field("state", job.state.rawValue)
-            w.field("progress", job.progress)
-            w.key("reason"); job.reason.encode(to: &w)
-            w.field("attempts", job.attempts)
-            w.field("lease_epoch", job.leaseEpoch)
-            w.key("engine_id"); job.engineID.map(\.text).encode(to: &w)
-            w.key("next_attempt_at"); job.nextAttemptAt.map(RFC3339.format).encode(to: &w)
-            w.field("updated_at", RFC3339.format(job.updatedAt))
-            if let detail {
-                w.field("fps", detail.fps)
-                w.field("speed", detail.speed)
-                w.key("eta_seconds"); if let eta = detail.etaSeconds { w.double(eta) } else { w.null() }
-            }
-            w.endObject()
+        await events.publish(subject: job.id.text, type: type) { w in Self.writeEventPayload(job, detail: detail, into: &w) }
+    }
+
+    /// The event payload: {"job_id","state","progress","reason","attempts","lease_epoch","engine_id","updated_at"}.
+    /// With `detail` (progress reports), also "fps", "speed" and "eta_seconds". Public for an
+    /// event stream that says a finished job's end when the bus no longer holds its event.
+    public static func eventPayload(_ job: Job) -> String {
+        var w = JSONWriter()
+        writeEventPayload(job, detail: nil, into: &w)
+        return w.text
+    }
+
+    static func writeEventPayload(_ job: Job, detail: ProgressDetail?, into w: inout JSONWriter<[UInt8]>) {
+        w.beginObject()
+        w.field("job_id", job.id.text)
+        w.field("state", job.state.rawValue)
+        w.field("progress", job.progress)
+        w.key("reason"); job.reason.encode(to: &w)
+        w.field("attempts", job.attempts)
+        w.field("lease_epoch", job.leaseEpoch)
+        w.key("engine_id"); job.engineID.map(\.text).encode(to: &w)
+        w.key("next_attempt_at"); job.nextAttemptAt.map(RFC3339.format).encode(to: &w)
+        w.field("updated_at", RFC3339.format(job.updatedAt))
+        if let detail {
+            w.field("fps", detail.fps)
+            w.field("speed", detail.speed)
+            w.key("eta_seconds"); if let eta = detail.etaSeconds { w.double(eta) } else { w.null() }
         }
+        w.endObject()
     }
 }
 

@@ -44,10 +44,11 @@ final class AccessHarness: @unchecked Sendable {
         self.dataDirectory = dataDirectory; self.clock = clock
     }
 
-    func stop() async {
+    /// Stops the server; `keepData` leaves the data directory for another start (a restart).
+    func stop(keepData: Bool = false) async {
         await http.stop(grace: .milliseconds(50))
         client.shutdown()
-        try? FileManager.default.removeItem(atPath: dataDirectory)
+        if keepData { await dispatch.database.close(); await dispatch.closeStorage() } else { try? FileManager.default.removeItem(atPath: dataDirectory) }
     }
 
     /// One request; the body as text.
@@ -159,6 +160,98 @@ final class AccessRouteTests: XCTestCase {
         XCTAssertEqual(after.status, 201, after.text)
         let ready = try await h.call("GET", "/api/v1/ready")
         XCTAssertEqual(ready.status, 200, ready.text)
+        await h.stop()
+    }
+
+    /// Across a restart the bus holds none of a finished job's events. Its stream still
+    /// says the end, with the same payload shape as the bus's and an id, so a client that
+    /// saw only what came before (an id of the process before) gets it, and one that saw it
+    /// gets 204 (EventSource stops) instead of the same event again and again.
+    func testAFinishedJobsStreamSaysItsEndAcrossARestart() async throws {
+        let clock = ManualClock()
+        let first = try await AccessHarness.start(insecure: true, clock: clock)
+        let file = try await first.call("POST", "/api/v1/files", body: "input")
+        let created = try await first.call("POST", "/api/v1/jobs", body: #"{"input":{"file_id":"\#(try json(file.text)["id"]!.string())"},"preset":"h264-720p"}"#,
+                                           headers: [("Idempotency-Key", "restart-sse")])
+        let jobID = try json(created.text)["id"]!.string()
+        // The id of the JobCreated a client would have seen (the stream of a pending job
+        // does not end, so it is read from the bus).
+        let bus = try XCTUnwrap(first.dispatch.events as? InProcessEventBus)
+        let createdID = String(try XCTUnwrap(bus.retained(subject: jobID).first { $0.type == .jobCreated }).id)
+        // The client leaves; the server stops; the job is cancelled after the restart.
+        await first.stop(keepData: true)
+        clock.advance(by: .seconds(5))
+        let second = try await AccessHarness.start(insecure: true, dataDirectory: first.dataDirectory, clock: clock)
+        let cancel = try await second.call("POST", "/api/v1/jobs/\(jobID)/cancel")
+        XCTAssertEqual(cancel.status, 200, cancel.text)
+        await second.stop(keepData: true)
+        clock.advance(by: .seconds(5))
+        let third = try await AccessHarness.start(insecure: true, dataDirectory: first.dataDirectory, clock: clock)
+        let resumed = try await third.call("GET", "/api/v1/jobs/\(jobID)/events", headers: [("Last-Event-ID", createdID)])
+        XCTAssertEqual(resumed.status, 200, "the end was never seen: not a 204")
+        XCTAssertTrue(resumed.text.contains("event: JobFinished"), resumed.text)
+        let lines = resumed.text.split(separator: "\n")
+        let finishID = try XCTUnwrap(lines.first { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) }, resumed.text)
+        XCTAssertGreaterThan(try XCTUnwrap(UInt64(finishID)), try XCTUnwrap(UInt64(createdID)))
+        let data = try XCTUnwrap(lines.first { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) })
+        XCTAssertEqual(try json(data)["job_id"]?.string(), jobID, "the bus's payload shape")
+        XCTAssertEqual(try json(data)["state"]?.string(), "cancelled")
+        let fresh = try await third.call("GET", "/api/v1/jobs/\(jobID)/events")
+        XCTAssertTrue(fresh.text.contains("id: \(finishID)\n"), fresh.text)
+        let done = try await third.call("GET", "/api/v1/jobs/\(jobID)/events", headers: [("Last-Event-ID", finishID)])
+        XCTAssertEqual(done.status, 204, "the end was seen")
+        await third.stop()
+    }
+
+    /// A reader that stops reading holds at most a bounded backlog on the server: past it
+    /// the stream ends (the client resumes from its Last-Event-ID), where every event used
+    /// to be kept for it for as long as the job ran.
+    func testAStalledEventReaderEndsInsteadOfBufferingWithoutBound() async throws {
+        let h = try await AccessHarness.start(insecure: true, configure: { $0.events.replayWindow = 16 })
+        let file = try await h.call("POST", "/api/v1/files", body: "input")
+        let created = try await h.call("POST", "/api/v1/jobs", body: #"{"input":{"file_id":"\#(try json(file.text)["id"]!.string())"},"preset":"h264-720p"}"#,
+                                       headers: [("Idempotency-Key", "stalled-sse")])
+        let jobID = try json(created.text)["id"]!.string()
+        let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
+        // A client with a small receive buffer that sends its request and reads nothing.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var small: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(h.base.split(separator: ":").last!)!).bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        XCTAssertEqual(rc, 0)
+        let request = Array("GET /api/v1/jobs/\(jobID)/events HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+        XCTAssertEqual(send(fd, request, request.count, 0), request.count)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while bus.subscriberCount(subject: jobID) == 0 && ContinuousClock.now < deadline { try await Task.sleep(nanoseconds: 1_000_000) }
+        let published = 20_000
+        let pad = String(repeating: "p", count: 200)
+        for i in 0..<published {
+            bus.publishNow(subject: jobID, type: .progressUpdated, payload: #"{"job_id":"\#(jobID)","n":\#(i),"pad":"\#(pad)"}"#)
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        // Now read everything there is, until the last chunk or 10 s.
+        var got: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let until = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < until {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            got.append(contentsOf: buffer[0..<n])
+            if got.count >= 5, Array(got.suffix(5)) == Array("0\r\n\r\n".utf8) { break }
+        }
+        let text = String(decoding: got, as: UTF8.self)
+        let delivered = text.components(separatedBy: "event: ProgressUpdated").count - 1
+        XCTAssertGreaterThan(delivered, 0)
+        XCTAssertLessThan(delivered, published, "the server kept every event for a reader that did not read")
+        XCTAssertTrue(text.hasSuffix("0\r\n\r\n"), "the stream ended: \(text.suffix(200))")
         await h.stop()
     }
 

@@ -5,6 +5,7 @@ import Events
 @testable import Jobs
 import JSON
 import SpoolModel
+import Threads
 import XCTest
 
 final class JobSpecTests: XCTestCase {
@@ -189,6 +190,29 @@ final class EventBusTests: XCTestCase {
         for _ in 0..<2 { gotResumed.append(await r.next()!.id) }
         XCTAssertEqual(gotAll, [ids[2], ids[3], ids[4], live.id])
         XCTAssertEqual(gotResumed, [ids[4], live.id])
+    }
+
+    /// Ids are the calendar's milliseconds << 20 plus a sequence: they rise within a
+    /// millisecond, and a bus made later (a restart) starts above every id of the one before,
+    /// so a Last-Event-ID from before the restart orders before everything after it.
+    func testIdsRiseAcrossARestart() async {
+        let clock = ManualClock(unixMilliseconds: 1_800_000_000_000)
+        let before = InProcessEventBus(clock: clock)
+        let a = (0..<3).map { _ in before.publishNow(subject: "job_a", type: .progressUpdated, payload: "{}").id }
+        XCTAssertEqual(a, [Event.firstID(atUnixMilliseconds: 1_800_000_000_000), a[0] + 1, a[0] + 2])
+        clock.advance(by: .milliseconds(1))
+        let after = InProcessEventBus(clock: clock)
+        let b = after.publishNow(subject: "job_a", type: .jobFinished, payload: "{}").id
+        XCTAssertGreaterThan(b, a[2])
+        let resumed = await after.subscribe(subject: "job_a", after: a[2])
+        XCTAssertEqual(resumed.replayedThrough, b, "the old id orders before the new bus's events: they are replayed")
+        // Within one bus ids never go back, even when the calendar does.
+        let stepped = ManualClock(unixMilliseconds: 1_800_000_000_000)
+        let bus = InProcessEventBus(clock: stepped)
+        let x = bus.publishNow(subject: "s", type: .jobCreated, payload: "{}").id
+        let y = InProcessEventBus(clock: ManualClock(unixMilliseconds: 1_799_999_999_000)).publishNow(subject: "s", type: .jobCreated, payload: "{}").id
+        XCTAssertLessThan(y, x, "a second bus on an earlier calendar starts lower (the documented limit)")
+        XCTAssertEqual(bus.publishNow(subject: "s", type: .jobCreated, payload: "{}").id, x + 1)
     }
 
     func testSubscriptionEndsWithItsConsumer() async {
