@@ -211,7 +211,11 @@ public final class DispatchServer: Sendable {
     /// The router with every route: health and version without credentials, the rest of
     /// /api/v1 behind the bearer key.
     public func makeRouter() -> Router {
-        Router(logger: logger) { r in
+        // Upload and download bytes: the file routes' and the engines' input and outputs.
+        let transferCounters = FileTransferCounters(
+            uploaded: { [metrics] n in metrics.recordUpload(bytes: Int(n)) },
+            downloaded: { [metrics] n in metrics.recordDownload(bytes: Int(n)) })
+        return Router(logger: logger) { r in
             r.use(StandardMiddleware.requestID())
             installMetrics(on: &r)
             SpoolAPI.install(on: &r, clock: clock, started: started)
@@ -219,7 +223,7 @@ public final class DispatchServer: Sendable {
                 installOpenAPI(on: &v1)
                 installReadiness(on: &v1)
                 // Engines authenticate with their own token (or the join token to register).
-                installEngineAPIRoutes(on: &v1)
+                installEngineAPIRoutes(on: &v1, counters: transferCounters)
                 installEngineUploadRoutes(on: &v1)
                 // Everything after this line needs a key.
                 installAuthentication(on: &v1)
@@ -227,9 +231,7 @@ public final class DispatchServer: Sendable {
                 if database.hasReplicas { v1.use(consistency.middleware()) }
                 installAccessRoutes(on: &v1)
                 installEngineRoutes(on: &v1)
-                installFileRoutes(on: &v1, counters: FileTransferCounters(
-                    uploaded: { [metrics] n in metrics.recordUpload(bytes: Int(n)) },
-                    downloaded: { [metrics] n in metrics.recordDownload(bytes: Int(n)) }))
+                installFileRoutes(on: &v1, counters: transferCounters)
                 installJobRoutes(on: &v1, fastLane: true)
                 installWebhookRoutes(on: &v1)
             }

@@ -26,7 +26,7 @@ import Web
 extension DispatchServer {
     static let leaseWaitMax: Duration = .seconds(60)
 
-    func installEngineAPIRoutes(on v1: inout RouteBuilder) {
+    func installEngineAPIRoutes(on v1: inout RouteBuilder, counters: FileTransferCounters = FileTransferCounters()) {
         let engines = self.engines, jobs = self.jobs, files = self.files, scheduler = self.scheduler
         let settings = self.settings, access = self.access, clock = self.clock
 
@@ -116,8 +116,12 @@ extension DispatchServer {
             let record = try await files.metadata(id: job.inputFileID, tenant: job.tenant)
             switch try await files.location(of: record) {
             case .localFile(let path):
-                return try await Response.file(path, for: req, contentType: record.contentType, etag: "\"" + record.sha256 + "\"",
-                                               lastModified: record.createdMilliseconds / 1000)
+                let r = try await Response.file(path, for: req, contentType: record.contentType, etag: "\"" + record.sha256 + "\"",
+                                                lastModified: record.createdMilliseconds / 1000)
+                if req.method == "GET", case .file(_, let range)? = r.stream {
+                    counters.downloaded?(Int64(range.map { $0.upperBound - $0.lowerBound } ?? UInt64(record.size)))
+                }
+                return r
             case .url(let url):
                 return Response(status: 307, headers: [("Location", url)])
             }
@@ -129,6 +133,7 @@ extension DispatchServer {
                 throw ModelError.invalidField("name", "must be a relative path of letters, digits, '.', '-', '_' and '/' (no '..')")
             }
             let body = req.bodyStream
+            defer { counters.uploaded?(Int64(body.bytesRead)) }
             let record = try await files.upload(tenant: job.tenant, contentType: contentType(ofOutput: name),
                                                 declaredLength: body.declaredLength, from: RequestBodySource(body))
             return .json(201) { w in

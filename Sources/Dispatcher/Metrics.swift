@@ -6,14 +6,17 @@
 //   spool_http_requests_total{method,route,status}          counter
 //   spool_http_request_duration_seconds{method,route,status} histogram (until the head is ready)
 //   spool_db_query_duration_seconds{kind}                   histogram (read / write)
-//   spool_upload_bytes_total, spool_download_bytes_total    counters (the file routes report)
+//   spool_upload_bytes_total, spool_download_bytes_total    counters (the file routes and the
+//                                                            engines' input and output routes report)
 //   spool_jobs{state}, spool_queue_depth                    gauges, refreshed before each scrape
 //   spool_db_pool_connections{state=open|idle|max}, spool_db_pool_waiting,
 //   spool_db_pool_acquired, spool_db_pool_waited            PostgreSQL pool gauges (the last two
 //                                                            count since start), refreshed per scrape
 //
 // `route` is the matched pattern ("/api/v1/jobs/:id"), never the raw path, and `unmatched`
-// for 404/405, so a client cannot grow the label set; unknown methods are `other`.
+// for 404/405 and for requests refused before routing (a malformed head: 400, 414, 431...),
+// so a client cannot grow the label set; unknown methods, and those of a head that could not
+// be read, are `other`.
 import Metrics
 import Postgres
 import RedisEvents
@@ -92,6 +95,13 @@ public final class ServerMetrics: Sendable {
     public func recordDatabase(kind: String, seconds: Double) {
         Metrics.Timer(label: Self.databaseDuration, dimensions: [("kind", kind)], factory: factory)
             .recordNanoseconds(Int64(max(0, seconds) * 1e9))
+    }
+
+    /// For HTTPServerConfiguration.refused: a request the server refused before routing
+    /// (malformed, too large, too slow) is counted like any other, with its route when it
+    /// had one ("unmatched" otherwise) and no duration worth timing.
+    public var refusalRecorder: @Sendable (_ method: String?, _ route: String?, _ status: Int) -> Void {
+        { [self] method, route, status in recordRequest(method: method ?? "other", route: route, status: status, duration: .zero) }
     }
 
     public func recordUpload(bytes: Int) { if bytes > 0 { uploads.increment(by: Int64(bytes)) } }

@@ -250,6 +250,7 @@ struct RunningDispatch {
         http.loops = settings.loops
         http.bodyBytesMax = UInt64(settings.http.jsonBodyMaxBytes)
         http.bodyBytesMaxNow = { UInt64(live.current.http.jsonBodyMaxBytes) }   // reloadable
+        http.refused = dispatch.metrics.refusalRecorder
         let server = HTTPServer(configuration: http, router: dispatch.makeRouter(), logger: logger)
         try await server.start()
         let background = Task { await dispatch.runBackground() }

@@ -30,6 +30,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// When set, read for each request that has a body instead of `bodyBytesMax`: a limit
     /// a configuration reload changes (`http.json_body_max_bytes`).
     public var bodyBytesMaxNow: (@Sendable () -> UInt64)?
+    /// Told of every request refused before the router saw it (400, 408, 413, 414, 431,
+    /// 505...): the method and route pattern when they were known, and the status. The
+    /// router's middleware (metrics) never sees these.
+    public var refused: (@Sendable (_ method: String?, _ route: String?, _ status: Int) -> Void)?
     /// How long a client may take to send a request body (routes can override).
     public var bodyTimeLimits = BodyTimeLimits()
     /// Longest wait for the next piece of a request body (`bodyTimeLimits.pieceTimeout`).
@@ -289,7 +293,7 @@ public final class HTTPServer: Sendable {
                 case .streaming(let max): limit = max
                 }
                 if route != nil, case .contentLength(let n) = head.framing, n > limit {
-                    await respondAndClose(conn, date: registry.date, .payloadTooLarge(n, limit))
+                    await respondAndClose(conn, date: registry.date, .payloadTooLarge(n, limit), method: request.method, route: route?.pattern)
                     return
                 }
                 let body = head.framing == .none ? RequestBody()

@@ -120,7 +120,9 @@ extension HTTPServer {
     /// Answers a request the server refuses before any route sees it (a parse error, a
     /// body over its limit, a head that came too slowly), with the Date every answer
     /// carries (RFC 9110 §6.6.1), then closes.
-    nonisolated(nonsending) func respondAndClose(_ conn: TCPConnection, date: String, _ error: APIError) async {
+    nonisolated(nonsending) func respondAndClose(_ conn: TCPConnection, date: String, _ error: APIError,
+                                                 method: String? = nil, route: String? = nil) async {
+        configuration.refused?(method, route, error.status)
         var r = error.response
         r.headers.append(("Connection", "close"))
         r.headers.append(("Date", date))

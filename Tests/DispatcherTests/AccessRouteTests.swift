@@ -33,7 +33,9 @@ final class AccessHarness: @unchecked Sendable {
         settings.insecureNoAuth = insecure
         configure(&settings)
         let dispatch = try await DispatchServer.open(dataDirectory: dir, settings: LiveSettings(settings), clock: clock, wrapQueue: wrapQueue)
-        let http = HTTPServer(configuration: HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0")), router: dispatch.makeRouter())
+        var configuration = HTTPServerConfiguration(listen: try SocketAddress("127.0.0.1:0"))
+        configuration.refused = dispatch.metrics.refusalRecorder   // as spool serve does
+        let http = HTTPServer(configuration: configuration, router: dispatch.makeRouter())
         try await http.start()
         return AccessHarness(dispatch: dispatch, http: http, client: try EventLoop.start(id: 7),
                              base: "http://\(http.localAddress!)", dataDirectory: dir, clock: clock)

@@ -94,6 +94,9 @@ class EngineLeaseTests: XCTestCase {
         let input = try await h.call("GET", base + "/input?lease_epoch=1", key: e.1)
         XCTAssertEqual(input.status, 200)
         XCTAssertEqual(input.text, media)
+        // The engines' data path counts in the byte metrics as the file routes do.
+        let scraped = try await h.call("GET", "/metrics").text
+        XCTAssertTrue(scraped.contains("spool_download_bytes_total \(media.utf8.count)\n"), scraped)
         let v12 = try await h.call("GET", base + "/input?lease_epoch=0", key: e.1).status
         XCTAssertEqual(v12, 409)
         let v13 = try await h.call("GET", base + "/input", key: e.1).status
@@ -120,6 +123,8 @@ class EngineLeaseTests: XCTestCase {
 
         let out = try await h.call("POST", base + "/outputs?lease_epoch=1&name=h264-720p.mp4", key: e.1, body: "output bytes")
         XCTAssertEqual(out.status, 201, out.text)
+        let afterOutput = try await h.call("GET", "/metrics").text
+        XCTAssertTrue(afterOutput.contains("spool_upload_bytes_total \(media.utf8.count + 12)\n"), afterOutput)
         let outID = try json(out.text)["file_id"]!.string()
         for bad in ["../x", "a//b", "/abs", "a/./b", "sp%20ace"] {
             let v14 = try await h.call("POST", base + "/outputs?lease_epoch=1&name=\(bad)", key: e.1, body: "x").status

@@ -22,6 +22,9 @@ final class MetricsRouteTests: XCTestCase {
         _ = try await h.call("GET", "/api/v1/health")
         _ = try await h.call("GET", "/no/such/thing")
         _ = try await h.call("GET", "/api/v1/engines")   // 401
+        // Refused before routing: counted too, as unmatched (the head was never routed).
+        let big = try await h.call("GET", "/api/v1/health", headers: [("X-Big", String(repeating: "v", count: 9_000))])
+        XCTAssertEqual(big.status, 431)
 
         let scrape = try await h.call("GET", "/metrics")
         XCTAssertEqual(scrape.status, 200)
@@ -32,6 +35,7 @@ final class MetricsRouteTests: XCTestCase {
         has(#"spool_http_requests_total{method="GET",route="/api/v1/health",status="200"} 1"#)
         has(#"spool_http_requests_total{method="GET",route="unmatched",status="404"} 1"#)
         has(#"spool_http_requests_total{method="GET",route="/api/v1/engines",status="401"} 1"#)
+        has(#"spool_http_requests_total{method="other",route="unmatched",status="431"} 1"#)
         has(#"spool_http_request_duration_seconds_count{method="GET",route="/api/v1/engines/:id",status="404"} 2"#)
         has("spool_upload_bytes_total 1000")
         has("spool_download_bytes_total 250")
