@@ -53,6 +53,10 @@ extension DispatchServer {
         v1.get("files") { req in
             let caller = try req.caller()
             let asked = try tenantFilter(req)
+            // As on GET /jobs: a tenant key names no other tenant (it used to be ignored).
+            if !caller.isAdmin, let asked, asked != caller.tenant {
+                throw ModelError(.forbidden, "a tenant key lists only its own tenant's files", details: [("tenant", "not your tenant")])
+            }
             let tenant = caller.isAdmin ? asked : caller.tenant
             let filters = "files;tenant=" + (tenant ?? "*")
             let page = try cursors.page(of: req, filters: filters)

@@ -46,7 +46,7 @@ public enum OpenAPIDocument {
    "get": {"operationId": "listFiles", "summary": "The caller's files, oldest first (an admin key sees every tenant's)",
     "parameters": [{"$ref": "#/components/parameters/Tenant"}, {"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}, {"$ref": "#/components/parameters/Offset"}],
     "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FileList"}}}},
-     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
+     "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "4XX": {"$ref": "#/components/responses/Error"}, "5XX": {"$ref": "#/components/responses/Error"}}}},
   "/api/v1/files/{id}": {
    "parameters": [{"$ref": "#/components/parameters/FileID"}],
    "get": {"operationId": "getFile", "summary": "Download a file (Range: one byte range; ETag, Last-Modified)",
@@ -237,7 +237,7 @@ public enum OpenAPIDocument {
    "Cursor": {"name": "cursor", "in": "query", "required": false, "description": "from next_page_url; not with offset", "schema": {"type": "string", "maxLength": 200}},
    "Offset": {"name": "offset", "in": "query", "required": false, "description": "not with cursor", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
    "State": {"name": "state", "in": "query", "required": false, "schema": {"$ref": "#/components/schemas/JobState"}},
-   "Tenant": {"name": "tenant", "in": "query", "required": false, "description": "admin keys only; other callers see their own tenant", "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}},
+   "Tenant": {"name": "tenant", "in": "query", "required": false, "description": "admin keys: any tenant; a tenant key may name only its own (403 otherwise)", "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9_-]+$"}},
    "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"}, "description": "1 to 255 printable ASCII characters; kept 24 h by default"},
    "IdempotencyKeyOptional": {"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"}},
    "Range": {"name": "Range", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 100}},

@@ -53,6 +53,10 @@ public struct PageCursorKey: Sendable {
     /// range, 400 for a bad cursor; cursor and offset together are a 422).
     public func page(of req: Request, filters: String) throws(APIError) -> PageRequest {
         var page = PageRequest(limit: PageRequest.defaultLimit, after: nil, offset: 0)
+        for name in ["limit", "offset", "cursor"] where req.queryCount(name) > 1 {
+            throw APIError(status: 422, code: "validation_failed", message: "\(name) is given more than once",
+                           details: [(name, "must be given at most once")])
+        }
         if let l = req.query("limit") {
             guard let n = Int(l), (1...PageRequest.maxLimit).contains(n) else {
                 throw APIError(status: 422, code: "validation_failed", message: "limit must be an integer from 1 to \(PageRequest.maxLimit)",
@@ -128,6 +132,10 @@ extension Response {
 /// parameters say. next_page_url leaves empty filters out, so it never carries one.
 func listFilter(_ req: Request, _ name: String, must rule: String, _ valid: (String) -> Bool) throws(ModelError) -> String? {
     guard let value = req.query(name) else { return nil }
+    // Which of two values would count is anyone's guess (the first one did, silently).
+    guard req.queryCount(name) == 1 else {
+        throw ModelError(.validationFailed, "\(name) is given more than once", details: [(name, "must be given at most once")])
+    }
     guard valid(value) else { throw ModelError(.validationFailed, "\(name) must be \(rule)", details: [(name, "must be \(rule)")]) }
     return value
 }

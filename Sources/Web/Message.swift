@@ -40,6 +40,17 @@ public struct Request: Sendable {
     }
 
     /// The first query parameter named `name` (percent-decoded), if any.
+    /// How many times `name` is in the query (a list parameter given twice is ambiguous).
+    public func queryCount(_ name: String) -> Int {
+        guard let q = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return 0 }
+        var n = 0
+        for pair in q.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if percentDecode(kv[0]) == name { n += 1 }
+        }
+        return n
+    }
+
     public func query(_ name: String) -> String? {
         guard let q = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
         for pair in q.split(separator: "&") {

@@ -169,6 +169,12 @@ class FileRouteTests: XCTestCase {
             let r = try await request("GET", "/files?" + q, as: "admin:ops")
             XCTAssertEqual(r.status, 422, q)
         }
+        // A tenant key may name its own tenant, no other (403, as on GET /jobs).
+        let own = try await request("GET", "/files?tenant=acme", as: "tenant:acme")
+        XCTAssertEqual(own.status, 200)
+        let other = try await request("GET", "/files?tenant=globex", as: "tenant:acme")
+        XCTAssertEqual(other.status, 403)
+        XCTAssertEqual(try errorCode(other), "forbidden")
     }
 
     func testRangesHeadAndConditionalRequests() async throws {
