@@ -152,7 +152,9 @@ extension DispatchServer {
         let job = try await visibleJob(req)
         var after: UInt64?
         if let h = req.header("Last-Event-ID") {
-            guard let n = UInt64(h) else {
+            // Decimal digits only (no sign, at most 20), and one field: as the server writes them.
+            guard req.headerCount("Last-Event-ID") == 1, (1...20).contains(h.utf8.count),
+                  h.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = UInt64(h) else {
                 throw APIError(status: 400, code: "bad_request", message: "Last-Event-ID must be an event id this server sent",
                                details: [("Last-Event-ID", "must be a decimal event id")])
             }

@@ -40,7 +40,7 @@ public enum JobState: String, Sendable, CaseIterable, Hashable {
     /// The transition, or the error the API answers with (409 invalid_transition).
     public func move(to next: JobState) throws(ModelError) -> JobState {
         guard canMove(to: next) else {
-            throw ModelError(.invalidTransition, "a \(rawValue) job cannot become \(next.rawValue)",
+            throw ModelError(.invalidTransition, "\(rawValue.first.map { "aeiou".contains($0) } == true ? "an" : "a") \(rawValue) job cannot become \(next.rawValue)",
                              details: ["from": rawValue, "to": next.rawValue])
         }
         return next

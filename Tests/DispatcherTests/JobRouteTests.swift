@@ -263,7 +263,9 @@ final class JobRouteTests: XCTestCase {
         let v7 = try await send("GET", "/api/v1/jobs?state=bogus").status
         XCTAssertEqual(v7, 422)
         // Filters outside their OpenAPI form are refused, not read as "no such tenant" or "no filter".
-        for q in ["state=", "tenant=", "tenant=ACME", "tenant=a%20b", "tenant=" + String(repeating: "t", count: 65)] {
+        // A parameter given twice is refused too: which one counts would be a guess.
+        for q in ["state=", "tenant=", "tenant=ACME", "tenant=a%20b", "tenant=" + String(repeating: "t", count: 65),
+                  "limit=10&limit=20", "state=pending&state=cancelled", "offset=5&offset=10", "tenant=default&tenant=default"] {
             let r = try await send("GET", "/api/v1/jobs?" + q)
             XCTAssertEqual(r.status, 422, q)
             XCTAssertEqual(try code(r), "validation_failed", q)
@@ -346,6 +348,12 @@ final class JobRouteTests: XCTestCase {
         XCTAssertEqual(done.status, 204)
         let v13 = try await send("GET", "/api/v1/jobs/\(id)/events", headers: [("Last-Event-ID", "x")]).status
         XCTAssertEqual(v13, 400)
+        // Only the decimal ids the server writes, once.
+        for bad in [[("Last-Event-ID", "+19")], [("Last-Event-ID", "-0")], [("Last-Event-ID", String(repeating: "0", count: 21))],
+                    [("Last-Event-ID", "1"), ("Last-Event-ID", "2")]] {
+            let s = try await send("GET", "/api/v1/jobs/\(id)/events", headers: bad).status
+            XCTAssertEqual(s, 400, "\(bad)")
+        }
     }
     /// A quiet stream gets a `: keep-alive` comment every events.keepalive_seconds (reloadable),
     /// which EventSource ignores; the events that follow are unchanged.
