@@ -337,14 +337,14 @@ func number(_ root: JSONValue, _ key: String) throws -> Double? {
 func number(_ root: JSONValue, _ key: String, in range: ClosedRange<Double>) throws -> Double? {
     guard let d = try number(root, key) else { return nil }
     guard range.contains(d) else {
-        throw ModelError.invalidField("/" + key, "must be a number from \(range.lowerBound.formatted) to \(range.upperBound.formatted)")
+        throw ModelError.invalidField("/" + key, "must be a number from \(range.lowerBound.plainText) to \(range.upperBound.plainText)")
     }
     return d
 }
 
 private extension Double {
     /// 100 rather than 100.0; 1e9 as 1000000000.
-    var formatted: String { self == rounded() && abs(self) < 1e15 ? String(Int64(self)) : String(self) }
+    var plainText: String { self == rounded() && abs(self) < 1e15 ? String(Int64(self)) : String(self) }
 }
 
 func constantTimeEqual(_ a: String, _ b: String) -> Bool {

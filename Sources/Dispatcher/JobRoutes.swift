@@ -5,7 +5,8 @@
 //   GET /jobs                  ?state= &tenant= (admins) &limit= &cursor= | &offset=
 //   POST /jobs/{id}/cancel     409 invalid_transition when already finished
 //   POST /jobs/{id}/retry      failed → pending; Idempotency-Key optional (same replay rules)
-//   GET /jobs/{id}/events      SSE, resumable with Last-Event-ID; ends after the job finishes, or when the key is revoked
+//   GET /jobs/{id}/events      SSE, resumable with Last-Event-ID; ends after the job finishes
+//                              (or when its key is revoked, or its reader falls too far behind)
 // A job id that is not one, or another tenant's job, is a 404.
 import Crypto
 import Events

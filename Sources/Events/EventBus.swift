@@ -37,6 +37,7 @@ public struct Event: Sendable, Equatable {
     public init(id: UInt64, subject: String, type: EventType, payload: String) {
         self.id = id; self.subject = subject; self.type = type; self.payload = payload
     }
+
     /// The least id an event published at `ms` (milliseconds since the epoch) can have:
     /// the first of that millisecond (ids are `ms << 20 | sequence` on every bus).
     public static func firstID(atUnixMilliseconds ms: Int64) -> UInt64 { UInt64(max(0, ms)) << 20 }

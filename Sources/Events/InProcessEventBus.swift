@@ -44,7 +44,6 @@ public final class InProcessEventBus: EventBus {
         self.clock = clock
     }
 
-
     @discardableResult
     public func publish(subject: String, type: EventType, payload: String) async -> Event {
         publishNow(subject: subject, type: type, payload: payload)

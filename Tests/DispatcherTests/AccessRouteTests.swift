@@ -74,6 +74,15 @@ final class AccessHarness: @unchecked Sendable {
         return (response.status, response.headers, String(decoding: response.body, as: UTF8.self))
     }
 
+    /// Uploads a small input and submits an h264-720p job for it; returns the job's id.
+    func submitJob(key: String? = nil, idempotencyKey: String) async throws -> String {
+        let file = try await call("POST", "/api/v1/files", key: key, body: "input")
+        let fileID = try json(file.text)["id"]!.string()
+        let job = try await call("POST", "/api/v1/jobs", key: key, body: #"{"input":{"file_id":"\#(fileID)"},"preset":"h264-720p"}"#,
+                                 headers: [("Idempotency-Key", idempotencyKey)])
+        return try json(job.text)["id"]!.string()
+    }
+
     func adminKey() async throws -> String {
         try await dispatch.access.ensureAdminKey(fromEnvironment: nil, dataDirectory: dataDirectory)!
     }
@@ -109,10 +118,7 @@ final class AccessRouteTests: XCTestCase {
         let admin = try await h.adminKey()
         let created = try await h.call("POST", "/api/v1/keys", key: admin, body: #"{"tenant":"acme"}"#)
         let key = try json(created.text)["secret"]!.string(), keyID = try json(created.text)["id"]!.string()
-        let file = try await h.call("POST", "/api/v1/files", key: key, body: "input")
-        let job = try await h.call("POST", "/api/v1/jobs", key: key, body: #"{"input":{"file_id":"\#(try json(file.text)["id"]!.string())"},"preset":"h264-720p"}"#,
-                                   headers: [("Idempotency-Key", "sse-revoke")])
-        let jobID = try json(job.text)["id"]!.string()
+        let jobID = try await h.submitJob(key: key, idempotencyKey: "sse-revoke")
         let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
         let stream = Task { try await h.call("GET", "/api/v1/jobs/\(jobID)/events", key: key) }
         while bus.subscriberCount(subject: jobID) == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
@@ -172,10 +178,7 @@ final class AccessRouteTests: XCTestCase {
     func testAFinishedJobsStreamSaysItsEndAcrossARestart() async throws {
         let clock = ManualClock()
         let first = try await AccessHarness.start(insecure: true, clock: clock)
-        let file = try await first.call("POST", "/api/v1/files", body: "input")
-        let created = try await first.call("POST", "/api/v1/jobs", body: #"{"input":{"file_id":"\#(try json(file.text)["id"]!.string())"},"preset":"h264-720p"}"#,
-                                           headers: [("Idempotency-Key", "restart-sse")])
-        let jobID = try json(created.text)["id"]!.string()
+        let jobID = try await first.submitJob(idempotencyKey: "restart-sse")
         // The id of the JobCreated a client would have seen (the stream of a pending job
         // does not end, so it is read from the bus).
         let bus = try XCTUnwrap(first.dispatch.events as? InProcessEventBus)
@@ -210,10 +213,7 @@ final class AccessRouteTests: XCTestCase {
     /// to be kept for it for as long as the job ran.
     func testAStalledEventReaderEndsInsteadOfBufferingWithoutBound() async throws {
         let h = try await AccessHarness.start(insecure: true, configure: { $0.events.replayWindow = 16 })
-        let file = try await h.call("POST", "/api/v1/files", body: "input")
-        let created = try await h.call("POST", "/api/v1/jobs", body: #"{"input":{"file_id":"\#(try json(file.text)["id"]!.string())"},"preset":"h264-720p"}"#,
-                                       headers: [("Idempotency-Key", "stalled-sse")])
-        let jobID = try json(created.text)["id"]!.string()
+        let jobID = try await h.submitJob(idempotencyKey: "stalled-sse")
         let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
         // A client with a small receive buffer that sends its request and reads nothing.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
