@@ -168,11 +168,13 @@ public final class EngineRegistry: Sendable {
         guard load.isFinite, load >= 0, load <= 1_000 else { throw ModelError.invalidField("/load", "must be a number from 0 to 1000") }
         if let c = capabilitiesJSON { try Self.checkCapabilities(c) }
         let now = clock.unixMilliseconds
+        // An engine saying it goes offline (a graceful stop) keeps no load, as one swept is.
+        let stored = state == .offline ? 0 : load
         let record = try await database.writing { db -> EngineRecord? in
             try db.one("""
                 UPDATE engines_records SET load = ?, state = ?, last_heartbeat = ?, capabilities = COALESCE(?, capabilities)
                 WHERE id = ? RETURNING *
-                """, [load, state.rawValue, now, capabilitiesJSON, id.text]).flatMap(Self.record)
+                """, [stored, state.rawValue, now, capabilitiesJSON, id.text]).flatMap(Self.record)
         }
         guard let record else { throw ModelError(.notFound, "no engine \(id.text)") }
         await publishHeartbeat(id, state: record.state, load: record.load, at: now, missed: false)
@@ -203,7 +205,7 @@ public final class EngineRegistry: Sendable {
     public func markOffline(missedSince cutoff: Int64) async throws -> [EngineID] {
         let gone = try await database.writing { db -> [(EngineID, Int64)] in
             try db.query("""
-                UPDATE engines_records SET state = 'offline' WHERE state <> 'offline' AND last_heartbeat < ?
+                UPDATE engines_records SET state = 'offline', load = 0 WHERE state <> 'offline' AND last_heartbeat < ?
                 RETURNING id, last_heartbeat
                 """, [cutoff]).compactMap { row in
                 try EngineID(row.string("id")).map { ($0, try row.int64("last_heartbeat")) }

@@ -56,6 +56,10 @@ class EngineRegistryTests: XCTestCase {
         let missed = try JSONDocument(parsing: events[1].payload).root
         XCTAssertEqual(try missed["state"]?.string(), "offline")
         XCTAssertEqual(try missed["missed"]?.bool(), true)
+        // An offline engine carries no load (its last one is stale).
+        let offline = try await registry.get(e.id)
+        XCTAssertEqual(offline?.state, .offline)
+        XCTAssertEqual(offline?.load, 0)
         // Nothing more to mark, nothing more published.
         _ = try await registry.sweep()
         XCTAssertEqual(bus.retained(subject: e.id.text).count, 2)
