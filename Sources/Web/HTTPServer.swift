@@ -152,6 +152,11 @@ public final class HTTPServer: Sendable {
             state.add(loop: loop, listener: listener, registry: registry, trimmer: trimmer, address: actual)
             loop.spawn {
                 let l = listener.value
+                // Failed accepts since the last warning, and when it was: one line per
+                // episode and then at most one every 10 s (an fd limit hit under load
+                // logged 40 lines a second).
+                var failedAccepts = 0
+                var warnedAt: MonotonicInstant?
                 while true {
                     let conn: TCPConnection
                     do {
@@ -161,9 +166,20 @@ public final class HTTPServer: Sendable {
                     } catch {
                         // EMFILE, ENFILE, ENOMEM...: the listener must keep accepting once
                         // the pressure passes, so back off briefly and try again.
-                        server.logger.warning("accept failed; retrying", metadata: ["error": "\(error)"])
+                        failedAccepts += 1
+                        if warnedAt.map({ loop.now - $0 >= .seconds(10) }) ?? true {
+                            server.logger.warning("accept failed; retrying every 50 ms", metadata: [
+                                "error": "\(error)", "failed_since_last_warning": "\(failedAccepts)"])
+                            failedAccepts = 0
+                            warnedAt = loop.now
+                        }
                         try? await loop.sleep(for: .milliseconds(50))
                         continue
+                    }
+                    if warnedAt != nil {
+                        server.logger.notice("accepting again", metadata: ["failed_since_last_warning": "\(failedAccepts)"])
+                        failedAccepts = 0
+                        warnedAt = nil
                     }
                     // Past the server's cap, new connections are closed at once (RST): the
                     // fds and pools stay for the connections already served.
