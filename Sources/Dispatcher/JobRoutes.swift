@@ -167,11 +167,12 @@ extension DispatchServer {
         let hasReplay = sub.replayedThrough > (after ?? 0)
         // A finished job whose JobFinished the bus no longer holds (a restart, a subject
         // forgotten) is told its end with this id: the first of its last update's
-        // millisecond, at or below the id its real JobFinished got (published after that
-        // update committed, ids made from the same clock). A client that saw either has
-        // nothing more to get: 204, which tells EventSource to stop.
+        // millisecond, at or below the id its real JobFinished got (JobService publishes a
+        // job's events at or above it). A client that saw either has nothing more to get:
+        // 204, which tells EventSource to stop. So has one at or past the newest event the
+        // bus holds for the finished job (its JobFinished).
         let finishID = Event.firstID(atUnixMilliseconds: current.updatedAt)
-        if finished, !hasReplay, let after, after >= finishID { return Response(status: 204) }
+        if finished, !hasReplay, let after, sub.replayedThrough > 0 || after >= finishID { return Response(status: 204) }
         let finalPayload = JobService.eventPayload(current)
         let settings = self.settings
         // What waits for a slow reader: past this the stream ends, and the client resumes

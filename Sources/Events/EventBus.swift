@@ -61,6 +61,14 @@ public protocol EventBus: Sendable {
     @discardableResult
     func publish(subject: String, type: EventType, payload: String) async -> Event
 
+    /// `publish`, with an id of at least `notBelow` where the bus chooses its ids (the
+    /// in-process bus): a job's event is never below the id its update time stands for
+    /// (`Event.firstID(atUnixMilliseconds: updated_at)`), which a stream that says a
+    /// finished job's end from the record alone relies on. A bus whose ids come from
+    /// elsewhere (Redis) may ignore it; its consumers tolerate a repeated end.
+    @discardableResult
+    func publish(subject: String, type: EventType, payload: String, notBelow: UInt64) async -> Event
+
     /// The retained events of `subject` with ids greater than `after` (all retained when
     /// nil), then live ones. The subscription ends when the consumer stops iterating (the
     /// task is cancelled or the stream is dropped).
@@ -78,14 +86,19 @@ public protocol EventBus: Sendable {
 
 extension EventBus {
     public func run() async {}
+
+    @discardableResult
+    public func publish(subject: String, type: EventType, payload: String, notBelow: UInt64) async -> Event {
+        await publish(subject: subject, type: type, payload: payload)
+    }
 }
 
 extension EventBus {
     /// Publishes an event whose payload `build` writes (a JSON object).
     @discardableResult
-    public func publish(subject: String, type: EventType, _ build: (inout JSONWriter<[UInt8]>) -> Void) async -> Event {
+    public func publish(subject: String, type: EventType, notBelow: UInt64 = 0, _ build: (inout JSONWriter<[UInt8]>) -> Void) async -> Event {
         var w = JSONWriter()
         build(&w)
-        return await publish(subject: subject, type: type, payload: w.text)
+        return await publish(subject: subject, type: type, payload: w.text, notBelow: notBelow)
     }
 }

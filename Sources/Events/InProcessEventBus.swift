@@ -49,11 +49,16 @@ public final class InProcessEventBus: EventBus {
         publishNow(subject: subject, type: type, payload: payload)
     }
 
+    @discardableResult
+    public func publish(subject: String, type: EventType, payload: String, notBelow: UInt64) async -> Event {
+        publishNow(subject: subject, type: type, payload: payload, notBelow: notBelow)
+    }
+
     /// The synchronous form of `publish`.
     @discardableResult
-    public func publishNow(subject: String, type: EventType, payload: String) -> Event {
+    public func publishNow(subject: String, type: EventType, payload: String, notBelow: UInt64 = 0) -> Event {
         let window = max(1, replayWindow())
-        let floor = Event.firstID(atUnixMilliseconds: clock.unixMilliseconds)
+        let floor = max(notBelow, Event.firstID(atUnixMilliseconds: clock.unixMilliseconds))
         return state.withLock { s in
             s.lastEventID = max(s.lastEventID + 1, floor)
             let event = Event(id: s.lastEventID, subject: subject, type: type, payload: payload)

@@ -291,7 +291,12 @@ public final class JobService: Sendable {
     }
 
     func publish(_ job: Job, _ type: EventType, detail: ProgressDetail? = nil) async {
-        await events.publish(subject: job.id.text, type: type) { w in Self.writeEventPayload(job, detail: detail, into: &w) }
+        // Never below its update time's id: updated_at can run ahead of the clock (two
+        // changes in one millisecond), and a stream that says a finished job's end from the
+        // record alone uses that id (JobRoutes).
+        await events.publish(subject: job.id.text, type: type, notBelow: Event.firstID(atUnixMilliseconds: job.updatedAt)) { w in
+            Self.writeEventPayload(job, detail: detail, into: &w)
+        }
     }
 
     /// The event payload: {"job_id","state","progress","reason","attempts","lease_epoch","engine_id","updated_at"}.

@@ -268,6 +268,19 @@ class JobServiceTests: XCTestCase {
 
     // MARK: Expiry
 
+    /// A job's events are never below the id its update time stands for, even when two
+    /// changes in one millisecond put updated_at ahead of the clock: an event stream that
+    /// says a finished job's end from the record alone gives it that id, and a client that
+    /// saw the real JobFinished must not be sent another (an outside probe saw it twice).
+    func testAJobsEventsAreNeverBelowItsUpdateTime() async throws {
+        let job = try await submit()
+        let cancelled = try await service.cancel(job.id)   // the same millisecond on the manual clock
+        XCTAssertGreaterThan(cancelled.updatedAt, clock.unixMilliseconds, "updated_at ran ahead of the clock")
+        let finished = try XCTUnwrap(bus.retained(subject: job.id.text).last)
+        XCTAssertEqual(finished.type, .jobFinished)
+        XCTAssertGreaterThanOrEqual(finished.id, Event.firstID(atUnixMilliseconds: cancelled.updatedAt))
+    }
+
     /// The once-a-second sweeps read through their partial indexes, never every pending job
     /// and a sort: their cost does not grow with the backlog.
     func testTheSweepsUseTheirPartialIndexes() async throws {
