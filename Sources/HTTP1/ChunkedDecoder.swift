@@ -44,6 +44,9 @@ public struct ChunkedDecoder: Sendable {
         self.trailerLineMax = trailerLineMax
     }
 
+    /// Hex digits a chunk-size may have, leading zeros included.
+    static let sizeDigitsMax = 64
+
     public var isComplete: Bool { if case .done = state { return true } else { return false } }
 
     /// Decodes `input`, appending events to `events`. Returns how many bytes were consumed
@@ -67,15 +70,10 @@ public struct ChunkedDecoder: Sendable {
                 if let d = hexValue(c) {
                     // A size of 2^60 or more (15 significant hex digits) is far beyond any
                     // body we accept; more is an attack. Leading zeros are a valid size
-                    // (chunk-size = 1*HEXDIG), but they carry nothing: past the first they
-                    // count against the overhead cap, as extensions do.
+                    // (chunk-size = 1*HEXDIG, "%08x" padding is common): a size line may
+                    // have up to `sizeDigitsMax` digits, each line on its own.
                     guard value >> 56 == 0 else { throw .bad("chunk size overflows") }
-                    if d == 0 && value == 0 && digits > 0 {
-                        overheadBytes += 1
-                        if overheadBytes > overheadBytesMax {
-                            throw HTTPParseError(status: 431, "chunk extensions, trailers and leading zeros exceed \(overheadBytesMax) bytes")
-                        }
-                    }
+                    guard digits < Self.sizeDigitsMax else { throw .bad("chunk size has more than \(Self.sizeDigitsMax) digits") }
                     state = .size(value: value << 4 | UInt64(d), digits: digits + 1)
                     i += 1
                 } else {

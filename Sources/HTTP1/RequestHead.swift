@@ -189,7 +189,10 @@ public struct RequestHeadParser: Sendable {
               b[p + 5] == 0x31, b[p + 6] == 0x2E, b[p + 7] >= 0x30 && b[p + 7] <= 0x39,           // "1." DIGIT
               b[p + 8] == 0x0D, b[p + 9] == 0x0A
         else {
-            if p + 5 <= headLength, b[p] == 0x48, b[p + 4] == 0x2F, b[p + 5] != 0x31 {
+            // A well-formed version of another major (HTTP/2.0, HTTP/0.9) is 505; anything
+            // else (HTTP/01.1, HTTP/1.x) is malformed, 400.
+            if p + 8 <= headLength, b[p] == 0x48, b[p + 1] == 0x54, b[p + 2] == 0x54, b[p + 3] == 0x50, b[p + 4] == 0x2F,
+               b[p + 5] >= 0x30 && b[p + 5] <= 0x39, b[p + 5] != 0x31, b[p + 6] == 0x2E, b[p + 7] >= 0x30 && b[p + 7] <= 0x39 {
                 throw HTTPParseError(status: 505, "only HTTP/1.0 and HTTP/1.1 are supported")
             }
             throw .bad("malformed HTTP version in request line")

@@ -104,18 +104,26 @@ final class ChunkedAndSerializerTests: XCTestCase {
         }
     }
 
-    func testLeadingZerosCountAgainstTheOverheadCap() {
-        // Zeros past the first carry nothing: endless ones are refused like endless extensions.
-        var d = ChunkedDecoder(overheadBytesMax: 100)
+    func testLeadingZerosAreBoundedPerSizeLine() {
+        // Up to 64 digits a line, whatever the number of lines: padded sizes ("%08x") are
+        // common, and a long body of them must not add up to a refusal.
         var events: [ChunkedDecoder.Event] = []
-        let zeros = [UInt8](repeating: 0x30, count: 102)
-        XCTAssertThrowsError(try zeros.withUnsafeBytes { try d.decode($0, into: &events) }) {
-            XCTAssertEqual(($0 as? HTTPParseError)?.status, 431)
+        var padded = ChunkedDecoder()
+        let chunk = Array("00000010".utf8) + Array("\r\n".utf8) + [UInt8](repeating: 0x61, count: 16) + Array("\r\n".utf8)
+        let body = Array((0..<20_000).map { _ in chunk }.joined()) + Array("00000000\r\n\r\n".utf8)
+        XCTAssertNoThrow(try body.withUnsafeBytes { _ = try padded.decode($0, into: &events) })
+        XCTAssertTrue(padded.isComplete)
+        XCTAssertEqual(padded.bodyBytes, 20_000 * 16)
+        var atMost = ChunkedDecoder()
+        let sixtyFour = Array("\(String(repeating: "0", count: 63))1\r\nx\r\n0\r\n\r\n".utf8)
+        XCTAssertNoThrow(try sixtyFour.withUnsafeBytes { _ = try atMost.decode($0, into: &events) })
+        XCTAssertTrue(atMost.isComplete)
+        // An endless size line is refused at its 65th digit.
+        var endless = ChunkedDecoder()
+        let zeros = [UInt8](repeating: 0x30, count: 65)
+        XCTAssertThrowsError(try zeros.withUnsafeBytes { try endless.decode($0, into: &events) }) {
+            XCTAssertEqual(($0 as? HTTPParseError)?.status, 400)
         }
-        var e = ChunkedDecoder(overheadBytesMax: 100)
-        let fits = Array("\(String(repeating: "0", count: 100))1\r\nx\r\n0\r\n\r\n".utf8)
-        XCTAssertNoThrow(try fits.withUnsafeBytes { _ = try e.decode($0, into: &events) })
-        XCTAssertTrue(e.isComplete)
     }
 
     func testBodyLimitIsCheckedBeforeTheData() {

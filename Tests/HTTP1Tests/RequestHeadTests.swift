@@ -179,6 +179,8 @@ final class RequestHeadTests: XCTestCase {
             ("lowercase version", "GET / http/1.1\r\nHost: a\r\n\r\n"),
             ("HTTP/1.10", "GET / HTTP/1.10\r\nHost: a\r\n\r\n"),
             ("HTTP/1.x", "GET / HTTP/1.x\r\nHost: a\r\n\r\n"),
+            ("HTTP/01.1", "GET / HTTP/01.1\r\nHost: a\r\n\r\n"),
+            ("HTTP/2", "GET / HTTP/2\r\nHost: a\r\n\r\n"),
             ("missing Host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"),
             ("two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             ("bare LF before the request line", "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
