@@ -86,7 +86,7 @@ public enum Conditional {
             return
         }
         let notModified: Bool
-        if let inm = request.header("If-None-Match") {
+        if let inm = request.headerList("If-None-Match") {
             notModified = tag.map { matches(inm, $0) } ?? false
         } else if let ims = request.header("If-Modified-Since").flatMap(HTTPDate.parse),
                   let lm = response.headers.value(of: "Last-Modified").flatMap(HTTPDate.parse) {
@@ -113,7 +113,7 @@ public enum Conditional {
     /// If-Unmodified-Since (an unparsable date is no condition). `tag` and `lastModified`
     /// describe the current representation; a resource with no tag matches only "*".
     public static func failsPrecondition(_ request: Request, tag: String?, lastModified: String?) -> Bool {
-        if let im = request.header("If-Match") {
+        if let im = request.headerList("If-Match") {
             return !matchesStrongly(im, tag)
         }
         if let ius = request.header("If-Unmodified-Since").flatMap(HTTPDate.parse),

@@ -64,6 +64,8 @@ public struct Request: Sendable {
     /// (credentials, an idempotency key) is refused when given twice.
     public func headerCount(_ name: String) -> Int { headers.count(of: name) }
     public func header(_ name: String) -> String? { headers.value(of: name) }
+    /// A list field (If-Match, If-None-Match...) sent on one line or several, as one list.
+    public func headerList(_ name: String) -> String? { headers.list(of: name) }
 
     /// The body parsed as JSON; malformed JSON is a 400 `invalid_json` with the offset.
     public func json() throws(APIError) -> JSONDocument {
@@ -202,6 +204,13 @@ extension Array where Element == (name: String, value: String) {
     func value(of name: String) -> String? {
         for f in self where f.name.utf8.count == name.utf8.count && f.name.equalsIgnoringCase(name) { return f.value }
         return nil
+    }
+
+    /// Every field named `name` as one comma-separated list, in order (RFC 9110 §5.3: a
+    /// list field sent on several lines is the same as one line); nil when there is none.
+    func list(of name: String) -> String? {
+        let values = filter { $0.name.utf8.count == name.utf8.count && $0.name.equalsIgnoringCase(name) }.map(\.value)
+        return values.isEmpty ? nil : values.joined(separator: ", ")
     }
 
     /// How many fields are named `name` (ASCII case-insensitive).

@@ -77,7 +77,10 @@ public enum StandardMiddleware {
                 return r
             }
             guard let principal = found else {
-                return APIError.unauthorized(presented: request.headerCount("Authorization") > 0)
+                // Only Bearer credentials count as presented (RFC 6750 §3.1: a request with
+                // none, or with another scheme's, gets no error code).
+                let bearer = request.headers.contains { $0.name.equalsIgnoringCase("Authorization") && $0.value.lowercased().hasPrefix("bearer") }
+                return APIError.unauthorized(presented: bearer)
             }
             var req = request
             req.principal = principal

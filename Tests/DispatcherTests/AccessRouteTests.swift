@@ -270,6 +270,10 @@ final class AccessRouteTests: XCTestCase {
             XCTAssertEqual(try json(r.text)["error"]?["code"]?.string(), "unauthorized")
             XCTAssertTrue(try json(r.text)["error"]?["message"]?.string().hasPrefix(key == nil ? "missing credentials" : "invalid credentials") == true, r.text)
         }
+        // Another scheme's credentials are no Bearer token presented: no error code.
+        let basic = try await h.call("GET", "/api/v1/keys", headers: [("Authorization", "Basic YWRtaW46YWRtaW4=")])
+        XCTAssertEqual(basic.status, 401)
+        XCTAssertEqual(basic.headers.first { $0.name.lowercased() == "www-authenticate" }?.value, #"Bearer realm="spool""#)
         // Open routes need no key.
         for path in ["/api/v1/health", "/api/v1/version", "/api/v1/ready"] {
             let r = try await h.call("GET", path)

@@ -230,6 +230,7 @@ class FileRouteTests: XCTestCase {
         let cases: [([(String, String)], Int)] = [
             ([("If-Match", etag)], 200),
             ([("If-Match", "\"other\", \(etag)")], 200),
+            ([("If-Match", "\"other\""), ("If-Match", etag)], 200),        // one list over two lines
             ([("If-Match", "*")], 200),
             ([("If-Match", "\"other\"")], 412),
             ([("If-Match", "W/\(etag)")], 412),                       // strong comparison
