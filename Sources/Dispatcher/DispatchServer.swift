@@ -62,6 +62,9 @@ public final class DispatchServer: Sendable {
     public let recordCache: RedisRecordCache?
     /// Each caller's last write position, for reads on replicas (ReadRouting.swift).
     let consistency = ConsistencyFloors()
+    /// Room held back beside the SQLite database for a file delete on a full disk
+    /// (Persistence/DiskBallast.swift); nil on PostgreSQL.
+    public let ballast: DiskBallast?
 
     /// Opens the database and the services under `dataDirectory` (created if missing).
     /// `wrapQueue` wraps the job queue the settings choose (tests: a queue slower than
@@ -172,6 +175,9 @@ public final class DispatchServer: Sendable {
         if let recordCache {
             metrics.onScrape { m in m.setRecordCache(recordCache.figures) }
         }
+        if let ballast = server.ballast, await !ballast.ensure(keepFree: server.uploadReserveBytes) {
+            logger.warning("cannot hold \(ballast.bytes >> 20) MiB beside the database at \(ballast.path) (no room?): a full disk may refuse even file deletes until room is made outside the server")
+        }
         // The reconciler's first pass: what is pending in the database is ready (the
         // in-process queue starts empty; Redis may have lost what it held).
         try await server.reconcileQueue()
@@ -189,6 +195,7 @@ public final class DispatchServer: Sendable {
          events: any EventBus, jobs: JobService, files: FileService, scheduler: Scheduler, webhooks: WebhookService,
          queue: any MessageQueue, redis: RedisClient?, recordCache: RedisRecordCache? = nil) {
         self.recordCache = recordCache
+        if case .sqlite = database { ballast = DiskBallast(path: dataDirectory + "/spool.ballast") } else { ballast = nil }
         self.scheduler = scheduler
         self.queue = queue
         self.redis = redis

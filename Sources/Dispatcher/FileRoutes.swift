@@ -11,6 +11,7 @@
 // an admin key sees every tenant's and may filter the list with `tenant=`.
 import Files
 import JSON
+import Persistence
 import ServerConfig
 import SpoolAPI
 import SpoolModel
@@ -79,7 +80,7 @@ extension DispatchServer {
             if Conditional.failsPrecondition(req, tag: etag, lastModified: HTTPDate.format(lastModified)) {
                 throw Conditional.preconditionFailedError
             }
-            if let inm = req.header("If-None-Match"), ifNoneMatch(inm, matches: etag) {
+            if let inm = req.headerList("If-None-Match"), ifNoneMatch(inm, matches: etag) {
                 return Response(status: 304, headers: [("ETag", etag), ("Last-Modified", HTTPDate.format(lastModified))])
             }
             switch try await files.location(of: record) {
@@ -111,9 +112,28 @@ extension DispatchServer {
                     throw Conditional.preconditionFailedError
                 }
             }
-            try await files.delete(id: id, tenant: tenant)
+            try await self.deleteFile(id, tenant: tenant)
             return Response(status: 204)
         }
+    }
+}
+
+extension DispatchServer {
+    /// The free space uploads leave (LocalStorage.reserveBytes; 0 for a remote store).
+    var uploadReserveBytes: Int64 { (files.storage as? LocalStorage)?.reserveBytes ?? 0 }
+
+    /// Deletes a file even on a full disk: when the database cannot commit the delete for
+    /// want of room, the ballast beside it is let go and the delete tried once more; the
+    /// ballast is taken back once there is room for it above the upload reserve.
+    func deleteFile(_ id: FileID, tenant: String?) async throws {
+        do {
+            try await files.delete(id: id, tenant: tenant)
+        } catch let e as PersistenceError where e.kind == .full {
+            guard let ballast, await ballast.release() else { throw e }
+            logger.warning("the disk is full: let the \(ballast.bytes >> 20) MiB ballast go so that a file delete can commit")
+            try await files.delete(id: id, tenant: tenant)
+        }
+        if let ballast, !ballast.isHeld { await ballast.ensure(keepFree: uploadReserveBytes) }
     }
 }
 
