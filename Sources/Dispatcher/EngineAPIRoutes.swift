@@ -102,8 +102,13 @@ extension DispatchServer {
             }
             var wait = Duration.seconds(20)
             if let w = req.query("wait") {
-                guard let s = Double(w), s.isFinite, s >= 0 else { throw ModelError.invalidField("wait", "must be seconds (0 to 60)") }
-                wait = min(Self.leaseWaitMax, .milliseconds(Int64(s * 1000)))
+                // Decimal seconds (Double() also reads hex and exponents); capped at 60 s
+                // before the conversion to milliseconds, which traps past Int64 (wait=1e16
+                // killed the server).
+                guard !w.isEmpty, w.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }), let s = Double(w), s.isFinite, s >= 0 else {
+                    throw ModelError.invalidField("wait", "must be seconds (0 to 60)")
+                }
+                wait = s >= 60 ? Self.leaseWaitMax : .milliseconds(Int64(s * 1000))
             }
             guard let job = await scheduler.lease(engine: engine.id, capabilities: engineCapabilities(engine), wait: wait) else {
                 return Response(status: 204)
@@ -184,7 +189,7 @@ extension DispatchServer {
                 guard q.kind == .object || q.kind == .array else { throw ModelError.invalidField("/quality_report", "must be an object") }
                 quality = q.rawText
             }
-            let work = try number(root, "work")
+            let work = try number(root, "work", in: 0...1e18)
             let done = try await jobs.complete(job.id, engine: engine.id, leaseEpoch: job.leaseEpoch,
                                                result: JobResult(outputs: outputs, qualityReport: quality))
             scheduler.finished(job.id, measuredWork: work)

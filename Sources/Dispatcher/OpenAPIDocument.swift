@@ -346,7 +346,7 @@ public enum OpenAPIDocument {
    "Completion": {"type": "object", "required": ["lease_epoch", "outputs"], "additionalProperties": false, "properties": {
     "lease_epoch": {"type": "integer", "minimum": 0},
     "outputs": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["file_id", "name"], "properties": {"file_id": {"type": "string"}, "name": {"type": "string"}}}},
-    "quality_report": {"type": ["object", "null"]}, "work": {"type": "number", "minimum": 0}}},
+    "quality_report": {"type": ["object", "null"]}, "work": {"type": "number", "minimum": 0, "maximum": 1000000000000000000}}},
    "Failure": {"type": "object", "required": ["lease_epoch"], "additionalProperties": false, "properties": {
     "lease_epoch": {"type": "integer", "minimum": 0}, "reason": {"type": "string", "maxLength": 1000}, "requeue": {"type": "boolean"}}},
    "JobStateBrief": {"type": "object", "required": ["id", "state", "progress", "lease_epoch"], "properties": {

@@ -311,9 +311,13 @@ public final class Scheduler: Sendable {
     public func finished(_ jobID: JobID, measuredWork: Double?) {
         state.withLock { s in
             guard let charge = s.charged.removeValue(forKey: jobID.text) else { return }
-            guard let measuredWork, measuredWork.isFinite, measuredWork > 0 else { return }
+            guard var measuredWork, measuredWork.isFinite, measuredWork > 0 else { return }
+            // An engine's figure is trusted within a factor of 1000 of the estimate: one
+            // absurd report (1.7e308) made every later cost infinite and fair shares moot.
+            let estimate = max(1, charge.estimate)
+            measuredWork = min(max(measuredWork, estimate / 1000), estimate * 1000)
             s.fair.correct(charge.tenant, estimated: charge.cost, measured: measuredWork)
-            let sample = measuredWork / max(1, charge.estimate)
+            let sample = measuredWork / estimate
             s.workRatio = s.workRatio.map { $0 * 0.8 + sample * 0.2 } ?? sample
         }
     }

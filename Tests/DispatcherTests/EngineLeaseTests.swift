@@ -69,6 +69,28 @@ class EngineLeaseTests: XCTestCase {
         await h.stop()
     }
 
+    /// `wait` is decimal seconds, capped at 60 before it becomes milliseconds (wait=1e16
+    /// trapped converting to Int64 and killed the server); hex and exponents are 422.
+    func testLeaseWaitIsReadSafely() async throws {
+        let h = try await start()
+        let key = try await h.adminKey()
+        let e = try await register(h, name: "e-wait")
+        for bad in ["1e16", "0x10", "-1", "", "1e300", "inf"] {
+            let r = try await h.call("POST", "/api/v1/engines/\(e.0)/lease?wait=\(bad)", key: e.1)
+            XCTAssertEqual(r.status, 422, "wait=\(bad): \(r.text)")
+        }
+        // A huge decimal is capped, not trapped on: with a job pending and the scheduler
+        // running, the long poll answers at once.
+        let background = Task { await h.dispatch.runBackground() }
+        defer { background.cancel() }
+        _ = try await submit(h, key: key)
+        let r = try await h.call("POST", "/api/v1/engines/\(e.0)/lease?wait=99999999999999999999", key: e.1)
+        XCTAssertEqual(r.status, 200, r.text)
+        let health = try await h.call("GET", "/api/v1/health")
+        XCTAssertEqual(health.status, 200, "the server is alive")
+        await h.stop()
+    }
+
     func testLeaseDataPathAndCompletionWithFencing() async throws {
         let h = try await start()
         let key = try await h.adminKey()
@@ -130,6 +152,10 @@ class EngineLeaseTests: XCTestCase {
             let v14 = try await h.call("POST", base + "/outputs?lease_epoch=1&name=\(bad)", key: e.1, body: "x").status
             XCTAssertEqual(v14, 422, bad)
         }
+        // A measured work past 1e18 is no measurement: 422, nothing recorded.
+        let absurd = try await h.call("POST", base + "/complete", key: e.1,
+                                      body: #"{"lease_epoch":1,"outputs":[{"name":"h264-720p.mp4","file_id":"\#(outID)"}],"work":1.7e308}"#)
+        XCTAssertEqual(absurd.status, 422, absurd.text)
         let done = try await h.call("POST", base + "/complete", key: e.1,
                                     body: #"{"lease_epoch":1,"outputs":[{"name":"h264-720p.mp4","file_id":"\#(outID)"}],"quality_report":{"outputs":[]},"work":1000}"#)
         XCTAssertEqual(done.status, 200, done.text)
