@@ -404,23 +404,37 @@ public final class WebhookService: Sendable {
         config.admit = { address in policy.refusal(address.ipBytes) }
         // No connection is kept (maxIdlePerOrigin 0): each attempt dials afresh, through the guard.
         let client = HTTPClient(configuration: config)
+        // Only the status counts: the body is read and dropped, and past 64 KiB the
+        // reading stops with the status in hand (a 2xx with a huge or endless body was
+        // retried as a failure, so the receiver got the event again and again).
+        struct StatusKnown: Error { let status: Int }
+        let bodyMax = config.responseBodyMax
+        var received = 0
+        let status: Int
         do {
-            let r = try await client.execute(ClientRequest(method: "POST", url: d.url, headers: [
+            status = try await client.execute(ClientRequest(method: "POST", url: d.url, headers: [
                 ("Content-Type", "application/json"), ("webhook-id", d.id), ("webhook-timestamp", String(timestamp)),
                 ("webhook-signature", signature),
-            ], body: .bytes(body)))
-            switch r.status {
-            case 200..<300: return .delivered(r.status)
-            case 410: return .disabled(410)
-            case 408, 429, 500...599: return .retry(r.status, "the receiver answered \(r.status)")
-            case 300..<400: return .failed(r.status, "the receiver answered \(r.status) (redirects are not followed)")
-            default: return .failed(r.status, "the receiver answered \(r.status)")
-            }
+            ], body: .bytes(body)), awaiting: { head, piece in
+                received += piece.count
+                if received > bodyMax { throw StatusKnown(status: head.status) }
+            }).status
         } catch {
-            // A receiver whose certificate does not verify is not sent the payload; that is
-            // retried like a connection failure (a certificate is often fixed within hours).
-            if error.kind == .refusedAddress || error.kind == .invalidURL { return .failed(nil, error.description) }
-            return .retry(nil, error.description)
+            if error.kind == .callbackFailed, let known = error.cause as? StatusKnown {
+                status = known.status
+            } else {
+                // A receiver whose certificate does not verify is not sent the payload; that
+                // is retried like a connection failure (a certificate is often fixed within hours).
+                if error.kind == .refusedAddress || error.kind == .invalidURL { return .failed(nil, error.description) }
+                return .retry(nil, error.description)
+            }
+        }
+        switch status {
+        case 200..<300: return .delivered(status)
+        case 410: return .disabled(410)
+        case 408, 429, 500...599: return .retry(status, "the receiver answered \(status)")
+        case 300..<400: return .failed(status, "the receiver answered \(status) (redirects are not followed)")
+        default: return .failed(status, "the receiver answered \(status)")
         }
     }
 }

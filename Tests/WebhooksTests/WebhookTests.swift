@@ -93,7 +93,8 @@ final class Receiver: Sendable {
     let log: Log
     let server: HTTPServer
 
-    init(statuses: [Int]) async throws {
+    /// `bodyBytes`: the size of the body every answer carries.
+    init(statuses: [Int], bodyBytes: Int = 0) async throws {
         let log = Log(statuses)
         self.log = log
         let router = Router { r in
@@ -101,7 +102,7 @@ final class Receiver: Sendable {
                 h.post("job") { req in
                     log.hits.withLock { $0.append(Hit(headers: req.headers, body: req.body)) }
                     let status = log.script.withLock { $0.isEmpty ? 200 : $0.removeFirst() }
-                    return Response(status: status)
+                    return Response(status: status, body: [UInt8](repeating: 0x61, count: bodyBytes))
                 }
             }
         }
@@ -222,6 +223,16 @@ final class DeliveryTests: XCTestCase {
         let passes = webhooks.runPasses - before
         XCTAssertGreaterThan(passes, 0, "the sender still ticks")
         XCTAssertLessThan(passes, 50, "passes in one idle second after a delivery: \(passes)")
+    }
+
+    /// A 2xx is a delivery whatever its body: a receiver answering 200 with 1 MiB (past the
+    /// 64 KiB the sender reads) got the event again and again as a failure.
+    func testA2xxWithALargeBodyIsDelivered() async throws {
+        let receiver = try await Receiver(statuses: [200], bodyBytes: 1 << 20)
+        let d = try await waitForFinalState(try await finishedJob(url: receiver.url))
+        XCTAssertEqual(d.state, .delivered)
+        XCTAssertEqual(d.attempts, 1)
+        XCTAssertEqual(receiver.received.count, 1)
     }
 
     func testGoneDisablesTheURLAndOtherClientErrorsFailAtOnce() async throws {
