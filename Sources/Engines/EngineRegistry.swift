@@ -110,6 +110,15 @@ public final class EngineRegistry: Sendable {
                 revoked_at BIGINT
             );
             """),
+        // The heartbeat sweep (every 2 s) reads only engines not offline, through this
+        // index: without it each sweep read every row, and state and last_heartbeat sit
+        // after the capabilities (up to 64 KiB), so every offline engine's overflow pages
+        // too (an outside probe: idle CPU grew with registrations, 3.4 % at 4,000).
+        SQLMigration("engines.3", sqlite: """
+            CREATE INDEX engines_records_alive ON engines_records (last_heartbeat) WHERE state <> 'offline';
+            """, postgresql: """
+            CREATE INDEX engines_records_alive ON engines_records (last_heartbeat) WHERE state <> 'offline';
+            """),
     ]
 
     public static func open(database: any RelationalDatabase, clock: any WallClock,
@@ -204,16 +213,19 @@ public final class EngineRegistry: Sendable {
     @discardableResult
     public func markOffline(missedSince cutoff: Int64) async throws -> [EngineID] {
         let gone = try await database.writing { db -> [(EngineID, Int64)] in
-            try db.query("""
-                UPDATE engines_records SET state = 'offline', load = 0 WHERE state <> 'offline' AND last_heartbeat < ?
-                RETURNING id, last_heartbeat
-                """, [cutoff]).compactMap { row in
+            try db.query(Self.sweepSQL, [cutoff]).compactMap { row in
                 try EngineID(row.string("id")).map { ($0, try row.int64("last_heartbeat")) }
             }.sorted { $0.0 < $1.0 }
         }
         for (id, last) in gone { await publishHeartbeat(id, state: .offline, load: nil, at: last, missed: true) }
         return gone.map(\.0)
     }
+
+    /// The sweep's statement: through engines_records_alive, it reads only engines not offline.
+    static let sweepSQL = """
+        UPDATE engines_records SET state = 'offline', load = 0 WHERE state <> 'offline' AND last_heartbeat < ?
+        RETURNING id, last_heartbeat
+        """
 
     /// `markOffline` with the settings' heartbeat timeout, now on the injected clock.
     @discardableResult

@@ -1,7 +1,7 @@
 // Engines: registration, heartbeats, offline after the heartbeat timeout on the injected
 // clock, filtered and paged listing, and the credential kept only as a hash. On SQLite
 // here; PostgresEngineRegistryTests runs every test again on PostgreSQL.
-import Engines
+@testable import Engines
 import Events
 import Foundation
 import JSON
@@ -63,6 +63,17 @@ class EngineRegistryTests: XCTestCase {
         // Nothing more to mark, nothing more published.
         _ = try await registry.sweep()
         XCTAssertEqual(bus.retained(subject: e.id.text).count, 2)
+    }
+
+    /// The heartbeat sweep reads engines not offline through its partial index, not every
+    /// row (whose capabilities come before state and last_heartbeat).
+    func testTheSweepReadsOnlyEnginesNotOffline() async throws {
+        let (_, _, db) = try await makeRegistry()
+        guard db is SQLiteDatabase else { return }   // the SQLite plan; PostgreSQL plans by its statistics
+        let plan = try await db.reading { s in
+            try s.query("EXPLAIN QUERY PLAN " + EngineRegistry.sweepSQL, [0]).map { try $0.string("detail") }
+        }.joined(separator: "; ")
+        XCTAssertTrue(plan.contains("engines_records_alive"), plan)
     }
 
     func testRegisterAndGetRoundTrip() async throws {
