@@ -199,9 +199,28 @@ extension DispatchServer {
         v1.post("engines/:id/jobs/:job/fail", body: .buffered(max: 16 << 10)) { req in
             let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
-            var reason = (try? root["reason"]?.string()) ?? "failed"
-            if reason.utf8.count > 1_000 { reason = String(reason.prefix(1_000)) }
-            let requeue = (try? root["requeue"]?.bool()) ?? false
+            // Wrong types are the engine's bug, said as such: a "requeue" read as false
+            // would burn an attempt the engine meant to give back.
+            var reason = "failed"
+            if let r = root["reason"], !r.isNull {
+                guard let text = try? r.string() else { throw ModelError.invalidField("/reason", "must be a string") }
+                reason = text
+            }
+            // At most 1,000 bytes, cut at a character boundary (a count of characters let
+            // one letter with thousands of combining marks through).
+            if reason.utf8.count > 1_000 {
+                var cut = ""
+                for ch in reason {
+                    if cut.utf8.count + ch.utf8.count > 1_000 { break }
+                    cut.append(ch)
+                }
+                reason = cut.isEmpty ? "failed" : cut
+            }
+            var requeue = false
+            if let q = root["requeue"], !q.isNull {
+                guard let b = try? q.bool() else { throw ModelError.invalidField("/requeue", "must be true or false") }
+                requeue = b
+            }
             let updated: Job
             if requeue && job.state != .completing {
                 // Given back unstarted or interrupted (the engine is draining): no attempt counted.
@@ -278,7 +297,14 @@ func leasedJob(_ req: Request, _ engines: EngineRegistry, _ jobs: JobService) as
     }
     var epoch: Int64?
     if let q = req.query("lease_epoch") { epoch = Int64(q) }
-    if epoch == nil, req.method == "POST", !req.body.isEmpty, let v = try? req.json().root["lease_epoch"] { epoch = try? v.int64() }
+    if epoch == nil, req.method == "POST", !req.body.isEmpty {
+        // A body that does not parse is said as such (400 invalid_json, or the duplicate-key
+        // 422), not as a missing epoch; an epoch of the wrong type names its type.
+        if let v = try req.json().root["lease_epoch"], !v.isNull {
+            guard let n = try? v.int64() else { throw ModelError.invalidField("/lease_epoch", "must be an integer") }
+            epoch = n
+        }
+    }
     guard let epoch else { throw ModelError.invalidField("lease_epoch", "is required (the epoch the lease was given with)") }
     guard job.engineID == engine.id, job.leaseEpoch == epoch, job.state.isLeased else {
         throw ModelError(.staleLease, "job \(id.text) is not held by this engine under lease epoch \(epoch) (now: \(job.state.rawValue), epoch \(job.leaseEpoch))",

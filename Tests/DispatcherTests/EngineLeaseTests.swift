@@ -152,6 +152,13 @@ class EngineLeaseTests: XCTestCase {
             let v14 = try await h.call("POST", base + "/outputs?lease_epoch=1&name=\(bad)", key: e.1, body: "x").status
             XCTAssertEqual(v14, 422, bad)
         }
+        // A body that does not parse is said as such, not as a missing epoch.
+        let broken = try await h.call("POST", base + "/complete", key: e.1, body: #"{"lease_epoch":1,"outputs":["#)
+        XCTAssertEqual(broken.status, 400, broken.text)
+        XCTAssertEqual(try json(broken.text)["error"]?["code"]?.string(), "invalid_json")
+        let typed = try await h.call("POST", base + "/complete", key: e.1, body: #"{"lease_epoch":"1","outputs":[]}"#)
+        XCTAssertEqual(typed.status, 422, typed.text)
+        XCTAssertNotNil(try json(typed.text)["error"]?["details"]?["/lease_epoch"], typed.text)
         // A measured work past 1e18 is no measurement: 422, nothing recorded.
         let absurd = try await h.call("POST", base + "/complete", key: e.1,
                                       body: #"{"lease_epoch":1,"outputs":[{"name":"h264-720p.mp4","file_id":"\#(outID)"}],"work":1.7e308}"#)
@@ -258,6 +265,13 @@ class EngineLeaseTests: XCTestCase {
         let jobID = try await submit(h, key: key)
         let v29 = try await lease(h, e).status
         XCTAssertEqual(v29, 200)
+        // A requeue or reason of the wrong type is refused, not read as false or "failed".
+        for (body, field) in [(#"{"lease_epoch":1,"requeue":"true"}"#, "/requeue"), (#"{"lease_epoch":1,"requeue":1}"#, "/requeue"),
+                              (#"{"lease_epoch":1,"reason":42}"#, "/reason")] {
+            let bad = try await h.call("POST", "/api/v1/engines/\(e.0)/jobs/\(jobID)/fail", key: e.1, body: body)
+            XCTAssertEqual(bad.status, 422, body)
+            XCTAssertNotNil(try json(bad.text)["error"]?["details"]?[field], bad.text)
+        }
         let r = try await h.call("POST", "/api/v1/engines/\(e.0)/jobs/\(jobID)/fail", key: e.1,
                                  body: #"{"lease_epoch":1,"reason":"engine draining","requeue":true}"#)
         XCTAssertEqual(r.status, 200, r.text)
