@@ -133,7 +133,8 @@ extension DispatchServer {
             logger.warning("the disk is full: let the \(ballast.bytes >> 20) MiB ballast go so that a file delete can commit")
             try await files.delete(id: id, tenant: tenant)
         }
-        if let ballast, !ballast.isHeld { await ballast.ensure(keepFree: uploadReserveBytes) }
+        // Off the loop thread (it stats, and may allocate): a no-op while the ballast is held.
+        if let ballast { await ballast.ensure(keepFree: uploadReserveBytes) }
     }
 }
 
