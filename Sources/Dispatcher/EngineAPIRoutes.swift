@@ -121,11 +121,9 @@ extension DispatchServer {
             let record = try await files.metadata(id: job.inputFileID, tenant: job.tenant)
             switch try await files.location(of: record) {
             case .localFile(let path):
-                let r = try await Response.file(path, for: req, contentType: record.contentType, etag: "\"" + record.sha256 + "\"",
-                                                lastModified: record.createdMilliseconds / 1000)
-                if req.method == "GET", case .file(_, let range)? = r.stream {
-                    counters.downloaded?(Int64(range.map { $0.upperBound - $0.lowerBound } ?? UInt64(record.size)))
-                }
+                let r = try await Response.file(path, for: req, contentType: record.contentType, etag: record.entityTag,
+                                                lastModified: record.lastModifiedSeconds)
+                counters.countDownload(r, for: req, fileSize: record.size)
                 return r
             case .url(let url):
                 return Response(status: 307, headers: [("Location", url)])

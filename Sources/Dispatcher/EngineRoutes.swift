@@ -44,7 +44,7 @@ extension DispatchServer {
             try requireAdmin(req)
             var limit = 100
             if let l = req.query("limit") {
-                guard req.queryCount("limit") == 1 else { throw ModelError.invalidField("limit", "must be given at most once") }
+                if let repeated = repeatedParameter(req, "limit") { throw repeated }
                 guard let n = Int(l), (1...1_000).contains(n) else { throw ModelError.invalidField("limit", "must be 1 to 1000") }
                 limit = n
             }

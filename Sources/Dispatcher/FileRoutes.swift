@@ -74,8 +74,7 @@ extension DispatchServer {
         v1.get("files/:id") { req in
             let caller = try req.caller()
             let record = try await files.metadata(id: try fileID(req), tenant: caller.isAdmin ? nil : caller.tenant)
-            let etag = "\"" + record.sha256 + "\""
-            let lastModified = record.createdMilliseconds / 1000
+            let etag = record.entityTag, lastModified = record.lastModifiedSeconds
             // If-Match and If-Unmodified-Since come before If-None-Match (RFC 9110 §13.2.2).
             if Conditional.failsPrecondition(req, tag: etag, lastModified: HTTPDate.format(lastModified)) {
                 throw Conditional.preconditionFailedError
@@ -86,9 +85,7 @@ extension DispatchServer {
             switch try await files.location(of: record) {
             case .localFile(let path):
                 let r = try await Response.file(path, for: req, contentType: record.contentType, etag: etag, lastModified: lastModified)
-                if req.method == "GET", case .file(_, let range)? = r.stream {
-                    counters.downloaded?(Int64(range.map { $0.upperBound - $0.lowerBound } ?? UInt64(record.size)))
-                }
+                counters.countDownload(r, for: req, fileSize: record.size)
                 return r
             case .url(let url):
                 // A range the file cannot satisfy is answered here, in the API's own error
@@ -107,8 +104,7 @@ extension DispatchServer {
             // A file never changes, so its validators checked here still hold at the delete.
             if req.header("If-Match") != nil || req.header("If-Unmodified-Since") != nil {
                 let record = try await files.metadata(id: id, tenant: tenant)
-                if Conditional.failsPrecondition(req, tag: "\"" + record.sha256 + "\"",
-                                                 lastModified: HTTPDate.format(record.createdMilliseconds / 1000)) {
+                if Conditional.failsPrecondition(req, tag: record.entityTag, lastModified: HTTPDate.format(record.lastModifiedSeconds)) {
                     throw Conditional.preconditionFailedError
                 }
             }
@@ -136,6 +132,20 @@ extension DispatchServer {
         // Off the loop thread (it stats, and may allocate): a no-op while the ballast is held.
         if let ballast { await ballast.ensure(keepFree: uploadReserveBytes) }
     }
+}
+
+extension FileTransferCounters {
+    /// Counts a GET's file answer: the range it sends, or the whole file (not a HEAD's).
+    func countDownload(_ response: Response, for req: Request, fileSize: Int64) {
+        guard req.method == "GET", case .file(_, let range)? = response.stream else { return }
+        downloaded?(Int64(range.map { $0.upperBound - $0.lowerBound } ?? UInt64(max(0, fileSize))))
+    }
+}
+
+extension FileRecord {
+    /// The file's validators: its SHA-256 as a strong entity tag, and its creation second.
+    var entityTag: String { "\"" + sha256 + "\"" }
+    var lastModifiedSeconds: Int64 { createdMilliseconds / 1000 }
 }
 
 /// FileService's settings, read from the live configuration at each upload.

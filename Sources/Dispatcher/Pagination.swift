@@ -53,9 +53,8 @@ public struct PageCursorKey: Sendable {
     /// range, 400 for a bad cursor; cursor and offset together are a 422).
     public func page(of req: Request, filters: String) throws(APIError) -> PageRequest {
         var page = PageRequest(limit: PageRequest.defaultLimit, after: nil, offset: 0)
-        for name in ["limit", "offset", "cursor"] where req.queryCount(name) > 1 {
-            throw APIError(status: 422, code: "validation_failed", message: "\(name) is given more than once",
-                           details: [(name, "must be given at most once")])
+        for name in ["limit", "offset", "cursor"] {
+            if let repeated = repeatedParameter(req, name) { throw repeated.apiError }
         }
         if let l = req.query("limit") {
             guard let n = Int(l), (1...PageRequest.maxLimit).contains(n) else {
@@ -132,12 +131,16 @@ extension Response {
 /// parameters say. next_page_url leaves empty filters out, so it never carries one.
 func listFilter(_ req: Request, _ name: String, must rule: String, _ valid: (String) -> Bool) throws(ModelError) -> String? {
     guard let value = req.query(name) else { return nil }
-    // Which of two values would count is anyone's guess (the first one did, silently).
-    guard req.queryCount(name) == 1 else {
-        throw ModelError(.validationFailed, "\(name) is given more than once", details: [(name, "must be given at most once")])
-    }
+    if let repeated = repeatedParameter(req, name) { throw repeated }
     guard valid(value) else { throw ModelError(.validationFailed, "\(name) must be \(rule)", details: [(name, "must be \(rule)")]) }
     return value
+}
+
+/// The 422 for a query parameter given more than once (nil when it is not): which of two
+/// values would count is anyone's guess, and the first one used to, silently.
+func repeatedParameter(_ req: Request, _ name: String) -> ModelError? {
+    guard req.queryCount(name) > 1 else { return nil }
+    return ModelError(.validationFailed, "\(name) is given more than once", details: [(name, "must be given at most once")])
 }
 
 /// The `tenant` filter: 1 to 64 of a-z, 0-9, '_' and '-' (AccessService's rule for tenant names).

@@ -10,6 +10,7 @@
 // a body cut short, or an error answer, fails the job even when the transcode "finished".
 import Glibc
 import Jobs
+import ProcFS
 import Ring
 import Synchronization
 import Threads
@@ -174,11 +175,7 @@ extension EngineAgent {
         return written
     }
 
-    func freeBytes(_ path: String) -> Int64 {
-        var s = statvfs()
-        guard statvfs(path, &s) == 0 else { return 0 }
-        return Int64(s.f_bavail) * Int64(s.f_frsize)
-    }
+    func freeBytes(_ path: String) -> Int64 { FileSystemSpace.of(path: path)?.availableBytes ?? 0 }
 }
 
 /// The write end of the input FIFO: blocking writes (on the stream pool), closed once.

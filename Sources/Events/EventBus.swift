@@ -57,15 +57,11 @@ public struct EventSubscription: Sendable {
 
 public protocol EventBus: Sendable {
     /// Publishes an event (call it only after the change it reports committed) and returns
-    /// it with its id.
-    @discardableResult
-    func publish(subject: String, type: EventType, payload: String) async -> Event
-
-    /// `publish`, with an id of at least `notBelow` where the bus chooses its ids (the
-    /// in-process bus): a job's event is never below the id its update time stands for
-    /// (`Event.firstID(atUnixMilliseconds: updated_at)`), which a stream that says a
-    /// finished job's end from the record alone relies on. A bus whose ids come from
-    /// elsewhere (Redis) may ignore it; its consumers tolerate a repeated end.
+    /// it with its id: at least `notBelow` where the bus chooses its ids (the in-process
+    /// bus). A job's event is never below the id its update time stands for
+    /// (`Event.firstID(atUnixMilliseconds: updated_at)`), which a stream that says a finished
+    /// job's end from the record alone relies on. A bus whose ids come from elsewhere
+    /// (Redis) may ignore it; its consumers tolerate a repeated end.
     @discardableResult
     func publish(subject: String, type: EventType, payload: String, notBelow: UInt64) async -> Event
 
@@ -87,9 +83,10 @@ public protocol EventBus: Sendable {
 extension EventBus {
     public func run() async {}
 
+    /// `publish` with no floor on the id.
     @discardableResult
-    public func publish(subject: String, type: EventType, payload: String, notBelow: UInt64) async -> Event {
-        await publish(subject: subject, type: type, payload: payload)
+    public func publish(subject: String, type: EventType, payload: String) async -> Event {
+        await publish(subject: subject, type: type, payload: payload, notBelow: 0)
     }
 }
 

@@ -45,11 +45,6 @@ public final class InProcessEventBus: EventBus {
     }
 
     @discardableResult
-    public func publish(subject: String, type: EventType, payload: String) async -> Event {
-        publishNow(subject: subject, type: type, payload: payload)
-    }
-
-    @discardableResult
     public func publish(subject: String, type: EventType, payload: String, notBelow: UInt64) async -> Event {
         publishNow(subject: subject, type: type, payload: payload, notBelow: notBelow)
     }

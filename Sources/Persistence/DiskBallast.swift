@@ -7,6 +7,7 @@
 // again it is taken back.
 // Non-goals: reserving room for anything but that delete (uploads keep their own reserve,
 // LocalStorage.reserveBytes), or for PostgreSQL, whose disk is not ours.
+import ProcFS
 import Threads
 #if canImport(Glibc)
 import Glibc
@@ -22,23 +23,17 @@ public final class DiskBallast: Sendable {
     }
 
     /// Whether the ballast file is there, whole.
-    public var isHeld: Bool {
-        var st = stat()
-        return stat(path, &st) == 0 && Int64(st.st_size) >= bytes
-    }
+    public var isHeld: Bool { FileIdentity.of(path).map { $0.size >= bytes } ?? false }
 
     /// Creates the ballast when it is missing and the file system has room for it with
     /// `keepFree` bytes still free after it; true when it is held afterwards.
     @discardableResult
     public func ensure(keepFree: Int64) async -> Bool {
         let path = self.path, bytes = self.bytes
-        return (try? await BlockingPool.shared.run { () -> Bool in
-            var st = stat()
-            if stat(path, &st) == 0 && Int64(st.st_size) >= bytes { return true }
+        return (try? await BlockingPool.shared.run { [self] () -> Bool in
+            if isHeld { return true }
             let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-            var fs = statvfs()
-            guard statvfs(dir.isEmpty ? "/" : dir, &fs) == 0,
-                  Int64(fs.f_bavail) * Int64(fs.f_frsize) >= bytes + keepFree else { return false }
+            guard let space = FileSystemSpace.of(path: dir.isEmpty ? "/" : dir), space.availableBytes >= bytes + keepFree else { return false }
             let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else { return false }
             // Real blocks, not a sparse file: the point is that they are taken now.

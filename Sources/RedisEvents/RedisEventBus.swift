@@ -131,8 +131,9 @@ public final class RedisEventBus: EventBus {
 
     // MARK: Publishing
 
+    /// `notBelow` is not honoured: the ids are Redis's (XADD *), from its clock.
     @discardableResult
-    public func publish(subject: String, type: EventType, payload: String) async -> Event {
+    public func publish(subject: String, type: EventType, payload: String, notBelow _: UInt64) async -> Event {
         let window = max(1, replayWindow())
         var event: Event
         do {

@@ -49,8 +49,7 @@ public final class LocalStorage: StorageProvider {
             var rng = SystemRandomNumberGenerator()
             let probe = temporaryPrefix + "direct-probe-" + String(rng.next(), radix: 16)
             let direct = directWrites && File.directWritesWork(in: tmp, name: probe, alignment: directAlignment)
-            var fs = statvfs()
-            let total = statvfs(root, &fs) == 0 ? Int64(fs.f_blocks) * Int64(fs.f_frsize) : 0
+            let total = FileSystemSpace.of(path: root)?.totalBytes ?? 0
             return (direct, reserveBytes ?? defaultReserve(fileSystemBytes: total))
         }
         return LocalStorage(root: root, writesDirect: direct, reserveBytes: reserve)
@@ -75,15 +74,8 @@ public final class LocalStorage: StorageProvider {
         max(4 << 20, min(64 << 20, fileSystemBytes / 16))
     }
 
-    /// Free bytes for unprivileged writers on the file system of `fd` (nil: cannot tell).
-    static func availableBytes(fd: Int32) -> Int64? {
-        var fs = statvfs()
-        guard fstatvfs(fd, &fs) == 0 else { return nil }
-        return Int64(fs.f_bavail) * Int64(fs.f_frsize)
-    }
-
     private func checkReserve(_ file: File) throws(StorageError) {
-        guard reserveBytes > 0, let free = Self.availableBytes(fd: file.fd), free < reserveBytes else { return }
+        guard reserveBytes > 0, let free = FileSystemSpace.of(fd: file.fd)?.availableBytes, free < reserveBytes else { return }
         throw StorageError("the file system keeps \(reserveBytes >> 20) MiB free for the database (\(free >> 20) MiB left)", kind: .full)
     }
 
@@ -245,12 +237,11 @@ public final class LocalStorage: StorageProvider {
                     guard stat(d, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return "\(name(d)) is missing" }
                     guard access(d, W_OK) == 0 else { return "\(name(d)) is not writable" }
                 }
-                var fs = statvfs()
-                guard statvfs(dirs[1], &fs) == 0 else { return "cannot read the file system's free space" }
-                if fs.f_bavail == 0 { return "no free space left" }
-                let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+                guard let fs = FileSystemSpace.of(path: dirs[1]) else { return "cannot read the file system's free space" }
+                let free = fs.availableBytes
+                if free == 0 { return "no free space left" }
                 if free < reserve { return "less free space than the \(reserve >> 20) MiB kept for the database (\(free >> 20) MiB): uploads are refused" }
-                if fs.f_files > 0 && fs.f_favail == 0 { return "no free inodes left" }
+                if fs.inodesTotal > 0 && fs.inodesAvailable == 0 { return "no free inodes left" }
                 return nil
             }
         } catch {
