@@ -4,6 +4,7 @@
 #error "CURing needs _GNU_SOURCE (set in Package.swift cSettings)"
 #endif
 #include "CURing.h"
+#include "curing_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,16 +19,6 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-struct curing_ring {
-    struct io_uring ring;
-    struct io_uring_buf_ring *br;   // provided-buffer ring, NULL until set up
-    size_t br_bytes;
-    unsigned br_entries;
-    int br_group;
-    int br_pending;                 // buffers added since the last publish
-    int ring_fd_registered;         // io_uring_register_ring_fd succeeded
-};
 
 _Static_assert(sizeof(struct __kernel_timespec) == 16, "timeout storage is 16 bytes");
 
@@ -86,6 +77,7 @@ void curing_ring_destroy(curing_ring *r) {
     // ends). Only ours: an unregister by index with none made could drop another ring's.
     if (r->ring_fd_registered) (void)io_uring_unregister_ring_fd(&r->ring);
     io_uring_queue_exit(&r->ring);
+    curing_replays_destroy(r);
     free(r);
 }
 
@@ -159,7 +151,7 @@ unsigned curing_reap(curing_ring *r, curing_cqe *out, unsigned max) {
 }
 
 // Returns an SQE, submitting once to make room when the SQ is full.
-static struct io_uring_sqe *get_sqe(curing_ring *r) {
+struct io_uring_sqe *curing_get_sqe(curing_ring *r) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
     if (!sqe) {
         io_uring_submit(&r->ring);
@@ -175,7 +167,7 @@ static void apply_flags(struct io_uring_sqe *sqe, unsigned f) {
     if (f & CURING_SQE_CQE_SKIP) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-#define GET_SQE_OR_BUSY(sqe) struct io_uring_sqe *sqe = get_sqe(r); if (!sqe) return -EBUSY
+#define GET_SQE_OR_BUSY(sqe) struct io_uring_sqe *sqe = curing_get_sqe(r); if (!sqe) return -EBUSY
 
 int curing_prep_nop(curing_ring *r, uint64_t ud) {
     GET_SQE_OR_BUSY(sqe);

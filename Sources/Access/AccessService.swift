@@ -66,7 +66,8 @@ public final class AccessService: Sendable {
     static let fingerprintsMax = 4096
     /// Counts removals from `cache` (revocations, expiries, invalidation), bumped after
     /// each: a `CacheStamp` holds while it has not moved.
-    private let removals = Atomic<UInt64>(0)
+    /// A `SharedWord` so the HTTP server's replay in the reap can check it too.
+    public let removals = SharedWord()
 
     public static let migrations: [SQLMigration] = [
         SQLMigration("access.1", sqlite: """
@@ -142,7 +143,7 @@ public final class AccessService: Sendable {
         if let hit = cache.withLock({ $0[h] }) {
             if let lifetime = cacheLifetimeMilliseconds, now - hit.at >= lifetime {
                 cache.withLock { _ = $0.removeValue(forKey: h) }
-                removals.add(1, ordering: .releasing)
+                removals.wrappingAdd(1)
             } else {
                 remember(secret, as: h)
                 return hit.owner
@@ -179,7 +180,7 @@ public final class AccessService: Sendable {
         guard (16...256).contains(secret.count) else { return nil }
         // Read before the entry: a revocation that lands after this load bumps the epoch
         // after its removal, so a stamp never outlives the entry it vouches for.
-        let epoch = removals.load(ordering: .acquiring)
+        let epoch = removals.load()
         let fp = SecretFingerprint(secret)
         guard let h = fingerprints.withLock({ $0[fp] }), let hit = cache.withLock({ $0[h] }) else { return nil }
         var until = Int64.max
@@ -192,7 +193,7 @@ public final class AccessService: Sendable {
 
     /// Whether an owner `cachedOwnerStamped` gave with `stamp` is still what it would give.
     public func stillCurrent(_ stamp: CacheStamp) -> Bool {
-        removals.load(ordering: .acquiring) == stamp.epoch && (stamp.until == .max || clock.unixMilliseconds < stamp.until)
+        removals.load() == stamp.epoch && (stamp.until == .max || clock.unixMilliseconds < stamp.until)
     }
 
     /// Makes a key for `tenant`; the secret is returned here and never again.
@@ -242,14 +243,14 @@ public final class AccessService: Sendable {
         }
         // After the commit: no cached success outlives the revocation.
         cache.withLock { c in c = c.filter { $0.value.owner.keyID != id } }
-        removals.add(1, ordering: .releasing)
+        removals.wrappingAdd(1)
         guard exists else { throw ModelError(.notFound, "no key \(id.text)") }
     }
 
     /// Forgets every cached authentication (after keys were revoked in bulk).
     func invalidateCache() {
         cache.withLock { $0 = [:] }
-        removals.add(1, ordering: .releasing)
+        removals.wrappingAdd(1)
     }
 
     public func get(_ id: AccessKeyID) async throws -> AccessKeyRecord? {

@@ -13,6 +13,7 @@
 // middleware and caches decide), or when the store keeps nothing in memory (PostgreSQL).
 import Access
 import Jobs
+import Ring
 import SpoolAPI
 import SpoolModel
 import Threads
@@ -36,6 +37,9 @@ extension DispatchServer {
             recorder.record(nanoseconds: elapsed())
             return true
         }
+        // The same for the replays the io_uring reap answers by itself (guarded by the
+        // rendering's and the key cache's words, which is what `replayCheck` reads).
+        let reapRecorder = FastReplayRecorder { count, nanoseconds in recorder.record(count: count, totalNanoseconds: nanoseconds) }
         return { [jobs, access] request, response in
             let started = clock.now
             var tenant: String?
@@ -53,7 +57,13 @@ extension DispatchServer {
             response.header("Last-Modified", httpDate: job.updatedAt / 1000)
             response.body = job.json
             StandardMiddleware.requestID(request, &response)
-            response.replay = FastReplay(anchor: job, stamp0: stamp.epoch, stamp1: stamp.until, check: replayCheck)
+            // A key cache entry with a lifetime is checked against the wall clock: only the
+            // Swift check can do that.
+            let guards = stamp.until != .max ? nil
+                : noAuth ? [ReplayGuard(job.superseded, equals: 0)]
+                : [ReplayGuard(job.superseded, equals: 0), ReplayGuard(access.removals, equals: stamp.epoch)]
+            response.replay = FastReplay(anchor: job, stamp0: stamp.epoch, stamp1: stamp.until, check: replayCheck,
+                                         reapGuards: guards, recorder: reapRecorder)
             recorder.record(nanoseconds: clock.now.nanoseconds &- started.nanoseconds)
             return true
         }

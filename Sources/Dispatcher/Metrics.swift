@@ -200,4 +200,13 @@ public struct RequestRecorder: Sendable {
         counter.increment()
         histogram.record(Double(max(0, nanoseconds)) / 1e9)
     }
+
+    /// `count` requests that took `totalNanoseconds` together (the replays one reap
+    /// answered, ADR 0019 addendum 5): each is recorded with their mean.
+    public func record(count: Int, totalNanoseconds: Int64) {
+        guard count > 0 else { return }
+        counter.increment(by: Int64(count))
+        let each = Double(max(0, totalNanoseconds)) / Double(count) / 1e9
+        for _ in 0..<count { histogram.record(each) }
+    }
 }

@@ -13,6 +13,7 @@
 // Bounded: past `capacity` entries an arbitrary one is evicted (a miss only costs a read).
 import Synchronization
 import SpoolModel
+import Threads
 
 final class JobCache: Sendable {
     struct Entry: Sendable {
@@ -121,13 +122,15 @@ public final class JobRendering: Sendable {
     public let updatedAt: Int64
     /// Set once the cache no longer holds this rendering for its job (a newer record
     /// replaced it, or the entry was evicted or forgotten); never cleared.
-    private let superseded = Atomic<Bool>(false)
+    /// 0 while current, 1 after: a `SharedWord`, so the HTTP server's replay in the reap
+    /// can check it too (ADR 0019, addendum 5).
+    public let superseded = SharedWord()
 
     /// Whether this is still the cache's rendering of its job: a reader that kept it
     /// (the HTTP server's answer replay, ADR 0019) may keep using it while this holds.
-    public var isCurrent: Bool { !superseded.load(ordering: .acquiring) }
+    public var isCurrent: Bool { superseded.load() == 0 }
 
-    func supersede() { superseded.store(true, ordering: .releasing) }
+    func supersede() { superseded.store(1) }
 
     init(_ job: Job, json: [UInt8]) {
         self.json = json

@@ -85,7 +85,8 @@ enum BackendSelector {
             choice = Choice(backend: try EpollBackend(pool: pool), reason: "forced by SPOOL_IO_BACKEND=epoll")
         case .uring, .automatic:
             do {
-                let b = try URingBackend(entries: configuration.ringEntries, pool: pool, kernel: .running, recvBuffersMax: configuration.recvBuffersMax)
+                let b = try URingBackend(entries: configuration.ringEntries, pool: pool, kernel: .running, recvBuffersMax: configuration.recvBuffersMax,
+                                         slots: configuration.slotsMax)
                 choice = Choice(backend: b, reason: pref == .uring ? "forced by SPOOL_IO_BACKEND=uring" : "io_uring probe succeeded")
             } catch {
                 let why = explain(error)

@@ -2,6 +2,7 @@
 // (generation << 32 | slot), so a completion for a reused slot is caught, never
 // delivered to the wrong owner. Completions are dispatched by their slot's handler:
 // a parked continuation, a callback, a multishot sink, or an orphan (owner gone).
+internal import CURing
 import BufferPool
 import Logging
 import Synchronization
@@ -12,6 +13,9 @@ import Glibc
 /// The one `user_data` codec: (generation << 32 | slot). Generations start at 1 and skip 0
 /// on wrap, so no live operation's `user_data` is 0 or one of `ReservedUserData`.
 enum UserData {
+    /// Set in the slot half of the reap's replay user_data (ReplayTable.swift).
+    static let replayBit = UInt32(CURING_REPLAY_UD_BIT)
+    static let replaySentWhole = UInt32(CURING_REPLAY_SENT_WHOLE)
     @inline(__always)
     static func pack(slot: Int, generation: UInt32) -> UInt64 { UInt64(generation) << 32 | UInt64(UInt32(slot)) }
     @inline(__always)
@@ -36,6 +40,13 @@ extension EventLoop {
         let ud = c.user_data
         if ud >= ReservedUserData.wakeup {
             if ud == ReservedUserData.wakeup, backendKind == .uring { armWakeup() }
+            return
+        }
+        if UInt32(truncatingIfNeeded: ud) & UserData.replayBit != 0 {
+            // A replay's send that failed, or that a waiting sender asked to hear of.
+            if let owner = unsafe replayTable?.owner(of: ud) {
+                unsafe Unmanaged<TCPConnection>.fromOpaque(owner).takeUnretainedValue().replaySendFinished(c.res, whole: c.flags & UserData.replaySentWhole != 0)
+            }
             return
         }
         let slot = UserData.slot(ud)

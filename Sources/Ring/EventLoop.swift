@@ -127,6 +127,10 @@ protocol MultishotSink: AnyObject {
     /// timed answers) reads no clock per pass.
     package var marksPasses = false
     public internal(set) var backendSummary = ""
+    /// The reap's replayed answers (io_uring; ReplayTable.swift), nil elsewhere.
+    package internal(set) var replayTable: ReplayTable?
+    /// Receives the reap answered by replaying a kept answer, since the loop started.
+    public var reapReplays: Int { replayTable?.replayed ?? 0 }
 
     /// Jobs (task slices) this loop has run: a cost counter for benchmarks.
     public internal(set) var jobsRun = 0
@@ -155,7 +159,8 @@ protocol MultishotSink: AnyObject {
     }
 
     private init(id: Int, configuration: Configuration, logger: Logger) throws(RingError) {
-        precondition(configuration.slotsMax > 0 && configuration.slotsMax < Int(UInt32.max))
+        // Below 2^30: user_data with bit 30 set in the slot half are the reap's replays.
+        precondition(configuration.slotsMax > 0 && configuration.slotsMax < 1 << 30)
         self.id = id
         self.configuration = configuration
         self.logger = logger
@@ -218,6 +223,7 @@ protocol MultishotSink: AnyObject {
             kind = chosen.backend.kind
             backendKind = kind
             backendSummary = chosen.backend.summary
+            replayTable = chosen.backend.replayTable
             // Unchecked capture: this thread holds the loop until teardown() clears the
             // hook, and the pool is the loop's (ADR 0019, addendum 3: the checked one cost a
             // strong retain and release per returned buffer, two per request).

@@ -51,6 +51,8 @@ package enum ReservedUserData {
 
 package protocol IOBackend: AnyObject {
     var kind: IOBackendKind { get }
+    /// The reap's replayed answers (io_uring only; ReplayTable.swift).
+    var replayTable: ReplayTable? { get }
     /// True when the backend keeps its own time (`nowNanos`); the loop then reads its clock
     /// from the backend instead of CLOCK_MONOTONIC.
     var keepsOwnTime: Bool { get }
@@ -144,6 +146,7 @@ package protocol IOBackend: AnyObject {
 }
 
 extension IOBackend {
+    package var replayTable: ReplayTable? { nil }
     package var supportsSplice: Bool { false }
     package func makePipe(capacity: Int) -> (read: Int32, write: Int32, capacity: Int) { (-1, -1, Int(-EOPNOTSUPP)) }
     package func splice(from: Int32, offset: Int64, to: Int32, count: Int, _ ud: UInt64) -> Int32 { -EOPNOTSUPP }

@@ -49,25 +49,29 @@ extension TCPConnection {
             _ = pool.reassemble(parts)
             return
         }
-        let behind = queuedSendInFlight || !outbox.isEmpty
+        let behind = queuedSendInFlight || !outbox.isEmpty || replaySending
         outbox.append(QueuedSend(parts: parts, timeoutNs: timeoutNs, deadline: behind ? timeoutNs.map { loop.nowNanos &+ $0 } : nil))
         if !queuedSendInFlight { issueQueuedSend() }
+        noteQueuedSends()
     }
 
-    /// Buffers queued and not yet wholly sent.
-    public var queuedSendCount: Int { outbox.count }
+    /// Buffers queued and not yet wholly sent (a replay's send in flight counts as one).
+    public var queuedSendCount: Int { outbox.count + (replaySending ? 1 : 0) }
 
     /// Waits until every queued byte is sent; throws the first queued send's failure.
     nonisolated(nonsending) public func flushSends() async throws(RingError) {
-        while !outbox.isEmpty {
+        while needsFlush {
+            if replaySending { notifyAfterReplaySend() }
             _ = await flushParker.wait(loop: loop, cancellable: false)
         }
         if let failure = queuedSendFailure { throw failure }
     }
 
     /// Starts the next attempt for the outbox's first buffer.
-    private func issueQueuedSend() {
+    func issueQueuedSend() {
         guard let head = outbox.first else { return }
+        // The reap's replay owns the socket's next bytes until its send ends (it tells us).
+        if replaySending { return notifyAfterReplaySend() }
         if closed { return failQueuedSends(RingError(.closed, operation: "send")) }
         let base = unsafe pool.address(of: head.parts.index) + outboxSent
         let count = head.parts.count - outboxSent
@@ -123,10 +127,12 @@ extension TCPConnection {
                 : RingError(errno: -res, operation: "send")
             failQueuedSends(failure)
         }
+        noteQueuedSends()
         if outbox.isEmpty { flushParker.wake(loop: loop) }
     }
 
-    private func failQueuedSends(_ failure: RingError) {
+    func failQueuedSends(_ failure: RingError) {
+        disarmReplay()
         if queuedSendFailure == nil {
             queuedSendFailure = failure
             // Part of a message may have gone out: the stream is unusable. Shut it down
@@ -137,6 +143,7 @@ extension TCPConnection {
         while let q = outbox.popFirst() { _ = pool.reassemble(q.parts) }
         outboxSent = 0
         outboxMayWait = false
+        noteQueuedSends()
         flushParker.wake(loop: loop)
     }
 }

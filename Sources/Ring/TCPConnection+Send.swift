@@ -28,7 +28,7 @@ extension TCPConnection {
     /// attempt over up to `vectorMax` buffers; short sends continue where they stopped.
     nonisolated(nonsending) public func send(_ list: consuming PooledBufferList, timeout: Duration? = nil) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "sendmsg") }
-        if !outbox.isEmpty { try await flushSends() }
+        if needsFlush { try await flushSends() }
         opsInFlight += 1
         defer { operationEnded() }
         let tns = timeout?.nanoseconds
@@ -57,7 +57,7 @@ extension TCPConnection {
     /// Sends `bytes` (copied into pool buffers). The concrete overload spares callers in
     /// other modules the unspecialized generic path.
     nonisolated(nonsending) public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws(RingError) {
-        if !outbox.isEmpty { try await flushSends() }
+        if needsFlush { try await flushSends() }
         var at = 0
         while at < bytes.count {
             guard var b = pool.tryAcquire() else {
@@ -84,7 +84,7 @@ extension TCPConnection {
     /// Sends a copy of `bytes` through pool buffers; the same rule as the `[UInt8]`
     /// overload: when the pool is empty the rest goes from a heap copy, never a wait.
     public func send(_ bytes: some Collection<UInt8>, timeout: Duration? = nil) async throws(RingError) {
-        if !outbox.isEmpty { try await flushSends() }
+        if needsFlush { try await flushSends() }
         var rest = bytes[...]
         while !rest.isEmpty {
             guard var b = pool.tryAcquire() else {
@@ -107,7 +107,7 @@ extension TCPConnection {
 
     nonisolated(nonsending) private func sendAll(_ base: UnsafeMutableRawPointer, count: Int, timeoutNs: Int64?) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "send") }
-        if !outbox.isEmpty { try await flushSends() }
+        if needsFlush { try await flushSends() }
         opsInFlight += 1
         defer { operationEnded() }
         var sent = 0

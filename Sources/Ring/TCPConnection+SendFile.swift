@@ -32,7 +32,7 @@ extension TCPConnection {
     nonisolated(nonsending) public func send(file: File, range: Range<UInt64>, timeout: Duration? = nil) async throws(RingError) {
         if closed { throw RingError(.closed, operation: "send file") }
         if range.isEmpty { return }
-        if !outbox.isEmpty { try await flushSends() }
+        if needsFlush { try await flushSends() }
         let loop = self.loop
         if range.count >= Self.spliceMinimum, loop.backend.supportsSplice, loop.splicedSends < loop.configuration.splicedSendsMax {
             loop.splicedSends += 1

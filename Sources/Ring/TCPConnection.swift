@@ -13,6 +13,7 @@ import Threads
 import Glibc
 #endif
 internal import CEpoll
+internal import CURing
 
 // MARK: Connection
 
@@ -25,7 +26,7 @@ public struct IOCompletion: ~Copyable {
     public consuming func takeBuffer() -> PooledBuffer { buffer }
 }
 
-public final class TCPConnection: MultishotSink, RecvStarved {
+@safe public final class TCPConnection: MultishotSink, RecvStarved {
     public let fd: Int32
     public let loop: EventLoop
     /// The loop's pool, held as a constant: a method called on a `let` of a live object
@@ -33,7 +34,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// per call (a receive, a send and its completion each call into the pool).
     package let pool: BufferPool
     private var received = FIFOQueue<PooledBuffer.Parts>()
-    private var recvUD: UInt64?
+    var recvUD: UInt64?
     private var recvEOF = false
     private var recvFailure: RingError?
     private var starved = false
@@ -75,6 +76,12 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// aborts a blocked send.
     public var followsTaskCancellation = true
 
+    // The reap's replay (TCPConnection+Replay.swift): this connection's entry in its loop's
+    // table, opened on the first `keepReplay`, and the guard words it points at, held here
+    // for as long as it may read them.
+    var replayEntry: UnsafeMutablePointer<curing_replay>?
+    var replayWords: [SharedWord] = []
+
     init(fd: Int32, loop: EventLoop) {
         self.fd = fd
         self.loop = loop
@@ -84,6 +91,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
 
     deinit {
         // No multishot can be armed here: an armed one retains its sink (self).
+        if let e = unsafe replayEntry { unsafe loop.replayTable?.release(e) }
         while let parts = received.popFirst() { _ = pool.reassemble(parts) }
         while let q = outbox.popFirst() { _ = pool.reassemble(q.parts) }
         if !closed {
@@ -132,6 +140,7 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     /// The next bytes from the peer in a pool buffer, or nil at end of stream.
     /// Waits for a pool buffer when the pool is exhausted.
     nonisolated(nonsending) public func receive(timeout: Duration? = nil) async throws(RingError) -> PooledBuffer? {
+        var waitNs = timeout?.nanoseconds
         while true {
             if let parts = received.popFirst() { return pool.reassemble(parts) }
             if let f = recvFailure { throw f }
@@ -143,7 +152,14 @@ public final class TCPConnection: MultishotSink, RecvStarved {
                 case .failure(let e): throw e
                 }
             }
-            switch await parker.wait(loop: loop, timeoutNs: timeout?.nanoseconds, cancellable: followsTaskCancellation) {
+            let woken = await parker.wait(loop: loop, timeoutNs: waitNs, cancellable: followsTaskCancellation)
+            // Answers the reap replayed moved the idle deadline as the shortcut's do.
+            if woken == .timedOut, let more = replayDeadlineLeft() {
+                waitNs = more
+                continue
+            }
+            disarmReplay()
+            switch woken {
             case .cancelled: throw RingError(.cancelled, operation: "recv")
             case .timedOut: throw RingError(.timedOut, operation: "recv")
             case .signalled: continue
@@ -152,6 +168,13 @@ public final class TCPConnection: MultishotSink, RecvStarved {
     }
 
     func deliver(_ res: Int32, flags: UInt32, loop: EventLoop) {
+        // The reap left this completion to Swift: it replays nothing more for this
+        // connection until the shortcut arms it again, and its last replay no longer
+        // moves the task's deadline (the shortcut moves it, or the task sets its own).
+        if let e = unsafe replayEntry {
+            unsafe e.pointee.armed = 0
+            unsafe e.pointee.last_active = 0
+        }
         var handled = false
         if flags & CQEFlag.buffer != 0 {
             let buffer = pool.adoptFromKernel(index: flags >> CQEFlag.bufferShift, count: max(0, Int(res)))
@@ -296,10 +319,12 @@ public final class TCPConnection: MultishotSink, RecvStarved {
         closed = true
         onData = nil
         onEnd = nil
+        disarmReplay()
         parker.wake(.cancelled, loop: loop)
         // A send blocked on a peer that does not read, or a receive(into:) on a quiet peer,
-        // would keep the fd busy: shut the socket down so the kernel completes them first.
-        if opsInFlight > 0 {
+        // would keep the fd busy: shut the socket down so the kernel completes them first
+        // (a replay's send too; its entry outlives it).
+        if opsInFlight > 0 || replaySending {
             _ = loop.backend.shutdownNow(fd: fd, how: Int32(SHUT_RDWR))
             while opsInFlight > 0 { _ = await closeParker.wait(loop: loop, cancellable: false) }
         }

@@ -32,7 +32,11 @@ import Glibc
     }
 
     /// Creates the ring on the calling thread (SINGLE_ISSUER binds it to this thread).
-    init(entries: UInt32, pool: BufferPool, kernel: KernelVersion, recvBuffersMax: Int) throws(SetupFailure) {
+    /// Replayed answers answered in the reap (ReplayTable.swift); nil if its tables could
+    /// not be allocated (the HTTP server's own replay then answers alone).
+    let replayTable: ReplayTable?
+
+    init(entries: UInt32, pool: BufferPool, kernel: KernelVersion, recvBuffersMax: Int, slots: Int) throws(SetupFailure) {
         var got: UInt32 = 0
         var err: Int32 = 0
         guard let r = unsafe curing_ring_create(entries, URingProbe.wantedSetupFlags, &got, &err) else {
@@ -83,6 +87,9 @@ import Glibc
             + "provided-buffer ring \(entriesPow2) (\(supportsMultishotRecv ? "multishot" : "single-shot") recv)"
             + ", file sends \(supportsSplice ? "by splice" : "copied (no SPLICE)")"
 
+        // One replay entry per slot at most: every connection that keeps one has a receive.
+        replayTable = unsafe ReplayTable(ring: r, capacity: slots, slots: slots, poolBase: pool.address(of: 0), bufferSize: pool.bufferSizeBytes)
+
         // Fill the provided-buffer ring from the pool.
         while lentToRing < bufRingTarget, let index = pool.lendToKernel() {
             addToRing(index)
@@ -109,6 +116,7 @@ import Glibc
     var receiveBuffersAvailable: Int { lentToRing }
 
     func shutdownBackend() {
+        replayTable?.ringDestroyed()
         unsafe curing_ring_destroy(ring)
         // Buffers that were in the provided-buffer ring belong to the pool again.
         for index in pool.kernelOwnedIndexes() { pool.reclaimFromKernel(index: index) }
@@ -266,6 +274,8 @@ import Glibc
     func submitAndReap(wait: Bool, timeoutNs: Int64, into out: UnsafeMutablePointer<Completion>, max: Int) -> Int {
         unsafe curing_buf_ring_publish(ring)
         // Reap what is already there before sleeping: never block with completions pending.
+        // The replays a reap answered are counted before their sends are submitted (the
+        // second reap's go with the next pass's submit).
         var n = unsafe Int(reap(out, max))
         if n > 0 {
             _ = unsafe curing_submit_and_wait(ring, 0, 0)
@@ -280,9 +290,16 @@ import Glibc
         return n
     }
 
-    /// Copies up to `max` CQEs out (`Completion` has `curing_cqe`'s layout).
+    /// Copies up to `max` CQEs out (`Completion` has `curing_cqe`'s layout), the replay
+    /// table answering what it can (and folding its counters) on the way.
     private func reap(_ out: UnsafeMutablePointer<Completion>, _ max: Int) -> UInt32 {
-        unsafe out.withMemoryRebound(to: curing_cqe.self, capacity: max) { unsafe curing_reap(ring, $0, UInt32(max)) }
+        guard let table = replayTable else {
+            return unsafe out.withMemoryRebound(to: curing_cqe.self, capacity: max) { unsafe curing_reap(ring, $0, UInt32(max)) }
+        }
+        var replayed: UInt32 = 0
+        let n = unsafe out.withMemoryRebound(to: curing_cqe.self, capacity: max) { unsafe curing_reap_replaying(ring, $0, UInt32(max), &replayed) }
+        if replayed > 0 { table.fold(replayed: Int(replayed)) }
+        return n
     }
 
     private func checkFatalEnter(_ rc: Int32) {

@@ -18,6 +18,7 @@
 // and reuses (a memcpy of a few hundred bytes, no allocation once it has grown), and the
 // response is built in another.
 import HTTP1
+import Ring
 
 /// A route's synchronous lane: answers into `response` and returns true, or returns false
 /// (having written nothing that matters) for the full path to answer.
@@ -41,13 +42,28 @@ public struct FastReplay {
     public let stamp0: UInt64
     public let stamp1: Int64
     let check: FastReplayCheck
+    /// When the check comes down to words holding values (`ReplayGuard`), the answer may be
+    /// replayed by the io_uring reap itself (Ring.ReplayTable, ADR 0019 addendum 5) while
+    /// they do; `recorder` then records those replays. nil: only the check decides.
+    let reapGuards: [ReplayGuard]?
+    let recorder: FastReplayRecorder?
 
-    public init(anchor: AnyObject, stamp0: UInt64 = 0, stamp1: Int64 = 0, check: @escaping FastReplayCheck) {
+    public init(anchor: AnyObject, stamp0: UInt64 = 0, stamp1: Int64 = 0, check: @escaping FastReplayCheck,
+                reapGuards: [ReplayGuard]? = nil, recorder: FastReplayRecorder? = nil) {
         self.anchor = anchor
         self.stamp0 = stamp0
         self.stamp1 = stamp1
         self.check = check
+        self.reapGuards = recorder == nil ? nil : reapGuards
+        self.recorder = recorder
     }
+}
+
+/// Records the replays the reap answered for a route as its check records one:
+/// `record(count, totalNanoseconds)`, on the loop thread. Made once per route.
+public final class FastReplayRecorder: Sendable {
+    let record: @Sendable (_ count: Int, _ totalNanoseconds: Int64) -> Void
+    public init(_ record: @escaping @Sendable (_ count: Int, _ totalNanoseconds: Int64) -> Void) { self.record = record }
 }
 
 /// A plain request as the fast lane sees it: the head's bytes and where its parts are.

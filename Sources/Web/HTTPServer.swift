@@ -88,6 +88,10 @@ public final class HTTPServer: Sendable {
     let replayedAnswers = Atomic<Int>(0)
     /// Of those, answers replayed for a byte-identical request (LaneShortcut.swift).
     public var replayedAnswerCount: Int { replayedAnswers.load(ordering: .relaxed) }
+    /// The I/O backend the server's loops run (nil before `start`).
+    public var backendKind: IOBackendKind? { state.loops.first?.backendKind }
+    /// Of those, the ones the io_uring reap answered by itself (Ring.ReplayTable).
+    public var reapReplayCount: Int { state.loops.reduce(0) { $0 + $1.reapReplays } }
     private let memoryTrims = Atomic<Int>(0)
     /// How many times a loop gave memory back after a burst.
     public var memoryTrimCount: Int { memoryTrims.load(ordering: .relaxed) }

@@ -65,7 +65,10 @@ final class LaneState {
         if let r = replay {
             if replayRequest.count == raw.count, replayRequest.withUnsafeBytes({ unsafe memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {
                 if renewReplay(), r.check(r, { conn.loop.nanosSinceMark() }) {
-                    return send(replayAnswer, in: buffer, on: conn, replayed: true)
+                    guard send(replayAnswer, in: buffer, on: conn, replayed: true) else { return false }
+                    // The reap may answer the next one itself (it waits for this send).
+                    if reapKept { conn.armReplay() }
+                    return true
                 }
                 // What the answer was made from changed: make it afresh below.
                 dropReplay()
@@ -82,9 +85,38 @@ final class LaneState {
         guard lane.response.invalidField == nil else { return false }
         HTTPServer.frame(&lane, date: registry.date)
         guard lane.out.count <= pool.bufferSizeBytes, send(lane.out, in: buffer, on: conn, replayed: false) else { return false }
-        keepForReplay(raw)
+        keepForReplay(raw, conn)
         lane.shedLargeArrays()
         return true
+    }
+
+    /// Whether the connection's reap entry holds the kept replay (Ring.ReplayTable): then
+    /// each answer the shortcut sends arms it, and the reap replays the next poll itself.
+    private var reapKept = false
+    /// The fold the reap's replays of the last recorder are counted through (made once per
+    /// recorder, not per keep).
+    private var reapFold: (recorder: ObjectIdentifier, fold: (Int, Int64) -> Void)?
+
+    /// Hands the kept replay to the connection's reap entry when its handler allowed that
+    /// (`FastReplay.reapGuards`), and arms it.
+    private func keepForReap(_ r: FastReplay, _ raw: UnsafeRawBufferPointer, _ conn: TCPConnection) {
+        reapKept = false
+        guard let guards = r.reapGuards, let recorder = r.recorder else { return }
+        let key = ObjectIdentifier(recorder)
+        if reapFold?.recorder != key {
+            // Weak: the loop's table keeps the fold for the loop's life, and the server
+            // may own the loop.
+            reapFold = (key, { [weak server] count, nanoseconds in
+                recorder.record(count, nanoseconds)
+                server?.shortcutAnswers.add(count, ordering: .relaxed)
+                server?.replayedAnswers.add(count, ordering: .relaxed)
+            })
+        }
+        let keep = ReplayKeep(answer: replayAnswer, dateAt: replayDateAt, requestIDAt: replayRequestIDAt,
+                              requestIDs: replayRequestIDAt >= 0 ? RequestIDs.counter : nil, guards: guards,
+                              metricKey: key, fold: reapFold!.fold)
+        reapKept = conn.keepReplay(request: raw, keep)
+        if reapKept { conn.armReplay() }
     }
 
     /// Queues an answer and counts it. Counted first: the epoll backend sends inside
@@ -106,7 +138,7 @@ final class LaneState {
 
     /// After a fresh answer: keeps it for a replay when its handler allowed one, else
     /// forgets the last one.
-    private func keepForReplay(_ raw: UnsafeRawBufferPointer) {
+    private func keepForReplay(_ raw: UnsafeRawBufferPointer, _ conn: TCPConnection) {
         guard let r = lane.response.replay, raw.count <= Self.replayRequestMax, lane.out.count <= Self.replayAnswerMax,
               lane.dateAt >= 0 else {
             dropReplay()
@@ -121,10 +153,12 @@ final class LaneState {
         replayDateSecond = -1
         replayRequestIDAt = lane.requestIDAt
         replay = r
+        keepForReap(r, raw, conn)
     }
 
     private func dropReplay() {
         replay = nil
+        reapKept = false
         if replayAnswer.capacity > Self.replayAnswerMax { replayAnswer = [] }
     }
 

@@ -108,7 +108,8 @@ public enum StandardMiddleware {
 
 enum RequestIDs {
     private static let prefix: UInt64 = { var g = SystemRandomNumberGenerator(); return g.next() }()
-    private static let counter = Atomic<UInt64>(0)
+    /// A `SharedWord`: the reap's replay (ADR 0019, addendum 5) counts from it too.
+    static let counter = SharedWord()
 
     static func next() -> String {
         var out: [UInt8] = []
@@ -119,7 +120,7 @@ enum RequestIDs {
 
     /// The next id's 32 hex digits, appended to `out`.
     static func next(into out: inout [UInt8]) {
-        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        let n = counter.wrappingAdd(1)
         hex16(prefix, into: &out)
         hex16(n, into: &out)
     }
@@ -127,7 +128,7 @@ enum RequestIDs {
     /// Writes the next id's counter digits (its last 16) over `out[at..<at + 16]`, which
     /// hold an earlier id's: the prefix digits before them stay this process's.
     static func renew(_ out: inout [UInt8], at: Int) {
-        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        let n = counter.wrappingAdd(1)
         out.withUnsafeMutableBufferPointer { o in
             precondition(at >= 0 && at + 16 <= o.count, "request id digits out of range")
             for k in 0..<16 { o[at + k] = digit(n, k) }

@@ -88,6 +88,9 @@ final class ConnectionRegistry {
     /// whose last response is still queued for the socket is not idle yet.
     func drain() -> [TCPConnection] {
         draining = true
+        // The reap's replays would answer without `Connection: close`: from now on every
+        // request goes to the task.
+        for c in connections.values { c.conn.disarmReplay() }
         return inOrder.filter { $0.idle && $0.conn.queuedSendCount == 0 }.map(\.conn)
     }
 }
@@ -105,6 +108,8 @@ final class ServerState: Sendable {
     }
 
     var address: SocketAddress? { inner.withLock { $0.bound } }
+
+    var loops: [EventLoop] { inner.withLock { $0.loops.map(\.0) } }
 
     func takeAll() -> [(EventLoop, LoopBound<TCPListener>, LoopBound<ConnectionRegistry>, Task<Void, any Error>)] {
         inner.withLock { i in

@@ -181,6 +181,10 @@ final class FastReadTests: XCTestCase {
         }
         XCTAssertEqual(polls.map(\.0), [200, 200, 200, 200, 200, 200, 200, 401])
         XCTAssertEqual(polls.map(\.3), [false, false, true, true, false, false, true, false])
+        // On io_uring the reap replays a poll by itself once the shortcut has armed it: the
+        // replays above are the reap's unless a send of Swift's was still in flight.
+        if h.http.backendKind == .uring { XCTAssert((1...3).contains(h.http.reapReplayCount), "\(h.http.reapReplayCount)") }
+        else { XCTAssertEqual(h.http.reapReplayCount, 0) }
         for p in polls[0..<4] { XCTAssertEqual(p.2, full.text) }
         for p in polls[4..<7] { XCTAssertEqual(try json(p.2)["state"]?.string(), "cancelled") }
         func value(_ head: String, _ name: String) -> String? {

@@ -148,6 +148,84 @@ int curing_buf_ring_setup(curing_ring *r, unsigned entries, int bgid);
 void curing_buf_ring_add(curing_ring *r, void *addr, uint32_t len, uint16_t bid);
 void curing_buf_ring_publish(curing_ring *r);
 
+// ---- Replayed answers (ADR 0019, addendum 5) ----
+// A keep-alive poller sends the same request bytes again and again, and while what the
+// answer was made from stands, the answer is the same but for its Date and request id.
+// The HTTP server keeps such a request and its framed answer in a `curing_replay` per
+// connection and arms it while the connection's task waits for the next request. The
+// reap (`curing_reap_replaying`) then answers a receive that carries exactly the kept
+// request itself: the Date and request id renewed in place, a send of the kept answer
+// prepared, the receive's buffer handed back to the buffer ring, and the completion
+// never copied out to Swift. Anything else (another request, a guard that moved, a send
+// of the connection's in flight, a receive that ends its multishot) goes to Swift as
+// before. Every field is touched on the loop thread only.
+
+/// How many distinct counters replays are folded into (one per route and server).
+#define CURING_REPLAY_METRICS 16
+/// The bit that marks a replay's user_data (a send of the reap's, or an event for Swift):
+/// low 32 bits `CURING_REPLAY_UD_BIT | index`, high 32 bits the entry's generation
+/// (below 2^31). Swift's own user_data keep the slot (below 2^30) in the low 32 bits.
+#define CURING_REPLAY_UD_BIT 0x40000000u
+#define CURING_REPLAY_INDEX_MASK 0x00FFFFFFu
+/// In the flags of a replay send's completion copied out: every byte was sent.
+#define CURING_REPLAY_SENT_WHOLE (1u << 15)
+
+typedef struct curing_replay {
+    // Set by Swift.
+    uint64_t recv_ud;             // the multishot receive this entry may answer
+    const uint64_t *guard[4];     // the answer stands while each non-NULL *guard[i] == expect[i]
+    uint64_t expect[4];           //   (read with acquire ordering)
+    uint64_t *request_ids;        // the server's request-id counter (NULL: no id is made)
+    void *owner;                  // the connection (unretained; valid while the entry is open)
+    int32_t date_at;              // offset of the Date's 29 bytes in `answer`
+    int32_t rid_at;               // offset of the request id's 16 counter digits, or -1
+    uint32_t metric;              // which of the CURING_REPLAY_METRICS counters it counts in
+    uint8_t armed;                // the task waits and the kept answer may be sent
+    uint8_t swift_sends;          // Swift has sends queued or in flight on the socket
+    uint8_t notify;               // hand the next replay send's completion to Swift
+    // Set by the reap.
+    uint8_t sending;              // a replay's send is in flight (the answer is the kernel's)
+    int64_t last_active;          // CLOCK_MONOTONIC ns of the last replay
+    // Owned by replay.c.
+    uint8_t in_use, released;
+    uint32_t gen, next_free;
+    int fd;
+    uint8_t *request, *answer;
+    uint32_t request_len, request_cap, answer_len, answer_cap;
+    int64_t date_second;
+} curing_replay;
+
+typedef struct curing_replay_stat {
+    uint64_t count;               // replays since Swift last folded them
+    int64_t nanos;                // their time in the reap, summed
+} curing_replay_stat;
+
+/// Sets up `capacity` entries (at most 2^24), for receives whose user_data carry a slot
+/// below `slots`, with the pool laid out as `buffer_size`-byte buffers from `pool_base`
+/// (the provided buffer ring's buffer id is the pool index). 0 or -ENOMEM.
+int curing_replays_setup(curing_ring *r, unsigned capacity, unsigned slots, void *pool_base, uint32_t buffer_size);
+/// An entry for connection `fd`, or NULL (none set up, or all in use). `*index` and the
+/// entry's `gen` name it in replay user_data.
+curing_replay *curing_replay_open(curing_ring *r, int fd, void *owner, uint32_t *index);
+/// The connection is gone: the entry is freed now, or when its send completes.
+void curing_replay_release(curing_ring *r, curing_replay *e);
+/// Keeps a request and its framed answer (copied). -EBUSY while a replay's send is in
+/// flight (the answer is the kernel's), -ENOMEM; the entry is disarmed either way.
+int curing_replay_keep(curing_replay *e, const void *request, uint32_t request_len,
+                       const void *answer, uint32_t answer_len, int32_t date_at, int32_t rid_at);
+/// Arms the entry for receive `recv_ud` (a slot below `slots`).
+void curing_replay_arm(curing_ring *r, curing_replay *e, uint64_t recv_ud);
+/// The entry a replay user_data names, or NULL when it was released or reused since.
+curing_replay *curing_replay_lookup(curing_ring *r, uint64_t ud);
+/// `curing_reap` with replays: copies out up to `max` completions for Swift and answers
+/// the armed entries' receives itself. A replay send that failed, or one that completed
+/// with `notify` set, is copied out with its user_data (CURING_REPLAY_UD_BIT set) and
+/// CURING_REPLAY_SENT_WHOLE in its flags when it sent every byte.
+/// `*replayed` gets how many receives it answered.
+unsigned curing_reap_replaying(curing_ring *r, curing_cqe *out, unsigned max, unsigned *replayed);
+/// The counters replays add to (CURING_REPLAY_METRICS of them); Swift zeroes what it folds.
+curing_replay_stat *curing_replay_stats(curing_ring *r);
+
 /// Installs a seccomp filter that makes io_uring_setup/enter/register fail with EPERM
 /// (as Docker's default profile does) for this process and everything it execs.
 /// Used by tests and `spool kernel-check --simulate-seccomp`. Returns 0 or -errno.
