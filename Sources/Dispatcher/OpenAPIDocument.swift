@@ -292,7 +292,7 @@ public enum OpenAPIDocument {
     "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 2592000},
     "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
     "required_capabilities": {"type": "array", "maxItems": 32, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._:/-]+$"}},
-    "webhook_url": {"type": "string", "maxLength": 2048, "pattern": "^https?://"},
+    "webhook_url": {"type": "string", "maxLength": 2048, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "description": "http:// or https:// (any case; stored in lower case), a host, and a port from 1 to 65535 when one is given"},
     "metadata": {"type": "object", "maxProperties": 32, "propertyNames": {"minLength": 1, "maxLength": 64}, "additionalProperties": {"type": "string", "maxLength": 512}},
     "quality": {"type": "boolean", "description": "measure PSNR/SSIM of every output (the result's quality_report)"},
     "limits": {"$ref": "#/components/schemas/TranscodeLimits"}}},

@@ -79,7 +79,7 @@ extension JobSpec {
         }
         if let v = r.optional(root, "max_attempts"), let m = r.int(v, in: JobSpec.maxAttemptsRange) { spec.maxAttempts = m }
         if let v = r.optional(root, "webhook_url"), let u = r.string(v, maxBytes: maxWebhookURLBytes) {
-            if let problem = webhookProblem(u) { r.fail(v, problem) } else { spec.webhookURL = u }
+            if let problem = webhookProblem(u) { r.fail(v, problem) } else { spec.webhookURL = normalizedWebhookURL(u) }
         }
         if let v = r.optional(root, "required_capabilities") { spec.requiredCapabilities = r.capabilities(v) }
         if let v = r.optional(root, "metadata") { spec.metadata = r.metadata(v) }
@@ -101,12 +101,40 @@ extension JobSpec {
         let bytes = Array(url.utf8)
         guard bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return "must be an ASCII URL without spaces" }
         let rest: ArraySlice<UInt8>
-        if url.hasPrefix("https://") { rest = bytes[8...] } else if url.hasPrefix("http://") { rest = bytes[7...] } else {
+        // The scheme is case-insensitive (RFC 3986 §3.1); it is stored in lower case.
+        let scheme = url.prefix(8).lowercased()
+        if scheme == "https://" { rest = bytes[8...] } else if scheme.hasPrefix("http://") { rest = bytes[7...] } else {
             return "must be an http:// or https:// URL"
         }
-        let host = rest.prefix { $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
-        guard !host.isEmpty, !host.contains(UInt8(ascii: "@")), host.first != UInt8(ascii: ":") else { return "must name a host" }
+        let authority = rest.prefix { $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
+        guard !authority.isEmpty, !authority.contains(UInt8(ascii: "@")), authority.first != UInt8(ascii: ":") else { return "must name a host" }
+        // A port, when given, is 1 to 65535 (after "]" for an IPv6 literal).
+        var portAt: ArraySlice<UInt8>.Index?
+        if authority.first == UInt8(ascii: "[") {
+            guard let close = authority.firstIndex(of: UInt8(ascii: "]")) else { return "must name a host (an IPv6 literal needs its ']')" }
+            let after = authority[(close + 1)...]
+            if let c = after.first {
+                guard c == UInt8(ascii: ":") else { return "must have ':port' after an IPv6 literal" }
+                portAt = close + 2
+            }
+        } else if let colon = authority.lastIndex(of: UInt8(ascii: ":")) {
+            portAt = colon + 1
+        }
+        if let p = portAt {
+            let digits = authority[p...]
+            guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                  let port = Int(String(decoding: digits, as: UTF8.self)), (1...65535).contains(port) else {
+                return "must have a port from 1 to 65535"
+            }
+        }
         return nil
+    }
+
+    /// `url` with its scheme in lower case (a valid webhook URL, `webhookProblem` nil).
+    static func normalizedWebhookURL(_ url: String) -> String {
+        let scheme = url.prefix(8).lowercased()
+        let length = scheme == "https://" ? 8 : 7
+        return String(url.prefix(length)).lowercased() + url.dropFirst(length)
     }
 }
 

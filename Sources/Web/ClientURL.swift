@@ -17,7 +17,9 @@ struct ParsedURL {
 
     init(_ url: String) throws(HTTPClientError) {
         let tls: Bool
-        if url.hasPrefix("http://") { tls = false } else if url.hasPrefix("https://") { tls = true } else {
+        // The scheme is case-insensitive (RFC 3986 §3.1).
+        let scheme = url.prefix(8).lowercased()
+        if scheme.hasPrefix("http://") { tls = false } else if scheme == "https://" { tls = true } else {
             throw HTTPClientError(.invalidURL, "\"\(url)\": only http:// and https:// URLs are supported")
         }
         let rest = url.dropFirst(tls ? 8 : 7)
@@ -33,12 +35,12 @@ struct ParsedURL {
             host = String(authority[...close])
             let after = authority[authority.index(after: close)...]
             if after.hasPrefix(":") {
-                guard let p = UInt16(after.dropFirst()) else { throw HTTPClientError(.invalidURL, "\"\(url)\": bad port") }
+                guard let p = UInt16(after.dropFirst()), p > 0 else { throw HTTPClientError(.invalidURL, "\"\(url)\": bad port") }
                 port = p
             }
         } else if let colon = authority.lastIndex(of: ":") {
             host = String(authority[..<colon])
-            guard let p = UInt16(authority[authority.index(after: colon)...]) else { throw HTTPClientError(.invalidURL, "\"\(url)\": bad port") }
+            guard let p = UInt16(authority[authority.index(after: colon)...]), p > 0 else { throw HTTPClientError(.invalidURL, "\"\(url)\": bad port") }
             port = p
         }
         guard target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {

@@ -76,6 +76,24 @@ final class JobSpecTests: XCTestCase {
         XCTAssertTrue(p["/preset"]?.contains("unknown preset") ?? false)
     }
 
+    /// A webhook URL's scheme is read in any case and stored in lower case; a port is 1 to
+    /// 65535 (a port the sender could not use was taken, and the webhook never went out).
+    func testWebhookURLSchemesAndPorts() throws {
+        func spec(_ url: String) throws(ModelError) -> JobSpec {
+            try decode(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","webhook_url":"\#(url)"}"#)
+        }
+        XCTAssertEqual(try spec("HTTP://hooks.example.com/a").webhookURL, "http://hooks.example.com/a")
+        XCTAssertEqual(try spec("HttpS://Hooks.example.com:8443/A?B").webhookURL, "https://Hooks.example.com:8443/A?B")
+        XCTAssertEqual(try spec("http://[::1]:65535/x").webhookURL, "http://[::1]:65535/x")
+        XCTAssertEqual(try spec("http://127.0.0.1:1").webhookURL, "http://127.0.0.1:1")
+        for bad in ["http://h:0/", "http://h:99999/", "http://h:/", "http://h:8o/", "http://[::1]:0", "http://[::1]x", "http://[::1", "httpx://h"] {
+            let p = problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","webhook_url":"\#(bad)"}"#)
+            XCTAssertEqual(Array(p.keys), ["/webhook_url"], bad)
+        }
+        XCTAssertEqual(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","webhook_url":"http://h:0/"}"#)["/webhook_url"],
+                       "must have a port from 1 to 65535")
+    }
+
     /// null is not "absent": an optional field given null is the wrong type, as the
     /// OpenAPI document (no nullable request field) says.
     func testNullIsAWrongTypeNotADefault() {
