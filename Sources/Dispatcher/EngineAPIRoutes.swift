@@ -62,6 +62,7 @@ extension DispatchServer {
         v1.post("engines/:id/heartbeat", body: .buffered(max: 256 << 10)) { req in
             let engine = try await authenticatedEngine(req, engines)
             let root = try req.json().root
+            try onlyKnownFields(root, ["state", "load", "running", "capabilities"])
             let state = try root["state"].map { v -> EngineState in
                 guard let s = try? v.string(), let st = EngineState(rawValue: s) else {
                     throw ModelError.invalidField("/state", "must be online, busy, draining or offline")
@@ -152,6 +153,7 @@ extension DispatchServer {
         v1.post("engines/:id/jobs/:job/progress", body: .buffered(max: 16 << 10)) { req in
             let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
+            try onlyKnownFields(root, ["lease_epoch", "progress", "fps", "speed", "eta_seconds"])
             // Out of range is the engine's bug, said as such (the Progress schema's bounds).
             var progress = try number(root, "progress", in: 0...100) ?? 0
             let detail = ProgressDetail(fps: try number(root, "fps", in: 0...1e9) ?? 0, speed: try number(root, "speed", in: 0...1e9) ?? 0,
@@ -167,11 +169,13 @@ extension DispatchServer {
         v1.post("engines/:id/jobs/:job/complete", body: .buffered(max: 1 << 20)) { req in
             let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
+            try onlyKnownFields(root, ["lease_epoch", "outputs", "quality_report", "work"])
             guard let list = root["outputs"], list.kind == .array, (1...10_000).contains(list.count) else {
                 throw ModelError.invalidField("/outputs", "must list the uploaded outputs (1 to 10000)")
             }
             var outputs: [JobResultOutput] = []
             for (i, o) in list.elements.enumerated() {
+                if o.kind == .object { try onlyKnownFields(o, ["file_id", "name"]) }
                 guard let f = try? o["file_id"]?.string(), let id = FileID(f), let name = try? o["name"]?.string(), isSafeOutputName(name) else {
                     throw ModelError.invalidField("/outputs/\(i)", "must be {\"file_id\": ID, \"name\": PATH}")
                 }
@@ -197,6 +201,7 @@ extension DispatchServer {
         v1.post("engines/:id/jobs/:job/fail", body: .buffered(max: 16 << 10)) { req in
             let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
+            try onlyKnownFields(root, ["lease_epoch", "reason", "requeue"])
             // Wrong types are the engine's bug, said as such: a "requeue" read as false
             // would burn an attempt the engine meant to give back.
             var reason = "failed"
@@ -349,6 +354,19 @@ func writeJobState(_ job: Job, into w: inout JSONWriter<[UInt8]>) {
     w.field("progress", job.progress)
     w.field("lease_epoch", job.leaseEpoch)
     w.endObject()
+}
+
+/// An engine body is an object of the fields its route reads: anything else is a 422
+/// naming each unknown member (the API's rule; a misspelt "requeue" used to be ignored).
+func onlyKnownFields(_ object: JSONValue, _ known: Set<String>) throws {
+    guard object.kind == .object else { throw ModelError.invalidField(object.pointer, "must be an object") }
+    var problems: [(String, String)] = []
+    for (key, value) in object.members where !known.contains(key) {
+        if problems.count < 50 { problems.append((value.pointer, "unknown field \"\(key.prefix(64))\"")) }
+    }
+    guard let first = problems.first else { return }
+    throw ModelError(.validationFailed, "\(first.0): \(first.1)" + (problems.count > 1 ? " (and \(problems.count - 1) more)" : ""),
+                     details: problems)
 }
 
 func bearer(_ req: Request) -> String? {

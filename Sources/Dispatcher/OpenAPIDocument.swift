@@ -345,7 +345,7 @@ public enum OpenAPIDocument {
     "fps": {"type": "number", "minimum": 0, "maximum": 1000000000}, "speed": {"type": "number", "minimum": 0, "maximum": 1000000000}, "eta_seconds": {"type": ["number", "null"], "minimum": 0, "maximum": 1000000000000}}},
    "Completion": {"type": "object", "required": ["lease_epoch", "outputs"], "additionalProperties": false, "properties": {
     "lease_epoch": {"type": "integer", "minimum": 0},
-    "outputs": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["file_id", "name"], "properties": {"file_id": {"type": "string"}, "name": {"type": "string"}}}},
+    "outputs": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["file_id", "name"], "additionalProperties": false, "properties": {"file_id": {"type": "string"}, "name": {"type": "string"}}}},
     "quality_report": {"type": ["object", "null"]}, "work": {"type": "number", "minimum": 0, "maximum": 1000000000000000000}}},
    "Failure": {"type": "object", "required": ["lease_epoch"], "additionalProperties": false, "properties": {
     "lease_epoch": {"type": "integer", "minimum": 0}, "reason": {"type": "string", "maxLength": 1000}, "requeue": {"type": "boolean"}}},

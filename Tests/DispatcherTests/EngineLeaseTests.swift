@@ -159,6 +159,19 @@ class EngineLeaseTests: XCTestCase {
         let typed = try await h.call("POST", base + "/complete", key: e.1, body: #"{"lease_epoch":"1","outputs":[]}"#)
         XCTAssertEqual(typed.status, 422, typed.text)
         XCTAssertNotNil(try json(typed.text)["error"]?["details"]?["/lease_epoch"], typed.text)
+        // Unknown fields are refused and named, as everywhere in the API (a misspelt field
+        // used to be ignored: "requeu": true burnt the attempt the engine meant to give back).
+        for (route, body, field) in [("progress", #"{"lease_epoch":1,"progress":50,"stage":"x"}"#, "/stage"),
+                                     ("fail", #"{"lease_epoch":1,"requeu":true}"#, "/requeu"),
+                                     ("complete", #"{"lease_epoch":1,"outputs":[{"name":"a.mp4","file_id":"\#(outID)","size":1}]}"#, "/outputs/0/size"),
+                                     ("complete", #"{"lease_epoch":1,"outputs":[{"name":"a.mp4","file_id":"\#(outID)"}],"extra":0}"#, "/extra"),
+                                     ("heartbeat", #"{"state":"online","lod":0.5}"#, "/lod")] {
+            let r = try await h.call("POST", route == "heartbeat" ? "/api/v1/engines/\(e.0)/heartbeat" : base + "/" + route, key: e.1, body: body)
+            XCTAssertEqual(r.status, 422, "\(route) \(body): \(r.text)")
+            XCTAssertEqual(try json(r.text)["error"]?["details"]?[field]?.string(), "unknown field \"\(field.split(separator: "/").last!)\"", r.text)
+        }
+        let notObject = try await h.call("POST", base + "/progress?lease_epoch=1", key: e.1, body: "[50]")
+        XCTAssertEqual(notObject.status, 422, notObject.text)
         // A measured work past 1e18 is no measurement: 422, nothing recorded.
         let absurd = try await h.call("POST", base + "/complete", key: e.1,
                                       body: #"{"lease_epoch":1,"outputs":[{"name":"h264-720p.mp4","file_id":"\#(outID)"}],"work":1.7e308}"#)
