@@ -11,6 +11,9 @@ import ProcFS
 import Synchronization
 import Lifecycle
 import Threads
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A failure of the database itself (open, migrate, a statement). Services catch the
 /// SQLite errors they expect (a unique key, say) inside their transaction bodies.
@@ -88,6 +91,11 @@ public final class SQLiteDatabase: Sendable {
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
+        // A new database is the owner's alone (0600, as admin.key and the uploads are):
+        // SQLite gives its -wal and -shm files the database file's mode. An empty file is
+        // an empty database. An existing file keeps the mode it has.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if fd >= 0 { Glibc.close(fd) }
         do {
             pool = try DatabasePool(path: path, configuration: config)
         } catch {

@@ -114,4 +114,20 @@ final class GroupCommitTests: XCTestCase {
         } catch {}
         withExtendedLifetime(first) {}
     }
+
+    /// A new database and its WAL are the owner's alone (0600); the process's umask does
+    /// not widen them (an outside probe found spool.sqlite created 0644).
+    func testANewDatabaseIsTheOwnersAlone() async throws {
+        let old = umask(0o022)
+        defer { umask(old) }
+        let path = dir + "/private.sqlite"
+        let db = try SQLiteDatabase(path: path)
+        try await db.migrate([Migration("p.1") { db in try db.execute(sql: "CREATE TABLE p (k INTEGER PRIMARY KEY)") }])
+        try await db.write { db in try db.execute(sql: "INSERT INTO p (k) VALUES (1)") }
+        for file in [path, path + "-wal"] {
+            let mode = (try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? NSNumber)?.intValue
+            XCTAssertEqual(mode, 0o600, file)
+        }
+        try await db.close()
+    }
 }
