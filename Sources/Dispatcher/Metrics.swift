@@ -13,8 +13,9 @@
 //   spool_db_pool_acquired, spool_db_pool_waited            PostgreSQL pool gauges (the last two
 //                                                            count since start), refreshed per scrape
 //
-// `route` is the matched pattern ("/api/v1/jobs/:id"), never the raw path, and `unmatched`
-// for 404/405 and for requests refused before routing (a malformed head: 400, 414, 431...),
+// `route` is the matched pattern ("/api/v1/jobs/:id"), never the raw path (a 405 has the
+// pattern its path matched), and `unmatched` for 404 and for requests refused before
+// routing (a malformed head: 400, 414, 431...),
 // so a client cannot grow the label set; unknown methods, and those of a head that could not
 // be read, are `other`.
 import Metrics
@@ -158,10 +159,59 @@ public final class ServerMetrics: Sendable {
         scrapeHooks.withLock { $0.append(body) }
     }
 
-    /// The exposition text after the scrape hooks ran.
+    /// The exposition text after the scrape hooks ran, with a `# HELP` line for each of
+    /// Spool's metrics.
     public func scrape() async -> [UInt8] {
         for hook in scrapeHooks.withLock({ $0 }) { await hook(self) }
-        return registry.emitToBuffer()
+        return Self.withHelp(registry.emitToBuffer())
+    }
+
+    /// What each metric counts, for its `# HELP` line. The swift-metrics factory the gauges
+    /// go through cannot carry help text, so it is added to the exposition here, before
+    /// each family's `# TYPE` line.
+    static let help: [String: String] = [
+        "spool_http_requests_total": "HTTP requests answered, by method, matched route pattern and status.",
+        httpDuration: "Time from a request's head to its answer being ready, in seconds, by method, route and status.",
+        databaseDuration: "Database transaction time in seconds, by kind (read or write).",
+        "spool_upload_bytes_total": "Bytes received in file uploads and engine output uploads.",
+        "spool_download_bytes_total": "Bytes sent in file downloads and engine input downloads.",
+        "spool_jobs": "Jobs by state, refreshed at each scrape.",
+        "spool_queue_depth": "Jobs waiting for an engine.",
+        "spool_db_pool_connections": "PostgreSQL pool connections by state (open, idle, max).",
+        "spool_db_pool_waiting": "Callers waiting for a PostgreSQL connection now.",
+        "spool_db_pool_acquired": "PostgreSQL connections handed out since start.",
+        "spool_db_pool_waited": "PostgreSQL connections handed out after a wait, since start.",
+        "spool_cache_lookups": "Redis record cache lookups since start, by result.",
+        "spool_db_replica_in_rotation": "1 while a read replica takes reads, else 0.",
+        "spool_db_replica_lag_seconds": "A read replica's replay lag in seconds.",
+        "spool_db_replica_lag_bytes": "A read replica's replay lag in WAL bytes.",
+        "spool_db_replica_reads": "Reads a replica served since start.",
+        "spool_db_replica_fallbacks": "Reads meant for a replica that went to the primary, since start.",
+        "spool_db_job_shard_connections": "Job shard pool connections by shard and state.",
+    ]
+
+    static func withHelp(_ text: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count + 2048)
+        var previousWasHelp = false
+        for line in text.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            if line.starts(with: "# TYPE ".utf8), !previousWasHelp {
+                let name = line.dropFirst(7).prefix { $0 != 0x20 }
+                if let h = help[String(decoding: name, as: UTF8.self)] {
+                    out.append(contentsOf: "# HELP ".utf8)
+                    out.append(contentsOf: name)
+                    out.append(0x20)
+                    out.append(contentsOf: h.utf8)
+                    out.append(0x0A)
+                }
+            }
+            previousWasHelp = line.starts(with: "# HELP ".utf8)
+            out.append(contentsOf: line)
+            out.append(0x0A)
+        }
+        // Each piece got a newline, one more than joined them.
+        out.removeLast()
+        return out
     }
 
     /// Root middleware: counts and times every request by its route pattern.

@@ -117,10 +117,18 @@ public final class Router: Sendable {
         return next
     }
 
+    /// The methods a path allows when only the method is wrong, and the pattern the path
+    /// matched (the 405's route in the metrics).
+    struct Allowed {
+        var methods: Set<String> = []
+        var pattern: String?
+        var isEmpty: Bool { methods.isEmpty }
+    }
+
     /// The route `method path` resolves to (HEAD finds GET), with its parameters; or the
     /// methods the path allows when only the method is wrong.
-    func resolve(method: String, path: Substring) -> (route: Route?, params: [String: String], allowed: Set<String>) {
-        var allowed: Set<String> = []
+    func resolve(method: String, path: Substring) -> (route: Route?, params: [String: String], allowed: Allowed) {
+        var allowed = Allowed()
         let wanted = method == "HEAD" ? "GET" : method
         let segments = Self.segments(of: path)
         guard segments.count < routesBySegmentCount.count else { return (nil, [:], allowed) }
@@ -128,8 +136,9 @@ public final class Router: Sendable {
             let route = routes[i]
             guard Self.matches(route.segments, segments) else { continue }
             guard route.method == wanted else {
-                allowed.insert(route.method)
-                if route.method == "GET" { allowed.insert("HEAD") }
+                allowed.methods.insert(route.method)
+                if route.method == "GET" { allowed.methods.insert("HEAD") }
+                if allowed.pattern == nil { allowed.pattern = route.pattern }
                 continue
             }
             return (route, Self.parameters(route, segments), allowed)
@@ -159,9 +168,10 @@ public final class Router: Sendable {
 
     /// A matched request goes through its route's composed pipeline (the path parameters
     /// are set before any middleware runs); 404 and 405 through the global middleware.
-    nonisolated(nonsending) func respond(to request: Request, route: Route?, params: [String: String], allowed: Set<String>) async -> Response {
+    nonisolated(nonsending) func respond(to request: Request, route: Route?, params: [String: String], allowed: Allowed) async -> Response {
         var request = request
-        request.route = route?.pattern
+        // A 405 is counted under the route its path matched; only a 404 is unmatched.
+        request.route = route?.pattern ?? allowed.pattern
         if let route {
             request.pathParameters = params
             return await route.pipeline(request)
@@ -169,7 +179,7 @@ public final class Router: Sendable {
         let refusal: Next = { req in
             if !allowed.isEmpty {
                 var r = APIError(status: 405, code: "method_not_allowed", message: "\(req.method) is not allowed on \(req.path)").response
-                r.headers.append(("Allow", allowed.sorted().joined(separator: ", ")))
+                r.headers.append(("Allow", allowed.methods.sorted().joined(separator: ", ")))
                 return r
             }
             return APIError(status: 404, code: "not_found", message: "no route for \(req.path)").response

@@ -22,6 +22,9 @@ final class MetricsRouteTests: XCTestCase {
         _ = try await h.call("GET", "/api/v1/health")
         _ = try await h.call("GET", "/no/such/thing")
         _ = try await h.call("GET", "/api/v1/engines")   // 401
+        // A wrong method on a known path: counted under that path's route, not unmatched.
+        let wrong = try await h.call("PUT", "/api/v1/health")
+        XCTAssertEqual(wrong.status, 405)
         // Refused before routing: counted too, as unmatched (the head was never routed).
         let big = try await h.call("GET", "/api/v1/health", headers: [("X-Big", String(repeating: "v", count: 9_000))])
         XCTAssertEqual(big.status, 431)
@@ -36,6 +39,7 @@ final class MetricsRouteTests: XCTestCase {
         has(#"spool_http_requests_total{method="GET",route="unmatched",status="404"} 1"#)
         has(#"spool_http_requests_total{method="GET",route="/api/v1/engines",status="401"} 1"#)
         has(#"spool_http_requests_total{method="other",route="unmatched",status="431"} 1"#)
+        has(#"spool_http_requests_total{method="PUT",route="/api/v1/health",status="405"} 1"#)
         has(#"spool_http_request_duration_seconds_count{method="GET",route="/api/v1/engines/:id",status="404"} 2"#)
         has("spool_upload_bytes_total 1000")
         has("spool_download_bytes_total 250")
@@ -43,6 +47,12 @@ final class MetricsRouteTests: XCTestCase {
         has("spool_queue_depth 7")
         has(#"spool_db_query_duration_seconds_count{kind="read"}"#)
         XCTAssertFalse(text.contains("FAV"), "a raw path reached a label")
+        // Every family says what it counts, once, just before its TYPE line.
+        has("# HELP spool_http_requests_total HTTP requests answered, by method, matched route pattern and status.\n# TYPE spool_http_requests_total counter")
+        has("# HELP spool_jobs Jobs by state, refreshed at each scrape.\n# TYPE spool_jobs gauge")
+        let types = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.count
+        let helps = text.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.count
+        XCTAssertEqual(helps, types, text)
 
         // A second server in the same process starts from zero.
         let other = try await AccessHarness.start()
