@@ -32,9 +32,21 @@ extension DispatchServer {
     public func runBackground() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
+                var passes = 0
                 while !Task.isCancelled {
                     do { try await clock.sleep(until: clock.now + .seconds(2)) } catch { return }
                     do { try await sweepEngines() } catch { logger.error("engine sweep failed: \(error)") }
+                    // Once a minute: engines offline past engines.offline_retention_seconds
+                    // are forgotten, so the table does not grow with every engine ever seen.
+                    passes += 1
+                    if passes % 30 == 0 {
+                        do {
+                            let n = try await engines.forgetLongOffline()
+                            if n > 0 { logger.notice("forgot \(n) engine(s) offline longer than engines.offline_retention_seconds") }
+                        } catch {
+                            logger.error("forgetting long-offline engines failed: \(error)")
+                        }
+                    }
                 }
             }
             group.addTask { [self] in await events.run() }

@@ -113,7 +113,10 @@ public final class DispatchServer: Sendable {
         }
         let engines = try await EngineRegistry.open(database: relational, clock: clock, settings: {
             var e = EngineSettings()
-            e.heartbeatTimeoutMilliseconds = settings.current.engines.heartbeatTimeoutSeconds * 1000
+            let now = settings.current.engines
+            e.heartbeatTimeoutMilliseconds = now.heartbeatTimeoutSeconds * 1000
+            e.offlineRetentionMilliseconds = now.offlineRetentionSeconds * 1000
+            e.maxRegistered = now.maxRegistered
             return e
         }, events: events)
         // The scheduler is made after the job service (it reads jobs through it) and woken

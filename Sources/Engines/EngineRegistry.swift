@@ -51,6 +51,12 @@ public struct JoinToken: Sendable, Equatable {
 public struct EngineSettings: Sendable, Equatable {
     /// An online or draining engine silent for longer than this becomes offline.
     public var heartbeatTimeoutMilliseconds: Int64 = 30_000
+    /// An offline engine silent for longer than this is forgotten (its record deleted; it
+    /// registers anew if it comes back).
+    public var offlineRetentionMilliseconds: Int64 = 7 * 86_400_000
+    /// Records kept at most: past it a registration first forgets the engine offline the
+    /// longest, and is refused (503) when every engine is still alive.
+    public var maxRegistered = 10_000
     public init() {}
 }
 
@@ -161,13 +167,44 @@ public final class EngineRegistry: Sendable {
                                   lastHeartbeat: now, registered: now)
         let tagsJSON = Self.tagsJSON(tags)
         let hash = Self.hash(credential)
-        try await database.writing { db in
+        let cap = max(1, settings().maxRegistered)
+        let admitted = try await database.writing { db -> Bool in
+            // At the cap, the engine offline the longest makes room; with none offline the
+            // registration is refused (a join token must not grow the table without bound).
+            if try db.one("SELECT COUNT(*) AS n FROM engines_records", []).map({ try $0.int64("n") }) ?? 0 >= Int64(cap) {
+                guard try db.one(Self.forgetOldestOfflineSQL, []) != nil else { return false }
+            }
             try db.execute("""
                 INSERT INTO engines_records (id, name, host, tags, capabilities, load, state, last_heartbeat, credential_hash, registered)
                 VALUES (?, ?, ?, ?, ?, 0, 'online', ?, ?, ?)
                 """, [record.id.text, name, host, tagsJSON, capabilitiesJSON, now, hash, now])
+            return true
+        }
+        guard admitted else {
+            throw ModelError(.unavailable, "\(cap) engines are registered and none is offline (engines.max_registered)")
         }
         return record
+    }
+
+    static let forgetOldestOfflineSQL = """
+        DELETE FROM engines_records WHERE id = (
+            SELECT id FROM engines_records WHERE state = 'offline' ORDER BY last_heartbeat, id LIMIT 1)
+        RETURNING id
+        """
+
+    /// Deletes the records of engines offline and silent since before `cutoff` (Unix ms);
+    /// returns how many.
+    @discardableResult
+    public func forgetOffline(silentSince cutoff: Int64) async throws -> Int {
+        try await database.writing { db in
+            try db.query("DELETE FROM engines_records WHERE state = 'offline' AND last_heartbeat < ? RETURNING id", [cutoff]).count
+        }
+    }
+
+    /// `forgetOffline` with the settings' retention, now on the injected clock.
+    @discardableResult
+    public func forgetLongOffline() async throws -> Int {
+        try await forgetOffline(silentSince: clock.unixMilliseconds - settings().offlineRetentionMilliseconds)
     }
 
     /// Records a heartbeat: load, state, the time, and the capabilities when they changed.

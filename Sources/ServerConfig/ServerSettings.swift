@@ -30,6 +30,8 @@
 //   events.keepalive_seconds   (r)   SPOOL_EVENTS_KEEPALIVE_SECONDS
 //   engines.join_token         (r)   SPOOL_ENGINES_JOIN_TOKEN (also SPOOL_JOIN_TOKEN)
 //   engines.heartbeat_timeout_seconds (r) SPOOL_ENGINES_HEARTBEAT_TIMEOUT_SECONDS
+//   engines.offline_retention_seconds (r) SPOOL_ENGINES_OFFLINE_RETENTION_SECONDS
+//   engines.max_registered     (r)   SPOOL_ENGINES_MAX_REGISTERED
 //   scheduler.tenant_weights   (r)   SPOOL_SCHEDULER_TENANT_WEIGHTS
 //   queue.url                        SPOOL_QUEUE_URL              --queue-url
 //   queue.key_prefix                 SPOOL_QUEUE_KEY_PREFIX
@@ -150,6 +152,11 @@ public struct ServerSettings: Sendable, Equatable {
         public var joinToken = ""
         /// An engine silent this long is offline and the jobs it held are taken back.
         public var heartbeatTimeoutSeconds: Int64 = 15
+        /// An offline engine silent this long is forgotten (it registers anew if it returns).
+        public var offlineRetentionSeconds: Int64 = 604_800
+        /// Engine records kept at most (a registration past it forgets the engine offline
+        /// the longest, or is refused with 503 when none is offline).
+        public var maxRegistered = 10_000
         public init() {}
     }
 

@@ -166,6 +166,8 @@ public enum SettingsSchema {
                 ? nil : "must be empty or 16 to 256 printable characters without spaces"
         }.secret { t in "(hidden, \(t.utf8.count) characters)" },
         .int("engines.heartbeat_timeout_seconds", reloadable: true, 2...3_600, \.engines.heartbeatTimeoutSeconds),
+        .int("engines.offline_retention_seconds", reloadable: true, 60...31_536_000, \.engines.offlineRetentionSeconds),
+        .int("engines.max_registered", reloadable: true, 1...1_000_000, \.engines.maxRegistered),
         .string("scheduler.tenant_weights", reloadable: true, \.scheduler.tenantWeights) { s in
             if case .failure(let e) = FairShare.parseWeights(s) { return "must be TENANT=WEIGHT,... (\(e))" }
             return nil

@@ -109,6 +109,50 @@ class EngineRegistryTests: XCTestCase {
         }
     }
 
+    /// Engines offline past the retention are forgotten, and the table holds at most
+    /// `maxRegistered` records: a registration at the cap makes room by forgetting the
+    /// engine offline the longest, and is refused (503) while every engine is alive.
+    func testOfflineEnginesAreForgottenAndRegistrationsAreCapped() async throws {
+        let db = try await makeDatabase()
+        let clock = ManualClock()
+        var settings = EngineSettings()
+        settings.heartbeatTimeoutMilliseconds = 10_000
+        settings.offlineRetentionMilliseconds = 60_000
+        settings.maxRegistered = 3
+        let s = settings
+        let registry = try await EngineRegistry.open(database: db, clock: clock, settings: { s })
+        let a = try await registry.register(name: "a", host: "h", credential: "0123456789abcdef")
+        clock.advance(by: .seconds(1))
+        let b = try await registry.register(name: "b", host: "h", credential: "0123456789abcdef")
+        clock.advance(by: .seconds(1))
+        let c = try await registry.register(name: "c", host: "h", credential: "0123456789abcdef")
+        // At the cap with every engine alive: refused, nothing changed.
+        do {
+            _ = try await registry.register(name: "d", host: "h", credential: "0123456789abcdef")
+            XCTFail("a fourth engine was registered past the cap")
+        } catch let e as ModelError { XCTAssertEqual(e.code, .unavailable) }
+        // a and b go offline (a silent the longest); c stays alive.
+        clock.advance(by: .seconds(9))
+        try await registry.heartbeat(c.id, load: 0)
+        clock.advance(by: .seconds(2))
+        let swept = try await registry.sweep()
+        XCTAssertEqual(Set(swept), [a.id, b.id])
+        let d = try await registry.register(name: "d", host: "h", credential: "0123456789abcdef")
+        let aNow = try await registry.get(a.id), bNow = try await registry.get(b.id)
+        XCTAssertNil(aNow, "the engine offline the longest made room")
+        XCTAssertNotNil(bNow)
+        // Nothing is forgotten before the retention; b is, after it.
+        let early = try await registry.forgetLongOffline()
+        XCTAssertEqual(early, 0)
+        clock.advance(by: .seconds(60))
+        try await registry.heartbeat(c.id, load: 0)
+        try await registry.heartbeat(d.id, load: 0)
+        let late = try await registry.forgetLongOffline()
+        XCTAssertEqual(late, 1)
+        let left = try await registry.list(limit: 10).0.map(\.name)
+        XCTAssertEqual(Set(left), ["c", "d"])
+    }
+
     func testMissedHeartbeatsMarkOfflineOnTheInjectedClock() async throws {
         let (registry, clock, _) = try await makeRegistry(timeoutMs: 10_000)
         let a = try await registry.register(name: "a", host: "h", credential: "0123456789abcdef")

@@ -155,7 +155,7 @@ final class ConfigLoaderTests: XCTestCase {
     func testEnvironmentNamesMatchTheHeaderOfServerSettings() {
         XCTAssertEqual(SettingsSchema.spec("jobs.idempotency_retention_seconds")?.environment, "SPOOL_JOBS_IDEMPOTENCY_RETENTION_SECONDS")
         XCTAssertEqual(SettingsSchema.spec("data_dir")?.environment, "SPOOL_DATA_DIR")
-        XCTAssertEqual(SettingsSchema.all.count, 50)
+        XCTAssertEqual(SettingsSchema.all.count, 52)
         XCTAssertEqual(SettingsSchema.all.filter { !$0.reloadable }.map(\.key),
                        ["listen", "data_dir", "loops", "insecure_no_auth", "webhooks.ca_file", "queue.url", "queue.key_prefix", "queue.visibility_seconds",
                         "cache.ttl_seconds", "database.url", "database.max_connections", "database.job_shards", "database.replicas",
