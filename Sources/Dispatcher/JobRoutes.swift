@@ -201,6 +201,9 @@ extension DispatchServer {
                 }
             }
             defer { forward.cancel(); ticks.cancel(); feed.finish() }
+            // A graceful stop ends the stream with its last chunk; the client resumes from
+            // its Last-Event-ID (on another dispatcher, or this one restarted).
+            w.onStop { feed.finish() }
             for await item in merged {
                 // A key revoked (or expired) while the stream is open ends it: it reads
                 // nothing more than a new request with it could.

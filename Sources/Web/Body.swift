@@ -54,6 +54,10 @@ final class ConnectionInput {
 
     /// Between requests with nothing buffered (graceful stop closes these at once).
     var idle = true
+    /// The streaming response being written, told when a graceful stop begins.
+    var writer: ResponseWriter?
+    /// A graceful stop has begun: a streaming response started now is told at once.
+    var stopping = false
     init(conn: TCPConnection) { self.conn = conn }
 }
 
@@ -241,6 +245,26 @@ public final class ResponseWriter {
     /// False for HTTP/1.0 clients: raw bytes, the end of the connection ends the body.
     let chunked: Bool
     public private(set) var bytesWritten: Int = 0
+    /// Set when the server begins a graceful stop: a producer that would run on (an event
+    /// stream) should end its body now, so the client gets a whole response and
+    /// reconnects, rather than being cut when the grace period ends.
+    public private(set) var isStopping = false
+    private var stopHandlers: [() -> Void] = []
+
+    /// Runs `body` (on the loop thread) when the server begins a graceful stop, at once if
+    /// it has begun. For a producer waiting on something else: wake it to end its body.
+    public func onStop(_ body: @escaping () -> Void) {
+        if isStopping { body() } else { stopHandlers.append(body) }
+    }
+
+    /// The server is stopping (HTTPServer's drain).
+    func stop() {
+        guard !isStopping else { return }
+        isStopping = true
+        let handlers = stopHandlers
+        stopHandlers = []
+        for h in handlers { h() }
+    }
 
     init(conn: TCPConnection, timeout: Duration, chunked: Bool = true) {
         self.conn = conn

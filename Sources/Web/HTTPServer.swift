@@ -349,7 +349,7 @@ public final class HTTPServer: Sendable {
                 }
                 response.headers.append(("Date", registry.date))
                 do {
-                    try await send(response, to: request, http10: head.version == .http1_0, on: conn)
+                    try await send(response, to: request, http10: head.version == .http1_0, on: conn, input: input)
                 } catch {
                     break connection
                 }

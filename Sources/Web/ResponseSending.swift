@@ -25,7 +25,8 @@ extension HTTPServer {
 
     /// `response`'s fields must have passed `invalidHeader` (serve checks every handler's;
     /// the server's own are fixed): the head is written without checking them again.
-    nonisolated(nonsending) func send(_ response: Response, to request: Request, http10: Bool, on conn: TCPConnection) async throws {
+    nonisolated(nonsending) func send(_ response: Response, to request: Request, http10: Bool, on conn: TCPConnection,
+                                      input: ConnectionInput? = nil) async throws {
         let isHead = request.method == "HEAD"
         // Framing is the server's: whatever a handler set (a proxied response's headers,
         // say) would contradict what is actually sent.
@@ -57,6 +58,10 @@ extension HTTPServer {
             try await conn.send(out, timeout: configuration.sendTimeout)
             guard !isHead && !contentless else { return }
             let writer = ResponseWriter(conn: conn, timeout: configuration.sendTimeout, chunked: !http10)
+            // A graceful stop tells the producer (through the registry's drain).
+            input?.writer = writer
+            defer { input?.writer = nil }
+            if input?.stopping == true { writer.stop() }
             do {
                 try await producer(writer)
             } catch {

@@ -91,6 +91,13 @@ final class ConnectionRegistry {
         // The reap's replays would answer without `Connection: close`: from now on every
         // request goes to the task.
         for c in connections.values { c.conn.disarmReplay() }
+        // Streaming responses (event streams) are told to end their bodies now: their
+        // clients get a whole response and reconnect, instead of being cut at the end
+        // of the grace period.
+        for c in inOrder {
+            c.stopping = true
+            c.writer?.stop()
+        }
         return inOrder.filter { $0.idle && $0.conn.queuedSendCount == 0 }.map(\.conn)
     }
 }

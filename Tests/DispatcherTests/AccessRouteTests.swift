@@ -143,6 +143,27 @@ final class AccessRouteTests: XCTestCase {
         await h.stop()
     }
 
+    /// A graceful stop ends an open event stream with its last chunk at once: the client
+    /// gets a whole response (and resumes with Last-Event-ID elsewhere), and the stop does
+    /// not wait out its grace period for it (it used to, then cut the stream short).
+    func testAGracefulStopEndsOpenEventStreamsWhole() async throws {
+        let h = try await AccessHarness.start(configure: { $0.events.keepAliveSeconds = 3_600 })
+        let admin = try await h.adminKey()
+        let jobID = try await h.submitJob(key: admin, idempotencyKey: "sse-stop")
+        let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
+        let stream = Task { try await h.call("GET", "/api/v1/jobs/\(jobID)/events", key: admin) }
+        let waitUntil = ContinuousClock.now + .seconds(10)
+        while bus.subscriberCount(subject: jobID) == 0 && ContinuousClock.now < waitUntil { try await Task.sleep(nanoseconds: 1_000_000) }
+        XCTAssertEqual(bus.subscriberCount(subject: jobID), 1)
+        let started = ContinuousClock.now
+        await h.http.stop(grace: .seconds(30))
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(20), "the stop waited out its grace for the stream")
+        let r = try await stream.value   // a body cut short would throw here
+        XCTAssertEqual(r.status, 200)
+        XCTAssertTrue(r.text.contains("event: JobCreated"), r.text)
+        await h.stop()
+    }
+
     /// SQLite's own failures are the standard 507/503, not a 500: a database that cannot
     /// grow (SQLITE_FULL, here through max_page_count on the writer) refuses a submission
     /// with 507 insufficient_storage, and takes it once it can grow again.
