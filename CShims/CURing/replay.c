@@ -7,8 +7,10 @@
 // folded once per reap from `stats`.
 // What keeps it sound (the Swift side, Ring.ReplayEntry, keeps these):
 //  - an entry is armed only while its connection's task waits for a request with nothing
-//    received and nothing of Swift's to send; any completion of the connection that the
-//    reap leaves to Swift disarms it first;
+//    received and nothing of Swift's to send; any receive of the connection that the reap
+//    leaves to Swift disarms it, here, before the next completion of the batch is looked
+//    at (Swift sees the batch only after it is reaped: an outside probe had a kept poll
+//    answered ahead of the 16 KiB request received just before it in the same batch);
 //  - a replay's send is one at a time and owns the answer bytes until it completes: no
 //    replay, no `keep` and no Swift send is started on the socket meanwhile (Swift's
 //    outbox waits behind `sending` and asks to be told, `notify`);
@@ -211,24 +213,38 @@ static int replay_sent(curing_ring *r, const struct io_uring_cqe *cqe, curing_cq
     return 1;
 }
 
+// The entry a receive completion belongs to, when it is armed.
+static curing_replay *armed_entry(curing_ring *r, uint64_t ud) {
+    uint32_t slot = (uint32_t)ud;
+    if (slot >= r->slot_count) return NULL;
+    uint32_t k = r->replay_of_slot[slot];
+    if (k == 0) return NULL;
+    curing_replay *e = &r->replays[k - 1];
+    return e->in_use && e->armed && e->recv_ud == ud ? e : NULL;
+}
+
+// Leaves a completion of an armed entry's receive to Swift: disarmed here, at once, so
+// that nothing later of the connection in this same batch is answered before Swift has
+// handled this one (it reaches Swift only after the whole batch is reaped).
+static int leave_to_swift(curing_replay *e) {
+    e->armed = 0;
+    return 0;
+}
+
 // A receive: 1 when it was an armed entry's kept request and its answer is on its way.
 static int replay_received(curing_ring *r, const struct io_uring_cqe *cqe, int64_t *t0, unsigned *counts) {
-    if (!(cqe->flags & IORING_CQE_F_BUFFER) || !(cqe->flags & IORING_CQE_F_MORE) || cqe->res <= 0) return 0;
-    uint64_t ud = cqe->user_data;
-    uint32_t slot = (uint32_t)ud;
-    if (slot >= r->slot_count) return 0;
-    uint32_t k = r->replay_of_slot[slot];
-    if (k == 0) return 0;
-    curing_replay *e = &r->replays[k - 1];
-    if (!e->armed || e->recv_ud != ud || e->sending || e->swift_sends || !e->in_use || (uint32_t)cqe->res != e->request_len) return 0;
+    curing_replay *e = armed_entry(r, cqe->user_data);
+    if (!e) return 0;
+    if (!(cqe->flags & IORING_CQE_F_BUFFER) || !(cqe->flags & IORING_CQE_F_MORE) || cqe->res <= 0) return leave_to_swift(e);
+    if (e->sending || e->swift_sends || (uint32_t)cqe->res != e->request_len) return leave_to_swift(e);
     uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
     uint8_t *data = r->pool_base + (size_t)bid * r->buffer_size;
-    if (memcmp(data, e->request, e->request_len) != 0) return 0;
+    if (memcmp(data, e->request, e->request_len) != 0) return leave_to_swift(e);
     for (int g = 0; g < 4; g++) {
-        if (e->guard[g] && __atomic_load_n(e->guard[g], __ATOMIC_ACQUIRE) != e->expect[g]) return 0;
+        if (e->guard[g] && __atomic_load_n(e->guard[g], __ATOMIC_ACQUIRE) != e->expect[g]) return leave_to_swift(e);
     }
     struct io_uring_sqe *sqe = curing_get_sqe(r);
-    if (!sqe) return 0;
+    if (!sqe) return leave_to_swift(e);
     if (*t0 == 0) {
         *t0 = clock_ns(CLOCK_MONOTONIC);
         // The Date's second as the server's other answers read it (coarse, once per reap).

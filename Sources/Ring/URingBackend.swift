@@ -31,11 +31,11 @@ import Glibc
         let step: String
     }
 
-    /// Creates the ring on the calling thread (SINGLE_ISSUER binds it to this thread).
-    /// Replayed answers answered in the reap (ReplayTable.swift); nil if its tables could
+    /// Kept answers the reap replays itself (ReplayTable.swift); nil if its tables could
     /// not be allocated (the HTTP server's own replay then answers alone).
     let replayTable: ReplayTable?
 
+    /// Creates the ring on the calling thread (SINGLE_ISSUER binds it to this thread).
     init(entries: UInt32, pool: BufferPool, kernel: KernelVersion, recvBuffersMax: Int, slots: Int) throws(SetupFailure) {
         var got: UInt32 = 0
         var err: Int32 = 0

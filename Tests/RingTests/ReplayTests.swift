@@ -114,6 +114,57 @@ final class ReplayTests: TwoLoopTestCase {
         XCTAssertEqual(open, 0)
     }
 
+    /// Bytes the task has not seen yet come first: one write of 16 KiB of something else
+    /// (a pool buffer's worth) followed by the kept request arrives as two receives in one
+    /// batch, and the reap must not answer the second before the task has the first (an
+    /// outside probe had the kept poll answered first, and a request's body taken for a
+    /// poll).
+    func testEarlierBytesInTheSameBatchComeFirst() async throws {
+        let serverLoop = server!, clientLoop = client!
+        guard serverLoop.backendKind == .uring else { throw XCTSkip("the reap's replay is io_uring's") }
+        let (l, addr) = try await listen(on: serverLoop)
+        let log = ReplayLog()
+        let rounds = 8, write = (16 << 10) + 5
+        let task = serverLoop.spawn {
+            let conn = try await l.value.accept()
+            var pending: [UInt8] = []
+            _ = try await ReplayTests.read(conn, 5, pending: &pending)
+            XCTAssertTrue(ReplayTests.keep(conn, request: "PING\n", answer: ReplayTests.pong, dateAt: 5, requestIDAt: -1, ids: nil, guards: [], log: log))
+            try await conn.send(Array("FIRST\n".utf8), timeout: .seconds(10))
+            conn.armReplay()
+            var seen = 0
+            while let b = try await conn.receive(timeout: .seconds(10)) {
+                seen += b.count
+                log.toTask.append("\(b.count)")
+                // One answer per whole write, then armed again for the next round.
+                if seen % write == 0 {
+                    try await conn.send(Array("SWIFT\n".utf8), timeout: .seconds(10))
+                    conn.armReplay()
+                }
+            }
+            await conn.close()
+        }
+        let firsts = try await clientLoop.run { () -> [String] in
+            let conn = try await TCPConnection.connect(to: addr)
+            var pending: [UInt8] = [], firsts: [String] = []
+            try await conn.send(Array("PING\n".utf8))
+            _ = try await ReplayTests.read(conn, 6, pending: &pending)
+            for _ in 0..<rounds {
+                try await conn.send(Array(repeating: UInt8(ascii: "x"), count: 16 << 10) + Array("PING\n".utf8))
+                firsts.append(String(decoding: try await ReplayTests.read(conn, 6, pending: &pending), as: UTF8.self))
+            }
+            await conn.close()
+            return firsts
+        }
+        try await task.value
+        XCTAssertEqual(firsts, Array(repeating: "SWIFT\n", count: rounds), "a kept request was answered ahead of the bytes before it")
+        let (toTask, reaped) = try await serverLoop.run { (log.toTask, serverLoop.reapReplays) }
+        XCTAssertEqual(reaped, 0)
+        XCTAssertEqual(toTask.compactMap { Int($0) }.reduce(0, +), rounds * write)
+        try await serverLoop.run { await l.value.close() }
+        try await assertQuiescent(serverLoop)
+    }
+
     /// A replay's send blocked on a full socket, and another request meanwhile: the task's
     /// answer to it waits behind the replay's bytes, and nothing is lost or reordered.
     func testTheTasksAnswerWaitsBehindAReplaySendInFlight() async throws {
