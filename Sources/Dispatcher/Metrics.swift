@@ -218,7 +218,10 @@ public final class ServerMetrics: Sendable {
     func middleware(clock: any MonotonicClock) -> Middleware {
         return { [self] request, next in
             let started = clock.now
-            let response = await next(request)
+            var response = await next(request)
+            // The server turns a 200 into 304 or 412 for conditional requests after every
+            // middleware: count the status the client gets (a 304 poll was counted as 200).
+            Conditional.apply(request, &response)
             recordRequest(method: request.method, route: request.route, status: response.status, duration: clock.now - started)
             return response
         }

@@ -70,8 +70,11 @@ public func ifNoneMatch(_ header: String, matches tag: String) -> Bool { Conditi
 
 public enum Conditional {
     /// Adds validators to a successful GET/HEAD response and turns it into 304 when the
-    /// request's preconditions say the client's copy is current.
-    static func apply(_ request: Request, _ response: inout Response) {
+    /// request's preconditions say the client's copy is current (412 when If-Match or
+    /// If-Unmodified-Since fails). The server applies it to every answer; a middleware that
+    /// must see the final status (the metrics) may apply it first: a second application
+    /// changes nothing.
+    public static func apply(_ request: Request, _ response: inout Response) {
         guard request.method == "GET" || request.method == "HEAD", response.status == 200 || response.status == 206 else { return }
         var tag = response.headers.value(of: "ETag")
         if tag == nil && response.stream == nil {

@@ -54,6 +54,22 @@ final class MetricsRouteTests: XCTestCase {
         let helps = text.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.count
         XCTAssertEqual(helps, types, text)
 
+        // Conditional answers are counted with the status the client got (304, 412), not
+        // the 200 the route made before the server applied the condition.
+        let jobID = try await h.submitJob(key: key, idempotencyKey: "metrics-conditional")
+        let job = try await h.call("GET", "/api/v1/jobs/\(jobID)", key: key)
+        let tag = try XCTUnwrap(job.headers.first { $0.name.lowercased() == "etag" }?.value)
+        let notModified = try await h.call("GET", "/api/v1/jobs/\(jobID)", key: key, headers: [("If-None-Match", tag)])
+        XCTAssertEqual(notModified.status, 304)
+        let failed = try await h.call("GET", "/api/v1/jobs/\(jobID)", key: key, headers: [("If-Match", "\"other\"")])
+        XCTAssertEqual(failed.status, 412)
+        let again = try await h.call("GET", "/metrics").text
+        for line in [#"spool_http_requests_total{method="GET",route="/api/v1/jobs/:id",status="304"} 1"#,
+                     #"spool_http_requests_total{method="GET",route="/api/v1/jobs/:id",status="412"} 1"#,
+                     #"spool_http_requests_total{method="GET",route="/api/v1/jobs/:id",status="200"} 1"#] {
+            XCTAssertTrue(again.contains(line), "missing \(line) in:\n\(again)")
+        }
+
         // A second server in the same process starts from zero.
         let other = try await AccessHarness.start()
         let fresh = try await other.call("GET", "/metrics")
