@@ -354,7 +354,9 @@ public final class HTTPServer: Sendable {
                     break connection
                 }
                 answered = true
-                if closing {
+                // A stop that began while the answer was going out (an event stream it ended)
+                // closes the connection after it, as it would have said Connection: close.
+                if closing || registry.draining {
                     if !body.isComplete || body.isPoisoned { await lingerAndClose(conn); return }
                     break connection
                 }

@@ -164,6 +164,37 @@ final class AccessRouteTests: XCTestCase {
         await h.stop()
     }
 
+    /// A client that keeps its connection after the stream's last chunk (a keep-alive
+    /// pool) does not hold the stop: the server closes the connection after the stream.
+    func testAStreamEndedByAStopClosesItsConnection() async throws {
+        let h = try await AccessHarness.start(configure: { $0.events.keepAliveSeconds = 3_600 })
+        let admin = try await h.adminKey()
+        let jobID = try await h.submitJob(key: admin, idempotencyKey: "sse-stop-keep")
+        let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
+        let address = h.http.localAddress!
+        let request = Array("GET /api/v1/jobs/\(jobID)/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(admin)\r\n\r\n".utf8)
+        // A raw connection that reads to the end of the stream and then waits for the
+        // server's close, never closing itself.
+        let reader = Task { try await h.client.run { () async throws -> (String, Bool) in
+            let conn = try await TCPConnection.connect(to: address)
+            try await conn.send(request)
+            var got: [UInt8] = []
+            while !got.suffix(5).elementsEqual(Array("0\r\n\r\n".utf8)), let b = try await conn.receive(timeout: .seconds(20)) { got += b.bytes }
+            let closed = try await conn.receive(timeout: .seconds(20)) == nil
+            await conn.close()
+            return (String(decoding: got, as: UTF8.self), closed)
+        } }
+        let waitUntil = ContinuousClock.now + .seconds(10)
+        while bus.subscriberCount(subject: jobID) == 0 && ContinuousClock.now < waitUntil { try await Task.sleep(nanoseconds: 1_000_000) }
+        let started = ContinuousClock.now
+        await h.http.stop(grace: .seconds(30))
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(20), "the stop waited for a connection whose stream it ended")
+        let (text, closed) = try await reader.value
+        XCTAssertTrue(text.contains("event: JobCreated"), text)
+        XCTAssertTrue(closed, "the server left the connection open after the stream")
+        await h.stop()
+    }
+
     /// SQLite's own failures are the standard 507/503, not a 500: a database that cannot
     /// grow (SQLITE_FULL, here through max_page_count on the writer) refuses a submission
     /// with 507 insufficient_storage, and takes it once it can grow again.
