@@ -70,6 +70,10 @@ public final class ShutdownSignal: Sendable {
             if let current { return current }
             let s = ShutdownSignal()
             current = s
+            // SIGQUIT stays the operator's way out of a command that stops gracefully: its
+            // default action (quit at once), even when the command was started with it
+            // ignored, as a non-interactive shell starts its background jobs.
+            signal(SIGQUIT, SIG_DFL)
             SignalThread.start { signal in s.deliver(signal) }
             return s
         }

@@ -102,6 +102,30 @@ final class SignalTests: XCTestCase {
         try serveAndSignal(mode: "masked", signal: "INT", runs: 50)
     }
 
+    /// SIGQUIT quits a server at once (its default action, status 131 from a shell), also
+    /// when it was started with SIGQUIT ignored, as a non-interactive shell starts its
+    /// background jobs (an outside probe found such a server ignoring it).
+    func testSIGQUITQuitsAtOnceEvenWhenStartedIgnored() throws {
+        let spool = try spoolBinary()
+        let dir = try scratch("quit")
+        let script = Self.listeningPort + #"""
+        spool="$1"; dir="$2"; log="$dir/serve.log"
+        ulimit -c 0
+        trap '' QUIT
+        "$spool" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --loops 1 --insecure-no-auth >"$log" 2>&1 &
+        pid=$!
+        trap - QUIT
+        listening_port "$log" $pid
+        kill -QUIT $pid
+        t=0; while kill -0 $pid 2>/dev/null && [ $t -lt 500 ]; do sleep 0.01; t=$((t + 1)); done
+        if kill -0 $pid 2>/dev/null; then echo "still running 5 s after SIGQUIT"; kill -9 $pid; wait $pid; exit 1; fi
+        wait $pid; echo "status=$?"
+        """#
+        let (status, output) = try runProcess("/bin/sh", ["-c", script, "sh", spool, dir])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("status=131"), output)
+    }
+
     /// SIGHUP reloads the configuration file: a reloadable key takes effect, a key that
     /// needs a restart is kept out (and logged), a broken file is refused while the server
     /// keeps its settings and keeps serving; SIGTERM then still drains and exits 0.
