@@ -13,6 +13,9 @@
 //    "limits":{"max_seconds":1...604800, "max_cpu_seconds":1...604800, "max_memory_mib":256...1048576}}
 import JSON
 import SpoolModel
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension JobSpec {
     static let topKeys: Set<String> = ["input", "preset", "outputs", "ladder", "custom", "webhook_url", "ttl_seconds",
@@ -107,23 +110,34 @@ extension JobSpec {
             return "must be an http:// or https:// URL"
         }
         let authority = rest.prefix { $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
-        guard !authority.isEmpty, !authority.contains(UInt8(ascii: "@")), authority.first != UInt8(ascii: ":") else { return "must name a host" }
-        // A port, when given, is 1 to 65535 (after "]" for an IPv6 literal).
-        var portAt: ArraySlice<UInt8>.Index?
+        guard !authority.isEmpty else { return "must name a host" }
+        guard !authority.contains(UInt8(ascii: "@")) else { return "must not carry user information (user:password@)" }
+        let colon = UInt8(ascii: ":")
+        // A port, when given, is 1 to 65535; an IPv6 address goes in brackets (RFC 3986 3.2.2).
+        var port: ArraySlice<UInt8>?
         if authority.first == UInt8(ascii: "[") {
             guard let close = authority.firstIndex(of: UInt8(ascii: "]")) else { return "must name a host (an IPv6 literal needs its ']')" }
+            let literal = String(decoding: authority[(authority.startIndex + 1)..<close], as: UTF8.self)
+            var address = in6_addr()
+            guard !literal.isEmpty, inet_pton(AF_INET6, literal, &address) == 1 else {
+                return "must name a host (between brackets, an IPv6 address)"
+            }
             let after = authority[(close + 1)...]
             if let c = after.first {
-                guard c == UInt8(ascii: ":") else { return "must have ':port' after an IPv6 literal" }
-                portAt = close + 2
+                guard c == colon else { return "must have ':port' after an IPv6 literal" }
+                port = after.dropFirst()
             }
-        } else if let colon = authority.lastIndex(of: UInt8(ascii: ":")) {
-            portAt = colon + 1
+        } else {
+            let colons = authority.reduce(0) { $0 + ($1 == colon ? 1 : 0) }
+            guard colons <= 1 else { return "must name one host and at most one port (an IPv6 address goes in brackets)" }
+            if let c = authority.firstIndex(of: colon) {
+                guard c > authority.startIndex else { return "must name a host" }
+                port = authority[(c + 1)...]
+            }
         }
-        if let p = portAt {
-            let digits = authority[p...]
+        if let digits = port {
             guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  let port = Int(String(decoding: digits, as: UTF8.self)), (1...65535).contains(port) else {
+                  let n = Int(String(decoding: digits, as: UTF8.self)), (1...65535).contains(n) else {
                 return "must have a port from 1 to 65535"
             }
         }

@@ -86,12 +86,17 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(try spec("HttpS://Hooks.example.com:8443/A?B").webhookURL, "https://Hooks.example.com:8443/A?B")
         XCTAssertEqual(try spec("http://[::1]:65535/x").webhookURL, "http://[::1]:65535/x")
         XCTAssertEqual(try spec("http://127.0.0.1:1").webhookURL, "http://127.0.0.1:1")
-        for bad in ["http://h:0/", "http://h:99999/", "http://h:/", "http://h:8o/", "http://[::1]:0", "http://[::1]x", "http://[::1", "httpx://h"] {
+        XCTAssertEqual(try spec("https://[2001:db8::1]/h").webhookURL, "https://[2001:db8::1]/h")
+        for bad in ["http://h:0/", "http://h:99999/", "http://h:/", "http://h:8o/", "http://[::1]:0", "http://[::1]x", "http://[::1", "httpx://h",
+                    "http://example.com:80:90/h", "http://2001:db8::1/h", "http://[]/h", "http://[]:80/h", "http://[example.com]/h",
+                    "http://[1.2.3.4]/h", "http://:80/h", "http://user:pw@host/"] {
             let p = problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","webhook_url":"\#(bad)"}"#)
             XCTAssertEqual(Array(p.keys), ["/webhook_url"], bad)
         }
         XCTAssertEqual(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","webhook_url":"http://h:0/"}"#)["/webhook_url"],
                        "must have a port from 1 to 65535")
+        XCTAssertEqual(problems(#"{"input":{"file_id":"\#(Self.file)"},"preset":"h264-720p","webhook_url":"http://u:p@h/"}"#)["/webhook_url"],
+                       "must not carry user information (user:password@)")
     }
 
     /// null is not "absent": an optional field given null is the wrong type, as the
