@@ -62,26 +62,29 @@ extension DispatchServer {
         v1.post("engines/:id/heartbeat", body: .buffered(max: 256 << 10)) { req in
             let engine = try await authenticatedEngine(req, engines)
             let root = try req.json().root
-            try onlyKnownFields(root, ["state", "load", "running", "capabilities"])
-            let state = try root["state"].map { v -> EngineState in
-                guard let s = try? v.string(), let st = EngineState(rawValue: s) else {
-                    throw ModelError.invalidField("/state", "must be online, busy, draining or offline")
-                }
-                return st
-            } ?? .online
-            let load = try root["load"].map { v -> Double in
-                guard let d = try? v.double() else { throw ModelError.invalidField("/load", "must be a number") }
-                return d
-            } ?? 0
+            var problems = BodyProblems()
+            problems.onlyKnown(root, ["state", "load", "running", "capabilities"])
+            var state = EngineState.online
+            if let v = root["state"] {
+                if let s = try? v.string(), let st = EngineState(rawValue: s) { state = st } else { problems.add("/state", "must be online, busy, draining or offline") }
+            }
+            var load = 0.0
+            if let v = root["load"] {
+                if let d = try? v.double() { load = d } else { problems.add("/load", "must be a number") }
+            }
             var running: Set<String> = []
             if let list = root["running"] {
-                guard list.kind == .array else { throw ModelError.invalidField("/running", "must be an array of job ids") }
-                for item in list.elements { if let s = try? item.string() { running.insert(s) } }
+                if list.kind == .array {
+                    for item in list.elements { if let s = try? item.string() { running.insert(s) } }
+                } else {
+                    problems.add("/running", "must be an array of job ids")
+                }
             }
-            let caps = try root["capabilities"].map { v -> String in
-                guard v.kind == .object else { throw ModelError.invalidField("/capabilities", "must be an object") }
-                return v.rawText
+            var caps: String?
+            if let v = root["capabilities"] {
+                if v.kind == .object { caps = v.rawText } else { problems.add("/capabilities", "must be an object") }
             }
+            try problems.check()
             let record = try await engines.heartbeat(engine.id, load: load, state: state, capabilitiesJSON: caps)
             if state != .online { scheduler.release(engine: engine.id) }
             try await scheduler.reclaim(engine: engine.id, listed: state == .offline ? nil : running)
@@ -153,11 +156,15 @@ extension DispatchServer {
         v1.post("engines/:id/jobs/:job/progress", body: .buffered(max: 16 << 10)) { req in
             let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
-            try onlyKnownFields(root, ["lease_epoch", "progress", "fps", "speed", "eta_seconds"])
+            var problems = BodyProblems()
+            problems.onlyKnown(root, ["lease_epoch", "progress", "fps", "speed", "eta_seconds"])
             // Out of range is the engine's bug, said as such (the Progress schema's bounds).
-            var progress = try number(root, "progress", in: 0...100) ?? 0
-            let detail = ProgressDetail(fps: try number(root, "fps", in: 0...1e9) ?? 0, speed: try number(root, "speed", in: 0...1e9) ?? 0,
-                                        etaSeconds: try number(root, "eta_seconds", in: 0...1e12))
+            var progress = problems.read { try number(root, "progress", in: 0...100) }.flatMap { $0 } ?? 0
+            let fps = problems.read { try number(root, "fps", in: 0...1e9) }.flatMap { $0 } ?? 0
+            let speed = problems.read { try number(root, "speed", in: 0...1e9) }.flatMap { $0 } ?? 0
+            let eta = problems.read { try number(root, "eta_seconds", in: 0...1e12) }.flatMap { $0 }
+            try problems.check()
+            let detail = ProgressDetail(fps: fps, speed: speed, etaSeconds: eta)
             // Within one lease what watchers see never goes back (a pass restarted inside
             // the engine, reports out of order); a new lease starts again from its own.
             if job.state == .transcoding { progress = max(progress, job.progress) }
@@ -169,29 +176,39 @@ extension DispatchServer {
         v1.post("engines/:id/jobs/:job/complete", body: .buffered(max: 1 << 20)) { req in
             let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
-            try onlyKnownFields(root, ["lease_epoch", "outputs", "quality_report", "work"])
-            guard let list = root["outputs"], list.kind == .array, (1...10_000).contains(list.count) else {
-                throw ModelError.invalidField("/outputs", "must list the uploaded outputs (1 to 10000)")
-            }
-            var outputs: [JobResultOutput] = []
-            for (i, o) in list.elements.enumerated() {
-                if o.kind == .object { try onlyKnownFields(o, ["file_id", "name"]) }
-                guard let f = try? o["file_id"]?.string(), let id = FileID(f), let name = try? o["name"]?.string(), isSafeOutputName(name) else {
-                    throw ModelError.invalidField("/outputs/\(i)", "must be {\"file_id\": ID, \"name\": PATH}")
+            var problems = BodyProblems()
+            problems.onlyKnown(root, ["lease_epoch", "outputs", "quality_report", "work"])
+            // Every problem of the body first (all of them named in one 422), then the files.
+            var named: [(Int, FileID, String)] = []
+            if let list = root["outputs"], list.kind == .array, (1...10_000).contains(list.count) {
+                for (i, o) in list.elements.enumerated() {
+                    guard problems.onlyKnown(o, ["file_id", "name"]) else { continue }
+                    guard let f = try? o["file_id"]?.string(), let id = FileID(f), let name = try? o["name"]?.string(), isSafeOutputName(name) else {
+                        problems.add("/outputs/\(i)", "must be {\"file_id\": ID, \"name\": PATH}")
+                        continue
+                    }
+                    named.append((i, id, name))
                 }
+            } else {
+                problems.add("/outputs", "must list the uploaded outputs (1 to 10000)")
+            }
+            var quality: String?
+            if let q = root["quality_report"], !q.isNull {
+                if q.kind == .object || q.kind == .array { quality = q.rawText } else { problems.add("/quality_report", "must be an object") }
+            }
+            let work = problems.read { try number(root, "work", in: 0...1e18) }.flatMap { $0 }
+            try problems.check()
+            var outputs: [JobResultOutput] = []
+            for (i, id, name) in named {
                 guard try await files.exists(id: id, tenant: job.tenant) else {
-                    throw ModelError.invalidField("/outputs/\(i)/file_id", "no such output file of this job's tenant")
+                    problems.add("/outputs/\(i)/file_id", "no such output file of this job's tenant")
+                    continue
                 }
                 outputs.append(JobResultOutput(fileID: id, name: name,
                                                url: DispatchServer.outputURL(id, storage: settings.current.storage,
                                                                              unixSeconds: clock.unixMilliseconds / 1000)))
             }
-            var quality: String?
-            if let q = root["quality_report"], !q.isNull {
-                guard q.kind == .object || q.kind == .array else { throw ModelError.invalidField("/quality_report", "must be an object") }
-                quality = q.rawText
-            }
-            let work = try number(root, "work", in: 0...1e18)
+            try problems.check()
             let done = try await jobs.complete(job.id, engine: engine.id, leaseEpoch: job.leaseEpoch,
                                                result: JobResult(outputs: outputs, qualityReport: quality))
             scheduler.finished(job.id, measuredWork: work)
@@ -201,14 +218,19 @@ extension DispatchServer {
         v1.post("engines/:id/jobs/:job/fail", body: .buffered(max: 16 << 10)) { req in
             let (engine, job) = try await leasedJob(req, engines, jobs)
             let root = try req.json().root
-            try onlyKnownFields(root, ["lease_epoch", "reason", "requeue"])
+            var problems = BodyProblems()
+            problems.onlyKnown(root, ["lease_epoch", "reason", "requeue"])
             // Wrong types are the engine's bug, said as such: a "requeue" read as false
             // would burn an attempt the engine meant to give back.
             var reason = "failed"
             if let r = root["reason"], !r.isNull {
-                guard let text = try? r.string() else { throw ModelError.invalidField("/reason", "must be a string") }
-                reason = text
+                if let text = try? r.string() { reason = text } else { problems.add("/reason", "must be a string") }
             }
+            var requeue = false
+            if let q = root["requeue"], !q.isNull {
+                if let b = try? q.bool() { requeue = b } else { problems.add("/requeue", "must be true or false") }
+            }
+            try problems.check()
             // At most 1,000 bytes, cut at a character boundary (a count of characters let
             // one letter with thousands of combining marks through).
             if reason.utf8.count > 1_000 {
@@ -218,11 +240,6 @@ extension DispatchServer {
                     cut.append(ch)
                 }
                 reason = cut.isEmpty ? "failed" : cut
-            }
-            var requeue = false
-            if let q = root["requeue"], !q.isNull {
-                guard let b = try? q.bool() else { throw ModelError.invalidField("/requeue", "must be true or false") }
-                requeue = b
             }
             let updated: Job
             if requeue && job.state != .completing {
@@ -249,11 +266,9 @@ struct EngineRegistration {
     var previousToken: String?
 
     init(_ root: JSONValue) throws {
-        guard root.kind == .object else { throw ModelError.invalidField("", "must be an object") }
-        let allowed: Set<String> = ["name", "host", "addresses", "version", "tags", "capabilities", "engine_id", "token"]
-        for (key, value) in root.members where !allowed.contains(key) {
-            throw ModelError.invalidField(String(value.pointer.prefix(80)), "unknown field")
-        }
+        var problems = BodyProblems()
+        problems.onlyKnown(root, ["name", "host", "addresses", "version", "tags", "capabilities", "engine_id", "token"])
+        try problems.check()
         guard let n = try? root["name"]?.string() else { throw ModelError.invalidField("/name", "is required (a string)") }
         name = n
         host = n
@@ -356,17 +371,50 @@ func writeJobState(_ job: Job, into w: inout JSONWriter<[UInt8]>) {
     w.endObject()
 }
 
-/// An engine body is an object of the fields its route reads: anything else is a 422
-/// naming each unknown member (the API's rule; a misspelt "requeue" used to be ignored).
-func onlyKnownFields(_ object: JSONValue, _ known: Set<String>) throws {
-    guard object.kind == .object else { throw ModelError.invalidField(object.pointer, "must be an object") }
-    var problems: [(String, String)] = []
-    for (key, value) in object.members where !known.contains(key) {
-        if problems.count < 50 { problems.append((value.pointer, "unknown field \"\(key.prefix(64))\"")) }
+/// What is wrong with an engine body, collected so that one 422 names every bad field:
+/// each unknown member, each field of the wrong type or out of range (the API's rule; a
+/// misspelt "requeue" used to be ignored, and only the first of several problems was
+/// named). At most 50 are listed; the message counts the rest.
+struct BodyProblems {
+    private(set) var list: [(String, String)] = []
+    private var more = 0
+
+    mutating func add(_ pointer: String, _ problem: String) {
+        guard !list.contains(where: { $0.0 == pointer }) else { return }
+        if list.count < 50 { list.append((pointer, problem)) } else { more += 1 }
     }
-    guard let first = problems.first else { return }
-    throw ModelError(.validationFailed, "\(first.0): \(first.1)" + (problems.count > 1 ? " (and \(problems.count - 1) more)" : ""),
-                     details: problems)
+
+    /// Records every member of `object` not in `known`; false (recorded) when `object`
+    /// is not an object at all.
+    @discardableResult
+    mutating func onlyKnown(_ object: JSONValue, _ known: Set<String>) -> Bool {
+        guard object.kind == .object else {
+            add(object.pointer, "must be an object")
+            return false
+        }
+        for (key, value) in object.members where !known.contains(key) { add(value.pointer, "unknown field \"\(key.prefix(64))\"") }
+        return true
+    }
+
+    /// The value `read` gives, or nil with its problem recorded (a ModelError's fields).
+    mutating func read<T>(_ read: () throws -> T) -> T? {
+        do {
+            return try read()
+        } catch let e as ModelError {
+            if e.details.isEmpty { add("", e.message) } else { for (k, v) in e.details { add(k, v) } }
+        } catch {
+            add("", "\(error)")
+        }
+        return nil
+    }
+
+    /// Throws the 422 naming every problem, if there is one.
+    func check() throws {
+        guard let first = list.first else { return }
+        let others = list.count - 1 + more
+        throw ModelError(.validationFailed, "\(first.0.isEmpty ? "/" : first.0): \(first.1)" + (others > 0 ? " (and \(others) more)" : ""),
+                         details: list)
+    }
 }
 
 func bearer(_ req: Request) -> String? {

@@ -172,6 +172,22 @@ class EngineLeaseTests: XCTestCase {
         }
         let notObject = try await h.call("POST", base + "/progress?lease_epoch=1", key: e.1, body: "[50]")
         XCTAssertEqual(notObject.status, 422, notObject.text)
+        // Every problem of a body is named in the one 422, not only the first.
+        for (route, body, fields) in [
+            ("complete", #"{"lease_epoch":1,"x":0,"outputs":[{"name":"a.mp4","file_id":"\#(outID)","size":1},{"name":"b.mp4","file_id":"\#(outID)","size":2}],"work":-1}"#,
+             ["/x", "/outputs/0/size", "/outputs/1/size", "/work"]),
+            ("progress", #"{"lease_epoch":1,"fps":"x","stage":1,"progress":101}"#, ["/fps", "/stage", "/progress"]),
+            ("fail", #"{"lease_epoch":1,"requeue":"yes","reason":5,"why":0}"#, ["/requeue", "/reason", "/why"]),
+        ] {
+            let r = try await h.call("POST", base + "/" + route, key: e.1, body: body)
+            XCTAssertEqual(r.status, 422, "\(route): \(r.text)")
+            let details = try json(r.text)["error"]?["details"]
+            for f in fields { XCTAssertNotNil(details?[f], "\(route) \(f): \(r.text)") }
+        }
+        let registered = try await h.call("POST", "/api/v1/engines/register", key: key, body: #"{"name":"e","bogus":1,"zzz":2}"#)
+        XCTAssertEqual(registered.status, 422, registered.text)
+        XCTAssertNotNil(try json(registered.text)["error"]?["details"]?["/bogus"], registered.text)
+        XCTAssertNotNil(try json(registered.text)["error"]?["details"]?["/zzz"], registered.text)
         // A measured work past 1e18 is no measurement: 422, nothing recorded.
         let absurd = try await h.call("POST", base + "/complete", key: e.1,
                                       body: #"{"lease_epoch":1,"outputs":[{"name":"h264-720p.mp4","file_id":"\#(outID)"}],"work":1.7e308}"#)
