@@ -14,14 +14,21 @@ public struct AccessSetupError: Error, Sendable, CustomStringConvertible {
 }
 
 extension AccessService {
+    /// What is wrong with a SPOOL_ADMIN_KEY value (nil when nothing is), for a command to
+    /// refuse it before it starts anything.
+    public static func adminKeyProblem(_ given: String) -> String? {
+        guard (32...256).contains(given.utf8.count), given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            return "SPOOL_ADMIN_KEY must be 32 to 256 visible ASCII characters without spaces "
+                + "(generate one with: head -c 30 /dev/urandom | base32)"
+        }
+        return nil
+    }
+
     /// Makes sure an admin key exists. Returns a newly generated secret (to print once), or
     /// nil when SPOOL_ADMIN_KEY was given or an admin key already exists.
     public func ensureAdminKey(fromEnvironment given: String?, dataDirectory: String) async throws -> String? {
         if let given {
-            guard (32...256).contains(given.utf8.count), given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-                throw AccessSetupError(description: "SPOOL_ADMIN_KEY must be 32 to 256 visible ASCII characters without spaces "
-                                       + "(generate one with: head -c 30 /dev/urandom | base32)")
-            }
+            if let problem = Self.adminKeyProblem(given) { throw AccessSetupError(description: problem) }
             let h = Self.hash(given)
             let now = clock.unixMilliseconds
             let known = try await database.writing { db -> Bool in

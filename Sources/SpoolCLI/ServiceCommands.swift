@@ -1,5 +1,6 @@
 // The service commands: `spool engine` (a transcoding engine joining a dispatcher) and
 // `spool up` (a dispatcher and N engines in one process, on the embedded defaults).
+import Access
 import ArgumentParser
 import BufferPool
 import CProcessStart
@@ -239,6 +240,10 @@ struct RunningDispatch {
             throw ValidationError("data directory \(dataDir) exists and is not a directory")
         }
         guard unsafe access(dataDir, W_OK) == 0 else { throw ValidationError("data directory \(dataDir) is not writable") }
+        // A bad SPOOL_ADMIN_KEY is a configuration refused at start (exit 64), like a bad key.
+        if !settings.insecureNoAuth, let given = environment["SPOOL_ADMIN_KEY"], let problem = AccessService.adminKeyProblem(given) {
+            throw ValidationError(problem)
+        }
         let live = LiveSettings(settings)
         ProcessLogLevel.set(named: settings.logLevel)
         let logger = Logger(label: label)
