@@ -6,7 +6,9 @@
 // the task is not resumed: no task switch, no executor round trip per poll (ADR 0019).
 // Anything else (a partial head, pipelined requests, a body, a decline, a parse error,
 // no pool buffer, a send queue already deep) is left to the task, which handles it as if
-// the shortcut did not exist.
+// the shortcut did not exist. On io_uring a kept answer is also handed to the
+// connection's entry in the reap (Ring.ReplayTable), which then answers the repeats
+// itself while its guards hold; what it leaves comes here as before.
 import BufferPool
 import HTTP1
 import Ring
