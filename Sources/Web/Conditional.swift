@@ -72,9 +72,11 @@ public enum Conditional {
     /// Adds validators to a successful GET/HEAD response and turns it into 304 when the
     /// request's preconditions say the client's copy is current (412 when If-Match or
     /// If-Unmodified-Since fails). The server applies it to every answer; a middleware that
-    /// must see the final status (the metrics) may apply it first: a second application
-    /// changes nothing.
+    /// must see the final status (the metrics) may apply it first, and the server's call
+    /// then does nothing.
     public static func apply(_ request: Request, _ response: inout Response) {
+        guard !response.conditionsApplied else { return }
+        response.conditionsApplied = true
         guard request.method == "GET" || request.method == "HEAD", response.status == 200 || response.status == 206 else { return }
         var tag = response.headers.value(of: "ETag")
         if tag == nil && response.stream == nil {
@@ -86,6 +88,7 @@ public enum Conditional {
         // whatever If-None-Match says.
         if failsPrecondition(request, tag: tag, lastModified: response.headers.value(of: "Last-Modified")) {
             response = preconditionFailed
+            response.conditionsApplied = true
             return
         }
         let notModified: Bool

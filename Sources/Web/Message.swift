@@ -126,6 +126,9 @@ public struct Response: Sendable {
     public var body: [UInt8]
     /// When set, the content comes from here and `body` is ignored.
     public var stream: ResponseStream?
+    /// Set once `Conditional.apply` has run on it (a middleware that counts the final
+    /// status applies it before the server does): it runs once per answer.
+    var conditionsApplied = false
 
     public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status

@@ -74,6 +74,21 @@ final class AccessHarness: @unchecked Sendable {
         return (response.status, response.headers, String(decoding: response.body, as: UTF8.self))
     }
 
+    /// Waits (at most 10 s) until an event stream of `jobID` is subscribed to the in-process bus.
+    func waitForSubscriber(_ jobID: String) async throws {
+        let bus = try XCTUnwrap(dispatch.events as? InProcessEventBus)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while bus.subscriberCount(subject: jobID) == 0 && ContinuousClock.now < deadline { try await Task.sleep(nanoseconds: 1_000_000) }
+    }
+
+    /// Stops the HTTP server with a 30 s grace and checks it took well under that (a stop
+    /// that waited out its grace for an open stream used to).
+    func stopPromptly(file: StaticString = #filePath, line: UInt = #line) async {
+        let started = ContinuousClock.now
+        await http.stop(grace: .seconds(30))
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(20), "the stop waited out its grace for a stream", file: file, line: line)
+    }
+
     /// Uploads a small input and submits an h264-720p job for it; returns the job's id.
     func submitJob(key: String? = nil, idempotencyKey: String) async throws -> String {
         let file = try await call("POST", "/api/v1/files", key: key, body: "input")
@@ -121,7 +136,7 @@ final class AccessRouteTests: XCTestCase {
         let jobID = try await h.submitJob(key: key, idempotencyKey: "sse-revoke")
         let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
         let stream = Task { try await h.call("GET", "/api/v1/jobs/\(jobID)/events", key: key) }
-        while bus.subscriberCount(subject: jobID) == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
+        try await h.waitForSubscriber(jobID)
         let revoked = try await h.call("DELETE", "/api/v1/keys/\(keyID)", key: admin)
         XCTAssertEqual(revoked.status, 204, revoked.text)
         // Nothing happens to the job: the stream must end by itself at its next tick.
@@ -152,12 +167,9 @@ final class AccessRouteTests: XCTestCase {
         let jobID = try await h.submitJob(key: admin, idempotencyKey: "sse-stop")
         let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
         let stream = Task { try await h.call("GET", "/api/v1/jobs/\(jobID)/events", key: admin) }
-        let waitUntil = ContinuousClock.now + .seconds(10)
-        while bus.subscriberCount(subject: jobID) == 0 && ContinuousClock.now < waitUntil { try await Task.sleep(nanoseconds: 1_000_000) }
+        try await h.waitForSubscriber(jobID)
         XCTAssertEqual(bus.subscriberCount(subject: jobID), 1)
-        let started = ContinuousClock.now
-        await h.http.stop(grace: .seconds(30))
-        XCTAssertLessThan(ContinuousClock.now - started, .seconds(20), "the stop waited out its grace for the stream")
+        await h.stopPromptly()
         let r = try await stream.value   // a body cut short would throw here
         XCTAssertEqual(r.status, 200)
         XCTAssertTrue(r.text.contains("event: JobCreated"), r.text)
@@ -170,7 +182,6 @@ final class AccessRouteTests: XCTestCase {
         let h = try await AccessHarness.start(configure: { $0.events.keepAliveSeconds = 3_600 })
         let admin = try await h.adminKey()
         let jobID = try await h.submitJob(key: admin, idempotencyKey: "sse-stop-keep")
-        let bus = try XCTUnwrap(h.dispatch.events as? InProcessEventBus)
         let address = h.http.localAddress!
         let request = Array("GET /api/v1/jobs/\(jobID)/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(admin)\r\n\r\n".utf8)
         // A raw connection that reads to the end of the stream and then waits for the
@@ -184,11 +195,8 @@ final class AccessRouteTests: XCTestCase {
             await conn.close()
             return (String(decoding: got, as: UTF8.self), closed)
         } }
-        let waitUntil = ContinuousClock.now + .seconds(10)
-        while bus.subscriberCount(subject: jobID) == 0 && ContinuousClock.now < waitUntil { try await Task.sleep(nanoseconds: 1_000_000) }
-        let started = ContinuousClock.now
-        await h.http.stop(grace: .seconds(30))
-        XCTAssertLessThan(ContinuousClock.now - started, .seconds(20), "the stop waited for a connection whose stream it ended")
+        try await h.waitForSubscriber(jobID)
+        await h.stopPromptly()
         let (text, closed) = try await reader.value
         XCTAssertTrue(text.contains("event: JobCreated"), text)
         XCTAssertTrue(closed, "the server left the connection open after the stream")
@@ -281,8 +289,7 @@ final class AccessRouteTests: XCTestCase {
         XCTAssertEqual(rc, 0)
         let request = Array("GET /api/v1/jobs/\(jobID)/events HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
         XCTAssertEqual(send(fd, request, request.count, 0), request.count)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while bus.subscriberCount(subject: jobID) == 0 && ContinuousClock.now < deadline { try await Task.sleep(nanoseconds: 1_000_000) }
+        try await h.waitForSubscriber(jobID)
         let published = 20_000
         let pad = String(repeating: "p", count: 200)
         for i in 0..<published {

@@ -33,6 +33,29 @@ final class ReplayTests: TwoLoopTestCase {
         return Array(request.utf8).withUnsafeBytes { conn.keepReplay(request: $0, keep) }
     }
 
+    /// Accepts the next connection on `l`, reads its first request (`request`), keeps
+    /// `request` with `answer` for the reap, answers "FIRST\n" itself and arms the replay.
+    private static func acceptAndArm(_ l: Unchecked<TCPListener>, request: String, answer: [UInt8], dateAt: Int, requestIDAt: Int = -1,
+                                     ids: SharedWord? = nil, guards: [ReplayGuard] = [], log: ReplayLog,
+                                     smallSendBuffer: Bool = false, shortcutWaitNanoseconds: Int64? = nil) async throws -> TCPConnection {
+        let conn = try await l.value.accept()
+        if smallSendBuffer { shrink(conn, SO_SNDBUF) }
+        var pending: [UInt8] = []
+        _ = try await read(conn, request.utf8.count, pending: &pending)
+        XCTAssertTrue(keep(conn, request: request, answer: answer, dateAt: dateAt, requestIDAt: requestIDAt, ids: ids, guards: guards, log: log))
+        try await conn.send(Array("FIRST\n".utf8), timeout: .seconds(10))
+        if let wait = shortcutWaitNanoseconds { conn.receiveShortcutWaitNanoseconds = wait }
+        conn.armReplay()
+        return conn
+    }
+
+    /// Shrinks a socket buffer (SO_SNDBUF or SO_RCVBUF) to 4 KiB, so that a large answer
+    /// blocks on it.
+    private static func shrink(_ conn: TCPConnection, _ option: Int32) {
+        var small: Int32 = 4096
+        _ = setsockopt(conn.fd, SOL_SOCKET, option, &small, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// Reads exactly `n` bytes (or what came before the end of stream).
     private static func read(_ conn: TCPConnection, _ n: Int, pending: inout [UInt8]) async throws -> [UInt8] {
         while pending.count < n, let b = try await conn.receive(timeout: .seconds(10)) { pending += b.bytes }
@@ -53,13 +76,8 @@ final class ReplayTests: TwoLoopTestCase {
         let log = ReplayLog()
         let guardWord = SharedWord(0), ids = SharedWord(100)
         let task = serverLoop.spawn {
-            let conn = try await l.value.accept()
-            var pending: [UInt8] = []
-            _ = try await ReplayTests.read(conn, 5, pending: &pending)   // the first PING
-            XCTAssertTrue(ReplayTests.keep(conn, request: "PING\n", answer: ReplayTests.pong, dateAt: 5, requestIDAt: 35, ids: ids,
-                                    guards: [ReplayGuard(guardWord, equals: 0)], log: log))
-            try await conn.send(Array("FIRST\n".utf8), timeout: .seconds(10))
-            conn.armReplay()
+            let conn = try await ReplayTests.acceptAndArm(l, request: "PING\n", answer: ReplayTests.pong, dateAt: 5, requestIDAt: 35, ids: ids,
+                                                          guards: [ReplayGuard(guardWord, equals: 0)], log: log)
             // Everything the reap does not answer comes here.
             while let b = try await conn.receive(timeout: .seconds(10)) {
                 log.toTask.append(String(decoding: b.bytes, as: UTF8.self))
@@ -126,12 +144,7 @@ final class ReplayTests: TwoLoopTestCase {
         let log = ReplayLog()
         let rounds = 8, write = (16 << 10) + 5
         let task = serverLoop.spawn {
-            let conn = try await l.value.accept()
-            var pending: [UInt8] = []
-            _ = try await ReplayTests.read(conn, 5, pending: &pending)
-            XCTAssertTrue(ReplayTests.keep(conn, request: "PING\n", answer: ReplayTests.pong, dateAt: 5, requestIDAt: -1, ids: nil, guards: [], log: log))
-            try await conn.send(Array("FIRST\n".utf8), timeout: .seconds(10))
-            conn.armReplay()
+            let conn = try await ReplayTests.acceptAndArm(l, request: "PING\n", answer: ReplayTests.pong, dateAt: 5, log: log)
             var seen = 0
             while let b = try await conn.receive(timeout: .seconds(10)) {
                 seen += b.count
@@ -175,14 +188,7 @@ final class ReplayTests: TwoLoopTestCase {
         // 29 bytes of Date, then 64 KiB: more than the small socket buffers hold.
         let big = Array(repeating: UInt8(ascii: "D"), count: 29) + pattern(seed: 3, count: 64 << 10)
         let task = serverLoop.spawn {
-            let conn = try await l.value.accept()
-            var small: Int32 = 4096
-            _ = setsockopt(conn.fd, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-            var pending: [UInt8] = []
-            _ = try await ReplayTests.read(conn, 4, pending: &pending)
-            XCTAssertTrue(ReplayTests.keep(conn, request: "GET\n", answer: big, dateAt: 0, requestIDAt: -1, ids: nil, guards: [], log: log))
-            try await conn.send(Array("FIRST\n".utf8), timeout: .seconds(10))
-            conn.armReplay()
+            let conn = try await ReplayTests.acceptAndArm(l, request: "GET\n", answer: big, dateAt: 0, log: log, smallSendBuffer: true)
             while let b = try await conn.receive(timeout: .seconds(10)) {
                 log.toTask.append(String(decoding: b.bytes, as: UTF8.self))
                 // Queued behind the replay's send (still blocked on the client's window).
@@ -195,8 +201,7 @@ final class ReplayTests: TwoLoopTestCase {
         }
         let (first, replay, after) = try await clientLoop.run { () -> (String, [UInt8], String) in
             let conn = try await TCPConnection.connect(to: addr)
-            var small: Int32 = 4096
-            _ = setsockopt(conn.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            ReplayTests.shrink(conn, SO_RCVBUF)
             var pending: [UInt8] = []
             try await conn.send(Array("GET\n".utf8))
             let first = String(decoding: try await ReplayTests.read(conn, 6, pending: &pending), as: UTF8.self)
@@ -236,13 +241,8 @@ final class ReplayTests: TwoLoopTestCase {
         let (l, addr) = try await listen(on: serverLoop)
         let log = ReplayLog()
         let task = serverLoop.spawn {
-            let conn = try await l.value.accept()
-            var pending: [UInt8] = []
-            _ = try await ReplayTests.read(conn, 5, pending: &pending)
-            XCTAssertTrue(ReplayTests.keep(conn, request: "PING\n", answer: ReplayTests.pong, dateAt: 5, requestIDAt: -1, ids: nil, guards: [], log: log))
-            try await conn.send(Array("FIRST\n".utf8), timeout: .seconds(10))
-            conn.receiveShortcutWaitNanoseconds = 200_000_000
-            conn.armReplay()
+            let conn = try await ReplayTests.acceptAndArm(l, request: "PING\n", answer: ReplayTests.pong, dateAt: 5, log: log,
+                                                          shortcutWaitNanoseconds: 200_000_000)
             do {
                 while let b = try await conn.receive(timeout: .milliseconds(200)) { log.toTask.append(String(decoding: b.bytes, as: UTF8.self)) }
             } catch let e as RingError where e.code == .timedOut {
@@ -286,14 +286,7 @@ final class ReplayTests: TwoLoopTestCase {
         let log = ReplayLog()
         let big = Array(repeating: UInt8(ascii: "D"), count: 29) + pattern(seed: 4, count: 1 << 20)
         let task = serverLoop.spawn {
-            let conn = try await l.value.accept()
-            var pending: [UInt8] = []
-            _ = try await ReplayTests.read(conn, 4, pending: &pending)
-            var small: Int32 = 4096
-            _ = setsockopt(conn.fd, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-            XCTAssertTrue(ReplayTests.keep(conn, request: "GET\n", answer: big, dateAt: 0, requestIDAt: -1, ids: nil, guards: [], log: log))
-            try await conn.send(Array("FIRST\n".utf8), timeout: .seconds(10))
-            conn.armReplay()
+            let conn = try await ReplayTests.acceptAndArm(l, request: "GET\n", answer: big, dateAt: 0, log: log, smallSendBuffer: true)
             // The reap replays the next GET; its megabyte blocks. Close under it.
             let deadline = serverLoop.now + .seconds(10)
             while serverLoop.reapReplays == 0, serverLoop.now < deadline { try await serverLoop.sleep(for: .milliseconds(2)) }
@@ -302,8 +295,7 @@ final class ReplayTests: TwoLoopTestCase {
         }
         try await clientLoop.run {
             let conn = try await TCPConnection.connect(to: addr)
-            var small: Int32 = 4096
-            _ = setsockopt(conn.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            ReplayTests.shrink(conn, SO_RCVBUF)
             var pending: [UInt8] = []
             try await conn.send(Array("GET\n".utf8))
             _ = try await ReplayTests.read(conn, 6, pending: &pending)
